@@ -1,0 +1,35 @@
+"""The exceptions of cellbus's protocol layer, one per kind of failure a caller acts on."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+Reason = Literal[
+    "frames",      # no delimiter, or too few frames after it
+    "oversize",    # a frame, or the whole message, over the configured limit
+    "signature",   # missing or wrong HMAC
+    "replay",      # a signature this Session has already accepted
+    "decode",      # a frame the packer cannot decode, or that is not a dict
+    "header",      # a header without the fields every message must carry
+    "content",     # content that does not fit its msg_type
+]
+
+
+class ProtocolError(Exception):
+    """Raised for every kind of bad input on the wire.
+
+    ``reason`` is one of :data:`Reason` so that a program can tell an attack (``signature``,
+    ``replay``) from a broken peer (``frames``, ``decode``) without matching message text.
+    """
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason: Reason = reason
+        self.detail = detail
+
+
+class ConfigError(Exception):
+    """Raised when a node is started with settings it cannot run with (no key, bad URL, ...).
+
+    The message says what to do; launchers print it and exit with status 2.
+    """

@@ -1,0 +1,124 @@
+"""The private channel between an overseer and the one worker process it serves.
+
+A worker never holds the bus key and never touches ZeroMQ (DESIGN.md, "Trust boundaries").
+It is given one end of a ``socketpair`` before any user code runs, and the overseer holds the
+other end. Over it travel length-prefixed msgpack records, each a dict::
+
+    overseer -> worker   {"msg_type": "execute_request", "msg_id": str, "content": {...}}
+    worker -> overseer   {"msg_type": "stream", "content": {...}, "metadata": {...},
+                          "buffers": [bytes, ...]}
+
+Records are unsigned: the channel is private, and the overseer stamps every record with the
+session, parent and routing facts it knows itself, so a worker can only ever speak for its own
+session about the request it was given. Anything malformed raises ``ProtocolError``.
+
+Frame: 4-byte big-endian length, then that many bytes of msgpack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError
+
+Record = dict[str, Any]
+_LEN = struct.Struct("!I")
+#: Largest record accepted on a worker link, in bytes.
+DEFAULT_MAX_RECORD = 64 * 1024 * 1024
+
+
+def encode(record: Record) -> bytes:
+    body = msgpack.packb(record, use_bin_type=True)
+    return _LEN.pack(len(body)) + body
+
+
+def decode(body: bytes) -> Record:
+    try:
+        record = msgpack.unpackb(body, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+            msgpack.StackError) as e:
+        raise ProtocolError("decode", f"worker record: {type(e).__name__}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("msg_type"), str):
+        raise ProtocolError("decode", "worker record is not a dict with a msg_type")
+    return record
+
+
+def _check_length(n: int, limit: int) -> None:
+    if n > limit:
+        raise ProtocolError("oversize", f"worker record of {n} bytes, limit {limit}")
+
+
+class WorkerLink:
+    """The worker's end: blocking, and safe to send from several threads."""
+
+    def __init__(self, sock: socket.socket, max_record: int = DEFAULT_MAX_RECORD) -> None:
+        self.sock = sock
+        self.max_record = max_record
+        self._send_lock = threading.Lock()
+
+    def send(self, record: Record) -> None:
+        data = encode(record)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def recv(self) -> Record | None:
+        """The next record, or None when the overseer closed the channel."""
+        head = self._read_exactly(_LEN.size)
+        if head is None:
+            return None
+        (n,) = _LEN.unpack(head)
+        _check_length(n, self.max_record)
+        body = self._read_exactly(n)
+        if body is None:
+            raise ProtocolError("frames", "worker link closed inside a record")
+        return decode(body)
+
+    def _read_exactly(self, n: int) -> bytes | None:
+        chunks, have = [], 0
+        while have < n:
+            chunk = self.sock.recv(min(n - have, 1 << 20))
+            if not chunk:
+                return None if have == 0 else b""
+            chunks.append(chunk)
+            have += len(chunk)
+        return b"".join(chunks)
+
+
+class OverseerLink:
+    """The overseer's end, on the asyncio loop."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                 max_record: int = DEFAULT_MAX_RECORD) -> None:
+        self.reader, self.writer, self.max_record = reader, writer, max_record
+
+    @classmethod
+    async def open(cls, sock: socket.socket, max_record: int = DEFAULT_MAX_RECORD) -> "OverseerLink":
+        reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
+        return cls(reader, writer, max_record)
+
+    async def send(self, record: Record) -> None:
+        self.writer.write(encode(record))
+        await self.writer.drain()
+
+    async def recv(self) -> Record | None:
+        """The next record, or None at end of stream (the worker exited or closed it)."""
+        try:
+            head = await self.reader.readexactly(_LEN.size)
+        except asyncio.IncompleteReadError:
+            return None
+        (n,) = _LEN.unpack(head)
+        _check_length(n, self.max_record)
+        try:
+            body = await self.reader.readexactly(n)
+        except asyncio.IncompleteReadError:
+            raise ProtocolError("frames", "worker link closed inside a record") from None
+        return decode(body)
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,48 @@
+"""Message type names used on the bus, in one place (as MDP.py does for Majordomo)."""
+
+from __future__ import annotations
+
+PROTOCOL_VERSION = "5.4"
+DELIM = b"<IDS|MSG>"
+
+# Shell: requests that ask a session to do something, and their replies.
+EXECUTE_REQUEST = "execute_request"
+EXECUTE_REPLY = "execute_reply"
+INTERRUPT_REQUEST = "interrupt_request"
+INTERRUPT_REPLY = "interrupt_reply"
+SHUTDOWN_REQUEST = "shutdown_request"
+SHUTDOWN_REPLY = "shutdown_reply"
+KERNEL_INFO_REQUEST = "kernel_info_request"
+KERNEL_INFO_REPLY = "kernel_info_reply"
+INTERACT_REQUEST = "interact_request"
+
+# IOPub: what a session says while it works.
+STATUS = "status"
+EXECUTE_INPUT = "execute_input"
+STREAM = "stream"
+DISPLAY_DATA = "display_data"
+EXECUTE_RESULT = "execute_result"
+ERROR = "error"
+CLEAR_OUTPUT = "clear_output"
+INTERACT_START = "interact_start"
+INTERACT_END = "interact_end"
+
+# Bus control between nodes (same message shape, cellbus-only types).
+DEVICE_REGISTER = "device_register"
+DEVICE_HEARTBEAT = "device_heartbeat"
+SESSION_STARTED = "session_started"
+SESSION_CLOSED = "session_closed"
+
+#: What a worker may say over its private link; anything else is rejected by the overseer.
+WORKER_OUTPUT_TYPES = frozenset({
+    STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, EXECUTE_RESULT, ERROR, CLEAR_OUTPUT,
+    INTERACT_START, INTERACT_END, EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY,
+})
+
+#: Requests a worker may be given.
+WORKER_REQUEST_TYPES = frozenset({
+    EXECUTE_REQUEST, INTERACT_REQUEST, KERNEL_INFO_REQUEST, SHUTDOWN_REQUEST,
+})
+
+#: Messages that end a request: after one of these the request is finished.
+REPLY_TYPES = frozenset({EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY, SHUTDOWN_REPLY})

@@ -1,0 +1,175 @@
+"""The base every cellbus node builds on: sockets, background loops, start and graceful stop.
+
+A node owns one ``zmq.asyncio`` context, the sockets it opened through :meth:`Node.socket`
+and the loops it started through :meth:`Node.spawn`. :func:`run_node` runs one node as a
+program: SIGTERM and SIGINT ask it to stop, it stops gracefully (subclasses drain in
+:meth:`Node.shutdown`), and Ctrl-C prints one log line, not a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from .errors import ConfigError, ProtocolError
+from .wire import Message, Session
+
+
+class Node:
+    """A ZeroMQ node. Subclasses override :meth:`setup` (open sockets, spawn loops) and may
+    override :meth:`shutdown` (drain before sockets close)."""
+
+    #: Used for the logger name (``cellbus.<name>``) and in log lines.
+    name = "node"
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.log = logging.getLogger(f"cellbus.{self.name}")
+        self.ctx = zmq.asyncio.Context()
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self._sockets: list[zmq.asyncio.Socket] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._stop_requested: asyncio.Event | None = None
+        self._stopped = False
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        """Open sockets and spawn loops. Called once by :meth:`start`."""
+
+    async def shutdown(self) -> None:
+        """Finish or hand back work in flight; sockets are still open. Called by :meth:`stop`."""
+
+    # -- sockets and loops ------------------------------------------------------------------
+
+    def socket(self, kind: int, *, bind: str | None = None, connect: str | None = None,
+               label: str = "", routing_id: bytes | None = None) -> zmq.asyncio.Socket:
+        """A socket of ``kind`` bound or connected to an endpoint, with linger 0, logged."""
+        sock = self.ctx.socket(kind)
+        sock.linger = 0
+        if routing_id is not None:
+            sock.routing_id = routing_id
+        if kind == zmq.ROUTER:
+            sock.router_mandatory = True
+        what = label or sock.socket_type.name
+        try:
+            if bind:
+                sock.bind(bind)
+                self.log.info("%s bound %s on %s", self.name, what,
+                              sock.last_endpoint.decode())
+            if connect:
+                sock.connect(connect)
+                self.log.info("%s connected %s to %s", self.name, what, connect)
+        except zmq.ZMQError as e:
+            sock.close()
+            raise ConfigError(f"{self.name}: cannot use endpoint {bind or connect}: {e}") from None
+        self._sockets.append(sock)
+        return sock
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        """Run ``coro`` in the background until it ends or the node stops; a crash is logged
+        and stops the node, since a node with a dead loop must not pretend to be alive."""
+        task = asyncio.create_task(coro, name=f"{self.name}.{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self.log.error("%s: loop %s crashed", self.name, task.get_name(),
+                           exc_info=task.exception())
+            self.request_stop()
+
+    async def recv(self, sock: zmq.asyncio.Socket) -> tuple[list[bytes], Message] | None:
+        """One checked message from ``sock``, or None if it was rejected (and logged)."""
+        try:
+            return await self.session.recv(sock)
+        except ProtocolError as e:
+            self.rejected[e.reason] += 1
+            self.log.warning("%s dropped a message: %s (%d %s so far)", self.name, e,
+                             self.rejected[e.reason], e.reason)
+            return None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._stop_requested = asyncio.Event()
+        await self.setup()
+        self.log.info("%s started", self.name)
+
+    def request_stop(self) -> None:
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def wait_stop_requested(self) -> None:
+        assert self._stop_requested is not None, "start() first"
+        await self._stop_requested.wait()
+
+    async def stop(self) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        self.log.info("%s stopping", self.name)
+        try:
+            await self.shutdown()
+        finally:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for sock in self._sockets:
+                sock.close(linger=0)
+            self.ctx.term()
+            self.log.info("%s stopped", self.name)
+
+    async def run(self) -> None:
+        """Start, serve until asked to stop, then stop."""
+        await self.start()
+        try:
+            await self.wait_stop_requested()
+        finally:
+            await self.stop()
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
+    """Run the node built by ``make`` until SIGTERM/SIGINT; the exit status for ``sys.exit``."""
+
+    async def main() -> int:
+        made = make()
+        node = await made if asyncio.iscoroutine(made) else made
+        assert isinstance(node, Node)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _on_signal, node, sig)
+        await node.run()
+        return 0
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as e:
+        logging.getLogger("cellbus").error("%s", e)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C while stopping
+        return 130
+
+
+def _on_signal(node: Node, sig: signal.Signals) -> None:
+    node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
+    node.request_stop()

@@ -1,0 +1,237 @@
+"""The wire: framing, packing, HMAC signing and validation of bus messages.
+
+One :class:`Session` owns all of it, as ``jupyter_client.session.Session`` does; no other
+module builds or parses raw frames. A message on a ZeroMQ socket is a list of frames::
+
+    [ident, ...]        routing identities added by ROUTER sockets (zero or more)
+    b"<IDS|MSG>"        delimiter
+    signature           hex HMAC-SHA256 (ASCII) over the four dict frames below, in order
+    header              packed dict: msg_id, msg_type, session, username, date, version
+    parent_header       packed dict: the header of the message this one answers, or {}
+    metadata            packed dict; cellbus's routing facts live in metadata["cellbus"]
+    content             packed dict: the msg_type's payload
+    buffer, ...         raw bytes, not signed (as in Jupyter)
+
+Packing is msgpack between cellbus nodes and JSON towards Jupyter kernels and browsers; with
+``packer="json"`` the frames are byte-for-byte what ``jupyter_client`` produces and accepts.
+
+:meth:`Session.serialize` and :meth:`Session.deserialize` are pure (lists of bytes in and
+out); :meth:`Session.send` and :meth:`Session.recv` are thin wrappers for ``zmq.asyncio``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import msgpack
+import zmq
+import zmq.asyncio
+
+from .errors import ProtocolError
+from .msgtypes import DELIM, PROTOCOL_VERSION
+
+Message = dict[str, Any]
+Packer = Literal["msgpack", "json"]
+
+#: Largest single frame accepted, in bytes. A file announced by a session travels as a
+#: buffer, so this bounds the largest file a cell can hand back as well.
+DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+#: Signatures remembered to reject replays; the oldest are forgotten first.
+DEFAULT_REPLAY_HISTORY = 65536
+HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version")
+
+
+def utcnow_iso() -> str:
+    """The current time as Jupyter writes it: ISO 8601, microseconds, ``Z``."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _json_pack(obj: Any) -> bytes:
+    return json.dumps(obj, ensure_ascii=False, allow_nan=False,
+                      separators=(",", ":")).encode("utf-8", "surrogateescape")
+
+
+def _json_unpack(data: bytes) -> Any:
+    return json.loads(data.decode("utf-8"))
+
+
+def _msgpack_pack(obj: Any) -> bytes:
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def _msgpack_unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+
+
+_PACKERS: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
+    "msgpack": (_msgpack_pack, _msgpack_unpack),
+    "json": (_json_pack, _json_unpack),
+}
+
+
+def parent_header(parent: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The header to use as ``parent_header``, given a message or a header (or None)."""
+    if not parent:
+        return {}
+    if "header" in parent:
+        return dict(parent["header"])
+    return dict(parent)
+
+
+class Session:
+    """Builds, signs, packs and checks bus messages with one deployment key.
+
+    :param key: the deployment key; an empty key is refused, since cellbus never runs unsigned.
+    :param packer: ``"msgpack"`` (between cellbus nodes) or ``"json"`` (Jupyter, browsers).
+    :param session_id: ``header["session"]`` of messages built here; a fresh uuid by default.
+    :param max_frame_size: frames above this many bytes raise ``ProtocolError("oversize")``.
+    :param replay_history: how many accepted signatures are remembered to reject replays.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        packer: Packer = "msgpack",
+        *,
+        session_id: str | None = None,
+        username: str = "cellbus",
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        replay_history: int = DEFAULT_REPLAY_HISTORY,
+    ) -> None:
+        if not isinstance(key, bytes) or not key:
+            raise ValueError("Session needs a non-empty key: cellbus never sends unsigned messages")
+        if packer not in _PACKERS:
+            raise ValueError(f"unknown packer {packer!r}; use 'msgpack' or 'json'")
+        self.key = key
+        self.packer = packer
+        self.pack, self.unpack = _PACKERS[packer]
+        self.session_id = session_id or str(uuid.uuid4())
+        self.username = username
+        self.max_frame_size = max_frame_size
+        self.replay_history = replay_history
+        self._seen: dict[bytes, None] = {}
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+
+    # -- building ---------------------------------------------------------------------------
+
+    def msg_header(self, msg_type: str) -> dict[str, Any]:
+        return {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "session": self.session_id,
+            "username": self.username,
+            "date": utcnow_iso(),
+            "version": PROTOCOL_VERSION,
+        }
+
+    def msg(
+        self,
+        msg_type: str,
+        content: Mapping[str, Any] | None = None,
+        parent: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        header: Mapping[str, Any] | None = None,
+    ) -> Message:
+        """A new message dict, with the same keys as ``jupyter_client.Session.msg``."""
+        hdr = dict(header) if header is not None else self.msg_header(msg_type)
+        return {
+            "header": hdr,
+            "msg_id": hdr["msg_id"],
+            "msg_type": hdr["msg_type"],
+            "parent_header": parent_header(parent),
+            "content": dict(content) if content is not None else {},
+            "metadata": dict(metadata) if metadata is not None else {},
+        }
+
+    # -- wire -------------------------------------------------------------------------------
+
+    def sign(self, frames: Sequence[bytes]) -> bytes:
+        h = self._hmac.copy()
+        for frame in frames:
+            h.update(frame)
+        return h.hexdigest().encode("ascii")
+
+    def serialize(self, msg: Mapping[str, Any], idents: Iterable[bytes] = ()) -> list[bytes]:
+        """The frames for ``msg`` (see the module docstring), signed with this key."""
+        parts = [
+            self.pack(msg["header"]),
+            self.pack(msg.get("parent_header") or {}),
+            self.pack(msg.get("metadata") or {}),
+            self.pack(msg.get("content") or {}),
+        ]
+        frames = [*idents, DELIM, self.sign(parts), *parts]
+        frames.extend(bytes(b) for b in msg.get("buffers") or ())
+        return frames
+
+    def deserialize(self, frames: Sequence[bytes | zmq.Frame]) -> tuple[list[bytes], Message]:
+        """Check and decode ``frames``; raise :class:`ProtocolError` on anything wrong.
+
+        The checks run cheapest first and before any decoding: delimiter and frame count,
+        frame sizes, signature, replay. A signature is remembered only once it verified.
+        """
+        raw = [f.bytes if isinstance(f, zmq.Frame) else bytes(f) for f in frames]
+        try:
+            at = raw.index(DELIM)
+        except ValueError:
+            raise ProtocolError("frames", "no <IDS|MSG> delimiter") from None
+        idents, body = raw[:at], raw[at + 1:]
+        if len(body) < 5:
+            raise ProtocolError("frames", f"{len(body)} frames after the delimiter, need 5")
+        for i, frame in enumerate(body):
+            if len(frame) > self.max_frame_size:
+                raise ProtocolError(
+                    "oversize", f"frame {i} is {len(frame)} bytes, limit {self.max_frame_size}")
+        signature, parts, buffers = body[0], body[1:5], body[5:]
+        if not signature:
+            raise ProtocolError("signature", "unsigned message")
+        if not hmac.compare_digest(signature, self.sign(parts)):
+            raise ProtocolError("signature", "signature does not match")
+        if signature in self._seen:
+            raise ProtocolError("replay", "signature already seen")
+        self._remember(signature)
+        decoded = []
+        for name, part in zip(("header", "parent_header", "metadata", "content"), parts):
+            try:
+                value = self.unpack(part)
+            except (ValueError, TypeError, RecursionError, msgpack.ExtraData,
+                    msgpack.FormatError, msgpack.StackError) as e:
+                raise ProtocolError("decode", f"{name}: {type(e).__name__}") from None
+            if not isinstance(value, dict):
+                raise ProtocolError("decode", f"{name} is {type(value).__name__}, not a dict")
+            decoded.append(value)
+        header, parent, metadata, content = decoded
+        missing = [f for f in HEADER_FIELDS if not isinstance(header.get(f), str)]
+        if missing or not header["msg_type"]:
+            raise ProtocolError("header", f"header lacks {', '.join(missing) or 'msg_type'}")
+        msg: Message = {
+            "header": header,
+            "msg_id": header["msg_id"],
+            "msg_type": header["msg_type"],
+            "parent_header": parent,
+            "metadata": metadata,
+            "content": content,
+            "buffers": buffers,
+        }
+        return idents, msg
+
+    def _remember(self, signature: bytes) -> None:
+        self._seen[signature] = None
+        if len(self._seen) > self.replay_history:
+            del self._seen[next(iter(self._seen))]
+
+    # -- sockets ----------------------------------------------------------------------------
+
+    async def send(self, sock: zmq.asyncio.Socket, msg: Mapping[str, Any],
+                   idents: Iterable[bytes] = ()) -> None:
+        await sock.send_multipart(self.serialize(msg, idents), copy=False)
+
+    async def recv(self, sock: zmq.asyncio.Socket) -> tuple[list[bytes], Message]:
+        """Receive and check one message; raises :class:`ProtocolError` for bad input."""
+        frames = await sock.recv_multipart(copy=True)
+        return self.deserialize(frames)
