@@ -11,16 +11,18 @@ from typing import Any
 from .errors import ConfigError
 
 
-def env_name(flag: str) -> str:
-    return "CELLBUS_" + flag.lstrip("-").replace("-", "_").upper()
+def env_name(flag: str, node: str = "") -> str:
+    prefix = f"CELLBUS_{node.upper()}_" if node else "CELLBUS_"
+    return prefix + flag.lstrip("-").replace("-", "_").upper()
 
 
-def add_option(parser: argparse.ArgumentParser, flag: str, *, help: str, **kwargs: Any) -> None:
-    """``parser.add_argument(flag, ...)`` whose default comes from ``CELLBUS_<FLAG>`` when set.
-
-    The help text names the variable and the default, so ``--help`` explains every option.
+def add_option(parser: argparse.ArgumentParser, flag: str, *, help: str, node: str = "",
+               **kwargs: Any) -> None:
+    """``parser.add_argument(flag, ...)`` whose default comes from ``CELLBUS_<FLAG>`` when set
+    (``CELLBUS_<NODE>_<FLAG>`` with ``node``, for options such as endpoints that differ
+    between the nodes of one machine). ``--help`` names the variable and the default.
     """
-    env = env_name(flag)
+    env = env_name(flag, node)
     if env in os.environ:
         value: Any = os.environ[env]
         if kwargs.get("action") == "store_true":
@@ -61,5 +63,7 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options every node takes: the key file and the log level."""
     add_option(parser, "--key-file", metavar="PATH",
                help="file holding the deployment key that signs every bus message")
+    add_option(parser, "--packer", default="msgpack", choices=["msgpack", "json"],
+               help="bus encoding: msgpack between cellbus nodes, json to talk to Jupyter peers")
     add_option(parser, "--log-level", default="INFO",
                choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")

@@ -1,0 +1,185 @@
+"""The contract every store backend implements: the broker's durable buffer for the bus.
+
+Modelled on django/channels' ``BaseChannelLayer``: one base class, backends chosen by URL
+(:func:`broker.store.open_store`), named errors (:mod:`broker.store.errors`). Every write has
+been made durable when its coroutine returns: the broker acknowledges a request, or publishes
+an output message, only after that. One contract suite (``tests/test_store_contract.py``)
+runs against every backend.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from .records import ANY, DeviceFilter, DeviceRecord, Request, SessionRecord
+
+Message = dict[str, Any]
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``, for log lines and error messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    except ValueError:
+        return "<unparseable store URL>"
+
+
+def _missing(name: str) -> NotImplementedError:
+    return NotImplementedError(f"Store.{name}() is not implemented by this backend")
+
+
+class Store(abc.ABC):
+    """An async store of requests, messages, sessions and devices.
+
+    Use ``async with open_store(url) as store:`` or ``await store.open()`` ... ``await
+    store.close()``. Every call on a store that is not open raises :class:`StoreClosed`.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def describe(self) -> str:
+        """What this store is, for the broker's start-up log line (no secrets)."""
+        return redact_url(self.url)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.describe()}>"
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create the schema if needed; raises :class:`StoreError` naming why."""
+        raise _missing("open")
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish every queued write, then release the connections; closing twice is a no-op."""
+        raise _missing("close")
+
+    # -- requests (the shell channel) -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_request(self, req: Request) -> Request:
+        """Persist a new request and return it as stored (``created`` set if it was 0).
+
+        Raises :class:`DuplicateRequest` if its ``msg_id`` is already stored.
+        """
+        raise _missing("add_request")
+
+    @abc.abstractmethod
+    async def update_request(self, msg_id: str, status: str, *, device: str | None = None,
+                             error: str | None = None) -> Request:
+        """Move a request to ``status`` and return it updated.
+
+        Sets ``started`` on ``-> working`` and ``finished`` on a final status. ``device`` (if
+        given) and ``error`` (if given) are recorded. A hand-back ``working -> needs_work``
+        clears ``started`` and unplaces the request unless ``device`` names its new device.
+        Raises :class:`UnknownRequest` or :class:`InvalidTransition`.
+        """
+        raise _missing("update_request")
+
+    @abc.abstractmethod
+    async def get_request(self, msg_id: str) -> Request | None:
+        """The request with this ``msg_id``, or None."""
+        raise _missing("get_request")
+
+    @abc.abstractmethod
+    async def cell_request(self, user: str, worksheet: str, cell_id: str) -> Request | None:
+        """The cell's latest ``execute_request`` in creation order, or None."""
+        raise _missing("cell_request")
+
+    @abc.abstractmethod
+    async def requests(self, status: str, *, device: DeviceFilter = ANY,
+                       limit: int | None = None) -> list[Request]:
+        """Requests with ``status``, oldest first (creation order).
+
+        ``device=ANY`` (the default) matches every request, ``device=None`` only unplaced
+        ones, and a string only those placed on that device.
+        """
+        raise _missing("requests")
+
+    @abc.abstractmethod
+    async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
+        """Mark ``needs_work`` interact_requests of ``(session, interact_id)`` with a lower
+        ``state`` as superseded; return their msg_ids, oldest first."""
+        raise _missing("supersede_pending")
+
+    # -- messages (the iopub channel) -----------------------------------------------------
+
+    @abc.abstractmethod
+    async def append_messages(self, items: Sequence[tuple[str, Message]]) -> list[int]:
+        """Persist ``(session, message)`` items atomically; return their seqs in order.
+
+        Each message gets its session's next ``seq``: 1, 2, 3, ... per session, strictly
+        increasing and gap-free, whatever the number of concurrent callers (or processes).
+        """
+        raise _missing("append_messages")
+
+    @abc.abstractmethod
+    async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
+                       limit: int | None = None) -> list[tuple[int, Message]]:
+        """``(seq, message)`` with seq > ``since`` in seq order, optionally only the
+        messages whose parent msg_id is ``parent``, at most ``limit`` of them."""
+        raise _missing("messages")
+
+    @abc.abstractmethod
+    async def last_seq(self, session: str) -> int:
+        """The highest seq given out for ``session``; 0 if none."""
+        raise _missing("last_seq")
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_session(self, rec: SessionRecord) -> None:
+        """Insert or replace the session record ``rec.session``."""
+        raise _missing("put_session")
+
+    @abc.abstractmethod
+    async def get_session(self, session: str) -> SessionRecord | None:
+        """The session record, or None."""
+        raise _missing("get_session")
+
+    @abc.abstractmethod
+    async def find_session(self, user: str, worksheet: str) -> SessionRecord | None:
+        """The open session of this worksheet (the newest if several), or None."""
+        raise _missing("find_session")
+
+    @abc.abstractmethod
+    async def sessions(self, state: str | None = None) -> list[SessionRecord]:
+        """All session records, or those in ``state``, oldest first."""
+        raise _missing("sessions")
+
+    # -- devices ----------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_device(self, rec: DeviceRecord) -> None:
+        """Insert or replace the device record ``rec.device``."""
+        raise _missing("put_device")
+
+    @abc.abstractmethod
+    async def devices(self) -> list[DeviceRecord]:
+        """All device records, by name."""
+        raise _missing("devices")
+
+    @abc.abstractmethod
+    async def remove_device(self, device: str) -> bool:
+        """Forget a device; True if it was known."""
+        raise _missing("remove_device")

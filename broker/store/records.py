@@ -1,0 +1,104 @@
+"""The records a store keeps, the request statuses and the transitions allowed between them.
+
+The records mirror the bus's channels: a :class:`Request` is a shell message (an
+``execute_request`` or ``interact_request``) with its progress; iopub messages are stored
+whole, keyed by ``(session, seq)``; :class:`SessionRecord` and :class:`DeviceRecord` are the
+broker's routing tables.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from .errors import InvalidTransition
+
+NEEDS_WORK: Final = "needs_work"
+WORKING: Final = "working"
+DONE: Final = "done"
+ERROR: Final = "error"
+SUPERSEDED: Final = "superseded"
+
+STATUSES: Final = frozenset({NEEDS_WORK, WORKING, DONE, ERROR, SUPERSEDED})
+FINAL: Final = frozenset({DONE, ERROR, SUPERSEDED})
+#: status -> the statuses it may move to; ``working -> needs_work`` is the hand-back of a
+#: request whose device drained or was lost.
+TRANSITIONS: Final[Mapping[str, frozenset[str]]] = {
+    NEEDS_WORK: frozenset({WORKING, SUPERSEDED, ERROR}),
+    WORKING: frozenset({DONE, ERROR, NEEDS_WORK}),
+    DONE: frozenset(),
+    ERROR: frozenset(),
+    SUPERSEDED: frozenset(),
+}
+
+EXECUTE_REQUEST: Final = "execute_request"
+INTERACT_REQUEST: Final = "interact_request"
+
+OPEN: Final = "open"
+CLOSED: Final = "closed"
+
+
+class AnyDevice(enum.Enum):
+    """Type of :data:`ANY`, the ``device`` filter that matches placed and unplaced requests."""
+
+    ANY = "any"
+
+
+#: ``requests(status, device=ANY)``: any device; ``device=None``: only unplaced requests.
+ANY: Final = AnyDevice.ANY
+DeviceFilter = str | None | Literal[AnyDevice.ANY]
+
+
+def check_transition(msg_id: str, old: str, new: str) -> None:
+    """Raise :class:`InvalidTransition` unless a request may go from ``old`` to ``new``."""
+    allowed = TRANSITIONS.get(old, frozenset())
+    if new not in allowed:
+        raise InvalidTransition(msg_id, old, new, allowed)
+
+
+@dataclass
+class Request:
+    """A shell request and its progress; ``message`` is the whole Jupyter message."""
+
+    msg_id: str
+    session: str
+    user: str
+    worksheet: str
+    cell_id: str
+    msg_type: str  # EXECUTE_REQUEST or INTERACT_REQUEST
+    input: str  # the code; "" for an interact_request
+    message: dict[str, Any]
+    status: str = NEEDS_WORK
+    device: str | None = None
+    created: float = 0.0  # time.time(); the store sets it when 0
+    started: float | None = None  # set on -> working
+    finished: float | None = None  # set on -> done | error | superseded
+    error: str | None = None
+    interact_id: str | None = None
+    state: int | None = None  # an interact_request's increasing state number
+
+
+@dataclass
+class SessionRecord:
+    """A session (the seed's computation id): which worksheet it serves and on which device."""
+
+    session: str
+    user: str
+    worksheet: str
+    device: str | None
+    state: str  # OPEN or CLOSED
+    created: float
+    last_activity: float
+
+
+@dataclass
+class DeviceRecord:
+    """A device as the broker last heard of it."""
+
+    device: str
+    capacity: int
+    load: int
+    last_heartbeat: float
+    info: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,359 @@
+"""The embedded store: one SQLite file in WAL mode, written by one group-committing thread.
+
+URL: ``sqlite:///absolute/path/cellbus.db`` (odd characters %-quoted; see
+:func:`~broker.store._sqlite_file.sqlite_url`). Durability is WAL + ``synchronous=NORMAL``:
+every commit survives a crash or ``kill -9`` of the process (see :mod:`._sqlite_file`).
+
+Writes never run on the event loop: one writer thread owns the write connection and takes
+every queued operation into one transaction (:mod:`._writer`). Reads run on a second
+connection owned by a one-thread executor; in WAL mode readers never wait for the writer.
+Seqs are allocated from the ``seqs`` table inside the writer's ``BEGIN IMMEDIATE``
+transaction, so they stay gap-free even when several processes write the same file.
+Messages and request messages are stored as msgpack blobs: bytes stay bytes, tuples come
+back as lists, timezone-aware datetimes round-trip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple, fields, replace
+from typing import Any, Final, TypeVar
+
+import msgpack
+
+from ._sqlite_file import connect, sqlite_path
+from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
+from .base import Message, Store
+from .errors import DuplicateRequest, StoreClosed, StoreError, UnknownRequest
+from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
+                      STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
+                      SessionRecord, check_transition)
+
+T = TypeVar("T")
+
+_REQ_COLS: Final = ", ".join(f.name for f in fields(Request))
+_REQ_SLOTS: Final = ", ".join("?" * len(fields(Request)))
+_SESSION_COLS: Final = ", ".join(f.name for f in fields(SessionRecord))
+_DEVICE_COLS: Final = ", ".join(f.name for f in fields(DeviceRecord))
+
+
+def _pack(obj: Any) -> bytes:
+    try:
+        data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise StoreError(f"cannot store {type(obj).__name__}: {e}") from None
+    return data
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
+
+
+def _request(row: Sequence[Any]) -> Request:
+    values = list(row)
+    values[7] = _unpack(values[7])  # message
+    return Request(*values)
+
+
+def _device(row: Sequence[Any]) -> DeviceRecord:
+    return DeviceRecord(row[0], row[1], row[2], row[3], _unpack(row[4]))
+
+
+def _header_facts(msg: Message) -> tuple[str | None, str | None]:
+    """The parent msg_id and the msg_type of a Jupyter message, if it has them."""
+    parent_header = msg.get("parent_header")
+    header = msg.get("header")
+    parent = parent_header.get("msg_id") if isinstance(parent_header, dict) else None
+    msg_type = header.get("msg_type") if isinstance(header, dict) else None
+    return (parent if isinstance(parent, str) else None,
+            msg_type if isinstance(msg_type, str) else msg.get("msg_type"))
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be None or >= 0, not {limit}")
+
+
+class SQLiteStore(Store):
+    """The embedded store; ``max_batch`` operations per commit, ``max_pending`` queued."""
+
+    def __init__(self, url: str, *, max_batch: int = MAX_BATCH,
+                 max_pending: int = MAX_PENDING) -> None:
+        super().__init__(url)
+        self.path = sqlite_path(url)
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self._writer: GroupCommitWriter | None = None
+        self._reader: ThreadPoolExecutor | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._last_stats = WriterStats(0, 0, 0, 0)
+
+    def describe(self) -> str:
+        return f"SQLite file {self.path} (WAL, synchronous=NORMAL, batches of {self.max_batch})"
+
+    @property
+    def stats(self) -> WriterStats:
+        """Commit and operation counters of the writer (kept after close)."""
+        return self._writer.stats if self._writer is not None else self._last_stats
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._writer is not None:
+            return
+        reader = ThreadPoolExecutor(1, thread_name_prefix="cellbus-store-reader")
+        try:
+            loop = asyncio.get_running_loop()
+            wconn, rconn = await loop.run_in_executor(reader, connect, self.path)
+        except BaseException:
+            reader.shutdown(wait=False)
+            raise
+        self._reader, self._rconn = reader, rconn
+        self._writer = GroupCommitWriter(wconn, name=str(self.path), max_batch=self.max_batch,
+                                         max_pending=self.max_pending)
+
+    async def close(self) -> None:
+        writer, reader, rconn = self._writer, self._reader, self._rconn
+        if writer is None or reader is None or rconn is None:
+            return
+        self._writer = self._reader = self._rconn = None
+        writer.stop()
+
+        def finish() -> None:
+            writer.join()  # every queued write committed, write connection closed
+            rconn.close()  # after every read already queued on this thread
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(reader, finish)
+        finally:
+            self._last_stats = writer.stats
+            reader.shutdown(wait=False)  # its one thread is idle or finishing `finish`
+
+    async def _write(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._writer is None:
+            raise StoreClosed(f"store {self.path} is closed")
+        result: T = await self._writer.submit(op)
+        return result
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        reader, conn = self._reader, self._rconn
+        if reader is None or conn is None:
+            raise StoreClosed(f"store {self.path} is closed")
+        try:
+            return await asyncio.get_running_loop().run_in_executor(reader, op, conn)
+        except sqlite3.Error as e:
+            raise StoreError(f"database error reading {self.path}: {e}") from e
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def add_request(self, req: Request) -> Request:
+        if req.status not in STATUSES:
+            raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
+        values = [getattr(req, f.name) for f in fields(Request)]
+        values[7] = _pack(req.message)
+        if not req.created:
+            values[10] = time.time()
+
+        def op(conn: sqlite3.Connection) -> None:
+            try:
+                conn.execute(f"INSERT INTO requests ({_REQ_COLS}) VALUES ({_REQ_SLOTS})", values)
+            except sqlite3.IntegrityError as e:
+                if "requests.msg_id" in str(e):
+                    raise DuplicateRequest(req.msg_id) from None
+                raise StoreError(f"request {req.msg_id!r} cannot be stored: {e}") from None
+
+        await self._write(op)
+        return replace(req, created=values[10])
+
+    async def update_request(self, msg_id: str, status: str, *, device: str | None = None,
+                             error: str | None = None) -> Request:
+        def op(conn: sqlite3.Connection) -> Request:
+            row = conn.execute("SELECT status, device, started, error FROM requests "
+                               "WHERE msg_id = ?", (msg_id,)).fetchone()
+            if row is None:
+                raise UnknownRequest(msg_id)
+            old, old_device, started, old_error = row
+            check_transition(msg_id, old, status)
+            now = time.time()
+            if status == WORKING:
+                started = now
+            elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
+                started, old_device = None, None
+            new = conn.execute(
+                f"UPDATE requests SET status = ?, device = ?, started = ?, finished = ?, "
+                f"error = ? WHERE msg_id = ? RETURNING {_REQ_COLS}",
+                (status, device if device is not None else old_device, started,
+                 now if status in FINAL else None, error if error is not None else old_error,
+                 msg_id)).fetchone()
+            return _request(new)
+
+        return await self._write(op)
+
+    async def get_request(self, msg_id: str) -> Request | None:
+        def op(conn: sqlite3.Connection) -> Request | None:
+            row = conn.execute(f"SELECT {_REQ_COLS} FROM requests WHERE msg_id = ?",
+                               (msg_id,)).fetchone()
+            return None if row is None else _request(row)
+
+        return await self._read(op)
+
+    async def cell_request(self, user: str, worksheet: str, cell_id: str) -> Request | None:
+        def op(conn: sqlite3.Connection) -> Request | None:
+            row = conn.execute(
+                f"SELECT {_REQ_COLS} FROM requests WHERE user = ? AND worksheet = ? AND "
+                "cell_id = ? AND msg_type = ? ORDER BY id DESC LIMIT 1",
+                (user, worksheet, cell_id, EXECUTE_REQUEST)).fetchone()
+            return None if row is None else _request(row)
+
+        return await self._read(op)
+
+    async def requests(self, status: str, *, device: DeviceFilter = ANY,
+                       limit: int | None = None) -> list[Request]:
+        _check_limit(limit)
+        sql = f"SELECT {_REQ_COLS} FROM requests WHERE status = ?"
+        args: list[Any] = [status]
+        if device is None:
+            sql += " AND device IS NULL"
+        elif device is not ANY:
+            sql += " AND device = ?"
+            args.append(device)
+        sql += " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return await self._read(lambda conn: [_request(r) for r in conn.execute(sql, args)])
+
+    async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT id, msg_id FROM requests WHERE session = ? AND interact_id = ? AND "
+                "msg_type = ? AND status = ? AND state < ? ORDER BY id",
+                (session, interact_id, INTERACT_REQUEST, NEEDS_WORK, state)).fetchall()
+            now = time.time()
+            conn.executemany("UPDATE requests SET status = ?, finished = ? WHERE id = ?",
+                             [(SUPERSEDED, now, row_id) for row_id, _ in rows])
+            return [msg_id for _, msg_id in rows]
+
+        return await self._write(op)
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def append_messages(self, items: Sequence[tuple[str, Message]]) -> list[int]:
+        if not items:
+            return []
+        now = time.time()
+        prepared = [(session, *_header_facts(msg), now, _pack(msg)) for session, msg in items]
+        counts: dict[str, int] = {}
+        for session, *_ in prepared:
+            counts[session] = counts.get(session, 0) + 1
+
+        def op(conn: sqlite3.Connection) -> list[int]:
+            nxt: dict[str, int] = {}
+            for session, n in counts.items():
+                last = conn.execute(
+                    "INSERT INTO seqs (session, last) VALUES (?, ?) ON CONFLICT (session) "
+                    "DO UPDATE SET last = last + excluded.last RETURNING last",
+                    (session, n)).fetchone()[0]
+                nxt[session] = last - n + 1
+            seqs, rows = [], []
+            for session, parent, msg_type, created, data in prepared:
+                seq = nxt[session]
+                nxt[session] = seq + 1
+                seqs.append(seq)
+                rows.append((session, seq, parent, msg_type, created, data))
+            conn.executemany("INSERT INTO messages (session, seq, parent, msg_type, created, "
+                             "data) VALUES (?, ?, ?, ?, ?, ?)", rows)
+            return seqs
+
+        return await self._write(op)
+
+    async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
+                       limit: int | None = None) -> list[tuple[int, Message]]:
+        _check_limit(limit)
+        sql = "SELECT seq, data FROM messages WHERE session = ? AND seq > ?"
+        args: list[Any] = [session, since]
+        if parent is not None:
+            sql += " AND parent = ?"
+            args.append(parent)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return await self._read(
+            lambda conn: [(seq, _unpack(data)) for seq, data in conn.execute(sql, args)])
+
+    async def last_seq(self, session: str) -> int:
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT last FROM seqs WHERE session = ?", (session,)).fetchone()
+            return 0 if row is None else int(row[0])
+
+        return await self._read(op)
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def put_session(self, rec: SessionRecord) -> None:
+        values = astuple(rec)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (session) DO UPDATE SET user = excluded.user, "
+                "worksheet = excluded.worksheet, device = excluded.device, "
+                "state = excluded.state, created = excluded.created, "
+                "last_activity = excluded.last_activity", values)
+
+        await self._write(op)
+
+    async def get_session(self, session: str) -> SessionRecord | None:
+        def op(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(f"SELECT {_SESSION_COLS} FROM sessions WHERE session = ?",
+                               (session,)).fetchone()
+            return None if row is None else SessionRecord(*row)
+
+        return await self._read(op)
+
+    async def find_session(self, user: str, worksheet: str) -> SessionRecord | None:
+        def op(conn: sqlite3.Connection) -> SessionRecord | None:
+            row = conn.execute(
+                f"SELECT {_SESSION_COLS} FROM sessions WHERE user = ? AND worksheet = ? AND "
+                "state = ? ORDER BY created DESC, rowid DESC LIMIT 1",
+                (user, worksheet, OPEN)).fetchone()
+            return None if row is None else SessionRecord(*row)
+
+        return await self._read(op)
+
+    async def sessions(self, state: str | None = None) -> list[SessionRecord]:
+        sql = f"SELECT {_SESSION_COLS} FROM sessions"
+        args: tuple[Any, ...] = ()
+        if state is not None:
+            sql, args = sql + " WHERE state = ?", (state,)
+        sql += " ORDER BY created, rowid"
+        return await self._read(lambda conn: [SessionRecord(*r) for r in conn.execute(sql, args)])
+
+    # -- devices ----------------------------------------------------------------------------
+
+    async def put_device(self, rec: DeviceRecord) -> None:
+        values = (rec.device, rec.capacity, rec.load, rec.last_heartbeat, _pack(rec.info))
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                f"INSERT INTO devices ({_DEVICE_COLS}) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (device) DO UPDATE SET capacity = excluded.capacity, "
+                "load = excluded.load, last_heartbeat = excluded.last_heartbeat, "
+                "info = excluded.info", values)
+
+        await self._write(op)
+
+    async def devices(self) -> list[DeviceRecord]:
+        return await self._read(lambda conn: [_device(r) for r in conn.execute(
+            f"SELECT {_DEVICE_COLS} FROM devices ORDER BY device")])
+
+    async def remove_device(self, device: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM devices WHERE device = ?", (device,)).rowcount > 0
+
+        return await self._write(op)

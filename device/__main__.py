@@ -1,0 +1,54 @@
+"""``python -m device`` (``bin/cellbus device``): run one device on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from protocol.config import add_common_options, add_option, load_key
+from protocol.node import run_node, setup_logging
+from protocol.wire import Session
+
+from .overseer import OverseerConfig
+from .router import DeviceRouter
+from .workers import LaunchSpec
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cellbus device",
+        description="Run a device: it takes requests from the broker and runs each session in "
+                    "a worker process of its own on this machine.")
+    add_option(p, "--connect", metavar="ENDPOINT", node="device",
+               help="the broker's device endpoint to connect to, e.g. tcp://broker:5556")
+    add_option(p, "--bind", metavar="ENDPOINT", node="device",
+               help="bind instead of connecting (a test client standing in for the broker)")
+    add_option(p, "--device-id", metavar="ID", help="this device's name on the bus; "
+               "default HOST-PID")
+    add_option(p, "--idle-timeout", type=float, default=60.0, metavar="S",
+               help="seconds a session's worker may sit idle before it is closed")
+    add_option(p, "--max-sessions", type=int, default=16, metavar="N",
+               help="sessions this device runs at once")
+    add_option(p, "--backend", metavar="MODULE:CLASS",
+               help="session backend for workers; default the built-in Python one")
+    add_common_options(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log_level)
+    if not (args.connect or args.bind):
+        parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
+
+    def make() -> DeviceRouter:
+        config = OverseerConfig(idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
+                                launch=LaunchSpec(backend=args.backend))
+        return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
+                            connect=args.connect, bind=args.bind, config=config)
+
+    return run_node(make)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""The overseer: starts, tracks, times out and reaps the session workers of one device.
+
+It keeps the session -> worker table of seed 000 step 6. A request for a session with no live
+worker starts one (its own process, its own private working directory); a worker that died
+is replaced on the session's next request, which says so on stderr. Workers idle for longer
+than ``idle_timeout`` are closed and the session is reported closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from protocol.link import OverseerLink
+from protocol.wire import Message, Session
+
+from .workers import LaunchSpec, Upstream, Worker, spawn
+
+log = logging.getLogger("cellbus.device")
+
+#: Sessions remembered after their worker ended, to explain a fresh worker to the user.
+ENDED_MEMORY = 4096
+
+
+class AtCapacity(Exception):
+    """Raised when a new session would exceed the device's ``max_sessions``."""
+
+
+@dataclass
+class OverseerConfig:
+    idle_timeout: float = 60.0
+    max_sessions: int = 16
+    launch: LaunchSpec = field(default_factory=LaunchSpec)
+
+
+class Overseer:
+    """Owns every worker process of one device."""
+
+    def __init__(self, *, bus: Session, device_id: str, upstream: Upstream,
+                 on_closed: Callable[[str, str], Awaitable[None]],
+                 config: OverseerConfig) -> None:
+        self.bus = bus
+        self.device_id = device_id
+        self.upstream = upstream
+        self.on_closed = on_closed
+        self.config = config
+        self.workers: dict[str, Worker] = {}
+        self.starting = 0
+        self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.root = tempfile.mkdtemp(prefix=f"cellbus-{device_id}-")
+        self._watchers: set[asyncio.Task[None]] = set()
+
+    @property
+    def load(self) -> int:
+        """Sessions alive or starting (a starting one already holds a place)."""
+        return len(self.workers) + self.starting
+
+    async def submit(self, session_id: str, request: Message) -> Worker:
+        """Run ``request`` in the session's worker, starting one if there is none."""
+        worker = self.workers.get(session_id)
+        if worker is None or worker.done.is_set():
+            worker = await self._start(session_id)
+        await worker.submit(request)
+        return worker
+
+    async def _start(self, session_id: str) -> Worker:
+        if self.load >= self.config.max_sessions:
+            raise AtCapacity(f"device {self.device_id} runs {self.load} sessions, its limit")
+        self.starting += 1
+        try:
+            workdir = tempfile.mkdtemp(prefix="s-", dir=self.root)
+            proc, sock = await spawn(self.config.launch, workdir)
+            link = await OverseerLink.open(sock)
+        finally:
+            self.starting -= 1
+        previous = self.ended.pop(session_id, None)
+        notice = (f"cellbus: started a fresh worker for this session because the previous "
+                  f"one {previous}; variables defined before are gone.\n") if previous else None
+        worker = Worker(session_id=session_id, device_id=self.device_id, bus=self.bus,
+                        upstream=self.upstream, proc=proc, link=link, workdir=workdir,
+                        notice=notice)
+        self.workers[session_id] = worker
+        log.info("device started worker %d for session %s in %s", proc.pid, session_id, workdir)
+        watcher = asyncio.create_task(self._watch(worker), name=f"watch.{proc.pid}")
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+        return worker
+
+    async def _watch(self, worker: Worker) -> None:
+        """When a worker ends: forget it, clean its directory, move its queue to a new one."""
+        await worker.done.wait()
+        if self.workers.get(worker.session_id) is worker:
+            del self.workers[worker.session_id]
+        # rmtree never follows symlinks planted inside the directory (fd-based on Linux).
+        shutil.rmtree(worker.workdir, ignore_errors=True)
+        reason = worker.exit_reason or "exited"
+        if worker.closing_reason is None:
+            self._remember_end(worker.session_id, reason)
+            log.warning("worker %d of session %s %s", worker.pid, worker.session_id, reason)
+        if worker.queue:
+            pending = list(worker.queue)
+            worker.queue.clear()
+            try:
+                for request in pending:
+                    await self.submit(worker.session_id, request)
+            except AtCapacity:
+                log.error("device could not restart session %s: at capacity", worker.session_id)
+        else:
+            await self.on_closed(worker.session_id, worker.closing_reason or reason)
+
+    def _remember_end(self, session_id: str, reason: str) -> None:
+        self.ended[session_id] = reason
+        while len(self.ended) > ENDED_MEMORY:
+            self.ended.popitem(last=False)
+
+    async def close_session(self, session_id: str, reason: str) -> bool:
+        worker = self.workers.get(session_id)
+        if worker is None:
+            return False
+        worker.closing_reason = reason
+        self._remember_end(session_id, f"was closed ({reason})")
+        await worker.close()
+        return True
+
+    async def sweep_idle(self) -> None:
+        """Close workers idle for longer than ``idle_timeout`` (the seed's poll timeout)."""
+        now = time.monotonic()
+        idle = [w for w in self.workers.values()
+                if not w.busy and now - w.last_used > self.config.idle_timeout]
+        for worker in idle:
+            log.info("device closing idle session %s (worker %d, idle %.0f s)",
+                     worker.session_id, worker.pid, now - worker.last_used)
+            await self.close_session(worker.session_id, "idle timeout")
+
+    async def stop(self) -> None:
+        """Close every worker (killing those that do not exit) and remove their files."""
+        workers = list(self.workers.values())
+        for worker in workers:
+            worker.closing_reason = "device stopping"
+        await asyncio.gather(*(w.close(kill=w.busy) for w in workers), return_exceptions=True)
+        if self._watchers:
+            await asyncio.wait(set(self._watchers), timeout=5)
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,167 @@
+"""The device router: the device's one socket towards the broker, and request dispatch.
+
+Shaped like the ZeroMQ Guide's Majordomo worker side: the device registers with its capacity,
+sends heartbeats, takes requests addressed to sessions and hands each to the overseer, which
+routes it to that session's worker (starting one if needed). Output travels back upstream on
+the same socket, unchanged but for the routing facts in ``metadata["cellbus"]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from typing import Any
+
+import zmq
+
+from protocol import msgtypes as mt
+from protocol.node import Node
+from protocol.wire import Message, Session
+
+from .overseer import AtCapacity, Overseer, OverseerConfig
+
+#: Seconds between heartbeats to the broker (Paranoid Pirate's HEARTBEAT_INTERVAL).
+HEARTBEAT_INTERVAL = 1.0
+#: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
+MAX_SESSION_ID = 128
+#: Requests the device acts on.
+REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
+                           mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST})
+
+
+def default_device_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def idle_sweep_interval(idle_timeout: float) -> float:
+    """How often to look for idle workers: often enough to honour the timeout closely."""
+    return min(5.0, max(0.1, idle_timeout / 4))
+
+
+class BadRequest(Exception):
+    """A signed request the device cannot act on (no session id, wrong content)."""
+
+
+class DeviceRouter(Node):
+    name = "device"
+
+    def __init__(self, session: Session, *, device_id: str | None = None,
+                 connect: str | None = None, bind: str | None = None,
+                 config: OverseerConfig | None = None) -> None:
+        super().__init__(session)
+        if not (connect or bind):
+            raise ValueError("a device needs --connect (or --bind) towards the broker")
+        self.device_id = device_id or default_device_id()
+        self.endpoints = (connect, bind)
+        self.config = config or OverseerConfig()
+        self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
+                                 on_closed=self._session_closed, config=self.config)
+
+    async def setup(self) -> None:
+        connect, bind = self.endpoints
+        self.up = self.socket(zmq.DEALER, bind=bind, connect=connect,
+                              label="DEALER towards the broker",
+                              routing_id=self.device_id.encode())
+        self.log.info("device %s: up to %d sessions, idle timeout %.0f s, workers under %s",
+                      self.device_id, self.config.max_sessions, self.config.idle_timeout,
+                      self.overseer.root)
+        self.spawn(self._serve(), "serve")
+        self.spawn(self._heartbeats(), "heartbeat")
+        self.spawn(self._sweep(), "idle-sweep")
+        await self._control(mt.DEVICE_REGISTER, self.status(), block=False)
+
+    async def shutdown(self) -> None:
+        await self.overseer.stop()
+
+    def status(self) -> dict[str, Any]:
+        return {"device": self.device_id, "capacity": self.config.max_sessions,
+                "load": self.overseer.load, "sessions": sorted(self.overseer.workers)}
+
+    # -- upstream ---------------------------------------------------------------------------
+
+    async def send_up(self, msg: Message) -> None:
+        await self.session.send(self.up, msg)
+
+    async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> None:
+        msg = self.session.msg(msg_type, content, metadata={"cellbus": {"device": self.device_id}})
+        frames = self.session.serialize(msg)
+        try:
+            await self.up.send_multipart(frames, flags=0 if block else zmq.NOBLOCK)
+        except zmq.Again:
+            self.log.debug("device: no broker to take %s yet", msg_type)
+
+    async def _session_closed(self, session_id: str, reason: str) -> None:
+        self.log.info("device: session %s closed (%s)", session_id, reason)
+        await self._control(mt.SESSION_CLOSED, {"session": session_id, "reason": reason})
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(idle_sweep_interval(self.config.idle_timeout))
+            await self.overseer.sweep_idle()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        while True:
+            got = await self.recv(self.up)
+            if got is not None:
+                await self.handle(got[1])
+
+    async def handle(self, request: Message) -> None:
+        try:
+            session_id = self._session_of(request)
+            kind = request["msg_type"]
+            if kind == mt.INTERRUPT_REQUEST:
+                worker = self.overseer.workers.get(session_id)
+                ok = worker is not None and worker.interrupt()
+                await self._reply(request, session_id, mt.INTERRUPT_REPLY,
+                                  {"status": "ok" if ok else "error"})
+            elif kind == mt.SHUTDOWN_REQUEST:
+                await self.overseer.close_session(session_id, "shutdown requested")
+                await self._reply(request, session_id, mt.SHUTDOWN_REPLY,
+                                  {"status": "ok", "restart": False})
+            else:
+                if kind == mt.EXECUTE_REQUEST and not isinstance(
+                        request["content"].get("code"), str):
+                    raise BadRequest("execute_request content has no 'code' string")
+                await self.overseer.submit(session_id, request)
+        except (BadRequest, AtCapacity) as e:
+            self.log.warning("device refused %s %s: %s", request["msg_type"],
+                             request["msg_id"], e)
+            await self._refuse(request, type(e).__name__, str(e))
+
+    def _session_of(self, request: Message) -> str:
+        if request["msg_type"] not in REQUEST_TYPES:
+            raise BadRequest(f"a device does not take {request['msg_type']!r} messages")
+        facts = request["metadata"].get("cellbus")
+        session_id = facts.get("session") if isinstance(facts, dict) else None
+        if not isinstance(session_id, str) or not 0 < len(session_id) <= MAX_SESSION_ID:
+            raise BadRequest("request has no metadata.cellbus.session")
+        return session_id
+
+    async def _reply(self, request: Message, session_id: str, msg_type: str,
+                     content: dict[str, Any]) -> None:
+        header = self.session.msg_header(msg_type)
+        header["session"] = session_id
+        facts = dict(request["metadata"].get("cellbus") or {})
+        facts.update(session=session_id, device=self.device_id)
+        await self.send_up(self.session.msg(msg_type, content, parent=request, header=header,
+                                            metadata={"cellbus": facts}))
+
+    async def _refuse(self, request: Message, ename: str, evalue: str) -> None:
+        facts = request["metadata"].get("cellbus")
+        session_id = facts.get("session") if isinstance(facts, dict) else None
+        session_id = session_id if isinstance(session_id, str) else ""
+        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+        await self._reply(request, session_id, mt.ERROR, error)
+        reply_type = request["msg_type"].replace("_request", "_reply")
+        if reply_type not in mt.REPLY_TYPES:
+            reply_type = mt.EXECUTE_REPLY
+        await self._reply(request, session_id, reply_type,
+                          {"status": "error", "execution_count": None, **error})

@@ -1,0 +1,235 @@
+"""One session worker process as the device sees it: spawn, relay, and notice its death.
+
+The worker runs ``session.worker`` over one end of a socketpair (``protocol.link``); it never
+holds the bus key. A :class:`Worker` runs the session's requests one at a time, stamps every
+record the worker sends into a signed bus message about the request it is running (so a worker
+can only speak for its own session, about its own request) and hands it to ``upstream``.
+
+If the process exits while a request runs, the request ends with an ``error`` (ename
+``WorkerDied``, naming the exit code or signal) and a failed ``execute_reply``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from protocol import msgtypes as mt
+from protocol.errors import ProtocolError
+from protocol.link import OverseerLink
+from protocol.wire import Message, Session
+
+log = logging.getLogger("cellbus.device")
+
+Upstream = Callable[[Message], Awaitable[None]]
+#: How long a worker gets to exit after its link closes before it is killed.
+EXIT_GRACE = 2.0
+
+
+@dataclass
+class LaunchSpec:
+    """How to start a worker process."""
+    python: str = sys.executable
+    backend: str | None = None
+    max_file_size: int | None = None
+
+
+async def spawn(spec: LaunchSpec, workdir: str) -> tuple[asyncio.subprocess.Process, socket.socket]:
+    """Start ``python -m session.worker`` on a fresh socketpair; return it and our end."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    argv = [spec.python, "-m", "session.worker", "--fd", str(theirs.fileno()),
+            "--workdir", workdir]
+    if spec.backend:
+        argv += ["--backend", spec.backend]
+    if spec.max_file_size is not None:
+        argv += ["--max-file-size", str(spec.max_file_size)]
+    # The worker inherits no CELLBUS_* settings (a key file path among them).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, pass_fds=(theirs.fileno(),), cwd=workdir, env=env,
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+            start_new_session=True)
+    except BaseException:
+        ours.close()
+        raise
+    finally:
+        theirs.close()
+    return proc, ours
+
+
+def describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "exited"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"killed by signal {-returncode} ({name})"
+    return f"exited with code {returncode}"
+
+
+class Worker:
+    """A live worker process serving one session; requests run one at a time, in order."""
+
+    def __init__(self, *, session_id: str, device_id: str, bus: Session, upstream: Upstream,
+                 proc: asyncio.subprocess.Process, link: OverseerLink, workdir: str,
+                 notice: str | None = None) -> None:
+        self.session_id = session_id
+        self.device_id = device_id
+        self.bus = bus
+        self.upstream = upstream
+        self.proc = proc
+        self.link = link
+        self.workdir = workdir
+        self.notice = notice
+        self.queue: collections.deque[Message] = collections.deque()
+        self.current: Message | None = None
+        self._replied = False
+        self.last_used = time.monotonic()
+        self.rejected = 0
+        self.exit_reason: str | None = None
+        #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
+        self.closing_reason: str | None = None
+        self.done = asyncio.Event()
+        self._pump = asyncio.create_task(self._pump_records(), name=f"worker.{proc.pid}")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def busy(self) -> bool:
+        return self.current is not None or bool(self.queue)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def submit(self, request: Message) -> None:
+        """Queue ``request``; it runs when the ones before it have finished."""
+        self.last_used = time.monotonic()
+        self.queue.append(request)
+        if self.current is None:
+            await self._next()
+
+    async def _next(self) -> None:
+        while self.current is None and self.queue and not self.done.is_set():
+            request = self.queue.popleft()
+            self.current, self._replied = request, False
+            try:
+                await self.link.send({"msg_type": request["msg_type"],
+                                      "msg_id": request["msg_id"],
+                                      "content": request["content"]})
+            except (ConnectionError, OSError):
+                return  # the pump sees the exit and fails the request
+
+    def interrupt(self) -> bool:
+        """SIGINT to the worker, which raises KeyboardInterrupt in the running code."""
+        if self.current is None or self.proc.returncode is not None:
+            return False
+        os.kill(self.proc.pid, signal.SIGINT)
+        return True
+
+    # -- output -----------------------------------------------------------------------------
+
+    def stamp(self, request: Message, msg_type: str, content: dict[str, Any],
+              buffers: list[bytes] | None = None) -> Message:
+        """A bus message from this session about ``request``: header.session is the session
+        id, routing facts go in metadata["cellbus"]."""
+        header = self.bus.msg_header(msg_type)
+        header["session"] = self.session_id
+        facts = dict(request.get("metadata", {}).get("cellbus") or {})
+        facts.update(session=self.session_id, device=self.device_id)
+        msg = self.bus.msg(msg_type, content, parent=request, header=header,
+                           metadata={"cellbus": facts})
+        if buffers:
+            msg["buffers"] = buffers
+        return msg
+
+    async def _emit(self, msg_type: str, content: dict[str, Any],
+                    buffers: list[bytes] | None = None) -> None:
+        assert self.current is not None
+        await self.upstream(self.stamp(self.current, msg_type, content, buffers))
+
+    async def _pump_records(self) -> None:
+        try:
+            while True:
+                try:
+                    record = await self.link.recv()
+                except ProtocolError as e:
+                    self._reject(str(e))
+                    break  # a framing error leaves the stream unusable: end the worker
+                if record is None:
+                    break
+                await self._relay(record)
+        finally:
+            await self._reap()
+
+    def _reject(self, why: str) -> None:
+        self.rejected += 1
+        log.warning("device rejected a record from worker %d (session %s): %s",
+                    self.proc.pid, self.session_id, why)
+
+    async def _relay(self, record: dict[str, Any]) -> None:
+        msg_type = record["msg_type"]
+        content = record.get("content")
+        buffers = record.get("buffers") or []
+        if msg_type not in mt.WORKER_OUTPUT_TYPES:
+            return self._reject(f"msg_type {msg_type!r} is not a session output")
+        if not isinstance(content, dict) or not isinstance(buffers, list) or not all(
+                isinstance(b, bytes) for b in buffers):
+            return self._reject(f"{msg_type} with malformed content or buffers")
+        if self.current is None:
+            return self._reject(f"{msg_type} while no request runs")
+        self.last_used = time.monotonic()
+        await self._emit(msg_type, content, buffers)
+        if msg_type == mt.STATUS and content.get("execution_state") == "busy" and self.notice:
+            notice, self.notice = self.notice, None
+            await self._emit(mt.STREAM, {"name": "stderr", "text": notice})
+        if msg_type in mt.REPLY_TYPES:
+            self._replied = True
+        finished = self._replied and (
+            self.current["msg_type"] not in (mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST)
+            or (msg_type == mt.STATUS and content.get("execution_state") == "idle"))
+        if finished:
+            self.current = None
+            await self._next()
+
+    async def _reap(self) -> None:
+        self.link.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), EXIT_GRACE)
+        except asyncio.TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+        self.exit_reason = describe_exit(self.proc.returncode)
+        if self.current is not None and not self._replied:
+            await self._fail_current()
+        self.current = None
+        self.done.set()
+
+    async def _fail_current(self) -> None:
+        assert self.current is not None
+        evalue = f"the session's worker process {self.exit_reason} while running this cell"
+        log.warning("worker %d of session %s %s mid-execution", self.proc.pid,
+                    self.session_id, self.exit_reason)
+        error = {"ename": "WorkerDied", "evalue": evalue, "traceback": [f"WorkerDied: {evalue}"]}
+        await self._emit(mt.ERROR, error)
+        await self._emit(mt.EXECUTE_REPLY, {"status": "error", "execution_count": None, **error})
+        await self._emit(mt.STATUS, {"execution_state": "idle"})
+
+    async def close(self, *, kill: bool = False) -> None:
+        """Ask the worker to exit (close its link); kill it if it does not, or if ``kill``."""
+        if kill and self.proc.returncode is None:
+            self.proc.kill()
+        self.link.close()
+        await self.done.wait()

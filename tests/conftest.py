@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import BusClient, NodeProcess, free_port
+from protocol.config import generate_key
+
+
+@pytest.fixture
+def key_file(tmp_path: Path) -> Path:
+    path = tmp_path / "bus.key"
+    generate_key(path)
+    return path
+
+
+@pytest.fixture
+def key(key_file: Path) -> bytes:
+    return key_file.read_bytes().strip()
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[NodeProcess]]:
+    """Started nodes are stopped (then killed) after the test, whatever happens."""
+    started: list[NodeProcess] = []
+    yield started
+    for node in started:
+        node.stop(timeout=10)
+        node.kill_group()
+
+
+@pytest.fixture
+def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
+    """A device process connected to a signed test client that stands in for the broker.
+
+    Call it with extra device options; it returns (client, device).
+    """
+    clients: list[BusClient] = []
+
+    def start(*options: str, packer: str = "msgpack") -> tuple[BusClient, NodeProcess]:
+        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        client = BusClient(key, bind=endpoint, packer=packer)
+        clients.append(client)
+        device = NodeProcess("device", "--connect", endpoint, "--key-file", str(key_file),
+                             "--packer", packer, "--device-id", f"dev-{os.getpid()}", *options)
+        nodes.append(device)
+        client.wait_for(lambda m: m["msg_type"] == "device_register")
+        return client, device
+
+    yield start
+    for client in clients:
+        client.close()

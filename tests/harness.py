@@ -1,0 +1,170 @@
+"""Test harness: nodes started as real processes, and a signed bus client.
+
+Everything here talks over real sockets; nothing is mocked. Every wait has a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from protocol import Session
+from protocol.wire import Message
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class NodeProcess:
+    """A node started with ``bin/cellbus`` as an operator would; its log is kept and searchable."""
+
+    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
+        self.argv = [str(ROOT / "bin" / "cellbus"), *argv]
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=ROOT,
+            start_new_session=True)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            with self._changed:
+                self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def log(self) -> str:
+        with self._changed:
+            return "\n".join(self.lines)
+
+    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
+        """Block until a log line matches ``pattern``; fail with the log if it never does."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if m := rx.search(line):
+                        return m
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
+                    raise AssertionError(f"no log line matching {pattern!r}:\n{self.log}")
+                self._changed.wait(min(left, 0.5))
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        self._reader.join(5)
+        return self.proc.returncode
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(5)
+
+
+class BusClient:
+    """A signed DEALER standing in for the broker (or a Jupyter client, with packer="json")."""
+
+    def __init__(self, key: bytes, *, bind: str | None = None, connect: str | None = None,
+                 packer: str = "msgpack") -> None:
+        self.session = Session(key, packer=packer)  # type: ignore[arg-type]
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.linger = 0
+        if bind:
+            self.sock.bind(bind)
+        if connect:
+            self.sock.connect(connect)
+        self.inbox: list[tuple[float, Message]] = []
+
+    def close(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+
+    def request(self, msg_type: str, content: dict[str, Any], session_id: str | None,
+                **facts: Any) -> Message:
+        cellbus = {"session": session_id, **facts} if session_id is not None else facts
+        msg = self.session.msg(msg_type, content, metadata={"cellbus": cellbus})
+        self.sock.send_multipart(self.session.serialize(msg))
+        return msg
+
+    def execute(self, code: str, session_id: str | None, **facts: Any) -> Message:
+        return self.request("execute_request", {"code": code, "silent": False,
+                                                "store_history": True, "user_expressions": {},
+                                                "allow_stdin": False, "stop_on_error": True},
+                            session_id, **facts)
+
+    def recv(self, timeout: float = 10.0) -> Message | None:
+        """The next message (with its arrival time kept in ``inbox``), or None on timeout."""
+        if not self.sock.poll(int(timeout * 1000)):
+            return None
+        _, msg = self.session.deserialize(self.sock.recv_multipart())
+        self.inbox.append((time.monotonic(), msg))
+        return msg
+
+    def wait_for(self, predicate: Any, timeout: float = 15.0) -> Message:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.recv(left)
+            if msg is not None and predicate(msg):
+                return msg
+        raise AssertionError(f"no matching message within {timeout} s; got "
+                             f"{[m['msg_type'] for _, m in self.inbox[-20:]]}")
+
+    def replies_to(self, request: Message, timeout: float = 20.0) -> list[Message]:
+        """Every message about ``request`` up to its reply and the idle status after it."""
+        out: list[Message] = []
+        replied = False
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            msg = self.recv(left)
+            if msg is None or msg["parent_header"].get("msg_id") != request["msg_id"]:
+                continue
+            out.append(msg)
+            replied = replied or msg["msg_type"].endswith("_reply")
+            if replied and (not request["msg_type"] == "execute_request" or (
+                    msg["msg_type"] == "status"
+                    and msg["content"]["execution_state"] == "idle")):
+                return out
+        raise AssertionError(f"no complete reply to {request['msg_type']} within {timeout} s: "
+                             f"{[m['msg_type'] for m in out]}")
+
+    def run(self, code: str, session_id: str, timeout: float = 20.0) -> list[Message]:
+        return self.replies_to(self.execute(code, session_id), timeout)
+
+
+def stdout_of(msgs: list[Message], name: str = "stdout") -> str:
+    return "".join(m["content"]["text"] for m in msgs
+                   if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+
+def of_type(msgs: list[Message], msg_type: str) -> list[Message]:
+    return [m for m in msgs if m["msg_type"] == msg_type]
