@@ -1,0 +1,100 @@
+"""The session-backend interface: what runs code for a worker, and how it reports output.
+
+A worker (``session.worker``) owns the link, the message framing (``status`` busy/idle,
+``execute_input``, ``execute_result``/``error``, ``execute_reply``), the execution count and
+the capture of stdout/stderr. A backend only *executes* and *emits*: it is given an
+:class:`Output` and a :class:`BackendConfig`, and for each request returns an
+:class:`ExecuteOutcome`. To plug in another language or interpreter, subclass
+:class:`SessionBackend` and start the worker with ``--backend package.module:Class``.
+
+Anything the backend's code writes to ``sys.stdout``/``sys.stderr`` or to descriptors 1 and 2
+is already captured as ``stream`` output; :meth:`Output.stream` is for text a backend
+produces itself. This module touches nothing; it only defines the contract.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Literal
+
+#: Largest file (bytes) whose content is sent when the block API announces it.
+DEFAULT_MAX_FILE_SIZE = 8 * 1024 * 1024
+
+MimeBundle = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendConfig:
+    """What a backend is told when it starts."""
+
+    workdir: str
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+
+
+@dataclasses.dataclass
+class ExecuteOutcome:
+    """The end of one execution: ``ok`` with an optional result, or ``error``.
+
+    ``result`` is the mimebundle of the value to show as ``execute_result`` (``None``: no
+    result). ``traceback`` is a list of already formatted lines, as Jupyter sends them.
+    """
+
+    status: Literal["ok", "error"] = "ok"
+    result: MimeBundle | None = None
+    result_metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ename: str = ""
+    evalue: str = ""
+    traceback: list[str] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def failed(cls, ename: str, evalue: str, traceback: list[str]) -> "ExecuteOutcome":
+        return cls(status="error", ename=ename, evalue=evalue, traceback=traceback)
+
+
+class Output(abc.ABC):
+    """Where a backend sends output while it runs. Every method may be called from any
+    thread; output is delivered in call order, and pending stream text always goes out
+    before a display."""
+
+    @abc.abstractmethod
+    def stream(self, name: Literal["stdout", "stderr"], text: str) -> None:
+        """Append ``text`` to a stream (coalesced with nearby writes)."""
+
+    @abc.abstractmethod
+    def display(self, data: MimeBundle, metadata: dict[str, Any] | None = None, *,
+                buffers: list[bytes] | None = None,
+                transient: dict[str, Any] | None = None) -> None:
+        """Send one ``display_data`` (after flushing pending stream text)."""
+
+    @abc.abstractmethod
+    def flush(self) -> None:
+        """Send all pending stream text now."""
+
+
+class SessionBackend(abc.ABC):
+    """Runs code for one session. Subclasses implement :meth:`execute` and
+    :meth:`kernel_info`; :meth:`shutdown` is optional.
+
+    The worker calls every method from its main thread, one request at a time. An interrupt
+    arrives as ``KeyboardInterrupt`` raised inside :meth:`execute` (the worker turns one that
+    escapes into an ``error`` outcome).
+    """
+
+    def __init__(self, out: Output, config: BackendConfig) -> None:
+        self.out = out
+        self.config = config
+
+    @abc.abstractmethod
+    def execute(self, code: str, *, silent: bool = False,
+                store_history: bool = True) -> ExecuteOutcome:
+        """Run ``code``, emitting output to :attr:`out` as it appears; never raises for
+        errors in the code itself."""
+
+    @abc.abstractmethod
+    def kernel_info(self) -> dict[str, Any]:
+        """Fields of ``kernel_info_reply`` this backend knows: at least ``language_info``
+        and ``banner`` (``implementation`` and versions may be overridden here too)."""
+
+    def shutdown(self) -> None:
+        """Release what the backend holds; the process exits right after."""

@@ -1,0 +1,265 @@
+"""Output capture for a worker: stdout and stderr become coalesced ``stream`` records.
+
+Everything written to ``sys.stdout``/``sys.stderr`` (Python level) or to file descriptors 1
+and 2 (subprocesses, C code, ``os.write``) ends up in one :class:`Coalescer`, which sends
+what it holds ~5 ms after the first unsent write, at once when more than 64 KiB are waiting,
+or when asked to flush. Python-level writes never pass through the descriptors, so their
+order is exactly the order of the calls. :meth:`Capture.install` replaces the process's
+``sys.stdin/stdout/stderr`` and descriptors 0, 1 and 2; it touches nothing else.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import os
+import select
+import sys
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+#: Seconds between the first unsent write and the send that carries it.
+FLUSH_DELAY = 0.005
+#: Characters waiting that trigger an immediate send.
+FLUSH_SIZE = 64 * 1024
+#: Largest text carried by one stream record (longer runs are split).
+MAX_CHUNK = 1024 * 1024
+
+Sink = Callable[[str, str], None]
+
+
+class Coalescer:
+    """Buffers ``(stream name, text)`` writes in order and hands them to ``sink`` in runs."""
+
+    def __init__(self, sink: Sink, delay: float = FLUSH_DELAY, size: int = FLUSH_SIZE) -> None:
+        self._sink, self._delay, self._size_limit = sink, delay, size
+        self._pending: list[tuple[str, list[str]]] = []
+        self._size = 0
+        self._deadline = 0.0
+        self._lock = threading.Lock()          # guards _pending, _size, _deadline
+        self._wake = threading.Condition(self._lock)
+        self._send_lock = threading.Lock()     # one flush at a time, so runs stay in order
+        self._thread = threading.Thread(target=self._run, name="cellbus-flusher", daemon=True)
+        self._thread.start()
+
+    def write(self, name: str, text: str) -> None:
+        if not text:
+            return
+        with self._lock:
+            if self._pending and self._pending[-1][0] == name:
+                self._pending[-1][1].append(text)
+            else:
+                self._pending.append((name, [text]))
+            if self._size == 0:
+                self._deadline = time.monotonic() + self._delay
+                self._wake.notify()
+            self._size += len(text)
+            full = self._size >= self._size_limit
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send everything written so far, before returning."""
+        with self._send_lock:
+            with self._lock:
+                pending, self._pending, self._size = self._pending, [], 0
+            for name, parts in pending:
+                text = "".join(parts)
+                for start in range(0, len(text), MAX_CHUNK):
+                    self._sink(name, text[start:start + MAX_CHUNK])
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._size:
+                    self._wake.wait()
+                wait = self._deadline - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            try:
+                self.flush()
+            except Exception:  # the sink reports its own failures; keep the flusher alive
+                pass
+
+
+class StreamWriter(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` replacement feeding a :class:`Coalescer`."""
+
+    def __init__(self, name: str, coalescer: Coalescer, fd: int,
+                 guard: AbstractContextManager[Any] | None = None,
+                 before_write: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self._name, self._coalescer, self._fd = name, coalescer, fd
+        self._before_write = before_write
+        self._guard: AbstractContextManager[Any] = guard if guard is not None else nullcontext()
+        self.buffer = _BinaryWriter(self)
+
+    @property
+    def name(self) -> str:
+        return f"<{self._name}>"
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    @property
+    def errors(self) -> str:  # type: ignore[override]
+        return "strict"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        """The captured descriptor, so ``subprocess.run(..., stdout=sys.stdout)`` works."""
+        return self._fd
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        with self._guard:
+            if self._before_write is not None:
+                self._before_write()  # descriptor output written earlier goes first
+            self._coalescer.write(self._name, s)
+        return len(s)
+
+    def flush(self) -> None:
+        with self._guard:
+            self._coalescer.flush()
+
+
+class _BinaryWriter(io.RawIOBase):
+    """``sys.stdout.buffer``: bytes decoded as UTF-8 (invalid bytes replaced)."""
+
+    def __init__(self, text: StreamWriter) -> None:
+        super().__init__()
+        self._text = text
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: Any) -> int:
+        data = bytes(b)
+        self._text.write(self._decoder.decode(data))
+        return len(data)
+
+    def flush(self) -> None:
+        self._text.flush()
+
+
+class NoStdin(io.TextIOBase):
+    """``sys.stdin`` of a session: there is no one to type, so reading fails clearly."""
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> str:
+        raise OSError("this session has no standard input (input() is not supported)")
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        return self.read()
+
+
+class _FdPipe:
+    """Descriptor ``fd`` redirected into a pipe, read by a thread into the coalescer."""
+
+    def __init__(self, fd: int, name: str, coalescer: Coalescer) -> None:
+        self.name, self._coalescer = name, coalescer
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._lock = threading.Lock()
+        r, w = os.pipe()
+        os.dup2(w, fd)  # fd stays inheritable: subprocesses write into the pipe
+        os.close(w)
+        os.set_blocking(r, False)
+        self._r = self.fileno = r
+        threading.Thread(target=self._run, name=f"cellbus-fd{fd}", daemon=True).start()
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def drain(self) -> None:
+        """Move everything now in the pipe to the coalescer (never blocks)."""
+        with self._lock:
+            while True:
+                try:
+                    data = os.read(self._r, 65536)
+                except BlockingIOError:
+                    return
+                if not data:
+                    return
+                self._coalescer.write(self.name, self._decoder.decode(data))
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._r, select.POLLIN)
+        while True:
+            events = poller.poll()
+            if any(ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN
+                   for _, ev in events):
+                time.sleep(0.05)  # no writer left for now; a new one may appear
+            self.drain()
+
+
+class Capture:
+    """The installed capture of one worker process."""
+
+    def __init__(self, coalescer: Coalescer, pipes: list[_FdPipe]) -> None:
+        self.coalescer = coalescer
+        self._pipes = {pipe.fileno: pipe for pipe in pipes}
+        self._poller = select.poll()
+        for fd in self._pipes:
+            self._poller.register(fd, select.POLLIN)
+        self._poll_lock = threading.Lock()  # a poll object serves one thread at a time
+
+    @classmethod
+    def install(cls, sink: Sink, guard: AbstractContextManager[Any] | None = None) -> "Capture":
+        """Redirect fds 0-2 and ``sys`` streams; returns the capture. Call once, at start."""
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+        coalescer = Coalescer(sink)
+        capture = cls(coalescer, [_FdPipe(1, "stdout", coalescer),
+                                  _FdPipe(2, "stderr", coalescer)])
+        sys.stdin = NoStdin()
+        sys.stdout = StreamWriter("stdout", coalescer, 1, guard, capture.drain_fds)
+        sys.stderr = StreamWriter("stderr", coalescer, 2, guard, capture.drain_fds)
+        return capture
+
+    def drain_fds(self) -> None:
+        """Move descriptor output written so far into the coalescer.
+
+        Cheap when there is none (one ``poll``), so every Python-level write calls it
+        first: ``os.write(1, ...)`` followed by ``print()`` keeps its order."""
+        with self._poll_lock:
+            ready = {fd for fd, _ in self._poller.poll(0)}
+        for fd, pipe in self._pipes.items():
+            if fd in ready or pipe.busy:  # busy: its reader holds bytes not yet delivered
+                pipe.drain()
+
+    def flush(self) -> None:
+        """Send all output written so far, including what C code still buffers in stdio."""
+        _flush_c_stdio()
+        self.drain_fds()
+        self.coalescer.flush()
+
+
+_libc_fflush: Callable[[Any], int] | None = None
+
+
+def _flush_c_stdio() -> None:
+    """``fflush(NULL)``: output a C extension printed may still sit in libc's buffers."""
+    global _libc_fflush
+    if _libc_fflush is None:
+        try:
+            import ctypes
+            _libc_fflush = ctypes.CDLL(None).fflush
+        except (ImportError, OSError, AttributeError):
+            _libc_fflush = lambda _: 0  # noqa: E731
+    _libc_fflush(None)

@@ -1,0 +1,154 @@
+"""The built-in backend: runs Python code in one persistent ``__main__`` namespace.
+
+Like IPython, a cell is compiled statement by statement: everything but a final expression
+with ``exec``, the final expression with ``eval`` so its value becomes the execution result
+(and ``_``). Each cell gets a pseudo-filename ``<cell-N>`` registered in ``linecache``, and
+tracebacks show only frames from the first cell frame on. Every execution runs inside a block
+of the block API. Touches ``sys.modules["__main__"]`` (the session's namespace module),
+``linecache`` and the display hook of :mod:`session.display`.
+"""
+
+from __future__ import annotations
+
+import __future__
+import ast
+import builtins
+import linecache
+import platform
+import sys
+import traceback
+import types
+from typing import Any
+
+from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+from .blocks import BlockApi
+from .display import close_figure, is_figure, mimebundle, quiet_matplotlib_setup, \
+    set_display_hook, show_open_figures
+
+#: Compiler flags of every ``from __future__ import`` feature (they persist across cells).
+_FUTURE_FLAGS = 0
+for _name in __future__.all_feature_names:
+    _FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
+CELL_PREFIX = "<cell-"
+
+
+class PythonBackend(SessionBackend):
+    """Executes Python source in the worker's own interpreter."""
+
+    def __init__(self, out: Output, config: BackendConfig) -> None:
+        super().__init__(out, config)
+        self.blocks = BlockApi(out, config.workdir, max_file_size=config.max_file_size,
+                               before_close=show_open_figures)
+        self.module = types.ModuleType("__main__", None)
+        self.namespace: dict[str, Any] = self.module.__dict__
+        self.namespace.update(__builtins__=builtins, display=self.display,
+                              block_api=self.blocks)
+        # pickle and friends look user classes up in sys.modules["__main__"].
+        sys.modules["__main__"] = self.module
+        self._cells = 0
+        self._flags = 0
+        quiet_matplotlib_setup()
+        set_display_hook(self.display)
+
+    # --- what the namespace sees -----------------------------------------------------------
+
+    def display(self, *objs: Any) -> None:
+        """``display(obj, ...)``: start a new block, then show each object."""
+        self.blocks.new_block()
+        for obj in objs:
+            data, metadata = mimebundle(obj)
+            if is_figure(obj):
+                close_figure(obj)
+            self.out.display(data, metadata)
+
+    # --- SessionBackend ------------------------------------------------------------------
+
+    def kernel_info(self) -> dict[str, Any]:
+        return {
+            "implementation": "cellbus",
+            "implementation_version": "0.1.0",
+            "language_info": {
+                "name": "python",
+                "version": platform.python_version(),
+                "mimetype": "text/x-python",
+                "file_extension": ".py",
+            },
+            "banner": f"cellbus session: Python {sys.version.split()[0]}",
+        }
+
+    def execute(self, code: str, *, silent: bool = False,
+                store_history: bool = True) -> ExecuteOutcome:
+        self._cells += 1
+        filename = f"{CELL_PREFIX}{self._cells}>"
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        outcome = ExecuteOutcome()
+        try:
+            self.blocks.new_block()
+            try:
+                parts = self._compile(code, filename)
+            except (SyntaxError, ValueError, OverflowError, MemoryError, RecursionError) as e:
+                return _error_outcome(e, only_message=True)
+            value = self._run(*parts)
+            if value is not None:
+                self.namespace["_"] = value
+                data, metadata = mimebundle(value)
+                if is_figure(value):
+                    close_figure(value)
+                outcome = ExecuteOutcome(result=data, result_metadata=metadata)
+        except BaseException as e:  # noqa: BLE001 - user code may raise anything
+            outcome = _error_outcome(e)
+        finally:
+            try:
+                self.blocks.close()
+            except BaseException as e:  # noqa: BLE001 - e.g. a figure that cannot be drawn
+                if outcome.status == "ok":
+                    outcome = _error_outcome(e)
+        return outcome
+
+    # --- compiling and running -------------------------------------------------------------
+
+    def _compile(self, code: str, filename: str) -> tuple[types.CodeType | None,
+                                                          types.CodeType | None]:
+        """``(statements, final expression)``, either may be ``None``."""
+        flags = self._flags | ast.PyCF_ONLY_AST
+        tree = compile(code, filename, "exec", flags=flags, dont_inherit=True)
+        body = tree.body
+        last: ast.Expression | None = None
+        if body and isinstance(body[-1], ast.Expr):
+            last = ast.Expression(body=body[-1].value)
+            body = body[:-1]
+        head = None
+        if body:
+            head = compile(ast.Module(body=body, type_ignores=[]), filename, "exec",
+                           flags=self._flags, dont_inherit=True)
+            self._flags |= head.co_flags & _FUTURE_FLAGS
+        tail = None
+        if last is not None:
+            tail = compile(last, filename, "eval", flags=self._flags, dont_inherit=True)
+        return head, tail
+
+    def _run(self, head: types.CodeType | None, tail: types.CodeType | None) -> Any:
+        if head is not None:
+            exec(head, self.namespace)
+        if tail is not None:
+            return eval(tail, self.namespace)
+        return None
+
+
+def _error_outcome(e: BaseException, only_message: bool = False) -> ExecuteOutcome:
+    """The ``error`` outcome for ``e``, its traceback cut to the user's frames."""
+    tb = e.__traceback__
+    while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
+        tb = tb.tb_next
+    if only_message or tb is None:
+        lines = traceback.format_exception_only(type(e), e)
+    else:
+        lines = traceback.format_exception(type(e), e.with_traceback(tb), tb)
+    return ExecuteOutcome.failed(type(e).__name__, _safe_str(e), lines)
+
+
+def _safe_str(e: BaseException) -> str:
+    try:
+        return str(e)
+    except Exception:
+        return f"<unprintable {type(e).__name__}>"

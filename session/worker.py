@@ -1,0 +1,289 @@
+"""The worker process of one session: its request loop and its command line.
+
+    python -m session.worker --fd FD --workdir DIR [--backend module:Class]
+                             [--max-file-size BYTES]
+
+``FD`` is the worker's end of a ``socketpair`` held by the overseer (see
+:mod:`protocol.link`); the worker never sees the bus key nor ZeroMQ. :func:`serve` is the
+whole life of a worker (the overseer may also call it in a forked template process): it moves
+into ``DIR``, captures descriptors 0-2 and ``sys`` streams, takes over SIGINT, builds the
+backend, then answers requests until the link closes or a ``shutdown_request`` arrives.
+
+Framing lives here, not in backends: for each ``execute_request`` the worker sends ``status``
+busy, ``execute_input``, whatever the backend emits, ``execute_result`` or ``error``,
+``execute_reply`` and ``status`` idle, all with ``parent`` set to the request's ``msg_id``.
+Diagnostics about the worker itself go to the descriptor that was stderr at start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import socket
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from protocol import msgtypes as mt
+from protocol.errors import ProtocolError
+from protocol.link import DEFAULT_MAX_RECORD, WorkerLink, encode
+
+from .backend import DEFAULT_MAX_FILE_SIZE, BackendConfig, ExecuteOutcome, MimeBundle, \
+    Output, SessionBackend
+from .capture import Capture
+from .interrupts import InterruptGuard
+
+BackendFactory = Callable[[Output, BackendConfig], SessionBackend]
+DEFAULT_BACKEND = "session.python:PythonBackend"
+MPLBACKEND = "module://session.mplbackend"
+#: Seconds a finished worker waits for threads that user code left running.
+EXIT_GRACE = 2.0
+
+
+class LinkOutput(Output):
+    """Sends a worker's records over its link, stamped with the current request's id."""
+
+    def __init__(self, link: WorkerLink, guard: InterruptGuard, diag: Callable[[str], None]):
+        self.link, self.guard, self.diag = link, guard, diag
+        self.parent = ""
+        self.capture: Capture | None = None
+        self.broken = False
+
+    def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None
+             = None, buffers: list[bytes] | None = None) -> None:
+        record: dict[str, Any] = {"msg_type": msg_type, "content": content,
+                                  "parent": self.parent}
+        if metadata:
+            record["metadata"] = metadata
+        if buffers:
+            record["buffers"] = buffers
+        if self.broken:
+            return
+        with self.guard:
+            try:
+                size = len(encode(record))
+            except (TypeError, ValueError, OverflowError) as e:
+                self.diag(f"dropped a {msg_type} record that cannot be packed: {e}")
+                return
+            if size > self.link.max_record:
+                record = {"msg_type": mt.STREAM, "parent": self.parent, "content": {
+                    "name": "stderr",
+                    "text": f"[cellbus: a {msg_type} of {size} bytes was dropped: "
+                            f"the limit is {self.link.max_record}]\n"}}
+            try:
+                self.link.send(record)
+            except OSError as e:
+                self.broken = True
+                self.diag(f"link to the overseer failed: {e}")
+
+    def stream(self, name: str, text: str) -> None:
+        if self.capture is not None:
+            self.capture.coalescer.write(name, text)
+        else:
+            self.send(mt.STREAM, {"name": name, "text": text})
+
+    def send_stream(self, name: str, text: str) -> None:
+        """The coalescer's sink."""
+        self.send(mt.STREAM, {"name": name, "text": text})
+
+    def display(self, data: MimeBundle, metadata: dict[str, Any] | None = None, *,
+                buffers: list[bytes] | None = None,
+                transient: dict[str, Any] | None = None) -> None:
+        self.flush()
+        self.send(mt.DISPLAY_DATA, {"data": data, "metadata": metadata or {},
+                                    "transient": transient or {}}, buffers=buffers)
+
+    def flush(self) -> None:
+        if self.capture is not None:
+            self.capture.flush()
+
+
+class Worker:
+    """Answers the requests of one link with one backend."""
+
+    def __init__(self, link: WorkerLink, out: LinkOutput, guard: InterruptGuard,
+                 backend: SessionBackend) -> None:
+        self.link, self.out, self.guard, self.backend = link, out, guard, backend
+        self.execution_count = 0
+
+    def run(self) -> int:
+        """Serve until EOF (0), ``shutdown_request`` (0) or a broken link (1)."""
+        while not self.out.broken:
+            try:
+                request = self.link.recv()
+            except ProtocolError as e:
+                self.out.diag(f"bad record from the overseer: {e}")
+                return 1
+            except OSError:
+                return 1
+            if request is None:
+                return 0
+            msg_type = request.get("msg_type")
+            msg_id = request.get("msg_id")
+            content = request.get("content")
+            self.out.parent = msg_id if isinstance(msg_id, str) else ""
+            content = content if isinstance(content, dict) else {}
+            if msg_type == mt.EXECUTE_REQUEST:
+                self.execute(content)
+            elif msg_type == mt.KERNEL_INFO_REQUEST:
+                self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
+            elif msg_type == mt.SHUTDOWN_REQUEST:
+                try:
+                    self.backend.shutdown()
+                except Exception as e:
+                    self.out.diag(f"backend shutdown failed: {e!r}")
+                self.out.flush()
+                self.out.send(mt.SHUTDOWN_REPLY, {"status": "ok", "restart": False})
+                return 0
+            # Anything else is ignored: the overseer only sends what it validated.
+        return 1
+
+    def kernel_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"status": "ok", "protocol_version": mt.PROTOCOL_VERSION,
+                                "implementation": "cellbus",
+                                "implementation_version": "0.1.0", "banner": ""}
+        info.update(self.backend.kernel_info())
+        return info
+
+    def execute(self, content: dict[str, Any]) -> None:
+        code = content.get("code")
+        code = code if isinstance(code, str) else ""
+        silent = content.get("silent") is True
+        store_history = content.get("store_history", True) is not False and not silent
+        self.guard.start_request()
+        out = self.out
+        out.send(mt.STATUS, {"execution_state": "busy"})
+        if store_history:
+            self.execution_count += 1
+        count = self.execution_count
+        if not silent:
+            out.send(mt.EXECUTE_INPUT, {"code": code, "execution_count": count})
+        try:
+            self.guard.arm()
+            try:
+                outcome = self.backend.execute(code, silent=silent, store_history=store_history)
+            finally:
+                self.guard.disarm()
+        except BaseException as e:  # noqa: BLE001 - an interrupt or a backend bug
+            self.guard.disarm()
+            if not isinstance(e, KeyboardInterrupt):
+                self.out.diag(f"backend {type(self.backend).__name__} raised {e!r}")
+            outcome = ExecuteOutcome.failed(type(e).__name__, str(e),
+                                            traceback.format_exception_only(type(e), e))
+        self._finish(outcome, count, silent)
+
+    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool) -> None:
+        out = self.out
+        out.flush()  # all stream text, including subprocess output, before the end
+        reply: dict[str, Any] = {"status": outcome.status, "execution_count": count,
+                                 "user_expressions": {}, "payload": []}
+        if outcome.status == "error":
+            error = {"ename": outcome.ename, "evalue": outcome.evalue,
+                     "traceback": list(outcome.traceback)}
+            if not silent:
+                out.send(mt.ERROR, error)
+            reply.update(error)
+        elif outcome.result is not None and not silent:
+            out.send(mt.EXECUTE_RESULT, {"execution_count": count, "data": outcome.result,
+                                         "metadata": outcome.result_metadata})
+        out.send(mt.EXECUTE_REPLY, reply)
+        out.send(mt.STATUS, {"execution_state": "idle"})
+
+
+def load_backend(spec: str) -> BackendFactory:
+    """``"package.module:Class"`` -> that class; ``ValueError`` saying what is wrong."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--backend {spec!r}: expected module:Class")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"--backend {spec!r}: {e}") from None
+    if not (isinstance(factory, type) and issubclass(factory, SessionBackend)):
+        raise ValueError(f"--backend {spec!r} is not a session.backend.SessionBackend")
+    return factory
+
+
+def serve(sock: socket.socket, workdir: str,
+          backend_factory: BackendFactory | None = None, *,
+          max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+          max_record: int = DEFAULT_MAX_RECORD) -> int:
+    """Be the worker on ``sock`` (from the main thread); returns the exit status."""
+    guard = InterruptGuard()
+    guard.install()  # from here on, SIGINT never kills the worker
+    os.set_inheritable(sock.fileno(), False)  # subprocesses of user code get no link
+    sock.setblocking(True)
+    diag_fd = os.dup(2)
+    os.set_inheritable(diag_fd, False)
+
+    def diag(message: str) -> None:
+        try:
+            os.write(diag_fd, f"cellbus worker {os.getpid()}: {message}\n".encode())
+        except OSError:
+            pass
+
+    os.chdir(workdir)
+    _select_matplotlib_backend()
+    link = WorkerLink(sock, max_record=max_record)
+    out = LinkOutput(link, guard, diag)
+    out.capture = Capture.install(out.send_stream, guard)
+    try:
+        if backend_factory is None:
+            from .python import PythonBackend
+            backend_factory = PythonBackend
+        backend = backend_factory(out, BackendConfig(workdir=os.getcwd(),
+                                                     max_file_size=max_file_size))
+        return Worker(link, out, guard, backend).run()
+    except Exception:  # fd 2 is captured by now: report on the saved descriptor
+        diag("crashed:\n" + traceback.format_exc())
+        return 1
+
+
+def _select_matplotlib_backend() -> None:
+    """Make matplotlib draw with :mod:`session.mplbackend`, now or whenever it is imported."""
+    os.environ["MPLBACKEND"] = MPLBACKEND
+    matplotlib = sys.modules.get("matplotlib")
+    if matplotlib is not None:  # preloaded, e.g. by a template process that forked us
+        matplotlib.use(MPLBACKEND, force=True)
+
+
+def _exit_after_grace(status: int) -> None:
+    """Exit even if user code left non-daemon threads running."""
+    timer = threading.Timer(EXIT_GRACE, os._exit, (status,))
+    timer.daemon = True
+    timer.start()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m session.worker",
+        description="Run one cellbus session: execute code received over a private link.")
+    parser.add_argument("--fd", type=int, required=True,
+                        help="inherited descriptor of the worker's end of the overseer's "
+                             "socketpair (AF_UNIX, SOCK_STREAM)")
+    parser.add_argument("--workdir", required=True,
+                        help="the session's private working directory (must exist)")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND,
+                        help="session backend as module:Class (default: %(default)s)")
+    parser.add_argument("--max-file-size", type=int, default=DEFAULT_MAX_FILE_SIZE,
+                        help="largest new file whose bytes are sent, in bytes "
+                             "(default: %(default)s); larger ones are only announced")
+    args = parser.parse_args(argv)
+    try:
+        factory = load_backend(args.backend)
+        sock = socket.socket(fileno=args.fd)
+        if not os.path.isdir(args.workdir):
+            raise ValueError(f"--workdir {args.workdir!r} is not a directory")
+    except (ValueError, OSError) as e:
+        print(f"session.worker: {e}", file=sys.stderr)
+        return 2
+    status = serve(sock, args.workdir, factory, max_file_size=args.max_file_size)
+    _exit_after_grace(status)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
