@@ -165,3 +165,4 @@ class DeviceRouter(Node):
             reply_type = mt.EXECUTE_REPLY
         await self._reply(request, session_id, reply_type,
                           {"status": "error", "execution_count": None, **error})
+        await self._reply(request, session_id, mt.STATUS, {"execution_state": "idle"})

@@ -46,7 +46,8 @@ class LaunchSpec:
 async def spawn(spec: LaunchSpec, workdir: str) -> tuple[asyncio.subprocess.Process, socket.socket]:
     """Start ``python -m session.worker`` on a fresh socketpair; return it and our end."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    argv = [spec.python, "-m", "session.worker", "--fd", str(theirs.fileno()),
+    # -P: the session's directory (its cwd) must not shadow cellbus's own modules.
+    argv = [spec.python, "-P", "-m", "session.worker", "--fd", str(theirs.fileno()),
             "--workdir", workdir]
     if spec.backend:
         argv += ["--backend", spec.backend]

@@ -53,3 +53,18 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
     yield start
     for client in clients:
         client.close()
+
+
+@pytest.fixture
+def chain(key_file: Path, tmp_path: Path, nodes: list[NodeProcess]):
+    """A broker on a fresh SQLite file, a gateway and (call start_device) devices."""
+    from harness import Chain
+    return Chain(key_file, f"sqlite:///{tmp_path / 'cellbus.db'}", nodes)
+
+
+@pytest.fixture
+def running_chain(chain):
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    return chain

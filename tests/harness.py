@@ -80,6 +80,8 @@ class NodeProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._reader.join(5)
+        if self.proc.stdout is not None and not self._reader.is_alive():
+            self.proc.stdout.close()
         return self.proc.returncode
 
     def kill_group(self) -> None:
@@ -88,6 +90,9 @@ class NodeProcess:
         except ProcessLookupError:
             pass
         self.proc.wait(5)
+        self._reader.join(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 class BusClient:
@@ -168,3 +173,83 @@ def stdout_of(msgs: list[Message], name: str = "stdout") -> str:
 
 def of_type(msgs: list[Message], msg_type: str) -> list[Message]:
     return [m for m in msgs if m["msg_type"] == msg_type]
+
+
+class Chain:
+    """Broker, devices and gateways as separate processes on free loopback ports."""
+
+    def __init__(self, key_file: Path, store: str, nodes: list[NodeProcess]) -> None:
+        self.key_file, self.store, self.nodes = str(key_file), store, nodes
+        self.gateway_ep = f"tcp://127.0.0.1:{free_port()}"
+        self.device_ep = f"tcp://127.0.0.1:{free_port()}"
+        self.publish_ep = f"tcp://127.0.0.1:{free_port()}"
+        self.port = free_port()
+        self.broker: NodeProcess | None = None
+        self.gateway: NodeProcess | None = None
+        self.devices: list[NodeProcess] = []
+
+    def _start(self, *argv: str) -> NodeProcess:
+        node = NodeProcess(*argv, "--key-file", self.key_file)
+        self.nodes.append(node)
+        return node
+
+    def start_broker(self) -> NodeProcess:
+        self.broker = self._start("broker", "--store", self.store,
+                                  "--gateway-bind", self.gateway_ep,
+                                  "--device-bind", self.device_ep,
+                                  "--publish-bind", self.publish_ep)
+        self.broker.wait_for_log(r"broker started")
+        return self.broker
+
+    def start_device(self, *options: str, name: str | None = None) -> NodeProcess:
+        name = name or f"device{len(self.devices)}"
+        device = self._start("device", "--connect", self.device_ep, "--device-id", name,
+                             *options)
+        self.devices.append(device)
+        if self.broker is not None:
+            self.broker.wait_for_log(rf"device {name} registered")
+        return device
+
+    def start_gateway(self, *options: str) -> NodeProcess:
+        self.gateway = self._start("gateway", "--port", str(self.port),
+                                   "--broker", self.gateway_ep, "--subscribe", self.publish_ep,
+                                   *options)
+        self.gateway.wait_for_log(r"gateway listening on")
+        return self.gateway
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def http(self, method: str, path: str, body: bytes | None = None,
+             content_type: str = "application/json", timeout: float = 30) -> tuple[int, Any]:
+        """(status, decoded JSON body) for one request; errors are answers, not exceptions."""
+        import json
+        import urllib.error
+        import urllib.request
+        req = urllib.request.Request(self.url(path), data=body, method=method,
+                                     headers={"Content-Type": content_type} if body else {})
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type")
+        except urllib.error.HTTPError as e:
+            raw, status, ctype = e.read(), e.code, e.headers.get("Content-Type")
+            e.close()
+        if ctype and ctype.startswith("application/json"):
+            return status, json.loads(raw)
+        return status, raw
+
+    def evaluate(self, cell: str, code: str | None) -> tuple[int, Any]:
+        import json
+        body = json.dumps({} if code is None else {"input": code}).encode()
+        return self.http("POST", f"/home/{cell}/evaluate", body)
+
+    def update(self, cell: str, since: int = 0, wait: float = 0) -> tuple[int, Any]:
+        return self.http("GET", f"/home/{cell}/update?since={since}&wait={wait}")
+
+    def wait_done(self, cell: str, timeout: float = 30) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status, doc = self.update(cell, wait=5)
+            if status == 200 and doc["status"] in ("done", "error"):
+                return doc
+        raise AssertionError(f"cell {cell} not finished within {timeout} s")

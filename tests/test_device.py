@@ -1,0 +1,217 @@
+"""A device process, started as an operator would, driven by a signed test client."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import time
+import warnings
+
+import pytest
+import zmq
+
+from harness import BusClient, of_type, stdout_of
+from protocol import Session
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from jupyter_client.session import Session as JupyterSession
+
+
+def test_register_announces_capacity(device_with_client) -> None:
+    client, _ = device_with_client("--max-sessions", "7")
+    register = [m for _, m in client.inbox if m["msg_type"] == "device_register"][0]
+    assert register["content"]["capacity"] == 7
+    assert register["content"]["load"] == 0
+
+
+def test_output_streams_while_the_code_runs(device_with_client) -> None:
+    """"2\\n" arrives about two seconds before "3\\n", in Jupyter's message order."""
+    client, _ = device_with_client()
+    msgs = client.run("import time\nprint(2)\ntime.sleep(2)\nprint(3)\n'done'", "s1")
+    kinds = [m["msg_type"] for m in msgs]
+    assert kinds[:2] == ["status", "execute_input"]
+    assert kinds[-3:] == ["execute_result", "execute_reply", "status"]
+    streams = [(t, m) for t, m in client.inbox
+               if m["msg_type"] == "stream" and m["parent_header"] == msgs[0]["parent_header"]]
+    assert [m["content"]["text"] for _, m in streams] == ["2\n", "3\n"]
+    gap = streams[1][0] - streams[0][0]
+    assert 1.5 < gap < 4, gap
+    reply = of_type(msgs, "execute_reply")[0]
+    assert reply["content"]["status"] == "ok" and reply["content"]["execution_count"] == 1
+    for m in msgs:
+        assert m["header"]["session"] == "s1"
+        assert m["metadata"]["cellbus"]["session"] == "s1"
+        assert m["metadata"]["cellbus"]["device"].startswith("dev-")
+
+
+def test_each_session_has_its_own_namespace(device_with_client) -> None:
+    client, _ = device_with_client()
+    client.run("x = 5", "alice")
+    assert stdout_of(client.run("print(x)", "alice")) == "5\n"
+    other = client.run("print(x)", "bob")
+    error = of_type(other, "error")[0]["content"]
+    assert error["ename"] == "NameError"
+    assert any("print(x)" in line for line in error["traceback"])
+    assert not any("session/" in line or "device/" in line for line in error["traceback"])
+    assert of_type(other, "execute_reply")[0]["content"]["status"] == "error"
+
+
+def test_routing_facts_come_back_and_the_request_is_parent(device_with_client) -> None:
+    client, _ = device_with_client()
+    request = client.execute("1", "s", user="wstein", worksheet="myws", cell_id="5")
+    for m in client.replies_to(request):
+        assert m["parent_header"]["msg_id"] == request["msg_id"]
+        assert m["metadata"]["cellbus"]["cell_id"] == "5"
+
+
+def test_bad_signatures_and_malformed_frames_are_dropped_and_logged(device_with_client) -> None:
+    client, device = device_with_client()
+    forger = Session(b"wrong key")
+    garbage = [
+        [b"no delimiter at all"],
+        [b"<IDS|MSG>", b"sig", b"too few"],
+        forger.serialize(forger.msg("execute_request", {"code": "print('pwned')"},
+                                    metadata={"cellbus": {"session": "s"}})),
+        [b"<IDS|MSG>", b"", b"h", b"p", b"m", b"c"],
+    ]
+    for frames in garbage:
+        client.sock.send_multipart(frames)
+    # a replayed genuine request is dropped too
+    genuine = client.session.msg("execute_request", {"code": "print('once')"},
+                                 metadata={"cellbus": {"session": "s"}})
+    frames = client.session.serialize(genuine)
+    client.sock.send_multipart(frames)
+    client.sock.send_multipart(frames)
+    assert stdout_of(client.replies_to(genuine)) == "once\n"
+    assert stdout_of(client.run("print('still serving')", "s")) == "still serving\n"
+    device.wait_for_log(r"dropped a message: frames")
+    device.wait_for_log(r"dropped a message: signature")
+    device.wait_for_log(r"dropped a message: replay")
+    assert "pwned" not in device.log
+    assert not [m for _, m in client.inbox if "pwned" in str(m["content"])]
+
+
+def test_request_without_a_session_gets_a_clear_error(device_with_client) -> None:
+    client, _ = device_with_client()
+    msgs = client.replies_to(client.execute("1", None))
+    error = of_type(msgs, "error")[0]["content"]
+    assert error["ename"] == "BadRequest" and "session" in error["evalue"]
+    assert of_type(msgs, "execute_reply")[0]["content"]["status"] == "error"
+
+
+@pytest.mark.parametrize("code,how", [
+    ("import os; os._exit(1)", "exited with code 1"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "killed by signal 9 (SIGKILL)"),
+    ("import ctypes; ctypes.string_at(0)", "killed by signal 11 (SIGSEGV)"),
+])
+def test_worker_death_fails_the_request_and_the_next_one_gets_a_fresh_worker(
+        device_with_client, code: str, how: str) -> None:
+    client, _ = device_with_client()
+    client.run("x = 1", "s")
+    msgs = client.run(f"print('before', flush=True)\n{code}", "s")
+    assert stdout_of(msgs) == "before\n"
+    error = of_type(msgs, "error")[0]["content"]
+    assert error["ename"] == "WorkerDied" and how in error["evalue"]
+    assert of_type(msgs, "execute_reply")[0]["content"]["status"] == "error"
+    after = client.run("print(x)", "s")
+    assert "fresh worker" in stdout_of(after, "stderr") and how in stdout_of(after, "stderr")
+    assert of_type(after, "error")[0]["content"]["ename"] == "NameError"
+    assert stdout_of(client.run("print('alive')", "s")) == "alive\n"
+
+
+def test_idle_worker_ends_and_the_session_is_reported_closed(device_with_client) -> None:
+    client, _ = device_with_client("--idle-timeout", "1")
+    pid = int(stdout_of(client.run("import os; print(os.getpid())", "s")))
+    closed = client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=10)
+    assert closed["content"] == {"session": "s", "reason": "idle timeout"}
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_files_written_in_the_block_are_announced(device_with_client) -> None:
+    client, _ = device_with_client()
+    msgs = client.run("open('out.txt', 'w').write('hello')\nprint('wrote')", "s")
+    files = [m for m in of_type(msgs, "display_data")
+             if "application/x-cellbus-file+json" in m["content"]["data"]]
+    assert len(files) == 1
+    ref = files[0]["content"]["data"]["application/x-cellbus-file+json"]
+    assert (ref["name"], ref["size"], ref["mime"]) == ("out.txt", 5, "text/plain")
+    assert files[0]["buffers"] == [b"hello"]
+
+
+def test_image_from_repr_png(device_with_client) -> None:
+    client, _ = device_with_client()
+    png = b"\x89PNG\r\n\x1a\nfake"
+    msgs = client.run(f"class P:\n    def _repr_png_(self):\n        return {png!r}\n"
+                      "display(P())", "s")
+    data = of_type(msgs, "display_data")[0]["content"]["data"]
+    assert base64.b64decode(data["image/png"]) == png
+
+
+def test_matplotlib_figure_is_sent_as_png(device_with_client) -> None:
+    client, _ = device_with_client()
+    msgs = client.run("import matplotlib.pyplot as plt\nprint('plotting')\n"
+                      "plt.plot([1, 2, 3])", "s", timeout=60)
+    images = [m for m in of_type(msgs, "display_data") if "image/png" in m["content"]["data"]]
+    assert len(images) == 1
+    assert base64.b64decode(images[0]["content"]["data"]["image/png"]).startswith(b"\x89PNG")
+    kinds = [m["msg_type"] for m in msgs]
+    assert kinds.index("stream") < kinds.index("display_data")  # stdout closes before the plot
+
+
+def test_jupyter_client_drives_a_device_over_json(device_with_client, key: bytes) -> None:
+    """jupyter_client's Session, with the deployment key, can run code on a device."""
+    client, _ = device_with_client(packer="json")
+    jupyter = JupyterSession(key=key, signature_scheme="hmac-sha256", packer="json")
+    request = jupyter.msg("execute_request", {"code": "print(6 * 7)", "silent": False},
+                          metadata={"cellbus": {"session": "j"}})
+    jupyter.send(client.sock, request)
+    texts: list[str] = []
+    while True:
+        assert client.sock.poll(20_000)
+        _, frames = jupyter.feed_identities(client.sock.recv_multipart())
+        msg = jupyter.deserialize(frames)
+        if msg["parent_header"].get("msg_id") != request["header"]["msg_id"]:
+            continue
+        if msg["msg_type"] == "stream":
+            texts.append(msg["content"]["text"])
+        if msg["msg_type"] == "execute_reply":
+            break
+    assert texts == ["42\n"]
+
+
+def test_interrupt_stops_running_code(device_with_client) -> None:
+    client, _ = device_with_client()
+    running = client.execute("import time\nprint('start', flush=True)\ntime.sleep(100)", "s")
+    client.wait_for(lambda m: m["msg_type"] == "stream")
+    client.request("interrupt_request", {}, "s")
+    msgs = client.replies_to(running, timeout=10)
+    assert of_type(msgs, "error")[0]["content"]["ename"] == "KeyboardInterrupt"
+    assert stdout_of(client.run("print('next')", "s")) == "next\n"
+
+
+def test_sigterm_stops_the_device_and_its_workers_cleanly(device_with_client) -> None:
+    client, device = device_with_client()
+    pid = int(stdout_of(client.run("import os; print(os.getpid())", "s")))
+    assert device.stop(signal.SIGTERM) == 0
+    assert "Traceback" not in device.log
+    device.wait_for_log(r"device stopped")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("worker outlived its device")
+
+
+def test_a_device_with_no_key_refuses_to_start(nodes) -> None:
+    from harness import NodeProcess
+    device = NodeProcess("device", "--connect", "tcp://127.0.0.1:1")
+    nodes.append(device)
+    assert device.proc.wait(30) == 2
+    assert "never runs unsigned" in device.log
