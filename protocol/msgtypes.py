@@ -46,3 +46,14 @@ WORKER_REQUEST_TYPES = frozenset({
 
 #: Messages that end a request: after one of these the request is finished.
 REPLY_TYPES = frozenset({EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY, SHUTDOWN_REPLY})
+
+# Gateway <-> broker (the broker's side is broker/intake.py). Each gateway request gets one
+# reply whose content has "ok"; a refusal is {"ok": false, "http_status": N, "error": "..."}.
+REQUEST_ACCEPTED = "request_accepted"          # to execute/interact/interrupt requests
+CELL_UPDATE_REQUEST = "cell_update_request"    # {since} -> {ok, document}
+CELL_UPDATE_REPLY = "cell_update_reply"
+SESSION_REPLAY_REQUEST = "session_replay_request"  # {since, limit} -> {ok, session, messages, more}
+SESSION_REPLAY_REPLY = "session_replay_reply"
+FILE_REQUEST = "file_request"                  # {seq, name} -> {ok, name, mime, size} + buffer
+FILE_REPLY = "file_reply"
+FILE_MIME = "application/x-cellbus-file+json"

@@ -122,14 +122,18 @@ class Node:
         try:
             await self.shutdown()
         finally:
-            tasks = list(self._tasks)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.cancel_loops()
             for sock in self._sockets:
                 sock.close(linger=0)
             self.ctx.term()
             self.log.info("%s stopped", self.name)
+
+    async def cancel_loops(self) -> None:
+        """Cancel every loop started with :meth:`spawn` and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
         """Start, serve until asked to stop, then stop."""
