@@ -122,6 +122,19 @@ async def test_transitions_and_timestamps(store: Store) -> None:
     assert await store.get_request(req.msg_id) == done
 
 
+async def test_assign_places_a_pending_request_only(store: Store) -> None:
+    """Tests that assign_request moves a needs_work request to a device and nothing else."""
+    req = await store.add_request(execute())
+    placed = await store.assign_request(req.msg_id, "d2")
+    assert placed.status == NEEDS_WORK and placed.device == "d2"
+    assert [r.msg_id for r in await store.requests(NEEDS_WORK, device="d2")] == [req.msg_id]
+    await store.update_request(req.msg_id, WORKING)
+    with pytest.raises(InvalidTransition):
+        await store.assign_request(req.msg_id, "d3")
+    with pytest.raises(UnknownRequest):
+        await store.assign_request("no-such-request", "d3")
+
+
 async def test_error_transition_records_error(store: Store) -> None:
     """Tests that -> error is final and keeps the error text."""
     req = await store.add_request(execute())

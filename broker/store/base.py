@@ -97,6 +97,14 @@ class Store(abc.ABC):
         raise _missing("update_request")
 
     @abc.abstractmethod
+    async def assign_request(self, msg_id: str, device: str) -> Request:
+        """Place a ``needs_work`` request on ``device`` (its status stays ``needs_work``).
+
+        Raises :class:`UnknownRequest`, or :class:`InvalidTransition` if it already started.
+        """
+        raise _missing("assign_request")
+
+    @abc.abstractmethod
     async def get_request(self, msg_id: str) -> Request | None:
         """The request with this ``msg_id``, or None."""
         raise _missing("get_request")

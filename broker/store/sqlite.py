@@ -28,7 +28,8 @@ import msgpack
 from ._sqlite_file import connect, sqlite_path
 from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
 from .base import Message, Store
-from .errors import DuplicateRequest, StoreClosed, StoreError, UnknownRequest
+from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
+                     UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
                       STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
                       SessionRecord, check_transition)
@@ -190,6 +191,21 @@ class SQLiteStore(Store):
                  now if status in FINAL else None, error if error is not None else old_error,
                  msg_id)).fetchone()
             return _request(new)
+
+        return await self._write(op)
+
+    async def assign_request(self, msg_id: str, device: str) -> Request:
+        def op(conn: sqlite3.Connection) -> Request:
+            row = conn.execute(
+                f"UPDATE requests SET device = ? WHERE msg_id = ? AND status = ? "
+                f"RETURNING {_REQ_COLS}", (device, msg_id, NEEDS_WORK)).fetchone()
+            if row is not None:
+                return _request(row)
+            old = conn.execute("SELECT status FROM requests WHERE msg_id = ?",
+                               (msg_id,)).fetchone()
+            if old is None:
+                raise UnknownRequest(msg_id)
+            raise InvalidTransition(msg_id, old[0], NEEDS_WORK, frozenset())
 
         return await self._write(op)
 

@@ -1,0 +1,51 @@
+"""``python -m broker`` (``bin/cellbus broker``): run the broker and its store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from protocol.config import add_common_options, add_option, load_key
+from protocol.errors import ConfigError
+from protocol.node import run_node, setup_logging
+from protocol.wire import Session
+
+from .node import Broker
+from .store import ACCEPTED, UnknownStore, default_sqlite_url, open_store
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cellbus broker",
+        description="Run the broker: it persists every request and output in its store and "
+                    "passes work from gateways to devices.")
+    add_option(p, "--gateway-bind", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+               node="broker", help="where gateways connect")
+    add_option(p, "--device-bind", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
+               node="broker", help="where devices connect")
+    add_option(p, "--publish-bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+               node="broker", help="where gateways subscribe to output")
+    add_option(p, "--store", metavar="URL",
+               help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
+    add_common_options(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(args.log_level)
+
+    def make() -> Broker:
+        try:
+            store = open_store(args.store or default_sqlite_url())
+        except UnknownStore as e:
+            raise ConfigError(str(e)) from None
+        return Broker(Session(load_key(args.key_file), packer=args.packer), store,
+                      gateway_bind=args.gateway_bind, device_bind=args.device_bind,
+                      publish_bind=args.publish_bind)
+
+    return run_node(make)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""What the broker knows about cells: each request's folded output, kept warm in memory.
+
+A cell's document (the seed's ``/update`` answer) is its latest request plus the fold of that
+request's output messages. Views of recent requests stay in memory and are updated as each
+message is persisted; any other view is rebuilt from the store on demand. While a view is being
+rebuilt, messages that arrive are queued and applied after, so none is lost in the gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.fold import CellOutput
+from protocol.wire import Message
+
+from .store import Request, Store
+
+#: Request views kept in memory; older ones are rebuilt from the store when asked for.
+VIEW_CACHE = 2048
+CellAddress = tuple[str, str, str]
+
+
+@dataclass
+class CellView:
+    request: Request
+    output: CellOutput = field(default_factory=CellOutput)
+
+    def document(self, since: int = 0) -> dict[str, Any]:
+        """The ``/update`` document: everything changed after ``since``, whole blocks."""
+        req = self.request
+        return {
+            "cell_id": req.cell_id,
+            "status": req.status,
+            "input": req.input,
+            "seq": max(self.output.seq, self.output.changed, since),
+            "output": self.output.blocks(since),
+            "reset": self.output.reset_after(since),
+            "session": req.session,
+            "request": req.msg_id,
+        }
+
+
+class Cells:
+    def __init__(self, store: Store, capacity: int = VIEW_CACHE) -> None:
+        self.store = store
+        self.capacity = capacity
+        self.views: collections.OrderedDict[str, CellView] = collections.OrderedDict()
+        self.latest: collections.OrderedDict[CellAddress, str] = collections.OrderedDict()
+        self._loading: dict[str, list[tuple[int, Message]]] = {}
+        self._load_done: dict[str, asyncio.Event] = {}
+
+    def track(self, request: Request) -> CellView:
+        """A new request: it becomes its cell's latest, with an empty output."""
+        view = CellView(request)
+        self._remember(self.views, request.msg_id, view)
+        self._remember(self.latest, (request.user, request.worksheet, request.cell_id),
+                       request.msg_id)
+        return view
+
+    def cached(self, msg_id: str) -> CellView | None:
+        return self.views.get(msg_id)
+
+    def apply(self, parent: str, seq: int, msg: Message) -> None:
+        """Fold a persisted message into its request's view, if that view is in memory."""
+        if parent in self._loading:
+            self._loading[parent].append((seq, msg))
+        elif (view := self.views.get(parent)) is not None:
+            view.output.apply(seq, msg)
+
+    async def for_cell(self, user: str, worksheet: str, cell_id: str) -> CellView | None:
+        msg_id = self.latest.get((user, worksheet, cell_id))
+        if msg_id is not None and msg_id in self.views:
+            return self.views[msg_id]
+        request = await self.store.cell_request(user, worksheet, cell_id)
+        if request is None:
+            return None
+        return await self.view(request)
+
+    async def view(self, request: Request) -> CellView:
+        """The view of ``request``, folded from the store if it is not in memory."""
+        if (view := self.views.get(request.msg_id)) is not None:
+            return view
+        if (done := self._load_done.get(request.msg_id)) is not None:
+            await done.wait()
+            return self.views[request.msg_id]
+        self._loading[request.msg_id] = []
+        self._load_done[request.msg_id] = asyncio.Event()
+        view = CellView(request)
+        try:
+            for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
+                view.output.apply(seq, msg)
+        finally:
+            late = self._loading.pop(request.msg_id)
+            for seq, msg in sorted(late, key=lambda item: item[0]):
+                view.output.apply(seq, msg)
+            self._remember(self.views, request.msg_id, view)
+            self._load_done.pop(request.msg_id).set()
+        return view
+
+    def _remember(self, table: collections.OrderedDict[Any, Any], key: Any, value: Any) -> None:
+        table[key] = value
+        table.move_to_end(key)
+        while len(table) > self.capacity:
+            table.popitem(last=False)

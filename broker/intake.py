@@ -1,0 +1,197 @@
+"""The broker's answers to gateways: accept work, and serve cells' state from the store.
+
+Every request names a cell in ``metadata["cellbus"]`` (user, worksheet, cell_id) and gets
+exactly one reply (types in ``protocol.msgtypes``). Requests of one worksheet are handled one
+at a time, in arrival order, so its session is created once and its work reaches the device in
+order; different worksheets proceed concurrently (and their writes share group commits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from protocol import msgtypes as mt
+from protocol.wire import Message
+
+from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, Request, SessionRecord,
+                     StoreFull)
+
+if TYPE_CHECKING:
+    from .node import Broker
+
+#: Longest user, worksheet or cell id accepted.
+MAX_NAME = 200
+#: Messages returned by one session_replay_request at most.
+MAX_REPLAY = 1000
+Address = tuple[str, str, str]
+
+
+class Refused(Exception):
+    """A gateway request the broker will not act on; becomes an ``ok: false`` reply."""
+
+    def __init__(self, http_status: int, error: str) -> None:
+        super().__init__(error)
+        self.http_status = http_status
+
+
+def cell_address(msg: Message) -> Address:
+    facts = msg["metadata"].get("cellbus")
+    facts = facts if isinstance(facts, dict) else {}
+    parts = tuple(facts.get(k) for k in ("user", "worksheet", "cell_id"))
+    if not all(isinstance(p, str) and 0 < len(p) <= MAX_NAME for p in parts):
+        raise Refused(400, "a request must name user, worksheet and cell_id")
+    return parts  # type: ignore[return-value]
+
+
+class Intake:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.store = broker.store
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._handlers: dict[str, tuple[str, Callable[[Message, Address],
+                                                       Awaitable[tuple[dict[str, Any], list[bytes]]]]]] = {
+            mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
+            mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
+            mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
+            mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
+            mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),
+        }
+
+    async def handle(self, idents: list[bytes], msg: Message) -> None:
+        reply_type, handler = self._handlers.get(msg["msg_type"], (mt.REQUEST_ACCEPTED, None))
+        buffers: list[bytes] = []
+        try:
+            if handler is None:
+                raise Refused(400, f"the broker does not take {msg['msg_type']!r} from gateways")
+            address = cell_address(msg)
+            async with self._lock(address[:2]):
+                content, buffers = await handler(msg, address)
+            content["ok"] = True
+        except Refused as e:
+            content = {"ok": False, "http_status": e.http_status, "error": str(e)}
+        except StoreFull as e:
+            content = {"ok": False, "http_status": 503, "error": f"busy, retry soon: {e}"}
+        except DuplicateRequest:
+            content = {"ok": False, "http_status": 409, "error": "a request with this msg_id "
+                       "was already accepted"}
+        except Exception:
+            self.broker.log.exception("broker failed on %s %s", msg["msg_type"], msg["msg_id"])
+            content = {"ok": False, "http_status": 500, "error": "the broker failed on this "
+                       "request; its log has the details"}
+        await self.broker.reply(idents, msg, reply_type, content, buffers)
+
+    def _lock(self, worksheet: tuple[str, str]) -> asyncio.Lock:
+        lock = self._locks.get(worksheet)
+        if lock is None:
+            if len(self._locks) > 10_000:  # forget idle locks now and then
+                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+            lock = self._locks[worksheet] = asyncio.Lock()
+        return lock
+
+    async def session_for(self, user: str, worksheet: str, *, create: bool) -> SessionRecord | None:
+        """The worksheet's session (the seed's computation id); made at its first request."""
+        record = await self.store.find_session(user, worksheet)
+        if record is None and create:
+            now = time.time()
+            record = SessionRecord(session=uuid.uuid4().hex, user=user, worksheet=worksheet,
+                                   device=None, state=OPEN, created=now, last_activity=now)
+            await self.store.put_session(record)
+        return record
+
+    async def note_placement(self, session_id: str, device: str) -> None:
+        record = await self.store.get_session(session_id)
+        if record is not None and record.device != device:
+            record.device = device
+            await self.store.put_session(record)
+
+    # -- handlers: each returns (reply content, reply buffers) ------------------------------
+
+    async def execute(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+        user, worksheet, cell_id = address
+        content = dict(msg["content"])
+        code = content.get("code")
+        if code is None:  # seed step 4: no input means "evaluate the stored input again"
+            previous = await self.store.cell_request(user, worksheet, cell_id)
+            if previous is None:
+                raise Refused(404, f"cell {cell_id} has no stored input; send its input")
+            code = content["code"] = previous.input
+        if not isinstance(code, str):
+            raise Refused(400, "input must be a string")
+        session = await self.session_for(user, worksheet, create=True)
+        assert session is not None
+        device = self.broker.devices.place(session.device)
+        if device is not None and device != session.device:
+            session.device = device
+        session.last_activity = time.time()
+        await self.store.put_session(session)
+        forward = self.broker.session.msg(
+            mt.EXECUTE_REQUEST, content, header=msg["header"],
+            metadata={**msg["metadata"], "cellbus": {
+                "user": user, "worksheet": worksheet, "cell_id": cell_id,
+                "session": session.session}})
+        request = await self.store.add_request(Request(
+            msg_id=msg["msg_id"], session=session.session, user=user, worksheet=worksheet,
+            cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
+            device=device))
+        self.broker.cells.track(request)
+        await self.broker.send_to_device(request)
+        return {"cell_id": cell_id, "status": request.status, "session": session.session,
+                "msg_id": request.msg_id}, []
+
+    async def interrupt(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+        session = await self.session_for(*address[:2], create=False)
+        routing = self.broker.devices.routing_id(session.device) if session and session.device else None
+        if session is None or routing is None:
+            raise Refused(409, "nothing is running in this worksheet")
+        forward = self.broker.session.msg(mt.INTERRUPT_REQUEST, {}, metadata={"cellbus": {
+            "user": address[0], "worksheet": address[1], "cell_id": address[2],
+            "session": session.session}})
+        await self.broker.session.send(self.broker.device_sock, forward, [routing])
+        return {"cell_id": address[2], "session": session.session}, []
+
+    async def cell_update(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+        since = msg["content"].get("since", 0)
+        if not isinstance(since, int) or since < 0:
+            raise Refused(400, "since must be a non-negative integer")
+        view = await self.broker.cells.for_cell(*address)
+        if view is None:
+            raise Refused(404, f"no cell {address[2]} in worksheet {address[1]}")
+        return {"document": view.document(since)}, []
+
+    async def session_replay(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+        since = msg["content"].get("since", 0)
+        limit = msg["content"].get("limit", MAX_REPLAY)
+        if not isinstance(since, int) or not isinstance(limit, int) or since < 0 or limit < 1:
+            raise Refused(400, "since and limit must be non-negative integers")
+        session = await self.session_for(*address[:2], create=False)
+        if session is None:
+            return {"session": None, "messages": [], "more": False}, []
+        limit = min(limit, MAX_REPLAY)
+        rows = await self.store.messages(session.session, since=since, limit=limit + 1)
+        out = []
+        for seq, stored in rows[:limit]:
+            stored["metadata"].setdefault("cellbus", {})["seq"] = seq
+            out.append(stored)
+        return {"session": session.session, "messages": out, "more": len(rows) > limit}, []
+
+    async def file(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+        seq, name = msg["content"].get("seq"), msg["content"].get("name")
+        session = await self.session_for(*address[:2], create=False)
+        if session is None or not isinstance(seq, int) or seq < 1 or not isinstance(name, str):
+            raise Refused(404, "no such file")
+        rows = await self.store.messages(session.session, since=seq - 1, limit=1)
+        if not rows or rows[0][0] != seq:
+            raise Refused(404, "no such file")
+        stored = rows[0][1]
+        ref = stored["content"].get("data", {}).get(mt.FILE_MIME) if isinstance(
+            stored["content"].get("data"), dict) else None
+        facts = stored["metadata"].get("cellbus") or {}
+        if (not isinstance(ref, dict) or ref.get("name") != name
+                or facts.get("cell_id") != address[2] or not stored.get("buffers")):
+            raise Refused(404, "no such file")
+        return {"name": name, "mime": ref.get("mime") or "application/octet-stream",
+                "size": len(stored["buffers"][0])}, [stored["buffers"][0]]

@@ -1,0 +1,210 @@
+"""The broker: the persistent buffer between gateways and devices.
+
+It is the ZeroMQ Guide's Clone pattern with Titanic's discipline. Only the broker assigns
+``seq``; a request is persisted before a gateway is told it was accepted, and an output
+message is persisted (and given its session's next ``seq``) before it is published, so any
+subscriber can catch up from the store: "the database is merely a large buffer".
+
+Sockets::
+
+    ROUTER  --gateway-bind   gateways' DEALERs: requests in, one reply each out
+    PUB     --publish-bind   every persisted output; topic = session id;
+                             metadata["cellbus"] carries seq, session, user, worksheet, cell_id
+    ROUTER  --device-bind    devices' DEALERs: work out; output, heartbeats, closures in
+
+Gateway requests carry the cell address in ``metadata["cellbus"]`` (user, worksheet, cell_id)
+and are answered by :mod:`broker.intake`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import zmq
+
+from protocol import msgtypes as mt
+from protocol.node import Node
+from protocol.wire import Message, Session
+
+from .cells import Cells
+from .intake import Intake
+from .placement import DeviceTable
+from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
+                    Store, UnknownRequest)
+
+#: Output messages persisted in one group commit at most.
+MAX_OUTPUT_BATCH = 256
+
+log = logging.getLogger("cellbus.broker")
+
+
+class Broker(Node):
+    name = "broker"
+
+    def __init__(self, session: Session, store: Store, *, gateway_bind: str, device_bind: str,
+                 publish_bind: str) -> None:
+        super().__init__(session)
+        self.store = store
+        self.endpoints = (gateway_bind, device_bind, publish_bind)
+        self.devices = DeviceTable()
+        self.cells = Cells(store)
+        self.sent: set[str] = set()  # requests handed to a device by this broker process
+        self._dispatching = asyncio.Lock()
+
+    async def setup(self) -> None:
+        gateway_bind, device_bind, publish_bind = self.endpoints
+        await self.store.open()
+        self.log.info("broker store: %s", self.store.describe())
+        self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways")
+        self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways")
+        self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices")
+        self.intake = Intake(self)
+        self.spawn(self._gateway_loop(), "gateways")
+        self.spawn(self._device_loop(), "devices")
+
+    async def shutdown(self) -> None:
+        await self.cancel_loops()
+        await self.store.close()
+
+    # -- gateways ---------------------------------------------------------------------------
+
+    async def _gateway_loop(self) -> None:
+        while True:
+            got = await self.recv(self.gateways)
+            if got is not None:
+                idents, msg = got
+                self.spawn(self.intake.handle(idents, msg), f"intake.{msg['msg_id'][:8]}")
+
+    async def reply(self, idents: list[bytes], request: Message, msg_type: str,
+                    content: dict[str, Any], buffers: list[bytes] | None = None) -> None:
+        msg = self.session.msg(msg_type, content, parent=request)
+        if buffers:
+            msg["buffers"] = buffers
+        try:
+            await self.session.send(self.gateways, msg, idents)
+        except zmq.ZMQError as e:  # the gateway went away; it will ask again
+            self.log.info("broker could not answer gateway: %s", e)
+
+    # -- devices ----------------------------------------------------------------------------
+
+    async def send_to_device(self, request: Request) -> bool:
+        """Hand ``request`` to its device; False if the device is not reachable now."""
+        if request.msg_id in self.sent or request.device is None:
+            return False
+        routing_id = self.devices.routing_id(request.device)
+        if routing_id is None:
+            return False
+        self.sent.add(request.msg_id)
+        try:
+            await self.session.send(self.device_sock, request.message, [routing_id])
+        except zmq.ZMQError as e:
+            self.sent.discard(request.msg_id)
+            self.log.warning("broker could not reach device %s: %s", request.device, e)
+            return False
+        return True
+
+    async def dispatch_pending(self) -> None:
+        """Place and send every ``needs_work`` request not yet handed out, oldest first."""
+        async with self._dispatching:
+            for request in await self.store.requests(NEEDS_WORK):
+                if request.msg_id in self.sent:
+                    continue
+                device = self.devices.place(request.device)
+                if device is None:
+                    return
+                if device != request.device:
+                    request = await self.store.assign_request(request.msg_id, device)
+                    await self.intake.note_placement(request.session, device)
+                await self.send_to_device(request)
+
+    async def _device_loop(self) -> None:
+        while True:
+            batch = [await self.recv(self.device_sock)]
+            while (len(batch) < MAX_OUTPUT_BATCH
+                   and self.device_sock.get(zmq.EVENTS) & zmq.POLLIN):
+                batch.append(await self.recv(self.device_sock))
+            outputs: list[tuple[str, Message]] = []
+            for got in batch:
+                if got is not None:
+                    self._sort(got[0], got[1], outputs)
+            if outputs:
+                await self._persist_and_publish(outputs)
+
+    def _sort(self, idents: list[bytes], msg: Message, outputs: list[tuple[str, Message]]) -> None:
+        kind = msg["msg_type"]
+        content = msg["content"]
+        device = (idents[0] if idents else b"").decode(errors="replace")
+        if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
+            fresh = self.devices.heard(device, idents[0], content)
+            if fresh or kind == mt.DEVICE_REGISTER:
+                self.log.info("broker: device %s registered (capacity %s, load %s)", device,
+                              content.get("capacity"), content.get("load"))
+                self.spawn(self._device_joined(device, content), f"joined.{device}")
+            return
+        self.devices.heard(device, idents[0])
+        if kind == mt.SESSION_CLOSED:
+            self.log.info("broker: device %s closed session %s (%s)", device,
+                          content.get("session"), content.get("reason"))
+            return
+        facts = msg["metadata"].get("cellbus")
+        session_id = facts.get("session") if isinstance(facts, dict) else None
+        if not isinstance(session_id, str) or not session_id:
+            self.rejected["no-session"] += 1
+            self.log.warning("broker dropped a %s from device %s: no session", kind, device)
+            return
+        outputs.append((session_id, msg))
+
+    async def _device_joined(self, device: str, report: dict[str, Any]) -> None:
+        await self.store.put_device(DeviceRecord(
+            device=device, capacity=int(report.get("capacity") or 0),
+            load=int(report.get("load") or 0), last_heartbeat=time.time(),
+            info={}))
+        await self.dispatch_pending()
+
+    async def _persist_and_publish(self, outputs: list[tuple[str, Message]]) -> None:
+        seqs = await self.store.append_messages(outputs)
+        for (session_id, msg), seq in zip(outputs, seqs):
+            msg["metadata"]["cellbus"]["seq"] = seq
+            parent = msg["parent_header"].get("msg_id")
+            if isinstance(parent, str):
+                await self._advance(parent, msg)
+                self.cells.apply(parent, seq, msg)
+        for session_id, msg in outputs:
+            await self.session.send(self.pub, msg, [session_id.encode()])
+
+    async def _advance(self, parent: str, msg: Message) -> None:
+        """Move the request ``parent`` along: working when it starts, done/error on reply."""
+        kind = msg["msg_type"]
+        if kind in (mt.STATUS, mt.EXECUTE_INPUT):
+            if kind == mt.STATUS and msg["content"].get("execution_state") != "busy":
+                return
+            new = WORKING
+        elif kind in (mt.EXECUTE_REPLY, mt.INTERRUPT_REPLY, mt.SHUTDOWN_REPLY):
+            new = DONE if msg["content"].get("status") == "ok" else ERROR
+        else:
+            return
+        view = self.cells.cached(parent)
+        current = view.request if view else await self.store.get_request(parent)
+        if current is None or current.status == new:
+            return
+        if new == DONE and current.status == NEEDS_WORK:
+            await self._set_status(current, WORKING)
+        error = None
+        if new == ERROR:
+            error = f"{msg['content'].get('ename', 'Error')}: {msg['content'].get('evalue', '')}"
+        updated = await self._set_status(current, new, error)
+        if updated is not None and view is not None:
+            view.request = updated
+        if new in (DONE, ERROR):
+            self.sent.discard(parent)
+
+    async def _set_status(self, request: Request, status: str,
+                          error: str | None = None) -> Request | None:
+        try:
+            return await self.store.update_request(request.msg_id, status, error=error)
+        except (InvalidTransition, UnknownRequest) as e:
+            self.log.debug("broker: %s", e)
+            return None

@@ -1,0 +1,39 @@
+"""The gateway's tornado application: routes and settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from .base import BaseHandler, NotFoundHandler
+from .bus import BrokerLink
+from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
+from .ws import SocketHandler
+
+CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
+
+
+class HealthHandler(BaseHandler):
+    def get(self) -> None:
+        self.write_json(200, {"ok": True})
+
+
+def make_app(link: BrokerLink, *, max_input: int, **settings: Any) -> tornado.web.Application:
+    watch = CellWatch()
+    link.listeners.add(watch)
+    return tornado.web.Application(
+        [
+            (CELL + r"/evaluate", EvaluateHandler),
+            (CELL + r"/update", UpdateHandler),
+            (CELL + r"/interrupt", InterruptHandler),
+            (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
+            (r"/ws", SocketHandler),
+            (r"/health", HealthHandler),
+        ],
+        default_handler_class=NotFoundHandler,
+        link=link, watch=watch, max_input=max_input,
+        websocket_max_message_size=max_input + 65536,
+        websocket_ping_interval=20,
+        **settings,
+    )

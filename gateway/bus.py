@@ -1,0 +1,81 @@
+"""The gateway's link to the broker: requests with one reply each, and the output feed.
+
+``request()`` sends on a DEALER and waits for the reply whose parent is that request. The
+DEALER is ``immediate``: with no broker connected, a request fails at once with
+:class:`BrokerUnavailable` (a 503) instead of queueing behind a dead link. Output arrives on a
+SUB socket (the broker's PUB) and is handed to every registered listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import zmq
+
+from protocol.node import Node
+from protocol.wire import Message
+
+#: Seconds to wait for the broker's reply before answering 503.
+REPLY_TIMEOUT = 10.0
+
+Listener = Callable[[Message], None]
+
+
+class BrokerUnavailable(Exception):
+    """The broker cannot be reached or did not answer in time."""
+
+
+class BrokerLink:
+    def __init__(self, node: Node, *, connect: str, subscribe: str) -> None:
+        self.node = node
+        self.session = node.session
+        self.dealer = node.socket(zmq.DEALER, label="DEALER to the broker")
+        self.dealer.immediate = True
+        self.dealer.connect(connect)
+        node.log.info("gateway connected DEALER to the broker at %s", connect)
+        self.sub = node.socket(zmq.SUB, connect=subscribe, label="SUB for output")
+        self.sub.subscribe(b"")
+        self.pending: dict[str, asyncio.Future[Message]] = {}
+        self.listeners: set[Listener] = set()
+        node.spawn(self._replies(), "replies")
+        node.spawn(self._outputs(), "outputs")
+
+    async def request(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
+                      *, header: dict[str, Any] | None = None,
+                      timeout: float = REPLY_TIMEOUT) -> Message:
+        """Send a request about the cell at ``address``; return the broker's reply."""
+        user, worksheet, cell_id = address
+        msg = self.session.msg(msg_type, content, header=header, metadata={"cellbus": {
+            "user": user, "worksheet": worksheet, "cell_id": cell_id}})
+        future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+        self.pending[msg["msg_id"]] = future
+        try:
+            try:
+                await self.dealer.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK)
+            except zmq.Again:
+                raise BrokerUnavailable("the broker is not reachable") from None
+            try:
+                return await asyncio.wait_for(future, timeout)
+            except asyncio.TimeoutError:
+                raise BrokerUnavailable(f"the broker did not answer within {timeout:.0f} s") from None
+        finally:
+            self.pending.pop(msg["msg_id"], None)
+
+    async def _replies(self) -> None:
+        while True:
+            got = await self.node.recv(self.dealer)
+            if got is None:
+                continue
+            future = self.pending.get(got[1]["parent_header"].get("msg_id", ""))
+            if future is not None and not future.done():
+                future.set_result(got[1])
+
+    async def _outputs(self) -> None:
+        while True:
+            got = await self.node.recv(self.sub)
+            if got is None:
+                continue
+            for listener in list(self.listeners):
+                listener(got[1])

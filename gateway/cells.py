@@ -1,0 +1,157 @@
+"""The seed's HTTP API for cells: evaluate, update (long-poll), interrupt, files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from collections import defaultdict
+from typing import Any
+
+from protocol import msgtypes as mt
+from protocol.wire import Message
+
+from .base import BaseHandler, check_address, fail
+
+#: Longest long-poll wait, in seconds.
+MAX_WAIT = 60.0
+FINAL = ("done", "error")
+Address = tuple[str, str, str]
+
+
+class CellWatch:
+    """Wakes long-polls when output for their cell arrives on the broker's feed."""
+
+    def __init__(self) -> None:
+        self.waiting: defaultdict[Address, set[asyncio.Event]] = defaultdict(set)
+
+    def __call__(self, msg: Message) -> None:
+        facts = msg["metadata"].get("cellbus") or {}
+        address = (facts.get("user"), facts.get("worksheet"), facts.get("cell_id"))
+        for event in self.waiting.get(address, ()):  # type: ignore[arg-type]
+            event.set()
+
+    def watch(self, address: Address) -> asyncio.Event:
+        event = asyncio.Event()
+        self.waiting[address].add(event)
+        return event
+
+    def unwatch(self, address: Address, event: asyncio.Event) -> None:
+        events = self.waiting.get(address)
+        if events is not None:
+            events.discard(event)
+            if not events:
+                del self.waiting[address]
+
+
+def add_file_urls(doc: dict[str, Any], address: Address) -> dict[str, Any]:
+    """Give file blocks (also inside interacts) the URL this gateway serves them at."""
+    base = "/home/" + "/".join(urllib.parse.quote(p, safe="") for p in address)
+    for block in doc.get("output", {}).values():
+        if block.get("type") == "file" and "seq" in block and not block.get("too_large"):
+            block["url"] = f"{base}/files/{block['seq']}/{urllib.parse.quote(block['name'])}"
+        if block.get("type") == "interact":
+            add_file_urls(block, address)
+    return doc
+
+
+def execute_content(code: str | None) -> dict[str, Any]:
+    content: dict[str, Any] = {"silent": False, "store_history": True, "user_expressions": {},
+                               "allow_stdin": False, "stop_on_error": True}
+    if code is not None:
+        content["code"] = code
+    return content
+
+
+class EvaluateHandler(BaseHandler):
+    """``POST …/evaluate``: JSON ``{"input": ...}`` or form ``input``; none re-evaluates."""
+
+    async def post(self, user: str, worksheet: str, cell_id: str) -> None:
+        address = check_address(user, worksheet, cell_id)
+        code = self._input()
+        limit = self.settings["max_input"]
+        if code is not None and len(code.encode()) > limit:
+            raise fail(413, f"input is over the limit of {limit} bytes")
+        reply = await self.ask(mt.EXECUTE_REQUEST, execute_content(code), address)
+        c = reply["content"]
+        self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
+
+    def _input(self) -> str | None:
+        if not self.request.body:
+            return None
+        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            values = self.request.body_arguments.get("input")
+            return values[0].decode("utf-8", "replace") if values else None
+        try:
+            body = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError):
+            raise fail(400, "the body is not JSON; send {\"input\": \"...\"}") from None
+        if not isinstance(body, dict):
+            raise fail(400, "the body must be a JSON object like {\"input\": \"...\"}")
+        code = body.get("input")
+        if code is not None and not isinstance(code, str):
+            raise fail(400, "input must be a string")
+        return code
+
+
+class UpdateHandler(BaseHandler):
+    """``GET …/update[?since=SEQ][&wait=S]``: the cell's document, changed blocks after since.
+
+    Idempotent and safe to retry. With ``wait``, an answer with nothing new waits up to that
+    many seconds for output before answering.
+    """
+
+    async def get(self, user: str, worksheet: str, cell_id: str) -> None:
+        address = check_address(user, worksheet, cell_id)
+        since = self._number("since", 0, int)
+        wait = min(self._number("wait", 0.0, float), MAX_WAIT)
+        watch: CellWatch = self.settings["watch"]
+        deadline = time.monotonic() + wait
+        while True:
+            event = watch.watch(address)
+            try:
+                reply = await self.ask(mt.CELL_UPDATE_REQUEST, {"since": since}, address)
+                doc = reply["content"]["document"]
+                left = deadline - time.monotonic()
+                if doc["output"] or doc["status"] in FINAL or doc["reset"] or left <= 0:
+                    break
+                try:
+                    await asyncio.wait_for(event.wait(), left)
+                except asyncio.TimeoutError:
+                    pass
+            finally:
+                watch.unwatch(address, event)
+        self.write_json(200, add_file_urls(doc, address))
+
+    def _number(self, name: str, default: Any, kind: type) -> Any:
+        raw = self.get_query_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except ValueError:
+            raise fail(400, f"{name} must be a number") from None
+        if value < 0 or value != value:
+            raise fail(400, f"{name} must not be negative")
+        return value
+
+
+class InterruptHandler(BaseHandler):
+    async def post(self, user: str, worksheet: str, cell_id: str) -> None:
+        address = check_address(user, worksheet, cell_id)
+        await self.ask(mt.INTERRUPT_REQUEST, {}, address)
+        self.write_json(202, {"cell_id": cell_id, "status": "interrupting"})
+
+
+class FileHandler(BaseHandler):
+    """``GET …/files/SEQ/NAME``: a file the cell's code wrote, served inert (sandboxed)."""
+
+    async def get(self, user: str, worksheet: str, cell_id: str, seq: str, name: str) -> None:
+        address = check_address(user, worksheet, cell_id)
+        reply = await self.ask(mt.FILE_REQUEST, {"seq": int(seq), "name": name}, address)
+        self.set_header("Content-Type", reply["content"]["mime"])
+        self.set_header("Content-Security-Policy", "sandbox")  # user HTML runs no script here
+        self.set_header("Content-Disposition", "inline")
+        self.finish(reply["buffers"][0])

@@ -1,0 +1,139 @@
+"""The whole chain over HTTP: gateway, broker on SQLite, device, session workers."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+CELL = "wstein/myws/5"
+
+
+def test_seed_walk_through(running_chain) -> None:
+    """Seed 000 over HTTP: accepted as needs_work, working with an open stdout_0 holding "2\\n",
+    then done with every line in one closed block."""
+    chain = running_chain
+    code = 'import time\nprint(2)\ntime.sleep(3)\nprint(3)\nprint("hello")'
+    status, accepted = chain.evaluate(CELL, code)
+    assert status == 202
+    assert accepted["cell_id"] == "5" and accepted["status"] == "needs_work"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        _, doc = chain.update(CELL, wait=2)
+        if doc["output"]:
+            break
+    assert doc["status"] == "working"
+    assert doc["input"] == code
+    assert doc["output"]["stdout_0"]["content"] == "2\n"
+    assert doc["output"]["stdout_0"]["state"] == "open"
+    done = chain.wait_done(CELL)
+    assert done["status"] == "done"
+    block = done["output"]["stdout_0"]
+    assert (block["type"], block["order"], block["content"], block["state"]) == (
+        "text", 0, "2\n3\nhello\n", "closed")
+
+
+def test_lost_update_is_repeated_and_since_returns_only_newer(running_chain) -> None:
+    chain = running_chain
+    chain.evaluate(CELL, "import time\nprint('a', flush=True)\ntime.sleep(0.5)\nprint('b')\n"
+                         "raise ValueError('boom')")
+    doc = chain.wait_done(CELL)
+    assert doc["status"] == "error"
+    again = chain.update(CELL)[1]
+    assert again == doc  # a lost response costs nothing: asking again gives the same answer
+    assert doc["output"]["error_1"]["ename"] == "ValueError"
+    assert any("boom" in line for line in doc["output"]["error_1"]["traceback"])
+    _, newer = chain.update(CELL, since=doc["seq"])
+    assert newer["output"] == {} and newer["seq"] == doc["seq"]
+    error_seq = doc["output"]["error_1"]["seq"]
+    _, partial = chain.update(CELL, since=error_seq - 1)
+    assert "error_1" in partial["output"]
+    assert all(b["seq"] > error_seq - 1 for b in partial["output"].values())
+    assert partial["output"]["stdout_0"]["content"] == "a\nb\n"  # whole blocks, not deltas
+
+
+def test_reevaluate_without_input_runs_the_stored_input(running_chain) -> None:
+    chain = running_chain
+    chain.evaluate(CELL, "n = globals().get('n', 0) + 1\nprint(n)")
+    assert chain.wait_done(CELL)["output"]["stdout_0"]["content"] == "1\n"
+    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"")
+    assert status == 202
+    doc = chain.wait_done(CELL)
+    assert doc["output"]["stdout_0"]["content"] == "2\n" and doc["request"] == body["msg_id"]
+
+
+def test_state_is_shared_by_the_cells_of_a_worksheet(running_chain) -> None:
+    chain = running_chain
+    chain.evaluate("u/ws/1", "x = 41")
+    chain.wait_done("u/ws/1")
+    chain.evaluate("u/ws/2", "print(x + 1)")
+    assert chain.wait_done("u/ws/2")["output"]["stdout_0"]["content"] == "42\n"
+    chain.evaluate("u/other/1", "print(x)")
+    assert chain.wait_done("u/other/1")["output"]["error_0"]["ename"] == "NameError"
+
+
+def test_gateway_killed_mid_run_loses_nothing(running_chain) -> None:
+    chain = running_chain
+    code = "import time\nfor i in range(6):\n    print(i, flush=True)\n    time.sleep(0.5)"
+    chain.evaluate(CELL, code)
+    deadline = time.monotonic() + 15
+    while not chain.update(CELL, wait=2)[1]["output"] and time.monotonic() < deadline:
+        pass
+    chain.gateway.stop(signal.SIGKILL)
+    time.sleep(1.5)  # output keeps coming while no gateway runs
+    chain.start_gateway()
+    doc = chain.wait_done(CELL)
+    assert doc["output"]["stdout_0"]["content"] == "".join(f"{i}\n" for i in range(6))
+
+
+def test_requests_wait_for_a_device_and_run_in_order(chain) -> None:
+    chain.start_broker()
+    chain.start_gateway()
+    for i in range(3):
+        assert chain.evaluate(f"u/ws/{i}", f"log = globals().get('log', []) + [{i}]\n"
+                                           "print(log)")[0] == 202
+    time.sleep(0.5)
+    assert chain.update("u/ws/0")[1]["status"] == "needs_work"
+    chain.start_device()
+    docs = [chain.wait_done(f"u/ws/{i}") for i in range(3)]
+    assert [d["output"]["stdout_0"]["content"] for d in docs] == ["[0]\n", "[0, 1]\n",
+                                                                  "[0, 1, 2]\n"]
+
+
+def test_bad_input_gets_json_errors_and_stores_nothing(running_chain) -> None:
+    chain = running_chain
+    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"print(1)")
+    assert status == 400 and "JSON" in body["error"]
+    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"[1]")
+    assert status == 400 and "error" in body
+    status, body = chain.update("nobody/nothing/0")
+    assert status == 404 and "error" in body
+    status, body = chain.evaluate("big/ws/1", "x" * (1024 * 1024 + 1))
+    assert status == 413 and "limit" in body["error"]
+    assert chain.update("big/ws/1")[0] == 404  # nothing was stored
+    status, body = chain.http("GET", "/no/such/route")
+    assert status == 404 and "error" in body
+    status, body = chain.http("GET", f"/home/{CELL}/update?since=-1")
+    assert status == 400 and "since" in body["error"]
+    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"")
+    assert status == 404 and "stored input" in body["error"]
+
+
+def test_form_input_and_files(running_chain) -> None:
+    chain = running_chain
+    status, _ = chain.http("POST", f"/home/{CELL}/evaluate",
+                           b"input=open('r.csv','w').write('a%2Cb%5Cn')",
+                           content_type="application/x-www-form-urlencoded")
+    assert status == 202
+    doc = chain.wait_done(CELL)
+    block = doc["output"]["file_0"]
+    assert (block["name"], block["mime"]) == ("r.csv", "text/csv")
+    status, data = chain.http("GET", block["url"])
+    assert status == 200 and data == b"a,b\n"
+    assert chain.http("GET", block["url"].replace("r.csv", "s.csv"))[0] == 404
+
+
+def test_no_broker_answers_503(chain) -> None:
+    chain.start_gateway()
+    status, body = chain.evaluate(CELL, "1")
+    assert status == 503 and "retry" in body["error"]
