@@ -27,6 +27,8 @@ def parser() -> argparse.ArgumentParser:
                "default HOST-PID")
     add_option(p, "--idle-timeout", type=float, default=60.0, metavar="S",
                help="seconds a session's worker may sit idle before it is closed")
+    add_option(p, "--exec-timeout", type=float, default=0.0, metavar="S",
+               help="wall-clock seconds one execution may run before it is stopped; 0: no limit")
     add_option(p, "--max-sessions", type=int, default=16, metavar="N",
                help="sessions this device runs at once")
     add_option(p, "--backend", metavar="MODULE:CLASS",
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
 
     def make() -> DeviceRouter:
-        config = OverseerConfig(idle_timeout=args.idle_timeout, max_sessions=args.max_sessions,
+        config = OverseerConfig(idle_timeout=args.idle_timeout, exec_timeout=args.exec_timeout,
+                                max_sessions=args.max_sessions,
                                 launch=LaunchSpec(backend=args.backend))
         return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config)

@@ -35,6 +35,8 @@ class AtCapacity(Exception):
 @dataclass
 class OverseerConfig:
     idle_timeout: float = 60.0
+    #: Wall-clock seconds one execution may run; 0 means no limit.
+    exec_timeout: float = 0.0
     max_sessions: int = 16
     launch: LaunchSpec = field(default_factory=LaunchSpec)
 
@@ -100,6 +102,8 @@ class Overseer:
         # rmtree never follows symlinks planted inside the directory (fd-based on Linux).
         shutil.rmtree(worker.workdir, ignore_errors=True)
         reason = worker.exit_reason or "exited"
+        if worker.limit_hit is not None:
+            reason = f"was stopped by a limit ({worker.limit_hit[0]})"
         if worker.closing_reason is None:
             self._remember_end(worker.session_id, reason)
             log.warning("worker %d of session %s %s", worker.pid, worker.session_id, reason)
@@ -127,6 +131,21 @@ class Overseer:
         self._remember_end(session_id, f"was closed ({reason})")
         await worker.close()
         return True
+
+    def enforce_exec_timeout(self) -> None:
+        """Stop executions that ran longer than ``exec_timeout``."""
+        limit = self.config.exec_timeout
+        if limit <= 0:
+            return
+        now = time.monotonic()
+        for worker in self.workers.values():
+            if worker.current is not None and now - worker.started_at > limit:
+                log.warning("device stopping session %s: execution over %.0f s", worker.session_id,
+                            limit)
+                worker.stop_for_limit(
+                    "TimeLimitExceeded",
+                    f"this cell ran for longer than the {limit:g} s limit on one execution "
+                    "(--exec-timeout) and was stopped; the session restarts fresh")
 
     async def sweep_idle(self) -> None:
         """Close workers idle for longer than ``idle_timeout`` (the seed's poll timeout)."""

@@ -34,9 +34,11 @@ def default_device_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def idle_sweep_interval(idle_timeout: float) -> float:
-    """How often to look for idle workers: often enough to honour the timeout closely."""
-    return min(5.0, max(0.1, idle_timeout / 4))
+def sweep_interval(idle_timeout: float, exec_timeout: float) -> float:
+    """How often to look for idle and overrunning workers: often enough to honour both
+    timeouts closely, rarely enough to cost nothing."""
+    shortest = min(t for t in (idle_timeout, exec_timeout, 20.0) if t > 0)
+    return min(5.0, max(0.1, shortest / 4))
 
 
 class BadRequest(Exception):
@@ -63,12 +65,14 @@ class DeviceRouter(Node):
         self.up = self.socket(zmq.DEALER, bind=bind, connect=connect,
                               label="DEALER towards the broker",
                               routing_id=self.device_id.encode())
-        self.log.info("device %s: up to %d sessions, idle timeout %.0f s, workers under %s",
-                      self.device_id, self.config.max_sessions, self.config.idle_timeout,
+        self.log.info("device %s: up to %d sessions, idle timeout %g s, exec timeout %s, "
+                      "workers under %s", self.device_id, self.config.max_sessions,
+                      self.config.idle_timeout,
+                      f"{self.config.exec_timeout:g} s" if self.config.exec_timeout else "none",
                       self.overseer.root)
         self.spawn(self._serve(), "serve")
         self.spawn(self._heartbeats(), "heartbeat")
-        self.spawn(self._sweep(), "idle-sweep")
+        self.spawn(self._sweep(), "sweep")
         await self._control(mt.DEVICE_REGISTER, self.status(), block=False)
 
     async def shutdown(self) -> None:
@@ -101,8 +105,10 @@ class DeviceRouter(Node):
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
 
     async def _sweep(self) -> None:
+        interval = sweep_interval(self.config.idle_timeout, self.config.exec_timeout)
         while True:
-            await asyncio.sleep(idle_sweep_interval(self.config.idle_timeout))
+            await asyncio.sleep(interval)
+            self.overseer.enforce_exec_timeout()
             await self.overseer.sweep_idle()
 
     # -- requests ---------------------------------------------------------------------------

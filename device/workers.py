@@ -102,6 +102,9 @@ class Worker:
         self.exit_reason: str | None = None
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
+        #: When the running request started (monotonic), and the limit that killed it.
+        self.started_at = 0.0
+        self.limit_hit: tuple[str, str] | None = None
         self.done = asyncio.Event()
         self._pump = asyncio.create_task(self._pump_records(), name=f"worker.{proc.pid}")
 
@@ -126,12 +129,20 @@ class Worker:
         while self.current is None and self.queue and not self.done.is_set():
             request = self.queue.popleft()
             self.current, self._replied = request, False
+            self.started_at = time.monotonic()
             try:
                 await self.link.send({"msg_type": request["msg_type"],
                                       "msg_id": request["msg_id"],
                                       "content": request["content"]})
             except (ConnectionError, OSError):
                 return  # the pump sees the exit and fails the request
+
+    def stop_for_limit(self, ename: str, evalue: str) -> None:
+        """End the running request because it hit a limit: the worker is killed and the
+        request fails with ``ename``/``evalue`` instead of WorkerDied."""
+        if self.current is not None and self.limit_hit is None:
+            self.limit_hit = (ename, evalue)
+            self.proc.kill()
 
     def interrupt(self) -> bool:
         """SIGINT to the worker, which raises KeyboardInterrupt in the running code."""
@@ -220,10 +231,12 @@ class Worker:
 
     async def _fail_current(self) -> None:
         assert self.current is not None
-        evalue = f"the session's worker process {self.exit_reason} while running this cell"
-        log.warning("worker %d of session %s %s mid-execution", self.proc.pid,
-                    self.session_id, self.exit_reason)
-        error = {"ename": "WorkerDied", "evalue": evalue, "traceback": [f"WorkerDied: {evalue}"]}
+        ename, evalue = self.limit_hit or (
+            "WorkerDied", f"the session's worker process {self.exit_reason} while running "
+                          "this cell")
+        log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,
+                    self.session_id, self.exit_reason, ename)
+        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
         await self._emit(mt.ERROR, error)
         await self._emit(mt.EXECUTE_REPLY, {"status": "error", "execution_count": None, **error})
         await self._emit(mt.STATUS, {"execution_state": "idle"})

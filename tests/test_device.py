@@ -215,3 +215,14 @@ def test_a_device_with_no_key_refuses_to_start(nodes) -> None:
     nodes.append(device)
     assert device.proc.wait(30) == 2
     assert "never runs unsigned" in device.log
+
+
+def test_exec_timeout_stops_a_runaway_cell_and_the_device_serves_on(device_with_client) -> None:
+    client, _ = device_with_client("--exec-timeout", "1.5")
+    started = time.monotonic()
+    msgs = client.run("print('spinning', flush=True)\nwhile True: pass", "s")
+    assert 1.4 < time.monotonic() - started < 6
+    error = of_type(msgs, "error")[0]["content"]
+    assert error["ename"] == "TimeLimitExceeded" and "1.5 s limit" in error["evalue"]
+    assert stdout_of(client.run("print('next')", "s")) == "next\n"
+    assert stdout_of(client.run("print('other')", "t")) == "other\n"
