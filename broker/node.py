@@ -30,6 +30,7 @@ from protocol.node import Node
 from protocol.wire import Message, Session
 
 from .cells import Cells
+from .devices import DeviceWatch
 from .intake import Intake
 from .placement import DeviceTable
 from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
@@ -52,6 +53,8 @@ class Broker(Node):
         self.devices = DeviceTable()
         self.cells = Cells(store)
         self.sent: set[str] = set()  # requests handed to a device by this broker process
+        self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
+        self.replied: dict[str, tuple[str, str | None]] = {}  # reply in, idle not yet
         self._dispatching = asyncio.Lock()
 
     async def setup(self) -> None:
@@ -62,8 +65,10 @@ class Broker(Node):
         self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways")
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices")
         self.intake = Intake(self)
+        self.watch = DeviceWatch(self)
         self.spawn(self._gateway_loop(), "gateways")
         self.spawn(self._device_loop(), "devices")
+        self.spawn(self.watch.heartbeats(), "heartbeats")
 
     async def shutdown(self) -> None:
         await self.cancel_loops()
@@ -131,7 +136,7 @@ class Broker(Node):
                 if got is not None:
                     self._sort(got[0], got[1], outputs)
             if outputs:
-                await self._persist_and_publish(outputs)
+                await self.persist_and_publish(outputs)
 
     def _sort(self, idents: list[bytes], msg: Message, outputs: list[tuple[str, Message]]) -> None:
         kind = msg["msg_type"]
@@ -139,12 +144,14 @@ class Broker(Node):
         device = (idents[0] if idents else b"").decode(errors="replace")
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
-            if fresh or kind == mt.DEVICE_REGISTER:
+            if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
+                self.unsynced.discard(device)
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,
                               content.get("capacity"), content.get("load"))
                 self.spawn(self._device_joined(device, content), f"joined.{device}")
             return
-        self.devices.heard(device, idents[0])
+        if self.devices.heard(device, idents[0]):
+            self.unsynced.add(device)  # reconcile with its next report, which lists its work
         if kind == mt.SESSION_CLOSED:
             self.log.info("broker: device %s closed session %s (%s)", device,
                           content.get("session"), content.get("reason"))
@@ -162,9 +169,11 @@ class Broker(Node):
             device=device, capacity=int(report.get("capacity") or 0),
             load=int(report.get("load") or 0), last_heartbeat=time.time(),
             info={}))
-        await self.dispatch_pending()
+        await self.watch.joined(device, report)
 
-    async def _persist_and_publish(self, outputs: list[tuple[str, Message]]) -> None:
+    async def persist_and_publish(self, outputs: list[tuple[str, Message]]) -> None:
+        """Give each message its session's next seq, persist all, advance the requests they
+        answer, then publish: nothing is published that is not stored."""
         seqs = await self.store.append_messages(outputs)
         for (session_id, msg), seq in zip(outputs, seqs):
             msg["metadata"]["cellbus"]["seq"] = seq
@@ -176,14 +185,21 @@ class Broker(Node):
             await self.session.send(self.pub, msg, [session_id.encode()])
 
     async def _advance(self, parent: str, msg: Message) -> None:
-        """Move the request ``parent`` along: working when it starts, done/error on reply."""
-        kind = msg["msg_type"]
-        if kind in (mt.STATUS, mt.EXECUTE_INPUT):
-            if kind == mt.STATUS and msg["content"].get("execution_state") != "busy":
-                return
-            new = WORKING
-        elif kind in (mt.EXECUTE_REPLY, mt.INTERRUPT_REPLY, mt.SHUTDOWN_REPLY):
-            new = DONE if msg["content"].get("status") == "ok" else ERROR
+        """Move the request ``parent`` along: working when it starts; done or error once its
+        reply and the idle status after it are in, so "done" means its output is complete."""
+        kind, content = msg["msg_type"], msg["content"]
+        if kind == mt.EXECUTE_REPLY:
+            outcome = DONE if content.get("status") == "ok" else ERROR
+            error = None if outcome == DONE else (
+                f"{content.get('ename', 'Error')}: {content.get('evalue', '')}")
+            self.replied[parent] = (outcome, error)
+            return
+        if kind == mt.EXECUTE_INPUT or (kind == mt.STATUS and
+                                        content.get("execution_state") == "busy"):
+            new, error = WORKING, None
+        elif kind == mt.STATUS and content.get("execution_state") == "idle" and (
+                parent in self.replied):
+            new, error = self.replied.pop(parent)
         else:
             return
         view = self.cells.cached(parent)
@@ -191,10 +207,7 @@ class Broker(Node):
         if current is None or current.status == new:
             return
         if new == DONE and current.status == NEEDS_WORK:
-            await self._set_status(current, WORKING)
-        error = None
-        if new == ERROR:
-            error = f"{msg['content'].get('ename', 'Error')}: {msg['content'].get('evalue', '')}"
+            current = await self._set_status(current, WORKING) or current
         updated = await self._set_status(current, new, error)
         if updated is not None and view is not None:
             view.request = updated

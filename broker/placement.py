@@ -38,6 +38,7 @@ class DeviceState:
     sessions: set[str] = field(default_factory=set)
     placed_since_report: int = 0
     last_heard: float = field(default_factory=time.monotonic)
+    lost: bool = False
 
     @property
     def free(self) -> int:
@@ -55,11 +56,12 @@ class DeviceTable:
     def heard(self, device: str, routing_id: bytes, report: dict[str, Any] | None = None) -> bool:
         """Note a message from ``device``; returns True if it is new or was taken for lost."""
         state = self.devices.get(device)
-        fresh = state is None or not self.alive(device)
+        fresh = state is None or state.lost or not self.alive(device)
         if state is None:
             state = self.devices[device] = DeviceState(device, routing_id)
         state.routing_id = routing_id
         state.last_heard = time.monotonic()
+        state.lost = False
         if report is not None:
             state.capacity = _int(report.get("capacity"), state.capacity)
             state.load = _int(report.get("load"), state.load)
@@ -68,6 +70,15 @@ class DeviceTable:
                 state.sessions = {s for s in sessions if isinstance(s, str)}
             state.placed_since_report = 0
         return fresh
+
+    def expired(self) -> list[str]:
+        """Devices that just went silent for too long; each is reported once, then marked
+        lost until it is heard again."""
+        now = time.monotonic()
+        gone = [d for d in self.devices.values() if not d.lost and now - d.last_heard > self.expiry]
+        for state in gone:
+            state.lost = True
+        return [d.device for d in gone]
 
     def alive(self, device: str | None) -> bool:
         state = self.devices.get(device) if device else None

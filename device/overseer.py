@@ -63,6 +63,15 @@ class Overseer:
         """Sessions alive or starting (a starting one already holds a place)."""
         return len(self.workers) + self.starting
 
+    def held_requests(self) -> list[str]:
+        """msg_ids of every request running or queued here (reported to the broker)."""
+        held = []
+        for worker in self.workers.values():
+            if worker.current is not None:
+                held.append(worker.current["msg_id"])
+            held.extend(r["msg_id"] for r in worker.queue)
+        return held
+
     async def submit(self, session_id: str, request: Message) -> Worker:
         """Run ``request`` in the session's worker, starting one if there is none."""
         worker = self.workers.get(session_id)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from typing import Any
 
 import zmq
@@ -23,6 +24,8 @@ from .overseer import AtCapacity, Overseer, OverseerConfig
 
 #: Seconds between heartbeats to the broker (Paranoid Pirate's HEARTBEAT_INTERVAL).
 HEARTBEAT_INTERVAL = 1.0
+#: Broker heartbeats missed before the device takes the broker for lost.
+HEARTBEAT_LIVENESS = 3
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
 #: Requests the device acts on.
@@ -59,6 +62,8 @@ class DeviceRouter(Node):
         self.config = config or OverseerConfig()
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  on_closed=self._session_closed, config=self.config)
+        self.broker_heard = time.monotonic()
+        self.broker_lost = False
 
     async def setup(self) -> None:
         connect, bind = self.endpoints
@@ -79,8 +84,11 @@ class DeviceRouter(Node):
         await self.overseer.stop()
 
     def status(self) -> dict[str, Any]:
+        """What register and heartbeat messages report: capacity, load, live sessions, and
+        the requests held (running or queued), so a restarted broker can reconcile."""
         return {"device": self.device_id, "capacity": self.config.max_sessions,
-                "load": self.overseer.load, "sessions": sorted(self.overseer.workers)}
+                "load": self.overseer.load, "sessions": sorted(self.overseer.workers),
+                "requests": self.overseer.held_requests()}
 
     # -- upstream ---------------------------------------------------------------------------
 
@@ -100,9 +108,26 @@ class DeviceRouter(Node):
         await self._control(mt.SESSION_CLOSED, {"session": session_id, "reason": reason})
 
     async def _heartbeats(self) -> None:
+        """Paranoid Pirate, device side: heartbeat the broker, and notice when it goes quiet.
+
+        The socket is kept (not recreated) across a broker restart: ZeroMQ reconnects it by
+        itself and output queued meanwhile is delivered then, so nothing is dropped. When the
+        broker is heard again, the device registers anew with its live sessions."""
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
+            silent = time.monotonic() - self.broker_heard
+            if silent > HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS and not self.broker_lost:
+                self.broker_lost = True
+                self.log.warning("device %s: no word from the broker for %.0f s; output is "
+                                 "kept until it is back", self.device_id, silent)
+
+    def _broker_heard(self) -> None:
+        self.broker_heard = time.monotonic()
+        if self.broker_lost:
+            self.broker_lost = False
+            self.log.info("device %s: the broker is back; registering again", self.device_id)
+            self.spawn(self._control(mt.DEVICE_REGISTER, self.status(), block=False), "register")
 
     async def _sweep(self) -> None:
         interval = sweep_interval(self.config.idle_timeout, self.config.exec_timeout)
@@ -116,7 +141,10 @@ class DeviceRouter(Node):
     async def _serve(self) -> None:
         while True:
             got = await self.recv(self.up)
-            if got is not None:
+            if got is None:
+                continue
+            self._broker_heard()
+            if got[1]["msg_type"] != mt.BROKER_HEARTBEAT:
                 await self.handle(got[1])
 
     async def handle(self, request: Message) -> None:

@@ -32,6 +32,7 @@ DEVICE_REGISTER = "device_register"
 DEVICE_HEARTBEAT = "device_heartbeat"
 SESSION_STARTED = "session_started"
 SESSION_CLOSED = "session_closed"
+BROKER_HEARTBEAT = "broker_heartbeat"
 
 #: What a worker may say over its private link; anything else is rejected by the overseer.
 WORKER_OUTPUT_TYPES = frozenset({

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import socket
 import sys
 import threading
@@ -257,7 +258,22 @@ def _exit_after_grace(status: int) -> None:
     timer.start()
 
 
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its device dies, so a device killed with
+    SIGKILL leaves no session running unsupervised; exit at once if it already died."""
+    parent = os.getppid()
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return  # not Linux: the device still closes the link, which ends an idle worker
+    if os.getppid() != parent or parent == 1:
+        os._exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
+    die_with_parent()
     parser = argparse.ArgumentParser(
         prog="python -m session.worker",
         description="Run one cellbus session: execute code received over a private link.")

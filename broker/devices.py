@@ -1,0 +1,114 @@
+"""What the broker does when devices come, go and come back (Paranoid Pirate, broker side).
+
+The broker heartbeats every device it knows and takes a device for lost once it has been
+silent for ``HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS`` seconds. A lost device's running
+requests end with a ``DeviceLost`` error (written into the cell's output like any other
+message); its queued requests are placed on another device.
+
+When a device registers, or is heard again after being lost or after the broker restarted,
+its report of the requests it holds is reconciled with the store: requests it still holds
+are left to it, queued ones it no longer has are sent again, and running ones it no longer
+has end with ``DeviceLost``. Requests left ``working`` by a previous broker on a device that
+never comes back end the same way once the grace period after start-up has passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from protocol import msgtypes as mt
+
+from .placement import HEARTBEAT_INTERVAL
+from .store import NEEDS_WORK, WORKING, Request
+
+if TYPE_CHECKING:
+    from .node import Broker
+
+
+class DeviceWatch:
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.store = broker.store
+
+    async def heartbeats(self) -> None:
+        """Heartbeat every known device; declare lost the ones that went silent."""
+        broker = self.broker
+        startup_grace = broker.devices.expiry * 2
+        checked_orphans = False
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while True:
+            await asyncio.sleep(HEARTBEAT_INTERVAL)
+            beat = broker.session.msg(mt.BROKER_HEARTBEAT, {})
+            for state in list(broker.devices.devices.values()):
+                try:
+                    await broker.device_sock.send_multipart(
+                        broker.session.serialize(beat, [state.routing_id]), flags=zmq.NOBLOCK)
+                except zmq.ZMQError:
+                    pass  # not connected now; the expiry below decides
+            for device in broker.devices.expired():
+                await self.lost(device)
+            if not checked_orphans and loop.time() - started > startup_grace:
+                checked_orphans = True
+                await self.end_orphans()
+
+    async def lost(self, device: str) -> None:
+        broker = self.broker
+        broker.log.warning("broker: device %s is lost (silent for %.0f s)", device,
+                           broker.devices.expiry)
+        for request in await self.store.requests(WORKING, device=device):
+            await self.fail(request, f"the device {device} running this cell stopped "
+                                     "answering; run the cell again")
+        for request in await self.store.requests(NEEDS_WORK, device=device):
+            broker.sent.discard(request.msg_id)
+        await broker.dispatch_pending()
+
+    async def joined(self, device: str, report: dict[str, Any]) -> None:
+        """A device registered or came back: reconcile what it holds, then send it work."""
+        held = report.get("requests")
+        held = {r for r in held if isinstance(r, str)} if isinstance(held, list) else set()
+        broker = self.broker
+        for request in await self.store.requests(WORKING, device=device):
+            if request.msg_id not in held:
+                await self.fail(request, f"the device {device} restarted and no longer runs "
+                                         "this cell; run it again")
+        for request in await self.store.requests(NEEDS_WORK, device=device):
+            if request.msg_id in held:
+                broker.sent.add(request.msg_id)
+            else:
+                broker.sent.discard(request.msg_id)
+        sessions = report.get("sessions")
+        for session_id in sessions if isinstance(sessions, list) else []:
+            if isinstance(session_id, str):
+                await broker.intake.note_placement(session_id, device)
+        await broker.dispatch_pending()
+
+    async def end_orphans(self) -> None:
+        """After start-up: requests a previous broker left working on devices that never
+        came back end with DeviceLost."""
+        for request in await self.store.requests(WORKING):
+            if not self.broker.devices.alive(request.device):
+                await self.fail(request, f"the device {request.device} running this cell did "
+                                         "not come back after the broker restarted; run it again")
+
+    async def fail(self, request: Request, why: str) -> None:
+        """End ``request`` with a DeviceLost error in its cell's output."""
+        broker = self.broker
+        error = {"ename": "DeviceLost", "evalue": why, "traceback": [f"DeviceLost: {why}"]}
+        facts = dict(request.message.get("metadata", {}).get("cellbus") or {})
+        facts.update(session=request.session, device=request.device)
+        out = []
+        for msg_type, content in ((mt.ERROR, error),
+                                  (mt.EXECUTE_REPLY, {"status": "error", "execution_count": None,
+                                                      **error}),
+                                  (mt.STATUS, {"execution_state": "idle"})):
+            header = broker.session.msg_header(msg_type)
+            header["session"] = request.session
+            out.append((request.session, broker.session.msg(
+                msg_type, content, parent=request.message, header=header,
+                metadata={"cellbus": dict(facts)})))
+        broker.log.warning("broker: request %s ends with DeviceLost: %s", request.msg_id, why)
+        await broker.persist_and_publish(out)
