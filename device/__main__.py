@@ -11,7 +11,8 @@ from protocol.wire import Session
 
 from .overseer import OverseerConfig
 from .router import DeviceRouter
-from .workers import LaunchSpec
+from .launcher import LaunchSpec
+from .limits import Limits
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,6 +32,24 @@ def parser() -> argparse.ArgumentParser:
                help="wall-clock seconds one execution may run before it is stopped; 0: no limit")
     add_option(p, "--max-sessions", type=int, default=16, metavar="N",
                help="sessions this device runs at once")
+    add_option(p, "--prefork", type=int, default=2, metavar="N",
+               help="workers kept forked and ready, so a new session starts at once")
+    add_option(p, "--preload", default="", metavar="MODULES",
+               help="comma-separated modules the template imports once for every worker, "
+                    "e.g. numpy,matplotlib.pyplot")
+    d = Limits()
+    add_option(p, "--max-cpu", type=int, default=d.cpu_seconds, metavar="S",
+               help="CPU seconds one session may use in all")
+    add_option(p, "--max-memory", type=int, default=d.memory_bytes, metavar="BYTES",
+               help="address space of one session's worker")
+    add_option(p, "--max-processes", type=int, default=d.processes, metavar="N",
+               help="processes per session (Linux does not apply this to root)")
+    add_option(p, "--max-file-bytes", type=int, default=d.file_bytes, metavar="BYTES",
+               help="largest file a session may write")
+    add_option(p, "--max-output", type=int, default=16 * 1024 * 1024, metavar="BYTES",
+               help="output one execution may produce before it is cut and stopped")
+    add_option(p, "--output-rate", type=float, default=2 * 1024 * 1024, metavar="BYTES/S",
+               help="output pace of one session, so a flood delays no one else")
     add_option(p, "--backend", metavar="MODULE:CLASS",
                help="session backend for workers; default the built-in Python one")
     add_common_options(p)
@@ -44,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
 
     def make() -> DeviceRouter:
-        config = OverseerConfig(idle_timeout=args.idle_timeout, exec_timeout=args.exec_timeout,
-                                max_sessions=args.max_sessions,
-                                launch=LaunchSpec(backend=args.backend))
+        limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
+                        processes=args.max_processes, file_bytes=args.max_file_bytes)
+        config = OverseerConfig(
+            idle_timeout=args.idle_timeout, exec_timeout=args.exec_timeout,
+            max_sessions=args.max_sessions, prefork=args.prefork, max_output=args.max_output,
+            output_rate=args.output_rate, output_burst=4 * args.output_rate,
+            launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits))
         return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config)
 

@@ -1,9 +1,11 @@
 """The overseer: starts, tracks, times out and reaps the session workers of one device.
 
 It keeps the session -> worker table of seed 000 step 6. A request for a session with no live
-worker starts one (its own process, its own private working directory); a worker that died
-is replaced on the session's next request, which says so on stderr. Workers idle for longer
-than ``idle_timeout`` are closed and the session is reported closed.
+worker takes one from a pool of ready workers forked from the template process (each with its
+limits set and its own private working directory), and the pool is refilled in the
+background. A worker that died is replaced on the session's next request, which says so on
+stderr. Workers idle for longer than ``idle_timeout`` are closed and the session reported
+closed.
 """
 
 from __future__ import annotations
@@ -20,21 +22,35 @@ from dataclasses import dataclass, field
 from protocol.link import OverseerLink
 from protocol.wire import Message, Session
 
-from .workers import LaunchSpec, Upstream, Worker, spawn
+from .launcher import ForkedProcess, LaunchError, LaunchSpec, TemplateLauncher
+from .pacing import TokenBucket
+from .workers import Upstream, Worker
 
 log = logging.getLogger("cellbus.device")
 
 #: Sessions remembered after their worker ended, to explain a fresh worker to the user.
 ENDED_MEMORY = 4096
+#: Seconds between taking a ready worker and forking its replacement.
+REFILL_DELAY = 0.05
 
 
 class AtCapacity(Exception):
     """Raised when a new session would exceed the device's ``max_sessions``."""
 
 
+Ready = tuple[ForkedProcess, OverseerLink, str]
+
+
 @dataclass
 class OverseerConfig:
     idle_timeout: float = 60.0
+    #: Workers kept forked and ready for new sessions.
+    prefork: int = 2
+    #: Bytes of output one execution may produce (0: unlimited).
+    max_output: int = 16 * 1024 * 1024
+    #: Output pacing per session: bytes per second sustained, and burst.
+    output_rate: float = 2 * 1024 * 1024
+    output_burst: float = 8 * 1024 * 1024
     #: Wall-clock seconds one execution may run; 0 means no limit.
     exec_timeout: float = 0.0
     max_sessions: int = 16
@@ -57,6 +73,51 @@ class Overseer:
         self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.root = tempfile.mkdtemp(prefix=f"cellbus-{device_id}-")
         self._watchers: set[asyncio.Task[None]] = set()
+        self.launcher = TemplateLauncher(config.launch)
+        self.ready: collections.deque[Ready] = collections.deque()
+        self._refilling = 0
+
+    async def start(self) -> None:
+        await self.launcher.start()
+        self.refill()
+
+    def refill(self) -> None:
+        """Fork workers in the background until ``prefork`` are ready."""
+        while len(self.ready) + self._refilling < self.config.prefork:
+            self._refilling += 1
+            task = asyncio.create_task(self._fork_ready(), name="prefork")
+            self._watchers.add(task)
+            task.add_done_callback(self._watchers.discard)
+
+    async def _fork_ready(self) -> None:
+        try:
+            self.ready.append(await self._fork())
+        except LaunchError as e:
+            log.error("device could not prefork a worker: %s", e)
+        finally:
+            self._refilling -= 1
+
+    async def _fork(self) -> Ready:
+        workdir = tempfile.mkdtemp(prefix="s-", dir=self.root)
+        try:
+            proc, sock = await self.launcher.fork(workdir)
+            return proc, await OverseerLink.open(sock), workdir
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+
+    async def _take(self) -> Ready:
+        """A ready worker from the pool (forked now if the pool is empty)."""
+        while self.ready:
+            proc, link, workdir = self.ready.popleft()
+            if proc.returncode is None:
+                # Refill after the new session's first output, not while it competes for CPU.
+                asyncio.get_running_loop().call_later(REFILL_DELAY, self.refill)
+                return proc, link, workdir
+            link.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+        self.refill()
+        return await self._fork()
 
     @property
     def load(self) -> int:
@@ -85,16 +146,19 @@ class Overseer:
             raise AtCapacity(f"device {self.device_id} runs {self.load} sessions, its limit")
         self.starting += 1
         try:
-            workdir = tempfile.mkdtemp(prefix="s-", dir=self.root)
-            proc, sock = await spawn(self.config.launch, workdir)
-            link = await OverseerLink.open(sock)
+            proc, link, workdir = await self._take()
+        except LaunchError as e:
+            raise AtCapacity(f"device {self.device_id} cannot start a worker now: {e}") from None
         finally:
             self.starting -= 1
         previous = self.ended.pop(session_id, None)
         notice = (f"cellbus: started a fresh worker for this session because the previous "
                   f"one {previous}; variables defined before are gone.\n") if previous else None
+        config = self.config
         worker = Worker(session_id=session_id, device_id=self.device_id, bus=self.bus,
                         upstream=self.upstream, proc=proc, link=link, workdir=workdir,
+                        limits=config.launch.limits, max_output=config.max_output,
+                        pacer=TokenBucket(config.output_rate, config.output_burst),
                         notice=notice)
         self.workers[session_id] = worker
         log.info("device started worker %d for session %s in %s", proc.pid, session_id, workdir)
@@ -172,6 +236,9 @@ class Overseer:
         for worker in workers:
             worker.closing_reason = "device stopping"
         await asyncio.gather(*(w.close(kill=w.busy) for w in workers), return_exceptions=True)
+        for proc, link, _ in self.ready:
+            link.close()
         if self._watchers:
             await asyncio.wait(set(self._watchers), timeout=5)
+        await self.launcher.stop()
         shutil.rmtree(self.root, ignore_errors=True)

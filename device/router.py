@@ -70,11 +70,13 @@ class DeviceRouter(Node):
         self.up = self.socket(zmq.DEALER, bind=bind, connect=connect,
                               label="DEALER towards the broker",
                               routing_id=self.device_id.encode())
-        self.log.info("device %s: up to %d sessions, idle timeout %g s, exec timeout %s, "
-                      "workers under %s", self.device_id, self.config.max_sessions,
-                      self.config.idle_timeout,
-                      f"{self.config.exec_timeout:g} s" if self.config.exec_timeout else "none",
-                      self.overseer.root)
+        c = self.config
+        self.log.info("device %s: up to %d sessions, %d preforked, idle timeout %g s, exec "
+                      "timeout %s, limits %s, workers under %s", self.device_id,
+                      c.max_sessions, c.prefork, c.idle_timeout,
+                      f"{c.exec_timeout:g} s" if c.exec_timeout else "none",
+                      c.launch.limits, self.overseer.root)
+        await self.overseer.start()
         self.spawn(self._serve(), "serve")
         self.spawn(self._heartbeats(), "heartbeat")
         self.spawn(self._sweep(), "sweep")

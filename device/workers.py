@@ -14,19 +14,19 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import signal
-import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.errors import ProtocolError
 from protocol.link import OverseerLink
 from protocol.wire import Message, Session
+
+from .launcher import ForkedProcess
+from .limits import Limits, explain, explain_exit
+from .pacing import TokenBucket
 
 log = logging.getLogger("cellbus.device")
 
@@ -35,37 +35,16 @@ Upstream = Callable[[Message], Awaitable[None]]
 EXIT_GRACE = 2.0
 
 
-@dataclass
-class LaunchSpec:
-    """How to start a worker process."""
-    python: str = sys.executable
-    backend: str | None = None
-    max_file_size: int | None = None
-
-
-async def spawn(spec: LaunchSpec, workdir: str) -> tuple[asyncio.subprocess.Process, socket.socket]:
-    """Start ``python -m session.worker`` on a fresh socketpair; return it and our end."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    # -P: the session's directory (its cwd) must not shadow cellbus's own modules.
-    argv = [spec.python, "-P", "-m", "session.worker", "--fd", str(theirs.fileno()),
-            "--workdir", workdir]
-    if spec.backend:
-        argv += ["--backend", spec.backend]
-    if spec.max_file_size is not None:
-        argv += ["--max-file-size", str(spec.max_file_size)]
-    # The worker inherits no CELLBUS_* settings (a key file path among them).
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, pass_fds=(theirs.fileno(),), cwd=workdir, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-            start_new_session=True)
-    except BaseException:
-        ours.close()
-        raise
-    finally:
-        theirs.close()
-    return proc, ours
+def output_size(msg_type: str, content: dict[str, Any], buffers: list[bytes]) -> int:
+    """Bytes of output a record carries, for --max-output and pacing (roughly, cheaply)."""
+    if msg_type == mt.STREAM:
+        text = content.get("text")
+        return len(text) if isinstance(text, str) else 0
+    data = content.get("data")
+    size = sum(len(b) for b in buffers)
+    if isinstance(data, dict):
+        size += sum(len(v) for v in data.values() if isinstance(v, str))
+    return size
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -84,8 +63,8 @@ class Worker:
     """A live worker process serving one session; requests run one at a time, in order."""
 
     def __init__(self, *, session_id: str, device_id: str, bus: Session, upstream: Upstream,
-                 proc: asyncio.subprocess.Process, link: OverseerLink, workdir: str,
-                 notice: str | None = None) -> None:
+                 proc: ForkedProcess, link: OverseerLink, workdir: str, limits: Limits,
+                 max_output: int, pacer: TokenBucket, notice: str | None = None) -> None:
         self.session_id = session_id
         self.device_id = device_id
         self.bus = bus
@@ -94,6 +73,10 @@ class Worker:
         self.link = link
         self.workdir = workdir
         self.notice = notice
+        self.limits = limits
+        self.max_output = max_output
+        self.pacer = pacer
+        self.output_bytes = 0
         self.queue: collections.deque[Message] = collections.deque()
         self.current: Message | None = None
         self._replied = False
@@ -130,6 +113,7 @@ class Worker:
             request = self.queue.popleft()
             self.current, self._replied = request, False
             self.started_at = time.monotonic()
+            self.output_bytes = 0
             try:
                 await self.link.send({"msg_type": request["msg_type"],
                                       "msg_id": request["msg_id"],
@@ -148,7 +132,7 @@ class Worker:
         """SIGINT to the worker, which raises KeyboardInterrupt in the running code."""
         if self.current is None or self.proc.returncode is not None:
             return False
-        os.kill(self.proc.pid, signal.SIGINT)
+        self.proc.send_signal(signal.SIGINT)
         return True
 
     # -- output -----------------------------------------------------------------------------
@@ -202,7 +186,17 @@ class Worker:
             return self._reject(f"{msg_type} with malformed content or buffers")
         if self.current is None:
             return self._reject(f"{msg_type} while no request runs")
+        if self.limit_hit is not None:
+            return  # the request is being stopped; what it still says is dropped
         self.last_used = time.monotonic()
+        size = output_size(msg_type, content, buffers)
+        if size:
+            self.output_bytes += size
+            if self.max_output and self.output_bytes > self.max_output:
+                return await self._cut_output()
+            await self.pacer.take(size)
+        if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
+            content = self._explain(content)
         await self._emit(msg_type, content, buffers)
         if msg_type == mt.STATUS and content.get("execution_state") == "busy" and self.notice:
             notice, self.notice = self.notice, None
@@ -215,6 +209,25 @@ class Worker:
         if finished:
             self.current = None
             await self._next()
+
+    def _explain(self, content: dict[str, Any]) -> dict[str, Any]:
+        """Add, to an error a limit caused, which limit it was."""
+        why = explain(self.limits, content["ename"], str(content.get("evalue", "")))
+        if why is None:
+            return content
+        content = {**content, "evalue": f"{content.get('evalue', '')} ({why})"}
+        if isinstance(content.get("traceback"), list):
+            content["traceback"] = [*content["traceback"], f"cellbus: {why}"]
+        return content
+
+    async def _cut_output(self) -> None:
+        limit = self.max_output
+        await self._emit(mt.STREAM, {"name": "stderr", "text": (
+            f"\ncellbus: output cut here: this cell printed more than {limit / 2**20:g} MiB "
+            "(--max-output).\n")})
+        self.stop_for_limit("OutputLimitExceeded", f"this cell's output passed the "
+                            f"{limit / 2**20:g} MiB limit (--max-output); the rest was cut and "
+                            "the cell was stopped; the session restarts fresh")
 
     async def _reap(self) -> None:
         self.link.close()
@@ -231,7 +244,7 @@ class Worker:
 
     async def _fail_current(self) -> None:
         assert self.current is not None
-        ename, evalue = self.limit_hit or (
+        ename, evalue = self.limit_hit or explain_exit(self.limits, self.proc.returncode) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
         log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,

@@ -194,6 +194,19 @@ class Worker:
         out.send(mt.STATUS, {"execution_state": "idle"})
 
 
+def preload() -> None:
+    """Import what serve() and a first execution use, so that a template process that forks
+    workers pays for it once instead of each new session paying on its first cell."""
+    import ctypes  # noqa: F401  (C stdio flush)
+    import json  # noqa: F401
+    import mimetypes
+    import platform  # noqa: F401
+
+    import session.blocks  # noqa: F401
+    import session.display  # noqa: F401
+    mimetypes.init()
+
+
 def load_backend(spec: str) -> BackendFactory:
     """``"package.module:Class"`` -> that class; ``ValueError`` saying what is wrong."""
     module_name, _, attr = spec.partition(":")

@@ -1,0 +1,183 @@
+"""Starting worker processes: forked from a preloaded template, into a pool kept ready.
+
+:class:`TemplateLauncher` runs ``device.template`` (see there) and asks it for workers over
+its control channel. The overseer keeps ``prefork`` of them ready, each in its own fresh
+working directory, and refills the pool in the background, so a new session takes a worker
+that is already running instead of waiting for a Python to start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from .limits import Limits
+
+log = logging.getLogger("cellbus.device")
+MAX_PACKET = 65536
+
+
+class LaunchError(Exception):
+    """A worker could not be started (the template is gone, or fork failed)."""
+
+
+@dataclass
+class LaunchSpec:
+    """How to start workers."""
+    python: str = sys.executable
+    backend: str | None = None
+    preload: str = ""
+    limits: Limits = field(default_factory=Limits)
+
+
+class ForkedProcess:
+    """A worker forked by the template: signal it by pid; its exit is reported by the template.
+
+    Offers what the device uses of ``asyncio.subprocess.Process``.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._exited = asyncio.get_running_loop().create_future()
+
+    def exited(self, returncode: int) -> None:
+        self.returncode = returncode
+        if not self._exited.done():
+            self._exited.set_result(returncode)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def send_signal(self, sig: int) -> None:
+        if self.returncode is None:
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+
+class TemplateLauncher:
+    def __init__(self, spec: LaunchSpec) -> None:
+        self.spec = spec
+        self.ids = itertools.count(1)
+        self.pending: dict[int, asyncio.Future[tuple[ForkedProcess, socket.socket]]] = {}
+        self.children: dict[int, ForkedProcess] = {}
+        self.proc: asyncio.subprocess.Process | None = None
+        self.control: socket.socket | None = None
+
+    async def start(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [self.spec.python, "-P", "-m", "device.template", "--control-fd",
+                str(theirs.fileno())]
+        if self.spec.backend:
+            argv += ["--backend", self.spec.backend]
+        if self.spec.preload:
+            argv += ["--preload", self.spec.preload]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *argv, pass_fds=(theirs.fileno(),), env=env, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, start_new_session=True)
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.control = ours
+        asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
+        log.info("device template process %d started (preload: %s)", self.proc.pid,
+                 self.spec.preload or "session runtime only")
+
+    async def fork(self, workdir: str) -> tuple[ForkedProcess, socket.socket]:
+        """A new worker in ``workdir``; returns its process and the overseer's end of its link."""
+        if self.control is None or self.proc is None or self.proc.returncode is not None:
+            raise LaunchError("the template process is not running")
+        request_id = next(self.ids)
+        future: asyncio.Future[tuple[ForkedProcess, socket.socket]] = (
+            asyncio.get_running_loop().create_future())
+        self.pending[request_id] = future
+        self.control.send(msgpack.packb({"op": "fork", "id": request_id, "workdir": workdir,
+                                         "limits": self.spec.limits.as_dict()}))
+        try:
+            return await asyncio.wait_for(future, 30)
+        except asyncio.TimeoutError:
+            raise LaunchError("the template did not fork a worker within 30 s") from None
+        finally:
+            self.pending.pop(request_id, None)
+
+    def _readable(self) -> None:
+        assert self.control is not None
+        while True:
+            try:
+                data, fds, _, _ = socket.recv_fds(self.control, MAX_PACKET, 4)
+            except BlockingIOError:
+                return
+            except OSError:
+                data, fds = b"", []
+            if not data:
+                self._template_gone()
+                return
+            try:
+                self._handle(msgpack.unpackb(data), fds)
+            except (ValueError, TypeError, KeyError) as e:
+                log.error("device: bad record from the template: %s", e)
+                for fd in fds:
+                    os.close(fd)
+
+    def _handle(self, record: dict[str, Any], fds: list[int]) -> None:
+        op = record["op"]
+        if op == "forked":
+            child = ForkedProcess(record["pid"])
+            self.children[child.pid] = child
+            link = socket.socket(fileno=fds[0])
+            future = self.pending.get(record["id"])
+            if future is None or future.done():
+                link.close()
+                child.kill()
+            else:
+                future.set_result((child, link))
+        elif op == "exited":
+            child = self.children.pop(record["pid"], None)
+            if child is not None:
+                child.exited(record["returncode"])
+        elif op == "failed":
+            future = self.pending.get(record["id"])
+            if future is not None and not future.done():
+                future.set_exception(LaunchError(f"fork failed: {record['error']}"))
+
+    def _template_gone(self) -> None:
+        log.error("device: the template process ended; workers cannot be started until the "
+                  "device restarts")
+        if self.control is not None:
+            asyncio.get_running_loop().remove_reader(self.control.fileno())
+            self.control.close()
+            self.control = None
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(LaunchError("the template process ended"))
+        for child in self.children.values():
+            child.exited(-signal.SIGKILL)  # PR_SET_PDEATHSIG took them with it
+        self.children.clear()
+
+    async def stop(self) -> None:
+        if self.control is not None:
+            asyncio.get_running_loop().remove_reader(self.control.fileno())
+            self.control.close()
+            self.control = None
+        if self.proc is not None and self.proc.returncode is None:
+            try:
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except asyncio.TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()

@@ -1,0 +1,78 @@
+"""Per-session resource limits: what they are, how a worker gets them, how to say so.
+
+Limits are set with ``setrlimit`` in the worker process after it is forked and before any user
+code runs; each is configurable and has a default meant for a shared public service. When one
+is hit, the cell's error names the limit in words (see :func:`explain`).
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+from dataclasses import asdict, dataclass
+from typing import Any
+
+GiB = 1024 ** 3
+MiB = 1024 ** 2
+
+
+@dataclass(frozen=True)
+class Limits:
+    #: CPU seconds a session may use in all (RLIMIT_CPU).
+    cpu_seconds: int = 3600
+    #: Address space of a worker, in bytes (RLIMIT_AS): allocations beyond it fail.
+    memory_bytes: int = 4 * GiB
+    #: Processes (RLIMIT_NPROC). Linux counts them per user, and does not apply this to root.
+    processes: int = 256
+    #: Largest file a session may write, in bytes (RLIMIT_FSIZE).
+    file_bytes: int = 1 * GiB
+    #: Open files (RLIMIT_NOFILE).
+    open_files: int = 1024
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Limits:
+        return cls(**{k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def apply(limits: Limits) -> None:
+    """Set the limits on this process (the worker, before user code runs)."""
+    for which, value in ((resource.RLIMIT_CPU, limits.cpu_seconds),
+                         (resource.RLIMIT_AS, limits.memory_bytes),
+                         (resource.RLIMIT_NPROC, limits.processes),
+                         (resource.RLIMIT_FSIZE, limits.file_bytes),
+                         (resource.RLIMIT_NOFILE, limits.open_files)):
+        if value > 0:
+            # CPU: the soft limit sends SIGXCPU (which ends the worker); hard is a backstop.
+            hard = value + 5 if which == resource.RLIMIT_CPU else value
+            resource.setrlimit(which, (value, hard))
+    # A write past RLIMIT_FSIZE raises OSError(EFBIG) in the user's code instead of killing.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+
+def _size(n: int) -> str:
+    return f"{n / GiB:g} GiB" if n >= GiB else f"{n / MiB:g} MiB"
+
+
+def explain(limits: Limits, ename: str, evalue: str) -> str | None:
+    """Words for a user error that a limit caused, or None if none did."""
+    if ename == "MemoryError":
+        return (f"the session hit its memory limit of {_size(limits.memory_bytes)} "
+                "(--max-memory)")
+    if ename == "OSError" and "File too large" in evalue:
+        return f"files are limited to {_size(limits.file_bytes)} (--max-file-bytes)"
+    if ename in ("BlockingIOError", "OSError") and "Resource temporarily unavailable" in evalue:
+        return f"the session may run at most {limits.processes} processes (--max-processes)"
+    if ename == "OSError" and "Too many open files" in evalue:
+        return f"the session may keep at most {limits.open_files} files open"
+    return None
+
+
+def explain_exit(limits: Limits, returncode: int | None) -> tuple[str, str] | None:
+    """(ename, evalue) when a worker's exit shows a limit ended it."""
+    if returncode == -signal.SIGXCPU:
+        return ("CPULimitExceeded", f"the session used its {limits.cpu_seconds} s of CPU time "
+                                    "(--max-cpu) and was stopped; the session restarts fresh")
+    return None
