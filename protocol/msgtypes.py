@@ -15,6 +15,7 @@ SHUTDOWN_REPLY = "shutdown_reply"
 KERNEL_INFO_REQUEST = "kernel_info_request"
 KERNEL_INFO_REPLY = "kernel_info_reply"
 INTERACT_REQUEST = "interact_request"
+INTERACT_REPLY = "interact_reply"
 
 # IOPub: what a session says while it works.
 STATUS = "status"
@@ -38,6 +39,7 @@ BROKER_HEARTBEAT = "broker_heartbeat"
 WORKER_OUTPUT_TYPES = frozenset({
     STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, EXECUTE_RESULT, ERROR, CLEAR_OUTPUT,
     INTERACT_START, INTERACT_END, EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY,
+    INTERACT_REPLY, SHUTDOWN_REPLY,
 })
 
 #: Requests a worker may be given.
@@ -46,7 +48,8 @@ WORKER_REQUEST_TYPES = frozenset({
 })
 
 #: Messages that end a request: after one of these the request is finished.
-REPLY_TYPES = frozenset({EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY, SHUTDOWN_REPLY})
+REPLY_TYPES = frozenset({EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY, SHUTDOWN_REPLY,
+                         INTERACT_REPLY})
 
 # Gateway <-> broker (the broker's side is broker/intake.py). Each gateway request gets one
 # reply whose content has "ok"; a refusal is {"ok": false, "http_status": N, "error": "..."}.
@@ -58,3 +61,7 @@ SESSION_REPLAY_REPLY = "session_replay_reply"
 FILE_REQUEST = "file_request"                  # {seq, name} -> {ok, name, mime, size} + buffer
 FILE_REPLY = "file_reply"
 FILE_MIME = "application/x-cellbus-file+json"
+RESTART_REQUEST = "restart_request"            # {} -> request_accepted {ok, closed: SESSION?}
+BROKER_STATUS_REQUEST = "broker_status_request"  # no cell address -> {ok, devices, needs_work}
+BROKER_STATUS_REPLY = "broker_status_reply"
+# A refusal may also carry "retry_after": seconds, which the gateway sends as Retry-After.

@@ -46,6 +46,8 @@ class ExecuteOutcome:
     ename: str = ""
     evalue: str = ""
     traceback: list[str] = dataclasses.field(default_factory=list)
+    #: An interact_request that was not run because a newer one already was.
+    ignored: bool = False
 
     @classmethod
     def failed(cls, ename: str, evalue: str, traceback: list[str]) -> "ExecuteOutcome":
@@ -71,6 +73,10 @@ class Output(abc.ABC):
     def flush(self) -> None:
         """Send all pending stream text now."""
 
+    @abc.abstractmethod
+    def message(self, msg_type: str, content: dict[str, Any]) -> None:
+        """Send another kind of output message (``interact_start``, ``clear_output``, ...)."""
+
 
 class SessionBackend(abc.ABC):
     """Runs code for one session. Subclasses implement :meth:`execute` and
@@ -95,6 +101,12 @@ class SessionBackend(abc.ABC):
     def kernel_info(self) -> dict[str, Any]:
         """Fields of ``kernel_info_reply`` this backend knows: at least ``language_info``
         and ``banner`` (``implementation`` and versions may be overridden here too)."""
+
+    def interact(self, interact_id: str, values: dict[str, Any], state: int) -> ExecuteOutcome:
+        """Re-run an interact with new control ``values`` (``interact_request``). Backends
+        without interacts keep this default."""
+        return ExecuteOutcome.failed("NotImplementedError",
+                                     f"{type(self).__name__} has no interacts", [])
 
     def shutdown(self) -> None:
         """Release what the backend holds; the process exits right after."""

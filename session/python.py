@@ -18,10 +18,13 @@ import platform
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from typing import Any
 
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
 from .blocks import BlockApi
+from .controls import CONTROLS
+from .interact import Interacts
 from .display import close_figure, is_figure, mimebundle, quiet_matplotlib_setup, \
     set_display_hook, show_open_figures
 
@@ -41,8 +44,10 @@ class PythonBackend(SessionBackend):
                                before_close=show_open_figures)
         self.module = types.ModuleType("__main__", None)
         self.namespace: dict[str, Any] = self.module.__dict__
+        self.interacts = Interacts(out, self._run_call)
         self.namespace.update(__builtins__=builtins, display=self.display,
-                              block_api=self.blocks)
+                              block_api=self.blocks, interact=self.interacts.decorator,
+                              **CONTROLS)
         # pickle and friends look user classes up in sys.modules["__main__"].
         sys.modules["__main__"] = self.module
         self._cells = 0
@@ -101,6 +106,27 @@ class PythonBackend(SessionBackend):
             try:
                 self.blocks.close()
             except BaseException as e:  # noqa: BLE001 - e.g. a figure that cannot be drawn
+                if outcome.status == "ok":
+                    outcome = _error_outcome(e)
+        return outcome
+
+    def interact(self, interact_id: str, values: dict[str, Any], state: int) -> ExecuteOutcome:
+        return self.interacts.request(interact_id, values, state)
+
+    def _run_call(self, call: Callable[[], Any]) -> ExecuteOutcome:
+        """Run ``call`` in a block of its own (files, figures), errors as an outcome."""
+        outcome = ExecuteOutcome()
+        try:
+            self.blocks.new_block()
+            call()
+        except BaseException as e:  # noqa: BLE001 - user code may raise anything
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            outcome = _error_outcome(e)
+        finally:
+            try:
+                self.blocks.close()
+            except Exception as e:  # noqa: BLE001
                 if outcome.status == "ok":
                     outcome = _error_outcome(e)
         return outcome

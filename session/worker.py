@@ -101,6 +101,10 @@ class LinkOutput(Output):
         if self.capture is not None:
             self.capture.flush()
 
+    def message(self, msg_type: str, content: dict[str, Any]) -> None:
+        self.flush()
+        self.send(msg_type, content)
+
 
 class Worker:
     """Answers the requests of one link with one backend."""
@@ -129,6 +133,8 @@ class Worker:
             content = content if isinstance(content, dict) else {}
             if msg_type == mt.EXECUTE_REQUEST:
                 self.execute(content)
+            elif msg_type == mt.INTERACT_REQUEST:
+                self.interact(content)
             elif msg_type == mt.KERNEL_INFO_REQUEST:
                 self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
             elif msg_type == mt.SHUTDOWN_REQUEST:
@@ -162,19 +168,47 @@ class Worker:
         count = self.execution_count
         if not silent:
             out.send(mt.EXECUTE_INPUT, {"code": code, "execution_count": count})
+        outcome = self._guarded(
+            lambda: self.backend.execute(code, silent=silent, store_history=store_history))
+        self._finish(outcome, count, silent)
+
+    def interact(self, content: dict[str, Any]) -> None:
+        """Re-run an interact: its output goes out as usual; ``interact_reply`` ends it."""
+        interact_id, values, state = (content.get("interact_id"), content.get("values"),
+                                      content.get("state"))
+        self.guard.start_request()
+        self.out.send(mt.STATUS, {"execution_state": "busy"})
+        if not isinstance(interact_id, str) or not isinstance(values, dict) or not isinstance(
+                state, int) or isinstance(state, bool):
+            outcome = ExecuteOutcome.failed("ValueError", "interact_request needs interact_id, "
+                                            "values and an integer state", [])
+        else:
+            outcome = self._guarded(lambda: self.backend.interact(interact_id, values, state))
+        self.out.flush()
+        reply: dict[str, Any] = {"status": outcome.status, "interact_id": interact_id,
+                                 "state": state, "ignored": outcome.ignored}
+        if outcome.status == "error":
+            error = {"ename": outcome.ename, "evalue": outcome.evalue,
+                     "traceback": list(outcome.traceback) or [f"{outcome.ename}: {outcome.evalue}"]}
+            self.out.send(mt.ERROR, error)
+            reply.update(error)
+        self.out.send(mt.INTERACT_REPLY, reply)
+        self.out.send(mt.STATUS, {"execution_state": "idle"})
+
+    def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
+        """Run a backend call with interrupts armed; anything escaping becomes an error."""
         try:
             self.guard.arm()
             try:
-                outcome = self.backend.execute(code, silent=silent, store_history=store_history)
+                return call()
             finally:
                 self.guard.disarm()
         except BaseException as e:  # noqa: BLE001 - an interrupt or a backend bug
             self.guard.disarm()
             if not isinstance(e, KeyboardInterrupt):
                 self.out.diag(f"backend {type(self.backend).__name__} raised {e!r}")
-            outcome = ExecuteOutcome.failed(type(e).__name__, str(e),
-                                            traceback.format_exception_only(type(e), e))
-        self._finish(outcome, count, silent)
+            return ExecuteOutcome.failed(type(e).__name__, str(e),
+                                         traceback.format_exception_only(type(e), e))
 
     def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool) -> None:
         out = self.out

@@ -236,7 +236,9 @@ def test_namespace_persists_and_is_main(worker: Worker) -> None:
     worker.execute("x = 5")
     records = worker.execute("print(x, __name__)\nprint(sorted(k for k in globals() "
                              "if not k.startswith('__')))")
-    assert stream_text(records) == "5 __main__\n['block_api', 'display', 'x']\n"
+    assert stream_text(records) == (
+        "5 __main__\n['block_api', 'button', 'checkbox', 'color_selector', 'display', "
+        "'input_box', 'input_grid', 'interact', 'range_slider', 'selector', 'slider', 'x']\n")
     # Starting a worker imports no plotting library; user code decides.
     assert result_text(worker.execute("import sys\n'matplotlib' in sys.modules")) == "False"
 
