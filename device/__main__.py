@@ -28,6 +28,8 @@ def parser() -> argparse.ArgumentParser:
                "default HOST-PID")
     add_option(p, "--idle-timeout", type=float, default=60.0, metavar="S",
                help="seconds a session's worker may sit idle before it is closed")
+    add_option(p, "--interact-timeout", type=float, default=600.0, metavar="S",
+               help="idle seconds a session with interacts lives, so its controls keep working")
     add_option(p, "--exec-timeout", type=float, default=0.0, metavar="S",
                help="wall-clock seconds one execution may run before it is stopped; 0: no limit")
     add_option(p, "--max-sessions", type=int, default=16, metavar="N",
@@ -66,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
                         processes=args.max_processes, file_bytes=args.max_file_bytes)
         config = OverseerConfig(
-            idle_timeout=args.idle_timeout, exec_timeout=args.exec_timeout,
+            idle_timeout=args.idle_timeout, interact_timeout=args.interact_timeout,
+            exec_timeout=args.exec_timeout,
             max_sessions=args.max_sessions, prefork=args.prefork, max_output=args.max_output,
             output_rate=args.output_rate, output_burst=4 * args.output_rate,
             launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits))

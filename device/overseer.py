@@ -44,6 +44,9 @@ Ready = tuple[ForkedProcess, OverseerLink, str]
 @dataclass
 class OverseerConfig:
     idle_timeout: float = 60.0
+    #: Idle seconds a session that showed an interact lives (seed 001: "keep the worker
+    #: open for X seconds"), so its controls keep working.
+    interact_timeout: float = 600.0
     #: Workers kept forked and ready for new sessions.
     prefork: int = 2
     #: Bytes of output one execution may produce (0: unlimited).
@@ -220,11 +223,17 @@ class Overseer:
                     f"this cell ran for longer than the {limit:g} s limit on one execution "
                     "(--exec-timeout) and was stopped; the session restarts fresh")
 
+    def idle_limit(self, worker: Worker) -> float:
+        """How long ``worker`` may sit idle: longer if it has interacts to keep alive."""
+        if worker.interactive:
+            return max(self.config.idle_timeout, self.config.interact_timeout)
+        return self.config.idle_timeout
+
     async def sweep_idle(self) -> None:
-        """Close workers idle for longer than ``idle_timeout`` (the seed's poll timeout)."""
+        """Close workers idle for longer than their limit (the seed's poll timeout)."""
         now = time.monotonic()
         idle = [w for w in self.workers.values()
-                if not w.busy and now - w.last_used > self.config.idle_timeout]
+                if not w.busy and now - w.last_used > self.idle_limit(w)]
         for worker in idle:
             log.info("device closing idle session %s (worker %d, idle %.0f s)",
                      worker.session_id, worker.pid, now - worker.last_used)

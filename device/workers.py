@@ -77,6 +77,8 @@ class Worker:
         self.max_output = max_output
         self.pacer = pacer
         self.output_bytes = 0
+        #: Whether this session has shown an interact (it then lives for --interact-timeout).
+        self.interactive = False
         self.queue: collections.deque[Message] = collections.deque()
         self.current: Message | None = None
         self._replied = False
@@ -195,6 +197,8 @@ class Worker:
             if self.max_output and self.output_bytes > self.max_output:
                 return await self._cut_output()
             await self.pacer.take(size)
+        if msg_type == mt.INTERACT_START:
+            self.interactive = True
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = self._explain(content)
         await self._emit(msg_type, content, buffers)

@@ -226,3 +226,18 @@ def test_exec_timeout_stops_a_runaway_cell_and_the_device_serves_on(device_with_
     assert error["ename"] == "TimeLimitExceeded" and "1.5 s limit" in error["evalue"]
     assert stdout_of(client.run("print('next')", "s")) == "next\n"
     assert stdout_of(client.run("print('other')", "t")) == "other\n"
+
+
+def test_a_session_with_an_interact_outlives_the_idle_timeout(device_with_client) -> None:
+    """Past the idle timeout but within the interact timeout, the interact still runs."""
+    client, _ = device_with_client("--idle-timeout", "1", "--interact-timeout", "30")
+    msgs = client.run("@interact\ndef f(n=(1, 20)):\n    print('n is', n)", "s")
+    interact_id = of_type(msgs, "interact_start")[0]["content"]["interact_id"]
+    client.run("import os; print(os.getpid())", "plain")
+    closed = client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=10)
+    assert closed["content"]["session"] == "plain"  # the plain session went, "s" stayed
+    request = client.request("interact_request", {"interact_id": interact_id,
+                                                  "values": {"n": 7}, "state": 1}, "s")
+    again = client.replies_to(request)
+    assert stdout_of(again) == "n is 7\n"
+    assert of_type(again, "interact_reply")[0]["content"]["status"] == "ok"
