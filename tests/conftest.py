@@ -68,3 +68,36 @@ def running_chain(chain):
     chain.start_device()
     chain.start_gateway()
     return chain
+
+
+# -- the MongoDB store contract suite: say plainly whether it ran ---------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "mongodb: a store contract test against $CELLBUS_TEST_MONGODB_URL")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
+                            config: pytest.Config) -> None:
+    """One line: whether the MongoDB contract suite ran, against which server, or why not."""
+    from broker.store.base import redact_url
+    outcomes: dict[str, str] = {}
+    rank = {"passed": 0, "skipped": 1, "failed": 2}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport) and "mongodb" in report.keywords:
+                old = outcomes.get(report.nodeid, "passed")
+                outcomes[report.nodeid] = max(old, report.outcome, key=lambda o: rank.get(o, 2))
+    counts = {o: list(outcomes.values()).count(o) for o in ("passed", "failed", "skipped")}
+    url = os.environ.get("CELLBUS_TEST_MONGODB_URL", "")
+    if not url:
+        line = ("MongoDB store contract suite: DID NOT RUN: CELLBUS_TEST_MONGODB_URL is not set "
+                "(no MongoDB server can be installed on this machine); README.rst, section "
+                "MongoDB, says how to run it against a server")
+    elif not outcomes:
+        line = f"MongoDB store contract suite: no test selected (server {redact_url(url)})"
+    else:
+        line = (f"MongoDB store contract suite ran against {redact_url(url)}: "
+                + ", ".join(f"{n} {o}" for o, n in counts.items()))
+    terminalreporter.write_line(line)

@@ -2,17 +2,22 @@
 
 Backends are the params of ``store_url``; a backend's entry in :data:`BACKENDS` is a
 function from a fresh tmp_path to the URL of an empty store, and is one line to add.
+
+MongoDB runs only against a real server named by ``CELLBUS_TEST_MONGODB_URL`` (each test on
+a fresh database, dropped afterwards); without it its tests are skipped, saying why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -20,8 +25,32 @@ from broker.store import (ANY, DONE, ERROR, NEEDS_WORK, SUPERSEDED, WORKING, Dev
                           DuplicateRequest, InvalidTransition, Request, SessionRecord, Store,
                           StoreClosed, StoreError, UnknownRequest, open_store, sqlite_url)
 
+MONGODB_ENV = "CELLBUS_TEST_MONGODB_URL"
+MONGODB_URL = os.environ.get(MONGODB_ENV, "")
+MONGODB_SKIP = (f"MongoDB suite did not run: {MONGODB_ENV} is not set (no MongoDB server can "
+                "be installed on this machine); see README.rst")
+
+
+def mongodb_url(tmp: Path) -> str:
+    """A fresh database on the server at $CELLBUS_TEST_MONGODB_URL (``store_url`` drops it)."""
+    parts = urlsplit(MONGODB_URL)
+    return urlunsplit(parts._replace(path=f"/cellbus_test_{uuid.uuid4().hex[:16]}"))
+
+
+async def drop_mongodb_database(url: str) -> None:
+    """Drop the database a test's MongoDB store URL names."""
+    from pymongo import AsyncMongoClient
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        await client.drop_database(client.get_default_database())
+    finally:
+        await client.close()
+
+
 BACKENDS: list[Any] = [
     pytest.param(lambda tmp: sqlite_url(tmp / "cellbus.db"), id="sqlite"),
+    pytest.param(mongodb_url, id="mongodb", marks=[pytest.mark.mongodb] + (
+        [] if MONGODB_URL else [pytest.mark.skip(reason=MONGODB_SKIP)])),
     # a backend is one more line: pytest.param(<tmp_path -> URL of an empty store>, id=...)
 ]
 
@@ -29,10 +58,13 @@ pytestmark = pytest.mark.timeout(20)
 
 
 @pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """The URL of a fresh, empty store of each backend."""
     make: Callable[[Path], str] = request.param
-    return make(tmp_path)
+    url = make(tmp_path)
+    yield url
+    if url.startswith("mongodb"):
+        await drop_mongodb_database(url)
 
 
 @pytest.fixture
@@ -278,6 +310,28 @@ async def test_concurrent_appends_one_session(store: Store) -> None:
         assert mine == list(range(50))
         assert [seq for seq, m in stored if m["content"]["caller"] == n] == seqs
     assert await store.last_seq("s1") == 1000
+
+
+async def test_two_stores_share_seqs(store_url: str) -> None:
+    """Tests two stores on one database (two brokers) appending to one session: 1..N."""
+    async with open_store(store_url) as a, open_store(store_url) as b:
+        async def caller(s: Store, who: str) -> list[int]:
+            seqs: list[int] = []
+            for i in range(40):
+                msg = jmsg("stream", content={"who": who, "i": i})
+                seqs += await s.append_messages([("s1", msg)])
+            return seqs
+
+        names = [f"{side}{n}" for side in "ab" for n in range(5)]
+        results = await asyncio.gather(*(caller(a if name[0] == "a" else b, name)
+                                         for name in names))
+        assert sorted(s for seqs in results for s in seqs) == list(range(1, 401))
+        stored = await b.messages("s1")
+        assert [seq for seq, _ in stored] == list(range(1, 401))
+        for name, seqs in zip(names, results):
+            assert seqs == sorted(seqs)
+            assert [seq for seq, m in stored if m["content"]["who"] == name] == seqs
+        assert await a.last_seq("s1") == await b.last_seq("s1") == 400
 
 
 async def test_buffers_round_trip(store: Store) -> None:

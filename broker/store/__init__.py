@@ -24,7 +24,8 @@ from .records import (ANY, CLOSED, DONE, ERROR, EXECUTE_REQUEST, FINAL, INTERACT
                       DeviceFilter, DeviceRecord, Request, SessionRecord, check_transition)
 
 #: The URL forms open_store accepts, for error messages and ``--help``.
-ACCEPTED: str = "sqlite:///absolute/path/cellbus.db, mongodb://host/db"
+ACCEPTED: str = ("sqlite:///absolute/path/cellbus.db, "
+                 "mongodb://host[:port]/db[?replicaSet=NAME]")
 
 
 def open_store(url: str) -> Store:
@@ -40,10 +41,14 @@ def open_store(url: str) -> Store:
         from .sqlite import SQLiteStore
         return SQLiteStore(url)
     if scheme in ("mongodb", "mongodb+srv"):
-        raise UnknownStore(
-            f"the MongoDB store backend ({redact_url(url)}) is not built yet in this cellbus; "
-            "once it is, it needs the `mongodb` extra (pip install 'cellbus[mongodb]'). "
-            f"Meanwhile use the embedded store: {sqlite_url(default_sqlite_path())}")
+        try:
+            from .mongodb import MongoStore
+        except ImportError as e:
+            raise UnknownStore(
+                f"the MongoDB store ({redact_url(url)}) needs pymongo>=4.13, which is not "
+                f"installed ({e}): pip install 'cellbus[mongodb]'; or use the embedded store: "
+                f"{sqlite_url(default_sqlite_path())}") from None
+        return MongoStore(url)
     raise UnknownStore(f"unknown store URL {redact_url(url)!r}: accepted forms are {ACCEPTED}")
 
 

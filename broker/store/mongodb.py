@@ -1,0 +1,402 @@
+"""The MongoDB store, on pymongo's native async client (``pymongo.AsyncMongoClient``).
+
+URL: ``mongodb://[user:password@]host[:port][,host...]/db[?replicaSet=NAME&w=...]`` or
+``mongodb+srv://``; the database defaults to ``cellbus``, the write concern to ``majority``
+on a replica set (see :func:`~broker.store._mongo_url.client_options`). Reads always go to
+the primary, so a broker reads what it just wrote.
+
+Collections mirror the channels: ``requests``, ``messages``, ``sessions``, ``devices``, plus
+``seqs`` (one counter per session) and ``counters`` (the requests' creation order). Messages,
+request messages and device info are msgpack blobs, as in the SQLite store: bytes stay bytes
+and keys with dots or ``$`` are data, not operators; only the indexed fields are top-level.
+
+Creation order is a ``counters`` document incremented with ``$inc`` once per request: a
+total order across brokers, unlike ObjectIds (ordered only by second across processes); a
+broker dying between the ``$inc`` and the insert only skips a number. Status changes are
+conditional updates (``{"msg_id": id, "status": old}``), so two brokers never both make one.
+
+Seqs (:mod:`._mongo_append`): one task per store ``$inc``s each session's ``seqs`` counter
+for a whole batch of appends, then inserts the messages. On a replica set or sharded cluster
+both commit in ONE transaction: gap-free whatever the number of brokers, and no seq visible
+before a lower one of its session. A standalone server has no transactions: the ``$inc`` is
+still atomic, so seqs never repeat, but a broker that dies or loses the server between the
+``$inc`` and the insert leaves a gap (those seqs are never stored), and with several brokers
+a reader may briefly see seq N+1 before N. Run a replica set (one member is enough).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import fields, replace
+from typing import Any, Final
+
+from bson.errors import BSONError
+from pymongo import AsyncMongoClient, IndexModel, ReadPreference, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+
+from ._mongo_append import Appender, Row
+from ._mongo_url import client_options, database_name, public_url
+from ._writer import MAX_BATCH, MAX_PENDING
+from .base import Message, Store
+from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
+                     UnknownRequest)
+from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
+                      STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
+                      SessionRecord, check_transition)
+from .sqlite import _check_limit, _header_facts, _pack, _unpack
+
+Doc = dict[str, Any]
+Database = AsyncDatabase[Doc]
+
+#: Largest packed message: MongoDB's 16 MiB document limit less room for the other fields.
+MAX_BLOB: Final = 16 * 1024 * 1024 - 64 * 1024
+_REQUEST_FIELDS: Final = tuple(f.name for f in fields(Request))
+_SESSION_FIELDS: Final = tuple(f.name for f in fields(SessionRecord))
+_INDEXES: Final = {
+    "requests": [
+        IndexModel([("msg_id", 1)], unique=True),
+        IndexModel([("user", 1), ("worksheet", 1), ("cell_id", 1), ("msg_type", 1),
+                    ("order", -1)]),  # cell_request
+        IndexModel([("status", 1), ("device", 1), ("order", 1)]),  # requests(device=...)
+        IndexModel([("status", 1), ("order", 1)]),  # requests(device=ANY)
+        IndexModel([("session", 1), ("interact_id", 1), ("status", 1)]),  # supersede_pending
+    ],
+    "messages": [IndexModel([("session", 1), ("seq", 1)], unique=True),
+                 IndexModel([("session", 1), ("parent", 1), ("seq", 1)])],
+    "sessions": [IndexModel([("session", 1)], unique=True),
+                 IndexModel([("user", 1), ("worksheet", 1), ("state", 1)])],
+    "devices": [IndexModel([("device", 1)], unique=True)],
+    "seqs": [],  # {_id: session, last: int}
+    "counters": [],  # {_id: "requests", last: int}
+}
+_DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
+
+
+def _blob(obj: Any, what: str) -> bytes:
+    data = _pack(obj)
+    if len(data) > MAX_BLOB:
+        raise StoreError(f"{what} is {len(data)} bytes packed; the MongoDB store takes at "
+                         f"most {MAX_BLOB}")
+    return data
+
+
+def _loads(value: Any, what: str) -> Any:
+    try:
+        if isinstance(value, bytes):
+            return _unpack(value)
+    except ValueError:  # every msgpack decoding error is one
+        pass
+    raise StoreError(f"{what} in MongoDB is not a msgpack blob: the database was changed "
+                     "by something other than cellbus")
+
+
+def _fields(doc: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+    """The record fields of a document (None for any missing)."""
+    return {name: doc.get(name) for name in names}
+
+
+def _request(doc: Mapping[str, Any]) -> Request:
+    values = _fields(doc, _REQUEST_FIELDS)
+    values["message"] = _loads(values["message"], f"request {values['msg_id']!r}")
+    return Request(**values)
+
+
+def _session(doc: Mapping[str, Any]) -> SessionRecord:
+    return SessionRecord(**_fields(doc, _SESSION_FIELDS))
+
+
+def _device(doc: Mapping[str, Any]) -> DeviceRecord:
+    values = _fields(doc, ("device", "capacity", "load", "last_heartbeat", "info"))
+    values["info"] = _loads(values["info"], f"device {values['device']!r}")
+    return DeviceRecord(**values)
+
+
+class MongoStore(Store):
+    """The MongoDB store; ``max_batch`` messages per append transaction, ``max_pending``
+    appends queued before :class:`StoreFull`."""
+
+    def __init__(self, url: str, *, max_batch: int = MAX_BATCH,
+                 max_pending: int = MAX_PENDING) -> None:
+        super().__init__(url)
+        self.database = database_name(url)
+        self.options = client_options(url)
+        self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.transactions: bool | None = None  # known once open: replica set or mongos
+        self._where = public_url(url)
+        self._client: AsyncMongoClient[Doc] | None = None
+        self._db: Database | None = None
+        self._appender: Appender | None = None
+
+    def describe(self) -> str:
+        concern = ", ".join(f"{k}={v}" for k, v in self.options.items() if k != "appname")
+        seqs = {None: "", True: ", seqs in transactions",
+                False: ", no transactions (standalone server)"}[self.transactions]
+        return (f"MongoDB {self._where} (database {self.database!r}, "
+                f"{concern or 'write concern from the URL'}{seqs})")
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        try:
+            client: AsyncMongoClient[Doc] = AsyncMongoClient(self.url, **self.options)
+        except (PyMongoError, ValueError, TypeError) as e:
+            raise StoreError(f"bad MongoDB store URL {self._where}: {e}") from None
+        try:
+            hello = await client.admin.command("hello")
+            self.transactions = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
+            db = client.get_database(self.database, read_preference=ReadPreference.PRIMARY)
+            await self._create_schema(db)
+        except BaseException as e:
+            await client.close()
+            if isinstance(e, _DB_ERRORS):
+                why = str(e).partition(", Timeout: ")[0]  # the topology dump stays in __cause__
+                raise StoreError(
+                    f"cannot open the MongoDB store {self._where}: {why}. Check that the server "
+                    "runs and is reachable, and the URL's hosts, credentials and "
+                    "replicaSet") from e
+            raise
+        self._client, self._db = client, db
+        self._appender = Appender(client, db, transactions=self.transactions,
+                                  where=self._where, max_batch=self.max_batch,
+                                  max_pending=self.max_pending)
+
+    @staticmethod
+    async def _create_schema(db: Database) -> None:
+        """Create the collections and indexes that are missing (several brokers may race)."""
+        existing = set(await db.list_collection_names())
+        for name, indexes in _INDEXES.items():
+            if name not in existing:
+                try:
+                    await db.create_collection(name, check_exists=False)
+                except OperationFailure as e:
+                    if e.code != 48:  # NamespaceExists: another broker just made it
+                        raise
+            if indexes:
+                await db[name].create_indexes(indexes)
+
+    async def close(self) -> None:
+        client, appender = self._client, self._appender
+        if client is None or appender is None:
+            return
+        self._db = None  # new calls refuse from now on
+        try:
+            await appender.stop()  # every queued append committed (or failed)
+        finally:
+            self._client, self._appender = None, None
+            await client.close()
+
+    def _open_db(self) -> Database:
+        if self._db is None:
+            raise StoreClosed(f"store {self._where} is closed")
+        return self._db
+
+    def _failed(self, e: BaseException, doing: str) -> BaseException:
+        if isinstance(e, _DB_ERRORS):
+            return StoreError(f"MongoDB store {self._where} failed to {doing}: {e}")
+        return e
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        """Turn a pymongo or BSON error into :class:`StoreError` naming the store."""
+        try:
+            yield
+        except _DB_ERRORS as e:
+            raise self._failed(e, doing) from e
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def add_request(self, req: Request) -> Request:
+        if req.status not in STATUSES:
+            raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
+        db = self._open_db()
+        doc = {name: getattr(req, name) for name in _REQUEST_FIELDS}
+        doc["message"] = _blob(req.message, f"request {req.msg_id!r}")
+        doc["created"] = req.created or time.time()
+        with self._errors(f"store request {req.msg_id!r}"):
+            counter = await db.counters.find_one_and_update(
+                {"_id": "requests"}, {"$inc": {"last": 1}}, upsert=True,
+                return_document=ReturnDocument.AFTER)
+            doc["order"] = (counter or {}).get("last")
+            try:
+                await db.requests.insert_one(doc)
+            except DuplicateKeyError:
+                raise DuplicateRequest(req.msg_id) from None
+        return replace(req, created=doc["created"])
+
+    async def update_request(self, msg_id: str, status: str, *, device: str | None = None,
+                             error: str | None = None) -> Request:
+        db = self._open_db()
+        with self._errors(f"update request {msg_id!r}"):
+            for _ in range(2):  # once more if another broker moved it between read and write
+                doc = await db.requests.find_one({"msg_id": msg_id}, {"status": 1})
+                if doc is None:
+                    raise UnknownRequest(msg_id)
+                old = str(doc.get("status"))
+                check_transition(msg_id, old, status)
+                now = time.time()
+                change: Doc = {"status": status, "finished": now if status in FINAL else None}
+                if status == WORKING:
+                    change["started"] = now
+                elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
+                    change["started"] = change["device"] = None
+                if device is not None:
+                    change["device"] = device
+                if error is not None:
+                    change["error"] = error
+                new = await db.requests.find_one_and_update(
+                    {"msg_id": msg_id, "status": old}, {"$set": change},
+                    return_document=ReturnDocument.AFTER)
+                if new is not None:
+                    return _request(new)
+        raise StoreError(f"request {msg_id!r} kept changing status while being moved to "
+                         f"{status}; another broker is updating it")
+
+    async def assign_request(self, msg_id: str, device: str) -> Request:
+        db = self._open_db()
+        with self._errors(f"assign request {msg_id!r}"):
+            new = await db.requests.find_one_and_update(
+                {"msg_id": msg_id, "status": NEEDS_WORK}, {"$set": {"device": device}},
+                return_document=ReturnDocument.AFTER)
+            if new is not None:
+                return _request(new)
+            old = await db.requests.find_one({"msg_id": msg_id}, {"status": 1})
+        if old is None:
+            raise UnknownRequest(msg_id)
+        raise InvalidTransition(msg_id, str(old.get("status")), NEEDS_WORK, frozenset())
+
+    async def get_request(self, msg_id: str) -> Request | None:
+        db = self._open_db()
+        with self._errors(f"read request {msg_id!r}"):
+            doc = await db.requests.find_one({"msg_id": msg_id})
+        return None if doc is None else _request(doc)
+
+    async def cell_request(self, user: str, worksheet: str, cell_id: str) -> Request | None:
+        db = self._open_db()
+        with self._errors(f"read cell {user}/{worksheet}/{cell_id}"):
+            doc = await db.requests.find_one(
+                {"user": user, "worksheet": worksheet, "cell_id": cell_id,
+                 "msg_type": EXECUTE_REQUEST}, sort=[("order", -1)])
+        return None if doc is None else _request(doc)
+
+    async def requests(self, status: str, *, device: DeviceFilter = ANY,
+                       limit: int | None = None) -> list[Request]:
+        _check_limit(limit)
+        db = self._open_db()
+        query: Doc = {"status": status}
+        if device is not ANY:
+            query["device"] = device
+        if limit == 0:  # pymongo reads limit 0 as "no limit"
+            return []
+        with self._errors(f"list {status} requests"):
+            cursor = db.requests.find(query).sort("order", 1).limit(limit or 0)
+            return [_request(doc) for doc in await cursor.to_list()]
+
+    async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
+        db = self._open_db()
+        superseded: list[str] = []
+        with self._errors(f"supersede requests of interact {interact_id!r}"):
+            pending = await db.requests.find(
+                {"session": session, "interact_id": interact_id, "status": NEEDS_WORK,
+                 "msg_type": INTERACT_REQUEST, "state": {"$lt": state}},
+                {"msg_id": 1}).sort("order", 1).to_list()
+            now = time.time()
+            for doc in pending:  # one by one: only those this call moved are reported
+                done = await db.requests.update_one(
+                    {"_id": doc["_id"], "status": NEEDS_WORK},
+                    {"$set": {"status": SUPERSEDED, "finished": now}})
+                if done.modified_count:
+                    superseded.append(str(doc.get("msg_id")))
+        return superseded
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def append_messages(self, items: Sequence[tuple[str, Message]]) -> list[int]:
+        if not items:
+            return []
+        self._open_db()
+        appender = self._appender
+        if appender is None:
+            raise StoreClosed(f"store {self._where} is closed")
+        now = time.time()
+        rows = [Row(session, *_header_facts(msg), now, _blob(msg, f"a message of {session!r}"))
+                for session, msg in items]
+        return await appender.append(rows)
+
+    async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
+                       limit: int | None = None) -> list[tuple[int, Message]]:
+        _check_limit(limit)
+        db = self._open_db()
+        query: Doc = {"session": session, "seq": {"$gt": since}}
+        if parent is not None:
+            query["parent"] = parent
+        if limit == 0:
+            return []
+        with self._errors(f"read messages of session {session!r}"):
+            docs = await db.messages.find(query, {"seq": 1, "data": 1}).sort(
+                "seq", 1).limit(limit or 0).to_list()
+        return [(int(doc.get("seq", 0)), _loads(doc.get("data"), f"message of {session!r}"))
+                for doc in docs]
+
+    async def last_seq(self, session: str) -> int:
+        db = self._open_db()
+        with self._errors(f"read the last seq of session {session!r}"):
+            doc = await db.seqs.find_one({"_id": session})
+        last = None if doc is None else doc.get("last")
+        return last if isinstance(last, int) else 0
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    async def put_session(self, rec: SessionRecord) -> None:
+        db = self._open_db()
+        values = {name: getattr(rec, name) for name in _SESSION_FIELDS}
+        with self._errors(f"store session {rec.session!r}"):
+            await db.sessions.update_one({"session": rec.session}, {"$set": values},
+                                         upsert=True)
+
+    async def get_session(self, session: str) -> SessionRecord | None:
+        db = self._open_db()
+        with self._errors(f"read session {session!r}"):
+            doc = await db.sessions.find_one({"session": session})
+        return None if doc is None else _session(doc)
+
+    async def find_session(self, user: str, worksheet: str) -> SessionRecord | None:
+        db = self._open_db()
+        with self._errors(f"find the session of {user}/{worksheet}"):
+            doc = await db.sessions.find_one(
+                {"user": user, "worksheet": worksheet, "state": OPEN},
+                sort=[("created", -1), ("_id", -1)])
+        return None if doc is None else _session(doc)
+
+    async def sessions(self, state: str | None = None) -> list[SessionRecord]:
+        db = self._open_db()
+        query = {} if state is None else {"state": state}
+        with self._errors("list sessions"):
+            docs = await db.sessions.find(query).sort([("created", 1), ("_id", 1)]).to_list()
+        return [_session(doc) for doc in docs]
+
+    # -- devices ----------------------------------------------------------------------------
+
+    async def put_device(self, rec: DeviceRecord) -> None:
+        db = self._open_db()
+        values = {"device": rec.device, "capacity": rec.capacity, "load": rec.load,
+                  "last_heartbeat": rec.last_heartbeat,
+                  "info": _blob(rec.info, f"info of device {rec.device!r}")}
+        with self._errors(f"store device {rec.device!r}"):
+            await db.devices.update_one({"device": rec.device}, {"$set": values}, upsert=True)
+
+    async def devices(self) -> list[DeviceRecord]:
+        db = self._open_db()
+        with self._errors("list devices"):
+            docs = await db.devices.find().sort("device", 1).to_list()
+        return [_device(doc) for doc in docs]
+
+    async def remove_device(self, device: str) -> bool:
+        db = self._open_db()
+        with self._errors(f"remove device {device!r}"):
+            return (await db.devices.delete_one({"device": device})).deleted_count > 0
