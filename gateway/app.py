@@ -6,6 +6,7 @@ from typing import Any
 
 import tornado.web
 
+from . import pages
 from .base import BaseHandler, NotFoundHandler
 from .bus import BrokerLink
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
@@ -30,10 +31,12 @@ def make_app(link: BrokerLink, *, max_input: int, **settings: Any) -> tornado.we
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),
             (r"/health", HealthHandler),
+            *pages.ROUTES,
         ],
         default_handler_class=NotFoundHandler,
         link=link, watch=watch, max_input=max_input,
         websocket_max_message_size=max_input + 65536,
         websocket_ping_interval=20,
+        **pages.SETTINGS,
         **settings,
     )
