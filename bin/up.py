@@ -4,7 +4,9 @@ Starts a broker (embedded SQLite store unless --store says otherwise), N devices
 gateway, all signed with a freshly generated key (mode 0600) in a private runtime directory
 whose ipc endpoints only this user can open. Prints the URL. Ctrl-C or SIGTERM stops the
 gateway, then the devices, then the broker, each gracefully; if any node dies, the rest are
-stopped too and the exit status says so.
+stopped too and the exit status says so. While it runs, its endpoints and key file are in a
+state file (mode 0600) that ``bin/cellbus status`` reads: ``$XDG_RUNTIME_DIR/cellbus/up.json``,
+else ``/tmp/cellbus-$UID/up.json``.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from broker.status import remove_state, write_state  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
+from protocol.errors import ConfigError  # noqa: E402
 
 STOP_GRACE = 15.0
 
@@ -102,7 +106,14 @@ class Supervisor:
                    "--host", a.host, "--port", str(a.port))
         self.wait_for_port(a.host, a.port)
         host = f"[{a.host}]" if ":" in a.host else a.host
-        print(f"cellbus is up: http://{host}:{a.port}/  (Ctrl-C stops it)", flush=True)
+        url = f"http://{host}:{a.port}/"
+        try:
+            write_state({"url": url, "broker": self.ep["gw"], "subscribe": self.ep["pub"],
+                         "device_bind": self.ep["dev"], "key_file": str(self.key_file)})
+        except (OSError, ConfigError) as e:
+            print(f"cellbus up: `bin/cellbus status` will need --broker and --key-file: {e}",
+                  file=sys.stderr, flush=True)
+        print(f"cellbus is up: {url}  (Ctrl-C stops it)", flush=True)
         while True:
             self.check()
             time.sleep(0.2)
@@ -110,6 +121,7 @@ class Supervisor:
     def stop(self) -> None:
         """Gateway first (no new work), then devices, then the broker (which drains)."""
         self.stopping = True
+        remove_state()
         for group in ("gateway", "device", "broker"):
             procs = [p for name, p in self.procs if name.startswith(group)]
             for proc in procs:

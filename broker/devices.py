@@ -94,10 +94,10 @@ class DeviceWatch:
                 await self.fail(request, f"the device {request.device} running this cell did "
                                          "not come back after the broker restarted; run it again")
 
-    async def fail(self, request: Request, why: str) -> None:
-        """End ``request`` with a DeviceLost error in its cell's output."""
+    async def fail(self, request: Request, why: str, ename: str = "DeviceLost") -> None:
+        """End ``request`` with an error (DeviceLost unless ``ename``) in its cell's output."""
         broker = self.broker
-        error = {"ename": "DeviceLost", "evalue": why, "traceback": [f"DeviceLost: {why}"]}
+        error = {"ename": ename, "evalue": why, "traceback": [f"{ename}: {why}"]}
         facts = dict(request.message.get("metadata", {}).get("cellbus") or {})
         facts.update(session=request.session, device=request.device)
         out = []
@@ -110,5 +110,5 @@ class DeviceWatch:
             out.append((request.session, broker.session.msg(
                 msg_type, content, parent=request.message, header=header,
                 metadata={"cellbus": dict(facts)})))
-        broker.log.warning("broker: request %s ends with DeviceLost: %s", request.msg_id, why)
+        broker.log.warning("broker: request %s ends with %s: %s", request.msg_id, ename, why)
         await broker.persist_and_publish(out)

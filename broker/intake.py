@@ -1,9 +1,13 @@
 """The broker's answers to gateways: accept work, and serve cells' state from the store.
 
-Every request names a cell in ``metadata["cellbus"]`` (user, worksheet, cell_id) and gets
-exactly one reply (types in ``protocol.msgtypes``). Requests of one worksheet are handled one
-at a time, in arrival order, so its session is created once and its work reaches the device in
-order; different worksheets proceed concurrently (and their writes share group commits).
+Every request names a cell in ``metadata["cellbus"]`` (user, worksheet, cell_id), except the
+few in ``GLOBAL`` (such as ``broker_status_request``), and gets exactly one reply (types in
+``protocol.msgtypes``). Requests of one worksheet are handled one at a time, in arrival order,
+so its session is created once and its work reaches the device in order; different worksheets
+proceed concurrently (and their writes share group commits).
+
+A request that needs a new session while every live device is full is refused with 503 (see
+:mod:`broker.capacity`); with no device at all it is stored and waits, as always.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from protocol import msgtypes as mt
 from protocol.wire import Message
 
+from . import capacity
+from .control import Control
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, Request, SessionRecord,
                      StoreFull)
 
@@ -27,15 +33,18 @@ if TYPE_CHECKING:
 MAX_NAME = 200
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
+#: Requests about the whole bus, not a cell: no address, no worksheet lock.
+GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST})
 Address = tuple[str, str, str]
 
 
 class Refused(Exception):
     """A gateway request the broker will not act on; becomes an ``ok: false`` reply."""
 
-    def __init__(self, http_status: int, error: str) -> None:
+    def __init__(self, http_status: int, error: str, *, retry_after: int | None = None) -> None:
         super().__init__(error)
         self.http_status = http_status
+        self.retry_after = retry_after
 
 
 def cell_address(msg: Message) -> Address:
@@ -52,6 +61,7 @@ class Intake:
         self.broker = broker
         self.store = broker.store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.control = Control(broker, self)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address],
                                                        Awaitable[tuple[dict[str, Any], list[bytes]]]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
@@ -59,6 +69,8 @@ class Intake:
             mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
             mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),
+            mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, self.control.restart),
+            mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, self.control.status),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:
@@ -67,12 +79,17 @@ class Intake:
         try:
             if handler is None:
                 raise Refused(400, f"the broker does not take {msg['msg_type']!r} from gateways")
-            address = cell_address(msg)
-            async with self._lock(address[:2]):
-                content, buffers = await handler(msg, address)
+            if msg["msg_type"] in GLOBAL:
+                content, buffers = await handler(msg, ("", "", ""))
+            else:
+                address = cell_address(msg)
+                async with self._lock(address[:2]):
+                    content, buffers = await handler(msg, address)
             content["ok"] = True
         except Refused as e:
             content = {"ok": False, "http_status": e.http_status, "error": str(e)}
+            if e.retry_after is not None:
+                content["retry_after"] = e.retry_after
         except StoreFull as e:
             content = {"ok": False, "http_status": 503, "error": f"busy, retry soon: {e}"}
         except DuplicateRequest:
@@ -92,15 +109,22 @@ class Intake:
             lock = self._locks[worksheet] = asyncio.Lock()
         return lock
 
-    async def session_for(self, user: str, worksheet: str, *, create: bool) -> SessionRecord | None:
-        """The worksheet's session (the seed's computation id); made at its first request."""
-        record = await self.store.find_session(user, worksheet)
-        if record is None and create:
-            now = time.time()
-            record = SessionRecord(session=uuid.uuid4().hex, user=user, worksheet=worksheet,
-                                   device=None, state=OPEN, created=now, last_activity=now)
-            await self.store.put_session(record)
-        return record
+    async def session_for(self, user: str, worksheet: str) -> SessionRecord | None:
+        """The worksheet's open session (the seed's computation id), if it has one."""
+        return await self.store.find_session(user, worksheet)
+
+    def place(self, session_id: str, current: str | None, *, new: bool) -> str | None:
+        """The device for a request of ``session_id`` (None: it waits in the store, because
+        there is no device, or earlier requests of its session wait to be dispatched). Raises
+        a 503 :class:`Refused` if it needs a new worker and every live device is full."""
+        broker = self.broker
+        if session_id in broker.held or (broker.dispatching and not new):
+            return None  # the dispatcher sends it after its session's earlier requests
+        device = broker.devices.place(session_id, current, reserve=len(broker.held))
+        if device is None and broker.devices.live():
+            seconds = capacity.retry_after()
+            raise Refused(503, capacity.refusal_text(seconds), retry_after=seconds)
+        return device
 
     async def note_placement(self, session_id: str, device: str) -> None:
         record = await self.store.get_session(session_id)
@@ -121,29 +145,49 @@ class Intake:
             code = content["code"] = previous.input
         if not isinstance(code, str):
             raise Refused(400, "input must be a string")
-        session = await self.session_for(user, worksheet, create=True)
-        assert session is not None
-        device = self.broker.devices.place(session.device)
-        if device is not None and device != session.device:
-            session.device = device
-        session.last_activity = time.time()
-        await self.store.put_session(session)
+        session = await self.session_for(user, worksheet)
+        session_id = session.session if session is not None else uuid.uuid4().hex
+        was_placed = self.broker.devices.holder(session_id) is not None
+        device = self.place(session_id, session.device if session is not None else None,
+                            new=session is None)
+        try:
+            now = time.time()
+            if session is None:  # the worksheet's first request (or first since a restart)
+                session = SessionRecord(session=session_id, user=user, worksheet=worksheet,
+                                        device=None, state=OPEN, created=now, last_activity=now)
+            if device is not None:
+                session.device = device
+            session.last_activity = now
+            await self.store.put_session(session)
+            request = await self._add(msg, address, content, code, session_id, device)
+        except BaseException:
+            if device is not None and not was_placed:
+                self.broker.devices.unplace(session_id)  # not accepted: it holds no place
+            raise
+        self.broker.cells.track(request)
+        if device is not None:
+            await self.broker.send_to_device(request)
+        elif self.broker.devices.live():
+            self.broker.dispatch_soon()
+        return {"cell_id": cell_id, "status": request.status, "session": session_id,
+                "msg_id": request.msg_id}, []
+
+    async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
+                   session_id: str, device: str | None) -> Request:
+        """Persist the execute request as it will be forwarded to the session's device."""
+        user, worksheet, cell_id = address
         forward = self.broker.session.msg(
             mt.EXECUTE_REQUEST, content, header=msg["header"],
             metadata={**msg["metadata"], "cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
-                "session": session.session}})
-        request = await self.store.add_request(Request(
-            msg_id=msg["msg_id"], session=session.session, user=user, worksheet=worksheet,
+                "session": session_id}})
+        return await self.store.add_request(Request(
+            msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
             device=device))
-        self.broker.cells.track(request)
-        await self.broker.send_to_device(request)
-        return {"cell_id": cell_id, "status": request.status, "session": session.session,
-                "msg_id": request.msg_id}, []
 
     async def interrupt(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
-        session = await self.session_for(*address[:2], create=False)
+        session = await self.session_for(*address[:2])
         routing = self.broker.devices.routing_id(session.device) if session and session.device else None
         if session is None or routing is None:
             raise Refused(409, "nothing is running in this worksheet")
@@ -167,7 +211,7 @@ class Intake:
         limit = msg["content"].get("limit", MAX_REPLAY)
         if not isinstance(since, int) or not isinstance(limit, int) or since < 0 or limit < 1:
             raise Refused(400, "since and limit must be non-negative integers")
-        session = await self.session_for(*address[:2], create=False)
+        session = await self.session_for(*address[:2])
         if session is None:
             return {"session": None, "messages": [], "more": False}, []
         limit = min(limit, MAX_REPLAY)
@@ -180,10 +224,10 @@ class Intake:
 
     async def file(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")
-        session = await self.session_for(*address[:2], create=False)
-        if session is None or not isinstance(seq, int) or seq < 1 or not isinstance(name, str):
+        latest = await self.store.cell_request(*address)  # its session, even after a restart
+        if latest is None or not isinstance(seq, int) or seq < 1 or not isinstance(name, str):
             raise Refused(404, "no such file")
-        rows = await self.store.messages(session.session, since=seq - 1, limit=1)
+        rows = await self.store.messages(latest.session, since=seq - 1, limit=1)
         if not rows or rows[0][0] != seq:
             raise Refused(404, "no such file")
         stored = rows[0][1]

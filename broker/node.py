@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from protocol import msgtypes as mt
 from protocol.node import Node
 from protocol.wire import Message, Session
 
+from . import capacity
 from .cells import Cells
 from .devices import DeviceWatch
 from .intake import Intake
@@ -55,7 +57,10 @@ class Broker(Node):
         self.sent: set[str] = set()  # requests handed to a device by this broker process
         self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
         self.replied: dict[str, tuple[str, str | None]] = {}  # reply in, idle not yet
+        #: Sessions whose queued requests wait for a free place (as of the last dispatch).
+        self.held: set[str] = set()
         self._dispatching = asyncio.Lock()
+        self._dispatch_soon = False
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
@@ -111,19 +116,48 @@ class Broker(Node):
             return False
         return True
 
+    @property
+    def dispatching(self) -> bool:
+        return self._dispatching.locked()
+
     async def dispatch_pending(self) -> None:
-        """Place and send every ``needs_work`` request not yet handed out, oldest first."""
+        """Place and send every ``needs_work`` request not yet handed out, oldest first.
+
+        A request whose session needs a new worker waits (in :attr:`held`) while no live
+        device has a free place, and the later requests of its session wait behind it; a
+        device's report of a free place dispatches again."""
         async with self._dispatching:
-            for request in await self.store.requests(NEEDS_WORK):
-                if request.msg_id in self.sent:
-                    continue
-                device = self.devices.place(request.device)
-                if device is None:
-                    return
-                if device != request.device:
-                    request = await self.store.assign_request(request.msg_id, device)
-                    await self.intake.note_placement(request.session, device)
-                await self.send_to_device(request)
+            await self._dispatch()
+
+    def dispatch_soon(self) -> None:
+        """Run :meth:`dispatch_pending` once more, after any pass now running."""
+        if not self._dispatch_soon:
+            self._dispatch_soon = True
+            self.spawn(self._dispatch_later(), "dispatch")
+
+    async def _dispatch_later(self) -> None:
+        async with self._dispatching:
+            self._dispatch_soon = False  # requests stored from now on need another pass
+            await self._dispatch()
+
+    async def _dispatch(self) -> None:
+        held: set[str] = set()
+        for request in await self.store.requests(NEEDS_WORK):
+            if request.msg_id in self.sent or request.session in held:
+                continue
+            if not self.devices.live():
+                break
+            device = self.devices.place(request.session, request.device)
+            if device is None:
+                held.add(request.session)
+                continue
+            if device != request.device:
+                request = await self.store.assign_request(request.msg_id, device)
+                await self.intake.note_placement(request.session, device)
+            await self.send_to_device(request)
+        if held and not self.held:
+            self.log.info("broker: %d sessions wait for a free place on a device", len(held))
+        self.held = held
 
     async def _device_loop(self) -> None:
         while True:
@@ -149,12 +183,16 @@ class Broker(Node):
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,
                               content.get("capacity"), content.get("load"))
                 self.spawn(self._device_joined(device, content), f"joined.{device}")
+            elif self.held and self.devices.room() > 0:
+                self.dispatch_soon()  # a place freed up for requests that wait
             return
         if self.devices.heard(device, idents[0]):
             self.unsynced.add(device)  # reconcile with its next report, which lists its work
         if kind == mt.SESSION_CLOSED:
             self.log.info("broker: device %s closed session %s (%s)", device,
                           content.get("session"), content.get("reason"))
+            if isinstance(content.get("session"), str):
+                self.devices.closed(device, content["session"])
             return
         facts = msg["metadata"].get("cellbus")
         session_id = facts.get("session") if isinstance(facts, dict) else None
@@ -162,6 +200,13 @@ class Broker(Node):
             self.rejected["no-session"] += 1
             self.log.warning("broker dropped a %s from device %s: no session", kind, device)
             return
+        self.devices.spoke(device, session_id)
+        if kind in (mt.ERROR, mt.EXECUTE_REPLY) and content.get("ename") == capacity.AT_CAPACITY:
+            parent = msg["parent_header"].get("msg_id")  # the same N in both messages
+            capacity.explain_refusal(content, capacity.retry_after(random.Random(parent)))
+            if kind == mt.ERROR:
+                self.log.warning("broker: device %s had no room for session %s", device,
+                                 session_id)
         outputs.append((session_id, msg))
 
     async def _device_joined(self, device: str, report: dict[str, Any]) -> None:

@@ -1,19 +1,28 @@
-"""Which device runs a session: the live-device table and the placement rule.
+"""Which device runs a session: the live-device table, free capacity and the placement rule.
 
 Devices announce themselves with ``device_register`` and then send ``device_heartbeat`` every
-``HEARTBEAT_INTERVAL`` seconds with their capacity, load and live sessions. As in the ZeroMQ
-Guide's Paranoid Pirate, a device is alive while it was heard from within
-``HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS`` seconds; any message from it counts.
+``HEARTBEAT_INTERVAL`` seconds with their capacity, load (sessions alive *or starting*) and
+live sessions. As in the ZeroMQ Guide's Paranoid Pirate, a device is alive while it was heard
+from within ``HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS`` seconds; any message from it counts.
+
+Free capacity. A device's reported load lags: sessions the broker placed on it since may not
+be in it yet. The broker remembers each session it placed on a device until a report can
+count it: one that lists the session, or any report after the device said something about the
+session (it started it, or refused it), or ``PLACING_TTL`` seconds after placement (its request
+was lost on the way). So ``free = capacity - max(load, live sessions + placed ones not yet
+reported)``: a crowd of new sessions is counted the moment each is placed, while a session that
+was placed but never started stops holding a place as soon as the device has spoken.
 
 The rule (seed 000 step 5's "very fancy algorithm"):
 
-1. **Affinity.** A session already placed on a live device stays there: its worker, and the
-   variables in it, live on that device.
-2. **Most free capacity.** Otherwise the live device with the most free places wins, where
-   free = capacity - reported load - sessions placed on it since its last heartbeat (so a burst
-   of new sessions spreads out instead of piling onto the device that looked emptiest).
-   Ties go to the device heard from most recently, then by name, so the choice is stable.
-3. **No device.** With no live device the request stays unplaced (``needs_work``) and is
+1. **Affinity.** A session whose worker lives (or is starting) on a live device stays there:
+   its variables live in that worker.
+2. **Most free capacity.** Otherwise the session needs a new worker, and so a free place: its
+   previous device if that has one, else the live device with the most free places (so a burst
+   spreads out). Ties go to the device heard from most recently, then by name.
+3. **No room.** If no live device has a free place the session is not placed (the broker
+   answers 503 for a new request, or keeps a queued one waiting until a place frees).
+4. **No device.** With no live device the request stays unplaced (``needs_work``) and is
    placed when a device registers: the store is the buffer.
 """
 
@@ -27,6 +36,9 @@ from typing import Any
 HEARTBEAT_INTERVAL = 1.0
 #: Heartbeats a device may miss before it is taken for lost.
 HEARTBEAT_LIVENESS = 3
+#: Seconds a session placed on a device counts against its capacity while the device has not
+#: mentioned it (its request lost on the way, say); normally a report counts it within 1 s.
+PLACING_TTL = 30.0
 
 
 @dataclass
@@ -35,14 +47,42 @@ class DeviceState:
     routing_id: bytes
     capacity: int = 0
     load: int = 0
+    #: Sessions with a worker on the device, as last reported (less those closed since).
     sessions: set[str] = field(default_factory=set)
-    placed_since_report: int = 0
+    #: Sessions placed here that no report has counted yet -> when (monotonic).
+    placing: dict[str, float] = field(default_factory=dict)
+    #: Sessions of ``placing`` the device has sent something about since its last report.
+    spoken: set[str] = field(default_factory=set)
     last_heard: float = field(default_factory=time.monotonic)
     lost: bool = False
 
     @property
+    def occupied(self) -> int:
+        """Places taken: the reported load (which counts sessions still starting), or more if
+        sessions placed here since are not in it yet."""
+        unseen = sum(1 for s in self.placing if s not in self.sessions)
+        return max(self.load, len(self.sessions) + unseen)
+
+    @property
     def free(self) -> int:
-        return self.capacity - self.load - self.placed_since_report
+        return self.capacity - self.occupied
+
+    def holds(self, session: str) -> bool:
+        """True if the session's worker is on this device, or placed here and starting."""
+        return session in self.sessions or session in self.placing
+
+    def report(self, report: dict[str, Any]) -> None:
+        """Take a heartbeat's capacity, load and sessions; forget placements it accounts for."""
+        self.capacity = _int(report.get("capacity"), self.capacity)
+        self.load = _int(report.get("load"), self.load)
+        sessions = report.get("sessions")
+        if isinstance(sessions, list):
+            self.sessions = {s for s in sessions if isinstance(s, str)}
+        now = time.monotonic()
+        for session, when in list(self.placing.items()):
+            if session in self.sessions or session in self.spoken or now - when > PLACING_TTL:
+                del self.placing[session]
+        self.spoken.clear()
 
 
 class DeviceTable:
@@ -63,13 +103,21 @@ class DeviceTable:
         state.last_heard = time.monotonic()
         state.lost = False
         if report is not None:
-            state.capacity = _int(report.get("capacity"), state.capacity)
-            state.load = _int(report.get("load"), state.load)
-            sessions = report.get("sessions")
-            if isinstance(sessions, list):
-                state.sessions = {s for s in sessions if isinstance(s, str)}
-            state.placed_since_report = 0
+            state.report(report)
         return fresh
+
+    def spoke(self, device: str, session: str) -> None:
+        """``device`` sent something about ``session``: its next report accounts for it."""
+        state = self.devices.get(device)
+        if state is not None and session in state.placing:
+            state.spoken.add(session)
+
+    def closed(self, device: str, session: str) -> None:
+        """``device`` closed the session's worker."""
+        state = self.devices.get(device)
+        if state is not None:
+            state.sessions.discard(session)
+            state.placing.pop(session, None)
 
     def expired(self) -> list[str]:
         """Devices that just went silent for too long; each is reported once, then marked
@@ -78,6 +126,8 @@ class DeviceTable:
         gone = [d for d in self.devices.values() if not d.lost and now - d.last_heard > self.expiry]
         for state in gone:
             state.lost = True
+            state.placing.clear()
+            state.spoken.clear()
         return [d.device for d in gone]
 
     def alive(self, device: str | None) -> bool:
@@ -87,16 +137,41 @@ class DeviceTable:
     def live(self) -> list[DeviceState]:
         return [d for d in self.devices.values() if self.alive(d.device)]
 
-    def place(self, current: str | None) -> str | None:
-        """The device for a session now on ``current`` (None if unplaced); None if no device."""
-        if current is not None and self.alive(current):
-            return current
-        candidates = self.live()
-        if not candidates:
+    def holder(self, session: str) -> str | None:
+        """The live device the session's worker is on (or starting on), if any."""
+        for state in self.live():
+            if state.holds(session):
+                return state.device
+        return None
+
+    def room(self) -> int:
+        """Free places over all live devices."""
+        return sum(max(0, d.free) for d in self.live())
+
+    def place(self, session: str, current: str | None = None, *, reserve: int = 0) -> str | None:
+        """The device for ``session`` by the rule above, or None: no live device, or no room.
+
+        A session that needs a new worker is placed only while the live devices have more than
+        ``reserve`` free places (places promised to requests already waiting); ``current`` is
+        the device it was on before.
+        """
+        holder = self.holder(session)
+        if holder is not None:
+            return holder
+        live = self.live()
+        if not live or self.room() <= reserve:
             return None
-        best = max(candidates, key=lambda d: (d.free, d.last_heard, d.device))
-        best.placed_since_report += 1
-        return best.device
+        state = self.devices.get(current) if current else None
+        if state is None or not self.alive(state.device) or state.free <= 0:
+            state = max(live, key=lambda d: (d.free, d.last_heard, d.device))
+        state.placing[session] = time.monotonic()
+        return state.device
+
+    def unplace(self, session: str) -> None:
+        """Take back a placement that was not used (the request was not accepted after all)."""
+        for state in self.devices.values():
+            state.placing.pop(session, None)
+            state.spoken.discard(session)
 
     def routing_id(self, device: str) -> bytes | None:
         state = self.devices.get(device)

@@ -2,6 +2,7 @@
 
 Handlers raise ``tornado.web.HTTPError(status, log_message, reason=...)``; ``write_error``
 turns it into ``{"error": reason}`` with that status, while the log message stays in the log.
+An error made by :func:`fail` with ``retry_after`` also gets a ``Retry-After`` header.
 """
 
 from __future__ import annotations
@@ -19,9 +20,15 @@ from .bus import BrokerLink, BrokerUnavailable
 MAX_NAME = 200
 
 
-def fail(status: int, error: str) -> HTTPError:
-    """An HTTPError whose ``error`` text is shown to the client."""
-    return HTTPError(status, error, reason=error)
+#: Seconds a client is told to wait when the broker cannot be reached.
+UNAVAILABLE_RETRY_AFTER = 5
+
+
+def fail(status: int, error: str, *, retry_after: int | None = None) -> HTTPError:
+    """An HTTPError whose ``error`` text is shown to the client (with ``Retry-After``)."""
+    e = HTTPError(status, error, reason=error)
+    e.retry_after = retry_after  # type: ignore[attr-defined]
+    return e
 
 
 class BaseHandler(RequestHandler):
@@ -46,6 +53,9 @@ class BaseHandler(RequestHandler):
             reason = exc.reason
         elif status_code >= 500 and not isinstance(exc, HTTPError):
             reason = "internal error; the gateway log has the details"
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int) and retry_after >= 0:
+            self.set_header("Retry-After", str(retry_after))
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(json.dumps({"error": reason}))
 
@@ -59,12 +69,15 @@ class BaseHandler(RequestHandler):
         try:
             reply = await self.link.request(msg_type, content, address, **kwargs)
         except BrokerUnavailable as e:
-            self.set_header("Retry-After", "5")
-            raise fail(503, f"{e}; retry in 5 s") from None
-        if not reply["content"].get("ok"):
-            status = reply["content"].get("http_status")
+            n = UNAVAILABLE_RETRY_AFTER
+            raise fail(503, f"{e}; retry in {n} s", retry_after=n) from None
+        content = reply["content"]
+        if not content.get("ok"):
+            status = content.get("http_status")
+            retry_after = content.get("retry_after")
             raise fail(status if isinstance(status, int) and 400 <= status < 600 else 502,
-                       str(reply["content"].get("error") or "refused by the broker"))
+                       str(content.get("error") or "refused by the broker"),
+                       retry_after=retry_after if isinstance(retry_after, int) else None)
         return reply
 
 

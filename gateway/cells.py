@@ -1,4 +1,4 @@
-"""The seed's HTTP API for cells: evaluate, update (long-poll), interrupt, files."""
+"""The seed's HTTP API for cells: evaluate, update (long-poll), interrupt, restart, files."""
 
 from __future__ import annotations
 
@@ -143,6 +143,17 @@ class InterruptHandler(BaseHandler):
         address = check_address(user, worksheet, cell_id)
         await self.ask(mt.INTERRUPT_REQUEST, {}, address)
         self.write_json(202, {"cell_id": cell_id, "status": "interrupting"})
+
+
+class RestartHandler(BaseHandler):
+    """``POST …/restart``: the worksheet's next request gets a fresh session (its variables
+    are gone); the old session's worker is ended."""
+
+    async def post(self, user: str, worksheet: str, cell_id: str) -> None:
+        address = check_address(user, worksheet, cell_id)
+        reply = await self.ask(mt.RESTART_REQUEST, {}, address)
+        self.write_json(202, {"cell_id": cell_id, "status": "restarted",
+                              "closed": reply["content"].get("closed")})
 
 
 class FileHandler(BaseHandler):

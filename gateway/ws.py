@@ -6,14 +6,16 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
     subscribe_request  {"user", "worksheet", "since": SEQ, "session": ID?}
     execute_request    {"code"?: ...}          metadata.cellbus = {user, worksheet, cell_id}
     interrupt_request  {}                      same metadata
+    restart_request    {}                      same metadata: the worksheet's next request
+                                               gets a fresh session
 
 Gateway to client: replies (``subscribe_reply``, ``request_accepted``; ``ok: false`` with
-``http_status`` and ``error`` on refusal) and every output message of subscribed worksheets,
-with ``metadata.cellbus.seq``. A subscription replays what the store has after ``since`` and
-then goes live, without gaps or duplicates: live messages wait while the replay runs, each
-``seq`` is delivered once, and a gap seen on the live feed is filled from the store (the
-ZeroMQ Guide's Clone pattern, client side). A new session for the worksheet (a restart)
-starts again from its seq 1.
+``http_status`` and ``error`` on refusal, and ``retry_after`` seconds on a 503) and every
+output message of subscribed worksheets, with ``metadata.cellbus.seq``. A subscription
+replays what the store has after ``since`` and then goes live, without gaps or duplicates:
+live messages wait while the replay runs, each ``seq`` is delivered once, and a gap seen on
+the live feed is filled from the store (the ZeroMQ Guide's Clone pattern, client side). A new
+session for the worksheet (a restart) starts again from its seq 1.
 """
 
 from __future__ import annotations
@@ -152,7 +154,7 @@ class SocketHandler(WebSocketHandler):
         try:
             if msg_type == SUBSCRIBE_REQUEST:
                 await self._subscribe(request, content)
-            elif msg_type in (mt.EXECUTE_REQUEST, mt.INTERRUPT_REQUEST):
+            elif msg_type in (mt.EXECUTE_REQUEST, mt.INTERRUPT_REQUEST, mt.RESTART_REQUEST):
                 await self._forward(request, msg_type, content)
             else:
                 raise ValueError(f"unknown msg_type {msg_type!r}")
@@ -182,6 +184,8 @@ class SocketHandler(WebSocketHandler):
             if code is not None and not isinstance(code, str):
                 raise ValueError("code must be a string")
             content = execute_content(code)
+        elif msg_type == mt.RESTART_REQUEST:
+            content = {}
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
         if header is not None and not all(isinstance(header.get(k), str) for k in (
                 "msg_id", "msg_type", "session", "username", "date", "version")):

@@ -253,3 +253,115 @@ class Chain:
             if status == 200 and doc["status"] in ("done", "error"):
                 return doc
         raise AssertionError(f"cell {cell} not finished within {timeout} s")
+
+
+# -- capacity, restart and status (tests/test_capacity.py) -----------------------------------
+
+
+def http_with_headers(chain: Chain, method: str, path: str, body: bytes | None = None,
+                      timeout: float = 30) -> tuple[int, dict[str, str], Any]:
+    """Like ``Chain.http`` with JSON bodies, but also returns the response headers."""
+    import json
+    import urllib.error
+    import urllib.request
+    req = urllib.request.Request(chain.url(path), data=body, method=method,
+                                 headers={"Content-Type": "application/json"} if body else {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw, status, headers = resp.read(), resp.status, dict(resp.headers)
+    except urllib.error.HTTPError as e:
+        raw, status, headers = e.read(), e.code, dict(e.headers)
+        e.close()
+    return status, headers, json.loads(raw) if raw else None
+
+
+def cellbus_status(*args: str, env: dict[str, str] | None = None,
+                   timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """Run ``bin/cellbus status ARGS`` as an operator would; output as text."""
+    return subprocess.run([str(ROOT / "bin" / "cellbus"), "status", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def chain_status(chain: Chain, *args: str) -> subprocess.CompletedProcess[str]:
+    """``bin/cellbus status`` against ``chain``'s broker."""
+    return cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file, *args)
+
+
+class FakeDevice(BusClient):
+    """A scripted device on a chain's broker: it registers, heartbeats every 0.5 s with the
+    state a test sets, and answers requests however the test wants (a real device cannot be
+    made to race on purpose). Like a real one, it reports the requests it holds."""
+
+    def __init__(self, key: bytes, chain: Chain, name: str) -> None:
+        super().__init__(key)
+        self.name = name
+        self.sock.routing_id = name.encode()
+        self.sock.connect(chain.device_ep)
+        self.state: dict[str, Any] = {"capacity": 0, "load": 0, "sessions": []}
+        self.held: list[str] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._beats = threading.Thread(target=self._beat, daemon=True)
+
+    def close(self) -> None:
+        self._stopping.set()
+        if self._beats.is_alive():
+            self._beats.join(5)
+        super().close()
+
+    def report(self, msg_type: str = "device_heartbeat", **state: Any) -> None:
+        """Send a register or heartbeat with ``state`` (capacity, load, sessions) from now on."""
+        self.state.update(state)
+        msg = self.session.msg(msg_type, {"device": self.name, **self.state,
+                                          "requests": list(self.held)},
+                               metadata={"cellbus": {"device": self.name}})
+        self._send(msg)
+        if not self._beats.is_alive() and not self._stopping.is_set():
+            self._beats.start()
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(0.5):
+            self.report()
+
+    def _send(self, msg: Message) -> None:
+        with self._lock:
+            self.sock.send_multipart(self.session.serialize(msg))
+
+    def recv(self, timeout: float = 10.0) -> Message | None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if self.sock.poll(50):
+                    _, msg = self.session.deserialize(self.sock.recv_multipart())
+                    self.inbox.append((time.monotonic(), msg))
+                    return msg
+            time.sleep(0.001)
+        return None
+
+    def next_request(self, timeout: float = 10) -> Message:
+        """The next request the broker sends (broker heartbeats skipped); it is held until
+        answered."""
+        request = self.wait_for(lambda m: m["msg_type"] != "broker_heartbeat", timeout)
+        self.held.append(request["msg_id"])
+        return request
+
+    def answer(self, request: Message, *messages: tuple[str, dict[str, Any]]) -> None:
+        """Send ``(msg_type, content)`` messages about ``request``, as its session's worker;
+        it is no longer held."""
+        facts = dict(request["metadata"]["cellbus"], device=self.name)
+        for msg_type, content in messages:
+            header = self.session.msg_header(msg_type)
+            header["session"] = facts["session"]
+            self._send(self.session.msg(msg_type, content, parent=request, header=header,
+                                        metadata={"cellbus": dict(facts)}))
+        if request["msg_id"] in self.held:
+            self.held.remove(request["msg_id"])
+
+
+def wait_gateway_linked(chain: Chain, timeout: float = 10) -> None:
+    """Until the gateway reaches the broker: right after it starts, its link may still be
+    connecting, and a request then gets 503 "not reachable"."""
+    deadline = time.monotonic() + timeout
+    while chain.update("-/-/-")[0] == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -1,0 +1,207 @@
+"""``python -m broker.status`` (``bin/cellbus status``): what the broker knows right now.
+
+Prints each device the broker knows (alive, capacity, load, free places, sessions) and the
+requests waiting. It asks over the broker's gateway endpoint with a signed
+``broker_status_request``, so it needs that endpoint and the key file. Without them it reads
+the state file ``bin/cellbus up`` writes while it runs: ``$XDG_RUNTIME_DIR/cellbus/up.json``,
+else ``/tmp/cellbus-$UID/up.json`` (mode 0600, in a directory only this user can enter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from protocol import msgtypes as mt
+from protocol.config import add_option, load_key
+from protocol.errors import ConfigError, ProtocolError
+from protocol.wire import Session
+
+#: Seconds to wait for the broker's answer.
+TIMEOUT = 5.0
+STATE_NAME = "up.json"
+
+
+# -- the state file of `bin/cellbus up` -------------------------------------------------------
+
+def state_dir() -> Path:
+    """``$XDG_RUNTIME_DIR/cellbus`` if that is set, else ``/tmp/cellbus-$UID``."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR", "")
+    if os.path.isabs(runtime) and os.path.isdir(runtime):
+        return Path(runtime) / "cellbus"
+    return Path("/tmp") / f"cellbus-{os.getuid()}"
+
+
+def state_path() -> Path:
+    return state_dir() / STATE_NAME
+
+
+def _private_dir(path: Path, *, create: bool) -> None:
+    """Make sure ``path`` is a directory of ours that nobody else can enter, not a symlink."""
+    if create:
+        try:
+            path.mkdir(mode=0o700, parents=False)
+        except FileExistsError:
+            pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o077:
+        raise ConfigError(f"{path} is not a private directory of this user (mode 0700); "
+                          "remove it or set XDG_RUNTIME_DIR")
+
+
+def write_state(state: dict[str, Any]) -> Path:
+    """Write ``state`` (with this pid) to the state file, mode 0600; returns its path."""
+    path = state_path()
+    _private_dir(path.parent, create=True)
+    tmp = path.with_name(f".{STATE_NAME}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({**state, "pid": os.getpid()}, f)
+    os.replace(tmp, path)
+    return path
+
+
+def remove_state() -> None:
+    """Remove the state file if this process wrote it (another `up` may have replaced it)."""
+    path = state_path()
+    try:
+        if read_state(path).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ConfigError, ValueError):
+        pass
+
+
+def read_state(path: Path) -> dict[str, Any]:
+    _private_dir(path.parent, create=False)
+    with open(path, encoding="utf-8") as f:
+        state = json.load(f)
+    if not isinstance(state, dict):
+        raise ValueError(f"{path} does not hold a JSON object")
+    return state
+
+
+def _running(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- asking the broker ------------------------------------------------------------------------
+
+def ask(endpoint: str, key: bytes, *, packer: str = "msgpack",
+        timeout: float = TIMEOUT) -> dict[str, Any]:
+    """The broker's ``broker_status_reply`` content; raises ConnectionError if it is silent."""
+    session = Session(key, packer=packer)  # type: ignore[arg-type]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.linger = 0
+    try:
+        sock.connect(endpoint)
+        request = session.msg(mt.BROKER_STATUS_REQUEST, {})
+        sock.send_multipart(session.serialize(request))
+        while sock.poll(int(timeout * 1000)):
+            try:
+                _, reply = session.deserialize(sock.recv_multipart())
+            except ProtocolError:
+                continue
+            if reply["parent_header"].get("msg_id") == request["msg_id"]:
+                return reply["content"]
+        raise ConnectionError(f"the broker at {endpoint} did not answer within {timeout:g} s "
+                              "(is it running, and is this its --gateway-bind endpoint and key?)")
+    finally:
+        sock.close(0)
+        ctx.term()
+
+
+def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> str:
+    """The human-readable status: one line per device, then the requests waiting."""
+    lines = [f"broker {endpoint}"]
+    rows = [("DEVICE", "ALIVE", "CAPACITY", "LOAD", "FREE", "SESSIONS")]
+    devices = status.get("devices") or []
+    for d in devices:
+        rows.append((d["device"], "yes" if d["alive"] else f"no ({d['silent']:g} s silent)",
+                     str(d["capacity"]), str(d["load"]), str(d["free"]),
+                     str(d["session_count"])))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w)
+                               for j, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if sessions and i > 0:
+            for s in devices[i - 1]["sessions"]:
+                where = f"{s['user']}/{s['worksheet']}" if s["user"] else "(unknown worksheet)"
+                lines.append(f"    {s['session']}  {where}{'  starting' if s['starting'] else ''}")
+    if not devices:
+        lines.append("(no device has registered)")
+    lines.append(f"requests waiting (needs_work): {status.get('needs_work', 0)}; "
+                 f"not yet given to a device: {status.get('not_sent', 0)}; "
+                 f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cellbus status",
+        description="Show the broker's devices (alive, capacity, load, free places, sessions) "
+                    "and the requests waiting. With no --broker/--key-file, asks the system "
+                    f"`bin/cellbus up` runs (its state file {state_path()}).")
+    add_option(p, "--broker", metavar="ENDPOINT", node="gateway",
+               help="the broker's gateway endpoint, e.g. tcp://hub:5555")
+    add_option(p, "--key-file", metavar="PATH", help="file holding the deployment key")
+    add_option(p, "--packer", default="msgpack", choices=["msgpack", "json"],
+               help="bus encoding of the broker")
+    p.add_argument("--state", metavar="PATH", type=Path,
+                   help=f"state file of a running `bin/cellbus up` (default {state_path()})")
+    p.add_argument("--timeout", type=float, default=TIMEOUT, metavar="S",
+                   help=f"seconds to wait for the broker (default {TIMEOUT:g})")
+    p.add_argument("-s", "--sessions", action="store_true", help="list each device's sessions")
+    p.add_argument("--json", action="store_true", help="print the broker's reply as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    endpoint, key_file = args.broker, args.key_file
+    try:
+        if not (endpoint and key_file) or args.state:
+            path = args.state or state_path()
+            try:
+                state = read_state(path)
+            except FileNotFoundError:
+                raise ConfigError(f"no --broker and --key-file given, and no `bin/cellbus up` "
+                                  f"is running (no {path})") from None
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"cannot read {path}: {e}") from None
+            if not _running(state.get("pid")):
+                raise ConfigError(f"the `bin/cellbus up` that wrote {path} (pid "
+                                  f"{state.get('pid')}) is gone; remove the file")
+            endpoint, key_file = endpoint or state.get("broker"), key_file or state.get("key_file")
+        status = ask(str(endpoint), load_key(key_file), packer=args.packer, timeout=args.timeout)
+    except ConfigError as e:
+        print(f"cellbus status: {e}", file=sys.stderr)
+        return 2
+    except (ConnectionError, zmq.ZMQError) as e:
+        print(f"cellbus status: {e}", file=sys.stderr)
+        return 1
+    if not status.get("ok"):
+        print(f"cellbus status: the broker refused: {status.get('error')}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2) if args.json else
+          render(status, endpoint=str(endpoint), sessions=args.sessions))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
