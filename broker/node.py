@@ -27,6 +27,7 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.errors import ConfigError
 from protocol.node import Node
 from protocol.wire import Message, Session
 
@@ -36,6 +37,7 @@ from .devices import DeviceWatch
 from .intake import Intake
 from .placement import DeviceTable
 from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
+                    StoreError,
                     Store, UnknownRequest)
 
 #: Output messages persisted in one group commit at most.
@@ -64,7 +66,10 @@ class Broker(Node):
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
-        await self.store.open()
+        try:
+            await self.store.open()
+        except StoreError as e:
+            raise ConfigError(f"broker cannot open its store: {e}") from None
         self.log.info("broker store: %s", self.store.describe())
         self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways")
         self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways")

@@ -146,7 +146,8 @@ class Overseer:
 
     async def _start(self, session_id: str) -> Worker:
         if self.load >= self.config.max_sessions:
-            raise AtCapacity(f"device {self.device_id} runs {self.load} sessions, its limit")
+            raise AtCapacity(f"device {self.device_id} runs {self.load} sessions, its limit; "
+                             "run the cell again in a few seconds")
         self.starting += 1
         try:
             proc, link, workdir = await self._take()
@@ -183,16 +184,20 @@ class Overseer:
         if worker.closing_reason is None:
             self._remember_end(worker.session_id, reason)
             log.warning("worker %d of session %s %s", worker.pid, worker.session_id, reason)
-        if worker.queue:
-            pending = list(worker.queue)
-            worker.queue.clear()
-            try:
-                for request in pending:
+        pending = list(worker.queue)
+        worker.queue.clear()
+        if pending and worker.closing_reason is None:
+            # It died: its queued cells run in a fresh worker of the same session.
+            for request in pending:
+                try:
                     await self.submit(worker.session_id, request)
-            except AtCapacity:
-                log.error("device could not restart session %s: at capacity", worker.session_id)
-        else:
-            await self.on_closed(worker.session_id, worker.closing_reason or reason)
+                except AtCapacity as e:
+                    await worker.refuse(request, "AtCapacity", str(e))
+            return
+        for request in pending:  # closed on purpose (restart, shutdown): they end here
+            await worker.refuse(request, "SessionClosed", f"the session was closed "
+                                f"({worker.closing_reason}) before this cell ran")
+        await self.on_closed(worker.session_id, worker.closing_reason or reason)
 
     def _remember_end(self, session_id: str, reason: str) -> None:
         self.ended[session_id] = reason

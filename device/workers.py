@@ -246,6 +246,18 @@ class Worker:
         self.current = None
         self.done.set()
 
+    async def refuse(self, request: Message, ename: str, evalue: str) -> None:
+        """End ``request`` (one that never ran, or whose worker died) with an error, a
+        failed reply and idle."""
+        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
+        reply_type = mt.INTERACT_REPLY if request["msg_type"] == mt.INTERACT_REQUEST \
+            else mt.EXECUTE_REPLY
+        for msg_type, content in ((mt.ERROR, error),
+                                  (reply_type, {"status": "error", "execution_count": None,
+                                                **error}),
+                                  (mt.STATUS, {"execution_state": "idle"})):
+            await self.upstream(self.stamp(request, msg_type, content))
+
     async def _fail_current(self) -> None:
         assert self.current is not None
         ename, evalue = self.limit_hit or explain_exit(self.limits, self.proc.returncode) or (
@@ -253,10 +265,7 @@ class Worker:
                           "this cell")
         log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,
                     self.session_id, self.exit_reason, ename)
-        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-        await self._emit(mt.ERROR, error)
-        await self._emit(mt.EXECUTE_REPLY, {"status": "error", "execution_count": None, **error})
-        await self._emit(mt.STATUS, {"execution_state": "idle"})
+        await self.refuse(self.current, ename, evalue)
 
     async def close(self, *, kill: bool = False) -> None:
         """Ask the worker to exit (close its link); kill it if it does not, or if ``kill``."""

@@ -19,6 +19,9 @@ from protocol.wire import Message
 
 #: Seconds to wait for the broker's reply before answering 503.
 REPLY_TIMEOUT = 10.0
+#: Seconds a request waits for the link to the broker to be up (just after start, or while
+#: the broker restarts) before answering 503.
+CONNECT_GRACE = 1.0
 
 Listener = Callable[[Message], None]
 
@@ -52,6 +55,8 @@ class BrokerLink:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self.pending[msg["msg_id"]] = future
         try:
+            if not await self.dealer.poll(int(CONNECT_GRACE * 1000), zmq.POLLOUT):
+                raise BrokerUnavailable("the broker is not reachable")
             try:
                 await self.dealer.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK)
             except zmq.Again:

@@ -318,3 +318,17 @@ def test_no_broker_503_carries_retry_after(chain: Chain) -> None:
     chain.start_gateway()
     status, headers, body = http_with_headers(chain, "POST", "/home/u/ws/1/restart", b"")
     assert status == 503 and headers["Retry-After"] == "5" and "retry in 5 s" in body["error"]
+
+
+def test_restart_ends_cells_queued_behind_the_old_session(running_chain) -> None:
+    """Cells waiting on the device when the worksheet restarts end with SessionClosed;
+    they do not run in a new worker of the closed session."""
+    chain = running_chain
+    chain.evaluate("u/ws/1", "import time\nprint('busy', flush=True)\ntime.sleep(30)")
+    deadline = time.monotonic() + 20
+    while "busy" not in json.dumps(chain.update("u/ws/1", wait=2)[1]):
+        assert time.monotonic() < deadline
+    chain.evaluate("u/ws/2", "print('queued')")
+    assert chain.http("POST", "/home/u/ws/1/restart", b"{}")[0] == 202
+    doc = chain.wait_done("u/ws/2")
+    assert doc["status"] == "error" and "queued" not in json.dumps(doc["output"])

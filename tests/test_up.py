@@ -29,7 +29,8 @@ def children_of(pid: int) -> list[int]:
 def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
     port = free_port()
     up = NodeProcess("up", "--port", str(port), "--devices", "2",
-                     "--store", f"sqlite:///{tmp_path / 'up.db'}")
+                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path)})  # its state file stays here
     nodes.append(up)
     up.wait_for_log(rf"cellbus is up: http://127.0.0.1:{port}/", timeout=60)
     base = f"http://127.0.0.1:{port}/home/me/ws/1"
