@@ -7,6 +7,7 @@ import sys
 
 from protocol.config import add_common_options, add_option, load_key
 from protocol.errors import ConfigError
+from protocol.msgtypes import FEED_HWM
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -27,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
                node="broker", help="where gateways subscribe to output")
     add_option(p, "--store", metavar="URL",
                help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
+    add_option(p, "--feed-hwm", type=int, default=FEED_HWM, metavar="N",
+               help="output messages queued for a slow gateway before the feed drops some "
+                    "(gateways fetch dropped ones from the store)")
     add_common_options(p)
     return p
 
@@ -42,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(str(e)) from None
         return Broker(Session(load_key(args.key_file), packer=args.packer), store,
                       gateway_bind=args.gateway_bind, device_bind=args.device_bind,
-                      publish_bind=args.publish_bind)
+                      publish_bind=args.publish_bind, feed_hwm=args.feed_hwm)
 
     return run_node(make)
 

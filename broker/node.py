@@ -42,6 +42,9 @@ from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTrans
 
 #: Output messages persisted in one group commit at most.
 MAX_OUTPUT_BATCH = 256
+#: Seconds between seq beacons, and how long after its last output a session is included.
+BEACON_INTERVAL = 1.0
+BEACON_WINDOW = 5.0
 
 log = logging.getLogger("cellbus.broker")
 
@@ -50,15 +53,17 @@ class Broker(Node):
     name = "broker"
 
     def __init__(self, session: Session, store: Store, *, gateway_bind: str, device_bind: str,
-                 publish_bind: str) -> None:
+                 publish_bind: str, feed_hwm: int = mt.FEED_HWM) -> None:
         super().__init__(session)
         self.store = store
         self.endpoints = (gateway_bind, device_bind, publish_bind)
+        self.feed_hwm = feed_hwm
         self.devices = DeviceTable()
         self.cells = Cells(store)
         self.sent: set[str] = set()  # requests handed to a device by this broker process
         self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
         self.replied: dict[str, tuple[str, str | None]] = {}  # reply in, idle not yet
+        self.recent_seqs: dict[str, tuple[int, float]] = {}  # session -> (last seq, when)
         #: Sessions whose queued requests wait for a free place (as of the last dispatch).
         self.held: set[str] = set()
         self._dispatching = asyncio.Lock()
@@ -73,12 +78,14 @@ class Broker(Node):
         self.log.info("broker store: %s", self.store.describe())
         self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways")
         self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways")
+        self.pub.sndhwm = self.feed_hwm
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices")
         self.intake = Intake(self)
         self.watch = DeviceWatch(self)
         self.spawn(self._gateway_loop(), "gateways")
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
+        self.spawn(self._beacons(), "beacons")
 
     async def shutdown(self) -> None:
         await self.cancel_loops()
@@ -231,8 +238,23 @@ class Broker(Node):
             if isinstance(parent, str):
                 await self._advance(parent, msg)
                 self.cells.apply(parent, seq, msg)
+        now = time.monotonic()
         for session_id, msg in outputs:
             await self.session.send(self.pub, msg, [session_id.encode()])
+            self.recent_seqs[session_id] = (msg["metadata"]["cellbus"]["seq"], now)
+
+    async def _beacons(self) -> None:
+        """Clone pattern: publish each recently active session's last seq every second (for
+        BEACON_WINDOW seconds after its last output), so a subscriber whose feed dropped the
+        tail of a burst sees that it is behind and catches up from the store."""
+        while True:
+            await asyncio.sleep(BEACON_INTERVAL)
+            cutoff = time.monotonic() - BEACON_WINDOW
+            self.recent_seqs = {s: v for s, v in self.recent_seqs.items() if v[1] >= cutoff}
+            if self.recent_seqs:
+                beacon = self.session.msg(mt.SEQ_BEACON, {"sessions": {
+                    s: seq for s, (seq, _) in self.recent_seqs.items()}})
+                await self.session.send(self.pub, beacon, [b""])
 
     async def _advance(self, parent: str, msg: Message) -> None:
         """Move the request ``parent`` along: working when it starts; done or error once its

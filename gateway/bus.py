@@ -14,6 +14,7 @@ from typing import Any
 
 import zmq
 
+from protocol import msgtypes as mt
 from protocol.node import Node
 from protocol.wire import Message
 
@@ -38,7 +39,10 @@ class BrokerLink:
         self.dealer.immediate = True
         self.dealer.connect(connect)
         node.log.info("gateway connected DEALER to the broker at %s", connect)
-        self.sub = node.socket(zmq.SUB, connect=subscribe, label="SUB for output")
+        self.sub = node.socket(zmq.SUB, label="SUB for output")
+        self.sub.rcvhwm = mt.FEED_HWM
+        self.sub.connect(subscribe)
+        node.log.info("gateway connected SUB for output to %s", subscribe)
         self.sub.subscribe(b"")
         self.pending: dict[str, asyncio.Future[Message]] = {}
         self.listeners: set[Listener] = set()

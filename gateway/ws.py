@@ -67,6 +67,9 @@ class Subscription:
         if self.replaying:
             self.held.append(msg)
         elif facts.get("session") == self.session and facts.get("seq", 0) > self.last + 1:
+            log.info("gateway: subscription to %s/%s is behind (seq %d, feed at %d); "
+                     "catching up from the store", self.user, self.worksheet, self.last,
+                     facts.get("seq", 0))
             self.held.append(msg)
             asyncio.ensure_future(self.replay())  # a gap on the live feed: fill it from the store
         else:
@@ -124,10 +127,24 @@ class SocketHandler(WebSocketHandler):
         self.link.listeners.discard(self.on_output)
 
     def on_output(self, msg: Message) -> None:
+        if msg["msg_type"] == mt.SEQ_BEACON:
+            return self.on_beacon(msg["content"].get("sessions"))
         facts = msg["metadata"].get("cellbus") or {}
         sub = self.subs.get((facts.get("user"), facts.get("worksheet")))
         if sub is not None:
             sub.offer(msg)
+
+    def on_beacon(self, sessions: Any) -> None:
+        """A subscription behind the broker's last seq for its session lost messages on the
+        feed (a burst past the high-water mark): fetch them from the store."""
+        if not isinstance(sessions, dict):
+            return
+        for sub in self.subs.values():
+            seq = sessions.get(sub.session)
+            if isinstance(seq, int) and seq > sub.last and not sub.replaying:
+                log.info("gateway: subscription to %s/%s is behind (seq %d, broker has %d); "
+                         "catching up from the store", sub.user, sub.worksheet, sub.last, seq)
+                asyncio.ensure_future(sub.replay())
 
     def send(self, text: str) -> None:
         try:

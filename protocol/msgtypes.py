@@ -34,6 +34,12 @@ DEVICE_HEARTBEAT = "device_heartbeat"
 SESSION_STARTED = "session_started"
 SESSION_CLOSED = "session_closed"
 BROKER_HEARTBEAT = "broker_heartbeat"
+#: Broker -> gateways, every second: the last seq of each session that had output lately
+#: (the Clone pattern's heartbeat), so a subscriber that lost the tail of a burst notices.
+SEQ_BEACON = "seq_beacon"
+#: Messages the output feed (PUB/SUB) holds per subscriber before dropping; what is dropped
+#: is still in the store, and the seq beacon makes subscribers fetch it.
+FEED_HWM = 100_000
 
 #: What a worker may say over its private link; anything else is rejected by the overseer.
 WORKER_OUTPUT_TYPES = frozenset({

@@ -193,8 +193,8 @@ class Chain:
         self.nodes.append(node)
         return node
 
-    def start_broker(self) -> NodeProcess:
-        self.broker = self._start("broker", "--store", self.store,
+    def start_broker(self, *options: str) -> NodeProcess:
+        self.broker = self._start("broker", *options, "--store", self.store,
                                   "--gateway-bind", self.gateway_ep,
                                   "--device-bind", self.device_ep,
                                   "--publish-bind", self.publish_ep)

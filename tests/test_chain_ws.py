@@ -116,3 +116,4 @@ async def test_bad_websocket_messages_get_clear_errors(running_chain, connect) -
     await send(ws, "execute_request", {"code": "print('fine')"}, user="u", worksheet="w",
                cell_id="1")
     assert json.loads(await ws.read_message())["content"]["ok"]
+
