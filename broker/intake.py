@@ -23,6 +23,7 @@ from protocol.wire import Message
 
 from . import capacity
 from .control import Control
+from .interacts import Interacts
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, Request, SessionRecord,
                      StoreFull)
 
@@ -62,10 +63,12 @@ class Intake:
         self.store = broker.store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self.control = Control(broker, self)
+        self.interacts = Interacts(broker, self)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address],
                                                        Awaitable[tuple[dict[str, Any], list[bytes]]]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
+            mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, self.interacts.request),
             mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
             mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),

@@ -116,6 +116,8 @@ class Broker(Node):
         """Hand ``request`` to its device; False if the device is not reachable now."""
         if request.msg_id in self.sent or request.device is None:
             return False
+        if self.intake.interacts.holds(request):
+            return False  # coalesced: sent when the run before it ends
         routing_id = self.devices.routing_id(request.device)
         if routing_id is None:
             return False
@@ -237,7 +239,8 @@ class Broker(Node):
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str):
                 await self._advance(parent, msg)
-                self.cells.apply(parent, seq, msg)
+                if not self.intake.interacts.apply(parent, seq, msg):
+                    self.cells.apply(parent, seq, msg)
         now = time.monotonic()
         for session_id, msg in outputs:
             await self.session.send(self.pub, msg, [session_id.encode()])
@@ -260,7 +263,7 @@ class Broker(Node):
         """Move the request ``parent`` along: working when it starts; done or error once its
         reply and the idle status after it are in, so "done" means its output is complete."""
         kind, content = msg["msg_type"], msg["content"]
-        if kind == mt.EXECUTE_REPLY:
+        if kind in (mt.EXECUTE_REPLY, mt.INTERACT_REPLY):
             outcome = DONE if content.get("status") == "ok" else ERROR
             error = None if outcome == DONE else (
                 f"{content.get('ename', 'Error')}: {content.get('evalue', '')}")
@@ -285,6 +288,8 @@ class Broker(Node):
             view.request = updated
         if new in (DONE, ERROR):
             self.sent.discard(parent)
+            if updated is not None:
+                await self.intake.interacts.finished(updated)
 
     async def _set_status(self, request: Request, status: str,
                           error: str | None = None) -> Request | None:

@@ -10,7 +10,7 @@ from . import pages
 from .base import BaseHandler, NotFoundHandler
 from .bus import BrokerLink
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
-from .cells import RestartHandler
+from .cells import InteractHandler, RestartHandler
 from .ws import SocketHandler
 
 CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
@@ -29,6 +29,7 @@ def make_app(link: BrokerLink, *, max_input: int, **settings: Any) -> tornado.we
             (CELL + r"/evaluate", EvaluateHandler),
             (CELL + r"/update", UpdateHandler),
             (CELL + r"/interrupt", InterruptHandler),
+            (CELL + r"/interact", InteractHandler),
             (CELL + r"/restart", RestartHandler),
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),

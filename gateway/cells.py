@@ -138,6 +138,24 @@ class UpdateHandler(BaseHandler):
         return value
 
 
+class InteractHandler(BaseHandler):
+    """``POST …/interact``: ``{"interact_id", "values", "state"}`` re-runs an interact."""
+
+    async def post(self, user: str, worksheet: str, cell_id: str) -> None:
+        address = check_address(user, worksheet, cell_id)
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise fail(400, "the body is not JSON; send {\"interact_id\", \"values\", "
+                            "\"state\"}") from None
+        if not isinstance(body, dict):
+            raise fail(400, "the body must be a JSON object")
+        content = {k: body.get(k) for k in ("interact_id", "values", "state")}
+        reply = await self.ask(mt.INTERACT_REQUEST, content, address)
+        c = reply["content"]
+        self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
+
+
 class InterruptHandler(BaseHandler):
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)

@@ -5,6 +5,7 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
 
     subscribe_request  {"user", "worksheet", "since": SEQ, "session": ID?}
     execute_request    {"code"?: ...}          metadata.cellbus = {user, worksheet, cell_id}
+    interact_request   {"interact_id", "values", "state"}   same metadata
     interrupt_request  {}                      same metadata
     restart_request    {}                      same metadata: the worksheet's next request
                                                gets a fresh session
@@ -171,7 +172,8 @@ class SocketHandler(WebSocketHandler):
         try:
             if msg_type == SUBSCRIBE_REQUEST:
                 await self._subscribe(request, content)
-            elif msg_type in (mt.EXECUTE_REQUEST, mt.INTERRUPT_REQUEST, mt.RESTART_REQUEST):
+            elif msg_type in (mt.EXECUTE_REQUEST, mt.INTERRUPT_REQUEST, mt.RESTART_REQUEST,
+                              mt.INTERACT_REQUEST):
                 await self._forward(request, msg_type, content)
             else:
                 raise ValueError(f"unknown msg_type {msg_type!r}")
@@ -201,6 +203,8 @@ class SocketHandler(WebSocketHandler):
             if code is not None and not isinstance(code, str):
                 raise ValueError("code must be a string")
             content = execute_content(code)
+        elif msg_type == mt.INTERACT_REQUEST:
+            content = {k: content.get(k) for k in ("interact_id", "values", "state")}
         elif msg_type == mt.RESTART_REQUEST:
             content = {}
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None

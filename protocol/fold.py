@@ -199,7 +199,8 @@ class CellOutput:
         if not isinstance(layout, list):
             return False
         self._add(seq, "interact", {"type": "interact", "interact_id": interact_id,
-                                    "controls": dict(controls), "layout": list(layout)},
+                                    "controls": dict(controls), "layout": list(layout),
+                                    "auto_update": content.get("auto_update") is not False},
                   state="open")
         self._inner[f"interact_{self._order - 1}"] = CellOutput(self.file_url)
         return True

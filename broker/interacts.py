@@ -1,0 +1,120 @@
+"""Interact requests at the broker: accept, coalesce, and fold each run into its cell.
+
+An ``interact_request`` (``interact_id``, ``values``, ``state``) goes to the worker of the
+worksheet's session, like any request, and is persisted first. Requests for one
+``(session, interact_id)`` are coalesced (seed 001: "old requests for execution are
+overwritten"): at most one is with the device at a time, a newer ``state`` supersedes the
+ones still waiting (status ``superseded``), and when the one in flight finishes, only the
+newest waiting one is sent. So dragging a slider runs the function for the positions the
+worker can keep up with, and always for the last one.
+
+The run's output replaces the interact's previous output in the cell's document: its
+messages are folded into a fresh output that the cell's view shows as that interact's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from protocol import msgtypes as mt
+from protocol.fold import CellOutput
+from protocol.wire import Message
+
+from .store import INTERACT_REQUEST, NEEDS_WORK, Request
+
+if TYPE_CHECKING:
+    from .intake import Address, Intake
+    from .node import Broker
+
+#: Longest interact id accepted (the session makes 32-character ones).
+MAX_INTERACT_ID = 64
+
+
+class Interacts:
+    def __init__(self, broker: Broker, intake: Intake) -> None:
+        self.broker, self.intake, self.store = broker, intake, broker.store
+        self.in_flight: dict[tuple[str, str], str] = {}  # (session, interact_id) -> msg_id
+        self.runs: dict[str, tuple[str, str, CellOutput, bool]] = {}  # msg_id -> run
+
+    async def request(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+        from .intake import Refused
+        content = msg["content"]
+        interact_id, values, state = (content.get("interact_id"), content.get("values"),
+                                      content.get("state"))
+        if not isinstance(interact_id, str) or not 0 < len(interact_id) <= MAX_INTERACT_ID:
+            raise Refused(400, "interact_request needs an interact_id")
+        if not isinstance(values, dict) or not isinstance(state, int) or isinstance(state, bool):
+            raise Refused(400, "interact_request needs values (an object) and an integer state")
+        user, worksheet, cell_id = address
+        session = await self.intake.session_for(user, worksheet)
+        cell = await self.broker.cells.for_cell(user, worksheet, cell_id)
+        if session is None or cell is None or cell.request.session != session.session:
+            raise Refused(404, "no live interact in this cell; evaluate the cell again")
+        forward = self.broker.session.msg(
+            mt.INTERACT_REQUEST, {"interact_id": interact_id, "values": values, "state": state},
+            header=msg["header"], metadata={"cellbus": {
+                "user": user, "worksheet": worksheet, "cell_id": cell_id,
+                "session": session.session, "interact_id": interact_id}})
+        request = await self.store.add_request(Request(
+            msg_id=msg["msg_id"], session=session.session, user=user, worksheet=worksheet,
+            cell_id=cell_id, msg_type=INTERACT_REQUEST, input="", message=forward,
+            device=session.device, interact_id=interact_id, state=state))
+        superseded = await self.store.supersede_pending(session.session, interact_id, state)
+        self.forget(superseded)
+        self.runs[request.msg_id] = (cell.request.msg_id, interact_id, CellOutput(), False)
+        await self.send_next(session.session, interact_id)
+        return {"cell_id": cell_id, "status": request.status, "msg_id": request.msg_id,
+                "superseded": len(superseded)}, []
+
+    def holds(self, request: Request) -> bool:
+        """Whether ``request`` must wait: another run of its interact is with the device."""
+        if request.msg_type != INTERACT_REQUEST or request.interact_id is None:
+            return False
+        running = self.in_flight.get((request.session, request.interact_id))
+        return running is not None and running != request.msg_id
+
+    async def send_next(self, session: str, interact_id: str) -> None:
+        """Send the newest waiting run of this interact if none is with the device."""
+        key = (session, interact_id)
+        if key in self.in_flight:
+            return
+        waiting = [r for r in await self.store.requests(NEEDS_WORK)
+                   if r.msg_type == INTERACT_REQUEST and r.session == session
+                   and r.interact_id == interact_id]
+        if not waiting:
+            return
+        newest = max(waiting, key=lambda r: r.state or 0)
+        self.forget(await self.store.supersede_pending(session, interact_id, newest.state or 0))
+        self.in_flight[key] = newest.msg_id
+        if not await self.broker.send_to_device(newest):
+            del self.in_flight[key]  # no device now: placed when one registers
+
+    async def finished(self, request: Request) -> None:
+        """A run ended (done or error): let the next one go."""
+        if request.interact_id is None:
+            return
+        key = (request.session, request.interact_id)
+        if self.in_flight.get(key) == request.msg_id:
+            del self.in_flight[key]
+        await self.send_next(*key)
+
+    def apply(self, parent: str, seq: int, msg: Message) -> bool:
+        """Fold a message of an interact run; True if ``parent`` is one."""
+        run = self.runs.get(parent)
+        if run is None:
+            return False
+        cell_msg_id, interact_id, inner, shown = run
+        changed = inner.apply(seq, msg)
+        ran = msg["msg_type"] == mt.INTERACT_REPLY and not msg["content"].get("ignored")
+        if not shown and (changed or ran):  # the new run replaces the old output from here
+            view = self.broker.cells.cached(cell_msg_id)
+            if view is not None:
+                view.output.replace_interact_output(interact_id, seq, inner)
+            self.runs[parent] = (cell_msg_id, interact_id, inner, True)
+        if msg["msg_type"] == mt.STATUS and msg["content"].get("execution_state") == "idle":
+            del self.runs[parent]  # the run is over; the view keeps its output
+        return True
+
+    def forget(self, msg_ids: list[str]) -> None:
+        for msg_id in msg_ids:
+            self.runs.pop(msg_id, None)

@@ -1,0 +1,77 @@
+"""@interact over HTTP, through the whole chain: the seed's example, coalescing, and an
+interact past the idle timeout."""
+
+from __future__ import annotations
+
+import json
+import time
+
+SEED = "@interact\ndef f(n=slider(1, 20, step=1)):\n    print(n)"
+
+
+def interact_block(doc: dict) -> dict:
+    return [b for b in doc["output"].values() if b["type"] == "interact"][0]
+
+
+def post_interact(chain, cell: str, interact_id: str, values: dict, state: int) -> tuple:
+    return chain.http("POST", f"/home/{cell}/interact", json.dumps(
+        {"interact_id": interact_id, "values": values, "state": state}).encode())
+
+
+def text_of(block: dict) -> str:
+    return "".join(b.get("content", "") for b in block["output"].values() if b["type"] == "text")
+
+
+def wait_interact_text(chain, cell: str, expected: str, timeout: float = 20) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        _, doc = chain.update(cell, wait=1)
+        block = interact_block(doc)
+        if text_of(block) == expected:
+            return block
+    raise AssertionError(f"interact output never became {expected!r}: {text_of(block)!r}")
+
+
+def test_seed_example_over_http(running_chain) -> None:
+    chain = running_chain
+    chain.evaluate("u/ws/1", SEED)
+    block = interact_block(chain.wait_done("u/ws/1"))
+    assert block["controls"]["n"] == {"type": "slider", "start": 1, "end": 20, "step": 1,
+                                      "default": 1, "label": "n"}
+    assert block["layout"] == ["n"] and text_of(block) == "1\n"
+    for state, value in enumerate((3, 5, 7), start=1):
+        status, body = post_interact(chain, "u/ws/1", block["interact_id"], {"n": value}, state)
+        assert status == 202 and body["status"] == "needs_work"
+    assert text_of(wait_interact_text(chain, "u/ws/1", "7\n")) == "7\n"
+
+
+def test_rapid_changes_are_coalesced_and_end_on_the_last(running_chain) -> None:
+    chain = running_chain
+    chain.evaluate("u/ws/1", "import time\nruns = []\n@interact\ndef f(n=(1, 20)):\n"
+                             "    runs.append(n)\n    time.sleep(0.2)\n    print(n)")
+    block = interact_block(chain.wait_done("u/ws/1"))
+    for state in range(1, 21):
+        assert post_interact(chain, "u/ws/1", block["interact_id"], {"n": state}, state)[0] == 202
+    wait_interact_text(chain, "u/ws/1", "20\n")
+    chain.evaluate("u/ws/2", "print(len(runs) - 1, runs[-1])")
+    ran, last = chain.wait_done("u/ws/2")["output"]["stdout_0"]["content"].split()
+    print(f"20 changes -> {ran} runs")
+    assert int(last) == 20 and int(ran) < 20
+
+
+def test_bad_requests(running_chain) -> None:
+    chain = running_chain
+    assert post_interact(chain, "u/ws/9", "nope", {}, 1)[0] == 404
+    chain.evaluate("u/ws/1", SEED)
+    block = interact_block(chain.wait_done("u/ws/1"))
+    assert post_interact(chain, "u/ws/1", block["interact_id"], [], 1)[0] == 400
+    status, body = chain.http("POST", "/home/u/ws/1/interact", b"not json")
+    assert status == 400 and "JSON" in body["error"]
+    post_interact(chain, "u/ws/1", block["interact_id"], {"n": "seven"}, 1)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        inner = interact_block(chain.update("u/ws/1", wait=1)[1])["output"]
+        if any(b["type"] == "error" for b in inner.values()):
+            break
+    error = [b for b in inner.values() if b["type"] == "error"][0]
+    assert "'seven' is not a number" in error["evalue"]
