@@ -227,7 +227,8 @@
       const layout = content.layout === undefined ? Object.keys(controls) : content.layout;
       if (!Array.isArray(layout)) return false;
       this._add(seq, "interact", {type: "interact", interact_id: content.interact_id,
-                                  controls: Object.assign({}, controls), layout: layout.slice()},
+                                  controls: Object.assign({}, controls), layout: layout.slice(),
+                                  auto_update: content.auto_update !== false},
                 "open");
       this.inner["interact_" + (this.order - 1)] = new Fold();
       return true;
