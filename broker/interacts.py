@@ -20,7 +20,7 @@ from protocol import msgtypes as mt
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
-from .store import INTERACT_REQUEST, NEEDS_WORK, Request
+from .store import INTERACT_REQUEST, NEEDS_WORK, SUPERSEDED, Request
 
 if TYPE_CHECKING:
     from .intake import Address, Intake
@@ -59,12 +59,27 @@ class Interacts:
             msg_id=msg["msg_id"], session=session.session, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=INTERACT_REQUEST, input="", message=forward,
             device=session.device, interact_id=interact_id, state=state))
-        superseded = await self.store.supersede_pending(session.session, interact_id, state)
-        self.forget(superseded)
         self.runs[request.msg_id] = (cell.request.msg_id, interact_id, CellOutput(), False)
+        superseded = await self.supersede_waiting(session.session, interact_id, state)
         await self.send_next(session.session, interact_id)
         return {"cell_id": cell_id, "status": request.status, "msg_id": request.msg_id,
-                "superseded": len(superseded)}, []
+                "superseded": superseded}, []
+
+    async def _waiting(self, session: str, interact_id: str) -> list[Request]:
+        """Runs of this interact not yet handed to a device (the one in flight is not)."""
+        return [r for r in await self.store.requests(NEEDS_WORK)
+                if r.msg_type == INTERACT_REQUEST and r.session == session
+                and r.interact_id == interact_id and r.msg_id not in self.broker.sent]
+
+    async def supersede_waiting(self, session: str, interact_id: str, state: int) -> int:
+        """Mark waiting runs with a lower state superseded; they will never run."""
+        count = 0
+        for request in await self._waiting(session, interact_id):
+            if (request.state or 0) < state:
+                await self.store.update_request(request.msg_id, SUPERSEDED)
+                self.forget([request.msg_id])
+                count += 1
+        return count
 
     def holds(self, request: Request) -> bool:
         """Whether ``request`` must wait: another run of its interact is with the device."""
@@ -78,14 +93,12 @@ class Interacts:
         key = (session, interact_id)
         if key in self.in_flight:
             return
-        waiting = [r for r in await self.store.requests(NEEDS_WORK)
-                   if r.msg_type == INTERACT_REQUEST and r.session == session
-                   and r.interact_id == interact_id]
-        if not waiting:
+        waiting = await self._waiting(session, interact_id)
+        if not waiting or key in self.in_flight:
             return
         newest = max(waiting, key=lambda r: r.state or 0)
-        self.forget(await self.store.supersede_pending(session, interact_id, newest.state or 0))
         self.in_flight[key] = newest.msg_id
+        await self.supersede_waiting(session, interact_id, newest.state or 0)
         if not await self.broker.send_to_device(newest):
             del self.in_flight[key]  # no device now: placed when one registers
 

@@ -288,8 +288,7 @@ class Broker(Node):
             view.request = updated
         if new in (DONE, ERROR):
             self.sent.discard(parent)
-            if updated is not None:
-                await self.intake.interacts.finished(updated)
+            await self.intake.interacts.finished(current)  # its slot frees, whatever the store said
 
     async def _set_status(self, request: Request, status: str,
                           error: str | None = None) -> Request | None:
