@@ -67,9 +67,11 @@ class Interacts:
 
     async def _waiting(self, session: str, interact_id: str) -> list[Request]:
         """Runs of this interact not yet handed to a device (the one in flight is not)."""
+        flying = self.in_flight.get((session, interact_id))
         return [r for r in await self.store.requests(NEEDS_WORK)
                 if r.msg_type == INTERACT_REQUEST and r.session == session
-                and r.interact_id == interact_id and r.msg_id not in self.broker.sent]
+                and r.interact_id == interact_id and r.msg_id != flying
+                and r.msg_id not in self.broker.sent]
 
     async def supersede_waiting(self, session: str, interact_id: str, state: int) -> int:
         """Mark waiting runs with a lower state superseded; they will never run."""
@@ -97,10 +99,11 @@ class Interacts:
         if not waiting or key in self.in_flight:
             return
         newest = max(waiting, key=lambda r: r.state or 0)
-        self.in_flight[key] = newest.msg_id
-        await self.supersede_waiting(session, interact_id, newest.state or 0)
+        self.in_flight[key] = newest.msg_id  # from here on, nothing supersedes it
         if not await self.broker.send_to_device(newest):
             del self.in_flight[key]  # no device now: placed when one registers
+            return
+        await self.supersede_waiting(session, interact_id, newest.state or 0)
 
     async def finished(self, request: Request) -> None:
         """A run ended (done or error): let the next one go."""

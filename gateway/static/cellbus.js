@@ -7,12 +7,16 @@
  * Sections, in order:
  *   helpers
  *   Fold       one request's Jupyter messages -> output blocks (mirrors protocol/fold.py)
- *   renderers  block type -> function(block, render) -> DOM node; OutputView keeps them on screen
+ *   renderers  block type -> function(block, render, cell) -> DOM node; OutputView keeps them
+ *              on screen
+ *   InteractView  an @interact's controls (built once) and its output under them; a change
+ *              sends an interact_request, and each run's output replaces the last
  *   Channel    one WebSocket per page and gateway, shared by all cells: subscribes to each
  *              worksheet with the last seq seen, reconnects with backoff, and falls back to
  *              HTTP (POST evaluate, long-poll update) when no WebSocket gets through
  *   Cell       textarea, Evaluate button (and Shift+Enter), working indicator, the
- *              no-output notice, status, and the output area (class "cellbus-output")
+ *              no-output notice, status, and the output area (class "cellbus-output");
+ *              routes interact runs into its output
  *   makeCell, makeWorksheet   the public API on window.cellbus
  */
 (function () {
@@ -58,6 +62,11 @@
   /** A message's ``metadata.cellbus`` (seq, session, user, worksheet, cell_id, url), or null. */
   function cellbusFacts(msg) {
     return isObject(msg.metadata) && isObject(msg.metadata.cellbus) ? msg.metadata.cellbus : null;
+  }
+
+  function msgTypeOf(msg) {
+    return typeof msg.msg_type === "string" ? msg.msg_type
+      : isObject(msg.header) && typeof msg.header.msg_type === "string" ? msg.header.msg_type : null;
   }
 
   function newId() {
@@ -221,6 +230,30 @@
                                       traceback: tb.slice()});
     }
 
+    /** Show `inner` (a re-run's output, folded by the caller) as the output of the interact
+     * `interactId`; later changes to `inner` show through. False if there is no such interact.
+     * Mirrors CellOutput.replace_interact_output. */
+    replaceInteractOutput(interactId, seq, inner) {
+      const ids = Object.keys(this.blocks);
+      for (let i = ids.length - 1; i >= 0; i--) {
+        const block = this.blocks[ids[i]];
+        if (block.type === "interact" && block.interact_id === interactId) {
+          this.inner[ids[i]] = inner;
+          block.seq = Math.max(block.seq, seq);
+          return true;
+        }
+      }
+      return Object.values(this.inner).some((f) => f.replaceInteractOutput(interactId, seq, inner));
+    }
+
+    /** Whether an interact `interactId` is among the blocks (nested ones too). */
+    hasInteract(interactId) {
+      for (const block of Object.values(this.blocks)) {
+        if (block.type === "interact" && block.interact_id === interactId) return true;
+      }
+      return Object.values(this.inner).some((f) => f.hasInteract(interactId));
+    }
+
     _interactStart(seq, content) {
       const controls = content.controls === undefined ? {} : content.controls;
       if (typeof content.interact_id !== "string" || !isObject(controls)) return false;
@@ -284,8 +317,9 @@
     return "data:" + block.mime + ";base64," + block.data;
   }
 
-  /** Block type -> function(block, render) returning a DOM node; `render(blocks)` renders
-   * nested output. A later type (interact controls) is added by assigning a new entry. */
+  /** Block type -> function(block, render, cell) returning a DOM node; `render(blocks)` renders
+   * nested output; `cell` is the Cell showing it (null outside one). A node with a
+   * `cellbusUpdate(block)` method that returns true is updated in place instead of redrawn. */
   const renderers = {
     text(block) {
       const pre = el("pre", "cellbus-text cellbus-" + (block.stream || "stdout"), block.content);
@@ -332,13 +366,8 @@
       pre.textContent = stripAnsi(text).replace(/\n$/, "");
       return pre;
     },
-    interact(block, render) {
-      const box = el("div", "cellbus-interact");
-      box.dataset.interactId = block.interact_id;
-      box.appendChild(el("div", "cellbus-interact-controls",
-                         "interact: " + (block.layout || []).join(", ")));
-      box.appendChild(render(block.output || {}));
-      return box;
+    interact(block, render, cell) {
+      return new InteractView(block, cell).node;
     },
   };
 
@@ -351,15 +380,15 @@
   }
 
   /** A node for each block of `blocks`, in order (used for nested output). */
-  function renderAll(blocks) {
+  function renderAll(blocks, cell) {
     const box = el("div", "cellbus-blocks");
-    for (const [id, block] of sortedBlocks(blocks)) box.appendChild(renderBlock(id, block));
+    for (const [id, block] of sortedBlocks(blocks)) box.appendChild(renderBlock(id, block, cell));
     return box;
   }
 
-  function renderBlock(id, block) {
+  function renderBlock(id, block, cell) {
     const render = renderers[block.type] || renderUnknown;
-    const node = render(block, renderAll);
+    const node = render(block, (blocks) => renderAll(blocks, cell), cell || null);
     node.classList.add("cellbus-block");
     node.dataset.block = id;
     return node;
@@ -367,8 +396,9 @@
 
   /** Keeps an output element showing a set of blocks; redraws only what changed. */
   class OutputView {
-    constructor(element) {
+    constructor(element, cell) {
       this.element = element;
+      this.cell = cell || null;  // what interact controls send their changes through
       this.shown = new Map();  // id -> {block: {type, seq, content}, node}
     }
 
@@ -399,7 +429,13 @@
         entry.node.appendChild(document.createTextNode(block.content.slice(entry.content.length)));
         return Object.assign(entry, {seq: block.seq, block: block, content: block.content});
       }
-      const node = renderBlock(id, block);
+      // A node that can take the new block itself (an interact: its controls stay put while
+      // its output changes under them).
+      if (entry && entry.type === block.type && typeof entry.node.cellbusUpdate === "function"
+          && entry.node.cellbusUpdate(block)) {
+        return Object.assign(entry, {seq: block.seq, block: block});
+      }
+      const node = renderBlock(id, block, this.cell);
       if (entry) entry.node.replaceWith(node);
       return {node: node, seq: block.seq, block: block, type: block.type, stream: block.stream,
               content: block.content};
@@ -412,6 +448,387 @@
 
     get empty() {
       return this.shown.size === 0;
+    }
+  }
+
+  // ---- InteractView: the controls of an @interact, and its output under them ---------------
+
+  // Over HTTP, after an interact request: poll /update (long-polling when the server waits),
+  // at least INTERACT_POLL_MIN ms apart and backing off to INTERACT_POLL_MAX while nothing
+  // changes, until nothing has changed for INTERACT_FOLLOW_IDLE ms.
+  const INTERACT_POLL_WAIT = 10;  // s
+  const INTERACT_POLL_MIN = 150;
+  const INTERACT_POLL_MAX = 1500;
+  const INTERACT_FOLLOW_IDLE = 10000;
+  let controlCount = 0;
+  const interactStates = new Map();  // interact_id -> the last state this page sent
+
+  /** Each request's state is above the last, also across reloads of the page (the clock). */
+  function nextState(interactId) {
+    const state = Math.max((interactStates.get(interactId) || 0) + 1, Date.now());
+    interactStates.set(interactId, state);
+    return state;
+  }
+
+  function finiteOr(x, fallback) {
+    const n = typeof x === "number" ? x : typeof x === "string" && x.trim() ? Number(x) : NaN;
+    return Number.isFinite(n) ? n : fallback;
+  }
+
+  function asText(x) {
+    if (x === null || x === undefined) return "";
+    if (typeof x === "string") return x;
+    return typeof x === "object" ? JSON.stringify(x) : String(x);
+  }
+
+  /** The value a control starts with, in the form the browser sends (see CONTROLS). */
+  function initialValue(c) {
+    switch (c.type) {
+      case "slider": return finiteOr(c.default, finiteOr(c.start, 0));
+      case "range_slider": {
+        const d = Array.isArray(c.default) ? c.default : [];
+        return [finiteOr(d[0], finiteOr(c.start, 0)), finiteOr(d[1], finiteOr(c.end, 100))];
+      }
+      case "input_box": return asText(c.default);
+      case "checkbox": return c.default === true;
+      case "selector": return Number.isInteger(c.default) ? c.default : 0;
+      case "color_selector":
+        return typeof c.default === "string" && /^#[0-9a-f]{6}$/i.test(c.default)
+          ? c.default.toLowerCase() : "#000000";
+      case "input_grid": {
+        const rows = Math.max(0, Math.min(finiteOr(c.rows, 1) | 0, 100));
+        const cols = Math.max(0, Math.min(finiteOr(c.cols, 1) | 0, 100));
+        const d = Array.isArray(c.default) ? c.default : [];
+        const grid = [];
+        for (let r = 0; r < rows; r++) {
+          const row = Array.isArray(d[r]) ? d[r] : [];
+          const out = [];
+          for (let k = 0; k < cols; k++) out.push(asText(row[k]));
+          grid.push(out);
+        }
+        return grid;
+      }
+      case "button": return false;
+      default: return c.default === undefined ? null : c.default;
+    }
+  }
+
+  function sliderBounds(c) {
+    const start = finiteOr(c.start, 0);
+    const end = Math.max(start, finiteOr(c.end, 100));
+    const step = finiteOr(c.step, 1);
+    return {start: start, end: end, step: step > 0 ? step : "any"};
+  }
+
+  function rangeInput(c, value) {
+    const b = sliderBounds(c);
+    const input = el("input", "cellbus-slider");
+    input.type = "range";
+    input.min = b.start;
+    input.max = b.end;
+    input.step = b.step;
+    input.value = value;
+    return input;
+  }
+
+  /** A text input that commits (sends) on Enter or when it loses focus changed. */
+  function committingInput(className, value, commit) {
+    const input = el("input", className);
+    input.type = "text";
+    input.value = value;
+    input.spellcheck = false;
+    input.autocomplete = "off";
+    input.setAttribute("autocapitalize", "off");
+    let committed = value;
+    input.addEventListener("keydown", (event) => {
+      if (event.key !== "Enter" || event.isComposing) return;
+      event.preventDefault();
+      committed = input.value;
+      commit(input.value, true);
+    });
+    input.addEventListener("change", () => {
+      if (input.value === committed) return;
+      committed = input.value;
+      commit(input.value, false);
+    });
+    return input;
+  }
+
+  /** Control type -> function(view, name, control, id, labelId) returning
+   * [node, labelled]: `labelled` true when the node (or its input) has the id `id`, so a
+   * <label for> names it; otherwise the node names itself with aria-labelledby. */
+  const CONTROLS = {
+    slider(view, name, c, id) {
+      const input = rangeInput(c, view.values[name]);
+      input.id = id;
+      const shown = el("output", "cellbus-control-value", input.value);
+      shown.setAttribute("for", id);
+      input.addEventListener("input", () => {
+        shown.textContent = input.value;
+        view.changed(name, Number(input.value));
+      });
+      const box = el("span", "cellbus-slider-box");
+      box.append(input, shown);
+      return [box, true];
+    },
+    range_slider(view, name, c, id, labelId) {
+      const value = view.values[name];
+      const lo = rangeInput(c, value[0]), hi = rangeInput(c, value[1]);
+      lo.id = id;
+      lo.setAttribute("aria-label", view.labelOf(name) + ", from");
+      hi.setAttribute("aria-label", view.labelOf(name) + ", to");
+      const shown = el("output", "cellbus-control-value");
+      shown.setAttribute("for", id + " " + id + "-hi");
+      hi.id = id + "-hi";
+      const show = () => {
+        const ends = [Number(lo.value), Number(hi.value)].sort((a, b) => a - b);
+        shown.textContent = ends[0] + " – " + ends[1];
+        return ends;
+      };
+      show();
+      const changed = () => view.changed(name, show());
+      lo.addEventListener("input", changed);
+      hi.addEventListener("input", changed);
+      const box = el("span", "cellbus-slider-box cellbus-range-box");
+      box.setAttribute("role", "group");
+      box.setAttribute("aria-labelledby", labelId);
+      box.append(lo, hi, shown);
+      return [box, false];
+    },
+    input_box(view, name, c, id) {
+      const input = committingInput("cellbus-input-box", view.values[name],
+                                    (text, enter) => view.changed(name, text, enter));
+      input.id = id;
+      if (typeof c.value_type === "string" && c.value_type !== "str") {
+        input.dataset.valueType = c.value_type;
+      }
+      return [input, true];
+    },
+    checkbox(view, name, c, id) {
+      const input = el("input", "cellbus-checkbox");
+      input.type = "checkbox";
+      input.id = id;
+      input.checked = view.values[name];
+      input.addEventListener("change", () => view.changed(name, input.checked));
+      return [input, true];
+    },
+    selector(view, name, c, id, labelId) {
+      const labels = Array.isArray(c.values) ? c.values.map(asText) : [];
+      const current = view.values[name];
+      if (c.buttons) {
+        const group = el("span", "cellbus-choices");
+        group.setAttribute("role", "group");
+        group.setAttribute("aria-labelledby", labelId);
+        const buttons = labels.map((text, i) => {
+          const b = el("button", "cellbus-choice", text);
+          b.type = "button";
+          b.setAttribute("aria-pressed", String(i === current));
+          b.addEventListener("click", () => {
+            for (const other of buttons) other.setAttribute("aria-pressed", String(other === b));
+            view.changed(name, i);
+          });
+          group.appendChild(b);
+          return b;
+        });
+        if (buttons.length) buttons[0].id = id;
+        return [group, false];
+      }
+      const select = el("select", "cellbus-select");
+      select.id = id;
+      labels.forEach((text, i) => {
+        const option = el("option", null, text);
+        option.value = String(i);
+        select.appendChild(option);
+      });
+      select.selectedIndex = current < labels.length ? current : 0;
+      select.addEventListener("change", () => view.changed(name, Number(select.value)));
+      return [select, true];
+    },
+    color_selector(view, name, c, id) {
+      const input = el("input", "cellbus-color");
+      input.type = "color";
+      input.id = id;
+      input.value = view.values[name];
+      const shown = el("output", "cellbus-control-value", input.value);
+      shown.setAttribute("for", id);
+      input.addEventListener("input", () => {
+        shown.textContent = input.value;
+        view.changed(name, input.value.toLowerCase());
+      });
+      const box = el("span", "cellbus-color-box");
+      box.append(input, shown);
+      return [box, true];
+    },
+    input_grid(view, name, c, id, labelId) {
+      const grid = view.values[name];
+      const table = el("table", "cellbus-grid");
+      table.setAttribute("aria-labelledby", labelId);
+      const body = el("tbody");
+      grid.forEach((row, r) => {
+        const tr = el("tr");
+        row.forEach((text, k) => {
+          const td = el("td");
+          const input = committingInput("cellbus-grid-input", text, (value, enter) => {
+            const copy = view.values[name].map((cells) => cells.slice());
+            copy[r][k] = value;
+            view.changed(name, copy, enter);
+          });
+          if (r === 0 && k === 0) input.id = id;
+          input.setAttribute("aria-label",
+                             view.labelOf(name) + ", row " + (r + 1) + ", column " + (k + 1));
+          td.appendChild(input);
+          tr.appendChild(td);
+        });
+        body.appendChild(tr);
+      });
+      table.appendChild(body);
+      return [table, false];
+    },
+    button(view, name, c, id) {
+      const text = typeof c.text === "string" && c.text ? c.text : view.labelOf(name);
+      const b = el("button", "cellbus-control-button", text);
+      b.type = "button";
+      b.id = id;
+      b.addEventListener("click", () => view.send({[name]: true}));
+      return [b, false];
+    },
+    unknown(view, name, c) {
+      return [el("span", "cellbus-control-unknown",
+                 "(a " + asText(c.type) + " control, which this page cannot show)"), false];
+    },
+  };
+
+  /** One interact block on screen: its controls, built once, and its output below them, which
+   * later runs replace (see Cell._interactMessage). The controls stay the same elements while
+   * the output changes, so a slider being dragged keeps its grip. */
+  class InteractView {
+    constructor(block, cell) {
+      this.id = block.interact_id;
+      this.cell = cell || null;
+      this.controls = isObject(block.controls) ? block.controls : {};
+      this.autoUpdate = block.auto_update !== false;
+      this.values = {};
+      this.waitingFor = 0;  // the state of the last request sent that has not finished
+      for (const [name, c] of Object.entries(this.controls)) {
+        this.values[name] = isObject(c) ? initialValue(c) : null;
+      }
+      const node = this.node = el("div", "cellbus-interact");
+      node.dataset.interactId = this.id;
+      node.setAttribute("role", "group");
+      node.setAttribute("aria-label", "interact");
+      const form = el("div", "cellbus-interact-controls");
+      const layout = Array.isArray(block.layout) ? block.layout : Object.keys(this.controls);
+      for (const name of layout) {
+        if (typeof name === "string" && isObject(this.controls[name])) {
+          form.appendChild(this._control(name, this.controls[name]));
+        }
+      }
+      const actions = el("div", "cellbus-interact-actions");
+      if (!this.autoUpdate) {
+        this.updateButton = el("button", "cellbus-interact-update", "Update");
+        this.updateButton.type = "button";
+        this.updateButton.addEventListener("click", () => this.send());
+        actions.appendChild(this.updateButton);
+      }
+      this.working = el("span", "cellbus-working");
+      this.working.hidden = true;
+      this.working.setAttribute("aria-hidden", "true");
+      this.statusText = el("span", "cellbus-interact-status");
+      this.statusText.setAttribute("role", "status");
+      actions.append(this.working, this.statusText);
+      form.appendChild(actions);
+      this.notice = el("div", "cellbus-interact-notice");
+      this.notice.setAttribute("role", "alert");
+      this.notice.hidden = true;
+      this.output = el("div", "cellbus-interact-output");
+      this.view = new OutputView(this.output, this.cell);
+      node.append(form, this.notice, this.output);
+      this.view.update(isObject(block.output) ? block.output : {});
+      node.cellbusUpdate = (b) => this.update(b);
+      if (this.cell) this.cell._registerInteract(this);
+    }
+
+    labelOf(name) {
+      const label = this.controls[name].label;
+      return label === null || label === undefined || label === "" ? name : asText(label);
+    }
+
+    _control(name, c) {
+      const id = "cellbus-control-" + (++controlCount);
+      const type = typeof c.type === "string" && CONTROLS[c.type] && c.type !== "unknown"
+        ? c.type : "unknown";
+      const row = el("div", "cellbus-control cellbus-control-" + type);
+      row.dataset.control = name;
+      const [node, labelled] = CONTROLS[type](this, name, c, id, id + "-label");
+      const label = el(labelled ? "label" : "span", "cellbus-control-label", this.labelOf(name));
+      label.id = id + "-label";
+      if (labelled) label.htmlFor = id;
+      row.append(label, node);
+      return row;
+    }
+
+    /** A control's value changed; `commit` is an explicit Enter in a text box. */
+    changed(name, value, commit) {
+      this.values[name] = value;
+      if (this.autoUpdate) {
+        this.send();
+      } else {
+        this.updateButton.classList.add("cellbus-dirty");
+        if (commit) this.send();
+      }
+    }
+
+    /** Run the function with the current values (and `extra`: a pressed button's true). */
+    send(extra) {
+      const values = {};
+      for (const [name, c] of Object.entries(this.controls)) {
+        values[name] = isObject(c) && c.type === "button" ? false : this.values[name];
+      }
+      Object.assign(values, extra || {});
+      if (this.updateButton) this.updateButton.classList.remove("cellbus-dirty");
+      if (!this.cell) {
+        this.refused("this interact is not part of a cell");
+        return;
+      }
+      this.cell._sendInteract(this, values);
+    }
+
+    /** The output blocks changed (a run, or the cell's own output): keep the controls. */
+    update(block) {
+      if (block.interact_id !== this.id) return false;
+      this.view.update(isObject(block.output) ? block.output : {});
+      return true;
+    }
+
+    sent(state) {
+      this.waitingFor = state;
+      this.notice.hidden = true;
+      this.working.hidden = false;
+      this.node.setAttribute("aria-busy", "true");
+      this.statusText.textContent = "updating…";
+    }
+
+    /** A run (or a skipped stale request) of `state` finished. */
+    finished(state) {
+      if (!Number.isInteger(state) || state < this.waitingFor) return;
+      this._idle();
+    }
+
+    refused(error) {
+      this.failed("The server refused this update: " + error);
+    }
+
+    failed(text) {
+      this._idle();
+      this.notice.textContent = text;
+      this.notice.hidden = false;
+    }
+
+    _idle() {
+      this.waitingFor = 0;
+      this.working.hidden = true;
+      this.node.removeAttribute("aria-busy");
+      this.statusText.textContent = "";
     }
   }
 
@@ -455,10 +872,18 @@
       return this.mode === "poll" || this.up;
     }
 
-    /** Send an execute (or interrupt) request for `cell`; returns the request's msg_id, or
-     * null when the page uses HTTP instead (the cell then does it itself). */
+    /** Send an execute (interrupt, interact) request for `cell`; returns the request's msg_id,
+     * or null when the page uses HTTP instead (the cell then does it itself). */
     request(cell, msgType, content) {
       if (this.mode === "poll") return null;
+      if (msgType === "interact_request") {  // a newer state makes unsent older ones moot
+        for (const [msgId, record] of this.requests) {
+          if (record.kind === msgType && !record.sent && record.cell === cell
+              && record.msg.content.interact_id === content.interact_id) {
+            this.requests.delete(msgId);
+          }
+        }
+      }
       const header = {msg_id: newId(), msg_type: msgType, session: this.clientSession,
                       username: cell.user, date: new Date().toISOString(),
                       version: PROTOCOL_VERSION};
@@ -551,6 +976,8 @@
         if (record.kind === "execute_request" && record.cell.requestId === msgId) {
           record.cell.requestId = null;
           record.cell._viaHttp(record.msg.content.code);
+        } else if (record.kind === "interact_request" && !record.accepted) {
+          record.cell._interactViaHttp(record.msg.content);  // they go one after the other
         }
       }
       this._tellCells(true);
@@ -570,7 +997,9 @@
             continue;
           }
         }
-        if (record.unsure && record.kind !== "execute_request") {  // an interrupt: let it go
+        // An interrupt: let it go. (An interact request is sent again: one that got through
+        // already is answered 409, or skipped as stale by its state.)
+        if (record.unsure && record.kind === "interrupt_request") {
           this.requests.delete(msgId);
           continue;
         }
@@ -642,6 +1071,9 @@
       } else {
         this.requests.delete(msgId);
         if (record.kind === "execute_request") record.cell._refused(msgId, content.error || "refused");
+        if (record.kind === "interact_request") {
+          record.cell._interactRefused(record.msg.content.interact_id, content.error || "refused");
+        }
       }
     }
 
@@ -655,7 +1087,21 @@
       if (facts.seq <= sub.last) return;  // seen already
       sub.last = facts.seq;
       const record = parent ? this.requests.get(parent) : null;
-      if (record && record.cell.requestId === parent) record.cell._message(facts.seq, msg);
+      if (record && record.kind === "execute_request") {
+        if (record.cell.requestId === parent) record.cell._message(facts.seq, msg);
+        return;
+      }
+      // A run of an interact, asked for by this page or by another one: every cell showing
+      // that interact shows its output.
+      const interactId = typeof facts.interact_id === "string" ? facts.interact_id
+        : record && record.kind === "interact_request" ? record.msg.content.interact_id : null;
+      if (interactId === null) return;
+      for (const cell of sub.cells) {
+        if (cell.cellId === String(facts.cell_id) || (record && record.cell === cell)) {
+          cell._interactMessage(facts.seq, msg, parent, interactId);
+        }
+      }
+      if (record && msgTypeOf(msg) === "interact_reply") this.requests.delete(parent);
     }
   }
 
@@ -705,6 +1151,11 @@
       this.busy = false;
       this.sawOutput = false;
       this.noOutputTimer = null;
+      this.interacts = new Map();    // interact_id -> its InteractView on screen
+      this.runs = new Map();         // an interact run's msg_id -> {fold}: its output
+      this.httpBlocks = {};          // over HTTP: the blocks shown, and the seq they are at
+      this.httpSeq = 0;
+      this.httpInteracts = new Map();  // interact_id -> {busy, next}: POSTs one at a time
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
@@ -746,7 +1197,7 @@
       this.notice.hidden = true;
       this.outputElement = el("div", "cellbus-output");
       this.outputElement.setAttribute("aria-live", "polite");
-      this.view = new OutputView(this.outputElement);
+      this.view = new OutputView(this.outputElement, this);
       element.append(this.input, bar, this.notice, this.outputElement);
       this._fit();
       this._setStatus("idle");
@@ -783,6 +1234,10 @@
       if (this.requestId) this.channel.forget(this.requestId);
       this.requestId = null;
       this.fold = new Fold();
+      this.runs.clear();
+      this.interacts.clear();
+      this.httpBlocks = {};
+      this.httpSeq = 0;
       this.sawOutput = false;
       this.started = performance.now();
       this.outputElement.classList.toggle("cellbus-stale", !this.view.empty);
@@ -901,8 +1356,9 @@
     }
 
     async _poll(msgId) {
-      let since = 0, delay = 500, blocks = {};
+      let delay = 500;
       while (this.requestId === msgId && this.busy) {
+        const since = this.httpSeq;
         const doc = await this._fetchDocument(since, 20);
         if (this.requestId !== msgId || !this.busy) return;
         if (!doc) {
@@ -917,18 +1373,155 @@
           this._finish("superseded");
           return;
         }
-        if (doc.reset) blocks = {};
-        if (Object.keys(doc.output).length || doc.reset) {
-          blocks = Object.assign({}, blocks, doc.output);
-          this._show(blocks);
-        }
-        since = doc.seq;
+        this._showDocument(doc);
         if (doc.status === "working" && this.status !== "running") this._setStatus("running");
         if (doc.status === "done" || doc.status === "error") {
           this._finish(doc.status);
           return;
         }
       }
+    }
+
+    /** Over HTTP: show what changed in a /update answer. */
+    _showDocument(doc) {
+      if (doc.reset) this.httpBlocks = {};
+      if (Object.keys(doc.output).length || doc.reset) {
+        this.httpBlocks = Object.assign({}, this.httpBlocks, doc.output);
+        this._show(this.httpBlocks);
+      }
+      if (Number.isInteger(doc.seq)) this.httpSeq = doc.seq;
+    }
+
+    // -- interacts: controls send interact_requests; each run's output replaces the last ----
+
+    _registerInteract(view) {
+      this.interacts.set(view.id, view);
+    }
+
+    _sendInteract(view, values) {
+      this.interacts.set(view.id, view);
+      const content = {interact_id: view.id, values: values, state: nextState(view.id)};
+      view.sent(content.state);
+      if (this.channel.request(this, "interact_request", content) === null) {
+        this._interactViaHttp(content);
+      }
+    }
+
+    _interactRefused(interactId, error) {
+      const view = this.interacts.get(interactId);
+      if (view) view.refused(error);
+    }
+
+    /** One message of a run of interact `interactId` (over the WebSocket). The run folds into
+     * a fresh Fold, which replaces the interact's output once the run shows something (or
+     * ends showing nothing): a request skipped as stale (`ignored`) changes nothing. */
+    _interactMessage(seq, msg, parent, interactId) {
+      if (!this.fold || !this.fold.hasInteract(interactId)) return;
+      const type = msgTypeOf(msg);
+      const key = parent || "interact:" + interactId;
+      let run = this.runs.get(key);
+      if (!run) {
+        if (type === "status" && msg.content.execution_state === "idle") return;  // ended
+        run = {fold: new Fold()};
+        this.runs.set(key, run);
+      }
+      const changed = run.fold.apply(seq, msg);
+      let show = changed;
+      if (type === "interact_reply") {
+        this.runs.delete(key);
+        const view = this.interacts.get(interactId);
+        if (view) view.finished(msg.content.state);
+        if (msg.content.ignored === true) return;
+        show = true;
+      }
+      if (!show) return;
+      this.fold.replaceInteractOutput(interactId, seq, run.fold);  // again: bumps its seq
+      this._show(this.fold.view());
+    }
+
+    /** Over HTTP: POST the request, one at a time per interact (the newest waiting one
+     * next), then follow the cell's /update until that run is done. */
+    async _interactViaHttp(content) {
+      const id = content.interact_id;
+      let slot = this.httpInteracts.get(id);
+      if (!slot) {
+        slot = {busy: false, next: null};
+        this.httpInteracts.set(id, slot);
+      }
+      if (slot.busy) {
+        if (!slot.next || slot.next.state < content.state) slot.next = content;
+        return;
+      }
+      slot.busy = true;
+      const gen = this.generation;
+      try {
+        while (content && gen === this.generation) {
+          const view = this.interacts.get(id);
+          let r, body;
+          try {
+            r = await fetch(this._url("interact"), {
+              method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify(content),
+            });
+            body = await r.json().catch(() => ({}));
+          } catch (e) {
+            r = null;
+          }
+          if (!r) {
+            if (view) view.failed("Could not reach the server; check the connection and try again.");
+          } else if (r.status !== 202) {
+            if (view) view.refused(body.error || "HTTP " + r.status);
+          } else {
+            this._followInteract(content);
+          }
+          content = slot.next;
+          slot.next = null;
+        }
+      } finally {
+        slot.busy = false;
+      }
+    }
+
+    /** Over HTTP: poll /update, showing the blocks as they change, until nothing has changed
+     * for INTERACT_FOLLOW_IDLE after the last request sent. (/update tells no run's end: its
+     * document stays the cell's finished evaluation, with each interact's latest output in
+     * it, and a finished cell's /update answers at once rather than waiting.) */
+    async _followInteract(content) {
+      this.httpFollow = content;  // the newest request sent; cleared by the first change after it
+      this.httpActive = performance.now();
+      if (this.httpFollowing) return;
+      this.httpFollowing = true;
+      const gen = this.generation;
+      let delay = INTERACT_POLL_MIN;
+      try {
+        while (gen === this.generation && performance.now() - this.httpActive < INTERACT_FOLLOW_IDLE) {
+          const follow = this.httpFollow;
+          const asked = performance.now();
+          const doc = await this._fetchDocument(this.httpSeq, INTERACT_POLL_WAIT);
+          if (gen !== this.generation) return;
+          const changed = doc !== null && (Object.keys(doc.output).length > 0 || doc.reset);
+          if (doc) this._showDocument(doc);
+          if (changed) {  // (which run it shows, /update does not say: take it as the newest)
+            this.httpActive = performance.now();
+            if (this.httpFollow) this._httpRunShown(this.httpFollow);
+          }
+          if (changed || this.httpFollow !== follow) {
+            delay = INTERACT_POLL_MIN;
+          } else if (performance.now() - asked < delay) {  // the server did not wait: we do
+            await sleep(delay);
+            delay = Math.min(delay * 2, INTERACT_POLL_MAX);
+          }
+        }
+        if (this.httpFollow) this._httpRunShown(this.httpFollow);
+      } finally {
+        this.httpFollowing = false;
+      }
+    }
+
+    _httpRunShown(content) {
+      if (this.httpFollow === content) this.httpFollow = null;
+      const view = this.interacts.get(content.interact_id);
+      if (view) view.finished(content.state);
     }
 
     // -- what the person sees ------------------------------------------------------------------
