@@ -62,6 +62,7 @@ class Subscription:
         self.session, self.last = session, since
         self.replaying = False
         self.held: list[Message] = []
+        self.task: asyncio.Future[None] | None = None
 
     def offer(self, msg: Message) -> None:
         facts = msg["metadata"]["cellbus"]
@@ -72,7 +73,7 @@ class Subscription:
                      "catching up from the store", self.user, self.worksheet, self.last,
                      facts.get("seq", 0))
             self.held.append(msg)
-            asyncio.ensure_future(self.replay())  # a gap on the live feed: fill it from the store
+            self.catch_up()  # a gap on the live feed: fill it from the store
         else:
             self.deliver(msg)
 
@@ -85,6 +86,12 @@ class Subscription:
             return
         self.last = seq
         self.socket.send(to_json(msg))
+
+    def catch_up(self) -> None:
+        """Replay from the store in the background (the task is kept, so it is not
+        garbage-collected mid-replay)."""
+        if self.task is None or self.task.done():
+            self.task = asyncio.ensure_future(self.replay())
 
     async def replay(self) -> None:
         if self.replaying:
@@ -145,7 +152,7 @@ class SocketHandler(WebSocketHandler):
             if isinstance(seq, int) and seq > sub.last and not sub.replaying:
                 log.info("gateway: subscription to %s/%s is behind (seq %d, broker has %d); "
                          "catching up from the store", sub.user, sub.worksheet, sub.last, seq)
-                asyncio.ensure_future(sub.replay())
+                sub.catch_up()
 
     def send(self, text: str) -> None:
         try:
