@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from protocol.config import add_common_options, add_option, load_key
@@ -10,9 +11,10 @@ from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
 from .overseer import OverseerConfig
-from .router import DeviceRouter
+from .router import DRAIN_TIMEOUT, DeviceRouter
 from .launcher import LaunchSpec
 from .limits import Limits
+from .sandbox import DEFAULT_UIDS, MODES, parse_uids
 
 
 def parser() -> argparse.ArgumentParser:
@@ -32,6 +34,9 @@ def parser() -> argparse.ArgumentParser:
                help="idle seconds a session with interacts lives, so its controls keep working")
     add_option(p, "--exec-timeout", type=float, default=0.0, metavar="S",
                help="wall-clock seconds one execution may run before it is stopped; 0: no limit")
+    add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
+               help="on SIGTERM, seconds running cells get to finish before they are stopped "
+                    "(requests not started are handed back to the broker at once)")
     add_option(p, "--max-sessions", type=int, default=16, metavar="N",
                help="sessions this device runs at once")
     add_option(p, "--prefork", type=int, default=2, metavar="N",
@@ -52,6 +57,18 @@ def parser() -> argparse.ArgumentParser:
                help="output one execution may produce before it is cut and stopped")
     add_option(p, "--output-rate", type=float, default=2 * 1024 * 1024, metavar="BYTES/S",
                help="output pace of one session, so a flood delays no one else")
+    add_option(p, "--max-cpu-cores", type=float, default=d.cpu_cores, metavar="N",
+               help="CPU cores one session may keep busy at once (cgroup quota; 0: no quota)")
+    add_option(p, "--max-disk", type=int, default=d.disk_bytes, metavar="BYTES",
+               help="bytes a sandboxed session may keep in its working directory (and again "
+                    "in its /tmp)")
+    add_option(p, "--sandbox", default="auto", choices=MODES,
+               help="auto: every protection this machine allows (the start line and "
+                    "`bin/cellbus status` say which are off); require: refuse to start "
+                    "without all of them; off: none (trusted code only)")
+    add_option(p, "--sandbox-uids", default=DEFAULT_UIDS, metavar="FIRST-LAST",
+               help="uids for session workers, one per live worker; use a range no real "
+                    "account uses, and disjoint ranges for devices on one machine")
     add_option(p, "--backend", metavar="MODULE:CLASS",
                help="session backend for workers; default the built-in Python one")
     add_common_options(p)
@@ -63,18 +80,26 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
+    try:
+        parse_uids(args.sandbox_uids)
+    except ValueError as e:
+        parser().error(f"--sandbox-uids: {e}")
 
     def make() -> DeviceRouter:
         limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
-                        processes=args.max_processes, file_bytes=args.max_file_bytes)
+                        processes=args.max_processes, file_bytes=args.max_file_bytes,
+                        cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)
         config = OverseerConfig(
             idle_timeout=args.idle_timeout, interact_timeout=args.interact_timeout,
             exec_timeout=args.exec_timeout,
             max_sessions=args.max_sessions, prefork=args.prefork, max_output=args.max_output,
             output_rate=args.output_rate, output_burst=4 * args.output_rate,
-            launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits))
+            launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits,
+                              sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
+                              hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
         return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
-                            connect=args.connect, bind=args.bind, config=config)
+                            connect=args.connect, bind=args.bind, config=config,
+                            drain_timeout=args.drain_timeout)
 
     return run_node(make)
 

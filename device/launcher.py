@@ -20,7 +20,10 @@ from typing import Any
 
 import msgpack
 
+from protocol.errors import ConfigError
+
 from .limits import Limits
+from .sandbox import DEFAULT_UIDS, Protections
 
 log = logging.getLogger("cellbus.device")
 MAX_PACKET = 65536
@@ -37,6 +40,11 @@ class LaunchSpec:
     backend: str | None = None
     preload: str = ""
     limits: Limits = field(default_factory=Limits)
+    #: auto (what the machine allows), require (refuse to start without all of it), or off.
+    sandbox: str = "auto"
+    sandbox_uids: str = DEFAULT_UIDS
+    #: Host paths workers must not see even where a read-only system folder holds them.
+    hide: tuple[str, ...] = ()
 
 
 class ForkedProcess:
@@ -48,10 +56,13 @@ class ForkedProcess:
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.returncode: int | None = None
+        #: The kernel killed it because its cgroup ran out of memory.
+        self.oom_killed = False
         self._exited = asyncio.get_running_loop().create_future()
 
-    def exited(self, returncode: int) -> None:
+    def exited(self, returncode: int, oom_killed: bool = False) -> None:
         self.returncode = returncode
+        self.oom_killed = oom_killed
         if not self._exited.done():
             self._exited.set_result(returncode)
 
@@ -77,6 +88,8 @@ class TemplateLauncher:
         self.children: dict[int, ForkedProcess] = {}
         self.proc: asyncio.subprocess.Process | None = None
         self.control: socket.socket | None = None
+        self.protections = Protections()
+        self._ready: asyncio.Future[Protections] | None = None
 
     async def start(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -86,6 +99,10 @@ class TemplateLauncher:
             argv += ["--backend", self.spec.backend]
         if self.spec.preload:
             argv += ["--preload", self.spec.preload]
+        argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", self.spec.sandbox_uids]
+        for path in self.spec.hide:
+            argv += ["--hide", path]
+        self._ready = asyncio.get_running_loop().create_future()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -96,8 +113,19 @@ class TemplateLauncher:
         ours.setblocking(False)
         self.control = ours
         asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
+        try:
+            self.protections = await asyncio.wait_for(asyncio.shield(self._ready), 60)
+        except asyncio.TimeoutError:
+            raise LaunchError("the template process did not report ready within 60 s") from None
         log.info("device template process %d started (preload: %s)", self.proc.pid,
                  self.spec.preload or "session runtime only")
+        summary = self.protections.summary()
+        if self.protections.off and self.spec.sandbox == "require":
+            await self.stop()
+            raise ConfigError(f"--sandbox require, but this machine cannot give all of it: "
+                              f"{summary}")
+        (log.warning if self.protections.off and self.spec.sandbox != "off" else log.info)(
+            "device %s", summary)
 
     async def fork(self, workdir: str) -> tuple[ForkedProcess, socket.socket]:
         """A new worker in ``workdir``; returns its process and the overseer's end of its link."""
@@ -137,7 +165,10 @@ class TemplateLauncher:
 
     def _handle(self, record: dict[str, Any], fds: list[int]) -> None:
         op = record["op"]
-        if op == "forked":
+        if op == "ready":
+            if self._ready is not None and not self._ready.done():
+                self._ready.set_result(Protections.from_dict(record["protections"]))
+        elif op == "forked":
             child = ForkedProcess(record["pid"])
             self.children[child.pid] = child
             link = socket.socket(fileno=fds[0])
@@ -148,9 +179,9 @@ class TemplateLauncher:
             else:
                 future.set_result((child, link))
         elif op == "exited":
-            child = self.children.pop(record["pid"], None)
-            if child is not None:
-                child.exited(record["returncode"])
+            ended = self.children.pop(record["pid"], None)
+            if ended is not None:
+                ended.exited(record["returncode"], bool(record.get("oom")))
         elif op == "failed":
             future = self.pending.get(record["id"])
             if future is not None and not future.done():
@@ -166,6 +197,9 @@ class TemplateLauncher:
         for future in self.pending.values():
             if not future.done():
                 future.set_exception(LaunchError("the template process ended"))
+        if self._ready is not None and not self._ready.done():
+            self._ready.set_exception(LaunchError("the template process ended before it was "
+                                                  "ready (see its error above)"))
         for child in self.children.values():
             child.exited(-signal.SIGKILL)  # PR_SET_PDEATHSIG took them with it
         self.children.clear()

@@ -28,13 +28,20 @@ class Limits:
     file_bytes: int = 1 * GiB
     #: Open files (RLIMIT_NOFILE).
     open_files: int = 1024
+    #: CPU cores a session may keep busy at once (cgroup cpu quota; 0: no quota).
+    cpu_cores: float = 1.0
+    #: Bytes a sandboxed session may keep in its working directory, and again in /tmp.
+    disk_bytes: int = 1 * GiB
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Limits:
-        return cls(**{k: int(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+        fields = cls.__dataclass_fields__
+        values: dict[str, Any] = {k: float(v) if fields[k].type == "float" else int(v)
+                                  for k, v in d.items() if k in fields}
+        return cls(**values)
 
 
 def apply(limits: Limits) -> None:
@@ -70,8 +77,13 @@ def explain(limits: Limits, ename: str, evalue: str) -> str | None:
     return None
 
 
-def explain_exit(limits: Limits, returncode: int | None) -> tuple[str, str] | None:
+def explain_exit(limits: Limits, returncode: int | None, *,
+                 oom_killed: bool = False) -> tuple[str, str] | None:
     """(ename, evalue) when a worker's exit shows a limit ended it."""
+    if oom_killed:
+        return ("MemoryLimitExceeded", f"the session's processes used more than "
+                f"{_size(limits.memory_bytes)} of memory together (--max-memory) and were "
+                "stopped; the session restarts fresh")
     if returncode == -signal.SIGXCPU:
         return ("CPULimitExceeded", f"the session used its {limits.cpu_seconds} s of CPU time "
                                     "(--max-cpu) and was stopped; the session restarts fresh")

@@ -13,8 +13,13 @@ Control channel, one msgpack dict per packet::
     template -> overseer  {"op": "exited", "pid": pid, "returncode": rc}   (negative: signal)
     template -> overseer  {"op": "failed", "id": n, "error": "..."}
 
+    template -> overseer  {"op": "ready", "protections": {...}}   once, first: what the
+                                                                      sandbox could set up
+    ("exited" also carries "oom": true when the worker's cgroup ran out of memory.)
+
 A forked worker starts a new session (process group), dies with the template
-(PR_SET_PDEATHSIG), gets its limits and working directory, and then serves its link.
+(PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID 1 of its
+own namespaces, its own root, uid and cgroup, a syscall filter) and then serves its link.
 The template exits when the control channel closes; its workers die with it.
 """
 
@@ -27,11 +32,14 @@ import select
 import signal
 import socket
 import sys
+import traceback
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
 
 from .limits import Limits, apply
+from .sandbox import DEFAULT_UIDS, MODES, Sandbox, parse_uids
 
 MAX_PACKET = 65536
 
@@ -49,10 +57,22 @@ def send(control: socket.socket, record: dict[str, Any], fds: list[int] | None =
         control.send(data)
 
 
+@dataclass
+class Child:
+    """What the template holds for one live worker: its uid and cgroup, freed when it exits."""
+    uid: int | None
+    cgroup: str | None
+    #: PID 1 of its own namespace, which exits with 128+N when signal N killed the worker.
+    init: bool = False
+
+
 class Template:
-    def __init__(self, control: socket.socket, backend: str | None) -> None:
+    def __init__(self, control: socket.socket, backend: str | None, sandbox: Sandbox) -> None:
         from session.worker import DEFAULT_BACKEND, load_backend, preload, serve
         preload()
+        self.sandbox = sandbox
+        self.children: dict[int, Child] = {}
+        self.stale: list[Child] = []  # exited, but their cgroup still held a process
         self.control = control
         self.serve = serve
         self.factory = load_backend(backend or DEFAULT_BACKEND)
@@ -63,8 +83,34 @@ class Template:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the device decides when we stop
 
     def run(self) -> int:
+        protections = self.sandbox.probe()
+        send(self.control, {"op": "ready", "protections": protections.to_dict()})
+        try:
+            return self.serve_control()
+        finally:
+            self.end_children()
+            self.sandbox.teardown()
+
+    def end_children(self) -> None:
+        """Kill and reap every worker (the device is gone or stopping), then free their
+        uids and cgroups, so nothing is left behind, not even a worker still starting."""
+        for pid in list(self.children):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid, child in list(self.children.items()):
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            del self.children[pid]
+            self.release(child)
+
+    def serve_control(self) -> int:
         while True:
-            ready, _, _ = select.select([self.control, self.wake_r], [], [])
+            watched: list[Any] = [self.control, self.wake_r]
+            ready, _, _ = select.select(watched, [], [])
             if self.wake_r in ready:
                 os.read(self.wake_r, 4096)
                 self.reap()
@@ -87,18 +133,49 @@ class Template:
                 return
             if pid == 0:
                 return
-            send(self.control, {"op": "exited", "pid": pid,
-                                "returncode": os.waitstatus_to_exitcode(status)})
+            returncode = os.waitstatus_to_exitcode(status)
+            child = self.children.pop(pid, None)
+            oom = False
+            if child is not None:
+                if child.init and 128 < returncode < 128 + signal.NSIG:
+                    returncode = 128 - returncode  # the worker's signal, from its init
+                oom = self.release(child)
+            send(self.control, {"op": "exited", "pid": pid, "returncode": returncode,
+                                "oom": oom})
+
+    def release(self, child: Child) -> bool:
+        """Give back the uid and remove the cgroup of an exited worker; True if it was
+        OOM-killed. A cgroup that still holds processes is retried on the next exit."""
+        cgroups = self.sandbox.cgroups
+        oom = False
+        if cgroups is not None and child.cgroup is not None:
+            oom = cgroups.events(child.cgroup).oom_kills > 0
+        self.stale.append(child)
+        for held in list(self.stale):
+            if cgroups is None or held.cgroup is None or cgroups.remove(held.cgroup):
+                self.stale.remove(held)
+                if held.uid is not None:
+                    self.sandbox.uids.give_back(held.uid)
+        return oom
 
     def fork(self, request: dict[str, Any]) -> None:
         workdir = str(request.get("workdir", ""))
         limits = Limits.from_dict(request.get("limits") or {})
+        sandbox = self.sandbox
+        child = Child(None, None)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            pid = os.fork()
+            if sandbox.protections.has("uid"):
+                child.uid = sandbox.uids.take()
+            if sandbox.cgroups is not None:
+                child.cgroup = f"w{request.get('id')}"
+                sandbox.cgroups.create(child.cgroup, limits)
+            child.init = sandbox.protections.has("namespaces")
+            pid = sandbox.fork_child()
         except OSError as e:
             ours.close()
             theirs.close()
+            self.release(child)
             send(self.control, {"op": "failed", "id": request.get("id"), "error": str(e)})
             return
         if pid == 0:  # the worker
@@ -114,10 +191,15 @@ class Template:
                 os.setsid()
                 die_with_parent()
                 apply(limits)
+                workdir = sandbox.enter(workdir, child.uid if child.uid is not None
+                                        else os.getuid(), child.cgroup, limits)
                 os.chdir(workdir)
                 status = self.serve(theirs, workdir, self.factory)
+            except BaseException:
+                traceback.print_exc()  # the device's stderr: why this worker never served
             finally:
                 os._exit(status)
+        self.children[pid] = child
         theirs.close()
         send(self.control, {"op": "forked", "id": request.get("id"), "pid": pid}, [ours.fileno()])
         ours.close()
@@ -128,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control-fd", type=int, required=True)
     p.add_argument("--backend")
     p.add_argument("--preload", default="", help="comma-separated modules to import once")
+    p.add_argument("--sandbox", choices=MODES, default="auto")
+    p.add_argument("--sandbox-uids", type=parse_uids, default=parse_uids(DEFAULT_UIDS))
+    p.add_argument("--hide", action="append", default=[], help="a host path to keep out of "
+                   "the workers' sight (repeatable)")
     args = p.parse_args(argv)
     die_with_parent()
     control = socket.socket(fileno=args.control_fd)
@@ -136,7 +222,8 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(name)
         except ImportError as e:
             print(f"device.template: cannot preload {name}: {e}", file=sys.stderr)
-    return Template(control, args.backend).run()
+    sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide)
+    return Template(control, args.backend, sandbox).run()
 
 
 if __name__ == "__main__":

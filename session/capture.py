@@ -232,6 +232,12 @@ class Capture:
         sys.stderr = StreamWriter("stderr", coalescer, 2, guard, capture.drain_fds)
         return capture
 
+    def in_forked_child(self) -> None:
+        """In a process user code forked: its reader threads are gone, so ``sys`` streams
+        write straight to descriptors 1 and 2, whose pipes the worker still reads."""
+        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), write_through=True)
+        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), write_through=True)
+
     def drain_fds(self) -> None:
         """Move descriptor output written so far into the coalescer.
 

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import zmq
 
-from harness import BusClient, of_type, stdout_of
+from harness import BusClient, of_type, stdout_of, worker_pid
 from protocol import Session
 
 with warnings.catch_warnings():
@@ -122,8 +122,9 @@ def test_worker_death_fails_the_request_and_the_next_one_gets_a_fresh_worker(
 
 
 def test_idle_worker_ends_and_the_session_is_reported_closed(device_with_client) -> None:
-    client, _ = device_with_client("--idle-timeout", "1")
-    pid = int(stdout_of(client.run("import os; print(os.getpid())", "s")))
+    client, device = device_with_client("--idle-timeout", "1")
+    client.run("x = 1", "s")
+    pid = worker_pid(device, "s")
     closed = client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=10)
     assert closed["content"] == {"session": "s", "reason": "idle timeout"}
     with pytest.raises(ProcessLookupError):
@@ -194,7 +195,8 @@ def test_interrupt_stops_running_code(device_with_client) -> None:
 
 def test_sigterm_stops_the_device_and_its_workers_cleanly(device_with_client) -> None:
     client, device = device_with_client()
-    pid = int(stdout_of(client.run("import os; print(os.getpid())", "s")))
+    client.run("x = 1", "s")
+    pid = worker_pid(device, "s")
     assert device.stop(signal.SIGTERM) == 0
     assert "Traceback" not in device.log
     device.wait_for_log(r"device stopped")

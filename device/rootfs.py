@@ -1,0 +1,130 @@
+"""The filesystem a sandboxed worker sees: a fresh root, mostly read-only, mostly empty.
+
+Built inside the worker's own mount namespace (so nothing here touches the host's mounts),
+the same way bubblewrap builds one: a small tmpfs becomes the new root, and into it go
+
+- read-only, nosuid, nodev bind mounts of the system (``/usr``, ``/etc``, ``/opt``, the
+  ``/bin``-style links) and of the Python the template runs (its prefixes and every folder
+  on ``sys.path``, so a lazy ``import`` still works), and nothing else of the host: not the
+  device's key, not the store, not other sessions' folders, not ``/home`` or ``/root``;
+- a private, writable tmpfs for the session's working directory (:data:`WORKDIR`, mode 0700,
+  owned by the session's uid, also its ``HOME``) and for ``/tmp`` and ``/dev/shm``, each capped in size and gone with the
+  worker, so nothing privileged ever has to clean them up by name;
+- a minimal ``/dev`` (null, zero, full, random, urandom) and a ``/proc`` of the worker's own
+  PID namespace, so it sees only its own processes;
+
+then ``pivot_root`` into it, detach the old root, and make the new root itself read-only.
+Paths given in ``hide`` (the key file, say) that a bound folder would expose are covered
+with an empty read-only file or folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+
+from . import linux as L
+
+SYSTEM = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+#: The session's working directory inside its root.
+WORKDIR = "/home/session"
+BIND = L.MS_BIND | L.MS_REC
+TMPFS = L.MS_NOSUID | L.MS_NODEV
+
+
+def python_paths() -> list[str]:
+    """Folders the running Python and cellbus load code from."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.update(p for p in sys.path if p)
+    for name in ("session", "protocol", "device"):
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            paths.add(os.path.dirname(os.path.dirname(os.path.abspath(module.__file__ or ""))))
+    real = {os.path.realpath(p) for p in paths} | {os.path.abspath(p) for p in paths}
+    return sorted(p for p in real if os.path.isdir(p))
+
+
+def _outermost(paths: Iterable[str]) -> list[str]:
+    """``paths`` without those inside another one of them."""
+    kept: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(path == k or path.startswith(k.rstrip("/") + "/") for k in kept):
+            kept.append(path)
+    return kept
+
+
+def _mkdirs(root: str, path: str) -> str:
+    target = root + path
+    os.makedirs(target, mode=0o755, exist_ok=True)
+    return target
+
+
+def _bind_read_only(root: str, path: str) -> None:
+    if os.path.isdir(path):
+        target = _mkdirs(root, path)
+    else:
+        _mkdirs(root, os.path.dirname(path))
+        target = root + path
+        open(target, "a").close()
+    L.mount(path, target, None, BIND)
+    L.make_read_only(target)
+
+
+def _tmpfs(target: str, options: str) -> None:
+    os.makedirs(target, mode=0o755, exist_ok=True)
+    L.mount("tmpfs", target, "tmpfs", TMPFS, options)
+
+
+def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> None:
+    """Build the new root at ``root`` (an empty folder) and move this process into it.
+
+    Needs root privileges and a mount namespace of this process's own, and must run in the
+    worker's PID namespace (for ``/proc``). Afterwards the working directory is
+    :data:`WORKDIR`.
+    """
+    workdir = WORKDIR
+    L.mount(None, "/", None, L.MS_REC | L.MS_PRIVATE)  # nothing propagates back to the host
+    L.mount("tmpfs", root, "tmpfs", TMPFS, "mode=0755,size=1m")
+    bound = []
+    for path in SYSTEM:
+        if os.path.islink(path):
+            os.symlink(os.readlink(path), root + path)
+        elif os.path.isdir(path):
+            bound.append(path)
+    visible = _outermost(bound + python_paths())
+    for path in visible:
+        _bind_read_only(root, path)
+    for path in hide:
+        if any(path.startswith(b.rstrip("/") + "/") for b in visible) and \
+                os.path.lexists(root + path):
+            if os.path.isdir(root + path):
+                L.mount("tmpfs", root + path, "tmpfs", TMPFS | L.MS_RDONLY, "size=4k,mode=0555")
+            else:
+                empty = root + "/.hidden"
+                open(empty, "x").close()
+                L.mount(empty, root + path, None, L.MS_BIND)
+                L.make_read_only(root + path, recursive=False)
+                os.unlink(empty)  # the bind keeps the empty file; its name goes
+    size = f"size={max(size_bytes, 1 << 20)}"
+    _tmpfs(root + "/tmp", f"mode=1777,{size}")
+    _tmpfs(root + workdir, f"mode=0700,uid={uid},gid={uid},{size}")
+    _tmpfs(root + "/dev", "mode=0755,size=64k")
+    for name in DEVICES:
+        open(f"{root}/dev/{name}", "a").close()
+        L.mount(f"/dev/{name}", f"{root}/dev/{name}", None, L.MS_BIND)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
+                         ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, f"{root}/dev/{name}")
+    _tmpfs(root + "/dev/shm", f"mode=1777,{size}")
+    L.make_read_only(root + "/dev", recursive=False)
+    _mkdirs(root, "/proc")
+    L.mount("proc", root + "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)
+    old = _mkdirs(root, "/.old-root")
+    L.pivot_root(root, old)
+    os.chdir("/")
+    L.umount2("/.old-root", L.MNT_DETACH)
+    os.rmdir("/.old-root")
+    L.make_read_only("/", recursive=False)
+    os.chdir(workdir)

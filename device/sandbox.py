@@ -1,0 +1,338 @@
+"""The session sandbox: what a forked worker goes through before any user code runs.
+
+The template process (root, see :mod:`device.template`) forks each worker into a fresh PID
+namespace, and the worker, still privileged for a moment, then
+
+1. joins its own cgroup (memory, pids, cpu: :mod:`device.cgroups`);
+2. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
+3. builds and pivots into its own root (:mod:`device.rootfs`): the system read-only, a
+   private working directory and ``/tmp``, no key, no store, no other session;
+4. drops to a uid of its own (one per live worker, from a range no real account uses), with
+   no supplementary groups and so no capabilities;
+5. sets ``no_new_privs`` and loads the syscall filter (:mod:`device.syscalls`).
+
+All of it happens in the prefork pool, off the request path. Kernel primitives are used
+directly rather than bubblewrap or nsjail: both ``exec`` a new program, and a worker is a fork
+of the template that already imported the session runtime, which is what makes a new session
+start in about a millisecond; a sandbox tool would throw that away.
+
+Where the machine cannot do a part (not root, no namespaces, no cgroups, no libseccomp),
+:func:`probe` finds out once, at start, by running every step in a throwaway child; the device
+then runs with the rest and says exactly what is off (``--sandbox require`` refuses instead).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import tempfile
+import traceback
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import linux as L
+from . import rootfs, syscalls
+from .cgroups import Cgroups, stale
+from .limits import Limits
+
+MODES = ("auto", "require", "off")
+DEFAULT_UIDS = "300000-300999"
+#: Signals the namespace's init passes on to the worker (the device's interrupt is SIGINT).
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+             signal.SIGUSR2)
+PROTECTIONS = ("uid", "namespaces", "filesystem", "cgroups", "seccomp", "no_new_privs")
+
+
+def parse_uids(text: str) -> range:
+    """``"300000-300999"`` -> range(300000, 301000); ValueError if it is not a sane range."""
+    low, sep, high = text.partition("-")
+    first, last = int(low), int(high if sep else low)
+    if not 1000 <= first <= last < 2 ** 32 - 1:
+        raise ValueError(f"uid range {text!r}: give FIRST-LAST, both at least 1000")
+    return range(first, last + 1)
+
+
+@dataclass
+class Protections:
+    """Which parts of the sandbox this machine gives, and why a part is off."""
+    on: list[str] = field(default_factory=list)
+    off: dict[str, str] = field(default_factory=dict)
+    cgroup_version: str = ""
+
+    def has(self, part: str) -> bool:
+        return part in self.on
+
+    def summary(self) -> str:
+        """One line for the device's start log and ``bin/cellbus status``."""
+        on = ", ".join(self.on) or "nothing"
+        if set(self.off.values()) == {"--sandbox off"}:
+            return "sandbox OFF (--sandbox off): only trusted code belongs here"
+        if not self.off:
+            return f"sandbox on: {on}"
+        off = "; ".join(f"{k} ({why})" for k, why in self.off.items())
+        return f"sandbox PARTLY OFF: on: {on}; off: {off}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Protections:
+        return cls(on=list(d.get("on", [])), off=dict(d.get("off", {})),
+                   cgroup_version=str(d.get("cgroup_version", "")))
+
+
+class UidPool:
+    """The session uids of one template: each live worker holds one no other worker has."""
+
+    def __init__(self, uids: range) -> None:
+        self.free = list(reversed(uids))
+        self.held: set[int] = set()
+
+    def take(self) -> int:
+        if not self.free:
+            raise OSError(f"all {len(self.held)} session uids are in use (--sandbox-uids)")
+        uid = self.free.pop()
+        self.held.add(uid)
+        return uid
+
+    def give_back(self, uid: int) -> None:
+        if uid in self.held:
+            self.held.discard(uid)
+            self.free.append(uid)
+
+
+class Sandbox:
+    """The template's side of the sandbox: set up once, applied in every forked worker."""
+
+    def __init__(self, mode: str, uids: range, hide: list[str]) -> None:
+        self.mode = mode
+        self.uids = UidPool(uids)
+        self.hide = [os.path.abspath(p) for p in hide if p]
+        self.protections = Protections()
+        self.cgroups: Cgroups | None = None
+        self.filter: Any = None
+        self.root = ""
+        self._own_pid_ns = -1
+
+    # -- once, in the template ---------------------------------------------------------------
+
+    def probe(self) -> Protections:
+        """Find out what works here, by trying it all in a throwaway child."""
+        p = self.protections = Protections()
+        if self.mode == "off":
+            p.off = {part: "--sandbox off" for part in PROTECTIONS}
+            return p
+        root = os.geteuid() == 0
+        if root:
+            try:
+                self.cgroups = Cgroups.detect(f"cellbus-{os.getpid()}")
+                self.cgroups.setup()
+                p.cgroup_version = self.cgroups.version
+            except OSError as e:
+                self.cgroups = None
+                p.off["cgroups"] = f"cannot use cgroups: {e.strerror or e}"
+            try:
+                self._own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                p.off["namespaces"] = f"no PID namespace: {e.strerror}"
+            self.root = self._make_root_folder()
+        else:
+            why = "the device does not run as root"
+            p.off.update(uid=why, namespaces=why, filesystem=why, cgroups=why)
+        try:
+            self.filter = syscalls.build()
+        except (ImportError, OSError, RuntimeError) as e:
+            p.off["seccomp"] = f"libseccomp is not available: {e}"
+        # Every step, for real, in a child whose report says which worked.
+        result = self._trial()
+        for part in PROTECTIONS:
+            if part not in p.off:
+                if part in result.get("ok", []):
+                    p.on.append(part)
+                else:
+                    p.off[part] = result.get("errors", {}).get(part, "not tried")
+        if self.cgroups is not None and not p.has("cgroups"):
+            self.cgroups.teardown()
+            self.cgroups = None
+        return p
+
+    @staticmethod
+    def _make_root_folder() -> str:
+        """An empty folder to mount each worker's new root on (in the worker's own mount
+        namespace; on the host it stays empty), named for this process; those of templates
+        that were killed before they could remove theirs go first."""
+        tmp = tempfile.gettempdir()
+        for path in stale(tmp, "cellbus-root-"):
+            st = os.lstat(path)
+            if st.st_uid == 0 and stat.S_ISDIR(st.st_mode):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
+        path = os.path.join(tmp, f"cellbus-root-{os.getpid()}")
+        os.mkdir(path, 0o755)
+        return path
+
+    def _trial(self) -> dict[str, Any]:
+        r, w = socket.socketpair()
+        uid = self.uids.take()
+        name = "probe"
+        cgroups = self.cgroups
+        workdir = tempfile.mkdtemp(prefix="cellbus-probe-")
+        try:
+            if cgroups is not None:
+                cgroups.create(name, Limits())
+            try:
+                pid = self.fork_child()
+            except OSError as e:
+                self.protections.off["namespaces"] = f"no PID namespace: {e.strerror}"
+                pid = os.fork()
+            if pid == 0:
+                r.close()
+                report: dict[str, Any] = {"ok": [], "errors": {}}
+                try:
+                    self.enter(workdir, uid, name, Limits(), report=report)
+                finally:
+                    w.sendall(json.dumps(report).encode())
+                    os._exit(0)
+            w.close()
+            data = b""
+            while chunk := r.recv(65536):
+                data += chunk
+            os.waitpid(pid, 0)
+            return json.loads(data or b"{}")
+        except OSError as e:
+            return {"ok": [], "errors": {part: str(e) for part in PROTECTIONS}}
+        finally:
+            r.close()
+            w.close()
+            self.uids.give_back(uid)
+            if cgroups is not None:
+                cgroups.remove(name)
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- each fork ---------------------------------------------------------------------------
+
+    def fork_child(self) -> int:
+        """``os.fork()``, the child as PID 1 of a new PID namespace when namespaces are on."""
+        if self._own_pid_ns < 0 or "namespaces" in self.protections.off:
+            return os.fork()
+        L.unshare(L.CLONE_NEWPID)
+        try:
+            return os.fork()
+        finally:
+            if os.getpid() != 1:  # the parent: its next children go back to its own namespace
+                L.setns(self._own_pid_ns, L.CLONE_NEWPID)
+
+    def enter(self, workdir: str, uid: int, cgroup: str | None, limits: Limits, *,
+              report: dict[str, Any] | None = None) -> str:
+        """In the forked worker: everything up to (not including) serving its link. Returns
+        the working directory to serve in (``workdir``, or the one inside its own root).
+
+        With ``report`` (the probe), each step's failure is recorded and the rest still run;
+        without, the first failure raises and the worker never serves.
+        """
+        def step(part: str, action: Any) -> bool:
+            if report is None:
+                if self.protections.has(part):
+                    action()
+                    return True
+                return False
+            try:
+                action()
+            except Exception as e:  # the probe reports, never raises
+                report["errors"][part] = f"{type(e).__name__}: {e}"
+                if os.environ.get("CELLBUS_DEBUG_SANDBOX"):
+                    traceback.print_exc()
+                return False
+            report["ok"].append(part)
+            return True
+
+        if self._own_pid_ns >= 0:  # the host's PID namespace: never inside a sandbox
+            os.close(self._own_pid_ns)
+            self._own_pid_ns = -1
+        if self.cgroups is not None and cgroup is not None:
+            cgroups = self.cgroups
+            step("cgroups", lambda: cgroups.join(cgroup))
+        isolated = False
+        if step("namespaces", self._namespaces):
+            isolated = step("filesystem", lambda: rootfs.build(
+                self.root, uid=uid, size_bytes=limits.disk_bytes, hide=self.hide))
+        elif report is not None:
+            report["errors"]["filesystem"] = "needs the namespaces"
+        if isolated:
+            workdir = rootfs.WORKDIR
+        os.environ["HOME"] = workdir
+        os.environ["TMPDIR"] = "/tmp"
+        step("uid", lambda: self._drop_to(uid, None if isolated else workdir))
+        # A change of uid clears the parent-death signal: set it again, so the worker (or
+        # its namespace's init, and so the whole namespace) still dies with the template.
+        L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
+        step("no_new_privs", lambda: L.prctl(L.PR_SET_NO_NEW_PRIVS, 1))
+        if self.filter is not None:
+            step("seccomp", lambda: syscalls.load(self.filter))
+        if os.getpid() == 1:
+            self._become_init()
+        return workdir
+
+    @staticmethod
+    def _become_init() -> None:
+        """Fork the worker proper and stay behind as PID 1 of the namespace; return only in
+        the worker.
+
+        The init forwards the device's signals, reaps orphans, and exits when the worker does
+        (the kernel then kills whatever else still runs in the namespace) with the worker's
+        code, or 128+N if signal N killed it, which the template reports as that signal. The
+        worker itself is not PID 1, so signals behave for user code as they do anywhere
+        (a PID 1 ignores every signal it has no handler for, even from itself).
+        """
+        worker = os.fork()
+        if worker == 0:
+            return
+        try:
+            for sig in FORWARDED:
+                signal.signal(sig, lambda signum, _frame: os.kill(worker, signum))
+            while True:
+                pid, status = os.wait()
+                if pid == worker:
+                    code = os.waitstatus_to_exitcode(status)
+                    os._exit(code if code >= 0 else 128 - code)
+        finally:
+            os._exit(255)
+
+    def _namespaces(self) -> None:
+        if os.getpid() != 1:
+            raise OSError("the worker is not PID 1 of a namespace of its own")
+        L.unshare(L.CLONE_NEWNS | L.CLONE_NEWIPC | L.CLONE_NEWNET | L.CLONE_NEWUTS)
+        socket.sethostname("cellbus")
+
+    @staticmethod
+    def _drop_to(uid: int, workdir: str | None) -> None:
+        if workdir is not None:
+            # Not in a root of its own: the host folder the overseer made a moment ago,
+            # before any session code ran, becomes the session's.
+            fd = os.open(workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+            try:
+                os.fchown(fd, uid, uid)
+            finally:
+                os.close(fd)
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        if os.geteuid() != uid or os.getegid() != uid:
+            raise OSError("the uid change did not take")
+
+    # -- after a worker exits ------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if self.cgroups is not None:
+            self.cgroups.teardown()
+        if self.root:
+            try:
+                os.rmdir(self.root)
+            except OSError:
+                pass

@@ -1,0 +1,72 @@
+"""The syscall filter a session worker runs under (seccomp, through libseccomp).
+
+Default allow, and ``EPERM`` for what session code never needs and what sandbox escapes are
+made of: the kernel keyring, eBPF, io_uring, ptrace and cross-process memory access, mount
+and namespace calls (``unshare``, ``setns``, and ``clone`` with any ``CLONE_NEW*`` flag, so no
+user namespace can hand the code capabilities back), module and kexec loading, vsock sockets,
+and the terminal ioctls that inject input (``TIOCSTI``) or drive the console (``TIOCLINUX``).
+``clone3`` answers ``ENOSYS``, so the C library falls back to ``clone``, whose flags a filter
+can read. Calls from another architecture's ABI (32-bit ``int 0x80``) kill the process
+(libseccomp's default for a foreign architecture).
+
+The binding is libseccomp's own Python module when the interpreter has it (Debian's
+``python3-seccomp``), else ``pyseccomp`` from PyPI, a ctypes binding with the same API.
+"""
+
+from __future__ import annotations
+
+import errno
+import importlib
+from types import ModuleType
+from typing import Any
+
+DENIED = (
+    "keyctl", "add_key", "request_key",
+    "bpf", "perf_event_open", "userfaultfd",
+    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
+    "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
+    "fsconfig", "fsmount", "fspick", "mount_setattr",
+    "unshare", "setns",
+    "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
+    "open_by_handle_at", "name_to_handle_at",
+    "swapon", "swapoff", "reboot", "acct", "quotactl",
+    "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+)
+CLONE_NEW_FLAGS = (0x00000080, 0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
+                   0x20000000, 0x40000000)  # TIME, NS, CGROUP, UTS, IPC, USER, PID, NET
+AF_VSOCK = 40
+TIOCSTI = 0x5412
+TIOCLINUX = 0x541C
+
+
+def binding() -> ModuleType:
+    """libseccomp's Python module; ImportError (or OSError: no libseccomp.so) if neither."""
+    try:
+        return importlib.import_module("seccomp")
+    except ImportError:
+        return importlib.import_module("pyseccomp")
+
+
+def build() -> Any:
+    """The filter, built once in the template and loaded by each worker after it forks."""
+    sc = binding()
+    f = sc.SyscallFilter(sc.ALLOW)
+    deny = sc.ERRNO(errno.EPERM)
+    for name in DENIED:
+        try:
+            f.add_rule(deny, name)
+        except (OSError, ValueError, RuntimeError):
+            pass  # a call this kernel or architecture does not have
+    f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
+    for flag in CLONE_NEW_FLAGS:
+        f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
+    f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, AF_VSOCK))
+    for request in (TIOCSTI, TIOCLINUX):
+        f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, request))
+    return f
+
+
+def load(syscall_filter: Any) -> None:
+    """Apply the filter to the calling process, for good (needs ``no_new_privs`` or root)."""
+    syscall_filter.load()
