@@ -7,21 +7,28 @@ from typing import Any
 import tornado.web
 
 from . import pages
+from .access import AccessPolicy, tornado_settings
+from .auth import TokenCheck
 from .base import BaseHandler, NotFoundHandler
 from .bus import BrokerLink
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InteractHandler, RestartHandler
+from .ratelimit import RateLimiter
 from .ws import SocketHandler
 
 CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
 
 
 class HealthHandler(BaseHandler):
+    public = True
+
     def get(self) -> None:
         self.write_json(200, {"ok": True})
 
 
-def make_app(link: BrokerLink, *, max_input: int, **settings: Any) -> tornado.web.Application:
+def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = None,
+             **settings: Any) -> tornado.web.Application:
+    access = access or AccessPolicy()
     watch = CellWatch()
     link.listeners.add(watch)
     return tornado.web.Application(
@@ -38,6 +45,9 @@ def make_app(link: BrokerLink, *, max_input: int, **settings: Any) -> tornado.we
         ],
         default_handler_class=NotFoundHandler,
         link=link, watch=watch, max_input=max_input,
+        token_check=TokenCheck(link),
+        limiter=RateLimiter(access.rate) if access.rate else None,
+        **tornado_settings(access),
         websocket_max_message_size=max_input + 65536,
         websocket_ping_interval=20,
         **pages.SETTINGS,

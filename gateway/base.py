@@ -1,20 +1,26 @@
-"""What every gateway handler shares: JSON errors, the broker link, TCP_NODELAY.
+"""What every gateway handler shares: access checks, JSON errors, the broker link, TCP_NODELAY.
 
 Handlers raise ``tornado.web.HTTPError(status, log_message, reason=...)``; ``write_error``
 turns it into ``{"error": reason}`` with that status, while the log message stays in the log.
-An error made by :func:`fail` with ``retry_after`` also gets a ``Retry-After`` header.
+An error made by :func:`fail` with ``retry_after`` also gets a ``Retry-After`` header
+(:mod:`gateway.errors`). Before any handler runs, :meth:`BaseHandler.prepare` passes the
+request through :mod:`gateway.guard` (host, origin, token, owner, rate).
 """
 
 from __future__ import annotations
 
 import json
+from types import TracebackType
 from typing import Any
 
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import RequestHandler
 
+from protocol.errors import ProtocolError
 from protocol.wire import Message
 
+from . import access, errors, guard
 from .bus import BrokerLink, BrokerUnavailable
+from .errors import fail
 
 #: Longest user, worksheet or cell id in a URL.
 MAX_NAME = 200
@@ -24,40 +30,48 @@ MAX_NAME = 200
 UNAVAILABLE_RETRY_AFTER = 5
 
 
-def fail(status: int, error: str, *, retry_after: int | None = None) -> HTTPError:
-    """An HTTPError whose ``error`` text is shown to the client (with ``Retry-After``)."""
-    e = HTTPError(status, error, reason=error)
-    e.retry_after = retry_after  # type: ignore[attr-defined]
-    return e
-
-
 class BaseHandler(RequestHandler):
+    #: Anyone may load it (it asks the broker for nothing); the API needs a token (--auth).
+    public = False
+    #: It makes a session run code: counted by --rate.
+    costly = False
+    #: Who the request is from, once :meth:`prepare` has admitted it.
+    visitor: guard.Visitor
+
     @property
     def link(self) -> BrokerLink:
         return self.settings["link"]
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         stream = getattr(self.request.connection, "stream", None)
         if stream is not None:
             stream.set_nodelay(True)  # small JSON answers must not wait for delayed ACKs
+        visitor = await guard.admit(self, public=self.public)
+        if visitor is None:
+            return  # answered already: a CORS preflight, or the redirect after ?token=
+        self.visitor = visitor
+        if self.request.path.startswith("/home/") and len(self.path_args) >= 3:
+            guard.check_cell_request(self, visitor, costly=self.costly)
+
+    def options(self, *args: str) -> None:
+        """CORS preflight: answered in :meth:`prepare`."""
+
+    def check_trusted_origin(self, origin: str) -> bool:
+        """tornado's cross-origin protection: pages of ``--allow-origin`` origins may post."""
+        return guard.policy_of(self).origin_allowed(origin)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+        access.cors_headers(self)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        reason = self._reason
-        exc = kwargs.get("exc_info", (None, None))[1]
-        if isinstance(exc, HTTPError) and exc.reason:
-            reason = exc.reason
-        elif status_code >= 500 and not isinstance(exc, HTTPError):
-            reason = "internal error; the gateway log has the details"
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int) and retry_after >= 0:
-            self.set_header("Retry-After", str(retry_after))
-        self.set_header("Content-Type", "application/json; charset=UTF-8")
-        self.finish(json.dumps({"error": reason}))
+        errors.write_error(self, status_code, **kwargs)
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        access.log_exception(self, typ, value, tb)
 
     def write_json(self, status: int, doc: dict[str, Any]) -> None:
         self.set_status(status)
@@ -71,6 +85,9 @@ class BaseHandler(RequestHandler):
         except BrokerUnavailable as e:
             n = UNAVAILABLE_RETRY_AFTER
             raise fail(503, f"{e}; retry in {n} s", retry_after=n) from None
+        except ProtocolError as e:  # a value the bus cannot carry (serialize refused it)
+            raise fail(400, f"the request holds a value that cannot be sent: {e.detail}") \
+                from None
         content = reply["content"]
         if not content.get("ok"):
             status = content.get("http_status")
@@ -89,5 +106,5 @@ def check_address(user: str, worksheet: str, cell_id: str) -> tuple[str, str, st
 
 
 class NotFoundHandler(BaseHandler):
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         raise fail(404, f"no route {self.request.path}")

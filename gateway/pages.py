@@ -16,7 +16,10 @@ TEMPLATE_PATH = str(HERE / "templates")
 
 
 class PageHandler(BaseHandler):
-    """Renders one template as an HTML page."""
+    """Renders one template as an HTML page. Anyone may load it; with ``--auth token`` the
+    page is given the signed-in user (None if the browser has no valid token cookie)."""
+
+    public = True
 
     def initialize(self, template: str) -> None:
         self.template = template
@@ -26,7 +29,9 @@ class PageHandler(BaseHandler):
         self.set_header("Content-Type", "text/html; charset=UTF-8")
 
     def get(self) -> None:
-        self.render(self.template)
+        if self.visitor.via is not None:
+            _ = self.xsrf_token  # sets the _xsrf cookie a form on this page would need
+        self.render(self.template, user=self.visitor.user)
 
 
 ROUTES = [

@@ -27,6 +27,9 @@ def add_option(parser: argparse.ArgumentParser, flag: str, *, help: str, node: s
         value: Any = os.environ[env]
         if kwargs.get("action") == "store_true":
             value = value.lower() in ("1", "true", "yes", "on")
+        elif kwargs.get("action") == "append":  # several values, space-separated
+            value = [kwargs["type"](v) for v in value.split()] if "type" in kwargs \
+                else value.split()
         elif "type" in kwargs:
             value = kwargs["type"](value)
         kwargs["default"] = value

@@ -41,8 +41,8 @@ def unavailable(reason: str) -> None:
                 "bin/test as root, which does")
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def launch_chromium(*extra_args: str) -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (skips, or fails in CI, without)."""
     if not Path(CHROMIUM).exists():
         unavailable(f"no Chromium at {CHROMIUM}")
     try:
@@ -50,11 +50,17 @@ def browser() -> Iterator[Any]:
     except ImportError:
         unavailable("the playwright package is missing (pip install -e '.[test]')")
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS,
+                                                                      *extra_args])
         try:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    yield from launch_chromium()
 
 
 @pytest.fixture

@@ -102,3 +102,12 @@ class DeviceRecord:
     load: int
     last_heartbeat: float
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class UserRecord:
+    """A user of a gateway with ``--auth token``: the SHA-256 of their token, never the token."""
+
+    name: str
+    token_hash: str
+    created: float

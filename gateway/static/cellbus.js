@@ -42,6 +42,8 @@
     evalButtonText: "Evaluate",
     noOutputTimeout: 15000,   // ms without output after which the cell says so
     server: null,             // the gateway's base URL; default: where this script came from
+    token: null,              // a user's token, for pages of other sites (--allow-origin) on a
+                              // gateway with --auth token; its own pages use its cookie
     placeholder: "Python code; Shift+Enter evaluates",
     onShiftEnter: null,       // function(cell) after Shift+Enter evaluated it
     onInput: null,            // function(cell) when the code is edited
@@ -841,9 +843,10 @@
   const RESYNC_DELAY = 5000;     // ms after a reconnect before a running cell checks /update
 
   class Channel {
-    constructor(server) {
+    constructor(server, token) {
       this.server = server;
-      this.wsUrl = server.replace(/^http/, "ws") + "ws";
+      this.wsUrl = server.replace(/^http/, "ws") + "ws"
+        + (token ? "?token=" + encodeURIComponent(token) : "");  // no headers on a WebSocket
       this.mode = window.WebSocket ? "websocket" : "poll";
       this.ws = null;
       this.up = false;          // the current socket has subscribed
@@ -1107,9 +1110,10 @@
 
   const channels = new Map();
 
-  function channelFor(server) {
-    if (!channels.has(server)) channels.set(server, new Channel(server));
-    return channels.get(server);
+  function channelFor(server, token) {
+    const key = server + " " + (token || "");
+    if (!channels.has(key)) channels.set(key, new Channel(server, token));
+    return channels.get(key);
   }
 
   // ---- Cell -----------------------------------------------------------------------------
@@ -1144,7 +1148,8 @@
       this.server = o.server ? new URL(o.server, location.href).href.replace(/\/?$/, "/")
         : DEFAULT_SERVER;
       if (!this.server) throw new Error("cellbus.makeCell: say where the gateway is (options.server)");
-      this.channel = channelFor(this.server);
+      this.token = o.token ? String(o.token) : null;
+      this.channel = channelFor(this.server, this.token);
       this.requestId = null;   // the request whose output this cell shows
       this.generation = 0;     // bumped by every evaluation; late callbacks of older ones stop
       this.status = "idle";
@@ -1256,7 +1261,7 @@
     interrupt() {
       if (!this.busy) return;
       if (this.channel.request(this, "interrupt_request", {}) === null) {
-        fetch(this._url("interrupt"), {method: "POST"}).catch(() => {});
+        this._fetch(this._url("interrupt"), {method: "POST"}).catch(() => {});
       }
     }
 
@@ -1318,9 +1323,17 @@
       return this.server + "home/" + parts.join("/") + "/" + action;
     }
 
+    /** fetch(), with the cell's token (if it has one) in an Authorization header. */
+    _fetch(url, init) {
+      if (!this.token) return fetch(url, init);
+      const o = Object.assign({}, init || {});
+      o.headers = Object.assign({}, o.headers || {}, {Authorization: "Bearer " + this.token});
+      return fetch(url, o);
+    }
+
     async _fetchDocument(since, wait) {
       try {
-        const r = await fetch(this._url("update?since=" + since + (wait ? "&wait=" + wait : "")),
+        const r = await this._fetch(this._url("update?since=" + since + (wait ? "&wait=" + wait : "")),
                               {cache: "no-store"});
         return r.ok ? await r.json() : null;
       } catch (e) {
@@ -1332,7 +1345,7 @@
       const gen = this.generation;
       let r, body;
       try {
-        r = await fetch(this._url("evaluate"), {
+        r = await this._fetch(this._url("evaluate"), {
           method: "POST", headers: {"Content-Type": "application/json"},
           body: JSON.stringify({input: code}),
         });
@@ -1459,7 +1472,7 @@
           const view = this.interacts.get(id);
           let r, body;
           try {
-            r = await fetch(this._url("interact"), {
+            r = await this._fetch(this._url("interact"), {
               method: "POST", headers: {"Content-Type": "application/json"},
               body: JSON.stringify(content),
             });

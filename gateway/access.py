@@ -1,0 +1,243 @@
+"""Who may reach this gateway, and from where: the access policy and its HTTP-level checks.
+
+The policy comes from the gateway's options (``--auth``, ``--allow-anonymous``,
+``--allow-origin``, ``--allow-host``, ``--rate``) and is checked once at start
+(:func:`make_policy` raises :class:`ConfigError`). This module also holds what the checks
+need that is not about tokens:
+
+- the Host check against DNS rebinding (a loopback gateway answers only to names it serves);
+- the origins allowed to embed cells (CORS answers, preflight, WebSocket origins);
+- access-log lines with secrets (``?token=``) taken out of the URL.
+
+Cross-origin POSTs themselves are refused by tornado's ``cross_origin_protection`` (tornado
+6.6: ``Sec-Fetch-Site``, else ``Origin`` against ``Host``), whose ``check_trusted_origin``
+hook asks :meth:`AccessPolicy.origin_allowed`; see :func:`tornado_settings`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import urllib.parse
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Final
+
+import tornado
+from tornado.log import app_log, gen_log
+from tornado.web import HTTPError, RequestHandler, StaticFileHandler
+
+from protocol.errors import ConfigError
+
+from .errors import write_error
+from .ratelimit import Rate, parse_rate
+
+AUTH_MODES: Final = ("token", "none")
+#: Query arguments whose values never reach a log line.
+SECRET_ARGS: Final = frozenset({"token", "_xsrf"})
+#: Seconds a browser may cache a CORS preflight answer.
+PREFLIGHT_MAX_AGE: Final = 600
+
+access_log = logging.getLogger("tornado.access")
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """What the gateway lets through; built by :func:`make_policy`."""
+
+    auth: str = "none"  # "token" or "none"
+    host: str = "127.0.0.1"
+    port: int = 8888
+    origins: frozenset[str] = field(default_factory=frozenset)  # "*": any
+    hosts: frozenset[str] = field(default_factory=frozenset)  # --allow-host
+    rate: Rate | None = None
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    @property
+    def cookie_name(self) -> str:
+        """Cookies ignore ports, so two gateways on one host need names of their own."""
+        return f"cellbus_token_{self.port}"
+
+    def serves_host(self, header: str) -> bool:
+        """Whether a request with this ``Host`` header is for this gateway. A gateway on a
+        non-loopback address answers to any name (its operator chose the network); one on
+        loopback only to loopback names, its ``--host`` and ``--allow-host`` names, so a page
+        whose name was rebound to 127.0.0.1 (DNS rebinding) reaches nothing."""
+        if not self.loopback:
+            return True
+        name = host_name(header)
+        return bool(name) and (name == "localhost" or is_loopback(name)
+                               or name == self.host.lower() or name in self.hosts)
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a page from ``origin`` may embed cells (``--allow-origin``)."""
+        return "*" in self.origins or normal_origin(origin) in self.origins
+
+    def describe(self) -> str:
+        origins = ", ".join(sorted(self.origins)) or "none"
+        return (f"auth {self.auth}; other origins allowed: {origins}; "
+                f"rate limit: {self.rate or 'none'}")
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(header: str) -> str:
+    """The name in a ``Host`` header, lower case, without port or trailing dot."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else ""
+    return header.rpartition(":")[0].rstrip(".") if ":" in header else header.rstrip(".")
+
+
+def normal_origin(origin: str) -> str:
+    """``scheme://host[:port]`` in lower case, without a default port or trailing slash;
+    ``""`` if ``origin`` is not one."""
+    try:
+        parts = urllib.parse.urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") \
+            or parts.query or parts.fragment or parts.username is not None:
+        return ""
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    if port is not None and port != {"http": 80, "https": 443}[parts.scheme]:
+        host += f":{port}"
+    return f"{parts.scheme}://{host}"
+
+
+def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymous: bool = False,
+                origins: list[str] | None = None, hosts: list[str] | None = None,
+                rate: str = "") -> AccessPolicy:
+    """The policy for these options, or :class:`ConfigError` saying what to change.
+
+    Without ``auth``: ``none`` on a loopback address (or with ``allow_anonymous``), else
+    ``token``. ``auth="none"`` on any other address needs ``allow_anonymous``.
+    """
+    if tornado.version_info < (6, 6):
+        raise ConfigError(f"the gateway needs tornado>=6.6 for its cross-origin protection, "
+                          f"not {tornado.version}: pip install -U tornado")
+    if auth is not None and auth not in AUTH_MODES:
+        raise ConfigError(f"--auth {auth!r}: use token or none")
+    loopback = is_loopback(host)
+    mode = auth or ("none" if loopback or allow_anonymous else "token")
+    if mode == "none" and not loopback and not allow_anonymous:
+        raise ConfigError(f"refusing to serve {host or 'every address'} without --auth token: "
+                          "anyone who reaches it could run code. Add users (`bin/cellbus user "
+                          "add NAME`) and use --auth token, or say --allow-anonymous for a "
+                          "public service")
+    allowed: set[str] = set()
+    for origin in origins or []:
+        normal = "*" if origin.strip() == "*" else normal_origin(origin)
+        if not normal:
+            raise ConfigError(f"--allow-origin {origin!r}: give an origin like "
+                              "https://example.org or http://localhost:8000 (no path), or *")
+        allowed.add(normal)
+    names = {h.strip().lower().rstrip(".") for h in hosts or [] if h.strip()}
+    return AccessPolicy(auth=mode, host=host, port=port, origins=frozenset(allowed),
+                        hosts=frozenset(names), rate=parse_rate(rate))
+
+
+def tornado_settings(policy: AccessPolicy) -> dict[str, Any]:
+    """Application settings for the policy: cross-origin protection, xsrf cookie, logs."""
+    return {
+        "access": policy,
+        "cross_origin_protection": True,  # origins: AccessPolicy.origin_allowed (guard.py)
+        "xsrf_cookie_name": f"_xsrf_{policy.port}",
+        "xsrf_cookie_kwargs": {"samesite": "Strict"},
+        "log_function": log_request,
+        "static_handler_class": StaticHandler,
+    }
+
+
+# -- CORS for the allowed origins ------------------------------------------------------------
+
+
+def cors_headers(handler: RequestHandler) -> None:
+    """Let a page from an allowed origin read this answer (errors included). No
+    ``Allow-Credentials``: such pages authenticate with ``Authorization``, never cookies."""
+    origin = handler.request.headers.get("Origin")
+    policy: AccessPolicy | None = handler.settings.get("access")
+    if origin and policy is not None and policy.origin_allowed(origin):
+        handler.set_header("Access-Control-Allow-Origin", origin)
+        handler.set_header("Access-Control-Expose-Headers", "Retry-After")
+        handler.add_header("Vary", "Origin")
+
+
+def preflight(handler: RequestHandler) -> bool:
+    """Answer a CORS preflight: 204 for an allowed origin; False for any other."""
+    origin = handler.request.headers.get("Origin")
+    policy: AccessPolicy = handler.settings["access"]
+    if not origin or not policy.origin_allowed(origin):
+        return False
+    handler.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+    handler.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+    handler.set_header("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE))
+    handler.set_status(204)
+    handler.finish()
+    return True
+
+
+# -- logs without secrets --------------------------------------------------------------------
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with the values of :data:`SECRET_ARGS` replaced by ``[redacted]``."""
+    path, sep, query = uri.partition("?")
+    if not sep:
+        return uri
+    out = []
+    for item in query.split("&"):
+        name = item.partition("=")[0]
+        secret = urllib.parse.unquote_plus(name).strip().lower() in SECRET_ARGS
+        out.append(f"{name}=[redacted]" if secret else item)
+    return f"{path}?{'&'.join(out)}"
+
+
+def summary(handler: RequestHandler) -> str:
+    """``METHOD URI (ADDRESS)`` for a log line, secrets taken out."""
+    r = handler.request
+    return f"{r.method} {redact_uri(r.uri or '')} ({r.remote_ip})"
+
+
+def log_request(handler: RequestHandler) -> None:
+    """tornado's access log line (``log_function``), with the URI redacted."""
+    status = handler.get_status()
+    method = access_log.info if status < 400 else access_log.warning if status < 500 \
+        else access_log.error
+    method("%d %s %.2fms", status, summary(handler), 1000.0 * handler.request.request_time())
+
+
+def log_exception(handler: RequestHandler, typ: type[BaseException] | None,
+                  value: BaseException | None, tb: TracebackType | None) -> None:
+    """tornado's ``log_exception``, with the URI redacted and no request repr (it holds the
+    URI too)."""
+    if isinstance(value, HTTPError):
+        if value.log_message:
+            gen_log.warning("%d %s: %s", value.status_code, summary(handler), value.get_message())
+    else:
+        app_log.error("Uncaught exception %s", summary(handler), exc_info=value or True)
+
+
+class StaticHandler(StaticFileHandler):
+    """``/static/``: tornado's, logging without secrets like every other handler."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """The API's JSON errors (a 404 or 403 under /static/), not tornado's HTML page."""
+        write_error(self, status_code, **kwargs)
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        log_exception(self, typ, value, tb)

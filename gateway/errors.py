@@ -1,0 +1,38 @@
+"""JSON errors, for every gateway handler (HTTP and WebSocket handshakes alike).
+
+Handlers raise ``tornado.web.HTTPError(status, log_message, reason=...)``, usually made by
+:func:`fail`; :func:`write_error` turns it into ``{"error": reason}`` with that status, while
+the log message stays in the log. An error made with ``retry_after`` also gets a
+``Retry-After`` header, and a 401 says which scheme to use (``WWW-Authenticate: Bearer``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tornado.web import HTTPError, RequestHandler
+
+
+def fail(status: int, error: str, *, retry_after: int | None = None) -> HTTPError:
+    """An HTTPError whose ``error`` text is shown to the client (with ``Retry-After``)."""
+    e = HTTPError(status, error, reason=error)
+    e.retry_after = retry_after  # type: ignore[attr-defined]
+    return e
+
+
+def write_error(handler: RequestHandler, status_code: int, **kwargs: Any) -> None:
+    """``RequestHandler.write_error`` for JSON clients."""
+    reason = handler._reason
+    exc = kwargs.get("exc_info", (None, None))[1]
+    if isinstance(exc, HTTPError) and exc.reason:
+        reason = exc.reason
+    elif status_code >= 500 and not isinstance(exc, HTTPError):
+        reason = "internal error; the gateway log has the details"
+    retry_after = getattr(exc, "retry_after", None)
+    if isinstance(retry_after, int) and retry_after >= 0:
+        handler.set_header("Retry-After", str(retry_after))
+    if status_code == 401:
+        handler.set_header("WWW-Authenticate", 'Bearer realm="cellbus"')
+    handler.set_header("Content-Type", "application/json; charset=UTF-8")
+    handler.finish(json.dumps({"error": reason}))

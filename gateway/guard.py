@@ -1,0 +1,172 @@
+"""What every gateway request passes before its handler runs, in this order:
+
+1. **Host** (DNS rebinding): a loopback gateway answers only to names it serves (403).
+2. **Preflight**: ``OPTIONS`` from an ``--allow-origin`` page gets its CORS answer (204), any
+   other 403. Cross-origin ``POST`` was already refused by tornado's
+   ``cross_origin_protection`` unless its origin is allowed.
+3. **Token** (``--auth token``): header, ``?token=`` or cookie, checked with the broker; none
+   or a bad one is 401 (pages anyone may load stay open). A ``GET`` with ``?token=`` sets the
+   cookie and is redirected to the same URL without it.
+4. **Cookie rules**: the cookie speaks only for the gateway's own pages: a cross-origin
+   request carrying it is 403 (WebSockets: ``check_origin``), and a form posted with it must
+   carry tornado's ``_xsrf`` field.
+5. For cell URLs: **owner** (another user's cell is 404, the answer of a cell that does not
+   exist), **body type** (JSON or a form; 415) and **rate** (429 with ``Retry-After``).
+
+The cookie is ``HttpOnly`` and ``SameSite=Strict``: Strict, because the only requests that
+need it come from the gateway's own pages, and a navigation from another site (which Strict
+leaves without it) lands on a page that asks for nothing. Its value is the token itself, so
+removing the user revokes it like any other use of the token.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from typing import Final
+
+from tornado.web import HTTPError, RequestHandler
+
+from .access import AccessPolicy, preflight
+from .auth import COOKIE, QUERY, BadCredential, TokenCheck, credential
+from .errors import fail
+from .bus import BrokerUnavailable
+from .ratelimit import RateLimiter
+
+FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+BODY_TYPES: Final = FORM_TYPES | {"application/json"}
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Seconds a client is told to wait when the broker cannot check a token.
+AUTH_RETRY_AFTER: Final = 5
+NEED_TOKEN: Final = ("this gateway needs a token: send the header Authorization: Bearer TOKEN, "
+                     "or open a page once with ?token=TOKEN (`bin/cellbus user add NAME` makes "
+                     "one)")
+
+
+@dataclass(frozen=True)
+class Visitor:
+    """Who a request is from: ``user`` (None: anonymous), how it proved it (``via``: header,
+    query, cookie or None) and the key its rate is counted under."""
+
+    user: str | None
+    via: str | None
+    key: str
+
+
+def policy_of(handler: RequestHandler) -> AccessPolicy:
+    policy: AccessPolicy = handler.settings["access"]
+    return policy
+
+
+async def admit(handler: RequestHandler, *, public: bool = False,
+                websocket: bool = False) -> Visitor | None:
+    """Steps 1-4 for ``handler``'s request: the visitor, or None when the request has been
+    answered already (a preflight, or the redirect after ``?token=``). Raises HTTPError."""
+    policy = policy_of(handler)
+    host = handler.request.headers.get("Host", "")
+    if not policy.serves_host(host):
+        raise fail(403, f"this gateway does not serve the host {host!r}; open it as "
+                        f"http://127.0.0.1:{policy.port}/ (or start it with --allow-host NAME "
+                        "if a proxy serves it under that name)")
+    if handler.request.method == "OPTIONS":
+        if preflight(handler):
+            return None
+        raise fail(403, "pages of this origin may not use this gateway (see --allow-origin)")
+    anonymous = Visitor(None, None, f"ip:{handler.request.remote_ip}")
+    if policy.auth == "none":
+        return anonymous
+    try:
+        cred = credential(handler, policy.cookie_name)
+    except BadCredential as e:
+        raise fail(401, f"{e}; {NEED_TOKEN}") from None
+    if cred is None:
+        if public:
+            return anonymous
+        raise fail(401, NEED_TOKEN)
+    user = await _user(handler, cred.token)
+    if user is None:
+        if cred.via != COOKIE:
+            raise fail(401, "the token is not valid (mistyped, replaced or removed)")
+        handler.clear_cookie(policy.cookie_name)
+        if public:
+            return anonymous
+        raise fail(401, "this browser's token is no longer valid; open the page once with "
+                        "?token=TOKEN")
+    if cred.via == QUERY and handler.request.method == "GET" and not websocket:
+        sign_in(handler, policy, cred.token)
+        return None
+    if cred.via == COOKIE and handler.request.method not in SAFE_METHODS:
+        if not same_origin(handler):
+            raise fail(403, "the sign-in cookie is for this gateway's own pages; other pages "
+                            "send Authorization: Bearer TOKEN")
+        if body_type(handler) in FORM_TYPES:
+            try:
+                handler.check_xsrf_cookie()
+            except HTTPError:
+                raise fail(403, "a form posted with the sign-in cookie needs the _xsrf field "
+                                "of this gateway's pages; send JSON instead") from None
+    return Visitor(user, cred.via, f"user:{user}")
+
+
+async def _user(handler: RequestHandler, token: str) -> str | None:
+    check: TokenCheck = handler.settings["token_check"]
+    try:
+        return await check.user(token)
+    except BrokerUnavailable as e:
+        raise fail(503, f"cannot check the token now ({e}); retry in {AUTH_RETRY_AFTER} s",
+                   retry_after=AUTH_RETRY_AFTER) from None
+
+
+def sign_in(handler: RequestHandler, policy: AccessPolicy, token: str) -> None:
+    """Set the cookie and redirect to the same URL without ``token``."""
+    handler.set_cookie(policy.cookie_name, token, path="/", httponly=True, samesite="Strict",
+                       secure=handler.request.protocol == "https")
+    rest = [(k, v) for k, values in handler.request.query_arguments.items() if k != "token"
+            for v in values]
+    path = "/" + handler.request.path.lstrip("/")  # never "//host": no open redirect
+    handler.redirect(path + ("?" + urllib.parse.urlencode(rest) if rest else ""))
+
+
+def same_origin(handler: RequestHandler) -> bool:
+    """Whether the request comes from this gateway's own pages (or from no page at all)."""
+    site = handler.request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    origin = handler.request.headers.get("Origin")
+    host = handler.request.headers.get("Host", "").lower()
+    return origin is None or urllib.parse.urlsplit(origin).netloc.lower() == host
+
+
+def body_type(handler: RequestHandler) -> str:
+    return handler.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+
+
+def check_cell_request(handler: RequestHandler, visitor: Visitor, *, costly: bool) -> None:
+    """Step 5 for a request about the cell in ``handler.path_args`` (user, worksheet, cell)."""
+    user, worksheet, cell_id = handler.path_args[:3]
+    if not may_use(policy_of(handler), visitor, user):
+        raise no_such_cell(worksheet, cell_id)
+    if handler.request.method not in SAFE_METHODS and handler.request.body \
+            and body_type(handler) not in BODY_TYPES:
+        raise fail(415, "send JSON (Content-Type: application/json) or a form")
+    if costly:
+        wait = rate_wait(handler, visitor)
+        if wait is not None:
+            raise fail(429, f"too many requests (limit {policy_of(handler).rate}); retry in "
+                            f"{wait} s", retry_after=wait)
+
+
+def may_use(policy: AccessPolicy, visitor: Visitor, user: str) -> bool:
+    """Whether ``visitor`` may read or drive cells of ``user``."""
+    return policy.auth == "none" or visitor.user == user
+
+
+def no_such_cell(worksheet: str, cell_id: str) -> HTTPError:
+    """The 404 of a cell that does not exist (the broker's words), for other users' cells."""
+    return fail(404, f"no cell {cell_id} in worksheet {worksheet}")
+
+
+def rate_wait(handler: RequestHandler, visitor: Visitor) -> int | None:
+    """None if ``visitor`` may make one more request that runs code, else seconds to wait."""
+    limiter: RateLimiter | None = handler.settings.get("limiter")
+    return limiter.take(visitor.key) if limiter is not None else None

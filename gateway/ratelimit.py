@@ -1,0 +1,77 @@
+"""``--rate N/min``: how many requests that run code one user (or address) may make.
+
+One token bucket per key (``user:NAME``, or ``ip:ADDRESS`` without auth): it holds up to N
+tokens, refills at N per minute, and a request that finds it empty is refused with the seconds
+until the next token, which the gateway sends as ``Retry-After`` with a 429. It is checked
+before anything reaches the broker, so a refused request stores nothing.
+
+Not device/pacing.py's ``TokenBucket``: the gateway may not import device/ (components share
+only protocol/), and that bucket makes its caller wait, where this one must refuse at once.
+Not the ``limits`` library either: its in-memory storage expires keys from a timer thread,
+and the whole job is the twenty lines below.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Final
+
+from protocol.errors import ConfigError
+
+#: Keys remembered at most; when there are more, the idle (full) buckets are forgotten.
+MAX_KEYS: Final = 100_000
+_UNITS: Final = {"s": 1.0, "sec": 1.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
+_RATE: Final = re.compile(r"\s*(\d+)\s*/\s*([a-z]+)\s*")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """``count`` requests per ``per`` seconds (also the most allowed at once)."""
+
+    count: int
+    per: float
+
+    def __str__(self) -> str:
+        unit = {1.0: "s", 60.0: "min", 3600.0: "h"}.get(self.per, f"{self.per:g}s")
+        return f"{self.count}/{unit}"
+
+
+def parse_rate(text: str) -> Rate | None:
+    """``"30/min"`` (also ``/s``, ``/h``) as a :class:`Rate`; ``"0"``, ``""`` or ``"off"``:
+    no limit. Raises :class:`ConfigError` saying the form."""
+    if text.strip().lower() in ("", "0", "off", "none"):
+        return None
+    m = _RATE.fullmatch(text.lower())
+    if m is None or m.group(2) not in _UNITS or int(m.group(1)) < 1:
+        raise ConfigError(f"--rate {text!r}: give requests per time like 30/min (or N/s, N/h); "
+                          "0 for no limit")
+    return Rate(int(m.group(1)), _UNITS[m.group(2)])
+
+
+class RateLimiter:
+    """A token bucket per key: :meth:`take` is None when allowed, else seconds to wait."""
+
+    def __init__(self, rate: Rate) -> None:
+        self.rate = rate
+        self.per_second = rate.count / rate.per
+        self.buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def take(self, key: str, *, now: float | None = None) -> int | None:
+        now = time.monotonic() if now is None else now
+        tokens, stamp = self.buckets.get(key, (float(self.rate.count), now))
+        tokens = min(float(self.rate.count), tokens + (now - stamp) * self.per_second)
+        if tokens < 1.0:
+            self.buckets[key] = (tokens, now)
+            return max(1, math.ceil((1.0 - tokens) / self.per_second))
+        if len(self.buckets) >= MAX_KEYS and key not in self.buckets:
+            self._forget_idle(now)
+        self.buckets[key] = (tokens - 1.0, now)
+        return None
+
+    def _forget_idle(self, now: float) -> None:
+        full = float(self.rate.count)
+        self.buckets = {k: (t, s) for k, (t, s) in self.buckets.items()
+                        if t + (now - s) * self.per_second < full}

@@ -1,0 +1,109 @@
+"""Helpers of the access tests (tests/test_access.py, tests/test_browser_access.py).
+
+Requests with any headers (Host, Origin, Cookie, Authorization) and no redirects followed,
+users made with ``bin/cellbus user`` as an operator would, and a look into the chain's SQLite
+store to prove that a refused request stored nothing.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sqlite3
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from harness import ROOT, Chain
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: http.client.HTTPMessage
+    body: Any  # decoded JSON, else bytes
+
+
+def call(port: int, method: str, path: str, body: bytes | str | None = None,
+         headers: dict[str, str] | None = None, timeout: float = 30) -> Answer:
+    """One HTTP request to 127.0.0.1:port, exactly as given (redirects are answers)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        raw = resp.read()
+        ctype = resp.headers.get("Content-Type", "")
+        return Answer(resp.status, resp.headers,
+                      json.loads(raw) if ctype.startswith("application/json") and raw else raw)
+    finally:
+        conn.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def evaluate_body(code: str) -> str:
+    return json.dumps({"input": code})
+
+
+def cellbus_user(*args: str, store: str) -> subprocess.CompletedProcess[str]:
+    """``bin/cellbus user ARGS --store STORE``."""
+    return subprocess.run([str(ROOT / "bin" / "cellbus"), "user", *args, "--store", store],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def add_user(chain: Chain, name: str) -> str:
+    """A new user of ``chain``'s store; their token."""
+    out = cellbus_user("add", name, store=chain.store)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()[-1]
+
+
+def store_path(chain: Chain) -> str:
+    return "/" + unquote(urlsplit(chain.store).path).lstrip("/")
+
+
+def stored_requests(chain: Chain) -> list[tuple[str, str, str, str]]:
+    """(user, worksheet, cell_id, input) of every request in the chain's store."""
+    with closing(sqlite3.connect(f"file:{store_path(chain)}?mode=ro", uri=True)) as db:
+        return db.execute("SELECT user, worksheet, cell_id, input FROM requests "
+                          "ORDER BY id").fetchall()
+
+
+class _Pages(BaseHTTPRequestHandler):
+    pages: dict[str, str] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        page = self.server.pages.get(self.path.split("?")[0])  # type: ignore[attr-defined]
+        self.send_response(200 if page is not None else 404)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        self.wfile.write((page or "not here").encode())
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def other_site(pages: dict[str, str]) -> Iterator[int]:
+    """A plain web server on another free loopback port serving ``pages`` (path -> HTML):
+    the site of a page that is not the gateway's. Yields its port."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
+    server.pages = pages  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
