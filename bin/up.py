@@ -7,6 +7,11 @@ gateway, then the devices, then the broker, each gracefully; if any node dies, t
 stopped too and the exit status says so. While it runs, its endpoints and key file are in a
 state file (mode 0600) that ``bin/cellbus status`` reads: ``$XDG_RUNTIME_DIR/cellbus/up.json``,
 else ``/tmp/cellbus-$UID/up.json``.
+
+Restarts. The store (``--store``, else the default file in the data directory) is the same
+for every run, and ``--key-file PATH`` keeps the key too: after any stop, even ``kill -9`` of
+the whole process group, ``up`` started again on the same store finishes what was accepted
+(requests that were running end with a ``DeviceLost`` error, waiting ones run) and goes on.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from broker.status import remove_state, write_state  # noqa: E402
+from gateway.__main__ import add_access_options  # noqa: E402
+from gateway.access import make_policy  # noqa: E402
+from broker.retention import DEFAULT_TEXT, parse_duration  # noqa: E402
+from device.router import DRAIN_TIMEOUT  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
 from protocol.errors import ConfigError  # noqa: E402
 
@@ -44,15 +53,44 @@ def parser() -> argparse.ArgumentParser:
                help="seconds an idle session worker lives")
     add_option(p, "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                help="log verbosity of every node")
+    add_option(p, "--key-file", metavar="PATH",
+               help="deployment key to sign the bus with, created (mode 0600) if missing, so "
+                    "a restarted `up` and nodes started by hand share it; default a fresh key "
+                    "for each run, removed when it stops")
+    add_option(p, "--retention", type=parse_duration, default=DEFAULT_TEXT, node="broker",
+               metavar="DURATION", help="as for the broker: how long finished sessions' "
+               "messages stay whole before they are compacted (0 or off: never)")
+    add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
+               help="as for devices: on stop, seconds running cells get to finish")
+    add_access_options(p)
     return p
+
+
+def access_argv(a: argparse.Namespace) -> list[str]:
+    """The gateway's access options, as given to `up`."""
+    argv = ["--rate", a.rate] + (["--auth", a.auth] if a.auth else [])
+    argv += ["--allow-anonymous"] if a.allow_anonymous else []
+    for origin in a.allow_origin or []:
+        argv += ["--allow-origin", origin]
+    for host in a.allow_host or []:
+        argv += ["--allow-host", host]
+    return argv
+
+
+def sandbox_uids(device: int) -> str:
+    """Disjoint session uid ranges for the devices of one machine (1000 each)."""
+    first = 300000 + 1000 * device
+    return f"{first}-{first + 999}"
 
 
 class Supervisor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.run_dir = Path(tempfile.mkdtemp(prefix="cellbus-up-"))
-        self.key_file = self.run_dir / "bus.key"
-        generate_key(self.key_file)
+        self.key_file = (Path(args.key_file).absolute() if args.key_file
+                         else self.run_dir / "bus.key")
+        if not self.key_file.exists():
+            generate_key(self.key_file)
         self.ep = {name: f"ipc://{self.run_dir / name}" for name in ("gw", "dev", "pub")}
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.stopping = False
@@ -95,15 +133,19 @@ class Supervisor:
         a = self.args
         broker = ["--gateway-bind", self.ep["gw"], "--device-bind", self.ep["dev"],
                   "--publish-bind", self.ep["pub"]]
-        self.start("broker", "broker", *broker, *(["--store", a.store] if a.store else []))
+        self.start("broker", "broker", *broker, *(["--store", a.store] if a.store else []),
+                   "--retention", str(a.retention))
         for name in ("gw", "dev", "pub"):
             self.wait_for_socket(name)
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
-                       "--exec-timeout", str(a.exec_timeout), "--idle-timeout", str(a.idle_timeout))
+                       "--sandbox-uids", sandbox_uids(i),
+                       "--exec-timeout", str(a.exec_timeout),
+                       "--idle-timeout", str(a.idle_timeout),
+                       "--drain-timeout", str(a.drain_timeout))
         self.start("gateway", "gateway", "--broker", self.ep["gw"], "--subscribe", self.ep["pub"],
-                   "--host", a.host, "--port", str(a.port))
+                   "--host", a.host, "--port", str(a.port), *access_argv(a))
         self.wait_for_port(a.host, a.port)
         host = f"[{a.host}]" if ":" in a.host else a.host
         url = f"http://{host}:{a.port}/"
@@ -114,6 +156,11 @@ class Supervisor:
             print(f"cellbus up: `bin/cellbus status` will need --broker and --key-file: {e}",
                   file=sys.stderr, flush=True)
         print(f"cellbus is up: {url}  (Ctrl-C stops it)", flush=True)
+        if make_policy(host=a.host, port=a.port, auth=a.auth,
+                       allow_anonymous=a.allow_anonymous).auth == "token":
+            store = f" --store {a.store}" if a.store else ""
+            print(f"it needs tokens: `bin/cellbus user add NAME{store}` makes one; open "
+                  f"{url}?token=TOKEN once in a browser", flush=True)
         while True:
             self.check()
             time.sleep(0.2)
@@ -128,8 +175,8 @@ class Supervisor:
                 if proc.poll() is None:
                     proc.send_signal(signal.SIGTERM)
             for proc in procs:
-                try:
-                    proc.wait(STOP_GRACE)
+                try:  # devices get their drain timeout on top
+                    proc.wait(STOP_GRACE + (self.args.drain_timeout if group == "device" else 0))
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
@@ -138,6 +185,13 @@ class Supervisor:
 
 def main() -> int:
     args = parser().parse_args()
+    try:  # the gateway would refuse these; say so before starting anything
+        make_policy(host=args.host, port=args.port, auth=args.auth,
+                    allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
+                    hosts=args.allow_host, rate=args.rate)
+    except ConfigError as e:
+        print(f"cellbus up: {e}", file=sys.stderr, flush=True)
+        return 2
     supervisor = Supervisor(args)
 
     def on_signal(signum: int, frame: object) -> None:

@@ -12,6 +12,7 @@ from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
 from .node import Broker
+from .retention import DEFAULT_TEXT, parse_duration
 from .store import ACCEPTED, UnknownStore, default_sqlite_url, open_store
 
 
@@ -31,6 +32,10 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--feed-hwm", type=int, default=FEED_HWM, metavar="N",
                help="output messages queued for a slow gateway before the feed drops some "
                     "(gateways fetch dropped ones from the store)")
+    add_option(p, "--retention", type=parse_duration, default=DEFAULT_TEXT, metavar="DURATION",
+               node="broker", help="how long after a session finished its messages stay whole; "
+               "then they are compacted to each cell's final output (e.g. 45s, 12h, 7d; 0 or "
+               "off: never)")
     add_common_options(p)
     return p
 
@@ -46,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(str(e)) from None
         return Broker(Session(load_key(args.key_file), packer=args.packer), store,
                       gateway_bind=args.gateway_bind, device_bind=args.device_bind,
-                      publish_bind=args.publish_bind, feed_hwm=args.feed_hwm)
+                      publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
+                      retention_period=args.retention)
 
     return run_node(make)
 

@@ -9,7 +9,15 @@ When a device registers, or is heard again after being lost or after the broker 
 its report of the requests it holds is reconciled with the store: requests it still holds
 are left to it, queued ones it no longer has are sent again, and running ones it no longer
 has end with ``DeviceLost``. Requests left ``working`` by a previous broker on a device that
-never comes back end the same way once the grace period after start-up has passed.
+never comes back end the same way once the grace period after start-up has passed. A
+request whose reply and closing idle status are already stored (the broker died between
+storing them and noting that the request ended) ends as its reply says instead.
+
+A device that stops gracefully (SIGTERM) drains (``device_drain``, see
+:mod:`device.router`): the broker places nothing more on it and places elsewhere the
+requests it hands back; on its final ``device_drain`` the broker also takes back whatever
+it still had placed there, ends with ``DeviceStopped`` anything still running there (its
+output up to then is stored), forgets the device and answers, so the device may leave.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import zmq
 from protocol import msgtypes as mt
 
 from .placement import HEARTBEAT_INTERVAL
-from .store import NEEDS_WORK, WORKING, Request
+from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request
 
 if TYPE_CHECKING:
     from .node import Broker
@@ -94,9 +102,45 @@ class DeviceWatch:
                 await self.fail(request, f"the device {request.device} running this cell did "
                                          "not come back after the broker restarted; run it again")
 
-    async def fail(self, request: Request, why: str, ename: str = "DeviceLost") -> None:
-        """End ``request`` with an error (DeviceLost unless ``ename``) in its cell's output."""
+    async def drained(self, device: str, msg: dict[str, Any]) -> None:
+        """A device that stops handed requests back (all it had, if ``final``); called once
+        everything it sent before ``msg`` is stored."""
         broker = self.broker
+        content = msg["content"]
+        returned = content.get("returned")
+        returned = [r for r in returned if isinstance(r, str)] if isinstance(returned, list) \
+            else []
+        final = content.get("final") is True
+        for msg_id in returned:
+            broker.sent.discard(msg_id)
+        stopped = 0
+        if final:
+            for request in await self.store.requests(NEEDS_WORK, device=device):
+                broker.sent.discard(request.msg_id)
+            for request in await self.store.requests(WORKING, device=device):
+                stopped += 1
+                await self.fail(request, f"the device {device} running this cell stopped "
+                                         "before it finished; run it again",
+                                ename="DeviceStopped")
+            broker.devices.left(device)
+        broker.log.info("broker: device %s %s; %d requests handed back to place elsewhere%s",
+                        device, "left" if final else "is draining", len(returned),
+                        f", {stopped} unfinished cells ended" if stopped else "")
+        await broker.dispatch_pending()
+        if final:
+            answer = broker.session.msg(mt.DEVICE_DRAIN_REPLY, {"ok": True}, parent=msg)
+            try:
+                await broker.device_sock.send_multipart(
+                    broker.session.serialize(answer, [device.encode()]), flags=zmq.NOBLOCK)
+            except zmq.ZMQError:
+                pass  # gone already; it leaves anyway
+
+    async def fail(self, request: Request, why: str, ename: str = "DeviceLost") -> None:
+        """End ``request`` with an error (DeviceLost unless ``ename``) in its cell's output,
+        unless its stored output shows it ended already."""
+        broker = self.broker
+        if await self.settle(request):
+            return
         error = {"ename": ename, "evalue": why, "traceback": [f"{ename}: {why}"]}
         facts = dict(request.message.get("metadata", {}).get("cellbus") or {})
         facts.update(session=request.session, device=request.device)
@@ -112,3 +156,29 @@ class DeviceWatch:
                 metadata={"cellbus": dict(facts)})))
         broker.log.warning("broker: request %s ends with %s: %s", request.msg_id, ename, why)
         await broker.persist_and_publish(out)
+
+    async def settle(self, request: Request) -> bool:
+        """If ``request``'s reply and the idle status after it are stored, move it to done or
+        error as the reply says (a broker that died in between did not) and return True."""
+        if request.status != WORKING:
+            return False
+        reply: dict[str, Any] | None = None
+        for _, stored in await self.store.messages(request.session, parent=request.msg_id):
+            kind, content = stored.get("msg_type"), stored.get("content") or {}
+            if kind in (mt.EXECUTE_REPLY, mt.INTERACT_REPLY):
+                reply = content
+            elif (reply is not None and kind == mt.STATUS
+                  and content.get("execution_state") == "idle"):
+                ok = reply.get("status") == "ok"
+                error = None if ok else f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}"
+                updated = await self.broker._set_status(request, DONE if ok else ERROR, error)
+                view = self.broker.cells.cached(request.msg_id)
+                if updated is not None and view is not None:
+                    view.request = updated
+                self.broker.sent.discard(request.msg_id)
+                await self.broker.intake.interacts.finished(request)
+                self.broker.log.info("broker: request %s had ended (%s) before the broker "
+                                     "noted it", request.msg_id, "done" if ok else "error")
+                return True
+        return False
+

@@ -5,6 +5,8 @@ Everything here talks over real sockets; nothing is mocked. Every wait has a dea
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import signal
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import zmq
+from tornado.websocket import websocket_connect
 
 from protocol import Session
 from protocol.wire import Message
@@ -32,8 +35,9 @@ def free_port() -> int:
 class NodeProcess:
     """A node started with ``bin/cellbus`` as an operator would; its log is kept and searchable."""
 
-    def __init__(self, *argv: str, env: dict[str, str] | None = None) -> None:
-        self.argv = [str(ROOT / "bin" / "cellbus"), *argv]
+    def __init__(self, *argv: str, env: dict[str, str] | None = None,
+                 wrap: list[str] | None = None) -> None:
+        self.argv = [*(wrap or []), str(ROOT / "bin" / "cellbus"), *argv]
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=ROOT,
@@ -104,6 +108,7 @@ class BusClient:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        self.endpoint = bind or connect or ""
         if bind:
             self.sock.bind(bind)
         if connect:
@@ -164,6 +169,15 @@ class BusClient:
 
     def run(self, code: str, session_id: str, timeout: float = 20.0) -> list[Message]:
         return self.replies_to(self.execute(code, session_id), timeout)
+
+
+def worker_pid(device: NodeProcess, session: str) -> int:
+    """The host pid of the session's worker (or of its sandbox's init, whose exit ends every
+    process of the session), from the device's log: code inside a sandbox sees its own
+    PID namespace, where ``os.getpid()`` is small and means nothing on the host."""
+    pattern = rf"started worker (\d+) for session {re.escape(session)} "
+    device.wait_for_log(pattern)
+    return int(re.findall(pattern, device.log)[-1])  # its latest worker
 
 
 def stdout_of(msgs: list[Message], name: str = "stdout") -> str:
@@ -365,3 +379,25 @@ def wait_gateway_linked(chain: Chain, timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while chain.update("-/-/-")[0] == 503 and time.monotonic() < deadline:
         time.sleep(0.05)
+
+
+def replayed_seqs(chain: Chain, user: str, worksheet: str) -> list[int]:
+    """The seqs a WebSocket subscription from since=0 replays for the worksheet."""
+    async def replay() -> list[int]:
+        ws = await websocket_connect(f"ws://127.0.0.1:{chain.port}/ws")
+        await ws.write_message(json.dumps({"header": {"msg_type": "subscribe_request"},
+                                           "content": {"user": user, "worksheet": worksheet,
+                                                       "since": 0}}))
+        seqs = []
+        async with asyncio.timeout(10):
+            while True:
+                msg = json.loads(await ws.read_message())
+                if msg["msg_type"] == "subscribe_reply":
+                    break
+                seqs.append(msg["metadata"]["cellbus"]["seq"])
+        ws.close()
+        while await ws.read_message() is not None:
+            pass
+        return seqs
+
+    return asyncio.run(replay())

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import time
 
-from harness import Chain
+from harness import Chain, replayed_seqs
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(60)"
 
@@ -79,27 +79,39 @@ def test_broker_restarted_after_its_device_died_ends_the_orphaned_cell(chain: Ch
 
 
 def assert_gap_free(chain: Chain, user: str, worksheet: str) -> None:
-    import asyncio
-    import json
-
-    from tornado.websocket import websocket_connect
-
-    async def replay() -> list[int]:
-        ws = await websocket_connect(f"ws://127.0.0.1:{chain.port}/ws")
-        await ws.write_message(json.dumps({"header": {"msg_type": "subscribe_request"},
-                                           "content": {"user": user, "worksheet": worksheet,
-                                                       "since": 0}}))
-        seqs = []
-        async with asyncio.timeout(10):
-            while True:
-                msg = json.loads(await ws.read_message())
-                if msg["msg_type"] == "subscribe_reply":
-                    break
-                seqs.append(msg["metadata"]["cellbus"]["seq"])
-        ws.close()
-        while await ws.read_message() is not None:
-            pass
-        return seqs
-
-    seqs = asyncio.run(replay())
+    seqs = replayed_seqs(chain, user, worksheet)
     assert seqs == list(range(1, len(seqs) + 1)) and seqs
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_printing_100_mb_is_cut_at_the_limit_and_the_broker_stays_bounded(chain: Chain) -> None:
+    """The device cuts output at --max-output (16 MiB here); the broker, which persists and
+    publishes every message, grows by a bounded amount, not by the 100 MB asked for."""
+    broker = chain.start_broker()
+    chain.start_gateway()
+    chain.start_device("--max-output", str(16 * 2**20), "--output-rate", str(64 * 2**20))
+    assert chain.evaluate("u/w/warm", "print(1)")[0] == 202
+    chain.wait_done("u/w/warm")
+    before = rss_mib(broker.proc.pid)
+    flood = "line = 'x' * (2**20 - 1)\nfor _ in range(100):\n    print(line)"
+    assert chain.evaluate("u/w/flood", flood)[0] == 202
+    doc = chain.wait_done("u/w/flood", timeout=120)
+    assert doc["status"] == "error"
+    text = " ".join(str(v) for v in doc["output"].values())
+    assert "OutputLimitExceeded" in text and "output cut here" in text
+    stdout = sum(len(v.get("content", "")) for k, v in doc["output"].items()
+                 if k.startswith("stdout") and isinstance(v, dict))
+    assert 8 * 2**20 <= stdout <= 17 * 2**20, stdout
+    grown = rss_mib(broker.proc.pid) - before
+    print(f"broker RSS {before:.0f} MiB before, grew {grown:.0f} MiB for a 100 MB print cut "
+          f"at 16 MiB ({stdout / 2**20:.1f} MiB kept)")
+    assert grown < 160, grown
+    assert chain.evaluate("u/w/after", "print('still here')")[0] == 202
+    assert chain.wait_done("u/w/after")["status"] == "done"

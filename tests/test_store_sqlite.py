@@ -259,3 +259,52 @@ def test_default_sqlite_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     home_default = tmp_path / "home" / ".local" / "share" / "cellbus" / "cellbus.db"
     assert default_sqlite_path() == home_default
+
+
+# -- retention: giving space back ------------------------------------------------------------
+
+
+async def test_compaction_and_reclaim_shrink_the_file(url: str) -> None:
+    """Tests that a new store is auto_vacuum=INCREMENTAL, and that after compacting a big
+    finished session, reclaim_space() truncates the file and the WAL to about what is left
+    (plus the few free pages kept for new rows)."""
+    import time
+
+    from broker.store._sqlite_retention import KEEP_FREE_PAGES
+    from test_store_contract import evaluated, finished_session, out
+
+    async with SQLiteStore(url) as store:
+        assert store.auto_vacuum == "incremental" and "INCREMENTAL" in store.describe()
+        await finished_session(store)
+        for run in range(20):
+            await evaluated(store, "1", [out(f"run {run} line {i} " + "x" * 200 + "\n")
+                                         for i in range(200)])
+        await store.reclaim_space()  # a checkpoint: the size of the data, not of the WAL
+        full = await store.disk_usage()
+        stats = await store.compact(time.time() + 1)
+        assert stats.sessions == 1 and stats.requests_removed == 19
+        line = await store.reclaim_space()
+        small = await store.disk_usage()
+        kept_free = KEEP_FREE_PAGES * 4096  # free pages left in the file for new rows
+        assert full is not None and small is not None and small - kept_free < full / 10, (
+            full, small)
+        assert line is not None and "auto_vacuum incremental" in line
+        [(seq, msg)] = [m for m in await store.messages("s1") if m[1]["msg_type"] == "stream"]
+        text = msg["content"]["text"]
+        assert text.count("\n") == 200 and "run 19 line 199" in text
+
+
+async def test_an_older_small_store_is_converted_to_incremental(tmp_path: Path) -> None:
+    """Tests that a store created before retention (auto_vacuum NONE) is converted when it is
+    opened, keeping its data."""
+    path = tmp_path / "old.db"
+    async with SQLiteStore(sqlite_url(path)) as store:
+        await store.add_request(execute())
+    with sqlite3.connect(path) as conn:  # as it was: auto_vacuum NONE
+        conn.execute("PRAGMA auto_vacuum=NONE")
+        conn.execute("VACUUM")
+        assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 0
+    conn.close()
+    async with SQLiteStore(sqlite_url(path)) as store:
+        assert store.auto_vacuum == "incremental"
+        assert len(await store.requests("needs_work")) == 1

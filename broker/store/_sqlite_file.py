@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
+from . import _sqlite_retention
 from .errors import StoreError, UnknownStore
 
 SCHEMA_VERSION: Final = 1
@@ -46,6 +47,14 @@ SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS devices (
         device TEXT PRIMARY KEY, capacity INTEGER NOT NULL, load INTEGER NOT NULL,
         last_heartbeat REAL NOT NULL, info BLOB NOT NULL)""",
+    # users of gateways with --auth token: the SHA-256 of each token, never the token
+    """CREATE TABLE IF NOT EXISTS users (
+        name TEXT PRIMARY KEY, token_hash TEXT NOT NULL UNIQUE, created REAL NOT NULL)""",
+    # retention (._sqlite_retention): each compacted session and the seq it was compacted
+    # through; sessions by last activity, to find finished ones
+    """CREATE TABLE IF NOT EXISTS compacted (
+        session TEXT PRIMARY KEY, through INTEGER NOT NULL, at REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS sessions_activity ON sessions (last_activity)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
@@ -90,12 +99,14 @@ def connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
             opened.append(sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None,
                                           check_same_thread=False))
         wconn, rconn = opened
+        _sqlite_retention.prepare(wconn)  # a new file: auto_vacuum=INCREMENTAL, before WAL
         mode = wconn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"SQLite store {path} cannot use WAL mode (got {mode}); put it "
                              "on a local filesystem")
         wconn.execute("PRAGMA synchronous=NORMAL")
         _migrate(path, wconn)
+        _sqlite_retention.finish_open(wconn, path)
         rconn.execute("PRAGMA query_only=ON")
         return wconn, rconn
     except BaseException as e:

@@ -6,7 +6,8 @@ on a replica set (see :func:`~broker.store._mongo_url.client_options`). Reads al
 the primary, so a broker reads what it just wrote.
 
 Collections mirror the channels: ``requests``, ``messages``, ``sessions``, ``devices``, plus
-``seqs`` (one counter per session) and ``counters`` (the requests' creation order). Messages,
+``seqs`` (one counter per session), ``counters`` (the requests' creation order) and ``users``
+(token hashes for ``--auth token``). Messages,
 request messages and device info are msgpack blobs, as in the SQLite store: bytes stay bytes
 and keys with dots or ``$`` are data, not operators; only the indexed fields are top-level.
 
@@ -28,8 +29,8 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import fields, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Final
 
 from bson.errors import BSONError
@@ -37,24 +38,24 @@ from pymongo import AsyncMongoClient, IndexModel, ReadPreference, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
+from . import _mongo_retention as _retention
+from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
+                          _request, _session, _user)
 from ._mongo_append import Appender, Row
 from ._mongo_url import client_options, database_name, public_url
 from ._writer import MAX_BATCH, MAX_PENDING
 from .base import Message, Store
+from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
                       STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
-                      SessionRecord, check_transition)
-from .sqlite import _check_limit, _header_facts, _pack, _unpack
+                      SessionRecord, UserRecord, check_transition)
+from .sqlite import _check_limit, _header_facts
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
 
-#: Largest packed message: MongoDB's 16 MiB document limit less room for the other fields.
-MAX_BLOB: Final = 16 * 1024 * 1024 - 64 * 1024
-_REQUEST_FIELDS: Final = tuple(f.name for f in fields(Request))
-_SESSION_FIELDS: Final = tuple(f.name for f in fields(SessionRecord))
 _INDEXES: Final = {
     "requests": [
         IndexModel([("msg_id", 1)], unique=True),
@@ -67,51 +68,16 @@ _INDEXES: Final = {
     "messages": [IndexModel([("session", 1), ("seq", 1)], unique=True),
                  IndexModel([("session", 1), ("parent", 1), ("seq", 1)])],
     "sessions": [IndexModel([("session", 1)], unique=True),
-                 IndexModel([("user", 1), ("worksheet", 1), ("state", 1)])],
+                 IndexModel([("user", 1), ("worksheet", 1), ("state", 1)]),
+                 IndexModel([("last_activity", 1)])],  # finished_sessions
     "devices": [IndexModel([("device", 1)], unique=True)],
+    "users": [IndexModel([("name", 1)], unique=True),
+              IndexModel([("token_hash", 1)], unique=True)],
     "seqs": [],  # {_id: session, last: int}
     "counters": [],  # {_id: "requests", last: int}
+    "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
 }
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
-
-
-def _blob(obj: Any, what: str) -> bytes:
-    data = _pack(obj)
-    if len(data) > MAX_BLOB:
-        raise StoreError(f"{what} is {len(data)} bytes packed; the MongoDB store takes at "
-                         f"most {MAX_BLOB}")
-    return data
-
-
-def _loads(value: Any, what: str) -> Any:
-    try:
-        if isinstance(value, bytes):
-            return _unpack(value)
-    except ValueError:  # every msgpack decoding error is one
-        pass
-    raise StoreError(f"{what} in MongoDB is not a msgpack blob: the database was changed "
-                     "by something other than cellbus")
-
-
-def _fields(doc: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
-    """The record fields of a document (None for any missing)."""
-    return {name: doc.get(name) for name in names}
-
-
-def _request(doc: Mapping[str, Any]) -> Request:
-    values = _fields(doc, _REQUEST_FIELDS)
-    values["message"] = _loads(values["message"], f"request {values['msg_id']!r}")
-    return Request(**values)
-
-
-def _session(doc: Mapping[str, Any]) -> SessionRecord:
-    return SessionRecord(**_fields(doc, _SESSION_FIELDS))
-
-
-def _device(doc: Mapping[str, Any]) -> DeviceRecord:
-    values = _fields(doc, ("device", "capacity", "load", "last_heartbeat", "info"))
-    values["info"] = _loads(values["info"], f"device {values['device']!r}")
-    return DeviceRecord(**values)
 
 
 class MongoStore(Store):
@@ -400,3 +366,52 @@ class MongoStore(Store):
         db = self._open_db()
         with self._errors(f"remove device {device!r}"):
             return (await db.devices.delete_one({"device": device})).deleted_count > 0
+
+    # -- retention (._mongo_retention) -------------------------------------------------------
+
+    async def finished_sessions(self, before: float, *, limit: int) -> list[tuple[str, int]]:
+        with self._errors("find finished sessions"):
+            return await _retention.finished_sessions(self._open_db(), before, limit)
+
+    async def session_requests(self, session: str) -> list[Request]:
+        db = self._open_db()
+        with self._errors(f"list the requests of session {session!r}"):
+            docs = await db.requests.find({"session": session}).sort("order", 1).to_list()
+        return [_request(doc) for doc in docs]
+
+    async def apply_compaction(self, plan: SessionPlan) -> CompactionStats:
+        with self._errors(f"compact session {plan.session!r}"):
+            return await _retention.apply(self._open_db(), plan,
+                                          lambda msg: _blob(msg, "a compacted message"),
+                                          time.time())
+
+    # -- users ------------------------------------------------------------------------------
+
+    async def put_user(self, rec: UserRecord) -> None:
+        db = self._open_db()
+        values = {"name": rec.name, "token_hash": rec.token_hash, "created": rec.created}
+        with self._errors(f"store user {rec.name!r}"):
+            await db.users.update_one({"name": rec.name}, {"$set": values}, upsert=True)
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        db = self._open_db()
+        with self._errors(f"read user {name!r}"):
+            doc = await db.users.find_one({"name": name})
+        return None if doc is None else _user(doc)
+
+    async def user_by_token(self, token_hash: str) -> UserRecord | None:
+        db = self._open_db()
+        with self._errors("look up a token"):
+            doc = await db.users.find_one({"token_hash": token_hash})
+        return None if doc is None else _user(doc)
+
+    async def remove_user(self, name: str) -> bool:
+        db = self._open_db()
+        with self._errors(f"remove user {name!r}"):
+            return (await db.users.delete_one({"name": name})).deleted_count > 0
+
+    async def users(self) -> list[UserRecord]:
+        db = self._open_db()
+        with self._errors("list users"):
+            docs = await db.users.find().sort("name", 1).to_list()
+        return [_user(doc) for doc in docs]

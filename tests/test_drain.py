@@ -1,0 +1,77 @@
+"""SIGTERM stops nodes gracefully: a device drains (running cells finish, waiting ones move to
+another device), and a broker stores what it has and flushes its store before it exits."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from harness import Chain
+from test_failures import assert_gap_free, wait_output
+
+SLOW = "import time\nprint('started', flush=True)\ntime.sleep({})\nprint('finished')"
+
+
+def test_sigterm_device_finishes_running_cell_and_hands_back_queued_one(chain: Chain) -> None:
+    """Tests that a device stopped with SIGTERM lets its running cell finish, hands the cell
+    queued behind it back to the broker, which runs it on the other device; nothing is lost
+    and no output seq is given twice."""
+    chain.start_broker()
+    chain.start_gateway()
+    first = chain.start_device(name="first")
+    chain.evaluate("u/ws/1", SLOW.format(3))
+    wait_output(chain, "u/ws/1", "started")
+    status, accepted = chain.evaluate("u/ws/2", "print('queued', flush=True)")
+    assert status == 202
+    second = chain.start_device(name="second")
+    assert first.stop(signal.SIGTERM, timeout=20) == 0
+    ran = chain.wait_done("u/ws/1", timeout=20)
+    assert ran["status"] == "done"
+    assert ran["output"]["stdout_0"]["content"] == "started\nfinished\n"
+    moved = chain.wait_done("u/ws/2", timeout=20)
+    assert moved["status"] == "done" and moved["request"] == accepted["msg_id"]
+    assert moved["output"]["stdout_0"]["content"] == "queued\n"
+    second.wait_for_log(r"started worker \d+ for session")
+    first.wait_for_log(r"device first: the broker has everything; leaving")
+    assert chain.broker is not None
+    chain.broker.wait_for_log(r"device first is draining; 1 requests handed back")
+    chain.broker.wait_for_log(r"device first left")
+    assert "DrainTimeout" not in first.log and "Traceback" not in first.log
+    assert_gap_free(chain, "u", "ws")
+
+
+def test_sigterm_device_stops_a_cell_past_the_drain_timeout(chain: Chain) -> None:
+    """Tests that a cell still running at the drain timeout ends with a clear DrainTimeout
+    error (its output so far kept) and the device exits soon after."""
+    chain.start_broker()
+    chain.start_gateway()
+    device = chain.start_device("--drain-timeout", "1", name="dev")
+    chain.evaluate("u/ws/1", SLOW.format(60))
+    wait_output(chain, "u/ws/1", "started")
+    stopping = time.monotonic()
+    assert device.stop(signal.SIGTERM, timeout=15) == 0
+    assert time.monotonic() - stopping < 10
+    doc = chain.wait_done("u/ws/1", timeout=10)
+    assert doc["status"] == "error"
+    assert doc["output"]["stdout_0"]["content"] == "started\n"
+    [error] = [b for b in doc["output"].values() if b["type"] == "error"]
+    assert error["ename"] == "DrainTimeout" and "--drain-timeout" in error["evalue"]
+
+
+def test_sigterm_broker_flushes_its_store_and_restarts_where_it_was(chain: Chain) -> None:
+    """Tests that a broker stopped with SIGTERM mid-stream exits cleanly after flushing its
+    store, and once restarted on the same store the cell completes with all its output."""
+    chain.start_broker()
+    chain.start_gateway()
+    chain.start_device(name="dev")
+    code = "import time\nfor i in range(12):\n    print(i, flush=True)\n    time.sleep(0.25)"
+    chain.evaluate("u/ws/1", code)
+    seen = wait_output(chain, "u/ws/1", "1\n")
+    assert chain.broker is not None and chain.broker.stop(signal.SIGTERM) == 0
+    chain.broker.wait_for_log(r"broker: store flushed and closed")
+    chain.start_broker()
+    doc = chain.wait_done("u/ws/1", timeout=30)
+    assert doc["status"] == "done"
+    assert doc["output"]["stdout_0"]["content"] == "".join(f"{i}\n" for i in range(12))
+    assert doc["output"]["stdout_0"]["content"].startswith(seen["output"]["stdout_0"]["content"])
+    assert_gap_free(chain, "u", "ws")
