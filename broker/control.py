@@ -95,7 +95,7 @@ class Control:
                 "device": state.device, "alive": table.alive(state.device),
                 "capacity": state.capacity, "load": state.load, "free": state.free,
                 "silent": round(now - state.last_heard, 1), "session_count": len(names),
-                "sessions": sessions})
+                "sessions": sessions, "sandbox": state.sandbox, "rejected": state.rejected})
         waiting = await self.store.requests(NEEDS_WORK)
         return {"devices": devices, "needs_work": len(waiting),
                 "not_sent": sum(1 for r in waiting if r.msg_id not in broker.sent),

@@ -55,6 +55,13 @@ class DeviceState:
     spoken: set[str] = field(default_factory=set)
     last_heard: float = field(default_factory=time.monotonic)
     lost: bool = False
+    #: The device is stopping (it said so in a device_drain or its heartbeats): it takes no
+    #: new work, and its sessions' next requests go elsewhere.
+    draining: bool = False
+    #: The device's own words on its session sandbox (which protections are on or off).
+    sandbox: str = ""
+    #: Records the device's workers sent that it rejected (forged or malformed), in all.
+    rejected: int = 0
 
     @property
     def occupied(self) -> int:
@@ -74,7 +81,11 @@ class DeviceState:
     def report(self, report: dict[str, Any]) -> None:
         """Take a heartbeat's capacity, load and sessions; forget placements it accounts for."""
         self.capacity = _int(report.get("capacity"), self.capacity)
+        if isinstance(report.get("sandbox"), str):
+            self.sandbox = report["sandbox"][:1000]
         self.load = _int(report.get("load"), self.load)
+        self.rejected = _int(report.get("rejected"), self.rejected)
+        self.draining = report.get("draining") is True
         sessions = report.get("sessions")
         if isinstance(sessions, list):
             self.sessions = {s for s in sessions if isinstance(s, str)}
@@ -135,7 +146,19 @@ class DeviceTable:
         return state is not None and time.monotonic() - state.last_heard <= self.expiry
 
     def live(self) -> list[DeviceState]:
-        return [d for d in self.devices.values() if self.alive(d.device)]
+        """Devices alive and taking work (not draining): the ones placement chooses from."""
+        return [d for d in self.devices.values() if self.alive(d.device) and not d.draining]
+
+    def drain(self, device: str) -> None:
+        """``device`` is stopping: place nothing more on it."""
+        state = self.devices.get(device)
+        if state is not None:
+            state.draining = True
+            state.placing.clear()
+
+    def left(self, device: str) -> None:
+        """``device`` stopped after draining: forget it (it is not lost, it left)."""
+        self.devices.pop(device, None)
 
     def holder(self, session: str) -> str | None:
         """The live device the session's worker is on (or starting on), if any."""

@@ -129,16 +129,18 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack",
 def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> str:
     """The human-readable status: one line per device, then the requests waiting."""
     lines = [f"broker {endpoint}"]
-    rows = [("DEVICE", "ALIVE", "CAPACITY", "LOAD", "FREE", "SESSIONS")]
+    rows = [("DEVICE", "ALIVE", "CAPACITY", "LOAD", "FREE", "SESSIONS", "REJECTED")]
     devices = status.get("devices") or []
     for d in devices:
         rows.append((d["device"], "yes" if d["alive"] else f"no ({d['silent']:g} s silent)",
                      str(d["capacity"]), str(d["load"]), str(d["free"]),
-                     str(d["session_count"])))
+                     str(d["session_count"]), str(d.get("rejected", 0))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
         lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w)
                                for j, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if i > 0 and devices[i - 1].get("sandbox"):
+            lines.append(f"    {devices[i - 1]['sandbox']}")
         if sessions and i > 0:
             for s in devices[i - 1]["sessions"]:
                 where = f"{s['user']}/{s['worksheet']}" if s["user"] else "(unknown worksheet)"

@@ -79,6 +79,13 @@ class Overseer:
         self.launcher = TemplateLauncher(config.launch)
         self.ready: collections.deque[Ready] = collections.deque()
         self._refilling = 0
+        self._rejected_before = 0  # records rejected from workers that have ended
+
+    @property
+    def rejected(self) -> int:
+        """Records rejected from this device's workers so far (forged, malformed, out of
+        turn): reported in heartbeats, shown by ``bin/cellbus status``."""
+        return self._rejected_before + sum(w.rejected for w in self.workers.values())
 
     async def start(self) -> None:
         await self.launcher.start()
@@ -176,6 +183,7 @@ class Overseer:
         await worker.done.wait()
         if self.workers.get(worker.session_id) is worker:
             del self.workers[worker.session_id]
+        self._rejected_before += worker.rejected
         # rmtree never follows symlinks planted inside the directory (fd-based on Linux).
         shutil.rmtree(worker.workdir, ignore_errors=True)
         reason = worker.exit_reason or "exited"

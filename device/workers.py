@@ -7,6 +7,15 @@ can only speak for its own session, about its own request) and hands it to ``ups
 
 If the process exits while a request runs, the request ends with an ``error`` (ename
 ``WorkerDied``, naming the exit code or signal) and a failed ``execute_reply``.
+
+Nothing a worker says about identity or routing is believed. A record with a field a worker
+may not set (``header``, ``session``...), a ``parent`` other than the running request,
+routing facts in its metadata, a msg_type that is no session output (every bus control
+message is one), a malformed shape, or content the bus cannot carry is rejected: counted
+(``Worker.rejected``; the device reports its total in heartbeats) and logged, the first at
+once, then at most one line per ``REJECT_LOG_INTERVAL``. A record that breaks the link's
+framing ends the worker (``LinkViolation``). Every record costs pacing and counts against
+``--max-output`` by its size, whatever its type.
 """
 
 from __future__ import annotations
@@ -33,6 +42,14 @@ log = logging.getLogger("cellbus.device")
 Upstream = Callable[[Message], Awaitable[None]]
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
+#: What a worker's record may hold (protocol.link). Anything else, such as a ``header``,
+#: ``session`` or ``parent_header``, claims an identity or a route only the device decides.
+RECORD_KEYS = frozenset({"msg_type", "content", "parent", "metadata", "buffers"})
+#: Bytes of pacing every record costs at least, accepted or rejected, so that a worker
+#: sending floods of tiny records is slowed like one printing floods of text.
+RECORD_COST = 512
+#: Seconds between log lines about one worker's rejected records (the first is logged).
+REJECT_LOG_INTERVAL = 10.0
 
 
 def output_size(msg_type: str, content: dict[str, Any], buffers: list[bytes]) -> int:
@@ -83,7 +100,11 @@ class Worker:
         self.current: Message | None = None
         self._replied = False
         self.last_used = time.monotonic()
+        #: Records of this worker refused (forged, malformed, out of turn), and their log.
         self.rejected = 0
+        self._reject_why = ""
+        self._reject_logged = 0.0
+        self._reject_logged_count = 0
         self.exit_reason: str | None = None
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
@@ -161,28 +182,72 @@ class Worker:
     async def _pump_records(self) -> None:
         try:
             while True:
+                rejected = self.rejected
                 try:
                     record = await self.link.recv()
                 except ProtocolError as e:
                     self._reject(str(e))
-                    break  # a framing error leaves the stream unusable: end the worker
-                if record is None:
-                    break
-                await self._relay(record)
+                    if e.reason != "decode":  # framing lost: the stream is unusable
+                        self.stop_for_limit("LinkViolation", "the session's worker sent the "
+                                            f"device malformed data ({e.reason}) and was "
+                                            "stopped; the session restarts fresh")
+                        break
+                    # "decode": the record was read whole, so the next one is still in step.
+                else:
+                    if record is None:
+                        break
+                    await self._relay(record)
+                if self.rejected != rejected:  # rejections cost pacing too: no free floods
+                    await self.pacer.take(max(RECORD_COST, self.link.last_size))
         finally:
+            self._log_rejections(final=True)
             await self._reap()
 
     def _reject(self, why: str) -> None:
+        """Drop a record, count it, and log it: the first at once, then at most one line per
+        REJECT_LOG_INTERVAL with the count and the latest reason."""
         self.rejected += 1
-        log.warning("device rejected a record from worker %d (session %s): %s",
-                    self.proc.pid, self.session_id, why)
+        self._reject_why = why
+        if self.rejected == 1 or time.monotonic() - self._reject_logged >= REJECT_LOG_INTERVAL:
+            self._log_rejections(final=False)
+
+    def _log_rejections(self, *, final: bool) -> None:
+        unlogged = self.rejected - self._reject_logged_count
+        if not unlogged:
+            return
+        log.warning("device rejected %s from worker %d (session %s)%s: %s",
+                    "a record" if unlogged == 1 else f"{unlogged} records", self.proc.pid,
+                    self.session_id, f", {self.rejected} in all" if final else "",
+                    self._reject_why)
+        self._reject_logged = time.monotonic()
+        self._reject_logged_count = self.rejected
+
+    def _forged(self, record: dict[str, Any]) -> str | None:
+        """Why ``record`` claims an identity or route it does not have (None: it does not).
+
+        The device stamps every message with the session and request it knows itself; a
+        record that says anything else about who speaks, or for which request, is refused.
+        """
+        extra = sorted(str(k)[:40] for k in record if k not in RECORD_KEYS)
+        if extra:
+            return f"record has fields a worker may not set: {', '.join(extra[:5])}"
+        parent = record.get("parent")
+        running = self.current["msg_id"] if self.current is not None else None
+        if running is not None and parent not in (None, "", running):
+            return f"record claims to answer request {str(parent)[:64]!r}, not the one it runs"
+        metadata = record.get("metadata")
+        if metadata is not None and (not isinstance(metadata, dict) or "cellbus" in metadata):
+            return "record carries routing facts (metadata.cellbus), which only the device sets"
+        return None
 
     async def _relay(self, record: dict[str, Any]) -> None:
         msg_type = record["msg_type"]
         content = record.get("content")
         buffers = record.get("buffers") or []
         if msg_type not in mt.WORKER_OUTPUT_TYPES:
-            return self._reject(f"msg_type {msg_type!r} is not a session output")
+            return self._reject(f"msg_type {msg_type[:64]!r} is not a session output")
+        if (forged := self._forged(record)) is not None:
+            return self._reject(forged)
         if not isinstance(content, dict) or not isinstance(buffers, list) or not all(
                 isinstance(b, bytes) for b in buffers):
             return self._reject(f"{msg_type} with malformed content or buffers")
@@ -191,17 +256,20 @@ class Worker:
         if self.limit_hit is not None:
             return  # the request is being stopped; what it still says is dropped
         self.last_used = time.monotonic()
-        size = output_size(msg_type, content, buffers)
-        if size:
-            self.output_bytes += size
-            if self.max_output and self.output_bytes > self.max_output:
-                return await self._cut_output()
-            await self.pacer.take(size)
+        # Whatever its type, a record's bytes count: a huge "status" is output too.
+        size = max(output_size(msg_type, content, buffers), self.link.last_size)
+        self.output_bytes += size
+        if self.max_output and self.output_bytes > self.max_output:
+            return await self._cut_output()
+        await self.pacer.take(max(RECORD_COST, size))
         if msg_type == mt.INTERACT_START:
             self.interactive = True
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = self._explain(content)
-        await self._emit(msg_type, content, buffers)
+        try:
+            await self._emit(msg_type, content, buffers)
+        except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)
+            return self._reject(f"{msg_type} cannot be sent on: {e}")
         if msg_type == mt.STATUS and content.get("execution_state") == "busy" and self.notice:
             notice, self.notice = self.notice, None
             await self._emit(mt.STREAM, {"name": "stderr", "text": notice})
@@ -260,7 +328,8 @@ class Worker:
 
     async def _fail_current(self) -> None:
         assert self.current is not None
-        ename, evalue = self.limit_hit or explain_exit(self.limits, self.proc.returncode) or (
+        ename, evalue = self.limit_hit or explain_exit(self.limits, self.proc.returncode,
+                                                      oom_killed=self.proc.oom_killed) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
         log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,

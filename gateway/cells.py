@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import urllib.parse
 from collections import defaultdict
@@ -13,6 +12,7 @@ from protocol import msgtypes as mt
 from protocol.wire import Message
 
 from .base import BaseHandler, check_address, fail
+from .jsonbody import load_json
 
 #: Longest long-poll wait, in seconds.
 MAX_WAIT = 60.0
@@ -67,6 +67,8 @@ def execute_content(code: str | None) -> dict[str, Any]:
 class EvaluateHandler(BaseHandler):
     """``POST …/evaluate``: JSON ``{"input": ...}`` or form ``input``; none re-evaluates."""
 
+    costly = True
+
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
         code = self._input()
@@ -85,9 +87,10 @@ class EvaluateHandler(BaseHandler):
             values = self.request.body_arguments.get("input")
             return values[0].decode("utf-8", "replace") if values else None
         try:
-            body = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError):
-            raise fail(400, "the body is not JSON; send {\"input\": \"...\"}") from None
+            body = load_json(self.request.body)
+        except ValueError as e:
+            raise fail(400, f"the body cannot be used: {e}; send {{\"input\": \"...\"}}") \
+                from None
         if not isinstance(body, dict):
             raise fail(400, "the body must be a JSON object like {\"input\": \"...\"}")
         code = body.get("input")
@@ -135,19 +138,23 @@ class UpdateHandler(BaseHandler):
             raise fail(400, f"{name} must be a number") from None
         if value < 0 or value != value:
             raise fail(400, f"{name} must not be negative")
+        if value > mt.MAX_SEQ:
+            raise fail(400, f"{name} is too large (at most {mt.MAX_SEQ})")
         return value
 
 
 class InteractHandler(BaseHandler):
     """``POST …/interact``: ``{"interact_id", "values", "state"}`` re-runs an interact."""
 
+    costly = True
+
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
         try:
-            body = json.loads(self.request.body or b"{}")
-        except (ValueError, UnicodeDecodeError):
-            raise fail(400, "the body is not JSON; send {\"interact_id\", \"values\", "
-                            "\"state\"}") from None
+            body = load_json(self.request.body or b"{}")
+        except ValueError as e:
+            raise fail(400, f"the body cannot be used: {e}; send {{\"interact_id\", "
+                            "\"values\", \"state\"}") from None
         if not isinstance(body, dict):
             raise fail(400, "the body must be a JSON object")
         content = {k: body.get(k) for k in ("interact_id", "values", "state")}
@@ -166,6 +173,8 @@ class InterruptHandler(BaseHandler):
 class RestartHandler(BaseHandler):
     """``POST …/restart``: the worksheet's next request gets a fresh session (its variables
     are gone); the old session's worker is ended."""
+
+    costly = True
 
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)

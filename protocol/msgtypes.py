@@ -34,12 +34,21 @@ DEVICE_HEARTBEAT = "device_heartbeat"
 SESSION_STARTED = "session_started"
 SESSION_CLOSED = "session_closed"
 BROKER_HEARTBEAT = "broker_heartbeat"
+#: Device -> broker when it stops (SIGTERM): {device, returned: [msg_id], running: [msg_id],
+#: final: bool}. It takes no new work from then on; ``returned`` are requests it holds but
+#: never started, handed back to be placed elsewhere. The ``final`` one says it is leaving:
+#: the broker answers it with DEVICE_DRAIN_REPLY once everything the device sent before it
+#: is persisted, and hands back whatever it had still placed there.
+DEVICE_DRAIN = "device_drain"
+DEVICE_DRAIN_REPLY = "device_drain_reply"
 #: Broker -> gateways, every second: the last seq of each session that had output lately
 #: (the Clone pattern's heartbeat), so a subscriber that lost the tail of a burst notices.
 SEQ_BEACON = "seq_beacon"
 #: Messages the output feed (PUB/SUB) holds per subscriber before dropping; what is dropped
 #: is still in the store, and the seq beacon makes subscribers fetch it.
 FEED_HWM = 100_000
+#: Largest seq (and ``since``) there is: the stores hold signed 64-bit integers.
+MAX_SEQ = 2**63 - 1
 
 #: What a worker may say over its private link; anything else is rejected by the overseer.
 WORKER_OUTPUT_TYPES = frozenset({
@@ -70,4 +79,8 @@ FILE_MIME = "application/x-cellbus-file+json"
 RESTART_REQUEST = "restart_request"            # {} -> request_accepted {ok, closed: SESSION?}
 BROKER_STATUS_REQUEST = "broker_status_request"  # no cell address -> {ok, devices, needs_work}
 BROKER_STATUS_REPLY = "broker_status_reply"
+#: Whose token is this? No cell address; the token travels only as its SHA-256
+#: (protocol/tokens.py). {token_hash} -> {ok, user: NAME or None}
+AUTH_REQUEST = "auth_request"
+AUTH_REPLY = "auth_reply"
 # A refusal may also carry "retry_after": seconds, which the gateway sends as Retry-After.

@@ -70,6 +70,13 @@ def running_chain(chain):
     return chain
 
 
+@pytest.fixture(scope="module")
+def fuzz_chain(tmp_path_factory: pytest.TempPathFactory):
+    """A chain for a whole module of fuzz or bad-input tests (tests/fuzz_chain.py)."""
+    from fuzz_chain import run_fuzz_chain
+    yield from run_fuzz_chain(tmp_path_factory)
+
+
 # -- the MongoDB store contract suite: say plainly whether it ran ---------------------------
 
 
@@ -101,3 +108,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
         line = (f"MongoDB store contract suite ran against {redact_url(url)}: "
                 + ", ".join(f"{n} {o}" for o, n in counts.items()))
     terminalreporter.write_line(line)
+    from fuzzing import summary  # the fuzz tests' case counts and memory numbers, if any ran
+    for fuzz_line in summary():
+        terminalreporter.write_line(fuzz_line)

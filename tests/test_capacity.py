@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import resource
 import threading
@@ -284,9 +285,12 @@ def test_status_shows_devices_sessions_and_waiting_requests(chain: Chain) -> Non
     out = chain_status(chain, "--sessions")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[1].split() == ["DEVICE", "ALIVE", "CAPACITY", "LOAD", "FREE", "SESSIONS"]
-    assert lines[2].split() == ["solo", "yes", "3", "1", "2", "1"]
-    assert re.fullmatch(r"\s+[0-9a-f]{32}\s+w/ws", lines[3])
+    assert lines[1].split() == ["DEVICE", "ALIVE", "CAPACITY", "LOAD", "FREE", "SESSIONS",
+                                "REJECTED"]
+    assert lines[2].split() == ["solo", "yes", "3", "1", "2", "1", "0"]
+    sandbox = "sandbox on: " if os.geteuid() == 0 else "sandbox PARTLY OFF: "
+    assert lines[3].strip().startswith(sandbox), lines[3]  # which protections hold
+    assert re.fullmatch(r"\s+[0-9a-f]{32}\s+w/ws", lines[4])
     assert "requests waiting (needs_work): 0" in out.stdout
     bad = cellbus_status("--broker", f"tcp://127.0.0.1:{free_port()}", "--key-file",
                          chain.key_file, "--timeout", "1")
