@@ -22,6 +22,7 @@ from protocol import msgtypes as mt
 from protocol.wire import Message
 
 from . import capacity
+from .auth import Auth
 from .control import Control
 from .interacts import Interacts
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, Request, SessionRecord,
@@ -35,7 +36,7 @@ MAX_NAME = 200
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
-GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST})
+GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
 Address = tuple[str, str, str]
 
 
@@ -74,6 +75,7 @@ class Intake:
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),
             mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, self.control.restart),
             mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, self.control.status),
+            mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(self.store).whose),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:
@@ -161,8 +163,7 @@ class Intake:
             if device is not None:
                 session.device = device
             session.last_activity = now
-            await self.store.put_session(session)
-            request = await self._add(msg, address, content, code, session_id, device)
+            request = await self._add(msg, address, content, code, session, device)
         except BaseException:
             if device is not None and not was_placed:
                 self.broker.devices.unplace(session_id)  # not accepted: it holds no place
@@ -176,15 +177,17 @@ class Intake:
                 "msg_id": request.msg_id}, []
 
     async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
-                   session_id: str, device: str | None) -> Request:
-        """Persist the execute request as it will be forwarded to the session's device."""
+                   session: SessionRecord, device: str | None) -> Request:
+        """Persist the execute request as it will be forwarded to the session's device, and
+        the session's record (its device and activity), in one write."""
         user, worksheet, cell_id = address
+        session_id = session.session
         forward = self.broker.session.msg(
             mt.EXECUTE_REQUEST, content, header=msg["header"],
             metadata={**msg["metadata"], "cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
                 "session": session_id}})
-        return await self.store.add_request(Request(
+        return await self.store.add_session_request(session, Request(
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
             device=device))
@@ -202,8 +205,8 @@ class Intake:
 
     async def cell_update(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
         since = msg["content"].get("since", 0)
-        if not isinstance(since, int) or since < 0:
-            raise Refused(400, "since must be a non-negative integer")
+        if not isinstance(since, int) or not 0 <= since <= mt.MAX_SEQ:
+            raise Refused(400, "since must be a non-negative 64-bit integer")
         view = await self.broker.cells.for_cell(*address)
         if view is None:
             raise Refused(404, f"no cell {address[2]} in worksheet {address[1]}")
@@ -212,8 +215,9 @@ class Intake:
     async def session_replay(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
         since = msg["content"].get("since", 0)
         limit = msg["content"].get("limit", MAX_REPLAY)
-        if not isinstance(since, int) or not isinstance(limit, int) or since < 0 or limit < 1:
-            raise Refused(400, "since and limit must be non-negative integers")
+        if not isinstance(since, int) or not isinstance(limit, int) or not (
+                0 <= since <= mt.MAX_SEQ) or limit < 1:
+            raise Refused(400, "since and limit must be non-negative 64-bit integers")
         session = await self.session_for(*address[:2])
         if session is None:
             return {"session": None, "messages": [], "more": False}, []
@@ -222,13 +226,15 @@ class Intake:
         out = []
         for seq, stored in rows[:limit]:
             stored["metadata"].setdefault("cellbus", {})["seq"] = seq
+            stored.pop("buffers", None)  # file bytes go by FILE_REQUEST; JSON has no bytes
             out.append(stored)
         return {"session": session.session, "messages": out, "more": len(rows) > limit}, []
 
     async def file(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")
         latest = await self.store.cell_request(*address)  # its session, even after a restart
-        if latest is None or not isinstance(seq, int) or seq < 1 or not isinstance(name, str):
+        if (latest is None or not isinstance(seq, int) or not 1 <= seq <= mt.MAX_SEQ
+                or not isinstance(name, str)):
             raise Refused(404, "no such file")
         rows = await self.store.messages(latest.session, since=seq - 1, limit=1)
         if not rows or rows[0][0] != seq:

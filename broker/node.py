@@ -14,6 +14,10 @@ Sockets::
 
 Gateway requests carry the cell address in ``metadata["cellbus"]`` (user, worksheet, cell_id)
 and are answered by :mod:`broker.intake`.
+
+On SIGTERM the broker stops taking requests, stores the output devices already sent it, and
+closes its store, which commits every write still queued. In the background it compacts the
+message logs of sessions finished longer ago than ``--retention`` (:mod:`broker.retention`).
 """
 
 from __future__ import annotations
@@ -22,16 +26,16 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
 from protocol import msgtypes as mt
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.wire import Message, Session
 
-from . import capacity
+from . import capacity, retention
 from .cells import Cells
 from .devices import DeviceWatch
 from .intake import Intake
@@ -39,6 +43,7 @@ from .placement import DeviceTable
 from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
                     StoreError,
                     Store, UnknownRequest)
+from .store.base import StatusUpdate
 
 #: Output messages persisted in one group commit at most.
 MAX_OUTPUT_BATCH = 256
@@ -53,7 +58,8 @@ class Broker(Node):
     name = "broker"
 
     def __init__(self, session: Session, store: Store, *, gateway_bind: str, device_bind: str,
-                 publish_bind: str, feed_hwm: int = mt.FEED_HWM) -> None:
+                 publish_bind: str, feed_hwm: int = mt.FEED_HWM,
+                 retention_period: float = retention.DEFAULT_RETENTION) -> None:
         super().__init__(session)
         self.store = store
         self.endpoints = (gateway_bind, device_bind, publish_bind)
@@ -68,6 +74,11 @@ class Broker(Node):
         self.held: set[str] = set()
         self._dispatching = asyncio.Lock()
         self._dispatch_soon = False
+        self.retention_period = retention_period
+        #: Held while a batch from devices is being stored; SIGTERM waits for it.
+        self._persisting = asyncio.Lock()
+        #: device_drain messages of the batch being stored, handled once it is stored.
+        self._drains: list[tuple[str, Message]] = []
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
@@ -86,10 +97,36 @@ class Broker(Node):
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
         self.spawn(self._beacons(), "beacons")
+        if self.retention_period > 0:
+            self.spawn(retention.run(self.store, self.retention_period, self.log), "retention")
+        else:
+            self.log.info("broker retention: off (--retention 0); message logs are kept whole")
 
     async def shutdown(self) -> None:
-        await self.cancel_loops()
+        """Stop taking work, store what devices already sent, then commit and close the
+        store: nothing acknowledged or published is lost, nor any output received."""
+        async with self._persisting:  # the batch being stored, if any, is stored first
+            await self.cancel_loops()
+            received = await self._store_received()
+        await self.cancel_loops()  # anything the last batch started
         await self.store.close()
+        self.log.info("broker: store flushed and closed (%d output messages received while "
+                      "stopping were stored)", received)
+
+    async def _store_received(self) -> int:
+        """Store the output messages already received from devices but not yet read."""
+        outputs: list[tuple[str, Message]] = []
+        try:
+            while cast(int, self.device_sock.get(zmq.EVENTS)) & zmq.POLLIN:
+                got = await self.recv(self.device_sock)
+                if got is not None:
+                    self._sort(got[0], got[1], outputs)
+            if outputs:
+                await self.persist_and_publish(outputs)
+        except (zmq.ZMQError, StoreError) as e:
+            self.log.warning("broker: while stopping, could not store %d output messages: %s",
+                             len(outputs), e)
+        return len(outputs)
 
     # -- gateways ---------------------------------------------------------------------------
 
@@ -106,7 +143,13 @@ class Broker(Node):
         if buffers:
             msg["buffers"] = buffers
         try:
-            await self.session.send(self.gateways, msg, idents)
+            try:
+                await self.session.send(self.gateways, msg, idents)
+            except ProtocolError as e:  # stored content this bus's packer cannot carry
+                self.log.error("broker cannot encode its %s: %s", msg_type, e)
+                await self.session.send(self.gateways, self.session.msg(msg_type, {
+                    "ok": False, "http_status": 500, "error": "the broker could not encode "
+                    "this answer; its log has the details"}, parent=request), idents)
         except zmq.ZMQError as e:  # the gateway went away; it will ask again
             self.log.info("broker could not answer gateway: %s", e)
 
@@ -176,15 +219,17 @@ class Broker(Node):
     async def _device_loop(self) -> None:
         while True:
             batch = [await self.recv(self.device_sock)]
-            while (len(batch) < MAX_OUTPUT_BATCH
-                   and self.device_sock.get(zmq.EVENTS) & zmq.POLLIN):
-                batch.append(await self.recv(self.device_sock))
-            outputs: list[tuple[str, Message]] = []
-            for got in batch:
-                if got is not None:
-                    self._sort(got[0], got[1], outputs)
-            if outputs:
-                await self.persist_and_publish(outputs)
+            async with self._persisting:
+                batch += self.recv_waiting(self.device_sock, MAX_OUTPUT_BATCH - 1)
+                outputs: list[tuple[str, Message]] = []
+                for got in batch:
+                    if got is not None:
+                        self._sort(got[0], got[1], outputs)
+                if outputs:
+                    await self.persist_and_publish(outputs)
+                drains, self._drains = self._drains, []
+                for device, msg in drains:  # after the output the device sent before them
+                    await self.watch.drained(device, msg)
 
     def _sort(self, idents: list[bytes], msg: Message, outputs: list[tuple[str, Message]]) -> None:
         kind = msg["msg_type"]
@@ -199,6 +244,11 @@ class Broker(Node):
                 self.spawn(self._device_joined(device, content), f"joined.{device}")
             elif self.held and self.devices.room() > 0:
                 self.dispatch_soon()  # a place freed up for requests that wait
+            return
+        if kind == mt.DEVICE_DRAIN:
+            self.devices.heard(device, idents[0])
+            self.devices.drain(device)
+            self._drains.append((device, msg))
             return
         if self.devices.heard(device, idents[0]):
             self.unsynced.add(device)  # reconcile with its next report, which lists its work
@@ -231,16 +281,28 @@ class Broker(Node):
         await self.watch.joined(device, report)
 
     async def persist_and_publish(self, outputs: list[tuple[str, Message]]) -> None:
-        """Give each message its session's next seq, persist all, advance the requests they
-        answer, then publish: nothing is published that is not stored."""
-        seqs = await self.store.append_messages(outputs)
+        """Give each message its session's next seq and persist all, together with the
+        status changes of the requests they answer (one write, one commit), then publish:
+        nothing is published that is not stored."""
+        known: dict[str, tuple[Request, str] | None] = {}
+        updates: list[StatusUpdate] = []
+        ended: list[Request] = []
+        for _, msg in outputs:
+            parent = msg["parent_header"].get("msg_id")
+            if isinstance(parent, str):
+                await self._advance(parent, msg, known, updates, ended)
+        seqs, updated = await self.store.append_and_update(outputs, updates)
+        for request in updated:
+            if request is not None and (view := self.cells.cached(request.msg_id)) is not None:
+                view.request = request
         for (session_id, msg), seq in zip(outputs, seqs):
             msg["metadata"]["cellbus"]["seq"] = seq
             parent = msg["parent_header"].get("msg_id")
-            if isinstance(parent, str):
-                await self._advance(parent, msg)
-                if not self.intake.interacts.apply(parent, seq, msg):
-                    self.cells.apply(parent, seq, msg)
+            if isinstance(parent, str) and not self.intake.interacts.apply(parent, seq, msg):
+                self.cells.apply(parent, seq, msg)
+        for request in ended:
+            self.sent.discard(request.msg_id)
+            await self.intake.interacts.finished(request)  # its slot frees, whatever the store said
         now = time.monotonic()
         for session_id, msg in outputs:
             await self.session.send(self.pub, msg, [session_id.encode()])
@@ -259,9 +321,14 @@ class Broker(Node):
                     s: seq for s, (seq, _) in self.recent_seqs.items()}})
                 await self.session.send(self.pub, beacon, [b""])
 
-    async def _advance(self, parent: str, msg: Message) -> None:
-        """Move the request ``parent`` along: working when it starts; done or error once its
-        reply and the idle status after it are in, so "done" means its output is complete."""
+    async def _advance(self, parent: str, msg: Message,
+                       known: dict[str, tuple[Request, str] | None],
+                       updates: list[StatusUpdate], ended: list[Request]) -> None:
+        """Plan how ``msg`` moves the request ``parent`` along: working when it starts; done or
+        error once its reply and the idle status after it are in, so "done" means its output
+        is complete. Adds the status changes to ``updates`` and the request to ``ended`` when
+        it ends; ``known`` holds each request and its status as the messages before this one
+        left it."""
         kind, content = msg["msg_type"], msg["content"]
         if kind in (mt.EXECUTE_REPLY, mt.INTERACT_REPLY):
             outcome = DONE if content.get("status") == "ok" else ERROR
@@ -277,18 +344,20 @@ class Broker(Node):
             new, error = self.replied.pop(parent)
         else:
             return
-        view = self.cells.cached(parent)
-        current = view.request if view else await self.store.get_request(parent)
-        if current is None or current.status == new:
+        if parent not in known:
+            view = self.cells.cached(parent)
+            request = view.request if view else await self.store.get_request(parent)
+            known[parent] = None if request is None else (request, request.status)
+        entry = known[parent]
+        if entry is None or entry[1] == new:
             return
-        if new == DONE and current.status == NEEDS_WORK:
-            current = await self._set_status(current, WORKING) or current
-        updated = await self._set_status(current, new, error)
-        if updated is not None and view is not None:
-            view.request = updated
+        current, status = entry
+        if new == DONE and status == NEEDS_WORK:
+            updates.append((parent, WORKING, None))
+        updates.append((parent, new, error))
+        known[parent] = (current, new)
         if new in (DONE, ERROR):
-            self.sent.discard(parent)
-            await self.intake.interacts.finished(current)  # its slot frees, whatever the store said
+            ended.append(current)
 
     async def _set_status(self, request: Request, status: str,
                           error: str | None = None) -> Request | None:

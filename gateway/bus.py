@@ -16,7 +16,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol.node import Node
-from protocol.wire import Message
+from protocol.wire import Message, send_now
 
 #: Seconds to wait for the broker's reply before answering 503.
 REPLY_TIMEOUT = 10.0
@@ -45,7 +45,11 @@ class BrokerLink:
         node.log.info("gateway connected SUB for output to %s", subscribe)
         self.sub.subscribe(b"")
         self.pending: dict[str, asyncio.Future[Message]] = {}
+        #: Called with every output message.
         self.listeners: set[Listener] = set()
+        #: (user, worksheet) -> called with that worksheet's output only; None -> with seq
+        #: beacons only. A message reaches its own listeners, not every socket's.
+        self.keyed: dict[tuple[str, str] | None, set[Listener]] = {}
         node.spawn(self._replies(), "replies")
         node.spawn(self._outputs(), "outputs")
 
@@ -59,12 +63,14 @@ class BrokerLink:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self.pending[msg["msg_id"]] = future
         try:
-            if not await self.dealer.poll(int(CONNECT_GRACE * 1000), zmq.POLLOUT):
-                raise BrokerUnavailable("the broker is not reachable")
-            try:
-                await self.dealer.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK)
-            except zmq.Again:
-                raise BrokerUnavailable("the broker is not reachable") from None
+            frames = self.session.serialize(msg)
+            if not send_now(self.dealer, frames):  # no broker connected yet: a grace period
+                if not await self.dealer.poll(int(CONNECT_GRACE * 1000), zmq.POLLOUT):
+                    raise BrokerUnavailable("the broker is not reachable")
+                try:
+                    await self.dealer.send_multipart(frames, flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    raise BrokerUnavailable("the broker is not reachable") from None
             try:
                 return await asyncio.wait_for(future, timeout)
             except asyncio.TimeoutError:
@@ -81,10 +87,33 @@ class BrokerLink:
             if future is not None and not future.done():
                 future.set_result(got[1])
 
+    def listen(self, worksheet: tuple[str, str] | None, listener: Listener) -> None:
+        """Call ``listener`` with each output of ``worksheet`` ((user, worksheet)), or with
+        each seq beacon if it is None."""
+        self.keyed.setdefault(worksheet, set()).add(listener)
+
+    def unlisten(self, worksheet: tuple[str, str] | None, listener: Listener) -> None:
+        group = self.keyed.get(worksheet)
+        if group is not None:
+            group.discard(listener)
+            if not group:
+                del self.keyed[worksheet]
+
     async def _outputs(self) -> None:
         while True:
             got = await self.node.recv(self.sub)
             if got is None:
                 continue
+            msg = got[1]
             for listener in list(self.listeners):
-                listener(got[1])
+                listener(msg)
+            facts = msg["metadata"].get("cellbus")
+            if msg["msg_type"] == mt.SEQ_BEACON:
+                group = self.keyed.get(None)
+            elif isinstance(facts, dict) and isinstance(facts.get("user"), str) and isinstance(
+                    facts.get("worksheet"), str):
+                group = self.keyed.get((facts["user"], facts["worksheet"]))
+            else:
+                continue
+            for listener in list(group or ()):
+                listener(msg)

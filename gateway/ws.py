@@ -25,20 +25,29 @@ import asyncio
 import json
 import logging
 import urllib.parse
+from types import TracebackType
 from typing import Any
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from protocol import msgtypes as mt
-from protocol.wire import Message
+from protocol.errors import ProtocolError
+from protocol.wire import Message, utcnow_iso
 
+from . import access, errors, guard
+from .auth import COOKIE
 from .base import MAX_NAME
 from .bus import BrokerLink, BrokerUnavailable
 from .cells import execute_content
+from .jsonbody import load_json
 
 log = logging.getLogger("cellbus.gateway")
 SUBSCRIBE_REQUEST = "subscribe_request"
 SUBSCRIBE_REPLY = "subscribe_reply"
+#: Longest header field (msg_id, session, ...) taken from a client; longer: a fresh header.
+MAX_HEADER_FIELD = 256
+#: Requests that make a session run code: counted by --rate.
+COSTLY = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.RESTART_REQUEST})
 
 
 def to_json(msg: Message) -> str:
@@ -122,17 +131,77 @@ class Subscription:
 
 
 class SocketHandler(WebSocketHandler):
+    """One browser's socket. It is admitted like any request (:mod:`gateway.guard`: host,
+    token); its origin must be this gateway's or an ``--allow-origin`` one, and with the
+    sign-in cookie only this gateway's. It reaches only its user's worksheets."""
+
+    visitor: guard.Visitor
+
     @property
     def link(self) -> BrokerLink:
         return self.settings["link"]
 
+    async def prepare(self) -> None:
+        visitor = await guard.admit(self, websocket=True)
+        if visitor is not None:
+            self.visitor = visitor
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """tornado's handshake; a request that is no WebSocket handshake at all gets a JSON
+        error like every other refusal (tornado answers those in plain text)."""
+        headers = self.request.headers
+        connection = [t.strip().lower() for t in headers.get("Connection", "").split(",")]
+        if headers.get("Upgrade", "").lower() != "websocket" or "upgrade" not in connection:
+            raise errors.fail(400, "this is the WebSocket endpoint: open it with a WebSocket "
+                                   "handshake (Connection: Upgrade, Upgrade: websocket)")
+        if not headers.get("Sec-Websocket-Key"):
+            raise errors.fail(400, "the WebSocket handshake lacks Sec-WebSocket-Key")
+        if headers.get("Sec-Websocket-Version") not in ("7", "8", "13"):
+            self.set_header("Sec-WebSocket-Version", "7, 8, 13")
+            raise errors.fail(426, "unsupported WebSocket version; use 13")
+        await super().get(*args, **kwargs)
+
+    def check_origin(self, origin: str) -> bool:
+        """Called for cross-origin handshakes only (tornado 6.6)."""
+        if self.visitor.via == COOKIE:
+            return False  # a page of another origin must not ride this browser's cookie
+        return guard.policy_of(self).origin_allowed(origin)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        errors.write_error(self, status_code, **kwargs)
+
+    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
+                      tb: TracebackType | None) -> None:
+        access.log_exception(self, typ, value, tb)
+
+    def _refused(self, request: dict[str, Any], reply_type: str, user: str, worksheet: str,
+                 cell_id: str | None = None, *, costly: bool = False) -> bool:
+        """True if the request was answered with a refusal: one about another user's
+        worksheet as if it did not exist (404), or one that runs code over the rate (429)."""
+        if not guard.may_use(guard.policy_of(self), self.visitor, user):
+            error = f"no cell {cell_id} in worksheet {worksheet}" if cell_id else \
+                f"no worksheet {worksheet}"
+            self.reply(request, reply_type, {"ok": False, "http_status": 404, "error": error})
+            return True
+        if costly:
+            wait = guard.rate_wait(self, self.visitor)
+            if wait is not None:
+                self.reply(request, reply_type, {
+                    "ok": False, "http_status": 429, "retry_after": wait,
+                    "error": f"too many requests (limit {guard.policy_of(self).rate}); "
+                             f"retry in {wait} s"})
+                return True
+        return False
+
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
         self.subs: dict[tuple[str, str], Subscription] = {}
-        self.link.listeners.add(self.on_output)
+        self.link.listen(None, self.on_output)  # seq beacons; outputs once subscribed
 
     def on_close(self) -> None:
-        self.link.listeners.discard(self.on_output)
+        self.link.unlisten(None, self.on_output)
+        for worksheet in self.subs:
+            self.link.unlisten(worksheet, self.on_output)
 
     def on_output(self, msg: Message) -> None:
         if msg["msg_type"] == mt.SEQ_BEACON:
@@ -161,18 +230,20 @@ class SocketHandler(WebSocketHandler):
             pass
 
     def reply(self, request: dict[str, Any], msg_type: str, content: dict[str, Any]) -> None:
-        msg = self.link.session.msg(msg_type, content, parent=request.get("header") or {})
+        header = request.get("header")
+        parent = {"header": header} if isinstance(header, dict) else {}
+        msg = self.link.session.msg(msg_type, content, parent=parent)
         self.send(json.dumps({k: msg[k] for k in ("header", "msg_id", "msg_type",
                                                   "parent_header", "metadata", "content")}))
 
     async def on_message(self, raw: str | bytes) -> None:
         try:
-            request = json.loads(raw)
+            request = load_json(raw)
             if not isinstance(request, dict):
-                raise ValueError("not an object")
-        except ValueError:
+                raise ValueError("it is not an object")
+        except ValueError as e:
             return self.reply({}, "error_reply", {"ok": False, "http_status": 400,
-                                                  "error": "messages must be JSON objects"})
+                                                  "error": f"messages must be JSON objects: {e}"})
         header = request.get("header") if isinstance(request.get("header"), dict) else {}
         msg_type = header.get("msg_type") or request.get("msg_type")
         content = request.get("content") if isinstance(request.get("content"), dict) else {}
@@ -184,8 +255,9 @@ class SocketHandler(WebSocketHandler):
                 await self._forward(request, msg_type, content)
             else:
                 raise ValueError(f"unknown msg_type {msg_type!r}")
-        except ValueError as e:
-            self.reply(request, f"{msg_type or 'error'}_reply".replace("_request_reply", "_reply"),
+        except (ValueError, ProtocolError) as e:  # ProtocolError: the bus cannot carry it
+            kind = msg_type if isinstance(msg_type, str) and 0 < len(msg_type) <= 64 else "error"
+            self.reply(request, f"{kind}_reply".replace("_request_reply", "_reply"),
                        {"ok": False, "http_status": 400, "error": str(e)})
         except BrokerUnavailable as e:
             self.reply(request, "error_reply", {"ok": False, "http_status": 503, "error": str(e)})
@@ -193,18 +265,27 @@ class SocketHandler(WebSocketHandler):
     async def _subscribe(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         user, worksheet = content.get("user"), content.get("worksheet")
         since, session = content.get("since", 0), content.get("session")
-        if not (_name(user) and _name(worksheet)) or not isinstance(since, int) or since < 0:
+        if not (_name(user) and _name(worksheet)) or not isinstance(since, int) or not (
+                0 <= since <= mt.MAX_SEQ):
             raise ValueError("subscribe_request needs user, worksheet and a non-negative since")
+        if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
+            return
         sub = Subscription(self, user, worksheet, since, session if isinstance(session, str) else None)
         self.subs[(user, worksheet)] = sub
+        self.link.listen((user, worksheet), self.on_output)
         await sub.replay()
         self.reply(request, SUBSCRIBE_REPLY, {"ok": True, "session": sub.session, "seq": sub.last})
 
     async def _forward(self, request: dict[str, Any], msg_type: str, content: dict[str, Any]) -> None:
-        facts = (request.get("metadata") or {}).get("cellbus") or {}
+        metadata = request.get("metadata")
+        facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
+        facts = facts if isinstance(facts, dict) else {}
         address = tuple(facts.get(k) for k in ("user", "worksheet", "cell_id"))
         if not all(_name(p) for p in address):
             raise ValueError("metadata.cellbus must name user, worksheet and cell_id")
+        if self._refused(request, mt.REQUEST_ACCEPTED, *address,  # type: ignore[arg-type]
+                         costly=msg_type in COSTLY):
+            return
         if msg_type == mt.EXECUTE_REQUEST:
             code = content.get("code")
             if code is not None and not isinstance(code, str):
@@ -215,9 +296,15 @@ class SocketHandler(WebSocketHandler):
         elif msg_type == mt.RESTART_REQUEST:
             content = {}
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
-        if header is not None and not all(isinstance(header.get(k), str) for k in (
-                "msg_id", "msg_type", "session", "username", "date", "version")):
-            header = None
+        if header is not None and not all(
+                isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD for k in (
+                    "msg_id", "msg_type", "session", "username", "date", "version")):
+            header = None  # the gateway makes one: a client's must be complete and short
+        if header is not None:
+            # The gateway sends it, now. A client that sends one header twice must not make
+            # two identical signed messages: the broker drops the second as a replay, and
+            # the client waited 10 s for a 503; now it gets 409 for the reused msg_id.
+            header["date"] = utcnow_iso()
         reply = await self.link.request(msg_type, content, address, header=header)  # type: ignore[arg-type]
         self.reply(request, reply["msg_type"], reply["content"])
 

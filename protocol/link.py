@@ -26,6 +26,7 @@ from typing import Any
 import msgpack
 
 from .errors import ProtocolError
+from .shape import MAX_NESTING, too_deep
 
 Record = dict[str, Any]
 _LEN = struct.Struct("!I")
@@ -46,6 +47,8 @@ def decode(body: bytes) -> Record:
         raise ProtocolError("decode", f"worker record: {type(e).__name__}") from None
     if not isinstance(record, dict) or not isinstance(record.get("msg_type"), str):
         raise ProtocolError("decode", "worker record is not a dict with a msg_type")
+    if too_deep(record, MAX_NESTING + 1):  # the record's own dict is one level
+        raise ProtocolError("decode", f"worker record nested deeper than {MAX_NESTING} levels")
     return record
 
 
@@ -61,30 +64,56 @@ class WorkerLink:
         self.sock = sock
         self.max_record = max_record
         self._send_lock = threading.Lock()
+        self._held: list[bytes] | None = None
 
     def send(self, record: Record) -> None:
-        data = encode(record)
+        self.send_encoded(encode(record))
+
+    def send_encoded(self, data: bytes) -> None:
+        """Send a record :func:`encode` made (kept back while the link is held)."""
         with self._send_lock:
-            self.sock.sendall(data)
+            if self._held is not None:
+                self._held.append(data)
+            else:
+                self.sock.sendall(data)
+
+    def hold(self) -> bool:
+        """Keep records back until :meth:`release`, which sends them in one write, in the
+        order they were sent, from whatever thread: one wake-up of the overseer instead of
+        one per record. Hold only around code that does not wait. False if already held
+        (then the outer holder releases)."""
+        with self._send_lock:
+            if self._held is not None:
+                return False
+            self._held = []
+            return True
+
+    def release(self) -> None:
+        """Send what was held, and stop holding."""
+        with self._send_lock:
+            held, self._held = self._held, None
+            if held:
+                self.sock.sendall(b"".join(held))
 
     def recv(self) -> Record | None:
         """The next record, or None when the overseer closed the channel."""
-        head = self._read_exactly(_LEN.size)
+        head = self._read_exactly(_LEN.size, eof_ok=True)
         if head is None:
             return None
         (n,) = _LEN.unpack(head)
         _check_length(n, self.max_record)
-        body = self._read_exactly(n)
-        if body is None:
-            raise ProtocolError("frames", "worker link closed inside a record")
-        return decode(body)
+        return decode(self._read_exactly(n, eof_ok=False) or b"")
 
-    def _read_exactly(self, n: int) -> bytes | None:
+    def _read_exactly(self, n: int, *, eof_ok: bool) -> bytes | None:
+        """``n`` bytes; None at a clean end of stream if ``eof_ok``; a stream that ends
+        anywhere else raises ``ProtocolError("frames")``."""
         chunks, have = [], 0
         while have < n:
             chunk = self.sock.recv(min(n - have, 1 << 20))
             if not chunk:
-                return None if have == 0 else b""
+                if have == 0 and eof_ok:
+                    return None
+                raise ProtocolError("frames", "worker link closed inside a record")
             chunks.append(chunk)
             have += len(chunk)
         return b"".join(chunks)
@@ -96,6 +125,8 @@ class OverseerLink:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  max_record: int = DEFAULT_MAX_RECORD) -> None:
         self.reader, self.writer, self.max_record = reader, writer, max_record
+        #: Size in bytes of the last record read (also when it did not decode), for pacing.
+        self.last_size = 0
 
     @classmethod
     async def open(cls, sock: socket.socket, max_record: int = DEFAULT_MAX_RECORD) -> "OverseerLink":
@@ -110,9 +141,12 @@ class OverseerLink:
         """The next record, or None at end of stream (the worker exited or closed it)."""
         try:
             head = await self.reader.readexactly(_LEN.size)
-        except asyncio.IncompleteReadError:
+        except asyncio.IncompleteReadError as e:
+            if e.partial:
+                raise ProtocolError("frames", "worker link closed inside a record") from None
             return None
         (n,) = _LEN.unpack(head)
+        self.last_size = n
         _check_length(n, self.max_record)
         try:
             body = await self.reader.readexactly(n)

@@ -20,7 +20,7 @@ import zmq
 import zmq.asyncio
 
 from .errors import ConfigError, ProtocolError
-from .wire import Message, Session
+from .wire import Message, Session, recv_now
 
 
 class Node:
@@ -94,10 +94,26 @@ class Node:
         try:
             return await self.session.recv(sock)
         except ProtocolError as e:
-            self.rejected[e.reason] += 1
-            self.log.warning("%s dropped a message: %s (%d %s so far)", self.name, e,
-                             self.rejected[e.reason], e.reason)
+            self._rejected(e)
             return None
+
+    def recv_waiting(self, sock: zmq.asyncio.Socket,
+                     limit: int) -> list[tuple[list[bytes], Message] | None]:
+        """Up to ``limit`` messages already waiting on ``sock``, taken without waiting (None
+        for each one rejected and logged): a batch for one pass of a loop."""
+        got: list[tuple[list[bytes], Message] | None] = []
+        while len(got) < limit and (frames := recv_now(sock)) is not None:
+            try:
+                got.append(self.session.deserialize(frames))
+            except ProtocolError as e:
+                self._rejected(e)
+                got.append(None)
+        return got
+
+    def _rejected(self, e: ProtocolError) -> None:
+        self.rejected[e.reason] += 1
+        self.log.warning("%s dropped a message: %s (%d %s so far)", self.name, e,
+                         self.rejected[e.reason], e.reason)
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timezone
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import msgpack
 import zmq
@@ -46,15 +46,34 @@ DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 DEFAULT_REPLAY_HISTORY = 65536
 HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version")
 
+# pyzmq's Python layer costs about 10 us per multipart message on top of libzmq (a Python
+# call and IntFlag arithmetic per frame, and zmq.asyncio's futures); these fast paths call the
+# Cython socket methods directly with int flags, and fall back to the awaited calls whenever a
+# message cannot move at once.
+_zsend, _zrecv, _zget = zmq.backend.Socket.send, zmq.backend.Socket.recv, zmq.backend.Socket.get
+_SNDMORE, _DONTWAIT = int(zmq.SNDMORE), int(zmq.DONTWAIT)
+_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+#: The last whole second formatted, (seconds, "YYYY-MM-DDTHH:MM:SS"): every message has a
+#: date, and strftime is most of what stamping one costs.
+_second: tuple[int, str] = (0, "")
+
 
 def utcnow_iso() -> str:
     """The current time as Jupyter writes it: ISO 8601, microseconds, ``Z``."""
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _second
+    now = time.time()
+    whole = int(now)
+    second = _second
+    if second[0] != whole:
+        second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+    return f"{second[1]}.{int((now - whole) * 1e6):06d}Z"
 
 
 def _json_pack(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode("utf-8", "surrogateescape")
+                      separators=(",", ":")).encode("utf-8")
 
 
 def _json_unpack(data: bytes) -> Any:
@@ -82,6 +101,68 @@ def parent_header(parent: Mapping[str, Any] | None) -> dict[str, Any]:
     if "header" in parent:
         return dict(parent["header"])
     return dict(parent)
+
+
+def _frame_bytes(frame: Any) -> bytes:
+    """One frame as bytes; anything but bytes-like data is a malformed frame, not a bug."""
+    if isinstance(frame, zmq.Frame):
+        return frame.bytes
+    if isinstance(frame, (bytes, bytearray, memoryview)):
+        return bytes(frame)
+    raise ProtocolError("frames", f"a frame is a {type(frame).__name__}, not bytes")
+
+
+def send_now(sock: zmq.Socket, frames: Sequence[bytes]) -> bool:
+    """Hand a whole multipart message to libzmq without waiting: True if it was taken; False
+    if it would block (high-water mark) or earlier awaited sends still wait on ``sock``, and
+    then the caller awaits ``sock.send_multipart`` (behind them, so order is kept).
+
+    Errors other than "would block" (such as an unroutable ROUTER identity) raise as
+    ``send_multipart`` raises them. Parts after the first never block: libzmq checks the
+    high-water mark once per message."""
+    if getattr(sock, "_send_futures", None):
+        return False
+    last = len(frames) - 1
+    try:
+        _zsend(sock, frames[0], _DONTWAIT | (_SNDMORE if last else 0))
+    except zmq.Again:
+        return False
+    for i in range(1, last):
+        _zsend(sock, frames[i], _SNDMORE)
+    if last:
+        _zsend(sock, frames[last], 0)
+    if getattr(sock, "_recv_futures", True):
+        _rearm(sock)
+    return True
+
+
+def recv_now(sock: zmq.Socket) -> list[bytes] | None:
+    """The next whole multipart message if one is waiting on ``sock`` (else None), taken
+    without waiting; parts after the first are always there once the first is."""
+    if getattr(sock, "_recv_futures", None):
+        return None  # someone else awaits this socket: keep the order of their futures
+    parts: list[bytes] | None = None
+    if cast(int, _zget(sock, _EVENTS)) & _POLLIN:  # cheaper than raising zmq.Again
+        try:
+            frame = _zrecv(sock, _DONTWAIT, False)  # a Frame knows if more parts follow
+        except zmq.Again:
+            pass
+        else:
+            parts = [frame.bytes]
+            while frame.more:
+                frame = _zrecv(sock, 0, False)
+                parts.append(frame.bytes)
+    if getattr(sock, "_send_futures", True):
+        _rearm(sock)
+    return parts
+
+
+def _rearm(sock: zmq.Socket) -> None:
+    """A ZeroMQ socket's descriptor is edge-triggered and a send or recv may consume its edge:
+    reading EVENTS through a ``zmq.asyncio`` socket makes it look for work its futures still
+    wait for (what its own send and recv do)."""
+    if isinstance(sock, zmq.asyncio.Socket) and getattr(sock, "_state", True):  # watching?
+        sock.get(zmq.EVENTS)
 
 
 class Session:
@@ -158,15 +239,26 @@ class Session:
         return h.hexdigest().encode("ascii")
 
     def serialize(self, msg: Mapping[str, Any], idents: Iterable[bytes] = ()) -> list[bytes]:
-        """The frames for ``msg`` (see the module docstring), signed with this key."""
-        parts = [
-            self.pack(msg["header"]),
-            self.pack(msg.get("parent_header") or {}),
-            self.pack(msg.get("metadata") or {}),
-            self.pack(msg.get("content") or {}),
-        ]
+        """The frames for ``msg`` (see the module docstring), signed with this key.
+
+        A message the packer cannot represent (a lone surrogate in a string, an integer
+        beyond 64 bits, nesting past the packer's limit, a non-finite float in JSON, an
+        object of no packable type) raises ``ProtocolError("content")``: such values can
+        come from untrusted input, and a node must refuse them, not crash on them.
+        """
+        try:
+            parts = [
+                self.pack(msg["header"]),
+                self.pack(msg.get("parent_header") or {}),
+                self.pack(msg.get("metadata") or {}),
+                self.pack(msg.get("content") or {}),
+            ]
+            buffers = [_frame_bytes(b) for b in msg.get("buffers") or ()]
+        except (TypeError, ValueError, OverflowError, RecursionError) as e:
+            raise ProtocolError("content", f"cannot pack {msg.get('msg_type', 'message')}: "
+                                f"{type(e).__name__}: {str(e)[:200]}") from None
         frames = [*idents, DELIM, self.sign(parts), *parts]
-        frames.extend(bytes(b) for b in msg.get("buffers") or ())
+        frames.extend(buffers)
         return frames
 
     def deserialize(self, frames: Sequence[bytes | zmq.Frame]) -> tuple[list[bytes], Message]:
@@ -175,7 +267,7 @@ class Session:
         The checks run cheapest first and before any decoding: delimiter and frame count,
         frame sizes, signature, replay. A signature is remembered only once it verified.
         """
-        raw = [f.bytes if isinstance(f, zmq.Frame) else bytes(f) for f in frames]
+        raw = [f if type(f) is bytes else _frame_bytes(f) for f in frames]
         try:
             at = raw.index(DELIM)
         except ValueError:
@@ -229,9 +321,13 @@ class Session:
 
     async def send(self, sock: zmq.asyncio.Socket, msg: Mapping[str, Any],
                    idents: Iterable[bytes] = ()) -> None:
-        await sock.send_multipart(self.serialize(msg, idents), copy=False)
+        frames = self.serialize(msg, idents)
+        if not send_now(sock, frames):
+            await sock.send_multipart(frames, copy=False)
 
     async def recv(self, sock: zmq.asyncio.Socket) -> tuple[list[bytes], Message]:
         """Receive and check one message; raises :class:`ProtocolError` for bad input."""
-        frames = await sock.recv_multipart(copy=True)
+        frames = recv_now(sock)
+        if frames is None:
+            frames = await sock.recv_multipart(copy=True)
         return self.deserialize(frames)

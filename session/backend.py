@@ -108,5 +108,11 @@ class SessionBackend(abc.ABC):
         return ExecuteOutcome.failed("NotImplementedError",
                                      f"{type(self).__name__} has no interacts", [])
 
+    def warm_up(self) -> None:
+        """Called once before the first request, with output muted: go through the paths a
+        cell takes, so that a worker forked from a preloaded template copies the memory
+        pages they write to while it waits in the pool, not during its session's first
+        cell. Must leave no trace a session could see. The default does nothing."""
+
     def shutdown(self) -> None:
         """Release what the backend holds; the process exits right after."""

@@ -113,6 +113,17 @@ class PythonBackend(SessionBackend):
     def interact(self, interact_id: str, values: dict[str, Any], state: int) -> ExecuteOutcome:
         return self.interacts.request(interact_id, values, state)
 
+    def warm_up(self) -> None:
+        """One small cell (statement, print, final value), then its traces undone: the cell
+        number, its ``linecache`` entry and ``_``."""
+        cells = self._cells
+        try:
+            self.execute("print(2)\n2")
+        finally:
+            linecache.cache.pop(f"{CELL_PREFIX}{cells + 1}>", None)
+            self._cells = cells
+            self.namespace.pop("_", None)
+
     def _run_call(self, call: Callable[[], Any]) -> ExecuteOutcome:
         """Run ``call`` in a block of its own (files, figures), errors as an outcome."""
         outcome = ExecuteOutcome()

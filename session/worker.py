@@ -18,6 +18,7 @@ Diagnostics about the worker itself go to the descriptor that was stderr at star
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import signal
@@ -25,7 +26,7 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from protocol import msgtypes as mt
@@ -35,6 +36,7 @@ from protocol.link import DEFAULT_MAX_RECORD, WorkerLink, encode
 from .backend import DEFAULT_MAX_FILE_SIZE, BackendConfig, ExecuteOutcome, MimeBundle, \
     Output, SessionBackend
 from .capture import Capture
+from .children import reap_strays
 from .interrupts import InterruptGuard
 
 BackendFactory = Callable[[Output, BackendConfig], SessionBackend]
@@ -52,6 +54,8 @@ class LinkOutput(Output):
         self.parent = ""
         self.capture: Capture | None = None
         self.broken = False
+        #: While warming up: records are built and packed as usual, then dropped.
+        self.muted = False
 
     def send(self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None
              = None, buffers: list[bytes] | None = None) -> None:
@@ -65,20 +69,38 @@ class LinkOutput(Output):
             return
         with self.guard:
             try:
-                size = len(encode(record))
+                data = encode(record)
             except (TypeError, ValueError, OverflowError) as e:
                 self.diag(f"dropped a {msg_type} record that cannot be packed: {e}")
                 return
-            if size > self.link.max_record:
-                record = {"msg_type": mt.STREAM, "parent": self.parent, "content": {
+            if len(data) > self.link.max_record:
+                data = encode({"msg_type": mt.STREAM, "parent": self.parent, "content": {
                     "name": "stderr",
-                    "text": f"[cellbus: a {msg_type} of {size} bytes was dropped: "
-                            f"the limit is {self.link.max_record}]\n"}}
+                    "text": f"[cellbus: a {msg_type} of {len(data)} bytes was dropped: "
+                            f"the limit is {self.link.max_record}]\n"}})
+            if self.muted:
+                return
             try:
-                self.link.send(record)
+                self.link.send_encoded(data)
             except OSError as e:
                 self.broken = True
                 self.diag(f"link to the overseer failed: {e}")
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records sent inside reach the overseer in one write when it ends (see
+        :meth:`WorkerLink.hold`): for the records that open and close a request."""
+        held = self.link.hold()
+        try:
+            yield
+        finally:
+            if held:
+                with self.guard:
+                    try:
+                        self.link.release()
+                    except OSError as e:
+                        self.broken = True
+                        self.diag(f"link to the overseer failed: {e}")
 
     def stream(self, name: str, text: str) -> None:
         if self.capture is not None:
@@ -114,8 +136,28 @@ class Worker:
         self.link, self.out, self.guard, self.backend = link, out, guard, backend
         self.execution_count = 0
 
+    def warm_up(self) -> None:
+        """Take one cell's paths (records, capture, backend) with output muted before the
+        first request: see :meth:`SessionBackend.warm_up`. About 300 pages of the template
+        get copied here, in the pool, instead of in the user's first cell (1-2 ms)."""
+        out = self.out
+        out.muted = True
+        try:
+            with out.batch():
+                out.send(mt.STATUS, {"execution_state": "busy"})
+            self.backend.warm_up()
+            out.flush()  # the flusher thread's text too: it goes nowhere
+            with out.batch():
+                out.send(mt.EXECUTE_REPLY, {"status": "ok", "execution_count": 0,
+                                            "user_expressions": {}, "payload": []})
+        except Exception as e:  # noqa: BLE001 - a cold first cell is no reason to fail
+            out.diag(f"warm-up failed: {e!r}")
+        finally:
+            out.muted = False
+
     def run(self) -> int:
         """Serve until EOF (0), ``shutdown_request`` (0) or a broken link (1)."""
+        self.warm_up()
         while not self.out.broken:
             try:
                 request = self.link.recv()
@@ -131,10 +173,12 @@ class Worker:
             content = request.get("content")
             self.out.parent = msg_id if isinstance(msg_id, str) else ""
             content = content if isinstance(content, dict) else {}
-            if msg_type == mt.EXECUTE_REQUEST:
-                self.execute(content)
-            elif msg_type == mt.INTERACT_REQUEST:
-                self.interact(content)
+            if msg_type in (mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST):
+                if msg_type == mt.EXECUTE_REQUEST:
+                    self.execute(content)
+                else:
+                    self.interact(content)
+                reap_strays()
             elif msg_type == mt.KERNEL_INFO_REQUEST:
                 self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
             elif msg_type == mt.SHUTDOWN_REQUEST:
@@ -162,15 +206,17 @@ class Worker:
         store_history = content.get("store_history", True) is not False and not silent
         self.guard.start_request()
         out = self.out
-        out.send(mt.STATUS, {"execution_state": "busy"})
-        if store_history:
-            self.execution_count += 1
-        count = self.execution_count
-        if not silent:
-            out.send(mt.EXECUTE_INPUT, {"code": code, "execution_count": count})
+        with out.batch():
+            out.send(mt.STATUS, {"execution_state": "busy"})
+            if store_history:
+                self.execution_count += 1
+            count = self.execution_count
+            if not silent:
+                out.send(mt.EXECUTE_INPUT, {"code": code, "execution_count": count})
         outcome = self._guarded(
             lambda: self.backend.execute(code, silent=silent, store_history=store_history))
-        self._finish(outcome, count, silent)
+        with out.batch():  # the end: last output, result, reply and idle in one write
+            self._finish(outcome, count, silent)
 
     def interact(self, content: dict[str, Any]) -> None:
         """Re-run an interact: its output goes out as usual; ``interact_reply`` ends it."""
@@ -184,16 +230,17 @@ class Worker:
                                             "values and an integer state", [])
         else:
             outcome = self._guarded(lambda: self.backend.interact(interact_id, values, state))
-        self.out.flush()
-        reply: dict[str, Any] = {"status": outcome.status, "interact_id": interact_id,
-                                 "state": state, "ignored": outcome.ignored}
-        if outcome.status == "error":
-            error = {"ename": outcome.ename, "evalue": outcome.evalue,
-                     "traceback": list(outcome.traceback) or [f"{outcome.ename}: {outcome.evalue}"]}
-            self.out.send(mt.ERROR, error)
-            reply.update(error)
-        self.out.send(mt.INTERACT_REPLY, reply)
-        self.out.send(mt.STATUS, {"execution_state": "idle"})
+        with self.out.batch():  # the end in one write, as for execute
+            self.out.flush()
+            reply: dict[str, Any] = {"status": outcome.status, "interact_id": interact_id,
+                                     "state": state, "ignored": outcome.ignored}
+            if outcome.status == "error":
+                error = {"ename": outcome.ename, "evalue": outcome.evalue, "traceback":
+                         list(outcome.traceback) or [f"{outcome.ename}: {outcome.evalue}"]}
+                self.out.send(mt.ERROR, error)
+                reply.update(error)
+            self.out.send(mt.INTERACT_REPLY, reply)
+            self.out.send(mt.STATUS, {"execution_state": "idle"})
 
     def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
         """Run a backend call with interrupts armed; anything escaping becomes an error."""
@@ -278,6 +325,7 @@ def serve(sock: socket.socket, workdir: str,
     link = WorkerLink(sock, max_record=max_record)
     out = LinkOutput(link, guard, diag)
     out.capture = Capture.install(out.send_stream, guard)
+    os.register_at_fork(after_in_child=lambda: _forked_by_user_code(out))
     try:
         if backend_factory is None:
             from .python import PythonBackend
@@ -288,6 +336,17 @@ def serve(sock: socket.socket, workdir: str,
     except Exception:  # fd 2 is captured by now: report on the saved descriptor
         diag("crashed:\n" + traceback.format_exc())
         return 1
+
+
+def _forked_by_user_code(out: LinkOutput) -> None:
+    """In a child that user code forked (``os.fork``, ``multiprocessing``): it prints through
+    the worker's captured descriptors but never speaks on the link, and once the code it runs
+    returns to the worker's loop, it exits instead of serving (a fork bomb's children die as
+    soon as their fork fails, and nothing they send can reach the overseer)."""
+    out.broken = True
+    if out.capture is not None:
+        out.capture.in_forked_child()
+        out.capture = None
 
 
 def _select_matplotlib_backend() -> None:

@@ -142,6 +142,15 @@ def test_message_order_and_counts(worker: Worker) -> None:
     assert reply(worker.execute("x = 1"))["execution_count"] == 2
 
 
+def test_warm_up_leaves_no_trace(worker: Worker) -> None:
+    """The worker warms up before its first request (sending nothing, or the first records
+    read would not all answer it): its first cell is still <cell-1>, and `_` is unset."""
+    error = of_type(worker.execute("1/0"), "error")[0]["content"]
+    assert any('File "<cell-1>", line 1' in line for line in error["traceback"]), error
+    error = of_type(worker.execute("_"), "error")[0]["content"]
+    assert error["ename"] == "NameError"
+
+
 def test_silent_execution_is_quiet_and_not_counted(worker: Worker) -> None:
     records = worker.execute("y = 7\ny", silent=True)
     assert [r["msg_type"] for r in records] == ["status", "execute_reply", "status"]

@@ -23,7 +23,8 @@ import pytest
 
 from broker.store import (ANY, DONE, ERROR, NEEDS_WORK, SUPERSEDED, WORKING, DeviceRecord,
                           DuplicateRequest, InvalidTransition, Request, SessionRecord, Store,
-                          StoreClosed, StoreError, UnknownRequest, open_store, sqlite_url)
+                          StoreClosed, StoreError, UnknownRequest, UserRecord, open_store,
+                          sqlite_url)
 
 MONGODB_ENV = "CELLBUS_TEST_MONGODB_URL"
 MONGODB_URL = os.environ.get(MONGODB_ENV, "")
@@ -290,6 +291,39 @@ async def test_seqs_are_gap_free_per_session(store: Store) -> None:
     assert [m for _, m in got[1:]] == [items[0][1], items[2][1], items[5][1]]
 
 
+async def test_append_and_update(store: Store) -> None:
+    """Tests that output and the status changes it shows are stored together, in order, and
+    that an update not allowed (or of an unknown request) gives None instead of failing."""
+    req = await store.add_request(execute())
+    busy, idle = jmsg("status", parent=req.msg_id), jmsg("status", parent=req.msg_id)
+    seqs, updated = await store.append_and_update(
+        [("s1", busy), ("s1", idle)],
+        [(req.msg_id, WORKING, None), (req.msg_id, ERROR, "Boom: no"),
+         (req.msg_id, DONE, None), ("nope", WORKING, None)])
+    assert seqs == [1, 2]
+    assert [u.status if u else None for u in updated] == [WORKING, ERROR, None, None]
+    got = await store.get_request(req.msg_id)
+    assert got == updated[1] and got is not None and got.error == "Boom: no"
+    assert got.started is not None and got.finished is not None
+    assert [m for _, m in await store.messages("s1")] == [busy, idle]
+    assert await store.append_and_update([], []) == ([], [])
+    assert (await store.append_and_update([("s1", jmsg("stream"))], []))[0] == [3]
+
+
+async def test_add_session_request(store: Store) -> None:
+    """Tests that a request and its session's record are stored together, and that a
+    duplicate request raises as add_request does."""
+    rec = SessionRecord("s1", "ann", "ws", "d1", "open", 100.0, 100.0)
+    req = execute()
+    stored = await store.add_session_request(rec, req)
+    assert stored.created > 0 and await store.get_request(req.msg_id) == stored
+    assert await store.get_session("s1") == rec
+    with pytest.raises(DuplicateRequest):
+        await store.add_session_request(replace(rec, last_activity=200.0),
+                                        replace(execute("6"), msg_id=req.msg_id))
+    assert await store.get_request(req.msg_id) == stored
+
+
 async def test_concurrent_appends_one_session(store: Store) -> None:
     """Tests 20 concurrent callers x 50 messages: seqs exactly 1..1000, each caller's rising."""
     async def caller(n: int) -> list[int]:
@@ -407,6 +441,46 @@ async def test_devices_upsert_list_remove(store: Store) -> None:
     assert await store.devices() == [d2]
 
 
+# -- users ----------------------------------------------------------------------------------
+
+
+async def test_users_add_find_by_token_remove(store: Store) -> None:
+    """Tests put_user/get_user/user_by_token/users/remove_user: a removed user's token is
+    found no more."""
+    bob = UserRecord("bob", "b" * 64, 10.0)
+    alice = UserRecord("alice", "a" * 64, 11.0)
+    await store.put_user(bob)
+    await store.put_user(alice)
+    assert await store.users() == [alice, bob]
+    assert await store.get_user("alice") == alice and await store.get_user("carol") is None
+    assert await store.user_by_token("a" * 64) == alice
+    assert await store.user_by_token("c" * 64) is None
+    assert await store.remove_user("alice") is True
+    assert await store.remove_user("alice") is False
+    assert await store.user_by_token("a" * 64) is None
+    assert await store.users() == [bob]
+
+
+async def test_user_token_replaced(store: Store) -> None:
+    """Tests that putting a user again replaces their token: the old one is found no more."""
+    await store.put_user(UserRecord("ann", "1" * 64, 1.0))
+    await store.put_user(UserRecord("ann", "2" * 64, 2.0))
+    assert await store.user_by_token("1" * 64) is None
+    assert await store.user_by_token("2" * 64) == UserRecord("ann", "2" * 64, 2.0)
+    assert await store.users() == [UserRecord("ann", "2" * 64, 2.0)]
+
+
+async def test_users_seen_by_a_second_store(store_url: str) -> None:
+    """Tests that a user added through one store object (``bin/cellbus user add``) is found
+    at once through another open on the same store (the broker's), and its removal too."""
+    async with open_store(store_url) as broker, open_store(store_url) as cli:
+        assert await broker.user_by_token("d" * 64) is None
+        await cli.put_user(UserRecord("dan", "d" * 64, 3.0))
+        assert await broker.user_by_token("d" * 64) == UserRecord("dan", "d" * 64, 3.0)
+        assert await cli.remove_user("dan") is True
+        assert await broker.user_by_token("d" * 64) is None
+
+
 # -- durability and failure -----------------------------------------------------------------
 
 
@@ -489,3 +563,172 @@ async def test_describe_names_the_store(store: Store) -> None:
     """Tests that describe() gives a log-line description without secrets."""
     text = store.describe()
     assert text and "@" not in text.split("://")[-1].split("/")[0]
+
+
+# -- retention ------------------------------------------------------------------------------
+
+FILE_MIME = "application/x-cellbus-file+json"
+
+
+async def evaluated(store: Store, cell_id: str, run: list[tuple[str, dict[str, Any]]], *,
+                    session: str = "s1", status: str = DONE,
+                    kind: Callable[..., Request] | None = None) -> Request:
+    """A finished request of ``cell_id`` whose output is ``run``: (msg_type, content) pairs,
+    status busy first and idle last; the messages also carry buffers where content has
+    ``_buffers``."""
+    req = await store.add_request((kind or execute)(cell_id, session=session))
+    await store.update_request(req.msg_id, WORKING, device="d1")
+    items = [(session, jmsg("status", session=session, parent=req.msg_id,
+                            content={"execution_state": "busy"}))]
+    for msg_type, content in run:
+        buffers = content.pop("_buffers", None)
+        items.append((session, jmsg(msg_type, session=session, parent=req.msg_id,
+                                    content=content, buffers=buffers)))
+    items.append((session, jmsg("status", session=session, parent=req.msg_id,
+                                content={"execution_state": "idle"})))
+    for item in items:  # one at a time, as the broker's batches often are
+        await store.append_messages([item])
+    return await store.update_request(req.msg_id, status)
+
+
+def out(text: str, name: str = "stdout") -> tuple[str, dict[str, Any]]:
+    return "stream", {"name": name, "text": text}
+
+
+def image(n: int) -> tuple[str, dict[str, Any]]:
+    return "display_data", {"data": {"image/png": f"{n:04d}" * 500}, "metadata": {}}
+
+
+REPLY = ("execute_reply", {"status": "ok", "execution_count": 1})
+
+
+async def output_of(store: Store, req: Request) -> tuple[Any, ...]:
+    """What /update?since=0 is made of: the fold of the request's messages."""
+    from protocol.fold import fold
+    folded = fold(await store.messages(req.session, parent=req.msg_id))
+    return folded.blocks(), folded.seq, folded.changed, [
+        folded.reset_after(s) for s in range(folded.seq + 1)]
+
+
+async def finished_session(store: Store, session: str = "s1", *,
+                           last_activity: float = 1000.0) -> None:
+    await store.put_session(SessionRecord(session, "ann", "ws", "d1", "open", 900.0,
+                                          last_activity))
+
+
+async def test_compaction_keeps_each_cells_final_output(store: Store) -> None:
+    """Tests that compacting a finished session keeps what each cell's latest evaluation
+    folds to (blocks, block ids and seqs, clears), drops earlier evaluations and noise,
+    merges stream runs, keeps a shown file at its seq, and never reuses a seq."""
+    await finished_session(store)
+    first = await evaluated(store, "5", [out("old\n"), REPLY])
+    final = await evaluated(store, "5", [
+        ("execute_input", {"code": "x", "execution_count": 2}),
+        *[out(f"line {i}\n") for i in range(20)], out("oops\n", "stderr"), out("more\n"),
+        image(1), ("execute_result", {"data": {"text/plain": "42"}, "metadata": {}}), REPLY])
+    frames = []
+    for i in range(6):
+        frames += [("clear_output", {"wait": True}), image(i)]
+    animation = await evaluated(store, "6", [*frames, out("done\n"), REPLY])
+    file_ref = {"name": "a.bin", "size": 3, "mime": "application/octet-stream"}
+    with_file = await evaluated(store, "7", [
+        ("display_data", {"data": {FILE_MIME: file_ref}, "metadata": {}, "_buffers": [b"abc"]}),
+        REPLY])
+    failed = await evaluated(store, "8", [("error", {"ename": "E", "evalue": "v",
+                                                     "traceback": ["E: v"]}),
+                                          ("execute_reply", {"status": "error"})],
+                             status=ERROR)
+    await store.append_messages([("s1", jmsg("shutdown_reply", parent="not-a-request"))])
+    kept = [final, animation, with_file, failed]
+    before = [await output_of(store, r) for r in kept]
+    all_before = await store.messages("s1")
+    file_seq = next(s for s, m in all_before if m["content"].get("data", {}).get(FILE_MIME))
+    last = await store.last_seq("s1")
+
+    stats = await store.compact(time.time() + 1)
+
+    assert [await output_of(store, r) for r in kept] == before
+    assert stats.sessions == 1 and stats.requests_removed == 1 and stats.bytes_freed > 0
+    assert stats.messages_removed > 0 and stats.messages_rewritten > 0 and not stats.failed
+    after = await store.messages("s1")
+    seqs = [s for s, _ in after]
+    assert seqs == sorted(set(seqs)) and set(seqs) <= {s for s, _ in all_before}
+    assert len(after) == len(all_before) - stats.messages_removed
+    assert len(after) < len(all_before) // 2
+    assert await store.get_request(first.msg_id) is None
+    assert await store.messages("s1", parent=first.msg_id) == []
+    assert all(m["msg_type"] != "shutdown_reply" for _, m in after)
+    latest = await store.cell_request("ann", "ws", "5")
+    assert latest is not None and latest.msg_id == final.msg_id
+    [(seq, kept_file)] = await store.messages("s1", since=file_seq - 1, limit=1)
+    assert seq == file_seq and kept_file["buffers"] == [b"abc"]
+    assert await store.last_seq("s1") == last
+    assert await store.append_messages([("s1", jmsg("stream"))]) == [last + 1]
+
+
+async def test_compaction_leaves_unfinished_sessions(store: Store) -> None:
+    """Tests that a session with a running or waiting request, a recent last activity or a
+    recent last message is not compacted, and that compacting twice changes nothing."""
+    await finished_session(store, "busy")
+    await evaluated(store, "1", [out("a\n"), out("b\n"), REPLY], session="busy")
+    running = await store.add_request(execute("2", session="busy"))
+    await store.update_request(running.msg_id, WORKING, device="d1")
+    await finished_session(store, "waiting")
+    await evaluated(store, "1", [out("a\n"), out("b\n"), REPLY], session="waiting")
+    await store.add_request(execute("2", session="waiting"))
+    await finished_session(store, "recent", last_activity=time.time() + 3600)
+    await evaluated(store, "1", [out("a\n"), out("b\n"), REPLY], session="recent")
+    await finished_session(store, "idle")
+    await evaluated(store, "1", [out("a\n"), out("b\n"), REPLY], session="idle")
+    sizes = {s: len(await store.messages(s)) for s in ("busy", "waiting", "recent", "idle")}
+
+    assert (await store.compact(time.time() - 60)).sessions == 0  # messages are too new
+    assert (await store.compact(time.time() + 1)).sessions == 1
+    assert len(await store.messages("idle")) < sizes.pop("idle")
+    assert {s: len(await store.messages(s)) for s in sizes} == sizes
+    assert (await store.compact(time.time() + 1)).sessions == 0
+
+
+async def test_compaction_of_a_session_used_again(store: Store) -> None:
+    """Tests that a compacted session that runs again is compacted again: the cell's newer
+    evaluation replaces the kept one, and seqs go on from the session's last."""
+    await finished_session(store)
+    old = await evaluated(store, "5", [out("1\n"), out("2\n"), REPLY])
+    assert (await store.compact(time.time() + 1)).sessions == 1
+    last = await store.last_seq("s1")
+    new = await evaluated(store, "5", [out("3\n"), out("4\n"), REPLY])
+    assert [s for s, _ in await store.messages("s1", parent=new.msg_id)][0] == last + 1
+    before = await output_of(store, new)
+    stats = await store.compact(time.time() + 1)
+    assert stats.sessions == 1 and stats.requests_removed == 1
+    assert await store.get_request(old.msg_id) is None
+    assert await output_of(store, new) == before
+    assert (await store.compact(time.time() + 1)).sessions == 0
+
+
+async def test_compaction_keeps_the_last_run_of_each_interact(store: Store) -> None:
+    """Tests that an interact cell keeps its evaluation whole (nested output folds the
+    same) and only the last finished run of each interact; older and superseded runs go."""
+    await finished_session(store)
+    start = ("interact_start", {"interact_id": "f", "controls": {"n": {"type": "slider"}},
+                                "layout": ["n"]})
+    cell = await evaluated(store, "5", [start, out("n=1\n"), out("!\n"), image(1),
+                                        ("interact_end", {}), REPLY])
+
+    def run(state: int) -> Callable[..., Request]:
+        return lambda cell_id, session: interact("f", state, session=session)
+
+    reply = ("interact_reply", {"status": "ok", "state": 0})
+    runs = [await evaluated(store, "5", [out(f"n={n}\n"), out("!\n"), reply], kind=run(n))
+            for n in (2, 3)]
+    superseded = await store.add_request(interact("f", 4))
+    await store.update_request(superseded.msg_id, SUPERSEDED)
+    before = [await output_of(store, r) for r in (cell, runs[1])]
+
+    stats = await store.compact(time.time() + 1)
+
+    assert stats.sessions == 1 and stats.requests_removed == 2
+    assert [await output_of(store, r) for r in (cell, runs[1])] == before
+    assert await store.get_request(runs[0].msg_id) is None
+    assert await store.get_request(superseded.msg_id) is None
+    assert await store.messages("s1", parent=runs[0].msg_id) == []

@@ -5,6 +5,11 @@ Modelled on django/channels' ``BaseChannelLayer``: one base class, backends chos
 been made durable when its coroutine returns: the broker acknowledges a request, or publishes
 an output message, only after that. One contract suite (``tests/test_store_contract.py``)
 runs against every backend.
+
+Retention is part of the contract: :meth:`Store.compact` (decided in :mod:`.compaction`, the
+same for every backend) rewrites finished sessions' message logs through three backend
+primitives, :meth:`Store.finished_sessions`, :meth:`Store.session_requests` and
+:meth:`Store.apply_compaction`; :meth:`Store.reclaim_space` gives the space back.
 """
 
 from __future__ import annotations
@@ -15,9 +20,14 @@ from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
 
-from .records import ANY, DeviceFilter, DeviceRecord, Request, SessionRecord
+from . import compaction
+from .compaction import CompactionStats, SessionPlan
+from .errors import InvalidTransition, UnknownRequest
+from .records import ANY, DeviceFilter, DeviceRecord, Request, SessionRecord, UserRecord
 
 Message = dict[str, Any]
+#: A request status change to make with output: ``(msg_id, status, error or None)``.
+StatusUpdate = tuple[str, str, str | None]
 
 
 def redact_url(url: str) -> str:
@@ -141,6 +151,22 @@ class Store(abc.ABC):
         """
         raise _missing("append_messages")
 
+    async def append_and_update(self, items: Sequence[tuple[str, Message]],
+                                updates: Sequence[StatusUpdate]) -> tuple[list[int],
+                                                                          list[Request | None]]:
+        """:meth:`append_messages`, then :meth:`update_request` for each ``(msg_id, status,
+        error)`` in order: the output and the progress it shows, durable together when this
+        returns. An update not allowed, or of an unknown request, gives None instead of
+        raising. Backends that can (SQLite) do it all in one write: one commit, not several."""
+        seqs = await self.append_messages(items) if items else []
+        updated: list[Request | None] = []
+        for msg_id, status, error in updates:
+            try:
+                updated.append(await self.update_request(msg_id, status, error=error))
+            except (InvalidTransition, UnknownRequest):
+                updated.append(None)
+        return seqs, updated
+
     @abc.abstractmethod
     async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
                        limit: int | None = None) -> list[tuple[int, Message]]:
@@ -159,6 +185,13 @@ class Store(abc.ABC):
     async def put_session(self, rec: SessionRecord) -> None:
         """Insert or replace the session record ``rec.session``."""
         raise _missing("put_session")
+
+    async def add_session_request(self, rec: SessionRecord, req: Request) -> Request:
+        """:meth:`put_session` then :meth:`add_request` (whose errors it raises): a new
+        request and its session's activity, durable together when this returns. Backends
+        that can (SQLite) do both in one write, so a refused request changes no session."""
+        await self.put_session(rec)
+        return await self.add_request(req)
 
     @abc.abstractmethod
     async def get_session(self, session: str) -> SessionRecord | None:
@@ -191,3 +224,74 @@ class Store(abc.ABC):
     async def remove_device(self, device: str) -> bool:
         """Forget a device; True if it was known."""
         raise _missing("remove_device")
+
+    # -- retention (broker/store/compaction.py) ---------------------------------------------
+
+    async def compact(self, older_than: float) -> CompactionStats:
+        """Compact the message log of every session that finished before ``older_than`` (a
+        ``time.time()``), keeping each cell's final output; see :mod:`.compaction`.
+
+        Afterwards ``messages(session, parent=...)`` of each cell's latest request folds to
+        the same output as before; seqs are never reused (new messages go on from the
+        session's last seq); compacting again changes nothing until the session has new
+        messages. Call :meth:`reclaim_space` after it to give the space back to the disk.
+        """
+        return await compaction.compact(self, older_than)
+
+    @abc.abstractmethod
+    async def finished_sessions(self, before: float, *, limit: int) -> list[tuple[str, int]]:
+        """``(session, last seq)`` of at most ``limit`` sessions to compact, least recently
+        active first: no ``needs_work`` or ``working`` request, ``last_activity`` and the
+        last message both older than ``before``, and messages since the last compaction."""
+        raise _missing("finished_sessions")
+
+    @abc.abstractmethod
+    async def session_requests(self, session: str) -> list[Request]:
+        """Every request of ``session``, in creation order."""
+        raise _missing("session_requests")
+
+    @abc.abstractmethod
+    async def apply_compaction(self, plan: SessionPlan) -> CompactionStats:
+        """Apply ``plan``: delete its ``drop_requests`` (only those in a final status), then
+        every message at or below ``plan.through`` whose parent is no stored request of the
+        session, delete and rewrite the messages it names (a seq that is gone is skipped),
+        and note the session compacted through ``plan.through``. Every step is safe to
+        repeat; messages above ``plan.through`` are never touched."""
+        raise _missing("apply_compaction")
+
+    async def reclaim_space(self) -> str | None:
+        """Give space freed by :meth:`compact` back to the operating system where the
+        backend does not reuse it by itself; a line for the log saying what was done, or
+        None. The default does nothing (MongoDB's storage engine reuses freed space)."""
+        return None
+
+    async def disk_usage(self) -> int | None:
+        """Bytes the store takes on this machine's disk, or None if it is not local."""
+        return None
+
+    # -- users (gateways with --auth token) -------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_user(self, rec: UserRecord) -> None:
+        """Insert or replace the user ``rec.name`` (a replaced token stops working)."""
+        raise _missing("put_user")
+
+    @abc.abstractmethod
+    async def get_user(self, name: str) -> UserRecord | None:
+        """The user called ``name``, or None."""
+        raise _missing("get_user")
+
+    @abc.abstractmethod
+    async def user_by_token(self, token_hash: str) -> UserRecord | None:
+        """The user whose token has this SHA-256 (hex), or None."""
+        raise _missing("user_by_token")
+
+    @abc.abstractmethod
+    async def remove_user(self, name: str) -> bool:
+        """Forget a user, revoking their token; True if they were known."""
+        raise _missing("remove_user")
+
+    @abc.abstractmethod
+    async def users(self) -> list[UserRecord]:
+        """All users, by name."""
+        raise _missing("users")

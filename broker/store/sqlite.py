@@ -20,63 +20,24 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, fields, replace
-from typing import Any, Final, TypeVar
+from dataclasses import fields, replace
+from typing import Any, TypeVar
 
-import msgpack
-
-from ._sqlite_file import connect, sqlite_path
+from . import _sqlite_retention as _retention
+from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
+from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
+                           _append_op, _check_limit, _device, _header_facts, _pack,
+                           _put_session_op, _request, _unpack, _update_row)
 from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
-from .base import Message, Store
+from .base import Message, StatusUpdate, Store
+from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
-from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
-                      STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
-                      SessionRecord, check_transition)
+from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
+                      SUPERSEDED, DeviceFilter, DeviceRecord, Request, SessionRecord,
+                      UserRecord)
 
 T = TypeVar("T")
-
-_REQ_COLS: Final = ", ".join(f.name for f in fields(Request))
-_REQ_SLOTS: Final = ", ".join("?" * len(fields(Request)))
-_SESSION_COLS: Final = ", ".join(f.name for f in fields(SessionRecord))
-_DEVICE_COLS: Final = ", ".join(f.name for f in fields(DeviceRecord))
-
-
-def _pack(obj: Any) -> bytes:
-    try:
-        data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=True)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise StoreError(f"cannot store {type(obj).__name__}: {e}") from None
-    return data
-
-
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
-
-
-def _request(row: Sequence[Any]) -> Request:
-    values = list(row)
-    values[7] = _unpack(values[7])  # message
-    return Request(*values)
-
-
-def _device(row: Sequence[Any]) -> DeviceRecord:
-    return DeviceRecord(row[0], row[1], row[2], row[3], _unpack(row[4]))
-
-
-def _header_facts(msg: Message) -> tuple[str | None, str | None]:
-    """The parent msg_id and the msg_type of a Jupyter message, if it has them."""
-    parent_header = msg.get("parent_header")
-    header = msg.get("header")
-    parent = parent_header.get("msg_id") if isinstance(parent_header, dict) else None
-    msg_type = header.get("msg_type") if isinstance(header, dict) else None
-    return (parent if isinstance(parent, str) else None,
-            msg_type if isinstance(msg_type, str) else msg.get("msg_type"))
-
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be None or >= 0, not {limit}")
 
 
 class SQLiteStore(Store):
@@ -92,9 +53,15 @@ class SQLiteStore(Store):
         self._reader: ThreadPoolExecutor | None = None
         self._rconn: sqlite3.Connection | None = None
         self._last_stats = WriterStats(0, 0, 0, 0)
+        #: The file's auto_vacuum mode once open ("" before).
+        self.auto_vacuum = ""
 
     def describe(self) -> str:
-        return f"SQLite file {self.path} (WAL, synchronous=NORMAL, batches of {self.max_batch})"
+        vacuum = {"": "", "incremental": ", auto_vacuum=INCREMENTAL"}.get(
+            self.auto_vacuum, f", auto_vacuum={self.auto_vacuum.upper()}: retention cannot "
+            "shrink the file (see broker/store/_sqlite_retention.py to convert it)")
+        return (f"SQLite file {self.path} (WAL, synchronous=NORMAL, batches of "
+                f"{self.max_batch}{vacuum})")
 
     @property
     def stats(self) -> WriterStats:
@@ -110,6 +77,7 @@ class SQLiteStore(Store):
         try:
             loop = asyncio.get_running_loop()
             wconn, rconn = await loop.run_in_executor(reader, connect, self.path)
+            self.auto_vacuum = await loop.run_in_executor(reader, _retention.auto_vacuum, rconn)
         except BaseException:
             reader.shutdown(wait=False)
             raise
@@ -152,6 +120,13 @@ class SQLiteStore(Store):
     # -- requests ---------------------------------------------------------------------------
 
     async def add_request(self, req: Request) -> Request:
+        op, stored = self._add_request_op(req)
+        await self._write(op)
+        return stored
+
+    def _add_request_op(self, req: Request) -> tuple[Callable[[sqlite3.Connection], None],
+                                                     Request]:
+        """The write that inserts ``req``, and ``req`` as it will be stored."""
         if req.status not in STATUSES:
             raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
         values = [getattr(req, f.name) for f in fields(Request)]
@@ -167,32 +142,11 @@ class SQLiteStore(Store):
                     raise DuplicateRequest(req.msg_id) from None
                 raise StoreError(f"request {req.msg_id!r} cannot be stored: {e}") from None
 
-        await self._write(op)
-        return replace(req, created=values[10])
+        return op, replace(req, created=values[10])
 
     async def update_request(self, msg_id: str, status: str, *, device: str | None = None,
                              error: str | None = None) -> Request:
-        def op(conn: sqlite3.Connection) -> Request:
-            row = conn.execute("SELECT status, device, started, error FROM requests "
-                               "WHERE msg_id = ?", (msg_id,)).fetchone()
-            if row is None:
-                raise UnknownRequest(msg_id)
-            old, old_device, started, old_error = row
-            check_transition(msg_id, old, status)
-            now = time.time()
-            if status == WORKING:
-                started = now
-            elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
-                started, old_device = None, None
-            new = conn.execute(
-                f"UPDATE requests SET status = ?, device = ?, started = ?, finished = ?, "
-                f"error = ? WHERE msg_id = ? RETURNING {_REQ_COLS}",
-                (status, device if device is not None else old_device, started,
-                 now if status in FINAL else None, error if error is not None else old_error,
-                 msg_id)).fetchone()
-            return _request(new)
-
-        return await self._write(op)
+        return await self._write(lambda conn: _update_row(conn, msg_id, status, device, error))
 
     async def assign_request(self, msg_id: str, device: str) -> Request:
         def op(conn: sqlite3.Connection) -> Request:
@@ -261,29 +215,22 @@ class SQLiteStore(Store):
     async def append_messages(self, items: Sequence[tuple[str, Message]]) -> list[int]:
         if not items:
             return []
-        now = time.time()
-        prepared = [(session, *_header_facts(msg), now, _pack(msg)) for session, msg in items]
-        counts: dict[str, int] = {}
-        for session, *_ in prepared:
-            counts[session] = counts.get(session, 0) + 1
+        return await self._write(_append_op(items))
 
-        def op(conn: sqlite3.Connection) -> list[int]:
-            nxt: dict[str, int] = {}
-            for session, n in counts.items():
-                last = conn.execute(
-                    "INSERT INTO seqs (session, last) VALUES (?, ?) ON CONFLICT (session) "
-                    "DO UPDATE SET last = last + excluded.last RETURNING last",
-                    (session, n)).fetchone()[0]
-                nxt[session] = last - n + 1
-            seqs, rows = [], []
-            for session, parent, msg_type, created, data in prepared:
-                seq = nxt[session]
-                nxt[session] = seq + 1
-                seqs.append(seq)
-                rows.append((session, seq, parent, msg_type, created, data))
-            conn.executemany("INSERT INTO messages (session, seq, parent, msg_type, created, "
-                             "data) VALUES (?, ?, ?, ?, ?, ?)", rows)
-            return seqs
+    async def append_and_update(self, items: Sequence[tuple[str, Message]],
+                                updates: Sequence[StatusUpdate]) -> tuple[list[int],
+                                                                          list[Request | None]]:
+        append = _append_op(items) if items else None
+
+        def op(conn: sqlite3.Connection) -> tuple[list[int], list[Request | None]]:
+            seqs = append(conn) if append is not None else []
+            updated: list[Request | None] = []
+            for msg_id, status, error in updates:
+                try:
+                    updated.append(_update_row(conn, msg_id, status, None, error))
+                except (InvalidTransition, UnknownRequest):
+                    updated.append(None)
+            return seqs, updated
 
         return await self._write(op)
 
@@ -312,17 +259,18 @@ class SQLiteStore(Store):
     # -- sessions ---------------------------------------------------------------------------
 
     async def put_session(self, rec: SessionRecord) -> None:
-        values = astuple(rec)
+        await self._write(_put_session_op(rec))
+
+    async def add_session_request(self, rec: SessionRecord, req: Request) -> Request:
+        put_session = _put_session_op(rec)
+        add_request, stored = self._add_request_op(req)
 
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (session) DO UPDATE SET user = excluded.user, "
-                "worksheet = excluded.worksheet, device = excluded.device, "
-                "state = excluded.state, created = excluded.created, "
-                "last_activity = excluded.last_activity", values)
+            put_session(conn)
+            add_request(conn)
 
         await self._write(op)
+        return stored
 
     async def get_session(self, session: str) -> SessionRecord | None:
         def op(conn: sqlite3.Connection) -> SessionRecord | None:
@@ -373,3 +321,64 @@ class SQLiteStore(Store):
             return conn.execute("DELETE FROM devices WHERE device = ?", (device,)).rowcount > 0
 
         return await self._write(op)
+
+    # -- retention (._sqlite_retention) -----------------------------------------------------
+
+    async def finished_sessions(self, before: float, *, limit: int) -> list[tuple[str, int]]:
+        return await self._read(lambda conn: _retention.finished_sessions(conn, before, limit))
+
+    async def session_requests(self, session: str) -> list[Request]:
+        return await self._read(lambda conn: [_request(r) for r in conn.execute(
+            f"SELECT {_REQ_COLS} FROM requests WHERE session = ? ORDER BY id", (session,))])
+
+    async def apply_compaction(self, plan: SessionPlan) -> CompactionStats:
+        stats = CompactionStats()
+        for op in _retention.plan_ops(plan, _pack, time.time()):
+            stats.add(await self._write(op))
+        return stats
+
+    async def reclaim_space(self) -> str | None:
+        if self._writer is None:
+            raise StoreClosed(f"store {self.path} is closed")
+        try:
+            return await asyncio.to_thread(_retention.reclaim, self.path, BUSY_TIMEOUT)
+        except sqlite3.Error as e:
+            raise StoreError(f"database error reclaiming space in {self.path}: {e}") from e
+
+    async def disk_usage(self) -> int | None:
+        return _retention.disk_usage(self.path)
+
+    # -- users ------------------------------------------------------------------------------
+
+    async def put_user(self, rec: UserRecord) -> None:
+        values = (rec.name, rec.token_hash, rec.created)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO users (name, token_hash, created) VALUES (?, ?, ?) "
+                         "ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, "
+                         "created = excluded.created", values)
+
+        await self._write(op)
+
+    async def get_user(self, name: str) -> UserRecord | None:
+        return await self._read(lambda conn: _user(conn.execute(
+            "SELECT name, token_hash, created FROM users WHERE name = ?", (name,)).fetchone()))
+
+    async def user_by_token(self, token_hash: str) -> UserRecord | None:
+        return await self._read(lambda conn: _user(conn.execute(
+            "SELECT name, token_hash, created FROM users WHERE token_hash = ?",
+            (token_hash,)).fetchone()))
+
+    async def remove_user(self, name: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
+
+        return await self._write(op)
+
+    async def users(self) -> list[UserRecord]:
+        return await self._read(lambda conn: [UserRecord(*r) for r in conn.execute(
+            "SELECT name, token_hash, created FROM users ORDER BY name")])
+
+
+def _user(row: Sequence[Any] | None) -> UserRecord | None:
+    return None if row is None else UserRecord(*row)

@@ -1,0 +1,129 @@
+"""Rows of the SQLite store: packing, row decoding, and the writes that several store
+methods share (so that :class:`~broker.store.sqlite.SQLiteStore` can also run two of them as
+one operation of its writer: one transaction, one commit, one wake-up of the event loop)."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import fields
+from typing import Any, Final
+
+import msgpack
+
+from .base import Message
+from .errors import StoreError, UnknownRequest
+from .records import (FINAL, NEEDS_WORK, WORKING, DeviceRecord, Request, SessionRecord,
+                      check_transition)
+
+_REQ_COLS: Final = ", ".join(f.name for f in fields(Request))
+_REQ_SLOTS: Final = ", ".join("?" * len(fields(Request)))
+_SESSION_COLS: Final = ", ".join(f.name for f in fields(SessionRecord))
+_DEVICE_COLS: Final = ", ".join(f.name for f in fields(DeviceRecord))
+
+
+def _pack(obj: Any) -> bytes:
+    try:
+        data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=True)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise StoreError(f"cannot store {type(obj).__name__}: {e}") from None
+    return data
+
+
+def _unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
+
+
+def _request(row: Sequence[Any]) -> Request:
+    values = list(row)
+    values[7] = _unpack(values[7])  # message
+    return Request(*values)
+
+
+def _device(row: Sequence[Any]) -> DeviceRecord:
+    return DeviceRecord(row[0], row[1], row[2], row[3], _unpack(row[4]))
+
+
+def _header_facts(msg: Message) -> tuple[str | None, str | None]:
+    """The parent msg_id and the msg_type of a Jupyter message, if it has them."""
+    parent_header = msg.get("parent_header")
+    header = msg.get("header")
+    parent = parent_header.get("msg_id") if isinstance(parent_header, dict) else None
+    msg_type = header.get("msg_type") if isinstance(header, dict) else None
+    return (parent if isinstance(parent, str) else None,
+            msg_type if isinstance(msg_type, str) else msg.get("msg_type"))
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be None or >= 0, not {limit}")
+
+
+def _update_row(conn: sqlite3.Connection, msg_id: str, status: str, device: str | None,
+                error: str | None) -> Request:
+    """``update_request`` inside a write transaction."""
+    row = conn.execute("SELECT status, device, started, error FROM requests "
+                       "WHERE msg_id = ?", (msg_id,)).fetchone()
+    if row is None:
+        raise UnknownRequest(msg_id)
+    old, old_device, started, old_error = row
+    check_transition(msg_id, old, status)
+    now = time.time()
+    if status == WORKING:
+        started = now
+    elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
+        started, old_device = None, None
+    new = conn.execute(
+        f"UPDATE requests SET status = ?, device = ?, started = ?, finished = ?, "
+        f"error = ? WHERE msg_id = ? RETURNING {_REQ_COLS}",
+        (status, device if device is not None else old_device, started,
+         now if status in FINAL else None, error if error is not None else old_error,
+         msg_id)).fetchone()
+    return _request(new)
+
+
+def _append_op(items: Sequence[tuple[str, Message]]) -> Callable[[sqlite3.Connection],
+                                                                 list[int]]:
+    """The write of ``append_messages(items)``; messages are packed here, on the caller."""
+    now = time.time()
+    prepared = [(session, *_header_facts(msg), now, _pack(msg)) for session, msg in items]
+    counts: dict[str, int] = {}
+    for session, *_ in prepared:
+        counts[session] = counts.get(session, 0) + 1
+
+    def op(conn: sqlite3.Connection) -> list[int]:
+        nxt: dict[str, int] = {}
+        for session, n in counts.items():
+            last = conn.execute(
+                "INSERT INTO seqs (session, last) VALUES (?, ?) ON CONFLICT (session) "
+                "DO UPDATE SET last = last + excluded.last RETURNING last",
+                (session, n)).fetchone()[0]
+            nxt[session] = last - n + 1
+        seqs, rows = [], []
+        for session, parent, msg_type, created, data in prepared:
+            seq = nxt[session]
+            nxt[session] = seq + 1
+            seqs.append(seq)
+            rows.append((session, seq, parent, msg_type, created, data))
+        conn.executemany("INSERT INTO messages (session, seq, parent, msg_type, created, "
+                         "data) VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return seqs
+
+    return op
+
+
+def _put_session_op(rec: SessionRecord) -> Callable[[sqlite3.Connection], None]:
+    """The write of ``put_session(rec)``."""
+    values = (rec.session, rec.user, rec.worksheet, rec.device, rec.state, rec.created,
+              rec.last_activity)  # as _SESSION_COLS; astuple() would deep-copy
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            f"INSERT INTO sessions ({_SESSION_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (session) DO UPDATE SET user = excluded.user, "
+            "worksheet = excluded.worksheet, device = excluded.device, "
+            "state = excluded.state, created = excluded.created, "
+            "last_activity = excluded.last_activity", values)
+
+    return op
