@@ -36,6 +36,7 @@ from bench import report  # noqa: E402
 from bench.report import Row, fmt  # noqa: E402
 
 PRINT2 = "print(2)"
+INTERACT = "@interact\ndef f(n=(0, 99)):\n    print('n =', n)"
 SESSIONS = 8
 BURST_LINES = 500
 
@@ -327,7 +328,7 @@ class Bench:
         return row
 
     async def memory(self) -> Row:
-        row = Row("idle session memory: PSS of one idle worker / ipykernel", "MB",
+        row = Row("idle session memory: PSS of one idle session's processes / ipykernel", "MB",
                   target=("<= 1/4", lambda r: r <= 0.25))
         extra: dict[str, dict[str, list[float]]] = {}
         log(f"bench: idle memory, {self.mem_trials} sessions each")
@@ -337,11 +338,15 @@ class Bench:
                     session = self.new_session(system)
                     try:
                         await session.open()
-                        got = await session.execute("import os; print(os.getpid())")
-                        pid = int(got.output.strip())
-                        assert pid in self.servers[system].processes(), "not under the server"
+                        got = await session.execute("import os; print(os.getpid(), os.getuid())")
+                        pid, uid = map(int, got.output.split())
+                        mine = self.servers[system].processes()
+                        # A sandboxed worker sees its own PID namespace; it is found by its
+                        # uid (one per live session), with its namespace's init beside it.
+                        pids = [pid] if uid == 0 else procs.pids_of_uid(uid)
+                        assert pids and all(p in mine for p in pids), "not under the server"
                         await asyncio.sleep(1.0)  # idle
-                        mem = procs.smaps_rollup(pid)
+                        mem = procs.smaps_total(pids)
                         others = sum(1 for label in self.servers[system].processes().values()
                                      if label in ("workers", "kernels")) - 1
                     finally:
@@ -361,17 +366,36 @@ class Bench:
                  else f"{k} {statistics.median(v):.0f}") for k, v in parts.items()))
         return row
 
-    def interact(self) -> Row:
+    async def interact(self) -> Row:
+        """A live @interact slider moved: interact_request -> the re-run's output and reply."""
         row = Row("interact update: new slider value → new output", "ms")
         row.notes = {s: "n/a (no interact)" for s in self.systems() if s != "cellbus"}
-        row.notes["cellbus"] = "not built yet (issue 5)"
+        if "cellbus" not in self.servers:
+            return row
+        log(f"bench: interact updates, {self.warm_trials}")
+
+        async def measure() -> None:
+            session = self.new_session("cellbus")
+            await session.open()
+            try:
+                shown = await session.execute(INTERACT)
+                assert shown.interacts, "the @interact showed no controls"
+                for state in range(1, self.warm_trials + 1):
+                    got = await session.run("interact_request", {
+                        "interact_id": shown.interacts[0], "values": {"n": state % 100},
+                        "state": state}, "slider")
+                    assert got.output == f"n = {state % 100}\n", got.output
+                    row.samples.setdefault("cellbus", []).append(got.round_trip)
+            finally:
+                await session.close()
+        await self.guarded(row, "cellbus", measure)
         return row
 
     async def run(self) -> list[Row]:
         await self.start()
         rows = [await self.cold_start(), *await self.warm()]
         tp, durable, burst = await self.throughput()
-        rows += [tp, self.interact(), await self.memory(), durable, burst,
+        rows += [tp, await self.interact(), await self.memory(), durable, burst,
                  await self.store_alone()]
         return rows
 

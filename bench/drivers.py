@@ -54,6 +54,8 @@ class Execution:
     text: list[str] = field(default_factory=list)
     seqs: list[int] = field(default_factory=list)
     messages: int = 0
+    #: interact_ids of the @interact blocks the code showed (cellbus).
+    interacts: list[str] = field(default_factory=list)
     #: msg_type -> (its header date, when it arrived), wall-clock seconds since the request
     #: was sent. The date is stamped by the cellbus device (it signs for the worker) or by
     #: ipykernel: so the legs up to and back from that point can be told apart.
@@ -107,8 +109,14 @@ class WsSession:
         return json.loads(raw)
 
     async def execute(self, code: str, timeout: float = TIMEOUT) -> Execution:
+        return await self.run("execute_request", execute_content(code), code, timeout)
+
+    async def run(self, msg_type: str, content: dict[str, Any], what: str,
+                  timeout: float = TIMEOUT) -> Execution:
+        """Send one request; collect its output until its reply and idle status are in."""
         assert self.ws is not None
-        msg = self.request("execute_request", execute_content(code))
+        msg = self.request(msg_type, content)
+        code = what
         msg_id = msg["header"]["msg_id"]
         started, wall = clock(), time.time()
         deadline = started + timeout
@@ -141,8 +149,10 @@ class WsSession:
             if kind == "stream":
                 got.first_output = now if got.first_output is None else got.first_output
                 got.text.append(content.get("text", ""))
-            elif kind == "execute_reply":
+            elif kind in ("execute_reply", "interact_reply"):
                 got.reply, got.status = now, content.get("status")
+            elif kind == "interact_start":
+                got.interacts.append(content.get("interact_id", ""))
             elif kind == "status" and content.get("execution_state") == "idle":
                 got.idle = now
         if got.status != "ok":

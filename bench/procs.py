@@ -105,6 +105,31 @@ def cpu_ticks(pids: dict[int, str]) -> dict[str, int]:
     return out
 
 
+def pids_of_uid(uid: int) -> list[int]:
+    """Host pids of the processes running as ``uid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            uids = next((line.split()[1:] for line in status.splitlines()
+                         if line.startswith("Uid:")), [])
+            if uids and int(uids[0]) == uid:
+                found.append(int(entry.name))
+    return found
+
+
+def smaps_total(pids: list[int]) -> dict[str, int]:
+    """:func:`smaps_rollup` summed over ``pids`` (a session's processes)."""
+    total = {"pss": 0, "rss": 0, "uss": 0}
+    for pid in pids:
+        for k, v in smaps_rollup(pid).items():
+            total[k] += v
+    return total
+
+
 def smaps_rollup(pid: int) -> dict[str, int]:
     """Pss, Rss, and Uss (private clean + dirty) of a process, in bytes."""
     values: dict[str, int] = {}

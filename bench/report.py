@@ -149,10 +149,33 @@ def write(path: Path, rows: list[Row], systems: list[str], details: list[str],
             f"- trials: {facts['trials']}"]
     text = "\n".join([*head, "", table(rows, systems), "", *details, "",
                       f"Took {took:.0f} s."])
+    kept = _kept(path)
     path.write_text("\n".join(["# cellbus vs Jupyter Kernel Gateway", "",
                                "Written by `bin/cellbus bench` (bench/compare.py); each run "
-                               "overwrites it.", "", text, "", HOW, ""]))
+                               "overwrites it, except the sections other benches keep here "
+                               "(at the end).", "", text, "", HOW, "", *kept]))
     return text
+
+
+KEPT = re.compile(r"<!-- kept: (.+?) -->\n.*?<!-- /kept -->\n", re.S)
+
+
+def _kept(path: Path) -> list[str]:
+    return [m.group(0) for m in KEPT.finditer(path.read_text())] if path.exists() else []
+
+
+def keep_section(path: Path, title: str, body: str) -> None:
+    """Put ``body`` under ``## title`` in RESULTS.md, replacing that section if it is there;
+    ``bin/cellbus bench`` keeps such sections when it rewrites the file."""
+    section = f"<!-- kept: {title} -->\n## {title}\n\n{body}\n<!-- /kept -->\n"
+    text = path.read_text() if path.exists() else ""
+    sections = {m.group(1): m for m in KEPT.finditer(text)}
+    if title in sections:
+        m = sections[title]
+        text = text[:m.start()] + section + text[m.end():]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
 
 
 def _run(*argv: str) -> str:
