@@ -144,6 +144,25 @@ print(sorted(os.listdir("/sys/class/net")) if os.path.exists("/sys/class/net") e
     assert lines[0].split()[0] == "127.0.0.1"
 
 
+def test_code_cannot_reach_the_gateway_that_runs_it(chain) -> None:
+    """Through the whole chain: a cell tries the port of the very gateway it came through."""
+    chain.start_broker()
+    chain.start_gateway()
+    chain.start_device()
+    code = f"""
+import socket
+try:
+    socket.create_connection(("127.0.0.1", {chain.port}), timeout=2).close()
+    print({chain.port}, "CONNECTED")
+except OSError as e:
+    print({chain.port}, type(e).__name__, e.errno)
+"""
+    assert chain.evaluate("u/ws/1", code)[0] == 202
+    doc = chain.wait_done("u/ws/1")
+    text = doc["output"]["stdout_0"]["content"]
+    assert "CONNECTED" not in text and f"{chain.port} OSError" in text, text
+
+
 def test_proc_shows_only_the_sessions_own_processes(device_with_client) -> None:
     client, _ = device_with_client()
     code = """
