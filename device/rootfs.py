@@ -87,6 +87,9 @@ def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> 
     workdir = WORKDIR
     L.mount(None, "/", None, L.MS_REC | L.MS_PRIVATE)  # nothing propagates back to the host
     L.mount("tmpfs", root, "tmpfs", TMPFS, "mode=0755,size=1m")
+    size = f"size={max(size_bytes, 1 << 20)}"
+    # /tmp first: folders bound below (a checkout under /tmp, say) must show through it.
+    _tmpfs(root + "/tmp", f"mode=1777,{size}")
     bound = []
     for path in SYSTEM:
         if os.path.islink(path):
@@ -107,8 +110,6 @@ def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> 
                 L.mount(empty, root + path, None, L.MS_BIND)
                 L.make_read_only(root + path, recursive=False)
                 os.unlink(empty)  # the bind keeps the empty file; its name goes
-    size = f"size={max(size_bytes, 1 << 20)}"
-    _tmpfs(root + "/tmp", f"mode=1777,{size}")
     _tmpfs(root + workdir, f"mode=0700,uid={uid},gid={uid},{size}")
     _tmpfs(root + "/dev", "mode=0755,size=64k")
     for name in DEVICES:
