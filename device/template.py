@@ -152,7 +152,13 @@ class Template:
             oom = cgroups.events(child.cgroup).oom_kills > 0
         self.stale.append(child)
         for held in list(self.stale):
-            if cgroups is None or held.cgroup is None or cgroups.remove(held.cgroup):
+            try:
+                removed = cgroups is None or held.cgroup is None or cgroups.remove(held.cgroup)
+            except OSError as e:  # never let cleanup end the template (and every worker)
+                print(f"device.template: cannot remove cgroup {held.cgroup}: {e}",
+                      file=sys.stderr)
+                removed = False
+            if removed:
                 self.stale.remove(held)
                 if held.uid is not None:
                     self.sandbox.uids.give_back(held.uid)
