@@ -116,7 +116,6 @@ class WsSession:
         """Send one request; collect its output until its reply and idle status are in."""
         assert self.ws is not None
         msg = self.request(msg_type, content)
-        code = what
         msg_id = msg["header"]["msg_id"]
         started, wall = clock(), time.time()
         deadline = started + timeout
@@ -156,7 +155,7 @@ class WsSession:
             elif kind == "status" and content.get("execution_state") == "idle":
                 got.idle = now
         if got.status != "ok":
-            raise RuntimeError(f"{self.system}: {code!r} ended with {got.status}: {got.output}")
+            raise RuntimeError(f"{self.system}: {what!r} ended with {got.status}: {got.output}")
         return got
 
     async def open(self) -> None:

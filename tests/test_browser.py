@@ -63,10 +63,10 @@ def browser() -> Iterator[Any]:
     yield from launch_chromium()
 
 
-@pytest.fixture
-def page(browser: Any) -> Iterator[Any]:
-    """A fresh page (own storage); uncaught script errors fail the test."""
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
+def open_page(browser: Any, **context_options: Any) -> Iterator[Any]:
+    """A fresh page in a context of its own (storage, cookies); uncaught script errors
+    fail the test."""
+    context = browser.new_context(**context_options)
     context.set_default_timeout(WAIT)
     page = context.new_page()
     errors: list[str] = []
@@ -74,6 +74,11 @@ def page(browser: Any) -> Iterator[Any]:
     yield page
     context.close()
     assert not errors, f"script errors on the page: {errors}"
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    yield from open_page(browser, viewport={"width": 1000, "height": 800})
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from access_util import add_user, other_site, stored_requests
 from harness import Chain
-from test_browser import WAIT, expect, launch_chromium
+from test_browser import expect, launch_chromium, open_page
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -37,15 +37,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    """A fresh page with its own cookies; uncaught script errors fail the test."""
-    context = browser.new_context()
-    context.set_default_timeout(WAIT)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    yield page
-    context.close()
-    assert not errors, f"script errors on the page: {errors}"
+    yield from open_page(browser)
 
 
 def start(chain: Chain, *gateway_options: str) -> None:
