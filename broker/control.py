@@ -3,7 +3,7 @@
 ``restart_request`` (names a cell): the worksheet's open session is closed in the store, its
 queued requests that no device has been given end with ``SessionRestarted``, and the device
 running it gets a ``shutdown_request`` so its worker ends. The worksheet's next request starts
-a new session (``find_session`` returns open sessions only).
+a new session (only open sessions are found).
 
 ``broker_status_request`` (names no cell; ``bin/cellbus status``): every device the broker
 knows with capacity, load, free places and sessions, and the requests waiting.
@@ -40,12 +40,13 @@ class Control:
         """Close the worksheet's session; the next request gets a fresh one."""
         broker = self.broker
         user, worksheet, cell_id = address
-        record = await self.store.find_session(user, worksheet)
+        record = await self.intake.session_for(user, worksheet)
         if record is None:
             return {"cell_id": cell_id, "status": "restarted", "closed": None}, []
         record.state = CLOSED
         record.last_activity = time.time()
         await self.store.put_session(record)
+        self.intake.sessions.stored(record)
         broker.held.discard(record.session)
         for request in await self.store.requests(NEEDS_WORK):
             if request.session == record.session and request.msg_id not in broker.sent:

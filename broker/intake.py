@@ -25,6 +25,7 @@ from . import capacity
 from .auth import Auth
 from .control import Control
 from .interacts import Interacts
+from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, Request, SessionRecord,
                      StoreFull)
 
@@ -63,6 +64,7 @@ class Intake:
         self.broker = broker
         self.store = broker.store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self.sessions = OpenSessions(broker.store)
         self.control = Control(broker, self)
         self.interacts = Interacts(broker, self)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address],
@@ -116,7 +118,7 @@ class Intake:
 
     async def session_for(self, user: str, worksheet: str) -> SessionRecord | None:
         """The worksheet's open session (the seed's computation id), if it has one."""
-        return await self.store.find_session(user, worksheet)
+        return await self.sessions.find(user, worksheet)
 
     def place(self, session_id: str, current: str | None, *, new: bool) -> str | None:
         """The device for a request of ``session_id`` (None: it waits in the store, because
@@ -136,6 +138,7 @@ class Intake:
         if record is not None and record.device != device:
             record.device = device
             await self.store.put_session(record)
+            self.sessions.stored(record)
 
     # -- handlers: each returns (reply content, reply buffers) ------------------------------
 
@@ -187,10 +190,12 @@ class Intake:
             metadata={**msg["metadata"], "cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
                 "session": session_id}})
-        return await self.store.add_session_request(session, Request(
+        request = await self.store.add_session_request(session, Request(
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
             device=device))
+        self.sessions.stored(session)
+        return request
 
     async def interrupt(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
         session = await self.session_for(*address[:2])

@@ -1,0 +1,56 @@
+"""Each worksheet's open session, as this broker last wrote or read it.
+
+Every execute, interact and replay request first asks which session its worksheet has; asking
+the store each time put a reader-thread round trip (0.3-1 ms on a busy 2-core machine) on the
+path of every request to its device. The broker is the only writer of its store's
+``sessions`` (it creates them on a worksheet's first request, moves them between devices and
+closes them on a restart), so what it wrote is what the store holds: this cache is written
+through on each of those writes and read through on a miss, including "no open session", which
+stays true until this broker opens one.
+
+Capacity: the :data:`MAX_WORKSHEETS` worksheets used most recently; the others are read from
+the store again when next used. Callers get copies: a record changes here only once the store
+has it (:meth:`OpenSessions.stored`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+
+from .store import OPEN, SessionRecord, Store
+
+#: Worksheets whose open session is kept in memory.
+MAX_WORKSHEETS = 20_000
+
+Worksheet = tuple[str, str]
+
+
+class OpenSessions:
+    def __init__(self, store: Store, capacity: int = MAX_WORKSHEETS) -> None:
+        self.store = store
+        self.capacity = capacity
+        self._open: OrderedDict[Worksheet, SessionRecord | None] = OrderedDict()
+
+    async def find(self, user: str, worksheet: str) -> SessionRecord | None:
+        """The worksheet's open session (a copy), if it has one."""
+        key = (user, worksheet)
+        if key in self._open:
+            self._open.move_to_end(key)
+            record = self._open[key]
+        else:
+            record = await self.store.find_session(user, worksheet)
+            if key not in self._open:  # no write for it while the store was asked
+                self._keep(key, record)
+        return None if record is None else dataclasses.replace(record)
+
+    def stored(self, record: SessionRecord) -> None:
+        """``record`` is now in the store as it is (open or closed)."""
+        self._keep((record.user, record.worksheet),
+                   dataclasses.replace(record) if record.state == OPEN else None)
+
+    def _keep(self, key: Worksheet, record: SessionRecord | None) -> None:
+        self._open[key] = record
+        self._open.move_to_end(key)
+        while len(self._open) > self.capacity:
+            self._open.popitem(last=False)
