@@ -2,9 +2,9 @@
 
 Every request names a cell in ``metadata["cellbus"]`` (user, worksheet, cell_id), except the
 few in ``GLOBAL`` (such as ``broker_status_request``), and gets exactly one reply (types in
-``protocol.msgtypes``). Requests of one worksheet are handled one at a time, in arrival order,
-so its session is created once and its work reaches the device in order; different worksheets
-proceed concurrently (and their writes share group commits).
+``protocol.msgtypes``). Requests of one worksheet that change it are handled one at a time,
+in arrival order, so its session is created once and its work reaches the device in order;
+reads (``READS``) and other worksheets proceed concurrently (and writes share group commits).
 
 A request that needs a new session while every live device is full is refused with 503 (see
 :mod:`broker.capacity`); with no device at all it is stored and waits, as always.
@@ -38,6 +38,10 @@ MAX_NAME = 200
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
 GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
+#: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
+#: and its first execute (sent together) run side by side. A read sees the worksheet before
+#: or after a write in progress, never half of it (each write is one commit).
+READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST})
 Address = tuple[str, str, str]
 
 
@@ -88,6 +92,8 @@ class Intake:
                 raise Refused(400, f"the broker does not take {msg['msg_type']!r} from gateways")
             if msg["msg_type"] in GLOBAL:
                 content, buffers = await handler(msg, ("", "", ""))
+            elif msg["msg_type"] in READS:
+                content, buffers = await handler(msg, cell_address(msg))
             else:
                 address = cell_address(msg)
                 async with self._lock(address[:2]):

@@ -75,7 +75,7 @@ class Subscription:
 
     def offer(self, msg: Message) -> None:
         facts = msg["metadata"]["cellbus"]
-        if self.replaying:
+        if self.replaying or (self.task is not None and not self.task.done()):  # or about to
             self.held.append(msg)
         elif facts.get("session") == self.session and facts.get("seq", 0) > self.last + 1:
             log.info("gateway: subscription to %s/%s is behind (seq %d, feed at %d); "
@@ -273,7 +273,21 @@ class SocketHandler(WebSocketHandler):
         sub = Subscription(self, user, worksheet, since, session if isinstance(session, str) else None)
         self.subs[(user, worksheet)] = sub
         self.link.listen((user, worksheet), self.on_output)
-        await sub.replay()
+        sub.task = asyncio.ensure_future(self._replay_then_reply(request, sub))
+
+    async def _replay_then_reply(self, request: dict[str, Any], sub: Subscription) -> None:
+        """The replay runs beside this socket's next messages, so a request sent right after
+        the subscription (what cellbus.js does on a new page) goes to the broker at once; its
+        output waits in the subscription until the replay before it is delivered."""
+        try:
+            await sub.replay()
+        except BrokerUnavailable as e:
+            return self.reply(request, "error_reply", {"ok": False, "http_status": 503,
+                                                       "error": str(e)})
+        except Exception:
+            log.exception("gateway: replay for %s/%s failed", sub.user, sub.worksheet)
+            return self.reply(request, "error_reply", {"ok": False, "http_status": 500, "error":
+                              "the gateway failed on this subscription; its log has the details"})
         self.reply(request, SUBSCRIBE_REPLY, {"ok": True, "session": sub.session, "seq": sub.last})
 
     async def _forward(self, request: dict[str, Any], msg_type: str, content: dict[str, Any]) -> None:

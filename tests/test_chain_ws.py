@@ -76,6 +76,35 @@ async def test_execute_and_stream_over_a_websocket(running_chain, connect) -> No
     assert seqs(msgs) == list(range(1, len(seqs(msgs)) + 1))
 
 
+async def test_request_sent_with_the_subscription_gets_history_then_output(
+        running_chain, connect) -> None:
+    """What cellbus.js does on a new page: subscribe and execute back to back. The gateway
+    sends the execute on while the replay runs; every output comes once, in seq order: the
+    worksheet's history first, then the new run."""
+    ws = await connect(running_chain)
+    await send(ws, "subscribe_request", {"user": "u", "worksheet": "p", "since": 0})
+    await read_until(ws, lambda m: m["msg_type"] == "subscribe_reply")
+    await send(ws, "execute_request", {"code": "for i in range(300): print(i)"},
+               user="u", worksheet="p", cell_id="c1")
+    history = await read_until(ws, lambda m: m["msg_type"] == "status"
+                               and m["content"]["execution_state"] == "idle")
+    await close(ws)
+
+    ws = await connect(running_chain)
+    await send(ws, "subscribe_request", {"user": "u", "worksheet": "p", "since": 0})
+    await send(ws, "execute_request", {"code": "print('again')"}, user="u", worksheet="p",
+               cell_id="c2")
+    got = await read_until(ws, lambda m: m["msg_type"] == "status" and m["content"][
+        "execution_state"] == "idle" and m["parent_header"]["msg_id"] != history[-1][
+        "parent_header"]["msg_id"])
+    kinds = [m["msg_type"] for m in got]
+    assert got[kinds.index("subscribe_reply")]["content"]["ok"]
+    assert got[kinds.index("request_accepted")]["content"]["ok"]
+    assert seqs(got) == list(range(1, len(seqs(got)) + 1))
+    assert seqs(got)[:len(seqs(history))] == seqs(history)
+    assert [m["content"]["text"] for m in got if m["msg_type"] == "stream"][-1] == "again\n"
+
+
 async def test_resume_after_a_dropped_socket_has_no_gaps_or_duplicates(running_chain,
                                                                      connect) -> None:
     """The socket drops mid-run; a new one resumes from the last seq seen and gets the rest,
