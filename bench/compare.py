@@ -127,6 +127,22 @@ class Bench:
             traceback.print_exc()
             self.details.append(f"- {row.name} on {system} failed: {type(e).__name__}: {e}")
 
+    async def settle(self, quiet: float = 0.1, longest: float = 3.0) -> None:
+        """Wait until no process of any system used CPU for ``quiet`` seconds (a kernel
+        exiting, a worker pool refilling), at most ``longest``: each cold start begins on a
+        machine as quiet as the last one left it, whichever system ran before it."""
+        deadline = clock() + longest
+        last = -1
+        while clock() < deadline:
+            pids: dict[int, str] = {}
+            for server in self.servers.values():
+                pids.update(server.processes())
+            used = sum(procs.cpu_ticks(pids).values())
+            if used == last:
+                return
+            last = used
+            await asyncio.sleep(quiet)
+
     async def cold_start(self) -> Row:
         row = Row("cold start: new session → first output of print(2)", "ms",
                   target=("<= 1/50", lambda r: r <= 1 / 50))
@@ -138,7 +154,7 @@ class Bench:
                     session = self.new_session(system)
                     t0 = clock()
                     try:
-                        await session.open()
+                        await session.open(pipelined=True)
                         opened = clock() - t0
                         got = await session.execute(PRINT2)
                         total = clock() - t0
@@ -148,12 +164,11 @@ class Bench:
                     row.samples.setdefault(system, []).append(opened + got.first_output)
                     for step, seconds in session.opened.items():
                         steps[system].setdefault(step, []).append(seconds)
-                    steps[system].setdefault("execute → first output", []).append(
-                        got.first_output)
+                    steps[system].setdefault(session.first_step, []).append(got.first_output)
                     steps[system].setdefault("(all, to idle)", []).append(total)
                 if system not in row.failures:
                     await self.guarded(row, system, trial)
-                await asyncio.sleep(0.3)  # between arrivals: cellbus refills its prefork pool
+                await self.settle()  # the last trial's teardown and pool refill are over
         self.details.append("Cold start, medians of each step:")
         for system, parts in steps.items():
             text = ", ".join(f"{k} {fmt(statistics.median(v), 'ms')}" for k, v in parts.items())

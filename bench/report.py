@@ -122,8 +122,11 @@ launcher it writes, and beating that stall is no win). Targets are information, 
 test. This is a noisy 2-core machine: ratios within one run are what count, not absolute
 numbers. One client (bench/drivers.py) drives all three over WebSocket and sets
 TCP_NODELAY on its own sockets; it shares the machine's cores with the systems it
-measures. Cold start includes opening the session and its WebSocket (cellbus: connect +
-subscribe_request; the gateway: POST /api/kernels + connect). Idle PSS: Pss in
+measures. Cold start includes opening the session and its WebSocket (cellbus: connect, then
+subscribe_request and execute_request sent back to back, as cellbus.js does on a new page;
+the gateway: POST /api/kernels + connect, then execute_request); each one starts once no
+process of any system has used CPU for 100 ms (at most 3 s), so none pays for the
+teardown of the one before it. Idle PSS: Pss in
 /proc/PID/smaps_rollup of the process that ran `import os; print(os.getpid())`, one
 second after it went idle."""
 
