@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -26,10 +27,23 @@ from protocol.wire import Message
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Ports handed to nodes come from below Linux's ephemeral range (32768-60999 by default).
+#: A port the kernel picked as free (bind to 0) comes from that range, and before the node
+#: binds it, an outgoing connection of any process (a DEALER connecting, say) may be given
+#: it as its own local port: the node then fails with "Address already in use".
+PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 nothing is bound to now, outside the ephemeral range."""
+    for port in random.sample(PORTS, 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
 
 
 class NodeProcess:
