@@ -159,6 +159,21 @@ async def test_failed_op_rolls_back_its_own_writes(store: SQLiteStore) -> None:
     assert await store.last_seq("ghost") == 0 and await store.last_seq("s") == 1
 
 
+async def test_failed_op_alone_leaves_nothing(store: SQLiteStore) -> None:
+    """An op alone in its transaction has no savepoint: its failure rolls back the whole
+    transaction, which held only its own writes; the next write goes through."""
+    def half_then_fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO seqs (session, last) VALUES ('ghost', 7)")
+        raise RuntimeError("boom")
+
+    assert store._writer is not None
+    with pytest.raises(RuntimeError, match="boom"):
+        await store._writer.submit(half_then_fail)
+    assert await store.last_seq("ghost") == 0
+    assert await store.append_messages([("s", jmsg("stream"))]) == [1]
+    assert store.stats.failed == 1
+
+
 async def test_store_full(url: str) -> None:
     """Tests that writes beyond max_pending raise StoreFull instead of queueing forever."""
     async with SQLiteStore(url, max_pending=3) as store:

@@ -3,8 +3,9 @@
 The ZeroMQ Guide (chapter 4, Titanic) advises syncing "after every message or every N ms"
 rather than per request. We do the batch form: the thread takes everything queued (up to
 ``max_batch`` operations), runs it in ONE ``BEGIN IMMEDIATE`` transaction with a SAVEPOINT
-around each operation, commits once, then settles each caller's future on its event loop.
-An operation that raises is rolled back to its savepoint and fails only its own caller.
+around each operation (none when it is alone: the transaction is its savepoint), commits
+once, then settles each caller's future on its event loop. An operation that raises is
+rolled back to its savepoint and fails only its own caller.
 The event loop never touches the connection, so a slow disk never stalls it.
 """
 
@@ -151,18 +152,26 @@ class GroupCommitWriter:
         except sqlite3.Error as e:
             self._fail_all(batch, f"cannot start a write transaction on store {self.name}: {e}")
             return
+        alone = len(batch) == 1  # then its savepoint would be the transaction itself
         for job in batch:
-            conn.execute("SAVEPOINT op")
+            if not alone:
+                conn.execute("SAVEPOINT op")
             try:
                 result = job.op(conn)
             except Exception as e:  # noqa: BLE001 - fails only this caller
+                if alone:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    self._deliver([(job, None, _as_store_error(e))])
+                    return
                 if not self._rollback_op(conn):
                     # SQLite rolled back the whole transaction (disk full, I/O error, ...).
                     self._fail_all(batch, f"store {self.name} aborted a write transaction: {e}")
                     return
                 outcomes.append((job, None, _as_store_error(e)))
             else:
-                conn.execute("RELEASE op")
+                if not alone:
+                    conn.execute("RELEASE op")
                 outcomes.append((job, result, None))
         try:
             conn.execute("COMMIT")
