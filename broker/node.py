@@ -47,8 +47,6 @@ from .store.base import StatusUpdate
 
 #: Output messages persisted in one group commit at most.
 MAX_OUTPUT_BATCH = 256
-#: Batches of output whose writes may be under way at once (stored and published in order).
-MAX_IN_FLIGHT = 8
 #: Seconds between seq beacons, and how long after its last output a session is included.
 BEACON_INTERVAL = 1.0
 BEACON_WINDOW = 5.0
@@ -77,17 +75,10 @@ class Broker(Node):
         self._dispatching = asyncio.Lock()
         self._dispatch_soon = False
         self.retention_period = retention_period
-        #: Held while a batch from devices is read and handed to the store; SIGTERM waits.
+        #: Held while a batch from devices is being stored; SIGTERM waits for it.
         self._persisting = asyncio.Lock()
-        #: device_drain messages of the batch being read, handled once it is published.
+        #: device_drain messages of the batch being stored, handled once it is stored.
         self._drains: list[tuple[str, Message]] = []
-        #: Held while a batch is planned and its write started, so writes start in order.
-        self._submitting = asyncio.Lock()
-        #: The last batch's store-then-publish task; each waits for the one before it.
-        self._tail: asyncio.Task[None] | None = None
-        #: Batches started and not yet published, and the request statuses they plan.
-        self._in_flight = 0
-        self._known: dict[str, tuple[Request, str] | None] = {}
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
@@ -114,11 +105,9 @@ class Broker(Node):
     async def shutdown(self) -> None:
         """Stop taking work, store what devices already sent, then commit and close the
         store: nothing acknowledged or published is lost, nor any output received."""
-        async with self._persisting:  # the batch being read, if any, is handed over first
+        async with self._persisting:  # the batch being stored, if any, is stored first
             await self.cancel_loops()
             received = await self._store_received()
-            if self._tail is not None:  # and every batch handed over is stored and published
-                await asyncio.wait([self._tail])
         await self.cancel_loops()  # anything the last batch started
         await self.store.close()
         self.log.info("broker: store flushed and closed (%d output messages received while "
@@ -228,9 +217,6 @@ class Broker(Node):
         self.held = held
 
     async def _device_loop(self) -> None:
-        """Read what devices sent, a batch at a time, and hand each batch to the store as soon
-        as it is read: the next batch's write starts while the last one may still commit,
-        and batches are published in the order read (see :meth:`persist_and_publish`)."""
         while True:
             batch = [await self.recv(self.device_sock)]
             async with self._persisting:
@@ -239,20 +225,11 @@ class Broker(Node):
                 for got in batch:
                     if got is not None:
                         self._sort(got[0], got[1], outputs)
-                drains, self._drains = self._drains, []
                 if outputs:
-                    published = await self._start_batch(outputs)
-                    if drains:  # once the output the device sent before them is stored
-                        self.spawn(self._drained(published, drains), "drained")
-                else:
-                    await self._drained(self._tail, drains)
-
-    async def _drained(self, before: asyncio.Task[None] | None,
-                       drains: list[tuple[str, Message]]) -> None:
-        if before is not None:
-            await asyncio.wait([before])
-        for device, msg in drains:
-            await self.watch.drained(device, msg)
+                    await self.persist_and_publish(outputs)
+                drains, self._drains = self._drains, []
+                for device, msg in drains:  # after the output the device sent before them
+                    await self.watch.drained(device, msg)
 
     def _sort(self, idents: list[bytes], msg: Message, outputs: list[tuple[str, Message]]) -> None:
         kind = msg["msg_type"]
@@ -306,48 +283,15 @@ class Broker(Node):
     async def persist_and_publish(self, outputs: list[tuple[str, Message]]) -> None:
         """Give each message its session's next seq and persist all, together with the
         status changes of the requests they answer (one write, one commit), then publish:
-        nothing is published that is not stored, and batches are stored and published in
-        the order they were handed over. Returns once these are published."""
-        await asyncio.shield(await self._start_batch(outputs))
-
-    async def _start_batch(self, outputs: list[tuple[str, Message]]) -> asyncio.Task[None]:
-        """Plan ``outputs``' status changes and start their write now; return the task that
-        publishes them once they and every batch before them are stored.
-
-        With a store that keeps write order the write starts while earlier ones may still
-        be committing (SQLite often puts them in the same transaction); otherwise it waits
-        for them. A batch that cannot be stored stops the broker, as a crashed loop does."""
-        async with self._submitting:
-            if self._tail is not None and (not self.store.keeps_write_order
-                                           or self._in_flight >= MAX_IN_FLIGHT):
-                await asyncio.wait([self._tail])
-            known = self._known if self._in_flight else {}  # statuses batches in flight plan
-            self._known = known
-            updates: list[StatusUpdate] = []
-            ended: list[Request] = []
-            for _, msg in outputs:
-                parent = msg["parent_header"].get("msg_id")
-                if isinstance(parent, str):
-                    await self._advance(parent, msg, known, updates, ended)
-            write = asyncio.ensure_future(self.store.append_and_update(outputs, updates))
-            self._in_flight += 1
-            tail = self._tail = asyncio.create_task(
-                self._publish(self._tail, write, outputs, ended), name="broker.publish")
-            tail.add_done_callback(self._published)
-            return tail
-
-    def _published(self, task: asyncio.Task[None]) -> None:
-        self._in_flight -= 1
-        if not task.cancelled() and task.exception() is not None:
-            self.log.error("broker: could not store output from devices", exc_info=task.exception())
-            self.request_stop()
-
-    async def _publish(self, before: asyncio.Task[None] | None,
-                       write: asyncio.Future[tuple[list[int], list[Request | None]]],
-                       outputs: list[tuple[str, Message]], ended: list[Request]) -> None:
-        if before is not None:
-            await asyncio.wait([before])
-        seqs, updated = await write
+        nothing is published that is not stored."""
+        known: dict[str, tuple[Request, str] | None] = {}
+        updates: list[StatusUpdate] = []
+        ended: list[Request] = []
+        for _, msg in outputs:
+            parent = msg["parent_header"].get("msg_id")
+            if isinstance(parent, str):
+                await self._advance(parent, msg, known, updates, ended)
+        seqs, updated = await self.store.append_and_update(outputs, updates)
         for request in updated:
             if request is not None and (view := self.cells.cached(request.msg_id)) is not None:
                 view.request = request

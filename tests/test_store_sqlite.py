@@ -112,16 +112,6 @@ async def test_group_commit_batches(store: SQLiteStore) -> None:
     assert after.largest_batch > 1
 
 
-async def test_writes_apply_in_the_order_started(store: SQLiteStore) -> None:
-    """keeps_write_order: the broker starts a batch's write before the last one is done and
-    publishes in the order started, so the seqs must follow that order too."""
-    assert store.keeps_write_order
-    writes = [asyncio.ensure_future(store.append_and_update([("s", jmsg("stream"))], []))
-              for _ in range(40)]
-    seqs = [got[0][0] for got in await asyncio.gather(*writes)]
-    assert seqs == list(range(1, 41))
-
-
 async def test_batch_with_failures_is_one_commit(store: SQLiteStore) -> None:
     """Tests that ops failing inside one transaction fail alone and the rest commit once."""
     existing = await store.add_request(execute("1"))

@@ -54,11 +54,6 @@ class Store(abc.ABC):
     store.close()``. Every call on a store that is not open raises :class:`StoreClosed`.
     """
 
-    #: True if writes are applied in the order they were started, so a caller may start the
-    #: next write before the last one is done (SQLite: one writer thread takes them first in,
-    #: first out). False: a write that must follow another waits until that one is done.
-    keeps_write_order = False
-
     def __init__(self, url: str) -> None:
         self.url = url
 

@@ -43,8 +43,6 @@ T = TypeVar("T")
 class SQLiteStore(Store):
     """The embedded store; ``max_batch`` operations per commit, ``max_pending`` queued."""
 
-    keeps_write_order = True  # one writer thread, first in, first out
-
     def __init__(self, url: str, *, max_batch: int = MAX_BATCH,
                  max_pending: int = MAX_PENDING) -> None:
         super().__init__(url)
