@@ -20,7 +20,8 @@ from protocol import msgtypes as mt
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
-from .store import INTERACT_REQUEST, NEEDS_WORK, SUPERSEDED, Request
+from .store import (INTERACT_REQUEST, NEEDS_WORK, SUPERSEDED, InvalidTransition, Request,
+                    UnknownRequest)
 
 if TYPE_CHECKING:
     from .intake import Address, Intake
@@ -74,11 +75,21 @@ class Interacts:
                 and r.msg_id not in self.broker.sent]
 
     async def supersede_waiting(self, session: str, interact_id: str, state: int) -> int:
-        """Mark waiting runs with a lower state superseded; they will never run."""
+        """Mark waiting runs with a lower state superseded; they will never run.
+
+        Two paths get here at once (a new request, under its worksheet's lock, and the end
+        of the run before, in the broker's device loop): a run the other one superseded
+        meanwhile is skipped, not an error that would stop the loop."""
         count = 0
+        key = (session, interact_id)
         for request in await self._waiting(session, interact_id):
             if (request.state or 0) < state:
-                await self.store.update_request(request.msg_id, SUPERSEDED)
+                if request.msg_id in self.broker.sent or self.in_flight.get(key) == request.msg_id:
+                    continue  # the other path sent it meanwhile: it runs
+                try:
+                    await self.store.update_request(request.msg_id, SUPERSEDED)
+                except (InvalidTransition, UnknownRequest):
+                    continue  # superseded (or started) by the other path
                 self.forget([request.msg_id])
                 count += 1
         return count

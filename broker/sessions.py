@@ -2,11 +2,12 @@
 
 Every execute, interact and replay request first asks which session its worksheet has; asking
 the store each time put a reader-thread round trip (0.3-1 ms on a busy 2-core machine) on the
-path of every request to its device. The broker is the only writer of its store's
+path of every request to its device. A store has one broker, the only writer of its
 ``sessions`` (it creates them on a worksheet's first request, moves them between devices and
-closes them on a restart), so what it wrote is what the store holds: this cache is written
-through on each of those writes and read through on a miss, including "no open session", which
-stays true until this broker opens one.
+closes them on a restart; two brokers on one store could each open a session for a worksheet
+anyway, since the worksheet lock that prevents it is the broker's own), so what it wrote is
+what the store holds: this cache is written through on each of those writes and read through
+on a miss, including "no open session", which stays true until this broker opens one.
 
 Capacity: the :data:`MAX_WORKSHEETS` worksheets used most recently; the others are read from
 the store again when next used. Callers get copies: a record changes here only once the store

@@ -59,6 +59,23 @@ def test_rapid_changes_are_coalesced_and_end_on_the_last(running_chain) -> None:
     assert int(last) == 20 and int(ran) < 20
 
 
+def test_changes_arriving_as_runs_end_keep_the_broker_up(running_chain) -> None:
+    """Runs as short as the gap between requests: a run's end (which sends the newest waiting
+    one and supersedes the rest) and a new request (which supersedes the waiting ones) race
+    over the same waiting runs. The loser must skip what the winner superseded; it used to
+    raise and stop the broker, leaving every later request unanswered."""
+    chain = running_chain
+    chain.evaluate("u/ws/1", "import time\n@interact\ndef f(n=(1, 100)):\n"
+                             "    time.sleep(0.003)\n    print(n)")
+    block = interact_block(chain.wait_done("u/ws/1"))
+    for state in range(1, 101):
+        assert post_interact(chain, "u/ws/1", block["interact_id"], {"n": state}, state)[0] == 202
+    wait_interact_text(chain, "u/ws/1", "100\n")
+    chain.evaluate("u/ws/2", "print('still here')")
+    assert chain.wait_done("u/ws/2")["output"]["stdout_0"]["content"] == "still here\n"
+    assert "crashed" not in chain.broker.log
+
+
 def test_bad_requests(running_chain) -> None:
     chain = running_chain
     assert post_interact(chain, "u/ws/9", "nope", {}, 1)[0] == 404
