@@ -45,14 +45,20 @@ def test_seed_example_over_http(running_chain) -> None:
     assert text_of(wait_interact_text(chain, "u/ws/1", "7\n")) == "7\n"
 
 
+def slide(chain, code: str, changes: int) -> None:
+    """Evaluate an interact of ``n`` in u/ws/1, post n = 1 ... ``changes`` as fast as the
+    gateway answers, and wait until the last one's output shows."""
+    chain.evaluate("u/ws/1", code)
+    block = interact_block(chain.wait_done("u/ws/1"))
+    for state in range(1, changes + 1):
+        assert post_interact(chain, "u/ws/1", block["interact_id"], {"n": state}, state)[0] == 202
+    wait_interact_text(chain, "u/ws/1", f"{changes}\n")
+
+
 def test_rapid_changes_are_coalesced_and_end_on_the_last(running_chain) -> None:
     chain = running_chain
-    chain.evaluate("u/ws/1", "import time\nruns = []\n@interact\ndef f(n=(1, 20)):\n"
-                             "    runs.append(n)\n    time.sleep(0.2)\n    print(n)")
-    block = interact_block(chain.wait_done("u/ws/1"))
-    for state in range(1, 21):
-        assert post_interact(chain, "u/ws/1", block["interact_id"], {"n": state}, state)[0] == 202
-    wait_interact_text(chain, "u/ws/1", "20\n")
+    slide(chain, "import time\nruns = []\n@interact\ndef f(n=(1, 20)):\n"
+                 "    runs.append(n)\n    time.sleep(0.2)\n    print(n)", 20)
     chain.evaluate("u/ws/2", "print(len(runs) - 1, runs[-1])")
     ran, last = chain.wait_done("u/ws/2")["output"]["stdout_0"]["content"].split()
     print(f"20 changes -> {ran} runs")
@@ -65,12 +71,8 @@ def test_changes_arriving_as_runs_end_keep_the_broker_up(running_chain) -> None:
     over the same waiting runs. The loser must skip what the winner superseded; it used to
     raise and stop the broker, leaving every later request unanswered."""
     chain = running_chain
-    chain.evaluate("u/ws/1", "import time\n@interact\ndef f(n=(1, 100)):\n"
-                             "    time.sleep(0.003)\n    print(n)")
-    block = interact_block(chain.wait_done("u/ws/1"))
-    for state in range(1, 101):
-        assert post_interact(chain, "u/ws/1", block["interact_id"], {"n": state}, state)[0] == 202
-    wait_interact_text(chain, "u/ws/1", "100\n")
+    slide(chain, "import time\n@interact\ndef f(n=(1, 100)):\n    time.sleep(0.003)\n"
+                 "    print(n)", 100)
     chain.evaluate("u/ws/2", "print('still here')")
     assert chain.wait_done("u/ws/2")["output"]["stdout_0"]["content"] == "still here\n"
     assert "crashed" not in chain.broker.log
