@@ -92,6 +92,10 @@ class Broker(Node):
         self.pub.sndhwm = self.feed_hwm
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices")
         self.intake = Intake(self)
+        try:
+            await self.intake.sessions.load()
+        except StoreError as e:
+            raise ConfigError(f"broker cannot read its store: {e}") from None
         self.watch = DeviceWatch(self)
         self.spawn(self._gateway_loop(), "gateways")
         self.spawn(self._device_loop(), "devices")

@@ -9,9 +9,13 @@ anyway, since the worksheet lock that prevents it is the broker's own), so what 
 what the store holds: this cache is written through on each of those writes and read through
 on a miss, including "no open session", which stays true until this broker opens one.
 
-Capacity: the :data:`MAX_WORKSHEETS` worksheets used most recently; the others are read from
-the store again when next used. Callers get copies: a record changes here only once the store
-has it (:meth:`OpenSessions.stored`).
+At start (:meth:`OpenSessions.load`) it reads the open sessions the store holds. While they
+all fit, it knows every one, so a worksheet it has no record of has no session: a new
+worksheet's first request and its page's first replay read nothing either.
+
+Capacity: the :data:`MAX_WORKSHEETS` worksheets used most recently; once one is dropped to
+make room, a worksheet not here is looked up in the store (and kept) when next used. Callers
+get copies: a record changes here only once the store has it (:meth:`OpenSessions.stored`).
 """
 
 from __future__ import annotations
@@ -32,6 +36,15 @@ class OpenSessions:
         self.store = store
         self.capacity = capacity
         self._open: OrderedDict[Worksheet, SessionRecord | None] = OrderedDict()
+        #: True while every open session of the store is here (see the module docstring).
+        self.complete = False
+
+    async def load(self) -> None:
+        """Keep the store's open sessions, the newest ``capacity`` of them."""
+        records = await self.store.sessions(OPEN, newest=self.capacity + 1)
+        for record in records[-self.capacity:]:  # oldest first: a worksheet's newest wins
+            self._open[(record.user, record.worksheet)] = record
+        self.complete = len(records) <= self.capacity
 
     async def find(self, user: str, worksheet: str) -> SessionRecord | None:
         """The worksheet's open session (a copy), if it has one."""
@@ -39,6 +52,8 @@ class OpenSessions:
         if key in self._open:
             self._open.move_to_end(key)
             record = self._open[key]
+        elif self.complete:
+            return None
         else:
             record = await self.store.find_session(user, worksheet)
             if key not in self._open:  # no write for it while the store was asked
@@ -54,4 +69,5 @@ class OpenSessions:
         self._open[key] = record
         self._open.move_to_end(key)
         while len(self._open) > self.capacity:
-            self._open.popitem(last=False)
+            if self._open.popitem(last=False)[1] is not None:
+                self.complete = False

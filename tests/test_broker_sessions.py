@@ -68,3 +68,39 @@ async def test_capacity_evicts_least_recently_used(store: SQLiteStore) -> None:
     # w0 fell out and is read from the store again, still correct
     assert (await sessions.find("u", "w0")).session == "s0"  # type: ignore[union-attr]
     assert list(sessions._open) == [("u", "w2"), ("u", "w0")]
+
+
+async def test_loaded_while_all_fit_answers_from_memory(store: SQLiteStore) -> None:
+    await store.put_session(record("s1", worksheet="w1"))
+    await store.put_session(record("s2", worksheet="w2", state=CLOSED))
+    sessions = OpenSessions(store, capacity=5)
+    await sessions.load()
+    assert sessions.complete
+    assert (await sessions.find("u", "w1")).session == "s1"  # type: ignore[union-attr]
+    assert await sessions.find("u", "w2") is None  # closed
+    # Complete: a worksheet it has no record of is not looked up. (Only to show that: a
+    # store has one broker, and nothing else writes sessions into it.)
+    await store.put_session(record("s3", worksheet="w3"))
+    assert await sessions.find("u", "w3") is None
+
+
+async def test_loaded_past_capacity_reads_through(store: SQLiteStore) -> None:
+    for i in range(3):
+        await store.put_session(record(f"s{i}", worksheet=f"w{i}"))
+    sessions = OpenSessions(store, capacity=2)
+    await sessions.load()
+    assert not sessions.complete
+    assert list(sessions._open) == [("u", "w1"), ("u", "w2")]  # the newest two
+    assert (await sessions.find("u", "w0")).session == "s0"  # type: ignore[union-attr]
+
+
+async def test_dropping_a_session_for_room_ends_completeness(store: SQLiteStore) -> None:
+    sessions = OpenSessions(store, capacity=1)
+    await sessions.load()
+    assert sessions.complete
+    for i in range(2):
+        rec = record(f"s{i}", worksheet=f"w{i}")
+        await store.put_session(rec)
+        sessions.stored(rec)
+    assert not sessions.complete
+    assert (await sessions.find("u", "w0")).session == "s0"  # type: ignore[union-attr]

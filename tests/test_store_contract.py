@@ -424,6 +424,8 @@ async def test_sessions_upsert_and_find(store: Store) -> None:
     assert await store.sessions() == [a2, b, c]
     assert await store.sessions("open") == [b, c]
     assert await store.sessions("closed") == [a2]
+    assert await store.sessions("open", newest=1) == [c]
+    assert await store.sessions(newest=2) == [b, c]
 
 
 async def test_devices_upsert_list_remove(store: Store) -> None:

@@ -204,8 +204,10 @@ class Store(abc.ABC):
         raise _missing("find_session")
 
     @abc.abstractmethod
-    async def sessions(self, state: str | None = None) -> list[SessionRecord]:
-        """All session records, or those in ``state``, oldest first."""
+    async def sessions(self, state: str | None = None, *,
+                       newest: int | None = None) -> list[SessionRecord]:
+        """All session records, or those in ``state``, oldest first; with ``newest``, only
+        that many of them, the last created."""
         raise _missing("sessions")
 
     # -- devices ----------------------------------------------------------------------------

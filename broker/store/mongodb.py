@@ -339,11 +339,18 @@ class MongoStore(Store):
                 sort=[("created", -1), ("_id", -1)])
         return None if doc is None else _session(doc)
 
-    async def sessions(self, state: str | None = None) -> list[SessionRecord]:
+    async def sessions(self, state: str | None = None, *,
+                       newest: int | None = None) -> list[SessionRecord]:
+        _check_limit(newest)
         db = self._open_db()
         query = {} if state is None else {"state": state}
         with self._errors("list sessions"):
-            docs = await db.sessions.find(query).sort([("created", 1), ("_id", 1)]).to_list()
+            if newest is None:
+                docs = await db.sessions.find(query).sort([("created", 1), ("_id", 1)]).to_list()
+            else:
+                docs = await db.sessions.find(query).sort(
+                    [("created", -1), ("_id", -1)]).limit(newest).to_list()
+                docs.reverse()
         return [_session(doc) for doc in docs]
 
     # -- devices ----------------------------------------------------------------------------

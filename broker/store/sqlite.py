@@ -290,12 +290,16 @@ class SQLiteStore(Store):
 
         return await self._read(op)
 
-    async def sessions(self, state: str | None = None) -> list[SessionRecord]:
-        sql = f"SELECT {_SESSION_COLS} FROM sessions"
+    async def sessions(self, state: str | None = None, *,
+                       newest: int | None = None) -> list[SessionRecord]:
+        _check_limit(newest)
+        sql = f"SELECT {_SESSION_COLS}, rowid FROM sessions"
         args: tuple[Any, ...] = ()
         if state is not None:
             sql, args = sql + " WHERE state = ?", (state,)
-        sql += " ORDER BY created, rowid"
+        if newest is not None:
+            sql, args = f"{sql} ORDER BY created DESC, rowid DESC LIMIT ?", (*args, newest)
+        sql = f"SELECT {_SESSION_COLS} FROM ({sql}) ORDER BY created, rowid"
         return await self._read(lambda conn: [SessionRecord(*r) for r in conn.execute(sql, args)])
 
     # -- devices ----------------------------------------------------------------------------
