@@ -192,9 +192,10 @@ def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
 
 def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     """uvloop's ``run`` where it is installed (setup.cfg asks for it wherever it builds), else
-    ``asyncio.run``. Every node spends most of its time in the event loop's own machinery
-    (futures, callbacks, polling); on libuv that costs about 10 % less CPU per execution
-    across the chain (bench/RESULTS.md, "Profiling and fixes")."""
+    ``asyncio.run``. A good share of every node's CPU goes to the event loop's own machinery
+    (futures, callbacks, polling: 9-14 % of each node's main thread in cProfile); on libuv
+    the chain used about 10 % less CPU per execution (bench/RESULTS.md, "Profiling and
+    fixes")."""
     try:
         import uvloop
     except ImportError:
