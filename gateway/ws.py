@@ -69,13 +69,18 @@ class Subscription:
                  session: str | None) -> None:
         self.socket, self.user, self.worksheet = socket, user, worksheet
         self.session, self.last = session, since
-        self.replaying = False
         self.held: list[Message] = []
+        #: The replay from the store (first, or to fill a gap), while it runs or is about to.
         self.task: asyncio.Future[None] | None = None
+
+    @property
+    def replaying(self) -> bool:
+        """Live messages wait (in :attr:`held`) until the replay is delivered."""
+        return self.task is not None and not self.task.done()
 
     def offer(self, msg: Message) -> None:
         facts = msg["metadata"]["cellbus"]
-        if self.replaying or (self.task is not None and not self.task.done()):  # or about to
+        if self.replaying:
             self.held.append(msg)
         elif facts.get("session") == self.session and facts.get("seq", 0) > self.last + 1:
             log.info("gateway: subscription to %s/%s is behind (seq %d, feed at %d); "
@@ -99,13 +104,12 @@ class Subscription:
     def catch_up(self) -> None:
         """Replay from the store in the background (the task is kept, so it is not
         garbage-collected mid-replay)."""
-        if self.task is None or self.task.done():
+        if not self.replaying:
             self.task = asyncio.ensure_future(self.replay())
 
     async def replay(self) -> None:
-        if self.replaying:
-            return
-        self.replaying = True
+        """Deliver what the store has after :attr:`last`, then what waited meanwhile; run
+        only as :attr:`task`."""
         try:
             while True:
                 reply = await self.socket.link.request(
@@ -124,7 +128,6 @@ class Subscription:
                 if not content["more"]:
                     break
         finally:
-            self.replaying = False
             held, self.held = sorted(self.held, key=lambda m: m["metadata"]["cellbus"]["seq"]), []
             for msg in held:
                 self.deliver(msg)
