@@ -53,8 +53,7 @@ class DeviceWatch:
             beat = broker.session.msg(mt.BROKER_HEARTBEAT, {})
             for state in list(broker.devices.devices.values()):
                 try:
-                    await broker.device_sock.send_multipart(
-                        broker.session.serialize(beat, [state.routing_id]), flags=zmq.NOBLOCK)
+                    broker.device_sock.send_now(broker.session.serialize(beat, [state.routing_id]))
                 except zmq.ZMQError:
                     pass  # not connected now; the expiry below decides
             for device in broker.devices.expired():
@@ -130,8 +129,7 @@ class DeviceWatch:
         if final:
             answer = broker.session.msg(mt.DEVICE_DRAIN_REPLY, {"ok": True}, parent=msg)
             try:
-                await broker.device_sock.send_multipart(
-                    broker.session.serialize(answer, [device.encode()]), flags=zmq.NOBLOCK)
+                broker.device_sock.send_now(broker.session.serialize(answer, [device.encode()]))
             except zmq.ZMQError:
                 pass  # gone already; it leaves anyway
 

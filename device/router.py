@@ -129,9 +129,9 @@ class DeviceRouter(Node):
     async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> None:
         msg = self.session.msg(msg_type, content, metadata={"cellbus": {"device": self.device_id}})
         frames = self.session.serialize(msg)
-        try:
-            await self.up.send_multipart(frames, flags=0 if block else zmq.NOBLOCK)
-        except zmq.Again:
+        if block:
+            await self.up.send_frames(frames)
+        elif not self.up.send_now(frames):
             self.log.debug("device: no broker to take %s yet", msg_type)
 
     async def _session_closed(self, session_id: str, reason: str) -> None:
@@ -312,7 +312,8 @@ class DeviceRouter(Node):
             self._drain_replies[msg["msg_id"]] = waiter
             self._left = True
         try:
-            await self.up.send_multipart(self.session.serialize(msg), flags=zmq.NOBLOCK)
+            if not self.up.send_now(self.session.serialize(msg)):
+                raise zmq.Again()
         except zmq.ZMQError as e:
             self.log.warning("device %s could not hand back %d requests: %s (the broker "
                              "places them again once it takes the device for lost)",
@@ -331,7 +332,7 @@ class DeviceRouter(Node):
                 break
             try:
                 await asyncio.wait_for(asyncio.shield(waiter), DRAIN_POLL * 2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             self.log.info("device %s: the broker has everything; leaving", self.device_id)
             return

@@ -16,7 +16,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol.node import Node
-from protocol.wire import Message, send_now
+from protocol.wire import Message
 
 #: Seconds to wait for the broker's reply before answering 503.
 REPLY_TIMEOUT = 10.0
@@ -64,16 +64,14 @@ class BrokerLink:
         self.pending[msg["msg_id"]] = future
         try:
             frames = self.session.serialize(msg)
-            if not send_now(self.dealer, frames):  # no broker connected yet: a grace period
-                if not await self.dealer.poll(int(CONNECT_GRACE * 1000), zmq.POLLOUT):
-                    raise BrokerUnavailable("the broker is not reachable")
+            if not self.dealer.send_now(frames):  # no broker connected yet: a grace period
                 try:
-                    await self.dealer.send_multipart(frames, flags=zmq.NOBLOCK)
-                except zmq.Again:
+                    await asyncio.wait_for(self.dealer.send_frames(frames), CONNECT_GRACE)
+                except TimeoutError:
                     raise BrokerUnavailable("the broker is not reachable") from None
             try:
                 return await asyncio.wait_for(future, timeout)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BrokerUnavailable(f"the broker did not answer within {timeout:.0f} s") from None
         finally:
             self.pending.pop(msg["msg_id"], None)

@@ -1,6 +1,7 @@
 """The base every cellbus node builds on: sockets, background loops, start and graceful stop.
 
-A node owns one ``zmq.asyncio`` context, the sockets it opened through :meth:`Node.socket`
+A node owns one ZeroMQ context, the sockets it opened through :meth:`Node.socket` (each a
+:class:`~protocol.sockets.BusSocket`, awaited on the node's loop)
 and the loops it started through :meth:`Node.spawn`. :func:`run_node` runs one node as a
 program: SIGTERM and SIGINT ask it to stop, it stops gracefully (subclasses drain in
 :meth:`Node.shutdown`), and Ctrl-C prints one log line, not a traceback.
@@ -17,10 +18,10 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import zmq
-import zmq.asyncio
 
 from .errors import ConfigError, ProtocolError
-from .wire import Message, Session, recv_now
+from .sockets import BusSocket
+from .wire import Message, Session
 
 
 class Node:
@@ -33,9 +34,9 @@ class Node:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.log = logging.getLogger(f"cellbus.{self.name}")
-        self.ctx = zmq.asyncio.Context()
+        self.ctx = zmq.Context()
         self.rejected: collections.Counter[str] = collections.Counter()
-        self._sockets: list[zmq.asyncio.Socket] = []
+        self._sockets: list[BusSocket] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
@@ -51,20 +52,20 @@ class Node:
     # -- sockets and loops ------------------------------------------------------------------
 
     def socket(self, kind: int, *, bind: str | None = None, connect: str | None = None,
-               label: str = "", routing_id: bytes | None = None) -> zmq.asyncio.Socket:
+               label: str = "", routing_id: bytes | None = None) -> BusSocket:
         """A socket of ``kind`` bound or connected to an endpoint, with linger 0, logged."""
-        sock = self.ctx.socket(kind)
+        sock = BusSocket(self.ctx, kind)
         sock.linger = 0
         if routing_id is not None:
             sock.routing_id = routing_id
         if kind == zmq.ROUTER:
             sock.router_mandatory = True
-        what = label or sock.socket_type.name
+        what = label or zmq.SocketType(kind).name
         try:
             if bind:
                 sock.bind(bind)
                 self.log.info("%s bound %s on %s", self.name, what,
-                              sock.last_endpoint.decode())
+                              sock.getsockopt_string(zmq.LAST_ENDPOINT))
             if connect:
                 sock.connect(connect)
                 self.log.info("%s connected %s to %s", self.name, what, connect)
@@ -89,7 +90,7 @@ class Node:
                            exc_info=task.exception())
             self.request_stop()
 
-    async def recv(self, sock: zmq.asyncio.Socket) -> tuple[list[bytes], Message] | None:
+    async def recv(self, sock: BusSocket) -> tuple[list[bytes], Message] | None:
         """One checked message from ``sock``, or None if it was rejected (and logged)."""
         try:
             return await self.session.recv(sock)
@@ -97,12 +98,12 @@ class Node:
             self._rejected(e)
             return None
 
-    def recv_waiting(self, sock: zmq.asyncio.Socket,
+    def recv_waiting(self, sock: BusSocket,
                      limit: int) -> list[tuple[list[bytes], Message] | None]:
         """Up to ``limit`` messages already waiting on ``sock``, taken without waiting (None
         for each one rejected and logged): a batch for one pass of a loop."""
         got: list[tuple[list[bytes], Message] | None] = []
-        while len(got) < limit and (frames := recv_now(sock)) is not None:
+        while len(got) < limit and (frames := sock.recv_now()) is not None:
             try:
                 got.append(self.session.deserialize(frames))
             except ProtocolError as e:

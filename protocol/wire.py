@@ -16,7 +16,8 @@ Packing is msgpack between cellbus nodes and JSON towards Jupyter kernels and br
 ``packer="json"`` the frames are byte-for-byte what ``jupyter_client`` produces and accepts.
 
 :meth:`Session.serialize` and :meth:`Session.deserialize` are pure (lists of bytes in and
-out); :meth:`Session.send` and :meth:`Session.recv` are thin wrappers for ``zmq.asyncio``.
+out); :meth:`Session.send` and :meth:`Session.recv` are thin wrappers for a
+:class:`~protocol.sockets.BusSocket`.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import msgpack
 import zmq
-import zmq.asyncio
 
 from .errors import ProtocolError
 from .msgtypes import DELIM, PROTOCOL_VERSION
+from .sockets import BusSocket
 
 Message = dict[str, Any]
 Packer = Literal["msgpack", "json"]
@@ -45,15 +46,6 @@ DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 #: Signatures remembered to reject replays; the oldest are forgotten first.
 DEFAULT_REPLAY_HISTORY = 65536
 HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version")
-
-# pyzmq's Python layer costs about 10 us per multipart message on top of libzmq (a Python
-# call and IntFlag arithmetic per frame, and zmq.asyncio's futures); these fast paths call the
-# Cython socket methods directly with int flags, and fall back to the awaited calls whenever a
-# message cannot move at once.
-_zsend, _zrecv, _zget = zmq.backend.Socket.send, zmq.backend.Socket.recv, zmq.backend.Socket.get
-_SNDMORE, _DONTWAIT = int(zmq.SNDMORE), int(zmq.DONTWAIT)
-_EVENTS, _POLLIN = int(zmq.EVENTS), int(zmq.POLLIN)
-
 
 #: The last whole second formatted, (seconds, "YYYY-MM-DDTHH:MM:SS"): every message has a
 #: date, and strftime is most of what stamping one costs.
@@ -110,59 +102,6 @@ def _frame_bytes(frame: Any) -> bytes:
     if isinstance(frame, (bytes, bytearray, memoryview)):
         return bytes(frame)
     raise ProtocolError("frames", f"a frame is a {type(frame).__name__}, not bytes")
-
-
-def send_now(sock: zmq.Socket, frames: Sequence[bytes]) -> bool:
-    """Hand a whole multipart message to libzmq without waiting: True if it was taken; False
-    if it would block (high-water mark) or earlier awaited sends still wait on ``sock``, and
-    then the caller awaits ``sock.send_multipart`` (behind them, so order is kept).
-
-    Errors other than "would block" (such as an unroutable ROUTER identity) raise as
-    ``send_multipart`` raises them. Parts after the first never block: libzmq checks the
-    high-water mark once per message."""
-    if getattr(sock, "_send_futures", None):
-        return False
-    last = len(frames) - 1
-    try:
-        _zsend(sock, frames[0], _DONTWAIT | (_SNDMORE if last else 0))
-    except zmq.Again:
-        return False
-    for i in range(1, last):
-        _zsend(sock, frames[i], _SNDMORE)
-    if last:
-        _zsend(sock, frames[last], 0)
-    if getattr(sock, "_recv_futures", True):
-        _rearm(sock)
-    return True
-
-
-def recv_now(sock: zmq.Socket) -> list[bytes] | None:
-    """The next whole multipart message if one is waiting on ``sock`` (else None), taken
-    without waiting; parts after the first are always there once the first is."""
-    if getattr(sock, "_recv_futures", None):
-        return None  # someone else awaits this socket: keep the order of their futures
-    parts: list[bytes] | None = None
-    if cast(int, _zget(sock, _EVENTS)) & _POLLIN:  # cheaper than raising zmq.Again
-        try:
-            frame = _zrecv(sock, _DONTWAIT, False)  # a Frame knows if more parts follow
-        except zmq.Again:
-            pass
-        else:
-            parts = [frame.bytes]
-            while frame.more:
-                frame = _zrecv(sock, 0, False)
-                parts.append(frame.bytes)
-    if getattr(sock, "_send_futures", True):
-        _rearm(sock)
-    return parts
-
-
-def _rearm(sock: zmq.Socket) -> None:
-    """A ZeroMQ socket's descriptor is edge-triggered and a send or recv may consume its edge:
-    reading EVENTS through a ``zmq.asyncio`` socket makes it look for work its futures still
-    wait for (what its own send and recv do)."""
-    if isinstance(sock, zmq.asyncio.Socket) and getattr(sock, "_state", True):  # watching?
-        sock.get(zmq.EVENTS)
 
 
 class Session:
@@ -319,15 +258,10 @@ class Session:
 
     # -- sockets ----------------------------------------------------------------------------
 
-    async def send(self, sock: zmq.asyncio.Socket, msg: Mapping[str, Any],
+    async def send(self, sock: BusSocket, msg: Mapping[str, Any],
                    idents: Iterable[bytes] = ()) -> None:
-        frames = self.serialize(msg, idents)
-        if not send_now(sock, frames):
-            await sock.send_multipart(frames, copy=False)
+        await sock.send_frames(self.serialize(msg, idents))
 
-    async def recv(self, sock: zmq.asyncio.Socket) -> tuple[list[bytes], Message]:
+    async def recv(self, sock: BusSocket) -> tuple[list[bytes], Message]:
         """Receive and check one message; raises :class:`ProtocolError` for bad input."""
-        frames = recv_now(sock)
-        if frames is None:
-            frames = await sock.recv_multipart(copy=True)
-        return self.deserialize(frames)
+        return self.deserialize(await sock.recv_frames())

@@ -135,15 +135,15 @@ def test_signature_is_hmac_sha256_over_the_four_dict_frames() -> None:
 
 
 async def test_send_and_recv_keep_order_through_the_high_water_mark() -> None:
-    """Session.send and Session.recv (which bypass zmq.asyncio when a message can move at
-    once) deliver every message once, in order, both ways at once, when senders block at a
-    tiny high-water mark and receivers wait: no lost wake-up, nothing overtaken."""
+    """Session.send and Session.recv on BusSockets deliver every message once, in order,
+    both ways at once, when senders block at a tiny high-water mark and receivers wait: no
+    lost wake-up, nothing overtaken."""
     import asyncio
 
-    import zmq.asyncio
+    from protocol.sockets import BusSocket
 
-    ctx = zmq.asyncio.Context()
-    a, b = ctx.socket(zmq.DEALER), ctx.socket(zmq.DEALER)
+    ctx = zmq.Context()
+    a, b = ctx.socket(zmq.DEALER, BusSocket), ctx.socket(zmq.DEALER, BusSocket)
     for sock in (a, b):
         sock.linger, sock.sndhwm, sock.rcvhwm = 0, 2, 2
     b.bind("inproc://hwm")
@@ -151,11 +151,11 @@ async def test_send_and_recv_keep_order_through_the_high_water_mark() -> None:
     sender, receiver = Session(KEY), Session(KEY)
     n = 400
 
-    async def pump(src: zmq.asyncio.Socket, name: str) -> None:
+    async def pump(src: BusSocket, name: str) -> None:
         for i in range(n):
             await sender.send(src, sender.msg("stream", {"i": i, "from": name}))
 
-    async def drain(dst: zmq.asyncio.Socket, name: str) -> list[int]:
+    async def drain(dst: BusSocket, name: str) -> list[int]:
         got = []
         for _ in range(n):
             _, msg = await receiver.recv(dst)
