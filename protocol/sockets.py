@@ -83,7 +83,8 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
         future: asyncio.Future[Frames] = self._watch().create_future()
         assert self._readers is not None
         self._readers.append(future)
-        self._serve()
+        # No _serve() here: recv_now read EVENTS (re-arming the descriptor) and found nothing,
+        # or earlier receivers wait and are served first.
         return await future
 
     async def send_frames(self, frames: Sequence[bytes]) -> None:
@@ -122,6 +123,9 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
     def _take(self) -> Frames | None:
         if not _zget(self, _EVENTS) & _POLLIN:  # cheaper than raising zmq.Again
             return None
+        return self._recv_message()
+
+    def _recv_message(self) -> Frames | None:
         try:
             frame = _zrecv(self, _DONTWAIT, False)  # a Frame knows if more parts follow
         except zmq.Again:
@@ -160,7 +164,7 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
                 writers.popleft()
             moved = False
             if readers and events & _POLLIN:
-                frames = self._take()
+                frames = self._recv_message()
                 if frames is not None:
                     readers.popleft().set_result(frames)
                     moved = True
