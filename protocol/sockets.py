@@ -3,11 +3,12 @@
 A :class:`BusSocket` is a plain ``zmq.Socket`` (options, bind and connect work as usual)
 with awaitable whole-message I/O: :meth:`~BusSocket.recv_frames`, :meth:`~BusSocket.send_frames`
 and the non-waiting :meth:`~BusSocket.recv_now` and :meth:`~BusSocket.send_now`. It replaces
-``zmq.asyncio``, whose general machinery (a future per call, polling through ``zmq.Events``
-enum arithmetic on every wake-up, a scheduled callback per operation) cost each node 5-10 %
-of its CPU per message and each hop about 0.1 ms on this 2-core machine (bench/RESULTS.md,
-"Profiling and fixes"). Only whole multipart messages move: a message is sent or taken in
-one call, so messages from several tasks never interleave.
+``zmq.asyncio``, whose general machinery (a future per call, ``zmq.Events`` enum arithmetic
+on every wake-up, a scheduled callback per operation) made a relay of messages between
+processes about 0.15-0.4 ms slower per node on this 2-core machine, and the whole chain used
+5 % more CPU per execution (bench/RESULTS.md, "Third pass"). Only whole multipart messages
+move: a message is sent or taken in one call, so messages from several tasks never
+interleave.
 
 How it waits: a ZeroMQ socket's descriptor (``FD``) is edge-triggered. It becomes readable
 when the socket's events *may* have changed, and every send, recv or read of ``EVENTS`` can
@@ -40,9 +41,9 @@ Frames = list[bytes]
 class BusSocket(zmq.Socket):  # type: ignore[type-arg]
     """A ZeroMQ socket with awaitable whole-message send and receive on the running loop.
 
-    Make one with ``context.socket(kind, socket_class=BusSocket)``. Use it from one event
-    loop; blocking ``send``/``recv`` calls of ``zmq.Socket`` bypass its waiters and must not
-    be mixed with it.
+    Make one with ``BusSocket(context, kind)`` (or ``context.socket(kind, BusSocket)``). Use
+    it from one event loop; the blocking ``send``/``recv`` methods of ``zmq.Socket`` bypass
+    its waiters and must not be mixed with it.
     """
 
     # Class-level defaults: pyzmq maps unknown attribute names to socket options.
