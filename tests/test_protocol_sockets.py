@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -14,18 +14,31 @@ from protocol.sockets import BusSocket
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> Iterator[tuple[BusSocket, BusSocket]]:
+def make() -> Iterator[Callable[[int], BusSocket]]:
+    """Makes BusSockets (linger 0) of one context; closes them and the context after."""
+    ctx = zmq.Context()
+    made: list[BusSocket] = []
+
+    def make(kind: int) -> BusSocket:
+        sock = BusSocket(ctx, kind)
+        sock.linger = 0
+        made.append(sock)
+        return sock
+
+    yield make
+    for sock in made:
+        sock.close()
+    ctx.term()
+
+
+@pytest.fixture
+def pair(make: Callable[[int], BusSocket], tmp_path: Path) -> tuple[BusSocket, BusSocket]:
     """Two connected sockets over ipc: between processes, as on the bus (inproc signals
     differently)."""
-    ctx = zmq.Context()
-    a, b = ctx.socket(zmq.PAIR, BusSocket), ctx.socket(zmq.PAIR, BusSocket)
-    a.linger = b.linger = 0
+    a, b = make(zmq.PAIR), make(zmq.PAIR)
     b.bind(f"ipc://{tmp_path}/pair")
     a.connect(f"ipc://{tmp_path}/pair")
-    yield a, b
-    a.close()
-    b.close()
-    ctx.term()
+    return a, b
 
 
 async def test_a_waiting_receiver_gets_the_next_message(pair: tuple[BusSocket, BusSocket]) -> None:
@@ -58,51 +71,37 @@ async def test_a_cancelled_receiver_takes_nothing(pair: tuple[BusSocket, BusSock
     assert await asyncio.wait_for(b.recv_frames(), 5) == [b"kept"]
 
 
-async def test_a_cancelled_sender_sends_nothing(tmp_path: Path) -> None:
+async def test_a_cancelled_sender_sends_nothing(make: Callable[[int], BusSocket],
+                                                tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/later"
-    ctx = zmq.Context()
-    a = ctx.socket(zmq.DEALER, BusSocket)
-    a.linger, a.immediate = 0, True
+    a = make(zmq.DEALER)
+    a.immediate = True
     a.connect(endpoint)
-    try:
-        assert not a.send_now([b"x"])  # no peer: it would block
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(a.send_frames([b"dropped"]), 0.05)
-        b = ctx.socket(zmq.DEALER, BusSocket)
-        b.linger = 0
-        b.bind(endpoint)
-        await asyncio.wait_for(a.send_frames([b"after"]), 5)
-        assert await asyncio.wait_for(b.recv_frames(), 5) == [b"after"]
-        b.close()
-    finally:
-        a.close()
-        ctx.term()
+    assert not a.send_now([b"x"])  # no peer: it would block
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(a.send_frames([b"dropped"]), 0.05)
+    b = make(zmq.DEALER)
+    b.bind(endpoint)
+    await asyncio.wait_for(a.send_frames([b"after"]), 5)
+    assert await asyncio.wait_for(b.recv_frames(), 5) == [b"after"]
 
 
-async def test_an_unroutable_identity_raises_at_once() -> None:
-    ctx = zmq.Context()
-    router = ctx.socket(zmq.ROUTER, BusSocket)
-    router.linger, router.router_mandatory = 0, True
+async def test_an_unroutable_identity_raises_at_once(make: Callable[[int], BusSocket]) -> None:
+    router = make(zmq.ROUTER)
+    router.router_mandatory = True
     router.bind("inproc://router")
-    try:
-        with pytest.raises(zmq.ZMQError):
-            router.send_now([b"no-such-peer", b"x"])
-    finally:
-        router.close()
-        ctx.term()
+    with pytest.raises(zmq.ZMQError):
+        router.send_now([b"no-such-peer", b"x"])
 
 
-async def test_closing_fails_whoever_still_waits() -> None:
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.PAIR, BusSocket)
-    sock.linger = 0
+async def test_closing_fails_whoever_still_waits(make: Callable[[int], BusSocket]) -> None:
+    sock = make(zmq.PAIR)
     sock.bind("inproc://closing")
     waiting = asyncio.ensure_future(sock.recv_frames())
     await asyncio.sleep(0.01)
     sock.close()
     with pytest.raises(zmq.ZMQError):
         await asyncio.wait_for(waiting, 5)
-    ctx.term()
 
 
 async def test_unread_messages_do_not_spin_the_loop(pair: tuple[BusSocket, BusSocket]) -> None:
