@@ -36,7 +36,7 @@ from protocol.link import DEFAULT_MAX_RECORD, WorkerLink, encode
 from .backend import DEFAULT_MAX_FILE_SIZE, BackendConfig, ExecuteOutcome, MimeBundle, \
     Output, SessionBackend
 from .capture import Capture
-from .children import reap_strays
+from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
 
 BackendFactory = Callable[[Output, BackendConfig], SessionBackend]
@@ -135,6 +135,8 @@ class Worker:
                  backend: SessionBackend) -> None:
         self.link, self.out, self.guard, self.backend = link, out, guard, backend
         self.execution_count = 0
+        #: The worker's children when the last cell ended (see :meth:`execute`).
+        self.kept: set[int] = set()
 
     def warm_up(self) -> None:
         """Take one cell's paths (records, capture, backend) with output muted before the
@@ -178,7 +180,7 @@ class Worker:
                     self.execute(content)
                 else:
                     self.interact(content)
-                reap_strays()
+                self.kept = reap_strays()
             elif msg_type == mt.KERNEL_INFO_REQUEST:
                 self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
             elif msg_type == mt.SHUTDOWN_REQUEST:
@@ -213,8 +215,17 @@ class Worker:
             count = self.execution_count
             if not silent:
                 out.send(mt.EXECUTE_INPUT, {"code": code, "execution_count": count})
+        started = boot_ticks()
         outcome = self._guarded(
             lambda: self.backend.execute(code, silent=silent, store_history=store_history))
+        if outcome.status == "error" and hit_process_limit(outcome.ename, outcome.evalue):
+            # Before the reply: the next cell may need those process slots.
+            ended = end_started_since(started, keep=self.kept)
+            if ended:
+                out.flush()
+                out.send(mt.STREAM, {"name": "stderr", "text": (
+                    f"cellbus: stopped the {ended} processes this cell started: it hit the "
+                    "session's process limit\n")})
         with out.batch():  # the end: last output, result, reply and idle in one write
             self._finish(outcome, count, silent)
 
