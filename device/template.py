@@ -180,7 +180,8 @@ class Template:
             child.init = sandbox.protections.has("namespaces")
             # What the template has made so far, out of the collector's reach: a worker's
             # collections then leave those objects' pages alone, shared with the template
-            # (0.35 MB less private memory per session, bench/RESULTS.md "Third pass").
+            # (an idle session's private memory 5.41 -> 4.85 MB, bench/RESULTS.md "Third
+            # pass").
             gc.freeze()
             pid = sandbox.fork_child()
         except OSError as e:

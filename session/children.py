@@ -84,7 +84,8 @@ def hit_process_limit(ename: str, evalue: str) -> bool:
 
 def boot_ticks() -> int:
     """Now, in the clock ticks since boot that ``/proc/PID/stat`` gives start times in."""
-    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS)
+    clock = getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC)  # Linux; elsewhere unused
+    return int(time.clock_gettime(clock) * _TICKS)
 
 
 def _stat(pid: int) -> tuple[str, int, int] | None:
@@ -103,7 +104,9 @@ def end_started_since(ticks: int, *, keep: set[int], rounds: int = 100) -> int:
     tick), that started at ``ticks`` (see :func:`boot_ticks`) or later; returns how many.
     Repeats until none is left (a bomb forks while it is being stopped), at most ``rounds``
     times. Each process is signalled through a pidfd after its facts are read again, so a
-    PID reused meanwhile is never hit."""
+    PID reused meanwhile is never hit. Without ``/proc`` and pidfds (not Linux), nothing."""
+    if not hasattr(os, "pidfd_open") or not os.path.isdir("/proc"):
+        return 0
     me, sid = os.getpid(), os.getsid(0)
     ended: set[int] = set()  # a process signalled may still be on its way out next round
     for _ in range(rounds):
