@@ -111,11 +111,11 @@ def end_started_since(ticks: int, *, keep: set[int], rounds: int = 100) -> int:
     ended: set[int] = set()  # a process signalled may still be on its way out next round
     for _ in range(rounds):
         found = []
-        for name in os.listdir("/proc"):
-            if name.isdigit() and int(name) != me and int(name) not in keep:
-                facts = _stat(int(name))
+        for pid in (int(name) for name in os.listdir("/proc") if name.isdigit()):
+            if pid != me and pid not in keep:
+                facts = _stat(pid)
                 if facts is not None and facts[0] != "Z" and facts[1] == sid and facts[2] >= ticks:
-                    found.append(int(name))
+                    found.append(pid)
         if not found:
             break
         for pid in found:
