@@ -146,7 +146,10 @@ class Overseer:
     async def submit(self, session_id: str, request: Message) -> Worker:
         """Run ``request`` in the session's worker, starting one if there is none."""
         worker = self.workers.get(session_id)
-        if worker is None or worker.done.is_set():
+        if worker is not None and worker.done.is_set():  # ended; its watcher has not run yet
+            self._forget(worker)
+            worker = None
+        if worker is None:
             worker = await self._start(session_id)
         await worker.submit(request)
         return worker
@@ -181,17 +184,10 @@ class Overseer:
     async def _watch(self, worker: Worker) -> None:
         """When a worker ends: forget it, clean its directory, move its queue to a new one."""
         await worker.done.wait()
-        if self.workers.get(worker.session_id) is worker:
-            del self.workers[worker.session_id]
+        self._forget(worker)
         self._rejected_before += worker.rejected
         # rmtree never follows symlinks planted inside the directory (fd-based on Linux).
         shutil.rmtree(worker.workdir, ignore_errors=True)
-        reason = worker.exit_reason or "exited"
-        if worker.limit_hit is not None:
-            reason = f"was stopped by a limit ({worker.limit_hit[0]})"
-        if worker.closing_reason is None:
-            self._remember_end(worker.session_id, reason)
-            log.warning("worker %d of session %s %s", worker.pid, worker.session_id, reason)
         pending = list(worker.queue)
         worker.queue.clear()
         if pending and worker.closing_reason is None:
@@ -205,7 +201,20 @@ class Overseer:
         for request in pending:  # closed on purpose (restart, shutdown): they end here
             await worker.refuse(request, "SessionClosed", f"the session was closed "
                                 f"({worker.closing_reason}) before this cell ran")
-        await self.on_closed(worker.session_id, worker.closing_reason or reason)
+        if worker.session_id not in self.workers:  # no request started a fresh one meanwhile
+            await self.on_closed(worker.session_id, worker.closing_reason or _why_ended(worker))
+
+    def _forget(self, worker: Worker) -> None:
+        """Drop an ended worker and, unless it was closed on purpose, remember why it ended
+        (the session's next worker tells the user). Once per worker: its watcher calls this,
+        and so does :meth:`submit` when a request for the session comes first."""
+        if self.workers.get(worker.session_id) is not worker:
+            return
+        del self.workers[worker.session_id]
+        if worker.closing_reason is None:
+            reason = _why_ended(worker)
+            self._remember_end(worker.session_id, reason)
+            log.warning("worker %d of session %s %s", worker.pid, worker.session_id, reason)
 
     def _remember_end(self, session_id: str, reason: str) -> None:
         self.ended[session_id] = reason
@@ -264,3 +273,9 @@ class Overseer:
             await asyncio.wait(set(self._watchers), timeout=5)
         await self.launcher.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _why_ended(worker: Worker) -> str:
+    if worker.limit_hit is not None:
+        return f"was stopped by a limit ({worker.limit_hit[0]})"
+    return worker.exit_reason or "exited"
