@@ -8,7 +8,9 @@ message); its queued requests are placed on another device.
 When a device registers, or is heard again after being lost or after the broker restarted,
 its report of the requests it holds is reconciled with the store: requests it still holds
 are left to it, queued ones it no longer has are sent again, and running ones it no longer
-has end with ``DeviceLost``. Requests left ``working`` by a previous broker on a device that
+has end with ``DeviceLost``. Only requests handed out before the report arrived are
+reconciled with it: one handed out while the store was being read went to the device that
+sent the report, which could not list it yet. Requests left ``working`` by a previous broker on a device that
 never comes back end the same way once the grace period after start-up has passed. A
 request whose reply and closing idle status are already stored (the broker died between
 storing them and noting that the request ended) ends as its reply says instead.
@@ -34,6 +36,37 @@ from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request
 
 if TYPE_CHECKING:
     from .node import Broker
+
+
+class Handed:
+    """The requests this broker process handed to devices, numbered in the order handed, so
+    that a device's report is reconciled only with what was handed out before it arrived."""
+
+    def __init__(self) -> None:
+        self._order: dict[str, int] = {}
+        self._count = 0
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, msg_id: str) -> None:
+        if msg_id not in self._order:
+            self._count += 1
+            self._order[msg_id] = self._count
+
+    def discard(self, msg_id: str) -> None:
+        self._order.pop(msg_id, None)
+
+    def mark(self) -> int:
+        """A point in the order: :meth:`since` tells what was handed out after it."""
+        return self._count
+
+    def since(self, msg_id: str, mark: int) -> bool:
+        """True if ``msg_id`` is handed out and was handed after ``mark``."""
+        return self._order.get(msg_id, 0) > mark
 
 
 class DeviceWatch:
@@ -73,20 +106,22 @@ class DeviceWatch:
             broker.sent.discard(request.msg_id)
         await broker.dispatch_pending()
 
-    async def joined(self, device: str, report: dict[str, Any]) -> None:
-        """A device registered or came back: reconcile what it holds, then send it work."""
+    async def joined(self, device: str, report: dict[str, Any], mark: int) -> None:
+        """A device registered or came back: reconcile what it holds with the requests handed
+        out before its report arrived (``mark``, from :meth:`Handed.mark`), then send it work."""
         held = report.get("requests")
         held = {r for r in held if isinstance(r, str)} if isinstance(held, list) else set()
         broker = self.broker
+        sent = broker.sent
         for request in await self.store.requests(WORKING, device=device):
-            if request.msg_id not in held:
+            if request.msg_id not in held and not sent.since(request.msg_id, mark):
                 await self.fail(request, f"the device {device} restarted and no longer runs "
                                          "this cell; run it again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
             if request.msg_id in held:
-                broker.sent.add(request.msg_id)
-            else:
-                broker.sent.discard(request.msg_id)
+                sent.add(request.msg_id)
+            elif not sent.since(request.msg_id, mark):
+                sent.discard(request.msg_id)
         sessions = report.get("sessions")
         for session_id in sessions if isinstance(sessions, list) else []:
             if isinstance(session_id, str):

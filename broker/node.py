@@ -37,7 +37,7 @@ from protocol.wire import Message, Session
 
 from . import capacity, retention
 from .cells import Cells
-from .devices import DeviceWatch
+from .devices import DeviceWatch, Handed
 from .intake import Intake
 from .placement import DeviceTable
 from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
@@ -66,7 +66,7 @@ class Broker(Node):
         self.feed_hwm = feed_hwm
         self.devices = DeviceTable()
         self.cells = Cells(store)
-        self.sent: set[str] = set()  # requests handed to a device by this broker process
+        self.sent = Handed()  # requests handed to a device by this broker process
         self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
         self.replied: dict[str, tuple[str, str | None]] = {}  # reply in, idle not yet
         self.recent_seqs: dict[str, tuple[int, float]] = {}  # session -> (last seq, when)
@@ -245,7 +245,8 @@ class Broker(Node):
                 self.unsynced.discard(device)
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,
                               content.get("capacity"), content.get("load"))
-                self.spawn(self._device_joined(device, content), f"joined.{device}")
+                self.spawn(self._device_joined(device, content, self.sent.mark()),
+                           f"joined.{device}")
             elif self.held and self.devices.room() > 0:
                 self.dispatch_soon()  # a place freed up for requests that wait
             return
@@ -277,12 +278,12 @@ class Broker(Node):
                                  session_id)
         outputs.append((session_id, msg))
 
-    async def _device_joined(self, device: str, report: dict[str, Any]) -> None:
+    async def _device_joined(self, device: str, report: dict[str, Any], mark: int) -> None:
         await self.store.put_device(DeviceRecord(
             device=device, capacity=int(report.get("capacity") or 0),
             load=int(report.get("load") or 0), last_heartbeat=time.time(),
             info={}))
-        await self.watch.joined(device, report)
+        await self.watch.joined(device, report, mark)
 
     async def persist_and_publish(self, outputs: list[tuple[str, Message]]) -> None:
         """Give each message its session's next seq and persist all, together with the
