@@ -23,7 +23,7 @@ import msgpack
 from protocol.errors import ConfigError
 
 from .limits import Limits
-from .sandbox import DEFAULT_UIDS, Protections
+from .sandbox import DEFAULT_UIDS, Protections, default_init_program
 
 log = logging.getLogger("cellbus.device")
 MAX_PACKET = 65536
@@ -45,6 +45,8 @@ class LaunchSpec:
     sandbox_uids: str = DEFAULT_UIDS
     #: Host paths workers must not see even where a read-only system folder holds them.
     hide: tuple[str, ...] = ()
+    #: The compiled program each worker's namespace init becomes ("": a Python init stays).
+    init_program: str = field(default_factory=default_init_program)
 
 
 class ForkedProcess:
@@ -102,6 +104,7 @@ class TemplateLauncher:
         argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", self.spec.sandbox_uids]
         for path in self.spec.hide:
             argv += ["--hide", path]
+        argv += ["--init-program", self.spec.init_program]
         self._ready = asyncio.get_running_loop().create_future()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
         try:
@@ -126,6 +129,12 @@ class TemplateLauncher:
                               f"{summary}")
         (log.warning if self.protections.off and self.spec.sandbox != "off" else log.info)(
             "device %s", summary)
+        if self.protections.has("namespaces"):
+            program = self.spec.init_program
+            why = (f"{program} is missing or the session uids may not run it; bin/cellbus "
+                   "builds it where a C compiler is") if program else "no compiled init given"
+            log.info("device namespace init: %s", self.protections.init or
+                     f"Python ({why}; each session keeps about 2 MB more)")
 
     async def fork(self, workdir: str) -> tuple[ForkedProcess, socket.socket]:
         """A new worker in ``workdir``; returns its process and the overseer's end of its link."""

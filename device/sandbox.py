@@ -4,12 +4,14 @@ The template process (root, see :mod:`device.template`) forks each worker into a
 namespace, and the worker, still privileged for a moment, then
 
 1. joins its own cgroup (memory, pids, cpu: :mod:`device.cgroups`);
-2. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
-3. builds and pivots into its own root (:mod:`device.rootfs`): the system read-only, a
+2. forks again: PID 1 stays behind as the namespace's init (confined too, then the small
+   compiled program of device/init.c) and PID 2 goes on as the worker;
+3. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
+4. builds and pivots into its own root (:mod:`device.rootfs`): the system read-only, a
    private working directory and ``/tmp``, no key, no store, no other session;
-4. drops to a uid of its own (one per live worker, from a range no real account uses), with
+5. drops to a uid of its own (one per live worker, from a range no real account uses), with
    no supplementary groups and so no capabilities;
-5. sets ``no_new_privs`` and loads the syscall filter (:mod:`device.syscalls`).
+6. sets ``no_new_privs`` and loads the syscall filter (:mod:`device.syscalls`).
 
 All of it happens in the prefork pool, off the request path. Kernel primitives are used
 directly rather than bubblewrap or nsjail: both ``exec`` a new program, and a worker is a fork
@@ -29,6 +31,7 @@ import shutil
 import signal
 import socket
 import stat
+import sys
 import tempfile
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -47,6 +50,14 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signa
 PROTECTIONS = ("uid", "namespaces", "filesystem", "cgroups", "seccomp", "no_new_privs")
 
 
+def default_init_program() -> str:
+    """The compiled namespace init (device/init.c), which bin/_venv builds into the venv, or
+    the path in CELLBUS_INIT_PROGRAM; without one (or with that set empty) each namespace
+    keeps a Python init."""
+    return os.environ.get("CELLBUS_INIT_PROGRAM",
+                          os.path.join(sys.prefix, "libexec", "cellbus-init"))
+
+
 def parse_uids(text: str) -> range:
     """``"300000-300999"`` -> range(300000, 301000); ValueError if it is not a sane range."""
     low, sep, high = text.partition("-")
@@ -62,6 +73,8 @@ class Protections:
     on: list[str] = field(default_factory=list)
     off: dict[str, str] = field(default_factory=dict)
     cgroup_version: str = ""
+    #: What stays as PID 1 of each worker's namespace: the compiled init's path, else "".
+    init: str = ""
 
     def has(self, part: str) -> bool:
         return part in self.on
@@ -82,7 +95,24 @@ class Protections:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Protections:
         return cls(on=list(d.get("on", [])), off=dict(d.get("off", {})),
-                   cgroup_version=str(d.get("cgroup_version", "")))
+                   cgroup_version=str(d.get("cgroup_version", "")), init=str(d.get("init", "")))
+
+
+def _anyone_can_run(path: str) -> bool:
+    """Whether a session's uid (no groups) may execute ``path``: it and every folder above it
+    let others in."""
+    path = os.path.abspath(path)
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
+        while True:
+            if not os.stat(path).st_mode & stat.S_IXOTH:
+                return False
+            if path == "/":
+                return True
+            path = os.path.dirname(path)
+    except OSError:
+        return False
 
 
 class UidPool:
@@ -108,8 +138,9 @@ class UidPool:
 class Sandbox:
     """The template's side of the sandbox: set up once, applied in every forked worker."""
 
-    def __init__(self, mode: str, uids: range, hide: list[str]) -> None:
+    def __init__(self, mode: str, uids: range, hide: list[str], init_program: str = "") -> None:
         self.mode = mode
+        self.init_program = init_program
         self.uids = UidPool(uids)
         self.hide = [os.path.abspath(p) for p in hide if p]
         self.protections = Protections()
@@ -155,6 +186,8 @@ class Sandbox:
                     p.on.append(part)
                 else:
                     p.off[part] = result.get("errors", {}).get(part, "not tried")
+        if p.has("namespaces") and self.init_program and _anyone_can_run(self.init_program):
+            p.init = self.init_program
         if self.cgroups is not None and not p.has("cgroups"):
             self.cgroups.teardown()
             self.cgroups = None
@@ -258,8 +291,11 @@ class Sandbox:
         if self.cgroups is not None and cgroup is not None:
             cgroups = self.cgroups
             step("cgroups", lambda: cgroups.join(cgroup))
+        own_namespace = os.getpid() == 1
+        if own_namespace:
+            self._become_init(uid, strict=report is None)
         isolated = False
-        if step("namespaces", self._namespaces):
+        if step("namespaces", lambda: self._namespaces(own_namespace)):
             isolated = step("filesystem", lambda: rootfs.build(
                 self.root, uid=uid, size_bytes=limits.disk_bytes, hide=self.hide))
         elif report is not None:
@@ -269,26 +305,32 @@ class Sandbox:
         os.environ["HOME"] = workdir
         os.environ["TMPDIR"] = "/tmp"
         step("uid", lambda: self._drop_to(uid, None if isolated else workdir))
-        # A change of uid clears the parent-death signal: set it again, so the worker (or
-        # its namespace's init, and so the whole namespace) still dies with the template.
+        # A change of uid clears the parent-death signal: set it again, so the worker still
+        # dies with its parent (its namespace's init, or the template).
         L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)
         step("no_new_privs", lambda: L.prctl(L.PR_SET_NO_NEW_PRIVS, 1))
         if self.filter is not None:
             step("seccomp", lambda: syscalls.load(self.filter))
-        if os.getpid() == 1:
-            self._become_init()
         return workdir
 
-    @staticmethod
-    def _become_init() -> None:
+    def _become_init(self, uid: int, *, strict: bool) -> None:
         """Fork the worker proper and stay behind as PID 1 of the namespace; return only in
-        the worker.
+        the worker, which then goes through the rest of the sandbox.
 
         The init forwards the device's signals, reaps orphans, and exits when the worker does
         (the kernel then kills whatever else still runs in the namespace) with the worker's
         code, or 128+N if signal N killed it, which the template reports as that signal. The
         worker itself is not PID 1, so signals behave for user code as they do anywhere
         (a PID 1 ignores every signal it has no handler for, even from itself).
+
+        Then the init confines itself like the worker (the session's uid, ``no_new_privs``,
+        the syscall filter; if that fails and ``strict``, i.e. not the probe, it kills the
+        worker and exits 255) and execs the compiled init (device/init.c), which does the
+        same job. As a fork of the template it would keep every page of the interpreter that
+        both the template and the worker write later: about 2 MB of an idle session's
+        private memory (bench/RESULTS.md). It runs no session code and opens no file, so it
+        needs no mount or network namespace of its own. Without the compiled init, this
+        Python loop stays.
         """
         worker = os.fork()
         if worker == 0:
@@ -296,6 +338,24 @@ class Sandbox:
         try:
             for sig in FORWARDED:
                 signal.signal(sig, lambda signum, _frame: os.kill(worker, signum))
+            wanted = self.protections.has if strict else lambda part: True
+            try:
+                if wanted("uid"):
+                    self._drop_to(uid, None)
+                L.prctl(L.PR_SET_PDEATHSIG, signal.SIGKILL)  # a change of uid cleared it
+                if wanted("no_new_privs"):
+                    L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
+                if wanted("seccomp") and self.filter is not None:
+                    syscalls.load(self.filter)
+            except OSError:
+                if strict:
+                    os.kill(worker, signal.SIGKILL)
+                    raise
+            if self.protections.init:
+                try:
+                    os.execve(self.protections.init, [self.protections.init, str(worker)], {})
+                except OSError:
+                    pass  # stay the Python init below
             while True:
                 pid, status = os.wait()
                 if pid == worker:
@@ -304,9 +364,10 @@ class Sandbox:
         finally:
             os._exit(255)
 
-    def _namespaces(self) -> None:
-        if os.getpid() != 1:
-            raise OSError("the worker is not PID 1 of a namespace of its own")
+    @staticmethod
+    def _namespaces(own_pid_namespace: bool) -> None:
+        if not own_pid_namespace:
+            raise OSError("the worker is not in a PID namespace of its own")
         L.unshare(L.CLONE_NEWNS | L.CLONE_NEWIPC | L.CLONE_NEWNET | L.CLONE_NEWUTS)
         socket.sethostname("cellbus")
 

@@ -226,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sandbox-uids", type=parse_uids, default=parse_uids(DEFAULT_UIDS))
     p.add_argument("--hide", action="append", default=[], help="a host path to keep out of "
                    "the workers' sight (repeatable)")
+    p.add_argument("--init-program", default="", help="the compiled namespace init "
+                   "(device/init.c); empty: a Python init")
     args = p.parse_args(argv)
     die_with_parent()
     control = socket.socket(fileno=args.control_fd)
@@ -234,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(name)
         except ImportError as e:
             print(f"device.template: cannot preload {name}: {e}", file=sys.stderr)
-    sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide)
+    sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide, args.init_program)
     return Template(control, args.backend, sandbox).run()
 
 

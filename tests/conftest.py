@@ -40,12 +40,14 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
     """
     clients: list[BusClient] = []
 
-    def start(*options: str, packer: str = "msgpack") -> tuple[BusClient, NodeProcess]:
+    def start(*options: str, packer: str = "msgpack",
+              env: dict[str, str] | None = None) -> tuple[BusClient, NodeProcess]:
         endpoint = f"tcp://127.0.0.1:{free_port()}"
         client = BusClient(key, bind=endpoint, packer=packer)
         clients.append(client)
         device = NodeProcess("device", "--connect", endpoint, "--key-file", str(key_file),
-                             "--packer", packer, "--device-id", f"dev-{os.getpid()}", *options)
+                             "--packer", packer, "--device-id", f"dev-{os.getpid()}", *options,
+                             env=env)
         nodes.append(device)
         client.wait_for(lambda m: m["msg_type"] == "device_register")
         return client, device

@@ -178,6 +178,65 @@ child.kill(); child.wait()
     assert eval(pids) == [1, int(me), int(child)]  # the sandbox's init, the worker, the sleep
 
 
+def confinement(pid: int) -> dict[str, str]:
+    status = dict(line.split(":\t", 1) for line in
+                  Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+    return {k: status[k].split()[0] for k in ("Uid", "NoNewPrivs", "Seccomp")}
+
+
+def private_kb(pid: int) -> int:
+    rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    return int(re.search(r"^Private_Dirty:\s+(\d+) kB", rollup, re.M).group(1))
+
+
+def assert_init_is_opaque(client) -> None:
+    """The worker (same uid as its init) cannot look through PID 1 at the host."""
+    code = """
+import os
+def read(path):
+    with open(path, "rb") as f:
+        f.read(1)
+for path, look in (("/proc/1/root/etc", os.listdir), ("/proc/1/cwd", os.listdir),
+                   ("/proc/1/fd", os.listdir), ("/proc/1/environ", read), ("/proc/1/mem", read)):
+    try:
+        look(path)
+        print(path, "open")
+    except PermissionError:
+        print(path, "denied")
+"""
+    assert out(client, code, "s").split() == [
+        "/proc/1/root/etc", "denied", "/proc/1/cwd", "denied", "/proc/1/fd", "denied",
+        "/proc/1/environ", "denied", "/proc/1/mem", "denied"]
+
+
+def test_the_namespace_init_is_the_compiled_one_confined_and_small(device_with_client) -> None:
+    """The session's PID 1 (on the host: the pid the template forked) runs device/init.c,
+    confined like the worker, and keeps almost none of the template's memory."""
+    from device.sandbox import default_init_program
+    client, device = device_with_client()
+    program = default_init_program()
+    device.wait_for_log(re.escape(f"namespace init: {program}"))
+    uid = out(client, "import os; print(os.getuid())", "s").strip()
+    init = worker_pid(device, "s")
+    assert os.readlink(f"/proc/{init}/exe") == program
+    assert confinement(init) == {"Uid": uid, "NoNewPrivs": "1", "Seccomp": "2"}
+    assert private_kb(init) < 512  # the Python init it replaces kept about 2,000 kB
+    assert_init_is_opaque(client)
+    test_interrupt_reaches_code_inside_the_sandbox(lambda: (client, device))
+
+
+def test_without_the_compiled_init_a_python_one_does_the_job(device_with_client) -> None:
+    client, device = device_with_client(env={"CELLBUS_INIT_PROGRAM": ""})
+    device.wait_for_log(r"namespace init: Python \(no compiled init given")
+    uid = out(client, "import os; print(os.getuid())", "s").strip()
+    init = worker_pid(device, "s")
+    assert "python" in os.path.basename(os.readlink(f"/proc/{init}/exe"))
+    assert confinement(init) == {"Uid": uid, "NoNewPrivs": "1", "Seccomp": "2"}
+    assert_init_is_opaque(client)
+    test_proc_shows_only_the_sessions_own_processes(lambda: (client, device))
+    test_interrupt_reaches_code_inside_the_sandbox(lambda: (client, device))
+
+
 def test_the_syscall_filter_denies_what_escapes_are_made_of(device_with_client) -> None:
     client, _ = device_with_client()
     code = """
