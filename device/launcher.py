@@ -131,8 +131,8 @@ class TemplateLauncher:
             "device %s", summary)
         if self.protections.has("namespaces"):
             program = self.spec.init_program
-            why = (f"{program} is missing or the session uids may not run it; bin/cellbus "
-                   "builds it where a C compiler is") if program else "no compiled init given"
+            why = (f"{program} is missing or not executable by others; bin/cellbus builds "
+                   "it where a C compiler is") if program else "no compiled init given"
             log.info("device namespace init: %s", self.protections.init or
                      f"Python ({why}; each session keeps about 2 MB more)")
 

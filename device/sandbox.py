@@ -98,21 +98,18 @@ class Protections:
                    cgroup_version=str(d.get("cgroup_version", "")), init=str(d.get("init", "")))
 
 
-def _anyone_can_run(path: str) -> bool:
-    """Whether a session's uid (no groups) may execute ``path``: it and every folder above it
-    let others in."""
-    path = os.path.abspath(path)
+def _open_init(path: str) -> int:
+    """A descriptor of the compiled init at ``path`` to exec by (so no folder above it need
+    let the session uids in), or -1 if it is not a program anyone may run."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            return False
-        while True:
-            if not os.stat(path).st_mode & stat.S_IXOTH:
-                return False
-            if path == "/":
-                return True
-            path = os.path.dirname(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return False
+        return -1
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IXOTH:
+        return fd
+    os.close(fd)
+    return -1
 
 
 class UidPool:
@@ -148,6 +145,7 @@ class Sandbox:
         self.filter: Any = None
         self.root = ""
         self._own_pid_ns = -1
+        self._init_fd = -1
 
     # -- once, in the template ---------------------------------------------------------------
 
@@ -186,8 +184,10 @@ class Sandbox:
                     p.on.append(part)
                 else:
                     p.off[part] = result.get("errors", {}).get(part, "not tried")
-        if p.has("namespaces") and self.init_program and _anyone_can_run(self.init_program):
-            p.init = self.init_program
+        if p.has("namespaces") and self.init_program:
+            self._init_fd = _open_init(self.init_program)
+            if self._init_fd >= 0:
+                p.init = self.init_program
         if self.cgroups is not None and not p.has("cgroups"):
             self.cgroups.teardown()
             self.cgroups = None
@@ -294,6 +294,9 @@ class Sandbox:
         own_namespace = os.getpid() == 1
         if own_namespace:
             self._become_init(uid, strict=report is None)
+        if self._init_fd >= 0:  # the worker has no use for it
+            os.close(self._init_fd)
+            self._init_fd = -1
         isolated = False
         if step("namespaces", lambda: self._namespaces(own_namespace)):
             isolated = step("filesystem", lambda: rootfs.build(
@@ -351,9 +354,9 @@ class Sandbox:
                 if strict:
                     os.kill(worker, signal.SIGKILL)
                     raise
-            if self.protections.init:
+            if self._init_fd >= 0:
                 try:
-                    os.execve(self.protections.init, [self.protections.init, str(worker)], {})
+                    os.execve(self._init_fd, [self.protections.init, str(worker)], {})
                 except OSError:
                     pass  # stay the Python init below
             while True:
