@@ -350,7 +350,7 @@ class Sandbox:
                     L.prctl(L.PR_SET_NO_NEW_PRIVS, 1)
                 if wanted("seccomp") and self.filter is not None:
                     syscalls.load(self.filter)
-            except OSError:
+            except Exception:  # whatever failed, a strict init never runs unconfined
                 if strict:
                     os.kill(worker, signal.SIGKILL)
                     raise
