@@ -186,7 +186,7 @@ def confinement(pid: int) -> dict[str, str]:
 
 def private_kb(pid: int) -> int:
     rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
-    return int(re.search(r"^Private_Dirty:\s+(\d+) kB", rollup, re.M).group(1))
+    return int(re.search(r"^Private_Dirty:\s+(\d+) kB", rollup, re.MULTILINE).group(1))
 
 
 def assert_init_is_opaque(client) -> None:
