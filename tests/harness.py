@@ -128,6 +128,15 @@ class BusClient:
         if connect:
             self.sock.connect(connect)
         self.inbox: list[tuple[float, Message]] = []
+        #: Messages received so far, by the msg_id of the request they answer.
+        self.about: dict[str, list[Message]] = {}
+
+    def _keep(self, msg: Message) -> Message:
+        self.inbox.append((time.monotonic(), msg))
+        parent = msg["parent_header"].get("msg_id")
+        if isinstance(parent, str):
+            self.about.setdefault(parent, []).append(msg)
+        return msg
 
     def close(self) -> None:
         self.sock.close(0)
@@ -151,8 +160,7 @@ class BusClient:
         if not self.sock.poll(int(timeout * 1000)):
             return None
         _, msg = self.session.deserialize(self.sock.recv_multipart())
-        self.inbox.append((time.monotonic(), msg))
-        return msg
+        return self._keep(msg)
 
     def wait_for(self, predicate: Any, timeout: float = 15.0) -> Message:
         deadline = time.monotonic() + timeout
@@ -164,20 +172,28 @@ class BusClient:
                              f"{[m['msg_type'] for _, m in self.inbox[-20:]]}")
 
     def replies_to(self, request: Message, timeout: float = 20.0) -> list[Message]:
-        """Every message about ``request`` up to its reply and the idle status after it."""
-        out: list[Message] = []
-        replied = False
+        """Every message about ``request`` up to its reply and the idle status after it,
+        including those received while waiting for something else."""
+        def complete(msgs: list[Message]) -> int:
+            """How many of ``msgs`` make the whole answer; 0 while it is not complete."""
+            replied = False
+            for n, msg in enumerate(msgs, 1):
+                replied = replied or msg["msg_type"].endswith("_reply")
+                if replied and (not request["msg_type"] == "execute_request" or (
+                        msg["msg_type"] == "status"
+                        and msg["content"]["execution_state"] == "idle")):
+                    return n
+            return 0
+
+        out = self.about.setdefault(request["msg_id"], [])
         deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            msg = self.recv(left)
-            if msg is None or msg["parent_header"].get("msg_id") != request["msg_id"]:
-                continue
-            out.append(msg)
-            replied = replied or msg["msg_type"].endswith("_reply")
-            if replied and (not request["msg_type"] == "execute_request" or (
-                    msg["msg_type"] == "status"
-                    and msg["content"]["execution_state"] == "idle")):
-                return out
+        while not (n := complete(out)):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self.recv(left)
+        else:
+            return out[:n]
         raise AssertionError(f"no complete reply to {request['msg_type']} within {timeout} s: "
                              f"{[m['msg_type'] for m in out]}")
 
@@ -362,8 +378,7 @@ class FakeDevice(BusClient):
             with self._lock:
                 if self.sock.poll(50):
                     _, msg = self.session.deserialize(self.sock.recv_multipart())
-                    self.inbox.append((time.monotonic(), msg))
-                    return msg
+                    return self._keep(msg)
             time.sleep(0.001)
         return None
 
