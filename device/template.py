@@ -88,6 +88,8 @@ class Template:
         send(self.control, {"op": "ready", "protections": protections.to_dict()})
         try:
             return self.serve_control()
+        except (BrokenPipeError, ConnectionResetError):
+            return 0  # the device closed the channel while we told it something: as at EOF
         finally:
             self.end_children()
             self.sandbox.teardown()
