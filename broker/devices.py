@@ -32,7 +32,7 @@ import zmq
 from protocol import msgtypes as mt
 
 from .placement import HEARTBEAT_INTERVAL
-from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request
+from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request, StoreError
 
 if TYPE_CHECKING:
     from .node import Broker
@@ -187,8 +187,13 @@ class DeviceWatch:
             out.append((request.session, broker.session.msg(
                 msg_type, content, parent=request.message, header=header,
                 metadata={"cellbus": dict(facts)})))
+        try:
+            await broker.persist_and_publish(out)
+        except StoreError as e:  # it stays working; the next reconciliation tries again
+            broker.log.warning("broker: could not end request %s with %s now: %s",
+                               request.msg_id, ename, e)
+            return
         broker.log.warning("broker: request %s ends with %s: %s", request.msg_id, ename, why)
-        await broker.persist_and_publish(out)
 
     async def settle(self, request: Request) -> bool:
         """If ``request``'s reply and the idle status after it are stored, move it to done or

@@ -27,7 +27,10 @@ from .control import Control
 from .interacts import Interacts
 from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, Request, SessionRecord,
-                     StoreFull)
+                     StoreError, StoreFull, StoreUnwritable)
+
+#: Seconds a client is told to wait when the store cannot write (507 or 503).
+STORE_RETRY_AFTER = 5
 
 if TYPE_CHECKING:
     from .node import Broker
@@ -105,6 +108,16 @@ class Intake:
                 content["retry_after"] = e.retry_after
         except StoreFull as e:
             content = {"ok": False, "http_status": 503, "error": f"busy, retry soon: {e}"}
+        except StoreUnwritable:  # the log said why, once (Broker._store_batch)
+            content = {"ok": False, "http_status": 507, "retry_after": STORE_RETRY_AFTER,
+                       "error": "the broker's store cannot take writes now (its disk is "
+                       f"full or failing); nothing was accepted; retry in {STORE_RETRY_AFTER} s"}
+        except StoreError as e:
+            self.broker.log.warning("broker could not store %s %s: %s", msg["msg_type"],
+                                    msg["msg_id"], e)
+            content = {"ok": False, "http_status": 503, "retry_after": STORE_RETRY_AFTER,
+                       "error": f"the broker's store failed; nothing was accepted; retry in "
+                       f"{STORE_RETRY_AFTER} s"}
         except DuplicateRequest:
             content = {"ok": False, "http_status": 409, "error": "a request with this msg_id "
                        "was already accepted"}

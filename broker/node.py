@@ -40,6 +40,7 @@ from .cells import Cells
 from .devices import DeviceWatch, Handed
 from .intake import Intake
 from .placement import DeviceTable
+from .receipts import Receipts, Verdict
 from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
                     StoreError,
                     Store, UnknownRequest)
@@ -79,6 +80,10 @@ class Broker(Node):
         self._persisting = asyncio.Lock()
         #: device_drain messages of the batch being stored, handled once it is stored.
         self._drains: list[tuple[str, Message]] = []
+        #: What of each device's outbox is stored (exactly once; loaded from the store).
+        self.receipts = Receipts()
+        #: Since when (monotonic) the store has refused writes, or None while it writes.
+        self.store_failing: float | None = None
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
@@ -94,6 +99,7 @@ class Broker(Node):
         self.intake = Intake(self)
         try:
             await self.intake.sessions.load()
+            self.receipts = Receipts(await self.store.receipts())
         except StoreError as e:
             raise ConfigError(f"broker cannot read its store: {e}") from None
         self.watch = DeviceWatch(self)
@@ -111,26 +117,25 @@ class Broker(Node):
         store: nothing acknowledged or published is lost, nor any output received."""
         async with self._persisting:  # the batch being stored, if any, is stored first
             await self.cancel_loops()
-            received = await self._store_received()
+            await self._store_received()
         await self.cancel_loops()  # anything the last batch started
         await self.store.close()
-        self.log.info("broker: store flushed and closed (%d output messages received while "
-                      "stopping were stored)", received)
+        self.log.info("broker: store flushed and closed")
 
-    async def _store_received(self) -> int:
-        """Store the output messages already received from devices but not yet read."""
+    async def _store_received(self) -> None:
+        """Store the output messages already received from devices but not yet read (what
+        cannot be stored stays in the devices' outboxes for the next broker)."""
         outputs: list[tuple[str, Message]] = []
         try:
             while cast(int, self.device_sock.get(zmq.EVENTS)) & zmq.POLLIN:
                 got = await self.recv(self.device_sock)
                 if got is not None:
                     self._sort(got[0], got[1], outputs)
-            if outputs:
-                await self.persist_and_publish(outputs)
-        except (zmq.ZMQError, StoreError) as e:
-            self.log.warning("broker: while stopping, could not store %d output messages: %s",
-                             len(outputs), e)
-        return len(outputs)
+        except zmq.ZMQError as e:
+            self.log.warning("broker: while stopping, could not read from devices: %s", e)
+        if await self._store_batch(outputs) and outputs:
+            self.log.info("broker: stored %d output messages received while stopping",
+                          len(outputs))
 
     # -- gateways ---------------------------------------------------------------------------
 
@@ -213,8 +218,14 @@ class Broker(Node):
                 held.add(request.session)
                 continue
             if device != request.device:
-                request = await self.store.assign_request(request.msg_id, device)
-                await self.intake.note_placement(request.session, device)
+                try:
+                    request = await self.store.assign_request(request.msg_id, device)
+                    await self.intake.note_placement(request.session, device)
+                except StoreError as e:  # placed by a later pass, once the store writes
+                    self.log.warning("broker: could not place request %s now: %s",
+                                     request.msg_id, e)
+                    held.add(request.session)
+                    continue
             await self.send_to_device(request)
         if held and not self.held:
             self.log.info("broker: %d sessions wait for a free place on a device", len(held))
@@ -229,8 +240,7 @@ class Broker(Node):
                 for got in batch:
                     if got is not None:
                         self._sort(got[0], got[1], outputs)
-                if outputs:
-                    await self.persist_and_publish(outputs)
+                await self._store_batch(outputs)
                 drains, self._drains = self._drains, []
                 for device, msg in drains:  # after the output the device sent before them
                     await self.watch.drained(device, msg)
@@ -264,7 +274,12 @@ class Broker(Node):
                 self.devices.closed(device, content["session"])
             return
         facts = msg["metadata"].get("cellbus")
+        if self.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
+            return  # stored already, or out of order: the device's ack says what to send
         session_id = facts.get("session") if isinstance(facts, dict) else None
+        if isinstance(facts, dict):
+            facts.pop("out", None)  # the outbox's bookkeeping stays between device and broker
+            facts.pop("try", None)
         if not isinstance(session_id, str) or not session_id:
             self.rejected["no-session"] += 1
             self.log.warning("broker dropped a %s from device %s: no session", kind, device)
@@ -279,16 +294,50 @@ class Broker(Node):
         outputs.append((session_id, msg))
 
     async def _device_joined(self, device: str, report: dict[str, Any], mark: int) -> None:
-        await self.store.put_device(DeviceRecord(
-            device=device, capacity=int(report.get("capacity") or 0),
-            load=int(report.get("load") or 0), last_heartbeat=time.time(),
-            info={}))
-        await self.watch.joined(device, report, mark)
+        try:
+            await self.store.put_device(DeviceRecord(
+                device=device, capacity=int(report.get("capacity") or 0),
+                load=int(report.get("load") or 0), last_heartbeat=time.time(),
+                info={}))
+            await self.watch.joined(device, report, mark)
+        except StoreError as e:  # reconciled with its next heartbeat instead
+            self.unsynced.add(device)
+            self.log.warning("broker: could not reconcile device %s now: %s", device, e)
 
-    async def persist_and_publish(self, outputs: list[tuple[str, Message]]) -> None:
+    async def _store_batch(self, outputs: list[tuple[str, Message]]) -> bool:
+        """Store a batch read from the devices with their receipts, then acknowledge it to
+        each device. If the store cannot write, the batch is dropped unacknowledged (the
+        devices keep it and send it again) and the broker goes on: False."""
+        receipts = self.receipts.pending()
+        if outputs or receipts:
+            try:
+                await self.persist_and_publish(outputs, receipts)
+            except StoreError as e:
+                self.receipts.abandon()
+                if self.store_failing is None:
+                    self.store_failing = time.monotonic()
+                    self.log.error("broker: the store cannot write (%s); devices keep their "
+                                   "output until it can, new work is refused meanwhile", e)
+                return False
+        if self.store_failing is not None and (outputs or receipts):
+            self.log.warning("broker: the store writes again, after %.0f s",
+                             time.monotonic() - self.store_failing)
+            self.store_failing = None
+        self.receipts.stored_batch()
+        for device, content in self.receipts.acks():
+            ack = self.session.msg(mt.OUTPUT_ACK, content)
+            try:
+                self.device_sock.send_now(self.session.serialize(ack, [device.encode()]))
+            except zmq.ZMQError:
+                pass  # gone; it sends again when it is back
+        return True
+
+    async def persist_and_publish(self, outputs: list[tuple[str, Message]],
+                                  receipts: dict[str, tuple[str, int]] | None = None) -> None:
         """Give each message its session's next seq and persist all, together with the
-        status changes of the requests they answer (one write, one commit), then publish:
-        nothing is published that is not stored."""
+        status changes of the requests they answer and the ``receipts`` of the devices that
+        sent them (one write, one commit), then publish: nothing is published that is not
+        stored."""
         known: dict[str, tuple[Request, str] | None] = {}
         updates: list[StatusUpdate] = []
         ended: list[Request] = []
@@ -296,7 +345,7 @@ class Broker(Node):
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str):
                 await self._advance(parent, msg, known, updates, ended)
-        seqs, updated = await self.store.append_and_update(outputs, updates)
+        seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
         for request in updated:
             if request is not None and (view := self.cells.cached(request.msg_id)) is not None:
                 view.request = request

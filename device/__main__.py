@@ -11,6 +11,7 @@ from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
 from .overseer import OverseerConfig
+from .outbox import DEFAULT_CAPACITY
 from .router import DRAIN_TIMEOUT, DeviceRouter
 from .launcher import LaunchSpec
 from .limits import Limits
@@ -37,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
                help="on SIGTERM, seconds running cells get to finish before they are stopped "
                     "(requests not started are handed back to the broker at once)")
+    add_option(p, "--outbox-bytes", type=int, default=DEFAULT_CAPACITY, metavar="BYTES",
+               help="output kept until the broker confirms it stored it; when full, sessions "
+                    "wait on their writes (backpressure), nothing is dropped")
     add_option(p, "--max-sessions", type=int, default=16, metavar="N",
                help="sessions this device runs at once")
     add_option(p, "--prefork", type=int, default=2, metavar="N",
@@ -99,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                               hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
         return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config,
-                            drain_timeout=args.drain_timeout)
+                            drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes)
 
     return run_node(make)
 

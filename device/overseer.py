@@ -24,7 +24,7 @@ from protocol.wire import Message, Session
 
 from .launcher import ForkedProcess, LaunchError, LaunchSpec, TemplateLauncher
 from .pacing import TokenBucket
-from .workers import Upstream, Worker
+from .workers import Room, Upstream, Worker, no_wait
 
 log = logging.getLogger("cellbus.device")
 
@@ -65,10 +65,11 @@ class Overseer:
 
     def __init__(self, *, bus: Session, device_id: str, upstream: Upstream,
                  on_closed: Callable[[str, str], Awaitable[None]],
-                 config: OverseerConfig) -> None:
+                 config: OverseerConfig, room: Room = no_wait) -> None:
         self.bus = bus
         self.device_id = device_id
         self.upstream = upstream
+        self.room = room
         self.on_closed = on_closed
         self.config = config
         self.workers: dict[str, Worker] = {}
@@ -170,7 +171,7 @@ class Overseer:
                   f"one {previous}; variables defined before are gone.\n") if previous else None
         config = self.config
         worker = Worker(session_id=session_id, device_id=self.device_id, bus=self.bus,
-                        upstream=self.upstream, proc=proc, link=link, workdir=workdir,
+                        upstream=self.upstream, room=self.room, proc=proc, link=link, workdir=workdir,
                         limits=config.launch.limits, max_output=config.max_output,
                         pacer=TokenBucket(config.output_rate, config.output_burst),
                         notice=notice)

@@ -29,6 +29,7 @@ from protocol import msgtypes as mt
 from protocol.node import Node
 from protocol.wire import Message, Session
 
+from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
 from .workers import EXIT_GRACE, Worker
 
@@ -42,7 +43,8 @@ MAX_SESSION_ID = 128
 DRAIN_TIMEOUT = 10.0
 #: Seconds between looks at the running cells while draining.
 DRAIN_POLL = 0.05
-#: Seconds a stopping device waits for the broker to confirm its final hand-back.
+#: Seconds a stopping device waits for the broker to confirm its final hand-back, and for
+#: the broker's receipt of the output still in its outbox.
 DRAIN_REPLY_TIMEOUT = 3.0
 #: Requests the device acts on.
 REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
@@ -70,15 +72,18 @@ class DeviceRouter(Node):
     def __init__(self, session: Session, *, device_id: str | None = None,
                  connect: str | None = None, bind: str | None = None,
                  config: OverseerConfig | None = None,
-                 drain_timeout: float = DRAIN_TIMEOUT) -> None:
+                 drain_timeout: float = DRAIN_TIMEOUT,
+                 outbox_bytes: int = DEFAULT_CAPACITY) -> None:
         super().__init__(session)
         if not (connect or bind):
             raise ValueError("a device needs --connect (or --bind) towards the broker")
         self.device_id = device_id or default_device_id()
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
+        self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes)
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
-                                 on_closed=self._session_closed, config=self.config)
+                                 room=self.outbox.room, on_closed=self._session_closed,
+                                 config=self.config)
         self.broker_heard = time.monotonic()
         self.broker_lost = False
         self.drain_timeout = drain_timeout
@@ -101,6 +106,7 @@ class DeviceRouter(Node):
                       f"{c.exec_timeout:g} s" if c.exec_timeout else "none",
                       c.launch.limits, self.overseer.root)
         await self.overseer.start()
+        self.spawn(self.outbox.run(), "outbox")
         self.spawn(self._serve(), "serve")
         self.spawn(self._heartbeats(), "heartbeat")
         self.spawn(self._sweep(), "sweep")
@@ -109,22 +115,32 @@ class DeviceRouter(Node):
     async def shutdown(self) -> None:
         await self.drain()
         await self.overseer.stop()
+        if self._broker_alive() and not await self.outbox.flushed(DRAIN_REPLY_TIMEOUT):
+            self.log.warning("device %s: the broker has not confirmed %d output records; "
+                             "leaving without them", self.device_id, len(self.outbox))
         await self._hand_back(final=True)
 
     def status(self) -> dict[str, Any]:
         """What register and heartbeat messages report: capacity, load, live sessions, and
-        the requests held (running or queued), so a restarted broker can reconcile, and how
-        many records its workers sent that it rejected (forged or malformed)."""
+        the requests held (running, queued, or with output the broker has not confirmed), so
+        a restarted broker can reconcile, and how many records its workers sent that it
+        rejected (forged or malformed)."""
+        held = self.overseer.held_requests()
+        held.extend(self.outbox.parents().difference(held))
         return {"device": self.device_id, "capacity": self.config.max_sessions,
                 "load": self.overseer.load, "sessions": sorted(self.overseer.workers),
-                "requests": self.overseer.held_requests(), "draining": self.draining,
+                "requests": held, "draining": self.draining, "outbox": len(self.outbox),
                 "rejected": self.overseer.rejected,
                 "sandbox": self.overseer.launcher.protections.summary()}
 
     # -- upstream ---------------------------------------------------------------------------
 
     async def send_up(self, msg: Message) -> None:
-        await self.session.send(self.up, msg)
+        """Output for the broker: into the outbox, sent from there until stored."""
+        self.outbox.put(msg)
+
+    async def _write_up(self, frames: list[bytes]) -> None:
+        await self.up.send_frames(frames)
 
     async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> None:
         msg = self.session.msg(msg_type, content, metadata={"cellbus": {"device": self.device_id}})
@@ -149,6 +165,7 @@ class DeviceRouter(Node):
             if self._left:
                 return
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
+            self.outbox.check()
             silent = time.monotonic() - self.broker_heard
             if silent > HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS and not self.broker_lost:
                 self.broker_lost = True
@@ -184,6 +201,10 @@ class DeviceRouter(Node):
                     waiter.set_result(None)
             elif kind == mt.BROKER_HEARTBEAT:
                 self._broker_beat = time.monotonic()
+            elif kind == mt.OUTPUT_ACK:
+                content = got[1]["content"]
+                self.outbox.ack(content.get("epoch"), content.get("stored"),
+                                resend=content.get("resend") is True)
             else:
                 await self.handle(got[1])
 

@@ -3,7 +3,8 @@
 The worker runs ``session.worker`` over one end of a socketpair (``protocol.link``); it never
 holds the bus key. A :class:`Worker` runs the session's requests one at a time, stamps every
 record the worker sends into a signed bus message about the request it is running (so a worker
-can only speak for its own session, about its own request) and hands it to ``upstream``.
+can only speak for its own session, about its own request) and hands it to ``upstream``. While upstream has no room (the device's outbox is full), it reads
+nothing more from the worker, whose writes then block: backpressure, never a drop.
 
 If the process exits while a request runs, the request ends with an ``error`` (ename
 ``WorkerDied``, naming the exit code or signal) and a failed ``execute_reply``.
@@ -40,6 +41,12 @@ from .pacing import TokenBucket
 log = logging.getLogger("cellbus.device")
 
 Upstream = Callable[[Message], Awaitable[None]]
+#: Waits while upstream has no room for more output (the device's outbox is full).
+Room = Callable[[], Awaitable[None]]
+
+
+async def no_wait() -> None:
+    """A :data:`Room` that never waits."""
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
 #: What a worker's record may hold (protocol.link). Anything else, such as a ``header``,
@@ -80,12 +87,13 @@ class Worker:
     """A live worker process serving one session; requests run one at a time, in order."""
 
     def __init__(self, *, session_id: str, device_id: str, bus: Session, upstream: Upstream,
-                 proc: ForkedProcess, link: OverseerLink, workdir: str, limits: Limits,
+                 proc: ForkedProcess, room: Room = no_wait, link: OverseerLink, workdir: str, limits: Limits,
                  max_output: int, pacer: TokenBucket, notice: str | None = None) -> None:
         self.session_id = session_id
         self.device_id = device_id
         self.bus = bus
         self.upstream = upstream
+        self.room = room
         self.proc = proc
         self.link = link
         self.workdir = workdir
@@ -183,6 +191,7 @@ class Worker:
         try:
             while True:
                 rejected = self.rejected
+                await self.room()  # backpressure: a full outbox leaves the worker's writes blocked
                 try:
                     record = await self.link.recv()
                 except ProtocolError as e:

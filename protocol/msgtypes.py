@@ -41,6 +41,10 @@ BROKER_HEARTBEAT = "broker_heartbeat"
 #: is persisted, and hands back whatever it had still placed there.
 DEVICE_DRAIN = "device_drain"
 DEVICE_DRAIN_REPLY = "device_drain_reply"
+#: Broker -> device after storing its output: {epoch, stored, resend}. Every record of the
+#: device's outbox up to ``stored`` is stored; ``resend`` asks for the ones after it again
+#: (device/outbox.py, broker/receipts.py).
+OUTPUT_ACK = "output_ack"
 #: Broker -> gateways, every second: the last seq of each session that had output lately
 #: (the Clone pattern's heartbeat), so a subscriber that lost the tail of a burst notices.
 SEQ_BEACON = "seq_beacon"

@@ -40,6 +40,8 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
+        #: A loop crashed: the node stopped itself and exits non-zero.
+        self.crashed = False
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -86,8 +88,9 @@ class Node:
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            self.log.error("%s: loop %s crashed", self.name, task.get_name(),
-                           exc_info=task.exception())
+            self.log.error("%s: loop %s crashed; stopping (exit status 1)", self.name,
+                           task.get_name(), exc_info=task.exception())
+            self.crashed = True
             self.request_stop()
 
     async def recv(self, sock: BusSocket) -> tuple[list[bytes], Message] | None:
@@ -180,7 +183,7 @@ def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, node, sig)
         await node.run()
-        return 0
+        return 1 if node.crashed else 0  # a supervisor restarts a node that failed
 
     try:
         return _event_loop_runner()(main())

@@ -310,6 +310,20 @@ async def test_append_and_update(store: Store) -> None:
     assert (await store.append_and_update([("s1", jmsg("stream"))], []))[0] == [3]
 
 
+async def test_receipts_are_stored_with_the_output(store: Store, store_url: str) -> None:
+    """Tests that each device's receipt (epoch, last record stored) is written with the
+    output it covers, replaced by later ones, and read back whole, also after a reopen."""
+    assert await store.receipts() == {}
+    await store.append_and_update([("s1", jmsg("stream"))], [], {"d1": ("e1", 1)})
+    await store.append_and_update([("s1", jmsg("stream"))], [],
+                                  {"d1": ("e1", 3), "d2": ("f", 7)})
+    await store.put_receipts({"d2": ("g", 1)})
+    assert await store.receipts() == {"d1": ("e1", 3), "d2": ("g", 1)}
+    assert [seq for seq, _ in await store.messages("s1")] == [1, 2]
+    async with open_store(store_url) as again:
+        assert await again.receipts() == {"d1": ("e1", 3), "d2": ("g", 1)}
+
+
 async def test_add_session_request(store: Store) -> None:
     """Tests that a request and its session's record are stored together, and that a
     duplicate request raises as add_request does."""

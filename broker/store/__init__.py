@@ -18,7 +18,7 @@ from ._sqlite_file import sqlite_url
 from ._writer import MAX_BATCH, MAX_PENDING, WriterStats
 from .base import Store, redact_url
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError, StoreFull,
-                     UnknownRequest, UnknownStore)
+                     StoreUnwritable, UnknownRequest, UnknownStore)
 from .records import (ANY, CLOSED, DONE, ERROR, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST,
                       NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS, WORKING,
                       DeviceFilter, DeviceRecord, Request, SessionRecord, UserRecord,
@@ -72,7 +72,7 @@ __all__ = [
     "INTERACT_REQUEST", "MAX_BATCH", "MAX_PENDING", "NEEDS_WORK", "OPEN", "STATUSES",
     "SUPERSEDED", "TRANSITIONS", "WORKING", "DeviceFilter", "DeviceRecord", "DuplicateRequest",
     "InvalidTransition", "Request", "SessionRecord", "Store", "StoreClosed", "StoreError",
-    "StoreFull", "UnknownRequest", "UnknownStore", "UserRecord", "WriterStats",
+    "StoreFull", "StoreUnwritable", "UnknownRequest", "UnknownStore", "UserRecord", "WriterStats",
     "check_transition",
     "default_sqlite_path", "default_sqlite_url", "open_store", "sqlite_url",
 ]

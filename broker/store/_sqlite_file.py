@@ -55,6 +55,9 @@ SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS compacted (
         session TEXT PRIMARY KEY, through INTEGER NOT NULL, at REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS sessions_activity ON sessions (last_activity)",
+    # each device's outbox: the last record stored of its current epoch (broker/receipts.py)
+    """CREATE TABLE IF NOT EXISTS receipts (
+        device TEXT PRIMARY KEY, epoch TEXT NOT NULL, stored INTEGER NOT NULL)""",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 

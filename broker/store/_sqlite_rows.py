@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Final
 
@@ -109,6 +109,19 @@ def _append_op(items: Sequence[tuple[str, Message]]) -> Callable[[sqlite3.Connec
         conn.executemany("INSERT INTO messages (session, seq, parent, msg_type, created, "
                          "data) VALUES (?, ?, ?, ?, ?, ?)", rows)
         return seqs
+
+    return op
+
+
+def _receipts_op(receipts: Mapping[str, tuple[str, int]]) -> Callable[[sqlite3.Connection],
+                                                                       None]:
+    """The write of ``put_receipts(receipts)``."""
+    rows = [(device, epoch, stored) for device, (epoch, stored) in receipts.items()]
+
+    def op(conn: sqlite3.Connection) -> None:
+        conn.executemany("INSERT INTO receipts (device, epoch, stored) VALUES (?, ?, ?) "
+                         "ON CONFLICT (device) DO UPDATE SET epoch = excluded.epoch, "
+                         "stored = excluded.stored", rows)
 
     return op
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .errors import StoreClosed, StoreError, StoreFull
+from .errors import StoreClosed, StoreError, StoreFull, StoreUnwritable
 
 #: Operations per transaction: big enough that a burst is one commit, small enough that one
 #: commit stays short (readers never wait in WAL mode, but other writers do).
@@ -59,9 +59,23 @@ def _settle(outcomes: list[_Outcome]) -> None:
             future.set_exception(exc)
 
 
+#: SQLite's primary result codes that mean the file cannot take writes now (SQLITE_READONLY,
+#: SQLITE_IOERR, SQLITE_FULL), as opposed to a write that is wrong.
+_UNWRITABLE = frozenset({8, 10, 13})
+
+
+def _store_error(message: str, cause: BaseException | None) -> StoreError:
+    """:class:`StoreUnwritable` if ``cause`` says the disk cannot take writes, else
+    :class:`StoreError`."""
+    code = getattr(cause, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF in _UNWRITABLE:
+        return StoreUnwritable(message)
+    return StoreError(message)
+
+
 def _as_store_error(exc: Exception) -> Exception:
     if isinstance(exc, sqlite3.Error):
-        return StoreError(f"database error: {exc}")
+        return _store_error(f"database error: {exc}", exc)
     return exc
 
 
@@ -142,7 +156,7 @@ class GroupCommitWriter:
                     self._conn.execute("ROLLBACK")
             except sqlite3.Error:
                 pass
-            self._fail_all(batch, f"store {self.name} failed a write transaction: {e}")
+            self._fail_all(batch, f"store {self.name} failed a write transaction: {e}", e)
 
     def _commit(self, batch: list[_Job]) -> None:
         conn = self._conn
@@ -150,7 +164,8 @@ class GroupCommitWriter:
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as e:
-            self._fail_all(batch, f"cannot start a write transaction on store {self.name}: {e}")
+            self._fail_all(batch, f"cannot start a write transaction on store {self.name}: {e}",
+                           e)
             return
         alone = len(batch) == 1  # then its savepoint would be the transaction itself
         for job in batch:
@@ -166,7 +181,8 @@ class GroupCommitWriter:
                     return
                 if not self._rollback_op(conn):
                     # SQLite rolled back the whole transaction (disk full, I/O error, ...).
-                    self._fail_all(batch, f"store {self.name} aborted a write transaction: {e}")
+                    self._fail_all(batch, f"store {self.name} aborted a write transaction: {e}",
+                                   e)
                     return
                 outcomes.append((job, None, _as_store_error(e)))
             else:
@@ -178,7 +194,7 @@ class GroupCommitWriter:
         except sqlite3.Error as e:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            self._fail_all(batch, f"store {self.name} could not commit: {e}")
+            self._fail_all(batch, f"store {self.name} could not commit: {e}", e)
             return
         self._commits += 1
         self._operations += len(batch)
@@ -199,8 +215,8 @@ class GroupCommitWriter:
             return False
         return True
 
-    def _fail_all(self, batch: list[_Job], message: str) -> None:
-        self._deliver([(job, None, StoreError(message)) for job in batch])
+    def _fail_all(self, batch: list[_Job], message: str, cause: BaseException) -> None:
+        self._deliver([(job, None, _store_error(message, cause)) for job in batch])
 
     def _deliver(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}

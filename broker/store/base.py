@@ -15,7 +15,7 @@ primitives, :meth:`Store.finished_sessions`, :meth:`Store.session_requests` and
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -28,6 +28,9 @@ from .records import ANY, DeviceFilter, DeviceRecord, Request, SessionRecord, Us
 Message = dict[str, Any]
 #: A request status change to make with output: ``(msg_id, status, error or None)``.
 StatusUpdate = tuple[str, str, str | None]
+#: Each device's receipt (:mod:`broker.receipts`): device -> (its outbox's epoch, the last
+#: record of it stored).
+Receipts = Mapping[str, tuple[str, int]]
 
 
 def redact_url(url: str) -> str:
@@ -152,12 +155,15 @@ class Store(abc.ABC):
         raise _missing("append_messages")
 
     async def append_and_update(self, items: Sequence[tuple[str, Message]],
-                                updates: Sequence[StatusUpdate]) -> tuple[list[int],
-                                                                          list[Request | None]]:
+                                updates: Sequence[StatusUpdate], receipts: Receipts | None = None,
+                                ) -> tuple[list[int], list[Request | None]]:
         """:meth:`append_messages`, then :meth:`update_request` for each ``(msg_id, status,
-        error)`` in order: the output and the progress it shows, durable together when this
-        returns. An update not allowed, or of an unknown request, gives None instead of
-        raising. Backends that can (SQLite) do it all in one write: one commit, not several."""
+        error)`` in order, then :meth:`put_receipts`: the output, the progress it shows and
+        the receipts of the devices that sent it, durable together when this returns. An
+        update not allowed, or of an unknown request, gives None instead of raising.
+        Backends that can (SQLite) do it all in one write, one transaction: a crash stores
+        all or nothing, so a record is never stored twice. This default writes the receipts
+        last: a crash between the writes may store a record again when its device resends it."""
         seqs = await self.append_messages(items) if items else []
         updated: list[Request | None] = []
         for msg_id, status, error in updates:
@@ -165,6 +171,8 @@ class Store(abc.ABC):
                 updated.append(await self.update_request(msg_id, status, error=error))
             except (InvalidTransition, UnknownRequest):
                 updated.append(None)
+        if receipts:
+            await self.put_receipts(receipts)
         return seqs, updated
 
     @abc.abstractmethod
@@ -226,6 +234,18 @@ class Store(abc.ABC):
     async def remove_device(self, device: str) -> bool:
         """Forget a device; True if it was known."""
         raise _missing("remove_device")
+
+    # -- receipts (broker/receipts.py) ------------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_receipts(self, receipts: Receipts) -> None:
+        """Insert or replace each device's receipt ``(epoch, stored)``."""
+        raise _missing("put_receipts")
+
+    @abc.abstractmethod
+    async def receipts(self) -> dict[str, tuple[str, int]]:
+        """Every device's receipt: device -> (epoch, last record stored)."""
+        raise _missing("receipts")
 
     # -- retention (broker/store/compaction.py) ---------------------------------------------
 

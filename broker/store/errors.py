@@ -15,6 +15,11 @@ class StoreFull(StoreError):
     """Raised when more writes are queued than the store's ``max_pending``; retry later."""
 
 
+class StoreUnwritable(StoreError):
+    """Raised when the store cannot write now: its disk is full, read-only or failing. Reads
+    still work; the broker refuses new work with 507 until writes succeed again."""
+
+
 class UnknownStore(StoreError):
     """Raised by :func:`~broker.store.open_store` for a URL it cannot open; says what to use."""
 

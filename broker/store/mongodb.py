@@ -44,7 +44,7 @@ from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loa
 from ._mongo_append import Appender, Row
 from ._mongo_url import client_options, database_name, public_url
 from ._writer import MAX_BATCH, MAX_PENDING
-from .base import Message, Store
+from .base import Message, Receipts, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
@@ -71,6 +71,7 @@ _INDEXES: Final = {
                  IndexModel([("user", 1), ("worksheet", 1), ("state", 1)]),
                  IndexModel([("last_activity", 1)])],  # finished_sessions
     "devices": [IndexModel([("device", 1)], unique=True)],
+    "receipts": [IndexModel([("device", 1)], unique=True)],
     "users": [IndexModel([("name", 1)], unique=True),
               IndexModel([("token_hash", 1)], unique=True)],
     "seqs": [],  # {_id: session, last: int}
@@ -373,6 +374,21 @@ class MongoStore(Store):
         db = self._open_db()
         with self._errors(f"remove device {device!r}"):
             return (await db.devices.delete_one({"device": device})).deleted_count > 0
+
+    # -- receipts ---------------------------------------------------------------------------
+
+    async def put_receipts(self, receipts: Receipts) -> None:
+        db = self._open_db()
+        with self._errors("store device receipts"):
+            for device, (epoch, stored) in receipts.items():
+                await db.receipts.update_one({"device": device}, {"$set": {
+                    "epoch": epoch, "stored": stored}}, upsert=True)
+
+    async def receipts(self) -> dict[str, tuple[str, int]]:
+        db = self._open_db()
+        with self._errors("read device receipts"):
+            docs = await db.receipts.find().to_list()
+        return {str(d["device"]): (str(d["epoch"]), int(d["stored"])) for d in docs}
 
     # -- retention (._mongo_retention) -------------------------------------------------------
 

@@ -27,9 +27,9 @@ from . import _sqlite_retention as _retention
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
                            _append_op, _check_limit, _device, _header_facts, _pack,
-                           _put_session_op, _request, _unpack, _update_row)
+                           _put_session_op, _receipts_op, _request, _unpack, _update_row)
 from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
-from .base import Message, StatusUpdate, Store
+from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
@@ -218,9 +218,10 @@ class SQLiteStore(Store):
         return await self._write(_append_op(items))
 
     async def append_and_update(self, items: Sequence[tuple[str, Message]],
-                                updates: Sequence[StatusUpdate]) -> tuple[list[int],
-                                                                          list[Request | None]]:
+                                updates: Sequence[StatusUpdate], receipts: Receipts | None = None,
+                                ) -> tuple[list[int], list[Request | None]]:
         append = _append_op(items) if items else None
+        put_receipts = _receipts_op(receipts) if receipts else None
 
         def op(conn: sqlite3.Connection) -> tuple[list[int], list[Request | None]]:
             seqs = append(conn) if append is not None else []
@@ -230,6 +231,8 @@ class SQLiteStore(Store):
                     updated.append(_update_row(conn, msg_id, status, None, error))
                 except (InvalidTransition, UnknownRequest):
                     updated.append(None)
+            if put_receipts is not None:
+                put_receipts(conn)
             return seqs, updated
 
         return await self._write(op)
@@ -325,6 +328,15 @@ class SQLiteStore(Store):
             return conn.execute("DELETE FROM devices WHERE device = ?", (device,)).rowcount > 0
 
         return await self._write(op)
+
+    # -- receipts ---------------------------------------------------------------------------
+
+    async def put_receipts(self, receipts: Receipts) -> None:
+        await self._write(_receipts_op(receipts))
+
+    async def receipts(self) -> dict[str, tuple[str, int]]:
+        return await self._read(lambda conn: {device: (epoch, stored) for device, epoch, stored
+                                              in conn.execute("SELECT * FROM receipts")})
 
     # -- retention (._sqlite_retention) -----------------------------------------------------
 

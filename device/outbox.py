@@ -1,0 +1,200 @@
+"""The device's outbox: every record it relays upstream, kept until the broker has stored it.
+
+This is the device half of cellbus's exactly-once delivery (the broker half is
+:mod:`broker.receipts`), shaped like the ZeroMQ Guide's reliable request patterns with a
+go-back-N window. Each record gets a number ``n`` (1, 2, 3, ... within this device process,
+whose *epoch* is a random id made at start) in ``metadata["cellbus"]["out"] = [epoch, n]``,
+is sent in order, and stays here until an ``output_ack`` from the broker says that every
+record up to ``n`` is stored. The broker stores records in order, each once:
+
+- a record it stored already is dropped, and acknowledged again;
+- a record that comes after a gap (those before it were lost: the broker restarted, or it
+  could not write them) is dropped, and the ack asks for everything after the last stored
+  record again (``resend``);
+- if no ack comes for a while (the broker is down, or its store cannot write), the outbox
+  sends everything unacknowledged again, waiting longer each time (``RESEND_AFTER`` doubling
+  up to ``RESEND_MAX``).
+
+One task (:meth:`Outbox.run`) writes records to the socket, so a resend can never overtake
+or interleave with new records. The outbox is bounded in bytes (``capacity``):
+:meth:`Outbox.room` waits while it is full, and the device's workers wait on it before
+reading their next record, so a session that prints faster than the broker stores is
+slowed by its own blocked writes (backpressure) and nothing is dropped. Records the device
+says itself (refusals, replies to interrupts) are small and never wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.wire import Message
+
+log = logging.getLogger("cellbus.device")
+
+#: Bytes of unacknowledged records a device holds before its workers wait (--outbox-bytes).
+DEFAULT_CAPACITY = 32 * 2**20
+#: Seconds without an ack, while records wait for one, before everything is sent again;
+#: doubled after each such resend without progress, up to RESEND_MAX.
+RESEND_AFTER = 2.0
+RESEND_MAX = 8.0
+#: A request to resend from the same record again within this many seconds is not obeyed:
+#: one resend answers every gap the broker saw before it arrived.
+RESEND_COOLDOWN = 0.5
+
+Send = Callable[[list[bytes]], Awaitable[None]]
+Serialize = Callable[[Message], list[bytes]]
+
+
+@dataclass(slots=True)
+class _Record:
+    n: int
+    msg: Message
+    frames: list[bytes]
+    size: int
+    tries: int = 1
+    sent: bool = field(default=False)
+
+
+class Outbox:
+    """Records waiting for the broker's receipt; see the module docstring.
+
+    :param send: writes one message's frames to the broker (awaits while it cannot).
+    :param serialize: signs and packs a message (``protocol.Session.serialize``); raises
+        ``ProtocolError`` for content the bus cannot carry, which :meth:`put` passes on.
+    :param capacity: bytes of unacknowledged records before :meth:`room` waits.
+    """
+
+    def __init__(self, send: Send, serialize: Serialize, *,
+                 capacity: int = DEFAULT_CAPACITY) -> None:
+        self.epoch = uuid.uuid4().hex[:12]
+        self.capacity = capacity
+        self._send = send
+        self._serialize = serialize
+        self._records: collections.deque[_Record] = collections.deque()
+        self._last = 0  # n of the newest record
+        self._next = 1  # n of the next record to write to the socket
+        self.bytes = 0
+        self._wake = asyncio.Event()  # a record to write, or a resend
+        self._freed = asyncio.Event()  # an ack made room
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self._acked_at = time.monotonic()
+        self._wait = RESEND_AFTER
+        self._resent: tuple[int, float] = (0, 0.0)  # (from n, when) of the last resend
+        self.resends = 0
+
+    # -- the device's side ------------------------------------------------------------------
+
+    def put(self, msg: Message) -> None:
+        """Number ``msg``, keep it until acknowledged, and queue it to be sent."""
+        n = self._last + 1
+        facts = msg["metadata"].setdefault("cellbus", {})
+        facts["out"] = [self.epoch, n]
+        frames = self._serialize(msg)  # ProtocolError: nothing was kept
+        self._last = n
+        size = sum(map(len, frames))
+        if not self._records:
+            self._acked_at = time.monotonic()  # the wait for an ack starts now
+        self._records.append(_Record(n, msg, frames, size))
+        self.bytes += size
+        self._empty.clear()
+        self._wake.set()
+
+    async def room(self) -> None:
+        """Wait while the outbox holds ``capacity`` bytes or more."""
+        while self.bytes >= self.capacity:
+            self._freed.clear()
+            await self._freed.wait()
+
+    def parents(self) -> set[str]:
+        """msg_ids of the requests with records not yet stored (a device reports them as
+        held, so a restarted broker does not take them for lost)."""
+        out = set()
+        for record in self._records:
+            parent = record.msg["parent_header"].get("msg_id")
+            if isinstance(parent, str):
+                out.add(parent)
+        return out
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+    async def flushed(self, timeout: float) -> bool:
+        """Wait until every record is acknowledged, at most ``timeout`` s; True if so."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    # -- the broker's answers ---------------------------------------------------------------
+
+    def ack(self, epoch: Any, stored: Any, *, resend: bool = False) -> None:
+        """The broker has stored every record up to ``stored``; with ``resend``, it wants
+        everything after it again."""
+        if epoch != self.epoch or not isinstance(stored, int) or isinstance(stored, bool):
+            return  # for an earlier process of this device, or garbage
+        progressed = False
+        while self._records and self._records[0].n <= stored:
+            self.bytes -= self._records.popleft().size
+            progressed = True
+        if progressed:
+            self._acked_at = time.monotonic()
+            self._wait = RESEND_AFTER
+            self._freed.set()
+        if not self._records:
+            self._empty.set()
+        self._next = max(self._next, min(stored, self._last) + 1)
+        if resend:
+            now = time.monotonic()
+            start, when = self._resent
+            if start != stored + 1 or now - when > RESEND_COOLDOWN:
+                self._go_back(now, "the broker missed records")
+
+    def check(self) -> None:
+        """Called now and then (each heartbeat): send everything again if no ack came for
+        too long while records wait for one."""
+        now = time.monotonic()
+        if self._records and self._records[0].sent and now - self._acked_at >= self._wait:
+            self._go_back(now, f"no receipt from the broker for {now - self._acked_at:.0f} s")
+            self._acked_at = now
+            self._wait = min(self._wait * 2, RESEND_MAX)
+
+    def _go_back(self, now: float, why: str) -> None:
+        if not self._records:
+            return
+        first = self._records[0].n
+        self._resent = (first, now)
+        if self._next > first:
+            self.resends += 1
+            log.info("device: sending %d unacknowledged records again from #%d (%s)",
+                     len(self._records), first, why)
+        self._next = first
+        self._wake.set()
+
+    # -- the writer -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Write records to the socket in order, from ``_next``; forever."""
+        while True:
+            if self._next > self._last:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            n = self._next
+            record = self._records[n - self._records[0].n]
+            if record.sent:  # a resend: a fresh signature, or the broker takes it for a replay
+                record.tries += 1
+                record.msg["metadata"]["cellbus"]["try"] = record.tries
+                record.frames = self._serialize(record.msg)
+            await self._send(record.frames)
+            record.sent = True
+            if self._next == n:  # not sent back meanwhile
+                self._next = n + 1
