@@ -460,6 +460,9 @@ def test_policy_parts() -> None:
                          hosts=["cells.example.org"])
     assert policy.auth == "none" and policy.origin_allowed("https://example.org")
     assert not policy.origin_allowed("https://example.org.evil.test")
+    anyone = make_policy(host="127.0.0.1", port=8888, origins=["*"])
+    assert anyone.origin_allowed("https://example.org")
+    assert not anyone.origin_allowed("null")  # a sandboxed frame: cell output (issue 19)
     assert policy.serves_host("cells.example.org:443") and not policy.serves_host("evil.test")
     assert make_policy(host="0.0.0.0", port=1).auth == "token"
     assert make_policy(host="::", port=1, allow_anonymous=True).auth == "none"
