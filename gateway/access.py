@@ -73,8 +73,11 @@ class AccessPolicy:
                                or name == self.host.lower() or name in self.hosts)
 
     def origin_allowed(self, origin: str) -> bool:
-        """Whether a page from ``origin`` may embed cells (``--allow-origin``)."""
-        return "*" in self.origins or normal_origin(origin) in self.origins
+        """Whether a page from ``origin`` may embed cells (``--allow-origin``). ``null`` (a
+        sandboxed frame, such as the one cell output runs in, or a ``file:`` page) is no
+        origin and never allowed, not even by ``*``."""
+        normal = normal_origin(origin)
+        return bool(normal) and ("*" in self.origins or normal in self.origins)
 
     def describe(self) -> str:
         origins = ", ".join(sorted(self.origins)) or "none"

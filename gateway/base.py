@@ -4,7 +4,8 @@ Handlers raise ``tornado.web.HTTPError(status, log_message, reason=...)``; ``wri
 turns it into ``{"error": reason}`` with that status, while the log message stays in the log.
 An error made by :func:`fail` with ``retry_after`` also gets a ``Retry-After`` header
 (:mod:`gateway.errors`). Before any handler runs, :meth:`BaseHandler.prepare` passes the
-request through :mod:`gateway.guard` (host, origin, token, owner, rate).
+request through :mod:`gateway.guard` (host, origin, token, owner, rate); a browser
+following a sign-in link is answered by :mod:`gateway.signin`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from tornado.web import RequestHandler
 from protocol.errors import ProtocolError
 from protocol.wire import Message
 
-from . import access, errors, guard
+from . import access, errors, guard, signin
 from .bus import BrokerLink, BrokerUnavailable
 from .errors import fail
 
@@ -48,8 +49,11 @@ class BaseHandler(RequestHandler):
             stream.set_nodelay(True)  # small JSON answers must not wait for delayed ACKs
         visitor = await guard.admit(self, public=self.public)
         if visitor is None:
-            return  # answered already: a CORS preflight, or the redirect after ?token=
+            return  # answered already: a CORS preflight
         self.visitor = visitor
+        if signin.is_link(self, visitor):
+            await signin.by_link(self, visitor)  # the cookie and a redirect, or a question
+            return
         if self.request.path.startswith("/home/") and len(self.path_args) >= 3:
             guard.check_cell_request(self, visitor, costly=self.costly)
 

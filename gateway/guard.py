@@ -5,8 +5,8 @@
    other 403. Cross-origin ``POST`` was already refused by tornado's
    ``cross_origin_protection`` unless its origin is allowed.
 3. **Token** (``--auth token``): header, ``?token=`` or cookie, checked with the broker; none
-   or a bad one is 401 (pages anyone may load stay open). A ``GET`` with ``?token=`` sets the
-   cookie and is redirected to the same URL without it.
+   or a bad one is 401 (pages anyone may load stay open). A ``GET`` with ``?token=`` is a
+   browser's sign-in: :mod:`gateway.signin` decides whether it sets the cookie or asks.
 4. **Cookie rules**: the cookie speaks only for the gateway's own pages: a cross-origin
    request carrying it is 403 (WebSockets: ``check_origin``), and a form posted with it must
    carry tornado's ``_xsrf`` field.
@@ -15,8 +15,9 @@
 
 The cookie is ``HttpOnly`` and ``SameSite=Strict``: Strict, because the only requests that
 need it come from the gateway's own pages, and a navigation from another site (which Strict
-leaves without it) lands on a page that asks for nothing. Its value is the token itself, so
-removing the user revokes it like any other use of the token.
+leaves without it) lands on a page that asks for nothing, or on the sign-in question of
+:mod:`gateway.signin`. Its value is the token itself, so removing the user revokes it like any
+other use of the token.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Final
 from tornado.web import HTTPError, RequestHandler
 
 from .access import AccessPolicy, preflight
-from .auth import COOKIE, QUERY, BadCredential, TokenCheck, credential
+from .auth import COOKIE, BadCredential, TokenCheck, credential
 from .errors import fail
 from .bus import BrokerUnavailable
 from .ratelimit import RateLimiter
@@ -58,10 +59,10 @@ def policy_of(handler: RequestHandler) -> AccessPolicy:
     return policy
 
 
-async def admit(handler: RequestHandler, *, public: bool = False,
-                websocket: bool = False) -> Visitor | None:
+async def admit(handler: RequestHandler, *, public: bool = False) -> Visitor | None:
     """Steps 1-4 for ``handler``'s request: the visitor, or None when the request has been
-    answered already (a preflight, or the redirect after ``?token=``). Raises HTTPError."""
+    answered already (a preflight). Raises HTTPError. A visitor ``via`` ``query`` on a
+    ``GET`` that is no WebSocket is signing in (:func:`gateway.signin.by_link`)."""
     policy = policy_of(handler)
     host = handler.request.headers.get("Host", "")
     if not policy.serves_host(host):
@@ -83,7 +84,7 @@ async def admit(handler: RequestHandler, *, public: bool = False,
         if public:
             return anonymous
         raise fail(401, NEED_TOKEN)
-    user = await _user(handler, cred.token)
+    user = await token_user(handler, cred.token)
     if user is None:
         if cred.via != COOKIE:
             raise fail(401, "the token is not valid (mistyped, replaced or removed)")
@@ -92,9 +93,6 @@ async def admit(handler: RequestHandler, *, public: bool = False,
             return anonymous
         raise fail(401, "this browser's token is no longer valid; open the page once with "
                         "?token=TOKEN")
-    if cred.via == QUERY and handler.request.method == "GET" and not websocket:
-        sign_in(handler, policy, cred.token)
-        return None
     if cred.via == COOKIE and handler.request.method not in SAFE_METHODS:
         if not same_origin(handler):
             raise fail(403, "the sign-in cookie is for this gateway's own pages; other pages "
@@ -108,23 +106,14 @@ async def admit(handler: RequestHandler, *, public: bool = False,
     return Visitor(user, cred.via, f"user:{user}")
 
 
-async def _user(handler: RequestHandler, token: str) -> str | None:
+async def token_user(handler: RequestHandler, token: str) -> str | None:
+    """Whose ``token`` this is (None: nobody's); 503 when the broker cannot say."""
     check: TokenCheck = handler.settings["token_check"]
     try:
         return await check.user(token)
     except BrokerUnavailable as e:
         raise fail(503, f"cannot check the token now ({e}); retry in {AUTH_RETRY_AFTER} s",
                    retry_after=AUTH_RETRY_AFTER) from None
-
-
-def sign_in(handler: RequestHandler, policy: AccessPolicy, token: str) -> None:
-    """Set the cookie and redirect to the same URL without ``token``."""
-    handler.set_cookie(policy.cookie_name, token, path="/", httponly=True, samesite="Strict",
-                       secure=handler.request.protocol == "https")
-    rest = [(k, v) for k, values in handler.request.query_arguments.items() if k != "token"
-            for v in values]
-    path = "/" + handler.request.path.lstrip("/")  # never "//host": no open redirect
-    handler.redirect(path + ("?" + urllib.parse.urlencode(rest) if rest else ""))
 
 
 def same_origin(handler: RequestHandler) -> bool:

@@ -145,7 +145,7 @@ class SocketHandler(WebSocketHandler):
         return self.settings["link"]
 
     async def prepare(self) -> None:
-        visitor = await guard.admit(self, websocket=True)
+        visitor = await guard.admit(self)
         if visitor is not None:
             self.visitor = visitor
 

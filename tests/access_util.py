@@ -83,9 +83,11 @@ class _Pages(BaseHTTPRequestHandler):
     pages: dict[str, str] = {}
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-        page = self.server.pages.get(self.path.split("?")[0])  # type: ignore[attr-defined]
+        path = self.path.split("?")[0]
+        page = self.server.pages.get(path)  # type: ignore[attr-defined]
         self.send_response(200 if page is not None else 404)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        kind = "text/javascript" if path.endswith(".js") else "text/html"
+        self.send_header("Content-Type", f"{kind}; charset=utf-8")
         self.end_headers()
         self.wfile.write((page or "not here").encode())
 
@@ -95,8 +97,9 @@ class _Pages(BaseHTTPRequestHandler):
 
 @contextmanager
 def other_site(pages: dict[str, str]) -> Iterator[int]:
-    """A plain web server on another free loopback port serving ``pages`` (path -> HTML):
-    the site of a page that is not the gateway's. Yields its port."""
+    """A plain web server on another free loopback port serving ``pages`` (path -> HTML, or
+    JavaScript for a path ending in .js): the site of a page that is not the gateway's.
+    Yields its port."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Pages)
     server.pages = pages  # type: ignore[attr-defined]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -264,15 +264,15 @@ def test_removed_token_is_401_within_the_bound(
 
 
 def test_token_in_url_becomes_a_cookie(chain: Chain) -> None:
-    """?token= once: a HttpOnly SameSite=Strict cookie and a redirect without the token. The
-    cookie works for the gateway's own pages only: a cross-origin request with it is 403,
-    even from an --allow-origin origin (those send the token), and a form posted with it
-    needs the _xsrf field."""
+    """?token= once, typed: a HttpOnly SameSite=Strict cookie and a redirect without the token
+    (when a link may not sign in: tests/test_signin.py). The cookie works for the gateway's
+    own pages only: a cross-origin request with it is 403, even from an --allow-origin origin
+    (those send the token), and a form posted with it needs the _xsrf field."""
     tokens = {"alice": add_user(chain, "alice")}
     allowed = f"http://127.0.0.1:{free_port()}"
     start(chain, "--auth", "token", "--allow-origin", allowed)
     port, token = chain.port, tokens["alice"]
-    r = call(port, "GET", f"/?ws=w1&token={token}")
+    r = call(port, "GET", f"/?ws=w1&token={token}", headers={"Sec-Fetch-Site": "none"})  # typed
     assert r.status == 302 and r.headers["Location"] == "/?ws=w1"
     cookie = r.headers["Set-Cookie"]
     assert cookie.startswith(f"cellbus_token_{port}={token};")
@@ -460,6 +460,9 @@ def test_policy_parts() -> None:
                          hosts=["cells.example.org"])
     assert policy.auth == "none" and policy.origin_allowed("https://example.org")
     assert not policy.origin_allowed("https://example.org.evil.test")
+    anyone = make_policy(host="127.0.0.1", port=8888, origins=["*"])
+    assert anyone.origin_allowed("https://example.org")
+    assert not anyone.origin_allowed("null")  # a sandboxed frame: cell output (issue 19)
     assert policy.serves_host("cells.example.org:443") and not policy.serves_host("evil.test")
     assert make_policy(host="0.0.0.0", port=1).auth == "token"
     assert make_policy(host="::", port=1, allow_anonymous=True).auth == "none"

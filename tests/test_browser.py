@@ -168,7 +168,8 @@ def test_rich_output_and_screenshot(page, web) -> None:
     expect(out.locator(".cellbus-stderr")).to_have_text("to stderr")
     assert out.locator(".cellbus-stderr").evaluate("e => getComputedStyle(e).color") != \
         out.locator(".cellbus-stdout").evaluate("e => getComputedStyle(e).color")
-    expect(out.locator(".cellbus-html td.cell-html b")).to_have_text("bold")
+    html = out.frame_locator("iframe.cellbus-html")  # sandboxed (tests/test_browser_output.py)
+    expect(html.locator("td.cell-html b")).to_have_text("bold")
     expect(out.locator(".cellbus-result")).to_have_text("'<b>not html</b>'")  # text, escaped
     links = out.locator("a.cellbus-file-link")
     expect(links).to_have_count(2)

@@ -12,6 +12,7 @@ with makeCell and sees its output, with and without tokens.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -199,3 +200,59 @@ def test_allowed_origin_embeds_a_cell(page: Any, chain: Chain, auth: str) -> Non
     assert gateway is not None
     gateway.wait_for_log(r"101 GET /ws(\?token=\[redacted\])? \(")  # over its WebSocket
     assert "token" not in options or options["token"] not in gateway.log
+
+
+HOSTILE = """<!doctype html>
+<html><body><a id="go" href="{link}">a prize for you</a></body></html>
+"""
+
+
+def token_cookie(page: Any, chain: Chain) -> str | None:
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    return cookies.get(f"cellbus_token_{chain.port}")
+
+
+def follow_hostile_link(page: Any, chain: Chain, origin: str, signed_in: str | None) -> None:
+    """Open the hostile page at ``origin`` and click its link, as a victim would: the
+    browser's sign-in stays ``signed_in``'s, and the gateway's page asks about mallory."""
+    page.goto(f"{origin}/hostile.html")
+    page.click("#go")
+    page.wait_for_url(re.compile(re.escape(chain.url("/")) + ".*"))
+    page.wait_for_load_state()
+    assert token_cookie(page, chain) == signed_in
+    expect(page.locator("#signin .user")).to_have_text("mallory")
+
+
+def test_a_link_from_another_site_signs_no_one_in(page: Any, chain: Chain) -> None:
+    """The audit's chain, played by Chromium (issue 19, item 2): a page of another site
+    (a rebound name: cross-site; another port: same-site) links the victim to
+    /?token=MALLORY&ws=trap&user=mallory. Signed out or signed in as alice, the browser gets
+    no cookie of mallory's and no worksheet: a page that names mallory (and alice, when the
+    browser sent her cookie) and asks. Declining leaves alice's worksheet as alice's, whatever
+    ?user= says; only two explicit answers on the gateway's own page switch to mallory."""
+    tokens = {"alice": add_user(chain, "alice"), "mallory": add_user(chain, "mallory")}
+    start(chain, "--auth", "token")
+    link = chain.url(f"/?token={tokens['mallory']}&ws=trap&user=mallory")
+    with other_site({"/hostile.html": HOSTILE.format(link=link)}) as port:
+        cross_site, same_site = f"http://{REBOUND}:{port}", f"http://127.0.0.1:{port}"
+        follow_hostile_link(page, chain, cross_site, None)  # signed out
+        expect(page.locator(".cellbus-cell")).to_have_count(0)
+        page.goto(chain.url(f"/?token={tokens['alice']}"))  # typed: signs in
+        expect(page.locator("#ws-user")).to_have_text("alice")
+        assert token_cookie(page, chain) == tokens["alice"]
+        follow_hostile_link(page, chain, cross_site, tokens["alice"])
+        expect(page.locator("#signin .current")).to_have_count(0)  # no cookie went along
+        follow_hostile_link(page, chain, same_site, tokens["alice"])
+        expect(page.locator("#signin .current").first).to_have_text("alice")  # it went along
+        page.click("#decline")
+        expect(page.locator(".cellbus-cell")).to_have_count(3)
+        expect(page.locator("#ws-user")).to_have_text("alice")  # not ?user=mallory
+        assert page.evaluate("location.search") == "?ws=trap&user=mallory"
+        follow_hostile_link(page, chain, cross_site, tokens["alice"])
+        page.click("#confirm")  # the POST carries alice's cookie: it asks again, naming her
+        expect(page.locator("#signin .current").first).to_have_text("alice")
+        assert token_cookie(page, chain) == tokens["alice"]
+        page.click("#confirm")
+        expect(page.locator("#ws-user")).to_have_text("mallory")
+        assert token_cookie(page, chain) == tokens["mallory"]
+    assert stored_requests(chain) == []

@@ -7,6 +7,7 @@
  * Sections, in order:
  *   helpers
  *   Fold       one request's Jupyter messages -> output blocks (mirrors protocol/fold.py)
+ *   frames     HTML output in sandboxed iframes (script runs, but not in the page's origin)
  *   renderers  block type -> function(block, render, cell) -> DOM node; OutputView keeps them
  *              on screen
  *   InteractView  an @interact's controls (built once) and its output under them; a change
@@ -309,6 +310,53 @@
     }
   }
 
+  // ---- frames: active output runs in a sandbox of its own ----------------------------------
+
+  // HTML output is the cell's to write, and so is any script in it (a plot drawn with
+  // JavaScript, or an <img onerror>). It never runs in the page's origin, which holds the
+  // sign-in and the code saved in localStorage, and can call the gateway's API as the user:
+  // it runs in an iframe with sandbox="allow-scripts" and without allow-same-origin, so its
+  // origin is opaque. Script in it runs, but it reads no cookie or storage of the page's
+  // origin, calls the API without the user's credentials, cannot touch the page, and cannot
+  // navigate it, open windows or submit forms. A script of ours in the frame posts its height
+  // to the page, which sizes the frame if the message comes from that very frame. (Images,
+  // SVG among them, are <img> elements, which run no script and load nothing.)
+  const FRAME_SANDBOX = "allow-scripts";
+  const FRAME_MESSAGE = "cellbus-frame-height";
+  const FRAME_MAX_HEIGHT = 20000;  // px; taller output scrolls inside its frame
+  const FRAME_HEAD = '<meta charset="utf-8"><meta name="referrer" content="no-referrer">'
+    + "<style>html,body{margin:0}body{padding:1px 0;overflow-x:auto;"
+    + "font:15px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,sans-serif;color:#1f2328}"
+    + "table{border-collapse:collapse}td,th{border:1px solid #d0d7de;padding:.2rem .5rem}"
+    + "img,svg,canvas{max-width:100%}</style>"
+    + "<script>(function(){var last=-1;function post(){"
+    + "var h=Math.ceil(document.documentElement.getBoundingClientRect().height);"
+    + "if(h!==last){last=h;parent.postMessage({type:'" + FRAME_MESSAGE + "',height:h},'*');}}"
+    + "if(window.ResizeObserver)new ResizeObserver(post).observe(document.documentElement);"
+    + "addEventListener('load',post);})();</script>";
+
+  /** An iframe showing `html` in the sandbox (see above). */
+  function sandboxedFrame(html, className) {
+    const frame = el("iframe", "cellbus-frame " + className);
+    frame.setAttribute("sandbox", FRAME_SANDBOX);
+    frame.title = "HTML output";
+    frame.srcdoc = "<!doctype html><html><head>" + FRAME_HEAD + "</head><body>" + html
+      + "</body></html>";
+    return frame;
+  }
+
+  window.addEventListener("message", (event) => {
+    const data = event.data;
+    if (!isObject(data) || data.type !== FRAME_MESSAGE || !Number.isFinite(data.height)) return;
+    for (const frame of document.querySelectorAll("iframe.cellbus-frame")) {
+      if (frame.contentWindow === event.source) {
+        const height = Math.min(Math.max(Math.ceil(data.height), 0), FRAME_MAX_HEIGHT);
+        frame.style.height = height + "px";
+        return;
+      }
+    }
+  });
+
   // ---- renderers: one function per block type ----------------------------------------------
 
   function imageSource(block) {
@@ -357,9 +405,7 @@
       return box;
     },
     html(block) {
-      const div = el("div", "cellbus-html");
-      div.innerHTML = block.content;  // the user's own output, shown as HTML on purpose
-      return div;
+      return sandboxedFrame(block.content, "cellbus-html");  // script in it runs, sandboxed
     },
     error(block) {
       const pre = el("pre", "cellbus-error");
