@@ -26,6 +26,7 @@ import asyncio
 import logging
 import random
 import time
+import uuid
 from typing import Any, cast
 
 import zmq
@@ -174,8 +175,14 @@ class Broker(Node):
         if routing_id is None:
             return False
         self.sent.add(request.msg_id)
+        # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
+        # request again, as reconciliation may send it, must not take it for a replay.
+        message = dict(request.message)
+        metadata = dict(message.get("metadata") or {})
+        metadata["cellbus"] = {**(metadata.get("cellbus") or {}), "sent": uuid.uuid4().hex[:12]}
+        message["metadata"] = metadata
         try:
-            await self.session.send(self.device_sock, request.message, [routing_id])
+            await self.session.send(self.device_sock, message, [routing_id])
         except zmq.ZMQError as e:
             self.sent.discard(request.msg_id)
             self.log.warning("broker could not reach device %s: %s", request.device, e)
@@ -277,9 +284,9 @@ class Broker(Node):
         if self.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
             return  # stored already, or out of order: the device's ack says what to send
         session_id = facts.get("session") if isinstance(facts, dict) else None
-        if isinstance(facts, dict):
-            facts.pop("out", None)  # the outbox's bookkeeping stays between device and broker
-            facts.pop("try", None)
+        if isinstance(facts, dict):  # delivery bookkeeping stays between device and broker
+            for key in ("out", "try", "sent"):
+                facts.pop(key, None)
         if not isinstance(session_id, str) or not session_id:
             self.rejected["no-session"] += 1
             self.log.warning("broker dropped a %s from device %s: no session", kind, device)

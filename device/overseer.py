@@ -81,6 +81,8 @@ class Overseer:
         self.ready: collections.deque[Ready] = collections.deque()
         self._refilling = 0
         self._rejected_before = 0  # records rejected from workers that have ended
+        #: Set once the device is asked to stop: failures to fork are expected then.
+        self.stopping = False
 
     @property
     def rejected(self) -> int:
@@ -103,8 +105,9 @@ class Overseer:
     async def _fork_ready(self) -> None:
         try:
             self.ready.append(await self._fork())
-        except LaunchError as e:
-            log.error("device could not prefork a worker: %s", e)
+        except LaunchError as e:  # while stopping (Ctrl-C reached the template too): expected
+            log.log(logging.INFO if self.stopping else logging.ERROR,
+                    "device could not prefork a worker: %s", e)
         finally:
             self._refilling -= 1
 
@@ -264,6 +267,7 @@ class Overseer:
 
     async def stop(self) -> None:
         """Close every worker (killing those that do not exit) and remove their files."""
+        self.stopping = True
         workers = list(self.workers.values())
         for worker in workers:
             worker.closing_reason = "device stopping"

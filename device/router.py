@@ -112,6 +112,10 @@ class DeviceRouter(Node):
         self.spawn(self._sweep(), "sweep")
         await self._control(mt.DEVICE_REGISTER, self.status(), block=False)
 
+    def request_stop(self) -> None:
+        self.overseer.stopping = True  # before Ctrl-C's end of the template is noticed
+        super().request_stop()
+
     async def shutdown(self) -> None:
         await self.drain()
         await self.overseer.stop()
@@ -221,6 +225,9 @@ class DeviceRouter(Node):
                 await self.overseer.close_session(session_id, "shutdown requested")
                 await self._reply(request, session_id, mt.SHUTDOWN_REPLY,
                                   {"status": "ok", "restart": False})
+            elif request["msg_id"] in self.overseer.held_requests():
+                self.log.info("device: request %s is here already; the copy is ignored",
+                              request["msg_id"])
             else:
                 if kind == mt.EXECUTE_REQUEST and not isinstance(
                         request["content"].get("code"), str):

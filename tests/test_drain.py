@@ -37,6 +37,8 @@ def test_sigterm_device_finishes_running_cell_and_hands_back_queued_one(chain: C
     chain.broker.wait_for_log(r"device first is draining; 1 requests handed back")
     chain.broker.wait_for_log(r"device first left")
     assert "DrainTimeout" not in first.log and "Traceback" not in first.log
+    for node in (first, second, chain.broker):  # nothing handed out twice looks like a replay
+        assert "dropped a message" not in node.log and "replay" not in node.log
     assert_gap_free(chain, "u", "ws")
 
 
