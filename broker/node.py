@@ -40,6 +40,7 @@ from .cells import Cells
 from .devices import DeviceWatch, Handed
 from .intake import Intake
 from .placement import DeviceTable
+from .quotas import QuotaConfig, Quotas
 from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
                     StoreError,
                     Store, UnknownRequest)
@@ -59,12 +60,14 @@ class Broker(Node):
 
     def __init__(self, session: Session, store: Store, *, gateway_bind: str, device_bind: str,
                  publish_bind: str, feed_hwm: int = mt.FEED_HWM,
-                 retention_period: float = retention.DEFAULT_RETENTION) -> None:
+                 retention_period: float = retention.DEFAULT_RETENTION,
+                 quotas: QuotaConfig = QuotaConfig()) -> None:
         super().__init__(session)
         self.store = store
         self.endpoints = (gateway_bind, device_bind, publish_bind)
         self.feed_hwm = feed_hwm
         self.devices = DeviceTable()
+        self.quotas = Quotas(quotas, self.devices, store)
         self.cells = Cells(store)
         self.sent = Handed()  # requests handed to a device by this broker process
         self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
@@ -289,6 +292,7 @@ class Broker(Node):
         """Give each message its session's next seq and persist all, together with the
         status changes of the requests they answer (one write, one commit), then publish:
         nothing is published that is not stored."""
+        outputs = self.quotas.screen(outputs)  # output past a quota becomes a notice
         known: dict[str, tuple[Request, str] | None] = {}
         updates: list[StatusUpdate] = []
         ended: list[Request] = []

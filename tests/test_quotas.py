@@ -1,0 +1,84 @@
+"""Per-user quotas and bounded output (issue 19 items 4 and 5; issue 18 item 3, broker side).
+
+Real chains: a broker with small limits set by option, a real device and a gateway, and the
+broker's SQLite file read directly to see what was stored.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from contextlib import closing
+
+from access_util import JSON, add_user, bearer, call, evaluate_body, store_path
+from harness import Chain
+
+#: A cell that prints 4 MiB in 64 KiB lines.
+FLOOD = "for i in range(64):\n    print('x' * 65535)\nprint('end of flood')"
+
+
+def run_output_bytes(chain: Chain, msg_id: str) -> int:
+    """Bytes the store holds for the output messages (stream, display) of one run."""
+    with closing(sqlite3.connect(f"file:{store_path(chain)}?mode=ro", uri=True)) as db:
+        (total,) = db.execute(
+            "SELECT COALESCE(SUM(LENGTH(data)), 0) FROM messages WHERE parent = ? AND "
+            "msg_type IN ('stream', 'display_data', 'execute_result')", (msg_id,)).fetchone()
+    return int(total)
+
+
+def stdout_text(doc: dict) -> str:
+    return "".join(b["content"] for b in doc["output"].values() if b["type"] == "text")
+
+
+def test_a_flooding_cell_is_cut_at_the_cap_and_still_ends_done(chain: Chain) -> None:
+    """--cell-output 512 KiB: a cell printing 4 MiB keeps 512 KiB and a notice that says the
+    output was truncated; the store holds no more than the cap (plus one message's envelope
+    per message) for that run; the cell ends done, and the next run keeps its output."""
+    cap = 512 * 1024
+    chain.start_broker("--cell-output", str(cap))
+    chain.start_device()
+    chain.start_gateway()
+    status, accepted = chain.evaluate("u/ws/1", FLOOD)
+    assert status == 202, accepted
+    doc = chain.wait_done("u/ws/1", timeout=60)
+    assert doc["status"] == "done", doc
+    text = stdout_text(doc)
+    assert "output truncated at 0.5 MiB" in text and "--cell-output" in text
+    assert "the cell keeps running" in text
+    assert "end of flood" not in text  # printed after the cut: not kept
+    assert cap // 2 < len(text) <= cap + 1024
+    stored = run_output_bytes(chain, accepted["msg_id"])
+    assert cap // 2 < stored <= cap + 16 * 1024, stored
+    assert chain.evaluate("u/ws/2", "print('after the flood')")[0] == 202
+    after = chain.wait_done("u/ws/2")
+    assert after["status"] == "done" and stdout_text(after) == "after the flood\n"
+
+
+def test_a_user_at_the_session_quota_is_refused_while_another_is_served(chain: Chain) -> None:
+    """--user-sessions 2, --auth token: alice's third worksheet gets 429 naming the quota and
+    how to free a place; her running worksheets and bob are served; once she restarts one,
+    the third runs."""
+    tokens = {name: add_user(chain, name) for name in ("alice", "bob")}
+    chain.start_broker("--user-sessions", "2")
+    chain.start_device()
+    chain.start_gateway("--auth", "token")
+    alice, bob = ({**JSON, **bearer(tokens[n])} for n in ("alice", "bob"))
+
+    def evaluate(who: dict[str, str], cell: str, code: str = "1") -> object:
+        return call(chain.port, "POST", f"/home/{cell}/evaluate", evaluate_body(code), who)
+
+    for ws in ("ws1", "ws2"):
+        assert evaluate(alice, f"alice/{ws}/1").status == 202
+    refused = evaluate(alice, "alice/ws3/1")
+    assert refused.status == 429, refused.body
+    error = refused.body["error"]
+    assert "--user-sessions 2" in error and "close a worksheet" in error, error
+    assert int(refused.headers["Retry-After"]) > 0
+    assert evaluate(bob, "bob/ws1/1").status == 202
+    assert evaluate(alice, "alice/ws1/2", "print(2)").status == 202  # a session she has
+    assert call(chain.port, "POST", "/home/alice/ws1/1/restart", "", alice).status == 202
+    deadline = time.monotonic() + 20
+    while (answer := evaluate(alice, "alice/ws3/1")).status == 429:
+        assert time.monotonic() < deadline, "restarting a worksheet freed no place"
+        time.sleep(0.2)
+    assert answer.status == 202, answer.body
