@@ -35,7 +35,7 @@ from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.wire import Message, Session
 
-from . import capacity, retention
+from . import capacity, memory, retention
 from .cells import Cells
 from .devices import DeviceWatch, Handed
 from .intake import Intake
@@ -104,6 +104,7 @@ class Broker(Node):
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
         self.spawn(self._beacons(), "beacons")
+        self.spawn(memory.trim_after_bursts(), "memory")
         if self.retention_period > 0:
             self.spawn(retention.run(self.store, self.retention_period, self.log), "retention")
         else:

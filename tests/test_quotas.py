@@ -13,6 +13,9 @@ from contextlib import closing
 from access_util import JSON, add_user, bearer, call, evaluate_body, store_path
 from harness import Chain
 
+#: MiB above its baseline the broker's RSS may stay after a flood: the views of recent cells
+#: (broker.cells.VIEW_BYTES, 16) and some (SQLite's page caches, 2 MB a connection).
+RSS_SLACK = 28
 #: A cell that prints 4 MiB in 64 KiB lines.
 FLOOD = "for i in range(64):\n    print('x' * 65535)\nprint('end of flood')"
 
@@ -82,3 +85,42 @@ def test_a_user_at_the_session_quota_is_refused_while_another_is_served(chain: C
         assert time.monotonic() < deadline, "restarting a worksheet freed no place"
         time.sleep(0.2)
     assert answer.status == 202, answer.body
+
+
+def rss_mib(pid: int) -> float:
+    """The process's resident set (VmRSS) in MiB, from /proc/PID/status."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+
+
+def test_broker_memory_returns_near_its_baseline_after_a_flood(chain: Chain) -> None:
+    """Four users' cells print 12 MiB each at once (each run is cut at the default 8 MiB):
+    the broker's RSS, which peaks while it takes the output in, comes back within
+    RSS_SLACK MiB of what it was before, the views of recent cells it keeps on purpose
+    (VIEW_BYTES) included."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    for i in range(4):  # warm: every worksheet's session, the store's pages, the code paths
+        assert chain.evaluate(f"u{i}/ws/0", "print('warm')")[0] == 202
+    for i in range(4):
+        assert chain.wait_done(f"u{i}/ws/0")["status"] == "done"
+    baseline = rss_mib(broker.proc.pid)
+    flood = "for i in range(192):\n    print('y' * 65535)"
+    for i in range(4):
+        assert chain.evaluate(f"u{i}/ws/1", flood)[0] == 202
+    peak = baseline
+    for i in range(4):
+        doc = chain.wait_done(f"u{i}/ws/1", timeout=90)
+        assert doc["status"] == "done" and "output truncated at 8 MiB" in stdout_text(doc)
+        peak = max(peak, rss_mib(broker.proc.pid))
+    deadline = time.monotonic() + 20
+    while (now := rss_mib(broker.proc.pid)) > baseline + RSS_SLACK:
+        assert time.monotonic() < deadline, (
+            f"broker RSS {now:.1f} MiB 20 s after the flood; {baseline:.1f} before it")
+        time.sleep(0.25)
+    print(f"broker RSS: {baseline:.1f} MiB before, {peak:.1f} at its highest seen, {now:.1f} "
+          "after")
