@@ -11,10 +11,10 @@ every flood, bounded by nothing but the largest burst so far. Two glibc settings
   big frames come from the heaps and stay there. Fixed, every block above it is mapped on its
   own and unmapped when freed; it also lowers the peak of a flood.
 - ``malloc_trim(0)`` returns every free page of every arena; :func:`trim_after_bursts` calls
-  it when the resident set has grown
-by :data:`TRIM_GROWTH` since the last call, checked every :data:`TRIM_INTERVAL` seconds (a
-look at ``/proc/self/statm``), and once more at the next look, which catches the end of the
-burst: a quiet broker never trims, and a busy one at most that often.
+  it when the resident set has grown by :data:`TRIM_GROWTH` since the last call, checked
+  every :data:`TRIM_INTERVAL` seconds (a look at ``/proc/self/statm``), and once more at the
+  next look, which catches the end of the burst: a quiet broker never trims, and a busy one
+  at most that often.
 
 What stays after a flood is what the broker keeps on purpose: the views of recent cells
 (:mod:`broker.cells`, bounded in bytes) and SQLite's page caches (2 MB a connection).

@@ -9,9 +9,12 @@ from __future__ import annotations
 import sqlite3
 import time
 from contextlib import closing
+from pathlib import Path
 
-from access_util import JSON, add_user, bearer, call, evaluate_body, store_path
-from harness import Chain
+import pytest
+
+from access_util import JSON, add_user, bearer, call, cellbus_user, evaluate_body, store_path
+from harness import Chain, NodeProcess, free_port
 
 #: MiB above its baseline the broker's RSS may stay after a flood: the views of recent cells
 #: (broker.cells.VIEW_BYTES, 16) and some (SQLite's page caches, 2 MB a connection).
@@ -124,3 +127,56 @@ def test_broker_memory_returns_near_its_baseline_after_a_flood(chain: Chain) -> 
         time.sleep(0.25)
     print(f"broker RSS: {baseline:.1f} MiB before, {peak:.1f} at its highest seen, {now:.1f} "
           "after")
+
+
+def start_up(nodes: list[NodeProcess], tmp_path: Path, *options: str) -> tuple[NodeProcess, int]:
+    """``bin/cellbus up OPTIONS`` on a free port and a fresh store, its state file in
+    ``tmp_path``; returns it (its log holds every node's) and the gateway's port."""
+    port = free_port()
+    run_dir = tmp_path / "run"
+    run_dir.mkdir(exist_ok=True)
+    up = NodeProcess("up", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     *options, env={"XDG_RUNTIME_DIR": str(run_dir)})
+    nodes.append(up)
+    up.wait_for_log(r"cellbus is up", timeout=60)
+    return up, port
+
+
+@pytest.mark.parametrize("auth", ["token", "none"])
+def test_up_gives_the_public_defaults_with_token_auth_only(
+        nodes: list[NodeProcess], tmp_path: Path, auth: str) -> None:
+    """`up --auth token` runs the broker with its per-user quotas and the device with its
+    exec timeout (300 s); `up --auth none` (one user on loopback) with neither; the output
+    kept per cell run is capped in both."""
+    up, _ = start_up(nodes, tmp_path, "--auth", auth)
+    if auth == "token":
+        up.wait_for_log(r"broker quotas: sessions per user: 4; output per cell run: 8 MiB; "
+                        r"output per user: 256 MiB")
+        up.wait_for_log(r"exec timeout 300 s")
+    else:
+        up.wait_for_log(r"broker quotas: sessions per user: no limit; output per cell run: "
+                        r"8 MiB; output per user: no limit")
+        up.wait_for_log(r"exec timeout none")
+
+
+def test_a_runaway_cell_in_token_mode_ends_with_a_clear_error(
+        nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """`up --auth token --exec-timeout 2 --user-sessions 3`: the options reach the nodes,
+    and `while True: pass` ends in error saying which limit stopped it."""
+    up, port = start_up(nodes, tmp_path, "--auth", "token", "--exec-timeout", "2",
+                        "--user-sessions", "3")
+    up.wait_for_log(r"broker quotas: sessions per user: 3;")
+    out = cellbus_user("add", "alice", store=f"sqlite:///{tmp_path / 'up.db'}")
+    assert out.returncode == 0, out.stderr
+    alice = {**JSON, **bearer(out.stdout.strip().splitlines()[-1])}
+    accepted = call(port, "POST", "/home/alice/ws/1/evaluate", evaluate_body("while True: pass"),
+                    alice)
+    assert accepted.status == 202, accepted.body
+    deadline = time.monotonic() + 60
+    while (doc := call(port, "GET", "/home/alice/ws/1/update?wait=5", headers=alice).body)[
+            "status"] not in ("done", "error"):
+        assert time.monotonic() < deadline, doc
+    assert doc["status"] == "error", doc
+    errors = [b for b in doc["output"].values() if b["type"] == "error"]
+    assert errors and errors[0]["ename"] == "TimeLimitExceeded", doc["output"]
+    assert "2 s limit" in errors[0]["evalue"] and "--exec-timeout" in errors[0]["evalue"]
