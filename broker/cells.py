@@ -6,7 +6,7 @@ message is persisted; any other view is rebuilt from the store on demand. While 
 rebuilt, messages that arrive are queued and applied after, so none is lost in the gap.
 
 The views kept are bounded in number and in bytes (the output folded into them, as
-:func:`~broker.quotas.message_size` counts it): a flooded cell's view is as big as its output,
+:func:`~broker.outputcap.message_size` counts it): a flooded cell's view is as big as its output,
 so a count alone let 2,048 of them hold gigabytes. The least recently used go first; the
 newest is kept whatever its size.
 """
@@ -21,7 +21,7 @@ from typing import Any
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
-from .quotas import message_size
+from .outputcap import message_size
 from .store import Request, Store
 
 #: Request views kept in memory; older ones are rebuilt from the store when asked for.

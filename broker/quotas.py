@@ -17,9 +17,11 @@ with ``--auth token`` can live with:
     ``error`` as its code did. The code keeps running (the device's ``--max-output`` is what
     stops a run).
 ``--user-output BYTES`` (:data:`USER_OUTPUT`)
-    Output one user stores, counted by this broker from its start (a restarted broker
-    counts afresh, and output that retention removes still counts until then). Past it, each
-    run of the user stores the notice in place of its output.
+    Output one user keeps in the store: read from the store at the user's first request and
+    every :data:`~broker.outputcap.RECOUNT` seconds after (retention removes output), plus
+    what the broker stored for them since (a store that cannot tell, MongoDB for now: counted
+    from the broker's start). Past it, each run of the user keeps the notice in place of its
+    output.
 
 The user is the one the gateway named (``metadata["cellbus"]["user"]``); only with
 ``--auth token`` is that someone who proved it. Requests per user are the gateway's ``--rate``
@@ -29,16 +31,14 @@ The user is the one the gateway named (``metadata["cellbus"]["user"]``); only wi
 from __future__ import annotations
 
 import argparse
-import collections
 import logging
-import uuid
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
-from protocol import msgtypes as mt
 from protocol.config import add_option
 from protocol.wire import Message
 
+from .outputcap import OutputCap, UserBytes
 from .placement import DeviceTable
 from .store import Store
 
@@ -48,13 +48,6 @@ USER_OUTPUT: Final = 256 * 2**20
 #: Seconds a client refused for its session quota is told to wait (a worker idle for the
 #: device's --idle-timeout, 60 s by default, ends and frees its place).
 RETRY_AFTER: Final = 30
-#: Runs whose stored output is counted at once; the oldest is forgotten past this (a run
-#: whose end never arrives, say).
-MAX_RUNS: Final = 10_000
-#: Messages that carry a run's output; the rest (replies, status, interact and control
-#: messages) are always stored, so a cell's state and end never depend on its output.
-OUTPUT_TYPES: Final = frozenset({mt.STREAM, mt.DISPLAY_DATA, mt.EXECUTE_RESULT,
-                                 "update_display_data"})
 
 log = logging.getLogger("cellbus.broker")
 
@@ -88,8 +81,8 @@ def add_quota_options(p: argparse.ArgumentParser, *, by_auth: bool = False) -> N
                     "dropped, with a notice in the cell (0: no limit)")
     add_option(p, "--user-output", type=int, metavar="BYTES",
                default=None if by_auth else USER_OUTPUT,
-               help="output one user may store, counted since the broker started; past it "
-                    "runs keep a notice instead of their output (0: no limit)"
+               help="output one user may keep in the store; past it their runs keep a "
+                    "notice instead of their output (0: no limit)"
                     + per_user.format(USER_OUTPUT))
 
 
@@ -109,30 +102,6 @@ def quota_argv(args: argparse.Namespace, *, token: bool) -> list[str]:
     return argv
 
 
-def message_size(msg: Message) -> int:
-    """Bytes a message's content and buffers hold, about what storing it costs: strings and
-    bytes by their length, any other value as 8. Iterative: content nests as deep as its
-    sender likes."""
-    size = sum(len(b) for b in msg.get("buffers") or ())
-    stack: list[Any] = [msg.get("content")]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, (str, bytes)):
-            size += len(value)
-        elif isinstance(value, dict):
-            stack.extend(value.keys())
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-        else:
-            size += 8
-    return size
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:g} MiB"
-
-
 class Quotas:
     """The broker's keeper of the limits: :meth:`admit` from intake, :meth:`screen` on the
     way to the store."""
@@ -143,11 +112,8 @@ class Quotas:
         self.store = store
         #: Who owns each session that holds a place (as far as known); see :meth:`admit`.
         self._owners: dict[str, str] = {}
-        #: Output bytes stored by each run being counted (parent msg_id -> bytes); a run
-        #: that was cut maps to -1.
-        self._runs: collections.OrderedDict[str, int] = collections.OrderedDict()
-        #: Output bytes each user stored since this broker started.
-        self.user_bytes: dict[str, int] = {}
+        self.user_bytes = UserBytes(store)
+        self.output = OutputCap(config.cell_output, config.user_output, self.user_bytes)
         log.info("broker quotas: %s", config.describe())
 
     # -- places --------------------------------------------------------------------------------
@@ -155,7 +121,10 @@ class Quotas:
     async def admit(self, user: str, session_id: str) -> tuple[str, int] | None:
         """None if ``user`` may have ``session_id`` take one more place (then it counts as
         theirs), else the refusal's words and the seconds to wait. Sessions that hold a place
-        already are always admitted."""
+        already are always admitted. Called for each execute request, before it is accepted:
+        it also brings the count of the user's stored output up to date."""
+        if self.config.user_output:
+            await self.user_bytes.refresh(user)  # before the run's output comes
         limit = self.config.user_sessions
         if not limit or self.devices.holder(session_id) is not None:
             return None
@@ -177,70 +146,6 @@ class Quotas:
         """Sessions with a worker (or one starting) on a live device."""
         return {s for d in self.devices.live() for s in (*d.sessions, *d.placing)}
 
-    # -- stored output -------------------------------------------------------------------------
-
     def screen(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
-        """``outputs`` as they may be stored: output past a run's or a user's limit is
-        dropped, the first message dropped of each run becomes a notice that says so."""
-        config = self.config
-        if not (config.cell_output or config.user_output):
-            return outputs
-        kept: list[tuple[str, Message]] = []
-        for session_id, msg in outputs:
-            parent = msg["parent_header"].get("msg_id")
-            if not isinstance(parent, str):
-                kept.append((session_id, msg))
-                continue
-            if msg["msg_type"] not in OUTPUT_TYPES:
-                if msg["msg_type"] == mt.STATUS and \
-                        msg["content"].get("execution_state") == "idle":
-                    self._runs.pop(parent, None)  # the run ended
-                kept.append((session_id, msg))
-                continue
-            notice = self._count(parent, msg)
-            if notice is None:
-                kept.append((session_id, msg))
-            elif notice:
-                kept.append((session_id, self._notice(msg, notice)))
-        return kept
-
-    def _count(self, parent: str, msg: Message) -> str | None:
-        """None to store ``msg``; else "" to drop it, or the notice that replaces it."""
-        used = self._runs.pop(parent, 0)
-        if used < 0:
-            self._runs[parent] = used
-            return ""
-        facts = msg["metadata"].get("cellbus")
-        user = facts.get("user") if isinstance(facts, dict) else None
-        user = user if isinstance(user, str) else ""
-        size = message_size(msg)
-        cap, quota = self.config.cell_output, self.config.user_output
-        user_used = self.user_bytes.get(user, 0)
-        if cap and used + size > cap:
-            why = (f"output truncated at {_mib(cap)}, the most one run of a cell keeps (the "
-                   "broker's --cell-output); the cell keeps running, and what it prints from "
-                   "here on is not kept")
-        elif quota and user_used + size > quota:
-            why = (f"output truncated: {user} has stored {_mib(user_used)} of output, the "
-                   f"most one user may keep (the broker's --user-output {_mib(quota)}); the "
-                   "cell keeps running, and what it prints from here on is not kept")
-        else:
-            self._runs[parent] = used + size
-            while len(self._runs) > MAX_RUNS:
-                self._runs.popitem(last=False)
-            self.user_bytes[user] = user_used + size
-            return None
-        self._runs[parent] = -1
-        return why
-
-    @staticmethod
-    def _notice(msg: Message, why: str) -> Message:
-        """A stream message about the same run that says its output was cut (on the stream
-        that was cut, so it ends that block; on stderr for other output)."""
-        name = msg["content"].get("name") if msg["msg_type"] == mt.STREAM else None
-        header = dict(msg["header"], msg_id=uuid.uuid4().hex, msg_type=mt.STREAM)
-        return {"header": header, "msg_id": header["msg_id"], "msg_type": mt.STREAM,
-                "parent_header": msg["parent_header"],
-                "metadata": {"cellbus": dict(msg["metadata"].get("cellbus") or {})},
-                "content": {"name": name if name in ("stdout", "stderr") else "stderr",
-                            "text": f"\n[cellbus: {why}]\n"}}
+        """``outputs`` as they may be stored (see :meth:`OutputCap.screen`)."""
+        return self.output.screen(outputs)

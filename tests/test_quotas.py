@@ -90,6 +90,34 @@ def test_a_user_at_the_session_quota_is_refused_while_another_is_served(chain: C
     assert answer.status == 202, answer.body
 
 
+def test_a_user_past_the_output_quota_keeps_a_notice_even_after_a_broker_restart(
+        chain: Chain) -> None:
+    """--user-output 1 MiB: ann's first 704 KiB are kept; after the broker restarts (it
+    reads what ann keeps from the store), her next run keeps what is left of her quota and
+    then the notice naming it, while bob's same run is kept whole."""
+    options = ("--user-output", str(2**20), "--cell-output", "0")
+    chain.start_broker(*options)
+    chain.start_device()
+    chain.start_gateway()
+    seven = "for i in range(11):\n    print('z' * 65535)"
+    assert chain.evaluate("ann/ws/1", seven)[0] == 202
+    first = chain.wait_done("ann/ws/1")
+    assert first["status"] == "done" and len(stdout_text(first)) == 11 * 65536
+    assert chain.broker is not None
+    chain.broker.stop()
+    chain.start_broker(*options).wait_for_log(r"device device0 registered")
+    status, accepted = chain.evaluate("ann/ws/2", seven)
+    assert status == 202, accepted
+    second = chain.wait_done("ann/ws/2")
+    assert second["status"] == "done", second
+    text = stdout_text(second)
+    assert "--user-output 1 MiB" in text and "the cell keeps running" in text, text[-300:]
+    assert text.count("z") <= 2**20 - 11 * 65536  # what was left of her quota, at most
+    assert run_output_bytes(chain, accepted["msg_id"]) <= 2**20 - 11 * 65536 + 4096
+    assert chain.evaluate("bob/ws/1", seven)[0] == 202
+    assert len(stdout_text(chain.wait_done("bob/ws/1"))) == 11 * 65536
+
+
 def rss_mib(pid: int) -> float:
     """The process's resident set (VmRSS) in MiB, from /proc/PID/status."""
     with open(f"/proc/{pid}/status", encoding="ascii") as f:
