@@ -71,7 +71,8 @@ def parser() -> argparse.ArgumentParser:
 
 def access_argv(a: argparse.Namespace) -> list[str]:
     """The gateway's access options, as given to `up`."""
-    argv = ["--rate", a.rate] + (["--auth", a.auth] if a.auth else [])
+    argv = (["--rate", a.rate] if a.rate is not None else []) + (
+        ["--auth", a.auth] if a.auth else [])
     argv += ["--allow-anonymous"] if a.allow_anonymous else []
     for origin in a.allow_origin or []:
         argv += ["--allow-origin", origin]

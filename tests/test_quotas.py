@@ -173,18 +173,20 @@ def start_up(nodes: list[NodeProcess], tmp_path: Path, *options: str) -> tuple[N
 @pytest.mark.parametrize("auth", ["token", "none"])
 def test_up_gives_the_public_defaults_with_token_auth_only(
         nodes: list[NodeProcess], tmp_path: Path, auth: str) -> None:
-    """`up --auth token` runs the broker with its per-user quotas and the device with its
-    exec timeout (300 s); `up --auth none` (one user on loopback) with neither; the output
-    kept per cell run is capped in both."""
+    """`up --auth token` runs the broker with its per-user quotas, the device with its exec
+    timeout (300 s) and the gateway with a request rate per user; `up --auth none` (one user
+    on loopback) with none of them; the output kept per cell run is capped in both."""
     up, _ = start_up(nodes, tmp_path, "--auth", auth)
     if auth == "token":
         up.wait_for_log(r"broker quotas: sessions per user: 4; output per cell run: 8 MiB; "
                         r"output per user: 256 MiB")
         up.wait_for_log(r"exec timeout 300 s")
+        up.wait_for_log(r"gateway access: auth token; .*rate limit: 120/min")
     else:
         up.wait_for_log(r"broker quotas: sessions per user: no limit; output per cell run: "
                         r"8 MiB; output per user: no limit")
         up.wait_for_log(r"exec timeout none")
+        up.wait_for_log(r"gateway access: auth none; .*rate limit: none")
 
 
 def test_a_runaway_cell_in_token_mode_ends_with_a_clear_error(
