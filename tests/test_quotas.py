@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from access_util import JSON, add_user, bearer, call, cellbus_user, evaluate_body, store_path
+from fuzzing import rss_kib
 from harness import Chain, NodeProcess, free_port
 
 #: MiB above its baseline the broker's RSS may stay after a flood: the views of recent cells
@@ -119,12 +120,7 @@ def test_a_user_past_the_output_quota_keeps_a_notice_even_after_a_broker_restart
 
 
 def rss_mib(pid: int) -> float:
-    """The process's resident set (VmRSS) in MiB, from /proc/PID/status."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    raise AssertionError(f"no VmRSS in /proc/{pid}/status")
+    return rss_kib(pid) / 1024
 
 
 def test_broker_memory_returns_near_its_baseline_after_a_flood(chain: Chain) -> None:
