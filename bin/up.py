@@ -34,6 +34,7 @@ from gateway.__main__ import add_access_options  # noqa: E402
 from gateway.access import make_policy  # noqa: E402
 from broker.quotas import add_quota_options, quota_argv  # noqa: E402
 from broker.retention import DEFAULT_TEXT, parse_duration  # noqa: E402
+from device.__main__ import EXEC_TIMEOUT  # noqa: E402
 from device.router import DRAIN_TIMEOUT  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
 from protocol.errors import ConfigError  # noqa: E402
@@ -49,8 +50,8 @@ def parser() -> argparse.ArgumentParser:
                help="store URL; default a SQLite file in your data directory")
     add_option(p, "--devices", type=int, default=1, metavar="N", help="devices to start")
     add_option(p, "--exec-timeout", type=float, metavar="S",
-               help="wall-clock seconds one execution may run; 0: no limit (default: with "
-                    "--auth token the device's default, else no limit)")
+               help="wall-clock seconds one execution may run; 0: no limit (default: "
+                    f"{EXEC_TIMEOUT:g} with --auth token, else no limit)")
     add_option(p, "--idle-timeout", type=float, default=60.0, metavar="S",
                help="seconds an idle session worker lives")
     add_option(p, "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
