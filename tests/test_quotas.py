@@ -1,7 +1,8 @@
 """Per-user quotas and bounded output (issue 19 items 4 and 5; issue 18 item 3, broker side).
 
-Real chains: a broker with small limits set by option, a real device and a gateway, and the
-broker's SQLite file read directly to see what was stored.
+Real chains: a broker with small limits set by option (or environment), a real device and a
+gateway, the broker's SQLite file read directly to see what was stored, its RSS read from
+/proc; `bin/cellbus up` as an operator runs it; and Chromium for what the page shows.
 """
 
 from __future__ import annotations
@@ -62,12 +63,14 @@ def test_a_flooding_cell_is_cut_at_the_cap_and_still_ends_done(chain: Chain) -> 
     assert after["status"] == "done" and stdout_text(after) == "after the flood\n"
 
 
-def test_a_user_at_the_session_quota_is_refused_while_another_is_served(chain: Chain) -> None:
-    """--user-sessions 2, --auth token: alice's third worksheet gets 429 naming the quota and
-    how to free a place; her running worksheets and bob are served; once she restarts one,
-    the third runs."""
+def test_a_user_at_the_session_quota_is_refused_while_another_is_served(
+        chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CELLBUS_USER_SESSIONS=2 (the broker's --user-sessions), --auth token: alice's third
+    worksheet gets 429 naming the quota and how to free a place; her running worksheets and
+    bob are served; once she restarts one, the third runs."""
     tokens = {name: add_user(chain, name) for name in ("alice", "bob")}
-    chain.start_broker("--user-sessions", "2")
+    monkeypatch.setenv("CELLBUS_USER_SESSIONS", "2")  # read by the nodes started below
+    chain.start_broker()
     chain.start_device()
     chain.start_gateway("--auth", "token")
     alice, bob = ({**JSON, **bearer(tokens[n])} for n in ("alice", "bob"))
