@@ -224,3 +224,28 @@ def test_the_page_shows_the_truncation_notice_and_the_cell_done(chain: Chain, pa
     out = cell.locator(".cellbus-output .cellbus-stdout")
     expect(out).to_contain_text("[cellbus: output truncated at 0.0625 MiB")
     assert out.inner_text().count("w") <= 64 * 1024
+
+
+async def test_cell_views_are_bounded_in_bytes_and_rebuilt_from_the_store(tmp_path: Path) -> None:
+    """Cells with max_bytes 150 kB and three cells of 64 kB output each: the oldest view is
+    forgotten (the bytes kept stay under the bound), and asking for its cell again folds
+    the same output from the real SQLite store."""
+    from broker.cells import Cells
+    from broker.store import Request, open_store, sqlite_url
+    from protocol.wire import Session
+    bus = Session(b"k")
+    async with open_store(sqlite_url(tmp_path / "cells.db")) as store:
+        cells = Cells(store, max_bytes=150_000)
+        for n in range(3):
+            msg = bus.msg("execute_request", {"code": "print('v' * 64000)"})
+            request = await store.add_request(Request(
+                msg["msg_id"], f"s{n}", "u", "ws", str(n), "execute_request", "", msg))
+            cells.track(request)
+            out = bus.msg("stream", {"name": "stdout", "text": "v" * 64000}, parent=msg)
+            (seq,) = await store.append_messages([(f"s{n}", out)])
+            cells.apply(msg["msg_id"], seq, out)
+        assert len(cells.views) == 2 and 128_000 < cells.bytes <= 150_000
+        oldest = await cells.for_cell("u", "ws", "0")
+        assert oldest is not None and oldest.document()["output"]["stdout_0"]["content"] == \
+            "v" * 64000
+        assert cells.bytes <= 150_000
