@@ -2,7 +2,8 @@
 
 Real chains: a broker with small limits set by option (or environment), a real device and a
 gateway, the broker's SQLite file read directly to see what was stored, its RSS read from
-/proc; `bin/cellbus up` as an operator runs it; and Chromium for what the page shows.
+/proc; and `bin/cellbus up` as an operator runs it. What the page shows, in Chromium:
+tests/test_browser_quotas.py.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import pytest
 from access_util import JSON, add_user, bearer, call, cellbus_user, evaluate_body, store_path
 from fuzzing import rss_kib
 from harness import Chain, NodeProcess, free_port
-from test_browser import browser, expect, open_worksheet, page, run  # noqa: F401 (fixtures)
 
 #: MiB above its baseline the broker's RSS may stay after a flood: the views of recent cells
 #: (broker.cells.VIEW_BYTES, 16) and some (SQLite's page caches, 2 MB a connection).
@@ -210,20 +210,6 @@ def test_a_runaway_cell_in_token_mode_ends_with_a_clear_error(
     errors = [b for b in doc["output"].values() if b["type"] == "error"]
     assert errors and errors[0]["ename"] == "TimeLimitExceeded", doc["output"]
     assert "2 s limit" in errors[0]["evalue"] and "--exec-timeout" in errors[0]["evalue"]
-
-
-def test_the_page_shows_the_truncation_notice_and_the_cell_done(chain: Chain, page) -> None:
-    """In Chromium: a cell past --cell-output shows the kept output, then the notice; the
-    cell ends done."""
-    chain.start_broker("--cell-output", str(64 * 1024))
-    chain.start_device()
-    chain.start_gateway()
-    cell = open_worksheet(page, chain).nth(0)
-    run(cell, "for i in range(64):\n    print('w' * 16383)")
-    expect(cell).to_have_attribute("data-status", "done")
-    out = cell.locator(".cellbus-output .cellbus-stdout")
-    expect(out).to_contain_text("[cellbus: output truncated at 0.0625 MiB")
-    assert out.inner_text().count("w") <= 64 * 1024
 
 
 async def test_cell_views_are_bounded_in_bytes_and_rebuilt_from_the_store(tmp_path: Path) -> None:
