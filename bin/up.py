@@ -32,7 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from broker.status import remove_state, write_state  # noqa: E402
 from gateway.__main__ import add_access_options  # noqa: E402
 from gateway.access import make_policy  # noqa: E402
+from broker.quotas import add_quota_options, quota_argv  # noqa: E402
 from broker.retention import DEFAULT_TEXT, parse_duration  # noqa: E402
+from device.__main__ import EXEC_TIMEOUT  # noqa: E402
 from device.router import DRAIN_TIMEOUT  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
 from protocol.errors import ConfigError  # noqa: E402
@@ -47,8 +49,9 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--store", metavar="URL",
                help="store URL; default a SQLite file in your data directory")
     add_option(p, "--devices", type=int, default=1, metavar="N", help="devices to start")
-    add_option(p, "--exec-timeout", type=float, default=0.0, metavar="S",
-               help="wall-clock seconds one execution may run; 0: no limit")
+    add_option(p, "--exec-timeout", type=float, metavar="S",
+               help="wall-clock seconds one execution may run; 0: no limit (default: "
+                    f"{EXEC_TIMEOUT:g} with --auth token, else no limit)")
     add_option(p, "--idle-timeout", type=float, default=60.0, metavar="S",
                help="seconds an idle session worker lives")
     add_option(p, "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -62,13 +65,15 @@ def parser() -> argparse.ArgumentParser:
                "messages stay whole before they are compacted (0 or off: never)")
     add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
                help="as for devices: on stop, seconds running cells get to finish")
+    add_quota_options(p, by_auth=True)
     add_access_options(p)
     return p
 
 
 def access_argv(a: argparse.Namespace) -> list[str]:
     """The gateway's access options, as given to `up`."""
-    argv = ["--rate", a.rate] + (["--auth", a.auth] if a.auth else [])
+    argv = (["--rate", a.rate] if a.rate is not None else []) + (
+        ["--auth", a.auth] if a.auth else [])
     argv += ["--allow-anonymous"] if a.allow_anonymous else []
     for origin in a.allow_origin or []:
         argv += ["--allow-origin", origin]
@@ -131,17 +136,21 @@ class Supervisor:
 
     def run(self) -> int:
         a = self.args
+        token = make_policy(host=a.host, port=a.port, auth=a.auth,
+                            allow_anonymous=a.allow_anonymous).auth == "token"
         broker = ["--gateway-bind", self.ep["gw"], "--device-bind", self.ep["dev"],
-                  "--publish-bind", self.ep["pub"]]
+                  "--publish-bind", self.ep["pub"], *quota_argv(a, token=token)]
         self.start("broker", "broker", *broker, *(["--store", a.store] if a.store else []),
                    "--retention", str(a.retention))
+        timeout = [] if a.exec_timeout is None and token else [
+            "--exec-timeout", str(a.exec_timeout or 0)]
         for name in ("gw", "dev", "pub"):
             self.wait_for_socket(name)
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
                        "--sandbox-uids", sandbox_uids(i),
-                       "--exec-timeout", str(a.exec_timeout),
+                       *timeout,
                        "--idle-timeout", str(a.idle_timeout),
                        "--drain-timeout", str(a.drain_timeout))
         self.start("gateway", "gateway", "--broker", self.ep["gw"], "--subscribe", self.ep["pub"],
@@ -156,8 +165,7 @@ class Supervisor:
             print(f"cellbus up: `bin/cellbus status` will need --broker and --key-file: {e}",
                   file=sys.stderr, flush=True)
         print(f"cellbus is up: {url}  (Ctrl-C stops it)", flush=True)
-        if make_policy(host=a.host, port=a.port, auth=a.auth,
-                       allow_anonymous=a.allow_anonymous).auth == "token":
+        if token:
             store = f" --store {a.store}" if a.store else ""
             print(f"it needs tokens: `bin/cellbus user add NAME{store}` makes one; open "
                   f"{url}?token=TOKEN once in a browser", flush=True)

@@ -12,6 +12,7 @@ from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
 from .node import Broker
+from .quotas import add_quota_options, quota_config
 from .retention import DEFAULT_TEXT, parse_duration
 from .store import ACCEPTED, UnknownStore, default_sqlite_url, open_store
 
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
                node="broker", help="how long after a session finished its messages stay whole; "
                "then they are compacted to each cell's final output (e.g. 45s, 12h, 7d; 0 or "
                "off: never)")
+    add_quota_options(p)
     add_common_options(p)
     return p
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         return Broker(Session(load_key(args.key_file), packer=args.packer), store,
                       gateway_bind=args.gateway_bind, device_bind=args.device_bind,
                       publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
-                      retention_period=args.retention)
+                      retention_period=args.retention, quotas=quota_config(args))
 
     return run_node(make)
 

@@ -4,6 +4,11 @@ A cell's document (the seed's ``/update`` answer) is its latest request plus the
 request's output messages. Views of recent requests stay in memory and are updated as each
 message is persisted; any other view is rebuilt from the store on demand. While a view is being
 rebuilt, messages that arrive are queued and applied after, so none is lost in the gap.
+
+The views kept are bounded in number and in bytes (the output folded into them, as
+:func:`~broker.outputcap.message_size` counts it): a flooded cell's view is as big as its output,
+so a count alone let 2,048 of them hold gigabytes. The least recently used go first; the
+newest is kept whatever its size.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from typing import Any
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
+from .outputcap import message_size
 from .store import Request, Store
 
 #: Request views kept in memory; older ones are rebuilt from the store when asked for.
 VIEW_CACHE = 2048
+#: Bytes of output those views may hold in all.
+VIEW_BYTES = 16 * 2**20
 CellAddress = tuple[str, str, str]
 
 
@@ -27,6 +35,8 @@ CellAddress = tuple[str, str, str]
 class CellView:
     request: Request
     output: CellOutput = field(default_factory=CellOutput)
+    #: Bytes of the messages folded into ``output`` (see the module docstring).
+    size: int = 0
 
     def document(self, since: int = 0) -> dict[str, Any]:
         """The ``/update`` document: everything changed after ``since``, whole blocks."""
@@ -44,9 +54,13 @@ class CellView:
 
 
 class Cells:
-    def __init__(self, store: Store, capacity: int = VIEW_CACHE) -> None:
+    def __init__(self, store: Store, capacity: int = VIEW_CACHE,
+                 max_bytes: int = VIEW_BYTES) -> None:
         self.store = store
         self.capacity = capacity
+        self.max_bytes = max_bytes
+        #: Bytes of all the views kept.
+        self.bytes = 0
         self.views: collections.OrderedDict[str, CellView] = collections.OrderedDict()
         self.latest: collections.OrderedDict[CellAddress, str] = collections.OrderedDict()
         self._loading: dict[str, list[tuple[int, Message]]] = {}
@@ -55,7 +69,7 @@ class Cells:
     def track(self, request: Request) -> CellView:
         """A new request: it becomes its cell's latest, with an empty output."""
         view = CellView(request)
-        self._remember(self.views, request.msg_id, view)
+        self._keep(view)
         self._remember(self.latest, (request.user, request.worksheet, request.cell_id),
                        request.msg_id)
         return view
@@ -69,6 +83,10 @@ class Cells:
             self._loading[parent].append((seq, msg))
         elif (view := self.views.get(parent)) is not None:
             view.output.apply(seq, msg)
+            size = message_size(msg)
+            view.size += size
+            self.bytes += size
+            self._evict()
 
     async def for_cell(self, user: str, worksheet: str, cell_id: str) -> CellView | None:
         msg_id = self.latest.get((user, worksheet, cell_id))
@@ -83,22 +101,41 @@ class Cells:
         """The view of ``request``, folded from the store if it is not in memory."""
         if (view := self.views.get(request.msg_id)) is not None:
             return view
-        if (done := self._load_done.get(request.msg_id)) is not None:
+        while (done := self._load_done.get(request.msg_id)) is not None:
             await done.wait()
-            return self.views[request.msg_id]
+            if (view := self.views.get(request.msg_id)) is not None:
+                return view  # else forgotten already (see _evict): load it again
         self._loading[request.msg_id] = []
         self._load_done[request.msg_id] = asyncio.Event()
         view = CellView(request)
         try:
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
                 view.output.apply(seq, msg)
+                view.size += message_size(msg)
         finally:
             late = self._loading.pop(request.msg_id)
             for seq, msg in sorted(late, key=lambda item: item[0]):
                 view.output.apply(seq, msg)
-            self._remember(self.views, request.msg_id, view)
+                view.size += message_size(msg)
+            self._keep(view)
             self._load_done.pop(request.msg_id).set()
         return view
+
+    def _keep(self, view: CellView) -> None:
+        """Keep ``view`` as the newest view."""
+        old = self.views.pop(view.request.msg_id, None)
+        if old is not None:
+            self.bytes -= old.size
+        self.views[view.request.msg_id] = view
+        self.bytes += view.size
+        self._evict()
+
+    def _evict(self) -> None:
+        """Forget the oldest views past either bound, but never the last one."""
+        while len(self.views) > 1 and (len(self.views) > self.capacity
+                                       or self.bytes > self.max_bytes):
+            _, gone = self.views.popitem(last=False)
+            self.bytes -= gone.size
 
     def _remember(self, table: collections.OrderedDict[Any, Any], key: Any, value: Any) -> None:
         table[key] = value

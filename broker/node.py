@@ -36,11 +36,12 @@ from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.wire import Message, Session
 
-from . import capacity, retention
+from . import capacity, memory, retention
 from .cells import Cells
 from .devices import DeviceWatch, Handed
 from .intake import Intake
 from .placement import DeviceTable
+from .quotas import QuotaConfig, Quotas
 from .receipts import Receipts, Verdict
 from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
                     StoreError,
@@ -61,12 +62,14 @@ class Broker(Node):
 
     def __init__(self, session: Session, store: Store, *, gateway_bind: str, device_bind: str,
                  publish_bind: str, feed_hwm: int = mt.FEED_HWM,
-                 retention_period: float = retention.DEFAULT_RETENTION) -> None:
+                 retention_period: float = retention.DEFAULT_RETENTION,
+                 quotas: QuotaConfig = QuotaConfig()) -> None:
         super().__init__(session)
         self.store = store
         self.endpoints = (gateway_bind, device_bind, publish_bind)
         self.feed_hwm = feed_hwm
         self.devices = DeviceTable()
+        self.quotas = Quotas(quotas, self.devices, store)
         self.cells = Cells(store)
         self.sent = Handed()  # requests handed to a device by this broker process
         self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
@@ -108,6 +111,7 @@ class Broker(Node):
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
         self.spawn(self._beacons(), "beacons")
+        self.spawn(memory.trim_after_bursts(), "memory")
         if self.retention_period > 0:
             self.spawn(retention.run(self.store, self.retention_period, self.log), "retention")
         else:
@@ -345,6 +349,7 @@ class Broker(Node):
         status changes of the requests they answer and the ``receipts`` of the devices that
         sent them (one write, one commit), then publish: nothing is published that is not
         stored."""
+        outputs = self.quotas.screen(outputs)  # output past a quota becomes a notice
         known: dict[str, tuple[Request, str] | None] = {}
         updates: list[StatusUpdate] = []
         ended: list[Request] = []

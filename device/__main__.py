@@ -17,6 +17,11 @@ from .launcher import LaunchSpec
 from .limits import Limits
 from .sandbox import DEFAULT_UIDS, MODES, parse_uids
 
+#: Seconds one execution may run by default: on a public service a `while True: pass` frees
+#: its place within five minutes; a private one that runs longer computations gives 0 (no
+#: limit), as `bin/cellbus up` without auth does.
+EXEC_TIMEOUT = 300.0
+
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -33,8 +38,10 @@ def parser() -> argparse.ArgumentParser:
                help="seconds a session's worker may sit idle before it is closed")
     add_option(p, "--interact-timeout", type=float, default=600.0, metavar="S",
                help="idle seconds a session with interacts lives, so its controls keep working")
-    add_option(p, "--exec-timeout", type=float, default=0.0, metavar="S",
-               help="wall-clock seconds one execution may run before it is stopped; 0: no limit")
+    add_option(p, "--exec-timeout", type=float, default=EXEC_TIMEOUT, metavar="S",
+               help="wall-clock seconds one execution may run before it is stopped (the "
+                    "default suits a public service: a `while True: pass` frees its place "
+                    "within minutes); 0: no limit")
     add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
                help="on SIGTERM, seconds running cells get to finish before they are stopped "
                     "(requests not started are handed back to the broker at once)")

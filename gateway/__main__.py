@@ -9,7 +9,7 @@ from protocol.config import add_common_options, add_option, load_key
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
-from .access import make_policy
+from .access import TOKEN_RATE, make_policy
 from .node import MAX_INPUT, Gateway
 
 
@@ -45,9 +45,10 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
     add_option(p, "--allow-host", action="append", metavar="NAME", node="gateway",
                help="a loopback gateway also answers to this Host name (a proxy in front); "
                     "repeatable")
-    add_option(p, "--rate", default="0", metavar="N/min", node="gateway",
+    add_option(p, "--rate", metavar="N/min", node="gateway",
                help="requests that run code (evaluate, interact, restart) per user, or per "
-                    "address without auth; beyond it 429 with Retry-After. 0: no limit")
+                    "address without auth; beyond it 429 with Retry-After. 0: no limit "
+                    f"(default: {TOKEN_RATE} with --auth token, else no limit)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,10 @@ from .ratelimit import Rate, parse_rate
 AUTH_MODES: Final = ("token", "none")
 #: Query arguments whose values never reach a log line.
 SECRET_ARGS: Final = frozenset({"token", "_xsrf"})
+#: Requests that run code one user may make with --auth token when --rate is not given:
+#: a person at a page stays far below it (interacts coalesce); a script looping on evaluate
+#: does not.
+TOKEN_RATE: Final = "120/min"
 #: Seconds a browser may cache a CORS preflight answer.
 PREFLIGHT_MAX_AGE: Final = 600
 
@@ -123,11 +127,12 @@ def normal_origin(origin: str) -> str:
 
 def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymous: bool = False,
                 origins: list[str] | None = None, hosts: list[str] | None = None,
-                rate: str = "") -> AccessPolicy:
+                rate: str | None = None) -> AccessPolicy:
     """The policy for these options, or :class:`ConfigError` saying what to change.
 
     Without ``auth``: ``none`` on a loopback address (or with ``allow_anonymous``), else
-    ``token``. ``auth="none"`` on any other address needs ``allow_anonymous``.
+    ``token``. ``auth="none"`` on any other address needs ``allow_anonymous``. Without
+    ``rate``: :data:`TOKEN_RATE` per user with ``token``, no limit with ``none``.
     """
     if tornado.version_info < (6, 6):
         raise ConfigError(f"the gateway needs tornado>=6.6 for its cross-origin protection, "
@@ -150,7 +155,9 @@ def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymou
         allowed.add(normal)
     names = {h.strip().lower().rstrip(".") for h in hosts or [] if h.strip()}
     return AccessPolicy(auth=mode, host=host, port=port, origins=frozenset(allowed),
-                        hosts=frozenset(names), rate=parse_rate(rate))
+                        hosts=frozenset(names),
+                        rate=parse_rate(rate if rate is not None
+                                        else TOKEN_RATE if mode == "token" else ""))
 
 
 def tornado_settings(policy: AccessPolicy) -> dict[str, Any]:

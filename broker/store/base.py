@@ -187,6 +187,12 @@ class Store(abc.ABC):
         """The highest seq given out for ``session``; 0 if none."""
         raise _missing("last_seq")
 
+    async def user_bytes(self, user: str) -> int | None:
+        """Bytes the stored messages of ``user``'s sessions take, as encoded (for the
+        broker's ``--user-output``), or None where the backend cannot tell cheaply: the
+        default, and the broker then counts from its start."""
+        return None
+
     # -- sessions ---------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -259,6 +259,11 @@ class SQLiteStore(Store):
 
         return await self._read(op)
 
+    async def user_bytes(self, user: str) -> int | None:
+        sql = ("SELECT COALESCE(SUM(LENGTH(m.data)), 0) FROM sessions s JOIN messages m "
+               "ON m.session = s.session WHERE s.user = ?")  # LENGTH reads no blob
+        return await self._read(lambda conn: int(conn.execute(sql, (user,)).fetchone()[0]))
+
     # -- sessions ---------------------------------------------------------------------------
 
     async def put_session(self, rec: SessionRecord) -> None:

@@ -1,0 +1,161 @@
+"""The output of a cell run as it may be stored: cut at the run's and the user's limits.
+
+Called by the broker on each batch of output before it is stored (see :mod:`broker.quotas`
+for the limits and their options). Only output counts (:data:`OUTPUT_TYPES`): replies, status,
+interact and control messages are always stored, so a cell's state and its end never depend
+on how much it printed. The message that would pass a limit is replaced by a notice on the same
+run (a stream message, so the page shows it at the end of that output), and the rest of that
+run's output is dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+import uuid
+from typing import Final
+
+import msgpack
+
+from protocol import msgtypes as mt
+from protocol.wire import Message
+
+from .store import Store, StoreError
+
+#: Runs whose stored output is counted at once; the oldest is forgotten past this (a run
+#: whose end never arrives, say).
+MAX_RUNS: Final = 10_000
+#: Messages that carry a run's output.
+OUTPUT_TYPES: Final = frozenset({mt.STREAM, mt.DISPLAY_DATA, mt.EXECUTE_RESULT,
+                                 "update_display_data"})
+#: Seconds a user's stored bytes read from the store are trusted before they are read again.
+RECOUNT: Final = 600.0
+
+log = logging.getLogger("cellbus.broker")
+
+
+def message_size(msg: Message) -> int:
+    """Bytes of a message's content as the store encodes it (msgpack), plus its buffers.
+    Encoding runs in C; walking a big JSON display in Python instead costs many times more
+    on the loop every message passes through."""
+    size = sum(len(b) for b in msg.get("buffers") or ())
+    try:
+        return size + len(msgpack.packb(msg.get("content"), use_bin_type=True))
+    except (TypeError, ValueError, OverflowError):  # the store refuses it, and says so
+        return size
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:g} MiB"
+
+
+class UserBytes:
+    """Bytes of output each user keeps in the store, about: what the store said when last
+    asked (:meth:`refresh`), plus what this broker stored for them since."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        #: Bytes this broker stored for each user, in all.
+        self._counted: dict[str, int] = {}
+        #: user -> (the store's bytes, ``_counted`` then, when: monotonic).
+        self._read: dict[str, tuple[int, int, float]] = {}
+
+    async def refresh(self, user: str) -> None:
+        """Ask the store, unless it was asked in the last :data:`RECOUNT` seconds."""
+        read = self._read.get(user)
+        if read is not None and time.monotonic() - read[2] < RECOUNT:
+            return
+        counted = self._counted.get(user, 0)
+        try:
+            stored = await self.store.user_bytes(user)
+        except StoreError as e:
+            log.warning("broker could not count the output %s keeps: %s", user, e)
+            return
+        self._read[user] = (counted if stored is None else stored, counted, time.monotonic())
+
+    def used(self, user: str) -> int:
+        counted = self._counted.get(user, 0)
+        stored, then, _ = self._read.get(user, (0, 0, 0.0))
+        return stored + counted - then
+
+    def add(self, user: str, size: int) -> None:
+        self._counted[user] = self._counted.get(user, 0) + size
+
+
+class OutputCap:
+    """The limits on stored output: ``cell_output`` bytes per run, ``user_output`` per user
+    (0: none)."""
+
+    def __init__(self, cell_output: int, user_output: int, users: UserBytes) -> None:
+        self.cell_output = cell_output
+        self.user_output = user_output
+        self.users = users
+        #: Output bytes stored by each run being counted (parent msg_id -> bytes); a run
+        #: that was cut maps to -1.
+        self._runs: collections.OrderedDict[str, int] = collections.OrderedDict()
+
+    def screen(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
+        """``outputs`` as they may be stored: output past a run's or a user's limit is
+        dropped, the first message dropped of each run becomes a notice that says so."""
+        if not (self.cell_output or self.user_output):
+            return outputs
+        kept: list[tuple[str, Message]] = []
+        for session_id, msg in outputs:
+            parent = msg["parent_header"].get("msg_id")
+            if not isinstance(parent, str):
+                kept.append((session_id, msg))
+                continue
+            if msg["msg_type"] not in OUTPUT_TYPES:
+                if msg["msg_type"] == mt.STATUS and \
+                        msg["content"].get("execution_state") == "idle":
+                    self._runs.pop(parent, None)  # the run ended
+                kept.append((session_id, msg))
+                continue
+            notice = self._count(parent, msg)
+            if notice is None:
+                kept.append((session_id, msg))
+            elif notice:
+                kept.append((session_id, self._notice(msg, notice)))
+        return kept
+
+    def _count(self, parent: str, msg: Message) -> str | None:
+        """None to store ``msg``; else "" to drop it, or the notice that replaces it."""
+        used = self._runs.pop(parent, 0)
+        if used < 0:
+            self._runs[parent] = used
+            return ""
+        facts = msg["metadata"].get("cellbus")
+        user = facts.get("user") if isinstance(facts, dict) else None
+        user = user if isinstance(user, str) else ""
+        size = message_size(msg)
+        cap, quota = self.cell_output, self.user_output
+        user_used = self.users.used(user)
+        if cap and used + size > cap:
+            why = (f"output truncated at {_mib(cap)}, the most one run of a cell keeps (the "
+                   "broker's --cell-output); the cell keeps running, and what it prints from "
+                   "here on is not kept")
+        elif quota and user_used + size > quota:
+            why = (f"output truncated: {user} has stored {_mib(user_used)} of output, the "
+                   f"most one user may keep (the broker's --user-output {_mib(quota)}); the "
+                   "cell keeps running, and what it prints from here on is not kept")
+        else:
+            self._runs[parent] = used + size
+            while len(self._runs) > MAX_RUNS:
+                self._runs.popitem(last=False)
+            self.users.add(user, size)
+            return None
+        self._runs[parent] = -1
+        return why
+
+    @staticmethod
+    def _notice(msg: Message, why: str) -> Message:
+        """A stream message about the same run that says its output was cut (on the stream
+        that was cut, so it ends that block; on stderr for other output)."""
+        name = msg["content"].get("name") if msg["msg_type"] == mt.STREAM else None
+        header = dict(msg["header"], msg_id=uuid.uuid4().hex, msg_type=mt.STREAM)
+        return {"header": header, "msg_id": header["msg_id"], "msg_type": mt.STREAM,
+                "parent_header": msg["parent_header"],
+                "metadata": {"cellbus": dict(msg["metadata"].get("cellbus") or {})},
+                "content": {"name": name if name in ("stdout", "stderr") else "stderr",
+                            "text": f"\n[cellbus: {why}]\n"}}
