@@ -66,7 +66,7 @@ def test_broker_sigkill_loses_repeats_and_reorders_nothing(chain: Chain) -> None
     cells: dict[str, str] = {}
     for r in range(ROUNDS):
         for w in range(WORKSHEETS):
-            cell, tag = f"u/ws{w}/{r}", f"w{w}r{r}"
+            cell, tag = f"u{w}/ws/{r}", f"w{w}r{r}"  # a user each: within quotas
             accept(chain, cell, CODE.format(lines=LINES, tag=tag))
             cells[cell] = tag
         time.sleep(rng.uniform(0.3, 1.5))  # the moment of the crash: mid-stream, at random
