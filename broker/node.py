@@ -320,11 +320,13 @@ class Broker(Node):
         each device. If the store cannot write, the batch is dropped unacknowledged (the
         devices keep it and send it again) and the broker goes on: False."""
         receipts = self.receipts.pending()
+        outputs = self.quotas.screen(outputs)  # output past a quota becomes a notice
         if outputs or receipts:
             try:
                 await self.persist_and_publish(outputs, receipts)
             except StoreError as e:
                 self.receipts.abandon()
+                self.quotas.forget_screened()
                 if self.store_failing is None:
                     self.store_failing = time.monotonic()
                     self.log.error("broker: the store cannot write (%s); devices keep their "
@@ -349,7 +351,6 @@ class Broker(Node):
         status changes of the requests they answer and the ``receipts`` of the devices that
         sent them (one write, one commit), then publish: nothing is published that is not
         stored."""
-        outputs = self.quotas.screen(outputs)  # output past a quota becomes a notice
         known: dict[str, tuple[Request, str] | None] = {}
         updates: list[StatusUpdate] = []
         ended: list[Request] = []

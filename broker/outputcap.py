@@ -94,10 +94,29 @@ class OutputCap:
         #: Output bytes stored by each run being counted (parent msg_id -> bytes); a run
         #: that was cut maps to -1.
         self._runs: collections.OrderedDict[str, int] = collections.OrderedDict()
+        #: How to undo the last :meth:`screen`: each run's count before it (None: not
+        #: counted), and the bytes it added to each user.
+        self._undo: list[tuple[str, int | None]] = []
+        self._added: list[tuple[str, int]] = []
+
+    def forget_screened(self) -> None:
+        """The batch last screened was not stored (the store failed; its devices send it
+        again): count none of it."""
+        for parent, before in reversed(self._undo):
+            if before is None:
+                self._runs.pop(parent, None)
+            else:
+                self._runs[parent] = before
+        for user, size in self._added:
+            self.users.add(user, -size)
+        self._undo.clear()
+        self._added.clear()
 
     def screen(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
         """``outputs`` as they may be stored: output past a run's or a user's limit is
         dropped, the first message dropped of each run becomes a notice that says so."""
+        self._undo.clear()
+        self._added.clear()
         if not (self.cell_output or self.user_output):
             return outputs
         kept: list[tuple[str, Message]] = []
@@ -109,7 +128,7 @@ class OutputCap:
             if msg["msg_type"] not in OUTPUT_TYPES:
                 if msg["msg_type"] == mt.STATUS and \
                         msg["content"].get("execution_state") == "idle":
-                    self._runs.pop(parent, None)  # the run ended
+                    self._undo.append((parent, self._runs.pop(parent, None)))  # it ended
                 kept.append((session_id, msg))
                 continue
             notice = self._count(parent, msg)
@@ -121,7 +140,9 @@ class OutputCap:
 
     def _count(self, parent: str, msg: Message) -> str | None:
         """None to store ``msg``; else "" to drop it, or the notice that replaces it."""
-        used = self._runs.pop(parent, 0)
+        before = self._runs.pop(parent, None)
+        self._undo.append((parent, before))
+        used = before or 0
         if used < 0:
             self._runs[parent] = used
             return ""
@@ -144,6 +165,7 @@ class OutputCap:
             while len(self._runs) > MAX_RUNS:
                 self._runs.popitem(last=False)
             self.users.add(user, size)
+            self._added.append((user, size))
             return None
         self._runs[parent] = -1
         return why

@@ -149,3 +149,7 @@ class Quotas:
     def screen(self, outputs: list[tuple[str, Message]]) -> list[tuple[str, Message]]:
         """``outputs`` as they may be stored (see :meth:`OutputCap.screen`)."""
         return self.output.screen(outputs)
+
+    def forget_screened(self) -> None:
+        """The batch last screened was not stored (see :meth:`OutputCap.forget_screened`)."""
+        self.output.forget_screened()

@@ -235,3 +235,29 @@ async def test_cell_views_are_bounded_in_bytes_and_rebuilt_from_the_store(tmp_pa
         assert oldest is not None and oldest.document()["output"]["stdout_0"]["content"] == \
             "v" * 64000
         assert cells.bytes <= 150_000
+
+
+def test_output_not_stored_is_not_counted() -> None:
+    """Tests that a batch the store failed to write counts for nothing: its device sends it
+    again, and counting it twice would cut a cell that stayed within its cap."""
+    from broker.outputcap import OutputCap, UserBytes, message_size
+    from protocol.wire import Session
+
+    bus = Session(b"k" * 32)
+
+    def out(text: str) -> tuple[str, dict]:
+        msg = bus.msg("stream", {"name": "stdout", "text": text},
+                      parent={"msg_id": "run1", "msg_type": "execute_request"},
+                      metadata={"cellbus": {"user": "ann"}})
+        return "s1", msg
+
+    batch = [out("x" * 1000) for _ in range(3)]
+    cap = OutputCap(cell_output=3 * message_size(batch[0][1]) + 10, user_output=0,
+                    users=UserBytes(store=None))  # type: ignore[arg-type]
+    for _ in range(5):  # stored never, sent again and again
+        assert cap.screen(batch) == batch
+        cap.forget_screened()
+    assert cap.users.used("ann") == 0
+    assert cap.screen(batch) == batch  # stored at last: within the cap, nothing cut
+    assert [m["content"]["text"].startswith("\n[cellbus: output truncated")
+            for _, m in cap.screen([out("y")])] == [True]
