@@ -82,10 +82,22 @@ def access_argv(a: argparse.Namespace) -> list[str]:
     return argv
 
 
-def sandbox_uids(device: int) -> str:
-    """Disjoint session uid ranges for the devices of one machine (1000 each)."""
-    first = 300000 + 1000 * device
-    return f"{first}-{first + 999}"
+def uids_per_device() -> int:
+    """Session uids each device needs: one per live worker, so at least its places and
+    preforks as the environment sets them (CELLBUS_MAX_SESSIONS, CELLBUS_PREFORK), 1000 at
+    least. A value that is no number is left for the device to refuse, in its own words."""
+    try:
+        wanted = (int(os.environ.get("CELLBUS_MAX_SESSIONS", "16"))
+                  + int(os.environ.get("CELLBUS_PREFORK", "2")))
+    except ValueError:
+        wanted = 0
+    return max(1000, wanted)
+
+
+def sandbox_uids(device: int, size: int) -> str:
+    """Disjoint session uid ranges for the devices of one machine, ``size`` each."""
+    first = 300000 + size * device
+    return f"{first}-{first + size - 1}"
 
 
 class Supervisor:
@@ -103,8 +115,9 @@ class Supervisor:
     def start(self, name: str, module: str, *argv: str) -> None:
         cmd = [sys.executable, "-m", module, "--key-file", str(self.key_file),
                "--log-level", self.args.log_level, *argv]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
-        self.procs.append((name, subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env)))
+        # CELLBUS_* variables reach the nodes: that is how options `up` does not have (a
+        # device's --max-sessions, say) are set. What `up` passes on the command line wins.
+        self.procs.append((name, subprocess.Popen(cmd, stdin=subprocess.DEVNULL)))
 
     def wait_for_socket(self, name: str, timeout: float = 30.0) -> None:
         path = self.run_dir / name
@@ -149,7 +162,7 @@ class Supervisor:
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
-                       "--sandbox-uids", sandbox_uids(i),
+                       "--sandbox-uids", sandbox_uids(i, uids_per_device()),
                        *timeout,
                        "--idle-timeout", str(a.idle_timeout),
                        "--drain-timeout", str(a.drain_timeout))

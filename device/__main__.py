@@ -92,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
     try:
-        parse_uids(args.sandbox_uids)
+        uids = parse_uids(args.sandbox_uids)
     except ValueError as e:
         parser().error(f"--sandbox-uids: {e}")
+    if args.sandbox != "off" and len(uids) < args.max_sessions + args.prefork:
+        parser().error(f"--sandbox-uids {args.sandbox_uids} gives {len(uids)} uids, but "
+                       f"--max-sessions {args.max_sessions} and --prefork {args.prefork} need "
+                       f"{args.max_sessions + args.prefork} (one per live worker): widen the "
+                       "range or lower --max-sessions")
 
     def make() -> DeviceRouter:
         limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,

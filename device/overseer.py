@@ -59,6 +59,9 @@ class OverseerConfig:
     max_sessions: int = 16
     launch: LaunchSpec = field(default_factory=LaunchSpec)
 
+#: Seconds between log lines about failed preforks (the first is logged at once).
+PREFORK_LOG_INTERVAL = 30.0
+
 
 class Overseer:
     """Owns every worker process of one device."""
@@ -83,6 +86,8 @@ class Overseer:
         self._rejected_before = 0  # records rejected from workers that have ended
         #: Set once the device is asked to stop: failures to fork are expected then.
         self.stopping = False
+        self._prefork_failures = 0
+        self._prefork_logged = -PREFORK_LOG_INTERVAL
 
     @property
     def rejected(self) -> int:
@@ -106,10 +111,22 @@ class Overseer:
         try:
             self.ready.append(await self._fork())
         except LaunchError as e:  # while stopping (Ctrl-C reached the template too): expected
-            log.log(logging.INFO if self.stopping else logging.ERROR,
-                    "device could not prefork a worker: %s", e)
+            self._prefork_failed(e)
         finally:
             self._refilling -= 1
+
+    def _prefork_failed(self, e: LaunchError) -> None:
+        """Log a failed prefork: the first at once, then one line per PREFORK_LOG_INTERVAL
+        with how many failed meanwhile (a full uid range fails every refill)."""
+        self._prefork_failures += 1
+        now = time.monotonic()
+        if self.stopping:
+            log.info("device could not prefork a worker while stopping: %s", e)
+        elif now - self._prefork_logged >= PREFORK_LOG_INTERVAL:
+            more = self._prefork_failures - 1
+            log.error("device could not prefork a worker: %s%s", e,
+                      f" ({more} more failures since the last line)" if more else "")
+            self._prefork_logged, self._prefork_failures = now, 0
 
     async def _fork(self) -> Ready:
         workdir = tempfile.mkdtemp(prefix="s-", dir=self.root)

@@ -156,7 +156,12 @@ class DeviceRouter(Node):
 
     async def _session_closed(self, session_id: str, reason: str) -> None:
         self.log.info("device: session %s closed (%s)", session_id, reason)
-        await self._control(mt.SESSION_CLOSED, {"session": session_id, "reason": reason})
+        if self._left or self.up.closed:
+            return  # stopping: the final hand-back tells the broker, not a message per session
+        try:
+            await self._control(mt.SESSION_CLOSED, {"session": session_id, "reason": reason})
+        except zmq.ZMQError as e:  # the socket closed under it as the device stopped
+            self.log.debug("device: could not report session %s closed: %s", session_id, e)
 
     async def _heartbeats(self) -> None:
         """Paranoid Pirate, device side: heartbeat the broker, and notice when it goes quiet.

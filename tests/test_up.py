@@ -59,3 +59,40 @@ def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
     assert not os.path.exists(key_file)  # the runtime directory is removed
     assert "Traceback" not in up.log
     up.wait_for_log(r"broker stopped")
+
+
+def test_up_passes_node_options_from_the_environment_and_stops_on_ctrl_c_quietly(
+        tmp_path: Path, nodes) -> None:
+    """Tests that a device option `up` has no flag for (--max-sessions) reaches the device
+    through its CELLBUS_* variable, with a uid range sized to it, and that Ctrl-C (SIGINT
+    to the whole process group, as a terminal sends it) logs no ERROR and no traceback."""
+    port = free_port()
+    up = NodeProcess("up", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path), "CELLBUS_MAX_SESSIONS": "1100",
+                          "CELLBUS_PREFORK": "1"})
+    nodes.append(up)
+    up.wait_for_log(r"cellbus is up", timeout=60)
+    up.wait_for_log(r"device \S+: up to 1100 sessions, 1 preforked")
+    argv = [Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            for pid in children_of(up.proc.pid)]
+    device = next(a for a in argv if b"device" in a[:3])
+    assert device[device.index(b"--sandbox-uids") + 1] == b"300000-301100"
+    os.killpg(up.proc.pid, signal.SIGINT)
+    assert up.proc.wait(30) == 0
+    up.wait_for_log(r"broker stopped")
+    assert " ERROR " not in up.log and "Traceback" not in up.log
+
+
+def test_a_device_with_more_places_than_uids_refuses_to_start(tmp_path: Path, key_file) -> None:
+    """Tests that a device told to run more sessions than its uid range has uids for says so
+    in one line and exits 2, instead of failing every session past the range later."""
+    device = NodeProcess("device", "--connect", f"ipc://{tmp_path / 'dev'}",
+                         "--key-file", str(key_file), "--max-sessions", "1100",
+                         "--sandbox-uids", "300000-300999")
+    try:
+        assert device.proc.wait(30) == 2
+        device.wait_for_log(r"--sandbox-uids 300000-300999 gives 1000 uids, but --max-sessions "
+                            r"1100 and --prefork 2 need 1102")
+        assert "Traceback" not in device.log
+    finally:
+        device.kill_group()
