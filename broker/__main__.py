@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.config import add_common_options, add_option, load_key
+from protocol.config import add_common_options, add_metrics_option, add_option, load_key
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.node import run_node, setup_logging
@@ -30,6 +30,7 @@ def parser() -> argparse.ArgumentParser:
                node="broker", help="where gateways subscribe to output")
     add_option(p, "--store", metavar="URL",
                help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
+    add_metrics_option(p)
     add_option(p, "--feed-hwm", type=int, default=FEED_HWM, metavar="N",
                help="output messages queued for a slow gateway before the feed drops some "
                     "(gateways fetch dropped ones from the store)")
@@ -51,10 +52,12 @@ def main(argv: list[str] | None = None) -> int:
             store = open_store(args.store or default_sqlite_url())
         except UnknownStore as e:
             raise ConfigError(str(e)) from None
-        return Broker(Session(load_key(args.key_file), packer=args.packer), store,
+        broker = Broker(Session(load_key(args.key_file), packer=args.packer), store,
                       gateway_bind=args.gateway_bind, device_bind=args.device_bind,
                       publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
                       retention_period=args.retention, quotas=quota_config(args))
+        broker.metrics_port = args.metrics_port
+        return broker
 
     return run_node(make)
 

@@ -99,5 +99,6 @@ class Control:
                 "sessions": sessions, "sandbox": state.sandbox, "rejected": state.rejected})
         waiting = await self.store.requests(NEEDS_WORK)
         return {"devices": devices, "needs_work": len(waiting),
+                "store_writable": broker.store_failing is None,
                 "not_sent": sum(1 for r in waiting if r.msg_id not in broker.sent),
                 "waiting_for_room": len(broker.held)}, []

@@ -99,6 +99,7 @@ class DeviceWatch:
         broker = self.broker
         broker.log.warning("broker: device %s is lost (silent for %.0f s)", device,
                            broker.devices.expiry)
+        broker.metrics.devices_lost.inc()
         for request in await self.store.requests(WORKING, device=device):
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")

@@ -102,6 +102,8 @@ class Intake:
                 async with self._lock(address[:2]):
                     content, buffers = await handler(msg, address)
             content["ok"] = True
+            if msg["msg_type"] in (mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST):
+                self.broker.metrics.accepted(msg["msg_id"])
         except Refused as e:
             content = {"ok": False, "http_status": e.http_status, "error": str(e)}
             if e.retry_after is not None:
@@ -125,6 +127,8 @@ class Intake:
             self.broker.log.exception("broker failed on %s %s", msg["msg_type"], msg["msg_id"])
             content = {"ok": False, "http_status": 500, "error": "the broker failed on this "
                        "request; its log has the details"}
+        if not content.get("ok"):
+            self.broker.metrics.refused(content["http_status"])
         await self.broker.reply(idents, msg, reply_type, content, buffers)
 
     def _lock(self, worksheet: tuple[str, str]) -> asyncio.Lock:

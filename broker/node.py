@@ -40,6 +40,7 @@ from . import capacity, memory, retention
 from .cells import Cells
 from .devices import DeviceWatch, Handed
 from .intake import Intake
+from .metrics import BrokerMetrics
 from .placement import DeviceTable
 from .quotas import QuotaConfig, Quotas
 from .receipts import Receipts, Verdict
@@ -88,6 +89,7 @@ class Broker(Node):
         self.receipts = Receipts()
         #: Since when (monotonic) the store has refused writes, or None while it writes.
         self.store_failing: float | None = None
+        self.metrics: BrokerMetrics = BrokerMetrics(self)
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
@@ -358,7 +360,9 @@ class Broker(Node):
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str):
                 await self._advance(parent, msg, known, updates, ended)
+        started = time.monotonic()
         seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
+        self.metrics.stored(outputs, time.monotonic() - started)
         for request in updated:
             if request is not None and (view := self.cells.cached(request.msg_id)) is not None:
                 view.request = request

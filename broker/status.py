@@ -150,6 +150,13 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
     lines.append(f"requests waiting (needs_work): {status.get('needs_work', 0)}; "
                  f"not yet given to a device: {status.get('not_sent', 0)}; "
                  f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
+    if status.get("store_writable") is False:
+        lines.append("STORE CANNOT WRITE (disk full or failing): new work is refused with 507")
+    alive = any(d.get("alive") for d in devices)
+    ready = alive and status.get("store_writable") is not False
+    lines.append("ready: " + ("yes" if ready else "no (" + ", ".join(
+        ([] if alive else ["no live device"]) +
+        ([] if status.get("store_writable") is not False else ["store cannot write"])) + ")"))
     return "\n".join(lines)
 
 

@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from protocol.config import add_common_options, add_option, load_key
+from protocol.config import add_common_options, add_metrics_option, add_option, load_key
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -82,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
                     "account uses, and disjoint ranges for devices on one machine")
     add_option(p, "--backend", metavar="MODULE:CLASS",
                help="session backend for workers; default the built-in Python one")
+    add_metrics_option(p)
     add_common_options(p)
     return p
 
@@ -113,9 +114,11 @@ def main(argv: list[str] | None = None) -> int:
             launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits,
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
                               hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
-        return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
+        device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config,
                             drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes)
+        device.metrics_port = args.metrics_port
+        return device
 
     return run_node(make)
 

@@ -29,6 +29,7 @@ from protocol import msgtypes as mt
 from protocol.node import Node
 from protocol.wire import Message, Session
 
+from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
 from .workers import EXIT_GRACE, Worker
@@ -81,6 +82,7 @@ class DeviceRouter(Node):
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
         self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes)
+        self.metrics = DeviceMetrics(self)
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  room=self.outbox.room, on_closed=self._session_closed,
                                  config=self.config)

@@ -225,6 +225,9 @@ def summary(handler: RequestHandler) -> str:
 def log_request(handler: RequestHandler) -> None:
     """tornado's access log line (``log_function``), with the URI redacted."""
     status = handler.get_status()
+    metrics = handler.application.settings.get("metrics")
+    if metrics is not None:
+        metrics.request(handler)
     method = access_log.info if status < 400 else access_log.warning if status < 500 \
         else access_log.error
     method("%d %s %.2fms", status, summary(handler), 1000.0 * handler.request.request_time())

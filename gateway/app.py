@@ -6,11 +6,12 @@ from typing import Any
 
 import tornado.web
 
-from . import pages
+from . import health, pages
 from .access import AccessPolicy, tornado_settings
 from .auth import TokenCheck
-from .base import BaseHandler, NotFoundHandler
+from .base import NotFoundHandler
 from .bus import BrokerLink
+from .health import GatewayMetrics
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InteractHandler, RestartHandler
 from .ratelimit import RateLimiter
@@ -19,16 +20,10 @@ from .ws import SocketHandler
 CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
 
 
-class HealthHandler(BaseHandler):
-    public = True
-
-    def get(self) -> None:
-        self.write_json(200, {"ok": True})
-
-
 def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = None,
-             **settings: Any) -> tornado.web.Application:
+             metrics: GatewayMetrics | None = None, **settings: Any) -> tornado.web.Application:
     access = access or AccessPolicy()
+    metrics = metrics or GatewayMetrics(link, {})
     watch = CellWatch()
     link.listeners.add(watch)
     return tornado.web.Application(
@@ -40,11 +35,11 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (CELL + r"/restart", RestartHandler),
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),
-            (r"/health", HealthHandler),
+            *health.ROUTES,
             *pages.ROUTES,
         ],
         default_handler_class=NotFoundHandler,
-        link=link, watch=watch, max_input=max_input,
+        link=link, watch=watch, max_input=max_input, metrics=metrics,
         token_check=TokenCheck(link),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),

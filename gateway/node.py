@@ -11,6 +11,7 @@ from protocol.wire import Session
 
 from .access import AccessPolicy
 from .app import make_app
+from .health import GatewayMetrics
 from .bodylimit import BodyLimit, hard_cap
 from .bus import BrokerLink
 
@@ -34,7 +35,8 @@ class Gateway(Node):
 
     async def setup(self) -> None:
         link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
-        app = make_app(link, max_input=self.max_input, access=self.access)
+        self.metrics = GatewayMetrics(link, self.rejected)
+        app = make_app(link, max_input=self.max_input, access=self.access, metrics=self.metrics)
         limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
         self.server = HTTPServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                  xheaders=False, chunk_size=READ_CHUNK)

@@ -62,6 +62,12 @@ def generate_key(path: str | os.PathLike[str]) -> bytes:
     return key
 
 
+def add_metrics_option(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-port``, for the nodes that serve metrics on a port of their own."""
+    add_option(parser, "--metrics-port", type=int, default=0, metavar="PORT",
+               help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics; 0: off")
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Options every node takes: the key file and the log level."""
     add_option(parser, "--key-file", metavar="PATH",

@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from .errors import ConfigError, ProtocolError
+from .metrics import NodeMetrics
 from .sockets import BusSocket
 from .wire import Message, Session
 
@@ -42,6 +43,9 @@ class Node:
         self._stopped = False
         #: A loop crashed: the node stopped itself and exits non-zero.
         self.crashed = False
+        #: The node's Prometheus metrics (subclasses make them), served on ``metrics_port``.
+        self.metrics: NodeMetrics | None = None
+        self.metrics_port = 0
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -124,6 +128,14 @@ class Node:
     async def start(self) -> None:
         self._stop_requested = asyncio.Event()
         await self.setup()
+        if self.metrics is not None and self.metrics_port:
+            try:
+                self.metrics.serve(self.metrics_port)
+            except OSError as e:
+                raise ConfigError(f"{self.name}: cannot serve metrics on port "
+                                  f"{self.metrics_port}: {e}") from None
+            self.log.info("%s serves Prometheus metrics on http://127.0.0.1:%d/metrics",
+                          self.name, self.metrics_port)
         self.log.info("%s started", self.name)
 
     def request_stop(self) -> None:

@@ -1,0 +1,45 @@
+"""A device's Prometheus metrics (see :mod:`protocol.metrics`), served on --metrics-port,
+all read from the device's state at scrape time: sessions and places, workers preforked,
+the outbox (records and bytes the broker has not confirmed, resends), records refused from
+workers, and which sandbox protections are in force."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from protocol.metrics import NodeMetrics, gauge
+
+if TYPE_CHECKING:
+    from .router import DeviceRouter
+
+
+class DeviceMetrics(NodeMetrics):
+    def __init__(self, device: DeviceRouter) -> None:
+        super().__init__("device", device.rejected)
+        self.device = device
+        self.collect_state(self._read_state)
+
+    def _read_state(self) -> Iterable[Metric]:
+        device = self.device
+        overseer = device.overseer
+        yield gauge("cellbus_device_sessions", "Sessions with a live worker", len(overseer.workers))
+        yield gauge("cellbus_device_places", "Sessions this device runs at most (--max-sessions)",
+                    device.config.max_sessions)
+        yield gauge("cellbus_device_workers_preforked", "Workers forked and ready",
+                    len(overseer.ready))
+        yield gauge("cellbus_device_outbox_records", "Output records the broker has not "
+                    "confirmed yet", len(device.outbox))
+        yield gauge("cellbus_device_outbox_bytes", "Bytes of those records (--outbox-bytes "
+                    "bounds them)", device.outbox.bytes)
+        yield CounterMetricFamily("cellbus_device_outbox_resends", "Times the outbox sent its "
+                                  "unconfirmed records again", value=device.outbox.resends)
+        yield CounterMetricFamily("cellbus_device_worker_records_rejected", "Records from "
+                                  "workers refused (forged, malformed, out of turn)",
+                                  value=overseer.rejected)
+        protections = overseer.launcher.protections
+        yield gauge("cellbus_device_sandbox_protection", "1 for each sandbox protection in "
+                    "force, 0 for each that is off", labels={"protection": {
+                        **{p: 1.0 for p in protections.on}, **{p: 0.0 for p in protections.off}}})

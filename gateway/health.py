@@ -1,0 +1,94 @@
+"""What an operator's tools ask the gateway: ``/health`` (liveness), ``/ready`` (readiness)
+and ``/metrics`` (Prometheus), and the gateway's own metrics.
+
+``/health`` answers while the gateway's loop runs. ``/ready`` asks the broker and answers 200
+only when the broker answers, its store takes writes, and at least one device is registered;
+otherwise 503 with what is wrong, so a load balancer sends no one to a gateway that could
+only refuse them. ``/metrics`` answers clients on this machine only (scrape from here, or
+through a proxy you control); another address gets 404, as for any route it may not see.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client.core import Metric
+from tornado.web import RequestHandler
+
+from protocol import msgtypes as mt
+from protocol.metrics import NodeMetrics, gauge
+
+from .base import BaseHandler
+from .bus import BrokerLink, BrokerUnavailable
+from .errors import fail
+
+#: Seconds /ready waits for the broker.
+READY_TIMEOUT = 3.0
+
+
+class GatewayMetrics(NodeMetrics):
+    def __init__(self, link: BrokerLink, rejected: dict[str, int]) -> None:
+        super().__init__("gateway", rejected)
+        self.link = link
+        self.requests = Counter("cellbus_http_requests", "HTTP requests answered, by route "
+                                "and status", ["route", "status"], registry=self.registry)
+        self.collect_state(self._read_state)
+
+    def request(self, handler: RequestHandler) -> None:
+        """Count a finished request (called from the access log hook)."""
+        route = type(handler).__name__.removesuffix("Handler").lower() or "unknown"
+        self.requests.labels(route, str(handler.get_status())).inc()
+
+    def _read_state(self) -> Iterable[Metric]:
+        keyed = self.link.keyed
+        yield gauge("cellbus_websocket_connections", "WebSocket connections open",
+                    len(keyed.get(None, ())))
+        yield gauge("cellbus_worksheets_watched", "Worksheets with at least one subscriber",
+                    sum(1 for k in keyed if k is not None))
+
+
+class HealthHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.write_json(200, {"ok": True})
+
+
+class ReadyHandler(BaseHandler):
+    public = True
+
+    async def get(self) -> None:
+        problems: list[str] = []
+        state: dict[str, Any] = {}
+        try:
+            reply = await self.link.request(mt.BROKER_STATUS_REQUEST, {}, ("", "", ""),
+                                            timeout=READY_TIMEOUT)
+        except BrokerUnavailable as e:
+            problems.append(f"broker: {e}")
+        else:
+            content = reply["content"]
+            live = [d for d in content.get("devices") or [] if d.get("alive")]
+            state = {"devices": len(live), "store_writable": content.get("store_writable")}
+            if content.get("store_writable") is False:
+                problems.append("store: the broker's store cannot take writes (disk full?)")
+            if not live:
+                problems.append("devices: no device is registered with the broker")
+        self.write_json(503 if problems else 200,
+                        {"ready": not problems, "problems": problems, **state})
+
+
+class MetricsHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        if not ipaddress.ip_address(self.request.remote_ip or "0.0.0.0").is_loopback:
+            raise fail(404, f"no route {self.request.path}")
+        metrics: GatewayMetrics = self.settings["metrics"]
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(metrics.registry))
+
+
+ROUTES = [(r"/health", HealthHandler), (r"/ready", ReadyHandler), (r"/metrics", MetricsHandler)]
