@@ -11,6 +11,7 @@ from protocol.wire import Session
 
 from .access import make_policy
 from .node import MAX_INPUT, Gateway
+from .outbox import CLIENT_BUFFER, TOO_SLOW
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,6 +26,11 @@ def parser() -> argparse.ArgumentParser:
                node="gateway", help="the broker's publish endpoint")
     add_option(p, "--max-input", type=int, default=MAX_INPUT, metavar="BYTES",
                help="largest code accepted; larger answers 413")
+    add_option(p, "--client-buffer", type=int, default=CLIENT_BUFFER, metavar="BYTES",
+               node="gateway",
+               help="output a client may leave unread: past it the gateway closes its "
+                    f"WebSocket with code {TOO_SLOW} (cellbus.js resumes from the store) "
+                    "and drops its long-poll (the client asks again)")
     add_access_options(p)
     add_common_options(p)
     return p
@@ -51,7 +57,10 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.client_buffer < 1:
+        p.error("--client-buffer must be a positive number of bytes")
     setup_logging(args.log_level)
 
     def make() -> Gateway:
@@ -60,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
                              hosts=args.allow_host, rate=args.rate)
         return Gateway(Session(load_key(args.key_file), packer=args.packer), broker=args.broker,
                        subscribe=args.subscribe, host=args.host, port=args.port,
-                       max_input=args.max_input, access=access)
+                       max_input=args.max_input, access=access,
+                       client_buffer=args.client_buffer)
 
     return run_node(make)
 

@@ -11,6 +11,7 @@ from .access import AccessPolicy, tornado_settings
 from .auth import TokenCheck
 from .base import BaseHandler, NotFoundHandler
 from .bus import BrokerLink
+from .outbox import CLIENT_BUFFER
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InteractHandler, RestartHandler
 from .ratelimit import RateLimiter
@@ -27,7 +28,7 @@ class HealthHandler(BaseHandler):
 
 
 def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = None,
-             **settings: Any) -> tornado.web.Application:
+             client_buffer: int = CLIENT_BUFFER, **settings: Any) -> tornado.web.Application:
     access = access or AccessPolicy()
     watch = CellWatch()
     link.listeners.add(watch)
@@ -44,7 +45,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             *pages.ROUTES,
         ],
         default_handler_class=NotFoundHandler,
-        link=link, watch=watch, max_input=max_input,
+        link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
         token_check=TokenCheck(link),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),
