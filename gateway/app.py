@@ -11,7 +11,7 @@ from .access import AccessPolicy, tornado_settings
 from .auth import TokenCheck
 from .base import BaseHandler, NotFoundHandler
 from .bus import BrokerLink
-from .outbox import CLIENT_BUFFER
+from .outbox import CLIENT_BUFFER, CLIENT_STALL
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InteractHandler, RestartHandler
 from .ratelimit import RateLimiter
@@ -28,7 +28,8 @@ class HealthHandler(BaseHandler):
 
 
 def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = None,
-             client_buffer: int = CLIENT_BUFFER, **settings: Any) -> tornado.web.Application:
+             client_buffer: int = CLIENT_BUFFER, client_stall: float = CLIENT_STALL,
+             **settings: Any) -> tornado.web.Application:
     access = access or AccessPolicy()
     watch = CellWatch()
     link.listeners.add(watch)
@@ -46,6 +47,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
         ],
         default_handler_class=NotFoundHandler,
         link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
+        client_stall=client_stall,
         token_check=TokenCheck(link),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),

@@ -11,6 +11,11 @@ the last seq it got (cellbus.js does, with backoff).
 
 A write that fails because the client went away is seen here and ends the outbox; no write
 is left as a task whose exception nobody retrieves.
+
+A long-poll's answer (:func:`write_paced`) is one document that the client asks for again if
+it does not get it (``/update`` is safe to retry): it goes out a :data:`WINDOW` at a time,
+and a client that takes none of it for ``--client-stall`` seconds has its connection closed,
+so a client that does not read holds one answer for that long at most.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 
+from tornado.web import RequestHandler
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from . import heap
@@ -32,6 +38,8 @@ log = logging.getLogger("cellbus.gateway")
 TOO_SLOW = 4008
 #: Default bound (``--client-buffer``): bytes of messages a client may leave unread.
 CLIENT_BUFFER = 4 * 1024 * 1024
+#: Default seconds (``--client-stall``) a long-poll's client may take none of its answer.
+CLIENT_STALL = 20.0
 #: Bytes in tornado's stream that the kernel has not taken, above which messages wait in the
 #: queue: enough to keep a reading client's connection busy, and what the close frame waits
 #: behind.
@@ -115,3 +123,29 @@ class Outbox:
         self.end()
         self.handler.close(TOO_SLOW, f"too slow: over {self.limit} bytes unread; "
                                      "reconnect and resume from your last seq")
+
+
+async def write_paced(handler: RequestHandler, body: bytes, stall: float) -> bool:
+    """Send ``body`` as the whole answer, a :data:`WINDOW` at a time, each once the kernel
+    took the one before; close the connection instead if the client takes nothing for
+    ``stall`` seconds. True if it was all sent."""
+    handler.set_header("Content-Length", str(len(body)))
+    view = memoryview(body)
+    for start in range(0, len(body), WINDOW):
+        handler.write(bytes(view[start:start + WINDOW]))
+        if not await _taken(handler.flush(), stall):
+            log.info("gateway: dropping a long-poll whose client took none of its answer "
+                     "for %.0f s (%d of %d bytes sent)", stall, start, len(body))
+            handler.request.connection.close()  # type: ignore[union-attr]
+            return False
+    handler.finish()
+    return True
+
+
+async def _taken(future: asyncio.Future[None], stall: float) -> bool:
+    """Whether the write ``future`` stands for completes within ``stall`` seconds."""
+    done, _ = await asyncio.wait({future}, timeout=stall)
+    if not done:  # its exception, when the connection is closed, is retrieved: no log line
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        return False
+    return not future.cancelled() and future.exception() is None

@@ -4,6 +4,8 @@ with code 4008 (they resume from the store by seq) and drops their stalled long-
 from __future__ import annotations
 
 import json
+import re
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -136,3 +138,57 @@ def wait_rss_below(pid: int, limit: int, timeout: float = 15) -> int:
             raise AssertionError(f"RSS stays at {rss // MIB} MiB (limit {limit // MIB} MiB)")
         time.sleep(0.1)
     return rss
+
+
+def stalled_long_poll(port: int, path: str) -> socket.socket:
+    """A long-poll whose client never reads the answer (a small receive buffer, unread)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SMALL_RCVBUF)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+    return sock
+
+
+def read_all(sock: socket.socket, timeout: float = 30) -> bytes:
+    """Everything until the server ends the connection (fails if it does not in time)."""
+    sock.settimeout(timeout)
+    chunks = []
+    try:
+        while chunk := sock.recv(1 << 20):
+            chunks.append(chunk)
+    except ConnectionResetError:
+        pass
+    return b"".join(chunks)
+
+
+def test_long_polls_that_do_not_read_are_dropped(chain: Chain) -> None:
+    """Four long-polls ask for a 16 MB answer and never read it: the gateway drops each after
+    --client-stall seconds and its memory falls back to what it was after serving the
+    answer once."""
+    chain.start_broker()
+    chain.start_device()
+    gateway = chain.start_gateway("--client-stall", "2")
+    wait_gateway_linked(chain)
+    reader, _ = subscribe(chain.port)
+    assert chain.evaluate("u/flood/1", FLOOD)[0] == 202
+    read_until(reader, is_idle)
+    reader.close()
+    status, doc = chain.update("u/flood/1")  # a client that reads gets the answer whole
+    assert status == 200 and doc["output"]["stdout_0"]["content"] == expected_text()
+    del doc
+    pid = gateway.proc.pid
+    baseline = rss_kib(pid)  # after one such answer
+    stalled = [stalled_long_poll(chain.port, "/home/u/flood/1/update?since=0&wait=5")
+               for _ in range(SLOW_CLIENTS)]
+    deadline = time.monotonic() + 30
+    while gateway.log.count("dropping a long-poll") < SLOW_CLIENTS:
+        assert time.monotonic() < deadline, gateway.log[-2000:]
+        time.sleep(0.1)
+    for sock in stalled:
+        head, _, body = read_all(sock).partition(b"\r\n\r\n")
+        sock.close()
+        length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+        assert len(body) < length  # cut off: the client asks again
+    # Before, each held its answer for as long as it stayed open (measured: 37 -> 81 MiB).
+    settled = wait_rss_below(pid, baseline + 8 * MIB)
+    print(f"gateway RSS: {baseline // MIB} MiB before the long-polls, {settled // MIB} after")
