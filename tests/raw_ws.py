@@ -51,6 +51,11 @@ class RawSocket:
     def close(self) -> None:
         self.sock.close()
 
+    def abort(self) -> None:
+        """Close with a reset (SO_LINGER 0), as a client that crashes or loses its network."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()
+
     def send_text(self, text: str, *, masked: bool = True) -> None:
         payload = text.encode()
         head = bytes([0x80 | TEXT])

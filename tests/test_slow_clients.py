@@ -4,6 +4,7 @@ with code 4008 (they resume from the store by seq) and drops their stalled long-
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import threading
@@ -192,3 +193,38 @@ def test_long_polls_that_do_not_read_are_dropped(chain: Chain) -> None:
     # Before, each held its answer for as long as it stayed open (measured: 37 -> 81 MiB).
     settled = wait_rss_below(pid, baseline + 8 * MIB)
     print(f"gateway RSS: {baseline // MIB} MiB before the long-polls, {settled // MIB} after")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_clients_that_close_mid_reply_leave_no_traceback(chain: Chain) -> None:
+    """Sockets that subscribe to a worksheet with 2 MB of history and close at once (reset
+    or closed, before or after the first message) while the gateway writes the replay:
+    no "Task exception was never retrieved", no traceback, nothing left open."""
+    chain.start_broker()
+    chain.start_device()
+    gateway = chain.start_gateway()
+    wait_gateway_linked(chain)
+    history = "for i in range(2000): print(f'{i:06d} ' + 'x' * 993)"
+    assert chain.evaluate("u/flood/1", history)[0] == 202
+    assert chain.wait_done("u/flood/1")["status"] == "done"
+    pid = gateway.proc.pid
+    fds = open_fds(pid)
+    for n in range(80):
+        ws = RawSocket(chain.port, rcvbuf=SMALL_RCVBUF)
+        ws.send_json("subscribe_request", {"user": "u", "worksheet": "flood", "since": 0})
+        if n % 2:
+            ws.read_frame()
+        ws.abort() if n % 4 < 2 else ws.close()
+    deadline = time.monotonic() + 20
+    while open_fds(pid) > fds:  # every connection released
+        assert time.monotonic() < deadline, f"{open_fds(pid)} fds open, {fds} before"
+        time.sleep(0.05)
+    ws, replayed = subscribe(chain.port)  # the gateway still serves, after all that
+    ws.close()
+    assert stream_text(replayed) == "".join(f"{i:06d} " + "x" * 993 + "\n" for i in range(2000))
+    log = gateway.log
+    assert "Traceback" not in log and "never retrieved" not in log, log[-3000:]
+    assert " ERROR " not in log, log[-3000:]
