@@ -32,7 +32,7 @@ import urllib.parse
 from types import TracebackType
 from typing import Any
 
-from tornado.websocket import WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
 from protocol import msgtypes as mt
 from protocol.errors import ProtocolError
@@ -43,7 +43,8 @@ from .auth import COOKIE
 from .base import MAX_NAME
 from .bus import BrokerLink, BrokerUnavailable
 from .cells import execute_content
-from .jsonbody import load_json
+from .jsonbody import is_integer, load_json
+from .masking import MaskedOnly
 from .outbox import Outbox
 
 log = logging.getLogger("cellbus.gateway")
@@ -207,6 +208,13 @@ class SocketHandler(WebSocketHandler):
             raise errors.fail(426, "unsupported WebSocket version; use 13")
         await super().get(*args, **kwargs)
 
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """tornado's protocol for version 13, failing unmasked client frames."""
+        protocol = super().get_websocket_protocol()
+        if protocol is None:
+            return None
+        return MaskedOnly(self, False, protocol.params)  # type: ignore[attr-defined]
+
     def check_origin(self, origin: str) -> bool:
         """Called for cross-origin handshakes only (tornado 6.6)."""
         if self.visitor.via == COOKIE:
@@ -319,9 +327,10 @@ class SocketHandler(WebSocketHandler):
     async def _subscribe(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         user, worksheet = content.get("user"), content.get("worksheet")
         since, session = content.get("since", 0), content.get("session")
-        if not (_name(user) and _name(worksheet)) or not isinstance(since, int) or not (
+        if not (_name(user) and _name(worksheet)) or not is_integer(since) or not (
                 0 <= since <= mt.MAX_SEQ):
-            raise ValueError("subscribe_request needs user, worksheet and a non-negative since")
+            raise ValueError("subscribe_request needs user, worksheet and since, a "
+                             "non-negative integer (the last seq the client has, 0 for all)")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
             return
         sub = Subscription(self, user, worksheet, since, session if isinstance(session, str) else None)
