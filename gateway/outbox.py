@@ -128,7 +128,11 @@ class Outbox:
 async def write_paced(handler: RequestHandler, body: bytes, stall: float) -> bool:
     """Send ``body`` as the whole answer, a :data:`WINDOW` at a time, each once the kernel
     took the one before; close the connection instead if the client takes nothing for
-    ``stall`` seconds. True if it was all sent."""
+    ``stall`` seconds. True if it was all sent. An answer of one window goes as tornado
+    sends any (the common case: its ETag and all)."""
+    if len(body) <= WINDOW:
+        handler.finish(body)
+        return True
     handler.set_header("Content-Length", str(len(body)))
     view = memoryview(body)
     for start in range(0, len(body), WINDOW):

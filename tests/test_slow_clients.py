@@ -193,6 +193,7 @@ def test_long_polls_that_do_not_read_are_dropped(chain: Chain) -> None:
     # Before, each held its answer for as long as it stayed open (measured: 37 -> 81 MiB).
     settled = wait_rss_below(pid, baseline + 8 * MIB)
     print(f"gateway RSS: {baseline // MIB} MiB before the long-polls, {settled // MIB} after")
+    assert "Traceback" not in gateway.log and " ERROR " not in gateway.log, gateway.log[-3000:]
 
 
 def open_fds(pid: int) -> int:

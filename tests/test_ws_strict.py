@@ -59,3 +59,6 @@ def test_bools_are_not_integers(running_chain: Chain) -> None:
         assert "since" in reply["content"]["error"] and "integer" in reply["content"]["error"]
     assert not interact["content"]["ok"] and interact["content"]["http_status"] == 400
     assert "integer state" in interact["content"]["error"]
+    status, body = running_chain.http("POST", "/home/u/w/1/interact", json.dumps(
+        {"interact_id": "i", "values": {}, "state": True}).encode())
+    assert status == 400 and "integer state" in body["error"]  # over HTTP too
