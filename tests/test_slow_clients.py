@@ -15,8 +15,9 @@ from typing import Any
 
 from fuzzing import rss_kib
 from harness import Chain, wait_gateway_linked
-from raw_ws import RawSocket
+from raw_ws import CLOSE, TEXT, RawSocket
 
+TOO_SLOW = 4008
 #: The gateway's --client-buffer in these tests: small, so that a modest flood passes it.
 CLIENT_BUFFER = 1024 * 1024
 #: The flood: numbered lines of about 1 KB each, some 16 MB in all.
@@ -79,6 +80,34 @@ def read_until(ws: RawSocket, predicate: Any, timeout: float = 60) -> list[dict[
     raise AssertionError(f"nothing matched within {timeout} s")
 
 
+def follow(port: int, until: Any, ws: RawSocket | None = None, *, since: int = 0,
+           session: str | None = None, timeout: float = 60) -> list[dict[str, Any]]:
+    """What a client that reads gets of u/flood (on ``ws``, or a new subscription from
+    ``since``) up to a message that matches ``until``. Like cellbus.js, after a 4008 close
+    (on a loaded machine even this reader can fall behind) it subscribes again from the last
+    seq it has."""
+    deadline = time.monotonic() + timeout
+    got: list[dict[str, Any]] = []
+    while True:
+        if ws is None:
+            ws, replayed = subscribe(port, since=since, session=session)
+            got += replayed
+            if any(map(until, replayed)):
+                ws.close()
+                return got
+        while (frame := ws.read_frame(deadline - time.monotonic())) and frame[0] != CLOSE:
+            if frame[0] == TEXT:
+                got.append(json.loads(frame[1]))
+                if until(got[-1]):
+                    ws.close()
+                    return got
+        ws.close()
+        ws = None
+        assert frame is not None and frame[1][:2] == TOO_SLOW.to_bytes(2, "big"), frame
+        facts = with_seq(got)[-1]["metadata"]["cellbus"]
+        since, session = facts["seq"], facts["session"]
+
+
 def is_idle(msg: dict[str, Any]) -> bool:
     return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
 
@@ -106,12 +135,11 @@ def test_websockets_that_do_not_read_are_closed_and_resume_by_seq(chain: Chain) 
     with peak_rss(pid) as peak:
         status, accepted = chain.evaluate("u/flood/1", FLOOD)
         assert status == 202, accepted
-        everything = read_until(reader, is_idle)
-        reader.close()
+        everything = follow(chain.port, is_idle, reader)
         endings = [ws.read_to_end(timeout=30) for ws in slow]
     print(f"gateway RSS: baseline {baseline // MIB} MiB, peak {peak[0] // MIB} MiB")
     assert stream_text(everything) == expected_text()
-    assert [e.code for e in endings] == [4008] * SLOW_CLIENTS, [e.reason for e in endings]
+    assert [e.code for e in endings] == [TOO_SLOW] * SLOW_CLIENTS, [e.reason for e in endings]
     # Without a bound each socket held what it did not read (measured: 35 -> 87 MiB).
     assert peak[0] - baseline < 20 * MIB, f"{baseline} -> {peak[0]} KiB"
     session = with_seq(everything)[0]["metadata"]["cellbus"]["session"]
@@ -120,9 +148,7 @@ def test_websockets_that_do_not_read_are_closed_and_resume_by_seq(chain: Chain) 
         got = with_seq(ending.messages)
         seqs = [m["metadata"]["cellbus"]["seq"] for m in got]
         assert seqs == list(range(1, len(seqs) + 1))  # what came before the close, in order
-        again, replayed = subscribe(chain.port, since=seqs[-1] if seqs else 0, session=session)
-        rest = replayed if any(map(is_idle, replayed)) else replayed + read_until(again, is_idle)
-        again.close()
+        rest = follow(chain.port, is_idle, since=seqs[-1] if seqs else 0, session=session)
         both = [m["metadata"]["cellbus"]["seq"] for m in with_seq(got + rest)]
         assert both == list(range(1, len(both) + 1))  # every message once, in order
         assert stream_text(got + rest) == expected_text()
@@ -172,8 +198,7 @@ def test_long_polls_that_do_not_read_are_dropped(chain: Chain) -> None:
     wait_gateway_linked(chain)
     reader, _ = subscribe(chain.port)
     assert chain.evaluate("u/flood/1", FLOOD)[0] == 202
-    read_until(reader, is_idle)
-    reader.close()
+    follow(chain.port, is_idle, reader)
     status, doc = chain.update("u/flood/1")  # a client that reads gets the answer whole
     assert status == 200 and doc["output"]["stdout_0"]["content"] == expected_text()
     del doc
