@@ -2,10 +2,10 @@
 
 A client that took a large replay or a long-poll answer made the gateway allocate and free
 megabytes in pieces; glibc keeps freed heap pages for reuse, so the process stayed that
-large after the client left (measured: four resumes of a 16 MB worksheet left the gateway
-12 MiB above its baseline; ``malloc_trim`` brought it back to within 1 MiB). After such a
-client, :func:`trim_soon` asks glibc to return what is free, at most once per
-:data:`INTERVAL`, so a stream of departures costs one trim a second at most.
+large after the client left (tests/test_slow_clients.py measures it). After such a client,
+:func:`trim_soon` asks glibc to return what is free, at most once per :data:`INTERVAL`, so a
+stream of departures costs one trim a second at most; and :func:`configure` keeps blocks of
+a MiB or more out of the heap altogether.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import asyncio
 import ctypes
 import ctypes.util
 import time
-from collections.abc import Callable
 
 #: Seconds between two trims.
 INTERVAL = 1.0
@@ -37,13 +36,14 @@ def _glibc() -> ctypes.CDLL | None:
 
 _libc = _glibc()
 _trim = _libc.malloc_trim if _libc is not None else None
+_last = 0.0  # when the last trim ran (monotonic)
+_pending: asyncio.TimerHandle | None = None
 #: ``mallopt`` parameter: blocks at least this big are mapped on their own.
 M_MMAP_THRESHOLD = -3
 #: Blocks of a MiB or more (a long-poll's answer, a replay's page) get their own mapping,
-#: returned to the system when freed. glibc raises its threshold to the largest block freed
-#: so far (up to 32 MiB), after which such blocks came from the heap and stayed: four
-#: dropped long-polls of a 16 MB answer, three times over, left 37 -> 52 -> 52 -> 83 MiB;
-#: with the threshold fixed, 52 each time.
+#: returned to the system when freed. Left to itself, glibc raises its threshold to the
+#: largest block freed so far (up to 32 MiB); then such blocks come from the heap, and a
+#: few rounds of large answers left the gateway larger each round.
 MMAP_THRESHOLD = 1024 * 1024
 
 
@@ -51,8 +51,6 @@ def configure() -> None:
     """Fix glibc's mmap threshold (:data:`MMAP_THRESHOLD`); call once at start."""
     if _libc is not None:
         _libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-_last = 0.0
-_pending: asyncio.TimerHandle | None = None
 
 
 def trim_soon(carried: int) -> None:
