@@ -11,6 +11,7 @@ from protocol.wire import Session
 
 from .access import TOKEN_RATE, make_policy
 from .node import MAX_INPUT, Gateway
+from .outbox import CLIENT_BUFFER, CLIENT_STALL, TOO_SLOW
 
 
 def parser() -> argparse.ArgumentParser:
@@ -25,6 +26,15 @@ def parser() -> argparse.ArgumentParser:
                node="gateway", help="the broker's publish endpoint")
     add_option(p, "--max-input", type=int, default=MAX_INPUT, metavar="BYTES",
                help="largest code accepted; larger answers 413")
+    add_option(p, "--client-buffer", type=int, default=CLIENT_BUFFER, metavar="BYTES",
+               node="gateway",
+               help="output a client may leave unread: past it the gateway closes its "
+                    f"WebSocket with code {TOO_SLOW} (cellbus.js resumes from the store) "
+                    "and drops its long-poll (the client asks again)")
+    add_option(p, "--client-stall", type=float, default=CLIENT_STALL, metavar="SECONDS",
+               node="gateway",
+               help="a long-poll whose client takes none of its answer for this long is "
+                    "dropped (the client asks again)")
     add_access_options(p)
     add_common_options(p)
     return p
@@ -52,7 +62,12 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    p = parser()
+    args = p.parse_args(argv)
+    if args.client_buffer < 1:
+        p.error("--client-buffer must be a positive number of bytes")
+    if not args.client_stall > 0:
+        p.error("--client-stall must be a positive number of seconds")
     setup_logging(args.log_level)
 
     def make() -> Gateway:
@@ -61,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                              hosts=args.allow_host, rate=args.rate)
         return Gateway(Session(load_key(args.key_file), packer=args.packer), broker=args.broker,
                        subscribe=args.subscribe, host=args.host, port=args.port,
-                       max_input=args.max_input, access=access)
+                       max_input=args.max_input, access=access,
+                       client_buffer=args.client_buffer, client_stall=args.client_stall)
 
     return run_node(make)
 

@@ -12,6 +12,7 @@ from .auth import TokenCheck
 from .base import NotFoundHandler
 from .bus import BrokerLink
 from .health import GatewayMetrics
+from .outbox import CLIENT_BUFFER, CLIENT_STALL
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InteractHandler, RestartHandler
 from .ratelimit import RateLimiter
@@ -21,6 +22,7 @@ CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
 
 
 def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = None,
+             client_buffer: int = CLIENT_BUFFER, client_stall: float = CLIENT_STALL,
              metrics: GatewayMetrics | None = None, **settings: Any) -> tornado.web.Application:
     access = access or AccessPolicy()
     metrics = metrics or GatewayMetrics(link, {})
@@ -39,7 +41,8 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             *pages.ROUTES,
         ],
         default_handler_class=NotFoundHandler,
-        link=link, watch=watch, max_input=max_input, metrics=metrics,
+        link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
+        client_stall=client_stall, metrics=metrics,
         token_check=TokenCheck(link),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),

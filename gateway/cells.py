@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import urllib.parse
 from collections import defaultdict
@@ -11,8 +12,10 @@ from typing import Any
 from protocol import msgtypes as mt
 from protocol.wire import Message
 
+from . import heap
 from .base import BaseHandler, check_address, fail
 from .jsonbody import load_json
+from .outbox import write_paced
 
 #: Longest long-poll wait, in seconds.
 MAX_WAIT = 60.0
@@ -126,7 +129,10 @@ class UpdateHandler(BaseHandler):
                     pass
             finally:
                 watch.unwatch(address, event)
-        self.write_json(200, add_file_urls(doc, address))
+        body = json.dumps(add_file_urls(doc, address)).encode()
+        del doc, reply  # the answer is held once, as bytes, while the client takes it
+        await write_paced(self, body, self.settings["client_stall"])
+        heap.trim_soon(len(body))
 
     def _number(self, name: str, default: Any, kind: type) -> Any:
         raw = self.get_query_argument(name, None)

@@ -56,3 +56,9 @@ def load_json(raw: bytes | str) -> Any:
         raise ValueError("it holds a lone surrogate (an unpaired \\ud800-\\udfff escape); "
                          "text must be valid Unicode") from None
     return value
+
+
+def is_integer(value: Any) -> bool:
+    """An integer of JSON: ``true`` and ``false`` are not (in Python a bool is an int, so
+    ``isinstance(True, int)``, and a ``since`` of ``true`` was taken as 1)."""
+    return isinstance(value, int) and not isinstance(value, bool)

@@ -9,11 +9,13 @@ from tornado.httpserver import HTTPServer
 from protocol.node import Node
 from protocol.wire import Session
 
+from . import heap
 from .access import AccessPolicy
 from .app import make_app
 from .health import GatewayMetrics
 from .bodylimit import BodyLimit, hard_cap
 from .bus import BrokerLink
+from .outbox import CLIENT_BUFFER, CLIENT_STALL
 
 #: Default largest input accepted, in bytes (answers 413 above it).
 MAX_INPUT = 1024 * 1024
@@ -27,16 +29,21 @@ class Gateway(Node):
 
     def __init__(self, session: Session, *, broker: str, subscribe: str, host: str = "127.0.0.1",
                  port: int = 8888, max_input: int = MAX_INPUT,
-                 access: AccessPolicy | None = None) -> None:
+                 access: AccessPolicy | None = None, client_buffer: int = CLIENT_BUFFER,
+                 client_stall: float = CLIENT_STALL) -> None:
         super().__init__(session)
         self.broker, self.subscribe = broker, subscribe
         self.host, self.port, self.max_input = host, port, max_input
+        self.client_buffer, self.client_stall = client_buffer, client_stall
         self.access = access or AccessPolicy(host=host, port=port)
 
     async def setup(self) -> None:
+        heap.configure()
         link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
         self.metrics = GatewayMetrics(link, self.rejected)
-        app = make_app(link, max_input=self.max_input, access=self.access, metrics=self.metrics)
+        app = make_app(link, max_input=self.max_input, access=self.access,
+                       client_buffer=self.client_buffer, client_stall=self.client_stall,
+                       metrics=self.metrics)
         limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
         self.server = HTTPServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                  xheaders=False, chunk_size=READ_CHUNK)

@@ -17,6 +17,10 @@ replays what the store has after ``since`` and then goes live, without gaps or d
 live messages wait while the replay runs, each ``seq`` is delivered once, and a gap seen on
 the live feed is filled from the store (the ZeroMQ Guide's Clone pattern, client side). A new
 session for the worksheet (a restart) starts again from its seq 1.
+
+A client that does not read is closed with code 4008 (:data:`gateway.outbox.TOO_SLOW`) once
+it leaves more than ``--client-buffer`` bytes unread; it reconnects and resumes by seq. A
+replay from the store goes as fast as the client reads, so it never causes that close.
 """
 
 from __future__ import annotations
@@ -28,18 +32,20 @@ import urllib.parse
 from types import TracebackType
 from typing import Any
 
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
 from protocol import msgtypes as mt
 from protocol.errors import ProtocolError
 from protocol.wire import Message, utcnow_iso
 
-from . import access, errors, guard
+from . import access, errors, guard, heap
 from .auth import COOKIE
 from .base import MAX_NAME
 from .bus import BrokerLink, BrokerUnavailable
 from .cells import execute_content
-from .jsonbody import load_json
+from .jsonbody import is_integer, load_json
+from .masking import MaskedOnly
+from .outbox import Outbox
 
 log = logging.getLogger("cellbus.gateway")
 SUBSCRIBE_REQUEST = "subscribe_request"
@@ -48,6 +54,12 @@ SUBSCRIBE_REPLY = "subscribe_reply"
 MAX_HEADER_FIELD = 256
 #: Requests that make a session run code: counted by --rate.
 COSTLY = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.RESTART_REQUEST})
+#: A replay asks the store for pages of about this many bytes (a page is held whole while
+#: the client takes it), starting with :data:`FIRST_PAGE` messages; the broker gives at
+#: most 1,000 a page.
+PAGE_BYTES = 1024 * 1024
+FIRST_PAGE = 64
+MAX_PAGE = 1000
 
 
 def to_json(msg: Message) -> str:
@@ -69,7 +81,12 @@ class Subscription:
                  session: str | None) -> None:
         self.socket, self.user, self.worksheet = socket, user, worksheet
         self.session, self.last = session, since
-        self.held: list[Message] = []
+        #: Live messages that came during a replay, as (message, its JSON), at most half
+        #: the socket's bound in bytes; past it they are dropped and the replay goes on to
+        #: fetch them from the store (:attr:`dropped`).
+        self.held: list[tuple[Message, str]] = []
+        self.held_bytes = 0
+        self.dropped = False
         #: The replay from the store (first, or to fill a gap), while it runs or is about to.
         self.task: asyncio.Future[None] | None = None
 
@@ -81,39 +98,56 @@ class Subscription:
     def offer(self, msg: Message) -> None:
         facts = msg["metadata"]["cellbus"]
         if self.replaying:
-            self.held.append(msg)
+            self.hold(msg)
         elif facts.get("session") == self.session and facts.get("seq", 0) > self.last + 1:
             log.info("gateway: subscription to %s/%s is behind (seq %d, feed at %d); "
                      "catching up from the store", self.user, self.worksheet, self.last,
                      facts.get("seq", 0))
-            self.held.append(msg)
             self.catch_up()  # a gap on the live feed: fill it from the store
+            self.hold(msg)
         else:
             self.deliver(msg)
 
-    def deliver(self, msg: Message) -> None:
+    def hold(self, msg: Message) -> None:
+        text = to_json(msg)
+        self.held.append((msg, text))
+        self.held_bytes += len(text)
+        if self.held_bytes * 2 > self.socket.outbox.limit:
+            self.held, self.held_bytes, self.dropped = [], 0, True
+
+    def deliver(self, msg: Message, text: str | None = None) -> int:
+        """Send ``msg`` unless it was sent already; returns the bytes sent."""
         facts = msg["metadata"]["cellbus"]
         if facts.get("session") != self.session:
             self.session, self.last = facts.get("session"), 0
         seq = facts.get("seq", 0)
         if seq <= self.last:
-            return
+            return 0
         self.last = seq
-        self.socket.send(to_json(msg))
+        text = text if text is not None else to_json(msg)
+        self.socket.send(text)
+        return len(text)
 
     def catch_up(self) -> None:
         """Replay from the store in the background (the task is kept, so it is not
-        garbage-collected mid-replay)."""
+        garbage-collected mid-replay); a failure is logged, not left unretrieved."""
         if not self.replaying:
             self.task = asyncio.ensure_future(self.replay())
+            self.task.add_done_callback(self._caught_up)
+
+    def _caught_up(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and (e := task.exception()) is not None:
+            log.warning("gateway: catching up %s/%s from the store failed: %s; the next "
+                        "seq beacon tries again", self.user, self.worksheet, e)
 
     async def replay(self) -> None:
         """Deliver what the store has after :attr:`last`, then what waited meanwhile; run
         only as :attr:`task`."""
+        limit, carried = FIRST_PAGE, 0
         try:
             while True:
                 reply = await self.socket.link.request(
-                    mt.SESSION_REPLAY_REQUEST, {"since": self.last},
+                    mt.SESSION_REPLAY_REQUEST, {"since": self.last, "limit": limit},
                     (self.user, self.worksheet, "-"))
                 content = reply["content"]
                 if not content.get("ok"):
@@ -123,14 +157,24 @@ class Subscription:
                         self.session, self.last = content["session"], 0
                         continue
                     self.session = content["session"]
+                sent = 0
                 for msg in content["messages"]:
-                    self.deliver(msg)
-                if not content["more"]:
+                    if not await self.socket.outbox.room():
+                        return  # the socket is closed
+                    sent += self.deliver(msg)
+                carried += sent
+                if sent:
+                    per_message = sent / len(content["messages"])
+                    limit = max(1, min(MAX_PAGE, int(PAGE_BYTES / per_message)))
+                if not content["more"] and not self.dropped:
                     break
+                self.dropped = False
         finally:
-            held, self.held = sorted(self.held, key=lambda m: m["metadata"]["cellbus"]["seq"]), []
-            for msg in held:
-                self.deliver(msg)
+            heap.trim_soon(carried)
+            held = sorted(self.held, key=lambda m: m[0]["metadata"]["cellbus"]["seq"])
+            self.held, self.held_bytes = [], 0
+            for msg, text in held:
+                self.deliver(msg, text)
 
 
 class SocketHandler(WebSocketHandler):
@@ -163,6 +207,13 @@ class SocketHandler(WebSocketHandler):
             self.set_header("Sec-WebSocket-Version", "7, 8, 13")
             raise errors.fail(426, "unsupported WebSocket version; use 13")
         await super().get(*args, **kwargs)
+
+    def get_websocket_protocol(self) -> WebSocketProtocol | None:
+        """tornado's protocol for version 13, failing unmasked client frames."""
+        protocol = super().get_websocket_protocol()
+        if protocol is None:
+            return None
+        return MaskedOnly(self, False, protocol.params)  # type: ignore[attr-defined]
 
     def check_origin(self, origin: str) -> bool:
         """Called for cross-origin handshakes only (tornado 6.6)."""
@@ -199,12 +250,21 @@ class SocketHandler(WebSocketHandler):
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
         self.subs: dict[tuple[str, str], Subscription] = {}
+        self.outbox = Outbox(self, self.settings["client_buffer"], self._release)
         self.link.listen(None, self.on_output)  # seq beacons; outputs once subscribed
 
     def on_close(self) -> None:
+        self.outbox.end()
+
+    def _release(self) -> None:
+        """The socket is done (closed by either side, or its client went away): it leaves
+        nothing behind, no listener and no replay."""
         self.link.unlisten(None, self.on_output)
-        for worksheet in self.subs:
+        for worksheet, sub in self.subs.items():
             self.link.unlisten(worksheet, self.on_output)
+            if sub.task is not None:
+                sub.task.cancel()
+        self.subs.clear()
 
     def on_output(self, msg: Message) -> None:
         if msg["msg_type"] == mt.SEQ_BEACON:
@@ -227,10 +287,7 @@ class SocketHandler(WebSocketHandler):
                 sub.catch_up()
 
     def send(self, text: str) -> None:
-        try:
-            self.write_message(text)
-        except WebSocketClosedError:
-            pass
+        self.outbox.send(text)
 
     def reply(self, request: dict[str, Any], msg_type: str, content: dict[str, Any]) -> None:
         header = request.get("header")
@@ -240,6 +297,8 @@ class SocketHandler(WebSocketHandler):
                                                   "parent_header", "metadata", "content")}))
 
     async def on_message(self, raw: str | bytes) -> None:
+        if self.outbox.closed:
+            return  # closed by the gateway; the client has not closed its side yet
         try:
             request = load_json(raw)
             if not isinstance(request, dict):
@@ -268,9 +327,10 @@ class SocketHandler(WebSocketHandler):
     async def _subscribe(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         user, worksheet = content.get("user"), content.get("worksheet")
         since, session = content.get("since", 0), content.get("session")
-        if not (_name(user) and _name(worksheet)) or not isinstance(since, int) or not (
+        if not (_name(user) and _name(worksheet)) or not is_integer(since) or not (
                 0 <= since <= mt.MAX_SEQ):
-            raise ValueError("subscribe_request needs user, worksheet and a non-negative since")
+            raise ValueError("subscribe_request needs user, worksheet and since, a "
+                             "non-negative integer (the last seq the client has, 0 for all)")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
             return
         sub = Subscription(self, user, worksheet, since, session if isinstance(session, str) else None)

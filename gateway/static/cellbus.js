@@ -887,6 +887,13 @@
   const CONNECT_TIMEOUT = 5000;  // ms for a socket to open
   const FAILURES_BEFORE_POLLING = 2;
   const RESYNC_DELAY = 5000;     // ms after a reconnect before a running cell checks /update
+  // The gateway closes a socket that left too much output unread with this code: connect
+  // again and resume from the last seq (the store has it all), after a pause that doubles
+  // with each such close in a row, so a slow client does not come back into the same flood.
+  const TOO_SLOW = 4008;
+  const SLOW_RECONNECT_MIN = 1000;   // ms
+  const SLOW_RECONNECT_MAX = 30000;
+  const SLOW_FORGET = 60000;         // ms a socket lasts for earlier slow closes not to count
 
   class Channel {
     constructor(server, token) {
@@ -898,6 +905,7 @@
       this.up = false;          // the current socket has subscribed
       this.everUp = false;      // some socket has subscribed, so WebSocket works here
       this.failures = 0;        // sockets in a row that closed before any answer
+      this.slowCloses = 0;      // sockets in a row the gateway closed as too slow (TOO_SLOW)
       this.subs = new Map();    // "user/worksheet" -> {user, worksheet, session, last, cells}
       this.requests = new Map();  // msg_id -> {cell, header, msg, sent, accepted, kind}
       this.clientSession = newId();
@@ -980,6 +988,7 @@
       const guard = setTimeout(() => ws.close(), CONNECT_TIMEOUT);
       ws.onopen = () => {
         clearTimeout(guard);
+        ws.openedAt = Date.now();
         for (const sub of this.subs.values()) this._subscribe(sub);
         this._resend();
       };
@@ -987,13 +996,13 @@
         answered = true;
         this._receive(event.data);
       };
-      ws.onclose = () => {
+      ws.onclose = (event) => {
         clearTimeout(guard);
-        if (this.ws === ws) this._closed(ws, answered);
+        if (this.ws === ws) this._closed(ws, answered, event.code);
       };
     }
 
-    _closed(ws, answered) {
+    _closed(ws, answered, code) {
       this.ws = null;
       const wasUp = this.up;
       this.up = false;
@@ -1007,7 +1016,19 @@
         return;
       }
       if (wasUp) this._tellCells(false);
-      this._reconnectSoon(Math.min(RECONNECT_MAX, RECONNECT_MIN * 2 ** Math.max(0, this.failures - 1)));
+      this._reconnectSoon(this._backoff(ws, code));
+    }
+
+    /** ms before the next socket: doubling per failure, and from a longer start after the
+     * gateway closed a socket as too slow. */
+    _backoff(ws, code) {
+      if (code !== TOO_SLOW) {
+        this.slowCloses = 0;
+        return Math.min(RECONNECT_MAX, RECONNECT_MIN * 2 ** Math.max(0, this.failures - 1));
+      }
+      const lasted = ws && ws.openedAt ? Date.now() - ws.openedAt : 0;
+      this.slowCloses = lasted > SLOW_FORGET ? 1 : this.slowCloses + 1;
+      return Math.min(SLOW_RECONNECT_MAX, SLOW_RECONNECT_MIN * 2 ** (this.slowCloses - 1));
     }
 
     _reconnectSoon(delay) {
