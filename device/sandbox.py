@@ -250,6 +250,11 @@ class Sandbox:
 
     # -- each fork ---------------------------------------------------------------------------
 
+    def descriptors(self) -> list[int]:
+        """What a freshly forked worker still needs of the template's descriptors (each is
+        closed by :meth:`enter` once used)."""
+        return [fd for fd in (self._own_pid_ns, self._init_fd) if fd >= 0]
+
     def fork_child(self) -> int:
         """``os.fork()``, the child as PID 1 of a new PID namespace when namespaces are on."""
         if self._own_pid_ns < 0 or "namespaces" in self.protections.off:
@@ -354,6 +359,7 @@ class Sandbox:
                 if strict:
                     os.kill(worker, signal.SIGKILL)
                     raise
+            _hold_nothing(keep=self._init_fd)
             if self._init_fd >= 0:
                 try:
                     os.execve(self._init_fd, [self.protections.init, str(worker)], {})
@@ -400,3 +406,14 @@ class Sandbox:
                 os.rmdir(self.root)
             except OSError:
                 pass
+
+
+def _hold_nothing(keep: int) -> None:
+    """The namespace's init, confined: its standard descriptors become ``/dev/null`` and
+    every other one but ``keep`` (the compiled init to exec) is closed. It writes nothing,
+    and it must not keep the worker's link (the device would not see the worker's end) nor
+    the device's stderr."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    L.close_descriptors_except([keep])

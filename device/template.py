@@ -17,8 +17,9 @@ Control channel, one msgpack dict per packet::
                                                                       sandbox could set up
     ("exited" also carries "oom": true when the worker's cgroup ran out of memory.)
 
-A forked worker starts a new session (process group), dies with the template
-(PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID 1 of its
+A forked worker closes every descriptor but its link (its standard ones are replaced when it
+starts to serve: :mod:`session.worker`), starts a new session (process group), dies with the
+template (PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID 1 of its
 own namespaces, its own root, uid and cgroup, a syscall filter) and then serves its link.
 The template exits when the control channel closes; its workers die with it.
 """
@@ -40,6 +41,7 @@ from typing import Any
 import msgpack
 
 from .limits import Limits, apply
+from .linux import close_descriptors_except
 from .sandbox import DEFAULT_UIDS, MODES, Sandbox, parse_uids
 
 MAX_PACKET = 65536
@@ -200,6 +202,8 @@ class Template:
                 signal.set_wakeup_fd(-1)
                 os.close(self.wake_r)
                 os.close(self.wake_w)
+                # Whatever else the template holds is not the worker's (nor its init's).
+                close_descriptors_except([theirs.fileno(), *sandbox.descriptors()])
                 for sig in (signal.SIGCHLD, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 os.setsid()
@@ -232,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
                    "(device/init.c); empty: a Python init")
     args = p.parse_args(argv)
     die_with_parent()
+    # The device's event loop may spawn us with more than the control channel open (uvloop
+    # leaves copies of the standard descriptors, and whatever its own parent leaked): none
+    # of them is ours to hand down to workers.
+    close_descriptors_except([args.control_fd])
     control = socket.socket(fileno=args.control_fd)
     for name in filter(None, (m.strip() for m in args.preload.split(","))):
         try:

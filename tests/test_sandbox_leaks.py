@@ -1,0 +1,96 @@
+"""What a session must not hold or see of the host: descriptors, environment, namespaces.
+
+Real devices and workers, as in tests/test_sandbox.py; the checks run from inside cells.
+They need root (CI runs as root); elsewhere they are skipped and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+
+import pytest
+
+from harness import of_type, stdout_of
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0 and not IN_CI, reason="the sandbox needs "
+                                "root (CI runs as root); these tests did not run")
+
+
+def out(client, code: str, session: str) -> str:
+    msgs = client.run(code, session)
+    errors = of_type(msgs, "error")
+    assert not errors, errors[0]["content"]
+    return stdout_of(msgs)
+
+
+#: Run in a cell: every open descriptor with what it points at, and which of them the worker
+#: itself owns. The worker's own objects are found through the garbage collector: the
+#: ``WorkerLink`` holds the link (one end of an unnamed AF_UNIX stream socketpair whose other
+#: end the device holds), and the ``Capture`` holds the read ends of the pipes that
+#: descriptors 1 and 2 write into. A pipe of the session's own shows up with both its ends
+#: in the process; a host pipe (the device's stderr, say) would show only one.
+LIST_DESCRIPTORS = """
+import gc, json, os, socket
+fds = {}
+for name in os.listdir("/proc/self/fd"):
+    try:
+        fds[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    except OSError:
+        pass  # the descriptor listdir itself used, closed by now
+link = [o for o in gc.get_objects() if type(o).__name__ == "WorkerLink"]
+capture = [o for o in gc.get_objects() if type(o).__name__ == "Capture"]
+sock = link[0].sock
+print(json.dumps({"fds": fds, "link": sock.fileno(),
+                  "link_kind": [sock.family == socket.AF_UNIX, sock.type == socket.SOCK_STREAM,
+                                sock.getsockname() in ("", b""), sock.getpeername() in ("", b"")],
+                  "capture_reads": sorted(capture[0]._pipes)}))
+"""
+
+
+def test_session_code_holds_only_its_own_descriptors(device_with_client) -> None:
+    """Issue 19, item 1: no file, tty or socket of the host (the device's stderr was fd 3,
+    and another copy came from the template)."""
+    client, _ = device_with_client()
+    seen = json.loads(out(client, LIST_DESCRIPTORS, "s"))
+    fds = {int(fd): target for fd, target in seen["fds"].items()}
+    link, reads = seen["link"], seen["capture_reads"]
+    assert seen["link_kind"] == [True, True, True, True]  # unnamed AF_UNIX stream pair
+    assert fds[0] == "/dev/null"  # stdin: there is none
+    assert fds[1].startswith("pipe:") and fds[2].startswith("pipe:") and fds[1] != fds[2]
+    assert sorted(fds[fd] for fd in reads) == sorted([fds[1], fds[2]])  # both ends ours
+    assert fds[link].startswith("socket:")
+    assert sorted(fds) == sorted({0, 1, 2, link, *reads}), json.dumps(fds)
+
+
+def test_a_cell_cannot_write_to_the_device_log(device_with_client) -> None:
+    """Whatever descriptor a cell writes to, nothing reaches the device's log; what the
+    worker itself has to say goes over its link and the device labels it."""
+    client, device = device_with_client()
+    marker = f"forged-{uuid.uuid4().hex}"
+    code = f"""
+import gc, os
+link = [o for o in gc.get_objects() if type(o).__name__ == "WorkerLink"][0].sock.fileno()
+wrote = []
+for fd in set(range(3, 1024)) - {{link}}:  # the link: that would only break the session
+    try:
+        os.write(fd, b"\\n{marker} device log line\\n")
+        wrote.append(fd)
+    except OSError:
+        pass
+print("wrote to", wrote)
+"""
+    said = out(client, code, "s")
+    # A later line of the device's log: anything the cell wrote would be in the log before.
+    out(client, "print(1)", "after")
+    device.wait_for_log(r"started worker \d+ for session after ")
+    assert marker not in device.log, said
+    # What the worker has to say reaches the log labelled and quoted, as one line: the most
+    # a cell can do is say something in the worker's name.
+    out(client, "import gc\n[o for o in gc.get_objects() if type(o).__name__ == 'LinkOutput']"
+                f"[0].diag('{marker}\\n\\x1b[2Jforged')", "s")
+    line = device.wait_for_log(rf"worker \d+ \(session s\) says: .*{marker}.*").group(0)
+    assert line.endswith(f"says: '{marker}\\n\\x1b[2Jforged'"), line
+
