@@ -84,6 +84,10 @@ def explain_exit(limits: Limits, returncode: int | None, *,
         return ("MemoryLimitExceeded", f"the session's processes used more than "
                 f"{_size(limits.memory_bytes)} of memory together (--max-memory) and were "
                 "stopped; the session restarts fresh")
+    if returncode == -signal.SIGSYS:  # the syscall filter kills only for a foreign ABI
+        return ("ForbiddenSystemCall", "the session made a system call the sandbox forbids "
+                "(one of another architecture's ABI, such as x32 or 32-bit int 0x80) and was "
+                "stopped; the session restarts fresh")
     if returncode == -signal.SIGXCPU:
         return ("CPULimitExceeded", f"the session used its {limits.cpu_seconds} s of CPU time "
                                     "(--max-cpu) and was stopped; the session restarts fresh")

@@ -76,7 +76,7 @@ def describe_exit(returncode: int | None) -> str:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"killed by signal {-returncode} ({name})"
+        return f"was killed by signal {-returncode} ({name})"
     return f"exited with code {returncode}"
 
 

@@ -94,3 +94,48 @@ print("wrote to", wrote)
     line = device.wait_for_log(rf"worker \d+ \(session s\) says: .*{marker}.*").group(0)
     assert line.endswith(f"says: '{marker}\\n\\x1b[2Jforged'"), line
 
+
+#: A system call of the x32 ABI (``__X32_SYSCALL_BIT`` + 272, ``unshare``), from the main
+#: thread or from another one; and, from a thread, one the filter denies natively.
+X32_UNSHARE = "ctypes.CDLL(None).syscall(0x40000000 + 272, 0x10000000)"
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_a_foreign_abi_call_ends_the_session_with_a_clear_error(chain, where: str) -> None:
+    """Issue 19, item 6: libseccomp's default for a foreign ABI killed only the calling
+    thread, and the cell stayed ``working`` for ever. Now the whole worker is killed and
+    the cell ends with an error that says why; the session's next cell runs fresh."""
+    chain.start_broker()
+    chain.start_gateway()
+    chain.start_device()
+    call = X32_UNSHARE if where == "main" else (
+        f"t = threading.Thread(target=lambda: {X32_UNSHARE})\nt.start()\nt.join()")
+    code = f"import ctypes, threading\nprint('before', flush=True)\n{call}\nprint('after')"
+    assert chain.evaluate("u/ws/1", code)[0] == 202
+    doc = chain.wait_done("u/ws/1", timeout=20)
+    error = next(b for b in doc["output"].values() if b["type"] == "error")
+    assert doc["status"] == "error", doc
+    assert error["ename"] == "ForbiddenSystemCall", error
+    assert "system call the sandbox forbids" in error["evalue"], error
+    assert "after" not in json.dumps(doc["output"])
+    assert chain.evaluate("u/ws/2", "print('fresh')")[0] == 202
+    fresh = chain.wait_done("u/ws/2")["output"]
+    assert [b["content"] for b in fresh.values() if b["type"] == "text"] == [
+        "cellbus: started a fresh worker for this session because the previous one was "
+        "killed by signal 31 (SIGSYS); variables defined before are gone.\n", "fresh\n"]
+
+
+def test_a_denied_call_in_a_thread_fails_only_that_call(device_with_client) -> None:
+    """The filter's other rules answer EPERM, from any thread: nothing is killed."""
+    client, _ = device_with_client()
+    code = """
+import ctypes, errno, threading
+libc = ctypes.CDLL(None, use_errno=True)
+seen = []
+def denied():
+    seen.append((libc.unshare(0x10000000), errno.errorcode[ctypes.get_errno()]))
+t = threading.Thread(target=denied); t.start(); t.join()
+print(seen)
+"""
+    assert out(client, code, "s") == "[(-1, 'EPERM')]\n"
+    assert out(client, "print('alive')", "s") == "alive\n"
