@@ -33,6 +33,7 @@ from broker.status import remove_state, write_state  # noqa: E402
 from gateway.__main__ import add_access_options  # noqa: E402
 from gateway.access import make_policy  # noqa: E402
 from broker.retention import DEFAULT_TEXT, parse_duration  # noqa: E402
+from device.limits import DEFAULT_MEMORY_BUDGET  # noqa: E402
 from device.router import DRAIN_TIMEOUT  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
 from protocol.errors import ConfigError  # noqa: E402
@@ -81,6 +82,11 @@ def sandbox_uids(device: int) -> str:
     """Disjoint session uid ranges for the devices of one machine (1000 each)."""
     first = 300000 + 1000 * device
     return f"{first}-{first + 999}"
+
+
+def device_budget(devices: int) -> str:
+    """Each device's share of the one memory budget of the machine's sessions."""
+    return f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"
 
 
 class Supervisor:
@@ -141,6 +147,7 @@ class Supervisor:
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
                        "--sandbox-uids", sandbox_uids(i),
+                       "--memory-budget", device_budget(a.devices),
                        "--exec-timeout", str(a.exec_timeout),
                        "--idle-timeout", str(a.idle_timeout),
                        "--drain-timeout", str(a.drain_timeout))

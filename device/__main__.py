@@ -13,7 +13,7 @@ from protocol.wire import Session
 from .overseer import OverseerConfig
 from .router import DRAIN_TIMEOUT, DeviceRouter
 from .launcher import LaunchSpec
-from .limits import Limits
+from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
 from .sandbox import DEFAULT_UIDS, MODES, parse_uids
 
 
@@ -62,6 +62,9 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--max-disk", type=int, default=d.disk_bytes, metavar="BYTES",
                help="bytes a sandboxed session may keep in its working directory (and again "
                     "in its /tmp)")
+    add_option(p, "--memory-budget", default=DEFAULT_MEMORY_BUDGET, metavar="N%|BYTES",
+               help="memory all sessions of this device may use together (a cgroup limit "
+                    "over theirs), as a share of this machine's memory or in bytes; 0: none")
     add_option(p, "--sandbox", default="auto", choices=MODES,
                help="auto: every protection this machine allows (the start line and "
                     "`bin/cellbus status` say which are off); require: refuse to start "
@@ -84,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         parse_uids(args.sandbox_uids)
     except ValueError as e:
         parser().error(f"--sandbox-uids: {e}")
+    try:
+        budget = memory_budget(args.memory_budget)
+    except ValueError as e:
+        parser().error(f"--memory-budget: {e}")
 
     def make() -> DeviceRouter:
         limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
@@ -96,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             output_rate=args.output_rate, output_burst=4 * args.output_rate,
             launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits,
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
+                              memory_budget=budget,
                               hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
         return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config,

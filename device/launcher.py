@@ -43,6 +43,8 @@ class LaunchSpec:
     #: auto (what the machine allows), require (refuse to start without all of it), or off.
     sandbox: str = "auto"
     sandbox_uids: str = DEFAULT_UIDS
+    #: Bytes of memory all sessions may use together (0: no budget).
+    memory_budget: int = 0
     #: Host paths workers must not see even where a read-only system folder holds them.
     hide: tuple[str, ...] = ()
     #: The compiled program each worker's namespace init becomes ("": a Python init stays).
@@ -101,7 +103,8 @@ class TemplateLauncher:
             argv += ["--backend", self.spec.backend]
         if self.spec.preload:
             argv += ["--preload", self.spec.preload]
-        argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", self.spec.sandbox_uids]
+        argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", self.spec.sandbox_uids,
+                 "--memory-budget", str(self.spec.memory_budget)]
         for path in self.spec.hide:
             argv += ["--hide", path]
         argv += ["--init-program", self.spec.init_program]
@@ -129,12 +132,22 @@ class TemplateLauncher:
                               f"{summary}")
         (log.warning if self.protections.off and self.spec.sandbox != "off" else log.info)(
             "device %s", summary)
+        self._log_budget()
         if self.protections.has("namespaces"):
             program = self.spec.init_program
             why = (f"{program} is missing or not executable by others; bin/cellbus builds "
                    "it where a C compiler is") if program else "no compiled init given"
             log.info("device namespace init: %s", self.protections.init or
                      f"Python ({why}; each session keeps about 2 MB more)")
+
+    def _log_budget(self) -> None:
+        budget, applied = self.spec.memory_budget, self.protections.memory_budget
+        if applied:
+            log.info("device memory budget of all sessions together: %.1f GiB "
+                     "(--memory-budget)", applied / 2**30)
+        elif budget:
+            log.warning("device memory budget (--memory-budget) NOT applied: it needs the "
+                        "sandbox's cgroups")
 
     async def fork(self, workdir: str) -> tuple[ForkedProcess, socket.socket]:
         """A new worker in ``workdir``; returns its process and the overseer's end of its link."""

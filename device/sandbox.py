@@ -75,6 +75,8 @@ class Protections:
     cgroup_version: str = ""
     #: What stays as PID 1 of each worker's namespace: the compiled init's path, else "".
     init: str = ""
+    #: Bytes all workers may use together, as set on their cgroups' parent (0: none).
+    memory_budget: int = 0
 
     def has(self, part: str) -> bool:
         return part in self.on
@@ -95,7 +97,8 @@ class Protections:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Protections:
         return cls(on=list(d.get("on", [])), off=dict(d.get("off", {})),
-                   cgroup_version=str(d.get("cgroup_version", "")), init=str(d.get("init", "")))
+                   cgroup_version=str(d.get("cgroup_version", "")), init=str(d.get("init", "")),
+                   memory_budget=int(d.get("memory_budget", 0)))
 
 
 def _open_init(path: str) -> int:
@@ -135,8 +138,10 @@ class UidPool:
 class Sandbox:
     """The template's side of the sandbox: set up once, applied in every forked worker."""
 
-    def __init__(self, mode: str, uids: range, hide: list[str], init_program: str = "") -> None:
+    def __init__(self, mode: str, uids: range, hide: list[str], init_program: str = "", *,
+                 memory_budget: int = 0) -> None:
         self.mode = mode
+        self.memory_budget = memory_budget
         self.init_program = init_program
         self.uids = UidPool(uids)
         self.hide = [os.path.abspath(p) for p in hide if p]
@@ -191,6 +196,12 @@ class Sandbox:
         if self.cgroups is not None and not p.has("cgroups"):
             self.cgroups.teardown()
             self.cgroups = None
+        if self.cgroups is not None and self.memory_budget > 0:
+            try:
+                self.cgroups.budget(self.memory_budget)
+                p.memory_budget = self.memory_budget
+            except OSError as e:  # the device's log says it is not applied, and this why
+                print(f"device.template: cannot set the memory budget: {e}", file=sys.stderr)
         return p
 
     @staticmethod

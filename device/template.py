@@ -19,8 +19,9 @@ Control channel, one msgpack dict per packet::
 
 A forked worker closes every descriptor but its link (its standard ones are replaced when it
 starts to serve: :mod:`session.worker`), starts a new session (process group), dies with the
-template (PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID 1 of its
-own namespaces, its own root, uid and cgroup, a syscall filter) and then serves its link.
+template (PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID
+1 of its own namespaces, its own root, uid and cgroup, a syscall filter) and then serves its
+link.
 The template exits when the control channel closes; its workers die with it.
 """
 
@@ -232,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sandbox-uids", type=parse_uids, default=parse_uids(DEFAULT_UIDS))
     p.add_argument("--hide", action="append", default=[], help="a host path to keep out of "
                    "the workers' sight (repeatable)")
+    p.add_argument("--memory-budget", type=int, default=0, help="bytes all workers may use "
+                   "together (0: no budget)")
     p.add_argument("--init-program", default="", help="the compiled namespace init "
                    "(device/init.c); empty: a Python init")
     args = p.parse_args(argv)
@@ -246,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             importlib.import_module(name)
         except ImportError as e:
             print(f"device.template: cannot preload {name}: {e}", file=sys.stderr)
-    sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide, args.init_program)
+    sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide, args.init_program,
+                      memory_budget=args.memory_budget)
     return Template(control, args.backend, sandbox).run()
 
 
