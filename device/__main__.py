@@ -14,7 +14,8 @@ from .overseer import OverseerConfig
 from .router import DRAIN_TIMEOUT, DeviceRouter
 from .launcher import LaunchSpec
 from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
-from .sandbox import DEFAULT_UIDS, MODES, parse_uids
+from .protections import MODES
+from .uids import DEFAULT_UIDS, parse_uids
 
 
 def parser() -> argparse.ArgumentParser:

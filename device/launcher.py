@@ -23,7 +23,9 @@ import msgpack
 from protocol.errors import ConfigError
 
 from .limits import Limits
-from .sandbox import DEFAULT_UIDS, Protections, default_init_program
+from .protections import Protections
+from .sandbox import default_init_program
+from .uids import DEFAULT_UIDS
 
 log = logging.getLogger("cellbus.device")
 MAX_PACKET = 65536

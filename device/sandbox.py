@@ -34,20 +34,18 @@ import stat
 import sys
 import tempfile
 import traceback
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import linux as L
 from . import rootfs, syscalls
 from .cgroups import Cgroups, stale
 from .limits import Limits
+from .protections import PROTECTIONS, Protections
+from .uids import UidPool
 
-MODES = ("auto", "require", "off")
-DEFAULT_UIDS = "300000-300999"
 #: Signals the namespace's init passes on to the worker (the device's interrupt is SIGINT).
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2)
-PROTECTIONS = ("uid", "namespaces", "filesystem", "cgroups", "seccomp", "no_new_privs")
 
 
 def default_init_program() -> str:
@@ -56,49 +54,6 @@ def default_init_program() -> str:
     keeps a Python init."""
     return os.environ.get("CELLBUS_INIT_PROGRAM",
                           os.path.join(sys.prefix, "libexec", "cellbus-init"))
-
-
-def parse_uids(text: str) -> range:
-    """``"300000-300999"`` -> range(300000, 301000); ValueError if it is not a sane range."""
-    low, sep, high = text.partition("-")
-    first, last = int(low), int(high if sep else low)
-    if not 1000 <= first <= last < 2 ** 32 - 1:
-        raise ValueError(f"uid range {text!r}: give FIRST-LAST, both at least 1000")
-    return range(first, last + 1)
-
-
-@dataclass
-class Protections:
-    """Which parts of the sandbox this machine gives, and why a part is off."""
-    on: list[str] = field(default_factory=list)
-    off: dict[str, str] = field(default_factory=dict)
-    cgroup_version: str = ""
-    #: What stays as PID 1 of each worker's namespace: the compiled init's path, else "".
-    init: str = ""
-    #: Bytes all workers may use together, as set on their cgroups' parent (0: none).
-    memory_budget: int = 0
-
-    def has(self, part: str) -> bool:
-        return part in self.on
-
-    def summary(self) -> str:
-        """One line for the device's start log and ``bin/cellbus status``."""
-        on = ", ".join(self.on) or "nothing"
-        if set(self.off.values()) == {"--sandbox off"}:
-            return "sandbox OFF (--sandbox off): only trusted code belongs here"
-        if not self.off:
-            return f"sandbox on: {on}"
-        off = "; ".join(f"{k} ({why})" for k, why in self.off.items())
-        return f"sandbox PARTLY OFF: on: {on}; off: {off}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Protections:
-        return cls(on=list(d.get("on", [])), off=dict(d.get("off", {})),
-                   cgroup_version=str(d.get("cgroup_version", "")), init=str(d.get("init", "")),
-                   memory_budget=int(d.get("memory_budget", 0)))
 
 
 def _open_init(path: str) -> int:
@@ -113,26 +68,6 @@ def _open_init(path: str) -> int:
         return fd
     os.close(fd)
     return -1
-
-
-class UidPool:
-    """The session uids of one template: each live worker holds one no other worker has."""
-
-    def __init__(self, uids: range) -> None:
-        self.free = list(reversed(uids))
-        self.held: set[int] = set()
-
-    def take(self) -> int:
-        if not self.free:
-            raise OSError(f"all {len(self.held)} session uids are in use (--sandbox-uids)")
-        uid = self.free.pop()
-        self.held.add(uid)
-        return uid
-
-    def give_back(self, uid: int) -> None:
-        if uid in self.held:
-            self.held.discard(uid)
-            self.free.append(uid)
 
 
 class Sandbox:

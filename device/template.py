@@ -43,7 +43,9 @@ import msgpack
 
 from .limits import Limits, apply
 from .linux import close_descriptors_except
-from .sandbox import DEFAULT_UIDS, MODES, Sandbox, parse_uids
+from .protections import MODES
+from .sandbox import Sandbox
+from .uids import DEFAULT_UIDS, parse_uids
 
 MAX_PACKET = 65536
 
