@@ -4,9 +4,10 @@ The template process (root, see :mod:`device.template`) forks each worker into a
 namespace, and the worker, still privileged for a moment, then
 
 1. joins its own cgroup (memory, pids, cpu: :mod:`device.cgroups`);
-2. forks again: PID 1 stays behind as the namespace's init (confined too, then the small
-   compiled program of device/init.c) and PID 2 goes on as the worker;
-3. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
+2. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
+3. forks again: PID 1 stays behind as the namespace's init (in all those namespaces,
+   confined too, holding no descriptor, then the small compiled program of device/init.c)
+   and PID 2 goes on as the worker;
 4. builds and pivots into its own root (:mod:`device.rootfs`): the system read-only, a
    private working directory and ``/tmp``, no key, no store, no other session;
 5. drops to a uid of its own (one per live worker, from a range no real account uses), with
@@ -243,13 +244,19 @@ class Sandbox:
             cgroups = self.cgroups
             step("cgroups", lambda: cgroups.join(cgroup))
         own_namespace = os.getpid() == 1
+        # PID 1 first, so that the init is in the session's namespaces too: its /proc/1/net
+        # and mountinfo then show the session's (empty) network and its own root, not the
+        # host's ports, socket paths and mounts. From "/", so that the worker's pivot_root
+        # moves the init's root and working directory into the session's root as well.
+        namespaces = step("namespaces", lambda: self._namespaces(own_namespace))
         if own_namespace:
+            os.chdir("/")
             self._become_init(uid, strict=report is None)
         if self._init_fd >= 0:  # the worker has no use for it
             os.close(self._init_fd)
             self._init_fd = -1
         isolated = False
-        if step("namespaces", lambda: self._namespaces(own_namespace)):
+        if namespaces:
             isolated = step("filesystem", lambda: rootfs.build(
                 self.root, uid=uid, size_bytes=limits.disk_bytes, hide=self.hide))
         elif report is not None:
@@ -282,9 +289,9 @@ class Sandbox:
         worker and exits 255) and execs the compiled init (device/init.c), which does the
         same job. As a fork of the template it would keep every page of the interpreter that
         both the template and the worker write later: about 2 MB of an idle session's
-        private memory (bench/RESULTS.md). It runs no session code and opens no file, so it
-        needs no mount or network namespace of its own. Without the compiled init, this
-        Python loop stays.
+        private memory (bench/RESULTS.md). It shares the worker's mount, network, IPC and UTS
+        namespaces (made before this fork), and holds no descriptor but the program it
+        execs. Without the compiled init, this Python loop stays.
         """
         worker = os.fork()
         if worker == 0:

@@ -139,3 +139,46 @@ print(seen)
 """
     assert out(client, code, "s") == "[(-1, 'EPERM')]\n"
     assert out(client, "print('alive')", "s") == "alive\n"
+
+
+#: Run in a cell: what the session's PID 1 shows of the machine, next to what the session
+#: itself shows, and whether its name can be changed.
+LOOK_THROUGH_INIT = """
+import json
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError as e:
+        return type(e).__name__
+seen = {name: [read(f"/proc/1/{name}"), read(f"/proc/self/{name}")]
+        for name in ("net/tcp", "net/tcp6", "net/unix", "mountinfo")}
+writes = {}
+for path in ("/proc/1/comm", "/proc/1/task/1/comm"):
+    try:
+        with open(path, "w") as f:
+            f.write("pwned")
+        writes[path] = "written"
+    except OSError as e:
+        writes[path] = type(e).__name__
+print(json.dumps({"seen": seen, "writes": writes, "comm": read("/proc/1/comm")}))
+"""
+
+
+@pytest.mark.parametrize("init", ["compiled", "python"])
+def test_the_namespace_init_shows_nothing_of_the_host(device_with_client, init: str) -> None:
+    """Issue 19, item 7: /proc/1/net/* and /proc/1/mountinfo showed the host's ports, socket
+    paths and mounts, because PID 1 stayed in the host's network and mount namespaces. Now it
+    is in the session's: it shows what the session itself sees (no socket at all), and its
+    name cannot be changed from the session."""
+    client, _ = device_with_client(env={"CELLBUS_INIT_PROGRAM": ""} if init == "python"
+                                   else None)
+    result = json.loads(out(client, LOOK_THROUGH_INIT, "s"))
+    for name, (init_view, own_view) in result["seen"].items():
+        assert init_view == own_view, (name, init_view[:2000])
+    for name in ("net/tcp", "net/tcp6", "net/unix"):
+        assert len(result["seen"][name][0].splitlines()) == 1, name  # the header alone
+    assert " /home/session " in result["seen"]["mountinfo"][0]  # the session's own root
+    assert result["writes"] == {"/proc/1/comm": "PermissionError",
+                                "/proc/1/task/1/comm": "PermissionError"}
+    assert result["comm"] == ("cellbus-init\n" if init == "compiled" else "python\n")
