@@ -243,6 +243,7 @@ class Sandbox:
         if self.cgroups is not None and cgroup is not None:
             cgroups = self.cgroups
             step("cgroups", lambda: cgroups.join(cgroup))
+        _session_environment(workdir)
         own_namespace = os.getpid() == 1
         # PID 1 first, so that the init is in the session's namespaces too: its /proc/1/net
         # and mountinfo then show the session's (empty) network and its own root, not the
@@ -263,8 +264,7 @@ class Sandbox:
             report["errors"]["filesystem"] = "needs the namespaces"
         if isolated:
             workdir = rootfs.WORKDIR
-        os.environ["HOME"] = workdir
-        os.environ["TMPDIR"] = "/tmp"
+            os.environ["HOME"] = workdir
         step("uid", lambda: self._drop_to(uid, None if isolated else workdir))
         # A change of uid clears the parent-death signal: set it again, so the worker still
         # dies with its parent (its namespace's init, or the template).
@@ -359,6 +359,16 @@ class Sandbox:
                 os.rmdir(self.root)
             except OSError:
                 pass
+
+
+def _session_environment(home: str) -> None:
+    """Replace the device's environment (host paths, cloud and CA settings...) with the few
+    variables README.rst lists for sessions; the worker adds MPLBACKEND. ``PATH`` starts
+    with the folder of the Python the session runs, so ``python`` and its scripts are it."""
+    path = [os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]
+    os.environ.clear()
+    os.environ.update(PATH=":".join(dict.fromkeys(path)), HOME=home, TMPDIR="/tmp",
+                      LANG="C.UTF-8")
 
 
 def _hold_nothing(keep: int) -> None:

@@ -182,3 +182,18 @@ def test_the_namespace_init_shows_nothing_of_the_host(device_with_client, init: 
     assert result["writes"] == {"/proc/1/comm": "PermissionError",
                                 "/proc/1/task/1/comm": "PermissionError"}
     assert result["comm"] == ("cellbus-init\n" if init == "compiled" else "python\n")
+
+
+def test_sessions_get_a_short_documented_environment(device_with_client) -> None:
+    """Issue 19, item 7: the device's whole environment (host paths, cloud and CA variables)
+    was in os.environ. A session gets the variables README.rst lists, and no others, in
+    Python and in what it starts."""
+    client, _ = device_with_client(env={"AUDIT_CANARY": "host-secret"})
+    code = ("import json, os, subprocess\nprint(json.dumps([dict(os.environ), "
+            "subprocess.run(['env'], capture_output=True, text=True).stdout]))")
+    python, started = json.loads(out(client, code, "s"))
+    assert sorted(python) == ["HOME", "LANG", "MPLBACKEND", "PATH", "TMPDIR"], python
+    assert sorted(started.splitlines()) == sorted(f"{k}={v}" for k, v in python.items())
+    assert python["HOME"] == "/home/session" and python["TMPDIR"] == "/tmp"
+    assert python["LANG"] == "C.UTF-8" and python["MPLBACKEND"] == "module://session.mplbackend"
+    assert python["PATH"].split(":")[-3:] == ["/usr/local/bin", "/usr/bin", "/bin"]
