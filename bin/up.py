@@ -78,12 +78,6 @@ def access_argv(a: argparse.Namespace) -> list[str]:
     return argv
 
 
-def sandbox_uids(device: int) -> str:
-    """Disjoint session uid ranges for the devices of one machine (1000 each)."""
-    first = 300000 + 1000 * device
-    return f"{first}-{first + 999}"
-
-
 def device_budget(devices: int) -> str:
     """Each device's share of the one memory budget of the machine's sessions."""
     return f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"
@@ -146,7 +140,6 @@ class Supervisor:
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
-                       "--sandbox-uids", sandbox_uids(i),
                        "--memory-budget", device_budget(a.devices),
                        "--exec-timeout", str(a.exec_timeout),
                        "--idle-timeout", str(a.idle_timeout),

@@ -70,9 +70,11 @@ def parser() -> argparse.ArgumentParser:
                help="auto: every protection this machine allows (the start line and "
                     "`bin/cellbus status` say which are off); require: refuse to start "
                     "without all of them; off: none (trusted code only)")
-    add_option(p, "--sandbox-uids", default=DEFAULT_UIDS, metavar="FIRST-LAST",
-               help="uids for session workers, one per live worker; use a range no real "
-                    "account uses, and disjoint ranges for devices on one machine")
+    add_option(p, "--sandbox-uids", default=DEFAULT_UIDS, metavar="FIRST-LAST|auto",
+               help="uids for session workers, one per live worker, from a range no real "
+                    "account uses; auto: the first block of 1000 from 300000 that no other "
+                    "device of this machine holds. A range that overlaps another device's "
+                    "is refused")
     add_option(p, "--backend", metavar="MODULE:CLASS",
                help="session backend for workers; default the built-in Python one")
     add_common_options(p)
@@ -85,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
     try:
-        parse_uids(args.sandbox_uids)
+        if args.sandbox_uids != "auto":
+            parse_uids(args.sandbox_uids)
     except ValueError as e:
         parser().error(f"--sandbox-uids: {e}")
     try:

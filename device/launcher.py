@@ -25,7 +25,7 @@ from protocol.errors import ConfigError
 from .limits import Limits
 from .protections import Protections
 from .sandbox import default_init_program
-from .uids import DEFAULT_UIDS
+from .uids import DEFAULT_UIDS, LOCK_PATH, UidLease, auto_range, lease, parse_uids
 
 log = logging.getLogger("cellbus.device")
 MAX_PACKET = 65536
@@ -95,9 +95,22 @@ class TemplateLauncher:
         self.proc: asyncio.subprocess.Process | None = None
         self.control: socket.socket | None = None
         self.protections = Protections()
+        self.uids: UidLease | None = None
         self._ready: asyncio.Future[Protections] | None = None
 
+    def _lease_uids(self) -> UidLease:
+        """The session uids of this device, held alone on this machine where workers get
+        uids at all (root, sandbox not off): see :mod:`device.uids`."""
+        spec = self.spec.sandbox_uids
+        if self.spec.sandbox == "off" or os.geteuid() != 0:
+            return UidLease(auto_range(0) if spec == "auto" else parse_uids(spec))
+        held = lease(spec)
+        log.info("device session uids %s (--sandbox-uids %s), held alone on this machine "
+                 "(%s)", held.describe(), spec, LOCK_PATH)
+        return held
+
     async def start(self) -> None:
+        uids = self.uids = self._lease_uids()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = [self.spec.python, "-P", "-m", "device.template", "--control-fd",
                 str(theirs.fileno())]
@@ -105,7 +118,7 @@ class TemplateLauncher:
             argv += ["--backend", self.spec.backend]
         if self.spec.preload:
             argv += ["--preload", self.spec.preload]
-        argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", self.spec.sandbox_uids,
+        argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", uids.describe(),
                  "--memory-budget", str(self.spec.memory_budget)]
         for path in self.spec.hide:
             argv += ["--hide", path]
@@ -239,3 +252,5 @@ class TemplateLauncher:
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        if self.uids is not None:  # the template and its workers are gone: uids are free
+            self.uids.release()

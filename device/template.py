@@ -45,7 +45,7 @@ from .limits import Limits, apply
 from .linux import close_descriptors_except
 from .protections import MODES
 from .sandbox import Sandbox
-from .uids import DEFAULT_UIDS, parse_uids
+from .uids import auto_range, parse_uids
 
 MAX_PACKET = 65536
 
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend")
     p.add_argument("--preload", default="", help="comma-separated modules to import once")
     p.add_argument("--sandbox", choices=MODES, default="auto")
-    p.add_argument("--sandbox-uids", type=parse_uids, default=parse_uids(DEFAULT_UIDS))
+    p.add_argument("--sandbox-uids", type=parse_uids, default=auto_range(0))
     p.add_argument("--hide", action="append", default=[], help="a host path to keep out of "
                    "the workers' sight (repeatable)")
     p.add_argument("--memory-budget", type=int, default=0, help="bytes all workers may use "

@@ -197,3 +197,32 @@ def test_sessions_get_a_short_documented_environment(device_with_client) -> None
     assert python["HOME"] == "/home/session" and python["TMPDIR"] == "/tmp"
     assert python["LANG"] == "C.UTF-8" and python["MPLBACKEND"] == "module://session.mplbackend"
     assert python["PATH"].split(":")[-3:] == ["/usr/local/bin", "/usr/bin", "/bin"]
+
+
+def uids_of(device) -> range:
+    found = device.wait_for_log(r"session uids (\d+)-(\d+) \(--sandbox-uids ")
+    return range(int(found.group(1)), int(found.group(2)) + 1)
+
+
+def test_two_devices_of_one_machine_never_share_session_uids(device_with_client,
+                                                            key_file) -> None:
+    """Issue 19, item 7: devices not started by `up` all took 300000-300999, so two
+    deployments on one host shared uids (and process limits). By default each now takes a
+    block no other device holds; a range given by hand that overlaps one is refused."""
+    from harness import NodeProcess
+    first_client, first = device_with_client()
+    second_client, second = device_with_client()
+    a, b = uids_of(first), uids_of(second)
+    assert not set(a) & set(b), (a, b)
+    for client, uids in ((first_client, a), (second_client, b)):
+        assert int(out(client, "import os; print(os.getuid())", "s")) in uids
+    overlap = f"{a.start + 10}-{a.start + 1500}"
+    refused = NodeProcess("device", "--connect", "tcp://127.0.0.1:9", "--key-file",
+                          str(key_file), "--sandbox-uids", overlap)
+    try:
+        assert refused.proc.wait(60) == 2, refused.log
+        refused.wait_for_log(rf"--sandbox-uids {overlap}: another device of this machine "
+                             rf"\(process {first.proc.pid}, uids {a.start}-{a.stop - 1}\) "
+                             r"holds session uids in that range")
+    finally:
+        refused.kill_group()
