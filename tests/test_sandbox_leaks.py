@@ -226,3 +226,70 @@ def test_two_devices_of_one_machine_never_share_session_uids(device_with_client,
                              r"holds session uids in that range")
     finally:
         refused.kill_group()
+
+
+def test_a_device_on_a_terminal_gives_sessions_none_of_it(key: bytes, key_file) -> None:
+    """As under ``bin/cellbus up`` in a terminal: the device's standard descriptors are the
+    operator's terminal (its controlling one, too). A cell holds no descriptor of it, so it
+    can neither read what the operator types nor write to the screen."""
+    import pty
+    import subprocess
+    import threading
+    from harness import ROOT, BusClient, free_port
+    master, slave = pty.openpty()
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    client = BusClient(key, bind=endpoint)
+    proc = subprocess.Popen(["setsid", "--ctty", str(ROOT / "bin" / "cellbus"), "device",
+                             "--connect", endpoint, "--key-file", str(key_file)],
+                            stdin=slave, stdout=slave, stderr=slave, cwd=ROOT)
+    os.close(slave)
+    screen: list[bytes] = []
+    changed = threading.Condition()
+
+    def read_screen() -> None:
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every process with the terminal open has ended
+                data = b""
+            with changed:
+                screen.append(data)
+                changed.notify_all()
+            if not data:
+                return
+
+    reader = threading.Thread(target=read_screen, daemon=True)
+    reader.start()
+    marker = f"typed-{uuid.uuid4().hex}"
+    try:
+        client.wait_for(lambda m: m["msg_type"] == "device_register", timeout=60)
+        code = f"""
+import gc, os
+link = [o for o in gc.get_objects() if type(o).__name__ == "WorkerLink"][0].sock.fileno()
+fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+ttys = [fd for fd in fds if fd != link and os.path.exists(f"/proc/self/fd/{{fd}}")
+        and os.isatty(fd)]
+for fd in set(range(3, 1024)) - {{link}}:
+    try:
+        os.write(fd, b"{marker}")
+    except OSError:
+        pass
+try:
+    open("/dev/tty", "r+b")
+    tty = "opened"
+except OSError as e:
+    tty = type(e).__name__
+print(ttys, tty)
+"""
+        assert out(client, code, "s") == "[] FileNotFoundError\n"
+        out(client, "print(1)", "after")  # its start is logged after anything the cell wrote
+        with changed:
+            assert changed.wait_for(lambda: b"for session after" in b"".join(screen), 15), \
+                b"".join(screen)[-2000:]
+            assert marker.encode() not in b"".join(screen)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        client.close()
+        reader.join(5)
+        os.close(master)
