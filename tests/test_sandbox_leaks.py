@@ -95,22 +95,31 @@ print("wrote to", wrote)
     assert line.endswith(f"says: '{marker}\\n\\x1b[2Jforged'"), line
 
 
-#: A system call of the x32 ABI (``__X32_SYSCALL_BIT`` + 272, ``unshare``), from the main
-#: thread or from another one; and, from a thread, one the filter denies natively.
+#: A system call of the x32 ABI (``__X32_SYSCALL_BIT`` + 272, ``unshare``).
 X32_UNSHARE = "ctypes.CDLL(None).syscall(0x40000000 + 272, 0x10000000)"
+#: A 32-bit ``int 0x80`` system call (getpid), as machine code run through ctypes.
+INT80_GETPID = """import mmap
+code = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+code.write(bytes([0xb8, 20, 0, 0, 0, 0xcd, 0x80, 0xc3]))  # mov eax, 20; int 0x80; ret
+ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(code)))()"""
+CALLS = {"x32": X32_UNSHARE,
+         "x32 in a thread": (f"t = threading.Thread(target=lambda: {X32_UNSHARE})\n"
+                             "t.start()\nt.join()"),
+         "int 0x80": INT80_GETPID}
 
 
-@pytest.mark.parametrize("where", ["main", "thread"])
-def test_a_foreign_abi_call_ends_the_session_with_a_clear_error(chain, where: str) -> None:
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 system call ABIs")
+@pytest.mark.parametrize("call", list(CALLS))
+def test_a_foreign_abi_call_ends_the_session_with_a_clear_error(chain, call: str) -> None:
     """Issue 19, item 6: libseccomp's default for a foreign ABI killed only the calling
-    thread, and the cell stayed ``working`` for ever. Now the whole worker is killed and
-    the cell ends with an error that says why; the session's next cell runs fresh."""
+    thread, and the cell stayed ``working`` for ever. Now the whole worker is killed, from
+    whichever thread, and the cell ends with an error that says why; the session's next
+    cell runs fresh."""
     chain.start_broker()
     chain.start_gateway()
     chain.start_device()
-    call = X32_UNSHARE if where == "main" else (
-        f"t = threading.Thread(target=lambda: {X32_UNSHARE})\nt.start()\nt.join()")
-    code = f"import ctypes, threading\nprint('before', flush=True)\n{call}\nprint('after')"
+    code = f"import ctypes, threading\nprint('before', flush=True)\n{CALLS[call]}\n" \
+           "print('after')"
     assert chain.evaluate("u/ws/1", code)[0] == 202
     doc = chain.wait_done("u/ws/1", timeout=20)
     error = next(b for b in doc["output"].values() if b["type"] == "error")
