@@ -21,8 +21,7 @@ A forked worker closes every descriptor but its link (its standard ones are repl
 starts to serve: :mod:`session.worker`), starts a new session (process group), dies with the
 template (PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID
 1 of its own namespaces, its own root, uid and cgroup, a syscall filter) and then serves its
-link.
-The template exits when the control channel closes; its workers die with it.
+link. The template exits when the control channel closes; its workers die with it.
 """
 
 from __future__ import annotations

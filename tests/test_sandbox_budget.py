@@ -90,3 +90,12 @@ def test_sessions_together_cannot_pass_the_budget(device_with_client) -> None:
     stopped = after[({"a", "b"} - set(alive)).pop()]
     assert "previous one ran out of memory" in stdout_of(stopped, "stderr"), stopped
     assert out(client, "print('fresh')", "c") == "fresh\n"
+
+
+def test_the_budget_option_takes_a_share_or_bytes() -> None:
+    from device.limits import memory_budget
+    assert memory_budget("25%") == machine_memory() // 4
+    assert memory_budget(" 1073741824 ") == 2**30 and memory_budget("0") == 0
+    for wrong in ("abc", "150%", "0%", "-1", "1.5G"):
+        with pytest.raises(ValueError, match=re.escape(repr(wrong.strip()))):
+            memory_budget(wrong)
