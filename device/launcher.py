@@ -160,9 +160,10 @@ class TemplateLauncher:
         if applied:
             log.info("device memory budget of all sessions together: %.1f GiB "
                      "(--memory-budget)", applied / 2**30)
-        elif budget:
-            log.warning("device memory budget (--memory-budget) NOT applied: it needs the "
-                        "sandbox's cgroups")
+        elif budget:  # a warning unless the sandbox is off on purpose
+            (log.info if self.spec.sandbox == "off" else log.warning)(
+                "device memory budget (--memory-budget) NOT applied: it needs the sandbox's "
+                "cgroups")
 
     async def fork(self, workdir: str) -> tuple[ForkedProcess, socket.socket]:
         """A new worker in ``workdir``; returns its process and the overseer's end of its link."""
