@@ -10,7 +10,9 @@ can read. A call from another ABI than the native one (32-bit ``int 0x80``, or x
 native entry with ``__X32_SYSCALL_BIT`` set) kills the whole process, which the device
 reports as a forbidden system call. libseccomp's own default for a foreign ABI kills only
 the calling thread: a worker whose main thread died that way stayed alive, and its cell
-``working``, for ever.
+``working``, for ever. For the same reason no rule here kills (each denial answers an
+errno, from any thread); a rule that must kill uses ``KILL_PROCESS``, never ``KILL``, which
+is libseccomp's name for killing the thread.
 
 The binding is libseccomp's own Python module when the interpreter has it (Debian's
 ``python3-seccomp``), else ``pyseccomp`` from PyPI, a ctypes binding with the same API.
