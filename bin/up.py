@@ -78,9 +78,12 @@ def access_argv(a: argparse.Namespace) -> list[str]:
     return argv
 
 
-def device_budget(devices: int) -> str:
-    """Each device's share of the one memory budget of the machine's sessions."""
-    return f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"
+def device_budget(devices: int) -> list[str]:
+    """Each device's share of the default memory budget of the machine's sessions; none
+    when CELLBUS_MEMORY_BUDGET says what each device takes."""
+    if "CELLBUS_MEMORY_BUDGET" in os.environ:
+        return []
+    return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
 
 
 class Supervisor:
@@ -140,7 +143,7 @@ class Supervisor:
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
-                       "--memory-budget", device_budget(a.devices),
+                       *device_budget(a.devices),
                        "--exec-timeout", str(a.exec_timeout),
                        "--idle-timeout", str(a.idle_timeout),
                        "--drain-timeout", str(a.drain_timeout))
