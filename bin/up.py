@@ -35,6 +35,7 @@ from gateway.access import make_policy  # noqa: E402
 from broker.quotas import add_quota_options, quota_argv  # noqa: E402
 from broker.retention import DEFAULT_TEXT, parse_duration  # noqa: E402
 from device.__main__ import EXEC_TIMEOUT  # noqa: E402
+from device.limits import DEFAULT_MEMORY_BUDGET  # noqa: E402
 from device.router import DRAIN_TIMEOUT  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
 from protocol.errors import ConfigError  # noqa: E402
@@ -82,22 +83,12 @@ def access_argv(a: argparse.Namespace) -> list[str]:
     return argv
 
 
-def uids_per_device() -> int:
-    """Session uids each device needs: one per live worker, so at least its places and
-    preforks as the environment sets them (CELLBUS_MAX_SESSIONS, CELLBUS_PREFORK), 1000 at
-    least. A value that is no number is left for the device to refuse, in its own words."""
-    try:
-        wanted = (int(os.environ.get("CELLBUS_MAX_SESSIONS", "16"))
-                  + int(os.environ.get("CELLBUS_PREFORK", "2")))
-    except ValueError:
-        wanted = 0
-    return max(1000, wanted)
-
-
-def sandbox_uids(device: int, size: int) -> str:
-    """Disjoint session uid ranges for the devices of one machine, ``size`` each."""
-    first = 300000 + size * device
-    return f"{first}-{first + size - 1}"
+def device_budget(devices: int) -> list[str]:
+    """Each device's share of the default memory budget of the machine's sessions; none
+    when CELLBUS_MEMORY_BUDGET says what each device takes."""
+    if "CELLBUS_MEMORY_BUDGET" in os.environ:
+        return []
+    return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
 
 
 class Supervisor:
@@ -162,7 +153,7 @@ class Supervisor:
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
-                       "--sandbox-uids", sandbox_uids(i, uids_per_device()),
+                       *device_budget(a.devices),
                        *timeout,
                        "--idle-timeout", str(a.idle_timeout),
                        "--drain-timeout", str(a.drain_timeout))

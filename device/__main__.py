@@ -14,8 +14,9 @@ from .overseer import OverseerConfig
 from .outbox import DEFAULT_CAPACITY
 from .router import DRAIN_TIMEOUT, DeviceRouter
 from .launcher import LaunchSpec
-from .limits import Limits
-from .sandbox import DEFAULT_UIDS, MODES, parse_uids
+from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
+from .protections import MODES
+from .uids import AUTO_SIZE, DEFAULT_UIDS, parse_uids
 
 #: Seconds one execution may run by default: on a public service a `while True: pass` frees
 #: its place within five minutes; a private one that runs longer computations gives 0 (no
@@ -73,13 +74,18 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--max-disk", type=int, default=d.disk_bytes, metavar="BYTES",
                help="bytes a sandboxed session may keep in its working directory (and again "
                     "in its /tmp)")
+    add_option(p, "--memory-budget", default=DEFAULT_MEMORY_BUDGET, metavar="N%|BYTES",
+               help="memory all sessions of this device may use together (a cgroup limit "
+                    "over theirs), as a share of this machine's memory or in bytes; 0: none")
     add_option(p, "--sandbox", default="auto", choices=MODES,
                help="auto: every protection this machine allows (the start line and "
                     "`bin/cellbus status` say which are off); require: refuse to start "
                     "without all of them; off: none (trusted code only)")
-    add_option(p, "--sandbox-uids", default=DEFAULT_UIDS, metavar="FIRST-LAST",
-               help="uids for session workers, one per live worker; use a range no real "
-                    "account uses, and disjoint ranges for devices on one machine")
+    add_option(p, "--sandbox-uids", default=DEFAULT_UIDS, metavar="FIRST-LAST|auto",
+               help="uids for session workers, one per live worker, from a range no real "
+                    "account uses; auto: the first block of 1000 from 300000 that no other "
+                    "device of this machine holds. A range that overlaps another device's "
+                    "is refused")
     add_option(p, "--backend", metavar="MODULE:CLASS",
                help="session backend for workers; default the built-in Python one")
     add_metrics_option(p)
@@ -93,14 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
     try:
-        uids = parse_uids(args.sandbox_uids)
+        uids = range(AUTO_SIZE) if args.sandbox_uids == "auto" else parse_uids(args.sandbox_uids)
     except ValueError as e:
         parser().error(f"--sandbox-uids: {e}")
     if args.sandbox != "off" and len(uids) < args.max_sessions + args.prefork:
         parser().error(f"--sandbox-uids {args.sandbox_uids} gives {len(uids)} uids, but "
                        f"--max-sessions {args.max_sessions} and --prefork {args.prefork} need "
-                       f"{args.max_sessions + args.prefork} (one per live worker): widen the "
-                       "range or lower --max-sessions")
+                       f"{args.max_sessions + args.prefork} (one per live worker): give a "
+                       "larger range (FIRST-LAST) or lower --max-sessions")
+    try:
+        budget = memory_budget(args.memory_budget)
+    except ValueError as e:
+        parser().error(f"--memory-budget: {e}")
 
     def make() -> DeviceRouter:
         limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
@@ -113,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             output_rate=args.output_rate, output_burst=4 * args.output_rate,
             launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits,
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
+                              memory_budget=budget,
                               hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
         device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config,

@@ -8,6 +8,10 @@ still hold, in a folder named for the template process::
 
     <device's cgroup>/cellbus-<template pid>/w<worker pid>
 
+The template's folder has a memory limit too, the device's budget for all its sessions
+together (``--memory-budget``): one session's limit bounds one session, the budget bounds
+the sum, which the per-session limits alone would let grow past the machine's memory.
+
 Only the template process (root) creates, reads and removes them; a worker joins its own
 group before it drops privileges, and the group is read (was it OOM-killed? did it hit its
 process limit?) and removed after the worker is reaped.
@@ -101,6 +105,11 @@ class Cgroups:
     def teardown(self) -> None:
         raise NotImplementedError
 
+    def budget(self, memory_bytes: int) -> None:
+        """Cap the memory of every session together (the template's folder): the sessions'
+        own limits may add up to more than the machine has."""
+        raise NotImplementedError
+
     def describe(self) -> str:
         return f"cgroup {self.version} (memory, pids, cpu)"
 
@@ -162,6 +171,21 @@ def _rmdir(path: str) -> bool:
     return True
 
 
+def _limit_memory_v1(path: str, memory_bytes: int) -> None:
+    """Memory, and memory plus swap where the kernel counts it: no escaping into swap. (The
+    first must be set first: the second may never be below it.)"""
+    _write(os.path.join(path, "memory.limit_in_bytes"), str(memory_bytes))
+    swap = os.path.join(path, "memory.memsw.limit_in_bytes")
+    if os.path.exists(swap):
+        _write(swap, str(memory_bytes))
+
+
+def _limit_memory_v2(path: str, memory_bytes: int) -> None:
+    _write(os.path.join(path, "memory.max"), str(memory_bytes))
+    if os.path.exists(os.path.join(path, "memory.swap.max")):
+        _write(os.path.join(path, "memory.swap.max"), "0")
+
+
 class CgroupsV1(Cgroups):
     """One folder per controller (``/sys/fs/cgroup/memory/...`` and so on)."""
 
@@ -184,16 +208,16 @@ class CgroupsV1(Cgroups):
             path = os.path.join(base, name)
             os.mkdir(path)
             if controller == "memory" and limits.memory_bytes > 0:
-                _write(os.path.join(path, "memory.limit_in_bytes"), str(limits.memory_bytes))
-                swap = os.path.join(path, "memory.memsw.limit_in_bytes")
-                if os.path.exists(swap):  # memory + swap: no escaping the limit into swap
-                    _write(swap, str(limits.memory_bytes))
+                _limit_memory_v1(path, limits.memory_bytes)
             elif controller == "pids" and limits.processes > 0:
                 _write(os.path.join(path, "pids.max"), str(limits.processes))
             elif controller == "cpu" and limits.cpu_cores > 0:
                 _write(os.path.join(path, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
                 _write(os.path.join(path, "cpu.cfs_quota_us"),
                        str(int(limits.cpu_cores * CPU_PERIOD_US)))
+
+    def budget(self, memory_bytes: int) -> None:
+        _limit_memory_v1(self.bases["memory"], memory_bytes)
 
     def join(self, name: str) -> None:
         for base in self.bases.values():
@@ -246,14 +270,15 @@ class CgroupsV2(Cgroups):
         path = os.path.join(self.base, name)
         os.mkdir(path)
         if limits.memory_bytes > 0:
-            _write(os.path.join(path, "memory.max"), str(limits.memory_bytes))
-            if os.path.exists(os.path.join(path, "memory.swap.max")):
-                _write(os.path.join(path, "memory.swap.max"), "0")
+            _limit_memory_v2(path, limits.memory_bytes)
         if limits.processes > 0:
             _write(os.path.join(path, "pids.max"), str(limits.processes))
         if limits.cpu_cores > 0:
             _write(os.path.join(path, "cpu.max"),
                    f"{int(limits.cpu_cores * CPU_PERIOD_US)} {CPU_PERIOD_US}")
+
+    def budget(self, memory_bytes: int) -> None:
+        _limit_memory_v2(self.base, memory_bytes)
 
     def join(self, name: str) -> None:
         _write(os.path.join(self.base, name, "cgroup.procs"), "0")

@@ -23,7 +23,9 @@ import msgpack
 from protocol.errors import ConfigError
 
 from .limits import Limits
-from .sandbox import DEFAULT_UIDS, Protections, default_init_program
+from .protections import Protections
+from .sandbox import default_init_program
+from .uids import DEFAULT_UIDS, LOCK_PATH, UidLease, auto_range, lease, parse_uids
 
 log = logging.getLogger("cellbus.device")
 MAX_PACKET = 65536
@@ -43,6 +45,8 @@ class LaunchSpec:
     #: auto (what the machine allows), require (refuse to start without all of it), or off.
     sandbox: str = "auto"
     sandbox_uids: str = DEFAULT_UIDS
+    #: Bytes of memory all sessions may use together (0: no budget).
+    memory_budget: int = 0
     #: Host paths workers must not see even where a read-only system folder holds them.
     hide: tuple[str, ...] = ()
     #: The compiled program each worker's namespace init becomes ("": a Python init stays).
@@ -91,9 +95,22 @@ class TemplateLauncher:
         self.proc: asyncio.subprocess.Process | None = None
         self.control: socket.socket | None = None
         self.protections = Protections()
+        self.uids: UidLease | None = None
         self._ready: asyncio.Future[Protections] | None = None
 
+    def _lease_uids(self) -> UidLease:
+        """The session uids of this device, held alone on this machine where workers get
+        uids at all (root, sandbox not off): see :mod:`device.uids`."""
+        spec = self.spec.sandbox_uids
+        if self.spec.sandbox == "off" or os.geteuid() != 0:
+            return UidLease(auto_range(0) if spec == "auto" else parse_uids(spec))
+        held = lease(spec)
+        log.info("device session uids %s (--sandbox-uids %s), held alone on this machine "
+                 "(%s)", held.describe(), spec, LOCK_PATH)
+        return held
+
     async def start(self) -> None:
+        uids = self.uids = self._lease_uids()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = [self.spec.python, "-P", "-m", "device.template", "--control-fd",
                 str(theirs.fileno())]
@@ -101,7 +118,8 @@ class TemplateLauncher:
             argv += ["--backend", self.spec.backend]
         if self.spec.preload:
             argv += ["--preload", self.spec.preload]
-        argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", self.spec.sandbox_uids]
+        argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", uids.describe(),
+                 "--memory-budget", str(self.spec.memory_budget)]
         for path in self.spec.hide:
             argv += ["--hide", path]
         argv += ["--init-program", self.spec.init_program]
@@ -129,12 +147,23 @@ class TemplateLauncher:
                               f"{summary}")
         (log.warning if self.protections.off and self.spec.sandbox != "off" else log.info)(
             "device %s", summary)
+        self._log_budget()
         if self.protections.has("namespaces"):
             program = self.spec.init_program
             why = (f"{program} is missing or not executable by others; bin/cellbus builds "
                    "it where a C compiler is") if program else "no compiled init given"
             log.info("device namespace init: %s", self.protections.init or
                      f"Python ({why}; each session keeps about 2 MB more)")
+
+    def _log_budget(self) -> None:
+        budget, applied = self.spec.memory_budget, self.protections.memory_budget
+        if applied:
+            log.info("device memory budget of all sessions together: %.1f GiB "
+                     "(--memory-budget)", applied / 2**30)
+        elif budget:  # a warning unless the sandbox is off on purpose
+            (log.info if self.spec.sandbox == "off" else log.warning)(
+                "device memory budget (--memory-budget) NOT applied: it needs the sandbox's "
+                "cgroups")
 
     async def fork(self, workdir: str) -> tuple[ForkedProcess, socket.socket]:
         """A new worker in ``workdir``; returns its process and the overseer's end of its link."""
@@ -224,3 +253,5 @@ class TemplateLauncher:
             except asyncio.TimeoutError:
                 self.proc.kill()
                 await self.proc.wait()
+        if self.uids is not None:  # the template and its workers are gone: uids are free
+            self.uids.release()

@@ -14,6 +14,12 @@ from typing import Any
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
+#: The share of this machine's memory that all sessions of a device may use together, unless
+#: ``--memory-budget`` says otherwise: the rest is for the nodes and the system.
+DEFAULT_MEMORY_BUDGET = "50%"
+#: ``oom_score_adj`` of every session process (the kernel's maximum): when memory runs out,
+#: the OOM killer takes sessions before any node, whose own scores are left as they are.
+SESSION_OOM_SCORE_ADJ = 1000
 
 
 @dataclass(frozen=True)
@@ -44,8 +50,41 @@ class Limits:
         return cls(**values)
 
 
+def memory_budget(text: str) -> int:
+    """``--memory-budget``: ``"N%"`` of this machine's memory, or bytes; 0 means none.
+    ValueError saying what is wrong."""
+    text = text.strip()
+    try:
+        if text.endswith("%"):
+            share = float(text[:-1])
+            if not 0 < share <= 100:
+                raise ValueError
+            return int(_machine_memory() * share / 100)
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r}: give N% of the machine's memory, or bytes (0: no "
+                         "budget)") from None
+    if value < 0:
+        raise ValueError(f"{text!r} is negative")
+    return value
+
+
+def _machine_memory() -> int:
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    raise ValueError("/proc/meminfo has no MemTotal")
+
+
 def apply(limits: Limits) -> None:
-    """Set the limits on this process (the worker, before user code runs)."""
+    """Set the limits on this process (the worker, before user code runs), and make it the
+    OOM killer's first choice (see :data:`SESSION_OOM_SCORE_ADJ`)."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(SESSION_OOM_SCORE_ADJ))
+    except OSError:
+        pass  # no /proc: nothing to rank by
     for which, value in ((resource.RLIMIT_CPU, limits.cpu_seconds),
                          (resource.RLIMIT_AS, limits.memory_bytes),
                          (resource.RLIMIT_NPROC, limits.processes),
@@ -82,7 +121,12 @@ def explain_exit(limits: Limits, returncode: int | None, *,
     """(ename, evalue) when a worker's exit shows a limit ended it."""
     if oom_killed:
         return ("MemoryLimitExceeded", f"the session's processes used more than "
-                f"{_size(limits.memory_bytes)} of memory together (--max-memory) and were "
+                f"{_size(limits.memory_bytes)} of memory together (--max-memory), or all "
+                "sessions of the device used their memory budget (--memory-budget), and were "
+                "stopped; the session restarts fresh")
+    if returncode == -signal.SIGSYS:  # the syscall filter kills only for a foreign ABI
+        return ("ForbiddenSystemCall", "the session made a system call the sandbox forbids "
+                "(one of another architecture's ABI, such as x32 or 32-bit int 0x80) and was "
                 "stopped; the session restarts fresh")
     if returncode == -signal.SIGXCPU:
         return ("CPULimitExceeded", f"the session used its {limits.cpu_seconds} s of CPU time "

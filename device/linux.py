@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+from collections.abc import Iterable
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUTS = 0x04000000
@@ -103,6 +104,22 @@ def make_read_only(path: str, *, recursive: bool = True) -> None:
     _check(_libc.syscall(_syscall_number("mount_setattr"), AT_FDCWD, path.encode(),
                          AT_RECURSIVE if recursive else 0, ctypes.byref(attr),
                          ctypes.sizeof(attr)), "mount_setattr", path)
+
+
+def close_descriptors_except(keep: Iterable[int]) -> None:
+    """Close every descriptor from 3 up but those in ``keep`` (``os.closerange``, which is
+    one ``close_range`` call per gap on Linux 5.9+).
+
+    For a process that is about to hold less than it inherited: what a parent leaked to it
+    (a descriptor without close-on-exec, or one uvloop's spawn left open) is closed whatever
+    it is, so the process holds only what it knows it holds. Only for descriptors no Python
+    object owns: one that did would later close a number that may by then mean another.
+    """
+    low = 3
+    for fd in sorted({fd for fd in keep if fd >= 3}):
+        os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, max(os.sysconf("SC_OPEN_MAX"), low + 1))
 
 
 def prctl(option: int, arg: int = 0) -> None:

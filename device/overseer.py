@@ -300,4 +300,7 @@ class Overseer:
 def _why_ended(worker: Worker) -> str:
     if worker.limit_hit is not None:
         return f"was stopped by a limit ({worker.limit_hit[0]})"
+    if worker.proc.oom_killed:
+        return ("ran out of memory (its own --max-memory, or the device's --memory-budget for "
+                "all sessions together) and was stopped")
     return worker.exit_reason or "exited"

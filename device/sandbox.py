@@ -4,9 +4,10 @@ The template process (root, see :mod:`device.template`) forks each worker into a
 namespace, and the worker, still privileged for a moment, then
 
 1. joins its own cgroup (memory, pids, cpu: :mod:`device.cgroups`);
-2. forks again: PID 1 stays behind as the namespace's init (confined too, then the small
-   compiled program of device/init.c) and PID 2 goes on as the worker;
-3. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
+2. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
+3. forks again: PID 1 stays behind as the namespace's init (in all those namespaces,
+   confined too, holding no descriptor, then the small compiled program of device/init.c)
+   and PID 2 goes on as the worker;
 4. builds and pivots into its own root (:mod:`device.rootfs`): the system read-only, a
    private working directory and ``/tmp``, no key, no store, no other session;
 5. drops to a uid of its own (one per live worker, from a range no real account uses), with
@@ -34,20 +35,18 @@ import stat
 import sys
 import tempfile
 import traceback
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from . import linux as L
 from . import rootfs, syscalls
 from .cgroups import Cgroups, stale
 from .limits import Limits
+from .protections import PROTECTIONS, Protections
+from .uids import UidPool
 
-MODES = ("auto", "require", "off")
-DEFAULT_UIDS = "300000-300999"
 #: Signals the namespace's init passes on to the worker (the device's interrupt is SIGINT).
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
              signal.SIGUSR2)
-PROTECTIONS = ("uid", "namespaces", "filesystem", "cgroups", "seccomp", "no_new_privs")
 
 
 def default_init_program() -> str:
@@ -56,46 +55,6 @@ def default_init_program() -> str:
     keeps a Python init."""
     return os.environ.get("CELLBUS_INIT_PROGRAM",
                           os.path.join(sys.prefix, "libexec", "cellbus-init"))
-
-
-def parse_uids(text: str) -> range:
-    """``"300000-300999"`` -> range(300000, 301000); ValueError if it is not a sane range."""
-    low, sep, high = text.partition("-")
-    first, last = int(low), int(high if sep else low)
-    if not 1000 <= first <= last < 2 ** 32 - 1:
-        raise ValueError(f"uid range {text!r}: give FIRST-LAST, both at least 1000")
-    return range(first, last + 1)
-
-
-@dataclass
-class Protections:
-    """Which parts of the sandbox this machine gives, and why a part is off."""
-    on: list[str] = field(default_factory=list)
-    off: dict[str, str] = field(default_factory=dict)
-    cgroup_version: str = ""
-    #: What stays as PID 1 of each worker's namespace: the compiled init's path, else "".
-    init: str = ""
-
-    def has(self, part: str) -> bool:
-        return part in self.on
-
-    def summary(self) -> str:
-        """One line for the device's start log and ``bin/cellbus status``."""
-        on = ", ".join(self.on) or "nothing"
-        if set(self.off.values()) == {"--sandbox off"}:
-            return "sandbox OFF (--sandbox off): only trusted code belongs here"
-        if not self.off:
-            return f"sandbox on: {on}"
-        off = "; ".join(f"{k} ({why})" for k, why in self.off.items())
-        return f"sandbox PARTLY OFF: on: {on}; off: {off}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Protections:
-        return cls(on=list(d.get("on", [])), off=dict(d.get("off", {})),
-                   cgroup_version=str(d.get("cgroup_version", "")), init=str(d.get("init", "")))
 
 
 def _open_init(path: str) -> int:
@@ -112,31 +71,13 @@ def _open_init(path: str) -> int:
     return -1
 
 
-class UidPool:
-    """The session uids of one template: each live worker holds one no other worker has."""
-
-    def __init__(self, uids: range) -> None:
-        self.free = list(reversed(uids))
-        self.held: set[int] = set()
-
-    def take(self) -> int:
-        if not self.free:
-            raise OSError(f"all {len(self.held)} session uids are in use (--sandbox-uids)")
-        uid = self.free.pop()
-        self.held.add(uid)
-        return uid
-
-    def give_back(self, uid: int) -> None:
-        if uid in self.held:
-            self.held.discard(uid)
-            self.free.append(uid)
-
-
 class Sandbox:
     """The template's side of the sandbox: set up once, applied in every forked worker."""
 
-    def __init__(self, mode: str, uids: range, hide: list[str], init_program: str = "") -> None:
+    def __init__(self, mode: str, uids: range, hide: list[str], init_program: str = "", *,
+                 memory_budget: int = 0) -> None:
         self.mode = mode
+        self.memory_budget = memory_budget
         self.init_program = init_program
         self.uids = UidPool(uids)
         self.hide = [os.path.abspath(p) for p in hide if p]
@@ -191,6 +132,12 @@ class Sandbox:
         if self.cgroups is not None and not p.has("cgroups"):
             self.cgroups.teardown()
             self.cgroups = None
+        if self.cgroups is not None and self.memory_budget > 0:
+            try:
+                self.cgroups.budget(self.memory_budget)
+                p.memory_budget = self.memory_budget
+            except OSError as e:  # the device's log says it is not applied, and this why
+                print(f"device.template: cannot set the memory budget: {e}", file=sys.stderr)
         return p
 
     @staticmethod
@@ -250,6 +197,11 @@ class Sandbox:
 
     # -- each fork ---------------------------------------------------------------------------
 
+    def descriptors(self) -> list[int]:
+        """What a freshly forked worker still needs of the template's descriptors (each is
+        closed by :meth:`enter` once used)."""
+        return [fd for fd in (self._own_pid_ns, self._init_fd) if fd >= 0]
+
     def fork_child(self) -> int:
         """``os.fork()``, the child as PID 1 of a new PID namespace when namespaces are on."""
         if self._own_pid_ns < 0 or "namespaces" in self.protections.off:
@@ -291,22 +243,28 @@ class Sandbox:
         if self.cgroups is not None and cgroup is not None:
             cgroups = self.cgroups
             step("cgroups", lambda: cgroups.join(cgroup))
+        _session_environment(workdir)
         own_namespace = os.getpid() == 1
+        # PID 1 first, so that the init is in the session's namespaces too: its /proc/1/net
+        # and mountinfo then show the session's (empty) network and its own root, not the
+        # host's ports, socket paths and mounts. From "/", so that the worker's pivot_root
+        # moves the init's root and working directory into the session's root as well.
+        namespaces = step("namespaces", lambda: self._namespaces(own_namespace))
         if own_namespace:
+            os.chdir("/")
             self._become_init(uid, strict=report is None)
         if self._init_fd >= 0:  # the worker has no use for it
             os.close(self._init_fd)
             self._init_fd = -1
         isolated = False
-        if step("namespaces", lambda: self._namespaces(own_namespace)):
+        if namespaces:
             isolated = step("filesystem", lambda: rootfs.build(
                 self.root, uid=uid, size_bytes=limits.disk_bytes, hide=self.hide))
         elif report is not None:
             report["errors"]["filesystem"] = "needs the namespaces"
         if isolated:
             workdir = rootfs.WORKDIR
-        os.environ["HOME"] = workdir
-        os.environ["TMPDIR"] = "/tmp"
+            os.environ["HOME"] = workdir
         step("uid", lambda: self._drop_to(uid, None if isolated else workdir))
         # A change of uid clears the parent-death signal: set it again, so the worker still
         # dies with its parent (its namespace's init, or the template).
@@ -331,9 +289,9 @@ class Sandbox:
         worker and exits 255) and execs the compiled init (device/init.c), which does the
         same job. As a fork of the template it would keep every page of the interpreter that
         both the template and the worker write later: about 2 MB of an idle session's
-        private memory (bench/RESULTS.md). It runs no session code and opens no file, so it
-        needs no mount or network namespace of its own. Without the compiled init, this
-        Python loop stays.
+        private memory (bench/RESULTS.md). It shares the worker's mount, network, IPC and UTS
+        namespaces (made before this fork), and holds no descriptor but the program it
+        execs. Without the compiled init, this Python loop stays.
         """
         worker = os.fork()
         if worker == 0:
@@ -354,6 +312,7 @@ class Sandbox:
                 if strict:
                     os.kill(worker, signal.SIGKILL)
                     raise
+            _hold_nothing(keep=self._init_fd)
             if self._init_fd >= 0:
                 try:
                     os.execve(self._init_fd, [self.protections.init, str(worker)], {})
@@ -400,3 +359,24 @@ class Sandbox:
                 os.rmdir(self.root)
             except OSError:
                 pass
+
+
+def _session_environment(home: str) -> None:
+    """Replace the device's environment (host paths, cloud and CA settings...) with the few
+    variables README.rst lists for sessions; the worker adds MPLBACKEND. ``PATH`` starts
+    with the folder of the Python the session runs, so ``python`` and its scripts are it."""
+    path = [os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]
+    os.environ.clear()
+    os.environ.update(PATH=":".join(dict.fromkeys(path)), HOME=home, TMPDIR="/tmp",
+                      LANG="C.UTF-8")
+
+
+def _hold_nothing(keep: int) -> None:
+    """The namespace's init, confined: its standard descriptors become ``/dev/null`` and
+    every other one but ``keep`` (the compiled init to exec) is closed. It writes nothing,
+    and it must not keep the worker's link (the device would not see the worker's end) nor
+    the device's stderr."""
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    L.close_descriptors_except([keep])

@@ -6,8 +6,13 @@ and namespace calls (``unshare``, ``setns``, and ``clone`` with any ``CLONE_NEW*
 user namespace can hand the code capabilities back), module and kexec loading, vsock sockets,
 and the terminal ioctls that inject input (``TIOCSTI``) or drive the console (``TIOCLINUX``).
 ``clone3`` answers ``ENOSYS``, so the C library falls back to ``clone``, whose flags a filter
-can read. Calls from another architecture's ABI (32-bit ``int 0x80``) kill the process
-(libseccomp's default for a foreign architecture).
+can read. A call from another ABI than the native one (32-bit ``int 0x80``, or x32: the
+native entry with ``__X32_SYSCALL_BIT`` set) kills the whole process, which the device
+reports as a forbidden system call. libseccomp's own default for a foreign ABI kills only
+the calling thread: a worker whose main thread died that way stayed alive, and its cell
+``working``, for ever. For the same reason no rule here kills (each denial answers an
+errno, from any thread); a rule that must kill uses ``KILL_PROCESS``, never ``KILL``, which
+is libseccomp's name for killing the thread.
 
 The binding is libseccomp's own Python module when the interpreter has it (Debian's
 ``python3-seccomp``), else ``pyseccomp`` from PyPI, a ctypes binding with the same API.
@@ -52,6 +57,7 @@ def build() -> Any:
     """The filter, built once in the template and loaded by each worker after it forks."""
     sc = binding()
     f = sc.SyscallFilter(sc.ALLOW)
+    f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)
     deny = sc.ERRNO(errno.EPERM)
     for name in DENIED:
         try:

@@ -17,10 +17,11 @@ Control channel, one msgpack dict per packet::
                                                                       sandbox could set up
     ("exited" also carries "oom": true when the worker's cgroup ran out of memory.)
 
-A forked worker starts a new session (process group), dies with the template
-(PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID 1 of its
-own namespaces, its own root, uid and cgroup, a syscall filter) and then serves its link.
-The template exits when the control channel closes; its workers die with it.
+A forked worker closes every descriptor but its link (its standard ones are replaced when it
+starts to serve: :mod:`session.worker`), starts a new session (process group), dies with the
+template (PR_SET_PDEATHSIG), gets its limits, enters its sandbox (:mod:`device.sandbox`: PID
+1 of its own namespaces, its own root, uid and cgroup, a syscall filter) and then serves its
+link. The template exits when the control channel closes; its workers die with it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ from typing import Any
 import msgpack
 
 from .limits import Limits, apply
-from .sandbox import DEFAULT_UIDS, MODES, Sandbox, parse_uids
+from .linux import close_descriptors_except
+from .protections import MODES
+from .sandbox import Sandbox
+from .uids import auto_range, parse_uids
 
 MAX_PACKET = 65536
 
@@ -200,6 +204,8 @@ class Template:
                 signal.set_wakeup_fd(-1)
                 os.close(self.wake_r)
                 os.close(self.wake_w)
+                # Whatever else the template holds is not the worker's (nor its init's).
+                close_descriptors_except([theirs.fileno(), *sandbox.descriptors()])
                 for sig in (signal.SIGCHLD, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 os.setsid()
@@ -225,20 +231,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend")
     p.add_argument("--preload", default="", help="comma-separated modules to import once")
     p.add_argument("--sandbox", choices=MODES, default="auto")
-    p.add_argument("--sandbox-uids", type=parse_uids, default=parse_uids(DEFAULT_UIDS))
+    p.add_argument("--sandbox-uids", type=parse_uids, default=auto_range(0))
     p.add_argument("--hide", action="append", default=[], help="a host path to keep out of "
                    "the workers' sight (repeatable)")
+    p.add_argument("--memory-budget", type=int, default=0, help="bytes all workers may use "
+                   "together (0: no budget)")
     p.add_argument("--init-program", default="", help="the compiled namespace init "
                    "(device/init.c); empty: a Python init")
     args = p.parse_args(argv)
     die_with_parent()
+    # The device's event loop may spawn us with more than the control channel open (uvloop
+    # leaves copies of the standard descriptors, and whatever its own parent leaked): none
+    # of them is ours to hand down to workers.
+    close_descriptors_except([args.control_fd])
     control = socket.socket(fileno=args.control_fd)
     for name in filter(None, (m.strip() for m in args.preload.split(","))):
         try:
             importlib.import_module(name)
         except ImportError as e:
             print(f"device.template: cannot preload {name}: {e}", file=sys.stderr)
-    sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide, args.init_program)
+    sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide, args.init_program,
+                      memory_budget=args.memory_budget)
     return Template(control, args.backend, sandbox).run()
 
 

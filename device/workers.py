@@ -14,9 +14,10 @@ may not set (``header``, ``session``...), a ``parent`` other than the running re
 routing facts in its metadata, a msg_type that is no session output (every bus control
 message is one), a malformed shape, or content the bus cannot carry is rejected: counted
 (``Worker.rejected``; the device reports its total in heartbeats) and logged, the first at
-once, then at most one line per ``REJECT_LOG_INTERVAL``. A record that breaks the link's
-framing ends the worker (``LinkViolation``). Every record costs pacing and counts against
-``--max-output`` by its size, whatever its type.
+once, then at most one line per ``REJECT_LOG_INTERVAL``. What a worker says about itself
+(``worker_log``) is logged here, labelled and quoted, never relayed. A record that breaks
+the link's framing ends the worker (``LinkViolation``). Every record costs pacing and
+counts against ``--max-output`` by its size, whatever its type.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ RECORD_KEYS = frozenset({"msg_type", "content", "parent", "metadata", "buffers"}
 RECORD_COST = 512
 #: Seconds between log lines about one worker's rejected records (the first is logged).
 REJECT_LOG_INTERVAL = 10.0
+#: Seconds between two lines a worker has the device log about itself, and their length.
+WORKER_LOG_INTERVAL = 1.0
+WORKER_LOG_CHARS = 2000
 
 
 def output_size(msg_type: str, content: dict[str, Any], buffers: list[bytes]) -> int:
@@ -79,7 +83,7 @@ def describe_exit(returncode: int | None) -> str:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"killed by signal {-returncode} ({name})"
+        return f"was killed by signal {-returncode} ({name})"
     return f"exited with code {returncode}"
 
 
@@ -113,6 +117,9 @@ class Worker:
         self._reject_why = ""
         self._reject_logged = 0.0
         self._reject_logged_count = 0
+        #: When the worker's last worker_log line was logged, and how many were dropped since.
+        self._said_at = -WORKER_LOG_INTERVAL
+        self._unsaid = 0
         self.exit_reason: str | None = None
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
@@ -231,6 +238,22 @@ class Worker:
         self._reject_logged = time.monotonic()
         self._reject_logged_count = self.rejected
 
+    def _log_worker(self, content: Any) -> None:
+        """Write what the worker says about itself (``worker_log``) to the device's log:
+        labelled with its pid and session, quoted (so it cannot pass for a line of the
+        device's own), cut at WORKER_LOG_CHARS, at most one line per WORKER_LOG_INTERVAL."""
+        text = content.get("text") if isinstance(content, dict) else None
+        if not isinstance(text, str):
+            return self._reject("worker_log without a text")
+        now = time.monotonic()
+        if now - self._said_at < WORKER_LOG_INTERVAL:
+            self._unsaid += 1
+            return
+        unsaid, self._unsaid, self._said_at = self._unsaid, 0, now
+        log.warning("worker %d (session %s) says: %r%s", self.proc.pid, self.session_id,
+                    text[:WORKER_LOG_CHARS],
+                    f" ({unsaid} earlier lines not logged)" if unsaid else "")
+
     def _forged(self, record: dict[str, Any]) -> str | None:
         """Why ``record`` claims an identity or route it does not have (None: it does not).
 
@@ -253,6 +276,9 @@ class Worker:
         msg_type = record["msg_type"]
         content = record.get("content")
         buffers = record.get("buffers") or []
+        if msg_type == mt.WORKER_LOG:  # paced like output: no free floods of the log
+            self._log_worker(content)
+            return await self.pacer.take(max(RECORD_COST, self.link.last_size))
         if msg_type not in mt.WORKER_OUTPUT_TYPES:
             return self._reject(f"msg_type {msg_type[:64]!r} is not a session output")
         if (forged := self._forged(record)) is not None:

@@ -61,6 +61,11 @@ WORKER_OUTPUT_TYPES = frozenset({
     INTERACT_REPLY, SHUTDOWN_REPLY,
 })
 
+#: Worker -> device only, never relayed: ``{"text"}``, something the worker says about itself
+#: (a crash, a record it could not pack). The device logs it, labelled with the worker's pid
+#: and session and at a bounded rate; a worker holds no descriptor of the device's log.
+WORKER_LOG = "worker_log"
+
 #: Requests a worker may be given.
 WORKER_REQUEST_TYPES = frozenset({
     EXECUTE_REQUEST, INTERACT_REQUEST, KERNEL_INFO_REQUEST, SHUTDOWN_REQUEST,

@@ -12,7 +12,10 @@ backend, then answers requests until the link closes or a ``shutdown_request`` a
 Framing lives here, not in backends: for each ``execute_request`` the worker sends ``status``
 busy, ``execute_input``, whatever the backend emits, ``execute_result`` or ``error``,
 ``execute_reply`` and ``status`` idle, all with ``parent`` set to the request's ``msg_id``.
-Diagnostics about the worker itself go to the descriptor that was stderr at start.
+Diagnostics about the worker itself go over the link as ``worker_log`` records, which the
+device writes to its own log, labelled with the worker and session: the worker keeps no
+descriptor of the device's (its stderr, say), since user code runs in the same process and
+could read, forge or truncate whatever such a descriptor points at.
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ EXIT_GRACE = 2.0
 class LinkOutput(Output):
     """Sends a worker's records over its link, stamped with the current request's id."""
 
-    def __init__(self, link: WorkerLink, guard: InterruptGuard, diag: Callable[[str], None]):
-        self.link, self.guard, self.diag = link, guard, diag
+    def __init__(self, link: WorkerLink, guard: InterruptGuard) -> None:
+        self.link, self.guard = link, guard
         self.parent = ""
         self.capture: Capture | None = None
         self.broken = False
@@ -101,6 +104,10 @@ class LinkOutput(Output):
                     except OSError as e:
                         self.broken = True
                         self.diag(f"link to the overseer failed: {e}")
+
+    def diag(self, message: str) -> None:
+        """Say something about the worker itself in the device's log (see the module doc)."""
+        self.send(mt.WORKER_LOG, {"text": message})
 
     def stream(self, name: str, text: str) -> None:
         if self.capture is not None:
@@ -153,6 +160,7 @@ class Worker:
                 out.send(mt.EXECUTE_REPLY, {"status": "ok", "execution_count": 0,
                                             "user_expressions": {}, "payload": []})
         except Exception as e:  # noqa: BLE001 - a cold first cell is no reason to fail
+            out.muted = False
             out.diag(f"warm-up failed: {e!r}")
         finally:
             out.muted = False
@@ -322,19 +330,10 @@ def serve(sock: socket.socket, workdir: str,
     guard.install()  # from here on, SIGINT never kills the worker
     os.set_inheritable(sock.fileno(), False)  # subprocesses of user code get no link
     sock.setblocking(True)
-    diag_fd = os.dup(2)
-    os.set_inheritable(diag_fd, False)
-
-    def diag(message: str) -> None:
-        try:
-            os.write(diag_fd, f"cellbus worker {os.getpid()}: {message}\n".encode())
-        except OSError:
-            pass
-
     os.chdir(workdir)
     _select_matplotlib_backend()
     link = WorkerLink(sock, max_record=max_record)
-    out = LinkOutput(link, guard, diag)
+    out = LinkOutput(link, guard)
     out.capture = Capture.install(out.send_stream, guard)
     os.register_at_fork(after_in_child=lambda: _forked_by_user_code(out))
     try:
@@ -344,8 +343,8 @@ def serve(sock: socket.socket, workdir: str,
         backend = backend_factory(out, BackendConfig(workdir=os.getcwd(),
                                                      max_file_size=max_file_size))
         return Worker(link, out, guard, backend).run()
-    except Exception:  # fd 2 is captured by now: report on the saved descriptor
-        diag("crashed:\n" + traceback.format_exc())
+    except Exception:  # fd 2 is captured by now: the device hears it over the link
+        out.diag("crashed:\n" + traceback.format_exc())
         return 1
 
 

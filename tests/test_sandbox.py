@@ -53,11 +53,13 @@ def test_the_device_says_the_whole_sandbox_is_on(device_with_client) -> None:
 
 
 def test_each_session_has_its_own_unprivileged_uid(device_with_client) -> None:
-    client, _ = device_with_client()
+    client, device = device_with_client()
     a = int(out(client, "import os; print(os.getuid())", "a"))
     b = int(out(client, "import os; print(os.getuid())", "b"))
     assert a != 0 and b != 0 and a != b
-    assert 300000 <= a <= 300999 and 300000 <= b <= 300999
+    held = device.wait_for_log(r"session uids (\d+)-(\d+) \(--sandbox-uids auto\)")
+    assert all(int(held.group(1)) <= uid <= int(held.group(2)) for uid in (a, b))
+    assert int(held.group(1)) >= 300000  # the first block of 1000 no other device holds
     assert out(client, "import os; print(os.geteuid(), os.getgid(), os.getgroups())", "a") \
         == f"{a} {a} []\n"
 
