@@ -35,7 +35,7 @@ def start_device(key_file: Path, bus: Session, ctx: zmq.Context, trials: int,
     sock = ctx.socket(zmq.DEALER)
     port = sock.bind_to_random_port("tcp://127.0.0.1")
     device = subprocess.Popen(
-        [sys.executable, "-m", "device", "--connect", f"tcp://127.0.0.1:{port}",
+        [sys.executable, "-m", "device", "--insecure-bus", "--connect", f"tcp://127.0.0.1:{port}",
          "--key-file", str(key_file), "--max-sessions", str(trials + 4),
          "--prefork", os.environ.get("PREFORK", "2"), "--log-level", "WARNING", *options],
         cwd=ROOT)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.config import add_common_options, add_metrics_option, add_option, load_key
+from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
+                             add_option, load_key, use_curve)
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.node import run_node, setup_logging
@@ -31,6 +32,7 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--store", metavar="URL",
                help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
     add_metrics_option(p)
+    add_curve_options(p, server=True)
     add_option(p, "--feed-hwm", type=int, default=FEED_HWM, metavar="N",
                help="output messages queued for a slow gateway before the feed drops some "
                     "(gateways fetch dropped ones from the store)")
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                       publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
                       retention_period=args.retention, quotas=quota_config(args))
         broker.metrics_port = args.metrics_port
+        use_curve(broker, args)
         return broker
 
     return run_node(make)

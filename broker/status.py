@@ -20,7 +20,8 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
-from protocol.config import add_option, load_key
+from protocol.config import add_curve_options, add_option, load_key
+from protocol.curve import ClientKeys, needs_keys
 from protocol.errors import ConfigError, ProtocolError
 from protocol.wire import Session
 
@@ -101,13 +102,19 @@ def _running(pid: Any) -> bool:
 
 # -- asking the broker ------------------------------------------------------------------------
 
-def ask(endpoint: str, key: bytes, *, packer: str = "msgpack",
-        timeout: float = TIMEOUT) -> dict[str, Any]:
-    """The broker's ``broker_status_reply`` content; raises ConnectionError if it is silent."""
+def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = TIMEOUT,
+        keys: ClientKeys | None = None, insecure: bool = False) -> dict[str, Any]:
+    """The broker's ``broker_status_reply`` content; raises ConnectionError if it is silent.
+    A TCP endpoint needs ``keys`` (CURVE, as a gateway), or ``insecure``."""
+    if needs_keys(endpoint) and keys is None and not insecure:
+        raise ConfigError(f"{endpoint} is a TCP endpoint: give --curve-key and --broker-key "
+                          "(a gateway's certificate), or --insecure-bus")
     session = Session(key, packer=packer)  # type: ignore[arg-type]
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
+    if keys is not None:
+        keys.connect_with(sock)
     try:
         sock.connect(endpoint)
         request = session.msg(mt.BROKER_STATUS_REQUEST, {})
@@ -171,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--key-file", metavar="PATH", help="file holding the deployment key")
     add_option(p, "--packer", default="msgpack", choices=["msgpack", "json"],
                help="bus encoding of the broker")
+    add_curve_options(p, server=False)
     p.add_argument("--state", metavar="PATH", type=Path,
                    help=f"state file of a running `bin/cellbus up` (default {state_path()})")
     p.add_argument("--timeout", type=float, default=TIMEOUT, metavar="S",
@@ -197,7 +205,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError(f"the `bin/cellbus up` that wrote {path} (pid "
                                   f"{state.get('pid')}) is gone; remove the file")
             endpoint, key_file = endpoint or state.get("broker"), key_file or state.get("key_file")
-        status = ask(str(endpoint), load_key(key_file), packer=args.packer, timeout=args.timeout)
+        keys = ClientKeys(args.curve_key, args.broker_key) if args.curve_key else None
+        status = ask(str(endpoint), load_key(key_file), packer=args.packer, timeout=args.timeout,
+                     keys=keys, insecure=args.insecure_bus)
     except ConfigError as e:
         print(f"cellbus status: {e}", file=sys.stderr)
         return 2

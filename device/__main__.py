@@ -6,7 +6,8 @@ import argparse
 import os
 import sys
 
-from protocol.config import add_common_options, add_metrics_option, add_option, load_key
+from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
+                             add_option, load_key, use_curve)
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -89,6 +90,7 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--backend", metavar="MODULE:CLASS",
                help="session backend for workers; default the built-in Python one")
     add_metrics_option(p)
+    add_curve_options(p, server=False)
     add_common_options(p)
     return p
 
@@ -129,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                             connect=args.connect, bind=args.bind, config=config,
                             drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes)
         device.metrics_port = args.metrics_port
+        use_curve(device, args)
         return device
 
     return run_node(make)

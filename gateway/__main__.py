@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.config import add_common_options, add_option, load_key
+from protocol.config import (add_common_options, add_curve_options, add_option, load_key,
+                             use_curve)
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -36,6 +37,7 @@ def parser() -> argparse.ArgumentParser:
                help="a long-poll whose client takes none of its answer for this long is "
                     "dropped (the client asks again)")
     add_access_options(p)
+    add_curve_options(p, server=False)
     add_common_options(p)
     return p
 
@@ -74,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         access = make_policy(host=args.host, port=args.port, auth=args.auth,
                              allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
                              hosts=args.allow_host, rate=args.rate)
-        return Gateway(Session(load_key(args.key_file), packer=args.packer), broker=args.broker,
-                       subscribe=args.subscribe, host=args.host, port=args.port,
-                       max_input=args.max_input, access=access,
-                       client_buffer=args.client_buffer, client_stall=args.client_stall)
+        gateway = Gateway(Session(load_key(args.key_file), packer=args.packer),
+                          broker=args.broker, subscribe=args.subscribe, host=args.host,
+                          port=args.port, max_input=args.max_input, access=access,
+                          client_buffer=args.client_buffer, client_stall=args.client_stall)
+        use_curve(gateway, args)
+        return gateway
 
     return run_node(make)
 

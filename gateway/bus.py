@@ -37,10 +37,12 @@ class BrokerLink:
         self.session = node.session
         self.dealer = node.socket(zmq.DEALER, label="DEALER to the broker")
         self.dealer.immediate = True
+        node.secure(self.dealer, connect)
         self.dealer.connect(connect)
         node.log.info("gateway connected DEALER to the broker at %s", connect)
         self.sub = node.socket(zmq.SUB, label="SUB for output")
         self.sub.rcvhwm = mt.FEED_HWM
+        node.secure(self.sub, subscribe)
         self.sub.connect(subscribe)
         node.log.info("gateway connected SUB for output to %s", subscribe)
         self.sub.subscribe(b"")

@@ -62,6 +62,36 @@ def generate_key(path: str | os.PathLike[str]) -> bytes:
     return key
 
 
+def add_curve_options(parser: argparse.ArgumentParser, *, server: bool) -> None:
+    """The CURVE keys of TCP links (protocol/curve.py): the broker's key folder, or a client
+    node's own certificate and the broker's public one; and the way to go without."""
+    if server:
+        add_option(parser, "--curve-dir", metavar="DIR",
+                   help="key folder (bin/cellbus cert): broker.key_secret, and the public keys "
+                        "of the devices (devices/) and gateways (gateways/) it accepts")
+    else:
+        add_option(parser, "--curve-key", metavar="FILE",
+                   help="this node's own certificate (NAME.key_secret, from bin/cellbus cert)")
+        add_option(parser, "--broker-key", metavar="FILE",
+                   help="the broker's public certificate (broker.key)")
+    add_option(parser, "--insecure-bus", action="store_true",
+               help="allow tcp:// endpoints without CURVE: code and output cross the network "
+                    "in clear, open to anyone who reaches the ports; only on a trusted network")
+
+
+def use_curve(node: Any, args: argparse.Namespace) -> None:
+    """Give ``node`` the keys its options name (a ConfigError says what is wrong)."""
+    from .curve import ClientKeys, ServerKeys
+    node.insecure = bool(args.insecure_bus)
+    if getattr(args, "curve_dir", None):
+        node.keys = ServerKeys(node.ctx, args.curve_dir)
+    elif getattr(args, "curve_key", None) or getattr(args, "broker_key", None):
+        if not (args.curve_key and args.broker_key):
+            raise ConfigError("give both --curve-key (this node's certificate) and "
+                              "--broker-key (the broker's public certificate)")
+        node.keys = ClientKeys(args.curve_key, args.broker_key)
+
+
 def add_metrics_option(parser: argparse.ArgumentParser) -> None:
     """``--metrics-port``, for the nodes that serve metrics on a port of their own."""
     add_option(parser, "--metrics-port", type=int, default=0, metavar="PORT",

@@ -20,9 +20,15 @@ from typing import Any
 import zmq
 
 from .errors import ConfigError, ProtocolError
+from .curve import ClientKeys, ServerKeys, needs_keys
 from .metrics import NodeMetrics
 from .sockets import BusSocket
 from .wire import Message, Session
+
+
+#: ZMTP heartbeats on TCP links (ms): interval, timeout, and the time-to-live the peer is
+#: told: a silent partition closes the connection within about 6 s, and ZeroMQ reconnects.
+ZMTP_HEARTBEAT = (2000, 6000, 6000)
 
 
 class Node:
@@ -46,6 +52,11 @@ class Node:
         #: The node's Prometheus metrics (subclasses make them), served on ``metrics_port``.
         self.metrics: NodeMetrics | None = None
         self.metrics_port = 0
+        #: CURVE keys for TCP endpoints (:mod:`protocol.curve`): the broker's ServerKeys or a
+        #: client's ClientKeys; None, which only ipc:// or ``insecure`` allows.
+        self.keys: ServerKeys | ClientKeys | None = None
+        self.insecure = False
+        self._warned_insecure = False
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -58,10 +69,16 @@ class Node:
     # -- sockets and loops ------------------------------------------------------------------
 
     def socket(self, kind: int, *, bind: str | None = None, connect: str | None = None,
-               label: str = "", routing_id: bytes | None = None) -> BusSocket:
-        """A socket of ``kind`` bound or connected to an endpoint, with linger 0, logged."""
+               label: str = "", routing_id: bytes | None = None, role: str = "") -> BusSocket:
+        """A socket of ``kind`` bound or connected to an endpoint, with linger 0, logged; on
+        TCP, encrypted (CURVE, for clients of ``role`` if it binds) with ZMTP heartbeats."""
         sock = BusSocket(self.ctx, kind)
         sock.linger = 0
+        try:
+            self.secure(sock, bind or connect, role=role, server=bind is not None)
+        except ConfigError:
+            sock.close()
+            raise
         if routing_id is not None:
             sock.routing_id = routing_id
         if kind == zmq.ROUTER:
@@ -80,6 +97,28 @@ class Node:
             raise ConfigError(f"{self.name}: cannot use endpoint {bind or connect}: {e}") from None
         self._sockets.append(sock)
         return sock
+
+    def secure(self, sock: BusSocket, endpoint: str | None, *, role: str = "",
+               server: bool = False) -> None:
+        """Before ``sock`` binds or connects to ``endpoint``: CURVE and heartbeats if the
+        endpoint is TCP; a ConfigError if this node has no keys and may not go without."""
+        if not needs_keys(endpoint):
+            return
+        sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
+        if isinstance(self.keys, ServerKeys) and server:
+            self.keys.serve(sock, role)
+        elif isinstance(self.keys, ClientKeys) and not server:
+            self.keys.connect_with(sock)
+        elif self.insecure:
+            if not self._warned_insecure:
+                self._warned_insecure = True
+                self.log.warning("%s: --insecure-bus: %s carries code and output in clear, "
+                                 "open to anyone who reaches it", self.name, endpoint)
+        else:
+            keys = "--curve-dir" if server else "--curve-key and --broker-key"
+            raise ConfigError(f"{self.name}: {endpoint} is a TCP endpoint, and the bus is "
+                              f"encrypted there: give {keys} (bin/cellbus cert makes them), "
+                              "or --insecure-bus on a network you trust")
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the node stops; a crash is logged
@@ -157,6 +196,8 @@ class Node:
             await self.cancel_loops()
             for sock in self._sockets:
                 sock.close(linger=0)
+            if isinstance(self.keys, ServerKeys):
+                self.keys.stop()
             self.ctx.term()
             self.log.info("%s stopped", self.name)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BusClient, NodeProcess, free_port
+from harness import BusClient, NodeProcess, ipc_endpoint
 from protocol.config import generate_key
 
 
@@ -42,7 +42,7 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
 
     def start(*options: str, packer: str = "msgpack",
               env: dict[str, str] | None = None) -> tuple[BusClient, NodeProcess]:
-        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        endpoint = ipc_endpoint("broker")
         client = BusClient(key, bind=endpoint, packer=packer)
         clients.append(client)
         device = NodeProcess("device", "--connect", endpoint, "--key-file", str(key_file),

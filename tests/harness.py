@@ -22,6 +22,7 @@ import zmq
 from tornado.websocket import websocket_connect
 
 from protocol import Session
+from protocol.curve import ClientKeys, make_certificate
 from protocol.wire import Message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,13 @@ ROOT = Path(__file__).resolve().parent.parent
 #: binds it, an outgoing connection of any process (a DEALER connecting, say) may be given
 #: it as its own local port: the node then fails with "Address already in use".
 PORTS = range(20000, 32768)
+
+
+def ipc_endpoint(name: str = "bus") -> str:
+    """An ipc:// endpoint in a fresh private folder with a short path (ipc paths are limited
+    to about 100 bytes, more than pytest's folders leave)."""
+    import tempfile
+    return f"ipc://{tempfile.mkdtemp(prefix='cb-')}/{name}"
 
 
 def free_port() -> int:
@@ -117,11 +125,13 @@ class BusClient:
     """A signed DEALER standing in for the broker (or a Jupyter client, with packer="json")."""
 
     def __init__(self, key: bytes, *, bind: str | None = None, connect: str | None = None,
-                 packer: str = "msgpack") -> None:
+                 packer: str = "msgpack", keys: ClientKeys | None = None) -> None:
         self.session = Session(key, packer=packer)  # type: ignore[arg-type]
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.linger = 0
+        if keys is not None:  # a CURVE client of a chain's broker
+            keys.connect_with(self.sock)
         self.endpoint = bind or connect or ""
         if bind:
             self.sock.bind(bind)
@@ -220,10 +230,14 @@ def of_type(msgs: list[Message], msg_type: str) -> list[Message]:
 
 
 class Chain:
-    """Broker, devices and gateways as separate processes on free loopback ports."""
+    """Broker, devices and gateways as separate processes on free loopback ports, over CURVE
+    (each node its own certificate, made in a key folder beside the key file)."""
 
     def __init__(self, key_file: Path, store: str, nodes: list[NodeProcess]) -> None:
         self.key_file, self.store, self.nodes = str(key_file), store, nodes
+        self.keys_dir = Path(key_file).parent / "curve"
+        if not (self.keys_dir / "broker.key_secret").exists():
+            make_certificate(self.keys_dir, "broker", "broker")
         self.gateway_ep = f"tcp://127.0.0.1:{free_port()}"
         self.device_ep = f"tcp://127.0.0.1:{free_port()}"
         self.publish_ep = f"tcp://127.0.0.1:{free_port()}"
@@ -232,6 +246,18 @@ class Chain:
         self.gateway: NodeProcess | None = None
         self.devices: list[NodeProcess] = []
 
+    def cert_options(self, name: str, role: str) -> list[str]:
+        """A client node's CURVE options, its certificate made if it has none yet."""
+        secret = self.keys_dir / f"{name}.key_secret"
+        if not secret.exists():
+            make_certificate(self.keys_dir, name, role)
+        return ["--curve-key", str(secret), "--broker-key", str(self.keys_dir / "broker.key")]
+
+    def client_keys(self, name: str, role: str) -> ClientKeys:
+        """CURVE keys for a test's own socket on the broker, as a node of ``role``."""
+        options = self.cert_options(name, role)
+        return ClientKeys(options[1], options[3])
+
     def _start(self, *argv: str) -> NodeProcess:
         node = NodeProcess(*argv, "--key-file", self.key_file)
         self.nodes.append(node)
@@ -239,6 +265,7 @@ class Chain:
 
     def start_broker(self, *options: str) -> NodeProcess:
         self.broker = self._start("broker", *options, "--store", self.store,
+                                  "--curve-dir", str(self.keys_dir),
                                   "--gateway-bind", self.gateway_ep,
                                   "--device-bind", self.device_ep,
                                   "--publish-bind", self.publish_ep)
@@ -248,16 +275,16 @@ class Chain:
     def start_device(self, *options: str, name: str | None = None) -> NodeProcess:
         name = name or f"device{len(self.devices)}"
         device = self._start("device", "--connect", self.device_ep, "--device-id", name,
-                             *options)
+                             *self.cert_options(name, "device"), *options)
         self.devices.append(device)
         if self.broker is not None:
             self.broker.wait_for_log(rf"device {name} registered")
         return device
 
-    def start_gateway(self, *options: str) -> NodeProcess:
+    def start_gateway(self, *options: str, name: str = "gateway") -> NodeProcess:
         self.gateway = self._start("gateway", "--port", str(self.port),
                                    "--broker", self.gateway_ep, "--subscribe", self.publish_ep,
-                                   *options)
+                                   *self.cert_options(name, "gateway"), *options)
         self.gateway.wait_for_log(r"gateway listening on")
         return self.gateway
 
@@ -329,7 +356,8 @@ def cellbus_status(*args: str, env: dict[str, str] | None = None,
 
 def chain_status(chain: Chain, *args: str) -> subprocess.CompletedProcess[str]:
     """``bin/cellbus status`` against ``chain``'s broker."""
-    return cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file, *args)
+    return cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file,
+                          *chain.cert_options("status", "gateway"), *args)
 
 
 class FakeDevice(BusClient):
@@ -338,7 +366,7 @@ class FakeDevice(BusClient):
     made to race on purpose). Like a real one, it reports the requests it holds."""
 
     def __init__(self, key: bytes, chain: Chain, name: str) -> None:
-        super().__init__(key)
+        super().__init__(key, keys=chain.client_keys(name, "device"))
         self.name = name
         self.sock.routing_id = name.encode()
         self.sock.connect(chain.device_ep)

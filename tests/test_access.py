@@ -26,7 +26,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from access_util import (JSON, add_user, bearer, call, cellbus_user, evaluate_body,
                          stored_requests)
 from broker.store import sqlite_url
-from harness import ROOT, Chain, NodeProcess, free_port
+from harness import ROOT, Chain, NodeProcess, free_port, ipc_endpoint
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -319,8 +319,8 @@ def test_refuses_a_public_address_without_auth(key_file: Path,
                                                nodes: list[NodeProcess]) -> None:
     """--auth none on 0.0.0.0 exits 2 with one clear line; --allow-anonymous starts with a
     warning; with no --auth a public address gets token auth."""
-    common = ("--host", "0.0.0.0", "--broker", f"tcp://127.0.0.1:{free_port()}",
-              "--subscribe", f"tcp://127.0.0.1:{free_port()}", "--key-file", str(key_file))
+    common = ("--host", "0.0.0.0", "--broker", ipc_endpoint("gw"),
+              "--subscribe", ipc_endpoint("pub"), "--key-file", str(key_file))
     refused = NodeProcess("gateway", "--auth", "none", "--port", str(free_port()), *common)
     nodes.append(refused)
     assert refused.proc.wait(30) == 2

@@ -33,6 +33,7 @@ async def broker(tmp_path: Path) -> AsyncIterator[Broker]:
     node = Broker(Session(KEY), SQLiteStore(sqlite_url(tmp_path / "cellbus.db")),
                   gateway_bind="tcp://127.0.0.1:*", device_bind="tcp://127.0.0.1:*",
                   publish_bind="tcp://127.0.0.1:*")
+    node.insecure = True  # one process on loopback; CURVE is tests/test_curve.py's subject
     await node.start()
     try:
         yield node

@@ -293,7 +293,8 @@ def test_status_shows_devices_sessions_and_waiting_requests(chain: Chain) -> Non
     assert re.fullmatch(r"\s+[0-9a-f]{32}\s+w/ws", lines[4])
     assert "requests waiting (needs_work): 0" in out.stdout
     bad = cellbus_status("--broker", f"tcp://127.0.0.1:{free_port()}", "--key-file",
-                         chain.key_file, "--timeout", "1")
+                         chain.key_file, *chain.cert_options("status", "gateway"),
+                         "--timeout", "1")
     assert bad.returncode == 1 and "did not answer" in bad.stderr
 
 

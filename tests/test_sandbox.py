@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import NodeProcess, of_type, stdout_of, worker_pid
+from harness import NodeProcess, ipc_endpoint, of_type, stdout_of, worker_pid
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # In CI (root) they must run: there a missing root fails them instead of skipping.
@@ -93,12 +93,12 @@ for path in ("/usr/evil", "/etc/evil", "/evil", {str(REPO / 'evil')!r}):
 def test_a_key_inside_a_visible_folder_is_hidden(key: bytes, nodes: list[NodeProcess]) -> None:
     """The repository is mounted read-only for the session (it is on ``sys.path``); a key
     kept inside it is covered, so the session sees an empty file."""
-    from harness import BusClient, free_port
+    from harness import BusClient, ipc_endpoint
     inside = REPO / f".test-key-{os.getpid()}"
     inside.write_bytes(key)
     inside.chmod(0o644)  # even readable by everyone, it must stay out of sight
     try:
-        endpoint = f"tcp://127.0.0.1:{free_port()}"
+        endpoint = ipc_endpoint()
         client = BusClient(key, bind=endpoint)
         try:
             device = NodeProcess("device", "--connect", endpoint, "--key-file", str(inside))
@@ -378,7 +378,7 @@ def test_sandbox_require_refuses_to_start_without_all_of_it(key_file: Path,
                     "test needs gone")
     drop = ["setpriv", "--bounding-set=-all", "--inh-caps=-all",
             "--securebits=+noroot,+noroot_locked,+no_setuid_fixup", "--"]
-    argv = ["device", "--connect", "tcp://127.0.0.1:9", "--key-file", str(key_file)]
+    argv = ["device", "--connect", ipc_endpoint(), "--key-file", str(key_file)]
     refused = NodeProcess(*argv, "--sandbox", "require", wrap=drop)
     nodes.append(refused)
     assert refused.proc.wait(60) == 2, refused.log

@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from harness import of_type, stdout_of
+from harness import ipc_endpoint, of_type, stdout_of
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 and not IN_CI, reason="the sandbox needs "
@@ -226,7 +226,7 @@ def test_two_devices_of_one_machine_never_share_session_uids(device_with_client,
     for client, uids in ((first_client, a), (second_client, b)):
         assert int(out(client, "import os; print(os.getuid())", "s")) in uids
     overlap = f"{a.start + 10}-{a.start + 1500}"
-    refused = NodeProcess("device", "--connect", "tcp://127.0.0.1:9", "--key-file",
+    refused = NodeProcess("device", "--connect", ipc_endpoint(), "--key-file",
                           str(key_file), "--sandbox-uids", overlap)
     try:
         assert refused.proc.wait(60) == 2, refused.log
@@ -244,9 +244,9 @@ def test_a_device_on_a_terminal_gives_sessions_none_of_it(key: bytes, key_file) 
     import pty
     import subprocess
     import threading
-    from harness import ROOT, BusClient, free_port
+    from harness import ROOT, BusClient
     master, slave = pty.openpty()
-    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    endpoint = ipc_endpoint()
     client = BusClient(key, bind=endpoint)
     proc = subprocess.Popen(["setsid", "--ctty", str(ROOT / "bin" / "cellbus"), "device",
                              "--connect", endpoint, "--key-file", str(key_file)],

@@ -1,0 +1,56 @@
+"""``bin/cellbus cert``: make, list and revoke the CURVE certificates of a deployment's bus
+(see :mod:`protocol.curve` for the key folder's layout)::
+
+    bin/cellbus cert broker --role broker --dir keys     # once, on the broker's host
+    bin/cellbus cert dev1 --role device --dir keys       # copy keys/dev1.key_secret to dev1
+    bin/cellbus cert --list --dir keys
+    bin/cellbus cert --revoke dev1 --dir keys            # refused at once, dropped in ~1 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import add_option
+from .curve import BROKER, ROLES, listing, make_certificate, revoke
+from .errors import ConfigError
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cellbus cert", description=__doc__.split("\n\n")[0])
+    p.add_argument("name", nargs="?", help="the node the certificate is for")
+    p.add_argument("--role", choices=[BROKER, *ROLES], help="what the node is")
+    add_option(p, "--dir", metavar="DIR", default="keys",
+               help="the key folder (the broker's --curve-dir)")
+    p.add_argument("--list", action="store_true", help="list the keys the broker accepts")
+    p.add_argument("--revoke", metavar="NAME", help="stop accepting NAME's key")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        if args.list:
+            for role, name in listing(args.dir):
+                print(f"{role:8} {name}")
+        elif args.revoke:
+            removed = revoke(args.dir, args.revoke)
+            if not removed:
+                p.error(f"no accepted key named {args.revoke!r} in {args.dir}")
+            print(f"revoked {args.revoke}: {', '.join(map(str, removed))}")
+        elif args.name and args.role:
+            secret = make_certificate(args.dir, args.name, args.role)
+            public = secret.with_suffix(".key")
+            print(f"{secret}  (secret: on {args.name}'s host only)\n{public}  (public)")
+        else:
+            p.error("give NAME --role ROLE, --list or --revoke NAME")
+    except ConfigError as e:
+        print(f"cellbus cert: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""CurveZMQ on the bus's TCP links, with pyzmq's own ``zmq.auth``: encrypted, and open only
+to the nodes whose public keys the broker holds, each for its role.
+
+The broker is the CURVE server on each socket it binds; devices and gateways are clients
+with key pairs of their own. A ZAP handler (``zmq.auth.ThreadAuthenticator``) lets a client
+finish its handshake only if its public key is in the folder of the role the socket serves:
+a device key opens the device port only, a gateway key the gateway and feed ports only.
+The folder is read again whenever it changes, so revoking a key (deleting its file, or
+``bin/cellbus cert --revoke``) refuses its next connection at once; the broker then rebinds
+its sockets (:meth:`ServerKeys.revoked`), which drops the connections already open, and
+every node still allowed reconnects by itself (a device's outbox sends what was in flight
+again; see :mod:`device.outbox`).
+
+A key folder (``bin/cellbus cert NAME --role ROLE --dir DIR``) holds::
+
+    DIR/broker.key, DIR/broker.key_secret     the broker's pair (the secret stays on its host)
+    DIR/NAME.key, DIR/NAME.key_secret         each device's or gateway's pair (the secret
+                                              goes to that node's host only)
+    DIR/devices/NAME.key                      public keys the broker accepts on the device port
+    DIR/gateways/NAME.key                     ... on the gateway and feed ports
+
+``ipc://`` endpoints need none of this: ``bin/cellbus up`` puts them in a folder only its
+user can enter. A node given a ``tcp://`` endpoint without keys refuses to start unless
+``--insecure-bus`` says the network is trusted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+from .errors import ConfigError
+
+#: Roles a client key may have, and the folder of the broker's key directory for each.
+ROLES = {"device": "devices", "gateway": "gateways"}
+BROKER = "broker"
+
+log = logging.getLogger("cellbus.curve")
+
+
+def needs_keys(endpoint: str | None) -> bool:
+    """Whether ``endpoint`` crosses a network (TCP and the like), so it must be encrypted."""
+    return bool(endpoint) and not str(endpoint).startswith(("ipc://", "inproc://"))
+
+
+def make_certificate(directory: str | os.PathLike[str], name: str, role: str) -> Path:
+    """Create ``name``'s key pair in ``directory`` (the secret file mode 0600); a device's or
+    gateway's public key is also put in the folder the broker accepts for that role.
+    Returns the secret file's path."""
+    if role not in (*ROLES, BROKER):
+        raise ConfigError(f"unknown role {role!r}: one of broker, {', '.join(ROLES)}")
+    if role == BROKER:
+        name = BROKER
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"bad certificate name {name!r}")
+    where = Path(directory)
+    where.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if (where / f"{name}.key_secret").exists():
+        raise ConfigError(f"{where / name}.key_secret exists already; revoke it first or "
+                          "choose another name")
+    old = os.umask(0o077)
+    try:
+        public, secret = zmq.auth.create_certificates(str(where), name)
+    finally:
+        os.umask(old)
+    os.chmod(secret, 0o600)
+    if role in ROLES:
+        allowed = where / ROLES[role]
+        allowed.mkdir(mode=0o700, exist_ok=True)
+        shutil.copyfile(public, allowed / f"{name}.key")
+    return Path(secret)
+
+
+def revoke(directory: str | os.PathLike[str], name: str) -> list[Path]:
+    """Take ``name``'s public key out of every role's folder; returns the files removed."""
+    removed = []
+    for folder in ROLES.values():
+        path = Path(directory) / folder / f"{name}.key"
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def listing(directory: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """``(role, name)`` of every key the broker accepts."""
+    out = []
+    for role, folder in ROLES.items():
+        for path in sorted((Path(directory) / folder).glob("*.key")):
+            out.append((role, path.stem))
+    return out
+
+
+def _load(path: str | os.PathLike[str], *, secret: bool) -> tuple[bytes, bytes | None]:
+    try:
+        public, private = zmq.auth.load_certificate(str(path))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read the CURVE certificate {path}: {e}") from None
+    if secret and private is None:
+        raise ConfigError(f"{path} holds no secret key: give the .key_secret file")
+    return public, private
+
+
+class _RoleKeys:
+    """ZAP credentials provider: is this public key in the folder of this socket's role?
+    The folder is listed again when its modification time changes."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        self._seen: dict[str, tuple[int, frozenset[bytes]]] = {}
+
+    def keys(self, role: str) -> frozenset[bytes]:
+        folder = self.directory / ROLES[role]
+        try:
+            stamp = folder.stat().st_mtime_ns
+        except OSError:
+            return frozenset()
+        with self._lock:
+            seen = self._seen.get(role)
+            if seen is None or seen[0] != stamp:
+                try:
+                    loaded = zmq.auth.load_certificates(str(folder))
+                except (OSError, ValueError) as e:
+                    log.error("cannot read the %s keys in %s: %s", role, folder, e)
+                    loaded = {}
+                seen = self._seen[role] = (stamp, frozenset(loaded))
+            return seen[1]
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        allowed = domain in ROLES and key in self.keys(domain)
+        if not allowed:
+            log.warning("refused a CURVE client on the %s port: key %s is not allowed there",
+                        domain, key.decode(errors="replace")[:12])
+        return allowed
+
+
+class ServerKeys:
+    """The broker's side: its key pair, and the ZAP handler that admits clients by role."""
+
+    def __init__(self, context: zmq.Context[zmq.Socket[bytes]],
+                 directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.public, secret = _load(self.directory / f"{BROKER}.key_secret", secret=True)
+        assert secret is not None
+        self.secret = secret
+        self.roles = _RoleKeys(self.directory)
+        self.auth = ThreadAuthenticator(context, log=log)
+        self.auth.start()
+        for role in ROLES:
+            self.auth.configure_curve_callback(role, credentials_provider=self.roles)
+        self._known = self._all_keys()
+
+    def serve(self, sock: zmq.Socket[bytes], role: str) -> None:
+        """Make ``sock`` (before it binds) a CURVE server for clients of ``role``."""
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        sock.curve_server = True
+        sock.zap_domain = role.encode()
+
+    def _all_keys(self) -> frozenset[bytes]:
+        return frozenset().union(*(self.roles.keys(role) for role in ROLES))
+
+    def revoked(self) -> bool:
+        """True once after keys were taken away since the last call."""
+        now = self._all_keys()
+        gone = self._known - now
+        self._known = now
+        return bool(gone)
+
+    def stop(self) -> None:
+        self.auth.stop()
+
+
+class ClientKeys:
+    """A device's or gateway's side: its own key pair and the broker's public key."""
+
+    def __init__(self, own: str | os.PathLike[str], broker: str | os.PathLike[str]) -> None:
+        self.public, secret = _load(own, secret=True)
+        assert secret is not None
+        self.secret = secret
+        self.server, _ = _load(broker, secret=False)
+
+    def connect_with(self, sock: zmq.Socket[bytes]) -> None:
+        """Make ``sock`` (before it connects) a CURVE client of the broker."""
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        sock.curve_serverkey = self.server
