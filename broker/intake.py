@@ -26,8 +26,8 @@ from .auth import Auth
 from .control import Control
 from .interacts import Interacts
 from .sessions import OpenSessions
-from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, Request, SessionRecord,
-                     StoreError, StoreFull, StoreUnwritable)
+from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition, Request,
+                     SessionRecord, StoreError, StoreFull, StoreUnwritable, UnknownRequest)
 
 #: Seconds a client is told to wait when the store cannot write (507 or 503).
 STORE_RETRY_AFTER = 5
@@ -108,28 +108,33 @@ class Intake:
             content = {"ok": False, "http_status": e.http_status, "error": str(e)}
             if e.retry_after is not None:
                 content["retry_after"] = e.retry_after
+        except DuplicateRequest:
+            content = {"ok": False, "http_status": 409, "error": "a request with this msg_id "
+                       "was already accepted"}
         except StoreFull as e:
             content = {"ok": False, "http_status": 503, "error": f"busy, retry soon: {e}"}
         except StoreUnwritable:  # the log said why, once (Broker._store_batch)
             content = {"ok": False, "http_status": 507, "retry_after": STORE_RETRY_AFTER,
                        "error": "the broker's store cannot take writes now (its disk is "
                        f"full or failing); nothing was accepted; retry in {STORE_RETRY_AFTER} s"}
+        except (UnknownRequest, InvalidTransition):  # a bug, not the database: as below
+            content = self._failed(msg)
         except StoreError as e:
             self.broker.log.warning("broker could not store %s %s: %s", msg["msg_type"],
                                     msg["msg_id"], e)
             content = {"ok": False, "http_status": 503, "retry_after": STORE_RETRY_AFTER,
                        "error": f"the broker's store failed; nothing was accepted; retry in "
                        f"{STORE_RETRY_AFTER} s"}
-        except DuplicateRequest:
-            content = {"ok": False, "http_status": 409, "error": "a request with this msg_id "
-                       "was already accepted"}
         except Exception:
-            self.broker.log.exception("broker failed on %s %s", msg["msg_type"], msg["msg_id"])
-            content = {"ok": False, "http_status": 500, "error": "the broker failed on this "
-                       "request; its log has the details"}
+            content = self._failed(msg)
         if not content.get("ok"):
             self.broker.metrics.refused(content["http_status"])
         await self.broker.reply(idents, msg, reply_type, content, buffers)
+
+    def _failed(self, msg: Message) -> dict[str, Any]:
+        self.broker.log.exception("broker failed on %s %s", msg["msg_type"], msg["msg_id"])
+        return {"ok": False, "http_status": 500, "error": "the broker failed on this request; "
+                "its log has the details"}
 
     def _lock(self, worksheet: tuple[str, str]) -> asyncio.Lock:
         lock = self._locks.get(worksheet)
