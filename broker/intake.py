@@ -184,7 +184,9 @@ class Intake:
         session = await self.session_for(user, worksheet)
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.broker.devices.holder(session_id) is not None
-        if (over := await self.broker.quotas.admit(user, session_id)) is not None:
+        facts = msg["metadata"].get("cellbus")
+        named = isinstance(facts, dict) and facts.get("auth") == "token"
+        if (over := await self.broker.quotas.admit(user, session_id, named=named)) is not None:
             raise Refused(429, over[0], retry_after=over[1])
         device = self.place(session_id, session.device if session is not None else None,
                             new=session is None)

@@ -118,14 +118,16 @@ class Quotas:
 
     # -- places --------------------------------------------------------------------------------
 
-    async def admit(self, user: str, session_id: str) -> tuple[str, int] | None:
+    async def admit(self, user: str, session_id: str, *,
+                    named: bool = True) -> tuple[str, int] | None:
         """None if ``user`` may have ``session_id`` take one more place (then it counts as
         theirs), else the refusal's words and the seconds to wait. Sessions that hold a place
         already are always admitted. Called for each execute request, before it is accepted:
-        it also brings the count of the user's stored output up to date."""
+        it also brings the count of the user's stored output up to date. Places are counted
+        only for users a token ``named`` (see README, Quotas)."""
         if self.config.user_output:
             await self.user_bytes.refresh(user)  # before the run's output comes
-        limit = self.config.user_sessions
+        limit = self.config.user_sessions if named else 0
         if not limit or self.devices.holder(session_id) is not None:
             return None
         for s in self._held() - self._owners.keys():  # placed before this broker started

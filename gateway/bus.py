@@ -35,6 +35,9 @@ class BrokerLink:
     def __init__(self, node: Node, *, connect: str, subscribe: str) -> None:
         self.node = node
         self.session = node.session
+        #: How this gateway's users prove who they are ("token" or "none"), told to the
+        #: broker with each request: per-user quotas count only users a token names.
+        self.auth = "none"
         self.dealer = node.socket(zmq.DEALER, label="DEALER to the broker")
         self.dealer.immediate = True
         node.secure(self.dealer, connect)
@@ -61,7 +64,7 @@ class BrokerLink:
         """Send a request about the cell at ``address``; return the broker's reply."""
         user, worksheet, cell_id = address
         msg = self.session.msg(msg_type, content, header=header, metadata={"cellbus": {
-            "user": user, "worksheet": worksheet, "cell_id": cell_id}})
+            "user": user, "worksheet": worksheet, "cell_id": cell_id, "auth": self.auth}})
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self.pending[msg["msg_id"]] = future
         try:

@@ -40,6 +40,7 @@ class Gateway(Node):
     async def setup(self) -> None:
         heap.configure()
         link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
+        link.auth = self.access.auth
         self.metrics = GatewayMetrics(link, self.rejected)
         app = make_app(link, max_input=self.max_input, access=self.access,
                        client_buffer=self.client_buffer, client_stall=self.client_stall,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import BusClient, NodeProcess, ipc_endpoint
+from harness import BusClient, NodeProcess, free_port, ipc_endpoint
 from protocol.config import generate_key
 
 
@@ -40,9 +40,11 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
     """
     clients: list[BusClient] = []
 
-    def start(*options: str, packer: str = "msgpack",
-              env: dict[str, str] | None = None) -> tuple[BusClient, NodeProcess]:
-        endpoint = ipc_endpoint("broker")
+    def start(*options: str, packer: str = "msgpack", env: dict[str, str] | None = None,
+              tcp: bool = False) -> tuple[BusClient, NodeProcess]:
+        """``tcp``: over loopback TCP, in clear (--insecure-bus), for a test about ports."""
+        endpoint = f"tcp://127.0.0.1:{free_port()}" if tcp else ipc_endpoint("broker")
+        options = ("--insecure-bus", *options) if tcp else options
         client = BusClient(key, bind=endpoint, packer=packer)
         clients.append(client)
         device = NodeProcess("device", "--connect", endpoint, "--key-file", str(key_file),

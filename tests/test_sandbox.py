@@ -130,7 +130,7 @@ print("mine.txt" in os.listdir("/tmp"))
 
 
 def test_no_network_not_even_cellbus_own_ports(device_with_client) -> None:
-    client, _ = device_with_client()
+    client, _ = device_with_client(tcp=True)
     port = int(client.endpoint.rsplit(":", 1)[1])
     code = f"""
 import socket

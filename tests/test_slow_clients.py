@@ -124,7 +124,7 @@ def test_websockets_that_do_not_read_are_closed_and_resume_by_seq(chain: Chain) 
     """Four sockets subscribe and never read while a cell prints 16 MB: the gateway's memory
     stays bounded, each is closed with 4008, memory falls back after, and each resumes from
     its last seq with every line exactly once."""
-    chain.start_broker()
+    chain.start_broker("--cell-output", str(32 * 2**20))  # keeps all 16 MB
     chain.start_device()
     gateway = chain.start_gateway("--client-buffer", str(CLIENT_BUFFER))
     wait_gateway_linked(chain)
@@ -192,7 +192,7 @@ def test_long_polls_that_do_not_read_are_dropped(chain: Chain) -> None:
     """Four long-polls ask for a 16 MB answer and never read it: the gateway drops each after
     --client-stall seconds and its memory falls back to what it was after serving the
     answer once."""
-    chain.start_broker()
+    chain.start_broker("--cell-output", str(32 * 2**20))  # keeps all 16 MB
     chain.start_device()
     gateway = chain.start_gateway("--client-stall", "2")
     wait_gateway_linked(chain)
