@@ -27,6 +27,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol.node import Node
+from protocol.requests import failed, stamp
 from protocol.wire import Message, Session
 
 from .outbox import DEFAULT_CAPACITY, Outbox
@@ -252,25 +253,16 @@ class DeviceRouter(Node):
 
     async def _reply(self, request: Message, session_id: str, msg_type: str,
                      content: dict[str, Any]) -> None:
-        header = self.session.msg_header(msg_type)
-        header["session"] = session_id
-        facts = dict(request["metadata"].get("cellbus") or {})
-        facts.update(session=session_id, device=self.device_id)
-        await self.send_up(self.session.msg(msg_type, content, parent=request, header=header,
-                                            metadata={"cellbus": facts}))
+        await self.send_up(stamp(self.session, request, msg_type, content,
+                                 session=session_id, device=self.device_id))
 
     async def _refuse(self, request: Message, ename: str, evalue: str) -> None:
         facts = request["metadata"].get("cellbus")
         session_id = facts.get("session") if isinstance(facts, dict) else None
         session_id = session_id if isinstance(session_id, str) else ""
-        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-        await self._reply(request, session_id, mt.ERROR, error)
-        reply_type = request["msg_type"].replace("_request", "_reply")
-        if reply_type not in mt.REPLY_TYPES:
-            reply_type = mt.EXECUTE_REPLY
-        await self._reply(request, session_id, reply_type,
-                          {"status": "error", "execution_count": None, **error})
-        await self._reply(request, session_id, mt.STATUS, {"execution_state": "idle"})
+        for msg in failed(self.session, request, ename, evalue, session=session_id,
+                          device=self.device_id):
+            await self.send_up(msg)
 
     # -- draining (SIGTERM) -----------------------------------------------------------------
 
