@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.heartbeat import HEARTBEAT_INTERVAL
 from protocol.requests import Ending, failed
 
-from .placement import HEARTBEAT_INTERVAL
 from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request, StoreError
 
 if TYPE_CHECKING:

@@ -26,6 +26,7 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.node import Node
 from protocol.requests import failed, stamp
 from protocol.wire import Message, Session
@@ -34,10 +35,6 @@ from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
 from .workers import EXIT_GRACE, Worker
 
-#: Seconds between heartbeats to the broker (Paranoid Pirate's HEARTBEAT_INTERVAL).
-HEARTBEAT_INTERVAL = 1.0
-#: Broker heartbeats missed before the device takes the broker for lost.
-HEARTBEAT_LIVENESS = 3
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
 #: Seconds a stopping device lets running cells finish (--drain-timeout).
@@ -172,7 +169,7 @@ class DeviceRouter(Node):
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
             self.outbox.check()
             silent = time.monotonic() - self.broker_heard
-            if silent > HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS and not self.broker_lost:
+            if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
                 self.log.warning("device %s: no word from the broker for %.0f s; output is "
                                  "kept until it is back", self.device_id, silent)
@@ -268,7 +265,7 @@ class DeviceRouter(Node):
 
     def _broker_alive(self) -> bool:
         """Whether the broker was heard lately: someone takes the output of running cells."""
-        return time.monotonic() - self.broker_heard <= HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
+        return time.monotonic() - self.broker_heard <= EXPIRY
 
     def _running(self) -> dict[str, Worker]:
         """Workers running a request now, by session."""

@@ -31,12 +31,12 @@ from typing import Any
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from protocol import msgtypes as mt
+from protocol.address import is_name
 from protocol.errors import ProtocolError
 from protocol.wire import Message, utcnow_iso
 
 from . import access, errors, guard
 from .auth import COOKIE
-from .base import MAX_NAME
 from .bus import BrokerLink, BrokerUnavailable
 from .cells import execute_content
 from .jsonbody import load_json
@@ -268,7 +268,7 @@ class SocketHandler(WebSocketHandler):
     async def _subscribe(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         user, worksheet = content.get("user"), content.get("worksheet")
         since, session = content.get("since", 0), content.get("session")
-        if not (_name(user) and _name(worksheet)) or not isinstance(since, int) or not (
+        if not (is_name(user) and is_name(worksheet)) or not isinstance(since, int) or not (
                 0 <= since <= mt.MAX_SEQ):
             raise ValueError("subscribe_request needs user, worksheet and a non-negative since")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
@@ -298,7 +298,7 @@ class SocketHandler(WebSocketHandler):
         facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
         facts = facts if isinstance(facts, dict) else {}
         address = tuple(facts.get(k) for k in ("user", "worksheet", "cell_id"))
-        if not all(_name(p) for p in address):
+        if not all(is_name(p) for p in address):
             raise ValueError("metadata.cellbus must name user, worksheet and cell_id")
         if self._refused(request, mt.REQUEST_ACCEPTED, *address,  # type: ignore[arg-type]
                          costly=msg_type in COSTLY):
@@ -324,7 +324,3 @@ class SocketHandler(WebSocketHandler):
             header["date"] = utcnow_iso()
         reply = await self.link.request(msg_type, content, address, header=header)  # type: ignore[arg-type]
         self.reply(request, reply["msg_type"], reply["content"])
-
-
-def _name(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_NAME
