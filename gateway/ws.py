@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import urllib.parse
 from types import TracebackType
 from typing import Any
 
@@ -38,7 +37,7 @@ from protocol.wire import Message, utcnow_iso
 from . import access, errors, guard
 from .auth import COOKIE
 from .bus import BrokerLink, BrokerUnavailable
-from .cells import execute_content
+from .cells import execute_content, file_url, interact_content
 from .jsonbody import load_json
 
 log = logging.getLogger("cellbus.gateway")
@@ -55,9 +54,8 @@ def to_json(msg: Message) -> str:
     facts = msg["metadata"].get("cellbus") or {}
     data = msg["content"].get("data")
     if isinstance(data, dict) and isinstance(ref := data.get(mt.FILE_MIME), dict) and "seq" in facts:
-        parts = [facts.get(k, "") for k in ("user", "worksheet", "cell_id")]
-        base = "/home/" + "/".join(urllib.parse.quote(str(p), safe="") for p in parts)
-        facts["url"] = f"{base}/files/{facts['seq']}/{urllib.parse.quote(str(ref.get('name')))}"
+        address = [facts.get(k, "") for k in ("user", "worksheet", "cell_id")]
+        facts["url"] = file_url(address, facts["seq"], ref.get("name"))
     return json.dumps({k: msg[k] for k in ("header", "msg_id", "msg_type", "parent_header",
                                            "metadata", "content")}, default=str)
 
@@ -309,7 +307,7 @@ class SocketHandler(WebSocketHandler):
                 raise ValueError("code must be a string")
             content = execute_content(code)
         elif msg_type == mt.INTERACT_REQUEST:
-            content = {k: content.get(k) for k in ("interact_id", "values", "state")}
+            content = interact_content(content)
         elif msg_type == mt.RESTART_REQUEST:
             content = {}
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
