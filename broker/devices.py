@@ -30,8 +30,9 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.heartbeat import HEARTBEAT_INTERVAL
+from protocol.requests import Ending, failed
 
-from .placement import HEARTBEAT_INTERVAL
 from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request, StoreError
 
 if TYPE_CHECKING:
@@ -175,19 +176,9 @@ class DeviceWatch:
         broker = self.broker
         if await self.settle(request):
             return
-        error = {"ename": ename, "evalue": why, "traceback": [f"{ename}: {why}"]}
-        facts = dict(request.message.get("metadata", {}).get("cellbus") or {})
-        facts.update(session=request.session, device=request.device)
-        out = []
-        for msg_type, content in ((mt.ERROR, error),
-                                  (mt.EXECUTE_REPLY, {"status": "error", "execution_count": None,
-                                                      **error}),
-                                  (mt.STATUS, {"execution_state": "idle"})):
-            header = broker.session.msg_header(msg_type)
-            header["session"] = request.session
-            out.append((request.session, broker.session.msg(
-                msg_type, content, parent=request.message, header=header,
-                metadata={"cellbus": dict(facts)})))
+        out = [(request.session, msg) for msg in failed(
+            broker.session, request.message, ename, why, session=request.session,
+            device=request.device)]
         try:
             await broker.persist_and_publish(out)
         except StoreError as e:  # it stays working; the next reconciliation tries again
@@ -201,15 +192,11 @@ class DeviceWatch:
         error as the reply says (a broker that died in between did not) and return True."""
         if request.status != WORKING:
             return False
-        reply: dict[str, Any] | None = None
+        ending = Ending(request.msg_type)
         for _, stored in await self.store.messages(request.session, parent=request.msg_id):
-            kind, content = stored.get("msg_type"), stored.get("content") or {}
-            if kind in (mt.EXECUTE_REPLY, mt.INTERACT_REPLY):
-                reply = content
-            elif (reply is not None and kind == mt.STATUS
-                  and content.get("execution_state") == "idle"):
-                ok = reply.get("status") == "ok"
-                error = None if ok else f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}"
+            outcome = ending.see(str(stored.get("msg_type")), stored.get("content") or {})
+            if outcome is not None:
+                ok, error = outcome
                 updated = await self.broker._set_status(request, DONE if ok else ERROR, error)
                 view = self.broker.cells.cached(request.msg_id)
                 if updated is not None and view is not None:

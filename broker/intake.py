@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from protocol import msgtypes as mt
+from protocol.address import is_name
 from protocol.wire import Message
 
 from . import capacity
@@ -35,8 +36,6 @@ STORE_RETRY_AFTER = 5
 if TYPE_CHECKING:
     from .node import Broker
 
-#: Longest user, worksheet or cell id accepted.
-MAX_NAME = 200
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
@@ -61,7 +60,7 @@ def cell_address(msg: Message) -> Address:
     facts = msg["metadata"].get("cellbus")
     facts = facts if isinstance(facts, dict) else {}
     parts = tuple(facts.get(k) for k in ("user", "worksheet", "cell_id"))
-    if not all(isinstance(p, str) and 0 < len(p) <= MAX_NAME for p in parts):
+    if not all(is_name(p) for p in parts):
         raise Refused(400, "a request must name user, worksheet and cell_id")
     return parts  # type: ignore[return-value]
 

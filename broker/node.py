@@ -35,6 +35,7 @@ from protocol import msgtypes as mt
 from protocol.curve import ServerKeys
 from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
+from protocol.requests import Endings
 from protocol.wire import Message, Session
 
 from . import capacity, memory, retention
@@ -77,7 +78,7 @@ class Broker(Node):
         self.cells = Cells(store)
         self.sent = Handed()  # requests handed to a device by this broker process
         self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
-        self.replied: dict[str, tuple[str, str | None]] = {}  # reply in, idle not yet
+        self.replied = Endings()  # requests whose reply is in, the idle after it not yet
         self.recent_seqs: dict[str, tuple[int, float]] = {}  # session -> (last seq, when)
         #: Sessions whose queued requests wait for a free place (as of the last dispatch).
         self.held: set[str] = set()
@@ -433,18 +434,11 @@ class Broker(Node):
         it ends; ``known`` holds each request and its status as the messages before this one
         left it."""
         kind, content = msg["msg_type"], msg["content"]
-        if kind in (mt.EXECUTE_REPLY, mt.INTERACT_REPLY):
-            outcome = DONE if content.get("status") == "ok" else ERROR
-            error = None if outcome == DONE else (
-                f"{content.get('ename', 'Error')}: {content.get('evalue', '')}")
-            self.replied[parent] = (outcome, error)
-            return
-        if kind == mt.EXECUTE_INPUT or (kind == mt.STATUS and
-                                        content.get("execution_state") == "busy"):
+        if (end := self.replied.see(parent, kind, content)) is not None:
+            new, error = DONE if end.ok else ERROR, end.error
+        elif kind == mt.EXECUTE_INPUT or (kind == mt.STATUS and
+                                          content.get("execution_state") == "busy"):
             new, error = WORKING, None
-        elif kind == mt.STATUS and content.get("execution_state") == "idle" and (
-                parent in self.replied):
-            new, error = self.replied.pop(parent)
         else:
             return
         if parent not in known:

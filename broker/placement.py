@@ -32,10 +32,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Seconds between a device's heartbeats (must match device.router.HEARTBEAT_INTERVAL).
-HEARTBEAT_INTERVAL = 1.0
-#: Heartbeats a device may miss before it is taken for lost.
-HEARTBEAT_LIVENESS = 3
+from protocol.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
+
 #: Seconds a session placed on a device counts against its capacity while the device has not
 #: mentioned it (its request lost on the way, say); normally a report counts it within 1 s.
 PLACING_TTL = 30.0

@@ -26,7 +26,9 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.node import Node
+from protocol.requests import failed, stamp
 from protocol.wire import Message, Session
 
 from .metrics import DeviceMetrics
@@ -34,10 +36,6 @@ from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
 from .workers import EXIT_GRACE, Worker
 
-#: Seconds between heartbeats to the broker (Paranoid Pirate's HEARTBEAT_INTERVAL).
-HEARTBEAT_INTERVAL = 1.0
-#: Broker heartbeats missed before the device takes the broker for lost.
-HEARTBEAT_LIVENESS = 3
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
 #: Seconds a stopping device lets running cells finish (--drain-timeout).
@@ -178,7 +176,7 @@ class DeviceRouter(Node):
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
             self.outbox.check()
             silent = time.monotonic() - self.broker_heard
-            if silent > HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS and not self.broker_lost:
+            if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
                 self.log.warning("device %s: no word from the broker for %.0f s; output is "
                                  "kept until it is back", self.device_id, silent)
@@ -259,31 +257,22 @@ class DeviceRouter(Node):
 
     async def _reply(self, request: Message, session_id: str, msg_type: str,
                      content: dict[str, Any]) -> None:
-        header = self.session.msg_header(msg_type)
-        header["session"] = session_id
-        facts = dict(request["metadata"].get("cellbus") or {})
-        facts.update(session=session_id, device=self.device_id)
-        await self.send_up(self.session.msg(msg_type, content, parent=request, header=header,
-                                            metadata={"cellbus": facts}))
+        await self.send_up(stamp(self.session, request, msg_type, content,
+                                 session=session_id, device=self.device_id))
 
     async def _refuse(self, request: Message, ename: str, evalue: str) -> None:
         facts = request["metadata"].get("cellbus")
         session_id = facts.get("session") if isinstance(facts, dict) else None
         session_id = session_id if isinstance(session_id, str) else ""
-        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-        await self._reply(request, session_id, mt.ERROR, error)
-        reply_type = request["msg_type"].replace("_request", "_reply")
-        if reply_type not in mt.REPLY_TYPES:
-            reply_type = mt.EXECUTE_REPLY
-        await self._reply(request, session_id, reply_type,
-                          {"status": "error", "execution_count": None, **error})
-        await self._reply(request, session_id, mt.STATUS, {"execution_state": "idle"})
+        for msg in failed(self.session, request, ename, evalue, session=session_id,
+                          device=self.device_id):
+            await self.send_up(msg)
 
     # -- draining (SIGTERM) -----------------------------------------------------------------
 
     def _broker_alive(self) -> bool:
         """Whether the broker was heard lately: someone takes the output of running cells."""
-        return time.monotonic() - self.broker_heard <= HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
+        return time.monotonic() - self.broker_heard <= EXPIRY
 
     def _running(self) -> dict[str, Worker]:
         """Workers running a request now, by session."""

@@ -33,6 +33,7 @@ from typing import Any
 from protocol import msgtypes as mt
 from protocol.errors import ProtocolError
 from protocol.link import OverseerLink
+from protocol.requests import Ending, failed, stamp
 from protocol.wire import Message, Session
 
 from .launcher import ForkedProcess
@@ -110,7 +111,8 @@ class Worker:
         self.interactive = False
         self.queue: collections.deque[Message] = collections.deque()
         self.current: Message | None = None
-        self._replied = False
+        #: When the running request is finished (protocol.requests), and whether it replied.
+        self._ending: Ending | None = None
         self.last_used = time.monotonic()
         #: Records of this worker refused (forged, malformed, out of turn), and their log.
         self.rejected = 0
@@ -149,7 +151,7 @@ class Worker:
     async def _next(self) -> None:
         while self.current is None and self.queue and not self.done.is_set():
             request = self.queue.popleft()
-            self.current, self._replied = request, False
+            self.current, self._ending = request, Ending(request["msg_type"])
             self.started_at = time.monotonic()
             self.output_bytes = 0
             try:
@@ -175,24 +177,12 @@ class Worker:
 
     # -- output -----------------------------------------------------------------------------
 
-    def stamp(self, request: Message, msg_type: str, content: dict[str, Any],
-              buffers: list[bytes] | None = None) -> Message:
-        """A bus message from this session about ``request``: header.session is the session
-        id, routing facts go in metadata["cellbus"]."""
-        header = self.bus.msg_header(msg_type)
-        header["session"] = self.session_id
-        facts = dict(request.get("metadata", {}).get("cellbus") or {})
-        facts.update(session=self.session_id, device=self.device_id)
-        msg = self.bus.msg(msg_type, content, parent=request, header=header,
-                           metadata={"cellbus": facts})
-        if buffers:
-            msg["buffers"] = buffers
-        return msg
-
     async def _emit(self, msg_type: str, content: dict[str, Any],
                     buffers: list[bytes] | None = None) -> None:
         assert self.current is not None
-        await self.upstream(self.stamp(self.current, msg_type, content, buffers))
+        await self.upstream(stamp(self.bus, self.current, msg_type, content,
+                                  session=self.session_id, device=self.device_id,
+                                  buffers=buffers))
 
     async def _pump_records(self) -> None:
         try:
@@ -308,12 +298,8 @@ class Worker:
         if msg_type == mt.STATUS and content.get("execution_state") == "busy" and self.notice:
             notice, self.notice = self.notice, None
             await self._emit(mt.STREAM, {"name": "stderr", "text": notice})
-        if msg_type in mt.REPLY_TYPES:
-            self._replied = True
-        finished = self._replied and (
-            self.current["msg_type"] not in (mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST)
-            or (msg_type == mt.STATUS and content.get("execution_state") == "idle"))
-        if finished:
+        assert self._ending is not None  # set with self.current
+        if self._ending.see(msg_type, content) is not None:  # finished
             self.current = None
             await self._next()
 
@@ -344,7 +330,7 @@ class Worker:
             self.proc.kill()
             await self.proc.wait()
         self.exit_reason = describe_exit(self.proc.returncode)
-        if self.current is not None and not self._replied:
+        if self.current is not None and not (self._ending and self._ending.replied):
             await self._fail_current()
         self.current = None
         self.done.set()
@@ -352,14 +338,9 @@ class Worker:
     async def refuse(self, request: Message, ename: str, evalue: str) -> None:
         """End ``request`` (one that never ran, or whose worker died) with an error, a
         failed reply and idle."""
-        error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
-        reply_type = mt.INTERACT_REPLY if request["msg_type"] == mt.INTERACT_REQUEST \
-            else mt.EXECUTE_REPLY
-        for msg_type, content in ((mt.ERROR, error),
-                                  (reply_type, {"status": "error", "execution_count": None,
-                                                **error}),
-                                  (mt.STATUS, {"execution_state": "idle"})):
-            await self.upstream(self.stamp(request, msg_type, content))
+        for msg in failed(self.bus, request, ename, evalue, session=self.session_id,
+                          device=self.device_id):
+            await self.upstream(msg)
 
     async def _fail_current(self) -> None:
         assert self.current is not None

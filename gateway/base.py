@@ -16,16 +16,13 @@ from typing import Any
 
 from tornado.web import RequestHandler
 
+from protocol.address import is_name
 from protocol.errors import ProtocolError
 from protocol.wire import Message
 
 from . import access, errors, guard, signin
 from .bus import BrokerLink, BrokerUnavailable
 from .errors import fail
-
-#: Longest user, worksheet or cell id in a URL.
-MAX_NAME = 200
-
 
 #: Seconds a client is told to wait when the broker cannot be reached.
 UNAVAILABLE_RETRY_AFTER = 5
@@ -104,7 +101,7 @@ class BaseHandler(RequestHandler):
 
 def check_address(user: str, worksheet: str, cell_id: str) -> tuple[str, str, str]:
     for part in (user, worksheet, cell_id):
-        if not part or len(part) > MAX_NAME:
+        if not is_name(part):
             raise fail(404, "no such cell")
     return user, worksheet, cell_id
 

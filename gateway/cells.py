@@ -7,6 +7,7 @@ import json
 import time
 import urllib.parse
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from protocol import msgtypes as mt
@@ -48,15 +49,27 @@ class CellWatch:
                 del self.waiting[address]
 
 
+def file_url(address: Sequence[object], seq: object, name: object) -> str:
+    """The URL this gateway serves the file ``name`` of a cell's output message ``seq`` at
+    (:class:`FileHandler`): in the documents of ``/update`` and on the WebSocket alike."""
+    base = "/home/" + "/".join(urllib.parse.quote(str(p), safe="") for p in address)
+    return f"{base}/files/{seq}/{urllib.parse.quote(str(name))}"
+
+
 def add_file_urls(doc: dict[str, Any], address: Address) -> dict[str, Any]:
     """Give file blocks (also inside interacts) the URL this gateway serves them at."""
-    base = "/home/" + "/".join(urllib.parse.quote(p, safe="") for p in address)
     for block in doc.get("output", {}).values():
         if block.get("type") == "file" and "seq" in block and not block.get("too_large"):
-            block["url"] = f"{base}/files/{block['seq']}/{urllib.parse.quote(block['name'])}"
+            block["url"] = file_url(address, block["seq"], block["name"])
         if block.get("type") == "interact":
             add_file_urls(block, address)
     return doc
+
+
+def interact_content(body: dict[str, Any]) -> dict[str, Any]:
+    """The content of an ``interact_request`` made from a client's: only the fields it has
+    (``interact_id``, ``values``, ``state``; the broker checks their values)."""
+    return {k: body.get(k) for k in ("interact_id", "values", "state")}
 
 
 def execute_content(code: str | None) -> dict[str, Any]:
@@ -163,8 +176,7 @@ class InteractHandler(BaseHandler):
                             "\"values\", \"state\"}") from None
         if not isinstance(body, dict):
             raise fail(400, "the body must be a JSON object")
-        content = {k: body.get(k) for k in ("interact_id", "values", "state")}
-        reply = await self.ask(mt.INTERACT_REQUEST, content, address)
+        reply = await self.ask(mt.INTERACT_REQUEST, interact_content(body), address)
         c = reply["content"]
         self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
 

@@ -28,21 +28,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import urllib.parse
 from types import TracebackType
 from typing import Any
 
 from tornado.websocket import WebSocketHandler, WebSocketProtocol
 
 from protocol import msgtypes as mt
+from protocol.address import is_name
 from protocol.errors import ProtocolError
 from protocol.wire import Message, utcnow_iso
 
 from . import access, errors, guard, heap
 from .auth import COOKIE
-from .base import MAX_NAME
 from .bus import BrokerLink, BrokerUnavailable
-from .cells import execute_content
+from .cells import execute_content, file_url, interact_content
 from .jsonbody import is_integer, load_json
 from .masking import MaskedOnly
 from .outbox import Outbox
@@ -67,9 +66,8 @@ def to_json(msg: Message) -> str:
     facts = msg["metadata"].get("cellbus") or {}
     data = msg["content"].get("data")
     if isinstance(data, dict) and isinstance(ref := data.get(mt.FILE_MIME), dict) and "seq" in facts:
-        parts = [facts.get(k, "") for k in ("user", "worksheet", "cell_id")]
-        base = "/home/" + "/".join(urllib.parse.quote(str(p), safe="") for p in parts)
-        facts["url"] = f"{base}/files/{facts['seq']}/{urllib.parse.quote(str(ref.get('name')))}"
+        address = [facts.get(k, "") for k in ("user", "worksheet", "cell_id")]
+        facts["url"] = file_url(address, facts["seq"], ref.get("name"))
     return json.dumps({k: msg[k] for k in ("header", "msg_id", "msg_type", "parent_header",
                                            "metadata", "content")}, default=str)
 
@@ -327,7 +325,7 @@ class SocketHandler(WebSocketHandler):
     async def _subscribe(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         user, worksheet = content.get("user"), content.get("worksheet")
         since, session = content.get("since", 0), content.get("session")
-        if not (_name(user) and _name(worksheet)) or not is_integer(since) or not (
+        if not (is_name(user) and is_name(worksheet)) or not is_integer(since) or not (
                 0 <= since <= mt.MAX_SEQ):
             raise ValueError("subscribe_request needs user, worksheet and since, a "
                              "non-negative integer (the last seq the client has, 0 for all)")
@@ -358,7 +356,7 @@ class SocketHandler(WebSocketHandler):
         facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
         facts = facts if isinstance(facts, dict) else {}
         address = tuple(facts.get(k) for k in ("user", "worksheet", "cell_id"))
-        if not all(_name(p) for p in address):
+        if not all(is_name(p) for p in address):
             raise ValueError("metadata.cellbus must name user, worksheet and cell_id")
         if self._refused(request, mt.REQUEST_ACCEPTED, *address,  # type: ignore[arg-type]
                          costly=msg_type in COSTLY):
@@ -369,7 +367,7 @@ class SocketHandler(WebSocketHandler):
                 raise ValueError("code must be a string")
             content = execute_content(code)
         elif msg_type == mt.INTERACT_REQUEST:
-            content = {k: content.get(k) for k in ("interact_id", "values", "state")}
+            content = interact_content(content)
         elif msg_type == mt.RESTART_REQUEST:
             content = {}
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
@@ -384,7 +382,3 @@ class SocketHandler(WebSocketHandler):
             header["date"] = utcnow_iso()
         reply = await self.link.request(msg_type, content, address, header=header)  # type: ignore[arg-type]
         self.reply(request, reply["msg_type"], reply["content"])
-
-
-def _name(value: Any) -> bool:
-    return isinstance(value, str) and 0 < len(value) <= MAX_NAME

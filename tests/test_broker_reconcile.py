@@ -3,7 +3,8 @@
 A broker in this process, over a real SQLite store and real ZeroMQ sockets, with a real
 DEALER as the device: the order of events that the whole chain produces only by chance (a
 request handed out while the broker was still reading the store for a report that arrived
-before it) is set here exactly, and so is the opposite order.
+before it) is set here exactly, and so is the opposite order. So is how the broker ends a
+request itself (DeviceLost) or settles one from its stored reply and idle.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ import pytest
 import zmq
 
 from broker.node import Broker
-from broker.store import ERROR, NEEDS_WORK, WORKING, Request, SessionRecord, sqlite_url
+from broker.store import (DONE, ERROR, NEEDS_WORK, WORKING, Request, SessionRecord,
+                          sqlite_url)
 from broker.store.sqlite import SQLiteStore
 from protocol import msgtypes as mt
+from protocol.requests import reply_type, stamp
 from protocol.sockets import BusSocket
 from protocol.wire import Message, Session
 
@@ -56,14 +59,20 @@ async def device(broker: Broker) -> AsyncIterator[BusSocket]:
         ctx.term()
 
 
-async def store_request(broker: Broker) -> Request:
+async def store_request(broker: Broker, msg_type: str = mt.EXECUTE_REQUEST) -> Request:
+    """A request of session s1 stored and placed on DEVICE: ``print(2)``, or a run of the
+    interact i1 if ``msg_type`` is interact_request."""
     record = SessionRecord(session="s1", user="u", worksheet="w", device=DEVICE, state="open",
                            created=1.0, last_activity=1.0)
-    message = broker.session.msg(mt.EXECUTE_REQUEST, {"code": "print(2)"}, metadata={
+    interact = msg_type == mt.INTERACT_REQUEST
+    content = {"interact_id": "i1", "values": {"n": 2}, "state": 1} if interact else {
+        "code": "print(2)"}
+    message = broker.session.msg(msg_type, content, metadata={
         "cellbus": {"user": "u", "worksheet": "w", "cell_id": "c1", "session": "s1"}})
     return await broker.store.add_session_request(record, Request(
         msg_id=message["msg_id"], session="s1", user="u", worksheet="w", cell_id="c1",
-        msg_type=mt.EXECUTE_REQUEST, input="print(2)", message=message, device=DEVICE))
+        msg_type=msg_type, input="" if interact else "print(2)", message=message,
+        device=DEVICE, interact_id="i1" if interact else None, state=1 if interact else None))
 
 
 async def hand_out(broker: Broker, request: Request) -> None:
@@ -139,3 +148,42 @@ async def test_a_running_request_ends_only_if_handed_out_before_the_report(
     else:
         assert stored.status == ERROR and "restarted" in (stored.error or "")
     assert stored.status != NEEDS_WORK
+
+
+@pytest.mark.parametrize("msg_type", [mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST])
+async def test_a_request_the_broker_ends_gets_its_own_reply_type_and_ends(
+        broker: Broker, msg_type: str) -> None:
+    """DeviceLost for an interact run is answered with an interact_reply (as a device
+    answers one whose worker died), stamped for the request's session and device, and it
+    ends the request in the store (protocol.requests: failed, Endings)."""
+    request = await store_request(broker, msg_type)
+    request = await broker.store.update_request(request.msg_id, WORKING)
+    await broker.watch.fail(request, "the device stopped answering; run the cell again")
+    stored = [m for _, m in await broker.store.messages("s1", parent=request.msg_id)]
+    assert [m["msg_type"] for m in stored] == [mt.ERROR, reply_type(msg_type), mt.STATUS]
+    for m in stored:
+        assert m["header"]["session"] == "s1"
+        assert m["metadata"]["cellbus"]["device"] == DEVICE
+        assert m["metadata"]["cellbus"]["cell_id"] == "c1"
+    assert stored[1]["content"]["ename"] == "DeviceLost"
+    ended = await broker.store.get_request(request.msg_id)
+    assert ended is not None and ended.status == ERROR
+    assert ended.error == "DeviceLost: the device stopped answering; run the cell again"
+    assert len(broker.replied) == 0  # nothing is followed any more
+
+
+async def test_a_request_whose_reply_and_idle_are_stored_is_settled_as_its_reply_says(
+        broker: Broker) -> None:
+    """The store holds the run's reply and idle but not its end (a broker died between
+    the two writes): the broker settles it done instead of failing it."""
+    request = await store_request(broker, mt.INTERACT_REQUEST)
+    request = await broker.store.update_request(request.msg_id, WORKING)
+    await broker.store.append_messages([("s1", stamp(
+        broker.session, request.message, msg_type, content, session="s1", device=DEVICE))
+        for msg_type, content in ((mt.INTERACT_REPLY, {"status": "ok"}),
+                                  (mt.STATUS, {"execution_state": "idle"}))])
+    assert await broker.watch.settle(request)
+    settled = await broker.store.get_request(request.msg_id)
+    assert settled is not None and settled.status == DONE
+    await broker.watch.fail(request, "too late")  # settled already: no second ending
+    assert len(await broker.store.messages("s1", parent=request.msg_id)) == 2

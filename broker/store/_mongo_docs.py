@@ -10,9 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Final
 
+from ._rows import pack, unpack
 from .errors import StoreError
 from .records import DeviceRecord, Request, SessionRecord, UserRecord
-from .sqlite import _pack, _unpack
 
 #: Largest packed message: MongoDB's 16 MiB document limit less room for the other fields.
 MAX_BLOB: Final = 16 * 1024 * 1024 - 64 * 1024
@@ -21,7 +21,7 @@ _SESSION_FIELDS: Final = tuple(f.name for f in fields(SessionRecord))
 
 
 def _blob(obj: Any, what: str) -> bytes:
-    data = _pack(obj)
+    data = pack(obj)
     if len(data) > MAX_BLOB:
         raise StoreError(f"{what} is {len(data)} bytes packed; the MongoDB store takes at "
                          f"most {MAX_BLOB}")
@@ -31,7 +31,7 @@ def _blob(obj: Any, what: str) -> bytes:
 def _loads(value: Any, what: str) -> Any:
     try:
         if isinstance(value, bytes):
-            return _unpack(value)
+            return unpack(value)
     except ValueError:  # every msgpack decoding error is one
         pass
     raise StoreError(f"{what} in MongoDB is not a msgpack blob: the database was changed "

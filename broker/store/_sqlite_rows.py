@@ -1,4 +1,4 @@
-"""Rows of the SQLite store: packing, row decoding, and the writes that several store
+"""Rows of the SQLite store: row decoding, and the writes that several store
 methods share (so that :class:`~broker.store.sqlite.SQLiteStore` can also run two of them as
 one operation of its writer: one transaction, one commit, one wake-up of the event loop)."""
 
@@ -10,10 +10,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Final
 
-import msgpack
-
+from ._rows import header_facts, pack, unpack
 from .base import Message
-from .errors import StoreError, UnknownRequest
+from .errors import UnknownRequest
 from .records import (FINAL, NEEDS_WORK, WORKING, DeviceRecord, Request, SessionRecord,
                       check_transition)
 
@@ -23,41 +22,14 @@ _SESSION_COLS: Final = ", ".join(f.name for f in fields(SessionRecord))
 _DEVICE_COLS: Final = ", ".join(f.name for f in fields(DeviceRecord))
 
 
-def _pack(obj: Any) -> bytes:
-    try:
-        data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=True)
-    except (TypeError, ValueError, OverflowError) as e:
-        raise StoreError(f"cannot store {type(obj).__name__}: {e}") from None
-    return data
-
-
-def _unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=False, timestamp=3)
-
-
 def _request(row: Sequence[Any]) -> Request:
     values = list(row)
-    values[7] = _unpack(values[7])  # message
+    values[7] = unpack(values[7])  # message
     return Request(*values)
 
 
 def _device(row: Sequence[Any]) -> DeviceRecord:
-    return DeviceRecord(row[0], row[1], row[2], row[3], _unpack(row[4]))
-
-
-def _header_facts(msg: Message) -> tuple[str | None, str | None]:
-    """The parent msg_id and the msg_type of a Jupyter message, if it has them."""
-    parent_header = msg.get("parent_header")
-    header = msg.get("header")
-    parent = parent_header.get("msg_id") if isinstance(parent_header, dict) else None
-    msg_type = header.get("msg_type") if isinstance(header, dict) else None
-    return (parent if isinstance(parent, str) else None,
-            msg_type if isinstance(msg_type, str) else msg.get("msg_type"))
-
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be None or >= 0, not {limit}")
+    return DeviceRecord(row[0], row[1], row[2], row[3], unpack(row[4]))
 
 
 def _update_row(conn: sqlite3.Connection, msg_id: str, status: str, device: str | None,
@@ -87,7 +59,7 @@ def _append_op(items: Sequence[tuple[str, Message]]) -> Callable[[sqlite3.Connec
                                                                  list[int]]:
     """The write of ``append_messages(items)``; messages are packed here, on the caller."""
     now = time.time()
-    prepared = [(session, *_header_facts(msg), now, _pack(msg)) for session, msg in items]
+    prepared = [(session, *header_facts(msg), now, pack(msg)) for session, msg in items]
     counts: dict[str, int] = {}
     for session, *_ in prepared:
         counts[session] = counts.get(session, 0) + 1

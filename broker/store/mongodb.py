@@ -43,6 +43,7 @@ from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loa
                           _request, _session, _user)
 from ._mongo_append import Appender, Row
 from ._mongo_url import client_options, database_name, public_url
+from ._rows import check_limit, header_facts
 from ._writer import MAX_BATCH, MAX_PENDING
 from .base import Message, Receipts, Store
 from .compaction import CompactionStats, SessionPlan
@@ -51,7 +52,6 @@ from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreErro
 from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
                       STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
                       SessionRecord, UserRecord, check_transition)
-from .sqlite import _check_limit, _header_facts
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -253,7 +253,7 @@ class MongoStore(Store):
 
     async def requests(self, status: str, *, device: DeviceFilter = ANY,
                        limit: int | None = None) -> list[Request]:
-        _check_limit(limit)
+        check_limit(limit)
         db = self._open_db()
         query: Doc = {"status": status}
         if device is not ANY:
@@ -291,13 +291,13 @@ class MongoStore(Store):
         if appender is None:
             raise StoreClosed(f"store {self._where} is closed")
         now = time.time()
-        rows = [Row(session, *_header_facts(msg), now, _blob(msg, f"a message of {session!r}"))
+        rows = [Row(session, *header_facts(msg), now, _blob(msg, f"a message of {session!r}"))
                 for session, msg in items]
         return await appender.append(rows)
 
     async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
                        limit: int | None = None) -> list[tuple[int, Message]]:
-        _check_limit(limit)
+        check_limit(limit)
         db = self._open_db()
         query: Doc = {"session": session, "seq": {"$gt": since}}
         if parent is not None:
@@ -342,7 +342,7 @@ class MongoStore(Store):
 
     async def sessions(self, state: str | None = None, *,
                        newest: int | None = None) -> list[SessionRecord]:
-        _check_limit(newest)
+        check_limit(newest)
         db = self._open_db()
         query = {} if state is None else {"state": state}
         with self._errors("list sessions"):

@@ -25,9 +25,10 @@ from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
+from ._rows import check_limit, pack, unpack
 from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
-                           _append_op, _check_limit, _device, _header_facts, _pack,
-                           _put_session_op, _receipts_op, _request, _unpack, _update_row)
+                           _append_op, _device, _put_session_op, _receipts_op, _request,
+                           _update_row)
 from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
 from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
@@ -130,7 +131,7 @@ class SQLiteStore(Store):
         if req.status not in STATUSES:
             raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
         values = [getattr(req, f.name) for f in fields(Request)]
-        values[7] = _pack(req.message)
+        values[7] = pack(req.message)
         if not req.created:
             values[10] = time.time()
 
@@ -183,7 +184,7 @@ class SQLiteStore(Store):
 
     async def requests(self, status: str, *, device: DeviceFilter = ANY,
                        limit: int | None = None) -> list[Request]:
-        _check_limit(limit)
+        check_limit(limit)
         sql = f"SELECT {_REQ_COLS} FROM requests WHERE status = ?"
         args: list[Any] = [status]
         if device is None:
@@ -239,7 +240,7 @@ class SQLiteStore(Store):
 
     async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
                        limit: int | None = None) -> list[tuple[int, Message]]:
-        _check_limit(limit)
+        check_limit(limit)
         sql = "SELECT seq, data FROM messages WHERE session = ? AND seq > ?"
         args: list[Any] = [session, since]
         if parent is not None:
@@ -250,7 +251,7 @@ class SQLiteStore(Store):
             sql += " LIMIT ?"
             args.append(limit)
         return await self._read(
-            lambda conn: [(seq, _unpack(data)) for seq, data in conn.execute(sql, args)])
+            lambda conn: [(seq, unpack(data)) for seq, data in conn.execute(sql, args)])
 
     async def last_seq(self, session: str) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -300,7 +301,7 @@ class SQLiteStore(Store):
 
     async def sessions(self, state: str | None = None, *,
                        newest: int | None = None) -> list[SessionRecord]:
-        _check_limit(newest)
+        check_limit(newest)
         sql = f"SELECT {_SESSION_COLS}, rowid FROM sessions"
         args: tuple[Any, ...] = ()
         if state is not None:
@@ -313,7 +314,7 @@ class SQLiteStore(Store):
     # -- devices ----------------------------------------------------------------------------
 
     async def put_device(self, rec: DeviceRecord) -> None:
-        values = (rec.device, rec.capacity, rec.load, rec.last_heartbeat, _pack(rec.info))
+        values = (rec.device, rec.capacity, rec.load, rec.last_heartbeat, pack(rec.info))
 
         def op(conn: sqlite3.Connection) -> None:
             conn.execute(
@@ -354,7 +355,7 @@ class SQLiteStore(Store):
 
     async def apply_compaction(self, plan: SessionPlan) -> CompactionStats:
         stats = CompactionStats()
-        for op in _retention.plan_ops(plan, _pack, time.time()):
+        for op in _retention.plan_ops(plan, pack, time.time()):
             stats.add(await self._write(op))
         return stats
 
