@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.config import add_common_options, add_option, load_key
+from protocol.config import add_common_options, add_option, load_key, parse_args
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.node import run_node, setup_logging
@@ -43,7 +43,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(parser(), argv, node="broker")
     setup_logging(args.log_level)
 
     def make() -> Broker:

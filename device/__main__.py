@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from protocol.config import add_common_options, add_option, load_key
+from protocol.config import add_common_options, add_option, load_key, parse_args
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(parser(), argv, node="device")
     setup_logging(args.log_level)
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits,
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
                               hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
-        return DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
+        return DeviceRouter(Session(load_key(args.key_file), packer=args.packer),
+                            device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config,
                             drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.config import add_common_options, add_option, load_key
+from protocol.config import add_common_options, add_option, load_key, parse_args
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -52,7 +52,7 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(parser(), argv, node="gateway")
     setup_logging(args.log_level)
 
     def make() -> Gateway:

@@ -21,6 +21,7 @@ import zmq
 
 from .errors import ConfigError, ProtocolError
 from .sockets import BusSocket
+from .version import VERSION
 from .wire import Message, Session
 
 
@@ -124,7 +125,7 @@ class Node:
     async def start(self) -> None:
         self._stop_requested = asyncio.Event()
         await self.setup()
-        self.log.info("%s started", self.name)
+        self.log.info("%s started (cellbus %s)", self.name, VERSION)
 
     def request_stop(self) -> None:
         if self._stop_requested is not None:
