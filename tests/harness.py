@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,10 @@ from protocol import Session
 from protocol.wire import Message
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The launcher ``bin/cellbus`` runs, started with the interpreter under test (``bin/cellbus``
+#: would first put the project into a ``.venv`` of its own). Nodes run with ``cwd=ROOT``, so
+#: they import this checkout's code, as the tests do.
+CELLBUS = [sys.executable, "-m", "cellbus"]
 
 
 #: Ports handed to nodes come from below Linux's ephemeral range (32768-60999 by default).
@@ -47,11 +52,12 @@ def free_port() -> int:
 
 
 class NodeProcess:
-    """A node started with ``bin/cellbus`` as an operator would; its log is kept and searchable."""
+    """A node started with the ``cellbus`` launcher as an operator would (:data:`CELLBUS`); its
+    log is kept and searchable."""
 
     def __init__(self, *argv: str, env: dict[str, str] | None = None,
                  wrap: list[str] | None = None) -> None:
-        self.argv = [*(wrap or []), str(ROOT / "bin" / "cellbus"), *argv]
+        self.argv = [*(wrap or []), *CELLBUS, *argv]
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=ROOT,
@@ -322,7 +328,7 @@ def http_with_headers(chain: Chain, method: str, path: str, body: bytes | None =
 def cellbus_status(*args: str, env: dict[str, str] | None = None,
                    timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run ``bin/cellbus status ARGS`` as an operator would; output as text."""
-    return subprocess.run([str(ROOT / "bin" / "cellbus"), "status", *args], cwd=ROOT,
+    return subprocess.run([*CELLBUS, "status", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
 
