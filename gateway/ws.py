@@ -26,7 +26,7 @@ import json
 import logging
 import urllib.parse
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeGuard
 
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
@@ -54,7 +54,8 @@ def to_json(msg: Message) -> str:
     """A bus message as the browser sees it: buffers travel by URL instead."""
     facts = msg["metadata"].get("cellbus") or {}
     data = msg["content"].get("data")
-    if isinstance(data, dict) and isinstance(ref := data.get(mt.FILE_MIME), dict) and "seq" in facts:
+    if (isinstance(data, dict) and isinstance(ref := data.get(mt.FILE_MIME), dict)
+            and "seq" in facts):
         parts = [facts.get(k, "") for k in ("user", "worksheet", "cell_id")]
         base = "/home/" + "/".join(urllib.parse.quote(str(p), safe="") for p in parts)
         facts["url"] = f"{base}/files/{facts['seq']}/{urllib.parse.quote(str(ref.get('name')))}"
@@ -210,7 +211,7 @@ class SocketHandler(WebSocketHandler):
         if msg["msg_type"] == mt.SEQ_BEACON:
             return self.on_beacon(msg["content"].get("sessions"))
         facts = msg["metadata"].get("cellbus") or {}
-        sub = self.subs.get((facts.get("user"), facts.get("worksheet")))
+        sub = self.subs.get((facts.get("user", ""), facts.get("worksheet", "")))
         if sub is not None:
             sub.offer(msg)
 
@@ -247,9 +248,9 @@ class SocketHandler(WebSocketHandler):
         except ValueError as e:
             return self.reply({}, "error_reply", {"ok": False, "http_status": 400,
                                                   "error": f"messages must be JSON objects: {e}"})
-        header = request.get("header") if isinstance(request.get("header"), dict) else {}
+        header = given if isinstance(given := request.get("header"), dict) else {}
         msg_type = header.get("msg_type") or request.get("msg_type")
-        content = request.get("content") if isinstance(request.get("content"), dict) else {}
+        content = given if isinstance(given := request.get("content"), dict) else {}
         try:
             if msg_type == SUBSCRIBE_REQUEST:
                 await self._subscribe(request, content)
@@ -273,7 +274,8 @@ class SocketHandler(WebSocketHandler):
             raise ValueError("subscribe_request needs user, worksheet and a non-negative since")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
             return
-        sub = Subscription(self, user, worksheet, since, session if isinstance(session, str) else None)
+        sub = Subscription(self, user, worksheet, since,
+                           session if isinstance(session, str) else None)
         self.subs[(user, worksheet)] = sub
         self.link.listen((user, worksheet), self.on_output)
         sub.task = asyncio.ensure_future(self._replay_then_reply(request, sub))
@@ -293,7 +295,8 @@ class SocketHandler(WebSocketHandler):
                               "the gateway failed on this subscription; its log has the details"})
         self.reply(request, SUBSCRIBE_REPLY, {"ok": True, "session": sub.session, "seq": sub.last})
 
-    async def _forward(self, request: dict[str, Any], msg_type: str, content: dict[str, Any]) -> None:
+    async def _forward(self, request: dict[str, Any], msg_type: str,
+                       content: dict[str, Any]) -> None:
         metadata = request.get("metadata")
         facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
         facts = facts if isinstance(facts, dict) else {}
@@ -326,5 +329,5 @@ class SocketHandler(WebSocketHandler):
         self.reply(request, reply["msg_type"], reply["content"])
 
 
-def _name(value: Any) -> bool:
+def _name(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME
