@@ -238,7 +238,7 @@ class Cellbus(Server):
             Path(f"{self.db}{suffix}").unlink(missing_ok=True)
 
     def argv(self) -> list[str]:
-        return [sys.executable, str(ROOT / "bin" / "up.py"), "--port", str(self.port),
+        return [sys.executable, "-m", "cellbus", "up", "--port", str(self.port),
                 "--store", f"sqlite:///{self.db}"]
 
     def wait_ready(self, timeout: float = 90.0) -> None:
