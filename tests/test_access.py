@@ -26,7 +26,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from access_util import (JSON, add_user, bearer, call, cellbus_user, evaluate_body,
                          stored_requests)
 from broker.store import sqlite_url
-from harness import CELLBUS, ROOT, Chain, NodeProcess, free_port
+from harness import CELLBUS, ROOT, Chain, NodeProcess, free_port, node_env
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -115,7 +115,7 @@ def test_user_add_uses_the_brokers_default_store(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
     env["XDG_DATA_HOME"] = str(tmp_path)
     out = subprocess.run([*CELLBUS, "user", "add", "carol"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=60)
+                         env=node_env(base=env), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     with closing(sqlite3.connect(tmp_path / "cellbus" / "cellbus.db")) as db:
         assert db.execute("SELECT name FROM users").fetchall() == [("carol",)]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import CELLBUS, ROOT, Chain, NodeProcess, free_port
+from harness import CELLBUS, ROOT, Chain, NodeProcess, free_port, node_env
 from protocol.config import parse_args
 
 
@@ -24,7 +24,7 @@ def run(*argv: str, env: dict[str, str] | None = None,
         cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     """``cellbus ARGV`` to its end (a node that wrongly starts is killed at the timeout)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
-    return subprocess.run([*CELLBUS, *argv], env={**clean, **(env or {})}, cwd=cwd,
+    return subprocess.run([*CELLBUS, *argv], env=node_env(env, base=clean), cwd=cwd,
                           capture_output=True, text=True, timeout=30)
 
 
