@@ -3,7 +3,7 @@
     .venv/bin/python bench/callgrind.py [--tree NAME=DIR ...] [--execs N]
 
 CPU time on a busy 2-core machine moves with the load; instruction counts do not. For each
-tree given (default: this one) this starts ``bin/up.py`` with those three nodes re-executed
+tree given (default: this one) this starts ``cellbus up`` with those three nodes re-executed
 under ``valgrind --tool=callgrind --instr-atstart=no`` (``bench/_callgrind/sitecustomize.py``
 does that; nothing else changes), opens one session, runs 20 executions of ``print(2)`` to
 warm up, switches counting on (``callgrind_control -i on``), runs N more one at a time,

@@ -106,7 +106,8 @@ class Bench:
             server.start()
         for server in self.servers.values():
             server.wait_ready()
-        log("bench: up: " + ", ".join(f"{n} on 127.0.0.1:{s.port}" for n, s in self.servers.items()))
+        log("bench: up: " + ", ".join(f"{n} on 127.0.0.1:{s.port}"
+                                      for n, s in self.servers.items()))
 
     def stop(self) -> None:
         for server in self.servers.values():
@@ -209,7 +210,8 @@ class Bench:
                             for leg, seconds in (got.legs() or {}).items():
                                 legs.setdefault(system, {}).setdefault(leg, []).append(seconds)
                         await self.guarded(ws, system, trial)
-                    if system == "cellbus" and client is not None and "cellbus" not in http.failures:
+                    if (system == "cellbus" and client is not None
+                            and "cellbus" not in http.failures):
                         async def http_trial() -> None:
                             assert client is not None
                             elapsed, text = await asyncio.to_thread(client.execute, PRINT2)

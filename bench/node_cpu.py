@@ -3,7 +3,7 @@
     .venv/bin/python bench/node_cpu.py [--tree NAME=DIR ...] [--execs N] [--sessions K]
                                       [--rounds R] [--warm W] [--cold C] [--py-spy DIR]
 
-Starts ``bin/up.py`` of every tree given (default: this one) side by side on 127.0.0.1, each
+Starts ``cellbus up`` of every tree given (default: this one) side by side on 127.0.0.1, each
 importing its own code (``PYTHONPATH`` = the tree), and drives them alternately, round by
 round, so machine noise hits each alike. Per round and tree:
 
@@ -45,7 +45,8 @@ NODES = ("broker", "gateway", "device", "workers")
 
 
 class Tree(procs.Cellbus):
-    """``bin/up.py`` of one source tree, importing that tree's code."""
+    """``cellbus up`` of one source tree, importing that tree's code (``bin/up.py`` in trees
+    from before the launcher became the ``cellbus`` package)."""
 
     def __init__(self, name: str, tree: Path, work: Path) -> None:
         self.name = name
@@ -54,7 +55,9 @@ class Tree(procs.Cellbus):
         super().__init__(work, procs.free_port())
 
     def argv(self) -> list[str]:
-        return [sys.executable, str(self.tree / "bin" / "up.py"), "--port", str(self.port),
+        script = self.tree / "bin" / "up.py"
+        up = [str(script)] if script.exists() else ["-m", "cellbus", "up"]
+        return [sys.executable, *up, "--port", str(self.port),
                 "--store", f"sqlite:///{self.db}", "--log-level", "WARNING"]
 
     def env(self) -> dict[str, str]:

@@ -238,7 +238,7 @@ class Cellbus(Server):
             Path(f"{self.db}{suffix}").unlink(missing_ok=True)
 
     def argv(self) -> list[str]:
-        return [sys.executable, str(ROOT / "bin" / "up.py"), "--port", str(self.port),
+        return [sys.executable, "-m", "cellbus", "up", "--port", str(self.port),
                 "--store", f"sqlite:///{self.db}"]
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -327,8 +327,9 @@ def jkg_venv(work: Path, log=print) -> tuple[Path, dict[str, str]]:
             subprocess.run([*pip, *(p.split("==")[0] for p in JKG_PACKAGES)], check=True)
         stamp.write_text(spec)
         log(f"bench: installed in {time.monotonic() - started:.0f} s")
-    probe = ("import json, importlib.metadata as m, sys; print(json.dumps({n: m.version(n) for n in "
-             "('jupyter-kernel-gateway', 'ipykernel', 'jupyter_server', 'tornado', 'pyzmq')} | "
+    probe = ("import json, importlib.metadata as m, sys; "
+             "print(json.dumps({n: m.version(n) for n in ('jupyter-kernel-gateway', "
+             "'ipykernel', 'jupyter_server', 'tornado', 'pyzmq')} | "
              "{'python': sys.version.split()[0]}))")
     versions = json.loads(subprocess.run([str(py), "-c", probe], check=True, capture_output=True,
                                          text=True).stdout)

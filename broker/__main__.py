@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, load_key, use_curve)
+                             add_option, load_key, parse_args, use_curve)
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.node import run_node, setup_logging
@@ -46,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(parser(), argv, node="broker")
     setup_logging(args.log_level)
 
     def make() -> Broker:

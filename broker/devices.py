@@ -10,9 +10,9 @@ its report of the requests it holds is reconciled with the store: requests it st
 are left to it, queued ones it no longer has are sent again, and running ones it no longer
 has end with ``DeviceLost``. Only requests handed out before the report arrived are
 reconciled with it: one handed out while the store was being read went to the device that
-sent the report, which could not list it yet. Requests left ``working`` by a previous broker on a device that
-never comes back end the same way once the grace period after start-up has passed. A
-request whose reply and closing idle status are already stored (the broker died between
+sent the report, which could not list it yet. Requests left ``working`` by a previous broker
+on a device that never comes back end the same way once the grace period after start-up has
+passed. A request whose reply and closing idle status are already stored (the broker died between
 storing them and noting that the request ended) ends as its reply says instead.
 
 A device that stops gracefully (SIGTERM) drains (``device_drain``, see

@@ -73,8 +73,8 @@ class Intake:
         self.sessions = OpenSessions(broker.store)
         self.control = Control(broker, self)
         self.interacts = Interacts(broker, self)
-        self._handlers: dict[str, tuple[str, Callable[[Message, Address],
-                                                       Awaitable[tuple[dict[str, Any], list[bytes]]]]]] = {
+        self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[
+                tuple[dict[str, Any], list[bytes]]]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
             mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, self.interacts.request),
@@ -230,7 +230,8 @@ class Intake:
 
     async def interrupt(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
         session = await self.session_for(*address[:2])
-        routing = self.broker.devices.routing_id(session.device) if session and session.device else None
+        routing = (self.broker.devices.routing_id(session.device)
+                   if session and session.device else None)
         if session is None or routing is None:
             raise Refused(409, "nothing is running in this worksheet")
         forward = self.broker.session.msg(mt.INTERRUPT_REQUEST, {}, metadata={"cellbus": {
@@ -239,7 +240,8 @@ class Intake:
         await self.broker.session.send(self.broker.device_sock, forward, [routing])
         return {"cell_id": address[2], "session": session.session}, []
 
-    async def cell_update(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def cell_update(self, msg: Message,
+                          address: Address) -> tuple[dict[str, Any], list[bytes]]:
         since = msg["content"].get("since", 0)
         if not isinstance(since, int) or not 0 <= since <= mt.MAX_SEQ:
             raise Refused(400, "since must be a non-negative 64-bit integer")
@@ -248,7 +250,8 @@ class Intake:
             raise Refused(404, f"no cell {address[2]} in worksheet {address[1]}")
         return {"document": view.document(since)}, []
 
-    async def session_replay(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def session_replay(self, msg: Message,
+                             address: Address) -> tuple[dict[str, Any], list[bytes]]:
         since = msg["content"].get("since", 0)
         limit = msg["content"].get("limit", MAX_REPLAY)
         if not isinstance(since, int) or not isinstance(limit, int) or not (

@@ -375,7 +375,7 @@ class Broker(Node):
         for request in updated:
             if request is not None and (view := self.cells.cached(request.msg_id)) is not None:
                 view.request = request
-        for (session_id, msg), seq in zip(outputs, seqs):
+        for (_session_id, msg), seq in zip(outputs, seqs):
             msg["metadata"]["cellbus"]["seq"] = seq
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str) and not self.intake.interacts.apply(parent, seq, msg):

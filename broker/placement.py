@@ -200,4 +200,5 @@ class DeviceTable:
 
 
 def _int(value: Any, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
+    good = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if good else default

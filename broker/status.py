@@ -20,7 +20,7 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
-from protocol.config import add_curve_options, add_option, load_key
+from protocol.config import add_curve_options, add_option, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
 from protocol.errors import ConfigError, ProtocolError
 from protocol.wire import Session
@@ -189,7 +189,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(parser(), argv)
     endpoint, key_file = args.broker, args.key_file
     try:
         if not (endpoint and key_file) or args.state:

@@ -19,7 +19,7 @@ import asyncio
 import sys
 import time
 
-from protocol.config import add_option
+from protocol.config import add_option, parse_args
 from protocol.tokens import new_token, token_hash, valid_user_name
 
 from .store import ACCEPTED, Store, StoreError, UserRecord, default_sqlite_url, open_store
@@ -90,7 +90,7 @@ async def run(args: argparse.Namespace) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(parser(), argv)
     try:
         print(asyncio.run(run(args)))
     except UserError as e:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, load_key, use_curve)
+                             add_option, load_key, parse_args, use_curve)
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -96,7 +96,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parse_args(parser(), argv, node="device")
     setup_logging(args.log_level)
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
                               memory_budget=budget,
                               hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
-        device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer), device_id=args.device_id,
+        device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer),
+                              device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config,
                             drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes)
         device.metrics_port = args.metrics_port

@@ -191,7 +191,8 @@ class Overseer:
                   f"one {previous}; variables defined before are gone.\n") if previous else None
         config = self.config
         worker = Worker(session_id=session_id, device_id=self.device_id, bus=self.bus,
-                        upstream=self.upstream, room=self.room, proc=proc, link=link, workdir=workdir,
+                        upstream=self.upstream, room=self.room, proc=proc, link=link,
+                        workdir=workdir,
                         limits=config.launch.limits, max_output=config.max_output,
                         pacer=TokenBucket(config.output_rate, config.output_burst),
                         notice=notice)
@@ -289,7 +290,7 @@ class Overseer:
         for worker in workers:
             worker.closing_reason = "device stopping"
         await asyncio.gather(*(w.close(kill=w.busy) for w in workers), return_exceptions=True)
-        for proc, link, _ in self.ready:
+        for _proc, link, _ in self.ready:
             link.close()
         if self._watchers:
             await asyncio.wait(set(self._watchers), timeout=5)

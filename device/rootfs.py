@@ -8,8 +8,8 @@ the same way bubblewrap builds one: a small tmpfs becomes the new root, and into
   on ``sys.path``, so a lazy ``import`` still works), and nothing else of the host: not the
   device's key, not the store, not other sessions' folders, not ``/home`` or ``/root``;
 - a private, writable tmpfs for the session's working directory (:data:`WORKDIR`, mode 0700,
-  owned by the session's uid, also its ``HOME``) and for ``/tmp`` and ``/dev/shm``, each capped in size and gone with the
-  worker, so nothing privileged ever has to clean them up by name;
+  owned by the session's uid, also its ``HOME``) and for ``/tmp`` and ``/dev/shm``, each
+  capped in size and gone with the worker, so nothing privileged ever has to clean them up by name;
 - a minimal ``/dev`` (null, zero, full, random, urandom) and a ``/proc`` of the worker's own
   PID namespace, so it sees only its own processes;
 

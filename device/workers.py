@@ -3,8 +3,9 @@
 The worker runs ``session.worker`` over one end of a socketpair (``protocol.link``); it never
 holds the bus key. A :class:`Worker` runs the session's requests one at a time, stamps every
 record the worker sends into a signed bus message about the request it is running (so a worker
-can only speak for its own session, about its own request) and hands it to ``upstream``. While upstream has no room (the device's outbox is full), it reads
-nothing more from the worker, whose writes then block: backpressure, never a drop.
+can only speak for its own session, about its own request) and hands it to ``upstream``.
+While upstream has no room (the device's outbox is full), it reads nothing more from the
+worker, whose writes then block: backpressure, never a drop.
 
 If the process exits while a request runs, the request ends with an ``error`` (ename
 ``WorkerDied``, naming the exit code or signal) and a failed ``execute_reply``.
@@ -92,7 +93,8 @@ class Worker:
     """A live worker process serving one session; requests run one at a time, in order."""
 
     def __init__(self, *, session_id: str, device_id: str, bus: Session, upstream: Upstream,
-                 proc: ForkedProcess, room: Room = no_wait, link: OverseerLink, workdir: str, limits: Limits,
+                 proc: ForkedProcess, room: Room = no_wait, link: OverseerLink, workdir: str,
+                 limits: Limits,
                  max_output: int, pacer: TokenBucket, notice: str | None = None) -> None:
         self.session_id = session_id
         self.device_id = device_id

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_option, load_key,
-                             use_curve)
+                             parse_args, use_curve)
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -65,7 +65,7 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = parse_args(p, argv, node="gateway")
     if args.client_buffer < 1:
         p.error("--client-buffer must be a positive number of bytes")
     if not args.client_stall > 0:

@@ -77,7 +77,8 @@ class BrokerLink:
             try:
                 return await asyncio.wait_for(future, timeout)
             except TimeoutError:
-                raise BrokerUnavailable(f"the broker did not answer within {timeout:.0f} s") from None
+                raise BrokerUnavailable(
+                    f"the broker did not answer within {timeout:.0f} s") from None
         finally:
             self.pending.pop(msg["msg_id"], None)
 

@@ -6,8 +6,9 @@ all the output of its worksheets, for as long as it stayed connected (issue 18).
 message goes to tornado's stream only while the stream holds less than :data:`WINDOW` bytes
 the kernel has not taken; the rest waits in a queue of at most ``limit`` bytes. A client
 that leaves more than that unread is closed with :data:`TOO_SLOW`, right behind what is
-already in the stream, so it sees the code when it reads again; nothing is lost, since the store has every message and the client resumes from
-the last seq it got (cellbus.js does, with backoff).
+already in the stream, so it sees the code when it reads again; nothing is lost, since the
+store has every message and the client resumes from the last seq it got (cellbus.js does,
+with backoff).
 
 A write that fails because the client went away is seen here and ends the outbox; no write
 is left as a task whose exception nobody retrieves.

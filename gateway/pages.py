@@ -11,8 +11,9 @@ The pages are tornado templates in ``gateway/templates``; everything they do hap
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from tornado.web import HTTPError
+from tornado.web import HTTPError, RequestHandler
 
 from protocol.tokens import MAX_TOKEN_LENGTH
 
@@ -91,9 +92,11 @@ class SignInHandler(BaseHandler):
             self.redirect(target)
 
 
-ROUTES = [
+#: Tornado's rules: (pattern, handler) or (pattern, handler, its initialize() arguments).
+ROUTES: list[tuple[str, type[RequestHandler]]
+             | tuple[str, type[RequestHandler], dict[str, Any]]] = [
     (r"/", PageHandler, {"template": "worksheet.html"}),
     (r"/embed-example", PageHandler, {"template": "embed-example.html"}),
     (r"/signin", SignInHandler),
 ]
-SETTINGS = {"static_path": STATIC_PATH, "template_path": TEMPLATE_PATH}
+SETTINGS: dict[str, Any] = {"static_path": STATIC_PATH, "template_path": TEMPLATE_PATH}

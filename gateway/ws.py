@@ -65,7 +65,8 @@ def to_json(msg: Message) -> str:
     """A bus message as the browser sees it: buffers travel by URL instead."""
     facts = msg["metadata"].get("cellbus") or {}
     data = msg["content"].get("data")
-    if isinstance(data, dict) and isinstance(ref := data.get(mt.FILE_MIME), dict) and "seq" in facts:
+    if (isinstance(data, dict) and isinstance(ref := data.get(mt.FILE_MIME), dict)
+            and "seq" in facts):
         address = [facts.get(k, "") for k in ("user", "worksheet", "cell_id")]
         facts["url"] = file_url(address, facts["seq"], ref.get("name"))
     return json.dumps({k: msg[k] for k in ("header", "msg_id", "msg_type", "parent_header",
@@ -268,7 +269,7 @@ class SocketHandler(WebSocketHandler):
         if msg["msg_type"] == mt.SEQ_BEACON:
             return self.on_beacon(msg["content"].get("sessions"))
         facts = msg["metadata"].get("cellbus") or {}
-        sub = self.subs.get((facts.get("user"), facts.get("worksheet")))
+        sub = self.subs.get((facts.get("user", ""), facts.get("worksheet", "")))
         if sub is not None:
             sub.offer(msg)
 
@@ -304,9 +305,9 @@ class SocketHandler(WebSocketHandler):
         except ValueError as e:
             return self.reply({}, "error_reply", {"ok": False, "http_status": 400,
                                                   "error": f"messages must be JSON objects: {e}"})
-        header = request.get("header") if isinstance(request.get("header"), dict) else {}
+        header = given if isinstance(given := request.get("header"), dict) else {}
         msg_type = header.get("msg_type") or request.get("msg_type")
-        content = request.get("content") if isinstance(request.get("content"), dict) else {}
+        content = given if isinstance(given := request.get("content"), dict) else {}
         try:
             if msg_type == SUBSCRIBE_REQUEST:
                 await self._subscribe(request, content)
@@ -331,7 +332,8 @@ class SocketHandler(WebSocketHandler):
                              "non-negative integer (the last seq the client has, 0 for all)")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
             return
-        sub = Subscription(self, user, worksheet, since, session if isinstance(session, str) else None)
+        sub = Subscription(self, user, worksheet, since,
+                           session if isinstance(session, str) else None)
         self.subs[(user, worksheet)] = sub
         self.link.listen((user, worksheet), self.on_output)
         sub.task = asyncio.ensure_future(self._replay_then_reply(request, sub))
@@ -351,7 +353,8 @@ class SocketHandler(WebSocketHandler):
                               "the gateway failed on this subscription; its log has the details"})
         self.reply(request, SUBSCRIBE_REPLY, {"ok": True, "session": sub.session, "seq": sub.last})
 
-    async def _forward(self, request: dict[str, Any], msg_type: str, content: dict[str, Any]) -> None:
+    async def _forward(self, request: dict[str, Any], msg_type: str,
+                       content: dict[str, Any]) -> None:
         metadata = request.get("metadata")
         facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
         facts = facts if isinstance(facts, dict) else {}

@@ -5,10 +5,12 @@ so both use this one rule."""
 
 from __future__ import annotations
 
+from typing import TypeGuard
+
 #: Longest user, worksheet or cell id accepted.
 MAX_NAME = 200
 
 
-def is_name(value: object) -> bool:
+def is_name(value: object) -> TypeGuard[str]:
     """True if ``value`` can be a user, worksheet or cell id."""
     return isinstance(value, str) and 0 < len(value) <= MAX_NAME

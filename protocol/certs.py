@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import add_option
+from .config import add_option, parse_args
 from .curve import BROKER, ROLES, listing, make_certificate, revoke
 from .errors import ConfigError
 
@@ -30,7 +30,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = p.parse_args(argv)
+    args = parse_args(p, argv)
     try:
         if args.list:
             for role, name in listing(args.dir):

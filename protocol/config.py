@@ -1,14 +1,44 @@
-"""Command-line options shared by every launcher: each option also reads ``CELLBUS_*``."""
+"""Command-line options shared by every launcher, and where else their values come from.
+
+Each option made with :func:`add_option` takes its value from, in this order: the flag; the
+``CELLBUS_*`` variable named after it; the TOML file given with ``--config`` (its keys are
+the long option names; a table named after a node, ``[gateway]`` say, holds that node's
+options, so one file serves every node of a machine); the default. :func:`parse_args` puts
+every value, from wherever it comes, through the flag's own conversion and choices, so a bad
+variable or file entry is a one-line error naming it and exit status 2, as a bad flag is.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import secrets
+import sys
+import tomllib
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .errors import ConfigError
+from .version import VERSION
+
+#: The nodes whose options may sit in a table of their own in a ``--config`` file.
+NODES = ("broker", "device", "gateway")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where else an option's value may come from than its flag."""
+    key: str    # the long option name: the flag without "--", the key in a config file
+    env: str    # its CELLBUS_* variable
+    kind: str   # argparse's action: "store", "store_true" or "append"
+
+
+#: Every option made by :func:`add_option` (parents share actions with their children).
+_SOURCES: weakref.WeakKeyDictionary[argparse.Action, _Source] = weakref.WeakKeyDictionary()
+_UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
 
 
 def env_name(flag: str, node: str = "") -> str:
@@ -18,24 +48,141 @@ def env_name(flag: str, node: str = "") -> str:
 
 def add_option(parser: argparse.ArgumentParser, flag: str, *, help: str, node: str = "",
                **kwargs: Any) -> None:
-    """``parser.add_argument(flag, ...)`` whose default comes from ``CELLBUS_<FLAG>`` when set
-    (``CELLBUS_<NODE>_<FLAG>`` with ``node``, for options such as endpoints that differ
-    between the nodes of one machine). ``--help`` names the variable and the default.
+    """``parser.add_argument(flag, ...)`` that :func:`parse_args` also fills from
+    ``CELLBUS_<FLAG>`` (``CELLBUS_<NODE>_<FLAG>`` with ``node``, for options such as
+    endpoints that differ between the nodes of one machine) and from a ``--config`` file.
+    ``--help`` names the variable and the default.
     """
     env = env_name(flag, node)
-    if env in os.environ:
-        value: Any = os.environ[env]
-        if kwargs.get("action") == "store_true":
-            value = value.lower() in ("1", "true", "yes", "on")
-        elif kwargs.get("action") == "append":  # several values, space-separated
-            value = [kwargs["type"](v) for v in value.split()] if "type" in kwargs \
-                else value.split()
-        elif "type" in kwargs:
-            value = kwargs["type"](value)
-        kwargs["default"] = value
     default = kwargs.get("default")
     shown = f"; default {default}" if default not in (None, False, "") else ""
-    parser.add_argument(flag, help=f"{help} (env {env}{shown})", **kwargs)
+    action = parser.add_argument(flag, help=f"{help} (env {env}{shown})", **kwargs)
+    _SOURCES[action] = _Source(flag.lstrip("-"), env, kwargs.get("action", "store"))
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None, *,
+               node: str = "") -> argparse.Namespace:
+    """``parser.parse_args(argv)``, with each option made by :func:`add_option` and not given
+    as a flag taken from its variable, else from the ``--config`` file (its top level and its
+    ``[node]`` table), else its default. A bad value or file is a one-line error, exit 2."""
+    options = {action: source for action in _actions(parser)
+               if (source := _SOURCES.get(action)) is not None}
+    saved = {action: action.default for action in options}
+    for action, source in options.items():  # None: an append action appends to its default
+        action.default = None if source.kind == "append" else _UNSET
+    try:
+        args = parser.parse_args(argv)
+    finally:
+        for action, default in saved.items():
+            action.default = default
+    try:
+        path = getattr(args, "config", None)
+        if path is _UNSET:
+            path = os.environ.get("CELLBUS_CONFIG") or None
+            args.config = path
+        keys = {s.key for a, s in options.items() if hasattr(args, a.dest)}
+        found = read_config(path, node, keys) if path else {}
+        for action, source in options.items():
+            if not hasattr(args, action.dest):
+                continue  # an option of a subcommand that was not chosen
+            value = getattr(args, action.dest)
+            if value is not _UNSET and not (source.kind == "append" and value is None):
+                continue  # given as a flag
+            if source.env in os.environ:
+                value = convert(action, source, os.environ[source.env], source.env)
+            elif source.key in found:
+                value = convert(action, source, found[source.key], f"{path}: {source.key}")
+            else:
+                value = saved[action]
+                if isinstance(value, str) and action.type is not None:
+                    value = convert(action, source, value, source.key)
+            setattr(args, action.dest, value)
+    except ConfigError as e:
+        _fail(parser, str(e))
+    return args
+
+
+def read_config(path: str, node: str, keys: set[str]) -> dict[str, Any]:
+    """The entries of TOML file ``path`` for ``node``: its top level, then its ``[node]``
+    table (which wins). Tables of the other nodes are skipped; any other key that is not one
+    of ``keys`` is a :class:`ConfigError`."""
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"cannot read --config {path}: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"--config {path} is not TOML: {e}") from None
+    table = data.pop(node, {}) if node else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: {node} must be a table ([{node}]) of its options")
+    found: dict[str, Any] = {}
+    for where, entries in (("", data), (f"[{node}] ", table)):
+        for key, value in entries.items():
+            if key in NODES and isinstance(value, dict):
+                continue
+            if key not in keys or key == "config":
+                what = f"cellbus {node}" if node else "this command"
+                raise ConfigError(f"{path}: {where}unknown key {key!r}: {what} has no --{key}")
+            found[key] = value
+    return found
+
+
+def convert(action: argparse.Action, source: _Source, value: Any, where: str) -> Any:
+    """``value`` (a variable's text or a TOML value) checked and converted as the flag's
+    would be; ``where`` names it in the :class:`ConfigError` that says what is wrong."""
+    flag = f"--{source.key}"
+    if source.kind == "store_true":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+            return value.strip().lower() in _TRUE
+        raise ConfigError(f"{where}: {value!r} is not a yes or no (1/true/yes/on or "
+                          f"0/false/no/off, as for {flag})")
+    if source.kind == "append":
+        items = value.split() if isinstance(value, str) else value
+        if not isinstance(items, list):
+            raise ConfigError(f"{where}: give a list of values for {flag}, not {value!r}")
+        return [_one(action, flag, item, where) for item in items]
+    return _one(action, flag, value, where)
+
+
+def _one(action: argparse.Action, flag: str, value: Any, where: str) -> Any:
+    if isinstance(value, (dict, list)):
+        raise ConfigError(f"{where}: give one value for {flag}, not {value!r}")
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    make = action.type if callable(action.type) else str
+    try:
+        result = make(text)
+    except argparse.ArgumentTypeError as e:
+        raise ConfigError(f"{where}: {e} (as for {flag})") from None
+    except (TypeError, ValueError):
+        name = getattr(make, "__name__", "")
+        if name in ("int", "float"):
+            raise ConfigError(f"{where}: invalid {name} value: {text!r} (as for {flag})") from None
+        raise ConfigError(f"{where}: invalid value {text!r} for {flag}: "
+                          f"{sys.exc_info()[1]}") from None
+    if action.choices is not None and result not in action.choices:
+        choices = ", ".join(map(repr, action.choices))
+        raise ConfigError(f"{where}: invalid choice {result!r} (as for {flag}, choose from "
+                          f"{choices})")
+    return result
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """The parser's actions and those of its subcommands' parsers."""
+    found: list[argparse.Action] = []
+    for action in parser._actions:
+        found.append(action)
+        if isinstance(action.choices, dict):  # subparsers: {name: parser}
+            for sub in action.choices.values():
+                if isinstance(sub, argparse.ArgumentParser):
+                    found += _actions(sub)
+    return found
+
+
+def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    parser.exit(2, f"{parser.prog}: error: {message}\n")
 
 
 def load_key(path: str | os.PathLike[str] | None) -> bytes:
@@ -99,7 +246,12 @@ def add_metrics_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """Options every node takes: the key file and the log level."""
+    """Options every node takes: --version, the config file, the key file, the log level."""
+    parser.add_argument("--version", action="version", version=f"cellbus {VERSION}")
+    add_option(parser, "--config", metavar="FILE",
+               help="TOML file of options: keys are the long option names, at the top level "
+                    "or in a table named after the node ([broker], [device], [gateway]); "
+                    "a flag or a CELLBUS_* variable wins over the file")
     add_option(parser, "--key-file", metavar="PATH",
                help="file holding the deployment key that signs every bus message")
     add_option(parser, "--packer", default="msgpack", choices=["msgpack", "json"],

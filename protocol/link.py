@@ -129,7 +129,8 @@ class OverseerLink:
         self.last_size = 0
 
     @classmethod
-    async def open(cls, sock: socket.socket, max_record: int = DEFAULT_MAX_RECORD) -> "OverseerLink":
+    async def open(cls, sock: socket.socket,
+                   max_record: int = DEFAULT_MAX_RECORD) -> OverseerLink:
         reader, writer = await asyncio.open_unix_connection(sock=sock, limit=1 << 20)
         return cls(reader, writer, max_record)
 

@@ -23,6 +23,7 @@ from .errors import ConfigError, ProtocolError
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .metrics import NodeMetrics
 from .sockets import BusSocket
+from .version import VERSION
 from .wire import Message, Session
 
 
@@ -175,7 +176,7 @@ class Node:
                                   f"{self.metrics_port}: {e}") from None
             self.log.info("%s serves Prometheus metrics on http://127.0.0.1:%d/metrics",
                           self.name, self.metrics_port)
-        self.log.info("%s started", self.name)
+        self.log.info("%s started (cellbus %s)", self.name, VERSION)
 
     def request_stop(self) -> None:
         if self._stop_requested is not None:

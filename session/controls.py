@@ -9,6 +9,7 @@ in its output and the control stays usable.
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from collections.abc import Sequence
@@ -88,7 +89,8 @@ class input_box(Control):
     """``input_box(default='', label=None, type=str)``: text, converted with ``type``."""
     type = "input_box"
 
-    def __init__(self, default: Any = "", label: str | None = None, type: type = str) -> None:
+    def __init__(self, default: Any = "", label: str | None = None,
+                 type: builtins.type[Any] = str) -> None:
         super().__init__(default, label)
         self.value_type = type
 
@@ -169,7 +171,7 @@ class input_grid(Control):
     type = "input_grid"
 
     def __init__(self, rows: int, cols: int, default: Any = 0, label: str | None = None,
-                 type: type = float) -> None:
+                 type: builtins.type[Any] = float) -> None:
         if isinstance(default, (list, tuple)):
             grid = [list(row) for row in default]
         else:
@@ -217,7 +219,8 @@ def control_for(default: Any, name: str) -> Control:
         return checkbox(default, label=name)
     if isinstance(default, tuple) and len(default) in (2, 3) and all(
             isinstance(x, (int, float)) and not isinstance(x, bool) for x in default):
-        return slider(*default, label=name)
+        return slider(default[0], default[1], default[2] if len(default) == 3 else 1,
+                      label=name)
     if isinstance(default, list):
         return selector(default, label=name)
     if isinstance(default, (int, float)):

@@ -21,6 +21,8 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from protocol.version import VERSION
+
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
 from .blocks import BlockApi
 from .controls import CONTROLS
@@ -71,7 +73,7 @@ class PythonBackend(SessionBackend):
     def kernel_info(self) -> dict[str, Any]:
         return {
             "implementation": "cellbus",
-            "implementation_version": "0.1.0",
+            "implementation_version": VERSION,
             "language_info": {
                 "name": "python",
                 "version": platform.python_version(),

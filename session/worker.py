@@ -35,6 +35,7 @@ from typing import Any
 from protocol import msgtypes as mt
 from protocol.errors import ProtocolError
 from protocol.link import DEFAULT_MAX_RECORD, WorkerLink, encode
+from protocol.version import VERSION
 
 from .backend import DEFAULT_MAX_FILE_SIZE, BackendConfig, ExecuteOutcome, MimeBundle, \
     Output, SessionBackend
@@ -205,7 +206,7 @@ class Worker:
     def kernel_info(self) -> dict[str, Any]:
         info: dict[str, Any] = {"status": "ok", "protocol_version": mt.PROTOCOL_VERSION,
                                 "implementation": "cellbus",
-                                "implementation_version": "0.1.0", "banner": ""}
+                                "implementation_version": VERSION, "banner": ""}
         info.update(self.backend.kernel_info())
         return info
 

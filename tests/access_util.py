@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from harness import ROOT, Chain
+from harness import CELLBUS, ROOT, Chain, node_env
 
 
 @dataclass
@@ -57,7 +57,7 @@ def evaluate_body(code: str) -> str:
 
 def cellbus_user(*args: str, store: str) -> subprocess.CompletedProcess[str]:
     """``bin/cellbus user ARGS --store STORE``."""
-    return subprocess.run([str(ROOT / "bin" / "cellbus"), "user", *args, "--store", store],
+    return subprocess.run([*CELLBUS, "user", *args, "--store", store], env=node_env(),
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 

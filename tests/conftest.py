@@ -87,6 +87,10 @@ def fuzz_chain(tmp_path_factory: pytest.TempPathFactory):
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "mongodb: a store contract test against $CELLBUS_TEST_MONGODB_URL")
+    # Nodes run on the interpreter under test (harness.CELLBUS); give its environment the
+    # compiled namespace init that bin/cellbus builds into .venv, where devices look for it.
+    from cellbus.init_program import build
+    build()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,

@@ -115,7 +115,7 @@ class ForgerBackend(SessionBackend):
     def write(self, item: dict[str, Any] | bytes) -> None:
         """One record, or raw bytes, straight onto the link (under its send lock)."""
         data = item if isinstance(item, bytes) else encode(item)
-        lock: threading.Lock = getattr(self.link, "_send_lock")
+        lock: threading.Lock = self.link._send_lock
         with lock:
             self.link.sock.sendall(data)
 

@@ -13,6 +13,7 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -26,6 +27,20 @@ from protocol.curve import ClientKeys, make_certificate
 from protocol.wire import Message
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The launcher ``bin/cellbus`` runs, started with the interpreter under test (``bin/cellbus``
+#: would first put the project into a ``.venv`` of its own). Run it with :func:`node_env`.
+CELLBUS = [sys.executable, "-m", "cellbus"]
+
+
+def node_env(env: dict[str, str] | None = None, *, base: dict[str, str] | None = None
+             ) -> dict[str, str]:
+    """``base`` (default ``os.environ``) with ``env`` on top and this checkout first on
+    ``PYTHONPATH``: every process a node starts imports this tree's code, as the tests do,
+    also where the project is installed from elsewhere or not editable (the device's template
+    runs ``python -P``, which leaves the working directory off ``sys.path``)."""
+    merged = {**(os.environ if base is None else base), **(env or {})}
+    merged["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), merged.get("PYTHONPATH")]))
+    return merged
 
 
 #: Ports handed to nodes come from below Linux's ephemeral range (32768-60999 by default).
@@ -55,14 +70,15 @@ def free_port() -> int:
 
 
 class NodeProcess:
-    """A node started with ``bin/cellbus`` as an operator would; its log is kept and searchable."""
+    """A node started with the ``cellbus`` launcher as an operator would (:data:`CELLBUS`); its
+    log is kept and searchable."""
 
     def __init__(self, *argv: str, env: dict[str, str] | None = None,
                  wrap: list[str] | None = None) -> None:
-        self.argv = [*(wrap or []), str(ROOT / "bin" / "cellbus"), *argv]
+        self.argv = [*(wrap or []), *CELLBUS, *argv]
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=ROOT,
+            stderr=subprocess.STDOUT, env=node_env(env), cwd=ROOT,
             start_new_session=True)
         self.lines: list[str] = []
         self._changed = threading.Condition()
@@ -349,9 +365,9 @@ def http_with_headers(chain: Chain, method: str, path: str, body: bytes | None =
 def cellbus_status(*args: str, env: dict[str, str] | None = None,
                    timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """Run ``bin/cellbus status ARGS`` as an operator would; output as text."""
-    return subprocess.run([str(ROOT / "bin" / "cellbus"), "status", *args], cwd=ROOT,
+    return subprocess.run([*CELLBUS, "status", *args], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+                          env=node_env(env))
 
 
 def chain_status(chain: Chain, *args: str) -> subprocess.CompletedProcess[str]:

@@ -26,7 +26,7 @@ from tornado.websocket import WebSocketClientConnection, websocket_connect
 from access_util import (JSON, add_user, bearer, call, cellbus_user, evaluate_body,
                          stored_requests)
 from broker.store import sqlite_url
-from harness import ROOT, Chain, NodeProcess, free_port, ipc_endpoint
+from harness import CELLBUS, ROOT, Chain, NodeProcess, free_port, ipc_endpoint, node_env
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -114,8 +114,8 @@ def test_user_add_uses_the_brokers_default_store(tmp_path: Path) -> None:
     default: $XDG_DATA_HOME/cellbus/cellbus.db."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
     env["XDG_DATA_HOME"] = str(tmp_path)
-    out = subprocess.run([str(ROOT / "bin" / "cellbus"), "user", "add", "carol"], cwd=ROOT,
-                         env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([*CELLBUS, "user", "add", "carol"], cwd=ROOT,
+                         env=node_env(base=env), capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     with closing(sqlite3.connect(tmp_path / "cellbus" / "cellbus.db")) as db:
         assert db.execute("SELECT name FROM users").fetchall() == [("carol",)]
@@ -286,7 +286,8 @@ def test_token_in_url_becomes_a_cookie(chain: Chain) -> None:
     assert xsrf.startswith(f"_xsrf_{port}=")
     body = evaluate_body("print(1)")
     own = call(port, "POST", "/home/alice/ws/1/evaluate", body,
-               {**JSON, **jar, "Origin": f"http://127.0.0.1:{port}", "Sec-Fetch-Site": "same-origin"})
+               {**JSON, **jar, "Origin": f"http://127.0.0.1:{port}",
+                "Sec-Fetch-Site": "same-origin"})
     assert own.status == 202, own.body
     other = f"http://127.0.0.1:{free_port()}"
     for headers in ({"Origin": other}, {"Origin": other, "Sec-Fetch-Site": "same-site"},

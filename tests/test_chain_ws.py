@@ -57,7 +57,8 @@ def is_reply(msg: dict) -> bool:
 
 
 def seqs(msgs: list[dict]) -> list[int]:
-    return [m["metadata"]["cellbus"]["seq"] for m in msgs if "seq" in m["metadata"].get("cellbus", {})]
+    return [m["metadata"]["cellbus"]["seq"] for m in msgs
+            if "seq" in m["metadata"].get("cellbus", {})]
 
 
 async def test_execute_and_stream_over_a_websocket(running_chain, connect) -> None:

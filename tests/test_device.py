@@ -9,9 +9,8 @@ import time
 import warnings
 
 import pytest
-import zmq
 
-from harness import BusClient, of_type, stdout_of, worker_pid
+from harness import of_type, stdout_of, worker_pid
 from protocol import Session
 
 with warnings.catch_warnings():

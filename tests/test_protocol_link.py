@@ -17,11 +17,13 @@ async def test_records_cross_both_ways_with_buffers() -> None:
     overseer = await OverseerLink.open(ours)
     worker = WorkerLink(theirs)
     try:
-        await overseer.send({"msg_type": "execute_request", "msg_id": "m", "content": {"code": "1"}})
+        request = {"msg_type": "execute_request", "msg_id": "m", "content": {"code": "1"}}
+        await overseer.send(request)
         got = await asyncio.to_thread(worker.recv)
         assert got == {"msg_type": "execute_request", "msg_id": "m", "content": {"code": "1"}}
         sending = asyncio.to_thread(
-            worker.send, {"msg_type": "display_data", "content": {}, "buffers": [b"\x00" * 300_000]})
+            worker.send,
+            {"msg_type": "display_data", "content": {}, "buffers": [b"\x00" * 300_000]})
         back, _ = await asyncio.wait_for(asyncio.gather(overseer.recv(), sending), 5)
         assert back is not None and back["buffers"] == [b"\x00" * 300_000]
         theirs.close()

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -216,6 +217,8 @@ def test_the_namespace_init_is_the_compiled_one_confined_and_small(device_with_c
     confined like the worker, and keeps almost none of the template's memory."""
     from device.sandbox import default_init_program
     client, device = device_with_client()
+    # The device runs on this interpreter (tests/harness.py), so it looks in the same prefix.
+    assert os.readlink(f"/proc/{device.proc.pid}/exe") == os.path.realpath(sys.executable)
     program = default_init_program()
     device.wait_for_log(re.escape(f"namespace init: {program}"))
     uid = out(client, "import os; print(os.getuid())", "s").strip()

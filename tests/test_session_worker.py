@@ -15,6 +15,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -164,7 +165,8 @@ def test_kernel_info(worker: Worker) -> None:
     assert record["parent"] == msg_id
     info = record["content"]
     assert info["status"] == "ok" and info["protocol_version"] == "5.4"
-    assert info["implementation"] == "cellbus" and info["implementation_version"] == "0.1.0"
+    assert info["implementation"] == "cellbus"
+    assert info["implementation_version"] == metadata.version("cellbus")
     assert info["language_info"]["name"] == "python"
     assert info["language_info"]["version"] == ".".join(map(str, sys.version_info[:3]))
     assert info["language_info"]["file_extension"] == ".py"

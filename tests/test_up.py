@@ -55,7 +55,8 @@ def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
 
     assert up.stop(signal.SIGTERM, timeout=30) == 0
     for pid in kids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2]
+        assert (not Path(f"/proc/{pid}").exists()
+                or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2])
     assert not os.path.exists(key_file)  # the runtime directory is removed
     assert "Traceback" not in up.log
     up.wait_for_log(r"broker stopped")

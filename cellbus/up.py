@@ -27,25 +27,24 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from broker.status import remove_state, write_state  # noqa: E402
-from gateway.__main__ import add_access_options  # noqa: E402
-from gateway.access import make_policy  # noqa: E402
-from broker.quotas import add_quota_options, quota_argv  # noqa: E402
-from broker.retention import DEFAULT_TEXT, parse_duration  # noqa: E402
-from device.__main__ import EXEC_TIMEOUT  # noqa: E402
-from device.limits import DEFAULT_MEMORY_BUDGET  # noqa: E402
-from device.router import DRAIN_TIMEOUT  # noqa: E402
-from protocol.config import add_option, generate_key  # noqa: E402
-from protocol.errors import ConfigError  # noqa: E402
+from broker.status import remove_state, write_state
+from gateway.__main__ import add_access_options
+from gateway.access import make_policy
+from broker.quotas import add_quota_options, quota_argv
+from broker.retention import DEFAULT_TEXT, parse_duration
+from device.__main__ import EXEC_TIMEOUT
+from device.limits import DEFAULT_MEMORY_BUDGET
+from device.router import DRAIN_TIMEOUT
+from protocol.config import add_option, generate_key, parse_args
+from protocol.errors import ConfigError
 
 STOP_GRACE = 15.0
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cellbus up", description=__doc__.split("\n\n")[1])
-    add_option(p, "--host", default="127.0.0.1", node="gateway", help="address the gateway listens on")
+    add_option(p, "--host", default="127.0.0.1", node="gateway",
+               help="address the gateway listens on")
     add_option(p, "--port", type=int, default=8888, node="gateway", help="the gateway's port")
     add_option(p, "--store", metavar="URL",
                help="store URL; default a SQLite file in your data directory")
@@ -129,7 +128,8 @@ class Supervisor:
             except OSError:
                 self.check()
                 if time.monotonic() > deadline:
-                    raise SystemExit(f"cellbus up: the gateway is not listening on port {port}")
+                    raise SystemExit(
+                        f"cellbus up: the gateway is not listening on port {port}") from None
                 time.sleep(0.05)
 
     def check(self) -> None:
@@ -195,8 +195,8 @@ class Supervisor:
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
 
-def main() -> int:
-    args = parser().parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(parser(), argv)
     try:  # the gateway would refuse these; say so before starting anything
         make_policy(host=args.host, port=args.port, auth=args.auth,
                     allow_anonymous=args.allow_anonymous, origins=args.allow_origin,

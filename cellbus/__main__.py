@@ -1,0 +1,84 @@
+"""cellbus launcher (``cellbus`` once installed, ``bin/cellbus`` from a checkout):
+
+  cellbus up           the whole system on this machine; prints the URL
+  cellbus broker ...   the broker and its store              (--help for options)
+  cellbus device ...   one device on this machine            (--help for options)
+  cellbus gateway ...  one web gateway                       (--help for options)
+  cellbus key PATH     write a fresh deployment key (mode 0600)
+  cellbus status       devices, their load and sessions, requests waiting (--help)
+  cellbus user add|remove|list NAME   tokens for gateways with --auth token (--help)
+  cellbus cert NAME --role ROLE       CURVE certificates for TCP bus links (--help)
+  cellbus bench        cellbus against Jupyter Kernel Gateway; writes bench/RESULTS.md
+  cellbus --version    the installed version
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+#: Each command's module; its ``main(argv)`` runs it, in this process.
+COMMANDS = {"up": "cellbus.up", "broker": "broker.__main__", "device": "device.__main__",
+            "gateway": "gateway.__main__", "status": "broker.status", "user": "broker.users",
+            "cert": "protocol.certs"}
+
+
+def key(argv: list[str]) -> int:
+    """``cellbus key PATH``: write a fresh deployment key, mode 0600."""
+    from protocol.config import generate_key
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print("usage: cellbus key PATH", file=sys.stderr)
+        return 2
+    try:
+        generate_key(argv[0])
+    except OSError as e:
+        print(f"cellbus key: cannot write {argv[0]}: {e.strerror}", file=sys.stderr)
+        return 1
+    print(argv[0])
+    return 0
+
+
+def bench(argv: list[str]) -> int:
+    """``cellbus bench``: the comparison in bench/, which only a checkout has."""
+    script = Path(__file__).resolve().parent.parent / "bench" / "compare.py"
+    if not script.is_file():
+        print("cellbus bench: the benchmarks live in a checkout of cellbus; run bin/cellbus "
+              "bench there", file=sys.stderr)
+        return 2
+    os.environ["CELLBUS_BENCH_COMMAND"] = " ".join(["bin/cellbus bench", *argv])
+    os.execv(sys.executable, [sys.executable, str(script), *argv])
+
+
+def usage(argv: list[str]) -> int:
+    print((__doc__ or "").strip())
+    return 0
+
+
+def version(argv: list[str]) -> int:
+    from protocol.version import VERSION
+    print(f"cellbus {VERSION}")
+    return 0
+
+
+LOCAL: dict[str, Callable[[list[str]], int]] = {
+    "key": key, "bench": bench, "help": usage, "-h": usage, "--help": usage,
+    "--version": version}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command, rest = (argv[0], argv[1:]) if argv else ("help", [])
+    if command in LOCAL:
+        return LOCAL[command](rest)
+    if command not in COMMANDS:
+        print(f"cellbus: unknown command {command!r} (try cellbus help)", file=sys.stderr)
+        return 2
+    run: Callable[[list[str]], int] = importlib.import_module(COMMANDS[command]).main
+    return run(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
