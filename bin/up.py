@@ -17,6 +17,7 @@ the whole process group, ``up`` started again on the same store finishes what wa
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import signal
@@ -29,7 +30,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broker.status import remove_state, write_state  # noqa: E402
+from broker.status import remove_state, running_up, write_state  # noqa: E402
 from gateway.__main__ import add_access_options  # noqa: E402
 from gateway.access import make_policy  # noqa: E402
 from broker.quotas import add_quota_options, quota_argv  # noqa: E402
@@ -38,7 +39,7 @@ from device.__main__ import EXEC_TIMEOUT  # noqa: E402
 from device.limits import DEFAULT_MEMORY_BUDGET  # noqa: E402
 from device.router import DRAIN_TIMEOUT  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
-from protocol.errors import ConfigError  # noqa: E402
+from protocol.errors import ConfigError, address_in_use  # noqa: E402
 
 STOP_GRACE = 15.0
 
@@ -89,6 +90,37 @@ def device_budget(devices: int) -> list[str]:
     if "CELLBUS_MEMORY_BUDGET" in os.environ:
         return []
     return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
+
+
+def port_taken(host: str, port: int) -> bool:
+    """Whether the gateway's port is bound already: found out before any node starts, so
+    the answer is one line, not a gateway that dies and a supervisor that explains it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False  # the gateway says what is wrong with the host
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado binds
+            try:
+                s.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def refusal(args: argparse.Namespace) -> str | None:
+    """The line `up` stops with before it starts anything: another `up` runs (its state file would be replaced, and
+    removed when this one stops), or the gateway's port is taken. None: it may start."""
+    other = running_up()
+    if other is not None:
+        return (f"cellbus up: another `up` (pid {other['pid']}) runs, at {other.get('url')}; stop it first, "
+                "or give this one its own state directory (XDG_RUNTIME_DIR=DIR; `bin/cellbus "
+                "status --state DIR/cellbus/up.json` then reads it)")
+    if port_taken(args.host, args.port):
+        return str(address_in_use("cellbus up", f"port {args.port} on {args.host}", "--port"))
+    return None
 
 
 class Supervisor:
@@ -203,6 +235,9 @@ def main() -> int:
                     hosts=args.allow_host, rate=args.rate)
     except ConfigError as e:
         print(f"cellbus up: {e}", file=sys.stderr, flush=True)
+        return 2
+    if (why := refusal(args)) is not None:
+        print(why, file=sys.stderr, flush=True)
         return 2
     supervisor = Supervisor(args)
 

@@ -98,10 +98,13 @@ class Broker(Node):
         except StoreError as e:
             raise ConfigError(f"broker cannot open its store: {e}") from None
         self.log.info("broker store: %s", self.store.describe())
-        self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways")
-        self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways")
+        self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways",
+                                    option="--gateway-bind")
+        self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways",
+                               option="--publish-bind")
         self.pub.sndhwm = self.feed_hwm
-        self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices")
+        self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices",
+                                       option="--device-bind")
         self.intake = Intake(self)
         try:
             await self.intake.sessions.load()

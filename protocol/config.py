@@ -34,7 +34,8 @@ def add_option(parser: argparse.ArgumentParser, flag: str, *, help: str, node: s
             value = kwargs["type"](value)
         kwargs["default"] = value
     default = kwargs.get("default")
-    shown = f"; default {default}" if default not in (None, False, "") else ""
+    # argparse %-formats help: a default such as "50%" must reach it as "50%%"
+    shown = f"; default {default}".replace("%", "%%") if default not in (None, False, "") else ""
     parser.add_argument(flag, help=f"{help} (env {env}{shown})", **kwargs)
 
 
