@@ -2,9 +2,12 @@
 
 Starts a broker (embedded SQLite store unless --store says otherwise), N devices and a
 gateway, all signed with a freshly generated key (mode 0600) in a private runtime directory
-whose ipc endpoints only this user can open. Prints the URL. Ctrl-C or SIGTERM stops the
-gateway, then the devices, then the broker, each gracefully; if any node dies, the rest are
-stopped too and the exit status says so. While it runs, its endpoints and key file are in a
+whose ipc endpoints only this user can open. Prints the URL. Ctrl-C, SIGTERM or a closed
+terminal (SIGHUP) stops the gateway, then the devices (draining), then the broker, each
+gracefully; if any node dies, the rest are stopped too and the exit status says so. The
+nodes run in process groups of their own, so a terminal's Ctrl-C reaches `up` alone (not
+every node at once, the broker first among them), and each node dies with `up` (so ``kill
+-9`` of `up` or of its group takes them all, as a crash of the machine would). While it runs, its endpoints and key file are in a
 state file (mode 0600) that ``bin/cellbus status`` reads: ``$XDG_RUNTIME_DIR/cellbus/up.json``,
 else ``/tmp/cellbus-$UID/up.json``.
 
@@ -37,6 +40,7 @@ from broker.quotas import add_quota_options, quota_argv  # noqa: E402
 from broker.retention import DEFAULT_TEXT, parse_duration  # noqa: E402
 from device.__main__ import EXEC_TIMEOUT  # noqa: E402
 from device.limits import DEFAULT_MEMORY_BUDGET  # noqa: E402
+from device.linux import PR_SET_PDEATHSIG, prctl  # noqa: E402
 from device.router import DRAIN_TIMEOUT  # noqa: E402
 from protocol.config import add_option, generate_key  # noqa: E402
 from protocol.errors import ConfigError, address_in_use  # noqa: E402
@@ -123,6 +127,16 @@ def refusal(args: argparse.Namespace) -> str | None:
     return None
 
 
+def node_child_setup(up: int) -> None:
+    """Run in each node's process before it execs: a process group of its own, out of the
+    terminal's reach (its signals are for `up`, which stops the nodes in order), and SIGKILL
+    when `up` dies."""
+    os.setpgid(0, 0)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != up:  # `up` died before the line above: nobody would stop this node
+        os._exit(1)
+
+
 class Supervisor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -140,7 +154,9 @@ class Supervisor:
                "--log-level", self.args.log_level, *argv]
         # CELLBUS_* variables reach the nodes: that is how options `up` does not have (a
         # device's --max-sessions, say) are set. What `up` passes on the command line wins.
-        self.procs.append((name, subprocess.Popen(cmd, stdin=subprocess.DEVNULL)))
+        up = os.getpid()
+        self.procs.append((name, subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                                  preexec_fn=lambda: node_child_setup(up))))
 
     def wait_for_socket(self, name: str, timeout: float = 30.0) -> None:
         path = self.run_dir / name
@@ -244,20 +260,30 @@ def main() -> int:
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     status = 0
     try:
         supervisor.run()
     except KeyboardInterrupt:
-        print("cellbus up: stopping", file=sys.stderr, flush=True)
+        say("cellbus up: stopping the gateway, then the devices (cells running get "
+            f"{args.drain_timeout:g} s to finish), then the broker")
     except SystemExit as e:
-        print(e, file=sys.stderr, flush=True)
+        say(str(e))
         status = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan nodes
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must
+            signal.signal(sig, signal.SIG_IGN)                      # not orphan nodes
         supervisor.stop()
     return status
+
+
+def say(line: str) -> None:
+    """Print to stderr, which may be a terminal already closed (SIGHUP): stopping goes on."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":
