@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broker.status import remove_state, running_up, write_state  # noqa: E402
+from broker.status import ask, remove_state, running_up, write_state  # noqa: E402
 from gateway.__main__ import add_access_options  # noqa: E402
 from gateway.access import make_policy  # noqa: E402
 from broker.quotas import add_quota_options, quota_argv  # noqa: E402
@@ -180,6 +180,23 @@ class Supervisor:
                     raise SystemExit(f"cellbus up: the gateway is not listening on port {port}")
                 time.sleep(0.05)
 
+    def wait_for_devices(self, timeout: float = 60.0) -> None:
+        """Until every device has registered with the broker (their start-up lines are then
+        printed, and the URL that follows is the last line), or ``timeout``."""
+        names = {f"{os.uname().nodename}-{i}" for i in range(self.args.devices)}
+        key = self.key_file.read_bytes().strip()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                status = ask(self.ep["gw"], key, timeout=2)
+            except (ConnectionError, OSError):
+                continue
+            if names <= {d["device"] for d in status.get("devices") or [] if d.get("alive")}:
+                return
+            time.sleep(0.1)
+        say(f"cellbus up: not every device registered in {timeout:.0f} s; starting anyway")
+
     def check(self) -> None:
         for name, proc in self.procs:
             if proc.poll() is not None and not self.stopping:
@@ -208,6 +225,7 @@ class Supervisor:
         self.start("gateway", "gateway", "--broker", self.ep["gw"], "--subscribe", self.ep["pub"],
                    "--host", a.host, "--port", str(a.port), *access_argv(a))
         self.wait_for_port(a.host, a.port)
+        self.wait_for_devices()
         host = f"[{a.host}]" if ":" in a.host else a.host
         url = f"http://{host}:{a.port}/"
         try:
@@ -216,7 +234,7 @@ class Supervisor:
         except (OSError, ConfigError) as e:
             print(f"cellbus up: `bin/cellbus status` will need --broker and --key-file: {e}",
                   file=sys.stderr, flush=True)
-        print(f"cellbus is up: {url}  (Ctrl-C stops it)", flush=True)
+        print(f"\n    cellbus is up: {url}  (Ctrl-C stops it)\n", flush=True)
         if token:
             store = f" --store {a.store}" if a.store else ""
             print(f"it needs tokens: `bin/cellbus user add NAME{store}` makes one; open "

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,3 +133,71 @@ def test_a_second_up_is_refused_and_the_first_keeps_its_state(
     status = cellbus("status", "--json", cwd=tmp_path, env=env)  # it reads the state file
     assert status.returncode == 0, status.stdout + status.stderr
     assert json.loads(status.stdout)["ok"] is True
+
+
+FAKE_PYTHON = r"""#!/bin/bash
+# Stands in for python3 and the venv's python: pip is as noisy as the real one on a first run.
+case "$1 $2" in
+    "-m venv") mkdir -p "$3/bin" && cp "$0" "$3/bin/python" ;;
+    "-m pip")
+        for i in $(seq 30); do echo "Collecting package$i"; done
+        echo "WARNING: Location 'file:///somewhere/' is ignored" >&2
+        if [ -n "${FAKE_PIP_FAILS:-}" ]; then echo "ERROR: No matching distribution" >&2; exit 1; fi ;;
+esac
+exit 0
+"""
+
+
+def fake_checkout(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A checkout with the real bin/_venv and a python that installs nothing, noisily."""
+    import shutil
+    root = tmp_path / "checkout"
+    (root / "bin").mkdir(parents=True)
+    (root / "device").mkdir()
+    shutil.copy(ROOT / "bin" / "_venv", root / "bin" / "_venv")
+    shutil.copy(ROOT / "device" / "init.c", root / "device" / "init.c")
+    (root / "setup.cfg").write_text("[metadata]\nname = fake\n")
+    python = tmp_path / "python3"
+    python.write_text(FAKE_PYTHON)
+    python.chmod(0o755)
+    return root, {"CELLBUS_PYTHON": str(python), "TMPDIR": str(tmp_path)}
+
+
+def test_the_first_install_says_one_line_and_a_failed_one_everything(tmp_path: Path) -> None:
+    """Tests that a first run's installs print one progress line, not pip's output, and that
+    a failing install prints all of pip's output and what failed."""
+    import os
+    root, env = fake_checkout(tmp_path)
+    done = subprocess.run([str(root / "bin" / "_venv"), "plots"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    assert done.stderr.splitlines() == [f"cellbus: first run: installing into {root / '.venv'} "
+                                        "(a minute or two; quiet unless it fails)"]
+    (root / "setup.cfg").touch()  # newer than the stamps: install again, and fail
+    os.utime(root / "setup.cfg", (time.time() + 5, time.time() + 5))
+    done = subprocess.run([str(root / "bin" / "_venv"), "plots"], capture_output=True, text=True,
+                          env={**os.environ, **env, "FAKE_PIP_FAILS": "1"}, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert lines[0] == f"cellbus: installing the project into {root / '.venv'} (extras: plots)"
+    assert "Collecting package30" in lines and "ERROR: No matching distribution" in lines
+    assert lines[-1].startswith("cellbus: this failed (its output is above, and in ")
+
+
+def test_up_prints_the_url_last_once_every_node_is_ready(tmp_path: Path,
+                                                          nodes: list[NodeProcess]) -> None:
+    """Tests that the URL comes after every node's start-up lines (the devices have
+    registered), set apart by blank lines."""
+    port = free_port()
+    up = NodeProcess("up", "--port", str(port), "--devices", "2",
+                     "--store", f"sqlite:///{tmp_path / 'a.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    nodes.append(up)
+    up.wait_for_log(rf"cellbus is up: http://127.0.0.1:{port}/", timeout=60)
+    lines = list(up.lines)
+    at = next(i for i, line in enumerate(lines) if "cellbus is up" in line)
+    assert lines[at] == f"    cellbus is up: http://127.0.0.1:{port}/  (Ctrl-C stops it)"
+    assert lines[at - 1] == ""
+    assert sum("broker: device" in line and "registered" in line for line in lines[:at]) == 2
+    assert sum("template process" in line for line in lines[:at]) == 2, "\n".join(lines)
