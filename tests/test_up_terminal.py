@@ -10,6 +10,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 from harness import Chain, NodeProcess, free_port
 
 #: Runs in the pty's session: it becomes the terminal's controlling process, as a shell is.
@@ -29,11 +31,13 @@ def up_in_terminal(tty: str, tmp_path: Path, port: int) -> NodeProcess:
                        wrap=[sys.executable, "-c", IN_TERMINAL, tty])
 
 
+@pytest.mark.parametrize("how", ["ctrl-c", "hangup"])
 def test_ctrl_c_in_a_terminal_stops_gateway_devices_broker_in_order_and_loses_nothing(
-        tmp_path: Path, nodes: list[NodeProcess]) -> None:
-    """Tests that Ctrl-C typed in up's terminal while a cell prints stops the gateway, then
-    the device (which lets the cell finish), then the broker, and that every line the cell
-    printed while the device drained is in the store (seen by the next `up`)."""
+        tmp_path: Path, nodes: list[NodeProcess], how: str) -> None:
+    """Tests that Ctrl-C typed in up's terminal (or the terminal closed: SIGHUP) while a cell
+    prints stops the gateway, then the device (which lets the cell finish), then the broker,
+    and that every line the cell printed while the device drained is in the store (seen by
+    the next `up`)."""
     master, slave = pty.openpty()
     try:
         port = free_port()
@@ -48,14 +52,21 @@ def test_ctrl_c_in_a_terminal_stops_gateway_devices_broker_in_order_and_loses_no
         while "line 2\n" not in seen:
             doc = chain.update("u/ws/1", wait=10)[1]
             seen = doc["output"].get("stdout_0", {}).get("content", "")
-        os.write(master, b"\x03")  # Ctrl-C, as typed
+        os.close(slave)
+        if how == "ctrl-c":
+            os.write(master, b"\x03")  # as typed
+        else:
+            os.close(master)  # the terminal window closed
         assert up.proc.wait(60) == 0
     finally:
-        os.close(master)
-        os.close(slave)
+        for fd in (master, slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
     stops = [m.group(1) for m in re.finditer(r"cellbus\.(\w+) INFO \w+ stopped", up.log)]
     assert stops == ["gateway", "device", "broker"], up.log
-    assert "got SIGINT" not in up.log  # only `up` got the terminal's signal
+    assert "got SIGINT" not in up.log and "got SIGHUP" not in up.log  # they were for `up`
     assert " ERROR " not in up.log and "Traceback" not in up.log, up.log
 
     again = NodeProcess("up", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'up.db'}",
