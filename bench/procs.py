@@ -241,6 +241,10 @@ class Cellbus(Server):
         return [sys.executable, "-m", "cellbus", "up", "--port", str(self.port),
                 "--store", f"sqlite:///{self.db}"]
 
+    def env(self) -> dict[str, str]:
+        # A state file of its own: an `up` already running here would refuse it as a second.
+        return {**super().env(), "XDG_RUNTIME_DIR": str(self.work)}
+
     def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while "cellbus is up" not in self.log_path.read_text(errors="replace"):

@@ -38,16 +38,26 @@ class CellView:
     #: Bytes of the messages folded into ``output`` (see the module docstring).
     size: int = 0
 
-    def document(self, since: int = 0) -> dict[str, Any]:
-        """The ``/update`` document: everything changed after ``since``, whole blocks."""
+    def document(self, since: int = 0, session: str | None = None) -> dict[str, Any]:
+        """The ``/update`` document: everything changed after ``since``, whole blocks.
+
+        Seqs count per session, so after a restart of the worksheet they start again at 1.
+        A ``since`` beyond anything this request has, or a ``session`` other than its own,
+        is from another session: the client gets every block with ``reset: true`` (replace
+        what you show), never a silent empty answer.
+        """
         req = self.request
+        high = max(self.output.seq, self.output.changed)
+        stale = since > high or (session is not None and session != req.session)
+        if stale:
+            since = 0
         return {
             "cell_id": req.cell_id,
             "status": req.status,
             "input": req.input,
-            "seq": max(self.output.seq, self.output.changed, since),
+            "seq": max(high, since),
             "output": self.output.blocks(since),
-            "reset": self.output.reset_after(since),
+            "reset": stale or self.output.reset_after(since),
             "session": req.session,
             "request": req.msg_id,
         }

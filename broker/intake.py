@@ -27,8 +27,9 @@ from .auth import Auth
 from .control import Control
 from .interacts import Interacts
 from .sessions import OpenSessions
-from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition, Request,
-                     SessionRecord, StoreError, StoreFull, StoreUnwritable, UnknownRequest)
+from .store import (EXECUTE_REQUEST, FINAL, OPEN, DuplicateRequest, InvalidTransition,
+                     Request, SessionRecord, StoreError, StoreFull, StoreUnwritable,
+                     UnknownRequest)
 
 #: Seconds a client is told to wait when the store cannot write (507 or 503).
 STORE_RETRY_AFTER = 5
@@ -229,11 +230,20 @@ class Intake:
         return request
 
     async def interrupt(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
-        session = await self.session_for(*address[:2])
-        routing = (self.broker.devices.routing_id(session.device)
-                   if session and session.device else None)
-        if session is None or routing is None:
-            raise Refused(409, "nothing is running in this worksheet")
+        """Forward to the session's device; 404 for a cell that never ran, 409 for a cell
+        with nothing of its own unfinished (an answer of "interrupting" would be a lie)."""
+        user, worksheet, cell_id = address
+        if await self.store.cell_request(user, worksheet, cell_id) is None:
+            raise Refused(404, f"no cell {cell_id} in worksheet {worksheet}")
+        session = await self.session_for(user, worksheet)
+        if session is None or not any(
+                r.cell_id == cell_id and r.status not in FINAL
+                for r in await self.store.session_requests(session.session)):
+            raise Refused(409, f"cell {cell_id} is not running: there is nothing to interrupt")
+        routing = self.broker.devices.routing_id(session.device) if session.device else None
+        if routing is None:
+            raise Refused(409, f"cell {cell_id} waits for a device: there is nothing to "
+                               "interrupt yet")
         forward = self.broker.session.msg(mt.INTERRUPT_REQUEST, {}, metadata={"cellbus": {
             "user": address[0], "worksheet": address[1], "cell_id": address[2],
             "session": session.session}})
@@ -245,10 +255,13 @@ class Intake:
         since = msg["content"].get("since", 0)
         if not isinstance(since, int) or not 0 <= since <= mt.MAX_SEQ:
             raise Refused(400, "since must be a non-negative 64-bit integer")
+        session = msg["content"].get("session")
+        if session is not None and not isinstance(session, str):
+            raise Refused(400, "session must be a string")
         view = await self.broker.cells.for_cell(*address)
         if view is None:
             raise Refused(404, f"no cell {address[2]} in worksheet {address[1]}")
-        return {"document": view.document(since)}, []
+        return {"document": view.document(since, session)}, []
 
     async def session_replay(self, msg: Message,
                              address: Address) -> tuple[dict[str, Any], list[bytes]]:

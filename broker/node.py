@@ -103,12 +103,12 @@ class Broker(Node):
             raise ConfigError(f"broker cannot open its store: {e}") from None
         self.log.info("broker store: %s", self.store.describe())
         self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways",
-                                    role="gateway")
+                                    role="gateway", option="--gateway-bind")
         self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways",
-                               role="gateway")
+                               role="gateway", option="--publish-bind")
         self.pub.sndhwm = self.feed_hwm
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices",
-                                       role="device")
+                                       role="device", option="--device-bind")
         if isinstance(self.keys, ServerKeys):
             self.spawn(self._watch_keys(), "keys")
         self.intake = Intake(self)

@@ -88,6 +88,17 @@ def read_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def running_up() -> dict[str, Any] | None:
+    """The state of the `up` whose state file is there, if that process still runs (and is
+    an `up`: after ``kill -9`` its pid may have gone to another program)."""
+    try:
+        state = read_state(state_path())
+        cmdline = Path(f"/proc/{state.get('pid')}/cmdline").read_bytes()
+    except (OSError, ValueError, ConfigError):
+        return None
+    return state if _running(state.get("pid")) and b"up.py" in cmdline else None
+
+
 def _running(pid: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False

@@ -26,12 +26,28 @@ COMMANDS = {"up": "cellbus.up", "broker": "broker.__main__", "device": "device._
             "cert": "protocol.certs"}
 
 
+KEY_USAGE = "usage: cellbus key PATH   (a fresh deployment key, mode 0600; never overwrites)"
+
+
 def key(argv: list[str]) -> int:
-    """``cellbus key PATH``: write a fresh deployment key, mode 0600."""
+    """``cellbus key PATH``: write a fresh deployment key, mode 0600. A path is never taken
+    for an option: ``key --help`` must not write a file named ``--help``."""
     from protocol.config import generate_key
-    if len(argv) != 1 or argv[0].startswith("-"):
-        print("usage: cellbus key PATH", file=sys.stderr)
+    if argv[:1] in (["-h"], ["--help"]):
+        print(KEY_USAGE)
+        return 0
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    elif argv and argv[0].startswith("-"):
+        print(f"cellbus key: unknown option {argv[0]!r} (for a file of that name: "
+              f"./{argv[0]})", file=sys.stderr)
         return 2
+    if len(argv) != 1:
+        print(KEY_USAGE, file=sys.stderr)
+        return 2
+    if os.path.lexists(argv[0]):
+        print(f"cellbus key: {argv[0]} exists; a key is never overwritten", file=sys.stderr)
+        return 1
     try:
         generate_key(argv[0])
     except OSError as e:

@@ -2,11 +2,14 @@
 
 Starts a broker (embedded SQLite store unless --store says otherwise), N devices and a
 gateway, all signed with a freshly generated key (mode 0600) in a private runtime directory
-whose ipc endpoints only this user can open. Prints the URL. Ctrl-C or SIGTERM stops the
-gateway, then the devices, then the broker, each gracefully; if any node dies, the rest are
-stopped too and the exit status says so. While it runs, its endpoints and key file are in a
-state file (mode 0600) that ``bin/cellbus status`` reads: ``$XDG_RUNTIME_DIR/cellbus/up.json``,
-else ``/tmp/cellbus-$UID/up.json``.
+whose ipc endpoints only this user can open. Prints the URL. Ctrl-C, SIGTERM or a closed
+terminal (SIGHUP) stops the gateway, then the devices (draining), then the broker, each
+gracefully; if any node dies, the rest are stopped too and the exit status says so. The
+nodes run in process groups of their own, so a terminal's Ctrl-C reaches `up` alone (not
+every node at once, the broker first among them), and each node dies with `up` (so ``kill
+-9`` of `up` or of its group takes them all, as a crash of the machine would). While it
+runs, its endpoints and key file are in a state file (mode 0600) that ``bin/cellbus status``
+reads: ``$XDG_RUNTIME_DIR/cellbus/up.json``, else ``/tmp/cellbus-$UID/up.json``.
 
 Restarts. The store (``--store``, else the default file in the data directory) is the same
 for every run, and ``--key-file PATH`` keeps the key too: after any stop, even ``kill -9`` of
@@ -17,6 +20,7 @@ the whole process group, ``up`` started again on the same store finishes what wa
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import signal
@@ -27,16 +31,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from broker.status import remove_state, write_state
+from broker.status import ask, remove_state, running_up, write_state
 from gateway.__main__ import add_access_options
 from gateway.access import make_policy
 from broker.quotas import add_quota_options, quota_argv
 from broker.retention import DEFAULT_TEXT, parse_duration
 from device.__main__ import EXEC_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
+from device.linux import PR_SET_PDEATHSIG, prctl
 from device.router import DRAIN_TIMEOUT
 from protocol.config import add_option, generate_key, parse_args
-from protocol.errors import ConfigError
+from protocol.errors import ConfigError, address_in_use
 
 STOP_GRACE = 15.0
 
@@ -90,6 +95,48 @@ def device_budget(devices: int) -> list[str]:
     return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
 
 
+def port_taken(host: str, port: int) -> bool:
+    """Whether the gateway's port is bound already: found out before any node starts, so
+    the answer is one line, not a gateway that dies and a supervisor that explains it."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False  # the gateway says what is wrong with the host
+    for family, kind, proto, _, addr in infos:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado binds
+            try:
+                s.bind(addr)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def refusal(args: argparse.Namespace) -> str | None:
+    """The line `up` stops with before it starts anything: another `up` runs (its state file
+    would be replaced, and removed when this one stops), or the gateway's port is taken.
+    None: it may start."""
+    other = running_up()
+    if other is not None:
+        return (f"cellbus up: another `up` (pid {other['pid']}) runs, at {other.get('url')}; "
+                "stop it first, or give this one its own state directory (XDG_RUNTIME_DIR=DIR; "
+                "`bin/cellbus status --state DIR/cellbus/up.json` then reads it)")
+    if port_taken(args.host, args.port):
+        return str(address_in_use("cellbus up", f"port {args.port} on {args.host}", "--port"))
+    return None
+
+
+def node_child_setup(up: int) -> None:
+    """Run in each node's process before it execs: a process group of its own, out of the
+    terminal's reach (its signals are for `up`, which stops the nodes in order), and SIGKILL
+    when `up` dies."""
+    os.setpgid(0, 0)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != up:  # `up` died before the line above: nobody would stop this node
+        os._exit(1)
+
+
 class Supervisor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -107,7 +154,9 @@ class Supervisor:
                "--log-level", self.args.log_level, *argv]
         # CELLBUS_* variables reach the nodes: that is how options `up` does not have (a
         # device's --max-sessions, say) are set. What `up` passes on the command line wins.
-        self.procs.append((name, subprocess.Popen(cmd, stdin=subprocess.DEVNULL)))
+        up = os.getpid()
+        self.procs.append((name, subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                                  preexec_fn=lambda: node_child_setup(up))))
 
     def wait_for_socket(self, name: str, timeout: float = 30.0) -> None:
         path = self.run_dir / name
@@ -131,6 +180,23 @@ class Supervisor:
                     raise SystemExit(
                         f"cellbus up: the gateway is not listening on port {port}") from None
                 time.sleep(0.05)
+
+    def wait_for_devices(self, timeout: float = 60.0) -> None:
+        """Until every device has registered with the broker (their start-up lines are then
+        printed, and the URL that follows is the last line), or ``timeout``."""
+        names = {f"{os.uname().nodename}-{i}" for i in range(self.args.devices)}
+        key = self.key_file.read_bytes().strip()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            try:
+                status = ask(self.ep["gw"], key, timeout=2)
+            except (ConnectionError, OSError):
+                continue
+            if names <= {d["device"] for d in status.get("devices") or [] if d.get("alive")}:
+                return
+            time.sleep(0.1)
+        say(f"cellbus up: not every device registered in {timeout:.0f} s; starting anyway")
 
     def check(self) -> None:
         for name, proc in self.procs:
@@ -160,6 +226,7 @@ class Supervisor:
         self.start("gateway", "gateway", "--broker", self.ep["gw"], "--subscribe", self.ep["pub"],
                    "--host", a.host, "--port", str(a.port), *access_argv(a))
         self.wait_for_port(a.host, a.port)
+        self.wait_for_devices()
         host = f"[{a.host}]" if ":" in a.host else a.host
         url = f"http://{host}:{a.port}/"
         try:
@@ -168,7 +235,7 @@ class Supervisor:
         except (OSError, ConfigError) as e:
             print(f"cellbus up: `bin/cellbus status` will need --broker and --key-file: {e}",
                   file=sys.stderr, flush=True)
-        print(f"cellbus is up: {url}  (Ctrl-C stops it)", flush=True)
+        print(f"\n    cellbus is up: {url}  (Ctrl-C stops it)\n", flush=True)
         if token:
             store = f" --store {a.store}" if a.store else ""
             print(f"it needs tokens: `bin/cellbus user add NAME{store}` makes one; open "
@@ -204,25 +271,38 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cellbus up: {e}", file=sys.stderr, flush=True)
         return 2
+    if (why := refusal(args)) is not None:
+        print(why, file=sys.stderr, flush=True)
+        return 2
     supervisor = Supervisor(args)
 
     def on_signal(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_signal)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     status = 0
     try:
         supervisor.run()
     except KeyboardInterrupt:
-        print("cellbus up: stopping", file=sys.stderr, flush=True)
+        say("cellbus up: stopping the gateway, then the devices (cells running get "
+            f"{args.drain_timeout:g} s to finish), then the broker")
     except SystemExit as e:
-        print(e, file=sys.stderr, flush=True)
+        say(str(e))
         status = 1
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not orphan nodes
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must
+            signal.signal(sig, signal.SIG_IGN)                      # not orphan nodes
         supervisor.stop()
     return status
+
+
+def say(line: str) -> None:
+    """Print to stderr, which may be a terminal already closed (SIGHUP): stopping goes on."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

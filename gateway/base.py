@@ -16,7 +16,7 @@ from typing import Any
 
 from tornado.web import RequestHandler
 
-from protocol.address import is_name
+from protocol.address import MAX_NAME
 from protocol.errors import ProtocolError
 from protocol.wire import Message
 
@@ -100,9 +100,12 @@ class BaseHandler(RequestHandler):
 
 
 def check_address(user: str, worksheet: str, cell_id: str) -> tuple[str, str, str]:
-    for part in (user, worksheet, cell_id):
-        if not is_name(part):
-            raise fail(404, "no such cell")
+    """The cell's address, or a 400 that names the part over :data:`MAX_NAME` (such a cell
+    cannot exist, but "no such cell" would send the client looking for a typo)."""
+    for what, part in (("user name", user), ("worksheet", worksheet), ("cell id", cell_id)):
+        if len(part) > MAX_NAME:
+            raise fail(400, f"the {what} is {len(part)} characters long; the limit is "
+                            f"{MAX_NAME}")
     return user, worksheet, cell_id
 
 

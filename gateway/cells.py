@@ -119,22 +119,33 @@ class UpdateHandler(BaseHandler):
     """``GET …/update[?since=SEQ][&wait=S]``: the cell's document, changed blocks after since.
 
     Idempotent and safe to retry. With ``wait``, an answer with nothing new waits up to that
-    many seconds for output before answering.
+    many seconds for the first change (new output, the end, or a reset) and answers at once;
+    with ``wait`` and ``until=done`` it waits until the cell is done or failed (or ``wait``
+    runs out), and answers everything that changed after ``since`` in one document.
+    ``session`` (the document's, as the client last saw it) makes an answer about another
+    session a ``reset`` (see :meth:`broker.cells.CellView.document`).
     """
 
     async def get(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
         since = self._number("since", 0, int)
         wait = min(self._number("wait", 0.0, float), MAX_WAIT)
+        until = self.get_query_argument("until", None)
+        if until not in (None, "change", "done"):
+            raise fail(400, "until must be change (the default: the first change) or done")
+        query: dict[str, Any] = {"since": since}
+        if (session := self.get_query_argument("session", None)) is not None:
+            query["session"] = session
         watch: CellWatch = self.settings["watch"]
         deadline = time.monotonic() + wait
         while True:
             event = watch.watch(address)
             try:
-                reply = await self.ask(mt.CELL_UPDATE_REQUEST, {"since": since}, address)
+                reply = await self.ask(mt.CELL_UPDATE_REQUEST, query, address)
                 doc = reply["content"]["document"]
                 left = deadline - time.monotonic()
-                if doc["output"] or doc["status"] in FINAL or doc["reset"] or left <= 0:
+                changed = doc["output"] or doc["reset"]
+                if doc["status"] in FINAL or left <= 0 or (changed and until != "done"):
                     break
                 try:
                     await asyncio.wait_for(event.wait(), left)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 
 from tornado.httpserver import HTTPServer
 
+from protocol.errors import ConfigError, address_in_use
 from protocol.node import Node
 from protocol.wire import Session
 
@@ -48,7 +50,13 @@ class Gateway(Node):
         limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
         self.server = HTTPServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                  xheaders=False, chunk_size=READ_CHUNK)
-        self.server.listen(self.port, self.host)
+        try:
+            self.server.listen(self.port, self.host)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise address_in_use("gateway", f"port {self.port} on {self.host}",
+                                     "--port") from None
+            raise ConfigError(f"gateway cannot listen on {self.host}:{self.port}: {e}") from None
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.log.info("gateway listening on http://%s:%d/", host, self.port)
         self.log.info("gateway access: %s", self.access.describe())

@@ -12,7 +12,10 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
 
 Gateway to client: replies (``subscribe_reply``, ``request_accepted``; ``ok: false`` with
 ``http_status`` and ``error`` on refusal, and ``retry_after`` seconds on a 503) and every
-output message of subscribed worksheets, with ``metadata.cellbus.seq``. A subscription
+output message of subscribed worksheets, with ``metadata.cellbus.seq``. A reply and the
+request's output reach the gateway by different sockets (the broker's ROUTER and its PUB), so
+a run's output may come before its ``request_accepted``: key output by ``parent_header``
+(the client's own msg_id), as Jupyter clients do with shell replies and iopub. A subscription
 replays what the store has after ``since`` and then goes live, without gaps or duplicates:
 live messages wait while the replay runs, each ``seq`` is delivered once, and a gap seen on
 the live feed is filled from the store (the ZeroMQ Guide's Clone pattern, client side). A new

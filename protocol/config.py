@@ -55,7 +55,9 @@ def add_option(parser: argparse.ArgumentParser, flag: str, *, help: str, node: s
     """
     env = env_name(flag, node)
     default = kwargs.get("default")
-    shown = f"; default {default}" if default not in (None, False, "") else ""
+    # argparse %-formats help: a default such as "50%" must reach it as "50%%"
+    shown = f"; default {default}".replace("%", "%%") if default not in (None, False, "") \
+        else ""
     action = parser.add_argument(flag, help=f"{help} (env {env}{shown})", **kwargs)
     _SOURCES[action] = _Source(flag.lstrip("-"), env, kwargs.get("action", "store"))
 

@@ -33,3 +33,10 @@ class ConfigError(Exception):
 
     The message says what to do; launchers print it and exit with status 2.
     """
+
+
+def address_in_use(node: str, what: str, option: str) -> ConfigError:
+    """The one line a node stops with when ``what`` (a port, an endpoint) is taken: by
+    another cellbus (a second ``up``?) or another program; ``option`` moves it."""
+    return ConfigError(f"{node}: {what} is in use by another program (another cellbus?); "
+                       f"stop that one, or choose a free one with {option}")

@@ -10,6 +10,7 @@ program: SIGTERM and SIGINT ask it to stop, it stops gracefully (subclasses drai
 from __future__ import annotations
 
 import asyncio
+import errno
 import collections
 import logging
 import signal
@@ -19,8 +20,8 @@ from typing import Any
 
 import zmq
 
-from .errors import ConfigError, ProtocolError
 from .curve import ClientKeys, ServerKeys, needs_keys
+from .errors import ConfigError, ProtocolError, address_in_use
 from .metrics import NodeMetrics
 from .sockets import BusSocket
 from .version import VERSION
@@ -70,9 +71,12 @@ class Node:
     # -- sockets and loops ------------------------------------------------------------------
 
     def socket(self, kind: int, *, bind: str | None = None, connect: str | None = None,
-               label: str = "", routing_id: bytes | None = None, role: str = "") -> BusSocket:
+               label: str = "", routing_id: bytes | None = None, role: str = "",
+               option: str = "") -> BusSocket:
         """A socket of ``kind`` bound or connected to an endpoint, with linger 0, logged; on
-        TCP, encrypted (CURVE, for clients of ``role`` if it binds) with ZMTP heartbeats."""
+        TCP, encrypted (CURVE, for clients of ``role`` if it binds) with ZMTP heartbeats.
+        ``option`` is the command-line option that sets ``bind``: an endpoint in use is
+        refused in one line that names it."""
         sock = BusSocket(self.ctx, kind)
         sock.linger = 0
         try:
@@ -95,6 +99,8 @@ class Node:
                 self.log.info("%s connected %s to %s", self.name, what, connect)
         except zmq.ZMQError as e:
             sock.close()
+            if bind and e.errno == zmq.EADDRINUSE:
+                raise address_in_use(self.name, bind, option or "another endpoint") from None
             raise ConfigError(f"{self.name}: cannot use endpoint {bind or connect}: {e}") from None
         self._sockets.append(sock)
         return sock
@@ -172,6 +178,9 @@ class Node:
             try:
                 self.metrics.serve(self.metrics_port)
             except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise address_in_use(self.name, f"metrics port {self.metrics_port}",
+                                         "--metrics-port") from None
                 raise ConfigError(f"{self.name}: cannot serve metrics on port "
                                   f"{self.metrics_port}: {e}") from None
             self.log.info("%s serves Prometheus metrics on http://127.0.0.1:%d/metrics",
@@ -195,12 +204,15 @@ class Node:
             await self.shutdown()
         finally:
             await self.cancel_loops()
-            for sock in self._sockets:
-                sock.close(linger=0)
-            if isinstance(self.keys, ServerKeys):
-                self.keys.stop()
-            self.ctx.term()
+            self._close_sockets()
             self.log.info("%s stopped", self.name)
+
+    def _close_sockets(self) -> None:
+        for sock in self._sockets:
+            sock.close(linger=0)
+        if isinstance(self.keys, ServerKeys):
+            self.keys.stop()
+        self.ctx.term()
 
     async def cancel_loops(self) -> None:
         """Cancel every loop started with :meth:`spawn` and wait for them to end."""
@@ -210,8 +222,14 @@ class Node:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def run(self) -> None:
-        """Start, serve until asked to stop, then stop."""
-        await self.start()
+        """Start, serve until asked to stop, then stop. A node that cannot start (a port in
+        use, say) closes its sockets and raises: its one-line reason is the last word."""
+        try:
+            await self.start()
+        except BaseException:
+            await self.cancel_loops()
+            self._close_sockets()
+            raise
         try:
             await self.wait_stop_requested()
         finally:

@@ -14,6 +14,7 @@ import __future__
 import ast
 import builtins
 import linecache
+import os
 import platform
 import sys
 import traceback
@@ -174,11 +175,30 @@ class PythonBackend(SessionBackend):
         return None
 
 
-def _error_outcome(e: BaseException, only_message: bool = False) -> ExecuteOutcome:
-    """The ``error`` outcome for ``e``, its traceback cut to the user's frames."""
-    tb = e.__traceback__
+#: Where this package's files are: their frames are ours, not the user's.
+_OWN_FILES = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _user_traceback(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` from the first cell frame on, without the frames of this package it ends in
+    (a ``KeyboardInterrupt`` is raised by :mod:`session.interrupts`' signal handler, a write
+    to stdout ends in :mod:`session.capture`): the user's code is the last frame shown."""
     while tb is not None and not tb.tb_frame.f_code.co_filename.startswith(CELL_PREFIX):
         tb = tb.tb_next
+    last = tb
+    walk = tb
+    while walk is not None:
+        if not walk.tb_frame.f_code.co_filename.startswith(_OWN_FILES):
+            last = walk
+        walk = walk.tb_next
+    if last is not None:
+        last.tb_next = None
+    return tb
+
+
+def _error_outcome(e: BaseException, only_message: bool = False) -> ExecuteOutcome:
+    """The ``error`` outcome for ``e``, its traceback cut to the user's frames."""
+    tb = _user_traceback(e.__traceback__)
     if only_message or tb is None:
         lines = traceback.format_exception_only(type(e), e)
     else:
