@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
@@ -19,8 +22,9 @@ from broker.store import StoreClosed, StoreError, UnknownStore, open_store
 from broker.store._mongo_url import client_options, database_name, public_url
 from broker.store.mongodb import MongoStore
 
-from harness import free_port
-from test_store_contract import BACKENDS, MONGODB_URL, execute, jmsg
+from harness import ROOT, free_port
+from mongodb_server import ENV_URL
+from test_store_contract import execute, jmsg
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -141,12 +145,21 @@ def test_without_pymongo_says_install_the_extra(monkeypatch: pytest.MonkeyPatch)
     assert "s3cret" not in str(e.value) and "ann:***@db.example" in str(e.value)
 
 
-def test_contract_suite_says_why_it_skips() -> None:
-    """Tests that without CELLBUS_TEST_MONGODB_URL the contract's MongoDB param is skipped
-    with a reason naming the variable (and with it, not skipped)."""
-    [param] = [p for p in BACKENDS if p.id == "mongodb"]
-    reasons = [m.kwargs.get("reason", "") for m in param.marks if m.name == "skip"]
-    if MONGODB_URL:
-        assert reasons == []
-    else:
-        assert len(reasons) == 1 and "CELLBUS_TEST_MONGODB_URL is not set" in reasons[0]
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("ci,rc,counts", [("", 0, "0 passed, 0 failed, 1 skipped"),
+                                          ("true", 1, "0 passed, 1 failed, 0 skipped")])
+def test_without_secantusdb_the_run_says_so(tmp_path: Path, ci: str, rc: int,
+                                            counts: str) -> None:
+    """Tests that where SecantusDB cannot be had (bin/test could not install it: offline), a
+    MongoDB test is skipped saying why, or fails in CI, and the run's summary says they did
+    not run."""
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_URL, "CI")}
+    env |= {"CELLBUS_SECANTUS": str(tmp_path / "nowhere" / "secantusd-py"), "CI": ci}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+         "tests/test_store_contract.py::test_add_and_get_request[mongodb]"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=80)
+    assert run.returncode == rc, run.stdout + run.stderr
+    assert "SecantusDB is not installed" in run.stdout
+    assert f"MongoDB store tests DID NOT RUN ({counts}): SecantusDB is not" in run.stdout
+
