@@ -163,3 +163,41 @@ def test_without_secantusdb_the_run_says_so(tmp_path: Path, ci: str, rc: int,
     assert "SecantusDB is not installed" in run.stdout
     assert f"MongoDB store tests DID NOT RUN ({counts}): SecantusDB is not" in run.stdout
 
+
+# A broker killed inside an append transaction (tests/test_chain_mongodb.py hits this at
+# random): the transaction takes the seq of s1, then the process is SIGKILLed before it commits.
+KILLED_MID_APPEND = """
+import asyncio, os, signal, sys
+from broker.store import open_store
+from broker.store._mongo_append import Row
+
+async def main():
+    store = open_store(sys.argv[1])
+    await store.open()
+    appender = store._appender
+    session = appender._session
+    await session.start_transaction()
+    await appender._insert([Row("s1", None, "stream", 0.0, b"\\x80")], session)
+    print("in transaction", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.mongodb
+@pytest.mark.timeout(60)
+async def test_transaction_of_a_killed_broker_is_ended_by_the_next(
+        mongodb_database: str) -> None:
+    """Tests that a broker SIGKILLed inside an append transaction does not stall the broker
+    that replaces it on this host until the server reaps the transaction (60 s): the new one
+    ends it on open, appends at once, and the killed transaction's seq was never taken."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_MID_APPEND, mongodb_database, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert out == b"in transaction\n" and proc.returncode == -9
+    async with open_store(mongodb_database) as store:
+        seqs = await asyncio.wait_for(store.append_messages([("s1", jmsg("stream"))]), 10)
+        assert seqs == [1]
+        assert [seq for seq, _ in await store.messages("s1")] == [1]

@@ -58,6 +58,10 @@ class Appender:
         self.where, self.max_batch, self.max_pending = where, max_batch, max_pending
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._closed = False
+        #: One logical session for every transaction: its id is noted (._mongo_orphans) so
+        #: that a successor can end a transaction this broker leaves open if it is killed.
+        self._session = client.start_session() if transactions else None
+        self.session_id: Doc | None = None if self._session is None else self._session.session_id
         self._task = asyncio.create_task(self._run(), name=f"cellbus-store-appender {where}")
 
     async def append(self, rows: list[Row]) -> list[int]:
@@ -77,7 +81,11 @@ class Appender:
         if not self._closed:
             self._closed = True
             self._queue.put_nowait(None)
-        await self._task
+        try:
+            await self._task
+        finally:
+            if self._session is not None:
+                await self._session.end_session()
 
     async def _run(self) -> None:
         batch: list[_Job] = []
@@ -109,10 +117,9 @@ class Appender:
     async def _commit(self, batch: list[_Job]) -> None:
         rows = [row for job in batch for row in job.rows]
         try:
-            if self.transactions:
-                async with self.client.start_session() as session:
-                    seqs = await session.with_transaction(
-                        lambda s: self._insert(rows, s), read_preference=ReadPreference.PRIMARY)
+            if self._session is not None:
+                seqs = await self._session.with_transaction(
+                    lambda s: self._insert(rows, s), read_preference=ReadPreference.PRIMARY)
             else:
                 seqs = await self._insert(rows, None)
         except Exception as e:

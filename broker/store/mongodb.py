@@ -38,6 +38,7 @@ from pymongo import AsyncMongoClient, IndexModel, ReadPreference, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
+from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
                           _request, _session, _user)
@@ -77,6 +78,7 @@ _INDEXES: Final = {
     "seqs": [],  # {_id: session, last: int}
     "counters": [],  # {_id: "requests", last: int}
     "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
+    "brokers": [IndexModel([("host", 1)])],  # {_id: lsid, host, pid} (._mongo_orphans)
 }
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
@@ -114,12 +116,21 @@ class MongoStore(Store):
             client: AsyncMongoClient[Doc] = AsyncMongoClient(self.url, **self.options)
         except (PyMongoError, ValueError, TypeError) as e:
             raise StoreError(f"bad MongoDB store URL {self._where}: {e}") from None
+        appender: Appender | None = None
         try:
             hello = await client.admin.command("hello")
             self.transactions = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
             db = client.get_database(self.database, read_preference=ReadPreference.PRIMARY)
             await self._create_schema(db)
+            if self.transactions:
+                await _orphans.end_orphans(db)
+            appender = Appender(client, db, transactions=self.transactions, where=self._where,
+                                max_batch=self.max_batch, max_pending=self.max_pending)
+            if appender.session_id is not None:
+                await _orphans.note(db, appender.session_id)
         except BaseException as e:
+            if appender is not None:
+                await appender.stop()
             await client.close()
             if isinstance(e, _DB_ERRORS):
                 why = str(e).partition(", Timeout: ")[0]  # the topology dump stays in __cause__
@@ -128,10 +139,7 @@ class MongoStore(Store):
                     "runs and is reachable, and the URL's hosts, credentials and "
                     "replicaSet") from e
             raise
-        self._client, self._db = client, db
-        self._appender = Appender(client, db, transactions=self.transactions,
-                                  where=self._where, max_batch=self.max_batch,
-                                  max_pending=self.max_pending)
+        self._client, self._db, self._appender = client, db, appender
 
     @staticmethod
     async def _create_schema(db: Database) -> None:
@@ -151,9 +159,12 @@ class MongoStore(Store):
         client, appender = self._client, self._appender
         if client is None or appender is None:
             return
-        self._db = None  # new calls refuse from now on
+        db, self._db = self._db, None  # new calls refuse from now on
         try:
             await appender.stop()  # every queued append committed (or failed)
+            if db is not None and appender.session_id is not None:  # nothing left open
+                with contextlib.suppress(*_DB_ERRORS):
+                    await _orphans.forget(db, appender.session_id)
         finally:
             self._client, self._appender = None, None
             await client.close()
