@@ -328,6 +328,18 @@ class MongoStore(Store):
         last = None if doc is None else doc.get("last")
         return last if isinstance(last, int) else 0
 
+    async def user_bytes(self, user: str) -> int | None:
+        db = self._open_db()
+        with self._errors(f"count the stored output of user {user!r}"):
+            sessions = await db.sessions.distinct("session", {"user": user})
+            if not sessions:
+                return 0
+            found = await (await db.messages.aggregate([  # on the (session, seq) index
+                {"$match": {"session": {"$in": sessions}}},
+                {"$group": {"_id": None, "bytes": {"$sum": {"$binarySize": "$data"}}}},
+            ])).to_list()
+        return int(found[0]["bytes"]) if found else 0
+
     # -- sessions ---------------------------------------------------------------------------
 
     async def put_session(self, rec: SessionRecord) -> None:
