@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from pymongo import AsyncMongoClient
 
-from broker.store import StoreClosed, StoreError, UnknownStore, open_store
+from broker.store import (NEEDS_WORK, WORKING, StoreClosed, StoreError, UnknownStore,
+                          open_store)
 from broker.store._mongo_url import client_options, database_name, public_url
 from broker.store.mongodb import MongoStore
 
@@ -201,3 +202,25 @@ async def test_transaction_of_a_killed_broker_is_ended_by_the_next(
         seqs = await asyncio.wait_for(store.append_messages([("s1", jmsg("stream"))]), 10)
         assert seqs == [1]
         assert [seq for seq, _ in await store.messages("s1")] == [1]
+
+
+@pytest.mark.mongodb
+async def test_output_status_and_receipts_commit_together(mongodb_database: str) -> None:
+    """Tests that on a replica set append_and_update stores all or nothing: when its last
+    write (a receipt) fails, neither the messages nor the status change are stored, so a
+    device's resent records are never stored twice."""
+    async with open_store(mongodb_database) as store:
+        req = await store.add_request(execute())
+        with pytest.raises(StoreError):
+            await store.append_and_update([("s1", jmsg("status", parent=req.msg_id))],
+                                          [(req.msg_id, WORKING, None)],
+                                          {"d1": (object(), 1)})  # type: ignore[dict-item]
+        assert await store.messages("s1") == [] and await store.last_seq("s1") == 0
+        got = await store.get_request(req.msg_id)
+        assert got is not None and got.status == NEEDS_WORK
+        assert await store.receipts() == {}
+        seqs, updated = await store.append_and_update(
+            [("s1", jmsg("status", parent=req.msg_id))], [(req.msg_id, WORKING, None)],
+            {"d1": ("e1", 1)})
+        assert seqs == [1] and updated[0] is not None and updated[0].status == WORKING
+        assert await store.receipts() == {"d1": ("e1", 1)}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
@@ -54,12 +55,12 @@ async def end_orphans(db: AsyncDatabase[Doc]) -> int:
     return len(dead)
 
 
-async def note(db: AsyncDatabase[Doc], session_id: Doc) -> None:
+async def note(db: AsyncDatabase[Doc], session_id: Mapping[str, Any]) -> None:
     """Note this broker's logical session, for its successor on this host."""
     await db.brokers.update_one({"_id": session_id["id"]}, {"$set": {
         "host": socket.gethostname(), "pid": os.getpid()}}, upsert=True)
 
 
-async def forget(db: AsyncDatabase[Doc], session_id: Doc) -> None:
+async def forget(db: AsyncDatabase[Doc], session_id: Mapping[str, Any]) -> None:
     """Remove this broker's note: it closed cleanly, nothing of it is left open."""
     await db.brokers.delete_one({"_id": session_id["id"]})

@@ -35,6 +35,7 @@ from typing import Any, Final
 
 from bson.errors import BSONError
 from pymongo import AsyncMongoClient, IndexModel, ReadPreference, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
@@ -42,16 +43,17 @@ from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
                           _request, _session, _user)
-from ._mongo_append import Appender, Row
+from ._mongo_append import Appender, Row, Then
+from ._mongo_tx import _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
 from ._writer import MAX_BATCH, MAX_PENDING
-from .base import Message, Receipts, Store
+from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
-from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
-                      STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
-                      SessionRecord, UserRecord, check_transition)
+from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
+                      SUPERSEDED, DeviceFilter, DeviceRecord, Request, SessionRecord,
+                      UserRecord)
 from .sqlite import _check_limit, _header_facts
 
 Doc = dict[str, Any]
@@ -211,29 +213,7 @@ class MongoStore(Store):
                              error: str | None = None) -> Request:
         db = self._open_db()
         with self._errors(f"update request {msg_id!r}"):
-            for _ in range(2):  # once more if another broker moved it between read and write
-                doc = await db.requests.find_one({"msg_id": msg_id}, {"status": 1})
-                if doc is None:
-                    raise UnknownRequest(msg_id)
-                old = str(doc.get("status"))
-                check_transition(msg_id, old, status)
-                now = time.time()
-                change: Doc = {"status": status, "finished": now if status in FINAL else None}
-                if status == WORKING:
-                    change["started"] = now
-                elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
-                    change["started"] = change["device"] = None
-                if device is not None:
-                    change["device"] = device
-                if error is not None:
-                    change["error"] = error
-                new = await db.requests.find_one_and_update(
-                    {"msg_id": msg_id, "status": old}, {"$set": change},
-                    return_document=ReturnDocument.AFTER)
-                if new is not None:
-                    return _request(new)
-        raise StoreError(f"request {msg_id!r} kept changing status while being moved to "
-                         f"{status}; another broker is updating it")
+            return await _update(db, msg_id, status, device, error, None)
 
     async def assign_request(self, msg_id: str, device: str) -> Request:
         db = self._open_db()
@@ -297,6 +277,33 @@ class MongoStore(Store):
     async def append_messages(self, items: Sequence[tuple[str, Message]]) -> list[int]:
         if not items:
             return []
+        return (await self._append(items, None))[0]
+
+    async def append_and_update(self, items: Sequence[tuple[str, Message]],
+                                updates: Sequence[StatusUpdate], receipts: Receipts | None = None,
+                                ) -> tuple[list[int], list[Request | None]]:
+        """In the append's transaction on a replica set (or sharded cluster): a broker
+        killed meanwhile stores all or nothing, so a device's resent record is never stored
+        twice. On a standalone server, the same writes one after another."""
+        db = self._open_db()
+
+        async def then(session: AsyncClientSession | None) -> list[Request | None]:
+            updated: list[Request | None] = []
+            for msg_id, status, error in updates:
+                try:
+                    updated.append(await _update(db, msg_id, status, None, error, session))
+                except (InvalidTransition, UnknownRequest):
+                    updated.append(None)
+            if receipts:
+                await _put_receipts(db, receipts, session)
+            return updated
+
+        if not (items or updates or receipts):
+            return [], []
+        return await self._append(items, then)
+
+    async def _append(self, items: Sequence[tuple[str, Message]],
+                      then: Then | None) -> tuple[list[int], Any]:
         self._open_db()
         appender = self._appender
         if appender is None:
@@ -304,7 +311,7 @@ class MongoStore(Store):
         now = time.time()
         rows = [Row(session, *_header_facts(msg), now, _blob(msg, f"a message of {session!r}"))
                 for session, msg in items]
-        return await appender.append(rows)
+        return await appender.append(rows, then)
 
     async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
                        limit: int | None = None) -> list[tuple[int, Message]]:
@@ -403,9 +410,7 @@ class MongoStore(Store):
     async def put_receipts(self, receipts: Receipts) -> None:
         db = self._open_db()
         with self._errors("store device receipts"):
-            for device, (epoch, stored) in receipts.items():
-                await db.receipts.update_one({"device": device}, {"$set": {
-                    "epoch": epoch, "stored": stored}}, upsert=True)
+            await _put_receipts(db, receipts, None)
 
     async def receipts(self) -> dict[str, tuple[str, int]]:
         db = self._open_db()
@@ -461,3 +466,4 @@ class MongoStore(Store):
         with self._errors("list users"):
             docs = await db.users.find().sort("name", 1).to_list()
         return [_user(doc) for doc in docs]
+
