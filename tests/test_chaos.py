@@ -62,7 +62,8 @@ def crash_broker_while_streaming(chain: Chain, *, worksheets: int = WORKSHEETS,
     and SIGKILL and restart the broker mid-stream, at a random moment; then check that every
     cell ends done with each of its lines exactly once, in order, and no error."""
     rng = random.Random(int(os.environ.get("CELLBUS_CHAOS_SEED", "18")))
-    chain.start_broker()
+    unlimited = ("--user-sessions", "0")  # one user, more worksheets than the default quota
+    chain.start_broker(*unlimited)
     chain.start_device("--max-sessions", str(worksheets + 2), "--idle-timeout", "300")
     chain.start_gateway()
     cells: dict[str, str] = {}
@@ -77,7 +78,7 @@ def crash_broker_while_streaming(chain: Chain, *, worksheets: int = WORKSHEETS,
         os.kill(broker.proc.pid, signal.SIGKILL)
         broker.proc.wait(10)
         time.sleep(rng.uniform(0.0, 0.5))
-        chain.start_broker()
+        chain.start_broker(*unlimited)
     found = []
     for cell, tag in cells.items():
         found += problems(cell, chain.wait_done(cell, timeout=90), tag)
