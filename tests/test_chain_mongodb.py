@@ -26,8 +26,9 @@ SEQS = {"replset": "seqs in transactions", "standalone": "no transactions (stand
 
 
 @pytest.fixture
-def mongo_chain(key_file: Path, nodes: list[NodeProcess], mongodb_database: str) -> Chain:
-    """A chain (not started) whose broker keeps its store in a fresh MongoDB database."""
+def mongo_chain(key_file: Path, mongodb_database: str, nodes: list[NodeProcess]) -> Chain:
+    """A chain (not started) whose broker keeps its store in a fresh MongoDB database (its
+    nodes are stopped before the database is dropped)."""
     return Chain(key_file, mongodb_database, nodes)
 
 
