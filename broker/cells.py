@@ -3,7 +3,8 @@
 A cell's document (the seed's ``/update`` answer) is its latest request plus the fold of that
 request's output messages. Views of recent requests stay in memory and are updated as each
 message is persisted; any other view is rebuilt from the store on demand. While a view is being
-rebuilt, messages that arrive are queued and applied after, so none is lost in the gap.
+rebuilt, messages that arrive are queued and applied after, so none is lost in the gap, and so
+is a status change (:meth:`Cells.refresh`).
 
 The views kept are bounded in number and in bytes (the output folded into them, as
 :func:`~broker.outputcap.message_size` counts it): a flooded cell's view is as big as its output,
@@ -74,6 +75,7 @@ class Cells:
         self.views: collections.OrderedDict[str, CellView] = collections.OrderedDict()
         self.latest: collections.OrderedDict[CellAddress, str] = collections.OrderedDict()
         self._loading: dict[str, list[tuple[int, Message]]] = {}
+        self._late_requests: dict[str, Request] = {}  # status changes while loading
         self._load_done: dict[str, asyncio.Event] = {}
 
     def track(self, request: Request) -> CellView:
@@ -86,6 +88,14 @@ class Cells:
 
     def cached(self, msg_id: str) -> CellView | None:
         return self.views.get(msg_id)
+
+    def refresh(self, request: Request) -> None:
+        """A request as just stored (a new status): into its view, in memory or being
+        rebuilt (where the request the rebuild began with is older)."""
+        if request.msg_id in self._loading:
+            self._late_requests[request.msg_id] = request
+        elif (view := self.views.get(request.msg_id)) is not None:
+            view.request = request
 
     def apply(self, parent: str, seq: int, msg: Message) -> None:
         """Fold a persisted message into its request's view, if that view is in memory."""
@@ -122,7 +132,11 @@ class Cells:
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
+            # ``request`` was read before this load began: a status stored since is in the
+            # store now, and refresh() notes any stored after this read
+            view.request = await self.store.get_request(request.msg_id) or request
         finally:
+            view.request = self._late_requests.pop(request.msg_id, view.request)
             late = self._loading.pop(request.msg_id)
             for seq, msg in sorted(late, key=lambda item: item[0]):
                 view.output.apply(seq, msg)

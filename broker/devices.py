@@ -198,9 +198,8 @@ class DeviceWatch:
             if outcome is not None:
                 ok, error = outcome
                 updated = await self.broker._set_status(request, DONE if ok else ERROR, error)
-                view = self.broker.cells.cached(request.msg_id)
-                if updated is not None and view is not None:
-                    view.request = updated
+                if updated is not None:
+                    self.broker.cells.refresh(updated)
                 self.broker.sent.discard(request.msg_id)
                 await self.broker.intake.interacts.finished(request)
                 self.broker.log.info("broker: request %s had ended (%s) before the broker "

@@ -373,8 +373,8 @@ class Broker(Node):
         seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
         self.metrics.stored(outputs, time.monotonic() - started)
         for request in updated:
-            if request is not None and (view := self.cells.cached(request.msg_id)) is not None:
-                view.request = request
+            if request is not None:
+                self.cells.refresh(request)
         for (_session_id, msg), seq in zip(outputs, seqs):
             msg["metadata"]["cellbus"]["seq"] = seq
             parent = msg["parent_header"].get("msg_id")

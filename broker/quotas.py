@@ -19,8 +19,8 @@ with ``--auth token`` can live with:
 ``--user-output BYTES`` (:data:`USER_OUTPUT`)
     Output one user keeps in the store: read from the store at the user's first request and
     every :data:`~broker.outputcap.RECOUNT` seconds after (retention removes output), plus
-    what the broker stored for them since (a store that cannot tell, MongoDB for now: counted
-    from the broker's start). Past it, each run of the user keeps the notice in place of its
+    what the broker stored for them since (a store that cannot tell: counted from the
+    broker's start). Past it, each run of the user keeps the notice in place of its
     output.
 
 The user is the one the gateway named (``metadata["cellbus"]["user"]``); only with

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,12 +81,54 @@ def fuzz_chain(tmp_path_factory: pytest.TempPathFactory):
     yield from run_fuzz_chain(tmp_path_factory)
 
 
-# -- the MongoDB store contract suite: say plainly whether it ran ---------------------------
+# -- the MongoDB tests: a server for the run, and a line that says what they ran against ------
+
+
+@pytest.fixture(scope="session")
+def mongodb_server() -> Iterator[Callable[[str], str]]:
+    """``mode -> base URL`` of a MongoDB server (tests/mongodb_server.py): the one
+    $CELLBUS_TEST_MONGODB_URL names, else SecantusDB, started at first use in each mode and
+    stopped when the run ends, whatever happens. Without a server a test is skipped saying
+    why, and fails instead in CI (CI=true)."""
+    import mongodb_server as servers
+    started: dict[str, servers.Secantus] = {}
+
+    def server(mode: str) -> str:
+        if os.environ.get(servers.ENV_URL) and mode != "replset":
+            pytest.skip(f"{servers.ENV_URL} names one server; the {mode} mode runs only "
+                        "against a SecantusDB the tests start")
+        try:
+            return servers.server(mode, started)
+        except servers.ServerUnavailable as e:
+            if os.environ.get("CI", "").lower() == "true":
+                pytest.fail(f"no MongoDB server for the MongoDB tests: {e}", pytrace=False)
+            pytest.skip(f"MongoDB tests did not run: {e}")
+
+    try:
+        yield server
+    finally:
+        for running in started.values():
+            running.stop()
+
+
+@pytest.fixture
+def mongodb_mode() -> str:
+    """The mode of the server ``mongodb_database`` is on; parametrize to run both modes."""
+    return "replset"
+
+
+@pytest.fixture
+def mongodb_database(mongodb_mode: str, mongodb_server: Callable[[str], str]) -> Iterator[str]:
+    """The URL of a fresh database on the ``mongodb_mode`` server, dropped after the test."""
+    from mongodb_server import drop_database, fresh_database
+    url = fresh_database(mongodb_server(mongodb_mode))
+    yield url
+    drop_database(url)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "mongodb: a store contract test against $CELLBUS_TEST_MONGODB_URL")
+        "markers", "mongodb: a test of the MongoDB store, against the mongodb_server fixture")
     # Nodes run on the interpreter under test (harness.CELLBUS); give its environment the
     # compiled namespace init that bin/cellbus builds into .venv, where devices look for it.
     from cellbus.init_program import build
@@ -95,8 +137,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatus: int,
                             config: pytest.Config) -> None:
-    """One line: whether the MongoDB contract suite ran, against which server, or why not."""
-    from broker.store.base import redact_url
+    """One line: what the MongoDB tests ran against (SecantusDB is not MongoDB), or why not."""
+    from mongodb_server import summary
     outcomes: dict[str, str] = {}
     rank = {"passed": 0, "skipped": 1, "failed": 2}
     for reports in terminalreporter.stats.values():
@@ -104,18 +146,9 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
             if isinstance(report, pytest.TestReport) and "mongodb" in report.keywords:
                 old = outcomes.get(report.nodeid, "passed")
                 outcomes[report.nodeid] = max(old, report.outcome, key=lambda o: rank.get(o, 2))
-    counts = {o: list(outcomes.values()).count(o) for o in ("passed", "failed", "skipped")}
-    url = os.environ.get("CELLBUS_TEST_MONGODB_URL", "")
-    if not url:
-        line = ("MongoDB store contract suite: DID NOT RUN: CELLBUS_TEST_MONGODB_URL is not set "
-                "(no MongoDB server can be installed on this machine); README.rst, section "
-                "MongoDB, says how to run it against a server")
-    elif not outcomes:
-        line = f"MongoDB store contract suite: no test selected (server {redact_url(url)})"
-    else:
-        line = (f"MongoDB store contract suite ran against {redact_url(url)}: "
-                + ", ".join(f"{n} {o}" for o, n in counts.items()))
-    terminalreporter.write_line(line)
-    from fuzzing import summary  # the fuzz tests' case counts and memory numbers, if any ran
-    for fuzz_line in summary():
+    line = summary(list(outcomes.values()))
+    if line is not None:
+        terminalreporter.write_line(line)
+    from fuzzing import summary as fuzz_summary  # the fuzz tests' case counts and memory
+    for fuzz_line in fuzz_summary():
         terminalreporter.write_line(fuzz_line)

@@ -1,23 +1,22 @@
 """The store contract: every backend of broker.store must pass every test here.
 
-Backends are the params of ``store_url``; a backend's entry in :data:`BACKENDS` is a
-function from a fresh tmp_path to the URL of an empty store, and is one line to add.
+Backends are the params of ``store_url`` (:data:`BACKENDS`); a backend is one more param,
+and the URL of an empty store of it in ``store_url``.
 
-MongoDB runs only against a real server named by ``CELLBUS_TEST_MONGODB_URL`` (each test on
-a fresh database, dropped afterwards); without it its tests are skipped, saying why.
+MongoDB runs against the server named by ``CELLBUS_TEST_MONGODB_URL``, else against
+SecantusDB (a MongoDB-compatible server, not MongoDB) that the tests start, in both of its
+modes (tests/mongodb_server.py); each test on a fresh database, dropped afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -25,34 +24,12 @@ from broker.store import (ANY, DONE, ERROR, NEEDS_WORK, SUPERSEDED, WORKING, Dev
                           DuplicateRequest, InvalidTransition, Request, SessionRecord, Store,
                           StoreClosed, StoreError, UnknownRequest, UserRecord, open_store,
                           sqlite_url)
-
-MONGODB_ENV = "CELLBUS_TEST_MONGODB_URL"
-MONGODB_URL = os.environ.get(MONGODB_ENV, "")
-MONGODB_SKIP = (f"MongoDB suite did not run: {MONGODB_ENV} is not set (no MongoDB server can "
-                "be installed on this machine); see README.rst")
-
-
-def mongodb_url(tmp: Path) -> str:
-    """A fresh database on the server at $CELLBUS_TEST_MONGODB_URL (``store_url`` drops it)."""
-    parts = urlsplit(MONGODB_URL)
-    return urlunsplit(parts._replace(path=f"/cellbus_test_{uuid.uuid4().hex[:16]}"))
-
-
-async def drop_mongodb_database(url: str) -> None:
-    """Drop the database a test's MongoDB store URL names."""
-    from pymongo import AsyncMongoClient
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
-    try:
-        await client.drop_database(client.get_default_database())
-    finally:
-        await client.close()
-
+from mongodb_server import drop_database, fresh_database
 
 BACKENDS: list[Any] = [
-    pytest.param(lambda tmp: sqlite_url(tmp / "cellbus.db"), id="sqlite"),
-    pytest.param(mongodb_url, id="mongodb", marks=[pytest.mark.mongodb] + (
-        [] if MONGODB_URL else [pytest.mark.skip(reason=MONGODB_SKIP)])),
-    # a backend is one more line: pytest.param(<tmp_path -> URL of an empty store>, id=...)
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("replset", id="mongodb", marks=pytest.mark.mongodb),
+    pytest.param("standalone", id="mongodb-standalone", marks=pytest.mark.mongodb),
 ]
 
 pytestmark = pytest.mark.timeout(20)
@@ -60,12 +37,14 @@ pytestmark = pytest.mark.timeout(20)
 
 @pytest.fixture(params=BACKENDS)
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """The URL of a fresh, empty store of each backend."""
-    make: Callable[[Path], str] = request.param
-    url = make(tmp_path)
+    """The URL of a fresh, empty store of each backend: a SQLite file, or a fresh database
+    on the MongoDB server of each mode (``mongodb_server`` in conftest.py), dropped after."""
+    if request.param == "sqlite":
+        yield sqlite_url(tmp_path / "cellbus.db")
+        return
+    url = fresh_database(request.getfixturevalue("mongodb_server")(request.param))
     yield url
-    if url.startswith("mongodb"):
-        await drop_mongodb_database(url)
+    await asyncio.to_thread(drop_database, url)
 
 
 @pytest.fixture
@@ -293,18 +272,18 @@ async def test_seqs_are_gap_free_per_session(store: Store) -> None:
 
 async def test_user_bytes_counts_the_messages_of_a_users_sessions(store: Store) -> None:
     """Tests that user_bytes is the size of every stored message of the user's sessions,
-    and of nobody else's; None only from a backend that cannot tell."""
+    and of nobody else's (every backend here can tell: none answers None)."""
     for session, user in (("s1", "ann"), ("s2", "ann"), ("s3", "bob")):
         await store.put_session(SessionRecord(session, user, "ws", None, "open", 1.0, 1.0))
-    assert await store.user_bytes("ann") in (0, None)
+    assert await store.user_bytes("ann") == 0
     big = "x" * 100_000
     await store.append_messages([("s1", jmsg("stream", content={"text": big})),
                                  ("s2", jmsg("stream", content={"text": big})),
                                  ("s3", jmsg("stream", content={"text": "small"}))])
     ann, bob = await store.user_bytes("ann"), await store.user_bytes("bob")
-    if ann is not None:
-        assert 200_000 < ann < 202_000 and 0 < bob < 1_000
-        assert await store.user_bytes("nobody") == 0
+    assert ann is not None and bob is not None
+    assert 200_000 < ann < 202_000 and 0 < bob < 1_000
+    assert await store.user_bytes("nobody") == 0
 
 
 async def test_append_and_update(store: Store) -> None:

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
+import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from pymongo import AsyncMongoClient
 
-from broker.store import StoreClosed, StoreError, UnknownStore, open_store
+from broker.store import (NEEDS_WORK, WORKING, StoreClosed, StoreError, UnknownStore,
+                          open_store)
 from broker.store._mongo_url import client_options, database_name, public_url
 from broker.store.mongodb import MongoStore
 
-from harness import free_port
-from test_store_contract import BACKENDS, MONGODB_URL, execute, jmsg
+from harness import ROOT, free_port
+from mongodb_server import ENV_URL
+from test_store_contract import execute, jmsg
 
 pytestmark = pytest.mark.timeout(20)
 
@@ -141,12 +146,81 @@ def test_without_pymongo_says_install_the_extra(monkeypatch: pytest.MonkeyPatch)
     assert "s3cret" not in str(e.value) and "ann:***@db.example" in str(e.value)
 
 
-def test_contract_suite_says_why_it_skips() -> None:
-    """Tests that without CELLBUS_TEST_MONGODB_URL the contract's MongoDB param is skipped
-    with a reason naming the variable (and with it, not skipped)."""
-    [param] = [p for p in BACKENDS if p.id == "mongodb"]
-    reasons = [m.kwargs.get("reason", "") for m in param.marks if m.name == "skip"]
-    if MONGODB_URL:
-        assert reasons == []
-    else:
-        assert len(reasons) == 1 and "CELLBUS_TEST_MONGODB_URL is not set" in reasons[0]
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("ci,rc,counts", [("", 0, "0 passed, 0 failed, 1 skipped"),
+                                          ("true", 1, "0 passed, 1 failed, 0 skipped")])
+def test_without_secantusdb_the_run_says_so(tmp_path: Path, ci: str, rc: int,
+                                            counts: str) -> None:
+    """Tests that where SecantusDB cannot be had (bin/test could not install it: offline), a
+    MongoDB test is skipped saying why, or fails in CI, and the run's summary says they did
+    not run."""
+    env = {k: v for k, v in os.environ.items() if k not in (ENV_URL, "CI")}
+    env |= {"CELLBUS_SECANTUS": str(tmp_path / "nowhere" / "secantusd-py"), "CI": ci}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rs",
+         "tests/test_store_contract.py::test_add_and_get_request[mongodb]"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=80)
+    assert run.returncode == rc, run.stdout + run.stderr
+    assert "SecantusDB is not installed" in run.stdout
+    assert f"MongoDB store tests DID NOT RUN ({counts}): SecantusDB is not" in run.stdout
+
+
+# A broker killed inside an append transaction (tests/test_chain_mongodb.py hits this at
+# random): the transaction takes the seq of s1, then the process is SIGKILLed before it commits.
+KILLED_MID_APPEND = """
+import asyncio, os, signal, sys
+from broker.store import open_store
+from broker.store._mongo_append import Row
+
+async def main():
+    store = open_store(sys.argv[1])
+    await store.open()
+    appender = store._appender
+    session = appender._session
+    await session.start_transaction()
+    await appender._insert([Row("s1", None, "stream", 0.0, b"\\x80")], session)
+    print("in transaction", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.mongodb
+@pytest.mark.timeout(60)
+async def test_transaction_of_a_killed_broker_is_ended_by_the_next(
+        mongodb_database: str) -> None:
+    """Tests that a broker SIGKILLed inside an append transaction does not stall the broker
+    that replaces it on this host until the server reaps the transaction (60 s): the new one
+    ends it on open, appends at once, and the killed transaction's seq was never taken."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", KILLED_MID_APPEND, mongodb_database, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert out == b"in transaction\n" and proc.returncode == -9
+    async with open_store(mongodb_database) as store:
+        seqs = await asyncio.wait_for(store.append_messages([("s1", jmsg("stream"))]), 10)
+        assert seqs == [1]
+        assert [seq for seq, _ in await store.messages("s1")] == [1]
+
+
+@pytest.mark.mongodb
+async def test_output_status_and_receipts_commit_together(mongodb_database: str) -> None:
+    """Tests that on a replica set append_and_update stores all or nothing: when its last
+    write (a receipt) fails, neither the messages nor the status change are stored, so a
+    device's resent records are never stored twice."""
+    async with open_store(mongodb_database) as store:
+        req = await store.add_request(execute())
+        with pytest.raises(StoreError):
+            await store.append_and_update([("s1", jmsg("status", parent=req.msg_id))],
+                                          [(req.msg_id, WORKING, None)],
+                                          {"d1": (object(), 1)})  # type: ignore[dict-item]
+        assert await store.messages("s1") == [] and await store.last_seq("s1") == 0
+        got = await store.get_request(req.msg_id)
+        assert got is not None and got.status == NEEDS_WORK
+        assert await store.receipts() == {}
+        seqs, updated = await store.append_and_update(
+            [("s1", jmsg("status", parent=req.msg_id))], [(req.msg_id, WORKING, None)],
+            {"d1": ("e1", 1)})
+        assert seqs == [1] and updated[0] is not None and updated[0].status == WORKING
+        assert await store.receipts() == {"d1": ("e1", 1)}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,13 +41,19 @@ class Row:
     data: bytes
 
 
+#: Writes to make in the append's transaction after its messages (None outside one):
+#: ``then(session)``, whose result the caller gets with its seqs.
+Then = Callable[[AsyncClientSession | None], Awaitable[Any]]
+
+
 @dataclass
 class _Job:
-    """One caller's append, waiting for its seqs."""
+    """One caller's append, waiting for its seqs (and the result of its ``then``)."""
 
     rows: list[Row]
     size: int
-    done: asyncio.Future[list[int]]
+    done: asyncio.Future[tuple[list[int], Any]]
+    then: Then | None = None
 
 
 class Appender:
@@ -58,17 +65,23 @@ class Appender:
         self.where, self.max_batch, self.max_pending = where, max_batch, max_pending
         self._queue: asyncio.Queue[_Job | None] = asyncio.Queue()
         self._closed = False
+        #: One logical session for every transaction: its id is noted (._mongo_orphans) so
+        #: that a successor can end a transaction this broker leaves open if it is killed.
+        self._session = client.start_session() if transactions else None
+        self.session_id: Mapping[str, Any] | None = (
+            None if self._session is None else self._session.session_id)
         self._task = asyncio.create_task(self._run(), name=f"cellbus-store-appender {where}")
 
-    async def append(self, rows: list[Row]) -> list[int]:
-        """Store ``rows``; their seqs, in order, once committed."""
+    async def append(self, rows: list[Row], then: Then | None = None) -> tuple[list[int], Any]:
+        """Store ``rows`` (and make the writes of ``then``, in the same transaction on a
+        replica set); their seqs, in order, and what ``then`` returned, once committed."""
         if self._closed:
             raise StoreClosed(f"store {self.where} is closed")
         if self._queue.qsize() >= self.max_pending:
             raise StoreFull(f"{self._queue.qsize()} appends are waiting for MongoDB "
                             f"{self.where}; retry later")
         job = _Job(rows, sum(len(r.data) for r in rows),
-                   asyncio.get_running_loop().create_future())
+                   asyncio.get_running_loop().create_future(), then)
         self._queue.put_nowait(job)
         return await job.done
 
@@ -77,7 +90,11 @@ class Appender:
         if not self._closed:
             self._closed = True
             self._queue.put_nowait(None)
-        await self._task
+        try:
+            await self._task
+        finally:
+            if self._session is not None:
+                await self._session.end_session()
 
     async def _run(self) -> None:
         batch: list[_Job] = []
@@ -108,13 +125,19 @@ class Appender:
 
     async def _commit(self, batch: list[_Job]) -> None:
         rows = [row for job in batch for row in job.rows]
+        results: list[Any] = []
+
+        async def write(session: AsyncClientSession | None) -> list[int]:
+            seqs = await self._insert(rows, session)
+            results[:] = [job.then and await job.then(session) for job in batch]
+            return seqs
+
         try:
-            if self.transactions:
-                async with self.client.start_session() as session:
-                    seqs = await session.with_transaction(
-                        lambda s: self._insert(rows, s), read_preference=ReadPreference.PRIMARY)
+            if self._session is not None:
+                seqs = await self._session.with_transaction(
+                    write, read_preference=ReadPreference.PRIMARY)
             else:
-                seqs = await self._insert(rows, None)
+                seqs = await write(None)
         except Exception as e:
             for job in batch:
                 if not job.done.done():
@@ -123,9 +146,9 @@ class Appender:
                         StoreError(f"MongoDB store {self.where} failed to store messages: {e}"))
             return
         start = 0
-        for job in batch:
+        for job, result in zip(batch, results):
             if not job.done.done():
-                job.done.set_result(seqs[start:start + len(job.rows)])
+                job.done.set_result((seqs[start:start + len(job.rows)], result))
             start += len(job.rows)
 
     async def _insert(self, rows: list[Row], session: AsyncClientSession | None) -> list[int]:
@@ -148,5 +171,6 @@ class Appender:
             seqs.append(seq)
             docs.append({"session": row.session, "seq": seq, "parent": row.parent,
                          "msg_type": row.msg_type, "created": row.created, "data": row.data})
-        await self.db.messages.insert_many(docs, ordered=True, session=session)
+        if docs:
+            await self.db.messages.insert_many(docs, ordered=True, session=session)
         return seqs

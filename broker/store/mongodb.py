@@ -35,23 +35,26 @@ from typing import Any, Final
 
 from bson.errors import BSONError
 from pymongo import AsyncMongoClient, IndexModel, ReadPreference, ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
+from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
                           _request, _session, _user)
-from ._mongo_append import Appender, Row
+from ._mongo_append import Appender, Row, Then
+from ._mongo_tx import _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
 from ._rows import check_limit, header_facts
 from ._writer import MAX_BATCH, MAX_PENDING
-from .base import Message, Receipts, Store
+from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
-from .records import (ANY, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST, NEEDS_WORK, OPEN,
-                      STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
-                      SessionRecord, UserRecord, check_transition)
+from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN,
+                      STATUSES, SUPERSEDED, DeviceFilter, DeviceRecord, Request,
+                      SessionRecord, UserRecord)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -77,6 +80,7 @@ _INDEXES: Final = {
     "seqs": [],  # {_id: session, last: int}
     "counters": [],  # {_id: "requests", last: int}
     "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
+    "brokers": [IndexModel([("host", 1)])],  # {_id: lsid, host, pid} (._mongo_orphans)
 }
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
@@ -114,12 +118,21 @@ class MongoStore(Store):
             client: AsyncMongoClient[Doc] = AsyncMongoClient(self.url, **self.options)
         except (PyMongoError, ValueError, TypeError) as e:
             raise StoreError(f"bad MongoDB store URL {self._where}: {e}") from None
+        appender: Appender | None = None
         try:
             hello = await client.admin.command("hello")
             self.transactions = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
             db = client.get_database(self.database, read_preference=ReadPreference.PRIMARY)
             await self._create_schema(db)
+            if self.transactions:
+                await _orphans.end_orphans(db)
+            appender = Appender(client, db, transactions=self.transactions, where=self._where,
+                                max_batch=self.max_batch, max_pending=self.max_pending)
+            if appender.session_id is not None:
+                await _orphans.note(db, appender.session_id)
         except BaseException as e:
+            if appender is not None:
+                await appender.stop()
             await client.close()
             if isinstance(e, _DB_ERRORS):
                 why = str(e).partition(", Timeout: ")[0]  # the topology dump stays in __cause__
@@ -128,10 +141,7 @@ class MongoStore(Store):
                     "runs and is reachable, and the URL's hosts, credentials and "
                     "replicaSet") from e
             raise
-        self._client, self._db = client, db
-        self._appender = Appender(client, db, transactions=self.transactions,
-                                  where=self._where, max_batch=self.max_batch,
-                                  max_pending=self.max_pending)
+        self._client, self._db, self._appender = client, db, appender
 
     @staticmethod
     async def _create_schema(db: Database) -> None:
@@ -151,9 +161,12 @@ class MongoStore(Store):
         client, appender = self._client, self._appender
         if client is None or appender is None:
             return
-        self._db = None  # new calls refuse from now on
+        db, self._db = self._db, None  # new calls refuse from now on
         try:
             await appender.stop()  # every queued append committed (or failed)
+            if db is not None and appender.session_id is not None:  # nothing left open
+                with contextlib.suppress(*_DB_ERRORS):
+                    await _orphans.forget(db, appender.session_id)
         finally:
             self._client, self._appender = None, None
             await client.close()
@@ -200,29 +213,7 @@ class MongoStore(Store):
                              error: str | None = None) -> Request:
         db = self._open_db()
         with self._errors(f"update request {msg_id!r}"):
-            for _ in range(2):  # once more if another broker moved it between read and write
-                doc = await db.requests.find_one({"msg_id": msg_id}, {"status": 1})
-                if doc is None:
-                    raise UnknownRequest(msg_id)
-                old = str(doc.get("status"))
-                check_transition(msg_id, old, status)
-                now = time.time()
-                change: Doc = {"status": status, "finished": now if status in FINAL else None}
-                if status == WORKING:
-                    change["started"] = now
-                elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
-                    change["started"] = change["device"] = None
-                if device is not None:
-                    change["device"] = device
-                if error is not None:
-                    change["error"] = error
-                new = await db.requests.find_one_and_update(
-                    {"msg_id": msg_id, "status": old}, {"$set": change},
-                    return_document=ReturnDocument.AFTER)
-                if new is not None:
-                    return _request(new)
-        raise StoreError(f"request {msg_id!r} kept changing status while being moved to "
-                         f"{status}; another broker is updating it")
+            return await _update(db, msg_id, status, device, error, None)
 
     async def assign_request(self, msg_id: str, device: str) -> Request:
         db = self._open_db()
@@ -286,6 +277,33 @@ class MongoStore(Store):
     async def append_messages(self, items: Sequence[tuple[str, Message]]) -> list[int]:
         if not items:
             return []
+        return (await self._append(items, None))[0]
+
+    async def append_and_update(self, items: Sequence[tuple[str, Message]],
+                                updates: Sequence[StatusUpdate], receipts: Receipts | None = None,
+                                ) -> tuple[list[int], list[Request | None]]:
+        """In the append's transaction on a replica set (or sharded cluster): a broker
+        killed meanwhile stores all or nothing, so a device's resent record is never stored
+        twice. On a standalone server, the same writes one after another."""
+        db = self._open_db()
+
+        async def then(session: AsyncClientSession | None) -> list[Request | None]:
+            updated: list[Request | None] = []
+            for msg_id, status, error in updates:
+                try:
+                    updated.append(await _update(db, msg_id, status, None, error, session))
+                except (InvalidTransition, UnknownRequest):
+                    updated.append(None)
+            if receipts:
+                await _put_receipts(db, receipts, session)
+            return updated
+
+        if not (items or updates or receipts):
+            return [], []
+        return await self._append(items, then)
+
+    async def _append(self, items: Sequence[tuple[str, Message]],
+                      then: Then | None) -> tuple[list[int], Any]:
         self._open_db()
         appender = self._appender
         if appender is None:
@@ -293,7 +311,7 @@ class MongoStore(Store):
         now = time.time()
         rows = [Row(session, *header_facts(msg), now, _blob(msg, f"a message of {session!r}"))
                 for session, msg in items]
-        return await appender.append(rows)
+        return await appender.append(rows, then)
 
     async def messages(self, session: str, *, since: int = 0, parent: str | None = None,
                        limit: int | None = None) -> list[tuple[int, Message]]:
@@ -316,6 +334,18 @@ class MongoStore(Store):
             doc = await db.seqs.find_one({"_id": session})
         last = None if doc is None else doc.get("last")
         return last if isinstance(last, int) else 0
+
+    async def user_bytes(self, user: str) -> int | None:
+        db = self._open_db()
+        with self._errors(f"count the stored output of user {user!r}"):
+            sessions = await db.sessions.distinct("session", {"user": user})
+            if not sessions:
+                return 0
+            found = await (await db.messages.aggregate([  # on the (session, seq) index
+                {"$match": {"session": {"$in": sessions}}},
+                {"$group": {"_id": None, "bytes": {"$sum": {"$binarySize": "$data"}}}},
+            ])).to_list()
+        return int(found[0]["bytes"]) if found else 0
 
     # -- sessions ---------------------------------------------------------------------------
 
@@ -380,9 +410,7 @@ class MongoStore(Store):
     async def put_receipts(self, receipts: Receipts) -> None:
         db = self._open_db()
         with self._errors("store device receipts"):
-            for device, (epoch, stored) in receipts.items():
-                await db.receipts.update_one({"device": device}, {"$set": {
-                    "epoch": epoch, "stored": stored}}, upsert=True)
+            await _put_receipts(db, receipts, None)
 
     async def receipts(self) -> dict[str, tuple[str, int]]:
         db = self._open_db()
@@ -438,3 +466,4 @@ class MongoStore(Store):
         with self._errors("list users"):
             docs = await db.users.find().sort("name", 1).to_list()
         return [_user(doc) for doc in docs]
+

@@ -1,0 +1,58 @@
+"""Writes of the MongoDB store that may run inside an append's transaction.
+
+:meth:`~broker.store.mongodb.MongoStore.append_and_update` makes them in the same transaction
+as the messages they go with (on a replica set); alone, they run with no session.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ._mongo_docs import _request
+from .base import Receipts
+from .errors import StoreError, UnknownRequest
+from .records import FINAL, NEEDS_WORK, WORKING, Request, check_transition
+
+Doc = dict[str, Any]
+Database = AsyncDatabase[Doc]
+
+
+async def _update(db: Database, msg_id: str, status: str, device: str | None,
+                  error: str | None, session: AsyncClientSession | None) -> Request:
+    """:meth:`MongoStore.update_request`, in ``session``'s transaction if it has one."""
+    for _ in range(2):  # once more if another broker moved it between read and write
+        doc = await db.requests.find_one({"msg_id": msg_id}, {"status": 1}, session=session)
+        if doc is None:
+            raise UnknownRequest(msg_id)
+        old = str(doc.get("status"))
+        check_transition(msg_id, old, status)
+        now = time.time()
+        change: Doc = {"status": status, "finished": now if status in FINAL else None}
+        if status == WORKING:
+            change["started"] = now
+        elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
+            change["started"] = change["device"] = None
+        if device is not None:
+            change["device"] = device
+        if error is not None:
+            change["error"] = error
+        new = await db.requests.find_one_and_update(
+            {"msg_id": msg_id, "status": old}, {"$set": change},
+            return_document=ReturnDocument.AFTER, session=session)
+        if new is not None:
+            return _request(new)
+    raise StoreError(f"request {msg_id!r} kept changing status while being moved to "
+                     f"{status}; another broker is updating it")
+
+
+async def _put_receipts(db: Database, receipts: Receipts,
+                        session: AsyncClientSession | None) -> None:
+    """:meth:`MongoStore.put_receipts`, in ``session``'s transaction if it has one."""
+    for device, (epoch, stored) in receipts.items():
+        await db.receipts.update_one({"device": device}, {"$set": {
+            "epoch": epoch, "stored": stored}}, upsert=True, session=session)
