@@ -126,8 +126,8 @@ class Run:
             if self.reserved >= self.args.cells:
                 return None
             self.reserved += 1
-        attempt = 0
-        while True:
+        attempt, deadline = 0, time.monotonic() + self.args.stuck
+        while time.monotonic() < deadline:
             tag = f"w{w}c{n}a{attempt}"
             cell = Cell(f"chaos/{self.fault}-ws{w}/{n}-{attempt}", tag, time.monotonic())
             code = CODE.format(lines=self.args.lines, pause=2.0 / self.args.lines, tag=tag)
@@ -143,6 +143,9 @@ class Run:
                     self.tally.note(f"evaluate {cell.cell}: {status} {str(reply)[:200]}")
             attempt += 1
             time.sleep(0.3)
+        with self.lock:
+            self.tally.note(f"worksheet {w}: nothing accepted for {self.args.stuck:.0f} s")
+        return None
 
     def wait(self, cell: Cell) -> None:
         deadline = cell.accepted + self.args.stuck
@@ -223,7 +226,12 @@ class Run:
             with self.lock:
                 if len(self.cells) >= self.args.cells:
                     return
-            what = self.strike()
+            try:
+                what = self.strike()
+            except Exception as e:  # a broken fault must not hang the run: say so, stop
+                self.tally.note(f"the fault itself failed, no more faults: {e!r}")
+                print(f"  {self.fault} failed: {e!r}", flush=True)
+                return
             self.tally.faults += 1
             print(f"  t={time.monotonic() - self.t0:6.1f} s  {what}  "
                   f"(accepted {len(self.cells)})", flush=True)
