@@ -42,7 +42,7 @@ def disk(tmp_path: Path) -> Iterator[Path]:
 def fill(where: Path) -> Path:
     """Write a ballast file until the filesystem is full; return it."""
     ballast = where / "ballast"
-    with open(ballast, "wb") as f:
+    with open(ballast, "wb", buffering=0) as f:  # no buffer left for close() to fail on
         chunk = b"\0" * 65536
         try:
             while True:
