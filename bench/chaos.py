@@ -131,7 +131,7 @@ class Run:
             tag = f"w{w}c{n}a{attempt}"
             cell = Cell(f"chaos/{self.fault}-ws{w}/{n}-{attempt}", tag, time.monotonic())
             code = CODE.format(lines=self.args.lines, pause=2.0 / self.args.lines, tag=tag)
-            status, reply = self.http(lambda: self.chain.evaluate(cell.cell, code))
+            status, reply = self.http(lambda c=cell.cell, s=code: self.chain.evaluate(c, s))
             if status == 202:
                 cell.accepted = time.monotonic()
                 with self.lock:
@@ -253,7 +253,7 @@ class Run:
         after = {node: rss_mib(pid) for node, pid in self.pids().items()}
         self.tally.rss = {node: (before[node], after[node]) for node in before}
         for cell in self.cells:
-            status, doc = self.http(lambda: self.chain.update(cell.cell, wait=0))
+            status, doc = self.http(lambda c=cell.cell: self.chain.update(c, wait=0))
             cell.doc = doc if status == 200 else None
         for cell in self.cells:
             count(self.tally, cell, self.args.lines, self.exposed(cell))
