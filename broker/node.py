@@ -51,6 +51,8 @@ from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTrans
                     Store, UnknownRequest)
 from .store.base import StatusUpdate
 
+#: Seconds before requests a device could not be sent are dispatched again.
+REDISPATCH_AFTER = 0.5
 #: Seconds between looks at the key folder for revoked keys.
 KEY_CHECK_INTERVAL = 1.0
 #: Output messages persisted in one group commit at most.
@@ -83,6 +85,7 @@ class Broker(Node):
         #: Sessions whose queued requests wait for a free place (as of the last dispatch).
         self.held: set[str] = set()
         self._dispatching = asyncio.Lock()
+        self._redispatching = False
         self._dispatch_soon = False
         self.retention_period = retention_period
         #: Held while a batch from devices is being stored; SIGTERM waits for it.
@@ -200,9 +203,18 @@ class Broker(Node):
             await self.session.send(self.device_sock, message, [routing_id])
         except zmq.ZMQError as e:
             self.sent.discard(request.msg_id)
-            self.log.warning("broker could not reach device %s: %s", request.device, e)
+            self.log.warning("broker could not reach device %s: %s; trying again in %g s",
+                             request.device, e, REDISPATCH_AFTER)
+            if not self._redispatching:  # it reconnects (a broker rebind, a network blip)
+                self._redispatching = True
+                self.spawn(self._redispatch(), "redispatch")
             return False
         return True
+
+    async def _redispatch(self) -> None:
+        await asyncio.sleep(REDISPATCH_AFTER)
+        self._redispatching = False
+        self.dispatch_soon()
 
     @property
     def dispatching(self) -> bool:

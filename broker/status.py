@@ -96,7 +96,15 @@ def running_up() -> dict[str, Any] | None:
         cmdline = Path(f"/proc/{state.get('pid')}/cmdline").read_bytes()
     except (OSError, ValueError, ConfigError):
         return None
-    return state if _running(state.get("pid")) and b"up.py" in cmdline else None
+    return state if _running(state.get("pid")) and _is_up(cmdline) else None
+
+
+def _is_up(cmdline: bytes) -> bool:
+    """Whether a process's command line is `up`'s: ``cellbus up`` (the console script, or
+    ``python -m cellbus up``), or an older checkout's ``bin/up.py``."""
+    argv = cmdline.split(b"\0")
+    return any(a.endswith(b"up.py") for a in argv) or (
+        b"up" in argv and any(a == b"cellbus" or a.endswith(b"/cellbus") for a in argv))
 
 
 def _running(pid: Any) -> bool:

@@ -110,17 +110,22 @@ def _load(path: str | os.PathLike[str], *, secret: bool) -> tuple[bytes, bytes |
 
 class _RoleKeys:
     """ZAP credentials provider: is this public key in the folder of this socket's role?
-    The folder is listed again when its modification time changes."""
+    The folder is listed at each look (a few files); its certificates are read again when
+    a file's name, size or time changed. (Not the folder's own time: it can stay the same
+    across a file made just after the folder, and a key would go unseen.)"""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        #: Keys let in so far (by the ZAP thread): those whose connections may be open.
+        self.admitted: set[bytes] = set()
         self._lock = threading.Lock()
-        self._seen: dict[str, tuple[int, frozenset[bytes]]] = {}
+        self._seen: dict[str, tuple[frozenset[tuple[str, int, int]], frozenset[bytes]]] = {}
 
     def keys(self, role: str) -> frozenset[bytes]:
         folder = self.directory / ROLES[role]
         try:
-            stamp = folder.stat().st_mtime_ns
+            stamp = frozenset((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                              for e in os.scandir(folder) if e.name.endswith(".key"))
         except OSError:
             return frozenset()
         with self._lock:
@@ -136,7 +141,10 @@ class _RoleKeys:
 
     def callback(self, domain: str, key: bytes) -> bool:
         allowed = domain in ROLES and key in self.keys(domain)
-        if not allowed:
+        if allowed:
+            with self._lock:
+                self.admitted.add(key)
+        else:
             log.warning("refused a CURVE client on the %s port: key %s is not allowed there",
                         domain, key.decode(errors="replace")[:12])
         return allowed
@@ -156,7 +164,6 @@ class ServerKeys:
         self.auth.start()
         for role in ROLES:
             self.auth.configure_curve_callback(role, credentials_provider=self.roles)
-        self._known = self._all_keys()
 
     def serve(self, sock: zmq.Socket[bytes], role: str) -> None:
         """Make ``sock`` (before it binds) a CURVE server for clients of ``role``."""
@@ -165,14 +172,13 @@ class ServerKeys:
         sock.curve_server = True
         sock.zap_domain = role.encode()
 
-    def _all_keys(self) -> frozenset[bytes]:
-        return frozenset().union(*(self.roles.keys(role) for role in ROLES))
-
     def revoked(self) -> bool:
-        """True once after keys were taken away since the last call."""
-        now = self._all_keys()
-        gone = self._known - now
-        self._known = now
+        """True once after a key that was let in has been taken away (its connections may
+        still be open)."""
+        now = frozenset().union(*(self.roles.keys(role) for role in ROLES))
+        with self.roles._lock:
+            gone = self.roles.admitted - now
+            self.roles.admitted -= gone
         return bool(gone)
 
     def stop(self) -> None:

@@ -69,6 +69,7 @@ def assert_one_line(done: subprocess.CompletedProcess[str], expected: str) -> No
 def test_a_gateway_on_a_busy_port_says_so_in_one_line(tmp_path: Path, key_file: Path,
                                                       busy_port: int) -> None:
     done = cellbus("gateway", "--port", str(busy_port), "--key-file", str(key_file),
+                   "--insecure-bus",  # the subject is the port, not the bus's keys
                    "--broker", f"tcp://127.0.0.1:{free_port()}",
                    "--subscribe", f"tcp://127.0.0.1:{free_port()}", cwd=tmp_path)
     assert_one_line(done, f"gateway: port {busy_port} on 127.0.0.1 is in use by another "
@@ -85,7 +86,8 @@ def test_a_broker_on_a_busy_endpoint_names_its_option(tmp_path: Path, key_file: 
     argv[option] = str(busy_port) if option == "--metrics-port" else \
         f"tcp://127.0.0.1:{busy_port}"
     done = cellbus("broker", "--store", f"sqlite:///{tmp_path / 'c.db'}", "--key-file",
-                   str(key_file), *(x for kv in argv.items() for x in kv), cwd=tmp_path)
+                   str(key_file), "--insecure-bus", *(x for kv in argv.items() for x in kv),
+                   cwd=tmp_path)
     what = f"metrics port {busy_port}" if option == "--metrics-port" else argv[option]
     assert_one_line(done, f"broker: {what} is in use by another program (another cellbus?); "
                           f"stop that one, or choose a free one with {option}")
@@ -94,7 +96,8 @@ def test_a_broker_on_a_busy_endpoint_names_its_option(tmp_path: Path, key_file: 
 def test_a_device_on_a_busy_metrics_port_names_the_option(tmp_path: Path, key_file: Path,
                                                           busy_port: int) -> None:
     done = cellbus("device", "--connect", f"tcp://127.0.0.1:{free_port()}", "--key-file",
-                   str(key_file), "--metrics-port", str(busy_port), cwd=tmp_path)
+                   str(key_file), "--insecure-bus", "--metrics-port", str(busy_port),
+                   cwd=tmp_path)
     assert_one_line(done, f"device: metrics port {busy_port} is in use by another program "
                           "(another cellbus?); stop that one, or choose a free one with "
                           "--metrics-port")

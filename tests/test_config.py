@@ -80,6 +80,8 @@ def test_one_file_per_machine_configures_broker_device_and_gateway(
     ones at the top level, its own in its table; the other nodes' tables are not its
     business. The chain then runs a cell."""
     chain = Chain(key_file, f"sqlite:///{tmp_path / 'c.db'}", nodes)
+    device_key = chain.cert_options("from-file", "device")[1]
+    gateway_key, broker_key = chain.cert_options("gateway", "gateway")[1::2]
     config = tmp_path / "cellbus.toml"
     config.write_text(f"""\
 key-file = "{key_file}"
@@ -91,13 +93,18 @@ gateway-bind = "{chain.gateway_ep}"
 device-bind = "{chain.device_ep}"
 publish-bind = "{chain.publish_ep}"
 retention = "1h"
+curve-dir = "{chain.keys_dir}"
 
 [device]
 connect = "{chain.device_ep}"
+curve-key = "{device_key}"
+broker-key = "{broker_key}"
 device-id = "from-file"
 max-sessions = 3
 
 [gateway]
+curve-key = "{gateway_key}"
+broker-key = "{broker_key}"
 port = {chain.port}
 broker = "{chain.gateway_ep}"
 subscribe = "{chain.publish_ep}"
