@@ -32,7 +32,6 @@ from typing import Any, cast
 import zmq
 
 from protocol import msgtypes as mt
-from protocol.curve import ServerKeys
 from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.requests import Endings
@@ -53,8 +52,6 @@ from .store.base import StatusUpdate
 
 #: Seconds before requests a device could not be sent are dispatched again.
 REDISPATCH_AFTER = 0.5
-#: Seconds between looks at the key folder for revoked keys.
-KEY_CHECK_INTERVAL = 1.0
 #: Output messages persisted in one group commit at most.
 MAX_OUTPUT_BATCH = 256
 #: Seconds between seq beacons, and how long after its last output a session is included.
@@ -112,8 +109,6 @@ class Broker(Node):
         self.pub.sndhwm = self.feed_hwm
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices",
                                        role="device", option="--device-bind")
-        if isinstance(self.keys, ServerKeys):
-            self.spawn(self._watch_keys(), "keys")
         self.intake = Intake(self)
         try:
             await self.intake.sessions.load()
@@ -399,30 +394,6 @@ class Broker(Node):
         for session_id, msg in outputs:
             await self.session.send(self.pub, msg, [session_id.encode()])
             self.recent_seqs[session_id] = (msg["metadata"]["cellbus"]["seq"], now)
-
-    async def _watch_keys(self) -> None:
-        """Once a key is revoked, rebind every socket: that drops the connections open (the
-        revoked key's among them); the nodes still allowed reconnect by themselves."""
-        assert isinstance(self.keys, ServerKeys)
-        while True:
-            await asyncio.sleep(KEY_CHECK_INTERVAL)
-            if not self.keys.revoked():
-                continue
-            self.log.warning("broker: a key was revoked; dropping every bus connection so that "
-                             "only allowed keys connect again")
-            for sock in (self.gateways, self.pub, self.device_sock):
-                endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-                sock.unbind(endpoint)
-                for _ in range(100):  # the old listener closes in ZeroMQ's own thread
-                    try:
-                        sock.bind(endpoint)
-                        break
-                    except zmq.ZMQError as e:
-                        if e.errno != zmq.EADDRINUSE:
-                            raise
-                        await asyncio.sleep(0.02)
-                else:
-                    sock.bind(endpoint)  # raises: the broker cannot serve there any more
 
     async def _beacons(self) -> None:
         """Clone pattern: publish each recently active session's last seq every second (for

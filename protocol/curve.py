@@ -6,10 +6,10 @@ with key pairs of their own. A ZAP handler (``zmq.auth.ThreadAuthenticator``) le
 finish its handshake only if its public key is in the folder of the role the socket serves:
 a device key opens the device port only, a gateway key the gateway and feed ports only.
 The folder is read again whenever it changes, so revoking a key (deleting its file, or
-``bin/cellbus cert --revoke``) refuses its next connection at once; the broker then rebinds
-its sockets (:meth:`ServerKeys.revoked`), which drops the connections already open, and
-every node still allowed reconnects by itself (a device's outbox sends what was in flight
-again; see :mod:`device.outbox`).
+``bin/cellbus cert --revoke``) refuses its next connection at once, with no restart. A
+connection already open stays until it drops or the broker restarts: ZeroMQ has no way to
+close one peer's connection, and rebinding the broker's sockets to force it was tried and
+left an allowed device unable to reconnect now and then.
 
 A key folder (``bin/cellbus cert NAME --role ROLE --dir DIR``) holds::
 
@@ -116,8 +116,6 @@ class _RoleKeys:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        #: Keys let in so far (by the ZAP thread): those whose connections may be open.
-        self.admitted: set[bytes] = set()
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[frozenset[tuple[str, int, int]], frozenset[bytes]]] = {}
 
@@ -141,10 +139,7 @@ class _RoleKeys:
 
     def callback(self, domain: str, key: bytes) -> bool:
         allowed = domain in ROLES and key in self.keys(domain)
-        if allowed:
-            with self._lock:
-                self.admitted.add(key)
-        else:
+        if not allowed:
             log.warning("refused a CURVE client on the %s port: key %s is not allowed there",
                         domain, key.decode(errors="replace")[:12])
         return allowed
@@ -171,15 +166,6 @@ class ServerKeys:
         sock.curve_publickey = self.public
         sock.curve_server = True
         sock.zap_domain = role.encode()
-
-    def revoked(self) -> bool:
-        """True once after a key that was let in has been taken away (its connections may
-        still be open)."""
-        now = frozenset().union(*(self.roles.keys(role) for role in ROLES))
-        with self.roles._lock:
-            gone = self.roles.admitted - now
-            self.roles.admitted -= gone
-        return bool(gone)
 
     def stop(self) -> None:
         self.auth.stop()

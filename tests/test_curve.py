@@ -1,10 +1,10 @@
 """CURVE on the bus's TCP links: only the keys the broker holds get in, each on its role's
-ports; a node never goes on TCP in clear unless told to; a revoked key is dropped at once.
+ports; a node never goes on TCP in clear unless told to; a revoked key is kept out from its
+next connection on.
 (Every other chain test runs over CURVE too: tests/harness.py gives each node its keys.)"""
 
 from __future__ import annotations
 
-import time
 
 import zmq
 
@@ -68,28 +68,29 @@ def test_only_keys_of_the_right_role_reach_the_broker(chain: Chain, key: bytes) 
     chain.broker.wait_for_log(r"refused a CURVE client on the gateway port")
 
 
-def test_a_revoked_gateway_is_dropped_and_kept_out(chain: Chain) -> None:
-    """Tests that `bin/cellbus cert --revoke` ends a connected gateway's access without a
-    broker restart, while a device that stays allowed goes on working."""
+def test_a_revoked_gateway_is_kept_out_without_a_broker_restart(chain: Chain) -> None:
+    """Tests that `bin/cellbus cert --revoke` shuts a gateway's key out from its next
+    connection on, while the broker runs on and a gateway with a key still allowed is
+    served by the same device."""
     chain.start_broker()
     chain.start_device()
-    chain.start_gateway()
+    gateway = chain.start_gateway()
     assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
     assert chain.wait_done("u/ws/1")["status"] == "done"
     revoke = NodeProcess("cert", "--revoke", "gateway", "--dir", str(chain.keys_dir))
     chain.nodes.append(revoke)
     assert revoke.proc.wait(30) == 0, revoke.log
+    gateway.stop()
+    chain.start_gateway()  # the revoked key again: its handshake is refused
     assert chain.broker is not None
-    chain.broker.wait_for_log(r"a key was revoked; dropping every bus connection")
-    deadline = time.monotonic() + 20
-    while (status := chain.evaluate("u/ws/2", "print(2)")[0]) != 503:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.2)
     chain.broker.wait_for_log(r"refused a CURVE client on the gateway port")
-    chain.port = free_port()  # a gateway with a key still allowed: the device served on
+    status, body = chain.evaluate("u/ws/2", "print(2)")
+    assert status == 503, (status, body)
+    chain.port = free_port()  # a gateway with a key still allowed: the device serves on
     chain.start_gateway(name="gateway2")
     assert chain.evaluate("u/ws/3", "print(3)")[0] == 202
     assert chain.wait_done("u/ws/3")["output"]["stdout_0"]["content"] == "3\n"
+    assert chain.broker.proc.poll() is None
 
 
 def test_tcp_without_keys_is_refused_in_one_line(key_file) -> None:
