@@ -100,8 +100,9 @@ class Overseer:
         self.refill()
 
     def refill(self) -> None:
-        """Fork workers in the background until ``prefork`` are ready."""
-        while len(self.ready) + self._refilling < self.config.prefork:
+        """Fork workers in the background until ``prefork`` are ready (none while stopping:
+        the workers' folder is on its way out)."""
+        while not self.stopping and len(self.ready) + self._refilling < self.config.prefork:
             self._refilling += 1
             task = asyncio.create_task(self._fork_ready(), name="prefork")
             self._watchers.add(task)
@@ -110,12 +111,12 @@ class Overseer:
     async def _fork_ready(self) -> None:
         try:
             self.ready.append(await self._fork())
-        except LaunchError as e:  # while stopping (Ctrl-C reached the template too): expected
-            self._prefork_failed(e)
+        except (LaunchError, OSError) as e:  # while stopping (Ctrl-C reached the template
+            self._prefork_failed(e)            # too, or the folder is gone): expected
         finally:
             self._refilling -= 1
 
-    def _prefork_failed(self, e: LaunchError) -> None:
+    def _prefork_failed(self, e: Exception) -> None:
         """Log a failed prefork: the first at once, then one line per PREFORK_LOG_INTERVAL
         with how many failed meanwhile (a full uid range fails every refill)."""
         self._prefork_failures += 1

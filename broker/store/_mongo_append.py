@@ -20,12 +20,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from pymongo import AsyncMongoClient, ReadPreference, ReturnDocument
+from pymongo.errors import DuplicateKeyError
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from .errors import StoreClosed, StoreError, StoreFull
 
 Doc = dict[str, Any]
+#: Tries of the upsert that takes a session's seqs without a transaction: when two brokers
+#: make a session's counter at once, one upsert loses (DuplicateKeyError, or no document).
+UPSERT_TRIES: Final = 5
 #: Packed message bytes per transaction (a batch always takes at least one caller's items).
 BATCH_BYTES: Final = 16 * 1024 * 1024
 
@@ -155,9 +159,18 @@ class Appender:
         """Take each session's next seqs with ``$inc``, then insert ``rows`` with them."""
         nxt: dict[str, int] = {}
         for name, n in Counter(row.session for row in rows).items():
-            counter = await self.db.seqs.find_one_and_update(
-                {"_id": name}, {"$inc": {"last": n}}, upsert=True,
-                return_document=ReturnDocument.AFTER, session=session)
+            counter = None
+            for _ in range(UPSERT_TRIES):  # two writers making one counter: one upsert loses
+                try:
+                    counter = await self.db.seqs.find_one_and_update(
+                        {"_id": name}, {"$inc": {"last": n}}, upsert=True,
+                        return_document=ReturnDocument.AFTER, session=session)
+                except DuplicateKeyError:
+                    if session is not None:
+                        raise  # in a transaction: with_transaction runs it all again
+                    continue
+                if counter is not None:
+                    break
             last = (counter or {}).get("last")
             if not isinstance(last, int):
                 raise StoreError(f"the seq counter of session {name!r} in {self.where} is not "
