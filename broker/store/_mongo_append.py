@@ -27,9 +27,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from .errors import StoreClosed, StoreError, StoreFull
 
 Doc = dict[str, Any]
-#: Tries of the upsert that takes a session's seqs without a transaction: when two brokers
-#: make a session's counter at once, one upsert loses (DuplicateKeyError, or no document).
-UPSERT_TRIES: Final = 5
 #: Packed message bytes per transaction (a batch always takes at least one caller's items).
 BATCH_BYTES: Final = 16 * 1024 * 1024
 
@@ -155,22 +152,27 @@ class Appender:
                 job.done.set_result((seqs[start:start + len(job.rows)], result))
             start += len(job.rows)
 
+    async def _take(self, name: str, n: int,
+                    session: AsyncClientSession | None) -> dict[str, Any] | None:
+        """Add ``n`` to the session's counter; the counter after, or None if it has none.
+        (Not an upsert: two writers upserting one new counter at once can both miss it.)"""
+        return await self.db.seqs.find_one_and_update(
+            {"_id": name}, {"$inc": {"last": n}}, return_document=ReturnDocument.AFTER,
+            session=session)
+
     async def _insert(self, rows: list[Row], session: AsyncClientSession | None) -> list[int]:
         """Take each session's next seqs with ``$inc``, then insert ``rows`` with them."""
         nxt: dict[str, int] = {}
         for name, n in Counter(row.session for row in rows).items():
-            counter = None
-            for _ in range(UPSERT_TRIES):  # two writers making one counter: one upsert loses
+            counter = await self._take(name, n, session)
+            if counter is None:  # the session's first messages: make its counter, then take
                 try:
-                    counter = await self.db.seqs.find_one_and_update(
-                        {"_id": name}, {"$inc": {"last": n}}, upsert=True,
-                        return_document=ReturnDocument.AFTER, session=session)
-                except DuplicateKeyError:
+                    await self.db.seqs.update_one({"_id": name}, {"$setOnInsert": {"last": 0}},
+                                                  upsert=True, session=session)
+                except DuplicateKeyError:  # another writer made it just now
                     if session is not None:
                         raise  # in a transaction: with_transaction runs it all again
-                    continue
-                if counter is not None:
-                    break
+                counter = await self._take(name, n, session)
             last = (counter or {}).get("last")
             if not isinstance(last, int):
                 raise StoreError(f"the seq counter of session {name!r} in {self.where} is not "
