@@ -63,18 +63,22 @@ class BrokerMetrics(NodeMetrics):
     def refused(self, http_status: int) -> None:
         self.refusals.labels(REFUSAL_REASONS.get(http_status, str(http_status))).inc()
 
-    def stored(self, outputs: list[tuple[str, Message]], seconds: float) -> None:
+    def stored(self, outputs: list[tuple[str, Message]], seconds: float,
+               size: int | None = None) -> None:
+        """A batch was stored; ``size``: its output's bytes if the caller measured them
+        (the output caps do), else they are measured here."""
         self.commit.observe(seconds)
         now = time.monotonic()
-        size = 0
+        measured = 0
         for _, msg in outputs:
             if msg["msg_type"] in FIRST_OUTPUT:
-                size += message_size(msg)
+                if size is None:
+                    measured += message_size(msg)
                 parent = msg["parent_header"].get("msg_id")
                 if self._waiting and (since := self._waiting.pop(parent, None)) is not None:
                     self.first_output.observe(now - since)
         self.messages.inc(len(outputs))
-        self.bytes.inc(size)
+        self.bytes.inc(measured if size is None else size)
 
     def _read_state(self) -> Iterable[Metric]:
         broker = self.broker

@@ -341,7 +341,8 @@ class Broker(Node):
         outputs = self.quotas.screen(outputs)  # output past a quota becomes a notice
         if outputs or receipts:
             try:
-                await self.persist_and_publish(outputs, receipts)
+                await self.persist_and_publish(outputs, receipts,
+                                               size=self.quotas.output.kept_bytes)
             except StoreError as e:
                 self.receipts.abandon()
                 self.quotas.forget_screened()
@@ -364,7 +365,8 @@ class Broker(Node):
         return True
 
     async def persist_and_publish(self, outputs: list[tuple[str, Message]],
-                                  receipts: dict[str, tuple[str, int]] | None = None) -> None:
+                                  receipts: dict[str, tuple[str, int]] | None = None, *,
+                                  size: int | None = None) -> None:
         """Give each message its session's next seq and persist all, together with the
         status changes of the requests they answer and the ``receipts`` of the devices that
         sent them (one write, one commit), then publish: nothing is published that is not
@@ -378,7 +380,7 @@ class Broker(Node):
                 await self._advance(parent, msg, known, updates, ended)
         started = time.monotonic()
         seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
-        self.metrics.stored(outputs, time.monotonic() - started)
+        self.metrics.stored(outputs, time.monotonic() - started, size)
         for request in updated:
             if request is not None:
                 self.cells.refresh(request)

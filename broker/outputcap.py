@@ -98,6 +98,9 @@ class OutputCap:
         #: counted), and the bytes it added to each user.
         self._undo: list[tuple[str, int | None]] = []
         self._added: list[tuple[str, int]] = []
+        #: Bytes of the output the last :meth:`screen` kept (None: no limit, not measured),
+        #: for the metrics, which would otherwise encode every message once more.
+        self.kept_bytes: int | None = None
 
     def forget_screened(self) -> None:
         """The batch last screened was not stored (the store failed; its devices send it
@@ -117,8 +120,10 @@ class OutputCap:
         dropped, the first message dropped of each run becomes a notice that says so."""
         self._undo.clear()
         self._added.clear()
+        self.kept_bytes = None
         if not (self.cell_output or self.user_output):
             return outputs
+        self.kept_bytes = 0
         kept: list[tuple[str, Message]] = []
         for session_id, msg in outputs:
             parent = msg["parent_header"].get("msg_id")
@@ -166,6 +171,7 @@ class OutputCap:
                 self._runs.popitem(last=False)
             self.users.add(user, size)
             self._added.append((user, size))
+            self.kept_bytes = (self.kept_bytes or 0) + size
             return None
         self._runs[parent] = -1
         return why
