@@ -16,6 +16,16 @@ KERNEL_INFO_REQUEST = "kernel_info_request"
 KERNEL_INFO_REPLY = "kernel_info_reply"
 INTERACT_REQUEST = "interact_request"
 INTERACT_REPLY = "interact_reply"
+# Stdin (Jupyter's names): a session asks for a line with ``input_request`` {"prompt",
+# "password"}, stored as output with its seq; the answer comes back as ``input_reply``
+# {"value"}, a request that is never stored (a password must not be), to that session only.
+INPUT_REQUEST = "input_request"
+INPUT_REPLY = "input_reply"
+#: Largest answer to a prompt, in UTF-8 bytes (the gateway says 413 past it).
+MAX_INPUT_REPLY = 64 * 1024
+#: The value of an ``input_reply`` that means end of file (Ctrl-D; ipykernel's convention):
+#: the device sends it, with an ``error`` saying why, when a prompt outlives --input-timeout.
+INPUT_EOF = "\x04"
 
 # IOPub: what a session says while it works.
 STATUS = "status"
@@ -58,7 +68,7 @@ MAX_SEQ = 2**63 - 1
 WORKER_OUTPUT_TYPES = frozenset({
     STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, EXECUTE_RESULT, ERROR, CLEAR_OUTPUT,
     INTERACT_START, INTERACT_END, EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY,
-    INTERACT_REPLY, SHUTDOWN_REPLY,
+    INTERACT_REPLY, SHUTDOWN_REPLY, INPUT_REQUEST,
 })
 
 #: Worker -> device only, never relayed: ``{"text"}``, something the worker says about itself

@@ -6,7 +6,8 @@
 ``FD`` is the worker's end of a ``socketpair`` held by the overseer (see
 :mod:`protocol.link`); the worker never sees the bus key nor ZeroMQ. :func:`serve` is the
 whole life of a worker (the overseer may also call it in a forked template process): it moves
-into ``DIR``, captures descriptors 0-2 and ``sys`` streams, takes over SIGINT, builds the
+into ``DIR``, captures descriptors 0-2 and ``sys`` streams, makes ``input()`` ask over the
+link (:mod:`session.stdin`), takes over SIGINT, builds the
 backend, then answers requests until the link closes or a ``shutdown_request`` arrives.
 
 Framing lives here, not in backends: for each ``execute_request`` the worker sends ``status``
@@ -42,6 +43,7 @@ from .backend import DEFAULT_MAX_FILE_SIZE, BackendConfig, ExecuteOutcome, MimeB
 from .capture import Capture
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
+from .stdin import install as install_stdin
 
 BackendFactory = Callable[[Output, BackendConfig], SessionBackend]
 DEFAULT_BACKEND = "session.python:PythonBackend"
@@ -336,6 +338,7 @@ def serve(sock: socket.socket, workdir: str,
     link = WorkerLink(sock, max_record=max_record)
     out = LinkOutput(link, guard)
     out.capture = Capture.install(out.send_stream, guard)
+    install_stdin(link, out, guard)  # input() asks the page (session.stdin)
     os.register_at_fork(after_in_child=lambda: _forked_by_user_code(out))
     try:
         if backend_factory is None:

@@ -236,11 +236,6 @@ def test_descriptor_output_is_captured_in_order(worker: Worker) -> None:
     assert stream_text(records) == "hi\nraw\npython\nchild\nbytes \u00e9\n"
 
 
-def test_stdin_is_not_available(worker: Worker) -> None:
-    records = worker.execute("input('name? ')")
-    assert reply(records)["status"] == "error"
-
-
 # --- execution -----------------------------------------------------------------------------
 
 def test_namespace_persists_and_is_main(worker: Worker) -> None:
