@@ -4,7 +4,12 @@ A block is what ``GET .../update`` shows under ``"output"``: a dict with ``type`
 (0, 1, 2 ... in creation order, never reused, even after ``clear_output``), ``state``
 (``"open"`` or ``"closed"``), ``seq`` (of the message that last changed it) and keys of its
 type. Ids are ``f"{name}_{order}"``: ``stdout_0``, ``stderr_1``, ``image_2``, ``file_3``,
-``html_4``, ``text_5``, ``error_6``, ``interact_7``.
+``html_4``, ``text_5``, ``error_6``, ``interact_7``, ``input_8``.
+
+An ``input_request`` becomes an ``input`` block (``prompt``, ``password``) that stays open
+while the session waits for the answer: whatever the run says next (the echoed answer, an
+error, the end) closes it, so a page that reloads shows an input box only for a prompt still
+pending.
 
 :class:`CellOutput` is fed ``(seq, message)`` pairs, incrementally by the broker or all at
 once by :func:`fold`; both give the same blocks. Replayed messages (``seq`` not above the
@@ -19,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .msgtypes import (CLEAR_OUTPUT, DISPLAY_DATA, ERROR, EXECUTE_REPLY, EXECUTE_RESULT,
-                       INTERACT_END, INTERACT_START, STATUS, STREAM, FILE_MIME)
+                       INPUT_REQUEST, INTERACT_END, INTERACT_START, STATUS, STREAM, FILE_MIME)
 
 Block = dict[str, Any]
 FileUrl = Callable[[int, str], str]
@@ -136,6 +141,8 @@ class CellOutput:
             return self._clear(seq)
         if msg_type == INTERACT_START:
             return self._interact_start(seq, content)
+        if msg_type == INPUT_REQUEST:
+            return self._input_request(seq, content)
         return False
 
     # -- message types ----------------------------------------------------------------------
@@ -204,6 +211,13 @@ class CellOutput:
                   state="open")
         self._inner[f"interact_{self._order - 1}"] = CellOutput(self.file_url)
         return True
+
+    def _input_request(self, seq: int, content: dict[str, Any]) -> bool:
+        prompt, password = content.get("prompt", ""), content.get("password", False)
+        if not isinstance(prompt, str) or not isinstance(password, bool):
+            return False
+        return self._add(seq, "input", {"type": "input", "prompt": prompt,
+                                        "password": password}, state="open")
 
     # -- block bookkeeping ------------------------------------------------------------------
 
