@@ -14,6 +14,7 @@ from protocol.wire import Session
 from .overseer import OverseerConfig
 from .outbox import DEFAULT_CAPACITY
 from .router import DRAIN_TIMEOUT, DeviceRouter
+from .prompts import INPUT_TIMEOUT
 from .launcher import LaunchSpec
 from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
 from .protections import MODES
@@ -44,6 +45,10 @@ def parser() -> argparse.ArgumentParser:
                help="wall-clock seconds one execution may run before it is stopped (the "
                     "default suits a public service: a `while True: pass` frees its place "
                     "within minutes); 0: no limit")
+    add_option(p, "--input-timeout", type=float, default=INPUT_TIMEOUT, metavar="S",
+               help="seconds a prompt of input() or getpass() waits for its answer; then the "
+                    "cell ends with an InputTimeout error (0: no limit); time spent waiting "
+                    "for an answer does not count against --exec-timeout")
     add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
                help="on SIGTERM, seconds running cells get to finish before they are stopped "
                     "(requests not started are handed back to the broker at once)")
@@ -120,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                         cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)
         config = OverseerConfig(
             idle_timeout=args.idle_timeout, interact_timeout=args.interact_timeout,
-            exec_timeout=args.exec_timeout,
+            exec_timeout=args.exec_timeout, input_timeout=args.input_timeout,
             max_sessions=args.max_sessions, prefork=args.prefork, max_output=args.max_output,
             output_rate=args.output_rate, output_burst=4 * args.output_rate,
             launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits,

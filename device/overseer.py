@@ -24,6 +24,7 @@ from protocol.wire import Message, Session
 
 from .launcher import ForkedProcess, LaunchError, LaunchSpec, TemplateLauncher
 from .pacing import TokenBucket
+from .prompts import INPUT_TIMEOUT
 from .workers import Room, Upstream, Worker, no_wait
 
 log = logging.getLogger("cellbus.device")
@@ -56,6 +57,8 @@ class OverseerConfig:
     output_burst: float = 8 * 1024 * 1024
     #: Wall-clock seconds one execution may run; 0 means no limit.
     exec_timeout: float = 0.0
+    #: Seconds a prompt (input()) waits for its answer before it ends with an error; 0: ever.
+    input_timeout: float = INPUT_TIMEOUT
     max_sessions: int = 16
     launch: LaunchSpec = field(default_factory=LaunchSpec)
 
@@ -196,7 +199,7 @@ class Overseer:
                         workdir=workdir,
                         limits=config.launch.limits, max_output=config.max_output,
                         pacer=TokenBucket(config.output_rate, config.output_burst),
-                        notice=notice)
+                        notice=notice, input_timeout=config.input_timeout)
         self.workers[session_id] = worker
         log.info("device started worker %d for session %s in %s", proc.pid, session_id, workdir)
         watcher = asyncio.create_task(self._watch(worker), name=f"watch.{proc.pid}")
@@ -254,13 +257,15 @@ class Overseer:
         return True
 
     def enforce_exec_timeout(self) -> None:
-        """Stop executions that ran longer than ``exec_timeout``."""
+        """Stop executions that ran longer than ``exec_timeout`` (time spent waiting for an
+        answer to input() not counted: a person may take a while to type)."""
         limit = self.config.exec_timeout
         if limit <= 0:
             return
         now = time.monotonic()
         for worker in self.workers.values():
-            if worker.current is not None and now - worker.started_at > limit:
+            if worker.current is not None and (
+                    now - worker.started_at - worker.prompt.waited() > limit):
                 log.warning("device stopping session %s: execution over %.0f s", worker.session_id,
                             limit)
                 worker.stop_for_limit(

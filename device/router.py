@@ -47,7 +47,7 @@ DRAIN_POLL = 0.05
 DRAIN_REPLY_TIMEOUT = 3.0
 #: Requests the device acts on.
 REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
-                           mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST})
+                           mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST, mt.INPUT_REPLY})
 
 
 def default_device_id() -> str:
@@ -221,7 +221,9 @@ class DeviceRouter(Node):
         try:
             session_id = self._session_of(request)
             kind = request["msg_type"]
-            if kind == mt.INTERRUPT_REQUEST:
+            if kind == mt.INPUT_REPLY:
+                await self._answer(session_id, request)
+            elif kind == mt.INTERRUPT_REQUEST:
                 worker = self.overseer.workers.get(session_id)
                 ok = worker is not None and worker.interrupt()
                 await self._reply(request, session_id, mt.INTERRUPT_REPLY,
@@ -245,6 +247,16 @@ class DeviceRouter(Node):
             self.log.warning("device refused %s %s: %s", request["msg_type"],
                              request["msg_id"], e)
             await self._refuse(request, type(e).__name__, str(e))
+
+    async def _answer(self, session_id: str, request: Message) -> None:
+        """An answer to a prompt goes to that session's worker if it waits for one; else it
+        is dropped (it is no request to refuse with output: it has no cell run of its own).
+        The value is never logged."""
+        worker = self.overseer.workers.get(session_id)
+        value = request["content"].get("value")
+        if not isinstance(value, str) or worker is None or not await worker.prompt.answer(value):
+            self.log.info("device: an answer for session %s came while it waited for none; "
+                          "dropped", session_id)
 
     def _session_of(self, request: Message) -> str:
         if request["msg_type"] not in REQUEST_TYPES:

@@ -40,6 +40,7 @@ from protocol.wire import Message, Session
 from .launcher import ForkedProcess
 from .limits import Limits, explain, explain_exit
 from .pacing import TokenBucket
+from .prompts import INPUT_TIMEOUT, Prompt
 
 log = logging.getLogger("cellbus.device")
 
@@ -95,7 +96,8 @@ class Worker:
     def __init__(self, *, session_id: str, device_id: str, bus: Session, upstream: Upstream,
                  proc: ForkedProcess, room: Room = no_wait, link: OverseerLink, workdir: str,
                  limits: Limits,
-                 max_output: int, pacer: TokenBucket, notice: str | None = None) -> None:
+                 max_output: int, pacer: TokenBucket, notice: str | None = None,
+                 input_timeout: float = INPUT_TIMEOUT) -> None:
         self.session_id = session_id
         self.device_id = device_id
         self.bus = bus
@@ -131,6 +133,8 @@ class Worker:
         self.started_at = 0.0
         self.limit_hit: tuple[str, str] | None = None
         self.done = asyncio.Event()
+        #: The prompt (input()) the running request waits on, if any (device/prompts.py).
+        self.prompt = Prompt(self.link.send, input_timeout, f"session {session_id}")
         self._pump = asyncio.create_task(self._pump_records(), name=f"worker.{proc.pid}")
 
     @property
@@ -155,6 +159,7 @@ class Worker:
             request = self.queue.popleft()
             self.current, self._ending = request, Ending(request["msg_type"])
             self.started_at = time.monotonic()
+            self.prompt.started()
             self.output_bytes = 0
             try:
                 await self.link.send({"msg_type": request["msg_type"],
@@ -291,6 +296,8 @@ class Worker:
         await self.pacer.take(max(RECORD_COST, size))
         if msg_type == mt.INTERACT_START:
             self.interactive = True
+        elif msg_type == mt.INPUT_REQUEST:
+            self.prompt.opened()
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = self._explain(content)
         try:
@@ -303,6 +310,7 @@ class Worker:
         assert self._ending is not None  # set with self.current
         if self._ending.see(msg_type, content) is not None:  # finished
             self.current = None
+            self.prompt.closed()
             await self._next()
 
     def _explain(self, content: dict[str, Any]) -> dict[str, Any]:
@@ -335,6 +343,7 @@ class Worker:
         if self.current is not None and not (self._ending and self._ending.replied):
             await self._fail_current()
         self.current = None
+        self.prompt.closed()
         self.done.set()
 
     async def refuse(self, request: Message, ename: str, evalue: str) -> None:
