@@ -26,6 +26,7 @@ from . import capacity
 from .auth import Auth
 from .control import Control
 from .interacts import Interacts
+from .prompts import Prompts
 from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, FINAL, OPEN, DuplicateRequest, InvalidTransition,
                      Request, SessionRecord, StoreError, StoreFull, StoreUnwritable,
@@ -74,11 +75,13 @@ class Intake:
         self.sessions = OpenSessions(broker.store)
         self.control = Control(broker, self)
         self.interacts = Interacts(broker, self)
+        self.prompts = Prompts(broker, self)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[
                 tuple[dict[str, Any], list[bytes]]]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
             mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, self.interacts.request),
+            mt.INPUT_REPLY: (mt.REQUEST_ACCEPTED, self.prompts.answer),
             mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
             mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),

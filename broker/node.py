@@ -389,9 +389,11 @@ class Broker(Node):
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str) and not self.intake.interacts.apply(parent, seq, msg):
                 self.cells.apply(parent, seq, msg)
+            self.intake.prompts.stored(_session_id, msg)
         for request in ended:
             self.sent.discard(request.msg_id)
             await self.intake.interacts.finished(request)  # its slot frees, whatever the store said
+            self.intake.prompts.ended(request)
         now = time.monotonic()
         for session_id, msg in outputs:
             await self.session.send(self.pub, msg, [session_id.encode()])
