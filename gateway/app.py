@@ -14,7 +14,7 @@ from .bus import BrokerLink
 from .health import GatewayMetrics
 from .outbox import CLIENT_BUFFER, CLIENT_STALL
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
-from .cells import InteractHandler, RestartHandler
+from .cells import InputHandler, InteractHandler, RestartHandler
 from .ratelimit import RateLimiter
 from .ws import SocketHandler
 
@@ -34,6 +34,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (CELL + r"/update", UpdateHandler),
             (CELL + r"/interrupt", InterruptHandler),
             (CELL + r"/interact", InteractHandler),
+            (CELL + r"/input", InputHandler),
             (CELL + r"/restart", RestartHandler),
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),

@@ -1,4 +1,5 @@
-"""The seed's HTTP API for cells: evaluate, update (long-poll), interrupt, restart, files."""
+"""The seed's HTTP API for cells: evaluate, update (long-poll), interrupt, restart, files,
+and the answer to a prompt (input)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,22 @@ def interact_content(body: dict[str, Any]) -> dict[str, Any]:
     """The content of an ``interact_request`` made from a client's: only the fields it has
     (``interact_id``, ``values``, ``state``; the broker checks their values)."""
     return {k: body.get(k) for k in ("interact_id", "values", "state")}
+
+
+def input_content(body: dict[str, Any]) -> dict[str, Any]:
+    """The content of an ``input_reply`` made from a client's ``{"value": "..."}``; raises
+    ``ValueError`` for a value that is no string and :class:`TooLarge` for one past
+    :data:`protocol.msgtypes.MAX_INPUT_REPLY` bytes."""
+    value = body.get("value")
+    if not isinstance(value, str):
+        raise ValueError("the answer must be {\"value\": \"...\"}, a string")
+    if len(value.encode("utf-8", "surrogatepass")) > mt.MAX_INPUT_REPLY:
+        raise TooLarge(f"the answer is over the limit of {mt.MAX_INPUT_REPLY} bytes")
+    return {"value": value}
+
+
+class TooLarge(ValueError):
+    """A client's value is over its size limit (HTTP 413)."""
 
 
 def execute_content(code: str | None) -> dict[str, Any]:
@@ -190,6 +207,25 @@ class InteractHandler(BaseHandler):
         reply = await self.ask(mt.INTERACT_REQUEST, interact_content(body), address)
         c = reply["content"]
         self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
+
+
+class InputHandler(BaseHandler):
+    """``POST …/input``: ``{"value": "..."}`` answers the prompt (``input()``) the cell's
+    run waits on; 409 if it waits on none. The value is not stored (a password must not be)."""
+
+    async def post(self, user: str, worksheet: str, cell_id: str) -> None:
+        address = check_address(user, worksheet, cell_id)
+        try:
+            body = load_json(self.request.body or b"{}")
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object like {\"value\": \"...\"}")
+            content = input_content(body)
+        except TooLarge as e:
+            raise fail(413, str(e)) from None
+        except ValueError as e:
+            raise fail(400, f"the body cannot be used: {e}") from None
+        await self.ask(mt.INPUT_REPLY, content, address)
+        self.write_json(202, {"cell_id": cell_id, "status": "answered"})
 
 
 class InterruptHandler(BaseHandler):

@@ -7,6 +7,8 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
     execute_request    {"code"?: ...}          metadata.cellbus = {user, worksheet, cell_id}
     interact_request   {"interact_id", "values", "state"}   same metadata
     interrupt_request  {}                      same metadata
+    input_reply        {"value": "..."}        same metadata: answers the cell's prompt
+                                               (an ``input_request`` in its output)
     restart_request    {}                      same metadata: the worksheet's next request
                                                gets a fresh session
 
@@ -44,7 +46,7 @@ from protocol.wire import Message, utcnow_iso
 from . import access, errors, guard, heap
 from .auth import COOKIE
 from .bus import BrokerLink, BrokerUnavailable
-from .cells import execute_content, file_url, interact_content
+from .cells import TooLarge, execute_content, file_url, input_content, interact_content
 from .jsonbody import is_integer, load_json
 from .masking import MaskedOnly
 from .outbox import Outbox
@@ -315,14 +317,16 @@ class SocketHandler(WebSocketHandler):
             if msg_type == SUBSCRIBE_REQUEST:
                 await self._subscribe(request, content)
             elif msg_type in (mt.EXECUTE_REQUEST, mt.INTERRUPT_REQUEST, mt.RESTART_REQUEST,
-                              mt.INTERACT_REQUEST):
+                              mt.INTERACT_REQUEST, mt.INPUT_REPLY):
                 await self._forward(request, msg_type, content)
             else:
                 raise ValueError(f"unknown msg_type {msg_type!r}")
         except (ValueError, ProtocolError) as e:  # ProtocolError: the bus cannot carry it
             kind = msg_type if isinstance(msg_type, str) and 0 < len(msg_type) <= 64 else "error"
-            self.reply(request, f"{kind}_reply".replace("_request_reply", "_reply"),
-                       {"ok": False, "http_status": 400, "error": str(e)})
+            self.reply(request, mt.REQUEST_ACCEPTED if kind == mt.INPUT_REPLY else
+                       f"{kind}_reply".replace("_request_reply", "_reply"),
+                       {"ok": False, "http_status": 413 if isinstance(e, TooLarge) else 400,
+                        "error": str(e)})
         except BrokerUnavailable as e:
             self.reply(request, "error_reply", {"ok": False, "http_status": 503, "error": str(e)})
 
@@ -374,6 +378,8 @@ class SocketHandler(WebSocketHandler):
             content = execute_content(code)
         elif msg_type == mt.INTERACT_REQUEST:
             content = interact_content(content)
+        elif msg_type == mt.INPUT_REPLY:
+            content = input_content(content)
         elif msg_type == mt.RESTART_REQUEST:
             content = {}
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
