@@ -304,7 +304,7 @@ BUNDLES: list[Any] = [
 def random_message(rng: random.Random, seq: int) -> dict[str, Any]:
     kind = rng.choice(["stream", "stream", "stream", "display_data", "execute_result", "error",
                        "clear_output", "interact_start", "interact_end", "execute_reply",
-                       "status", "bogus"])
+                       "status", "input_request", "bogus"])
     content: Any = {
         "stream": lambda: {"name": rng.choice(["stdout", "stderr", "stdin"]),
                            "text": rng.choice(["a\n", "b", "", "line\n"])},
@@ -317,6 +317,8 @@ def random_message(rng: random.Random, seq: int) -> dict[str, Any]:
         "interact_end": lambda: {},
         "execute_reply": lambda: {"status": "ok"},
         "status": lambda: {"execution_state": rng.choice(["idle", "busy"])},
+        "input_request": lambda: {"prompt": rng.choice(["Name? ", "", 5]),
+                                  "password": rng.choice([True, False, "no"])},
         "bogus": lambda: rng.choice([None, [], {"x": 1}]),
     }[kind]()
     return {"header": {"msg_type": kind}, "msg_type": kind, "parent_header": {},

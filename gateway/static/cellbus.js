@@ -178,6 +178,7 @@
           }
           return this._clear(seq);
         case "interact_start": return this._interactStart(seq, content);
+        case "input_request": return this._inputRequest(seq, content);
         default: return false;
       }
     }
@@ -268,6 +269,14 @@
                 "open");
       this.inner["interact_" + (this.order - 1)] = new Fold();
       return true;
+    }
+
+    /** A prompt (input(), getpass()): open while the session waits for the answer. */
+    _inputRequest(seq, content) {
+      const prompt = content.prompt === undefined ? "" : content.prompt;
+      const password = content.password === undefined ? false : content.password;
+      if (typeof prompt !== "string" || typeof password !== "boolean") return false;
+      return this._add(seq, "input", {type: "input", prompt: prompt, password: password}, "open");
     }
 
     _openInteract() {
@@ -417,7 +426,44 @@
     interact(block, render, cell) {
       return new InteractView(block, cell).node;
     },
+    input(block, render, cell) {
+      return promptView(block, cell);
+    },
   };
+
+  /** A pending prompt: its text and a box (masked for a password) whose Enter sends the
+   * answer (POST …/input). Once the session has the answer the block closes and shows
+   * nothing: the session echoes the prompt and answer (never a password) as output. */
+  function promptView(block, cell) {
+    const node = el("div", "cellbus-prompt");
+    if (block.state !== "open" || !cell) {
+      node.hidden = true;
+      return node;
+    }
+    const label = el("label", "cellbus-prompt-label");
+    label.appendChild(el("span", "cellbus-prompt-text", block.prompt));
+    const box = el("input", "cellbus-prompt-input");
+    box.type = block.password ? "password" : "text";
+    box.autocomplete = block.password ? "current-password" : "off";
+    box.spellcheck = false;
+    label.appendChild(box);
+    const notice = el("span", "cellbus-prompt-notice");
+    notice.setAttribute("role", "status");
+    node.append(label, notice);
+    box.addEventListener("keydown", async (event) => {
+      if (event.key !== "Enter" || box.disabled) return;
+      event.preventDefault();
+      box.disabled = true;
+      notice.textContent = "";
+      const error = await cell.answerPrompt(box.value);
+      if (error === null) return;  // the block closes when the session goes on
+      notice.textContent = error;
+      box.disabled = false;
+    });
+    node.cellbusUpdate = (next) => next.state === "open" && next.prompt === block.prompt;
+    setTimeout(() => { if (box.isConnected) box.focus({preventScroll: true}); }, 0);
+    return node;
+  }
 
   function renderUnknown(block) {
     return el("pre", "cellbus-text cellbus-unknown", "[" + block.type + " output]");
@@ -1122,12 +1168,40 @@
           sub.last = 0;
         }
         if (Number.isInteger(content.seq)) sub.last = Math.max(sub.last, content.seq);
+        this._adoptPrompts(sub);
       }
       if (!this.up) {
         if (this.everUp) setTimeout(() => this._eachCell((cell) => cell._resync()), RESYNC_DELAY);
         this.up = this.everUp = true;
         this.failures = 0;
         this._tellCells(true);
+      }
+    }
+
+    /** While a subscription replays, note the prompts of runs this page did not start that
+     * still wait (nothing of the run came after its prompt). */
+    _notePrompt(sub, msg, facts, parent) {
+      if (!sub.prompts) sub.prompts = new Map();
+      if (msgTypeOf(msg) === "input_request" && sub.pending) {
+        sub.prompts.set(parent, {seq: facts.seq, msg: msg, cellId: String(facts.cell_id)});
+      } else {
+        sub.prompts.delete(parent);
+      }
+    }
+
+    /** After a replay (a page that reloaded): a cell with no run of its own takes over a run
+     * of its that waits on a prompt, so the box shows again and the rest of the run follows. */
+    _adoptPrompts(sub) {
+      const prompts = sub.prompts || new Map();
+      sub.prompts = new Map();
+      for (const [parent, prompt] of prompts) {
+        for (const cell of sub.cells) {
+          if (cell.cellId !== prompt.cellId || !cell.adoptRun(parent)) continue;
+          this.requests.set(parent, {cell: cell, msg: null, kind: "execute_request", sent: true,
+                                     accepted: true});
+          cell._message(prompt.seq, prompt.msg);
+          break;
+        }
       }
     }
 
@@ -1161,6 +1235,7 @@
         if (record.cell.requestId === parent) record.cell._message(facts.seq, msg);
         return;
       }
+      if (!record && parent) this._notePrompt(sub, msg, facts, parent);
       // A run of an interact, asked for by this page or by another one: every cell showing
       // that interact shows its output.
       const interactId = typeof facts.interact_id === "string" ? facts.interact_id
@@ -1325,6 +1400,22 @@
       else this._viaHttp(code);
     }
 
+    /** Show the run `parent`, which this page did not start, from its prompt on (see
+     * Channel._adoptPrompts); false if the cell is busy with a run of its own. */
+    adoptRun(parent) {
+      if (this.busy) return false;
+      ++this.generation;
+      this.requestId = parent;
+      this.fold = new Fold();
+      this.runs.clear();
+      this.interacts.clear();
+      this.sawOutput = false;
+      this.started = performance.now();
+      this._setBusy(true);
+      this._setStatus("running");
+      return true;
+    }
+
     interrupt() {
       if (!this.busy) return;
       if (this.channel.request(this, "interrupt_request", {}) === null) {
@@ -1388,6 +1479,22 @@
     _url(action) {
       const parts = [this.user, this.worksheet, this.cellId].map(encodeURIComponent);
       return this.server + "home/" + parts.join("/") + "/" + action;
+    }
+
+    /** Answer the prompt the cell's run waits on; null when sent, else what went wrong. */
+    async answerPrompt(value) {
+      try {
+        const r = await this._fetch(this._url("input"), {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({value: value}),
+        });
+        if (r.status === 202) return null;
+        const body = await r.json().catch(() => ({}));
+        if (r.status === 409) return "This prompt is no longer waiting for an answer.";
+        return "Not sent: " + (body.error || "HTTP " + r.status);
+      } catch (e) {
+        return "Could not reach the server; press Enter to try again.";
+      }
     }
 
     /** fetch(), with the cell's token (if it has one) in an Authorization header. */
