@@ -169,6 +169,7 @@ def test_other_users_cells_are_404_like_missing_ones(
                                  ("POST", "interact", json.dumps({"interact_id": "i",
                                                                   "values": {}, "state": 1})),
                                  ("POST", "interrupt", ""), ("POST", "restart", ""),
+                                 ("POST", "input", json.dumps({"value": "x"})),
                                  ("GET", "files/1/a.txt", None), ("GET", "update", None)):
         r = call(chain.port, method, f"/home/alice/ws/1/{action}", body, {**JSON, **bob})
         assert (r.status, r.body) == (404, {"error": "no cell 1 in worksheet ws"}), action

@@ -102,6 +102,18 @@ def test_forgotten_prompt_ends_with_input_timeout(chain) -> None:
     assert answer(chain, "u/ws/1", "too late")[0] == 409
 
 
+def test_waiting_for_an_answer_is_not_execution_time(chain) -> None:
+    """With --exec-timeout 1 and --input-timeout 3, a prompt left alone ends by the input
+    timeout, not the execution limit: a person's thinking is not the cell's running time."""
+    chain.start_broker()
+    chain.start_device("--exec-timeout", "1", "--input-timeout", "3")
+    chain.start_gateway()
+    chain.evaluate("u/ws/1", ASK)
+    doc = chain.wait_done("u/ws/1")
+    (error,) = [b for b in doc["output"].values() if b["type"] == "error"]
+    assert error["ename"] == "InputTimeout", error
+
+
 async def test_input_over_the_websocket_and_a_password_kept_nowhere(running_chain) -> None:
     """The prompt arrives as output on the socket; the answer goes back as input_reply. The
     password appears in no stored byte, no message of the feed, no node's log."""

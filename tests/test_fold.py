@@ -84,6 +84,18 @@ def test_exception_after_output() -> None:
     assert any("1 / 0" in line for line in error["traceback"])
 
 
+def test_a_prompt_is_an_input_block_open_until_the_run_goes_on() -> None:
+    stream: Stream = [(1, msg("stream", name="stdout", text="hi\n")),
+                      (2, msg("input_request", prompt="Key: ", password=True))]
+    out = fold(stream)
+    assert out.blocks()["input_1"] == {"type": "input", "prompt": "Key: ", "password": True,
+                                       "order": 1, "state": "open", "seq": 2}
+    assert out.blocks()["stdout_0"]["state"] == "closed"
+    out.apply(3, msg("stream", name="stdout", text="Key: \n"))
+    assert out.blocks()["input_1"]["state"] == "closed"
+    assert fold([(1, msg("input_request", prompt=5))]).blocks() == {}  # malformed: ignored
+
+
 def test_file_block_gets_a_url_from_file_url() -> None:
     blocks = fold(load("file"), file_url=url).blocks()
     assert list(blocks) == ["file_0", "text_1"]
