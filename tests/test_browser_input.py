@@ -53,3 +53,16 @@ def test_an_answer_to_a_prompt_no_longer_pending_says_so(page, web) -> None:
     out = cell.locator(".cellbus-output")
     expect(out).to_contain_text("first")
     expect(cell.locator(".cellbus-prompt-input")).to_have_count(0)
+
+
+def test_a_prompt_over_long_polling(page, web) -> None:
+    """No WebSocket gets through: the prompt comes with /update, the answer by POST."""
+    page.route_web_socket("**/ws", lambda ws: ws.close())
+    cell = open_worksheet(page, web).nth(0)
+    run(cell, "n = int(input('How many? '))\nprint('x' * n)")
+    box = cell.locator(".cellbus-prompt-input")
+    expect(box).to_be_visible()
+    box.fill("3")
+    box.press("Enter")
+    expect(cell.locator(".cellbus-output")).to_contain_text("xxx")
+    expect(cell).to_have_attribute("data-status", "done")
