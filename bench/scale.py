@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import sys
 import tempfile
@@ -306,7 +307,7 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def run(args: argparse.Namespace, work: Path) -> str:
+async def run(args: argparse.Namespace, work: Path) -> dict[str, str]:
     only = set(args.only or ["sessions", "devices", "history"])
     levels = await open_sessions(work, args.levels, args.trials) if "sessions" in only else []
     kg: tuple[list[Level], str] = ([], "")
@@ -327,12 +328,16 @@ def main(argv: list[str] | None = None) -> int:
         args.history, args.trials, args.seconds = [1000, 100_000], 3, 4.0
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cellbus-scale-") as work:
-        text = asyncio.run(run(args, Path(work)))
+        sections = asyncio.run(run(args, Path(work)))
     took = time.monotonic() - started
-    text += f"\n\nTook {took:.0f} s (`bin/cellbus bench --scale {' '.join(argv or sys.argv[1:])}`)."
-    print(text)
-    if args.write:
-        report.keep_section(ROOT / "bench" / "RESULTS.md", "Scale (bench/scale.py)", text)
+    command = f"bin/cellbus bench --scale {' '.join(argv if argv is not None else sys.argv[1:])}"
+    for title, body in sections.items():
+        body += (f"\n\nMeasured {time.strftime('%Y-%m-%d %H:%M %Z')}, load average "
+                 f"{os.getloadavg()[0]:.1f} at the end (other work on the machine shows here); "
+                 f"the whole run took {took:.0f} s (`{command.strip()}`).")
+        print(f"## {title}\n\n{body}\n")
+        if args.write:
+            report.keep_section(ROOT / "bench" / "RESULTS.md", title, body)
     return 0
 
 

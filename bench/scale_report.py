@@ -33,7 +33,7 @@ def _plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float
         import matplotlib.pyplot as plt
     except ImportError:
         return "(no plot: matplotlib is not installed; `pip install 'cellbus[plots]'`)"
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = plt.subplots(figsize=(7, 4.8))
     for label, (xs, ys) in series.items():
         ax.plot(xs, ys, marker="o", label=label)
     if logx:
@@ -44,7 +44,7 @@ def _plot(name: str, title: str, xlabel: str, series: dict[str, tuple[list[float
     if not logy:
         ax.set_ylim(bottom=0)
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     fig.savefig(HERE / name, dpi=100)
     plt.close(fig)
@@ -86,7 +86,6 @@ def sessions(levels: list[Level], kg: tuple[list[Level], str]) -> str:
                         f"{100 * lv.cpu_rest.get('kernels', 0):.1f} %"] for lv in kg_rows]
                       ) if kg_rows else "(Kernel Gateway not run: --no-gateway)"
     return "\n".join([
-        "### Open sessions (one device)", "",
         _table(["sessions open", "PSS per session", "PSS per added session",
                 "new session: first output", "vs 1 open", "warm round trip",
                 "broker CPU at rest", "device CPU at rest", "gateway CPU at rest"], rows), "",
@@ -119,7 +118,6 @@ def devices(loads: list[Load]) -> str:
     ceiling = min((1000 / ld.cpu_ms["broker"] for ld in loads if ld.cpu_ms.get("broker")),
                   default=0.0)
     return "\n".join([
-        "### Throughput against devices", "",
         _table(["devices", "busy sessions", "exec/s", "broker CPU ms/exec",
                 "gateway CPU ms/exec", "device CPU ms/exec", "sessions CPU ms/exec",
                 "broker ceiling (exec/s per core)"], rows), "", plot, "",
@@ -154,7 +152,6 @@ def history(hist: list[History]) -> str:
                   "replay of 200 messages (ms)": (xs, [1000 * h.replay for h in hist]),
                   "/update (ms)": (xs, [1000 * h.update for h in hist])}, "")
     return "\n".join([
-        "### Stored history", "",
         _table(["messages stored", "filled in", "warm round trip", "replay (200 messages)",
                 "vs smallest", "/update", "vs smallest"], rows), "", plot, "",
         "The store is filled through the Store API (closed sessions of 1,000 messages) before "
@@ -164,5 +161,8 @@ def history(hist: list[History]) -> str:
 
 
 def render(levels: list[Any], loads: list[Any], hist: list[Any],
-           kg: tuple[list[Any], str] = ([], "")) -> str:
-    return "\n\n".join(s for s in (sessions(levels, kg), devices(loads), history(hist)) if s)
+           kg: tuple[list[Any], str] = ([], "")) -> dict[str, str]:
+    """Each curve that ran, by the title of its section in RESULTS.md."""
+    sections = {"Scale: open sessions": sessions(levels, kg), "Scale: devices": devices(loads),
+                "Scale: stored history": history(hist)}
+    return {title: text for title, text in sections.items() if text}
