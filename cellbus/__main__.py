@@ -9,6 +9,7 @@
   cellbus user add|remove|list NAME   tokens for gateways with --auth token (--help)
   cellbus cert NAME --role ROLE       CURVE certificates for TCP bus links (--help)
   cellbus bench        cellbus against Jupyter Kernel Gateway; writes bench/RESULTS.md
+  cellbus bench --scale   how cost grows: 1-1000 sessions, 1-4 devices, 10^3-10^6 stored
   cellbus --version    the installed version
 """
 
@@ -59,7 +60,9 @@ def key(argv: list[str]) -> int:
 
 def bench(argv: list[str]) -> int:
     """``cellbus bench``: the comparison in bench/, which only a checkout has."""
-    script = Path(__file__).resolve().parent.parent / "bench" / "compare.py"
+    name = "scale.py" if "--scale" in argv else "compare.py"
+    argv = [a for a in argv if a != "--scale"]
+    script = Path(__file__).resolve().parent.parent / "bench" / name
     if not script.is_file():
         print("cellbus bench: the benchmarks live in a checkout of cellbus; run bin/cellbus "
               "bench there", file=sys.stderr)

@@ -168,6 +168,18 @@ class Overseer:
             held.extend(r["msg_id"] for r in worker.queue)
         return held
 
+    def holds(self, session_id: str, msg_id: str) -> bool:
+        """Whether ``msg_id`` runs or waits in ``session_id``'s worker: a copy of a request
+        goes to the session of the original, so only that worker is looked at (with 1,000
+        sessions open, :meth:`held_requests` on every request cost the device ~16 % of its
+        CPU)."""
+        worker = self.workers.get(session_id)
+        if worker is None:
+            return False
+        current = worker.current
+        return (current is not None and current["msg_id"] == msg_id) or any(
+            r["msg_id"] == msg_id for r in worker.queue)
+
     async def submit(self, session_id: str, request: Message) -> Worker:
         """Run ``request`` in the session's worker, starting one if there is none."""
         worker = self.workers.get(session_id)

@@ -232,7 +232,7 @@ class DeviceRouter(Node):
                 await self.overseer.close_session(session_id, "shutdown requested")
                 await self._reply(request, session_id, mt.SHUTDOWN_REPLY,
                                   {"status": "ok", "restart": False})
-            elif request["msg_id"] in self.overseer.held_requests():
+            elif self.overseer.holds(session_id, request["msg_id"]):
                 self.log.info("device: request %s is here already; the copy is ignored",
                               request["msg_id"])
             else:

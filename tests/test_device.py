@@ -242,3 +242,26 @@ def test_a_session_with_an_interact_outlives_the_idle_timeout(device_with_client
     again = client.replies_to(request)
     assert stdout_of(again) == "n is 7\n"
     assert of_type(again, "interact_reply")[0]["content"]["status"] == "ok"
+
+
+def test_a_copy_of_a_held_request_is_ignored_running_or_queued(device_with_client) -> None:
+    """The broker hands a request out again (signed afresh) when it cannot tell whether the
+    device got it; a copy of one running or queued in its session must not run twice."""
+    client, device = device_with_client()
+    running = client.execute("import time\ntime.sleep(1.5)\nprint('ran')", "s1")
+    queued = client.execute("print('queued ran')", "s1")
+    for original in (running, queued):
+        copy = {**original, "metadata": {"cellbus": {**original["metadata"]["cellbus"],
+                                                     "sent": "again"}}}
+        client.sock.send_multipart(client.session.serialize(copy))
+    client.replies_to(running)
+    client.replies_to(queued)
+    device.wait_for_log(r"request %s is here already" % queued["msg_id"])
+    client.run("pass", "s1")  # anything a copy ran would have come before this
+    # Records the outbox sends again (no broker acknowledges them here) keep their number.
+    once = {tuple(m["metadata"]["cellbus"]["out"]): m for _, m in client.inbox
+            if "out" in m["metadata"].get("cellbus", {})}.values()
+    texts = [m["content"]["text"] for m in once if m["msg_type"] == "stream"]
+    assert sorted(texts) == ["queued ran\n", "ran\n"], texts
+    assert len(of_type(list(once), "execute_reply")) == 3
+    assert device.log.count("is here already") == 2
