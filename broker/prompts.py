@@ -9,8 +9,10 @@ An ``input_reply`` from a gateway (``{"value"}``, for a cell) is *not* stored, n
 published nor logged: a password must never be. It goes to the device that holds the
 worksheet's session, for that session only, and only if that cell's prompt is pending:
 another cell, a prompt answered already or a run that ended is a 409, a cell that never ran
-a 404. Pending prompts live in memory; after a broker restart a prompt still on screen
-answers 409 until the cell runs again.
+a 404. Pending prompts are kept in memory as they are stored; a broker that restarted
+finds a session's prompt in the store when its answer comes (the session's last stored
+message is an ``input_request`` of a run still working), so a prompt on screen through a
+broker restart is still answered.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from protocol import msgtypes as mt
 from protocol.wire import Message
 
-from .store import Request
+from .store import WORKING, Request
 
 if TYPE_CHECKING:
     from .intake import Address, Intake
@@ -34,12 +36,19 @@ class Pending:
 
     parent: str
     cell_id: str
+    prompt: str  # the input_request's msg_id
+
+
+#: Prompts answered by this broker process that are remembered, so that one found again in
+#: the store (its answer's echo is not stored yet) is not answered twice.
+ANSWERED_KEPT = 4096
 
 
 class Prompts:
     def __init__(self, broker: Broker, intake: Intake) -> None:
         self.broker, self.intake = broker, intake
         self.pending: dict[str, Pending] = {}  # session -> its prompt
+        self.answered: dict[str, None] = {}  # prompt msg_ids answered, oldest first
 
     def stored(self, session_id: str, msg: Message) -> None:
         """Note an output message just stored: an ``input_request`` is now pending."""
@@ -48,7 +57,25 @@ class Prompts:
         parent = msg["parent_header"].get("msg_id")
         cell_id = (msg["metadata"].get("cellbus") or {}).get("cell_id")
         if isinstance(parent, str) and isinstance(cell_id, str):
-            self.pending[session_id] = Pending(parent, cell_id)
+            self.pending[session_id] = Pending(parent, cell_id, msg["msg_id"])
+
+    async def _found(self, session_id: str) -> Pending | None:
+        """The session's prompt as the store has it: its last message, an ``input_request``
+        of a request still working that this process has not answered (after a restart)."""
+        store = self.broker.store
+        last = await store.last_seq(session_id)
+        stored = await store.messages(session_id, since=last - 1) if last else []
+        if not stored or stored[-1][1]["msg_type"] != mt.INPUT_REQUEST:
+            return None
+        msg = stored[-1][1]
+        parent = msg["parent_header"].get("msg_id")
+        if msg["msg_id"] in self.answered or not isinstance(parent, str):
+            return None
+        request = await store.get_request(parent)
+        if request is None or request.status != WORKING:
+            return None
+        self.stored(session_id, msg)
+        return self.pending.get(session_id)
 
     def ended(self, request: Request) -> None:
         """``request`` finished: a prompt it showed waits no more."""
@@ -68,15 +95,23 @@ class Prompts:
         if await self.broker.store.cell_request(user, worksheet, cell_id) is None:
             raise Refused(404, f"no cell {cell_id} in worksheet {worksheet}")
         session = await self.intake.session_for(user, worksheet)
-        pending = self.pending.get(session.session) if session is not None else None
+        pending = None
+        if session is not None:
+            pending = self.pending.get(session.session) or await self._found(session.session)
         routing = (self.broker.devices.routing_id(session.device)
                    if session is not None and session.device else None)
-        if session is None or pending is None or pending.cell_id != cell_id or routing is None:
+        if session is None or pending is None or pending.cell_id != cell_id:
             raise Refused(409, f"cell {cell_id} waits for no input now: its prompt was "
                                "answered already, or its run ended")
+        if routing is None:  # the broker restarted and the device has not reported yet
+            raise Refused(503, f"the device running cell {cell_id} is not connected now; "
+                               "send the answer again shortly", retry_after=1)
         forward = self.broker.session.msg(mt.INPUT_REPLY, {"value": value}, metadata={
             "cellbus": {"user": user, "worksheet": worksheet, "cell_id": cell_id,
                         "session": session.session}})
         await self.broker.session.send(self.broker.device_sock, forward, [routing])
         del self.pending[session.session]
+        self.answered[pending.prompt] = None
+        if len(self.answered) > ANSWERED_KEPT:
+            del self.answered[next(iter(self.answered))]
         return {"cell_id": cell_id, "session": session.session}, []

@@ -155,3 +155,20 @@ async def test_input_over_the_websocket_and_a_password_kept_nowhere(running_chai
         assert secret.encode() not in path.read_bytes(), path
     for node in chain.nodes:
         assert node.log and secret not in node.log, node.argv
+
+
+def test_a_prompt_waiting_through_a_broker_restart_is_answered(running_chain) -> None:
+    """The broker keeps pending prompts in memory; one that restarts finds a prompt still on
+    screen in the store, and the answer reaches the session (once: a second is a 409)."""
+    chain = running_chain
+    assert chain.evaluate("u/ws/1", ASK)[0] == 202
+    wait_prompt(chain, "u/ws/1")
+    chain.broker.stop()
+    chain.start_broker()
+    deadline = time.monotonic() + 30
+    while (got := answer(chain, "u/ws/1", "Ada"))[0] == 503 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the gateway reconnects to the new broker
+    assert got == (202, {"cell_id": "1", "status": "answered"}), got
+    assert answer(chain, "u/ws/1", "again")[0] == 409
+    doc = chain.wait_done("u/ws/1")
+    assert text(doc) == "before\nName? Ada\nhi Ada\n", doc
