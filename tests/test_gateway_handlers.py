@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from typing import Any
 
 import tornado.web
-from tornado.testing import AsyncHTTPTestCase
+from tornado.testing import AsyncHTTPTestCase, gen_test
 
 from gateway.app import make_app
 from gateway.bus import BrokerUnavailable, Listener
+from gateway.outbox import WINDOW
 from protocol import msgtypes as mt
 from protocol.wire import Message, Session
 
@@ -204,3 +206,56 @@ class HandlerTest(AsyncHTTPTestCase):
         response = self.fetch("/nothing/here")
         assert response.code == 404
         assert json.loads(response.body) == {"error": "no route /nothing/here"}
+
+
+class PacingTest(AsyncHTTPTestCase):
+    """A long-poll's answer goes out a window at a time (gateway/outbox.py write_paced): a
+    client that reads gets it whole; one that reads nothing has its connection closed after
+    ``client_stall`` seconds, holding no more of the answer than the kernel took."""
+
+    STALL = 0.5
+
+    def get_app(self) -> tornado.web.Application:
+        self.link = FakeLink()
+        return make_app(self.link, max_input=100, client_stall=self.STALL)  # type: ignore[arg-type]
+
+    def big_document(self, size: int) -> None:
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = lambda content, address: document(
+            output={"stdout_0": {"type": "text", "content": "x" * size}})
+
+    def test_a_client_that_reads_gets_the_whole_answer(self) -> None:
+        self.big_document(20 * WINDOW)
+        response = self.fetch(f"{CELL}/update")
+        assert response.code == 200
+        assert len(json.loads(response.body)["output"]["stdout_0"]["content"]) == 20 * WINDOW
+
+    @gen_test(timeout=30)
+    async def test_a_client_that_reads_nothing_is_dropped_after_the_stall(self) -> None:
+        self.big_document(64 * 1024 * 1024)  # far more than loopback's socket buffers
+        dropped = asyncio.Event()
+
+        class Seen(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if "dropping a long-poll" in record.getMessage():
+                    dropped.set()
+
+        seen = Seen()
+        gateway_log = logging.getLogger("cellbus.gateway")
+        level = gateway_log.level
+        gateway_log.addHandler(seen)
+        gateway_log.setLevel(logging.INFO)
+        reader, writer = await asyncio.open_connection("127.0.0.1", self.get_http_port())
+        try:
+            writer.write(f"GET {CELL}/update HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            started = asyncio.get_running_loop().time()
+            await asyncio.wait_for(dropped.wait(), 20)  # without reading a byte
+            assert asyncio.get_running_loop().time() - started >= self.STALL
+            got = await asyncio.wait_for(reader.read(), 20)  # what the kernel took, then EOF
+        finally:
+            gateway_log.removeHandler(seen)
+            gateway_log.setLevel(level)
+            writer.close()
+            await writer.wait_closed()
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        assert 0 < len(body) < 64 * 1024 * 1024
