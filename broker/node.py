@@ -26,7 +26,6 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Sized
 from typing import Any, cast
 
 import zmq
@@ -41,7 +40,7 @@ from . import capacity, memory, retention
 from .cells import Cells
 from .control import Control
 from .devices import DeviceWatch
-from .dispatch import REDISPATCH_AFTER, Dispatch
+from .dispatch import REDISPATCH_AFTER, Dispatch, Handed
 from .intake import Intake
 from .interacts import Interacts
 from .metrics import BrokerMetrics
@@ -148,17 +147,17 @@ class Broker(Node):
                              metrics=self.metrics, interacts=self.interacts, control=control,
                              reply=self.reply, log=log)
 
-    # -- what tests and metrics read ---------------------------------------------------------
+    # -- what tests and metrics read (the metrics registry reads once before setup) ----------
 
     @property
-    def sent(self) -> Sized:
-        """Requests handed to a device by this broker process (:class:`dispatch.Handed`)."""
-        return self.dispatch.handed if hasattr(self, "dispatch") else ()
+    def sent(self) -> Handed:
+        """Requests handed to a device by this broker process."""
+        return self.dispatch.handed if hasattr(self, "dispatch") else Handed()
 
     @property
-    def held(self) -> Sized:
+    def held(self) -> frozenset[str]:
         """Sessions whose queued requests wait for a free place on a device."""
-        return self.dispatch.held if hasattr(self, "dispatch") else ()
+        return self.dispatch.held if hasattr(self, "dispatch") else frozenset()
 
     @property
     def replied(self) -> Endings:
