@@ -22,6 +22,8 @@ RETRY_AFTER = 5
 RETRY_JITTER = 5
 #: The ename of a device's refusal to start one more session.
 AT_CAPACITY = "AtCapacity"
+#: What :func:`explain_refusal`'s hint tells the user to do (and how it knows its own hint).
+AGAIN = "run the cell again"
 
 
 def retry_after(rng: random.Random | None = None) -> int:
@@ -39,9 +41,9 @@ def explain_refusal(content: dict[str, Any], seconds: int | None = None) -> bool
     if content.get("ename") != AT_CAPACITY:
         return False
     evalue = str(content.get("evalue", ""))
-    if "retry" in evalue.lower():
+    if "retry" in evalue.lower() or AGAIN in evalue:  # the device's words, or this hint
         return True
-    hint = (f"no room for a new session now; run the cell again in "
+    hint = (f"no room for a new session now; {AGAIN} in "
             f"{seconds if seconds is not None else retry_after()} s")
     content["evalue"] = f"{evalue}; {hint}" if evalue else hint
     traceback = content.get("traceback")

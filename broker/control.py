@@ -11,76 +11,61 @@ knows with capacity, load, free places and sessions, and the requests waiting.
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any
-
-import zmq
+from collections.abc import Callable
 
 from protocol import msgtypes as mt
-from protocol.wire import Message
+from protocol.wire import Message, Session
 
-from .store import CLOSED, NEEDS_WORK
-
-if TYPE_CHECKING:
-    from .intake import Address, Intake
-    from .node import Broker
+from .devices import DeviceWatch
+from .dispatch import Dispatch
+from .refusal import Address, Reply
+from .sessions import OpenSessions
+from .store import CLOSED, NEEDS_WORK, Store
 
 #: Sessions listed per device in a status reply at most.
 MAX_LISTED = 500
-Reply = tuple[dict[str, Any], list[bytes]]
 
 
 class Control:
-    def __init__(self, broker: Broker, intake: Intake) -> None:
-        self.broker = broker
-        self.intake = intake
-        self.store = broker.store
+    """Answers ``restart_request`` and ``broker_status_request``."""
+
+    def __init__(self, *, wire: Session, store: Store, sessions: OpenSessions,
+                 dispatch: Dispatch, watch: DeviceWatch, store_writable: Callable[[], bool],
+                 log: logging.Logger) -> None:
+        self.wire, self.store, self.sessions = wire, store, sessions
+        self.dispatch, self.watch, self.log = dispatch, watch, log
+        self.store_writable = store_writable
 
     async def restart(self, msg: Message, address: Address) -> Reply:
         """Close the worksheet's session; the next request gets a fresh one."""
-        broker = self.broker
         user, worksheet, cell_id = address
-        record = await self.intake.session_for(user, worksheet)
+        record = await self.sessions.find(user, worksheet)
         if record is None:
             return {"cell_id": cell_id, "status": "restarted", "closed": None}, []
         record.state = CLOSED
         record.last_activity = time.time()
         await self.store.put_session(record)
-        self.intake.sessions.stored(record)
-        broker.held.discard(record.session)
+        self.sessions.stored(record)
+        self.dispatch.release(record.session)
         for request in await self.store.requests(NEEDS_WORK):
-            if request.session == record.session and request.msg_id not in broker.sent:
-                await broker.watch.fail(request, "the session was restarted before this cell "
-                                        "ran; run it again", ename="SessionRestarted")
-        device = broker.devices.holder(record.session)
-        if device is None and broker.devices.alive(record.device):
-            device = record.device
-        if device is not None:
-            await self._shutdown(device, record.session, address)
-        broker.log.info("broker: restarted %s/%s: closed session %s (device %s)", user,
-                        worksheet, record.session, device or "none")
+            if request.session == record.session and request.msg_id not in self.dispatch.handed:
+                await self.watch.fail(request, "the session was restarted before this cell "
+                                      "ran; run it again", ename="SessionRestarted")
+        device = self.dispatch.holding(record.session, record.device)
+        if device is not None:  # it ends the session's worker; the reply is stored as output
+            await self.dispatch.send_to(device, self.wire.msg(
+                mt.SHUTDOWN_REQUEST, {"restart": False}, metadata={"cellbus": {
+                    "user": user, "worksheet": worksheet, "cell_id": cell_id,
+                    "session": record.session}}))
+        self.log.info("broker: restarted %s/%s: closed session %s (device %s)", user,
+                      worksheet, record.session, device or "none")
         return {"cell_id": cell_id, "status": "restarted", "closed": record.session}, []
-
-    async def _shutdown(self, device: str, session_id: str, address: Address) -> None:
-        """Ask ``device`` to end the session's worker (its reply is stored like any output)."""
-        broker = self.broker
-        routing = broker.devices.routing_id(device)
-        if routing is None:
-            return
-        user, worksheet, cell_id = address
-        request = broker.session.msg(mt.SHUTDOWN_REQUEST, {"restart": False}, metadata={
-            "cellbus": {"user": user, "worksheet": worksheet, "cell_id": cell_id,
-                        "session": session_id}})
-        try:
-            await broker.session.send(broker.device_sock, request, [routing])
-        except zmq.ZMQError as e:  # gone: its worker went with it
-            broker.log.info("broker could not ask device %s to end session %s: %s", device,
-                            session_id, e)
 
     async def status(self, msg: Message, address: Address) -> Reply:
         """Devices (alive, capacity, load, free, sessions) and the requests waiting."""
-        broker = self.broker
-        table = broker.devices
+        table = self.dispatch.devices
         now = time.monotonic()
         devices = []
         for state in sorted(table.devices.values(), key=lambda d: d.device):
@@ -99,6 +84,6 @@ class Control:
                 "sessions": sessions, "sandbox": state.sandbox, "rejected": state.rejected})
         waiting = await self.store.requests(NEEDS_WORK)
         return {"devices": devices, "needs_work": len(waiting),
-                "store_writable": broker.store_failing is None,
-                "not_sent": sum(1 for r in waiting if r.msg_id not in broker.sent),
-                "waiting_for_room": len(broker.held)}, []
+                "store_writable": self.store_writable(),
+                "not_sent": sum(1 for r in waiting if r.msg_id not in self.dispatch.handed),
+                "waiting_for_room": len(self.dispatch.held)}, []

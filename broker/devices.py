@@ -25,96 +25,63 @@ output up to then is stored), forgets the device and answers, so the device may 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
-
-import zmq
+import logging
+from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.heartbeat import HEARTBEAT_INTERVAL
 from protocol.requests import Ending, failed
+from protocol.wire import Session
 
-from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request, StoreError
-
-if TYPE_CHECKING:
-    from .node import Broker
-
-
-class Handed:
-    """The requests this broker process handed to devices, numbered in the order handed, so
-    that a device's report is reconciled only with what was handed out before it arrived."""
-
-    def __init__(self) -> None:
-        self._order: dict[str, int] = {}
-        self._count = 0
-
-    def __contains__(self, msg_id: object) -> bool:
-        return msg_id in self._order
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def add(self, msg_id: str) -> None:
-        if msg_id not in self._order:
-            self._count += 1
-            self._order[msg_id] = self._count
-
-    def discard(self, msg_id: str) -> None:
-        self._order.pop(msg_id, None)
-
-    def mark(self) -> int:
-        """A point in the order: :meth:`since` tells what was handed out after it."""
-        return self._count
-
-    def since(self, msg_id: str, mark: int) -> bool:
-        """True if ``msg_id`` is handed out and was handed after ``mark``."""
-        return self._order.get(msg_id, 0) > mark
+from .dispatch import Dispatch
+from .metrics import BrokerMetrics
+from .output import Outputs
+from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request, Store, StoreError
 
 
 class DeviceWatch:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.store = broker.store
+    """Heartbeats devices, and reconciles the store with them as they come, go and drain."""
+
+    def __init__(self, *, wire: Session, store: Store, dispatch: Dispatch, outputs: Outputs,
+                 metrics: BrokerMetrics, log: logging.Logger) -> None:
+        self.wire, self.store, self.dispatch = wire, store, dispatch
+        self.outputs, self.metrics, self.log = outputs, metrics, log
+        self.devices = dispatch.devices
 
     async def heartbeats(self) -> None:
         """Heartbeat every known device; declare lost the ones that went silent."""
-        broker = self.broker
-        startup_grace = broker.devices.expiry * 2
+        startup_grace = self.devices.expiry * 2
         checked_orphans = False
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            beat = broker.session.msg(mt.BROKER_HEARTBEAT, {})
-            for state in list(broker.devices.devices.values()):
-                try:
-                    broker.device_sock.send_now(broker.session.serialize(beat, [state.routing_id]))
-                except zmq.ZMQError:
-                    pass  # not connected now; the expiry below decides
-            for device in broker.devices.expired():
+            beat = self.wire.msg(mt.BROKER_HEARTBEAT, {})
+            for state in list(self.devices.devices.values()):
+                self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides
+            for device in self.devices.expired():
                 await self.lost(device)
             if not checked_orphans and loop.time() - started > startup_grace:
                 checked_orphans = True
                 await self.end_orphans()
 
     async def lost(self, device: str) -> None:
-        broker = self.broker
-        broker.log.warning("broker: device %s is lost (silent for %.0f s)", device,
-                           broker.devices.expiry)
-        broker.metrics.devices_lost.inc()
+        self.log.warning("broker: device %s is lost (silent for %.0f s)", device,
+                         self.devices.expiry)
+        self.metrics.devices_lost.inc()
         for request in await self.store.requests(WORKING, device=device):
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
-            broker.sent.discard(request.msg_id)
-        await broker.dispatch_pending()
+            self.dispatch.handed.discard(request.msg_id)
+        await self.dispatch.dispatch_pending()
 
     async def joined(self, device: str, report: dict[str, Any], mark: int) -> None:
         """A device registered or came back: reconcile what it holds with the requests handed
         out before its report arrived (``mark``, from :meth:`Handed.mark`), then send it work."""
         held = report.get("requests")
         held = {r for r in held if isinstance(r, str)} if isinstance(held, list) else set()
-        broker = self.broker
-        sent = broker.sent
+        sent = self.dispatch.handed
         for request in await self.store.requests(WORKING, device=device):
             if request.msg_id not in held and not sent.since(request.msg_id, mark):
                 await self.fail(request, f"the device {device} restarted and no longer runs "
@@ -127,65 +94,61 @@ class DeviceWatch:
         sessions = report.get("sessions")
         for session_id in sessions if isinstance(sessions, list) else []:
             if isinstance(session_id, str):
-                await broker.intake.note_placement(session_id, device)
-        await broker.dispatch_pending()
+                await self.dispatch.note_placement(session_id, device)
+        await self.dispatch.dispatch_pending()
 
     async def end_orphans(self) -> None:
         """After start-up: requests a previous broker left working on devices that never
         came back end with DeviceLost."""
         for request in await self.store.requests(WORKING):
-            if not self.broker.devices.alive(request.device):
+            if not self.devices.alive(request.device):
                 await self.fail(request, f"the device {request.device} running this cell did "
                                          "not come back after the broker restarted; run it again")
 
     async def drained(self, device: str, msg: dict[str, Any]) -> None:
         """A device that stops handed requests back (all it had, if ``final``); called once
         everything it sent before ``msg`` is stored."""
-        broker = self.broker
+        handed = self.dispatch.handed
         content = msg["content"]
         returned = content.get("returned")
         returned = [r for r in returned if isinstance(r, str)] if isinstance(returned, list) \
             else []
         final = content.get("final") is True
         for msg_id in returned:
-            broker.sent.discard(msg_id)
+            handed.discard(msg_id)
         stopped = 0
         if final:
             for request in await self.store.requests(NEEDS_WORK, device=device):
-                broker.sent.discard(request.msg_id)
+                handed.discard(request.msg_id)
             for request in await self.store.requests(WORKING, device=device):
                 stopped += 1
                 await self.fail(request, f"the device {device} running this cell stopped "
                                          "before it finished; run it again",
                                 ename="DeviceStopped")
-            broker.devices.left(device)
-        broker.log.info("broker: device %s %s; %d requests handed back to place elsewhere%s",
-                        device, "left" if final else "is draining", len(returned),
-                        f", {stopped} unfinished cells ended" if stopped else "")
-        await broker.dispatch_pending()
-        if final:
-            answer = broker.session.msg(mt.DEVICE_DRAIN_REPLY, {"ok": True}, parent=msg)
-            try:
-                broker.device_sock.send_now(broker.session.serialize(answer, [device.encode()]))
-            except zmq.ZMQError:
-                pass  # gone already; it leaves anyway
+            self.devices.left(device)
+        self.log.info("broker: device %s %s; %d requests handed back to place elsewhere%s",
+                      device, "left" if final else "is draining", len(returned),
+                      f", {stopped} unfinished cells ended" if stopped else "")
+        await self.dispatch.dispatch_pending()
+        if final:  # if it is gone already, it leaves anyway
+            answer = self.wire.msg(mt.DEVICE_DRAIN_REPLY, {"ok": True}, parent=msg)
+            self.dispatch.post(device.encode(), answer)
 
     async def fail(self, request: Request, why: str, ename: str = "DeviceLost") -> None:
         """End ``request`` with an error (DeviceLost unless ``ename``) in its cell's output,
         unless its stored output shows it ended already."""
-        broker = self.broker
         if await self.settle(request):
             return
         out = [(request.session, msg) for msg in failed(
-            broker.session, request.message, ename, why, session=request.session,
+            self.wire, request.message, ename, why, session=request.session,
             device=request.device)]
         try:
-            await broker.persist_and_publish(out)
+            await self.outputs.persist_and_publish(out)
         except StoreError as e:  # it stays working; the next reconciliation tries again
-            broker.log.warning("broker: could not end request %s with %s now: %s",
-                               request.msg_id, ename, e)
+            self.log.warning("broker: could not end request %s with %s now: %s",
+                             request.msg_id, ename, e)
             return
-        broker.log.warning("broker: request %s ends with %s: %s", request.msg_id, ename, why)
+        self.log.warning("broker: request %s ends with %s: %s", request.msg_id, ename, why)
 
     async def settle(self, request: Request) -> bool:
         """If ``request``'s reply and the idle status after it are stored, move it to done or
@@ -197,13 +160,10 @@ class DeviceWatch:
             outcome = ending.see(str(stored.get("msg_type")), stored.get("content") or {})
             if outcome is not None:
                 ok, error = outcome
-                updated = await self.broker._set_status(request, DONE if ok else ERROR, error)
-                if updated is not None:
-                    self.broker.cells.refresh(updated)
-                self.broker.sent.discard(request.msg_id)
-                await self.broker.intake.interacts.finished(request)
-                self.broker.log.info("broker: request %s had ended (%s) before the broker "
-                                     "noted it", request.msg_id, "done" if ok else "error")
+                await self.outputs.set_status(request, DONE if ok else ERROR, error)
+                await self.outputs.ended(request)
+                self.log.info("broker: request %s had ended (%s) before the broker "
+                              "noted it", request.msg_id, "done" if ok else "error")
                 return True
         return False
 

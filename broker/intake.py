@@ -13,31 +13,33 @@ A request that needs a new session while every live device is full is refused wi
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from protocol import msgtypes as mt
-from protocol.address import is_name
-from protocol.wire import Message
+from protocol.wire import Message, Session
 
-from . import capacity
 from .auth import Auth
+from .cells import Cells
 from .control import Control
+from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
+from .metrics import BrokerMetrics
 from .prompts import Prompts
+from .quotas import Quotas
+from .refusal import Address, Refused, Reply, cell_address
 from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, FINAL, OPEN, DuplicateRequest, InvalidTransition,
-                     Request, SessionRecord, StoreError, StoreFull, StoreUnwritable,
-                     UnknownRequest)
+                    Request, SessionRecord, Store, StoreError, StoreFull, StoreUnwritable,
+                    UnknownRequest)
+
+__all__ = ["Address", "Intake", "Refused", "cell_address"]
 
 #: Seconds a client is told to wait when the store cannot write (507 or 503).
 STORE_RETRY_AFTER = 5
-
-if TYPE_CHECKING:
-    from .node import Broker
-
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
@@ -46,48 +48,32 @@ GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
 READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST})
-Address = tuple[str, str, str]
-
-
-class Refused(Exception):
-    """A gateway request the broker will not act on; becomes an ``ok: false`` reply."""
-
-    def __init__(self, http_status: int, error: str, *, retry_after: int | None = None) -> None:
-        super().__init__(error)
-        self.http_status = http_status
-        self.retry_after = retry_after
-
-
-def cell_address(msg: Message) -> Address:
-    facts = msg["metadata"].get("cellbus")
-    facts = facts if isinstance(facts, dict) else {}
-    parts = tuple(facts.get(k) for k in ("user", "worksheet", "cell_id"))
-    if not all(is_name(p) for p in parts):
-        raise Refused(400, "a request must name user, worksheet and cell_id")
-    return parts  # type: ignore[return-value]
+#: Sends a gateway its reply: (routing ids, request, reply type, content, buffers).
+ReplyTo = Callable[[list[bytes], Message, str, dict[str, Any], list[bytes]], Awaitable[None]]
 
 
 class Intake:
-    def __init__(self, broker: Broker) -> None:
-        self.broker = broker
-        self.store = broker.store
+    """Checks, persists and answers gateway requests (one handler per request type)."""
+
+    def __init__(self, *, wire: Session, store: Store, sessions: OpenSessions,
+                 dispatch: Dispatch, cells: Cells, quotas: Quotas, metrics: BrokerMetrics,
+                 interacts: Interacts, control: Control, prompts: Prompts, reply: ReplyTo,
+                 log: logging.Logger) -> None:
+        self.wire, self.store, self.sessions, self.dispatch = wire, store, sessions, dispatch
+        self.cells, self.quotas, self.metrics, self.log = cells, quotas, metrics, log
+        self.interacts, self.control, self._reply = interacts, control, reply
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self.sessions = OpenSessions(broker.store)
-        self.control = Control(broker, self)
-        self.interacts = Interacts(broker, self)
-        self.prompts = Prompts(broker, self)
-        self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[
-                tuple[dict[str, Any], list[bytes]]]]]] = {
+        self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
-            mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, self.interacts.request),
-            mt.INPUT_REPLY: (mt.REQUEST_ACCEPTED, self.prompts.answer),
+            mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, interacts.request),
+            mt.INPUT_REPLY: (mt.REQUEST_ACCEPTED, prompts.answer),
             mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
             mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),
-            mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, self.control.restart),
-            mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, self.control.status),
-            mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(self.store).whose),
+            mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, control.restart),
+            mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, control.status),
+            mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(store).whose),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:
@@ -106,7 +92,7 @@ class Intake:
                     content, buffers = await handler(msg, address)
             content["ok"] = True
             if msg["msg_type"] in (mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST):
-                self.broker.metrics.accepted(msg["msg_id"])
+                self.metrics.accepted(msg["msg_id"])
         except Refused as e:
             content = {"ok": False, "http_status": e.http_status, "error": str(e)}
             if e.retry_after is not None:
@@ -123,19 +109,19 @@ class Intake:
         except (UnknownRequest, InvalidTransition):  # a bug, not the database: as below
             content = self._failed(msg)
         except StoreError as e:
-            self.broker.log.warning("broker could not store %s %s: %s", msg["msg_type"],
-                                    msg["msg_id"], e)
+            self.log.warning("broker could not store %s %s: %s", msg["msg_type"],
+                             msg["msg_id"], e)
             content = {"ok": False, "http_status": 503, "retry_after": STORE_RETRY_AFTER,
                        "error": f"the broker's store failed; nothing was accepted; retry in "
                        f"{STORE_RETRY_AFTER} s"}
         except Exception:
             content = self._failed(msg)
         if not content.get("ok"):
-            self.broker.metrics.refused(content["http_status"])
-        await self.broker.reply(idents, msg, reply_type, content, buffers)
+            self.metrics.refused(content["http_status"])
+        await self._reply(idents, msg, reply_type, content, buffers)
 
     def _failed(self, msg: Message) -> dict[str, Any]:
-        self.broker.log.exception("broker failed on %s %s", msg["msg_type"], msg["msg_id"])
+        self.log.exception("broker failed on %s %s", msg["msg_type"], msg["msg_id"])
         return {"ok": False, "http_status": 500, "error": "the broker failed on this request; "
                 "its log has the details"}
 
@@ -151,29 +137,9 @@ class Intake:
         """The worksheet's open session (the seed's computation id), if it has one."""
         return await self.sessions.find(user, worksheet)
 
-    def place(self, session_id: str, current: str | None, *, new: bool) -> str | None:
-        """The device for a request of ``session_id`` (None: it waits in the store, because
-        there is no device, or earlier requests of its session wait to be dispatched). Raises
-        a 503 :class:`Refused` if it needs a new worker and every live device is full."""
-        broker = self.broker
-        if session_id in broker.held or (broker.dispatching and not new):
-            return None  # the dispatcher sends it after its session's earlier requests
-        device = broker.devices.place(session_id, current, reserve=len(broker.held))
-        if device is None and broker.devices.live():
-            seconds = capacity.retry_after()
-            raise Refused(503, capacity.refusal_text(seconds), retry_after=seconds)
-        return device
-
-    async def note_placement(self, session_id: str, device: str) -> None:
-        record = await self.store.get_session(session_id)
-        if record is not None and record.device != device:
-            record.device = device
-            await self.store.put_session(record)
-            self.sessions.stored(record)
-
     # -- handlers: each returns (reply content, reply buffers) ------------------------------
 
-    async def execute(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def execute(self, msg: Message, address: Address) -> Reply:
         user, worksheet, cell_id = address
         content = dict(msg["content"])
         code = content.get("code")
@@ -186,13 +152,16 @@ class Intake:
             raise Refused(400, "input must be a string")
         session = await self.session_for(user, worksheet)
         session_id = session.session if session is not None else uuid.uuid4().hex
-        was_placed = self.broker.devices.holder(session_id) is not None
+        was_placed = self.dispatch.devices.holder(session_id) is not None
         facts = msg["metadata"].get("cellbus")
         named = isinstance(facts, dict) and facts.get("auth") == "token"
-        if (over := await self.broker.quotas.admit(user, session_id, named=named)) is not None:
+        if (over := await self.quotas.admit(user, session_id, named=named)) is not None:
             raise Refused(429, over[0], retry_after=over[1])
-        device = self.place(session_id, session.device if session is not None else None,
-                            new=session is None)
+        try:
+            device = self.dispatch.place(
+                session_id, session.device if session is not None else None, new=session is None)
+        except NoRoom as e:
+            raise Refused(503, str(e), retry_after=e.retry_after) from None
         try:
             now = time.time()
             if session is None:  # the worksheet's first request (or first since a restart)
@@ -204,13 +173,13 @@ class Intake:
             request = await self._add(msg, address, content, code, session, device)
         except BaseException:
             if device is not None and not was_placed:
-                self.broker.devices.unplace(session_id)  # not accepted: it holds no place
+                self.dispatch.devices.unplace(session_id)  # not accepted: it holds no place
             raise
-        self.broker.cells.track(request)
+        self.cells.track(request)
         if device is not None:
-            await self.broker.send_to_device(request)
-        elif self.broker.devices.live():
-            self.broker.dispatch_soon()
+            await self.dispatch.send(request)
+        elif self.dispatch.devices.live():
+            self.dispatch.dispatch_soon()
         return {"cell_id": cell_id, "status": request.status, "session": session_id,
                 "msg_id": request.msg_id}, []
 
@@ -220,7 +189,7 @@ class Intake:
         the session's record (its device and activity), in one write."""
         user, worksheet, cell_id = address
         session_id = session.session
-        forward = self.broker.session.msg(
+        forward = self.wire.msg(
             mt.EXECUTE_REQUEST, content, header=msg["header"],
             metadata={**msg["metadata"], "cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
@@ -232,7 +201,7 @@ class Intake:
         self.sessions.stored(session)
         return request
 
-    async def interrupt(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def interrupt(self, msg: Message, address: Address) -> Reply:
         """Forward to the session's device; 404 for a cell that never ran, 409 for a cell
         with nothing of its own unfinished (an answer of "interrupting" would be a lie)."""
         user, worksheet, cell_id = address
@@ -243,31 +212,28 @@ class Intake:
                 r.cell_id == cell_id and r.status not in FINAL
                 for r in await self.store.session_requests(session.session)):
             raise Refused(409, f"cell {cell_id} is not running: there is nothing to interrupt")
-        routing = self.broker.devices.routing_id(session.device) if session.device else None
-        if routing is None:
-            raise Refused(409, f"cell {cell_id} waits for a device: there is nothing to "
-                               "interrupt yet")
-        forward = self.broker.session.msg(mt.INTERRUPT_REQUEST, {}, metadata={"cellbus": {
+        forward = self.wire.msg(mt.INTERRUPT_REQUEST, {}, metadata={"cellbus": {
             "user": address[0], "worksheet": address[1], "cell_id": address[2],
             "session": session.session}})
-        await self.broker.session.send(self.broker.device_sock, forward, [routing])
+        device = self.dispatch.holding(session.session, session.device)
+        if device is None or not await self.dispatch.send_to(device, forward):
+            raise Refused(409, f"cell {cell_id} waits for a device: there is nothing to "
+                               "interrupt yet")
         return {"cell_id": address[2], "session": session.session}, []
 
-    async def cell_update(self, msg: Message,
-                          address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def cell_update(self, msg: Message, address: Address) -> Reply:
         since = msg["content"].get("since", 0)
         if not isinstance(since, int) or not 0 <= since <= mt.MAX_SEQ:
             raise Refused(400, "since must be a non-negative 64-bit integer")
         session = msg["content"].get("session")
         if session is not None and not isinstance(session, str):
             raise Refused(400, "session must be a string")
-        view = await self.broker.cells.for_cell(*address)
+        view = await self.cells.for_cell(*address)
         if view is None:
             raise Refused(404, f"no cell {address[2]} in worksheet {address[1]}")
         return {"document": view.document(since, session)}, []
 
-    async def session_replay(self, msg: Message,
-                             address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def session_replay(self, msg: Message, address: Address) -> Reply:
         since = msg["content"].get("since", 0)
         limit = msg["content"].get("limit", MAX_REPLAY)
         if not isinstance(since, int) or not isinstance(limit, int) or not (
@@ -285,7 +251,7 @@ class Intake:
             out.append(stored)
         return {"session": session.session, "messages": out, "more": len(rows) > limit}, []
 
-    async def file(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def file(self, msg: Message, address: Address) -> Reply:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")
         latest = await self.store.cell_request(*address)  # its session, even after a restart
         if (latest is None or not isinstance(seq, int) or not 1 <= seq <= mt.MAX_SEQ

@@ -14,31 +14,33 @@ messages are folded into a fresh output that the cell's view shows as that inter
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from protocol import msgtypes as mt
 from protocol.fold import CellOutput
-from protocol.wire import Message
+from protocol.wire import Message, Session
 
+from .cells import Cells
+from .dispatch import Dispatch
+from .refusal import Address, Refused, Reply
+from .sessions import OpenSessions
 from .store import (INTERACT_REQUEST, NEEDS_WORK, SUPERSEDED, InvalidTransition, Request,
-                    UnknownRequest)
-
-if TYPE_CHECKING:
-    from .intake import Address, Intake
-    from .node import Broker
+                    Store, UnknownRequest)
 
 #: Longest interact id accepted (the session makes 32-character ones).
 MAX_INTERACT_ID = 64
 
 
 class Interacts:
-    def __init__(self, broker: Broker, intake: Intake) -> None:
-        self.broker, self.intake, self.store = broker, intake, broker.store
+    """Accepts interact requests, lets one run of each interact go at a time (:meth:`holds`
+    is :attr:`Dispatch.hold_back`), and folds each run's output into its cell."""
+
+    def __init__(self, *, wire: Session, store: Store, cells: Cells, sessions: OpenSessions,
+                 dispatch: Dispatch) -> None:
+        self.wire, self.store, self.cells = wire, store, cells
+        self.sessions, self.dispatch = sessions, dispatch
         self.in_flight: dict[tuple[str, str], str] = {}  # (session, interact_id) -> msg_id
         self.runs: dict[str, tuple[str, str, CellOutput, bool]] = {}  # msg_id -> run
 
-    async def request(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
-        from .intake import Refused
+    async def request(self, msg: Message, address: Address) -> Reply:
         content = msg["content"]
         interact_id, values, state = (content.get("interact_id"), content.get("values"),
                                       content.get("state"))
@@ -47,11 +49,11 @@ class Interacts:
         if not isinstance(values, dict) or not isinstance(state, int) or isinstance(state, bool):
             raise Refused(400, "interact_request needs values (an object) and an integer state")
         user, worksheet, cell_id = address
-        session = await self.intake.session_for(user, worksheet)
-        cell = await self.broker.cells.for_cell(user, worksheet, cell_id)
+        session = await self.sessions.find(user, worksheet)
+        cell = await self.cells.for_cell(user, worksheet, cell_id)
         if session is None or cell is None or cell.request.session != session.session:
             raise Refused(404, "no live interact in this cell; evaluate the cell again")
-        forward = self.broker.session.msg(
+        forward = self.wire.msg(
             mt.INTERACT_REQUEST, {"interact_id": interact_id, "values": values, "state": state},
             header=msg["header"], metadata={"cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
@@ -72,7 +74,7 @@ class Interacts:
         return [r for r in await self.store.requests(NEEDS_WORK)
                 if r.msg_type == INTERACT_REQUEST and r.session == session
                 and r.interact_id == interact_id and r.msg_id != flying
-                and r.msg_id not in self.broker.sent]
+                and r.msg_id not in self.dispatch.handed]
 
     async def supersede_waiting(self, session: str, interact_id: str, state: int) -> int:
         """Mark waiting runs with a lower state superseded; they will never run.
@@ -82,9 +84,10 @@ class Interacts:
         meanwhile is skipped, not an error that would stop the loop."""
         count = 0
         key = (session, interact_id)
+        handed = self.dispatch.handed
         for request in await self._waiting(session, interact_id):
             if (request.state or 0) < state:
-                if request.msg_id in self.broker.sent or self.in_flight.get(key) == request.msg_id:
+                if request.msg_id in handed or self.in_flight.get(key) == request.msg_id:
                     continue  # the other path sent it meanwhile: it runs
                 try:
                     await self.store.update_request(request.msg_id, SUPERSEDED)
@@ -111,7 +114,7 @@ class Interacts:
             return
         newest = max(waiting, key=lambda r: r.state or 0)
         self.in_flight[key] = newest.msg_id  # from here on, nothing supersedes it
-        if not await self.broker.send_to_device(newest):
+        if not await self.dispatch.send(newest):
             del self.in_flight[key]  # no device now: placed when one registers
             return
         await self.supersede_waiting(session, interact_id, newest.state or 0)
@@ -134,7 +137,7 @@ class Interacts:
         changed = inner.apply(seq, msg)
         ran = msg["msg_type"] == mt.INTERACT_REPLY and not msg["content"].get("ignored")
         if not shown and (changed or ran):  # the new run replaces the old output from here
-            view = self.broker.cells.cached(cell_msg_id)
+            view = self.cells.cached(cell_msg_id)
             if view is not None:
                 view.output.replace_interact_output(interact_id, seq, inner)
             self.runs[parent] = (cell_msg_id, interact_id, inner, True)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import collections
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Sized
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 from prometheus_client.core import Metric
@@ -20,9 +20,21 @@ from protocol.metrics import LATENCY_BUCKETS, NodeMetrics, gauge
 from protocol.wire import Message
 
 from .outputcap import OUTPUT_TYPES, message_size
+from .placement import DeviceTable
 
-if TYPE_CHECKING:
-    from .node import Broker
+
+class BrokerState(Protocol):
+    """What the metrics read of the broker at scrape time (:class:`broker.node.Broker`)."""
+
+    rejected: collections.Counter[str]
+    devices: DeviceTable
+    store_failing: float | None
+
+    @property
+    def sent(self) -> Sized: ...
+
+    @property
+    def held(self) -> Sized: ...
 
 #: Accepted requests remembered until their first output (the oldest are forgotten).
 MAX_WAITING = 10_000
@@ -34,7 +46,7 @@ FIRST_OUTPUT = OUTPUT_TYPES | {mt.ERROR}
 
 
 class BrokerMetrics(NodeMetrics):
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: BrokerState) -> None:
         super().__init__("broker", broker.rejected)
         self.broker = broker
         r = self.registry

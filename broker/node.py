@@ -26,7 +26,6 @@ import asyncio
 import logging
 import random
 import time
-import uuid
 from typing import Any, cast
 
 import zmq
@@ -39,29 +38,38 @@ from protocol.wire import Message, Session
 
 from . import capacity, memory, retention
 from .cells import Cells
-from .devices import DeviceWatch, Handed
+from .control import Control
+from .devices import DeviceWatch
+from .dispatch import REDISPATCH_AFTER, Dispatch, Handed
 from .intake import Intake
+from .interacts import Interacts
 from .metrics import BrokerMetrics
+from .output import BEACON_INTERVAL, BEACON_WINDOW, Outputs
 from .placement import DeviceTable
+from .prompts import Prompts
 from .quotas import QuotaConfig, Quotas
 from .receipts import Receipts, Verdict
-from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
-                    StoreError,
-                    Store, UnknownRequest)
-from .store.base import StatusUpdate
+from .sessions import OpenSessions
+from .store import DeviceRecord, Request, Store, StoreError
 
-#: Seconds before requests a device could not be sent are dispatched again.
-REDISPATCH_AFTER = 0.5
+__all__ = ["BEACON_INTERVAL", "BEACON_WINDOW", "MAX_OUTPUT_BATCH", "REDISPATCH_AFTER",
+           "Broker"]
+
 #: Output messages persisted in one group commit at most.
 MAX_OUTPUT_BATCH = 256
-#: Seconds between seq beacons, and how long after its last output a session is included.
-BEACON_INTERVAL = 1.0
-BEACON_WINDOW = 5.0
 
 log = logging.getLogger("cellbus.broker")
 
 
 class Broker(Node):
+    """Wires the broker's parts to its sockets; its own job is the loops that read them.
+
+    The parts import in layers (tests/test_architecture.py checks there is no cycle):
+    :mod:`broker.dispatch` places and sends to devices, :mod:`broker.interacts` coalesces
+    interact runs, :mod:`broker.output` stores and publishes output, :mod:`broker.devices`
+    reconciles devices, :mod:`broker.control` and :mod:`broker.intake` answer gateways.
+    """
+
     name = "broker"
 
     def __init__(self, session: Session, store: Store, *, gateway_bind: str, device_bind: str,
@@ -75,15 +83,8 @@ class Broker(Node):
         self.devices = DeviceTable()
         self.quotas = Quotas(quotas, self.devices, store)
         self.cells = Cells(store)
-        self.sent = Handed()  # requests handed to a device by this broker process
+        self.sessions = OpenSessions(store)
         self.unsynced: set[str] = set()  # devices heard from, but not yet reconciled
-        self.replied = Endings()  # requests whose reply is in, the idle after it not yet
-        self.recent_seqs: dict[str, tuple[int, float]] = {}  # session -> (last seq, when)
-        #: Sessions whose queued requests wait for a free place (as of the last dispatch).
-        self.held: set[str] = set()
-        self._dispatching = asyncio.Lock()
-        self._redispatching = False
-        self._dispatch_soon = False
         self.retention_period = retention_period
         #: Held while a batch from devices is being stored; SIGTERM waits for it.
         self._persisting = asyncio.Lock()
@@ -109,22 +110,72 @@ class Broker(Node):
         self.pub.sndhwm = self.feed_hwm
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices",
                                        role="device", option="--device-bind")
-        self.intake = Intake(self)
+        self._wire(self.session, self.store)
         try:
-            await self.intake.sessions.load()
+            await self.sessions.load()
             self.receipts = Receipts(await self.store.receipts())
         except StoreError as e:
             raise ConfigError(f"broker cannot read its store: {e}") from None
-        self.watch = DeviceWatch(self)
         self.spawn(self._gateway_loop(), "gateways")
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
-        self.spawn(self._beacons(), "beacons")
+        self.spawn(self.outputs.beacons(), "beacons")
         self.spawn(memory.trim_after_bursts(), "memory")
         if self.retention_period > 0:
             self.spawn(retention.run(self.store, self.retention_period, self.log), "retention")
         else:
             self.log.info("broker retention: off (--retention 0); message logs are kept whole")
+
+    def _wire(self, wire: Session, store: Store) -> None:
+        """Make the parts, each given only the parts it calls (lowest layer first)."""
+        log = self.log
+        self.dispatch = Dispatch(wire=wire, store=store, devices=self.devices,
+                                 sessions=self.sessions, sock=self.device_sock,
+                                 spawn=self.spawn, log=log)
+        self.interacts = Interacts(wire=wire, store=store, cells=self.cells,
+                                   sessions=self.sessions, dispatch=self.dispatch)
+        self.dispatch.hold_back = self.interacts.holds  # one run of an interact at a time
+        prompts = Prompts(wire=wire, store=store, sessions=self.sessions, dispatch=self.dispatch)
+        self.outputs = Outputs(wire=wire, store=store, pub=self.pub, cells=self.cells,
+                               interacts=self.interacts, prompts=prompts,
+                               handed=self.dispatch.handed,
+                               metrics=self.metrics, log=log)
+        self.watch = DeviceWatch(wire=wire, store=store, dispatch=self.dispatch,
+                                 outputs=self.outputs, metrics=self.metrics, log=log)
+        control = Control(wire=wire, store=store, sessions=self.sessions,
+                          dispatch=self.dispatch, watch=self.watch,
+                          store_writable=lambda: self.store_failing is None, log=log)
+        self.intake = Intake(wire=wire, store=store, sessions=self.sessions,
+                             dispatch=self.dispatch, cells=self.cells, quotas=self.quotas,
+                             metrics=self.metrics, interacts=self.interacts, control=control,
+                             prompts=prompts, reply=self.reply, log=log)
+
+    # -- what tests and metrics read (the metrics registry reads once before setup) ----------
+
+    @property
+    def sent(self) -> Handed:
+        """Requests handed to a device by this broker process."""
+        return self.dispatch.handed if hasattr(self, "dispatch") else Handed()
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Sessions whose queued requests wait for a free place on a device."""
+        return self.dispatch.held if hasattr(self, "dispatch") else frozenset()
+
+    @property
+    def replied(self) -> Endings:
+        """Requests whose reply is in and the idle status after it not yet."""
+        return self.outputs.replied
+
+    async def send_to_device(self, request: Request) -> bool:
+        """Hand ``request`` to its device (:meth:`Dispatch.send`)."""
+        return await self.dispatch.send(request)
+
+    async def persist_and_publish(self, outputs: list[tuple[str, Message]],
+                                  receipts: dict[str, tuple[str, int]] | None = None, *,
+                                  size: int | None = None) -> None:
+        """Store, then publish (:meth:`Outputs.persist_and_publish`)."""
+        await self.outputs.persist_and_publish(outputs, receipts, size=size)
 
     async def shutdown(self) -> None:
         """Stop taking work, store what devices already sent, then commit and close the
@@ -178,88 +229,6 @@ class Broker(Node):
 
     # -- devices ----------------------------------------------------------------------------
 
-    async def send_to_device(self, request: Request) -> bool:
-        """Hand ``request`` to its device; False if the device is not reachable now."""
-        if request.msg_id in self.sent or request.device is None:
-            return False
-        if self.intake.interacts.holds(request):
-            return False  # coalesced: sent when the run before it ends
-        routing_id = self.devices.routing_id(request.device)
-        if routing_id is None:
-            return False
-        self.sent.add(request.msg_id)
-        # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
-        # request again, as reconciliation may send it, must not take it for a replay.
-        message = dict(request.message)
-        metadata = dict(message.get("metadata") or {})
-        metadata["cellbus"] = {**(metadata.get("cellbus") or {}), "sent": uuid.uuid4().hex[:12]}
-        message["metadata"] = metadata
-        try:
-            await self.session.send(self.device_sock, message, [routing_id])
-        except zmq.ZMQError as e:
-            self.sent.discard(request.msg_id)
-            self.log.warning("broker could not reach device %s: %s; trying again in %g s",
-                             request.device, e, REDISPATCH_AFTER)
-            if not self._redispatching:  # it reconnects (a broker rebind, a network blip)
-                self._redispatching = True
-                self.spawn(self._redispatch(), "redispatch")
-            return False
-        return True
-
-    async def _redispatch(self) -> None:
-        await asyncio.sleep(REDISPATCH_AFTER)
-        self._redispatching = False
-        self.dispatch_soon()
-
-    @property
-    def dispatching(self) -> bool:
-        return self._dispatching.locked()
-
-    async def dispatch_pending(self) -> None:
-        """Place and send every ``needs_work`` request not yet handed out, oldest first.
-
-        A request whose session needs a new worker waits (in :attr:`held`) while no live
-        device has a free place, and the later requests of its session wait behind it; a
-        device's report of a free place dispatches again."""
-        async with self._dispatching:
-            await self._dispatch()
-
-    def dispatch_soon(self) -> None:
-        """Run :meth:`dispatch_pending` once more, after any pass now running."""
-        if not self._dispatch_soon:
-            self._dispatch_soon = True
-            self.spawn(self._dispatch_later(), "dispatch")
-
-    async def _dispatch_later(self) -> None:
-        async with self._dispatching:
-            self._dispatch_soon = False  # requests stored from now on need another pass
-            await self._dispatch()
-
-    async def _dispatch(self) -> None:
-        held: set[str] = set()
-        for request in await self.store.requests(NEEDS_WORK):
-            if request.msg_id in self.sent or request.session in held:
-                continue
-            if not self.devices.live():
-                break
-            device = self.devices.place(request.session, request.device)
-            if device is None:
-                held.add(request.session)
-                continue
-            if device != request.device:
-                try:
-                    request = await self.store.assign_request(request.msg_id, device)
-                    await self.intake.note_placement(request.session, device)
-                except StoreError as e:  # placed by a later pass, once the store writes
-                    self.log.warning("broker: could not place request %s now: %s",
-                                     request.msg_id, e)
-                    held.add(request.session)
-                    continue
-            await self.send_to_device(request)
-        if held and not self.held:
-            self.log.info("broker: %d sessions wait for a free place on a device", len(held))
-        self.held = held
-
     async def _device_loop(self) -> None:
         while True:
             batch = [await self.recv(self.device_sock)]
@@ -284,10 +253,10 @@ class Broker(Node):
                 self.unsynced.discard(device)
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,
                               content.get("capacity"), content.get("load"))
-                self.spawn(self._device_joined(device, content, self.sent.mark()),
+                self.spawn(self._device_joined(device, content, self.dispatch.handed.mark()),
                            f"joined.{device}")
-            elif self.held and self.devices.room() > 0:
-                self.dispatch_soon()  # a place freed up for requests that wait
+            else:
+                self.dispatch.room_freed()  # a place may have freed up for requests that wait
             return
         if kind == mt.DEVICE_DRAIN:
             self.devices.heard(device, idents[0])
@@ -356,97 +325,6 @@ class Broker(Node):
                              time.monotonic() - self.store_failing)
             self.store_failing = None
         self.receipts.stored_batch()
-        for device, content in self.receipts.acks():
-            ack = self.session.msg(mt.OUTPUT_ACK, content)
-            try:
-                self.device_sock.send_now(self.session.serialize(ack, [device.encode()]))
-            except zmq.ZMQError:
-                pass  # gone; it sends again when it is back
+        for device, content in self.receipts.acks():  # one gone sends again when it is back
+            self.dispatch.post(device.encode(), self.session.msg(mt.OUTPUT_ACK, content))
         return True
-
-    async def persist_and_publish(self, outputs: list[tuple[str, Message]],
-                                  receipts: dict[str, tuple[str, int]] | None = None, *,
-                                  size: int | None = None) -> None:
-        """Give each message its session's next seq and persist all, together with the
-        status changes of the requests they answer and the ``receipts`` of the devices that
-        sent them (one write, one commit), then publish: nothing is published that is not
-        stored."""
-        known: dict[str, tuple[Request, str] | None] = {}
-        updates: list[StatusUpdate] = []
-        ended: list[Request] = []
-        for _, msg in outputs:
-            parent = msg["parent_header"].get("msg_id")
-            if isinstance(parent, str):
-                await self._advance(parent, msg, known, updates, ended)
-        started = time.monotonic()
-        seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
-        self.metrics.stored(outputs, time.monotonic() - started, size)
-        for request in updated:
-            if request is not None:
-                self.cells.refresh(request)
-        for (_session_id, msg), seq in zip(outputs, seqs):
-            msg["metadata"]["cellbus"]["seq"] = seq
-            parent = msg["parent_header"].get("msg_id")
-            if isinstance(parent, str) and not self.intake.interacts.apply(parent, seq, msg):
-                self.cells.apply(parent, seq, msg)
-            self.intake.prompts.stored(_session_id, msg)
-        for request in ended:
-            self.sent.discard(request.msg_id)
-            await self.intake.interacts.finished(request)  # its slot frees, whatever the store said
-            self.intake.prompts.ended(request)
-        now = time.monotonic()
-        for session_id, msg in outputs:
-            await self.session.send(self.pub, msg, [session_id.encode()])
-            self.recent_seqs[session_id] = (msg["metadata"]["cellbus"]["seq"], now)
-
-    async def _beacons(self) -> None:
-        """Clone pattern: publish each recently active session's last seq every second (for
-        BEACON_WINDOW seconds after its last output), so a subscriber whose feed dropped the
-        tail of a burst sees that it is behind and catches up from the store."""
-        while True:
-            await asyncio.sleep(BEACON_INTERVAL)
-            cutoff = time.monotonic() - BEACON_WINDOW
-            self.recent_seqs = {s: v for s, v in self.recent_seqs.items() if v[1] >= cutoff}
-            if self.recent_seqs:
-                beacon = self.session.msg(mt.SEQ_BEACON, {"sessions": {
-                    s: seq for s, (seq, _) in self.recent_seqs.items()}})
-                await self.session.send(self.pub, beacon, [b""])
-
-    async def _advance(self, parent: str, msg: Message,
-                       known: dict[str, tuple[Request, str] | None],
-                       updates: list[StatusUpdate], ended: list[Request]) -> None:
-        """Plan how ``msg`` moves the request ``parent`` along: working when it starts; done or
-        error once its reply and the idle status after it are in, so "done" means its output
-        is complete. Adds the status changes to ``updates`` and the request to ``ended`` when
-        it ends; ``known`` holds each request and its status as the messages before this one
-        left it."""
-        kind, content = msg["msg_type"], msg["content"]
-        if (end := self.replied.see(parent, kind, content)) is not None:
-            new, error = DONE if end.ok else ERROR, end.error
-        elif kind == mt.EXECUTE_INPUT or (kind == mt.STATUS and
-                                          content.get("execution_state") == "busy"):
-            new, error = WORKING, None
-        else:
-            return
-        if parent not in known:
-            view = self.cells.cached(parent)
-            request = view.request if view else await self.store.get_request(parent)
-            known[parent] = None if request is None else (request, request.status)
-        entry = known[parent]
-        if entry is None or entry[1] == new:
-            return
-        current, status = entry
-        if new == DONE and status == NEEDS_WORK:
-            updates.append((parent, WORKING, None))
-        updates.append((parent, new, error))
-        known[parent] = (current, new)
-        if new in (DONE, ERROR):
-            ended.append(current)
-
-    async def _set_status(self, request: Request, status: str,
-                          error: str | None = None) -> Request | None:
-        try:
-            return await self.store.update_request(request.msg_id, status, error=error)
-        except (InvalidTransition, UnknownRequest) as e:
-            self.log.debug("broker: %s", e)
-            return None

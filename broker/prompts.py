@@ -18,16 +18,14 @@ broker restart is still answered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 from protocol import msgtypes as mt
-from protocol.wire import Message
+from protocol.wire import Message, Session
 
-from .store import WORKING, Request
-
-if TYPE_CHECKING:
-    from .intake import Address, Intake
-    from .node import Broker
+from .dispatch import Dispatch
+from .refusal import Address, Refused, Reply
+from .sessions import OpenSessions
+from .store import WORKING, Request, Store
 
 
 @dataclass
@@ -45,8 +43,11 @@ ANSWERED_KEPT = 4096
 
 
 class Prompts:
-    def __init__(self, broker: Broker, intake: Intake) -> None:
-        self.broker, self.intake = broker, intake
+    """Which session waits on a prompt, and the answers to them (see the module doc)."""
+
+    def __init__(self, *, wire: Session, store: Store, sessions: OpenSessions,
+                 dispatch: Dispatch) -> None:
+        self.wire, self.store, self.sessions, self.dispatch = wire, store, sessions, dispatch
         self.pending: dict[str, Pending] = {}  # session -> its prompt
         self.answered: dict[str, None] = {}  # prompt msg_ids answered, oldest first
 
@@ -62,7 +63,7 @@ class Prompts:
     async def _found(self, session_id: str) -> Pending | None:
         """The session's prompt as the store has it: its last message, an ``input_request``
         of a request still working that this process has not answered (after a restart)."""
-        store = self.broker.store
+        store = self.store
         last = await store.last_seq(session_id)
         stored = await store.messages(session_id, since=last - 1) if last else []
         if not stored or stored[-1][1]["msg_type"] != mt.INPUT_REQUEST:
@@ -83,33 +84,31 @@ class Prompts:
         if pending is not None and pending.parent == request.msg_id:
             del self.pending[request.session]
 
-    async def answer(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
+    async def answer(self, msg: Message, address: Address) -> Reply:
         """Forward a gateway's ``input_reply`` to the waiting session (see the module doc)."""
-        from .intake import Refused
         user, worksheet, cell_id = address
         value = msg["content"].get("value")
         if not isinstance(value, str):
             raise Refused(400, "input_reply needs a value, a string")
         if len(value.encode()) > mt.MAX_INPUT_REPLY:
             raise Refused(413, f"the answer is over the limit of {mt.MAX_INPUT_REPLY} bytes")
-        if await self.broker.store.cell_request(user, worksheet, cell_id) is None:
+        if await self.store.cell_request(user, worksheet, cell_id) is None:
             raise Refused(404, f"no cell {cell_id} in worksheet {worksheet}")
-        session = await self.intake.session_for(user, worksheet)
+        session = await self.sessions.find(user, worksheet)
         pending = None
         if session is not None:
             pending = self.pending.get(session.session) or await self._found(session.session)
-        routing = (self.broker.devices.routing_id(session.device)
-                   if session is not None and session.device else None)
         if session is None or pending is None or pending.cell_id != cell_id:
             raise Refused(409, f"cell {cell_id} waits for no input now: its prompt was "
                                "answered already, or its run ended")
-        if routing is None:  # the broker restarted and the device has not reported yet
-            raise Refused(503, f"the device running cell {cell_id} is not connected now; "
-                               "send the answer again shortly", retry_after=1)
-        forward = self.broker.session.msg(mt.INPUT_REPLY, {"value": value}, metadata={
+        forward = self.wire.msg(mt.INPUT_REPLY, {"value": value}, metadata={
             "cellbus": {"user": user, "worksheet": worksheet, "cell_id": cell_id,
                         "session": session.session}})
-        await self.broker.session.send(self.broker.device_sock, forward, [routing])
+        device = self.dispatch.holding(session.session, session.device)
+        if device is None or not await self.dispatch.send_to(device, forward):
+            # The broker restarted and the device has not reported yet, or it is cut off.
+            raise Refused(503, f"the device running cell {cell_id} is not connected now; "
+                               "send the answer again shortly", retry_after=1)
         del self.pending[session.session]
         self.answered[pending.prompt] = None
         if len(self.answered) > ANSWERED_KEPT:

@@ -11,34 +11,28 @@ following a sign-in link is answered by :mod:`gateway.signin`.
 from __future__ import annotations
 
 import json
-from types import TracebackType
 from typing import Any
-
-from tornado.web import RequestHandler
 
 from protocol.address import MAX_NAME
 from protocol.errors import ProtocolError
 from protocol.wire import Message
 
-from . import access, errors, guard, signin
-from .bus import BrokerLink, BrokerUnavailable
+from . import access, guard, signin
+from .bus import BrokerUnavailable
 from .errors import fail
+from .hooks import Hooks
 
 #: Seconds a client is told to wait when the broker cannot be reached.
 UNAVAILABLE_RETRY_AFTER = 5
 
 
-class BaseHandler(RequestHandler):
+class BaseHandler(Hooks):
     #: Anyone may load it (it asks the broker for nothing); the API needs a token (--auth).
     public = False
     #: It makes a session run code: counted by --rate.
     costly = False
     #: Who the request is from, once :meth:`prepare` has admitted it.
     visitor: guard.Visitor
-
-    @property
-    def link(self) -> BrokerLink:
-        return self.settings["link"]
 
     async def prepare(self) -> None:
         stream = getattr(self.request.connection, "stream", None)
@@ -66,13 +60,6 @@ class BaseHandler(RequestHandler):
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
         access.cors_headers(self)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        errors.write_error(self, status_code, **kwargs)
-
-    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
-                      tb: TracebackType | None) -> None:
-        access.log_exception(self, typ, value, tb)
 
     def write_json(self, status: int, doc: dict[str, Any]) -> None:
         self.set_status(status)

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from types import TracebackType
 from typing import Any
 
 from tornado.websocket import WebSocketHandler, WebSocketProtocol
@@ -43,10 +42,11 @@ from protocol.address import is_name
 from protocol.errors import ProtocolError
 from protocol.wire import Message, utcnow_iso
 
-from . import access, errors, guard, heap
+from . import errors, guard, heap
 from .auth import COOKIE
-from .bus import BrokerLink, BrokerUnavailable
+from .bus import BrokerUnavailable
 from .cells import TooLarge, execute_content, file_url, input_content, interact_content
+from .hooks import Hooks
 from .jsonbody import is_integer, load_json
 from .masking import MaskedOnly
 from .outbox import Outbox
@@ -181,16 +181,12 @@ class Subscription:
                 self.deliver(msg, text)
 
 
-class SocketHandler(WebSocketHandler):
+class SocketHandler(Hooks, WebSocketHandler):
     """One browser's socket. It is admitted like any request (:mod:`gateway.guard`: host,
     token); its origin must be this gateway's or an ``--allow-origin`` one, and with the
     sign-in cookie only this gateway's. It reaches only its user's worksheets."""
 
     visitor: guard.Visitor
-
-    @property
-    def link(self) -> BrokerLink:
-        return self.settings["link"]
 
     async def prepare(self) -> None:
         visitor = await guard.admit(self)
@@ -224,13 +220,6 @@ class SocketHandler(WebSocketHandler):
         if self.visitor.via == COOKIE:
             return False  # a page of another origin must not ride this browser's cookie
         return guard.policy_of(self).origin_allowed(origin)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        errors.write_error(self, status_code, **kwargs)
-
-    def log_exception(self, typ: type[BaseException] | None, value: BaseException | None,
-                      tb: TracebackType | None) -> None:
-        access.log_exception(self, typ, value, tb)
 
     def _refused(self, request: dict[str, Any], reply_type: str, user: str, worksheet: str,
                  cell_id: str | None = None, *, costly: bool = False) -> bool:

@@ -474,3 +474,40 @@ def replayed_seqs(chain: Chain, user: str, worksheet: str) -> list[int]:
         return seqs
 
     return asyncio.run(replay())
+
+
+def until(condition: Any, what: str, timeout: float = 15.0) -> Any:
+    """Poll ``condition()`` until it returns something true, and return that; at the
+    deadline, an AssertionError naming ``what`` (a wait never goes on silently)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"gave up after {timeout:g} s waiting for {what}"
+        time.sleep(0.02)
+    return value
+
+
+class Feed:
+    """The broker's output feed as a gateway of ``chain`` gets it (a CURVE SUB on its PUB),
+    for a test to wait on output that no gateway may be there to show."""
+
+    def __init__(self, chain: Chain) -> None:
+        self.session = Session(Path(chain.key_file).read_bytes().strip())
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.SUB)
+        self.sock.linger = 0
+        chain.client_keys("feed", "gateway").connect_with(self.sock)
+        self.sock.subscribe(b"")
+        self.sock.connect(chain.publish_ep)
+
+    def wait_for(self, predicate: Any, what: str, timeout: float = 15.0) -> Message:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            if self.sock.poll(int(left * 1000) + 1):
+                _, msg = self.session.deserialize(self.sock.recv_multipart())
+                if predicate(msg):
+                    return msg
+        raise AssertionError(f"the broker published no {what} within {timeout:g} s")
+
+    def close(self) -> None:
+        self.sock.close()
+        self.ctx.term()

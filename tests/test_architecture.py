@@ -95,3 +95,116 @@ def test_the_check_sees_each_kind_of_crossing(tmp_path: Path) -> None:
         "device.router -> session.blocks",
         "session.worker -> device", "session.worker -> device.limits",
     ]
+
+
+# -- the broker's modules import in layers --------------------------------------------------
+
+#: namedtuple's public methods, which are spelled with an underscore.
+NAMEDTUPLE_API = frozenset({"_replace", "_asdict", "_fields", "_make"})
+
+
+def broker_imports(root: Path) -> dict[str, set[str]]:
+    """Each top-level module of broker/ -> the modules of broker/ it imports (any import
+    statement, TYPE_CHECKING ones too); broker.store and its backends count as one."""
+
+    def own(name: str) -> str | None:
+        parts = name.split(".")
+        if parts[0] != "broker" or len(parts) < 2:
+            return None
+        candidate = ".".join(parts[:2])
+        if (root / "broker" / parts[1]).is_dir() or (root / "broker" / f"{parts[1]}.py").exists():
+            return candidate
+        return None
+
+    graph: dict[str, set[str]] = {}
+    for path in sorted((root / "broker").glob("*.py")):
+        module = module_name(root, path)
+        tree = ast.parse(path.read_text(), str(path))
+        names = imported(module, path.name == "__init__.py", tree)
+        graph[module] = {m for m in map(own, names) if m is not None and m != module}
+    return graph
+
+
+def import_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """One cycle of ``graph`` as [a, b, ..., a], or [] if it has none."""
+    done: set[str] = set()
+
+    def visit(node: str, path: list[str]) -> list[str]:
+        if node in path:
+            return path[path.index(node):] + [node]
+        if node in done:
+            return []
+        for target in sorted(graph.get(node, ())):
+            if cycle := visit(target, [*path, node]):
+                return cycle
+        done.add(node)
+        return []
+
+    for node in sorted(graph):
+        if cycle := visit(node, []):
+            return cycle
+    return []
+
+
+def private_reaches(root: Path) -> list[str]:
+    """Each ``x._name`` in broker/ where ``x`` is not ``self`` or ``cls``: one object reaching
+    into another's private state."""
+    found = []
+    for path in sorted((root / "broker").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Attribute) or isinstance(node.value, ast.Name) and (
+                    node.value.id in ("self", "cls")):
+                continue
+            if (node.attr.startswith("_") and not node.attr.startswith("__")
+                    and node.attr not in NAMEDTUPLE_API):
+                found.append(f"{path.relative_to(root)}:{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_the_brokers_modules_import_in_layers() -> None:
+    graph = broker_imports(ROOT)
+    assert {"broker.node", "broker.dispatch", "broker.intake"} <= set(graph)
+    assert import_cycle(graph) == []
+    # One owner of dispatch: the modules that answer gateways or watch devices send to
+    # devices only through it, and it knows none of them.
+    assert graph["broker.dispatch"] <= {"broker.capacity", "broker.placement",
+                                        "broker.sessions", "broker.store"}
+
+
+def test_no_broker_module_reaches_into_anothers_private_state() -> None:
+    assert private_reaches(ROOT) == []
+
+
+def test_the_layer_checks_see_a_cycle_and_a_private_reach(tmp_path: Path) -> None:
+    """A broker/ where node -> intake -> control -> node (a TYPE_CHECKING import counts)."""
+    files = {
+        "broker/__init__.py": "",
+        "broker/node.py": "from .intake import Intake\nfrom .store import Request\n",
+        "broker/intake.py": "from . import control\n",
+        "broker/control.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+                             "    from .node import Broker\n"
+                             "def f(broker):\n    return broker._held\n",
+        "broker/store/__init__.py": "from .sqlite import SQLiteStore\n",
+        "broker/store/sqlite.py": "from . import base\nparts = base._replace\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    graph = broker_imports(tmp_path)
+    assert graph["broker.node"] == {"broker.intake", "broker.store"}
+    assert import_cycle(graph) == ["broker.control", "broker.node", "broker.intake",
+                                   "broker.control"]
+    assert private_reaches(tmp_path) == ["broker/control.py:5: broker._held"]
+    (tmp_path / "broker/control.py").write_text("from .store import Request\n")
+    assert import_cycle(broker_imports(tmp_path)) == []
+
+
+def test_only_dispatch_sends_to_devices() -> None:
+    """The device socket is made and read by broker/node.py; every send goes through
+    broker/dispatch.py, which is given the socket."""
+    for path in sorted((ROOT / "broker").glob("*.py")):
+        text = path.read_text()
+        if path.name == "node.py":
+            assert "device_sock.send" not in text
+        elif path.name != "dispatch.py":
+            assert "device_sock" not in text, path.name

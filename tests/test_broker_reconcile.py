@@ -88,7 +88,7 @@ async def requests_until_marker(broker: Broker, device: BusSocket) -> list[str]:
     """The msg_ids of the requests the device got until a marker the broker sends now: every
     message the broker sent before the marker has arrived by then (one pipe keeps order)."""
     marker = broker.session.msg(mt.BROKER_HEARTBEAT, {})
-    broker.device_sock.send_now(broker.session.serialize(marker, [DEVICE.encode()]))
+    broker.dispatch.post(DEVICE.encode(), marker)
     got: list[str] = []
     while True:
         frames = await asyncio.wait_for(device.recv_frames(), 10)

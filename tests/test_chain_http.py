@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import signal
-import time
+
+from harness import Feed, until, wait_gateway_linked
 
 CELL = "wstein/myws/5"
 
@@ -16,11 +17,8 @@ def test_seed_walk_through(running_chain) -> None:
     status, accepted = chain.evaluate(CELL, code)
     assert status == 202
     assert accepted["cell_id"] == "5" and accepted["status"] == "needs_work"
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        _, doc = chain.update(CELL, wait=2)
-        if doc["output"]:
-            break
+    doc = until(lambda: (d := chain.update(CELL, wait=2)[1])["output"] and d,
+                "the cell's first output")
     assert doc["status"] == "working"
     assert doc["input"] == code
     assert doc["output"]["stdout_0"]["content"] == "2\n"
@@ -74,25 +72,33 @@ def test_state_is_shared_by_the_cells_of_a_worksheet(running_chain) -> None:
 def test_gateway_killed_mid_run_loses_nothing(running_chain) -> None:
     chain = running_chain
     code = "import time\nfor i in range(6):\n    print(i, flush=True)\n    time.sleep(0.5)"
-    chain.evaluate(CELL, code)
-    deadline = time.monotonic() + 15
-    while not chain.update(CELL, wait=2)[1]["output"] and time.monotonic() < deadline:
-        pass
-    chain.gateway.stop(signal.SIGKILL)
-    time.sleep(1.5)  # output keeps coming while no gateway runs
+    feed = Feed(chain)
+    try:
+        msg_id = chain.evaluate(CELL, code)[1]["msg_id"]
+        until(lambda: chain.update(CELL, wait=2)[1]["output"], "the cell's first output")
+        chain.gateway.stop(signal.SIGKILL)
+        feed.wait_for(lambda m: m["msg_type"] == "status"  # the run ends with no gateway
+                      and m["content"].get("execution_state") == "idle"
+                      and m["parent_header"].get("msg_id") == msg_id, "end of the run", 30)
+    finally:
+        feed.close()
     chain.start_gateway()
     doc = chain.wait_done(CELL)
     assert doc["output"]["stdout_0"]["content"] == "".join(f"{i}\n" for i in range(6))
 
 
 def test_requests_wait_for_a_device_and_run_in_order(chain) -> None:
+    """With no device, accepted requests wait in the store (the broker may even restart
+    meanwhile), and run in order once a device comes."""
     chain.start_broker()
     chain.start_gateway()
     for i in range(3):
         assert chain.evaluate(f"u/ws/{i}", f"log = globals().get('log', []) + [{i}]\n"
                                            "print(log)")[0] == 202
-    time.sleep(0.5)
-    assert chain.update("u/ws/0")[1]["status"] == "needs_work"
+    chain.broker.stop()
+    chain.start_broker()
+    wait_gateway_linked(chain)
+    assert [chain.update(f"u/ws/{i}")[1]["status"] for i in range(3)] == ["needs_work"] * 3
     chain.start_device()
     docs = [chain.wait_done(f"u/ws/{i}") for i in range(3)]
     assert [d["output"]["stdout_0"]["content"] for d in docs] == ["[0]\n", "[0, 1]\n",

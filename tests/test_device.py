@@ -222,7 +222,7 @@ def test_exec_timeout_stops_a_runaway_cell_and_the_device_serves_on(device_with_
     client, _ = device_with_client("--exec-timeout", "1.5")
     started = time.monotonic()
     msgs = client.run("print('spinning', flush=True)\nwhile True: pass", "s")
-    assert 1.4 < time.monotonic() - started < 6
+    assert 1.4 < time.monotonic() - started < 12  # no limit at all: client.run's 20 s
     error = of_type(msgs, "error")[0]["content"]
     assert error["ename"] == "TimeLimitExceeded" and "1.5 s limit" in error["evalue"]
     assert stdout_of(client.run("print('next')", "s")) == "next\n"

@@ -24,14 +24,18 @@ SCRIPT = textwrap.dedent("""
     keep = reap_strays()
     started = boot_ticks()
     cell = []
+    ready_r, ready_w = os.pipe()
     for _ in range(5):
         pid = os.fork()
         if pid == 0:  # each one forks once more, and both linger
             os.fork()
+            os.write(ready_w, b"x")  # this one is up
             time.sleep(60)
             os._exit(0)
         cell.append(pid)
-    time.sleep(0.2)
+    up = b""
+    while len(up) < 10:  # until all ten are up (the test's timeout bounds this)
+        up += os.read(ready_r, 10)
     ended = end_started_since(started, keep=keep)  # and reaps them: orphans came back here
     print(json.dumps({"ended": ended, "kept": kept.poll(), "kept_in": kept.pid in keep,
                       "sid": os.getsid(0)}))

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from harness import until
 from protocol.link import WorkerLink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -301,17 +302,38 @@ def test_system_exit_is_an_error_not_an_exit(worker: Worker, code: str, evalue: 
     assert worker.proc.poll() is None
 
 
+def signal_pending(pid: int) -> bool:
+    """Whether a signal sent to ``pid`` is not yet delivered (/proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return any(int(line.split()[1], 16) for line in status.splitlines()
+               if line.startswith(("SigPnd:", "ShdPnd:")))
+
+
+#: nanosleep and clock_nanosleep on x86_64, then on arm64 (/proc/PID/syscall's first field).
+SLEEP_SYSCALLS = {"35", "230", "101", "115"}
+
+
+def in_sleep(pid: int) -> bool:
+    """Whether ``pid``'s main thread is blocked in a sleep (as time.sleep makes it)."""
+    wchan = Path(f"/proc/{pid}/wchan").read_text()
+    try:
+        call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    except (OSError, IndexError):
+        call = ""
+    return "nanosleep" in wchan or call in SLEEP_SYSCALLS
+
+
 @pytest.mark.timeout(20)
 def test_sigint_interrupts_running_code(worker: Worker) -> None:
     worker.execute("pass")  # started and idle
     os.kill(worker.proc.pid, signal.SIGINT)  # while idle: ignored
-    time.sleep(0.1)
+    until(lambda: not signal_pending(worker.proc.pid), "the idle worker to take the SIGINT")
     worker.submit("import time\ntime.sleep(30)")
     first = worker.link.recv()
     second = worker.link.recv()
     assert first is not None and second is not None
     assert second["msg_type"] == "execute_input"
-    time.sleep(0.3)
+    until(lambda: in_sleep(worker.proc.pid), "the cell to be in time.sleep")
     started = time.monotonic()
     os.kill(worker.proc.pid, signal.SIGINT)
     records = worker.collect()

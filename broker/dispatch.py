@@ -1,0 +1,260 @@
+"""Dispatch: the one owner of "which device runs this request, and hand it there".
+
+Everything the broker sends to devices goes out here, on the one device socket it is given:
+requests (placed, then handed out, each signed afresh), messages for the device that holds a
+session (``interrupt_request``, ``shutdown_request``), and the bus's own notes to a device
+(heartbeats, acks, drain replies). Other modules ask; none of them holds the socket.
+
+What it decides and remembers:
+
+- **Placement** (:meth:`Dispatch.place`), by :class:`broker.placement.DeviceTable`'s rule, plus
+  the order rule: while requests of a session wait for a free place (:attr:`held`), or a
+  dispatch pass is running, a later request of a known session waits behind them in the store.
+  A new session with every live device full is refused (:class:`NoRoom`).
+- **Handed out** (:attr:`handed`): requests given to a device by this broker process, in order,
+  so a device's report is reconciled only with what was handed out before it arrived.
+- **Requeue**: a device that cannot be reached now (EHOSTUNREACH: it reconnects after a broker
+  rebind or a network blip) gets its requests again after :data:`REDISPATCH_AFTER` seconds; one
+  lost or drained gives them back (:meth:`Handed.discard`) and :meth:`dispatch_pending` places
+  them anew.
+
+A request may also be held back by a predicate its owner sets (:attr:`Dispatch.hold_back`;
+interact coalescing sends one run of an interact at a time), without this module knowing why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import zmq
+
+from protocol.sockets import BusSocket
+from protocol.wire import Message, Session
+
+from . import capacity
+from .placement import DeviceTable
+from .sessions import OpenSessions
+from .store import NEEDS_WORK, Request, Store, StoreError
+
+#: Seconds before requests a device could not be sent are dispatched again.
+REDISPATCH_AFTER = 0.5
+
+Spawn = Callable[[Coroutine[Any, Any, Any], str], Any]
+
+
+class NoRoom(Exception):
+    """A request needs a new session and every live device is full: retry in ``retry_after``."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(capacity.refusal_text(retry_after))
+        self.retry_after = retry_after
+
+
+class Handed:
+    """The requests this broker process handed to devices, numbered in the order handed, so
+    that a device's report is reconciled only with what was handed out before it arrived."""
+
+    def __init__(self) -> None:
+        self._order: dict[str, int] = {}
+        self._count = 0
+
+    def __contains__(self, msg_id: object) -> bool:
+        return msg_id in self._order
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, msg_id: str) -> None:
+        if msg_id not in self._order:
+            self._count += 1
+            self._order[msg_id] = self._count
+
+    def discard(self, msg_id: str) -> None:
+        self._order.pop(msg_id, None)
+
+    def mark(self) -> int:
+        """A point in the order: :meth:`since` tells what was handed out after it."""
+        return self._count
+
+    def since(self, msg_id: str, mark: int) -> bool:
+        """True if ``msg_id`` is handed out and was handed after ``mark``."""
+        return self._order.get(msg_id, 0) > mark
+
+
+class Dispatch:
+    """Places requests on devices and sends them, and everything else meant for a device."""
+
+    def __init__(self, *, wire: Session, store: Store, devices: DeviceTable,
+                 sessions: OpenSessions, sock: BusSocket, spawn: Spawn,
+                 log: logging.Logger) -> None:
+        self.wire, self.store, self.devices, self.sessions = wire, store, devices, sessions
+        self._sock = sock
+        self._spawn = spawn
+        self.log = log
+        self.handed = Handed()
+        #: Whether a request must wait although its device is known (set by its owner).
+        self.hold_back: Callable[[Request], bool] = lambda request: False
+        #: Sessions whose queued requests wait for a free place (as of the last pass).
+        self._held: set[str] = set()
+        self._lock = asyncio.Lock()
+        self._redispatching = False
+        self._soon = False
+
+    # -- what others may read -----------------------------------------------------------------
+
+    @property
+    def held(self) -> frozenset[str]:
+        """Sessions whose queued requests wait for a free place (as of the last pass)."""
+        return frozenset(self._held)
+
+    @property
+    def dispatching(self) -> bool:
+        return self._lock.locked()
+
+    def release(self, session_id: str) -> None:
+        """The session is gone (restarted): its requests no longer wait for a place."""
+        self._held.discard(session_id)
+
+    def holding(self, session_id: str, recorded: str | None = None) -> str | None:
+        """The device that holds the session: the live one its worker is on (or starting
+        on), else ``recorded`` (the device the store names) while it is alive."""
+        device = self.devices.holder(session_id)
+        if device is None and self.devices.alive(recorded):
+            device = recorded
+        return device
+
+    # -- placement ----------------------------------------------------------------------------
+
+    def place(self, session_id: str, current: str | None, *, new: bool) -> str | None:
+        """The device for a new request of ``session_id`` (None: it waits in the store,
+        because there is no device, or earlier requests of its session wait to be
+        dispatched). Raises :class:`NoRoom` if it needs a new worker and every live device
+        is full."""
+        if session_id in self._held or (self.dispatching and not new):
+            return None  # the dispatcher sends it after its session's earlier requests
+        device = self.devices.place(session_id, current, reserve=len(self._held))
+        if device is None and self.devices.live():
+            raise NoRoom(capacity.retry_after())
+        return device
+
+    async def note_placement(self, session_id: str, device: str) -> None:
+        """Record in the store (and the open-session cache) that the session is on ``device``."""
+        record = await self.store.get_session(session_id)
+        if record is not None and record.device != device:
+            record.device = device
+            await self.store.put_session(record)
+            self.sessions.stored(record)
+
+    # -- handing out --------------------------------------------------------------------------
+
+    async def send(self, request: Request) -> bool:
+        """Hand ``request`` to its device; False if it is not to go, or the device is not
+        reachable now (then every waiting request is dispatched again shortly)."""
+        if request.msg_id in self.handed or request.device is None:
+            return False
+        if self.hold_back(request):
+            return False
+        routing_id = self.devices.routing_id(request.device)
+        if routing_id is None:
+            return False
+        self.handed.add(request.msg_id)
+        # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
+        # request again, as reconciliation may send it, must not take it for a replay.
+        message = dict(request.message)
+        metadata = dict(message.get("metadata") or {})
+        metadata["cellbus"] = {**(metadata.get("cellbus") or {}), "sent": uuid.uuid4().hex[:12]}
+        message["metadata"] = metadata
+        try:
+            await self.wire.send(self._sock, message, [routing_id])
+        except zmq.ZMQError as e:
+            self.handed.discard(request.msg_id)
+            self.log.warning("broker could not reach device %s: %s; trying again in %g s",
+                             request.device, e, REDISPATCH_AFTER)
+            if not self._redispatching:  # it reconnects (a broker rebind, a network blip)
+                self._redispatching = True
+                self._spawn(self._redispatch(), "redispatch")
+            return False
+        return True
+
+    async def send_to(self, device: str, message: Message) -> bool:
+        """Send ``message`` to ``device`` (one that holds a session: see :meth:`holding`);
+        False if the broker cannot reach it now."""
+        routing_id = self.devices.routing_id(device)
+        if routing_id is None:
+            return False
+        try:
+            await self.wire.send(self._sock, message, [routing_id])
+        except zmq.ZMQError as e:
+            self.log.info("broker could not send %s to device %s: %s", message["msg_type"],
+                          device, e)
+            return False
+        return True
+
+    def post(self, routing_id: bytes, message: Message) -> None:
+        """Send a note of the bus (heartbeat, ack, drain reply) now, or not at all: a device
+        not connected now gets the next one."""
+        try:
+            self._sock.send_now(self.wire.serialize(message, [routing_id]))
+        except zmq.ZMQError:
+            pass
+
+    async def _redispatch(self) -> None:
+        await asyncio.sleep(REDISPATCH_AFTER)
+        self._redispatching = False
+        self.dispatch_soon()
+
+    # -- dispatch passes ----------------------------------------------------------------------
+
+    async def dispatch_pending(self) -> None:
+        """Place and send every ``needs_work`` request not yet handed out, oldest first.
+
+        A request whose session needs a new worker waits (in :attr:`held`) while no live
+        device has a free place, and the later requests of its session wait behind it; a
+        device's report of a free place dispatches again."""
+        async with self._lock:
+            await self._dispatch()
+
+    def dispatch_soon(self) -> None:
+        """Run :meth:`dispatch_pending` once more, after any pass now running."""
+        if not self._soon:
+            self._soon = True
+            self._spawn(self._dispatch_later(), "dispatch")
+
+    def room_freed(self) -> None:
+        """A device reported: if requests wait for a place and there is one, dispatch."""
+        if self._held and self.devices.room() > 0:
+            self.dispatch_soon()
+
+    async def _dispatch_later(self) -> None:
+        async with self._lock:
+            self._soon = False  # requests stored from now on need another pass
+            await self._dispatch()
+
+    async def _dispatch(self) -> None:
+        held: set[str] = set()
+        for request in await self.store.requests(NEEDS_WORK):
+            if request.msg_id in self.handed or request.session in held:
+                continue
+            if not self.devices.live():
+                break
+            device = self.devices.place(request.session, request.device)
+            if device is None:
+                held.add(request.session)
+                continue
+            if device != request.device:
+                try:
+                    request = await self.store.assign_request(request.msg_id, device)
+                    await self.note_placement(request.session, device)
+                except StoreError as e:  # placed by a later pass, once the store writes
+                    self.log.warning("broker: could not place request %s now: %s",
+                                     request.msg_id, e)
+                    held.add(request.session)
+                    continue
+            await self.send(request)
+        if held and not self._held:
+            self.log.info("broker: %d sessions wait for a free place on a device", len(held))
+        self._held = held

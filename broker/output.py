@@ -1,0 +1,146 @@
+"""Output at the broker: give each message its session's next seq, store it, then publish it.
+
+Only the broker assigns ``seq`` (the ZeroMQ Guide's Clone pattern), and nothing is published
+that is not stored: any subscriber catches up from the store. Storing a batch also moves the
+requests it answers along (working, then done or error once the reply *and* the idle status
+after it are in, so "done" means the cell's output is complete) in the same commit, and a
+request that ends is let go of: it is no longer handed out, and the next run of its interact
+may go (:meth:`Outputs.ended`).
+
+Every second the last seq of each recently active session is published as a beacon
+(:meth:`Outputs.beacons`), so a subscriber whose feed dropped the tail of a burst sees it is
+behind and catches up from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from protocol import msgtypes as mt
+from protocol.requests import Endings
+from protocol.sockets import BusSocket
+from protocol.wire import Message, Session
+
+from .cells import Cells
+from .dispatch import Handed
+from .interacts import Interacts
+from .metrics import BrokerMetrics
+from .prompts import Prompts
+from .store import (DONE, ERROR, NEEDS_WORK, WORKING, InvalidTransition, Request, Store,
+                    UnknownRequest)
+from .store.base import StatusUpdate
+
+#: Seconds between seq beacons, and how long after its last output a session is included.
+BEACON_INTERVAL = 1.0
+BEACON_WINDOW = 5.0
+
+
+class Outputs:
+    """Persists and publishes output, and ends the requests it finishes."""
+
+    def __init__(self, *, wire: Session, store: Store, pub: BusSocket, cells: Cells,
+                 interacts: Interacts, prompts: Prompts, handed: Handed,
+                 metrics: BrokerMetrics, log: logging.Logger) -> None:
+        self.wire, self.store, self.pub, self.cells = wire, store, pub, cells
+        self.prompts = prompts
+        self.interacts, self.handed, self.metrics, self.log = interacts, handed, metrics, log
+        self.replied = Endings()  # requests whose reply is in, the idle after it not yet
+        self.recent_seqs: dict[str, tuple[int, float]] = {}  # session -> (last seq, when)
+
+    async def persist_and_publish(self, outputs: list[tuple[str, Message]],
+                                  receipts: dict[str, tuple[str, int]] | None = None, *,
+                                  size: int | None = None) -> None:
+        """Give each message its session's next seq and persist all, together with the
+        status changes of the requests they answer and the ``receipts`` of the devices that
+        sent them (one write, one commit), then publish: nothing is published that is not
+        stored."""
+        known: dict[str, tuple[Request, str] | None] = {}
+        updates: list[StatusUpdate] = []
+        ended: list[Request] = []
+        for _, msg in outputs:
+            parent = msg["parent_header"].get("msg_id")
+            if isinstance(parent, str):
+                await self._advance(parent, msg, known, updates, ended)
+        started = time.monotonic()
+        seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
+        self.metrics.stored(outputs, time.monotonic() - started, size)
+        for request in updated:
+            if request is not None:
+                self.cells.refresh(request)
+        for (_session_id, msg), seq in zip(outputs, seqs):
+            msg["metadata"]["cellbus"]["seq"] = seq
+            parent = msg["parent_header"].get("msg_id")
+            if isinstance(parent, str) and not self.interacts.apply(parent, seq, msg):
+                self.cells.apply(parent, seq, msg)
+            self.prompts.stored(_session_id, msg)
+        for request in ended:
+            await self.ended(request)  # its slot frees, whatever the store said
+        now = time.monotonic()
+        for session_id, msg in outputs:
+            await self.wire.send(self.pub, msg, [session_id.encode()])
+            self.recent_seqs[session_id] = (msg["metadata"]["cellbus"]["seq"], now)
+
+    async def ended(self, request: Request) -> None:
+        """``request`` ended (done or error): it is no longer with a device, and the next
+        run of its interact, if any, may go."""
+        self.handed.discard(request.msg_id)
+        await self.interacts.finished(request)
+        self.prompts.ended(request)
+
+    async def set_status(self, request: Request, status: str,
+                         error: str | None = None) -> Request | None:
+        """Move ``request`` to ``status`` in the store and its cell's view; None if the store
+        says it cannot (it moved on meanwhile, or is unknown)."""
+        try:
+            updated = await self.store.update_request(request.msg_id, status, error=error)
+        except (InvalidTransition, UnknownRequest) as e:
+            self.log.debug("broker: %s", e)
+            return None
+        self.cells.refresh(updated)
+        return updated
+
+    async def beacons(self) -> None:
+        """Clone pattern: publish each recently active session's last seq every second (for
+        BEACON_WINDOW seconds after its last output), so a subscriber whose feed dropped the
+        tail of a burst sees that it is behind and catches up from the store."""
+        while True:
+            await asyncio.sleep(BEACON_INTERVAL)
+            cutoff = time.monotonic() - BEACON_WINDOW
+            self.recent_seqs = {s: v for s, v in self.recent_seqs.items() if v[1] >= cutoff}
+            if self.recent_seqs:
+                beacon = self.wire.msg(mt.SEQ_BEACON, {"sessions": {
+                    s: seq for s, (seq, _) in self.recent_seqs.items()}})
+                await self.wire.send(self.pub, beacon, [b""])
+
+    async def _advance(self, parent: str, msg: Message,
+                       known: dict[str, tuple[Request, str] | None],
+                       updates: list[StatusUpdate], ended: list[Request]) -> None:
+        """Plan how ``msg`` moves the request ``parent`` along: working when it starts; done or
+        error once its reply and the idle status after it are in, so "done" means its output
+        is complete. Adds the status changes to ``updates`` and the request to ``ended`` when
+        it ends; ``known`` holds each request and its status as the messages before this one
+        left it."""
+        kind, content = msg["msg_type"], msg["content"]
+        if (end := self.replied.see(parent, kind, content)) is not None:
+            new, error = DONE if end.ok else ERROR, end.error
+        elif kind == mt.EXECUTE_INPUT or (kind == mt.STATUS and
+                                          content.get("execution_state") == "busy"):
+            new, error = WORKING, None
+        else:
+            return
+        if parent not in known:
+            view = self.cells.cached(parent)
+            request = view.request if view else await self.store.get_request(parent)
+            known[parent] = None if request is None else (request, request.status)
+        entry = known[parent]
+        if entry is None or entry[1] == new:
+            return
+        current, status = entry
+        if new == DONE and status == NEEDS_WORK:
+            updates.append((parent, WORKING, None))
+        updates.append((parent, new, error))
+        known[parent] = (current, new)
+        if new in (DONE, ERROR):
+            ended.append(current)
