@@ -32,6 +32,7 @@ from typing import Any, cast
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.curve import ServerKeys
 from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.requests import Endings
@@ -45,8 +46,9 @@ from .metrics import BrokerMetrics
 from .placement import DeviceTable
 from .quotas import QuotaConfig, Quotas
 from .receipts import Receipts, Verdict
-from .store import (DONE, ERROR, NEEDS_WORK, WORKING, DeviceRecord, InvalidTransition, Request,
-                    StoreError,
+from .senders import MAX_SESSIONS, Judgement, Senders
+from .store import (DONE, ERROR, NEEDS_WORK, OPEN, WORKING, DeviceRecord, InvalidTransition,
+                    Request, StoreError,
                     Store, UnknownRequest)
 from .store.base import StatusUpdate
 
@@ -110,7 +112,12 @@ class Broker(Node):
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices",
                                        role="device", option="--device-bind")
         self.intake = Intake(self)
+        if isinstance(self.keys, ServerKeys):  # each device connection's key, for Senders
+            self.device_sock.peer_keys = {}
+        self.senders = Senders(self.devices, self.rejected, self.log,
+                               peer_keys=self.device_sock.peer_keys)
         try:
+            self.senders.seed(await self.store.sessions(OPEN, newest=MAX_SESSIONS))
             await self.intake.sessions.load()
             self.receipts = Receipts(await self.store.receipts())
         except StoreError as e:
@@ -188,6 +195,7 @@ class Broker(Node):
         if routing_id is None:
             return False
         self.sent.add(request.msg_id)
+        self.senders.handed_to(request.session, request.device)
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
         message = dict(request.message)
@@ -275,6 +283,8 @@ class Broker(Node):
                     await self.watch.drained(device, msg)
 
     def _sort(self, idents: list[bytes], msg: Message, outputs: list[tuple[str, Message]]) -> None:
+        if (judged := self.senders.judge(idents, msg)) is Judgement.REFUSE:
+            return
         kind = msg["msg_type"]
         content = msg["content"]
         device = (idents[0] if idents else b"").decode(errors="replace")
@@ -305,6 +315,8 @@ class Broker(Node):
         facts = msg["metadata"].get("cellbus")
         if self.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
             return  # stored already, or out of order: the device's ack says what to send
+        if judged is Judgement.SKIP:
+            return  # received (its outbox moves on), but not the device's to send
         session_id = facts.get("session") if isinstance(facts, dict) else None
         if isinstance(facts, dict):  # delivery bookkeeping stays between device and broker
             for key in ("out", "try", "sent"):
