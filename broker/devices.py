@@ -96,10 +96,10 @@ class DeviceWatch:
                 checked_orphans = True
                 await self.end_orphans()
 
-    async def lost(self, device: str) -> None:
+    async def lost(self, device: str, why: str = "") -> None:
         broker = self.broker
-        broker.log.warning("broker: device %s is lost (silent for %.0f s)", device,
-                           broker.devices.expiry)
+        broker.log.warning("broker: device %s is lost (%s)", device,
+                           why or f"silent for {broker.devices.expiry:.0f} s")
         broker.metrics.devices_lost.inc()
         for request in await self.store.requests(WORKING, device=device):
             await self.fail(request, f"the device {device} running this cell stopped "

@@ -46,6 +46,7 @@ from .metrics import BrokerMetrics
 from .placement import DeviceTable
 from .quotas import QuotaConfig, Quotas
 from .receipts import Receipts, Verdict
+from .revocation import Revocations
 from .senders import MAX_SESSIONS, Judgement, Senders
 from .store import (DONE, ERROR, NEEDS_WORK, OPEN, WORKING, DeviceRecord, InvalidTransition,
                     Request, StoreError,
@@ -123,6 +124,10 @@ class Broker(Node):
         except StoreError as e:
             raise ConfigError(f"broker cannot read its store: {e}") from None
         self.watch = DeviceWatch(self)
+        self.revocations = (Revocations(self, self.keys) if isinstance(self.keys, ServerKeys)
+                            else None)
+        if self.revocations is not None:
+            self.spawn(self.revocations.run(), "revocations")
         self.spawn(self._gateway_loop(), "gateways")
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
@@ -163,7 +168,7 @@ class Broker(Node):
     async def _gateway_loop(self) -> None:
         while True:
             got = await self.recv(self.gateways)
-            if got is not None:
+            if got is not None and not (self.revocations and self.revocations.refuses(got[0])):
                 idents, msg = got
                 self.spawn(self.intake.handle(idents, msg), f"intake.{msg['msg_id'][:8]}")
 
