@@ -127,3 +127,24 @@ def test_output_and_requests_from_a_device_that_does_not_hold_the_session_are_re
         rogue.close()
         sub.close(0)
         ctx.term()
+
+
+def test_a_device_name_stays_with_the_key_it_came_with(chain: Chain, key: bytes) -> None:
+    """Tests that once a device registered under its name, another device key cannot take
+    that name, even after the device left: its messages are refused (reason "key")."""
+    chain.start_broker()
+    device = chain.start_device(name="gpu1")
+    device.stop()
+    assert chain.broker is not None
+    chain.broker.wait_for_log(r"device gpu1 left")
+    impostor = BusClient(key, keys=chain.client_keys("impostor", "device"))
+    try:
+        impostor.sock.routing_id = b"gpu1"
+        impostor.sock.connect(chain.device_ep)
+        impostor.request(mt.DEVICE_REGISTER, {"device": "gpu1", "capacity": 4, "load": 0,
+                                              "sessions": [], "requests": []}, None,
+                         device="gpu1")
+        rejected(chain, "key")
+        assert len(re.findall(r"device gpu1 registered", chain.broker.log)) == 1
+    finally:
+        impostor.close()
