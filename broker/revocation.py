@@ -52,6 +52,9 @@ class Revocations:
         self.keys = keys
         #: Gateway keys (z85) revoked while this broker runs.
         self.gateway_keys: set[str] = set()
+        #: (routing id, revoked key) of the peers told and shut out, once each: a node that
+        #: goes on talking is refused without a line per message.
+        self.told: set[tuple[bytes, str]] = set()
         broker.gateways.peer_keys = {}
         monitor = f"inproc://cellbus-feed-{uuid.uuid4().hex}"
         broker.pub.monitor(monitor, _FEED_EVENTS)
@@ -82,6 +85,11 @@ class Revocations:
             for routing_id, key in list((sock.peer_keys or {}).items()):
                 if key in allowed:
                     continue
+                assert sock.peer_keys is not None
+                del sock.peer_keys[routing_id]
+                if (routing_id, key) in self.told:
+                    continue
+                self.told.add((routing_id, key))
                 self._tell(sock, routing_id, key)
                 if role == "device":
                     broker.senders.revoke(key)
@@ -94,8 +102,6 @@ class Revocations:
 
     def _tell(self, sock: BusSocket, routing_id: bytes, key: str) -> None:
         broker = self.broker
-        assert sock.peer_keys is not None
-        del sock.peer_keys[routing_id]
         broker.log.warning("broker: the key %s… of %r was revoked: its messages are refused "
                            "from now on, and it is told to disconnect", key[:12],
                            routing_id.decode(errors="replace"))
