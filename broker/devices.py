@@ -65,9 +65,9 @@ class DeviceWatch:
                 checked_orphans = True
                 await self.end_orphans()
 
-    async def lost(self, device: str) -> None:
-        self.log.warning("broker: device %s is lost (silent for %.0f s)", device,
-                         self.devices.expiry)
+    async def lost(self, device: str, why: str = "") -> None:
+        self.log.warning("broker: device %s is lost (%s)", device,
+                         why or f"silent for {self.devices.expiry:.0f} s")
         self.metrics.devices_lost.inc()
         for request in await self.store.requests(WORKING, device=device):
             await self.fail(request, f"the device {device} running this cell stopped "

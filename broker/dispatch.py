@@ -98,6 +98,8 @@ class Dispatch:
         self.handed = Handed()
         #: Whether a request must wait although its device is known (set by its owner).
         self.hold_back: Callable[[Request], bool] = lambda request: False
+        #: Told (session, device) at each hand-out: who may send that session's output.
+        self.on_handed: Callable[[str, str], None] = lambda session, device: None
         #: Sessions whose queued requests wait for a free place (as of the last pass).
         self._held: set[str] = set()
         self._lock = asyncio.Lock()
@@ -162,6 +164,7 @@ class Dispatch:
         if routing_id is None:
             return False
         self.handed.add(request.msg_id)
+        self.on_handed(request.session, request.device)
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
         message = dict(request.message)

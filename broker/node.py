@@ -31,6 +31,7 @@ from typing import Any, cast
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.curve import ServerKeys
 from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.requests import Endings
@@ -49,8 +50,10 @@ from .placement import DeviceTable
 from .prompts import Prompts
 from .quotas import QuotaConfig, Quotas
 from .receipts import Receipts, Verdict
+from .revocation import Revocations
+from .senders import MAX_SESSIONS, Judgement, Senders
 from .sessions import OpenSessions
-from .store import DeviceRecord, Request, Store, StoreError
+from .store import OPEN, DeviceRecord, Request, Store, StoreError
 
 __all__ = ["BEACON_INTERVAL", "BEACON_WINDOW", "MAX_OUTPUT_BATCH", "REDISPATCH_AFTER",
            "Broker"]
@@ -110,12 +113,29 @@ class Broker(Node):
         self.pub.sndhwm = self.feed_hwm
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices",
                                        role="device", option="--device-bind")
+        if isinstance(self.keys, ServerKeys):  # each device connection's key, for Senders
+            self.device_sock.peer_keys = {}
+        self.senders = Senders(self.devices, self.rejected, self.log,
+                               peer_keys=self.device_sock.peer_keys)
         self._wire(self.session, self.store)
+        self.dispatch.on_handed = self.senders.handed_to
         try:
+            self.senders.seed(await self.store.sessions(OPEN, newest=MAX_SESSIONS))
             await self.sessions.load()
             self.receipts = Receipts(await self.store.receipts())
         except StoreError as e:
             raise ConfigError(f"broker cannot read its store: {e}") from None
+        self.revocations: Revocations | None = None
+        if isinstance(self.keys, ServerKeys):
+            assert self.device_sock.peer_keys is not None
+            self.revocations = Revocations(
+                keys=self.keys, wire=self.session, device_keys=self.device_sock.peer_keys,
+                gateways=self.gateways, pub=self.pub,
+                monitor_socket=lambda ep: self.socket(zmq.PAIR, connect=ep,
+                                                      label="feed monitor"),
+                post_device=self.dispatch.post, senders=self.senders,
+                forget_device=self._forget_device, rejected=self.rejected, log=self.log)
+            self.spawn(self.revocations.run(), "revocations")
         self.spawn(self._gateway_loop(), "gateways")
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
@@ -207,7 +227,7 @@ class Broker(Node):
     async def _gateway_loop(self) -> None:
         while True:
             got = await self.recv(self.gateways)
-            if got is not None:
+            if got is not None and not (self.revocations and self.revocations.refuses(got[0])):
                 idents, msg = got
                 self.spawn(self.intake.handle(idents, msg), f"intake.{msg['msg_id'][:8]}")
 
@@ -229,6 +249,12 @@ class Broker(Node):
 
     # -- devices ----------------------------------------------------------------------------
 
+    async def _forget_device(self, device: str, why: str) -> None:
+        """Take ``device`` for lost now (its key was revoked)."""
+        if device in self.devices.devices:
+            self.devices.left(device)
+            await self.watch.lost(device, why)
+
     async def _device_loop(self) -> None:
         while True:
             batch = [await self.recv(self.device_sock)]
@@ -244,6 +270,8 @@ class Broker(Node):
                     await self.watch.drained(device, msg)
 
     def _sort(self, idents: list[bytes], msg: Message, outputs: list[tuple[str, Message]]) -> None:
+        if (judged := self.senders.judge(idents, msg)) is Judgement.REFUSE:
+            return
         kind = msg["msg_type"]
         content = msg["content"]
         device = (idents[0] if idents else b"").decode(errors="replace")
@@ -274,6 +302,8 @@ class Broker(Node):
         facts = msg["metadata"].get("cellbus")
         if self.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
             return  # stored already, or out of order: the device's ack says what to send
+        if judged is Judgement.SKIP:
+            return  # received (its outbox moves on), but not the device's to send
         session_id = facts.get("session") if isinstance(facts, dict) else None
         if isinstance(facts, dict):  # delivery bookkeeping stays between device and broker
             for key in ("out", "try", "sent"):

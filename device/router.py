@@ -17,6 +17,7 @@ does the device close its socket.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import socket
@@ -38,6 +39,8 @@ from .workers import EXIT_GRACE, Worker
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
+#: Requests answered here remembered (newest kept), so that a copy of one is not run again.
+MAX_ANSWERED = 65536
 #: Seconds a stopping device lets running cells finish (--drain-timeout).
 DRAIN_TIMEOUT = 10.0
 #: Seconds between looks at the running cells while draining.
@@ -80,6 +83,8 @@ class DeviceRouter(Node):
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
         self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes)
+        #: msg_ids of requests whose reply went up, oldest first (see MAX_ANSWERED).
+        self.answered: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.metrics = DeviceMetrics(self)
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  room=self.outbox.room, on_closed=self._session_closed,
@@ -141,6 +146,12 @@ class DeviceRouter(Node):
 
     async def send_up(self, msg: Message) -> None:
         """Output for the broker: into the outbox, sent from there until stored."""
+        if msg["msg_type"].endswith("_reply"):
+            parent = msg["parent_header"].get("msg_id")
+            if isinstance(parent, str):
+                self.answered[parent] = None
+                if len(self.answered) > MAX_ANSWERED:
+                    self.answered.popitem(last=False)
         self.outbox.put(msg)
 
     async def _write_up(self, frames: list[bytes]) -> None:
@@ -235,6 +246,9 @@ class DeviceRouter(Node):
             elif self.overseer.holds(session_id, request["msg_id"]):
                 self.log.info("device: request %s is here already; the copy is ignored",
                               request["msg_id"])
+            elif request["msg_id"] in self.answered:  # the broker's copy crossed its reply
+                self.log.info("device: request %s was answered here already; the copy is "
+                              "ignored", request["msg_id"])
             else:
                 if kind == mt.EXECUTE_REQUEST and not isinstance(
                         request["content"].get("code"), str):

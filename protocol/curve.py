@@ -6,10 +6,9 @@ with key pairs of their own. A ZAP handler (``zmq.auth.ThreadAuthenticator``) le
 finish its handshake only if its public key is in the folder of the role the socket serves:
 a device key opens the device port only, a gateway key the gateway and feed ports only.
 The folder is read again whenever it changes, so revoking a key (deleting its file, or
-``bin/cellbus cert --revoke``) refuses its next connection at once, with no restart. A
-connection already open stays until it drops or the broker restarts: ZeroMQ has no way to
-close one peer's connection, and rebinding the broker's sockets to force it was tried and
-left an allowed device unable to reconnect now and then.
+``bin/cellbus cert --revoke``) refuses its next connection at once, with no restart; the
+connections it has open are shut out by the broker within half a second
+(:mod:`broker.revocation`).
 
 A key folder (``bin/cellbus cert NAME --role ROLE --dir DIR``) holds::
 

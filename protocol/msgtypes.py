@@ -44,6 +44,8 @@ DEVICE_HEARTBEAT = "device_heartbeat"
 SESSION_STARTED = "session_started"
 SESSION_CLOSED = "session_closed"
 BROKER_HEARTBEAT = "broker_heartbeat"
+#: Broker -> a device or gateway whose CURVE key was revoked: {key}. It disconnects and stops.
+BUS_REVOKED = "bus_revoked"
 #: Device -> broker when it stops (SIGTERM): {device, returned: [msg_id], running: [msg_id],
 #: final: bool}. It takes no new work from then on; ``returned`` are requests it holds but
 #: never started, handed back to be placed elsewhere. The ``final`` one says it is leaving:

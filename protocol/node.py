@@ -20,6 +20,7 @@ from typing import Any
 
 import zmq
 
+from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .errors import ConfigError, ProtocolError, address_in_use
 from .metrics import NodeMetrics
@@ -59,6 +60,8 @@ class Node:
         self.keys: ServerKeys | ClientKeys | None = None
         self.insecure = False
         self._warned_insecure = False
+        #: (socket, endpoint) of every connect, undone if the broker revokes this node's key.
+        self._connected: list[tuple[BusSocket, str]] = []
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -96,6 +99,7 @@ class Node:
                               sock.getsockopt_string(zmq.LAST_ENDPOINT))
             if connect:
                 sock.connect(connect)
+                self._connected.append((sock, connect))
                 self.log.info("%s connected %s to %s", self.name, what, connect)
         except zmq.ZMQError as e:
             sock.close()
@@ -146,10 +150,29 @@ class Node:
     async def recv(self, sock: BusSocket) -> tuple[list[bytes], Message] | None:
         """One checked message from ``sock``, or None if it was rejected (and logged)."""
         try:
-            return await self.session.recv(sock)
+            got = await self.session.recv(sock)
         except ProtocolError as e:
             self._rejected(e)
             return None
+        if got[1]["msg_type"] == mt.BUS_REVOKED and isinstance(self.keys, ClientKeys):
+            self._revoked()
+            return None
+        return got
+
+    def _revoked(self) -> None:
+        """The broker revoked this node's key: disconnect every link now (no more output goes
+        out, nothing comes in) and stop, with exit status 1."""
+        if self.crashed:
+            return
+        self.log.error("%s: the broker revoked this node's CURVE key; disconnecting and "
+                       "stopping (bin/cellbus cert makes a new one)", self.name)
+        for sock, endpoint in self._connected:
+            try:
+                sock.disconnect(endpoint)
+            except zmq.ZMQError:
+                pass  # not connected any more
+        self.crashed = True
+        self.request_stop()
 
     def recv_waiting(self, sock: BusSocket,
                      limit: int) -> list[tuple[list[bytes], Message] | None]:

@@ -36,6 +36,8 @@ _SNDMORE, _DONTWAIT = int(zmq.SNDMORE), int(zmq.DONTWAIT)
 _EVENTS, _POLLIN, _POLLOUT = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.POLLOUT)
 
 Frames = list[bytes]
+#: Peers whose CURVE keys a socket remembers (``peer_keys``) at most.
+MAX_PEER_KEYS = 65536
 
 
 class BusSocket(zmq.Socket):  # type: ignore[type-arg]
@@ -51,6 +53,9 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
     _fd: int = -1
     _readers: collections.deque[asyncio.Future[Frames]] | None = None
     _writers: collections.deque[tuple[Sequence[bytes], asyncio.Future[None]]] | None = None
+    #: A CURVE server's ROUTER may set this to a dict: each peer's CURVE public key (the
+    #: ZAP handler's User-Id, z85) is noted in it by routing id as its messages arrive.
+    peer_keys: dict[bytes, str] | None = None
 
     # -- without waiting --------------------------------------------------------------------
 
@@ -132,10 +137,24 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
         except zmq.Again:
             return None
         parts = [frame.bytes]
+        if self.peer_keys is not None:
+            self._note_peer(parts[0], frame)
         while frame.more:  # the rest of a message is always there once its first part is
             frame = _zrecv(self, 0, False)
             parts.append(frame.bytes)
         return parts
+
+    def _note_peer(self, routing_id: bytes, frame: zmq.Frame) -> None:
+        assert self.peer_keys is not None
+        try:
+            user_id = str(frame.get("User-Id"))
+        except zmq.ZMQError:  # no ZAP handler gave the connection one
+            return
+        if self.peer_keys.get(routing_id) != user_id:
+            self.peer_keys.pop(routing_id, None)
+            self.peer_keys[routing_id] = user_id
+            if len(self.peer_keys) > MAX_PEER_KEYS:  # the entry noted longest ago goes
+                del self.peer_keys[next(iter(self.peer_keys))]
 
     def _put(self, frames: Sequence[bytes]) -> bool:
         last = len(frames) - 1
