@@ -26,6 +26,7 @@ from . import capacity
 from .auth import Auth
 from .control import Control
 from .interacts import Interacts
+from .kernels import Kernels
 from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, FINAL, OPEN, DuplicateRequest, InvalidTransition,
                      Request, SessionRecord, StoreError, StoreFull, StoreUnwritable,
@@ -44,7 +45,8 @@ GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
 #: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
-READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST})
+READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST,
+                   mt.KERNEL_LIST_REQUEST, mt.DELIVERY_REQUEST})
 Address = tuple[str, str, str]
 
 
@@ -74,6 +76,7 @@ class Intake:
         self.sessions = OpenSessions(broker.store)
         self.control = Control(broker, self)
         self.interacts = Interacts(broker, self)
+        self.kernels = Kernels(self)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[
                 tuple[dict[str, Any], list[bytes]]]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
@@ -85,6 +88,8 @@ class Intake:
             mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, self.control.restart),
             mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, self.control.status),
             mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(self.store).whose),
+            mt.KERNEL_LIST_REQUEST: (mt.KERNEL_LIST_REPLY, self.kernels.list),
+            mt.DELIVERY_REQUEST: (mt.DELIVERY_REPLY, self.kernels.delivery),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:
