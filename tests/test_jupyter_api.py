@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -48,3 +49,116 @@ async def test_execute_over_channels(running_chain, binary: bool) -> None:
         assert reply["content"]["status"] == "error"
     finally:
         await ch.close()
+
+
+def test_rest_models_owners_and_schemes(chain) -> None:
+    """Kernels and kernelspecs answer jupyter_server's models; a token works as ``token T``,
+    ``Bearer T`` and ``?token=T``; another user's kernel is 404 on every route."""
+    from access_util import add_user, call
+    from test_access import start
+    alice, bob = add_user(chain, "alice"), add_user(chain, "bob")
+    start(chain, "--auth", "token")
+    port = chain.port
+    as_alice = {"Authorization": f"token {alice}", "Content-Type": "application/json"}
+    assert call(port, "GET", "/api/kernels").status == 401
+    specs = call(port, "GET", "/api/kernelspecs", headers=as_alice)
+    assert specs.status == 200 and specs.body["default"] == "python3"
+    assert specs.body["kernelspecs"]["python3"]["spec"]["language"] == "python"
+    assert call(port, "GET", "/api/kernelspecs/python3", headers=as_alice).body["name"] == "python3"
+    assert call(port, "GET", "/api/kernelspecs/nope", headers=as_alice).status == 404
+    created = call(port, "POST", "/api/kernels", b'{"name": "python3"}', headers=as_alice)
+    assert created.status == 201, created.body
+    kernel_id = created.body["id"]
+    assert created.headers["Location"] == f"/api/kernels/{kernel_id}"
+    assert set(created.body) == {"id", "name", "last_activity", "execution_state",
+                                 "connections"}
+    listed = call(port, "GET", "/api/kernels", headers={"Authorization": f"Bearer {alice}"})
+    assert [k["id"] for k in listed.body] == [kernel_id]
+    got = call(port, "GET", f"/api/kernels/{kernel_id}?token={alice}")
+    assert got.status == 200 and got.body["last_activity"].endswith("Z")
+    as_bob = {"Authorization": f"token {bob}"}
+    assert call(port, "GET", "/api/kernels", headers=as_bob).body == []
+    for method, path in (("GET", ""), ("DELETE", ""), ("POST", "/interrupt"),
+                         ("POST", "/restart")):
+        answer = call(port, method, f"/api/kernels/{kernel_id}{path}", b"" if method == "POST"
+                      else None, headers=as_bob)
+        assert answer.status == 404, (method, path, answer.body)
+    session = call(port, "POST", "/api/sessions", json.dumps(
+        {"path": "a.ipynb", "name": "a.ipynb", "type": "notebook",
+         "kernel": {"id": kernel_id}}), headers=as_alice)
+    assert session.status == 201 and session.body["kernel"]["id"] == kernel_id
+    assert call(port, "POST", f"/api/kernels/{kernel_id}/interrupt", b"",
+                headers=as_alice).status == 204
+    restarted = call(port, "POST", f"/api/kernels/{kernel_id}/restart", b"", headers=as_alice)
+    assert restarted.status == 200 and restarted.body["id"] == kernel_id
+    assert call(port, "DELETE", f"/api/kernels/{kernel_id}", headers=as_alice).status == 204
+    assert call(port, "GET", f"/api/kernels/{kernel_id}", headers=as_alice).status == 404
+
+
+EIGHT_LINES = ("import time\nfor i in range(8):\n    print(f'line {i}', flush=True)\n"
+               "    time.sleep(0.4)\n")
+
+
+def lines_of(msgs: list[dict]) -> list[str]:
+    return [line for line in stdout(msgs).splitlines() if line.startswith("line ")]
+
+
+async def drain(ch: Channels) -> list[dict]:
+    """Close the socket and keep what arrived before the close did."""
+    got = []
+    ch.ws.close()
+    async with asyncio.timeout(10):
+        while (raw := await ch.ws.read_message()) is not None:
+            got.append(json.loads(raw))
+    return got
+
+
+async def test_reconnect_same_and_new_client_lose_and_repeat_nothing(running_chain) -> None:
+    """A client that drops mid-cell and comes back with its session_id gets every line
+    after the last one delivered to it, once; a new session_id gets the running execution's
+    output from its start, then live."""
+    kernel_id = start_kernel(running_chain)
+    first = await Channels.open(running_chain.port, kernel_id, client="alice-tab")
+    request = await first.send("execute_request", {"code": EIGHT_LINES})
+    msg_id = request["header"]["msg_id"]
+    got = await first.until(lambda m: len(lines_of([m])) and m["content"]["text"].startswith(
+        "line 2"))
+    got += await drain(first)
+    newcomer = await Channels.open(running_chain.port, kernel_id, client="late-tab")
+    again = await Channels.open(running_chain.port, kernel_id, client="alice-tab")
+    try:
+        def idle(m: dict) -> bool:
+            return (m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                    and m["parent_header"].get("msg_id") == msg_id)
+        late = await newcomer.until(idle)
+        rest = await again.until(idle)
+        assert lines_of(late) == [f"line {i}" for i in range(8)]
+        assert lines_of(got + rest) == [f"line {i}" for i in range(8)]
+        assert sum(m["msg_type"] == "execute_input" for m in got + rest) == 1
+    finally:
+        await newcomer.close()
+        await again.close()
+
+
+async def test_replay_survives_a_gateway_restart(running_chain) -> None:
+    """The delivery position is the store's: after the gateway restarts, the same
+    session_id gets the lines it missed and none twice."""
+    kernel_id = start_kernel(running_chain)
+    first = await Channels.open(running_chain.port, kernel_id, client="tab")
+    request = await first.send("execute_request", {"code": EIGHT_LINES})
+    got = await first.until(lambda m: len(lines_of([m])) and m["content"]["text"].startswith(
+        "line 1"))
+    running_chain.gateway.stop()
+    async with asyncio.timeout(10):
+        while (raw := await first.ws.read_message()) is not None:
+            got.append(json.loads(raw))
+    first.ws.close()
+    running_chain.start_gateway()
+    again = await Channels.open(running_chain.port, kernel_id, client="tab")
+    try:
+        rest = await again.until(lambda m: m["msg_type"] == "status" and m["content"][
+            "execution_state"] == "idle" and m["parent_header"].get("msg_id") == request[
+            "header"]["msg_id"])
+        assert lines_of(got + rest) == [f"line {i}" for i in range(8)]
+    finally:
+        await again.close()

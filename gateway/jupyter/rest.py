@@ -22,6 +22,8 @@ KERNEL_ID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
 class JupyterHandler(BaseHandler):
     """What every route here shares: the user's kernels and a JSON body."""
 
+    signs_in = False
+
     @property
     def user(self) -> str:
         return owner(self.visitor)
