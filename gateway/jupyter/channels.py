@@ -91,6 +91,9 @@ class ChannelsHandler(SocketHandler):
         self.address = (self.user, self.kernel_id, "-")
         self.position: tuple[str, int] | None = None
         self.writing: asyncio.Future[None] | None = None
+        #: The ``header.session`` of every message to the client: the kernel's cellbus
+        #: session (a restart makes a new one, as a Jupyter kernel's restart does).
+        self.kernel_session = self.kernel_id
         self.sockets.add((self.user, self.kernel_id), self)
         try:
             reply = await self.link.request(mt.DELIVERY_REQUEST, {"client": self.client},
@@ -105,6 +108,7 @@ class ChannelsHandler(SocketHandler):
             session, since = c["position"]
         else:
             session, since = c.get("session"), c.get("start", 0)
+        self.kernel_session = c.get("session") or self.kernel_id
         sub = Replay(self, self.user, self.kernel_id, since, session)
         self.subs[(self.user, self.kernel_id)] = sub
         self.link.listen((self.user, self.kernel_id), self.on_output)
@@ -148,6 +152,9 @@ class ChannelsHandler(SocketHandler):
                 return
             if msg["content"].get("execution_state") == "busy":
                 msg["content"]["execution_state"] = "starting"
+        if isinstance(facts.get("session"), str):  # one sender per kernel session, as
+            self.kernel_session = facts["session"]  # @jupyterlab/services requires
+        msg["header"]["session"] = self.kernel_session
         data = msg["content"].get("data")
         if isinstance(data, dict):
             data.pop(mt.FILE_MIME, None)
@@ -157,6 +164,7 @@ class ChannelsHandler(SocketHandler):
     def answer(self, request: dict[str, Any], msg_type: str, content: dict[str, Any],
                channel: str) -> None:
         msg = self.link.session.msg(msg_type, content, parent=request)
+        msg["header"]["session"] = self.kernel_session
         self.outbox.send(wire.encode(msg, channel, binary=self.binary))  # type: ignore[arg-type]
 
     def status(self, state: str, request: dict[str, Any] | None = None) -> None:
