@@ -123,6 +123,8 @@ async def test_reconnect_same_and_new_client_lose_and_repeat_nothing(running_cha
     msg_id = request["header"]["msg_id"]
     got = await first.until(lambda m: len(lines_of([m])) and m["content"]["text"].startswith(
         "line 2"))
+    status, doc = running_chain.http("GET", f"/api/kernels/{kernel_id}")
+    assert (doc["execution_state"], doc["connections"]) == ("busy", 1)
     got += await drain(first)
     newcomer = await Channels.open(running_chain.port, kernel_id, client="late-tab")
     again = await Channels.open(running_chain.port, kernel_id, client="alice-tab")
@@ -135,6 +137,8 @@ async def test_reconnect_same_and_new_client_lose_and_repeat_nothing(running_cha
         assert lines_of(late) == [f"line {i}" for i in range(8)]
         assert lines_of(got + rest) == [f"line {i}" for i in range(8)]
         assert sum(m["msg_type"] == "execute_input" for m in got + rest) == 1
+        status, doc = running_chain.http("GET", f"/api/kernels/{kernel_id}")
+        assert (doc["execution_state"], doc["connections"]) == ("idle", 2)
     finally:
         await newcomer.close()
         await again.close()
