@@ -5,72 +5,20 @@ is the client here, none of whose code this project wrote."""
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from harness import free_port
+from jupyter_servers import TOKEN, call, serving
 from jupyter_ws import Channels, stdout
-
-TOKEN = "jupyter-server-test-token"
 
 
 @pytest.fixture
 def jupyter_server(running_chain, tmp_path: Path) -> Iterator[int]:
     """jupyter_server on a free port whose kernels are cellbus's; yields its port."""
-    port = free_port()
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    log = open(tmp_path / "jupyter_server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}",
-         "--ip=127.0.0.1", "--allow-root", f"--IdentityProvider.token={TOKEN}",
-         f"--ServerApp.root_dir={tmp_path}",
-         f"--gateway-url=http://127.0.0.1:{running_chain.port}",
-         "--GatewayClient.request_timeout=60"],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-        start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while call(port, "GET", "/api")[0] != 200:
-            assert proc.poll() is None, (tmp_path / "jupyter_server.log").read_text()
-            assert time.monotonic() < deadline, "jupyter_server did not start in 60 s"
-            time.sleep(0.1)
+    with serving("jupyter_server", running_chain.port, tmp_path) as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-        log.close()
-
-
-def call(port: int, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{path}", data=data, method=method,
-        headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp:
-            raw, status = resp.read(), resp.status
-    except urllib.error.HTTPError as e:
-        raw, status = e.read(), e.code
-        e.close()
-    except OSError:
-        return 0, None
-    return status, json.loads(raw) if raw else None
 
 
 async def test_a_notebook_through_jupyter_servers_gateway_client(jupyter_server: int,
