@@ -168,7 +168,7 @@ class ChannelsHandler(SocketHandler):
         self.outbox.send(wire.encode(msg, channel, binary=self.binary))  # type: ignore[arg-type]
 
     def status(self, state: str, request: dict[str, Any] | None = None) -> None:
-        """An iopub ``status`` that is no stored output (restarting, dead, on kernel_info)."""
+        """An iopub ``status`` that is no stored output (dead, or on kernel_info)."""
         if not self.outbox.closed:
             self.answer(request or {}, mt.STATUS, {"execution_state": state}, "iopub")
 
@@ -197,9 +197,15 @@ class ChannelsHandler(SocketHandler):
     async def _dispatch(self, request: dict[str, Any], msg_type: Any,
                         content: dict[str, Any]) -> None:
         if msg_type == mt.KERNEL_INFO_REQUEST:
+            # A kernel's answer: busy, the reply, idle, all with this parent (a Jupyter
+            # client's request is done once it has its reply and that idle); then the
+            # kernel's real state with no parent, since JupyterLab ignores status messages
+            # whose parent is a kernel_info_request for the kernel's state.
+            self.status("busy", request)
             self.answer(request, mt.KERNEL_INFO_REPLY, BUILTIN.kernel_info(), "shell")
+            self.status("idle", request)
             entry = await model.find(self.ask, self.user, self.kernel_id)
-            self.status(model.execution_state(entry), request)
+            self.status(model.execution_state(entry))
         elif msg_type == mt.EXECUTE_REQUEST:
             await self._run_code(request, content)
         elif msg_type == mt.INTERRUPT_REQUEST:
@@ -209,8 +215,10 @@ class ChannelsHandler(SocketHandler):
             restart = content.get("restart") is True
             self.answer(request, mt.SHUTDOWN_REPLY, {"status": "ok", "restart": restart},
                         "control")
-            act = model.restart if restart else model.shut_down
-            await act(self.ask, self.user, self.kernel_id, self.sockets)
+            if restart:
+                await model.restart(self.ask, self.user, self.kernel_id)
+            else:
+                await model.shut_down(self.ask, self.user, self.kernel_id, self.sockets)
         elif msg_type == INPUT_REPLY:
             value = content.get("value")
             await self.link.request(INPUT_REPLY, {"value": value if isinstance(value, str)

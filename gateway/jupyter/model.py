@@ -115,12 +115,12 @@ async def interrupt(ask: Ask, user: str, kernel_id: str) -> None:
                 raise
 
 
-async def restart(ask: Ask, user: str, kernel_id: str, sockets: Sockets) -> None:
+async def restart(ask: Ask, user: str, kernel_id: str) -> None:
     """End the kernel's session and start a fresh one under the same id; its sockets see
-    ``restarting`` (then the new session's ``starting`` and ``idle``)."""
+    the new session's ``starting`` and ``idle``. No ``restarting``: to Jupyter clients that
+    says the server restarted a kernel that died (JupyterLab then shows "the kernel
+    appears to have died"), and a client that asked for a restart knows it."""
     await find(ask, user, kernel_id)
-    for socket in sockets.of((user, kernel_id)):
-        socket.status("restarting")
     await stop(ask, user, kernel_id)
     await start(ask, user, DEFAULT, kernel_id)
 

@@ -96,7 +96,7 @@ class InterruptHandler(JupyterHandler):
 
 class RestartHandler(JupyterHandler):
     async def post(self, kernel_id: str) -> None:
-        await model.restart(self.ask, self.user, kernel_id, self.sockets)
+        await model.restart(self.ask, self.user, kernel_id)
         self.write_json(200, await self.kernel_model(kernel_id))
 
 
