@@ -56,7 +56,9 @@ def main() -> int:
         f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; load average (1 min) at start / "
         f"end: {facts['load']} (a 2-core machine shared with other work: noisy)",
         f"- command: `.venv/bin/python bench/jupyter_api.py {' '.join(sys.argv[1:])}`",
-        f"- trials: {facts['trials']}",
+        f"- trials: cold start {bench.trials} per system, warm round trips "
+        f"{bench.warm_trials}, throughput {bench.rounds} x {bench.window:.0f} s windows; "
+        "systems interleaved trial by trial",
         "- every system is driven by the same client over the same protocol: POST "
         "/api/kernels, WS /api/kernels/ID/channels (JSON frames), DELETE /api/kernels/ID; "
         "the cellbus column is its Jupyter API (gateway/jupyter/), with its store, sandbox "

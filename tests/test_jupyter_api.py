@@ -166,3 +166,32 @@ async def test_replay_survives_a_gateway_restart(running_chain) -> None:
         assert lines_of(got + rest) == [f"line {i}" for i in range(8)]
     finally:
         await again.close()
+
+
+async def test_control_channel_interrupt_restart_and_shutdown(running_chain) -> None:
+    """interrupt_request and shutdown_request (restart or not) on the control channel act
+    on the kernel, as the REST routes do."""
+    kernel_id = start_kernel(running_chain)
+    ch = await Channels.open(running_chain.port, kernel_id, binary=True)
+    try:
+        await ch.execute("x = 1")
+        request = await ch.send("execute_request", {"code": "import time\nprint('zzz', "
+                                                    "flush=True)\ntime.sleep(60)"})
+        await ch.until(lambda m: m["msg_type"] == "stream")
+        await ch.send("interrupt_request", {}, channel="control")
+        got = await ch.until(lambda m: m["msg_type"] == "execute_reply")
+        assert got[-1]["parent_header"]["msg_id"] == request["header"]["msg_id"]
+        assert got[-1]["content"]["ename"] == "KeyboardInterrupt"
+        assert any(m["msg_type"] == "interrupt_reply" and m["channel"] == "control"
+                   for m in got)
+        await ch.send("shutdown_request", {"restart": True}, channel="control")
+        reply = (await ch.until(lambda m: m["msg_type"] == "shutdown_reply"))[-1]
+        assert reply["content"]["restart"] is True
+        errors = [m for m in await ch.execute("print(x)") if m["msg_type"] == "error"]
+        assert [m["content"]["ename"] for m in errors] == ["NameError"]
+        await ch.send("shutdown_request", {"restart": False}, channel="control")
+        await ch.until(lambda m: m["msg_type"] == "status"
+                       and m["content"]["execution_state"] == "dead")
+    finally:
+        await ch.close()
+    assert running_chain.http("GET", f"/api/kernels/{kernel_id}")[0] == 404
