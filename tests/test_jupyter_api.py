@@ -195,3 +195,18 @@ async def test_control_channel_interrupt_restart_and_shutdown(running_chain) -> 
     finally:
         await ch.close()
     assert running_chain.http("GET", f"/api/kernels/{kernel_id}")[0] == 404
+
+
+def test_position_is_the_last_message_handed_over() -> None:
+    """A message still queued in the outbox is not delivered: the position stops before it
+    (it lags, never runs ahead)."""
+    from gateway.jupyter.positions import Positions
+    positions = Positions()
+    assert positions.handed(0) is None
+    positions.sent(100, ("s", 1))
+    positions.sent(250, ("s", 2))
+    positions.sent(300, ("s", 3))
+    assert positions.handed(99) is None
+    assert positions.handed(260) == ("s", 2)
+    assert positions.handed(260) == ("s", 2)
+    assert positions.handed(300) == ("s", 3)

@@ -2,10 +2,11 @@
 
 The socket is :class:`gateway.ws.SocketHandler`'s (admission, origin, outbox, seq beacons)
 subscribed to its kernel's worksheet from the client's delivery position: the store keeps,
-per client ``session_id``, the seq last delivered to it (``delivery_request``), written as it
-advances (one write in flight per socket, the newest position next). A client that comes
-back with the same ``session_id`` gets everything after that position and nothing twice,
-through any gateway; a new ``session_id`` starts at the running execution's first output.
+per client ``session_id``, the seq last handed over to it (``delivery_request``, see
+:mod:`.positions`), written as it advances (one write in flight per socket, the newest
+next). A client that comes back with the same ``session_id`` gets everything after that
+position, through any gateway; a new ``session_id`` starts at the running execution's
+first output.
 
 Stored output is already Jupyter's (status, execute_input, stream, display_data,
 execute_result, error, execute_reply); cellbus's routing facts are taken out of metadata.
@@ -35,6 +36,7 @@ from ..ws import MAX_HEADER_FIELD, SocketHandler, Subscription
 from . import model, wire
 from .kernelspecs import BUILTIN
 from .model import START_CELL, Sockets, owner
+from .positions import HandingOutbox, Positions
 
 log = logging.getLogger("cellbus.gateway")
 #: Longest ``session_id`` a client may name (longer: the socket gets a fresh one).
@@ -63,6 +65,8 @@ class Replay(Subscription):
 
 
 class ChannelsHandler(SocketHandler):
+    outbox: HandingOutbox
+
     async def ask(self, msg_type: str, content: dict[str, Any],
                   address: tuple[str, str, str]) -> Message:
         """:meth:`BaseHandler.ask`: a refusal or an absent broker is an HTTPError."""
@@ -89,6 +93,8 @@ class ChannelsHandler(SocketHandler):
         self.client = client if client and len(client) <= MAX_CLIENT else uuid.uuid4().hex
         self.binary = self.selected_subprotocol == wire.V1
         self.address = (self.user, self.kernel_id, "-")
+        self.outbox = HandingOutbox(self, self.settings["client_buffer"], self._release)
+        self.positions = Positions()
         self.position: tuple[str, int] | None = None
         self.writing: asyncio.Future[None] | None = None
         #: The ``header.session`` of every message to the client: the kernel's cellbus
@@ -115,15 +121,21 @@ class ChannelsHandler(SocketHandler):
         sub.catch_up()
 
     def _release(self) -> None:
+        self._store_position()  # what was handed over before the end, the queue not
         super()._release()
         self.sockets.discard((self.user, self.kernel_id), self)
 
     # -- to the client ----------------------------------------------------------------------
 
     def delivered(self, session: str, seq: int) -> None:
-        """Keep the client's new position in the store (one write at a time, the newest)."""
-        self.position = (session, seq)
-        if self.writing is None or self.writing.done():
+        """Keep the client's position in the store (one write at a time, the newest): the
+        last message handed to tornado (:mod:`.positions`)."""
+        self.positions.sent(self.outbox.carried, (session, seq))
+        self._store_position()
+
+    def _store_position(self) -> None:
+        self.position = self.positions.handed(self.outbox.handed())
+        if self.position is not None and (self.writing is None or self.writing.done()):
             self.writing = asyncio.ensure_future(self._write_positions())
 
     async def _write_positions(self) -> None:
