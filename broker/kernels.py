@@ -2,7 +2,8 @@
 
 A Jupyter kernel is a worksheet of its user whose name is the kernel id; it exists while the
 worksheet has an open session. ``kernel_list_request`` lists them (or one) with what a
-kernel model shows: activity, and the cells still running (busy) or none (idle).
+kernel model shows: activity, the cells still running (busy) or none (idle), and the Jupyter
+session (path, name, type) its first request named.
 
 ``delivery_request`` keeps, per (worksheet, channels client ``session_id``), the last
 output message delivered to that client, so a client that reconnects, to this gateway or to
@@ -59,11 +60,16 @@ class Kernels:
         return {"kernels": [await self._model(r) for r in records]}, []
 
     async def _model(self, record: SessionRecord) -> dict[str, Any]:
-        running = [r.cell_id for r in await self.store.session_requests(record.session)
-                   if r.status not in FINAL]
+        requests = await self.store.session_requests(record.session)
+        running = [r.cell_id for r in requests if r.status not in FINAL]
+        # What a Jupyter session said of itself (path, name, type) when it started the
+        # kernel: in the content of the session's first request.
+        first = requests[0].message.get("content", {}) if requests else {}
+        about = first.get("jupyter_session") if isinstance(first, dict) else None
         return {"worksheet": record.worksheet, "session": record.session,
                 "created": record.created, "last_activity": record.last_activity,
-                "running": running}
+                "running": running, "jupyter_session": about if isinstance(about, dict)
+                else None}
 
     async def delivery(self, msg: Message, address: Address) -> Reply:
         """Store a client's position (``seq`` given) or read it with where to start."""

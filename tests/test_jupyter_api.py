@@ -210,3 +210,24 @@ def test_position_is_the_last_message_handed_over() -> None:
     assert positions.handed(260) == ("s", 2)
     assert positions.handed(260) == ("s", 2)
     assert positions.handed(300) == ("s", 3)
+
+
+def test_a_session_keeps_its_path_through_a_restart(running_chain) -> None:
+    """POST /api/sessions starts a kernel; its path, name and type are listed afterwards
+    (from the store, not this gateway's memory) and survive a kernel restart."""
+    status, made = running_chain.http("POST", "/api/sessions", json.dumps({
+        "path": "work/a.ipynb", "name": "a.ipynb", "type": "notebook",
+        "kernel": {"name": "python3"}}).encode())
+    assert status == 201, made
+    kernel_id = made["kernel"]["id"]
+    assert (made["id"], made["path"], made["name"]) == (kernel_id, "work/a.ipynb", "a.ipynb")
+    running_chain.gateway.stop()
+    running_chain.start_gateway()
+    status, listed = running_chain.http("GET", "/api/sessions")
+    assert status == 200 and [(s["id"], s["path"], s["type"]) for s in listed] == [
+        (kernel_id, "work/a.ipynb", "notebook")]
+    assert running_chain.http("POST", f"/api/kernels/{kernel_id}/restart", b"")[0] == 200
+    status, one = running_chain.http("GET", f"/api/sessions/{kernel_id}")
+    assert status == 200 and one["path"] == "work/a.ipynb" and one["kernel"]["id"] == kernel_id
+    assert running_chain.http("DELETE", f"/api/sessions/{kernel_id}")[0] == 204
+    assert running_chain.http("GET", "/api/sessions") == (200, [])

@@ -90,10 +90,14 @@ async def find(ask: Ask, user: str, kernel_id: str) -> dict[str, Any]:
     return found[0]
 
 
-async def start(ask: Ask, user: str, name: str, kernel_id: str | None = None) -> str:
-    """Start a kernel (its session) and return its id."""
+async def start(ask: Ask, user: str, name: str, kernel_id: str | None = None,
+                about: dict[str, str] | None = None) -> str:
+    """Start a kernel (its session) and return its id; ``about`` is the Jupyter session's
+    path, name and type, kept with the start request (the broker lists it)."""
     kernel_id = kernel_id or str(uuid.uuid4())
     content = {**execute_content(""), "silent": True, "store_history": False}
+    if about:
+        content["jupyter_session"] = about
     content["kernel"] = name  # issue 21: a worksheet's first evaluate names its kernel
     await ask(mt.EXECUTE_REQUEST, content, (user, kernel_id, START_CELL))
     return kernel_id
@@ -120,9 +124,9 @@ async def restart(ask: Ask, user: str, kernel_id: str) -> None:
     the new session's ``starting`` and ``idle``. No ``restarting``: to Jupyter clients that
     says the server restarted a kernel that died (JupyterLab then shows "the kernel
     appears to have died"), and a client that asked for a restart knows it."""
-    await find(ask, user, kernel_id)
+    entry = await find(ask, user, kernel_id)
     await stop(ask, user, kernel_id)
-    await start(ask, user, DEFAULT, kernel_id)
+    await start(ask, user, DEFAULT, kernel_id, entry.get("jupyter_session"))
 
 
 async def shut_down(ask: Ask, user: str, kernel_id: str, sockets: Sockets) -> None:

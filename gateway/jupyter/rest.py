@@ -121,41 +121,57 @@ class KernelSpecFileHandler(JupyterHandler):
         raise fail(404, f"kernelspec {name!r} has no resource {path!r}")
 
 
+def about(body: dict[str, Any]) -> dict[str, str]:
+    """A session's path, name and type from a client's body (strings only)."""
+    return {k: body[k] for k in ("path", "name", "type") if isinstance(body.get(k), str)}
+
+
 class SessionsHandler(JupyterHandler):
-    """``/api/sessions``: a session here is its kernel's view (same id), enough for a
-    client that creates a session with a kernel; path and name are echoed, not kept."""
+    """``/api/sessions``: a session is its kernel's view (same id), enough for a client
+    that creates a session with a kernel. The path, name and type given when the session
+    started its kernel are kept with the kernel (a session on an existing kernel, or a
+    PATCH, only echoes them)."""
 
     async def get(self) -> None:
         found = await model.entries(self.ask, self.user)
-        self.finish(json.dumps([self.session(model.model(e, self.sockets, self.user))
-                                for e in found]))
+        self.finish(json.dumps([self.session(e) for e in found]))
 
     async def post(self) -> None:
         body = self.body()
         given = body.get("kernel")
         kernel: dict[str, Any] = given if isinstance(given, dict) else {}
         if isinstance(kernel.get("id"), str):
-            doc = await self.kernel_model(kernel["id"])
+            entry = await model.find(self.ask, self.user, kernel["id"])
         else:
-            doc = await self.start_kernel(kernel.get("name"))
-        self.write_json(201, self.session(doc, body))
+            kernel_id = await model.start(self.ask, self.user, self.kernel_name(
+                kernel.get("name")), about=about(body))
+            entry = await model.find(self.ask, self.user, kernel_id)
+        self.write_json(201, self.session(entry, about(body)))
 
-    @staticmethod
-    def session(kernel: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = body or {}
-        path = body.get("path") if isinstance(body.get("path"), str) else kernel["id"]
-        return {"id": kernel["id"], "path": path, "name": body.get("name") or "",
-                "type": body.get("type") or "notebook", "kernel": kernel, "notebook":
-                {"path": path, "name": body.get("name") or ""}}
+    def session(self, entry: dict[str, Any], given: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+        return session_model(self, entry, given)
+
+
+def session_model(handler: JupyterHandler, entry: dict[str, Any],
+                  given: dict[str, str] | None = None) -> dict[str, Any]:
+    """jupyter_server's session model of a kernel entry."""
+    kernel = model.model(entry, handler.sockets, handler.user)
+    kept = {**(entry.get("jupyter_session") or {}), **(given or {})}
+    path = kept.get("path", kernel["id"])
+    return {"id": kernel["id"], "path": path, "name": kept.get("name", ""),
+            "type": kept.get("type", "notebook"), "kernel": kernel,
+            "notebook": {"path": path, "name": kept.get("name", "")}}
 
 
 class SessionHandler(JupyterHandler):
     async def get(self, session_id: str) -> None:
-        self.write_json(200, SessionsHandler.session(await self.kernel_model(session_id)))
+        entry = await model.find(self.ask, self.user, session_id)
+        self.write_json(200, session_model(self, entry))
 
     async def patch(self, session_id: str) -> None:
-        doc = await self.kernel_model(session_id)
-        self.write_json(200, SessionsHandler.session(doc, self.body()))
+        entry = await model.find(self.ask, self.user, session_id)
+        self.write_json(200, session_model(self, entry, about(self.body())))
 
     async def delete(self, session_id: str) -> None:
         await model.shut_down(self.ask, self.user, session_id, self.sockets)
