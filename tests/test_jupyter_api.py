@@ -7,6 +7,7 @@ import json
 import uuid
 
 import pytest
+from tornado.httpclient import HTTPClientError
 
 from jupyter_ws import Channels, stdout
 
@@ -51,7 +52,7 @@ async def test_execute_over_channels(running_chain, binary: bool) -> None:
         await ch.close()
 
 
-def test_rest_models_owners_and_schemes(chain) -> None:
+async def test_rest_models_owners_and_schemes(chain) -> None:
     """Kernels and kernelspecs answer jupyter_server's models; a token works as ``token T``,
     ``Bearer T`` and ``?token=T``; another user's kernel is 404 on every route."""
     from access_util import add_user, call
@@ -83,6 +84,11 @@ def test_rest_models_owners_and_schemes(chain) -> None:
         answer = call(port, method, f"/api/kernels/{kernel_id}{path}", b"" if method == "POST"
                       else None, headers=as_bob)
         assert answer.status == 404, (method, path, answer.body)
+    with pytest.raises(HTTPClientError) as refused:
+        await Channels.open(port, kernel_id, token=bob)
+    assert refused.value.code == 404, "another user's kernel has no channels either"
+    mine = await Channels.open(port, kernel_id, token=alice)
+    await mine.close()
     session = call(port, "POST", "/api/sessions", json.dumps(
         {"path": "a.ipynb", "name": "a.ipynb", "type": "notebook",
          "kernel": {"id": kernel_id}}), headers=as_alice)
