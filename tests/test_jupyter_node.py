@@ -27,7 +27,7 @@ def test_lines_arrive_once_each_after_a_cut_and_to_a_new_client(running_chain, n
     """All 8 lines, each exactly once, to the client that was cut off (same client id) and
     to the client that joined mid-cell (new client id)."""
     out = subprocess.run([node, "reconnect.js", f"http://127.0.0.1:{running_chain.port}"],
-                         cwd=NODE_DIR, capture_output=True, text=True, timeout=120)
+                         cwd=NODE_DIR, capture_output=True, text=True, timeout=50)
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     lines = [f"line {i}" for i in range(8)]
