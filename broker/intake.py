@@ -27,6 +27,7 @@ from .cells import Cells
 from .control import Control
 from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
+from .kernels import Kernels
 from .metrics import BrokerMetrics
 from .prompts import Prompts
 from .quotas import Quotas
@@ -47,7 +48,8 @@ GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
 #: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
-READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST})
+READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST,
+                   mt.KERNEL_LIST_REQUEST, mt.DELIVERY_REQUEST})
 #: Sends a gateway its reply: (routing ids, request, reply type, content, buffers).
 ReplyTo = Callable[[list[bytes], Message, str, dict[str, Any], list[bytes]], Awaitable[None]]
 
@@ -63,6 +65,7 @@ class Intake:
         self.cells, self.quotas, self.metrics, self.log = cells, quotas, metrics, log
         self.interacts, self.control, self._reply = interacts, control, reply
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        kernels = Kernels(store, sessions)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
@@ -74,6 +77,8 @@ class Intake:
             mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, control.restart),
             mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, control.status),
             mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(store).whose),
+            mt.KERNEL_LIST_REQUEST: (mt.KERNEL_LIST_REPLY, kernels.list),
+            mt.DELIVERY_REQUEST: (mt.DELIVERY_REPLY, kernels.delivery),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:

@@ -7,6 +7,8 @@ from typing import Any
 import tornado.web
 
 from . import health, pages
+from .jupyter import ROUTES as JUPYTER_ROUTES
+from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
 from .auth import TokenCheck
 from .base import NotFoundHandler
@@ -40,11 +42,12 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (r"/ws", SocketHandler),
             *health.ROUTES,
             *pages.ROUTES,
+            *JUPYTER_ROUTES,
         ],
         default_handler_class=NotFoundHandler,
         link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
         client_stall=client_stall, metrics=metrics,
-        token_check=TokenCheck(link),
+        token_check=TokenCheck(link), jupyter_sockets=Sockets(),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),
         websocket_max_message_size=max_input + 65536,

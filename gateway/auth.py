@@ -48,7 +48,7 @@ def credential(handler: RequestHandler, cookie_name: str) -> Credential | None:
     header = handler.request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer":
+        if scheme.lower() not in ("bearer", "token"):  # "token TOKEN": Jupyter's scheme
             raise BadCredential("use the header Authorization: Bearer TOKEN")
         return _checked(token.strip(), HEADER)
     query = handler.get_query_argument("token", None)

@@ -31,6 +31,9 @@ class BaseHandler(Hooks):
     public = False
     #: It makes a session run code: counted by --rate.
     costly = False
+    #: A GET with ``?token=`` is a browser's sign-in (:mod:`gateway.signin`); False for APIs
+    #: whose clients send ``?token=`` with every request (Jupyter's).
+    signs_in = True
     #: Who the request is from, once :meth:`prepare` has admitted it.
     visitor: guard.Visitor
 
@@ -42,7 +45,7 @@ class BaseHandler(Hooks):
         if visitor is None:
             return  # answered already: a CORS preflight
         self.visitor = visitor
-        if signin.is_link(self, visitor):
+        if self.signs_in and signin.is_link(self, visitor):
             await signin.by_link(self, visitor)  # the cookie and a redirect, or a question
             return
         if self.request.path.startswith("/home/") and len(self.path_args) >= 3:

@@ -54,16 +54,17 @@ class Outbox:
     def __init__(self, handler: WebSocketHandler, limit: int,
                  on_close: Callable[[], None]) -> None:
         self.handler, self.limit, self.on_close = handler, limit, on_close
-        self.queue: deque[str] = deque()
+        self.queue: deque[str | bytes] = deque()
         self.queued = 0  # bytes in queue
         self.carried = 0  # bytes sent over the socket's life
         self.closed = False
         self._room = asyncio.Event()
         self._room.set()
 
-    def send(self, text: str) -> None:
+    def send(self, text: str | bytes) -> None:
         """Queue one message (JSON text, whose length is its size: json.dumps writes
-        ASCII); past the bound, close the socket with :data:`TOO_SLOW` instead."""
+        ASCII; or bytes, a binary frame); past the bound, close the socket with
+        :data:`TOO_SLOW` instead."""
         if self.closed:
             return
         if self.queued and self.queued + len(text) > self.limit:
@@ -102,7 +103,7 @@ class Outbox:
             text = self.queue.popleft()
             self.queued -= len(text)
             try:
-                future = self.handler.write_message(text)
+                future = self.handler.write_message(text, binary=isinstance(text, bytes))
             except WebSocketClosedError:
                 return self.end()
             # Run when the stream has passed this message to the kernel: the next ones may go.

@@ -105,3 +105,14 @@ BROKER_STATUS_REPLY = "broker_status_reply"
 AUTH_REQUEST = "auth_request"
 AUTH_REPLY = "auth_reply"
 # A refusal may also carry "retry_after": seconds, which the gateway sends as Retry-After.
+#: The Jupyter API's view of a user's worksheets (gateway/jupyter/, broker/kernels.py).
+#: Names a cell of the user (worksheet "-" for all): {worksheet?: NAME} -> {ok, kernels:
+#: [{worksheet, session, created, last_activity, running: [cell_id], idle: bool}]}
+KERNEL_LIST_REQUEST = "kernel_list_request"
+KERNEL_LIST_REPLY = "kernel_list_reply"
+#: A channels client's delivery position in a worksheet, kept in the store: {client,
+#: session?, seq?}: with seq, store (session, seq) as the last delivered to ``client``;
+#: without, read it -> {ok, session (the open one), position: [session, seq] | None,
+#: start: the seq before the running execution's first output (or the last seq)}.
+DELIVERY_REQUEST = "delivery_request"
+DELIVERY_REPLY = "delivery_reply"

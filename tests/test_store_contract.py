@@ -743,3 +743,16 @@ async def test_compaction_keeps_the_last_run_of_each_interact(store: Store) -> N
     assert await store.get_request(runs[0].msg_id) is None
     assert await store.get_request(superseded.msg_id) is None
     assert await store.messages("s1", parent=runs[0].msg_id) == []
+
+
+async def test_delivery_positions_per_client(store: Store) -> None:
+    """A Jupyter channels client's last delivered (session, seq) is kept per (user,
+    worksheet, client) and replaced by the next; other clients and worksheets are apart."""
+    assert await store.delivery("alice", "k1", "tab") is None
+    await store.put_delivery("alice", "k1", "tab", "s1", 5)
+    await store.put_delivery("alice", "k1", "other", "s1", 2)
+    await store.put_delivery("alice", "k1", "tab", "s2", 1)
+    assert await store.delivery("alice", "k1", "tab") == ("s2", 1)
+    assert await store.delivery("alice", "k1", "other") == ("s1", 2)
+    assert await store.delivery("alice", "k2", "tab") is None
+    assert await store.delivery("bob", "k1", "tab") is None

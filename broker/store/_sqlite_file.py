@@ -58,6 +58,10 @@ SCHEMA: Final = (
     # each device's outbox: the last record stored of its current epoch (broker/receipts.py)
     """CREATE TABLE IF NOT EXISTS receipts (
         device TEXT PRIMARY KEY, epoch TEXT NOT NULL, stored INTEGER NOT NULL)""",
+    # what each Jupyter channels client of a worksheet was delivered last (broker/kernels.py)
+    """CREATE TABLE IF NOT EXISTS deliveries (
+        user TEXT NOT NULL, worksheet TEXT NOT NULL, client TEXT NOT NULL,
+        session TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (user, worksheet, client))""",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 

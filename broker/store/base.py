@@ -253,6 +253,18 @@ class Store(abc.ABC):
         """Every device's receipt: device -> (epoch, last record stored)."""
         raise _missing("receipts")
 
+    # -- deliveries (broker/kernels.py) -----------------------------------------------------
+
+    async def put_delivery(self, user: str, worksheet: str, client: str, session: str,
+                           seq: int) -> None:
+        """Insert or replace what a Jupyter channels client of the worksheet was delivered
+        last: ``seq`` of ``session``."""
+        raise _missing("put_delivery")
+
+    async def delivery(self, user: str, worksheet: str, client: str) -> tuple[str, int] | None:
+        """``(session, seq)`` stored by :meth:`put_delivery` for the client, or None."""
+        raise _missing("delivery")
+
     # -- retention (broker/store/compaction.py) ---------------------------------------------
 
     async def compact(self, older_than: float) -> CompactionStats:

@@ -75,6 +75,7 @@ _INDEXES: Final = {
                  IndexModel([("last_activity", 1)])],  # finished_sessions
     "devices": [IndexModel([("device", 1)], unique=True)],
     "receipts": [IndexModel([("device", 1)], unique=True)],
+    "deliveries": [IndexModel([("user", 1), ("worksheet", 1), ("client", 1)], unique=True)],
     "users": [IndexModel([("name", 1)], unique=True),
               IndexModel([("token_hash", 1)], unique=True)],
     "seqs": [],  # {_id: session, last: int}
@@ -417,6 +418,21 @@ class MongoStore(Store):
         with self._errors("read device receipts"):
             docs = await db.receipts.find().to_list()
         return {str(d["device"]): (str(d["epoch"]), int(d["stored"])) for d in docs}
+
+    # -- deliveries -------------------------------------------------------------------------
+
+    async def put_delivery(self, user: str, worksheet: str, client: str, session: str,
+                           seq: int) -> None:
+        key = {"user": user, "worksheet": worksheet, "client": client}
+        with self._errors(f"store a delivery position of {user}/{worksheet}"):
+            await self._open_db().deliveries.update_one(
+                key, {"$set": {"session": session, "seq": seq}}, upsert=True)
+
+    async def delivery(self, user: str, worksheet: str, client: str) -> tuple[str, int] | None:
+        key = {"user": user, "worksheet": worksheet, "client": client}
+        with self._errors(f"read a delivery position of {user}/{worksheet}"):
+            doc = await self._open_db().deliveries.find_one(key)
+        return None if doc is None else (str(doc["session"]), int(doc["seq"]))
 
     # -- retention (._mongo_retention) -------------------------------------------------------
 

@@ -344,6 +344,24 @@ class SQLiteStore(Store):
         return await self._read(lambda conn: {device: (epoch, stored) for device, epoch, stored
                                               in conn.execute("SELECT * FROM receipts")})
 
+    # -- deliveries -------------------------------------------------------------------------
+
+    async def put_delivery(self, user: str, worksheet: str, client: str, session: str,
+                           seq: int) -> None:
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO deliveries (user, worksheet, client, session, seq) "
+                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user, worksheet, client) DO "
+                         "UPDATE SET session = excluded.session, seq = excluded.seq",
+                         (user, worksheet, client, session, seq))
+
+        await self._write(op)
+
+    async def delivery(self, user: str, worksheet: str, client: str) -> tuple[str, int] | None:
+        row = await self._read(lambda conn: conn.execute(
+            "SELECT session, seq FROM deliveries WHERE user = ? AND worksheet = ? AND "
+            "client = ?", (user, worksheet, client)).fetchone())
+        return None if row is None else (str(row[0]), int(row[1]))
+
     # -- retention (._sqlite_retention) -----------------------------------------------------
 
     async def finished_sessions(self, before: float, *, limit: int) -> list[tuple[str, int]]:

@@ -1,0 +1,282 @@
+"""``WS /api/kernels/ID/channels?session_id=...``: a kernel's channels, replayed from the store.
+
+The socket is :class:`gateway.ws.SocketHandler`'s (admission, origin, outbox, seq beacons)
+subscribed to its kernel's worksheet from the client's delivery position: the store keeps,
+per client ``session_id``, the seq last handed over to it (``delivery_request``, see
+:mod:`.positions`), written as it advances (one write in flight per socket, the newest
+next). A client that comes back with the same ``session_id`` gets everything after that
+position, through any gateway; a new ``session_id`` starts at the running execution's
+first output.
+
+Stored output is already Jupyter's (status, execute_input, stream, display_data,
+execute_result, error, execute_reply); cellbus's routing facts are taken out of metadata.
+``input_request`` goes only to the client whose execute asked for input. What a kernel
+answers about itself (kernel_info, comm_info, completion) the gateway answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any
+
+from tornado.web import HTTPError
+
+from protocol import msgtypes as mt
+from protocol.address import is_name
+from protocol.wire import Message, utcnow_iso
+
+from ..base import BaseHandler
+from ..bus import BrokerUnavailable
+from ..cells import execute_content
+from ..guard import rate_wait
+from ..ws import MAX_HEADER_FIELD, SocketHandler, Subscription
+from . import model, wire
+from .kernelspecs import BUILTIN
+from .model import START_CELL, Sockets, owner
+from .positions import HandingOutbox, Positions
+
+log = logging.getLogger("cellbus.gateway")
+#: Longest ``session_id`` a client may name (longer: the socket gets a fresh one).
+MAX_CLIENT = 128
+#: What the gateway answers itself, for the built-in session: reply type and content.
+LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
+    "comm_info_request": ("comm_info_reply", {"status": "ok", "comms": {}}),
+    "inspect_request": ("inspect_reply", {"status": "ok", "found": False, "data": {},
+                                          "metadata": {}}),
+    "is_complete_request": ("is_complete_reply", {"status": "unknown"}),
+    "history_request": ("history_reply", {"status": "ok", "history": []}),
+}
+INPUT_REPLY = getattr(mt, "INPUT_REPLY", "input_reply")
+
+
+class Replay(Subscription):
+    """A kernel's output for one socket; every delivery is the client's new position."""
+
+    socket: ChannelsHandler
+
+    def deliver(self, msg: Message, text: str | None = None) -> int:
+        sent = super().deliver(msg, text)
+        if sent and self.session is not None:
+            self.socket.delivered(self.session, self.last)
+        return sent
+
+
+class ChannelsHandler(SocketHandler):
+    outbox: HandingOutbox
+
+    async def ask(self, msg_type: str, content: dict[str, Any],
+                  address: tuple[str, str, str]) -> Message:
+        """:meth:`BaseHandler.ask`: a refusal or an absent broker is an HTTPError."""
+        return await BaseHandler.ask(self, msg_type, content, address)  # type: ignore[arg-type]
+
+    @property
+    def sockets(self) -> Sockets:
+        sockets: Sockets = self.settings["jupyter_sockets"]
+        return sockets
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """The kernel must be the user's (else 404) before the handshake."""
+        self.kernel_id: str = args[0]
+        self.user = owner(self.visitor)
+        await model.find(self.ask, self.user, self.kernel_id)
+        await super().get(*args, **kwargs)
+
+    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
+        return wire.V1 if wire.V1 in subprotocols else None
+
+    async def open(self, *args: Any) -> None:  # type: ignore[override]
+        super().open(*args)
+        client = self.get_query_argument("session_id", None)
+        self.client = client if client and len(client) <= MAX_CLIENT else uuid.uuid4().hex
+        self.binary = self.selected_subprotocol == wire.V1
+        self.address = (self.user, self.kernel_id, "-")
+        self.outbox = HandingOutbox(self, self.settings["client_buffer"], self._release)
+        self.positions = Positions()
+        self.position: tuple[str, int] | None = None
+        self.writing: asyncio.Future[None] | None = None
+        #: The ``header.session`` of every message to the client: the kernel's cellbus
+        #: session (a restart makes a new one, as a Jupyter kernel's restart does).
+        self.kernel_session = self.kernel_id
+        self.sockets.add((self.user, self.kernel_id), self)
+        try:
+            reply = await self.link.request(mt.DELIVERY_REQUEST, {"client": self.client},
+                                            self.address)
+        except BrokerUnavailable as e:
+            log.warning("gateway: no delivery position for a channels socket: %s", e)
+            return self.close(1011, "the broker is not reachable; connect again")
+        c = reply["content"]
+        if not c.get("ok"):
+            return self.close(1011, str(c.get("error")))
+        if c.get("position"):
+            session, since = c["position"]
+        else:
+            session, since = c.get("session"), c.get("start", 0)
+        self.kernel_session = c.get("session") or self.kernel_id
+        sub = Replay(self, self.user, self.kernel_id, since, session)
+        self.subs[(self.user, self.kernel_id)] = sub
+        self.link.listen((self.user, self.kernel_id), self.on_output)
+        sub.catch_up()
+
+    def _release(self) -> None:
+        self._store_position()  # what was handed over before the end, the queue not
+        super()._release()
+        self.sockets.discard((self.user, self.kernel_id), self)
+
+    # -- to the client ----------------------------------------------------------------------
+
+    def delivered(self, session: str, seq: int) -> None:
+        """Keep the client's position in the store (one write at a time, the newest): the
+        last message handed to tornado (:mod:`.positions`)."""
+        self.positions.sent(self.outbox.carried, (session, seq))
+        self._store_position()
+
+    def _store_position(self) -> None:
+        self.position = self.positions.handed(self.outbox.handed())
+        if self.position is not None and (self.writing is None or self.writing.done()):
+            self.writing = asyncio.ensure_future(self._write_positions())
+
+    async def _write_positions(self) -> None:
+        written = None
+        while self.position != written:
+            written = self.position
+            assert written is not None
+            try:
+                await self.link.request(mt.DELIVERY_REQUEST, {
+                    "client": self.client, "session": written[0], "seq": written[1]},
+                    self.address)
+            except BrokerUnavailable as e:
+                log.warning("gateway: could not store a channels client's position: %s", e)
+                return
+
+    def send(self, text: str) -> None:
+        """A stored message (cellbus's JSON, from :class:`Replay`) as Jupyter's."""
+        msg = json.loads(text)
+        msg_type = msg["msg_type"]
+        facts = msg["metadata"].pop("cellbus", None) or {}
+        if msg_type in wire.HIDDEN or (
+                msg_type == "input_request" and msg["parent_header"].get("session") != self.client):
+            return
+        if facts.get("cell_id") == START_CELL:  # the kernel's start: no client asked
+            if msg_type != mt.STATUS:
+                return
+            if msg["content"].get("execution_state") == "busy":
+                msg["content"]["execution_state"] = "starting"
+        if isinstance(facts.get("session"), str):  # one sender per kernel session, as
+            self.kernel_session = facts["session"]  # @jupyterlab/services requires
+        msg["header"]["session"] = self.kernel_session
+        data = msg["content"].get("data")
+        if isinstance(data, dict):
+            data.pop(mt.FILE_MIME, None)
+        self.outbox.send(wire.encode(msg, wire.channel_of(msg_type),  # type: ignore[arg-type]
+                                     binary=self.binary))
+
+    def answer(self, request: dict[str, Any], msg_type: str, content: dict[str, Any],
+               channel: str) -> None:
+        msg = self.link.session.msg(msg_type, content, parent=request)
+        msg["header"]["session"] = self.kernel_session
+        self.outbox.send(wire.encode(msg, channel, binary=self.binary))  # type: ignore[arg-type]
+
+    def status(self, state: str, request: dict[str, Any] | None = None) -> None:
+        """An iopub ``status`` that is no stored output (dead, or on kernel_info)."""
+        if not self.outbox.closed:
+            self.answer(request or {}, mt.STATUS, {"execution_state": state}, "iopub")
+
+    def kernel_gone(self) -> None:
+        self.status("dead")
+        self.close(1000, "the kernel was shut down")
+
+    # -- from the client --------------------------------------------------------------------
+
+    async def on_message(self, raw: str | bytes) -> None:
+        if self.outbox.closed:
+            return
+        try:
+            channel, request = wire.decode(raw)
+        except wire.WireError as e:
+            log.info("gateway: a channels client sent what is no message: %s", e)
+            return
+        msg_type = request["header"].get("msg_type")
+        try:
+            await self._dispatch(request, msg_type, request["content"])
+        except HTTPError as e:
+            self._failed(request, msg_type, e.reason or str(e))
+        except BrokerUnavailable as e:
+            self._failed(request, msg_type, str(e))
+
+    async def _dispatch(self, request: dict[str, Any], msg_type: Any,
+                        content: dict[str, Any]) -> None:
+        if msg_type == mt.KERNEL_INFO_REQUEST:
+            # A kernel's answer: busy, the reply, idle, all with this parent (a Jupyter
+            # client's request is done once it has its reply and that idle); then the
+            # kernel's real state with no parent, since JupyterLab ignores status messages
+            # whose parent is a kernel_info_request for the kernel's state.
+            self.status("busy", request)
+            self.answer(request, mt.KERNEL_INFO_REPLY, BUILTIN.kernel_info(), "shell")
+            self.status("idle", request)
+            entry = await model.find(self.ask, self.user, self.kernel_id)
+            self.status(model.execution_state(entry))
+        elif msg_type == mt.EXECUTE_REQUEST:
+            await self._run_code(request, content)
+        elif msg_type == mt.INTERRUPT_REQUEST:
+            await model.interrupt(self.ask, self.user, self.kernel_id)
+            self.answer(request, mt.INTERRUPT_REPLY, {"status": "ok"}, "control")
+        elif msg_type == mt.SHUTDOWN_REQUEST:
+            restart = content.get("restart") is True
+            self.answer(request, mt.SHUTDOWN_REPLY, {"status": "ok", "restart": restart},
+                        "control")
+            if restart:
+                await model.restart(self.ask, self.user, self.kernel_id)
+            else:
+                await model.shut_down(self.ask, self.user, self.kernel_id, self.sockets)
+        elif msg_type == INPUT_REPLY:
+            value = content.get("value")
+            await self.link.request(INPUT_REPLY, {"value": value if isinstance(value, str)
+                                                  else ""}, self.address)
+        elif msg_type == "complete_request":
+            at = content.get("cursor_pos", 0)
+            self.answer(request, "complete_reply", {"status": "ok", "matches": [],
+                        "cursor_start": at, "cursor_end": at, "metadata": {}}, "shell")
+        elif msg_type == "comm_open":  # the built-in session has no comm targets
+            self.answer(request, "comm_close", {"comm_id": content.get("comm_id"),
+                                                "data": {}}, "iopub")
+        elif isinstance(msg_type, str) and msg_type in LOCAL_REPLIES:
+            reply_type, reply = LOCAL_REPLIES[msg_type]
+            self.answer(request, reply_type, reply, "shell")
+
+    async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
+        code = content.get("code")
+        if not isinstance(code, str):
+            return self._failed(request, mt.EXECUTE_REQUEST, "code must be a string")
+        if (wait := rate_wait(self, self.visitor)) is not None:
+            return self._failed(request, mt.EXECUTE_REQUEST,
+                                f"too many requests; retry in {wait} s")
+        forward = execute_content(code)
+        for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
+            if isinstance(content.get(key), bool):
+                forward[key] = content[key]
+        header = dict(request["header"])
+        if not all(isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD
+                   for k in ("msg_id", "msg_type", "session", "username", "date", "version")):
+            return self._failed(request, mt.EXECUTE_REQUEST, "the header is incomplete")
+        header["date"] = utcnow_iso()
+        cell_id = f"cell-{header['msg_id']}"
+        if not is_name(cell_id):
+            cell_id = f"cell-{uuid.uuid4().hex}"
+        reply = await self.link.request(mt.EXECUTE_REQUEST, forward,
+                                        (self.user, self.kernel_id, cell_id), header=header)
+        if not reply["content"].get("ok"):
+            self._failed(request, mt.EXECUTE_REQUEST, str(reply["content"].get("error")))
+
+    def _failed(self, request: dict[str, Any], msg_type: Any, error: str) -> None:
+        """A request cellbus refused: its reply says so, as a kernel's error would."""
+        kind = msg_type if isinstance(msg_type, str) and msg_type.endswith("_request") \
+            else "error_request"
+        reply_type = kind.replace("_request", "_reply")
+        channel = wire.channel_of(reply_type)
+        self.answer(request, reply_type, {"status": "error", "ename": "CellbusRefused",
+                                          "evalue": error, "traceback": [error]}, channel)
+        if msg_type == mt.EXECUTE_REQUEST:
+            self.answer(request, mt.STATUS, {"execution_state": "idle"}, "iopub")

@@ -1,0 +1,193 @@
+"""Jupyter's REST routes (the ones jupyter_server's ``GatewayClient`` and
+@jupyterlab/services call), with jupyter_server's models and status codes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from protocol.version import VERSION
+
+from ..base import BaseHandler
+from ..errors import fail
+from ..guard import rate_wait
+from ..jsonbody import load_json
+from . import model
+from .kernelspecs import DEFAULT, kernelspecs
+from .model import Sockets, owner
+
+KERNEL_ID = r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+
+
+class JupyterHandler(BaseHandler):
+    """What every route here shares: the user's kernels and a JSON body."""
+
+    signs_in = False
+
+    @property
+    def user(self) -> str:
+        return owner(self.visitor)
+
+    @property
+    def sockets(self) -> Sockets:
+        sockets: Sockets = self.settings["jupyter_sockets"]
+        return sockets
+
+    def body(self) -> dict[str, Any]:
+        if not self.request.body:
+            return {}
+        try:
+            body = load_json(self.request.body)
+        except ValueError as e:
+            raise fail(400, f"the body cannot be used: {e}") from None
+        if not isinstance(body, dict):
+            raise fail(400, "the body must be a JSON object")
+        return body
+
+    def kernel_name(self, given: Any) -> str:
+        name = given if isinstance(given, str) and given else DEFAULT
+        if name not in kernelspecs():
+            raise fail(404, f"no kernelspec {name!r} (GET /api/kernelspecs lists them)")
+        return name
+
+    async def kernel_model(self, kernel_id: str) -> dict[str, Any]:
+        entry = await model.find(self.ask, self.user, kernel_id)
+        return model.model(entry, self.sockets, self.user)
+
+    async def start_kernel(self, name: Any) -> dict[str, Any]:
+        kernel_id = await model.start(self.ask, self.user, self.kernel_name(name))
+        return await self.kernel_model(kernel_id)
+
+
+class ApiHandler(JupyterHandler):
+    async def get(self) -> None:
+        self.write_json(200, {"version": VERSION})
+
+
+class KernelsHandler(JupyterHandler):
+    async def get(self) -> None:
+        found = await model.entries(self.ask, self.user)
+        self.finish(json.dumps([model.model(e, self.sockets, self.user) for e in found]))
+
+    async def post(self) -> None:
+        if (wait := rate_wait(self, self.visitor)) is not None:
+            raise fail(429, f"too many requests; retry in {wait} s", retry_after=wait)
+        doc = await self.start_kernel(self.body().get("name"))
+        self.set_header("Location", f"/api/kernels/{doc['id']}")
+        self.write_json(201, doc)
+
+
+class KernelHandler(JupyterHandler):
+    async def get(self, kernel_id: str) -> None:
+        self.write_json(200, await self.kernel_model(kernel_id))
+
+    async def delete(self, kernel_id: str) -> None:
+        await model.shut_down(self.ask, self.user, kernel_id, self.sockets)
+        self.set_status(204)
+        self.finish()
+
+
+class InterruptHandler(JupyterHandler):
+    async def post(self, kernel_id: str) -> None:
+        await model.interrupt(self.ask, self.user, kernel_id)
+        self.set_status(204)
+        self.finish()
+
+
+class RestartHandler(JupyterHandler):
+    async def post(self, kernel_id: str) -> None:
+        await model.restart(self.ask, self.user, kernel_id)
+        self.write_json(200, await self.kernel_model(kernel_id))
+
+
+class KernelSpecsHandler(JupyterHandler):
+    async def get(self) -> None:
+        self.write_json(200, {"default": DEFAULT, "kernelspecs": {
+            name: spec.model() for name, spec in kernelspecs().items()}})
+
+
+class KernelSpecHandler(JupyterHandler):
+    async def get(self, name: str) -> None:
+        spec = kernelspecs().get(name)
+        if spec is None:
+            raise fail(404, f"no kernelspec {name!r}")
+        self.write_json(200, spec.model())
+
+
+class KernelSpecFileHandler(JupyterHandler):
+    """``/kernelspecs/NAME/FILE``: logos and the like; cellbus's kernels have none."""
+
+    async def get(self, name: str, path: str) -> None:
+        raise fail(404, f"kernelspec {name!r} has no resource {path!r}")
+
+
+def about(body: dict[str, Any]) -> dict[str, str]:
+    """A session's path, name and type from a client's body (strings only)."""
+    return {k: body[k] for k in ("path", "name", "type") if isinstance(body.get(k), str)}
+
+
+class SessionsHandler(JupyterHandler):
+    """``/api/sessions``: a session is its kernel's view (same id), enough for a client
+    that creates a session with a kernel. The path, name and type given when the session
+    started its kernel are kept with the kernel (a session on an existing kernel, or a
+    PATCH, only echoes them)."""
+
+    async def get(self) -> None:
+        found = await model.entries(self.ask, self.user)
+        self.finish(json.dumps([self.session(e) for e in found]))
+
+    async def post(self) -> None:
+        body = self.body()
+        given = body.get("kernel")
+        kernel: dict[str, Any] = given if isinstance(given, dict) else {}
+        if isinstance(kernel.get("id"), str):
+            entry = await model.find(self.ask, self.user, kernel["id"])
+        else:
+            kernel_id = await model.start(self.ask, self.user, self.kernel_name(
+                kernel.get("name")), about=about(body))
+            entry = await model.find(self.ask, self.user, kernel_id)
+        self.write_json(201, self.session(entry, about(body)))
+
+    def session(self, entry: dict[str, Any], given: dict[str, str] | None = None
+                ) -> dict[str, Any]:
+        return session_model(self, entry, given)
+
+
+def session_model(handler: JupyterHandler, entry: dict[str, Any],
+                  given: dict[str, str] | None = None) -> dict[str, Any]:
+    """jupyter_server's session model of a kernel entry."""
+    kernel = model.model(entry, handler.sockets, handler.user)
+    kept = {**(entry.get("jupyter_session") or {}), **(given or {})}
+    path = kept.get("path", kernel["id"])
+    return {"id": kernel["id"], "path": path, "name": kept.get("name", ""),
+            "type": kept.get("type", "notebook"), "kernel": kernel,
+            "notebook": {"path": path, "name": kept.get("name", "")}}
+
+
+class SessionHandler(JupyterHandler):
+    async def get(self, session_id: str) -> None:
+        entry = await model.find(self.ask, self.user, session_id)
+        self.write_json(200, session_model(self, entry))
+
+    async def patch(self, session_id: str) -> None:
+        entry = await model.find(self.ask, self.user, session_id)
+        self.write_json(200, session_model(self, entry, about(self.body())))
+
+    async def delete(self, session_id: str) -> None:
+        await model.shut_down(self.ask, self.user, session_id, self.sockets)
+        self.set_status(204)
+        self.finish()
+
+
+REST_ROUTES: list[tuple[str, Any]] = [
+    (r"/api/?", ApiHandler),
+    (r"/api/kernels/?", KernelsHandler),
+    (rf"/api/kernels/{KERNEL_ID}/?", KernelHandler),
+    (rf"/api/kernels/{KERNEL_ID}/interrupt/?", InterruptHandler),
+    (rf"/api/kernels/{KERNEL_ID}/restart/?", RestartHandler),
+    (r"/api/kernelspecs/?", KernelSpecsHandler),
+    (r"/api/kernelspecs/([^/]+)/?", KernelSpecHandler),
+    (r"/kernelspecs/([^/]+)/(.+)", KernelSpecFileHandler),
+    (r"/api/sessions/?", SessionsHandler),
+    (rf"/api/sessions/{KERNEL_ID}/?", SessionHandler),
+]

@@ -1,0 +1,83 @@
+"""The channels WebSocket's two formats, and which channel each message type travels on.
+
+- ``v1.kernel.websocket.jupyter.org`` (binary frames, chosen by subprotocol): a little-endian
+  u64 count of offsets, the offsets (u64 each), then the channel name and the JSON header,
+  parent header, metadata, content and buffers, each from its offset to the next.
+- Legacy (no subprotocol; what jupyter_server's ``GatewayClient`` speaks): one JSON text
+  frame per message, ``{"header", "parent_header", "metadata", "content", "channel"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+from protocol import msgtypes as mt
+
+V1 = "v1.kernel.websocket.jupyter.org"
+PARTS = ("header", "parent_header", "metadata", "content")
+SHELL_REPLIES = frozenset({mt.EXECUTE_REPLY, mt.KERNEL_INFO_REPLY, "comm_info_reply",
+                           "complete_reply", "inspect_reply", "is_complete_reply",
+                           "history_reply"})
+CONTROL_REPLIES = frozenset({mt.INTERRUPT_REPLY, mt.SHUTDOWN_REPLY})
+#: Cellbus-only types a Jupyter client has no use for.
+HIDDEN = frozenset({mt.INTERACT_START, mt.INTERACT_END, mt.INTERACT_REPLY})
+
+
+class WireError(ValueError):
+    """A frame from a client that is no message in either format."""
+
+
+def channel_of(msg_type: str) -> str:
+    if msg_type in SHELL_REPLIES:
+        return "shell"
+    if msg_type in CONTROL_REPLIES:
+        return "control"
+    if msg_type == "input_request":
+        return "stdin"
+    return "iopub"
+
+
+def encode(msg: dict[str, Any], channel: str, *, binary: bool) -> str | bytes:
+    """One message as a frame of the chosen format."""
+    if not binary:
+        return json.dumps({**{k: msg[k] for k in PARTS}, "channel": channel,
+                           "msg_id": msg["header"].get("msg_id"),
+                           "msg_type": msg["header"].get("msg_type"), "buffers": []},
+                          default=str)
+    parts = [channel.encode()] + [json.dumps(msg[k], default=str).encode() for k in PARTS]
+    offsets = [8 * (1 + len(parts) + 1)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    return struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets) + b"".join(parts)
+
+
+def decode(frame: str | bytes) -> tuple[str, dict[str, Any]]:
+    """``(channel, message)`` from a client's frame: binary is v1, text is legacy JSON."""
+    try:
+        if isinstance(frame, bytes):
+            (count,) = struct.unpack_from("<Q", frame)
+            if not 3 <= count <= 64 or len(frame) < 8 * (count + 1):
+                raise WireError("the v1 frame's offset table is malformed")
+            offsets = struct.unpack_from(f"<{count}Q", frame, 8)
+            if list(offsets) != sorted(offsets) or offsets[-1] > len(frame):
+                raise WireError("the v1 frame's offsets are out of order or too large")
+            chunks = [frame[a:b] for a, b in zip(offsets, offsets[1:])]
+            if len(chunks) < 5:
+                raise WireError("a v1 frame needs a channel, header, parent, metadata, content")
+            channel = chunks[0].decode()
+            msg = {k: json.loads(c) for k, c in zip(PARTS, chunks[1:5])}
+        else:
+            msg = json.loads(frame)
+            if not isinstance(msg, dict):
+                raise WireError("a message must be a JSON object")
+            channel = msg.get("channel", "")
+    except (struct.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise WireError(f"the frame cannot be read: {e}") from None
+    if not isinstance(channel, str) or not all(isinstance(msg.get(k), dict) for k in PARTS[:1]):
+        raise WireError("a message needs a channel and a header")
+    for key in PARTS[1:]:
+        if not isinstance(msg.get(key), dict):
+            msg[key] = {}
+    return channel, msg
