@@ -9,7 +9,8 @@ calls :meth:`Senders.judge` from one place):
 
 - ``revoked`` / ``key``: on CURVE links, the sending connection's key (the ZAP handler's
   User-Id) must still be allowed, and must be the key the device's name first came with;
-- ``request``: requests come from gateways, on the gateway port, never from a device;
+- ``request``: only what a session says (``WORKER_OUTPUT_TYPES``) and the device's own notes come
+  from a device; requests come from gateways, on the gateway port
 - ``published``: a message carrying a ``seq`` is one the broker published (only the
   broker assigns seqs, and a device never sends one): it never comes back in;
 - ``unknown-device``: output comes from a device that registered;
@@ -110,7 +111,7 @@ class Senders:
                 return "key"
         if kind in CONTROL:
             return None
-        if kind.endswith("_request"):
+        if kind not in mt.WORKER_OUTPUT_TYPES:  # a request, or anything no session says
             return "request"
         facts: Any = msg["metadata"].get("cellbus")
         if isinstance(facts, dict) and "seq" in facts:
