@@ -22,7 +22,7 @@ from protocol import msgtypes as mt
 from protocol.address import is_name
 from protocol.wire import Message
 
-from . import capacity
+from . import asked, capacity
 from .auth import Auth
 from .control import Control
 from .interacts import Interacts
@@ -182,6 +182,9 @@ class Intake:
         if not isinstance(code, str):
             raise Refused(400, "input must be a string")
         session = await self.session_for(user, worksheet)
+        if (why := asked.refusal(content, self.broker.devices,
+                                 session.device if session is not None else None)) is not None:
+            raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.broker.devices.holder(session_id) is not None
         facts = msg["metadata"].get("cellbus")

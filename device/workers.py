@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
 from protocol.link import OverseerLink
 from protocol.requests import Ending, failed, stamp
@@ -75,6 +76,24 @@ def output_size(msg_type: str, content: dict[str, Any], buffers: list[bytes]) ->
     if isinstance(data, dict):
         size += sum(len(v) for v in data.values() if isinstance(v, str))
     return size
+
+
+#: What a worker may say about an execution's usage (session.usage), and the type of each.
+USAGE_FIELDS = {"wall_seconds": float, "cpu_seconds": float, "peak_memory_bytes": int,
+                "processes": int}
+
+
+def usage_of(metadata: Any, output_bytes: int) -> dict[str, Any]:
+    """The usage an ``execute_reply`` reports: the worker's figures that have the right
+    type (nothing else it says passes), and the output bytes this device counted."""
+    said = metadata.get("usage") if isinstance(metadata, dict) else None
+    said = said if isinstance(said, dict) else {}
+    usage: dict[str, Any] = {k: said[k] for k, kind in USAGE_FIELDS.items()
+                             if isinstance(said.get(k), (int, float))
+                             and not isinstance(said.get(k), bool)
+                             and (kind is float or isinstance(said.get(k), int))}
+    usage["output_bytes"] = output_bytes
+    return usage
 
 
 def describe_exit(returncode: int | None) -> str:
@@ -129,6 +148,8 @@ class Worker:
         self.closing_reason: str | None = None
         #: When the running request started (monotonic), and the limit that killed it.
         self.started_at = 0.0
+        #: The running request's own limits (protocol.asked), tighter than ``limits``.
+        self.asked: Asked = {}
         self.limit_hit: tuple[str, str] | None = None
         self.done = asyncio.Event()
         self._pump = asyncio.create_task(self._pump_records(), name=f"worker.{proc.pid}")
@@ -156,12 +177,28 @@ class Worker:
             self.current, self._ending = request, Ending(request["msg_type"])
             self.started_at = time.monotonic()
             self.output_bytes = 0
+            content = request["content"]
+            self.asked = from_content(content) if request["msg_type"] == mt.EXECUTE_REQUEST \
+                and isinstance(content, dict) else {}
+            if "wall" in self.asked:
+                asyncio.get_running_loop().call_later(self.asked["wall"], self._wall_passed,
+                                                      request["msg_id"])
             try:
                 await self.link.send({"msg_type": request["msg_type"],
                                       "msg_id": request["msg_id"],
                                       "content": request["content"]})
             except (ConnectionError, OSError):
                 return  # the pump sees the exit and fails the request
+
+    def _wall_passed(self, msg_id: str) -> None:
+        """The wall time a request asked for has passed: stop it if it still runs."""
+        if self.current is not None and self.current["msg_id"] == msg_id:
+            wall = show("wall", self.asked["wall"])
+            log.info("device stopping session %s: execution over the %s it asked for",
+                     self.session_id, wall)
+            self.stop_for_limit("TimeLimitExceeded", f"this cell ran for longer than the {wall} "
+                                "it asked for (limits.wall) and was stopped; the session "
+                                "restarts fresh")
 
     def stop_for_limit(self, ename: str, evalue: str) -> None:
         """End the running request because it hit a limit: the worker is killed and the
@@ -180,11 +217,12 @@ class Worker:
     # -- output -----------------------------------------------------------------------------
 
     async def _emit(self, msg_type: str, content: dict[str, Any],
-                    buffers: list[bytes] | None = None) -> None:
+                    buffers: list[bytes] | None = None,
+                    metadata: dict[str, Any] | None = None) -> None:
         assert self.current is not None
         await self.upstream(stamp(self.bus, self.current, msg_type, content,
                                   session=self.session_id, device=self.device_id,
-                                  buffers=buffers))
+                                  buffers=buffers, metadata=metadata))
 
     async def _pump_records(self) -> None:
         try:
@@ -293,8 +331,11 @@ class Worker:
             self.interactive = True
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = self._explain(content)
+        metadata = None
+        if msg_type == mt.EXECUTE_REPLY:
+            metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes)}
         try:
-            await self._emit(msg_type, content, buffers)
+            await self._emit(msg_type, content, buffers, metadata)
         except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)
             return self._reject(f"{msg_type} cannot be sent on: {e}")
         if msg_type == mt.STATUS and content.get("execution_state") == "busy" and self.notice:
@@ -307,7 +348,12 @@ class Worker:
 
     def _explain(self, content: dict[str, Any]) -> dict[str, Any]:
         """Add, to an error a limit caused, which limit it was."""
-        why = explain(self.limits, content["ename"], str(content.get("evalue", "")))
+        ename = content["ename"]
+        if ename == "MemoryError" and "memory" in self.asked:
+            why: str | None = (f"this cell asked for a memory limit of "
+                               f"{show('memory', self.asked['memory'])} (limits.memory)")
+        else:
+            why = explain(self.limits, ename, str(content.get("evalue", "")))
         if why is None:
             return content
         content = {**content, "evalue": f"{content.get('evalue', '')} ({why})"}
@@ -346,13 +392,21 @@ class Worker:
 
     async def _fail_current(self) -> None:
         assert self.current is not None
-        ename, evalue = self.limit_hit or explain_exit(self.limits, self.proc.returncode,
-                                                      oom_killed=self.proc.oom_killed) or (
+        ename, evalue = self.limit_hit or self._asked_exit() or explain_exit(
+            self.limits, self.proc.returncode, oom_killed=self.proc.oom_killed) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
         log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,
                     self.session_id, self.exit_reason, ename)
         await self.refuse(self.current, ename, evalue)
+
+    def _asked_exit(self) -> tuple[str, str] | None:
+        """(ename, evalue) when the worker's exit shows the request's own CPU limit ended it."""
+        if self.proc.returncode == -signal.SIGXCPU and "cpu" in self.asked:
+            return ("CPULimitExceeded", f"this cell used the {show('cpu', self.asked['cpu'])} "
+                    "of CPU time it asked for (limits.cpu) and was stopped; the session "
+                    "restarts fresh")
+        return None
 
     async def close(self, *, kill: bool = False) -> None:
         """Ask the worker to exit (close its link); kill it if it does not, or if ``kill``."""

@@ -110,17 +110,19 @@ class Endings:
 
 
 def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any], *,
-          session: str, device: str | None, buffers: list[bytes] | None = None) -> Message:
+          session: str, device: str | None, buffers: list[bytes] | None = None,
+          metadata: dict[str, Any] | None = None) -> Message:
     """A message (signed when it is sent) from ``session`` about ``request``: header.session is the
     session, ``parent_header`` the request's header, and metadata["cellbus"] the request's
-    routing facts with ``session`` and ``device`` set."""
+    routing facts with ``session`` and ``device`` set (next to ``metadata``'s other keys)."""
     header = bus.msg_header(msg_type)
     header["session"] = session
-    metadata = request.get("metadata")
-    facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
+    of_request = request.get("metadata")
+    facts = of_request.get("cellbus") if isinstance(of_request, dict) else None
     facts = dict(facts) if isinstance(facts, dict) else {}
     facts.update(session=session, device=device)
-    msg = bus.msg(msg_type, content, parent=request, header=header, metadata={"cellbus": facts})
+    msg = bus.msg(msg_type, content, parent=request, header=header,
+                  metadata={**(metadata or {}), "cellbus": facts})
     if buffers:
         msg["buffers"] = buffers
     return msg
