@@ -58,6 +58,11 @@ SCHEMA: Final = (
     # each device's outbox: the last record stored of its current epoch (broker/receipts.py)
     """CREATE TABLE IF NOT EXISTS receipts (
         device TEXT PRIMARY KEY, epoch TEXT NOT NULL, stored INTEGER NOT NULL)""",
+    # code shared by link (broker/permalinks.py); interact: its JSON, or NULL
+    """CREATE TABLE IF NOT EXISTS permalinks (
+        id TEXT PRIMARY KEY, code TEXT NOT NULL, interact TEXT, owner TEXT NOT NULL,
+        created REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS permalinks_owner ON permalinks (owner)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
