@@ -26,6 +26,7 @@ from . import asked, capacity
 from .auth import Auth
 from .control import Control
 from .interacts import Interacts
+from .permalinks import Permalinks
 from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, FINAL, OPEN, DuplicateRequest, InvalidTransition,
                      Request, SessionRecord, StoreError, StoreFull, StoreUnwritable,
@@ -40,7 +41,8 @@ if TYPE_CHECKING:
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
-GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
+GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, mt.PERMALINK_REQUEST,
+                    mt.PERMALINK_GET_REQUEST})
 #: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
@@ -74,6 +76,7 @@ class Intake:
         self.sessions = OpenSessions(broker.store)
         self.control = Control(broker, self)
         self.interacts = Interacts(broker, self)
+        permalinks = Permalinks(self)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[
                 tuple[dict[str, Any], list[bytes]]]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
@@ -85,6 +88,8 @@ class Intake:
             mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, self.control.restart),
             mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, self.control.status),
             mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(self.store).whose),
+            mt.PERMALINK_REQUEST: (mt.PERMALINK_REPLY, permalinks.create),
+            mt.PERMALINK_GET_REQUEST: (mt.PERMALINK_GET_REPLY, permalinks.get),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from . import health, pages
+from . import health, pages, permalinks
 from .access import AccessPolicy, tornado_settings
 from .auth import TokenCheck
 from .base import NotFoundHandler
@@ -38,6 +38,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),
             *health.ROUTES,
+            *permalinks.ROUTES,
             *pages.ROUTES,
         ],
         default_handler_class=NotFoundHandler,
