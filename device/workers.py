@@ -41,6 +41,7 @@ from protocol.wire import Message, Session
 from .launcher import ForkedProcess
 from .limits import Limits, explain, explain_exit
 from .pacing import TokenBucket
+from .usage import usage_of
 
 log = logging.getLogger("cellbus.device")
 
@@ -76,24 +77,6 @@ def output_size(msg_type: str, content: dict[str, Any], buffers: list[bytes]) ->
     if isinstance(data, dict):
         size += sum(len(v) for v in data.values() if isinstance(v, str))
     return size
-
-
-#: What a worker may say about an execution's usage (session.usage), and the type of each.
-USAGE_FIELDS = {"wall_seconds": float, "cpu_seconds": float, "peak_memory_bytes": int,
-                "processes": int}
-
-
-def usage_of(metadata: Any, output_bytes: int) -> dict[str, Any]:
-    """The usage an ``execute_reply`` reports: the worker's figures that have the right
-    type (nothing else it says passes), and the output bytes this device counted."""
-    said = metadata.get("usage") if isinstance(metadata, dict) else None
-    said = said if isinstance(said, dict) else {}
-    usage: dict[str, Any] = {k: said[k] for k, kind in USAGE_FIELDS.items()
-                             if isinstance(said.get(k), (int, float))
-                             and not isinstance(said.get(k), bool)
-                             and (kind is float or isinstance(said.get(k), int))}
-    usage["output_bytes"] = output_bytes
-    return usage
 
 
 def describe_exit(returncode: int | None) -> str:

@@ -147,8 +147,12 @@ class Meter:
         self._children_peak = _children_maxrss()
         self._hwm = 0 if _reset_vm_hwm() else _status("VmHWM")
         if self._hwm:
-            self._sampler = _Sampler()
-            self._sampler.start()
+            sampler = _Sampler()
+            try:
+                sampler.start()
+                self._sampler = sampler
+            except RuntimeError:  # no thread to spare (the session's process limit)
+                self._sampler = None
         path = _cgroup_peak_file()
         self._cgroup = path if _reset_cgroup_peak(path) else None
         self._cpu = _cpu()
@@ -158,7 +162,7 @@ class Meter:
         wall = time.monotonic() - self._wall
         cpu = _cpu() - self._cpu
         hwm = _status("VmHWM")
-        sampled = self._sampler.stop() if self._sampler is not None else 0
+        sampled = self._sampler.stop() if self._sampler is not None else _status("VmRSS")
         self._sampler = None
         peaks = [hwm if hwm > self._hwm else sampled]
         if (children := _children_maxrss()) > self._children_peak:
