@@ -1,6 +1,8 @@
 """A request's own limits (see :mod:`protocol.asked`), applied by the worker to itself for
-one execution: lower soft ``RLIMIT_AS`` (memory) and ``RLIMIT_CPU`` (the CPU time used so
-far plus what the request allows), restored when the execution ends.
+one execution: lower soft ``RLIMIT_AS`` (the address space the worker has now plus the
+memory the request allows: a live session already holds its interpreter and its variables)
+and ``RLIMIT_CPU`` (the CPU time used so far plus what the request allows), restored when
+the execution ends.
 
 Only soft limits move, and never above the hard ones the device set (the operator's
 maxima): the worker may always lower a soft limit and raise it back up to the hard one. A
@@ -18,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from protocol.asked import Asked
+
+from .usage import proc_status
 
 
 def _cpu_used() -> float:
@@ -41,7 +45,7 @@ def applied(asked: Asked) -> Iterator[None]:
     saved: list[tuple[int, tuple[int, int]]] = []
     try:
         if "memory" in asked:
-            _lower(resource.RLIMIT_AS, int(asked["memory"]), saved)
+            _lower(resource.RLIMIT_AS, proc_status("VmSize") + int(asked["memory"]), saved)
         if "cpu" in asked:
             _lower(resource.RLIMIT_CPU, math.ceil(_cpu_used() + asked["cpu"]), saved)
         yield

@@ -60,7 +60,7 @@ def _children_maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
-def _status(field: str) -> int:
+def proc_status(field: str) -> int:
     """A size from this process's ``/proc/self/status`` (``VmHWM``, ``VmRSS``), in bytes;
     0 if unknown."""
     try:
@@ -87,17 +87,17 @@ class _Sampler(threading.Thread):
 
     def __init__(self) -> None:
         super().__init__(name="cellbus-usage", daemon=True)
-        self.highest = _status("VmRSS")
+        self.highest = proc_status("VmRSS")
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(SAMPLE_INTERVAL):
-            self.highest = max(self.highest, _status("VmRSS"))
+            self.highest = max(self.highest, proc_status("VmRSS"))
 
     def stop(self) -> int:
         self.stopped.set()
         self.join()
-        return max(self.highest, _status("VmRSS"))
+        return max(self.highest, proc_status("VmRSS"))
 
 
 def _cgroup_peak_file() -> str | None:
@@ -145,7 +145,7 @@ class Meter:
     def start(self) -> None:
         self._forks = _started[0]
         self._children_peak = _children_maxrss()
-        self._hwm = 0 if _reset_vm_hwm() else _status("VmHWM")
+        self._hwm = 0 if _reset_vm_hwm() else proc_status("VmHWM")
         if self._hwm:
             sampler = _Sampler()
             try:
@@ -161,8 +161,8 @@ class Meter:
     def usage(self) -> dict[str, Any]:
         wall = time.monotonic() - self._wall
         cpu = _cpu() - self._cpu
-        hwm = _status("VmHWM")
-        sampled = self._sampler.stop() if self._sampler is not None else _status("VmRSS")
+        hwm = proc_status("VmHWM")
+        sampled = self._sampler.stop() if self._sampler is not None else proc_status("VmRSS")
         self._sampler = None
         peaks = [hwm if hwm > self._hwm else sampled]
         if (children := _children_maxrss()) > self._children_peak:

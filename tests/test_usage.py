@@ -67,10 +67,13 @@ def test_a_request_may_ask_for_tighter_limits_never_looser(chain: Chain) -> None
     assert error["ename"] == "TimeLimitExceeded" and "limits.wall" in error["evalue"], error
     assert doc["usage"] is None or doc["usage"]["wall_seconds"] < 30
 
+    # 128 MiB on top of what the session holds: 300 MiB more is too much.
     doc = run(chain, "bo/lim/2", "x = b'\\x01' * (300 * 2**20)", {"memory": "128M"})
     error = error_of(doc)
     assert error["ename"] == "MemoryError" and "128 MiB (limits.memory)" in error["evalue"], \
         error
+    doc = run(chain, "bo/lim/2", "y = b'\\x01' * (50 * 2**20)", {"memory": "128M"})
+    assert doc["status"] == "done", doc  # within what it asked for
     # The session goes on, with the device's own limits again.
     doc = run(chain, "bo/lim/3", "x = b'\\x01' * (300 * 2**20)\nprint(len(x))")
     assert doc["status"] == "done", doc
