@@ -1,6 +1,7 @@
 """What the device reports of an execution's usage (``metadata.usage`` of its
 ``execute_reply``, see :mod:`session.usage`): the worker's figures that have the right
-type, and the output bytes the device counted itself."""
+type, and the output bytes the device counted itself; for a run whose worker died (a limit
+stopped it, say), what the device saw of it (:func:`seen_usage`)."""
 
 from __future__ import annotations
 
@@ -22,3 +23,9 @@ def usage_of(metadata: Any, output_bytes: int) -> dict[str, Any]:
                              and (kind is float or isinstance(said.get(k), int))}
     usage["output_bytes"] = output_bytes
     return usage
+
+
+def seen_usage(wall_seconds: float, output_bytes: int) -> dict[str, Any]:
+    """The usage of a run whose worker died: its figures went with it, so the wall time and
+    output bytes the device measured."""
+    return {"wall_seconds": round(wall_seconds, 4), "output_bytes": output_bytes}

@@ -41,7 +41,7 @@ from protocol.wire import Message, Session
 from .launcher import ForkedProcess
 from .limits import Limits, explain, explain_exit
 from .pacing import TokenBucket
-from .usage import usage_of
+from .usage import seen_usage, usage_of
 
 log = logging.getLogger("cellbus.device")
 
@@ -366,11 +366,12 @@ class Worker:
         self.current = None
         self.done.set()
 
-    async def refuse(self, request: Message, ename: str, evalue: str) -> None:
+    async def refuse(self, request: Message, ename: str, evalue: str,
+                     reply_metadata: dict[str, Any] | None = None) -> None:
         """End ``request`` (one that never ran, or whose worker died) with an error, a
         failed reply and idle."""
         for msg in failed(self.bus, request, ename, evalue, session=self.session_id,
-                          device=self.device_id):
+                          device=self.device_id, reply_metadata=reply_metadata):
             await self.upstream(msg)
 
     async def _fail_current(self) -> None:
@@ -381,7 +382,9 @@ class Worker:
                           "this cell")
         log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,
                     self.session_id, self.exit_reason, ename)
-        await self.refuse(self.current, ename, evalue)
+        await self.refuse(self.current, ename, evalue, {"usage": seen_usage(
+            time.monotonic() - self.started_at, self.output_bytes)}
+            if self.current["msg_type"] == mt.EXECUTE_REQUEST else None)
 
     def _asked_exit(self) -> tuple[str, str] | None:
         """(ename, evalue) when the worker's exit shows the request's own CPU limit ended it."""

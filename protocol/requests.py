@@ -129,12 +129,15 @@ def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any]
 
 
 def failed(bus: Session, request: Message, ename: str, evalue: str, *, session: str,
-           device: str | None) -> list[Message]:
+           device: str | None, reply_metadata: dict[str, Any] | None = None) -> list[Message]:
     """The messages that end ``request`` with the error ``ename: evalue``: an ``error``, a
-    failed reply of the request's type and ``idle``, each stamped as from ``session``."""
+    failed reply of the request's type (with ``reply_metadata``) and ``idle``, each stamped
+    as from ``session``."""
     error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
     reply = {"status": "error", "execution_count": None, **error}
-    return [stamp(bus, request, msg_type, content, session=session, device=device)
-            for msg_type, content in ((mt.ERROR, error),
-                                      (reply_type(str(request.get("msg_type", ""))), reply),
-                                      (mt.STATUS, {"execution_state": "idle"}))]
+    return [stamp(bus, request, msg_type, content, session=session, device=device,
+                  metadata=metadata)
+            for msg_type, content, metadata in (
+                (mt.ERROR, error, None),
+                (reply_type(str(request.get("msg_type", ""))), reply, reply_metadata),
+                (mt.STATUS, {"execution_state": "idle"}, None))]
