@@ -90,6 +90,7 @@ class DeviceWatch:
                     broker.device_sock.send_now(broker.session.serialize(beat, [state.routing_id]))
                 except zmq.ZMQError:
                     pass  # not connected now; the expiry below decides
+            broker.metrics.heartbeat_round()
             for device in broker.devices.expired():
                 await self.lost(device)
             if not checked_orphans and loop.time() - started > startup_grace:

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import urllib.request
 
@@ -108,3 +110,20 @@ def test_cells_running_queued_and_rate_refusals_move_and_ready_follows_the_broke
     chain.start_broker()
     back = wait_for(lambda: chain.http("GET", "/ready")[0] == 200, timeout=30)
     assert back, chain.http("GET", "/ready")
+
+
+def test_heartbeats_a_device_misses_are_counted(chain: Chain) -> None:
+    """Tests that the broker counts none missed while a device beats, and counts the
+    intervals a stopped (SIGSTOP) device stays silent through."""
+    broker_port = free_port()
+    chain.start_broker("--metrics-port", str(broker_port))
+    device = chain.start_device()
+    url = f"http://127.0.0.1:{broker_port}/metrics"
+    missed = 'cellbus_device_heartbeats_missed_total{device="device0"}'
+    assert scrape(url).get(missed, 0) == 0
+    os.killpg(device.proc.pid, signal.SIGSTOP)
+    try:
+        seen = wait_for(lambda: scrape(url).get(missed, 0) >= 1, timeout=10)
+    finally:
+        os.killpg(device.proc.pid, signal.SIGCONT)
+    assert seen, scrape(url)
