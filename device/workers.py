@@ -41,7 +41,7 @@ from protocol.wire import Message, Session
 from .launcher import ForkedProcess
 from .limits import Limits, explain, explain_exit
 from .pacing import TokenBucket
-from .usage import seen_usage, usage_of
+from .usage import MemoryWatch, seen_usage, usage_of
 
 log = logging.getLogger("cellbus.device")
 
@@ -133,6 +133,7 @@ class Worker:
         self.started_at = 0.0
         #: The running request's own limits (protocol.asked), tighter than ``limits``.
         self.asked: Asked = {}
+        self._memory: MemoryWatch | None = None
         self.limit_hit: tuple[str, str] | None = None
         self.done = asyncio.Event()
         self._pump = asyncio.create_task(self._pump_records(), name=f"worker.{proc.pid}")
@@ -163,6 +164,9 @@ class Worker:
             content = request["content"]
             self.asked = from_content(content) if request["msg_type"] == mt.EXECUTE_REQUEST \
                 and isinstance(content, dict) else {}
+            if self._memory is not None:
+                self._memory.stop()  # the last request's, if it ended without a reply
+            self._memory = MemoryWatch(self.proc.pid)
             if "wall" in self.asked:
                 asyncio.get_running_loop().call_later(self.asked["wall"], self._wall_passed,
                                                       request["msg_id"])
@@ -316,7 +320,8 @@ class Worker:
             content = self._explain(content)
         metadata = None
         if msg_type == mt.EXECUTE_REPLY:
-            metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes)}
+            metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,
+                                          self._memory.stop() if self._memory else 0)}
         try:
             await self._emit(msg_type, content, buffers, metadata)
         except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)
@@ -361,6 +366,8 @@ class Worker:
             self.proc.kill()
             await self.proc.wait()
         self.exit_reason = describe_exit(self.proc.returncode)
+        if self._memory is not None:
+            self._memory.stop()
         if self.current is not None and not (self._ending and self._ending.replied):
             await self._fail_current()
         self.current = None

@@ -9,10 +9,11 @@ bytes, which it counts itself; see :mod:`device.workers`):
 - ``peak_memory_bytes``: the highest resident memory of the worker during the cell, of a
   child waited for during the cell, or of the session's cgroup where the worker can read and
   reset ``memory.peak`` (cgroup v2, Linux 6.12+), whichever is highest. The worker's own is
-  exact when the cell raised the worker's lifetime peak (``VmHWM``) or Linux let it reset
-  that peak (``/proc/self/clear_refs``, which a sandboxed worker may not write); otherwise
-  it is the highest resident size a thread of the worker sampled every
-  :data:`SAMPLE_INTERVAL` seconds during the cell.
+  known here only when the cell raised the worker's lifetime peak (``VmHWM``) or Linux let
+  it reset that peak (``/proc/self/clear_refs``, which a sandboxed worker may not write);
+  otherwise the device's samples of the worker's resident size stand for it
+  (:mod:`device.usage`): a thread here to sample it would compete with the cell's code for
+  the GIL (and split its printed lines into separate stream messages).
 - ``processes``: processes the cell's code started from the worker (``fork``,
   ``subprocess``, ``posix_spawn``, ``system``), counted by an audit hook that user code
   cannot remove; what those processes start in turn is not counted.
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import resource
 import sys
-import threading
 import time
 from typing import Any
 
@@ -33,8 +33,6 @@ from typing import Any
 SPAWN_EVENTS = frozenset({"os.fork", "os.forkpty", "os.posix_spawn", "os.posix_spawnp",
                           "os.system", "subprocess.Popen", "pty.spawn"})
 _CGROUP_ROOT = "/sys/fs/cgroup"
-#: Seconds between two looks at the worker's resident size while a cell runs.
-SAMPLE_INTERVAL = 0.01
 _started = [0]  # processes started by this process so far (see _audit)
 
 
@@ -82,24 +80,6 @@ def _reset_vm_hwm() -> bool:
         return False  # not Linux, or not allowed (a sandboxed worker is not dumpable)
 
 
-class _Sampler(threading.Thread):
-    """Looks at the worker's resident size every SAMPLE_INTERVAL until stopped."""
-
-    def __init__(self) -> None:
-        super().__init__(name="cellbus-usage", daemon=True)
-        self.highest = proc_status("VmRSS")
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(SAMPLE_INTERVAL):
-            self.highest = max(self.highest, proc_status("VmRSS"))
-
-    def stop(self) -> int:
-        self.stopped.set()
-        self.join()
-        return max(self.highest, proc_status("VmRSS"))
-
-
 def _cgroup_peak_file() -> str | None:
     try:
         with open("/proc/self/cgroup") as f:
@@ -140,19 +120,11 @@ class Meter:
         self._forks = 0
         self._cgroup: str | None = None
         self._hwm = 0
-        self._sampler: _Sampler | None = None
 
     def start(self) -> None:
         self._forks = _started[0]
         self._children_peak = _children_maxrss()
         self._hwm = 0 if _reset_vm_hwm() else proc_status("VmHWM")
-        if self._hwm:
-            sampler = _Sampler()
-            try:
-                sampler.start()
-                self._sampler = sampler
-            except RuntimeError:  # no thread to spare (the session's process limit)
-                self._sampler = None
         path = _cgroup_peak_file()
         self._cgroup = path if _reset_cgroup_peak(path) else None
         self._cpu = _cpu()
@@ -162,9 +134,7 @@ class Meter:
         wall = time.monotonic() - self._wall
         cpu = _cpu() - self._cpu
         hwm = proc_status("VmHWM")
-        sampled = self._sampler.stop() if self._sampler is not None else proc_status("VmRSS")
-        self._sampler = None
-        peaks = [hwm if hwm > self._hwm else sampled]
+        peaks = [hwm if hwm > self._hwm else 0]  # 0: below an earlier cell's (the device's)
         if (children := _children_maxrss()) > self._children_peak:
             peaks.append(children)
         if self._cgroup is not None:

@@ -51,6 +51,9 @@ def test_every_execution_reports_what_it_used(running_chain: Chain) -> None:
     # The small cell after the big one: the peak is this cell's, not the session's.
     doc = run(chain, "ann/use/2", "y = 1")
     assert doc["usage"]["peak_memory_bytes"] < 200 * MiB, doc["usage"]
+    # Below the worker's earlier peak, the device's samples of it tell this cell's.
+    doc = run(chain, "ann/use/2", "import time\nx = b'\\x01' * (150 * 2**20)\ntime.sleep(0.3)")
+    assert 150 * MiB <= doc["usage"]["peak_memory_bytes"] < 200 * MiB, doc["usage"]
 
 
 def test_a_request_may_ask_for_tighter_limits_never_looser(chain: Chain) -> None:
