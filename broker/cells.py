@@ -61,6 +61,7 @@ class CellView:
             "reset": stale or self.output.reset_after(since),
             "session": req.session,
             "request": req.msg_id,
+            "usage": self.output.usage,
         }
 
 

@@ -59,6 +59,7 @@ class DeviceWatch:
             beat = self.wire.msg(mt.BROKER_HEARTBEAT, {})
             for state in list(self.devices.devices.values()):
                 self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides
+            self.metrics.heartbeat_round()
             for device in self.devices.expired():
                 await self.lost(device)
             if not checked_orphans and loop.time() - started > startup_grace:

@@ -22,6 +22,7 @@ from typing import Any
 from protocol import msgtypes as mt
 from protocol.wire import Message, Session
 
+from . import asked
 from .auth import Auth
 from .cells import Cells
 from .control import Control
@@ -29,6 +30,7 @@ from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
 from .kernels import Kernels
 from .metrics import BrokerMetrics
+from .permalinks import Permalinks
 from .prompts import Prompts
 from .quotas import Quotas
 from .refusal import Address, Refused, Reply, cell_address
@@ -44,7 +46,8 @@ STORE_RETRY_AFTER = 5
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
-GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
+GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, mt.PERMALINK_REQUEST,
+                    mt.PERMALINK_GET_REQUEST})
 #: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
@@ -66,6 +69,7 @@ class Intake:
         self.interacts, self.control, self._reply = interacts, control, reply
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         kernels = Kernels(store, sessions)
+        permalinks = Permalinks(store, quotas)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
@@ -79,6 +83,8 @@ class Intake:
             mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(store).whose),
             mt.KERNEL_LIST_REQUEST: (mt.KERNEL_LIST_REPLY, kernels.list),
             mt.DELIVERY_REQUEST: (mt.DELIVERY_REPLY, kernels.delivery),
+            mt.PERMALINK_REQUEST: (mt.PERMALINK_REPLY, permalinks.create),
+            mt.PERMALINK_GET_REQUEST: (mt.PERMALINK_GET_REPLY, permalinks.get),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:
@@ -156,6 +162,9 @@ class Intake:
         if not isinstance(code, str):
             raise Refused(400, "input must be a string")
         session = await self.session_for(user, worksheet)
+        if (why := asked.refusal(content, self.dispatch.devices,
+                                 session.device if session is not None else None)) is not None:
+            raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.dispatch.devices.holder(session_id) is not None
         facts = msg["metadata"].get("cellbus")

@@ -16,6 +16,7 @@ from prometheus_client import Counter, Histogram
 from prometheus_client.core import Metric
 
 from protocol import msgtypes as mt
+from protocol.heartbeat import HEARTBEAT_INTERVAL
 from protocol.metrics import LATENCY_BUCKETS, NodeMetrics, gauge
 from protocol.wire import Message
 
@@ -64,6 +65,9 @@ class BrokerMetrics(NodeMetrics):
                                 "reason", ["reason"], registry=r)
         self.devices_lost = Counter("cellbus_devices_lost", "Devices taken for lost after "
                                     "missing their heartbeats", registry=r)
+        self.heartbeats_missed = Counter("cellbus_device_heartbeats_missed", "Heartbeat "
+                                         "intervals a live device stayed silent through, by "
+                                         "device", ["device"], registry=r)
         self._waiting: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.collect_state(self._read_state)
 
@@ -71,6 +75,15 @@ class BrokerMetrics(NodeMetrics):
         self._waiting[msg_id] = time.monotonic()
         if len(self._waiting) > MAX_WAITING:
             self._waiting.popitem(last=False)
+
+    def heartbeat_round(self) -> None:
+        """One heartbeat interval passed: count it missed for each device not taken for lost
+        that was not heard from in it (with half an interval of slack for the wire)."""
+        table = self.broker.devices
+        now = time.monotonic()
+        for d in table.devices.values():
+            if not d.lost and now - d.last_heard > HEARTBEAT_INTERVAL * 1.5:
+                self.heartbeats_missed.labels(d.device).inc()
 
     def refused(self, http_status: int) -> None:
         self.refusals.labels(REFUSAL_REASONS.get(http_status, str(http_status))).inc()

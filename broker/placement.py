@@ -60,6 +60,8 @@ class DeviceState:
     sandbox: str = ""
     #: Records the device's workers sent that it rejected (forged or malformed), in all.
     rejected: int = 0
+    #: The most a request may ask for on this device (protocol.asked; 0: no maximum).
+    limits: dict[str, float] = field(default_factory=dict)
 
     @property
     def occupied(self) -> int:
@@ -84,6 +86,9 @@ class DeviceState:
         self.load = _int(report.get("load"), self.load)
         self.rejected = _int(report.get("rejected"), self.rejected)
         self.draining = report.get("draining") is True
+        if isinstance(limits := report.get("limits"), dict):
+            self.limits = {k: float(v) for k, v in limits.items() if isinstance(k, str)
+                           and isinstance(v, (int, float)) and not isinstance(v, bool)}
         sessions = report.get("sessions")
         if isinstance(sessions, list):
             self.sessions = {s for s in sessions if isinstance(s, str)}

@@ -16,6 +16,9 @@ with ``--auth token`` can live with:
     dropped, but never its reply or status messages, so the cell still ends ``done`` or
     ``error`` as its code did. The code keeps running (the device's ``--max-output`` is what
     stops a run).
+``--user-permalinks N`` (:data:`USER_PERMALINKS`)
+    Permalinks one user may make (:mod:`broker.permalinks`); past it, 429. Kept for good,
+    so this bounds what one user can add to the store by sharing links.
 ``--user-output BYTES`` (:data:`USER_OUTPUT`)
     Output one user keeps in the store: read from the store at the user's first request and
     every :data:`~broker.outputcap.RECOUNT` seconds after (retention removes output), plus
@@ -45,6 +48,7 @@ from .store import Store
 USER_SESSIONS: Final = 4
 CELL_OUTPUT: Final = 8 * 2**20
 USER_OUTPUT: Final = 256 * 2**20
+USER_PERMALINKS: Final = 1000
 #: Seconds a client refused for its session quota is told to wait (a worker idle for the
 #: device's --idle-timeout, 60 s by default, ends and frees its place).
 RETRY_AFTER: Final = 30
@@ -59,6 +63,7 @@ class QuotaConfig:
     user_sessions: int = USER_SESSIONS
     cell_output: int = CELL_OUTPUT
     user_output: int = USER_OUTPUT
+    user_permalinks: int = USER_PERMALINKS
 
     def describe(self) -> str:
         def size(n: int) -> str:
@@ -84,17 +89,21 @@ def add_quota_options(p: argparse.ArgumentParser, *, by_auth: bool = False) -> N
                help="output one user may keep in the store; past it their runs keep a "
                     "notice instead of their output (0: no limit)"
                     + per_user.format(USER_OUTPUT))
+    add_option(p, "--user-permalinks", type=int, default=USER_PERMALINKS, metavar="N",
+               help="permalinks one user a token names may make; past it, 429 (0: no limit)")
 
 
 def quota_config(args: argparse.Namespace) -> QuotaConfig:
     return QuotaConfig(user_sessions=max(0, args.user_sessions),
-                       cell_output=max(0, args.cell_output), user_output=max(0, args.user_output))
+                       cell_output=max(0, args.cell_output), user_output=max(0, args.user_output),
+                       user_permalinks=max(0, args.user_permalinks))
 
 
 def quota_argv(args: argparse.Namespace, *, token: bool) -> list[str]:
     """The broker's options for the quotas given to ``bin/cellbus up`` (see
     :func:`add_quota_options`); ``token``: its gateway runs with ``--auth token``."""
-    argv = ["--cell-output", str(args.cell_output)]
+    argv = ["--cell-output", str(args.cell_output), "--user-permalinks",
+            str(args.user_permalinks)]
     for flag, value in (("--user-sessions", args.user_sessions),
                         ("--user-output", args.user_output)):
         if value is not None or not token:

@@ -1,7 +1,7 @@
 """A device's Prometheus metrics (see :mod:`protocol.metrics`), served on --metrics-port,
 all read from the device's state at scrape time: sessions and places, workers preforked,
-the outbox (records and bytes the broker has not confirmed, resends), records refused from
-workers, and which sandbox protections are in force."""
+cells running and queued, the outbox (records and bytes the broker has not confirmed,
+resends), records refused from workers, and which sandbox protections are in force."""
 
 from __future__ import annotations
 
@@ -30,6 +30,11 @@ class DeviceMetrics(NodeMetrics):
                     device.config.max_sessions)
         yield gauge("cellbus_device_workers_preforked", "Workers forked and ready",
                     len(overseer.ready))
+        workers = overseer.workers.values()
+        yield gauge("cellbus_device_cells_running", "Requests running in a worker now",
+                    sum(1 for w in workers if w.current is not None))
+        yield gauge("cellbus_device_cells_queued", "Requests waiting for their session's "
+                    "running one to end", sum(len(w.queue) for w in workers))
         yield gauge("cellbus_device_outbox_records", "Output records the broker has not "
                     "confirmed yet", len(device.outbox))
         yield gauge("cellbus_device_outbox_bytes", "Bytes of those records (--outbox-bytes "

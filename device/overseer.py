@@ -62,6 +62,13 @@ class OverseerConfig:
     max_sessions: int = 16
     launch: LaunchSpec = field(default_factory=LaunchSpec)
 
+    def maxima(self) -> dict[str, float]:
+        """The most a request may ask for (protocol.asked), reported to the broker: 0 is
+        no maximum."""
+        limits = self.launch.limits
+        return {"wall": self.exec_timeout, "memory": limits.memory_bytes,
+                "cpu": limits.cpu_seconds}
+
 #: Seconds between log lines about failed preforks (the first is logged at once).
 PREFORK_LOG_INTERVAL = 30.0
 

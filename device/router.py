@@ -140,7 +140,8 @@ class DeviceRouter(Node):
                 "load": self.overseer.load, "sessions": sorted(self.overseer.workers),
                 "requests": held, "draining": self.draining, "outbox": len(self.outbox),
                 "rejected": self.overseer.rejected,
-                "sandbox": self.overseer.launcher.protections.summary()}
+                "sandbox": self.overseer.launcher.protections.summary(),
+                "limits": self.overseer.config.maxima()}
 
     # -- upstream ---------------------------------------------------------------------------
 

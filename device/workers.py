@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
 from protocol.link import OverseerLink
 from protocol.requests import Ending, failed, stamp
@@ -41,6 +42,7 @@ from .launcher import ForkedProcess
 from .limits import Limits, explain, explain_exit
 from .pacing import TokenBucket
 from .prompts import INPUT_TIMEOUT, Prompt
+from .usage import MemoryWatch, seen_usage, usage_of
 
 log = logging.getLogger("cellbus.device")
 
@@ -131,6 +133,9 @@ class Worker:
         self.closing_reason: str | None = None
         #: When the running request started (monotonic), and the limit that killed it.
         self.started_at = 0.0
+        #: The running request's own limits (protocol.asked), tighter than ``limits``.
+        self.asked: Asked = {}
+        self._memory: MemoryWatch | None = None
         self.limit_hit: tuple[str, str] | None = None
         self.done = asyncio.Event()
         #: The prompt (input()) the running request waits on, if any (device/prompts.py).
@@ -161,12 +166,31 @@ class Worker:
             self.started_at = time.monotonic()
             self.prompt.started()
             self.output_bytes = 0
+            content = request["content"]
+            self.asked = from_content(content) if request["msg_type"] == mt.EXECUTE_REQUEST \
+                and isinstance(content, dict) else {}
+            if self._memory is not None:
+                self._memory.stop()  # the last request's, if it ended without a reply
+            self._memory = MemoryWatch(self.proc.pid)
+            if "wall" in self.asked:
+                asyncio.get_running_loop().call_later(self.asked["wall"], self._wall_passed,
+                                                      request["msg_id"])
             try:
                 await self.link.send({"msg_type": request["msg_type"],
                                       "msg_id": request["msg_id"],
                                       "content": request["content"]})
             except (ConnectionError, OSError):
                 return  # the pump sees the exit and fails the request
+
+    def _wall_passed(self, msg_id: str) -> None:
+        """The wall time a request asked for has passed: stop it if it still runs."""
+        if self.current is not None and self.current["msg_id"] == msg_id:
+            wall = show("wall", self.asked["wall"])
+            log.info("device stopping session %s: execution over the %s it asked for",
+                     self.session_id, wall)
+            self.stop_for_limit("TimeLimitExceeded", f"this cell ran for longer than the {wall} "
+                                "it asked for (limits.wall) and was stopped; the session "
+                                "restarts fresh")
 
     def stop_for_limit(self, ename: str, evalue: str) -> None:
         """End the running request because it hit a limit: the worker is killed and the
@@ -185,11 +209,12 @@ class Worker:
     # -- output -----------------------------------------------------------------------------
 
     async def _emit(self, msg_type: str, content: dict[str, Any],
-                    buffers: list[bytes] | None = None) -> None:
+                    buffers: list[bytes] | None = None,
+                    metadata: dict[str, Any] | None = None) -> None:
         assert self.current is not None
         await self.upstream(stamp(self.bus, self.current, msg_type, content,
                                   session=self.session_id, device=self.device_id,
-                                  buffers=buffers))
+                                  buffers=buffers, metadata=metadata))
 
     async def _pump_records(self) -> None:
         try:
@@ -300,8 +325,12 @@ class Worker:
             self.prompt.opened()
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = self._explain(content)
+        metadata = None
+        if msg_type == mt.EXECUTE_REPLY:
+            metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,
+                                          self._memory.stop() if self._memory else 0)}
         try:
-            await self._emit(msg_type, content, buffers)
+            await self._emit(msg_type, content, buffers, metadata)
         except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)
             return self._reject(f"{msg_type} cannot be sent on: {e}")
         if msg_type == mt.STATUS and content.get("execution_state") == "busy" and self.notice:
@@ -315,7 +344,12 @@ class Worker:
 
     def _explain(self, content: dict[str, Any]) -> dict[str, Any]:
         """Add, to an error a limit caused, which limit it was."""
-        why = explain(self.limits, content["ename"], str(content.get("evalue", "")))
+        ename = content["ename"]
+        if ename == "MemoryError" and "memory" in self.asked:
+            why: str | None = (f"this cell asked for a memory limit of "
+                               f"{show('memory', self.asked['memory'])} (limits.memory)")
+        else:
+            why = explain(self.limits, ename, str(content.get("evalue", "")))
         if why is None:
             return content
         content = {**content, "evalue": f"{content.get('evalue', '')} ({why})"}
@@ -340,28 +374,41 @@ class Worker:
             self.proc.kill()
             await self.proc.wait()
         self.exit_reason = describe_exit(self.proc.returncode)
+        if self._memory is not None:
+            self._memory.stop()
         if self.current is not None and not (self._ending and self._ending.replied):
             await self._fail_current()
         self.current = None
         self.prompt.closed()
         self.done.set()
 
-    async def refuse(self, request: Message, ename: str, evalue: str) -> None:
+    async def refuse(self, request: Message, ename: str, evalue: str,
+                     reply_metadata: dict[str, Any] | None = None) -> None:
         """End ``request`` (one that never ran, or whose worker died) with an error, a
         failed reply and idle."""
         for msg in failed(self.bus, request, ename, evalue, session=self.session_id,
-                          device=self.device_id):
+                          device=self.device_id, reply_metadata=reply_metadata):
             await self.upstream(msg)
 
     async def _fail_current(self) -> None:
         assert self.current is not None
-        ename, evalue = self.limit_hit or explain_exit(self.limits, self.proc.returncode,
-                                                      oom_killed=self.proc.oom_killed) or (
+        ename, evalue = self.limit_hit or self._asked_exit() or explain_exit(
+            self.limits, self.proc.returncode, oom_killed=self.proc.oom_killed) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
         log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,
                     self.session_id, self.exit_reason, ename)
-        await self.refuse(self.current, ename, evalue)
+        await self.refuse(self.current, ename, evalue, {"usage": seen_usage(
+            time.monotonic() - self.started_at, self.output_bytes)}
+            if self.current["msg_type"] == mt.EXECUTE_REQUEST else None)
+
+    def _asked_exit(self) -> tuple[str, str] | None:
+        """(ename, evalue) when the worker's exit shows the request's own CPU limit ended it."""
+        if self.proc.returncode == -signal.SIGXCPU and "cpu" in self.asked:
+            return ("CPULimitExceeded", f"this cell used the {show('cpu', self.asked['cpu'])} "
+                    "of CPU time it asked for (limits.cpu) and was stopped; the session "
+                    "restarts fresh")
+        return None
 
     async def close(self, *, kill: bool = False) -> None:
         """Ask the worker to exit (close its link); kill it if it does not, or if ``kill``."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from . import health, pages
+from . import health, pages, permalinks
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
@@ -41,6 +41,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),
             *health.ROUTES,
+            *permalinks.ROUTES,
             *pages.ROUTES,
             *JUPYTER_ROUTES,
         ],

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.asked import Asked, BadLimits, parse
 from protocol.wire import Message
 
 from . import heap
@@ -89,18 +90,23 @@ class TooLarge(ValueError):
     """A client's value is over its size limit (HTTP 413)."""
 
 
-def execute_content(code: str | None) -> dict[str, Any]:
+def execute_content(code: str | None, limits: Asked | None = None) -> dict[str, Any]:
+    """An ``execute_request``'s content; ``limits``: the request's own (protocol.asked)."""
     content: dict[str, Any] = {"silent": False, "store_history": True, "user_expressions": {},
                                "allow_stdin": False, "stop_on_error": True}
     if code is not None:
         content["code"] = code
+    if limits:
+        content["limits"] = limits
     return content
 
 
 class EvaluateHandler(BaseHandler):
-    """``POST …/evaluate``: JSON ``{"input": ...}`` or form ``input``; none re-evaluates."""
+    """``POST …/evaluate``: JSON ``{"input": ...}`` or form ``input``; none re-evaluates.
+    JSON may add ``"limits"`` tighter than the device's (see :mod:`protocol.asked`)."""
 
     costly = True
+    asked: Asked | None = None
 
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
@@ -108,7 +114,7 @@ class EvaluateHandler(BaseHandler):
         limit = self.settings["max_input"]
         if code is not None and len(code.encode()) > limit:
             raise fail(413, f"input is over the limit of {limit} bytes")
-        reply = await self.ask(mt.EXECUTE_REQUEST, execute_content(code), address)
+        reply = await self.ask(mt.EXECUTE_REQUEST, execute_content(code, self.asked), address)
         c = reply["content"]
         self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
 
@@ -129,6 +135,11 @@ class EvaluateHandler(BaseHandler):
         code = body.get("input")
         if code is not None and not isinstance(code, str):
             raise fail(400, "input must be a string")
+        if "limits" in body:
+            try:
+                self.asked = parse(body["limits"])
+            except BadLimits as e:
+                raise fail(400, str(e)) from None
         return code
 
 

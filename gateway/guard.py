@@ -158,4 +158,7 @@ def no_such_cell(worksheet: str, cell_id: str) -> HTTPError:
 def rate_wait(handler: RequestHandler, visitor: Visitor) -> int | None:
     """None if ``visitor`` may make one more request that runs code, else seconds to wait."""
     limiter: RateLimiter | None = handler.settings.get("limiter")
-    return limiter.take(visitor.key) if limiter is not None else None
+    wait = limiter.take(visitor.key) if limiter is not None else None
+    if wait is not None and (metrics := handler.settings.get("metrics")) is not None:
+        metrics.refusals.labels("rate").inc()
+    return wait

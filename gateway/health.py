@@ -35,6 +35,8 @@ class GatewayMetrics(NodeMetrics):
         self.link = link
         self.requests = Counter("cellbus_http_requests", "HTTP requests answered, by route "
                                 "and status", ["route", "status"], registry=self.registry)
+        self.refusals = Counter("cellbus_refusals", "Requests this gateway refused itself, by "
+                                "reason (rate: --rate)", ["reason"], registry=self.registry)
         self.collect_state(self._read_state)
 
     def request(self, handler: RequestHandler) -> None:

@@ -54,6 +54,8 @@ class CellOutput:
         self._pending_clear = False   # clear_output(wait=True) seen, not yet done
         self._reset = 0               # seq at which blocks were last removed
         self._changed = 0             # seq of the last visible change here
+        #: What the execution used, from its ``execute_reply``'s ``metadata.usage``.
+        self.usage: dict[str, Any] | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -92,6 +94,9 @@ class CellOutput:
         if not isinstance(msg_type, str) or not isinstance(content, dict):
             self.seq = seq
             return False
+        if msg_type == EXECUTE_REPLY and isinstance(metadata := msg.get("metadata"), dict) \
+                and isinstance(metadata.get("usage"), dict):
+            self.usage = metadata["usage"]
         return self._apply(seq, msg_type, content)
 
     def replace_interact_output(self, interact_id: str, seq: int, inner: CellOutput) -> bool:

@@ -104,6 +104,13 @@ BROKER_STATUS_REPLY = "broker_status_reply"
 #: (protocol/tokens.py). {token_hash} -> {ok, user: NAME or None}
 AUTH_REQUEST = "auth_request"
 AUTH_REPLY = "auth_reply"
+#: Store code to share by link; no cell address, the maker in metadata.cellbus.user.
+#: {code, interact: {name: value} or None} -> {ok, id}
+PERMALINK_REQUEST = "permalink_request"
+PERMALINK_REPLY = "permalink_reply"
+#: {id} -> {ok, id, code, interact}
+PERMALINK_GET_REQUEST = "permalink_get_request"
+PERMALINK_GET_REPLY = "permalink_get_reply"
 # A refusal may also carry "retry_after": seconds, which the gateway sends as Retry-After.
 #: The Jupyter API's view of a user's worksheets (gateway/jupyter/, broker/kernels.py).
 #: Names a cell of the user (worksheet "-" for all): {worksheet?: NAME} -> {ok, kernels:

@@ -110,29 +110,34 @@ class Endings:
 
 
 def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any], *,
-          session: str, device: str | None, buffers: list[bytes] | None = None) -> Message:
+          session: str, device: str | None, buffers: list[bytes] | None = None,
+          metadata: dict[str, Any] | None = None) -> Message:
     """A message (signed when it is sent) from ``session`` about ``request``: header.session is the
     session, ``parent_header`` the request's header, and metadata["cellbus"] the request's
-    routing facts with ``session`` and ``device`` set."""
+    routing facts with ``session`` and ``device`` set (next to ``metadata``'s other keys)."""
     header = bus.msg_header(msg_type)
     header["session"] = session
-    metadata = request.get("metadata")
-    facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
+    of_request = request.get("metadata")
+    facts = of_request.get("cellbus") if isinstance(of_request, dict) else None
     facts = dict(facts) if isinstance(facts, dict) else {}
     facts.update(session=session, device=device)
-    msg = bus.msg(msg_type, content, parent=request, header=header, metadata={"cellbus": facts})
+    msg = bus.msg(msg_type, content, parent=request, header=header,
+                  metadata={**(metadata or {}), "cellbus": facts})
     if buffers:
         msg["buffers"] = buffers
     return msg
 
 
 def failed(bus: Session, request: Message, ename: str, evalue: str, *, session: str,
-           device: str | None) -> list[Message]:
+           device: str | None, reply_metadata: dict[str, Any] | None = None) -> list[Message]:
     """The messages that end ``request`` with the error ``ename: evalue``: an ``error``, a
-    failed reply of the request's type and ``idle``, each stamped as from ``session``."""
+    failed reply of the request's type (with ``reply_metadata``) and ``idle``, each stamped
+    as from ``session``."""
     error = {"ename": ename, "evalue": evalue, "traceback": [f"{ename}: {evalue}"]}
     reply = {"status": "error", "execution_count": None, **error}
-    return [stamp(bus, request, msg_type, content, session=session, device=device)
-            for msg_type, content in ((mt.ERROR, error),
-                                      (reply_type(str(request.get("msg_type", ""))), reply),
-                                      (mt.STATUS, {"execution_state": "idle"}))]
+    return [stamp(bus, request, msg_type, content, session=session, device=device,
+                  metadata=metadata)
+            for msg_type, content, metadata in (
+                (mt.ERROR, error, None),
+                (reply_type(str(request.get("msg_type", ""))), reply, reply_metadata),
+                (mt.STATUS, {"execution_state": "idle"}, None))]

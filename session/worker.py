@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.asked import from_content
 from protocol.errors import ProtocolError
 from protocol.link import DEFAULT_MAX_RECORD, WorkerLink, encode
 from protocol.version import VERSION
@@ -44,6 +45,8 @@ from .capture import Capture
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
 from .stdin import install as install_stdin
+from .tighter import applied
+from .usage import Meter, install as count_processes
 
 BackendFactory = Callable[[Output, BackendConfig], SessionBackend]
 DEFAULT_BACKEND = "session.python:PythonBackend"
@@ -227,8 +230,11 @@ class Worker:
             if not silent:
                 out.send(mt.EXECUTE_INPUT, {"code": code, "execution_count": count})
         started = boot_ticks()
-        outcome = self._guarded(
-            lambda: self.backend.execute(code, silent=silent, store_history=store_history))
+        meter = Meter()
+        meter.start()
+        with applied(from_content(content)):
+            outcome = self._guarded(
+                lambda: self.backend.execute(code, silent=silent, store_history=store_history))
         if outcome.status == "error" and hit_process_limit(outcome.ename, outcome.evalue):
             # Before the reply: the next cell may need those process slots.
             ended = end_started_since(started, keep=self.kept)
@@ -238,7 +244,7 @@ class Worker:
                     f"cellbus: stopped the {ended} processes this cell started: it hit the "
                     "session's process limit\n")})
         with out.batch():  # the end: last output, result, reply and idle in one write
-            self._finish(outcome, count, silent)
+            self._finish(outcome, count, silent, meter)
 
     def interact(self, content: dict[str, Any]) -> None:
         """Re-run an interact: its output goes out as usual; ``interact_reply`` ends it."""
@@ -279,9 +285,10 @@ class Worker:
             return ExecuteOutcome.failed(type(e).__name__, str(e),
                                          traceback.format_exception_only(type(e), e))
 
-    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool) -> None:
+    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter) -> None:
         out = self.out
         out.flush()  # all stream text, including subprocess output, before the end
+        usage = meter.usage()
         reply: dict[str, Any] = {"status": outcome.status, "execution_count": count,
                                  "user_expressions": {}, "payload": []}
         if outcome.status == "error":
@@ -293,7 +300,7 @@ class Worker:
         elif outcome.result is not None and not silent:
             out.send(mt.EXECUTE_RESULT, {"execution_count": count, "data": outcome.result,
                                          "metadata": outcome.result_metadata})
-        out.send(mt.EXECUTE_REPLY, reply)
+        out.send(mt.EXECUTE_REPLY, reply, {"usage": usage})
         out.send(mt.STATUS, {"execution_state": "idle"})
 
 
@@ -340,6 +347,7 @@ def serve(sock: socket.socket, workdir: str,
     out.capture = Capture.install(out.send_stream, guard)
     install_stdin(link, out, guard)  # input() asks the page (session.stdin)
     os.register_at_fork(after_in_child=lambda: _forked_by_user_code(out))
+    count_processes()
     try:
         if backend_factory is None:
             from .python import PythonBackend

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import urllib.request
 
@@ -67,3 +69,61 @@ def test_every_node_reports_metrics_and_the_gateway_says_when_it_is_ready(chain:
     status, ready = got
     assert status == 503 and not ready["ready"], ready
     assert any(re.match(r"devices: no device", p) for p in ready["problems"]), ready
+
+
+def wait_for(check, timeout: float = 20):  # type: ignore[no-untyped-def]
+    """``check()``'s first true value within ``timeout`` seconds (polled), else its last."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return value
+
+
+def test_cells_running_queued_and_rate_refusals_move_and_ready_follows_the_broker(
+        chain: Chain) -> None:
+    """Tests that a device's running and queued cells show while they run and go after,
+    that a gateway counts the requests its --rate refused, and that /ready turns 503
+    naming the broker while the broker is stopped, and 200 again once it is back."""
+    device_port = free_port()
+    chain.start_broker()
+    chain.start_device("--metrics-port", str(device_port))
+    chain.start_gateway("--rate", "3/min")
+    device = f"http://127.0.0.1:{device_port}/metrics"
+    assert chain.evaluate("ann/q/1", "import time\ntime.sleep(3)")[0] == 202
+    assert chain.evaluate("ann/q/2", "print(2)")[0] == 202
+    busy = wait_for(lambda: (s := scrape(device))["cellbus_device_cells_queued"] == 1 and s)
+    assert busy and busy["cellbus_device_cells_running"] == 1, busy
+    assert chain.wait_done("ann/q/2")["status"] == "done"
+    idle = scrape(device)
+    assert idle["cellbus_device_cells_running"] == 0 and idle["cellbus_device_cells_queued"] == 0
+
+    assert chain.evaluate("ann/q/3", "1")[0] == 202
+    assert chain.evaluate("ann/q/4", "1")[0] == 429  # the fourth in a minute
+    gateway = scrape(chain.url("/metrics"))
+    assert gateway['cellbus_refusals_total{reason="rate"}'] == 1, gateway
+
+    assert chain.http("GET", "/ready")[0] == 200
+    assert chain.broker is not None
+    chain.broker.stop()
+    status, ready = chain.http("GET", "/ready")
+    assert status == 503 and any(p.startswith("broker:") for p in ready["problems"]), ready
+    chain.start_broker()
+    back = wait_for(lambda: chain.http("GET", "/ready")[0] == 200, timeout=30)
+    assert back, chain.http("GET", "/ready")
+
+
+def test_heartbeats_a_device_misses_are_counted(chain: Chain) -> None:
+    """Tests that the broker counts none missed while a device beats, and counts the
+    intervals a stopped (SIGSTOP) device stays silent through."""
+    broker_port = free_port()
+    chain.start_broker("--metrics-port", str(broker_port))
+    device = chain.start_device()
+    url = f"http://127.0.0.1:{broker_port}/metrics"
+    missed = 'cellbus_device_heartbeats_missed_total{device="device0"}'
+    assert scrape(url).get(missed, 0) == 0
+    os.killpg(device.proc.pid, signal.SIGSTOP)
+    try:
+        seen = wait_for(lambda: scrape(url).get(missed, 0) >= 1, timeout=10)
+    finally:
+        os.killpg(device.proc.pid, signal.SIGCONT)
+    assert seen, scrape(url)

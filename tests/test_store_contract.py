@@ -21,7 +21,8 @@ from typing import Any
 import pytest
 
 from broker.store import (ANY, DONE, ERROR, NEEDS_WORK, SUPERSEDED, WORKING, DeviceRecord,
-                          DuplicateRequest, InvalidTransition, Request, SessionRecord, Store,
+                          DuplicateRequest, InvalidTransition, PermalinkRecord, Request,
+                          SessionRecord, Store,
                           StoreClosed, StoreError, UnknownRequest, UserRecord, open_store,
                           sqlite_url)
 from mongodb_server import drop_database, fresh_database
@@ -756,3 +757,22 @@ async def test_delivery_positions_per_client(store: Store) -> None:
     assert await store.delivery("alice", "k1", "other") == ("s1", 2)
     assert await store.delivery("alice", "k2", "tab") is None
     assert await store.delivery("bob", "k1", "tab") is None
+async def test_permalinks_are_kept_once_by_id_and_counted_by_owner(store: Store,
+                                                                   store_url: str) -> None:
+    """Tests that a permalink is stored once per id (a second with the same id is not
+    added), read back whole (interact state with any keys), counted per owner, and kept
+    by another store opened on the same URL (a broker restart)."""
+    interact = {"$n": 3, "a.b": [1, "x"], "nested": {"k": None}}
+    first = PermalinkRecord("abc123", "print('shared')", interact, "ann", 1.5)
+    assert await store.add_permalink(first) is True
+    assert await store.add_permalink(replace(first, code="other")) is False
+    assert await store.add_permalink(PermalinkRecord("def456", "1+1", None, "ann", 2.0))
+    assert await store.add_permalink(PermalinkRecord("ghi789", "2+2", None, "", 3.0))
+    assert await store.get_permalink("abc123") == first
+    assert (await store.get_permalink("def456")).interact is None  # type: ignore[union-attr]
+    assert await store.get_permalink("nope") is None
+    assert await store.count_permalinks("ann") == 2
+    assert await store.count_permalinks("") == 1
+    assert await store.count_permalinks("bob") == 0
+    async with open_store(store_url) as again:
+        assert await again.get_permalink("abc123") == first

@@ -21,8 +21,8 @@ from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreErro
                      StoreUnwritable, UnknownRequest, UnknownStore)
 from .records import (ANY, CLOSED, DONE, ERROR, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST,
                       NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS, WORKING,
-                      DeviceFilter, DeviceRecord, Request, SessionRecord, UserRecord,
-                      check_transition)
+                      DeviceFilter, DeviceRecord, PermalinkRecord, Request, SessionRecord,
+                      UserRecord, check_transition)
 
 #: The URL forms open_store accepts, for error messages and ``--help``.
 ACCEPTED: str = ("sqlite:///absolute/path/cellbus.db, "
@@ -71,7 +71,8 @@ __all__ = [
     "ACCEPTED", "ANY", "CLOSED", "DONE", "ERROR", "EXECUTE_REQUEST", "FINAL",
     "INTERACT_REQUEST", "MAX_BATCH", "MAX_PENDING", "NEEDS_WORK", "OPEN", "STATUSES",
     "SUPERSEDED", "TRANSITIONS", "WORKING", "DeviceFilter", "DeviceRecord", "DuplicateRequest",
-    "InvalidTransition", "Request", "SessionRecord", "Store", "StoreClosed", "StoreError",
+    "InvalidTransition", "PermalinkRecord", "Request", "SessionRecord", "Store", "StoreClosed",
+    "StoreError",
     "StoreFull", "StoreUnwritable", "UnknownRequest", "UnknownStore", "UserRecord", "WriterStats",
     "check_transition",
     "default_sqlite_path", "default_sqlite_url", "open_store", "sqlite_url",

@@ -62,6 +62,11 @@ SCHEMA: Final = (
     """CREATE TABLE IF NOT EXISTS deliveries (
         user TEXT NOT NULL, worksheet TEXT NOT NULL, client TEXT NOT NULL,
         session TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (user, worksheet, client))""",
+    # code shared by link (broker/permalinks.py); interact: its JSON, or NULL
+    """CREATE TABLE IF NOT EXISTS permalinks (
+        id TEXT PRIMARY KEY, code TEXT NOT NULL, interact TEXT, owner TEXT NOT NULL,
+        created REAL NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS permalinks_owner ON permalinks (owner)",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 

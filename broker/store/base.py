@@ -23,7 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from . import compaction
 from .compaction import CompactionStats, SessionPlan
 from .errors import InvalidTransition, UnknownRequest
-from .records import ANY, DeviceFilter, DeviceRecord, Request, SessionRecord, UserRecord
+from .records import (ANY, DeviceFilter, DeviceRecord, PermalinkRecord, Request, SessionRecord,
+                      UserRecord)
 
 Message = dict[str, Any]
 #: A request status change to make with output: ``(msg_id, status, error or None)``.
@@ -335,3 +336,20 @@ class Store(abc.ABC):
     async def users(self) -> list[UserRecord]:
         """All users, by name."""
         raise _missing("users")
+
+    # -- permalinks (broker/permalinks.py) ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_permalink(self, rec: PermalinkRecord) -> bool:
+        """Store ``rec`` unless a permalink with its id exists; True if it was added."""
+        raise _missing("add_permalink")
+
+    @abc.abstractmethod
+    async def get_permalink(self, permalink_id: str) -> PermalinkRecord | None:
+        """The permalink with this id, or None."""
+        raise _missing("get_permalink")
+
+    @abc.abstractmethod
+    async def count_permalinks(self, owner: str) -> int:
+        """How many permalinks ``owner`` made."""
+        raise _missing("count_permalinks")

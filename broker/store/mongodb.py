@@ -41,6 +41,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
+from ._mongo_permalinks import INDEXES as _PERMALINK_INDEXES, MongoPermalinks
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
                           _request, _session, _user)
 from ._mongo_append import Appender, Row, Then
@@ -82,11 +83,12 @@ _INDEXES: Final = {
     "counters": [],  # {_id: "requests", last: int}
     "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
     "brokers": [IndexModel([("host", 1)])],  # {_id: lsid, host, pid} (._mongo_orphans)
+    "permalinks": _PERMALINK_INDEXES,  # (._mongo_permalinks)
 }
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
 
-class MongoStore(Store):
+class MongoStore(MongoPermalinks, Store):
     """The MongoDB store; ``max_batch`` messages per append transaction, ``max_pending``
     appends queued before :class:`StoreFull`."""
 

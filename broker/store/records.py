@@ -111,3 +111,16 @@ class UserRecord:
     name: str
     token_hash: str
     created: float
+
+
+@dataclass
+class PermalinkRecord:
+    """Code someone shared by link (``/?q=ID``): it belongs to no session and outlives them.
+    ``owner`` is who made it ("" if no token named them), for the per-user quota."""
+
+    id: str
+    code: str
+    #: The interact state to open it with (controls' values by name), if any.
+    interact: dict[str, Any] | None
+    owner: str
+    created: float

@@ -1388,6 +1388,7 @@
       this.sawOutput = false;
       this.started = performance.now();
       this.outputElement.classList.toggle("cellbus-stale", !this.view.empty);
+      showUsage(this, null);
       this._hideNotice();
       this._setBusy(true);
       this._setStatus("sending");
@@ -1445,6 +1446,7 @@
       if (this.fold.apply(seq, msg)) this._show(this.fold.view());
       if (type === "execute_reply") {
         this.replyStatus = msg.content.status;
+        showUsage(this, msg.metadata && msg.metadata.usage);
       } else if (type === "status" && msg.content.execution_state === "idle") {
         const reply = this.replyStatus;
         this._finish(reply === "ok" || !reply ? "done" : reply === "aborted" ? "aborted" : "error");
@@ -1563,6 +1565,7 @@
         this._showDocument(doc);
         if (doc.status === "working" && this.status !== "running") this._setStatus("running");
         if (doc.status === "done" || doc.status === "error") {
+          showUsage(this, doc.usage);
           this._finish(doc.status);
           return;
         }
@@ -1778,6 +1781,62 @@
     }
   }
 
+  // ---- usage and permalinks (issue 24): self-contained helpers ---------------------------
+
+  /** Show, discreetly under `cell`, what its run used (`usage`: its execute_reply's
+   * metadata.usage, or /update's "usage"); anything else removes the line. */
+  function showUsage(cell, usage) {
+    let line = cell.element.querySelector(":scope > .cellbus-usage");
+    if (!isObject(usage)) {
+      if (line) line.remove();
+      return;
+    }
+    if (!line) {
+      line = el("div", "cellbus-usage");
+      line.style.cssText = "color: var(--cellbus-muted, #6e7781); font-size: 0.75em; margin-top: 0.2em";
+      cell.element.appendChild(line);
+    }
+    const n = (x) => (typeof x === "number" && isFinite(x) && x > 0 ? x : 0);
+    const time = (x) => (n(x) < 1 ? Math.round(n(x) * 1000) + " ms" : n(x).toFixed(2) + " s");
+    line.textContent = "CPU " + time(usage.cpu_seconds) + " · wall " + time(usage.wall_seconds)
+      + " · peak memory " + sizeText(n(usage.peak_memory_bytes)) + " · output "
+      + sizeText(n(usage.output_bytes)) + " · processes " + n(usage.processes);
+  }
+
+  /** Code shared by link: `?q=ID` (a stored permalink) or `?z=...` (zlib + base64url code in
+   * the URL, as SageMathCell's); null if the query names none. Rejects with an Error saying
+   * why a link cannot be opened. */
+  async function sharedCode(query, server) {
+    const base = server || DEFAULT_SERVER;
+    if (query.get("q")) {
+      const response = await fetch(base + "permalink/" + encodeURIComponent(query.get("q")),
+                                   {credentials: "same-origin"});
+      const body = await response.json().catch(() => ({}));
+      if (!response.ok) throw new Error(body.error || "this permalink cannot be opened");
+      return body.code;
+    }
+    if (!query.get("z")) return null;
+    const b64 = query.get("z").replace(/-/g, "+").replace(/_/g, "/");
+    const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0));
+    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return await new Response(stream).text();
+  }
+
+  /** Store `code` as a permalink, copy its URL to the clipboard where the browser lets us,
+   * and return the URL. */
+  async function share(code, server) {
+    const base = server || DEFAULT_SERVER;
+    const response = await fetch(base + "permalink", {
+      method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({code: code, interact: null}),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || "the permalink could not be made");
+    const url = new URL(body.url, base).href;
+    try { await navigator.clipboard.writeText(url); } catch (e) { /* not allowed: shown only */ }
+    return url;
+  }
+
   // ---- public API ---------------------------------------------------------------------------
 
   /** Turn `element` into a cell; see DEFAULTS above for the options. Returns the cell. */
@@ -1815,5 +1874,5 @@
 
   injectStylesheet();
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
-                    Fold: Fold, version: "0.1.0"};
+                    Fold: Fold, share: share, sharedCode: sharedCode, version: "0.1.0"};
 })();

@@ -1,0 +1,72 @@
+"""Code shared by link: ``permalink_request`` stores it, ``permalink_get_request`` reads it.
+
+A permalink belongs to no session: it is a row of its own in the store (``permalinks``), so
+it outlives sessions, retention of their output, and broker restarts. Its id is derived from
+what it holds (the first :data:`ID_LENGTH` characters of the base64url SHA-256 of the code
+and interact state), so sharing the same code twice gives the same link and stores nothing
+new. Each user a token names may make ``--user-permalinks`` of them (:mod:`broker.quotas`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+from .quotas import Quotas
+from .refusal import Address, Refused, Reply
+from .store import PermalinkRecord, Store
+
+
+ID_LENGTH = 12
+#: Characters of an id (base64url).
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+#: Bytes of code plus interact state one permalink may hold.
+MAX_BYTES = 1 * 2**20
+
+
+def permalink_id(code: str, interact: dict[str, Any] | None) -> str:
+    canonical = json.dumps({"code": code, "interact": interact}, sort_keys=True,
+                           separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode()[:ID_LENGTH]
+
+
+class Permalinks:
+    """The broker's two permalink handlers (wired in :class:`broker.intake.Intake`)."""
+
+    def __init__(self, store: Store, quotas: Quotas) -> None:
+        self.store, self.quotas = store, quotas
+
+    async def create(self, msg: Any, _: Address) -> Reply:
+        content = msg["content"]
+        code, interact = content.get("code"), content.get("interact")
+        if not isinstance(code, str) or not (interact is None or isinstance(interact, dict)):
+            raise Refused(400, 'a permalink needs {"code": "...", "interact": {...} or null}')
+        if len(code.encode()) + len(json.dumps(interact)) > MAX_BYTES:
+            raise Refused(413, f"a permalink holds at most {MAX_BYTES} bytes")
+        facts = msg["metadata"].get("cellbus")
+        facts = facts if isinstance(facts, dict) else {}
+        user = facts.get("user")
+        owner = user if facts.get("auth") == "token" and isinstance(user, str) else ""
+        pid = permalink_id(code, interact)
+        store = self.store
+        if await store.get_permalink(pid) is None:
+            limit = self.quotas.config.user_permalinks
+            if owner and limit and await store.count_permalinks(owner) >= limit:
+                raise Refused(429, f"quota: {owner} has made {limit} permalinks, the most one "
+                                   "user may make (the broker's --user-permalinks)")
+            await store.add_permalink(PermalinkRecord(pid, code, interact, owner, time.time()))
+        return {"id": pid}, []
+
+    async def get(self, msg: Any, _: Address) -> Reply:
+        pid = msg["content"].get("id")
+        record = None
+        if isinstance(pid, str) and ID_PATTERN.fullmatch(pid):
+            record = await self.store.get_permalink(pid)
+        if record is None:
+            raise Refused(404, "no such permalink")
+        return {"id": record.id, "code": record.code, "interact": record.interact}, []

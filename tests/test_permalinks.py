@@ -1,0 +1,80 @@
+"""Permalinks over a real chain: stored by the broker (surviving its restart), counted
+against the maker's quota, opened by /?q=ID and /?z=... in real Chromium with their code
+ready to run, and made by the page's Share button."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import zlib
+
+from access_util import JSON, add_user, bearer, call
+from harness import Chain
+from test_browser import browser, expect, page  # noqa: F401 (fixtures)
+
+CODE = "print('shared', 6 * 7)"
+
+
+def make(chain: Chain, code: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    answer = call(chain.port, "POST", "/permalink", json.dumps({"code": code}),
+                  {**JSON, **(headers or {})})
+    return answer.status, answer.body
+
+
+def test_a_permalink_survives_a_broker_restart_and_counts_against_the_quota(
+        chain: Chain) -> None:
+    """Tests that POST /permalink answers a short id (the same for the same code), that
+    GET /permalink/ID answers the code after the broker restarted, that an unknown id is
+    404, and that a user a token names may make --user-permalinks of them, then 429."""
+    token = add_user(chain, "ann")
+    chain.start_broker("--user-permalinks", "2")
+    chain.start_gateway("--auth", "token")
+    ann = bearer(token)
+    status, first = make(chain, CODE, ann)
+    assert status == 201 and first["url"] == f"/?q={first['id']}", first
+    assert len(first["id"]) == 12
+    assert make(chain, CODE, ann) == (201, first)  # the same code: the same link, no new row
+    assert make(chain, "1 + 1", ann)[0] == 201
+    status, over = make(chain, "2 + 2", ann)
+    assert status == 429 and "--user-permalinks" in over["error"], over
+    assert make(chain, CODE)[0] == 401  # no token: no permalink
+
+    assert chain.broker is not None
+    chain.broker.stop()
+    chain.start_broker("--user-permalinks", "2")
+    answer = call(chain.port, "GET", f"/permalink/{first['id']}", headers=ann)
+    assert answer.status == 200, answer.body
+    assert answer.body == {"id": first["id"], "code": CODE, "interact": None}
+    assert call(chain.port, "GET", "/permalink/nothere", headers=ann).status == 404
+
+
+def test_shared_links_open_with_their_code_ready_to_run(page, running_chain) -> None:  # noqa: F811
+    """Tests that the Share button makes a permalink of the cell's code and shows its link,
+    that the link (/?q=ID) opens a worksheet with that code in its first cell, ready to
+    run, that running it shows its output and, under the cell, what it used, and that
+    /?z=... opens code carried compressed in the URL itself."""
+    chain = running_chain
+    page.goto(chain.url("/?ws=maker"))
+    first = page.locator(".cellbus-cell").nth(0)
+    first.locator("textarea").fill(CODE)
+    page.locator("#share").click()
+    link = page.locator("#shared-link")
+    expect(link).to_have_text(re.compile(re.escape(chain.url("/?q=")) + r"[\w-]{12}$"))
+    url = link.inner_text()
+    assert url.startswith(chain.url("/?q=")), url
+
+    page.goto(url)
+    first = page.locator(".cellbus-cell").nth(0)
+    expect(first.locator("textarea")).to_have_value(CODE)
+    expect(first.locator(".cellbus-output")).to_have_text("")  # ready, not run
+    first.locator("textarea").press("Control+Enter")
+    expect(first.locator(".cellbus-output")).to_have_text("shared 42")
+    expect(first).to_have_attribute("data-status", "done")
+    expect(first.locator(".cellbus-usage")).to_contain_text("CPU")
+    expect(first.locator(".cellbus-usage")).to_contain_text("peak memory")
+
+    z = base64.urlsafe_b64encode(zlib.compress(b"print('from z')")).decode().rstrip("=")
+    page.goto(chain.url(f"/?z={z}"))
+    expect(page.locator(".cellbus-cell").nth(0).locator("textarea")).to_have_value(
+        "print('from z')")
