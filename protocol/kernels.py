@@ -15,6 +15,10 @@ from typing import Any
 
 #: The built-in Python session's kernel (Jupyter's ipykernel is ``python3``).
 DEFAULT_KERNEL = "python"
+#: Gateway -> broker: the kernels offered (``GET /kernels``); the reply's content has
+#: ``kernels``: [{name, display_name, language}].
+KERNELS_REQUEST = "kernels_request"
+KERNELS_REPLY = "kernels_reply"
 #: What a kernel name may look like (kernelspec names are [a-z0-9._-]).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

@@ -89,3 +89,22 @@ def default_kernels() -> list[str]:
     """What a device offers without ``--kernels``: the built-in session and every installed
     kernelspec."""
     return [DEFAULT_KERNEL, *jupyter_kernels()]
+
+
+def offer(kernels: str, default: str,
+          loaded: dict[str, BackendFactory]) -> list[dict[str, str]]:
+    """What a device offers for ``kernels`` (comma-separated names; "": :func:`default_kernels`)
+    when its kernel ``python`` runs the backend ``default``: per kernel ``{name, display_name,
+    language, backend}`` (``backend``: the spec its workers are forked with), or ``{name,
+    error}``. Backends loaded go into ``loaded`` (spec -> factory)."""
+    names = [n.strip() for n in kernels.split(",") if n.strip()] or default_kernels()
+    offered = []
+    for name in dict.fromkeys(names):
+        spec = default if name == DEFAULT_KERNEL else name
+        try:
+            factory = loaded.get(spec) or load_backend(spec)
+            loaded[spec] = factory
+            offered.append({**describe(name, factory), "backend": spec})
+        except (ValueError, OSError) as e:
+            offered.append({"name": name, "error": str(e)})
+    return offered

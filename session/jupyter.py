@@ -84,7 +84,7 @@ class JupyterBackend(SessionBackend):
         """The end of what the kernel wrote to its stdout and stderr (for diagnostics)."""
         try:
             with open(self.log_path, "rb") as f:
-                return f.read()[-4000:].decode("utf-8", "replace")
+                return f.read()[-3000:].decode("utf-8", "replace")
         except OSError:
             return ""
 
