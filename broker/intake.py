@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 from protocol import msgtypes as mt
 from protocol.address import is_name
+from protocol.kernels import DEFAULT_KERNEL, KERNELS_REPLY, KERNELS_REQUEST
 from protocol.wire import Message
 
 from . import capacity
 from .auth import Auth
 from .control import Control
 from .interacts import Interacts
+from .kernels import Kernels
 from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, FINAL, OPEN, DuplicateRequest, InvalidTransition,
                      Request, SessionRecord, StoreError, StoreFull, StoreUnwritable,
@@ -40,7 +42,7 @@ if TYPE_CHECKING:
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
-GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST})
+GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, KERNELS_REQUEST})
 #: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
@@ -74,6 +76,7 @@ class Intake:
         self.sessions = OpenSessions(broker.store)
         self.control = Control(broker, self)
         self.interacts = Interacts(broker, self)
+        self.kernels = Kernels(broker.devices, broker.store.session_requests)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[
                 tuple[dict[str, Any], list[bytes]]]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
@@ -85,6 +88,7 @@ class Intake:
             mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, self.control.restart),
             mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, self.control.status),
             mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(self.store).whose),
+            KERNELS_REQUEST: (KERNELS_REPLY, self.list_kernels),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:
@@ -148,15 +152,17 @@ class Intake:
         """The worksheet's open session (the seed's computation id), if it has one."""
         return await self.sessions.find(user, worksheet)
 
-    def place(self, session_id: str, current: str | None, *, new: bool) -> str | None:
+    def place(self, session_id: str, current: str | None, *, new: bool,
+              kernel: str = DEFAULT_KERNEL) -> str | None:
         """The device for a request of ``session_id`` (None: it waits in the store, because
         there is no device, or earlier requests of its session wait to be dispatched). Raises
         a 503 :class:`Refused` if it needs a new worker and every live device is full."""
         broker = self.broker
         if session_id in broker.held or (broker.dispatching and not new):
             return None  # the dispatcher sends it after its session's earlier requests
-        device = broker.devices.place(session_id, current, reserve=len(broker.held))
-        if device is None and broker.devices.live():
+        device = broker.devices.place(session_id, current, reserve=len(broker.held),
+                                      kernel=kernel)
+        if device is None and broker.devices.offering(kernel):
             seconds = capacity.retry_after()
             raise Refused(503, capacity.refusal_text(seconds), retry_after=seconds)
         return device
@@ -182,6 +188,11 @@ class Intake:
         if not isinstance(code, str):
             raise Refused(400, "input must be a string")
         session = await self.session_for(user, worksheet)
+        try:
+            kernel = await self.kernels.choose(content.pop("kernel", None), session, user,
+                                               worksheet)
+        except ValueError as e:
+            raise Refused(400, str(e)) from None
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.broker.devices.holder(session_id) is not None
         facts = msg["metadata"].get("cellbus")
@@ -189,7 +200,7 @@ class Intake:
         if (over := await self.broker.quotas.admit(user, session_id, named=named)) is not None:
             raise Refused(429, over[0], retry_after=over[1])
         device = self.place(session_id, session.device if session is not None else None,
-                            new=session is None)
+                            new=session is None, kernel=kernel)
         try:
             now = time.time()
             if session is None:  # the worksheet's first request (or first since a restart)
@@ -198,11 +209,12 @@ class Intake:
             if device is not None:
                 session.device = device
             session.last_activity = now
-            request = await self._add(msg, address, content, code, session, device)
+            request = await self._add(msg, address, content, code, session, device, kernel)
         except BaseException:
             if device is not None and not was_placed:
                 self.broker.devices.unplace(session_id)  # not accepted: it holds no place
             raise
+        self.kernels.started(session_id, user, worksheet, kernel)
         self.broker.cells.track(request)
         if device is not None:
             await self.broker.send_to_device(request)
@@ -212,7 +224,7 @@ class Intake:
                 "msg_id": request.msg_id}, []
 
     async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
-                   session: SessionRecord, device: str | None) -> Request:
+                   session: SessionRecord, device: str | None, kernel: str) -> Request:
         """Persist the execute request as it will be forwarded to the session's device, and
         the session's record (its device and activity), in one write."""
         user, worksheet, cell_id = address
@@ -221,13 +233,17 @@ class Intake:
             mt.EXECUTE_REQUEST, content, header=msg["header"],
             metadata={**msg["metadata"], "cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
-                "session": session_id}})
+                "session": session_id, "kernel": kernel}})
         request = await self.store.add_session_request(session, Request(
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
             device=device))
         self.sessions.stored(session)
         return request
+
+    async def list_kernels(self, msg: Message,
+                           address: Address) -> tuple[dict[str, Any], list[bytes]]:
+        return {"kernels": self.kernels.listing()}, []
 
     async def interrupt(self, msg: Message, address: Address) -> tuple[dict[str, Any], list[bytes]]:
         """Forward to the session's device; 404 for a cell that never ran, 409 for a cell

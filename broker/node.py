@@ -33,6 +33,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol.errors import ConfigError, ProtocolError
+from protocol.kernels import kernel_of
 from protocol.node import Node
 from protocol.requests import Endings
 from protocol.wire import Message, Session
@@ -242,7 +243,8 @@ class Broker(Node):
                 continue
             if not self.devices.live():
                 break
-            device = self.devices.place(request.session, request.device)
+            device = self.devices.place(request.session, request.device,
+                                        kernel=kernel_of(request.message["metadata"]))
             if device is None:
                 held.add(request.session)
                 continue
