@@ -12,6 +12,7 @@ from .auth import TokenCheck
 from .base import NotFoundHandler
 from .bus import BrokerLink
 from .health import GatewayMetrics
+from .kernels import KernelsHandler
 from .outbox import CLIENT_BUFFER, CLIENT_STALL
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InteractHandler, RestartHandler
@@ -37,6 +38,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (CELL + r"/restart", RestartHandler),
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),
+            (r"/kernels", KernelsHandler),
             *health.ROUTES,
             *pages.ROUTES,
         ],

@@ -140,3 +140,19 @@ def test_ends_leaving_no_process(backend: tuple[Cells, Worker], how: str) -> Non
     while any(_alive(p) for p in children) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not [p for p in children if _alive(p)], "a kernel outlived its worker"
+
+
+def test_readme_shows_the_sqlite_backend_this_suite_runs() -> None:
+    """The README's example backend is session/sqlite_example.py, line for line, and short."""
+    readme = (ROOT / "README.rst").read_text()
+    start = readme.index(".. code-block:: python\n\n", readme.index("Session backends\n"))
+    block = readme[start:].split("\n\n", 1)[1]
+    lines = []
+    for line in block.splitlines():
+        if line and not line.startswith("    "):
+            break
+        lines.append(line[4:])
+    shown = "\n".join(lines).strip() + "\n"
+    example = (ROOT / "session" / "sqlite_example.py").read_text()
+    assert shown == example
+    assert len(example.splitlines()) < 40
