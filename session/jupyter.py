@@ -42,6 +42,8 @@ START_TIMEOUT = 60.0
 INTERRUPT_GRACE = 10.0
 #: Seconds without a reply after which an interrupt is sent to the kernel again.
 INTERRUPT_AGAIN = 1.0
+#: Image types a kernel sends as base64 text.
+BASE64_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
 #: Seconds between looks at whether the cell was interrupted or its kernel died.
 POLL = 0.1
 
@@ -197,7 +199,8 @@ class _Run:
         ours = signal.signal(signal.SIGINT, self.backend.worker_sigint)
         try:
             value = getpass.getpass(prompt) if content.get("password") else input(prompt)
-        except EOFError:
+        except (EOFError, OSError) as e:  # nobody to answer: the kernel reads ""
+            self.backend.out.stream("stderr", f"[cellbus: no answer to the prompt: {e}]\n")
             value = ""
         except KeyboardInterrupt:
             self.backend.km.interrupt_kernel()  # ends its wait for input, and the cell
@@ -215,7 +218,7 @@ class _Run:
             out.stream("stderr" if content.get("name") == "stderr" else "stdout",
                        str(content.get("text", "")))
         elif kind in ("display_data", "update_display_data"):
-            out.display(content.get("data", {}), content.get("metadata"),
+            out.display(_unwrapped(content.get("data", {})), content.get("metadata"),
                         transient=content.get("transient"))
         elif kind == "execute_result":
             self.result = content
@@ -233,8 +236,17 @@ class _Run:
             return ExecuteOutcome.failed(ename, evalue, traceback or [f"{ename}: {evalue}"])
         if self.result is None:
             return ExecuteOutcome()
-        return ExecuteOutcome(result=self.result.get("data", {}),
+        return ExecuteOutcome(result=_unwrapped(self.result.get("data", {})),
                               result_metadata=self.result.get("metadata", {}))
+
+
+def _unwrapped(data: Any) -> dict[str, Any]:
+    """A mimebundle with its base64 images on one line (IRkernel wraps them every 76
+    characters, which a ``data:`` URL does not allow)."""
+    if not isinstance(data, dict):
+        return {}
+    return {mime: "".join(value.split()) if mime in BASE64_IMAGES and isinstance(value, str)
+            else value for mime, value in data.items()}
 
 
 def for_kernel(name: str) -> type[JupyterBackend]:

@@ -311,7 +311,10 @@ def load_backend(spec: str) -> BackendFactory:
     """``module:Class``, an entry-point name or a kernelspec -> that backend; ``ValueError``
     saying what is wrong (see :mod:`session.backends`)."""
     from .backends import load_backend as find
-    return find(spec)
+    try:
+        return find(spec)
+    except ValueError as e:  # "backend 'x': why" -> "--backend 'x': why", the option's name
+        raise ValueError(f"--{e}") from None
 
 
 def serve(sock: socket.socket, workdir: str,

@@ -119,7 +119,7 @@ def test_r_plot_arrives_as_png(chain) -> None:
     assert text(doc) == "r 42 \n"
     (image,) = [b for b in doc["output"].values() if b["type"] == "image"]
     assert image["mime"] == "image/png"
-    assert base64.b64decode(image["data"]).startswith(PNG_SIGNATURE)
+    assert base64.b64decode(image["data"], validate=True).startswith(PNG_SIGNATURE)
     doc = run(chain, "u/r/2", 'stop("boom")')
     assert doc["status"] == "error" and "boom" in errors(doc)[0]["evalue"]
 
