@@ -29,7 +29,9 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Ce
     cells: Cells = request.param
     if cells.jupyter:
         require_kernel(cells.name)
-    worker = Worker(tmp_path, "--backend", cells.name)
+    # TMPDIR: where a worker outside the sandbox keeps its kernel's connection files.
+    worker = Worker(tmp_path, "--backend", cells.name,
+                    env={**os.environ, "TMPDIR": str(tmp_path)})
     worker.sock.settimeout(90)  # a kernel starts in the worker before its first answer
     yield cells, worker
     worker.close()

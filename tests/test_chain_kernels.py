@@ -166,3 +166,28 @@ def test_device_offers_every_installed_kernelspec_by_default(chain) -> None:
     installed = set(KernelSpecManager().find_kernel_specs())
     assert installed, "bin/test installs ipykernel's and bash_kernel's kernelspecs"
     assert {k["name"] for k in body["kernels"]} == {"python"} | installed
+
+
+def test_idle_timeout_and_time_limit_end_the_kernel_too(chain) -> None:
+    from harness import worker_pid
+    from test_backend_contract import _alive, _descendants
+    require_kernel("python3")
+    chain.start_broker()
+    device = chain.start_device("--kernels", "python3", "--kernel-prefork", "0",
+                                "--idle-timeout", "2", "--exec-timeout", "3")
+    chain.start_gateway()
+    doc = run(chain, "u/idle/1", "print('up')", kernel="python3")
+    assert text(doc) == "up\n"
+    pid = worker_pid(device, doc["session"])
+    processes = _descendants(pid)
+    assert len(processes) >= 2, "the worker (or its init) and the kernel under it"
+    device.wait_for_log(rf"closing idle session {doc['session']}", timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in processes):
+        assert time.monotonic() < deadline, "the kernel outlived its idle session"
+        time.sleep(0.1)
+    # --exec-timeout: a kernel stuck in a loop is stopped with its worker.
+    doc = run(chain, "u/limit/1", "while True: pass", kernel="python3", timeout=60)
+    assert [e["ename"] for e in errors(doc)] == ["TimeLimitExceeded"]
+    after = text(run(chain, "u/limit/2", "import sys\nprint('ipykernel' in sys.modules)"))
+    assert "started a fresh worker" in after and after.endswith("True\n")  # same kernel
