@@ -30,6 +30,7 @@ import getpass
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from typing import Any
@@ -70,7 +71,7 @@ class JupyterBackend(SessionBackend):
                                 ip=os.path.join(self.rundir, "k"),
                                 connection_file=os.path.join(self.rundir, "kernel.json"))
         self._log = open(self.log_path, "wb")
-        self.km.start_kernel(cwd=config.workdir, stdin=-3, stdout=self._log,
+        self.km.start_kernel(cwd=config.workdir, stdin=subprocess.DEVNULL, stdout=self._log,
                              stderr=self._log, preexec_fn=_die_with_worker)
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
@@ -136,9 +137,13 @@ class JupyterBackend(SessionBackend):
                     self.km.restart_kernel(now=True)
                     return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
                                                  "stop when interrupted and was restarted", [])
-                if not self.km.is_alive():
-                    return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} "
-                                                 "kernel ended", [self.kernel_log()])
+                if not self.km.is_alive():  # the next cell gets a fresh one
+                    log = self.kernel_log()
+                    self.km.restart_kernel(now=True)
+                    return ExecuteOutcome.failed(
+                        "KernelDied", f"the {self.kernel_name} kernel ended during this cell "
+                        "and was started again; variables defined before are gone",
+                        [log] if log.strip() else [])
         finally:
             signal.signal(signal.SIGINT, previous)
         return run.outcome()

@@ -158,3 +158,19 @@ def test_readme_shows_the_sqlite_backend_this_suite_runs() -> None:
     example = (ROOT / "session" / "sqlite_example.py").read_text()
     assert shown == example
     assert len(example.splitlines()) < 40
+
+
+def test_a_kernel_that_dies_is_started_again(tmp_path: Path) -> None:
+    """Jupyter backend only: a kernel that exits mid-cell fails that cell, and the next cell
+    runs in a fresh kernel of the same kind (not in a dead one, for ever)."""
+    require_kernel("python3")
+    worker = Worker(tmp_path, "--backend", "python3",
+                    env={**os.environ, "TMPDIR": str(tmp_path)})
+    worker.sock.settimeout(90)
+    try:
+        worker.execute("x = 1")
+        records = worker.execute("import os; os._exit(3)")
+        assert [e["content"]["ename"] for e in of_type(records, "error")] == ["KernelDied"]
+        assert stream_text(worker.execute("print('x' in dir())")) == "False\n"
+    finally:
+        worker.close()
