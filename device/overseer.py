@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from protocol.kernels import DEFAULT_KERNEL
+from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.link import OverseerLink
 from protocol.wire import Message, Session
 
@@ -247,7 +247,8 @@ class Overseer:
             # It died: its queued cells run in a fresh worker of the same session.
             for request in pending:
                 try:
-                    await self.submit(worker.session_id, request)
+                    await self.submit(worker.session_id, request,
+                                      kernel_of(request["metadata"]))
                 except AtCapacity as e:
                     await worker.refuse(request, "AtCapacity", str(e))
             return

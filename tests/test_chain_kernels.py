@@ -191,3 +191,19 @@ def test_idle_timeout_and_time_limit_end_the_kernel_too(chain) -> None:
     assert [e["ename"] for e in errors(doc)] == ["TimeLimitExceeded"]
     after = text(run(chain, "u/limit/2", "import sys\nprint('ipykernel' in sys.modules)"))
     assert "started a fresh worker" in after and after.endswith("True\n")  # same kernel
+
+
+def test_queued_cells_of_a_dead_worker_run_in_the_same_kernel(chain) -> None:
+    require_kernel("python3")
+    chain.start_broker()
+    chain.start_device("--kernels", "python3", "--kernel-prefork", "0")
+    chain.start_gateway()
+    run(chain, "u/die/1", "print('up')", kernel="python3")
+    # The kernel kills its worker (its parent) while the next cell waits in the queue.
+    assert evaluate(chain, "u/die/2", "import os, time\ntime.sleep(1)\n"
+                                      "os.kill(os.getppid(), 9)")[0] == 202
+    assert evaluate(chain, "u/die/3", "import sys\nprint('ipykernel' in sys.modules)")[0] == 202
+    assert chain.wait_done("u/die/2")["status"] == "error"
+    doc = chain.wait_done("u/die/3", timeout=60)
+    assert doc["status"] == "done", doc
+    assert text(doc).endswith("True\n")
