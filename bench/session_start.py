@@ -10,6 +10,7 @@ Run: .venv/bin/python bench/session_start.py [trials] [--write]
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import subprocess
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import zmq
@@ -44,10 +46,35 @@ def start_device(key_file: Path, bus: Session, ctx: zmq.Context, trials: int,
     return device, sock
 
 
-def first_output(bus: Session, sock: zmq.Socket, session: str) -> float:
-    """Seconds from sending ``print(2)`` to its stream message (waits for idle after)."""
-    msg = bus.msg("execute_request", {"code": "print(2)"},
-                  metadata={"cellbus": {"session": session}})
+Devices = dict[str, tuple[subprocess.Popen[bytes], zmq.Socket]]
+
+
+@contextlib.contextmanager
+def running_devices(modes: dict[str, list[str]], trials: int) -> Iterator[tuple[Session, Devices]]:
+    """One device per mode (its options), each behind its DEALER; all stopped at the end."""
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "key"
+        bus = Session(generate_key(key_file))
+        ctx = zmq.Context()
+        devices: Devices = {}
+        try:
+            for mode, options in modes.items():
+                devices[mode] = start_device(key_file, bus, ctx, trials, *options)
+            yield bus, devices
+        finally:
+            for device, sock in devices.values():
+                device.terminate()
+                device.wait(30)
+                sock.close(0)
+            ctx.term()
+
+
+def first_output(bus: Session, sock: zmq.Socket, session: str, code: str = "print(2)",
+                 kernel: str | None = None) -> float:
+    """Seconds from sending ``code`` (``print(2)``) to its stream message (waits for idle
+    after); ``kernel``: the session's, if not the built-in one."""
+    facts = {"session": session} if kernel is None else {"session": session, "kernel": kernel}
+    msg = bus.msg("execute_request", {"code": code}, metadata={"cellbus": facts})
     started = time.perf_counter()
     elapsed = float("nan")
     sock.send_multipart(bus.serialize(msg))
@@ -65,30 +92,19 @@ def first_output(bus: Session, sock: zmq.Socket, session: str) -> float:
 def main() -> None:
     numbers = [a for a in sys.argv[1:] if a.isdigit()]
     trials = int(numbers[0]) if numbers else 30
-    modes = {"sandbox on": ["--sandbox", "auto"], "sandbox off": ["--sandbox", "off"]}
+    modes = {"sandbox on": ["--sandbox", "auto", "--kernels", "python"],
+             "sandbox off": ["--sandbox", "off", "--kernels", "python"]}
     results: dict[str, list[float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        key_file = Path(tmp) / "key"
-        bus = Session(generate_key(key_file))
-        ctx = zmq.Context()
-        devices = {}
-        try:
-            for mode, options in modes.items():
-                devices[mode] = start_device(key_file, bus, ctx, trials, *options)
-                first_output(bus, devices[mode][1], "warm")
-            for _ in range(trials):  # interleaved, so machine noise hits every row alike
-                for mode, (_, sock) in devices.items():
-                    results.setdefault(f"new session, {mode}", []).append(
-                        first_output(bus, sock, uuid.uuid4().hex))
-                    results.setdefault(f"warm session, {mode}", []).append(
-                        first_output(bus, sock, "warm"))
-                time.sleep(0.05)  # let the pools refill, as they would between arrivals
-        finally:
-            for device, sock in devices.values():
-                device.terminate()
-                device.wait(15)
-                sock.close(0)
-            ctx.term()
+    with running_devices(modes, trials) as (bus, devices):
+        for _, sock in devices.values():
+            first_output(bus, sock, "warm")
+        for _ in range(trials):  # interleaved, so machine noise hits every row alike
+            for mode, (_, sock) in devices.items():
+                results.setdefault(f"new session, {mode}", []).append(
+                    first_output(bus, sock, uuid.uuid4().hex))
+                results.setdefault(f"warm session, {mode}", []).append(
+                    first_output(bus, sock, "warm"))
+            time.sleep(0.05)  # let the pools refill, as they would between arrivals
 
     def row(name: str, xs: list[float]) -> str:
         xs = sorted(xs)

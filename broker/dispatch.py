@@ -32,6 +32,7 @@ from typing import Any
 
 import zmq
 
+from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.sockets import BusSocket
 from protocol.wire import Message, Session
 
@@ -131,15 +132,17 @@ class Dispatch:
 
     # -- placement ----------------------------------------------------------------------------
 
-    def place(self, session_id: str, current: str | None, *, new: bool) -> str | None:
-        """The device for a new request of ``session_id`` (None: it waits in the store,
-        because there is no device, or earlier requests of its session wait to be
-        dispatched). Raises :class:`NoRoom` if it needs a new worker and every live device
-        is full."""
+    def place(self, session_id: str, current: str | None, *, new: bool,
+              kernel: str = DEFAULT_KERNEL) -> str | None:
+        """The device for a new request of ``session_id``, on a device that offers its
+        ``kernel`` (None: it waits in the store, because no such device is known, or
+        earlier requests of its session wait to be dispatched). Raises :class:`NoRoom` if
+        it needs a new worker and every live device offering the kernel is full."""
         if session_id in self._held or (self.dispatching and not new):
             return None  # the dispatcher sends it after its session's earlier requests
-        device = self.devices.place(session_id, current, reserve=len(self._held))
-        if device is None and self.devices.live():
+        device = self.devices.place(session_id, current, reserve=len(self._held),
+                                    kernel=kernel)
+        if device is None and self.devices.offering(kernel):
             raise NoRoom(capacity.retry_after())
         return device
 
@@ -244,7 +247,8 @@ class Dispatch:
                 continue
             if not self.devices.live():
                 break
-            device = self.devices.place(request.session, request.device)
+            device = self.devices.place(request.session, request.device,
+                                        kernel=kernel_of(request.message["metadata"]))
             if device is None:
                 held.add(request.session)
                 continue

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.kernels import KERNELS_REPLY, KERNELS_REQUEST
 from protocol.wire import Message, Session
 
 from . import asked
@@ -28,6 +29,7 @@ from .cells import Cells
 from .control import Control
 from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
+from .jupyter import JupyterKernels
 from .kernels import Kernels
 from .metrics import BrokerMetrics
 from .permalinks import Permalinks
@@ -46,8 +48,8 @@ STORE_RETRY_AFTER = 5
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
-GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, mt.PERMALINK_REQUEST,
-                    mt.PERMALINK_GET_REQUEST})
+GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, KERNELS_REQUEST,
+                    mt.PERMALINK_REQUEST, mt.PERMALINK_GET_REQUEST})
 #: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
@@ -68,7 +70,9 @@ class Intake:
         self.cells, self.quotas, self.metrics, self.log = cells, quotas, metrics, log
         self.interacts, self.control, self._reply = interacts, control, reply
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
-        kernels = Kernels(store, sessions)
+        #: Which kernel each worksheet's session runs (its first evaluate chooses).
+        self.kernels = Kernels(dispatch.devices, store.session_requests)
+        jupyter = JupyterKernels(store, sessions)
         permalinks = Permalinks(store, quotas)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
@@ -81,8 +85,9 @@ class Intake:
             mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, control.restart),
             mt.BROKER_STATUS_REQUEST: (mt.BROKER_STATUS_REPLY, control.status),
             mt.AUTH_REQUEST: (mt.AUTH_REPLY, Auth(store).whose),
-            mt.KERNEL_LIST_REQUEST: (mt.KERNEL_LIST_REPLY, kernels.list),
-            mt.DELIVERY_REQUEST: (mt.DELIVERY_REPLY, kernels.delivery),
+            mt.KERNEL_LIST_REQUEST: (mt.KERNEL_LIST_REPLY, jupyter.list),
+            mt.DELIVERY_REQUEST: (mt.DELIVERY_REPLY, jupyter.delivery),
+            KERNELS_REQUEST: (KERNELS_REPLY, self.list_kernels),
             mt.PERMALINK_REQUEST: (mt.PERMALINK_REPLY, permalinks.create),
             mt.PERMALINK_GET_REQUEST: (mt.PERMALINK_GET_REPLY, permalinks.get),
         }
@@ -162,6 +167,11 @@ class Intake:
         if not isinstance(code, str):
             raise Refused(400, "input must be a string")
         session = await self.session_for(user, worksheet)
+        try:
+            kernel = await self.kernels.choose(content.pop("kernel", None), session, user,
+                                               worksheet)
+        except ValueError as e:
+            raise Refused(400, str(e)) from None
         if (why := asked.refusal(content, self.dispatch.devices,
                                  session.device if session is not None else None)) is not None:
             raise Refused(400, why)
@@ -173,7 +183,8 @@ class Intake:
             raise Refused(429, over[0], retry_after=over[1])
         try:
             device = self.dispatch.place(
-                session_id, session.device if session is not None else None, new=session is None)
+                session_id, session.device if session is not None else None, new=session is None,
+                kernel=kernel)
         except NoRoom as e:
             raise Refused(503, str(e), retry_after=e.retry_after) from None
         try:
@@ -184,11 +195,12 @@ class Intake:
             if device is not None:
                 session.device = device
             session.last_activity = now
-            request = await self._add(msg, address, content, code, session, device)
+            request = await self._add(msg, address, content, code, session, device, kernel)
         except BaseException:
             if device is not None and not was_placed:
                 self.dispatch.devices.unplace(session_id)  # not accepted: it holds no place
             raise
+        self.kernels.started(session_id, user, worksheet, kernel)
         self.cells.track(request)
         if device is not None:
             await self.dispatch.send(request)
@@ -197,8 +209,12 @@ class Intake:
         return {"cell_id": cell_id, "status": request.status, "session": session_id,
                 "msg_id": request.msg_id}, []
 
+    async def list_kernels(self, msg: Message, address: Address) -> Reply:
+        """``GET /kernels``: what the devices the broker knows offer."""
+        return {"kernels": self.kernels.listing()}, []
+
     async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
-                   session: SessionRecord, device: str | None) -> Request:
+                   session: SessionRecord, device: str | None, kernel: str) -> Request:
         """Persist the execute request as it will be forwarded to the session's device, and
         the session's record (its device and activity), in one write."""
         user, worksheet, cell_id = address
@@ -207,7 +223,7 @@ class Intake:
             mt.EXECUTE_REQUEST, content, header=msg["header"],
             metadata={**msg["metadata"], "cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
-                "session": session_id}})
+                "session": session_id, "kernel": kernel}})
         request = await self.store.add_session_request(session, Request(
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,

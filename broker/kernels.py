@@ -1,102 +1,86 @@
-"""The broker's side of the Jupyter API (gateway/jupyter/): kernels and delivery positions.
+"""Which kernel a worksheet's session runs: chosen by its first evaluate, kept after.
 
-A Jupyter kernel is a worksheet of its user whose name is the kernel id; it exists while the
-worksheet has an open session. ``kernel_list_request`` lists them (or one) with what a
-kernel model shows: activity, the cells still running (busy) or none (idle), and the Jupyter
-session (path, name, type) its first request named.
+An evaluate may name a kernel (``content["kernel"]``, from the gateway's JSON or form field
+``kernel``). For a worksheet with an open session the session's kernel wins (a session cannot
+change language); otherwise the evaluate's kernel, else the one the worksheet's last session
+ran (remembered while the broker runs), else :data:`DEFAULT_KERNEL`. The choice travels
+with every request of the session in ``metadata["cellbus"]["kernel"]``, which is also how a
+session's kernel is found again in the store after a restart.
 
-``delivery_request`` keeps, per (worksheet, channels client ``session_id``), the last
-output message delivered to that client, so a client that reconnects, to this gateway or to
-another after a restart, gets everything after it and nothing twice; a client with no
-position starts at the running execution's first output (or, with nothing running, live).
+A kernel no device the broker knows of offers is refused with a 400 that lists the ones
+offered; with no device known yet, any well-formed name is accepted and waits for a device.
 """
 
 from __future__ import annotations
 
-import uuid
+import collections
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from protocol import msgtypes as mt
-from protocol.address import is_name
-from protocol.wire import Message
+from protocol.kernels import DEFAULT_KERNEL, kernel_of, valid
 
-from .refusal import Address, Refused, Reply
-from .sessions import OpenSessions
-from .store import FINAL, OPEN, SessionRecord, Store
+from .placement import DeviceTable
+from .store import Request, SessionRecord
 
-
-#: Longest channels client id (Jupyter's ``session_id``) kept.
-MAX_CLIENT = 128
-
-
-def is_kernel_id(name: str) -> bool:
-    """Whether a worksheet name is a kernel id (a UUID, as Jupyter makes them)."""
-    try:
-        return str(uuid.UUID(name)) == name
-    except ValueError:
-        return False
+#: Worksheets whose last kernel is remembered.
+MEMORY = 100_000
 
 
 class Kernels:
-    def __init__(self, store: Store, sessions: OpenSessions) -> None:
-        self.store, self.sessions = store, sessions
+    """The kernel of each session and worksheet, and the check of a requested one."""
 
-    async def list(self, msg: Message, address: Address) -> Reply:
-        """The user's kernels, or the one named by ``worksheet`` (none if it has no open
-        session)."""
-        user = address[0]
-        want = msg["content"].get("worksheet")
-        if want is not None:
-            if not is_name(want):
-                raise Refused(400, "worksheet must be a name")
-            record = await self.sessions.find(user, want)
-            records = [record] if record is not None else []
+    def __init__(self, devices: DeviceTable,
+                 requests: Callable[[str], Awaitable[list[Request]]]) -> None:
+        self.devices = devices
+        self.requests = requests
+        self.sessions: collections.OrderedDict[str, str] = collections.OrderedDict()
+        self.worksheets: collections.OrderedDict[tuple[str, str], str] = (
+            collections.OrderedDict())
+
+    async def choose(self, asked: Any, session: SessionRecord | None, user: str,
+                     worksheet: str) -> str:
+        """The kernel of this evaluate; raises ``ValueError`` (a 400) for a bad or unknown
+        kernel asked for a new session."""
+        if session is not None:
+            kernel = self.sessions.get(session.session)
+            if kernel is None:  # after a restart: its requests say
+                stored = await self.requests(session.session)
+                kernel = kernel_of(stored[-1].message["metadata"]) if stored else None
+            if kernel is not None:
+                self._remember(session.session, user, worksheet, kernel)
+                return kernel
+        if asked is None or asked == "":
+            kernel = self.worksheets.get((user, worksheet), DEFAULT_KERNEL)
         else:
-            records = [r for r in await self.store.sessions(OPEN)
-                       if r.user == user and is_kernel_id(r.worksheet)]
-        return {"kernels": [await self._model(r) for r in records]}, []
+            kernel = self.check(asked)
+        if session is not None:
+            self._remember(session.session, user, worksheet, kernel)
+        return kernel
 
-    async def _model(self, record: SessionRecord) -> dict[str, Any]:
-        requests = await self.store.session_requests(record.session)
-        running = [r.cell_id for r in requests if r.status not in FINAL]
-        # What a Jupyter session said of itself (path, name, type) when it started the
-        # kernel: in the content of the session's first request.
-        first = requests[0].message.get("content", {}) if requests else {}
-        about = first.get("jupyter_session") if isinstance(first, dict) else None
-        return {"worksheet": record.worksheet, "session": record.session,
-                "created": record.created, "last_activity": record.last_activity,
-                "running": running, "jupyter_session": about if isinstance(about, dict)
-                else None}
+    def started(self, session_id: str, user: str, worksheet: str, kernel: str) -> None:
+        """A new session of the worksheet was stored with ``kernel``."""
+        self._remember(session_id, user, worksheet, kernel)
 
-    async def delivery(self, msg: Message, address: Address) -> Reply:
-        """Store a client's position (``seq`` given) or read it with where to start."""
-        user, worksheet = address[:2]
-        content = msg["content"]
-        client = content.get("client")
-        if not isinstance(client, str) or not 0 < len(client) <= MAX_CLIENT:
-            raise Refused(400, f"client must be a string of 1 to {MAX_CLIENT} characters")
-        seq = content.get("seq")
-        if seq is not None:
-            session = content.get("session")
-            if type(seq) is not int or not 0 <= seq <= mt.MAX_SEQ or not isinstance(
-                    session, str):
-                raise Refused(400, "a position is a session and a non-negative seq")
-            await self.store.put_delivery(user, worksheet, client, session, seq)
-            return {"position": [session, seq]}, []
-        record = await self.sessions.find(user, worksheet)
-        position = await self.store.delivery(user, worksheet, client)
-        if record is None:
-            return {"session": None, "position": position, "start": 0}, []
-        return {"session": record.session, "position": position,
-                "start": await self._start(record.session)}, []
+    def check(self, name: Any) -> str:
+        known = self.devices.known_kernels()
+        if not valid(name) or (known and name not in known):
+            listed = ", ".join(sorted(known)) or DEFAULT_KERNEL
+            raise ValueError(f"unknown kernel {str(name)[:64]!r}: the devices offer {listed}"
+                             " (GET /kernels lists them)")
+        return str(name)
 
-    async def _start(self, session: str) -> int:
-        """The seq just before the first output of the oldest unfinished request, or the
-        last seq when nothing runs."""
-        for request in await self.store.session_requests(session):
-            if request.status not in FINAL:
-                rows = await self.store.messages(session, parent=request.msg_id, limit=1)
-                if rows:
-                    return rows[0][0] - 1
-                break
-        return await self.store.last_seq(session)
+    def listing(self) -> list[dict[str, str]]:
+        """``GET /kernels``: every kernel offered by a device the broker knows."""
+        return sorted(self.devices.known_kernels().values(), key=lambda k: k["name"])
+
+    def _remember(self, session_id: str, user: str, worksheet: str, kernel: str) -> None:
+        _keep(self.sessions, session_id, kernel)
+        _keep(self.worksheets, (user, worksheet), kernel)
+
+
+def _keep(table: collections.OrderedDict[Any, str], key: Any, kernel: str) -> None:
+    """Remember ``key -> kernel``, forgetting the oldest beyond :data:`MEMORY`."""
+    table[key] = kernel
+    table.move_to_end(key)
+    while len(table) > MEMORY:
+        table.popitem(last=False)

@@ -24,6 +24,10 @@ The rule (seed 000 step 5's "very fancy algorithm"):
    answers 503 for a new request, or keeps a queued one waiting until a place frees).
 4. **No device.** With no live device the request stays unplaced (``needs_work``) and is
    placed when a device registers: the store is the buffer.
+
+**Kernels.** Rules 2-4 count only devices that offer the session's kernel (their register
+and heartbeat list ``kernels``; one that lists none offers the built-in ``python``): a session
+of a kernel no live device offers waits, as with no device at all.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from protocol.heartbeat import HEARTBEAT_INTERVAL, HEARTBEAT_LIVENESS
+from protocol.kernels import DEFAULT_KERNEL, offered
 
 #: Seconds a session placed on a device counts against its capacity while the device has not
 #: mentioned it (its request lost on the way, say); normally a report counts it within 1 s.
@@ -62,6 +67,8 @@ class DeviceState:
     rejected: int = 0
     #: The most a request may ask for on this device (protocol.asked; 0: no maximum).
     limits: dict[str, float] = field(default_factory=dict)
+    #: The kernels it offers: {name, display_name, language} each (protocol.kernels).
+    kernels: list[dict[str, str]] = field(default_factory=lambda: offered({}))
 
     @property
     def occupied(self) -> int:
@@ -89,6 +96,7 @@ class DeviceState:
         if isinstance(limits := report.get("limits"), dict):
             self.limits = {k: float(v) for k, v in limits.items() if isinstance(k, str)
                            and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        self.kernels = offered(report)
         sessions = report.get("sessions")
         if isinstance(sessions, list):
             self.sessions = {s for s in sessions if isinstance(s, str)}
@@ -170,25 +178,35 @@ class DeviceTable:
                 return state.device
         return None
 
-    def room(self) -> int:
-        """Free places over all live devices."""
-        return sum(max(0, d.free) for d in self.live())
+    def room(self, kernel: str | None = None) -> int:
+        """Free places over all live devices (that offer ``kernel``, if given)."""
+        live = self.live() if kernel is None else self.offering(kernel)
+        return sum(max(0, d.free) for d in live)
 
-    def place(self, session: str, current: str | None = None, *, reserve: int = 0) -> str | None:
+    def offering(self, kernel: str) -> list[DeviceState]:
+        """Live devices that offer ``kernel``: the only ones a new session of it goes to."""
+        return [d for d in self.live() if offers(d, kernel)]
+
+    def known_kernels(self) -> dict[str, dict[str, str]]:
+        """Every kernel a device the broker knows (live or not) offers, by name."""
+        return {k["name"]: k for d in self.devices.values() for k in d.kernels}
+
+    def place(self, session: str, current: str | None = None, *, reserve: int = 0,
+              kernel: str = DEFAULT_KERNEL) -> str | None:
         """The device for ``session`` by the rule above, or None: no live device, or no room.
 
         A session that needs a new worker is placed only while the live devices have more than
         ``reserve`` free places (places promised to requests already waiting); ``current`` is
-        the device it was on before.
+        the device it was on before. A new worker goes only to a device offering ``kernel``.
         """
         holder = self.holder(session)
         if holder is not None:
             return holder
-        live = self.live()
-        if not live or self.room() <= reserve:
+        live = self.offering(kernel)
+        if not live or self.room() <= reserve or self.room(kernel) <= 0:
             return None
         state = self.devices.get(current) if current else None
-        if state is None or not self.alive(state.device) or state.free <= 0:
+        if state is None or state not in live or state.free <= 0:
             state = max(live, key=lambda d: (d.free, d.last_heard, d.device))
         state.placing[session] = time.monotonic()
         return state.device
@@ -207,3 +225,8 @@ class DeviceTable:
 def _int(value: Any, default: int) -> int:
     good = isinstance(value, int) and not isinstance(value, bool) and value >= 0
     return value if good else default
+
+
+def offers(state: DeviceState, kernel: str) -> bool:
+    """Whether the device ``state`` offers ``kernel``."""
+    return any(k["name"] == kernel for k in state.kernels)

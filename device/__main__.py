@@ -8,6 +8,7 @@ import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
                              add_option, load_key, parse_args, use_curve)
+from protocol.kernels import DEFAULT_KERNEL
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -58,7 +59,16 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--max-sessions", type=int, default=16, metavar="N",
                help="sessions this device runs at once")
     add_option(p, "--prefork", type=int, default=2, metavar="N",
-               help="workers kept forked and ready, so a new session starts at once")
+               help="workers of the built-in Python kernel kept forked and ready, so a new "
+                    "session starts at once")
+    add_option(p, "--kernels", default="", metavar="NAMES",
+               help="comma-separated kernels this device offers: python (the built-in "
+                    "session), a cellbus.backends entry point (sqlite) or an installed "
+                    "Jupyter kernelspec (python3, ir, bash); default: python and every "
+                    "kernelspec installed")
+    add_option(p, "--kernel-prefork", type=int, default=1, metavar="N",
+               help="workers kept started and ready per kernel other than python (each "
+                    "holds its kernel process); 0: start one when a session needs it")
     add_option(p, "--preload", default="", metavar="MODULES",
                help="comma-separated modules the template imports once for every worker, "
                     "e.g. numpy,matplotlib.pyplot")
@@ -93,7 +103,8 @@ def parser() -> argparse.ArgumentParser:
                     "device of this machine holds. A range that overlaps another device's "
                     "is refused")
     add_option(p, "--backend", metavar="MODULE:CLASS",
-               help="session backend for workers; default the built-in Python one")
+               help="session backend of the kernel 'python' (module:Class or a "
+                    "cellbus.backends name); default the built-in Python session")
     add_metrics_option(p)
     add_curve_options(p, server=False)
     add_common_options(p)
@@ -109,10 +120,14 @@ def main(argv: list[str] | None = None) -> int:
         uids = range(AUTO_SIZE) if args.sandbox_uids == "auto" else parse_uids(args.sandbox_uids)
     except ValueError as e:
         parser().error(f"--sandbox-uids: {e}")
-    if args.sandbox != "off" and len(uids) < args.max_sessions + args.prefork:
+    named = {n.strip() for n in args.kernels.split(",") if n.strip()} - {DEFAULT_KERNEL}
+    # Without --kernels the template finds them: room for a few kernelspecs' pools.
+    pools = args.prefork + args.kernel_prefork * (len(named) if args.kernels else 4)
+    if args.sandbox != "off" and len(uids) < args.max_sessions + pools:
         parser().error(f"--sandbox-uids {args.sandbox_uids} gives {len(uids)} uids, but "
-                       f"--max-sessions {args.max_sessions} and --prefork {args.prefork} need "
-                       f"{args.max_sessions + args.prefork} (one per live worker): give a "
+                       f"--max-sessions {args.max_sessions}, --prefork {args.prefork} and "
+                       f"--kernel-prefork {args.kernel_prefork} need up to "
+                       f"{args.max_sessions + pools} (one per live worker): give a "
                        "larger range (FIRST-LAST) or lower --max-sessions")
     try:
         budget = memory_budget(args.memory_budget)
@@ -127,8 +142,10 @@ def main(argv: list[str] | None = None) -> int:
             idle_timeout=args.idle_timeout, interact_timeout=args.interact_timeout,
             exec_timeout=args.exec_timeout, input_timeout=args.input_timeout,
             max_sessions=args.max_sessions, prefork=args.prefork, max_output=args.max_output,
+            kernel_prefork=args.kernel_prefork,
             output_rate=args.output_rate, output_burst=4 * args.output_rate,
             launch=LaunchSpec(backend=args.backend, preload=args.preload, limits=limits,
+                              kernels=args.kernels,
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
                               memory_budget=budget,
                               hide=(os.path.abspath(args.key_file),) if args.key_file else ()))

@@ -47,6 +47,8 @@ class LaunchSpec:
     sandbox_uids: str = DEFAULT_UIDS
     #: Bytes of memory all sessions may use together (0: no budget).
     memory_budget: int = 0
+    #: Kernels to offer, comma-separated names (see session.backends); "": the default ones.
+    kernels: str = ""
     #: Host paths workers must not see even where a read-only system folder holds them.
     hide: tuple[str, ...] = ()
     #: The compiled program each worker's namespace init becomes ("": a Python init stays).
@@ -97,6 +99,8 @@ class TemplateLauncher:
         self.protections = Protections()
         self.uids: UidLease | None = None
         self._ready: asyncio.Future[Protections] | None = None
+        #: What the template offers: {name, display_name, language, backend} per kernel.
+        self.kernels: list[dict[str, str]] = []
 
     def _lease_uids(self) -> UidLease:
         """The session uids of this device, held alone on this machine where workers get
@@ -118,6 +122,8 @@ class TemplateLauncher:
             argv += ["--backend", self.spec.backend]
         if self.spec.preload:
             argv += ["--preload", self.spec.preload]
+        if self.spec.kernels:
+            argv += ["--kernels", self.spec.kernels]
         argv += ["--sandbox", self.spec.sandbox, "--sandbox-uids", uids.describe(),
                  "--memory-budget", str(self.spec.memory_budget)]
         for path in self.spec.hide:
@@ -165,8 +171,15 @@ class TemplateLauncher:
                 "device memory budget (--memory-budget) NOT applied: it needs the sandbox's "
                 "cgroups")
 
-    async def fork(self, workdir: str) -> tuple[ForkedProcess, socket.socket]:
-        """A new worker in ``workdir``; returns its process and the overseer's end of its link."""
+    def backend(self, kernel: str) -> str | None:
+        """The backend spec the template runs ``kernel`` with."""
+        return next((k["backend"] for k in self.kernels if k["name"] == kernel), None)
+
+    async def fork(self, workdir: str, backend: str | None = None
+                   ) -> tuple[ForkedProcess, socket.socket]:
+        """A new worker in ``workdir`` running ``backend`` (a spec of :mod:`session.backends`;
+        None: the template's default); returns its process and the overseer's end of its
+        link."""
         if self.control is None or self.proc is None or self.proc.returncode is not None:
             raise LaunchError("the template process is not running")
         request_id = next(self.ids)
@@ -174,7 +187,8 @@ class TemplateLauncher:
             asyncio.get_running_loop().create_future())
         self.pending[request_id] = future
         self.control.send(msgpack.packb({"op": "fork", "id": request_id, "workdir": workdir,
-                                         "limits": self.spec.limits.as_dict()}))
+                                         "limits": self.spec.limits.as_dict(),
+                                         "backend": backend}))
         try:
             return await asyncio.wait_for(future, 30)
         except asyncio.TimeoutError:
@@ -204,6 +218,10 @@ class TemplateLauncher:
     def _handle(self, record: dict[str, Any], fds: list[int]) -> None:
         op = record["op"]
         if op == "ready":
+            self.kernels = [k for k in record.get("kernels", []) if "error" not in k]
+            for failed in (k for k in record.get("kernels", []) if "error" in k):
+                log.error("device cannot offer the kernel %r: %s", failed["name"],
+                          failed["error"])
             if self._ready is not None and not self._ready.done():
                 self._ready.set_result(Protections.from_dict(record["protections"]))
         elif op == "forked":

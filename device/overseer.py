@@ -19,6 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.link import OverseerLink
 from protocol.wire import Message, Session
 
@@ -61,6 +62,12 @@ class OverseerConfig:
     input_timeout: float = INPUT_TIMEOUT
     max_sessions: int = 16
     launch: LaunchSpec = field(default_factory=LaunchSpec)
+    #: Workers kept ready per kernel other than the built-in one (which keeps ``prefork``).
+    kernel_prefork: int = 1
+
+    def pool_size(self, kernel: str) -> int:
+        """Ready workers kept for ``kernel``."""
+        return self.prefork if kernel == DEFAULT_KERNEL else self.kernel_prefork
 
     def maxima(self) -> dict[str, float]:
         """The most a request may ask for (protocol.asked), reported to the broker: 0 is
@@ -91,8 +98,9 @@ class Overseer:
         self.root = tempfile.mkdtemp(prefix=f"cellbus-{device_id}-")
         self._watchers: set[asyncio.Task[None]] = set()
         self.launcher = TemplateLauncher(config.launch)
-        self.ready: collections.deque[Ready] = collections.deque()
-        self._refilling = 0
+        #: Ready workers per kernel offered (known once the template said which it runs).
+        self.pools: dict[str, collections.deque[Ready]] = {}
+        self._refilling: dict[str, int] = {}
         self._rejected_before = 0  # records rejected from workers that have ended
         #: Set once the device is asked to stop: failures to fork are expected then.
         self.stopping = False
@@ -105,26 +113,42 @@ class Overseer:
         turn): reported in heartbeats, shown by ``bin/cellbus status``."""
         return self._rejected_before + sum(w.rejected for w in self.workers.values())
 
+    @property
+    def ready(self) -> list[Ready]:
+        """Every ready worker, of all kernels."""
+        return [r for pool in self.pools.values() for r in pool]
+
+    @property
+    def kernels(self) -> list[dict[str, str]]:
+        """The kernels offered (name, display_name, language), as the template found them."""
+        return [{k: v for k, v in kernel.items() if k != "backend"}
+                for kernel in self.launcher.kernels]
+
     async def start(self) -> None:
         await self.launcher.start()
+        for kernel in self.launcher.kernels:
+            self.pools[kernel["name"]] = collections.deque()
+            self._refilling[kernel["name"]] = 0
         self.refill()
 
     def refill(self) -> None:
-        """Fork workers in the background until ``prefork`` are ready (none while stopping:
-        the workers' folder is on its way out)."""
-        while not self.stopping and len(self.ready) + self._refilling < self.config.prefork:
-            self._refilling += 1
-            task = asyncio.create_task(self._fork_ready(), name="prefork")
-            self._watchers.add(task)
-            task.add_done_callback(self._watchers.discard)
+        """Fork workers in the background until each kernel's pool is full (none while
+        stopping: the workers' folder is on its way out)."""
+        for kernel, pool in self.pools.items():
+            while not self.stopping and (len(pool) + self._refilling[kernel]
+                                         < self.config.pool_size(kernel)):
+                self._refilling[kernel] += 1
+                task = asyncio.create_task(self._fork_ready(kernel), name=f"prefork.{kernel}")
+                self._watchers.add(task)
+                task.add_done_callback(self._watchers.discard)
 
-    async def _fork_ready(self) -> None:
+    async def _fork_ready(self, kernel: str) -> None:
         try:
-            self.ready.append(await self._fork())
+            self.pools[kernel].append(await self._fork(kernel))
         except (LaunchError, OSError) as e:  # while stopping (Ctrl-C reached the template
             self._prefork_failed(e)            # too, or the folder is gone): expected
         finally:
-            self._refilling -= 1
+            self._refilling[kernel] -= 1
 
     def _prefork_failed(self, e: Exception) -> None:
         """Log a failed prefork: the first at once, then one line per PREFORK_LOG_INTERVAL
@@ -139,19 +163,20 @@ class Overseer:
                       f" ({more} more failures since the last line)" if more else "")
             self._prefork_logged, self._prefork_failures = now, 0
 
-    async def _fork(self) -> Ready:
+    async def _fork(self, kernel: str) -> Ready:
         workdir = tempfile.mkdtemp(prefix="s-", dir=self.root)
         try:
-            proc, sock = await self.launcher.fork(workdir)
+            proc, sock = await self.launcher.fork(workdir, self.launcher.backend(kernel))
             return proc, await OverseerLink.open(sock), workdir
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
 
-    async def _take(self) -> Ready:
-        """A ready worker from the pool (forked now if the pool is empty)."""
-        while self.ready:
-            proc, link, workdir = self.ready.popleft()
+    async def _take(self, kernel: str) -> Ready:
+        """A ready worker from the kernel's pool (forked now if the pool is empty)."""
+        pool = self.pools[kernel]
+        while pool:
+            proc, link, workdir = pool.popleft()
             if proc.returncode is None:
                 # Refill after the new session's first output, not while it competes for CPU.
                 asyncio.get_running_loop().call_later(REFILL_DELAY, self.refill)
@@ -159,7 +184,7 @@ class Overseer:
             link.close()
             shutil.rmtree(workdir, ignore_errors=True)
         self.refill()
-        return await self._fork()
+        return await self._fork(kernel)
 
     @property
     def load(self) -> int:
@@ -187,24 +212,29 @@ class Overseer:
         return (current is not None and current["msg_id"] == msg_id) or any(
             r["msg_id"] == msg_id for r in worker.queue)
 
-    async def submit(self, session_id: str, request: Message) -> Worker:
-        """Run ``request`` in the session's worker, starting one if there is none."""
+    async def submit(self, session_id: str, request: Message,
+                     kernel: str = DEFAULT_KERNEL) -> Worker:
+        """Run ``request`` in the session's worker, starting one of ``kernel`` if there is
+        none."""
         worker = self.workers.get(session_id)
         if worker is not None and worker.done.is_set():  # ended; its watcher has not run yet
             self._forget(worker)
             worker = None
         if worker is None:
-            worker = await self._start(session_id)
+            worker = await self._start(session_id, kernel)
         await worker.submit(request)
         return worker
 
-    async def _start(self, session_id: str) -> Worker:
+    async def _start(self, session_id: str, kernel: str) -> Worker:
+        if kernel not in self.pools:
+            raise AtCapacity(f"device {self.device_id} does not offer the kernel {kernel!r}; "
+                             f"it offers {', '.join(self.pools)}")
         if self.load >= self.config.max_sessions:
             raise AtCapacity(f"device {self.device_id} runs {self.load} sessions, its limit; "
                              "run the cell again in a few seconds")
         self.starting += 1
         try:
-            proc, link, workdir = await self._take()
+            proc, link, workdir = await self._take(kernel)
         except LaunchError as e:
             raise AtCapacity(f"device {self.device_id} cannot start a worker now: {e}") from None
         finally:
@@ -239,7 +269,8 @@ class Overseer:
             # It died: its queued cells run in a fresh worker of the same session.
             for request in pending:
                 try:
-                    await self.submit(worker.session_id, request)
+                    await self.submit(worker.session_id, request,
+                                      kernel_of(request["metadata"]))
                 except AtCapacity as e:
                     await worker.refuse(request, "AtCapacity", str(e))
             return

@@ -10,8 +10,9 @@ the same way bubblewrap builds one: a small tmpfs becomes the new root, and into
 - a private, writable tmpfs for the session's working directory (:data:`WORKDIR`, mode 0700,
   owned by the session's uid, also its ``HOME``) and for ``/tmp`` and ``/dev/shm``, each
   capped in size and gone with the worker, so nothing privileged ever has to clean them up by name;
-- a minimal ``/dev`` (null, zero, full, random, urandom) and a ``/proc`` of the worker's own
-  PID namespace, so it sees only its own processes;
+- a minimal ``/dev`` (null, zero, full, random, urandom, and terminals of its own in a
+  private ``devpts``) and a ``/proc`` of the worker's own PID namespace, so it sees only its
+  own processes;
 
 then ``pivot_root`` into it, detach the old root, and make the new root itself read-only.
 Paths given in ``hide`` (the key file, say) that a bound folder would expose are covered
@@ -77,6 +78,18 @@ def _tmpfs(target: str, options: str) -> None:
     L.mount("tmpfs", target, "tmpfs", TMPFS, options)
 
 
+def _private_ptys(root: str) -> None:
+    """A devpts instance of the session's own at ``/dev/pts`` (and ``/dev/ptmx``): programs
+    that need a terminal (bash_kernel runs bash on one) get one, and see no other session's.
+    Without it (a kernel too old for ``newinstance``) sessions just have no terminals."""
+    try:
+        L.mount("devpts", _mkdirs(root, "/dev/pts"), "devpts", L.MS_NOSUID | L.MS_NOEXEC,
+                "newinstance,ptmxmode=0666,mode=0620")
+    except OSError:
+        return
+    os.symlink("pts/ptmx", root + "/dev/ptmx")
+
+
 def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> None:
     """Build the new root at ``root`` (an empty folder) and move this process into it.
 
@@ -119,6 +132,7 @@ def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> 
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{root}/dev/{name}")
     _tmpfs(root + "/dev/shm", f"mode=1777,{size}")
+    _private_ptys(root)
     L.make_read_only(root + "/dev", recursive=False)
     _mkdirs(root, "/proc")
     L.mount("proc", root + "/proc", "proc", L.MS_NOSUID | L.MS_NODEV | L.MS_NOEXEC)

@@ -28,6 +28,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
+from protocol.kernels import kernel_of
 from protocol.node import Node
 from protocol.requests import failed, stamp
 from protocol.wire import Message, Session
@@ -111,6 +112,9 @@ class DeviceRouter(Node):
                       f"{c.exec_timeout:g} s" if c.exec_timeout else "none",
                       c.launch.limits, self.overseer.root)
         await self.overseer.start()
+        self.log.info("device %s offers the kernels %s (%d ready each, python %d)",
+                      self.device_id, ", ".join(k["name"] for k in self.overseer.kernels),
+                      c.kernel_prefork, c.prefork)
         self.spawn(self.outbox.run(), "outbox")
         self.spawn(self._serve(), "serve")
         self.spawn(self._heartbeats(), "heartbeat")
@@ -139,7 +143,7 @@ class DeviceRouter(Node):
         return {"device": self.device_id, "capacity": self.config.max_sessions,
                 "load": self.overseer.load, "sessions": sorted(self.overseer.workers),
                 "requests": held, "draining": self.draining, "outbox": len(self.outbox),
-                "rejected": self.overseer.rejected,
+                "rejected": self.overseer.rejected, "kernels": self.overseer.kernels,
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima()}
 
@@ -257,7 +261,8 @@ class DeviceRouter(Node):
                 if self.draining:  # not here any more: back to the broker with the rest
                     self.returning.setdefault(session_id, []).append(request)
                     return
-                await self.overseer.submit(session_id, request)
+                await self.overseer.submit(session_id, request,
+                                           kernel_of(request["metadata"]))
         except (BadRequest, AtCapacity) as e:
             self.log.warning("device refused %s %s: %s", request["msg_type"],
                              request["msg_id"], e)

@@ -7,14 +7,16 @@ safe and fast: a worker is ready about a millisecond after it is asked for.
 
 Control channel, one msgpack dict per packet::
 
-    overseer -> template  {"op": "fork", "id": n, "workdir": path, "limits": {...}}
+    overseer -> template  {"op": "fork", "id": n, "workdir": path, "limits": {...},
+                           "backend": spec}   (spec: see session.backends; default --backend)
     template -> overseer  {"op": "forked", "id": n, "pid": pid}   + the overseer's end of
                                                                       the worker's link (fd)
     template -> overseer  {"op": "exited", "pid": pid, "returncode": rc}   (negative: signal)
     template -> overseer  {"op": "failed", "id": n, "error": "..."}
 
-    template -> overseer  {"op": "ready", "protections": {...}}   once, first: what the
-                                                                      sandbox could set up
+    template -> overseer  {"op": "ready", "protections": {...}, "kernels": [...]}   once,
+                           first: what the sandbox could set up, and per kernel of
+                           --kernels {name, display_name, language, backend} or {name, error}
     ("exited" also carries "oom": true when the worker's cgroup ran out of memory.)
 
 A forked worker closes every descriptor but its link (its standard ones are replaced when it
@@ -72,7 +74,8 @@ class Child:
 
 
 class Template:
-    def __init__(self, control: socket.socket, backend: str | None, sandbox: Sandbox) -> None:
+    def __init__(self, control: socket.socket, backend: str | None, sandbox: Sandbox,
+                 kernels: str = "") -> None:
         from session.worker import DEFAULT_BACKEND, load_backend, preload, serve
         preload()
         self.sandbox = sandbox
@@ -80,16 +83,26 @@ class Template:
         self.stale: list[Child] = []  # exited, but their cgroup still held a process
         self.control = control
         self.serve = serve
-        self.factory = load_backend(backend or DEFAULT_BACKEND)
+        self.load_backend = load_backend
+        self.default = backend or DEFAULT_BACKEND
+        #: Backends by the spec a fork request names (its kernel's), loaded on first use.
+        self.factories = {self.default: load_backend(self.default)}
+        self.kernels = self.offer(kernels)
         self.wake_r, self.wake_w = os.pipe()
         os.set_blocking(self.wake_w, False)
         signal.set_wakeup_fd(self.wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the device decides when we stop
 
+    def offer(self, kernels: str) -> list[dict[str, str]]:
+        """What each kernel of ``--kernels`` (default: see session.backends) runs with."""
+        from session.backends import offer
+        return offer(kernels, self.default, self.factories)
+
     def run(self) -> int:
         protections = self.sandbox.probe()
-        send(self.control, {"op": "ready", "protections": protections.to_dict()})
+        send(self.control, {"op": "ready", "protections": protections.to_dict(),
+                            "kernels": self.kernels})
         try:
             return self.serve_control()
         except (BrokenPipeError, ConnectionResetError):
@@ -173,6 +186,13 @@ class Template:
 
     def fork(self, request: dict[str, Any]) -> None:
         workdir = str(request.get("workdir", ""))
+        spec = str(request.get("backend") or self.default)
+        try:
+            factory = self.factories.get(spec) or self.load_backend(spec)
+        except ValueError as e:
+            send(self.control, {"op": "failed", "id": request.get("id"), "error": str(e)})
+            return
+        self.factories[spec] = factory
         limits = Limits.from_dict(request.get("limits") or {})
         sandbox = self.sandbox
         child = Child(None, None)
@@ -214,7 +234,7 @@ class Template:
                 workdir = sandbox.enter(workdir, child.uid if child.uid is not None
                                         else os.getuid(), child.cgroup, limits)
                 os.chdir(workdir)
-                status = self.serve(theirs, workdir, self.factory)
+                status = self.serve(theirs, workdir, factory)
             except BaseException:
                 traceback.print_exc()  # the device's stderr: why this worker never served
             finally:
@@ -230,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--control-fd", type=int, required=True)
     p.add_argument("--backend")
     p.add_argument("--preload", default="", help="comma-separated modules to import once")
+    p.add_argument("--kernels", default="", help="comma-separated kernels to offer "
+                   "(session.backends names); empty: the built-in one and every kernelspec")
     p.add_argument("--sandbox", choices=MODES, default="auto")
     p.add_argument("--sandbox-uids", type=parse_uids, default=auto_range(0))
     p.add_argument("--hide", action="append", default=[], help="a host path to keep out of "
@@ -252,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"device.template: cannot preload {name}: {e}", file=sys.stderr)
     sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide, args.init_program,
                       memory_budget=args.memory_budget)
-    return Template(control, args.backend, sandbox).run()
+    return Template(control, args.backend, sandbox, args.kernels).run()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from .auth import TokenCheck
 from .base import NotFoundHandler
 from .bus import BrokerLink
 from .health import GatewayMetrics
+from .kernels import KernelsHandler
 from .outbox import CLIENT_BUFFER, CLIENT_STALL
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InputHandler, InteractHandler, RestartHandler
@@ -40,6 +41,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (CELL + r"/restart", RestartHandler),
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),
+            (r"/kernels", KernelsHandler),
             *health.ROUTES,
             *permalinks.ROUTES,
             *pages.ROUTES,

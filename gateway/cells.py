@@ -18,6 +18,7 @@ from protocol.wire import Message
 from . import heap
 from .base import BaseHandler, check_address, fail
 from .jsonbody import load_json
+from .kernels import asked_kernel
 from .outbox import write_paced
 
 #: Longest long-poll wait, in seconds.
@@ -102,29 +103,36 @@ def execute_content(code: str | None, limits: Asked | None = None) -> dict[str, 
 
 
 class EvaluateHandler(BaseHandler):
-    """``POST …/evaluate``: JSON ``{"input": ...}`` or form ``input``; none re-evaluates.
-    JSON may add ``"limits"`` tighter than the device's (see :mod:`protocol.asked`)."""
+    """``POST …/evaluate``: JSON ``{"input": ..., "kernel": ..., "limits": ...}`` or form
+    ``input`` (and ``kernel``); no input re-evaluates. The kernel counts only in a worksheet's
+    first evaluate (see broker/kernels.py); ``limits`` may be tighter than the device's (see
+    :mod:`protocol.asked`)."""
 
     costly = True
     asked: Asked | None = None
 
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
-        code = self._input()
+        code, kernel = self._input()
         limit = self.settings["max_input"]
         if code is not None and len(code.encode()) > limit:
             raise fail(413, f"input is over the limit of {limit} bytes")
-        reply = await self.ask(mt.EXECUTE_REQUEST, execute_content(code, self.asked), address)
+        content = execute_content(code, self.asked)
+        if kernel:
+            content["kernel"] = kernel
+        reply = await self.ask(mt.EXECUTE_REQUEST, content, address)
         c = reply["content"]
         self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
 
-    def _input(self) -> str | None:
+    def _input(self) -> tuple[str | None, str | None]:
+        """The body's input and kernel (None: not given)."""
         if not self.request.body:
-            return None
+            return None, None
         ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
             values = self.request.body_arguments.get("input")
-            return values[0].decode("utf-8", "replace") if values else None
+            return (values[0].decode("utf-8", "replace") if values else None,
+                    asked_kernel(self, None))
         try:
             body = load_json(self.request.body)
         except ValueError as e:
@@ -140,7 +148,7 @@ class EvaluateHandler(BaseHandler):
                 self.asked = parse(body["limits"])
             except BadLimits as e:
                 raise fail(400, str(e)) from None
-        return code
+        return code, asked_kernel(self, body)
 
 
 class UpdateHandler(BaseHandler):

@@ -4,7 +4,8 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
 ``metadata.cellbus`` or, for subscriptions, in ``content``)::
 
     subscribe_request  {"user", "worksheet", "since": SEQ, "session": ID?}
-    execute_request    {"code"?: ...}          metadata.cellbus = {user, worksheet, cell_id}
+    execute_request    {"code"?: ..., "kernel"?: NAME}   metadata.cellbus = {user,
+                                               worksheet, cell_id}
     interact_request   {"interact_id", "values", "state"}   same metadata
     interrupt_request  {}                      same metadata
     input_reply        {"value": "..."}        same metadata: answers the cell's prompt
@@ -364,7 +365,10 @@ class SocketHandler(Hooks, WebSocketHandler):
             code = content.get("code")
             if code is not None and not isinstance(code, str):
                 raise ValueError("code must be a string")
+            kernel = content.get("kernel")
             content = execute_content(code)
+            if isinstance(kernel, str) and kernel:  # the broker checks the name
+                content["kernel"] = kernel
         elif msg_type == mt.INTERACT_REQUEST:
             content = interact_content(content)
         elif msg_type == mt.INPUT_REPLY:

@@ -87,6 +87,11 @@ class SessionBackend(abc.ABC):
     escapes into an ``error`` outcome).
     """
 
+    #: What ``GET /kernels`` shows for this backend (default: its kernel name).
+    display_name: str = ""
+    #: The language its cells are in (``language`` of ``GET /kernels``).
+    language: str = ""
+
     def __init__(self, out: Output, config: BackendConfig) -> None:
         self.out = out
         self.config = config

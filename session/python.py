@@ -41,6 +41,9 @@ CELL_PREFIX = "<cell-"
 class PythonBackend(SessionBackend):
     """Executes Python source in the worker's own interpreter."""
 
+    display_name = "Python 3 (cellbus)"
+    language = "python"
+
     def __init__(self, out: Output, config: BackendConfig) -> None:
         super().__init__(out, config)
         self.blocks = BlockApi(out, config.workdir, max_file_size=config.max_file_size,

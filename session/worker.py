@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import signal
 import socket
@@ -318,17 +317,13 @@ def preload() -> None:
 
 
 def load_backend(spec: str) -> BackendFactory:
-    """``"package.module:Class"`` -> that class; ``ValueError`` saying what is wrong."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"--backend {spec!r}: expected module:Class")
+    """``module:Class``, an entry-point name or a kernelspec -> that backend; ``ValueError``
+    saying what is wrong (see :mod:`session.backends`)."""
+    from .backends import load_backend as find
     try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"--backend {spec!r}: {e}") from None
-    if not (isinstance(factory, type) and issubclass(factory, SessionBackend)):
-        raise ValueError(f"--backend {spec!r} is not a session.backend.SessionBackend")
-    return factory
+        return find(spec)
+    except ValueError as e:  # "backend 'x': why" -> "--backend 'x': why", the option's name
+        raise ValueError(f"--{e}") from None
 
 
 def serve(sock: socket.socket, workdir: str,
@@ -411,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True,
                         help="the session's private working directory (must exist)")
     parser.add_argument("--backend", default=DEFAULT_BACKEND,
-                        help="session backend as module:Class (default: %(default)s)")
+                        help="session backend: module:Class, a cellbus.backends entry point "
+                             "or a Jupyter kernelspec name (default: %(default)s)")
     parser.add_argument("--max-file-size", type=int, default=DEFAULT_MAX_FILE_SIZE,
                         help="largest new file whose bytes are sent, in bytes "
                              "(default: %(default)s); larger ones are only announced")

@@ -38,7 +38,10 @@ def node_env(env: dict[str, str] | None = None, *, base: dict[str, str] | None =
     ``PYTHONPATH``: every process a node starts imports this tree's code, as the tests do,
     also where the project is installed from elsewhere or not editable (the device's template
     runs ``python -P``, which leaves the working directory off ``sys.path``)."""
-    merged = {**(os.environ if base is None else base), **(env or {})}
+    # Devices offer only the built-in kernel unless a test names others (--kernels): by
+    # default they would start every installed Jupyter kernel's pool.
+    merged = {"CELLBUS_KERNELS": "python", **(os.environ if base is None else base),
+              **(env or {})}
     merged["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), merged.get("PYTHONPATH")]))
     return merged
 

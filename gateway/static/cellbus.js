@@ -45,6 +45,8 @@
     server: null,             // the gateway's base URL; default: where this script came from
     token: null,              // a user's token, for pages of other sites (--allow-origin) on a
                               // gateway with --auth token; its own pages use its cookie
+    kernel: null,             // the kernel a new worksheet runs (GET /kernels); null: the
+                              // built-in Python one. Later evaluates keep the first's.
     placeholder: "Python code; Shift+Enter evaluates",
     onShiftEnter: null,       // function(cell) after Shift+Enter evaluated it
     onInput: null,            // function(cell) when the code is edited
@@ -1396,7 +1398,9 @@
       if (this.options.noOutputTimeout > 0) {
         this.noOutputTimer = setTimeout(() => this._noOutput(gen), this.options.noOutputTimeout);
       }
-      const msgId = this.channel.request(this, "execute_request", {code: code});
+      const content = {code: code};
+      if (this.options.kernel) content.kernel = this.options.kernel;
+      const msgId = this.channel.request(this, "execute_request", content);
       if (msgId !== null) this.requestId = msgId;
       else this._viaHttp(code);
     }
@@ -1523,7 +1527,8 @@
       try {
         r = await this._fetch(this._url("evaluate"), {
           method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({input: code}),
+          body: JSON.stringify(this.options.kernel ? {input: code, kernel: this.options.kernel}
+                               : {input: code}),
         });
         body = await r.json().catch(() => ({}));
       } catch (e) {
@@ -1869,7 +1874,7 @@
       return cell;
     }
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
-    return {cells: cells, add: add};
+    return {cells: cells, add: add, options: o};
   }
 
   injectStylesheet();

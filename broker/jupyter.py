@@ -1,0 +1,102 @@
+"""The broker's side of the Jupyter API (gateway/jupyter/): kernels and delivery positions.
+
+A Jupyter kernel is a worksheet of its user whose name is the kernel id; it exists while the
+worksheet has an open session. ``kernel_list_request`` lists them (or one) with what a
+kernel model shows: activity, the cells still running (busy) or none (idle), and the Jupyter
+session (path, name, type) its first request named.
+
+``delivery_request`` keeps, per (worksheet, channels client ``session_id``), the last
+output message delivered to that client, so a client that reconnects, to this gateway or to
+another after a restart, gets everything after it and nothing twice; a client with no
+position starts at the running execution's first output (or, with nothing running, live).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from protocol import msgtypes as mt
+from protocol.address import is_name
+from protocol.wire import Message
+
+from .refusal import Address, Refused, Reply
+from .sessions import OpenSessions
+from .store import FINAL, OPEN, SessionRecord, Store
+
+
+#: Longest channels client id (Jupyter's ``session_id``) kept.
+MAX_CLIENT = 128
+
+
+def is_kernel_id(name: str) -> bool:
+    """Whether a worksheet name is a kernel id (a UUID, as Jupyter makes them)."""
+    try:
+        return str(uuid.UUID(name)) == name
+    except ValueError:
+        return False
+
+
+class JupyterKernels:
+    def __init__(self, store: Store, sessions: OpenSessions) -> None:
+        self.store, self.sessions = store, sessions
+
+    async def list(self, msg: Message, address: Address) -> Reply:
+        """The user's kernels, or the one named by ``worksheet`` (none if it has no open
+        session)."""
+        user = address[0]
+        want = msg["content"].get("worksheet")
+        if want is not None:
+            if not is_name(want):
+                raise Refused(400, "worksheet must be a name")
+            record = await self.sessions.find(user, want)
+            records = [record] if record is not None else []
+        else:
+            records = [r for r in await self.store.sessions(OPEN)
+                       if r.user == user and is_kernel_id(r.worksheet)]
+        return {"kernels": [await self._model(r) for r in records]}, []
+
+    async def _model(self, record: SessionRecord) -> dict[str, Any]:
+        requests = await self.store.session_requests(record.session)
+        running = [r.cell_id for r in requests if r.status not in FINAL]
+        # What a Jupyter session said of itself (path, name, type) when it started the
+        # kernel: in the content of the session's first request.
+        first = requests[0].message.get("content", {}) if requests else {}
+        about = first.get("jupyter_session") if isinstance(first, dict) else None
+        return {"worksheet": record.worksheet, "session": record.session,
+                "created": record.created, "last_activity": record.last_activity,
+                "running": running, "jupyter_session": about if isinstance(about, dict)
+                else None}
+
+    async def delivery(self, msg: Message, address: Address) -> Reply:
+        """Store a client's position (``seq`` given) or read it with where to start."""
+        user, worksheet = address[:2]
+        content = msg["content"]
+        client = content.get("client")
+        if not isinstance(client, str) or not 0 < len(client) <= MAX_CLIENT:
+            raise Refused(400, f"client must be a string of 1 to {MAX_CLIENT} characters")
+        seq = content.get("seq")
+        if seq is not None:
+            session = content.get("session")
+            if type(seq) is not int or not 0 <= seq <= mt.MAX_SEQ or not isinstance(
+                    session, str):
+                raise Refused(400, "a position is a session and a non-negative seq")
+            await self.store.put_delivery(user, worksheet, client, session, seq)
+            return {"position": [session, seq]}, []
+        record = await self.sessions.find(user, worksheet)
+        position = await self.store.delivery(user, worksheet, client)
+        if record is None:
+            return {"session": None, "position": position, "start": 0}, []
+        return {"session": record.session, "position": position,
+                "start": await self._start(record.session)}, []
+
+    async def _start(self, session: str) -> int:
+        """The seq just before the first output of the oldest unfinished request, or the
+        last seq when nothing runs."""
+        for request in await self.store.session_requests(session):
+            if request.status not in FINAL:
+                rows = await self.store.messages(session, parent=request.msg_id, limit=1)
+                if rows:
+                    return rows[0][0] - 1
+                break
+        return await self.store.last_seq(session)

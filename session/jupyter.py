@@ -1,0 +1,271 @@
+"""A session backend that runs an installed Jupyter kernel (any kernelspec) in the worker.
+
+The worker is already inside its sandbox (own uid, namespaces, cgroup, no network) when the
+backend starts, so the kernel it launches as its child is too. jupyter_client does the
+launching: :class:`~jupyter_client.kernelspec.KernelSpecManager` finds the kernelspec by
+name, :class:`~jupyter_client.manager.KernelManager` (with its default local provisioner)
+writes the connection file and starts the kernel. The kernel's sockets are ``ipc://`` files
+in a fresh 0700 folder of the worker's private ``/tmp``, and its connection key is made here
+and never sent anywhere: everything the kernel says reaches the device only as the worker's
+own records, which the device checks and re-signs as for any Python worker.
+
+Relayed from the kernel's iopub: ``stream``, ``display_data`` (and ``update_display_data``,
+shown as a new display), ``clear_output``; ``execute_result`` and ``error`` become the
+:class:`ExecuteOutcome` the worker frames, with the worker's own execution count. The
+kernel's ``status`` and ``execute_input`` are dropped: the worker sends its own.
+
+Interrupts: the device sends SIGINT to the worker; while a cell runs, the backend takes it
+itself and interrupts the kernel the way its kernelspec says (``interrupt_mode`` signal or
+message, :meth:`KernelManager.interrupt_kernel`), then waits for the kernel's own reply,
+which ends the cell (a kernel that does not answer within ``INTERRUPT_GRACE`` is restarted).
+stdin: a kernel's ``input_request`` is answered with :func:`input` (or
+:func:`getpass.getpass` for a password) in the worker, which the worker turns into the
+session's ``input_request`` output and ``input_reply`` request.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import getpass
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from typing import Any
+
+from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+
+#: Seconds a kernel may take to start and answer ``kernel_info_request``.
+START_TIMEOUT = 60.0
+#: Seconds to wait for the kernel's reply after it was interrupted before it is restarted.
+INTERRUPT_GRACE = 10.0
+#: Seconds without a reply after which an interrupt is sent to the kernel again.
+INTERRUPT_AGAIN = 1.0
+#: Image types a kernel sends as base64 text.
+BASE64_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
+#: Seconds between looks at whether the cell was interrupted or its kernel died.
+POLL = 0.1
+
+
+def _die_with_worker() -> None:
+    """In the kernel, before exec: SIGKILL when the worker ends, however it ends (a worker
+    killed for a limit never gets to shut its kernel down)."""
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+
+class JupyterBackend(SessionBackend):
+    """Runs cells in a Jupyter kernel started from the kernelspec :attr:`kernel_name`."""
+
+    #: The kernelspec this class runs; :func:`for_kernel` makes a subclass per kernel.
+    kernel_name = "python3"
+
+    def __init__(self, out: Output, config: BackendConfig) -> None:
+        super().__init__(out, config)
+        from jupyter_client.manager import KernelManager
+
+        self.rundir = tempfile.mkdtemp(prefix="kernel-")  # 0700, in the private /tmp
+        self.log_path = os.path.join(self.rundir, "kernel.log")
+        self.km = KernelManager(kernel_name=self.kernel_name, transport="ipc",
+                                ip=os.path.join(self.rundir, "k"),
+                                connection_file=os.path.join(self.rundir, "kernel.json"))
+        self._log = open(self.log_path, "wb")
+        self.km.start_kernel(cwd=config.workdir, stdin=subprocess.DEVNULL, stdout=self._log,
+                             stderr=self._log, preexec_fn=_die_with_worker)
+        self.kc = self.km.blocking_client()
+        self.kc.start_channels()
+        try:
+            self.kc.wait_for_ready(timeout=START_TIMEOUT)
+        except RuntimeError as e:
+            raise RuntimeError(f"kernel {self.kernel_name!r} did not start: {e}; its log:\n"
+                               f"{self.kernel_log()}") from None
+        self._info = self._kernel_info()
+        self.worker_sigint: Any = signal.getsignal(signal.SIGINT)
+
+    def kernel_log(self) -> str:
+        """The end of what the kernel wrote to its stdout and stderr (for diagnostics)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-3000:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _kernel_info(self) -> dict[str, Any]:
+        msg_id = self.kc.kernel_info()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            reply = self.kc.get_shell_msg(timeout=deadline - time.monotonic())
+            if reply["parent_header"].get("msg_id") == msg_id:
+                content = reply["content"]
+                return {k: content[k] for k in ("language_info", "banner", "implementation",
+                                                "implementation_version", "help_links")
+                        if k in content}
+        raise RuntimeError(f"kernel {self.kernel_name!r} sent no kernel_info_reply")
+
+    # --- SessionBackend ------------------------------------------------------------------
+
+    def kernel_info(self) -> dict[str, Any]:
+        return dict(self._info)
+
+    def execute(self, code: str, *, silent: bool = False,
+                store_history: bool = True) -> ExecuteOutcome:
+        interrupted: list[float] = []
+        # A KeyboardInterrupt raised halfway through sending a request (the next one would
+        # then be garbled: the kernel rejects it and never answers) or handling a kernel
+        # message (the reply, say: the cell would never end) breaks the session. So while
+        # the cell is with the kernel, SIGINT only takes note, and the loop below passes it
+        # on to the kernel.
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
+        self.worker_sigint = previous
+        try:
+            msg_id = self.kc.execute(code, silent=silent, store_history=store_history,
+                                     allow_stdin=True)
+            run = _Run(self, msg_id)
+            sent, last = 0, 0.0
+            while not run.done:
+                run.step(timeout=POLL)
+                now = time.monotonic()
+                # Again after a while without a reply: a kernel ignores an interrupt that
+                # comes before it started the cell (ipykernel does).
+                if len(interrupted) > sent or (sent and run.reply is None
+                                               and now - last > INTERRUPT_AGAIN):
+                    sent, last = len(interrupted), now
+                    self.km.interrupt_kernel()
+                if interrupted and not run.done and \
+                        time.monotonic() - interrupted[0] > INTERRUPT_GRACE:
+                    self.km.restart_kernel(now=True)
+                    return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
+                                                 "stop when interrupted and was restarted", [])
+                if not self.km.is_alive():  # the next cell gets a fresh one
+                    log = self.kernel_log()
+                    self.km.restart_kernel(now=True)
+                    return ExecuteOutcome.failed(
+                        "KernelDied", f"the {self.kernel_name} kernel ended during this cell "
+                        "and was started again; variables defined before are gone",
+                        [log] if log.strip() else [])
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return run.outcome()
+
+    def warm_up(self) -> None:
+        """Nothing to do: the kernel is started and answered ``kernel_info`` already."""
+
+    def shutdown(self) -> None:
+        try:
+            self.kc.stop_channels()
+            self.km.shutdown_kernel(now=False)
+        finally:
+            self._log.close()
+            shutil.rmtree(self.rundir, ignore_errors=True)
+
+
+class _Run:
+    """One execute_request in flight: relays its output and keeps its reply and result."""
+
+    def __init__(self, backend: JupyterBackend, msg_id: str) -> None:
+        self.backend, self.msg_id = backend, msg_id
+        self.reply: dict[str, Any] | None = None
+        self.idle = False
+        self.result: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.reply is not None and self.idle
+
+    def step(self, timeout: float) -> None:
+        """Handle what the kernel sent (waiting up to ``timeout`` seconds for something)."""
+        import zmq
+        kc = self.backend.kc
+        channels = {kc.iopub_channel.socket: self._iopub, kc.shell_channel.socket: self._shell,
+                    kc.stdin_channel.socket: self._stdin}
+        poller = zmq.Poller()
+        for sock in channels:
+            poller.register(sock, zmq.POLLIN)
+        for sock, _ in poller.poll(int(timeout * 1000)):
+            channels[sock]()
+
+    def _mine(self, msg: dict[str, Any]) -> bool:
+        return msg["parent_header"].get("msg_id") == self.msg_id
+
+    def _shell(self) -> None:
+        msg = self.backend.kc.get_shell_msg(timeout=0)
+        if self._mine(msg) and msg["msg_type"] == "execute_reply":
+            self.reply = msg["content"]
+
+    def _stdin(self) -> None:
+        msg = self.backend.kc.stdin_channel.get_msg(timeout=0)
+        if msg["msg_type"] != "input_request":
+            return
+        content = msg["content"]
+        prompt = str(content.get("prompt", ""))
+        # The worker's own SIGINT handling while it waits for the answer: an interrupt ends
+        # the prompt (KeyboardInterrupt) as it does input() in a Python session.
+        ours = signal.signal(signal.SIGINT, self.backend.worker_sigint)
+        try:
+            value = getpass.getpass(prompt) if content.get("password") else input(prompt)
+        except (EOFError, OSError) as e:  # nobody to answer: the kernel reads ""
+            self.backend.out.stream("stderr", f"[cellbus: no answer to the prompt: {e}]\n")
+            value = ""
+        except KeyboardInterrupt:
+            self.backend.km.interrupt_kernel()  # ends its wait for input, and the cell
+            return
+        finally:
+            signal.signal(signal.SIGINT, ours)
+        self.backend.kc.input(value)
+
+    def _iopub(self) -> None:
+        msg = self.backend.kc.get_iopub_msg(timeout=0)
+        if not self._mine(msg):
+            return
+        kind, content, out = msg["msg_type"], msg["content"], self.backend.out
+        if kind == "stream":
+            out.stream("stderr" if content.get("name") == "stderr" else "stdout",
+                       str(content.get("text", "")))
+        elif kind in ("display_data", "update_display_data"):
+            out.display(_unwrapped(content.get("data", {})), content.get("metadata"),
+                        transient=content.get("transient"))
+        elif kind == "execute_result":
+            self.result = content
+        elif kind == "clear_output":
+            out.message("clear_output", {"wait": content.get("wait") is True})
+        elif kind == "status" and content.get("execution_state") == "idle":
+            self.idle = True
+
+    def outcome(self) -> ExecuteOutcome:
+        reply = self.reply or {}
+        if reply.get("status") != "ok":  # error, or abort: the kernel skipped the cell
+            ename = str(reply.get("ename") or "Error")  # bash_kernel sends "" (and the
+            evalue = str(reply.get("evalue", ""))      # exit status as evalue)
+            traceback = [str(line) for line in reply.get("traceback") or []]
+            return ExecuteOutcome.failed(ename, evalue, traceback or [f"{ename}: {evalue}"])
+        if self.result is None:
+            return ExecuteOutcome()
+        return ExecuteOutcome(result=_unwrapped(self.result.get("data", {})),
+                              result_metadata=self.result.get("metadata", {}))
+
+
+def _unwrapped(data: Any) -> dict[str, Any]:
+    """A mimebundle with its base64 images on one line (IRkernel wraps them every 76
+    characters, which a ``data:`` URL does not allow)."""
+    if not isinstance(data, dict):
+        return {}
+    return {mime: "".join(value.split()) if mime in BASE64_IMAGES and isinstance(value, str)
+            else value for mime, value in data.items()}
+
+
+def for_kernel(name: str) -> type[JupyterBackend]:
+    """A :class:`JupyterBackend` subclass that runs the kernelspec ``name``."""
+    return type(f"JupyterBackend_{name}", (JupyterBackend,), {"kernel_name": name,
+                                                             "__module__": __name__})
+
+
+def installed_kernels() -> dict[str, dict[str, str]]:
+    """Every kernelspec this machine has: name -> {display_name, language}."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    found: dict[str, dict[str, str]] = {}
+    for name, entry in sorted(KernelSpecManager().get_all_specs().items()):
+        spec = entry.get("spec", {})
+        found[name] = {"display_name": str(spec.get("display_name", name)),
+                       "language": str(spec.get("language", ""))}
+    return found

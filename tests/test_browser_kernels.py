@@ -1,0 +1,42 @@
+"""The worksheet page's kernel selector and makeCell's ``kernel`` option, in real Chromium
+against the whole chain with a device offering the built-in Python and bash_kernel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kernels import require_kernel
+from test_browser import browser, expect, open_worksheet, page, run  # noqa: F401 (fixtures)
+
+
+@pytest.fixture
+def web(chain: Any) -> Any:
+    require_kernel("bash")
+    chain.start_broker()
+    chain.start_device("--kernels", "python,bash")
+    chain.start_gateway()
+    return chain
+
+
+def test_kernel_selector_picks_the_worksheets_kernel(page, web) -> None:  # noqa: F811
+    cells = open_worksheet(page, web)
+    select = page.locator("#kernel")
+    expect(select.locator("option")).to_have_count(2)
+    expect(select).to_have_value("python")
+    select.select_option("bash")
+    run(cells.nth(0), 'echo "from bash $((6*7))"')
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("from bash 42")
+    run(cells.nth(1), "echo $BASH_VERSINFO")  # later cells: the same bash session
+    expect(cells.nth(1)).to_have_attribute("data-status", "done")
+    assert cells.nth(1).locator(".cellbus-output").inner_text().strip().isdigit()
+
+
+def test_make_cell_kernel_option(page, web) -> None:  # noqa: F811
+    page.goto(web.url("/static/cellbus.js"))  # the gateway's origin, no worksheet page
+    page.set_content(f'<script src="{web.url("/static/cellbus.js")}"></script><div id="c"></div>')
+    page.evaluate(f"""() => cellbus.makeCell(document.getElementById("c"), {{
+        server: {web.url("/")!r}, worksheet: "opt", code: 'echo "opt $((2+3))"',
+        kernel: "bash", autoeval: true}})""")
+    expect(page.locator(".cellbus-output")).to_have_text("opt 5")

@@ -1,0 +1,209 @@
+"""Jupyter kernels as sessions through the real chain: gateway, broker on SQLite, devices
+offering several kernels (real ipykernel, bash_kernel and IRkernel in sandboxed workers)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+
+from kernels import require_kernel
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def evaluate(chain: Any, cell: str, code: str, kernel: str | None = None) -> tuple[int, Any]:
+    body: dict[str, Any] = {"input": code}
+    if kernel is not None:
+        body["kernel"] = kernel
+    return chain.http("POST", f"/home/{cell}/evaluate", json.dumps(body).encode())
+
+
+def run(chain: Any, cell: str, code: str, kernel: str | None = None,
+        timeout: float = 60) -> dict[str, Any]:
+    status, body = evaluate(chain, cell, code, kernel)
+    assert status == 202, body
+    return chain.wait_done(cell, timeout=timeout)
+
+
+def text(doc: dict[str, Any]) -> str:
+    return "".join(b["content"] for b in doc["output"].values() if b["type"] == "text")
+
+
+def errors(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    return [b for b in doc["output"].values() if b["type"] == "error"]
+
+
+@pytest.fixture
+def kernel_chain(chain):
+    for name in ("python3", "bash"):
+        require_kernel(name)
+    chain.start_broker()
+    chain.start_device("--kernels", "python,python3,bash")
+    chain.start_gateway()
+    return chain
+
+
+def test_get_kernels_lists_what_devices_offer(kernel_chain) -> None:
+    status, body = kernel_chain.http("GET", "/kernels")
+    assert status == 200
+    listed = {k["name"]: k for k in body["kernels"]}
+    assert sorted(listed) == ["bash", "python", "python3"]
+    assert listed["python"] == {"name": "python", "display_name": "Python 3 (cellbus)",
+                                "language": "python"}
+    assert listed["python3"]["language"] == "python"
+    assert listed["python3"]["display_name"] != listed["python"]["display_name"]
+    assert listed["bash"]["language"] == "bash"
+
+
+def test_kernel_is_chosen_per_worksheet_by_its_first_evaluate(kernel_chain) -> None:
+    chain = kernel_chain
+    doc = run(chain, "u/shell/1", 'echo "bash $((6*7))"', kernel="bash")
+    assert (doc["status"], text(doc)) == ("done", "bash 42\n"), (doc, chain.devices[0].log)
+    doc = run(chain, "u/plain/1", "print('python', 6*7)")  # no kernel: the built-in one
+    assert (doc["status"], text(doc)) == ("done", "python 42\n")
+    # Later evaluates of the worksheet keep its kernel, named or not.
+    doc = run(chain, "u/shell/2", 'echo "still $((1+1))"')
+    assert (doc["status"], text(doc)) == ("done", "still 2\n")
+    doc = run(chain, "u/shell/3", 'echo "kept"', kernel="python3")
+    assert (doc["status"], text(doc)) == ("done", "kept\n")
+
+
+def test_unknown_kernel_is_a_400_that_lists_the_kernels(kernel_chain) -> None:
+    status, body = evaluate(kernel_chain, "u/w/1", "x", kernel="cobol")
+    assert status == 400
+    assert "cobol" in body["error"]
+    for name in ("bash", "python", "python3"):
+        assert name in body["error"]
+    status, body = kernel_chain.http("POST", "/home/u/w2/1/evaluate", b"input=1&kernel=nope",
+                                     content_type="application/x-www-form-urlencoded")
+    assert status == 400 and "nope" in body["error"]
+
+
+def test_ipykernel_print_error_interrupt_and_restart(kernel_chain) -> None:
+    chain = kernel_chain
+    doc = run(chain, "u/ipy/1", "x = 6\nprint(x * 7)", kernel="python3")
+    assert (doc["status"], text(doc)) == ("done", "42\n")
+    doc = run(chain, "u/ipy/2", "1/0")
+    assert doc["status"] == "error"
+    assert [e["ename"] for e in errors(doc)] == ["ZeroDivisionError"]
+    # Interrupt a long loop: the cell ends with KeyboardInterrupt, the kernel lives on.
+    status, _ = evaluate(chain, "u/ipy/3", "import time\nprint('go', flush=True)\n"
+                                           "while True: time.sleep(0.01)")
+    assert status == 202
+    deadline = time.monotonic() + 30
+    while "go" not in text(chain.update("u/ipy/3", wait=2)[1]):
+        assert time.monotonic() < deadline, "the loop never started"
+    assert chain.http("POST", "/home/u/ipy/3/interrupt", b"{}")[0] == 202
+    doc = chain.wait_done("u/ipy/3")
+    assert doc["status"] == "error"
+    assert [e["ename"] for e in errors(doc)] == ["KeyboardInterrupt"]
+    assert text(run(chain, "u/ipy/4", "print(x)")) == "6\n"
+    # Restart: a fresh kernel of the same kind, without the old variables.
+    assert chain.http("POST", "/home/u/ipy/5/restart", b"{}")[0] == 202
+    doc = run(chain, "u/ipy/5", "import sys\nprint('ipykernel' in sys.modules)\nprint(x)")
+    assert text(doc) == "True\n"
+    assert [e["ename"] for e in errors(doc)] == ["NameError"]
+
+
+def test_r_plot_arrives_as_png(chain) -> None:
+    require_kernel("ir")
+    chain.start_broker()
+    chain.start_device("--kernels", "ir", "--kernel-prefork", "0")
+    chain.start_gateway()
+    doc = run(chain, "u/r/1", 'cat("r", 6*7, "\\n")\nplot(1:10)', kernel="ir", timeout=90)
+    assert doc["status"] == "done", doc
+    assert text(doc) == "r 42 \n"
+    (image,) = [b for b in doc["output"].values() if b["type"] == "image"]
+    assert image["mime"] == "image/png"
+    assert base64.b64decode(image["data"], validate=True).startswith(PNG_SIGNATURE)
+    doc = run(chain, "u/r/2", 'stop("boom")')
+    assert doc["status"] == "error" and "boom" in errors(doc)[0]["evalue"]
+
+
+def test_waits_for_a_device_with_its_kernel_and_is_placed_only_there(chain) -> None:
+    require_kernel("bash")
+    chain.start_broker()
+    chain.start_gateway()
+    # No device known yet: any kernel is taken and waits, as any request does.
+    status, body = evaluate(chain, "u/q/1", 'echo "queued"', kernel="bash")
+    assert (status, body["status"]) == (202, "needs_work")
+    chain.start_device("--kernels", "python,bash", "--max-sessions", "3", name="shells")
+    doc = chain.wait_done("u/q/1", timeout=60)
+    assert (doc["status"], text(doc)) == ("done", "queued\n")
+    chain.start_device("--kernels", "python", "--max-sessions", "8", name="roomy")
+    # The roomy device has more free places, but no bash: bash sessions go to "shells".
+    for n in range(2, 4):
+        doc = run(chain, f"u/q{n}/1", 'echo "on $((n=3))"', kernel="bash")
+        assert (doc["status"], text(doc)) == ("done", "on 3\n")
+    doc = run(chain, "u/q4/1", 'print("python anywhere")')
+    assert text(doc) == "python anywhere\n"
+
+
+def test_readme_sqlite_backend_through_the_chain(chain) -> None:
+    """The README's example backend, by its entry-point name, as the README runs it."""
+    chain.start_broker()
+    chain.start_device("--kernels", "python,sqlite")
+    chain.start_gateway()
+    doc = run(chain, "me/sql/1", "create table t(a); insert into t values (6*7); select a from t",
+              kernel="sqlite")
+    assert doc["status"] == "done", doc
+    assert "a\n42" in json.dumps(doc["output"]).replace("\\n", "\n")
+    doc = run(chain, "me/sql/2", "select nothing from t")
+    assert [e["ename"] for e in errors(doc)] == ["OperationalError"]
+
+
+def test_device_offers_every_installed_kernelspec_by_default(chain) -> None:
+    from jupyter_client.kernelspec import KernelSpecManager
+    chain.start_broker()
+    chain.start_device("--kernels", "", "--kernel-prefork", "0")  # "": the default
+    chain.start_gateway()
+    status, body = chain.http("GET", "/kernels")
+    assert status == 200
+    installed = set(KernelSpecManager().find_kernel_specs())
+    assert installed, "bin/test installs ipykernel's and bash_kernel's kernelspecs"
+    assert {k["name"] for k in body["kernels"]} == {"python"} | installed
+
+
+def test_idle_timeout_and_time_limit_end_the_kernel_too(chain) -> None:
+    from harness import worker_pid
+    from test_backend_contract import _alive, _descendants
+    require_kernel("python3")
+    chain.start_broker()
+    device = chain.start_device("--kernels", "python3", "--kernel-prefork", "0",
+                                "--idle-timeout", "2", "--exec-timeout", "3")
+    chain.start_gateway()
+    doc = run(chain, "u/idle/1", "print('up')", kernel="python3")
+    assert text(doc) == "up\n"
+    pid = worker_pid(device, doc["session"])
+    processes = _descendants(pid)
+    assert len(processes) >= 2, "the worker (or its init) and the kernel under it"
+    device.wait_for_log(rf"closing idle session {doc['session']}", timeout=30)
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in processes):
+        assert time.monotonic() < deadline, "the kernel outlived its idle session"
+        time.sleep(0.1)
+    # --exec-timeout: a kernel stuck in a loop is stopped with its worker.
+    doc = run(chain, "u/limit/1", "while True: pass", kernel="python3", timeout=60)
+    assert [e["ename"] for e in errors(doc)] == ["TimeLimitExceeded"]
+    after = text(run(chain, "u/limit/2", "import sys\nprint('ipykernel' in sys.modules)"))
+    assert "started a fresh worker" in after and after.endswith("True\n")  # same kernel
+
+
+def test_queued_cells_of_a_dead_worker_run_in_the_same_kernel(chain) -> None:
+    require_kernel("python3")
+    chain.start_broker()
+    chain.start_device("--kernels", "python3", "--kernel-prefork", "0")
+    chain.start_gateway()
+    run(chain, "u/die/1", "print('up')", kernel="python3")
+    # The kernel kills its worker (its parent) while the next cell waits in the queue.
+    assert evaluate(chain, "u/die/2", "import os, time\ntime.sleep(1)\n"
+                                      "os.kill(os.getppid(), 9)")[0] == 202
+    assert evaluate(chain, "u/die/3", "import sys\nprint('ipykernel' in sys.modules)")[0] == 202
+    assert chain.wait_done("u/die/2")["status"] == "error"
+    doc = chain.wait_done("u/die/3", timeout=60)
+    assert doc["status"] == "done", doc
+    assert text(doc).endswith("True\n")
