@@ -18,6 +18,7 @@ from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.address import is_name
+from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.wire import Message
 
 from .refusal import Address, Refused, Reply
@@ -66,7 +67,9 @@ class JupyterKernels:
         return {"worksheet": record.worksheet, "session": record.session,
                 "created": record.created, "last_activity": record.last_activity,
                 "running": running, "jupyter_session": about if isinstance(about, dict)
-                else None}
+                else None,
+                "kernel": kernel_of(requests[0].message["metadata"]) if requests
+                else DEFAULT_KERNEL}
 
     async def delivery(self, msg: Message, address: Address) -> Reply:
         """Store a client's position (``seq`` given) or read it with where to start."""

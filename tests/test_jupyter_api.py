@@ -13,10 +13,10 @@ from jupyter_ws import Channels, stdout
 
 
 def start_kernel(chain) -> str:
-    status, doc = chain.http("POST", "/api/kernels", json.dumps({"name": "python3"}).encode())
+    status, doc = chain.http("POST", "/api/kernels", json.dumps({"name": "python"}).encode())
     assert status == 201, doc
     uuid.UUID(doc["id"])
-    assert doc["name"] == "python3" and doc["connections"] == 0
+    assert doc["name"] == "python" and doc["connections"] == 0
     return doc["id"]
 
 
@@ -63,11 +63,11 @@ async def test_rest_models_owners_and_schemes(chain) -> None:
     as_alice = {"Authorization": f"token {alice}", "Content-Type": "application/json"}
     assert call(port, "GET", "/api/kernels").status == 401
     specs = call(port, "GET", "/api/kernelspecs", headers=as_alice)
-    assert specs.status == 200 and specs.body["default"] == "python3"
-    assert specs.body["kernelspecs"]["python3"]["spec"]["language"] == "python"
-    assert call(port, "GET", "/api/kernelspecs/python3", headers=as_alice).body["name"] == "python3"
+    assert specs.status == 200 and specs.body["default"] == "python"
+    assert specs.body["kernelspecs"]["python"]["spec"]["language"] == "python"
+    assert call(port, "GET", "/api/kernelspecs/python", headers=as_alice).body["name"] == "python"
     assert call(port, "GET", "/api/kernelspecs/nope", headers=as_alice).status == 404
-    created = call(port, "POST", "/api/kernels", b'{"name": "python3"}', headers=as_alice)
+    created = call(port, "POST", "/api/kernels", b'{"name": "python"}', headers=as_alice)
     assert created.status == 201, created.body
     kernel_id = created.body["id"]
     assert created.headers["Location"] == f"/api/kernels/{kernel_id}"
@@ -223,7 +223,7 @@ def test_a_session_keeps_its_path_through_a_restart(running_chain) -> None:
     (from the store, not this gateway's memory) and survive a kernel restart."""
     status, made = running_chain.http("POST", "/api/sessions", json.dumps({
         "path": "work/a.ipynb", "name": "a.ipynb", "type": "notebook",
-        "kernel": {"name": "python3"}}).encode())
+        "kernel": {"name": "python"}}).encode())
     assert status == 201, made
     kernel_id = made["kernel"]["id"]
     assert (made["id"], made["path"], made["name"]) == (kernel_id, "work/a.ipynb", "a.ipynb")

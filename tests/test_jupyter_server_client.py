@@ -26,10 +26,10 @@ async def test_a_notebook_through_jupyter_servers_gateway_client(jupyter_server:
     """Print, an error, a plot, interrupt and restart, each as the notebook sees it."""
     port = jupyter_server
     status, specs = await asyncio.to_thread(call, port, "GET", "/api/kernelspecs")
-    assert status == 200 and "python3" in specs["kernelspecs"], specs
+    assert status == 200 and "python" in specs["kernelspecs"], specs
     status, session = await asyncio.to_thread(call, port, "POST", "/api/sessions", {
         "path": "demo.ipynb", "name": "demo.ipynb", "type": "notebook",
-        "kernel": {"name": "python3"}})
+        "kernel": {"name": "python"}})
     assert status == 201, session
     kernel_id = session["kernel"]["id"]
     status, ours = running_chain.http("GET", f"/api/kernels/{kernel_id}")

@@ -27,7 +27,7 @@ RUN = 30_000  # ms: a cell's output
 def notebook(path: Path) -> None:
     path.write_text(json.dumps({
         "nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {
-            "name": "python3", "display_name": "Python 3 (cellbus)", "language": "python"}},
+            "name": "python", "display_name": "Python 3 (cellbus)", "language": "python"}},
         "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "execution_count": None,
                    "outputs": [], "source": code} for i, code in enumerate(CELLS)]}))
 

@@ -34,7 +34,7 @@ from ..cells import execute_content
 from ..guard import rate_wait
 from ..ws import MAX_HEADER_FIELD, SocketHandler, Subscription
 from . import model, wire
-from .kernelspecs import BUILTIN
+from .kernelspecs import kernelspecs, spec_of
 from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
 
@@ -213,10 +213,11 @@ class ChannelsHandler(SocketHandler):
             # client's request is done once it has its reply and that idle); then the
             # kernel's real state with no parent, since JupyterLab ignores status messages
             # whose parent is a kernel_info_request for the kernel's state.
-            self.status("busy", request)
-            self.answer(request, mt.KERNEL_INFO_REPLY, BUILTIN.kernel_info(), "shell")
-            self.status("idle", request)
             entry = await model.find(self.ask, self.user, self.kernel_id)
+            spec = spec_of(entry.get("kernel") or "", await kernelspecs(self.ask))
+            self.status("busy", request)
+            self.answer(request, mt.KERNEL_INFO_REPLY, spec.kernel_info(), "shell")
+            self.status("idle", request)
             self.status(model.execution_state(entry))
         elif msg_type == mt.EXECUTE_REQUEST:
             await self._run_code(request, content)

@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from protocol import msgtypes as mt
+from protocol.kernels import DEFAULT_KERNEL
 from protocol.wire import Message
 
 from ..cells import execute_content
 from ..errors import fail
 from ..guard import Visitor
-from .kernelspecs import DEFAULT
 
 if TYPE_CHECKING:
     from .channels import ChannelsHandler
@@ -69,7 +69,7 @@ def execution_state(entry: dict[str, Any]) -> str:
 
 def model(entry: dict[str, Any], sockets: Sockets, user: str) -> dict[str, Any]:
     """jupyter_server's kernel model of a broker's kernel entry."""
-    return {"id": entry["worksheet"], "name": DEFAULT,
+    return {"id": entry["worksheet"], "name": entry.get("kernel") or DEFAULT_KERNEL,
             "last_activity": iso(entry["last_activity"]),
             "execution_state": execution_state(entry),
             "connections": len(sockets.of((user, entry["worksheet"])))}
@@ -126,7 +126,8 @@ async def restart(ask: Ask, user: str, kernel_id: str) -> None:
     appears to have died"), and a client that asked for a restart knows it."""
     entry = await find(ask, user, kernel_id)
     await stop(ask, user, kernel_id)
-    await start(ask, user, DEFAULT, kernel_id, entry.get("jupyter_session"))
+    await start(ask, user, entry.get("kernel") or DEFAULT_KERNEL, kernel_id,
+                entry.get("jupyter_session"))
 
 
 async def shut_down(ask: Ask, user: str, kernel_id: str, sockets: Sockets) -> None:

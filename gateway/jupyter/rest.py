@@ -44,9 +44,9 @@ class JupyterHandler(BaseHandler):
             raise fail(400, "the body must be a JSON object")
         return body
 
-    def kernel_name(self, given: Any) -> str:
+    async def kernel_name(self, given: Any) -> str:
         name = given if isinstance(given, str) and given else DEFAULT
-        if name not in kernelspecs():
+        if name not in await kernelspecs(self.ask):
             raise fail(404, f"no kernelspec {name!r} (GET /api/kernelspecs lists them)")
         return name
 
@@ -55,7 +55,7 @@ class JupyterHandler(BaseHandler):
         return model.model(entry, self.sockets, self.user)
 
     async def start_kernel(self, name: Any) -> dict[str, Any]:
-        kernel_id = await model.start(self.ask, self.user, self.kernel_name(name))
+        kernel_id = await model.start(self.ask, self.user, await self.kernel_name(name))
         return await self.kernel_model(kernel_id)
 
 
@@ -103,12 +103,12 @@ class RestartHandler(JupyterHandler):
 class KernelSpecsHandler(JupyterHandler):
     async def get(self) -> None:
         self.write_json(200, {"default": DEFAULT, "kernelspecs": {
-            name: spec.model() for name, spec in kernelspecs().items()}})
+            name: spec.model() for name, spec in (await kernelspecs(self.ask)).items()}})
 
 
 class KernelSpecHandler(JupyterHandler):
     async def get(self, name: str) -> None:
-        spec = kernelspecs().get(name)
+        spec = (await kernelspecs(self.ask)).get(name)
         if spec is None:
             raise fail(404, f"no kernelspec {name!r}")
         self.write_json(200, spec.model())
@@ -143,7 +143,7 @@ class SessionsHandler(JupyterHandler):
         if isinstance(kernel.get("id"), str):
             entry = await model.find(self.ask, self.user, kernel["id"])
         else:
-            kernel_id = await model.start(self.ask, self.user, self.kernel_name(
+            kernel_id = await model.start(self.ask, self.user, await self.kernel_name(
                 kernel.get("name")), about=about(body))
             entry = await model.find(self.ask, self.user, kernel_id)
         self.write_json(201, self.session(entry, about(body)))

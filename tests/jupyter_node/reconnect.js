@@ -59,7 +59,7 @@ function connected(kernel) {
 }
 
 async function main() {
-  const model = await KernelAPI.startNew({ name: 'python3' }, settings);
+  const model = await KernelAPI.startNew({ name: 'python' }, settings);
   const first = new KernelConnection({ model, serverSettings: settings, clientId: FIRST });
   const got = { same: [], new: [] };
   let second = null;
