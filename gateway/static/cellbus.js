@@ -48,6 +48,8 @@
     placeholder: "Python code; Shift+Enter evaluates",
     onShiftEnter: null,       // function(cell) after Shift+Enter evaluated it
     onInput: null,            // function(cell) when the code is edited
+    restore: false,           // show what the store has of this cell when it is made (its
+                              // output, a request still running); makeWorksheet's cells do
   };
 
   function resolve(relative) {
@@ -880,6 +882,230 @@
     }
   }
 
+  // ---- PollTransport: the HTTP API (POST evaluate, long-poll update) ------------------------
+
+  /** The HTTP API behind the same interface as Channel (evaluate, interrupt, interact,
+   * follow, document, register, forget, connected), for pages where no WebSocket gets
+   * through. It tells a cell what happens by the same calls Channel makes: _accepted,
+   * _running, _show, _finish, _failed, _connection and the _interact* ones. Over HTTP the
+   * cell sees whole blocks (/update's), not messages to fold. */
+  class PollTransport {
+    constructor(server, token) {
+      this.server = server;
+      this.token = token;
+      this.cells = new WeakMap();  // cell -> its HTTP state (see _of)
+    }
+
+    register() {}  // nothing to subscribe to
+
+    forget() {}
+
+    get connected() {
+      return true;
+    }
+
+    /** A cell's HTTP state: the blocks shown and the seq they are at, its interact POSTs
+     * (one at a time per interact) and the run being followed. */
+    _of(cell) {
+      let s = this.cells.get(cell);
+      if (!s) {
+        s = {blocks: {}, seq: 0, interacts: new Map(), follow: null, active: 0, following: false};
+        this.cells.set(cell, s);
+      }
+      return s;
+    }
+
+    url(cell, action) {
+      const parts = [cell.user, cell.worksheet, cell.cellId].map(encodeURIComponent);
+      return this.server + "home/" + parts.join("/") + "/" + action;
+    }
+
+    /** fetch(), with the token (if there is one) in an Authorization header. */
+    fetch(url, init) {
+      if (!this.token) return fetch(url, init);
+      const o = Object.assign({}, init || {});
+      o.headers = Object.assign({}, o.headers || {}, {Authorization: "Bearer " + this.token});
+      return fetch(url, o);
+    }
+
+    /** Why a fetch() to the gateway failed. */
+    async whyFailed() {
+      return "Could not reach the server; check the connection and try again.";
+    }
+
+    /** The cell's /update document after `since` (waiting up to `wait` s), or null. */
+    async document(cell, since, wait) {
+      try {
+        const r = await this.fetch(this.url(cell, "update?since=" + since
+                                             + (wait ? "&wait=" + wait : "")), {cache: "no-store"});
+        return r.ok ? await r.json() : null;
+      } catch (e) {
+        return null;
+      }
+    }
+
+    /** POST `code`; the msg_id goes to cell._accepted when the gateway has taken it. */
+    evaluate(cell, code) {
+      this._evaluate(cell, code);
+      return null;
+    }
+
+    async _evaluate(cell, code) {
+      const gen = cell.generation;
+      let r, body;
+      try {
+        r = await this.fetch(this.url(cell, "evaluate"), {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({input: code}),
+        });
+        body = await r.json().catch(() => ({}));
+      } catch (e) {
+        const why = await this.whyFailed(cell);
+        if (gen === cell.generation) cell._failed(why);
+        return;
+      }
+      if (gen !== cell.generation) return;
+      if (r.status !== 202) {
+        cell._failed("The server refused this evaluation: " + (body.error || "HTTP " + r.status));
+        return;
+      }
+      cell._accepted(body.msg_id, body.status || "needs_work");
+      this.follow(cell, body.msg_id, null);
+    }
+
+    /** Show request `msgId` of `cell` as it goes on, until it ends: from `doc` (an /update
+     * document already shown) or from nothing. */
+    async follow(cell, msgId, doc) {
+      const s = this._of(cell);
+      s.blocks = doc ? Object.assign({}, doc.output) : {};
+      s.seq = doc && Number.isInteger(doc.seq) ? doc.seq : 0;
+      let delay = 500;
+      while (cell.requestId === msgId && cell.busy) {
+        const next = await this.document(cell, s.seq, 20);
+        if (cell.requestId !== msgId || !cell.busy) return;
+        if (!next) {
+          cell._connection(false);
+          await sleep(delay);
+          delay = Math.min(delay * 2, 5000);
+          continue;
+        }
+        delay = 500;
+        cell._connection(true);
+        if (next.request && next.request !== msgId) {
+          cell._finish("superseded");
+          return;
+        }
+        this._showDocument(cell, next);
+        if (next.status === "working") cell._running();
+        if (next.status === "done" || next.status === "error") {
+          cell._finish(next.status);
+          return;
+        }
+      }
+    }
+
+    /** Show what changed in an /update answer. */
+    _showDocument(cell, doc) {
+      const s = this._of(cell);
+      if (doc.reset) s.blocks = {};
+      if (Object.keys(doc.output).length || doc.reset) {
+        s.blocks = Object.assign({}, s.blocks, doc.output);
+        cell._show(s.blocks);
+      }
+      if (Number.isInteger(doc.seq)) s.seq = doc.seq;
+    }
+
+    interrupt(cell) {
+      this.fetch(this.url(cell, "interrupt"), {method: "POST"}).catch(() => {});
+    }
+
+    /** POST an interact request, one at a time per interact (the newest waiting one next),
+     * then follow the cell's /update until that run is done. */
+    async interact(cell, content) {
+      const id = content.interact_id;
+      const interacts = this._of(cell).interacts;
+      let slot = interacts.get(id);
+      if (!slot) {
+        slot = {busy: false, next: null};
+        interacts.set(id, slot);
+      }
+      if (slot.busy) {
+        if (!slot.next || slot.next.state < content.state) slot.next = content;
+        return;
+      }
+      slot.busy = true;
+      const gen = cell.generation;
+      try {
+        while (content && gen === cell.generation) {
+          let r, body;
+          try {
+            r = await this.fetch(this.url(cell, "interact"), {
+              method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify(content),
+            });
+            body = await r.json().catch(() => ({}));
+          } catch (e) {
+            r = null;
+          }
+          if (!r) {
+            cell._interactFailed(id, await this.whyFailed(cell));
+          } else if (r.status !== 202) {
+            cell._interactRefused(id, body.error || "HTTP " + r.status);
+          } else {
+            this._followInteract(cell, content);
+          }
+          content = slot.next;
+          slot.next = null;
+        }
+      } finally {
+        slot.busy = false;
+      }
+    }
+
+    /** Poll /update, showing the blocks as they change, until nothing has changed for
+     * INTERACT_FOLLOW_IDLE after the last request sent. (/update tells no run's end: its
+     * document stays the cell's finished evaluation, with each interact's latest output in
+     * it, and a finished cell's /update answers at once rather than waiting.) */
+    async _followInteract(cell, content) {
+      const s = this._of(cell);
+      s.follow = content;  // the newest request sent; cleared by the first change after it
+      s.active = performance.now();
+      if (s.following) return;
+      s.following = true;
+      const gen = cell.generation;
+      let delay = INTERACT_POLL_MIN;
+      try {
+        while (gen === cell.generation && performance.now() - s.active < INTERACT_FOLLOW_IDLE) {
+          const follow = s.follow;
+          const asked = performance.now();
+          const doc = await this.document(cell, s.seq, INTERACT_POLL_WAIT);
+          if (gen !== cell.generation) return;
+          const changed = doc !== null && (Object.keys(doc.output).length > 0 || doc.reset);
+          if (doc) this._showDocument(cell, doc);
+          if (changed) {  // (which run it shows, /update does not say: take it as the newest)
+            s.active = performance.now();
+            if (s.follow) this._runShown(cell, s.follow);
+          }
+          if (changed || s.follow !== follow) {
+            delay = INTERACT_POLL_MIN;
+          } else if (performance.now() - asked < delay) {  // the server did not wait: we do
+            await sleep(delay);
+            delay = Math.min(delay * 2, INTERACT_POLL_MAX);
+          }
+        }
+        if (s.follow) this._runShown(cell, s.follow);
+      } finally {
+        s.following = false;
+      }
+    }
+
+    _runShown(cell, content) {
+      const s = this._of(cell);
+      if (s.follow === content) s.follow = null;
+      cell._interactFinished(content.interact_id, content.state);
+    }
+  }
+
   // ---- Channel: one WebSocket per gateway, shared by every cell of the page ---------------
 
   const RECONNECT_MIN = 250;     // ms, doubled per failed attempt
@@ -910,6 +1136,7 @@
       this.requests = new Map();  // msg_id -> {cell, header, msg, sent, accepted, kind}
       this.clientSession = newId();
       this.timer = null;
+      this.poll = new PollTransport(server, token);  // once no WebSocket gets through
       window.addEventListener("online", () => this._reconnectSoon(0));
     }
 
@@ -927,6 +1154,42 @@
 
     get connected() {
       return this.mode === "poll" || this.up;
+    }
+
+    /** Evaluate `code` in `cell`: the request's msg_id, or null when it is known only later
+     * (over HTTP: then cell._accepted names it). */
+    evaluate(cell, code) {
+      const msgId = this.request(cell, "execute_request", {code: code});
+      return msgId !== null ? msgId : this.poll.evaluate(cell, code);
+    }
+
+    interrupt(cell) {
+      if (this.request(cell, "interrupt_request", {}) === null) this.poll.interrupt(cell);
+    }
+
+    interact(cell, content) {
+      if (this.request(cell, "interact_request", content) === null) this.poll.interact(cell, content);
+    }
+
+    /** Show request `msgId` of `cell` (sent before this page loaded) until it ends, from
+     * `doc`, its /update document as shown. Over HTTP in either mode: this socket's replay
+     * may have passed that request's messages before the page knew the request. */
+    follow(cell, msgId, doc) {
+      this.poll.follow(cell, msgId, doc);
+    }
+
+    /** The cell's /update document after `since` (waiting up to `wait` s), or null. */
+    document(cell, since, wait) {
+      return this.poll.document(cell, since, wait);
+    }
+
+    /** The cell's URL for `action` (evaluate, update, restart...). */
+    url(cell, action) {
+      return this.poll.url(cell, action);
+    }
+
+    fetch(url, init) {
+      return this.poll.fetch(url, init);
     }
 
     /** Send an execute (interrupt, interact) request for `cell`; returns the request's msg_id,
@@ -1045,9 +1308,9 @@
       for (const [msgId, record] of waiting) {
         if (record.kind === "execute_request" && record.cell.requestId === msgId) {
           record.cell.requestId = null;
-          record.cell._viaHttp(record.msg.content.code);
+          this.poll.evaluate(record.cell, record.msg.content.code);
         } else if (record.kind === "interact_request" && !record.accepted) {
-          record.cell._interactViaHttp(record.msg.content);  // they go one after the other
+          this.poll.interact(record.cell, record.msg.content);  // they go one after the other
         }
       }
       this._tellCells(true);
@@ -1059,7 +1322,7 @@
       for (const [msgId, record] of this.requests) {
         if (record.accepted || record.sent) continue;
         if (record.unsure && record.kind === "execute_request") {
-          const doc = await record.cell._fetchDocument(0);
+          const doc = await this.poll.document(record.cell, 0);
           if (this.requests.get(msgId) !== record) continue;
           if (doc && doc.request === msgId) {
             record.accepted = true;
@@ -1225,13 +1488,11 @@
       this.noOutputTimer = null;
       this.interacts = new Map();    // interact_id -> its InteractView on screen
       this.runs = new Map();         // an interact run's msg_id -> {fold}: its output
-      this.httpBlocks = {};          // over HTTP: the blocks shown, and the seq they are at
-      this.httpSeq = 0;
-      this.httpInteracts = new Map();  // interact_id -> {busy, next}: POSTs one at a time
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
       if (o.autoeval) this.evaluate();
+      else if (o.restore) this._restore();
     }
 
     _build(element, o) {
@@ -1299,6 +1560,15 @@
       this.input.focus();
     }
 
+    /** This cell's URL for `action` on its gateway, and fetch() with its token. */
+    _url(action) {
+      return this.channel.url(this, action);
+    }
+
+    _fetch(url, init) {
+      return this.channel.fetch(url, init);
+    }
+
     /** Evaluate the code in the input; the old output stays, marked stale, until new comes. */
     evaluate() {
       const code = this.input.value;
@@ -1308,8 +1578,6 @@
       this.fold = new Fold();
       this.runs.clear();
       this.interacts.clear();
-      this.httpBlocks = {};
-      this.httpSeq = 0;
       this.sawOutput = false;
       this.started = performance.now();
       this.outputElement.classList.toggle("cellbus-stale", !this.view.empty);
@@ -1320,24 +1588,32 @@
       if (this.options.noOutputTimeout > 0) {
         this.noOutputTimer = setTimeout(() => this._noOutput(gen), this.options.noOutputTimeout);
       }
-      const msgId = this.channel.request(this, "execute_request", {code: code});
-      if (msgId !== null) this.requestId = msgId;
-      else this._viaHttp(code);
+      this.requestId = this.channel.evaluate(this, code);
     }
 
     interrupt() {
       if (!this.busy) return;
-      if (this.channel.request(this, "interrupt_request", {}) === null) {
-        this._fetch(this._url("interrupt"), {method: "POST"}).catch(() => {});
-      }
+      this.channel.interrupt(this);
     }
 
     // -- from the channel (WebSocket) ----------------------------------------------------------
 
+    // -- from the transport (this.channel: a WebSocket, or HTTP behind it) -------------------
+
+    /** The gateway took request `msgId` (over HTTP the cell learns its msg_id only here). */
     _accepted(msgId, status) {
+      if (this.requestId === null && this.busy && this.status === "sending") this.requestId = msgId;
       if (msgId === this.requestId && this.status === "sending") {
         this._setStatus(status === "working" ? "running" : "queued");
       }
+    }
+
+    _running() {
+      if (this.busy && this.status !== "running") this._setStatus("running");
+    }
+
+    _failed(text) {
+      this._finish("failed", text);
     }
 
     _refused(msgId, error) {
@@ -1349,7 +1625,7 @@
       const type = msg.msg_type;
       if (!this.busy) return;
       if (type === "execute_input" || (type === "status" && msg.content.execution_state === "busy")) {
-        if (this.status === "sending" || this.status === "queued") this._setStatus("running");
+        this._running();
       }
       if (this.fold.apply(seq, msg)) this._show(this.fold.view());
       if (type === "execute_reply") {
@@ -1371,108 +1647,43 @@
       }
     }
 
+    /** After a reload: show the cell's last request as the store has it (code, output,
+     * status), and one that is still queued or running as it goes on, with its Stop button.
+     * An evaluation started meanwhile wins. */
+    async _restore() {
+      const gen = this.generation;
+      const doc = await this.channel.document(this, 0);
+      if (!doc || !doc.request || gen !== this.generation) return;
+      if (!this.input.value && typeof doc.input === "string") {
+        this.input.value = doc.input;
+        this._fit();
+      }
+      if (isObject(doc.output) && Object.keys(doc.output).length) {
+        this.sawOutput = true;
+        this._show(doc.output);
+      }
+      if (doc.status === "needs_work" || doc.status === "working") {
+        this.requestId = doc.request;
+        this._setBusy(true);
+        this._setStatus(doc.status === "working" ? "running" : "queued");
+        this.channel.follow(this, doc.request, doc);
+      } else if (doc.status in STATUS_TEXT) {
+        this._setStatus(doc.status);
+      }
+    }
+
     /** A safety net after a reconnect: if the request has finished but its end never came
      * over the socket (its session was replaced meanwhile, say), show the stored output. */
     async _resync() {
       const msgId = this.requestId;
       if (!this.busy || !msgId) return;
-      const doc = await this._fetchDocument(0);
+      const doc = await this.channel.document(this, 0);
       if (!doc || !this.busy || this.requestId !== msgId || doc.request !== msgId) return;
       if (doc.status !== "done" && doc.status !== "error") return;
       this._show(doc.output);
       this._finish(doc.status);
     }
 
-    // -- HTTP: POST evaluate, then long-poll update ------------------------------------------
-
-    _url(action) {
-      const parts = [this.user, this.worksheet, this.cellId].map(encodeURIComponent);
-      return this.server + "home/" + parts.join("/") + "/" + action;
-    }
-
-    /** fetch(), with the cell's token (if it has one) in an Authorization header. */
-    _fetch(url, init) {
-      if (!this.token) return fetch(url, init);
-      const o = Object.assign({}, init || {});
-      o.headers = Object.assign({}, o.headers || {}, {Authorization: "Bearer " + this.token});
-      return fetch(url, o);
-    }
-
-    async _fetchDocument(since, wait) {
-      try {
-        const r = await this._fetch(this._url("update?since=" + since + (wait ? "&wait=" + wait : "")),
-                              {cache: "no-store"});
-        return r.ok ? await r.json() : null;
-      } catch (e) {
-        return null;
-      }
-    }
-
-    async _viaHttp(code) {
-      const gen = this.generation;
-      let r, body;
-      try {
-        r = await this._fetch(this._url("evaluate"), {
-          method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({input: code}),
-        });
-        body = await r.json().catch(() => ({}));
-      } catch (e) {
-        if (gen === this.generation) {
-          this._finish("failed",
-                       "Could not reach the server; check the connection and evaluate again.");
-        }
-        return;
-      }
-      if (gen !== this.generation) return;
-      if (r.status !== 202) {
-        this._finish("failed",
-                     "The server refused this evaluation: " + (body.error || "HTTP " + r.status));
-        return;
-      }
-      this.requestId = body.msg_id;
-      this._setStatus("queued");
-      this._poll(body.msg_id);
-    }
-
-    async _poll(msgId) {
-      let delay = 500;
-      while (this.requestId === msgId && this.busy) {
-        const since = this.httpSeq;
-        const doc = await this._fetchDocument(since, 20);
-        if (this.requestId !== msgId || !this.busy) return;
-        if (!doc) {
-          this._connection(false);
-          await sleep(delay);
-          delay = Math.min(delay * 2, 5000);
-          continue;
-        }
-        delay = 500;
-        this._connection(true);
-        if (doc.request && doc.request !== msgId) {
-          this._finish("superseded");
-          return;
-        }
-        this._showDocument(doc);
-        if (doc.status === "working" && this.status !== "running") this._setStatus("running");
-        if (doc.status === "done" || doc.status === "error") {
-          this._finish(doc.status);
-          return;
-        }
-      }
-    }
-
-    /** Over HTTP: show what changed in a /update answer. */
-    _showDocument(doc) {
-      if (doc.reset) this.httpBlocks = {};
-      if (Object.keys(doc.output).length || doc.reset) {
-        this.httpBlocks = Object.assign({}, this.httpBlocks, doc.output);
-        this._show(this.httpBlocks);
-      }
-      if (Number.isInteger(doc.seq)) this.httpSeq = doc.seq;
-    }
-
-    // -- interacts: controls send interact_requests; each run's output replaces the last ----
 
     _registerInteract(view) {
       this.interacts.set(view.id, view);
@@ -1482,14 +1693,22 @@
       this.interacts.set(view.id, view);
       const content = {interact_id: view.id, values: values, state: nextState(view.id)};
       view.sent(content.state);
-      if (this.channel.request(this, "interact_request", content) === null) {
-        this._interactViaHttp(content);
-      }
+      this.channel.interact(this, content);
     }
 
     _interactRefused(interactId, error) {
       const view = this.interacts.get(interactId);
       if (view) view.refused(error);
+    }
+
+    _interactFailed(interactId, text) {
+      const view = this.interacts.get(interactId);
+      if (view) view.failed(text);
+    }
+
+    _interactFinished(interactId, state) {
+      const view = this.interacts.get(interactId);
+      if (view) view.finished(state);
     }
 
     /** One message of a run of interact `interactId` (over the WebSocket). The run folds into
@@ -1518,92 +1737,6 @@
       this.fold.replaceInteractOutput(interactId, seq, run.fold);  // again: bumps its seq
       this._show(this.fold.view());
     }
-
-    /** Over HTTP: POST the request, one at a time per interact (the newest waiting one
-     * next), then follow the cell's /update until that run is done. */
-    async _interactViaHttp(content) {
-      const id = content.interact_id;
-      let slot = this.httpInteracts.get(id);
-      if (!slot) {
-        slot = {busy: false, next: null};
-        this.httpInteracts.set(id, slot);
-      }
-      if (slot.busy) {
-        if (!slot.next || slot.next.state < content.state) slot.next = content;
-        return;
-      }
-      slot.busy = true;
-      const gen = this.generation;
-      try {
-        while (content && gen === this.generation) {
-          const view = this.interacts.get(id);
-          let r, body;
-          try {
-            r = await this._fetch(this._url("interact"), {
-              method: "POST", headers: {"Content-Type": "application/json"},
-              body: JSON.stringify(content),
-            });
-            body = await r.json().catch(() => ({}));
-          } catch (e) {
-            r = null;
-          }
-          if (!r) {
-            if (view) view.failed("Could not reach the server; check the connection and try again.");
-          } else if (r.status !== 202) {
-            if (view) view.refused(body.error || "HTTP " + r.status);
-          } else {
-            this._followInteract(content);
-          }
-          content = slot.next;
-          slot.next = null;
-        }
-      } finally {
-        slot.busy = false;
-      }
-    }
-
-    /** Over HTTP: poll /update, showing the blocks as they change, until nothing has changed
-     * for INTERACT_FOLLOW_IDLE after the last request sent. (/update tells no run's end: its
-     * document stays the cell's finished evaluation, with each interact's latest output in
-     * it, and a finished cell's /update answers at once rather than waiting.) */
-    async _followInteract(content) {
-      this.httpFollow = content;  // the newest request sent; cleared by the first change after it
-      this.httpActive = performance.now();
-      if (this.httpFollowing) return;
-      this.httpFollowing = true;
-      const gen = this.generation;
-      let delay = INTERACT_POLL_MIN;
-      try {
-        while (gen === this.generation && performance.now() - this.httpActive < INTERACT_FOLLOW_IDLE) {
-          const follow = this.httpFollow;
-          const asked = performance.now();
-          const doc = await this._fetchDocument(this.httpSeq, INTERACT_POLL_WAIT);
-          if (gen !== this.generation) return;
-          const changed = doc !== null && (Object.keys(doc.output).length > 0 || doc.reset);
-          if (doc) this._showDocument(doc);
-          if (changed) {  // (which run it shows, /update does not say: take it as the newest)
-            this.httpActive = performance.now();
-            if (this.httpFollow) this._httpRunShown(this.httpFollow);
-          }
-          if (changed || this.httpFollow !== follow) {
-            delay = INTERACT_POLL_MIN;
-          } else if (performance.now() - asked < delay) {  // the server did not wait: we do
-            await sleep(delay);
-            delay = Math.min(delay * 2, INTERACT_POLL_MAX);
-          }
-        }
-        if (this.httpFollow) this._httpRunShown(this.httpFollow);
-      } finally {
-        this.httpFollowing = false;
-      }
-    }
-
-    _httpRunShown(content) {
-      if (this.httpFollow === content) this.httpFollow = null;
-      const view = this.interacts.get(content.interact_id);
-      if (view) view.finished(content.state);
-    }
-
     // -- what the person sees ------------------------------------------------------------------
 
     _show(blocks) {
@@ -1693,6 +1826,7 @@
       list.appendChild(box);
       const cell = makeCell(box, Object.assign({}, o, {
         code: code || "", cellId: String(cells.length + 1), autoeval: false,
+        restore: o.restore !== false,
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
           (cells[next] || add("")).focus();
