@@ -928,8 +928,17 @@
       return fetch(url, o);
     }
 
-    /** Why a fetch() to the gateway failed. */
-    async whyFailed() {
+    /** Why a fetch() to the gateway failed. A browser hides why: a page of an origin the
+     * gateway does not allow (--allow-origin) sees a network error. A plain GET (no
+     * preflight, no token) then gets the gateway's 403, which that origin may read. */
+    async whyFailed(cell) {
+      try {
+        const r = await fetch(this.url(cell, "update"), {cache: "no-store"});
+        const body = await r.json().catch(() => ({}));
+        if (r.status === 403 && typeof body.error === "string") {
+          return "The server refuses this page: " + body.error;
+        }
+      } catch (e) { /* not reached indeed */ }
       return "Could not reach the server; check the connection and try again.";
     }
 
