@@ -359,6 +359,149 @@
     }
   });
 
+  // ---- TextView: a text block, however long ------------------------------------------------
+
+  // A print loop can write a million lines: drawn whole, they made a page millions of px
+  // tall that took minutes to lay out, and nothing else on it moved meanwhile. A text block
+  // shows at most its first HEAD_LINES and last TAIL_LINES lines (and HEAD_CHARS, TAIL_CHARS
+  // of them: one line can be long too), "N lines hidden" between them with buttons to show
+  // all (drawn SHOW_CHUNK characters per animation frame) or download it; and it scrolls
+  // in a box of its own past a height (cellbus.css). Taking in new text costs what it adds.
+  const HEAD_LINES = 200;
+  const TAIL_LINES = 200;
+  const HEAD_CHARS = 32768;
+  const TAIL_CHARS = 32768;
+  const SHOW_CHUNK = 262144;
+  const MARK = 32;  // chars at the end of the text taken in that must still be there
+
+  function countLines(text, from, to) {
+    let n = 0;
+    for (let i = text.indexOf("\n", from); i !== -1 && i < to; i = text.indexOf("\n", i + 1)) n++;
+    return n;
+  }
+
+  /** Where the `n`th line of `text` ends (after its newline), at most `max`. */
+  function headEnd(text, n, max) {
+    let at = 0;
+    for (let k = 0; k < n && at < max; k++) {
+      const i = text.indexOf("\n", at);
+      if (i === -1) return Math.min(text.length, max);
+      at = i + 1;
+    }
+    return Math.min(at, max);
+  }
+
+  /** Where the last `n` lines of `text` (after `from`) start, at least length - `max`. */
+  function tailStart(text, from, n, max) {
+    let at = text.length - (text.endsWith("\n") ? 1 : 0);
+    for (let k = 0; k < n; k++) {
+      const i = text.lastIndexOf("\n", at - 1);
+      if (i < from) return Math.max(from, text.length - max);
+      at = i;
+    }
+    return Math.max(at + 1, text.length - max, from);
+  }
+
+  function download(text, name) {
+    const url = URL.createObjectURL(new Blob([text], {type: "text/plain;charset=utf-8"}));
+    const link = el("a");
+    link.href = url;
+    link.download = name;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  class TextView {
+    constructor(block) {
+      this.stream = block.stream;
+      this.node = el("pre", "cellbus-text cellbus-" + (block.stream || "stdout"));
+      if (block.mime) this.node.dataset.mime = block.mime;
+      this.head = document.createTextNode("");
+      this.node.appendChild(this.head);
+      this.text = "";       // the block's text as taken in
+      this.lines = 0;       // newlines in it
+      this.cut = -1;        // where the head ends, once the text outgrew the cap
+      this.drawn = -1;      // showing all: how much of the text is drawn
+      this.pinned = true;   // the box follows the end of the text, as a terminal does, until
+                            // the reader scrolls away from it
+      this.node.addEventListener("scroll", () => {
+        const n = this.node;
+        this.pinned = n.scrollTop + n.clientHeight >= n.scrollHeight - 4;
+      }, {passive: true});
+      this.node.cellbusUpdate = (b) => this.update(b);
+      this.update(block);
+    }
+
+    /** Take in the block's text; false if it is not this text grown (then redraw). */
+    update(block) {
+      const text = block.content;
+      if (block.stream !== this.stream || typeof text !== "string" || text.length < this.text.length
+          || text.slice(this.text.length - MARK, this.text.length)
+             !== this.text.slice(this.text.length - MARK)) return false;
+      const old = this.text.length;
+      this.lines += countLines(text, old, text.length);
+      this.text = text;
+      if (this.drawn >= 0) this._drawMore();
+      else if (this.cut < 0 && this.lines <= HEAD_LINES + TAIL_LINES
+               && text.length <= HEAD_CHARS + TAIL_CHARS) this.head.appendData(text.slice(old));
+      else this._capped();
+      return true;
+    }
+
+    _capped() {
+      const text = this.text;
+      if (this.cut < 0) {
+        this.cut = headEnd(text, HEAD_LINES, HEAD_CHARS);
+        this.head.data = text.slice(0, this.cut);
+        this.headLines = countLines(text, 0, this.cut);
+        this.bar = el("span", "cellbus-hidden");
+        this.label = el("span", "cellbus-hidden-count");
+        const all = el("button", "cellbus-show-all", "Show all");
+        all.type = "button";
+        all.addEventListener("click", () => this.showAll());
+        const save = el("button", "cellbus-download", "Download");
+        save.type = "button";
+        save.addEventListener("click", () => download(this.text, "output.txt"));
+        this.bar.append(this.label, all, save);
+        this.tail = document.createTextNode("");
+        this.node.append(this.bar, this.tail);
+        this.node.classList.add("cellbus-long");
+      }
+      const start = tailStart(text, this.cut, TAIL_LINES, TAIL_CHARS);
+      this.tail.data = text.slice(start);
+      const hidden = this.lines - this.headLines - countLines(text, start, text.length);
+      const chars = start - this.cut;
+      this.label.textContent = hidden > 0
+        ? hidden.toLocaleString("en-US") + " lines hidden (" + sizeText(chars) + ")"
+        : sizeText(chars) + " hidden";
+      if (this.pinned) this.node.scrollTop = this.node.scrollHeight;
+    }
+
+    /** Every line, drawn SHOW_CHUNK characters per animation frame. */
+    showAll() {
+      if (this.drawn >= 0) return;
+      this.drawn = 0;
+      this.node.textContent = "";
+      this.head = this.bar = this.tail = null;
+      this.node.classList.remove("cellbus-long");
+      this._drawMore();
+    }
+
+    _drawMore() {
+      if (this.drawing) return;
+      this.drawing = true;
+      requestAnimationFrame(() => {
+        this.drawing = false;
+        const end = Math.min(this.text.length, this.drawn + SHOW_CHUNK);
+        this.node.appendChild(document.createTextNode(this.text.slice(this.drawn, end)));
+        this.drawn = end;
+        if (end < this.text.length) this._drawMore();
+      });
+    }
+  }
+
   // ---- renderers: one function per block type ----------------------------------------------
 
   function imageSource(block) {
@@ -374,9 +517,7 @@
    * `cellbusUpdate(block)` method that returns true is updated in place instead of redrawn. */
   const renderers = {
     text(block) {
-      const pre = el("pre", "cellbus-text cellbus-" + (block.stream || "stdout"), block.content);
-      if (block.mime) pre.dataset.mime = block.mime;
-      return pre;
+      return new TextView(block).node;  // capped, however long (see TextView)
     },
     image(block) {
       const img = el("img", "cellbus-image");
@@ -473,22 +614,15 @@
     }
 
     _draw(id, block, entry) {
-      // A growing stream only appends its new text, so long output does not redraw.
-      if (entry && block.type === "text" && entry.type === "text" && entry.stream === block.stream
-          && typeof entry.content === "string" && block.content.startsWith(entry.content)) {
-        entry.node.appendChild(document.createTextNode(block.content.slice(entry.content.length)));
-        return Object.assign(entry, {seq: block.seq, block: block, content: block.content});
-      }
-      // A node that can take the new block itself (an interact: its controls stay put while
-      // its output changes under them).
+      // A node that can take the new block itself: a growing text appends only what is new
+      // (TextView), an interact's controls stay put while its output changes under them.
       if (entry && entry.type === block.type && typeof entry.node.cellbusUpdate === "function"
           && entry.node.cellbusUpdate(block)) {
         return Object.assign(entry, {seq: block.seq, block: block});
       }
       const node = renderBlock(id, block, this.cell);
       if (entry) entry.node.replaceWith(node);
-      return {node: node, seq: block.seq, block: block, type: block.type, stream: block.stream,
-              content: block.content};
+      return {node: node, seq: block.seq, block: block, type: block.type};
     }
 
     clear() {
@@ -1755,7 +1889,20 @@
         clearTimeout(this.noOutputTimer);
         this._hideNotice();
       }
-      if (this.sawOutput) this.view.update(blocks);
+      if (this.sawOutput) this._drawSoon(blocks);
+    }
+
+    /** Draw `blocks` at the next animation frame: a flood of output messages costs one
+     * drawing per frame, and the status and Stop button (changed at once) stay current. */
+    _drawSoon(blocks) {
+      const first = this.pending === undefined || this.pending === null;
+      this.pending = {blocks: blocks, generation: this.generation};
+      if (!first) return;
+      requestAnimationFrame(() => {
+        const pending = this.pending;
+        this.pending = null;
+        if (pending.generation === this.generation) this.view.update(pending.blocks);
+      });
     }
 
     _noOutput(gen) {
