@@ -1032,6 +1032,8 @@
 
     register() {}  // nothing to subscribe to
 
+    unregister() {}
+
     forget() {}
 
     get connected() {
@@ -1293,6 +1295,11 @@
       }
       sub.cells.add(cell);
       if (this.mode === "websocket" && !this.ws && this.timer === null) this._connect();
+    }
+
+    unregister(cell) {
+      const sub = this.subs.get(cell.user + "/" + cell.worksheet);
+      if (sub) sub.cells.delete(cell);
     }
 
     get connected() {
@@ -1667,7 +1674,11 @@
       this.working.setAttribute("aria-hidden", "true");
       this.statusText = el("span", "cellbus-status");
       this.statusText.setAttribute("role", "status");
-      bar.append(this.button, this.stopButton, this.working, this.statusText);
+      this.count = el("span", "cellbus-count");  // the session's execution counter, [n]
+      this.count.hidden = true;
+      this.count.title = "execution number in the session";
+      bar.append(this.count, this.button, this.stopButton, this.working, this.statusText);
+      this.bar = bar;
       this.notice = el("div", "cellbus-notice");
       this.notice.setAttribute("role", "alert");
       this.notice.hidden = true;
@@ -1701,6 +1712,30 @@
 
     focus() {
       this.input.focus();
+    }
+
+    /** Clear the output on the page (the store keeps it: a reload shows it again). */
+    clearOutput() {
+      this.view.clear();
+      this.outputElement.classList.remove("cellbus-stale");
+      this._hideNotice();
+      if (!this.busy) {
+        this.count.hidden = true;
+        this._setStatus("idle");
+      }
+    }
+
+    /** Take the cell off the page: its element is emptied and it hears nothing more. */
+    destroy() {
+      this.generation++;
+      if (this.requestId) this.channel.forget(this.requestId);
+      this.requestId = null;
+      this._setBusy(false);
+      clearTimeout(this.noOutputTimer);
+      this.channel.unregister(this);
+      allCells.delete(this);
+      this.element.textContent = "";
+      this.element.classList.remove("cellbus-cell");
     }
 
     /** This cell's URL for `action` on its gateway, and fetch() with its token. */
@@ -1769,6 +1804,9 @@
       if (!this.busy) return;
       if (type === "execute_input" || (type === "status" && msg.content.execution_state === "busy")) {
         this._running();
+      }
+      if (type === "execute_input" && Number.isInteger(msg.content.execution_count)) {
+        this._setCount(String(msg.content.execution_count));
       }
       if (this.fold.apply(seq, msg)) this._show(this.fold.view());
       if (type === "execute_reply") {
@@ -1923,7 +1961,14 @@
       this.element.classList.remove("cellbus-waiting");
     }
 
+    _setCount(text) {
+      this.count.textContent = "[" + text + "]";
+      this.count.hidden = false;
+    }
+
     _setBusy(busy) {
+      if (busy) this._setCount("*");
+      else if (this.count.textContent === "[*]") this.count.hidden = true;  // no number came
       this.busy = busy;
       this.working.hidden = !busy;
       this.stopButton.hidden = !busy;
@@ -1970,30 +2015,92 @@
   }
 
   /** Cells that share one worksheet (one session), one after the other in `element`;
-   * Shift+Enter evaluates and moves to the next cell, adding one after the last. */
+   * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
+   * has buttons to move it up or down, clear its output and delete it. `codes`: the cells'
+   * code, each a string or {id, code} (as `layout()` gives, to save); `onChange(sheet)`
+   * after cells were added, moved or deleted. Returns {cells, add, move, remove, layout}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
     const cells = [];
     const list = el("div", "cellbus-worksheet");
     element.appendChild(list);
-    function add(code) {
+    let nextId = 1;
+    let loading = true;
+    const changed = () => {
+      if (!loading && o.onChange) o.onChange(sheet);
+    };
+
+    /** A new cell with `code` (a string or {id, code}) at `index` (default: last). */
+    function add(code, index) {
+      const entry = isObject(code) ? code : {code: code};
+      const id = entry.id !== undefined ? String(entry.id) : String(nextId);
+      nextId = Math.max(nextId, (parseInt(id, 10) || 0) + 1);
+      const at = Number.isInteger(index) ? Math.max(0, Math.min(index, cells.length)) : cells.length;
       const box = el("div");
-      list.appendChild(box);
+      list.insertBefore(box, at < cells.length ? cells[at].element : null);
       const cell = makeCell(box, Object.assign({}, o, {
-        code: code || "", cellId: String(cells.length + 1), autoeval: false,
-        restore: o.restore !== false,
+        code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
+        restore: loading && o.restore !== false,  // a new cell has no past to show
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
           (cells[next] || add("")).focus();
         },
       }));
-      cells.push(cell);
+      cells.splice(at, 0, cell);
+      cell.bar.appendChild(tools(cell));
       if (o.onAdd) o.onAdd(cell);
+      changed();
       return cell;
     }
+
+    function tools(cell) {
+      const box = el("span", "cellbus-tools");
+      const button = (text, label, action) => {
+        const b = el("button", "cellbus-tool", text);
+        b.type = "button";
+        b.title = label;
+        b.setAttribute("aria-label", label + " (cell " + cell.cellId + ")");
+        b.addEventListener("click", action);
+        box.appendChild(b);
+      };
+      button("↑", "Move up", () => move(cell, -1));
+      button("↓", "Move down", () => move(cell, 1));
+      button("Clear", "Clear output", () => cell.clearOutput());
+      button("✕", "Delete cell", () => remove(cell));
+      return box;
+    }
+
+    /** Move `cell` `by` places (-1: up). */
+    function move(cell, by) {
+      const from = cells.indexOf(cell), to = from + by;
+      if (from < 0 || to < 0 || to >= cells.length) return;
+      cells.splice(from, 1);
+      cells.splice(to, 0, cell);
+      list.insertBefore(cell.element, to + 1 < cells.length ? cells[to + 1].element : null);
+      cell.focus();
+      changed();
+    }
+
+    function remove(cell) {
+      const at = cells.indexOf(cell);
+      if (at < 0) return;
+      cells.splice(at, 1);
+      cell.destroy();
+      cell.element.remove();
+      if (cells.length) cells[Math.min(at, cells.length - 1)].focus();
+      changed();
+    }
+
+    /** What to save to make the same worksheet again: [{id, code}] in order. */
+    function layout() {
+      return cells.map((c) => ({id: c.cellId, code: c.input.value}));
+    }
+
+    const sheet = {cells: cells, add: add, move: move, remove: remove, layout: layout};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
-    return {cells: cells, add: add};
+    loading = false;
+    return sheet;
   }
 
   injectStylesheet();
