@@ -1164,6 +1164,10 @@
       this.fetch(this.url(cell, "interrupt"), {method: "POST"}).catch(() => {});
     }
 
+    restart(cell) {
+      this.fetch(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
+    }
+
     /** POST an interact request, one at a time per interact (the newest waiting one next),
      * then follow the cell's /update until that run is done. */
     async interact(cell, content) {
@@ -1319,6 +1323,11 @@
 
     interact(cell, content) {
       if (this.request(cell, "interact_request", content) === null) this.poll.interact(cell, content);
+    }
+
+    /** The worksheet's next request gets a fresh session (its variables are gone). */
+    restart(cell) {
+      if (this.request(cell, "restart_request", {}) === null) this.poll.restart(cell);
     }
 
     /** Show request `msgId` of `cell` (sent before this page loaded) until it ends, from
@@ -1530,10 +1539,7 @@
           }, 2000);
           return;
         }
-        if (content.session && content.session !== sub.session) {
-          sub.session = content.session;
-          sub.last = 0;
-        }
+        if (content.session && content.session !== sub.session) this._newSession(sub, content.session);
         if (Number.isInteger(content.seq)) sub.last = Math.max(sub.last, content.seq);
       }
       if (!this.up) {
@@ -1542,6 +1548,16 @@
         this.failures = 0;
         this._tellCells(true);
       }
+    }
+
+    /** The worksheet has another session (it starts at seq 1): a later one means the one
+     * before ended (idle, restarted, or its device went away), and its variables with it. */
+    _newSession(sub, session) {
+      const previous = sub.session;
+      sub.session = session;
+      sub.last = 0;
+      const cell = sub.cells.values().next().value;  // one event for the worksheet
+      if (previous && cell) cell._event("session", {session, previous});
     }
 
     _replied(record, msgId, type, content) {
@@ -1563,10 +1579,7 @@
     _output(msg, facts, parent) {
       const sub = this.subs.get(facts.user + "/" + facts.worksheet);
       if (!sub) return;
-      if (facts.session !== sub.session) {  // a new session for the worksheet starts at seq 1
-        sub.session = facts.session;
-        sub.last = 0;
-      }
+      if (facts.session !== sub.session) this._newSession(sub, facts.session);
       if (facts.seq <= sub.last) return;  // seen already
       sub.last = facts.seq;
       const record = parent ? this.requests.get(parent) : null;
@@ -1807,6 +1820,7 @@
       }
       if (type === "execute_input" && Number.isInteger(msg.content.execution_count)) {
         this._setCount(String(msg.content.execution_count));
+        this._event("count", {count: msg.content.execution_count});
       }
       if (this.fold.apply(seq, msg)) this._show(this.fold.view());
       if (type === "execute_reply") {
@@ -1975,8 +1989,16 @@
       this.element.classList.toggle("cellbus-busy", busy);
     }
 
+    /** Tell the page: a "cellbus:NAME" event on the cell's element (it bubbles). */
+    _event(name, detail) {
+      this.element.dispatchEvent(new CustomEvent("cellbus:" + name, {
+        bubbles: true, detail: Object.assign({cell: this}, detail)}));
+    }
+
     _setStatus(status) {
+      const changed = status !== this.status;
       this.status = status;
+      if (changed) this._event("status", {status: status, busy: this.busy});
       this.element.dataset.status = status;
       let text = status in STATUS_TEXT ? STATUS_TEXT[status] : status;
       if (!this.busy && this.started !== undefined && status !== "idle") {
@@ -2014,6 +2036,96 @@
     return new Cell(element, options);
   }
 
+  // ---- SessionBar: the worksheet's session, what it runs, and its Restart button ----------
+
+  const KERNELS = {python: "Python 3", python3: "Python 3", r: "R", bash: "Bash"};
+  const SESSION_REPLACED = "a new session: the last one ended (idle too long, restarted, or "
+    + "its machine went away), and its variables with it";
+  const SESSION_TEXT = {
+    none: "no session yet: the first evaluation starts one",
+    starting: "starting…", busy: "busy", idle: "idle",
+  };
+
+  /** Above a worksheet's cells: the kernel its session runs, the session's state (none,
+   * starting, busy, idle, gone: why), and Restart (a fresh session; variables go). A
+   * worker that ended on its own (the device's --idle-timeout, say) shows when the next run
+   * starts a new one (its execution number starts again at 1): the page hears of no
+   * worker's end before (the broker tells no client). */
+  class SessionBar {
+    constructor(kernel, cells) {
+      this.cells = cells;
+      this.known = false;     // a session ran something since the page loaded or restarted it
+      this.why = null;        // gone: why, until the next session runs
+      this.notice = null;     // a new session replaced the last: said until the next run
+      this.rested = false;    // no cell ran since the notice came
+      this.restarted = false; // the next new session is the Restart's, no news
+      this.lastCount = null;  // the last execution number seen
+      const name = typeof kernel === "string" && kernel ? kernel : "python";
+      this.node = el("div", "cellbus-session");
+      this.node.append(el("span", "cellbus-kernel", KERNELS[name.toLowerCase()] || name));
+      this.state = el("span", "cellbus-session-state");
+      this.state.setAttribute("role", "status");
+      this.restartButton = el("button", "cellbus-restart", "Restart");
+      this.restartButton.type = "button";
+      this.restartButton.title = "a fresh session: the variables go";
+      this.restartButton.addEventListener("click", () => this.restart());
+      this.node.append(this.state, this.restartButton);
+      this.show();
+    }
+
+    restart() {
+      const cell = this.cells[0];
+      if (!cell) return;
+      cell.channel.restart(cell);
+      this.known = false;
+      this.notice = null;
+      this.restarted = true;
+      this.lastCount = null;
+      this.why = "restarted: the next evaluation starts a new session, without the old variables";
+      this.show();
+    }
+
+    /** An execution number `count`: 1 after others is a new worker, with none of the old
+     * variables, though the session's name stayed (the device ended an idle worker, or
+     * went away, and the broker placed the session again). */
+    counted(count) {
+      if (count === 1 && this.lastCount !== null) this.replaced();
+      this.lastCount = count;
+    }
+
+    /** The worksheet's session was replaced by a new one (see Channel._newSession). */
+    replaced() {
+      if (this.restarted) return;
+      this.notice = SESSION_REPLACED;
+      this.rested = false;
+      this.show();
+    }
+
+    show() {
+      const busy = this.cells.some((c) => c.busy);
+      const running = this.cells.some((c) => c.busy && c.status === "running");
+      if (running) {
+        this.known = true;
+        this.why = null;
+        if (this.rested) this.notice = null;
+      }
+      if (!busy) this.rested = this.notice !== null;
+      if (!busy && this.known) this.restarted = false;  // the restarted session has run
+      let state;
+      if (running) state = "busy";
+      else if (busy) state = this.known ? "busy" : "starting";
+      else if (this.why) state = "gone";
+      else if (this.known || this.cells.some((c) => c.status in FINISHED)) state = "idle";
+      else state = "none";
+      this.node.dataset.state = state;
+      const text = state === "gone" ? "gone: " + this.why : SESSION_TEXT[state];
+      this.state.textContent = this.notice ? text + " · " + this.notice : text;
+      this.node.classList.toggle("cellbus-session-news", this.notice !== null);
+    }
+  }
+
+  const FINISHED = {done: true, error: true, aborted: true};
+
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has buttons to move it up or down, clear its output and delete it. `codes`: the cells'
@@ -2025,6 +2137,11 @@
     const cells = [];
     const list = el("div", "cellbus-worksheet");
     element.appendChild(list);
+    const session = new SessionBar(o.kernel, cells);
+    list.appendChild(session.node);
+    list.addEventListener("cellbus:status", () => session.show());
+    list.addEventListener("cellbus:session", () => session.replaced());
+    list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
     let nextId = 1;
     let loading = true;
     const changed = () => {
