@@ -6,6 +6,7 @@ const js = require("@eslint/js");
 const globals = require("globals");
 
 module.exports = [
+  {ignores: ["gateway/static/vendor/"]},  // third-party code, served as npm ships it
   {
     files: ["gateway/static/**/*.js"],
     ...js.configs.recommended,

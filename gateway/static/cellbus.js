@@ -96,6 +96,44 @@
     return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
   }
 
+  // ANSI colours (a traceback of a Jupyter kernel, a coloured print) become coloured spans
+  // by ansi_up, a classic script from npm (pinned in package.json) that the gateway serves
+  // as static/vendor/ansi_up.js; loaded the first time some output has an escape, shown
+  // without its colours until then (or if it cannot load).
+  const ANSI_ESCAPE = /\x1b\[[0-9;?]*[A-Za-z]/;
+  let ansiLoad = null;
+
+  /** A Promise of a new ansi_up converter (it keeps colours across calls), or of null. */
+  function ansiConverter() {
+    if (!ansiLoad) {
+      ansiLoad = new Promise((done) => {
+        if (window.AnsiUp) return done(window.AnsiUp);
+        const src = resolve("vendor/ansi_up.js");
+        if (!src) return done(null);
+        const tag = document.createElement("script");
+        tag.src = src;
+        tag.onload = () => done(window.AnsiUp || null);
+        tag.onerror = () => done(null);
+        (document.head || document.documentElement).appendChild(tag);
+      });
+    }
+    return ansiLoad.then((AnsiUp) => {
+      if (!AnsiUp) return null;
+      const converter = new AnsiUp();
+      converter.use_classes = true;  // colours from cellbus.css, readable on its background
+      return converter;
+    });
+  }
+
+  /** Show `text` in `node`: at once without colours, then (once ansi_up is here) with. */
+  function showAnsi(node, text) {
+    node.textContent = stripAnsi(text);
+    if (!ANSI_ESCAPE.test(text)) return;
+    ansiConverter().then((converter) => {
+      if (converter) node.innerHTML = converter.ansi_to_html(text);  // it escapes the text
+    });
+  }
+
   function sizeText(bytes) {
     if (bytes < 1024) return bytes + " B";
     if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KiB";
@@ -445,16 +483,37 @@
       this.text = text;
       if (this.drawn >= 0) this._drawMore();
       else if (this.cut < 0 && this.lines <= HEAD_LINES + TAIL_LINES
-               && text.length <= HEAD_CHARS + TAIL_CHARS) this.head.appendData(text.slice(old));
+               && text.length <= HEAD_CHARS + TAIL_CHARS) this._append(text.slice(old));
       else this._capped();
       return true;
     }
 
+    /** Text that fits under the cap: appended, in colour once the text has an escape. */
+    _append(chunk) {
+      if (this.colours) {
+        this.colours.insertAdjacentHTML("beforeend", this.ansi.ansi_to_html(chunk));
+        return;
+      }
+      this.head.appendData(stripAnsi(chunk));
+      if (this.ansiAsked || !ANSI_ESCAPE.test(chunk)) return;
+      this.ansiAsked = true;
+      ansiConverter().then((converter) => {
+        if (!converter || this.cut >= 0 || this.drawn >= 0) return;
+        this.ansi = converter;
+        this.colours = el("span", "cellbus-ansi");
+        this.colours.innerHTML = converter.ansi_to_html(this.text);  // all of it, escaped
+        this.head.replaceWith(this.colours);
+      });
+    }
+
     _capped() {
       const text = this.text;
-      if (this.cut < 0) {
+      if (this.cut < 0) {  // past the cap, text is shown without colours
         this.cut = headEnd(text, HEAD_LINES, HEAD_CHARS);
-        this.head.data = text.slice(0, this.cut);
+        this.node.textContent = "";
+        this.colours = null;
+        this.head = document.createTextNode(stripAnsi(text.slice(0, this.cut)));
+        this.node.appendChild(this.head);
         this.headLines = countLines(text, 0, this.cut);
         this.bar = el("span", "cellbus-hidden");
         this.label = el("span", "cellbus-hidden-count");
@@ -470,7 +529,7 @@
         this.node.classList.add("cellbus-long");
       }
       const start = tailStart(text, this.cut, TAIL_LINES, TAIL_CHARS);
-      this.tail.data = text.slice(start);
+      this.tail.data = stripAnsi(text.slice(start));
       const hidden = this.lines - this.headLines - countLines(text, start, text.length);
       const chars = start - this.cut;
       this.label.textContent = hidden > 0
@@ -484,7 +543,7 @@
       if (this.drawn >= 0) return;
       this.drawn = 0;
       this.node.textContent = "";
-      this.head = this.bar = this.tail = null;
+      this.head = this.bar = this.tail = this.colours = null;
       this.node.classList.remove("cellbus-long");
       this._drawMore();
     }
@@ -495,7 +554,7 @@
       requestAnimationFrame(() => {
         this.drawing = false;
         const end = Math.min(this.text.length, this.drawn + SHOW_CHUNK);
-        this.node.appendChild(document.createTextNode(this.text.slice(this.drawn, end)));
+        this.node.appendChild(document.createTextNode(stripAnsi(this.text.slice(this.drawn, end))));
         this.drawn = end;
         if (end < this.text.length) this._drawMore();
       });
@@ -554,7 +613,7 @@
       const pre = el("pre", "cellbus-error");
       const tb = block.traceback;
       const text = tb.length ? tb.join("") : block.ename + ": " + block.evalue;
-      pre.textContent = stripAnsi(text).replace(/\n$/, "");
+      showAnsi(pre, text.replace(/\n$/, ""));
       return pre;
     },
     interact(block, render, cell) {
