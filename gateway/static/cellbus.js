@@ -1668,6 +1668,50 @@
     return channels.get(key);
   }
 
+  // ---- the code box's keys: Tab indents, Enter keeps the indentation ---------------------
+
+  const INDENT = "    ";
+
+  /** Replace the box's selection with `text` as typing would (undo keeps it, "input"
+   * fires), selecting it when `select`. */
+  function typeText(box, text, select) {
+    const start = box.selectionStart;
+    if (!document.execCommand || !document.execCommand("insertText", false, text)) {
+      box.setRangeText(text, start, box.selectionEnd, "end");
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+    }
+    if (select) box.setSelectionRange(start, start + text.length);
+  }
+
+  /** Tab: four spaces at the cursor, or the selected lines one level in; Shift+Tab (`out`):
+   * the lines one level out. */
+  function indent(box, out) {
+    const value = box.value, start = box.selectionStart, end = box.selectionEnd;
+    if (!out && start === end) {
+      const column = start - value.lastIndexOf("\n", start - 1) - 1;
+      typeText(box, INDENT.slice(column % INDENT.length), false);
+      return;
+    }
+    const from = value.lastIndexOf("\n", start - 1) + 1;
+    const to = end > start && value[end - 1] === "\n" ? end - 1 : end;
+    const lines = value.slice(from, to).split("\n");
+    const moved = lines.map((line) => out ? line.replace(/^ {1,4}|^\t/, "") : INDENT + line);
+    box.setSelectionRange(from, to);
+    typeText(box, moved.join("\n"), start !== end);
+    if (start === end) {  // Shift+Tab with no selection: the cursor stays on its text
+      const cursor = Math.max(from, start - (lines[0].length - moved[0].length));
+      box.setSelectionRange(cursor, cursor);
+    }
+  }
+
+  /** Enter: a new line as indented as this one, a level more after a colon. */
+  function newLine(box) {
+    const value = box.value, start = box.selectionStart;
+    const line = value.slice(value.lastIndexOf("\n", start - 1) + 1, start);
+    const lead = line.match(/^[ \t]*/)[0];
+    typeText(box, "\n" + lead + (/:\s*$/.test(line) ? INDENT : ""), false);
+  }
+
   // ---- Cell -----------------------------------------------------------------------------
 
   const allCells = new Set();
@@ -1774,11 +1818,19 @@
     }
 
     _key(event) {
-      if (event.key !== "Enter" || event.isComposing) return;
-      if (event.shiftKey || event.ctrlKey || event.metaKey) {
+      if (event.isComposing) return;
+      const tabLeaves = this.tabLeaves;
+      this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
+      if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault();
+        indent(this.input, event.shiftKey);
+      } else if (event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey)) {
         event.preventDefault();
         this.evaluate();
         if (event.shiftKey && this.options.onShiftEnter) this.options.onShiftEnter(this);
+      } else if (event.key === "Enter" && !event.altKey) {
+        event.preventDefault();
+        newLine(this.input);
       }
     }
 
