@@ -25,7 +25,8 @@ def test_tab_enter_and_shift_enter(page: Any, web: Any) -> None:
     expect(box).to_have_value("def f(n):\n    if n:\n        return 42\nprint(f(1))")
     page.keyboard.press("Control+a")
     page.keyboard.press("Tab")  # the selected lines, one level in
-    expect(box).to_have_value("    def f(n):\n        if n:\n            return 42\n    print(f(1))")
+    expect(box).to_have_value(
+        "    def f(n):\n        if n:\n            return 42\n    print(f(1))")
     expect(box).to_be_focused()
     page.keyboard.press("Shift+Tab")
     expect(box).to_have_value("def f(n):\n    if n:\n        return 42\nprint(f(1))")
