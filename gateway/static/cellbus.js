@@ -4,21 +4,31 @@
  *   <div id="cell"></div>
  *   <script>cellbus.makeCell(document.getElementById("cell"), {code: "print(1 + 1)"});</script>
  *
- * Sections, in order:
- *   helpers
+ * One file with no build step on purpose: an embedder adds one <script> and reads what runs
+ * (README: Using it). Sections, in order:
+ *   helpers    (and ANSI colours, by ansi_up from static/vendor/, loaded when first needed)
  *   Fold       one request's Jupyter messages -> output blocks (mirrors protocol/fold.py)
  *   frames     HTML output in sandboxed iframes (script runs, but not in the page's origin)
+ *   TextView   a text block however long: first and last lines, "N lines hidden", all a
+ *              click away
  *   renderers  block type -> function(block, render, cell) -> DOM node; OutputView keeps them
  *              on screen
  *   InteractView  an @interact's controls (built once) and its output under them; a change
  *              sends an interact_request, and each run's output replaces the last
- *   Channel    one WebSocket per page and gateway, shared by all cells: subscribes to each
- *              worksheet with the last seq seen, reconnects with backoff, and falls back to
- *              HTTP (POST evaluate, long-poll update) when no WebSocket gets through
- *   Cell       textarea, Evaluate button (and Shift+Enter), working indicator, the
- *              no-output notice, status, and the output area (class "cellbus-output");
- *              routes interact runs into its output
- *   makeCell, makeWorksheet   the public API on window.cellbus
+ *   PollTransport  the HTTP API (POST evaluate, long-poll update) as a transport
+ *   Channel    the WebSocket transport: one socket per page and gateway, shared by all
+ *              cells; subscribes to each worksheet with the last seq seen, reconnects with
+ *              backoff, and hands every cell to its PollTransport when no WebSocket gets
+ *              through. Both have one interface (evaluate, interrupt, interact, restart,
+ *              follow, document, register, unregister, forget): a Cell knows no transport
+ *   keys       the code box's Tab, Shift+Tab and Enter
+ *   Cell       code box, Evaluate button (and Shift+Enter), execution number, working
+ *              indicator, the no-output notice, status, and the output area (class
+ *              "cellbus-output"), drawn once per animation frame; routes interact runs into
+ *              its output; shows its stored output after a reload (restore); sends
+ *              cellbus:status, cellbus:count and cellbus:session events
+ *   SessionBar, makeCell, makeWorksheet   a worksheet's session, and the public API on
+ *              window.cellbus
  */
 (function () {
   "use strict";
@@ -410,7 +420,6 @@
   const HEAD_CHARS = 32768;
   const TAIL_CHARS = 32768;
   const SHOW_CHUNK = 262144;
-  const MARK = 32;  // chars at the end of the text taken in that must still be there
 
   function countLines(text, from, to) {
     let n = 0;
@@ -458,6 +467,7 @@
       if (block.mime) this.node.dataset.mime = block.mime;
       this.head = document.createTextNode("");
       this.node.appendChild(this.head);
+      this.block = null;    // the block taken in (a Fold grows one block object in place)
       this.text = "";       // the block's text as taken in
       this.lines = 0;       // newlines in it
       this.cut = -1;        // where the head ends, once the text outgrew the cap
@@ -472,12 +482,14 @@
       this.update(block);
     }
 
-    /** Take in the block's text; false if it is not this text grown (then redraw). */
+    /** Take in the block's text; false if it is not this text grown (then redraw). The
+     * same block object has only grown (Fold appends to it); another one (an /update
+     * document, an interact's next run) is compared whole. */
     update(block) {
       const text = block.content;
       if (block.stream !== this.stream || typeof text !== "string" || text.length < this.text.length
-          || text.slice(this.text.length - MARK, this.text.length)
-             !== this.text.slice(this.text.length - MARK)) return false;
+          || (block !== this.block && !text.startsWith(this.text))) return false;
+      this.block = block;
       const old = this.text.length;
       this.lines += countLines(text, old, text.length);
       this.text = text;
@@ -2061,11 +2073,13 @@
       const first = this.pending === undefined || this.pending === null;
       this.pending = {blocks: blocks, generation: this.generation};
       if (!first) return;
-      requestAnimationFrame(() => {
-        const pending = this.pending;
-        this.pending = null;
-        if (pending.generation === this.generation) this.view.update(pending.blocks);
-      });
+      requestAnimationFrame(() => this._drawNow());
+    }
+
+    _drawNow() {
+      const pending = this.pending;
+      this.pending = null;
+      if (pending && pending.generation === this.generation) this.view.update(pending.blocks);
     }
 
     _noOutput(gen) {
@@ -2120,6 +2134,7 @@
     }
 
     _finish(status, message) {
+      this._drawNow();  // "done" means its output is on screen
       if (this.requestId) this.channel.forget(this.requestId);
       clearTimeout(this.noOutputTimer);
       this._hideNotice();
