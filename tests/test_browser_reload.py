@@ -40,3 +40,16 @@ def test_reload_mid_run_shows_all_output_and_goes_on_live(page: Any, web: Any) -
     expect(queued).to_have_attribute("data-status", "done")
     lines = out.locator(".cellbus-stdout").inner_text().splitlines()
     assert lines == [f"tick {i}" for i in range(len(lines))], lines[:3]  # each once, in order
+
+
+def test_reload_keeps_an_interact_working(page: Any, web: Any) -> None:
+    """An @interact shown from the store after a reload still re-runs its function."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "@interact\ndef f(n=slider(1, 20, step=1)):\n    print('n is', n)")
+    expect(cells.nth(0).locator(".cellbus-interact-output")).to_have_text("n is 1")
+    page.reload()
+    box = page.locator(".cellbus-cell").nth(0).locator(".cellbus-interact")
+    out = box.locator(".cellbus-interact-output")
+    expect(out).to_have_text("n is 1")
+    box.get_by_role("slider", name="n").fill("7")
+    expect(out).to_have_text("n is 7")

@@ -360,6 +360,42 @@
     }
   }
 
+  /** Output blocks as the store gave them (after a reload), with what an interact's runs
+   * need of a Fold: the same hasInteract, replaceInteractOutput and view. */
+  class StoredBlocks {
+    constructor(blocks) {
+      this.blocks = Object.assign({}, blocks);
+      this.inner = {};  // interact block id -> the Fold of its latest run
+    }
+
+    view() {
+      const out = {};
+      for (const [id, block] of Object.entries(this.blocks)) {
+        out[id] = this.inner[id] ? Object.assign({}, block, {output: this.inner[id].view()}) : block;
+      }
+      return out;
+    }
+
+    hasInteract(interactId) {
+      return this._find(interactId) !== null;
+    }
+
+    replaceInteractOutput(interactId, seq, inner) {
+      const id = this._find(interactId);
+      if (id === null) return false;
+      this.inner[id] = inner;
+      this.blocks[id] = Object.assign({}, this.blocks[id], {seq: Math.max(this.blocks[id].seq || 0, seq)});
+      return true;
+    }
+
+    _find(interactId) {
+      for (const [id, block] of Object.entries(this.blocks)) {
+        if (block.type === "interact" && block.interact_id === interactId) return id;
+      }
+      return null;
+    }
+  }
+
   // ---- frames: active output runs in a sandbox of its own ----------------------------------
 
   // HTML output is the cell's to write, and so is any script in it (a plot drawn with
@@ -1977,6 +2013,7 @@
         this._fit();
       }
       if (isObject(doc.output) && Object.keys(doc.output).length) {
+        this.fold = new StoredBlocks(doc.output);  // an interact in it runs again from here
         this.sawOutput = true;
         this._show(doc.output);
       }
