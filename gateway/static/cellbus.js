@@ -165,6 +165,15 @@
 
   // ---- Fold: mirrors protocol/fold.py's CellOutput ------------------------------------------
 
+  /** `blocks`, each interact block with its nested output (`inner`: id -> its Fold). */
+  function withInner(blocks, inner) {
+    const out = {};
+    for (const [id, block] of Object.entries(blocks)) {
+      out[id] = inner[id] ? Object.assign({}, block, {output: inner[id].view()}) : block;
+    }
+    return out;
+  }
+
   class Fold {
     constructor() {
       this.seq = 0;          // the last seq applied
@@ -177,11 +186,7 @@
 
     /** The blocks, interact blocks with their nested output; the same shape /update gives. */
     view() {
-      const out = {};
-      for (const [id, block] of Object.entries(this.blocks)) {
-        out[id] = this.inner[id] ? Object.assign({}, block, {output: this.inner[id].view()}) : block;
-      }
-      return out;
+      return withInner(this.blocks, this.inner);
     }
 
     /** Fold one message in; true if anything visible changed. Never throws on bad input. */
@@ -369,11 +374,7 @@
     }
 
     view() {
-      const out = {};
-      for (const [id, block] of Object.entries(this.blocks)) {
-        out[id] = this.inner[id] ? Object.assign({}, block, {output: this.inner[id].view()}) : block;
-      }
-      return out;
+      return withInner(this.blocks, this.inner);
     }
 
     hasInteract(interactId) {
@@ -384,7 +385,8 @@
       const id = this._find(interactId);
       if (id === null) return false;
       this.inner[id] = inner;
-      this.blocks[id] = Object.assign({}, this.blocks[id], {seq: Math.max(this.blocks[id].seq || 0, seq)});
+      const block = this.blocks[id];
+      this.blocks[id] = Object.assign({}, block, {seq: Math.max(block.seq || 0, seq)});
       return true;
     }
 
