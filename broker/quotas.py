@@ -49,8 +49,8 @@ USER_SESSIONS: Final = 4
 CELL_OUTPUT: Final = 8 * 2**20
 USER_OUTPUT: Final = 256 * 2**20
 USER_PERMALINKS: Final = 1000
-#: Seconds a client refused for its session quota is told to wait (a worker idle for the
-#: device's --idle-timeout, 60 s by default, ends and frees its place).
+#: Seconds a client refused for its session quota is told to wait before it asks again (a
+#: worker idle for the device's --idle-timeout, 900 s by default, ends and frees its place).
 RETRY_AFTER: Final = 30
 
 log = logging.getLogger("cellbus.broker")

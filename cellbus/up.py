@@ -36,7 +36,7 @@ from gateway.__main__ import add_access_options
 from gateway.access import make_policy
 from broker.quotas import add_quota_options, quota_argv
 from broker.retention import DEFAULT_TEXT, parse_duration
-from device.__main__ import EXEC_TIMEOUT
+from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
 from device.router import DRAIN_TIMEOUT
@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--exec-timeout", type=float, metavar="S",
                help="wall-clock seconds one execution may run; 0: no limit (default: "
                     f"{EXEC_TIMEOUT:g} with --auth token, else no limit)")
-    add_option(p, "--idle-timeout", type=float, default=60.0, metavar="S",
+    add_option(p, "--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="S",
                help="seconds an idle session worker lives")
     add_option(p, "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                help="log verbosity of every node")

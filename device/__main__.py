@@ -25,6 +25,10 @@ from .uids import AUTO_SIZE, DEFAULT_UIDS, parse_uids
 #: its place within five minutes; a private one that runs longer computations gives 0 (no
 #: limit), as `bin/cellbus up` without auth does.
 EXEC_TIMEOUT = 300.0
+#: Seconds an idle session keeps its worker (and its variables): long enough for a reader
+#: who stops to think or read the output, short enough that a device's places come back
+#: from worksheets left open (README: Using it).
+IDLE_TIMEOUT = 900.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -38,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
                help="bind instead of connecting (a test client standing in for the broker)")
     add_option(p, "--device-id", metavar="ID", help="this device's name on the bus; "
                "default HOST-PID")
-    add_option(p, "--idle-timeout", type=float, default=60.0, metavar="S",
+    add_option(p, "--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="S",
                help="seconds a session's worker may sit idle before it is closed")
     add_option(p, "--interact-timeout", type=float, default=600.0, metavar="S",
                help="idle seconds a session with interacts lives, so its controls keep working")

@@ -34,5 +34,9 @@ def write_error(handler: RequestHandler, status_code: int, **kwargs: Any) -> Non
         handler.set_header("Retry-After", str(retry_after))
     if status_code == 401:
         handler.set_header("WWW-Authenticate", 'Bearer realm="cellbus"')
+    readable_by = getattr(exc, "readable_by", None)  # a refused origin (gateway/origins.py)
+    if isinstance(readable_by, str):
+        handler.set_header("Access-Control-Allow-Origin", readable_by)
+        handler.add_header("Vary", "Origin")
     handler.set_header("Content-Type", "application/json; charset=UTF-8")
     handler.finish(json.dumps({"error": reason}))

@@ -28,6 +28,7 @@ from typing import Final
 
 from tornado.web import HTTPError, RequestHandler
 
+from . import origins
 from .access import AccessPolicy, preflight
 from .auth import COOKIE, BadCredential, TokenCheck, credential
 from .errors import fail
@@ -73,6 +74,8 @@ async def admit(handler: RequestHandler, *, public: bool = False) -> Visitor | N
         if preflight(handler):
             return None
         raise fail(403, "pages of this origin may not use this gateway (see --allow-origin)")
+    if (refused := origins.refusal(handler, policy, same_origin(handler))) is not None:
+        raise refused
     anonymous = Visitor(None, None, f"ip:{handler.request.remote_ip}")
     if policy.auth == "none":
         return anonymous

@@ -382,7 +382,10 @@ def test_foreign_hosts_and_origins_are_refused(chain: Chain) -> None:
     assert r.status == 404 and r.headers["Access-Control-Allow-Origin"] == allowed  # errors too
     assert "Access-Control-Allow-Credentials" not in r.headers
     r = call(port, "GET", "/home/u/w/404/update", headers={"Origin": other})
-    assert "Access-Control-Allow-Origin" not in r.headers
+    # Refused, and that page may read why (issue 26): the refusal only, never an answer.
+    assert r.status == 403 and f"--allow-origin {other}" in r.body["error"], r.body
+    assert r.headers["Access-Control-Allow-Origin"] == other
+    assert "Access-Control-Allow-Credentials" not in r.headers
     r = call(port, "POST", "/home/u/w/2/evaluate", "input=print(2)", form)  # curl -d
     assert r.status == 202
     assert [row[2] for row in stored_requests(chain)] == ["1", "2"]

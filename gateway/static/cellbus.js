@@ -4,21 +4,31 @@
  *   <div id="cell"></div>
  *   <script>cellbus.makeCell(document.getElementById("cell"), {code: "print(1 + 1)"});</script>
  *
- * Sections, in order:
- *   helpers
+ * One file with no build step on purpose: an embedder adds one <script> and reads what runs
+ * (README: Using it). Sections, in order:
+ *   helpers    (and ANSI colours, by ansi_up from static/vendor/, loaded when first needed)
  *   Fold       one request's Jupyter messages -> output blocks (mirrors protocol/fold.py)
  *   frames     HTML output in sandboxed iframes (script runs, but not in the page's origin)
+ *   TextView   a text block however long: first and last lines, "N lines hidden", all a
+ *              click away
  *   renderers  block type -> function(block, render, cell) -> DOM node; OutputView keeps them
  *              on screen
  *   InteractView  an @interact's controls (built once) and its output under them; a change
  *              sends an interact_request, and each run's output replaces the last
- *   Channel    one WebSocket per page and gateway, shared by all cells: subscribes to each
- *              worksheet with the last seq seen, reconnects with backoff, and falls back to
- *              HTTP (POST evaluate, long-poll update) when no WebSocket gets through
- *   Cell       textarea, Evaluate button (and Shift+Enter), working indicator, the
- *              no-output notice, status, and the output area (class "cellbus-output");
- *              routes interact runs into its output
- *   makeCell, makeWorksheet   the public API on window.cellbus
+ *   PollTransport  the HTTP API (POST evaluate, long-poll update) as a transport
+ *   Channel    the WebSocket transport: one socket per page and gateway, shared by all
+ *              cells; subscribes to each worksheet with the last seq seen, reconnects with
+ *              backoff, and hands every cell to its PollTransport when no WebSocket gets
+ *              through. Both have one interface (evaluate, interrupt, interact, restart,
+ *              follow, document, register, unregister, forget): a Cell knows no transport
+ *   keys       the code box's Tab, Shift+Tab and Enter
+ *   Cell       code box, Evaluate button (and Shift+Enter), execution number, working
+ *              indicator, the no-output notice, status, and the output area (class
+ *              "cellbus-output"), drawn once per animation frame; routes interact runs into
+ *              its output; shows its stored output after a reload (restore); sends
+ *              cellbus:status, cellbus:count and cellbus:session events
+ *   SessionBar, makeCell, makeWorksheet   a worksheet's session, and the public API on
+ *              window.cellbus
  */
 (function () {
   "use strict";
@@ -50,6 +60,8 @@
     placeholder: "Python code; Shift+Enter evaluates",
     onShiftEnter: null,       // function(cell) after Shift+Enter evaluated it
     onInput: null,            // function(cell) when the code is edited
+    restore: false,           // show what the store has of this cell when it is made (its
+                              // output, a request still running); makeWorksheet's cells do
   };
 
   function resolve(relative) {
@@ -96,6 +108,44 @@
     return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
   }
 
+  // ANSI colours (a traceback of a Jupyter kernel, a coloured print) become coloured spans
+  // by ansi_up, a classic script from npm (pinned in package.json) that the gateway serves
+  // as static/vendor/ansi_up.js; loaded the first time some output has an escape, shown
+  // without its colours until then (or if it cannot load).
+  const ANSI_ESCAPE = /\x1b\[[0-9;?]*[A-Za-z]/;
+  let ansiLoad = null;
+
+  /** A Promise of a new ansi_up converter (it keeps colours across calls), or of null. */
+  function ansiConverter() {
+    if (!ansiLoad) {
+      ansiLoad = new Promise((done) => {
+        if (window.AnsiUp) return done(window.AnsiUp);
+        const src = resolve("vendor/ansi_up.js");
+        if (!src) return done(null);
+        const tag = document.createElement("script");
+        tag.src = src;
+        tag.onload = () => done(window.AnsiUp || null);
+        tag.onerror = () => done(null);
+        (document.head || document.documentElement).appendChild(tag);
+      });
+    }
+    return ansiLoad.then((AnsiUp) => {
+      if (!AnsiUp) return null;
+      const converter = new AnsiUp();
+      converter.use_classes = true;  // colours from cellbus.css, readable on its background
+      return converter;
+    });
+  }
+
+  /** Show `text` in `node`: at once without colours, then (once ansi_up is here) with. */
+  function showAnsi(node, text) {
+    node.textContent = stripAnsi(text);
+    if (!ANSI_ESCAPE.test(text)) return;
+    ansiConverter().then((converter) => {
+      if (converter) node.innerHTML = converter.ansi_to_html(text);  // it escapes the text
+    });
+  }
+
   function sizeText(bytes) {
     if (bytes < 1024) return bytes + " B";
     if (bytes < 1024 * 1024) return (bytes / 1024).toFixed(1) + " KiB";
@@ -117,6 +167,15 @@
 
   // ---- Fold: mirrors protocol/fold.py's CellOutput ------------------------------------------
 
+  /** `blocks`, each interact block with its nested output (`inner`: id -> its Fold). */
+  function withInner(blocks, inner) {
+    const out = {};
+    for (const [id, block] of Object.entries(blocks)) {
+      out[id] = inner[id] ? Object.assign({}, block, {output: inner[id].view()}) : block;
+    }
+    return out;
+  }
+
   class Fold {
     constructor() {
       this.seq = 0;          // the last seq applied
@@ -129,11 +188,7 @@
 
     /** The blocks, interact blocks with their nested output; the same shape /update gives. */
     view() {
-      const out = {};
-      for (const [id, block] of Object.entries(this.blocks)) {
-        out[id] = this.inner[id] ? Object.assign({}, block, {output: this.inner[id].view()}) : block;
-      }
-      return out;
+      return withInner(this.blocks, this.inner);
     }
 
     /** Fold one message in; true if anything visible changed. Never throws on bad input. */
@@ -321,6 +376,39 @@
     }
   }
 
+  /** Output blocks as the store gave them (after a reload), with what an interact's runs
+   * need of a Fold: the same hasInteract, replaceInteractOutput and view. */
+  class StoredBlocks {
+    constructor(blocks) {
+      this.blocks = Object.assign({}, blocks);
+      this.inner = {};  // interact block id -> the Fold of its latest run
+    }
+
+    view() {
+      return withInner(this.blocks, this.inner);
+    }
+
+    hasInteract(interactId) {
+      return this._find(interactId) !== null;
+    }
+
+    replaceInteractOutput(interactId, seq, inner) {
+      const id = this._find(interactId);
+      if (id === null) return false;
+      this.inner[id] = inner;
+      const block = this.blocks[id];
+      this.blocks[id] = Object.assign({}, block, {seq: Math.max(block.seq || 0, seq)});
+      return true;
+    }
+
+    _find(interactId) {
+      for (const [id, block] of Object.entries(this.blocks)) {
+        if (block.type === "interact" && block.interact_id === interactId) return id;
+      }
+      return null;
+    }
+  }
+
   // ---- frames: active output runs in a sandbox of its own ----------------------------------
 
   // HTML output is the cell's to write, and so is any script in it (a plot drawn with
@@ -368,6 +456,172 @@
     }
   });
 
+  // ---- TextView: a text block, however long ------------------------------------------------
+
+  // A print loop can write a million lines: drawn whole, they made a page millions of px
+  // tall that took minutes to lay out, and nothing else on it moved meanwhile. A text block
+  // shows at most its first HEAD_LINES and last TAIL_LINES lines (and HEAD_CHARS, TAIL_CHARS
+  // of them: one line can be long too), "N lines hidden" between them with buttons to show
+  // all (drawn SHOW_CHUNK characters per animation frame) or download it; and it scrolls
+  // in a box of its own past a height (cellbus.css). Taking in new text costs what it adds.
+  const HEAD_LINES = 200;
+  const TAIL_LINES = 200;
+  const HEAD_CHARS = 32768;
+  const TAIL_CHARS = 32768;
+  const SHOW_CHUNK = 262144;
+
+  function countLines(text, from, to) {
+    let n = 0;
+    for (let i = text.indexOf("\n", from); i !== -1 && i < to; i = text.indexOf("\n", i + 1)) n++;
+    return n;
+  }
+
+  /** Where the `n`th line of `text` ends (after its newline), at most `max`. */
+  function headEnd(text, n, max) {
+    let at = 0;
+    for (let k = 0; k < n && at < max; k++) {
+      const i = text.indexOf("\n", at);
+      if (i === -1) return Math.min(text.length, max);
+      at = i + 1;
+    }
+    return Math.min(at, max);
+  }
+
+  /** Where the last `n` lines of `text` (after `from`) start, at least length - `max`. */
+  function tailStart(text, from, n, max) {
+    let at = text.length - (text.endsWith("\n") ? 1 : 0);
+    for (let k = 0; k < n; k++) {
+      const i = text.lastIndexOf("\n", at - 1);
+      if (i < from) return Math.max(from, text.length - max);
+      at = i;
+    }
+    return Math.max(at + 1, text.length - max, from);
+  }
+
+  function download(text, name) {
+    const url = URL.createObjectURL(new Blob([text], {type: "text/plain;charset=utf-8"}));
+    const link = el("a");
+    link.href = url;
+    link.download = name;
+    document.body.appendChild(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  }
+
+  class TextView {
+    constructor(block) {
+      this.stream = block.stream;
+      this.node = el("pre", "cellbus-text cellbus-" + (block.stream || "stdout"));
+      if (block.mime) this.node.dataset.mime = block.mime;
+      this.head = document.createTextNode("");
+      this.node.appendChild(this.head);
+      this.block = null;    // the block taken in (a Fold grows one block object in place)
+      this.text = "";       // the block's text as taken in
+      this.lines = 0;       // newlines in it
+      this.cut = -1;        // where the head ends, once the text outgrew the cap
+      this.drawn = -1;      // showing all: how much of the text is drawn
+      this.pinned = true;   // the box follows the end of the text, as a terminal does, until
+                            // the reader scrolls away from it
+      this.node.addEventListener("scroll", () => {
+        const n = this.node;
+        this.pinned = n.scrollTop + n.clientHeight >= n.scrollHeight - 4;
+      }, {passive: true});
+      this.node.cellbusUpdate = (b) => this.update(b);
+      this.update(block);
+    }
+
+    /** Take in the block's text; false if it is not this text grown (then redraw). The
+     * same block object has only grown (Fold appends to it); another one (an /update
+     * document, an interact's next run) is compared whole. */
+    update(block) {
+      const text = block.content;
+      if (block.stream !== this.stream || typeof text !== "string" || text.length < this.text.length
+          || (block !== this.block && !text.startsWith(this.text))) return false;
+      this.block = block;
+      const old = this.text.length;
+      this.lines += countLines(text, old, text.length);
+      this.text = text;
+      if (this.drawn >= 0) this._drawMore();
+      else if (this.cut < 0 && this.lines <= HEAD_LINES + TAIL_LINES
+               && text.length <= HEAD_CHARS + TAIL_CHARS) this._append(text.slice(old));
+      else this._capped();
+      return true;
+    }
+
+    /** Text that fits under the cap: appended, in colour once the text has an escape. */
+    _append(chunk) {
+      if (this.colours) {
+        this.colours.insertAdjacentHTML("beforeend", this.ansi.ansi_to_html(chunk));
+        return;
+      }
+      this.head.appendData(stripAnsi(chunk));
+      if (this.ansiAsked || !ANSI_ESCAPE.test(chunk)) return;
+      this.ansiAsked = true;
+      ansiConverter().then((converter) => {
+        if (!converter || this.cut >= 0 || this.drawn >= 0) return;
+        this.ansi = converter;
+        this.colours = el("span", "cellbus-ansi");
+        this.colours.innerHTML = converter.ansi_to_html(this.text);  // all of it, escaped
+        this.head.replaceWith(this.colours);
+      });
+    }
+
+    _capped() {
+      const text = this.text;
+      if (this.cut < 0) {  // past the cap, text is shown without colours
+        this.cut = headEnd(text, HEAD_LINES, HEAD_CHARS);
+        this.node.textContent = "";
+        this.colours = null;
+        this.head = document.createTextNode(stripAnsi(text.slice(0, this.cut)));
+        this.node.appendChild(this.head);
+        this.headLines = countLines(text, 0, this.cut);
+        this.bar = el("span", "cellbus-hidden");
+        this.label = el("span", "cellbus-hidden-count");
+        const all = el("button", "cellbus-show-all", "Show all");
+        all.type = "button";
+        all.addEventListener("click", () => this.showAll());
+        const save = el("button", "cellbus-download", "Download");
+        save.type = "button";
+        save.addEventListener("click", () => download(this.text, "output.txt"));
+        this.bar.append(this.label, all, save);
+        this.tail = document.createTextNode("");
+        this.node.append(this.bar, this.tail);
+        this.node.classList.add("cellbus-long");
+      }
+      const start = tailStart(text, this.cut, TAIL_LINES, TAIL_CHARS);
+      this.tail.data = stripAnsi(text.slice(start));
+      const hidden = this.lines - this.headLines - countLines(text, start, text.length);
+      const chars = start - this.cut;
+      this.label.textContent = hidden > 0
+        ? hidden.toLocaleString("en-US") + " lines hidden (" + sizeText(chars) + ")"
+        : sizeText(chars) + " hidden";
+      if (this.pinned) this.node.scrollTop = this.node.scrollHeight;
+    }
+
+    /** Every line, drawn SHOW_CHUNK characters per animation frame. */
+    showAll() {
+      if (this.drawn >= 0) return;
+      this.drawn = 0;
+      this.node.textContent = "";
+      this.head = this.bar = this.tail = this.colours = null;
+      this.node.classList.remove("cellbus-long");
+      this._drawMore();
+    }
+
+    _drawMore() {
+      if (this.drawing) return;
+      this.drawing = true;
+      requestAnimationFrame(() => {
+        this.drawing = false;
+        const end = Math.min(this.text.length, this.drawn + SHOW_CHUNK);
+        this.node.appendChild(document.createTextNode(stripAnsi(this.text.slice(this.drawn, end))));
+        this.drawn = end;
+        if (end < this.text.length) this._drawMore();
+      });
+    }
+  }
+
   // ---- renderers: one function per block type ----------------------------------------------
 
   function imageSource(block) {
@@ -383,9 +637,7 @@
    * `cellbusUpdate(block)` method that returns true is updated in place instead of redrawn. */
   const renderers = {
     text(block) {
-      const pre = el("pre", "cellbus-text cellbus-" + (block.stream || "stdout"), block.content);
-      if (block.mime) pre.dataset.mime = block.mime;
-      return pre;
+      return new TextView(block).node;  // capped, however long (see TextView)
     },
     image(block) {
       const img = el("img", "cellbus-image");
@@ -422,7 +674,7 @@
       const pre = el("pre", "cellbus-error");
       const tb = block.traceback;
       const text = tb.length ? tb.join("") : block.ename + ": " + block.evalue;
-      pre.textContent = stripAnsi(text).replace(/\n$/, "");
+      showAnsi(pre, text.replace(/\n$/, ""));
       return pre;
     },
     interact(block, render, cell) {
@@ -519,22 +771,15 @@
     }
 
     _draw(id, block, entry) {
-      // A growing stream only appends its new text, so long output does not redraw.
-      if (entry && block.type === "text" && entry.type === "text" && entry.stream === block.stream
-          && typeof entry.content === "string" && block.content.startsWith(entry.content)) {
-        entry.node.appendChild(document.createTextNode(block.content.slice(entry.content.length)));
-        return Object.assign(entry, {seq: block.seq, block: block, content: block.content});
-      }
-      // A node that can take the new block itself (an interact: its controls stay put while
-      // its output changes under them).
+      // A node that can take the new block itself: a growing text appends only what is new
+      // (TextView), an interact's controls stay put while its output changes under them.
       if (entry && entry.type === block.type && typeof entry.node.cellbusUpdate === "function"
           && entry.node.cellbusUpdate(block)) {
         return Object.assign(entry, {seq: block.seq, block: block});
       }
       const node = renderBlock(id, block, this.cell);
       if (entry) entry.node.replaceWith(node);
-      return {node: node, seq: block.seq, block: block, type: block.type, stream: block.stream,
-              content: block.content};
+      return {node: node, seq: block.seq, block: block, type: block.type};
     }
 
     clear() {
@@ -928,6 +1173,247 @@
     }
   }
 
+  // ---- PollTransport: the HTTP API (POST evaluate, long-poll update) ------------------------
+
+  /** The HTTP API behind the same interface as Channel (evaluate, interrupt, interact,
+   * follow, document, register, forget, connected), for pages where no WebSocket gets
+   * through. It tells a cell what happens by the same calls Channel makes: _accepted,
+   * _running, _show, _finish, _failed, _connection and the _interact* ones. Over HTTP the
+   * cell sees whole blocks (/update's), not messages to fold. */
+  class PollTransport {
+    constructor(server, token) {
+      this.server = server;
+      this.token = token;
+      this.cells = new WeakMap();  // cell -> its HTTP state (see _of)
+    }
+
+    register() {}  // nothing to subscribe to
+
+    unregister() {}
+
+    forget() {}
+
+    get connected() {
+      return true;
+    }
+
+    /** A cell's HTTP state: the blocks shown and the seq they are at, its interact POSTs
+     * (one at a time per interact) and the run being followed. */
+    _of(cell) {
+      let s = this.cells.get(cell);
+      if (!s) {
+        s = {blocks: {}, seq: 0, interacts: new Map(), follow: null, active: 0, following: false};
+        this.cells.set(cell, s);
+      }
+      return s;
+    }
+
+    url(cell, action) {
+      const parts = [cell.user, cell.worksheet, cell.cellId].map(encodeURIComponent);
+      return this.server + "home/" + parts.join("/") + "/" + action;
+    }
+
+    /** fetch(), with the token (if there is one) in an Authorization header. */
+    fetch(url, init) {
+      if (!this.token) return fetch(url, init);
+      const o = Object.assign({}, init || {});
+      o.headers = Object.assign({}, o.headers || {}, {Authorization: "Bearer " + this.token});
+      return fetch(url, o);
+    }
+
+    /** Why a fetch() to the gateway failed. A browser hides why: a page of an origin the
+     * gateway does not allow (--allow-origin) sees a network error. A plain GET (no
+     * preflight, no token) then gets the gateway's 403, which that origin may read. */
+    async whyFailed(cell) {
+      try {
+        const r = await fetch(this.url(cell, "update"), {cache: "no-store"});
+        const body = await r.json().catch(() => ({}));
+        if (r.status === 403 && typeof body.error === "string") {
+          return "The server refuses this page: " + body.error;
+        }
+      } catch (e) { /* not reached indeed */ }
+      return "Could not reach the server; check the connection and try again.";
+    }
+
+    /** The cell's /update document after `since` (waiting up to `wait` s), or null. */
+    async document(cell, since, wait) {
+      try {
+        const r = await this.fetch(this.url(cell, "update?since=" + since
+                                             + (wait ? "&wait=" + wait : "")), {cache: "no-store"});
+        return r.ok ? await r.json() : null;
+      } catch (e) {
+        return null;
+      }
+    }
+
+    /** POST `code`; the msg_id goes to cell._accepted when the gateway has taken it. */
+    evaluate(cell, code) {
+      this._evaluate(cell, code);
+      return null;
+    }
+
+    async _evaluate(cell, code) {
+      const gen = cell.generation;
+      let r, body;
+      try {
+        r = await this.fetch(this.url(cell, "evaluate"), {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify(cell.options.kernel ? {input: code, kernel: cell.options.kernel}
+                               : {input: code}),
+        });
+        body = await r.json().catch(() => ({}));
+      } catch (e) {
+        const why = await this.whyFailed(cell);
+        if (gen === cell.generation) cell._failed(why);
+        return;
+      }
+      if (gen !== cell.generation) return;
+      if (r.status !== 202) {
+        cell._failed("The server refused this evaluation: " + (body.error || "HTTP " + r.status));
+        return;
+      }
+      cell._accepted(body.msg_id, body.status || "needs_work");
+      this.follow(cell, body.msg_id, null);
+    }
+
+    /** Show request `msgId` of `cell` as it goes on, until it ends: from `doc` (an /update
+     * document already shown) or from nothing. */
+    async follow(cell, msgId, doc) {
+      const s = this._of(cell);
+      s.blocks = doc ? Object.assign({}, doc.output) : {};
+      s.seq = doc && Number.isInteger(doc.seq) ? doc.seq : 0;
+      let delay = 500;
+      while (cell.requestId === msgId && cell.busy) {
+        const next = await this.document(cell, s.seq, 20);
+        if (cell.requestId !== msgId || !cell.busy) return;
+        if (!next) {
+          cell._connection(false);
+          await sleep(delay);
+          delay = Math.min(delay * 2, 5000);
+          continue;
+        }
+        delay = 500;
+        cell._connection(true);
+        if (next.request && next.request !== msgId) {
+          cell._finish("superseded");
+          return;
+        }
+        this._showDocument(cell, next);
+        if (next.status === "working") cell._running();
+        if (next.status === "done" || next.status === "error") {
+          showUsage(cell, next.usage);
+          cell._finish(next.status);
+          return;
+        }
+      }
+    }
+
+    /** Show what changed in an /update answer. */
+    _showDocument(cell, doc) {
+      const s = this._of(cell);
+      if (doc.reset) s.blocks = {};
+      if (Object.keys(doc.output).length || doc.reset) {
+        s.blocks = Object.assign({}, s.blocks, doc.output);
+        cell._show(s.blocks);
+      }
+      if (Number.isInteger(doc.seq)) s.seq = doc.seq;
+    }
+
+    interrupt(cell) {
+      this.fetch(this.url(cell, "interrupt"), {method: "POST"}).catch(() => {});
+    }
+
+    restart(cell) {
+      this.fetch(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
+    }
+
+    /** POST an interact request, one at a time per interact (the newest waiting one next),
+     * then follow the cell's /update until that run is done. */
+    async interact(cell, content) {
+      const id = content.interact_id;
+      const interacts = this._of(cell).interacts;
+      let slot = interacts.get(id);
+      if (!slot) {
+        slot = {busy: false, next: null};
+        interacts.set(id, slot);
+      }
+      if (slot.busy) {
+        if (!slot.next || slot.next.state < content.state) slot.next = content;
+        return;
+      }
+      slot.busy = true;
+      const gen = cell.generation;
+      try {
+        while (content && gen === cell.generation) {
+          let r, body;
+          try {
+            r = await this.fetch(this.url(cell, "interact"), {
+              method: "POST", headers: {"Content-Type": "application/json"},
+              body: JSON.stringify(content),
+            });
+            body = await r.json().catch(() => ({}));
+          } catch (e) {
+            r = null;
+          }
+          if (!r) {
+            cell._interactFailed(id, await this.whyFailed(cell));
+          } else if (r.status !== 202) {
+            cell._interactRefused(id, body.error || "HTTP " + r.status);
+          } else {
+            this._followInteract(cell, content);
+          }
+          content = slot.next;
+          slot.next = null;
+        }
+      } finally {
+        slot.busy = false;
+      }
+    }
+
+    /** Poll /update, showing the blocks as they change, until nothing has changed for
+     * INTERACT_FOLLOW_IDLE after the last request sent. (/update tells no run's end: its
+     * document stays the cell's finished evaluation, with each interact's latest output in
+     * it, and a finished cell's /update answers at once rather than waiting.) */
+    async _followInteract(cell, content) {
+      const s = this._of(cell);
+      s.follow = content;  // the newest request sent; cleared by the first change after it
+      s.active = performance.now();
+      if (s.following) return;
+      s.following = true;
+      const gen = cell.generation;
+      let delay = INTERACT_POLL_MIN;
+      try {
+        while (gen === cell.generation && performance.now() - s.active < INTERACT_FOLLOW_IDLE) {
+          const follow = s.follow;
+          const asked = performance.now();
+          const doc = await this.document(cell, s.seq, INTERACT_POLL_WAIT);
+          if (gen !== cell.generation) return;
+          const changed = doc !== null && (Object.keys(doc.output).length > 0 || doc.reset);
+          if (doc) this._showDocument(cell, doc);
+          if (changed) {  // (which run it shows, /update does not say: take it as the newest)
+            s.active = performance.now();
+            if (s.follow) this._runShown(cell, s.follow);
+          }
+          if (changed || s.follow !== follow) {
+            delay = INTERACT_POLL_MIN;
+          } else if (performance.now() - asked < delay) {  // the server did not wait: we do
+            await sleep(delay);
+            delay = Math.min(delay * 2, INTERACT_POLL_MAX);
+          }
+        }
+        if (s.follow) this._runShown(cell, s.follow);
+      } finally {
+        s.following = false;
+      }
+    }
+
+    _runShown(cell, content) {
+      const s = this._of(cell);
+      if (s.follow === content) s.follow = null;
+      cell._interactFinished(content.interact_id, content.state);
+    }
+  }
+
   // ---- Channel: one WebSocket per gateway, shared by every cell of the page ---------------
 
   const RECONNECT_MIN = 250;     // ms, doubled per failed attempt
@@ -958,6 +1444,7 @@
       this.requests = new Map();  // msg_id -> {cell, header, msg, sent, accepted, kind}
       this.clientSession = newId();
       this.timer = null;
+      this.poll = new PollTransport(server, token);  // once no WebSocket gets through
       window.addEventListener("online", () => this._reconnectSoon(0));
     }
 
@@ -973,8 +1460,56 @@
       if (this.mode === "websocket" && !this.ws && this.timer === null) this._connect();
     }
 
+    unregister(cell) {
+      const sub = this.subs.get(cell.user + "/" + cell.worksheet);
+      if (sub) sub.cells.delete(cell);
+    }
+
     get connected() {
       return this.mode === "poll" || this.up;
+    }
+
+    /** Evaluate `code` in `cell`: the request's msg_id, or null when it is known only later
+     * (over HTTP: then cell._accepted names it). */
+    evaluate(cell, code) {
+      const content = {code: code};
+      if (cell.options.kernel) content.kernel = cell.options.kernel;
+      const msgId = this.request(cell, "execute_request", content);
+      return msgId !== null ? msgId : this.poll.evaluate(cell, code);
+    }
+
+    interrupt(cell) {
+      if (this.request(cell, "interrupt_request", {}) === null) this.poll.interrupt(cell);
+    }
+
+    interact(cell, content) {
+      if (this.request(cell, "interact_request", content) === null) this.poll.interact(cell, content);
+    }
+
+    /** The worksheet's next request gets a fresh session (its variables are gone). */
+    restart(cell) {
+      if (this.request(cell, "restart_request", {}) === null) this.poll.restart(cell);
+    }
+
+    /** Show request `msgId` of `cell` (sent before this page loaded) until it ends, from
+     * `doc`, its /update document as shown. Over HTTP in either mode: this socket's replay
+     * may have passed that request's messages before the page knew the request. */
+    follow(cell, msgId, doc) {
+      this.poll.follow(cell, msgId, doc);
+    }
+
+    /** The cell's /update document after `since` (waiting up to `wait` s), or null. */
+    document(cell, since, wait) {
+      return this.poll.document(cell, since, wait);
+    }
+
+    /** The cell's URL for `action` (evaluate, update, restart...). */
+    url(cell, action) {
+      return this.poll.url(cell, action);
+    }
+
+    fetch(url, init) {
+      return this.poll.fetch(url, init);
     }
 
     /** Send an execute (interrupt, interact) request for `cell`; returns the request's msg_id,
@@ -1093,9 +1628,9 @@
       for (const [msgId, record] of waiting) {
         if (record.kind === "execute_request" && record.cell.requestId === msgId) {
           record.cell.requestId = null;
-          record.cell._viaHttp(record.msg.content.code);
+          this.poll.evaluate(record.cell, record.msg.content.code);
         } else if (record.kind === "interact_request" && !record.accepted) {
-          record.cell._interactViaHttp(record.msg.content);  // they go one after the other
+          this.poll.interact(record.cell, record.msg.content);  // they go one after the other
         }
       }
       this._tellCells(true);
@@ -1107,7 +1642,7 @@
       for (const [msgId, record] of this.requests) {
         if (record.accepted || record.sent) continue;
         if (record.unsure && record.kind === "execute_request") {
-          const doc = await record.cell._fetchDocument(0);
+          const doc = await this.poll.document(record.cell, 0);
           if (this.requests.get(msgId) !== record) continue;
           if (doc && doc.request === msgId) {
             record.accepted = true;
@@ -1165,10 +1700,7 @@
           }, 2000);
           return;
         }
-        if (content.session && content.session !== sub.session) {
-          sub.session = content.session;
-          sub.last = 0;
-        }
+        if (content.session && content.session !== sub.session) this._newSession(sub, content.session);
         if (Number.isInteger(content.seq)) sub.last = Math.max(sub.last, content.seq);
         this._adoptPrompts(sub);
       }
@@ -1207,6 +1739,16 @@
       }
     }
 
+    /** The worksheet has another session (it starts at seq 1): a later one means the one
+     * before ended (idle, restarted, or its device went away), and its variables with it. */
+    _newSession(sub, session) {
+      const previous = sub.session;
+      sub.session = session;
+      sub.last = 0;
+      const cell = sub.cells.values().next().value;  // one event for the worksheet
+      if (previous && cell) cell._event("session", {session, previous});
+    }
+
     _replied(record, msgId, type, content) {
       if (content.ok) {
         record.accepted = true;
@@ -1226,10 +1768,7 @@
     _output(msg, facts, parent) {
       const sub = this.subs.get(facts.user + "/" + facts.worksheet);
       if (!sub) return;
-      if (facts.session !== sub.session) {  // a new session for the worksheet starts at seq 1
-        sub.session = facts.session;
-        sub.last = 0;
-      }
+      if (facts.session !== sub.session) this._newSession(sub, facts.session);
       if (facts.seq <= sub.last) return;  // seen already
       sub.last = facts.seq;
       const record = parent ? this.requests.get(parent) : null;
@@ -1258,6 +1797,50 @@
     const key = server + " " + (token || "");
     if (!channels.has(key)) channels.set(key, new Channel(server, token));
     return channels.get(key);
+  }
+
+  // ---- the code box's keys: Tab indents, Enter keeps the indentation ---------------------
+
+  const INDENT = "    ";
+
+  /** Replace the box's selection with `text` as typing would (undo keeps it, "input"
+   * fires), selecting it when `select`. */
+  function typeText(box, text, select) {
+    const start = box.selectionStart;
+    if (!document.execCommand || !document.execCommand("insertText", false, text)) {
+      box.setRangeText(text, start, box.selectionEnd, "end");
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+    }
+    if (select) box.setSelectionRange(start, start + text.length);
+  }
+
+  /** Tab: four spaces at the cursor, or the selected lines one level in; Shift+Tab (`out`):
+   * the lines one level out. */
+  function indent(box, out) {
+    const value = box.value, start = box.selectionStart, end = box.selectionEnd;
+    if (!out && start === end) {
+      const column = start - value.lastIndexOf("\n", start - 1) - 1;
+      typeText(box, INDENT.slice(column % INDENT.length), false);
+      return;
+    }
+    const from = value.lastIndexOf("\n", start - 1) + 1;
+    const to = end > start && value[end - 1] === "\n" ? end - 1 : end;
+    const lines = value.slice(from, to).split("\n");
+    const moved = lines.map((line) => out ? line.replace(/^ {1,4}|^\t/, "") : INDENT + line);
+    box.setSelectionRange(from, to);
+    typeText(box, moved.join("\n"), start !== end);
+    if (start === end) {  // Shift+Tab with no selection: the cursor stays on its text
+      const cursor = Math.max(from, start - (lines[0].length - moved[0].length));
+      box.setSelectionRange(cursor, cursor);
+    }
+  }
+
+  /** Enter: a new line as indented as this one, a level more after a colon. */
+  function newLine(box) {
+    const value = box.value, start = box.selectionStart;
+    const line = value.slice(value.lastIndexOf("\n", start - 1) + 1, start);
+    const lead = line.match(/^[ \t]*/)[0];
+    typeText(box, "\n" + lead + (/:\s*$/.test(line) ? INDENT : ""), false);
   }
 
   // ---- Cell -----------------------------------------------------------------------------
@@ -1302,13 +1885,11 @@
       this.noOutputTimer = null;
       this.interacts = new Map();    // interact_id -> its InteractView on screen
       this.runs = new Map();         // an interact run's msg_id -> {fold}: its output
-      this.httpBlocks = {};          // over HTTP: the blocks shown, and the seq they are at
-      this.httpSeq = 0;
-      this.httpInteracts = new Map();  // interact_id -> {busy, next}: POSTs one at a time
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
       if (o.autoeval) this.evaluate();
+      else if (o.restore) this._restore();
     }
 
     _build(element, o) {
@@ -1340,7 +1921,11 @@
       this.working.setAttribute("aria-hidden", "true");
       this.statusText = el("span", "cellbus-status");
       this.statusText.setAttribute("role", "status");
-      bar.append(this.button, this.stopButton, this.working, this.statusText);
+      this.count = el("span", "cellbus-count");  // the session's execution counter, [n]
+      this.count.hidden = true;
+      this.count.title = "execution number in the session";
+      bar.append(this.count, this.button, this.stopButton, this.working, this.statusText);
+      this.bar = bar;
       this.notice = el("div", "cellbus-notice");
       this.notice.setAttribute("role", "alert");
       this.notice.hidden = true;
@@ -1364,16 +1949,57 @@
     }
 
     _key(event) {
-      if (event.key !== "Enter" || event.isComposing) return;
-      if (event.shiftKey || event.ctrlKey || event.metaKey) {
+      if (event.isComposing) return;
+      const tabLeaves = this.tabLeaves;
+      this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
+      if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault();
+        indent(this.input, event.shiftKey);
+      } else if (event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey)) {
         event.preventDefault();
         this.evaluate();
         if (event.shiftKey && this.options.onShiftEnter) this.options.onShiftEnter(this);
+      } else if (event.key === "Enter" && !event.altKey) {
+        event.preventDefault();
+        newLine(this.input);
       }
     }
 
     focus() {
       this.input.focus();
+    }
+
+    /** Clear the output on the page (the store keeps it: a reload shows it again). */
+    clearOutput() {
+      this.view.clear();
+      this.outputElement.classList.remove("cellbus-stale");
+      this._hideNotice();
+      if (!this.busy) {
+        this.count.hidden = true;
+        this._setStatus("idle");
+      }
+    }
+
+    /** Take the cell off the page: its element is emptied and it hears nothing more. */
+    destroy() {
+      this.generation++;
+      if (this.requestId) this.channel.forget(this.requestId);
+      this.requestId = null;
+      this._setBusy(false);
+      clearTimeout(this.noOutputTimer);
+      this.channel.unregister(this);
+      allCells.delete(this);
+      this.element.textContent = "";
+      this.element.classList.remove("cellbus-cell");
+    }
+
+    /** This cell's URL for `action` on its gateway, and fetch() with its token. */
+    _url(action) {
+      return this.channel.url(this, action);
+    }
+
+    _fetch(url, init) {
+      return this.channel.fetch(url, init);
     }
 
     /** Evaluate the code in the input; the old output stays, marked stale, until new comes. */
@@ -1385,8 +2011,6 @@
       this.fold = new Fold();
       this.runs.clear();
       this.interacts.clear();
-      this.httpBlocks = {};
-      this.httpSeq = 0;
       this.sawOutput = false;
       this.started = performance.now();
       this.outputElement.classList.toggle("cellbus-stale", !this.view.empty);
@@ -1398,11 +2022,7 @@
       if (this.options.noOutputTimeout > 0) {
         this.noOutputTimer = setTimeout(() => this._noOutput(gen), this.options.noOutputTimeout);
       }
-      const content = {code: code};
-      if (this.options.kernel) content.kernel = this.options.kernel;
-      const msgId = this.channel.request(this, "execute_request", content);
-      if (msgId !== null) this.requestId = msgId;
-      else this._viaHttp(code);
+      this.requestId = this.channel.evaluate(this, code);
     }
 
     /** Show the run `parent`, which this page did not start, from its prompt on (see
@@ -1423,17 +2043,27 @@
 
     interrupt() {
       if (!this.busy) return;
-      if (this.channel.request(this, "interrupt_request", {}) === null) {
-        this._fetch(this._url("interrupt"), {method: "POST"}).catch(() => {});
-      }
+      this.channel.interrupt(this);
     }
 
     // -- from the channel (WebSocket) ----------------------------------------------------------
 
+    // -- from the transport (this.channel: a WebSocket, or HTTP behind it) -------------------
+
+    /** The gateway took request `msgId` (over HTTP the cell learns its msg_id only here). */
     _accepted(msgId, status) {
+      if (this.requestId === null && this.busy && this.status === "sending") this.requestId = msgId;
       if (msgId === this.requestId && this.status === "sending") {
         this._setStatus(status === "working" ? "running" : "queued");
       }
+    }
+
+    _running() {
+      if (this.busy && this.status !== "running") this._setStatus("running");
+    }
+
+    _failed(text) {
+      this._finish("failed", text);
     }
 
     _refused(msgId, error) {
@@ -1445,7 +2075,11 @@
       const type = msg.msg_type;
       if (!this.busy) return;
       if (type === "execute_input" || (type === "status" && msg.content.execution_state === "busy")) {
-        if (this.status === "sending" || this.status === "queued") this._setStatus("running");
+        this._running();
+      }
+      if (type === "execute_input" && Number.isInteger(msg.content.execution_count)) {
+        this._setCount(String(msg.content.execution_count));
+        this._event("count", {count: msg.content.execution_count});
       }
       if (this.fold.apply(seq, msg)) this._show(this.fold.view());
       if (type === "execute_reply") {
@@ -1468,23 +2102,42 @@
       }
     }
 
+    /** After a reload: show the cell's last request as the store has it (code, output,
+     * status), and one that is still queued or running as it goes on, with its Stop button.
+     * An evaluation started meanwhile wins. */
+    async _restore() {
+      const gen = this.generation;
+      const doc = await this.channel.document(this, 0);
+      if (!doc || !doc.request || gen !== this.generation) return;
+      if (!this.input.value && typeof doc.input === "string") {
+        this.input.value = doc.input;
+        this._fit();
+      }
+      if (isObject(doc.output) && Object.keys(doc.output).length) {
+        this.fold = new StoredBlocks(doc.output);  // an interact in it runs again from here
+        this.sawOutput = true;
+        this._show(doc.output);
+      }
+      if (doc.status === "needs_work" || doc.status === "working") {
+        this.requestId = doc.request;
+        this._setBusy(true);
+        this._setStatus(doc.status === "working" ? "running" : "queued");
+        this.channel.follow(this, doc.request, doc);
+      } else if (doc.status in STATUS_TEXT) {
+        this._setStatus(doc.status);
+      }
+    }
+
     /** A safety net after a reconnect: if the request has finished but its end never came
      * over the socket (its session was replaced meanwhile, say), show the stored output. */
     async _resync() {
       const msgId = this.requestId;
       if (!this.busy || !msgId) return;
-      const doc = await this._fetchDocument(0);
+      const doc = await this.channel.document(this, 0);
       if (!doc || !this.busy || this.requestId !== msgId || doc.request !== msgId) return;
       if (doc.status !== "done" && doc.status !== "error") return;
       this._show(doc.output);
       this._finish(doc.status);
-    }
-
-    // -- HTTP: POST evaluate, then long-poll update ------------------------------------------
-
-    _url(action) {
-      const parts = [this.user, this.worksheet, this.cellId].map(encodeURIComponent);
-      return this.server + "home/" + parts.join("/") + "/" + action;
     }
 
     /** Answer the prompt the cell's run waits on; null when sent, else what went wrong. */
@@ -1503,91 +2156,6 @@
       }
     }
 
-    /** fetch(), with the cell's token (if it has one) in an Authorization header. */
-    _fetch(url, init) {
-      if (!this.token) return fetch(url, init);
-      const o = Object.assign({}, init || {});
-      o.headers = Object.assign({}, o.headers || {}, {Authorization: "Bearer " + this.token});
-      return fetch(url, o);
-    }
-
-    async _fetchDocument(since, wait) {
-      try {
-        const r = await this._fetch(this._url("update?since=" + since + (wait ? "&wait=" + wait : "")),
-                              {cache: "no-store"});
-        return r.ok ? await r.json() : null;
-      } catch (e) {
-        return null;
-      }
-    }
-
-    async _viaHttp(code) {
-      const gen = this.generation;
-      let r, body;
-      try {
-        r = await this._fetch(this._url("evaluate"), {
-          method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify(this.options.kernel ? {input: code, kernel: this.options.kernel}
-                               : {input: code}),
-        });
-        body = await r.json().catch(() => ({}));
-      } catch (e) {
-        if (gen === this.generation) {
-          this._finish("failed",
-                       "Could not reach the server; check the connection and evaluate again.");
-        }
-        return;
-      }
-      if (gen !== this.generation) return;
-      if (r.status !== 202) {
-        this._finish("failed",
-                     "The server refused this evaluation: " + (body.error || "HTTP " + r.status));
-        return;
-      }
-      this.requestId = body.msg_id;
-      this._setStatus("queued");
-      this._poll(body.msg_id);
-    }
-
-    async _poll(msgId) {
-      let delay = 500;
-      while (this.requestId === msgId && this.busy) {
-        const since = this.httpSeq;
-        const doc = await this._fetchDocument(since, 20);
-        if (this.requestId !== msgId || !this.busy) return;
-        if (!doc) {
-          this._connection(false);
-          await sleep(delay);
-          delay = Math.min(delay * 2, 5000);
-          continue;
-        }
-        delay = 500;
-        this._connection(true);
-        if (doc.request && doc.request !== msgId) {
-          this._finish("superseded");
-          return;
-        }
-        this._showDocument(doc);
-        if (doc.status === "working" && this.status !== "running") this._setStatus("running");
-        if (doc.status === "done" || doc.status === "error") {
-          showUsage(this, doc.usage);
-          this._finish(doc.status);
-          return;
-        }
-      }
-    }
-
-    /** Over HTTP: show what changed in a /update answer. */
-    _showDocument(doc) {
-      if (doc.reset) this.httpBlocks = {};
-      if (Object.keys(doc.output).length || doc.reset) {
-        this.httpBlocks = Object.assign({}, this.httpBlocks, doc.output);
-        this._show(this.httpBlocks);
-      }
-      if (Number.isInteger(doc.seq)) this.httpSeq = doc.seq;
-    }
-
-    // -- interacts: controls send interact_requests; each run's output replaces the last ----
 
     _registerInteract(view) {
       this.interacts.set(view.id, view);
@@ -1597,14 +2165,22 @@
       this.interacts.set(view.id, view);
       const content = {interact_id: view.id, values: values, state: nextState(view.id)};
       view.sent(content.state);
-      if (this.channel.request(this, "interact_request", content) === null) {
-        this._interactViaHttp(content);
-      }
+      this.channel.interact(this, content);
     }
 
     _interactRefused(interactId, error) {
       const view = this.interacts.get(interactId);
       if (view) view.refused(error);
+    }
+
+    _interactFailed(interactId, text) {
+      const view = this.interacts.get(interactId);
+      if (view) view.failed(text);
+    }
+
+    _interactFinished(interactId, state) {
+      const view = this.interacts.get(interactId);
+      if (view) view.finished(state);
     }
 
     /** One message of a run of interact `interactId` (over the WebSocket). The run folds into
@@ -1633,92 +2209,6 @@
       this.fold.replaceInteractOutput(interactId, seq, run.fold);  // again: bumps its seq
       this._show(this.fold.view());
     }
-
-    /** Over HTTP: POST the request, one at a time per interact (the newest waiting one
-     * next), then follow the cell's /update until that run is done. */
-    async _interactViaHttp(content) {
-      const id = content.interact_id;
-      let slot = this.httpInteracts.get(id);
-      if (!slot) {
-        slot = {busy: false, next: null};
-        this.httpInteracts.set(id, slot);
-      }
-      if (slot.busy) {
-        if (!slot.next || slot.next.state < content.state) slot.next = content;
-        return;
-      }
-      slot.busy = true;
-      const gen = this.generation;
-      try {
-        while (content && gen === this.generation) {
-          const view = this.interacts.get(id);
-          let r, body;
-          try {
-            r = await this._fetch(this._url("interact"), {
-              method: "POST", headers: {"Content-Type": "application/json"},
-              body: JSON.stringify(content),
-            });
-            body = await r.json().catch(() => ({}));
-          } catch (e) {
-            r = null;
-          }
-          if (!r) {
-            if (view) view.failed("Could not reach the server; check the connection and try again.");
-          } else if (r.status !== 202) {
-            if (view) view.refused(body.error || "HTTP " + r.status);
-          } else {
-            this._followInteract(content);
-          }
-          content = slot.next;
-          slot.next = null;
-        }
-      } finally {
-        slot.busy = false;
-      }
-    }
-
-    /** Over HTTP: poll /update, showing the blocks as they change, until nothing has changed
-     * for INTERACT_FOLLOW_IDLE after the last request sent. (/update tells no run's end: its
-     * document stays the cell's finished evaluation, with each interact's latest output in
-     * it, and a finished cell's /update answers at once rather than waiting.) */
-    async _followInteract(content) {
-      this.httpFollow = content;  // the newest request sent; cleared by the first change after it
-      this.httpActive = performance.now();
-      if (this.httpFollowing) return;
-      this.httpFollowing = true;
-      const gen = this.generation;
-      let delay = INTERACT_POLL_MIN;
-      try {
-        while (gen === this.generation && performance.now() - this.httpActive < INTERACT_FOLLOW_IDLE) {
-          const follow = this.httpFollow;
-          const asked = performance.now();
-          const doc = await this._fetchDocument(this.httpSeq, INTERACT_POLL_WAIT);
-          if (gen !== this.generation) return;
-          const changed = doc !== null && (Object.keys(doc.output).length > 0 || doc.reset);
-          if (doc) this._showDocument(doc);
-          if (changed) {  // (which run it shows, /update does not say: take it as the newest)
-            this.httpActive = performance.now();
-            if (this.httpFollow) this._httpRunShown(this.httpFollow);
-          }
-          if (changed || this.httpFollow !== follow) {
-            delay = INTERACT_POLL_MIN;
-          } else if (performance.now() - asked < delay) {  // the server did not wait: we do
-            await sleep(delay);
-            delay = Math.min(delay * 2, INTERACT_POLL_MAX);
-          }
-        }
-        if (this.httpFollow) this._httpRunShown(this.httpFollow);
-      } finally {
-        this.httpFollowing = false;
-      }
-    }
-
-    _httpRunShown(content) {
-      if (this.httpFollow === content) this.httpFollow = null;
-      const view = this.interacts.get(content.interact_id);
-      if (view) view.finished(content.state);
-    }
-
     // -- what the person sees ------------------------------------------------------------------
 
     _show(blocks) {
@@ -1728,7 +2218,22 @@
         clearTimeout(this.noOutputTimer);
         this._hideNotice();
       }
-      if (this.sawOutput) this.view.update(blocks);
+      if (this.sawOutput) this._drawSoon(blocks);
+    }
+
+    /** Draw `blocks` at the next animation frame: a flood of output messages costs one
+     * drawing per frame, and the status and Stop button (changed at once) stay current. */
+    _drawSoon(blocks) {
+      const first = this.pending === undefined || this.pending === null;
+      this.pending = {blocks: blocks, generation: this.generation};
+      if (!first) return;
+      requestAnimationFrame(() => this._drawNow());
+    }
+
+    _drawNow() {
+      const pending = this.pending;
+      this.pending = null;
+      if (pending && pending.generation === this.generation) this.view.update(pending.blocks);
     }
 
     _noOutput(gen) {
@@ -1749,15 +2254,30 @@
       this.element.classList.remove("cellbus-waiting");
     }
 
+    _setCount(text) {
+      this.count.textContent = "[" + text + "]";
+      this.count.hidden = false;
+    }
+
     _setBusy(busy) {
+      if (busy) this._setCount("*");
+      else if (this.count.textContent === "[*]") this.count.hidden = true;  // no number came
       this.busy = busy;
       this.working.hidden = !busy;
       this.stopButton.hidden = !busy;
       this.element.classList.toggle("cellbus-busy", busy);
     }
 
+    /** Tell the page: a "cellbus:NAME" event on the cell's element (it bubbles). */
+    _event(name, detail) {
+      this.element.dispatchEvent(new CustomEvent("cellbus:" + name, {
+        bubbles: true, detail: Object.assign({cell: this}, detail)}));
+    }
+
     _setStatus(status) {
+      const changed = status !== this.status;
       this.status = status;
+      if (changed) this._event("status", {status: status, busy: this.busy});
       this.element.dataset.status = status;
       let text = status in STATUS_TEXT ? STATUS_TEXT[status] : status;
       if (!this.busy && this.started !== undefined && status !== "idle") {
@@ -1768,6 +2288,7 @@
     }
 
     _finish(status, message) {
+      this._drawNow();  // "done" means its output is on screen
       if (this.requestId) this.channel.forget(this.requestId);
       clearTimeout(this.noOutputTimer);
       this._hideNotice();
@@ -1851,30 +2372,189 @@
     return new Cell(element, options);
   }
 
+  // ---- SessionBar: the worksheet's session, what it runs, and its Restart button ----------
+
+  const KERNELS = {python: "Python 3", python3: "Python 3", r: "R", bash: "Bash"};
+  const SESSION_REPLACED = "a new session: the last one ended (idle too long, restarted, or "
+    + "its machine went away), and its variables with it";
+  const SESSION_TEXT = {
+    none: "no session yet: the first evaluation starts one",
+    starting: "starting…", busy: "busy", idle: "idle",
+  };
+
+  /** Above a worksheet's cells: the kernel its session runs, the session's state (none,
+   * starting, busy, idle, gone: why), and Restart (a fresh session; variables go). A
+   * worker that ended on its own (the device's --idle-timeout, say) shows when the next run
+   * starts a new one (its execution number starts again at 1): the page hears of no
+   * worker's end before (the broker tells no client). */
+  class SessionBar {
+    constructor(kernel, cells) {
+      this.cells = cells;
+      this.known = false;     // a session ran something since the page loaded or restarted it
+      this.why = null;        // gone: why, until the next session runs
+      this.notice = null;     // a new session replaced the last: said until the next run
+      this.rested = false;    // no cell ran since the notice came
+      this.restarted = false; // the next new session is the Restart's, no news
+      this.lastCount = null;  // the last execution number seen
+      const name = typeof kernel === "string" && kernel ? kernel : "python";
+      this.node = el("div", "cellbus-session");
+      this.node.append(el("span", "cellbus-kernel", KERNELS[name.toLowerCase()] || name));
+      this.state = el("span", "cellbus-session-state");
+      this.state.setAttribute("role", "status");
+      this.restartButton = el("button", "cellbus-restart", "Restart");
+      this.restartButton.type = "button";
+      this.restartButton.title = "a fresh session: the variables go";
+      this.restartButton.addEventListener("click", () => this.restart());
+      this.node.append(this.state, this.restartButton);
+      this.show();
+    }
+
+    restart() {
+      const cell = this.cells[0];
+      if (!cell) return;
+      cell.channel.restart(cell);
+      this.known = false;
+      this.notice = null;
+      this.restarted = true;
+      this.lastCount = null;
+      this.why = "restarted: the next evaluation starts a new session, without the old variables";
+      this.show();
+    }
+
+    /** An execution number `count`: 1 after others is a new worker, with none of the old
+     * variables, though the session's name stayed (the device ended an idle worker, or
+     * went away, and the broker placed the session again). */
+    counted(count) {
+      if (count === 1 && this.lastCount !== null) this.replaced();
+      this.lastCount = count;
+    }
+
+    /** The worksheet's session was replaced by a new one (see Channel._newSession). */
+    replaced() {
+      if (this.restarted) return;
+      this.notice = SESSION_REPLACED;
+      this.rested = false;
+      this.show();
+    }
+
+    show() {
+      const busy = this.cells.some((c) => c.busy);
+      const running = this.cells.some((c) => c.busy && c.status === "running");
+      if (running) {
+        this.known = true;
+        this.why = null;
+        if (this.rested) this.notice = null;
+      }
+      if (!busy) this.rested = this.notice !== null;
+      if (!busy && this.known) this.restarted = false;  // the restarted session has run
+      let state;
+      if (running) state = "busy";
+      else if (busy) state = this.known ? "busy" : "starting";
+      else if (this.why) state = "gone";
+      else if (this.known || this.cells.some((c) => c.status in FINISHED)) state = "idle";
+      else state = "none";
+      this.node.dataset.state = state;
+      const text = state === "gone" ? "gone: " + this.why : SESSION_TEXT[state];
+      this.state.textContent = this.notice ? text + " · " + this.notice : text;
+      this.node.classList.toggle("cellbus-session-news", this.notice !== null);
+    }
+  }
+
+  const FINISHED = {done: true, error: true, aborted: true};
+
   /** Cells that share one worksheet (one session), one after the other in `element`;
-   * Shift+Enter evaluates and moves to the next cell, adding one after the last. */
+   * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
+   * has buttons to move it up or down, clear its output and delete it. `codes`: the cells'
+   * code, each a string or {id, code} (as `layout()` gives, to save); `onChange(sheet)`
+   * after cells were added, moved or deleted. Returns {cells, add, move, remove, layout}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
     const cells = [];
     const list = el("div", "cellbus-worksheet");
     element.appendChild(list);
-    function add(code) {
+    const session = new SessionBar(o.kernel, cells);
+    list.appendChild(session.node);
+    list.addEventListener("cellbus:status", () => session.show());
+    list.addEventListener("cellbus:session", () => session.replaced());
+    list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
+    let nextId = 1;
+    let loading = true;
+    const changed = () => {
+      if (!loading && o.onChange) o.onChange(sheet);
+    };
+
+    /** A new cell with `code` (a string or {id, code}) at `index` (default: last). */
+    function add(code, index) {
+      const entry = isObject(code) ? code : {code: code};
+      const id = entry.id !== undefined ? String(entry.id) : String(nextId);
+      nextId = Math.max(nextId, (parseInt(id, 10) || 0) + 1);
+      const at = Number.isInteger(index) ? Math.max(0, Math.min(index, cells.length)) : cells.length;
       const box = el("div");
-      list.appendChild(box);
+      list.insertBefore(box, at < cells.length ? cells[at].element : null);
       const cell = makeCell(box, Object.assign({}, o, {
-        code: code || "", cellId: String(cells.length + 1), autoeval: false,
+        code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
+        restore: loading && o.restore !== false,  // a new cell has no past to show
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
           (cells[next] || add("")).focus();
         },
       }));
-      cells.push(cell);
+      cells.splice(at, 0, cell);
+      cell.bar.appendChild(tools(cell));
       if (o.onAdd) o.onAdd(cell);
+      changed();
       return cell;
     }
+
+    function tools(cell) {
+      const box = el("span", "cellbus-tools");
+      const button = (text, label, action) => {
+        const b = el("button", "cellbus-tool", text);
+        b.type = "button";
+        b.title = label;
+        b.setAttribute("aria-label", label + " (cell " + cell.cellId + ")");
+        b.addEventListener("click", action);
+        box.appendChild(b);
+      };
+      button("↑", "Move up", () => move(cell, -1));
+      button("↓", "Move down", () => move(cell, 1));
+      button("Clear", "Clear output", () => cell.clearOutput());
+      button("✕", "Delete cell", () => remove(cell));
+      return box;
+    }
+
+    /** Move `cell` `by` places (-1: up). */
+    function move(cell, by) {
+      const from = cells.indexOf(cell), to = from + by;
+      if (from < 0 || to < 0 || to >= cells.length) return;
+      cells.splice(from, 1);
+      cells.splice(to, 0, cell);
+      list.insertBefore(cell.element, to + 1 < cells.length ? cells[to + 1].element : null);
+      cell.focus();
+      changed();
+    }
+
+    function remove(cell) {
+      const at = cells.indexOf(cell);
+      if (at < 0) return;
+      cells.splice(at, 1);
+      cell.destroy();
+      cell.element.remove();
+      if (cells.length) cells[Math.min(at, cells.length - 1)].focus();
+      changed();
+    }
+
+    /** What to save to make the same worksheet again: [{id, code}] in order. */
+    function layout() {
+      return cells.map((c) => ({id: c.cellId, code: c.input.value}));
+    }
+
+    const sheet = {cells: cells, add: add, move: move, remove: remove, layout: layout,
+                   options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
-    return {cells: cells, add: add, options: o};
+    loading = false;
+    return sheet;
   }
 
   injectStylesheet();

@@ -1,0 +1,57 @@
+"""Notebook basics on the worksheet page (issue 26, item 5): execution counters, cells moved,
+cleared and deleted (and kept so over a reload), and the worksheet's name in the URL, so a
+link opens the same worksheet in another browser."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from test_browser import (ARTIFACTS, browser, expect, open_page, open_worksheet,  # noqa: F401
+                          page, run, web)
+
+
+def test_counters_moves_clear_and_delete(page: Any, web: Any) -> None:
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "x = 41")
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")
+    expect(cells.nth(0).locator(".cellbus-count")).to_have_text("[1]")
+    run(cells.nth(1), "print(x + 1)")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("42")
+    expect(cells.nth(1).locator(".cellbus-count")).to_have_text("[2]")
+    page.get_by_role("button", name="Move up (cell 2)").click()
+    expect(cells.nth(0).locator("textarea")).to_have_value("print(x + 1)")
+    expect(cells.nth(0).locator("textarea")).to_be_focused()
+    expect(cells.nth(1).locator("textarea")).to_have_value("x = 41")
+    page.get_by_role("button", name="Delete cell (cell 3)").click()
+    expect(cells).to_have_count(2)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "notebook.png"), full_page=True)
+    page.get_by_role("button", name="Clear output (cell 2)").click()
+    expect(cells.nth(0).locator(".cellbus-output")).to_be_empty()
+    expect(cells.nth(0).locator(".cellbus-count")).to_be_hidden()
+    page.get_by_role("button", name="Move down (cell 2)").click()  # back, and again up
+    page.get_by_role("button", name="Move up (cell 2)").click()
+    page.reload()  # the order stays; the output comes back from the store
+    cells = page.locator(".cellbus-cell")
+    expect(cells.nth(0).locator("textarea")).to_have_value("print(x + 1)")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("42")
+    expect(cells.nth(1).locator("textarea")).to_have_value("x = 41")
+    run(cells.nth(2), "print(x)")  # a new cell, in the same session
+    expect(cells.nth(2).locator(".cellbus-output")).to_have_text("41")
+    expect(cells.nth(2).locator(".cellbus-count")).to_have_text("[3]")
+
+
+def test_worksheet_url_opens_the_same_worksheet(browser: Any, page: Any, web: Any) -> None:
+    page.goto(web.url("/"))
+    expect(page).to_have_url(re.compile(r"\?ws=ws-[0-9a-f]+$"))
+    cell = page.locator(".cellbus-cell").nth(0)
+    run(cell, "print('bookmarked')")
+    expect(cell.locator(".cellbus-output")).to_have_text("bookmarked")
+    link = page.url
+    for other in open_page(browser):  # another browser: no localStorage of this one
+        other.goto(link)
+        first = other.locator(".cellbus-cell").nth(0)
+        expect(first.locator(".cellbus-output")).to_have_text("bookmarked")
+        expect(first.locator("textarea")).to_have_value("print('bookmarked')")
+        expect(other.locator("#ws-name")).to_have_text(link.split("ws=")[1])

@@ -1,0 +1,55 @@
+"""A reload of the worksheet page keeps everything (issue 26, item 1): every cell's output
+comes back from the store, a cell still running shows it with its Stop button and goes on
+live, and the cell queued behind it runs when its turn comes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_browser import ARTIFACTS, browser, expect, open_worksheet, page, run, web  # noqa: F401
+
+TICKS = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+
+
+def test_reload_mid_run_shows_all_output_and_goes_on_live(page: Any, web: Any) -> None:
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "print('before the reload')")
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")
+    run(cells.nth(1), TICKS)
+    expect(cells.nth(1).locator(".cellbus-output")).to_contain_text("tick 3")
+    run(cells.nth(2), "print('after the ticks')")
+    expect(cells.nth(2)).to_have_attribute("data-status", "queued")
+    page.reload()
+    cells = page.locator(".cellbus-cell")
+    first, ticking, queued = cells.nth(0), cells.nth(1), cells.nth(2)
+    expect(first.locator(".cellbus-output")).to_have_text("before the reload")
+    expect(first).to_have_attribute("data-status", "done")
+    out = ticking.locator(".cellbus-output")
+    expect(out).to_contain_text("tick 0\ntick 1\ntick 2\ntick 3")  # from the store
+    expect(ticking).to_have_attribute("data-status", "running")
+    expect(queued).to_have_attribute("data-status", "queued")
+    seen = len(out.inner_text().splitlines())
+    expect(out).to_contain_text(f"tick {seen + 5}")  # live after the reload
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "reload-running.png"), full_page=True)
+    ticking.get_by_role("button", name="Stop").click()
+    expect(ticking.locator(".cellbus-error")).to_contain_text("KeyboardInterrupt")
+    expect(ticking).to_have_attribute("data-status", "error")
+    expect(ticking.get_by_role("button", name="Stop")).to_be_hidden()
+    expect(queued.locator(".cellbus-output")).to_have_text("after the ticks")
+    expect(queued).to_have_attribute("data-status", "done")
+    lines = out.locator(".cellbus-stdout").inner_text().splitlines()
+    assert lines == [f"tick {i}" for i in range(len(lines))], lines[:3]  # each once, in order
+
+
+def test_reload_keeps_an_interact_working(page: Any, web: Any) -> None:
+    """An @interact shown from the store after a reload still re-runs its function."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "@interact\ndef f(n=slider(1, 20, step=1)):\n    print('n is', n)")
+    expect(cells.nth(0).locator(".cellbus-interact-output")).to_have_text("n is 1")
+    page.reload()
+    box = page.locator(".cellbus-cell").nth(0).locator(".cellbus-interact")
+    out = box.locator(".cellbus-interact-output")
+    expect(out).to_have_text("n is 1")
+    box.get_by_role("slider", name="n").fill("7")
+    expect(out).to_have_text("n is 7")

@@ -1,0 +1,55 @@
+"""The worksheet's session on the page (issue 26, item 3): the kernel it runs, its state
+(none, starting, busy, idle, gone: why), Restart, and a session that ended on its own (the
+device's --idle-timeout) said when the next run starts a new one, not only by a NameError."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness import Chain
+from test_browser import ARTIFACTS, browser, expect, open_worksheet, page, run, web  # noqa: F401
+
+
+def session_bar(page: Any) -> Any:
+    return page.locator(".cellbus-session")
+
+
+def test_state_kernel_and_restart(page: Any, web: Any) -> None:
+    cells = open_worksheet(page, web)
+    bar = session_bar(page)
+    expect(bar.locator(".cellbus-kernel")).to_have_text("Python 3")
+    expect(bar).to_have_attribute("data-state", "none")
+    run(cells.nth(0), "import time\nx = 1\nprint('sleeping', flush=True)\ntime.sleep(1.5)")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("sleeping")
+    expect(bar).to_have_attribute("data-state", "busy")
+    expect(bar).to_have_attribute("data-state", "idle")
+    bar.get_by_role("button", name="Restart").click()
+    expect(bar).to_have_attribute("data-state", "gone")
+    expect(bar.locator(".cellbus-session-state")).to_contain_text("restarted")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "session-restarted.png"))
+    run(cells.nth(1), "print(x)")
+    expect(cells.nth(1).locator(".cellbus-error")).to_contain_text("NameError")
+    expect(bar).to_have_attribute("data-state", "idle")
+    expect(bar.locator(".cellbus-session-state")).to_have_text("idle")  # no news: it restarted
+
+
+def test_a_session_ended_by_the_idle_timeout_is_said(page: Any, chain: Chain) -> None:
+    chain.start_broker()
+    chain.start_device("--idle-timeout", "1")
+    chain.start_gateway()
+    cells = open_worksheet(page, chain)
+    bar = session_bar(page)
+    run(cells.nth(0), "x = 1")
+    expect(bar).to_have_attribute("data-state", "idle")
+    assert chain.broker is not None
+    chain.broker.wait_for_log(r"closed session \S+ \(idle timeout\)", timeout=30)
+    run(cells.nth(1), "print(x)")
+    expect(cells.nth(1).locator(".cellbus-error")).to_contain_text("NameError")
+    state = bar.locator(".cellbus-session-state")
+    expect(state).to_contain_text("a new session: the last one ended (idle too long")
+    expect(bar).to_have_class("cellbus-session cellbus-session-news")
+    page.screenshot(path=str(ARTIFACTS / "session-replaced.png"))
+    run(cells.nth(2), "print(2)")  # the next run: the news is old
+    expect(cells.nth(2).locator(".cellbus-output")).to_have_text("2")
+    expect(state).to_have_text("idle")
