@@ -74,7 +74,7 @@ class Outputs:
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str) and not self.interacts.apply(parent, seq, msg):
                 self.cells.apply(parent, seq, msg)
-            self.prompts.stored(_session_id, msg)
+            self.prompts.stored(_session_id, msg, seq)
         for request in ended:
             await self.ended(request)  # its slot frees, whatever the store said
         now = time.monotonic()

@@ -35,6 +35,7 @@ class Pending:
     parent: str
     cell_id: str
     prompt: str  # the input_request's msg_id
+    seq: int  # and its seq
 
 
 #: Prompts answered by this broker process that are remembered, so that one found again in
@@ -51,14 +52,14 @@ class Prompts:
         self.pending: dict[str, Pending] = {}  # session -> its prompt
         self.answered: dict[str, None] = {}  # prompt msg_ids answered, oldest first
 
-    def stored(self, session_id: str, msg: Message) -> None:
+    def stored(self, session_id: str, msg: Message, seq: int) -> None:
         """Note an output message just stored: an ``input_request`` is now pending."""
         if msg["msg_type"] != mt.INPUT_REQUEST:
             return
         parent = msg["parent_header"].get("msg_id")
         cell_id = (msg["metadata"].get("cellbus") or {}).get("cell_id")
         if isinstance(parent, str) and isinstance(cell_id, str):
-            self.pending[session_id] = Pending(parent, cell_id, msg["msg_id"])
+            self.pending[session_id] = Pending(parent, cell_id, msg["msg_id"], seq)
 
     async def _found(self, session_id: str) -> Pending | None:
         """The session's prompt as the store has it: its last message, an ``input_request``
@@ -68,14 +69,14 @@ class Prompts:
         stored = await store.messages(session_id, since=last - 1) if last else []
         if not stored or stored[-1][1]["msg_type"] != mt.INPUT_REQUEST:
             return None
-        msg = stored[-1][1]
+        seq, msg = stored[-1]
         parent = msg["parent_header"].get("msg_id")
         if msg["msg_id"] in self.answered or not isinstance(parent, str):
             return None
         request = await store.get_request(parent)
         if request is None or request.status != WORKING:
             return None
-        self.stored(session_id, msg)
+        self.stored(session_id, msg, seq)
         return self.pending.get(session_id)
 
     def ended(self, request: Request) -> None:
@@ -98,7 +99,12 @@ class Prompts:
         pending = None
         if session is not None:
             pending = self.pending.get(session.session) or await self._found(session.session)
-        if session is None or pending is None or pending.cell_id != cell_id:
+        # An answer may name its prompt (its seq, or its msg_id as Jupyter clients' parent
+        # header does): a repeated or late answer then never answers the next prompt.
+        named = msg["content"].get("prompt")
+        if session is None or pending is None or (
+                pending.cell_id != cell_id if named is None
+                else named not in (pending.seq, pending.prompt)):
             raise Refused(409, f"cell {cell_id} waits for no input now: its prompt was "
                                "answered already, or its run ended")
         forward = self.wire.msg(mt.INPUT_REPLY, {"value": value}, metadata={

@@ -17,7 +17,7 @@ from protocol.wire import Message
 
 from . import heap
 from .base import BaseHandler, check_address, fail
-from .jsonbody import load_json
+from .jsonbody import is_integer, load_json
 from .kernels import asked_kernel
 from .outbox import write_paced
 
@@ -76,15 +76,21 @@ def interact_content(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def input_content(body: dict[str, Any]) -> dict[str, Any]:
-    """The content of an ``input_reply`` made from a client's ``{"value": "..."}``; raises
-    ``ValueError`` for a value that is no string and :class:`TooLarge` for one past
+    """The content of an ``input_reply`` made from a client's ``{"value": "...", "prompt":
+    SEQ?}`` (``prompt``: the seq of the ``input_request`` it answers; an answer that names
+    one never answers another); raises ``ValueError`` for a value that is no string or a
+    prompt that is no seq, and :class:`TooLarge` for a value past
     :data:`protocol.msgtypes.MAX_INPUT_REPLY` bytes."""
-    value = body.get("value")
+    value, prompt = body.get("value"), body.get("prompt")
     if not isinstance(value, str):
         raise ValueError("the answer must be {\"value\": \"...\"}, a string")
     if len(value.encode("utf-8", "surrogatepass")) > mt.MAX_INPUT_REPLY:
         raise TooLarge(f"the answer is over the limit of {mt.MAX_INPUT_REPLY} bytes")
-    return {"value": value}
+    if prompt is None:
+        return {"value": value}
+    if not is_integer(prompt) or not 0 < prompt <= mt.MAX_SEQ:
+        raise ValueError("prompt must be the seq of the input_request the answer is for")
+    return {"value": value, "prompt": prompt}
 
 
 class TooLarge(ValueError):

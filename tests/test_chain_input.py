@@ -172,3 +172,24 @@ def test_a_prompt_waiting_through_a_broker_restart_is_answered(running_chain) ->
     assert answer(chain, "u/ws/1", "again")[0] == 409
     doc = chain.wait_done("u/ws/1")
     assert text(doc) == "before\nName? Ada\nhi Ada\n", doc
+
+
+def test_an_answer_names_its_prompt_and_a_repeat_answers_nothing_else(running_chain) -> None:
+    """A client that sends its answer twice (a retry after a lost reply) must not answer the
+    run's next prompt with it: with the prompt's seq named, the repeat is a 409, and a
+    password asked next never sees (nor echoes, nor stores) the first answer."""
+    chain = running_chain
+    code = 'name = input("Name? ")\nimport getpass\npw = getpass.getpass("pw: ")\nprint(name, len(pw))'
+    assert chain.evaluate("u/ws/1", code)[0] == 202
+    first = wait_prompt(chain, "u/ws/1")
+    body = {"value": "Ada", "prompt": first["seq"]}
+    post = lambda b: chain.http("POST", "/home/u/ws/1/input", json.dumps(b).encode())  # noqa: E731
+    assert post(body)[0] == 202
+    second = wait_prompt(chain, "u/ws/1")
+    assert second["password"] and second["seq"] != first["seq"]
+    status, refused = post(body)  # the same answer again: it names the first prompt
+    assert status == 409 and "waits for no input" in refused["error"], refused
+    assert post({"value": "x", "prompt": "no"})[0] == 400
+    assert post({"value": "s3cret", "prompt": second["seq"]})[0] == 202
+    doc = chain.wait_done("u/ws/1")
+    assert text(doc).endswith("Ada 6\n"), doc

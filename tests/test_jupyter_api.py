@@ -237,3 +237,36 @@ def test_a_session_keeps_its_path_through_a_restart(running_chain) -> None:
     assert status == 200 and one["path"] == "work/a.ipynb" and one["kernel"]["id"] == kernel_id
     assert running_chain.http("DELETE", f"/api/sessions/{kernel_id}")[0] == 204
     assert running_chain.http("GET", "/api/sessions") == (200, [])
+
+
+async def test_input_over_the_stdin_channel(running_chain) -> None:
+    """input() in a kernel's cell asks the client that ran it on the stdin channel; its
+    input_reply (parented by the input_request, as Jupyter clients send it) is the answer,
+    and the same reply sent again answers nothing (409 at the broker, so no second prompt
+    gets it)."""
+    kernel_id = start_kernel(running_chain)
+    ch = await Channels.open(running_chain.port, kernel_id)
+    try:
+        request = await ch.send("execute_request", {
+            "code": 'a = input("first? ")\nb = input("second? ")\nprint(a, b)',
+            "silent": False, "allow_stdin": True})
+        seen = await ch.until(lambda m: m["msg_type"] == "input_request")
+        asked = seen[-1]
+        assert asked["channel"] == "stdin" and asked["content"]["prompt"] == "first? "
+        reply = ch.message("input_reply", {"value": "one"})
+        reply["parent_header"] = asked["header"]
+        for _ in range(2):  # a client's retry: the second must not answer "second? "
+            await ch.ws.write_message(json.dumps({**reply, "channel": "stdin"}))
+        seen += await ch.until(lambda m: m["msg_type"] == "input_request")
+        again = seen[-1]
+        assert again["content"]["prompt"] == "second? "
+        reply = ch.message("input_reply", {"value": "two"})
+        reply["parent_header"] = again["header"]
+        await ch.ws.write_message(json.dumps({**reply, "channel": "stdin"}))
+        seen += await ch.until(lambda m: m["parent_header"].get("msg_id") ==
+                               request["header"]["msg_id"] and m["msg_type"] == "status"
+                               and m["content"]["execution_state"] == "idle")
+        assert stdout([m for m in seen if m["parent_header"].get("msg_id") ==
+                       request["header"]["msg_id"]]) == "first? one\nsecond? two\none two\n"
+    finally:
+        await ch.close()

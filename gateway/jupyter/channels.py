@@ -49,7 +49,9 @@ LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
     "is_complete_request": ("is_complete_reply", {"status": "unknown"}),
     "history_request": ("history_reply", {"status": "ok", "history": []}),
 }
-INPUT_REPLY = getattr(mt, "INPUT_REPLY", "input_reply")
+INPUT_REPLY = mt.INPUT_REPLY
+#: Prompts remembered per client (their cells), oldest forgotten first.
+MAX_PROMPTS = 64
 
 
 class Replay(Subscription):
@@ -93,6 +95,8 @@ class ChannelsHandler(SocketHandler):
         self.client = client if client and len(client) <= MAX_CLIENT else uuid.uuid4().hex
         self.binary = self.selected_subprotocol == wire.V1
         self.address = (self.user, self.kernel_id, "-")
+        #: input_request msg_id -> its cell, for the prompts delivered to this client.
+        self.prompts: dict[str, str] = {}
         self.outbox = HandingOutbox(self, self.settings["client_buffer"], self._release)
         self.positions = Positions()
         self.position: tuple[str, int] | None = None
@@ -159,6 +163,10 @@ class ChannelsHandler(SocketHandler):
         if msg_type in wire.HIDDEN or (
                 msg_type == "input_request" and msg["parent_header"].get("session") != self.client):
             return
+        if msg_type == "input_request" and isinstance(facts.get("cell_id"), str):
+            self.prompts[msg["header"]["msg_id"]] = facts["cell_id"]  # its answer goes there
+            while len(self.prompts) > MAX_PROMPTS:
+                del self.prompts[next(iter(self.prompts))]
         if facts.get("cell_id") == START_CELL:  # the kernel's start: no client asked
             if msg_type != mt.STATUS:
                 return
@@ -234,8 +242,18 @@ class ChannelsHandler(SocketHandler):
                 await model.shut_down(self.ask, self.user, self.kernel_id, self.sockets)
         elif msg_type == INPUT_REPLY:
             value = content.get("value")
-            await self.link.request(INPUT_REPLY, {"value": value if isinstance(value, str)
-                                                  else ""}, self.address)
+            answer: dict[str, Any] = {"value": value if isinstance(value, str) else ""}
+            parent = request.get("parent_header")
+            prompt = parent.get("msg_id") if isinstance(parent, dict) else None  # its prompt
+            cell_id = self.prompts.get(prompt) if isinstance(prompt, str) else None
+            if cell_id is None:
+                return  # no prompt of this kernel delivered here: nothing to answer
+            answer["prompt"] = prompt
+            reply = await self.link.request(INPUT_REPLY, answer, (self.user, self.kernel_id,
+                                                                  cell_id))
+            if not reply["content"].get("ok"):
+                log.info("gateway: an input_reply for kernel %s was refused: %s",
+                         self.kernel_id, reply["content"].get("error"))
         elif msg_type == "complete_request":
             at = content.get("cursor_pos", 0)
             self.answer(request, "complete_reply", {"status": "ok", "matches": [],

@@ -709,7 +709,7 @@
       event.preventDefault();
       box.disabled = true;
       notice.textContent = "";
-      const error = await cell.answerPrompt(box.value);
+      const error = await cell.answerPrompt(box.value, block.seq);
       if (error === null) return;  // the block closes when the session goes on
       notice.textContent = error;
       box.disabled = false;
@@ -2141,11 +2141,12 @@
     }
 
     /** Answer the prompt the cell's run waits on; null when sent, else what went wrong. */
-    async answerPrompt(value) {
+    async answerPrompt(value, prompt) {
       try {
         const r = await this._fetch(this._url("input"), {
           method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({value: value}),
+          body: JSON.stringify(Number.isInteger(prompt) ? {value: value, prompt: prompt}
+                               : {value: value}),
         });
         if (r.status === 202) return null;
         const body = await r.json().catch(() => ({}));
