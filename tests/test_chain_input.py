@@ -179,7 +179,8 @@ def test_an_answer_names_its_prompt_and_a_repeat_answers_nothing_else(running_ch
     run's next prompt with it: with the prompt's seq named, the repeat is a 409, and a
     password asked next never sees (nor echoes, nor stores) the first answer."""
     chain = running_chain
-    code = 'name = input("Name? ")\nimport getpass\npw = getpass.getpass("pw: ")\nprint(name, len(pw))'
+    code = ('name = input("Name? ")\nimport getpass\npw = getpass.getpass("pw: ")\n'
+            'print(name, len(pw))')
     assert chain.evaluate("u/ws/1", code)[0] == 202
     first = wait_prompt(chain, "u/ws/1")
     body = {"value": "Ada", "prompt": first["seq"]}
