@@ -30,6 +30,15 @@ class DeviceMetrics(NodeMetrics):
                     device.config.max_sessions)
         yield gauge("cellbus_device_workers_preforked", "Workers forked and ready",
                     len(overseer.ready))
+        by_kernel = {name: 0.0 for name in overseer.pools}
+        for w in overseer.workers.values():
+            by_kernel[w.kernel] = by_kernel.get(w.kernel, 0.0) + 1
+        yield gauge("cellbus_device_kernel_sessions", "Sessions with a live worker, by kernel",
+                    labels={"kernel": by_kernel})
+        yield gauge("cellbus_device_kernel_workers_preforked", "Workers forked and ready, by "
+                    "kernel (--prefork for the built-in one, --kernel-prefork for the others)",
+                    labels={"kernel": {name: float(len(pool))
+                                       for name, pool in overseer.pools.items()}})
         workers = overseer.workers.values()
         yield gauge("cellbus_device_cells_running", "Requests running in a worker now",
                     sum(1 for w in workers if w.current is not None))

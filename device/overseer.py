@@ -248,7 +248,7 @@ class Overseer:
                         workdir=workdir,
                         limits=config.launch.limits, max_output=config.max_output,
                         pacer=TokenBucket(config.output_rate, config.output_burst),
-                        notice=notice, input_timeout=config.input_timeout)
+                        notice=notice, input_timeout=config.input_timeout, kernel=kernel)
         self.workers[session_id] = worker
         log.info("device started worker %d for session %s in %s", proc.pid, session_id, workdir)
         watcher = asyncio.create_task(self._watch(worker), name=f"watch.{proc.pid}")

@@ -31,6 +31,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from protocol.kernels import DEFAULT_KERNEL
 from protocol import msgtypes as mt
 from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
@@ -99,8 +100,9 @@ class Worker:
                  proc: ForkedProcess, room: Room = no_wait, link: OverseerLink, workdir: str,
                  limits: Limits,
                  max_output: int, pacer: TokenBucket, notice: str | None = None,
-                 input_timeout: float = INPUT_TIMEOUT) -> None:
+                 input_timeout: float = INPUT_TIMEOUT, kernel: str = DEFAULT_KERNEL) -> None:
         self.session_id = session_id
+        self.kernel = kernel
         self.device_id = device_id
         self.bus = bus
         self.upstream = upstream

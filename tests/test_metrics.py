@@ -58,6 +58,8 @@ def test_every_node_reports_metrics_and_the_gateway_says_when_it_is_ready(chain:
         time.sleep(0.1)
     assert dev["cellbus_device_outbox_records"] == 0 and dev["cellbus_device_sessions"] == 1
     assert dev["cellbus_device_places"] == 16
+    assert dev['cellbus_device_kernel_sessions{kernel="python"}'] == 1
+    assert dev['cellbus_device_kernel_workers_preforked{kernel="python"}'] >= 0
     assert any(k.startswith("cellbus_device_sandbox_protection{") for k in dev)
     for samples in (broker, gateway, dev):
         assert not any("alice" in key for key in samples)
