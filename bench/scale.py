@@ -152,6 +152,8 @@ class Level:
     new_session: float
     warm_rt: float
     cpu_rest: dict[str, float] = field(default_factory=dict)
+    #: How stopping the device went with this many sessions open (the last level only).
+    stop: str = ""
 
 
 async def open_sessions(work: Path, levels: list[int], trials: int) -> list[Level]:
@@ -180,6 +182,13 @@ async def open_sessions(work: Path, levels: list[int], trials: int) -> list[Leve
             rows.append(Level(level, pss, statistics.median(new), await warm(keep, 4 * trials),
                               {k: v / 5.0 for k, v in cpu.items()}))
             log(f"scale: {rows[-1]}")
+        t0 = clock()
+        code = c.devices[0].stop(timeout=120)  # SIGTERM: it ends every session, then leaves
+        took = clock() - t0
+        tracebacks = c.devices[0].log.count("Traceback")
+        rows[-1].stop = (f"Stopping the device (SIGTERM) with {opened} sessions open took "
+                         f"{took:.1f} s, exit status {code}, {tracebacks} tracebacks in its log.")
+        log(f"scale: {rows[-1].stop}")
     return rows
 
 

@@ -90,7 +90,8 @@ def sessions(levels: list[Level], kg: tuple[list[Level], str]) -> str:
                 "new session: first output", "vs 1 open", "warm round trip",
                 "broker CPU at rest", "device CPU at rest", "gateway CPU at rest"], rows), "",
         "Jupyter Kernel Gateway on the same machine, same client (a kernel per session):", "",
-        kg_table, "", *([f"Kernel Gateway {stopped}.", ""] if stopped else []), plot, "",
+        kg_table, "", *([f"Kernel Gateway {stopped}.", ""] if stopped else []),
+        *([levels[-1].stop, ""] if levels[-1].stop else []), plot, "",
         "PSS per session: the PSS of everything the device forked (template, namespace inits, "
         "workers, the prefork pool), divided by the sessions open; per added session: its "
         "growth from the level before, divided by the sessions added. New session: from "
