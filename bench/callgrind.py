@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.drivers import CellbusSession  # noqa: E402
-from bench.profile import PRINT2, Tree  # noqa: E402
+from bench.node_cpu import PRINT2, Tree  # noqa: E402
 
 COUNTED = ("broker", "gateway", "device")
 
