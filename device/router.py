@@ -17,7 +17,6 @@ does the device close its socket.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import os
 import socket
@@ -27,7 +26,6 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
-from protocol import records
 from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.node import Node
 from protocol.requests import failed, stamp
@@ -81,8 +79,7 @@ class DeviceRouter(Node):
         self.device_id = device_id or default_device_id()
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
-        self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes,
-                             bundle=functools.partial(records.bundle, session))
+        self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes)
         self.metrics = DeviceMetrics(self)
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  room=self.outbox.room, on_closed=self._session_closed,
