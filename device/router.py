@@ -17,6 +17,7 @@ does the device close its socket.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol import records
 from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.node import Node
 from protocol.requests import failed, stamp
@@ -79,7 +81,8 @@ class DeviceRouter(Node):
         self.device_id = device_id or default_device_id()
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
-        self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes)
+        self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes,
+                             bundle=functools.partial(records.bundle, session))
         self.metrics = DeviceMetrics(self)
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  room=self.outbox.room, on_closed=self._session_closed,
