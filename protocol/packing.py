@@ -3,7 +3,7 @@
 ``msgpack.packb(obj)`` constructs a new ``msgpack.Packer`` on every call, and each Packer
 allocates its own 1 MiB buffer: on a node that packs four frames per message sent and a
 blob per message stored, that constructor cost more than the packing itself (the broker's
-py-spy profile put 13 % of its busy samples in ``packb``). :func:`packer` keeps one Packer
+py-spy profile put 13 % of its samples in ``packb``). :func:`packer` keeps one Packer
 per thread instead; the bytes are the same as ``packb``'s with the same options.
 
 A Packer is not thread-safe (it packs into its own buffer), hence one per thread: the
