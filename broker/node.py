@@ -26,12 +26,14 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import zmq
 
 from protocol import msgtypes as mt
 from protocol.curve import ServerKeys
+from protocol import records
 from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.requests import Endings
@@ -213,9 +215,8 @@ class Broker(Node):
         outputs: list[tuple[str, Message]] = []
         try:
             while cast(int, self.device_sock.get(zmq.EVENTS)) & zmq.POLLIN:
-                got = await self.recv(self.device_sock)
-                if got is not None:
-                    self._sort(got[0], got[1], outputs)
+                for idents, msg in self._unbundled([await self.recv(self.device_sock)]):
+                    self._sort(idents, msg, outputs)
         except zmq.ZMQError as e:
             self.log.warning("broker: while stopping, could not read from devices: %s", e)
         if await self._store_batch(outputs) and outputs:
@@ -261,13 +262,25 @@ class Broker(Node):
             async with self._persisting:
                 batch += self.recv_waiting(self.device_sock, MAX_OUTPUT_BATCH - 1)
                 outputs: list[tuple[str, Message]] = []
-                for got in batch:
-                    if got is not None:
-                        self._sort(got[0], got[1], outputs)
+                for idents, msg in self._unbundled(batch):
+                    self._sort(idents, msg, outputs)
                 await self._store_batch(outputs)
                 drains, self._drains = self._drains, []
                 for device, msg in drains:  # after the output the device sent before them
                     await self.watch.drained(device, msg)
+
+    def _unbundled(self, batch: list[tuple[list[bytes], Message] | None]
+                   ) -> Iterator[tuple[list[bytes], Message]]:
+        """The messages of ``batch`` in order, each ``records`` bundle a device sent
+        (:mod:`protocol.records`) opened into the records it carries."""
+        for got in batch:
+            if got is None:
+                continue
+            if got[1]["msg_type"] != mt.RECORDS:
+                yield got
+                continue
+            for msg in records.unbundle(self.session, got[1], self._rejected):
+                yield got[0], msg
 
     def _sort(self, idents: list[bytes], msg: Message, outputs: list[tuple[str, Message]]) -> None:
         if (judged := self.senders.judge(idents, msg)) is Judgement.REFUSE:

@@ -16,9 +16,8 @@ import time
 import uuid
 from typing import Final
 
-import msgpack
-
 from protocol import msgtypes as mt
+from protocol.packing import packer
 from protocol.wire import Message
 
 from .store import Store, StoreError
@@ -33,6 +32,7 @@ OUTPUT_TYPES: Final = frozenset({mt.STREAM, mt.DISPLAY_DATA, mt.EXECUTE_RESULT,
 RECOUNT: Final = 600.0
 
 log = logging.getLogger("cellbus.broker")
+_pack = packer(use_bin_type=True)
 
 
 def message_size(msg: Message) -> int:
@@ -41,7 +41,7 @@ def message_size(msg: Message) -> int:
     on the loop every message passes through."""
     size = sum(len(b) for b in msg.get("buffers") or ())
     try:
-        return size + len(msgpack.packb(msg.get("content"), use_bin_type=True))
+        return size + len(_pack(msg.get("content")))
     except (TypeError, ValueError, OverflowError):  # the store refuses it, and says so
         return size
 

@@ -16,7 +16,10 @@ record up to ``n`` is stored. The broker stores records in order, each once:
   up to ``RESEND_MAX``).
 
 One task (:meth:`Outbox.run`) writes records to the socket, so a resend can never overtake
-or interleave with new records. The outbox is bounded in bytes (``capacity``):
+or interleave with new records. The records waiting when it writes (a worker's burst: busy,
+input, stream, reply, idle) go out as one ``records`` message (:mod:`protocol.records`), so
+the broker verifies, stores and acknowledges them in one pass; each keeps its number.
+The outbox is bounded in bytes (``capacity``):
 :meth:`Outbox.room` waits while it is full, and the device's workers wait on it before
 reading their next record, so a session that prints faster than the broker stores is
 slowed by its own blocked writes (backpressure) and nothing is dropped. Records the device
@@ -34,6 +37,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.records import MAX_BYTES, MAX_RECORDS
 from protocol.wire import Message
 
 log = logging.getLogger("cellbus.device")
@@ -50,6 +54,7 @@ RESEND_COOLDOWN = 0.5
 
 Send = Callable[[list[bytes]], Awaitable[None]]
 Serialize = Callable[[Message], list[bytes]]
+Bundle = Callable[[list[list[bytes]]], list[bytes]]
 
 
 @dataclass(slots=True)
@@ -69,14 +74,17 @@ class Outbox:
     :param serialize: signs and packs a message (``protocol.Session.serialize``); raises
         ``ProtocolError`` for content the bus cannot carry, which :meth:`put` passes on.
     :param capacity: bytes of unacknowledged records before :meth:`room` waits.
+    :param bundle: packs several records' frames into one message
+        (``protocol.records.bundle``); without it each record is sent alone.
     """
 
     def __init__(self, send: Send, serialize: Serialize, *,
-                 capacity: int = DEFAULT_CAPACITY) -> None:
+                 capacity: int = DEFAULT_CAPACITY, bundle: Bundle | None = None) -> None:
         self.epoch = uuid.uuid4().hex[:12]
         self.capacity = capacity
         self._send = send
         self._serialize = serialize
+        self._bundle = bundle
         self._records: collections.deque[_Record] = collections.deque()
         self._last = 0  # n of the newest record
         self._next = 1  # n of the next record to write to the socket
@@ -182,19 +190,40 @@ class Outbox:
     # -- the writer -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Write records to the socket in order, from ``_next``; forever."""
+        """Write records to the socket in order, from ``_next``; forever. Records that are
+        ready together go out as one bus message when a ``bundle`` was given."""
         while True:
             if self._next > self._last:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            n = self._next
-            record = self._records[n - self._records[0].n]
-            if record.sent:  # a resend: a fresh signature, or the broker takes it for a replay
+            start = self._next
+            burst = self._burst(start, MAX_RECORDS if self._bundle else 1)
+            if len(burst) == 1 or self._bundle is None:
+                frames = burst[0].frames
+            else:
+                frames = self._bundle([record.frames for record in burst])
+            await self._send(frames)
+            for record in burst:
+                record.sent = True
+            if self._next == start:  # not sent back meanwhile
+                self._next = start + len(burst)
+
+    def _burst(self, start: int, most: int) -> list[_Record]:
+        """The records from ``start`` on that are waiting (at most ``most``, and one
+        bundle's bytes),
+        signed afresh where they are a resend (or the broker takes them for a replay)."""
+        first = self._records[0].n
+        burst: list[_Record] = []
+        size = 0
+        for n in range(start, min(self._last, start + most - 1) + 1):
+            record = self._records[n - first]
+            if burst and size + record.size > MAX_BYTES:
+                break
+            if record.sent:
                 record.tries += 1
                 record.msg["metadata"]["cellbus"]["try"] = record.tries
                 record.frames = self._serialize(record.msg)
-            await self._send(record.frames)
-            record.sent = True
-            if self._next == n:  # not sent back meanwhile
-                self._next = n + 1
+            burst.append(record)
+            size += record.size
+        return burst

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol import records
 from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.kernels import kernel_of
 from protocol.node import Node
@@ -83,7 +85,8 @@ class DeviceRouter(Node):
         self.device_id = device_id or default_device_id()
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
-        self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes)
+        self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes,
+                             bundle=functools.partial(records.bundle, session))
         #: msg_ids of requests whose reply went up, oldest first (see MAX_ANSWERED).
         self.answered: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.metrics = DeviceMetrics(self)

@@ -57,6 +57,9 @@ DEVICE_DRAIN_REPLY = "device_drain_reply"
 #: device's outbox up to ``stored`` is stored; ``resend`` asks for the ones after it again
 #: (device/outbox.py, broker/receipts.py).
 OUTPUT_ACK = "output_ack"
+#: Device -> broker: several output records that were ready together, in one message
+#: (protocol/records.py); each is still signed, checked and acknowledged as one alone.
+RECORDS = "records"
 #: Broker -> gateways, every second: the last seq of each session that had output lately
 #: (the Clone pattern's heartbeat), so a subscriber that lost the tail of a burst notices.
 SEQ_BEACON = "seq_beacon"

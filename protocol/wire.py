@@ -35,6 +35,7 @@ import zmq
 
 from .errors import ProtocolError
 from .msgtypes import DELIM, PROTOCOL_VERSION
+from .packing import packer
 from .sockets import BusSocket
 
 Message = dict[str, Any]
@@ -72,8 +73,8 @@ def _json_unpack(data: bytes) -> Any:
     return json.loads(data.decode("utf-8"))
 
 
-def _msgpack_pack(obj: Any) -> bytes:
-    return msgpack.packb(obj, use_bin_type=True)
+#: Packs like ``msgpack.packb(obj, use_bin_type=True)``, without a new Packer per frame.
+_msgpack_pack = packer(use_bin_type=True)
 
 
 def _msgpack_unpack(data: bytes) -> Any:

@@ -5,31 +5,49 @@ order). tests/test_chaos.py and tests/test_disk_full.py show them across real cr
 from __future__ import annotations
 
 import asyncio
+import functools
+from typing import Any
 
 import pytest
 
 from broker.receipts import Receipts, Verdict
 from device import outbox as outbox_module
 from device.outbox import Outbox
+from protocol import records
+from protocol.errors import ProtocolError
 from protocol.wire import Session
 
 KEY = b"k" * 32
 
 
 class Wire:
-    """What the outbox wrote, decoded: (epoch, n, try) of each message, in order."""
+    """What the outbox wrote, decoded: (epoch, n, try) of each record, in order, and how
+    many records each bus message carried."""
 
     def __init__(self) -> None:
         self.session = Session(KEY)
         self.sent: list[tuple[str, int, int]] = []
+        self.sends: list[int] = []
         self.blocked = asyncio.Event()
         self.blocked.set()
 
     async def send(self, frames: list[bytes]) -> None:
         await self.blocked.wait()
         _, msg = self.session.deserialize(frames)  # a resend is no replay: fresh signature
-        facts = msg["metadata"]["cellbus"]
-        self.sent.append((facts["out"][0], facts["out"][1], facts.get("try", 1)))
+        inner = [msg]
+        if msg["msg_type"] == "records":
+            inner = list(records.unbundle(self.session, msg, self.rejected))
+        self.sends.append(len(inner))
+        for each in inner:
+            facts = each["metadata"]["cellbus"]
+            self.sent.append((facts["out"][0], facts["out"][1], facts.get("try", 1)))
+
+    def rejected(self, e: ProtocolError) -> None:
+        raise AssertionError(f"a record in a bundle was rejected: {e}")
+
+    def bundling_outbox(self, **kwargs: Any) -> Outbox:
+        return Outbox(self.send, self.session.serialize,
+                      bundle=functools.partial(records.bundle, self.session), **kwargs)
 
 
 def record(session: Session, text: str, parent: str = "p1") -> dict:
@@ -116,6 +134,58 @@ async def test_a_full_outbox_makes_room_wait_until_an_ack() -> None:
     box.ack(box.epoch, len(wire.sent))
     await asyncio.wait_for(waiter, 1)
     writer.cancel()
+
+
+async def test_a_burst_goes_out_as_one_message_and_a_resend_too() -> None:
+    wire = Wire()
+    box = wire.bundling_outbox()
+    writer = asyncio.create_task(box.run())
+    for i in range(5):  # a worker's burst: put before the writer runs
+        box.put(record(wire.session, f"{i}\n"))
+    await settle()
+    assert wire.sends == [5]
+    assert [n for _, n, _ in wire.sent] == [1, 2, 3, 4, 5]
+    box.put(record(wire.session, "alone\n"))
+    await settle()
+    assert wire.sends == [5, 1]  # a record on its own goes as itself
+    wire.sent.clear()
+    box.ack(box.epoch, 2, resend=True)
+    await settle()
+    assert wire.sends[2:] == [4]
+    assert wire.sent == [(box.epoch, n, 2) for n in (3, 4, 5, 6)]  # signed afresh
+    writer.cancel()
+
+
+async def test_a_bundle_stops_at_its_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox_module, "MAX_RECORDS", 3)
+    wire = Wire()
+    box = wire.bundling_outbox()
+    writer = asyncio.create_task(box.run())
+    for i in range(7):
+        box.put(record(wire.session, f"{i}\n"))
+    await settle()
+    assert wire.sends == [3, 3, 1]
+    assert [n for _, n, _ in wire.sent] == list(range(1, 8))
+    writer.cancel()
+
+
+def test_a_bundle_is_checked_record_by_record() -> None:
+    """Each inner record is verified as if it came alone: a forged or replayed one is
+    rejected and the rest still come out; a bundle whose counts lie is rejected whole."""
+    sender, receiver = Session(KEY), Session(KEY)
+    good = [sender.serialize(record(sender, f"{i}\n")) for i in range(3)]
+    forged = Session(b"x" * 32).serialize(record(sender, "forged\n"))
+    frames = records.bundle(sender, [good[0], forged, good[1], good[0], good[2]])
+    _, msg = receiver.deserialize(frames)
+    why: list[str] = []
+    out = list(records.unbundle(receiver, msg, lambda e: why.append(e.reason)))
+    assert [m["content"]["text"] for m in out] == ["0\n", "1\n", "2\n"]
+    assert why == ["signature", "replay"]
+    lying = sender.msg("records", {"frames": [5, 5]})
+    lying["buffers"] = good[0][1:]
+    _, msg = receiver.deserialize(sender.serialize(lying))
+    assert list(records.unbundle(receiver, msg, lambda e: why.append(e.reason))) == []
+    assert why[-1] == "frames"
 
 
 def test_receipts_store_each_record_once_in_order() -> None:

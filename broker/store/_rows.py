@@ -12,14 +12,20 @@ from typing import Any
 
 import msgpack
 
+from protocol.packing import packer
+
 from .base import Message
 from .errors import StoreError
+
+
+#: ``msgpack.packb(obj, use_bin_type=True, datetime=True)``, one Packer per thread reused.
+_pack = packer(use_bin_type=True, datetime=True)
 
 
 def pack(obj: Any) -> bytes:
     """``obj`` as a msgpack blob; a value msgpack cannot carry is a :class:`StoreError`."""
     try:
-        data: bytes = msgpack.packb(obj, use_bin_type=True, datetime=True)
+        data: bytes = _pack(obj)
     except (TypeError, ValueError, OverflowError) as e:
         raise StoreError(f"cannot store {type(obj).__name__}: {e}") from None
     return data
