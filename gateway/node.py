@@ -11,7 +11,7 @@ from protocol.wire import Session
 
 from . import heap
 from .access import AccessPolicy
-from .app import make_app
+from .app import WS_PING, make_app
 from .health import GatewayMetrics
 from .bodylimit import BodyLimit, hard_cap
 from .bus import BrokerLink
@@ -48,7 +48,7 @@ class Gateway(Node):
         self.metrics = GatewayMetrics(link, self.rejected)
         app = make_app(link, max_input=self.max_input, access=self.access,
                        client_buffer=self.client_buffer, client_stall=self.client_stall,
-                       metrics=self.metrics)
+                       metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout))
         limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
         self.server = GuardedServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                     xheaders=False, chunk_size=READ_CHUNK, limits=self.limits)

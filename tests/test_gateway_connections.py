@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from harness import Chain, until
-from raw_ws import RawSocket
+from raw_ws import CLOSE, PING, RawSocket
 
 PARTIAL_HEADERS = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-a: b\r\n"
 PARTIAL_BODY = (b"POST /home/u/w/1/evaluate HTTP/1.1\r\nHost: 127.0.0.1\r\n"
@@ -105,3 +105,17 @@ def test_the_open_file_limit_is_raised_to_the_hard_limit(chain: Chain) -> None:
     limits = Path(f"/proc/{gateway.proc.pid}/limits").read_text()
     found = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits)
     assert found is not None and found.groups() == ("4096", "4096"), limits
+
+
+def test_a_websocket_that_never_answers_is_closed(chain: Chain) -> None:
+    """A client that completes the handshake and then sends nothing, not even the pong to
+    the gateway's ping (every --idle-timeout seconds, here 1), loses its connection."""
+    chain.start_broker()
+    chain.start_gateway("--idle-timeout", "1")
+    silent = RawSocket(chain.port)
+    start = time.monotonic()
+    opcodes = []
+    while (frame := silent.read_frame(timeout=15)) is not None and frame[0] != CLOSE:
+        opcodes.append(frame[0])
+    silent.close()
+    assert PING in opcodes and time.monotonic() - start < 10, opcodes
