@@ -23,6 +23,7 @@ import logging
 import resource
 import socket
 import time
+from asyncio import Future
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -134,9 +135,13 @@ class GuardedServer(HTTPServer):
                               "(--max-per-address)", ip, cap)
         body = (b'{"error": "too many connections from your address (limit %d); close some '
                 b'or retry later"}' % cap)
+        def written(future: Future[None]) -> None:
+            if not future.cancelled():
+                future.exception()  # a client already gone: retrieved, so nothing is logged
+            stream.close()
+
         try:
-            stream.write(REFUSAL % (len(body), body)).add_done_callback(
-                lambda _: stream.close())
+            stream.write(REFUSAL % (len(body), body)).add_done_callback(written)
         except StreamClosedError:
             stream.close()
 
