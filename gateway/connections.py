@@ -35,9 +35,9 @@ from tornado.iostream import IOStream, StreamClosedError
 log = logging.getLogger("cellbus.gateway")
 
 #: Seconds a connection may take to send a request's headers (or stay idle between two).
-IDLE_TIMEOUT: Final = 60.0
+IDLE_TIMEOUT: Final = 30.0
 #: Seconds a request's body may take to arrive.
-BODY_TIMEOUT: Final = 60.0
+BODY_TIMEOUT: Final = 30.0
 #: Connections one client address may hold open at once (0: no cap).
 PER_ADDRESS: Final = 256
 #: Seconds the gateway stops accepting after ``accept`` failed for want of descriptors.
