@@ -11,6 +11,7 @@ from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
 from .access import TOKEN_RATE, make_policy
+from .connections import BODY_TIMEOUT, IDLE_TIMEOUT, PER_ADDRESS, ConnectionLimits
 from .node import MAX_INPUT, Gateway
 from .outbox import CLIENT_BUFFER, CLIENT_STALL, TOO_SLOW
 
@@ -36,6 +37,16 @@ def parser() -> argparse.ArgumentParser:
                node="gateway",
                help="a long-poll whose client takes none of its answer for this long is "
                     "dropped (the client asks again)")
+    add_option(p, "--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="SECONDS",
+               node="gateway",
+               help="a connection must send a request's headers within this long of opening "
+                    "(or of its previous request), else it is closed")
+    add_option(p, "--body-timeout", type=float, default=BODY_TIMEOUT, metavar="SECONDS",
+               node="gateway", help="a request's body must arrive within this long")
+    add_option(p, "--max-per-address", type=int, default=PER_ADDRESS, metavar="N",
+               node="gateway",
+               help="connections (WebSockets included) one client address may hold open; "
+                    "past it a new one gets 503 and is closed. 0: no cap")
     add_access_options(p)
     add_curve_options(p, server=False)
     add_common_options(p)
@@ -70,6 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--client-buffer must be a positive number of bytes")
     if not args.client_stall > 0:
         p.error("--client-stall must be a positive number of seconds")
+    if not (args.idle_timeout > 0 and args.body_timeout > 0):
+        p.error("--idle-timeout and --body-timeout must be positive numbers of seconds")
+    if args.max_per_address < 0:
+        p.error("--max-per-address must be 0 (no cap) or a positive number")
     setup_logging(args.log_level)
 
     def make() -> Gateway:
@@ -79,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         gateway = Gateway(Session(load_key(args.key_file), packer=args.packer),
                           broker=args.broker, subscribe=args.subscribe, host=args.host,
                           port=args.port, max_input=args.max_input, access=access,
-                          client_buffer=args.client_buffer, client_stall=args.client_stall)
+                          client_buffer=args.client_buffer, client_stall=args.client_stall,
+                          limits=ConnectionLimits(args.idle_timeout, args.body_timeout,
+                                                  args.max_per_address))
         use_curve(gateway, args)
         return gateway
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import urllib.parse
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -203,17 +204,25 @@ def preflight(handler: RequestHandler) -> bool:
 # -- logs without secrets --------------------------------------------------------------------
 
 
+def _encoded(text: str) -> str:
+    """A pattern for ``text`` as it may appear in a URL: each character as itself or
+    percent-encoded, once or more (``%74``, ``%2574``), in any case."""
+    return "".join(f"(?:{re.escape(c)}|%(?:25)*{ord(c):02x})" for c in text)
+
+
+#: A secret argument's name (however encoded), spaces, ``=`` (or ``%3D``) and its value up
+#: to the next separator (``&`` or ``;``, which some servers and proxies take as one too).
+SECRET_VALUE: Final = re.compile(
+    "((?:" + "|".join(_encoded(name) for name in sorted(SECRET_ARGS)) + ")"
+    r"(?:\s|\+|%(?:25)*20)*(?:=|%(?:25)*3d))[^&;#\s]*", re.IGNORECASE)
+
+
 def redact_uri(uri: str) -> str:
-    """``uri`` with the values of :data:`SECRET_ARGS` replaced by ``[redacted]``."""
-    path, sep, query = uri.partition("?")
-    if not sep:
-        return uri
-    out = []
-    for item in query.split("&"):
-        name = item.partition("=")[0]
-        secret = urllib.parse.unquote_plus(name).strip().lower() in SECRET_ARGS
-        out.append(f"{name}=[redacted]" if secret else item)
-    return f"{path}?{'&'.join(out)}"
+    """``uri`` with the values of :data:`SECRET_ARGS` replaced by ``[redacted]``, wherever
+    they stand and whatever separates or encodes them: a log line is no place to parse a
+    URL the way the server did (``?since=0;token=...`` is one argument to tornado, but
+    ``token=`` in it is still a real token)."""
+    return SECRET_VALUE.sub(r"\1[redacted]", uri)
 
 
 def summary(handler: RequestHandler) -> str:

@@ -22,11 +22,16 @@ from .ratelimit import RateLimiter
 from .ws import SocketHandler
 
 CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
+#: Seconds between WebSocket pings (at most; a shorter --idle-timeout shortens it).
+WS_PING = 20.0
 
 
 def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = None,
              client_buffer: int = CLIENT_BUFFER, client_stall: float = CLIENT_STALL,
-             metrics: GatewayMetrics | None = None, **settings: Any) -> tornado.web.Application:
+             metrics: GatewayMetrics | None = None, ws_ping: float = WS_PING,
+             **settings: Any) -> tornado.web.Application:
+    """The application; ``ws_ping``: seconds between pings on a WebSocket, which is closed
+    when one goes unanswered that long (tornado's default ping timeout: the interval)."""
     access = access or AccessPolicy()
     metrics = metrics or GatewayMetrics(link, {})
     watch = CellWatch()
@@ -54,7 +59,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),
         websocket_max_message_size=max_input + 65536,
-        websocket_ping_interval=20,
+        websocket_ping_interval=ws_ping,
         **pages.SETTINGS,
         **settings,
     )

@@ -17,6 +17,7 @@ from protocol.wire import Message
 
 from . import heap
 from .base import BaseHandler, check_address, fail
+from .formbody import load_body
 from .jsonbody import is_integer, load_json
 from .kernels import asked_kernel
 from .outbox import write_paced
@@ -223,12 +224,10 @@ class InteractHandler(BaseHandler):
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
         try:
-            body = load_json(self.request.body or b"{}")
+            body = load_body(self, json_fields=("values", "state"))
         except ValueError as e:
             raise fail(400, f"the body cannot be used: {e}; send {{\"interact_id\", "
                             "\"values\", \"state\"}") from None
-        if not isinstance(body, dict):
-            raise fail(400, "the body must be a JSON object")
         reply = await self.ask(mt.INTERACT_REQUEST, interact_content(body), address)
         c = reply["content"]
         self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
@@ -241,10 +240,7 @@ class InputHandler(BaseHandler):
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
         try:
-            body = load_json(self.request.body or b"{}")
-            if not isinstance(body, dict):
-                raise ValueError("the body must be a JSON object like {\"value\": \"...\"}")
-            content = input_content(body)
+            content = input_content(load_body(self, json_fields=("prompt",)))
         except TooLarge as e:
             raise fail(413, str(e)) from None
         except ValueError as e:

@@ -5,18 +5,17 @@ from __future__ import annotations
 import asyncio
 import errno
 
-from tornado.httpserver import HTTPServer
-
 from protocol.errors import ConfigError, address_in_use
 from protocol.node import Node
 from protocol.wire import Session
 
 from . import heap
 from .access import AccessPolicy
-from .app import make_app
+from .app import WS_PING, make_app
 from .health import GatewayMetrics
 from .bodylimit import BodyLimit, hard_cap
 from .bus import BrokerLink
+from .connections import ConnectionLimits, GuardedServer, raise_fd_limit
 from .outbox import CLIENT_BUFFER, CLIENT_STALL
 
 #: Default largest input accepted, in bytes (answers 413 above it).
@@ -32,8 +31,10 @@ class Gateway(Node):
     def __init__(self, session: Session, *, broker: str, subscribe: str, host: str = "127.0.0.1",
                  port: int = 8888, max_input: int = MAX_INPUT,
                  access: AccessPolicy | None = None, client_buffer: int = CLIENT_BUFFER,
-                 client_stall: float = CLIENT_STALL) -> None:
+                 client_stall: float = CLIENT_STALL,
+                 limits: ConnectionLimits | None = None) -> None:
         super().__init__(session)
+        self.limits = limits or ConnectionLimits()
         self.broker, self.subscribe = broker, subscribe
         self.host, self.port, self.max_input = host, port, max_input
         self.client_buffer, self.client_stall = client_buffer, client_stall
@@ -41,15 +42,16 @@ class Gateway(Node):
 
     async def setup(self) -> None:
         heap.configure()
+        soft, hard = raise_fd_limit()
         link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
         link.auth = self.access.auth
         self.metrics = GatewayMetrics(link, self.rejected)
         app = make_app(link, max_input=self.max_input, access=self.access,
                        client_buffer=self.client_buffer, client_stall=self.client_stall,
-                       metrics=self.metrics)
+                       metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout))
         limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
-        self.server = HTTPServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
-                                 xheaders=False, chunk_size=READ_CHUNK)
+        self.server = GuardedServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
+                                    xheaders=False, chunk_size=READ_CHUNK, limits=self.limits)
         try:
             self.server.listen(self.port, self.host)
         except OSError as e:
@@ -60,6 +62,9 @@ class Gateway(Node):
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.log.info("gateway listening on http://%s:%d/", host, self.port)
         self.log.info("gateway access: %s", self.access.describe())
+        self.log.info("gateway connections: headers within %g s, bodies within %g s, at most "
+                      "%s per address; open-file limit %d (hard %d)", self.limits.idle_timeout,
+                      self.limits.body_timeout, self.limits.per_address or "any", soft, hard)
         if self.access.auth == "none" and not self.access.loopback:
             self.log.warning("gateway: --allow-anonymous: anyone who reaches http://%s:%d/ can "
                              "run code here, with no token (rate limit: %s)", host, self.port,

@@ -15,7 +15,7 @@ from protocol import msgtypes as mt
 
 from .base import BaseHandler, fail
 from .guard import rate_wait
-from .jsonbody import load_json
+from .formbody import load_body
 
 
 class PermalinkHandler(BaseHandler):
@@ -25,11 +25,11 @@ class PermalinkHandler(BaseHandler):
         if (wait := rate_wait(self, self.visitor)) is not None:  # --rate, as for evaluate
             raise fail(429, f"too many requests; retry in {wait} s", retry_after=wait)
         try:
-            body = load_json(self.request.body or b"{}")
+            body = load_body(self, json_fields=("interact",))
         except ValueError as e:
             raise fail(400, f"the body cannot be used: {e}; send {{\"code\": \"...\"}}") \
                 from None
-        if not isinstance(body, dict) or not isinstance(body.get("code"), str):
+        if not isinstance(body.get("code"), str):
             raise fail(400, 'send {"code": "...", "interact": {...} (optional)}')
         interact = body.get("interact")
         if interact is not None and not isinstance(interact, dict):

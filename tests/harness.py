@@ -277,8 +277,8 @@ class Chain:
         options = self.cert_options(name, role)
         return ClientKeys(options[1], options[3])
 
-    def _start(self, *argv: str) -> NodeProcess:
-        node = NodeProcess(*argv, "--key-file", self.key_file)
+    def _start(self, *argv: str, wrap: list[str] | None = None) -> NodeProcess:
+        node = NodeProcess(*argv, "--key-file", self.key_file, wrap=wrap)
         self.nodes.append(node)
         return node
 
@@ -300,10 +300,11 @@ class Chain:
             self.broker.wait_for_log(rf"device {name} registered")
         return device
 
-    def start_gateway(self, *options: str, name: str = "gateway") -> NodeProcess:
+    def start_gateway(self, *options: str, name: str = "gateway",
+                      wrap: list[str] | None = None) -> NodeProcess:
         self.gateway = self._start("gateway", "--port", str(self.port),
                                    "--broker", self.gateway_ep, "--subscribe", self.publish_ep,
-                                   *self.cert_options(name, "gateway"), *options)
+                                   *self.cert_options(name, "gateway"), *options, wrap=wrap)
         self.gateway.wait_for_log(r"gateway listening on")
         return self.gateway
 

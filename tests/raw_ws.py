@@ -57,8 +57,11 @@ class RawSocket:
         self.sock.close()
 
     def send_text(self, text: str, *, masked: bool = True) -> None:
-        payload = text.encode()
-        head = bytes([0x80 | TEXT])
+        self.send_frame(text.encode(), masked=masked)
+
+    def send_frame(self, payload: bytes, *, opcode: int = TEXT, masked: bool = True) -> None:
+        """One final frame of ``payload`` as it is, valid UTF-8 or not."""
+        head = bytes([0x80 | opcode])
         mask_bit = 0x80 if masked else 0
         n = len(payload)
         if n < 126:

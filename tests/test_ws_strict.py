@@ -62,3 +62,23 @@ def test_bools_are_not_integers(running_chain: Chain) -> None:
     status, body = running_chain.http("POST", "/home/u/w/1/interact", json.dumps(
         {"interact_id": "i", "values": {}, "state": True}).encode())
     assert status == 400 and "integer state" in body["error"]  # over HTTP too
+
+
+def test_text_that_is_not_utf8_closes_with_1007(running_chain: Chain) -> None:
+    """RFC 6455 8.1 and the README: a text message that is not UTF-8 gets a close frame with
+    code 1007 (tornado dropped the connection without one), on every WebSocket route; a
+    valid one on a new socket is still answered."""
+    chain = running_chain
+    status, kernel = chain.http("POST", "/api/kernels", json.dumps({"name": "python"}).encode())
+    assert status == 201, kernel
+    for path in ("/ws", f"/api/kernels/{kernel['id']}/channels?session_id=c1"):
+        bad = RawSocket(chain.port, path=path)
+        bad.send_frame(b'{"a":"\xff\xfe"}')
+        ending = bad.read_to_end(timeout=10)
+        bad.close()
+        assert ending.code == 1007, (path, ending)
+    good = RawSocket(chain.port)
+    good.send_json("subscribe_request", subscribe_content(0))
+    opcode, payload = good.read_frame()
+    good.close()
+    assert json.loads(payload)["msg_type"] == "subscribe_reply"

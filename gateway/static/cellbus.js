@@ -2150,10 +2150,17 @@
         });
         if (r.status === 202) return null;
         const body = await r.json().catch(() => ({}));
-        if (r.status === 409) return "This prompt is no longer waiting for an answer.";
+        // 409: answered already (maybe by an earlier try of ours whose reply was lost),
+        // stale, or the run ended; the output shows which once it updates.
+        if (r.status === 409) {
+          return "This prompt no longer waits for an answer: it was answered (an earlier "
+            + "try of yours may have arrived) or its run ended.";
+        }
         return "Not sent: " + (body.error || "HTTP " + r.status);
       } catch (e) {
-        return "Could not reach the server; press Enter to try again.";
+        // A network error says nothing of whether the POST arrived.
+        return "The connection failed; your answer may have arrived. If this prompt stays "
+          + "open, press Enter to send it again.";
       }
     }
 
