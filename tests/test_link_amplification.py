@@ -65,6 +65,10 @@ def test_amplifying_records_end_the_worker_not_the_device(device_with_client) ->
     done = client.replies_to(victim, timeout=60)
     ticks = [m["content"]["text"] for m in done if m["msg_type"] == "stream"]
     assert "".join(ticks).split()[-1] == "39" and not errors(done)
+    came = [t for t, m in client.inbox if m["msg_type"] == "stream"
+            and m["parent_header"].get("msg_id") == victim["msg_id"]]
+    gap = max(b - a for a, b in zip(came, came[1:]))
+    assert gap < 1.0, f"the victim's output stalled {gap:.2f} s (it prints every 0.05 s)"
     # The attacker's next cell runs in a fresh worker; the device barely grew.
     assert "after" in str(client.run("print('after')", "attacker", timeout=60))
     peak = peak_rss_mb(device.proc.pid)
