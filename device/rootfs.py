@@ -7,9 +7,10 @@ the same way bubblewrap builds one: a small tmpfs becomes the new root, and into
   ``/bin``-style links) and of the Python the template runs (its prefixes and every folder
   on ``sys.path``, so a lazy ``import`` still works), and nothing else of the host: not the
   device's key, not the store, not other sessions' folders, not ``/home`` or ``/root``;
-- a private, writable tmpfs for the session's working directory (:data:`WORKDIR`, mode 0700,
-  owned by the session's uid, also its ``HOME``) and for ``/tmp`` and ``/dev/shm``, each
-  capped in size and gone with the worker, so nothing privileged ever has to clean them up by name;
+- one private, writable tmpfs, capped at the session's disk limit *in all*, whose three
+  folders are the session's working directory (:data:`WORKDIR`, mode 0700, owned by the
+  session's uid, also its ``HOME``), ``/tmp`` and ``/dev/shm``; gone with the worker, so
+  nothing privileged ever has to clean them up by name;
 - a minimal ``/dev`` (null, zero, full, random, urandom, and terminals of its own in a
   private ``devpts``) and a ``/proc`` of the worker's own PID namespace, so it sees only its
   own processes;
@@ -35,15 +36,24 @@ BIND = L.MS_BIND | L.MS_REC
 TMPFS = L.MS_NOSUID | L.MS_NODEV
 
 
+#: cellbus's packages a worker loads code from (device: the sandbox's own steps run in it).
+PACKAGES = ("session", "protocol", "device")
+
+
 def python_paths() -> list[str]:
-    """Folders the running Python and cellbus load code from."""
+    """Folders the running Python and cellbus load code from.
+
+    A folder that holds cellbus's packages (a checkout, run in place) is not given whole:
+    only those packages are, so a session sees nothing else of it (``.git``, ``tests``, or
+    files an operator keeps there, such as keys)."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     paths.update(p for p in sys.path if p)
-    for name in ("session", "protocol", "device"):
-        module = sys.modules.get(name)
-        if module is not None and getattr(module, "__file__", None):
-            paths.add(os.path.dirname(os.path.dirname(os.path.abspath(module.__file__ or ""))))
+    files = [getattr(sys.modules.get(name), "__file__", None) for name in PACKAGES]
+    packages = [os.path.dirname(os.path.abspath(f)) for f in files if isinstance(f, str)]
     real = {os.path.realpath(p) for p in paths} | {os.path.abspath(p) for p in paths}
+    holders = {os.path.dirname(p) for p in packages}
+    holders |= {os.path.realpath(p) for p in holders}
+    real = (real - holders) | set(packages) | {os.path.realpath(p) for p in packages}
     return sorted(p for p in real if os.path.isdir(p))
 
 
@@ -78,6 +88,29 @@ def _tmpfs(target: str, options: str) -> None:
     L.mount("tmpfs", target, "tmpfs", TMPFS, options)
 
 
+#: Where the session's one writable tmpfs is mounted while the root is built, and its
+#: folders: (name, where it is bound, mode).
+SCRATCH = "/.scratch"
+WRITABLE = (("tmp", "/tmp", 0o1777), ("home", WORKDIR, 0o700), ("shm", "/dev/shm", 0o1777))
+
+
+def _scratch(root: str, *, uid: int, size_bytes: int) -> str:
+    """Mount the session's one writable tmpfs (``size_bytes`` for all of /tmp, its working
+    directory and /dev/shm together) and make its folders; returns where it is mounted."""
+    scratch = root + SCRATCH
+    _tmpfs(scratch, f"mode=0700,size={max(size_bytes, 1 << 20)}")
+    for name, _, mode in WRITABLE:
+        os.mkdir(f"{scratch}/{name}")
+        os.chmod(f"{scratch}/{name}", mode)
+    os.chown(f"{scratch}/home", uid, uid)
+    return scratch
+
+
+def _bind_writable(root: str, scratch: str, name: str) -> None:
+    target = next(path for folder, path, _ in WRITABLE if folder == name)
+    L.mount(f"{scratch}/{name}", _mkdirs(root, target), None, L.MS_BIND)
+
+
 def _private_ptys(root: str) -> None:
     """A devpts instance of the session's own at ``/dev/pts`` (and ``/dev/ptmx``): programs
     that need a terminal (bash_kernel runs bash on one) get one, and see no other session's.
@@ -97,12 +130,11 @@ def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> 
     worker's PID namespace (for ``/proc``). Afterwards the working directory is
     :data:`WORKDIR`.
     """
-    workdir = WORKDIR
     L.mount(None, "/", None, L.MS_REC | L.MS_PRIVATE)  # nothing propagates back to the host
     L.mount("tmpfs", root, "tmpfs", TMPFS, "mode=0755,size=1m")
-    size = f"size={max(size_bytes, 1 << 20)}"
+    scratch = _scratch(root, uid=uid, size_bytes=size_bytes)
     # /tmp first: folders bound below (a checkout under /tmp, say) must show through it.
-    _tmpfs(root + "/tmp", f"mode=1777,{size}")
+    _bind_writable(root, scratch, "tmp")
     bound = []
     for path in SYSTEM:
         if os.path.islink(path):
@@ -123,7 +155,7 @@ def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> 
                 L.mount(empty, root + path, None, L.MS_BIND)
                 L.make_read_only(root + path, recursive=False)
                 os.unlink(empty)  # the bind keeps the empty file; its name goes
-    _tmpfs(root + workdir, f"mode=0700,uid={uid},gid={uid},{size}")
+    _bind_writable(root, scratch, "home")
     _tmpfs(root + "/dev", "mode=0755,size=64k")
     for name in DEVICES:
         open(f"{root}/dev/{name}", "a").close()
@@ -131,7 +163,9 @@ def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> 
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{root}/dev/{name}")
-    _tmpfs(root + "/dev/shm", f"mode=1777,{size}")
+    _bind_writable(root, scratch, "shm")
+    L.umount2(scratch, L.MNT_DETACH)  # the binds keep the tmpfs; its own mount point goes
+    os.rmdir(scratch)
     _private_ptys(root)
     L.make_read_only(root + "/dev", recursive=False)
     _mkdirs(root, "/proc")
@@ -142,4 +176,4 @@ def build(root: str, *, uid: int, size_bytes: int, hide: Iterable[str] = ()) -> 
     L.umount2("/.old-root", L.MNT_DETACH)
     os.rmdir("/.old-root")
     L.make_read_only("/", recursive=False)
-    os.chdir(workdir)
+    os.chdir(WORKDIR)

@@ -25,6 +25,7 @@ from typing import Any
 
 import msgpack
 
+from . import bounded
 from .errors import ProtocolError
 from .shape import MAX_NESTING, too_deep
 
@@ -32,6 +33,9 @@ Record = dict[str, Any]
 _LEN = struct.Struct("!I")
 #: Largest record accepted on a worker link, in bytes.
 DEFAULT_MAX_RECORD = 64 * 1024 * 1024
+#: Records larger than this are decoded in a thread, so the overseer's loop keeps serving
+#: other sessions meanwhile (bounded.unpack's hooks let the loop's thread in).
+DECODE_OFF_LOOP = 1 << 20
 
 
 def encode(record: Record) -> bytes:
@@ -41,10 +45,9 @@ def encode(record: Record) -> bytes:
 
 def decode(body: bytes) -> Record:
     try:
-        record = msgpack.unpackb(body, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
-            msgpack.StackError) as e:
-        raise ProtocolError("decode", f"worker record: {type(e).__name__}") from None
+        record = bounded.unpack(body)
+    except ProtocolError as e:
+        raise ProtocolError(e.reason, f"worker record: {e.detail}") from None
     if not isinstance(record, dict) or not isinstance(record.get("msg_type"), str):
         raise ProtocolError("decode", "worker record is not a dict with a msg_type")
     if too_deep(record, MAX_NESTING + 1):  # the record's own dict is one level
@@ -153,6 +156,8 @@ class OverseerLink:
             body = await self.reader.readexactly(n)
         except asyncio.IncompleteReadError:
             raise ProtocolError("frames", "worker link closed inside a record") from None
+        if n > DECODE_OFF_LOOP:
+            return await asyncio.to_thread(decode, body)
         return decode(body)
 
     def close(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 import msgpack
 import zmq
 
+from . import bounded
 from .errors import ProtocolError
 from .msgtypes import DELIM, PROTOCOL_VERSION
 from .packing import packer
@@ -78,7 +79,7 @@ _msgpack_pack = packer(use_bin_type=True)
 
 
 def _msgpack_unpack(data: bytes) -> Any:
-    return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    return bounded.unpack(data)  # a peer's frame must not decode into gigabytes
 
 
 _PACKERS: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
@@ -234,6 +235,8 @@ class Session:
             except (ValueError, TypeError, RecursionError, msgpack.ExtraData,
                     msgpack.FormatError, msgpack.StackError) as e:
                 raise ProtocolError("decode", f"{name}: {type(e).__name__}") from None
+            except ProtocolError as e:  # msgpack's bounded decoder says why itself
+                raise ProtocolError(e.reason, f"{name}: {e.detail}") from None
             if not isinstance(value, dict):
                 raise ProtocolError("decode", f"{name} is {type(value).__name__}, not a dict")
             decoded.append(value)

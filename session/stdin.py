@@ -13,6 +13,11 @@ critical section, so an interrupt never leaves the link mid-record. A reply whos
 is set (the device's ``--input-timeout`` ran out) raises :class:`InputTimeout` with that
 text; a closed link raises ``EOFError``. Installs itself as ``sys.stdin``,
 ``builtins.input`` and ``getpass.getpass``; touches nothing else.
+
+A prompt belongs to the run (cell) that asked it. When the run ends, a thread still waiting
+at its prompt gets ``EOFError`` and lets go of the link, and one that asks between runs gets
+``EOFError`` at once: a background thread that outlives its cell never blocks the next
+cell's prompts, nor reads the link while the worker waits for its next request.
 """
 
 from __future__ import annotations
@@ -23,12 +28,21 @@ import io
 import select
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.link import WorkerLink
 
 from .interrupts import InterruptGuard
+
+
+#: Why ``input()`` of a run that has ended reads nothing.
+ENDED = "the cell that asked for input has ended: no answer can come"
+#: How often a waiting prompt looks whether its run has ended, in ms (a pipe to wake it
+#: would be one more descriptor in the session's hands).
+RECHECK_MS = 50
 
 
 class InputTimeout(EOFError):
@@ -44,16 +58,34 @@ class Asker:
         #: ``stream`` and ``broken``); typed loosely to keep this module free of the worker.
         self.link, self.out, self.guard = link, out, guard
         self._lock = threading.Lock()
+        #: The running request's id; None between runs (see :meth:`serving`).
+        self._run: str | None = None
+
+    @contextmanager
+    def serving(self, run: str) -> Iterator[None]:
+        """Prompts may be asked while this is entered (the worker wraps each run in it);
+        at its end, a prompt still waiting raises ``EOFError``, and this returns only once
+        no thread reads the link any more."""
+        self._run = run
+        try:
+            yield
+        finally:
+            self._run = None
+            with self._lock:  # a waiting thread sees it within RECHECK and lets go
+                pass
 
     def ask(self, prompt: str = "", password: bool = False) -> str:
         """The answer to ``prompt`` (without a newline)."""
         if not isinstance(prompt, str):
             prompt = str(prompt)
+        run = self._run
         with self._lock:
             if self.out.broken:  # a process user code forked: it has no link
                 raise EOFError("this process cannot read the session's input")
+            if run is None or run != self._run:
+                raise EOFError(ENDED)
             self.out.message(mt.INPUT_REQUEST, {"prompt": prompt, "password": password})
-            content = self._wait()
+            content = self._wait(run)
         error = content.get("error")
         if isinstance(error, str):
             raise InputTimeout(error)
@@ -64,13 +96,17 @@ class Asker:
         self.out.stream("stdout", f"{prompt}{'' if password else value}\n")
         return value
 
-    def _wait(self) -> dict[str, Any]:
+    def _wait(self, run: str) -> dict[str, Any]:
         """The content of the next ``input_reply``; anything else the link brings meanwhile
-        is not for a running cell and is dropped."""
+        is not for a running cell and is dropped. ``EOFError`` once ``run`` has ended."""
         poller = select.poll()
         poller.register(self.link.sock.fileno(), select.POLLIN)
         while True:
-            poller.poll()  # interruptible: SIGINT raises KeyboardInterrupt here
+            ready = poller.poll(RECHECK_MS)  # interruptible: SIGINT raises here
+            if self._run != run:
+                raise EOFError(ENDED)
+            if not ready:
+                continue
             with self.guard:  # a record is read whole; an interrupt waits for its end
                 record = self.link.recv()
             if record is None:

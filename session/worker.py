@@ -43,7 +43,7 @@ from .backend import DEFAULT_MAX_FILE_SIZE, BackendConfig, ExecuteOutcome, MimeB
 from .capture import Capture
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
-from .stdin import install as install_stdin
+from .stdin import Asker, install as install_stdin
 from .tighter import applied
 from .usage import Meter, install as count_processes
 
@@ -144,8 +144,9 @@ class Worker:
     """Answers the requests of one link with one backend."""
 
     def __init__(self, link: WorkerLink, out: LinkOutput, guard: InterruptGuard,
-                 backend: SessionBackend) -> None:
+                 backend: SessionBackend, asker: Asker | None = None) -> None:
         self.link, self.out, self.guard, self.backend = link, out, guard, backend
+        self.asker = asker  #: input() of each run is served only while the run lasts
         self.execution_count = 0
         #: The worker's children when the last cell ended (see :meth:`execute`).
         self.kept: set[int] = set()
@@ -270,7 +271,13 @@ class Worker:
             self.out.send(mt.STATUS, {"execution_state": "idle"})
 
     def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
-        """Run a backend call with interrupts armed; anything escaping becomes an error."""
+        """Run a backend call with interrupts armed; anything escaping becomes an error.
+        Prompts are answered only during the call: none is left waiting at the reply."""
+        serving = self.asker.serving(self.out.parent) if self.asker else contextlib.nullcontext()
+        with serving:
+            return self._call(call)
+
+    def _call(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
         try:
             self.guard.arm()
             try:
@@ -340,7 +347,7 @@ def serve(sock: socket.socket, workdir: str,
     link = WorkerLink(sock, max_record=max_record)
     out = LinkOutput(link, guard)
     out.capture = Capture.install(out.send_stream, guard)
-    install_stdin(link, out, guard)  # input() asks the page (session.stdin)
+    asker = install_stdin(link, out, guard)  # input() asks the page (session.stdin)
     os.register_at_fork(after_in_child=lambda: _forked_by_user_code(out))
     count_processes()
     try:
@@ -349,7 +356,7 @@ def serve(sock: socket.socket, workdir: str,
             backend_factory = PythonBackend
         backend = backend_factory(out, BackendConfig(workdir=os.getcwd(),
                                                      max_file_size=max_file_size))
-        return Worker(link, out, guard, backend).run()
+        return Worker(link, out, guard, backend, asker).run()
     except Exception:  # fd 2 is captured by now: the device hears it over the link
         out.diag("crashed:\n" + traceback.format_exc())
         return 1

@@ -92,10 +92,10 @@ for path in ("/usr/evil", "/etc/evil", "/evil", {str(REPO / 'evil')!r}):
 
 
 def test_a_key_inside_a_visible_folder_is_hidden(key: bytes, nodes: list[NodeProcess]) -> None:
-    """The repository is mounted read-only for the session (it is on ``sys.path``); a key
-    kept inside it is covered, so the session sees an empty file."""
+    """cellbus's packages are mounted read-only for the session (it loads code from them);
+    a key kept inside one is covered, so the session sees an empty file."""
     from harness import BusClient, ipc_endpoint
-    inside = REPO / f".test-key-{os.getpid()}"
+    inside = REPO / "session" / f".test-key-{os.getpid()}"
     inside.write_bytes(key)
     inside.chmod(0o644)  # even readable by everyone, it must stay out of sight
     try:

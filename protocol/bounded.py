@@ -1,0 +1,67 @@
+"""msgpack decoding whose cost is bounded by the bytes' size *and* by a count of values.
+
+A msgpack byte can decode into a Python object fifty to a hundred times its size: ``0x80``
+is one byte and an empty dict is 64; an ``array32`` header of five bytes announces four
+billion elements. A peer that may not be trusted (a session's worker over its link, a device
+over the bus) could otherwise make the node that decodes its frame allocate gigabytes from a
+few megabytes and stall its event loop meanwhile. So every decode of such bytes goes through
+:func:`unpack`, which refuses
+
+* any one array or map announcing more than ``max_items`` elements, before allocating it
+  (msgpack's own ``max_array_len`` / ``max_map_len``), and
+* more than ``max_items`` elements and containers in all, counted as each container is
+  finished (its hook), so the work done before the refusal is bounded too.
+
+Strings and bytes cost what they weigh, so the frame limit already bounds them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from .errors import ProtocolError
+
+#: Most elements plus containers one decoded value may hold (a few tens of MB at worst).
+DEFAULT_MAX_ITEMS = 1 << 20
+
+
+class _Counter:
+    """Counts the containers msgpack finishes and their elements; raises past the cap."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.seen = limit, 0
+
+    def _count(self, n: int) -> None:
+        self.seen += 1 + n
+        if self.seen > self.limit:
+            raise ProtocolError("oversize", f"more than {self.limit} values in one frame")
+
+    def list_hook(self, value: list[Any]) -> list[Any]:
+        self._count(len(value))
+        return value
+
+    def object_hook(self, value: dict[str, Any]) -> dict[str, Any]:
+        self._count(len(value))
+        return value
+
+
+def unpack(data: bytes, max_items: int = DEFAULT_MAX_ITEMS) -> Any:
+    """Decode ``data``, raising ``ProtocolError("oversize")`` past ``max_items`` values and
+    ``ProtocolError("decode")`` if it is not exactly one msgpack value."""
+    counter = _Counter(max_items)
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True,
+                               max_array_len=max_items, max_map_len=max_items,
+                               list_hook=counter.list_hook, object_hook=counter.object_hook)
+    except ProtocolError:
+        raise
+    except ValueError as e:
+        # msgpack says "... exceeds max_array_len(...)" for an announced length past the cap.
+        if "exceeds max_" in str(e):
+            raise ProtocolError("oversize", f"a container of more than {max_items} "
+                                "values") from None
+        raise ProtocolError("decode", f"{type(e).__name__}") from None
+    except (TypeError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as e:
+        raise ProtocolError("decode", f"{type(e).__name__}") from None
