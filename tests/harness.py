@@ -24,6 +24,8 @@ from tornado.websocket import websocket_connect
 
 from protocol import Session
 from protocol.curve import ClientKeys, make_certificate
+from protocol.msgtypes import RECORDS
+from protocol.records import unbundle
 from protocol.wire import Message
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,6 +159,7 @@ class BusClient:
         if connect:
             self.sock.connect(connect)
         self.inbox: list[tuple[float, Message]] = []
+        self._opened: list[Message] = []  # records of a bundle not yet returned by recv
         #: Messages received so far, by the msg_id of the request they answer.
         self.about: dict[str, list[Message]] = {}
 
@@ -185,10 +188,19 @@ class BusClient:
                             session_id, **facts)
 
     def recv(self, timeout: float = 10.0) -> Message | None:
-        """The next message (with its arrival time kept in ``inbox``), or None on timeout."""
+        """The next message (with its arrival time kept in ``inbox``), or None on timeout.
+        A device's ``records`` bundle is opened as the broker opens it: its records come one
+        by one, in order."""
+        if self._opened:
+            return self._keep(self._opened.pop(0))
         if not self.sock.poll(int(timeout * 1000)):
             return None
         _, msg = self.session.deserialize(self.sock.recv_multipart())
+        if msg["msg_type"] == RECORDS:
+            def refuse(e: Exception) -> None:
+                raise e
+            self._opened = list(unbundle(self.session, msg, refuse))
+            return self.recv(timeout) if self._opened else None
         return self._keep(msg)
 
     def wait_for(self, predicate: Any, timeout: float = 15.0) -> Message:

@@ -89,7 +89,7 @@ def test_a_device_with_more_places_than_uids_refuses_to_start(tmp_path: Path, ke
     try:
         assert device.proc.wait(30) == 2
         device.wait_for_log(r"--sandbox-uids 300000-300999 gives 1000 uids, but --max-sessions "
-                            r"1100 and --prefork 2 need 1102")
+                            r"1100, --prefork 2 and --kernel-prefork \d+ need up to 1102")
         assert "Traceback" not in device.log
     finally:
         device.kill_group()
