@@ -39,6 +39,7 @@ from protocol.wire import Message, Session
 
 from . import capacity, memory, retention
 from .cells import Cells
+from .closures import SessionEnds
 from .control import Control
 from .devices import DeviceWatch
 from .dispatch import REDISPATCH_AFTER, Dispatch, Handed
@@ -160,6 +161,7 @@ class Broker(Node):
                                interacts=self.interacts, prompts=prompts,
                                handed=self.dispatch.handed,
                                metrics=self.metrics, log=log)
+        self.ends = SessionEnds(wire=wire, store=store, outputs=self.outputs, log=log)
         self.watch = DeviceWatch(wire=wire, store=store, dispatch=self.dispatch,
                                  outputs=self.outputs, metrics=self.metrics, log=log)
         control = Control(wire=wire, store=store, sessions=self.sessions,
@@ -298,6 +300,8 @@ class Broker(Node):
                           content.get("session"), content.get("reason"))
             if isinstance(content.get("session"), str):
                 self.devices.closed(device, content["session"])
+                self.spawn(self.ends.closed(content["session"], str(content.get("reason"))[:200]),
+                           f"closed.{content['session'][:8]}")
             return
         facts = msg["metadata"].get("cellbus")
         if self.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
@@ -313,6 +317,10 @@ class Broker(Node):
             self.log.warning("broker dropped a %s from device %s: no session", kind, device)
             return
         self.devices.spoke(device, session_id)
+        if kind == mt.STATUS and content.get("execution_state") == "idle":
+            idle_timeout = self.devices.devices[device].idle_timeout  # when the page warns
+            if idle_timeout > 0:
+                facts["idle_timeout"] = idle_timeout
         if kind in (mt.ERROR, mt.EXECUTE_REPLY) and content.get("ename") == capacity.AT_CAPACITY:
             parent = msg["parent_header"].get("msg_id")  # the same N in both messages
             capacity.explain_refusal(content, capacity.retry_after(random.Random(parent)))
