@@ -53,3 +53,41 @@ def test_a_session_ended_by_the_idle_timeout_is_said(page: Any, chain: Chain) ->
     run(cells.nth(2), "print(2)")  # the next run: the news is old
     expect(cells.nth(2).locator(".cellbus-output")).to_have_text("2")
     expect(state).to_have_text("idle")
+
+
+def test_an_idle_session_is_warned_kept_and_its_end_said_after_a_reload(
+        page: Any, chain: Chain) -> None:
+    """The device's --idle-timeout (4 s: the warning shows from 2 s idle) is warned of with
+    Keep; Keep runs nothing, so the warning comes again later; left alone, the session ends
+    and the bar says why, from the broker's session_closed note, also after a reload."""
+    chain.start_broker()
+    chain.start_device("--idle-timeout", "4")
+    chain.start_gateway()
+    cells = open_worksheet(page, chain)
+    bar = session_bar(page)
+    state = bar.locator(".cellbus-session-state")
+    keep = bar.get_by_role("button", name="Keep")
+    run(cells.nth(0), "x = 1")
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")
+    expect(keep).to_be_hidden()
+    expect(state).to_contain_text("idle: variables are cleared in", timeout=10_000)
+    expect(bar).to_have_class("cellbus-session cellbus-session-warning")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "session-idle-warning.png"))
+    keep.click()
+    expect(keep).to_be_hidden()
+    expect(state).to_have_text("idle")
+    expect(keep).to_be_visible(timeout=10_000)  # the keep-alive run's own idle time
+    assert chain.broker is not None
+    chain.broker.wait_for_log(r"closed session \S+ \(idle timeout\)", timeout=30)
+    expect(bar).to_have_attribute("data-state", "gone")
+    expect(state).to_contain_text("gone: idle too long; its variables were cleared")
+    expect(keep).to_be_hidden()
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")  # Keep's run is no cell's
+    page.screenshot(path=str(ARTIFACTS / "session-gone-idle.png"))
+    page.reload()
+    expect(bar).to_have_attribute("data-state", "gone")
+    expect(state).to_contain_text("gone: idle too long")
+    run(cells.nth(1), "print(x)")
+    expect(cells.nth(1).locator(".cellbus-error")).to_contain_text("NameError")
+    expect(bar).to_have_attribute("data-state", "idle")
