@@ -22,12 +22,16 @@
  *              through. Both have one interface (evaluate, interrupt, interact, restart,
  *              follow, document, register, unregister, forget): a Cell knows no transport
  *   keys       the code box's Tab, Shift+Tab and Enter
+ *   editor     CodeMirror 5 on the code box when the page loaded it (static/vendor/
+ *              codemirror/), in the kernel's language, with the same keys
  *   Cell       code box, Evaluate button (and Shift+Enter), execution number, working
  *              indicator, the no-output notice, status, and the output area (class
  *              "cellbus-output"), drawn once per animation frame; routes interact runs into
  *              its output; shows its stored output after a reload (restore); sends
- *              cellbus:status, cellbus:count and cellbus:session events
- *   SessionBar, makeCell, makeWorksheet   a worksheet's session, and the public API on
+ *              cellbus:status, cellbus:count, cellbus:session, cellbus:idle and
+ *              cellbus:closed events
+ *   SessionBar, makeCell, makeWorksheet   a worksheet's session (its state, gone: why, a
+ *              warning before its idle timeout with Keep), and the public API on
  *              window.cellbus
  */
 (function () {
@@ -1867,6 +1871,61 @@
     typeText(box, "\n" + lead + (/:\s*$/.test(line) ? INDENT : ""), false);
   }
 
+  // ---- the code editor: CodeMirror 5, when the page loaded it ---------------------------
+  // static/vendor/codemirror/ (lib/codemirror.js and .css, mode/{python,r,shell}/): plain
+  // scripts the page loads before cellbus.js, as the worksheet page does. Without them a cell
+  // keeps its plain textarea and the keys above.
+
+  /** The CodeMirror mode of each kernel name (the built-in "python", ipykernel's "python3",
+   * IRkernel's "ir", bash_kernel's "bash"); another kernel gets no highlighting. */
+  const MODES = {python: "python", python3: "python", ir: "r", r: "r", bash: "shell"};
+
+  function modeOf(kernel) {
+    return MODES[String(kernel || "python").toLowerCase()] || null;
+  }
+
+  /** Put CodeMirror on `cell`'s textarea, which stays in the DOM (hidden) holding the code:
+   * `cell.input.value` reads it, and a page that sets it and fires "input" sets the editor.
+   * Tab and Shift+Tab indent and dedent by four spaces, Enter keeps the indentation (the
+   * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, and Escape
+   * then Tab leaves the editor. Returns the editor, or null without CodeMirror. */
+  function attachEditor(cell) {
+    const CM = window.CodeMirror;
+    if (typeof CM !== "function" || typeof CM.fromTextArea !== "function") return null;
+    const box = cell.input;
+    const run = (shift) => () => {
+      cell.evaluate();
+      if (shift && cell.options.onShiftEnter) cell.options.onShiftEnter(cell);
+    };
+    const editor = CM.fromTextArea(box, {
+      mode: modeOf(cell.options.kernel),
+      indentUnit: 4, tabSize: 4, indentWithTabs: false, viewportMargin: Infinity,
+      screenReaderLabel: box.getAttribute("aria-label"),
+      extraKeys: {
+        "Tab": (cm) => cm.execCommand(cm.somethingSelected() ? "indentMore" : "insertSoftTab"),
+        "Shift-Tab": "indentLess",
+        "Shift-Enter": run(true), "Ctrl-Enter": run(false), "Cmd-Enter": run(false),
+      },
+    });
+    let escaped = false;
+    editor.on("keydown", (cm, event) => {
+      if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap
+      escaped = event.key === "Escape";
+    });
+    let syncing = false;
+    editor.on("change", () => {
+      editor.save();
+      syncing = true;
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+      syncing = false;
+    });
+    box.addEventListener("input", () => {
+      if (!syncing && box.value !== editor.getValue()) editor.setValue(box.value);
+    });
+    editor.getWrapperElement().classList.add("cellbus-editor");
+    return editor;
+  }
+
   // ---- Cell -----------------------------------------------------------------------------
 
   const allCells = new Set();
@@ -1957,12 +2016,14 @@
       this.outputElement.setAttribute("aria-live", "polite");
       this.view = new OutputView(this.outputElement, this);
       element.append(this.input, bar, this.notice, this.outputElement);
+      this.editor = attachEditor(this);  // null: the plain textarea
       this._fit();
       this._setStatus("idle");
     }
 
     /** As tall as the code (2 to 30 lines), so a cell needs no scrolling of its own. */
     _fit() {
+      if (this.editor) return;  // CodeMirror grows with its code (viewportMargin: Infinity)
       const input = this.input;
       input.rows = Math.min(Math.max(input.value.split("\n").length, 2), 30);
       input.style.height = "";
@@ -1989,8 +2050,15 @@
       }
     }
 
+    /** Run later evaluations in `kernel`, and highlight the code in its language. */
+    setKernel(kernel) {
+      this.options.kernel = kernel;
+      if (this.editor) this.editor.setOption("mode", modeOf(kernel));
+    }
+
     focus() {
-      this.input.focus();
+      if (this.editor) this.editor.focus();
+      else this.input.focus();
     }
 
     /** Clear the output on the page (the store keeps it: a reload shows it again). */
