@@ -1,7 +1,8 @@
 """A worksheet hears when its session ended, and why (issue 26, item 3).
 
 A device reports ``session_closed`` (the worker sat idle past ``--idle-timeout``, was shut
-down for a restart, hit a limit, died...) to the broker only. The broker stores a
+down for a restart, hit a limit, died...) to the broker only; a device that goes silent
+reports nothing, and the broker says ``device lost`` for its open sessions. The broker stores a
 ``session_closed`` note on the session's own feed, with the device's reason, and publishes
 it like output: a page that is open says "gone: why" at once, and one that reloads later
 reads it from the store with the rest of the worksheet. The note names no cell
@@ -17,6 +18,10 @@ from protocol.wire import Session
 
 from .output import Outputs
 from .store import Store, StoreError
+
+#: The reason given for the sessions of a device the broker took for lost (silent past its
+#: heartbeat expiry, or its key revoked): their workers are likely gone with it.
+DEVICE_LOST = "device lost"
 
 
 class SessionEnds:

@@ -163,7 +163,8 @@ class Broker(Node):
                                metrics=self.metrics, log=log)
         self.ends = SessionEnds(wire=wire, store=store, outputs=self.outputs, log=log)
         self.watch = DeviceWatch(wire=wire, store=store, dispatch=self.dispatch,
-                                 outputs=self.outputs, metrics=self.metrics, log=log)
+                                 outputs=self.outputs, metrics=self.metrics, log=log,
+                                 ends=self.ends)
         control = Control(wire=wire, store=store, sessions=self.sessions,
                           dispatch=self.dispatch, watch=self.watch,
                           store_writable=lambda: self.store_failing is None, log=log)

@@ -91,3 +91,20 @@ def test_an_idle_session_is_warned_kept_and_its_end_said_after_a_reload(
     run(cells.nth(1), "print(x)")
     expect(cells.nth(1).locator(".cellbus-error")).to_contain_text("NameError")
     expect(bar).to_have_attribute("data-state", "idle")
+
+
+def test_a_session_whose_device_is_lost_is_said_gone(page: Any, chain: Chain) -> None:
+    """A device killed outright reports nothing; the broker, taking it for lost, tells its
+    worksheets (a session_closed note with the reason "device lost")."""
+    chain.start_broker()
+    device = chain.start_device()
+    chain.start_gateway()
+    cells = open_worksheet(page, chain)
+    bar = session_bar(page)
+    run(cells.nth(0), "x = 1")
+    expect(bar).to_have_attribute("data-state", "idle")
+    device.kill_group()  # kill -9 of the device; its workers die with it
+    expect(bar).to_have_attribute("data-state", "gone", timeout=20_000)
+    expect(bar.locator(".cellbus-session-state")).to_contain_text(
+        "gone: its machine stopped answering")
+    page.screenshot(path=str(ARTIFACTS / "session-device-lost.png"))

@@ -2480,6 +2480,8 @@
       + "a new session)",
     "shutdown requested": "restarted: the next evaluation starts a new session, without "
       + "the old variables",
+    "device lost": "its machine stopped answering, so its variables are likely gone (the "
+      + "next evaluation starts a session elsewhere)",
   };
   const SESSION_TEXT = {
     none: "no session yet: the first evaluation starts one",
