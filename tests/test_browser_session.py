@@ -108,3 +108,28 @@ def test_a_session_whose_device_is_lost_is_said_gone(page: Any, chain: Chain) ->
     expect(bar.locator(".cellbus-session-state")).to_contain_text(
         "gone: its machine stopped answering")
     page.screenshot(path=str(ARTIFACTS / "session-device-lost.png"))
+
+
+def test_the_warning_comes_two_minutes_before_and_stops_when_overdue(
+        page: Any, chain: Chain) -> None:
+    """With the default-like timeout of 10 min (the page's clock run ahead, not waited
+    for): nothing at first, the warning 2 min before, and no countdown once the session
+    is well past its end without a note (an interact's longer timeout, say)."""
+    chain.start_broker()
+    chain.start_device("--idle-timeout", "600")
+    chain.start_gateway()
+    page.clock.install()
+    cells = open_worksheet(page, chain)
+    bar = session_bar(page)
+    state = bar.locator(".cellbus-session-state")
+    run(cells.nth(0), "x = 1")
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")
+    expect(state).to_have_text("idle")
+    page.clock.fast_forward("07:50")
+    expect(state).to_have_text("idle")  # 10 s before the warning
+    page.clock.fast_forward("00:15")
+    expect(state).to_contain_text("idle: variables are cleared in 2 min")
+    expect(bar.get_by_role("button", name="Keep")).to_be_visible()
+    page.clock.fast_forward("02:40")
+    expect(state).to_have_text("idle")
+    expect(bar.get_by_role("button", name="Keep")).to_be_hidden()

@@ -2474,6 +2474,8 @@
   const KEEPALIVE_CELL = "keepalive";
   /** A session about to end idle is said this long before (at most half its timeout). */
   const WARN_BEFORE = 120000;
+  /** ms past the idle timeout after which a session not said closed gets no countdown. */
+  const OVERDUE = 30000;
   /** The device's words for why it ended a session, as the page says them. */
   const GONE_WHY = {
     "idle timeout": "idle too long; its variables were cleared (the next evaluation starts "
@@ -2545,9 +2547,12 @@
     _tick() {
       clearTimeout(this.ticker);
       this.ticker = null;
-      this.show();
       const now = Date.now();
-      if (this.idleUntil === null || now >= this.idleUntil) return;  // then its note says
+      // Long past its end and not closed (an interact's longer timeout, clocks apart, an old
+      // idle status replayed): no countdown the page cannot keep honest.
+      if (this.idleUntil !== null && now > this.idleUntil + OVERDUE) this.idleUntil = null;
+      this.show();
+      if (this.idleUntil === null) return;
       this.ticker = setTimeout(() => this._tick(), now < this.warnFrom ? this.warnFrom - now : 1000);
     }
 
@@ -2571,6 +2576,7 @@
     _warning() {
       if (this.idleUntil === null || Date.now() < this.warnFrom) return null;
       const s = Math.max(0, Math.round((this.idleUntil - Date.now()) / 1000));
+      if (s === 0) return "idle: the variables are being cleared (idle past the timeout)";
       return "idle: variables are cleared in " + (s < 90 ? s + " s" : Math.round(s / 60) + " min")
         + " unless the session is used (Keep keeps it)";
     }
