@@ -67,6 +67,7 @@ def test_shared_links_open_with_their_code_ready_to_run(page, running_chain) -> 
     page.goto(url)
     first = page.locator(".cellbus-cell").nth(0)
     expect(code_of(first)).to_have_value(CODE)
+    expect(first.locator(".CodeMirror-line")).to_have_text(CODE)  # the editor shows it too
     expect(first.locator(".cellbus-output")).to_have_text("")  # ready, not run
     code_box(first).press("Control+Enter")
     expect(first.locator(".cellbus-output")).to_have_text("shared 42")
