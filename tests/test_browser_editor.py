@@ -68,3 +68,13 @@ def test_without_codemirror_a_plain_textarea(page: Any, web: Any) -> None:
     expect(cell.locator(".CodeMirror")).to_have_count(0)
     expect(code_box(cell)).to_have_class("cellbus-input")
     type_and_run(page, cell)
+
+
+def test_a_long_cell_scrolls_within_30_lines(page: Any, web: Any) -> None:
+    """As the plain textarea was, the editor grows with its code up to 30 lines, then
+    scrolls: a 100-line cell does not push the rest of the worksheet a page down."""
+    cell = open_worksheet(page, web).nth(0)
+    code_box(cell).fill("\n".join(f"x{i} = {i}" for i in range(100)))
+    expect(cell.locator(".CodeMirror-line").first).to_have_text("x0 = 0")
+    box = cell.locator(".CodeMirror").bounding_box()
+    assert box is not None and 500 < box["height"] < 700, box

@@ -2023,7 +2023,7 @@
 
     /** As tall as the code (2 to 30 lines), so a cell needs no scrolling of its own. */
     _fit() {
-      if (this.editor) return;  // CodeMirror grows with its code (viewportMargin: Infinity)
+      if (this.editor) return;  // CodeMirror grows with its code, to 30 lines (cellbus.css)
       const input = this.input;
       input.rows = Math.min(Math.max(input.value.split("\n").length, 2), 30);
       input.style.height = "";
