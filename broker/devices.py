@@ -33,19 +33,22 @@ from protocol.heartbeat import HEARTBEAT_INTERVAL
 from protocol.requests import Ending, failed
 from protocol.wire import Session
 
+from .closures import DEVICE_LOST, SessionEnds
 from .dispatch import Dispatch
 from .metrics import BrokerMetrics
 from .output import Outputs
-from .store import DONE, ERROR, NEEDS_WORK, WORKING, Request, Store, StoreError
+from .store import DONE, ERROR, NEEDS_WORK, OPEN, WORKING, Request, Store, StoreError
 
 
 class DeviceWatch:
     """Heartbeats devices, and reconciles the store with them as they come, go and drain."""
 
     def __init__(self, *, wire: Session, store: Store, dispatch: Dispatch, outputs: Outputs,
-                 metrics: BrokerMetrics, log: logging.Logger) -> None:
+                 metrics: BrokerMetrics, log: logging.Logger,
+                 ends: SessionEnds | None = None) -> None:
         self.wire, self.store, self.dispatch = wire, store, dispatch
         self.outputs, self.metrics, self.log = outputs, metrics, log
+        self.ends = ends  # tells a lost device's worksheets (broker/closures.py)
         self.devices = dispatch.devices
 
     async def heartbeats(self) -> None:
@@ -75,6 +78,10 @@ class DeviceWatch:
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
             self.dispatch.handed.discard(request.msg_id)
+        if self.ends is not None:
+            for record in await self.store.sessions(OPEN):
+                if record.device == device:
+                    await self.ends.closed(record.session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
 
     async def joined(self, device: str, report: dict[str, Any], mark: int) -> None:

@@ -41,6 +41,7 @@ from protocol.wire import Message, Session
 
 from . import capacity, memory, retention
 from .cells import Cells
+from .closures import SessionEnds
 from .control import Control
 from .devices import DeviceWatch
 from .dispatch import REDISPATCH_AFTER, Dispatch, Handed
@@ -162,8 +163,10 @@ class Broker(Node):
                                interacts=self.interacts, prompts=prompts,
                                handed=self.dispatch.handed,
                                metrics=self.metrics, log=log)
+        self.ends = SessionEnds(wire=wire, store=store, outputs=self.outputs, log=log)
         self.watch = DeviceWatch(wire=wire, store=store, dispatch=self.dispatch,
-                                 outputs=self.outputs, metrics=self.metrics, log=log)
+                                 outputs=self.outputs, metrics=self.metrics, log=log,
+                                 ends=self.ends)
         control = Control(wire=wire, store=store, sessions=self.sessions,
                           dispatch=self.dispatch, watch=self.watch,
                           store_writable=lambda: self.store_failing is None, log=log)
@@ -311,6 +314,8 @@ class Broker(Node):
                           content.get("session"), content.get("reason"))
             if isinstance(content.get("session"), str):
                 self.devices.closed(device, content["session"])
+                self.spawn(self.ends.closed(content["session"], str(content.get("reason"))[:200]),
+                           f"closed.{content['session'][:8]}")
             return
         facts = msg["metadata"].get("cellbus")
         if self.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
@@ -326,6 +331,10 @@ class Broker(Node):
             self.log.warning("broker dropped a %s from device %s: no session", kind, device)
             return
         self.devices.spoke(device, session_id)
+        if kind == mt.STATUS and content.get("execution_state") == "idle":
+            idle_timeout = self.devices.devices[device].idle_timeout  # when the page warns
+            if idle_timeout > 0:
+                facts["idle_timeout"] = idle_timeout
         if kind in (mt.ERROR, mt.EXECUTE_REPLY) and content.get("ename") == capacity.AT_CAPACITY:
             parent = msg["parent_header"].get("msg_id")  # the same N in both messages
             capacity.explain_refusal(content, capacity.retry_after(random.Random(parent)))

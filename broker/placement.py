@@ -69,6 +69,8 @@ class DeviceState:
     limits: dict[str, float] = field(default_factory=dict)
     #: The kernels it offers: {name, display_name, language} each (protocol.kernels).
     kernels: list[dict[str, str]] = field(default_factory=lambda: offered({}))
+    #: How long its workers may sit idle (its --idle-timeout, s; 0: not reported).
+    idle_timeout: float = 0.0
 
     @property
     def occupied(self) -> int:
@@ -97,6 +99,8 @@ class DeviceState:
             self.limits = {k: float(v) for k, v in limits.items() if isinstance(k, str)
                            and isinstance(v, (int, float)) and not isinstance(v, bool)}
         self.kernels = offered(report)
+        if isinstance(idle := report.get("idle_timeout"), (int, float)) and idle >= 0:
+            self.idle_timeout = float(idle)
         sessions = report.get("sessions")
         if isinstance(sessions, list):
             self.sessions = {s for s in sessions if isinstance(s, str)}

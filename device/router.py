@@ -148,7 +148,8 @@ class DeviceRouter(Node):
                 "requests": held, "draining": self.draining, "outbox": len(self.outbox),
                 "rejected": self.overseer.rejected, "kernels": self.overseer.kernels,
                 "sandbox": self.overseer.launcher.protections.summary(),
-                "limits": self.overseer.config.maxima()}
+                "limits": self.overseer.config.maxima(),
+                "idle_timeout": self.config.idle_timeout}
 
     # -- upstream ---------------------------------------------------------------------------
 

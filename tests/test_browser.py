@@ -104,9 +104,21 @@ def open_worksheet(page: Any, chain: Any, **query: Any) -> Any:
     return cells
 
 
+def code_box(cell: Any) -> Any:
+    """Where a user types a cell's code: CodeMirror's input (the worksheet page loads it),
+    or the cell's own textarea where CodeMirror is not loaded (the one visible textarea)."""
+    return cell.locator("textarea:visible")
+
+
+def code_of(cell: Any) -> Any:
+    """The cell's own textarea, which holds its code with or without CodeMirror (to read
+    its value: with CodeMirror it is hidden)."""
+    return cell.locator("textarea.cellbus-input")
+
+
 def run(cell: Any, code: str, key: str = "Control+Enter") -> None:
-    cell.locator("textarea").fill(code)
-    cell.locator("textarea").press(key)
+    code_box(cell).fill(code)
+    code_box(cell).press(key)
 
 
 def test_type_and_evaluate_with_indicator(page, web) -> None:
@@ -114,10 +126,10 @@ def test_type_and_evaluate_with_indicator(page, web) -> None:
     goes, and the focus moves to the next cell."""
     cells = open_worksheet(page, web)
     first = cells.nth(0)
-    first.locator("textarea").fill("import time\ntime.sleep(1)\nprint('hello', 6 * 7)")
-    first.locator("textarea").press("Shift+Enter")
+    code_box(first).fill("import time\ntime.sleep(1)\nprint('hello', 6 * 7)")
+    code_box(first).press("Shift+Enter")
     assert first.locator(".cellbus-working").is_visible()  # at once, before any answer
-    expect(cells.nth(1).locator("textarea")).to_be_focused()
+    expect(code_box(cells.nth(1))).to_be_focused()
     expect(first.locator(".cellbus-output")).to_have_text("hello 42")
     expect(first).to_have_attribute("data-status", "done")
     expect(first.locator(".cellbus-working")).to_be_hidden()
@@ -214,7 +226,7 @@ def test_cells_of_a_worksheet_share_state(page, web) -> None:
     run(cells.nth(2), "x * 2", key="Shift+Enter")
     expect(cells.nth(2).locator(".cellbus-output")).to_have_text("82")
     expect(cells).to_have_count(4)
-    expect(cells.nth(3).locator("textarea")).to_be_focused()
+    expect(code_box(cells.nth(3))).to_be_focused()
 
 
 def test_no_output_notice_appears_then_clears(page, web) -> None:

@@ -1,18 +1,22 @@
-"""The code box's keys as a Python programmer expects (issue 26, item 4, in part): Tab and
-Shift+Tab indent and dedent by four spaces, Enter keeps the indentation (one level more
-after a colon), Shift+Enter evaluates; Escape then Tab leaves the box (no keyboard trap)."""
+"""The code editor (issue 26, item 4): CodeMirror 5 from static/vendor/codemirror/ on the
+worksheet page, in the language of the worksheet's kernel, with the keys a Python programmer
+expects: Tab and Shift+Tab indent and dedent by four spaces, Enter keeps the indentation (one
+level more after a colon), Shift+Enter evaluates, and Escape then Tab leaves the editor (no
+keyboard trap). A page that did not load CodeMirror keeps a plain textarea with those keys."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from test_browser import browser, expect, open_worksheet, page, web  # noqa: F401
+from test_browser import (ARTIFACTS, browser, code_box, code_of, expect,  # noqa: F401
+                          open_worksheet, page, web)
 
 
-def test_tab_enter_and_shift_enter(page: Any, web: Any) -> None:
-    cell = open_worksheet(page, web).nth(0)
-    box = cell.locator("textarea")
-    box.click()
+def type_and_run(page: Any, cell: Any) -> None:
+    """Type a function with the keys, indent and dedent it all, run it: the code as typed."""
+    box, code = code_box(cell), code_of(cell)
+    editor = cell.locator(".CodeMirror, textarea:visible").first  # what a user clicks
+    editor.click()
     page.keyboard.type("def f(n):")
     page.keyboard.press("Enter")
     page.keyboard.type("if n:")
@@ -22,17 +26,55 @@ def test_tab_enter_and_shift_enter(page: Any, web: Any) -> None:
     page.keyboard.press("Shift+Tab")
     page.keyboard.press("Shift+Tab")
     page.keyboard.type("print(f(1))")
-    expect(box).to_have_value("def f(n):\n    if n:\n        return 42\nprint(f(1))")
+    expect(code).to_have_value("def f(n):\n    if n:\n        return 42\nprint(f(1))")
     page.keyboard.press("Control+a")
     page.keyboard.press("Tab")  # the selected lines, one level in
-    expect(box).to_have_value(
+    expect(code).to_have_value(
         "    def f(n):\n        if n:\n            return 42\n    print(f(1))")
     expect(box).to_be_focused()
     page.keyboard.press("Shift+Tab")
-    expect(box).to_have_value("def f(n):\n    if n:\n        return 42\nprint(f(1))")
+    expect(code).to_have_value("def f(n):\n    if n:\n        return 42\nprint(f(1))")
     page.keyboard.press("Shift+Enter")
     expect(cell.locator(".cellbus-output")).to_have_text("42")
-    box.click()
+    editor.click()
     page.keyboard.press("Escape")
     page.keyboard.press("Tab")
     expect(box).not_to_be_focused()
+
+
+def test_codemirror_keys_and_highlighting(page: Any, web: Any) -> None:
+    cell = open_worksheet(page, web).nth(0)
+    expect(cell.locator(".CodeMirror")).to_have_count(1)
+    type_and_run(page, cell)
+    expect(cell.locator(".cm-keyword").first).to_have_text("def")  # highlighted as Python
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "editor-codemirror.png"))
+
+
+def test_the_mode_follows_the_kernel(page: Any, web: Any) -> None:
+    modes = {"python": "python", "python3": "python", "ir": "r", "bash": "shell"}
+    for kernel, mode in modes.items():
+        cell = open_worksheet(page, web, kernel=kernel).nth(0)
+        shown = cell.locator(".CodeMirror").evaluate("e => e.CodeMirror.getOption('mode')")
+        assert shown == mode, kernel
+    code_box(cell).fill("echo $HOME # hi")
+    expect(cell.locator(".cm-comment")).to_have_text("# hi")
+
+
+def test_without_codemirror_a_plain_textarea(page: Any, web: Any) -> None:
+    """An embedder that loads cellbus.js alone (here: CodeMirror's files are refused)."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    cell = open_worksheet(page, web).nth(0)
+    expect(cell.locator(".CodeMirror")).to_have_count(0)
+    expect(code_box(cell)).to_have_class("cellbus-input")
+    type_and_run(page, cell)
+
+
+def test_a_long_cell_scrolls_within_30_lines(page: Any, web: Any) -> None:
+    """As the plain textarea was, the editor grows with its code up to 30 lines, then
+    scrolls: a 100-line cell does not push the rest of the worksheet a page down."""
+    cell = open_worksheet(page, web).nth(0)
+    code_box(cell).fill("\n".join(f"x{i} = {i}" for i in range(100)))
+    expect(cell.locator(".CodeMirror-line").first).to_have_text("x0 = 0")
+    box = cell.locator(".CodeMirror").bounding_box()
+    assert box is not None and 500 < box["height"] < 700, box

@@ -28,6 +28,10 @@ def test_kernel_selector_picks_the_worksheets_kernel(page, web) -> None:  # noqa
     select.select_option("bash")
     run(cells.nth(0), 'echo "from bash $((6*7))"')
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("from bash 42")
+    # every cell's editor highlights shell now
+    for n in range(3):
+        mode = cells.nth(n).locator(".CodeMirror").evaluate("e => e.CodeMirror.getOption('mode')")
+        assert mode == "shell", n
     run(cells.nth(1), "echo $BASH_VERSINFO")  # later cells: the same bash session
     expect(cells.nth(1)).to_have_attribute("data-status", "done")
     assert cells.nth(1).locator(".cellbus-output").inner_text().strip().isdigit()

@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from test_browser import (ARTIFACTS, browser, expect, open_page, open_worksheet,  # noqa: F401
-                          page, run, web)
+from test_browser import (ARTIFACTS, browser, code_box, code_of, expect, open_page,  # noqa: F401
+                          open_worksheet, page, run, web)
 
 
 def test_counters_moves_clear_and_delete(page: Any, web: Any) -> None:
@@ -20,9 +20,9 @@ def test_counters_moves_clear_and_delete(page: Any, web: Any) -> None:
     expect(cells.nth(1).locator(".cellbus-output")).to_have_text("42")
     expect(cells.nth(1).locator(".cellbus-count")).to_have_text("[2]")
     page.get_by_role("button", name="Move up (cell 2)").click()
-    expect(cells.nth(0).locator("textarea")).to_have_value("print(x + 1)")
-    expect(cells.nth(0).locator("textarea")).to_be_focused()
-    expect(cells.nth(1).locator("textarea")).to_have_value("x = 41")
+    expect(code_of(cells.nth(0))).to_have_value("print(x + 1)")
+    expect(code_box(cells.nth(0))).to_be_focused()
+    expect(code_of(cells.nth(1))).to_have_value("x = 41")
     page.get_by_role("button", name="Delete cell (cell 3)").click()
     expect(cells).to_have_count(2)
     ARTIFACTS.mkdir(exist_ok=True)
@@ -34,9 +34,9 @@ def test_counters_moves_clear_and_delete(page: Any, web: Any) -> None:
     page.get_by_role("button", name="Move up (cell 2)").click()
     page.reload()  # the order stays; the output comes back from the store
     cells = page.locator(".cellbus-cell")
-    expect(cells.nth(0).locator("textarea")).to_have_value("print(x + 1)")
+    expect(code_of(cells.nth(0))).to_have_value("print(x + 1)")
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("42")
-    expect(cells.nth(1).locator("textarea")).to_have_value("x = 41")
+    expect(code_of(cells.nth(1))).to_have_value("x = 41")
     run(cells.nth(2), "print(x)")  # a new cell, in the same session
     expect(cells.nth(2).locator(".cellbus-output")).to_have_text("41")
     expect(cells.nth(2).locator(".cellbus-count")).to_have_text("[3]")
@@ -53,5 +53,5 @@ def test_worksheet_url_opens_the_same_worksheet(browser: Any, page: Any, web: An
         other.goto(link)
         first = other.locator(".cellbus-cell").nth(0)
         expect(first.locator(".cellbus-output")).to_have_text("bookmarked")
-        expect(first.locator("textarea")).to_have_value("print('bookmarked')")
+        expect(code_of(first)).to_have_value("print('bookmarked')")
         expect(other.locator("#ws-name")).to_have_text(link.split("ws=")[1])

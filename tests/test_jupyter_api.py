@@ -270,3 +270,25 @@ async def test_input_over_the_stdin_channel(running_chain) -> None:
                        request["header"]["msg_id"]]) == "first? one\nsecond? two\none two\n"
     finally:
         await ch.close()
+
+
+async def test_a_closed_session_note_is_no_jupyter_message(chain) -> None:
+    """The broker's session_closed note (for cellbus's pages, broker/closures.py) stays off
+    the channels: a Jupyter client sees the next run's messages only."""
+    chain.start_broker()
+    chain.start_device("--idle-timeout", "1")
+    chain.start_gateway()
+    kernel_id = start_kernel(chain)
+    ch = await Channels.open(chain.port, kernel_id, binary=True)
+    try:
+        request = await ch.send("execute_request", {"code": "x = 1"})
+        await ch.until(lambda m: m["parent_header"].get("msg_id") == request["header"]["msg_id"]
+                       and m["msg_type"] == "execute_reply")
+        await asyncio.to_thread(chain.broker.wait_for_log,
+                                r"closed session \S+ \(idle timeout\)", 30)
+        after = await ch.send("execute_request", {"code": "print(1)"})
+        seen = await ch.until(lambda m: m["parent_header"].get("msg_id") ==
+                              after["header"]["msg_id"] and m["msg_type"] == "execute_reply")
+        assert [m["msg_type"] for m in seen if m["msg_type"] == "session_closed"] == []
+    finally:
+        await ch.close()

@@ -11,7 +11,7 @@ import zlib
 
 from access_util import JSON, add_user, bearer, call
 from harness import Chain
-from test_browser import browser, expect, page  # noqa: F401 (fixtures)
+from test_browser import browser, code_box, code_of, expect, page  # noqa: F401 (fixtures)
 
 CODE = "print('shared', 6 * 7)"
 
@@ -57,7 +57,7 @@ def test_shared_links_open_with_their_code_ready_to_run(page, running_chain) -> 
     chain = running_chain
     page.goto(chain.url("/?ws=maker"))
     first = page.locator(".cellbus-cell").nth(0)
-    first.locator("textarea").fill(CODE)
+    code_box(first).fill(CODE)
     page.locator("#share").click()
     link = page.locator("#shared-link")
     expect(link).to_have_text(re.compile(re.escape(chain.url("/?q=")) + r"[\w-]{12}$"))
@@ -66,9 +66,10 @@ def test_shared_links_open_with_their_code_ready_to_run(page, running_chain) -> 
 
     page.goto(url)
     first = page.locator(".cellbus-cell").nth(0)
-    expect(first.locator("textarea")).to_have_value(CODE)
+    expect(code_of(first)).to_have_value(CODE)
+    expect(first.locator(".CodeMirror-line")).to_have_text(CODE)  # the editor shows it too
     expect(first.locator(".cellbus-output")).to_have_text("")  # ready, not run
-    first.locator("textarea").press("Control+Enter")
+    code_box(first).press("Control+Enter")
     expect(first.locator(".cellbus-output")).to_have_text("shared 42")
     expect(first).to_have_attribute("data-status", "done")
     expect(first.locator(".cellbus-usage")).to_contain_text("CPU")
@@ -76,5 +77,21 @@ def test_shared_links_open_with_their_code_ready_to_run(page, running_chain) -> 
 
     z = base64.urlsafe_b64encode(zlib.compress(b"print('from z')")).decode().rstrip("=")
     page.goto(chain.url(f"/?z={z}"))
-    expect(page.locator(".cellbus-cell").nth(0).locator("textarea")).to_have_value(
+    expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value(
         "print('from z')")
+
+
+def test_share_takes_the_cell_typed_in_last(page, running_chain) -> None:  # noqa: F811
+    """Share makes a permalink of the cell the user typed in last, not of the first cell
+    with code: with CodeMirror the focus is in the editor's own input, not the cell's
+    textarea, and the page must still know which cell that is."""
+    chain = running_chain
+    page.goto(chain.url("/?ws=maker2"))
+    cells = page.locator(".cellbus-cell")
+    code_box(cells.nth(0)).fill("print('not this one')")
+    code_box(cells.nth(1)).fill(CODE)
+    page.locator("#share").click()
+    link = page.locator("#shared-link")
+    expect(link).to_have_text(re.compile(re.escape(chain.url("/?q=")) + r"[\w-]{12}$"))
+    page.goto(link.inner_text())
+    expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value(CODE)

@@ -22,7 +22,7 @@ SHELL_REPLIES = frozenset({mt.EXECUTE_REPLY, mt.KERNEL_INFO_REPLY, "comm_info_re
                            "history_reply"})
 CONTROL_REPLIES = frozenset({mt.INTERRUPT_REPLY, mt.SHUTDOWN_REPLY})
 #: Cellbus-only types a Jupyter client has no use for.
-HIDDEN = frozenset({mt.INTERACT_START, mt.INTERACT_END, mt.INTERACT_REPLY})
+HIDDEN = frozenset({mt.INTERACT_START, mt.INTERACT_END, mt.INTERACT_REPLY, mt.SESSION_CLOSED})
 
 
 class WireError(ValueError):

@@ -22,12 +22,16 @@
  *              through. Both have one interface (evaluate, interrupt, interact, restart,
  *              follow, document, register, unregister, forget): a Cell knows no transport
  *   keys       the code box's Tab, Shift+Tab and Enter
+ *   editor     CodeMirror 5 on the code box when the page loaded it (static/vendor/
+ *              codemirror/), in the kernel's language, with the same keys
  *   Cell       code box, Evaluate button (and Shift+Enter), execution number, working
  *              indicator, the no-output notice, status, and the output area (class
  *              "cellbus-output"), drawn once per animation frame; routes interact runs into
  *              its output; shows its stored output after a reload (restore); sends
- *              cellbus:status, cellbus:count and cellbus:session events
- *   SessionBar, makeCell, makeWorksheet   a worksheet's session, and the public API on
+ *              cellbus:status, cellbus:count, cellbus:session, cellbus:idle and
+ *              cellbus:closed events
+ *   SessionBar, makeCell, makeWorksheet   a worksheet's session (its state, gone: why, a
+ *              warning before its idle timeout with Keep), and the public API on
  *              window.cellbus
  */
 (function () {
@@ -1749,6 +1753,29 @@
       if (previous && cell) cell._event("session", {session, previous});
     }
 
+    /** What the broker says of the worksheet's session (broker/closures.py): it ended, and
+     * why; or it went idle, and its device ends it after `idle_timeout` s (from the message's
+     * date). One event for the worksheet. */
+    _sessionNote(sub, msg, facts) {
+      const cell = sub.cells.values().next().value;
+      if (!cell) return;
+      if (msgTypeOf(msg) === "session_closed") {
+        cell._event("closed", {reason: String(msg.content.reason || "ended")});
+      } else if (typeof facts.idle_timeout === "number" && isObject(msg.header)) {
+        const since = Date.parse(msg.header.date);
+        cell._event("idle", {since: isNaN(since) ? Date.now() : since, timeout: facts.idle_timeout});
+      }
+    }
+
+    /** Run nothing in `cell`'s worksheet session, so its device's idle clock starts again:
+     * under a cell id of its own, so no cell of the page shows it or loses its last run. */
+    keepAlive(cell) {
+      const keeper = {user: cell.user, worksheet: cell.worksheet, cellId: KEEPALIVE_CELL,
+                      options: cell.options, requestId: null, generation: 0,
+                      _accepted() {}, _failed() {}};
+      this.evaluate(keeper, "");
+    }
+
     _replied(record, msgId, type, content) {
       if (content.ok) {
         record.accepted = true;
@@ -1771,6 +1798,7 @@
       if (facts.session !== sub.session) this._newSession(sub, facts.session);
       if (facts.seq <= sub.last) return;  // seen already
       sub.last = facts.seq;
+      this._sessionNote(sub, msg, facts);
       const record = parent ? this.requests.get(parent) : null;
       if (record && record.kind === "execute_request") {
         if (record.cell.requestId === parent) record.cell._message(facts.seq, msg);
@@ -1841,6 +1869,61 @@
     const line = value.slice(value.lastIndexOf("\n", start - 1) + 1, start);
     const lead = line.match(/^[ \t]*/)[0];
     typeText(box, "\n" + lead + (/:\s*$/.test(line) ? INDENT : ""), false);
+  }
+
+  // ---- the code editor: CodeMirror 5, when the page loaded it ---------------------------
+  // static/vendor/codemirror/ (lib/codemirror.js and .css, mode/{python,r,shell}/): plain
+  // scripts the page loads before cellbus.js, as the worksheet page does. Without them a cell
+  // keeps its plain textarea and the keys above.
+
+  /** The CodeMirror mode of each kernel name (the built-in "python", ipykernel's "python3",
+   * IRkernel's "ir", bash_kernel's "bash"); another kernel gets no highlighting. */
+  const MODES = {python: "python", python3: "python", ir: "r", r: "r", bash: "shell"};
+
+  function modeOf(kernel) {
+    return MODES[String(kernel || "python").toLowerCase()] || null;
+  }
+
+  /** Put CodeMirror on `cell`'s textarea, which stays in the DOM (hidden) holding the code:
+   * `cell.input.value` reads it, and a page that sets it and fires "input" sets the editor.
+   * Tab and Shift+Tab indent and dedent by four spaces, Enter keeps the indentation (the
+   * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, and Escape
+   * then Tab leaves the editor. Returns the editor, or null without CodeMirror. */
+  function attachEditor(cell) {
+    const CM = window.CodeMirror;
+    if (typeof CM !== "function" || typeof CM.fromTextArea !== "function") return null;
+    const box = cell.input;
+    const run = (shift) => () => {
+      cell.evaluate();
+      if (shift && cell.options.onShiftEnter) cell.options.onShiftEnter(cell);
+    };
+    const editor = CM.fromTextArea(box, {
+      mode: modeOf(cell.options.kernel),
+      indentUnit: 4, tabSize: 4, indentWithTabs: false, viewportMargin: Infinity,
+      screenReaderLabel: box.getAttribute("aria-label"),
+      extraKeys: {
+        "Tab": (cm) => cm.execCommand(cm.somethingSelected() ? "indentMore" : "insertSoftTab"),
+        "Shift-Tab": "indentLess",
+        "Shift-Enter": run(true), "Ctrl-Enter": run(false), "Cmd-Enter": run(false),
+      },
+    });
+    let escaped = false;
+    editor.on("keydown", (cm, event) => {
+      if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap
+      escaped = event.key === "Escape";
+    });
+    let syncing = false;
+    editor.on("change", () => {
+      editor.save();
+      syncing = true;
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+      syncing = false;
+    });
+    box.addEventListener("input", () => {
+      if (!syncing && box.value !== editor.getValue()) editor.setValue(box.value);
+    });
+    editor.getWrapperElement().classList.add("cellbus-editor");
+    return editor;
   }
 
   // ---- Cell -----------------------------------------------------------------------------
@@ -1933,12 +2016,14 @@
       this.outputElement.setAttribute("aria-live", "polite");
       this.view = new OutputView(this.outputElement, this);
       element.append(this.input, bar, this.notice, this.outputElement);
+      this.editor = attachEditor(this);  // null: the plain textarea
       this._fit();
       this._setStatus("idle");
     }
 
     /** As tall as the code (2 to 30 lines), so a cell needs no scrolling of its own. */
     _fit() {
+      if (this.editor) return;  // CodeMirror grows with its code, to 30 lines (cellbus.css)
       const input = this.input;
       input.rows = Math.min(Math.max(input.value.split("\n").length, 2), 30);
       input.style.height = "";
@@ -1965,8 +2050,15 @@
       }
     }
 
+    /** Run later evaluations in `kernel`, and highlight the code in its language. */
+    setKernel(kernel) {
+      this.options.kernel = kernel;
+      if (this.editor) this.editor.setOption("mode", modeOf(kernel));
+    }
+
     focus() {
-      this.input.focus();
+      if (this.editor) this.editor.focus();
+      else this.input.focus();
     }
 
     /** Clear the output on the page (the store keeps it: a reload shows it again). */
@@ -2385,6 +2477,21 @@
   const KERNELS = {python: "Python 3", python3: "Python 3", r: "R", bash: "Bash"};
   const SESSION_REPLACED = "a new session: the last one ended (idle too long, restarted, or "
     + "its machine went away), and its variables with it";
+  /** The cell id of keep-alive runs (Channel.keepAlive): no cell of a page has it. */
+  const KEEPALIVE_CELL = "keepalive";
+  /** A session about to end idle is said this long before (at most half its timeout). */
+  const WARN_BEFORE = 120000;
+  /** ms past the idle timeout after which a session not said closed gets no countdown. */
+  const OVERDUE = 30000;
+  /** The device's words for why it ended a session, as the page says them. */
+  const GONE_WHY = {
+    "idle timeout": "idle too long; its variables were cleared (the next evaluation starts "
+      + "a new session)",
+    "shutdown requested": "restarted: the next evaluation starts a new session, without "
+      + "the old variables",
+    "device lost": "its machine stopped answering, so its variables are likely gone (the "
+      + "next evaluation starts a session elsewhere)",
+  };
   const SESSION_TEXT = {
     none: "no session yet: the first evaluation starts one",
     starting: "starting…", busy: "busy", idle: "idle",
@@ -2392,9 +2499,10 @@
 
   /** Above a worksheet's cells: the kernel its session runs, the session's state (none,
    * starting, busy, idle, gone: why), and Restart (a fresh session; variables go). A
-   * worker that ended on its own (the device's --idle-timeout, say) shows when the next run
-   * starts a new one (its execution number starts again at 1): the page hears of no
-   * worker's end before (the broker tells no client). */
+   * worker that ended on its own (the device's --idle-timeout, say) is said from the
+   * broker's session_closed note (gone: why), and warned of before from the idle timeout
+   * the broker puts on each idle status (with Keep); a worker placed again under the same
+   * session shows when the next run starts it (its execution number starts again at 1). */
   class SessionBar {
     constructor(kernel, cells) {
       this.cells = cells;
@@ -2404,6 +2512,9 @@
       this.rested = false;    // no cell ran since the notice came
       this.restarted = false; // the next new session is the Restart's, no news
       this.lastCount = null;  // the last execution number seen
+      this.idleUntil = null;  // when the device ends the idle session (ms), if it said
+      this.warnFrom = null;   // when the page starts to warn of it (ms)
+      this.ticker = null;
       const name = typeof kernel === "string" && kernel ? kernel : "python";
       this.node = el("div", "cellbus-session");
       this.node.append(el("span", "cellbus-kernel", KERNELS[name.toLowerCase()] || name));
@@ -2413,8 +2524,68 @@
       this.restartButton.type = "button";
       this.restartButton.title = "a fresh session: the variables go";
       this.restartButton.addEventListener("click", () => this.restart());
-      this.node.append(this.state, this.restartButton);
+      this.keepButton = el("button", "cellbus-keep", "Keep");
+      this.keepButton.type = "button";
+      this.keepButton.title = "keep the session and its variables: it runs nothing";
+      this.keepButton.hidden = true;
+      this.keepButton.addEventListener("click", () => this.keep());
+      this.node.append(this.state, this.keepButton, this.restartButton);
       this.show();
+    }
+
+    /** The session ended on its device for `reason` (a session_closed note): gone, and
+     * why, until a session runs again. */
+    closed(reason) {
+      this.idleUntil = null;
+      if (this.restarted) return;  // the Restart's own end: said already
+      this.known = false;
+      this.why = GONE_WHY[reason] || reason;
+      this.show();
+    }
+
+    /** The session went idle at `since` (ms) and its device ends it after `timeout` s
+     * idle: a warning shows shortly before, with Keep. */
+    idled(since, timeout) {
+      this.idleUntil = since + timeout * 1000;
+      this.warnFrom = this.idleUntil - Math.min(WARN_BEFORE, timeout * 500);
+      this._tick();
+    }
+
+    _tick() {
+      clearTimeout(this.ticker);
+      this.ticker = null;
+      const now = Date.now();
+      // Long past its end and not closed (an interact's longer timeout, clocks apart, an old
+      // idle status replayed): no countdown the page cannot keep honest.
+      if (this.idleUntil !== null && now > this.idleUntil + OVERDUE) this.idleUntil = null;
+      this.show();
+      if (this.idleUntil === null) return;
+      this.ticker = setTimeout(() => this._tick(), now < this.warnFrom ? this.warnFrom - now : 1000);
+    }
+
+    /** A cell of the page sent a run: the session is no longer idle. (Not on its busy status:
+     * the idle note comes while its cell still shows the run it ends.) */
+    sent() {
+      this.idleUntil = null;
+      this.show();
+    }
+
+    /** Keep the idle session: an evaluation of nothing starts its idle clock again. */
+    keep() {
+      const cell = this.cells[0];
+      if (!cell) return;
+      this.idleUntil = null;
+      cell.channel.keepAlive(cell);
+      this.show();
+    }
+
+    /** "idle: variables are cleared in …" once the warning is due, else null. */
+    _warning() {
+      if (this.idleUntil === null || Date.now() < this.warnFrom) return null;
+      const s = Math.max(0, Math.round((this.idleUntil - Date.now()) / 1000));
+      if (s === 0) return "idle: the variables are being cleared (idle past the timeout)";
+      return "idle: variables are cleared in " + (s < 90 ? s + " s" : Math.round(s / 60) + " min")
+        + " unless the session is used (Keep keeps it)";
     }
 
     restart() {
@@ -2462,7 +2633,10 @@
       else if (this.known || this.cells.some((c) => c.status in FINISHED)) state = "idle";
       else state = "none";
       this.node.dataset.state = state;
-      const text = state === "gone" ? "gone: " + this.why : SESSION_TEXT[state];
+      const warning = state === "idle" ? this._warning() : null;
+      this.keepButton.hidden = warning === null;
+      this.node.classList.toggle("cellbus-session-warning", warning !== null);
+      const text = state === "gone" ? "gone: " + this.why : warning || SESSION_TEXT[state];
       this.state.textContent = this.notice ? text + " · " + this.notice : text;
       this.node.classList.toggle("cellbus-session-news", this.notice !== null);
     }
@@ -2483,8 +2657,14 @@
     element.appendChild(list);
     const session = new SessionBar(o.kernel, cells);
     list.appendChild(session.node);
-    list.addEventListener("cellbus:status", () => session.show());
+    list.addEventListener("cellbus:status", (event) => {
+      if (event.detail.status === "sending") session.sent();
+      else session.show();
+    });
     list.addEventListener("cellbus:session", () => session.replaced());
+    list.addEventListener("cellbus:closed", (event) => session.closed(event.detail.reason));
+    list.addEventListener("cellbus:idle", (event) => session.idled(event.detail.since,
+                                                                   event.detail.timeout));
     list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
     let nextId = 1;
     let loading = true;
