@@ -113,6 +113,13 @@ class SessionBackend(abc.ABC):
         return ExecuteOutcome.failed("NotImplementedError",
                                      f"{type(self).__name__} has no interacts", [])
 
+    def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
+        """A client's ``comm_open``, ``comm_msg``, ``comm_close`` or ``comm_info_request``
+        (its content as the client sent it): pass it to the backend's comms, whose answers
+        (``comm_msg``, ``comm_info_reply``...) go to :attr:`out` as messages. Backends
+        without comms keep this default, which drops it."""
+        return ExecuteOutcome()
+
     def warm_up(self) -> None:
         """Called once before the first request, with output muted: go through the paths a
         cell takes, so that a worker forked from a preloaded template copies the memory
