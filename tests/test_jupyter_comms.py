@@ -1,0 +1,110 @@
+"""Comm messages between a channels client and a Jupyter kernel (ipykernel), both ways,
+through the real chain: gateway, broker on SQLite, a device running the kernel in a
+sandboxed worker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from jupyter_ws import Channels
+from kernels import require_kernel
+
+#: A cell that makes the kernel echo whatever a comm of target "echo" receives.
+ECHO_TARGET = """
+def _echo(comm, open_msg):
+    comm.send({"opened": open_msg["content"]["data"]})
+    comm.on_msg(lambda msg: comm.send({"echo": msg["content"]["data"]}))
+get_ipython().kernel.comm_manager.register_target("echo", _echo)
+"""
+
+
+@pytest.fixture
+def ipykernel_chain(chain):
+    require_kernel("python3")
+    chain.start_broker()
+    chain.start_device("--kernels", "python,python3")
+    chain.start_gateway()
+    return chain
+
+
+def start_kernel(chain: Any, name: str) -> str:
+    status, doc = chain.http("POST", "/api/kernels", json.dumps({"name": name}).encode())
+    assert status == 201, doc
+    return str(doc["id"])
+
+
+def comm_of(comm_id: str, msg_type: str) -> Any:
+    return lambda m: m["msg_type"] == msg_type and m["content"].get("comm_id") == comm_id
+
+
+async def test_client_comm_reaches_the_kernel_and_its_echo_comes_back(ipykernel_chain) -> None:
+    """comm_open, comm_msg and comm_info_request from the client reach the kernel's shell;
+    what the kernel's comm sends comes back on iopub, parented by the client's message."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        done = await ch.execute(ECHO_TARGET, timeout=60)
+        assert [m for m in done if m["msg_type"] == "error"] == [], done
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "echo",
+                                    "data": {"hello": 1}})
+        got = await ch.until(comm_of(comm_id, "comm_msg"))
+        assert got[-1]["content"]["data"] == {"opened": {"hello": 1}}
+        assert got[-1]["channel"] == "iopub"
+        sent = await ch.send("comm_msg", {"comm_id": comm_id, "data": {"value": 42}})
+        got = await ch.until(comm_of(comm_id, "comm_msg"))
+        echo = got[-1]
+        assert echo["content"]["data"] == {"echo": {"value": 42}}
+        assert echo["parent_header"]["msg_id"] == sent["header"]["msg_id"]
+        assert "cellbus" not in echo["metadata"]
+        info = await ch.send("comm_info_request", {"target_name": "echo"})
+        got = await ch.until(lambda m: m["msg_type"] == "comm_info_reply")
+        assert got[-1]["channel"] == "shell"
+        assert got[-1]["parent_header"]["msg_id"] == info["header"]["msg_id"]
+        assert got[-1]["content"]["comms"] == {comm_id: {"target_name": "echo"}}
+        await ch.send("comm_close", {"comm_id": comm_id, "data": {}})
+        got = await ch.until(lambda m: m["msg_type"] == "status" and m["parent_header"].get(
+            "msg_type") == "comm_close" and m["content"]["execution_state"] == "idle")
+        info = await ch.send("comm_info_request", {})
+        got = await ch.until(lambda m: m["msg_type"] == "comm_info_reply")
+        assert got[-1]["content"]["comms"] == {}
+    finally:
+        await ch.close()
+
+
+async def test_kernel_opened_comm_arrives_as_comm_open(ipykernel_chain) -> None:
+    """A comm the kernel opens in a cell reaches the client as comm_open, then its messages."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        msgs = await ch.execute('from comm import create_comm\n'
+                                'c = create_comm(target_name="from_kernel", data={"n": 1})\n'
+                                'c.send({"n": 2})', timeout=60)
+        opened = [m for m in msgs if m["msg_type"] == "comm_open"]
+        assert len(opened) == 1, msgs
+        assert opened[0]["content"]["target_name"] == "from_kernel"
+        assert opened[0]["content"]["data"] == {"n": 1}
+        assert opened[0]["channel"] == "iopub"
+        comm_id = opened[0]["content"]["comm_id"]
+        sent = [m for m in msgs if comm_of(comm_id, "comm_msg")(m)]
+        assert [m["content"]["data"] for m in sent] == [{"n": 2}]
+    finally:
+        await ch.close()
+
+
+async def test_builtin_session_closes_a_comm_at_once(ipykernel_chain) -> None:
+    """The built-in Python session has no comm targets: comm_open is answered comm_close."""
+    kernel_id = start_kernel(ipykernel_chain, "python")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await ch.execute("x = 1")
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
+        got = await ch.until(comm_of(comm_id, "comm_close"))
+        assert got[-1]["channel"] == "iopub"
+    finally:
+        await ch.close()
