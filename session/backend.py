@@ -74,8 +74,10 @@ class Output(abc.ABC):
         """Send all pending stream text now."""
 
     @abc.abstractmethod
-    def message(self, msg_type: str, content: dict[str, Any]) -> None:
-        """Send another kind of output message (``interact_start``, ``clear_output``, ...)."""
+    def message(self, msg_type: str, content: dict[str, Any],
+                metadata: dict[str, Any] | None = None) -> None:
+        """Send another kind of output message (``interact_start``, ``clear_output``, ...);
+        ``metadata`` is the message's (a widget's comm_open names its protocol version)."""
 
 
 class SessionBackend(abc.ABC):

@@ -253,8 +253,8 @@ class _Run:
             self.result = content
         elif kind == "clear_output":
             out.message("clear_output", {"wait": content.get("wait") is True})
-        elif kind in COMM_OUTPUT:
-            out.message(kind, content)
+        elif kind in COMM_OUTPUT:  # with its metadata (ipywidgets' protocol version)
+            out.message(kind, content, msg.get("metadata") or None)
         elif kind == "status" and content.get("execution_state") == "idle":
             self.idle = True
 

@@ -135,9 +135,10 @@ class LinkOutput(Output):
         if self.capture is not None:
             self.capture.flush()
 
-    def message(self, msg_type: str, content: dict[str, Any]) -> None:
+    def message(self, msg_type: str, content: dict[str, Any],
+                metadata: dict[str, Any] | None = None) -> None:
         self.flush()
-        self.send(msg_type, content)
+        self.send(msg_type, content, metadata)
 
 
 class Worker:

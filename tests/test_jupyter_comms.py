@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_ws import Channels
+from jupyter_ws import Channels, stdout
 from kernels import require_kernel
 
 #: A cell that makes the kernel echo whatever a comm of target "echo" receives.
@@ -89,9 +89,43 @@ async def test_kernel_opened_comm_arrives_as_comm_open(ipykernel_chain) -> None:
         assert opened[0]["content"]["target_name"] == "from_kernel"
         assert opened[0]["content"]["data"] == {"n": 1}
         assert opened[0]["channel"] == "iopub"
+        assert opened[0]["metadata"] == {}
         comm_id = opened[0]["content"]["comm_id"]
         sent = [m for m in msgs if comm_of(comm_id, "comm_msg")(m)]
         assert [m["content"]["data"] for m in sent] == [{"n": 2}]
+    finally:
+        await ch.close()
+
+
+async def test_ipywidgets_slider_value_round_trip(ipykernel_chain) -> None:
+    """An ipywidgets IntSlider: its model arrives as comm_open (with the widget protocol's
+    version in metadata, as widget managers check), a value the client sets reaches the
+    kernel's slider, and a value the kernel sets reaches the client."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        msgs = await ch.execute("import ipywidgets as w\ns = w.IntSlider(value=3)\n"
+                                "display(s)", timeout=60)
+        opened = [m for m in msgs if m["msg_type"] == "comm_open" and m["content"]["data"][
+            "state"].get("_model_name") == "IntSliderModel"]
+        assert len(opened) == 1, [m["msg_type"] for m in msgs]
+        assert opened[0]["content"]["target_name"] == "jupyter.widget"
+        assert opened[0]["metadata"]["version"].split(".")[0] == "2"
+        assert opened[0]["content"]["data"]["state"]["value"] == 3
+        comm_id = opened[0]["content"]["comm_id"]
+        view = next(m for m in msgs if m["msg_type"] == "display_data")
+        assert view["content"]["data"]["application/vnd.jupyter.widget-view+json"][
+            "model_id"] == comm_id
+        moved = await ch.send("comm_msg", {"comm_id": comm_id, "data": {
+            "method": "update", "state": {"value": 7}, "buffer_paths": []}})
+        await ch.until(lambda m: m["msg_type"] == "status" and m["content"][
+            "execution_state"] == "idle" and m["parent_header"].get("msg_id") == moved[
+            "header"]["msg_id"])
+        assert stdout(await ch.execute("print(s.value)")) == "7\n"
+        msgs = await ch.execute("s.value = 9")
+        updates = [m["content"]["data"] for m in msgs if comm_of(comm_id, "comm_msg")(m)]
+        assert {"method": "update", "state": {"value": 9}, "buffer_paths": []} in updates, \
+            updates
     finally:
         await ch.close()
 
