@@ -76,6 +76,26 @@ async def test_client_comm_reaches_the_kernel_and_its_echo_comes_back(ipykernel_
         await ch.close()
 
 
+async def test_an_oversized_comm_message_never_reaches_the_kernel(ipykernel_chain) -> None:
+    """A comm_msg over MAX_COMM_MESSAGE (but under the socket's frame limit) is refused at
+    the broker: its echo never comes, the next message's does."""
+    from protocol.msgtypes import MAX_COMM_MESSAGE
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await ch.execute(ECHO_TARGET, timeout=60)
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
+        await ch.until(comm_of(comm_id, "comm_msg"))
+        await ch.send("comm_msg", {"comm_id": comm_id, "data": {"big": "x" * MAX_COMM_MESSAGE}})
+        await ch.send("comm_msg", {"comm_id": comm_id, "data": {"small": 1}})
+        got = await ch.until(comm_of(comm_id, "comm_msg"), timeout=60)
+        assert got[-1]["content"]["data"] == {"echo": {"small": 1}}
+        assert [m for m in got if "big" in json.dumps(m["content"])] == []
+    finally:
+        await ch.close()
+
+
 async def test_kernel_opened_comm_arrives_as_comm_open(ipykernel_chain) -> None:
     """A comm the kernel opens in a cell reaches the client as comm_open, then its messages."""
     kernel_id = start_kernel(ipykernel_chain, "python3")
