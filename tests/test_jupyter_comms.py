@@ -117,6 +117,31 @@ async def test_kernel_opened_comm_arrives_as_comm_open(ipykernel_chain) -> None:
         await ch.close()
 
 
+async def test_a_kernel_comm_missed_while_away_is_replayed(ipykernel_chain) -> None:
+    """Comm output is stored with its seq: a client that comes back with its session_id gets
+    the comm_open and comm_msg another client's cell caused while it was away."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    away = await Channels.open(ipykernel_chain.port, kernel_id)
+    await away.execute("1")
+    await away.close()
+    other = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await other.execute('from comm import create_comm\n'
+                            'c = create_comm(target_name="t", data={"n": 1})\nc.send({"n": 2})',
+                            timeout=60)
+    finally:
+        await other.close()
+    back = await Channels.open(ipykernel_chain.port, kernel_id, client=away.client)
+    try:
+        got = await back.until(lambda m: m["msg_type"] == "comm_msg")
+        opened = [m for m in got if m["msg_type"] == "comm_open"]
+        assert [m["content"]["data"] for m in opened] == [{"n": 1}]
+        assert got[-1]["content"] == {"comm_id": opened[0]["content"]["comm_id"],
+                                      "data": {"n": 2}}
+    finally:
+        await back.close()
+
+
 async def test_ipywidgets_slider_value_round_trip(ipykernel_chain) -> None:
     """An ipywidgets IntSlider: its model arrives as comm_open (with the widget protocol's
     version in metadata, as widget managers check), a value the client sets reaches the
