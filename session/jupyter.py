@@ -49,8 +49,6 @@ INTERRUPT_AGAIN = 1.0
 BASE64_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
 #: Seconds between looks at whether the cell was interrupted or its kernel died.
 POLL = 0.1
-#: Seconds the kernel may take over a client's comm message before the worker moves on.
-COMM_TIMEOUT = 60.0
 #: What the kernel's comms say on iopub, relayed as the session's own output.
 COMM_OUTPUT = frozenset({"comm_open", "comm_msg", "comm_close"})
 
@@ -156,16 +154,25 @@ class JupyterBackend(SessionBackend):
 
     def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
         """A client's comm message to the kernel's shell; what the kernel says about it
-        (its comms' messages, a ``comm_info_reply``) is relayed until its idle status."""
-        msg = self.kc.session.msg(msg_type, content)
-        self.kc.shell_channel.send(msg)
-        run = _Run(self, msg["header"]["msg_id"], replies=msg_type == "comm_info_request")
-        deadline = time.monotonic() + COMM_TIMEOUT
-        while not run.done:
-            run.step(timeout=POLL)
-            if not self.km.is_alive() or time.monotonic() > deadline:
-                return ExecuteOutcome.failed("CommTimeout", f"the kernel did not finish a "
-                                             f"{msg_type} within {COMM_TIMEOUT:g} s", [])
+        (its comms' messages, a ``comm_info_reply``) is relayed until its idle status. An
+        interrupt goes to the kernel, as during a cell (a handler stuck in the kernel would
+        otherwise hold up the next cell), and ends the wait only when the kernel is idle."""
+        interrupted: list[float] = []
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
+        try:
+            msg = self.kc.session.msg(msg_type, content)
+            self.kc.shell_channel.send(msg)
+            run = _Run(self, msg["header"]["msg_id"], replies=msg_type == "comm_info_request")
+            while not run.done:  # as long as a cell may run: --exec-timeout is the device's
+                run.step(timeout=POLL)
+                if interrupted:
+                    interrupted.clear()
+                    self.km.interrupt_kernel()
+                if not self.km.is_alive():  # the next cell starts it again
+                    return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
+                                                 f"ended during a {msg_type}", [])
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return ExecuteOutcome()
 
     def warm_up(self) -> None:

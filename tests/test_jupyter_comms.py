@@ -117,6 +117,34 @@ async def test_kernel_opened_comm_arrives_as_comm_open(ipykernel_chain) -> None:
         await ch.close()
 
 
+async def test_an_interrupt_stops_a_comm_handler_and_the_next_cell_runs(ipykernel_chain) -> None:
+    """A comm handler that runs long holds the session like a cell; an interrupt (for the cell
+    queued behind it) stops the handler in the kernel, and that cell then runs."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await ch.execute("import time\n"
+                         "def _slow(comm, _):\n"
+                         "    comm.on_msg(lambda m: (print('handling', flush=True), "
+                         "time.sleep(600)))\n"
+                         "get_ipython().kernel.comm_manager.register_target('slow', _slow)",
+                         timeout=60)
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "slow", "data": {}})
+        await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
+        await ch.until(lambda m: m["msg_type"] == "stream" and "handling" in m["content"]["text"])
+        after = await ch.send("execute_request", {"code": "print('after')", "silent": False})
+        status, body = ipykernel_chain.http("POST", f"/api/kernels/{kernel_id}/interrupt", b"")
+        assert status == 204, body
+        got = await ch.until(lambda m: m["msg_type"] == "status" and m["content"][
+            "execution_state"] == "idle" and m["parent_header"].get("msg_id") == after[
+            "header"]["msg_id"])
+        assert stdout([m for m in got if m["parent_header"].get("msg_id") == after[
+            "header"]["msg_id"]]) == "after\n"
+    finally:
+        await ch.close()
+
+
 async def test_a_kernel_comm_missed_while_away_is_replayed(ipykernel_chain) -> None:
     """Comm output is stored with its seq: a client that comes back with its session_id gets
     the comm_open and comm_msg another client's cell caused while it was away."""
