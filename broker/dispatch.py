@@ -200,6 +200,13 @@ class Dispatch:
             return False
         return True
 
+    async def send_to_holder(self, session_id: str, recorded: str | None,
+                             message: Message) -> bool:
+        """Send ``message`` to the device holding the session (:meth:`holding`); False if
+        none holds it or the broker cannot reach it now."""
+        device = self.holding(session_id, recorded)
+        return device is not None and await self.send_to(device, message)
+
     def post(self, routing_id: bytes, message: Message) -> None:
         """Send a note of the bus (heartbeat, ack, drain reply) now, or not at all: a device
         not connected now gets the next one."""

@@ -26,6 +26,7 @@ from protocol.wire import Message, Session
 from . import asked
 from .auth import Auth
 from .cells import Cells
+from .comms import Comms
 from .control import Control
 from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
@@ -74,11 +75,13 @@ class Intake:
         self.kernels = Kernels(dispatch.devices, store.session_requests)
         jupyter = JupyterKernels(store, sessions)
         permalinks = Permalinks(store, quotas)
+        comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
             mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, interacts.request),
             mt.INPUT_REPLY: (mt.REQUEST_ACCEPTED, prompts.answer),
+            **{kind: (mt.REQUEST_ACCEPTED, comms.forward) for kind in mt.COMM_REQUEST_TYPES},
             mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
             mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),

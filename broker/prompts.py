@@ -110,8 +110,7 @@ class Prompts:
         forward = self.wire.msg(mt.INPUT_REPLY, {"value": value}, metadata={
             "cellbus": {"user": user, "worksheet": worksheet, "cell_id": cell_id,
                         "session": session.session}})
-        device = self.dispatch.holding(session.session, session.device)
-        if device is None or not await self.dispatch.send_to(device, forward):
+        if not await self.dispatch.send_to_holder(session.session, session.device, forward):
             # The broker restarted and the device has not reported yet, or it is cut off.
             raise Refused(503, f"the device running cell {cell_id} is not connected now; "
                                "send the answer again shortly", retry_after=1)

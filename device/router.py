@@ -53,7 +53,8 @@ DRAIN_POLL = 0.05
 DRAIN_REPLY_TIMEOUT = 3.0
 #: Requests the device acts on.
 REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
-                           mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST, mt.INPUT_REPLY})
+                           mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST, mt.INPUT_REPLY}
+                          ) | mt.COMM_REQUEST_TYPES
 
 
 def default_device_id() -> str:
@@ -252,6 +253,10 @@ class DeviceRouter(Node):
                 await self.overseer.close_session(session_id, "shutdown requested")
                 await self._reply(request, session_id, mt.SHUTDOWN_REPLY,
                                   {"status": "ok", "restart": False})
+            elif kind in mt.COMM_REQUEST_TYPES and not self._live(session_id):
+                # A comm belongs to a running kernel: it never starts one, nor is handed back.
+                self.log.info("device: a %s for session %s, which runs nowhere here; dropped",
+                              kind, session_id)
             elif self.overseer.holds(session_id, request["msg_id"]):
                 self.log.info("device: request %s is here already; the copy is ignored",
                               request["msg_id"])
@@ -281,6 +286,11 @@ class DeviceRouter(Node):
         if not isinstance(value, str) or worker is None or not await worker.prompt.answer(value):
             self.log.info("device: an answer for session %s came while it waited for none; "
                           "dropped", session_id)
+
+    def _live(self, session_id: str) -> bool:
+        """Whether the session's worker runs here and the device is not draining."""
+        worker = self.overseer.workers.get(session_id)
+        return not self.draining and worker is not None and not worker.done.is_set()
 
     def _session_of(self, request: Message) -> str:
         if request["msg_type"] not in REQUEST_TYPES:

@@ -54,6 +54,8 @@ Room = Callable[[], Awaitable[None]]
 
 async def no_wait() -> None:
     """A :data:`Room` that never waits."""
+#: Output whose metadata (checked by :meth:`Worker._forged`) goes on with it.
+COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
 #: What a worker's record may hold (protocol.link). Anything else, such as a ``header``,
@@ -331,6 +333,8 @@ class Worker:
         if msg_type == mt.EXECUTE_REPLY:
             metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,
                                           self._memory.stop() if self._memory else 0)}
+        elif msg_type in COMM_OUTPUT:  # a widget's comm_open names its protocol version
+            metadata = record.get("metadata")
         try:
             await self._emit(msg_type, content, buffers, metadata)
         except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)

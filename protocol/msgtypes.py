@@ -26,6 +26,18 @@ MAX_INPUT_REPLY = 64 * 1024
 #: The value of an ``input_reply`` that means end of file (Ctrl-D; ipykernel's convention):
 #: the device sends it, with an ``error`` saying why, when a prompt outlives --input-timeout.
 INPUT_EOF = "\x04"
+# Comms (Jupyter's names), for Jupyter-kernel sessions: the kernel's comm_open, comm_msg and
+# comm_close are output like any other; a client's (and its comm_info_request, which the
+# kernel answers with comm_info_reply) go to that session only, never stored.
+COMM_OPEN = "comm_open"
+COMM_MSG = "comm_msg"
+COMM_CLOSE = "comm_close"
+COMM_INFO_REQUEST = "comm_info_request"
+COMM_INFO_REPLY = "comm_info_reply"
+#: What a client may send a session's comms: each ends at the session's idle status.
+COMM_REQUEST_TYPES = frozenset({COMM_OPEN, COMM_MSG, COMM_CLOSE, COMM_INFO_REQUEST})
+#: Largest content of a client's comm message, in bytes packed (413 past it).
+MAX_COMM_MESSAGE = 1024 * 1024
 
 # IOPub: what a session says while it works.
 STATUS = "status"
@@ -73,7 +85,8 @@ MAX_SEQ = 2**63 - 1
 WORKER_OUTPUT_TYPES = frozenset({
     STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, EXECUTE_RESULT, ERROR, CLEAR_OUTPUT,
     INTERACT_START, INTERACT_END, EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY,
-    INTERACT_REPLY, SHUTDOWN_REPLY, INPUT_REQUEST,
+    INTERACT_REPLY, SHUTDOWN_REPLY, INPUT_REQUEST, COMM_OPEN, COMM_MSG, COMM_CLOSE,
+    COMM_INFO_REPLY,
 })
 
 #: Worker -> device only, never relayed: ``{"text"}``, something the worker says about itself
@@ -84,7 +97,7 @@ WORKER_LOG = "worker_log"
 #: Requests a worker may be given.
 WORKER_REQUEST_TYPES = frozenset({
     EXECUTE_REQUEST, INTERACT_REQUEST, KERNEL_INFO_REQUEST, SHUTDOWN_REQUEST,
-})
+}) | COMM_REQUEST_TYPES
 
 #: Messages that end a request: after one of these the request is finished.
 REPLY_TYPES = frozenset({EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY, SHUTDOWN_REPLY,

@@ -14,8 +14,10 @@ way round. So the rules live here, once:
   by the node that knows them.
 - **Finished** (:class:`Ending`): an ``execute_request`` or ``interact_request`` (a *run*)
   is finished by its reply (``execute_reply``/``interact_reply``) followed by the ``status``
-  ``idle`` after it, because output may still come between the two; any other request is
-  finished by its reply. The reply's ``status`` says whether it went well (:class:`Outcome`).
+  ``idle`` after it, because output may still come between the two; a client's comm message
+  (``comm_open``, ``comm_msg``...: Jupyter gives most of them no reply) by that ``idle``;
+  any other request is finished by its reply. The reply's ``status`` says whether it went
+  well (:class:`Outcome`).
 - **Failing** (:func:`failed`): a request that cannot run, or whose worker or device is gone,
   ends with an ``error``, a failed reply of its own type and ``idle``: the same three
   messages a session sends when code raises, so every client shows them the same way.
@@ -69,6 +71,8 @@ class Ending:
         #: Whether the request ends at the idle after its reply (a run) or at its reply.
         self.run = request_type in RUN_REQUESTS
         self._replies = RUN_REPLIES if self.run else mt.REPLY_TYPES
+        #: A comm message: finished by the idle status, reply or not.
+        self.comm = request_type in mt.COMM_REQUEST_TYPES
         #: The content of the request's reply, once it is in (the latest, if several).
         self.reply: Mapping[str, Any] | None = None
 
@@ -78,6 +82,8 @@ class Ending:
 
     def see(self, msg_type: str, content: Mapping[str, Any]) -> Outcome | None:
         """Note the next message about the request; its outcome if that one finished it."""
+        if self.comm:
+            return Outcome(True, None) if is_idle(msg_type, content) else None
         if msg_type in self._replies:
             self.reply = content
             return None if self.run else outcome(content)

@@ -74,8 +74,10 @@ class Output(abc.ABC):
         """Send all pending stream text now."""
 
     @abc.abstractmethod
-    def message(self, msg_type: str, content: dict[str, Any]) -> None:
-        """Send another kind of output message (``interact_start``, ``clear_output``, ...)."""
+    def message(self, msg_type: str, content: dict[str, Any],
+                metadata: dict[str, Any] | None = None) -> None:
+        """Send another kind of output message (``interact_start``, ``clear_output``, ...);
+        ``metadata`` is the message's (a widget's comm_open names its protocol version)."""
 
 
 class SessionBackend(abc.ABC):
@@ -112,6 +114,13 @@ class SessionBackend(abc.ABC):
         without interacts keep this default."""
         return ExecuteOutcome.failed("NotImplementedError",
                                      f"{type(self).__name__} has no interacts", [])
+
+    def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
+        """A client's ``comm_open``, ``comm_msg``, ``comm_close`` or ``comm_info_request``
+        (its content as the client sent it): pass it to the backend's comms, whose answers
+        (``comm_msg``, ``comm_info_reply``...) go to :attr:`out` as messages. Backends
+        without comms keep this default, which drops it."""
+        return ExecuteOutcome()
 
     def warm_up(self) -> None:
         """Called once before the first request, with output muted: go through the paths a

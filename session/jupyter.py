@@ -10,9 +10,11 @@ and never sent anywhere: everything the kernel says reaches the device only as t
 own records, which the device checks and re-signs as for any Python worker.
 
 Relayed from the kernel's iopub: ``stream``, ``display_data`` (and ``update_display_data``,
-shown as a new display), ``clear_output``; ``execute_result`` and ``error`` become the
-:class:`ExecuteOutcome` the worker frames, with the worker's own execution count. The
-kernel's ``status`` and ``execute_input`` are dropped: the worker sends its own.
+shown as a new display), ``clear_output``, ``comm_open``, ``comm_msg`` and ``comm_close``
+(:meth:`JupyterBackend.comm` sends a client's to the kernel's shell: widgets work);
+``execute_result`` and ``error`` become the :class:`ExecuteOutcome` the worker frames, with
+the worker's own execution count. The kernel's ``status`` and ``execute_input`` are
+dropped: the worker sends its own.
 
 Interrupts: the device sends SIGINT to the worker; while a cell runs, the backend takes it
 itself and interrupts the kernel the way its kernelspec says (``interrupt_mode`` signal or
@@ -47,6 +49,8 @@ INTERRUPT_AGAIN = 1.0
 BASE64_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
 #: Seconds between looks at whether the cell was interrupted or its kernel died.
 POLL = 0.1
+#: What the kernel's comms say on iopub, relayed as the session's own output.
+COMM_OUTPUT = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
 def _die_with_worker() -> None:
@@ -148,6 +152,29 @@ class JupyterBackend(SessionBackend):
             signal.signal(signal.SIGINT, previous)
         return run.outcome()
 
+    def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
+        """A client's comm message to the kernel's shell; what the kernel says about it
+        (its comms' messages, a ``comm_info_reply``) is relayed until its idle status. An
+        interrupt goes to the kernel, as during a cell (a handler stuck in the kernel would
+        otherwise hold up the next cell), and ends the wait only when the kernel is idle."""
+        interrupted: list[float] = []
+        previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
+        try:
+            msg = self.kc.session.msg(msg_type, content)
+            self.kc.shell_channel.send(msg)
+            run = _Run(self, msg["header"]["msg_id"], replies=msg_type == "comm_info_request")
+            while not run.done:  # as long as a cell may run: --exec-timeout is the device's
+                run.step(timeout=POLL)
+                if interrupted:
+                    interrupted.clear()
+                    self.km.interrupt_kernel()
+                if not self.km.is_alive():  # the next cell starts it again
+                    return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
+                                                 f"ended during a {msg_type}", [])
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        return ExecuteOutcome()
+
     def warm_up(self) -> None:
         """Nothing to do: the kernel is started and answered ``kernel_info`` already."""
 
@@ -163,9 +190,10 @@ class JupyterBackend(SessionBackend):
 class _Run:
     """One execute_request in flight: relays its output and keeps its reply and result."""
 
-    def __init__(self, backend: JupyterBackend, msg_id: str) -> None:
+    def __init__(self, backend: JupyterBackend, msg_id: str, *, replies: bool = True) -> None:
         self.backend, self.msg_id = backend, msg_id
-        self.reply: dict[str, Any] | None = None
+        #: A comm message has no reply (but comm_info_request): its idle ends it.
+        self.reply: dict[str, Any] | None = None if replies else {}
         self.idle = False
         self.result: dict[str, Any] | None = None
 
@@ -192,6 +220,9 @@ class _Run:
         msg = self.backend.kc.get_shell_msg(timeout=0)
         if self._mine(msg) and msg["msg_type"] == "execute_reply":
             self.reply = msg["content"]
+        elif self._mine(msg) and msg["msg_type"] == "comm_info_reply":
+            self.reply = msg["content"]
+            self.backend.out.message("comm_info_reply", msg["content"])
 
     def _stdin(self) -> None:
         msg = self.backend.kc.stdin_channel.get_msg(timeout=0)
@@ -229,6 +260,8 @@ class _Run:
             self.result = content
         elif kind == "clear_output":
             out.message("clear_output", {"wait": content.get("wait") is True})
+        elif kind in COMM_OUTPUT:  # with its metadata (ipywidgets' protocol version)
+            out.message(kind, content, msg.get("metadata") or None)
         elif kind == "status" and content.get("execution_state") == "idle":
             self.idle = True
 

@@ -135,9 +135,10 @@ class LinkOutput(Output):
         if self.capture is not None:
             self.capture.flush()
 
-    def message(self, msg_type: str, content: dict[str, Any]) -> None:
+    def message(self, msg_type: str, content: dict[str, Any],
+                metadata: dict[str, Any] | None = None) -> None:
         self.flush()
-        self.send(msg_type, content)
+        self.send(msg_type, content, metadata)
 
 
 class Worker:
@@ -197,6 +198,8 @@ class Worker:
                 self.kept = reap_strays()
             elif msg_type == mt.KERNEL_INFO_REQUEST:
                 self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
+            elif msg_type in mt.COMM_REQUEST_TYPES:
+                self.comm(msg_type, content)
             elif msg_type == mt.SHUTDOWN_REQUEST:
                 try:
                     self.backend.shutdown()
@@ -268,6 +271,18 @@ class Worker:
                 self.out.send(mt.ERROR, error)
                 reply.update(error)
             self.out.send(mt.INTERACT_REPLY, reply)
+            self.out.send(mt.STATUS, {"execution_state": "idle"})
+
+    def comm(self, msg_type: str, content: dict[str, Any]) -> None:
+        """A client's comm message, for the backend (:meth:`SessionBackend.comm`): between
+        busy and idle, which ends it, as a Jupyter kernel frames every shell message."""
+        self.guard.start_request()
+        self.out.send(mt.STATUS, {"execution_state": "busy"})
+        outcome = self._guarded(lambda: self.backend.comm(msg_type, content))
+        with self.out.batch():
+            self.out.flush()
+            if outcome.status == "error":
+                self.out.diag(f"{msg_type} failed: {outcome.ename}: {outcome.evalue}")
             self.out.send(mt.STATUS, {"execution_state": "idle"})
 
     def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:

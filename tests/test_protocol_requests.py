@@ -85,6 +85,17 @@ def test_other_requests_are_finished_by_their_reply(request_type: str) -> None:
     assert ending.see(reply_type(request_type), OK) == Outcome(True, None)
 
 
+@pytest.mark.parametrize("request_type", sorted(mt.COMM_REQUEST_TYPES))
+def test_a_comm_message_is_finished_by_idle_reply_or_not(request_type: str) -> None:
+    """Jupyter gives comm_open/comm_msg/comm_close no reply: the kernel's idle ends them
+    (and comm_info_request's reply does not end it before the idle)."""
+    ending = Ending(request_type)
+    assert ending.see(mt.STATUS, {"execution_state": "busy"}) is None
+    assert ending.see(mt.COMM_MSG, {"comm_id": "c", "data": {}}) is None
+    assert ending.see(mt.COMM_INFO_REPLY, {"status": "ok", "comms": {}}) is None
+    assert ending.see(mt.STATUS, {"execution_state": "idle"}) == Outcome(True, None)
+
+
 def test_endings_follow_many_runs_and_forget_each_once_finished() -> None:
     """The broker's view: interleaved runs end independently; nothing is kept for a request
     that never replied, nor after a run ended (the table cannot grow without bound)."""

@@ -9,9 +9,12 @@ position, through any gateway; a new ``session_id`` starts at the running execut
 first output.
 
 Stored output is already Jupyter's (status, execute_input, stream, display_data,
-execute_result, error, execute_reply); cellbus's routing facts are taken out of metadata.
+execute_result, error, execute_reply, and a Jupyter kernel's comm messages); cellbus's
+routing facts are taken out of metadata. A client's comm messages go to a Jupyter kernel
+through the broker (broker/comms.py); the built-in session has no comms.
 ``input_request`` goes only to the client whose execute asked for input. What a kernel
-answers about itself (kernel_info, comm_info, completion) the gateway answers.
+answers about itself (kernel_info, completion; comm_info for the built-in session) the
+gateway answers.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ..cells import execute_content
 from ..guard import rate_wait
 from ..ws import MAX_HEADER_FIELD, SocketHandler, Subscription
 from . import model, wire
-from .kernelspecs import kernelspecs, spec_of
+from .kernelspecs import DEFAULT, kernelspecs, spec_of
 from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
 
@@ -52,6 +55,16 @@ LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
 INPUT_REPLY = mt.INPUT_REPLY
 #: Prompts remembered per client (their cells), oldest forgotten first.
 MAX_PROMPTS = 64
+
+
+def client_header(request: dict[str, Any]) -> dict[str, Any] | None:
+    """The header a client's request goes on with (dated now), if it is complete."""
+    header = dict(request["header"])
+    if not all(isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD
+               for k in ("msg_id", "msg_type", "session", "username", "date", "version")):
+        return None
+    header["date"] = utcnow_iso()
+    return header
 
 
 class Replay(Subscription):
@@ -104,6 +117,8 @@ class ChannelsHandler(SocketHandler):
         #: The ``header.session`` of every message to the client: the kernel's cellbus
         #: session (a restart makes a new one, as a Jupyter kernel's restart does).
         self.kernel_session = self.kernel_id
+        #: The kernelspec the kernel runs, once a comm message needed it.
+        self.kernel_name: str | None = None
         self.sockets.add((self.user, self.kernel_id), self)
         try:
             reply = await self.link.request(mt.DELIVERY_REQUEST, {"client": self.client},
@@ -172,6 +187,8 @@ class ChannelsHandler(SocketHandler):
                 return
             if msg["content"].get("execution_state") == "busy":
                 msg["content"]["execution_state"] = "starting"
+        if isinstance(facts.get("reply_to"), dict):  # about a client's comm message
+            msg["parent_header"] = facts["reply_to"]
         if isinstance(facts.get("session"), str):  # one sender per kernel session, as
             self.kernel_session = facts["session"]  # @jupyterlab/services requires
         msg["header"]["session"] = self.kernel_session
@@ -258,12 +275,33 @@ class ChannelsHandler(SocketHandler):
             at = content.get("cursor_pos", 0)
             self.answer(request, "complete_reply", {"status": "ok", "matches": [],
                         "cursor_start": at, "cursor_end": at, "metadata": {}}, "shell")
-        elif msg_type == "comm_open":  # the built-in session has no comm targets
-            self.answer(request, "comm_close", {"comm_id": content.get("comm_id"),
-                                                "data": {}}, "iopub")
+        elif msg_type in mt.COMM_REQUEST_TYPES:
+            await self._comm(request, msg_type, content)
         elif isinstance(msg_type, str) and msg_type in LOCAL_REPLIES:
             reply_type, reply = LOCAL_REPLIES[msg_type]
             self.answer(request, reply_type, reply, "shell")
+
+    async def _comm(self, request: dict[str, Any], msg_type: str,
+                    content: dict[str, Any]) -> None:
+        """A client's comm message: a Jupyter kernel's comms get it through the broker (its
+        answers come back as the session's output); the built-in session has no comm
+        targets, so the gateway answers for it (a ``comm_open`` is closed at once), as it
+        does for a kernel that refused it."""
+        if self.kernel_name is None:
+            entry = await model.find(self.ask, self.user, self.kernel_id)
+            self.kernel_name = entry.get("kernel") or DEFAULT
+        header = client_header(request)
+        if self.kernel_name != DEFAULT and header is not None:
+            reply = await self.link.request(msg_type, content, self.address, header=header)
+            if reply["content"].get("ok"):
+                return
+            log.info("gateway: a %s for kernel %s was refused: %s", msg_type, self.kernel_id,
+                     reply["content"].get("error"))
+        if msg_type == mt.COMM_OPEN:
+            self.answer(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
+                                                 "data": {}}, "iopub")
+        elif msg_type == mt.COMM_INFO_REQUEST:
+            self.answer(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         code = content.get("code")
@@ -276,11 +314,9 @@ class ChannelsHandler(SocketHandler):
         for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
             if isinstance(content.get(key), bool):
                 forward[key] = content[key]
-        header = dict(request["header"])
-        if not all(isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD
-                   for k in ("msg_id", "msg_type", "session", "username", "date", "version")):
+        header = client_header(request)
+        if header is None:
             return self._failed(request, mt.EXECUTE_REQUEST, "the header is incomplete")
-        header["date"] = utcnow_iso()
         cell_id = f"cell-{header['msg_id']}"
         if not is_name(cell_id):
             cell_id = f"cell-{uuid.uuid4().hex}"

@@ -1,0 +1,69 @@
+"""Comm messages from a channels client to its kernel's comms, and their way there.
+
+A Jupyter kernel's comms (ipywidgets, say) talk both ways. What the kernel sends
+(``comm_open``, ``comm_msg``, ``comm_close``) is session output like any other: stored with
+its seq, published, replayed. What a client sends (those three, and ``comm_info_request``,
+which the kernel answers) comes here from a gateway, for the worksheet of the token's user:
+it is checked (shape, size), *not* stored (it is no cell's run, and a widget's state is the
+kernel's to keep), and goes to the device that holds that worksheet's open session, for that
+session only, the way :mod:`.prompts` sends an answer to a prompt. The device queues it
+behind the session's running cell; the worker hands it to the kernel's shell and relays what
+the kernel says about it until its ``idle``.
+
+The client's own header goes along as ``metadata.cellbus.reply_to``, which the device copies
+into every message about it, so the gateway can give the kernel's answers the parent the
+client knows (a Jupyter client waits for the idle status parented by its message).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+from protocol import msgtypes as mt
+from protocol.wire import Message, Session
+
+from .dispatch import Dispatch
+from .refusal import Address, Refused, Reply
+from .sessions import OpenSessions
+
+#: The fields of a client's header kept as ``reply_to``, and their longest value.
+HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version")
+MAX_HEADER_FIELD = 256
+
+
+def reply_to(header: dict[str, Any]) -> dict[str, str]:
+    """The client's header as the parent of the kernel's answers (strings, bounded)."""
+    return {k: v for k in HEADER_FIELDS
+            if isinstance(v := header.get(k), str) and len(v) <= MAX_HEADER_FIELD}
+
+
+class Comms:
+    """Forwards clients' comm messages to their worksheet's session (see the module doc)."""
+
+    def __init__(self, *, wire: Session, sessions: OpenSessions, dispatch: Dispatch) -> None:
+        self.wire, self.sessions, self.dispatch = wire, sessions, dispatch
+
+    async def forward(self, msg: Message, address: Address) -> Reply:
+        user, worksheet, cell_id = address
+        msg_type, content = msg["msg_type"], msg["content"]
+        if msg_type != mt.COMM_INFO_REQUEST and not isinstance(content.get("comm_id"), str):
+            raise Refused(400, f"{msg_type} needs a comm_id, a string")
+        try:
+            size = len(msgpack.packb(content, use_bin_type=True))
+        except (TypeError, ValueError, OverflowError) as e:
+            raise Refused(400, f"{msg_type} content cannot be carried: {e}") from None
+        if size > mt.MAX_COMM_MESSAGE:
+            raise Refused(413, f"the {msg_type} is {size} bytes, over the limit of "
+                               f"{mt.MAX_COMM_MESSAGE}")
+        session = await self.sessions.find(user, worksheet)
+        if session is None:
+            raise Refused(409, f"worksheet {worksheet} runs no session now: run a cell first")
+        forward = self.wire.msg(msg_type, content, metadata={"cellbus": {
+            "user": user, "worksheet": worksheet, "cell_id": cell_id,
+            "session": session.session, "reply_to": reply_to(msg["header"])}})
+        if not await self.dispatch.send_to_holder(session.session, session.device, forward):
+            raise Refused(503, f"the device running worksheet {worksheet} is not connected "
+                               "now; send it again shortly", retry_after=1)
+        return {"session": session.session}, []

@@ -1,0 +1,217 @@
+"""Comm messages between a channels client and a Jupyter kernel (ipykernel), both ways,
+through the real chain: gateway, broker on SQLite, a device running the kernel in a
+sandboxed worker."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+
+from jupyter_ws import Channels, stdout
+from kernels import require_kernel
+
+#: A cell that makes the kernel echo whatever a comm of target "echo" receives.
+ECHO_TARGET = """
+def _echo(comm, open_msg):
+    comm.send({"opened": open_msg["content"]["data"]})
+    comm.on_msg(lambda msg: comm.send({"echo": msg["content"]["data"]}))
+get_ipython().kernel.comm_manager.register_target("echo", _echo)
+"""
+
+
+@pytest.fixture
+def ipykernel_chain(chain):
+    require_kernel("python3")
+    chain.start_broker()
+    chain.start_device("--kernels", "python,python3")
+    chain.start_gateway()
+    return chain
+
+
+def start_kernel(chain: Any, name: str) -> str:
+    status, doc = chain.http("POST", "/api/kernels", json.dumps({"name": name}).encode())
+    assert status == 201, doc
+    return str(doc["id"])
+
+
+def comm_of(comm_id: str, msg_type: str) -> Any:
+    return lambda m: m["msg_type"] == msg_type and m["content"].get("comm_id") == comm_id
+
+
+async def test_client_comm_reaches_the_kernel_and_its_echo_comes_back(ipykernel_chain) -> None:
+    """comm_open, comm_msg and comm_info_request from the client reach the kernel's shell;
+    what the kernel's comm sends comes back on iopub, parented by the client's message."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        done = await ch.execute(ECHO_TARGET, timeout=60)
+        assert [m for m in done if m["msg_type"] == "error"] == [], done
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "echo",
+                                    "data": {"hello": 1}})
+        got = await ch.until(comm_of(comm_id, "comm_msg"))
+        assert got[-1]["content"]["data"] == {"opened": {"hello": 1}}
+        assert got[-1]["channel"] == "iopub"
+        sent = await ch.send("comm_msg", {"comm_id": comm_id, "data": {"value": 42}})
+        got = await ch.until(comm_of(comm_id, "comm_msg"))
+        echo = got[-1]
+        assert echo["content"]["data"] == {"echo": {"value": 42}}
+        assert echo["parent_header"]["msg_id"] == sent["header"]["msg_id"]
+        assert "cellbus" not in echo["metadata"]
+        info = await ch.send("comm_info_request", {"target_name": "echo"})
+        got = await ch.until(lambda m: m["msg_type"] == "comm_info_reply")
+        assert got[-1]["channel"] == "shell"
+        assert got[-1]["parent_header"]["msg_id"] == info["header"]["msg_id"]
+        assert got[-1]["content"]["comms"] == {comm_id: {"target_name": "echo"}}
+        await ch.send("comm_close", {"comm_id": comm_id, "data": {}})
+        got = await ch.until(lambda m: m["msg_type"] == "status" and m["parent_header"].get(
+            "msg_type") == "comm_close" and m["content"]["execution_state"] == "idle")
+        info = await ch.send("comm_info_request", {})
+        got = await ch.until(lambda m: m["msg_type"] == "comm_info_reply")
+        assert got[-1]["content"]["comms"] == {}
+    finally:
+        await ch.close()
+
+
+async def test_an_oversized_comm_message_never_reaches_the_kernel(ipykernel_chain) -> None:
+    """A comm_msg over MAX_COMM_MESSAGE (but under the socket's frame limit) is refused at
+    the broker: its echo never comes, the next message's does."""
+    from protocol.msgtypes import MAX_COMM_MESSAGE
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await ch.execute(ECHO_TARGET, timeout=60)
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
+        await ch.until(comm_of(comm_id, "comm_msg"))
+        await ch.send("comm_msg", {"comm_id": comm_id, "data": {"big": "x" * MAX_COMM_MESSAGE}})
+        await ch.send("comm_msg", {"comm_id": comm_id, "data": {"small": 1}})
+        got = await ch.until(comm_of(comm_id, "comm_msg"), timeout=60)
+        assert got[-1]["content"]["data"] == {"echo": {"small": 1}}
+        assert [m for m in got if "big" in json.dumps(m["content"])] == []
+    finally:
+        await ch.close()
+
+
+async def test_kernel_opened_comm_arrives_as_comm_open(ipykernel_chain) -> None:
+    """A comm the kernel opens in a cell reaches the client as comm_open, then its messages."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        msgs = await ch.execute('from comm import create_comm\n'
+                                'c = create_comm(target_name="from_kernel", data={"n": 1})\n'
+                                'c.send({"n": 2})', timeout=60)
+        opened = [m for m in msgs if m["msg_type"] == "comm_open"]
+        assert len(opened) == 1, msgs
+        assert opened[0]["content"]["target_name"] == "from_kernel"
+        assert opened[0]["content"]["data"] == {"n": 1}
+        assert opened[0]["channel"] == "iopub"
+        assert opened[0]["metadata"] == {}
+        comm_id = opened[0]["content"]["comm_id"]
+        sent = [m for m in msgs if comm_of(comm_id, "comm_msg")(m)]
+        assert [m["content"]["data"] for m in sent] == [{"n": 2}]
+    finally:
+        await ch.close()
+
+
+async def test_an_interrupt_stops_a_comm_handler_and_the_next_cell_runs(ipykernel_chain) -> None:
+    """A comm handler that runs long holds the session like a cell; an interrupt (for the cell
+    queued behind it) stops the handler in the kernel, and that cell then runs."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await ch.execute("import time\n"
+                         "def _slow(comm, _):\n"
+                         "    comm.on_msg(lambda m: (print('handling', flush=True), "
+                         "time.sleep(600)))\n"
+                         "get_ipython().kernel.comm_manager.register_target('slow', _slow)",
+                         timeout=60)
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "slow", "data": {}})
+        await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
+        await ch.until(lambda m: m["msg_type"] == "stream" and "handling" in m["content"]["text"])
+        after = await ch.send("execute_request", {"code": "print('after')", "silent": False})
+        status, body = ipykernel_chain.http("POST", f"/api/kernels/{kernel_id}/interrupt", b"")
+        assert status == 204, body
+        got = await ch.until(lambda m: m["msg_type"] == "status" and m["content"][
+            "execution_state"] == "idle" and m["parent_header"].get("msg_id") == after[
+            "header"]["msg_id"])
+        assert stdout([m for m in got if m["parent_header"].get("msg_id") == after[
+            "header"]["msg_id"]]) == "after\n"
+    finally:
+        await ch.close()
+
+
+async def test_a_kernel_comm_missed_while_away_is_replayed(ipykernel_chain) -> None:
+    """Comm output is stored with its seq: a client that comes back with its session_id gets
+    the comm_open and comm_msg another client's cell caused while it was away."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    away = await Channels.open(ipykernel_chain.port, kernel_id)
+    await away.execute("1")
+    await away.close()
+    other = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await other.execute('from comm import create_comm\n'
+                            'c = create_comm(target_name="t", data={"n": 1})\nc.send({"n": 2})',
+                            timeout=60)
+    finally:
+        await other.close()
+    back = await Channels.open(ipykernel_chain.port, kernel_id, client=away.client)
+    try:
+        got = await back.until(lambda m: m["msg_type"] == "comm_msg")
+        opened = [m for m in got if m["msg_type"] == "comm_open"]
+        assert [m["content"]["data"] for m in opened] == [{"n": 1}]
+        assert got[-1]["content"] == {"comm_id": opened[0]["content"]["comm_id"],
+                                      "data": {"n": 2}}
+    finally:
+        await back.close()
+
+
+async def test_ipywidgets_slider_value_round_trip(ipykernel_chain) -> None:
+    """An ipywidgets IntSlider: its model arrives as comm_open (with the widget protocol's
+    version in metadata, as widget managers check), a value the client sets reaches the
+    kernel's slider, and a value the kernel sets reaches the client."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        msgs = await ch.execute("import ipywidgets as w\ns = w.IntSlider(value=3)\n"
+                                "display(s)", timeout=60)
+        opened = [m for m in msgs if m["msg_type"] == "comm_open" and m["content"]["data"][
+            "state"].get("_model_name") == "IntSliderModel"]
+        assert len(opened) == 1, [m["msg_type"] for m in msgs]
+        assert opened[0]["content"]["target_name"] == "jupyter.widget"
+        assert opened[0]["metadata"]["version"].split(".")[0] == "2"
+        assert opened[0]["content"]["data"]["state"]["value"] == 3
+        comm_id = opened[0]["content"]["comm_id"]
+        view = next(m for m in msgs if m["msg_type"] == "display_data")
+        assert view["content"]["data"]["application/vnd.jupyter.widget-view+json"][
+            "model_id"] == comm_id
+        moved = await ch.send("comm_msg", {"comm_id": comm_id, "data": {
+            "method": "update", "state": {"value": 7}, "buffer_paths": []}})
+        await ch.until(lambda m: m["msg_type"] == "status" and m["content"][
+            "execution_state"] == "idle" and m["parent_header"].get("msg_id") == moved[
+            "header"]["msg_id"])
+        assert stdout(await ch.execute("print(s.value)")) == "7\n"
+        msgs = await ch.execute("s.value = 9")
+        updates = [m["content"]["data"] for m in msgs if comm_of(comm_id, "comm_msg")(m)]
+        assert {"method": "update", "state": {"value": 9}, "buffer_paths": []} in updates, \
+            updates
+    finally:
+        await ch.close()
+
+
+async def test_builtin_session_closes_a_comm_at_once(ipykernel_chain) -> None:
+    """The built-in Python session has no comm targets: comm_open is answered comm_close."""
+    kernel_id = start_kernel(ipykernel_chain, "python")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await ch.execute("x = 1")
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "echo", "data": {}})
+        got = await ch.until(comm_of(comm_id, "comm_close"))
+        assert got[-1]["channel"] == "iopub"
+    finally:
+        await ch.close()
