@@ -160,6 +160,7 @@ def test_readme_shows_the_sqlite_backend_this_suite_runs() -> None:
     assert len(example.splitlines()) < 40
 
 
+@pytest.mark.timeout(180)  # two ipykernel starts, each several seconds on a busy machine
 def test_a_kernel_that_dies_is_started_again(tmp_path: Path) -> None:
     """Jupyter backend only: a kernel that exits mid-cell fails that cell, and the next cell
     runs in a fresh kernel of the same kind (not in a dead one, for ever)."""
