@@ -188,11 +188,13 @@ class NetChain(Chain):
         self.port = self.HTTP_PORT
         self._host = ""
 
-    def _start(self, *argv: str) -> NodeProcess:
+    def _start(self, *argv: str, wrap: list[str] | None = None) -> NodeProcess:
+        """Each node in the namespace of its host (``wrap``, a command to start it under,
+        goes inside that namespace's)."""
         host = self._host or argv[0]
         extra = ["--host", self.bed.address(host)] if argv[0] == "gateway" else []
         node = NodeProcess(*argv, *extra, "--key-file", self.key_file,
-                           wrap=self.bed.wrap(host))
+                           wrap=[*self.bed.wrap(host), *(wrap or [])])
         self.nodes.append(node)
         return node
 
