@@ -107,6 +107,16 @@ class JupyterBackend(SessionBackend):
                         if k in content}
         raise RuntimeError(f"kernel {self.kernel_name!r} sent no kernel_info_reply")
 
+    def _restart(self) -> None:
+        """Start the kernel again and wait until it answers: a request sent before the new
+        kernel listens can be queued on the dead one's connection and never answered (the
+        next cell then hung, now and then)."""
+        self.km.restart_kernel(now=True)
+        try:
+            self.kc.wait_for_ready(timeout=START_TIMEOUT)
+        except RuntimeError:
+            pass  # not ready in time: the next cell's wait says it
+
     # --- SessionBackend ------------------------------------------------------------------
 
     def kernel_info(self) -> dict[str, Any]:
@@ -138,12 +148,12 @@ class JupyterBackend(SessionBackend):
                     self.km.interrupt_kernel()
                 if interrupted and not run.done and \
                         time.monotonic() - interrupted[0] > INTERRUPT_GRACE:
-                    self.km.restart_kernel(now=True)
+                    self._restart()
                     return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
                                                  "stop when interrupted and was restarted", [])
                 if not self.km.is_alive():  # the next cell gets a fresh one
                     log = self.kernel_log()
-                    self.km.restart_kernel(now=True)
+                    self._restart()
                     return ExecuteOutcome.failed(
                         "KernelDied", f"the {self.kernel_name} kernel ended during this cell "
                         "and was started again; variables defined before are gone",
