@@ -56,8 +56,10 @@ def require_kernel(name: str) -> None:
     from jupyter_client.kernelspec import KernelSpecManager
     if name in KernelSpecManager().find_kernel_specs():
         return
-    why = (f"the Jupyter kernel {name!r} is not installed (bin/test installs it: Debian's "
-           "r-cran-irkernel for 'ir', needs root and apt)")
+    how = {"ir": "Debian's r-cran-irkernel, as root with apt",
+           "bash": "bash_kernel from the test extra, registered into .venv"}.get(
+               name, "ipykernel from the test extra")
+    why = f"the Jupyter kernel {name!r} is not installed (bin/test installs it: {how})"
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(why, pytrace=False)
     pytest.skip(why)
