@@ -20,6 +20,7 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.processes import is_running
 from protocol.config import add_curve_options, add_option, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
 from protocol.errors import ConfigError, ProtocolError
@@ -96,7 +97,7 @@ def running_up() -> dict[str, Any] | None:
         cmdline = Path(f"/proc/{state.get('pid')}/cmdline").read_bytes()
     except (OSError, ValueError, ConfigError):
         return None
-    return state if _running(state.get("pid")) and _is_up(cmdline) else None
+    return state if is_running(state.get("pid")) and _is_up(cmdline) else None
 
 
 def _is_up(cmdline: bytes) -> bool:
@@ -105,18 +106,6 @@ def _is_up(cmdline: bytes) -> bool:
     argv = cmdline.split(b"\0")
     return any(a.endswith(b"up.py") for a in argv) or (
         b"up" in argv and any(a == b"cellbus" or a.endswith(b"/cellbus") for a in argv))
-
-
-def _running(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # -- asking the broker ------------------------------------------------------------------------
@@ -220,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
                                   f"is running (no {path})") from None
             except (OSError, ValueError) as e:
                 raise ConfigError(f"cannot read {path}: {e}") from None
-            if not _running(state.get("pid")):
+            if not is_running(state.get("pid")):
                 raise ConfigError(f"the `bin/cellbus up` that wrote {path} (pid "
                                   f"{state.get('pid')}) is gone; remove the file")
             endpoint, key_file = endpoint or state.get("broker"), key_file or state.get("key_file")

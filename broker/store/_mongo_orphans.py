@@ -25,18 +25,9 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from protocol.processes import is_running
+
 Doc = dict[str, Any]
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process ``pid`` runs on this machine (one we may not signal runs too)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def end_orphans(db: AsyncDatabase[Doc]) -> int:
@@ -44,7 +35,7 @@ async def end_orphans(db: AsyncDatabase[Doc]) -> int:
     their number."""
     host = socket.gethostname()
     dead = [doc async for doc in db.brokers.find({"host": host})
-            if not _alive(int(doc.get("pid", 0)))]
+            if not is_running(doc.get("pid"))]
     if dead:
         try:
             await db.client.admin.command("killSessions", [{"id": d["_id"]} for d in dead])
