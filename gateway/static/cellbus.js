@@ -858,6 +858,26 @@
     }
   }
 
+  /** Whether `value` has the form of `like` (a control's initial value): the same type,
+   * and for arrays the same length, element by element. */
+  function sameForm(like, value) {
+    if (Array.isArray(like)) {
+      return Array.isArray(value) && value.length === like.length
+        && like.every((x, i) => sameForm(x, value[i]));
+    }
+    if (typeof like === "number") return typeof value === "number" && Number.isFinite(value);
+    return typeof value === typeof like && (like !== null || value === null);
+  }
+
+  /** The value control `c` starts with: `value` (from a shared link) if it has the form the
+   * control sends (a colour as #rrggbb), else the control's initial value. */
+  function presetValue(c, value) {
+    const initial = initialValue(c);
+    if (value === undefined || c.type === "button" || !sameForm(initial, value)) return initial;
+    if (c.type === "color_selector" && !/^#[0-9a-f]{6}$/i.test(value)) return initial;
+    return c.type === "color_selector" ? value.toLowerCase() : value;
+  }
+
   function sliderBounds(c) {
     const start = finiteOr(c.start, 0);
     const end = Math.max(start, finiteOr(c.end, 100));
@@ -1054,8 +1074,10 @@
       this.autoUpdate = block.auto_update !== false;
       this.values = {};
       this.waitingFor = 0;  // the state of the last request sent that has not finished
+      // Values a shared link carried (Cell.presetInteract) start the controls where they were.
+      const preset = cell ? cell._takePreset() : null;
       for (const [name, c] of Object.entries(this.controls)) {
-        this.values[name] = isObject(c) ? initialValue(c) : null;
+        this.values[name] = isObject(c) ? presetValue(c, preset && preset[name]) : null;
       }
       const node = this.node = el("div", "cellbus-interact");
       node.dataset.interactId = this.id;
@@ -1091,6 +1113,17 @@
       this.view.update(isObject(block.output) ? block.output : {});
       node.cellbusUpdate = (b) => this.update(b);
       if (this.cell) this.cell._registerInteract(this);
+      // Run the function with the preset values, so the output is theirs (after this draw).
+      if (preset) Promise.resolve().then(() => this.send());
+    }
+
+    /** The controls' values by name (buttons have none): what Share keeps. */
+    shareable() {
+      const values = {};
+      for (const [name, c] of Object.entries(this.controls)) {
+        if (isObject(c) && c.type !== "button") values[name] = this.values[name];
+      }
+      return values;
     }
 
     labelOf(name) {
@@ -2257,6 +2290,25 @@
     }
 
 
+    /** Start the next interact this cell shows at `values` ({name: value}, as Share
+     * stored them) and run its function with them; null forgets a preset not yet used. */
+    presetInteract(values) {
+      this.preset = isObject(values) ? values : null;
+    }
+
+    _takePreset() {
+      const preset = this.preset || null;
+      this.preset = null;
+      return preset;
+    }
+
+    /** The values of the first interact in the cell's output ({name: value}), or null. */
+    interactValues() {
+      const node = this.outputElement.querySelector(".cellbus-interact");
+      const view = node ? this.interacts.get(node.dataset.interactId) : null;
+      return view ? view.shareable() : null;
+    }
+
     _registerInteract(view) {
       this.interacts.set(view.id, view);
     }
@@ -2433,28 +2485,35 @@
    * the URL, as SageMathCell's); null if the query names none. Rejects with an Error saying
    * why a link cannot be opened. */
   async function sharedCode(query, server) {
+    const link = await sharedLink(query, server);
+    return link && link.code;
+  }
+
+  /** What a link shares: {code, interact: the interact's values by name, or null} (see
+   * sharedCode), or null if the query names none. */
+  async function sharedLink(query, server) {
     const base = server || DEFAULT_SERVER;
     if (query.get("q")) {
       const response = await fetch(base + "permalink/" + encodeURIComponent(query.get("q")),
                                    {credentials: "same-origin"});
       const body = await response.json().catch(() => ({}));
       if (!response.ok) throw new Error(body.error || "this permalink cannot be opened");
-      return body.code;
+      return {code: body.code, interact: isObject(body.interact) ? body.interact : null};
     }
     if (!query.get("z")) return null;
     const b64 = query.get("z").replace(/-/g, "+").replace(/_/g, "/");
     const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0));
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
-    return await new Response(stream).text();
+    return {code: await new Response(stream).text(), interact: null};
   }
 
-  /** Store `code` as a permalink, copy its URL to the clipboard where the browser lets us,
-   * and return the URL. */
-  async function share(code, server) {
+  /** Store `code` (and `interact`, its interact's values by name: Cell.interactValues) as a
+   * permalink, copy its URL to the clipboard where the browser lets us, and return the URL. */
+  async function share(code, server, interact) {
     const base = server || DEFAULT_SERVER;
     const response = await fetch(base + "permalink", {
       method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({code: code, interact: null}),
+      body: JSON.stringify({code: code, interact: isObject(interact) ? interact : null}),
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.error || "the permalink could not be made");
@@ -2747,5 +2806,6 @@
 
   injectStylesheet();
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
-                    Fold: Fold, share: share, sharedCode: sharedCode, version: "0.1.0"};
+                    Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
+                    version: "0.1.0"};
 })();
