@@ -32,6 +32,7 @@ from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
 from .jupyter import JupyterKernels
 from .kernels import Kernels
+from .layouts import Layouts
 from .metrics import BrokerMetrics
 from .permalinks import Permalinks
 from .prompts import Prompts
@@ -55,7 +56,8 @@ GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, KERNELS_REQUEST,
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
 READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST,
-                   mt.KERNEL_LIST_REQUEST, mt.DELIVERY_REQUEST})
+                   mt.KERNEL_LIST_REQUEST, mt.DELIVERY_REQUEST,
+                   mt.WORKSHEET_LAYOUT_GET_REQUEST})
 #: Sends a gateway its reply: (routing ids, request, reply type, content, buffers).
 ReplyTo = Callable[[list[bytes], Message, str, dict[str, Any], list[bytes]], Awaitable[None]]
 
@@ -75,6 +77,7 @@ class Intake:
         self.kernels = Kernels(dispatch.devices, store.session_requests)
         jupyter = JupyterKernels(store, sessions)
         permalinks = Permalinks(store, quotas)
+        layouts = Layouts(store)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
@@ -93,6 +96,8 @@ class Intake:
             KERNELS_REQUEST: (KERNELS_REPLY, self.list_kernels),
             mt.PERMALINK_REQUEST: (mt.PERMALINK_REPLY, permalinks.create),
             mt.PERMALINK_GET_REQUEST: (mt.PERMALINK_GET_REPLY, permalinks.get),
+            mt.WORKSHEET_LAYOUT_REQUEST: (mt.WORKSHEET_LAYOUT_REPLY, layouts.put),
+            mt.WORKSHEET_LAYOUT_GET_REQUEST: (mt.WORKSHEET_LAYOUT_GET_REPLY, layouts.get),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from . import health, pages, permalinks
+from . import health, layouts, pages, permalinks
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
@@ -49,6 +49,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (r"/kernels", KernelsHandler),
             *health.ROUTES,
             *permalinks.ROUTES,
+            *layouts.ROUTES,
             *pages.ROUTES,
             *JUPYTER_ROUTES,
         ],

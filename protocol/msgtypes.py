@@ -127,6 +127,13 @@ PERMALINK_REPLY = "permalink_reply"
 #: {id} -> {ok, id, code, interact}
 PERMALINK_GET_REQUEST = "permalink_get_request"
 PERMALINK_GET_REPLY = "permalink_get_reply"
+#: A worksheet's cells in order, as its page saved them (broker/layouts.py): a note, never
+#: work. {cells: [{id, type: "code" | "markdown", code}]} -> {ok, cells: how many}
+WORKSHEET_LAYOUT_REQUEST = "worksheet_layout_request"
+WORKSHEET_LAYOUT_REPLY = "worksheet_layout_reply"
+#: {} -> {ok, cells: [...] or None (never saved)}
+WORKSHEET_LAYOUT_GET_REQUEST = "worksheet_layout_get_request"
+WORKSHEET_LAYOUT_GET_REPLY = "worksheet_layout_get_reply"
 # A refusal may also carry "retry_after": seconds, which the gateway sends as Retry-After.
 #: The Jupyter API's view of a user's worksheets (gateway/jupyter/, broker/kernels.py).
 #: Names a cell of the user (worksheet "-" for all): {worksheet?: NAME} -> {ok, kernels:

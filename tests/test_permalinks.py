@@ -11,7 +11,8 @@ import zlib
 
 from access_util import JSON, add_user, bearer, call
 from harness import Chain
-from test_browser import browser, code_box, code_of, expect, page  # noqa: F401 (fixtures)
+from test_browser import (browser, code_box, code_of, expect, open_page,  # noqa: F401
+                          page)
 
 CODE = "print('shared', 6 * 7)"
 
@@ -95,3 +96,38 @@ def test_share_takes_the_cell_typed_in_last(page, running_chain) -> None:  # noq
     expect(link).to_have_text(re.compile(re.escape(chain.url("/?q=")) + r"[\w-]{12}$"))
     page.goto(link.inner_text())
     expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value(CODE)
+
+
+def test_share_keeps_the_interact_values(browser, page, running_chain) -> None:  # noqa: F811
+    """Share stores the values of the cell's interact controls with its code: a slider
+    moved before sharing shows the moved value when the link is opened and evaluated, and
+    the output is the function's for that value, not for the default (in a new page of
+    a browser context of its own)."""
+    chain = running_chain
+    page.goto(chain.url("/?ws=slid"))
+    first = page.locator(".cellbus-cell").nth(0)
+    code = "@interact\ndef f(n=slider(1, 20, step=1), word='hi'):\n    print('n is', n, word)"
+    code_box(first).fill(code)
+    code_box(first).press("Control+Enter")
+    box = first.locator(".cellbus-interact")
+    expect(box.locator(".cellbus-interact-output")).to_have_text("n is 1 hi")
+    box.get_by_role("slider", name="n").fill("7")
+    expect(box.locator(".cellbus-interact-output")).to_have_text("n is 7 hi")
+    page.locator("#share").click()
+    link = page.locator("#shared-link")
+    expect(link).to_have_text(re.compile(re.escape(chain.url("/?q=")) + r"[\w-]{12}$"))
+    url = link.inner_text()
+    stored = call(chain.port, "GET", "/permalink/" + url.rsplit("=", 1)[1])
+    assert stored.body["interact"] == {"n": 7, "word": "hi"}, stored.body
+
+    for other in open_page(browser):
+        other.goto(url)
+        first = other.locator(".cellbus-cell").nth(0)
+        expect(code_of(first)).to_have_value(code)
+        code_box(first).press("Control+Enter")
+        box = first.locator(".cellbus-interact")
+        expect(box.get_by_role("slider", name="n")).to_have_value("7")
+        expect(box.locator(".cellbus-control-value")).to_have_text("7")
+        expect(box.locator(".cellbus-interact-output")).to_have_text("n is 7 hi")
+        expect(box).not_to_have_attribute("aria-busy", "true")
+        expect(box.locator(".cellbus-interact-output")).to_have_text("n is 7 hi")  # stays

@@ -67,6 +67,10 @@ SCHEMA: Final = (
         id TEXT PRIMARY KEY, code TEXT NOT NULL, interact TEXT, owner TEXT NOT NULL,
         created REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS permalinks_owner ON permalinks (owner)",
+    # each worksheet's cells in order, as its page saved them (broker/layouts.py): JSON
+    """CREATE TABLE IF NOT EXISTS layouts (
+        user TEXT NOT NULL, worksheet TEXT NOT NULL, cells TEXT NOT NULL,
+        updated REAL NOT NULL, PRIMARY KEY (user, worksheet))""",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 

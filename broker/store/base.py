@@ -353,3 +353,15 @@ class Store(abc.ABC):
     async def count_permalinks(self, owner: str) -> int:
         """How many permalinks ``owner`` made."""
         raise _missing("count_permalinks")
+
+    # -- worksheet layouts (broker/layouts.py): notes of the page, never work -----------------
+
+    @abc.abstractmethod
+    async def put_layout(self, user: str, worksheet: str, cells: list[dict[str, Any]]) -> None:
+        """Keep ``cells`` (the worksheet's cells in order) as its layout, replacing the last."""
+        raise _missing("put_layout")
+
+    @abc.abstractmethod
+    async def get_layout(self, user: str, worksheet: str) -> list[dict[str, Any]] | None:
+        """The worksheet's last layout, or None if its page never saved one."""
+        raise _missing("get_layout")

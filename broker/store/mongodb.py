@@ -41,6 +41,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
+from ._layout_rows import MongoLayouts
 from ._mongo_permalinks import INDEXES as _PERMALINK_INDEXES, MongoPermalinks
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
                           _request, _session, _user)
@@ -84,11 +85,12 @@ _INDEXES: Final = {
     "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
     "brokers": [IndexModel([("host", 1)])],  # {_id: lsid, host, pid} (._mongo_orphans)
     "permalinks": _PERMALINK_INDEXES,  # (._mongo_permalinks)
+    "layouts": [],  # {_id: {user, worksheet}, cells, updated} (._layout_rows)
 }
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
 
-class MongoStore(MongoPermalinks, Store):
+class MongoStore(MongoPermalinks, MongoLayouts, Store):
     """The MongoDB store; ``max_batch`` messages per append transaction, ``max_pending``
     appends queued before :class:`StoreFull`."""
 

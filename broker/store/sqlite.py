@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
+from ._layout_rows import SQLiteLayouts
 from ._permalink_rows import SQLitePermalinks
 from ._rows import check_limit, pack, unpack
 from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
@@ -42,7 +43,7 @@ from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, 
 T = TypeVar("T")
 
 
-class SQLiteStore(SQLitePermalinks, Store):
+class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
     """The embedded store; ``max_batch`` operations per commit, ``max_pending`` queued."""
 
     def __init__(self, url: str, *, max_batch: int = MAX_BATCH,

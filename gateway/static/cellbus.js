@@ -6,7 +6,8 @@
  *
  * One file with no build step on purpose: an embedder adds one <script> and reads what runs
  * (README: Using it). Sections, in order:
- *   helpers    (and ANSI colours, by ansi_up from static/vendor/, loaded when first needed)
+ *   helpers    (and ANSI colours, by ansi_up from static/vendor/, loaded when first needed;
+ *              Markdown, by marked and DOMPurify from there too)
  *   Fold       one request's Jupyter messages -> output blocks (mirrors protocol/fold.py)
  *   frames     HTML output in sandboxed iframes (script runs, but not in the page's origin)
  *   TextView   a text block however long: first and last lines, "N lines hidden", all a
@@ -28,8 +29,9 @@
  *              indicator, the no-output notice, status, and the output area (class
  *              "cellbus-output"), drawn once per animation frame; routes interact runs into
  *              its output; shows its stored output after a reload (restore); sends
- *              cellbus:status, cellbus:count, cellbus:session, cellbus:idle and
- *              cellbus:closed events
+ *              cellbus:status, cellbus:count, cellbus:session, cellbus:idle,
+ *              cellbus:closed, cellbus:type and cellbus:rendered events; a Markdown cell
+ *              (setType) is rendered in place and never sent
  *   SessionBar, makeCell, makeWorksheet   a worksheet's session (its state, gone: why, a
  *              warning before its idle timeout with Keep), and the public API on
  *              window.cellbus
@@ -117,23 +119,29 @@
   // as static/vendor/ansi_up.js; loaded the first time some output has an escape, shown
   // without its colours until then (or if it cannot load).
   const ANSI_ESCAPE = /\x1b\[[0-9;?]*[A-Za-z]/;
-  let ansiLoad = null;
+  const vendorLoads = new Map();  // path -> Promise of the global it defines, or of null
 
-  /** A Promise of a new ansi_up converter (it keeps colours across calls), or of null. */
-  function ansiConverter() {
-    if (!ansiLoad) {
-      ansiLoad = new Promise((done) => {
-        if (window.AnsiUp) return done(window.AnsiUp);
-        const src = resolve("vendor/ansi_up.js");
+  /** A Promise of `window[name]`, which the classic script static/`path` defines: the page's
+   * own when it loaded one, else loaded once from the gateway; null if it cannot load. */
+  function vendorScript(path, name) {
+    if (!vendorLoads.has(path)) {
+      vendorLoads.set(path, new Promise((done) => {
+        if (window[name]) return done(window[name]);
+        const src = resolve(path);
         if (!src) return done(null);
         const tag = document.createElement("script");
         tag.src = src;
-        tag.onload = () => done(window.AnsiUp || null);
+        tag.onload = () => done(window[name] || null);
         tag.onerror = () => done(null);
         (document.head || document.documentElement).appendChild(tag);
-      });
+      }));
     }
-    return ansiLoad.then((AnsiUp) => {
+    return vendorLoads.get(path);
+  }
+
+  /** A Promise of a new ansi_up converter (it keeps colours across calls), or of null. */
+  function ansiConverter() {
+    return vendorScript("vendor/ansi_up.js", "AnsiUp").then((AnsiUp) => {
       if (!AnsiUp) return null;
       const converter = new AnsiUp();
       converter.use_classes = true;  // colours from cellbus.css, readable on its background
@@ -148,6 +156,37 @@
     ansiConverter().then((converter) => {
       if (converter) node.innerHTML = converter.ansi_to_html(text);  // it escapes the text
     });
+  }
+
+  // Markdown cells are rendered by marked and sanitized by DOMPurify, classic scripts from
+  // npm (pinned in package.json) that the gateway serves from static/vendor/, loaded the
+  // first time a Markdown cell is rendered. Markdown may carry raw HTML: what DOMPurify
+  // keeps of it is inert (no script, no event handler attributes, no javascript: URLs), and
+  // these settings drop what could still act or load a page: SVG and MathML, frames,
+  // objects, forms and their controls, style sheets, and <base>, <meta> and <link>.
+  const MARKDOWN_PURIFY = {
+    USE_PROFILES: {html: true},
+    FORBID_TAGS: ["style", "form", "input", "button", "select", "textarea", "option", "iframe",
+                  "frame", "frameset", "object", "embed", "link", "meta", "base", "dialog"],
+    FORBID_ATTR: ["style", "action", "formaction", "ping", "srcset"],
+    RETURN_DOM_FRAGMENT: true,
+  };
+
+  /** Show Markdown `source` in `node`: as plain text at once (and for good if marked or
+   * DOMPurify cannot load), then as sanitized HTML whose links open in a new tab. */
+  function showMarkdown(node, source) {
+    node.textContent = source;
+    return Promise.all([vendorScript("vendor/marked/marked.umd.js", "marked"),
+                        vendorScript("vendor/dompurify/purify.min.js", "DOMPurify")])
+      .then(([marked, purify]) => {
+        if (!marked || !purify || !purify.isSupported) return;
+        const html = purify.sanitize(marked.parse(source, {async: false}), MARKDOWN_PURIFY);
+        for (const a of html.querySelectorAll("a[href]")) {
+          a.target = "_blank";
+          a.rel = "noopener noreferrer";
+        }
+        node.replaceChildren(html);
+      });
   }
 
   function sizeText(bytes) {
@@ -858,6 +897,26 @@
     }
   }
 
+  /** Whether `value` has the form of `like` (a control's initial value): the same type,
+   * and for arrays the same length, element by element. */
+  function sameForm(like, value) {
+    if (Array.isArray(like)) {
+      return Array.isArray(value) && value.length === like.length
+        && like.every((x, i) => sameForm(x, value[i]));
+    }
+    if (typeof like === "number") return typeof value === "number" && Number.isFinite(value);
+    return typeof value === typeof like && (like !== null || value === null);
+  }
+
+  /** The value control `c` starts with: `value` (from a shared link) if it has the form the
+   * control sends (a colour as #rrggbb), else the control's initial value. */
+  function presetValue(c, value) {
+    const initial = initialValue(c);
+    if (value === undefined || c.type === "button" || !sameForm(initial, value)) return initial;
+    if (c.type === "color_selector" && !/^#[0-9a-f]{6}$/i.test(value)) return initial;
+    return c.type === "color_selector" ? value.toLowerCase() : value;
+  }
+
   function sliderBounds(c) {
     const start = finiteOr(c.start, 0);
     const end = Math.max(start, finiteOr(c.end, 100));
@@ -1054,8 +1113,10 @@
       this.autoUpdate = block.auto_update !== false;
       this.values = {};
       this.waitingFor = 0;  // the state of the last request sent that has not finished
+      // Values a shared link carried (Cell.presetInteract) start the controls where they were.
+      const preset = cell ? cell._takePreset() : null;
       for (const [name, c] of Object.entries(this.controls)) {
-        this.values[name] = isObject(c) ? initialValue(c) : null;
+        this.values[name] = isObject(c) ? presetValue(c, preset && preset[name]) : null;
       }
       const node = this.node = el("div", "cellbus-interact");
       node.dataset.interactId = this.id;
@@ -1091,6 +1152,17 @@
       this.view.update(isObject(block.output) ? block.output : {});
       node.cellbusUpdate = (b) => this.update(b);
       if (this.cell) this.cell._registerInteract(this);
+      // Run the function with the preset values, so the output is theirs (after this draw).
+      if (preset) Promise.resolve().then(() => this.send());
+    }
+
+    /** The controls' values by name (buttons have none): what Share keeps. */
+    shareable() {
+      const values = {};
+      for (const [name, c] of Object.entries(this.controls)) {
+        if (isObject(c) && c.type !== "button") values[name] = this.values[name];
+      }
+      return values;
     }
 
     labelOf(name) {
@@ -1909,6 +1981,10 @@
     });
     let escaped = false;
     editor.on("keydown", (cm, event) => {
+      if (escaped && cell._typeKey(event)) {  // Escape then M or Y: the cell's type
+        escaped = false;
+        return;
+      }
       if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap
       escaped = event.key === "Escape";
     });
@@ -1968,10 +2044,14 @@
       this.noOutputTimer = null;
       this.interacts = new Map();    // interact_id -> its InteractView on screen
       this.runs = new Map();         // an interact run's msg_id -> {fold}: its output
+      this.type = "code";            // or "markdown": rendered in place, never sent anywhere
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
-      if (o.autoeval) this.evaluate();
+      if (o.type === "markdown") {
+        this.setType("markdown");
+        if (this.input.value) this.render();
+      } else if (o.autoeval) this.evaluate();
       else if (o.restore) this._restore();
     }
 
@@ -2015,7 +2095,17 @@
       this.outputElement = el("div", "cellbus-output");
       this.outputElement.setAttribute("aria-live", "polite");
       this.view = new OutputView(this.outputElement, this);
-      element.append(this.input, bar, this.notice, this.outputElement);
+      this.rendered = el("div", "cellbus-markdown");  // a Markdown cell, rendered
+      this.rendered.hidden = true;
+      this.rendered.tabIndex = 0;
+      this.rendered.title = "double-click (or Enter) to edit";
+      this.rendered.addEventListener("dblclick", () => this.edit());
+      this.rendered.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" || event.shiftKey || event.ctrlKey || event.metaKey) return;
+        event.preventDefault();
+        this.edit();
+      });
+      element.append(this.input, this.rendered, bar, this.notice, this.outputElement);
       this.editor = attachEditor(this);  // null: the plain textarea
       this._fit();
       this._setStatus("idle");
@@ -2037,6 +2127,7 @@
       if (event.isComposing) return;
       const tabLeaves = this.tabLeaves;
       this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
+      if (tabLeaves && this._typeKey(event)) return;
       if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
         event.preventDefault();
         indent(this.input, event.shiftKey);
@@ -2053,7 +2144,63 @@
     /** Run later evaluations in `kernel`, and highlight the code in its language. */
     setKernel(kernel) {
       this.options.kernel = kernel;
-      if (this.editor) this.editor.setOption("mode", modeOf(kernel));
+      if (this.editor && this.type === "code") this.editor.setOption("mode", modeOf(kernel));
+    }
+
+    /** Make this a "markdown" cell (its text is rendered here, never run) or a "code" one;
+     * sends cellbus:type. A Markdown cell's output and run controls are hidden. */
+    setType(type) {
+      type = type === "markdown" ? "markdown" : "code";
+      if (type === this.type) return;
+      this.type = type;
+      this.element.dataset.type = type;
+      const markdown = type === "markdown";
+      const what = markdown ? "Markdown" : "code";
+      this.input.setAttribute("aria-label", what + " of cell " + this.cellId);
+      this.input.placeholder = markdown ? "Markdown; Shift+Enter renders it"
+        : this.options.placeholder;
+      if (this.editor) {
+        this.editor.setOption("mode", markdown ? null : modeOf(this.options.kernel));
+        this.editor.setOption("placeholder", this.input.placeholder);
+        this.editor.setOption("screenReaderLabel", this.input.getAttribute("aria-label"));
+      }
+      if (!markdown && !this.rendered.hidden) this.edit();
+      this._event("type", {type: type});
+    }
+
+    /** Escape then M makes the cell Markdown, Escape then Y code, as in Jupyter; true if
+     * `event` (the key after an Escape) was one of them. */
+    _typeKey(event) {
+      const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
+      if ((key !== "m" && key !== "y") || event.ctrlKey || event.metaKey || event.altKey) {
+        return false;
+      }
+      event.preventDefault();
+      this.setType(key === "m" ? "markdown" : "code");
+      return true;
+    }
+
+    /** Show a Markdown cell's text rendered, in place of its editor; sends cellbus:rendered. */
+    render() {
+      this._showEditor(false);
+      this.rendered.hidden = false;
+      showMarkdown(this.rendered, this.input.value);
+      this._event("rendered", {});
+    }
+
+    /** Edit a rendered Markdown cell again. */
+    edit() {
+      this.rendered.hidden = true;
+      this._showEditor(true);
+      this.focus();
+    }
+
+    _showEditor(show) {
+      const box = this.editor ? this.editor.getWrapperElement() : this.input;
+      box.style.display = show ? "" : "none";
+      if (!show) return;
+      if (this.editor) this.editor.refresh();
+      else this._fit();
     }
 
     focus() {
@@ -2096,6 +2243,10 @@
 
     /** Evaluate the code in the input; the old output stays, marked stale, until new comes. */
     evaluate() {
+      if (this.type === "markdown") {
+        this.render();
+        return;
+      }
       const code = this.input.value;
       const gen = ++this.generation;
       if (this.requestId) this.channel.forget(this.requestId);
@@ -2256,6 +2407,25 @@
       }
     }
 
+
+    /** Start the next interact this cell shows at `values` ({name: value}, as Share
+     * stored them) and run its function with them; null forgets a preset not yet used. */
+    presetInteract(values) {
+      this.preset = isObject(values) ? values : null;
+    }
+
+    _takePreset() {
+      const preset = this.preset || null;
+      this.preset = null;
+      return preset;
+    }
+
+    /** The values of the first interact in the cell's output ({name: value}), or null. */
+    interactValues() {
+      const node = this.outputElement.querySelector(".cellbus-interact");
+      const view = node ? this.interacts.get(node.dataset.interactId) : null;
+      return view ? view.shareable() : null;
+    }
 
     _registerInteract(view) {
       this.interacts.set(view.id, view);
@@ -2433,28 +2603,35 @@
    * the URL, as SageMathCell's); null if the query names none. Rejects with an Error saying
    * why a link cannot be opened. */
   async function sharedCode(query, server) {
+    const link = await sharedLink(query, server);
+    return link && link.code;
+  }
+
+  /** What a link shares: {code, interact: the interact's values by name, or null} (see
+   * sharedCode), or null if the query names none. */
+  async function sharedLink(query, server) {
     const base = server || DEFAULT_SERVER;
     if (query.get("q")) {
       const response = await fetch(base + "permalink/" + encodeURIComponent(query.get("q")),
                                    {credentials: "same-origin"});
       const body = await response.json().catch(() => ({}));
       if (!response.ok) throw new Error(body.error || "this permalink cannot be opened");
-      return body.code;
+      return {code: body.code, interact: isObject(body.interact) ? body.interact : null};
     }
     if (!query.get("z")) return null;
     const b64 = query.get("z").replace(/-/g, "+").replace(/_/g, "/");
     const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0));
     const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
-    return await new Response(stream).text();
+    return {code: await new Response(stream).text(), interact: null};
   }
 
-  /** Store `code` as a permalink, copy its URL to the clipboard where the browser lets us,
-   * and return the URL. */
-  async function share(code, server) {
+  /** Store `code` (and `interact`, its interact's values by name: Cell.interactValues) as a
+   * permalink, copy its URL to the clipboard where the browser lets us, and return the URL. */
+  async function share(code, server, interact) {
     const base = server || DEFAULT_SERVER;
     const response = await fetch(base + "permalink", {
       method: "POST", credentials: "same-origin", headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({code: code, interact: null}),
+      body: JSON.stringify({code: code, interact: isObject(interact) ? interact : null}),
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) throw new Error(body.error || "the permalink could not be made");
@@ -2646,9 +2823,10 @@
 
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
-   * has buttons to move it up or down, clear its output and delete it. `codes`: the cells'
-   * code, each a string or {id, code} (as `layout()` gives, to save); `onChange(sheet)`
-   * after cells were added, moved or deleted. Returns {cells, add, move, remove, layout}. */
+   * has a Code/Markdown selector and buttons to move it up or down, clear its output and
+   * delete it. `codes`: the cells' code, each a string or {id, type, code} (as `layout()`
+   * gives, to save); `onChange(sheet)` after cells were added, moved, deleted, retyped or
+   * rendered. Returns {cells, add, move, remove, layout}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -2666,6 +2844,12 @@
     list.addEventListener("cellbus:idle", (event) => session.idled(event.detail.since,
                                                                    event.detail.timeout));
     list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
+    list.addEventListener("cellbus:type", (event) => {
+      const select = event.target.querySelector(".cellbus-type");
+      if (select) select.value = event.detail.type;
+      changed();
+    });
+    list.addEventListener("cellbus:rendered", () => changed());
     let nextId = 1;
     let loading = true;
     const changed = () => {
@@ -2682,6 +2866,7 @@
       list.insertBefore(box, at < cells.length ? cells[at].element : null);
       const cell = makeCell(box, Object.assign({}, o, {
         code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
+        type: entry.type === "markdown" ? "markdown" : "code",
         restore: loading && o.restore !== false,  // a new cell has no past to show
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
@@ -2697,6 +2882,17 @@
 
     function tools(cell) {
       const box = el("span", "cellbus-tools");
+      const type = el("select", "cellbus-type");
+      type.title = "Code runs in the session; Markdown is rendered here (Escape then M or Y)";
+      type.setAttribute("aria-label", "Cell type (cell " + cell.cellId + ")");
+      for (const [value, text] of [["code", "Code"], ["markdown", "Markdown"]]) {
+        const option = el("option", null, text);
+        option.value = value;
+        type.appendChild(option);
+      }
+      type.value = cell.type;
+      type.addEventListener("change", () => cell.setType(type.value));
+      box.appendChild(type);
       const button = (text, label, action) => {
         const b = el("button", "cellbus-tool", text);
         b.type = "button";
@@ -2733,9 +2929,10 @@
       changed();
     }
 
-    /** What to save to make the same worksheet again: [{id, code}] in order. */
+    /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
+     * "code" or "markdown"). */
     function layout() {
-      return cells.map((c) => ({id: c.cellId, code: c.input.value}));
+      return cells.map((c) => ({id: c.cellId, type: c.type, code: c.input.value}));
     }
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, layout: layout,
@@ -2747,5 +2944,6 @@
 
   injectStylesheet();
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
-                    Fold: Fold, share: share, sharedCode: sharedCode, version: "0.1.0"};
+                    Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
+                    version: "0.1.0"};
 })();

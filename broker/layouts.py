@@ -1,0 +1,60 @@
+"""Worksheet layouts: ``worksheet_layout_request`` keeps a worksheet's cells in order as its
+page saved them, ``worksheet_layout_get_request`` reads them back.
+
+A layout is the worksheet's note about itself, not work: each cell's id, its type (``code``
+or ``markdown``) and its text (a code cell's code as last typed, a Markdown cell's source).
+It is why a reload, or another browser opening ``/?ws=NAME``, shows the Markdown cells in
+their place among the code cells. The broker only stores it (one row per worksheet, the last
+one saved wins): it is sent to no device and no kernel, so Markdown never runs anywhere, and
+it opens no session. A code cell's output still comes from its requests, as before.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from protocol.address import is_name
+
+from .refusal import Address, Refused, Reply
+from .store import Store
+
+#: Cell types a layout may name.
+TYPES = ("code", "markdown")
+#: Cells one layout may hold.
+MAX_CELLS = 1000
+#: Bytes of JSON one layout may take in the store.
+MAX_BYTES = 1 * 2**20
+SHAPE = '{"cells": [{"id": "1", "type": "code" or "markdown", "code": "..."}, ...]}'
+
+
+def checked_cells(value: Any) -> list[dict[str, Any]]:
+    """The cells of a layout with only the keys it keeps; :class:`Refused` (400) saying what
+    is wrong with anything else, 413 over :data:`MAX_BYTES`."""
+    if not isinstance(value, list) or len(value) > MAX_CELLS:
+        raise Refused(400, f"a layout is a list of at most {MAX_CELLS} cells: {SHAPE}")
+    cells = []
+    for cell in value:
+        if not (isinstance(cell, dict) and is_name(cell.get("id"))
+                and cell.get("type", "code") in TYPES and isinstance(cell.get("code", ""), str)):
+            raise Refused(400, f"each cell of a layout needs an id, a type and its code: {SHAPE}")
+        cells.append({"id": cell["id"], "type": cell.get("type", "code"),
+                      "code": cell.get("code", "")})
+    if len(json.dumps(cells).encode()) > MAX_BYTES:
+        raise Refused(413, f"a layout holds at most {MAX_BYTES} bytes")
+    return cells
+
+
+class Layouts:
+    """The broker's two layout handlers (wired in :class:`broker.intake.Intake`)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def put(self, msg: Any, address: Address) -> Reply:
+        cells = checked_cells(msg["content"].get("cells"))
+        await self.store.put_layout(address[0], address[1], cells)
+        return {"cells": len(cells)}, []
+
+    async def get(self, msg: Any, address: Address) -> Reply:
+        return {"cells": await self.store.get_layout(address[0], address[1])}, []
