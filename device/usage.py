@@ -41,16 +41,18 @@ def seen_usage(wall_seconds: float, output_bytes: int) -> dict[str, Any]:
     return {"wall_seconds": round(wall_seconds, 4), "output_bytes": output_bytes}
 
 
+#: Bytes in a page, the unit of ``/proc/PID/statm``.
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
 def _rss(pid: int) -> int:
-    """Resident bytes of process ``pid`` (``VmRSS`` of ``/proc/PID/status``); 0 if unknown."""
+    """Resident bytes of process ``pid`` (``/proc/PID/statm``, the same figure as ``VmRSS``
+    of ``/proc/PID/status`` at half the cost to read); 0 if unknown."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE
     except (OSError, ValueError, IndexError):
-        pass
-    return 0
+        return 0
 
 
 def _children(pid: int) -> list[int]:
@@ -80,11 +82,14 @@ class MemoryWatch:
     """The peak resident memory of a worker's processes (the process the device started,
     which may be the sandbox's init, and everything below it) while one request runs: the
     highest of samples taken every :data:`SAMPLE_INTERVAL` seconds (a spike shorter than
-    that can be missed; the worker reports its own exact peak when the request raised it)."""
+    that can be missed; the worker reports its own exact peak when the request raised it).
+    There is no look when the request starts: what the processes hold then was there before
+    it (the look at its end still sees it), and that look cost the device about a tenth of
+    its CPU per execution of a short cell (bench/RESULTS.md, "Issue 25, third pass")."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.highest = tree_rss(pid)
+        self.highest = 0
         self._task = asyncio.get_running_loop().create_task(self._sample(),
                                                             name=f"memory.{pid}")
 

@@ -16,7 +16,8 @@ from .errors import UnknownRequest
 from .records import (FINAL, NEEDS_WORK, WORKING, DeviceRecord, Request, SessionRecord,
                       check_transition)
 
-_REQ_COLS: Final = ", ".join(f.name for f in fields(Request))
+_REQ_NAMES: Final = tuple(f.name for f in fields(Request))
+_REQ_COLS: Final = ", ".join(_REQ_NAMES)
 _REQ_SLOTS: Final = ", ".join("?" * len(fields(Request)))
 _SESSION_COLS: Final = ", ".join(f.name for f in fields(SessionRecord))
 _DEVICE_COLS: Final = ", ".join(f.name for f in fields(DeviceRecord))

@@ -20,7 +20,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import fields, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
@@ -28,7 +28,7 @@ from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
 from ._permalink_rows import SQLitePermalinks
 from ._rows import check_limit, pack, unpack
-from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
+from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_NAMES, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
                            _append_op, _device, _put_session_op, _receipts_op, _request,
                            _update_row)
 from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
@@ -132,7 +132,7 @@ class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
         """The write that inserts ``req``, and ``req`` as it will be stored."""
         if req.status not in STATUSES:
             raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
-        values = [getattr(req, f.name) for f in fields(Request)]
+        values = [getattr(req, name) for name in _REQ_NAMES]
         values[7] = pack(req.message)
         if not req.created:
             values[10] = time.time()
