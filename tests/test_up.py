@@ -93,3 +93,22 @@ def test_a_device_with_more_places_than_uids_refuses_to_start(tmp_path: Path, ke
         assert "Traceback" not in device.log
     finally:
         device.kill_group()
+
+
+def test_up_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Path,
+                                                                   nodes) -> None:
+    """A shell script's background job (`bin/cellbus up &`), nohup and some supervisors
+    start a program with SIGINT ignored, and Python then never raises KeyboardInterrupt:
+    `kill -INT` must still stop `up` and its nodes in order (it did nothing before)."""
+    port = free_port()
+    up = NodeProcess("up", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path)},
+                     wrap=["sh", "-c", 'trap "" INT; exec "$@"', "sh"])
+    nodes.append(up)
+    up.wait_for_log(r"cellbus is up", timeout=60)
+    kids = children_of(up.proc.pid)
+    os.kill(up.proc.pid, signal.SIGINT)
+    assert up.proc.wait(30) == 0
+    up.wait_for_log(r"broker stopped")
+    assert all(not Path(f"/proc/{pid}").exists()
+               or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in kids)
