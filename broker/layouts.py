@@ -82,8 +82,9 @@ class Layouts:
                     and await self.store.get_layout(user, worksheet) is None):
                 raise Refused(429, f"quota: {user} has layouts of {limit} worksheets in the "
                                    "store, the most one user may keep (the broker's "
-                                   "--user-layouts); save no cells in one you are done with "
-                                   '(POST {"cells": []} to its /layout) to free a place')
+                                   f"--user-layouts {limit}); to free a place, delete every "
+                                   "cell of a worksheet you no longer need (or POST "
+                                   '{"cells": []} to its /layout)')
             await self.store.put_layout(user, worksheet, cells)
         return {"cells": len(cells)}, []
 

@@ -1,7 +1,8 @@
 """The ``--user-layouts`` quota (broker/layouts.py, broker/quotas.py) over a real chain: a
 broker on a real SQLite file with a small quota, a gateway with ``--auth token`` on loopback,
 and each user's layouts saved and read over HTTP as the page does. What the store does for
-it (counting, deleting) runs against every backend in tests/test_store_layouts.py."""
+it (counting, deleting) runs against every backend in tests/test_store_layouts.py; what the
+page shows of a refusal, in Chromium."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import argparse
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from broker.quotas import USER_LAYOUTS, add_quota_options, quota_argv, quota_con
 from cellbus import up
 from harness import Chain
 from protocol.config import parse_args
+from test_browser import browser, code_box, expect, open_worksheet, page  # noqa: F401
 
 CELLS = [{"id": "1", "type": "markdown", "code": "# notes"},
          {"id": "2", "type": "code", "code": "print(1)"}]
@@ -106,6 +109,31 @@ def test_concurrent_saves_for_new_worksheets_take_no_more_than_the_quota(
         assert len(kept) == 3, (n, kept)
         for worksheet in kept:
             assert save(chain, ann, worksheet, []).status == 200
+
+
+def test_the_page_says_its_layout_was_refused_and_saves_it_once_a_place_is_free(
+        chain: Chain, page: Any) -> None:  # noqa: F811
+    """In Chromium, signed in as a user at their --user-layouts: typing in a new worksheet
+    shows the broker's refusal above the cells (the cells stay in the browser); once the
+    user empties another worksheet's layout, the next edit is saved in the store and the
+    note goes."""
+    (ann,) = start(chain, "ann")
+    for worksheet in ("w1", "w2", "w3"):
+        assert save(chain, ann, worksheet, CELLS).status == 200
+    page.goto(chain.url(f"/?token={ann[1]}"))  # signs in (a cookie)
+    cell = open_worksheet(page, chain, ws="fresh").nth(0)
+    code_box(cell).fill("x = 1")
+    note = page.locator("#layout-note")
+    expect(note).to_be_visible()
+    expect(note).to_contain_text("kept in this browser only")
+    expect(note).to_contain_text("--user-layouts 3")
+    assert saved(chain, ann, "fresh") is None
+
+    assert save(chain, ann, "w1", []).status == 200
+    code_box(cell).fill("x = 2")
+    expect(note).to_be_hidden()
+    layout = saved(chain, ann, "fresh")
+    assert isinstance(layout, list) and layout[0]["code"] == "x = 2", layout
 
 
 def test_up_passes_the_layout_quota_to_its_broker(monkeypatch: pytest.MonkeyPatch) -> None:
