@@ -92,6 +92,17 @@ def test_a_new_worksheet_past_the_quota_is_refused_and_an_empty_layout_frees_a_p
     assert save(chain, ann, "never-saved", []).status == 200  # deleting nothing is fine
 
 
+def test_names_without_a_token_are_not_counted(chain: Chain) -> None:
+    """Tests that without --auth token (a user is a name in the URL anyone may change, as
+    for --user-sessions) layouts are not counted: --user-layouts 1 lets a name keep two."""
+    chain.start_broker("--user-layouts", "1")
+    chain.start_gateway()
+    for worksheet in ("w1", "w2"):
+        answer = call(chain.port, "POST", f"/home/ann/{worksheet}/layout",
+                      json.dumps({"cells": CELLS}), JSON)
+        assert answer.status == 200, answer.body
+
+
 def test_concurrent_saves_for_new_worksheets_take_no_more_than_the_quota(
         chain: Chain) -> None:
     """Tests that 24 saves for 24 new worksheets of one user sent at once store exactly 3
