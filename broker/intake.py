@@ -77,7 +77,7 @@ class Intake:
         self.kernels = Kernels(dispatch.devices, store.session_requests)
         jupyter = JupyterKernels(store, sessions)
         permalinks = Permalinks(store, quotas)
-        layouts = Layouts(store)
+        layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),

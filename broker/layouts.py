@@ -7,15 +7,23 @@ It is why a reload, or another browser opening ``/?ws=NAME``, shows the Markdown
 their place among the code cells. The broker only stores it (one row per worksheet, the last
 one saved wins): it is sent to no device and no kernel, so Markdown never runs anywhere, and
 it opens no session. A code cell's output still comes from its requests, as before.
+
+Rows are kept for good (retention is for output), so each user a token names may keep a
+layout for ``--user-layouts`` worksheets (:mod:`broker.quotas`): a save for one more is
+refused with 429, while replacing a stored one always works, and a layout with no cells is
+not stored but deletes the worksheet's row, which frees a place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import weakref
 from typing import Any
 
 from protocol.address import is_name
 
+from .quotas import Quotas
 from .refusal import Address, Refused, Reply
 from .store import Store
 
@@ -48,12 +56,36 @@ def checked_cells(value: Any) -> list[dict[str, Any]]:
 class Layouts:
     """The broker's two layout handlers (wired in :class:`broker.intake.Intake`)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store, quotas: Quotas) -> None:
+        self.store, self.quotas = store, quotas
+        #: One lock per user saving now: the intake's lock is per worksheet, and two saves
+        #: for new worksheets must not both see the last free place. Gone once unused.
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = \
+            weakref.WeakValueDictionary()
 
     async def put(self, msg: Any, address: Address) -> Reply:
         cells = checked_cells(msg["content"].get("cells"))
-        await self.store.put_layout(address[0], address[1], cells)
+        user, worksheet = address[0], address[1]
+        if not cells:  # nothing to keep: the row goes, and its place in the quota
+            await self.store.delete_layout(user, worksheet)
+            return {"cells": 0}, []
+        facts = msg["metadata"].get("cellbus")
+        limit = self.quotas.config.user_layouts
+        if not (limit and isinstance(facts, dict) and facts.get("auth") == "token"):
+            await self.store.put_layout(user, worksheet, cells)  # counted for token users only
+            return {"cells": len(cells)}, []
+        lock = self._locks.get(user)
+        if lock is None:
+            lock = self._locks[user] = asyncio.Lock()
+        async with lock:
+            if (await self.store.count_layouts(user) >= limit
+                    and await self.store.get_layout(user, worksheet) is None):
+                raise Refused(429, f"quota: {user} has layouts of {limit} worksheets in the "
+                                   "store, the most one user may keep (the broker's "
+                                   f"--user-layouts {limit}); to free a place, delete every "
+                                   "cell of a worksheet you no longer need (or POST "
+                                   '{"cells": []} to its /layout)')
+            await self.store.put_layout(user, worksheet, cells)
         return {"cells": len(cells)}, []
 
     async def get(self, msg: Any, address: Address) -> Reply:

@@ -19,6 +19,12 @@ with ``--auth token`` can live with:
 ``--user-permalinks N`` (:data:`USER_PERMALINKS`)
     Permalinks one user may make (:mod:`broker.permalinks`); past it, 429. Kept for good,
     so this bounds what one user can add to the store by sharing links.
+``--user-layouts N`` (:data:`USER_LAYOUTS`)
+    Worksheets of one user with a layout in the store (:mod:`broker.layouts`; each at most
+    1 MiB). Saving one for a new worksheet past it is refused with 429; replacing the layout
+    of a worksheet that has one always works, and saving one with no cells deletes it,
+    freeing a place. Layouts are kept for good (retention is for output), so this bounds
+    what one user's pages can add to the store.
 ``--user-output BYTES`` (:data:`USER_OUTPUT`)
     Output one user keeps in the store: read from the store at the user's first request and
     every :data:`~broker.outputcap.RECOUNT` seconds after (retention removes output), plus
@@ -49,6 +55,7 @@ USER_SESSIONS: Final = 4
 CELL_OUTPUT: Final = 8 * 2**20
 USER_OUTPUT: Final = 256 * 2**20
 USER_PERMALINKS: Final = 1000
+USER_LAYOUTS: Final = 200
 #: Seconds a client refused for its session quota is told to wait before it asks again (a
 #: worker idle for the device's --idle-timeout, 900 s by default, ends and frees its place).
 RETRY_AFTER: Final = 30
@@ -64,12 +71,14 @@ class QuotaConfig:
     cell_output: int = CELL_OUTPUT
     user_output: int = USER_OUTPUT
     user_permalinks: int = USER_PERMALINKS
+    user_layouts: int = USER_LAYOUTS
 
     def describe(self) -> str:
         def size(n: int) -> str:
             return f"{n / 2**20:g} MiB" if n else "no limit"
         return (f"sessions per user: {self.user_sessions or 'no limit'}; output per cell run: "
-                f"{size(self.cell_output)}; output per user: {size(self.user_output)}")
+                f"{size(self.cell_output)}; output per user: {size(self.user_output)}; "
+                f"worksheet layouts per user: {self.user_layouts or 'no limit'}")
 
 
 def add_quota_options(p: argparse.ArgumentParser, *, by_auth: bool = False) -> None:
@@ -91,19 +100,24 @@ def add_quota_options(p: argparse.ArgumentParser, *, by_auth: bool = False) -> N
                     + per_user.format(USER_OUTPUT))
     add_option(p, "--user-permalinks", type=int, default=USER_PERMALINKS, metavar="N",
                help="permalinks one user a token names may make; past it, 429 (0: no limit)")
+    add_option(p, "--user-layouts", type=int, default=USER_LAYOUTS, metavar="N",
+               help="worksheets of one user a token names that may have a layout in the "
+                    "store; saving one for a new worksheet past it gets 429, a layout with no "
+                    "cells deletes one (0: no limit)")
 
 
 def quota_config(args: argparse.Namespace) -> QuotaConfig:
     return QuotaConfig(user_sessions=max(0, args.user_sessions),
                        cell_output=max(0, args.cell_output), user_output=max(0, args.user_output),
-                       user_permalinks=max(0, args.user_permalinks))
+                       user_permalinks=max(0, args.user_permalinks),
+                       user_layouts=max(0, args.user_layouts))
 
 
 def quota_argv(args: argparse.Namespace, *, token: bool) -> list[str]:
     """The broker's options for the quotas given to ``bin/cellbus up`` (see
     :func:`add_quota_options`); ``token``: its gateway runs with ``--auth token``."""
     argv = ["--cell-output", str(args.cell_output), "--user-permalinks",
-            str(args.user_permalinks)]
+            str(args.user_permalinks), "--user-layouts", str(args.user_layouts)]
     for flag, value in (("--user-sessions", args.user_sessions),
                         ("--user-output", args.user_output)):
         if value is not None or not token:

@@ -26,3 +26,25 @@ async def test_a_layout_is_kept_per_worksheet_and_replaced_whole(
     assert await store.get_layout("ann", "ws") == cells[::-1]
     async with open_store(store_url) as again:
         assert await again.get_layout("ann", "ws") == cells[::-1]
+
+
+async def test_layouts_are_counted_per_user_and_deleted_one_by_one(store: Store) -> None:
+    """Tests what the broker's --user-layouts quota reads (broker/layouts.py): the worksheets
+    of a user with a layout, not another user's, replacing one counts once, and deleting one
+    frees its place (True once, then False: nothing is left of it)."""
+    cells = [{"id": "1", "type": "code", "code": "x = 1"}]
+    assert await store.count_layouts("ann") == 0
+    for worksheet in ("a", "b", "c"):
+        await store.put_layout("ann", worksheet, cells)
+    await store.put_layout("ann", "b", cells * 2)
+    await store.put_layout("bob", "a", cells)
+    await store.put_layout("ann.b", "a", cells)  # a name another one begins with
+    assert await store.count_layouts("ann") == 3
+    assert await store.count_layouts("bob") == 1
+    assert await store.delete_layout("ann", "b") is True
+    assert await store.delete_layout("ann", "b") is False
+    assert await store.delete_layout("ann", "nothere") is False
+    assert await store.get_layout("ann", "b") is None
+    assert await store.get_layout("bob", "a") == cells
+    assert await store.count_layouts("ann") == 2
+    assert await store.count_layouts("bob") == 1

@@ -365,3 +365,13 @@ class Store(abc.ABC):
     async def get_layout(self, user: str, worksheet: str) -> list[dict[str, Any]] | None:
         """The worksheet's last layout, or None if its page never saved one."""
         raise _missing("get_layout")
+
+    @abc.abstractmethod
+    async def delete_layout(self, user: str, worksheet: str) -> bool:
+        """Forget the worksheet's layout (its page saved no cells); True if it had one."""
+        raise _missing("delete_layout")
+
+    @abc.abstractmethod
+    async def count_layouts(self, user: str) -> int:
+        """How many of ``user``'s worksheets have a layout (the ``--user-layouts`` quota)."""
+        raise _missing("count_layouts")

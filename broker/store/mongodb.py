@@ -85,7 +85,8 @@ _INDEXES: Final = {
     "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
     "brokers": [IndexModel([("host", 1)])],  # {_id: lsid, host, pid} (._mongo_orphans)
     "permalinks": _PERMALINK_INDEXES,  # (._mongo_permalinks)
-    "layouts": [],  # {_id: {user, worksheet}, cells, updated} (._layout_rows)
+    # {_id: {user, worksheet}, cells, updated} (._layout_rows); by user for --user-layouts
+    "layouts": [IndexModel([("_id.user", 1)])],
 }
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
