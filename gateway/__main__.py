@@ -69,7 +69,8 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
                help="a loopback gateway also answers to this Host name (a proxy in front); "
                     "repeatable")
     add_option(p, "--rate", metavar="N/min", node="gateway",
-               help="requests that run code (evaluate, interact, restart) per user, or per "
+               help="requests that run code (evaluate, interact, restart) or add to the "
+                    "store (permalinks, new worksheets' layouts) per user, or per "
                     "address without auth; beyond it 429 with Retry-After. 0: no limit "
                     f"(default: {TOKEN_RATE} with --auth token, else no limit)")
 

@@ -57,6 +57,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
         link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
         client_stall=client_stall, metrics=metrics,
         token_check=TokenCheck(link), jupyter_sockets=Sockets(),
+        saved_layouts=layouts.SavedLayouts(),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),
         websocket_max_message_size=max_input + 65536,

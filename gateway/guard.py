@@ -142,10 +142,16 @@ def check_cell_request(handler: RequestHandler, visitor: Visitor, *, costly: boo
             and body_type(handler) not in BODY_TYPES:
         raise fail(415, "send JSON (Content-Type: application/json) or a form")
     if costly:
-        wait = rate_wait(handler, visitor)
-        if wait is not None:
-            raise fail(429, f"too many requests (limit {policy_of(handler).rate}); retry in "
-                            f"{wait} s", retry_after=wait)
+        charge(handler, visitor)
+
+
+def charge(handler: RequestHandler, visitor: Visitor) -> None:
+    """Count a request that runs code or adds to the store against ``--rate``: a 429 with
+    Retry-After past it."""
+    wait = rate_wait(handler, visitor)
+    if wait is not None:
+        raise fail(429, f"too many requests (limit {policy_of(handler).rate}); retry in "
+                        f"{wait} s", retry_after=wait)
 
 
 def may_use(policy: AccessPolicy, visitor: Visitor, user: str) -> bool:

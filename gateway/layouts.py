@@ -4,14 +4,43 @@
 (``worksheet.html``) builds its cells from it, so Markdown cells come back in their place
 after a reload and in another browser. Only the worksheet's user may read or save it, as
 for its cells (the path has three parts, the last ``layout``, so the cell checks apply).
+
+A save may add a row to the store, so it counts against ``--rate`` as a permalink or an
+evaluate does, unless this gateway saved that worksheet's layout lately
+(:class:`SavedLayouts`): the page saves half a second after typing stops, and those saves
+replace a row. Without that, an anonymous public service (where ``--user-layouts``, a count
+per user name, binds no one) let one client fill the store's disk with new worksheets.
 """
 
 from __future__ import annotations
 
 from protocol import msgtypes as mt
 
+from collections import OrderedDict
+
 from .base import BaseHandler, check_address, fail
+from .guard import charge
 from .jsonbody import load_json
+
+
+class SavedLayouts:
+    """The worksheets (user, name) whose layout this gateway saved lately, the most recent
+    :data:`KEPT`."""
+
+    #: Worksheets remembered; past it the one saved longest ago is forgotten.
+    KEPT = 4096
+
+    def __init__(self) -> None:
+        self._saved: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def __contains__(self, worksheet: tuple[str, str]) -> bool:
+        return worksheet in self._saved
+
+    def add(self, worksheet: tuple[str, str]) -> None:
+        self._saved[worksheet] = None
+        self._saved.move_to_end(worksheet)
+        if len(self._saved) > self.KEPT:
+            self._saved.popitem(last=False)
 
 
 class LayoutHandler(BaseHandler):
@@ -34,8 +63,12 @@ class LayoutHandler(BaseHandler):
                 from None
         if not isinstance(body, dict):
             raise fail(400, 'send {"cells": [{"id", "type", "code"}, ...]}')
+        saved: SavedLayouts = self.settings["saved_layouts"]
+        if (user, worksheet) not in saved:
+            charge(self, self.visitor)
         reply = await self.ask(mt.WORKSHEET_LAYOUT_REQUEST, {"cells": body.get("cells")},
                                check_address(user, worksheet, what))
+        saved.add((user, worksheet))
         self.write_json(200, {"cells": reply["content"]["cells"]})
 
 

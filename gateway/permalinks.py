@@ -14,7 +14,7 @@ from typing import Any
 from protocol import msgtypes as mt
 
 from .base import BaseHandler, fail
-from .guard import rate_wait
+from .guard import charge
 from .formbody import load_body
 
 
@@ -22,8 +22,7 @@ class PermalinkHandler(BaseHandler):
     """``POST /permalink`` ``{"code": "...", "interact": {...}}`` -> 201 ``{"id", "url"}``."""
 
     async def post(self) -> None:
-        if (wait := rate_wait(self, self.visitor)) is not None:  # --rate, as for evaluate
-            raise fail(429, f"too many requests; retry in {wait} s", retry_after=wait)
+        charge(self, self.visitor)  # --rate, as for evaluate
         try:
             body = load_body(self, json_fields=("interact",))
         except ValueError as e:

@@ -161,3 +161,25 @@ def test_up_passes_the_layout_quota_to_its_broker(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("CELLBUS_USER_LAYOUTS", "5")
     assert quota_config(parse_args(broker, [])).user_layouts == 5
     assert quota_config(parse_args(broker, ["--user-layouts", "-1"])).user_layouts == 0
+
+
+def test_an_anonymous_service_counts_new_worksheets_layouts_against_the_rate(
+        chain: Chain) -> None:
+    """With no tokens, --user-layouts binds no one (any name in the URL will do), so a save
+    that may add a row (a worksheet this gateway has not saved lately) counts against
+    --rate, as a permalink does; saving the same worksheet again, as the page does while its
+    user types, does not."""
+    chain.start_broker()
+    chain.start_gateway("--rate", "3/min")
+
+    def save_anonymously(worksheet: str) -> Answer:
+        return call(chain.port, "POST", f"/home/someone/{worksheet}/layout",
+                    json.dumps({"cells": CELLS}), JSON)
+
+    assert [save_anonymously(f"w{n}").status for n in range(3)] == [200, 200, 200]
+    assert [save_anonymously("w0").status for _ in range(5)] == [200] * 5  # typing on
+    refused = save_anonymously("w3")
+    assert refused.status == 429, refused.body
+    assert "too many requests" in refused.body["error"]
+    answer = call(chain.port, "GET", "/home/someone/w3/layout")
+    assert answer.status == 200 and answer.body["cells"] is None
