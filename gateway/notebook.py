@@ -13,6 +13,7 @@ import urllib.parse
 from protocol import msgtypes as mt
 
 from .base import BaseHandler, check_address
+from .outbox import write_paced
 
 
 class NotebookHandler(BaseHandler):
@@ -26,7 +27,9 @@ class NotebookHandler(BaseHandler):
         self.set_header("Content-Type", "application/x-ipynb+json")
         self.set_header("Content-Disposition", f"attachment; filename=\"{plain}\"; "
                         f"filename*=UTF-8''{urllib.parse.quote(name, safe='')}")
-        self.finish(json.dumps(reply["content"]["notebook"], indent=1, ensure_ascii=False))
+        body = json.dumps(reply["content"]["notebook"], indent=1, ensure_ascii=False).encode()
+        del reply  # held once, as bytes, while the client takes it (as /update does)
+        await write_paced(self, body, self.settings["client_stall"])
 
 
 ROUTES = [(r"/home/([^/]+)/([^/]+)/(notebook\.ipynb)", NotebookHandler)]

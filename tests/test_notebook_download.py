@@ -105,3 +105,40 @@ def test_notebook_download_has_the_cells_and_their_outputs(chain: Chain) -> None
     del nb.cells[3]  # run in Jupyter what ran in cellbus, in the same order
     ran = nbclient.NotebookClient(nb, timeout=30, allow_errors=True).execute()
     assert [outputs(c) for c in ran.cells[1:]] == [outputs(ten), outputs(two), outputs(three)]
+
+
+def test_outputs_follow_jupyter_rules() -> None:
+    """Tests the fold of a run's messages into Jupyter outputs: consecutive stream messages
+    of one stream are one output, clear_output clears at once or (wait) at the next output,
+    a file's cellbus reference is left out (its name stays), and messages that are no
+    output, or malformed, are none; and that nbformat validates the cell."""
+    from broker.notebook import jupyter_outputs
+    from protocol.msgtypes import FILE_MIME
+
+    def m(kind: str, **content: Any) -> dict[str, Any]:
+        return {"msg_type": kind, "content": content}
+
+    run = [m("execute_input", code="...", execution_count=4),
+           m("stream", name="stdout", text="gone"), m("clear_output", wait=False),
+           m("stream", name="stdout", text="a"), m("stream", name="stdout", text="b\n"),
+           m("stream", name="stderr", text="warn\n"), m("stream", name="stdout", text="c"),
+           m("clear_output", wait=True), m("interact_start", interact_id="i", controls={}),
+           m("stream", name="stdout", text="after the clear\n"),
+           m("display_data", data={"text/plain": "notes.txt",
+                                   FILE_MIME: {"name": "notes.txt", "mime": "text/plain"}},
+             metadata={}),
+           m("display_data", data={}, metadata={}), {"msg_type": "stream", "content": None},
+           m("stream", name="stdin", text="no such stream"),
+           m("execute_result", data={"text/plain": "7"}, metadata={}, execution_count=4),
+           m("execute_reply", status="ok", execution_count=4)]
+    outputs, count = jupyter_outputs(run)
+    assert count == 4
+    assert outputs == [
+        {"output_type": "stream", "name": "stdout", "text": "after the clear\n"},
+        {"output_type": "display_data", "data": {"text/plain": "notes.txt"}, "metadata": {}},
+        {"output_type": "execute_result", "data": {"text/plain": "7"}, "metadata": {},
+         "execution_count": 4}]
+    before, _ = jupyter_outputs(run[:7])
+    assert [o["text"] for o in before] == ["ab\n", "warn\n", "c"]
+    cell = nbformat.v4.new_code_cell("x", outputs=outputs, execution_count=count)
+    nbformat.validate(nbformat.v4.new_notebook(cells=[cell]))
