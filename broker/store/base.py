@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from . import compaction
 from .compaction import CompactionStats, SessionPlan
 from .errors import InvalidTransition, UnknownRequest
-from .records import (ANY, EXECUTE_REQUEST, DeviceFilter, DeviceRecord, PermalinkRecord,
-                      Request, SessionRecord, UserRecord)
+from .records import (ANY, DeviceFilter, DeviceRecord, PermalinkRecord, Request, SessionRecord,
+                      UserRecord)
 
 Message = dict[str, Any]
 #: A request status change to make with output: ``(msg_id, status, error or None)``.
@@ -128,16 +128,11 @@ class Store(abc.ABC):
         """The cell's latest ``execute_request`` in creation order, or None."""
         raise _missing("cell_request")
 
+    @abc.abstractmethod
     async def worksheet_cells(self, user: str, worksheet: str) -> set[str]:
-        """The ids of the worksheet's cells that have an ``execute_request`` (for a
-        worksheet with no layout: broker/notebook.py). This default reads every session
-        record; backends with an index on the cell address answer from it."""
-        cells: set[str] = set()
-        for rec in await self.sessions():
-            if rec.user == user and rec.worksheet == worksheet:
-                cells.update(r.cell_id for r in await self.session_requests(rec.session)
-                             if r.msg_type == EXECUTE_REQUEST)
-        return cells
+        """The ids of the worksheet's cells that have an ``execute_request``, in any of its
+        sessions (for a worksheet with no layout: broker/notebook.py)."""
+        raise _missing("worksheet_cells")
 
     @abc.abstractmethod
     async def requests(self, status: str, *, device: DeviceFilter = ANY,
