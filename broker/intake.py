@@ -33,6 +33,7 @@ from .interacts import Interacts
 from .jupyter import JupyterKernels
 from .kernels import Kernels
 from .layouts import Layouts
+from .notebook import Notebooks
 from .metrics import BrokerMetrics
 from .permalinks import Permalinks
 from .prompts import Prompts
@@ -57,7 +58,7 @@ GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, KERNELS_REQUEST,
 #: or after a write in progress, never half of it (each write is one commit).
 READS = frozenset({mt.CELL_UPDATE_REQUEST, mt.SESSION_REPLAY_REQUEST, mt.FILE_REQUEST,
                    mt.KERNEL_LIST_REQUEST, mt.DELIVERY_REQUEST,
-                   mt.WORKSHEET_LAYOUT_GET_REQUEST})
+                   mt.WORKSHEET_LAYOUT_GET_REQUEST, mt.WORKSHEET_NOTEBOOK_REQUEST})
 #: Sends a gateway its reply: (routing ids, request, reply type, content, buffers).
 ReplyTo = Callable[[list[bytes], Message, str, dict[str, Any], list[bytes]], Awaitable[None]]
 
@@ -98,6 +99,8 @@ class Intake:
             mt.PERMALINK_GET_REQUEST: (mt.PERMALINK_GET_REPLY, permalinks.get),
             mt.WORKSHEET_LAYOUT_REQUEST: (mt.WORKSHEET_LAYOUT_REPLY, layouts.put),
             mt.WORKSHEET_LAYOUT_GET_REQUEST: (mt.WORKSHEET_LAYOUT_GET_REPLY, layouts.get),
+            mt.WORKSHEET_NOTEBOOK_REQUEST: (mt.WORKSHEET_NOTEBOOK_REPLY,
+                                            Notebooks(store, dispatch.devices).get),
         }
 
     async def handle(self, idents: list[bytes], msg: Message) -> None:

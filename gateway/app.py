@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from . import health, layouts, pages, permalinks
+from . import health, layouts, notebook, pages, permalinks
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
@@ -50,6 +50,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             *health.ROUTES,
             *permalinks.ROUTES,
             *layouts.ROUTES,
+            *notebook.ROUTES,
             *pages.ROUTES,
             *JUPYTER_ROUTES,
         ],

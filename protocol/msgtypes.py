@@ -134,6 +134,9 @@ WORKSHEET_LAYOUT_REPLY = "worksheet_layout_reply"
 #: {} -> {ok, cells: [...] or None (never saved)}
 WORKSHEET_LAYOUT_GET_REQUEST = "worksheet_layout_get_request"
 WORKSHEET_LAYOUT_GET_REPLY = "worksheet_layout_get_reply"
+#: The worksheet as a Jupyter notebook (broker/notebook.py): {} -> {ok, notebook: nbformat 4}
+WORKSHEET_NOTEBOOK_REQUEST = "worksheet_notebook_request"
+WORKSHEET_NOTEBOOK_REPLY = "worksheet_notebook_reply"
 # A refusal may also carry "retry_after": seconds, which the gateway sends as Retry-After.
 #: The Jupyter API's view of a user's worksheets (gateway/jupyter/, broker/kernels.py).
 #: Names a cell of the user (worksheet "-" for all): {worksheet?: NAME} -> {ok, kernels:

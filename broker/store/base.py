@@ -129,6 +129,12 @@ class Store(abc.ABC):
         raise _missing("cell_request")
 
     @abc.abstractmethod
+    async def worksheet_cells(self, user: str, worksheet: str) -> set[str]:
+        """The ids of the worksheet's cells that have an ``execute_request``, in any of its
+        sessions (for a worksheet with no layout: broker/notebook.py)."""
+        raise _missing("worksheet_cells")
+
+    @abc.abstractmethod
     async def requests(self, status: str, *, device: DeviceFilter = ANY,
                        limit: int | None = None) -> list[Request]:
         """Requests with ``status``, oldest first (creation order).

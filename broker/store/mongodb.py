@@ -248,6 +248,12 @@ class MongoStore(MongoPermalinks, MongoLayouts, Store):
                  "msg_type": EXECUTE_REQUEST}, sort=[("order", -1)])
         return None if doc is None else _request(doc)
 
+    async def worksheet_cells(self, user: str, worksheet: str) -> set[str]:
+        db = self._open_db()
+        with self._errors(f"read the cells of {user}/{worksheet}"):
+            return set(await db.requests.distinct("cell_id", {
+                "user": user, "worksheet": worksheet, "msg_type": EXECUTE_REQUEST}))
+
     async def requests(self, status: str, *, device: DeviceFilter = ANY,
                        limit: int | None = None) -> list[Request]:
         check_limit(limit)

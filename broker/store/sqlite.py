@@ -184,6 +184,11 @@ class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
 
         return await self._read(op)
 
+    async def worksheet_cells(self, user: str, worksheet: str) -> set[str]:
+        return await self._read(lambda conn: {r[0] for r in conn.execute(
+            "SELECT DISTINCT cell_id FROM requests WHERE user = ? AND worksheet = ? AND "
+            "msg_type = ?", (user, worksheet, EXECUTE_REQUEST))})
+
     async def requests(self, status: str, *, device: DeviceFilter = ANY,
                        limit: int | None = None) -> list[Request]:
         check_limit(limit)

@@ -2640,6 +2640,28 @@
     return url;
   }
 
+  // ---- Jupyter notebooks (.ipynb): what a worksheet's layout takes of one -------------------
+
+  /** The code and Markdown cells of a Jupyter notebook (`text`: its JSON, nbformat 4) as a
+   * worksheet layout, [{id, type, code}] numbered from 1; outputs and raw cells are not
+   * taken. Throws an Error saying why for anything else. */
+  function notebookLayout(text) {
+    let nb;
+    try { nb = JSON.parse(text); } catch (e) { nb = null; }
+    if (!isObject(nb) || nb.nbformat !== 4 || !Array.isArray(nb.cells)) {
+      throw new Error("not a Jupyter notebook of format 4 (an .ipynb file, JSON with "
+                      + "\"nbformat\": 4 and its \"cells\")");
+    }
+    const cells = [];
+    for (const cell of nb.cells) {
+      if (!isObject(cell) || (cell.cell_type !== "code" && cell.cell_type !== "markdown")) continue;
+      const source = Array.isArray(cell.source) ? cell.source.join("") : cell.source;
+      if (typeof source !== "string") throw new Error("a cell of this notebook has no source text");
+      cells.push({id: String(cells.length + 1), type: cell.cell_type, code: source});
+    }
+    return cells;
+  }
+
   // ---- public API ---------------------------------------------------------------------------
 
   /** Turn `element` into a cell; see DEFAULTS above for the options. Returns the cell. */
@@ -2820,13 +2842,29 @@
   }
 
   const FINISHED = {done: true, error: true, aborted: true};
+  /** Where a run can end: FINISHED, or not run at all (refused, lost, evaluated elsewhere,
+   * its cell deleted). */
+  const ENDED = Object.assign({failed: true, superseded: true, removed: true}, FINISHED);
+
+  /** Evaluate `cell` and resolve to how its run ended (a status of ENDED). */
+  function runToEnd(cell) {
+    return new Promise((resolve) => {
+      const seen = (event) => {
+        if (event.detail.cell !== cell || event.detail.busy || !(event.detail.status in ENDED)) return;
+        cell.element.removeEventListener("cellbus:status", seen);
+        resolve(event.detail.status);
+      };
+      cell.element.addEventListener("cellbus:status", seen);
+      cell.evaluate();
+    });
+  }
 
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
    * delete it. `codes`: the cells' code, each a string or {id, type, code} (as `layout()`
    * gives, to save); `onChange(sheet)` after cells were added, moved, deleted, retyped or
-   * rendered. Returns {cells, add, move, remove, layout}. */
+   * rendered. Ctrl+F9 runs all (runAll). Returns {cells, add, move, remove, layout, runAll}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -2923,6 +2961,7 @@
       const at = cells.indexOf(cell);
       if (at < 0) return;
       cells.splice(at, 1);
+      if (cell.busy) cell._event("status", {status: "removed", busy: false});  // for runAll
       cell.destroy();
       cell.element.remove();
       if (cells.length) cells[Math.min(at, cells.length - 1)].focus();
@@ -2935,8 +2974,38 @@
       return cells.map((c) => ({id: c.cellId, type: c.type, code: c.input.value}));
     }
 
+    /** Run All, stopping on error (as Jupyter's): the code cells top to bottom, each once the
+     * one before ended, and the Markdown ones rendered; empty code cells are passed over.
+     * Resolves to the cell whose run did not end "done" (the rest did not run), or null, and
+     * says so in a cellbus:ranall event ({stopped: that cell or null}). While one runs, another
+     * is the same one. */
+    let allRun = null;
+    function runAll() {
+      if (!allRun) allRun = runEach().finally(() => { allRun = null; });
+      return allRun;
+    }
+    async function runEach() {
+      let stopped = null;
+      for (const cell of cells.slice()) {
+        if (!cells.includes(cell)) continue;  // deleted meanwhile
+        if (cell.type === "markdown") {
+          if (cell.input.value.trim()) cell.render();
+        } else if (cell.input.value.trim() && await runToEnd(cell) !== "done") {
+          stopped = cell;
+          break;
+        }
+      }
+      list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true, detail: {stopped: stopped}}));
+      return stopped;
+    }
+    list.addEventListener("keydown", (event) => {
+      if (event.key !== "F9" || !(event.ctrlKey || event.metaKey)) return;
+      event.preventDefault();
+      runAll();
+    });
+
     const sheet = {cells: cells, add: add, move: move, remove: remove, layout: layout,
-                   options: o};
+                   runAll: runAll, options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
     return sheet;
@@ -2945,5 +3014,5 @@
   injectStylesheet();
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
                     Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
-                    version: "0.1.0"};
+                    notebookLayout: notebookLayout, version: "0.1.0"};
 })();

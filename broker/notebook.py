@@ -1,0 +1,177 @@
+"""``worksheet_notebook_request``: a worksheet as a Jupyter notebook (nbformat 4), for
+``GET /home/U/W/notebook.ipynb``.
+
+The cells are the worksheet's layout (:mod:`broker.layouts`) in order, or, for a worksheet
+whose page never saved one, its cells from the store in cell-id order. A code cell's outputs
+are the stored Jupyter messages of its latest run, taken as they are (not the folded blocks
+of ``/update``): ``stream`` (consecutive ones of a stream joined, as Jupyter keeps them),
+``display_data`` and ``execute_result`` with their MIME bundles, ``error``; a
+``clear_output`` clears what came before it (``wait``: at the next output), as in Jupyter.
+What has no place in a notebook is left out: a file's reference (its ``text/plain``, the
+name, stays), interact controls (the output of the interact's first run stays), prompts.
+The notebook's kernelspec is the kernel of the worksheet's latest run, as the devices
+describe it; the built-in Python session is Jupyter's ``python3``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from protocol import msgtypes as mt
+from protocol.kernels import DEFAULT_KERNEL, kernel_of
+from protocol.wire import Message
+
+from .placement import DeviceTable
+from .refusal import Address, Reply
+from .store import Request, Store
+
+#: The Jupyter kernelspec a cellbus kernel is opened with in Jupyter, where the names differ.
+JUPYTER_NAMES = {DEFAULT_KERNEL: "python3"}
+#: What nbformat 4.5 allows as a cell id.
+CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+Output = dict[str, Any]
+
+
+def notebook(cells: list[dict[str, Any]], kernel: dict[str, str],
+             address: Address) -> dict[str, Any]:
+    """The nbformat 4.5 notebook of ``cells`` ({id, type, code, messages: the latest run's
+    stored messages}) for ``kernel`` ({name, display_name, language})."""
+    out: list[dict[str, Any]] = []
+    used: set[str] = set()
+    for n, cell in enumerate(cells, 1):
+        cid = cell["id"] if CELL_ID.fullmatch(cell["id"]) else f"cell-{n}"
+        cid = cid if cid not in used else f"cell-{n}-{len(used)}"
+        used.add(cid)
+        if cell["type"] == "markdown":
+            out.append({"cell_type": "markdown", "id": cid, "metadata": {},
+                        "source": cell["code"]})
+            continue
+        outputs, count = jupyter_outputs(cell["messages"])
+        out.append({"cell_type": "code", "id": cid, "metadata": {}, "source": cell["code"],
+                    "outputs": outputs, "execution_count": count})
+    name = kernel["name"]
+    return {"nbformat": 4, "nbformat_minor": 5, "cells": out, "metadata": {
+        "kernelspec": {"name": JUPYTER_NAMES.get(name, name),
+                       "display_name": kernel["display_name"], "language": kernel["language"]},
+        "language_info": {"name": kernel["language"]},
+        "cellbus": {"user": address[0], "worksheet": address[1], "kernel": name}}}
+
+
+def jupyter_outputs(messages: Iterable[Message]) -> tuple[list[Output], int | None]:
+    """A run's stored messages as a code cell's ``outputs`` and ``execution_count``."""
+    outputs: list[Output] = []
+    count: int | None = None
+    clear_next = False
+    for msg in messages:
+        kind, content = msg.get("msg_type"), msg.get("content")
+        if not isinstance(content, dict):
+            continue
+        if kind in (mt.EXECUTE_INPUT, mt.EXECUTE_RESULT) and type(
+                content.get("execution_count")) is int:
+            count = content["execution_count"]
+        if kind == mt.CLEAR_OUTPUT:
+            if content.get("wait"):
+                clear_next = True
+            else:
+                outputs.clear()
+            continue
+        output = _output(kind, content, count)
+        if output is None:
+            continue
+        if clear_next:
+            outputs.clear()
+            clear_next = False
+        last = outputs[-1] if outputs else None
+        if (output["output_type"] == "stream" and last is not None
+                and last["output_type"] == "stream" and last["name"] == output["name"]):
+            last["text"] += output["text"]
+        else:
+            outputs.append(output)
+    return outputs, count
+
+
+def _output(kind: Any, content: dict[str, Any], count: int | None) -> Output | None:
+    """One Jupyter output of a message, or None for a message that is none (or malformed)."""
+    if kind == mt.STREAM:
+        name, text = content.get("name"), content.get("text")
+        if name in ("stdout", "stderr") and isinstance(text, str):
+            return {"output_type": "stream", "name": name, "text": text}
+        return None
+    if kind in (mt.DISPLAY_DATA, mt.EXECUTE_RESULT):
+        data = _bundle(content.get("data"))
+        if not data:
+            return None
+        metadata = content.get("metadata")
+        output = {"output_type": kind, "data": data,
+                  "metadata": metadata if isinstance(metadata, dict) else {}}
+        if kind == mt.EXECUTE_RESULT:
+            output["execution_count"] = count
+        return output
+    if kind == mt.ERROR:
+        trace = content.get("traceback")
+        return {"output_type": "error", "ename": str(content.get("ename", "")),
+                "evalue": str(content.get("evalue", "")),
+                "traceback": [str(line) for line in trace] if isinstance(trace, list) else []}
+    return None
+
+
+def _bundle(data: Any) -> dict[str, Any]:
+    """A MIME bundle as nbformat takes it: text values, JSON values for JSON types only;
+    cellbus's own file reference left out."""
+    if not isinstance(data, dict):
+        return {}
+    return {mime: value for mime, value in data.items()
+            if isinstance(mime, str) and "/" in mime and mime != mt.FILE_MIME
+            and (isinstance(value, str) or mime.endswith("json"))}
+
+
+def cell_order(cell_id: str) -> tuple[int, int, str]:
+    """Cell ids in order: numbers by value (2 before 10), then the others by name."""
+    return (0, int(cell_id), "") if cell_id.isdigit() else (1, 0, cell_id)
+
+
+class Notebooks:
+    """The broker's ``worksheet_notebook_request`` handler (wired in
+    :class:`broker.intake.Intake`): a read, sent to no device."""
+
+    def __init__(self, store: Store, devices: DeviceTable) -> None:
+        self.store, self.devices = store, devices
+
+    async def get(self, msg: Message, address: Address) -> Reply:
+        user, worksheet = address[:2]
+        layout = await self.store.get_layout(user, worksheet)
+        if layout is None:
+            ids = sorted(await self.store.worksheet_cells(user, worksheet), key=cell_order)
+            layout = [{"id": cid, "type": "code", "code": None} for cid in ids]
+        cells, latest = [], None
+        for entry in layout:
+            request = None
+            if entry["type"] == "code":
+                request = await self.store.cell_request(user, worksheet, entry["id"])
+            if request is not None and (latest is None or request.created > latest.created):
+                latest = request
+            cells.append({"id": entry["id"], "type": entry["type"],
+                          "code": entry["code"] if entry["code"] is not None
+                          else request.input if request is not None else "",
+                          "messages": await self._run(request)})
+        return {"notebook": notebook(cells, self._kernel(latest), address)}, []
+
+    async def _run(self, request: Request | None) -> list[Message]:
+        """The stored messages of ``request``'s run, in seq order (none: never ran)."""
+        if request is None:
+            return []
+        return [m for _, m in await self.store.messages(request.session,
+                                                        parent=request.msg_id)]
+
+    def _kernel(self, latest: Request | None) -> dict[str, str]:
+        """{name, display_name, language} of the kernel ``latest`` ran in."""
+        name = kernel_of(latest.message["metadata"]) if latest is not None else DEFAULT_KERNEL
+        known = self.devices.known_kernels().get(name)
+        if known is not None:
+            return {"name": name, "display_name": known.get("display_name") or name,
+                    "language": known.get("language") or ""}
+        python = name == DEFAULT_KERNEL
+        return {"name": name, "display_name": "Python 3" if python else name,
+                "language": "python" if python else ""}
