@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 log = logging.getLogger("cellbus.device")
 
@@ -58,18 +57,13 @@ class WorkerLog:
         self._logged_at = time.monotonic()
         self._logged_count = self.rejected
 
-    def said(self, content: Any) -> str | None:
-        """Log what the worker says about itself (a ``worker_log`` record's ``content``);
-        why it is no such record, if it is not one."""
-        text = content.get("text") if isinstance(content, dict) else None
-        if not isinstance(text, str):
-            return "worker_log without a text"
+    def said(self, text: str) -> None:
+        """Log what the worker says about itself (a ``worker_log`` record's text)."""
         now = time.monotonic()
         if now - self._said_at < WORKER_LOG_INTERVAL:
             self._unsaid += 1
-            return None
+            return
         unsaid, self._unsaid, self._said_at = self._unsaid, 0, now
         log.warning("worker %d (session %s) says: %r%s", self.pid, self.session_id,
                     text[:WORKER_LOG_CHARS],
                     f" ({unsaid} earlier lines not logged)" if unsaid else "")
-        return None

@@ -10,14 +10,17 @@ worker, whose writes then block: backpressure, never a drop.
 If the process exits while a request runs, the request ends with an ``error`` (ename
 ``WorkerDied``, naming the exit code or signal) and a failed ``execute_reply``.
 
-Nothing a worker says about identity or routing is believed (:mod:`device.admission`). A
-record with a field a worker may not set (``header``, ``session``...), a ``parent`` other
-than the running request, routing facts in its metadata, a msg_type that is no session
-output (every bus control message is one), a malformed shape, or content the bus cannot
-carry is rejected: counted (``Worker.rejected``; the device reports its total in heartbeats)
-and logged at a bounded rate (:mod:`device.workerlog`). What a worker says about itself
-(``worker_log``) is logged there too, never relayed. A record that breaks the link's framing
-ends the worker (``LinkViolation``). Every record costs pacing and counts against
+Nothing a worker says about identity or routing is believed, and a record the device cannot
+accept ends the worker (:mod:`device.admission`): bytes that are no record (not msgpack, the
+wrong shape, oversize, amplifying), a msg_type that is no session output (every bus control
+message is one), a field a worker may not set (``header``, ``session``...), routing facts in
+its metadata, a ``parent`` naming a request it was never given, fields of the wrong type.
+The running request ends with ``LinkViolation`` and the session restarts fresh; what the
+worker sent before is relayed as usual. Output that comes late (of an earlier request, or
+while none runs) or that the bus cannot carry is only dropped. Either way the record is
+counted (``Worker.rejected``; the device reports its total in heartbeats) and logged at a
+bounded rate (:mod:`device.workerlog`). What a worker says about itself (``worker_log``) is
+logged there too, never relayed. Every record costs pacing and counts against
 ``--max-output`` by its size, whatever its type.
 """
 
@@ -39,7 +42,7 @@ from protocol.link import OverseerLink
 from protocol.requests import Ending, failed, stamp
 from protocol.wire import Message, Session
 
-from .admission import RECORD_COST, forged, output_size
+from .admission import RECORD_COST, output_size, refusal
 from .endings import asked_exit, describe_exit, explain_error
 from .launcher import ForkedProcess
 from .limits import Limits, explain_exit
@@ -59,6 +62,8 @@ async def no_wait() -> None:
     """A :data:`Room` that never waits."""
 #: Output whose metadata (checked by :func:`device.admission.forged`) goes on with it.
 COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
+#: Requests a worker was given that are remembered, for output of earlier cells.
+MAX_GIVEN = 1024
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
 
@@ -94,6 +99,11 @@ class Worker:
         self.last_used = time.monotonic()
         #: Its rejected records (counted) and what it says about itself, as logged.
         self.logbook = WorkerLog(proc.pid, session_id)
+        #: Why the worker was ended for a record it may not send (device.admission), if it was.
+        self.violation: str | None = None
+        #: The msg_ids of the requests the worker was given, newest last (MAX_GIVEN of them):
+        #: a thread of an earlier cell may still print under one of them.
+        self.given: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.exit_reason: str | None = None
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
@@ -134,6 +144,9 @@ class Worker:
         while self.current is None and self.queue and not self.done.is_set():
             request = self.queue.popleft()
             self.current, self._ending = request, Ending(request["msg_type"])
+            self.given[request["msg_id"]] = None
+            if len(self.given) > MAX_GIVEN:
+                self.given.popitem(last=False)
             self.started_at = time.monotonic()
             self.prompt.started()
             self.output_bytes = 0
@@ -194,18 +207,14 @@ class Worker:
                 await self.room()  # backpressure: a full outbox leaves the worker's writes blocked
                 try:
                     record = await self.link.recv()
-                except ProtocolError as e:
-                    self._reject(str(e))
-                    if e.reason != "decode":  # framing lost: the stream is unusable
-                        self.stop_for_limit("LinkViolation", "the session's worker sent the "
-                                            f"device malformed data ({e.reason}) and was "
-                                            "stopped; the session restarts fresh")
-                        break
-                    # "decode": the record was read whole, so the next one is still in step.
-                else:
-                    if record is None:
-                        break
-                    await self._relay(record)
+                except ProtocolError as e:  # not a record at all (see device.admission)
+                    self._violated(str(e), f"malformed data ({e.reason})")
+                    break
+                if record is None:
+                    break
+                await self._relay(record)
+                if self.violation is not None:
+                    break
                 if self.rejected != rejected:  # rejections cost pacing too: no free floods
                     await self.pacer.take(max(RECORD_COST, self.link.last_size))
         finally:
@@ -216,24 +225,29 @@ class Worker:
         """Drop a record, counted and logged (:meth:`WorkerLog.reject`)."""
         self.logbook.reject(why)
 
+    def _violated(self, why: str, what: str) -> None:
+        """The worker sent ``what``, which no worker sends unless code writes onto its link:
+        reject it and end the worker, the running request with ``LinkViolation``."""
+        self._reject(why)
+        self.violation = why
+        self.stop_for_limit("LinkViolation", f"the session's worker sent the device {what} "
+                            "and was stopped; the session restarts fresh")
+        if self.proc.returncode is None:
+            self.proc.kill()  # also between requests, when there is none to stop
+
     async def _relay(self, record: dict[str, Any]) -> None:
-        msg_type = record["msg_type"]
-        content = record.get("content")
+        msg_type, content = record["msg_type"], record["content"]
         buffers = record.get("buffers") or []
+        refused = refusal(record, running=self.current["msg_id"] if self.current else None,
+                          earlier=self.given)
+        if refused is not None:
+            if refused.fatal:
+                return self._violated(refused.why, f"a record it may not send ({refused.why})")
+            return self._reject(refused.why)
         if msg_type == mt.WORKER_LOG:  # paced like output: no free floods of the log
-            if (bad := self.logbook.said(content)) is not None:
-                self._reject(bad)
+            self.logbook.said(content["text"])
             return await self.pacer.take(max(RECORD_COST, self.link.last_size))
-        if msg_type not in mt.WORKER_OUTPUT_TYPES:
-            return self._reject(f"msg_type {msg_type[:64]!r} is not a session output")
-        running = self.current["msg_id"] if self.current is not None else None
-        if (claim := forged(record, running)) is not None:
-            return self._reject(claim)
-        if not isinstance(content, dict) or not isinstance(buffers, list) or not all(
-                isinstance(b, bytes) for b in buffers):
-            return self._reject(f"{msg_type} with malformed content or buffers")
-        if self.current is None:
-            return self._reject(f"{msg_type} while no request runs")
+        assert self.current is not None  # refusal() refuses output while none runs
         if self.limit_hit is not None:
             return  # the request is being stopped; what it still says is dropped
         self.last_used = time.monotonic()
