@@ -54,6 +54,15 @@ def bad_cell(body: str) -> str:
         "print('still running')\n")
 
 
+def after_the_cell(statement: str) -> str:
+    """Code whose thread runs ``statement`` once the cell is over (1 s after it started)."""
+    return ("import threading, time\n"
+            "def later():\n"
+            "    time.sleep(1)\n"
+            f"    {statement}\n"
+            "threading.Thread(target=later).start()\n")
+
+
 def unique(msgs: list) -> list:
     """``msgs`` without the copies a device sends again when no receipt comes (the test
     client, standing in for the broker, gives none)."""
@@ -97,12 +106,7 @@ def test_a_malformed_record_between_cells_ends_the_worker_too(device_with_client
     """No cell runs to show the error: the session is closed, and its next cell gets a fresh
     worker."""
     client, device = device_with_client()
-    code = FIND_LINK + GOOD + (
-        "import threading, time\n"
-        "def later():\n"
-        "    time.sleep(0.3)\n"
-        "    link().sendall(frame(b'\\xc1'))\n"
-        "threading.Thread(target=later).start()\n")
+    code = FIND_LINK + GOOD + after_the_cell("link().sendall(frame(b'\\xc1'))")
     assert not errors(client.run(code, "s", timeout=30))
     pid = worker_pid(device, "s")
     closed = client.wait_for(lambda m: m["msg_type"] == "session_closed"
@@ -117,11 +121,7 @@ def test_late_output_of_a_thread_is_dropped_not_fatal(device_with_client) -> Non
     """A thread a cell left running may print after its cell ended: that is no violation,
     the worker goes on serving the session."""
     client, device = device_with_client()
-    code = ("import threading, time\n"
-            "def later():\n"
-            "    time.sleep(0.3)\n"
-            "    print('late', flush=True)\n"
-            "threading.Thread(target=later).start()\n")
+    code = after_the_cell("print('late', flush=True)")
     assert not errors(client.run(code, "s", timeout=30))
     pid = worker_pid(device, "s")
     device.wait_for_log(rf"device rejected a record from worker {pid} .*stream of an earlier")
