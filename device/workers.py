@@ -236,14 +236,15 @@ class Worker:
             self.proc.kill()  # also between requests, when there is none to stop
 
     async def _relay(self, record: dict[str, Any]) -> None:
-        msg_type, content = record["msg_type"], record["content"]
-        buffers = record.get("buffers") or []
         refused = refusal(record, running=self.current["msg_id"] if self.current else None,
                           earlier=self.given)
         if refused is not None:
             if refused.fatal:
                 return self._violated(refused.why, f"a record it may not send ({refused.why})")
             return self._reject(refused.why)
+        # refusal() checked these fields' types.
+        msg_type, content = record["msg_type"], record["content"]
+        buffers = record.get("buffers") or []
         if msg_type == mt.WORKER_LOG:  # paced like output: no free floods of the log
             self.logbook.said(content["text"])
             return await self.pacer.take(max(RECORD_COST, self.link.last_size))
