@@ -35,6 +35,7 @@ from .kernels import Kernels
 from .layouts import Layouts
 from .notebook import Notebooks
 from .metrics import BrokerMetrics
+from .outputcap import message_size
 from .permalinks import Permalinks
 from .prompts import Prompts
 from .quotas import Quotas
@@ -50,6 +51,10 @@ __all__ = ["Address", "Intake", "Refused", "cell_address"]
 STORE_RETRY_AFTER = 5
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
+#: Bytes of stored messages (their packed content) past which a replay page ends, after at
+#: least one message: the gateway decodes the broker's frames by their bytes alone
+#: (protocol.wire.FROM_BROKER_MAX_VALUES), and this keeps each page near that many.
+REPLAY_PAGE_BYTES = 1 << 20
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
 GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, KERNELS_REQUEST,
                     mt.PERMALINK_REQUEST, mt.PERMALINK_GET_REQUEST})
@@ -285,12 +290,16 @@ class Intake:
             return {"session": None, "messages": [], "more": False}, []
         limit = min(limit, MAX_REPLAY)
         rows = await self.store.messages(session.session, since=since, limit=limit + 1)
-        out = []
+        out: list[Message] = []
+        size = 0
         for seq, stored in rows[:limit]:
+            if out and size >= REPLAY_PAGE_BYTES:
+                break
             stored["metadata"].setdefault("cellbus", {})["seq"] = seq
             stored.pop("buffers", None)  # file bytes go by FILE_REQUEST; JSON has no bytes
+            size += message_size(stored)
             out.append(stored)
-        return {"session": session.session, "messages": out, "more": len(rows) > limit}, []
+        return {"session": session.session, "messages": out, "more": len(rows) > len(out)}, []
 
     async def file(self, msg: Message, address: Address) -> Reply:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")

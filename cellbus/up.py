@@ -39,7 +39,7 @@ from broker.retention import DEFAULT_TEXT, parse_duration
 from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
-from device.router import DRAIN_TIMEOUT
+from device.draining import DRAIN_TIMEOUT
 from protocol.config import add_option, generate_key, parse_args
 from protocol.errors import ConfigError, address_in_use
 

@@ -14,7 +14,8 @@ from protocol.wire import Session
 
 from .overseer import OverseerConfig
 from .outbox import DEFAULT_CAPACITY
-from .router import DRAIN_TIMEOUT, DeviceRouter
+from .draining import DRAIN_TIMEOUT
+from .router import DeviceRouter
 from .prompts import INPUT_TIMEOUT
 from .launcher import LaunchSpec
 from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget

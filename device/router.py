@@ -5,13 +5,8 @@ sends heartbeats, takes requests addressed to sessions and hands each to the ove
 routes it to that session's worker (starting one if needed). Output travels back upstream on
 the same socket, unchanged but for the routing facts in ``metadata["cellbus"]``.
 
-Stopping (SIGTERM) drains: the device takes no new work, tells the broker so
-(``device_drain``), lets running cells finish for up to ``--drain-timeout`` seconds, and
-hands back every request it holds but has not started, each session's once its running cell
-is over (so a session's cells still run in order), for the broker to place elsewhere. A cell
-still running at the deadline ends with a ``DrainTimeout`` error. Last comes a final
-``device_drain``, which the broker answers once everything before it is stored; only then
-does the device close its socket.
+Stopping (SIGTERM) drains (:mod:`device.draining`): no new work, running cells finish, the
+requests held but not started go back to the broker.
 """
 
 from __future__ import annotations
@@ -19,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import logging
 import os
 import socket
 import time
@@ -35,22 +29,15 @@ from protocol.node import Node
 from protocol.requests import failed, stamp
 from protocol.wire import Message, Session
 
+from .draining import DRAIN_REPLY_TIMEOUT, DRAIN_TIMEOUT, Drain
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
-from .workers import EXIT_GRACE, Worker
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
 #: Requests answered here remembered (newest kept), so that a copy of one is not run again.
 MAX_ANSWERED = 65536
-#: Seconds a stopping device lets running cells finish (--drain-timeout).
-DRAIN_TIMEOUT = 10.0
-#: Seconds between looks at the running cells while draining.
-DRAIN_POLL = 0.05
-#: Seconds a stopping device waits for the broker to confirm its final hand-back, and for
-#: the broker's receipt of the output still in its outbox.
-DRAIN_REPLY_TIMEOUT = 3.0
 #: Requests the device acts on.
 REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
                            mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST, mt.INPUT_REPLY}
@@ -96,13 +83,9 @@ class DeviceRouter(Node):
                                  config=self.config)
         self.broker_heard = time.monotonic()
         self.broker_lost = False
-        self.drain_timeout = drain_timeout
-        #: Set on SIGTERM: no new work; requests held back per session, to hand back.
-        self.draining = False
-        self.returning: dict[str, list[Message]] = {}
-        self._left = False  # the final hand-back is sent: no more heartbeats
-        self._drain_replies: dict[str, asyncio.Future[None]] = {}
-        self._broker_beat = -1e9  # when the broker's heartbeat was last heard (monotonic)
+        self.drain = Drain(bus=session, device_id=self.device_id, overseer=self.overseer,
+                           send_now=lambda frames: self.up.send_now(frames),
+                           broker_alive=self._broker_alive, timeout=drain_timeout)
 
     async def setup(self) -> None:
         connect, bind = self.endpoints
@@ -130,12 +113,12 @@ class DeviceRouter(Node):
         super().request_stop()
 
     async def shutdown(self) -> None:
-        await self.drain()
+        await self.drain.drain()
         await self.overseer.stop()
         if self._broker_alive() and not await self.outbox.flushed(DRAIN_REPLY_TIMEOUT):
             self.log.warning("device %s: the broker has not confirmed %d output records; "
                              "leaving without them", self.device_id, len(self.outbox))
-        await self._hand_back(final=True)
+        await self.drain.hand_back(final=True)
 
     def status(self) -> dict[str, Any]:
         """What register and heartbeat messages report: capacity, load, live sessions, and
@@ -146,7 +129,7 @@ class DeviceRouter(Node):
         held.extend(self.outbox.parents().difference(held))
         return {"device": self.device_id, "capacity": self.config.max_sessions,
                 "load": self.overseer.load, "sessions": sorted(self.overseer.workers),
-                "requests": held, "draining": self.draining, "outbox": len(self.outbox),
+                "requests": held, "draining": self.drain.draining, "outbox": len(self.outbox),
                 "rejected": self.overseer.rejected, "kernels": self.overseer.kernels,
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
@@ -177,7 +160,7 @@ class DeviceRouter(Node):
 
     async def _session_closed(self, session_id: str, reason: str) -> None:
         self.log.info("device: session %s closed (%s)", session_id, reason)
-        if self._left or self.up.closed:
+        if self.drain.left or self.up.closed:
             return  # stopping: the final hand-back tells the broker, not a message per session
         try:
             await self._control(mt.SESSION_CLOSED, {"session": session_id, "reason": reason})
@@ -190,9 +173,9 @@ class DeviceRouter(Node):
         The socket is kept (not recreated) across a broker restart: ZeroMQ reconnects it by
         itself and output queued meanwhile is delivered then, so nothing is dropped. When the
         broker is heard again, the device registers anew with its live sessions."""
-        while not self._left:
+        while not self.drain.left:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            if self._left:
+            if self.drain.left:
                 return
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
             self.outbox.check()
@@ -226,11 +209,9 @@ class DeviceRouter(Node):
             self._broker_heard()
             kind = got[1]["msg_type"]
             if kind == mt.DEVICE_DRAIN_REPLY:
-                waiter = self._drain_replies.get(got[1]["parent_header"].get("msg_id", ""))
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+                self.drain.replied(got[1]["parent_header"].get("msg_id", ""))
             elif kind == mt.BROKER_HEARTBEAT:
-                self._broker_beat = time.monotonic()
+                self.drain.broker_beat()
             elif kind == mt.OUTPUT_ACK:
                 content = got[1]["content"]
                 self.outbox.ack(content.get("epoch"), content.get("stored"),
@@ -267,8 +248,8 @@ class DeviceRouter(Node):
                 if kind == mt.EXECUTE_REQUEST and not isinstance(
                         request["content"].get("code"), str):
                     raise BadRequest("execute_request content has no 'code' string")
-                if self.draining:  # not here any more: back to the broker with the rest
-                    self.returning.setdefault(session_id, []).append(request)
+                if self.drain.draining:  # not here any more: back to the broker with the rest
+                    self.drain.hold(session_id, request)
                     return
                 await self.overseer.submit(session_id, request,
                                            kernel_of(request["metadata"]))
@@ -290,7 +271,7 @@ class DeviceRouter(Node):
     def _live(self, session_id: str) -> bool:
         """Whether the session's worker runs here and the device is not draining."""
         worker = self.overseer.workers.get(session_id)
-        return not self.draining and worker is not None and not worker.done.is_set()
+        return not self.drain.draining and worker is not None and not worker.done.is_set()
 
     def _session_of(self, request: Message) -> str:
         if request["msg_type"] not in REQUEST_TYPES:
@@ -314,99 +295,6 @@ class DeviceRouter(Node):
                           device=self.device_id):
             await self.send_up(msg)
 
-    # -- draining (SIGTERM) -----------------------------------------------------------------
-
     def _broker_alive(self) -> bool:
         """Whether the broker was heard lately: someone takes the output of running cells."""
         return time.monotonic() - self.broker_heard <= EXPIRY
-
-    def _running(self) -> dict[str, Worker]:
-        """Workers running a request now, by session."""
-        return {sid: w for sid, w in self.overseer.workers.items()
-                if w.current is not None and not w.done.is_set()}
-
-    def _hold_back_queues(self) -> None:
-        """Move every request queued in a worker (not started) to :attr:`returning`."""
-        for session_id, worker in self.overseer.workers.items():
-            if worker.queue:
-                self.returning.setdefault(session_id, []).extend(worker.queue)
-                worker.queue.clear()
-
-    async def drain(self) -> None:
-        """Take no new work; let running cells finish until the drain timeout, handing back
-        each session's requests once nothing of it runs; stop what still runs then."""
-        self.draining = True
-        self._hold_back_queues()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.drain_timeout
-        self.log.info("device %s draining: %d cells running (up to %g s to finish), %d "
-                      "requests to hand back", self.device_id, len(self._running()),
-                      self.drain_timeout, sum(map(len, self.returning.values())))
-        await self._hand_back()
-        if self._running() and not self._broker_alive():
-            self.log.warning("device %s: no broker to take the output of the running cells; "
-                             "not waiting for them", self.device_id)
-        while self._running() and loop.time() < deadline and self._broker_alive():
-            await asyncio.sleep(DRAIN_POLL)
-            self._hold_back_queues()  # a request that reached a worker just now
-            await self._hand_back()
-        late = list(self._running().values())
-        for worker in late:
-            self.log.warning("device %s: session %s still runs as the device stops (drain "
-                             "timeout %g s); stopping it", self.device_id, worker.session_id,
-                             self.drain_timeout)
-            worker.stop_for_limit("DrainTimeout", (
-                f"the device {self.device_id} was stopped, and this cell did not finish "
-                f"within its {self.drain_timeout:g} s drain timeout (--drain-timeout); run "
-                "it again"))
-        if late:
-            await asyncio.wait([asyncio.ensure_future(w.done.wait()) for w in late],
-                               timeout=EXIT_GRACE + 1)
-        self.log.info("device %s drained", self.device_id)
-
-    async def _hand_back(self, *, final: bool = False) -> None:
-        """Tell the broker which held-back requests to place elsewhere: those of sessions
-        with nothing running (all of them if ``final``, which waits for the broker's reply)."""
-        running = self._running()
-        back = [sid for sid in self.returning if final or sid not in running]
-        returned = [r["msg_id"] for sid in back for r in self.returning.pop(sid)]
-        if not returned and not final:
-            return
-        content = {"device": self.device_id, "returned": returned,
-                   "running": [w.current["msg_id"] for w in running.values()
-                               if w.current is not None], "final": final}
-        msg = self.session.msg(mt.DEVICE_DRAIN, content,
-                               metadata={"cellbus": {"device": self.device_id}})
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if final:
-            self._drain_replies[msg["msg_id"]] = waiter
-            self._left = True
-        try:
-            if not self.up.send_now(self.session.serialize(msg)):
-                raise zmq.Again()
-        except zmq.ZMQError as e:
-            self.log.warning("device %s could not hand back %d requests: %s (the broker "
-                             "places them again once it takes the device for lost)",
-                             self.device_id, len(returned), e)
-            return
-        if final:
-            await self._await_reply(waiter)
-
-    async def _await_reply(self, waiter: asyncio.Future[None]) -> None:
-        """Wait for the broker's answer to the final hand-back while a broker beats (a test
-        client standing in for the broker never does; a stopped broker stops), at most
-        DRAIN_REPLY_TIMEOUT seconds."""
-        deadline = time.monotonic() + DRAIN_REPLY_TIMEOUT
-        while time.monotonic() - self._broker_beat <= 1.5 * HEARTBEAT_INTERVAL:
-            if time.monotonic() >= deadline:
-                break
-            try:
-                await asyncio.wait_for(asyncio.shield(waiter), DRAIN_POLL * 2)
-            except TimeoutError:
-                continue
-            self.log.info("device %s: the broker has everything; leaving", self.device_id)
-            return
-        self.log.log(logging.WARNING if self._broker_beat > 0 else logging.INFO,
-                     "device %s: no answer from a broker; leaving anyway (a broker takes the "
-                     "device for lost and places what it held again)", self.device_id)
-

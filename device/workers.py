@@ -10,15 +10,18 @@ worker, whose writes then block: backpressure, never a drop.
 If the process exits while a request runs, the request ends with an ``error`` (ename
 ``WorkerDied``, naming the exit code or signal) and a failed ``execute_reply``.
 
-Nothing a worker says about identity or routing is believed. A record with a field a worker
-may not set (``header``, ``session``...), a ``parent`` other than the running request,
-routing facts in its metadata, a msg_type that is no session output (every bus control
-message is one), a malformed shape, or content the bus cannot carry is rejected: counted
-(``Worker.rejected``; the device reports its total in heartbeats) and logged, the first at
-once, then at most one line per ``REJECT_LOG_INTERVAL``. What a worker says about itself
-(``worker_log``) is logged here, labelled and quoted, never relayed. A record that breaks
-the link's framing ends the worker (``LinkViolation``). Every record costs pacing and
-counts against ``--max-output`` by its size, whatever its type.
+Nothing a worker says about identity or routing is believed, and a record the device cannot
+accept ends the worker (:mod:`device.admission`): bytes that are no record (not msgpack, the
+wrong shape, oversize, amplifying), a msg_type that is no session output (every bus control
+message is one), a field a worker may not set (``header``, ``session``...), routing facts in
+its metadata, a ``parent`` naming a request it was never given, fields of the wrong type.
+The running request ends with ``LinkViolation`` and the session restarts fresh; what the
+worker sent before is relayed as usual. Output that comes late (of an earlier request, or
+while none runs) or that the bus cannot carry is only dropped. Either way the record is
+counted (``Worker.rejected``; the device reports its total in heartbeats) and logged at a
+bounded rate (:mod:`device.workerlog`). What a worker says about itself (``worker_log``) is
+logged there too, never relayed. Every record costs pacing and counts against
+``--max-output`` by its size, whatever its type.
 """
 
 from __future__ import annotations
@@ -39,11 +42,14 @@ from protocol.link import OverseerLink
 from protocol.requests import Ending, failed, stamp
 from protocol.wire import Message, Session
 
+from .admission import RECORD_COST, output_size, refusal
+from .endings import asked_exit, describe_exit, explain_error
 from .launcher import ForkedProcess
-from .limits import Limits, explain, explain_exit
+from .limits import Limits, explain_exit
 from .pacing import TokenBucket
 from .prompts import INPUT_TIMEOUT, Prompt
 from .usage import MemoryWatch, seen_usage, usage_of
+from .workerlog import WorkerLog
 
 log = logging.getLogger("cellbus.device")
 
@@ -54,45 +60,12 @@ Room = Callable[[], Awaitable[None]]
 
 async def no_wait() -> None:
     """A :data:`Room` that never waits."""
-#: Output whose metadata (checked by :meth:`Worker._forged`) goes on with it.
+#: Output whose metadata (checked by :func:`device.admission.forged`) goes on with it.
 COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
+#: Requests a worker was given that are remembered, for output of earlier cells.
+MAX_GIVEN = 1024
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
-#: What a worker's record may hold (protocol.link). Anything else, such as a ``header``,
-#: ``session`` or ``parent_header``, claims an identity or a route only the device decides.
-RECORD_KEYS = frozenset({"msg_type", "content", "parent", "metadata", "buffers"})
-#: Bytes of pacing every record costs at least, accepted or rejected, so that a worker
-#: sending floods of tiny records is slowed like one printing floods of text.
-RECORD_COST = 512
-#: Seconds between log lines about one worker's rejected records (the first is logged).
-REJECT_LOG_INTERVAL = 10.0
-#: Seconds between two lines a worker has the device log about itself, and their length.
-WORKER_LOG_INTERVAL = 1.0
-WORKER_LOG_CHARS = 2000
-
-
-def output_size(msg_type: str, content: dict[str, Any], buffers: list[bytes]) -> int:
-    """Bytes of output a record carries, for --max-output and pacing (roughly, cheaply)."""
-    if msg_type == mt.STREAM:
-        text = content.get("text")
-        return len(text) if isinstance(text, str) else 0
-    data = content.get("data")
-    size = sum(len(b) for b in buffers)
-    if isinstance(data, dict):
-        size += sum(len(v) for v in data.values() if isinstance(v, str))
-    return size
-
-
-def describe_exit(returncode: int | None) -> str:
-    if returncode is None:
-        return "exited"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"was killed by signal {-returncode} ({name})"
-    return f"exited with code {returncode}"
 
 
 class Worker:
@@ -124,14 +97,13 @@ class Worker:
         #: When the running request is finished (protocol.requests), and whether it replied.
         self._ending: Ending | None = None
         self.last_used = time.monotonic()
-        #: Records of this worker refused (forged, malformed, out of turn), and their log.
-        self.rejected = 0
-        self._reject_why = ""
-        self._reject_logged = 0.0
-        self._reject_logged_count = 0
-        #: When the worker's last worker_log line was logged, and how many were dropped since.
-        self._said_at = -WORKER_LOG_INTERVAL
-        self._unsaid = 0
+        #: Its rejected records (counted) and what it says about itself, as logged.
+        self.logbook = WorkerLog(proc.pid, session_id)
+        #: Why the worker was ended for a record it may not send (device.admission), if it was.
+        self.violation: str | None = None
+        #: The msg_ids of the requests the worker was given, newest last (MAX_GIVEN of them):
+        #: a thread of an earlier cell may still print under one of them.
+        self.given: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.exit_reason: str | None = None
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
@@ -151,6 +123,11 @@ class Worker:
         return self.proc.pid
 
     @property
+    def rejected(self) -> int:
+        """Records of this worker refused (forged, malformed, out of turn)."""
+        return self.logbook.rejected
+
+    @property
     def busy(self) -> bool:
         return self.current is not None or bool(self.queue)
 
@@ -167,6 +144,9 @@ class Worker:
         while self.current is None and self.queue and not self.done.is_set():
             request = self.queue.popleft()
             self.current, self._ending = request, Ending(request["msg_type"])
+            self.given[request["msg_id"]] = None
+            if len(self.given) > MAX_GIVEN:
+                self.given.popitem(last=False)
             self.started_at = time.monotonic()
             self.prompt.started()
             self.output_bytes = 0
@@ -227,93 +207,48 @@ class Worker:
                 await self.room()  # backpressure: a full outbox leaves the worker's writes blocked
                 try:
                     record = await self.link.recv()
-                except ProtocolError as e:
-                    self._reject(str(e))
-                    if e.reason != "decode":  # framing lost: the stream is unusable
-                        self.stop_for_limit("LinkViolation", "the session's worker sent the "
-                                            f"device malformed data ({e.reason}) and was "
-                                            "stopped; the session restarts fresh")
-                        break
-                    # "decode": the record was read whole, so the next one is still in step.
-                else:
-                    if record is None:
-                        break
-                    await self._relay(record)
+                except ProtocolError as e:  # not a record at all (see device.admission)
+                    self._violated(str(e), f"malformed data ({e.reason})")
+                    break
+                if record is None:
+                    break
+                await self._relay(record)
+                if self.violation is not None:
+                    break
                 if self.rejected != rejected:  # rejections cost pacing too: no free floods
                     await self.pacer.take(max(RECORD_COST, self.link.last_size))
         finally:
-            self._log_rejections(final=True)
+            self.logbook.log_rejections(final=True)
             await self._reap()
 
     def _reject(self, why: str) -> None:
-        """Drop a record, count it, and log it: the first at once, then at most one line per
-        REJECT_LOG_INTERVAL with the count and the latest reason."""
-        self.rejected += 1
-        self._reject_why = why
-        if self.rejected == 1 or time.monotonic() - self._reject_logged >= REJECT_LOG_INTERVAL:
-            self._log_rejections(final=False)
+        """Drop a record, counted and logged (:meth:`WorkerLog.reject`)."""
+        self.logbook.reject(why)
 
-    def _log_rejections(self, *, final: bool) -> None:
-        unlogged = self.rejected - self._reject_logged_count
-        if not unlogged:
-            return
-        log.warning("device rejected %s from worker %d (session %s)%s: %s",
-                    "a record" if unlogged == 1 else f"{unlogged} records", self.proc.pid,
-                    self.session_id, f", {self.rejected} in all" if final else "",
-                    self._reject_why)
-        self._reject_logged = time.monotonic()
-        self._reject_logged_count = self.rejected
-
-    def _log_worker(self, content: Any) -> None:
-        """Write what the worker says about itself (``worker_log``) to the device's log:
-        labelled with its pid and session, quoted (so it cannot pass for a line of the
-        device's own), cut at WORKER_LOG_CHARS, at most one line per WORKER_LOG_INTERVAL."""
-        text = content.get("text") if isinstance(content, dict) else None
-        if not isinstance(text, str):
-            return self._reject("worker_log without a text")
-        now = time.monotonic()
-        if now - self._said_at < WORKER_LOG_INTERVAL:
-            self._unsaid += 1
-            return
-        unsaid, self._unsaid, self._said_at = self._unsaid, 0, now
-        log.warning("worker %d (session %s) says: %r%s", self.proc.pid, self.session_id,
-                    text[:WORKER_LOG_CHARS],
-                    f" ({unsaid} earlier lines not logged)" if unsaid else "")
-
-    def _forged(self, record: dict[str, Any]) -> str | None:
-        """Why ``record`` claims an identity or route it does not have (None: it does not).
-
-        The device stamps every message with the session and request it knows itself; a
-        record that says anything else about who speaks, or for which request, is refused.
-        """
-        extra = sorted(str(k)[:40] for k in record if k not in RECORD_KEYS)
-        if extra:
-            return f"record has fields a worker may not set: {', '.join(extra[:5])}"
-        parent = record.get("parent")
-        running = self.current["msg_id"] if self.current is not None else None
-        if running is not None and parent not in (None, "", running):
-            return f"record claims to answer request {str(parent)[:64]!r}, not the one it runs"
-        metadata = record.get("metadata")
-        if metadata is not None and (not isinstance(metadata, dict) or "cellbus" in metadata):
-            return "record carries routing facts (metadata.cellbus), which only the device sets"
-        return None
+    def _violated(self, why: str, what: str) -> None:
+        """The worker sent ``what``, which no worker sends unless code writes onto its link:
+        reject it and end the worker, the running request with ``LinkViolation``."""
+        self._reject(why)
+        self.violation = why
+        self.stop_for_limit("LinkViolation", f"the session's worker sent the device {what} "
+                            "and was stopped; the session restarts fresh")
+        if self.proc.returncode is None:
+            self.proc.kill()  # also between requests, when there is none to stop
 
     async def _relay(self, record: dict[str, Any]) -> None:
-        msg_type = record["msg_type"]
-        content = record.get("content")
+        refused = refusal(record, running=self.current["msg_id"] if self.current else None,
+                          earlier=self.given)
+        if refused is not None:
+            if refused.fatal:
+                return self._violated(refused.why, f"a record it may not send ({refused.why})")
+            return self._reject(refused.why)
+        # refusal() checked these fields' types.
+        msg_type, content = record["msg_type"], record["content"]
         buffers = record.get("buffers") or []
         if msg_type == mt.WORKER_LOG:  # paced like output: no free floods of the log
-            self._log_worker(content)
+            self.logbook.said(content["text"])
             return await self.pacer.take(max(RECORD_COST, self.link.last_size))
-        if msg_type not in mt.WORKER_OUTPUT_TYPES:
-            return self._reject(f"msg_type {msg_type[:64]!r} is not a session output")
-        if (forged := self._forged(record)) is not None:
-            return self._reject(forged)
-        if not isinstance(content, dict) or not isinstance(buffers, list) or not all(
-                isinstance(b, bytes) for b in buffers):
-            return self._reject(f"{msg_type} with malformed content or buffers")
-        if self.current is None:
-            return self._reject(f"{msg_type} while no request runs")
+        assert self.current is not None  # refusal() refuses output while none runs
         if self.limit_hit is not None:
             return  # the request is being stopped; what it still says is dropped
         self.last_used = time.monotonic()
@@ -328,7 +263,7 @@ class Worker:
         elif msg_type == mt.INPUT_REQUEST:
             self.prompt.opened()
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
-            content = self._explain(content)
+            content = explain_error(content, self.limits, self.asked)
         metadata = None
         if msg_type == mt.EXECUTE_REPLY:
             metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,
@@ -347,21 +282,6 @@ class Worker:
             self.current = None
             self.prompt.closed()
             await self._next()
-
-    def _explain(self, content: dict[str, Any]) -> dict[str, Any]:
-        """Add, to an error a limit caused, which limit it was."""
-        ename = content["ename"]
-        if ename == "MemoryError" and "memory" in self.asked:
-            why: str | None = (f"this cell asked for a memory limit of "
-                               f"{show('memory', self.asked['memory'])} (limits.memory)")
-        else:
-            why = explain(self.limits, ename, str(content.get("evalue", "")))
-        if why is None:
-            return content
-        content = {**content, "evalue": f"{content.get('evalue', '')} ({why})"}
-        if isinstance(content.get("traceback"), list):
-            content["traceback"] = [*content["traceback"], f"cellbus: {why}"]
-        return content
 
     async def _cut_output(self) -> None:
         limit = self.max_output
@@ -398,8 +318,9 @@ class Worker:
 
     async def _fail_current(self) -> None:
         assert self.current is not None
-        ename, evalue = self.limit_hit or self._asked_exit() or explain_exit(
-            self.limits, self.proc.returncode, oom_killed=self.proc.oom_killed) or (
+        code = self.proc.returncode
+        ename, evalue = self.limit_hit or asked_exit(code, self.asked) or explain_exit(
+            self.limits, code, oom_killed=self.proc.oom_killed) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
         log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,
@@ -407,14 +328,6 @@ class Worker:
         await self.refuse(self.current, ename, evalue, {"usage": seen_usage(
             time.monotonic() - self.started_at, self.output_bytes)}
             if self.current["msg_type"] == mt.EXECUTE_REQUEST else None)
-
-    def _asked_exit(self) -> tuple[str, str] | None:
-        """(ename, evalue) when the worker's exit shows the request's own CPU limit ended it."""
-        if self.proc.returncode == -signal.SIGXCPU and "cpu" in self.asked:
-            return ("CPULimitExceeded", f"this cell used the {show('cpu', self.asked['cpu'])} "
-                    "of CPU time it asked for (limits.cpu) and was stopped; the session "
-                    "restarts fresh")
-        return None
 
     async def close(self, *, kill: bool = False) -> None:
         """Ask the worker to exit (close its link); kill it if it does not, or if ``kill``."""

@@ -8,7 +8,7 @@ import sys
 from protocol.config import (add_common_options, add_curve_options, add_option, load_key,
                              parse_args, use_curve)
 from protocol.node import run_node, setup_logging
-from protocol.wire import Session
+from protocol.wire import FROM_BROKER_MAX_VALUES, Session
 
 from .access import TOKEN_RATE, make_policy
 from .connections import BODY_TIMEOUT, IDLE_TIMEOUT, PER_ADDRESS, ConnectionLimits
@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         access = make_policy(host=args.host, port=args.port, auth=args.auth,
                              allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
                              hosts=args.allow_host, rate=args.rate)
-        gateway = Gateway(Session(load_key(args.key_file), packer=args.packer),
+        bus = Session(load_key(args.key_file), packer=args.packer,
+                      max_values=FROM_BROKER_MAX_VALUES)  # it hears only the broker
+        gateway = Gateway(bus,
                           broker=args.broker, subscribe=args.subscribe, host=args.host,
                           port=args.port, max_input=args.max_input, access=access,
                           client_buffer=args.client_buffer, client_stall=args.client_stall,

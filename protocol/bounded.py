@@ -13,6 +13,15 @@ few megabytes and stall its event loop meanwhile. So every decode of such bytes 
   finished (its hook), so the work done before the refusal is bounded too.
 
 Strings and bytes cost what they weigh, so the frame limit already bounds them.
+
+The cap is for bytes someone outside the nodes could have shaped: a session's records, and
+every frame a broker or device receives. Frames *from* the broker are decoded under
+:data:`protocol.wire.FROM_BROKER_MAX_VALUES` instead: its replies carry back output it
+stored, each message of which entered under this cap and the output caps
+(``--cell-output``, ``--user-output``), and a replay of a worksheet with several large but
+allowed outputs holds more values than any one of them. As every msgpack value takes at
+least one byte, the frame's byte limit bounds those; the broker keeps each replay page near
+``broker.intake.REPLAY_PAGE_BYTES`` of stored messages.
 """
 
 from __future__ import annotations

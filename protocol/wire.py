@@ -22,6 +22,7 @@ out); :meth:`Session.send` and :meth:`Session.recv` are thin wrappers for a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -45,6 +46,10 @@ Packer = Literal["msgpack", "json"]
 #: Largest single frame accepted, in bytes. A file announced by a session travels as a
 #: buffer, so this bounds the largest file a cell can hand back as well.
 DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
+#: Most values a msgpack frame from the broker may decode into (see :mod:`protocol.bounded`):
+#: its replies carry stored output, bounded by the frame's bytes, not by the cap for bytes a
+#: session or peer could shape (no value takes less than a byte).
+FROM_BROKER_MAX_VALUES = DEFAULT_MAX_FRAME_SIZE
 #: Signatures remembered to reject replays; the oldest are forgotten first.
 DEFAULT_REPLAY_HISTORY = 65536
 HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version")
@@ -113,6 +118,9 @@ class Session:
     :param packer: ``"msgpack"`` (between cellbus nodes) or ``"json"`` (Jupyter, browsers).
     :param session_id: ``header["session"]`` of messages built here; a fresh uuid by default.
     :param max_frame_size: frames above this many bytes raise ``ProtocolError("oversize")``.
+    :param max_values: most values one msgpack frame may decode into (see
+        :mod:`protocol.bounded`); past it, ``ProtocolError("oversize")``. The default is for
+        peers whose bytes could be crafted; :data:`FROM_BROKER_MAX_VALUES` for the broker's.
     :param replay_history: how many accepted signatures are remembered to reject replays.
     """
 
@@ -125,6 +133,7 @@ class Session:
         username: str = "cellbus",
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         replay_history: int = DEFAULT_REPLAY_HISTORY,
+        max_values: int = bounded.DEFAULT_MAX_ITEMS,
     ) -> None:
         if not isinstance(key, bytes) or not key:
             raise ValueError("Session needs a non-empty key: cellbus never sends unsigned messages")
@@ -133,6 +142,8 @@ class Session:
         self.key = key
         self.packer = packer
         self.pack, self.unpack = _PACKERS[packer]
+        if packer == "msgpack" and max_values != bounded.DEFAULT_MAX_ITEMS:
+            self.unpack = functools.partial(bounded.unpack, max_items=max_values)
         self.session_id = session_id or str(uuid.uuid4())
         self.username = username
         self.max_frame_size = max_frame_size

@@ -54,7 +54,7 @@ class Asker:
     """Asks over the link for one line at a time (one thread at a time)."""
 
     def __init__(self, link: WorkerLink, out: Any, guard: InterruptGuard) -> None:
-        #: ``out`` is the worker's :class:`session.worker.LinkOutput` (its ``message``,
+        #: ``out`` is the worker's :class:`session.linkoutput.LinkOutput` (its ``message``,
         #: ``stream`` and ``broken``); typed loosely to keep this module free of the worker.
         self.link, self.out, self.guard = link, out, guard
         self._lock = threading.Lock()

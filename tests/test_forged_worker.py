@@ -4,10 +4,12 @@ Two real sessions on one device, behind a real broker and gateway. The attacker'
 (``tests/forger.py``, a backend that writes straight onto its link) sends records claiming
 the victim's session, request, header and routing facts, every bus control message, and
 malformed and oversized frames. The victim sees nothing of it (its cell, its WebSocket feed
-and the store hold none of the forged text), every forged record is rejected and counted
-(``bin/cellbus status`` shows the count), the device logs it once per worker with rate
-limiting, and it keeps serving both sessions. A second test does the same from plain user
-code in the default Python backend, which finds its link's descriptor by itself.
+and the store hold none of the forged text); the first forged record ends the attacker's
+worker (``LinkViolation`` in its cell) and is counted (``bin/cellbus status`` shows the
+count), the device logs it once per worker, and it keeps serving both sessions. A second
+test does the same from plain user code in the default Python backend, which finds its
+link's descriptor by itself; a third checks that the device refuses every one of the
+forger's records as a violation (see also test_link_malformed.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ import pytest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from fuzz_clients import close, is_output
-from harness import Chain, chain_status, wait_gateway_linked
+from device.admission import refusal
+from forger import forgeries
+from harness import Chain, chain_status, wait_gateway_linked, worker_pid
+from protocol.errors import ProtocolError
+from protocol.link import decode
 
 TESTS = Path(__file__).resolve().parent
 VICTIM, ATTACKER = "bob/victim/c1", "alice/attacker/c1"
@@ -131,11 +137,9 @@ def test_forged_records_are_rejected_counted_logged_and_reach_no_one(
                 "other_user": "bob", "other_worksheet": "victim", "other_cell": "c1"}
         evaluate(chain, ATTACKER, "forge " + json.dumps(spec))
         attacker = chain.wait_done(ATTACKER)
-        sent = json.loads(attacker["output"]["text_1"]["content"])["sent"]
-        assert sent >= 30 and f"{mark}-legit" in texts(attacker)  # its own output still flows
+        assert attacker["status"] == "error" and "LinkViolation" in texts(attacker)
         assert "-forged-" not in texts(attacker)  # not even re-labelled as its own
-        pid = int(device.wait_for_log(r"device started worker (\d+) for session "
-                                      + attacker["session"]).group(1))
+        pid = worker_pid(device, attacker["session"])
 
         after = chain.wait_done(VICTIM)
         assert after["status"] == "done" and after["session"] == victim["session"]
@@ -144,22 +148,17 @@ def test_forged_records_are_rejected_counted_logged_and_reach_no_one(
         seen = feed.drain(1.0)
         assert any(is_output(m) for m in seen), "the victim's feed saw its own output"
         assert mark not in json.dumps(seen), "a forged message reached the victim's socket"
-        wait_rejected(chain, sent)
+        wait_rejected(chain, 1)  # the first ended the worker: nothing after it was read
         assert len(re.findall(REJECT_LINE.format(pid=pid), device.log)) == 1
 
-        # A flood of control messages: all counted, still one log line for the worker.
-        evaluate(chain, ATTACKER, "flood 3000")
-        chain.wait_done(ATTACKER)
-        wait_rejected(chain, sent + 3000)
-        assert len(re.findall(REJECT_LINE.format(pid=pid), device.log)) <= 2
-
-        # An oversized frame: the stream cannot be trusted after it, so the worker is ended.
-        evaluate(chain, ATTACKER, "oversize")
-        ended = chain.wait_done(ATTACKER)
-        assert ended["status"] == "error" and "LinkViolation" in texts(ended)
-        device.wait_for_log(rf"from worker {pid} \(session \S+\), {sent + 3001} in all: "
-                            r"oversize")
-        wait_rejected(chain, sent + 3001)
+        # A flood of control messages, then an oversized frame: each ends its worker.
+        for n, code in enumerate(["flood 3000", "oversize"], 2):
+            evaluate(chain, ATTACKER, code)
+            ended = chain.wait_done(ATTACKER)
+            assert ended["status"] == "error" and "LinkViolation" in texts(ended)
+            pid = worker_pid(device, attacker["session"])
+            wait_rejected(chain, n)
+            assert len(re.findall(REJECT_LINE.format(pid=pid), device.log)) == 1
 
         # The device keeps serving both sessions; the attacker's in a fresh worker.
         evaluate(chain, VICTIM, "B-after")
@@ -170,7 +169,6 @@ def test_forged_records_are_rejected_counted_logged_and_reach_no_one(
     finally:
         feed.close()
     blobs = store_blobs(chain)
-    assert f"{mark}-legit".encode() in blobs
     assert b"-forged-" not in blobs and b"forged-device" not in blobs
     status = chain_status(chain)
     assert "forged-device" not in status.stdout
@@ -217,15 +215,30 @@ def test_user_code_writing_to_its_link_is_rejected_too(
             .replace("OTHER_SESSION", repr(victim["session"])))
     evaluate(chain, ATTACKER, code)
     attacker = chain.wait_done(ATTACKER)
-    assert attacker["status"] == "done", texts(attacker)
-    assert f"{mark}-legit" in texts(attacker) and "-forged-" not in texts(attacker)
-    wait_rejected(chain, 4)
+    assert attacker["status"] == "error" and "LinkViolation" in texts(attacker)
+    assert "-forged-" not in texts(attacker)
+    wait_rejected(chain, 1)
     evaluate(chain, VICTIM, "print('B-after')")
     after = chain.wait_done(VICTIM)
     assert after["session"] == victim["session"] and mark not in texts(after)
     blobs = store_blobs(chain)
     assert b"-forged-" not in blobs
     assert len(re.findall(r"device rejected .* from worker", chain.devices[0].log)) == 1
+
+
+def test_every_forgery_is_a_violation() -> None:
+    """Each record the forger sends, taken alone, is one the device ends a worker for."""
+    spec = {"other_session": "s2", "other_request": "r2", "other_user": "bob",
+            "other_worksheet": "w", "other_cell": "c1", "mark": "M"}
+    items = forgeries(spec, "r1")
+    assert len(items) > 30
+    for item in items:
+        if isinstance(item, bytes):  # a raw frame: length prefix, then a body
+            with pytest.raises(ProtocolError):
+                decode(item[4:])
+        else:
+            refused = refusal(item, running="r1", earlier={"r0"})
+            assert refused is not None and refused.fatal, (item, refused)
 
 
 # -- the same device checks without a broker: a signed test client stands in for it ----------

@@ -17,6 +17,7 @@ import pytest
 from protocol import ProtocolError, Session
 from protocol.bounded import DEFAULT_MAX_ITEMS, unpack
 from protocol.link import decode
+from protocol.wire import FROM_BROKER_MAX_VALUES
 
 MIB = 1 << 20
 
@@ -76,3 +77,16 @@ def test_a_bus_frame_from_a_peer_is_bounded_the_same_way() -> None:
     with pytest.raises(ProtocolError) as info:
         s.deserialize(frames)
     assert info.value.reason == "oversize" and "content" in str(info.value)
+
+
+def test_a_frame_from_the_broker_is_bounded_by_its_bytes() -> None:
+    """The broker's replies carry stored output, whose messages each entered under the cap
+    but together may hold more values: a gateway's Session takes them, any other refuses."""
+    content = {"messages": [{"data": {"application/json": [0] * 400_000}}] * 3}
+    sender = Session(b"test-key")
+    frames = sender.serialize(sender.msg("session_replay_reply", content))
+    with pytest.raises(ProtocolError) as info:
+        Session(b"test-key").deserialize(frames)
+    assert info.value.reason == "oversize"
+    gateway = Session(b"test-key", max_values=FROM_BROKER_MAX_VALUES)
+    assert gateway.deserialize(frames)[1]["content"] == content

@@ -1,0 +1,55 @@
+"""Why a worker's request ended as it did, in words for the cell that ran it.
+
+The device knows what the worker cannot say about itself: which limit an error or an exit
+came from (the device's limits, :mod:`device.limits`, or those the request asked for,
+:mod:`protocol.asked`) and how the process ended. :mod:`device.workers` adds these to the
+error a cell shows.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from protocol.asked import Asked, show
+
+from .limits import Limits, explain
+
+
+def describe_exit(returncode: int | None) -> str:
+    """How a process ended, from its return code ("was killed by signal 9 (SIGKILL)")."""
+    if returncode is None:
+        return "exited"
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"was killed by signal {-returncode} ({name})"
+    return f"exited with code {returncode}"
+
+
+def explain_error(content: dict[str, Any], limits: Limits, asked: Asked) -> dict[str, Any]:
+    """``content`` of an ``error`` or failed reply (with an ``ename``), with the limit that
+    caused it added to its evalue and traceback; unchanged if no limit did."""
+    ename = content["ename"]
+    if ename == "MemoryError" and "memory" in asked:
+        why: str | None = (f"this cell asked for a memory limit of "
+                           f"{show('memory', asked['memory'])} (limits.memory)")
+    else:
+        why = explain(limits, ename, str(content.get("evalue", "")))
+    if why is None:
+        return content
+    content = {**content, "evalue": f"{content.get('evalue', '')} ({why})"}
+    if isinstance(content.get("traceback"), list):
+        content["traceback"] = [*content["traceback"], f"cellbus: {why}"]
+    return content
+
+
+def asked_exit(returncode: int | None, asked: Asked) -> tuple[str, str] | None:
+    """(ename, evalue) when a worker's exit shows the request's own CPU limit ended it."""
+    if returncode == -signal.SIGXCPU and "cpu" in asked:
+        return ("CPULimitExceeded", f"this cell used the {show('cpu', asked['cpu'])} "
+                "of CPU time it asked for (limits.cpu) and was stopped; the session "
+                "restarts fresh")
+    return None

@@ -1,0 +1,213 @@
+"""The worker's request loop: one request from the link at a time, answered by the backend.
+
+Framing lives here, not in backends: for each ``execute_request`` the worker sends ``status``
+busy, ``execute_input``, whatever the backend emits, ``execute_result`` or ``error``,
+``execute_reply`` and ``status`` idle, all with ``parent`` set to the request's ``msg_id``.
+Shaped like the Majordomo worker's ``recv(reply)``: :meth:`Worker.run` reads a request,
+answers it in full, and reads the next, until the link closes or ``shutdown_request``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from protocol import msgtypes as mt
+from protocol.asked import from_content
+from protocol.errors import ProtocolError
+from protocol.link import WorkerLink
+from protocol.version import VERSION
+
+from .backend import ExecuteOutcome, SessionBackend
+from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
+from .interrupts import InterruptGuard
+from .linkoutput import LinkOutput
+from .stdin import Asker
+from .tighter import applied
+from .usage import Meter
+
+
+class Worker:
+    """Answers the requests of one link with one backend."""
+
+    def __init__(self, link: WorkerLink, out: LinkOutput, guard: InterruptGuard,
+                 backend: SessionBackend, asker: Asker | None = None) -> None:
+        self.link, self.out, self.guard, self.backend = link, out, guard, backend
+        self.asker = asker  #: input() of each run is served only while the run lasts
+        self.execution_count = 0
+        #: The worker's children when the last cell ended (see :meth:`execute`).
+        self.kept: set[int] = set()
+
+    def warm_up(self) -> None:
+        """Take one cell's paths (records, capture, backend) with output muted before the
+        first request: see :meth:`SessionBackend.warm_up`. About 300 pages of the template
+        get copied here, in the pool, instead of in the user's first cell (1-2 ms)."""
+        out = self.out
+        out.muted = True
+        try:
+            with out.batch():
+                out.send(mt.STATUS, {"execution_state": "busy"})
+            self.backend.warm_up()
+            out.flush()  # the flusher thread's text too: it goes nowhere
+            with out.batch():
+                out.send(mt.EXECUTE_REPLY, {"status": "ok", "execution_count": 0,
+                                            "user_expressions": {}, "payload": []})
+        except Exception as e:  # noqa: BLE001 - a cold first cell is no reason to fail
+            out.muted = False
+            out.diag(f"warm-up failed: {e!r}")
+        finally:
+            out.muted = False
+
+    def run(self) -> int:
+        """Serve until EOF (0), ``shutdown_request`` (0) or a broken link (1)."""
+        self.warm_up()
+        while not self.out.broken:
+            try:
+                request = self.link.recv()
+            except ProtocolError as e:
+                self.out.diag(f"bad record from the overseer: {e}")
+                return 1
+            except OSError:
+                return 1
+            if request is None:
+                return 0
+            msg_type = request.get("msg_type")
+            msg_id = request.get("msg_id")
+            content = request.get("content")
+            self.out.parent = msg_id if isinstance(msg_id, str) else ""
+            content = content if isinstance(content, dict) else {}
+            if msg_type in (mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST):
+                if msg_type == mt.EXECUTE_REQUEST:
+                    self.execute(content)
+                else:
+                    self.interact(content)
+                self.kept = reap_strays()
+            elif msg_type == mt.KERNEL_INFO_REQUEST:
+                self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
+            elif msg_type in mt.COMM_REQUEST_TYPES:
+                self.comm(msg_type, content)
+            elif msg_type == mt.SHUTDOWN_REQUEST:
+                try:
+                    self.backend.shutdown()
+                except Exception as e:
+                    self.out.diag(f"backend shutdown failed: {e!r}")
+                self.out.flush()
+                self.out.send(mt.SHUTDOWN_REPLY, {"status": "ok", "restart": False})
+                return 0
+            # Anything else is ignored: the overseer only sends what it validated.
+        return 1
+
+    def kernel_info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"status": "ok", "protocol_version": mt.PROTOCOL_VERSION,
+                                "implementation": "cellbus",
+                                "implementation_version": VERSION, "banner": ""}
+        info.update(self.backend.kernel_info())
+        return info
+
+    def execute(self, content: dict[str, Any]) -> None:
+        code = content.get("code")
+        code = code if isinstance(code, str) else ""
+        silent = content.get("silent") is True
+        store_history = content.get("store_history", True) is not False and not silent
+        self.guard.start_request()
+        out = self.out
+        with out.batch():
+            out.send(mt.STATUS, {"execution_state": "busy"})
+            if store_history:
+                self.execution_count += 1
+            count = self.execution_count
+            if not silent:
+                out.send(mt.EXECUTE_INPUT, {"code": code, "execution_count": count})
+        started = boot_ticks()
+        meter = Meter()
+        meter.start()
+        with applied(from_content(content)):
+            outcome = self._guarded(
+                lambda: self.backend.execute(code, silent=silent, store_history=store_history))
+        if outcome.status == "error" and hit_process_limit(outcome.ename, outcome.evalue):
+            # Before the reply: the next cell may need those process slots.
+            ended = end_started_since(started, keep=self.kept)
+            if ended:
+                out.flush()
+                out.send(mt.STREAM, {"name": "stderr", "text": (
+                    f"cellbus: stopped the {ended} processes this cell started: it hit the "
+                    "session's process limit\n")})
+        with out.batch():  # the end: last output, result, reply and idle in one write
+            self._finish(outcome, count, silent, meter)
+
+    def interact(self, content: dict[str, Any]) -> None:
+        """Re-run an interact: its output goes out as usual; ``interact_reply`` ends it."""
+        interact_id, values, state = (content.get("interact_id"), content.get("values"),
+                                      content.get("state"))
+        self.guard.start_request()
+        self.out.send(mt.STATUS, {"execution_state": "busy"})
+        if not isinstance(interact_id, str) or not isinstance(values, dict) or not isinstance(
+                state, int) or isinstance(state, bool):
+            outcome = ExecuteOutcome.failed("ValueError", "interact_request needs interact_id, "
+                                            "values and an integer state", [])
+        else:
+            outcome = self._guarded(lambda: self.backend.interact(interact_id, values, state))
+        with self.out.batch():  # the end in one write, as for execute
+            self.out.flush()
+            reply: dict[str, Any] = {"status": outcome.status, "interact_id": interact_id,
+                                     "state": state, "ignored": outcome.ignored}
+            if outcome.status == "error":
+                error = {"ename": outcome.ename, "evalue": outcome.evalue, "traceback":
+                         list(outcome.traceback) or [f"{outcome.ename}: {outcome.evalue}"]}
+                self.out.send(mt.ERROR, error)
+                reply.update(error)
+            self.out.send(mt.INTERACT_REPLY, reply)
+            self.out.send(mt.STATUS, {"execution_state": "idle"})
+
+    def comm(self, msg_type: str, content: dict[str, Any]) -> None:
+        """A client's comm message, for the backend (:meth:`SessionBackend.comm`): between
+        busy and idle, which ends it, as a Jupyter kernel frames every shell message."""
+        self.guard.start_request()
+        self.out.send(mt.STATUS, {"execution_state": "busy"})
+        outcome = self._guarded(lambda: self.backend.comm(msg_type, content))
+        with self.out.batch():
+            self.out.flush()
+            if outcome.status == "error":
+                self.out.diag(f"{msg_type} failed: {outcome.ename}: {outcome.evalue}")
+            self.out.send(mt.STATUS, {"execution_state": "idle"})
+
+    def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
+        """Run a backend call with interrupts armed; anything escaping becomes an error.
+        Prompts are answered only during the call: none is left waiting at the reply."""
+        serving = self.asker.serving(self.out.parent) if self.asker else contextlib.nullcontext()
+        with serving:
+            return self._call(call)
+
+    def _call(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
+        try:
+            self.guard.arm()
+            try:
+                return call()
+            finally:
+                self.guard.disarm()
+        except BaseException as e:  # noqa: BLE001 - an interrupt or a backend bug
+            self.guard.disarm()
+            if not isinstance(e, KeyboardInterrupt):
+                self.out.diag(f"backend {type(self.backend).__name__} raised {e!r}")
+            return ExecuteOutcome.failed(type(e).__name__, str(e),
+                                         traceback.format_exception_only(type(e), e))
+
+    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter) -> None:
+        out = self.out
+        out.flush()  # all stream text, including subprocess output, before the end
+        usage = meter.usage()
+        reply: dict[str, Any] = {"status": outcome.status, "execution_count": count,
+                                 "user_expressions": {}, "payload": []}
+        if outcome.status == "error":
+            error = {"ename": outcome.ename, "evalue": outcome.evalue,
+                     "traceback": list(outcome.traceback)}
+            if not silent:
+                out.send(mt.ERROR, error)
+            reply.update(error)
+        elif outcome.result is not None and not silent:
+            out.send(mt.EXECUTE_RESULT, {"execution_count": count, "data": outcome.result,
+                                         "metadata": outcome.result_metadata})
+        out.send(mt.EXECUTE_REPLY, reply, {"usage": usage})
+        out.send(mt.STATUS, {"execution_state": "idle"})
