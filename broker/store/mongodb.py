@@ -43,8 +43,9 @@ from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
 from ._layout_rows import MongoLayouts
 from ._mongo_permalinks import INDEXES as _PERMALINK_INDEXES, MongoPermalinks
+from ._mongo_users import INDEXES as _USER_INDEXES, MongoUsers
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
-                          _request, _session, _user)
+                          _request, _session)
 from ._mongo_append import Appender, Row, Then
 from ._mongo_tx import _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
@@ -56,7 +57,7 @@ from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreErro
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN,
                       STATUSES, SUPERSEDED, DeviceFilter, DeviceRecord, Request,
-                      SessionRecord, UserRecord)
+                      SessionRecord)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -78,8 +79,7 @@ _INDEXES: Final = {
     "devices": [IndexModel([("device", 1)], unique=True)],
     "receipts": [IndexModel([("device", 1)], unique=True)],
     "deliveries": [IndexModel([("user", 1), ("worksheet", 1), ("client", 1)], unique=True)],
-    "users": [IndexModel([("name", 1)], unique=True),
-              IndexModel([("token_hash", 1)], unique=True)],
+    "users": _USER_INDEXES,  # (._mongo_users)
     "seqs": [],  # {_id: session, last: int}
     "counters": [],  # {_id: "requests", last: int}
     "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
@@ -91,7 +91,7 @@ _INDEXES: Final = {
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
 
-class MongoStore(MongoPermalinks, MongoLayouts, Store):
+class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
     """The MongoDB store; ``max_batch`` messages per append transaction, ``max_pending``
     appends queued before :class:`StoreFull`."""
 
@@ -462,35 +462,3 @@ class MongoStore(MongoPermalinks, MongoLayouts, Store):
             return await _retention.apply(self._open_db(), plan,
                                           lambda msg: _blob(msg, "a compacted message"),
                                           time.time())
-
-    # -- users ------------------------------------------------------------------------------
-
-    async def put_user(self, rec: UserRecord) -> None:
-        db = self._open_db()
-        values = {"name": rec.name, "token_hash": rec.token_hash, "created": rec.created}
-        with self._errors(f"store user {rec.name!r}"):
-            await db.users.update_one({"name": rec.name}, {"$set": values}, upsert=True)
-
-    async def get_user(self, name: str) -> UserRecord | None:
-        db = self._open_db()
-        with self._errors(f"read user {name!r}"):
-            doc = await db.users.find_one({"name": name})
-        return None if doc is None else _user(doc)
-
-    async def user_by_token(self, token_hash: str) -> UserRecord | None:
-        db = self._open_db()
-        with self._errors("look up a token"):
-            doc = await db.users.find_one({"token_hash": token_hash})
-        return None if doc is None else _user(doc)
-
-    async def remove_user(self, name: str) -> bool:
-        db = self._open_db()
-        with self._errors(f"remove user {name!r}"):
-            return (await db.users.delete_one({"name": name})).deleted_count > 0
-
-    async def users(self) -> list[UserRecord]:
-        db = self._open_db()
-        with self._errors("list users"):
-            docs = await db.users.find().sort("name", 1).to_list()
-        return [_user(doc) for doc in docs]
-
