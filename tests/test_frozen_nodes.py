@@ -1,8 +1,7 @@
 """Frozen nodes (SIGSTOP, then SIGCONT): a node that stops running for a while and then goes
-on, as under a debugger, a paused VM or a swap storm, is not a dead one. The broker's verdict
-on a device must hold either way: a broker that was frozen itself does not take its devices
-for lost for the silence it slept through, and a device taken for lost that comes back does
-not add output to the cells the broker ended (tests/test_chaos.py kills nodes instead)."""
+on, as under a debugger, a paused VM or a swap storm, is not a dead one. A broker that was
+frozen itself does not take its devices for lost for the silence it slept through
+(tests/test_chaos.py kills nodes instead; bench/chaos.py freezes the device)."""
 
 from __future__ import annotations
 
