@@ -137,6 +137,11 @@ class TemplateLauncher:
     async def start(self) -> None:
         self.uids = self._lease_uids()
         await self._spawn()
+        if not self.kernels:  # each was logged with why; a device that offers none serves none
+            await self.stop()
+            raise ConfigError(f"device can offer none of the kernels "
+                              f"{self.spec.kernels or '(the default ones)'} (see why above); "
+                              "give --kernels one it can run, such as python")
         summary = self.protections.summary()
         if self.protections.off and self.spec.sandbox == "require":
             await self.stop()
