@@ -58,12 +58,14 @@ def main(argv: list[str] | None = None) -> int:
             store = open_store(url)
         except UnknownStore as e:
             raise ConfigError(str(e)) from None
-        held.append(hold_store(url))  # before anything is read: one broker per SQLite file
+        hold = hold_store(url)  # before anything is read: one broker per SQLite file
+        held.append(hold)
         broker = Broker(Session(load_key(args.key_file), packer=args.packer), store,
                       gateway_bind=args.gateway_bind, device_bind=args.device_bind,
                       publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
                       retention_period=args.retention, quotas=quota_config(args))
         broker.metrics_port = args.metrics_port
+        broker.store_file = hold.path if hold is not None else None
         use_curve(broker, args)
         return broker
 

@@ -1,4 +1,5 @@
-"""One broker per SQLite store: a broker holds its file for as long as it runs.
+"""One broker per SQLite store: a broker holds its file for as long as it runs, and stops
+if the file is taken from under it.
 
 A store has one broker (:mod:`broker.sessions`), and nothing kept two off one SQLite file:
 README's way to run a second ``up`` (a state directory of its own) gave both the default
@@ -11,12 +12,22 @@ same file stops at start with one line that names the file, the pid holding it a
 crashed broker never leaves a stale one behind. Other programs that open the file while a
 broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock; nor does a
 MongoDB store, which several brokers may share.
+
+A SQLite file deleted (or replaced) while its broker runs goes on taking writes through the
+broker's open descriptors, so the broker answered 202, confirmed devices' output and
+published, all into a file no later broker would read: its restart found an empty store.
+So the broker looks at the path every :data:`WATCH_INTERVAL` seconds
+(:func:`watch_store_file`); once it names another file, or none, the broker stops with exit
+status 1 (gateways answer 503, devices keep unconfirmed output in their outboxes).
 """
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
+from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from protocol.errors import ConfigError
@@ -24,12 +35,15 @@ from protocol.errors import ConfigError
 from .store._sqlite_file import sqlite_path
 from .store.errors import UnknownStore
 
+#: Seconds between two looks at whether the store's path still names the file opened.
+WATCH_INTERVAL = 1.0
+
 
 class StoreHold:
     """The lock a broker holds on its SQLite file (:func:`hold_store`)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd, self.path = fd, path
 
     def release(self) -> None:
         if self.fd >= 0:
@@ -65,4 +79,21 @@ def hold_store(url: str) -> StoreHold | None:
                           "(--store sqlite:///PATH)") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return StoreHold(fd)
+    return StoreHold(fd, path)
+
+
+async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
+    """Call ``gone(why)``, once, when ``path`` no longer names the file it names now (the
+    store's, opened already)."""
+    opened = os.stat(path)
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            gone(f"its store file {path} was removed or replaced while it ran: what it "
+                 "stored since would be lost with this process, so it stops (exit status 1); "
+                 "restore the file, or start the broker again on a store of its choice")
+            return

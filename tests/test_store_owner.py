@@ -1,6 +1,7 @@
-"""One broker per SQLite store (broker/store_owner.py): a second broker started on the file
-a running broker uses (README's two ``up``s with their own state directories shared the
-default store) stops in one line, and leaves the first one's cells alone."""
+"""One broker per SQLite store, and a store file that stays (broker/store_owner.py): a second
+broker started on the file a running broker uses (README's two ``up``s with their own state
+directories shared the default store) stops in one line and leaves the first one's cells
+alone; a broker whose file is deleted under it stops rather than accept work into it."""
 
 from __future__ import annotations
 
@@ -51,3 +52,24 @@ def test_a_broker_killed_leaves_no_lock_behind(chain: Chain) -> None:
     chain.start_broker().kill_group()
     chain.start_broker()
     assert "in use by another broker" not in chain.broker.log  # type: ignore[union-attr]
+
+
+def test_a_broker_whose_store_file_is_removed_stops_instead_of_accepting_work(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a broker whose SQLite file is deleted while it runs stops with status 1
+    and a line naming the file, so the gateway answers 503 instead of accepting work into a
+    file that is gone with the process (it went on answering 202, and a restart found an
+    empty store)."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/ws/1", "print(1)")
+    assert status == 202, reply
+    chain.wait_done("u/ws/1")
+    for path in tmp_path.glob("cellbus.db*"):
+        if not path.name.endswith(".broker-lock"):
+            path.unlink()
+    assert broker.proc.wait(15) == 1, broker.log
+    broker.wait_for_log(rf"store file {tmp_path / 'cellbus.db'} was removed")
+    status, reply = chain.evaluate("u/ws/2", "print(2)")
+    assert status == 503, reply
