@@ -20,6 +20,8 @@ retried with a new cell id, and only a 202 counts. Meanwhile, every ``--interval
 - ``device-term``: SIGTERM (the device drains, running cells finish), restarted once it left;
 - ``device-stop``: SIGSTOP of the device's router for ``--stop`` seconds (below the broker's
   3 s heartbeat liveness, so the device is slow, not lost), then SIGCONT;
+- ``broker-stop``: SIGSTOP of the broker for 4-6 s (past the devices' 3 s liveness: the
+  silence is the broker's own, so no device may be taken for lost), then SIGCONT;
 - ``everything``: broker, gateway and device SIGKILLed at once, restarted after 0-1 s;
 - ``disk-full``: the store lives on a 256 MiB tmpfs; a ballast file fills it for 2-5 s and
   is then deleted (needs root to mount; skipped with a note otherwise).
@@ -65,8 +67,8 @@ from protocol.config import generate_key  # noqa: E402
 
 CODE = ("import time\nfor i in range({lines}):\n    time.sleep({pause})\n"
         "    print('{tag}', i, flush=True)\n")
-FAULTS = ("gateway", "broker", "device-kill", "device-term", "device-stop", "everything",
-          "disk-full")
+FAULTS = ("gateway", "broker", "device-kill", "device-term", "device-stop", "broker-stop",
+          "everything", "disk-full")
 DEVICE = "dev0"
 DISK_SIZE = "256m"
 LOGS = ROOT / "bench" / "work" / "chaos"
@@ -206,11 +208,12 @@ class Run:
             if code != 0:
                 self.tally.note(f"device exited {code} after SIGTERM")
             self.start_device()
-        elif f == "device-stop":
-            seconds = self.rng.uniform(*self.args.stop)
-            device.proc.send_signal(signal.SIGSTOP)
+        elif f in ("device-stop", "broker-stop"):
+            node = device if f == "device-stop" else c.broker
+            seconds = self.rng.uniform(*(self.args.stop if f == "device-stop" else (4.0, 6.0)))
+            node.proc.send_signal(signal.SIGSTOP)
             time.sleep(seconds)
-            device.proc.send_signal(signal.SIGCONT)
+            node.proc.send_signal(signal.SIGCONT)
             return f"{f} {seconds:.1f} s"
         elif f == "disk-full":
             ballast = fill(self.work / "disk")

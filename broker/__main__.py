@@ -16,6 +16,7 @@ from .node import Broker
 from .quotas import add_quota_options, quota_config
 from .retention import DEFAULT_TEXT, parse_duration
 from .store import ACCEPTED, UnknownStore, default_sqlite_url, open_store
+from .store_owner import StoreHold, hold_store
 
 
 def parser() -> argparse.ArgumentParser:
@@ -49,20 +50,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser(), argv, node="broker")
     setup_logging(args.log_level)
 
+    held: list[StoreHold | None] = []
+
     def make() -> Broker:
+        url = args.store or default_sqlite_url()
         try:
-            store = open_store(args.store or default_sqlite_url())
+            store = open_store(url)
         except UnknownStore as e:
             raise ConfigError(str(e)) from None
+        hold = hold_store(url)  # before anything is read: one broker per SQLite file
+        held.append(hold)
         broker = Broker(Session(load_key(args.key_file), packer=args.packer), store,
                       gateway_bind=args.gateway_bind, device_bind=args.device_bind,
                       publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
                       retention_period=args.retention, quotas=quota_config(args))
         broker.metrics_port = args.metrics_port
+        broker.store_file = hold.path if hold is not None else None
         use_curve(broker, args)
         return broker
 
-    return run_node(make)
+    try:
+        return run_node(make)
+    finally:
+        for hold in held:
+            if hold is not None:
+                hold.release()
 
 
 if __name__ == "__main__":

@@ -58,7 +58,12 @@ class DeviceWatch:
         loop = asyncio.get_running_loop()
         started = loop.time()
         while True:
+            before = loop.time()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
+            if (late := loop.time() - before - HEARTBEAT_INTERVAL) > HEARTBEAT_INTERVAL:
+                self.log.warning("broker: did not run for %.1f s (stopped, or its loop held); "
+                                 "that silence is not held against the devices", late)
+                self.devices.stalled(late)
             beat = self.wire.msg(mt.BROKER_HEARTBEAT, {})
             for state in list(self.devices.devices.values()):
                 self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides

@@ -27,6 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import zmq
@@ -57,6 +58,7 @@ from .revocation import Revocations
 from .senders import MAX_SESSIONS, Judgement, Senders
 from .sessions import OpenSessions
 from .store import OPEN, DeviceRecord, Request, Store, StoreError
+from .store_owner import watch_store_file
 
 __all__ = ["BEACON_INTERVAL", "BEACON_WINDOW", "MAX_OUTPUT_BATCH", "REDISPATCH_AFTER",
            "Broker"]
@@ -101,6 +103,14 @@ class Broker(Node):
         #: Since when (monotonic) the store has refused writes, or None while it writes.
         self.store_failing: float | None = None
         self.metrics: BrokerMetrics = BrokerMetrics(self)
+        #: The SQLite file of the store, watched while the broker runs (broker/store_owner.py).
+        self.store_file: Path | None = None
+
+    def _store_gone(self, why: str) -> None:
+        """The store's file went from under the broker: stop, exit status 1."""
+        self.log.error("broker: %s", why)
+        self.crashed = True
+        self.request_stop()
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
@@ -109,6 +119,8 @@ class Broker(Node):
         except StoreError as e:
             raise ConfigError(f"broker cannot open its store: {e}") from None
         self.log.info("broker store: %s", self.store.describe())
+        if self.store_file is not None:
+            self.spawn(watch_store_file(self.store_file, self._store_gone), "store-file")
         self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways",
                                     role="gateway", option="--gateway-bind")
         self.pub = self.socket(zmq.PUB, bind=publish_bind, label="PUB for gateways",

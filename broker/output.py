@@ -7,6 +7,12 @@ after it are in, so "done" means the cell's output is complete) in the same comm
 request that ends is let go of: it is no longer handed out, and the next run of its interact
 may go (:meth:`Outputs.ended`).
 
+A request has one reply. One the broker ended itself (``DeviceLost`` when its device went
+silent) may still be answered by its device, which was only frozen or cut off and goes on:
+its late output is stored after the error as any output, but its reply is not
+(:meth:`Outputs.late_reply`); a Jupyter client got two ``execute_reply`` for one request,
+the error and then ``ok``.
+
 Every second the last seq of each recently active session is published as a beacon
 (:meth:`Outputs.beacons`), so a subscriber whose feed dropped the tail of a burst sees it is
 behind and catches up from the store.
@@ -28,8 +34,8 @@ from .dispatch import Handed
 from .interacts import Interacts
 from .metrics import BrokerMetrics
 from .prompts import Prompts
-from .store import (DONE, ERROR, NEEDS_WORK, WORKING, InvalidTransition, Request, Store,
-                    UnknownRequest)
+from .store import (DONE, ERROR, FINAL, NEEDS_WORK, WORKING, InvalidTransition, Request,
+                    Store, UnknownRequest)
 from .store.base import StatusUpdate
 
 #: Seconds between seq beacons, and how long after its last output a session is included.
@@ -59,6 +65,7 @@ class Outputs:
         known: dict[str, tuple[Request, str] | None] = {}
         updates: list[StatusUpdate] = []
         ended: list[Request] = []
+        outputs = [out for out in outputs if not await self.late_reply(out[1], known)]
         for _, msg in outputs:
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str):
@@ -114,6 +121,30 @@ class Outputs:
                     s: seq for s, (seq, _) in self.recent_seqs.items()}})
                 await self.wire.send(self.pub, beacon, [b""])
 
+    async def late_reply(self, msg: Message,
+                         known: dict[str, tuple[Request, str] | None]) -> bool:
+        """Whether ``msg`` is a reply to a request that ended before it came (see the module
+        docstring): it is not stored, the request keeps the reply it ended with."""
+        parent = msg["parent_header"].get("msg_id")
+        if msg["msg_type"] not in (mt.EXECUTE_REPLY, mt.INTERACT_REPLY) or \
+                not isinstance(parent, str):
+            return False
+        entry = await self._request(parent, known)
+        if entry is None or entry[1] not in FINAL:
+            return False
+        self.log.info("broker: a late %s to request %s, which ended %s already, is not stored",
+                      msg["msg_type"], parent, entry[1])
+        return True
+
+    async def _request(self, parent: str, known: dict[str, tuple[Request, str] | None]
+                       ) -> tuple[Request, str] | None:
+        """The request ``parent`` and its status, from ``known`` (filled on first use)."""
+        if parent not in known:
+            view = self.cells.cached(parent)
+            request = view.request if view else await self.store.get_request(parent)
+            known[parent] = None if request is None else (request, request.status)
+        return known[parent]
+
     async def _advance(self, parent: str, msg: Message,
                        known: dict[str, tuple[Request, str] | None],
                        updates: list[StatusUpdate], ended: list[Request]) -> None:
@@ -130,11 +161,7 @@ class Outputs:
             new, error = WORKING, None
         else:
             return
-        if parent not in known:
-            view = self.cells.cached(parent)
-            request = view.request if view else await self.store.get_request(parent)
-            known[parent] = None if request is None else (request, request.status)
-        entry = known[parent]
+        entry = await self._request(parent, known)
         if entry is None or entry[1] == new:
             return
         current, status = entry

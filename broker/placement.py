@@ -145,6 +145,16 @@ class DeviceTable:
             state.sessions.discard(session)
             state.placing.pop(session, None)
 
+    def stalled(self, seconds: float) -> None:
+        """The broker itself did not run for ``seconds`` (it was stopped, or its loop held):
+        that silence is its own, not the devices', so it does not count towards their
+        expiry. Without this, a broker frozen past the expiry took every device for lost on
+        waking, before reading the heartbeats queued for it meanwhile."""
+        now = time.monotonic()
+        for state in self.devices.values():
+            if not state.lost:
+                state.last_heard = min(now, state.last_heard + seconds)
+
     def expired(self) -> list[str]:
         """Devices that just went silent for too long; each is reported once, then marked
         lost until it is heard again."""

@@ -32,7 +32,8 @@ static volatile pid_t worker;
 static void forward(int sig) { kill(worker, sig); }
 
 int main(int argc, char **argv) {
-    static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+    static const int forwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2,
+                                    SIGCONT};
     char *end;
     long pid;
     struct sigaction action = {0};

@@ -4,6 +4,13 @@
 its control channel. The overseer keeps ``prefork`` of them ready, each in its own fresh
 working directory, and refills the pool in the background, so a new session takes a worker
 that is already running instead of waiting for a Python to start.
+
+A template that ends on its own (killed, or a crash) takes its workers with it; the
+launcher starts a new one after :data:`RESTART_DELAY` (doubled, up to
+:data:`RESTART_MAX_DELAY`, while it keeps ending within :data:`RESTART_STABLE` seconds) and
+calls ``on_restarted``. Until then a session cannot start (``AtCapacity``, "run the cell
+again"); before, a device whose template ended refused every new session until an operator
+restarted it.
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import os
 import signal
 import socket
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +38,12 @@ from .uids import DEFAULT_UIDS, LOCK_PATH, UidLease, auto_range, lease, parse_ui
 
 log = logging.getLogger("cellbus.device")
 MAX_PACKET = 65536
+#: Seconds before a template that ended on its own is started again, at first.
+RESTART_DELAY = 0.5
+#: The longest wait between two starts of a template that keeps ending.
+RESTART_MAX_DELAY = 30.0
+#: A template that ran this long before it ended is started again after RESTART_DELAY.
+RESTART_STABLE = 30.0
 
 
 class LaunchError(Exception):
@@ -101,6 +116,12 @@ class TemplateLauncher:
         self._ready: asyncio.Future[Protections] | None = None
         #: What the template offers: {name, display_name, language, backend} per kernel.
         self.kernels: list[dict[str, str]] = []
+        #: Called once a template that ended on its own was replaced by a new one.
+        self.on_restarted: Callable[[], None] | None = None
+        self.stopping = False
+        self._restarting: asyncio.Task[None] | None = None
+        self._delay = RESTART_DELAY
+        self._started_at = 0.0
 
     def _lease_uids(self) -> UidLease:
         """The session uids of this device, held alone on this machine where workers get
@@ -114,7 +135,32 @@ class TemplateLauncher:
         return held
 
     async def start(self) -> None:
-        uids = self.uids = self._lease_uids()
+        self.uids = self._lease_uids()
+        await self._spawn()
+        if not self.kernels:  # each was logged with why; a device that offers none serves none
+            await self.stop()
+            raise ConfigError(f"device can offer none of the kernels "
+                              f"{self.spec.kernels or '(the default ones)'} (see why above); "
+                              "give --kernels one it can run, such as python")
+        summary = self.protections.summary()
+        if self.protections.off and self.spec.sandbox == "require":
+            await self.stop()
+            raise ConfigError(f"--sandbox require, but this machine cannot give all of it: "
+                              f"{summary}")
+        (log.warning if self.protections.off and self.spec.sandbox != "off" else log.info)(
+            "device %s", summary)
+        self._log_budget()
+        if self.protections.has("namespaces"):
+            program = self.spec.init_program
+            why = (f"{program} is missing or not executable by others; bin/cellbus builds "
+                   "it where a C compiler is") if program else "no compiled init given"
+            log.info("device namespace init: %s", self.protections.init or
+                     f"Python ({why}; each session keeps about 2 MB more)")
+
+    async def _spawn(self) -> None:
+        """Start the template process and wait until it is ready."""
+        assert self.uids is not None
+        uids = self.uids
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         argv = [self.spec.python, "-P", "-m", "device.template", "--control-fd",
                 str(theirs.fileno())]
@@ -144,22 +190,9 @@ class TemplateLauncher:
             self.protections = await asyncio.wait_for(asyncio.shield(self._ready), 60)
         except asyncio.TimeoutError:
             raise LaunchError("the template process did not report ready within 60 s") from None
+        self._started_at = time.monotonic()
         log.info("device template process %d started (preload: %s)", self.proc.pid,
                  self.spec.preload or "session runtime only")
-        summary = self.protections.summary()
-        if self.protections.off and self.spec.sandbox == "require":
-            await self.stop()
-            raise ConfigError(f"--sandbox require, but this machine cannot give all of it: "
-                              f"{summary}")
-        (log.warning if self.protections.off and self.spec.sandbox != "off" else log.info)(
-            "device %s", summary)
-        self._log_budget()
-        if self.protections.has("namespaces"):
-            program = self.spec.init_program
-            why = (f"{program} is missing or not executable by others; bin/cellbus builds "
-                   "it where a C compiler is") if program else "no compiled init given"
-            log.info("device namespace init: %s", self.protections.init or
-                     f"Python ({why}; each session keeps about 2 MB more)")
 
     def _log_budget(self) -> None:
         budget, applied = self.spec.memory_budget, self.protections.memory_budget
@@ -244,8 +277,9 @@ class TemplateLauncher:
                 future.set_exception(LaunchError(f"fork failed: {record['error']}"))
 
     def _template_gone(self) -> None:
-        log.error("device: the template process ended; workers cannot be started until the "
-                  "device restarts")
+        ready = self._ready
+        started = ready is not None and ready.done() and not ready.cancelled() \
+            and ready.exception() is None
         if self.control is not None:
             asyncio.get_running_loop().remove_reader(self.control.fileno())
             self.control.close()
@@ -259,8 +293,40 @@ class TemplateLauncher:
         for child in self.children.values():
             child.exited(-signal.SIGKILL)  # PR_SET_PDEATHSIG took them with it
         self.children.clear()
+        if started and not self.stopping and self._restarting is None:
+            self._restarting = asyncio.get_running_loop().create_task(
+                self._restart(), name="template.restart")
+
+    async def _restart(self) -> None:
+        """Start a new template after one that was running ended on its own (see the module
+        docstring), until one starts or the device stops."""
+        try:
+            if self.proc is not None:
+                await self.proc.wait()
+            quick = time.monotonic() - self._started_at < RESTART_STABLE
+            self._delay = min(self._delay * 2, RESTART_MAX_DELAY) if quick else RESTART_DELAY
+            log.error("device: the template process %s ended (status %s); no worker can start "
+                      "until a new one is running, in %.1f s", self.proc and self.proc.pid,
+                      self.proc and self.proc.returncode, self._delay)
+            while not self.stopping:
+                await asyncio.sleep(self._delay)
+                try:
+                    await self._spawn()
+                except (LaunchError, OSError) as e:
+                    self._delay = min(self._delay * 2, RESTART_MAX_DELAY)
+                    log.error("device: a new template process did not start (%s); trying "
+                              "again in %.1f s", e, self._delay)
+                    continue
+                if self.on_restarted is not None:
+                    self.on_restarted()
+                return
+        finally:
+            self._restarting = None
 
     async def stop(self) -> None:
+        self.stopping = True
+        if self._restarting is not None:
+            self._restarting.cancel()
         if self.control is not None:
             asyncio.get_running_loop().remove_reader(self.control.fileno())
             self.control.close()

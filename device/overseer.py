@@ -125,6 +125,7 @@ class Overseer:
                 for kernel in self.launcher.kernels]
 
     async def start(self) -> None:
+        self.launcher.on_restarted = self._template_restarted
         await self.launcher.start()
         for kernel in self.launcher.kernels:
             self.pools[kernel["name"]] = collections.deque()
@@ -141,6 +142,15 @@ class Overseer:
                 task = asyncio.create_task(self._fork_ready(kernel), name=f"prefork.{kernel}")
                 self._watchers.add(task)
                 task.add_done_callback(self._watchers.discard)
+
+    def _template_restarted(self) -> None:
+        """A new template runs: the ready workers of the one that ended died with it; fork
+        new ones."""
+        for pool in self.pools.values():
+            for ready in [r for r in pool if r[0].returncode is not None]:
+                pool.remove(ready)
+                _discard(ready)
+        self.refill()
 
     async def _fork_ready(self, kernel: str) -> None:
         try:
@@ -176,13 +186,12 @@ class Overseer:
         """A ready worker from the kernel's pool (forked now if the pool is empty)."""
         pool = self.pools[kernel]
         while pool:
-            proc, link, workdir = pool.popleft()
-            if proc.returncode is None:
+            ready = pool.popleft()
+            if ready[0].returncode is None:
                 # Refill after the new session's first output, not while it competes for CPU.
                 asyncio.get_running_loop().call_later(REFILL_DELAY, self.refill)
-                return proc, link, workdir
-            link.close()
-            shutil.rmtree(workdir, ignore_errors=True)
+                return ready
+            _discard(ready)
         self.refill()
         return await self._fork(kernel)
 
@@ -352,6 +361,13 @@ class Overseer:
             await asyncio.wait(set(self._watchers), timeout=5)
         await self.launcher.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _discard(ready: Ready) -> None:
+    """Let go of a ready worker that died before it served: its link and its folder."""
+    _proc, link, workdir = ready
+    link.close()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _why_ended(worker: Worker) -> str:

@@ -44,9 +44,10 @@ from .limits import Limits
 from .protections import PROTECTIONS, Protections
 from .uids import UidPool
 
-#: Signals the namespace's init passes on to the worker (the device's interrupt is SIGINT).
+#: Signals the namespace's init passes on to the worker (the device's interrupt is SIGINT,
+#: then SIGCONT for a worker that was stopped).
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-             signal.SIGUSR2)
+             signal.SIGUSR2, signal.SIGCONT)
 
 
 def default_init_program() -> str:

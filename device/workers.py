@@ -184,10 +184,13 @@ class Worker:
             self.proc.kill()
 
     def interrupt(self) -> bool:
-        """SIGINT to the worker, which raises KeyboardInterrupt in the running code."""
+        """SIGINT to the worker, which raises KeyboardInterrupt in the running code, then
+        SIGCONT: a worker stopped by SIGSTOP (its own code, a debugger) goes on and takes
+        it, where the SIGINT stayed pending and the cell hung until a restart."""
         if self.current is None or self.proc.returncode is not None:
             return False
         self.proc.send_signal(signal.SIGINT)
+        self.proc.send_signal(signal.SIGCONT)
         return True
 
     # -- output -----------------------------------------------------------------------------

@@ -189,8 +189,10 @@ class Node:
 
     def _rejected(self, e: ProtocolError) -> None:
         self.rejected[e.reason] += 1
-        self.log.warning("%s dropped a message: %s (%d %s so far)", self.name, e,
-                         self.rejected[e.reason], e.reason)
+        hint = ("; a node signing with another deployment key? every node needs the same "
+                "--key-file") if e.reason == "signature" else ""
+        self.log.warning("%s dropped a message: %s (%d %s so far)%s", self.name, e,
+                         self.rejected[e.reason], e.reason, hint)
 
     # -- lifecycle --------------------------------------------------------------------------
 

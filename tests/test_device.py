@@ -7,10 +7,11 @@ import os
 import signal
 import time
 import warnings
+from pathlib import Path
 
 import pytest
 
-from harness import of_type, stdout_of, worker_pid
+from harness import of_type, stdout_of, until, worker_pid
 from protocol import Session
 
 with warnings.catch_warnings():
@@ -120,6 +121,24 @@ def test_worker_death_fails_the_request_and_the_next_one_gets_a_fresh_worker(
     assert stdout_of(client.run("print('alive')", "s")) == "alive\n"
 
 
+def test_a_killed_template_is_started_again_and_sessions_start_after_it(
+        device_with_client) -> None:
+    """Tests that SIGKILL of the device's template process (which forks its workers) ends
+    the cell its worker ran with WorkerDied, and that the device starts a new template by
+    itself, so that session and a new one run again (it refused every new session with
+    AtCapacity until the device was restarted)."""
+    client, device = device_with_client()
+    client.run("x = 1", "s")
+    template = int(device.wait_for_log(r"template process (\d+) started").group(1))
+    request = client.execute("import time\nprint('before', flush=True)\ntime.sleep(60)", "s")
+    client.wait_for(lambda m: m["msg_type"] == "stream")
+    os.kill(template, signal.SIGKILL)
+    assert of_type(client.replies_to(request), "error")[0]["content"]["ename"] == "WorkerDied"
+    device.wait_for_log(rf"template process (?!{template}\b)\d+ started")
+    assert stdout_of(client.run("print('again')", "s")) == "again\n"
+    assert stdout_of(client.run("print('new')", "t")) == "new\n"
+
+
 def test_idle_worker_ends_and_the_session_is_reported_closed(device_with_client) -> None:
     client, device = device_with_client("--idle-timeout", "1")
     client.run("x = 1", "s")
@@ -203,6 +222,40 @@ def test_interrupt_stops_running_code(device_with_client) -> None:
     client.wait_for(lambda m: m["msg_type"] == "stream")
     client.request("interrupt_request", {}, "s")
     msgs = client.replies_to(running, timeout=10)
+    assert of_type(msgs, "error")[0]["content"]["ename"] == "KeyboardInterrupt"
+    assert stdout_of(client.run("print('next')", "s")) == "next\n"
+
+
+def stopped_below(pid: int) -> bool:
+    """Whether a process under ``pid`` (or ``pid`` itself) is stopped (state T)."""
+    parents: dict[int, int] = {}
+    states: dict[int, str] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        child = int(stat.parent.name)
+        states[child], parents[child] = fields[0], int(fields[1])
+    below, todo = set(), [pid]
+    while todo:
+        below.add(todo.pop())
+        todo += [c for c, parent in parents.items() if parent in below and c not in below]
+    return any(states.get(p) == "T" for p in below)
+
+
+def test_interrupt_stops_code_that_stopped_its_own_worker(device_with_client) -> None:
+    """Tests that an interrupt ends a cell whose code stopped its worker with SIGSTOP (as a
+    debugger or a tester may): the device's SIGINT comes with SIGCONT; it stayed pending on
+    the stopped worker, and the cell hung until a restart killed the worker."""
+    client, device = device_with_client()
+    running = client.execute("import os, signal, time\nprint('start', flush=True)\n"
+                             "os.kill(os.getpid(), signal.SIGSTOP)\ntime.sleep(100)", "s")
+    client.wait_for(lambda m: m["msg_type"] == "stream")
+    pid = worker_pid(device, "s")
+    until(lambda: stopped_below(pid), "the worker to stop")
+    client.request("interrupt_request", {}, "s")
+    msgs = client.replies_to(running, timeout=20)
     assert of_type(msgs, "error")[0]["content"]["ename"] == "KeyboardInterrupt"
     assert stdout_of(client.run("print('next')", "s")) == "next\n"
 

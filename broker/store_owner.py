@@ -1,0 +1,99 @@
+"""One broker per SQLite store: a broker holds its file for as long as it runs, and stops
+if the file is taken from under it.
+
+A store has one broker (:mod:`broker.sessions`), and nothing kept two off one SQLite file:
+README's way to run a second ``up`` (a state directory of its own) gave both the default
+store. Two brokers on one file each take the other's running cells for orphans of a broker
+that died, and end them with ``DeviceLost``; each opens sessions for worksheets the other
+serves and hands out requests the other stored. So a broker takes an exclusive ``flock`` on
+``FILE.broker-lock`` beside the file before it reads anything, and a second broker on the
+same file stops at start with one line that names the file, the pid holding it and
+``--store``. The lock goes with the process that holds it (``kill -9`` included), so a
+crashed broker never leaves a stale one behind. Other programs that open the file while a
+broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock; nor does a
+MongoDB store, which several brokers may share.
+
+A SQLite file deleted (or replaced) while its broker runs goes on taking writes through the
+broker's open descriptors, so the broker answered 202, confirmed devices' output and
+published, all into a file no later broker would read: its restart found an empty store.
+So the broker looks at the path every :data:`WATCH_INTERVAL` seconds
+(:func:`watch_store_file`); once it names another file, or none, the broker stops with exit
+status 1 (gateways answer 503, devices keep unconfirmed output in their outboxes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from protocol.errors import ConfigError
+
+from .store._sqlite_file import sqlite_path
+from .store.errors import UnknownStore
+
+#: Seconds between two looks at whether the store's path still names the file opened.
+WATCH_INTERVAL = 1.0
+
+
+class StoreHold:
+    """The lock a broker holds on its SQLite file (:func:`hold_store`)."""
+
+    def __init__(self, fd: int, path: Path) -> None:
+        self.fd, self.path = fd, path
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # closing the descriptor lets go of the flock
+            self.fd = -1
+
+
+def hold_store(url: str) -> StoreHold | None:
+    """Hold the SQLite file ``url`` names for this process, or raise :class:`ConfigError`
+    if another broker holds it; None for a store that is no SQLite file, or one whose
+    folder is missing (opening the store then says so)."""
+    if urlsplit(url).scheme.lower() != "sqlite":
+        return None
+    try:
+        path = sqlite_path(url)
+    except UnknownStore:
+        return None  # opening the store names what is wrong with the URL
+    lock = path.with_name(path.name + ".broker-lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f"broker cannot lock its store {path} ({lock}: {e.strerror}); "
+                          "check that folder's permissions, or choose another --store") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(f"broker: the store {path} is in use by another broker (pid "
+                          f"{holder}); stop that broker, or give this one a store of its own "
+                          "(--store sqlite:///PATH)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return StoreHold(fd, path)
+
+
+async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
+    """Call ``gone(why)``, once, when ``path`` no longer names the file it names now (the
+    store's, opened already)."""
+    opened = os.stat(path)
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+            gone(f"its store file {path} was removed or replaced while it ran: what it "
+                 "stored since would be lost with this process, so it stops (exit status 1); "
+                 "restore the file, or start the broker again on a store of its choice")
+            return

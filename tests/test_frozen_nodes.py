@@ -1,0 +1,88 @@
+"""Frozen nodes (SIGSTOP, then SIGCONT): a node that stops running for a while and then goes
+on, as under a debugger, a paused VM or a swap storm, is not a dead one. A broker that was
+frozen itself does not take its devices for lost for the silence it slept through, and a
+cell the broker ended for a frozen device keeps that one reply when the device goes on
+(tests/test_chaos.py kills nodes instead; bench/chaos.py freezes the device)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from harness import Chain, NodeProcess, until
+
+LINES = 100
+CODE = (f"import time\nfor i in range({LINES}):\n    print('L', i, flush=True)\n"
+        "    time.sleep(0.05)\n")
+
+
+def lines_of(doc: dict[str, Any]) -> list[str]:
+    return "".join(b["content"] for b in sorted(doc["output"].values(), key=lambda b: b["order"])
+                   if b.get("type") == "text").splitlines()
+
+
+def printing(chain: Chain, cell: str) -> None:
+    """Start ``cell`` printing numbered lines and wait until its first line is stored."""
+    status, reply = chain.evaluate(cell, CODE)
+    assert status == 202, reply
+    until(lambda: lines_of(chain.update(cell)[1]), f"the first line of {cell}")
+
+
+@contextmanager
+def frozen(node: NodeProcess) -> Iterator[None]:
+    """SIGSTOP ``node`` for the block, and SIGCONT it after, whatever happens."""
+    os.kill(node.proc.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(node.proc.pid, signal.SIGCONT)
+
+
+def test_a_broker_frozen_past_the_heartbeat_expiry_takes_no_device_for_lost(
+        chain: Chain) -> None:
+    """Tests that a broker stopped longer than the devices' heartbeat expiry, then continued,
+    lets the running cell finish done with all its lines (it ended it with DeviceLost: the
+    device's silence was the broker's own)."""
+    broker = chain.start_broker()
+    device = chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    printing(chain, "u/ws/1")
+    with frozen(broker):  # until the device, which runs on, misses the broker
+        device.wait_for_log(r"no word from the broker for")
+    doc = chain.wait_done("u/ws/1", timeout=60)
+    assert doc["status"] == "done", doc
+    assert lines_of(doc) == [f"L {i}" for i in range(LINES)]
+    assert "is lost" not in broker.log
+
+
+
+def test_a_cell_ended_by_the_broker_keeps_one_reply_when_its_device_comes_back(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a device frozen until the broker takes it for lost, then continued, does
+    not give the cell the broker ended with DeviceLost a second execute_reply (status ok,
+    after the error): its late output is stored after the error, once, as README says, but
+    a request has one reply, as a Jupyter client expects."""
+    broker = chain.start_broker()
+    device = chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    printing(chain, "u/ws/1")
+    with frozen(device):
+        broker.wait_for_log(r"device device0 is lost")
+        ended = chain.wait_done("u/ws/1")
+    assert ended["status"] == "error"
+    # The worksheet's next cell runs after the frozen one on the same worker, so by its end
+    # everything the worker sent for the first has passed the broker.
+    status, reply = chain.evaluate("u/ws/2", "print('next')")
+    assert status == 202, reply
+    assert lines_of(chain.wait_done("u/ws/2", timeout=60)) == ["next"]
+    doc = chain.update("u/ws/1")[1]
+    assert doc["status"] == "error" and lines_of(doc) == [f"L {i}" for i in range(LINES)]
+    with sqlite3.connect(tmp_path / "cellbus.db") as db:
+        replies = db.execute("SELECT count(*) FROM messages WHERE parent = ? AND msg_type = "
+                             "'execute_reply'", (doc["request"],)).fetchone()[0]
+    assert replies == 1

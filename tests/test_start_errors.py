@@ -1,0 +1,39 @@
+"""Mistakes a newcomer makes starting nodes by hand, and what the nodes say: another
+deployment key than the broker's (the wrong --key-file: both ends say what to check, instead
+of a device that only reports silence and a broker that only counts bad signatures), and a
+device given only kernels it cannot run (it stops, instead of serving nothing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import Chain, NodeProcess, ipc_endpoint
+from protocol.config import generate_key
+
+
+def test_a_device_with_another_key_is_told_to_check_the_key_file(
+        chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a device signing with a key other than the broker's gets, in its own log,
+    a line naming --key-file, and the broker's line about the bad signatures names it too."""
+    broker = chain.start_broker()
+    other = tmp_path / "other.key"
+    generate_key(other)
+    device = NodeProcess("device", "--connect", chain.device_ep, "--device-id", "wrong",
+                         *chain.cert_options("wrong", "device"), "--key-file", str(other))
+    nodes.append(device)
+    device.wait_for_log(r"no word from the broker .*--key-file")
+    broker.wait_for_log(r"dropped a message: signature.*--key-file")
+    assert "device wrong registered" not in broker.log
+
+
+def test_a_device_that_can_offer_no_kernel_stops_in_one_line(
+        key_file: Path, nodes: list[NodeProcess]) -> None:
+    """Tests that a device whose --kernels names only kernels it cannot run exits with
+    status 2 and a line naming --kernels (it ran on, offering no kernel at all)."""
+    device = NodeProcess("device", "--kernels", "julia", "--connect", ipc_endpoint("broker"),
+                         "--key-file", str(key_file))
+    nodes.append(device)
+    assert device.proc.wait(30) == 2, device.log
+    assert "cannot offer the kernel 'julia'" in device.log
+    device.wait_for_log(r"can offer none of the kernels julia .*--kernels")
+    assert "Traceback" not in device.log

@@ -1,0 +1,75 @@
+"""One broker per SQLite store, and a store file that stays (broker/store_owner.py): a second
+broker started on the file a running broker uses (README's two ``up``s with their own state
+directories shared the default store) stops in one line and leaves the first one's cells
+alone; a broker whose file is deleted under it stops rather than accept work into it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import Chain, NodeProcess, free_port, until
+
+CODE = "import time\nprint('start', flush=True)\ntime.sleep(2)\nprint('end')\n"
+
+
+def second_broker(chain: Chain, nodes: list[NodeProcess]) -> NodeProcess:
+    """A broker on ``chain``'s store with endpoints of its own."""
+    node = NodeProcess("broker", "--store", chain.store, "--key-file", chain.key_file,
+                       "--curve-dir", str(chain.keys_dir),
+                       *(option for name in ("gateway", "device", "publish")
+                         for option in (f"--{name}-bind", f"tcp://127.0.0.1:{free_port()}")))
+    nodes.append(node)
+    return node
+
+
+def test_a_second_broker_on_a_running_brokers_sqlite_file_stops_in_one_line(
+        chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a broker started on the SQLite file of a running broker exits with status 2
+    and one line naming the file, the running broker's pid and --store, while the first
+    broker's running cell ends done (two brokers on one file number output apart and end
+    each other's running cells as orphans)."""
+    first = chain.start_broker()
+    chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/ws/1", CODE)
+    assert status == 202, reply
+    until(lambda: "start" in str(chain.update("u/ws/1")[1]["output"]), "the cell to start")
+    second = second_broker(chain, nodes)
+    assert second.proc.wait(30) == 2, second.log
+    lines = [line for line in second.log.splitlines() if "in use by another broker" in line]
+    path = str(tmp_path / "cellbus.db")  # the chain fixture's store
+    assert len(lines) == 1 and path in lines[0] and f"pid {first.proc.pid}" in lines[0] \
+        and "--store" in lines[0], second.log
+    assert "Traceback" not in second.log
+    doc = chain.wait_done("u/ws/1")
+    assert doc["status"] == "done", doc
+    assert "".join(b["content"] for b in doc["output"].values()) == "start\nend\n"
+
+
+def test_a_broker_killed_leaves_no_lock_behind(chain: Chain) -> None:
+    """Tests that a broker started on the file of a broker that was killed (kill -9) starts:
+    the hold goes with the process."""
+    chain.start_broker().kill_group()
+    chain.start_broker()
+    assert "in use by another broker" not in chain.broker.log  # type: ignore[union-attr]
+
+
+def test_a_broker_whose_store_file_is_removed_stops_instead_of_accepting_work(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a broker whose SQLite file is deleted while it runs stops with status 1
+    and a line naming the file, so the gateway answers 503 instead of accepting work into a
+    file that is gone with the process (it went on answering 202, and a restart found an
+    empty store)."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/ws/1", "print(1)")
+    assert status == 202, reply
+    chain.wait_done("u/ws/1")
+    for path in tmp_path.glob("cellbus.db*"):
+        if not path.name.endswith(".broker-lock"):
+            path.unlink()
+    assert broker.proc.wait(15) == 1, broker.log
+    broker.wait_for_log(rf"store file {tmp_path / 'cellbus.db'} was removed")
+    status, reply = chain.evaluate("u/ws/2", "print(2)")
+    assert status == 503, reply
