@@ -72,7 +72,8 @@ def bench(argv: list[str]) -> int:
 
 
 def usage(argv: list[str]) -> int:
-    print((__doc__ or "").strip())
+    from protocol.config import plain
+    print(plain((__doc__ or "").strip()))
     return 0
 
 

@@ -40,14 +40,15 @@ from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
 from device.draining import DRAIN_TIMEOUT
-from protocol.config import add_option, generate_key, parse_args
+from protocol.config import add_option, generate_key, parse_args, plain
 from protocol.errors import ConfigError, address_in_use
 
 STOP_GRACE = 15.0
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cellbus up", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="cellbus up",
+                                description=plain(__doc__.split("\n\n")[1]))
     add_option(p, "--host", default="127.0.0.1", node="gateway",
                help="address the gateway listens on")
     add_option(p, "--port", type=int, default=8888, node="gateway", help="the gateway's port")

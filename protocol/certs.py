@@ -12,13 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import add_option, parse_args
+from .config import add_option, parse_args, plain
 from .curve import BROKER, ROLES, listing, make_certificate, revoke
 from .errors import ConfigError
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cellbus cert", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="cellbus cert",
+                                description=plain(__doc__.split("\n\n")[0]))
     p.add_argument("name", nargs="?", help="the node the certificate is for")
     p.add_argument("--role", choices=[BROKER, *ROLES], help="what the node is")
     add_option(p, "--dir", metavar="DIR", default="keys",

@@ -46,6 +46,11 @@ def env_name(flag: str, node: str = "") -> str:
     return prefix + flag.lstrip("-").replace("-", "_").upper()
 
 
+def plain(docstring: str) -> str:
+    """A docstring's text for a terminal (``--help``): without its reST double backquotes."""
+    return docstring.replace("``", "")
+
+
 def add_option(parser: argparse.ArgumentParser, flag: str, *, help: str, node: str = "",
                **kwargs: Any) -> None:
     """``parser.add_argument(flag, ...)`` that :func:`parse_args` also fills from
