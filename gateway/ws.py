@@ -51,6 +51,7 @@ from .hooks import Hooks
 from .jsonbody import is_integer, load_json
 from .masking import MaskedOnly
 from .outbox import Outbox
+from .tokenwatch import TokenWatch
 
 log = logging.getLogger("cellbus.gateway")
 SUBSCRIBE_REQUEST = "subscribe_request"
@@ -246,6 +247,8 @@ class SocketHandler(Hooks, WebSocketHandler):
         self.subs: dict[tuple[str, str], Subscription] = {}
         self.outbox = Outbox(self, self.settings["client_buffer"], self._release)
         self.link.listen(None, self.on_output)  # seq beacons; outputs once subscribed
+        self.token_watch = TokenWatch(self, self.visitor)  # closed once its token goes
+        self.token_watch.start()
 
     def on_close(self) -> None:
         self.outbox.end()
@@ -253,6 +256,7 @@ class SocketHandler(Hooks, WebSocketHandler):
     def _release(self) -> None:
         """The socket is done (closed by either side, or its client went away): it leaves
         nothing behind, no listener and no replay."""
+        self.token_watch.stop()
         self.link.unlisten(None, self.on_output)
         for worksheet, sub in self.subs.items():
             self.link.unlisten(worksheet, self.on_output)
@@ -293,6 +297,8 @@ class SocketHandler(Hooks, WebSocketHandler):
     async def on_message(self, raw: str | bytes) -> None:
         if self.outbox.closed:
             return  # closed by the gateway; the client has not closed its side yet
+        if not await self.token_watch.valid():
+            return  # its token was removed: the socket is being closed
         try:
             request = load_json(raw)
             if not isinstance(request, dict):

@@ -216,8 +216,8 @@ class ChannelsHandler(SocketHandler):
     # -- from the client --------------------------------------------------------------------
 
     async def on_message(self, raw: str | bytes) -> None:
-        if self.outbox.closed:
-            return
+        if self.outbox.closed or not await self.token_watch.valid():
+            return  # closed, or being closed (its token was removed)
         try:
             channel, request = wire.decode(raw)
         except wire.WireError as e:
