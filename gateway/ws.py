@@ -43,7 +43,7 @@ from protocol.address import is_name
 from protocol.errors import ProtocolError
 from protocol.wire import Message, utcnow_iso
 
-from . import errors, guard, heap
+from . import errors, follows, guard, heap
 from .auth import COOKIE
 from .bus import BrokerUnavailable
 from .cells import TooLarge, execute_content, file_url, input_content, interact_content
@@ -245,6 +245,7 @@ class SocketHandler(Hooks, WebSocketHandler):
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
         self.subs: dict[tuple[str, str], Subscription] = {}
+        self.followed = 0  # subscriptions counted against the visitor's (gateway.follows)
         self.outbox = Outbox(self, self.settings["client_buffer"], self._release)
         self.link.listen(None, self.on_output)  # seq beacons; outputs once subscribed
         self.token_watch = TokenWatch(self, self.visitor)  # closed once its token goes
@@ -257,6 +258,8 @@ class SocketHandler(Hooks, WebSocketHandler):
         """The socket is done (closed by either side, or its client went away): it leaves
         nothing behind, no listener and no replay."""
         self.token_watch.stop()
+        follows.Follows.of(self.settings).give_back(follows.key(self), self.followed)
+        self.followed = 0
         self.link.unlisten(None, self.on_output)
         for worksheet, sub in self.subs.items():
             self.link.unlisten(worksheet, self.on_output)
@@ -335,6 +338,11 @@ class SocketHandler(Hooks, WebSocketHandler):
                              "non-negative integer (the last seq the client has, 0 for all)")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
             return
+        if (user, worksheet) not in self.subs:
+            if not follows.Follows.of(self.settings).take(follows.key(self)):
+                return self.reply(request, SUBSCRIBE_REPLY, {
+                    "ok": False, "http_status": 429, "error": follows.refusal()})
+            self.followed += 1
         sub = Subscription(self, user, worksheet, since,
                            session if isinstance(session, str) else None)
         self.subs[(user, worksheet)] = sub

@@ -22,6 +22,7 @@ from tornado.websocket import (WebSocketClientConnection, WebSocketClosedError,
 from access_util import add_user, bearer, call, cellbus_user, stored_requests
 from harness import Chain
 from jupyter_ws import Channels
+from test_ws_follows import close
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -93,7 +94,7 @@ async def test_a_removed_tokens_websocket_is_closed_and_runs_nothing(
                                   "content": {"user": "bob", "worksheet": "b", "since": 0}}))
     assert (await next_reply(bob, "subscribe_reply"))["content"]["ok"] is True  # still open
     alice.close()
-    bob.close()
+    await close(bob)
 
 
 async def test_a_removed_tokens_kernel_channels_are_closed(chain: Chain,
