@@ -8,7 +8,7 @@ Nothing bounded them: one socket subscribing to made-up worksheet names grew the
 anonymous socket that many on its own (anonymous visitors behind a proxy share an address,
 and ``--max-per-address`` already bounds the sockets of one). A page follows one per
 worksheet (one per cell of an embedding page), far below it. Past it a subscription is
-refused with 429, and closing a socket frees what it followed.
+refused with 429 (:data:`REFUSED`), and closing a socket frees what it followed.
 """
 
 from __future__ import annotations
@@ -18,43 +18,43 @@ from typing import Any, Final
 
 #: Worksheets one visitor may follow at once on one gateway.
 MAX_FOLLOWED: Final = 2000
-#: The application setting that holds the counts (made on first use).
+#: The application setting that holds the counts by visitor (made on first use).
 SETTING: Final = "followed"
+#: The answer to a subscription past the bound.
+REFUSED: Final = {
+    "ok": False, "http_status": 429,
+    "error": f"too many subscriptions: {MAX_FOLLOWED} worksheets are followed already (over "
+             "this user's open sockets, or this anonymous socket), the most at once; close a "
+             "socket (or a page) that follows worksheets you no longer need"}
 
 
-def key(socket: Any) -> str:
+def take(socket: Any) -> bool:
+    """Count one more worksheet followed by ``socket`` (a :class:`gateway.ws.SocketHandler`)
+    against its visitor, if there is room."""
+    counts = _counts(socket)
+    who = _key(socket)
+    if counts[who] >= MAX_FOLLOWED:
+        return False
+    counts[who] += 1
+    socket.followed = getattr(socket, "followed", 0) + 1
+    return True
+
+
+def give_back(socket: Any) -> None:
+    """``socket`` is closed: what it followed no longer counts."""
+    counts, who = _counts(socket), _key(socket)
+    counts[who] -= getattr(socket, "followed", 0)
+    socket.followed = 0
+    if counts[who] <= 0:
+        del counts[who]
+
+
+def _counts(socket: Any) -> collections.Counter[str]:
+    counts: collections.Counter[str] = socket.settings.setdefault(SETTING, collections.Counter())
+    return counts
+
+
+def _key(socket: Any) -> str:
     """Whose count a socket's subscriptions go to: its user's, or its own if anonymous."""
     visitor = socket.visitor
     return visitor.key if visitor.user is not None else f"socket:{id(socket)}"
-
-
-def refusal() -> str:
-    return (f"too many subscriptions: {MAX_FOLLOWED} worksheets are followed already (over "
-            "this user's open sockets, or this anonymous socket), the most at once; close a "
-            "socket (or a page) that follows worksheets you no longer need")
-
-
-class Follows:
-    """Worksheets followed, by visitor key, over every socket of one application."""
-
-    def __init__(self) -> None:
-        self.counts: collections.Counter[str] = collections.Counter()
-
-    @classmethod
-    def of(cls, settings: dict[str, Any]) -> Follows:
-        found: Follows = settings.setdefault(SETTING, cls())
-        return found
-
-    def take(self, key: str) -> bool:
-        """One more for ``key``, if it has room."""
-        if self.counts[key] >= MAX_FOLLOWED:
-            return False
-        self.counts[key] += 1
-        return True
-
-    def give_back(self, key: str, n: int) -> None:
-        left = self.counts[key] - n
-        if left > 0:
-            self.counts[key] = left
-        else:
-            del self.counts[key]

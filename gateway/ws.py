@@ -245,7 +245,6 @@ class SocketHandler(Hooks, WebSocketHandler):
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
         self.subs: dict[tuple[str, str], Subscription] = {}
-        self.followed = 0  # subscriptions counted against the visitor's (gateway.follows)
         self.outbox = Outbox(self, self.settings["client_buffer"], self._release)
         self.link.listen(None, self.on_output)  # seq beacons; outputs once subscribed
         self.token_watch = TokenWatch(self, self.visitor)  # closed once its token goes
@@ -258,8 +257,7 @@ class SocketHandler(Hooks, WebSocketHandler):
         """The socket is done (closed by either side, or its client went away): it leaves
         nothing behind, no listener and no replay."""
         self.token_watch.stop()
-        follows.Follows.of(self.settings).give_back(follows.key(self), self.followed)
-        self.followed = 0
+        follows.give_back(self)
         self.link.unlisten(None, self.on_output)
         for worksheet, sub in self.subs.items():
             self.link.unlisten(worksheet, self.on_output)
@@ -338,11 +336,8 @@ class SocketHandler(Hooks, WebSocketHandler):
                              "non-negative integer (the last seq the client has, 0 for all)")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
             return
-        if (user, worksheet) not in self.subs:
-            if not follows.Follows.of(self.settings).take(follows.key(self)):
-                return self.reply(request, SUBSCRIBE_REPLY, {
-                    "ok": False, "http_status": 429, "error": follows.refusal()})
-            self.followed += 1
+        if (user, worksheet) not in self.subs and not follows.take(self):  # 429 past its bound
+            return self.reply(request, SUBSCRIBE_REPLY, dict(follows.REFUSED))
         sub = Subscription(self, user, worksheet, since,
                            session if isinstance(session, str) else None)
         self.subs[(user, worksheet)] = sub
