@@ -45,6 +45,24 @@ RESTART_MAX_DELAY = 30.0
 #: A template that ran this long before it ended is started again after RESTART_DELAY.
 RESTART_STABLE = 30.0
 
+#: The device's environment variables the template process is started with: what Python,
+#: the libraries it preloads and jupyter_client (finding kernelspecs) read. Nothing else: a
+#: worker is a fork of the template, and session code reads the environment the template
+#: was exec'd with from its own memory (the strings stay on the stack whatever os.environ
+#: becomes), so a credential the device's operator exported must never get there.
+TEMPLATE_ENV = frozenset({
+    "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR", "LD_LIBRARY_PATH", "VIRTUAL_ENV",
+    "PYTHONPATH", "PYTHONHOME", "PYTHONHASHSEED", "PYTHONDONTWRITEBYTECODE", "PYTHONWARNINGS",
+    "PYTHONUNBUFFERED", "JUPYTER_PATH", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR",
+    "JUPYTER_PLATFORM_DIRS", "XDG_DATA_HOME", "XDG_DATA_DIRS", "XDG_CONFIG_HOME",
+    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"})
+
+
+def template_environment(device: dict[str, str]) -> dict[str, str]:
+    """The part of the ``device``'s environment that :data:`TEMPLATE_ENV` and the locale
+    (``LC_*``) name."""
+    return {k: v for k, v in device.items() if k in TEMPLATE_ENV or k.startswith("LC_")}
+
 
 class LaunchError(Exception):
     """A worker could not be started (the template is gone, or fork failed)."""
@@ -176,7 +194,7 @@ class TemplateLauncher:
             argv += ["--hide", path]
         argv += ["--init-program", self.spec.init_program]
         self._ready = asyncio.get_running_loop().create_future()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CELLBUS_")}
+        env = template_environment(dict(os.environ))
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *argv, pass_fds=(theirs.fileno(),), env=env, stdin=asyncio.subprocess.DEVNULL,

@@ -44,6 +44,7 @@ from protocol.wire import Message, Session
 
 from .admission import RECORD_COST, output_size, refusal
 from .endings import asked_exit, describe_exit, explain_error
+from .backlog import CommBacklog
 from .launcher import ForkedProcess
 from .limits import Limits, explain_exit
 from .pacing import TokenBucket
@@ -93,6 +94,7 @@ class Worker:
         #: Whether this session has shown an interact (it then lives for --interact-timeout).
         self.interactive = False
         self.queue: collections.deque[Message] = collections.deque()
+        self.comms = CommBacklog(session_id)  # bounds the client comm messages queued
         self.current: Message | None = None
         #: When the running request is finished (protocol.requests), and whether it replied.
         self._ending: Ending | None = None
@@ -136,6 +138,8 @@ class Worker:
     async def submit(self, request: Message) -> None:
         """Queue ``request``; it runs when the ones before it have finished."""
         self.last_used = time.monotonic()
+        if not self.comms.admit(self.queue, request):
+            return  # a comm message over the backlog: dropped (and logged)
         self.queue.append(request)
         if self.current is None:
             await self._next()

@@ -62,6 +62,11 @@ class BaseHandler(Hooks):
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Content-Type-Options", "nosniff")
+        # No page of another origin may frame an answer (clickjacking: the worksheet runs
+        # code in one click, and a page of another port is the same site, so the sign-in
+        # cookie goes along). Output frames are srcdoc, never a gateway URL.
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Content-Security-Policy", "frame-ancestors 'none'")
         access.cors_headers(self)
 
     def write_json(self, status: int, doc: dict[str, Any]) -> None:

@@ -43,7 +43,7 @@ from protocol.address import is_name
 from protocol.errors import ProtocolError
 from protocol.wire import Message, utcnow_iso
 
-from . import errors, guard, heap
+from . import errors, follows, guard, heap
 from .auth import COOKIE
 from .bus import BrokerUnavailable
 from .cells import TooLarge, execute_content, file_url, input_content, interact_content
@@ -51,6 +51,7 @@ from .hooks import Hooks
 from .jsonbody import is_integer, load_json
 from .masking import MaskedOnly
 from .outbox import Outbox
+from .tokenwatch import TokenWatch
 
 log = logging.getLogger("cellbus.gateway")
 SUBSCRIBE_REQUEST = "subscribe_request"
@@ -246,6 +247,8 @@ class SocketHandler(Hooks, WebSocketHandler):
         self.subs: dict[tuple[str, str], Subscription] = {}
         self.outbox = Outbox(self, self.settings["client_buffer"], self._release)
         self.link.listen(None, self.on_output)  # seq beacons; outputs once subscribed
+        self.token_watch = TokenWatch(self, self.visitor)  # closed once its token goes
+        self.token_watch.start()
 
     def on_close(self) -> None:
         self.outbox.end()
@@ -253,6 +256,8 @@ class SocketHandler(Hooks, WebSocketHandler):
     def _release(self) -> None:
         """The socket is done (closed by either side, or its client went away): it leaves
         nothing behind, no listener and no replay."""
+        self.token_watch.stop()
+        follows.give_back(self)
         self.link.unlisten(None, self.on_output)
         for worksheet, sub in self.subs.items():
             self.link.unlisten(worksheet, self.on_output)
@@ -293,6 +298,8 @@ class SocketHandler(Hooks, WebSocketHandler):
     async def on_message(self, raw: str | bytes) -> None:
         if self.outbox.closed:
             return  # closed by the gateway; the client has not closed its side yet
+        if not await self.token_watch.valid():
+            return  # its token was removed: the socket is being closed
         try:
             request = load_json(raw)
             if not isinstance(request, dict):
@@ -329,6 +336,8 @@ class SocketHandler(Hooks, WebSocketHandler):
                              "non-negative integer (the last seq the client has, 0 for all)")
         if self._refused(request, SUBSCRIBE_REPLY, user, worksheet):  # type: ignore[arg-type]
             return
+        if (user, worksheet) not in self.subs and not follows.take(self):  # 429 past its bound
+            return self.reply(request, SUBSCRIBE_REPLY, dict(follows.REFUSED))
         sub = Subscription(self, user, worksheet, since,
                            session if isinstance(session, str) else None)
         self.subs[(user, worksheet)] = sub

@@ -216,8 +216,8 @@ class ChannelsHandler(SocketHandler):
     # -- from the client --------------------------------------------------------------------
 
     async def on_message(self, raw: str | bytes) -> None:
-        if self.outbox.closed:
-            return
+        if self.outbox.closed or not await self.token_watch.valid():
+            return  # closed, or being closed (its token was removed)
         try:
             channel, request = wire.decode(raw)
         except wire.WireError as e:
@@ -251,6 +251,8 @@ class ChannelsHandler(SocketHandler):
             self.answer(request, mt.INTERRUPT_REPLY, {"status": "ok"}, "control")
         elif msg_type == mt.SHUTDOWN_REQUEST:
             restart = content.get("restart") is True
+            if restart and (wait := rate_wait(self, self.visitor)) is not None:
+                return self._failed(request, msg_type, f"too many requests; retry in {wait} s")
             self.answer(request, mt.SHUTDOWN_REPLY, {"status": "ok", "restart": restart},
                         "control")
             if restart:

@@ -55,8 +55,15 @@ class JupyterHandler(BaseHandler):
         return model.model(entry, self.sockets, self.user)
 
     async def start_kernel(self, name: Any) -> dict[str, Any]:
+        self.charge()
         kernel_id = await model.start(self.ask, self.user, await self.kernel_name(name))
         return await self.kernel_model(kernel_id)
+
+    def charge(self) -> None:
+        """``--rate``: starting or restarting a kernel runs code (a fresh session), as an
+        evaluate does; 429 when the user's bucket is empty."""
+        if (wait := rate_wait(self, self.visitor)) is not None:
+            raise fail(429, f"too many requests; retry in {wait} s", retry_after=wait)
 
 
 class ApiHandler(JupyterHandler):
@@ -70,8 +77,6 @@ class KernelsHandler(JupyterHandler):
         self.finish(json.dumps([model.model(e, self.sockets, self.user) for e in found]))
 
     async def post(self) -> None:
-        if (wait := rate_wait(self, self.visitor)) is not None:
-            raise fail(429, f"too many requests; retry in {wait} s", retry_after=wait)
         doc = await self.start_kernel(self.body().get("name"))
         self.set_header("Location", f"/api/kernels/{doc['id']}")
         self.write_json(201, doc)
@@ -96,6 +101,7 @@ class InterruptHandler(JupyterHandler):
 
 class RestartHandler(JupyterHandler):
     async def post(self, kernel_id: str) -> None:
+        self.charge()
         await model.restart(self.ask, self.user, kernel_id)
         self.write_json(200, await self.kernel_model(kernel_id))
 
@@ -143,6 +149,7 @@ class SessionsHandler(JupyterHandler):
         if isinstance(kernel.get("id"), str):
             entry = await model.find(self.ask, self.user, kernel["id"])
         else:
+            self.charge()
             kernel_id = await model.start(self.ask, self.user, await self.kernel_name(
                 kernel.get("name")), about=about(body))
             entry = await model.find(self.ask, self.user, kernel_id)
