@@ -10,7 +10,10 @@ few megabytes and stall its event loop meanwhile. So every decode of such bytes 
 * any one array or map announcing more than ``max_items`` elements, before allocating it
   (msgpack's own ``max_array_len`` / ``max_map_len``), and
 * more than ``max_items`` elements and containers in all, counted as each container is
-  finished (its hook), so the work done before the refusal is bounded too.
+  finished (its hook), so the work done before the refusal is bounded too. Every msgpack
+  value takes at least one byte, so bytes no longer than ``max_items`` cannot hold more:
+  those (nearly every frame) are decoded without the hooks, a Python call per container
+  (5.4 against 3.9 us for the four frames of an ``execute_reply``).
 
 Strings and bytes cost what they weigh, so the frame limit already bounds them.
 
@@ -59,11 +62,13 @@ class _Counter:
 def unpack(data: bytes, max_items: int = DEFAULT_MAX_ITEMS) -> Any:
     """Decode ``data``, raising ``ProtocolError("oversize")`` past ``max_items`` values and
     ``ProtocolError("decode")`` if it is not exactly one msgpack value."""
-    counter = _Counter(max_items)
+    hooks: dict[str, Any] = {}
+    if len(data) > max_items:  # else the cap holds already: every value takes a byte or more
+        counter = _Counter(max_items)
+        hooks = {"list_hook": counter.list_hook, "object_hook": counter.object_hook}
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True,
-                               max_array_len=max_items, max_map_len=max_items,
-                               list_hook=counter.list_hook, object_hook=counter.object_hook)
+                               max_array_len=max_items, max_map_len=max_items, **hooks)
     except ProtocolError:
         raise
     except ValueError as e:
