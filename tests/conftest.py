@@ -75,6 +75,15 @@ def running_chain(chain):
 
 
 @pytest.fixture(scope="module")
+def shared_chain(tmp_path_factory: pytest.TempPathFactory):
+    """A running chain for a whole module (tests/module_chain.py), for tests that leave its
+    nodes as they found them and each use worksheets of their own; a test that stops or
+    restarts a node, or needs node options, takes ``running_chain`` or ``chain``."""
+    from module_chain import module_chain
+    yield from module_chain(tmp_path_factory, "shared")
+
+
+@pytest.fixture(scope="module")
 def fuzz_chain(tmp_path_factory: pytest.TempPathFactory):
     """A chain for a whole module of fuzz or bad-input tests (tests/fuzz_chain.py)."""
     from fuzz_chain import run_fuzz_chain
