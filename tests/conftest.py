@@ -38,7 +38,7 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
 
     Call it with extra device options; it returns (client, device).
     """
-    clients: list[BusClient] = []
+    clients: list[tuple[BusClient, NodeProcess]] = []
 
     def start(*options: str, packer: str = "msgpack", env: dict[str, str] | None = None,
               tcp: bool = False) -> tuple[BusClient, NodeProcess]:
@@ -46,16 +46,18 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
         endpoint = f"tcp://127.0.0.1:{free_port()}" if tcp else ipc_endpoint("broker")
         options = ("--insecure-bus", *options) if tcp else options
         client = BusClient(key, bind=endpoint, packer=packer)
-        clients.append(client)
         device = NodeProcess("device", "--connect", endpoint, "--key-file", str(key_file),
                              "--packer", packer, "--device-id", f"dev-{os.getpid()}", *options,
                              env=env)
         nodes.append(device)
+        clients.append((client, device))
         client.wait_for(lambda m: m["msg_type"] == "device_register")
         return client, device
 
     yield start
-    for client in clients:
+    from stand_in import stop_device
+    for client, device in clients:
+        stop_device(client, device)  # its last records acknowledged: it need not wait for them
         client.close()
 
 
