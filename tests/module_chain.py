@@ -46,6 +46,6 @@ def module_chain(tmp_path_factory: pytest.TempPathFactory, name: str, *,
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text("\n\n".join(f"== {n.argv[n.argv.index('cellbus') + 1]} ==\n{n.log}"
                                       for n in nodes))
-        for node in nodes:
+        for node in reversed(nodes):  # the gateway first, the broker last (conftest's nodes)
             node.stop(timeout=10)
             node.kill_group()
