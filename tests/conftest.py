@@ -24,10 +24,12 @@ def key(key_file: Path) -> bytes:
 
 @pytest.fixture
 def nodes() -> Iterator[list[NodeProcess]]:
-    """Started nodes are stopped (then killed) after the test, whatever happens."""
+    """Started nodes are stopped (then killed) after the test, whatever happens: the last
+    started first, as ``bin/cellbus up`` stops them (a device stopped while its broker still
+    runs gets the receipts for its output at once, instead of waiting for them)."""
     started: list[NodeProcess] = []
     yield started
-    for node in started:
+    for node in reversed(started):
         node.stop(timeout=10)
         node.kill_group()
 
@@ -38,7 +40,7 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
 
     Call it with extra device options; it returns (client, device).
     """
-    clients: list[BusClient] = []
+    clients: list[tuple[BusClient, NodeProcess]] = []
 
     def start(*options: str, packer: str = "msgpack", env: dict[str, str] | None = None,
               tcp: bool = False) -> tuple[BusClient, NodeProcess]:
@@ -46,16 +48,18 @@ def device_with_client(key: bytes, key_file: Path, nodes: list[NodeProcess]):
         endpoint = f"tcp://127.0.0.1:{free_port()}" if tcp else ipc_endpoint("broker")
         options = ("--insecure-bus", *options) if tcp else options
         client = BusClient(key, bind=endpoint, packer=packer)
-        clients.append(client)
         device = NodeProcess("device", "--connect", endpoint, "--key-file", str(key_file),
                              "--packer", packer, "--device-id", f"dev-{os.getpid()}", *options,
                              env=env)
         nodes.append(device)
+        clients.append((client, device))
         client.wait_for(lambda m: m["msg_type"] == "device_register")
         return client, device
 
     yield start
-    for client in clients:
+    from stand_in import stop_device
+    for client, device in clients:
+        stop_device(client, device)  # its last records acknowledged: it need not wait for them
         client.close()
 
 
@@ -72,6 +76,15 @@ def running_chain(chain):
     chain.start_device()
     chain.start_gateway()
     return chain
+
+
+@pytest.fixture(scope="module")
+def shared_chain(tmp_path_factory: pytest.TempPathFactory):
+    """A running chain for a whole module (tests/module_chain.py), for tests that leave its
+    nodes as they found them and each use worksheets of their own; a test that stops or
+    restarts a node, or needs node options, takes ``running_chain`` or ``chain``."""
+    from module_chain import module_chain
+    yield from module_chain(tmp_path_factory, "shared")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from module_chain import module_chain
+
 CHROMIUM = os.environ.get("CELLBUS_CHROMIUM", "/usr/bin/chromium")
 #: The flags this machine's closed network needs (no background connections to Google).
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -81,9 +83,20 @@ def page(browser: Any) -> Iterator[Any]:
     yield from open_page(browser, viewport={"width": 1000, "height": 800})
 
 
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+        ) -> Iterator[Any]:
+    """A running chain for the module's tests, each on a worksheet (so a session) of its own
+    (tests/module_chain.py); its node logs go to test-artifacts/browser-logs/ afterwards. A
+    test that stops or restarts a node takes ``own_web``."""
+    name = request.module.__name__
+    yield from module_chain(tmp_path_factory, name, log=ARTIFACTS / "browser-logs" / f"{name}.log")
+
+
 @pytest.fixture
-def web(running_chain: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The running chain; its node logs are kept in test-artifacts/browser-logs/ afterwards."""
+def own_web(running_chain: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A running chain for this test alone; its node logs are kept in
+    test-artifacts/browser-logs/ afterwards."""
     yield running_chain
     logs = ARTIFACTS / "browser-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -250,10 +263,10 @@ def test_stop_button_interrupts(page, web) -> None:
     expect(cell.get_by_role("button", name="Stop")).to_be_hidden()
 
 
-def test_gateway_killed_mid_run_output_complete_once(page, web) -> None:
+def test_gateway_killed_mid_run_output_complete_once(page, own_web) -> None:
     """The gateway dies (SIGKILL) while output streams, and comes back on the same port: the
     page reconnects by itself, resumes from the last seq, and shows every line once."""
-    chain = web
+    chain = own_web
     cell = open_worksheet(page, chain).nth(0)
     run(cell, "import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sleep(0.25)")
     out = cell.locator(".cellbus-output")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from module_chain import module_chain
 from test_browser import (ARTIFACTS, browser, expect, open_worksheet,  # noqa: F401 (fixtures)
                           page, run)
 
@@ -22,26 +23,8 @@ from test_browser import (ARTIFACTS, browser, expect, open_worksheet,  # noqa: F
 @pytest.fixture(scope="module")
 def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A chain for the module; its node logs go to test-artifacts/browser-logs/ afterwards."""
-    from harness import Chain, NodeProcess
-    from protocol.config import generate_key
-    tmp: Path = tmp_path_factory.mktemp("interact")
-    key_file = tmp / "bus.key"
-    generate_key(key_file)
-    nodes: list[NodeProcess] = []
-    chain = Chain(key_file, f"sqlite:///{tmp / 'cellbus.db'}", nodes)
-    try:
-        chain.start_broker()
-        chain.start_device()
-        chain.start_gateway()
-        yield chain
-    finally:
-        logs = ARTIFACTS / "browser-logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        (logs / "test_browser_interact.log").write_text(
-            "\n\n".join(f"== {n.argv[1]} ==\n{n.log}" for n in nodes))
-        for node in nodes:
-            node.stop(timeout=10)
-            node.kill_group()
+    yield from module_chain(tmp_path_factory, "interact",
+                            log=ARTIFACTS / "browser-logs" / "test_browser_interact.log")
 
 
 def sent_interact_requests(page: Any) -> list[dict[str, Any]]:

@@ -3,21 +3,21 @@ against the whole chain with a device offering the built-in Python and bash_kern
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kernels import require_kernel
+from module_chain import module_chain
 from test_browser import browser, expect, open_worksheet, page, run  # noqa: F401 (fixtures)
 
 
-@pytest.fixture
-def web(chain: Any) -> Any:
+@pytest.fixture(scope="module")
+def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One chain for the module's tests, each on a worksheet of its own."""
     require_kernel("bash")
-    chain.start_broker()
-    chain.start_device("--kernels", "python,bash")
-    chain.start_gateway()
-    return chain
+    yield from module_chain(tmp_path_factory, "kernels", device=("--kernels", "python,bash"))
 
 
 def test_kernel_selector_picks_the_worksheets_kernel(page, web) -> None:  # noqa: F811

@@ -20,7 +20,7 @@ import pytest
 from access_util import JSON, add_user, bearer, call, evaluate_body, other_site
 from harness import Chain
 from test_access import wait_done
-from test_browser import browser, expect, open_page, page, run  # noqa: F401 (fixtures)
+from test_browser import browser, expect, open_page, page, run, web  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -122,11 +122,11 @@ GROWING = """<div id="box" style="height: 100px">box</div>
 });</script>"""
 
 
-def test_frames_follow_their_content_and_only_theirs(page: Any, running_chain: Chain) -> None:
+def test_frames_follow_their_content_and_only_theirs(page: Any, web: Chain) -> None:
     """A frame whose content grows grows with it; a height message from anything but that
     frame (the page itself, or another frame) resizes nothing; a frame's own claim is
     bounded."""
-    page.goto(running_chain.url("/?ws=frames"))
+    page.goto(web.url("/?ws=frames"))
     cells = page.locator(".cellbus-cell")
     run(cells.nth(0), show_html(GROWING))
     run(cells.nth(1), show_html("<p>liar</p><script>setInterval(() => parent.postMessage("
@@ -167,9 +167,9 @@ INTERACT_HTML = ("class Html:\n"
                  "                '.dataset.ran = \"yes\"</script>' % self.n)\n")
 
 
-def test_interact_html_output_is_sandboxed(page: Any, running_chain: Chain) -> None:
+def test_interact_html_output_is_sandboxed(page: Any, web: Chain) -> None:
     """An interact's HTML output is a sandboxed frame too, and a new run replaces it."""
-    page.goto(running_chain.url("/?ws=interact-frames"))
+    page.goto(web.url("/?ws=interact-frames"))
     cell = page.locator(".cellbus-cell").nth(0)
     run(cell, INTERACT_HTML + INTERACT)
     box = cell.locator(".cellbus-interact")
@@ -183,9 +183,9 @@ def test_interact_html_output_is_sandboxed(page: Any, running_chain: Chain) -> N
     expect(frame).to_have_count(1)
 
 
-def test_embed_example_html_output_is_sandboxed(page: Any, running_chain: Chain) -> None:
+def test_embed_example_html_output_is_sandboxed(page: Any, web: Chain) -> None:
     """/embed-example's cells show HTML output in sandboxed frames as well."""
-    page.goto(running_chain.url("/embed-example"))
+    page.goto(web.url("/embed-example"))
     cell = page.locator(".cellbus-cell").nth(1)
     run(cell, show_html('<p id="p">p</p><script>let seen;'
                         'try { seen = typeof window.parent.cellbus; } catch (e) { seen = e.name; }'

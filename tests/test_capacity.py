@@ -234,8 +234,8 @@ def test_full_devices_refuse_new_sessions_but_never_existing_ones(
         fake.close()
 
 
-def test_restart_gives_the_worksheet_a_fresh_session(running_chain: Chain) -> None:
-    chain = running_chain
+def test_restart_gives_the_worksheet_a_fresh_session(shared_chain: Chain) -> None:
+    chain = shared_chain
     chain.evaluate("u/ws/1", "x = 1")
     before = chain.wait_done("u/ws/1")
     status, body = chain.http("POST", "/home/u/ws/1/restart", b"")
@@ -329,15 +329,15 @@ def test_no_broker_503_carries_retry_after(chain: Chain) -> None:
     assert status == 503 and headers["Retry-After"] == "5" and "retry in 5 s" in body["error"]
 
 
-def test_restart_ends_cells_queued_behind_the_old_session(running_chain) -> None:
+def test_restart_ends_cells_queued_behind_the_old_session(shared_chain) -> None:
     """Cells waiting on the device when the worksheet restarts end with SessionClosed;
     they do not run in a new worker of the closed session."""
-    chain = running_chain
-    chain.evaluate("u/ws/1", "import time\nprint('busy', flush=True)\ntime.sleep(30)")
+    chain = shared_chain
+    chain.evaluate("q/ws/1", "import time\nprint('busy', flush=True)\ntime.sleep(30)")
     deadline = time.monotonic() + 20
-    while "busy" not in json.dumps(chain.update("u/ws/1", wait=2)[1]):
+    while "busy" not in json.dumps(chain.update("q/ws/1", wait=2)[1]):
         assert time.monotonic() < deadline
-    chain.evaluate("u/ws/2", "print('queued')")
-    assert chain.http("POST", "/home/u/ws/1/restart", b"{}")[0] == 202
-    doc = chain.wait_done("u/ws/2")
+    chain.evaluate("q/ws/2", "print('queued')")
+    assert chain.http("POST", "/home/q/ws/1/restart", b"{}")[0] == 202
+    doc = chain.wait_done("q/ws/2")
     assert doc["status"] == "error" and "queued" not in json.dumps(doc["output"])

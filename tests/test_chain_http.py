@@ -9,10 +9,10 @@ from harness import Feed, until, wait_gateway_linked
 CELL = "wstein/myws/5"
 
 
-def test_seed_walk_through(running_chain) -> None:
+def test_seed_walk_through(shared_chain) -> None:
     """Seed 000 over HTTP: accepted as needs_work, working with an open stdout_0 holding "2\\n",
     then done with every line in one closed block."""
-    chain = running_chain
+    chain = shared_chain
     code = 'import time\nprint(2)\ntime.sleep(3)\nprint(3)\nprint("hello")'
     status, accepted = chain.evaluate(CELL, code)
     assert status == 202
@@ -30,37 +30,37 @@ def test_seed_walk_through(running_chain) -> None:
         "text", 0, "2\n3\nhello\n", "closed")
 
 
-def test_lost_update_is_repeated_and_since_returns_only_newer(running_chain) -> None:
-    chain = running_chain
-    chain.evaluate(CELL, "import time\nprint('a', flush=True)\ntime.sleep(0.5)\nprint('b')\n"
+def test_lost_update_is_repeated_and_since_returns_only_newer(shared_chain) -> None:
+    chain, cell = shared_chain, "lost/myws/5"
+    chain.evaluate(cell, "import time\nprint('a', flush=True)\ntime.sleep(0.5)\nprint('b')\n"
                          "raise ValueError('boom')")
-    doc = chain.wait_done(CELL)
+    doc = chain.wait_done(cell)
     assert doc["status"] == "error"
-    again = chain.update(CELL)[1]
+    again = chain.update(cell)[1]
     assert again == doc  # a lost response costs nothing: asking again gives the same answer
     assert doc["output"]["error_1"]["ename"] == "ValueError"
     assert any("boom" in line for line in doc["output"]["error_1"]["traceback"])
-    _, newer = chain.update(CELL, since=doc["seq"])
+    _, newer = chain.update(cell, since=doc["seq"])
     assert newer["output"] == {} and newer["seq"] == doc["seq"]
     error_seq = doc["output"]["error_1"]["seq"]
-    _, partial = chain.update(CELL, since=error_seq - 1)
+    _, partial = chain.update(cell, since=error_seq - 1)
     assert "error_1" in partial["output"]
     assert all(b["seq"] > error_seq - 1 for b in partial["output"].values())
     assert partial["output"]["stdout_0"]["content"] == "a\nb\n"  # whole blocks, not deltas
 
 
-def test_reevaluate_without_input_runs_the_stored_input(running_chain) -> None:
-    chain = running_chain
-    chain.evaluate(CELL, "n = globals().get('n', 0) + 1\nprint(n)")
-    assert chain.wait_done(CELL)["output"]["stdout_0"]["content"] == "1\n"
-    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"")
+def test_reevaluate_without_input_runs_the_stored_input(shared_chain) -> None:
+    chain, cell = shared_chain, "again/myws/5"
+    chain.evaluate(cell, "n = globals().get('n', 0) + 1\nprint(n)")
+    assert chain.wait_done(cell)["output"]["stdout_0"]["content"] == "1\n"
+    status, body = chain.http("POST", f"/home/{cell}/evaluate", b"")
     assert status == 202
-    doc = chain.wait_done(CELL)
+    doc = chain.wait_done(cell)
     assert doc["output"]["stdout_0"]["content"] == "2\n" and doc["request"] == body["msg_id"]
 
 
-def test_state_is_shared_by_the_cells_of_a_worksheet(running_chain) -> None:
-    chain = running_chain
+def test_state_is_shared_by_the_cells_of_a_worksheet(shared_chain) -> None:
+    chain = shared_chain
     chain.evaluate("u/ws/1", "x = 41")
     chain.wait_done("u/ws/1")
     chain.evaluate("u/ws/2", "print(x + 1)")
@@ -105,11 +105,11 @@ def test_requests_wait_for_a_device_and_run_in_order(chain) -> None:
                                                                   "[0, 1, 2]\n"]
 
 
-def test_bad_input_gets_json_errors_and_stores_nothing(running_chain) -> None:
-    chain = running_chain
-    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"print(1)")
+def test_bad_input_gets_json_errors_and_stores_nothing(shared_chain) -> None:
+    chain, cell = shared_chain, "bad/myws/5"
+    status, body = chain.http("POST", f"/home/{cell}/evaluate", b"print(1)")
     assert status == 400 and "JSON" in body["error"]
-    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"[1]")
+    status, body = chain.http("POST", f"/home/{cell}/evaluate", b"[1]")
     assert status == 400 and "error" in body
     status, body = chain.update("nobody/nothing/0")
     assert status == 404 and "error" in body
@@ -118,19 +118,19 @@ def test_bad_input_gets_json_errors_and_stores_nothing(running_chain) -> None:
     assert chain.update("big/ws/1")[0] == 404  # nothing was stored
     status, body = chain.http("GET", "/no/such/route")
     assert status == 404 and "error" in body
-    status, body = chain.http("GET", f"/home/{CELL}/update?since=-1")
+    status, body = chain.http("GET", f"/home/{cell}/update?since=-1")
     assert status == 400 and "since" in body["error"]
-    status, body = chain.http("POST", f"/home/{CELL}/evaluate", b"")
+    status, body = chain.http("POST", f"/home/{cell}/evaluate", b"")
     assert status == 404 and "stored input" in body["error"]
 
 
-def test_form_input_and_files(running_chain) -> None:
-    chain = running_chain
-    status, _ = chain.http("POST", f"/home/{CELL}/evaluate",
+def test_form_input_and_files(shared_chain) -> None:
+    chain, cell = shared_chain, "form/myws/5"
+    status, _ = chain.http("POST", f"/home/{cell}/evaluate",
                            b"input=open('r.csv','w').write('a%2Cb%5Cn')",
                            content_type="application/x-www-form-urlencoded")
     assert status == 202
-    doc = chain.wait_done(CELL)
+    doc = chain.wait_done(cell)
     block = doc["output"]["file_0"]
     assert (block["name"], block["mime"]) == ("r.csv", "text/csv")
     status, data = chain.http("GET", block["url"])

@@ -42,8 +42,8 @@ def text(doc: dict[str, Any], stream: str = "stdout") -> str:
                    if b["type"] == "text" and b.get("stream") == stream)
 
 
-def test_input_answered_over_http(running_chain) -> None:
-    chain = running_chain
+def test_input_answered_over_http(shared_chain) -> None:
+    chain = shared_chain
     assert chain.evaluate("u/ws/1", ASK)[0] == 202
     block = wait_prompt(chain, "u/ws/1")
     assert (block["prompt"], block["password"]) == ("Name? ", False)
@@ -57,38 +57,38 @@ def test_input_answered_over_http(running_chain) -> None:
     assert status == 409 and "waits for no input" in body["error"]
 
 
-def test_bad_answers(running_chain) -> None:
-    chain = running_chain
-    assert answer(chain, "u/ws/9", "x")[0] == 404  # a cell that never ran
-    assert answer(chain, "u/nows/9", "x")[0] == 404
-    chain.evaluate("u/ws/1", "x = 1")
-    chain.wait_done("u/ws/1")
-    assert answer(chain, "u/ws/1", "x")[0] == 409  # ran, asks nothing
-    chain.evaluate("u/ws/2", ASK)
-    wait_prompt(chain, "u/ws/2")
-    assert answer(chain, "u/ws/1", "x")[0] == 409  # another cell of the session asks
-    status, body = answer(chain, "u/ws/2", "x" * (64 * 1024 + 1))
+def test_bad_answers(shared_chain) -> None:
+    chain = shared_chain
+    assert answer(chain, "bad/ws/9", "x")[0] == 404  # a cell that never ran
+    assert answer(chain, "bad/nows/9", "x")[0] == 404
+    chain.evaluate("bad/ws/1", "x = 1")
+    chain.wait_done("bad/ws/1")
+    assert answer(chain, "bad/ws/1", "x")[0] == 409  # ran, asks nothing
+    chain.evaluate("bad/ws/2", ASK)
+    wait_prompt(chain, "bad/ws/2")
+    assert answer(chain, "bad/ws/1", "x")[0] == 409  # another cell of the session asks
+    status, body = answer(chain, "bad/ws/2", "x" * (64 * 1024 + 1))
     assert status == 413 and "limit" in body["error"]
-    assert answer(chain, "u/ws/2", 5)[0] == 400
-    assert chain.http("POST", "/home/u/ws/2/input", b"[1]")[0] == 400
-    assert chain.http("POST", "/home/u/ws/2/input", b"{nope")[0] == 400
-    assert answer(chain, "u/ws/2", "\u00e9" * (32 * 1024))[0] == 202  # at the limit in UTF-8
-    assert chain.wait_done("u/ws/2")["status"] == "done"
+    assert answer(chain, "bad/ws/2", 5)[0] == 400
+    assert chain.http("POST", "/home/bad/ws/2/input", b"[1]")[0] == 400
+    assert chain.http("POST", "/home/bad/ws/2/input", b"{nope")[0] == 400
+    assert answer(chain, "bad/ws/2", "\u00e9" * (32 * 1024))[0] == 202  # at the limit in UTF-8
+    assert chain.wait_done("bad/ws/2")["status"] == "done"
 
 
-def test_interrupt_while_waiting_ends_input(running_chain) -> None:
-    chain = running_chain
-    chain.evaluate("u/ws/1", ASK)
-    wait_prompt(chain, "u/ws/1")
-    assert chain.http("POST", "/home/u/ws/1/interrupt", b"")[0] == 202
-    doc = chain.wait_done("u/ws/1")
+def test_interrupt_while_waiting_ends_input(shared_chain) -> None:
+    chain = shared_chain
+    chain.evaluate("intr/ws/1", ASK)
+    wait_prompt(chain, "intr/ws/1")
+    assert chain.http("POST", "/home/intr/ws/1/interrupt", b"")[0] == 202
+    doc = chain.wait_done("intr/ws/1")
     errors = [b for b in doc["output"].values() if b["type"] == "error"]
     assert doc["status"] == "error" and errors[0]["ename"] == "KeyboardInterrupt"
-    assert answer(chain, "u/ws/1", "late")[0] == 409
-    chain.evaluate("u/ws/2", "print(input('more? '))")  # the session still asks and hears
-    wait_prompt(chain, "u/ws/2")
-    assert answer(chain, "u/ws/2", "yes")[0] == 202
-    assert text(chain.wait_done("u/ws/2")) == "more? yes\nyes\n"
+    assert answer(chain, "intr/ws/1", "late")[0] == 409
+    chain.evaluate("intr/ws/2", "print(input('more? '))")  # the session still asks and hears
+    wait_prompt(chain, "intr/ws/2")
+    assert answer(chain, "intr/ws/2", "yes")[0] == 202
+    assert text(chain.wait_done("intr/ws/2")) == "more? yes\nyes\n"
 
 
 def test_forgotten_prompt_ends_with_input_timeout(chain) -> None:
@@ -115,10 +115,10 @@ def test_waiting_for_an_answer_is_not_execution_time(chain) -> None:
     assert error["ename"] == "InputTimeout", error
 
 
-async def test_input_over_the_websocket_and_a_password_kept_nowhere(running_chain) -> None:
+async def test_input_over_the_websocket_and_a_password_kept_nowhere(shared_chain) -> None:
     """The prompt arrives as output on the socket; the answer goes back as input_reply. The
     password appears in no stored byte, no message of the feed, no node's log."""
-    chain = running_chain
+    chain = shared_chain
     secret = f"pw-{uuid.uuid4().hex}"
     ws = await websocket_connect(f"ws://127.0.0.1:{chain.port}/ws")
     try:
@@ -179,23 +179,23 @@ def test_a_prompt_waiting_through_a_broker_restart_is_answered(running_chain) ->
     assert text(doc) == "before\nName? Ada\nhi Ada\n", doc
 
 
-def test_an_answer_names_its_prompt_and_a_repeat_answers_nothing_else(running_chain) -> None:
+def test_an_answer_names_its_prompt_and_a_repeat_answers_nothing_else(shared_chain) -> None:
     """A client that sends its answer twice (a retry after a lost reply) must not answer the
     run's next prompt with it: with the prompt's seq named, the repeat is a 409, and a
     password asked next never sees (nor echoes, nor stores) the first answer."""
-    chain = running_chain
+    chain = shared_chain
     code = ('name = input("Name? ")\nimport getpass\npw = getpass.getpass("pw: ")\n'
             'print(name, len(pw))')
-    assert chain.evaluate("u/ws/1", code)[0] == 202
-    first = wait_prompt(chain, "u/ws/1")
+    assert chain.evaluate("names/ws/1", code)[0] == 202
+    first = wait_prompt(chain, "names/ws/1")
     body = {"value": "Ada", "prompt": first["seq"]}
-    post = lambda b: chain.http("POST", "/home/u/ws/1/input", json.dumps(b).encode())  # noqa: E731
+    post = lambda b: chain.http("POST", "/home/names/ws/1/input", json.dumps(b).encode())  # noqa: E731
     assert post(body)[0] == 202
-    second = wait_prompt(chain, "u/ws/1", after=first["seq"])
+    second = wait_prompt(chain, "names/ws/1", after=first["seq"])
     assert second["password"]
     status, refused = post(body)  # the same answer again: it names the first prompt
     assert status == 409 and "waits for no input" in refused["error"], refused
     assert post({"value": "x", "prompt": "no"})[0] == 400
     assert post({"value": "s3cret", "prompt": second["seq"]})[0] == 202
-    doc = chain.wait_done("u/ws/1")
+    doc = chain.wait_done("names/ws/1")
     assert text(doc).endswith("Ada 6\n"), doc

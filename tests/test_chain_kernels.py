@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from kernels import require_kernel
+from module_chain import module_chain
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -37,14 +39,14 @@ def errors(doc: dict[str, Any]) -> list[dict[str, Any]]:
     return [b for b in doc["output"].values() if b["type"] == "error"]
 
 
-@pytest.fixture
-def kernel_chain(chain):
+@pytest.fixture(scope="module")
+def kernel_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One chain for the module's tests that leave it as they found it, each on worksheets
+    of its own (tests/module_chain.py)."""
     for name in ("python3", "bash"):
         require_kernel(name)
-    chain.start_broker()
-    chain.start_device("--kernels", "python,python3,bash")
-    chain.start_gateway()
-    return chain
+    yield from module_chain(tmp_path_factory, "kernels",
+                            device=("--kernels", "python,python3,bash"))
 
 
 def test_get_kernels_lists_what_devices_offer(kernel_chain) -> None:

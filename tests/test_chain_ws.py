@@ -61,8 +61,8 @@ def seqs(msgs: list[dict]) -> list[int]:
             if "seq" in m["metadata"].get("cellbus", {})]
 
 
-async def test_execute_and_stream_over_a_websocket(running_chain, connect) -> None:
-    ws = await connect(running_chain)
+async def test_execute_and_stream_over_a_websocket(shared_chain, connect) -> None:
+    ws = await connect(shared_chain)
     await send(ws, "subscribe_request", {"user": "u", "worksheet": "w", "since": 0})
     reply = (await read_until(ws, lambda m: m["msg_type"] == "subscribe_reply"))[-1]
     assert reply["content"]["ok"] and reply["content"]["seq"] == 0
@@ -78,12 +78,12 @@ async def test_execute_and_stream_over_a_websocket(running_chain, connect) -> No
 
 
 async def test_request_sent_with_the_subscription_gets_history_then_output(
-        running_chain, connect) -> None:
+        shared_chain, connect) -> None:
     """What cellbus.js does on a new page: subscribe and execute back to back. The gateway
     sends the execute on while the replay runs; every output comes once, in seq order: the
     worksheet's history first, then the new run. ``request_accepted`` may come before or
     after the run's output (the module docstring of gateway/ws.py says why): wait for both."""
-    ws = await connect(running_chain)
+    ws = await connect(shared_chain)
     await send(ws, "subscribe_request", {"user": "u", "worksheet": "p", "since": 0})
     await read_until(ws, lambda m: m["msg_type"] == "subscribe_reply")
     await send(ws, "execute_request", {"code": "for i in range(300): print(i)"},
@@ -92,7 +92,7 @@ async def test_request_sent_with_the_subscription_gets_history_then_output(
                                and m["content"]["execution_state"] == "idle")
     await close(ws)
 
-    ws = await connect(running_chain)
+    ws = await connect(shared_chain)
     await send(ws, "subscribe_request", {"user": "u", "worksheet": "p", "since": 0})
     await send(ws, "execute_request", {"code": "print('again')"}, user="u", worksheet="p",
                cell_id="c2")
@@ -115,16 +115,16 @@ async def test_request_sent_with_the_subscription_gets_history_then_output(
     assert [m["content"]["text"] for m in got if m["msg_type"] == "stream"][-1] == "again\n"
 
 
-async def test_resume_after_a_dropped_socket_has_no_gaps_or_duplicates(running_chain,
+async def test_resume_after_a_dropped_socket_has_no_gaps_or_duplicates(shared_chain,
                                                                      connect) -> None:
     """The socket drops mid-run; a new one resumes from the last seq seen and gets the rest,
     each message exactly once."""
-    chain = running_chain
+    chain = shared_chain
     ws = await connect(chain)
-    await send(ws, "subscribe_request", {"user": "u", "worksheet": "w", "since": 0})
+    await send(ws, "subscribe_request", {"user": "resume", "worksheet": "w", "since": 0})
     await send(ws, "execute_request", {"code": "import time\nfor i in range(8):\n"
                                                "    print(i, flush=True)\n    time.sleep(0.25)"},
-               user="u", worksheet="w", cell_id="c1")
+               user="resume", worksheet="w", cell_id="c1")
     first = await read_until(ws, lambda m: m["msg_type"] == "stream"
                              and m["content"]["text"] == "2\n")
     await close(ws)
@@ -133,7 +133,7 @@ async def test_resume_after_a_dropped_socket_has_no_gaps_or_duplicates(running_c
         "metadata"]["cellbus"]["session"]
     await asyncio.sleep(0.8)  # output goes on while nobody listens
     ws = await connect(chain)
-    await send(ws, "subscribe_request", {"user": "u", "worksheet": "w", "since": seen[-1],
+    await send(ws, "subscribe_request", {"user": "resume", "worksheet": "w", "since": seen[-1],
                                          "session": session})
     rest = await read_until(ws, is_reply)
     assert seqs(first + rest) == list(range(1, len(seqs(first + rest)) + 1))
@@ -141,8 +141,8 @@ async def test_resume_after_a_dropped_socket_has_no_gaps_or_duplicates(running_c
     assert text == "".join(f"{i}\n" for i in range(8))
 
 
-async def test_bad_websocket_messages_get_clear_errors(running_chain, connect) -> None:
-    ws = await connect(running_chain)
+async def test_bad_websocket_messages_get_clear_errors(shared_chain, connect) -> None:
+    ws = await connect(shared_chain)
     await ws.write_message("not json")
     bad_json = json.loads(await ws.read_message())
     assert bad_json["content"]["http_status"] == 400
@@ -152,7 +152,7 @@ async def test_bad_websocket_messages_get_clear_errors(running_chain, connect) -
     await send(ws, "nonsense_request", {})
     unknown = json.loads(await ws.read_message())
     assert "unknown msg_type" in unknown["content"]["error"]
-    await send(ws, "execute_request", {"code": "print('fine')"}, user="u", worksheet="w",
+    await send(ws, "execute_request", {"code": "print('fine')"}, user="bad", worksheet="w",
                cell_id="1")
     assert json.loads(await ws.read_message())["content"]["ok"]
 

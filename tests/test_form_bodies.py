@@ -18,8 +18,8 @@ def post_form(chain: Chain, path: str, fields: dict[str, str]) -> tuple[int, Any
     return chain.http("POST", path, urllib.parse.urlencode(fields).encode(), content_type=FORM)
 
 
-def test_a_form_answers_a_prompt(running_chain: Chain) -> None:
-    chain = running_chain
+def test_a_form_answers_a_prompt(shared_chain: Chain) -> None:
+    chain = shared_chain
     assert chain.evaluate("u/f/1", ASK)[0] == 202
     wait_prompt(chain, "u/f/1")
     assert post_form(chain, "/home/u/f/1/input", {"value": "Ada"}) == \
@@ -32,8 +32,8 @@ def test_a_form_answers_a_prompt(running_chain: Chain) -> None:
     assert status == 400 and "value" in body["error"], body
 
 
-def test_a_form_makes_a_permalink(running_chain: Chain) -> None:
-    chain = running_chain
+def test_a_form_makes_a_permalink(shared_chain: Chain) -> None:
+    chain = shared_chain
     status, made = post_form(chain, "/permalink", {"code": "print(1)",
                                                    "interact": '{"x": 2}'})
     assert status == 201, made
@@ -43,8 +43,8 @@ def test_a_form_makes_a_permalink(running_chain: Chain) -> None:
     assert status == 400 and "'interact' must be JSON" in body["error"], body
 
 
-def test_a_form_interact_is_answered_as_its_json_twin(running_chain: Chain) -> None:
-    chain = running_chain
+def test_a_form_interact_is_answered_as_its_json_twin(shared_chain: Chain) -> None:
+    chain = shared_chain
     assert chain.evaluate("u/f/2", "print(2)")[0] == 202
     chain.wait_done("u/f/2")
     fields = {"interact_id": "nope", "values": '{"x": 1}', "state": "1"}

@@ -21,11 +21,11 @@ def start_kernel(chain) -> str:
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["legacy-json", "v1-binary"])
-async def test_execute_over_channels(running_chain, binary: bool) -> None:
+async def test_execute_over_channels(shared_chain, binary: bool) -> None:
     """kernel_info is answered; print, a result and an error come as Jupyter's messages on
     their channels, in both wire formats."""
-    kernel_id = start_kernel(running_chain)
-    ch = await Channels.open(running_chain.port, kernel_id, binary=binary)
+    kernel_id = start_kernel(shared_chain)
+    ch = await Channels.open(shared_chain.port, kernel_id, binary=binary)
     try:
         info = await ch.send("kernel_info_request", {})
         got = await ch.until(lambda m: m["msg_type"] == "kernel_info_reply")
@@ -119,21 +119,21 @@ async def drain(ch: Channels) -> list[dict]:
     return got
 
 
-async def test_reconnect_same_and_new_client_lose_and_repeat_nothing(running_chain) -> None:
+async def test_reconnect_same_and_new_client_lose_and_repeat_nothing(shared_chain) -> None:
     """A client that drops mid-cell and comes back with its session_id gets every line
     after the last one delivered to it, once; a new session_id gets the running execution's
     output from its start, then live."""
-    kernel_id = start_kernel(running_chain)
-    first = await Channels.open(running_chain.port, kernel_id, client="alice-tab")
+    kernel_id = start_kernel(shared_chain)
+    first = await Channels.open(shared_chain.port, kernel_id, client="alice-tab")
     request = await first.send("execute_request", {"code": EIGHT_LINES})
     msg_id = request["header"]["msg_id"]
     got = await first.until(lambda m: len(lines_of([m])) and m["content"]["text"].startswith(
         "line 2"))
-    status, doc = running_chain.http("GET", f"/api/kernels/{kernel_id}")
+    status, doc = shared_chain.http("GET", f"/api/kernels/{kernel_id}")
     assert (doc["execution_state"], doc["connections"]) == ("busy", 1)
     got += await drain(first)
-    newcomer = await Channels.open(running_chain.port, kernel_id, client="late-tab")
-    again = await Channels.open(running_chain.port, kernel_id, client="alice-tab")
+    newcomer = await Channels.open(shared_chain.port, kernel_id, client="late-tab")
+    again = await Channels.open(shared_chain.port, kernel_id, client="alice-tab")
     try:
         def idle(m: dict) -> bool:
             return (m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
@@ -143,7 +143,7 @@ async def test_reconnect_same_and_new_client_lose_and_repeat_nothing(running_cha
         assert lines_of(late) == [f"line {i}" for i in range(8)]
         assert lines_of(got + rest) == [f"line {i}" for i in range(8)]
         assert sum(m["msg_type"] == "execute_input" for m in got + rest) == 1
-        status, doc = running_chain.http("GET", f"/api/kernels/{kernel_id}")
+        status, doc = shared_chain.http("GET", f"/api/kernels/{kernel_id}")
         assert (doc["execution_state"], doc["connections"]) == ("idle", 2)
     finally:
         await newcomer.close()
@@ -174,11 +174,11 @@ async def test_replay_survives_a_gateway_restart(running_chain) -> None:
         await again.close()
 
 
-async def test_control_channel_interrupt_restart_and_shutdown(running_chain) -> None:
+async def test_control_channel_interrupt_restart_and_shutdown(shared_chain) -> None:
     """interrupt_request and shutdown_request (restart or not) on the control channel act
     on the kernel, as the REST routes do."""
-    kernel_id = start_kernel(running_chain)
-    ch = await Channels.open(running_chain.port, kernel_id, binary=True)
+    kernel_id = start_kernel(shared_chain)
+    ch = await Channels.open(shared_chain.port, kernel_id, binary=True)
     try:
         await ch.execute("x = 1")
         request = await ch.send("execute_request", {"code": "import time\nprint('zzz', "
@@ -200,7 +200,7 @@ async def test_control_channel_interrupt_restart_and_shutdown(running_chain) -> 
                        and m["content"]["execution_state"] == "dead")
     finally:
         await ch.close()
-    assert running_chain.http("GET", f"/api/kernels/{kernel_id}")[0] == 404
+    assert shared_chain.http("GET", f"/api/kernels/{kernel_id}")[0] == 404
 
 
 def test_position_is_the_last_message_handed_over() -> None:
@@ -239,13 +239,13 @@ def test_a_session_keeps_its_path_through_a_restart(running_chain) -> None:
     assert running_chain.http("GET", "/api/sessions") == (200, [])
 
 
-async def test_input_over_the_stdin_channel(running_chain) -> None:
+async def test_input_over_the_stdin_channel(shared_chain) -> None:
     """input() in a kernel's cell asks the client that ran it on the stdin channel; its
     input_reply (parented by the input_request, as Jupyter clients send it) is the answer,
     and the same reply sent again answers nothing (409 at the broker, so no second prompt
     gets it)."""
-    kernel_id = start_kernel(running_chain)
-    ch = await Channels.open(running_chain.port, kernel_id)
+    kernel_id = start_kernel(shared_chain)
+    ch = await Channels.open(shared_chain.port, kernel_id)
     try:
         request = await ch.send("execute_request", {
             "code": 'a = input("first? ")\nb = input("second? ")\nprint(a, b)',

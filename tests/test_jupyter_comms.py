@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from jupyter_ws import Channels, stdout
 from kernels import require_kernel
+from module_chain import module_chain
 
 #: A cell that makes the kernel echo whatever a comm of target "echo" receives.
 ECHO_TARGET = """
@@ -22,13 +24,11 @@ get_ipython().kernel.comm_manager.register_target("echo", _echo)
 """
 
 
-@pytest.fixture
-def ipykernel_chain(chain):
+@pytest.fixture(scope="module")
+def ipykernel_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One chain for the module, each test on a kernel of its own (tests/module_chain.py)."""
     require_kernel("python3")
-    chain.start_broker()
-    chain.start_device("--kernels", "python,python3")
-    chain.start_gateway()
-    return chain
+    yield from module_chain(tmp_path_factory, "comms", device=("--kernels", "python,python3"))
 
 
 def start_kernel(chain: Any, name: str) -> str:

@@ -12,7 +12,7 @@ import zlib
 from access_util import JSON, add_user, bearer, call
 from harness import Chain
 from test_browser import (browser, code_box, code_of, expect, open_page,  # noqa: F401
-                          page)
+                          page, web)
 
 CODE = "print('shared', 6 * 7)"
 
@@ -50,12 +50,12 @@ def test_a_permalink_survives_a_broker_restart_and_counts_against_the_quota(
     assert call(chain.port, "GET", "/permalink/nothere", headers=ann).status == 404
 
 
-def test_shared_links_open_with_their_code_ready_to_run(page, running_chain) -> None:  # noqa: F811
+def test_shared_links_open_with_their_code_ready_to_run(page, web) -> None:  # noqa: F811
     """Tests that the Share button makes a permalink of the cell's code and shows its link,
     that the link (/?q=ID) opens a worksheet with that code in its first cell, ready to
     run, that running it shows its output and, under the cell, what it used, and that
     /?z=... opens code carried compressed in the URL itself."""
-    chain = running_chain
+    chain = web
     page.goto(chain.url("/?ws=maker"))
     first = page.locator(".cellbus-cell").nth(0)
     code_box(first).fill(CODE)
@@ -82,11 +82,11 @@ def test_shared_links_open_with_their_code_ready_to_run(page, running_chain) -> 
         "print('from z')")
 
 
-def test_share_takes_the_cell_typed_in_last(page, running_chain) -> None:  # noqa: F811
+def test_share_takes_the_cell_typed_in_last(page, web) -> None:  # noqa: F811
     """Share makes a permalink of the cell the user typed in last, not of the first cell
     with code: with CodeMirror the focus is in the editor's own input, not the cell's
     textarea, and the page must still know which cell that is."""
-    chain = running_chain
+    chain = web
     page.goto(chain.url("/?ws=maker2"))
     cells = page.locator(".cellbus-cell")
     code_box(cells.nth(0)).fill("print('not this one')")

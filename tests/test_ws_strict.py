@@ -17,10 +17,10 @@ def subscribe_content(since: Any) -> dict[str, Any]:
     return {"user": "u", "worksheet": "w", "since": since}
 
 
-def test_an_unmasked_client_frame_fails_the_connection(running_chain: Chain) -> None:
+def test_an_unmasked_client_frame_fails_the_connection(shared_chain: Chain) -> None:
     """RFC 6455 5.1: the server closes the connection (here with 1002, protocol error) and
     does not act on the frame; the same frame masked is answered."""
-    chain = running_chain
+    chain = shared_chain
     unmasked = RawSocket(chain.port)
     unmasked.send_json("subscribe_request", subscribe_content(0), masked=False)
     ending = unmasked.read_to_end(timeout=10)
@@ -34,11 +34,11 @@ def test_an_unmasked_client_frame_fails_the_connection(running_chain: Chain) -> 
     assert json.loads(payload)["msg_type"] == "subscribe_reply"
 
 
-def test_bools_are_not_integers(running_chain: Chain) -> None:
+def test_bools_are_not_integers(shared_chain: Chain) -> None:
     """``"since": true`` was taken as 1 (a bool is an int in Python); it is a 400 now, like
     a string or a float. An interact's ``state`` of true is refused as well."""
     async def replies() -> list[dict[str, Any]]:
-        ws = await websocket_connect(f"ws://127.0.0.1:{running_chain.port}/ws")
+        ws = await websocket_connect(f"ws://127.0.0.1:{shared_chain.port}/ws")
         got = []
         for since in (True, False, 1.0, "1"):
             await ws.write_message(json.dumps({"header": {"msg_type": "subscribe_request"},
@@ -59,16 +59,16 @@ def test_bools_are_not_integers(running_chain: Chain) -> None:
         assert "since" in reply["content"]["error"] and "integer" in reply["content"]["error"]
     assert not interact["content"]["ok"] and interact["content"]["http_status"] == 400
     assert "integer state" in interact["content"]["error"]
-    status, body = running_chain.http("POST", "/home/u/w/1/interact", json.dumps(
+    status, body = shared_chain.http("POST", "/home/u/w/1/interact", json.dumps(
         {"interact_id": "i", "values": {}, "state": True}).encode())
     assert status == 400 and "integer state" in body["error"]  # over HTTP too
 
 
-def test_text_that_is_not_utf8_closes_with_1007(running_chain: Chain) -> None:
+def test_text_that_is_not_utf8_closes_with_1007(shared_chain: Chain) -> None:
     """RFC 6455 8.1 and the README: a text message that is not UTF-8 gets a close frame with
     code 1007 (tornado dropped the connection without one), on every WebSocket route; a
     valid one on a new socket is still answered."""
-    chain = running_chain
+    chain = shared_chain
     status, kernel = chain.http("POST", "/api/kernels", json.dumps({"name": "python"}).encode())
     assert status == 201, kernel
     for path in ("/ws", f"/api/kernels/{kernel['id']}/channels?session_id=c1"):
