@@ -21,6 +21,7 @@ from . import access, guard, signin
 from .bus import BrokerUnavailable
 from .errors import fail
 from .hooks import Hooks
+from .jsonbody import load_json
 
 #: Seconds a client is told to wait when the broker cannot be reached.
 UNAVAILABLE_RETRY_AFTER = 5
@@ -72,6 +73,18 @@ class BaseHandler(Hooks):
     def write_json(self, status: int, doc: dict[str, Any]) -> None:
         self.set_status(status)
         self.finish(json.dumps(doc))
+
+    def json_object(self, example: str = "") -> dict[str, Any]:
+        """The request's body as a JSON object; else a 400 (that shows ``example``)."""
+        hint = f" like {example}" if example else ""
+        try:
+            body = load_json(self.request.body)
+        except ValueError as e:
+            raise fail(400, f"the body cannot be used: {e}; send a JSON object{hint}") \
+                from None
+        if not isinstance(body, dict):
+            raise fail(400, f"the body must be a JSON object{hint}")
+        return body
 
     async def ask(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                   **kwargs: Any) -> Message:

@@ -18,7 +18,7 @@ from protocol.wire import Message
 from . import heap
 from .base import BaseHandler, check_address, fail
 from .formbody import load_body
-from .jsonbody import is_integer, load_json
+from .jsonbody import is_integer
 from .kernels import asked_kernel
 from .outbox import write_paced
 
@@ -140,13 +140,7 @@ class EvaluateHandler(BaseHandler):
             values = self.request.body_arguments.get("input")
             return (values[0].decode("utf-8", "replace") if values else None,
                     asked_kernel(self, None))
-        try:
-            body = load_json(self.request.body)
-        except ValueError as e:
-            raise fail(400, f"the body cannot be used: {e}; send {{\"input\": \"...\"}}") \
-                from None
-        if not isinstance(body, dict):
-            raise fail(400, "the body must be a JSON object like {\"input\": \"...\"}")
+        body = self.json_object('{"input": "..."}')
         code = body.get("input")
         if code is not None and not isinstance(code, str):
             raise fail(400, "input must be a string")

@@ -20,7 +20,6 @@ from collections import OrderedDict
 
 from .base import BaseHandler, check_address, fail
 from .guard import charge
-from .jsonbody import load_json
 
 
 class SavedLayouts:
@@ -56,13 +55,7 @@ class LayoutHandler(BaseHandler):
         limit = self.settings["max_input"]
         if len(self.request.body) > limit:
             raise fail(413, f"a layout is over the limit of {limit} bytes")
-        try:
-            body = load_json(self.request.body)
-        except ValueError as e:
-            raise fail(400, f"the body cannot be used: {e}; send {{\"cells\": [...]}}") \
-                from None
-        if not isinstance(body, dict):
-            raise fail(400, 'send {"cells": [{"id", "type", "code"}, ...]}')
+        body = self.json_object('{"cells": [{"id", "type", "code"}, ...]}')
         saved: SavedLayouts = self.settings["saved_layouts"]
         if (user, worksheet) not in saved:
             charge(self, self.visitor)

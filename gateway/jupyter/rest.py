@@ -11,7 +11,6 @@ from protocol.version import VERSION
 from ..base import BaseHandler
 from ..errors import fail
 from ..guard import rate_wait
-from ..jsonbody import load_json
 from . import model
 from .kernelspecs import DEFAULT, kernelspecs
 from .model import Sockets, owner
@@ -36,13 +35,7 @@ class JupyterHandler(BaseHandler):
     def body(self) -> dict[str, Any]:
         if not self.request.body:
             return {}
-        try:
-            body = load_json(self.request.body)
-        except ValueError as e:
-            raise fail(400, f"the body cannot be used: {e}") from None
-        if not isinstance(body, dict):
-            raise fail(400, "the body must be a JSON object")
-        return body
+        return self.json_object()
 
     async def kernel_name(self, given: Any) -> str:
         name = given if isinstance(given, str) and given else DEFAULT
