@@ -140,10 +140,8 @@ class JupyterBackend(SessionBackend):
             while not run.done:
                 run.step(timeout=POLL)
                 now = time.monotonic()
-                # Again after a while without a reply: a kernel ignores an interrupt that
-                # comes before it started the cell (ipykernel does).
                 if len(interrupted) > sent or (sent and run.reply is None
-                                               and now - last > INTERRUPT_AGAIN):
+                                               and self._again(run, last, now)):
                     sent, last = len(interrupted), now
                     self.km.interrupt_kernel()
                 if interrupted and not run.done and \
@@ -161,6 +159,18 @@ class JupyterBackend(SessionBackend):
         finally:
             signal.signal(signal.SIGINT, previous)
         return run.outcome()
+
+    @staticmethod
+    def _again(run: _Run, last: float, now: float) -> bool:
+        """Whether to interrupt the kernel once more, the last one (at ``last``) having had
+        no reply. A kernel may ignore an interrupt that comes before it started the cell
+        (ipykernel does), so: one a second while it has not said it started (its
+        execute_input), and once more a second after it started if the last one went before.
+        Never again after one it had while running: R keeps a second SIGINT that comes after
+        its reply pending, and that interrupts the next cell."""
+        if run.started is None:
+            return now - last > INTERRUPT_AGAIN
+        return last < run.started and now - run.started > INTERRUPT_AGAIN
 
     def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
         """A client's comm message to the kernel's shell; what the kernel says about it
@@ -205,6 +215,8 @@ class _Run:
         #: A comm message has no reply (but comm_info_request): its idle ends it.
         self.reply: dict[str, Any] | None = None if replies else {}
         self.idle = False
+        #: When the kernel started the cell (it sent the cell's execute_input), monotonic.
+        self.started: float | None = None
         self.result: dict[str, Any] | None = None
 
     @property
@@ -274,6 +286,8 @@ class _Run:
             out.message(kind, content, msg.get("metadata") or None)
         elif kind == "status" and content.get("execution_state") == "idle":
             self.idle = True
+        if kind == "execute_input" and self.started is None:  # from the cell's handler
+            self.started = time.monotonic()  # (busy comes before it, while SIGINT is ignored)
 
     def outcome(self) -> ExecuteOutcome:
         reply = self.reply or {}
