@@ -67,6 +67,8 @@ COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 MAX_GIVEN = 1024
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
+#: SIGCONTs an interrupt sends (see :meth:`Worker._continue`), and the seconds between them.
+CONTINUES, CONTINUE_EVERY = 5, 0.5
 
 
 class Worker:
@@ -194,8 +196,20 @@ class Worker:
         if self.current is None or self.proc.returncode is not None:
             return False
         self.proc.send_signal(signal.SIGINT)
-        self.proc.send_signal(signal.SIGCONT)
+        self._continue(self.current, CONTINUES)
         return True
+
+    def _continue(self, request: Message, left: int) -> None:
+        """SIGCONT now, and again every :data:`CONTINUE_EVERY` seconds (``left`` times in
+        all) while ``request`` still runs: in whole test runs a stopped worker now and then
+        stayed stopped after the first one (not seen when its test ran alone); a SIGCONT to
+        a process that runs does nothing."""
+        if self.current is not request or self.proc.returncode is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)
+        if left > 1:
+            asyncio.get_running_loop().call_later(CONTINUE_EVERY, self._continue, request,
+                                                  left - 1)
 
     # -- output -----------------------------------------------------------------------------
 

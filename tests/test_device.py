@@ -255,7 +255,12 @@ def test_interrupt_stops_code_that_stopped_its_own_worker(device_with_client) ->
     pid = worker_pid(device, "s")
     until(lambda: stopped_below(pid), "the worker to stop")
     client.request("interrupt_request", {}, "s")
-    msgs = client.replies_to(running, timeout=20)
+    try:
+        msgs = client.replies_to(running, timeout=20)
+    except AssertionError as e:  # say what the worker was doing and what the device saw
+        state = Path(f"/proc/{pid}/stat").read_text() if Path(f"/proc/{pid}").exists() else ""
+        raise AssertionError(f"{e}\nworker {pid}: {state}\ndevice log:\n"
+                             + "\n".join(device.lines[-40:])) from None
     assert of_type(msgs, "error")[0]["content"]["ename"] == "KeyboardInterrupt"
     assert stdout_of(client.run("print('next')", "s")) == "next\n"
 
