@@ -17,12 +17,12 @@ import time
 from collections.abc import Iterable
 from typing import Final
 
-import msgpack
-
 from protocol import msgtypes as mt
+from protocol.packing import packer
 from protocol.wire import Message
 
 log = logging.getLogger("cellbus.device")
+_pack = packer(use_bin_type=True)  # one Packer per thread, not one per message
 #: Bytes of comm messages (their packed content) one worker may hold behind its running cell.
 COMM_BACKLOG_BYTES: Final = 8 * 2**20
 #: Comm messages one worker may hold behind its running cell, whatever their size.
@@ -49,7 +49,7 @@ class CommBacklog:
             return True
         queued = {r["msg_id"] for r in queue if r["msg_type"] in mt.COMM_REQUEST_TYPES}
         self.sizes = {k: v for k, v in self.sizes.items() if k in queued}
-        size = len(msgpack.packb(request["content"], use_bin_type=True))
+        size = len(_pack(request["content"]))
         if (len(self.sizes) < COMM_BACKLOG_COUNT
                 and sum(self.sizes.values()) + size <= COMM_BACKLOG_BYTES):
             self.sizes[request["msg_id"]] = size
