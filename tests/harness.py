@@ -62,9 +62,18 @@ def ipc_endpoint(name: str = "bus") -> str:
     return f"ipc://{tempfile.mkdtemp(prefix='cb-')}/{name}"
 
 
+#: Ports :func:`free_port` gave this run: a node may bind one only seconds later, so the
+#: next call must not give it again (two random picks of a chain's ports once matched).
+_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    """A port on 127.0.0.1 nothing is bound to now, outside the ephemeral range."""
+    """A port on 127.0.0.1 nothing is bound to now, outside the ephemeral range, and not
+    given before in this run."""
     for port in random.sample(PORTS, 200):
+        if port in _GIVEN:
+            continue
+        _GIVEN.add(port)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
