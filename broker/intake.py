@@ -249,14 +249,20 @@ class Intake:
 
     async def interrupt(self, msg: Message, address: Address) -> Reply:
         """Forward to the session's device; 404 for a cell that never ran, 409 for a cell
-        with nothing of its own unfinished (an answer of "interrupting" would be a lie)."""
+        with nothing of its own unfinished (an answer of "interrupting" would be a lie).
+        With ``{"kernel": true}`` (a Jupyter client's interrupt) whatever the session runs
+        is interrupted, a cell or a comm handler (which is no cell and is not stored)."""
         user, worksheet, cell_id = address
+        whole = msg["content"].get("kernel", False)
+        if not isinstance(whole, bool):
+            raise Refused(400, "kernel must be true or false")
         if await self.store.cell_request(user, worksheet, cell_id) is None:
             raise Refused(404, f"no cell {cell_id} in worksheet {worksheet}")
         session = await self.session_for(user, worksheet)
-        if session is None or not any(
-                r.cell_id == cell_id and r.status not in FINAL
-                for r in await self.store.session_requests(session.session)):
+        if session is None:
+            raise Refused(409, f"worksheet {worksheet} has no session: nothing to interrupt")
+        if not whole and not any(r.cell_id == cell_id and r.status not in FINAL
+                                 for r in await self.store.session_requests(session.session)):
             raise Refused(409, f"cell {cell_id} is not running: there is nothing to interrupt")
         forward = self.wire.msg(mt.INTERRUPT_REQUEST, {}, metadata={"cellbus": {
             "user": address[0], "worksheet": address[1], "cell_id": address[2],

@@ -31,6 +31,13 @@ def ipykernel_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     yield from module_chain(tmp_path_factory, "comms", device=("--kernels", "python,python3"))
 
 
+#: A comm target whose handler prints, then sleeps for ten minutes.
+SLOW_TARGET = ("import time\n"
+               "def _slow(comm, _):\n"
+               "    comm.on_msg(lambda m: (print('handling', flush=True), time.sleep(600)))\n"
+               "get_ipython().kernel.comm_manager.register_target('slow', _slow)")
+
+
 def start_kernel(chain: Any, name: str) -> str:
     status, doc = chain.http("POST", "/api/kernels", json.dumps({"name": name}).encode())
     assert status == 201, doc
@@ -123,12 +130,7 @@ async def test_an_interrupt_stops_a_comm_handler_and_the_next_cell_runs(ipykerne
     kernel_id = start_kernel(ipykernel_chain, "python3")
     ch = await Channels.open(ipykernel_chain.port, kernel_id)
     try:
-        await ch.execute("import time\n"
-                         "def _slow(comm, _):\n"
-                         "    comm.on_msg(lambda m: (print('handling', flush=True), "
-                         "time.sleep(600)))\n"
-                         "get_ipython().kernel.comm_manager.register_target('slow', _slow)",
-                         timeout=60)
+        await ch.execute(SLOW_TARGET, timeout=60)
         comm_id = uuid.uuid4().hex
         await ch.send("comm_open", {"comm_id": comm_id, "target_name": "slow", "data": {}})
         await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
@@ -141,6 +143,29 @@ async def test_an_interrupt_stops_a_comm_handler_and_the_next_cell_runs(ipykerne
             "header"]["msg_id"])
         assert stdout([m for m in got if m["parent_header"].get("msg_id") == after[
             "header"]["msg_id"]]) == "after\n"
+    finally:
+        await ch.close()
+
+
+async def test_an_interrupt_stops_a_comm_handler_with_no_cell_queued(ipykernel_chain) -> None:
+    """Jupyter's interrupt interrupts what the kernel runs, cell or not: a widget callback
+    that loops, with no cell behind it, ends (its idle comes) and the kernel goes on."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        await ch.execute(SLOW_TARGET, timeout=60)
+        comm_id = uuid.uuid4().hex
+        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "slow", "data": {}})
+        handled = await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
+        await ch.until(lambda m: m["msg_type"] == "stream" and "handling" in m["content"]["text"])
+        status, doc = ipykernel_chain.http("GET", f"/api/kernels/{kernel_id}")
+        assert status == 200 and doc["execution_state"] == "idle", doc  # no cell runs
+        status, body = ipykernel_chain.http("POST", f"/api/kernels/{kernel_id}/interrupt", b"")
+        assert status == 204, body
+        await ch.until(lambda m: m["msg_type"] == "status" and m["content"][
+            "execution_state"] == "idle" and m["parent_header"].get("msg_id") == handled[
+            "header"]["msg_id"], timeout=20)
+        assert stdout(await ch.execute("print('on')")) == "on\n"
     finally:
         await ch.close()
 

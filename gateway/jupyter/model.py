@@ -109,14 +109,14 @@ async def stop(ask: Ask, user: str, kernel_id: str) -> None:
 
 
 async def interrupt(ask: Ask, user: str, kernel_id: str) -> None:
-    """Interrupt the cell running now, if any (Jupyter interrupts nothing else either)."""
-    entry = await find(ask, user, kernel_id)
-    for cell_id in entry["running"][:1]:
-        try:
-            await ask(mt.INTERRUPT_REQUEST, {}, (user, kernel_id, cell_id))
-        except Exception as e:  # it ended meanwhile: nothing to interrupt, as asked
-            if getattr(e, "status_code", None) != 409:
-                raise
+    """Interrupt what the kernel runs now, as Jupyter does: a cell, or a comm's handler (a
+    widget's callback that loops), which is no cell of the broker's."""
+    await find(ask, user, kernel_id)
+    try:
+        await ask(mt.INTERRUPT_REQUEST, {"kernel": True}, (user, kernel_id, START_CELL))
+    except Exception as e:  # no session (or device) now: nothing to interrupt, as asked
+        if getattr(e, "status_code", None) != 409:
+            raise
 
 
 async def restart(ask: Ask, user: str, kernel_id: str) -> None:
