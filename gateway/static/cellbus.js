@@ -1979,15 +1979,18 @@
         "Shift-Enter": run(true), "Ctrl-Enter": run(false), "Cmd-Enter": run(false),
       },
     });
+    // On the editor's whole element, before CodeMirror sees the key: a key pressed just
+    // after a click can reach CodeMirror's scroller while it hands focus to its input, and
+    // an Escape lost there left the next Tab indenting (a keyboard trap).
     let escaped = false;
-    editor.on("keydown", (cm, event) => {
+    editor.getWrapperElement().addEventListener("keydown", (event) => {
       if (escaped && cell._typeKey(event)) {  // Escape then M or Y: the cell's type
         escaped = false;
         return;
       }
       if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap
       escaped = event.key === "Escape";
-    });
+    }, true);
     let syncing = false;
     editor.on("change", () => {
       editor.save();
