@@ -26,12 +26,13 @@ from typing import Any, Final
 
 import tornado
 from tornado.log import app_log, gen_log
-from tornado.web import HTTPError, RequestHandler, StaticFileHandler
+from tornado.web import HTTPError, RequestHandler
 
 from protocol.errors import ConfigError
 
 from .errors import write_error
 from .ratelimit import Rate, parse_rate
+from .script import StaticFiles
 
 AUTH_MODES: Final = ("token", "none")
 #: Query arguments whose values never reach a log line.
@@ -253,8 +254,9 @@ def log_exception(handler: RequestHandler, typ: type[BaseException] | None,
         app_log.error("Uncaught exception %s", summary(handler), exc_info=value or True)
 
 
-class StaticHandler(StaticFileHandler):
-    """``/static/``: tornado's, logging without secrets like every other handler."""
+class StaticHandler(StaticFiles):
+    """``/static/``: tornado's (``cellbus.js`` made of its parts), logging without secrets
+    like every other handler."""
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """The API's JSON errors (a 404 or 403 under /static/), not tornado's HTML page."""

@@ -2,7 +2,7 @@
 is tornado's.
 
 The pages are tornado templates in ``gateway/templates``; everything they do happens in
-``gateway/static/cellbus.js``, which a page author can load on any page of their own. With
+``/static/cellbus.js`` (:mod:`gateway.script`), which a page author can load on any page. With
 ``--auth token`` a page works only as the signed-in user: signed out, it is the sign-in form
 (never a page of the user some ``?user=`` names). When a link may sign a browser in is
 :mod:`gateway.signin`'s to say.

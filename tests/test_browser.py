@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from gateway import script
 from module_chain import module_chain
 
 CHROMIUM = os.environ.get("CELLBUS_CHROMIUM", "/usr/bin/chromium")
@@ -359,7 +360,7 @@ def test_browser_fold_matches_protocol_fold(page) -> None:
     for _ in range(150):
         streams.append([[seq, random_message(rng, seq)] for seq in range(1, rng.randint(2, 25))])
     page.set_content("<!doctype html><title>fold</title>")
-    page.add_script_tag(content=(ROOT / "gateway" / "static" / "cellbus.js").read_text())
+    page.add_script_tag(content=script.source().decode())
     got = page.evaluate("""streams => streams.map(stream => {
         const f = new cellbus.Fold();
         for (const [seq, msg] of stream) f.apply(seq, msg);
@@ -367,6 +368,37 @@ def test_browser_fold_matches_protocol_fold(page) -> None:
     })""", streams)
     for stream, js in zip(streams, got):
         assert js == fold([(s, m) for s, m in stream]).blocks(), stream
+
+
+def test_the_client_is_its_parts_in_one_script(chain) -> None:
+    """/static/cellbus.js is gateway/static/cellbus/'s files in one script, served as tornado
+    serves a static file: an ETag that a revalidation answers with 304, byte ranges, and
+    the ``?v=`` version the pages link it with."""
+    import urllib.error
+    import urllib.request
+    chain.start_broker()
+    chain.start_gateway()
+    whole = script.source()
+    assert whole.count(b"\n  // -- ") == len(script.PARTS) and b"class Cell {" in whole
+    with urllib.request.urlopen(chain.url("/static/cellbus.js"), timeout=10) as resp:
+        assert resp.read() == whole
+        etag = resp.headers["ETag"]
+    assert etag
+    again = urllib.request.Request(chain.url("/static/cellbus.js"),
+                                   headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as unchanged:
+        urllib.request.urlopen(again, timeout=10)
+    unchanged.value.close()
+    assert unchanged.value.code == 304
+    part = urllib.request.Request(chain.url("/static/cellbus.js"),
+                                  headers={"Range": "bytes=3-12"})
+    with urllib.request.urlopen(part, timeout=10) as resp:
+        assert resp.status == 206 and resp.read() == whole[3:13]
+    with urllib.request.urlopen(chain.url("/"), timeout=10) as resp:
+        linked = re.search(r'/static/cellbus\.js\?v=(\w+)', resp.read().decode())
+    assert linked is not None
+    with urllib.request.urlopen(chain.url(linked.group(0)), timeout=10) as resp:
+        assert resp.read() == whole
 
 
 def test_pages_and_client_are_served_with_their_types(chain) -> None:

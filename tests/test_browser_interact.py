@@ -10,11 +10,11 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gateway import script
 from module_chain import module_chain
 from test_browser import (ARTIFACTS, browser, expect, open_worksheet,  # noqa: F401 (fixtures)
                           page, run)
@@ -307,8 +307,7 @@ def test_interact_protocol_against_a_mock_gateway(page) -> None:
     gateway = MockGateway()
     page.route_web_socket("ws://cellbus.test/ws", gateway.route)
     page.set_content("<!doctype html><title>mock</title><div id=cell></div>")
-    page.add_script_tag(content=(Path(__file__).parent.parent / "gateway" / "static"
-                                 / "cellbus.js").read_text())
+    page.add_script_tag(content=script.source().decode())
     page.evaluate("""cellbus.makeCell(document.getElementById("cell"), {
         server: "http://cellbus.test/", user: "u", worksheet: "w", cellId: "1",
         code: "@interact ...", autoeval: true})""")

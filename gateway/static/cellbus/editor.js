@@ -1,0 +1,105 @@
+  // ---- the code box's keys: Tab indents, Enter keeps the indentation ---------------------
+
+  const INDENT = "    ";
+
+  /** Replace the box's selection with `text` as typing would (undo keeps it, "input"
+   * fires), selecting it when `select`. */
+  function typeText(box, text, select) {
+    const start = box.selectionStart;
+    if (!document.execCommand || !document.execCommand("insertText", false, text)) {
+      box.setRangeText(text, start, box.selectionEnd, "end");
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+    }
+    if (select) box.setSelectionRange(start, start + text.length);
+  }
+
+  /** Tab: four spaces at the cursor, or the selected lines one level in; Shift+Tab (`out`):
+   * the lines one level out. */
+  function indent(box, out) {
+    const value = box.value, start = box.selectionStart, end = box.selectionEnd;
+    if (!out && start === end) {
+      const column = start - value.lastIndexOf("\n", start - 1) - 1;
+      typeText(box, INDENT.slice(column % INDENT.length), false);
+      return;
+    }
+    const from = value.lastIndexOf("\n", start - 1) + 1;
+    const to = end > start && value[end - 1] === "\n" ? end - 1 : end;
+    const lines = value.slice(from, to).split("\n");
+    const moved = lines.map((line) => out ? line.replace(/^ {1,4}|^\t/, "") : INDENT + line);
+    box.setSelectionRange(from, to);
+    typeText(box, moved.join("\n"), start !== end);
+    if (start === end) {  // Shift+Tab with no selection: the cursor stays on its text
+      const cursor = Math.max(from, start - (lines[0].length - moved[0].length));
+      box.setSelectionRange(cursor, cursor);
+    }
+  }
+
+  /** Enter: a new line as indented as this one, a level more after a colon. */
+  function newLine(box) {
+    const value = box.value, start = box.selectionStart;
+    const line = value.slice(value.lastIndexOf("\n", start - 1) + 1, start);
+    const lead = line.match(/^[ \t]*/)[0];
+    typeText(box, "\n" + lead + (/:\s*$/.test(line) ? INDENT : ""), false);
+  }
+
+  // ---- the code editor: CodeMirror 5, when the page loaded it ---------------------------
+  // static/vendor/codemirror/ (lib/codemirror.js and .css, mode/{python,r,shell}/): plain
+  // scripts the page loads before cellbus.js, as the worksheet page does. Without them a cell
+  // keeps its plain textarea and the keys above.
+
+  /** The CodeMirror mode of each kernel name (the built-in "python", ipykernel's "python3",
+   * IRkernel's "ir", bash_kernel's "bash"); another kernel gets no highlighting. */
+  const MODES = {python: "python", python3: "python", ir: "r", r: "r", bash: "shell"};
+
+  function modeOf(kernel) {
+    return MODES[String(kernel || "python").toLowerCase()] || null;
+  }
+
+  /** Put CodeMirror on `cell`'s textarea, which stays in the DOM (hidden) holding the code:
+   * `cell.input.value` reads it, and a page that sets it and fires "input" sets the editor.
+   * Tab and Shift+Tab indent and dedent by four spaces, Enter keeps the indentation (the
+   * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, and Escape
+   * then Tab leaves the editor. Returns the editor, or null without CodeMirror. */
+  function attachEditor(cell) {
+    const CM = window.CodeMirror;
+    if (typeof CM !== "function" || typeof CM.fromTextArea !== "function") return null;
+    const box = cell.input;
+    const run = (shift) => () => {
+      cell.evaluate();
+      if (shift && cell.options.onShiftEnter) cell.options.onShiftEnter(cell);
+    };
+    const editor = CM.fromTextArea(box, {
+      mode: modeOf(cell.options.kernel),
+      indentUnit: 4, tabSize: 4, indentWithTabs: false, viewportMargin: Infinity,
+      screenReaderLabel: box.getAttribute("aria-label"),
+      extraKeys: {
+        "Tab": (cm) => cm.execCommand(cm.somethingSelected() ? "indentMore" : "insertSoftTab"),
+        "Shift-Tab": "indentLess",
+        "Shift-Enter": run(true), "Ctrl-Enter": run(false), "Cmd-Enter": run(false),
+      },
+    });
+    // On the editor's whole element, before CodeMirror sees the key: a key pressed just
+    // after a click can reach CodeMirror's scroller while it hands focus to its input, and
+    // an Escape lost there left the next Tab indenting (a keyboard trap).
+    let escaped = false;
+    editor.getWrapperElement().addEventListener("keydown", (event) => {
+      if (escaped && cell._typeKey(event)) {  // Escape then M or Y: the cell's type
+        escaped = false;
+        return;
+      }
+      if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap
+      escaped = event.key === "Escape";
+    }, true);
+    let syncing = false;
+    editor.on("change", () => {
+      editor.save();
+      syncing = true;
+      box.dispatchEvent(new Event("input", {bubbles: true}));
+      syncing = false;
+    });
+    box.addEventListener("input", () => {
+      if (!syncing && box.value !== editor.getValue()) editor.setValue(box.value);
+    });
+    editor.getWrapperElement().classList.add("cellbus-editor");
+    return editor;
+  }

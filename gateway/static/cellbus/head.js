@@ -1,0 +1,41 @@
+/* cellbus.js: the browser client of a cellbus gateway. Plain JavaScript, no build step.
+ *
+ *   <script src="/static/cellbus.js"></script>
+ *   <div id="cell"></div>
+ *   <script>cellbus.makeCell(document.getElementById("cell"), {code: "print(1 + 1)"});</script>
+ *
+ * One script for an embedder to add and read (README: Using it). The gateway serves it as
+ * the files of its static/cellbus/ folder, in this order, inside one function (see
+ * gateway/script.py); each file's part starts with a "// -- file" line:
+ *   helpers.js    DOM and text helpers; ANSI colours (ansi_up from static/vendor/, loaded
+ *                 when first needed); Markdown (marked and DOMPurify from there too)
+ *   fold.js       one request's Jupyter messages -> output blocks (mirrors protocol/fold.py)
+ *   textview.js   a text block however long: first and last lines, "N lines hidden", all a
+ *                 click away
+ *   renderers.js  HTML output in sandboxed iframes (script runs, but not in the page's
+ *                 origin); block type -> function(block, render, cell) -> DOM node, which
+ *                 OutputView keeps on screen
+ *   interact.js   an @interact's controls (built once) and its output under them; a change
+ *                 sends an interact_request, and each run's output replaces the last
+ *   poll.js       PollTransport: the HTTP API (POST evaluate, long-poll update)
+ *   channel.js    Channel, the WebSocket transport: one socket per page and gateway, shared
+ *                 by all cells; subscribes to each worksheet with the last seq seen,
+ *                 reconnects with backoff, and hands every cell to its PollTransport when no
+ *                 WebSocket gets through. Both have one interface (evaluate, interrupt,
+ *                 interact, restart, follow, document, register, unregister, forget): a Cell
+ *                 knows no transport
+ *   editor.js     the code box's Tab, Shift+Tab and Enter; CodeMirror 5 on it when the page
+ *                 loaded it (static/vendor/codemirror/), in the kernel's language
+ *   cell.js       Cell: code box, Evaluate button (and Shift+Enter), execution number,
+ *                 working indicator, the no-output notice, status, and the output area
+ *                 (class "cellbus-output"), drawn once per animation frame; routes interact
+ *                 runs into its output; shows its stored output after a reload (restore);
+ *                 sends cellbus:status, cellbus:count, cellbus:session, cellbus:idle,
+ *                 cellbus:closed, cellbus:type and cellbus:rendered events; a Markdown cell
+ *                 (setType) is rendered in place and never sent
+ *   usage.js      what a run used, and permalinks (share a cell's code as a link)
+ *   session.js    SessionBar: a worksheet's session (its state, gone: why, a warning before
+ *                 its idle timeout with Keep) and its Restart button
+ *   worksheet.js  makeCell, makeWorksheet (with .ipynb layouts) and the public API on
+ *                 window.cellbus
+ */

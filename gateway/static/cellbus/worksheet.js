@@ -1,0 +1,205 @@
+  // ---- Jupyter notebooks (.ipynb): what a worksheet's layout takes of one -------------------
+
+  /** The code and Markdown cells of a Jupyter notebook (`text`: its JSON, nbformat 4) as a
+   * worksheet layout, [{id, type, code}] numbered from 1; outputs and raw cells are not
+   * taken. Throws an Error saying why for anything else. */
+  function notebookLayout(text) {
+    let nb;
+    try { nb = JSON.parse(text); } catch (e) { nb = null; }
+    if (!isObject(nb) || nb.nbformat !== 4 || !Array.isArray(nb.cells)) {
+      throw new Error("not a Jupyter notebook of format 4 (an .ipynb file, JSON with "
+                      + "\"nbformat\": 4 and its \"cells\")");
+    }
+    const cells = [];
+    for (const cell of nb.cells) {
+      if (!isObject(cell) || (cell.cell_type !== "code" && cell.cell_type !== "markdown")) continue;
+      const source = Array.isArray(cell.source) ? cell.source.join("") : cell.source;
+      if (typeof source !== "string") throw new Error("a cell of this notebook has no source text");
+      cells.push({id: String(cells.length + 1), type: cell.cell_type, code: source});
+    }
+    return cells;
+  }
+
+  // ---- public API ---------------------------------------------------------------------------
+
+  /** Turn `element` into a cell; see DEFAULTS above for the options. Returns the cell. */
+  function makeCell(element, options) {
+    if (typeof element === "string") element = document.querySelector(element);
+    if (!element) throw new Error("cellbus.makeCell: no such element");
+    return new Cell(element, options);
+  }
+
+  const FINISHED = {done: true, error: true, aborted: true};
+  /** Where a run can end: FINISHED, or not run at all (refused, lost, evaluated elsewhere,
+   * its cell deleted). */
+  const ENDED = Object.assign({failed: true, superseded: true, removed: true}, FINISHED);
+
+  /** Evaluate `cell` and resolve to how its run ended (a status of ENDED). */
+  function runToEnd(cell) {
+    return new Promise((resolve) => {
+      const seen = (event) => {
+        if (event.detail.cell !== cell || event.detail.busy || !(event.detail.status in ENDED)) return;
+        cell.element.removeEventListener("cellbus:status", seen);
+        resolve(event.detail.status);
+      };
+      cell.element.addEventListener("cellbus:status", seen);
+      cell.evaluate();
+    });
+  }
+
+  /** Cells that share one worksheet (one session), one after the other in `element`;
+   * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
+   * has a Code/Markdown selector and buttons to move it up or down, clear its output and
+   * delete it. `codes`: the cells' code, each a string or {id, type, code} (as `layout()`
+   * gives, to save); `onChange(sheet)` after cells were added, moved, deleted, retyped or
+   * rendered. Ctrl+F9 runs all (runAll). Returns {cells, add, move, remove, layout, runAll}. */
+  function makeWorksheet(element, options) {
+    const o = Object.assign({cells: 3, codes: []}, options || {});
+    if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
+    const cells = [];
+    const list = el("div", "cellbus-worksheet");
+    element.appendChild(list);
+    const session = new SessionBar(o.kernel, cells);
+    list.appendChild(session.node);
+    list.addEventListener("cellbus:status", (event) => {
+      if (event.detail.status === "sending") session.sent();
+      else session.show();
+    });
+    list.addEventListener("cellbus:session", () => session.replaced());
+    list.addEventListener("cellbus:closed", (event) => session.closed(event.detail.reason));
+    list.addEventListener("cellbus:idle", (event) => session.idled(event.detail.since,
+                                                                   event.detail.timeout));
+    list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
+    list.addEventListener("cellbus:type", (event) => {
+      const select = event.target.querySelector(".cellbus-type");
+      if (select) select.value = event.detail.type;
+      changed();
+    });
+    list.addEventListener("cellbus:rendered", () => changed());
+    let nextId = 1;
+    let loading = true;
+    const changed = () => {
+      if (!loading && o.onChange) o.onChange(sheet);
+    };
+
+    /** A new cell with `code` (a string or {id, code}) at `index` (default: last). */
+    function add(code, index) {
+      const entry = isObject(code) ? code : {code: code};
+      const id = entry.id !== undefined ? String(entry.id) : String(nextId);
+      nextId = Math.max(nextId, (parseInt(id, 10) || 0) + 1);
+      const at = Number.isInteger(index) ? Math.max(0, Math.min(index, cells.length)) : cells.length;
+      const box = el("div");
+      list.insertBefore(box, at < cells.length ? cells[at].element : null);
+      const cell = makeCell(box, Object.assign({}, o, {
+        code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
+        type: entry.type === "markdown" ? "markdown" : "code",
+        restore: loading && o.restore !== false,  // a new cell has no past to show
+        onShiftEnter: (c) => {
+          const next = cells.indexOf(c) + 1;
+          (cells[next] || add("")).focus();
+        },
+      }));
+      cells.splice(at, 0, cell);
+      cell.bar.appendChild(tools(cell));
+      if (o.onAdd) o.onAdd(cell);
+      changed();
+      return cell;
+    }
+
+    function tools(cell) {
+      const box = el("span", "cellbus-tools");
+      const type = el("select", "cellbus-type");
+      type.title = "Code runs in the session; Markdown is rendered here (Escape then M or Y)";
+      type.setAttribute("aria-label", "Cell type (cell " + cell.cellId + ")");
+      for (const [value, text] of [["code", "Code"], ["markdown", "Markdown"]]) {
+        const option = el("option", null, text);
+        option.value = value;
+        type.appendChild(option);
+      }
+      type.value = cell.type;
+      type.addEventListener("change", () => cell.setType(type.value));
+      box.appendChild(type);
+      const button = (text, label, action) => {
+        const b = el("button", "cellbus-tool", text);
+        b.type = "button";
+        b.title = label;
+        b.setAttribute("aria-label", label + " (cell " + cell.cellId + ")");
+        b.addEventListener("click", action);
+        box.appendChild(b);
+      };
+      button("↑", "Move up", () => move(cell, -1));
+      button("↓", "Move down", () => move(cell, 1));
+      button("Clear", "Clear output", () => cell.clearOutput());
+      button("✕", "Delete cell", () => remove(cell));
+      return box;
+    }
+
+    /** Move `cell` `by` places (-1: up). */
+    function move(cell, by) {
+      const from = cells.indexOf(cell), to = from + by;
+      if (from < 0 || to < 0 || to >= cells.length) return;
+      cells.splice(from, 1);
+      cells.splice(to, 0, cell);
+      list.insertBefore(cell.element, to + 1 < cells.length ? cells[to + 1].element : null);
+      cell.focus();
+      changed();
+    }
+
+    function remove(cell) {
+      const at = cells.indexOf(cell);
+      if (at < 0) return;
+      cells.splice(at, 1);
+      if (cell.busy) cell._event("status", {status: "removed", busy: false});  // for runAll
+      cell.destroy();
+      cell.element.remove();
+      if (cells.length) cells[Math.min(at, cells.length - 1)].focus();
+      changed();
+    }
+
+    /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
+     * "code" or "markdown"). */
+    function layout() {
+      return cells.map((c) => ({id: c.cellId, type: c.type, code: c.input.value}));
+    }
+
+    /** Run All, stopping on error (as Jupyter's): the code cells top to bottom, each once the
+     * one before ended, and the Markdown ones rendered; empty code cells are passed over.
+     * Resolves to the cell whose run did not end "done" (the rest did not run), or null, and
+     * says so in a cellbus:ranall event ({stopped: that cell or null}). While one runs, another
+     * is the same one. */
+    let allRun = null;
+    function runAll() {
+      if (!allRun) allRun = runEach().finally(() => { allRun = null; });
+      return allRun;
+    }
+    async function runEach() {
+      let stopped = null;
+      for (const cell of cells.slice()) {
+        if (!cells.includes(cell)) continue;  // deleted meanwhile
+        if (cell.type === "markdown") {
+          if (cell.input.value.trim()) cell.render();
+        } else if (cell.input.value.trim() && await runToEnd(cell) !== "done") {
+          stopped = cell;
+          break;
+        }
+      }
+      list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true, detail: {stopped: stopped}}));
+      return stopped;
+    }
+    list.addEventListener("keydown", (event) => {
+      if (event.key !== "F9" || !(event.ctrlKey || event.metaKey)) return;
+      event.preventDefault();
+      runAll();
+    });
+
+    const sheet = {cells: cells, add: add, move: move, remove: remove, layout: layout,
+                   runAll: runAll, options: o};
+    for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
+    loading = false;
+    return sheet;
+  }
+
+  injectStylesheet();
+  window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
+                    Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
+                    notebookLayout: notebookLayout, version: "0.1.0"};
