@@ -41,7 +41,7 @@ from .prompts import Prompts
 from .quotas import Quotas
 from .refusal import Address, Refused, Reply, cell_address
 from .sessions import OpenSessions
-from .store import (EXECUTE_REQUEST, FINAL, OPEN, DuplicateRequest, InvalidTransition,
+from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
                     Request, SessionRecord, Store, StoreError, StoreFull, StoreUnwritable,
                     UnknownRequest)
 
@@ -261,8 +261,8 @@ class Intake:
         session = await self.session_for(user, worksheet)
         if session is None:
             raise Refused(409, f"worksheet {worksheet} has no session: nothing to interrupt")
-        if not whole and not any(r.cell_id == cell_id and r.status not in FINAL
-                                 for r in await self.store.session_requests(session.session)):
+        if not whole and not any(r.cell_id == cell_id for r in
+                                 await self.store.unfinished_requests(session.session)):
             raise Refused(409, f"cell {cell_id} is not running: there is nothing to interrupt")
         forward = self.wire.msg(mt.INTERRUPT_REQUEST, {}, metadata={"cellbus": {
             "user": address[0], "worksheet": address[1], "cell_id": address[2],

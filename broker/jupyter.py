@@ -13,6 +13,7 @@ position starts at the running execution's first output (or, with nothing runnin
 
 from __future__ import annotations
 
+import collections
 import uuid
 from typing import Any
 
@@ -23,11 +24,13 @@ from protocol.wire import Message
 
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
-from .store import FINAL, OPEN, SessionRecord, Store
+from .store import OPEN, SessionRecord, Store
 
 
 #: Longest channels client id (Jupyter's ``session_id``) kept.
 MAX_CLIENT = 128
+#: Sessions whose first request's facts are remembered.
+REMEMBERED = 10_000
 
 
 def is_kernel_id(name: str) -> bool:
@@ -41,6 +44,9 @@ def is_kernel_id(name: str) -> bool:
 class JupyterKernels:
     def __init__(self, store: Store, sessions: OpenSessions) -> None:
         self.store, self.sessions = store, sessions
+        #: session -> what its first request said (see :meth:`_first`), least recent first.
+        self.firsts: collections.OrderedDict[str, tuple[dict[str, Any] | None, str]] = (
+            collections.OrderedDict())
 
     async def list(self, msg: Message, address: Address) -> Reply:
         """The user's kernels, or the one named by ``worksheet`` (none if it has no open
@@ -58,18 +64,30 @@ class JupyterKernels:
         return {"kernels": [await self._model(r) for r in records]}, []
 
     async def _model(self, record: SessionRecord) -> dict[str, Any]:
-        requests = await self.store.session_requests(record.session)
-        running = [r.cell_id for r in requests if r.status not in FINAL]
-        # What a Jupyter session said of itself (path, name, type) when it started the
-        # kernel: in the content of the session's first request.
-        first = requests[0].message.get("content", {}) if requests else {}
-        about = first.get("jupyter_session") if isinstance(first, dict) else None
+        running = [r.cell_id for r in await self.store.unfinished_requests(record.session)]
+        about, kernel = await self._first(record.session)
         return {"worksheet": record.worksheet, "session": record.session,
                 "created": record.created, "last_activity": record.last_activity,
-                "running": running, "jupyter_session": about if isinstance(about, dict)
-                else None,
-                "kernel": kernel_of(requests[0].message["metadata"]) if requests
-                else DEFAULT_KERNEL}
+                "running": running, "jupyter_session": about, "kernel": kernel}
+
+    async def _first(self, session: str) -> tuple[dict[str, Any] | None, str]:
+        """What the session's first request said: the Jupyter session (path, name, type)
+        that started the kernel, and the kernel. Read once per session (a session can run
+        many thousands of requests, and clients list kernels every few seconds)."""
+        if session in self.firsts:
+            self.firsts.move_to_end(session)
+            return self.firsts[session]
+        requests = await self.store.session_requests(session)
+        if not requests:
+            return None, DEFAULT_KERNEL
+        content = requests[0].message.get("content")
+        about = content.get("jupyter_session") if isinstance(content, dict) else None
+        facts = (about if isinstance(about, dict) else None,
+                 kernel_of(requests[0].message["metadata"]))
+        self.firsts[session] = facts
+        if len(self.firsts) > REMEMBERED:
+            self.firsts.popitem(last=False)
+        return facts
 
     async def delivery(self, msg: Message, address: Address) -> Reply:
         """Store a client's position (``seq`` given) or read it with where to start."""
@@ -96,10 +114,8 @@ class JupyterKernels:
     async def _start(self, session: str) -> int:
         """The seq just before the first output of the oldest unfinished request, or the
         last seq when nothing runs."""
-        for request in await self.store.session_requests(session):
-            if request.status not in FINAL:
-                rows = await self.store.messages(session, parent=request.msg_id, limit=1)
-                if rows:
-                    return rows[0][0] - 1
-                break
+        for request in (await self.store.unfinished_requests(session))[:1]:
+            rows = await self.store.messages(session, parent=request.msg_id, limit=1)
+            if rows:
+                return rows[0][0] - 1
         return await self.store.last_seq(session)

@@ -233,6 +233,25 @@ async def test_requests_by_status_and_device(store: Store) -> None:
     assert await store.requests(DONE) == []
 
 
+async def test_unfinished_requests_of_a_session(store: Store) -> None:
+    """unfinished_requests(): the session's needs_work and working requests, oldest first,
+    none of another session's or a finished one; session_requests() has them all."""
+    reqs = [await store.add_request(execute(str(i))) for i in range(5)]
+    other = await store.add_request(execute("9", session="s2"))
+    ids = [r.msg_id for r in reqs]
+    await store.update_request(ids[0], WORKING, device="d1")
+    await store.update_request(ids[0], DONE)
+    await store.update_request(ids[1], ERROR)
+    await store.update_request(ids[3], WORKING, device="d1")
+    assert [r.msg_id for r in await store.unfinished_requests("s1")] == [ids[2], ids[3],
+                                                                         ids[4]]
+    assert [r.status for r in await store.unfinished_requests("s1")] == [NEEDS_WORK, WORKING,
+                                                                         NEEDS_WORK]
+    assert [r.msg_id for r in await store.unfinished_requests("s2")] == [other.msg_id]
+    assert await store.unfinished_requests("nobody") == []
+    assert [r.msg_id for r in await store.session_requests("s1")] == ids
+
+
 async def test_supersede_pending(store: Store) -> None:
     """Tests that a newer interact state supersedes older pending ones of its interact."""
     old1 = await store.add_request(interact("f", 1))

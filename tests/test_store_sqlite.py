@@ -100,6 +100,31 @@ async def test_wal_and_synchronous_normal(store: SQLiteStore, url: str) -> None:
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
 
 
+async def test_a_sessions_unfinished_requests_come_from_an_index(url: str) -> None:
+    """unfinished_requests (every Jupyter kernel listing asks it) reads the session's
+    unfinished entries of an index, not every request the session ever ran; a file made
+    before that index gets it when opened, and loses the index it replaced."""
+    async with open_store(url) as store:
+        assert isinstance(store, SQLiteStore)
+        await store.add_request(execute("1"))
+        path = store.path
+    with sqlite3.connect(path) as conn:  # as a file of the code before
+        conn.execute("DROP INDEX requests_session")
+        conn.execute("CREATE INDEX requests_interact ON requests (session, interact_id, status)")
+    conn.close()
+    async with open_store(url) as store:
+        assert [r.cell_id for r in await store.unfinished_requests("s1")] == ["1"]
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM requests WHERE session = ? AND status IN "
+            "(?, ?) ORDER BY id", ("s1", "needs_work", "working")))
+        indexes = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests'")}
+    conn.close()
+    assert "INDEX requests_session" in plan, plan
+    assert "requests_session" in indexes and "requests_interact" not in indexes, indexes
+
+
 async def test_group_commit_batches(store: SQLiteStore) -> None:
     """Tests that 500 concurrent appends take far fewer than 500 commits."""
     before = store.stats

@@ -34,7 +34,10 @@ SCHEMA: Final = (
         finished REAL, error TEXT, interact_id TEXT, state INTEGER)""",
     "CREATE INDEX IF NOT EXISTS requests_status ON requests (status, device, id)",
     "CREATE INDEX IF NOT EXISTS requests_cell ON requests (user, worksheet, cell_id, id)",
-    "CREATE INDEX IF NOT EXISTS requests_interact ON requests (session, interact_id, status)",
+    # A session's requests by status: its unfinished ones, pending interacts (replaced
+    # requests_interact, on (session, interact_id, status), which answered only the latter).
+    "CREATE INDEX IF NOT EXISTS requests_session ON requests (session, status, id)",
+    "DROP INDEX IF EXISTS requests_interact",
     """CREATE TABLE IF NOT EXISTS messages (
         session TEXT NOT NULL, seq INTEGER NOT NULL, parent TEXT, msg_type TEXT,
         created REAL NOT NULL, data BLOB NOT NULL, PRIMARY KEY (session, seq))""",

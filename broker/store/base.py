@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from . import compaction
 from .compaction import CompactionStats, SessionPlan
 from .errors import InvalidTransition, UnknownRequest
-from .records import (ANY, DeviceFilter, DeviceRecord, PermalinkRecord, Request, SessionRecord,
-                      UserRecord)
+from .records import (ANY, FINAL, DeviceFilter, DeviceRecord, PermalinkRecord, Request,
+                      SessionRecord, UserRecord)
 
 Message = dict[str, Any]
 #: A request status change to make with output: ``(msg_id, status, error or None)``.
@@ -143,6 +143,12 @@ class Store(abc.ABC):
         ones, and a string only those placed on that device.
         """
         raise _missing("requests")
+
+    async def unfinished_requests(self, session: str) -> list[Request]:
+        """The requests of ``session`` still ``needs_work`` or ``working``, oldest first.
+        Asked on every Jupyter kernel listing and channels connect, so a store answers it
+        from an index, however many requests the session ran (this default reads them all)."""
+        return [r for r in await self.session_requests(session) if r.status not in FINAL]
 
     @abc.abstractmethod
     async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:

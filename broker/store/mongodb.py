@@ -56,8 +56,8 @@ from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN,
-                      STATUSES, SUPERSEDED, DeviceFilter, DeviceRecord, Request,
-                      SessionRecord)
+                      STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord,
+                      Request, SessionRecord)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -69,7 +69,8 @@ _INDEXES: Final = {
                     ("order", -1)]),  # cell_request
         IndexModel([("status", 1), ("device", 1), ("order", 1)]),  # requests(device=...)
         IndexModel([("status", 1), ("order", 1)]),  # requests(device=ANY)
-        IndexModel([("session", 1), ("interact_id", 1), ("status", 1)]),  # supersede_pending
+        # unfinished_requests, supersede_pending (replaced session_1_interact_id_1_status_1)
+        IndexModel([("session", 1), ("status", 1), ("order", 1)]),
     ],
     "messages": [IndexModel([("session", 1), ("seq", 1)], unique=True),
                  IndexModel([("session", 1), ("parent", 1), ("seq", 1)])],
@@ -88,6 +89,8 @@ _INDEXES: Final = {
     # {_id: {user, worksheet}, cells, updated} (._layout_rows); by user for --user-layouts
     "layouts": [IndexModel([("_id.user", 1)])],
 }
+#: The index (session, status, order) replaced; dropped when a broker opens an older store.
+_REPLACED_INDEX: Final = "session_1_interact_id_1_status_1"
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
 
@@ -162,6 +165,8 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
                         raise
             if indexes:
                 await db[name].create_indexes(indexes)
+        with contextlib.suppress(OperationFailure):  # not there (any more): nothing to drop
+            await db.requests.drop_index(_REPLACED_INDEX)
 
     async def close(self) -> None:
         client, appender = self._client, self._appender
@@ -266,6 +271,13 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
         with self._errors(f"list {status} requests"):
             cursor = db.requests.find(query).sort("order", 1).limit(limit or 0)
             return [_request(doc) for doc in await cursor.to_list()]
+
+    async def unfinished_requests(self, session: str) -> list[Request]:
+        db = self._open_db()
+        with self._errors(f"list the unfinished requests of session {session!r}"):
+            docs = await db.requests.find({"session": session, "status": {
+                "$in": [NEEDS_WORK, WORKING]}}).sort("order", 1).to_list()
+        return [_request(doc) for doc in docs]
 
     async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
         db = self._open_db()

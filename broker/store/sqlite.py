@@ -37,8 +37,8 @@ from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
-                      SUPERSEDED, DeviceFilter, DeviceRecord, Request, SessionRecord,
-                      UserRecord)
+                      SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
+                      SessionRecord, UserRecord)
 
 T = TypeVar("T")
 
@@ -204,6 +204,11 @@ class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
             sql += " LIMIT ?"
             args.append(limit)
         return await self._read(lambda conn: [_request(r) for r in conn.execute(sql, args)])
+
+    async def unfinished_requests(self, session: str) -> list[Request]:
+        return await self._read(lambda conn: [_request(r) for r in conn.execute(
+            f"SELECT {_REQ_COLS} FROM requests WHERE session = ? AND status IN (?, ?) "
+            "ORDER BY id", (session, NEEDS_WORK, WORKING))])
 
     async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
         def op(conn: sqlite3.Connection) -> list[str]:
