@@ -100,29 +100,47 @@ async def test_wal_and_synchronous_normal(store: SQLiteStore, url: str) -> None:
     assert stat.S_IMODE(os.stat(store.path).st_mode) == 0o600
 
 
-async def test_a_sessions_unfinished_requests_come_from_an_index(url: str) -> None:
-    """unfinished_requests (every Jupyter kernel listing asks it) reads the session's
-    unfinished entries of an index, not every request the session ever ran; a file made
-    before that index gets it when opened, and loses the index it replaced."""
+def query_plan(path: Path, sql: str, *args: Any) -> str:
+    with sqlite3.connect(path) as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", args))
+    conn.close()
+    return plan
+
+
+async def test_what_is_asked_often_is_read_from_indexes(url: str) -> None:
+    """What runs per request or per client poll reads index entries of its own, never every
+    request a session or a cell ran nor every session: a session's unfinished requests
+    (each Jupyter kernel listing), a cell's latest run (each /update; past its interact
+    runs), the open sessions. A file made before these indexes gets them when opened, and
+    loses those they replaced."""
     async with open_store(url) as store:
         assert isinstance(store, SQLiteStore)
         await store.add_request(execute("1"))
         path = store.path
     with sqlite3.connect(path) as conn:  # as a file of the code before
         conn.execute("DROP INDEX requests_session")
+        conn.execute("DROP INDEX requests_cell_kind")
+        conn.execute("DROP INDEX sessions_state")
         conn.execute("CREATE INDEX requests_interact ON requests (session, interact_id, status)")
+        conn.execute("CREATE INDEX requests_cell ON requests (user, worksheet, cell_id, id)")
     conn.close()
     async with open_store(url) as store:
         assert [r.cell_id for r in await store.unfinished_requests("s1")] == ["1"]
+    unfinished = query_plan(path, "SELECT id FROM requests WHERE session = ? AND status IN "
+                            "(?, ?) ORDER BY id", "s1", "needs_work", "working")
+    assert "INDEX requests_session" in unfinished, unfinished
+    latest = query_plan(path, "SELECT id FROM requests WHERE user = ? AND worksheet = ? AND "
+                        "cell_id = ? AND msg_type = ? ORDER BY id DESC LIMIT 1",
+                        "ann", "ws", "1", "execute_request")
+    assert "requests_cell_kind" in latest and "msg_type=?" in latest, latest
+    open_ones = query_plan(path, "SELECT session FROM sessions WHERE state = ?", "open")
+    assert "INDEX sessions_state" in open_ones, open_ones
     with sqlite3.connect(path) as conn:
-        plan = " ".join(str(row[-1]) for row in conn.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM requests WHERE session = ? AND status IN "
-            "(?, ?) ORDER BY id", ("s1", "needs_work", "working")))
         indexes = {row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests'")}
     conn.close()
-    assert "INDEX requests_session" in plan, plan
-    assert "requests_session" in indexes and "requests_interact" not in indexes, indexes
+    assert {"requests_session", "requests_cell_kind"} <= indexes, indexes
+    assert not {"requests_interact", "requests_cell"} & indexes, indexes
 
 
 async def test_group_commit_batches(store: SQLiteStore) -> None:

@@ -33,10 +33,14 @@ SCHEMA: Final = (
         status TEXT NOT NULL, device TEXT, created REAL NOT NULL, started REAL,
         finished REAL, error TEXT, interact_id TEXT, state INTEGER)""",
     "CREATE INDEX IF NOT EXISTS requests_status ON requests (status, device, id)",
-    "CREATE INDEX IF NOT EXISTS requests_cell ON requests (user, worksheet, cell_id, id)",
-    # A session's requests by status: its unfinished ones, pending interacts (replaced
-    # requests_interact, on (session, interact_id, status), which answered only the latter).
+    # A cell's latest run (its msg_type too: a cell's interact runs are skipped in the index,
+    # not read row by row), and a worksheet's cells.
+    "CREATE INDEX IF NOT EXISTS requests_cell_kind ON requests "
+    "(user, worksheet, cell_id, msg_type, id)",
+    # A session's requests by status: its unfinished ones, pending interacts.
     "CREATE INDEX IF NOT EXISTS requests_session ON requests (session, status, id)",
+    # What these two replaced: (user, worksheet, cell_id, id), (session, interact_id, status).
+    "DROP INDEX IF EXISTS requests_cell",
     "DROP INDEX IF EXISTS requests_interact",
     """CREATE TABLE IF NOT EXISTS messages (
         session TEXT NOT NULL, seq INTEGER NOT NULL, parent TEXT, msg_type TEXT,
@@ -47,6 +51,8 @@ SCHEMA: Final = (
         session TEXT PRIMARY KEY, user TEXT NOT NULL, worksheet TEXT NOT NULL, device TEXT,
         state TEXT NOT NULL, created REAL NOT NULL, last_activity REAL NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS sessions_worksheet ON sessions (user, worksheet, state)",
+    # the open sessions (a broker's start, Jupyter's kernel list), however many have closed
+    "CREATE INDEX IF NOT EXISTS sessions_state ON sessions (state, created)",
     """CREATE TABLE IF NOT EXISTS devices (
         device TEXT PRIMARY KEY, capacity INTEGER NOT NULL, load INTEGER NOT NULL,
         last_heartbeat REAL NOT NULL, info BLOB NOT NULL)""",

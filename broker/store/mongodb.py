@@ -76,6 +76,7 @@ _INDEXES: Final = {
                  IndexModel([("session", 1), ("parent", 1), ("seq", 1)])],
     "sessions": [IndexModel([("session", 1)], unique=True),
                  IndexModel([("user", 1), ("worksheet", 1), ("state", 1)]),
+                 IndexModel([("state", 1), ("created", 1)]),  # sessions(OPEN)
                  IndexModel([("last_activity", 1)])],  # finished_sessions
     "devices": [IndexModel([("device", 1)], unique=True)],
     "receipts": [IndexModel([("device", 1)], unique=True)],
