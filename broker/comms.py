@@ -1,14 +1,16 @@
-"""Comm messages from a channels client to its kernel's comms, and their way there.
+"""Comm messages and queries from a channels client to its kernel, and their way there.
 
 A Jupyter kernel's comms (ipywidgets, say) talk both ways. What the kernel sends
 (``comm_open``, ``comm_msg``, ``comm_close``) is session output like any other: stored with
-its seq, published, replayed. What a client sends (those three, and ``comm_info_request``,
-which the kernel answers) comes here from a gateway, for the worksheet of the token's user:
-it is checked (shape, size), *not* stored (it is no cell's run, and a widget's state is the
-kernel's to keep), and goes to the device that holds that worksheet's open session, for that
-session only, the way :mod:`.prompts` sends an answer to a prompt. The device queues it
-behind the session's running cell; the worker hands it to the kernel's shell and relays what
-the kernel says about it until its ``idle``.
+its seq, published, replayed. What a client sends (those three, ``comm_info_request``, and
+its questions about code: ``complete_request``, ``inspect_request``, ``is_complete_request``,
+all of which the session answers with a reply that is output too) comes here from a gateway,
+for the worksheet of the token's user: it is checked (shape, size), *not* stored (it is no
+cell's run, and a widget's state is the kernel's to keep), and goes to the device that holds
+that worksheet's open session, for that session only, the way :mod:`.prompts` sends an answer
+to a prompt. The device queues it behind the session's running cell; the worker hands it to
+the kernel (or answers a query itself, for the built-in session) and relays what the kernel
+says about it until its ``idle``.
 
 The client's own header goes along as ``metadata.cellbus.reply_to``, which the device copies
 into every message about it, so the gateway can give the kernel's answers the parent the
@@ -28,6 +30,8 @@ from .dispatch import Dispatch
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
 
+#: The comm messages that name their comm.
+COMM_IDS = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 #: The fields of a client's header kept as ``reply_to``, and their longest value.
 HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version")
 MAX_HEADER_FIELD = 256
@@ -48,7 +52,7 @@ class Comms:
     async def forward(self, msg: Message, address: Address) -> Reply:
         user, worksheet, cell_id = address
         msg_type, content = msg["msg_type"], msg["content"]
-        if msg_type != mt.COMM_INFO_REQUEST and not isinstance(content.get("comm_id"), str):
+        if msg_type in COMM_IDS and not isinstance(content.get("comm_id"), str):
             raise Refused(400, f"{msg_type} needs a comm_id, a string")
         try:
             size = len(msgpack.packb(content, use_bin_type=True))

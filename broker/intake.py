@@ -90,7 +90,7 @@ class Intake:
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
             mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, interacts.request),
             mt.INPUT_REPLY: (mt.REQUEST_ACCEPTED, prompts.answer),
-            **{kind: (mt.REQUEST_ACCEPTED, comms.forward) for kind in mt.COMM_REQUEST_TYPES},
+            **{kind: (mt.REQUEST_ACCEPTED, comms.forward) for kind in mt.KERNEL_REQUEST_TYPES},
             mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
             mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),

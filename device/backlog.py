@@ -45,9 +45,9 @@ class CommBacklog:
     def admit(self, queue: Iterable[Message], request: Message) -> bool:
         """Whether ``request`` may join ``queue`` (always, unless it is a comm message that
         would take the queue's comm messages over the bounds)."""
-        if request["msg_type"] not in mt.COMM_REQUEST_TYPES:
+        if request["msg_type"] not in mt.KERNEL_REQUEST_TYPES:
             return True
-        queued = {r["msg_id"] for r in queue if r["msg_type"] in mt.COMM_REQUEST_TYPES}
+        queued = {r["msg_id"] for r in queue if r["msg_type"] in mt.KERNEL_REQUEST_TYPES}
         self.sizes = {k: v for k, v in self.sizes.items() if k in queued}
         size = len(_pack(request["content"]))
         if (len(self.sizes) < COMM_BACKLOG_COUNT

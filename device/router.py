@@ -41,7 +41,7 @@ MAX_ANSWERED = 65536
 #: Requests the device acts on.
 REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
                            mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST, mt.INPUT_REPLY}
-                          ) | mt.COMM_REQUEST_TYPES
+                          ) | mt.KERNEL_REQUEST_TYPES
 
 
 def default_device_id() -> str:
@@ -236,8 +236,9 @@ class DeviceRouter(Node):
                 await self.overseer.close_session(session_id, "shutdown requested")
                 await self._reply(request, session_id, mt.SHUTDOWN_REPLY,
                                   {"status": "ok", "restart": False})
-            elif kind in mt.COMM_REQUEST_TYPES and not self._live(session_id):
-                # A comm belongs to a running kernel: it never starts one, nor is handed back.
+            elif kind in mt.KERNEL_REQUEST_TYPES and not self._live(session_id):
+                # A comm message or a query is for a running kernel: it never starts one, nor
+                # is handed back.
                 self.log.info("device: a %s for session %s, which runs nowhere here; dropped",
                               kind, session_id)
             elif self.overseer.holds(session_id, request["msg_id"]):

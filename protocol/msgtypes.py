@@ -36,6 +36,22 @@ COMM_INFO_REQUEST = "comm_info_request"
 COMM_INFO_REPLY = "comm_info_reply"
 #: What a client may send a session's comms: each ends at the session's idle status.
 COMM_REQUEST_TYPES = frozenset({COMM_OPEN, COMM_MSG, COMM_CLOSE, COMM_INFO_REQUEST})
+# What a client asks about code (Jupyter's names): completions, an object's help, whether the
+# code is complete. They go the way of a client's comm messages (to the session only, never
+# stored, queued behind its running cell, ending at its idle), and the session's reply is
+# output like comm_info_reply: stored with its seq and delivered to that client.
+COMPLETE_REQUEST = "complete_request"
+COMPLETE_REPLY = "complete_reply"
+INSPECT_REQUEST = "inspect_request"
+INSPECT_REPLY = "inspect_reply"
+IS_COMPLETE_REQUEST = "is_complete_request"
+IS_COMPLETE_REPLY = "is_complete_reply"
+#: Each query and the type of its reply.
+QUERY_REPLIES = {COMPLETE_REQUEST: COMPLETE_REPLY, INSPECT_REQUEST: INSPECT_REPLY,
+                 IS_COMPLETE_REQUEST: IS_COMPLETE_REPLY}
+QUERY_REQUEST_TYPES = frozenset(QUERY_REPLIES)
+#: What a client sends a session's kernel directly: comm messages and queries.
+KERNEL_REQUEST_TYPES = COMM_REQUEST_TYPES | QUERY_REQUEST_TYPES
 #: Largest content of a client's comm message, in bytes packed (413 past it).
 MAX_COMM_MESSAGE = 1024 * 1024
 
@@ -86,7 +102,7 @@ WORKER_OUTPUT_TYPES = frozenset({
     STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, EXECUTE_RESULT, ERROR, CLEAR_OUTPUT,
     INTERACT_START, INTERACT_END, EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY,
     INTERACT_REPLY, SHUTDOWN_REPLY, INPUT_REQUEST, COMM_OPEN, COMM_MSG, COMM_CLOSE,
-    COMM_INFO_REPLY,
+    COMM_INFO_REPLY, COMPLETE_REPLY, INSPECT_REPLY, IS_COMPLETE_REPLY,
 })
 
 #: Worker -> device only, never relayed: ``{"text"}``, something the worker says about itself
@@ -97,7 +113,7 @@ WORKER_LOG = "worker_log"
 #: Requests a worker may be given.
 WORKER_REQUEST_TYPES = frozenset({
     EXECUTE_REQUEST, INTERACT_REQUEST, KERNEL_INFO_REQUEST, SHUTDOWN_REQUEST,
-}) | COMM_REQUEST_TYPES
+}) | KERNEL_REQUEST_TYPES
 
 #: Messages that end a request: after one of these the request is finished.
 REPLY_TYPES = frozenset({EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY, SHUTDOWN_REPLY,

@@ -71,8 +71,8 @@ class Ending:
         #: Whether the request ends at the idle after its reply (a run) or at its reply.
         self.run = request_type in RUN_REQUESTS
         self._replies = RUN_REPLIES if self.run else mt.REPLY_TYPES
-        #: A comm message: finished by the idle status, reply or not.
-        self.comm = request_type in mt.COMM_REQUEST_TYPES
+        #: A comm message or a query: finished by the idle status, reply or not.
+        self.comm = request_type in mt.KERNEL_REQUEST_TYPES
         #: The content of the request's reply, once it is in (the latest, if several).
         self.reply: Mapping[str, Any] | None = None
 

@@ -122,6 +122,14 @@ class SessionBackend(abc.ABC):
         without comms keep this default, which drops it."""
         return ExecuteOutcome()
 
+    def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        """A client's ``complete_request``, ``inspect_request`` or ``is_complete_request``
+        (its content as the client sent it, with ``code`` and ``cursor_pos`` unchecked):
+        the content of the reply, as Jupyter's messaging spec gives it; the worker sends it.
+        Backends that cannot answer keep this default: no completions, nothing found, and
+        "unknown" (a client then treats Enter as a new line)."""
+        return unanswered(msg_type, content)
+
     def warm_up(self) -> None:
         """Called once before the first request, with output muted: go through the paths a
         cell takes, so that a worker forked from a preloaded template copies the memory
@@ -130,3 +138,15 @@ class SessionBackend(abc.ABC):
 
     def shutdown(self) -> None:
         """Release what the backend holds; the process exits right after."""
+
+
+def unanswered(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+    """The reply to a query nobody could answer (see :meth:`SessionBackend.query`)."""
+    if msg_type == "complete_request":
+        at = content.get("cursor_pos")
+        at = at if isinstance(at, int) and at >= 0 else 0
+        return {"status": "ok", "matches": [], "cursor_start": at, "cursor_end": at,
+                "metadata": {}}
+    if msg_type == "inspect_request":
+        return {"status": "ok", "found": False, "data": {}, "metadata": {}}
+    return {"status": "unknown"}

@@ -177,12 +177,30 @@ class JupyterBackend(SessionBackend):
         (its comms' messages, a ``comm_info_reply``) is relayed until its idle status. An
         interrupt goes to the kernel, as during a cell (a handler stuck in the kernel would
         otherwise hold up the next cell), and ends the wait only when the kernel is idle."""
+        answer = "comm_info_reply" if msg_type == "comm_info_request" else None
+        outcome, reply = self._shell_request(msg_type, content, answer)
+        if answer is not None and reply is not None:
+            self.out.message(answer, reply)
+        return outcome
+
+    def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        """The kernel's own answer (its completer, its help), asked as :meth:`comm` asks."""
+        outcome, reply = self._shell_request(msg_type, content,
+                                             msg_type.removesuffix("_request") + "_reply")
+        if reply is None:
+            raise RuntimeError(f"the kernel gave no reply ({outcome.ename}: {outcome.evalue})")
+        return reply
+
+    def _shell_request(self, msg_type: str, content: dict[str, Any], answer: str | None
+                       ) -> tuple[ExecuteOutcome, dict[str, Any] | None]:
+        """Send a client's message to the kernel's shell and wait for its idle status (and
+        its reply of type ``answer``, if one is expected): the outcome, and that reply."""
         interrupted: list[float] = []
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         try:
             msg = self.kc.session.msg(msg_type, content)
             self.kc.shell_channel.send(msg)
-            run = _Run(self, msg["header"]["msg_id"], replies=msg_type == "comm_info_request")
+            run = _Run(self, msg["header"]["msg_id"], answer)
             while not run.done:  # as long as a cell may run: --exec-timeout is the device's
                 run.step(timeout=POLL)
                 if interrupted:
@@ -190,10 +208,10 @@ class JupyterBackend(SessionBackend):
                     self.km.interrupt_kernel()
                 if not self.km.is_alive():  # the next cell starts it again
                     return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
-                                                 f"ended during a {msg_type}", [])
+                                                 f"ended during a {msg_type}", []), None
         finally:
             signal.signal(signal.SIGINT, previous)
-        return ExecuteOutcome()
+        return ExecuteOutcome(), run.reply if answer is not None else None
 
     def warm_up(self) -> None:
         """Nothing to do: the kernel is started and answered ``kernel_info`` already."""
@@ -210,10 +228,12 @@ class JupyterBackend(SessionBackend):
 class _Run:
     """One execute_request in flight: relays its output and keeps its reply and result."""
 
-    def __init__(self, backend: JupyterBackend, msg_id: str, *, replies: bool = True) -> None:
-        self.backend, self.msg_id = backend, msg_id
-        #: A comm message has no reply (but comm_info_request): its idle ends it.
-        self.reply: dict[str, Any] | None = None if replies else {}
+    def __init__(self, backend: JupyterBackend, msg_id: str,
+                 answer: str | None = "execute_reply") -> None:
+        self.backend, self.msg_id, self.answer = backend, msg_id, answer
+        #: The reply, of type ``answer``; a comm message has none (but comm_info_request):
+        #: its idle ends it.
+        self.reply: dict[str, Any] | None = None if answer is not None else {}
         self.idle = False
         #: When the kernel started the cell (it sent the cell's execute_input), monotonic.
         self.started: float | None = None
@@ -240,11 +260,8 @@ class _Run:
 
     def _shell(self) -> None:
         msg = self.backend.kc.get_shell_msg(timeout=0)
-        if self._mine(msg) and msg["msg_type"] == "execute_reply":
+        if self._mine(msg) and msg["msg_type"] == self.answer:
             self.reply = msg["content"]
-        elif self._mine(msg) and msg["msg_type"] == "comm_info_reply":
-            self.reply = msg["content"]
-            self.backend.out.message("comm_info_reply", msg["content"])
 
     def _stdin(self) -> None:
         msg = self.backend.kc.stdin_channel.get_msg(timeout=0)

@@ -24,6 +24,7 @@ from typing import Any
 
 from protocol.version import VERSION
 
+from . import introspect
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
 from .blocks import BlockApi
 from .controls import CONTROLS
@@ -118,6 +119,16 @@ class PythonBackend(SessionBackend):
 
     def interact(self, interact_id: str, values: dict[str, Any], state: int) -> ExecuteOutcome:
         return self.interacts.request(interact_id, values, state)
+
+    def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        """Completions, help and completeness from the namespace (session/introspect.py)."""
+        if msg_type == "complete_request":
+            return introspect.complete(self.namespace, content)
+        if msg_type == "inspect_request":
+            return introspect.inspect_object(self.namespace, content)
+        if msg_type == "is_complete_request":
+            return introspect.is_complete(content)
+        return super().query(msg_type, content)
 
     def warm_up(self) -> None:
         """One small cell (statement, print, final value), then its traces undone: the cell

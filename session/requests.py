@@ -20,7 +20,7 @@ from protocol.errors import ProtocolError
 from protocol.link import WorkerLink
 from protocol.version import VERSION
 
-from .backend import ExecuteOutcome, SessionBackend
+from .backend import ExecuteOutcome, SessionBackend, unanswered
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
 from .linkoutput import LinkOutput
@@ -88,6 +88,8 @@ class Worker:
                 self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
             elif msg_type in mt.COMM_REQUEST_TYPES:
                 self.comm(msg_type, content)
+            elif msg_type in mt.QUERY_REQUEST_TYPES:
+                self.query(msg_type, content)
             elif msg_type == mt.SHUTDOWN_REQUEST:
                 try:
                     self.backend.shutdown()
@@ -171,6 +173,28 @@ class Worker:
             self.out.flush()
             if outcome.status == "error":
                 self.out.diag(f"{msg_type} failed: {outcome.ename}: {outcome.evalue}")
+            self.out.send(mt.STATUS, {"execution_state": "idle"})
+
+    def query(self, msg_type: str, content: dict[str, Any]) -> None:
+        """A client's question about code, for the backend (:meth:`SessionBackend.query`),
+        framed as :meth:`comm` is; a backend that fails gives the reply of none."""
+        self.guard.start_request()
+        self.out.send(mt.STATUS, {"execution_state": "busy"})
+        replies: list[Any] = []
+
+        def ask() -> ExecuteOutcome:
+            replies.append(self.backend.query(msg_type, content))
+            return ExecuteOutcome()
+
+        outcome = self._guarded(ask)
+        reply = replies[0] if replies and isinstance(replies[0], dict) else None
+        with self.out.batch():
+            self.out.flush()
+            if reply is None:
+                self.out.diag(f"{msg_type} failed: {outcome.ename}: {outcome.evalue}"
+                              if outcome.status == "error" else f"{msg_type}: no reply")
+                reply = unanswered(msg_type, content)
+            self.out.send(mt.QUERY_REPLIES[msg_type], reply)
             self.out.send(mt.STATUS, {"execution_state": "idle"})
 
     def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:

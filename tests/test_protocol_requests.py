@@ -85,7 +85,7 @@ def test_other_requests_are_finished_by_their_reply(request_type: str) -> None:
     assert ending.see(reply_type(request_type), OK) == Outcome(True, None)
 
 
-@pytest.mark.parametrize("request_type", sorted(mt.COMM_REQUEST_TYPES))
+@pytest.mark.parametrize("request_type", sorted(mt.KERNEL_REQUEST_TYPES))
 def test_a_comm_message_is_finished_by_idle_reply_or_not(request_type: str) -> None:
     """Jupyter gives comm_open/comm_msg/comm_close no reply: the kernel's idle ends them
     (and comm_info_request's reply does not end it before the idle)."""

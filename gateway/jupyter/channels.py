@@ -11,10 +11,11 @@ first output.
 Stored output is already Jupyter's (status, execute_input, stream, display_data,
 execute_result, error, execute_reply, and a Jupyter kernel's comm messages); cellbus's
 routing facts are taken out of metadata. A client's comm messages go to a Jupyter kernel
-through the broker (broker/comms.py); the built-in session has no comms.
+through the broker (broker/comms.py), and so do its questions about code (completion,
+inspection, is_complete) to any session; the built-in session has no comms.
 ``input_request`` goes only to the client whose execute asked for input. What a kernel
-answers about itself (kernel_info, completion; comm_info for the built-in session) the
-gateway answers.
+answers about itself (kernel_info, history; comm_info for the built-in session) the gateway
+answers.
 """
 
 from __future__ import annotations
@@ -273,27 +274,26 @@ class ChannelsHandler(SocketHandler):
             if not reply["content"].get("ok"):
                 log.info("gateway: an input_reply for kernel %s was refused: %s",
                          self.kernel_id, reply["content"].get("error"))
-        elif msg_type == "complete_request":
-            at = content.get("cursor_pos", 0)
-            self.answer(request, "complete_reply", {"status": "ok", "matches": [],
-                        "cursor_start": at, "cursor_end": at, "metadata": {}}, "shell")
-        elif msg_type in mt.COMM_REQUEST_TYPES:
-            await self._comm(request, msg_type, content)
+        elif msg_type in mt.KERNEL_REQUEST_TYPES:
+            await self._to_kernel(request, msg_type, content)
         elif isinstance(msg_type, str) and msg_type in LOCAL_REPLIES:
             reply_type, reply = LOCAL_REPLIES[msg_type]
             self.answer(request, reply_type, reply, "shell")
 
-    async def _comm(self, request: dict[str, Any], msg_type: str,
-                    content: dict[str, Any]) -> None:
-        """A client's comm message: a Jupyter kernel's comms get it through the broker (its
-        answers come back as the session's output); the built-in session has no comm
-        targets, so the gateway answers for it (a ``comm_open`` is closed at once), as it
-        does for a kernel that refused it."""
+    async def _to_kernel(self, request: dict[str, Any], msg_type: str,
+                         content: dict[str, Any]) -> None:
+        """A client's comm message or query: the session gets it through the broker (its
+        answers come back as the session's output). The built-in session has no comm
+        targets, so the gateway answers its comm messages (a ``comm_open`` is closed at
+        once), as it does for a refused one, and a query it could not send (no session
+        yet, over ``--rate``) gets the reply of a kernel that knows nothing."""
         if self.kernel_name is None:
             entry = await model.find(self.ask, self.user, self.kernel_id)
             self.kernel_name = entry.get("kernel") or DEFAULT
         header = client_header(request)
-        if self.kernel_name != DEFAULT and header is not None:
+        query = msg_type in mt.QUERY_REQUEST_TYPES
+        if (self.kernel_name != DEFAULT or query) and header is not None and not (
+                query and rate_wait(self, self.visitor) is not None):
             reply = await self.link.request(msg_type, content, self.address, header=header)
             if reply["content"].get("ok"):
                 return
@@ -302,7 +302,12 @@ class ChannelsHandler(SocketHandler):
         if msg_type == mt.COMM_OPEN:
             self.answer(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
                                                  "data": {}}, "iopub")
-        elif msg_type == mt.COMM_INFO_REQUEST:
+        elif msg_type == mt.COMPLETE_REQUEST:
+            at = content.get("cursor_pos")
+            at = at if isinstance(at, int) and not isinstance(at, bool) and at >= 0 else 0
+            self.answer(request, mt.COMPLETE_REPLY, {"status": "ok", "matches": [],
+                        "cursor_start": at, "cursor_end": at, "metadata": {}}, "shell")
+        elif msg_type in LOCAL_REPLIES:
             self.answer(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
