@@ -1,0 +1,59 @@
+"""Jupyter's REST bodies with wrong types or unknown kernels: a 400 that says what is wrong,
+never a kernel started with defaults in place of what the client sent."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+BAD_STARTS = [
+    ("/api/kernels", {"name": 5}, "kernel name"),
+    ("/api/kernels", {"name": ["python"]}, "kernel name"),
+    ("/api/kernels", {"name": "nope"}, "'nope' kernel is not available"),
+    ("/api/sessions", {"path": "a", "type": "notebook", "kernel": {"name": 5}}, "kernel name"),
+    ("/api/sessions", {"path": "a", "type": "notebook", "kernel": {"name": "nope"}},
+     "'nope' kernel is not available"),
+    ("/api/sessions", {"path": "a", "type": "notebook", "kernel": 5}, "kernel"),
+    ("/api/sessions", {"path": "a", "type": "notebook", "kernel": {"id": 5}}, "kernel id"),
+    ("/api/sessions", {"path": 5, "type": "notebook"}, "path"),
+    ("/api/sessions", {"path": "a", "type": ["notebook"]}, "type"),
+    ("/api/sessions", {"path": "a", "name": {}, "type": "notebook"}, "name"),
+]
+
+
+def kernel_ids(chain) -> set[str]:
+    status, kernels = chain.http("GET", "/api/kernels")
+    assert status == 200, kernels
+    return {k["id"] for k in kernels}
+
+
+@pytest.mark.parametrize(("path", "body", "says"), BAD_STARTS,
+                         ids=[f"{p}-{json.dumps(b)}" for p, b, _ in BAD_STARTS])
+def test_a_bad_start_is_400_and_starts_nothing(shared_chain, path, body, says) -> None:
+    """Each body answers 400 naming the field (Jupyter clients read ``message``), and no
+    kernel is started in its place."""
+    before = kernel_ids(shared_chain)
+    status, doc = shared_chain.http("POST", path, json.dumps(body).encode())
+    assert status == 400, doc
+    assert says in doc["error"] and doc["message"] == doc["error"]
+    assert kernel_ids(shared_chain) == before
+
+
+def test_a_bad_patch_is_400_and_changes_nothing(shared_chain) -> None:
+    """PATCH /api/sessions/ID with a wrong type, or a kernel other than the session's own
+    (cellbus cannot swap a session's kernel), answers 400 and leaves the session as it
+    was; a PATCH of its path is kept in the answer as before."""
+    status, made = shared_chain.http("POST", "/api/sessions", json.dumps({
+        "path": "p.ipynb", "type": "notebook", "kernel": {"name": "python"}}).encode())
+    assert status == 201, made
+    sid = made["id"]
+    for body in ({"path": 5}, {"kernel": {"name": 5}}, {"kernel": {"name": "python"}},
+                 {"kernel": {"id": "00000000-0000-0000-0000-000000000000"}}, {"kernel": []}):
+        status, doc = shared_chain.http("PATCH", f"/api/sessions/{sid}",
+                                        json.dumps(body).encode())
+        assert status == 400, (body, doc)
+    status, doc = shared_chain.http("PATCH", f"/api/sessions/{sid}", json.dumps(
+        {"path": "q.ipynb", "kernel": {"id": sid}}).encode())
+    assert status == 200 and doc["path"] == "q.ipynb" and doc["kernel"]["id"] == sid, doc
+    assert shared_chain.http("DELETE", f"/api/sessions/{sid}")[0] == 204
