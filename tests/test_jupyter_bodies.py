@@ -57,3 +57,22 @@ def test_a_bad_patch_is_400_and_changes_nothing(shared_chain) -> None:
         {"path": "q.ipynb", "kernel": {"id": sid}}).encode())
     assert status == 200 and doc["path"] == "q.ipynb" and doc["kernel"]["id"] == sid, doc
     assert shared_chain.http("DELETE", f"/api/sessions/{sid}")[0] == 204
+
+
+async def test_a_flood_of_garbage_on_channels_is_one_log_line(shared_chain) -> None:
+    """Tests that 200 frames that are no Jupyter message, on one channels socket, make one
+    gateway log line (protocol/ratelog.py), and that the socket still answers."""
+    from jupyter_ws import Channels
+    status, doc = shared_chain.http("POST", "/api/kernels", b'{"name": "python"}')
+    assert status == 201, doc
+    ch = await Channels.open(shared_chain.port, doc["id"])
+    try:
+        for i in range(200):
+            await ch.ws.write_message(f"not a message {i}")
+        info = await ch.send("kernel_info_request", {})
+        await ch.until(lambda m: m["parent_header"].get("msg_id") == info["header"]["msg_id"])
+    finally:
+        await ch.close()
+    said = [line for line in shared_chain.gateway.log.splitlines()
+            if "sent what is no message" in line]
+    assert len(said) == 1, said[:3]
