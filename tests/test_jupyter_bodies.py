@@ -19,6 +19,8 @@ BAD_STARTS = [
     ("/api/sessions", {"path": 5, "type": "notebook"}, "path"),
     ("/api/sessions", {"path": "a", "type": ["notebook"]}, "type"),
     ("/api/sessions", {"path": "a", "name": {}, "type": "notebook"}, "name"),
+    ("/api/sessions", {"path": "p" * 4097, "type": "notebook"}, "the limit is 4096"),
+    ("/api/sessions", {"path": "a", "name": "n" * 100_000, "type": "notebook"}, "limit"),
 ]
 
 
@@ -29,7 +31,7 @@ def kernel_ids(chain) -> set[str]:
 
 
 @pytest.mark.parametrize(("path", "body", "says"), BAD_STARTS,
-                         ids=[f"{p}-{json.dumps(b)}" for p, b, _ in BAD_STARTS])
+                         ids=[f"{p}-{json.dumps(b)[:60]}" for p, b, _ in BAD_STARTS])
 def test_a_bad_start_is_400_and_starts_nothing(shared_chain, path, body, says) -> None:
     """Each body answers 400 naming the field (Jupyter clients read ``message``), and no
     kernel is started in its place."""

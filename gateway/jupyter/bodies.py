@@ -10,6 +10,9 @@ from ..errors import fail
 
 #: A session's own fields, as jupyter_server keeps them (strings).
 ABOUT = ("path", "name", "type")
+#: Characters one of them may have (a path's limit on Linux): they are stored with the
+#: kernel, and a megabyte of "path" per kernel start only filled the store.
+MAX_ABOUT = 4096
 
 
 def json_type(value: Any) -> str:
@@ -41,9 +44,14 @@ def kernel_of(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def about(body: dict[str, Any]) -> dict[str, str]:
-    """A session's path, name and type from a client's body (strings; another type is a
-    400)."""
-    return {k: v for k in ABOUT if (v := text(body, k, f"session {k}")) is not None}
+    """A session's path, name and type from a client's body (strings of at most
+    :data:`MAX_ABOUT` characters; else a 400)."""
+    given = {k: v for k in ABOUT if (v := text(body, k, f"session {k}")) is not None}
+    for k, v in given.items():
+        if len(v) > MAX_ABOUT:
+            raise fail(400, f"the session {k} is {len(v)} characters long; the limit is "
+                            f"{MAX_ABOUT}")
+    return given
 
 
 def unknown_kernel(name: str) -> Exception:
