@@ -78,3 +78,23 @@ async def test_a_flood_of_garbage_on_channels_is_one_log_line(shared_chain) -> N
     said = [line for line in shared_chain.gateway.log.splitlines()
             if "sent what is no message" in line]
     assert len(said) == 1, said[:3]
+
+
+async def test_an_execute_request_flag_of_another_type_is_refused(shared_chain) -> None:
+    """Tests that ``"silent": "yes"`` (ipykernel would take it as true) is refused with an
+    error reply that names it, and nothing runs, where it used to run as not silent."""
+    from jupyter_ws import Channels
+    status, doc = shared_chain.http("POST", "/api/kernels", b'{"name": "python"}')
+    assert status == 201, doc
+    ch = await Channels.open(shared_chain.port, doc["id"])
+    try:
+        sent = await ch.send("execute_request", {"code": "print('ran')", "silent": "yes"})
+        got = await ch.until(lambda m: m["msg_type"] == "execute_reply"
+                             and m["parent_header"].get("msg_id") == sent["header"]["msg_id"])
+        assert got[-1]["content"]["status"] == "error"
+        assert "silent must be true or false" in got[-1]["content"]["evalue"]
+        assert not [m for m in got if m["msg_type"] in ("execute_input", "stream")], got
+        assert "ok\n" == "".join(m["content"]["text"] for m in await ch.execute("print('ok')")
+                                 if m["msg_type"] == "stream")
+    finally:
+        await ch.close()

@@ -323,6 +323,9 @@ class ChannelsHandler(SocketHandler):
         for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
             if isinstance(content.get(key), bool):
                 forward[key] = content[key]
+            elif content.get(key) is not None:  # never a default in place of what was sent
+                return self._failed(request, mt.EXECUTE_REQUEST,
+                                    f"{key} must be true or false")
         header = client_header(request)
         if header is None:
             return self._failed(request, mt.EXECUTE_REQUEST, "the header is incomplete")
