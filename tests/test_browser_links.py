@@ -57,8 +57,21 @@ def test_no_javascript_or_data_link_in_any_output(page: Any, web: Any) -> None:
     run(cells.nth(0), "class Links:\n"
         "    def _repr_html_(self):\n"
         "        return '<a href=\"javascript:parent.__xss=1\">h</a><a href=\"data:,x\">d</a>'\n"
-        "display(Links())")
-    expect(cells.nth(0).locator("iframe.cellbus-html")).to_have_count(1)
+        "class Md:\n"
+        "    def _repr_markdown_(self):\n"
+        "        return '[md](javascript:window.__xss=4)'\n"
+        "class Svg:\n"
+        "    def _repr_svg_(self):\n"
+        "        return ('<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"9\" height=\"9\">'\n"
+        "                '<a href=\"javascript:window.__xss=5\"><rect width=\"9\" height=\"9\"/>'\n"
+        "                '</a></svg>')\n"
+        "display(Links()); display(Md()); display(Svg())")
+    out = cells.nth(0).locator(".cellbus-output")
+    expect(out.locator("iframe.cellbus-html")).to_have_count(1)
+    expect(out.locator("[data-mime='text/markdown']")).to_have_text(
+        "[md](javascript:window.__xss=4)")  # Markdown output is shown as its text
+    expect(out.locator("img.cellbus-image")).to_have_count(1)  # SVG: an <img>, no links
+    out.locator("img.cellbus-image").click()
     assert cells.nth(0).locator("iframe.cellbus-html").get_attribute("sandbox") == "allow-scripts"
     cells.nth(1).get_by_role("combobox", name="Cell type (cell 2)").select_option("markdown")
     code_box(cells.nth(1)).fill("[js](javascript:window.__xss=3) [d](data:text/html,x) "
