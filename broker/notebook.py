@@ -21,14 +21,21 @@ from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.kernels import DEFAULT_KERNEL, kernel_of
-from protocol.wire import Message
+from protocol.wire import DEFAULT_MAX_FRAME_SIZE, Message
 
+from .outputcap import message_size
 from .placement import DeviceTable
-from .refusal import Address, Reply
+from .refusal import Address, Refused, Reply
 from .store import Request, Store
 
 #: The Jupyter kernelspec a cellbus kernel is opened with in Jupyter, where the names differ.
 JUPYTER_NAMES = {DEFAULT_KERNEL: "python3"}
+#: Bytes of code and stored output one notebook may hold. Its reply to the gateway is one
+#: frame, which the gateway takes up to DEFAULT_MAX_FRAME_SIZE (64 MiB); a bigger one was
+#: built whole (a 100 MB notebook: 460 MB of broker memory), dropped by the gateway as
+#: oversize, and the client got "the broker did not answer" 10 s later, on every try. The
+#: rest is room for what nbformat adds around the outputs.
+MAX_BYTES = DEFAULT_MAX_FRAME_SIZE * 3 // 4
 #: What nbformat 4.5 allows as a cell id.
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 Output = dict[str, Any]
@@ -136,8 +143,9 @@ class Notebooks:
     """The broker's ``worksheet_notebook_request`` handler (wired in
     :class:`broker.intake.Intake`): a read, sent to no device."""
 
-    def __init__(self, store: Store, devices: DeviceTable) -> None:
-        self.store, self.devices = store, devices
+    def __init__(self, store: Store, devices: DeviceTable, *,
+                 max_bytes: int = MAX_BYTES) -> None:
+        self.store, self.devices, self.max_bytes = store, devices, max_bytes
 
     async def get(self, msg: Message, address: Address) -> Reply:
         user, worksheet = address[:2]
@@ -145,17 +153,24 @@ class Notebooks:
         if layout is None:
             ids = sorted(await self.store.worksheet_cells(user, worksheet), key=cell_order)
             layout = [{"id": cid, "type": "code", "code": None} for cid in ids]
-        cells, latest = [], None
+        cells, latest, size = [], None, 0
         for entry in layout:
             request = None
             if entry["type"] == "code":
                 request = await self.store.cell_request(user, worksheet, entry["id"])
             if request is not None and (latest is None or request.created > latest.created):
                 latest = request
-            cells.append({"id": entry["id"], "type": entry["type"],
-                          "code": entry["code"] if entry["code"] is not None
-                          else request.input if request is not None else "",
-                          "messages": await self._run(request)})
+            cell = {"id": entry["id"], "type": entry["type"],
+                    "code": entry["code"] if entry["code"] is not None
+                    else request.input if request is not None else "",
+                    "messages": await self._run(request)}
+            size += len(cell["code"]) + sum(message_size(m) for m in cell["messages"])
+            if size > self.max_bytes:  # refused as soon as it is known: nothing more is read
+                raise Refused(413, f"the notebook of worksheet {worksheet} is over "
+                                   f"{self.max_bytes // 2**20} MiB, the most one download may "
+                                   "hold; make the output of its biggest cells smaller (run "
+                                   "them again) and download it again")
+            cells.append(cell)
         return {"notebook": notebook(cells, self._kernel(latest), address)}, []
 
     async def _run(self, request: Request | None) -> list[Message]:

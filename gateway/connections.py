@@ -32,6 +32,8 @@ from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 from tornado.iostream import IOStream, StreamClosedError
 
+from .clientaddr import client_key
+
 log = logging.getLogger("cellbus.gateway")
 
 #: Seconds a connection may take to send a request's headers (or stay idle between two).
@@ -105,7 +107,7 @@ class GuardedServer(HTTPServer):
         self._last_sweep = time.monotonic()
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        ip = str(address[0]) if isinstance(address, tuple) and address else ""
+        ip = client_key(str(address[0])) if isinstance(address, tuple) and address else ""
         if self.limits.per_address > 0:
             self._sweep()
             streams = self.open_streams.setdefault(ip, set())

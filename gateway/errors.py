@@ -39,4 +39,5 @@ def write_error(handler: RequestHandler, status_code: int, **kwargs: Any) -> Non
         handler.set_header("Access-Control-Allow-Origin", readable_by)
         handler.add_header("Vary", "Origin")
     handler.set_header("Content-Type", "application/json; charset=UTF-8")
-    handler.finish(json.dumps({"error": reason}))
+    keys = getattr(handler, "error_keys", ("error",))  # Jupyter's routes add "message"
+    handler.finish(json.dumps(dict.fromkeys(keys, reason)))

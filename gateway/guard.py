@@ -31,6 +31,7 @@ from tornado.web import HTTPError, RequestHandler
 from . import origins
 from .access import AccessPolicy, preflight
 from .auth import COOKIE, BadCredential, TokenCheck, credential
+from .clientaddr import client_key
 from .errors import fail
 from .bus import BrokerUnavailable
 from .ratelimit import RateLimiter
@@ -76,7 +77,7 @@ async def admit(handler: RequestHandler, *, public: bool = False) -> Visitor | N
         raise fail(403, "pages of this origin may not use this gateway (see --allow-origin)")
     if (refused := origins.refusal(handler, policy, same_origin(handler))) is not None:
         raise refused
-    anonymous = Visitor(None, None, f"ip:{handler.request.remote_ip}")
+    anonymous = Visitor(None, None, f"ip:{client_key(handler.request.remote_ip or '')}")
     if policy.auth == "none":
         return anonymous
     try:

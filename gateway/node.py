@@ -13,7 +13,7 @@ from . import heap
 from .access import AccessPolicy
 from .app import WS_PING, make_app
 from .health import GatewayMetrics
-from .bodylimit import BodyLimit, hard_cap
+from .bodylimit import HEADER_HARD_CAP, BodyLimit, hard_cap
 from .bus import BrokerLink
 from .connections import ConnectionLimits, GuardedServer, raise_fd_limit
 from .outbox import CLIENT_BUFFER, CLIENT_STALL
@@ -51,7 +51,8 @@ class Gateway(Node):
                        metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout))
         limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
         self.server = GuardedServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
-                                    xheaders=False, chunk_size=READ_CHUNK, limits=self.limits)
+                                    max_header_size=HEADER_HARD_CAP, xheaders=False,
+                                    chunk_size=READ_CHUNK, limits=self.limits)
         try:
             self.server.listen(self.port, self.host)
         except OSError as e:

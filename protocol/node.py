@@ -15,7 +15,7 @@ import collections
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import zmq
@@ -24,6 +24,7 @@ from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .errors import ConfigError, ProtocolError, address_in_use
 from .metrics import NodeMetrics
+from .ratelog import RateLog, routing_id
 from .sockets import BusSocket
 from .version import VERSION
 from .wire import Message, Session
@@ -46,6 +47,7 @@ class Node:
         self.log = logging.getLogger(f"cellbus.{self.name}")
         self.ctx = zmq.Context()
         self.rejected: collections.Counter[str] = collections.Counter()
+        self.reject_log = RateLog(self.log)
         self._sockets: list[BusSocket] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested: asyncio.Event | None = None
@@ -149,10 +151,11 @@ class Node:
 
     async def recv(self, sock: BusSocket) -> tuple[list[bytes], Message] | None:
         """One checked message from ``sock``, or None if it was rejected (and logged)."""
+        frames = await sock.recv_frames()
         try:
-            got = await self.session.recv(sock)
+            got = self.session.deserialize(frames)
         except ProtocolError as e:
-            self._rejected(e)
+            self._rejected(e, frames)
             return None
         if got[1]["msg_type"] == mt.BUS_REVOKED and isinstance(self.keys, ClientKeys):
             self._revoked()
@@ -183,16 +186,20 @@ class Node:
             try:
                 got.append(self.session.deserialize(frames))
             except ProtocolError as e:
-                self._rejected(e)
+                self._rejected(e, frames)
                 got.append(None)
         return got
 
-    def _rejected(self, e: ProtocolError) -> None:
+    def _rejected(self, e: ProtocolError, frames: Sequence[bytes | zmq.Frame] = ()) -> None:
+        """Count a dropped message and log it, at a bounded rate per peer and reason (a
+        flood of bad messages is one line per 10 s, with its count)."""
         self.rejected[e.reason] += 1
         hint = ("; a node signing with another deployment key? every node needs the same "
                 "--key-file") if e.reason == "signature" else ""
-        self.log.warning("%s dropped a message: %s (%d %s so far)%s", self.name, e,
-                         self.rejected[e.reason], e.reason, hint)
+        peer = routing_id(frames)
+        self.reject_log.warning((peer, e.reason), "%s dropped a message: %s (%d %s so far)%s%s",
+                                self.name, e, self.rejected[e.reason], e.reason, hint,
+                                f"; from peer {peer}" if peer else "")
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from tornado.web import HTTPError
 
 from protocol import msgtypes as mt
 from protocol.address import is_name
+from protocol.ratelog import RateLog
 from protocol.wire import Message, utcnow_iso
 
 from ..base import BaseHandler
@@ -43,6 +44,8 @@ from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
 
 log = logging.getLogger("cellbus.gateway")
+#: What a client's messages make the gateway log, at a bounded rate per user and kind.
+client_log = RateLog(log)
 #: Longest ``session_id`` a client may name (longer: the socket gets a fresh one).
 MAX_CLIENT = 128
 #: What the gateway answers itself, for the built-in session: reply type and content.
@@ -222,7 +225,9 @@ class ChannelsHandler(SocketHandler):
         try:
             channel, request = wire.decode(raw)
         except wire.WireError as e:
-            log.info("gateway: a channels client sent what is no message: %s", e)
+            client_log.info((self.user, "no message"),
+                            "gateway: a channels client of %s sent what is no message: %s",
+                            self.user, e)
             return
         msg_type = request["header"].get("msg_type")
         try:
@@ -272,8 +277,9 @@ class ChannelsHandler(SocketHandler):
             reply = await self.link.request(INPUT_REPLY, answer, (self.user, self.kernel_id,
                                                                   cell_id))
             if not reply["content"].get("ok"):
-                log.info("gateway: an input_reply for kernel %s was refused: %s",
-                         self.kernel_id, reply["content"].get("error"))
+                client_log.info((self.user, "input_reply"),
+                                "gateway: an input_reply for kernel %s was refused: %s",
+                                self.kernel_id, reply["content"].get("error"))
         elif msg_type in mt.KERNEL_REQUEST_TYPES:
             await self._to_kernel(request, msg_type, content)
         elif isinstance(msg_type, str) and msg_type in LOCAL_REPLIES:
@@ -297,8 +303,9 @@ class ChannelsHandler(SocketHandler):
             reply = await self.link.request(msg_type, content, self.address, header=header)
             if reply["content"].get("ok"):
                 return
-            log.info("gateway: a %s for kernel %s was refused: %s", msg_type, self.kernel_id,
-                     reply["content"].get("error"))
+            client_log.info((self.user, msg_type),
+                            "gateway: a %s for kernel %s was refused: %s", msg_type,
+                            self.kernel_id, reply["content"].get("error"))
         if msg_type == mt.COMM_OPEN:
             self.answer(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
                                                  "data": {}}, "iopub")
@@ -321,6 +328,9 @@ class ChannelsHandler(SocketHandler):
         for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
             if isinstance(content.get(key), bool):
                 forward[key] = content[key]
+            elif content.get(key) is not None:  # never a default in place of what was sent
+                return self._failed(request, mt.EXECUTE_REQUEST,
+                                    f"{key} must be true or false")
         header = client_header(request)
         if header is None:
             return self._failed(request, mt.EXECUTE_REQUEST, "the header is incomplete")

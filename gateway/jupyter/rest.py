@@ -12,6 +12,7 @@ from ..base import BaseHandler
 from ..errors import fail
 from ..guard import rate_wait
 from . import model
+from .bodies import about, kernel_of, text, unknown_kernel
 from .kernelspecs import DEFAULT, kernelspecs
 from .model import Sockets, owner
 
@@ -22,6 +23,8 @@ class JupyterHandler(BaseHandler):
     """What every route here shares: the user's kernels and a JSON body."""
 
     signs_in = False
+    #: Jupyter's clients (@jupyterlab/services) show an error's ``message``.
+    error_keys = ("error", "message")
 
     @property
     def user(self) -> str:
@@ -37,19 +40,21 @@ class JupyterHandler(BaseHandler):
             return {}
         return self.json_object()
 
-    async def kernel_name(self, given: Any) -> str:
-        name = given if isinstance(given, str) and given else DEFAULT
+    async def kernel_name(self, body: dict[str, Any]) -> str:
+        """The kernelspec ``body["name"]`` names (the default if none); else a 400."""
+        name = text(body, "name", "kernel name") or DEFAULT
         if name not in await kernelspecs(self.ask):
-            raise fail(404, f"no kernelspec {name!r} (GET /api/kernelspecs lists them)")
+            raise unknown_kernel(name)
         return name
 
     async def kernel_model(self, kernel_id: str) -> dict[str, Any]:
         entry = await model.find(self.ask, self.user, kernel_id)
         return model.model(entry, self.sockets, self.user)
 
-    async def start_kernel(self, name: Any) -> dict[str, Any]:
+    async def start_kernel(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = await self.kernel_name(body)
         self.charge()
-        kernel_id = await model.start(self.ask, self.user, await self.kernel_name(name))
+        kernel_id = await model.start(self.ask, self.user, name)
         return await self.kernel_model(kernel_id)
 
     def charge(self) -> None:
@@ -70,7 +75,7 @@ class KernelsHandler(JupyterHandler):
         self.finish(json.dumps([model.model(e, self.sockets, self.user) for e in found]))
 
     async def post(self) -> None:
-        doc = await self.start_kernel(self.body().get("name"))
+        doc = await self.start_kernel(self.body())
         self.set_header("Location", f"/api/kernels/{doc['id']}")
         self.write_json(201, doc)
 
@@ -120,11 +125,6 @@ class KernelSpecFileHandler(JupyterHandler):
         raise fail(404, f"kernelspec {name!r} has no resource {path!r}")
 
 
-def about(body: dict[str, Any]) -> dict[str, str]:
-    """A session's path, name and type from a client's body (strings only)."""
-    return {k: body[k] for k in ("path", "name", "type") if isinstance(body.get(k), str)}
-
-
 class SessionsHandler(JupyterHandler):
     """``/api/sessions``: a session is its kernel's view (same id), enough for a client
     that creates a session with a kernel. The path, name and type given when the session
@@ -137,16 +137,15 @@ class SessionsHandler(JupyterHandler):
 
     async def post(self) -> None:
         body = self.body()
-        given = body.get("kernel")
-        kernel: dict[str, Any] = given if isinstance(given, dict) else {}
-        if isinstance(kernel.get("id"), str):
+        kernel, given = kernel_of(body), about(body)
+        if kernel.get("id") is not None:
             entry = await model.find(self.ask, self.user, kernel["id"])
         else:
+            name = await self.kernel_name(kernel)
             self.charge()
-            kernel_id = await model.start(self.ask, self.user, await self.kernel_name(
-                kernel.get("name")), about=about(body))
+            kernel_id = await model.start(self.ask, self.user, name, about=given)
             entry = await model.find(self.ask, self.user, kernel_id)
-        self.write_json(201, self.session(entry, about(body)))
+        self.write_json(201, self.session(entry, given))
 
     def session(self, entry: dict[str, Any], given: dict[str, str] | None = None
                 ) -> dict[str, Any]:
@@ -170,8 +169,16 @@ class SessionHandler(JupyterHandler):
         self.write_json(200, session_model(self, entry))
 
     async def patch(self, session_id: str) -> None:
+        """A new path, name or type is echoed; a kernel other than the session's own is a
+        400 (jupyter_server would start one and end the old: cellbus's session is its
+        kernel, so the client starts a new session instead)."""
+        body = self.body()
+        kernel, given = kernel_of(body), about(body)
+        if kernel.get("id") not in (None, session_id) or kernel.get("name") is not None:
+            raise fail(400, "a session's kernel cannot be changed here; start a new "
+                            "session with that kernel (POST /api/sessions) and delete this one")
         entry = await model.find(self.ask, self.user, session_id)
-        self.write_json(200, session_model(self, entry, about(self.body())))
+        self.write_json(200, session_model(self, entry, given))
 
     async def delete(self, session_id: str) -> None:
         await model.shut_down(self.ask, self.user, session_id, self.sockets)

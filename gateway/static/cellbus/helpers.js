@@ -69,15 +69,22 @@
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
+  /** `text` without its escapes: CSI (colours) and OSC 8 (a hyperlink's start and end, its
+   * text kept). */
   function stripAnsi(text) {
-    return text.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, "");
+    return text.replace(/\x1b\[[0-9;?]*[A-Za-z]|\x1b\]8;[^\x07\x1b]*(?:\x07|\x1b\\)/g, "");
   }
 
   // ANSI colours (a traceback of a Jupyter kernel, a coloured print) become coloured spans
   // by ansi_up, a classic script from npm (pinned in package.json) that the gateway serves
   // as static/vendor/ansi_up.js; loaded the first time some output has an escape, shown
-  // without its colours until then (or if it cannot load).
-  const ANSI_ESCAPE = /\x1b\[[0-9;?]*[A-Za-z]/;
+  // without its colours until then (or if it cannot load). OSC 8 hyperlinks become links
+  // (ansiLink).
+  const ANSI_ESCAPE = /\x1b\[[0-9;?]*[A-Za-z]|\x1b\]8;/;
+  // Output is the cell's to write: an OSC 8 link opens in a new tab, with no opener (the
+  // page it opens cannot navigate the worksheet) and no referrer (the worksheet's URL), and
+  // only to the web or mail: a javascript: or data: URL, or any other, shows its text only.
+  const ANSI_LINK = /^(?:https?:\/\/|mailto:)/i;
   const vendorLoads = new Map();  // path -> Promise of the global it defines, or of null
 
   /** A Promise of `window[name]`, which the classic script static/`path` defines: the page's
@@ -104,8 +111,19 @@
       if (!AnsiUp) return null;
       const converter = new AnsiUp();
       converter.use_classes = true;  // colours from cellbus.css, readable on its background
+      converter.process_hyperlink = (packet) => ansiLink(converter, packet);
       return converter;
     });
+  }
+
+  /** ansi_up's process_hyperlink, for an OSC 8 link (`packet.url`, `packet.text`): only
+   * ANSI_LINK's URLs become links, opened in a new tab (ansi_up's own took any URL whose
+   * scheme its allowlist object has, inherited keys such as "constructor:" included). */
+  function ansiLink(converter, packet) {
+    const text = converter.escape_txt_for_html(packet.text);
+    if (!ANSI_LINK.test(packet.url)) return text;
+    return '<a href="' + converter.escape_txt_for_html(packet.url)
+      + '" target="_blank" rel="noopener noreferrer">' + text + "</a>";
   }
 
   /** Show `text` in `node`: at once without colours, then (once ansi_up is here) with. */
