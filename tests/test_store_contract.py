@@ -287,6 +287,29 @@ async def test_user_bytes_counts_the_messages_of_a_users_sessions(store: Store) 
     assert await store.user_bytes("nobody") == 0
 
 
+async def test_user_bytes_counts_everything_a_user_stored(store: Store) -> None:
+    """Tests that user_bytes counts, beside output, each of the user's requests (its message
+    and its input), layouts, permalinks and delivery positions, by their bytes (a user with
+    no session too), and none of another user's; a deleted layout stops counting."""
+    code = "x = 1  # " + "c" * 50_000
+    assert await store.user_bytes("ann") == 0
+    await store.add_request(execute(code=code, user="ann"))
+    after_request = await store.user_bytes("ann")
+    assert after_request is not None and 100_000 < after_request < 102_000  # two copies
+    await store.put_layout("ann", "ws", [{"id": "1", "type": "code", "code": "l" * 30_000}])
+    await store.add_permalink(PermalinkRecord("p1", "p" * 20_000, None, "ann", 1.0))
+    await store.put_delivery("ann", "ws", "c" * 100, "s1", 7)
+    total = await store.user_bytes("ann")
+    assert total is not None and after_request + 50_100 < total < after_request + 51_000
+    assert await store.user_bytes("bob") == 0
+    await store.put_layout("bob", "ws", [{"id": "1", "type": "code", "code": "b" * 10_000}])
+    bob = await store.user_bytes("bob")
+    assert bob is not None and 10_000 < bob < 10_200  # a user with layouts only
+    await store.delete_layout("ann", "ws")
+    assert await store.user_bytes("ann") == total - 30_000 - (
+        len('[{"id": "1", "type": "code", "code": ""}]'))
+
+
 async def test_append_and_update(store: Store) -> None:
     """Tests that output and the status changes it shows are stored together, in order, and
     that an update not allowed (or of an unknown request) gives None instead of failing."""

@@ -41,6 +41,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
+from . import _user_bytes
 from ._layout_rows import MongoLayouts
 from ._mongo_permalinks import INDEXES as _PERMALINK_INDEXES, MongoPermalinks
 from ._mongo_users import INDEXES as _USER_INDEXES, MongoUsers
@@ -349,15 +350,19 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
 
     async def user_bytes(self, user: str) -> int | None:
         db = self._open_db()
-        with self._errors(f"count the stored output of user {user!r}"):
+        with self._errors(f"count the bytes user {user!r} keeps"):
             sessions = await db.sessions.distinct("session", {"user": user})
-            if not sessions:
-                return 0
-            found = await (await db.messages.aggregate([  # on the (session, seq) index
-                {"$match": {"session": {"$in": sessions}}},
-                {"$group": {"_id": None, "bytes": {"$sum": {"$binarySize": "$data"}}}},
-            ])).to_list()
-        return int(found[0]["bytes"]) if found else 0
+            sums = _user_bytes.mongo_sums(user)
+            if sessions:
+                sums.append(("messages", {"session": {"$in": sessions}},  # (session, seq)
+                             {"$binarySize": "$data"}))
+            total = 0
+            for collection, match, size in sums:
+                found = await (await db[collection].aggregate([
+                    {"$match": match}, {"$group": {"_id": None, "bytes": {"$sum": size}}},
+                ])).to_list()
+                total += int(found[0]["bytes"]) if found else 0
+        return total
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
+from . import _user_bytes
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
 from ._permalink_rows import SQLitePermalinks
@@ -268,9 +269,8 @@ class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
         return await self._read(op)
 
     async def user_bytes(self, user: str) -> int | None:
-        sql = ("SELECT COALESCE(SUM(LENGTH(m.data)), 0) FROM sessions s JOIN messages m "
-               "ON m.session = s.session WHERE s.user = ?")  # LENGTH reads no blob
-        return await self._read(lambda conn: int(conn.execute(sql, (user,)).fetchone()[0]))
+        return await self._read(lambda conn: int(
+            conn.execute(_user_bytes.SQLITE, {"user": user}).fetchone()[0]))
 
     # -- sessions ---------------------------------------------------------------------------
 
