@@ -25,6 +25,7 @@ from protocol.wire import Message, Session
 
 from . import asked
 from .auth import Auth
+from .budget import stored_size
 from .cells import Cells
 from .comms import Comms
 from .control import Control
@@ -81,7 +82,7 @@ class Intake:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Which kernel each worksheet's session runs (its first evaluate chooses).
         self.kernels = Kernels(dispatch.devices, store.session_requests)
-        jupyter = JupyterKernels(store, sessions)
+        jupyter = JupyterKernels(store, sessions, quotas.budget)
         permalinks = Permalinks(store, quotas)
         layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
@@ -193,6 +194,9 @@ class Intake:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.dispatch.devices.holder(session_id) is not None
+        # stored three times: the request, its input, and the session's execute_input
+        await self.quotas.budget.room(user, stored_size(msg) + 2 * len(code.encode()),
+                                      "evaluation")
         facts = msg["metadata"].get("cellbus")
         named = isinstance(facts, dict) and facts.get("auth") == "token"
         if (over := await self.quotas.admit(user, session_id, named=named)) is not None:
@@ -244,6 +248,9 @@ class Intake:
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
             device=device))
+        # and its input, and the session's execute_input to come (counted now, so requests
+        # sent faster than their echoes come back cannot pass the quota; see OutputCap)
+        self.quotas.budget.add(user, stored_size(forward) + 2 * len(code.encode()))
         self.sessions.stored(session)
         return request
 

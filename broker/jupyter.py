@@ -21,9 +21,11 @@ from protocol.address import is_name
 from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.wire import Message
 
+from .budget import StoreBudget
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
 from .store import FINAL, OPEN, SessionRecord, Store
+from .store._user_bytes import delivery_size
 
 
 #: Longest channels client id (Jupyter's ``session_id``) kept.
@@ -39,8 +41,12 @@ def is_kernel_id(name: str) -> bool:
 
 
 class JupyterKernels:
-    def __init__(self, store: Store, sessions: OpenSessions) -> None:
+    def __init__(self, store: Store, sessions: OpenSessions,
+                 budget: StoreBudget | None = None) -> None:
         self.store, self.sessions = store, sessions
+        #: Each client's position is a row the user keeps (``--user-output``); the client
+        #: ids are theirs to make up.
+        self.budget = budget
 
     async def list(self, msg: Message, address: Address) -> Reply:
         """The user's kernels, or the one named by ``worksheet`` (none if it has no open
@@ -84,7 +90,14 @@ class JupyterKernels:
             if type(seq) is not int or not 0 <= seq <= mt.MAX_SEQ or not isinstance(
                     session, str):
                 raise Refused(400, "a position is a session and a non-negative seq")
+            size = 0
+            if self.budget is not None and await self.store.delivery(
+                    user, worksheet, client) is None:  # a new row
+                size = delivery_size(worksheet, client, session)
+                await self.budget.room(user, size, "delivery position")
             await self.store.put_delivery(user, worksheet, client, session, seq)
+            if self.budget is not None:
+                self.budget.add(user, size)
             return {"position": [session, seq]}, []
         record = await self.sessions.find(user, worksheet)
         position = await self.store.delivery(user, worksheet, client)
