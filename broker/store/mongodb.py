@@ -50,7 +50,7 @@ from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loa
 from ._mongo_append import Appender, Row, Then
 from ._mongo_tx import _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
-from ._rows import check_limit, header_facts
+from ._rows import check_limit, header_facts, stored_input
 from ._writer import MAX_BATCH, MAX_PENDING
 from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
@@ -204,6 +204,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
         db = self._open_db()
         doc = {name: getattr(req, name) for name in _REQUEST_FIELDS}
         doc["message"] = _blob(req.message, f"request {req.msg_id!r}")
+        doc["input"] = stored_input(req)
         doc["created"] = req.created or time.time()
         with self._errors(f"store request {req.msg_id!r}"):
             counter = await db.counters.find_one_and_update(

@@ -28,7 +28,7 @@ from . import _user_bytes
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
 from ._permalink_rows import SQLitePermalinks
-from ._rows import check_limit, pack, unpack
+from ._rows import check_limit, pack, stored_input, unpack
 from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_NAMES, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
                            _append_op, _device, _put_session_op, _receipts_op, _request,
                            _update_row)
@@ -134,7 +134,7 @@ class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
         if req.status not in STATUSES:
             raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
         values = [getattr(req, name) for name in _REQ_NAMES]
-        values[7] = pack(req.message)
+        values[6], values[7] = stored_input(req), pack(req.message)
         if not req.created:
             values[10] = time.time()
 
