@@ -1,9 +1,10 @@
 """One budget of bytes per user in the store: everything a user makes the broker keep.
 
 ``--user-output BYTES`` (:mod:`broker.quotas`) bounds what one user keeps in the store, and
-it counts all of it, not only output: the code of each request (stored three times: the
-request message, its ``input``, and the session's ``execute_input`` that echoes it, which
-replays and the seeds' contracts need), interact requests and their values, the Jupyter
+it counts all of it, not only output: the code of each request (stored twice: in the
+request message, its ``input`` being derived from it, and in the session's
+``execute_input`` that echoes it, which replays need until retention compacts the session),
+interact requests and their values, the Jupyter
 session facts a first request carries, worksheet layouts, permalinks and Jupyter delivery
 positions (see :mod:`broker.store._user_bytes` for what the store counts). The count is
 :class:`~broker.outputcap.UserBytes`, the one the output cap uses: read from the store (so it

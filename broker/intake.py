@@ -194,9 +194,9 @@ class Intake:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.dispatch.devices.holder(session_id) is not None
-        # stored three times: the request, its input, and the session's execute_input
-        await self.quotas.budget.room(user, stored_size(msg) + 2 * len(code.encode()),
-                                      "evaluation")
+        # stored twice: in the request, and in the session's execute_input that echoes it
+        await self.quotas.budget.room(
+            user, stored_size({**msg, "content": content}) + len(code.encode()), "evaluation")
         facts = msg["metadata"].get("cellbus")
         named = isinstance(facts, dict) and facts.get("auth") == "token"
         if (over := await self.quotas.admit(user, session_id, named=named)) is not None:
@@ -248,9 +248,9 @@ class Intake:
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
             device=device))
-        # and its input, and the session's execute_input to come (counted now, so requests
-        # sent faster than their echoes come back cannot pass the quota; see OutputCap)
-        self.quotas.budget.add(user, stored_size(forward) + 2 * len(code.encode()))
+        # and the session's execute_input to come (counted now, so requests sent faster
+        # than their echoes come back cannot pass the quota; see OutputCap)
+        self.quotas.budget.add(user, stored_size(forward) + len(code.encode()))
         self.sessions.stored(session)
         return request
 
