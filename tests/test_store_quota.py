@@ -173,3 +173,29 @@ async def test_delivery_positions_count_and_a_new_one_is_refused_past_the_quota(
         with pytest.raises(Refused):
             await broker().delivery(position("new" + "c" * 100, 1), ADDRESS)
         assert await store.delivery("gus", "ws", "000" + "c" * 100) == ("s" * 32, 2)
+
+
+def test_messages_stored_whatever_the_limits_count_and_the_echo_counts_once() -> None:
+    """Tests that a reply or status counts against its user's bytes (it is stored and never
+    cut), an execute_input does not (the broker counted it when it accepted the request),
+    and a batch the store failed to write counts for nothing."""
+    from broker.outputcap import OutputCap, UserBytes, message_size
+    from protocol.wire import Session
+
+    bus = Session(b"k" * 32)
+    run = {"msg_id": "run1", "msg_type": "execute_request"}
+
+    def out(msg_type: str, content: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        return "s1", bus.msg(msg_type, content, parent=run,
+                             metadata={"cellbus": {"user": "hal"}})
+
+    echo = out("execute_input", {"code": "e" * 5000, "execution_count": 1})
+    status = out("status", {"execution_state": "idle"})
+    reply = out("execute_reply", {"status": "ok", "execution_count": 1})
+    cap = OutputCap(cell_output=0, user_output=10**6,
+                    users=UserBytes(store=None))  # type: ignore[arg-type]
+    batch = [echo, status, reply]
+    assert cap.screen(batch) == batch
+    assert cap.users.used("hal") == message_size(status[1]) + message_size(reply[1])
+    cap.forget_screened()
+    assert cap.users.used("hal") == 0
