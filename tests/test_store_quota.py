@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from access_util import JSON, Answer, call, evaluate_body, store_path
+from access_util import JSON, Answer, add_user, bearer, call, evaluate_body, store_path
 from harness import Chain
 
 #: A small quota (--user-output), and code of about a twelfth of it: the store keeps it twice
@@ -199,3 +199,23 @@ def test_messages_stored_whatever_the_limits_count_and_the_echo_counts_once() ->
     assert cap.users.used("hal") == message_size(status[1]) + message_size(reply[1])
     cap.forget_screened()
     assert cap.users.used("hal") == 0
+
+
+def test_permalinks_count_against_the_same_bytes_of_their_owner(chain: Chain) -> None:
+    """--user-output 256 KiB, --auth token: ivy's permalinks of 100 kB each count against
+    her bytes, the third is refused with the quota's 429 (and GET of her links still
+    works); the same code shared again stores nothing and is answered; jon is served."""
+    users = {name: {**JSON, **bearer(add_user(chain, name))} for name in ("ivy", "jon")}
+    chain.start_broker(*OPTIONS)
+    chain.start_gateway("--auth", "token")
+
+    def share(user: str, code: str) -> Answer:
+        return call(chain.port, "POST", "/permalink", json.dumps({"code": code}), users[user])
+
+    first = share("ivy", "a" * 100_000)
+    assert first.status == 201 and share("ivy", "b" * 100_000).status == 201
+    assert_quota_refusal(share("ivy", "c" * 100_000), "permalink")
+    assert share("ivy", "a" * 100_000).body == first.body  # stored already: nothing added
+    got = call(chain.port, "GET", f"/permalink/{first.body['id']}", headers=users["ivy"])
+    assert got.status == 200 and got.body["code"] == "a" * 100_000
+    assert share("jon", "c" * 100_000).status == 201
