@@ -18,7 +18,7 @@ from typing import Any, Final
 DELIVERY_EXTRA: Final = 8
 
 def delivery_size(worksheet: str, client: str, session: str) -> int:
-    """Bytes one delivery position counts, as :data:`SQLITE` and :func:`mongo_sums` count
+    """Bytes one delivery position counts, as :data:`SQLITE` and :func:`mongo_total` count
     it."""
     return len(f"{worksheet}{client}{session}".encode()) + DELIVERY_EXTRA
 
@@ -42,13 +42,23 @@ def _bytes(field: str) -> dict[str, Any]:
     return {"$binarySize": {"$ifNull": [f"${field}", ""]}}
 
 
-def mongo_sums(user: str) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """MongoDB, beside the messages of the user's sessions: ``(collection, filter, bytes of
-    one document)`` for each collection that holds what the user stored."""
-    return [
+async def mongo_total(db: Any, user: str) -> int:
+    """MongoDB: the bytes ``user`` keeps, one aggregation per collection that holds some
+    (each on an index by user, or for messages by session); pymongo's errors pass."""
+    sums: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
         ("requests", {"user": user}, {"$add": [_bytes("message"), _bytes("input")]}),
         ("layouts", {"_id.user": user}, _bytes("cells")),
         ("permalinks", {"owner": user}, {"$add": [_bytes("code"), _bytes("interact")]}),
         ("deliveries", {"user": user}, {"$add": [_bytes("worksheet"), _bytes("client"),
                                                  _bytes("session"), DELIVERY_EXTRA]}),
     ]
+    sessions = await db.sessions.distinct("session", {"user": user})
+    if sessions:
+        sums.append(("messages", {"session": {"$in": sessions}}, _bytes("data")))
+    total = 0
+    for collection, match, size in sums:
+        found = await (await db[collection].aggregate([
+            {"$match": match}, {"$group": {"_id": None, "bytes": {"$sum": size}}},
+        ])).to_list()
+        total += int(found[0]["bytes"]) if found else 0
+    return total

@@ -352,18 +352,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
     async def user_bytes(self, user: str) -> int | None:
         db = self._open_db()
         with self._errors(f"count the bytes user {user!r} keeps"):
-            sessions = await db.sessions.distinct("session", {"user": user})
-            sums = _user_bytes.mongo_sums(user)
-            if sessions:
-                sums.append(("messages", {"session": {"$in": sessions}},  # (session, seq)
-                             {"$binarySize": "$data"}))
-            total = 0
-            for collection, match, size in sums:
-                found = await (await db[collection].aggregate([
-                    {"$match": match}, {"$group": {"_id": None, "bytes": {"$sum": size}}},
-                ])).to_list()
-                total += int(found[0]["bytes"]) if found else 0
-        return total
+            return await _user_bytes.mongo_total(db, user)
 
     # -- sessions ---------------------------------------------------------------------------
 
