@@ -194,9 +194,13 @@ class Intake:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.dispatch.devices.holder(session_id) is not None
-        # stored twice: in the request, and in the session's execute_input that echoes it
-        await self.quotas.budget.room(
-            user, stored_size({**msg, "content": content}) + len(code.encode()), "evaluation")
+        # The code is stored twice: in the request, and in the session's execute_input that
+        # echoes it, counted now (requests sent faster than their echoes come back cannot
+        # pass the quota; OutputCap does not count it again).
+        budget = self.quotas.budget
+        need = (stored_size({**msg, "content": content}) + len(code.encode())
+                if budget.quota else 0)
+        await budget.room(user, need, "evaluation")
         facts = msg["metadata"].get("cellbus")
         named = isinstance(facts, dict) and facts.get("auth") == "token"
         if (over := await self.quotas.admit(user, session_id, named=named)) is not None:
@@ -216,6 +220,7 @@ class Intake:
                 session.device = device
             session.last_activity = now
             request = await self._add(msg, address, content, code, session, device, kernel)
+            budget.add(user, need)
         except BaseException:
             if device is not None and not was_placed:
                 self.dispatch.devices.unplace(session_id)  # not accepted: it holds no place
@@ -248,9 +253,6 @@ class Intake:
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
             device=device))
-        # and the session's execute_input to come (counted now, so requests sent faster
-        # than their echoes come back cannot pass the quota; see OutputCap)
-        self.quotas.budget.add(user, stored_size(forward) + len(code.encode()))
         self.sessions.stored(session)
         return request
 
