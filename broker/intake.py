@@ -25,6 +25,7 @@ from protocol.wire import Message, Session
 
 from . import asked
 from .auth import Auth
+from .budget import stored_size
 from .cells import Cells
 from .comms import Comms
 from .control import Control
@@ -81,7 +82,7 @@ class Intake:
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         #: Which kernel each worksheet's session runs (its first evaluate chooses).
         self.kernels = Kernels(dispatch.devices, store.session_requests)
-        jupyter = JupyterKernels(store, sessions)
+        jupyter = JupyterKernels(store, sessions, quotas.budget)
         permalinks = Permalinks(store, quotas)
         layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
@@ -193,6 +194,13 @@ class Intake:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
         was_placed = self.dispatch.devices.holder(session_id) is not None
+        # The code is stored twice: in the request, and in the session's execute_input that
+        # echoes it, counted now (requests sent faster than their echoes come back cannot
+        # pass the quota; OutputCap does not count it again).
+        budget = self.quotas.budget
+        need = (stored_size({**msg, "content": content}) + len(code.encode())
+                if budget.quota else 0)
+        await budget.room(user, need, "evaluation")
         facts = msg["metadata"].get("cellbus")
         named = isinstance(facts, dict) and facts.get("auth") == "token"
         if (over := await self.quotas.admit(user, session_id, named=named)) is not None:
@@ -212,6 +220,7 @@ class Intake:
                 session.device = device
             session.last_activity = now
             request = await self._add(msg, address, content, code, session, device, kernel)
+            budget.add(user, need)
         except BaseException:
             if device is not None and not was_placed:
                 self.dispatch.devices.unplace(session_id)  # not accepted: it holds no place

@@ -18,6 +18,7 @@ from protocol import msgtypes as mt
 from protocol.fold import CellOutput
 from protocol.wire import Message, Session
 
+from .budget import StoreBudget, stored_size
 from .cells import Cells
 from .dispatch import Dispatch
 from .refusal import Address, Refused, Reply
@@ -34,9 +35,11 @@ class Interacts:
     is :attr:`Dispatch.hold_back`), and folds each run's output into its cell."""
 
     def __init__(self, *, wire: Session, store: Store, cells: Cells, sessions: OpenSessions,
-                 dispatch: Dispatch) -> None:
+                 dispatch: Dispatch, budget: StoreBudget | None = None) -> None:
         self.wire, self.store, self.cells = wire, store, cells
         self.sessions, self.dispatch = sessions, dispatch
+        #: Each request (its values) is stored and counts against its user's --user-output.
+        self.budget = budget
         self.in_flight: dict[tuple[str, str], str] = {}  # (session, interact_id) -> msg_id
         self.runs: dict[str, tuple[str, str, CellOutput, bool]] = {}  # msg_id -> run
 
@@ -58,10 +61,15 @@ class Interacts:
             header=msg["header"], metadata={"cellbus": {
                 "user": user, "worksheet": worksheet, "cell_id": cell_id,
                 "session": session.session, "interact_id": interact_id}})
+        size = stored_size(forward)
+        if self.budget is not None:
+            await self.budget.room(user, size, "interact request")
         request = await self.store.add_request(Request(
             msg_id=msg["msg_id"], session=session.session, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=INTERACT_REQUEST, input="", message=forward,
             device=session.device, interact_id=interact_id, state=state))
+        if self.budget is not None:
+            self.budget.add(user, size)
         self.runs[request.msg_id] = (cell.request.msg_id, interact_id, CellOutput(), False)
         superseded = await self.supersede_waiting(session.session, interact_id, state)
         await self.send_next(session.session, interact_id)

@@ -22,15 +22,19 @@ from protocol.address import is_name
 from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.wire import Message
 
+from .budget import StoreBudget
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
 from .store import OPEN, SessionRecord, Store
+from .store._user_bytes import delivery_size
 
 
 #: Longest channels client id (Jupyter's ``session_id``) kept.
 MAX_CLIENT = 128
 #: Sessions whose first request's facts are remembered.
 REMEMBERED = 10_000
+#: Position rows remembered as stored (see :meth:`JupyterKernels._new_row`).
+KNOWN_CLIENTS = 10_000
 
 
 def is_kernel_id(name: str) -> bool:
@@ -42,11 +46,29 @@ def is_kernel_id(name: str) -> bool:
 
 
 class JupyterKernels:
-    def __init__(self, store: Store, sessions: OpenSessions) -> None:
+    def __init__(self, store: Store, sessions: OpenSessions,
+                 budget: StoreBudget | None = None) -> None:
         self.store, self.sessions = store, sessions
         #: session -> what its first request said (see :meth:`_first`), least recent first.
         self.firsts: collections.OrderedDict[str, tuple[dict[str, Any] | None, str]] = (
             collections.OrderedDict())
+        #: Each client's position is a row the user keeps (``--user-output``); the client
+        #: ids are theirs to make up.
+        self.budget = budget
+        #: Position rows this broker stored (a client's next position replaces its row, and
+        #: is not read first), oldest first.
+        self._known: dict[tuple[str, str, str], None] = {}
+
+    async def _new_row(self, user: str, worksheet: str, client: str, session: str) -> int:
+        """Bytes a position adds to what ``user`` keeps (0: its client has a row already,
+        or nothing counts bytes); :class:`Refused` if they would pass ``--user-output``."""
+        if (self.budget is None or not self.budget.quota
+                or (user, worksheet, client) in self._known
+                or await self.store.delivery(user, worksheet, client) is not None):
+            return 0
+        size = delivery_size(worksheet, client, session)
+        await self.budget.room(user, size, "delivery position")
+        return size
 
     async def list(self, msg: Message, address: Address) -> Reply:
         """The user's kernels, or the one named by ``worksheet`` (none if it has no open
@@ -102,7 +124,13 @@ class JupyterKernels:
             if type(seq) is not int or not 0 <= seq <= mt.MAX_SEQ or not isinstance(
                     session, str):
                 raise Refused(400, "a position is a session and a non-negative seq")
+            size = await self._new_row(user, worksheet, client, session)
             await self.store.put_delivery(user, worksheet, client, session, seq)
+            if self.budget is not None and size:
+                self.budget.add(user, size)
+                self._known[(user, worksheet, client)] = None
+                if len(self._known) > KNOWN_CLIENTS:
+                    del self._known[next(iter(self._known))]
             return {"position": [session, seq]}, []
         record = await self.sessions.find(user, worksheet)
         position = await self.store.delivery(user, worksheet, client)

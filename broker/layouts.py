@@ -11,7 +11,9 @@ it opens no session. A code cell's output still comes from its requests, as befo
 Rows are kept for good (retention is for output), so each user a token names may keep a
 layout for ``--user-layouts`` worksheets (:mod:`broker.quotas`): a save for one more is
 refused with 429, while replacing a stored one always works, and a layout with no cells is
-not stored but deletes the worksheet's row, which frees a place.
+not stored but deletes the worksheet's row, which frees a place. A layout's bytes count
+against its user's ``--user-output`` (:mod:`broker.budget`): a save that would grow them past
+it is refused with 429 too, one that shrinks them never, and deleting one frees them.
 """
 
 from __future__ import annotations
@@ -66,13 +68,19 @@ class Layouts:
     async def put(self, msg: Any, address: Address) -> Reply:
         cells = checked_cells(msg["content"].get("cells"))
         user, worksheet = address[0], address[1]
-        if not cells:  # nothing to keep: the row goes, and its place in the quota
-            await self.store.delete_layout(user, worksheet)
+        budget = self.quotas.budget
+        stored = await self._stored_bytes(user, worksheet)
+        grow = len(json.dumps(cells).encode()) - stored
+        if not cells:  # nothing to keep: the row goes, and its place in the quotas
+            if await self.store.delete_layout(user, worksheet):
+                budget.add(user, -stored)
             return {"cells": 0}, []
+        await budget.room(user, grow, "layout")  # a layout that shrinks is always saved
         facts = msg["metadata"].get("cellbus")
         limit = self.quotas.config.user_layouts
         if not (limit and isinstance(facts, dict) and facts.get("auth") == "token"):
             await self.store.put_layout(user, worksheet, cells)  # counted for token users only
+            budget.add(user, grow)
             return {"cells": len(cells)}, []
         lock = self._locks.get(user)
         if lock is None:
@@ -86,7 +94,16 @@ class Layouts:
                                    "cell of a worksheet you no longer need (or POST "
                                    '{"cells": []} to its /layout)')
             await self.store.put_layout(user, worksheet, cells)
+        budget.add(user, grow)
         return {"cells": len(cells)}, []
+
+    async def _stored_bytes(self, user: str, worksheet: str) -> int:
+        """Bytes of the worksheet's stored layout as the store keeps it (JSON), for the
+        user's bytes (``--user-output``); 0 if it has none, or when nothing counts bytes."""
+        if not self.quotas.budget.quota:
+            return 0
+        stored = await self.store.get_layout(user, worksheet)
+        return 0 if stored is None else len(json.dumps(stored).encode())
 
     async def get(self, msg: Any, address: Address) -> Reply:
         return {"cells": await self.store.get_layout(address[0], address[1])}, []

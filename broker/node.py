@@ -168,7 +168,8 @@ class Broker(Node):
                                  sessions=self.sessions, sock=self.device_sock,
                                  spawn=self.spawn, log=log)
         self.interacts = Interacts(wire=wire, store=store, cells=self.cells,
-                                   sessions=self.sessions, dispatch=self.dispatch)
+                                   sessions=self.sessions, dispatch=self.dispatch,
+                                   budget=self.quotas.budget)
         self.dispatch.hold_back = self.interacts.holds  # one run of an interact at a time
         prompts = Prompts(wire=wire, store=store, sessions=self.sessions, dispatch=self.dispatch)
         self.outputs = Outputs(wire=wire, store=store, pub=self.pub, cells=self.cells,

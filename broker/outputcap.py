@@ -1,11 +1,12 @@
 """The output of a cell run as it may be stored: cut at the run's and the user's limits.
 
 Called by the broker on each batch of output before it is stored (see :mod:`broker.quotas`
-for the limits and their options). Only output counts (:data:`OUTPUT_TYPES`): replies, status,
-interact and control messages are always stored, so a cell's state and its end never depend
-on how much it printed. The message that would pass a limit is replaced by a notice on the same
-run (a stream message, so the page shows it at the end of that output), and the rest of that
-run's output is dropped.
+for the limits and their options). Only output is cut (:data:`OUTPUT_TYPES`): replies,
+status, ``execute_input``, interact and control messages are always stored, so a cell's
+state and its end never depend on how much it printed (they count against the user's bytes
+all the same, :mod:`broker.budget`). The message that would pass a limit is replaced by a
+notice on the same run (a stream message, so the page shows it at the end of that output),
+and the rest of that run's output is dropped.
 """
 
 from __future__ import annotations
@@ -50,9 +51,17 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:g} MiB"
 
 
+def _user_of(msg: Message) -> str:
+    """The user a stored message counts for ("" if it names none)."""
+    facts = msg["metadata"].get("cellbus")
+    user = facts.get("user") if isinstance(facts, dict) else None
+    return user if isinstance(user, str) else ""
+
+
 class UserBytes:
-    """Bytes of output each user keeps in the store, about: what the store said when last
-    asked (:meth:`refresh`), plus what this broker stored for them since."""
+    """Bytes each user keeps in the store (output, requests, layouts...: see
+    :mod:`broker.budget`), about: what the store said when last asked (:meth:`refresh`),
+    plus what this broker stored for them since."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -127,13 +136,11 @@ class OutputCap:
         kept: list[tuple[str, Message]] = []
         for session_id, msg in outputs:
             parent = msg["parent_header"].get("msg_id")
-            if not isinstance(parent, str):
-                kept.append((session_id, msg))
-                continue
-            if msg["msg_type"] not in OUTPUT_TYPES:
-                if msg["msg_type"] == mt.STATUS and \
+            if not isinstance(parent, str) or msg["msg_type"] not in OUTPUT_TYPES:
+                if msg["msg_type"] == mt.STATUS and isinstance(parent, str) and \
                         msg["content"].get("execution_state") == "idle":
                     self._undo.append((parent, self._runs.pop(parent, None)))  # it ended
+                self._always(msg)
                 kept.append((session_id, msg))
                 continue
             notice = self._count(parent, msg)
@@ -143,6 +150,17 @@ class OutputCap:
                 kept.append((session_id, self._notice(msg, notice)))
         return kept
 
+    def _always(self, msg: Message) -> None:
+        """Count a message that is stored whatever the limits (replies, status, prompts)
+        against its user's bytes; not an ``execute_input``, the echo of a request's code,
+        which the broker counted when it accepted the request (:mod:`broker.budget`)."""
+        if self.user_output and msg["msg_type"] != mt.EXECUTE_INPUT:
+            self._add(_user_of(msg), message_size(msg))
+
+    def _add(self, user: str, size: int) -> None:
+        self.users.add(user, size)
+        self._added.append((user, size))
+
     def _count(self, parent: str, msg: Message) -> str | None:
         """None to store ``msg``; else "" to drop it, or the notice that replaces it."""
         before = self._runs.pop(parent, None)
@@ -151,9 +169,7 @@ class OutputCap:
         if used < 0:
             self._runs[parent] = used
             return ""
-        facts = msg["metadata"].get("cellbus")
-        user = facts.get("user") if isinstance(facts, dict) else None
-        user = user if isinstance(user, str) else ""
+        user = _user_of(msg)
         size = message_size(msg)
         cap, quota = self.cell_output, self.user_output
         user_used = self.users.used(user)
@@ -169,8 +185,7 @@ class OutputCap:
             self._runs[parent] = used + size
             while len(self._runs) > MAX_RUNS:
                 self._runs.popitem(last=False)
-            self.users.add(user, size)
-            self._added.append((user, size))
+            self._add(user, size)
             self.kept_bytes = (self.kept_bytes or 0) + size
             return None
         self._runs[parent] = -1

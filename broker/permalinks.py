@@ -59,7 +59,12 @@ class Permalinks:
             if owner and limit and await store.count_permalinks(owner) >= limit:
                 raise Refused(429, f"quota: {owner} has made {limit} permalinks, the most one "
                                    "user may make (the broker's --user-permalinks)")
-            await store.add_permalink(PermalinkRecord(pid, code, interact, owner, time.time()))
+            size = len(code.encode()) + (0 if interact is None else len(json.dumps(interact)))
+            if owner:  # the store counts a permalink for its owner (--user-output)
+                await self.quotas.budget.room(owner, size, "permalink")
+            if await store.add_permalink(PermalinkRecord(pid, code, interact, owner,
+                                                         time.time())) and owner:
+                self.quotas.budget.add(owner, size)
         return {"id": pid}, []
 
     async def get(self, msg: Any, _: Address) -> Reply:

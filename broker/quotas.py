@@ -26,11 +26,13 @@ with ``--auth token`` can live with:
     freeing a place. Layouts are kept for good (retention is for output), so this bounds
     what one user's pages can add to the store.
 ``--user-output BYTES`` (:data:`USER_OUTPUT`)
-    Output one user keeps in the store: read from the store at the user's first request and
-    every :data:`~broker.outputcap.RECOUNT` seconds after (retention removes output), plus
-    what the broker stored for them since (a store that cannot tell: counted from the
-    broker's start). Past it, each run of the user keeps the notice in place of its
-    output.
+    Bytes one user keeps in the store, all of it: output, the code of their requests and its
+    echo, interact requests, layouts, permalinks, delivery positions (:mod:`broker.budget`).
+    Read from the store at the user's first request and every
+    :data:`~broker.outputcap.RECOUNT` seconds after (retention removes output), plus what
+    the broker stored for them since (a store that cannot tell: counted from the broker's
+    start). Past it, each run of the user keeps the notice in place of its output, and a
+    request that would store more is refused with 429 (:class:`~broker.budget.StoreBudget`).
 
 The user is the one the gateway named (``metadata["cellbus"]["user"]``); only with
 ``--auth token`` is that someone who proved it. Requests per user are the gateway's ``--rate``
@@ -47,6 +49,7 @@ from typing import Final
 from protocol.config import add_option
 from protocol.wire import Message
 
+from .budget import StoreBudget
 from .outputcap import OutputCap, UserBytes
 from .placement import DeviceTable
 from .store import Store
@@ -95,8 +98,9 @@ def add_quota_options(p: argparse.ArgumentParser, *, by_auth: bool = False) -> N
                     "dropped, with a notice in the cell (0: no limit)")
     add_option(p, "--user-output", type=int, metavar="BYTES",
                default=None if by_auth else USER_OUTPUT,
-               help="output one user may keep in the store; past it their runs keep a "
-                    "notice instead of their output (0: no limit)"
+               help="bytes one user may keep in the store (output, code, layouts, "
+                    "permalinks); past it their runs keep a notice instead of their output "
+                    "and requests that would store more get 429 (0: no limit)"
                     + per_user.format(USER_OUTPUT))
     add_option(p, "--user-permalinks", type=int, default=USER_PERMALINKS, metavar="N",
                help="permalinks one user a token names may make; past it, 429 (0: no limit)")
@@ -137,6 +141,8 @@ class Quotas:
         self._owners: dict[str, str] = {}
         self.user_bytes = UserBytes(store)
         self.output = OutputCap(config.cell_output, config.user_output, self.user_bytes)
+        #: The same bytes, for what a request asks the broker to store.
+        self.budget = StoreBudget(config.user_output, self.user_bytes)
         log.info("broker quotas: %s", config.describe())
 
     # -- places --------------------------------------------------------------------------------

@@ -73,10 +73,14 @@ def store_path(chain: Chain) -> str:
 
 
 def stored_requests(chain: Chain) -> list[tuple[str, str, str, str]]:
-    """(user, worksheet, cell_id, input) of every request in the chain's store."""
+    """(user, worksheet, cell_id, input) of every request in the chain's store (an execute
+    request's input is the code of its message, which the store keeps once)."""
+    from broker.store._rows import read_input, unpack
     with closing(sqlite3.connect(f"file:{store_path(chain)}?mode=ro", uri=True)) as db:
-        return db.execute("SELECT user, worksheet, cell_id, input FROM requests "
-                          "ORDER BY id").fetchall()
+        return [(user, worksheet, cell_id, read_input(msg_type, stored, unpack(message)))
+                for user, worksheet, cell_id, msg_type, stored, message in db.execute(
+                    "SELECT user, worksheet, cell_id, msg_type, input, message FROM requests "
+                    "ORDER BY id")]
 
 
 class _Pages(BaseHTTPRequestHandler):

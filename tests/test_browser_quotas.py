@@ -1,4 +1,4 @@
-"""What the page shows of a cell whose output passed the broker's --cell-output (Chromium).
+"""What the page shows of a cell past the broker's --cell-output or --user-output (Chromium).
 
 A module of its own: the sync Playwright fixtures of tests/test_browser.py hold a running
 event loop for the module's life, which async tests in the same module cannot share.
@@ -22,3 +22,22 @@ def test_the_page_shows_the_truncation_notice_and_the_cell_done(chain: Chain, pa
     out = cell.locator(".cellbus-output .cellbus-stdout")
     expect(out).to_contain_text("[cellbus: output truncated at 0.0625 MiB")
     assert out.inner_text().count("w") <= 64 * 1024
+
+
+def test_the_page_says_which_quota_refused_a_run_and_small_runs_go_on(chain: Chain,
+                                                                       page) -> None:
+    """In Chromium, --user-output 4096: a cell whose code (kept twice) would pass it is
+    refused with the words that name the quota and how to free space; a small cell runs."""
+    chain.start_broker("--user-output", "4096")
+    chain.start_device()
+    chain.start_gateway()
+    cells = open_worksheet(page, chain)
+    big, small = cells.nth(0), cells.nth(1)
+    run(big, "x = 1  # " + "q" * 3000)
+    expect(big).to_have_attribute("data-status", "failed")
+    expect(big).to_contain_text("The server refused this evaluation: quota:")
+    expect(big).to_contain_text("the broker's --user-output 0.00391 MiB")
+    expect(big).to_contain_text("To free space")
+    run(small, "print(6 * 7)")
+    expect(small).to_have_attribute("data-status", "done")
+    expect(small.locator(".cellbus-output")).to_contain_text("42")

@@ -306,6 +306,43 @@ async def test_user_bytes_counts_the_messages_of_a_users_sessions(store: Store) 
     assert await store.user_bytes("nobody") == 0
 
 
+async def test_a_request_keeps_an_input_other_than_its_code(store: Store) -> None:
+    """Tests that an execute request's input is given back as it was when it is not the
+    code its message carries, and an interact request's empty input stays empty."""
+    odd = replace(execute(code="print(1)"), input="print(2)")
+    await store.add_request(odd)
+    plain = await store.add_request(execute(cell_id="6", code=""))
+    runs = await store.add_request(interact("i1", 1))
+    got = [await store.get_request(r.msg_id) for r in (odd, plain, runs)]
+    assert [r.input if r else None for r in got] == ["print(2)", "", ""]
+    assert [r.input for r in await store.session_requests("s1")] == ["print(2)", "", ""]
+
+
+async def test_user_bytes_counts_everything_a_user_stored(store: Store) -> None:
+    """Tests that user_bytes counts, beside output, each of the user's requests (its message
+    and its input), layouts, permalinks and delivery positions, by their bytes (a user with
+    no session too), and none of another user's; a deleted layout stops counting."""
+    code = "x = 1  # " + "c" * 50_000
+    assert await store.user_bytes("ann") == 0
+    request = await store.add_request(execute(code=code, user="ann"))
+    after_request = await store.user_bytes("ann")
+    assert after_request is not None and 50_000 < after_request < 51_000  # the code once
+    stored = await store.get_request(request.msg_id)
+    assert stored is not None and stored.input == code  # given back from its message
+    await store.put_layout("ann", "ws", [{"id": "1", "type": "code", "code": "l" * 30_000}])
+    await store.add_permalink(PermalinkRecord("p1", "p" * 20_000, None, "ann", 1.0))
+    await store.put_delivery("ann", "ws", "c" * 100, "s1", 7)
+    total = await store.user_bytes("ann")
+    assert total is not None and after_request + 50_100 < total < after_request + 51_000
+    assert await store.user_bytes("bob") == 0
+    await store.put_layout("bob", "ws", [{"id": "1", "type": "code", "code": "b" * 10_000}])
+    bob = await store.user_bytes("bob")
+    assert bob is not None and 10_000 < bob < 10_200  # a user with layouts only
+    await store.delete_layout("ann", "ws")
+    assert await store.user_bytes("ann") == total - 30_000 - (
+        len('[{"id": "1", "type": "code", "code": ""}]'))
+
+
 async def test_append_and_update(store: Store) -> None:
     """Tests that output and the status changes it shows are stored together, in order, and
     that an update not allowed (or of an unknown request) gives None instead of failing."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Final
 
-from ._rows import pack, unpack
+from ._rows import pack, read_input, unpack
 from .errors import StoreError
 from .records import DeviceRecord, Request, SessionRecord, UserRecord
 
@@ -46,6 +46,7 @@ def _fields(doc: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
 def _request(doc: Mapping[str, Any]) -> Request:
     values = _fields(doc, _REQUEST_FIELDS)
     values["message"] = _loads(values["message"], f"request {values['msg_id']!r}")
+    values["input"] = read_input(values["msg_type"], values["input"], values["message"])
     return Request(**values)
 
 

@@ -16,6 +16,7 @@ from protocol.packing import packer
 
 from .base import Message
 from .errors import StoreError
+from .records import EXECUTE_REQUEST, Request
 
 
 #: ``msgpack.packb(obj, use_bin_type=True, datetime=True)``, one Packer per thread reused.
@@ -50,3 +51,22 @@ def check_limit(limit: int | None) -> None:
     """A ``limit`` (or ``newest``) argument must be None or not negative."""
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be None or >= 0, not {limit}")
+
+
+def _own_code(msg_type: str, message: Any) -> str | None:
+    """The code an execute request's message carries (None for any other request)."""
+    content = message.get("content") if isinstance(message, dict) else None
+    code = content.get("code") if isinstance(content, dict) else None
+    return code if msg_type == EXECUTE_REQUEST and isinstance(code, str) else None
+
+
+def stored_input(req: Request) -> str:
+    """A request's ``input`` as stored: "" where it is the code its own message carries
+    (every execute request the broker accepts), which :func:`read_input` gives back, so the
+    code is not stored twice in one row."""
+    return "" if req.input == _own_code(req.msg_type, req.message) else req.input
+
+
+def read_input(msg_type: str, stored: str, message: Any) -> str:
+    """A request's ``input`` from its stored value (see :func:`stored_input`)."""
+    return (_own_code(msg_type, message) or "") if stored == "" else stored

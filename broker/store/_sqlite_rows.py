@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Final
 
-from ._rows import header_facts, pack, unpack
+from ._rows import header_facts, pack, read_input, unpack
 from .base import Message
 from .errors import UnknownRequest
 from .records import (FINAL, NEEDS_WORK, WORKING, DeviceRecord, Request, SessionRecord,
@@ -26,6 +26,7 @@ _DEVICE_COLS: Final = ", ".join(f.name for f in fields(DeviceRecord))
 def _request(row: Sequence[Any]) -> Request:
     values = list(row)
     values[7] = unpack(values[7])  # message
+    values[6] = read_input(values[5], values[6], values[7])  # msg_type, input, message
     return Request(*values)
 
 

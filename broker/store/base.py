@@ -201,7 +201,8 @@ class Store(abc.ABC):
         raise _missing("last_seq")
 
     async def user_bytes(self, user: str) -> int | None:
-        """Bytes the stored messages of ``user``'s sessions take, as encoded (for the
+        """Bytes ``user`` keeps in the store, as stored: the messages of their sessions, their
+        requests, layouts, permalinks and delivery positions (:mod:`._user_bytes`; for the
         broker's ``--user-output``), or None where the backend cannot tell cheaply: the
         default, and the broker then counts from its start."""
         return None

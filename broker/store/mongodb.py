@@ -41,6 +41,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 
 from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
+from . import _user_bytes
 from ._layout_rows import MongoLayouts
 from ._mongo_permalinks import INDEXES as _PERMALINK_INDEXES, MongoPermalinks
 from ._mongo_users import INDEXES as _USER_INDEXES, MongoUsers
@@ -49,7 +50,7 @@ from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loa
 from ._mongo_append import Appender, Row, Then
 from ._mongo_tx import _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
-from ._rows import check_limit, header_facts
+from ._rows import check_limit, header_facts, stored_input
 from ._writer import MAX_BATCH, MAX_PENDING
 from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
@@ -209,6 +210,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
         db = self._open_db()
         doc = {name: getattr(req, name) for name in _REQUEST_FIELDS}
         doc["message"] = _blob(req.message, f"request {req.msg_id!r}")
+        doc["input"] = stored_input(req)
         doc["created"] = req.created or time.time()
         with self._errors(f"store request {req.msg_id!r}"):
             counter = await db.counters.find_one_and_update(
@@ -362,15 +364,8 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
 
     async def user_bytes(self, user: str) -> int | None:
         db = self._open_db()
-        with self._errors(f"count the stored output of user {user!r}"):
-            sessions = await db.sessions.distinct("session", {"user": user})
-            if not sessions:
-                return 0
-            found = await (await db.messages.aggregate([  # on the (session, seq) index
-                {"$match": {"session": {"$in": sessions}}},
-                {"$group": {"_id": None, "bytes": {"$sum": {"$binarySize": "$data"}}}},
-            ])).to_list()
-        return int(found[0]["bytes"]) if found else 0
+        with self._errors(f"count the bytes user {user!r} keeps"):
+            return await _user_bytes.mongo_total(db, user)
 
     # -- sessions ---------------------------------------------------------------------------
 

@@ -24,10 +24,11 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
+from . import _user_bytes
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
 from ._permalink_rows import SQLitePermalinks
-from ._rows import check_limit, pack, unpack
+from ._rows import check_limit, pack, stored_input, unpack
 from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_NAMES, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
                            _append_op, _device, _put_session_op, _receipts_op, _request,
                            _update_row)
@@ -133,7 +134,7 @@ class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
         if req.status not in STATUSES:
             raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
         values = [getattr(req, name) for name in _REQ_NAMES]
-        values[7] = pack(req.message)
+        values[6], values[7] = stored_input(req), pack(req.message)
         if not req.created:
             values[10] = time.time()
 
@@ -273,9 +274,8 @@ class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
         return await self._read(op)
 
     async def user_bytes(self, user: str) -> int | None:
-        sql = ("SELECT COALESCE(SUM(LENGTH(m.data)), 0) FROM sessions s JOIN messages m "
-               "ON m.session = s.session WHERE s.user = ?")  # LENGTH reads no blob
-        return await self._read(lambda conn: int(conn.execute(sql, (user,)).fetchone()[0]))
+        return await self._read(lambda conn: int(
+            conn.execute(_user_bytes.SQLITE, {"user": user}).fetchone()[0]))
 
     # -- sessions ---------------------------------------------------------------------------
 
