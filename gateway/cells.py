@@ -76,6 +76,17 @@ def interact_content(body: dict[str, Any]) -> dict[str, Any]:
     return {k: body.get(k) for k in ("interact_id", "values", "state")}
 
 
+def complete_content(body: dict[str, Any]) -> dict[str, Any]:
+    """The content of a ``complete_request`` made from a client's ``{"code", "cursor_pos"}``
+    (the cursor in code points, as Jupyter counts it); raises ``ValueError`` otherwise (the
+    broker bounds its size)."""
+    code, at = body.get("code"), body.get("cursor_pos")
+    if not isinstance(code, str) or not isinstance(at, int) or not is_integer(at) or not (
+            0 <= at <= len(code)):
+        raise ValueError("a completion needs code (a string) and cursor_pos within it")
+    return {"code": code, "cursor_pos": at}
+
+
 def input_content(body: dict[str, Any]) -> dict[str, Any]:
     """The content of an ``input_reply`` made from a client's ``{"value": "...", "prompt":
     SEQ?}`` (``prompt``: the seq of the ``input_request`` it answers; an answer that names

@@ -12,6 +12,9 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
                                                (an ``input_request`` in its output)
     restart_request    {}                      same metadata: the worksheet's next request
                                                gets a fresh session
+    complete_request   {"code", "cursor_pos"}  same metadata: the session's completions
+                                               come as its complete_reply (output, parented
+                                               by the request), between busy and idle
 
 Gateway to client: replies (``subscribe_reply``, ``request_accepted``; ``ok: false`` with
 ``http_status`` and ``error`` on refusal, and ``retry_after`` seconds on a 503) and every
@@ -46,7 +49,8 @@ from protocol.wire import Message, utcnow_iso
 from . import errors, follows, guard, heap
 from .auth import COOKIE
 from .bus import BrokerUnavailable
-from .cells import TooLarge, execute_content, file_url, input_content, interact_content
+from .cells import (TooLarge, complete_content, execute_content, file_url, input_content,
+                    interact_content)
 from .hooks import Hooks
 from .jsonbody import is_integer, load_json
 from .masking import MaskedOnly
@@ -59,7 +63,8 @@ SUBSCRIBE_REPLY = "subscribe_reply"
 #: Longest header field (msg_id, session, ...) taken from a client; longer: a fresh header.
 MAX_HEADER_FIELD = 256
 #: Requests that make a session run code: counted by --rate.
-COSTLY = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.RESTART_REQUEST})
+COSTLY = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.RESTART_REQUEST,
+                    mt.COMPLETE_REQUEST})
 #: A replay asks the store for pages of about this many bytes (a page is held whole while
 #: the client takes it), starting with :data:`FIRST_PAGE` messages; the broker gives at
 #: most 1,000 a page.
@@ -314,7 +319,7 @@ class SocketHandler(Hooks, WebSocketHandler):
             if msg_type == SUBSCRIBE_REQUEST:
                 await self._subscribe(request, content)
             elif msg_type in (mt.EXECUTE_REQUEST, mt.INTERRUPT_REQUEST, mt.RESTART_REQUEST,
-                              mt.INTERACT_REQUEST, mt.INPUT_REPLY):
+                              mt.INTERACT_REQUEST, mt.INPUT_REPLY, mt.COMPLETE_REQUEST):
                 await self._forward(request, msg_type, content)
             else:
                 raise ValueError(f"unknown msg_type {msg_type!r}")
@@ -384,6 +389,8 @@ class SocketHandler(Hooks, WebSocketHandler):
             content = input_content(content)
         elif msg_type == mt.RESTART_REQUEST:
             content = {}
+        elif msg_type == mt.COMPLETE_REQUEST:
+            content = complete_content(content)
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
         if header is not None and not all(
                 isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD for k in (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from test_browser import (ARTIFACTS, browser, code_box, code_of, expect,  # noqa: F401
-                          open_worksheet, page, web)
+                          open_worksheet, page, run, web)
 
 
 def type_and_run(page: Any, cell: Any) -> None:
@@ -53,6 +53,30 @@ def test_codemirror_keys_and_highlighting(page: Any, web: Any) -> None:
     expect(cell.locator(".cm-keyword").first).to_have_text("def")  # highlighted as Python
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "editor-codemirror.png"))
+
+
+def test_tab_after_a_name_completes_it_from_the_session(page: Any, web: Any) -> None:
+    """As in Jupyter, Tab right after a name asks the session: one completion is put in at
+    once, several are offered in a list (Enter takes one); Tab after spaces still indents."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "zebra_count = 41\nzebra_feed = 'hay'")
+    expect(cells.nth(0).locator(".cellbus-status")).to_contain_text("done")
+    second = cells.nth(1)
+    code_box(second).fill("x = zebra_c")
+    code_box(second).press("End")
+    code_box(second).press("Tab")
+    expect(code_of(second)).to_have_value("x = zebra_count")
+    code_box(second).press("Enter")
+    page.keyboard.type("zebra_")
+    page.keyboard.press("Tab")
+    hints = page.locator(".CodeMirror-hints li")
+    expect(hints).to_have_text(["zebra_count", "zebra_feed"])
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    expect(code_of(second)).to_have_value("x = zebra_count\nzebra_feed")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Tab")  # nothing before the cursor: an indent
+    expect(code_of(second)).to_have_value("x = zebra_count\nzebra_feed\n    ")
 
 
 def test_the_mode_follows_the_kernel(page: Any, web: Any) -> None:

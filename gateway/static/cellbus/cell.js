@@ -280,6 +280,13 @@
       return true;
     }
 
+    /** A Promise of the session's completions of `code` at `cursorPos` (code points): its
+     * complete_reply content, or null (a Markdown cell, HTTP, no session, no answer). */
+    complete(code, cursorPos) {
+      if (this.type !== "code") return Promise.resolve(null);
+      return this.channel.complete(this, code, cursorPos);
+    }
+
     interrupt() {
       if (!this.busy) return;
       this.channel.interrupt(this);

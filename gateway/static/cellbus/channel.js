@@ -5,6 +5,7 @@
   const CONNECT_TIMEOUT = 5000;  // ms for a socket to open
   const FAILURES_BEFORE_POLLING = 2;
   const RESYNC_DELAY = 5000;     // ms after a reconnect before a running cell checks /update
+  const COMPLETE_TIMEOUT = 5000; // ms a completion may take (a running cell holds it up)
   // The gateway closes a socket that left too much output unread with this code: connect
   // again and resume from the last seq (the store has it all), after a pause that doubles
   // with each such close in a row, so a slow client does not come back into the same flood.
@@ -68,6 +69,22 @@
 
     interact(cell, content) {
       if (this.request(cell, "interact_request", content) === null) this.poll.interact(cell, content);
+    }
+
+    /** A Promise of the session's complete_reply content for `code` with the cursor at
+     * `cursorPos` (code points), or of null: over HTTP, refused, or no answer in time. */
+    complete(cell, code, cursorPos) {
+      return new Promise((resolve) => {
+        const msgId = this.mode === "poll" || !this.up ? null
+          : this.request(cell, "complete_request", {code: code, cursor_pos: cursorPos});
+        if (msgId === null) return resolve(null);
+        const record = this.requests.get(msgId);
+        record.resolve = resolve;
+        setTimeout(() => {
+          if (this.requests.get(msgId) === record) this.requests.delete(msgId);
+          resolve(null);
+        }, COMPLETE_TIMEOUT);
+      });
     }
 
     /** The worksheet's next request gets a fresh session (its variables are gone). */
@@ -360,11 +377,12 @@
       if (content.ok) {
         record.accepted = true;
         if (record.kind === "execute_request") record.cell._accepted(msgId, content.status);
-        else this.requests.delete(msgId);
+        else if (record.kind !== "complete_request") this.requests.delete(msgId);  // (its reply)
       } else if (content.http_status === 409) {  // sent twice; the first one got through
         record.accepted = true;
       } else {
         this.requests.delete(msgId);
+        if (record.resolve) record.resolve(null);
         if (record.kind === "execute_request") record.cell._refused(msgId, content.error || "refused");
         if (record.kind === "interact_request") {
           record.cell._interactRefused(record.msg.content.interact_id, content.error || "refused");
@@ -379,6 +397,17 @@
       if (facts.seq <= sub.last) return;  // seen already
       sub.last = facts.seq;
       this._sessionNote(sub, msg, facts);
+      // What a session says about a client's query names the client's request in
+      // metadata.cellbus.reply_to (its parent is the broker's message to the session).
+      const asker = isObject(facts.reply_to) ? facts.reply_to.msg_id : null;
+      const query = typeof asker === "string" ? this.requests.get(asker) : null;
+      if (query && query.kind === "complete_request") {
+        if (msgTypeOf(msg) === "complete_reply") {
+          this.requests.delete(asker);
+          query.resolve(msg.content);
+        }
+        return;
+      }
       const record = parent ? this.requests.get(parent) : null;
       if (record && record.kind === "execute_request") {
         if (record.cell.requestId === parent) record.cell._message(facts.seq, msg);

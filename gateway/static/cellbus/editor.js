@@ -55,9 +55,49 @@
     return MODES[String(kernel || "python").toLowerCase()] || null;
   }
 
+  /** Whether Tab completes (as in Jupyter: right after a name or a dot, nothing selected,
+   * in a code cell, with CodeMirror's show-hint addon loaded) rather than indents. */
+  function completable(cm, cell) {
+    if (cell.type !== "code" || typeof cm.showHint !== "function" || cm.somethingSelected()) {
+      return false;
+    }
+    const at = cm.getCursor();
+    return /[\w.]$/.test(cm.getLine(at.line).slice(0, at.ch));
+  }
+
+  /** Ask the session to complete the name before the cursor; one match is put in at once,
+   * several are offered in show-hint's list. Nothing happens if the code changed meanwhile
+   * or no completion came (HTTP, no session yet). Jupyter counts the cursor in code points,
+   * JavaScript strings in UTF-16 units. */
+  function complete(cm, cell) {
+    const code = cm.getValue();
+    const at = cm.indexFromPos(cm.getCursor());
+    cell.complete(code, Array.from(code.slice(0, at)).length).then((reply) => {
+      if (!isObject(reply) || !Array.isArray(reply.matches) || cm.getValue() !== code
+          || cm.indexFromPos(cm.getCursor()) !== at) return;
+      const list = reply.matches.filter((m) => typeof m === "string");
+      const from = unitsOf(code, reply.cursor_start), to = unitsOf(code, reply.cursor_end);
+      if (!list.length || from === null || to === null || from > to) return;
+      cm.showHint({completeSingle: true, hint: () => ({
+        list: list, from: cm.posFromIndex(from), to: cm.posFromIndex(to)})});
+    });
+  }
+
+  /** The UTF-16 index of code point `n` of `text`, or null if there is no such point. */
+  function unitsOf(text, n) {
+    if (!Number.isInteger(n) || n < 0) return null;
+    let units = 0;
+    for (const ch of text) {
+      if (n-- === 0) return units;
+      units += ch.length;
+    }
+    return n === 0 ? units : null;
+  }
+
   /** Put CodeMirror on `cell`'s textarea, which stays in the DOM (hidden) holding the code:
    * `cell.input.value` reads it, and a page that sets it and fires "input" sets the editor.
-   * Tab and Shift+Tab indent and dedent by four spaces, Enter keeps the indentation (the
+   * Tab after a name completes it (completable), elsewhere Tab and Shift+Tab indent and
+   * dedent by four spaces, Enter keeps the indentation (the
    * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, and Escape
    * then Tab leaves the editor. Returns the editor, or null without CodeMirror. */
   function attachEditor(cell) {
@@ -73,7 +113,10 @@
       indentUnit: 4, tabSize: 4, indentWithTabs: false, viewportMargin: Infinity,
       screenReaderLabel: box.getAttribute("aria-label"),
       extraKeys: {
-        "Tab": (cm) => cm.execCommand(cm.somethingSelected() ? "indentMore" : "insertSoftTab"),
+        "Tab": (cm) => {
+          if (completable(cm, cell)) complete(cm, cell);
+          else cm.execCommand(cm.somethingSelected() ? "indentMore" : "insertSoftTab");
+        },
         "Shift-Tab": "indentLess",
         "Shift-Enter": run(true), "Ctrl-Enter": run(false), "Cmd-Enter": run(false),
       },

@@ -22,7 +22,7 @@
  *                 by all cells; subscribes to each worksheet with the last seq seen,
  *                 reconnects with backoff, and hands every cell to its PollTransport when no
  *                 WebSocket gets through. Both have one interface (evaluate, interrupt,
- *                 interact, restart, follow, document, register, unregister, forget): a Cell
+ *                 interact, restart, complete, follow, document, register, unregister, forget): a Cell
  *                 knows no transport
  *   editor.js     the code box's Tab, Shift+Tab and Enter; CodeMirror 5 on it when the page
  *                 loaded it (static/vendor/codemirror/), in the kernel's language

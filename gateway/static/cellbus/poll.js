@@ -152,6 +152,11 @@
       this.fetch(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
     }
 
+    /** No completions over HTTP (the API has none): a Promise of null. */
+    complete(cell, code, cursorPos) {
+      return Promise.resolve(null);
+    }
+
     /** POST an interact request, one at a time per interact (the newest waiting one next),
      * then follow the cell's /update until that run is done. */
     async interact(cell, content) {
