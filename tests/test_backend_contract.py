@@ -54,23 +54,22 @@ def test_kernel_info(backend: tuple[Cells, Worker]) -> None:
     assert info["content"]["language_info"]["name"]
 
 
-@pytest.mark.parametrize("query", ["complete_request", "inspect_request",
-                                   "is_complete_request"])
-def test_a_query_is_answered(backend: tuple[Cells, Worker], query: str) -> None:
-    """Every backend answers a client's question about code with the reply Jupyter's spec
-    gives (those that cannot answer: the empty one), between busy and idle."""
+def test_queries_are_answered(backend: tuple[Cells, Worker]) -> None:
+    """Every backend answers a client's questions about code with the replies Jupyter's spec
+    gives (those that cannot answer: the empty ones), each between busy and idle."""
     cells, worker = backend
-    msg_id = worker.send(query, {"code": "pri", "cursor_pos": 3, "detail_level": 0})
-    records = worker.collect()
-    assert all(r["parent"] == msg_id for r in records)
-    assert [r["msg_type"] for r in records] == ["status", query.replace("_request", "_reply"),
-                                                "status"], records
-    answer = records[1]["content"]
-    assert answer["status"] in ("ok", "complete", "incomplete", "invalid", "unknown"), answer
-    if query == "complete_request":
-        assert isinstance(answer["matches"], list) and answer["cursor_end"] == 3, answer
-    elif query == "inspect_request":
-        assert isinstance(answer["found"], bool) and isinstance(answer["data"], dict), answer
+    for query in ("complete_request", "inspect_request", "is_complete_request"):
+        msg_id = worker.send(query, {"code": "pri", "cursor_pos": 3, "detail_level": 0})
+        records = worker.collect()
+        assert all(r["parent"] == msg_id for r in records)
+        assert [r["msg_type"] for r in records] == [
+            "status", query.replace("_request", "_reply"), "status"], records
+        answer = records[1]["content"]
+        assert answer["status"] in ("ok", "complete", "incomplete", "invalid", "unknown"), answer
+        if query == "complete_request":
+            assert isinstance(answer["matches"], list) and answer["cursor_end"] == 3, answer
+        elif query == "inspect_request":
+            assert isinstance(answer["found"], bool) and isinstance(answer["data"], dict)
 
 
 def test_print_and_result(backend: tuple[Cells, Worker]) -> None:
