@@ -38,6 +38,16 @@ SLOW_TARGET = ("import time\n"
                "get_ipython().kernel.comm_manager.register_target('slow', _slow)")
 
 
+async def slow_handler(ch: Channels) -> dict[str, Any]:
+    """Make the kernel run SLOW_TARGET's handler (it printed: it sleeps now); its comm_msg."""
+    await ch.execute(SLOW_TARGET, timeout=60)
+    comm_id = uuid.uuid4().hex
+    await ch.send("comm_open", {"comm_id": comm_id, "target_name": "slow", "data": {}})
+    handled = await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
+    await ch.until(lambda m: m["msg_type"] == "stream" and "handling" in m["content"]["text"])
+    return handled
+
+
 def start_kernel(chain: Any, name: str) -> str:
     status, doc = chain.http("POST", "/api/kernels", json.dumps({"name": name}).encode())
     assert status == 201, doc
@@ -130,11 +140,7 @@ async def test_an_interrupt_stops_a_comm_handler_and_the_next_cell_runs(ipykerne
     kernel_id = start_kernel(ipykernel_chain, "python3")
     ch = await Channels.open(ipykernel_chain.port, kernel_id)
     try:
-        await ch.execute(SLOW_TARGET, timeout=60)
-        comm_id = uuid.uuid4().hex
-        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "slow", "data": {}})
-        await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
-        await ch.until(lambda m: m["msg_type"] == "stream" and "handling" in m["content"]["text"])
+        await slow_handler(ch)
         after = await ch.send("execute_request", {"code": "print('after')", "silent": False})
         status, body = ipykernel_chain.http("POST", f"/api/kernels/{kernel_id}/interrupt", b"")
         assert status == 204, body
@@ -153,11 +159,7 @@ async def test_an_interrupt_stops_a_comm_handler_with_no_cell_queued(ipykernel_c
     kernel_id = start_kernel(ipykernel_chain, "python3")
     ch = await Channels.open(ipykernel_chain.port, kernel_id)
     try:
-        await ch.execute(SLOW_TARGET, timeout=60)
-        comm_id = uuid.uuid4().hex
-        await ch.send("comm_open", {"comm_id": comm_id, "target_name": "slow", "data": {}})
-        handled = await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
-        await ch.until(lambda m: m["msg_type"] == "stream" and "handling" in m["content"]["text"])
+        handled = await slow_handler(ch)
         status, doc = ipykernel_chain.http("GET", f"/api/kernels/{kernel_id}")
         assert status == 200 and doc["execution_state"] == "idle", doc  # no cell runs
         status, body = ipykernel_chain.http("POST", f"/api/kernels/{kernel_id}/interrupt", b"")

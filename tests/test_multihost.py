@@ -109,7 +109,8 @@ def test_a_device_host_cut_off_mid_cell(bed: NetChain) -> None:
         bed.bed.plug(on)
     pattern = rf"device {on} registered"
     wait_until(lambda: len(re.findall(pattern, bed.broker.log)) >= 2, 30, "re-registered")
-    assert output_text(run(bed, "u/other/1", "print('after')")) == "after\n"
+    after = run(bed, "u/other/1", "print('after')")
+    assert output_text(after) == "after\n", (after, bed.broker.log[-3000:])
     for cell, text in (("u/ws/1", "warm\n"), ("u/ws/2", "start\n"), ("u/ws/3", "moved\n")):
         assert output_text(bed.update(cell)[1]) == text, cell
     print(f"DeviceLost {lost:.1f} s after the cut (liveness {EXPIRY:g} s)")
