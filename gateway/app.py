@@ -19,6 +19,7 @@ from .outbox import CLIENT_BUFFER, CLIENT_STALL
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InputHandler, InteractHandler, RestartHandler
 from .ratelimit import RateLimiter
+from .tokenwatch import Revocations
 from .ws import SocketHandler
 
 CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
@@ -36,6 +37,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
     metrics = metrics or GatewayMetrics(link, {})
     watch = CellWatch()
     link.listeners.add(watch)
+    check = TokenCheck(link)
     return tornado.web.Application(
         [
             (CELL + r"/evaluate", EvaluateHandler),
@@ -57,7 +59,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
         default_handler_class=NotFoundHandler,
         link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
         client_stall=client_stall, metrics=metrics,
-        token_check=TokenCheck(link), jupyter_sockets=Sockets(),
+        token_check=check, revocations=Revocations(check), jupyter_sockets=Sockets(),
         saved_layouts=layouts.SavedLayouts(),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),

@@ -109,3 +109,52 @@ async def test_a_removed_tokens_kernel_channels_are_closed(chain: Chain,
     finally:
         channels.ws.close()
     assert channels.ws.close_code == 1008
+
+
+class CountingCheck:
+    """A TokenCheck's edge: who holds each token, and how often it was asked."""
+
+    def __init__(self, users: dict[str, str | None]) -> None:
+        self.users, self.asked = users, 0
+
+    async def user(self, token: str) -> str | None:
+        self.asked += 1
+        return self.users[token]
+
+
+class Watched:
+    """What Revocations needs of a socket's watch: its user, and being told it is revoked."""
+
+    def __init__(self, user: str) -> None:
+        self.user, self.closed = user, False
+
+    def revoked(self) -> None:
+        self.closed = True
+
+
+async def test_one_timer_asks_once_per_token_however_many_sockets_share_it() -> None:
+    """The gateway's one timer checks each distinct token once a tick (not once per socket,
+    with a timer each) and closes only the sockets whose token is no longer their user's;
+    the timer stops with the last socket."""
+    from gateway.tokenwatch import Revocations
+    check = CountingCheck({"ann-token": "ann", "bob-token": "bob"})
+    revocations = Revocations(check)  # type: ignore[arg-type]
+    anns = [Watched("ann") for _ in range(200)]
+    bobs = [Watched("bob") for _ in range(3)]
+    for watch in anns:
+        revocations.add(watch, "ann-token")  # type: ignore[arg-type]
+    for watch in bobs:
+        revocations.add(watch, "bob-token")  # type: ignore[arg-type]
+    timer = revocations.timer
+    assert timer is not None and timer.is_running()
+    await revocations._check_all()
+    assert check.asked == 2 and not any(w.closed for w in anns + bobs)
+    check.users["bob-token"] = None  # bob's token removed
+    await revocations._check_all()
+    assert check.asked == 4
+    assert all(w.closed for w in bobs) and not any(w.closed for w in anns)
+    for watch in anns:
+        revocations.discard(watch, "ann-token")  # type: ignore[arg-type]
+    for watch in bobs:
+        revocations.discard(watch, "bob-token")  # type: ignore[arg-type]
+    assert revocations.timer is None and not timer.is_running() and revocations.open == {}
