@@ -228,7 +228,8 @@ def test_the_browser_client_states_the_same_version() -> None:
 
 def test_pip_install_gives_the_cellbus_command(tmp_path: Path) -> None:
     """A plain (not editable) install into a fresh environment has a ``cellbus`` console
-    script on the same launcher, the version from its metadata, and device/init.c."""
+    script on the same launcher, the version from its metadata, device/init.c, and the
+    gateway's pages and static files (the browser client's parts among them)."""
     src = tmp_path / "src"
     src.mkdir()
     for name in ("setup.cfg", "pyproject.toml", "README.rst"):
@@ -255,3 +256,12 @@ def test_pip_install_gives_the_cellbus_command(tmp_path: Path) -> None:
                             "print(device.__file__, i.source().is_file())"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=60)
     assert where.stdout.startswith(str(env_dir)) and where.stdout.endswith(" True\n")
+    # the pages and every file they load (the browser client's parts among them)
+    installed = next(env_dir.glob("lib/python*/site-packages/gateway"))
+    for folder in ("static", "templates"):
+        shipped = {p.relative_to(ROOT / "gateway") for p in (ROOT / "gateway" / folder).rglob(
+            "*") if p.is_file()}
+        assert shipped and {p.relative_to(installed) for p in (installed / folder).rglob(
+            "*") if p.is_file()} == shipped, folder
+    assert {p.name for p in (installed / "static" / "cellbus").glob("*.js")} == {
+        "head.js", *script.PARTS}
