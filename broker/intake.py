@@ -83,7 +83,7 @@ class Intake:
         #: Which kernel each worksheet's session runs (its first evaluate chooses).
         self.kernels = Kernels(dispatch.devices, store.session_requests)
         jupyter = JupyterKernels(store, sessions, quotas.budget)
-        permalinks = Permalinks(store, quotas)
+        permalinks = Permalinks(store, quotas, wire.key)
         layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {

@@ -2,15 +2,19 @@
 
 A permalink belongs to no session: it is a row of its own in the store (``permalinks``), so
 it outlives sessions, retention of their output, and broker restarts. Its id is derived from
-what it holds (the first :data:`ID_LENGTH` characters of the base64url SHA-256 of the code
-and interact state), so sharing the same code twice gives the same link and stores nothing
-new. Each user a token names may make ``--user-permalinks`` of them (:mod:`broker.quotas`).
+what it holds (the first :data:`ID_LENGTH` characters of the base64url HMAC-SHA256 of the
+code and interact state), so sharing the same code twice gives the same link and stores nothing
+new; the HMAC is keyed with a secret made from the bus key, so that no one can tell from a
+guessed piece of code whether someone shared it (a plain hash would give its link). Links
+made under another key (or, before, by a plain hash) still open: a link is found by its id.
+Each user a token names may make ``--user-permalinks`` of them (:mod:`broker.quotas`).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
 import time
@@ -28,18 +32,20 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_BYTES = 1 * 2**20
 
 
-def permalink_id(code: str, interact: dict[str, Any] | None) -> str:
+def permalink_id(code: str, interact: dict[str, Any] | None, secret: bytes) -> str:
     canonical = json.dumps({"code": code, "interact": interact}, sort_keys=True,
                            separators=(",", ":"))
-    digest = hashlib.sha256(canonical.encode()).digest()
+    digest = hmac.new(secret, canonical.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode()[:ID_LENGTH]
 
 
 class Permalinks:
     """The broker's two permalink handlers (wired in :class:`broker.intake.Intake`)."""
 
-    def __init__(self, store: Store, quotas: Quotas) -> None:
+    def __init__(self, store: Store, quotas: Quotas, key: bytes) -> None:
         self.store, self.quotas = store, quotas
+        #: What ids are keyed with: made from the bus key, for this use only.
+        self.secret = hmac.new(key, b"cellbus permalink ids", hashlib.sha256).digest()
 
     async def create(self, msg: Any, _: Address) -> Reply:
         content = msg["content"]
@@ -52,7 +58,7 @@ class Permalinks:
         facts = facts if isinstance(facts, dict) else {}
         user = facts.get("user")
         owner = user if facts.get("auth") == "token" and isinstance(user, str) else ""
-        pid = permalink_id(code, interact)
+        pid = permalink_id(code, interact, self.secret)
         store = self.store
         if await store.get_permalink(pid) is None:
             limit = self.quotas.config.user_permalinks

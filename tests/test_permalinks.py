@@ -5,6 +5,7 @@ ready to run, and made by the page's Share button."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import re
 import zlib
@@ -36,6 +37,13 @@ def test_a_permalink_survives_a_broker_restart_and_counts_against_the_quota(
     assert status == 201 and first["url"] == f"/?q={first['id']}", first
     assert len(first["id"]) == 12
     assert make(chain, CODE, ann) == (201, first)  # the same code: the same link, no new row
+    # No one can tell from a guessed piece of code whether it was shared: its id is no
+    # plain hash of the code (it is keyed with a secret of the broker's).
+    canonical = json.dumps({"code": CODE, "interact": None}, sort_keys=True,
+                           separators=(",", ":")).encode()
+    guessed = base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).decode()[:12]
+    assert first["id"] != guessed
+    assert call(chain.port, "GET", f"/permalink/{guessed}", headers=ann).status == 404
     assert make(chain, "1 + 1", ann)[0] == 201
     status, over = make(chain, "2 + 2", ann)
     assert status == 429 and "--user-permalinks" in over["error"], over
