@@ -4,9 +4,12 @@ page saved them, ``worksheet_layout_get_request`` reads them back.
 A layout is the worksheet's note about itself, not work: each cell's id, its type (``code``
 or ``markdown``) and its text (a code cell's code as last typed, a Markdown cell's source).
 It is why a reload, or another browser opening ``/?ws=NAME``, shows the Markdown cells in
-their place among the code cells. The broker only stores it (one row per worksheet, the last
-one saved wins): it is sent to no device and no kernel, so Markdown never runs anywhere, and
-it opens no session. A code cell's output still comes from its requests, as before.
+their place among the code cells. The broker only stores it (one row per worksheet): it is sent to
+no device and no kernel, so Markdown never runs anywhere, and it opens no session. A save
+names the revision its page loaded (``base``; :func:`revision`, which a read and a save
+answer): if another page saved since, it is refused with 409 rather than put over cells it
+never saw (a stale tab lost another's Markdown cells); a save that names none replaces the
+layout, whatever it is. A code cell's output still comes from its requests, as before.
 
 Rows are kept for good (retention is for output), so each user a token names may keep a
 layout for ``--user-layouts`` worksheets (:mod:`broker.quotas`): a save for one more is
@@ -19,6 +22,7 @@ it is refused with 429 too, one that shrinks them never, and deleting one frees 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import weakref
 from typing import Any
@@ -35,7 +39,18 @@ TYPES = ("code", "markdown")
 MAX_CELLS = 1000
 #: Bytes of JSON one layout may take in the store.
 MAX_BYTES = 1 * 2**20
+#: Hex digits of a layout's revision.
+REVISION_LENGTH = 16
 SHAPE = '{"cells": [{"id": "1", "type": "code" or "markdown", "code": "..."}, ...]}'
+
+
+def revision(cells: list[dict[str, Any]] | None) -> str | None:
+    """What a page names the layout it loaded by, to save over that one only: a digest of
+    the cells (None: the worksheet has none)."""
+    if cells is None:
+        return None
+    digest = hashlib.sha256(json.dumps(cells, sort_keys=True).encode()).hexdigest()
+    return digest[:REVISION_LENGTH]
 
 
 def checked_cells(value: Any) -> list[dict[str, Any]]:
@@ -67,21 +82,31 @@ class Layouts:
 
     async def put(self, msg: Any, address: Address) -> Reply:
         cells = checked_cells(msg["content"].get("cells"))
+        base = msg["content"].get("base")
+        if base is not None and not isinstance(base, str):
+            raise Refused(400, "base must be the revision the page loaded (a string), or null")
         user, worksheet = address[0], address[1]
         budget = self.quotas.budget
-        stored = await self._stored_bytes(user, worksheet)
+        given = "base" in msg["content"]
+        current = await self.store.get_layout(user, worksheet) if given or budget.quota \
+            else None
+        if given and base != revision(current):  # (read under the worksheet's lock)
+            raise Refused(409, f"the cells of worksheet {worksheet} were changed elsewhere (in "
+                               "another tab or browser) since this page loaded them; reload "
+                               "to see them")
+        stored = len(json.dumps(current).encode()) if budget.quota and current else 0
         grow = len(json.dumps(cells).encode()) - stored
         if not cells:  # nothing to keep: the row goes, and its place in the quotas
             if await self.store.delete_layout(user, worksheet):
                 budget.add(user, -stored)
-            return {"cells": 0}, []
+            return {"cells": 0, "revision": None}, []
         await budget.room(user, grow, "layout")  # a layout that shrinks is always saved
         facts = msg["metadata"].get("cellbus")
         limit = self.quotas.config.user_layouts
         if not (limit and isinstance(facts, dict) and facts.get("auth") == "token"):
             await self.store.put_layout(user, worksheet, cells)  # counted for token users only
             budget.add(user, grow)
-            return {"cells": len(cells)}, []
+            return {"cells": len(cells), "revision": revision(cells)}, []
         lock = self._locks.get(user)
         if lock is None:
             lock = self._locks[user] = asyncio.Lock()
@@ -95,15 +120,8 @@ class Layouts:
                                    '{"cells": []} to its /layout)')
             await self.store.put_layout(user, worksheet, cells)
         budget.add(user, grow)
-        return {"cells": len(cells)}, []
-
-    async def _stored_bytes(self, user: str, worksheet: str) -> int:
-        """Bytes of the worksheet's stored layout as the store keeps it (JSON), for the
-        user's bytes (``--user-output``); 0 if it has none, or when nothing counts bytes."""
-        if not self.quotas.budget.quota:
-            return 0
-        stored = await self.store.get_layout(user, worksheet)
-        return 0 if stored is None else len(json.dumps(stored).encode())
+        return {"cells": len(cells), "revision": revision(cells)}, []
 
     async def get(self, msg: Any, address: Address) -> Reply:
-        return {"cells": await self.store.get_layout(address[0], address[1])}, []
+        cells = await self.store.get_layout(address[0], address[1])
+        return {"cells": cells, "revision": revision(cells)}, []

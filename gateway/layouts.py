@@ -43,13 +43,14 @@ class SavedLayouts:
 
 
 class LayoutHandler(BaseHandler):
-    """``GET`` -> ``{"cells": [{id, type, code}] or null}``; ``POST {"cells": [...]}`` ->
-    ``{"cells": N}``."""
+    """``GET`` -> ``{"cells": [{id, type, code}] or null, "revision"}``; ``POST {"cells":
+    [...], "base": REVISION?}`` -> ``{"cells": N, "revision"}``, or 409 if ``base`` (the
+    revision the page loaded) is no longer the stored one."""
 
     async def get(self, user: str, worksheet: str, what: str) -> None:
         reply = await self.ask(mt.WORKSHEET_LAYOUT_GET_REQUEST, {},
                                check_address(user, worksheet, what))
-        self.write_json(200, {"cells": reply["content"]["cells"]})
+        self.write_json(200, {k: reply["content"].get(k) for k in ("cells", "revision")})
 
     async def post(self, user: str, worksheet: str, what: str) -> None:
         limit = self.settings["max_input"]
@@ -59,10 +60,13 @@ class LayoutHandler(BaseHandler):
         saved: SavedLayouts = self.settings["saved_layouts"]
         if (user, worksheet) not in saved:
             charge(self, self.visitor)
-        reply = await self.ask(mt.WORKSHEET_LAYOUT_REQUEST, {"cells": body.get("cells")},
+        content = {"cells": body.get("cells")}
+        if "base" in body:
+            content["base"] = body["base"]
+        reply = await self.ask(mt.WORKSHEET_LAYOUT_REQUEST, content,
                                check_address(user, worksheet, what))
         saved.add((user, worksheet))
-        self.write_json(200, {"cells": reply["content"]["cells"]})
+        self.write_json(200, {k: reply["content"].get(k) for k in ("cells", "revision")})
 
 
 ROUTES = [(r"/home/([^/]+)/([^/]+)/(layout)", LayoutHandler)]

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from access_util import JSON, add_user, bearer, call
-from harness import Chain
+from harness import Chain, until
 from test_browser import (browser, code_box, code_of, expect, open_page,  # noqa: F401
                           open_worksheet, page, run, web)
 
@@ -101,6 +101,33 @@ def test_markdown_cells_render_and_stay_in_place(browser: Any, page: Any,  # noq
     assert call(web.port, "GET", f"/home/guest/{ws}/2/update").status == 404  # never ran
 
 
+def test_a_stale_tab_does_not_save_over_another_tabs_cells(browser: Any, page: Any,  # noqa: F811
+                                                             web: Chain) -> None:
+    """Tests that a page which loaded a worksheet before another one added a Markdown cell
+    to it saves nothing over that cell when typed in: it says so, the store keeps the other
+    page's cells, and a reload shows them."""
+    open_worksheet(page, web)  # the stale tab, loaded first
+    ws = page.url.split("ws=")[1]
+    path = f"/home/guest/{ws}/layout"
+    for other in open_page(browser):
+        other.goto(page.url)
+        cells = other.locator(".cellbus-cell")
+        cells.nth(1).get_by_role("combobox", name="Cell type (cell 2)").select_option(
+            "markdown")
+        code_box(cells.nth(1)).fill("# From the other tab")
+        code_box(cells.nth(1)).press("Shift+Enter")
+        expect(rendered(cells.nth(1)).locator("h1")).to_have_text("From the other tab")
+        until(lambda: "# From the other tab" in json.dumps(call(web.port, "GET", path).body),
+              "the other tab's layout stored")
+    code_box(page.locator(".cellbus-cell").nth(0)).fill("x = 1")  # saved 0.5 s later
+    expect(page.locator("#layout-note")).to_contain_text("changed in another tab")
+    stored = call(web.port, "GET", path).body["cells"]
+    assert [c["code"] for c in stored][:2] == ["", "# From the other tab"], stored
+    page.reload()
+    expect(rendered(page.locator(".cellbus-cell").nth(1)).locator("h1")).to_have_text(
+        "From the other tab")
+
+
 def test_markdown_runs_no_script(page: Any, web: Chain) -> None:  # noqa: F811
     """Tests that raw HTML in a Markdown cell, carrying script in each way of PAYLOADS,
     sets no global when rendered, when its images fail to load, and when its links and
@@ -143,18 +170,48 @@ def test_layout_api_is_the_users_own(chain: Chain) -> None:
     chain.start_broker()
     chain.start_gateway("--auth", "token")
     path = "/home/ann/notes/layout"
-    assert call(chain.port, "GET", path, headers=bearer(ann)).body == {"cells": None}
+    assert call(chain.port, "GET", path, headers=bearer(ann)).body == {"cells": None,
+                                                                      "revision": None}
     cells = [{"id": "1", "type": "markdown", "code": "# hi", "extra": 1},
              {"id": "2", "type": "code", "code": "print(1)"}]
     saved = call(chain.port, "POST", path, json.dumps({"cells": cells}),
                  {**JSON, **bearer(ann)})
-    assert saved.status == 200 and saved.body == {"cells": 2}, saved.body
+    assert saved.status == 200 and saved.body["cells"] == 2, saved.body
     cells[0].pop("extra")
-    assert call(chain.port, "GET", path, headers=bearer(ann)).body == {"cells": cells}
+    assert call(chain.port, "GET", path, headers=bearer(ann)).body == {
+        "cells": cells, "revision": saved.body["revision"]}
     bad = call(chain.port, "POST", path, json.dumps({"cells": [{"id": "1", "type": "html"}]}),
                {**JSON, **bearer(ann)})
     assert bad.status == 400 and "type" in bad.body["error"], bad.body
     assert call(chain.port, "GET", path, headers=bearer(bob)).status == 404
     assert call(chain.port, "POST", path, json.dumps({"cells": []}),
                 {**JSON, **bearer(bob)}).status == 404
-    assert call(chain.port, "GET", path, headers=bearer(ann)).body == {"cells": cells}
+    assert call(chain.port, "GET", path, headers=bearer(ann)).body["cells"] == cells
+
+
+def test_a_save_over_cells_it_never_saw_is_refused(chain: Chain) -> None:
+    """Tests that a save naming the revision its page loaded replaces the layout, and one
+    naming an older revision (a stale tab) gets 409 and changes nothing, so it cannot drop
+    cells another tab added; a save that names none replaces whatever is there."""
+    chain.start_broker()
+    chain.start_gateway()
+    path = "/home/guest/shared/layout"
+
+    def post(body: dict[str, Any]) -> Any:
+        return call(chain.port, "POST", path, json.dumps(body), JSON)
+
+    loaded = call(chain.port, "GET", path).body["revision"]  # both tabs loaded: no layout
+    first = post({"cells": [{"id": "1", "type": "code", "code": "x = 1"}], "base": loaded})
+    assert first.status == 200, first.body
+    notes = [{"id": "1", "type": "code", "code": "x = 1"},
+             {"id": "2", "type": "markdown", "code": "# Notes"}]
+    second = post({"cells": notes, "base": first.body["revision"]})  # tab A adds Markdown
+    assert second.status == 200 and second.body["revision"] != first.body["revision"]
+    stale = post({"cells": [{"id": "1", "type": "code", "code": "x = 2"}],
+                  "base": first.body["revision"]})  # tab B never saw it
+    assert stale.status == 409 and "another tab" in stale.body["error"], stale.body
+    assert post({"cells": [], "base": loaded}).status == 409  # nor deletes it
+    assert call(chain.port, "GET", path).body == {"cells": notes,
+                                                  "revision": second.body["revision"]}
+    assert post({"cells": notes, "base": 5}).status == 400
+    assert post({"cells": notes[:1]}).status == 200  # no base: the last save wins
