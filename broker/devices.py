@@ -3,7 +3,11 @@
 The broker heartbeats every device it knows and takes a device for lost once it has been
 silent for ``HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS`` seconds. A lost device's running
 requests end with a ``DeviceLost`` error (written into the cell's output like any other
-message); its queued requests are placed on another device.
+message); its queued requests are placed on another device. Its sessions are gone for their
+worksheets (``session_closed``, ``device lost``). Should the device be heard again (it was
+frozen or cut off, not dead), it is told at once to end its workers of those sessions
+(:meth:`DeviceWatch.came_back`), before any request can reach them: the next cell of such a
+worksheet starts a fresh worker, as the user was told, and no old worker answers twice.
 
 When a device registers, or is heard again after being lost or after the broker restarted,
 its report of the requests it holds is reconciled with the store: requests it still holds
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from protocol import msgtypes as mt
@@ -50,6 +55,10 @@ class DeviceWatch:
         self.outputs, self.metrics, self.log = outputs, metrics, log
         self.ends = ends  # tells a lost device's worksheets (broker/closures.py)
         self.devices = dispatch.devices
+        #: Device taken for lost -> its sessions then, whose workers end if it comes back.
+        self.taken: dict[str, set[str]] = {}
+        #: Device heard again -> sessions it was told to end -> when (monotonic).
+        self.ending: dict[str, dict[str, float]] = {}
 
     async def heartbeats(self) -> None:
         """Heartbeat every known device; declare lost the ones that went silent."""
@@ -75,6 +84,11 @@ class DeviceWatch:
                 await self.end_orphans()
 
     async def lost(self, device: str, why: str = "") -> None:
+        state = self.devices.devices.get(device)
+        taken = self.taken.setdefault(device, set())
+        if state is not None:  # none of them may be placed on their old workers again
+            taken.update(state.sessions)
+            state.sessions.clear()
         self.log.warning("broker: device %s is lost (%s)", device,
                          why or f"silent for {self.devices.expiry:.0f} s")
         self.metrics.devices_lost.inc()
@@ -83,11 +97,52 @@ class DeviceWatch:
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
             self.dispatch.handed.discard(request.msg_id)
-        if self.ends is not None:
-            for record in await self.store.sessions(OPEN):
-                if record.device == device:
+        for record in await self.store.sessions(OPEN):
+            if record.device == device:
+                taken.add(record.session)
+                if self.ends is not None:
                     await self.ends.closed(record.session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
+
+    def came_back(self, device: str, report: dict[str, Any] | None = None) -> None:
+        """A message from ``device``. If it was taken for lost, tell it now (before anything
+        dispatched can reach it) to end the workers of the sessions taken with it; and for
+        the expiry after, take those sessions out of its reports (``report`` is changed in
+        place), which may still list them, so that none is placed on an old worker."""
+        taken = self.taken.get(device)
+        if taken is not None:
+            routing_id = self.devices.routing_id(device)
+            telling = self.ending.setdefault(device, {})
+            before = len(telling)
+            for session in list(taken):
+                note = self.wire.msg(mt.SESSION_CLOSED, {"session": session,
+                                                         "reason": DEVICE_LOST},
+                                     metadata={"cellbus": {"session": session}})
+                if routing_id is None or not self.dispatch.offer(routing_id, note):
+                    break  # told with its next message
+                taken.discard(session)
+                telling[session] = time.monotonic()
+            if not taken:
+                del self.taken[device]
+            if len(telling) > before:
+                self.log.warning("broker: device %s, taken for lost, is heard again; it ends "
+                                 "the workers of the %d sessions whose work was ended",
+                                 device, len(telling) - before)
+        told = self.ending.get(device)
+        if told is None or report is None:
+            return
+        now = time.monotonic()
+        for session, when in list(told.items()):
+            if now - when > self.devices.expiry:
+                del told[session]
+        if not told:
+            del self.ending[device]
+        sessions = report.get("sessions")
+        if isinstance(sessions, list):
+            report["sessions"] = [s for s in sessions if s not in told]
+            state = self.devices.devices.get(device)
+            if state is not None:
+                state.sessions.difference_update(told)
 
     async def joined(self, device: str, report: dict[str, Any], mark: int) -> None:
         """A device registered or came back: reconcile what it holds with the requests handed

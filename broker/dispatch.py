@@ -210,10 +210,14 @@ class Dispatch:
     def post(self, routing_id: bytes, message: Message) -> None:
         """Send a note of the bus (heartbeat, ack, drain reply) now, or not at all: a device
         not connected now gets the next one."""
+        self.offer(routing_id, message)
+
+    def offer(self, routing_id: bytes, message: Message) -> bool:
+        """:meth:`post`, saying whether the note went (True) or not."""
         try:
-            self._sock.send_now(self.wire.serialize(message, [routing_id]))
+            return self._sock.send_now(self.wire.serialize(message, [routing_id]))
         except zmq.ZMQError:
-            pass
+            return False
 
     async def _redispatch(self) -> None:
         await asyncio.sleep(REDISPATCH_AFTER)

@@ -303,6 +303,9 @@ class Broker(Node):
         kind = msg["msg_type"]
         content = msg["content"]
         device = (idents[0] if idents else b"").decode(errors="replace")
+        if device in self.watch.taken or device in self.watch.ending:
+            self.watch.came_back(device, content if kind in (
+                mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
             if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:

@@ -111,6 +111,9 @@ class Worker:
         self.exit_reason: str | None = None
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
+        #: The broker ended this worker's requests itself (it took the device for lost):
+        #: nothing is owed for them, not even an error (see Overseer.abandon).
+        self.abandoned = False
         #: When the running request started (monotonic), and the limit that killed it.
         self.started_at = 0.0
         #: The running request's own limits (protocol.asked), tighter than ``limits``.
@@ -323,7 +326,8 @@ class Worker:
         self.exit_reason = describe_exit(self.proc.returncode)
         if self._memory is not None:
             self._memory.stop()
-        if self.current is not None and not (self._ending and self._ending.replied):
+        if self.current is not None and not self.abandoned and not (
+                self._ending and self._ending.replied):
             await self._fail_current()
         self.current = None
         self.prompt.closed()
