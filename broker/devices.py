@@ -154,8 +154,9 @@ class DeviceWatch:
             if request.msg_id not in held and not sent.since(request.msg_id, mark):
                 await self.fail(request, f"the device {device} restarted and no longer runs "
                                          "this cell; run it again")
+        ending = self.ending.get(device, {})  # their workers end, queues and all
         for request in await self.store.requests(NEEDS_WORK, device=device):
-            if request.msg_id in held:
+            if request.msg_id in held and request.session not in ending:
                 sent.add(request.msg_id)
             elif not sent.since(request.msg_id, mark):
                 sent.discard(request.msg_id)

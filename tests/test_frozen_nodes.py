@@ -98,23 +98,28 @@ def test_a_cell_ended_by_the_broker_keeps_one_reply_when_its_device_comes_back(
     assert replies == 1
 
 
-def test_a_worksheet_told_its_device_is_lost_runs_its_next_cell_in_a_fresh_worker(
+def test_a_worksheet_told_its_device_is_lost_runs_its_next_cells_in_a_fresh_worker(
         chain: Chain) -> None:
     """Tests that a device frozen until the broker takes it for lost, then continued, ends
     the worker of the session the worksheet was told is gone ("device lost": its variables
-    with it) before the worksheet's next cell comes: that cell ran on the old worker, with
-    the variables the user was told are gone."""
+    with it) before the worksheet's next cells run, the one queued behind the frozen cell
+    and one evaluated after: they ran on the old worker, with the variables the user was
+    told are gone (and the queued one, which the device reported it held, must not be taken
+    for running there once that worker is ended)."""
     broker = chain.start_broker()
     device = chain.start_device("--idle-timeout", "300")
     chain.start_gateway()
     status, reply = chain.evaluate("u/ws/1", "x = 1\n" + CODE)
     assert status == 202, reply
     until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")  # queued behind
+    assert status == 202, reply
     with frozen(device):
         broker.wait_for_log(r"device device0 is lost")
         assert chain.wait_done("u/ws/1")["status"] == "error"
-    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")
+    status, reply = chain.evaluate("u/ws/3", "print('x' in globals())")
     assert status == 202, reply
-    doc = chain.wait_done("u/ws/2", timeout=60)
-    assert doc["status"] == "done" and stdout_of(doc) == ["False"], doc
+    for cell in ("u/ws/2", "u/ws/3"):
+        doc = chain.wait_done(cell, timeout=60)
+        assert doc["status"] == "done" and stdout_of(doc) == ["False"], (cell, doc)
     device.wait_for_log(r"the broker took this device for lost .* its worker is ended too")
