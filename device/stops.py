@@ -5,9 +5,10 @@ terminal-less job-control signal can; inside the sandbox nobody but the device c
 it, so its cell hung until ``--exec-timeout`` or a Stop, with nothing said. The device looks at
 the worker's state in ``/proc`` while a request runs, as it looks at its memory
 (:class:`device.usage.MemoryWatch`), and once the worker has stayed stopped across two looks
-it sends SIGCONT (the sandbox's init passes it on) and says so in the cell's output: the cell
-goes on and ends with all its output, as if it had not stopped. A stop under a debugger
-(state ``t``, traced) is left alone.
+it sends SIGCONT (the sandbox's init passes it on, and a Jupyter kernel's worker to its
+kernel) and says so in the cell's output: the cell goes on and ends with all its output, as
+if it had not stopped. A stop under a debugger (state ``t``, traced) is left alone, and so is
+one deeper down (a process the cell's code started and stopped).
 """
 
 from __future__ import annotations
@@ -22,10 +23,15 @@ from .usage import children
 STOP_CHECK = 0.5
 
 
-def stopped(pid: int) -> bool:
-    """Whether ``pid`` or one of its children (the worker, when ``pid`` is the sandbox's
-    init) is stopped by a signal (state ``T``)."""
-    for p in [pid, *children(pid)]:
+def stopped(pid: int, depth: int = 1) -> bool:
+    """Whether ``pid`` or a process up to ``depth`` levels below it (the worker, under the
+    sandbox's init; a Jupyter kernel, under its worker) is stopped by a signal (``T``)."""
+    level = [pid]
+    below: list[int] = []
+    for _ in range(depth):
+        level = [c for p in level for c in children(p)]
+        below.extend(level)
+    for p in [pid, *below]:
         try:
             with open(f"/proc/{p}/stat", "rb") as f:
                 state = f.read().rsplit(b")", 1)[1].split()[0]
@@ -41,8 +47,8 @@ class StopWatch:
     request runs), and awaits ``on_stopped`` once it has been seen stopped twice in a row."""
 
     def __init__(self, pid: int, running: Callable[[], bool],
-                 on_stopped: Callable[[], Awaitable[None]]) -> None:
-        self.pid = pid
+                 on_stopped: Callable[[], Awaitable[None]], *, depth: int = 1) -> None:
+        self.pid, self.depth = pid, depth
         self.running, self.on_stopped = running, on_stopped
         self._task = asyncio.get_running_loop().create_task(self._watch(),
                                                             name=f"stops.{pid}")
@@ -53,7 +59,7 @@ class StopWatch:
             await asyncio.sleep(STOP_CHECK)
             if not self.running():
                 return
-            now = stopped(self.pid)
+            now = stopped(self.pid, self.depth)
             if now and seen:
                 await self.on_stopped()
                 now = False

@@ -174,7 +174,8 @@ class Worker:
             if self._stops is not None:
                 self._stops.stop()
             self._stops = StopWatch(self.proc.pid, functools.partial(self._runs, request),
-                                    functools.partial(self._stopped, request))
+                                    functools.partial(self._stopped, request),
+                                    depth=1 if self.kernel == DEFAULT_KERNEL else 2)
             if "wall" in self.asked:
                 asyncio.get_running_loop().call_later(self.asked["wall"], self._wall_passed,
                                                       request["msg_id"])
