@@ -3,11 +3,15 @@
 The broker heartbeats every device it knows and takes a device for lost once it has been
 silent for ``HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS`` seconds. A lost device's running
 requests end with a ``DeviceLost`` error (written into the cell's output like any other
-message); its queued requests are placed on another device. Its sessions are gone for their
-worksheets (``session_closed``, ``device lost``). Should the device be heard again (it was
-frozen or cut off, not dead), it is told at once to end its workers of those sessions
+message); its queued requests are placed again (on another device, or on it once it is
+back). Its sessions are gone for their worksheets (``session_closed``, ``device lost``).
+Should the device be heard again (frozen or cut off, not dead), it is told at once to end its
+workers of those sessions
 (:meth:`DeviceWatch.came_back`), before any request can reach them: the next cell of such a
-worksheet starts a fresh worker, as the user was told, and no old worker answers twice.
+worksheet starts a fresh worker, as the user was told, and no old worker answers twice. An old
+worker may still start a queued request before it hears (the device ran on; the request had
+gone to it before): what it says of that hand-out (``metadata.cellbus.sent``) is dropped,
+since the request runs again from its new one.
 
 When a device registers, or is heard again after being lost or after the broker restarted,
 its report of the requests it holds is reconciled with the store: requests it still holds
@@ -29,6 +33,7 @@ output up to then is stored), forgets the device and answers, so the device may 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any
@@ -45,6 +50,10 @@ from .output import Outputs
 from .store import DONE, ERROR, NEEDS_WORK, OPEN, WORKING, Request, Store, StoreError
 
 
+#: Hand-outs taken back from lost devices remembered, for what their old workers send.
+MAX_REVOKED = 65536
+
+
 class DeviceWatch:
     """Heartbeats devices, and reconciles the store with them as they come, go and drain."""
 
@@ -57,6 +66,9 @@ class DeviceWatch:
         self.devices = dispatch.devices
         #: Device taken for lost -> its sessions then, whose workers end if it comes back.
         self.taken: dict[str, set[str]] = {}
+        #: Queued requests of a lost device's sessions -> the hand-out taken back from it:
+        #: what an old worker says of that one is dropped (newest kept).
+        self.revoked: collections.OrderedDict[str, str] = collections.OrderedDict()
         #: Device heard again -> sessions it was told to end -> when (monotonic).
         self.ending: dict[str, dict[str, float]] = {}
 
@@ -86,17 +98,25 @@ class DeviceWatch:
     async def lost(self, device: str, why: str = "") -> None:
         state = self.devices.devices.get(device)
         taken = self.taken.setdefault(device, set())
+        worked = set(state.sessions) if state is not None else set()
         if state is not None:  # none of them may be placed on their old workers again
-            taken.update(state.sessions)
+            taken.update(worked)
             state.sessions.clear()
         self.log.warning("broker: device %s is lost (%s)", device,
                          why or f"silent for {self.devices.expiry:.0f} s")
         self.metrics.devices_lost.inc()
         for request in await self.store.requests(WORKING, device=device):
+            worked.add(request.session)
+            taken.add(request.session)
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
+            nonce = self.dispatch.handed.nonce(request.msg_id)
             self.dispatch.handed.discard(request.msg_id)
+            if request.session in worked and nonce is not None:  # its old worker's turn
+                self.revoked[request.msg_id] = nonce
+                while len(self.revoked) > MAX_REVOKED:
+                    self.revoked.popitem(last=False)
         for record in await self.store.sessions(OPEN):
             if record.device == device:
                 taken.add(record.session)

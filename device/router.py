@@ -274,10 +274,17 @@ class DeviceRouter(Node):
 
     async def _taken_for_lost(self, content: dict[str, Any]) -> None:
         """The broker took this device for lost and ended a session's work itself: end its
-        worker (:meth:`Overseer.abandon`) before any later request of the session comes."""
+        worker (:meth:`Overseer.abandon`) before any later request of the session comes, and
+        forget the replies it gave (the broker drops those of requests it took back, and
+        sends them again)."""
         session_id = content.get("session")
-        if isinstance(session_id, str) and await self.overseer.abandon(
-                session_id, str(content.get("reason") or "device lost")[:200]):
+        worker = self.overseer.workers.get(session_id) if isinstance(session_id, str) else None
+        if worker is None:
+            return
+        for msg_id in worker.given:  # taken back by the broker: it may send them again
+            self.answered.pop(msg_id, None)
+        if await self.overseer.abandon(worker.session_id,
+                                       str(content.get("reason") or "device lost")[:200]):
             self.log.warning("device %s: the broker took this device for lost while it was "
                              "silent and ended session %s's work; its worker is ended too",
                              self.device_id, session_id)

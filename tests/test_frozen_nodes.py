@@ -103,13 +103,16 @@ def test_a_worksheet_told_its_device_is_lost_runs_its_next_cells_in_a_fresh_work
     """Tests that a device frozen until the broker takes it for lost, then continued, ends
     the worker of the session the worksheet was told is gone ("device lost": its variables
     with it) before the worksheet's next cells run, the one queued behind the frozen cell
-    and one evaluated after: they ran on the old worker, with the variables the user was
-    told are gone (and the queued one, which the device reported it held, must not be taken
-    for running there once that worker is ended)."""
+    and one evaluated after, each once: they ran on the old worker, with the variables the
+    user was told are gone; and the queued one, which the old worker started as the device
+    went on, ran again in the new worker (its output twice) or waited for good."""
     broker = chain.start_broker()
     device = chain.start_device("--idle-timeout", "300")
     chain.start_gateway()
-    status, reply = chain.evaluate("u/ws/1", "x = 1\n" + CODE)
+    # The first cell ends while the device is frozen (its worker runs on): as the device
+    # goes on, it starts the queued one on the old worker before the broker's word comes.
+    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
+                                             "\ntime.sleep(1)")
     assert status == 202, reply
     until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
     status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")  # queued behind
