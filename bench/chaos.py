@@ -23,7 +23,8 @@ retried with a new cell id, and only a 202 counts. Meanwhile, every ``--interval
 - ``device-lost-stop``: SIGSTOP of the device's router for 4-6 s (past the broker's 3 s
   liveness: the broker takes it for lost, and ends its running cells with DeviceLost), then
   SIGCONT: the device ends the workers of the sessions taken for lost, so no cell after
-  that runs with the old variables (counted as a device death for the table);
+  that runs with the old variables. A cell whose worker printed all its lines during the
+  freeze has them all after its DeviceLost, and the table counts it a false error;
 - ``broker-stop``: SIGSTOP of the broker for 4-6 s (past the devices' 3 s liveness: the
   silence is the broker's own, so no device may be taken for lost), then SIGCONT;
 - ``everything``: broker, gateway and device SIGKILLed at once, restarted after 0-1 s;
