@@ -20,6 +20,11 @@ retried with a new cell id, and only a 202 counts. Meanwhile, every ``--interval
 - ``device-term``: SIGTERM (the device drains, running cells finish), restarted once it left;
 - ``device-stop``: SIGSTOP of the device's router for ``--stop`` seconds (below the broker's
   3 s heartbeat liveness, so the device is slow, not lost), then SIGCONT;
+- ``device-lost-stop``: SIGSTOP of the device's router for 4-6 s (past the broker's 3 s
+  liveness: the broker takes it for lost, and ends its running cells with DeviceLost), then
+  SIGCONT: the device ends the workers of the sessions taken for lost, so no cell after
+  that runs with the old variables. A cell whose worker printed all its lines during the
+  freeze has them all after its DeviceLost, and the table counts it a false error;
 - ``broker-stop``: SIGSTOP of the broker for 4-6 s (past the devices' 3 s liveness: the
   silence is the broker's own, so no device may be taken for lost), then SIGCONT;
 - ``everything``: broker, gateway and device SIGKILLed at once, restarted after 0-1 s;
@@ -67,8 +72,8 @@ from protocol.config import generate_key  # noqa: E402
 
 CODE = ("import time\nfor i in range({lines}):\n    time.sleep({pause})\n"
         "    print('{tag}', i, flush=True)\n")
-FAULTS = ("gateway", "broker", "device-kill", "device-term", "device-stop", "broker-stop",
-          "everything", "disk-full")
+FAULTS = ("gateway", "broker", "device-kill", "device-term", "device-stop", "device-lost-stop",
+          "broker-stop", "everything", "disk-full")
 DEVICE = "dev0"
 DISK_SIZE = "256m"
 LOGS = ROOT / "bench" / "work" / "chaos"
@@ -208,12 +213,15 @@ class Run:
             if code != 0:
                 self.tally.note(f"device exited {code} after SIGTERM")
             self.start_device()
-        elif f in ("device-stop", "broker-stop"):
-            node = device if f == "device-stop" else c.broker
+        elif f in ("device-stop", "device-lost-stop", "broker-stop"):
+            node = c.broker if f == "broker-stop" else device
             seconds = self.rng.uniform(*(self.args.stop if f == "device-stop" else (4.0, 6.0)))
+            stopped = time.monotonic()
             node.proc.send_signal(signal.SIGSTOP)
             time.sleep(seconds)
             node.proc.send_signal(signal.SIGCONT)
+            if f == "device-lost-stop":
+                self.deaths.append((stopped, time.monotonic()))
             return f"{f} {seconds:.1f} s"
         elif f == "disk-full":
             ballast = fill(self.work / "disk")

@@ -20,7 +20,8 @@ from .output import Outputs
 from .store import Store, StoreError
 
 #: The reason given for the sessions of a device the broker took for lost (silent past its
-#: heartbeat expiry, or its key revoked): their workers are likely gone with it.
+#: heartbeat expiry, or its key revoked): their workers are gone with it, or ended if it comes
+#: back (broker/devices.py).
 DEVICE_LOST = "device lost"
 
 

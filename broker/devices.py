@@ -3,7 +3,15 @@
 The broker heartbeats every device it knows and takes a device for lost once it has been
 silent for ``HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS`` seconds. A lost device's running
 requests end with a ``DeviceLost`` error (written into the cell's output like any other
-message); its queued requests are placed on another device.
+message); its queued requests are placed again (on another device, or on it once it is
+back). Its sessions are gone for their worksheets (``session_closed``, ``device lost``).
+Should the device be heard again (frozen or cut off, not dead), it is told at once to end its
+workers of those sessions
+(:meth:`DeviceWatch.came_back`), before any request can reach them: the next cell of such a
+worksheet starts a fresh worker, as the user was told, and no old worker answers twice. An old
+worker may still start a queued request before it hears (the device ran on; the request had
+gone to it before): what it says of that hand-out (``metadata.cellbus.sent``) is dropped,
+since the request runs again from its new one.
 
 When a device registers, or is heard again after being lost or after the broker restarted,
 its report of the requests it holds is reconciled with the store: requests it still holds
@@ -25,7 +33,9 @@ output up to then is stored), forgets the device and answers, so the device may 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from typing import Any
 
 from protocol import msgtypes as mt
@@ -40,6 +50,10 @@ from .output import Outputs
 from .store import DONE, ERROR, NEEDS_WORK, OPEN, WORKING, Request, Store, StoreError
 
 
+#: Hand-outs taken back from lost devices remembered, for what their old workers send.
+MAX_REVOKED = 65536
+
+
 class DeviceWatch:
     """Heartbeats devices, and reconciles the store with them as they come, go and drain."""
 
@@ -50,6 +64,13 @@ class DeviceWatch:
         self.outputs, self.metrics, self.log = outputs, metrics, log
         self.ends = ends  # tells a lost device's worksheets (broker/closures.py)
         self.devices = dispatch.devices
+        #: Device taken for lost -> its sessions then, whose workers end if it comes back.
+        self.taken: dict[str, set[str]] = {}
+        #: Queued requests of a lost device's sessions -> the hand-out taken back from it:
+        #: what an old worker says of that one is dropped (newest kept).
+        self.revoked: collections.OrderedDict[str, str] = collections.OrderedDict()
+        #: Device heard again -> sessions it was told to end -> when (monotonic).
+        self.ending: dict[str, dict[str, float]] = {}
 
     async def heartbeats(self) -> None:
         """Heartbeat every known device; declare lost the ones that went silent."""
@@ -75,19 +96,73 @@ class DeviceWatch:
                 await self.end_orphans()
 
     async def lost(self, device: str, why: str = "") -> None:
+        state = self.devices.devices.get(device)
+        taken = self.taken.setdefault(device, set())
+        worked = set(state.sessions) if state is not None else set()
+        if state is not None:  # none of them may be placed on their old workers again
+            taken.update(worked)
+            state.sessions.clear()
         self.log.warning("broker: device %s is lost (%s)", device,
                          why or f"silent for {self.devices.expiry:.0f} s")
         self.metrics.devices_lost.inc()
         for request in await self.store.requests(WORKING, device=device):
+            worked.add(request.session)
+            taken.add(request.session)
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
+            nonce = self.dispatch.handed.nonce(request.msg_id)
             self.dispatch.handed.discard(request.msg_id)
-        if self.ends is not None:
-            for record in await self.store.sessions(OPEN):
-                if record.device == device:
+            if request.session in worked and nonce is not None:  # its old worker's turn
+                self.revoked[request.msg_id] = nonce
+                while len(self.revoked) > MAX_REVOKED:
+                    self.revoked.popitem(last=False)
+        for record in await self.store.sessions(OPEN):
+            if record.device == device:
+                taken.add(record.session)
+                if self.ends is not None:
                     await self.ends.closed(record.session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
+
+    def came_back(self, device: str, report: dict[str, Any] | None = None) -> None:
+        """A message from ``device``. If it was taken for lost, tell it now (before anything
+        dispatched can reach it) to end the workers of the sessions taken with it; and for
+        the expiry after, take those sessions out of its reports (``report`` is changed in
+        place), which may still list them, so that none is placed on an old worker."""
+        taken = self.taken.get(device)
+        if taken is not None:
+            routing_id = self.devices.routing_id(device)
+            telling = self.ending.setdefault(device, {})
+            before = len(telling)
+            for session in list(taken):
+                note = self.wire.msg(mt.SESSION_CLOSED, {"session": session,
+                                                         "reason": DEVICE_LOST},
+                                     metadata={"cellbus": {"session": session}})
+                if routing_id is None or not self.dispatch.offer(routing_id, note):
+                    break  # told with its next message
+                taken.discard(session)
+                telling[session] = time.monotonic()
+            if not taken:
+                del self.taken[device]
+            if len(telling) > before:
+                self.log.warning("broker: device %s, taken for lost, is heard again; it ends "
+                                 "the workers of the %d sessions whose work was ended",
+                                 device, len(telling) - before)
+        told = self.ending.get(device)
+        if told is None or report is None:
+            return
+        now = time.monotonic()
+        for session, when in list(told.items()):
+            if now - when > self.devices.expiry:
+                del told[session]
+        if not told:
+            del self.ending[device]
+        sessions = report.get("sessions")
+        if isinstance(sessions, list):
+            report["sessions"] = [s for s in sessions if s not in told]
+            state = self.devices.devices.get(device)
+            if state is not None:
+                state.sessions.difference_update(told)
 
     async def joined(self, device: str, report: dict[str, Any], mark: int) -> None:
         """A device registered or came back: reconcile what it holds with the requests handed
@@ -99,8 +174,9 @@ class DeviceWatch:
             if request.msg_id not in held and not sent.since(request.msg_id, mark):
                 await self.fail(request, f"the device {device} restarted and no longer runs "
                                          "this cell; run it again")
+        ending = self.ending.get(device, {})  # their workers end, queues and all
         for request in await self.store.requests(NEEDS_WORK, device=device):
-            if request.msg_id in held:
+            if request.msg_id in held and request.session not in ending:
                 sent.add(request.msg_id)
             elif not sent.since(request.msg_id, mark):
                 sent.discard(request.msg_id)

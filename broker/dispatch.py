@@ -61,6 +61,7 @@ class Handed:
 
     def __init__(self) -> None:
         self._order: dict[str, int] = {}
+        self._nonces: dict[str, str] = {}
         self._count = 0
 
     def __contains__(self, msg_id: object) -> bool:
@@ -69,13 +70,21 @@ class Handed:
     def __len__(self) -> int:
         return len(self._order)
 
-    def add(self, msg_id: str) -> None:
+    def add(self, msg_id: str, nonce: str | None = None) -> None:
+        """``msg_id`` is handed out (as the hand-out ``nonce``, if it is sent now)."""
         if msg_id not in self._order:
             self._count += 1
             self._order[msg_id] = self._count
+        if nonce is not None:
+            self._nonces[msg_id] = nonce
 
     def discard(self, msg_id: str) -> None:
         self._order.pop(msg_id, None)
+        self._nonces.pop(msg_id, None)
+
+    def nonce(self, msg_id: str) -> str | None:
+        """The ``sent`` nonce of the hand-out of ``msg_id`` this process made last, if any."""
+        return self._nonces.get(msg_id)
 
     def mark(self) -> int:
         """A point in the order: :meth:`since` tells what was handed out after it."""
@@ -166,13 +175,14 @@ class Dispatch:
         routing_id = self.devices.routing_id(request.device)
         if routing_id is None:
             return False
-        self.handed.add(request.msg_id)
-        self.on_handed(request.session, request.device)
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
+        nonce = uuid.uuid4().hex[:12]
+        self.handed.add(request.msg_id, nonce)
+        self.on_handed(request.session, request.device)
         message = dict(request.message)
         metadata = dict(message.get("metadata") or {})
-        metadata["cellbus"] = {**(metadata.get("cellbus") or {}), "sent": uuid.uuid4().hex[:12]}
+        metadata["cellbus"] = {**(metadata.get("cellbus") or {}), "sent": nonce}
         message["metadata"] = metadata
         try:
             await self.wire.send(self._sock, message, [routing_id])
@@ -210,10 +220,14 @@ class Dispatch:
     def post(self, routing_id: bytes, message: Message) -> None:
         """Send a note of the bus (heartbeat, ack, drain reply) now, or not at all: a device
         not connected now gets the next one."""
+        self.offer(routing_id, message)
+
+    def offer(self, routing_id: bytes, message: Message) -> bool:
+        """:meth:`post`, saying whether the note went (True) or not."""
         try:
-            self._sock.send_now(self.wire.serialize(message, [routing_id]))
+            return self._sock.send_now(self.wire.serialize(message, [routing_id]))
         except zmq.ZMQError:
-            pass
+            return False
 
     async def _redispatch(self) -> None:
         await asyncio.sleep(REDISPATCH_AFTER)

@@ -304,6 +304,9 @@ class Broker(Node):
         kind = msg["msg_type"]
         content = msg["content"]
         device = (idents[0] if idents else b"").decode(errors="replace")
+        if device in self.watch.taken or device in self.watch.ending:
+            self.watch.came_back(device, content if kind in (
+                mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
             if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
@@ -335,6 +338,9 @@ class Broker(Node):
             return  # stored already, or out of order: the device's ack says what to send
         if judged is Judgement.SKIP:
             return  # received (its outbox moves on), but not the device's to send
+        if self.watch.revoked and isinstance(facts, dict) and facts.get("sent") == \
+                self.watch.revoked.get(msg["parent_header"].get("msg_id")):
+            return  # of a hand-out taken back from a lost device: it runs from a new one
         session_id = facts.get("session") if isinstance(facts, dict) else None
         if isinstance(facts, dict):  # delivery bookkeeping stays between device and broker
             for key in ("out", "try", "sent"):

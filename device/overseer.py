@@ -306,14 +306,27 @@ class Overseer:
         while len(self.ended) > ENDED_MEMORY:
             self.ended.popitem(last=False)
 
-    async def close_session(self, session_id: str, reason: str) -> bool:
+    async def close_session(self, session_id: str, reason: str, *, kill: bool = False) -> bool:
         worker = self.workers.get(session_id)
         if worker is None:
             return False
         worker.closing_reason = reason
         self._remember_end(session_id, f"was closed ({reason})")
-        await worker.close()
+        await worker.close(kill=kill)
         return True
+
+    async def abandon(self, session_id: str, reason: str) -> bool:
+        """Kill the session's worker, owing nothing for its requests: the broker took this
+        device for lost while it was silent (frozen, cut off), ended the running request
+        with DeviceLost and placed the queued ones again, and told the worksheet its session
+        is gone. A worker that went on would run the next cell with the variables the user
+        was told are gone, and answer requests that have their one reply already."""
+        worker = self.workers.get(session_id)
+        if worker is None:
+            return False
+        worker.abandoned = True
+        worker.queue.clear()
+        return await self.close_session(session_id, reason, kill=True)
 
     def enforce_exec_timeout(self) -> None:
         """Stop executions that ran longer than ``exec_timeout`` (time spent waiting for an

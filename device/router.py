@@ -214,6 +214,8 @@ class DeviceRouter(Node):
                 self.drain.replied(got[1]["parent_header"].get("msg_id", ""))
             elif kind == mt.BROKER_HEARTBEAT:
                 self.drain.broker_beat()
+            elif kind == mt.SESSION_CLOSED:
+                await self._taken_for_lost(got[1]["content"])
             elif kind == mt.OUTPUT_ACK:
                 content = got[1]["content"]
                 self.outbox.ack(content.get("epoch"), content.get("stored"),
@@ -270,6 +272,23 @@ class DeviceRouter(Node):
         if not isinstance(value, str) or worker is None or not await worker.prompt.answer(value):
             self.log.info("device: an answer for session %s came while it waited for none; "
                           "dropped", session_id)
+
+    async def _taken_for_lost(self, content: dict[str, Any]) -> None:
+        """The broker took this device for lost and ended a session's work itself: end its
+        worker (:meth:`Overseer.abandon`) before any later request of the session comes, and
+        forget the replies it gave (the broker drops those of requests it took back, and
+        sends them again)."""
+        session_id = content.get("session")
+        worker = self.overseer.workers.get(session_id) if isinstance(session_id, str) else None
+        if worker is None:
+            return
+        for msg_id in worker.given:  # taken back by the broker: it may send them again
+            self.answered.pop(msg_id, None)
+        if await self.overseer.abandon(worker.session_id,
+                                       str(content.get("reason") or "device lost")[:200]):
+            self.log.warning("device %s: the broker took this device for lost while it was "
+                             "silent and ended session %s's work; its worker is ended too",
+                             self.device_id, session_id)
 
     def _live(self, session_id: str) -> bool:
         """Whether the session's worker runs here and the device is not draining."""

@@ -55,7 +55,8 @@ def _rss(pid: int) -> int:
         return 0
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids of the direct children of ``pid`` (none if it ended)."""
     pids: list[int] = []
     try:
         for tid in os.listdir(f"/proc/{pid}/task"):
@@ -74,7 +75,7 @@ def tree_rss(pid: int, most: int = 64) -> int:
         p = todo.pop()
         seen += 1
         total += _rss(p)
-        todo.extend(_children(p))
+        todo.extend(children(p))
     return total
 
 

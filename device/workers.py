@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import signal
 import time
@@ -49,6 +50,7 @@ from .launcher import ForkedProcess
 from .limits import Limits, explain_exit
 from .pacing import TokenBucket
 from .prompts import INPUT_TIMEOUT, Prompt
+from .stops import StopWatch
 from .usage import MemoryWatch, seen_usage, usage_of
 from .workerlog import WorkerLog
 
@@ -67,6 +69,9 @@ COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 MAX_GIVEN = 1024
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
+#: What a cell is told when its worker was stopped and the device continued it.
+CONTINUED = ("\ncellbus: this cell's process was stopped (SIGSTOP or a job-control signal) "
+             "and nothing could continue it but the device, which did.\n")
 #: SIGCONTs an interrupt sends (see :meth:`Worker._continue`), and the seconds between them.
 CONTINUES, CONTINUE_EVERY = 5, 0.5
 
@@ -111,11 +116,15 @@ class Worker:
         self.exit_reason: str | None = None
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
+        #: The broker ended this worker's requests itself (it took the device for lost):
+        #: nothing is owed for them, not even an error (see Overseer.abandon).
+        self.abandoned = False
         #: When the running request started (monotonic), and the limit that killed it.
         self.started_at = 0.0
         #: The running request's own limits (protocol.asked), tighter than ``limits``.
         self.asked: Asked = {}
         self._memory: MemoryWatch | None = None
+        self._stops: StopWatch | None = None
         self.limit_hit: tuple[str, str] | None = None
         self.done = asyncio.Event()
         #: The prompt (input()) the running request waits on, if any (device/prompts.py).
@@ -162,6 +171,11 @@ class Worker:
             if self._memory is not None:
                 self._memory.stop()  # the last request's, if it ended without a reply
             self._memory = MemoryWatch(self.proc.pid)
+            if self._stops is not None:
+                self._stops.stop()
+            self._stops = StopWatch(self.proc.pid, functools.partial(self._runs, request),
+                                    functools.partial(self._stopped, request),
+                                    depth=1 if self.kernel == DEFAULT_KERNEL else 2)
             if "wall" in self.asked:
                 asyncio.get_running_loop().call_later(self.asked["wall"], self._wall_passed,
                                                       request["msg_id"])
@@ -198,6 +212,19 @@ class Worker:
         self.proc.send_signal(signal.SIGINT)
         self._continue(self.current, CONTINUES)
         return True
+
+    def _runs(self, request: Message) -> bool:
+        return self.current is request and self.proc.returncode is None
+
+    async def _stopped(self, request: Message) -> None:
+        """The worker stayed stopped while ``request`` ran (:mod:`device.stops`): continue it,
+        and say so in the cell's output."""
+        if not self._runs(request):
+            return
+        log.warning("worker %d of session %s was stopped while running a cell; continuing it",
+                    self.proc.pid, self.session_id)
+        self.proc.send_signal(signal.SIGCONT)
+        await self._emit(mt.STREAM, {"name": "stderr", "text": CONTINUED})
 
     def _continue(self, request: Message, left: int) -> None:
         """SIGCONT now, and again every :data:`CONTINUE_EVERY` seconds (``left`` times in
@@ -323,7 +350,10 @@ class Worker:
         self.exit_reason = describe_exit(self.proc.returncode)
         if self._memory is not None:
             self._memory.stop()
-        if self.current is not None and not (self._ending and self._ending.replied):
+        if self._stops is not None:
+            self._stops.stop()
+        if self.current is not None and not self.abandoned and not (
+                self._ending and self._ending.replied):
             await self._fail_current()
         self.current = None
         self.prompt.closed()

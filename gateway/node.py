@@ -13,6 +13,7 @@ from . import heap
 from .access import AccessPolicy
 from .app import WS_PING, make_app
 from .health import GatewayMetrics
+from .jupyter.channels import stop_sockets
 from .bodylimit import HEADER_HARD_CAP, BodyLimit, hard_cap
 from .bus import BrokerLink
 from .connections import ConnectionLimits, GuardedServer, raise_fd_limit
@@ -46,7 +47,7 @@ class Gateway(Node):
         link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
         link.auth = self.access.auth
         self.metrics = GatewayMetrics(link, self.rejected)
-        app = make_app(link, max_input=self.max_input, access=self.access,
+        self.app = app = make_app(link, max_input=self.max_input, access=self.access,
                        client_buffer=self.client_buffer, client_stall=self.client_stall,
                        metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout))
         limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
@@ -77,3 +78,4 @@ class Gateway(Node):
             await asyncio.wait_for(self.server.close_all_connections(), 5)
         except asyncio.TimeoutError:
             self.log.warning("gateway: some connections did not close in 5 s")
+        await stop_sockets(self.app.settings["jupyter_sockets"], 5)

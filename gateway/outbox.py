@@ -100,12 +100,13 @@ class Outbox:
 
     def _pump(self) -> None:
         while self.queue and self.unsent() < WINDOW:
-            text = self.queue.popleft()
-            self.queued -= len(text)
+            text = self.queue[0]
             try:
                 future = self.handler.write_message(text, binary=isinstance(text, bytes))
-            except WebSocketClosedError:
+            except WebSocketClosedError:  # closing: it was not handed over (positions.py)
                 return self.end()
+            self.queue.popleft()
+            self.queued -= len(text)
             # Run when the stream has passed this message to the kernel: the next ones may go.
             future.add_done_callback(self._written)
         if self.queued * 2 <= self.limit:

@@ -70,6 +70,9 @@ INTERACT_END = "interact_end"
 DEVICE_REGISTER = "device_register"
 DEVICE_HEARTBEAT = "device_heartbeat"
 SESSION_STARTED = "session_started"
+#: Device -> broker: {session, reason}, the device ended that session's worker. Broker ->
+#: device: the broker took the device for lost (silent past its heartbeat expiry) and ended
+#: that session's requests itself; the device, heard again, ends the worker without a reply.
 SESSION_CLOSED = "session_closed"
 BROKER_HEARTBEAT = "broker_heartbeat"
 #: Broker -> a device or gateway whose CURVE key was revoked: {key}. It disconnects and stops.

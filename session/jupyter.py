@@ -86,6 +86,14 @@ class JupyterBackend(SessionBackend):
                                f"{self.kernel_log()}") from None
         self._info = self._kernel_info()
         self.worker_sigint: Any = signal.getsignal(signal.SIGINT)
+        # The device continues a worker found stopped (device/stops.py) with SIGCONT: here
+        # the kernel is what its code stopped, so the signal goes on to it.
+        signal.signal(signal.SIGCONT, lambda *_: self._continue_kernel())
+
+    def _continue_kernel(self) -> None:
+        process = getattr(self.km.provisioner, "process", None)
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)
 
     def kernel_log(self) -> str:
         """The end of what the kernel wrote to its stdout and stderr (for diagnostics)."""

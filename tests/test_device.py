@@ -265,6 +265,21 @@ def test_interrupt_stops_code_that_stopped_its_own_worker(device_with_client) ->
     assert stdout_of(client.run("print('next')", "s")) == "next\n"
 
 
+def test_a_worker_that_stops_itself_is_continued_and_its_cell_ends(device_with_client
+                                                                    ) -> None:
+    """Tests that a cell whose code stops its own worker (SIGSTOP), with nobody to continue
+    it, goes on and ends by itself with all its output and a note saying why: it hung until
+    --exec-timeout (here 60 s) or a Stop."""
+    client, _ = device_with_client("--exec-timeout", "60")
+    running = client.execute("import os, signal\nprint('before', flush=True)\n"
+                             "os.kill(os.getpid(), signal.SIGSTOP)\nprint('after')", "s")
+    msgs = client.replies_to(running, timeout=20)
+    assert of_type(msgs, "execute_reply")[0]["content"]["status"] == "ok"
+    assert stdout_of(msgs) == "before\nafter\n"
+    assert "was stopped" in stdout_of(msgs, "stderr")
+    assert stdout_of(client.run("print('next')", "s")) == "next\n"
+
+
 def test_sigterm_stops_the_device_and_its_workers_cleanly(device_with_client) -> None:
     client, device = device_with_client()
     client.run("x = 1", "s")

@@ -1,8 +1,9 @@
 """Frozen nodes (SIGSTOP, then SIGCONT): a node that stops running for a while and then goes
 on, as under a debugger, a paused VM or a swap storm, is not a dead one. A broker that was
 frozen itself does not take its devices for lost for the silence it slept through, and a
-cell the broker ended for a frozen device keeps that one reply when the device goes on
-(tests/test_chaos.py kills nodes instead; bench/chaos.py freezes the device)."""
+cell the broker ended for a frozen device keeps that one reply when the device goes on, and
+the worksheet told its session is gone gets a fresh one then (tests/test_chaos.py kills nodes
+instead; bench/chaos.py freezes the device)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,14 @@ def printing(chain: Chain, cell: str) -> None:
     status, reply = chain.evaluate(cell, CODE)
     assert status == 202, reply
     until(lambda: lines_of(chain.update(cell)[1]), f"the first line of {cell}")
+
+
+def stdout_of(doc: dict[str, Any]) -> list[str]:
+    """The lines of a cell's standard output blocks (not the notes cellbus adds on stderr)."""
+    return "".join(b["content"] for b in sorted(doc["output"].values(),
+                                                key=lambda b: b["order"])
+                   if b.get("type") == "text" and b.get("stream") == "stdout"
+                   ).splitlines()
 
 
 @contextmanager
@@ -75,14 +84,45 @@ def test_a_cell_ended_by_the_broker_keeps_one_reply_when_its_device_comes_back(
         broker.wait_for_log(r"device device0 is lost")
         ended = chain.wait_done("u/ws/1")
     assert ended["status"] == "error"
-    # The worksheet's next cell runs after the frozen one on the same worker, so by its end
-    # everything the worker sent for the first has passed the broker.
+    # The device ends the frozen cell's worker before the worksheet's next cell reaches it,
+    # so by that cell's end everything the old worker sent has passed the broker.
     status, reply = chain.evaluate("u/ws/2", "print('next')")
     assert status == 202, reply
-    assert lines_of(chain.wait_done("u/ws/2", timeout=60)) == ["next"]
+    assert stdout_of(chain.wait_done("u/ws/2", timeout=60)) == ["next"]
     doc = chain.update("u/ws/1")[1]
-    assert doc["status"] == "error" and lines_of(doc) == [f"L {i}" for i in range(LINES)]
+    lines = lines_of(doc)
+    assert doc["status"] == "error" and lines == [f"L {i}" for i in range(len(lines))]
     with sqlite3.connect(tmp_path / "cellbus.db") as db:
         replies = db.execute("SELECT count(*) FROM messages WHERE parent = ? AND msg_type = "
                              "'execute_reply'", (doc["request"],)).fetchone()[0]
     assert replies == 1
+
+
+def test_a_worksheet_told_its_device_is_lost_runs_its_next_cells_in_a_fresh_worker(
+        chain: Chain) -> None:
+    """Tests that a device frozen until the broker takes it for lost, then continued, ends
+    the worker of the session the worksheet was told is gone ("device lost": its variables
+    with it) before the worksheet's next cells run, the one queued behind the frozen cell
+    and one evaluated after, each once: they ran on the old worker, with the variables the
+    user was told are gone; and the queued one, which the old worker started as the device
+    went on, ran again in the new worker (its output twice) or waited for good."""
+    broker = chain.start_broker()
+    device = chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    # The first cell ends while the device is frozen (its worker runs on): as the device
+    # goes on, it starts the queued one on the old worker before the broker's word comes.
+    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
+                                             "\ntime.sleep(1)")
+    assert status == 202, reply
+    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")  # queued behind
+    assert status == 202, reply
+    with frozen(device):
+        broker.wait_for_log(r"device device0 is lost")
+        assert chain.wait_done("u/ws/1")["status"] == "error"
+    status, reply = chain.evaluate("u/ws/3", "print('x' in globals())")
+    assert status == 202, reply
+    for cell in ("u/ws/2", "u/ws/3"):
+        doc = chain.wait_done(cell, timeout=60)
+        assert doc["status"] == "done" and stdout_of(doc) == ["False"], (cell, doc)
+    device.wait_for_log(r"the broker took this device for lost .* its worker is ended too")

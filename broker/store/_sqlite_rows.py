@@ -4,6 +4,7 @@ one operation of its writer: one transaction, one commit, one wake-up of the eve
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +16,8 @@ from .base import Message
 from .errors import UnknownRequest
 from .records import (FINAL, NEEDS_WORK, WORKING, DeviceRecord, Request, SessionRecord,
                       check_transition)
+
+log = logging.getLogger("cellbus.broker")
 
 _REQ_NAMES: Final = tuple(f.name for f in fields(Request))
 _REQ_COLS: Final = ", ".join(_REQ_NAMES)
@@ -73,6 +76,7 @@ def _append_op(items: Sequence[tuple[str, Message]]) -> Callable[[sqlite3.Connec
                 "INSERT INTO seqs (session, last) VALUES (?, ?) ON CONFLICT (session) "
                 "DO UPDATE SET last = last + excluded.last RETURNING last",
                 (session, n)).fetchone()[0]
+            last = _after_stored(conn, session, last, n)
             nxt[session] = last - n + 1
         seqs, rows = [], []
         for session, parent, msg_type, created, data in prepared:
@@ -85,6 +89,23 @@ def _append_op(items: Sequence[tuple[str, Message]]) -> Callable[[sqlite3.Connec
         return seqs
 
     return op
+
+
+def _after_stored(conn: sqlite3.Connection, session: str, last: int, n: int) -> int:
+    """``last``, the seqs counter just moved on by ``n``, or higher if the session already
+    holds a message at or past its first new seq: the file was changed by another process
+    (a restored copy, a hand edit) while the counter was not. Without this every write
+    carrying the session's output failed on the duplicate seq, from then on; with it, the
+    next seqs follow the stored ones (a primary-key lookup per session and batch)."""
+    top = conn.execute("SELECT MAX(seq) FROM messages WHERE session = ?",
+                       (session,)).fetchone()[0]
+    if top is None or top <= last - n:
+        return last
+    log.warning("broker store: session %s holds messages up to seq %d, past its counter "
+                "(%d): the file was changed by another process; its next seqs follow them",
+                session, top, last - n)
+    conn.execute("UPDATE seqs SET last = ? WHERE session = ?", (top + n, session))
+    return top + n
 
 
 def _receipts_op(receipts: Mapping[str, tuple[str, int]]) -> Callable[[sqlite3.Connection],

@@ -59,6 +59,11 @@ LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
 INPUT_REPLY = mt.INPUT_REPLY
 #: Prompts remembered per client (their cells), oldest forgotten first.
 MAX_PROMPTS = 64
+#: Position writes in flight, which a gateway that stops waits for (:func:`positions_written`).
+WRITING: set[asyncio.Future[None]] = set()
+#: Seconds between looks at how much of what was sent a client's side has taken, while
+#: some of it is not (its delivery position follows).
+POSITION_EVERY = 0.25
 
 
 def client_header(request: dict[str, Any]) -> dict[str, Any] | None:
@@ -81,6 +86,25 @@ class Replay(Subscription):
         if sent and self.session is not None:
             self.socket.delivered(self.session, self.last)
         return sent
+
+
+async def stop_sockets(sockets: Sockets, timeout: float) -> None:
+    """As the gateway stops: close every channels socket (1001, going away; tornado's
+    ``close_all_connections`` leaves WebSockets open, to die with the process), and wait up
+    to ``timeout`` seconds for each to end and for its last position to be written. A client
+    reads up to the close, so it resumes from exactly there, elsewhere or after a restart."""
+    handlers = [handler for group in sockets.open.values() for handler in group]
+    for handler in handlers:
+        handler.close(1001, "the gateway is stopping; connect again with your session_id")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    ending = [asyncio.ensure_future(handler.ended.wait()) for handler in handlers]
+    if ending:
+        await asyncio.wait(ending, timeout=timeout)
+        for waiter in ending:
+            waiter.cancel()
+    if WRITING:
+        await asyncio.wait(set(WRITING), timeout=max(0.1, deadline - loop.time()))
 
 
 class ChannelsHandler(SocketHandler):
@@ -117,6 +141,8 @@ class ChannelsHandler(SocketHandler):
         self.outbox = HandingOutbox(self, self.settings["client_buffer"], self._release)
         self.positions = Positions()
         self.position: tuple[str, int] | None = None
+        self.looking: asyncio.TimerHandle | None = None
+        self.ended = asyncio.Event()  # set once the socket is done (stop_sockets)
         self.writing: asyncio.Future[None] | None = None
         #: The ``header.session`` of every message to the client: the kernel's cellbus
         #: session (a restart makes a new one, as a Jupyter kernel's restart does).
@@ -144,22 +170,39 @@ class ChannelsHandler(SocketHandler):
         sub.catch_up()
 
     def _release(self) -> None:
-        self._store_position()  # what was handed over before the end, the queue not
+        if self.looking is not None:
+            self.looking.cancel()
+        self._position()  # what was handed over before the end, the queue not
         super()._release()
         self.sockets.discard((self.user, self.kernel_id), self)
+        self.ended.set()
 
     # -- to the client ----------------------------------------------------------------------
 
     def delivered(self, session: str, seq: int) -> None:
         """Keep the client's position in the store (one write at a time, the newest): the
-        last message handed to tornado (:mod:`.positions`)."""
+        last message its side has taken (:mod:`.positions`), looked at again every
+        :data:`POSITION_EVERY` seconds while some it was sent are not taken yet."""
         self.positions.sent(self.outbox.carried, (session, seq))
         self._store_position()
 
+    def _look_again(self) -> None:
+        self.looking = None
+        if not self.outbox.closed:
+            self._store_position()
+
     def _store_position(self) -> None:
+        self._position()
+        if self.positions.marks and self.looking is None and not self.outbox.closed:
+            self.looking = asyncio.get_running_loop().call_later(POSITION_EVERY,
+                                                                 self._look_again)
+
+    def _position(self) -> None:
         self.position = self.positions.handed(self.outbox.handed())
         if self.position is not None and (self.writing is None or self.writing.done()):
             self.writing = asyncio.ensure_future(self._write_positions())
+            WRITING.add(self.writing)
+            self.writing.add_done_callback(WRITING.discard)
 
     async def _write_positions(self) -> None:
         written = None

@@ -15,8 +15,8 @@
       + "a new session)",
     "shutdown requested": "restarted: the next evaluation starts a new session, without "
       + "the old variables",
-    "device lost": "its machine stopped answering, so its variables are likely gone (the "
-      + "next evaluation starts a session elsewhere)",
+    "device lost": "its machine stopped answering, so its variables are gone (the next "
+      + "evaluation starts a new session)",
   };
   const SESSION_TEXT = {
     none: "no session yet: the first evaluation starts one",

@@ -1,0 +1,69 @@
+"""Notice a worker that is stopped (SIGSTOP, SIGTSTP...) while its cell runs, and continue it.
+
+Code in a session can stop its own process (``os.kill(os.getpid(), signal.SIGSTOP)``), or a
+terminal-less job-control signal can; inside the sandbox nobody but the device can continue
+it, so its cell hung until ``--exec-timeout`` or a Stop, with nothing said. The device looks at
+the worker's state in ``/proc`` while a request runs, as it looks at its memory
+(:class:`device.usage.MemoryWatch`), and once the worker has stayed stopped across two looks
+it sends SIGCONT (the sandbox's init passes it on, and a Jupyter kernel's worker to its
+kernel) and says so in the cell's output: the cell goes on and ends with all its output, as
+if it had not stopped. A stop under a debugger (state ``t``, traced) is left alone, and so is
+one deeper down (a process the cell's code started and stopped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from .usage import children
+
+#: Seconds between two looks at a running worker's state; a worker stopped this long, or up
+#: to twice as long, is continued.
+STOP_CHECK = 0.5
+
+
+def stopped(pid: int, depth: int = 1) -> bool:
+    """Whether ``pid`` or a process up to ``depth`` levels below it (the worker, under the
+    sandbox's init; a Jupyter kernel, under its worker) is stopped by a signal (``T``)."""
+    level = [pid]
+    below: list[int] = []
+    for _ in range(depth):
+        level = [c for p in level for c in children(p)]
+        below.extend(level)
+    for p in [pid, *below]:
+        try:
+            with open(f"/proc/{p}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if state == b"T":
+            return True
+    return False
+
+
+class StopWatch:
+    """Looks at a worker's state every :data:`STOP_CHECK` seconds while ``running()`` (its
+    request runs), and awaits ``on_stopped`` once it has been seen stopped twice in a row."""
+
+    def __init__(self, pid: int, running: Callable[[], bool],
+                 on_stopped: Callable[[], Awaitable[None]], *, depth: int = 1) -> None:
+        self.pid, self.depth = pid, depth
+        self.running, self.on_stopped = running, on_stopped
+        self._task = asyncio.get_running_loop().create_task(self._watch(),
+                                                            name=f"stops.{pid}")
+
+    async def _watch(self) -> None:
+        seen = False
+        while True:
+            await asyncio.sleep(STOP_CHECK)
+            if not self.running():
+                return
+            now = stopped(self.pid, self.depth)
+            if now and seen:
+                await self.on_stopped()
+                now = False
+            seen = now
+
+    def stop(self) -> None:
+        self._task.cancel()
