@@ -1,10 +1,12 @@
 """What the built-in Python session answers about code: completions, help, completeness.
 
 Jupyter's ``complete_request``, ``inspect_request`` and ``is_complete_request`` for one
-namespace, with the standard library: :mod:`rlcompleter` completes names, keywords and
-attributes (it evaluates the expression before the last dot, in the session's own sandbox,
-as IPython's completer does), :mod:`inspect` gives an object's signature and docstring, and
-:mod:`codeop` says whether code is complete, as the interactive interpreter decides. Each
+namespace, with the standard library: names, keywords and attributes complete from the
+namespace, its builtins and :func:`dir` of the object a dotted name looks up (attributes
+are read, nothing is evaluated), :mod:`inspect` gives an object's signature and docstring,
+and :mod:`codeop` says whether code is complete, as the interactive interpreter decides. Not
+:mod:`rlcompleter`: it imports GNU readline, whose start sets ``LINES`` and ``COLUMNS`` in
+the process's environment, and every program a session started then had them. Each
 function takes the request's content as the client sent it and returns the reply's content.
 """
 
@@ -12,8 +14,8 @@ from __future__ import annotations
 
 import codeop
 import inspect
+import keyword
 import re
-import rlcompleter
 import warnings
 from typing import Any
 
@@ -41,22 +43,35 @@ def complete(namespace: dict[str, Any], content: dict[str, Any]) -> dict[str, An
     code, at = _code_and_cursor(content)
     text = _BEFORE.search(code[:at])
     typed = text.group(0) if text else ""
-    completer = rlcompleter.Completer(namespace)
-    matches: list[str] = []
-    with warnings.catch_warnings():  # a deprecated attribute warns when it is read
-        warnings.simplefilter("ignore")
-        for state in range(MAX_MATCHES):
-            try:
-                found = completer.complete(typed, state)
-            except Exception:  # noqa: BLE001 (an attribute whose lookup raises: no more)
-                break
-            if found is None:
-                break
-            found = found.removesuffix("(")  # rlcompleter marks callables; Jupyter does not
-            if found not in matches:
-                matches.append(found)
-    return {"status": "ok", "matches": matches, "cursor_start": at - len(typed),
+    owner, dot, start = typed.rpartition(".")
+    if dot:  # an attribute of what ``owner`` names (looked up, not evaluated)
+        found, obj = _find(namespace, owner)
+        names: set[str] = set()
+        if found:
+            with warnings.catch_warnings():  # a deprecated attribute warns when it is read
+                warnings.simplefilter("ignore")
+                names = set(_attributes(obj))
+        matches = [f"{owner}.{n}" for n in sorted(names)
+                   if n.startswith(start) and (start.startswith("_") or not n.startswith("_"))]
+    else:
+        names = {*keyword.kwlist, *keyword.softkwlist, *_builtins(namespace), *namespace}
+        matches = sorted(n for n in names if n.startswith(start) and isinstance(n, str)
+                         and (start.startswith("_") or not n.startswith("_")))
+    return {"status": "ok", "matches": matches[:MAX_MATCHES], "cursor_start": at - len(typed),
             "cursor_end": at, "metadata": {}}
+
+
+def _attributes(obj: Any) -> list[str]:
+    """What ``dir`` says ``obj`` has (nothing, if its ``__dir__`` raises)."""
+    try:
+        return [n for n in dir(obj) if isinstance(n, str)]
+    except Exception:  # noqa: BLE001 (a __dir__ of the user's that raises)
+        return []
+
+
+def _builtins(namespace: dict[str, Any]) -> dict[str, Any]:
+    scope = namespace.get("__builtins__", {})
+    return scope if isinstance(scope, dict) else vars(scope)
 
 
 def _find(namespace: dict[str, Any], dotted: str) -> tuple[bool, Any]:
@@ -65,8 +80,7 @@ def _find(namespace: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     names = [n for n in dotted.split(".") if n]
     if not names:
         return False, None
-    scope = namespace.get("__builtins__", {})
-    builtins = scope if isinstance(scope, dict) else vars(scope)
+    builtins = _builtins(namespace)
     if names[0] in namespace:
         obj = namespace[names[0]]
     elif names[0] in builtins:
