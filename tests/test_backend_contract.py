@@ -45,19 +45,16 @@ def shown(records: list[dict]) -> str:
     return text
 
 
-def test_kernel_info(backend: tuple[Cells, Worker]) -> None:
+def test_kernel_info_and_queries(backend: tuple[Cells, Worker]) -> None:
+    """Every backend answers kernel_info, and a client's questions about code with the
+    replies Jupyter's spec gives (those that cannot answer: the empty ones), each between
+    busy and idle (one worker for both: a kernel takes seconds to start)."""
     cells, worker = backend
     worker.send("kernel_info_request", {})
     info = worker.link.recv()
     assert info is not None and info["msg_type"] == "kernel_info_reply"
     assert info["content"]["status"] == "ok"
     assert info["content"]["language_info"]["name"]
-
-
-def test_queries_are_answered(backend: tuple[Cells, Worker]) -> None:
-    """Every backend answers a client's questions about code with the replies Jupyter's spec
-    gives (those that cannot answer: the empty ones), each between busy and idle."""
-    cells, worker = backend
     for query in ("complete_request", "inspect_request", "is_complete_request"):
         msg_id = worker.send(query, {"code": "pri", "cursor_pos": 3, "detail_level": 0})
         records = worker.collect()
