@@ -16,6 +16,7 @@ connection of any process (a DEALER connecting, say) may be given it as its own 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import random
@@ -42,10 +43,13 @@ class Ports:
 
     def _reserve_block(self) -> None:
         """Lock a block no other live run holds, and add its ports to those left."""
-        self.lock_dir.mkdir(mode=0o1777, exist_ok=True)
+        if not self.lock_dir.exists():
+            self.lock_dir.mkdir(exist_ok=True)
+            with contextlib.suppress(PermissionError):  # another user's run made it first
+                os.chmod(self.lock_dir, 0o1777)  # every user's runs, as /tmp (umask aside)
         blocks = list(range(PORTS.start, PORTS.stop - BLOCK + 1, BLOCK))
         for start in random.sample(blocks, len(blocks)):
-            fd = os.open(self.lock_dir / f"{start}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(self.lock_dir / f"{start}.lock", os.O_RDONLY | os.O_CREAT, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:  # another run's
