@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +20,7 @@ from typing import Any
 import zmq
 from tornado.websocket import websocket_connect
 
+from ports import Ports
 from protocol import Session
 from protocol.curve import ClientKeys, make_certificate
 from protocol.msgtypes import RECORDS
@@ -48,13 +47,6 @@ def node_env(env: dict[str, str] | None = None, *, base: dict[str, str] | None =
     return merged
 
 
-#: Ports handed to nodes come from below Linux's ephemeral range (32768-60999 by default).
-#: A port the kernel picked as free (bind to 0) comes from that range, and before the node
-#: binds it, an outgoing connection of any process (a DEALER connecting, say) may be given
-#: it as its own local port: the node then fails with "Address already in use".
-PORTS = range(20000, 32768)
-
-
 def ipc_endpoint(name: str = "bus") -> str:
     """An ipc:// endpoint in a fresh private folder with a short path (ipc paths are limited
     to about 100 bytes, more than pytest's folders leave)."""
@@ -62,25 +54,14 @@ def ipc_endpoint(name: str = "bus") -> str:
     return f"ipc://{tempfile.mkdtemp(prefix='cb-')}/{name}"
 
 
-#: Ports :func:`free_port` gave this run: a node may bind one only seconds later, so the
-#: next call must not give it again (two random picks of a chain's ports once matched).
-_GIVEN: set[int] = set()
+#: This run's ports (tests/ports.py: reserved against other test runs on the machine).
+_PORTS = Ports()
 
 
 def free_port() -> int:
-    """A port on 127.0.0.1 nothing is bound to now, outside the ephemeral range, and not
-    given before in this run."""
-    for port in random.sample(PORTS, 200):
-        if port in _GIVEN:
-            continue
-        _GIVEN.add(port)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+    """A port on 127.0.0.1 nothing is bound to now, outside the ephemeral range, given to no
+    other test run on this machine, and not given before in this run."""
+    return _PORTS.take()
 
 
 class NodeProcess:

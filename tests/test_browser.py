@@ -74,9 +74,14 @@ def open_page(browser: Any, **context_options: Any) -> Iterator[Any]:
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
+    # What the page could not load, to say with a script error: "cellbus is not defined" in a
+    # whole run left unknown whether cellbus.js failed to load, and why.
+    unloaded: list[str] = []
+    page.on("requestfailed", lambda r: unloaded.append(f"{r.url}: {r.failure}"))
+    page.on("response", lambda r: r.status >= 400 and unloaded.append(f"{r.url}: {r.status}"))
     yield page
     context.close()
-    assert not errors, f"script errors on the page: {errors}"
+    assert not errors, f"script errors on the page: {errors}; requests that failed: {unloaded}"
 
 
 @pytest.fixture

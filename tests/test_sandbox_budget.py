@@ -81,20 +81,23 @@ def test_sessions_together_cannot_pass_the_budget(device_with_client) -> None:
     client, device = device_with_client("--memory-budget", str(budget),
                                         "--max-memory", str(1024 * MiB))
     assert int(budget_file(template_pid(device)).read_text()) == budget
-    hold = "x = b'x' * (400 * 2**20)\nprint(len(x))"
-    out(client, hold, "a")
-    # This one or the first is stopped (which, the kernel chooses; now and then both).
-    errors = of_type(client.run(hold, "b"), "error")
-    assert not errors or errors[0]["content"]["ename"] == "MemoryLimitExceeded", errors
-    after = {s: client.run("print(len(x))", s) for s in ("a", "b")}
-    alive = [s for s, msgs in after.items() if stdout_of(msgs) == f"{400 * MiB}\n"]
-    assert len(alive) < 2, "both sessions hold 400 MiB under a 640 MiB budget"
-    for session in {"a", "b"} - set(alive):  # each stopped one says why in its next cell:
-        said = stdout_of(after[session], "stderr")  # stopped before it, or while it ran
-        died = [e["content"]["ename"] for e in of_type(after[session], "error")]
-        assert "previous one ran out of memory" in said or died == ["MemoryLimitExceeded"], (
-            session, said, died)
-    assert out(client, "print('fresh')", "c") == "fresh\n"
+    try:
+        hold = "x = b'x' * (400 * 2**20)\nprint(len(x))"
+        out(client, hold, "a")
+        # This one or the first is stopped (which, the kernel chooses; now and then both).
+        errors = of_type(client.run(hold, "b"), "error")
+        assert not errors or errors[0]["content"]["ename"] == "MemoryLimitExceeded", errors
+        after = {s: client.run("print(len(x))", s) for s in ("a", "b")}
+        alive = [s for s, msgs in after.items() if stdout_of(msgs) == f"{400 * MiB}\n"]
+        assert len(alive) < 2, "both sessions hold 400 MiB under a 640 MiB budget"
+        for session in {"a", "b"} - set(alive):  # each stopped one says why in its next cell:
+            said = stdout_of(after[session], "stderr")  # stopped before it, or while it ran
+            died = [e["content"]["ename"] for e in of_type(after[session], "error")]
+            assert "previous one ran out of memory" in said or died == ["MemoryLimitExceeded"], (
+                session, said, died)
+        assert out(client, "print('fresh')", "c") == "fresh\n"
+    except AssertionError as e:  # which worker the kernel stopped, and what the device did
+        raise AssertionError(f"{e}\n-- the device's log --\n{device.log}") from e
 
 
 def test_the_budget_option_takes_a_share_or_bytes() -> None:
