@@ -111,7 +111,10 @@ def own_web(running_chain: Any, request: pytest.FixtureRequest) -> Iterator[Any]
 
 
 def expect(locator: Any) -> Any:
+    """Playwright's ``expect``, waiting up to :data:`WAIT` (the context's default timeout
+    does not reach ``expect``, which waited 5 s: a loaded machine's margin)."""
     from playwright.sync_api import expect as pw_expect
+    pw_expect.set_options(timeout=WAIT)
     return pw_expect(locator)
 
 
