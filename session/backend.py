@@ -18,6 +18,8 @@ import abc
 import dataclasses
 from typing import Any, Literal
 
+from protocol.queries import unanswered
+
 #: Largest file (bytes) whose content is sent when the block API announces it.
 DEFAULT_MAX_FILE_SIZE = 8 * 1024 * 1024
 
@@ -138,15 +140,3 @@ class SessionBackend(abc.ABC):
 
     def shutdown(self) -> None:
         """Release what the backend holds; the process exits right after."""
-
-
-def unanswered(msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
-    """The reply to a query nobody could answer (see :meth:`SessionBackend.query`)."""
-    if msg_type == "complete_request":
-        at = content.get("cursor_pos")
-        at = at if isinstance(at, int) and at >= 0 else 0
-        return {"status": "ok", "matches": [], "cursor_start": at, "cursor_end": at,
-                "metadata": {}}
-    if msg_type == "inspect_request":
-        return {"status": "ok", "found": False, "data": {}, "metadata": {}}
-    return {"status": "unknown"}

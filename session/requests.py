@@ -18,9 +18,10 @@ from protocol import msgtypes as mt
 from protocol.asked import from_content
 from protocol.errors import ProtocolError
 from protocol.link import WorkerLink
+from protocol.queries import unanswered
 from protocol.version import VERSION
 
-from .backend import ExecuteOutcome, SessionBackend, unanswered
+from .backend import ExecuteOutcome, SessionBackend
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
 from .linkoutput import LinkOutput

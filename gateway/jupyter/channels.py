@@ -30,6 +30,7 @@ from tornado.web import HTTPError
 
 from protocol import msgtypes as mt
 from protocol.address import is_name
+from protocol.queries import unanswered
 from protocol.ratelog import RateLog
 from protocol.wire import Message, utcnow_iso
 
@@ -51,9 +52,6 @@ MAX_CLIENT = 128
 #: What the gateway answers itself, for the built-in session: reply type and content.
 LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
     "comm_info_request": ("comm_info_reply", {"status": "ok", "comms": {}}),
-    "inspect_request": ("inspect_reply", {"status": "ok", "found": False, "data": {},
-                                          "metadata": {}}),
-    "is_complete_request": ("is_complete_reply", {"status": "unknown"}),
     "history_request": ("history_reply", {"status": "ok", "history": []}),
 }
 INPUT_REPLY = mt.INPUT_REPLY
@@ -352,11 +350,9 @@ class ChannelsHandler(SocketHandler):
         if msg_type == mt.COMM_OPEN:
             self.answer(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
                                                  "data": {}}, "iopub")
-        elif msg_type == mt.COMPLETE_REQUEST:
-            at = content.get("cursor_pos")
-            at = at if isinstance(at, int) and not isinstance(at, bool) and at >= 0 else 0
-            self.answer(request, mt.COMPLETE_REPLY, {"status": "ok", "matches": [],
-                        "cursor_start": at, "cursor_end": at, "metadata": {}}, "shell")
+        elif query:
+            self.answer(request, mt.QUERY_REPLIES[msg_type], unanswered(msg_type, content),
+                        "shell")
         elif msg_type in LOCAL_REPLIES:
             self.answer(request, *LOCAL_REPLIES[msg_type], "shell")
 
