@@ -18,8 +18,9 @@ dropped: the worker sends its own.
 
 Interrupts: the device sends SIGINT to the worker; while a cell runs, the backend takes it
 itself and interrupts the kernel the way its kernelspec says (``interrupt_mode`` signal or
-message, :meth:`KernelManager.interrupt_kernel`), then waits for the kernel's own reply,
-which ends the cell (a kernel that does not answer within ``INTERRUPT_GRACE`` is restarted).
+message, :meth:`KernelManager.interrupt_kernel`) once the kernel runs the cell's code, then
+waits for the kernel's own reply, which ends the cell (a kernel that does not answer within
+``INTERRUPT_GRACE`` is restarted).
 stdin: a kernel's ``input_request`` is answered with :func:`input` (or
 :func:`getpass.getpass` for a password) in the worker, which the worker turns into the
 session's ``input_request`` output and ``input_reply`` request.
@@ -45,6 +46,12 @@ START_TIMEOUT = 60.0
 INTERRUPT_GRACE = 10.0
 #: Seconds without a reply after which an interrupt is sent to the kernel again.
 INTERRUPT_AGAIN = 1.0
+#: Seconds an interrupt waits after the kernel said it started the cell: between that word
+#: and the user's code a kernel is not ready for one (IRkernel ends, ipykernel drops the
+#: request and never replies).
+INTERRUPT_SETTLE = 0.25
+#: Seconds after which an interrupt goes to a kernel that has not said it started the cell.
+INTERRUPT_BLIND = 5.0
 #: Image types a kernel sends as base64 text.
 BASE64_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
 #: Seconds between looks at whether the cell was interrupted or its kernel died.
@@ -143,13 +150,12 @@ class JupyterBackend(SessionBackend):
         try:
             msg_id = self.kc.execute(code, silent=silent, store_history=store_history,
                                      allow_stdin=True)
-            run = _Run(self, msg_id)
+            run = _Run(self, msg_id, silent=silent)
             sent, last = 0, 0.0
             while not run.done:
                 run.step(timeout=POLL)
                 now = time.monotonic()
-                if len(interrupted) > sent or (sent and run.reply is None
-                                               and self._again(run, last, now)):
+                if self._interrupt_due(run, interrupted, sent, last, now):
                     sent, last = len(interrupted), now
                     self.km.interrupt_kernel()
                 if interrupted and not run.done and \
@@ -169,16 +175,26 @@ class JupyterBackend(SessionBackend):
         return run.outcome()
 
     @staticmethod
-    def _again(run: _Run, last: float, now: float) -> bool:
-        """Whether to interrupt the kernel once more, the last one (at ``last``) having had
-        no reply. A kernel may ignore an interrupt that comes before it started the cell
-        (ipykernel does), so: one a second while it has not said it started (its
-        execute_input), and once more a second after it started if the last one went before.
-        Never again after one it had while running: R keeps a second SIGINT that comes after
-        its reply pending, and that interrupts the next cell."""
-        if run.started is None:
-            return now - last > INTERRUPT_AGAIN
-        return last < run.started and now - run.started > INTERRUPT_AGAIN
+    def _interrupt_due(run: _Run, interrupted: list[float], sent: int, last: float,
+                       now: float) -> bool:
+        """Whether to interrupt the kernel now, the worker having had SIGINT at the times
+        ``interrupted``, ``sent`` of them passed on, the last at ``last`` (0: none yet).
+
+        A kernel interrupted before it runs the cell's code may ignore it (ipykernel, still
+        idle), end (IRkernel) or drop the request (ipykernel, in its handler): so an
+        interrupt waits until ``INTERRUPT_SETTLE`` after the kernel said it began. A kernel
+        that never says so gets it after ``INTERRUPT_BLIND``, once a second, and once more a
+        second after it began if the last went before. Never again after one it had while
+        running, unless the worker was interrupted again: R keeps a second SIGINT that comes
+        after its reply pending, and that interrupts the next cell."""
+        if not interrupted or run.reply is not None:
+            return False
+        began = run.began
+        if began is None:
+            return now - interrupted[0] >= INTERRUPT_BLIND and now - last >= INTERRUPT_AGAIN
+        if now - began < INTERRUPT_SETTLE:
+            return False
+        return len(interrupted) > sent or 0 < last < began < now - INTERRUPT_AGAIN
 
     def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
         """A client's comm message to the kernel's shell; what the kernel says about it
@@ -208,11 +224,13 @@ class JupyterBackend(SessionBackend):
         try:
             msg = self.kc.session.msg(msg_type, content)
             self.kc.shell_channel.send(msg)
-            run = _Run(self, msg["header"]["msg_id"], answer)
+            run = _Run(self, msg["header"]["msg_id"], answer, silent=True)
             while not run.done:  # as long as a cell may run: --exec-timeout is the device's
                 run.step(timeout=POLL)
-                if interrupted:
-                    interrupted.clear()
+                now = time.monotonic()
+                if interrupted and (now - interrupted[0] >= INTERRUPT_BLIND or (
+                        run.began is not None and now - run.began >= INTERRUPT_SETTLE)):
+                    interrupted.clear()  # (as for a cell: once the kernel runs the handler)
                     self.km.interrupt_kernel()
                 if not self.km.is_alive():  # the next cell starts it again
                     return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
@@ -237,19 +255,28 @@ class _Run:
     """One execute_request in flight: relays its output and keeps its reply and result."""
 
     def __init__(self, backend: JupyterBackend, msg_id: str,
-                 answer: str | None = "execute_reply") -> None:
+                 answer: str | None = "execute_reply", *, silent: bool = False) -> None:
         self.backend, self.msg_id, self.answer = backend, msg_id, answer
+        self.silent = silent
         #: The reply, of type ``answer``; a comm message has none (but comm_info_request):
         #: its idle ends it.
         self.reply: dict[str, Any] | None = None if answer is not None else {}
         self.idle = False
         #: When the kernel started the cell (it sent the cell's execute_input), monotonic.
         self.started: float | None = None
+        #: When the kernel said it was busy with the request, monotonic.
+        self.busy: float | None = None
         self.result: dict[str, Any] | None = None
 
     @property
     def done(self) -> bool:
         return self.reply is not None and self.idle
+
+    @property
+    def began(self) -> float | None:
+        """When the kernel began the cell: its execute_input, or for a silent cell (which
+        has none) its busy."""
+        return self.busy if self.silent else self.started
 
     def step(self, timeout: float) -> None:
         """Handle what the kernel sent (waiting up to ``timeout`` seconds for something)."""
@@ -311,6 +338,8 @@ class _Run:
             out.message(kind, content, msg.get("metadata") or None)
         elif kind == "status" and content.get("execution_state") == "idle":
             self.idle = True
+        elif kind == "status" and self.busy is None:
+            self.busy = time.monotonic()
         if kind == "execute_input" and self.started is None:  # from the cell's handler
             self.started = time.monotonic()  # (busy comes before it, while SIGINT is ignored)
 

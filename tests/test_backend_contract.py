@@ -112,7 +112,8 @@ def test_interrupt_then_next_cell(backend: tuple[Cells, Worker]) -> None:
     assert all(r["parent"] == msg_id for r in records)
     assert reply(records)["status"] == "error"
     assert of_type(records, "error")
-    assert "5" in shown(worker.execute(cells.show)), "the session lived on"
+    after = worker.execute(cells.show)
+    assert "5" in shown(after), ("the session lived on", records, after, worker.stderr())
 
 
 def _descendants(pid: int) -> set[int]:
