@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -165,3 +166,27 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, exitstatu
     from fuzzing import summary as fuzz_summary  # the fuzz tests' case counts and memory
     for fuzz_line in fuzz_summary():
         terminalreporter.write_line(fuzz_line)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a worker of pytest-xdist (``bin/test`` runs a few): what its tests ran against and
+    counted, for the summary the controller writes (:func:`pytest_testnodedown`)."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        from fuzzing import COUNTS, NOTES
+        from mongodb_server import RAN
+        workeroutput["cellbus"] = {"mongodb_servers": RAN.servers, "mongodb_missing": RAN.missing,
+                                   "fuzz_counts": dict(COUNTS), "fuzz_notes": NOTES}
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """In pytest-xdist's controller: one worker's part of the summary, added to the rest."""
+    part = getattr(node, "workeroutput", {}).get("cellbus")
+    if part:
+        from fuzzing import COUNTS, NOTES
+        from mongodb_server import RAN
+        RAN.servers.update(part["mongodb_servers"])
+        RAN.missing = RAN.missing or part["mongodb_missing"]
+        COUNTS.update(part["fuzz_counts"])
+        NOTES.update(part["fuzz_notes"])
