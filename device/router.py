@@ -282,10 +282,12 @@ class DeviceRouter(Node):
         worker = self.overseer.workers.get(session_id) if isinstance(session_id, str) else None
         if worker is None:
             return
+        ended = await self.overseer.abandon(worker.session_id,
+                                            str(content.get("reason") or "device lost")[:200])
+        # Once it has ended: until then it may still answer a request it was given.
         for msg_id in worker.given:  # taken back by the broker: it may send them again
             self.answered.pop(msg_id, None)
-        if await self.overseer.abandon(worker.session_id,
-                                       str(content.get("reason") or "device lost")[:200]):
+        if ended:
             self.log.warning("device %s: the broker took this device for lost while it was "
                              "silent and ended session %s's work; its worker is ended too",
                              self.device_id, session_id)

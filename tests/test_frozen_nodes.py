@@ -123,6 +123,9 @@ def test_a_worksheet_told_its_device_is_lost_runs_its_next_cells_in_a_fresh_work
     status, reply = chain.evaluate("u/ws/3", "print('x' in globals())")
     assert status == 202, reply
     for cell in ("u/ws/2", "u/ws/3"):
-        doc = chain.wait_done(cell, timeout=60)
+        try:
+            doc = chain.wait_done(cell, timeout=25)
+        except AssertionError as e:  # what each node said, for a failure in a whole run
+            raise AssertionError(f"{e}\nbroker:\n{broker.log}\ndevice:\n{device.log}") from e
         assert doc["status"] == "done" and stdout_of(doc) == ["False"], (cell, doc)
     device.wait_for_log(r"the broker took this device for lost .* its worker is ended too")
