@@ -87,8 +87,8 @@ def test_deleting_a_worksheet_frees_the_quota_at_once_and_after_a_restart(
     assert answer.status == 429, answer.body
     old = [wait_status(chain, ann, f"ws/{n}", ("done", "error")) for n in range(1, accepted + 1)]
     assert {doc["status"] for doc in old} == {"done"}
-    ask(chain, ann, "POST", "/home/ann/ws/layout", json.dumps({"cells": [
-        {"id": "1", "type": "markdown", "code": "# notes"}]}))
+    assert ask(chain, ann, "POST", "/home/ann/ws/layout", json.dumps({"cells": [
+        {"id": "1", "type": "markdown", "code": "# notes"}]})).status == 200
     messages = stored_messages(chain, "ann", "ws")
     assert messages >= 3 * accepted  # each run's echo, output status and reply at least
 
@@ -126,7 +126,8 @@ def test_a_worksheet_with_a_running_cell_is_refused_with_409_until_it_ends(
     """A cell of cleo's worksheet runs: DELETE answers 409 with words that say to interrupt
     or wait, and deletes nothing; interrupted, the worksheet is deleted (200)."""
     (cleo,) = start(chain, "cleo")
-    loop = "import time\nfor _ in range(600):\n    time.sleep(0.05)"
+    # its first output ends the long-poll that waits for it to run
+    loop = "import time\nprint('started', flush=True)\nfor _ in range(600):\n    time.sleep(0.05)"
     assert evaluate(chain, cleo, "ws/1", "print(1)").status == 202
     assert wait_status(chain, cleo, "ws/1", ("done",))["status"] == "done"
     assert evaluate(chain, cleo, "ws/2", loop).status == 202
