@@ -14,8 +14,9 @@ Over the budget, a request that would store more (an evaluate, an interact, a la
 layout, a new permalink or delivery position) is refused with 429, as every per-user quota
 is (507 means the store's disk itself is full), with words that name the quota and how to
 free space. Nothing already stored is touched; reading, interrupting, restarting, answering
-a prompt and deleting layouts go on working, and output of runs already accepted keeps
-only a notice once the budget is spent (:mod:`broker.outputcap`).
+a prompt and deleting (a worksheet's runs, layouts, permalinks) go on working, and output of
+runs already accepted keeps only a notice once the budget is spent (:mod:`broker.outputcap`).
+A deletion frees its bytes at once (:meth:`StoreBudget.recount`, or the size deleted).
 """
 
 from __future__ import annotations
@@ -70,11 +71,18 @@ class StoreBudget:
             f"quota: {user} keeps {_mib(used)} in the store (code of runs, its output, "
             f"layouts, permalinks), and this {what} ({_mib(size)}) would pass the most one "
             f"user may keep (the broker's --user-output {_mib(self.quota)}); nothing was "
-            "accepted. Reading your worksheets still works. To free space, delete the "
-            'layouts of worksheets you no longer need (POST {"cells": []} to their /layout); '
+            "accepted. Reading your worksheets still works. To free space, delete the runs "
+            "of worksheets you no longer need (DELETE /home/USER/WORKSHEET), their layouts "
+            '(POST {"cells": []} to their /layout) or your permalinks (DELETE /permalink/ID); '
             "output of finished sessions and earlier runs of a cell are removed after the "
             "broker's --retention; or ask the operator for a larger --user-output"),
             retry_after=RETRY_AFTER)
+
+    async def recount(self, user: str) -> None:
+        """Read what ``user`` keeps from the store now (after a deletion of theirs: what it
+        freed counts at once, not at the next read :data:`RETRY_AFTER` seconds on)."""
+        if self.quota:
+            await self.users.refresh(user, now=True)
 
     def add(self, user: str, size: int) -> None:
         """``size`` bytes were stored for ``user`` (negative: removed)."""

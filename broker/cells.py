@@ -146,6 +146,16 @@ class Cells:
             self._load_done.pop(request.msg_id).set()
         return view
 
+    def forget(self, user: str, worksheet: str) -> None:
+        """The worksheet's runs were deleted from the store (broker/deletion.py): its cells
+        have no latest request, and no view of its requests is kept."""
+        for key in [k for k in self.latest if k[:2] == (user, worksheet)]:
+            del self.latest[key]
+        for msg_id, view in list(self.views.items()):
+            if (view.request.user, view.request.worksheet) == (user, worksheet):
+                del self.views[msg_id]
+                self.bytes -= view.size
+
     def _keep(self, view: CellView) -> None:
         """Keep ``view`` as the newest view."""
         old = self.views.pop(view.request.msg_id, None)

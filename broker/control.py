@@ -22,7 +22,7 @@ from .devices import DeviceWatch
 from .dispatch import Dispatch
 from .refusal import Address, Reply
 from .sessions import OpenSessions
-from .store import CLOSED, NEEDS_WORK, Store
+from .store import CLOSED, NEEDS_WORK, SessionRecord, Store
 
 #: Sessions listed per device in a status reply at most.
 MAX_LISTED = 500
@@ -44,6 +44,15 @@ class Control:
         record = await self.sessions.find(user, worksheet)
         if record is None:
             return {"cell_id": cell_id, "status": "restarted", "closed": None}, []
+        await self.close(record, address)
+        return {"cell_id": cell_id, "status": "restarted", "closed": record.session}, []
+
+    async def close(self, record: SessionRecord, address: Address,
+                    why: str = "restarted") -> None:
+        """Close the open session ``record`` of the worksheet at ``address`` as the module
+        docstring says; ``why``: for the log (a restart, or a deletion of the worksheet's
+        runs: broker/deletion.py)."""
+        user, worksheet, cell_id = address
         record.state = CLOSED
         record.last_activity = time.time()
         await self.store.put_session(record)
@@ -59,9 +68,8 @@ class Control:
                 mt.SHUTDOWN_REQUEST, {"restart": False}, metadata={"cellbus": {
                     "user": user, "worksheet": worksheet, "cell_id": cell_id,
                     "session": record.session}}))
-        self.log.info("broker: restarted %s/%s: closed session %s (device %s)", user,
+        self.log.info("broker: %s %s/%s: closed session %s (device %s)", why, user,
                       worksheet, record.session, device or "none")
-        return {"cell_id": cell_id, "status": "restarted", "closed": record.session}, []
 
     async def status(self, msg: Message, address: Address) -> Reply:
         """Devices (alive, capacity, load, free, sessions) and the requests waiting."""

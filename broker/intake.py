@@ -29,6 +29,7 @@ from .budget import stored_size
 from .cells import Cells
 from .comms import Comms
 from .control import Control
+from .deletion import Deletion
 from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
 from .jupyter import JupyterKernels
@@ -58,7 +59,8 @@ MAX_REPLAY = 1000
 REPLAY_PAGE_BYTES = 1 << 20
 #: Requests about the whole bus, not a cell: no address, no worksheet lock.
 GLOBAL = frozenset({mt.BROKER_STATUS_REQUEST, mt.AUTH_REQUEST, KERNELS_REQUEST,
-                    mt.PERMALINK_REQUEST, mt.PERMALINK_GET_REQUEST})
+                    mt.PERMALINK_REQUEST, mt.PERMALINK_GET_REQUEST,
+                    mt.PERMALINK_DELETE_REQUEST})
 #: Requests that only read: they do not wait for the worksheet's lock, so a page's replay
 #: and its first execute (sent together) run side by side. A read sees the worksheet before
 #: or after a write in progress, never half of it (each write is one commit).
@@ -86,6 +88,8 @@ class Intake:
         permalinks = Permalinks(store, quotas, wire.key)
         layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
+        deletion = Deletion(store=store, sessions=sessions, control=control, cells=cells,
+                            jupyter=jupyter, budget=quotas.budget)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
@@ -103,6 +107,8 @@ class Intake:
             KERNELS_REQUEST: (KERNELS_REPLY, self.list_kernels),
             mt.PERMALINK_REQUEST: (mt.PERMALINK_REPLY, permalinks.create),
             mt.PERMALINK_GET_REQUEST: (mt.PERMALINK_GET_REPLY, permalinks.get),
+            mt.PERMALINK_DELETE_REQUEST: (mt.PERMALINK_DELETE_REPLY, permalinks.delete),
+            mt.WORKSHEET_DELETE_REQUEST: (mt.WORKSHEET_DELETE_REPLY, deletion.worksheet),
             mt.WORKSHEET_LAYOUT_REQUEST: (mt.WORKSHEET_LAYOUT_REPLY, layouts.put),
             mt.WORKSHEET_LAYOUT_GET_REQUEST: (mt.WORKSHEET_LAYOUT_GET_REPLY, layouts.get),
             mt.WORKSHEET_NOTEBOOK_REQUEST: (mt.WORKSHEET_NOTEBOOK_REPLY,

@@ -59,6 +59,11 @@ class JupyterKernels:
         #: is not read first), oldest first.
         self._known: dict[tuple[str, str, str], None] = {}
 
+    def forget(self, user: str, worksheet: str) -> None:
+        """The worksheet's delivery positions were deleted (broker/deletion.py): a client's
+        next one is a new row again, counted."""
+        self._known = {k: v for k, v in self._known.items() if k[:2] != (user, worksheet)}
+
     async def _new_row(self, user: str, worksheet: str, client: str, session: str) -> int:
         """Bytes a position adds to what ``user`` keeps (0: its client has a row already,
         or nothing counts bytes); :class:`Refused` if they would pass ``--user-output``."""

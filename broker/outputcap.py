@@ -70,10 +70,11 @@ class UserBytes:
         #: user -> (the store's bytes, ``_counted`` then, when: monotonic).
         self._read: dict[str, tuple[int, int, float]] = {}
 
-    async def refresh(self, user: str) -> None:
-        """Ask the store, unless it was asked in the last :data:`RECOUNT` seconds."""
+    async def refresh(self, user: str, *, now: bool = False) -> None:
+        """Ask the store, unless it was asked in the last :data:`RECOUNT` seconds (``now``:
+        whenever asked; after a deletion, so that the freed bytes count at once)."""
         read = self._read.get(user)
-        if read is not None and time.monotonic() - read[2] < RECOUNT:
+        if read is not None and not now and time.monotonic() - read[2] < RECOUNT:
             return
         counted = self._counted.get(user, 0)
         try:

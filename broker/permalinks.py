@@ -1,4 +1,5 @@
-"""Code shared by link: ``permalink_request`` stores it, ``permalink_get_request`` reads it.
+"""Code shared by link: ``permalink_request`` stores it, ``permalink_get_request`` reads it,
+``permalink_delete_request`` deletes it (its maker only).
 
 A permalink belongs to no session: it is a row of its own in the store (``permalinks``), so
 it outlives sessions, retention of their output, and broker restarts. Its id is derived from
@@ -39,8 +40,22 @@ def permalink_id(code: str, interact: dict[str, Any] | None, secret: bytes) -> s
     return base64.urlsafe_b64encode(digest).decode()[:ID_LENGTH]
 
 
+def _maker(msg: Any) -> str:
+    """Who a permalink request speaks for: the user a token named, else "" (no one)."""
+    facts = msg["metadata"].get("cellbus")
+    facts = facts if isinstance(facts, dict) else {}
+    user = facts.get("user")
+    return user if facts.get("auth") == "token" and isinstance(user, str) else ""
+
+
+def _size(code: str, interact: dict[str, Any] | None) -> int:
+    """Bytes a permalink counts against its owner's ``--user-output``, as the store counts
+    them (:mod:`broker.store._user_bytes`)."""
+    return len(code.encode()) + (0 if interact is None else len(json.dumps(interact)))
+
+
 class Permalinks:
-    """The broker's two permalink handlers (wired in :class:`broker.intake.Intake`)."""
+    """The broker's permalink handlers (wired in :class:`broker.intake.Intake`)."""
 
     def __init__(self, store: Store, quotas: Quotas, key: bytes) -> None:
         self.store, self.quotas = store, quotas
@@ -54,10 +69,7 @@ class Permalinks:
             raise Refused(400, 'a permalink needs {"code": "...", "interact": {...} or null}')
         if len(code.encode()) + len(json.dumps(interact)) > MAX_BYTES:
             raise Refused(413, f"a permalink holds at most {MAX_BYTES} bytes")
-        facts = msg["metadata"].get("cellbus")
-        facts = facts if isinstance(facts, dict) else {}
-        user = facts.get("user")
-        owner = user if facts.get("auth") == "token" and isinstance(user, str) else ""
+        owner = _maker(msg)
         pid = permalink_id(code, interact, self.secret)
         store = self.store
         if await store.get_permalink(pid) is None:
@@ -65,7 +77,7 @@ class Permalinks:
             if owner and limit and await store.count_permalinks(owner) >= limit:
                 raise Refused(429, f"quota: {owner} has made {limit} permalinks, the most one "
                                    "user may make (the broker's --user-permalinks)")
-            size = len(code.encode()) + (0 if interact is None else len(json.dumps(interact)))
+            size = _size(code, interact)
             if owner:  # the store counts a permalink for its owner (--user-output)
                 await self.quotas.budget.room(owner, size, "permalink")
             if await store.add_permalink(PermalinkRecord(pid, code, interact, owner,
@@ -81,3 +93,19 @@ class Permalinks:
         if record is None:
             raise Refused(404, "no such permalink")
         return {"id": record.id, "code": record.code, "interact": record.interact}, []
+
+    async def delete(self, msg: Any, _: Address) -> Reply:
+        """Delete a permalink its maker made (by token): what it counted against their
+        ``--user-output`` is freed. Anyone else, and a link no token made, gets the 404 of a
+        link that does not exist, so no one learns which links exist by trying to delete
+        them. A link is one per code: if another user shared the same code later, they got
+        this link too, and it is gone for them as well."""
+        pid, owner = msg["content"].get("id"), _maker(msg)
+        record = None
+        if owner and isinstance(pid, str) and ID_PATTERN.fullmatch(pid):
+            record = await self.store.get_permalink(pid)
+        if record is None or record.owner != owner or not await self.store.delete_permalink(
+                pid, owner):
+            raise Refused(404, "no such permalink of yours")
+        self.quotas.budget.add(owner, -_size(record.code, record.interact))
+        return {"id": pid}, []

@@ -194,7 +194,7 @@ def preflight(handler: RequestHandler) -> bool:
     policy: AccessPolicy = handler.settings["access"]
     if not origin or not policy.origin_allowed(origin):
         return False
-    handler.set_header("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+    handler.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
     handler.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
     handler.set_header("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE))
     handler.set_status(204)

@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from . import health, layouts, notebook, pages, permalinks
+from . import health, layouts, notebook, pages, permalinks, worksheets
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
@@ -53,6 +53,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             *permalinks.ROUTES,
             *layouts.ROUTES,
             *notebook.ROUTES,
+            *worksheets.ROUTES,
             *pages.ROUTES,
             *JUPYTER_ROUTES,
         ],

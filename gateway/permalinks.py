@@ -1,7 +1,8 @@
 """Permalinks: ``POST /permalink`` stores code to share and answers its id; ``GET
-/permalink/ID`` answers the code. The page opens ``/?q=ID`` with that code ready to run, or
-``/?z=...`` with code carried in the URL itself (zlib, then base64url, as SageMathCell's
-links), which needs nothing stored (see ``cellbus.js``: ``sharedCode``, ``share``).
+/permalink/ID`` answers the code, ``DELETE /permalink/ID`` deletes it (its maker only, by
+token). The page opens ``/?q=ID`` with that code ready to run, or ``/?z=...`` with code
+carried in the URL itself (zlib, then base64url, as SageMathCell's links), which needs
+nothing stored (see ``cellbus.js``: ``sharedCode``, ``share``).
 
 The broker keeps them (:mod:`broker.permalinks`): they belong to no session, survive
 restarts, and count against the maker's ``--user-permalinks`` quota.
@@ -43,12 +44,18 @@ class PermalinkHandler(BaseHandler):
 
 
 class PermalinkGetHandler(BaseHandler):
-    """``GET /permalink/ID`` -> ``{"id", "code", "interact"}``, or 404."""
+    """``GET /permalink/ID`` -> ``{"id", "code", "interact"}``, or 404; ``DELETE
+    /permalink/ID`` -> ``{"deleted": ID}`` if the token's user made it, else 404."""
 
     async def get(self, pid: str) -> None:
         reply = await self.ask(mt.PERMALINK_GET_REQUEST, {"id": pid}, ("", "", ""))
         c = reply["content"]
         self.write_json(200, {"id": c["id"], "code": c["code"], "interact": c["interact"]})
+
+    async def delete(self, pid: str) -> None:
+        reply = await self.ask(mt.PERMALINK_DELETE_REQUEST, {"id": pid},
+                               (self.visitor.user or "", "", ""))
+        self.write_json(200, {"deleted": reply["content"]["id"]})
 
 
 ROUTES = [(r"/permalink", PermalinkHandler),

@@ -146,6 +146,9 @@ PERMALINK_REPLY = "permalink_reply"
 #: {id} -> {ok, id, code, interact}
 PERMALINK_GET_REQUEST = "permalink_get_request"
 PERMALINK_GET_REPLY = "permalink_get_reply"
+#: Delete a permalink its maker (metadata.cellbus.user, by token) made: {id} -> {ok, id}
+PERMALINK_DELETE_REQUEST = "permalink_delete_request"
+PERMALINK_DELETE_REPLY = "permalink_delete_reply"
 #: A worksheet's cells in order, as its page saved them (broker/layouts.py): a note, never
 #: work. {cells: [{id, type: "code" | "markdown", code}]} -> {ok, cells: how many}
 WORKSHEET_LAYOUT_REQUEST = "worksheet_layout_request"
@@ -153,6 +156,10 @@ WORKSHEET_LAYOUT_REPLY = "worksheet_layout_reply"
 #: {} -> {ok, cells: [...] or None (never saved)}
 WORKSHEET_LAYOUT_GET_REQUEST = "worksheet_layout_get_request"
 WORKSHEET_LAYOUT_GET_REPLY = "worksheet_layout_get_reply"
+#: Delete a worksheet's stored runs (broker/deletion.py): {} -> {ok, deleted: {requests,
+#: messages, layout, deliveries}, closed: SESSION?}; 409 while a cell of it runs or waits
+WORKSHEET_DELETE_REQUEST = "worksheet_delete_request"
+WORKSHEET_DELETE_REPLY = "worksheet_delete_reply"
 #: The worksheet as a Jupyter notebook (broker/notebook.py): {} -> {ok, notebook: nbformat 4}
 WORKSHEET_NOTEBOOK_REQUEST = "worksheet_notebook_request"
 WORKSHEET_NOTEBOOK_REPLY = "worksheet_notebook_reply"

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from broker.store import (ANY, DONE, ERROR, NEEDS_WORK, SUPERSEDED, WORKING, DeviceRecord,
+from broker.store import (ANY, DONE, ERROR, NEEDS_WORK, SUPERSEDED, WORKING, DeletedRuns,
+                          DeviceRecord,
                           DuplicateRequest, InvalidTransition, PermalinkRecord, Request,
                           SessionRecord, Store,
                           StoreClosed, StoreError, UnknownRequest, UserRecord, open_store,
@@ -832,3 +833,92 @@ async def test_permalinks_are_kept_once_by_id_and_counted_by_owner(store: Store,
     assert await store.count_permalinks("bob") == 0
     async with open_store(store_url) as again:
         assert await again.get_permalink("abc123") == first
+
+
+async def test_deleting_a_worksheet_removes_its_runs_and_nothing_else(store: Store) -> None:
+    """Tests that delete_worksheet removes the worksheet's requests (execute and interact),
+    the messages of its sessions (an earlier, closed one too), its layout and delivery
+    positions, and counts them; its session records stay, as do seqs (the next message
+    goes on from the last), another worksheet's and another user's runs, and what the
+    user keeps drops by what was deleted. Nothing stored: an empty count."""
+    keep = await store.add_request(execute(session="s3", worksheet="other"))
+    theirs = await store.add_request(execute(session="s4", user="bob"))
+    for session, user, worksheet, state in (("s1", "ann", "ws", "closed"),
+                                            ("s2", "ann", "ws", "open"),
+                                            ("s3", "ann", "other", "open"),
+                                            ("s4", "bob", "ws", "open")):
+        await store.put_session(SessionRecord(session, user, worksheet, None, state, 1.0, 1.0))
+    runs = [await store.add_request(execute(session=s, cell_id=c, code="c" * 10_000))
+            for s, c in (("s1", "1"), ("s2", "1"), ("s2", "2"))]
+    runs.append(await store.add_request(interact("i1", 1, session="s2")))
+    for run in runs:
+        await store.update_request(run.msg_id, WORKING)
+        await store.update_request(run.msg_id, DONE)
+    await store.append_messages([(r.session, jmsg("stream", parent=r.msg_id, session=r.session,
+                                                  content={"text": "o" * 5_000}))
+                                 for r in [*runs, keep, theirs]])
+    await store.put_layout("ann", "ws", [{"id": "1", "type": "code", "code": "l" * 1_000}])
+    await store.put_delivery("ann", "ws", "tab", "s2", 3)
+    before = await store.user_bytes("ann")
+    assert before is not None and before > 4 * 5_000 + 3 * 10_000
+    deleted = await store.delete_worksheet("ann", "ws")
+    assert deleted == DeletedRuns(requests=4, messages=4, layout=True, deliveries=1)
+    for run in runs:
+        assert await store.get_request(run.msg_id) is None
+    assert await store.cell_request("ann", "ws", "1") is None
+    assert await store.worksheet_cells("ann", "ws") == set()
+    assert await store.messages("s1") == [] and await store.messages("s2") == []
+    assert await store.get_layout("ann", "ws") is None
+    assert await store.delivery("ann", "ws", "tab") is None
+    assert (await store.get_session("s2")) is not None  # records stay
+    assert await store.last_seq("s2") == 3  # and seqs are never given out again
+    assert await store.append_messages([("s2", jmsg("status"))]) == [4]
+    assert await store.get_request(keep.msg_id) is not None
+    assert await store.get_request(theirs.msg_id) is not None
+    assert len(await store.messages("s3")) == 1 and len(await store.messages("s4")) == 1
+    after = await store.user_bytes("ann")
+    assert after is not None and before - after > 4 * 5_000 + 3 * 10_000
+    assert after < 30_000  # what is left: the other worksheet, and one status message
+    assert (await store.delete_worksheet("ann", "ws")) == DeletedRuns(0, 1, False, 0)
+    assert (await store.delete_worksheet("ann", "ws")).nothing  # type: ignore[union-attr]
+    assert (await store.delete_worksheet("nobody", "ws")).nothing  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("status", [NEEDS_WORK, WORKING])
+async def test_a_worksheet_with_an_unfinished_run_is_not_deleted(store: Store,
+                                                                  status: str) -> None:
+    """Tests that delete_worksheet deletes nothing, and says so (None), while a request of
+    the worksheet is queued or running, even one of a closed session."""
+    await store.put_session(SessionRecord("s1", "ann", "ws", None, "closed", 1.0, 1.0))
+    done = await store.add_request(execute(cell_id="1"))
+    await store.update_request(done.msg_id, WORKING)
+    await store.update_request(done.msg_id, DONE)
+    live = await store.add_request(execute(cell_id="2"))
+    if status == WORKING:
+        await store.update_request(live.msg_id, WORKING)
+    await store.append_messages([("s1", jmsg("stream", parent=done.msg_id))])
+    await store.put_layout("ann", "ws", [{"id": "1", "type": "code", "code": ""}])
+    assert await store.delete_worksheet("ann", "ws") is None
+    assert await store.get_request(done.msg_id) is not None
+    assert len(await store.messages("s1")) == 1
+    assert await store.get_layout("ann", "ws") is not None
+    await store.update_request(live.msg_id, ERROR if status == NEEDS_WORK else DONE)
+    deleted = await store.delete_worksheet("ann", "ws")
+    assert deleted == DeletedRuns(requests=2, messages=1, layout=True, deliveries=0)
+
+
+async def test_a_permalink_is_deleted_by_its_owner_only(store: Store) -> None:
+    """Tests that delete_permalink removes a permalink only when the owner named is its
+    owner (an anonymous one by no one), and that it stops counting for them."""
+    await store.add_permalink(PermalinkRecord("p1", "p" * 20_000, None, "ann", 1.0))
+    await store.add_permalink(PermalinkRecord("p2", "anonymous", None, "", 1.0))
+    before = await store.user_bytes("ann")
+    assert await store.delete_permalink("p1", "bob") is False
+    assert await store.delete_permalink("p2", "ann") is False
+    assert await store.get_permalink("p1") is not None
+    assert await store.delete_permalink("p1", "ann") is True
+    assert await store.get_permalink("p1") is None
+    assert await store.delete_permalink("p1", "ann") is False
+    assert await store.count_permalinks("ann") == 0
+    assert await store.user_bytes("ann") == before - 20_000  # type: ignore[operator]
+    assert await store.get_permalink("p2") is not None

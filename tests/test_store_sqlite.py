@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from broker.store import (DuplicateRequest, StoreError, StoreFull, UnknownStore,
-                          default_sqlite_path, default_sqlite_url, open_store, sqlite_url)
+from broker.store import (DuplicateRequest, SessionRecord, StoreError, StoreFull,
+                          UnknownStore, default_sqlite_path, default_sqlite_url, open_store,
+                          sqlite_url)
 from broker.store.sqlite import SQLiteStore
 
 from test_store_contract import execute, jmsg
@@ -141,6 +142,34 @@ async def test_what_is_asked_often_is_read_from_indexes(url: str) -> None:
     conn.close()
     assert {"requests_session", "requests_cell_kind"} <= indexes, indexes
     assert not {"requests_interact", "requests_cell"} & indexes, indexes
+
+
+async def test_deleting_a_worksheet_reads_only_indexes(url: str) -> None:
+    """Every statement that deleting a worksheet's runs makes (broker/deletion.py) searches
+    an index by the worksheet or its sessions: none scans a whole table, however many
+    requests, messages and sessions other worksheets have."""
+    from broker.store._worksheet_rows import delete_worksheet_op
+
+    async with open_store(url) as store:
+        assert isinstance(store, SQLiteStore)
+        await store.put_session(SessionRecord("s1", "ann", "ws", None, "open", 1.0, 1.0))
+        request = await store.add_request(execute("1"))
+        for status in ("working", "done"):
+            await store.update_request(request.msg_id, status)
+        await store.append_messages([("s1", jmsg("stream", parent=request.msg_id))])
+        path = store.path
+    statements: list[str] = []
+    with sqlite3.connect(path) as conn:
+        conn.set_trace_callback(statements.append)
+        deleted = delete_worksheet_op("ann", "ws")(conn)
+        conn.rollback()
+    conn.close()
+    assert deleted is not None and (deleted.requests, deleted.messages) == (1, 1)
+    statements = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "DELETE"))]
+    assert len(statements) == 6, statements  # one DELETE of messages per session
+    for sql in statements:
+        plan = query_plan(path, sql)
+        assert "SCAN" not in plan and "SEARCH" in plan, (sql, plan)
 
 
 async def test_group_commit_batches(store: SQLiteStore) -> None:

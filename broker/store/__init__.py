@@ -21,8 +21,8 @@ from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreErro
                      StoreUnwritable, UnknownRequest, UnknownStore)
 from .records import (ANY, CLOSED, DONE, ERROR, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST,
                       NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS, WORKING,
-                      DeviceFilter, DeviceRecord, PermalinkRecord, Request, SessionRecord,
-                      UserRecord, check_transition)
+                      DeletedRuns, DeviceFilter, DeviceRecord, PermalinkRecord, Request,
+                      SessionRecord, UserRecord, check_transition)
 
 #: The URL forms open_store accepts, for error messages and ``--help``.
 ACCEPTED: str = ("sqlite:///absolute/path/cellbus.db, "
@@ -70,7 +70,8 @@ def default_sqlite_url() -> str:
 __all__ = [
     "ACCEPTED", "ANY", "CLOSED", "DONE", "ERROR", "EXECUTE_REQUEST", "FINAL",
     "INTERACT_REQUEST", "MAX_BATCH", "MAX_PENDING", "NEEDS_WORK", "OPEN", "STATUSES",
-    "SUPERSEDED", "TRANSITIONS", "WORKING", "DeviceFilter", "DeviceRecord", "DuplicateRequest",
+    "SUPERSEDED", "TRANSITIONS", "WORKING", "DeletedRuns", "DeviceFilter", "DeviceRecord",
+    "DuplicateRequest",
     "InvalidTransition", "PermalinkRecord", "Request", "SessionRecord", "Store", "StoreClosed",
     "StoreError",
     "StoreFull", "StoreUnwritable", "UnknownRequest", "UnknownStore", "UserRecord", "WriterStats",

@@ -43,3 +43,9 @@ class MongoPermalinks:
     async def count_permalinks(self, owner: str) -> int:
         with self._errors("count permalinks"):
             return int(await self._open_db().permalinks.count_documents({"owner": owner}))
+
+    async def delete_permalink(self, permalink_id: str, owner: str) -> bool:
+        with self._errors(f"delete permalink {permalink_id!r}"):
+            result = await self._open_db().permalinks.delete_one(
+                {"_id": permalink_id, "owner": owner})
+        return bool(result.deleted_count)

@@ -2,6 +2,8 @@
 
 :meth:`~broker.store.mongodb.MongoStore.append_and_update` makes them in the same transaction
 as the messages they go with (on a replica set); alone, they run with no session.
+:meth:`~broker.store.mongodb.MongoStore.delete_worksheet` runs :func:`_delete_worksheet` as
+an append of no messages, so it too is one transaction on a replica set.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ._mongo_docs import _request
 from .base import Receipts
 from .errors import StoreError, UnknownRequest
-from .records import FINAL, NEEDS_WORK, WORKING, Request, check_transition
+from .records import FINAL, NEEDS_WORK, WORKING, DeletedRuns, Request, check_transition
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -56,3 +58,21 @@ async def _put_receipts(db: Database, receipts: Receipts,
     for device, (epoch, stored) in receipts.items():
         await db.receipts.update_one({"device": device}, {"$set": {
             "epoch": epoch, "stored": stored}}, upsert=True, session=session)
+
+
+async def _delete_worksheet(db: Database, user: str, worksheet: str,
+                            session: AsyncClientSession | None) -> DeletedRuns | None:
+    """:meth:`MongoStore.delete_worksheet`, in ``session``'s transaction if it has one. Each
+    query reads an index: requests and sessions by (user, worksheet), messages by session,
+    deliveries by (user, worksheet, client), the layout by its ``_id``."""
+    key = {"user": user, "worksheet": worksheet}
+    if await db.requests.find_one({**key, "status": {"$in": [NEEDS_WORK, WORKING]}},
+                                  {"_id": 1}, session=session) is not None:
+        return None
+    sessions = await db.sessions.distinct("session", key, session=session)
+    messages = (await db.messages.delete_many({"session": {"$in": sessions}}, session=session)
+                ).deleted_count if sessions else 0
+    requests = (await db.requests.delete_many(key, session=session)).deleted_count
+    layout = (await db.layouts.delete_one({"_id": key}, session=session)).deleted_count
+    deliveries = (await db.deliveries.delete_many(key, session=session)).deleted_count
+    return DeletedRuns(requests, messages, bool(layout), deliveries)

@@ -46,3 +46,10 @@ class SQLitePermalinks:
     async def count_permalinks(self, owner: str) -> int:
         return int(await self._read(lambda conn: conn.execute(
             "SELECT COUNT(*) FROM permalinks WHERE owner = ?", (owner,)).fetchone()[0]))
+
+    async def delete_permalink(self, permalink_id: str, owner: str) -> bool:
+        def op(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM permalinks WHERE id = ? AND owner = ?",
+                                (permalink_id, owner)).rowcount > 0
+
+        return bool(await self._write(op))

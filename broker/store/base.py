@@ -23,8 +23,8 @@ from urllib.parse import urlsplit, urlunsplit
 from . import compaction
 from .compaction import CompactionStats, SessionPlan
 from .errors import InvalidTransition, UnknownRequest
-from .records import (ANY, FINAL, DeviceFilter, DeviceRecord, PermalinkRecord, Request,
-                      SessionRecord, UserRecord)
+from .records import (ANY, FINAL, DeletedRuns, DeviceFilter, DeviceRecord, PermalinkRecord,
+                      Request, SessionRecord, UserRecord)
 
 Message = dict[str, Any]
 #: A request status change to make with output: ``(msg_id, status, error or None)``.
@@ -366,6 +366,19 @@ class Store(abc.ABC):
     async def count_permalinks(self, owner: str) -> int:
         """How many permalinks ``owner`` made."""
         raise _missing("count_permalinks")
+
+    async def delete_permalink(self, permalink_id: str, owner: str) -> bool:
+        """Forget the permalink with this id if ``owner`` made it; True if it was deleted."""
+        raise _missing("delete_permalink")
+
+    # -- deleting a worksheet's runs (broker/deletion.py) ------------------------------------
+
+    async def delete_worksheet(self, user: str, worksheet: str) -> DeletedRuns | None:
+        """Delete, in one transaction where the backend has them, the worksheet's requests,
+        the messages of its sessions, its layout and delivery positions; its session
+        records stay (with their seq counters, so no seq is ever given out twice). None,
+        deleting nothing, if a request of it is ``needs_work`` or ``working``."""
+        raise _missing("delete_worksheet")
 
     # -- worksheet layouts (broker/layouts.py): notes of the page, never work -----------------
 

@@ -48,7 +48,7 @@ from ._mongo_users import INDEXES as _USER_INDEXES, MongoUsers
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
-from ._mongo_tx import _put_receipts, _update
+from ._mongo_tx import _delete_worksheet, _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
 from ._rows import check_limit, header_facts, stored_input
 from ._writer import MAX_BATCH, MAX_PENDING
@@ -57,7 +57,7 @@ from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN,
-                      STATUSES, SUPERSEDED, WORKING, DeviceFilter, DeviceRecord,
+                      STATUSES, SUPERSEDED, WORKING, DeletedRuns, DeviceFilter, DeviceRecord,
                       Request, SessionRecord)
 
 Doc = dict[str, Any]
@@ -452,6 +452,15 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
         with self._errors(f"read a delivery position of {user}/{worksheet}"):
             doc = await self._open_db().deliveries.find_one(key)
         return None if doc is None else (str(doc["session"]), int(doc["seq"]))
+
+    async def delete_worksheet(self, user: str, worksheet: str) -> DeletedRuns | None:
+        """An append of no messages whose ``then`` deletes: one transaction on a replica
+        set (the appender's), the same writes one after another on a standalone server."""
+        db = self._open_db()
+        with self._errors(f"delete the runs of {user}/{worksheet}"):
+            result: DeletedRuns | None = (await self._append([], lambda session: (
+                _delete_worksheet(db, user, worksheet, session))))[1]
+        return result
 
     # -- retention (._mongo_retention) -------------------------------------------------------
 

@@ -124,3 +124,22 @@ class PermalinkRecord:
     interact: dict[str, Any] | None
     owner: str
     created: float
+
+
+@dataclass
+class DeletedRuns:
+    """What :meth:`~broker.store.base.Store.delete_worksheet` removed of one worksheet."""
+
+    #: Its execute and interact requests.
+    requests: int
+    #: The messages of its sessions (output, echoes, replies, status).
+    messages: int
+    #: Whether it had a layout.
+    layout: bool
+    #: Its Jupyter clients' delivery positions.
+    deliveries: int
+
+    @property
+    def nothing(self) -> bool:
+        """True when the worksheet had nothing stored."""
+        return not (self.requests or self.messages or self.layout or self.deliveries)

@@ -28,6 +28,7 @@ from . import _user_bytes
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
 from ._permalink_rows import SQLitePermalinks
+from ._worksheet_rows import SQLiteWorksheets
 from ._rows import check_limit, pack, stored_input, unpack
 from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_NAMES, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
                            _append_op, _device, _put_session_op, _receipts_op, _request,
@@ -44,7 +45,7 @@ from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, 
 T = TypeVar("T")
 
 
-class SQLiteStore(SQLitePermalinks, SQLiteLayouts, Store):
+class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, Store):
     """The embedded store; ``max_batch`` operations per commit, ``max_pending`` queued."""
 
     def __init__(self, url: str, *, max_batch: int = MAX_BATCH,

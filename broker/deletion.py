@@ -1,0 +1,77 @@
+"""``worksheet_delete_request``: a user deletes a worksheet's stored runs, and with them the
+bytes they count against ``--user-output`` (:mod:`broker.budget`).
+
+What goes (:meth:`Store.delete_worksheet`, one transaction where the store has them): the
+worksheet's requests (execute and interact), the messages of all its sessions (output, the
+echoes of its code, replies), its layout and its Jupyter clients' delivery positions. Its
+session records stay, closed, with their seq counters: a seq is never given out twice, so a
+client still holding one of the old session's never mistakes new output for old.
+
+A worksheet with a cell running or queued is refused with 409 and nothing is deleted: the
+run would go on writing output with nothing to show it, and the user who asked would not
+see the output they may still want; interrupt it (or wait), then delete. An open session
+that is idle is closed, as a restart closes it (:meth:`Control.close`: its worker is told to
+end), right after the deletion: refusing would make every delete a restart then a delete,
+and the session holds nothing the user could want once its runs are gone. The worker's
+answer to being closed (a reply and a status, a few hundred bytes) is stored after the
+deletion, in the closed session; retention removes it with the session's other messages of
+no request, and a deletion finding only such messages deletes them but answers 404 (the
+worksheet has no runs).
+
+Afterwards the worksheet is as one never run: ``/update`` of its cells answers 404, its next
+evaluate opens a new session; the broker's own memory of it (the cells' views, which
+delivery rows it counted) is forgotten, and what the user keeps is read from the store again
+at once, so a user past their quota may evaluate right after deleting.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .budget import StoreBudget
+from .cells import Cells
+from .control import Control
+from .jupyter import JupyterKernels
+from .refusal import Address, Refused, Reply
+from .sessions import OpenSessions
+from .store import Store
+
+
+def _busy(worksheet: str, cells: list[str]) -> Refused:
+    """The 409 of a worksheet that has runs going on (their cells: ``cells``)."""
+    which = f" ({', '.join(sorted(set(cells)))})" if cells else ""
+    return Refused(409, f"worksheet {worksheet} has cells running or waiting to run{which}; "
+                        "interrupt them or wait until they finish, then delete it; nothing "
+                        "was deleted")
+
+
+class Deletion:
+    """The broker's ``worksheet_delete_request`` handler (wired in
+    :class:`broker.intake.Intake`, under the worksheet's lock: no request of it is accepted
+    meanwhile)."""
+
+    def __init__(self, *, store: Store, sessions: OpenSessions, control: Control,
+                 cells: Cells, jupyter: JupyterKernels, budget: StoreBudget) -> None:
+        self.store, self.sessions, self.control = store, sessions, control
+        self.cells, self.jupyter, self.budget = cells, jupyter, budget
+
+    async def worksheet(self, msg: Any, address: Address) -> Reply:
+        user, worksheet = address[0], address[1]
+        session = await self.sessions.find(user, worksheet)
+        if session is not None and (unfinished := await self.store.unfinished_requests(
+                session.session)):
+            raise _busy(worksheet, [r.cell_id for r in unfinished])
+        deleted = await self.store.delete_worksheet(user, worksheet)
+        if deleted is None:  # a run of an older session has not ended yet
+            raise _busy(worksheet, [])
+        if session is not None:  # after: what its worker answers is not counted as deleted
+            await self.control.close(session, address, why="deleting the runs of")
+        self.cells.forget(user, worksheet)
+        self.jupyter.forget(user, worksheet)
+        # Messages alone are what a closed session's worker said last (see above), no runs
+        if not (deleted.requests or deleted.layout or deleted.deliveries or session):
+            raise Refused(404, f"worksheet {worksheet} has nothing stored")
+        await self.budget.recount(user)
+        return {"deleted": {"requests": deleted.requests, "messages": deleted.messages,
+                            "layout": deleted.layout, "deliveries": deleted.deliveries},
+                "closed": session.session if session else None}, []

@@ -1,0 +1,34 @@
+"""``DELETE /home/USER/WORKSHEET``: delete the worksheet's stored runs (its requests, their
+output, its layout), which frees what they counted against the user's ``--user-output``.
+
+The broker decides and deletes (:mod:`broker.deletion`): 200 ``{"deleted": {"requests": N,
+"messages": M}}``; 409 while a cell of the worksheet runs or waits (interrupt or wait, then
+delete); 404 if it has nothing stored. Only the worksheet's user may, as for its cells:
+another user's worksheet answers the same 404 as one with nothing stored. A Jupyter kernel
+id is a worksheet's name, so ``DELETE /home/USER/KERNEL_ID`` deletes that kernel's runs.
+"""
+
+from __future__ import annotations
+
+from protocol import msgtypes as mt
+
+from .base import BaseHandler, check_address, fail
+from .guard import may_use, policy_of
+
+#: The cell a deletion names on the bus (every request names one; this one is no cell's).
+CELL = "-"
+
+
+class WorksheetHandler(BaseHandler):
+    """``DELETE`` -> ``{"deleted": {"requests", "messages"}}``."""
+
+    async def delete(self, user: str, worksheet: str) -> None:
+        address = check_address(user, worksheet, CELL)
+        if not may_use(policy_of(self), self.visitor, user):
+            raise fail(404, f"worksheet {worksheet} has nothing stored")
+        reply = await self.ask(mt.WORKSHEET_DELETE_REQUEST, {}, address)
+        deleted = reply["content"]["deleted"]
+        self.write_json(200, {"deleted": {k: deleted[k] for k in ("requests", "messages")}})
+
+
+ROUTES = [(r"/home/([^/]+)/([^/]+)", WorksheetHandler)]
