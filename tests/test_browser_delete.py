@@ -1,0 +1,64 @@
+"""The worksheet page's Delete worksheet button (DELETE /home/USER/WORKSHEET,
+broker/deletion.py): after the browser's own confirmation, the worksheet's cells, runs and
+outputs leave the store and this browser, and a new worksheet opens; while a cell runs it
+deletes nothing and says why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from access_util import call
+from harness import Chain
+from test_browser import (browser, code_box, expect, open_worksheet, page, run,  # noqa: F401
+                          web)
+
+
+def worksheet_of(page: Any) -> str:  # noqa: F811
+    return str(page.url.split("ws=")[1].split("&")[0])
+
+
+def test_delete_worksheet_removes_its_cells_and_runs_then_opens_a_new_one(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that Delete worksheet, confirmed, deletes the cell's run (its /update answers
+    404) and the layout, opens another worksheet, and that the old one opened again shows
+    empty cells (this browser's copy of its cells went too); dismissed, it deletes nothing."""
+    cells = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    run(cells.nth(0), "print('to be deleted')")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("to be deleted")
+    code_box(cells.nth(1)).fill("# a note kept in the layout")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.get_by_role("button", name="Delete worksheet").click()
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("to be deleted")
+    assert call(web.port, "GET", f"/home/guest/{ws}/1/update").status == 200
+    asked: list[str] = []
+    page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept()))
+    page.get_by_role("button", name="Delete worksheet").click()
+    expect(page).not_to_have_url(f"**ws={ws}*")
+    assert ws in asked[0] and "cannot be undone" in asked[0], asked
+    assert call(web.port, "GET", f"/home/guest/{ws}/1/update").status == 404
+    assert call(web.port, "GET", f"/home/guest/{ws}/layout").body["cells"] is None
+    page.goto(web.url(f"/?ws={ws}"))
+    boxes = page.locator(".cellbus-cell textarea.cellbus-input")
+    expect(boxes).to_have_count(3)
+    for i in range(3):
+        expect(boxes.nth(i)).to_have_value("")
+
+
+def test_a_worksheet_with_a_running_cell_is_not_deleted_and_the_page_says_why(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that Delete worksheet while a cell runs leaves the page, the run and its
+    output as they were and says the broker's reason (interrupt or wait)."""
+    cells = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    run(cells.nth(0), "import time\nprint('running', flush=True)\ntime.sleep(30)")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("running")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete worksheet").click()
+    expect(page.locator("#notebook-note")).to_contain_text("was not deleted")
+    expect(page.locator("#notebook-note")).to_contain_text("interrupt")
+    assert worksheet_of(page) == ws
+    assert call(web.port, "GET", f"/home/guest/{ws}/1/update").body["status"] == "working"
+    assert call(web.port, "POST", f"/home/guest/{ws}/1/interrupt", b"").status == 202
+    expect(cells.nth(0)).to_have_attribute("data-status", "error")  # KeyboardInterrupt
+    expect(cells.nth(0).locator(".cellbus-working")).to_be_hidden()
