@@ -7,7 +7,9 @@ the primary, so a broker reads what it just wrote.
 
 Collections mirror the channels: ``requests``, ``messages``, ``sessions``, ``devices``, plus
 ``seqs`` (one counter per session), ``counters`` (the requests' creation order) and ``users``
-(token hashes for ``--auth token``). Messages,
+(token hashes for ``--auth token``); the collections other than requests, messages and
+sessions are in mixins of their own (``_mongo_users``, ``_mongo_devices``,
+``_mongo_permalinks``, ``_layout_rows``). Messages,
 request messages and device info are msgpack blobs, as in the SQLite store: bytes stay bytes
 and keys with dots or ``$`` are data, not operators; only the indexed fields are top-level.
 
@@ -45,7 +47,8 @@ from . import _user_bytes
 from ._layout_rows import MongoLayouts
 from ._mongo_permalinks import INDEXES as _PERMALINK_INDEXES, MongoPermalinks
 from ._mongo_users import INDEXES as _USER_INDEXES, MongoUsers
-from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _device, _loads,
+from ._mongo_devices import MongoDevices
+from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
 from ._mongo_tx import _delete_worksheet, _put_receipts, _update
@@ -56,9 +59,8 @@ from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
-from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN,
-                      STATUSES, SUPERSEDED, WORKING, DeletedRuns, DeviceFilter, DeviceRecord,
-                      Request, SessionRecord)
+from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
+                      SUPERSEDED, WORKING, DeletedRuns, DeviceFilter, Request, SessionRecord)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -96,7 +98,7 @@ _REPLACED_INDEX: Final = "session_1_interact_id_1_status_1"
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
 
-class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
+class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store):
     """The MongoDB store; ``max_batch`` messages per append transaction, ``max_pending``
     appends queued before :class:`StoreFull`."""
 
@@ -403,55 +405,6 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
                     [("created", -1), ("_id", -1)]).limit(newest).to_list()
                 docs.reverse()
         return [_session(doc) for doc in docs]
-
-    # -- devices ----------------------------------------------------------------------------
-
-    async def put_device(self, rec: DeviceRecord) -> None:
-        db = self._open_db()
-        values = {"device": rec.device, "capacity": rec.capacity, "load": rec.load,
-                  "last_heartbeat": rec.last_heartbeat,
-                  "info": _blob(rec.info, f"info of device {rec.device!r}")}
-        with self._errors(f"store device {rec.device!r}"):
-            await db.devices.update_one({"device": rec.device}, {"$set": values}, upsert=True)
-
-    async def devices(self) -> list[DeviceRecord]:
-        db = self._open_db()
-        with self._errors("list devices"):
-            docs = await db.devices.find().sort("device", 1).to_list()
-        return [_device(doc) for doc in docs]
-
-    async def remove_device(self, device: str) -> bool:
-        db = self._open_db()
-        with self._errors(f"remove device {device!r}"):
-            return (await db.devices.delete_one({"device": device})).deleted_count > 0
-
-    # -- receipts ---------------------------------------------------------------------------
-
-    async def put_receipts(self, receipts: Receipts) -> None:
-        db = self._open_db()
-        with self._errors("store device receipts"):
-            await _put_receipts(db, receipts, None)
-
-    async def receipts(self) -> dict[str, tuple[str, int]]:
-        db = self._open_db()
-        with self._errors("read device receipts"):
-            docs = await db.receipts.find().to_list()
-        return {str(d["device"]): (str(d["epoch"]), int(d["stored"])) for d in docs}
-
-    # -- deliveries -------------------------------------------------------------------------
-
-    async def put_delivery(self, user: str, worksheet: str, client: str, session: str,
-                           seq: int) -> None:
-        key = {"user": user, "worksheet": worksheet, "client": client}
-        with self._errors(f"store a delivery position of {user}/{worksheet}"):
-            await self._open_db().deliveries.update_one(
-                key, {"$set": {"session": session, "seq": seq}}, upsert=True)
-
-    async def delivery(self, user: str, worksheet: str, client: str) -> tuple[str, int] | None:
-        key = {"user": user, "worksheet": worksheet, "client": client}
-        with self._errors(f"read a delivery position of {user}/{worksheet}"):
-            doc = await self._open_db().deliveries.find_one(key)
-        return None if doc is None else (str(doc["session"]), int(doc["seq"]))
 
     async def delete_worksheet(self, user: str, worksheet: str) -> DeletedRuns | None:
         """An append of no messages whose ``then`` deletes: one transaction on a replica
