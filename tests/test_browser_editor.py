@@ -106,3 +106,34 @@ def test_a_long_cell_scrolls_within_30_lines(page: Any, web: Any) -> None:
     expect(cell.locator(".CodeMirror-line").first).to_have_text("x0 = 0")
     box = cell.locator(".CodeMirror").bounding_box()
     assert box is not None and 500 < box["height"] < 700, box
+
+
+def insert_with_command_keys(page: Any, web: Any) -> None:
+    """Escape then B in the first cell adds one below it, Escape then A in that new one adds
+    one above it (between the two), each focused and empty; other keys type as always."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("first = 1")
+    code_box(cells.nth(1)).fill("second = 2")
+    code_box(cells.nth(0)).press("Escape")
+    code_box(cells.nth(0)).press("b")
+    expect(cells).to_have_count(4)
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.type("below")
+    page.keyboard.press("Escape")
+    page.keyboard.press("a")
+    expect(cells).to_have_count(5)
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.type("above")
+    assert [code_of(cells.nth(i)).input_value() for i in range(4)] == [
+        "first = 1", "above", "below", "second = 2"]
+
+
+def test_escape_then_a_or_b_adds_a_cell_above_or_below(page: Any, web: Any) -> None:
+    """As in Jupyter's command mode, in CodeMirror."""
+    insert_with_command_keys(page, web)
+
+
+def test_escape_then_a_or_b_without_codemirror(page: Any, web: Any) -> None:
+    """The same keys in the plain textarea of a page without CodeMirror."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    insert_with_command_keys(page, web)

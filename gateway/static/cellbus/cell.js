@@ -123,7 +123,7 @@
       if (event.isComposing) return;
       const tabLeaves = this.tabLeaves;
       this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
-      if (tabLeaves && this._typeKey(event)) return;
+      if (tabLeaves && this._commandKey(event)) return;
       if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
         event.preventDefault();
         indent(this.input, event.shiftKey);
@@ -164,15 +164,18 @@
       this._event("type", {type: type});
     }
 
-    /** Escape then M makes the cell Markdown, Escape then Y code, as in Jupyter; true if
-     * `event` (the key after an Escape) was one of them. */
-    _typeKey(event) {
+    /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
+     * ask for a new cell above or below it (cellbus:insert, which a worksheet answers).
+     * True if `event` (the key after an Escape) was one of them. */
+    _commandKey(event) {
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
-      if ((key !== "m" && key !== "y") || event.ctrlKey || event.metaKey || event.altKey) {
+      if (!"myab".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+          || event.altKey) {
         return false;
       }
       event.preventDefault();
-      this.setType(key === "m" ? "markdown" : "code");
+      if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
+      else this.setType(key === "m" ? "markdown" : "code");
       return true;
     }
 

@@ -126,7 +126,7 @@
     // an Escape lost there left the next Tab indenting (a keyboard trap).
     let escaped = false;
     editor.getWrapperElement().addEventListener("keydown", (event) => {
-      if (escaped && cell._typeKey(event)) {  // Escape then M or Y: the cell's type
+      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A or B
         escaped = false;
         return;
       }

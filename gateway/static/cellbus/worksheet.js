@@ -50,9 +50,9 @@
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
-   * delete it. `codes`: the cells' code, each a string or {id, type, code} (as `layout()`
-   * gives, to save); `onChange(sheet)` after cells were added, moved, deleted, retyped or
-   * rendered. Ctrl+F9 runs all (runAll). Returns {cells, add, move, remove, layout, runAll}. */
+   * delete it; Escape then A or B in a cell adds one above or below it. `codes`: the cells'
+   * code, each a string or {id, type, code} (as `layout()` gives, to save); `onChange(sheet)`
+   * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll). Returns {cells, add, move, remove, layout, runAll}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -76,6 +76,13 @@
       changed();
     });
     list.addEventListener("cellbus:rendered", () => changed());
+    list.addEventListener("cellbus:insert", (event) => {  // Escape then A or B in a cell
+      const at = cells.indexOf(event.detail.cell);
+      if (at < 0) return;
+      const cell = add("", event.detail.above ? at : at + 1);
+      // After the key's own handling: CodeMirror ends it by focusing the editor it was in.
+      setTimeout(() => cell.focus(), 0);
+    });
     let nextId = 1;
     let loading = true;
     const changed = () => {
