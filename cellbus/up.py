@@ -51,7 +51,8 @@ def parser() -> argparse.ArgumentParser:
                                 description=plain(__doc__.split("\n\n")[1]))
     add_option(p, "--host", default="127.0.0.1", node="gateway",
                help="address the gateway listens on")
-    add_option(p, "--port", type=int, default=8888, node="gateway", help="the gateway's port")
+    add_option(p, "--port", type=int, default=8888, node="gateway",
+               help="the gateway's port (0: a free one, named in the URL)")
     add_option(p, "--store", metavar="URL",
                help="store URL; default a SQLite file in your data directory")
     add_option(p, "--devices", type=int, default=1, metavar="N", help="devices to start")
@@ -112,6 +113,15 @@ def port_taken(host: str, port: int) -> bool:
                 if e.errno == errno.EADDRINUSE:
                     return True
     return False
+
+
+def free_port(host: str) -> int:
+    """A port free on ``host`` now, for ``--port 0``: the gateway is started on it and the
+    URL names it (a node started on its own with ``--port 0`` says its port in its log)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def refusal(args: argparse.Namespace) -> str | None:
@@ -275,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     if (why := refusal(args)) is not None:
         print(why, file=sys.stderr, flush=True)
         return 2
+    if args.port == 0:
+        args.port = free_port(args.host)
     supervisor = Supervisor(args)
 
     def on_signal(signum: int, frame: object) -> None:

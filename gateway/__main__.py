@@ -21,7 +21,8 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus gateway",
         description="Run a gateway: the web server browsers and HTTP clients talk to.")
     add_option(p, "--host", default="127.0.0.1", node="gateway", help="address to listen on")
-    add_option(p, "--port", type=int, default=8888, node="gateway", help="port to listen on")
+    add_option(p, "--port", type=int, default=8888, node="gateway",
+               help="port to listen on (0: a free one, said in the log)")
     add_option(p, "--broker", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                node="gateway", help="the broker's gateway endpoint")
     add_option(p, "--subscribe", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",

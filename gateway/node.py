@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
+
+from tornado.netutil import bind_sockets
 
 from protocol.errors import ConfigError, address_in_use
 from protocol.node import Node
@@ -47,6 +50,16 @@ class Gateway(Node):
         link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
         link.auth = self.access.auth
         self.metrics = GatewayMetrics(link, self.rejected)
+        try:
+            sockets = bind_sockets(self.port, self.host)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise address_in_use("gateway", f"port {self.port} on {self.host}",
+                                     "--port") from None
+            raise ConfigError(f"gateway cannot listen on {self.host}:{self.port}: {e}") from None
+        if self.port == 0:  # a free port, the same on each address: said below, and used
+            self.port = int(sockets[0].getsockname()[1])  # for the sign-in cookie's name
+            self.access = dataclasses.replace(self.access, port=self.port)
         self.app = app = make_app(link, max_input=self.max_input, access=self.access,
                        client_buffer=self.client_buffer, client_stall=self.client_stall,
                        metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout))
@@ -54,13 +67,7 @@ class Gateway(Node):
         self.server = GuardedServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                     max_header_size=HEADER_HARD_CAP, xheaders=False,
                                     chunk_size=READ_CHUNK, limits=self.limits)
-        try:
-            self.server.listen(self.port, self.host)
-        except OSError as e:
-            if e.errno == errno.EADDRINUSE:
-                raise address_in_use("gateway", f"port {self.port} on {self.host}",
-                                     "--port") from None
-            raise ConfigError(f"gateway cannot listen on {self.host}:{self.port}: {e}") from None
+        self.server.add_sockets(sockets)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.log.info("gateway listening on http://%s:%d/", host, self.port)
         self.log.info("gateway access: %s", self.access.describe())

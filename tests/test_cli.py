@@ -7,6 +7,7 @@ import json
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -208,3 +209,16 @@ def test_up_prints_the_url_last_once_every_node_is_ready(tmp_path: Path,
     assert lines[at - 1] == ""
     assert sum("broker: device" in line and "registered" in line for line in lines[:at]) == 2
     assert sum("template process" in line for line in lines[:at]) == 2, "\n".join(lines)
+
+
+def test_a_gateway_on_port_0_listens_on_a_free_port_and_says_which(key_file: Path,
+                                                                   nodes) -> None:
+    """Tests that ``gateway --port 0`` logs the port it got (not 0) and answers there."""
+    gateway = NodeProcess("gateway", "--port", "0", "--key-file", str(key_file),
+                          "--insecure-bus", "--broker", f"tcp://127.0.0.1:{free_port()}",
+                          "--subscribe", f"tcp://127.0.0.1:{free_port()}")
+    nodes.append(gateway)
+    port = int(gateway.wait_for_log(r"gateway listening on http://127\.0\.0\.1:(\d+)/").group(1))
+    assert port > 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
+        assert resp.status == 200

@@ -112,3 +112,28 @@ def test_up_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Path
     up.wait_for_log(r"broker stopped")
     assert all(not Path(f"/proc/{pid}").exists()
                or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2] for pid in kids)
+
+
+def test_up_on_port_0_runs_on_a_free_port_that_its_url_names(tmp_path: Path, nodes) -> None:
+    """Tests that ``up --port 0`` (any free port) starts, says a URL with the port its
+    gateway listens on, and a cell runs there: it stopped with "the gateway is not listening
+    on port 0" before."""
+    up = NodeProcess("up", "--port", "0", "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    nodes.append(up)
+    url = up.wait_for_log(r"cellbus is up: (http://127\.0\.0\.1:(\d+)/)", timeout=60)
+    port = int(url.group(2))
+    assert port > 0 and f"gateway listening on http://127.0.0.1:{port}/" in up.log
+    base = f"http://127.0.0.1:{port}/home/me/ws/1"
+    req = urllib.request.Request(f"{base}/evaluate", data=b'{"input": "print(6*7)"}',
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 202
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base}/update?wait=5", timeout=10) as resp:
+            doc = json.load(resp)
+        if doc["status"] == "done":
+            break
+    assert doc["output"]["stdout_0"]["content"] == "42\n"
+    assert up.stop(signal.SIGINT, timeout=30) == 0
