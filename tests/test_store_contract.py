@@ -884,6 +884,20 @@ async def test_deleting_a_worksheet_removes_its_runs_and_nothing_else(store: Sto
     assert (await store.delete_worksheet("nobody", "ws")).nothing  # type: ignore[union-attr]
 
 
+async def test_a_worksheet_with_many_messages_is_deleted_a_part_at_a_time(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that delete_worksheet deletes every message of a session that has more than a
+    part's worth (here 3 a part, 10 messages), the last one's seq included, and counts
+    them all; another session's stay."""
+    from broker.store import _worksheet_rows
+    monkeypatch.setattr(_worksheet_rows, "MESSAGES_AT_ONCE", 3)
+    await store.put_session(SessionRecord("s1", "ann", "ws", None, "closed", 1.0, 1.0))
+    await store.append_messages([(s, jmsg("stream", session=s)) for s in ["s1"] * 10 + ["s2"]])
+    deleted = await store.delete_worksheet("ann", "ws")
+    assert deleted is not None and deleted.messages == 10
+    assert await store.messages("s1") == [] and len(await store.messages("s2")) == 1
+
+
 @pytest.mark.parametrize("status", [NEEDS_WORK, WORKING])
 async def test_a_worksheet_with_an_unfinished_run_is_not_deleted(store: Store,
                                                                   status: str) -> None:

@@ -148,7 +148,7 @@ async def test_deleting_a_worksheet_reads_only_indexes(url: str) -> None:
     """Every statement that deleting a worksheet's runs makes (broker/deletion.py) searches
     an index by the worksheet or its sessions: none scans a whole table, however many
     requests, messages and sessions other worksheets have."""
-    from broker.store._worksheet_rows import delete_worksheet_op
+    from broker.store._worksheet_rows import delete_messages_op, delete_worksheet_op
 
     async with open_store(url) as store:
         assert isinstance(store, SQLiteStore)
@@ -161,12 +161,14 @@ async def test_deleting_a_worksheet_reads_only_indexes(url: str) -> None:
     statements: list[str] = []
     with sqlite3.connect(path) as conn:
         conn.set_trace_callback(statements.append)
-        deleted = delete_worksheet_op("ann", "ws")(conn)
+        first = delete_worksheet_op("ann", "ws")(conn)
+        messages = delete_messages_op("s1", 1)(conn) + delete_messages_op("s1", 1)(conn)
         conn.rollback()
     conn.close()
-    assert deleted is not None and (deleted.requests, deleted.messages) == (1, 1)
+    assert first is not None and first[0].requests == 1 and first[1] == ["s1"], first
+    assert messages == 1
     statements = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "DELETE"))]
-    assert len(statements) == 6, statements  # one DELETE of messages per session
+    assert len(statements) == 5 + 2 + 2, statements
     for sql in statements:
         plan = query_plan(path, sql)
         assert "SCAN" not in plan and "SEARCH" in plan, (sql, plan)
@@ -395,3 +397,26 @@ async def test_an_older_small_store_is_converted_to_incremental(tmp_path: Path) 
     async with SQLiteStore(sqlite_url(path)) as store:
         assert store.auto_vacuum == "incremental"
         assert len(await store.requests("needs_work")) == 1
+
+
+async def test_a_large_worksheet_is_deleted_a_part_at_a_time_so_other_writes_go_on(
+        store: SQLiteStore) -> None:
+    """Tests that deleting a worksheet with many messages deletes them all, in writes of
+    MESSAGES_AT_ONCE, with other sessions' appends stored between them: in one transaction,
+    300,000 messages held every other user's output for a second."""
+    from broker.store import _worksheet_rows
+    at_once = _worksheet_rows.MESSAGES_AT_ONCE
+    await store.put_session(SessionRecord("big", "ann", "ws", None, "closed", 1.0, 1.0))
+    for _ in range(3):
+        await store.append_messages([("big", jmsg("stream")) for _ in range(at_once)])
+    await store.append_messages([("big", jmsg("stream")) for _ in range(7)])
+    before = store.stats.commits
+    deleting = asyncio.ensure_future(store.delete_worksheet("ann", "ws"))
+    others = []
+    while not deleting.done():  # another user's output, while the deletion goes on
+        others.append(await store.append_messages([("other", jmsg("stream"))]))
+    deleted = await deleting
+    assert deleted is not None and deleted.messages == 3 * at_once + 7
+    assert await store.messages("big") == []
+    assert len(await store.messages("other")) == len(others) >= 3
+    assert store.stats.commits - before >= 5  # the first write, then four of messages

@@ -61,18 +61,33 @@ async def _put_receipts(db: Database, receipts: Receipts,
 
 
 async def _delete_worksheet(db: Database, user: str, worksheet: str,
-                            session: AsyncClientSession | None) -> DeletedRuns | None:
-    """:meth:`MongoStore.delete_worksheet`, in ``session``'s transaction if it has one. Each
-    query reads an index: requests and sessions by (user, worksheet), messages by session,
-    deliveries by (user, worksheet, client), the layout by its ``_id``."""
+                            session: AsyncClientSession | None
+                            ) -> tuple[DeletedRuns, list[str]] | None:
+    """The first step of :meth:`MongoStore.delete_worksheet`, in ``session``'s transaction if
+    it has one: the worksheet's requests, layout and deliveries (None, and nothing deleted,
+    if a run of it is unfinished), and its sessions, whose messages
+    :func:`_delete_messages` removes next, a part at a time (as the SQLite store does, see
+    :mod:`._worksheet_rows`: a transaction of a million deletions would hold every other
+    write, and pass a transaction's limits). Each query reads an index: requests and
+    sessions by (user, worksheet), deliveries by (user, worksheet, client), the layout by
+    its ``_id``."""
     key = {"user": user, "worksheet": worksheet}
     if await db.requests.find_one({**key, "status": {"$in": [NEEDS_WORK, WORKING]}},
                                   {"_id": 1}, session=session) is not None:
         return None
     sessions = await db.sessions.distinct("session", key, session=session)
-    messages = (await db.messages.delete_many({"session": {"$in": sessions}}, session=session)
-                ).deleted_count if sessions else 0
     requests = (await db.requests.delete_many(key, session=session)).deleted_count
     layout = (await db.layouts.delete_one({"_id": key}, session=session)).deleted_count
     deliveries = (await db.deliveries.delete_many(key, session=session)).deleted_count
-    return DeletedRuns(requests, messages, bool(layout), deliveries)
+    return DeletedRuns(requests, 0, bool(layout), deliveries), [str(s) for s in sessions]
+
+
+async def _delete_messages(db: Database, session: str, at_most: int) -> int:
+    """Up to ``at_most`` of ``session``'s messages, the oldest (by its (session, seq)
+    index); how many."""
+    last = await db.messages.find({"session": session}, {"seq": 1}).sort("seq", 1).skip(
+        at_most - 1).limit(1).to_list()
+    query: dict[str, Any] = {"session": session}
+    if last:
+        query["seq"] = {"$lte": last[0]["seq"]}
+    return int((await db.messages.delete_many(query)).deleted_count)

@@ -51,9 +51,10 @@ from ._mongo_devices import MongoDevices
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
-from ._mongo_tx import _delete_worksheet, _put_receipts, _update
+from ._mongo_tx import _delete_messages, _delete_worksheet, _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
 from ._rows import check_limit, header_facts, stored_input
+from ._worksheet_rows import delete_in_parts
 from ._writer import MAX_BATCH, MAX_PENDING
 from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
@@ -407,13 +408,19 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store)
         return [_session(doc) for doc in docs]
 
     async def delete_worksheet(self, user: str, worksheet: str) -> DeletedRuns | None:
-        """An append of no messages whose ``then`` deletes: one transaction on a replica
-        set (the appender's), the same writes one after another on a standalone server."""
+        """First an append of no messages whose ``then`` deletes the requests, layout and
+        deliveries: one transaction on a replica set (the appender's), the same writes one
+        after another on a standalone server; then the messages, a part at a time."""
         db = self._open_db()
         with self._errors(f"delete the runs of {user}/{worksheet}"):
-            result: DeletedRuns | None = (await self._append([], lambda session: (
+            first = (await self._append([], lambda session: (
                 _delete_worksheet(db, user, worksheet, session))))[1]
-        return result
+            if first is None:
+                return None
+            deleted, sessions = first
+            messages = await delete_in_parts(
+                sessions, lambda session, at_most: _delete_messages(db, session, at_most))
+        return replace(deleted, messages=messages)
 
     # -- retention (._mongo_retention) -------------------------------------------------------
 
