@@ -26,16 +26,11 @@ def children_of(pid: int) -> list[int]:
     return kids
 
 
-def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
-    port = free_port()
-    up = NodeProcess("up", "--port", str(port), "--devices", "2",
-                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
-                     env={"XDG_RUNTIME_DIR": str(tmp_path)})  # its state file stays here
-    nodes.append(up)
-    up.wait_for_log(rf"cellbus is up: http://127.0.0.1:{port}/", timeout=60)
+def printed(port: int, code: str) -> str:
+    """What ``code`` printed, evaluated over HTTP in cell me/ws/1 of the gateway on ``port``."""
     base = f"http://127.0.0.1:{port}/home/me/ws/1"
-    req = urllib.request.Request(f"{base}/evaluate", data=json.dumps({"input": "print(6*7)"})
-                                 .encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(f"{base}/evaluate", data=json.dumps({"input": code}).encode(),
+                                 headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         assert resp.status == 202
     deadline = time.monotonic() + 30
@@ -44,7 +39,17 @@ def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
             doc = json.load(resp)
         if doc["status"] == "done":
             break
-    assert doc["output"]["stdout_0"]["content"] == "42\n"
+    return str(doc["output"]["stdout_0"]["content"])
+
+
+def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
+    port = free_port()
+    up = NodeProcess("up", "--port", str(port), "--devices", "2",
+                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path)})  # its state file stays here
+    nodes.append(up)
+    up.wait_for_log(rf"cellbus is up: http://127.0.0.1:{port}/", timeout=60)
+    assert printed(port, "print(6*7)") == "42\n"
 
     kids = children_of(up.proc.pid)
     assert len(kids) == 4  # broker, two devices, gateway
@@ -124,16 +129,5 @@ def test_up_on_port_0_runs_on_a_free_port_that_its_url_names(tmp_path: Path, nod
     url = up.wait_for_log(r"cellbus is up: (http://127\.0\.0\.1:(\d+)/)", timeout=60)
     port = int(url.group(2))
     assert port > 0 and f"gateway listening on http://127.0.0.1:{port}/" in up.log
-    base = f"http://127.0.0.1:{port}/home/me/ws/1"
-    req = urllib.request.Request(f"{base}/evaluate", data=b'{"input": "print(6*7)"}',
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 202
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{base}/update?wait=5", timeout=10) as resp:
-            doc = json.load(resp)
-        if doc["status"] == "done":
-            break
-    assert doc["output"]["stdout_0"]["content"] == "42\n"
+    assert printed(port, "print(6*7)") == "42\n"
     assert up.stop(signal.SIGINT, timeout=30) == 0
