@@ -106,17 +106,28 @@ class Dispatch:
         self._spawn = spawn
         self.log = log
         self.handed = Handed()
+        #: Begins every hand-out nonce of this process: what a device says of a hand-out a
+        #: previous broker made is told apart (:meth:`ours`) without its memory.
+        self.epoch = uuid.uuid4().hex[:6]
         #: Whether a request must wait although its device is known (set by its owner).
         self.hold_back: Callable[[Request], bool] = lambda request: False
         #: Told (session, device) at each hand-out: who may send that session's output.
         self.on_handed: Callable[[str, str], None] = lambda session, device: None
         #: Sessions whose queued requests wait for a free place (as of the last pass).
         self._held: set[str] = set()
+        #: Sessions whose requests were placed but whose store record may not name the
+        #: device yet: a restarted broker reads a session's device from the store.
+        self._unnoted: set[str] = set()
         self._lock = asyncio.Lock()
         self._redispatching = False
         self._soon = False
 
     # -- what others may read -----------------------------------------------------------------
+
+    def ours(self, nonce: object) -> bool:
+        """Whether ``nonce`` (a message's ``metadata.cellbus.sent``) is of a hand-out this
+        broker process made."""
+        return isinstance(nonce, str) and nonce.startswith(self.epoch)
 
     @property
     def held(self) -> frozenset[str]:
@@ -177,7 +188,7 @@ class Dispatch:
             return False
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
-        nonce = uuid.uuid4().hex[:12]
+        nonce = self.epoch + uuid.uuid4().hex[:12]
         self.handed.add(request.msg_id, nonce)
         self.on_handed(request.session, request.device)
         message = dict(request.message)
@@ -273,10 +284,12 @@ class Dispatch:
             if device is None:
                 held.add(request.session)
                 continue
-            if device != request.device:
+            if device != request.device or request.session in self._unnoted:
                 try:
+                    self._unnoted.add(request.session)  # until the store names its device
                     request = await self.store.assign_request(request.msg_id, device)
                     await self.note_placement(request.session, device)
+                    self._unnoted.discard(request.session)
                 except StoreError as e:  # placed by a later pass, once the store writes
                     self.log.warning("broker: could not place request %s now: %s",
                                      request.msg_id, e)

@@ -304,6 +304,8 @@ class Broker(Node):
         kind = msg["msg_type"]
         content = msg["content"]
         device = (idents[0] if idents else b"").decode(errors="replace")
+        if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
+            self.watch.disown(device, content, self.senders.handed)
         if device in self.watch.taken or device in self.watch.ending:
             self.watch.came_back(device, content if kind in (
                 mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
@@ -341,6 +343,8 @@ class Broker(Node):
         if self.watch.revoked and isinstance(facts, dict) and facts.get("sent") == \
                 self.watch.revoked.get(msg["parent_header"].get("msg_id")):
             return  # of a hand-out taken back from a lost device: it runs from a new one
+        if isinstance(facts, dict) and self.watch.stale(device, facts):
+            return  # of a previous broker's hand-out to a worker told to end
         session_id = facts.get("session") if isinstance(facts, dict) else None
         if isinstance(facts, dict):  # delivery bookkeeping stays between device and broker
             for key in ("out", "try", "sent"):
