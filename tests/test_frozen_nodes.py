@@ -213,3 +213,46 @@ def test_a_broker_restarted_while_its_device_runs_on_leaves_the_sessions_workers
     doc = chain.wait_done("u/ws/2")
     assert doc["status"] == "done" and stdout_of(doc) == ["True"], doc
     assert "which the store has on" not in broker.log
+
+
+def test_a_restarted_broker_ends_the_old_worker_of_a_session_moved_to_another_device(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a session moved to another device while its first one was taken for lost
+    stays there when the broker restarts and the first device goes on: the first device's
+    old worker is ended (not made the session's again, as its report once did), what it
+    says of the queued cell it still held is not stored, and the worksheet's cells run once
+    each in the worker on the other device."""
+    broker = chain.start_broker()
+    first = chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
+                                             "\ntime.sleep(1)")
+    assert status == 202, reply
+    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())\ny = 2")
+    assert status == 202, reply
+    chain.start_device("--idle-timeout", "300")
+    broker.wait_for_log(r"device device1 registered")
+    with frozen(first):
+        broker.wait_for_log(r"device device0 is lost")
+        assert chain.wait_done("u/ws/1")["status"] == "error"
+        moved = chain.wait_done("u/ws/2")  # on device1 meanwhile
+        broker.stop(signal.SIGKILL)
+        broker = chain.start_broker()
+        broker.wait_for_log(r"device device1 registered")
+    first.wait_for_log(r"the broker took this device for lost .* its worker is ended too")
+    status, reply = chain.evaluate("u/ws/3", "print('x' in globals(), 'y' in globals())")
+    assert status == 202, reply
+    try:
+        doc = chain.wait_done("u/ws/3")
+        assert doc["status"] == "done" and stdout_of(doc) == ["False True"], doc
+        doc = chain.update("u/ws/2")[1]
+        assert doc["status"] == "done" and stdout_of(doc) == ["False"], doc
+        assert doc == moved
+        assert replies_of(tmp_path / "cellbus.db", doc["request"]) == 1
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nbroker:\n{broker.log}\ndevice0:\n{first.log}") from e
+    broker.wait_for_log(r"device device0 reports session \w+, which the store has on "
+                        r"device1: its worker is ended")
+    with sqlite3.connect(tmp_path / "cellbus.db") as db:
+        assert db.execute("SELECT device FROM sessions").fetchall() == [("device1",)]
