@@ -129,19 +129,10 @@ class DeviceWatch:
                 self.revoked[request.msg_id] = nonce
                 while len(self.revoked) > MAX_REVOKED:
                     self.revoked.popitem(last=False)
-            await self._unplace(request.msg_id)
         for session in closing:
             if self.ends is not None:
                 await self.ends.closed(session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
-
-    async def _unplace(self, msg_id: str) -> None:
-        """A queued request of a lost device is on none in the store: its next placement
-        writes its session's device again (:meth:`Dispatch.note_placement`) before it goes."""
-        try:
-            await self.store.assign_request(msg_id, None)
-        except StoreError as e:  # it started meanwhile, or the store cannot write now
-            self.log.info("broker: request %s stays placed: %s", msg_id, e)
 
     def disown(self, device: str, report: dict[str, Any],
                holders: collections.abc.Mapping[str, set[str]]) -> None:

@@ -115,9 +115,6 @@ class Dispatch:
         self.on_handed: Callable[[str, str], None] = lambda session, device: None
         #: Sessions whose queued requests wait for a free place (as of the last pass).
         self._held: set[str] = set()
-        #: Sessions whose requests were placed but whose store record may not name the
-        #: device yet: a restarted broker reads a session's device from the store.
-        self._unnoted: set[str] = set()
         self._lock = asyncio.Lock()
         self._redispatching = False
         self._soon = False
@@ -173,6 +170,15 @@ class Dispatch:
             record.device = device
             await self.store.put_session(record)
             self.sessions.stored(record)
+
+    async def _elsewhere(self, request: Request, device: str) -> bool:
+        """Whether the store names another device (or none) for ``request``'s open session
+        than ``device``, where it goes: a restarted broker reads a session's device from
+        the store (broker/devices.py), so it is written first (a device taken for lost left
+        it on none; a write of it failed)."""
+        record = await self.sessions.find(request.user, request.worksheet)
+        return record is not None and record.session == request.session and \
+            record.device != device
 
     # -- handing out --------------------------------------------------------------------------
 
@@ -284,12 +290,10 @@ class Dispatch:
             if device is None:
                 held.add(request.session)
                 continue
-            if device != request.device or request.session in self._unnoted:
+            if device != request.device or await self._elsewhere(request, device):
                 try:
-                    self._unnoted.add(request.session)  # until the store names its device
                     request = await self.store.assign_request(request.msg_id, device)
                     await self.note_placement(request.session, device)
-                    self._unnoted.discard(request.session)
                 except StoreError as e:  # placed by a later pass, once the store writes
                     self.log.warning("broker: could not place request %s now: %s",
                                      request.msg_id, e)

@@ -149,17 +149,6 @@ async def test_assign_places_a_pending_request_only(store: Store) -> None:
         await store.assign_request("no-such-request", "d3")
 
 
-async def test_assign_to_none_unplaces_a_pending_request(store: Store) -> None:
-    """Tests that assign_request with no device leaves a needs_work request on none (as a
-    lost device's queue is left, for a restarted broker to place afresh)."""
-    req = await store.add_request(execute())
-    await store.assign_request(req.msg_id, "d2")
-    unplaced = await store.assign_request(req.msg_id, None)
-    assert unplaced.status == NEEDS_WORK and unplaced.device is None
-    assert await store.requests(NEEDS_WORK, device="d2") == []
-    assert (await store.get_request(req.msg_id)) == unplaced
-
-
 async def test_error_transition_records_error(store: Store) -> None:
     """Tests that -> error is final and keeps the error text."""
     req = await store.add_request(execute())

@@ -111,9 +111,8 @@ class Store(abc.ABC):
         raise _missing("update_request")
 
     @abc.abstractmethod
-    async def assign_request(self, msg_id: str, device: str | None) -> Request:
-        """Place a ``needs_work`` request on ``device`` (its status stays ``needs_work``), or
-        on none (``None``: placed afresh, as when its device was taken for lost).
+    async def assign_request(self, msg_id: str, device: str) -> Request:
+        """Place a ``needs_work`` request on ``device`` (its status stays ``needs_work``).
 
         Raises :class:`UnknownRequest`, or :class:`InvalidTransition` if it already started.
         """

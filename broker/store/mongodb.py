@@ -229,7 +229,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, Store):
         with self._errors(f"update request {msg_id!r}"):
             return await _update(db, msg_id, status, device, error, None)
 
-    async def assign_request(self, msg_id: str, device: str | None) -> Request:
+    async def assign_request(self, msg_id: str, device: str) -> Request:
         db = self._open_db()
         with self._errors(f"assign request {msg_id!r}"):
             new = await db.requests.find_one_and_update(

@@ -153,7 +153,7 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, Store):
                              error: str | None = None) -> Request:
         return await self._write(lambda conn: _update_row(conn, msg_id, status, device, error))
 
-    async def assign_request(self, msg_id: str, device: str | None) -> Request:
+    async def assign_request(self, msg_id: str, device: str) -> Request:
         def op(conn: sqlite3.Connection) -> Request:
             row = conn.execute(
                 f"UPDATE requests SET device = ? WHERE msg_id = ? AND status = ? "
