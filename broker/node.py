@@ -304,13 +304,14 @@ class Broker(Node):
         kind = msg["msg_type"]
         content = msg["content"]
         device = (idents[0] if idents else b"").decode(errors="replace")
-        if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
-            self.watch.disown(device, content, self.senders.handed)
         if device in self.watch.taken or device in self.watch.ending:
             self.watch.came_back(device, content if kind in (
                 mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
+            self.watch.disown(device, content, self.senders.handed)  # once it can be told
+            if device in self.watch.taken:
+                self.watch.came_back(device, content)
             if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
                 self.unsynced.discard(device)
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,
