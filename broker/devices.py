@@ -134,6 +134,15 @@ class DeviceWatch:
                 await self.ends.closed(session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
 
+    def reported(self, device: str, report: dict[str, Any],
+                 holders: collections.abc.Mapping[str, set[str]]) -> None:
+        """A report of ``device``, once the device is in the table: :meth:`disown` what it
+        should not hold and tell it at once (:meth:`came_back`), before its reconciliation
+        (:meth:`joined`) reads the report."""
+        self.disown(device, report, holders)
+        if device in self.taken:
+            self.came_back(device, report)
+
     def disown(self, device: str, report: dict[str, Any],
                holders: collections.abc.Mapping[str, set[str]]) -> None:
         """A report of ``device`` lists sessions: one that ``holders`` (the store's open

@@ -309,9 +309,7 @@ class Broker(Node):
                 mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
-            self.watch.disown(device, content, self.senders.handed)  # once it can be told
-            if device in self.watch.taken:
-                self.watch.came_back(device, content)
+            self.watch.reported(device, content, self.senders.handed)  # once it can be told
             if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
                 self.unsynced.discard(device)
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,

@@ -226,14 +226,15 @@ def test_a_restarted_broker_ends_the_old_worker_of_a_session_moved_to_another_de
         chain: Chain, tmp_path: Path) -> None:
     """Tests that a session moved to another device while its first one was taken for lost
     stays there when the broker restarts and the first device goes on: the first device's
-    old worker is ended (not made the session's again, as its report once did), what it
-    says of the queued cell it still held is not stored, and the worksheet's cells run once
-    each in the worker on the other device."""
+    old worker is ended (not made the session's again, as its report once did) and the
+    worksheet's cells run once each in the worker on the other device. The frozen cell
+    sleeps long enough to run still when it is frozen, however slow the second device is
+    to start."""
     broker = chain.start_broker()
     first = chain.start_device("--idle-timeout", "300")
     chain.start_gateway()
     status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
-                                             "\ntime.sleep(1)")
+                                             "\ntime.sleep(30)")
     assert status == 202, reply
     until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
     status, reply = chain.evaluate("u/ws/2", "print('x' in globals())\ny = 2")
