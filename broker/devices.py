@@ -11,7 +11,11 @@ workers of those sessions
 worksheet starts a fresh worker, as the user was told, and no old worker answers twice. An old
 worker may still start a queued request before it hears (the device ran on; the request had
 gone to it before): what it says of that hand-out (``metadata.cellbus.sent``) is dropped,
-since the request runs again from its new one.
+since the request runs again from its new one. That holds across a broker restart too, in
+the store's terms: the lost device's sessions are on no device in the store until placed
+again, and a restarted broker that hears a device report a session the store had on no
+device or another one takes it as above (:meth:`DeviceWatch.reported`), dropping what the
+old worker says of a previous broker's hand-outs.
 
 When a device registers, or is heard again after being lost or after the broker restarted,
 its report of the requests it holds is reconciled with the store: requests it still holds
