@@ -11,7 +11,11 @@ workers of those sessions
 worksheet starts a fresh worker, as the user was told, and no old worker answers twice. An old
 worker may still start a queued request before it hears (the device ran on; the request had
 gone to it before): what it says of that hand-out (``metadata.cellbus.sent``) is dropped,
-since the request runs again from its new one.
+since the request runs again from its new one. That holds across a broker restart too, in
+the store's terms: the lost device's sessions are on no device in the store until placed
+again, and a restarted broker that hears a device report a session the store had on no
+device or another one takes it as above (:meth:`DeviceWatch.reported`), dropping what the
+old worker says of a previous broker's hand-outs.
 
 When a device registers, or is heard again after being lost or after the broker restarted,
 its report of the requests it holds is reconciled with the store: requests it still holds
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import collections.abc
 import logging
 import time
 from typing import Any
@@ -71,6 +76,9 @@ class DeviceWatch:
         self.revoked: collections.OrderedDict[str, str] = collections.OrderedDict()
         #: Device heard again -> sessions it was told to end -> when (monotonic).
         self.ending: dict[str, dict[str, float]] = {}
+        #: (device, session) taken on the device's report after a restart (:meth:`disown`).
+        self.disowned: collections.OrderedDict[tuple[str, str], None] = \
+            collections.OrderedDict()
 
     async def heartbeats(self) -> None:
         """Heartbeat every known device; declare lost the ones that went silent."""
@@ -105,6 +113,14 @@ class DeviceWatch:
         self.log.warning("broker: device %s is lost (%s)", device,
                          why or f"silent for {self.devices.expiry:.0f} s")
         self.metrics.devices_lost.inc()
+        closing: list[str] = []  # first in the store: a broker restarted from here on knows it
+        for record in await self.store.sessions(OPEN):
+            if record.device == device:
+                taken.add(record.session)
+                record.device = None  # what a restarted broker reads: placed afresh
+                await self.store.put_session(record)
+                self.dispatch.sessions.stored(record)
+                closing.append(record.session)
         for request in await self.store.requests(WORKING, device=device):
             worked.add(request.session)
             taken.add(request.session)
@@ -117,12 +133,50 @@ class DeviceWatch:
                 self.revoked[request.msg_id] = nonce
                 while len(self.revoked) > MAX_REVOKED:
                     self.revoked.popitem(last=False)
-        for record in await self.store.sessions(OPEN):
-            if record.device == device:
-                taken.add(record.session)
-                if self.ends is not None:
-                    await self.ends.closed(record.session, DEVICE_LOST)
+        for session in closing:
+            if self.ends is not None:
+                await self.ends.closed(session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
+
+    def reported(self, device: str, report: dict[str, Any],
+                 holders: collections.abc.Mapping[str, set[str]]) -> None:
+        """A report of ``device``, once the device is in the table: :meth:`disown` what it
+        should not hold and tell it at once (:meth:`came_back`), before its reconciliation
+        (:meth:`joined`) reads the report."""
+        self.disown(device, report, holders)
+        if device in self.taken:
+            self.came_back(device, report)
+
+    def disown(self, device: str, report: dict[str, Any],
+               holders: collections.abc.Mapping[str, set[str]]) -> None:
+        """A report of ``device`` lists sessions: one that ``holders`` (the store's open
+        sessions and their devices as the broker read them at start, and the devices this
+        broker handed each to since: :class:`Senders`) places elsewhere or nowhere has an
+        old worker there, left by a device taken for lost before the broker restarted. It is
+        taken as :meth:`lost` takes one (:meth:`came_back` tells the device to end it), and
+        what its old worker says of a previous broker's hand-outs is dropped (:meth:`stale`)."""
+        sessions = report.get("sessions")
+        told = self.ending.get(device, {})
+        for session in sessions if isinstance(sessions, list) else []:
+            if not isinstance(session, str) or session in told:
+                continue
+            known = holders.get(session)
+            if known is None or device in known:
+                continue  # not known to be elsewhere (or the broker's record lags): left
+            self.log.warning("broker: device %s reports session %s, which the store has on "
+                             "%s: its worker is ended", device, session,
+                             ", ".join(sorted(known)) or "no device")
+            self.taken.setdefault(device, set()).add(session)
+            self.disowned[(device, session)] = None
+            while len(self.disowned) > MAX_REVOKED:
+                self.disowned.popitem(last=False)
+
+    def stale(self, device: str, facts: dict[str, Any]) -> bool:
+        """Whether a message (its ``metadata.cellbus``) from ``device`` is of a hand-out a
+        previous broker made of a session :meth:`disown` took there: its old worker ran it
+        before hearing, and the request runs again from this broker's hand-out."""
+        return ("sent" in facts and (device, facts.get("session")) in self.disowned
+                and not self.dispatch.ours(facts["sent"]))
 
     def came_back(self, device: str, report: dict[str, Any] | None = None) -> None:
         """A message from ``device``. If it was taken for lost, tell it now (before anything

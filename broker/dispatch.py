@@ -106,6 +106,9 @@ class Dispatch:
         self._spawn = spawn
         self.log = log
         self.handed = Handed()
+        #: Begins every hand-out nonce of this process: what a device says of a hand-out a
+        #: previous broker made is told apart (:meth:`ours`) without its memory.
+        self.epoch = uuid.uuid4().hex[:6]
         #: Whether a request must wait although its device is known (set by its owner).
         self.hold_back: Callable[[Request], bool] = lambda request: False
         #: Told (session, device) at each hand-out: who may send that session's output.
@@ -117,6 +120,11 @@ class Dispatch:
         self._soon = False
 
     # -- what others may read -----------------------------------------------------------------
+
+    def ours(self, nonce: object) -> bool:
+        """Whether ``nonce`` (a message's ``metadata.cellbus.sent``) is of a hand-out this
+        broker process made."""
+        return isinstance(nonce, str) and nonce.startswith(self.epoch)
 
     @property
     def held(self) -> frozenset[str]:
@@ -163,6 +171,15 @@ class Dispatch:
             await self.store.put_session(record)
             self.sessions.stored(record)
 
+    async def _elsewhere(self, request: Request, device: str) -> bool:
+        """Whether the store names another device (or none) for ``request``'s open session
+        than ``device``, where it goes: a restarted broker reads a session's device from
+        the store (broker/devices.py), so it is written first (a device taken for lost left
+        it on none; a write of it failed)."""
+        record = await self.sessions.find(request.user, request.worksheet)
+        return record is not None and record.session == request.session and \
+            record.device != device
+
     # -- handing out --------------------------------------------------------------------------
 
     async def send(self, request: Request) -> bool:
@@ -177,7 +194,7 @@ class Dispatch:
             return False
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
-        nonce = uuid.uuid4().hex[:12]
+        nonce = self.epoch + uuid.uuid4().hex[:12]
         self.handed.add(request.msg_id, nonce)
         self.on_handed(request.session, request.device)
         message = dict(request.message)
@@ -273,7 +290,7 @@ class Dispatch:
             if device is None:
                 held.add(request.session)
                 continue
-            if device != request.device:
+            if device != request.device or await self._elsewhere(request, device):
                 try:
                     request = await self.store.assign_request(request.msg_id, device)
                     await self.note_placement(request.session, device)

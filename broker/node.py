@@ -309,6 +309,7 @@ class Broker(Node):
                 mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
+            self.watch.reported(device, content, self.senders.handed)  # once it can be told
             if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
                 self.unsynced.discard(device)
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,
@@ -341,6 +342,8 @@ class Broker(Node):
         if self.watch.revoked and isinstance(facts, dict) and facts.get("sent") == \
                 self.watch.revoked.get(msg["parent_header"].get("msg_id")):
             return  # of a hand-out taken back from a lost device: it runs from a new one
+        if isinstance(facts, dict) and self.watch.stale(device, facts):
+            return  # of a previous broker's hand-out to a worker told to end
         session_id = facts.get("session") if isinstance(facts, dict) else None
         if isinstance(facts, dict):  # delivery bookkeeping stays between device and broker
             for key in ("out", "try", "sent"):

@@ -74,7 +74,8 @@ class Senders:
 
     def seed(self, records: Iterable[SessionRecord]) -> None:
         """The open sessions the store holds, and the device each is on (at start)."""
-        for record in records:
+        for record in records:  # one on no device is known to be on none
+            self.handed.setdefault(record.session, set())
             if record.device:
                 self.handed_to(record.session, record.device)
 

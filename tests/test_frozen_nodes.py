@@ -129,3 +129,138 @@ def test_a_worksheet_told_its_device_is_lost_runs_its_next_cells_in_a_fresh_work
             raise AssertionError(f"{e}\nbroker:\n{broker.log}\ndevice:\n{device.log}") from e
         assert doc["status"] == "done" and stdout_of(doc) == ["False"], (cell, doc)
     device.wait_for_log(r"the broker took this device for lost .* its worker is ended too")
+
+
+def replies_of(db_path: Path, request: str) -> int:
+    """How many execute_replies of ``request`` the store holds."""
+    with sqlite3.connect(db_path) as db:
+        return int(db.execute("SELECT count(*) FROM messages WHERE parent = ? AND msg_type = "
+                              "'execute_reply'", (request,)).fetchone()[0])
+
+
+def closed_notes(db_path: Path) -> int:
+    """How many session_closed notes the store holds."""
+    with sqlite3.connect(db_path) as db:
+        return int(db.execute("SELECT count(*) FROM messages WHERE msg_type = "
+                              "'session_closed'").fetchone()[0])
+
+
+def test_a_broker_restarted_while_a_device_is_taken_for_lost_ends_its_old_workers(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that what the broker decided when it took a frozen device for lost holds after
+    the broker is killed (-9) and started again on the same store while the device is still
+    frozen: when the device goes on, the worksheet's queued cell and a new one each run once,
+    in a fresh worker (the variables the user was told are gone are gone), and the frozen
+    cell keeps its one DeviceLost reply. The restarted broker has none of the first one's
+    memory: it learns it from the store, as the device reports the session."""
+    broker = chain.start_broker()
+    device = chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
+                                             "\ntime.sleep(1)")
+    assert status == 202, reply
+    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")  # queued behind
+    assert status == 202, reply
+    with frozen(device):
+        broker.wait_for_log(r"device device0 is lost")
+        first = chain.wait_done("u/ws/1")
+        assert first["status"] == "error"
+        until(lambda: closed_notes(tmp_path / "cellbus.db"), "the worksheet told its "
+              "session is gone")  # the broker's last step for the lost device
+        broker.stop(signal.SIGKILL)
+        broker = chain.start_broker()
+    for cell in ("u/ws/2", "u/ws/3"):
+        try:
+            doc = chain.wait_done(cell, timeout=25)
+            assert doc["status"] == "done" and stdout_of(doc) == ["False"], (cell, doc)
+            assert replies_of(tmp_path / "cellbus.db", doc["request"]) == 1, (cell, doc)
+        except AssertionError as e:  # what each node said, for a failure in a whole run
+            raise AssertionError(f"{e}\nbroker:\n{broker.log}\ndevice:\n{device.log}") from e
+        if cell == "u/ws/2":  # the store names the fresh worker's device, as a restart reads
+            with sqlite3.connect(tmp_path / "cellbus.db") as db:
+                assert db.execute("SELECT device FROM sessions").fetchall() == [("device0",)]
+            status, reply = chain.evaluate("u/ws/3", "print('x' in globals())")
+            assert status == 202, reply
+    notes = "".join(b["content"] for b in chain.update("u/ws/2")[1]["output"].values()
+                    if b.get("type") == "text" and b.get("stream") == "stderr")
+    assert "started a fresh worker for this session" in notes, notes
+    doc = chain.update("u/ws/1")[1]
+    errors = [b for b in doc["output"].values() if b["type"] == "error"]
+    assert doc["status"] == "error" and [e["ename"] for e in errors] == ["DeviceLost"], doc
+    assert stdout_of(doc) == ["start"], doc
+    assert replies_of(tmp_path / "cellbus.db", doc["request"]) == 1
+    broker.wait_for_log(r"device device0 reports session \w+, which the store has on no "
+                        r"device: its worker is ended")
+    # Told at its report itself, before the broker reconciles what it holds (or the queued
+    # cell is taken as held by the worker that is to end).
+    told = broker.log.index("device device0, taken for lost, is heard again")
+    assert told < broker.log.index("device device0 registered"), broker.log
+
+
+def test_a_broker_restarted_while_its_device_runs_on_leaves_the_sessions_workers(
+        chain: Chain) -> None:
+    """Tests that the restarted broker's rule (a reported session the store places nowhere or
+    elsewhere has its worker ended) does not hit a device it never took for lost: after a
+    kill -9 and a start on the same store, the worksheet's running cell ends done and its
+    next cell still sees the variables of the worker it ran in."""
+    broker = chain.start_broker()
+    chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
+                                             "\ntime.sleep(1)")
+    assert status == 202, reply
+    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    broker.stop(signal.SIGKILL)
+    broker = chain.start_broker()
+    broker.wait_for_log(r"device device0 registered")
+    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")
+    assert status == 202, reply
+    assert chain.wait_done("u/ws/1")["status"] == "done"
+    doc = chain.wait_done("u/ws/2")
+    assert doc["status"] == "done" and stdout_of(doc) == ["True"], doc
+    assert "which the store has on" not in broker.log
+
+
+def test_a_restarted_broker_ends_the_old_worker_of_a_session_moved_to_another_device(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a session moved to another device while its first one was taken for lost
+    stays there when the broker restarts and the first device goes on: the first device's
+    old worker is ended (not made the session's again, as its report once did) and the
+    worksheet's cells run once each in the worker on the other device. The frozen cell
+    sleeps long enough to run still when it is frozen, however slow the second device is
+    to start."""
+    broker = chain.start_broker()
+    first = chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
+                                             "\ntime.sleep(30)")
+    assert status == 202, reply
+    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())\ny = 2")
+    assert status == 202, reply
+    chain.start_device("--idle-timeout", "300")
+    broker.wait_for_log(r"device device1 registered")
+    with frozen(first):
+        broker.wait_for_log(r"device device0 is lost")
+        assert chain.wait_done("u/ws/1")["status"] == "error"
+        moved = chain.wait_done("u/ws/2")  # on device1 meanwhile
+        broker.stop(signal.SIGKILL)
+        broker = chain.start_broker()
+        broker.wait_for_log(r"device device1 registered")
+    first.wait_for_log(r"the broker took this device for lost .* its worker is ended too")
+    status, reply = chain.evaluate("u/ws/3", "print('x' in globals(), 'y' in globals())")
+    assert status == 202, reply
+    try:
+        doc = chain.wait_done("u/ws/3")
+        assert doc["status"] == "done" and stdout_of(doc) == ["False True"], doc
+        doc = chain.update("u/ws/2")[1]
+        assert doc["status"] == "done" and stdout_of(doc) == ["False"], doc
+        assert doc == moved
+        assert replies_of(tmp_path / "cellbus.db", doc["request"]) == 1
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nbroker:\n{broker.log}\ndevice0:\n{first.log}") from e
+    broker.wait_for_log(r"device device0 reports session \w+, which the store has on "
+                        r"device1: its worker is ended")
+    with sqlite3.connect(tmp_path / "cellbus.db") as db:
+        assert db.execute("SELECT device FROM sessions").fetchall() == [("device1",)]
