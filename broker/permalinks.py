@@ -96,16 +96,23 @@ class Permalinks:
 
     async def delete(self, msg: Any, _: Address) -> Reply:
         """Delete a permalink its maker made (by token): what it counted against their
-        ``--user-output`` is freed. Anyone else, and a link no token made, gets the 404 of a
-        link that does not exist, so no one learns which links exist by trying to delete
-        them. A link is one per code: if another user shared the same code later, they got
-        this link too, and it is gone for them as well."""
+        ``--user-output`` is freed. Anyone else gets 403 saying who may (a link's code is
+        no secret: ``GET`` answers it to anyone who has its id), and a link no token made is
+        kept for good. A link is one per code: if another user shared the same code later,
+        they got this link too, and it is gone for them as well."""
         pid, owner = msg["content"].get("id"), _maker(msg)
         record = None
-        if owner and isinstance(pid, str) and ID_PATTERN.fullmatch(pid):
+        if isinstance(pid, str) and ID_PATTERN.fullmatch(pid):
             record = await self.store.get_permalink(pid)
-        if record is None or record.owner != owner or not await self.store.delete_permalink(
-                pid, owner):
-            raise Refused(404, "no such permalink of yours")
+        if record is None:
+            raise Refused(404, f"no permalink {str(pid)[:64]}")
+        if not record.owner:
+            raise Refused(403, "this link was made without a token, so it is kept for good: "
+                               "only links a user made with their token can be deleted")
+        if record.owner != owner:
+            raise Refused(403, "only the user who made this link may delete it (with their "
+                               "token)")
+        if not await self.store.delete_permalink(pid, owner):
+            raise Refused(404, f"no permalink {pid}")  # deleted meanwhile
         self.quotas.budget.add(owner, -_size(record.code, record.interact))
         return {"id": pid}, []

@@ -149,7 +149,7 @@ def test_a_worksheet_with_a_running_cell_is_refused_with_409_until_it_ends(
 def test_a_permalink_is_deleted_by_its_maker_only_which_frees_the_quota(
         chain: Chain) -> None:
     """--user-output 256 KiB: dan's permalink of 230 kB leaves no room for an evaluation
-    (429). eve's DELETE of it answers 404 and it still opens; a request with no token is
+    (429). eve's DELETE of it answers 403 and it still opens; a request with no token is
     401; dan's answers 200, the link is gone (404, again 404), and his evaluation is
     accepted at once."""
     dan, eve = start(chain, "dan", "eve", device=False)
@@ -157,7 +157,8 @@ def test_a_permalink_is_deleted_by_its_maker_only_which_frees_the_quota(
     assert made.status == 201, made.body
     pid = made.body["id"]
     assert evaluate(chain, dan, "ws/1").status == 429
-    assert delete(chain, eve, f"/permalink/{pid}").status == 404
+    refused = delete(chain, eve, f"/permalink/{pid}")
+    assert refused.status == 403 and "only the user who made" in refused.body["error"], refused
     assert call(chain.port, "DELETE", f"/permalink/{pid}").status == 401
     assert ask(chain, eve, "GET", f"/permalink/{pid}").body["code"] == "p" * 230_000
     deleted = delete(chain, dan, f"/permalink/{pid}")

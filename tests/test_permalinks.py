@@ -139,3 +139,15 @@ def test_share_keeps_the_interact_values(browser, page, running_chain) -> None: 
         expect(box.locator(".cellbus-interact-output")).to_have_text("n is 7 hi")
         expect(box).not_to_have_attribute("aria-busy", "true")
         expect(box.locator(".cellbus-interact-output")).to_have_text("n is 7 hi")  # stays
+
+
+def test_a_link_made_without_a_token_is_kept_and_a_delete_says_why(web: Chain) -> None:  # noqa: F811
+    """Tests that DELETE of a link no token made answers 403 saying it is kept for good (it
+    answered 404 "no such permalink", though GET opened it), and that it still opens; an
+    id no link has answers 404."""
+    status, made = make(web, "print('kept for good')")
+    assert status == 201, made
+    refused = call(web.port, "DELETE", f"/permalink/{made['id']}")
+    assert refused.status == 403 and "made without a token" in refused.body["error"], refused
+    assert call(web.port, "GET", f"/permalink/{made['id']}").status == 200
+    assert call(web.port, "DELETE", "/permalink/nosuchlink0").status == 404
