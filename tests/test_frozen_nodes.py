@@ -42,6 +42,18 @@ def stdout_of(doc: dict[str, Any]) -> list[str]:
                    ).splitlines()
 
 
+def defining(chain: Chain, sleep: int, then: str | None = "print('x' in globals())") -> None:
+    """Cell u/ws/1 defines x, prints a line, then sleeps ``sleep`` s; once its line is in,
+    cell u/ws/2 (``then``, if any) is queued behind it."""
+    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
+                                             f"\ntime.sleep({sleep})")
+    assert status == 202, reply
+    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    if then is not None:
+        status, reply = chain.evaluate("u/ws/2", then)
+        assert status == 202, reply
+
+
 @contextmanager
 def frozen(node: NodeProcess) -> Iterator[None]:
     """SIGSTOP ``node`` for the block, and SIGCONT it after, whatever happens."""
@@ -111,12 +123,7 @@ def test_a_worksheet_told_its_device_is_lost_runs_its_next_cells_in_a_fresh_work
     chain.start_gateway()
     # The first cell ends while the device is frozen (its worker runs on): as the device
     # goes on, it starts the queued one on the old worker before the broker's word comes.
-    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
-                                             "\ntime.sleep(1)")
-    assert status == 202, reply
-    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
-    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")  # queued behind
-    assert status == 202, reply
+    defining(chain, sleep=1)
     with frozen(device):
         broker.wait_for_log(r"device device0 is lost")
         assert chain.wait_done("u/ws/1")["status"] == "error"
@@ -156,12 +163,7 @@ def test_a_broker_restarted_while_a_device_is_taken_for_lost_ends_its_old_worker
     broker = chain.start_broker()
     device = chain.start_device("--idle-timeout", "300")
     chain.start_gateway()
-    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
-                                             "\ntime.sleep(1)")
-    assert status == 202, reply
-    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
-    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())")  # queued behind
-    assert status == 202, reply
+    defining(chain, sleep=1)
     with frozen(device):
         broker.wait_for_log(r"device device0 is lost")
         first = chain.wait_done("u/ws/1")
@@ -207,10 +209,7 @@ def test_a_broker_restarted_while_its_device_runs_on_leaves_the_sessions_workers
     broker = chain.start_broker()
     chain.start_device("--idle-timeout", "300")
     chain.start_gateway()
-    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
-                                             "\ntime.sleep(1)")
-    assert status == 202, reply
-    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
+    defining(chain, sleep=1, then=None)
     broker.stop(signal.SIGKILL)
     broker = chain.start_broker()
     broker.wait_for_log(r"device device0 registered")
@@ -233,12 +232,7 @@ def test_a_restarted_broker_ends_the_old_worker_of_a_session_moved_to_another_de
     broker = chain.start_broker()
     first = chain.start_device("--idle-timeout", "300")
     chain.start_gateway()
-    status, reply = chain.evaluate("u/ws/1", "import time\nx = 1\nprint('start', flush=True)"
-                                             "\ntime.sleep(30)")
-    assert status == 202, reply
-    until(lambda: lines_of(chain.update("u/ws/1")[1]), "the first line of u/ws/1")
-    status, reply = chain.evaluate("u/ws/2", "print('x' in globals())\ny = 2")
-    assert status == 202, reply
+    defining(chain, sleep=30, then="print('x' in globals())\ny = 2")
     chain.start_device("--idle-timeout", "300")
     broker.wait_for_log(r"device device1 registered")
     with frozen(first):
