@@ -293,7 +293,8 @@ print(os.getcwd())
     os.kill(pid, signal.SIGKILL)
     client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=15)
     assert {v: fingerprint(v) for v in victims} == before
-    host_dirs = [p for p in Path("/tmp").glob("cellbus-dev-*/s-*")]
+    root = Path(device.wait_for_log(r"workers under (\S+)").group(1))  # this device's only
+    host_dirs = list(root.glob("s-*"))
     assert not any(os.path.islink(p / "link0") for p in host_dirs)
     if mode == "off":
         assert not os.path.exists(workdir)  # removed, without following a link
