@@ -12,9 +12,12 @@ every flood, bounded by nothing but the largest burst so far. Two glibc settings
   own and unmapped when freed; it also lowers the peak of a flood.
 - ``malloc_trim(0)`` returns every free page of every arena; :func:`trim_after_bursts` calls
   it when the resident set has grown by :data:`TRIM_GROWTH` since the last call, checked
-  every :data:`TRIM_INTERVAL` seconds (a look at ``/proc/self/statm``), and once more at the
-  next look, which catches the end of the burst: a quiet broker never trims, and a busy one
-  at most that often.
+  every :data:`TRIM_INTERVAL` seconds (a look at ``/proc/self/statm``), and then at each look
+  until the resident set is back within :data:`TRIM_GROWTH` of where it was before the
+  burst, for at most :data:`SETTLE_LOOKS` looks (what it holds then is its new level): a
+  loaded broker may free a burst's last messages seconds after it stopped growing (its
+  feed's queue drains as fast as a busy gateway reads), which the one trim that followed
+  the growth did not see. A quiet broker never trims, and a busy one at most that often.
 
 What stays after a flood is what the broker keeps on purpose: the views of recent cells
 (:mod:`broker.cells`, bounded in bytes) and SQLite's page caches (2 MB a connection).
@@ -34,6 +37,8 @@ from typing import Final
 TRIM_INTERVAL: Final = 2.0
 #: Bytes the resident set must have grown by since the last trim for the next one.
 TRIM_GROWTH: Final = 16 * 2**20
+#: Looks a burst's end is trimmed at, at most, while the resident set stays up (30 s).
+SETTLE_LOOKS: Final = 15
 #: Blocks at least this big are mapped on their own (glibc's initial threshold, kept fixed).
 MMAP_THRESHOLD: Final = 128 * 1024
 M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number, from glibc's <malloc.h>
@@ -72,11 +77,15 @@ async def trim_after_bursts(*, interval: float = TRIM_INTERVAL,
         log.info("broker: no glibc malloc or no /proc here; memory freed after a burst "
                  "stays with the process")
         return
-    floor = resident_bytes()
-    settling = False  # trimmed for growth last time: trim once more, the burst may be over
+    floor = low = resident_bytes()  # after the last trim; before the last burst
+    left = 0  # looks to trim at while a burst settles
     while True:
         await asyncio.sleep(interval)
-        grown = resident_bytes() - floor >= growth
-        if grown or settling:
-            trim()
-            floor, settling = resident_bytes(), grown
+        if resident_bytes() - floor >= growth:
+            left = SETTLE_LOOKS  # a burst: trim now, and at each look until it settles
+        if not left:
+            continue
+        trim()
+        floor, left = resident_bytes(), left - 1
+        if floor - low < growth or not left:  # back where it was, or this is its new level
+            low, left = floor, 0
