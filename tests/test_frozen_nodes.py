@@ -42,6 +42,14 @@ def stdout_of(doc: dict[str, Any]) -> list[str]:
                    ).splitlines()
 
 
+def started(chain: Chain) -> tuple[NodeProcess, NodeProcess]:
+    """A broker, a device whose idle sessions outlive the test, and a gateway."""
+    broker = chain.start_broker()
+    device = chain.start_device("--idle-timeout", "300")
+    chain.start_gateway()
+    return broker, device
+
+
 def defining(chain: Chain, sleep: int, then: str | None = "print('x' in globals())") -> None:
     """Cell u/ws/1 defines x, prints a line, then sleeps ``sleep`` s; once its line is in,
     cell u/ws/2 (``then``, if any) is queued behind it."""
@@ -69,9 +77,7 @@ def test_a_broker_frozen_past_the_heartbeat_expiry_takes_no_device_for_lost(
     """Tests that a broker stopped longer than the devices' heartbeat expiry, then continued,
     lets the running cell finish done with all its lines (it ended it with DeviceLost: the
     device's silence was the broker's own)."""
-    broker = chain.start_broker()
-    device = chain.start_device("--idle-timeout", "300")
-    chain.start_gateway()
+    broker, device = started(chain)
     printing(chain, "u/ws/1")
     with frozen(broker):  # until the device, which runs on, misses the broker
         device.wait_for_log(r"no word from the broker for")
@@ -88,9 +94,7 @@ def test_a_cell_ended_by_the_broker_keeps_one_reply_when_its_device_comes_back(
     not give the cell the broker ended with DeviceLost a second execute_reply (status ok,
     after the error): its late output is stored after the error, once, as README says, but
     a request has one reply, as a Jupyter client expects."""
-    broker = chain.start_broker()
-    device = chain.start_device("--idle-timeout", "300")
-    chain.start_gateway()
+    broker, device = started(chain)
     printing(chain, "u/ws/1")
     with frozen(device):
         broker.wait_for_log(r"device device0 is lost")
@@ -118,9 +122,7 @@ def test_a_worksheet_told_its_device_is_lost_runs_its_next_cells_in_a_fresh_work
     and one evaluated after, each once: they ran on the old worker, with the variables the
     user was told are gone; and the queued one, which the old worker started as the device
     went on, ran again in the new worker (its output twice) or waited for good."""
-    broker = chain.start_broker()
-    device = chain.start_device("--idle-timeout", "300")
-    chain.start_gateway()
+    broker, device = started(chain)
     # The first cell ends while the device is frozen (its worker runs on): as the device
     # goes on, it starts the queued one on the old worker before the broker's word comes.
     defining(chain, sleep=1)
@@ -160,9 +162,7 @@ def test_a_broker_restarted_while_a_device_is_taken_for_lost_ends_its_old_worker
     in a fresh worker (the variables the user was told are gone are gone), and the frozen
     cell keeps its one DeviceLost reply. The restarted broker has none of the first one's
     memory: it learns it from the store, as the device reports the session."""
-    broker = chain.start_broker()
-    device = chain.start_device("--idle-timeout", "300")
-    chain.start_gateway()
+    broker, device = started(chain)
     defining(chain, sleep=1)
     with frozen(device):
         broker.wait_for_log(r"device device0 is lost")
@@ -206,9 +206,7 @@ def test_a_broker_restarted_while_its_device_runs_on_leaves_the_sessions_workers
     elsewhere has its worker ended) does not hit a device it never took for lost: after a
     kill -9 and a start on the same store, the worksheet's running cell ends done and its
     next cell still sees the variables of the worker it ran in."""
-    broker = chain.start_broker()
-    chain.start_device("--idle-timeout", "300")
-    chain.start_gateway()
+    broker, _ = started(chain)
     defining(chain, sleep=1, then=None)
     broker.stop(signal.SIGKILL)
     broker = chain.start_broker()
@@ -229,9 +227,7 @@ def test_a_restarted_broker_ends_the_old_worker_of_a_session_moved_to_another_de
     worksheet's cells run once each in the worker on the other device. The frozen cell
     sleeps long enough to run still when it is frozen, however slow the second device is
     to start."""
-    broker = chain.start_broker()
-    first = chain.start_device("--idle-timeout", "300")
-    chain.start_gateway()
+    broker, first = started(chain)
     defining(chain, sleep=30, then="print('x' in globals())\ny = 2")
     chain.start_device("--idle-timeout", "300")
     broker.wait_for_log(r"device device1 registered")
