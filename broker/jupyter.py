@@ -20,6 +20,7 @@ from typing import Any
 from protocol import msgtypes as mt
 from protocol.address import is_name
 from protocol.kernels import DEFAULT_KERNEL, kernel_of
+from protocol.recent import forget_oldest
 from protocol.wire import Message
 
 from .budget import StoreBudget
@@ -57,12 +58,14 @@ class JupyterKernels:
         self.budget = budget
         #: Position rows this broker stored (a client's next position replaces its row, and
         #: is not read first), oldest first.
-        self._known: dict[tuple[str, str, str], None] = {}
+        self._known: collections.OrderedDict[tuple[str, str, str], None] = (
+            collections.OrderedDict())
 
     def forget(self, user: str, worksheet: str) -> None:
         """The worksheet's delivery positions were deleted (broker/deletion.py): a client's
         next one is a new row again, counted."""
-        self._known = {k: v for k, v in self._known.items() if k[:2] != (user, worksheet)}
+        self._known = collections.OrderedDict(
+            (k, v) for k, v in self._known.items() if k[:2] != (user, worksheet))
 
     async def _new_row(self, user: str, worksheet: str, client: str, session: str) -> int:
         """Bytes a position adds to what ``user`` keeps (0: its client has a row already,
@@ -134,8 +137,7 @@ class JupyterKernels:
             if self.budget is not None and size:
                 self.budget.add(user, size)
                 self._known[(user, worksheet, client)] = None
-                if len(self._known) > KNOWN_CLIENTS:
-                    del self._known[next(iter(self._known))]
+                forget_oldest(self._known, KNOWN_CLIENTS)
             return {"position": [session, seq]}, []
         record = await self.sessions.find(user, worksheet)
         position = await self.store.delivery(user, worksheet, client)

@@ -129,7 +129,7 @@ class Broker(Node):
         self.device_sock = self.socket(zmq.ROUTER, bind=device_bind, label="ROUTER for devices",
                                        role="device", option="--device-bind")
         if isinstance(self.keys, ServerKeys):  # each device connection's key, for Senders
-            self.device_sock.peer_keys = {}
+            self.device_sock.note_peer_keys()
         self.senders = Senders(self.devices, self.rejected, self.log,
                                peer_keys=self.device_sock.peer_keys)
         self._wire(self.session, self.store)

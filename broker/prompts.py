@@ -17,9 +17,11 @@ broker restart is still answered.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from protocol import msgtypes as mt
+from protocol.recent import forget_oldest
 from protocol.wire import Message, Session
 
 from .dispatch import Dispatch
@@ -50,7 +52,7 @@ class Prompts:
                  dispatch: Dispatch) -> None:
         self.wire, self.store, self.sessions, self.dispatch = wire, store, sessions, dispatch
         self.pending: dict[str, Pending] = {}  # session -> its prompt
-        self.answered: dict[str, None] = {}  # prompt msg_ids answered, oldest first
+        self.answered: OrderedDict[str, None] = OrderedDict()  # prompt msg_ids, oldest first
 
     def stored(self, session_id: str, msg: Message, seq: int) -> None:
         """Note an output message just stored: an ``input_request`` is now pending."""
@@ -116,6 +118,5 @@ class Prompts:
                                "send the answer again shortly", retry_after=1)
         del self.pending[session.session]
         self.answered[pending.prompt] = None
-        if len(self.answered) > ANSWERED_KEPT:
-            del self.answered[next(iter(self.answered))]
+        forget_oldest(self.answered, ANSWERED_KEPT)
         return {"cell_id": cell_id, "session": session.session}, []

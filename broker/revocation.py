@@ -66,7 +66,7 @@ class Revocations:
         #: (routing id, revoked key) of the peers told and shut out, once each: a node that
         #: goes on talking is refused without a line per message.
         self.told: set[tuple[bytes, str]] = set()
-        gateways.peer_keys = {}
+        gateways.note_peer_keys()
         monitor = f"inproc://cellbus-feed-{uuid.uuid4().hex}"
         pub.monitor(monitor, _FEED_EVENTS)
         self.feed_events = monitor_socket(monitor)

@@ -28,6 +28,8 @@ from typing import Any, cast
 
 import zmq
 
+from .recent import forget_oldest
+
 # The Cython methods with int flags: pyzmq's Python layer adds a call and IntFlag arithmetic
 # per frame.
 _zsend, _zrecv = zmq.backend.Socket.send, zmq.backend.Socket.recv
@@ -53,9 +55,15 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
     _fd: int = -1
     _readers: collections.deque[asyncio.Future[Frames]] | None = None
     _writers: collections.deque[tuple[Sequence[bytes], asyncio.Future[None]]] | None = None
-    #: A CURVE server's ROUTER may set this to a dict: each peer's CURVE public key (the
-    #: ZAP handler's User-Id, z85) is noted in it by routing id as its messages arrive.
-    peer_keys: dict[bytes, str] | None = None
+    #: A CURVE server's ROUTER calls :meth:`note_peer_keys` to fill this: each peer's CURVE
+    #: public key (the ZAP handler's User-Id, z85) by routing id, as its messages arrive.
+    peer_keys: collections.OrderedDict[bytes, str] | None = None
+
+    def note_peer_keys(self) -> collections.OrderedDict[bytes, str]:
+        """Start noting each peer's CURVE key in :attr:`peer_keys` (the newest
+        :data:`MAX_PEER_KEYS`); returns that map."""
+        self.peer_keys = collections.OrderedDict()
+        return self.peer_keys
 
     # -- without waiting --------------------------------------------------------------------
 
@@ -153,8 +161,7 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
         if self.peer_keys.get(routing_id) != user_id:
             self.peer_keys.pop(routing_id, None)
             self.peer_keys[routing_id] = user_id
-            if len(self.peer_keys) > MAX_PEER_KEYS:  # the entry noted longest ago goes
-                del self.peer_keys[next(iter(self.peer_keys))]
+            forget_oldest(self.peer_keys, MAX_PEER_KEYS)  # the entry noted longest ago goes
 
     def _put(self, frames: Sequence[bytes]) -> bool:
         last = len(frames) - 1

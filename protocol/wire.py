@@ -28,6 +28,7 @@ import hmac
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -38,6 +39,7 @@ from . import bounded
 from .errors import ProtocolError
 from .msgtypes import DELIM, PROTOCOL_VERSION
 from .packing import packer
+from .recent import forget_oldest
 from .sockets import BusSocket
 
 Message = dict[str, Any]
@@ -148,7 +150,7 @@ class Session:
         self.username = username
         self.max_frame_size = max_frame_size
         self.replay_history = replay_history
-        self._seen: dict[bytes, None] = {}
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._hmac = hmac.new(key, digestmod=hashlib.sha256)
 
     # -- building ---------------------------------------------------------------------------
@@ -268,8 +270,7 @@ class Session:
 
     def _remember(self, signature: bytes) -> None:
         self._seen[signature] = None
-        if len(self._seen) > self.replay_history:
-            del self._seen[next(iter(self._seen))]
+        forget_oldest(self._seen, self.replay_history)
 
     # -- sockets ----------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections import OrderedDict
 from typing import Any
 
 from tornado.web import HTTPError
@@ -32,6 +33,7 @@ from protocol import msgtypes as mt
 from protocol.address import is_name
 from protocol.queries import unanswered
 from protocol.ratelog import RateLog
+from protocol.recent import forget_oldest
 from protocol.wire import Message, utcnow_iso
 
 from ..base import BaseHandler
@@ -135,7 +137,7 @@ class ChannelsHandler(SocketHandler):
         self.binary = self.selected_subprotocol == wire.V1
         self.address = (self.user, self.kernel_id, "-")
         #: input_request msg_id -> its cell, for the prompts delivered to this client.
-        self.prompts: dict[str, str] = {}
+        self.prompts: OrderedDict[str, str] = OrderedDict()
         self.outbox = HandingOutbox(self, self.settings["client_buffer"], self._release)
         self.positions = Positions()
         self.position: tuple[str, int] | None = None
@@ -225,8 +227,7 @@ class ChannelsHandler(SocketHandler):
             return
         if msg_type == "input_request" and isinstance(facts.get("cell_id"), str):
             self.prompts[msg["header"]["msg_id"]] = facts["cell_id"]  # its answer goes there
-            while len(self.prompts) > MAX_PROMPTS:
-                del self.prompts[next(iter(self.prompts))]
+            forget_oldest(self.prompts, MAX_PROMPTS)
         if facts.get("cell_id") == START_CELL:  # the kernel's start: no client asked
             if msg_type != mt.STATUS:
                 return
