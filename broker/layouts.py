@@ -9,7 +9,9 @@ no device and no kernel, so Markdown never runs anywhere, and it opens no sessio
 names the revision its page loaded (``base``; :func:`revision`, which a read and a save
 answer): if another page saved since, it is refused with 409 rather than put over cells it
 never saw (a stale tab lost another's Markdown cells); a save that names none replaces the
-layout, whatever it is. A code cell's output still comes from its requests, as before.
+layout, whatever it is. A code cell's output still comes from its requests, as before. A
+read also names the cells that have runs (``ran``), so the page asks the store for those
+cells' output only: a cell that never ran answers 404, which a browser shows as an error.
 
 Rows are kept for good (retention is for output), so each user a token names may keep a
 layout for ``--user-layouts`` worksheets (:mod:`broker.quotas`): a save for one more is
@@ -41,6 +43,8 @@ MAX_CELLS = 1000
 MAX_BYTES = 1 * 2**20
 #: Hex digits of a layout's revision.
 REVISION_LENGTH = 16
+#: Cells with runs a read names at most; past it ``ran`` is null (the page asks each cell).
+MAX_RAN = 4 * MAX_CELLS
 SHAPE = '{"cells": [{"id": "1", "type": "code" or "markdown", "code": "..."}, ...]}'
 
 
@@ -124,4 +128,6 @@ class Layouts:
 
     async def get(self, msg: Any, address: Address) -> Reply:
         cells = await self.store.get_layout(address[0], address[1])
-        return {"cells": cells, "revision": revision(cells)}, []
+        ran = await self.store.worksheet_cells(address[0], address[1])
+        return {"cells": cells, "revision": revision(cells),
+                "ran": sorted(ran) if len(ran) <= MAX_RAN else None}, []

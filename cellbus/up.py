@@ -82,6 +82,7 @@ def access_argv(a: argparse.Namespace) -> list[str]:
     argv = (["--rate", a.rate] if a.rate is not None else []) + (
         ["--auth", a.auth] if a.auth else [])
     argv += ["--allow-anonymous"] if a.allow_anonymous else []
+    argv += ["--log-requests"] if a.log_requests else []
     for origin in a.allow_origin or []:
         argv += ["--allow-origin", origin]
     for host in a.allow_host or []:

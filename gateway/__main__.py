@@ -55,7 +55,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def add_access_options(p: argparse.ArgumentParser) -> None:
-    """--auth, --allow-anonymous, --allow-origin, --allow-host, --rate (also for `up`)."""
+    """--auth, --allow-anonymous, --allow-origin, --allow-host, --rate, --log-requests (also
+    for `up`)."""
     add_option(p, "--auth", choices=["token", "none"], node="gateway",
                help="token: every API request needs a user's token (`bin/cellbus user add`); "
                     "none: anyone who reaches the gateway. Default none on a loopback "
@@ -74,6 +75,9 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
                     "store (permalinks, new worksheets' layouts) per user, or per "
                     "address without auth; beyond it 429 with Retry-After. 0: no limit "
                     f"(default: {TOKEN_RATE} with --auth token, else no limit)")
+    add_option(p, "--log-requests", action="store_true", node="gateway",
+               help="log every request at INFO; without it only redirects and refused or "
+                    "failed requests are (the rest at DEBUG: --log-level DEBUG shows them)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     def make() -> Gateway:
         access = make_policy(host=args.host, port=args.port, auth=args.auth,
                              allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
-                             hosts=args.allow_host, rate=args.rate)
+                             hosts=args.allow_host, rate=args.rate,
+                             log_requests=args.log_requests)
         bus = Session(load_key(args.key_file), packer=args.packer,
                       max_values=FROM_BROKER_MAX_VALUES)  # it hears only the broker
         gateway = Gateway(bus,

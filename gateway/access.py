@@ -7,7 +7,8 @@ need that is not about tokens:
 
 - the Host check against DNS rebinding (a loopback gateway answers only to names it serves);
 - the origins allowed to embed cells (CORS answers, preflight, WebSocket origins);
-- access-log lines with secrets (``?token=``) taken out of the URL.
+- access-log lines with secrets (``?token=``) taken out of the URL, and quiet for requests
+  that went well unless ``--log-requests`` asks for every one (:func:`log_request`).
 
 Cross-origin POSTs themselves are refused by tornado's ``cross_origin_protection`` (tornado
 6.6: ``Sec-Fetch-Site``, else ``Origin`` against ``Host``), whose ``check_trusted_origin``
@@ -57,6 +58,7 @@ class AccessPolicy:
     origins: frozenset[str] = field(default_factory=frozenset)  # "*": any
     hosts: frozenset[str] = field(default_factory=frozenset)  # --allow-host
     rate: Rate | None = None
+    log_requests: bool = False  # --log-requests: every request's access line at INFO
 
     @property
     def loopback(self) -> bool:
@@ -129,7 +131,7 @@ def normal_origin(origin: str) -> str:
 
 def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymous: bool = False,
                 origins: list[str] | None = None, hosts: list[str] | None = None,
-                rate: str | None = None) -> AccessPolicy:
+                rate: str | None = None, log_requests: bool = False) -> AccessPolicy:
     """The policy for these options, or :class:`ConfigError` saying what to change.
 
     Without ``auth``: ``none`` on a loopback address (or with ``allow_anonymous``), else
@@ -157,7 +159,7 @@ def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymou
         allowed.add(normal)
     names = {h.strip().lower().rstrip(".") for h in hosts or [] if h.strip()}
     return AccessPolicy(auth=mode, host=host, port=port, origins=frozenset(allowed),
-                        hosts=frozenset(names),
+                        hosts=frozenset(names), log_requests=log_requests,
                         rate=parse_rate(rate if rate is not None
                                         else TOKEN_RATE if mode == "token" else ""))
 
@@ -232,15 +234,29 @@ def summary(handler: RequestHandler) -> str:
     return f"{r.method} {redact_uri(r.uri or '')} ({r.remote_ip})"
 
 
+def access_level(status: int, *, every: bool = False) -> int:
+    """The level of a request's access line, as jupyter_server chooses it: a request that
+    went well (1xx, 2xx, 304) at DEBUG, so a page's polls and static files do not fill the
+    terminal of ``up``; any other redirect at INFO, 4xx at WARNING, 5xx at ERROR. ``every``
+    (``--log-requests``) puts the ones that went well at INFO too."""
+    if status < 300 or status == 304:
+        return logging.INFO if every else logging.DEBUG
+    return logging.INFO if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+
+
 def log_request(handler: RequestHandler) -> None:
-    """tornado's access log line (``log_function``), with the URI redacted."""
+    """tornado's access log line (``log_function``), with the URI redacted, at
+    :func:`access_level`."""
     status = handler.get_status()
-    metrics = handler.application.settings.get("metrics")
+    settings = handler.application.settings
+    metrics = settings.get("metrics")
     if metrics is not None:
         metrics.request(handler)
-    method = access_log.info if status < 400 else access_log.warning if status < 500 \
-        else access_log.error
-    method("%d %s %.2fms", status, summary(handler), 1000.0 * handler.request.request_time())
+    policy: AccessPolicy | None = settings.get("access")
+    level = access_level(status, every=policy is not None and policy.log_requests)
+    if access_log.isEnabledFor(level):
+        access_log.log(level, "%d %s %.2fms", status, summary(handler),
+                       1000.0 * handler.request.request_time())
 
 
 def log_exception(handler: RequestHandler, typ: type[BaseException] | None,

@@ -43,14 +43,15 @@ class SavedLayouts:
 
 
 class LayoutHandler(BaseHandler):
-    """``GET`` -> ``{"cells": [{id, type, code}] or null, "revision"}``; ``POST {"cells":
+    """``GET`` -> ``{"cells": [{id, type, code}] or null, "revision", "ran": [cell ids
+    with runs] (null: too many to list)}``; ``POST {"cells":
     [...], "base": REVISION?}`` -> ``{"cells": N, "revision"}``, or 409 if ``base`` (the
     revision the page loaded) is no longer the stored one."""
 
     async def get(self, user: str, worksheet: str, what: str) -> None:
         reply = await self.ask(mt.WORKSHEET_LAYOUT_GET_REQUEST, {},
                                check_address(user, worksheet, what))
-        self.write_json(200, {k: reply["content"].get(k) for k in ("cells", "revision")})
+        self.write_json(200, {k: reply["content"].get(k) for k in ("cells", "revision", "ran")})
 
     async def post(self, user: str, worksheet: str, what: str) -> None:
         limit = self.settings["max_input"]

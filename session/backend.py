@@ -95,6 +95,10 @@ class SessionBackend(abc.ABC):
     display_name: str = ""
     #: The language its cells are in (``language`` of ``GET /kernels``).
     language: str = ""
+    #: The ``execution_count`` of the execute being run, set by the worker before each
+    #: :meth:`execute` (it advances only for those that store history): a backend may name
+    #: a cell's code by it, as IPython names ``<ipython-input-N-...>``.
+    execution_count: int = 0
 
     def __init__(self, out: Output, config: BackendConfig) -> None:
         self.out = out

@@ -2,8 +2,9 @@
 
 Like IPython, a cell is compiled statement by statement: everything but a final expression
 with ``exec``, the final expression with ``eval`` so its value becomes the execution result
-(and ``_``). Each cell gets a pseudo-filename ``<cell-N>`` registered in ``linecache``, and
-tracebacks show only frames from the first cell frame on. Every execution runs inside a block
+(and ``_``). Each cell gets a pseudo-filename registered in ``linecache`` (``<cell-N>`` for
+execution_count N: :meth:`PythonBackend.cell_name`), and tracebacks show only frames from
+the first cell frame on. Every execution runs inside a block
 of the block API. Touches ``sys.modules["__main__"]`` (the session's namespace module),
 ``linecache`` and the display hook of :mod:`session.display`.
 """
@@ -37,6 +38,8 @@ _FUTURE_FLAGS = 0
 for _name in __future__.all_feature_names:
     _FUTURE_FLAGS |= getattr(__future__, _name).compiler_flag
 CELL_PREFIX = "<cell-"
+#: The name of the warm-up cell's code (:meth:`PythonBackend.warm_up`).
+WARM_UP = f"{CELL_PREFIX}warm-up>"
 
 
 class PythonBackend(SessionBackend):
@@ -57,7 +60,7 @@ class PythonBackend(SessionBackend):
                               **CONTROLS)
         # pickle and friends look user classes up in sys.modules["__main__"].
         sys.modules["__main__"] = self.module
-        self._cells = 0
+        self._unstored = (0, 0)  # (execution_count, executes since it that stored no history)
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
@@ -88,10 +91,24 @@ class PythonBackend(SessionBackend):
             "banner": f"cellbus session: Python {sys.version.split()[0]}",
         }
 
+    def cell_name(self, store_history: bool) -> str:
+        """The pseudo-filename of the next cell's code: ``<cell-N>`` for one that stores
+        history, N being its execution_count (as IPython's ``<ipython-input-N-...>``), so a
+        traceback names the cell its client numbered; ``<cell-N.K>`` for the K-th since
+        then that stores none (silent ones too), which never takes a counted one's name, so
+        the code of every cell stays in ``linecache`` for the tracebacks of later cells."""
+        count = self.execution_count
+        if store_history:
+            return f"{CELL_PREFIX}{count}>"
+        after, unstored = self._unstored
+        self._unstored = (count, unstored + 1 if after == count else 1)
+        return f"{CELL_PREFIX}{count}.{self._unstored[1]}>"
+
     def execute(self, code: str, *, silent: bool = False,
                 store_history: bool = True) -> ExecuteOutcome:
-        self._cells += 1
-        filename = f"{CELL_PREFIX}{self._cells}>"
+        return self._execute(code, self.cell_name(store_history))
+
+    def _execute(self, code: str, filename: str) -> ExecuteOutcome:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
         outcome = ExecuteOutcome()
         try:
@@ -131,14 +148,12 @@ class PythonBackend(SessionBackend):
         return super().query(msg_type, content)
 
     def warm_up(self) -> None:
-        """One small cell (statement, print, final value), then its traces undone: the cell
-        number, its ``linecache`` entry and ``_``."""
-        cells = self._cells
+        """One small cell (statement, print, final value), named apart from every cell of
+        the session, then its traces undone: its ``linecache`` entry and ``_``."""
         try:
-            self.execute("print(2)\n2")
+            self._execute("print(2)\n2", WARM_UP)
         finally:
-            linecache.cache.pop(f"{CELL_PREFIX}{cells + 1}>", None)
-            self._cells = cells
+            linecache.cache.pop(WARM_UP, None)
             self.namespace.pop("_", None)
 
     def _run_call(self, call: Callable[[], Any]) -> ExecuteOutcome:

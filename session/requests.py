@@ -126,6 +126,7 @@ class Worker:
         started = boot_ticks()
         meter = Meter()
         meter.start()
+        self.backend.execution_count = count
         with applied(from_content(content)):
             outcome = self._guarded(
                 lambda: self.backend.execute(code, silent=silent, store_history=store_history))

@@ -482,3 +482,19 @@ def test_policy_parts() -> None:
     assert [limiter.take("k", now=0.0) for _ in range(3)] == [None, None, 30]
     assert limiter.take("other", now=0.0) is None
     assert limiter.take("k", now=30.0) is None  # one token back after half a minute
+
+
+def test_access_lines_are_quiet_for_requests_that_went_well() -> None:
+    """Tests the level of a request's access line: DEBUG for one that went well (101, 2xx,
+    304), as jupyter_server logs them, INFO for another redirect, WARNING for 4xx and ERROR
+    for 5xx; with --log-requests those that went well are at INFO too."""
+    import logging
+
+    from gateway.access import access_level
+
+    levels = {status: access_level(status) for status in (101, 200, 202, 304, 302, 404, 503)}
+    assert levels == {101: logging.DEBUG, 200: logging.DEBUG, 202: logging.DEBUG,
+                      304: logging.DEBUG, 302: logging.INFO, 404: logging.WARNING,
+                      503: logging.ERROR}
+    assert [access_level(s, every=True) for s in (101, 200, 304, 302, 404, 503)] == [
+        logging.INFO, logging.INFO, logging.INFO, logging.INFO, logging.WARNING, logging.ERROR]

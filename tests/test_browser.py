@@ -282,10 +282,11 @@ def test_gateway_killed_mid_run_output_complete_once(page, own_web) -> None:
     expect(out).to_contain_text("2")
     chain.gateway.stop(signal.SIGKILL)
     expect(cell.locator(".cellbus-status")).to_contain_text("reconnecting")
-    chain.start_gateway()
+    chain.start_gateway("--log-requests")  # its log names every request, polls included
     expect(cell).to_have_attribute("data-status", "done")
     expect(out).to_have_text("\n".join(str(i) for i in range(20)))
     expect(out.locator(".cellbus-block")).to_have_count(1)
+    chain.gateway.wait_for_log(r"101 GET /ws")  # the page's new socket, logged as a poll is
     assert "/update" not in chain.gateway.log  # all of it came over the new socket
 
 

@@ -41,9 +41,11 @@ def page(browser: Any) -> Iterator[Any]:
 
 
 def start(chain: Chain, *gateway_options: str) -> None:
+    """The chain, its gateway logging every request (the tests wait for the lines of
+    requests that went well, a WebSocket's 101, as for refused ones)."""
     chain.start_broker()
     chain.start_device()
-    chain.start_gateway(*gateway_options)
+    chain.start_gateway("--log-requests", *gateway_options)
 
 
 ATTACK = """<!doctype html>

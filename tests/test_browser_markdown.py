@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from access_util import JSON, add_user, bearer, call
+from access_util import JSON, add_user, bearer, call, evaluate_body
 from harness import Chain, until
 from test_browser import (browser, code_box, code_of, expect, open_page,  # noqa: F401
                           open_worksheet, page, run, web)
@@ -164,22 +164,25 @@ def test_markdown_runs_no_script(page: Any, web: Chain) -> None:  # noqa: F811
 
 def test_layout_api_is_the_users_own(chain: Chain) -> None:
     """Tests GET and POST /home/USER/WORKSHEET/layout: null before any save, the cells as
-    saved (only their id, type and code), 400 for a layout of the wrong shape, and 404 for
-    another user's worksheet under --auth token."""
+    saved (only their id, type and code) and the ids of those with runs, 400 for a layout of
+    the wrong shape, and 404 for another user's worksheet under --auth token."""
     ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
     chain.start_broker()
     chain.start_gateway("--auth", "token")
     path = "/home/ann/notes/layout"
-    assert call(chain.port, "GET", path, headers=bearer(ann)).body == {"cells": None,
-                                                                      "revision": None}
+    assert call(chain.port, "GET", path, headers=bearer(ann)).body == {
+        "cells": None, "revision": None, "ran": []}
     cells = [{"id": "1", "type": "markdown", "code": "# hi", "extra": 1},
              {"id": "2", "type": "code", "code": "print(1)"}]
     saved = call(chain.port, "POST", path, json.dumps({"cells": cells}),
                  {**JSON, **bearer(ann)})
     assert saved.status == 200 and saved.body["cells"] == 2, saved.body
     cells[0].pop("extra")
+    run = call(chain.port, "POST", "/home/ann/notes/2/evaluate", evaluate_body("print(1)"),
+               {**JSON, **bearer(ann)})
+    assert run.status == 202, run.body  # stored, so a run the read names (no device runs it)
     assert call(chain.port, "GET", path, headers=bearer(ann)).body == {
-        "cells": cells, "revision": saved.body["revision"]}
+        "cells": cells, "revision": saved.body["revision"], "ran": ["2"]}
     bad = call(chain.port, "POST", path, json.dumps({"cells": [{"id": "1", "type": "html"}]}),
                {**JSON, **bearer(ann)})
     assert bad.status == 400 and "type" in bad.body["error"], bad.body
@@ -211,7 +214,7 @@ def test_a_save_over_cells_it_never_saw_is_refused(chain: Chain) -> None:
                   "base": first.body["revision"]})  # tab B never saw it
     assert stale.status == 409 and "another tab" in stale.body["error"], stale.body
     assert post({"cells": [], "base": loaded}).status == 409  # nor deletes it
-    assert call(chain.port, "GET", path).body == {"cells": notes,
+    assert call(chain.port, "GET", path).body == {"cells": notes, "ran": [],
                                                   "revision": second.body["revision"]}
     assert post({"cells": notes, "base": 5}).status == 400
     assert post({"cells": notes[:1]}).status == 200  # no base: the last save wins

@@ -7,8 +7,11 @@ import os
 import signal
 import stat
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
+
+import pytest
 
 from harness import NodeProcess, free_port
 
@@ -42,6 +45,16 @@ def printed(port: int, code: str) -> str:
     return str(doc["output"]["stdout_0"]["content"])
 
 
+def logged_requests(up: NodeProcess, port: int) -> list[str]:
+    """The access lines in ``up``'s terminal, up to that of a request that answers 404 (a
+    warning in every mode), made now: each line before it is in by then."""
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/no-such-page", timeout=10)
+    missing.value.close()
+    up.wait_for_log(r"tornado\.access WARNING 404 GET /no-such-page ")
+    return [line for line in up.log.splitlines() if " tornado.access " in line]
+
+
 def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
     port = free_port()
     up = NodeProcess("up", "--port", str(port), "--devices", "2",
@@ -50,6 +63,8 @@ def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
     nodes.append(up)
     up.wait_for_log(rf"cellbus is up: http://127.0.0.1:{port}/", timeout=60)
     assert printed(port, "print(6*7)") == "42\n"
+    # The evaluate and its polls went well: not one access line of them in the terminal.
+    assert [line for line in logged_requests(up, port) if "/home/me/" in line] == []
 
     kids = children_of(up.proc.pid)
     assert len(kids) == 4  # broker, two devices, gateway
@@ -122,12 +137,15 @@ def test_up_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Path
 def test_up_on_port_0_runs_on_a_free_port_that_its_url_names(tmp_path: Path, nodes) -> None:
     """Tests that ``up --port 0`` (any free port) starts, says a URL with the port its
     gateway listens on, and a cell runs there: it stopped with "the gateway is not listening
-    on port 0" before."""
+    on port 0" before. With ``--log-requests`` its gateway logs every request at INFO."""
     up = NodeProcess("up", "--port", "0", "--store", f"sqlite:///{tmp_path / 'up.db'}",
-                     env={"XDG_RUNTIME_DIR": str(tmp_path)})
+                     "--log-requests", env={"XDG_RUNTIME_DIR": str(tmp_path)})
     nodes.append(up)
     url = up.wait_for_log(r"cellbus is up: (http://127\.0\.0\.1:(\d+)/)", timeout=60)
     port = int(url.group(2))
     assert port > 0 and f"gateway listening on http://127.0.0.1:{port}/" in up.log
     assert printed(port, "print(6*7)") == "42\n"
+    lines = logged_requests(up, port)
+    assert any(" INFO 202 POST /home/me/ws/1/evaluate " in line for line in lines), lines
+    assert any(" INFO 200 GET /home/me/ws/1/update?wait=5 " in line for line in lines), lines
     assert up.stop(signal.SIGINT, timeout=30) == 0

@@ -26,13 +26,17 @@
  *                 knows no transport
  *   editor.js     the code box's Tab, Shift+Tab and Enter; CodeMirror 5 on it when the page
  *                 loaded it (static/vendor/codemirror/), in the kernel's language
- *   cell.js       Cell: code box, Evaluate button (and Shift+Enter), execution number,
- *                 working indicator, the no-output notice, status, and the output area
- *                 (class "cellbus-output"), drawn once per animation frame; routes interact
- *                 runs into its output; shows its stored output after a reload (restore);
- *                 sends cellbus:status, cellbus:count, cellbus:session, cellbus:idle,
- *                 cellbus:closed, cellbus:type and cellbus:rendered events; a Markdown cell
- *                 (setType) is rendered in place and never sent
+ *   cell.js       Cell: its options, state and life (evaluate, interrupt, destroy), what its
+ *                 transport tells it; shows its stored output after a reload (restore)
+ *   cellview.js   Cell's elements: code box, Evaluate button, execution number, working
+ *                 indicator, the no-output notice, status, and the output area (class
+ *                 "cellbus-output"), drawn once per animation frame; sends cellbus:status,
+ *                 cellbus:count, cellbus:session, cellbus:idle, cellbus:closed, cellbus:type
+ *                 and cellbus:rendered events
+ *   celltype.js   Cell's type (a Markdown cell is rendered in place and never sent), its
+ *                 kernel's language, its keys (Shift+Enter; Escape then M, Y, A, B)
+ *   cellinteracts.js  Cell's @interacts: presets, what their controls send, each run's
+ *                 output routed into the cell's output
  *   usage.js      what a run used, and permalinks (share a cell's code as a link)
  *   session.js    SessionBar: a worksheet's session (its state, gone: why, a warning before
  *                 its idle timeout with Keep) and its Restart button

@@ -51,7 +51,9 @@
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
    * delete it; Escape then A or B in a cell adds one above or below it. `codes`: the cells'
-   * code, each a string or {id, type, code} (as `layout()` gives, to save); `onChange(sheet)`
+   * code, each a string or {id, type, code} (as `layout()` gives, to save); `ran`: the ids
+   * of the cells the store has runs of (a layout read's), the only ones whose stored output
+   * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll). Returns {cells, add, move, remove, layout, runAll}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
@@ -100,7 +102,8 @@
       const cell = makeCell(box, Object.assign({}, o, {
         code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
         type: entry.type === "markdown" ? "markdown" : "code",
-        restore: loading && o.restore !== false,  // a new cell has no past to show
+        // A new cell has no past to show, nor has one the store names no run of (`ran`).
+        restore: loading && o.restore !== false && (!Array.isArray(o.ran) || o.ran.includes(id)),
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
           (cells[next] || add("")).focus();

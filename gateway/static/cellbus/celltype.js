@@ -1,0 +1,89 @@
+  // ---- Cell: its type, its kernel and its keys ---------------------------------------------
+
+  // Methods of Cell (cell.js): code or Markdown (rendered in place, never sent), the
+  // kernel's language in the editor, and the code box's keys (Shift+Enter, Tab, and
+  // Jupyter's command keys after Escape).
+  Object.assign(Cell.prototype, {
+    _key(event) {
+      if (event.isComposing) return;
+      const tabLeaves = this.tabLeaves;
+      this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
+      if (tabLeaves && this._commandKey(event)) return;
+      if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault();
+        indent(this.input, event.shiftKey);
+      } else if (event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        this.evaluate();
+        if (event.shiftKey && this.options.onShiftEnter) this.options.onShiftEnter(this);
+      } else if (event.key === "Enter" && !event.altKey) {
+        event.preventDefault();
+        newLine(this.input);
+      }
+    },
+
+    /** Run later evaluations in `kernel`, and highlight the code in its language. */
+    setKernel(kernel) {
+      this.options.kernel = kernel;
+      if (this.editor && this.type === "code") this.editor.setOption("mode", modeOf(kernel));
+    },
+
+    /** Make this a "markdown" cell (its text is rendered here, never run) or a "code" one;
+     * sends cellbus:type. A Markdown cell's output and run controls are hidden. */
+    setType(type) {
+      type = type === "markdown" ? "markdown" : "code";
+      if (type === this.type) return;
+      this.type = type;
+      this.element.dataset.type = type;
+      const markdown = type === "markdown";
+      const what = markdown ? "Markdown" : "code";
+      this.input.setAttribute("aria-label", what + " of cell " + this.cellId);
+      this.input.placeholder = markdown ? "Markdown; Shift+Enter renders it"
+        : this.options.placeholder;
+      if (this.editor) {
+        this.editor.setOption("mode", markdown ? null : modeOf(this.options.kernel));
+        this.editor.setOption("placeholder", this.input.placeholder);
+        this.editor.setOption("screenReaderLabel", this.input.getAttribute("aria-label"));
+      }
+      if (!markdown && !this.rendered.hidden) this.edit();
+      this._event("type", {type: type});
+    },
+
+    /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
+     * ask for a new cell above or below it (cellbus:insert, which a worksheet answers).
+     * True if `event` (the key after an Escape) was one of them. */
+    _commandKey(event) {
+      const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
+      if (!"myab".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+          || event.altKey) {
+        return false;
+      }
+      event.preventDefault();
+      if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
+      else this.setType(key === "m" ? "markdown" : "code");
+      return true;
+    },
+
+    /** Show a Markdown cell's text rendered, in place of its editor; sends cellbus:rendered. */
+    render() {
+      this._showEditor(false);
+      this.rendered.hidden = false;
+      showMarkdown(this.rendered, this.input.value);
+      this._event("rendered", {});
+    },
+
+    /** Edit a rendered Markdown cell again. */
+    edit() {
+      this.rendered.hidden = true;
+      this._showEditor(true);
+      this.focus();
+    },
+
+    _showEditor(show) {
+      const box = this.editor ? this.editor.getWrapperElement() : this.input;
+      box.style.display = show ? "" : "none";
+      if (!show) return;
+      if (this.editor) this.editor.refresh();
+      else this._fit();
+    },
+  });

@@ -1,0 +1,186 @@
+  // ---- Cell: what the person sees ----------------------------------------------------------
+
+  // Methods of Cell (cell.js): its elements (code box, bar with the execution number,
+  // Evaluate and Stop buttons, working indicator and status; the no-output notice; the
+  // output area, drawn once per animation frame), what they show as a run goes on and
+  // ends, and the cellbus:* events that tell the page.
+  Object.assign(Cell.prototype, {
+    _build(element, o) {
+      this.element = element;
+      element.classList.add("cellbus-cell");
+      element.textContent = "";
+      this.input = el("textarea", "cellbus-input");
+      this.input.value = o.code;
+      this.input.wrap = "off";
+      this.input.placeholder = o.placeholder;
+      this.input.spellcheck = false;
+      this.input.setAttribute("autocapitalize", "off");
+      this.input.setAttribute("aria-label", "code of cell " + this.cellId);
+      this.input.addEventListener("input", () => {
+        this._fit();
+        if (o.onInput) o.onInput(this);
+      });
+      this.input.addEventListener("keydown", (event) => this._key(event));
+      const bar = el("div", "cellbus-bar");
+      this.button = el("button", "cellbus-evaluate", o.evalButtonText);
+      this.button.type = "button";
+      this.button.addEventListener("click", () => this.evaluate());
+      this.stopButton = el("button", "cellbus-interrupt", "Stop");
+      this.stopButton.type = "button";
+      this.stopButton.hidden = true;
+      this.stopButton.addEventListener("click", () => this.interrupt());
+      this.working = el("span", "cellbus-working");
+      this.working.hidden = true;
+      this.working.setAttribute("aria-hidden", "true");
+      this.statusText = el("span", "cellbus-status");
+      this.statusText.setAttribute("role", "status");
+      this.count = el("span", "cellbus-count");  // the session's execution counter, [n]
+      this.count.hidden = true;
+      this.count.title = "execution number in the session";
+      bar.append(this.count, this.button, this.stopButton, this.working, this.statusText);
+      this.bar = bar;
+      this.notice = el("div", "cellbus-notice");
+      this.notice.setAttribute("role", "alert");
+      this.notice.hidden = true;
+      this.outputElement = el("div", "cellbus-output");
+      this.outputElement.setAttribute("aria-live", "polite");
+      this.view = new OutputView(this.outputElement, this);
+      this.rendered = el("div", "cellbus-markdown");  // a Markdown cell, rendered
+      this.rendered.hidden = true;
+      this.rendered.tabIndex = 0;
+      this.rendered.title = "double-click (or Enter) to edit";
+      this.rendered.addEventListener("dblclick", () => this.edit());
+      this.rendered.addEventListener("keydown", (event) => {
+        if (event.key !== "Enter" || event.shiftKey || event.ctrlKey || event.metaKey) return;
+        event.preventDefault();
+        this.edit();
+      });
+      element.append(this.input, this.rendered, bar, this.notice, this.outputElement);
+      this.editor = attachEditor(this);  // null: the plain textarea
+      this._fit();
+      this._setStatus("idle");
+    },
+
+    /** As tall as the code (2 to 30 lines), so a cell needs no scrolling of its own. */
+    _fit() {
+      if (this.editor) return;  // CodeMirror grows with its code, to 30 lines (cellbus.css)
+      const input = this.input;
+      input.rows = Math.min(Math.max(input.value.split("\n").length, 2), 30);
+      input.style.height = "";
+      if (!input.scrollHeight) return;  // not laid out (hidden): rows must do
+      const frame = input.offsetHeight - input.clientHeight;  // borders and a scrollbar
+      const lineHeight = parseFloat(getComputedStyle(input).lineHeight) || 20;
+      input.style.height = Math.min(input.scrollHeight + frame, 30 * lineHeight + 24) + "px";
+    },
+
+    focus() {
+      if (this.editor) this.editor.focus();
+      else this.input.focus();
+    },
+
+    /** Clear the output on the page (the store keeps it: a reload shows it again). */
+    clearOutput() {
+      this.view.clear();
+      this.outputElement.classList.remove("cellbus-stale");
+      this._hideNotice();
+      if (!this.busy) {
+        this.count.hidden = true;
+        this._setStatus("idle");
+      }
+    },
+
+    _show(blocks) {
+      if (!this.sawOutput && Object.keys(blocks).length) {
+        this.sawOutput = true;
+        this.outputElement.classList.remove("cellbus-stale");
+        clearTimeout(this.noOutputTimer);
+        this._hideNotice();
+      }
+      if (this.sawOutput) this._drawSoon(blocks);
+    },
+
+    /** Draw `blocks` at the next animation frame: a flood of output messages costs one
+     * drawing per frame, and the status and Stop button (changed at once) stay current. */
+    _drawSoon(blocks) {
+      const first = this.pending === undefined || this.pending === null;
+      this.pending = {blocks: blocks, generation: this.generation};
+      if (!first) return;
+      requestAnimationFrame(() => this._drawNow());
+    },
+
+    _drawNow() {
+      const pending = this.pending;
+      this.pending = null;
+      if (pending && pending.generation === this.generation) this.view.update(pending.blocks);
+    },
+
+    _noOutput(gen) {
+      if (gen !== this.generation || this.sawOutput || !this.busy) return;
+      const seconds = Math.round(this.options.noOutputTimeout / 100) / 10;
+      const what = this.status === "running"
+        ? "The code is still running."
+        : this.channel.connected ? "The server has not started it yet; it may be busy."
+          : "The connection to the server is down; still trying.";
+      this.notice.textContent = "No output after " + seconds + " s. " + what;
+      this.notice.hidden = false;
+      this.element.classList.add("cellbus-waiting");
+    },
+
+    _hideNotice() {
+      this.notice.hidden = true;
+      this.notice.textContent = "";
+      this.element.classList.remove("cellbus-waiting");
+    },
+
+    _setCount(text) {
+      this.count.textContent = "[" + text + "]";
+      this.count.hidden = false;
+    },
+
+    _setBusy(busy) {
+      if (busy) this._setCount("*");
+      else if (this.count.textContent === "[*]") this.count.hidden = true;  // no number came
+      this.busy = busy;
+      this.working.hidden = !busy;
+      this.stopButton.hidden = !busy;
+      this.element.classList.toggle("cellbus-busy", busy);
+    },
+
+    /** Tell the page: a "cellbus:NAME" event on the cell's element (it bubbles). */
+    _event(name, detail) {
+      this.element.dispatchEvent(new CustomEvent("cellbus:" + name, {
+        bubbles: true, detail: Object.assign({cell: this}, detail)}));
+    },
+
+    _setStatus(status) {
+      const changed = status !== this.status;
+      this.status = status;
+      if (changed) this._event("status", {status: status, busy: this.busy});
+      this.element.dataset.status = status;
+      let text = status in STATUS_TEXT ? STATUS_TEXT[status] : status;
+      if (!this.busy && this.started !== undefined && status !== "idle") {
+        const ms = performance.now() - this.started;
+        text += " (" + (ms < 1000 ? Math.round(ms) + " ms" : (ms / 1000).toFixed(1) + " s") + ")";
+      }
+      this.statusText.textContent = text;
+    },
+
+    _finish(status, message) {
+      this._drawNow();  // "done" means its output is on screen
+      if (this.requestId) this.channel.forget(this.requestId);
+      clearTimeout(this.noOutputTimer);
+      this._hideNotice();
+      if (!this.sawOutput) {  // nothing new came: the stale output goes
+        this.view.clear();
+        this.outputElement.classList.remove("cellbus-stale");
+      }
+      this.replyStatus = null;
+      this._setBusy(false);
+      this.element.classList.remove("cellbus-offline");
+      this._setStatus(status);
+      if (message) {
+        this.notice.textContent = message;
+        this.notice.hidden = false;
+      }
+    },
+  });
