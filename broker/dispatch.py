@@ -8,8 +8,12 @@ session (``interrupt_request``, ``shutdown_request``), and the bus's own notes t
 What it decides and remembers:
 
 - **Placement** (:meth:`Dispatch.place`), by :class:`broker.placement.DeviceTable`'s rule, plus
-  the order rule: while requests of a session wait for a free place (:attr:`held`), or a
-  dispatch pass is running, a later request of a known session waits behind them in the store.
+  the order rule: a later request of a session waits behind its earlier ones in the store
+  while any of them wait for a free place (:attr:`held`), were stored to wait
+  (:meth:`Dispatch.queued`) and no pass has handed them out yet, or are in the running pass.
+  Requests of other sessions go straight out meanwhile: under load a pass no longer makes
+  every request that arrives during it wait for the next one, which kept a busy broker
+  passing (two more writes and reads per request) for as long as requests kept coming.
   A new session with every live device full is refused (:class:`NoRoom`).
 - **Handed out** (:attr:`handed`): requests given to a device by this broker process, in order,
   so a device's report is reconciled only with what was handed out before it arrived.
@@ -115,6 +119,11 @@ class Dispatch:
         self.on_handed: Callable[[str, str], None] = lambda session, device: None
         #: Sessions whose queued requests wait for a free place (as of the last pass).
         self._held: set[str] = set()
+        #: Sessions with a request stored to wait -> the passes begun when it was stored.
+        self._queued: dict[str, int] = {}
+        #: Sessions with requests the running pass has yet to hand out.
+        self._passing: set[str] = set()
+        self._passes = 0
         self._lock = asyncio.Lock()
         self._redispatching = False
         self._soon = False
@@ -131,13 +140,10 @@ class Dispatch:
         """Sessions whose queued requests wait for a free place (as of the last pass)."""
         return frozenset(self._held)
 
-    @property
-    def dispatching(self) -> bool:
-        return self._lock.locked()
-
     def release(self, session_id: str) -> None:
         """The session is gone (restarted): its requests no longer wait for a place."""
         self._held.discard(session_id)
+        self._queued.pop(session_id, None)
 
     def holding(self, session_id: str, recorded: str | None = None) -> str | None:
         """The device that holds the session: the live one its worker is on (or starting
@@ -149,19 +155,29 @@ class Dispatch:
 
     # -- placement ----------------------------------------------------------------------------
 
-    def place(self, session_id: str, current: str | None, *, new: bool,
+    def place(self, session_id: str, current: str | None, *,
               kernel: str = DEFAULT_KERNEL) -> str | None:
         """The device for a new request of ``session_id``, on a device that offers its
         ``kernel`` (None: it waits in the store, because no such device is known, or
-        earlier requests of its session wait to be dispatched). Raises :class:`NoRoom` if
-        it needs a new worker and every live device offering the kernel is full."""
-        if session_id in self._held or (self.dispatching and not new):
+        earlier requests of its session wait to be dispatched; its owner then calls
+        :meth:`queued` once it is stored). Raises :class:`NoRoom` if it needs a new worker
+        and every live device offering the kernel is full."""
+        if session_id in self._held or session_id in self._queued or \
+                session_id in self._passing:
             return None  # the dispatcher sends it after its session's earlier requests
         device = self.devices.place(session_id, current, reserve=len(self._held),
                                     kernel=kernel)
         if device is None and self.devices.offering(kernel):
             raise NoRoom(capacity.retry_after())
         return device
+
+    def queued(self, session_id: str) -> None:
+        """A request of ``session_id`` that :meth:`place` gave no device is stored: the
+        session's later requests wait behind it until a pass that began after now has handed
+        out every request of it that it found."""
+        self._queued[session_id] = self._passes
+        if self.devices.live():
+            self.dispatch_soon()
 
     async def note_placement(self, session_id: str, device: str) -> None:
         """Record in the store (and the open-session cache) that the session is on ``device``."""
@@ -279,27 +295,50 @@ class Dispatch:
             await self._dispatch()
 
     async def _dispatch(self) -> None:
+        self._passes += 1
+        begun = self._passes  # every request queued before this was stored before the read
+        todo = [r for r in await self.store.requests(NEEDS_WORK)
+                if r.msg_id not in self.handed]
+        last = {r.session: r.msg_id for r in todo}  # each session's last request here
+        self._passing = set(last)
         held: set[str] = set()
-        for request in await self.store.requests(NEEDS_WORK):
-            if request.msg_id in self.handed or request.session in held:
+        try:
+            await self._pass(todo, held, last, begun)
+        finally:
+            self._passing = set()
+            for session_id, stored in list(self._queued.items()):
+                if stored < begun and session_id not in last:  # found nothing of it: gone
+                    del self._queued[session_id]
+        if held and not self._held:
+            self.log.info("broker: %d sessions wait for a free place on a device", len(held))
+        self._held = held
+
+    async def _pass(self, todo: list[Request], held: set[str], last: dict[str, str],
+                    begun: int) -> None:
+        """Place and send ``todo`` in order; a session all of whose requests here went out
+        stops waiting (:attr:`_passing`, and :attr:`_queued` if none was stored since the
+        pass began), so its next request goes straight out."""
+        for request in todo:
+            session_id = request.session
+            if session_id in held:
                 continue
             if not self.devices.live():
-                break
-            device = self.devices.place(request.session, request.device,
+                return
+            device = self.devices.place(session_id, request.device,
                                         kernel=kernel_of(request.message["metadata"]))
             if device is None:
-                held.add(request.session)
+                held.add(session_id)
                 continue
             if device != request.device or await self._elsewhere(request, device):
                 try:
                     request = await self.store.assign_request(request.msg_id, device)
-                    await self.note_placement(request.session, device)
+                    await self.note_placement(session_id, device)
                 except StoreError as e:  # placed by a later pass, once the store writes
                     self.log.warning("broker: could not place request %s now: %s",
                                      request.msg_id, e)
-                    held.add(request.session)
+                    held.add(session_id)
                     continue
-            await self.send(request)
-        if held and not self._held:
-            self.log.info("broker: %d sessions wait for a free place on a device", len(held))
-        self._held = held
+            if await self.send(request) and last[session_id] == request.msg_id:
+                self._passing.discard(session_id)
+                if self._queued.get(session_id, begun) < begun:
+                    del self._queued[session_id]

@@ -213,8 +213,7 @@ class Intake:
             raise Refused(429, over[0], retry_after=over[1])
         try:
             device = self.dispatch.place(
-                session_id, session.device if session is not None else None, new=session is None,
-                kernel=kernel)
+                session_id, session.device if session is not None else None, kernel=kernel)
         except NoRoom as e:
             raise Refused(503, str(e), retry_after=e.retry_after) from None
         try:
@@ -235,8 +234,8 @@ class Intake:
         self.cells.track(request)
         if device is not None:
             await self.dispatch.send(request)
-        elif self.dispatch.devices.live():
-            self.dispatch.dispatch_soon()
+        else:
+            self.dispatch.queued(session_id)
         return {"cell_id": cell_id, "status": request.status, "session": session_id,
                 "msg_id": request.msg_id}, []
 

@@ -185,14 +185,14 @@ async def parts(tmp_path: Path) -> AsyncIterator[Parts]:
 
 async def test_a_new_session_with_every_device_full_is_refused_and_one_with_none_waits(
         parts: Parts) -> None:
-    assert parts.dispatch.place("s1", None, new=True) == "d1"
+    assert parts.dispatch.place("s1", None) == "d1"
     with pytest.raises(NoRoom) as refused:
-        parts.dispatch.place("s2", None, new=True)
+        parts.dispatch.place("s2", None)
     assert capacity.RETRY_AFTER <= refused.value.retry_after
     assert str(refused.value) == f"at capacity, retry in {refused.value.retry_after} s"
-    assert parts.dispatch.place("s1", "d1", new=False) == "d1"  # its own place
+    assert parts.dispatch.place("s1", "d1") == "d1"  # its own place
     parts.devices.left("d1")
-    assert parts.dispatch.place("s3", None, new=True) is None  # no device: the store waits
+    assert parts.dispatch.place("s3", None) is None  # no device: the store waits
 
 
 async def test_a_pass_hands_out_in_order_and_holds_a_session_until_a_place_frees(
@@ -205,7 +205,7 @@ async def test_a_pass_hands_out_in_order_and_holds_a_session_until_a_place_frees
     assert [m["msg_id"] for m in got] == [first.msg_id, later.msg_id]  # s1 took the place
     assert got[0]["metadata"]["cellbus"]["sent"] != got[1]["metadata"]["cellbus"]["sent"]
     assert parts.dispatch.held == {"s2"}
-    assert parts.dispatch.place("s2", None, new=False) is None  # waits behind its request
+    assert parts.dispatch.place("s2", None) is None  # waits behind its request
     stored = await parts.store.get_request(second.msg_id)
     assert stored is not None and stored.device is None and stored.status == NEEDS_WORK
 
@@ -218,6 +218,41 @@ async def test_a_pass_hands_out_in_order_and_holds_a_session_until_a_place_frees
     assert stored is not None and stored.device == "d1"
     await parts.nothing_more()
 
+
+
+async def test_a_running_pass_holds_back_only_the_sessions_with_requests_waiting(
+        parts: Parts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a pass runs, a request of a session with nothing waiting goes straight out; one
+    of a session whose request waits (stored before the pass, or during it) waits behind it
+    until a pass has handed that out. (Before, every known session's request waited for the
+    next pass while one ran: a loaded broker went from pass to pass.)"""
+    parts.devices.heard("d1", b"d1", {"capacity": 4, "load": 0, "sessions": []})
+    waiting = await parts.add("s1", device=None)
+    parts.dispatch.queued("s1")
+    read, go_on = asyncio.Event(), asyncio.Event()
+    requests = parts.store.requests
+
+    async def slow_read(*args: Any, **kwargs: Any) -> list[Request]:
+        found = await requests(*args, **kwargs)  # what the pass finds: read, then held up
+        read.set()
+        await go_on.wait()
+        return found
+
+    monkeypatch.setattr(parts.store, "requests", slow_read)
+    await asyncio.wait_for(read.wait(), 5)  # queued() began a pass; it has read the store
+    assert parts.dispatch.place("s2", "d1") == "d1"  # nothing of s2 waits: straight out
+    assert parts.dispatch.place("s1", "d1") is None  # behind its waiting request
+    during = await parts.add("s3", device=None)  # stored while the pass runs, after its read
+    parts.dispatch.queued("s3")
+    go_on.set()
+    [msg] = await parts.received(1)
+    assert msg["msg_id"] == waiting.msg_id
+    await parts.dispatch.dispatch_pending()  # the pass queued() asked for, or this one
+    assert parts.dispatch.place("s1", "d1") == "d1"  # handed out: s1 waits no more
+    got = [m["msg_id"] for m in await parts.received(1)]
+    assert got == [during.msg_id]  # the pass after the one it came during handed it out
+    assert parts.dispatch.place("s3", "d1") == "d1"
+    await parts.nothing_more()
 
 async def test_a_request_given_back_by_a_lost_device_is_handed_out_again_signed_afresh(
         parts: Parts) -> None:
@@ -236,7 +271,7 @@ async def test_interrupt_and_shutdown_go_to_the_device_holding_the_session(
         parts: Parts) -> None:
     assert parts.dispatch.holding("s1", "d1") == "d1"  # recorded on a live device
     assert parts.dispatch.holding("s1", "gone") is None
-    assert parts.dispatch.place("s2", None, new=True) == "d1"
+    assert parts.dispatch.place("s2", None) == "d1"
     assert parts.dispatch.holding("s2") == "d1"  # placed, starting
     note = parts.wire.msg(mt.INTERRUPT_REQUEST, {})
     assert await parts.dispatch.send_to("d1", note)
