@@ -18,6 +18,12 @@ deletion, in the closed session; retention removes it with the session's other m
 no request, and a deletion finding only such messages deletes them but answers 404 (the
 worksheet has no runs).
 
+A broker stopped between the store's first write and its last (the messages go a part at a
+time after it, see :mod:`broker.store._worksheet_rows`) leaves the worksheet's sessions
+marked ``deleting``: no longer open, their messages shown by no view but still counted
+against the user. :meth:`Deletion.resume`, at the broker's next start before it serves a
+request, deletes each such worksheet again, which ends the parts.
+
 Afterwards the worksheet is as one never run: ``/update`` of its cells answers 404, its next
 evaluate opens a new session; the broker's own memory of it (the cells' views, which
 delivery rows it counted) is forgotten, and what the user keeps is read from the store again
@@ -26,6 +32,7 @@ at once, so a user past their quota may evaluate right after deleting.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from .budget import StoreBudget
@@ -34,7 +41,7 @@ from .control import Control
 from .jupyter import JupyterKernels
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
-from .store import Store
+from .store import DELETING, Store
 
 
 def _busy(worksheet: str, cells: list[str]) -> Refused:
@@ -75,3 +82,14 @@ class Deletion:
         return {"deleted": {"requests": deleted.requests, "messages": deleted.messages,
                             "layout": deleted.layout, "deliveries": deleted.deliveries},
                 "closed": session.session if session else None}, []
+
+    async def resume(self, log: logging.Logger) -> None:
+        """End the deletions a broker stopped in the middle of (module docstring); called at
+        start, before any request is served."""
+        left = await self.store.sessions(DELETING)
+        for user, worksheet in sorted({(r.user, r.worksheet) for r in left}):
+            deleted = await self.store.delete_worksheet(user, worksheet)
+            log.warning("broker: the deletion of the runs of %s/%s was stopped mid-way; "
+                        "finished now (%s more messages)", user, worksheet,
+                        deleted.messages if deleted is not None else "no")
+            await self.budget.recount(user)

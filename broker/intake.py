@@ -88,8 +88,8 @@ class Intake:
         permalinks = Permalinks(store, quotas, wire.key)
         layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
-        deletion = Deletion(store=store, sessions=sessions, control=control, cells=cells,
-                            jupyter=jupyter, budget=quotas.budget)
+        self.deletion = deletion = Deletion(store=store, sessions=sessions, control=control,
+                                            cells=cells, jupyter=jupyter, budget=quotas.budget)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),

@@ -18,7 +18,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ._mongo_docs import _request
 from .base import Receipts
 from .errors import StoreError, UnknownRequest
-from .records import FINAL, NEEDS_WORK, WORKING, DeletedRuns, Request, check_transition
+from .records import (CLOSED, DELETING, FINAL, NEEDS_WORK, WORKING, DeletedRuns, Request,
+                      check_transition)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -66,7 +67,8 @@ async def _delete_worksheet(db: Database, user: str, worksheet: str,
     """The first step of :meth:`MongoStore.delete_worksheet`, in ``session``'s transaction if
     it has one: the worksheet's requests, layout and deliveries (None, and nothing deleted,
     if a run of it is unfinished), and its sessions, whose messages
-    :func:`_delete_messages` removes next, a part at a time (as the SQLite store does, see
+    :func:`_delete_messages` removes next, a part at a time, marked ``deleting`` until
+    :func:`_deleted` closes them (as the SQLite store does, see
     :mod:`._worksheet_rows`: a transaction of a million deletions would hold every other
     write, and pass a transaction's limits). Each query reads an index: requests and
     sessions by (user, worksheet), deliveries by (user, worksheet, client), the layout by
@@ -76,6 +78,7 @@ async def _delete_worksheet(db: Database, user: str, worksheet: str,
                                   {"_id": 1}, session=session) is not None:
         return None
     sessions = await db.sessions.distinct("session", key, session=session)
+    await db.sessions.update_many(key, {"$set": {"state": DELETING}}, session=session)
     requests = (await db.requests.delete_many(key, session=session)).deleted_count
     layout = (await db.layouts.delete_one({"_id": key}, session=session)).deleted_count
     deliveries = (await db.deliveries.delete_many(key, session=session)).deleted_count
@@ -91,3 +94,10 @@ async def _delete_messages(db: Database, session: str, at_most: int) -> int:
     if last:
         query["seq"] = {"$lte": last[0]["seq"]}
     return int((await db.messages.delete_many(query)).deleted_count)
+
+
+async def _deleted(db: Database, user: str, worksheet: str) -> None:
+    """The last step of :meth:`MongoStore.delete_worksheet`: the worksheet's sessions marked
+    ``deleting`` are closed."""
+    await db.sessions.update_many({"user": user, "worksheet": worksheet, "state": DELETING},
+                                  {"$set": {"state": CLOSED}})

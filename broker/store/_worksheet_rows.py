@@ -3,12 +3,15 @@
 MongoDB store's is in :mod:`._mongo_tx`.
 
 Two steps. The first write, one transaction, deletes the worksheet's requests, layout and
-delivery positions: from then on the worksheet is one never run, for every reader. Then its
-sessions' messages go :data:`MESSAGES_AT_ONCE` at a time, one write each: a worksheet with a
-million lines of output would otherwise hold the store's one writer, and every other user's
-output, for seconds (300,000 messages took 1 s in one transaction). A broker that stops
-between them leaves messages of sessions with no requests, which no view shows; retention
-removes them, and so does the user's next deletion of that worksheet. Every statement reads
+delivery positions and marks its sessions :data:`DELETING` (an open one is open no more):
+from then on the worksheet is one never run, for every reader, and its next run opens a
+fresh session. Then its sessions' messages go :data:`MESSAGES_AT_ONCE` at a time, one write
+each: a worksheet with a million lines of output would otherwise hold the store's one
+writer, and every other user's output, for seconds (300,000 messages took 1 s in one
+transaction); a last write marks the sessions closed. A broker that stops between them
+leaves sessions marked ``deleting`` whose messages no view shows but the user's bytes still
+count: at its next start it deletes that worksheet again (broker/deletion.py), which ends
+the parts. Every statement reads
 an index (schema in :mod:`._sqlite_file`): ``requests_cell_kind`` by (user, worksheet),
 ``sessions_worksheet``, the messages' primary key by session, and the primary keys of
 layouts and deliveries.
@@ -21,7 +24,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from .records import NEEDS_WORK, WORKING, DeletedRuns
+from .records import CLOSED, DELETING, NEEDS_WORK, WORKING, DeletedRuns
 
 T = TypeVar("T")
 Op = Callable[[sqlite3.Connection], T]
@@ -33,7 +36,8 @@ MESSAGES_AT_ONCE = 5000
 def delete_worksheet_op(user: str, worksheet: str
                         ) -> Op[tuple[DeletedRuns, list[str]] | None]:
     """The first write: the worksheet's requests, layout and deliveries (None, and nothing
-    deleted, if a run of it is unfinished), and its sessions, whose messages go next."""
+    deleted, if a run of it is unfinished), and its sessions, marked :data:`DELETING`,
+    whose messages go next."""
     key = (user, worksheet)
 
     def op(conn: sqlite3.Connection) -> tuple[DeletedRuns, list[str]] | None:
@@ -42,6 +46,8 @@ def delete_worksheet_op(user: str, worksheet: str
             return None
         sessions = [row[0] for row in conn.execute(
             "SELECT session FROM sessions WHERE user = ? AND worksheet = ?", key)]
+        conn.execute("UPDATE sessions SET state = ? WHERE user = ? AND worksheet = ?",
+                     (DELETING, *key))
         requests = conn.execute("DELETE FROM requests WHERE user = ? AND worksheet = ?",
                                 key).rowcount
         layout = conn.execute("DELETE FROM layouts WHERE user = ? AND worksheet = ?",
@@ -62,6 +68,15 @@ def delete_messages_op(session: str, at_most: int) -> Op[int]:
             return conn.execute("DELETE FROM messages WHERE session = ?", (session,)).rowcount
         return conn.execute("DELETE FROM messages WHERE session = ? AND seq <= ?",
                             (session, last[0])).rowcount
+
+    return op
+
+
+def deleted_op(user: str, worksheet: str) -> Op[None]:
+    """The last write: the worksheet's sessions marked :data:`DELETING` are closed."""
+    def op(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE sessions SET state = ? WHERE user = ? AND worksheet = ? AND "
+                     "state = ?", (CLOSED, user, worksheet, DELETING))
 
     return op
 
@@ -91,4 +106,5 @@ class SQLiteWorksheets:
         deleted, sessions = first
         messages = await delete_in_parts(
             sessions, lambda session, at_most: self._write(delete_messages_op(session, at_most)))
+        await self._write(deleted_op(user, worksheet))
         return dataclasses.replace(deleted, messages=messages)

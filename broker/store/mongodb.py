@@ -51,7 +51,7 @@ from ._mongo_devices import MongoDevices
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
-from ._mongo_tx import _delete_messages, _delete_worksheet, _put_receipts, _update
+from ._mongo_tx import _delete_messages, _delete_worksheet, _deleted, _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
 from ._rows import check_limit, header_facts, stored_input
 from ._worksheet_rows import delete_in_parts
@@ -420,6 +420,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store)
             deleted, sessions = first
             messages = await delete_in_parts(
                 sessions, lambda session, at_most: _delete_messages(db, session, at_most))
+            await _deleted(db, user, worksheet)
         return replace(deleted, messages=messages)
 
     # -- retention (._mongo_retention) -------------------------------------------------------
