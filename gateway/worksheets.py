@@ -6,6 +6,8 @@ The broker decides and deletes (:mod:`broker.deletion`): 200 ``{"deleted": {"req
 delete); 404 if it has nothing stored. Only the worksheet's user may, as for its cells:
 another user's worksheet answers the same 404 as one with nothing stored. A Jupyter kernel
 id is a worksheet's name, so ``DELETE /home/USER/KERNEL_ID`` deletes that kernel's runs.
+It counts against ``--rate`` as a restart does (it closes the worksheet's session too, and
+writes the store even when there is nothing to delete).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 from protocol import msgtypes as mt
 
 from .base import BaseHandler, check_address, fail
-from .guard import may_use, policy_of
+from .guard import charge, may_use, policy_of
 
 #: The cell a deletion names on the bus (every request names one; this one is no cell's).
 CELL = "-"
@@ -26,6 +28,7 @@ class WorksheetHandler(BaseHandler):
         address = check_address(user, worksheet, CELL)
         if not may_use(policy_of(self), self.visitor, user):
             raise fail(404, f"worksheet {worksheet} has nothing stored")
+        charge(self, self.visitor)
         reply = await self.ask(mt.WORKSHEET_DELETE_REQUEST, {}, address)
         deleted = reply["content"]["deleted"]
         self.write_json(200, {"deleted": {k: deleted[k] for k in ("requests", "messages")}})
