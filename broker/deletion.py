@@ -22,7 +22,9 @@ A broker stopped between the store's first write and its last (the messages go a
 time after it, see :mod:`broker.store._worksheet_rows`) leaves the worksheet's sessions
 marked ``deleting``: no longer open, their messages shown by no view but still counted
 against the user. :meth:`Deletion.resume`, at the broker's next start before it serves a
-request, deletes each such worksheet again, which ends the parts.
+request, ends the deletion of each such session (:meth:`Store.finish_deletion`: its
+messages, then it is closed), and of nothing else: runs the worksheet made since, in a
+session of their own, stay.
 
 Afterwards the worksheet is as one never run: ``/update`` of its cells answers 404, its next
 evaluate opens a new session; the broker's own memory of it (the cells' views, which
@@ -86,10 +88,9 @@ class Deletion:
     async def resume(self, log: logging.Logger) -> None:
         """End the deletions a broker stopped in the middle of (module docstring); called at
         start, before any request is served."""
-        left = await self.store.sessions(DELETING)
-        for user, worksheet in sorted({(r.user, r.worksheet) for r in left}):
-            deleted = await self.store.delete_worksheet(user, worksheet)
+        for record in await self.store.sessions(DELETING):
+            messages = await self.store.finish_deletion(record.session)
             log.warning("broker: the deletion of the runs of %s/%s was stopped mid-way; "
-                        "finished now (%s more messages)", user, worksheet,
-                        deleted.messages if deleted is not None else "no")
-            await self.budget.recount(user)
+                        "finished now (%d more messages of session %s)", record.user,
+                        record.worksheet, messages, record.session)
+            await self.budget.recount(record.user)
