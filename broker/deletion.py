@@ -24,7 +24,9 @@ marked ``deleting``: no longer open, their messages shown by no view but still c
 against the user. :meth:`Deletion.resume`, at the broker's next start before it serves a
 request, ends the deletion of each such session (:meth:`Store.finish_deletion`: its
 messages, then it is closed), and of nothing else: runs the worksheet made since, in a
-session of their own, stay.
+session of their own, stay. The worker of the session that was open is ended when its
+device reports it, as the restarted broker ends any worker of a session the store has on
+no device (:meth:`broker.devices.DeviceWatch.disown`).
 
 Afterwards the worksheet is as one never run: ``/update`` of its cells answers 404, its next
 evaluate opens a new session; the broker's own memory of it (the cells' views, which
@@ -34,6 +36,7 @@ at once, so a user past their quota may evaluate right after deleting.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -43,7 +46,7 @@ from .control import Control
 from .jupyter import JupyterKernels
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
-from .store import DELETING, Store
+from .store import DELETING, SessionRecord, Store
 
 
 def _busy(worksheet: str, cells: list[str]) -> Refused:
@@ -85,12 +88,16 @@ class Deletion:
                             "layout": deleted.layout, "deliveries": deleted.deliveries},
                 "closed": session.session if session else None}, []
 
-    async def resume(self, log: logging.Logger) -> None:
+    async def resume(self, log: logging.Logger) -> list[SessionRecord]:
         """End the deletions a broker stopped in the middle of (module docstring); called at
-        start, before any request is served."""
-        for record in await self.store.sessions(DELETING):
+        start, before any request is served. The sessions whose deletion it ended, each on no
+        device (for :meth:`broker.senders.Senders.seed`): the worker of the one that was
+        open may still run on its device, which is told to end it when it reports it."""
+        finished = await self.store.sessions(DELETING)
+        for record in finished:
             messages = await self.store.finish_deletion(record.session)
             log.warning("broker: the deletion of the runs of %s/%s was stopped mid-way; "
                         "finished now (%d more messages of session %s)", record.user,
                         record.worksheet, messages, record.session)
             await self.budget.recount(record.user)
+        return [dataclasses.replace(record, device=None) for record in finished]

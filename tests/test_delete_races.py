@@ -263,8 +263,9 @@ def test_a_broker_killed_mid_deletion_finishes_it_at_its_next_start(chain: Chain
     is in the store's file, the messages' parts are not all done, and the broker is frozen
     there, then killed with SIGKILL. After a restart the worksheet is one never run, whole:
     none of its messages is left, its session is not open (her next cell runs in a fresh
-    session, where ``x`` is undefined, not in the old worker), and what she keeps is counted
-    without them (that evaluate is accepted, not refused with 429)."""
+    session, where ``x`` is undefined), its old worker is ended once the device reports it
+    (not left holding a place until the device's --idle-timeout), and what she keeps is
+    counted without them (that evaluate is accepted, not refused with 429)."""
     (ann,) = start(chain, "ann")
     first = _with_output(chain, ann, "ws", "x = 41")
     assert kept_bytes(chain, "ann") > QUOTA
@@ -275,6 +276,8 @@ def test_a_broker_killed_mid_deletion_finishes_it_at_its_next_start(chain: Chain
     broker = chain.start_broker(*OPTIONS)
     broker.wait_for_log(r"device device0 registered")
     broker.wait_for_log(r"deletion of the runs of ann/ws was stopped mid-way; finished now")
+    broker.wait_for_log(rf"device device0 reports session {first['session']}, which the store "
+                        r"has on no device: its worker is ended")
     assert stored_messages(chain, "ann", "ws") == 0
     assert kept_bytes(chain, "ann") < QUOTA // 4
     again = evaluate(chain, ann, "ws/1", "print(globals().get('x'))")
