@@ -18,6 +18,16 @@ deletion, in the closed session; retention removes it with the session's other m
 no request, and a deletion finding only such messages deletes them but answers 404 (the
 worksheet has no runs).
 
+A broker stopped between the store's first write and its last (the messages go a part at a
+time after it, see :mod:`broker.store._worksheet_rows`) leaves the worksheet's sessions
+marked ``deleting``: no longer open, their messages shown by no view but still counted
+against the user. :meth:`Deletion.resume`, at the broker's next start before it serves a
+request, ends the deletion of each such session (:meth:`Store.finish_deletion`: its
+messages, then it is closed), and of nothing else: runs the worksheet made since, in a
+session of their own, stay. The worker of the session that was open is ended when its
+device reports it, as the restarted broker ends any worker of a session the store has on
+no device (:meth:`broker.devices.DeviceWatch.disown`).
+
 Afterwards the worksheet is as one never run: ``/update`` of its cells answers 404, its next
 evaluate opens a new session; the broker's own memory of it (the cells' views, which
 delivery rows it counted) is forgotten, and what the user keeps is read from the store again
@@ -26,6 +36,8 @@ at once, so a user past their quota may evaluate right after deleting.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from typing import Any
 
 from .budget import StoreBudget
@@ -34,7 +46,7 @@ from .control import Control
 from .jupyter import JupyterKernels
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
-from .store import Store
+from .store import DELETING, SessionRecord, Store
 
 
 def _busy(worksheet: str, cells: list[str]) -> Refused:
@@ -75,3 +87,17 @@ class Deletion:
         return {"deleted": {"requests": deleted.requests, "messages": deleted.messages,
                             "layout": deleted.layout, "deliveries": deleted.deliveries},
                 "closed": session.session if session else None}, []
+
+    async def resume(self, log: logging.Logger) -> list[SessionRecord]:
+        """End the deletions a broker stopped in the middle of (module docstring); called at
+        start, before any request is served. The sessions whose deletion it ended, each on no
+        device (for :meth:`broker.senders.Senders.seed`): the worker of the one that was
+        open may still run on its device, which is told to end it when it reports it."""
+        finished = await self.store.sessions(DELETING)
+        for record in finished:
+            messages = await self.store.finish_deletion(record.session)
+            log.warning("broker: the deletion of the runs of %s/%s was stopped mid-way; "
+                        "finished now (%d more messages of session %s)", record.user,
+                        record.worksheet, messages, record.session)
+            await self.budget.recount(record.user)
+        return [dataclasses.replace(record, device=None) for record in finished]

@@ -12,7 +12,6 @@ A request that needs a new session while every live device is full is refused wi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 import uuid
@@ -35,6 +34,7 @@ from .interacts import Interacts
 from .jupyter import JupyterKernels
 from .kernels import Kernels
 from .layouts import Layouts
+from .locks import WorksheetLocks
 from .notebook import Notebooks
 from .metrics import BrokerMetrics
 from .outputcap import message_size
@@ -81,15 +81,15 @@ class Intake:
         self.wire, self.store, self.sessions, self.dispatch = wire, store, sessions, dispatch
         self.cells, self.quotas, self.metrics, self.log = cells, quotas, metrics, log
         self.interacts, self.control, self._reply = interacts, control, reply
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._lock = WorksheetLocks()
         #: Which kernel each worksheet's session runs (its first evaluate chooses).
         self.kernels = Kernels(dispatch.devices, store.session_requests)
         jupyter = JupyterKernels(store, sessions, quotas.budget)
         permalinks = Permalinks(store, quotas, wire.key)
         layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
-        deletion = Deletion(store=store, sessions=sessions, control=control, cells=cells,
-                            jupyter=jupyter, budget=quotas.budget)
+        self.deletion = deletion = Deletion(store=store, sessions=sessions, control=control,
+                                            cells=cells, jupyter=jupyter, budget=quotas.budget)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),
@@ -163,14 +163,6 @@ class Intake:
         self.log.exception("broker failed on %s %s", msg["msg_type"], msg["msg_id"])
         return {"ok": False, "http_status": 500, "error": "the broker failed on this request; "
                 "its log has the details"}
-
-    def _lock(self, worksheet: tuple[str, str]) -> asyncio.Lock:
-        lock = self._locks.get(worksheet)
-        if lock is None:
-            if len(self._locks) > 10_000:  # forget idle locks now and then
-                self._locks = {k: v for k, v in self._locks.items() if v.locked()}
-            lock = self._locks[worksheet] = asyncio.Lock()
-        return lock
 
     async def session_for(self, user: str, worksheet: str) -> SessionRecord | None:
         """The worksheet's open session (the seed's computation id), if it has one."""

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from broker.store import (ANY, DONE, ERROR, NEEDS_WORK, SUPERSEDED, WORKING, DeletedRuns,
+from broker.store import (ANY, CLOSED, DELETING, DONE, ERROR, NEEDS_WORK, OPEN, SUPERSEDED,
+                          WORKING, DeletedRuns,
                           DeviceRecord,
                           DuplicateRequest, InvalidTransition, PermalinkRecord, Request,
                           SessionRecord, Store,
@@ -896,6 +897,51 @@ async def test_a_worksheet_with_many_messages_is_deleted_a_part_at_a_time(
     deleted = await store.delete_worksheet("ann", "ws")
     assert deleted is not None and deleted.messages == 10
     assert await store.messages("s1") == [] and len(await store.messages("s2")) == 1
+
+
+async def test_a_deletion_stopped_after_its_first_write_is_marked_and_finished_later(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that delete_worksheet's first write marks the worksheet's sessions (an open one
+    too) ``deleting``, so that none is open while its messages go, and a store that stops
+    before the last part (here: the first part fails) leaves them so, findable by
+    ``sessions(DELETING)``; finish_deletion of each deletes the messages left and closes
+    it, and touches nothing else: not a session of another worksheet, nor a run the
+    worksheet made since in a new session."""
+    from broker.store import _mongo_tx, _worksheet_rows
+    monkeypatch.setattr(_worksheet_rows, "MESSAGES_AT_ONCE", 3)
+    for session, worksheet, state in (("s1", "ws", "closed"), ("s2", "ws", "open"),
+                                      ("s3", "other", "open")):
+        await store.put_session(SessionRecord(session, "ann", worksheet, None, state, 1.0, 1.0))
+    run = await store.add_request(execute(session="s2"))
+    await store.update_request(run.msg_id, WORKING)
+    await store.update_request(run.msg_id, DONE)
+    await store.append_messages([(s, jmsg("stream", session=s))
+                                 for s in ["s1"] * 4 + ["s2"] * 5 + ["s3"]])
+
+    async def stopped(*args: object) -> int:
+        raise StoreError("the broker stopped here")
+
+    for module in (_worksheet_rows, _mongo_tx):
+        monkeypatch.setattr(module, "delete_in_parts", stopped)
+    with pytest.raises(StoreError):
+        await store.delete_worksheet("ann", "ws")
+    monkeypatch.undo()
+    monkeypatch.setattr(_worksheet_rows, "MESSAGES_AT_ONCE", 3)
+    assert await store.find_session("ann", "ws") is None
+    assert await store.get_request(run.msg_id) is None
+    assert len(await store.messages("s2")) == 5  # what a restarted broker finds
+    await store.put_session(SessionRecord("s5", "ann", "ws", None, "open", 2.0, 2.0))
+    later = await store.add_request(execute(session="s5", cell_id="9"))
+    await store.append_messages([("s5", jmsg("stream", session="s5", parent=later.msg_id))])
+    left = sorted(r.session for r in await store.sessions(DELETING))
+    assert left == ["s1", "s2"]
+    assert [await store.finish_deletion(s) for s in left] == [4, 5]
+    assert await store.messages("s1") == [] and await store.messages("s2") == []
+    assert await store.sessions(DELETING) == []
+    assert {r.session: r.state for r in await store.sessions()} == {
+        "s1": CLOSED, "s2": CLOSED, "s3": OPEN, "s5": OPEN}
+    assert await store.get_request(later.msg_id) is not None
+    assert len(await store.messages("s5")) == 1 and len(await store.messages("s3")) == 1
 
 
 @pytest.mark.parametrize("status", [NEEDS_WORK, WORKING])

@@ -146,9 +146,11 @@ async def test_what_is_asked_often_is_read_from_indexes(url: str) -> None:
 
 async def test_deleting_a_worksheet_reads_only_indexes(url: str) -> None:
     """Every statement that deleting a worksheet's runs makes (broker/deletion.py) searches
-    an index by the worksheet or its sessions: none scans a whole table, however many
-    requests, messages and sessions other worksheets have."""
-    from broker.store._worksheet_rows import delete_messages_op, delete_worksheet_op
+    an index by the worksheet or its sessions, the marks of its sessions (``deleting``,
+    then closed) included: none scans a whole table, however many requests, messages and
+    sessions other worksheets have."""
+    from broker.store._worksheet_rows import (deleted_op, delete_messages_op,
+                                              delete_worksheet_op)
 
     async with open_store(url) as store:
         assert isinstance(store, SQLiteStore)
@@ -163,12 +165,14 @@ async def test_deleting_a_worksheet_reads_only_indexes(url: str) -> None:
         conn.set_trace_callback(statements.append)
         first = delete_worksheet_op("ann", "ws")(conn)
         messages = delete_messages_op("s1", 1)(conn) + delete_messages_op("s1", 1)(conn)
+        deleted_op("s1")(conn)
         conn.rollback()
     conn.close()
     assert first is not None and first[0].requests == 1 and first[1] == ["s1"], first
     assert messages == 1
-    statements = [s for s in statements if s.lstrip().upper().startswith(("SELECT", "DELETE"))]
-    assert len(statements) == 5 + 2 + 2, statements
+    statements = [s for s in statements
+                  if s.lstrip().upper().startswith(("SELECT", "DELETE", "UPDATE"))]
+    assert len(statements) == 6 + 2 + 2 + 1, statements
     for sql in statements:
         plan = query_plan(path, sql)
         assert "SCAN" not in plan and "SEARCH" in plan, (sql, plan)

@@ -19,8 +19,9 @@ from ._writer import MAX_BATCH, MAX_PENDING, WriterStats
 from .base import Store, redact_url
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError, StoreFull,
                      StoreUnwritable, UnknownRequest, UnknownStore)
-from .records import (ANY, CLOSED, DONE, ERROR, EXECUTE_REQUEST, FINAL, INTERACT_REQUEST,
-                      NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS, WORKING,
+from .records import (ANY, CLOSED, DELETING, DONE, ERROR, EXECUTE_REQUEST, FINAL,
+                      INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS,
+                      WORKING,
                       DeletedRuns, DeviceFilter, DeviceRecord, PermalinkRecord, Request,
                       SessionRecord, UserRecord, check_transition)
 
@@ -68,7 +69,7 @@ def default_sqlite_url() -> str:
 
 
 __all__ = [
-    "ACCEPTED", "ANY", "CLOSED", "DONE", "ERROR", "EXECUTE_REQUEST", "FINAL",
+    "ACCEPTED", "ANY", "CLOSED", "DELETING", "DONE", "ERROR", "EXECUTE_REQUEST", "FINAL",
     "INTERACT_REQUEST", "MAX_BATCH", "MAX_PENDING", "NEEDS_WORK", "OPEN", "STATUSES",
     "SUPERSEDED", "TRANSITIONS", "WORKING", "DeletedRuns", "DeviceFilter", "DeviceRecord",
     "DuplicateRequest",

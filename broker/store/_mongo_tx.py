@@ -16,9 +16,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ._mongo_docs import _request
+from ._worksheet_rows import delete_in_parts
 from .base import Receipts
 from .errors import StoreError, UnknownRequest
-from .records import FINAL, NEEDS_WORK, WORKING, DeletedRuns, Request, check_transition
+from .records import (CLOSED, DELETING, FINAL, NEEDS_WORK, WORKING, DeletedRuns, Request,
+                      check_transition)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -66,7 +68,8 @@ async def _delete_worksheet(db: Database, user: str, worksheet: str,
     """The first step of :meth:`MongoStore.delete_worksheet`, in ``session``'s transaction if
     it has one: the worksheet's requests, layout and deliveries (None, and nothing deleted,
     if a run of it is unfinished), and its sessions, whose messages
-    :func:`_delete_messages` removes next, a part at a time (as the SQLite store does, see
+    :func:`_delete_sessions` removes next, a part at a time, marked ``deleting`` until
+    :func:`_deleted` closes each (as the SQLite store does, see
     :mod:`._worksheet_rows`: a transaction of a million deletions would hold every other
     write, and pass a transaction's limits). Each query reads an index: requests and
     sessions by (user, worksheet), deliveries by (user, worksheet, client), the layout by
@@ -76,6 +79,7 @@ async def _delete_worksheet(db: Database, user: str, worksheet: str,
                                   {"_id": 1}, session=session) is not None:
         return None
     sessions = await db.sessions.distinct("session", key, session=session)
+    await db.sessions.update_many(key, {"$set": {"state": DELETING}}, session=session)
     requests = (await db.requests.delete_many(key, session=session)).deleted_count
     layout = (await db.layouts.delete_one({"_id": key}, session=session)).deleted_count
     deliveries = (await db.deliveries.delete_many(key, session=session)).deleted_count
@@ -91,3 +95,18 @@ async def _delete_messages(db: Database, session: str, at_most: int) -> int:
     if last:
         query["seq"] = {"$lte": last[0]["seq"]}
     return int((await db.messages.delete_many(query)).deleted_count)
+
+
+async def _deleted(db: Database, session: str) -> None:
+    """The last step of a session's deletion: marked ``deleting``, it is closed."""
+    await db.sessions.update_one({"session": session, "state": DELETING},
+                                 {"$set": {"state": CLOSED}})
+
+
+async def _delete_sessions(db: Database, sessions: list[str]) -> int:
+    """The messages of ``sessions`` (marked ``deleting``), a part at a time, each session
+    closed after its last: how many (:meth:`MongoStore.delete_worksheet` and
+    :meth:`MongoStore.finish_deletion`)."""
+    return await delete_in_parts(
+        sessions, lambda session, at_most: _delete_messages(db, session, at_most),
+        lambda session: _deleted(db, session))

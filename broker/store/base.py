@@ -374,12 +374,19 @@ class Store(abc.ABC):
     # -- deleting a worksheet's runs (broker/deletion.py) ------------------------------------
 
     async def delete_worksheet(self, user: str, worksheet: str) -> DeletedRuns | None:
-        """Delete the worksheet's requests, layout and delivery positions (in one
-        transaction where the backend has them), then the messages of its sessions a part
-        at a time (:mod:`._worksheet_rows`); its session records stay (with their seq
-        counters, so no seq is ever given out twice). None, deleting nothing, if a request
-        of it is ``needs_work`` or ``working``."""
+        """Delete the worksheet's requests, layout and delivery positions and mark its
+        sessions ``deleting`` (in one transaction where the backend has them), then the
+        messages of each session a part at a time, then mark it closed
+        (:mod:`._worksheet_rows`); its session records stay (with their seq counters, so no
+        seq is ever given out twice). None, deleting nothing, if a request of it is
+        ``needs_work`` or ``working``."""
         raise _missing("delete_worksheet")
+
+    async def finish_deletion(self, session: str) -> int:
+        """End the deletion of a session left ``deleting`` (a broker stopped in the middle
+        of :meth:`delete_worksheet`): its messages, a part at a time, then it is closed; how
+        many messages."""
+        raise _missing("finish_deletion")
 
     # -- worksheet layouts (broker/layouts.py): notes of the page, never work -----------------
 

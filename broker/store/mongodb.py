@@ -51,10 +51,9 @@ from ._mongo_devices import MongoDevices
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
-from ._mongo_tx import _delete_messages, _delete_worksheet, _put_receipts, _update
+from ._mongo_tx import _delete_sessions, _delete_worksheet, _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
 from ._rows import check_limit, header_facts, stored_input
-from ._worksheet_rows import delete_in_parts
 from ._writer import MAX_BATCH, MAX_PENDING
 from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
@@ -418,9 +417,12 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store)
             if first is None:
                 return None
             deleted, sessions = first
-            messages = await delete_in_parts(
-                sessions, lambda session, at_most: _delete_messages(db, session, at_most))
+            messages = await _delete_sessions(db, sessions)
         return replace(deleted, messages=messages)
+
+    async def finish_deletion(self, session: str) -> int:
+        with self._errors(f"finish the deletion of session {session!r}"):
+            return await _delete_sessions(self._open_db(), [session])
 
     # -- retention (._mongo_retention) -------------------------------------------------------
 

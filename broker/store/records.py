@@ -38,6 +38,10 @@ INTERACT_REQUEST: Final = "interact_request"
 
 OPEN: Final = "open"
 CLOSED: Final = "closed"
+#: A session whose worksheet's runs are being deleted: its messages go a part at a time
+#: after the first write (:meth:`~broker.store.base.Store.delete_worksheet`), and a broker
+#: that stopped before the last one finishes them at its next start (broker/deletion.py).
+DELETING: Final = "deleting"
 
 
 class AnyDevice(enum.Enum):
