@@ -60,3 +60,32 @@ async def test_every_kernel_start_counts_against_the_rate(chain: Chain) -> None:
     attach = call(chain.port, "POST", "/api/sessions", f'{{"kernel": {{"id": "{kernel}"}}}}',
                   alice)
     assert attach.status == 201  # a session on a running kernel starts nothing: not counted
+
+
+async def test_every_kernel_shutdown_counts_against_the_rate(chain: Chain) -> None:
+    """Shutting a kernel down closes its session, as a restart does (``DELETE /home/U/W``
+    is counted for the same reason): ``DELETE /api/kernels/ID``, ``DELETE
+    /api/sessions/ID`` and a channels ``shutdown_request`` each take from the bucket, and
+    past it the kernel keeps running with its variables."""
+    token = add_user(chain, "alice")
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway("--auth", "token", "--rate", "2/min")
+    alice = {**bearer(token), **JSON}
+    started = call(chain.port, "POST", "/api/kernels", "{}", alice)
+    assert started.status == 201, started.body
+    kernel = started.body["id"]
+    channels = await Channels.open(chain.port, kernel, token=token)
+    try:
+        await channels.execute("x = 41")  # the bucket's second and last run
+        tries = {how: call(chain.port, "DELETE", f"/api/{how}/{kernel}", "", alice)
+                 for how in ("kernels", "sessions")}
+        assert {k: r.status for k, r in tries.items()} == {"kernels": 429, "sessions": 429}
+        assert all("Retry-After" in r.headers for r in tries.values())
+        await channels.send("shutdown_request", {"restart": False})
+        reply = await channels.until(lambda m: m["msg_type"] == "shutdown_reply")
+        assert reply[-1]["content"]["status"] == "error", reply[-1]["content"]
+        assert "too many requests" in reply[-1]["content"]["evalue"]
+    finally:
+        await channels.close()
+    assert call(chain.port, "GET", f"/api/kernels/{kernel}", None, alice).status == 200

@@ -299,7 +299,7 @@ class ChannelsHandler(SocketHandler):
             self.answer(request, mt.INTERRUPT_REPLY, {"status": "ok"}, "control")
         elif msg_type == mt.SHUTDOWN_REQUEST:
             restart = content.get("restart") is True
-            if restart and (wait := rate_wait(self, self.visitor)) is not None:
+            if (wait := rate_wait(self, self.visitor)) is not None:  # as its REST twins
                 return self._failed(request, msg_type, f"too many requests; retry in {wait} s")
             self.answer(request, mt.SHUTDOWN_REPLY, {"status": "ok", "restart": restart},
                         "control")

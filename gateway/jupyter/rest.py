@@ -59,7 +59,8 @@ class JupyterHandler(BaseHandler):
 
     def charge(self) -> None:
         """``--rate``: starting or restarting a kernel runs code (a fresh session), as an
-        evaluate does; 429 when the user's bucket is empty."""
+        evaluate does, and shutting one down closes its session, as a restart does; 429 when
+        the user's bucket is empty."""
         if (wait := rate_wait(self, self.visitor)) is not None:
             raise fail(429, f"too many requests; retry in {wait} s", retry_after=wait)
 
@@ -85,6 +86,7 @@ class KernelHandler(JupyterHandler):
         self.write_json(200, await self.kernel_model(kernel_id))
 
     async def delete(self, kernel_id: str) -> None:
+        self.charge()
         await model.shut_down(self.ask, self.user, kernel_id, self.sockets)
         self.set_status(204)
         self.finish()
@@ -181,6 +183,7 @@ class SessionHandler(JupyterHandler):
         self.write_json(200, session_model(self, entry, given))
 
     async def delete(self, session_id: str) -> None:
+        self.charge()
         await model.shut_down(self.ask, self.user, session_id, self.sockets)
         self.set_status(204)
         self.finish()
