@@ -125,10 +125,12 @@ def devices(loads: list[Load]) -> str:
         f"Best: {best.rate:.0f} exec/s ({best.devices} devices, {best.busy} busy). One "
         f"device's best here: {one:.0f} exec/s. The broker's ceiling, estimated as one core "
         f"over its CPU per execution (lowest of the rows): {ceiling:.0f} exec/s, "
-        f"{ceiling / one if one else float('nan'):.1f}x one device's throughput (target ≥ 4x). "
-        "On 2 cores every node, the sessions and the client share the machine, so exec/s "
-        "stops growing once the cores are full; the CPU per execution is what sizes a "
-        "deployment.", *_profile(loads)])
+        f"{ceiling / one if one else float('nan'):.1f}x one device's throughput (target ≥ 4x): "
+        "a floor, since a busier broker spends less per execution (fuller batches); "
+        "bench/broker_ceiling.py measures the broker alone at its ceiling (\"Warm round trip "
+        "floor and broker ceiling\" above). On 2 cores every node, the sessions and the "
+        "client share the machine, so exec/s stops growing once the cores are full; the CPU "
+        "per execution is what sizes a deployment.", *_profile(loads)])
 
 
 def _profile(loads: list[Load]) -> list[str]:
