@@ -322,6 +322,9 @@ class Dispatch:
             session_id = request.session
             if session_id in held:
                 continue
+            if request.msg_id in self.handed:  # went straight out since the pass's read
+                self._went_out(request, last, begun)
+                continue
             if not self.devices.live():
                 return
             device = self.devices.place(session_id, request.device,
@@ -338,7 +341,15 @@ class Dispatch:
                                      request.msg_id, e)
                     held.add(session_id)
                     continue
-            if await self.send(request) and last[session_id] == request.msg_id:
-                self._passing.discard(session_id)
-                if self._queued.get(session_id, begun) < begun:
-                    del self._queued[session_id]
+            if await self.send(request):
+                self._went_out(request, last, begun)
+
+    def _went_out(self, request: Request, last: dict[str, str], begun: int) -> None:
+        """``request`` of the running pass is handed out: if it was its session's last one
+        there, the session waits no more (unless a request of it was stored to wait since
+        the pass began)."""
+        session_id = request.session
+        if last[session_id] == request.msg_id:
+            self._passing.discard(session_id)
+            if self._queued.get(session_id, begun) < begun:
+                del self._queued[session_id]

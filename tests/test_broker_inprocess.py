@@ -254,6 +254,41 @@ async def test_a_running_pass_holds_back_only_the_sessions_with_requests_waiting
     assert parts.dispatch.place("s3", "d1") == "d1"
     await parts.nothing_more()
 
+
+async def test_a_request_that_went_straight_out_during_a_pass_frees_its_session_there(
+        parts: Parts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass may read a request that is on its way straight out (stored with its device,
+    not sent yet). Once it went, the pass does not hold the session's next request back for
+    the rest of the pass (and so for the pass after it, and so on)."""
+    parts.devices.heard("d1", b"d1", {"capacity": 4, "load": 0, "sessions": []})
+    first = await parts.add("s0", device=None)
+    on_its_way = await parts.add("s2", device="d1")
+    last = await parts.add("s1", device=None)
+    placing = [asyncio.Event(), asyncio.Event()]  # the pass places s0's, then s1's request
+    go_on = [asyncio.Event(), asyncio.Event()]
+    assign = parts.store.assign_request
+
+    async def slow_assign(msg_id: str, device: str) -> Request:
+        n = 0 if msg_id == first.msg_id else 1
+        placing[n].set()
+        await go_on[n].wait()
+        return await assign(msg_id, device)
+
+    monkeypatch.setattr(parts.store, "assign_request", slow_assign)
+    parts.dispatch.queued("s0")
+    parts.dispatch.queued("s1")
+    await asyncio.wait_for(placing[0].wait(), 5)  # the pass read all three
+    assert await parts.dispatch.send(on_its_way)  # straight out, as Intake.execute sends it
+    go_on[0].set()
+    await asyncio.wait_for(placing[1].wait(), 5)  # the pass came past it, and waits on s1's
+    assert parts.dispatch.place("s2", "d1") == "d1"
+    assert parts.dispatch.place("s1", "d1") is None
+    go_on[1].set()
+    got = [m["msg_id"] for m in await parts.received(3)]
+    assert got == [on_its_way.msg_id, first.msg_id, last.msg_id]
+    await parts.nothing_more()
+
+
 async def test_a_request_given_back_by_a_lost_device_is_handed_out_again_signed_afresh(
         parts: Parts) -> None:
     request = await parts.add("s1", device="d1")
