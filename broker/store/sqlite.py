@@ -27,25 +27,27 @@ from . import _sqlite_retention as _retention
 from . import _user_bytes
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
+from ._sqlite_devices import SQLiteDevices
+from ._sqlite_users import SQLiteUsers
 from ._permalink_rows import SQLitePermalinks
 from ._worksheet_rows import SQLiteWorksheets
 from ._rows import check_limit, pack, stored_input, unpack
-from ._sqlite_rows import (_DEVICE_COLS, _REQ_COLS, _REQ_NAMES, _REQ_SLOTS, _SESSION_COLS,  # noqa: F401
-                           _append_op, _device, _put_session_op, _receipts_op, _request,
-                           _update_row)
+from ._sqlite_rows import (_REQ_COLS, _REQ_NAMES, _REQ_SLOTS, _SESSION_COLS, _append_op,
+                           _put_session_op, _receipts_op, _request, _update_row)
 from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
 from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
-                      SUPERSEDED, WORKING, DeviceFilter, DeviceRecord, Request,
-                      SessionRecord, UserRecord)
+                      SUPERSEDED, WORKING, DeviceFilter, Request,
+                      SessionRecord)
 
 T = TypeVar("T")
 
 
-class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, Store):
+class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevices,
+                  SQLiteUsers, Store):
     """The embedded store; ``max_batch`` operations per commit, ``max_pending`` queued."""
 
     def __init__(self, url: str, *, max_batch: int = MAX_BATCH,
@@ -324,57 +326,6 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, Store):
         sql = f"SELECT {_SESSION_COLS} FROM ({sql}) ORDER BY created, rowid"
         return await self._read(lambda conn: [SessionRecord(*r) for r in conn.execute(sql, args)])
 
-    # -- devices ----------------------------------------------------------------------------
-
-    async def put_device(self, rec: DeviceRecord) -> None:
-        values = (rec.device, rec.capacity, rec.load, rec.last_heartbeat, pack(rec.info))
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                f"INSERT INTO devices ({_DEVICE_COLS}) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (device) DO UPDATE SET capacity = excluded.capacity, "
-                "load = excluded.load, last_heartbeat = excluded.last_heartbeat, "
-                "info = excluded.info", values)
-
-        await self._write(op)
-
-    async def devices(self) -> list[DeviceRecord]:
-        return await self._read(lambda conn: [_device(r) for r in conn.execute(
-            f"SELECT {_DEVICE_COLS} FROM devices ORDER BY device")])
-
-    async def remove_device(self, device: str) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM devices WHERE device = ?", (device,)).rowcount > 0
-
-        return await self._write(op)
-
-    # -- receipts ---------------------------------------------------------------------------
-
-    async def put_receipts(self, receipts: Receipts) -> None:
-        await self._write(_receipts_op(receipts))
-
-    async def receipts(self) -> dict[str, tuple[str, int]]:
-        return await self._read(lambda conn: {device: (epoch, stored) for device, epoch, stored
-                                              in conn.execute("SELECT * FROM receipts")})
-
-    # -- deliveries -------------------------------------------------------------------------
-
-    async def put_delivery(self, user: str, worksheet: str, client: str, session: str,
-                           seq: int) -> None:
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO deliveries (user, worksheet, client, session, seq) "
-                         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (user, worksheet, client) DO "
-                         "UPDATE SET session = excluded.session, seq = excluded.seq",
-                         (user, worksheet, client, session, seq))
-
-        await self._write(op)
-
-    async def delivery(self, user: str, worksheet: str, client: str) -> tuple[str, int] | None:
-        row = await self._read(lambda conn: conn.execute(
-            "SELECT session, seq FROM deliveries WHERE user = ? AND worksheet = ? AND "
-            "client = ?", (user, worksheet, client)).fetchone())
-        return None if row is None else (str(row[0]), int(row[1]))
-
     # -- retention (._sqlite_retention) -----------------------------------------------------
 
     async def finished_sessions(self, before: float, *, limit: int) -> list[tuple[str, int]]:
@@ -400,38 +351,3 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, Store):
 
     async def disk_usage(self) -> int | None:
         return _retention.disk_usage(self.path)
-
-    # -- users ------------------------------------------------------------------------------
-
-    async def put_user(self, rec: UserRecord) -> None:
-        values = (rec.name, rec.token_hash, rec.created)
-
-        def op(conn: sqlite3.Connection) -> None:
-            conn.execute("INSERT INTO users (name, token_hash, created) VALUES (?, ?, ?) "
-                         "ON CONFLICT (name) DO UPDATE SET token_hash = excluded.token_hash, "
-                         "created = excluded.created", values)
-
-        await self._write(op)
-
-    async def get_user(self, name: str) -> UserRecord | None:
-        return await self._read(lambda conn: _user(conn.execute(
-            "SELECT name, token_hash, created FROM users WHERE name = ?", (name,)).fetchone()))
-
-    async def user_by_token(self, token_hash: str) -> UserRecord | None:
-        return await self._read(lambda conn: _user(conn.execute(
-            "SELECT name, token_hash, created FROM users WHERE token_hash = ?",
-            (token_hash,)).fetchone()))
-
-    async def remove_user(self, name: str) -> bool:
-        def op(conn: sqlite3.Connection) -> bool:
-            return conn.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount > 0
-
-        return await self._write(op)
-
-    async def users(self) -> list[UserRecord]:
-        return await self._read(lambda conn: [UserRecord(*r) for r in conn.execute(
-            "SELECT name, token_hash, created FROM users ORDER BY name")])
-
-
-def _user(row: Sequence[Any] | None) -> UserRecord | None:
-    return None if row is None else UserRecord(*row)
