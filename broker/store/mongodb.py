@@ -36,22 +36,24 @@ from dataclasses import replace
 from typing import Any, Final
 
 from bson.errors import BSONError
-from pymongo import AsyncMongoClient, IndexModel, ReadPreference, ReturnDocument
+from pymongo import AsyncMongoClient, ReadPreference, ReturnDocument
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
 from . import _user_bytes
 from ._layout_rows import MongoLayouts
-from ._mongo_permalinks import INDEXES as _PERMALINK_INDEXES, MongoPermalinks
-from ._mongo_users import INDEXES as _USER_INDEXES, MongoUsers
+from ._mongo_permalinks import MongoPermalinks
+from ._mongo_schema import create_schema
+from ._mongo_users import MongoUsers
 from ._mongo_devices import MongoDevices
+from ._mongo_worksheets import MongoWorksheets
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
-from ._mongo_tx import _delete_sessions, _delete_worksheet, _put_receipts, _update
+from ._mongo_tx import _put_receipts, _update
 from ._mongo_url import client_options, database_name, public_url
 from ._rows import check_limit, header_facts, stored_input
 from ._writer import MAX_BATCH, MAX_PENDING
@@ -60,45 +62,16 @@ from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
-                      SUPERSEDED, WORKING, DeletedRuns, DeviceFilter, Request, SessionRecord)
+                      SUPERSEDED, WORKING, DeviceFilter, Request, SessionRecord)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
 
-_INDEXES: Final = {
-    "requests": [
-        IndexModel([("msg_id", 1)], unique=True),
-        IndexModel([("user", 1), ("worksheet", 1), ("cell_id", 1), ("msg_type", 1),
-                    ("order", -1)]),  # cell_request
-        IndexModel([("status", 1), ("device", 1), ("order", 1)]),  # requests(device=...)
-        IndexModel([("status", 1), ("order", 1)]),  # requests(device=ANY)
-        # unfinished_requests, supersede_pending (replaced session_1_interact_id_1_status_1)
-        IndexModel([("session", 1), ("status", 1), ("order", 1)]),
-    ],
-    "messages": [IndexModel([("session", 1), ("seq", 1)], unique=True),
-                 IndexModel([("session", 1), ("parent", 1), ("seq", 1)])],
-    "sessions": [IndexModel([("session", 1)], unique=True),
-                 IndexModel([("user", 1), ("worksheet", 1), ("state", 1)]),
-                 IndexModel([("state", 1), ("created", 1)]),  # sessions(OPEN)
-                 IndexModel([("last_activity", 1)])],  # finished_sessions
-    "devices": [IndexModel([("device", 1)], unique=True)],
-    "receipts": [IndexModel([("device", 1)], unique=True)],
-    "deliveries": [IndexModel([("user", 1), ("worksheet", 1), ("client", 1)], unique=True)],
-    "users": _USER_INDEXES,  # (._mongo_users)
-    "seqs": [],  # {_id: session, last: int}
-    "counters": [],  # {_id: "requests", last: int}
-    "compactions": [],  # {_id: session, through: int, at: float} (._mongo_retention)
-    "brokers": [IndexModel([("host", 1)])],  # {_id: lsid, host, pid} (._mongo_orphans)
-    "permalinks": _PERMALINK_INDEXES,  # (._mongo_permalinks)
-    # {_id: {user, worksheet}, cells, updated} (._layout_rows); by user for --user-layouts
-    "layouts": [IndexModel([("_id.user", 1)])],
-}
-#: The index (session, status, order) replaced; dropped when a broker opens an older store.
-_REPLACED_INDEX: Final = "session_1_interact_id_1_status_1"
 _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
 
-class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store):
+class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoWorksheets,
+                 Store):
     """The MongoDB store; ``max_batch`` messages per append transaction, ``max_pending``
     appends queued before :class:`StoreFull`."""
 
@@ -136,7 +109,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store)
             hello = await client.admin.command("hello")
             self.transactions = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
             db = client.get_database(self.database, read_preference=ReadPreference.PRIMARY)
-            await self._create_schema(db)
+            await create_schema(db)
             if self.transactions:
                 await _orphans.end_orphans(db)
             appender = Appender(client, db, transactions=self.transactions, where=self._where,
@@ -155,22 +128,6 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store)
                     "replicaSet") from e
             raise
         self._client, self._db, self._appender = client, db, appender
-
-    @staticmethod
-    async def _create_schema(db: Database) -> None:
-        """Create the collections and indexes that are missing (several brokers may race)."""
-        existing = set(await db.list_collection_names())
-        for name, indexes in _INDEXES.items():
-            if name not in existing:
-                try:
-                    await db.create_collection(name, check_exists=False)
-                except OperationFailure as e:
-                    if e.code != 48:  # NamespaceExists: another broker just made it
-                        raise
-            if indexes:
-                await db[name].create_indexes(indexes)
-        with contextlib.suppress(OperationFailure):  # not there (any more): nothing to drop
-            await db.requests.drop_index(_REPLACED_INDEX)
 
     async def close(self) -> None:
         client, appender = self._client, self._appender
@@ -405,24 +362,6 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, Store)
                     [("created", -1), ("_id", -1)]).limit(newest).to_list()
                 docs.reverse()
         return [_session(doc) for doc in docs]
-
-    async def delete_worksheet(self, user: str, worksheet: str) -> DeletedRuns | None:
-        """First an append of no messages whose ``then`` deletes the requests, layout and
-        deliveries: one transaction on a replica set (the appender's), the same writes one
-        after another on a standalone server; then the messages, a part at a time."""
-        db = self._open_db()
-        with self._errors(f"delete the runs of {user}/{worksheet}"):
-            first = (await self._append([], lambda session: (
-                _delete_worksheet(db, user, worksheet, session))))[1]
-            if first is None:
-                return None
-            deleted, sessions = first
-            messages = await _delete_sessions(db, sessions)
-        return replace(deleted, messages=messages)
-
-    async def finish_deletion(self, session: str) -> int:
-        with self._errors(f"finish the deletion of session {session!r}"):
-            return await _delete_sessions(self._open_db(), [session])
 
     # -- retention (._mongo_retention) -------------------------------------------------------
 
