@@ -30,15 +30,21 @@ def kernel_starts(chain: Chain) -> int:
                           (START_CELL,)).fetchone()[0]
 
 
-async def test_every_kernel_start_counts_against_the_rate(chain: Chain) -> None:
+def alice_on_a_chain(chain: Chain, rate: str) -> tuple[str, dict[str, str], str]:
+    """A chain whose gateway runs ``--auth token --rate RATE``; alice's token, headers and
+    the id of a kernel she started (the bucket's first run)."""
     token = add_user(chain, "alice")
     chain.start_broker()
     chain.start_device()
-    chain.start_gateway("--auth", "token", "--rate", "1/min")
+    chain.start_gateway("--auth", "token", "--rate", rate)
     alice = {**bearer(token), **JSON}
     first = call(chain.port, "POST", "/api/kernels", "{}", alice)
-    assert first.status == 201, first.body  # the one run the bucket holds
-    kernel = first.body["id"]
+    assert first.status == 201, first.body
+    return token, alice, first.body["id"]
+
+
+async def test_every_kernel_start_counts_against_the_rate(chain: Chain) -> None:
+    token, alice, kernel = alice_on_a_chain(chain, "1/min")  # the one run the bucket holds
     assert call(chain.port, "POST", "/api/kernels", "{}", alice).status == 429
     tries = {
         "session": call(chain.port, "POST", "/api/sessions",
@@ -67,14 +73,7 @@ async def test_every_kernel_shutdown_counts_against_the_rate(chain: Chain) -> No
     is counted for the same reason): ``DELETE /api/kernels/ID``, ``DELETE
     /api/sessions/ID`` and a channels ``shutdown_request`` each take from the bucket, and
     past it the kernel keeps running with its variables."""
-    token = add_user(chain, "alice")
-    chain.start_broker()
-    chain.start_device()
-    chain.start_gateway("--auth", "token", "--rate", "2/min")
-    alice = {**bearer(token), **JSON}
-    started = call(chain.port, "POST", "/api/kernels", "{}", alice)
-    assert started.status == 201, started.body
-    kernel = started.body["id"]
+    token, alice, kernel = alice_on_a_chain(chain, "2/min")
     channels = await Channels.open(chain.port, kernel, token=token)
     try:
         await channels.execute("x = 41")  # the bucket's second and last run
