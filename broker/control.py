@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from protocol import msgtypes as mt
 from protocol.wire import Message, Session
 
 from .devices import DeviceWatch
@@ -63,11 +62,11 @@ class Control:
                 await self.watch.fail(request, "the session was restarted before this cell "
                                       "ran; run it again", ename="SessionRestarted")
         device = self.dispatch.holding(record.session, record.device)
-        if device is not None:  # it ends the session's worker; the reply is stored as output
-            await self.dispatch.send_to(device, self.wire.msg(
-                mt.SHUTDOWN_REQUEST, {"restart": False}, metadata={"cellbus": {
-                    "user": user, "worksheet": worksheet, "cell_id": cell_id,
-                    "session": record.session}}))
+        late = self.watch.late  # a device not told now is told when it reports the session
+        facts = late.shutdown_facts(user, worksheet, cell_id, record.session)
+        # it ends the session's worker; the reply is stored as output
+        late.noted(facts, device is not None and await self.dispatch.send_to(
+            device, late.shutdown(facts)))
         self.log.info("broker: %s %s/%s: closed session %s (device %s)", why, user,
                       worksheet, record.session, device or "none")
 
