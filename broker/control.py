@@ -51,10 +51,15 @@ class Control:
         """Close the open session ``record`` of the worksheet at ``address`` as the module
         docstring says; ``why``: for the log (a restart, or a deletion of the worksheet's
         runs: broker/deletion.py)."""
-        user, worksheet, cell_id = address
         record.state = CLOSED
         record.last_activity = time.time()
         await self.store.put_session(record)
+        await self.end_worker(record, address, why)
+
+    async def end_worker(self, record: SessionRecord, address: Address, why: str) -> None:
+        """The session ``record`` is no longer open (``record.state`` is in the store): end
+        its worker, its queued requests and its place in the open-session cache."""
+        user, worksheet, cell_id = address
         self.sessions.stored(record)
         self.dispatch.release(record.session)
         for request in await self.store.requests(NEEDS_WORK):
