@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import Callable
 
-from protocol import msgtypes as mt
 from protocol.wire import Message, Session
 
 from .devices import DeviceWatch
@@ -52,10 +51,15 @@ class Control:
         """Close the open session ``record`` of the worksheet at ``address`` as the module
         docstring says; ``why``: for the log (a restart, or a deletion of the worksheet's
         runs: broker/deletion.py)."""
-        user, worksheet, cell_id = address
         record.state = CLOSED
         record.last_activity = time.time()
         await self.store.put_session(record)
+        await self.end_worker(record, address, why)
+
+    async def end_worker(self, record: SessionRecord, address: Address, why: str) -> None:
+        """The session ``record`` is no longer open (``record.state`` is in the store): end
+        its worker, its queued requests and its place in the open-session cache."""
+        user, worksheet, cell_id = address
         self.sessions.stored(record)
         self.dispatch.release(record.session)
         for request in await self.store.requests(NEEDS_WORK):
@@ -63,11 +67,11 @@ class Control:
                 await self.watch.fail(request, "the session was restarted before this cell "
                                       "ran; run it again", ename="SessionRestarted")
         device = self.dispatch.holding(record.session, record.device)
-        if device is not None:  # it ends the session's worker; the reply is stored as output
-            await self.dispatch.send_to(device, self.wire.msg(
-                mt.SHUTDOWN_REQUEST, {"restart": False}, metadata={"cellbus": {
-                    "user": user, "worksheet": worksheet, "cell_id": cell_id,
-                    "session": record.session}}))
+        late = self.watch.late  # a device not told now is told when it reports the session
+        facts = late.shutdown_facts(user, worksheet, cell_id, record.session)
+        # it ends the session's worker; the reply is stored as output
+        late.noted(facts, device is not None and await self.dispatch.send_to(
+            device, late.shutdown(facts)))
         self.log.info("broker: %s %s/%s: closed session %s (device %s)", why, user,
                       worksheet, record.session, device or "none")
 

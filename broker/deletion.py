@@ -28,6 +28,12 @@ session of their own, stay. The worker of the session that was open is ended whe
 device reports it, as the restarted broker ends any worker of a session the store has on
 no device (:meth:`broker.devices.DeviceWatch.disown`).
 
+A store that fails after the first write (a later part) leaves the same marks while the
+broker runs on: the answer is 503 saying that the runs are deleted but not yet all of their
+output, and that a DELETE again finishes it (as the broker's next start does); the open
+session is open no more, so its worker is ended now and the worksheet's next evaluate opens
+a new session. A store that fails at the first write deleted nothing, as its 503 says.
+
 Afterwards the worksheet is as one never run: ``/update`` of its cells answers 404, its next
 evaluate opens a new session; the broker's own memory of it (the cells' views, which
 delivery rows it counted) is forgotten, and what the user keeps is read from the store again
@@ -44,9 +50,9 @@ from .budget import StoreBudget
 from .cells import Cells
 from .control import Control
 from .jupyter import JupyterKernels
-from .refusal import Address, Refused, Reply
+from .refusal import STORE_RETRY_AFTER, Address, Refused, Reply
 from .sessions import OpenSessions
-from .store import DELETING, SessionRecord, Store
+from .store import DELETING, SessionRecord, Store, StoreError
 
 
 def _busy(worksheet: str, cells: list[str]) -> Refused:
@@ -63,9 +69,11 @@ class Deletion:
     meanwhile)."""
 
     def __init__(self, *, store: Store, sessions: OpenSessions, control: Control,
-                 cells: Cells, jupyter: JupyterKernels, budget: StoreBudget) -> None:
+                 cells: Cells, jupyter: JupyterKernels, budget: StoreBudget,
+                 log: logging.Logger | None = None) -> None:
         self.store, self.sessions, self.control = store, sessions, control
         self.cells, self.jupyter, self.budget = cells, jupyter, budget
+        self.log = log or logging.getLogger("cellbus.broker")
 
     async def worksheet(self, msg: Any, address: Address) -> Reply:
         user, worksheet = address[0], address[1]
@@ -73,7 +81,11 @@ class Deletion:
         if session is not None and (unfinished := await self.store.unfinished_requests(
                 session.session)):
             raise _busy(worksheet, [r.cell_id for r in unfinished])
-        deleted = await self.store.delete_worksheet(user, worksheet)
+        try:
+            deleted = await self.store.delete_worksheet(user, worksheet)
+        except StoreError as e:
+            await self._stopped_mid_way(e, address, session)
+            raise  # before its first write: nothing was deleted, as the broker answers
         if deleted is None:  # a run of an older session has not ended yet
             raise _busy(worksheet, [])
         if session is not None:  # after: what its worker answers is not counted as deleted
@@ -87,6 +99,37 @@ class Deletion:
         return {"deleted": {"requests": deleted.requests, "messages": deleted.messages,
                             "layout": deleted.layout, "deliveries": deleted.deliveries},
                 "closed": session.session if session else None}, []
+
+    async def _stopped_mid_way(self, error: StoreError, address: Address,
+                               session: SessionRecord | None) -> None:
+        """If the store failed after the deletion's first write (the worksheet's sessions are
+        ``deleting``): the open one is open no more, so its worker is ended and its
+        worksheet's next request opens a new one (it stays ``deleting`` in the store, for a
+        DELETE again or the broker's next start to finish), and the user is told what was
+        deleted (:class:`Refused`, 503); else nothing (the caller's error stands)."""
+        user, worksheet = address[0], address[1]
+        try:
+            begun = [r for r in await self.store.sessions(DELETING)
+                     if r.user == user and r.worksheet == worksheet]
+        except StoreError:
+            begun = []
+            told = "may be deleted in part"
+        else:
+            told = "are deleted (their cells show nothing now), but not yet all of their output" \
+                if begun else ""
+        if not told:
+            return
+        if session is not None and any(r.session == session.session for r in begun):
+            session.state = DELETING
+            await self.control.end_worker(session, address, "deleting the runs of")
+        self.cells.forget(user, worksheet)
+        self.jupyter.forget(user, worksheet)
+        self.log.warning("broker: the deletion of the runs of %s/%s stopped after its first "
+                         "write: %s", user, worksheet, error)
+        raise Refused(503, f"the broker's store failed while deleting: the runs of "
+                           f"worksheet {worksheet} {told}; DELETE it again in "
+                           f"{STORE_RETRY_AFTER} s to finish (the broker also finishes it at "
+                           "its next start)", retry_after=STORE_RETRY_AFTER)
 
     async def resume(self, log: logging.Logger) -> list[SessionRecord]:
         """End the deletions a broker stopped in the middle of (module docstring); called at

@@ -50,6 +50,7 @@ from protocol.wire import Session
 
 from .closures import DEVICE_LOST, SessionEnds
 from .dispatch import Dispatch
+from .lateclose import LateCloses
 from .metrics import BrokerMetrics
 from .output import Outputs
 from .store import DONE, ERROR, NEEDS_WORK, OPEN, WORKING, Request, Store, StoreError
@@ -79,6 +80,8 @@ class DeviceWatch:
         #: (device, session) taken on the device's report after a restart (:meth:`disown`).
         self.disowned: collections.OrderedDict[tuple[str, str], None] = \
             collections.OrderedDict()
+        #: Closes a device could not be told when they were made (broker/lateclose.py).
+        self.late = LateCloses(wire=wire, store=store, dispatch=dispatch, log=log)
 
     async def heartbeats(self) -> None:
         """Heartbeat every known device; declare lost the ones that went silent."""
@@ -146,6 +149,9 @@ class DeviceWatch:
         self.disown(device, report, holders)
         if device in self.taken:
             self.came_back(device, report)
+        sessions = report.get("sessions")
+        if isinstance(sessions, list):
+            self.late.reported(device, (s for s in sessions if isinstance(s, str)))
 
     def disown(self, device: str, report: dict[str, Any],
                holders: collections.abc.Mapping[str, set[str]]) -> None:
@@ -235,8 +241,13 @@ class DeviceWatch:
             elif not sent.since(request.msg_id, mark):
                 sent.discard(request.msg_id)
         sessions = report.get("sessions")
-        for session_id in sessions if isinstance(sessions, list) else []:
-            if isinstance(session_id, str):
+        sessions = [s for s in sessions if isinstance(s, str)] \
+            if isinstance(sessions, list) else []
+        taken = self.taken.get(device, set())  # ended already (above)
+        gone = await self.late.joined(device, [s for s in sessions if s not in ending and
+                                               s not in taken])  # closed: ended too
+        for session_id in sessions:
+            if session_id not in gone:
                 await self.dispatch.note_placement(session_id, device)
         await self.dispatch.dispatch_pending()
 

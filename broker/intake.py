@@ -41,7 +41,7 @@ from .outputcap import message_size
 from .permalinks import Permalinks
 from .prompts import Prompts
 from .quotas import Quotas
-from .refusal import Address, Refused, Reply, cell_address
+from .refusal import STORE_RETRY_AFTER, Address, Refused, Reply, cell_address
 from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
                     Request, SessionRecord, Store, StoreError, StoreFull, StoreUnwritable,
@@ -49,8 +49,6 @@ from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
 
 __all__ = ["Address", "Intake", "Refused", "cell_address"]
 
-#: Seconds a client is told to wait when the store cannot write (507 or 503).
-STORE_RETRY_AFTER = 5
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Bytes of stored messages (their packed content) past which a replay page ends, after at
@@ -89,7 +87,8 @@ class Intake:
         layouts = Layouts(store, quotas)
         comms = Comms(wire=wire, sessions=sessions, dispatch=dispatch)
         self.deletion = deletion = Deletion(store=store, sessions=sessions, control=control,
-                                            cells=cells, jupyter=jupyter, budget=quotas.budget)
+                                            cells=cells, jupyter=jupyter, budget=quotas.budget,
+                                            log=log)
         self._handlers: dict[str, tuple[str, Callable[[Message, Address], Awaitable[Reply]]]] = {
             mt.EXECUTE_REQUEST: (mt.REQUEST_ACCEPTED, self.execute),
             mt.INTERRUPT_REQUEST: (mt.REQUEST_ACCEPTED, self.interrupt),

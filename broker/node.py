@@ -332,6 +332,7 @@ class Broker(Node):
                           content.get("session"), content.get("reason"))
             if isinstance(content.get("session"), str):
                 self.devices.closed(device, content["session"])
+                self.watch.late.forget(content["session"])
                 self.spawn(self.ends.closed(content["session"], str(content.get("reason"))[:200]),
                            f"closed.{content['session'][:8]}")
             return

@@ -11,6 +11,9 @@ from typing import Any
 from protocol.address import is_name
 from protocol.wire import Message
 
+#: Seconds a client is told to wait when the store cannot write (507 or 503).
+STORE_RETRY_AFTER = 5
+
 Address = tuple[str, str, str]
 #: What a request handler returns: the reply's content and its buffers.
 Reply = tuple[dict[str, Any], list[bytes]]
