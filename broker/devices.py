@@ -128,7 +128,7 @@ class DeviceWatch:
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
             nonce = self.dispatch.handed.nonce(request.msg_id)
-            self.dispatch.handed.discard(request.msg_id)
+            self.dispatch.take_back(request.msg_id, request.session)
             if request.session in worked and nonce is not None:  # its old worker's turn
                 self.revoked[request.msg_id] = nonce
                 while len(self.revoked) > MAX_REVOKED:
@@ -231,9 +231,9 @@ class DeviceWatch:
         ending = self.ending.get(device, {})  # their workers end, queues and all
         for request in await self.store.requests(NEEDS_WORK, device=device):
             if request.msg_id in held and request.session not in ending:
-                sent.add(request.msg_id)
+                sent.add(request.msg_id, session=request.session, device=device)
             elif not sent.since(request.msg_id, mark):
-                sent.discard(request.msg_id)
+                self.dispatch.take_back(request.msg_id, request.session)
         sessions = report.get("sessions")
         for session_id in sessions if isinstance(sessions, list) else []:
             if isinstance(session_id, str):
@@ -251,18 +251,17 @@ class DeviceWatch:
     async def drained(self, device: str, msg: dict[str, Any]) -> None:
         """A device that stops handed requests back (all it had, if ``final``); called once
         everything it sent before ``msg`` is stored."""
-        handed = self.dispatch.handed
         content = msg["content"]
         returned = content.get("returned")
         returned = [r for r in returned if isinstance(r, str)] if isinstance(returned, list) \
             else []
         final = content.get("final") is True
         for msg_id in returned:
-            handed.discard(msg_id)
+            self.dispatch.take_back(msg_id)
         stopped = 0
         if final:
             for request in await self.store.requests(NEEDS_WORK, device=device):
-                handed.discard(request.msg_id)
+                self.dispatch.take_back(request.msg_id, request.session)
             for request in await self.store.requests(WORKING, device=device):
                 stopped += 1
                 await self.fail(request, f"the device {device} running this cell stopped "

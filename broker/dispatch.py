@@ -66,6 +66,9 @@ class Handed:
     def __init__(self) -> None:
         self._order: dict[str, int] = {}
         self._nonces: dict[str, str] = {}
+        #: Session -> its requests handed out here -> the device each went to.
+        self._sessions: dict[str, dict[str, str]] = {}
+        self._session_of: dict[str, str] = {}
         self._count = 0
 
     def __contains__(self, msg_id: object) -> bool:
@@ -74,17 +77,36 @@ class Handed:
     def __len__(self) -> int:
         return len(self._order)
 
-    def add(self, msg_id: str, nonce: str | None = None) -> None:
-        """``msg_id`` is handed out (as the hand-out ``nonce``, if it is sent now)."""
+    def add(self, msg_id: str, nonce: str | None = None, *, session: str | None = None,
+            device: str | None = None) -> None:
+        """``msg_id`` is handed out (as the hand-out ``nonce``, if it is sent now; of
+        ``session``, to ``device``, if known)."""
         if msg_id not in self._order:
             self._count += 1
             self._order[msg_id] = self._count
         if nonce is not None:
             self._nonces[msg_id] = nonce
+        if session is not None and device is not None:
+            self._session_of[msg_id] = session
+            self._sessions.setdefault(session, {})[msg_id] = device
 
     def discard(self, msg_id: str) -> None:
         self._order.pop(msg_id, None)
         self._nonces.pop(msg_id, None)
+        session = self._session_of.pop(msg_id, None)
+        if session is not None:
+            out = self._sessions[session]
+            out.pop(msg_id, None)
+            if not out:
+                del self._sessions[session]
+
+    def session_of(self, msg_id: str) -> str | None:
+        """The session of handed-out ``msg_id``, if it was recorded."""
+        return self._session_of.get(msg_id)
+
+    def devices_of(self, session: str) -> set[str]:
+        """The devices requests of ``session`` are handed to (and have not ended on)."""
+        return set(self._sessions.get(session, {}).values())
 
     def nonce(self, msg_id: str) -> str | None:
         """The ``sent`` nonce of the hand-out of ``msg_id`` this process made last, if any."""
@@ -163,7 +185,7 @@ class Dispatch:
         :meth:`queued` once it is stored). Raises :class:`NoRoom` if it needs a new worker
         and every live device offering the kernel is full."""
         if session_id in self._held or session_id in self._queued or \
-                session_id in self._passing:
+                session_id in self._passing or self.stranded(session_id):
             return None  # the dispatcher sends it after its session's earlier requests
         device = self.devices.place(session_id, current, reserve=len(self._held),
                                     kernel=kernel)
@@ -178,6 +200,23 @@ class Dispatch:
         self._queued[session_id] = self._passes
         if self.devices.live():
             self.dispatch_soon()
+
+    def stranded(self, session_id: str) -> bool:
+        """Whether a request of the session is handed to a device that takes no more work
+        (lost, draining, gone): that one ends there, or is given back and placed anew, and
+        the session's later requests wait for it (its device no longer holds the session,
+        so they would go to a new worker elsewhere, ahead of it)."""
+        out = self.handed.devices_of(session_id)
+        return bool(out) and not out <= {d.device for d in self.devices.live()}
+
+    def take_back(self, msg_id: str, session_id: str | None = None) -> None:
+        """The hand-out of ``msg_id`` is void (its device was lost, drained, restarted, or
+        could not be reached): a later pass places it anew, and the session's later requests
+        wait behind it until then, as behind one :meth:`queued`."""
+        session_id = session_id or self.handed.session_of(msg_id)
+        self.handed.discard(msg_id)
+        if session_id is not None:
+            self._queued[session_id] = self._passes
 
     async def note_placement(self, session_id: str, device: str) -> None:
         """Record in the store (and the open-session cache) that the session is on ``device``."""
@@ -211,7 +250,7 @@ class Dispatch:
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
         nonce = self.epoch + uuid.uuid4().hex[:12]
-        self.handed.add(request.msg_id, nonce)
+        self.handed.add(request.msg_id, nonce, session=request.session, device=request.device)
         self.on_handed(request.session, request.device)
         message = dict(request.message)
         metadata = dict(message.get("metadata") or {})
@@ -220,7 +259,7 @@ class Dispatch:
         try:
             await self.wire.send(self._sock, message, [routing_id])
         except zmq.ZMQError as e:
-            self.handed.discard(request.msg_id)
+            self.take_back(request.msg_id, request.session)
             self.log.warning("broker could not reach device %s: %s; trying again in %g s",
                              request.device, e, REDISPATCH_AFTER)
             if not self._redispatching:  # it reconnects (a broker rebind, a network blip)
@@ -317,13 +356,18 @@ class Dispatch:
                     begun: int) -> None:
         """Place and send ``todo`` in order; a session all of whose requests here went out
         stops waiting (:attr:`_passing`, and :attr:`_queued` if none was stored since the
-        pass began), so its next request goes straight out."""
+        pass began), so its next request goes straight out. A session one of whose requests
+        could not be sent sends none after it in this pass; one :meth:`stranded` waits."""
+        unsent: set[str] = set()
         for request in todo:
             session_id = request.session
-            if session_id in held:
+            if session_id in held or session_id in unsent:
                 continue
             if not self.devices.live():
                 return
+            if self.stranded(session_id):
+                held.add(session_id)  # tried again when a device reports (room_freed)
+                continue
             device = self.devices.place(session_id, request.device,
                                         kernel=kernel_of(request.message["metadata"]))
             if device is None:
@@ -338,7 +382,10 @@ class Dispatch:
                                      request.msg_id, e)
                     held.add(session_id)
                     continue
-            if await self.send(request) and last[session_id] == request.msg_id:
+            if not await self.send(request):
+                if request.msg_id not in self.handed and not self.hold_back(request):
+                    unsent.add(session_id)  # not reachable now: sent again after a while
+            elif last[session_id] == request.msg_id:
                 self._passing.discard(session_id)
                 if self._queued.get(session_id, begun) < begun:
                     del self._queued[session_id]
