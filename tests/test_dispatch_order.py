@@ -11,6 +11,7 @@ order. The parts are those of tests/test_broker_inprocess.py (real SQLite, real 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -18,11 +19,15 @@ import pytest
 import zmq
 
 from broker.devices import DeviceWatch
-from broker.store import Request
+from broker.node import Broker
+from broker.store import Request, sqlite_url
+from broker.store.sqlite import SQLiteStore
 from protocol import msgtypes as mt
 from protocol.sockets import BusSocket
-from protocol.wire import Session
+from protocol.wire import Message, Session
 from test_broker_inprocess import KEY, Parts, log, parts  # noqa: F401 (a fixture)
+from test_broker_reconcile import DEVICE, broker, device  # noqa: F401 (fixtures)
+from test_broker_reconcile import KEY as RECONCILE_KEY
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -127,3 +132,102 @@ async def test_a_request_after_one_its_device_could_not_be_sent_runs_after_it(
         assert await received(d3, 2) == [first.msg_id, later.msg_id]
     finally:
         d3.close()
+
+
+# -- a broker in this process (tests/test_broker_reconcile.py's parts) -------------------------
+
+def execute(broker: Broker, cell_id: str) -> Message:
+    """An evaluate of cell ``cell_id`` of worksheet u/w, as a gateway sends it."""
+    return broker.session.msg(mt.EXECUTE_REQUEST, {"code": f"print({cell_id!r})"}, metadata={
+        "cellbus": {"user": "u", "worksheet": "w", "cell_id": cell_id}})
+
+
+async def routable(broker: Broker) -> None:
+    """Wait until the broker can send to DEVICE (its connection is up), handing out nothing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while not broker.dispatch.offer(DEVICE.encode(), broker.session.msg(mt.BROKER_HEARTBEAT, {})):
+        assert loop.time() < deadline, "the device never became routable"
+        await asyncio.sleep(0.01)
+
+
+async def executes(device: BusSocket, count: int) -> list[str]:
+    """The msg_ids of the next ``count`` execute requests the device gets (within 10 s; the
+    broker's heartbeats in between are skipped)."""
+    got: list[str] = []
+
+    async def read() -> None:
+        while len(got) < count:
+            _, msg = Session(RECONCILE_KEY).deserialize(await device.recv_frames())
+            if msg["msg_type"] == mt.EXECUTE_REQUEST:
+                got.append(msg["msg_id"])
+
+    try:
+        await asyncio.wait_for(read(), 10)
+    except TimeoutError:
+        pass  # the assertion on what came says what did not
+    return got
+
+
+async def test_a_request_whose_device_left_while_it_was_stored_is_placed_again_in_order(
+        broker: Broker, device: BusSocket, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The device a new session's first request was placed on leaves while the request is
+    being stored (a final device_drain read meanwhile), so it cannot be sent: it waits for a
+    pass, and the session's next request does not go out ahead of it once a device is back
+    (before, the first stayed needs_work with no pass to come, and the next one went)."""
+    stored, go_on = asyncio.Event(), asyncio.Event()
+    add = broker.store.add_session_request
+
+    async def slow_add(*args: Any, **kwargs: Any) -> Request:
+        stored.set()
+        await go_on.wait()
+        return await add(*args, **kwargs)
+
+    monkeypatch.setattr(broker.store, "add_session_request", slow_add)
+    first = execute(broker, "c1")
+    accepting = asyncio.create_task(broker.intake.execute(first, ("u", "w", "c1")))
+    await asyncio.wait_for(stored.wait(), 5)
+    broker.devices.left(DEVICE)
+    go_on.set()
+    await asyncio.wait_for(accepting, 5)
+    broker.devices.heard(DEVICE, DEVICE.encode(), {"capacity": 4, "load": 0})  # back
+    await routable(broker)
+    later = execute(broker, "c2")
+    await broker.intake.execute(later, ("u", "w", "c2"))
+    assert await executes(device, 2) == [first["msg_id"], later["msg_id"]]
+
+
+async def test_after_a_restart_a_request_waits_behind_one_left_in_the_store(
+        tmp_path: Path) -> None:
+    """A broker restarts with a request of worksheet u/w waiting in its store; a device is
+    heard before any pass has run, and the worksheet's next request goes out after the one
+    that waited (before, it went straight out and the one that waited had no pass to come)."""
+    url = sqlite_url(tmp_path / "cellbus.db")
+    before = Broker(Session(RECONCILE_KEY), SQLiteStore(url), gateway_bind="tcp://127.0.0.1:*",
+                    device_bind="tcp://127.0.0.1:*", publish_bind="tcp://127.0.0.1:*")
+    before.insecure = True
+    await before.start()
+    try:
+        first = execute(before, "c1")
+        await before.intake.execute(first, ("u", "w", "c1"))  # no device: it waits
+    finally:
+        await before.stop()
+    broker = Broker(Session(RECONCILE_KEY), SQLiteStore(url), gateway_bind="tcp://127.0.0.1:*",
+                    device_bind="tcp://127.0.0.1:*", publish_bind="tcp://127.0.0.1:*")
+    broker.insecure = True
+    await broker.start()
+    ctx = zmq.Context()
+    sock = BusSocket(ctx, zmq.DEALER)
+    sock.linger = 0
+    sock.routing_id = DEVICE.encode()
+    try:
+        sock.connect(broker.device_sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        broker.devices.heard(DEVICE, DEVICE.encode(), {"capacity": 4, "load": 0})
+        await routable(broker)
+        later = execute(broker, "c2")
+        await broker.intake.execute(later, ("u", "w", "c2"))
+        assert await executes(sock, 2) == [first["msg_id"], later["msg_id"]]
+    finally:
+        sock.close()
+        ctx.term()
+        await broker.stop()
