@@ -193,6 +193,13 @@ class Dispatch:
             raise NoRoom(capacity.retry_after())
         return device
 
+    async def recover(self) -> None:
+        """At start: the sessions with requests a previous broker process left waiting in
+        the store wait behind them, as behind :meth:`queued` ones, until a pass (the first
+        runs when a device registers) has handed those out."""
+        for request in await self.store.requests(NEEDS_WORK):
+            self._queued[request.session] = self._passes
+
     def queued(self, session_id: str) -> None:
         """A request of ``session_id`` that :meth:`place` gave no device is stored: the
         session's later requests wait behind it until a pass that began after now has handed

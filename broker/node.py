@@ -137,6 +137,7 @@ class Broker(Node):
         try:
             self.senders.seed(await self.store.sessions(OPEN, newest=MAX_SESSIONS))
             await self.sessions.load()
+            await self.dispatch.recover()
             self.senders.seed(await self.intake.deletion.resume(self.log))
             self.receipts = Receipts(await self.store.receipts())
         except StoreError as e:
