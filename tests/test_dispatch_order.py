@@ -134,6 +134,28 @@ async def test_a_request_after_one_its_device_could_not_be_sent_runs_after_it(
         d3.close()
 
 
+async def test_a_pass_sends_nothing_of_a_session_after_a_request_it_could_not_send(
+        parts: Parts, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass cannot send s1's first request (the device's pipe refuses it once: a blip);
+    it sends s1's second one not then, ahead of it, but after it, when it tries again."""
+    first = await parts.add("s1", device=None)
+    second = await parts.add("s1", "2", cell_id="c2")
+    send = parts.wire.send
+    refused: list[str] = []
+
+    async def blip(sock: Any, message: Any, idents: Any) -> None:
+        if message["msg_id"] == first.msg_id and not refused:
+            refused.append(message["msg_id"])
+            raise zmq.ZMQError(zmq.EHOSTUNREACH)
+        await send(sock, message, idents)
+
+    monkeypatch.setattr(parts.wire, "send", blip)
+    await parts.dispatch.dispatch_pending()
+    assert refused == [first.msg_id]
+    got = await parts.received(2)  # the pass REDISPATCH_AFTER later sends both
+    assert [m["msg_id"] for m in got] == [first.msg_id, second.msg_id]
+
+
 # -- a broker in this process (tests/test_broker_reconcile.py's parts) -------------------------
 
 def execute(broker: Broker, cell_id: str) -> Message:
