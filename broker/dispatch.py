@@ -10,7 +10,9 @@ What it decides and remembers:
 - **Placement** (:meth:`Dispatch.place`), by :class:`broker.placement.DeviceTable`'s rule, plus
   the order rule: a later request of a session waits behind its earlier ones in the store
   while any of them wait for a free place (:attr:`held`), were stored to wait
-  (:meth:`Dispatch.queued`) and no pass has handed them out yet, or are in the running pass.
+  (:meth:`Dispatch.queued`) or given back (:meth:`Dispatch.take_back`) and no pass has
+  handed them out yet, are in the running pass, or are with a device that takes no more work
+  (:meth:`Dispatch.stranded`: the later one would go to a new worker elsewhere, ahead).
   Requests of other sessions go straight out meanwhile: under load a pass no longer makes
   every request that arrives during it wait for the next one, which kept a busy broker
   passing (two more writes and reads per request) for as long as requests kept coming.
@@ -19,8 +21,8 @@ What it decides and remembers:
   so a device's report is reconciled only with what was handed out before it arrived.
 - **Requeue**: a device that cannot be reached now (EHOSTUNREACH: it reconnects after a broker
   rebind or a network blip) gets its requests again after :data:`REDISPATCH_AFTER` seconds; one
-  lost or drained gives them back (:meth:`Handed.discard`) and :meth:`dispatch_pending` places
-  them anew.
+  lost or drained gives them back (:meth:`Dispatch.take_back`) and :meth:`dispatch_pending`
+  places them anew.
 
 A request may also be held back by a predicate its owner sets (:attr:`Dispatch.hold_back`;
 interact coalescing sends one run of an interact at a time), without this module knowing why.
