@@ -124,6 +124,7 @@ class DeviceWatch:
         for request in await self.store.requests(WORKING, device=device):
             worked.add(request.session)
             taken.add(request.session)
+            self.dispatch.handed.discard(request.msg_id)  # with no device, even if not ended
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
@@ -264,6 +265,7 @@ class DeviceWatch:
                 self.dispatch.take_back(request.msg_id, request.session)
             for request in await self.store.requests(WORKING, device=device):
                 stopped += 1
+                self.dispatch.handed.discard(request.msg_id)  # as in lost()
                 await self.fail(request, f"the device {device} running this cell stopped "
                                          "before it finished; run it again",
                                 ename="DeviceStopped")

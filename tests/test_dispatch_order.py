@@ -20,7 +20,7 @@ import zmq
 
 from broker.devices import DeviceWatch
 from broker.node import Broker
-from broker.store import Request, sqlite_url
+from broker.store import WORKING, Request, StoreError, sqlite_url
 from broker.store.sqlite import SQLiteStore
 from protocol import msgtypes as mt
 from protocol.sockets import BusSocket
@@ -253,3 +253,27 @@ async def test_after_a_restart_a_request_waits_behind_one_left_in_the_store(
         sock.close()
         ctx.term()
         await broker.stop()
+
+
+async def test_a_lost_devices_running_request_the_store_cannot_end_does_not_hold_its_session(
+        parts: Parts) -> None:
+    """d1 is lost with s1's request running there, and the store fails the DeviceLost write
+    (it stays working, ended by a later reconciliation): it is with no device any more, so
+    s1's next request is placed on d2 at once, not held behind it for good."""
+    first, d2 = await handed_to_d1(parts)
+    try:
+        await parts.store.update_request(first.msg_id, WORKING)
+        parts.devices.devices["d1"].last_heard -= parts.devices.expiry + 1
+        assert parts.devices.expired() == ["d1"]
+
+        async def unwritable(*args: Any, **kwargs: Any) -> None:
+            raise StoreError("disk full")
+
+        lost = watch(parts)
+        lost.outputs = cast(Any, SimpleNamespace(persist_and_publish=unwritable))
+        await lost.lost("d1")
+        later = await accept(parts, "s1", "d1")
+        assert later.device == "d2"
+        assert await received(d2, 1) == [later.msg_id]
+    finally:
+        d2.close()
