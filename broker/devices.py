@@ -148,6 +148,16 @@ class DeviceWatch:
         if device in self.taken:
             self.came_back(device, report)
 
+    def rejoined(self, device: str, report: dict[str, Any]) -> None:
+        """``device`` registered or is heard again: the requests handed to it that its report
+        does not list are taken back now (:meth:`Dispatch.take_back`), so that none accepted
+        from here on goes out ahead of them; :meth:`joined` reconciles the rest."""
+        held = report.get("requests")
+        listed = set(held) if isinstance(held, list) else set()
+        for msg_id, session in self.dispatch.handed.on(device):
+            if msg_id not in listed:
+                self.dispatch.take_back(msg_id, session)
+
     def disown(self, device: str, report: dict[str, Any],
                holders: collections.abc.Mapping[str, set[str]]) -> None:
         """A report of ``device`` lists sessions: one that ``holders`` (the store's open

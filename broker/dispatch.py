@@ -106,6 +106,11 @@ class Handed:
         """The session of handed-out ``msg_id``, if it was recorded."""
         return self._session_of.get(msg_id)
 
+    def on(self, device: str) -> list[tuple[str, str]]:
+        """(msg_id, session) of each request handed to ``device`` (and not ended there)."""
+        return [(msg_id, session) for session, out in self._sessions.items()
+                for msg_id, where in out.items() if where == device]
+
     def devices_of(self, session: str) -> set[str]:
         """The devices requests of ``session`` are handed to (and have not ended on)."""
         return set(self._sessions.get(session, {}).values())
@@ -196,9 +201,8 @@ class Dispatch:
         return device
 
     async def recover(self) -> None:
-        """At start: the sessions with requests a previous broker process left waiting in
-        the store wait behind them, as behind :meth:`queued` ones, until a pass (the first
-        runs when a device registers) has handed those out."""
+        """At start: sessions with requests a previous broker left ``needs_work`` wait behind
+        them, as behind :meth:`queued` ones, until a pass has handed those out."""
         for request in await self.store.requests(NEEDS_WORK):
             self._queued[request.session] = self._passes
 
@@ -211,17 +215,14 @@ class Dispatch:
             self.dispatch_soon()
 
     def stranded(self, session_id: str) -> bool:
-        """Whether a request of the session is handed to a device that takes no more work
-        (lost, draining, gone): that one ends there, or is given back and placed anew, and
-        the session's later requests wait for it (its device no longer holds the session,
-        so they would go to a new worker elsewhere, ahead of it)."""
+        """Whether a request of the session is with a device that takes no more work (lost,
+        draining, gone): the later ones wait, or a new worker elsewhere ran them ahead of it."""
         out = self.handed.devices_of(session_id)
         return bool(out) and not out <= {d.device for d in self.devices.live()}
 
     def take_back(self, msg_id: str, session_id: str | None = None) -> None:
-        """The hand-out of ``msg_id`` is void (its device was lost, drained, restarted, or
-        could not be reached): a later pass places it anew, and the session's later requests
-        wait behind it until then, as behind one :meth:`queued`."""
+        """The hand-out of ``msg_id`` is void (its device was lost, drained, restarted or not
+        reachable): a pass places it anew; the session's later requests wait, as :meth:`queued`."""
         session_id = session_id or self.handed.session_of(msg_id)
         self.handed.discard(msg_id)
         if session_id is not None:

@@ -277,3 +277,20 @@ async def test_a_lost_devices_running_request_the_store_cannot_end_does_not_hold
         assert await received(d2, 1) == [later.msg_id]
     finally:
         d2.close()
+
+
+async def test_a_request_a_restarted_device_no_longer_holds_goes_again_before_the_next(
+        broker: Broker, device: BusSocket) -> None:
+    """The device restarts with u/w's first request queued (its register lists nothing) and
+    the session still counted as starting there; the worksheet's next request, accepted
+    before the reconciliation has read the store, goes out after the first is sent again
+    (before, it went straight out and the first came after it)."""
+    await routable(broker)
+    first = execute(broker, "c1")
+    await broker.intake.execute(first, ("u", "w", "c1"))
+    register = broker.session.msg(mt.DEVICE_REGISTER, {
+        "capacity": 4, "load": 0, "sessions": [], "requests": []})
+    broker._sort([DEVICE.encode()], register, [])  # noqa: SLF001 (what the device loop does)
+    later = execute(broker, "c2")
+    await broker.intake.execute(later, ("u", "w", "c2"))
+    assert await executes(device, 3) == [first["msg_id"], first["msg_id"], later["msg_id"]]
