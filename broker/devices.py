@@ -127,11 +127,12 @@ class DeviceWatch:
         for request in await self.store.requests(WORKING, device=device):
             worked.add(request.session)
             taken.add(request.session)
+            self.dispatch.handed.discard(request.msg_id)  # with no device, even if not ended
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
             nonce = self.dispatch.handed.nonce(request.msg_id)
-            self.dispatch.handed.discard(request.msg_id)
+            self.dispatch.take_back(request.msg_id, request.session)
             if request.session in worked and nonce is not None:  # its old worker's turn
                 self.revoked[request.msg_id] = nonce
                 while len(self.revoked) > MAX_REVOKED:
@@ -152,6 +153,16 @@ class DeviceWatch:
         sessions = report.get("sessions")
         if isinstance(sessions, list):
             self.late.reported(device, (s for s in sessions if isinstance(s, str)))
+
+    def rejoined(self, device: str, report: dict[str, Any]) -> None:
+        """``device`` registered or is heard again: the requests handed to it that its report
+        does not list are taken back now (:meth:`Dispatch.take_back`), so that none accepted
+        from here on goes out ahead of them; :meth:`joined` reconciles the rest."""
+        held = report.get("requests")
+        listed = set(held) if isinstance(held, list) else set()
+        for msg_id, session in self.dispatch.handed.on(device):
+            if msg_id not in listed:
+                self.dispatch.take_back(msg_id, session)
 
     def disown(self, device: str, report: dict[str, Any],
                holders: collections.abc.Mapping[str, set[str]]) -> None:
@@ -237,9 +248,9 @@ class DeviceWatch:
         ending = self.ending.get(device, {})  # their workers end, queues and all
         for request in await self.store.requests(NEEDS_WORK, device=device):
             if request.msg_id in held and request.session not in ending:
-                sent.add(request.msg_id)
+                sent.add(request.msg_id, session=request.session, device=device)
             elif not sent.since(request.msg_id, mark):
-                sent.discard(request.msg_id)
+                self.dispatch.take_back(request.msg_id, request.session)
         sessions = report.get("sessions")
         sessions = [s for s in sessions if isinstance(s, str)] \
             if isinstance(sessions, list) else []
@@ -262,20 +273,20 @@ class DeviceWatch:
     async def drained(self, device: str, msg: dict[str, Any]) -> None:
         """A device that stops handed requests back (all it had, if ``final``); called once
         everything it sent before ``msg`` is stored."""
-        handed = self.dispatch.handed
         content = msg["content"]
         returned = content.get("returned")
         returned = [r for r in returned if isinstance(r, str)] if isinstance(returned, list) \
             else []
         final = content.get("final") is True
         for msg_id in returned:
-            handed.discard(msg_id)
+            self.dispatch.take_back(msg_id)
         stopped = 0
         if final:
             for request in await self.store.requests(NEEDS_WORK, device=device):
-                handed.discard(request.msg_id)
+                self.dispatch.take_back(request.msg_id, request.session)
             for request in await self.store.requests(WORKING, device=device):
                 stopped += 1
+                self.dispatch.handed.discard(request.msg_id)  # as in lost()
                 await self.fail(request, f"the device {device} running this cell stopped "
                                          "before it finished; run it again",
                                 ename="DeviceStopped")

@@ -10,7 +10,9 @@ What it decides and remembers:
 - **Placement** (:meth:`Dispatch.place`), by :class:`broker.placement.DeviceTable`'s rule, plus
   the order rule: a later request of a session waits behind its earlier ones in the store
   while any of them wait for a free place (:attr:`held`), were stored to wait
-  (:meth:`Dispatch.queued`) and no pass has handed them out yet, or are in the running pass.
+  (:meth:`Dispatch.queued`) or given back (:meth:`Dispatch.take_back`) and no pass has
+  handed them out yet, are in the running pass, or are with a device that takes no more work
+  (:meth:`Dispatch.stranded`: the later one would go to a new worker elsewhere, ahead).
   Requests of other sessions go straight out meanwhile: under load a pass no longer makes
   every request that arrives during it wait for the next one, which kept a busy broker
   passing (two more writes and reads per request) for as long as requests kept coming.
@@ -19,8 +21,8 @@ What it decides and remembers:
   so a device's report is reconciled only with what was handed out before it arrived.
 - **Requeue**: a device that cannot be reached now (EHOSTUNREACH: it reconnects after a broker
   rebind or a network blip) gets its requests again after :data:`REDISPATCH_AFTER` seconds; one
-  lost or drained gives them back (:meth:`Handed.discard`) and :meth:`dispatch_pending` places
-  them anew.
+  lost or drained gives them back (:meth:`Dispatch.take_back`) and :meth:`dispatch_pending`
+  places them anew.
 
 A request may also be held back by a predicate its owner sets (:attr:`Dispatch.hold_back`;
 interact coalescing sends one run of an interact at a time), without this module knowing why.
@@ -66,6 +68,9 @@ class Handed:
     def __init__(self) -> None:
         self._order: dict[str, int] = {}
         self._nonces: dict[str, str] = {}
+        #: Session -> its requests handed out here -> the device each went to.
+        self._sessions: dict[str, dict[str, str]] = {}
+        self._session_of: dict[str, str] = {}
         self._count = 0
 
     def __contains__(self, msg_id: object) -> bool:
@@ -74,17 +79,41 @@ class Handed:
     def __len__(self) -> int:
         return len(self._order)
 
-    def add(self, msg_id: str, nonce: str | None = None) -> None:
-        """``msg_id`` is handed out (as the hand-out ``nonce``, if it is sent now)."""
+    def add(self, msg_id: str, nonce: str | None = None, *, session: str | None = None,
+            device: str | None = None) -> None:
+        """``msg_id`` is handed out (as the hand-out ``nonce``, if it is sent now; of
+        ``session``, to ``device``, if known)."""
         if msg_id not in self._order:
             self._count += 1
             self._order[msg_id] = self._count
         if nonce is not None:
             self._nonces[msg_id] = nonce
+        if session is not None and device is not None:
+            self._session_of[msg_id] = session
+            self._sessions.setdefault(session, {})[msg_id] = device
 
     def discard(self, msg_id: str) -> None:
         self._order.pop(msg_id, None)
         self._nonces.pop(msg_id, None)
+        session = self._session_of.pop(msg_id, None)
+        if session is not None:
+            out = self._sessions[session]
+            out.pop(msg_id, None)
+            if not out:
+                del self._sessions[session]
+
+    def session_of(self, msg_id: str) -> str | None:
+        """The session of handed-out ``msg_id``, if it was recorded."""
+        return self._session_of.get(msg_id)
+
+    def on(self, device: str) -> list[tuple[str, str]]:
+        """(msg_id, session) of each request handed to ``device`` (and not ended there)."""
+        return [(msg_id, session) for session, out in self._sessions.items()
+                for msg_id, where in out.items() if where == device]
+
+    def devices_of(self, session: str) -> set[str]:
+        """The devices requests of ``session`` are handed to (and have not ended on)."""
+        return set(self._sessions.get(session, {}).values())
 
     def nonce(self, msg_id: str) -> str | None:
         """The ``sent`` nonce of the hand-out of ``msg_id`` this process made last, if any."""
@@ -163,13 +192,19 @@ class Dispatch:
         :meth:`queued` once it is stored). Raises :class:`NoRoom` if it needs a new worker
         and every live device offering the kernel is full."""
         if session_id in self._held or session_id in self._queued or \
-                session_id in self._passing:
+                session_id in self._passing or self.stranded(session_id):
             return None  # the dispatcher sends it after its session's earlier requests
         device = self.devices.place(session_id, current, reserve=len(self._held),
                                     kernel=kernel)
         if device is None and self.devices.offering(kernel):
             raise NoRoom(capacity.retry_after())
         return device
+
+    async def recover(self) -> None:
+        """At start: sessions with requests a previous broker left ``needs_work`` wait behind
+        them, as behind :meth:`queued` ones, until a pass has handed those out."""
+        for request in await self.store.requests(NEEDS_WORK):
+            self._queued[request.session] = self._passes
 
     def queued(self, session_id: str) -> None:
         """A request of ``session_id`` that :meth:`place` gave no device is stored: the
@@ -178,6 +213,20 @@ class Dispatch:
         self._queued[session_id] = self._passes
         if self.devices.live():
             self.dispatch_soon()
+
+    def stranded(self, session_id: str) -> bool:
+        """Whether a request of the session is with a device that takes no more work (lost,
+        draining, gone): the later ones wait, or a new worker elsewhere ran them ahead of it."""
+        out = self.handed.devices_of(session_id)
+        return bool(out) and not out <= {d.device for d in self.devices.live()}
+
+    def take_back(self, msg_id: str, session_id: str | None = None) -> None:
+        """The hand-out of ``msg_id`` is void (its device was lost, drained, restarted or not
+        reachable): a pass places it anew; the session's later requests wait, as :meth:`queued`."""
+        session_id = session_id or self.handed.session_of(msg_id)
+        self.handed.discard(msg_id)
+        if session_id is not None:
+            self._queued[session_id] = self._passes
 
     async def note_placement(self, session_id: str, device: str) -> None:
         """Record in the store (and the open-session cache) that the session is on ``device``."""
@@ -211,7 +260,7 @@ class Dispatch:
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
         nonce = self.epoch + uuid.uuid4().hex[:12]
-        self.handed.add(request.msg_id, nonce)
+        self.handed.add(request.msg_id, nonce, session=request.session, device=request.device)
         self.on_handed(request.session, request.device)
         message = dict(request.message)
         metadata = dict(message.get("metadata") or {})
@@ -220,7 +269,7 @@ class Dispatch:
         try:
             await self.wire.send(self._sock, message, [routing_id])
         except zmq.ZMQError as e:
-            self.handed.discard(request.msg_id)
+            self.take_back(request.msg_id, request.session)
             self.log.warning("broker could not reach device %s: %s; trying again in %g s",
                              request.device, e, REDISPATCH_AFTER)
             if not self._redispatching:  # it reconnects (a broker rebind, a network blip)
@@ -317,16 +366,21 @@ class Dispatch:
                     begun: int) -> None:
         """Place and send ``todo`` in order; a session all of whose requests here went out
         stops waiting (:attr:`_passing`, and :attr:`_queued` if none was stored since the
-        pass began), so its next request goes straight out."""
+        pass began), so its next request goes straight out. A session one of whose requests
+        could not be sent sends none after it in this pass; one :meth:`stranded` waits."""
+        unsent: set[str] = set()
         for request in todo:
             session_id = request.session
-            if session_id in held:
+            if session_id in held or session_id in unsent:
                 continue
             if request.msg_id in self.handed:  # went straight out since the pass's read
                 self._went_out(request, last, begun)
                 continue
             if not self.devices.live():
                 return
+            if self.stranded(session_id):
+                held.add(session_id)  # tried again when a device reports (room_freed)
+                continue
             device = self.devices.place(session_id, request.device,
                                         kernel=kernel_of(request.message["metadata"]))
             if device is None:
@@ -341,7 +395,10 @@ class Dispatch:
                                      request.msg_id, e)
                     held.add(session_id)
                     continue
-            if await self.send(request):
+            if not await self.send(request):
+                if request.msg_id not in self.handed and not self.hold_back(request):
+                    unsent.add(session_id)  # not reachable now: sent again after a while
+            else:
                 self._went_out(request, last, begun)
 
     def _went_out(self, request: Request, last: dict[str, str], begun: int) -> None:

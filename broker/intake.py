@@ -223,10 +223,8 @@ class Intake:
             raise
         self.kernels.started(session_id, user, worksheet, kernel)
         self.cells.track(request)
-        if device is not None:
-            await self.dispatch.send(request)
-        else:
-            self.dispatch.queued(session_id)
+        if device is None or not await self.dispatch.send(request):
+            self.dispatch.queued(session_id)  # its device left meanwhile, say: a pass places it
         return {"cell_id": cell_id, "status": request.status, "session": session_id,
                 "msg_id": request.msg_id}, []
 

@@ -137,6 +137,7 @@ class Broker(Node):
         try:
             self.senders.seed(await self.store.sessions(OPEN, newest=MAX_SESSIONS))
             await self.sessions.load()
+            await self.dispatch.recover()
             self.senders.seed(await self.intake.deletion.resume(self.log))
             self.receipts = Receipts(await self.store.receipts())
         except StoreError as e:
@@ -313,6 +314,7 @@ class Broker(Node):
             self.watch.reported(device, content, self.senders.handed)  # once it can be told
             if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
                 self.unsynced.discard(device)
+                self.watch.rejoined(device, content)
                 self.log.info("broker: device %s registered (capacity %s, load %s)", device,
                               content.get("capacity"), content.get("load"))
                 self.spawn(self._device_joined(device, content, self.dispatch.handed.mark()),
