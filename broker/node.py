@@ -45,7 +45,8 @@ from .cells import Cells
 from .closures import SessionEnds
 from .control import Control
 from .devices import DeviceWatch
-from .dispatch import REDISPATCH_AFTER, Dispatch, Handed
+from .dispatch import REDISPATCH_AFTER, Dispatch
+from .handed import Handed
 from .intake import Intake
 from .interacts import Interacts
 from .metrics import BrokerMetrics

@@ -30,7 +30,7 @@ from protocol.sockets import BusSocket
 from protocol.wire import Message, Session
 
 from .cells import Cells
-from .dispatch import Handed
+from .handed import Handed
 from .interacts import Interacts
 from .metrics import BrokerMetrics
 from .prompts import Prompts
