@@ -17,7 +17,7 @@ from protocol.wire import Message
 
 from . import heap
 from .base import BaseHandler, check_address, fail
-from .formbody import load_body
+from .formbody import load_body, reads_as_form
 from .jsonbody import is_integer
 from .kernels import asked_kernel
 from .outbox import write_paced
@@ -146,8 +146,7 @@ class EvaluateHandler(BaseHandler):
         """The body's input and kernel (None: not given)."""
         if not self.request.body:
             return None, None
-        ctype = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        if reads_as_form(self):
             values = self.request.body_arguments.get("input")
             return (values[0].decode("utf-8", "replace") if values else None,
                     asked_kernel(self, None))

@@ -5,19 +5,27 @@ else), so every route that reads an object takes both: ``curl -d value=x`` works
 ``curl --json '{"value": "x"}'`` does. A form field is its text (the first, if repeated);
 fields whose values are not text (an interact's ``values`` and ``state``, a permalink's
 ``interact``) are JSON text in a form, named by the route's ``json_fields``.
+
+A body that opens with ``{`` is JSON whatever its ``Content-Type`` says: ``curl -d
+'{"input": ...}'`` labels it a form, which made a form of one field named by the whole
+JSON text, and an evaluate without ``input``, which runs the cell's *stored* input again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, Final
+from typing import Any
 
 from tornado.web import RequestHandler
 
-from .guard import body_type
+from .guard import FORM_TYPES, body_type
 from .jsonbody import load_json
 
-FORM_TYPES: Final = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+def reads_as_form(handler: RequestHandler) -> bool:
+    """Whether the request's body is read as a form: it says it is one and does not open
+    with ``{`` (module docstring)."""
+    return body_type(handler) in FORM_TYPES and handler.request.body.lstrip()[:1] != b"{"
 
 
 def load_body(handler: RequestHandler, *, json_fields: Collection[str] = ()) -> dict[str, Any]:
@@ -27,7 +35,7 @@ def load_body(handler: RequestHandler, *, json_fields: Collection[str] = ()) -> 
     request = handler.request
     if not request.body:
         return {}
-    if body_type(handler) in FORM_TYPES:
+    if reads_as_form(handler):
         body: dict[str, Any] = {}
         for name, values in request.body_arguments.items():
             try:

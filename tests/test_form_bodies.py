@@ -53,3 +53,19 @@ def test_a_form_interact_is_answered_as_its_json_twin(shared_chain: Chain) -> No
     as_form = post_form(chain, "/home/u/f/2/interact", fields)
     for status, body in (as_json, as_form):  # both accepted; the broker judges the id
         assert (status, body["status"]) == (202, "needs_work"), (as_form, as_json)
+
+
+def test_json_sent_as_a_form_is_read_as_json(shared_chain: Chain) -> None:
+    """``curl -d '{"input": ...}'`` sends JSON labelled as a form: it is read as the JSON it
+    is, so the new input runs (it was a form of one field, and an evaluate without input
+    ran the cell's stored input again, or answered 404 for a cell that never ran)."""
+    chain = shared_chain
+    for code in ("print('old')", "print('new')"):
+        status, body = chain.http("POST", "/home/u/f/3/evaluate",
+                                  json.dumps({"input": code}).encode(), content_type=FORM)
+        assert status == 202, body
+        doc = chain.wait_done("u/f/3")
+        assert doc["input"] == code and text(doc) == code[7:10] + "\n", doc
+    status, body = chain.http("POST", "/home/u/f/3/interact", b' {"interact_id": 1}',
+                              content_type=FORM)
+    assert status == 400 and "interact_id" in body["error"], body  # judged as the JSON it is
