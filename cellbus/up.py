@@ -40,7 +40,7 @@ from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
 from device.draining import DRAIN_TIMEOUT
-from protocol.config import add_option, generate_key, parse_args, plain
+from protocol.config import add_option, generate_key, parse_args, plain, tcp_port
 from protocol.errors import ConfigError, address_in_use
 
 STOP_GRACE = 15.0
@@ -51,7 +51,7 @@ def parser() -> argparse.ArgumentParser:
                                 description=plain(__doc__.split("\n\n")[1]))
     add_option(p, "--host", default="127.0.0.1", node="gateway",
                help="address the gateway listens on")
-    add_option(p, "--port", type=int, default=8888, node="gateway",
+    add_option(p, "--port", type=tcp_port, default=8888, node="gateway",
                help="the gateway's port (0: a free one, named in the URL)")
     add_option(p, "--store", metavar="URL",
                help="store URL; default a SQLite file in your data directory")
@@ -98,22 +98,22 @@ def device_budget(devices: int) -> list[str]:
     return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
 
 
-def port_taken(host: str, port: int) -> bool:
-    """Whether the gateway's port is bound already: found out before any node starts, so
-    the answer is one line, not a gateway that dies and a supervisor that explains it."""
+def bind_error(host: str, port: int) -> OSError | None:
+    """What binding the gateway's address would fail with now (None: nothing): found out
+    before any node starts, so the answer is one line, not a gateway that dies and a
+    supervisor that explains it."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError:
-        return False  # the gateway says what is wrong with the host
+        return None  # the gateway says what is wrong with the host
     for family, kind, proto, _, addr in infos:
         with socket.socket(family, kind, proto) as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as tornado binds
             try:
                 s.bind(addr)
             except OSError as e:
-                if e.errno == errno.EADDRINUSE:
-                    return True
-    return False
+                return e
+    return None
 
 
 def free_port(host: str) -> int:
@@ -134,8 +134,12 @@ def refusal(args: argparse.Namespace) -> str | None:
         return (f"cellbus up: another `up` (pid {other['pid']}) runs, at {other.get('url')}; "
                 "stop it first, or give this one its own state directory (XDG_RUNTIME_DIR=DIR; "
                 "`bin/cellbus status --state DIR/cellbus/up.json` then reads it)")
-    if port_taken(args.host, args.port):
+    error = bind_error(args.host, args.port)
+    if error is not None and error.errno == errno.EADDRINUSE:
         return str(address_in_use("cellbus up", f"port {args.port} on {args.host}", "--port"))
+    if error is not None:
+        return (f"cellbus up: the gateway cannot listen on {args.host} port {args.port}: "
+                f"{error.strerror or error} (--host names an address of this machine)")
     return None
 
 

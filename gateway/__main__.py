@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_option, load_key,
-                             parse_args, use_curve)
+                             parse_args, tcp_port, use_curve)
 from protocol.node import run_node, setup_logging
 from protocol.wire import FROM_BROKER_MAX_VALUES, Session
 
@@ -21,7 +21,7 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus gateway",
         description="Run a gateway: the web server browsers and HTTP clients talk to.")
     add_option(p, "--host", default="127.0.0.1", node="gateway", help="address to listen on")
-    add_option(p, "--port", type=int, default=8888, node="gateway",
+    add_option(p, "--port", type=tcp_port, default=8888, node="gateway",
                help="port to listen on (0: a free one, said in the log)")
     add_option(p, "--broker", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                node="gateway", help="the broker's gateway endpoint")

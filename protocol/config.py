@@ -246,9 +246,21 @@ def use_curve(node: Any, args: argparse.Namespace) -> None:
         node.keys = ClientKeys(args.curve_key, args.broker_key)
 
 
+def tcp_port(text: str) -> int:
+    """argparse type of a TCP port: 0 to 65535 (0: a free one). ``int`` alone took
+    ``--port 99999``, which the socket layer took as 34463 without a word."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a port is a number, not {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
+    return port
+
+
 def add_metrics_option(parser: argparse.ArgumentParser) -> None:
     """``--metrics-port``, for the nodes that serve metrics on a port of their own."""
-    add_option(parser, "--metrics-port", type=int, default=0, metavar="PORT",
+    add_option(parser, "--metrics-port", type=tcp_port, default=0, metavar="PORT",
                help="serve Prometheus metrics on http://127.0.0.1:PORT/metrics; 0: off")
 
 

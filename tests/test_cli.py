@@ -222,3 +222,28 @@ def test_a_gateway_on_port_0_listens_on_a_free_port_and_says_which(key_file: Pat
     assert port > 0
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=10) as resp:
         assert resp.status == 200
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "http"])
+def test_a_port_out_of_range_is_refused_before_anything_starts(tmp_path: Path, port: str
+                                                                ) -> None:
+    """``--port 99999`` was taken (the socket layer listened on 34463 while ``up`` printed
+    :99999), ``--port -1`` started the broker and devices before the gateway failed."""
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)}
+    for command in ("up", "gateway"):
+        done = cellbus(command, f"--port={port}", cwd=tmp_path, env=env)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.splitlines()[-1].startswith(
+            f"cellbus {command}: error: argument --port: a port is "), done.stderr
+    assert list(tmp_path.iterdir()) == []  # no state file, no store: nothing started
+
+
+def test_up_on_an_address_not_of_this_machine_says_so_in_one_line(tmp_path: Path) -> None:
+    """``up --port 0 --host 10.0.0.1`` ended in a traceback from picking the free port."""
+    for port in ("0", str(free_port())):
+        done = cellbus("up", "--host", "192.0.2.1", "--port", port, cwd=tmp_path,
+                       env={"XDG_RUNTIME_DIR": str(tmp_path)})
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stdout + done.stderr == (
+            f"cellbus up: the gateway cannot listen on 192.0.2.1 port {port}: Cannot assign "
+            "requested address (--host names an address of this machine)\n")
