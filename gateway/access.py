@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import Any, Final
 
 import tornado
-from tornado.log import app_log, gen_log
+from tornado.log import app_log
 from tornado.web import HTTPError, RequestHandler
 
 from protocol.errors import ConfigError
@@ -46,6 +46,8 @@ TOKEN_RATE: Final = "120/min"
 PREFLIGHT_MAX_AGE: Final = 600
 
 access_log = logging.getLogger("tornado.access")
+#: The handler attribute a refusal's reason waits in for the access line.
+REFUSAL_NOTE = "cellbus_refusal"
 
 
 @dataclass(frozen=True)
@@ -255,17 +257,19 @@ def log_request(handler: RequestHandler) -> None:
     policy: AccessPolicy | None = settings.get("access")
     level = access_level(status, every=policy is not None and policy.log_requests)
     if access_log.isEnabledFor(level):
-        access_log.log(level, "%d %s %.2fms", status, summary(handler),
-                       1000.0 * handler.request.request_time())
+        why = getattr(handler, REFUSAL_NOTE, None)
+        access_log.log(level, "%d %s %.2fms%s", status, summary(handler),
+                       1000.0 * handler.request.request_time(), f": {why}" if why else "")
 
 
 def log_exception(handler: RequestHandler, typ: type[BaseException] | None,
                   value: BaseException | None, tb: TracebackType | None) -> None:
     """tornado's ``log_exception``, with the URI redacted and no request repr (it holds the
-    URI too)."""
+    URI too). A refusal's reason goes on the request's access line (:func:`log_request`)
+    rather than a line of its own before it: each 4xx was logged twice."""
     if isinstance(value, HTTPError):
         if value.log_message:
-            gen_log.warning("%d %s: %s", value.status_code, summary(handler), value.get_message())
+            setattr(handler, REFUSAL_NOTE, value.get_message())
     else:
         app_log.error("Uncaught exception %s", summary(handler), exc_info=value or True)
 

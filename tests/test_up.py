@@ -65,6 +65,14 @@ def test_up_runs_the_chain_and_stops_every_node(tmp_path: Path, nodes) -> None:
     assert printed(port, "print(6*7)") == "42\n"
     # The evaluate and its polls went well: not one access line of them in the terminal.
     assert [line for line in logged_requests(up, port) if "/home/me/" in line] == []
+    # A refused request is one line, its access line, with the reason on it (it was two).
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/home/me/nothing", method="DELETE"), timeout=10)
+    refused.value.close()
+    up.wait_for_log(r"404 DELETE /home/me/nothing .*ms: ")
+    about = [line for line in up.log.splitlines() if "/home/me/nothing" in line]
+    assert len(about) == 1 and "nothing stored" in about[0], about
 
     kids = children_of(up.proc.pid)
     assert len(kids) == 4  # broker, two devices, gateway
