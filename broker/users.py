@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shlex
 import sys
 import time
 
@@ -54,14 +55,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-async def add(store: Store, name: str, *, rotate: bool = False) -> str:
-    """Store a new token's hash for ``name``; return the token."""
+async def add(store: Store, name: str, *, rotate: bool = False, store_flag: str = "") -> str:
+    """Store a new token's hash for ``name``; return the token. ``store_flag`` is the
+    ``--store`` the command was given, repeated in the command the refusal suggests."""
     if not valid_user_name(name):
         raise UserError(f"{name!r} cannot be a user name: use letters, digits and _ . @ - "
                         "(up to 64 characters, starting with a letter or digit)")
     if await store.get_user(name) is not None and not rotate:
         raise UserError(f"user {name} already has a token; `bin/cellbus user add {name} "
-                        "--rotate` replaces it (the old one stops working)")
+                        f"--rotate{store_flag}` replaces it (the old one stops working)")
     token = new_token()
     await store.put_user(UserRecord(name, token_hash(token), time.time()))
     return token
@@ -73,7 +75,8 @@ async def run(args: argparse.Namespace) -> str:
     async with open_store(url) as store:
         where = redact_url(url)
         if args.command == "add":
-            token = await add(store, args.name, rotate=args.rotate)
+            again = f" --store {shlex.quote(where)}" if args.store else ""  # no password
+            token = await add(store, args.name, rotate=args.rotate, store_flag=again)
             return (f"{'new token for' if args.rotate else 'added'} user {args.name} in {where}\n"
                     "give them this token; it is not shown again (the store keeps only its "
                     "SHA-256):\n" + token)

@@ -96,6 +96,7 @@ def test_user_add_prints_the_token_alone_and_stores_only_its_hash(tmp_path: Path
         assert token.encode() not in (tmp_path / name).read_bytes()
     again = cellbus_user("add", "alice", store=store)
     assert again.returncode == 1 and "--rotate" in again.stderr
+    assert f"add alice --rotate --store {store}` replaces it" in again.stderr  # the same store
     rotated = cellbus_user("add", "alice", "--rotate", store=store)
     new = rotated.stdout.splitlines()[-1]
     assert rotated.returncode == 0 and new != token
