@@ -86,13 +86,17 @@ class Permalinks:
         return {"id": pid}, []
 
     async def get(self, msg: Any, _: Address) -> Reply:
-        pid = msg["content"].get("id")
+        record = await self._find(msg["content"].get("id"))
+        return {"id": record.id, "code": record.code, "interact": record.interact}, []
+
+    async def _find(self, pid: object) -> PermalinkRecord:
+        """The permalink ``pid``; 404 (the same words for GET and DELETE) if none."""
         record = None
         if isinstance(pid, str) and ID_PATTERN.fullmatch(pid):
             record = await self.store.get_permalink(pid)
         if record is None:
-            raise Refused(404, "no such permalink")
-        return {"id": record.id, "code": record.code, "interact": record.interact}, []
+            raise Refused(404, f"no such permalink {str(pid)[:64]}")
+        return record
 
     async def delete(self, msg: Any, _: Address) -> Reply:
         """Delete a permalink its maker made (by token): what it counted against their
@@ -101,11 +105,7 @@ class Permalinks:
         kept for good. A link is one per code: if another user shared the same code later,
         they got this link too, and it is gone for them as well."""
         pid, owner = msg["content"].get("id"), _maker(msg)
-        record = None
-        if isinstance(pid, str) and ID_PATTERN.fullmatch(pid):
-            record = await self.store.get_permalink(pid)
-        if record is None:
-            raise Refused(404, f"no permalink {str(pid)[:64]}")
+        record = await self._find(pid)
         if not record.owner:
             raise Refused(403, "this link was made without a token, so it is kept for good: "
                                "only links a user made with their token can be deleted")
@@ -113,6 +113,6 @@ class Permalinks:
             raise Refused(403, "only the user who made this link may delete it (with their "
                                "token)")
         if not await self.store.delete_permalink(pid, owner):
-            raise Refused(404, f"no permalink {pid}")  # deleted meanwhile
+            raise Refused(404, f"no such permalink {pid}")  # deleted meanwhile
         self.quotas.budget.add(owner, -_size(record.code, record.interact))
         return {"id": pid}, []

@@ -151,8 +151,13 @@ def charge(handler: RequestHandler, visitor: Visitor) -> None:
     Retry-After past it."""
     wait = rate_wait(handler, visitor)
     if wait is not None:
-        raise fail(429, f"too many requests (limit {policy_of(handler).rate}); retry in "
-                        f"{wait} s", retry_after=wait)
+        raise fail(429, too_many(handler, wait), retry_after=wait)
+
+
+def too_many(handler: RequestHandler, wait: int) -> str:
+    """The words of a ``--rate`` refusal, the same over HTTP, the WebSocket and Jupyter's
+    API."""
+    return f"too many requests (limit {policy_of(handler).rate}); retry in {wait} s"
 
 
 def may_use(policy: AccessPolicy, visitor: Visitor, user: str) -> bool:

@@ -242,8 +242,7 @@ class SocketHandler(Hooks, WebSocketHandler):
             if wait is not None:
                 self.reply(request, reply_type, {
                     "ok": False, "http_status": 429, "retry_after": wait,
-                    "error": f"too many requests (limit {guard.policy_of(self).rate}); "
-                             f"retry in {wait} s"})
+                    "error": guard.too_many(self, wait)})
                 return True
         return False
 

@@ -53,6 +53,8 @@ async def test_every_kernel_start_counts_against_the_rate(chain: Chain) -> None:
         "restart": call(chain.port, "POST", f"/api/kernels/{kernel}/restart", "", alice),
     }
     assert {k: r.status for k, r in tries.items()} == {"session": 429, "restart": 429}
+    assert all(r.body["error"].startswith("too many requests (limit 1/min); retry in ")
+               for r in tries.values())  # the words of every other 429
     assert all("Retry-After" in r.headers for r in tries.values())
     channels = await Channels.open(chain.port, kernel, token=token)
     try:
@@ -61,7 +63,7 @@ async def test_every_kernel_start_counts_against_the_rate(chain: Chain) -> None:
     finally:
         await channels.close()
     assert reply[-1]["content"]["status"] == "error", reply[-1]["content"]
-    assert "too many requests" in reply[-1]["content"]["evalue"]
+    assert "too many requests (limit 1/min); retry in " in reply[-1]["content"]["evalue"]
     assert kernel_starts(chain) == 1
     attach = call(chain.port, "POST", "/api/sessions", f'{{"kernel": {{"id": "{kernel}"}}}}',
                   alice)

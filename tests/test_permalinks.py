@@ -150,4 +150,6 @@ def test_a_link_made_without_a_token_is_kept_and_a_delete_says_why(web: Chain) -
     refused = call(web.port, "DELETE", f"/permalink/{made['id']}")
     assert refused.status == 403 and "made without a token" in refused.body["error"], refused
     assert call(web.port, "GET", f"/permalink/{made['id']}").status == 200
-    assert call(web.port, "DELETE", "/permalink/nosuchlink0").status == 404
+    gone = [call(web.port, method, "/permalink/nosuchlink0") for method in ("GET", "DELETE")]
+    assert [(r.status, r.body["error"]) for r in gone] == [
+        (404, "no such permalink nosuchlink0")] * 2  # one answer, whichever asks

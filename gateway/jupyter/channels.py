@@ -39,7 +39,7 @@ from protocol.wire import Message, utcnow_iso
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
 from ..cells import execute_content
-from ..guard import rate_wait
+from ..guard import rate_wait, too_many
 from ..ws import MAX_HEADER_FIELD, SocketHandler, Subscription
 from . import model, wire
 from .kernelspecs import DEFAULT, kernelspecs, spec_of
@@ -300,7 +300,7 @@ class ChannelsHandler(SocketHandler):
         elif msg_type == mt.SHUTDOWN_REQUEST:
             restart = content.get("restart") is True
             if (wait := rate_wait(self, self.visitor)) is not None:  # as its REST twins
-                return self._failed(request, msg_type, f"too many requests; retry in {wait} s")
+                return self._failed(request, msg_type, too_many(self, wait))
             self.answer(request, mt.SHUTDOWN_REPLY, {"status": "ok", "restart": restart},
                         "control")
             if restart:
@@ -362,8 +362,7 @@ class ChannelsHandler(SocketHandler):
         if not isinstance(code, str):
             return self._failed(request, mt.EXECUTE_REQUEST, "code must be a string")
         if (wait := rate_wait(self, self.visitor)) is not None:
-            return self._failed(request, mt.EXECUTE_REQUEST,
-                                f"too many requests; retry in {wait} s")
+            return self._failed(request, mt.EXECUTE_REQUEST, too_many(self, wait))
         forward = execute_content(code)
         for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
             if isinstance(content.get(key), bool):

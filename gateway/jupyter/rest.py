@@ -10,7 +10,7 @@ from protocol.version import VERSION
 
 from ..base import BaseHandler
 from ..errors import fail
-from ..guard import rate_wait
+from ..guard import charge
 from . import model
 from .bodies import about, kernel_of, text, unknown_kernel
 from .kernelspecs import DEFAULT, kernelspecs
@@ -61,8 +61,7 @@ class JupyterHandler(BaseHandler):
         """``--rate``: starting or restarting a kernel runs code (a fresh session), as an
         evaluate does, and shutting one down closes its session, as a restart does; 429 when
         the user's bucket is empty."""
-        if (wait := rate_wait(self, self.visitor)) is not None:
-            raise fail(429, f"too many requests; retry in {wait} s", retry_after=wait)
+        charge(self, self.visitor)
 
 
 class ApiHandler(JupyterHandler):
