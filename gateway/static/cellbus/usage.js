@@ -40,10 +40,16 @@
       return {code: body.code, interact: isObject(body.interact) ? body.interact : null};
     }
     if (!query.get("z")) return null;
-    const b64 = query.get("z").replace(/-/g, "+").replace(/_/g, "/");
-    const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)), (c) => c.charCodeAt(0));
-    const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
-    return {code: await new Response(stream).text(), interact: null};
+    try {
+      const b64 = query.get("z").replace(/-/g, "+").replace(/_/g, "/");
+      const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)),
+                                    (c) => c.charCodeAt(0));
+      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
+      return {code: await new Response(stream).text(), interact: null};
+    } catch (e) {  // the browser's own words ("Failed to execute 'atob'...") say nothing here
+      throw new Error("this link's code (?z=) is damaged: it is not the compressed code a "
+                      + "shared link holds; ask for the link again");
+    }
   }
 
   /** Store `code` (and `interact`, its interact's values by name: Cell.interactValues) as a
