@@ -63,3 +63,17 @@ def test_a_worksheet_with_a_running_cell_is_not_deleted_and_the_page_says_why(
     assert call(web.port, "POST", f"/home/guest/{ws}/1/interrupt", b"").status == 202
     expect(cells.nth(0)).to_have_attribute("data-status", "error")  # KeyboardInterrupt
     expect(cells.nth(0).locator(".cellbus-working")).to_be_hidden()
+
+
+def test_a_page_whose_worksheet_is_deleted_elsewhere_says_its_session_ended_from_elsewhere(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that a page whose worksheet's runs another tab deletes (its session shut down)
+    says the session ended from elsewhere, naming Delete worksheet: it said "restarted",
+    which this page never was."""
+    cells = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    run(cells.nth(0), "x = 1")
+    state = page.locator(".cellbus-session .cellbus-session-state")
+    expect(state).to_have_text("idle")
+    assert call(web.port, "DELETE", f"/home/guest/{ws}").status == 200
+    expect(state).to_contain_text("ended from elsewhere (a Restart or Delete worksheet")

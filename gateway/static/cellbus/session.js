@@ -13,7 +13,8 @@
   const GONE_WHY = {
     "idle timeout": "idle too long; its variables were cleared (the next evaluation starts "
       + "a new session)",
-    "shutdown requested": "restarted: the next evaluation starts a new session, without "
+    "shutdown requested": "ended from elsewhere (a Restart or Delete worksheet in another tab, "
+      + "or a Jupyter client's shutdown): the next evaluation starts a new session, without "
       + "the old variables",
     "device lost": "its machine stopped answering, so its variables are gone (the next "
       + "evaluation starts a new session)",
