@@ -19,6 +19,7 @@ import collections
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.counts import counted
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
@@ -62,6 +63,7 @@ class CellView:
             "session": req.session,
             "request": req.msg_id,
             "usage": self.output.usage,
+            "execution_count": self.output.execution_count if counted(req.input) else None,
         }
 
 

@@ -30,6 +30,7 @@ import weakref
 from typing import Any
 
 from protocol.address import is_name
+from protocol.counts import KEEPALIVE_CELL
 
 from .quotas import Quotas
 from .refusal import Address, Refused, Reply
@@ -46,6 +47,11 @@ REVISION_LENGTH = 16
 #: Cells with runs a read names at most; past it ``ran`` is null (the page asks each cell).
 MAX_RAN = 4 * MAX_CELLS
 SHAPE = '{"cells": [{"id": "1", "type": "code" or "markdown", "code": "..."}, ...]}'
+
+
+async def cells_with_runs(store: Store, user: str, worksheet: str) -> set[str]:
+    """The worksheet's cells that have runs: the page's Keep runs under no cell of it."""
+    return await store.worksheet_cells(user, worksheet) - {KEEPALIVE_CELL}
 
 
 def revision(cells: list[dict[str, Any]] | None) -> str | None:
@@ -128,6 +134,6 @@ class Layouts:
 
     async def get(self, msg: Any, address: Address) -> Reply:
         cells = await self.store.get_layout(address[0], address[1])
-        ran = await self.store.worksheet_cells(address[0], address[1])
+        ran = await cells_with_runs(self.store, address[0], address[1])
         return {"cells": cells, "revision": revision(cells),
                 "ran": sorted(ran) if len(ran) <= MAX_RAN else None}, []

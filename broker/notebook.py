@@ -20,9 +20,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.counts import counted
 from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.wire import DEFAULT_MAX_FRAME_SIZE, Message
 
+from .layouts import cells_with_runs
 from .outputcap import message_size
 from .placement import DeviceTable
 from .refusal import Address, Refused, Reply
@@ -57,7 +59,8 @@ def notebook(cells: list[dict[str, Any]], kernel: dict[str, str],
             continue
         outputs, count = jupyter_outputs(cell["messages"])
         out.append({"cell_type": "code", "id": cid, "metadata": {}, "source": cell["code"],
-                    "outputs": outputs, "execution_count": count})
+                    "outputs": outputs,
+                    "execution_count": count if counted(cell["code"]) else None})
     name = kernel["name"]
     return {"nbformat": 4, "nbformat_minor": 5, "cells": out, "metadata": {
         "kernelspec": {"name": JUPYTER_NAMES.get(name, name),
@@ -151,7 +154,7 @@ class Notebooks:
         user, worksheet = address[:2]
         layout = await self.store.get_layout(user, worksheet)
         if layout is None:
-            ids = sorted(await self.store.worksheet_cells(user, worksheet), key=cell_order)
+            ids = sorted(await cells_with_runs(self.store, user, worksheet), key=cell_order)
             layout = [{"id": cid, "type": "code", "code": None} for cid in ids]
         cells, latest, size = [], None, 0
         for entry in layout:

@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .msgtypes import (CLEAR_OUTPUT, DISPLAY_DATA, ERROR, EXECUTE_REPLY, EXECUTE_RESULT,
-                       INPUT_REQUEST, INTERACT_END, INTERACT_START, STATUS, STREAM, FILE_MIME)
+from .msgtypes import (CLEAR_OUTPUT, DISPLAY_DATA, ERROR, EXECUTE_INPUT, EXECUTE_REPLY,
+                       EXECUTE_RESULT, FILE_MIME, INPUT_REQUEST, INTERACT_END, INTERACT_START,
+                       STATUS, STREAM)
 
 Block = dict[str, Any]
 FileUrl = Callable[[int, str], str]
@@ -56,6 +57,9 @@ class CellOutput:
         self._changed = 0             # seq of the last visible change here
         #: What the execution used, from its ``execute_reply``'s ``metadata.usage``.
         self.usage: dict[str, Any] | None = None
+        #: The run's execution number: its ``execute_input``'s, then its ``execute_reply``'s
+        #: (a run stopped before its reply keeps the first).
+        self.execution_count: int | None = None
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -97,6 +101,9 @@ class CellOutput:
         if msg_type == EXECUTE_REPLY and isinstance(metadata := msg.get("metadata"), dict) \
                 and isinstance(metadata.get("usage"), dict):
             self.usage = metadata["usage"]
+        if msg_type in (EXECUTE_INPUT, EXECUTE_REPLY) \
+                and type(count := content.get("execution_count")) is int:
+            self.execution_count = count
         return self._apply(seq, msg_type, content)
 
     def replace_interact_output(self, interact_id: str, seq: int, inner: CellOutput) -> bool:

@@ -16,6 +16,7 @@ from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.asked import from_content
+from protocol.counts import counted
 from protocol.errors import ProtocolError
 from protocol.link import WorkerLink
 from protocol.queries import unanswered
@@ -113,7 +114,8 @@ class Worker:
         code = content.get("code")
         code = code if isinstance(code, str) else ""
         silent = content.get("silent") is True
-        store_history = content.get("store_history", True) is not False and not silent
+        store_history = (content.get("store_history", True) is not False and not silent
+                         and counted(code))  # blank code takes no number (protocol.counts)
         self.guard.start_request()
         out = self.out
         with out.batch():

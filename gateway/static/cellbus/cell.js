@@ -24,6 +24,13 @@
     error: "error", aborted: "aborted", failed: "failed", superseded: "evaluated elsewhere",
   };
 
+  /** Whether a run of `code` shows its execution number `count`: blank code is no run the
+   * session counts (as in IPython, protocol/counts.py), so its number is the last cell's,
+   * not its own. */
+  function counted(code, count) {
+    return Number.isInteger(count) && typeof code === "string" && code.trim() !== "";
+  }
+
   class Cell {
     constructor(element, options) {
       const o = Object.assign({}, DEFAULTS, options || {});
@@ -41,6 +48,7 @@
       this.generation = 0;     // bumped by every evaluation; late callbacks of older ones stop
       this.status = "idle";
       this.busy = false;
+      this.heldCount = null;   // a run restored running: its number, shown when it ends
       this.sawOutput = false;
       this.noOutputTimer = null;
       this.interacts = new Map();    // interact_id -> its InteractView on screen
@@ -88,6 +96,7 @@
       const gen = ++this.generation;
       if (this.requestId) this.channel.forget(this.requestId);
       this.requestId = null;
+      this.heldCount = null;
       this.fold = new Fold();
       this.runs.clear();
       this.interacts.clear();
@@ -111,6 +120,7 @@
       if (this.busy) return false;
       ++this.generation;
       this.requestId = parent;
+      this.heldCount = null;
       this.fold = new Fold();
       this.runs.clear();
       this.interacts.clear();
@@ -162,7 +172,7 @@
       if (type === "execute_input" || (type === "status" && msg.content.execution_state === "busy")) {
         this._running();
       }
-      if (type === "execute_input" && Number.isInteger(msg.content.execution_count)) {
+      if (type === "execute_input" && counted(msg.content.code, msg.content.execution_count)) {
         this._setCount(String(msg.content.execution_count));
         this._event("count", {count: msg.content.execution_count});
       }
@@ -205,10 +215,13 @@
       }
       if (doc.status === "needs_work" || doc.status === "working") {
         this.requestId = doc.request;
+        if (counted(doc.input, doc.execution_count)) this.heldCount = doc.execution_count;
         this._setBusy(true);
         this._setStatus(doc.status === "working" ? "running" : "queued");
         this.channel.follow(this, doc.request, doc);
       } else if (doc.status in STATUS_TEXT) {
+        if (counted(doc.input, doc.execution_count)) this._setCount(String(doc.execution_count));
+        showUsage(this, doc.usage);
         this._setStatus(doc.status);
       }
     }

@@ -139,7 +139,10 @@
 
     _setBusy(busy) {
       if (busy) this._setCount("*");
-      else if (this.count.textContent === "[*]") this.count.hidden = true;  // no number came
+      else if (this.count.textContent === "[*]") {  // no number came but the stored one's
+        if (Number.isInteger(this.heldCount)) this._setCount(String(this.heldCount));
+        else this.count.hidden = true;
+      }
       this.busy = busy;
       this.working.hidden = !busy;
       this.stopButton.hidden = !busy;

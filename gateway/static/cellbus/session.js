@@ -3,7 +3,8 @@
   const KERNELS = {python: "Python 3", python3: "Python 3", r: "R", bash: "Bash"};
   const SESSION_REPLACED = "a new session: the last one ended (idle too long, restarted, or "
     + "its machine went away), and its variables with it";
-  /** The cell id of keep-alive runs (Channel.keepAlive): no cell of a page has it. */
+  /** The cell id of keep-alive runs (Channel.keepAlive): no cell of a page has it, and no
+   * list of a worksheet's cells names it (protocol/counts.py). */
   const KEEPALIVE_CELL = "keepalive";
   /** A session about to end idle is said this long before (at most half its timeout). */
   const WARN_BEFORE = 120000;
