@@ -57,7 +57,7 @@ from .cells import (TooLarge, complete_content, execute_content, file_url, input
                     interact_content, within_limit)
 from .hooks import Hooks
 from .jsonbody import is_integer, load_json
-from .masking import MaskedOnly
+from .oversize import ReadsOversized
 from .outbox import Outbox
 from .tokenwatch import TokenWatch
 
@@ -220,11 +220,12 @@ class SocketHandler(Hooks, WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        """tornado's protocol for version 13, failing unmasked client frames."""
+        """tornado's protocol for version 13, failing unmasked client frames, and reading a
+        message over the largest to its end before the 1009 close (gateway/oversize.py)."""
         protocol = super().get_websocket_protocol()
         if protocol is None:
             return None
-        return MaskedOnly(self, False, protocol.params)  # type: ignore[attr-defined]
+        return ReadsOversized(self, False, protocol.params)  # type: ignore[attr-defined]
 
     def check_origin(self, origin: str) -> bool:
         """Called for cross-origin handshakes only (tornado 6.6)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -112,3 +113,23 @@ async def test_code_at_the_limit_fits_in_one_message(small: Chain) -> None:
     finally:
         raw.close()
     assert ending.messages == [] and ending.code == 1009, ending
+
+
+def test_a_message_far_past_the_largest_is_closed_cleanly_with_1009(small: Chain) -> None:
+    """Tests that a message far past the largest is read to its end and thrown away before
+    the gateway closes with 1009, so the client sees that code; before, the gateway closed
+    the connection with the message unread, which reset it (Chromium saw 1006, a dropped
+    connection, and the page could not tell a message too big from a network fault)."""
+    raw = RawSocket(small.port)
+    raw.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)  # still sending
+    try:
+        try:
+            raw.send_text("x" * (48 * LIMIT))
+        except OSError as e:  # reset mid-message
+            raise AssertionError(f"the gateway dropped the connection mid-message: {e}") from None
+        ending = raw.read_to_end(timeout=10)
+    finally:
+        raw.close()
+    assert ending.messages == [] and ending.code == 1009, ending
+    small.gateway.wait_for_log(r"a WebSocket message of 3145728 bytes or more, over the largest "
+                               rf"\({2 * LIMIT + 65536}\); closing the socket \(code 1009")
