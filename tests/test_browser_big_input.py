@@ -127,3 +127,35 @@ def test_a_socket_closed_for_a_big_cell_fails_that_cell_once(page: Any,  # noqa:
     expect(far_over).to_contain_text("the input is too big: the server closed the connection "
                                      "for it (message too big)")
     goes_on(watch, small)
+
+
+def test_a_cell_every_socket_closes_for_fails_after_a_few(page: Any,  # noqa: F811
+                                                          web: Any) -> None:
+    """Tests that a cell whose request ends every socket it is sent on, with no 1009 (a
+    proxy's limit, or one past what the gateway reads before closing), fails after four
+    sockets instead of being sent again for ever, and the page goes on."""
+    def route(socket: Any) -> None:
+        server = socket.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if "never answered" in str(message):
+                socket.close(code=4000, reason="dropped by the test")
+                server.close()
+            else:
+                server.send(message)
+
+        socket.on_message(from_page)
+    page.route_web_socket("**/ws", route)
+    watch = Watch(page)
+    cells = open_worksheet(page, web)
+    dropped, small = cells.nth(0), cells.nth(2)
+    run(dropped, "print('ran')")  # its /update then answers (a cell that never ran: 404)
+    expect(dropped.locator(".cellbus-output")).to_have_text("ran")
+    code_box(dropped).press("Control+a")
+    run(dropped, "print('never answered')")
+    expect(dropped).to_have_attribute("data-status", "failed")
+    expect(dropped).to_contain_text("the connection closed each of the 4 times it was sent")
+    assert len(watch.sockets) in (4, 5), watch.sockets  # the first, one after each close
+    run(small, "print(6 * 7)")
+    expect(small.locator(".cellbus-output")).to_have_text("42")
+    assert len(watch.sockets) == 5 and watch.refused == [], (watch.sockets, watch.refused)

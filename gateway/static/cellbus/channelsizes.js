@@ -8,6 +8,10 @@
 
   /** RFC 6455 7.4.1: the message was too big for the other side to process. */
   const MESSAGE_TOO_BIG = 1009;
+  /** Sockets that may close with a request sent on them and not answered before the
+   * request fails: one that ends every socket it goes on (past a limit
+   * the gateway did not say, or a proxy's) is not sent for ever. */
+  const MAX_CLOSES = 4;
 
   /** `text`'s size in UTF-8, as the gateway counts a message's bytes. */
   function utf8Size(text) {
@@ -37,16 +41,25 @@
 
     /** The socket `ws` was closed with `code`: after a 1009, the request it could not read
      * fails. It is one sent on that socket and not answered: those past the largest message
-     * if the gateway said it, else the largest (one more 1009 fails the next, if any). */
+     * if the gateway said it, else the largest (one more 1009 fails the next, if any). A
+     * request that MAX_CLOSES sockets closed before answering it fails too. */
     _closedFor(ws, code) {
-      if (code !== MESSAGE_TOO_BIG) return;
       const unanswered = Array.from(this.requests.entries()).filter(
         ([, record]) => record.sent && !record.accepted && record.ws === ws);
-      let culprits = unanswered.filter(([, record]) => this._tooBig(JSON.stringify(record.msg)));
-      if (!culprits.length && unanswered.length) {
-        culprits = [unanswered.reduce((a, b) => b[1].length > a[1].length ? b : a)];
+      if (code === MESSAGE_TOO_BIG && unanswered.length) {
+        let culprits = unanswered.filter(([, r]) => this._tooBig(JSON.stringify(r.msg)));
+        if (!culprits.length) {
+          culprits = [unanswered.reduce((a, b) => b[1].length > a[1].length ? b : a)];
+        }
+        for (const [msgId, record] of culprits) this._fail(record, msgId, this._tooBigError());
       }
-      for (const [msgId, record] of culprits) this._fail(record, msgId, this._tooBigError());
+      for (const [msgId, record] of unanswered) {
+        record.closes = (record.closes || 0) + 1;
+        if (this.requests.get(msgId) === record && record.closes >= MAX_CLOSES) {
+          this._fail(record, msgId, "the connection closed each of the " + MAX_CLOSES
+            + " times it was sent, before any answer (is the input too big?)");
+        }
+      }
     },
 
     /** `record`, too big to send, fails once its sender has its msg_id (request() returns
