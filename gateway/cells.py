@@ -109,6 +109,15 @@ class TooLarge(ValueError):
     """A client's value is over its size limit (HTTP 413)."""
 
 
+def within_limit(code: str | None, limit: int) -> str | None:
+    """``code`` if it is at most ``limit`` UTF-8 bytes (the gateway's ``--max-input``), else
+    :class:`TooLarge` with the words every way in says it: an evaluate's 413, and the refusal
+    of a WebSocket's execute or completion (ws.py) and of a Jupyter client's execute."""
+    if code is not None and len(code.encode("utf-8", "surrogatepass")) > limit:
+        raise TooLarge(f"input is over the limit of {limit} bytes")
+    return code
+
+
 def execute_content(code: str | None, limits: Asked | None = None) -> dict[str, Any]:
     """An ``execute_request``'s content; ``limits``: the request's own (protocol.asked)."""
     content: dict[str, Any] = {"silent": False, "store_history": True, "user_expressions": {},
@@ -132,10 +141,11 @@ class EvaluateHandler(BaseHandler):
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
         code, kernel = self._input()
-        limit = self.settings["max_input"]
-        if code is not None and len(code.encode()) > limit:
-            raise fail(413, f"input is over the limit of {limit} bytes")
-        content = execute_content(code, self.asked)
+        try:
+            content = execute_content(within_limit(code, self.settings["max_input"]),
+                                      self.asked)
+        except TooLarge as e:
+            raise fail(413, str(e)) from None
         if kernel:
             content["kernel"] = kernel
         reply = await self.ask(mt.EXECUTE_REQUEST, content, address)

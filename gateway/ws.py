@@ -18,7 +18,11 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
 
 Gateway to client: replies (``subscribe_reply``, ``request_accepted``; ``ok: false`` with
 ``http_status`` and ``error`` on refusal, and ``retry_after`` seconds on a 503) and every
-output message of subscribed worksheets, with ``metadata.cellbus.seq``. A reply and the
+output message of subscribed worksheets, with ``metadata.cellbus.seq``. Code over
+``--max-input`` (an execute's, a completion's) is refused with 413 and the words of HTTP's;
+``subscribe_reply`` says ``max_input`` and ``max_message``, the largest message read: tornado
+closes a socket that sends a longer one with 1009 (:func:`gateway.app.ws_message_limit`), so
+a client should not send it again (cellbus.js fails the request). A reply and the
 request's output reach the gateway by different sockets (the broker's ROUTER and its PUB), so
 a run's output may come before its ``request_accepted``: key output by ``parent_header``
 (the client's own msg_id), as Jupyter clients do with shell replies and iopub. A subscription
@@ -50,10 +54,10 @@ from . import errors, follows, guard, heap
 from .auth import COOKIE
 from .bus import BrokerUnavailable
 from .cells import (TooLarge, complete_content, execute_content, file_url, input_content,
-                    interact_content)
+                    interact_content, within_limit)
 from .hooks import Hooks
 from .jsonbody import is_integer, load_json
-from .masking import MaskedOnly
+from .oversize import ReadsOversized
 from .outbox import Outbox
 from .tokenwatch import TokenWatch
 
@@ -216,11 +220,12 @@ class SocketHandler(Hooks, WebSocketHandler):
         await super().get(*args, **kwargs)
 
     def get_websocket_protocol(self) -> WebSocketProtocol | None:
-        """tornado's protocol for version 13, failing unmasked client frames."""
+        """tornado's protocol for version 13, failing unmasked client frames, and reading a
+        message over the largest to its end before the 1009 close (gateway/oversize.py)."""
         protocol = super().get_websocket_protocol()
         if protocol is None:
             return None
-        return MaskedOnly(self, False, protocol.params)  # type: ignore[attr-defined]
+        return ReadsOversized(self, False, protocol.params)  # type: ignore[attr-defined]
 
     def check_origin(self, origin: str) -> bool:
         """Called for cross-origin handshakes only (tornado 6.6)."""
@@ -361,7 +366,10 @@ class SocketHandler(Hooks, WebSocketHandler):
             log.exception("gateway: replay for %s/%s failed", sub.user, sub.worksheet)
             return self.reply(request, "error_reply", {"ok": False, "http_status": 500, "error":
                               "the gateway failed on this subscription; its log has the details"})
-        self.reply(request, SUBSCRIBE_REPLY, {"ok": True, "session": sub.session, "seq": sub.last})
+        self.reply(request, SUBSCRIBE_REPLY, {
+            "ok": True, "session": sub.session, "seq": sub.last,
+            "max_input": self.settings["max_input"],
+            "max_message": self.settings["websocket_max_message_size"]})
 
     async def _forward(self, request: dict[str, Any], msg_type: str,
                        content: dict[str, Any]) -> None:
@@ -379,7 +387,7 @@ class SocketHandler(Hooks, WebSocketHandler):
             if code is not None and not isinstance(code, str):
                 raise ValueError("code must be a string")
             kernel = content.get("kernel")
-            content = execute_content(code)
+            content = execute_content(within_limit(code, self.settings["max_input"]))
             if isinstance(kernel, str) and kernel:  # the broker checks the name
                 content["kernel"] = kernel
         elif msg_type == mt.INTERACT_REQUEST:
@@ -390,6 +398,7 @@ class SocketHandler(Hooks, WebSocketHandler):
             content = {}
         elif msg_type == mt.COMPLETE_REQUEST:
             content = complete_content(content)
+            within_limit(content["code"], self.settings["max_input"])
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
         if header is not None and not all(
                 isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD for k in (

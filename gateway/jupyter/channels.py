@@ -38,7 +38,7 @@ from protocol.wire import Message, utcnow_iso
 
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
-from ..cells import execute_content
+from ..cells import TooLarge, execute_content, within_limit
 from ..guard import rate_wait, too_many
 from ..ws import MAX_HEADER_FIELD, SocketHandler, Subscription
 from . import model, wire
@@ -363,7 +363,10 @@ class ChannelsHandler(SocketHandler):
             return self._failed(request, mt.EXECUTE_REQUEST, "code must be a string")
         if (wait := rate_wait(self, self.visitor)) is not None:
             return self._failed(request, mt.EXECUTE_REQUEST, too_many(self, wait))
-        forward = execute_content(code)
+        try:
+            forward = execute_content(within_limit(code, self.settings["max_input"]))
+        except TooLarge as e:
+            return self._failed(request, mt.EXECUTE_REQUEST, str(e))
         for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
             if isinstance(content.get(key), bool):
                 forward[key] = content[key]

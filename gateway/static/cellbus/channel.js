@@ -28,6 +28,7 @@
       this.subs = new Map();    // "user/worksheet" -> {user, worksheet, session, last, cells}
       this.requests = new Map();  // msg_id -> {cell, header, msg, sent, accepted, kind}
       this.clientSession = newId();
+      this.maxMessage = this.maxInput = null;  // the gateway's limits (channelsizes.js)
       this.timer = null;
       this.poll = new PollTransport(server, token);  // once no WebSocket gets through
       window.addEventListener("online", () => this._reconnectSoon(0));
@@ -143,8 +144,12 @@
 
     _send(record) {
       if (this.ws && this.ws.readyState === WebSocket.OPEN) {
-        this.ws.send(JSON.stringify(record.msg));
+        const text = JSON.stringify(record.msg);
+        if (this._tooBig(text)) return this._failSoon(record);
+        this.ws.send(text);
         record.sent = true;
+        record.ws = this.ws;
+        record.length = text.length;
       }
     }
 
@@ -182,7 +187,9 @@
       };
       ws.onclose = (event) => {
         clearTimeout(guard);
-        if (this.ws === ws) this._closed(ws, answered, event.code);
+        if (this.ws !== ws) return;
+        this._closedFor(ws, event.code);
+        this._closed(ws, answered, event.code);
       };
     }
 
@@ -301,6 +308,7 @@
           }, 2000);
           return;
         }
+        this._noteLimits(content);
         if (content.session && content.session !== sub.session) this._newSession(sub, content.session);
         if (Number.isInteger(content.seq)) sub.last = Math.max(sub.last, content.seq);
         this._adoptPrompts(sub);
@@ -381,12 +389,7 @@
       } else if (content.http_status === 409) {  // sent twice; the first one got through
         record.accepted = true;
       } else {
-        this.requests.delete(msgId);
-        if (record.resolve) record.resolve(null);
-        if (record.kind === "execute_request") record.cell._refused(msgId, content.error || "refused");
-        if (record.kind === "interact_request") {
-          record.cell._interactRefused(record.msg.content.interact_id, content.error || "refused");
-        }
+        this._fail(record, msgId, content.error || "refused");
       }
     }
 

@@ -24,6 +24,8 @@
  *                 WebSocket gets through. Both have one interface (evaluate, interrupt,
  *                 interact, restart, complete, follow, document, register, unregister, forget): a Cell
  *                 knows no transport
+ *   channelsizes.js  Channel's messages too big for the gateway (its limits, a 1009 close):
+ *                 the request fails once, saying so, and is never sent again
  *   editor.js     the code box's Tab, Shift+Tab and Enter; CodeMirror 5 on it when the page
  *                 loaded it (static/vendor/codemirror/), in the kernel's language
  *   cell.js       Cell: its options, state and life (evaluate, interrupt, destroy), what its
