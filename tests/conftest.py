@@ -140,6 +140,32 @@ def mongodb_database(mongodb_mode: str, mongodb_server: Callable[[str], str]) ->
     drop_database(url)
 
 
+def _no_skip_in_ci(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """With CI=true (.ci/run sets it) no test may skip: CI has root and everything bin/test
+    installs, so a skip there (a missing browser, kernel, MongoDB server or test extra) is
+    something that did not run unseen. Each skip's own reason is kept in the failure."""
+    if report.skipped and os.environ.get("CI", "").lower() in ("1", "true", "yes") \
+            and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"CI=true: this test may not skip, but it did: {reason}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Iterator[pytest.TestReport]:
+    report = yield
+    _no_skip_in_ci(report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[pytest.CollectReport]:
+    report = yield  # a module-level importorskip skips the file here
+    _no_skip_in_ci(report)
+    return report
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "mongodb: a test of the MongoDB store, against the mongodb_server fixture")
