@@ -27,12 +27,12 @@ CELL = r"/home/([^/]+)/([^/]+)/([^/]+)"
 WS_PING = 20.0
 
 
-def ws_message_limit(max_input: int) -> int:
-    """The largest WebSocket message read (tornado closes the socket with 1009 past it): an
-    execute_request of ``max_input`` bytes of code (--max-input), JSON-escaped at two bytes
-    a character (a newline, a quote, a backslash), plus its envelope. So code at the limit is
-    answered (run, or refused with 413 as over HTTP), not cut off; as HTTP's body limit
-    (gateway/node.py), whose form encoding needs the same room."""
+def message_limit(max_input: int) -> int:
+    """The largest request body and WebSocket message read (tornado closes a socket with 1009
+    past it): an execute_request of ``max_input`` bytes of code (--max-input), JSON-escaped
+    at two bytes a character (a newline, a quote, a backslash) or percent-encoded in a form,
+    plus its envelope. So code at the limit is answered (run, or refused with 413), not cut
+    off."""
     return 2 * max_input + 65536
 
 
@@ -73,7 +73,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
         saved_layouts=layouts.SavedLayouts(),
         limiter=RateLimiter(access.rate) if access.rate else None,
         **tornado_settings(access),
-        websocket_max_message_size=ws_message_limit(max_input),
+        websocket_max_message_size=message_limit(max_input),
         websocket_ping_interval=ws_ping,
         **pages.SETTINGS,
         **settings,

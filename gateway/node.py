@@ -14,7 +14,7 @@ from protocol.wire import Session
 
 from . import heap
 from .access import AccessPolicy
-from .app import WS_PING, make_app
+from .app import WS_PING, make_app, message_limit
 from .health import GatewayMetrics
 from .jupyter.channels import stop_sockets
 from .bodylimit import HEADER_HARD_CAP, BodyLimit, hard_cap
@@ -63,7 +63,7 @@ class Gateway(Node):
         self.app = app = make_app(link, max_input=self.max_input, access=self.access,
                        client_buffer=self.client_buffer, client_stall=self.client_stall,
                        metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout))
-        limit = 2 * self.max_input + 65536  # room for a form's percent-encoding
+        limit = message_limit(self.max_input)
         self.server = GuardedServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                     max_header_size=HEADER_HARD_CAP, xheaders=False,
                                     chunk_size=READ_CHUNK, limits=self.limits)

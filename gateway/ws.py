@@ -21,7 +21,7 @@ Gateway to client: replies (``subscribe_reply``, ``request_accepted``; ``ok: fal
 output message of subscribed worksheets, with ``metadata.cellbus.seq``. Code over
 ``--max-input`` (an execute's, a completion's) is refused with 413 and the words of HTTP's;
 ``subscribe_reply`` says ``max_input`` and ``max_message``, the largest message read: tornado
-closes a socket that sends a longer one with 1009 (:func:`gateway.app.ws_message_limit`), so
+closes a socket that sends a longer one with 1009 (:func:`gateway.app.message_limit`), so
 a client should not send it again (cellbus.js fails the request). A reply and the
 request's output reach the gateway by different sockets (the broker's ROUTER and its PUB), so
 a run's output may come before its ``request_accepted``: key output by ``parent_header``
