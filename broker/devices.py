@@ -45,6 +45,7 @@ from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.heartbeat import HEARTBEAT_INTERVAL
+from protocol.recent import forget_oldest
 from protocol.requests import Ending, failed
 from protocol.wire import Session
 
@@ -135,8 +136,7 @@ class DeviceWatch:
             self.dispatch.take_back(request.msg_id, request.session)
             if request.session in worked and nonce is not None:  # its old worker's turn
                 self.revoked[request.msg_id] = nonce
-                while len(self.revoked) > MAX_REVOKED:
-                    self.revoked.popitem(last=False)
+                forget_oldest(self.revoked, MAX_REVOKED)
         for session in closing:
             if self.ends is not None:
                 await self.ends.closed(session, DEVICE_LOST)
@@ -185,8 +185,7 @@ class DeviceWatch:
                              ", ".join(sorted(known)) or "no device")
             self.taken.setdefault(device, set()).add(session)
             self.disowned[(device, session)] = None
-            while len(self.disowned) > MAX_REVOKED:
-                self.disowned.popitem(last=False)
+            forget_oldest(self.disowned, MAX_REVOKED)
 
     def stale(self, device: str, facts: dict[str, Any]) -> bool:
         """Whether a message (its ``metadata.cellbus``) from ``device`` is of a hand-out a

@@ -34,6 +34,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.recent import forget_oldest
 from protocol.wire import Session
 
 from .dispatch import Dispatch
@@ -79,8 +80,7 @@ class LateCloses:
         or could not be."""
         self.closes[facts["session"]] = _Close(facts, time.monotonic() if told else None)
         self.closes.move_to_end(facts["session"])
-        while len(self.closes) > MAX_CLOSED:
-            self.closes.popitem(last=False)
+        forget_oldest(self.closes, MAX_CLOSED)
 
     def forget(self, session: str) -> None:
         """The device reported the session closed: its worker is gone."""
