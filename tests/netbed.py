@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from harness import Chain, NodeProcess
+from netturns import network_turn
 
 
 class NetBedUnavailable(Exception):
@@ -48,7 +49,8 @@ class NetBed:
         self.client = f"{self.net}.200"
         self._made: list[str] = []
         try:
-            self._make()
+            with network_turn(exclusive=True):  # no browser page has requests in flight
+                self._make()
         except (OSError, RuntimeError) as e:
             self.close()
             raise NetBedUnavailable(f"cannot make the test bed's namespaces: {e}") from None
@@ -161,6 +163,10 @@ class NetBed:
 
     def close(self) -> None:
         """Remove every namespace and link made (their processes are stopped by then)."""
+        with network_turn(exclusive=True):
+            self._remove()
+
+    def _remove(self) -> None:
         for made in reversed(self._made):
             if made.startswith("link:"):
                 subprocess.run(["ip", "link", "del", made[5:]], capture_output=True)

@@ -21,6 +21,7 @@ import pytest
 
 from gateway import script
 from module_chain import module_chain
+from netturns import network_turn
 
 CHROMIUM = os.environ.get("CELLBUS_CHROMIUM", "/usr/bin/chromium")
 #: The flags this machine's closed network needs (no background connections to Google).
@@ -69,6 +70,11 @@ def browser() -> Iterator[Any]:
 def open_page(browser: Any, **context_options: Any) -> Iterator[Any]:
     """A fresh page in a context of its own (storage, cookies); uncaught script errors
     fail the test."""
+    with network_turn(exclusive=False):  # the multi-host bed changes nothing meanwhile
+        yield from _open_page(browser, **context_options)
+
+
+def _open_page(browser: Any, **context_options: Any) -> Iterator[Any]:
     context = browser.new_context(**context_options)
     context.set_default_timeout(WAIT)
     page = context.new_page()
