@@ -18,24 +18,35 @@ from test_metrics import scrape
 
 
 def feed_spy(chain: Chain) -> tuple[zmq.Context, zmq.Socket]:
-    """A subscriber to the broker's feed with a gateway key (one that may read it)."""
+    """A subscriber to the broker's feed with a gateway key (one that may read it), once it
+    hears the feed: a SUB gets nothing published before its subscription reached the PUB
+    (the ZeroMQ Guide's slow joiner), so probe cells run until one's output arrives (a whole
+    run missed the execute_input of the cell evaluated right after connecting)."""
     ctx = zmq.Context()
     sub = ctx.socket(zmq.SUB)
     sub.linger = 0
     chain.client_keys("spy", "gateway").connect_with(sub)
     sub.subscribe(b"")
     sub.connect(chain.publish_ep)
+    deadline = time.monotonic() + 30
+    probe = 0
+    while not sub.poll(1000):
+        assert time.monotonic() < deadline, "the feed's subscriber heard nothing in 30 s"
+        probe += 1
+        assert chain.evaluate(f"spy/probe/{probe}", "pass")[0] == 202
     return ctx, sub
 
 
-def catch(sub: zmq.Socket, key: bytes, msg_type: str, timeout: float = 20.0) -> list[bytes]:
-    """The raw frames of the next published message of ``msg_type``."""
+def catch(sub: zmq.Socket, key: bytes, code: str, timeout: float = 20.0) -> list[bytes]:
+    """The raw frames of the published execute_input of ``code``."""
     reader = Session(key)
-    while sub.poll(int(timeout * 1000)):
+    deadline = time.monotonic() + timeout
+    while sub.poll(max(0, int((deadline - time.monotonic()) * 1000))):
         frames = sub.recv_multipart()
-        if reader.deserialize(frames)[1]["msg_type"] == msg_type:
+        msg = reader.deserialize(frames)[1]
+        if msg["msg_type"] == mt.EXECUTE_INPUT and msg["content"].get("code") == code:
             return frames
-    raise AssertionError(f"no {msg_type} on the feed within {timeout} s")
+    raise AssertionError(f"no execute_input of {code!r} on the feed within {timeout} s")
 
 
 def stored(chain: Chain, parent: str, msg_type: str) -> int:
@@ -65,7 +76,7 @@ def test_a_published_message_sent_back_to_the_device_port_is_refused(chain: Chai
     intruder = BusClient(key, keys=chain.client_keys("intruder", "device"))
     try:
         assert chain.evaluate("alice/ws/1", "print('the diary')")[0] == 202
-        frames = catch(sub, key, mt.EXECUTE_INPUT)
+        frames = catch(sub, key, "print('the diary')")
         assert chain.wait_done("alice/ws/1")["status"] == "done"
         intruder.sock.routing_id = b"made-up"
         intruder.sock.connect(chain.device_ep)
@@ -98,7 +109,7 @@ def test_output_and_requests_from_a_device_that_does_not_hold_the_session_are_re
         assert chain.broker is not None
         chain.broker.wait_for_log(r"device rogue registered")
         assert chain.evaluate("bob/ws/1", "print('mine')")[0] == 202
-        frames = catch(sub, key, mt.EXECUTE_INPUT)
+        frames = catch(sub, key, "print('mine')")
         assert chain.wait_done("bob/ws/1")["status"] == "done"
         published = Session(key).deserialize(frames)[1]
         session_id = published["metadata"]["cellbus"]["session"]
