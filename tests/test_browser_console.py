@@ -5,6 +5,7 @@ page asked ``/update`` and got 404, which Chromium reports as a console error)."
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from access_util import call
@@ -33,15 +34,23 @@ class Console:
         page.on("requestfinished", lambda r: self.pending.discard(r.url))
         page.on("requestfailed", lambda r: self.pending.discard(r.url))
 
-    def settled(self, page: Any) -> list[str]:  # noqa: F811
-        """Once the page has made every request of its load (its WebSocket aside): what went
-        wrong since the last look."""
+    def settled(self, page: Any, timeout: float = 15) -> list[str]:  # noqa: F811
+        """Once the page has made every request of its load and read every answer whole (its
+        WebSocket aside): what went wrong since the last look. ``networkidle`` alone is not
+        enough: once a page reached it, Playwright answers at once, though a save may still
+        be reading its answer (a reload then aborts it: ``net::ERR_ABORTED``)."""
         from playwright.sync_api import TimeoutError as PlaywrightTimeout
         try:
             page.wait_for_load_state("networkidle")
         except PlaywrightTimeout:
             raise AssertionError(f"requests still open: {sorted(self.pending)}; what went "
                                  f"wrong: {self.problems}") from None
+        deadline = time.monotonic() + timeout
+        while self.pending:  # the page's events arrive while Playwright waits
+            if time.monotonic() > deadline:
+                raise AssertionError(f"requests still open: {sorted(self.pending)}; what went "
+                                     f"wrong: {self.problems}")
+            page.wait_for_timeout(20)
         problems, self.problems = self.problems, []
         return problems
 
@@ -58,8 +67,8 @@ def test_no_console_error_for_cells_that_never_ran(page: Any, web: Chain) -> Non
 
     run(cells.nth(0), "print('ran once')")
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("ran once")
-    with page.expect_response(lambda r: r.url.endswith("/layout") and r.ok
-                              and "never run" in (r.request.post_data or "")):  # stored
+    with page.expect_request_finished(lambda r: r.url.endswith("/layout")
+                                      and "never run" in (r.post_data or "")):  # stored
         code_box(cells.nth(1)).fill("print('never run')")
     assert console.settled(page) == []
     console.updates.clear()

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from test_browser import ARTIFACTS, browser, expect, open_worksheet, page, run, web  # noqa: F401
+from access_util import call
+from harness import until
+from test_browser import (ARTIFACTS, browser, code_box, expect, open_worksheet, page,  # noqa: F401
+                          run, web)
 
 TICKS = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
 
@@ -53,3 +56,25 @@ def test_reload_keeps_an_interact_working(page: Any, web: Any) -> None:
     expect(out).to_have_text("n is 1")
     box.get_by_role("slider", name="n").fill("7")
     expect(out).to_have_text("n is 7")
+
+
+def test_a_reload_at_once_after_typing_or_moving_keeps_the_cells(page: Any, web: Any) -> None:
+    """Tests that code typed, then a reload before the half second a save waits for, and a
+    cell moved, then a reload while its save is on its way, both reach the store: the
+    reloaded page shows them, and so does the store itself (not only this browser's copy)."""
+    cells = open_worksheet(page, web)
+    ws = page.url.split("ws=")[1]
+    path = f"/home/guest/{ws}/layout"
+    code_box(cells.nth(0)).fill("print('typed then reloaded')")
+    page.reload()
+    expect(page.locator("textarea.cellbus-input").nth(0)).to_have_value(
+        "print('typed then reloaded')")
+    until(lambda: [c["code"] for c in call(web.port, "GET", path).body["cells"]][0]
+          == "print('typed then reloaded')", "the typed code stored")
+    with page.expect_request(lambda r: r.url.endswith("/layout") and r.method == "POST"):
+        page.get_by_role("button", name="Move down (cell 1)").click()
+    page.reload()
+    expect(page.locator("textarea.cellbus-input").nth(1)).to_have_value(
+        "print('typed then reloaded')")
+    until(lambda: [c["code"] for c in call(web.port, "GET", path).body["cells"]][1]
+          == "print('typed then reloaded')", "the move stored")
