@@ -12,7 +12,8 @@
  * lives), /proc/1/cwd and /proc/1/environ. bin/_venv also installs it mode 0711, which the
  * kernel takes as "not readable, so not dumpable" from the exec on, leaving no window.
  *
- * It passes the device's signals on to the worker, reaps every process that ends in the
+ * It passes the device's signals on to the worker (those that came before its handlers were in
+ * place too: they arrive blocked, so pending), reaps every process that ends in the
  * namespace, and exits when the worker does, with the worker's exit code, or 128+N if signal
  * N killed it (the kernel then kills whatever else still runs in the namespace). On any
  * error it exits 255. Built by bin/_venv into .venv/libexec; without it the Python init
@@ -37,6 +38,7 @@ int main(int argc, char **argv) {
     char *end;
     long pid;
     struct sigaction action = {0};
+    sigset_t held;
     size_t i;
 
     if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 || argc != 2)
@@ -46,12 +48,22 @@ int main(int argc, char **argv) {
     if (errno || *end || pid < 2)
         return 255;
     worker = (pid_t)pid;
+#ifdef CELLBUS_INIT_TEST_DELAY_US /* tests/test_sandbox.py: this window made wide */
+    usleep(CELLBUS_INIT_TEST_DELAY_US);
+#endif
     action.sa_handler = forward;
     sigemptyset(&action.sa_mask);
     action.sa_flags = SA_RESTART;
-    for (i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
+    sigemptyset(&held);
+    for (i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++) {
         if (sigaction(forwarded[i], &action, NULL) != 0)
             return 255;
+        sigaddset(&held, forwarded[i]);
+    }
+    /* The Python init blocked these before it forked the worker: one that came since is
+     * pending, not dropped (as PID 1 without a handler would), and is forwarded now. */
+    if (sigprocmask(SIG_UNBLOCK, &held, NULL) != 0)
+        return 255;
     for (;;) {
         int status;
         pid_t done = wait(&status);

@@ -294,8 +294,15 @@ class Sandbox:
         namespaces (made before this fork), and holds no descriptor but the program it
         execs. Without the compiled init, this Python loop stays.
         """
+        # The signals to forward are held, not lost, until this init forwards them: a PID 1
+        # drops every signal it has no handler for, and an interrupt that came after the
+        # compiled init's exec but before its handlers never reached the cell. A blocked
+        # signal stays pending through the exec; the compiled init unblocks these once its
+        # handlers are in place, as the Python one does below.
+        signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
         worker = os.fork()
         if worker == 0:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
             return
         try:
             for sig in FORWARDED:
@@ -319,6 +326,7 @@ class Sandbox:
                     os.execve(self._init_fd, [self.protections.init, str(worker)], {})
                 except OSError:
                     pass  # stay the Python init below
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
             while True:
                 pid, status = os.wait()
                 if pid == worker:
