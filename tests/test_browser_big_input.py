@@ -159,3 +159,27 @@ def test_a_cell_every_socket_closes_for_fails_after_a_few(page: Any,  # noqa: F8
     run(small, "print(6 * 7)")
     expect(small.locator(".cellbus-output")).to_have_text("42")
     assert len(watch.sockets) == 5 and watch.refused == [], (watch.sockets, watch.refused)
+
+
+def test_a_layout_refused_as_too_big_is_not_sent_again_until_it_shrinks(page: Any,  # noqa: F811
+                                                                       web: Any) -> None:
+    """Tests that once the store refuses the worksheet's layout for its size (a cell over
+    --max-input: 413), the page says so and sends no layout as big again on each change
+    (each was one more 413 in the console: a whole run saw three where one was expected),
+    and that once the big cell is emptied the layout is saved again and the note goes."""
+    watch = Watch(page)
+    cells = open_worksheet(page, web)
+    with page.expect_response(lambda r: r.url.endswith("/layout") and r.status == 413):
+        code_box(cells.nth(0)).fill("x = 1  # " + "q" * LIMIT)
+    note = page.locator("#layout-note")
+    expect(note).to_contain_text("kept in this browser only")
+    for n in range(3):  # each typing is saved half a second after it stops
+        code_box(cells.nth(1)).fill(f"print({n})")
+        expect(page.locator("textarea.cellbus-input").nth(1)).to_have_value(f"print({n})")
+        page.wait_for_timeout(700)
+    assert len(watch.refused) == 1, watch.refused
+    with page.expect_response(lambda r: r.url.endswith("/layout") and r.ok):
+        code_box(cells.nth(0)).press("Control+a")
+        code_box(cells.nth(0)).press("Delete")
+    expect(note).to_be_hidden()
+    assert len(watch.refused) == 1 and len(watch.console) == 1, (watch.refused, watch.console)

@@ -459,7 +459,10 @@ def test_display_png_html_and_failing_repr(worker: Worker) -> None:
     (result,) = of_type(records, "execute_result")
     assert result["content"]["data"]["text/html"] == "<b>bold</b>"
     assert reply(records)["status"] == "ok"
+    # A print is two writes ("start", then "\n"): a loaded machine may flush the stream
+    # between them, so runs of stream messages count as one here.
     order = [r["msg_type"] for r in records if r["msg_type"] in ("stream", "display_data")]
+    order = [t for i, t in enumerate(order) if t != "stream" or i == 0 or order[i - 1] != t]
     assert order == ["stream", "display_data", "display_data", "display_data", "stream"]
 
 
