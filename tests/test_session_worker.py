@@ -428,6 +428,14 @@ def test_block_api_new_block_announces_files_so_far(worker: Worker) -> None:
 
 # --- rich output ---------------------------------------------------------------------------
 
+def shown_in_order(records: list[dict]) -> list[str]:
+    """The stream and display_data messages' types in order, a run of streams as one: a
+    print is two writes (the text, then "\\n"), and a loaded machine may flush the stream
+    between them."""
+    kinds = [r["msg_type"] for r in records if r["msg_type"] in ("stream", "display_data")]
+    return [k for i, k in enumerate(kinds) if k != "stream" or i == 0 or kinds[i - 1] != k]
+
+
 def test_display_png_html_and_failing_repr(worker: Worker) -> None:
     records = worker.execute("""\
         class Png:
@@ -459,11 +467,8 @@ def test_display_png_html_and_failing_repr(worker: Worker) -> None:
     (result,) = of_type(records, "execute_result")
     assert result["content"]["data"]["text/html"] == "<b>bold</b>"
     assert reply(records)["status"] == "ok"
-    # A print is two writes ("start", then "\n"): a loaded machine may flush the stream
-    # between them, so runs of stream messages count as one here.
-    order = [r["msg_type"] for r in records if r["msg_type"] in ("stream", "display_data")]
-    order = [t for i, t in enumerate(order) if t != "stream" or i == 0 or order[i - 1] != t]
-    assert order == ["stream", "display_data", "display_data", "display_data", "stream"]
+    assert shown_in_order(records) == ["stream", "display_data", "display_data",
+                                       "display_data", "stream"]
 
 
 @pytest.mark.timeout(30)
@@ -479,8 +484,7 @@ def test_matplotlib_figure_becomes_one_png(worker: Worker) -> None:
     assert data["text/plain"].startswith("<Figure")
     assert stream_text(records, "stderr") == ""
     # stdout closes before the plot (seed 000, step 10)
-    order = [r["msg_type"] for r in records if r["msg_type"] in ("stream", "display_data")]
-    assert order == ["stream", "display_data"]
+    assert shown_in_order(records) == ["stream", "display_data"]
     assert not of_type(worker.execute("plt.get_fignums()"), "display_data")
 
 
