@@ -1,7 +1,9 @@
 """The syscall filter a session worker runs under (seccomp, through libseccomp).
 
 Default allow, and ``EPERM`` for what session code never needs and what sandbox escapes are
-made of: the kernel keyring, eBPF, io_uring, ptrace and cross-process memory access, mount
+made of: the kernel keyring, eBPF, io_uring and kernel AIO contexts (``io_setup`` takes
+from one pool for the whole machine, ``fs.aio-max-nr``, which a single call could empty for
+every other process), ptrace and cross-process memory access, mount
 and namespace calls (``unshare``, ``setns``, and ``clone`` with any ``CLONE_NEW*`` flag, so no
 user namespace can hand the code capabilities back), module and kexec loading, vsock sockets,
 and the terminal ioctls that inject input (``TIOCSTI``) or drive the console (``TIOCLINUX``).
@@ -28,7 +30,7 @@ from typing import Any
 DENIED = (
     "keyctl", "add_key", "request_key",
     "bpf", "perf_event_open", "userfaultfd",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "io_setup",
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
     "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
     "fsconfig", "fsmount", "fspick", "mount_setattr",
