@@ -67,9 +67,9 @@ def test_a_session_sees_cellbus_packages_not_the_checkout(device_with_client) ->
 
 def test_the_devices_curve_certificate_is_hidden_like_its_key(device_with_client) -> None:
     """The device hid its bus key file from sessions, but not the secret of its CURVE
-    certificate (--curve-key), which lets whoever holds it connect to the broker as that
-    device: kept in a folder a session sees (/etc, /opt, cellbus's packages), it was read
-    from a cell. Every secret file the device is given is covered now."""
+    certificate (--curve-key), with which whoever holds it passes the broker's CURVE check
+    as that device: kept in a folder a session sees (/etc, /opt, cellbus's packages), it
+    was read from a cell. Every secret file the device is given is covered now."""
     folder = REPO / "session" / f".test-curve-{uuid.uuid4().hex[:8]}"
     try:
         secret = make_certificate(folder, "dev", "device")
