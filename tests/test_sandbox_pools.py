@@ -103,3 +103,37 @@ def test_a_session_cannot_dump_core(device_with_client) -> None:
     soft, hard, returncode, cores = json.loads(out(client, CRASH, "s"))
     assert (soft, hard, cores) == (0, 0, [])
     assert returncode == -6  # SIGABRT: it did crash
+
+
+#: Run in a cell: ask for huge pages (the machine's reserved pool, vm.nr_hugepages) each way
+#: a process can without a hugetlbfs mount: an anonymous MAP_HUGETLB mapping, a SysV
+#: segment with SHM_HUGETLB and a memfd with MFD_HUGETLB; what each answered.
+HUGE_PAGES = """
+import ctypes, errno, json
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+def answer(failed):
+    return errno.errorcode[ctypes.get_errno()] if failed else "ALLOWED"
+size = 1 << 21
+mapped = libc.mmap(None, size, 3, 0x22 | 0x40000, -1, 0)  # MAP_PRIVATE|ANONYMOUS|HUGETLB
+shm = libc.shmget(0, size, 0o1000 | 0o4000 | 0o600)  # IPC_CREAT | SHM_HUGETLB
+memfd = libc.memfd_create(b"huge", 4)  # MFD_HUGETLB
+print(json.dumps({"mmap": answer(mapped == ctypes.c_void_p(-1).value), "shmget": answer(shm < 0),
+                  "memfd_create": answer(memfd < 0)}))
+"""
+
+
+def test_a_session_cannot_take_the_machines_huge_pages(device_with_client) -> None:
+    """Huge pages come from one pool the host reserves (vm.nr_hugepages, for a database,
+    say), and a cgroup v1 memory limit does not count them: with 4 reserved, one cell's
+    mmap(MAP_HUGETLB) of 8 MiB reserved all 4 (HugePages_Rsvd 4) and the host's own, as
+    root, failed with ENOMEM for as long as the session lived. Session code has no need of
+    them (allocators that ask fall back to plain pages), so the filter denies every way to
+    ask. (Here the pool may be empty, where the calls failed with ENOMEM, not EPERM.)"""
+    client, _ = device_with_client()
+    assert json.loads(out(client, HUGE_PAGES, "s")) == {
+        "mmap": "EPERM", "shmget": "EPERM", "memfd_create": "EPERM"}
+    assert out(client, "import mmap\nm = mmap.mmap(-1, 1 << 21)\nm[0] = 1\nprint(m[0])",
+               "s") == "1\n"  # plain mappings, of any size, still work
