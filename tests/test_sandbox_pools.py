@@ -1,5 +1,5 @@
 """What one session may take of the machine's shared kernel pools, which no cgroup, uid or
-namespace of its own bounds: terminals, kernel AIO contexts, core dumps.
+namespace of its own bounds: terminals, kernel AIO contexts, huge pages, core dumps.
 
 Each pool is global (one count for the whole machine, or a handler on the host), so a
 session that took all of it would fail every other session's use of it, and the host's.
