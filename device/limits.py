@@ -95,8 +95,9 @@ def apply(limits: Limits) -> None:
             hard = value + 5 if which == resource.RLIMIT_CPU else value
             resource.setrlimit(which, (value, hard))
     # No core dumps, hard limit too, so no program a cell runs can raise it: a crash would
-    # write its memory image where the host's core_pattern says, a root helper outside
-    # every session limit when that is a pipe (systemd-coredump, apport).
+    # write its memory image where the host's core_pattern says, or hand it to a root helper
+    # outside every session limit when that is a pipe (the kernel still starts the helper
+    # with the limit 0; systemd-coredump and apport then keep nothing).
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # A write past RLIMIT_FSIZE raises OSError(EFBIG) in the user's code instead of killing.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
