@@ -3,11 +3,14 @@
 
 A permalink belongs to no session: it is a row of its own in the store (``permalinks``), so
 it outlives sessions, retention of their output, and broker restarts. Its id is derived from
-what it holds (the first :data:`ID_LENGTH` characters of the base64url HMAC-SHA256 of the
-code and interact state), so sharing the same code twice gives the same link and stores nothing
-new; the HMAC is keyed with a secret made from the bus key, so that no one can tell from a
-guessed piece of code whether someone shared it (a plain hash would give its link). Links
-made under another key (or, before, by a plain hash) still open: a link is found by its id.
+what it holds and who made it (the first :data:`ID_LENGTH` characters of the base64url
+HMAC-SHA256 of the code, the interact state and the maker's name), so one user sharing the
+same code twice gets the same link and stores nothing new. No one can tell from a guessed
+piece of code whether someone else shared it: the HMAC is keyed with a secret made from the
+bus key (a plain hash would give its link), and the maker is part of it, so another user's
+share of the same code makes a link of their own; before, it answered the existing link,
+whose DELETE (403: not theirs) and quota (not counted) said that someone had. Links made
+under another key or scheme still open: a link is found by its id.
 Each user a token names may make ``--user-permalinks`` of them (:mod:`broker.quotas`).
 """
 
@@ -33,9 +36,11 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_BYTES = 1 * 2**20
 
 
-def permalink_id(code: str, interact: dict[str, Any] | None, secret: bytes) -> str:
-    canonical = json.dumps({"code": code, "interact": interact}, sort_keys=True,
-                           separators=(",", ":"))
+def permalink_id(code: str, interact: dict[str, Any] | None, secret: bytes,
+                 maker: str) -> str:
+    """The id of ``maker``'s link of this code ("": a link made without a token)."""
+    canonical = json.dumps({"code": code, "interact": interact, "maker": maker},
+                           sort_keys=True, separators=(",", ":"))
     digest = hmac.new(secret, canonical.encode(), hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode()[:ID_LENGTH]
 
@@ -70,7 +75,7 @@ class Permalinks:
         if len(code.encode()) + len(json.dumps(interact)) > MAX_BYTES:
             raise Refused(413, f"a permalink holds at most {MAX_BYTES} bytes")
         owner = _maker(msg)
-        pid = permalink_id(code, interact, self.secret)
+        pid = permalink_id(code, interact, self.secret, owner)
         store = self.store
         if await store.get_permalink(pid) is None:
             limit = self.quotas.config.user_permalinks
@@ -102,8 +107,7 @@ class Permalinks:
         """Delete a permalink its maker made (by token): what it counted against their
         ``--user-output`` is freed. Anyone else gets 403 saying who may (a link's code is
         no secret: ``GET`` answers it to anyone who has its id), and a link no token made is
-        kept for good. A link is one per code: if another user shared the same code later,
-        they got this link too, and it is gone for them as well."""
+        kept for good. Another user who shared the same code has a link of their own."""
         pid, owner = msg["content"].get("id"), _maker(msg)
         record = await self._find(pid)
         if not record.owner:

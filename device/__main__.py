@@ -116,6 +116,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def secrets_of(args: argparse.Namespace) -> tuple[str, ...]:
+    """The secret files this device is given (its bus key, its CURVE certificate's secret),
+    which the sandbox covers wherever a session could see them."""
+    return tuple(os.path.abspath(p) for p in (args.key_file, args.curve_key) if p)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser(), argv, node="device")
     setup_logging(args.log_level)
@@ -153,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                               kernels=args.kernels,
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
                               memory_budget=budget,
-                              hide=(os.path.abspath(args.key_file),) if args.key_file else ()))
+                              hide=secrets_of(args)))
         device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer),
                               device_id=args.device_id,
                             connect=args.connect, bind=args.bind, config=config,

@@ -78,8 +78,8 @@ def _machine_memory() -> int:
 
 
 def apply(limits: Limits) -> None:
-    """Set the limits on this process (the worker, before user code runs), and make it the
-    OOM killer's first choice (see :data:`SESSION_OOM_SCORE_ADJ`)."""
+    """Set the limits on this process (the worker, before user code runs), none for core
+    dumps, and make it the OOM killer's first choice (see :data:`SESSION_OOM_SCORE_ADJ`)."""
     try:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(SESSION_OOM_SCORE_ADJ))
@@ -94,6 +94,11 @@ def apply(limits: Limits) -> None:
             # CPU: the soft limit sends SIGXCPU (which ends the worker); hard is a backstop.
             hard = value + 5 if which == resource.RLIMIT_CPU else value
             resource.setrlimit(which, (value, hard))
+    # No core dumps, hard limit too, so no program a cell runs can raise it: a crash would
+    # write its memory image where the host's core_pattern says, or hand it to a root helper
+    # outside every session limit when that is a pipe (the kernel still starts the helper
+    # with the limit 0; systemd-coredump and apport then keep nothing).
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     # A write past RLIMIT_FSIZE raises OSError(EFBIG) in the user's code instead of killing.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 

@@ -34,6 +34,10 @@ DEVICES = ("null", "zero", "full", "random", "urandom")
 WORKDIR = "/home/session"
 BIND = L.MS_BIND | L.MS_REC
 TMPFS = L.MS_NOSUID | L.MS_NODEV
+#: Terminals a session may hold at once (its devpts's ``max``). The machine has one pool for
+#: every devpts instance but the host's own (``kernel.pty.max`` minus ``kernel.pty.reserve``,
+#: 3,072 by default), so without a bound one session could take all of it.
+SESSION_PTYS = 32
 
 
 #: cellbus's packages a worker loads code from (device: the sandbox's own steps run in it).
@@ -113,11 +117,12 @@ def _bind_writable(root: str, scratch: str, name: str) -> None:
 
 def _private_ptys(root: str) -> None:
     """A devpts instance of the session's own at ``/dev/pts`` (and ``/dev/ptmx``): programs
-    that need a terminal (bash_kernel runs bash on one) get one, and see no other session's.
+    that need a terminal (bash_kernel runs bash on one) get one, and see no other session's;
+    at most :data:`SESSION_PTYS` at once, of the machine's one pool.
     Without it (a kernel too old for ``newinstance``) sessions just have no terminals."""
     try:
         L.mount("devpts", _mkdirs(root, "/dev/pts"), "devpts", L.MS_NOSUID | L.MS_NOEXEC,
-                "newinstance,ptmxmode=0666,mode=0620")
+                f"newinstance,ptmxmode=0666,mode=0620,max={SESSION_PTYS}")
     except OSError:
         return
     os.symlink("pts/ptmx", root + "/dev/ptmx")

@@ -1,7 +1,11 @@
 """The syscall filter a session worker runs under (seccomp, through libseccomp).
 
 Default allow, and ``EPERM`` for what session code never needs and what sandbox escapes are
-made of: the kernel keyring, eBPF, io_uring, ptrace and cross-process memory access, mount
+made of: the kernel keyring, eBPF, io_uring; what takes from a pool the whole machine
+shares, which a single call could empty for every other process: kernel AIO contexts
+(``io_setup``, ``fs.aio-max-nr``) and huge pages (``MAP_HUGETLB``, ``SHM_HUGETLB``,
+``MFD_HUGETLB``: the host's reserved ``vm.nr_hugepages``, which a cgroup v1 memory limit
+does not count); ptrace and cross-process memory access, mount
 and namespace calls (``unshare``, ``setns``, and ``clone`` with any ``CLONE_NEW*`` flag, so no
 user namespace can hand the code capabilities back), module and kexec loading, vsock sockets,
 and the terminal ioctls that inject input (``TIOCSTI``) or drive the console (``TIOCLINUX``).
@@ -28,7 +32,7 @@ from typing import Any
 DENIED = (
     "keyctl", "add_key", "request_key",
     "bpf", "perf_event_open", "userfaultfd",
-    "io_uring_setup", "io_uring_enter", "io_uring_register",
+    "io_uring_setup", "io_uring_enter", "io_uring_register", "io_setup",
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd",
     "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen",
     "fsconfig", "fsmount", "fspick", "mount_setattr",
@@ -43,6 +47,8 @@ CLONE_NEW_FLAGS = (0x00000080, 0x00020000, 0x02000000, 0x04000000, 0x08000000, 0
 AF_VSOCK = 40
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+#: (call, argument, flag): the flag that asks for huge pages, in the argument that holds it.
+HUGE_PAGES = (("mmap", 3, 0x40000), ("shmget", 2, 0o4000), ("memfd_create", 1, 0x4))
 
 
 def binding() -> ModuleType:
@@ -68,6 +74,8 @@ def build() -> Any:
     for flag in CLONE_NEW_FLAGS:
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
     f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, AF_VSOCK))
+    for name, arg, flag in HUGE_PAGES:
+        f.add_rule(deny, name, sc.Arg(arg, sc.MASKED_EQ, flag, flag))
     for request in (TIOCSTI, TIOCLINUX):
         f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, request))
     return f

@@ -153,3 +153,33 @@ def test_a_link_made_without_a_token_is_kept_and_a_delete_says_why(web: Chain) -
     gone = [call(web.port, method, "/permalink/nosuchlink0") for method in ("GET", "DELETE")]
     assert [(r.status, r.body["error"]) for r in gone] == [
         (404, "no such permalink nosuchlink0")] * 2  # one answer, whichever asks
+
+
+def test_no_user_can_tell_whether_another_shared_a_guessed_piece_of_code(chain: Chain) -> None:
+    """Tests that bob's answers for code ann shared are those for code no one shared: his
+    share of it made him a link of his own, his DELETE of that link answered 200 (before,
+    403 "only the user who made this link": ann's), and, at his --user-permalinks, his
+    share answered 429 (before, 201: her link, which his quota did not count). Each
+    answered whether someone had shared exactly that code, which ids keyed with a secret
+    were meant to keep from anyone. Ann's link still opens and is still hers to delete."""
+    ann, bob = (bearer(add_user(chain, name)) for name in ("ann", "bob"))
+    chain.start_broker("--user-permalinks", "2")
+    chain.start_gateway("--auth", "token")
+    secret = "token = 'hunter2'"
+    status, hers = make(chain, secret, ann)
+    assert status == 201, hers
+
+    def probe(code: str) -> tuple[int, int]:
+        """What bob learns of ``code``: his share's status, then his delete's."""
+        status, made = make(chain, code, bob)
+        assert status == 201, made
+        return status, call(chain.port, "DELETE", f"/permalink/{made['id']}",
+                            headers=bob).status
+
+    assert probe(secret) == probe("token = 'guess'") == (201, 200)
+    assert make(chain, "1", bob)[0] == make(chain, "2", bob)[0] == 201  # his quota, full
+    assert make(chain, secret, bob)[0] == make(chain, "3", bob)[0] == 429
+    opened = call(chain.port, "GET", f"/permalink/{hers['id']}", headers=bob)
+    assert opened.status == 200 and opened.body["code"] == secret
+    assert make(chain, secret, ann) == (201, hers)  # the same code: her same link
+    assert call(chain.port, "DELETE", f"/permalink/{hers['id']}", headers=ann).status == 200

@@ -6,8 +6,10 @@ Real devices and real sandboxed workers (root only, as tests/test_sandbox.py).
 from __future__ import annotations
 
 import ast
+import shutil
 import uuid
 
+from protocol.curve import make_certificate
 from test_sandbox import REPO, out, pytestmark  # noqa: F401 (the same skip as there)
 
 MIB = 1 << 20
@@ -61,3 +63,25 @@ def test_a_session_sees_cellbus_packages_not_the_checkout(device_with_client) ->
     assert seen[1] == "[False, False, False, False, False]", seen
     assert ".git" not in seen[0] and "tests" not in seen[0] and "session" in seen[0]
     assert seen[2] == str(REPO / "session" / "__init__.py")
+
+
+def test_the_devices_curve_certificate_is_hidden_like_its_key(device_with_client) -> None:
+    """The device hid its bus key file from sessions, but not the secret of its CURVE
+    certificate (--curve-key), with which whoever holds it passes the broker's CURVE check
+    as that device: kept in a folder a session sees (/etc, /opt, cellbus's packages), it
+    was read from a cell. Every secret file the device is given is covered now."""
+    folder = REPO / "session" / f".test-curve-{uuid.uuid4().hex[:8]}"
+    try:
+        secret = make_certificate(folder, "dev", "device")
+        make_certificate(folder, "broker", "broker")
+        folder.chmod(0o755)
+        (folder / "broker.key").chmod(0o644)
+        secret.chmod(0o644)  # even readable by everyone, it must stay out of sight
+        client, _ = device_with_client("--curve-key", str(secret),
+                                       "--broker-key", str(folder / "broker.key"))
+        seen = out(client, f"print(repr(open({str(secret)!r}, 'rb').read()))", "s")
+        assert seen == "b''\n"
+        assert out(client, f"print(len(open({str(folder / 'broker.key')!r}).read()) > 0)",
+                   "s") == "True\n"  # the broker's public key is no secret: it stays
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,139 @@
+"""What one session may take of the machine's shared kernel pools, which no cgroup, uid or
+namespace of its own bounds: terminals, kernel AIO contexts, huge pages, core dumps.
+
+Each pool is global (one count for the whole machine, or a handler on the host), so a
+session that took all of it would fail every other session's use of it, and the host's.
+Real devices and real sandboxed workers (root only, as tests/test_sandbox.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+
+from test_sandbox import out, pytestmark  # noqa: F401 (the same skip as there)
+
+#: Run in a cell: open terminals (``/dev/ptmx``) until the kernel refuses or 300 are open,
+#: and keep them open (``held``) for the cells after.
+HOLD_PTYS = """
+import errno, os
+held = []
+refused = None
+try:
+    while len(held) < 300:
+        held.append(os.open("/dev/ptmx", os.O_RDWR | os.O_NOCTTY))
+except OSError as e:
+    refused = errno.errorcode[e.errno]
+print(len(held), refused)
+"""
+
+
+def test_a_session_holds_a_bounded_share_of_the_machines_terminals(device_with_client) -> None:
+    """The machine has one pool of terminals for every devpts but the host's own (pty.max
+    minus pty.reserve, 3,072 by default): each session's devpts allowed all of it, so one
+    session (300 here, up to 1,024 a process) could leave bash_kernel's next session, and
+    every container of the host, without a terminal. Now each holds at most SESSION_PTYS,
+    and another session opens one while that one holds all of its own."""
+    from device.rootfs import SESSION_PTYS
+    client, _ = device_with_client()
+    held, refused = out(client, HOLD_PTYS, "hog").split()
+    assert (int(held), refused) == (SESSION_PTYS, "ENOSPC")
+    assert out(client, "import os\nm, s = os.openpty()\nprint(os.ttyname(s))",
+               "other") == "/dev/pts/0\n"
+    assert out(client, "print(len(held))", "hog") == f"{SESSION_PTYS}\n"  # still held
+
+
+#: io_setup on x86-64, as libaio calls it: a kernel AIO context of N events, which takes N
+#: from one pool for the whole machine (fs.aio-max-nr, 65,536 by default).
+IO_SETUP = 206
+#: Run in a cell: ask for the whole pool, and keep what was given (``ctx``).
+AIO_SETUP = f"""
+import ctypes, errno, json
+libc = ctypes.CDLL(None, use_errno=True)
+ctx = ctypes.c_ulong(0)
+result = libc.syscall({IO_SETUP}, 65536, ctypes.byref(ctx))
+print(json.dumps("ALLOWED" if result == 0 else errno.errorcode[ctypes.get_errno()]))
+"""
+
+
+def host_io_setup() -> int:
+    """io_setup(1) in this (host, root) process: 0, or the errno it failed with."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    ctx = ctypes.c_ulong(0)
+    if libc.syscall(IO_SETUP, 1, ctypes.byref(ctx)) != 0:
+        return ctypes.get_errno()
+    libc.syscall(207, ctx)  # io_destroy
+    return 0
+
+
+def test_a_session_cannot_take_the_machines_aio_contexts(device_with_client) -> None:
+    """io_setup(65536) in a cell took the machine's whole fs.aio-max-nr pool for as long as
+    its session lived: every other process's io_setup failed with EAGAIN, other sessions'
+    and the host's, root's and databases on libaio among them. Session code has no need of
+    kernel AIO (glibc's POSIX AIO uses threads), so the filter denies io_setup as it denies
+    io_uring."""
+    client, _ = device_with_client()
+    assert json.loads(out(client, AIO_SETUP, "hog")) == "EPERM"
+    assert host_io_setup() == 0  # while the session that asked lives
+
+
+#: Run in a cell: raise the core size limit as far as the hard limit lets it, crash a fresh
+#: program (a program just executed is dumpable again) in the working directory, and say
+#: what the limit was and whether a core was written.
+CRASH = """
+import json, os, resource, subprocess, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_CORE)
+child = subprocess.run([sys.executable, "-c",
+    "import os, resource\\n"
+    "h = resource.getrlimit(resource.RLIMIT_CORE)[1]\\n"
+    "resource.setrlimit(resource.RLIMIT_CORE, (h, h))\\n"
+    "os.abort()"], cwd="/home/session")
+cores = [n for n in os.listdir("/home/session") if n.startswith("core")]
+print(json.dumps([soft, hard, child.returncode, cores]))
+"""
+
+
+def test_a_session_cannot_dump_core(device_with_client) -> None:
+    """RLIMIT_CORE was 0 soft but unlimited hard, so any program a cell ran could raise it
+    and crash: the kernel wrote its whole memory image as the host's core_pattern says,
+    into the session's folder, or (a pipe such as systemd-coredump or apport) to a root
+    helper on the host that keeps it outside every session's limit. Now the hard limit is
+    0 too, and no core is written."""
+    client, _ = device_with_client()
+    soft, hard, returncode, cores = json.loads(out(client, CRASH, "s"))
+    assert (soft, hard, cores) == (0, 0, [])
+    assert returncode == -6  # SIGABRT: it did crash
+
+
+#: Run in a cell: ask for huge pages (the machine's reserved pool, vm.nr_hugepages) each way
+#: a process can without a hugetlbfs mount: an anonymous MAP_HUGETLB mapping, a SysV
+#: segment with SHM_HUGETLB and a memfd with MFD_HUGETLB; what each answered.
+HUGE_PAGES = """
+import ctypes, errno, json
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+def answer(failed):
+    return errno.errorcode[ctypes.get_errno()] if failed else "ALLOWED"
+size = 1 << 21
+mapped = libc.mmap(None, size, 3, 0x22 | 0x40000, -1, 0)  # MAP_PRIVATE|ANONYMOUS|HUGETLB
+shm = libc.shmget(0, size, 0o1000 | 0o4000 | 0o600)  # IPC_CREAT | SHM_HUGETLB
+memfd = libc.memfd_create(b"huge", 4)  # MFD_HUGETLB
+print(json.dumps({"mmap": answer(mapped == ctypes.c_void_p(-1).value), "shmget": answer(shm < 0),
+                  "memfd_create": answer(memfd < 0)}))
+"""
+
+
+def test_a_session_cannot_take_the_machines_huge_pages(device_with_client) -> None:
+    """Huge pages come from one pool the host reserves (vm.nr_hugepages, for a database,
+    say), and a cgroup v1 memory limit does not count them: with 4 reserved, one cell's
+    mmap(MAP_HUGETLB) of 8 MiB reserved all 4 (HugePages_Rsvd 4) and the host's own, as
+    root, failed with ENOMEM for as long as the session lived. Session code has no need of
+    them (allocators that ask fall back to plain pages), so the filter denies every way to
+    ask. (Here the pool may be empty, where the calls failed with ENOMEM, not EPERM.)"""
+    client, _ = device_with_client()
+    assert json.loads(out(client, HUGE_PAGES, "s")) == {
+        "mmap": "EPERM", "shmget": "EPERM", "memfd_create": "EPERM"}
+    assert out(client, "import mmap\nm = mmap.mmap(-1, 1 << 21)\nm[0] = 1\nprint(m[0])",
+               "s") == "1\n"  # plain mappings, of any size, still work
