@@ -20,7 +20,9 @@ from .formbody import load_body
 
 
 class PermalinkHandler(BaseHandler):
-    """``POST /permalink`` ``{"code": "...", "interact": {...}}`` -> 201 ``{"id", "url"}``."""
+    """``POST /permalink`` ``{"code": "...", "interact": {...}}`` -> 201 ``{"id", "url",
+    "created": true, "deletable"}``, or 200 with ``"created": false`` when the same code was
+    shared already (by anyone: ``deletable`` says whether the asker made it)."""
 
     async def post(self) -> None:
         charge(self, self.visitor)  # --rate, as for evaluate
@@ -39,13 +41,17 @@ class PermalinkHandler(BaseHandler):
             raise fail(413, f"a permalink is over the limit of {limit} bytes")
         content: dict[str, Any] = {"code": body["code"], "interact": interact}
         reply = await self.ask(mt.PERMALINK_REQUEST, content, (self.visitor.user or "", "", ""))
-        pid = reply["content"]["id"]
-        self.write_json(201, {"id": pid, "url": f"/?q={pid}"})
+        c = reply["content"]
+        pid, created = c["id"], c.get("created") is True
+        self.write_json(201 if created else 200, {"id": pid, "url": f"/?q={pid}",
+                                                  "created": created,
+                                                  "deletable": c.get("deletable") is True})
 
 
 class PermalinkGetHandler(BaseHandler):
     """``GET /permalink/ID`` -> ``{"id", "code", "interact"}``, or 404; ``DELETE
-    /permalink/ID`` -> ``{"deleted": ID}`` if the token's user made it, else 404."""
+    /permalink/ID`` -> ``{"deleted": ID}`` if the token's user made it (what ``POST``'s
+    ``deletable`` said), else 403; 404 if there is no such link."""
 
     async def get(self, pid: str) -> None:
         reply = await self.ask(mt.PERMALINK_GET_REQUEST, {"id": pid}, ("", "", ""))
