@@ -81,6 +81,7 @@ class Deletion:
         if session is not None and (unfinished := await self.store.unfinished_requests(
                 session.session)):
             raise _busy(worksheet, [r.cell_id for r in unfinished])
+        finishing = [r.session for r in await self._begun(user, worksheet)]
         try:
             deleted = await self.store.delete_worksheet(user, worksheet)
         except StoreError as e:
@@ -93,12 +94,19 @@ class Deletion:
         self.cells.forget(user, worksheet)
         self.jupyter.forget(user, worksheet)
         # Messages alone are what a closed session's worker said last (see above), no runs
-        if not (deleted.requests or deleted.layout or deleted.deliveries or session):
+        if not (deleted.requests or deleted.layout or deleted.deliveries or session
+                or finishing):
             raise Refused(404, f"worksheet {worksheet} has nothing stored")
         await self.budget.recount(user)
         return {"deleted": {"requests": deleted.requests, "messages": deleted.messages,
                             "layout": deleted.layout, "deliveries": deleted.deliveries},
-                "closed": session.session if session else None}, []
+                "closed": session.session if session else None, "finished": finishing}, []
+
+    async def _begun(self, user: str, worksheet: str) -> list[SessionRecord]:
+        """The worksheet's sessions whose deletion an earlier request began and did not end
+        (``deleting``): a DELETE now ends it, and says so (``finished``), not 404."""
+        return [r for r in await self.store.sessions(DELETING)
+                if r.user == user and r.worksheet == worksheet]
 
     async def _stopped_mid_way(self, error: StoreError, address: Address,
                                session: SessionRecord | None) -> None:
@@ -109,8 +117,7 @@ class Deletion:
         deleted (:class:`Refused`, 503); else nothing (the caller's error stands)."""
         user, worksheet = address[0], address[1]
         try:
-            begun = [r for r in await self.store.sessions(DELETING)
-                     if r.user == user and r.worksheet == worksheet]
+            begun = await self._begun(user, worksheet)
         except StoreError:
             begun = []
             told = "may be deleted in part"

@@ -2,7 +2,8 @@
 output, its layout), which frees what they counted against the user's ``--user-output``.
 
 The broker decides and deletes (:mod:`broker.deletion`): 200 ``{"deleted": {"requests": N,
-"messages": M}}``; 409 while a cell of the worksheet runs or waits (interrupt or wait, then
+"messages": M}, "finished": [...]}`` (``finished``: the sessions whose deletion an earlier
+DELETE began, stopped by a failing store, and this one ended); 409 while a cell of the worksheet runs or waits (interrupt or wait, then
 delete); 404 if it has nothing stored. Only the worksheet's user may, as for its cells:
 another user's worksheet answers the same 404 as one with nothing stored. A Jupyter kernel
 id is a worksheet's name, so ``DELETE /home/USER/KERNEL_ID`` deletes that kernel's runs; it
@@ -39,7 +40,8 @@ class WorksheetHandler(BaseHandler):
             for socket in sockets.of((user, worksheet)):
                 socket.kernel_gone()
         deleted = reply["content"]["deleted"]
-        self.write_json(200, {"deleted": {k: deleted[k] for k in ("requests", "messages")}})
+        self.write_json(200, {"deleted": {k: deleted[k] for k in ("requests", "messages")},
+                              "finished": list(reply["content"].get("finished") or [])})
 
 
 ROUTES = [(r"/home/([^/]+)/([^/]+)", WorksheetHandler)]
