@@ -3,13 +3,14 @@ output, its layout), which frees what they counted against the user's ``--user-o
 
 The broker decides and deletes (:mod:`broker.deletion`): 200 ``{"deleted": {"requests": N,
 "messages": M}, "finished": [...]}`` (``finished``: the sessions whose deletion an earlier
-DELETE began, stopped by a failing store, and this one ended); 409 while a cell of the worksheet runs or waits (interrupt or wait, then
-delete); 404 if it has nothing stored. Only the worksheet's user may, as for its cells:
-another user's worksheet answers the same 404 as one with nothing stored. A Jupyter kernel
-id is a worksheet's name, so ``DELETE /home/USER/KERNEL_ID`` deletes that kernel's runs; it
-closes the kernel's session, so the kernel is gone, and this gateway's channels sockets of
-it see ``dead`` and are closed, as after ``DELETE /api/kernels/ID`` (left open, the next
-cell sent on one brought the kernel back under its id, in a new session).
+DELETE began, stopped by a failing store, and this one ended); 409 while a cell of the
+worksheet runs or waits (interrupt or wait, then delete); 404 if it has nothing stored. Only
+the worksheet's user may, as for its cells: another user's worksheet answers the same 404 as
+one with nothing stored. A Jupyter kernel id is a worksheet's name, so ``DELETE
+/home/USER/KERNEL_ID`` deletes that kernel's runs; it closes the kernel's session, so the
+kernel is gone, and this gateway's channels sockets of it see ``dead`` and are closed, as
+after ``DELETE /api/kernels/ID`` (left open, the next cell sent on one brought the kernel
+back under its id, in a new session).
 It counts against ``--rate`` as a restart does (it closes the worksheet's session too, and
 writes the store even when there is nothing to delete).
 """
