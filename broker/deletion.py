@@ -90,7 +90,8 @@ class Deletion:
         if deleted is None:  # a run of an older session has not ended yet
             raise _busy(worksheet, [])
         if session is not None:  # after: what its worker answers is not counted as deleted
-            await self.control.close(session, address, why="deleting the runs of")
+            await self.control.close(session, address, why="deleting the runs of",
+                                     for_good=True)
         self.cells.forget(user, worksheet)
         self.jupyter.forget(user, worksheet)
         # Messages alone are what a closed session's worker said last (see above), no runs
