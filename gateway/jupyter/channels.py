@@ -259,10 +259,7 @@ class ChannelsHandler(SocketHandler):
             self.answer(request or {}, mt.STATUS, {"execution_state": state}, "iopub")
 
     def kernel_gone(self) -> None:
-        """The kernel was shut down: ``dead``, then the socket closes (once: the gateway that
-        was asked tells its sockets at once, and the broker's note comes after)."""
-        if self.outbox.closed:
-            return
+        """Shut down: ``dead`` and closed (again when the broker's note comes: a no-op)."""
         self.status("dead")
         self.close(1000, "the kernel was shut down")
 
