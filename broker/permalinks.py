@@ -9,10 +9,6 @@ new; the HMAC is keyed with a secret made from the bus key, so that no one can t
 guessed piece of code whether someone shared it (a plain hash would give its link). Links
 made under another key (or, before, by a plain hash) still open: a link is found by its id.
 Each user a token names may make ``--user-permalinks`` of them (:mod:`broker.quotas`).
-
-Since a link is one per code, a request for code shared already makes nothing: it answers
-the existing link with ``created`` false (the gateway's 200, not 201) and ``deletable``,
-whether the asker made it (only then may they delete it). Its maker is not named to others.
 """
 
 from __future__ import annotations
@@ -58,13 +54,6 @@ def _size(code: str, interact: dict[str, Any] | None) -> int:
     return len(code.encode()) + (0 if interact is None else len(json.dumps(interact)))
 
 
-def _may_delete(record: PermalinkRecord, asker: str) -> bool:
-    """Whether ``asker`` may delete ``record``: they made it, with their token. What a
-    ``permalink_request`` answers (``deletable``) and what ``delete`` allows are this one
-    rule."""
-    return bool(record.owner) and record.owner == asker
-
-
 class Permalinks:
     """The broker's permalink handlers (wired in :class:`broker.intake.Intake`)."""
 
@@ -83,9 +72,7 @@ class Permalinks:
         owner = _maker(msg)
         pid = permalink_id(code, interact, self.secret)
         store = self.store
-        record = await store.get_permalink(pid)
-        created = False
-        if record is None:
+        if await store.get_permalink(pid) is None:
             limit = self.quotas.config.user_permalinks
             if owner and limit and await store.count_permalinks(owner) >= limit:
                 raise Refused(429, f"quota: {owner} has made {limit} permalinks, the most one "
@@ -93,13 +80,10 @@ class Permalinks:
             size = _size(code, interact)
             if owner:  # the store counts a permalink for its owner (--user-output)
                 await self.quotas.budget.room(owner, size, "permalink")
-            record = PermalinkRecord(pid, code, interact, owner, time.time())
-            created = await store.add_permalink(record)
-            if created and owner:
+            if await store.add_permalink(PermalinkRecord(pid, code, interact, owner,
+                                                         time.time())) and owner:
                 self.quotas.budget.add(owner, size)
-            elif not created:  # another request stored it meanwhile: its maker is the owner
-                record = await store.get_permalink(pid) or record
-        return {"id": pid, "created": created, "deletable": _may_delete(record, owner)}, []
+        return {"id": pid}, []
 
     async def get(self, msg: Any, _: Address) -> Reply:
         record = await self._find(msg["content"].get("id"))
@@ -125,7 +109,7 @@ class Permalinks:
         if not record.owner:
             raise Refused(403, "this link was made without a token, so it is kept for good: "
                                "only links a user made with their token can be deleted")
-        if not _may_delete(record, owner):
+        if record.owner != owner:
             raise Refused(403, "only the user who made this link may delete it (with their "
                                "token)")
         if not await self.store.delete_permalink(pid, owner):

@@ -20,9 +20,7 @@ from .formbody import load_body
 
 
 class PermalinkHandler(BaseHandler):
-    """``POST /permalink`` ``{"code": "...", "interact": {...}}`` -> 201 ``{"id", "url",
-    "created": true, "deletable"}``, or 200 with ``"created": false`` when the same code was
-    shared already (by anyone: ``deletable`` says whether the asker made it)."""
+    """``POST /permalink`` ``{"code": "...", "interact": {...}}`` -> 201 ``{"id", "url"}``."""
 
     async def post(self) -> None:
         charge(self, self.visitor)  # --rate, as for evaluate
@@ -41,17 +39,13 @@ class PermalinkHandler(BaseHandler):
             raise fail(413, f"a permalink is over the limit of {limit} bytes")
         content: dict[str, Any] = {"code": body["code"], "interact": interact}
         reply = await self.ask(mt.PERMALINK_REQUEST, content, (self.visitor.user or "", "", ""))
-        c = reply["content"]
-        pid, created = c["id"], c.get("created") is True
-        self.write_json(201 if created else 200, {"id": pid, "url": f"/?q={pid}",
-                                                  "created": created,
-                                                  "deletable": c.get("deletable") is True})
+        pid = reply["content"]["id"]
+        self.write_json(201, {"id": pid, "url": f"/?q={pid}"})
 
 
 class PermalinkGetHandler(BaseHandler):
     """``GET /permalink/ID`` -> ``{"id", "code", "interact"}``, or 404; ``DELETE
-    /permalink/ID`` -> ``{"deleted": ID}`` if the token's user made it (what ``POST``'s
-    ``deletable`` said), else 403; 404 if there is no such link."""
+    /permalink/ID`` -> ``{"deleted": ID}`` if the token's user made it, else 404."""
 
     async def get(self, pid: str) -> None:
         reply = await self.ask(mt.PERMALINK_GET_REQUEST, {"id": pid}, ("", "", ""))
