@@ -3,7 +3,8 @@
 ``restart_request`` (names a cell): the worksheet's open session is closed in the store, its
 queued requests that no device has been given end with ``SessionRestarted``, and the device
 running it gets a ``shutdown_request`` so its worker ends. The worksheet's next request starts
-a new session (only open sessions are found).
+a new session (only open sessions are found). With ``"shutdown": true`` (a Jupyter kernel's
+shutdown) the session ends for good: every gateway hears it (:data:`SHUT_DOWN`).
 
 ``broker_status_request`` (names no cell; ``bin/cellbus status``): every device the broker
 knows with capacity, load, free places and sessions, and the requests waiting.
@@ -15,6 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from protocol.kernels import SHUT_DOWN
 from protocol.wire import Message, Session
 
 from .devices import DeviceWatch
@@ -43,18 +45,24 @@ class Control:
         record = await self.sessions.find(user, worksheet)
         if record is None:
             return {"cell_id": cell_id, "status": "restarted", "closed": None}, []
-        await self.close(record, address)
+        shutdown = msg["content"].get("shutdown") is True
+        await self.close(record, address, why="shut down" if shutdown else "restarted",
+                         for_good=shutdown)
         return {"cell_id": cell_id, "status": "restarted", "closed": record.session}, []
 
     async def close(self, record: SessionRecord, address: Address,
-                    why: str = "restarted") -> None:
+                    why: str = "restarted", for_good: bool = False) -> None:
         """Close the open session ``record`` of the worksheet at ``address`` as the module
         docstring says; ``why``: for the log (a restart, or a deletion of the worksheet's
-        runs: broker/deletion.py)."""
+        runs: broker/deletion.py). ``for_good`` (a Jupyter kernel's shutdown, a deletion):
+        its feed gets a ``session_closed`` note saying :data:`SHUT_DOWN` at once, so that the
+        kernel's channels on every gateway close, not only on the one that asked."""
         record.state = CLOSED
         record.last_activity = time.time()
         await self.store.put_session(record)
         await self.end_worker(record, address, why)
+        if for_good and self.watch.ends is not None:
+            await self.watch.ends.closed(record.session, SHUT_DOWN)
 
     async def end_worker(self, record: SessionRecord, address: Address, why: str) -> None:
         """The session ``record`` is no longer open (``record.state`` is in the store): end

@@ -81,6 +81,7 @@ class Deletion:
         if session is not None and (unfinished := await self.store.unfinished_requests(
                 session.session)):
             raise _busy(worksheet, [r.cell_id for r in unfinished])
+        finishing = [r.session for r in await self._begun(user, worksheet)]
         try:
             deleted = await self.store.delete_worksheet(user, worksheet)
         except StoreError as e:
@@ -89,16 +90,24 @@ class Deletion:
         if deleted is None:  # a run of an older session has not ended yet
             raise _busy(worksheet, [])
         if session is not None:  # after: what its worker answers is not counted as deleted
-            await self.control.close(session, address, why="deleting the runs of")
+            await self.control.close(session, address, why="deleting the runs of",
+                                     for_good=True)
         self.cells.forget(user, worksheet)
         self.jupyter.forget(user, worksheet)
         # Messages alone are what a closed session's worker said last (see above), no runs
-        if not (deleted.requests or deleted.layout or deleted.deliveries or session):
+        if not (deleted.requests or deleted.layout or deleted.deliveries or session
+                or finishing):
             raise Refused(404, f"worksheet {worksheet} has nothing stored")
         await self.budget.recount(user)
         return {"deleted": {"requests": deleted.requests, "messages": deleted.messages,
                             "layout": deleted.layout, "deliveries": deleted.deliveries},
-                "closed": session.session if session else None}, []
+                "closed": session.session if session else None, "finished": finishing}, []
+
+    async def _begun(self, user: str, worksheet: str) -> list[SessionRecord]:
+        """The worksheet's sessions whose deletion an earlier request began and did not end
+        (``deleting``): a DELETE now ends it, and says so (``finished``), not 404."""
+        return [r for r in await self.store.sessions(DELETING)
+                if r.user == user and r.worksheet == worksheet]
 
     async def _stopped_mid_way(self, error: StoreError, address: Address,
                                session: SessionRecord | None) -> None:
@@ -109,8 +118,7 @@ class Deletion:
         deleted (:class:`Refused`, 503); else nothing (the caller's error stands)."""
         user, worksheet = address[0], address[1]
         try:
-            begun = [r for r in await self.store.sessions(DELETING)
-                     if r.user == user and r.worksheet == worksheet]
+            begun = await self._begun(user, worksheet)
         except StoreError:
             begun = []
             told = "may be deleted in part"

@@ -56,6 +56,10 @@ class Interacts:
         cell = await self.cells.for_cell(user, worksheet, cell_id)
         if session is None or cell is None or cell.request.session != session.session:
             raise Refused(404, "no live interact in this cell; evaluate the cell again")
+        if not cell.output.shows_interact(interact_id):
+            raise Refused(404, f"no interact {interact_id} in cell {cell_id}: its output shows "
+                               "none by that id (the cell ran again since, or it is another "
+                               "cell's); use an interact_id from the cell's /update")
         forward = self.wire.msg(
             mt.INTERACT_REQUEST, {"interact_id": interact_id, "values": values, "state": state},
             header=msg["header"], metadata={"cellbus": {

@@ -1,9 +1,10 @@
 """The broker's side of the Jupyter API (gateway/jupyter/): kernels and delivery positions.
 
 A Jupyter kernel is a worksheet of its user whose name is the kernel id; it exists while the
-worksheet has an open session. ``kernel_list_request`` lists them (or one) with what a
-kernel model shows: activity, the cells still running (busy) or none (idle), and the Jupyter
-session (path, name, type) its first request named.
+worksheet has an open session whose worker has not ended (or that has work to run).
+``kernel_list_request`` lists them (or one) with what a kernel model shows: activity, the
+cells still running (busy) or none (idle), and the Jupyter session (path, name, type) its
+first request named.
 
 ``delivery_request`` keeps, per (worksheet, channels client ``session_id``), the last
 output message delivered to that client, so a client that reconnects, to this gateway or to
@@ -91,14 +92,29 @@ class JupyterKernels:
         else:
             records = [r for r in await self.store.sessions(OPEN)
                        if r.user == user and is_kernel_id(r.worksheet)]
-        return {"kernels": [await self._model(r) for r in records]}, []
+        models = [await self._model(r) for r in records]
+        return {"kernels": [m for m in models if m is not None]}, []
 
-    async def _model(self, record: SessionRecord) -> dict[str, Any]:
+    async def _model(self, record: SessionRecord) -> dict[str, Any] | None:
+        """The kernel's entry; None if it is dead (:meth:`_worker_ended`)."""
         running = [r.cell_id for r in await self.store.unfinished_requests(record.session)]
+        if not running and await self._worker_ended(record.session):
+            return None
         about, kernel = await self._first(record.session)
         return {"worksheet": record.worksheet, "session": record.session,
                 "created": record.created, "last_activity": record.last_activity,
                 "running": running, "jupyter_session": about, "kernel": kernel}
+
+    async def _worker_ended(self, session: str) -> bool:
+        """Whether the session's worker ended (the last message stored for it is the
+        ``session_closed`` note: an idle timeout, a device stopped or lost, the end of an
+        earlier run of the chain). With nothing of it left to run, its kernel is dead: not
+        listed, as jupyter_server removes a kernel that died or was culled, so that a client
+        is told (@jupyterlab/services shuts down its connections to a kernel no longer
+        listed) rather than finding its variables gone in a fresh worker."""
+        last = await self.store.last_seq(session)
+        rows = await self.store.messages(session, since=last - 1, limit=1) if last else []
+        return bool(rows) and rows[0][1]["msg_type"] == mt.SESSION_CLOSED
 
     async def _first(self, session: str) -> tuple[dict[str, Any] | None, str]:
         """What the session's first request said: the Jupyter session (path, name, type)

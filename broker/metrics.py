@@ -29,7 +29,9 @@ class BrokerState(Protocol):
 
     rejected: collections.Counter[str]
     devices: DeviceTable
-    store_failing: float | None
+
+    @property
+    def store_failing(self) -> float | None: ...
 
     @property
     def sent(self) -> Sized: ...

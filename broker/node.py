@@ -41,6 +41,7 @@ from protocol.requests import Endings
 from protocol.wire import Message, Session
 
 from . import capacity, memory, retention
+from .batches import Batches
 from .cells import Cells
 from .closures import SessionEnds
 from .control import Control
@@ -99,10 +100,6 @@ class Broker(Node):
         self._persisting = asyncio.Lock()
         #: device_drain messages of the batch being stored, handled once it is stored.
         self._drains: list[tuple[str, Message]] = []
-        #: What of each device's outbox is stored (exactly once; loaded from the store).
-        self.receipts = Receipts()
-        #: Since when (monotonic) the store has refused writes, or None while it writes.
-        self.store_failing: float | None = None
         self.metrics: BrokerMetrics = BrokerMetrics(self)
         #: The SQLite file of the store, watched while the broker runs (broker/store_owner.py).
         self.store_file: Path | None = None
@@ -140,7 +137,7 @@ class Broker(Node):
             await self.sessions.load()
             await self.dispatch.recover()
             self.senders.seed(await self.intake.deletion.resume(self.log))
-            self.receipts = Receipts(await self.store.receipts())
+            self.batches.receipts = Receipts(await self.store.receipts())
         except StoreError as e:
             raise ConfigError(f"broker cannot read its store: {e}") from None
         self.revocations: Revocations | None = None
@@ -183,6 +180,8 @@ class Broker(Node):
         self.watch = DeviceWatch(wire=wire, store=store, dispatch=self.dispatch,
                                  outputs=self.outputs, metrics=self.metrics, log=log,
                                  ends=self.ends)
+        self.batches = Batches(wire=wire, outputs=self.outputs, quotas=self.quotas,
+                               post=self.dispatch.post, log=log)
         control = Control(wire=wire, store=store, sessions=self.sessions,
                           dispatch=self.dispatch, watch=self.watch,
                           store_writable=lambda: self.store_failing is None, log=log)
@@ -202,6 +201,11 @@ class Broker(Node):
     def held(self) -> frozenset[str]:
         """Sessions whose queued requests wait for a free place on a device."""
         return self.dispatch.held if hasattr(self, "dispatch") else frozenset()
+
+    @property
+    def store_failing(self) -> float | None:
+        """Since when (monotonic) the store has refused writes, or None while it writes."""
+        return self.batches.failing if hasattr(self, "batches") else None
 
     @property
     def replied(self) -> Endings:
@@ -238,7 +242,7 @@ class Broker(Node):
                     self._sort(idents, msg, outputs)
         except zmq.ZMQError as e:
             self.log.warning("broker: while stopping, could not read from devices: %s", e)
-        if await self._store_batch(outputs) and outputs:
+        if await self.batches.store(outputs) and outputs:
             self.log.info("broker: stored %d output messages received while stopping",
                           len(outputs))
 
@@ -283,7 +287,7 @@ class Broker(Node):
                 outputs: list[tuple[str, Message]] = []
                 for idents, msg in self._unbundled(batch):
                     self._sort(idents, msg, outputs)
-                await self._store_batch(outputs)
+                await self.batches.store(outputs)
                 drains, self._drains = self._drains, []
                 for device, msg in drains:  # after the output the device sent before them
                     await self.watch.drained(device, msg)
@@ -340,7 +344,7 @@ class Broker(Node):
                            f"closed.{content['session'][:8]}")
             return
         facts = msg["metadata"].get("cellbus")
-        if self.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
+        if self.batches.receipts.admit(device, facts) in (Verdict.DUPLICATE, Verdict.GAP):
             return  # stored already, or out of order: the device's ack says what to send
         if judged is Judgement.SKIP:
             return  # received (its outbox moves on), but not the device's to send
@@ -380,30 +384,3 @@ class Broker(Node):
         except StoreError as e:  # reconciled with its next heartbeat instead
             self.unsynced.add(device)
             self.log.warning("broker: could not reconcile device %s now: %s", device, e)
-
-    async def _store_batch(self, outputs: list[tuple[str, Message]]) -> bool:
-        """Store a batch read from the devices with their receipts, then acknowledge it to
-        each device. If the store cannot write, the batch is dropped unacknowledged (the
-        devices keep it and send it again) and the broker goes on: False."""
-        receipts = self.receipts.pending()
-        outputs = self.quotas.screen(outputs)  # output past a quota becomes a notice
-        if outputs or receipts:
-            try:
-                await self.persist_and_publish(outputs, receipts,
-                                               size=self.quotas.output.kept_bytes)
-            except StoreError as e:
-                self.receipts.abandon()
-                self.quotas.forget_screened()
-                if self.store_failing is None:
-                    self.store_failing = time.monotonic()
-                    self.log.error("broker: the store cannot write (%s); devices keep their "
-                                   "output until it can, new work is refused meanwhile", e)
-                return False
-        if self.store_failing is not None and (outputs or receipts):
-            self.log.warning("broker: the store writes again, after %.0f s",
-                             time.monotonic() - self.store_failing)
-            self.store_failing = None
-        self.receipts.stored_batch()
-        for device, content in self.receipts.acks():  # one gone sends again when it is back
-            self.dispatch.post(device.encode(), self.session.msg(mt.OUTPUT_ACK, content))
-        return True

@@ -2,13 +2,15 @@
 output, its layout), which frees what they counted against the user's ``--user-output``.
 
 The broker decides and deletes (:mod:`broker.deletion`): 200 ``{"deleted": {"requests": N,
-"messages": M}}``; 409 while a cell of the worksheet runs or waits (interrupt or wait, then
-delete); 404 if it has nothing stored. Only the worksheet's user may, as for its cells:
-another user's worksheet answers the same 404 as one with nothing stored. A Jupyter kernel
-id is a worksheet's name, so ``DELETE /home/USER/KERNEL_ID`` deletes that kernel's runs; it
-closes the kernel's session, so the kernel is gone, and this gateway's channels sockets of
-it see ``dead`` and are closed, as after ``DELETE /api/kernels/ID`` (left open, the next
-cell sent on one brought the kernel back under its id, in a new session).
+"messages": M}, "finished": [...]}`` (``finished``: the sessions whose deletion an earlier
+DELETE began, stopped by a failing store, and this one ended); 409 while a cell of the
+worksheet runs or waits (interrupt or wait, then delete); 404 if it has nothing stored. Only
+the worksheet's user may, as for its cells: another user's worksheet answers the same 404 as
+one with nothing stored. A Jupyter kernel id is a worksheet's name, so ``DELETE
+/home/USER/KERNEL_ID`` deletes that kernel's runs; it closes the kernel's session, so the
+kernel is gone, and this gateway's channels sockets of it see ``dead`` and are closed, as
+after ``DELETE /api/kernels/ID`` (left open, the next cell sent on one brought the kernel
+back under its id, in a new session).
 It counts against ``--rate`` as a restart does (it closes the worksheet's session too, and
 writes the store even when there is nothing to delete).
 """
@@ -39,7 +41,8 @@ class WorksheetHandler(BaseHandler):
             for socket in sockets.of((user, worksheet)):
                 socket.kernel_gone()
         deleted = reply["content"]["deleted"]
-        self.write_json(200, {"deleted": {k: deleted[k] for k in ("requests", "messages")}})
+        self.write_json(200, {"deleted": {k: deleted[k] for k in ("requests", "messages")},
+                              "finished": list(reply["content"].get("finished") or [])})
 
 
 ROUTES = [(r"/home/([^/]+)/([^/]+)", WorksheetHandler)]

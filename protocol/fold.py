@@ -106,6 +106,14 @@ class CellOutput:
             self.execution_count = count
         return self._apply(seq, msg_type, content)
 
+    def shows_interact(self, interact_id: str) -> bool:
+        """Whether a block here (or in an interact's output) is the interact ``interact_id``:
+        the broker runs an ``interact_request`` only for one its cell shows, since a run of
+        any other would fold into no block and its user would see nothing."""
+        return any(block["type"] == "interact" and block["interact_id"] == interact_id
+                   for block in self._blocks.values()) or any(
+            nested.shows_interact(interact_id) for nested in self._inner.values())
+
     def replace_interact_output(self, interact_id: str, seq: int, inner: CellOutput) -> bool:
         """Show ``inner`` (a re-run's output, folded by the caller) as the output of the
         interact ``interact_id``; later changes to ``inner`` show through. False if unknown.

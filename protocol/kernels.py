@@ -19,6 +19,11 @@ DEFAULT_KERNEL = "python"
 #: ``kernels``: [{name, display_name, language}].
 KERNELS_REQUEST = "kernels_request"
 KERNELS_REPLY = "kernels_reply"
+#: Gateway -> broker: a ``restart_request`` whose content has ``"shutdown": true`` ends the
+#: worksheet's session for good (a Jupyter kernel's shutdown), not for a fresh one. The broker
+#: then stores and publishes a ``session_closed`` note with this reason, which every gateway
+#: hears: each closes its channels sockets of that kernel, as the gateway that was asked does.
+SHUT_DOWN = "shut down"
 #: What a kernel name may look like (kernelspec names are [a-z0-9._-]).
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

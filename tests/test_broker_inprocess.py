@@ -315,6 +315,14 @@ async def test_interrupt_and_shutdown_go_to_the_device_holding_the_session(
     assert msg["msg_id"] == note["msg_id"]
 
 
+async def shows_interact(parts: Parts, cell: Request, interact_id: str = "i1") -> None:
+    """The cell's output shows the interact (its ``interact_start`` is stored), as a run of
+    ``@interact`` leaves it: the broker runs interact requests only for one it shows."""
+    start = parts.wire.msg(mt.INTERACT_START, {"interact_id": interact_id, "controls": {
+        "n": {"type": "slider", "start": 1, "end": 9}}, "layout": ["n"]}, parent=cell.message)
+    await parts.store.append_messages([(cell.session, start)])
+
+
 async def interact(parts: Parts, state: int) -> dict[str, Any]:
     msg = parts.wire.msg(mt.INTERACT_REQUEST, {"interact_id": "i1", "values": {"n": state},
                                                "state": state})
@@ -326,6 +334,7 @@ async def test_interact_runs_are_coalesced_one_with_the_device_the_newest_next(
         parts: Parts) -> None:
     cell = await parts.add("s1", device="d1")
     assert await parts.dispatch.send(cell)
+    await shows_interact(parts, cell)
     runs = [await interact(parts, state) for state in (1, 2, 3)]
     assert [r["superseded"] for r in runs] == [0, 0, 1]  # 3 supersedes 2, which waited
     stored = await parts.store.get_request(runs[1]["msg_id"])

@@ -100,7 +100,8 @@ def test_deleting_a_worksheet_frees_the_quota_at_once_and_after_a_restart(
 
     deleted = delete(chain, ann, "/home/ann/ws")
     assert deleted.status == 200, deleted.body
-    assert deleted.body == {"deleted": {"requests": accepted, "messages": messages}}
+    assert deleted.body == {"deleted": {"requests": accepted, "messages": messages},
+                            "finished": []}
     assert chain.broker is not None
     chain.broker.wait_for_log(r"deleting the runs of ann/ws: closed session")
     assert evaluate(chain, ann, "other/1").status == 202  # what was refused: the quota freed

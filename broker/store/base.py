@@ -10,6 +10,9 @@ Retention is part of the contract: :meth:`Store.compact` (decided in :mod:`.comp
 same for every backend) rewrites finished sessions' message logs through three backend
 primitives, :meth:`Store.finished_sessions`, :meth:`Store.session_requests` and
 :meth:`Store.apply_compaction`; :meth:`Store.reclaim_space` gives the space back.
+
+What a store keeps of users and for them, beside the bus's channels (accounts, permalinks,
+page layouts), is the contract's other half, :class:`.userdata.UserData`.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from urllib.parse import urlsplit, urlunsplit
 from . import compaction
 from .compaction import CompactionStats, SessionPlan
 from .errors import InvalidTransition, UnknownRequest
-from .records import (ANY, FINAL, DeletedRuns, DeviceFilter, DeviceRecord, PermalinkRecord,
-                      Request, SessionRecord, UserRecord)
+from .errors import not_implemented as _missing
+from .records import ANY, FINAL, DeletedRuns, DeviceFilter, DeviceRecord, Request, SessionRecord
+from .userdata import UserData
 
 Message = dict[str, Any]
 #: A request status change to make with output: ``(msg_id, status, error or None)``.
@@ -47,11 +51,7 @@ def redact_url(url: str) -> str:
         return "<unparseable store URL>"
 
 
-def _missing(name: str) -> NotImplementedError:
-    return NotImplementedError(f"Store.{name}() is not implemented by this backend")
-
-
-class Store(abc.ABC):
+class Store(UserData, abc.ABC):
     """An async store of requests, messages, sessions and devices.
 
     Use ``async with open_store(url) as store:`` or ``await store.open()`` ... ``await
@@ -323,54 +323,6 @@ class Store(abc.ABC):
         """Bytes the store takes on this machine's disk, or None if it is not local."""
         return None
 
-    # -- users (gateways with --auth token) -------------------------------------------------
-
-    @abc.abstractmethod
-    async def put_user(self, rec: UserRecord) -> None:
-        """Insert or replace the user ``rec.name`` (a replaced token stops working)."""
-        raise _missing("put_user")
-
-    @abc.abstractmethod
-    async def get_user(self, name: str) -> UserRecord | None:
-        """The user called ``name``, or None."""
-        raise _missing("get_user")
-
-    @abc.abstractmethod
-    async def user_by_token(self, token_hash: str) -> UserRecord | None:
-        """The user whose token has this SHA-256 (hex), or None."""
-        raise _missing("user_by_token")
-
-    @abc.abstractmethod
-    async def remove_user(self, name: str) -> bool:
-        """Forget a user, revoking their token; True if they were known."""
-        raise _missing("remove_user")
-
-    @abc.abstractmethod
-    async def users(self) -> list[UserRecord]:
-        """All users, by name."""
-        raise _missing("users")
-
-    # -- permalinks (broker/permalinks.py) ---------------------------------------------------
-
-    @abc.abstractmethod
-    async def add_permalink(self, rec: PermalinkRecord) -> bool:
-        """Store ``rec`` unless a permalink with its id exists; True if it was added."""
-        raise _missing("add_permalink")
-
-    @abc.abstractmethod
-    async def get_permalink(self, permalink_id: str) -> PermalinkRecord | None:
-        """The permalink with this id, or None."""
-        raise _missing("get_permalink")
-
-    @abc.abstractmethod
-    async def count_permalinks(self, owner: str) -> int:
-        """How many permalinks ``owner`` made."""
-        raise _missing("count_permalinks")
-
-    async def delete_permalink(self, permalink_id: str, owner: str) -> bool:
-        """Forget the permalink with this id if ``owner`` made it; True if it was deleted."""
-        raise _missing("delete_permalink")
-
     # -- deleting a worksheet's runs (broker/deletion.py) ------------------------------------
 
     async def delete_worksheet(self, user: str, worksheet: str) -> DeletedRuns | None:
@@ -387,25 +339,3 @@ class Store(abc.ABC):
         of :meth:`delete_worksheet`): its messages, a part at a time, then it is closed; how
         many messages."""
         raise _missing("finish_deletion")
-
-    # -- worksheet layouts (broker/layouts.py): notes of the page, never work -----------------
-
-    @abc.abstractmethod
-    async def put_layout(self, user: str, worksheet: str, cells: list[dict[str, Any]]) -> None:
-        """Keep ``cells`` (the worksheet's cells in order) as its layout, replacing the last."""
-        raise _missing("put_layout")
-
-    @abc.abstractmethod
-    async def get_layout(self, user: str, worksheet: str) -> list[dict[str, Any]] | None:
-        """The worksheet's last layout, or None if its page never saved one."""
-        raise _missing("get_layout")
-
-    @abc.abstractmethod
-    async def delete_layout(self, user: str, worksheet: str) -> bool:
-        """Forget the worksheet's layout (its page saved no cells); True if it had one."""
-        raise _missing("delete_layout")
-
-    @abc.abstractmethod
-    async def count_layouts(self, user: str) -> int:
-        """How many of ``user``'s worksheets have a layout (the ``--user-layouts`` quota)."""
-        raise _missing("count_layouts")

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+def not_implemented(name: str) -> NotImplementedError:
+    """What a store contract method a backend does not implement raises: it names itself."""
+    return NotImplementedError(f"Store.{name}() is not implemented by this backend")
+
+
 class StoreError(Exception):
     """Base of every store exception; also raised for a database failure (disk, lock, I/O)."""
 

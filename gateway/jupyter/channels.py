@@ -31,6 +31,7 @@ from tornado.web import HTTPError
 
 from protocol import msgtypes as mt
 from protocol.address import is_name
+from protocol.kernels import SHUT_DOWN
 from protocol.queries import unanswered
 from protocol.ratelog import RateLog
 from protocol.recent import forget_oldest
@@ -222,6 +223,8 @@ class ChannelsHandler(SocketHandler):
         msg = json.loads(text)
         msg_type = msg["msg_type"]
         facts = msg["metadata"].pop("cellbus", None) or {}
+        if msg_type == mt.SESSION_CLOSED and msg["content"].get("reason") == SHUT_DOWN:
+            return self.kernel_gone()  # shut down, through this gateway or another one
         if msg_type in wire.HIDDEN or (
                 msg_type == "input_request" and msg["parent_header"].get("session") != self.client):
             return
@@ -256,6 +259,7 @@ class ChannelsHandler(SocketHandler):
             self.answer(request or {}, mt.STATUS, {"execution_state": state}, "iopub")
 
     def kernel_gone(self) -> None:
+        """Shut down: ``dead`` and closed (again when the broker's note comes: a no-op)."""
         self.status("dead")
         self.close(1000, "the kernel was shut down")
 

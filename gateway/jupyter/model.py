@@ -103,9 +103,12 @@ async def start(ask: Ask, user: str, name: str, kernel_id: str | None = None,
     return kernel_id
 
 
-async def stop(ask: Ask, user: str, kernel_id: str) -> None:
-    """End the kernel's session: the kernel is gone (its output stays in the store)."""
-    await ask(mt.RESTART_REQUEST, {}, (user, kernel_id, START_CELL))
+async def stop(ask: Ask, user: str, kernel_id: str, *, for_good: bool = False) -> None:
+    """End the kernel's session: the kernel is gone (its output stays in the store).
+    ``for_good`` (a shutdown, not a restart): every gateway's channels of it are closed
+    (:data:`protocol.kernels.SHUT_DOWN`)."""
+    await ask(mt.RESTART_REQUEST, {"shutdown": True} if for_good else {},
+              (user, kernel_id, START_CELL))
 
 
 async def interrupt(ask: Ask, user: str, kernel_id: str) -> None:
@@ -131,8 +134,10 @@ async def restart(ask: Ask, user: str, kernel_id: str) -> None:
 
 
 async def shut_down(ask: Ask, user: str, kernel_id: str, sockets: Sockets) -> None:
-    """End the kernel; its sockets see ``dead`` and are closed."""
+    """End the kernel; its sockets see ``dead`` and are closed, here at once and on every
+    other gateway when the broker's ``session_closed`` note
+    (:data:`protocol.kernels.SHUT_DOWN`) reaches it."""
     await find(ask, user, kernel_id)
-    await stop(ask, user, kernel_id)
+    await stop(ask, user, kernel_id, for_good=True)
     for socket in sockets.of((user, kernel_id)):
         socket.kernel_gone()

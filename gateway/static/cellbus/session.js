@@ -10,13 +10,17 @@
   const WARN_BEFORE = 120000;
   /** ms past the idle timeout after which a session not said closed gets no countdown. */
   const OVERDUE = 30000;
-  /** The device's words for why it ended a session, as the page says them. */
+  /** What the page says of a session ended on purpose from elsewhere. */
+  const ENDED_ELSEWHERE = "ended from elsewhere (a Restart or Delete worksheet in another tab, "
+    + "or a Jupyter client's shutdown): the next evaluation starts a new session, without "
+    + "the old variables";
+  /** The device's (or broker's) words for why a session ended, as the page says them. */
   const GONE_WHY = {
     "idle timeout": "idle too long; its variables were cleared (the next evaluation starts "
       + "a new session)",
-    "shutdown requested": "ended from elsewhere (a Restart or Delete worksheet in another tab, "
-      + "or a Jupyter client's shutdown): the next evaluation starts a new session, without "
-      + "the old variables",
+    "shutdown requested": ENDED_ELSEWHERE,
+    // the broker's own note of a kernel's shutdown or a deletion (protocol/kernels.py SHUT_DOWN)
+    "shut down": ENDED_ELSEWHERE,
     "device lost": "its machine stopped answering, so its variables are gone (the next "
       + "evaluation starts a new session)",
   };
