@@ -72,22 +72,6 @@
       if (this.request(cell, "interact_request", content) === null) this.poll.interact(cell, content);
     }
 
-    /** A Promise of the session's complete_reply content for `code` with the cursor at
-     * `cursorPos` (code points), or of null: over HTTP, refused, or no answer in time. */
-    complete(cell, code, cursorPos) {
-      return new Promise((resolve) => {
-        const msgId = this.mode === "poll" || !this.up ? null
-          : this.request(cell, "complete_request", {code: code, cursor_pos: cursorPos});
-        if (msgId === null) return resolve(null);
-        const record = this.requests.get(msgId);
-        record.resolve = resolve;
-        setTimeout(() => {
-          if (this.requests.get(msgId) === record) this.requests.delete(msgId);
-          resolve(null);
-        }, COMPLETE_TIMEOUT);
-      });
-    }
-
     /** The worksheet's next request gets a fresh session (its variables are gone). */
     restart(cell) {
       if (this.request(cell, "restart_request", {}) === null) this.poll.restart(cell);
@@ -372,17 +356,11 @@
       }
     }
 
-    /** Run nothing in `cell`'s worksheet session, so its device's idle clock starts again:
-     * under a cell id of its own, so no cell of the page shows it or loses its last run. */
-    keepAlive(cell) {
-      const keeper = {user: cell.user, worksheet: cell.worksheet, cellId: KEEPALIVE_CELL,
-                      options: cell.options, requestId: null, generation: 0,
-                      _accepted() {}, _failed() {}};
-      this.evaluate(keeper, "");
-    }
-
     _replied(record, msgId, type, content) {
-      if (content.ok) {
+      if (record.noSession && content.http_status === 409) {  // channelstart.js
+        this.requests.delete(msgId);
+        record.noSession();
+      } else if (content.ok) {
         record.accepted = true;
         if (record.kind === "execute_request") record.cell._accepted(msgId, content.status);
         else if (record.kind !== "complete_request") this.requests.delete(msgId);  // (its reply)

@@ -26,6 +26,8 @@
  *                 knows no transport
  *   channelsizes.js  Channel's messages too big for the gateway (its limits, a 1009 close):
  *                 the request fails once, saying so, and is never sent again
+ *   channelstart.js  Channel's completions, and a worksheet's session started by a run of
+ *                 nothing (a completion before the first run, Keep)
  *   editor.js     the code box's Tab, Shift+Tab and Enter; CodeMirror 5 on it when the page
  *                 loaded it (static/vendor/codemirror/), in the kernel's language
  *   cell.js       Cell: its options, state and life (evaluate, interrupt, destroy), what its
@@ -33,8 +35,8 @@
  *   cellview.js   Cell's elements: code box, Evaluate button, execution number, working
  *                 indicator, the no-output notice, status, and the output area (class
  *                 "cellbus-output"), drawn once per animation frame; sends cellbus:status,
- *                 cellbus:count, cellbus:session, cellbus:idle, cellbus:closed, cellbus:type
- *                 and cellbus:rendered events
+ *                 cellbus:count, cellbus:session, cellbus:idle, cellbus:closed, cellbus:started,
+ *                 cellbus:type and cellbus:rendered events
  *   celltype.js   Cell's type (a Markdown cell is rendered in place and never sent), its
  *                 kernel's language, its keys (Shift+Enter; Escape then M, Y, A, B)
  *   cellinteracts.js  Cell's @interacts: presets, what their controls send, each run's
