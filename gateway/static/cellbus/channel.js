@@ -94,8 +94,9 @@
       return this.poll.url(cell, action);
     }
 
-    fetch(url, init) {
-      return this.poll.fetch(url, init);
+    /** fetch() with the token, its answer read whole (PollTransport.ask). */
+    ask(url, init) {
+      return this.poll.ask(url, init);
     }
 
     /** Send an execute (interrupt, interact) request for `cell`; returns the request's msg_id,
