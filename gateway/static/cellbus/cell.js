@@ -173,10 +173,7 @@
       if (type === "execute_input" || (type === "status" && msg.content.execution_state === "busy")) {
         this._running();
       }
-      if (type === "execute_input" && counted(msg.content.code, msg.content.execution_count)) {
-        this._setCount(String(msg.content.execution_count));
-        this._event("count", {count: msg.content.execution_count});
-      }
+      if (type === "execute_input") this._counted(msg.content.code, msg.content.execution_count);
       if (this.fold.apply(seq, msg)) this._show(this.fold.view());
       if (type === "execute_reply") {
         this.replyStatus = msg.content.status;
@@ -185,6 +182,15 @@
         const reply = this.replyStatus;
         this._finish(reply === "ok" || !reply ? "done" : reply === "aborted" ? "aborted" : "error");
       }
+    }
+
+    /** The run's execution number `count` (its code: `code`), once known, from its
+     * execute_input or its /update document: shown, and told to the page (cellbus:count)
+     * once. */
+    _counted(code, count) {
+      if (!counted(code, count) || this.count.textContent === "[" + count + "]") return;
+      this._setCount(String(count));
+      this._event("count", {count: count});
     }
 
     _connection(up) {

@@ -131,6 +131,7 @@
           return;
         }
         this._showDocument(cell, next);
+        cell._counted(next.input, next.execution_count);  // as its execute_input shows it
         if (next.status === "working") cell._running();
         if (next.status === "done" || next.status === "error") {
           showUsage(cell, next.usage);
