@@ -24,6 +24,8 @@
  *                 WebSocket gets through. Both have one interface (evaluate, interrupt,
  *                 interact, restart, complete, follow, document, register, unregister, forget): a Cell
  *                 knows no transport
+ *   channelin.js  Channel's incoming messages: replies to the page's requests, and the
+ *                 subscribed worksheets' output, each to the cells it is for
  *   channelsizes.js  Channel's messages too big for the gateway (its limits, a 1009 close):
  *                 the request fails once, saying so, and is never sent again
  *   channelstart.js  Channel's completions, and a worksheet's session started by a run of
