@@ -63,3 +63,37 @@ def test_tab_completes_before_the_worksheets_first_run(page: Any, web: Chain) ->
     assert layout["ran"] == ["1"], layout
     assert len(starts) == 1, starts
     assert console.settled(page) == []
+
+
+def test_tab_completes_over_long_polling_too(page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that where no WebSocket gets through, Tab completes as it does over one (POST
+    …/complete, gateway/completions.py), before the first run too: the session is started
+    once (an evaluate of nothing over HTTP) and the bar says so; no request fails."""
+    console = Console(page)
+    page.route_web_socket("**/ws", lambda ws: ws.close())
+    starts: list[str] = []
+    page.on("request", lambda r: r.url.endswith("/keepalive/evaluate") and starts.append(r.url))
+    cells = open_worksheet(page, web)
+    first = cells.nth(0)
+    expect(session_state(page)).to_have_text(NO_SESSION)
+    code_box(first).fill("x = isinst")
+    code_box(first).press("End")
+    for _ in range(20):  # the page takes to HTTP once its second socket closed: a Tab
+        code_box(first).press("Tab")  # before that completes nothing (and changes nothing)
+        try:
+            expect(code_of(first)).to_have_value("x = isinstance", timeout=1000)
+            break
+        except AssertionError:
+            continue
+    expect(code_of(first)).to_have_value("x = isinstance")
+    expect(session_state(page)).to_have_text("idle")
+    code_box(cells.nth(1)).fill("sorte")
+    code_box(cells.nth(1)).press("End")
+    code_box(cells.nth(1)).press("Tab")
+    expect(code_of(cells.nth(1))).to_have_value("sorted")
+    code_box(first).press("Control+a")  # typed over
+    run(first, "print(abs(-3))")
+    expect(first.locator(".cellbus-output")).to_have_text("3")
+    expect(first.locator(".cellbus-count")).to_have_text("[1]")
+    assert len(starts) == 1, starts
+    assert console.settled(page) == []

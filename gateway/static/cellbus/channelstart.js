@@ -26,10 +26,12 @@
       return again === NO_SESSION ? null : again;
     },
 
-    /** One complete_request: its reply's content, null, or NO_SESSION (refused: 409). */
+    /** One complete_request: its reply's content, null, or NO_SESSION (refused: 409). Over
+     * HTTP, PollTransport's. */
     _ask(cell, code, cursorPos) {
+      if (this.mode === "poll") return this.poll.complete(cell, code, cursorPos);
       return new Promise((resolve) => {
-        const msgId = this.mode === "poll" || !this.up ? null
+        const msgId = !this.up ? null
           : this.request(cell, "complete_request", {code: code, cursor_pos: cursorPos});
         if (msgId === null) return resolve(null);
         const record = this.requests.get(msgId);
@@ -65,12 +67,17 @@
     },
 
     /** Evaluate nothing under KEEPALIVE_CELL: a Promise of whether the run ended (its idle
-     * status came) within `timeout` ms; false if it failed or over HTTP. */
+     * status came, or over HTTP its /update said done) within `timeout` ms; false if it
+     * failed. A stand-in cell with no place on the page takes what the transport says. */
     runNothing(cell, timeout) {
       return new Promise((resolve) => {
         const keeper = {user: cell.user, worksheet: cell.worksheet, cellId: KEEPALIVE_CELL,
                         options: cell.options, requestId: null, generation: 0, busy: true,
-                        _accepted() {}, _running() {}, _show() {}, _connection() {}};
+                        element: document.createElement("div"),  // its usage line goes here
+                        _accepted(msgId) {  // over HTTP it learns its msg_id here
+                          if (keeper.requestId === null && keeper.busy) keeper.requestId = msgId;
+                        },
+                        _running() {}, _show() {}, _connection() {}, _counted() {}};
         const timer = setTimeout(() => done(false), timeout);
         const done = (ran) => {
           clearTimeout(timer);
@@ -84,8 +91,7 @@
         keeper._message = (seq, msg) => {
           if (msgTypeOf(msg) === "status" && msg.content.execution_state === "idle") done(true);
         };
-        keeper.requestId = this.evaluate(keeper, "");
-        if (keeper.requestId === null) done(false);  // over HTTP: it goes, nobody waits
+        keeper.requestId = this.evaluate(keeper, "");  // null over HTTP: see _accepted
       });
     },
   });

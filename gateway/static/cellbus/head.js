@@ -17,7 +17,8 @@
  *                 OutputView keeps on screen
  *   interact.js   an @interact's controls (built once) and its output under them; a change
  *                 sends an interact_request, and each run's output replaces the last
- *   poll.js       PollTransport: the HTTP API (POST evaluate, long-poll update)
+ *   poll.js       PollTransport: the HTTP API (POST evaluate, long-poll update, POST
+ *                 complete), each answer read whole
  *   channel.js    Channel, the WebSocket transport: one socket per page and gateway, shared
  *                 by all cells; subscribes to each worksheet with the last seq seen,
  *                 reconnects with backoff, and hands every cell to its PollTransport when no

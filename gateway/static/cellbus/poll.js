@@ -160,9 +160,20 @@
       this.ask(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
     }
 
-    /** No completions over HTTP (the API has none): a Promise of null. */
-    complete(cell, code, cursorPos) {
-      return Promise.resolve(null);
+    /** The session's completions over HTTP (POST …/complete, gateway/completions.py): a
+     * Promise of its complete_reply content, NO_SESSION when the worksheet runs none
+     * (channelstart.js starts one then), or null (refused, or the request failed). */
+    async complete(cell, code, cursorPos) {
+      try {
+        const r = await this.ask(this.url(cell, "complete"), {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({code: code, cursor_pos: cursorPos}),
+        });
+        if (!r.ok || !isObject(r.body)) return null;
+        return r.body.session === false ? NO_SESSION : r.body;
+      } catch (e) {
+        return null;
+      }
     }
 
     /** POST an interact request, one at a time per interact (the newest waiting one next),
