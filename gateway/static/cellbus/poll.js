@@ -1,10 +1,10 @@
   // ---- PollTransport: the HTTP API (POST evaluate, long-poll update) ------------------------
 
   /** The HTTP API behind the same interface as Channel (evaluate, interrupt, interact,
-   * follow, document, register, forget, connected), for pages where no WebSocket gets
-   * through. It tells a cell what happens by the same calls Channel makes: _accepted,
-   * _running, _show, _finish, _failed, _connection and the _interact* ones. Over HTTP the
-   * cell sees whole blocks (/update's), not messages to fold. */
+   * complete, follow, document, register, forget, connected), for pages where no WebSocket
+   * gets through. It tells a cell what happens by the same calls Channel makes: _accepted,
+   * _running, _counted, _show, _finish, _failed, _connection and the _interact* ones. Over
+   * HTTP the cell sees whole blocks (/update's), not messages to fold. */
   class PollTransport {
     constructor(server, token) {
       this.server = server;
