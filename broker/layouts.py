@@ -101,6 +101,10 @@ class Layouts:
         current = await self.store.get_layout(user, worksheet) if given or budget.quota \
             else None
         if given and base != revision(current):  # (read under the worksheet's lock)
+            if current is None and base is not None:
+                raise Refused(409, f"worksheet {worksheet} was deleted (Delete worksheet in "
+                                   "another tab, or a DELETE of it) since this page loaded "
+                                   "it; nothing was saved")
             raise Refused(409, f"the cells of worksheet {worksheet} were changed elsewhere (in "
                                "another tab or browser) since this page loaded them; reload "
                                "to see them")

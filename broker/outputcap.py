@@ -18,6 +18,7 @@ import uuid
 from typing import Final
 
 from protocol import msgtypes as mt
+from protocol import outputwords
 from protocol.packing import packer
 from protocol.wire import Message
 
@@ -45,10 +46,6 @@ def message_size(msg: Message) -> int:
         return size + len(_pack(msg.get("content")))
     except (TypeError, ValueError, OverflowError):  # the store refuses it, and says so
         return size
-
-
-def _mib(n: int) -> str:
-    return f"{n / 2**20:g} MiB"
 
 
 def _user_of(msg: Message) -> str:
@@ -175,13 +172,9 @@ class OutputCap:
         cap, quota = self.cell_output, self.user_output
         user_used = self.users.used(user)
         if cap and used + size > cap:
-            why = (f"output truncated at {_mib(cap)}, the most one run of a cell keeps (the "
-                   "broker's --cell-output); the cell keeps running, and what it prints from "
-                   "here on is not kept")
+            why = outputwords.kept_cut(cap)
         elif quota and user_used + size > quota:
-            why = (f"output truncated: {user} has stored {_mib(user_used)} of output, the "
-                   f"most one user may keep (the broker's --user-output {_mib(quota)}); the "
-                   "cell keeps running, and what it prints from here on is not kept")
+            why = outputwords.user_cut(user, user_used, quota)
         else:
             self._runs[parent] = used + size
             while len(self._runs) > MAX_RUNS:
@@ -202,4 +195,4 @@ class OutputCap:
                 "parent_header": msg["parent_header"],
                 "metadata": {"cellbus": dict(msg["metadata"].get("cellbus") or {})},
                 "content": {"name": name if name in ("stdout", "stderr") else "stderr",
-                            "text": f"\n[cellbus: {why}]\n"}}
+                            "text": outputwords.notice(why)}}

@@ -12,7 +12,8 @@ with ``--auth token`` can live with:
     a user at the cap goes on using the sessions they have.
 ``--cell-output BYTES`` (:data:`CELL_OUTPUT`)
     Output stored per run of a cell. The message that would pass it is replaced by a notice
-    in the cell ("output truncated at N MiB ...") and the rest of that run's output is
+    in the cell ("output truncated here: this run printed more than N MiB ...",
+    :mod:`protocol.outputwords`) and the rest of that run's output is
     dropped, but never its reply or status messages, so the cell still ends ``done`` or
     ``error`` as its code did. The code keeps running (the device's ``--max-output`` is what
     stops a run).

@@ -37,6 +37,7 @@ from typing import Any
 
 from protocol.kernels import DEFAULT_KERNEL
 from protocol import msgtypes as mt
+from protocol import outputwords
 from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
 from protocol.link import OverseerLink
@@ -333,12 +334,9 @@ class Worker:
 
     async def _cut_output(self) -> None:
         limit = self.max_output
-        await self._emit(mt.STREAM, {"name": "stderr", "text": (
-            f"\ncellbus: output cut here: this cell printed more than {limit / 2**20:g} MiB "
-            "(--max-output).\n")})
-        self.stop_for_limit("OutputLimitExceeded", f"this cell's output passed the "
-                            f"{limit / 2**20:g} MiB limit (--max-output); the rest was cut and "
-                            "the cell was stopped; the session restarts fresh")
+        await self._emit(mt.STREAM, {"name": "stderr",
+                                     "text": outputwords.notice(outputwords.printed_cut(limit))})
+        self.stop_for_limit(outputwords.PRINTED_TOO_MUCH, outputwords.printed_stop(limit))
 
     async def _reap(self) -> None:
         self.link.close()

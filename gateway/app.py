@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from . import health, layouts, notebook, pages, permalinks, worksheets
+from . import completions, health, layouts, notebook, pages, permalinks, worksheets
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
@@ -55,6 +55,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             (CELL + r"/interact", InteractHandler),
             (CELL + r"/input", InputHandler),
             (CELL + r"/restart", RestartHandler),
+            *completions.ROUTES,
             (CELL + r"/files/([0-9]{1,18})/([^/]+)", FileHandler),
             (r"/ws", SocketHandler),
             (r"/kernels", KernelsHandler),

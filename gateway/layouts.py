@@ -14,9 +14,11 @@ per user name, binds no one) let one client fill the store's disk with new works
 
 from __future__ import annotations
 
-from protocol import msgtypes as mt
-
 from collections import OrderedDict
+
+from tornado.web import HTTPError
+
+from protocol import msgtypes as mt
 
 from .base import BaseHandler, check_address, fail
 from .guard import charge
@@ -42,11 +44,18 @@ class SavedLayouts:
             self._saved.popitem(last=False)
 
 
+#: A save's ``on_conflict`` that has a conflict answered 200 (:meth:`LayoutHandler.post`).
+REPORT = "report"
+
+
 class LayoutHandler(BaseHandler):
     """``GET`` -> ``{"cells": [{id, type, code}] or null, "revision", "ran": [cell ids
     with runs] (null: too many to list)}``; ``POST {"cells":
     [...], "base": REVISION?}`` -> ``{"cells": N, "revision"}``, or 409 if ``base`` (the
-    revision the page loaded) is no longer the stored one."""
+    revision the page loaded) is no longer the stored one. With ``"on_conflict":
+    "report"`` that conflict is answered 200 ``{"saved": false, "conflict": "deleted" or
+    "changed", "error"}`` instead: the worksheet page expects it (the worksheet was deleted
+    or saved by another tab), and a browser logs every 4xx answer as a console error."""
 
     async def get(self, user: str, worksheet: str, what: str) -> None:
         reply = await self.ask(mt.WORKSHEET_LAYOUT_GET_REQUEST, {},
@@ -64,8 +73,16 @@ class LayoutHandler(BaseHandler):
         content = {"cells": body.get("cells")}
         if "base" in body:
             content["base"] = body["base"]
-        reply = await self.ask(mt.WORKSHEET_LAYOUT_REQUEST, content,
-                               check_address(user, worksheet, what))
+        address = check_address(user, worksheet, what)
+        try:
+            reply = await self.ask(mt.WORKSHEET_LAYOUT_REQUEST, content, address)
+        except HTTPError as e:
+            if e.status_code != 409 or body.get("on_conflict") != REPORT:
+                raise
+            stored = await self.ask(mt.WORKSHEET_LAYOUT_GET_REQUEST, {}, address)
+            gone = stored["content"].get("cells") is None
+            return self.write_json(200, {"saved": False, "error": e.reason,
+                                         "conflict": "deleted" if gone else "changed"})
         saved.add((user, worksheet))
         self.write_json(200, {k: reply["content"].get(k) for k in ("cells", "revision")})
 

@@ -28,8 +28,8 @@ from tornado.web import StaticFileHandler
 #: each one holds).
 FOLDER = Path(__file__).resolve().parent / "static" / "cellbus"
 PARTS = ("helpers.js", "fold.js", "textview.js", "renderers.js", "interact.js", "poll.js",
-         "channel.js", "channelsizes.js", "editor.js", "cell.js", "cellview.js", "celltype.js",
-         "cellinteracts.js",
+         "channel.js", "channelin.js", "channelsizes.js", "channelstart.js", "editor.js",
+         "cell.js", "cellview.js", "celltype.js", "cellinteracts.js",
          "usage.js", "session.js", "worksheet.js")
 #: Where tornado would look for the file the parts make.
 SERVED = str(FOLDER.parent / "cellbus.js")

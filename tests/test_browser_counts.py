@@ -1,14 +1,20 @@
 """Execution numbers on the worksheet page, in real Chromium over a real chain: a reload
 shows each cell's number and usage line again (an interrupted cell's too), a blank cell
-shows none, and Keep (the idle warning's button) is no run the session counts."""
+shows none, Keep (the idle warning's button) is no run the session counts, and long polling
+(no WebSocket gets through) shows the numbers as the WebSocket does."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
+import pytest
+
 from harness import Chain
-from test_browser import browser, expect, open_worksheet, page, run, web  # noqa: F401
+from test_browser import (browser, code_box, expect, open_worksheet, page, run,  # noqa: F401
+                          web)
+from test_browser_complete_first import session_state
+from test_browser_console import Console
 
 
 def count_of(cell: Any) -> Any:
@@ -72,3 +78,38 @@ def test_keep_is_no_run_of_a_cell(page: Any, chain: Chain) -> None:
     expect(count_of(cells.nth(1))).to_have_text("[2]")
     status, layout = chain.http("GET", f"/home/guest/{ws}/layout")
     assert status == 200 and layout["ran"] == ["1", "2"], layout
+
+
+@pytest.mark.parametrize("mode", ["websocket", "poll"])
+def test_both_modes_show_the_same_things(page: Any, web: Chain, mode: str) -> None:  # noqa: F811
+    """Tests that WebSocket mode and long-polling mode (no WebSocket gets through) show the
+    same: each run's execution number as soon as it runs ([1], an error's [2], a running
+    and then interrupted run's [3]), a blank run none, the usage line, and the session
+    bar's state; long polling showed no number at all."""
+    console = Console(page)
+    if mode == "poll":
+        page.route_web_socket("**/ws", lambda ws: ws.close())
+    cells = open_worksheet(page, web)
+    first, second, third = cells.nth(0), cells.nth(1), cells.nth(2)
+    run(first, "print('one')")
+    expect(first.locator(".cellbus-output")).to_have_text("one")
+    expect(first.locator(".cellbus-count")).to_have_text("[1]")
+    expect(first.locator(".cellbus-usage")).to_contain_text("CPU ")
+    expect(session_state(page)).to_have_text("idle")
+    run(second, "1 / 0")
+    expect(second).to_have_attribute("data-status", "error")
+    expect(second.locator(".cellbus-count")).to_have_text("[2]")
+    run(third, "import time\nprint('started', flush=True)\ntime.sleep(60)")
+    expect(third.locator(".cellbus-output")).to_have_text("started")
+    expect(third.locator(".cellbus-count")).to_have_text("[3]")
+    expect(session_state(page)).to_have_text("busy")
+    third.get_by_role("button", name="Stop").click()
+    expect(third).to_have_attribute("data-status", "error")
+    expect(third.locator(".cellbus-count")).to_have_text("[3]")
+    expect(third.locator(".cellbus-usage")).to_contain_text("wall ")
+    code_box(first).press("Control+a")  # typed over
+    run(first, "  ")
+    expect(first).to_have_attribute("data-status", "done")
+    expect(first.locator(".cellbus-count")).to_be_hidden()
+    assert console.settled(page) == []
+

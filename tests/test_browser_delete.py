@@ -77,3 +77,31 @@ def test_a_page_whose_worksheet_is_deleted_elsewhere_says_its_session_ended_from
     expect(state).to_have_text("idle")
     assert call(web.port, "DELETE", f"/home/guest/{ws}").status == 200
     expect(state).to_contain_text("ended from elsewhere (a Restart or Delete worksheet")
+
+
+def test_the_delete_note_goes_once_it_no_longer_holds(page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that the note over the cells goes once what it says no longer holds: "not
+    deleted" (a cell runs) once no cell runs (here the run is stopped), after which the
+    worksheet is deleted; and "Run all stopped at cell 1" once a cell runs again. It stayed
+    on the page after the run had stopped."""
+    cells = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    note = page.locator("#notebook-note")
+    code_box(cells.nth(0)).fill("1 / 0")
+    page.get_by_role("button", name="Run all").click()
+    expect(note).to_have_text("Run all stopped at cell 1 (error): the cells after it did not "
+                              "run.")
+    code_box(cells.nth(0)).press("Control+a")
+    run(cells.nth(0), "import time\nprint('running', flush=True)\ntime.sleep(60)")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("running")
+    expect(note).to_have_text("")  # a cell ran since Run all
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete worksheet").click()
+    expect(note).to_contain_text("was not deleted")
+    cells.nth(0).get_by_role("button", name="Stop").click()
+    expect(cells.nth(0)).to_have_attribute("data-status", "error")
+    expect(note).to_have_text("")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete worksheet").click()
+    page.wait_for_url(lambda url: f"ws={ws}" not in url)
+    assert call(web.port, "GET", f"/home/guest/{ws}/1/update").status == 404

@@ -107,7 +107,7 @@ def test_printing_100_mb_is_cut_at_the_limit_and_the_broker_stays_bounded(chain:
     doc = chain.wait_done("u/w/flood", timeout=120)
     assert doc["status"] == "error"
     text = " ".join(str(v) for v in doc["output"].values())
-    assert "OutputLimitExceeded" in text and "output cut here" in text
+    assert "OutputLimitExceeded" in text and "output stopped here" in text
     stdout = sum(len(v.get("content", "")) for k, v in doc["output"].items()
                  if k.startswith("stdout") and isinstance(v, dict))
     assert 8 * 2**20 <= stdout <= 17 * 2**20, stdout

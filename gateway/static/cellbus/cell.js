@@ -77,13 +77,14 @@
       this.element.classList.remove("cellbus-cell");
     }
 
-    /** This cell's URL for `action` on its gateway, and fetch() with its token. */
+    /** This cell's URL for `action` on its gateway, and fetch() with its token, its
+     * answer read whole (PollTransport.ask). */
     _url(action) {
       return this.channel.url(this, action);
     }
 
-    _fetch(url, init) {
-      return this.channel.fetch(url, init);
+    _ask(url, init) {
+      return this.channel.ask(url, init);
     }
 
     /** Evaluate the code in the input; the old output stays, marked stale, until new comes. */
@@ -172,10 +173,7 @@
       if (type === "execute_input" || (type === "status" && msg.content.execution_state === "busy")) {
         this._running();
       }
-      if (type === "execute_input" && counted(msg.content.code, msg.content.execution_count)) {
-        this._setCount(String(msg.content.execution_count));
-        this._event("count", {count: msg.content.execution_count});
-      }
+      if (type === "execute_input") this._counted(msg.content.code, msg.content.execution_count);
       if (this.fold.apply(seq, msg)) this._show(this.fold.view());
       if (type === "execute_reply") {
         this.replyStatus = msg.content.status;
@@ -184,6 +182,15 @@
         const reply = this.replyStatus;
         this._finish(reply === "ok" || !reply ? "done" : reply === "aborted" ? "aborted" : "error");
       }
+    }
+
+    /** The run's execution number `count` (its code: `code`), once known, from its
+     * execute_input or its /update document: shown, and told to the page (cellbus:count)
+     * once. */
+    _counted(code, count) {
+      if (!counted(code, count) || this.count.textContent === "[" + count + "]") return;
+      this._setCount(String(count));
+      this._event("count", {count: count});
     }
 
     _connection(up) {
@@ -241,13 +248,13 @@
     /** Answer the prompt the cell's run waits on; null when sent, else what went wrong. */
     async answerPrompt(value, prompt) {
       try {
-        const r = await this._fetch(this._url("input"), {
+        const r = await this._ask(this._url("input"), {
           method: "POST", headers: {"Content-Type": "application/json"},
           body: JSON.stringify(Number.isInteger(prompt) ? {value: value, prompt: prompt}
                                : {value: value}),
         });
         if (r.status === 202) return null;
-        const body = await r.json().catch(() => ({}));
+        const body = r.body || {};
         // 409: answered already (maybe by an earlier try of ours whose reply was lost),
         // stale, or the run ended; the output shows which once it updates.
         if (r.status === 409) {

@@ -67,7 +67,8 @@
 
   /** Ask the session to complete the name before the cursor; one match is put in at once,
    * several are offered in show-hint's list. Nothing happens if the code changed meanwhile
-   * or no completion came (HTTP, no session yet). Jupyter counts the cursor in code points,
+   * or no completion came (HTTP; a worksheet with no session gets one first, see
+   * channelstart.js). Jupyter counts the cursor in code points,
    * JavaScript strings in UTF-16 units. */
   function complete(cm, cell) {
     const code = cm.getValue();

@@ -17,15 +17,20 @@
  *                 OutputView keeps on screen
  *   interact.js   an @interact's controls (built once) and its output under them; a change
  *                 sends an interact_request, and each run's output replaces the last
- *   poll.js       PollTransport: the HTTP API (POST evaluate, long-poll update)
+ *   poll.js       PollTransport: the HTTP API (POST evaluate, long-poll update, POST
+ *                 complete), each answer read whole
  *   channel.js    Channel, the WebSocket transport: one socket per page and gateway, shared
  *                 by all cells; subscribes to each worksheet with the last seq seen,
  *                 reconnects with backoff, and hands every cell to its PollTransport when no
  *                 WebSocket gets through. Both have one interface (evaluate, interrupt,
  *                 interact, restart, complete, follow, document, register, unregister, forget): a Cell
  *                 knows no transport
+ *   channelin.js  Channel's incoming messages: replies to the page's requests, and the
+ *                 subscribed worksheets' output, each to the cells it is for
  *   channelsizes.js  Channel's messages too big for the gateway (its limits, a 1009 close):
  *                 the request fails once, saying so, and is never sent again
+ *   channelstart.js  Channel's completions, and a worksheet's session started by a run of
+ *                 nothing (a completion before the first run, Keep)
  *   editor.js     the code box's Tab, Shift+Tab and Enter; CodeMirror 5 on it when the page
  *                 loaded it (static/vendor/codemirror/), in the kernel's language
  *   cell.js       Cell: its options, state and life (evaluate, interrupt, destroy), what its
@@ -33,8 +38,8 @@
  *   cellview.js   Cell's elements: code box, Evaluate button, execution number, working
  *                 indicator, the no-output notice, status, and the output area (class
  *                 "cellbus-output"), drawn once per animation frame; sends cellbus:status,
- *                 cellbus:count, cellbus:session, cellbus:idle, cellbus:closed, cellbus:type
- *                 and cellbus:rendered events
+ *                 cellbus:count, cellbus:session, cellbus:idle, cellbus:closed, cellbus:started,
+ *                 cellbus:type and cellbus:rendered events
  *   celltype.js   Cell's type (a Markdown cell is rendered in place and never sent), its
  *                 kernel's language, its keys (Shift+Enter; Escape then M, Y, A, B)
  *   cellinteracts.js  Cell's @interacts: presets, what their controls send, each run's

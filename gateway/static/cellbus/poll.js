@@ -1,10 +1,10 @@
   // ---- PollTransport: the HTTP API (POST evaluate, long-poll update) ------------------------
 
   /** The HTTP API behind the same interface as Channel (evaluate, interrupt, interact,
-   * follow, document, register, forget, connected), for pages where no WebSocket gets
-   * through. It tells a cell what happens by the same calls Channel makes: _accepted,
-   * _running, _show, _finish, _failed, _connection and the _interact* ones. Over HTTP the
-   * cell sees whole blocks (/update's), not messages to fold. */
+   * complete, follow, document, register, forget, connected), for pages where no WebSocket
+   * gets through. It tells a cell what happens by the same calls Channel makes: _accepted,
+   * _running, _counted, _show, _finish, _failed, _connection and the _interact* ones. Over
+   * HTTP the cell sees whole blocks (/update's), not messages to fold. */
   class PollTransport {
     constructor(server, token) {
       this.server = server;
@@ -38,12 +38,19 @@
       return this.server + "home/" + parts.join("/") + "/" + action;
     }
 
-    /** fetch(), with the token (if there is one) in an Authorization header. */
-    fetch(url, init) {
-      if (!this.token) return fetch(url, init);
-      const o = Object.assign({}, init || {});
-      o.headers = Object.assign({}, o.headers || {}, {Authorization: "Bearer " + this.token});
-      return fetch(url, o);
+    /** fetch() `url`, with the token (if there is one) in an Authorization header, and
+     * read its answer whole: {status, ok, body: its JSON, or null}. Every request the page
+     * makes is read to its end: one whose answer is not read stays open (DevTools shows it
+     * pending, for good) and a reload aborts it. Rejects as fetch() does. */
+    async ask(url, init) {
+      let o = init;
+      if (this.token) {
+        o = Object.assign({}, init || {});
+        o.headers = Object.assign({}, o.headers || {}, {Authorization: "Bearer " + this.token});
+      }
+      const r = await fetch(url, o);
+      const body = await r.json().catch(() => null);
+      return {status: r.status, ok: r.ok, body: body};
     }
 
     /** Why a fetch() to the gateway failed. A browser hides why: a page of an origin the
@@ -63,9 +70,9 @@
     /** The cell's /update document after `since` (waiting up to `wait` s), or null. */
     async document(cell, since, wait) {
       try {
-        const r = await this.fetch(this.url(cell, "update?since=" + since
-                                             + (wait ? "&wait=" + wait : "")), {cache: "no-store"});
-        return r.ok ? await r.json() : null;
+        const r = await this.ask(this.url(cell, "update?since=" + since
+                                           + (wait ? "&wait=" + wait : "")), {cache: "no-store"});
+        return r.ok && isObject(r.body) ? r.body : null;
       } catch (e) {
         return null;
       }
@@ -79,20 +86,20 @@
 
     async _evaluate(cell, code) {
       const gen = cell.generation;
-      let r, body;
+      let r;
       try {
-        r = await this.fetch(this.url(cell, "evaluate"), {
+        r = await this.ask(this.url(cell, "evaluate"), {
           method: "POST", headers: {"Content-Type": "application/json"},
           body: JSON.stringify(cell.options.kernel ? {input: code, kernel: cell.options.kernel}
                                : {input: code}),
         });
-        body = await r.json().catch(() => ({}));
       } catch (e) {
         const why = await this.whyFailed(cell);
         if (gen === cell.generation) cell._failed(why);
         return;
       }
       if (gen !== cell.generation) return;
+      const body = r.body || {};
       if (r.status !== 202) {
         cell._failed("The server refused this evaluation: " + (body.error || "HTTP " + r.status));
         return;
@@ -124,6 +131,7 @@
           return;
         }
         this._showDocument(cell, next);
+        cell._counted(next.input, next.execution_count);  // as its execute_input shows it
         if (next.status === "working") cell._running();
         if (next.status === "done" || next.status === "error") {
           showUsage(cell, next.usage);
@@ -145,16 +153,27 @@
     }
 
     interrupt(cell) {
-      this.fetch(this.url(cell, "interrupt"), {method: "POST"}).catch(() => {});
+      this.ask(this.url(cell, "interrupt"), {method: "POST"}).catch(() => {});
     }
 
     restart(cell) {
-      this.fetch(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
+      this.ask(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
     }
 
-    /** No completions over HTTP (the API has none): a Promise of null. */
-    complete(cell, code, cursorPos) {
-      return Promise.resolve(null);
+    /** The session's completions over HTTP (POST …/complete, gateway/completions.py): a
+     * Promise of its complete_reply content, NO_SESSION when the worksheet runs none
+     * (channelstart.js starts one then), or null (refused, or the request failed). */
+    async complete(cell, code, cursorPos) {
+      try {
+        const r = await this.ask(this.url(cell, "complete"), {
+          method: "POST", headers: {"Content-Type": "application/json"},
+          body: JSON.stringify({code: code, cursor_pos: cursorPos}),
+        });
+        if (!r.ok || !isObject(r.body)) return null;
+        return r.body.session === false ? NO_SESSION : r.body;
+      } catch (e) {
+        return null;
+      }
     }
 
     /** POST an interact request, one at a time per interact (the newest waiting one next),
@@ -175,20 +194,19 @@
       const gen = cell.generation;
       try {
         while (content && gen === cell.generation) {
-          let r, body;
+          let r;
           try {
-            r = await this.fetch(this.url(cell, "interact"), {
+            r = await this.ask(this.url(cell, "interact"), {
               method: "POST", headers: {"Content-Type": "application/json"},
               body: JSON.stringify(content),
             });
-            body = await r.json().catch(() => ({}));
           } catch (e) {
             r = null;
           }
           if (!r) {
             cell._interactFailed(id, await this.whyFailed(cell));
           } else if (r.status !== 202) {
-            cell._interactRefused(id, body.error || "HTTP " + r.status);
+            cell._interactRefused(id, (r.body || {}).error || "HTTP " + r.status);
           } else {
             this._followInteract(cell, content);
           }

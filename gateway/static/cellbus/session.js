@@ -75,6 +75,14 @@
       this.show();
     }
 
+    /** A run of nothing started the session (a completion asked before any run): it is
+     * there, idle, with none of a gone one's variables. */
+    started() {
+      this.known = true;
+      this.why = null;
+      this.show();
+    }
+
     /** The session went idle at `since` (ms) and its device ends it after `timeout` s
      * idle: a warning shows shortly before, with Keep. */
     idled(since, timeout) {

@@ -69,6 +69,7 @@
     });
     list.addEventListener("cellbus:session", () => session.replaced());
     list.addEventListener("cellbus:closed", (event) => session.closed(event.detail.reason));
+    list.addEventListener("cellbus:started", () => session.started());
     list.addEventListener("cellbus:idle", (event) => session.idled(event.detail.since,
                                                                    event.detail.timeout));
     list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));

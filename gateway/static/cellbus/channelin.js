@@ -1,0 +1,158 @@
+  // ---- Channel: what the gateway sends, to the cells it is for ----------------------------
+
+  // Methods of Channel (channel.js, which keeps the socket's life and what goes out). In
+  // come replies to this page's requests (keyed by the request's msg_id, its
+  // parent_header) and the output of the worksheets it subscribed to (each seq once, in
+  // order; a new session starts again at seq 1): a run's output goes to the cell that asked
+  // for it, an interact's to every cell showing that interact, a completion's reply to the
+  // Promise that waits for it, and the broker's notes on the worksheet's session (ended, idle)
+  // to the page as events. Output may come before its request's reply: both are keyed by the
+  // request's msg_id.
+  Object.assign(Channel.prototype, {
+    _receive(raw) {
+      let msg;
+      try {
+        msg = JSON.parse(raw);
+      } catch (e) {
+        return;
+      }
+      if (!isObject(msg) || !isObject(msg.content)) return;
+      const type = msg.msg_type || (isObject(msg.header) ? msg.header.msg_type : null);
+      const parent = isObject(msg.parent_header) ? msg.parent_header.msg_id : null;
+      const facts = cellbusFacts(msg);
+      if (facts && Number.isInteger(facts.seq)) {
+        this._output(msg, facts, parent);
+      } else if (type === "subscribe_reply") {
+        this._subscribed(msg.content, parent);
+      } else if (parent && this.requests.has(parent)) {
+        this._replied(this.requests.get(parent), parent, type, msg.content);
+      }
+    },
+
+    _subscribed(content, parent) {
+      for (const sub of this.subs.values()) {
+        if (sub.pending !== parent) continue;
+        sub.pending = null;
+        if (!content.ok) {  // the broker is away: ask again soon
+          const ws = this.ws;
+          setTimeout(() => {
+            if (this.ws === ws && ws.readyState === WebSocket.OPEN) this._subscribe(sub);
+          }, 2000);
+          return;
+        }
+        this._noteLimits(content);
+        if (content.session && content.session !== sub.session) this._newSession(sub, content.session);
+        if (Number.isInteger(content.seq)) sub.last = Math.max(sub.last, content.seq);
+        this._adoptPrompts(sub);
+      }
+      if (!this.up) {
+        if (this.everUp) setTimeout(() => this._eachCell((cell) => cell._resync()), RESYNC_DELAY);
+        this.up = this.everUp = true;
+        this.failures = 0;
+        this._tellCells(true);
+      }
+    },
+
+    /** While a subscription replays, note the prompts of runs this page did not start that
+     * still wait (nothing of the run came after its prompt). */
+    _notePrompt(sub, msg, facts, parent) {
+      if (!sub.prompts) sub.prompts = new Map();
+      if (msgTypeOf(msg) === "input_request" && sub.pending) {
+        sub.prompts.set(parent, {seq: facts.seq, msg: msg, cellId: String(facts.cell_id)});
+      } else {
+        sub.prompts.delete(parent);
+      }
+    },
+
+    /** After a replay (a page that reloaded): a cell with no run of its own takes over a run
+     * of its that waits on a prompt, so the box shows again and the rest of the run follows. */
+    _adoptPrompts(sub) {
+      const prompts = sub.prompts || new Map();
+      sub.prompts = new Map();
+      for (const [parent, prompt] of prompts) {
+        for (const cell of sub.cells) {
+          if (cell.cellId !== prompt.cellId || !cell.adoptRun(parent)) continue;
+          this.requests.set(parent, {cell: cell, msg: null, kind: "execute_request", sent: true,
+                                     accepted: true});
+          cell._message(prompt.seq, prompt.msg);
+          break;
+        }
+      }
+    },
+
+    /** The worksheet has another session (it starts at seq 1): a later one means the one
+     * before ended (idle, restarted, or its device went away), and its variables with it. */
+    _newSession(sub, session) {
+      const previous = sub.session;
+      sub.session = session;
+      sub.last = 0;
+      const cell = sub.cells.values().next().value;  // one event for the worksheet
+      if (previous && cell) cell._event("session", {session, previous});
+    },
+
+    /** What the broker says of the worksheet's session (broker/closures.py): it ended, and
+     * why; or it went idle, and its device ends it after `idle_timeout` s (from the message's
+     * date). One event for the worksheet. */
+    _sessionNote(sub, msg, facts) {
+      const cell = sub.cells.values().next().value;
+      if (!cell) return;
+      if (msgTypeOf(msg) === "session_closed") {
+        cell._event("closed", {reason: String(msg.content.reason || "ended")});
+      } else if (typeof facts.idle_timeout === "number" && isObject(msg.header)) {
+        const since = Date.parse(msg.header.date);
+        cell._event("idle", {since: isNaN(since) ? Date.now() : since, timeout: facts.idle_timeout});
+      }
+    },
+
+    _replied(record, msgId, type, content) {
+      if (record.noSession && content.http_status === 409) {  // channelstart.js
+        this.requests.delete(msgId);
+        record.noSession();
+      } else if (content.ok) {
+        record.accepted = true;
+        if (record.kind === "execute_request") record.cell._accepted(msgId, content.status);
+        else if (record.kind !== "complete_request") this.requests.delete(msgId);  // (its reply)
+      } else if (content.http_status === 409) {  // sent twice; the first one got through
+        record.accepted = true;
+      } else {
+        this._fail(record, msgId, content.error || "refused");
+      }
+    },
+
+    _output(msg, facts, parent) {
+      const sub = this.subs.get(facts.user + "/" + facts.worksheet);
+      if (!sub) return;
+      if (facts.session !== sub.session) this._newSession(sub, facts.session);
+      if (facts.seq <= sub.last) return;  // seen already
+      sub.last = facts.seq;
+      this._sessionNote(sub, msg, facts);
+      // What a session says about a client's query names the client's request in
+      // metadata.cellbus.reply_to (its parent is the broker's message to the session).
+      const asker = isObject(facts.reply_to) ? facts.reply_to.msg_id : null;
+      const query = typeof asker === "string" ? this.requests.get(asker) : null;
+      if (query && query.kind === "complete_request") {
+        if (msgTypeOf(msg) === "complete_reply") {
+          this.requests.delete(asker);
+          query.resolve(msg.content);
+        }
+        return;
+      }
+      const record = parent ? this.requests.get(parent) : null;
+      if (record && record.kind === "execute_request") {
+        if (record.cell.requestId === parent) record.cell._message(facts.seq, msg);
+        return;
+      }
+      if (!record && parent) this._notePrompt(sub, msg, facts, parent);
+      // A run of an interact, asked for by this page or by another one: every cell showing
+      // that interact shows its output.
+      const interactId = typeof facts.interact_id === "string" ? facts.interact_id
+        : record && record.kind === "interact_request" ? record.msg.content.interact_id : null;
+      if (interactId === null) return;
+      for (const cell of sub.cells) {
+        if (cell.cellId === String(facts.cell_id) || (record && record.cell === cell)) {
+          cell._interactMessage(facts.seq, msg, parent, interactId);
+        }
+      }
+      if (record && msgTypeOf(msg) === "interact_reply") this.requests.delete(parent);
+    },
+  });
