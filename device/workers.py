@@ -106,6 +106,9 @@ class Worker:
         self.current: Message | None = None
         #: When the running request is finished (protocol.requests), and whether it replied.
         self._ending: Ending | None = None
+        #: Whether the worker said busy for the running request, and whether an interrupt
+        #: came before it did (it waits for the busy: see :meth:`interrupt`).
+        self._began = self._interrupt_asked = False
         self.last_used = time.monotonic()
         #: Its rejected records (counted) and what it says about itself, as logged.
         self.logbook = WorkerLog(proc.pid, session_id)
@@ -160,6 +163,7 @@ class Worker:
         while self.current is None and self.queue and not self.done.is_set():
             request = self.queue.popleft()
             self.current, self._ending = request, Ending(request["msg_type"])
+            self._began = self._interrupt_asked = False
             self.given[request["msg_id"]] = None
             if len(self.given) > MAX_GIVEN:
                 self.given.popitem(last=False)
@@ -207,9 +211,17 @@ class Worker:
     def interrupt(self) -> bool:
         """SIGINT to the worker, which raises KeyboardInterrupt in the running code, then
         SIGCONT: a worker stopped by SIGSTOP (its own code, a debugger) goes on and takes
-        it, where the SIGINT stayed pending and the cell hung until a restart."""
+        it, where the SIGINT stayed pending and the cell hung until a restart.
+
+        Before the worker said busy for the running request, the SIGINT waits for that busy:
+        a worker drops an interrupt that comes before it takes up a request (one that came
+        after the last request ended was meant for no cell, session/interrupts.py), so a
+        Stop right after Run did nothing and the cell ran on."""
         if self.current is None or self.proc.returncode is not None:
             return False
+        if not self._began:
+            self._interrupt_asked = True
+            return True
         self.proc.send_signal(signal.SIGINT)
         self._continue(self.current, CONTINUES)
         return True
@@ -323,9 +335,14 @@ class Worker:
             await self._emit(msg_type, content, buffers, metadata)
         except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)
             return self._reject(f"{msg_type} cannot be sent on: {e}")
-        if msg_type == mt.STATUS and content.get("execution_state") == "busy" and self.notice:
-            notice, self.notice = self.notice, None
-            await self._emit(mt.STREAM, {"name": "stderr", "text": notice})
+        if msg_type == mt.STATUS and content.get("execution_state") == "busy":
+            self._began = True
+            if self._interrupt_asked:
+                self._interrupt_asked = False
+                self.interrupt()
+            if self.notice:
+                notice, self.notice = self.notice, None
+                await self._emit(mt.STREAM, {"name": "stderr", "text": notice})
         assert self._ending is not None  # set with self.current
         if self._ending.see(msg_type, content) is not None:  # finished
             self.current = None

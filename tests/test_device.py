@@ -265,6 +265,20 @@ def test_interrupt_stops_code_that_stopped_its_own_worker(device_with_client) ->
     assert stdout_of(client.run("print('next')", "s")) == "next\n"
 
 
+def test_an_interrupt_right_after_the_request_stops_it(device_with_client) -> None:
+    """Tests that an interrupt sent right behind its execute_request (a Stop right after
+    Run) stops the cell, five times in a row: it reached the worker before the worker took
+    up the request, which drops such an interrupt (meant for no cell), and the loop ran on."""
+    client, _ = device_with_client()
+    client.run("x = 1", "s")  # the session's worker is there
+    for _ in range(5):
+        running = client.execute("while True:\n    pass", "s")
+        client.request("interrupt_request", {}, "s")
+        msgs = client.replies_to(running, timeout=15)
+        assert of_type(msgs, "error")[0]["content"]["ename"] == "KeyboardInterrupt"
+    assert stdout_of(client.run("print(x)", "s")) == "1\n"
+
+
 def test_a_worker_that_stops_itself_is_continued_and_its_cell_ends(device_with_client
                                                                     ) -> None:
     """Tests that a cell whose code stops its own worker (SIGSTOP), with nobody to continue
