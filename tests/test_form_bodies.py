@@ -51,8 +51,10 @@ def test_a_form_interact_is_answered_as_its_json_twin(shared_chain: Chain) -> No
     as_json = chain.http("POST", "/home/u/f/2/interact", json.dumps(
         {"interact_id": "nope", "values": {"x": 1}, "state": 1}).encode())
     as_form = post_form(chain, "/home/u/f/2/interact", fields)
-    for status, body in (as_json, as_form):  # both accepted; the broker judges the id
-        assert (status, body["status"]) == (202, "needs_work"), (as_form, as_json)
+    for status, body in (as_json, as_form):  # the same answer: the broker judges the id
+        assert status == 404 and "no interact nope in cell 2" in body["error"], \
+            (as_form, as_json)
+    assert as_form == as_json
 
 
 def test_json_sent_as_a_form_is_read_as_json(shared_chain: Chain) -> None:
