@@ -283,7 +283,8 @@ class Broker(Node):
                 outputs: list[tuple[str, Message]] = []
                 for idents, msg in self._unbundled(batch):
                     self._sort(idents, msg, outputs)
-                await self._store_batch(outputs)
+                with self.devices.storing():  # the devices' messages wait unread meanwhile
+                    await self._store_batch(outputs)
                 drains, self._drains = self._drains, []
                 for device, msg in drains:  # after the output the device sent before them
                     await self.watch.drained(device, msg)
