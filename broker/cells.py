@@ -23,6 +23,7 @@ from protocol.counts import counted
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
+from .interactruns import fold_runs
 from .outputcap import message_size
 from .store import Request, Store
 
@@ -118,7 +119,10 @@ class Cells:
         request = await self.store.cell_request(user, worksheet, cell_id)
         if request is None:
             return None
-        return await self.view(request)
+        view = await self.view(request)
+        if (user, worksheet, cell_id) not in self.latest:  # else a newer one came meanwhile
+            self._remember(self.latest, (user, worksheet, cell_id), request.msg_id)
+        return view
 
     async def view(self, request: Request) -> CellView:
         """The view of ``request``, folded from the store if it is not in memory."""
@@ -135,6 +139,7 @@ class Cells:
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
+            view.size += await fold_runs(self.store, request, view.output)
             # ``request`` was read before this load began: a status stored since is in the
             # store now, and refresh() notes any stored after this read
             view.request = await self.store.get_request(request.msg_id) or request
