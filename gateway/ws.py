@@ -299,7 +299,7 @@ class SocketHandler(Hooks, WebSocketHandler):
             return
         for sub in self.subs.values():
             seq = sessions.get(sub.session)
-            if not sub.replaying and (isinstance(seq, int) and seq > sub.last or
+            if not sub.replaying and ((isinstance(seq, int) and seq > sub.last) or
                                       broker != sub.broker):
                 log.info("gateway: subscription to %s/%s is behind (seq %d, broker %s has %s); "
                          "catching up from the store", sub.user, sub.worksheet, sub.last,
