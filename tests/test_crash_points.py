@@ -11,8 +11,10 @@ import pytest
 from tornado.websocket import websocket_connect
 
 from broker.crashpoint import ENV
-from harness import Chain
+from harness import Chain, wait_gateway_linked
+from jupyter_ws import Channels, stdout
 from test_chain_ws import close, read_until, send, seqs
+from test_jupyter_api import start_kernel
 
 CODE = ("import time\nfor i in range(3):\n    print('line', i, flush=True)\n"
         "    time.sleep(0.2)\n")
@@ -62,3 +64,31 @@ async def test_a_websocket_gets_output_the_broker_stored_but_never_published(
     assert numbered == list(range(numbered[0], numbered[0] + len(numbered))), numbered
     text = "".join(m["content"]["text"] for m in got if m["msg_type"] == "stream")
     assert text == "".join(f"line {i}\n" for i in range(3))
+
+
+async def test_a_jupyter_client_gets_output_the_broker_stored_but_never_published(
+        chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same moment under a Jupyter client's channels (its own subscription kind, by
+    client session_id): the run's idle status, stored and never published, still comes."""
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    kernel_id = await asyncio.to_thread(start_kernel, chain)
+    broker = chain.broker
+    assert broker is not None
+    await asyncio.to_thread(broker.stop)  # the next broker dies at the run's idle
+    monkeypatch.setenv(ENV, "status:idle")
+    await asyncio.to_thread(chain.start_broker)
+    monkeypatch.delenv(ENV)
+    await asyncio.to_thread(wait_gateway_linked, chain)
+    channels = await Channels.open(chain.port, kernel_id)
+    try:
+        request = await channels.send("execute_request", {"code": CODE, "silent": False})
+        await asyncio.to_thread(chain.broker.proc.wait, 30)  # it killed itself there
+        await asyncio.to_thread(chain.start_broker)
+        got = await channels.until(lambda m: m["parent_header"].get("msg_id") ==
+                                   request["header"]["msg_id"] and m["msg_type"] == "status"
+                                   and m["content"]["execution_state"] == "idle", timeout=15)
+    finally:
+        await channels.close()
+    assert stdout(got) == "".join(f"line {i}\n" for i in range(3))
