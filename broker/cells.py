@@ -23,7 +23,7 @@ from protocol.counts import counted
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
-from .interactruns import fold_runs
+from .interactruns import Run, fold_runs
 from .outputcap import message_size
 from .store import Request, Store
 
@@ -81,6 +81,10 @@ class Cells:
         self._loading: dict[str, list[tuple[int, Message]]] = {}
         self._late_requests: dict[str, Request] = {}  # status changes while loading
         self._load_done: dict[str, asyncio.Event] = {}
+        #: Interact runs not ended, by request msg_id (broker/interactruns.py): the ones
+        #: broker/interacts.py folds as their output is stored, and the ones a view folded
+        #: from the store found, which go on from there.
+        self.runs: dict[str, Run] = {}
 
     def track(self, request: Request) -> CellView:
         """A new request: it becomes its cell's latest, with an empty output."""
@@ -139,7 +143,7 @@ class Cells:
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
-            view.size += await fold_runs(self.store, request, view.output)
+            view.size += await fold_runs(self.store, request, view.output, self.runs)
             # ``request`` was read before this load began: a status stored since is in the
             # store now, and refresh() notes any stored after this read
             view.request = await self.store.get_request(request.msg_id) or request

@@ -52,18 +52,30 @@ def interact_of(msg: Message) -> str | None:
     return interact_id
 
 
-async def fold_runs(store: Store, request: Request, output: CellOutput) -> int:
+async def fold_runs(store: Store, request: Request, output: CellOutput,
+                    runs: dict[str, Run]) -> int:
     """Fold into ``output`` (of ``request``, folded from the store just now) the stored runs
-    of its interacts, in seq order; returns the bytes of the messages folded."""
+    of its interacts, in seq order; returns the bytes of the messages folded. A run in
+    ``runs`` (not ended) is folded on and shown in this view; a run found here that did not
+    end is put there, so that its output still to come goes on from what is stored (a run
+    that a broker which died began)."""
     if not any(b["type"] == "interact" for b in output.blocks().values()):
         return 0
-    runs: dict[str, Run] = {}
+    folded: dict[str, Run] = {}
+    ended: set[str] = set()
     size = 0
     for seq, msg in await store.messages(request.session):
         parent = msg["parent_header"].get("msg_id")
         if not isinstance(parent, str) or (interact_id := interact_of(msg)) is None:
             continue
-        run = runs.setdefault(parent, Run(request.msg_id, interact_id))
+        if (run := folded.get(parent)) is None:
+            run = folded[parent] = runs.get(parent) or Run(request.msg_id, interact_id)
+            run.cell_msg_id, run.shown = request.msg_id, False  # to be shown in this view
         run.apply(seq, msg, output)
         size += message_size(msg)
+        if msg["msg_type"] == mt.STATUS and msg["content"].get("execution_state") == "idle":
+            ended.add(parent)
+    for parent, run in folded.items():
+        if parent not in ended:
+            runs.setdefault(parent, run)
     return size

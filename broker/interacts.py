@@ -41,7 +41,7 @@ class Interacts:
         #: Each request (its values) is stored and counts against its user's --user-output.
         self.budget = budget
         self.in_flight: dict[tuple[str, str], str] = {}  # (session, interact_id) -> msg_id
-        self.runs: dict[str, Run] = {}  # request msg_id -> its run
+        self.runs: dict[str, Run] = cells.runs  # request msg_id -> its run, not ended
 
     async def request(self, msg: Message, address: Address) -> Reply:
         content = msg["content"]

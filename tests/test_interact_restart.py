@@ -12,6 +12,8 @@ from harness import Chain, wait_gateway_linked
 from test_chain_interact import interact_block, post_interact, text_of, wait_interact_text
 
 CODE = "@interact\ndef f(n=(1, 100)):\n    print(n)"
+STRADDLE = ("import time\n@interact\ndef f(n=(1, 100)):\n    print(n, flush=True)\n"
+            "    time.sleep(1.5)\n    print(n + 100)")
 SLOW = "import time\n@interact\ndef f(n=(1, 100)):\n    print(n, flush=True)\n    time.sleep(1.5)"
 
 
@@ -62,3 +64,26 @@ def test_a_change_waiting_when_the_broker_died_shows_once_it_ran(chain: Chain) -
     wait_gateway_linked(chain)
     chain.update(cell)  # the view is folded from the store now, before run 2 ran
     wait_interact_text(chain, cell, "12\n")
+
+
+def test_a_run_the_broker_died_in_shows_whole(chain: Chain) -> None:
+    """Tests that a run which printed its first line through the old broker and its second
+    through the new one shows both, when the cell's view was folded from the store in
+    between (before: the view showed the stored line, then only the second one, as the run
+    the new broker heard of began there)."""
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    cell = "u/ws/1"
+    assert chain.evaluate(cell, STRADDLE)[0] == 202
+    block = interact_block(chain.wait_done(cell))
+    assert post_interact(chain, cell, block["interact_id"], {"n": 12}, 1)[0] == 202
+    wait_interact_text(chain, cell, "12\n")  # stored; the run sleeps before its next line
+    broker = chain.broker
+    assert broker is not None
+    broker.stop(signal.SIGKILL)
+    chain.start_broker()
+    wait_gateway_linked(chain)
+    status, doc = chain.update(cell)  # the view is folded from the store, mid-run
+    assert status == 200 and text_of(interact_block(doc)) == "12\n", doc
+    wait_interact_text(chain, cell, "12\n112\n")
