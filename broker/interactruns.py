@@ -53,9 +53,10 @@ def interact_of(msg: Message) -> str | None:
 
 
 async def fold_runs(store: Store, request: Request, output: CellOutput,
-                    runs: dict[str, Run]) -> int:
-    """Fold into ``output`` (of ``request``, folded from the store just now) the stored runs
-    of its interacts, in seq order; returns the bytes of the messages folded. A run in
+                    runs: dict[str, Run], first: int) -> int:
+    """Fold into ``output`` (of ``request``, folded from the store just now; its first
+    message has seq ``first``) the stored runs of its interacts, in seq order; returns the
+    bytes of the messages folded. A run in
     ``runs`` (not ended) is folded on and shown in this view; a run found here that did not
     end is put there, so that its output still to come goes on from what is stored (a run
     that a broker which died began)."""
@@ -64,7 +65,7 @@ async def fold_runs(store: Store, request: Request, output: CellOutput,
     folded: dict[str, Run] = {}
     ended: set[str] = set()
     size = 0
-    for seq, msg in await store.messages(request.session):
+    for seq, msg in await store.messages(request.session, since=max(0, first - 1)):
         parent = msg["parent_header"].get("msg_id")
         if not isinstance(parent, str) or (interact_id := interact_of(msg)) is None:
             continue
