@@ -13,9 +13,10 @@ from typing import Any
 from harness import Chain, until
 from raw_ws import TEXT, RawSocket
 
-#: About 6 MiB of history (under the 8 MiB a run may print), many replay pages of 1 MiB.
+#: About 6 MiB of history (under the 8 MiB a run may print), many replay pages of 1 MiB:
+#: more than the socket buffers between the gateway and a client that reads slowly.
 HISTORY = "for i in range(6000):\n    print(str(i).rjust(6) + 'x' * 990)\n"
-LIVE = "import time\nfor i in range(40):\n    print('live', i, flush=True)\n    time.sleep(0.25)\n"
+LIVE = "import time\nfor i in range(30):\n    print('live', i, flush=True)\n    time.sleep(0.1)\n"
 
 
 def live_lines(chain: Chain) -> int:
@@ -69,4 +70,4 @@ def test_a_replay_the_broker_dies_in_leaves_no_gap(chain: Chain) -> None:
         f"{len(seqs)} seqs, first gap after {next(a for a, b in zip(seqs, seqs[1:]) if b != a + 1)}"
     live = "".join(m["content"]["text"] for m in got if m["msg_type"] == "stream"
                    and m["metadata"]["cellbus"].get("cell_id") == "live")
-    assert live == "".join(f"live {i}\n" for i in range(40))
+    assert live == "".join(f"live {i}\n" for i in range(30))
