@@ -29,7 +29,10 @@ retried with a new cell id, and only a 202 counts. Meanwhile, every ``--interval
   silence is the broker's own, so no device may be taken for lost), then SIGCONT;
 - ``everything``: broker, gateway and device SIGKILLed at once, restarted after 0-1 s;
 - ``disk-full``: the store lives on a 256 MiB tmpfs; a ballast file fills it for 2-5 s and
-  is then deleted (needs root to mount; skipped with a note otherwise).
+  is then deleted (needs root to mount; skipped with a note otherwise);
+- ``store-lock``: another process (this one) holds the SQLite store's write lock for 4-8 s,
+  past the store's 5 s busy timeout and the 3 s heartbeat liveness, then commits: the broker
+  cannot write meanwhile, and must take no live device for lost for it.
 
 Once every accepted cell ended (or was given up after ``--stuck`` seconds), each is read once
 more (``update?since=0``) and counted: **complete** (done, no error block, every line once,
@@ -52,6 +55,7 @@ import os
 import random
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -73,7 +77,7 @@ from protocol.config import generate_key  # noqa: E402
 CODE = ("import time\nfor i in range({lines}):\n    time.sleep({pause})\n"
         "    print('{tag}', i, flush=True)\n")
 FAULTS = ("gateway", "broker", "device-kill", "device-term", "device-stop", "device-lost-stop",
-          "broker-stop", "everything", "disk-full")
+          "broker-stop", "everything", "disk-full", "store-lock")
 DEVICE = "dev0"
 DISK_SIZE = "256m"
 LOGS = ROOT / "bench" / "work" / "chaos"
@@ -222,6 +226,15 @@ class Run:
             node.proc.send_signal(signal.SIGCONT)
             if f == "device-lost-stop":
                 self.deaths.append((stopped, time.monotonic()))
+            return f"{f} {seconds:.1f} s"
+        elif f == "store-lock":
+            lock = sqlite3.connect(self.chain.store.removeprefix("sqlite:///"), timeout=30,
+                                   isolation_level=None)
+            seconds = self.rng.uniform(4.0, 8.0)
+            lock.execute("BEGIN IMMEDIATE")
+            time.sleep(seconds)
+            lock.execute("COMMIT")
+            lock.close()
             return f"{f} {seconds:.1f} s"
         elif f == "disk-full":
             ballast = fill(self.work / "disk")

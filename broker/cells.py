@@ -23,6 +23,7 @@ from protocol.counts import counted
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
+from .interactruns import Run, fold_runs
 from .outputcap import message_size
 from .store import Request, Store
 
@@ -80,6 +81,10 @@ class Cells:
         self._loading: dict[str, list[tuple[int, Message]]] = {}
         self._late_requests: dict[str, Request] = {}  # status changes while loading
         self._load_done: dict[str, asyncio.Event] = {}
+        #: Interact runs not ended, by request msg_id (broker/interactruns.py): the ones
+        #: broker/interacts.py folds as their output is stored, and the ones a view folded
+        #: from the store found, which go on from there.
+        self.runs: dict[str, Run] = {}
 
     def track(self, request: Request) -> CellView:
         """A new request: it becomes its cell's latest, with an empty output."""
@@ -118,7 +123,10 @@ class Cells:
         request = await self.store.cell_request(user, worksheet, cell_id)
         if request is None:
             return None
-        return await self.view(request)
+        view = await self.view(request)
+        if (user, worksheet, cell_id) not in self.latest:  # else a newer one came meanwhile
+            self._remember(self.latest, (user, worksheet, cell_id), request.msg_id)
+        return view
 
     async def view(self, request: Request) -> CellView:
         """The view of ``request``, folded from the store if it is not in memory."""
@@ -132,9 +140,12 @@ class Cells:
         self._load_done[request.msg_id] = asyncio.Event()
         view = CellView(request)
         try:
+            first = 0  # the runs of its interacts come after its first message
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
+                first = first or seq
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
+            view.size += await fold_runs(self.store, request, view.output, self.runs, first)
             # ``request`` was read before this load began: a status stored since is in the
             # store now, and refresh() notes any stored after this read
             view.request = await self.store.get_request(request.msg_id) or request

@@ -15,12 +15,12 @@ messages are folded into a fresh output that the cell's view shows as that inter
 from __future__ import annotations
 
 from protocol import msgtypes as mt
-from protocol.fold import CellOutput
 from protocol.wire import Message, Session
 
 from .budget import StoreBudget, stored_size
 from .cells import Cells
 from .dispatch import Dispatch
+from .interactruns import Run, interact_of
 from .refusal import Address, Refused, Reply
 from .sessions import OpenSessions
 from .store import (INTERACT_REQUEST, NEEDS_WORK, SUPERSEDED, InvalidTransition, Request,
@@ -41,7 +41,7 @@ class Interacts:
         #: Each request (its values) is stored and counts against its user's --user-output.
         self.budget = budget
         self.in_flight: dict[tuple[str, str], str] = {}  # (session, interact_id) -> msg_id
-        self.runs: dict[str, tuple[str, str, CellOutput, bool]] = {}  # msg_id -> run
+        self.runs: dict[str, Run] = cells.runs  # request msg_id -> its run, not ended
 
     async def request(self, msg: Message, address: Address) -> Reply:
         content = msg["content"]
@@ -74,7 +74,7 @@ class Interacts:
             device=session.device, interact_id=interact_id, state=state))
         if self.budget is not None:
             self.budget.add(user, size)
-        self.runs[request.msg_id] = (cell.request.msg_id, interact_id, CellOutput(), False)
+        self.runs[request.msg_id] = Run(cell.request.msg_id, interact_id)
         superseded = await self.supersede_waiting(session.session, interact_id, state)
         await self.send_next(session.session, interact_id)
         return {"cell_id": cell_id, "status": request.status, "msg_id": request.msg_id,
@@ -141,18 +141,20 @@ class Interacts:
         await self.send_next(*key)
 
     def apply(self, parent: str, seq: int, msg: Message) -> bool:
-        """Fold a message of an interact run; True if ``parent`` is one."""
+        """Fold a message of an interact run; True if ``parent`` is one. A run this broker
+        did not accept (a previous one did, and sent it before it went) is known by its
+        message, and shows in its cell's view if that is at hand."""
         run = self.runs.get(parent)
         if run is None:
-            return False
-        cell_msg_id, interact_id, inner, shown = run
-        changed = inner.apply(seq, msg)
-        ran = msg["msg_type"] == mt.INTERACT_REPLY and not msg["content"].get("ignored")
-        if not shown and (changed or ran):  # the new run replaces the old output from here
-            view = self.cells.cached(cell_msg_id)
-            if view is not None:
-                view.output.replace_interact_output(interact_id, seq, inner)
-            self.runs[parent] = (cell_msg_id, interact_id, inner, True)
+            if (interact_id := interact_of(msg)) is None:
+                return False
+            run = self.runs[parent] = Run("", interact_id)
+        if not run.cell_msg_id:
+            facts = msg["metadata"]["cellbus"]
+            run.cell_msg_id = self.cells.latest.get(
+                (facts.get("user"), facts.get("worksheet"), facts.get("cell_id"))) or ""
+        view = self.cells.cached(run.cell_msg_id)
+        run.apply(seq, msg, view.output if view is not None else None)
         if msg["msg_type"] == mt.STATUS and msg["content"].get("execution_state") == "idle":
             del self.runs[parent]  # the run is over; the view keeps its output
         return True

@@ -287,7 +287,8 @@ class Broker(Node):
                 outputs: list[tuple[str, Message]] = []
                 for idents, msg in self._unbundled(batch):
                     self._sort(idents, msg, outputs)
-                await self.batches.store(outputs)
+                with self.devices.storing():  # the devices' messages wait unread meanwhile
+                    await self.batches.store(outputs)
                 drains, self._drains = self._drains, []
                 for device, msg in drains:  # after the output the device sent before them
                     await self.watch.drained(device, msg)

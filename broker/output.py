@@ -15,7 +15,10 @@ the error and then ``ok``.
 
 Every second the last seq of each recently active session is published as a beacon
 (:meth:`Outputs.beacons`), so a subscriber whose feed dropped the tail of a burst sees it is
-behind and catches up from the store.
+behind and catches up from the store. A beacon goes out every second even with no session
+in it: its sender (``header["session"]``, one per broker process) tells subscribers that a
+new broker runs, and a broker that died between a commit and its publish left stored output
+that no one published and no device sends again (gateway/ws.py catches up then).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from protocol.requests import Endings
 from protocol.sockets import BusSocket
 from protocol.wire import Message, Session
 
+from . import crashpoint
 from .cells import Cells
 from .handed import Handed
 from .interacts import Interacts
@@ -73,6 +77,7 @@ class Outputs:
         started = time.monotonic()
         seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
         self.metrics.stored(outputs, time.monotonic() - started, size)
+        crashpoint.after_store(outputs)
         for request in updated:
             if request is not None:
                 self.cells.refresh(request)
@@ -111,15 +116,15 @@ class Outputs:
     async def beacons(self) -> None:
         """Clone pattern: publish each recently active session's last seq every second (for
         BEACON_WINDOW seconds after its last output), so a subscriber whose feed dropped the
-        tail of a burst sees that it is behind and catches up from the store."""
+        tail of a burst sees that it is behind and catches up from the store; with no
+        session too, so a subscriber learns that this broker process is a new one."""
         while True:
             await asyncio.sleep(BEACON_INTERVAL)
             cutoff = time.monotonic() - BEACON_WINDOW
             self.recent_seqs = {s: v for s, v in self.recent_seqs.items() if v[1] >= cutoff}
-            if self.recent_seqs:
-                beacon = self.wire.msg(mt.SEQ_BEACON, {"sessions": {
-                    s: seq for s, (seq, _) in self.recent_seqs.items()}})
-                await self.wire.send(self.pub, beacon, [b""])
+            beacon = self.wire.msg(mt.SEQ_BEACON, {"sessions": {
+                s: seq for s, (seq, _) in self.recent_seqs.items()}})
+            await self.wire.send(self.pub, beacon, [b""])
 
     async def late_reply(self, msg: Message,
                          known: dict[str, tuple[Request, str] | None]) -> bool:

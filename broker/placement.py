@@ -32,7 +32,9 @@ of a kernel no live device offers waits, as with no device at all.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +44,9 @@ from protocol.kernels import DEFAULT_KERNEL, offered
 #: Seconds a session placed on a device counts against its capacity while the device has not
 #: mentioned it (its request lost on the way, say); normally a report counts it within 1 s.
 PLACING_TTL = 30.0
+#: A batch stored in longer than this many seconds holds the devices' expiry back by as long
+#: (:meth:`DeviceTable.reading`); shorter ones are the broker's ordinary pace.
+UNREAD_COUNTED = 0.1
 
 
 @dataclass
@@ -118,6 +123,9 @@ class DeviceTable:
                  liveness: int = HEARTBEAT_LIVENESS) -> None:
         self.expiry = interval * liveness
         self.devices: dict[str, DeviceState] = {}
+        #: Since when the broker stores a batch of its devices' messages, reading none of
+        #: theirs meanwhile (:meth:`storing`); None while it reads them.
+        self.unread_since: float | None = None
 
     def heard(self, device: str, routing_id: bytes, report: dict[str, Any] | None = None) -> bool:
         """Note a message from ``device``; returns True if it is new or was taken for lost."""
@@ -155,10 +163,29 @@ class DeviceTable:
             if not state.lost:
                 state.last_heard = min(now, state.last_heard + seconds)
 
+    @contextlib.contextmanager
+    def storing(self) -> Iterator[None]:
+        """The broker stores a batch of its devices' messages, reading none of theirs
+        meanwhile. A store write that waited (another process held SQLite's lock up to its
+        busy timeout, a slow disk) is the broker's own silence, as a stop is
+        (:meth:`stalled`): the devices' heartbeats waited unread; before, a live device was
+        taken for lost and its running cells ended."""
+        self.unread_since = time.monotonic()
+        try:
+            yield
+        finally:
+            if (held := time.monotonic() - self.unread_since) > UNREAD_COUNTED:
+                self.stalled(held)
+            self.unread_since = None
+
+    def now(self) -> float:
+        """The time up to which the broker has read what its devices sent."""
+        return self.unread_since if self.unread_since is not None else time.monotonic()
+
     def expired(self) -> list[str]:
         """Devices that just went silent for too long; each is reported once, then marked
         lost until it is heard again."""
-        now = time.monotonic()
+        now = self.now()
         gone = [d for d in self.devices.values() if not d.lost and now - d.last_heard > self.expiry]
         for state in gone:
             state.lost = True
@@ -168,7 +195,7 @@ class DeviceTable:
 
     def alive(self, device: str | None) -> bool:
         state = self.devices.get(device) if device else None
-        return state is not None and time.monotonic() - state.last_heard <= self.expiry
+        return state is not None and self.now() - state.last_heard <= self.expiry
 
     def live(self) -> list[DeviceState]:
         """Devices alive and taking work (not draining): the ones placement chooses from."""

@@ -62,6 +62,8 @@ class Subscription:
         self.dropped = False
         #: The replay from the store (first, or to fill a gap), while it runs or is about to.
         self.task: asyncio.Future[None] | None = None
+        #: The broker process (``header["session"]``) whose store the last replay read.
+        self.broker: str | None = None
 
     @property
     def replaying(self) -> bool:
@@ -115,8 +117,10 @@ class Subscription:
 
     async def replay(self) -> None:
         """Deliver what the store has after :attr:`last`, then what waited meanwhile; run
-        only as :attr:`task`."""
-        limit, carried = FIRST_PAGE, 0
+        only as :attr:`task`. A replay that fails drops what waited: delivered, it would
+        move :attr:`last` past what the store still has for it, a gap nothing fills; the
+        next catch-up fetches it all."""
+        limit, carried, replayed = FIRST_PAGE, 0, False
         try:
             while True:
                 reply = await self.socket.link.request(
@@ -125,6 +129,7 @@ class Subscription:
                 content = reply["content"]
                 if not content.get("ok"):
                     raise BrokerUnavailable(str(content.get("error")))
+                self.broker = reply["header"].get("session")
                 if content["session"] != self.session:
                     if self.session is not None and self.last:  # another session: from its start
                         self.session, self.last = content["session"], 0
@@ -140,11 +145,13 @@ class Subscription:
                     per_message = sent / len(content["messages"])
                     limit = max(1, min(MAX_PAGE, int(PAGE_BYTES / per_message)))
                 if not content["more"] and not self.dropped:
+                    replayed = True
                     break
                 self.dropped = False
         finally:
             heap.trim_soon(carried)
-            held = sorted(self.held, key=lambda m: m[0]["metadata"]["cellbus"]["seq"])
+            held = sorted(self.held, key=lambda m: m[0]["metadata"]["cellbus"]["seq"]) \
+                if replayed else []
             self.held, self.held_bytes = [], 0
             for msg, text in held:
                 self.deliver(msg, text)

@@ -29,8 +29,10 @@ a run's output may come before its ``request_accepted``: key output by ``parent_
 replays what the store has after ``since`` and then goes live, without gaps or duplicates:
 live messages wait while the replay runs, each ``seq`` is delivered once, and a gap seen on
 the live feed is filled from the store (the ZeroMQ Guide's Clone pattern, client side;
-:mod:`gateway.subscription`). A new
-session for the worksheet (a restart) starts again from its seq 1.
+:mod:`gateway.subscription`), and so is whatever a broker stored and died before publishing:
+a seq beacon from another broker process than the one the subscription last read the store
+from makes it read again. A new session for the worksheet (a restart) starts again from its
+seq 1.
 
 A client that does not read is closed with code 4008 (:data:`gateway.outbox.TOO_SLOW`) once
 it leaves more than ``--client-buffer`` bytes unread; it reconnects and resumes by seq. A
@@ -157,22 +159,25 @@ class SocketHandler(Hooks, WebSocketHandler):
 
     def on_output(self, msg: Message) -> None:
         if msg["msg_type"] == mt.SEQ_BEACON:
-            return self.on_beacon(msg["content"].get("sessions"))
+            return self.on_beacon(msg["content"].get("sessions"), msg["header"].get("session"))
         facts = msg["metadata"].get("cellbus") or {}
         sub = self.subs.get((facts.get("user", ""), facts.get("worksheet", "")))
         if sub is not None:
             sub.offer(msg)
 
-    def on_beacon(self, sessions: Any) -> None:
+    def on_beacon(self, sessions: Any, broker: Any) -> None:
         """A subscription behind the broker's last seq for its session lost messages on the
-        feed (a burst past the high-water mark): fetch them from the store."""
+        feed (a burst past the high-water mark); one that read the store of another broker
+        process may lack what that one stored and died before publishing: both catch up."""
         if not isinstance(sessions, dict):
             return
         for sub in self.subs.values():
             seq = sessions.get(sub.session)
-            if isinstance(seq, int) and seq > sub.last and not sub.replaying:
-                log.info("gateway: subscription to %s/%s is behind (seq %d, broker has %d); "
-                         "catching up from the store", sub.user, sub.worksheet, sub.last, seq)
+            if not sub.replaying and ((isinstance(seq, int) and seq > sub.last) or
+                                      broker != sub.broker):
+                log.info("gateway: subscription to %s/%s is behind (seq %d, broker %s has %s); "
+                         "catching up from the store", sub.user, sub.worksheet, sub.last,
+                         broker, seq)
                 sub.catch_up()
 
     def send(self, text: str) -> None:
