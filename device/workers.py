@@ -211,12 +211,8 @@ class Worker:
     def interrupt(self) -> bool:
         """SIGINT to the worker, which raises KeyboardInterrupt in the running code, then
         SIGCONT: a worker stopped by SIGSTOP (its own code, a debugger) goes on and takes
-        it, where the SIGINT stayed pending and the cell hung until a restart.
-
-        Before the worker said busy for the running request, the SIGINT waits for that busy:
-        a worker drops an interrupt that comes before it takes up a request (one that came
-        after the last request ended was meant for no cell, session/interrupts.py), so a
-        Stop right after Run did nothing and the cell ran on."""
+        it. Before the worker said busy for the request, the SIGINT waits for that busy: a
+        worker drops one that comes before it takes up a request (session/interrupts.py)."""
         if self.current is None or self.proc.returncode is not None:
             return False
         if not self._began:
