@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from protocol import msgtypes as mt
+from protocol import linkwatch, msgtypes as mt
 from protocol.processes import is_running
 from protocol.config import add_curve_options, add_option, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
@@ -121,8 +121,10 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
+    monitor = None
     if keys is not None:
         keys.connect_with(sock)
+        monitor = sock.get_monitor_socket(linkwatch.EVENTS)
     try:
         sock.connect(endpoint)
         request = session.msg(mt.BROKER_STATUS_REQUEST, {})
@@ -134,9 +136,14 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
                 continue
             if reply["parent_header"].get("msg_id") == request["msg_id"]:
                 return reply["content"]
-        raise ConnectionError(f"the broker at {endpoint} did not answer within {timeout:g} s "
-                              "(is it running, and is this its --gateway-bind endpoint and key?)")
+        problem = monitor and linkwatch.pending_problem(monitor, endpoint, "gateway")
+        raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
+                              f"{timeout:g} s (is it running, and is this its --gateway-bind "
+                              "endpoint and key?)")
     finally:
+        if monitor is not None:
+            sock.disable_monitor()
+            monitor.close(0)
         sock.close(0)
         ctx.term()
 

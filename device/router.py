@@ -182,10 +182,11 @@ class DeviceRouter(Node):
             silent = time.monotonic() - self.broker_heard
             if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
-                self.log.warning("device %s: no word from the broker for %.0f s (is it "
-                                 "running at %s, with the same --key-file as this device?); "
-                                 "output is kept until it is back", self.device_id, silent,
-                                 self.endpoints[0] or self.endpoints[1])
+                where = self.endpoints[0] or self.endpoints[1]
+                why = self.link_problem or (f"is it running at {where}, with the same "
+                                            "--key-file as this device?")
+                self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
+                                 "is kept until it is back", self.device_id, silent, why)
 
     def _broker_heard(self) -> None:
         self.broker_heard = time.monotonic()

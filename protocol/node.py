@@ -23,6 +23,7 @@ import zmq
 from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .errors import ConfigError, ProtocolError, address_in_use
+from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .sockets import BusSocket
@@ -64,6 +65,9 @@ class Node:
         self._warned_insecure = False
         #: (socket, endpoint) of every connect, undone if the broker revokes this node's key.
         self._connected: list[tuple[BusSocket, str]] = []
+        #: What each link's connection does (:mod:`protocol.linkwatch`): every connect, and
+        #: the broker's CURVE binds.
+        self.links: list[LinkWatch] = []
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -114,12 +118,17 @@ class Node:
     def secure(self, sock: BusSocket, endpoint: str | None, *, role: str = "",
                server: bool = False) -> None:
         """Before ``sock`` binds or connects to ``endpoint``: CURVE and heartbeats if the
-        endpoint is TCP; a ConfigError if this node has no keys and may not go without."""
+        endpoint is TCP; a ConfigError if this node has no keys and may not go without.
+        Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
+        if endpoint and not server:
+            self.watch_link(sock, endpoint, server=False)
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)
+            if sock.socket_type == zmq.ROUTER:  # a PUB's one monitor is broker/revocation's
+                self.watch_link(sock, str(endpoint), server=True, role=role)
         elif isinstance(self.keys, ClientKeys) and not server:
             self.keys.connect_with(sock)
         elif self.insecure:
@@ -132,6 +141,21 @@ class Node:
             raise ConfigError(f"{self.name}: {endpoint} is a TCP endpoint, and the bus is "
                               f"encrypted there: give {keys} (bin/cellbus cert makes them), "
                               "or --insecure-bus on a network you trust")
+
+    def watch_link(self, sock: BusSocket, endpoint: str, *, server: bool,
+                   role: str = "") -> None:
+        """Log what ``sock``'s connection does, and why a handshake fails (before it binds or
+        connects: the monitor sees only what comes after)."""
+        link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
+                         server=server)
+        self._sockets.append(link.events)
+        self.links.append(link)
+        self.spawn(link.run(), f"link {endpoint}")
+
+    @property
+    def link_problem(self) -> str | None:
+        """Why this node's last handshake with the broker failed, if none succeeded since."""
+        return next((link.problem for link in self.links if link.problem), None)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the node stops; a crash is logged
