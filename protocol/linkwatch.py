@@ -42,9 +42,14 @@ _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROT
 REPEAT = 60.0
 
 
-def client_problem(event: int, endpoint: str, role: str) -> str | None:
+def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
     """What a client's failed handshake with the broker at ``endpoint`` means, and what to
-    change; None for an event that is no failure."""
+    change (``curve``: whether the client has CURVE keys); None for an event that is no
+    failure."""
+    if not curve and event in (*_FAILED, zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+        return (f"the handshake with the broker at {endpoint} failed: that broker encrypts "
+                "its TCP links (--curve-dir) and this node has no CURVE keys (--insecure-bus):"
+                " give --curve-key and --broker-key (bin/cellbus cert makes them)")
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return (f"the broker at {endpoint} refused this node's CURVE key: its public key is "
                 f"not in the broker's --curve-dir {ROLES.get(role, role + 's')}/ folder, or "
@@ -54,7 +59,8 @@ def client_problem(event: int, endpoint: str, role: str) -> str | None:
     if event in _FAILED:
         return (f"the CURVE handshake with the broker at {endpoint} failed: --broker-key is "
                 "not the public key of the broker listening there (the broker.key of its "
-                "--curve-dir), or what listens there is no cellbus broker")
+                "--curve-dir), that broker runs without CURVE (--insecure-bus), or what "
+                "listens there is no cellbus broker")
     return None
 
 
@@ -62,8 +68,8 @@ def server_problem(event: int, role: str) -> str | None:
     """What a failed handshake on the broker's ``role`` port means; None for other events."""
     if event in _FAILED:
         return (f"a CURVE handshake on the {role} port failed: a {role} whose --broker-key is "
-                "not this broker's broker.key (its --curve-dir), or a client that is no "
-                "cellbus node")
+                "not this broker's broker.key (its --curve-dir), one with no CURVE keys "
+                "(--insecure-bus), or a client that is no cellbus node")
     return None
 
 
@@ -71,9 +77,10 @@ class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
-                 role: str, server: bool) -> None:
+                 role: str, server: bool, curve: bool) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
+        self.curve = curve
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, EVENTS)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -106,7 +113,8 @@ class LinkWatch:
             self.log.warning("%s: lost its link to the broker at %s; ZeroMQ connects again "
                              "by itself", self.node, self.endpoint)
             self._said["lost"] = time.monotonic()
-        elif (problem := client_problem(kind, self.endpoint, self.role)) is not None:
+        elif (problem := client_problem(kind, self.endpoint, self.role,
+                                        curve=self.curve)) is not None:
             self.problem = problem
             self._say(logging.ERROR, f"{self.node}: {problem}")
 

@@ -121,14 +121,15 @@ class Node:
         endpoint is TCP; a ConfigError if this node has no keys and may not go without.
         Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
         if endpoint and not server:
-            self.watch_link(sock, endpoint, server=False)
+            self.watch_link(sock, endpoint, server=False,
+                            curve=needs_keys(endpoint) and isinstance(self.keys, ClientKeys))
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)
             if sock.socket_type == zmq.ROUTER:  # a PUB's one monitor is broker/revocation's
-                self.watch_link(sock, str(endpoint), server=True, role=role)
+                self.watch_link(sock, str(endpoint), server=True, role=role, curve=True)
         elif isinstance(self.keys, ClientKeys) and not server:
             self.keys.connect_with(sock)
         elif self.insecure:
@@ -142,12 +143,12 @@ class Node:
                               f"encrypted there: give {keys} (bin/cellbus cert makes them), "
                               "or --insecure-bus on a network you trust")
 
-    def watch_link(self, sock: BusSocket, endpoint: str, *, server: bool,
+    def watch_link(self, sock: BusSocket, endpoint: str, *, server: bool, curve: bool,
                    role: str = "") -> None:
         """Log what ``sock``'s connection does, and why a handshake fails (before it binds or
         connects: the monitor sees only what comes after)."""
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
-                         server=server)
+                         server=server, curve=curve)
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")

@@ -79,3 +79,16 @@ def test_a_gateway_says_when_it_loses_the_broker_and_when_it_is_back(chain: Chai
     chain.start_broker()
     gateway.wait_for_log(rf"link to the broker at {chain.gateway_ep} is up again")
     assert chain_status(chain).returncode == 0
+
+
+def test_a_node_without_keys_is_told_the_broker_wants_them(chain: Chain) -> None:
+    """Tests that a device started with --insecure-bus against a broker that encrypts its
+    links is told to give CURVE keys (not that its --broker-key, which it has none of, is
+    wrong), and that the broker names such a client among the causes."""
+    broker = chain.start_broker()
+    device = chain._start("device", "--connect", chain.device_ep, "--device-id", "d1",
+                          "--prefork", "0", "--kernels", "python", "--insecure-bus")
+    device.wait_for_log(rf"handshake with the broker at {chain.device_ep} failed: that broker "
+                        r"encrypts its TCP links \(--curve-dir\) and this node has no CURVE keys")
+    broker.wait_for_log(r"CURVE handshake on the device port failed: .*no CURVE keys")
+    assert "--broker-key is not" not in device.log
