@@ -121,10 +121,9 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
-    monitor = None
     if keys is not None:
         keys.connect_with(sock)
-        monitor = sock.get_monitor_socket(linkwatch.EVENTS)
+    monitor = sock.get_monitor_socket(linkwatch.EVENTS)
     try:
         sock.connect(endpoint)
         request = session.msg(mt.BROKER_STATUS_REQUEST, {})
@@ -136,14 +135,14 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
                 continue
             if reply["parent_header"].get("msg_id") == request["msg_id"]:
                 return reply["content"]
-        problem = monitor and linkwatch.pending_problem(monitor, endpoint, "gateway")
+        problem = linkwatch.pending_problem(monitor, endpoint, "gateway",
+                                            curve=keys is not None)
         raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
                               f"{timeout:g} s (is it running, and is this its --gateway-bind "
                               "endpoint and key?)")
     finally:
-        if monitor is not None:
-            sock.disable_monitor()
-            monitor.close(0)
+        sock.disable_monitor()
+        monitor.close(0)
         sock.close(0)
         ctx.term()
 

@@ -125,12 +125,13 @@ class LinkWatch:
             self.log.log(level, "%s", line)
 
 
-def pending_problem(monitor: zmq.Socket[bytes], endpoint: str, role: str) -> str | None:
+def pending_problem(monitor: zmq.Socket[bytes], endpoint: str, role: str, *,
+                    curve: bool) -> str | None:
     """The last handshake failure among the events waiting on a client's ``monitor``
     socket (made with ``get_monitor_socket(EVENTS)``), without waiting."""
     problem = None
     while monitor.poll(0):
         found = client_problem(int(parse_monitor_message(monitor.recv_multipart())["event"]),
-                               endpoint, role)
+                               endpoint, role, curve=curve)
         problem = found or problem
     return problem

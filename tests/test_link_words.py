@@ -92,3 +92,6 @@ def test_a_node_without_keys_is_told_the_broker_wants_them(chain: Chain) -> None
                         r"encrypts its TCP links \(--curve-dir\) and this node has no CURVE keys")
     broker.wait_for_log(r"CURVE handshake on the device port failed: .*no CURVE keys")
     assert "--broker-key is not" not in device.log
+    done = cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file,
+                          "--insecure-bus", "--timeout", "2")
+    assert done.returncode == 1 and "this node has no CURVE keys" in done.stderr, done.stderr
