@@ -293,10 +293,14 @@ class Node:
             await self.stop()
 
 
-def setup_logging(level: str = "INFO") -> None:
+def setup_logging(level: str = "INFO", *, tag: str = "") -> None:
+    """Log to stderr at ``level``. ``tag`` names this process's node on each line, after the
+    logger's name (``cellbus.device[gpu1]``), for nodes of which several log to one place
+    (the devices of ``bin/cellbus up``, or of one host's journal)."""
+    named = f"%(name)s[{tag.replace('%', '%%')}]" if tag else "%(name)s"
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        format=f"%(asctime)s {named} %(levelname)s %(message)s",
         stream=sys.stderr,
     )
 
