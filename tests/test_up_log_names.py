@@ -9,18 +9,15 @@ import re
 import signal
 from pathlib import Path
 
-from harness import NodeProcess, free_port
+from harness import NodeProcess
 
 
 def test_each_devices_lines_name_it_in_ups_terminal(tmp_path: Path, nodes) -> None:
     """Tests that every line a device process logs, from its start to its stop, carries
     that device's id, so two devices' lines can be told apart."""
-    port = free_port()
-    up = NodeProcess("up", "--port", str(port), "--devices", "2",
-                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
-                     env={"XDG_RUNTIME_DIR": str(tmp_path)})
-    nodes.append(up)
-    up.wait_for_log(rf"cellbus is up: http://127.0.0.1:{port}/", timeout=60)
+    options = ["--port", "0", "--devices", "2", "--store", f"sqlite:///{tmp_path / 'up.db'}"]
+    nodes.append(up := NodeProcess("up", *options, env={"XDG_RUNTIME_DIR": str(tmp_path)}))
+    up.wait_for_log(r"cellbus is up: http://127.0.0.1:\d+/", timeout=60)
     assert up.stop(signal.SIGTERM, timeout=30) == 0
     ids = re.findall(r"registered (?:a )?device (\S+)|device (\S+) registered", up.log)
     names = sorted({a or b for a, b in ids})
