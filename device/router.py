@@ -182,9 +182,12 @@ class DeviceRouter(Node):
             silent = time.monotonic() - self.broker_heard
             if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
-                where = self.endpoints[0] or self.endpoints[1]
-                why = self.link_problem or (f"is it running at {where}, with the same "
-                                            "--key-file as this device?")
+                connect, bind = self.endpoints
+                why = (self.link_problem(connect, "--device-bind") or (
+                    f"its link to the broker at {connect} is up, so the broker does not take "
+                    "what this device signs: is its --key-file the same as this device's?")
+                    if connect else f"is a broker connected to {bind}, with the same "
+                    "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
                                  "is kept until it is back", self.device_id, silent, why)
 

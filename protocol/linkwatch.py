@@ -8,7 +8,8 @@ file) or a 503, and the broker said nothing of a client whose handshake it could
 decrypt. :class:`LinkWatch` reads the monitor's events of one socket and logs:
 
 - on a client (device, gateway): when the link to the broker is up (handshake done), lost,
-  and up again; and why a handshake fails, with what to change (:func:`client_problem`);
+  and up again, and that it is not up after :data:`ABSENT` seconds (nothing answers); and
+  why a handshake fails, with what to change (:func:`client_problem`);
   the problem stays in :attr:`LinkWatch.problem` for the node's other words (the device's
   "no word from the broker", the gateway's ``/ready``) until a handshake succeeds;
 - on the broker's CURVE ports: a handshake it could not decrypt (:func:`server_problem`; a
@@ -21,6 +22,7 @@ A failure that repeats on each reconnect is logged again only after :data:`REPEA
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -40,6 +42,8 @@ EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUC
 _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
 #: Seconds before the same failure is logged again while it goes on.
 REPEAT = 60.0
+#: Seconds a client's link may stay down (never up, or lost) before it says so.
+ABSENT = 5.0
 
 
 def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
@@ -93,7 +97,16 @@ class LinkWatch:
 
     async def run(self) -> None:
         while True:
-            self.seen(parse_monitor_message(await self.events.recv_frames()))
+            waiting = None if self.server or self.up else ABSENT
+            try:
+                frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
+            except TimeoutError:
+                if self.problem is None:  # no handshake even began: nothing answers there
+                    self._say(logging.WARNING, f"{self.node}: no link to the broker at "
+                              f"{self.endpoint} after {ABSENT:g} s: is a broker running "
+                              "there, at this endpoint, and is its port open to this host?")
+                continue
+            self.seen(parse_monitor_message(frames))
 
     def seen(self, event: Mapping[str, Any]) -> None:
         kind = int(event["event"])

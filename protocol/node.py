@@ -153,10 +153,16 @@ class Node:
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
 
-    @property
-    def link_problem(self) -> str | None:
-        """Why this node's last handshake with the broker failed, if none succeeded since."""
-        return next((link.problem for link in self.links if link.problem), None)
+    def link_problem(self, endpoint: str, option: str) -> str | None:
+        """What is wrong with this node's link to the broker at ``endpoint`` (its bind
+        ``option``), if anything: why its last handshake failed, or that it is not up."""
+        links = [link for link in self.links if link.endpoint == endpoint and not link.server]
+        if failed := next((link.problem for link in links if link.problem), None):
+            return failed
+        if links and not any(link.up for link in links):
+            return (f"no link to it at {endpoint}: is a broker running there, with this as "
+                    f"its {option}, and is its port open to this host?")
+        return None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the node stops; a crash is logged

@@ -10,7 +10,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from harness import Chain, chain_status, cellbus_status
+from pathlib import Path
+
+from harness import Chain, NodeProcess, cellbus_status, chain_status, free_port
+from protocol.config import generate_key
 from protocol.curve import make_certificate
 
 WRONG_BROKER_KEY = r"CURVE handshake with the broker at {} failed: --broker-key is not"
@@ -95,3 +98,30 @@ def test_a_node_without_keys_is_told_the_broker_wants_them(chain: Chain) -> None
     done = cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file,
                           "--insecure-bus", "--timeout", "2")
     assert done.returncode == 1 and "this node has no CURVE keys" in done.stderr, done.stderr
+
+
+def test_nothing_listening_and_another_bus_key_are_told_apart(chain: Chain,
+                                                              tmp_path: Path) -> None:
+    """Tests that a gateway whose broker endpoint nothing listens on says, within seconds,
+    that it has no link there, and that a device's 'no word from the broker' tells a link
+    that never came up (is a broker there?) from one that is up while the broker drops
+    what it signs (--key-file)."""
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", nowhere,
+                           "--subscribe", chain.publish_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    gateway.wait_for_log(rf"no link to the broker at {nowhere} after 5 s: is a broker "
+                         "running there")
+    lonely = chain._start("device", "--connect", nowhere, "--device-id", "d0", "--prefork",
+                          "0", "--kernels", "python", *chain.cert_options("d0", "device"))
+    lonely.wait_for_log(r"no word from the broker for \d+ s: no link to it at "
+                        rf"{nowhere}: is a broker running there")
+    chain.start_broker()
+    other = tmp_path / "other.key"
+    generate_key(other)
+    wrong = NodeProcess("device", "--connect", chain.device_ep, "--device-id", "d1",
+                        "--prefork", "0", "--kernels", "python",
+                        *chain.cert_options("d1", "device"), "--key-file", str(other))
+    chain.nodes.append(wrong)
+    wrong.wait_for_log(r"no word from the broker for \d+ s: its link to the broker at "
+                       rf"{chain.device_ep} is up, .*--key-file")
