@@ -185,7 +185,8 @@ class DeviceRouter(Node):
                 connect, bind = self.endpoints
                 why = (self.link_problem(connect, "--device-bind") or (
                     f"its link to the broker at {connect} is up, so the broker does not take "
-                    "what this device signs: is its --key-file the same as this device's?")
+                    "what this device signs: is its --key-file the same as this device's, and "
+                    f"is no other device running with --device-id {self.device_id}?")
                     if connect else f"is a broker connected to {bind}, with the same "
                     "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "

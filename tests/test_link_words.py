@@ -125,3 +125,16 @@ def test_nothing_listening_and_another_bus_key_are_told_apart(chain: Chain,
     chain.nodes.append(wrong)
     wrong.wait_for_log(r"no word from the broker for \d+ s: its link to the broker at "
                        rf"{chain.device_ep} is up, .*--key-file")
+
+
+def test_a_second_device_with_a_taken_id_is_told_to_check_it(chain: Chain) -> None:
+    """Tests that a device started with the --device-id of a device already registered (a
+    unit file copied to a second host), which the broker's socket does not hear, names its
+    --device-id among what to check, not --key-file alone."""
+    chain.start_broker()
+    chain.start_device("--prefork", "0", "--kernels", "python", name="d1")
+    twin = chain._start("device", "--connect", chain.device_ep, "--device-id", "d1",
+                        "--prefork", "0", "--kernels", "python",
+                        *chain.cert_options("d1", "device"))
+    twin.wait_for_log(r"no word from the broker for \d+ s: .*is its --key-file the same as "
+                      r"this device's, and is no other device running with --device-id d1\?")
