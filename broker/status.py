@@ -28,6 +28,8 @@ from protocol.wire import Session
 
 #: Seconds to wait for the broker's answer.
 TIMEOUT = 5.0
+#: The exit status when the broker answered but is not ready (no live device, store failing).
+NOT_READY = 3
 STATE_NAME = "up.json"
 
 
@@ -173,12 +175,16 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
                  f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
     if status.get("store_writable") is False:
         lines.append("STORE CANNOT WRITE (disk full or failing): new work is refused with 507")
-    alive = any(d.get("alive") for d in devices)
-    ready = alive and status.get("store_writable") is not False
-    lines.append("ready: " + ("yes" if ready else "no (" + ", ".join(
-        ([] if alive else ["no live device"]) +
-        ([] if status.get("store_writable") is not False else ["store cannot write"])) + ")"))
+    problems = verdict(status)
+    lines.append("ready: " + (f"no ({', '.join(problems)})" if problems else "yes"))
     return "\n".join(lines)
+
+
+def verdict(status: dict[str, Any]) -> list[str]:
+    """What keeps the broker of ``status`` from being ready (as the gateway's /ready)."""
+    alive = any(d.get("alive") for d in status.get("devices") or [])
+    return (([] if alive else ["no live device"]) +
+            ([] if status.get("store_writable") is not False else ["store cannot write"]))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -186,7 +192,8 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus status",
         description="Show the broker's devices (alive, capacity, load, free places, sessions) "
                     "and the requests waiting. With no --broker/--key-file, asks the system "
-                    f"`bin/cellbus up` runs (its state file {state_path()}).")
+                    f"`bin/cellbus up` runs (its state file {state_path()}). Exit status: 0 "
+                    f"ready, {NOT_READY} answered but not ready, 1 no answer, 2 bad options.")
     add_option(p, "--broker", metavar="ENDPOINT", node="gateway",
                help="the broker's gateway endpoint, e.g. tcp://hub:5555")
     add_option(p, "--key-file", metavar="PATH", help="file holding the deployment key")
@@ -231,9 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     if not status.get("ok"):
         print(f"cellbus status: the broker refused: {status.get('error')}", file=sys.stderr)
         return 1
-    print(json.dumps(status, indent=2) if args.json else
-          render(status, endpoint=str(endpoint), sessions=args.sessions))
-    return 0
+    problems = verdict(status)
+    print(json.dumps({**status, "ready": not problems, "problems": problems}, indent=2)
+          if args.json else render(status, endpoint=str(endpoint), sessions=args.sessions))
+    return NOT_READY if problems else 0
 
 
 if __name__ == "__main__":
