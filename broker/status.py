@@ -164,6 +164,9 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
                                for j, (c, w) in enumerate(zip(row, widths))).rstrip())
         if i > 0 and devices[i - 1].get("sandbox"):
             lines.append(f"    {devices[i - 1]['sandbox']}")
+        if i > 0 and devices[i - 1].get("version", "") != status.get("version", ""):
+            lines.append(f"    runs cellbus {devices[i - 1].get('version') or 'unknown'} "
+                         f"(the broker {status.get('version') or 'unknown'})")
         if sessions and i > 0:
             for s in devices[i - 1]["sessions"]:
                 where = f"{s['user']}/{s['worksheet']}" if s["user"] else "(unknown worksheet)"

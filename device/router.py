@@ -27,6 +27,7 @@ from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.kernels import kernel_of
 from protocol.node import Node
 from protocol.requests import failed, stamp
+from protocol.version import VERSION
 from protocol.wire import Message, Session
 
 from .draining import DRAIN_REPLY_TIMEOUT, DRAIN_TIMEOUT, Drain
@@ -133,7 +134,7 @@ class DeviceRouter(Node):
                 "rejected": self.overseer.rejected, "kernels": self.overseer.kernels,
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
-                "idle_timeout": self.config.idle_timeout}
+                "idle_timeout": self.config.idle_timeout, "version": VERSION}
 
     # -- upstream ---------------------------------------------------------------------------
 
