@@ -125,7 +125,7 @@ def secrets_of(args: argparse.Namespace) -> tuple[str, ...]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser(), argv, node="device")
     device_id = args.device_id or default_device_id()
-    setup_logging(args.log_level, tag=device_id)  # several devices may log to one place
+    setup_logging(args.log_level, tag=device_id, file=args.log_file)  # devices share logs
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
     try:

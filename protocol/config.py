@@ -276,6 +276,9 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     add_option(parser, "--packer", default="msgpack", choices=["msgpack", "json"],
                help="bus encoding: msgpack between cellbus nodes, json to talk to Jupyter peers")
     add_log_level_option(parser)
+    add_option(parser, "--log-file", metavar="PATH",
+               help="append log lines to PATH instead of stderr; reopened when moved away "
+                    "(logrotate)")
 
 
 #: The levels ``--log-level`` takes (in any case; WARN for WARNING, as logging spells it too).

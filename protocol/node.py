@@ -13,6 +13,7 @@ import asyncio
 import errno
 import collections
 import logging
+import logging.handlers
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -299,16 +300,24 @@ class Node:
             await self.stop()
 
 
-def setup_logging(level: str = "INFO", *, tag: str = "") -> None:
-    """Log to stderr at ``level``. ``tag`` names this process's node on each line, after the
-    logger's name (``cellbus.device[gpu1]``), for nodes of which several log to one place
-    (the devices of ``bin/cellbus up``, or of one host's journal)."""
+def setup_logging(level: str = "INFO", *, tag: str = "", file: str | None = None) -> None:
+    """Log to stderr, or to ``file`` (``--log-file``), at ``level``. ``tag`` names this
+    process's node on each line, after the logger's name (``cellbus.device[gpu1]``), for
+    nodes of which several log to one place (the devices of ``bin/cellbus up``, or of one
+    host's journal). A file is reopened when it was moved (logrotate); one that cannot be
+    written stops the node in one line, status 2."""
     named = f"%(name)s[{tag.replace('%', '%%')}]" if tag else "%(name)s"
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format=f"%(asctime)s {named} %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if file:
+        try:
+            handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+        except OSError as e:
+            print(f"cellbus: cannot write the log file {file} (--log-file): {e.strerror}",
+                  file=sys.stderr)
+            sys.exit(2)
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format=f"%(asctime)s {named} %(levelname)s %(message)s",
+                        handlers=[handler])
 
 
 def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
