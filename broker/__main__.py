@@ -48,7 +48,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser(), argv, node="broker")
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, file=args.log_file)
 
     held: list[StoreHold | None] = []
 

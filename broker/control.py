@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from protocol.kernels import SHUT_DOWN
+from protocol.version import VERSION
 from protocol.wire import Message, Session
 
 from .devices import DeviceWatch
@@ -101,9 +102,10 @@ class Control:
                 "device": state.device, "alive": table.alive(state.device),
                 "capacity": state.capacity, "load": state.load, "free": state.free,
                 "silent": round(now - state.last_heard, 1), "session_count": len(names),
-                "sessions": sessions, "sandbox": state.sandbox, "rejected": state.rejected})
+                "sessions": sessions, "sandbox": state.sandbox, "rejected": state.rejected,
+                "version": state.version})
         waiting = await self.store.requests(NEEDS_WORK)
-        return {"devices": devices, "needs_work": len(waiting),
+        return {"devices": devices, "needs_work": len(waiting), "version": VERSION,
                 "store_writable": self.store_writable(),
                 "not_sent": sum(1 for r in waiting if r.msg_id not in self.dispatch.handed),
                 "waiting_for_room": len(self.dispatch.held)}, []

@@ -38,6 +38,7 @@ from protocol import records
 from protocol.errors import ConfigError, ProtocolError
 from protocol.node import Node
 from protocol.requests import Endings
+from protocol.version import version_skew
 from protocol.wire import Message, Session
 
 from . import capacity, memory, retention
@@ -321,8 +322,11 @@ class Broker(Node):
             if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
                 self.unsynced.discard(device)
                 self.watch.rejoined(device, content)
-                self.log.info("broker: device %s registered (capacity %s, load %s)", device,
-                              content.get("capacity"), content.get("load"))
+                self.log.info("broker: device %s registered (capacity %s, load %s, cellbus %s)",
+                              device, content.get("capacity"), content.get("load"),
+                              str(content.get("version", "unknown"))[:40])
+                if skew := version_skew(f"device {device}", content.get("version")):
+                    self.log.warning("broker: %s", skew)
                 self.spawn(self._device_joined(device, content, self.dispatch.handed.mark()),
                            f"joined.{device}")
             else:

@@ -68,6 +68,8 @@ class DeviceState:
     draining: bool = False
     #: The device's own words on its session sandbox (which protections are on or off).
     sandbox: str = ""
+    #: The cellbus version the device said it runs ("" if it said none: older than 0.1.0).
+    version: str = ""
     #: Records the device's workers sent that it rejected (forged or malformed), in all.
     rejected: int = 0
     #: The most a request may ask for on this device (protocol.asked; 0: no maximum).
@@ -97,6 +99,8 @@ class DeviceState:
         self.capacity = _int(report.get("capacity"), self.capacity)
         if isinstance(report.get("sandbox"), str):
             self.sandbox = report["sandbox"][:1000]
+        if isinstance(report.get("version"), str):
+            self.version = report["version"][:40]
         self.load = _int(report.get("load"), self.load)
         self.rejected = _int(report.get("rejected"), self.rejected)
         self.draining = report.get("draining") is True

@@ -19,7 +19,7 @@ from typing import Any
 
 import zmq
 
-from protocol import msgtypes as mt
+from protocol import linkwatch, msgtypes as mt
 from protocol.processes import is_running
 from protocol.config import add_curve_options, add_option, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
@@ -28,6 +28,8 @@ from protocol.wire import Session
 
 #: Seconds to wait for the broker's answer.
 TIMEOUT = 5.0
+#: The exit status when the broker answered but is not ready (no live device, store failing).
+NOT_READY = 3
 STATE_NAME = "up.json"
 
 
@@ -123,6 +125,7 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
     sock.linger = 0
     if keys is not None:
         keys.connect_with(sock)
+    monitor = sock.get_monitor_socket(linkwatch.EVENTS)
     try:
         sock.connect(endpoint)
         request = session.msg(mt.BROKER_STATUS_REQUEST, {})
@@ -134,9 +137,14 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
                 continue
             if reply["parent_header"].get("msg_id") == request["msg_id"]:
                 return reply["content"]
-        raise ConnectionError(f"the broker at {endpoint} did not answer within {timeout:g} s "
-                              "(is it running, and is this its --gateway-bind endpoint and key?)")
+        problem = linkwatch.pending_problem(monitor, endpoint, "gateway",
+                                            curve=keys is not None)
+        raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
+                              f"{timeout:g} s (is it running, and is this its --gateway-bind "
+                              "endpoint and key?)")
     finally:
+        sock.disable_monitor()
+        monitor.close(0)
         sock.close(0)
         ctx.term()
 
@@ -156,6 +164,9 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
                                for j, (c, w) in enumerate(zip(row, widths))).rstrip())
         if i > 0 and devices[i - 1].get("sandbox"):
             lines.append(f"    {devices[i - 1]['sandbox']}")
+        if i > 0 and devices[i - 1].get("version", "") != status.get("version", ""):
+            lines.append(f"    runs cellbus {devices[i - 1].get('version') or 'unknown'} "
+                         f"(the broker {status.get('version') or 'unknown'})")
         if sessions and i > 0:
             for s in devices[i - 1]["sessions"]:
                 where = f"{s['user']}/{s['worksheet']}" if s["user"] else "(unknown worksheet)"
@@ -167,12 +178,16 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
                  f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
     if status.get("store_writable") is False:
         lines.append("STORE CANNOT WRITE (disk full or failing): new work is refused with 507")
-    alive = any(d.get("alive") for d in devices)
-    ready = alive and status.get("store_writable") is not False
-    lines.append("ready: " + ("yes" if ready else "no (" + ", ".join(
-        ([] if alive else ["no live device"]) +
-        ([] if status.get("store_writable") is not False else ["store cannot write"])) + ")"))
+    problems = verdict(status)
+    lines.append("ready: " + (f"no ({', '.join(problems)})" if problems else "yes"))
     return "\n".join(lines)
+
+
+def verdict(status: dict[str, Any]) -> list[str]:
+    """What keeps the broker of ``status`` from being ready (as the gateway's /ready)."""
+    alive = any(d.get("alive") for d in status.get("devices") or [])
+    return (([] if alive else ["no live device"]) +
+            ([] if status.get("store_writable") is not False else ["store cannot write"]))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -180,7 +195,8 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus status",
         description="Show the broker's devices (alive, capacity, load, free places, sessions) "
                     "and the requests waiting. With no --broker/--key-file, asks the system "
-                    f"`bin/cellbus up` runs (its state file {state_path()}).")
+                    f"`bin/cellbus up` runs (its state file {state_path()}). Exit status: 0 "
+                    f"ready, {NOT_READY} answered but not ready, 1 no answer, 2 bad options.")
     add_option(p, "--broker", metavar="ENDPOINT", node="gateway",
                help="the broker's gateway endpoint, e.g. tcp://hub:5555")
     add_option(p, "--key-file", metavar="PATH", help="file holding the deployment key")
@@ -225,9 +241,10 @@ def main(argv: list[str] | None = None) -> int:
     if not status.get("ok"):
         print(f"cellbus status: the broker refused: {status.get('error')}", file=sys.stderr)
         return 1
-    print(json.dumps(status, indent=2) if args.json else
-          render(status, endpoint=str(endpoint), sessions=args.sessions))
-    return 0
+    problems = verdict(status)
+    print(json.dumps({**status, "ready": not problems, "problems": problems}, indent=2)
+          if args.json else render(status, endpoint=str(endpoint), sessions=args.sessions))
+    return NOT_READY if problems else 0
 
 
 if __name__ == "__main__":

@@ -40,7 +40,8 @@ from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
 from device.draining import DRAIN_TIMEOUT
-from protocol.config import add_option, generate_key, parse_args, plain, tcp_port
+from protocol.config import (LOG_LEVELS, add_option, generate_key, log_level, parse_args, plain,
+                             tcp_port)
 from protocol.errors import ConfigError, address_in_use
 
 STOP_GRACE = 15.0
@@ -61,8 +62,8 @@ def parser() -> argparse.ArgumentParser:
                     f"{EXEC_TIMEOUT:g} with --auth token, else no limit)")
     add_option(p, "--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="S",
                help="seconds an idle session worker lives")
-    add_option(p, "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-               help="log verbosity of every node")
+    add_option(p, "--log-level", default="INFO", type=log_level, choices=LOG_LEVELS,
+               help="log verbosity of every node (any case)")
     add_option(p, "--key-file", metavar="PATH",
                help="deployment key to sign the bus with, created (mode 0600) if missing, so "
                     "a restarted `up` and nodes started by hand share it; default a fresh key "

@@ -15,7 +15,7 @@ from protocol.wire import Session
 from .overseer import OverseerConfig
 from .outbox import DEFAULT_CAPACITY
 from .draining import DRAIN_TIMEOUT
-from .router import DeviceRouter
+from .router import DeviceRouter, default_device_id
 from .prompts import INPUT_TIMEOUT
 from .launcher import LaunchSpec
 from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
@@ -124,7 +124,8 @@ def secrets_of(args: argparse.Namespace) -> tuple[str, ...]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(parser(), argv, node="device")
-    setup_logging(args.log_level)
+    device_id = args.device_id or default_device_id()
+    setup_logging(args.log_level, tag=device_id, file=args.log_file)  # devices share logs
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
     try:
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                               memory_budget=budget,
                               hide=secrets_of(args)))
         device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer),
-                              device_id=args.device_id,
+                              device_id=device_id,
                             connect=args.connect, bind=args.bind, config=config,
                             drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes)
         device.metrics_port = args.metrics_port

@@ -27,6 +27,7 @@ from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.kernels import kernel_of
 from protocol.node import Node
 from protocol.requests import failed, stamp
+from protocol.version import VERSION
 from protocol.wire import Message, Session
 
 from .draining import DRAIN_REPLY_TIMEOUT, DRAIN_TIMEOUT, Drain
@@ -133,7 +134,7 @@ class DeviceRouter(Node):
                 "rejected": self.overseer.rejected, "kernels": self.overseer.kernels,
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
-                "idle_timeout": self.config.idle_timeout}
+                "idle_timeout": self.config.idle_timeout, "version": VERSION}
 
     # -- upstream ---------------------------------------------------------------------------
 
@@ -182,10 +183,15 @@ class DeviceRouter(Node):
             silent = time.monotonic() - self.broker_heard
             if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
-                self.log.warning("device %s: no word from the broker for %.0f s (is it "
-                                 "running at %s, with the same --key-file as this device?); "
-                                 "output is kept until it is back", self.device_id, silent,
-                                 self.endpoints[0] or self.endpoints[1])
+                connect, bind = self.endpoints
+                why = (self.link_problem(connect, "--device-bind") or (
+                    f"its link to the broker at {connect} is up, so the broker does not take "
+                    "what this device signs: is its --key-file the same as this device's, and "
+                    f"is no other device running with --device-id {self.device_id}?")
+                    if connect else f"is a broker connected to {bind}, with the same "
+                    "--key-file as this device?")
+                self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
+                                 "is kept until it is back", self.device_id, silent, why)
 
     def _broker_heard(self) -> None:
         self.broker_heard = time.monotonic()

@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--idle-timeout and --body-timeout must be positive numbers of seconds")
     if args.max_per_address < 0:
         p.error("--max-per-address must be 0 (no cap) or a positive number")
-    setup_logging(args.log_level)
+    setup_logging(args.log_level, file=args.log_file)
 
     def make() -> Gateway:
         access = make_policy(host=args.host, port=args.port, auth=args.auth,

@@ -69,7 +69,9 @@ class ReadyHandler(BaseHandler):
             reply = await self.link.request(mt.BROKER_STATUS_REQUEST, {}, ("", "", ""),
                                             timeout=READY_TIMEOUT)
         except BrokerUnavailable as e:
-            problems.append(f"broker: {e}")
+            failing = any(link.problem for link in self.link.node.links)
+            problems.append(f"broker: {e}" + (" (this gateway's CURVE handshake with it "
+                                             "fails: its log says why)" if failing else ""))
         else:
             content = reply["content"]
             live = [d for d in content.get("devices") or [] if d.get("alive")]

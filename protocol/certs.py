@@ -1,10 +1,16 @@
-"""``bin/cellbus cert``: make, list and revoke the CURVE certificates of a deployment's bus
-(see :mod:`protocol.curve` for the key folder's layout)::
+"""``bin/cellbus cert``: make, list, revoke and rotate the CURVE certificates of a
+deployment's bus (protocol/curve.py describes the key folder).
+
+To rotate a device's or gateway's key, revoke it, then make it again: the new pair replaces
+the revoked one.
+
+For example::
 
     bin/cellbus cert broker --role broker --dir keys     # once, on the broker's host
     bin/cellbus cert dev1 --role device --dir keys       # copy keys/dev1.key_secret to dev1
     bin/cellbus cert --list --dir keys
     bin/cellbus cert --revoke dev1 --dir keys            # refused at once, dropped in ~1 s
+    bin/cellbus cert dev1 --role device --dir keys       # its new key (a rotation)
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from .errors import ConfigError
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cellbus cert",
-                                description=plain(__doc__.split("\n\n")[0]))
+                                description=plain(" ".join(__doc__.split("\n\n")[:2])))
     p.add_argument("name", nargs="?", help="the node the certificate is for")
     p.add_argument("--role", choices=[BROKER, *ROLES], help="what the node is")
     add_option(p, "--dir", metavar="DIR", default="keys",

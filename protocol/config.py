@@ -275,5 +275,23 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
                help="file holding the deployment key that signs every bus message")
     add_option(parser, "--packer", default="msgpack", choices=["msgpack", "json"],
                help="bus encoding: msgpack between cellbus nodes, json to talk to Jupyter peers")
-    add_option(parser, "--log-level", default="INFO",
-               choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="log verbosity")
+    add_log_level_option(parser)
+    add_option(parser, "--log-file", metavar="PATH",
+               help="append log lines to PATH instead of stderr; reopened when moved away "
+                    "(logrotate)")
+
+
+#: The levels ``--log-level`` takes (in any case; WARN for WARNING, as logging spells it too).
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def log_level(value: str) -> str:
+    """A ``--log-level`` value as written (``debug``, ``Warn``...) in its canonical name."""
+    upper = value.strip().upper()
+    return "WARNING" if upper == "WARN" else upper
+
+
+def add_log_level_option(parser: argparse.ArgumentParser) -> None:
+    """``--log-level``, for every node and ``up``."""
+    add_option(parser, "--log-level", default="INFO", type=log_level, choices=LOG_LEVELS,
+               help="log verbosity (any case)")

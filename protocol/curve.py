@@ -61,9 +61,15 @@ def make_certificate(directory: str | os.PathLike[str], name: str, role: str) ->
         raise ConfigError(f"bad certificate name {name!r}")
     where = Path(directory)
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if (where / f"{name}.key_secret").exists():
-        raise ConfigError(f"{where / name}.key_secret exists already; revoke it first or "
-                          "choose another name")
+    if (where / f"{name}.key_secret").exists():  # a revoked pair is replaced: a rotation
+        if role == BROKER:
+            raise ConfigError(f"{where / name}.key_secret exists already: the broker has a "
+                              "key pair (a new one would need a new broker.key on every node)")
+        if any((where / folder / f"{name}.key").exists() for folder in ROLES.values()):
+            raise ConfigError(f"{where / name}.key_secret exists already and the broker "
+                              f"accepts it; to rotate it, revoke it first (bin/cellbus cert "
+                              f"--revoke {name} --dir {where}), then make it again; or "
+                              "choose another name")
     old = os.umask(0o077)
     try:
         public, secret = zmq.auth.create_certificates(str(where), name)

@@ -13,6 +13,7 @@ import asyncio
 import errno
 import collections
 import logging
+import logging.handlers
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -23,6 +24,7 @@ import zmq
 from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .errors import ConfigError, ProtocolError, address_in_use
+from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .sockets import BusSocket
@@ -64,6 +66,9 @@ class Node:
         self._warned_insecure = False
         #: (socket, endpoint) of every connect, undone if the broker revokes this node's key.
         self._connected: list[tuple[BusSocket, str]] = []
+        #: What each link's connection does (:mod:`protocol.linkwatch`): every connect, and
+        #: the broker's CURVE binds.
+        self.links: list[LinkWatch] = []
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -114,12 +119,18 @@ class Node:
     def secure(self, sock: BusSocket, endpoint: str | None, *, role: str = "",
                server: bool = False) -> None:
         """Before ``sock`` binds or connects to ``endpoint``: CURVE and heartbeats if the
-        endpoint is TCP; a ConfigError if this node has no keys and may not go without."""
+        endpoint is TCP; a ConfigError if this node has no keys and may not go without.
+        Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
+        if endpoint and not server:
+            self.watch_link(sock, endpoint, server=False,
+                            curve=needs_keys(endpoint) and isinstance(self.keys, ClientKeys))
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)
+            if sock.socket_type == zmq.ROUTER:  # a PUB's one monitor is broker/revocation's
+                self.watch_link(sock, str(endpoint), server=True, role=role, curve=True)
         elif isinstance(self.keys, ClientKeys) and not server:
             self.keys.connect_with(sock)
         elif self.insecure:
@@ -132,6 +143,27 @@ class Node:
             raise ConfigError(f"{self.name}: {endpoint} is a TCP endpoint, and the bus is "
                               f"encrypted there: give {keys} (bin/cellbus cert makes them), "
                               "or --insecure-bus on a network you trust")
+
+    def watch_link(self, sock: BusSocket, endpoint: str, *, server: bool, curve: bool,
+                   role: str = "") -> None:
+        """Log what ``sock``'s connection does, and why a handshake fails (before it binds or
+        connects: the monitor sees only what comes after)."""
+        link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
+                         server=server, curve=curve)
+        self._sockets.append(link.events)
+        self.links.append(link)
+        self.spawn(link.run(), f"link {endpoint}")
+
+    def link_problem(self, endpoint: str, option: str) -> str | None:
+        """What is wrong with this node's link to the broker at ``endpoint`` (its bind
+        ``option``), if anything: why its last handshake failed, or that it is not up."""
+        links = [link for link in self.links if link.endpoint == endpoint and not link.server]
+        if failed := next((link.problem for link in links if link.problem), None):
+            return failed
+        if links and not any(link.up for link in links):
+            return (f"no link to it at {endpoint}: is a broker running there, with this as "
+                    f"its {option}, and is its port open to this host?")
+        return None
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """Run ``coro`` in the background until it ends or the node stops; a crash is logged
@@ -268,12 +300,24 @@ class Node:
             await self.stop()
 
 
-def setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper(), logging.INFO),
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+def setup_logging(level: str = "INFO", *, tag: str = "", file: str | None = None) -> None:
+    """Log to stderr, or to ``file`` (``--log-file``), at ``level``. ``tag`` names this
+    process's node on each line, after the logger's name (``cellbus.device[gpu1]``), for
+    nodes of which several log to one place (the devices of ``bin/cellbus up``, or of one
+    host's journal). A file is reopened when it was moved (logrotate); one that cannot be
+    written stops the node in one line, status 2."""
+    named = f"%(name)s[{tag.replace('%', '%%')}]" if tag else "%(name)s"
+    handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    if file:
+        try:
+            handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+        except OSError as e:
+            print(f"cellbus: cannot write the log file {file} (--log-file): {e.strerror}",
+                  file=sys.stderr)
+            sys.exit(2)
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
+                        format=f"%(asctime)s {named} %(levelname)s %(message)s",
+                        handlers=[handler])
 
 
 def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:

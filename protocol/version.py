@@ -26,3 +26,13 @@ def installed_version() -> str:
 
 
 VERSION = installed_version()
+
+
+def version_skew(who: str, theirs: object) -> str | None:
+    """What to say of ``who`` reporting the version ``theirs`` (a device's registration),
+    if it is not this node's: mid-upgrade, or a node left behind. None if it is the same."""
+    if theirs == VERSION:
+        return None
+    said = theirs if isinstance(theirs, str) and theirs else "an unknown version (older)"
+    return (f"{who} runs cellbus {str(said)[:40]}, this broker {VERSION}: nodes of different "
+            "versions are not tested together; upgrade every node to one version")

@@ -65,7 +65,8 @@ def test_ctrl_c_in_a_terminal_stops_gateway_devices_broker_in_order_and_loses_no
                 os.close(fd)
             except OSError:
                 pass
-    stops = [m.group(1) for m in re.finditer(r"cellbus\.(\w+) INFO \w+ stopped", up.log)]
+    stops = [m.group(1) for m in re.finditer(r"cellbus\.(\w+)(?:\[[^]]*\])? INFO \w+ stopped",
+                                             up.log)]
     assert stops == ["gateway", "device", "broker"], up.log
     assert "got SIGINT" not in up.log and "got SIGHUP" not in up.log  # they were for `up`
     assert " ERROR " not in up.log and "Traceback" not in up.log, up.log

@@ -1,0 +1,150 @@
+"""What a bus link's connection does, from ZeroMQ's socket monitor, said in the node's log.
+
+``connect()`` returns at once whether or not anything listens, and a CURVE handshake that
+fails is retried every ~100 ms without a word from libzmq: a device or gateway given the
+wrong ``--broker-key``, or whose public key the broker does not hold, used to run on saying
+nothing but "no word from the broker ... with the same --key-file" (pointing at the wrong
+file) or a 503, and the broker said nothing of a client whose handshake it could not
+decrypt. :class:`LinkWatch` reads the monitor's events of one socket and logs:
+
+- on a client (device, gateway): when the link to the broker is up (handshake done), lost,
+  and up again, and that it is not up after :data:`ABSENT` seconds (nothing answers); and
+  why a handshake fails, with what to change (:func:`client_problem`);
+  the problem stays in :attr:`LinkWatch.problem` for the node's other words (the device's
+  "no word from the broker", the gateway's ``/ready``) until a handshake succeeds;
+- on the broker's CURVE ports: a handshake it could not decrypt (:func:`server_problem`; a
+  key it does not accept is logged by its ZAP handler, :mod:`protocol.curve`).
+
+A failure that repeats on each reconnect is logged again only after :data:`REPEAT` seconds.
+``bin/cellbus status``, which has no event loop, reads the same events with
+:func:`pending_problem`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import zmq
+from zmq.utils.monitor import parse_monitor_message
+
+from .curve import ROLES
+from .sockets import BusSocket
+
+#: The monitor events a watch reads.
+EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+          | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+          | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
+_FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+#: Seconds before the same failure is logged again while it goes on.
+REPEAT = 60.0
+#: Seconds a client's link may stay down (never up, or lost) before it says so.
+ABSENT = 5.0
+
+
+def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
+    """What a client's failed handshake with the broker at ``endpoint`` means, and what to
+    change (``curve``: whether the client has CURVE keys); None for an event that is no
+    failure."""
+    if not curve and event in (*_FAILED, zmq.EVENT_HANDSHAKE_FAILED_AUTH):
+        return (f"the handshake with the broker at {endpoint} failed: that broker encrypts "
+                "its TCP links (--curve-dir) and this node has no CURVE keys (--insecure-bus):"
+                " give --curve-key and --broker-key (bin/cellbus cert makes them)")
+    if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+        return (f"the broker at {endpoint} refused this node's CURVE key: its public key is "
+                f"not in the broker's --curve-dir {ROLES.get(role, role + 's')}/ folder, or "
+                f"was revoked (bin/cellbus cert --list --dir DIR on the broker's host); make "
+                f"one with bin/cellbus cert NAME --role {role} and give its .key_secret as "
+                "--curve-key")
+    if event in _FAILED:
+        return (f"the CURVE handshake with the broker at {endpoint} failed: --broker-key is "
+                "not the public key of the broker listening there (the broker.key of its "
+                "--curve-dir), that broker runs without CURVE (--insecure-bus), or what "
+                "listens there is no cellbus broker")
+    return None
+
+
+def server_problem(event: int, role: str) -> str | None:
+    """What a failed handshake on the broker's ``role`` port means; None for other events."""
+    if event in _FAILED:
+        return (f"a CURVE handshake on the {role} port failed: a {role} whose --broker-key is "
+                "not this broker's broker.key (its --curve-dir), one with no CURVE keys "
+                "(--insecure-bus), or a client that is no cellbus node")
+    return None
+
+
+class LinkWatch:
+    """The monitor of one socket, read on the node's loop by :meth:`run`."""
+
+    def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
+                 role: str, server: bool, curve: bool) -> None:
+        self.endpoint, self.node, self.log, self.role, self.server = (
+            endpoint, node, log, role, server)
+        self.curve = curve
+        address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
+        sock.monitor(address, EVENTS)
+        self.events = BusSocket(sock.context, zmq.PAIR)
+        self.events.linger = 0
+        self.events.connect(address)
+        #: Why the last handshake failed, until one succeeds (clients only).
+        self.problem: str | None = None
+        self.up = False
+        self._said: dict[str, float] = {}
+
+    async def run(self) -> None:
+        while True:
+            waiting = None if self.server or self.up else ABSENT
+            try:
+                frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
+            except TimeoutError:
+                if self.problem is None:  # no handshake even began: nothing answers there
+                    self._say(logging.WARNING, f"{self.node}: no link to the broker at "
+                              f"{self.endpoint} after {ABSENT:g} s: is a broker running "
+                              "there, at this endpoint, and is its port open to this host?")
+                continue
+            self.seen(parse_monitor_message(frames))
+
+    def seen(self, event: Mapping[str, Any]) -> None:
+        kind = int(event["event"])
+        if self.server:
+            problem = server_problem(kind, self.role)
+            if problem is not None:
+                self._say(logging.WARNING, f"{self.node}: {problem}")
+            return
+        if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if not self.up:
+                self.log.info("%s: link to the broker at %s is up%s", self.node,
+                              self.endpoint, " again" if self._said else "")
+            self.up, self.problem = True, None
+            self._said.clear()
+        elif kind == zmq.EVENT_DISCONNECTED and self.up:
+            self.up = False
+            self.log.warning("%s: lost its link to the broker at %s; ZeroMQ connects again "
+                             "by itself", self.node, self.endpoint)
+            self._said["lost"] = time.monotonic()
+        elif (problem := client_problem(kind, self.endpoint, self.role,
+                                        curve=self.curve)) is not None:
+            self.problem = problem
+            self._say(logging.ERROR, f"{self.node}: {problem}")
+
+    def _say(self, level: int, line: str) -> None:
+        now = time.monotonic()
+        if now - self._said.get(line, -REPEAT) >= REPEAT:
+            self._said[line] = now
+            self.log.log(level, "%s", line)
+
+
+def pending_problem(monitor: zmq.Socket[bytes], endpoint: str, role: str, *,
+                    curve: bool) -> str | None:
+    """The last handshake failure among the events waiting on a client's ``monitor``
+    socket (made with ``get_monitor_socket(EVENTS)``), without waiting."""
+    problem = None
+    while monitor.poll(0):
+        found = client_problem(int(parse_monitor_message(monitor.recv_multipart())["event"]),
+                               endpoint, role, curve=curve)
+        problem = found or problem
+    return problem

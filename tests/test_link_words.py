@@ -1,0 +1,141 @@
+"""What an operator is told about a bus link that does not come up, or goes: a wrong
+--broker-key, a key the broker does not hold, and the broker going away and coming back, each
+named in the logs of the nodes concerned (and by ``bin/cellbus status`` and ``/ready``),
+saying what to change. Before, all of them were silent, or blamed --key-file."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+from pathlib import Path
+
+from harness import Chain, NodeProcess, cellbus_status, chain_status, free_port
+from protocol.config import generate_key
+from protocol.curve import make_certificate
+
+WRONG_BROKER_KEY = r"CURVE handshake with the broker at {} failed: --broker-key is not"
+NOT_HELD = r"the broker at {} refused this node's CURVE key: .*--curve-dir {}/ folder"
+
+
+def ready(chain: Chain) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(chain.url("/ready"), timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, json.loads(e.read())
+
+
+def test_a_wrong_broker_key_is_named_by_the_client_and_the_broker(chain: Chain) -> None:
+    """Tests that a device and a gateway given another broker's public key say so in their
+    logs (the device's 'no word from the broker' names it instead of --key-file), that the
+    broker logs the failed handshakes on its ports, and that the gateway's /ready points at
+    its log."""
+    broker = chain.start_broker()
+    elsewhere = chain.keys_dir.parent / "elsewhere"
+    make_certificate(elsewhere, "broker", "broker")
+    wrong = str(elsewhere / "broker.key")
+    device = chain._start("device", "--connect", chain.device_ep, "--device-id", "d1",
+                          "--prefork", "0", "--kernels", "python",
+                          *chain.cert_options("d1", "device")[:2], "--broker-key", wrong)
+    device.wait_for_log(WRONG_BROKER_KEY.format(chain.device_ep))
+    device.wait_for_log(r"no word from the broker for \d+ s: the CURVE handshake .*--broker-key")
+    broker.wait_for_log(r"CURVE handshake on the device port failed: a device whose "
+                        r"--broker-key is not this broker's broker.key")
+    gateway = chain.start_gateway("--broker-key", wrong)
+    gateway.wait_for_log(WRONG_BROKER_KEY.format(chain.gateway_ep))
+    gateway.wait_for_log(WRONG_BROKER_KEY.format(chain.publish_ep))
+    broker.wait_for_log(r"CURVE handshake on the gateway port failed")
+    status, doc = ready(chain)
+    assert status == 503
+    assert any("CURVE handshake" in p and "log" in p for p in doc["problems"]), doc
+    assert "registered" not in broker.log
+
+
+def test_a_key_the_broker_does_not_hold_is_named_by_the_client(chain: Chain) -> None:
+    """Tests that a gateway and ``bin/cellbus status`` whose certificates the broker's key
+    folder does not hold say the broker refused their key, and where it must go."""
+    chain.start_broker()
+    elsewhere = chain.keys_dir.parent / "elsewhere"
+    secret = make_certificate(elsewhere, "web9", "gateway")
+    options = ["--curve-key", str(secret), "--broker-key", str(chain.keys_dir / "broker.key")]
+    gateway = chain.start_gateway(*options[:2])  # its --broker-key is the right one
+    gateway.wait_for_log(NOT_HELD.format(chain.gateway_ep, "gateways"))
+    done = cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file,
+                          *options, "--timeout", "2")
+    assert done.returncode == 1
+    assert "refused this node's CURVE key" in done.stderr, done.stderr
+    assert "gateways/ folder" in done.stderr, done.stderr
+
+
+def test_a_gateway_says_when_it_loses_the_broker_and_when_it_is_back(chain: Chain) -> None:
+    """Tests that a gateway logs its link to the broker coming up, going when the broker
+    stops, and coming up again when a broker starts on the same endpoints."""
+    broker = chain.start_broker()
+    gateway = chain.start_gateway()
+    gateway.wait_for_log(rf"link to the broker at {chain.gateway_ep} is up$")
+    assert broker.stop() == 0
+    gateway.wait_for_log(rf"lost its link to the broker at {chain.gateway_ep}")
+    chain.start_broker()
+    gateway.wait_for_log(rf"link to the broker at {chain.gateway_ep} is up again")
+    answered = chain_status(chain)  # the broker answers again (with no device: not ready)
+    assert answered.returncode == 3 and "ready: no" in answered.stdout, answered.stderr
+
+
+def test_a_node_without_keys_is_told_the_broker_wants_them(chain: Chain) -> None:
+    """Tests that a device started with --insecure-bus against a broker that encrypts its
+    links is told to give CURVE keys (not that its --broker-key, which it has none of, is
+    wrong), and that the broker names such a client among the causes."""
+    broker = chain.start_broker()
+    device = chain._start("device", "--connect", chain.device_ep, "--device-id", "d1",
+                          "--prefork", "0", "--kernels", "python", "--insecure-bus")
+    device.wait_for_log(rf"handshake with the broker at {chain.device_ep} failed: that broker "
+                        r"encrypts its TCP links \(--curve-dir\) and this node has no CURVE keys")
+    broker.wait_for_log(r"CURVE handshake on the device port failed: .*no CURVE keys")
+    assert "--broker-key is not" not in device.log
+    done = cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file,
+                          "--insecure-bus", "--timeout", "2")
+    assert done.returncode == 1 and "this node has no CURVE keys" in done.stderr, done.stderr
+
+
+def test_nothing_listening_and_another_bus_key_are_told_apart(chain: Chain,
+                                                              tmp_path: Path) -> None:
+    """Tests that a gateway whose broker endpoint nothing listens on says, within seconds,
+    that it has no link there, and that a device's 'no word from the broker' tells a link
+    that never came up (is a broker there?) from one that is up while the broker drops
+    what it signs (--key-file)."""
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", nowhere,
+                           "--subscribe", chain.publish_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    gateway.wait_for_log(rf"no link to the broker at {nowhere} after 5 s: is a broker "
+                         "running there")
+    lonely = chain._start("device", "--connect", nowhere, "--device-id", "d0", "--prefork",
+                          "0", "--kernels", "python", *chain.cert_options("d0", "device"))
+    lonely.wait_for_log(r"no word from the broker for \d+ s: no link to it at "
+                        rf"{nowhere}: is a broker running there")
+    chain.start_broker()
+    other = tmp_path / "other.key"
+    generate_key(other)
+    wrong = NodeProcess("device", "--connect", chain.device_ep, "--device-id", "d1",
+                        "--prefork", "0", "--kernels", "python",
+                        *chain.cert_options("d1", "device"), "--key-file", str(other))
+    chain.nodes.append(wrong)
+    wrong.wait_for_log(r"no word from the broker for \d+ s: its link to the broker at "
+                       rf"{chain.device_ep} is up, .*--key-file")
+
+
+def test_a_second_device_with_a_taken_id_is_told_to_check_it(chain: Chain) -> None:
+    """Tests that a device started with the --device-id of a device already registered (a
+    unit file copied to a second host), which the broker's socket does not hear, names its
+    --device-id among what to check, not --key-file alone."""
+    chain.start_broker()
+    chain.start_device("--prefork", "0", "--kernels", "python", name="d1")
+    twin = chain._start("device", "--connect", chain.device_ep, "--device-id", "d1",
+                        "--prefork", "0", "--kernels", "python",
+                        *chain.cert_options("d1", "device"))
+    twin.wait_for_log(r"no word from the broker for \d+ s: .*is its --key-file the same as "
+                      r"this device's, and is no other device running with --device-id d1\?")

@@ -1,0 +1,41 @@
+"""``--log-file``: a node started by hand, outside systemd, logs to a file of the operator's,
+which logrotate may move away (the node goes on in a new file at the same path). Before,
+nodes logged to stderr only and an operator had to redirect each one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from harness import Chain, NodeProcess, until
+
+
+def test_a_broker_logs_to_its_file_and_follows_a_rotation(chain: Chain,
+                                                          tmp_path: Path) -> None:
+    """Tests that a broker with --log-file writes its lines there (not to stderr), and that
+    after the file is moved away (as logrotate does) its next lines go to a new file at the
+    same path."""
+    log = tmp_path / "logs" / "broker.log"
+    log.parent.mkdir()
+    broker = chain._start("broker", "--store", chain.store, "--insecure-bus", "--log-file",
+                          str(log), "--gateway-bind", chain.gateway_ep, "--device-bind",
+                          chain.device_ep, "--publish-bind", chain.publish_ep)
+    until(lambda: log.exists() and "broker started" in log.read_text(), "broker started")
+    assert "broker started" not in broker.log
+    os.rename(log, log.with_suffix(".log.1"))
+    assert broker.stop() == 0
+    assert "broker stopped" in log.read_text()
+    assert "broker stopped" not in log.with_suffix(".log.1").read_text()
+
+
+def test_a_log_file_that_cannot_be_written_stops_the_node_in_one_line(
+        key_file: Path, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a device given a --log-file in a folder that does not exist exits with
+    status 2 and one line naming the file and the option."""
+    device = NodeProcess("device", "--connect", "ipc:///nonexistent/broker", "--key-file",
+                         str(key_file), "--log-file", str(tmp_path / "no" / "device.log"))
+    nodes.append(device)
+    assert device.proc.wait(30) == 2, device.log
+    device.wait_for_log(rf"cannot write the log file {tmp_path / 'no' / 'device.log'} "
+                        r"\(--log-file\): ")
+    assert "Traceback" not in device.log

@@ -1,0 +1,38 @@
+"""``bin/cellbus user`` against a SQLite store no broker ever used: a typo in ``--store``,
+or the default store of another Unix user than the broker's. Before, ``list`` and ``remove``
+made an empty store there and answered "0 users", and ``add`` put the user in it without a
+word, so the token never worked and nothing said why."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from access_util import cellbus_user
+from broker.store import sqlite_url
+
+
+def test_list_and_remove_make_no_store_and_say_none_is_there(tmp_path: Path) -> None:
+    """Tests that `user list` and `user remove` on a missing SQLite file fail, naming it and
+    where the broker's store is said, and leave no file behind."""
+    typo = tmp_path / "celbus.db"
+    for args in (("list",), ("remove", "alice")):
+        out = cellbus_user(*args, store=sqlite_url(typo))
+        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert f"no store at {typo}" in out.stderr, out.stderr
+        assert "broker store: SQLite file" in out.stderr, out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_add_to_a_new_store_says_it_made_one(tmp_path: Path) -> None:
+    """Tests that `user add` into a file that did not exist still adds the user (users may
+    be added before the broker's first start) but says on stderr that it made a new store
+    no broker has used, and that adding to an existing store says nothing of the kind."""
+    store = sqlite_url(tmp_path / "cellbus.db")
+    first = cellbus_user("add", "alice", store=store)
+    assert first.returncode == 0, first.stderr
+    assert f"made a new store at {tmp_path / 'cellbus.db'}" in first.stderr, first.stderr
+    assert "no broker has used it yet" in first.stderr
+    again = cellbus_user("add", "bob", store=store)
+    assert again.returncode == 0 and "new store" not in again.stderr, again.stderr
+    listing = cellbus_user("list", store=store)
+    assert listing.returncode == 0 and "alice" in listing.stdout and "bob" in listing.stdout
