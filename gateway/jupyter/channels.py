@@ -238,6 +238,15 @@ class ChannelsHandler(SocketHandler):
         msg["header"]["session"] = self.kernel_session
         self.outbox.send(wire.encode(msg, channel, binary=self.binary))  # type: ignore[arg-type]
 
+    def kernel_reply(self, request: dict[str, Any], msg_type: str, content: dict[str, Any],
+                     channel: str) -> None:
+        """A reply the gateway makes for the kernel, between the ``busy`` and ``idle`` a
+        kernel sends around every request it handles: a Jupyter client's request is done
+        only once it has both its reply and that idle (@jupyterlab/services' future)."""
+        self.status("busy", request)
+        self.answer(request, msg_type, content, channel)
+        self.status("idle", request)
+
     def status(self, state: str, request: dict[str, Any] | None = None) -> None:
         """An iopub ``status`` that is no stored output (dead, or on kernel_info)."""
         if not self.outbox.closed:
@@ -277,9 +286,7 @@ class ChannelsHandler(SocketHandler):
             # whose parent is a kernel_info_request for the kernel's state.
             entry = await model.find(self.ask, self.user, self.kernel_id)
             spec = spec_of(entry.get("kernel") or "", await kernelspecs(self.ask))
-            self.status("busy", request)
-            self.answer(request, mt.KERNEL_INFO_REPLY, spec.kernel_info(), "shell")
-            self.status("idle", request)
+            self.kernel_reply(request, mt.KERNEL_INFO_REPLY, spec.kernel_info(), "shell")
             self.status(model.execution_state(entry))
         elif msg_type == mt.EXECUTE_REQUEST:
             await self._run_code(request, content)
@@ -314,8 +321,7 @@ class ChannelsHandler(SocketHandler):
         elif msg_type in mt.KERNEL_REQUEST_TYPES:
             await self._to_kernel(request, msg_type, content)
         elif isinstance(msg_type, str) and msg_type in LOCAL_REPLIES:
-            reply_type, reply = LOCAL_REPLIES[msg_type]
-            self.answer(request, reply_type, reply, "shell")
+            self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _to_kernel(self, request: dict[str, Any], msg_type: str,
                          content: dict[str, Any]) -> None:
@@ -338,13 +344,13 @@ class ChannelsHandler(SocketHandler):
                             "gateway: a %s for kernel %s was refused: %s", msg_type,
                             self.kernel_id, reply["content"].get("error"))
         if msg_type == mt.COMM_OPEN:
-            self.answer(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
-                                                 "data": {}}, "iopub")
+            self.kernel_reply(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
+                                                       "data": {}}, "iopub")
         elif query:
-            self.answer(request, mt.QUERY_REPLIES[msg_type], unanswered(msg_type, content),
-                        "shell")
+            self.kernel_reply(request, mt.QUERY_REPLIES[msg_type],
+                              unanswered(msg_type, content), "shell")
         elif msg_type in LOCAL_REPLIES:
-            self.answer(request, *LOCAL_REPLIES[msg_type], "shell")
+            self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         code = content.get("code")
@@ -380,7 +386,5 @@ class ChannelsHandler(SocketHandler):
             else "error_request"
         reply_type = kind.replace("_request", "_reply")
         channel = wire.channel_of(reply_type)
-        self.answer(request, reply_type, {"status": "error", "ename": "CellbusRefused",
-                                          "evalue": error, "traceback": [error]}, channel)
-        if msg_type == mt.EXECUTE_REQUEST:
-            self.answer(request, mt.STATUS, {"execution_state": "idle"}, "iopub")
+        self.kernel_reply(request, reply_type, {"status": "error", "ename": "CellbusRefused",
+                                                "evalue": error, "traceback": [error]}, channel)
