@@ -99,3 +99,26 @@ async def test_input_is_answered_with_the_kernel_clients_input(gateway: Any) -> 
     finally:
         kc.stop_channels()
         await km.shutdown_kernel()
+
+
+async def test_history_is_the_kernels_own(gateway: Any) -> None:
+    """``kc.history()`` gets ipykernel's own history of the session's cells (what a Jupyter
+    console's Up arrow shows). Failed before: the gateway answered every history_request
+    itself, with no history."""
+    km = GatewayKernelManager()
+    await km.start_kernel(kernel_name="python3")
+    kc = km.client()
+    await kc.start_channels()
+    try:
+        executed = kc.execute("answer = 6 * 7")
+        while (await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != executed:
+            pass
+        asked = kc.history(hist_access_type="tail", n=10, raw=True, output=False)
+        reply = await kc.get_shell_msg(timeout=30)
+        assert reply["msg_type"] == "history_reply"
+        assert reply["parent_header"]["msg_id"] == asked
+        assert [entry[2] for entry in reply["content"]["history"]] == ["answer = 6 * 7"], \
+            reply["content"]
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel()

@@ -12,9 +12,9 @@ Stored output is already Jupyter's (status, execute_input, stream, display_data,
 execute_result, error, execute_reply, and a Jupyter kernel's comm messages); cellbus's
 routing facts are taken out of metadata. A client's comm messages go to a Jupyter kernel
 through the broker (broker/comms.py), and so do its questions about code (completion,
-inspection, is_complete) to any session; the built-in session has no comms.
+inspection, is_complete, history) to any session; the built-in session has no comms.
 ``input_request`` goes only to the client whose execute asked for input. What a kernel
-answers about itself (kernel_info, history; comm_info for the built-in session) the gateway
+answers about itself (kernel_info; comm_info for the built-in session) the gateway
 answers.
 """
 
@@ -54,7 +54,6 @@ MAX_CLIENT = 128
 #: What the gateway answers itself, for the built-in session: reply type and content.
 LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
     "comm_info_request": ("comm_info_reply", {"status": "ok", "comms": {}}),
-    "history_request": ("history_reply", {"status": "ok", "history": []}),
 }
 INPUT_REPLY = mt.INPUT_REPLY
 #: Position writes in flight, which a gateway that stops waits for (:func:`positions_written`).
