@@ -46,9 +46,12 @@ INSPECT_REQUEST = "inspect_request"
 INSPECT_REPLY = "inspect_reply"
 IS_COMPLETE_REQUEST = "is_complete_request"
 IS_COMPLETE_REPLY = "is_complete_reply"
+#: The session's input history (a Jupyter console's Up arrow, JupyterLab's requestHistory).
+HISTORY_REQUEST = "history_request"
+HISTORY_REPLY = "history_reply"
 #: Each query and the type of its reply.
 QUERY_REPLIES = {COMPLETE_REQUEST: COMPLETE_REPLY, INSPECT_REQUEST: INSPECT_REPLY,
-                 IS_COMPLETE_REQUEST: IS_COMPLETE_REPLY}
+                 IS_COMPLETE_REQUEST: IS_COMPLETE_REPLY, HISTORY_REQUEST: HISTORY_REPLY}
 QUERY_REQUEST_TYPES = frozenset(QUERY_REPLIES)
 #: What a client sends a session's kernel directly: comm messages and queries.
 KERNEL_REQUEST_TYPES = COMM_REQUEST_TYPES | QUERY_REQUEST_TYPES
@@ -105,7 +108,7 @@ WORKER_OUTPUT_TYPES = frozenset({
     STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, EXECUTE_RESULT, ERROR, CLEAR_OUTPUT,
     INTERACT_START, INTERACT_END, EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY,
     INTERACT_REPLY, SHUTDOWN_REPLY, INPUT_REQUEST, COMM_OPEN, COMM_MSG, COMM_CLOSE,
-    COMM_INFO_REPLY, COMPLETE_REPLY, INSPECT_REPLY, IS_COMPLETE_REPLY,
+    COMM_INFO_REPLY, COMPLETE_REPLY, INSPECT_REPLY, IS_COMPLETE_REPLY, HISTORY_REPLY,
 })
 
 #: Worker -> device only, never relayed: ``{"text"}``, something the worker says about itself

@@ -129,11 +129,11 @@ class SessionBackend(abc.ABC):
         return ExecuteOutcome()
 
     def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
-        """A client's ``complete_request``, ``inspect_request`` or ``is_complete_request``
-        (its content as the client sent it, with ``code`` and ``cursor_pos`` unchecked):
+        """A client's ``complete_request``, ``inspect_request``, ``is_complete_request`` or
+        ``history_request`` (its content as the client sent it, unchecked):
         the content of the reply, as Jupyter's messaging spec gives it; the worker sends it.
-        Backends that cannot answer keep this default: no completions, nothing found, and
-        "unknown" (a client then treats Enter as a new line)."""
+        Backends that cannot answer keep this default: no completions, nothing found,
+        "unknown" (a client then treats Enter as a new line) and no history."""
         return unanswered(msg_type, content)
 
     def warm_up(self) -> None:

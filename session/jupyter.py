@@ -82,8 +82,12 @@ class JupyterBackend(SessionBackend):
                                 ip=os.path.join(self.rundir, "k"),
                                 connection_file=os.path.join(self.rundir, "kernel.json"))
         self._log = open(self.log_path, "wb")
+        # Without the worker's MPLBACKEND (session.mplbackend, whose show() speaks through
+        # the built-in session only): the kernel picks its own, ipykernel's inline one, so
+        # plt.show() sends the figure as image/png display_data, as in Jupyter.
+        env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}
         self.km.start_kernel(cwd=config.workdir, stdin=subprocess.DEVNULL, stdout=self._log,
-                             stderr=self._log, preexec_fn=_die_with_worker)
+                             stderr=self._log, preexec_fn=_die_with_worker, env=env)
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
         try:

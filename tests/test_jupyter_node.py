@@ -33,3 +33,17 @@ def test_lines_arrive_once_each_after_a_cut_and_to_a_new_client(running_chain, n
     lines = [f"line {i}" for i in range(8)]
     assert got["same"] == lines, got
     assert got["new"] == lines, got
+
+
+def test_every_shell_request_is_done(running_chain, node: str) -> None:
+    """Each request KernelConnection makes on the shell channel is done (its future has the
+    reply and the idle status of that request), those the gateway answers itself too.
+    Failed before: history (and comm_info for the built-in session) got a reply but no
+    busy/idle, so their futures never ended."""
+    out = subprocess.run([node, "requests.js", f"http://127.0.0.1:{running_chain.port}",
+                          "python"], cwd=NODE_DIR, capture_output=True, text=True, timeout=90)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    assert got == {name: f"{name}_reply" for name in (
+        "kernel_info", "execute", "complete", "inspect", "is_complete", "history",
+        "comm_info")}, got

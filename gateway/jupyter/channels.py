@@ -12,9 +12,9 @@ Stored output is already Jupyter's (status, execute_input, stream, display_data,
 execute_result, error, execute_reply, and a Jupyter kernel's comm messages); cellbus's
 routing facts are taken out of metadata. A client's comm messages go to a Jupyter kernel
 through the broker (broker/comms.py), and so do its questions about code (completion,
-inspection, is_complete) to any session; the built-in session has no comms.
+inspection, is_complete, history) to any session; the built-in session has no comms.
 ``input_request`` goes only to the client whose execute asked for input. What a kernel
-answers about itself (kernel_info, history; comm_info for the built-in session) the gateway
+answers about itself (kernel_info; comm_info for the built-in session) the gateway
 answers.
 """
 
@@ -24,7 +24,6 @@ import asyncio
 import json
 import logging
 import uuid
-from collections import OrderedDict
 from typing import Any
 
 from tornado.web import HTTPError
@@ -34,18 +33,18 @@ from protocol.address import is_name
 from protocol.kernels import SHUT_DOWN
 from protocol.queries import unanswered
 from protocol.ratelog import RateLog
-from protocol.recent import forget_oldest
-from protocol.wire import Message, utcnow_iso
+from protocol.wire import Message
 
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
 from ..cells import TooLarge, execute_content, within_limit
 from ..guard import rate_wait, too_many
-from ..ws import MAX_HEADER_FIELD, SocketHandler, Subscription
+from ..ws import SocketHandler, Subscription
 from . import model, wire
 from .kernelspecs import DEFAULT, kernelspecs, spec_of
 from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
+from .prompts import Prompts
 
 log = logging.getLogger("cellbus.gateway")
 #: What a client's messages make the gateway log, at a bounded rate per user and kind.
@@ -55,26 +54,13 @@ MAX_CLIENT = 128
 #: What the gateway answers itself, for the built-in session: reply type and content.
 LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
     "comm_info_request": ("comm_info_reply", {"status": "ok", "comms": {}}),
-    "history_request": ("history_reply", {"status": "ok", "history": []}),
 }
 INPUT_REPLY = mt.INPUT_REPLY
-#: Prompts remembered per client (their cells), oldest forgotten first.
-MAX_PROMPTS = 64
 #: Position writes in flight, which a gateway that stops waits for (:func:`positions_written`).
 WRITING: set[asyncio.Future[None]] = set()
 #: Seconds between looks at how much of what was sent a client's side has taken, while
 #: some of it is not (its delivery position follows).
 POSITION_EVERY = 0.25
-
-
-def client_header(request: dict[str, Any]) -> dict[str, Any] | None:
-    """The header a client's request goes on with (dated now), if it is complete."""
-    header = dict(request["header"])
-    if not all(isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD
-               for k in ("msg_id", "msg_type", "session", "username", "date", "version")):
-        return None
-    header["date"] = utcnow_iso()
-    return header
 
 
 class Replay(Subscription):
@@ -137,8 +123,7 @@ class ChannelsHandler(SocketHandler):
         self.client = client if client and len(client) <= MAX_CLIENT else uuid.uuid4().hex
         self.binary = self.selected_subprotocol == wire.V1
         self.address = (self.user, self.kernel_id, "-")
-        #: input_request msg_id -> its cell, for the prompts delivered to this client.
-        self.prompts: OrderedDict[str, str] = OrderedDict()
+        self.prompts = Prompts(self.client)
         self.outbox = HandingOutbox(self, self.settings["client_buffer"], self._release)
         self.positions = Positions()
         self.position: tuple[str, int] | None = None
@@ -226,11 +211,10 @@ class ChannelsHandler(SocketHandler):
         if msg_type == mt.SESSION_CLOSED and msg["content"].get("reason") == SHUT_DOWN:
             return self.kernel_gone()  # shut down, through this gateway or another one
         if msg_type in wire.HIDDEN or (
-                msg_type == "input_request" and msg["parent_header"].get("session") != self.client):
+                msg_type == "input_request" and not self.prompts.is_ours(msg["parent_header"])):
             return
         if msg_type == "input_request" and isinstance(facts.get("cell_id"), str):
-            self.prompts[msg["header"]["msg_id"]] = facts["cell_id"]  # its answer goes there
-            forget_oldest(self.prompts, MAX_PROMPTS)
+            self.prompts.shown(msg["header"]["msg_id"], facts["cell_id"])  # its answer goes there
         if facts.get("cell_id") == START_CELL:  # the kernel's start: no client asked
             if msg_type != mt.STATUS:
                 return
@@ -252,6 +236,15 @@ class ChannelsHandler(SocketHandler):
         msg = self.link.session.msg(msg_type, content, parent=request)
         msg["header"]["session"] = self.kernel_session
         self.outbox.send(wire.encode(msg, channel, binary=self.binary))  # type: ignore[arg-type]
+
+    def kernel_reply(self, request: dict[str, Any], msg_type: str, content: dict[str, Any],
+                     channel: str) -> None:
+        """A reply the gateway makes for the kernel, between the ``busy`` and ``idle`` a
+        kernel sends around every request it handles: a Jupyter client's request is done
+        only once it has both its reply and that idle (@jupyterlab/services' future)."""
+        self.status("busy", request)
+        self.answer(request, msg_type, content, channel)
+        self.status("idle", request)
 
     def status(self, state: str, request: dict[str, Any] | None = None) -> None:
         """An iopub ``status`` that is no stored output (dead, or on kernel_info)."""
@@ -292,9 +285,7 @@ class ChannelsHandler(SocketHandler):
             # whose parent is a kernel_info_request for the kernel's state.
             entry = await model.find(self.ask, self.user, self.kernel_id)
             spec = spec_of(entry.get("kernel") or "", await kernelspecs(self.ask))
-            self.status("busy", request)
-            self.answer(request, mt.KERNEL_INFO_REPLY, spec.kernel_info(), "shell")
-            self.status("idle", request)
+            self.kernel_reply(request, mt.KERNEL_INFO_REPLY, spec.kernel_info(), "shell")
             self.status(model.execution_state(entry))
         elif msg_type == mt.EXECUTE_REQUEST:
             await self._run_code(request, content)
@@ -314,23 +305,22 @@ class ChannelsHandler(SocketHandler):
         elif msg_type == INPUT_REPLY:
             value = content.get("value")
             answer: dict[str, Any] = {"value": value if isinstance(value, str) else ""}
-            parent = request.get("parent_header")
-            prompt = parent.get("msg_id") if isinstance(parent, dict) else None  # its prompt
-            cell_id = self.prompts.get(prompt) if isinstance(prompt, str) else None
-            if cell_id is None:
+            asked = self.prompts.answered(request.get("parent_header"))
+            if asked is None:
                 return  # no prompt of this kernel delivered here: nothing to answer
-            answer["prompt"] = prompt
+            answer["prompt"] = asked[0]
             reply = await self.link.request(INPUT_REPLY, answer, (self.user, self.kernel_id,
-                                                                  cell_id))
-            if not reply["content"].get("ok"):
+                                                                  asked[1]))
+            if reply["content"].get("ok"):
+                self.prompts.done(asked[0])
+            else:
                 client_log.info((self.user, "input_reply"),
                                 "gateway: an input_reply for kernel %s was refused: %s",
                                 self.kernel_id, reply["content"].get("error"))
         elif msg_type in mt.KERNEL_REQUEST_TYPES:
             await self._to_kernel(request, msg_type, content)
         elif isinstance(msg_type, str) and msg_type in LOCAL_REPLIES:
-            reply_type, reply = LOCAL_REPLIES[msg_type]
-            self.answer(request, reply_type, reply, "shell")
+            self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _to_kernel(self, request: dict[str, Any], msg_type: str,
                          content: dict[str, Any]) -> None:
@@ -342,7 +332,7 @@ class ChannelsHandler(SocketHandler):
         if self.kernel_name is None:
             entry = await model.find(self.ask, self.user, self.kernel_id)
             self.kernel_name = entry.get("kernel") or DEFAULT
-        header = client_header(request)
+        header = wire.client_header(request, self.client)
         query = msg_type in mt.QUERY_REQUEST_TYPES
         if (self.kernel_name != DEFAULT or query) and header is not None and not (
                 query and rate_wait(self, self.visitor) is not None):
@@ -353,13 +343,13 @@ class ChannelsHandler(SocketHandler):
                             "gateway: a %s for kernel %s was refused: %s", msg_type,
                             self.kernel_id, reply["content"].get("error"))
         if msg_type == mt.COMM_OPEN:
-            self.answer(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
-                                                 "data": {}}, "iopub")
+            self.kernel_reply(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
+                                                       "data": {}}, "iopub")
         elif query:
-            self.answer(request, mt.QUERY_REPLIES[msg_type], unanswered(msg_type, content),
-                        "shell")
+            self.kernel_reply(request, mt.QUERY_REPLIES[msg_type],
+                              unanswered(msg_type, content), "shell")
         elif msg_type in LOCAL_REPLIES:
-            self.answer(request, *LOCAL_REPLIES[msg_type], "shell")
+            self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         code = content.get("code")
@@ -377,9 +367,10 @@ class ChannelsHandler(SocketHandler):
             elif content.get(key) is not None:  # never a default in place of what was sent
                 return self._failed(request, mt.EXECUTE_REQUEST,
                                     f"{key} must be true or false")
-        header = client_header(request)
+        header = wire.client_header(request, self.client)
         if header is None:
             return self._failed(request, mt.EXECUTE_REQUEST, "the header is incomplete")
+        self.prompts.sent(header["session"])  # its input_request comes to this socket
         cell_id = f"cell-{header['msg_id']}"
         if not is_name(cell_id):
             cell_id = f"cell-{uuid.uuid4().hex}"
@@ -394,7 +385,5 @@ class ChannelsHandler(SocketHandler):
             else "error_request"
         reply_type = kind.replace("_request", "_reply")
         channel = wire.channel_of(reply_type)
-        self.answer(request, reply_type, {"status": "error", "ename": "CellbusRefused",
-                                          "evalue": error, "traceback": [error]}, channel)
-        if msg_type == mt.EXECUTE_REQUEST:
-            self.answer(request, mt.STATUS, {"execution_state": "idle"}, "iopub")
+        self.kernel_reply(request, reply_type, {"status": "error", "ename": "CellbusRefused",
+                                                "evalue": error, "traceback": [error]}, channel)

@@ -1,4 +1,5 @@
-"""The channels WebSocket's two formats, and which channel each message type travels on.
+"""The channels WebSocket's two formats, which channel each message type travels on, and the
+header a client's request goes on with.
 
 - ``v1.kernel.websocket.jupyter.org`` (binary frames, chosen by subprotocol): a little-endian
   u64 count of offsets, the offsets (u64 each), then the channel name and the JSON header,
@@ -14,6 +15,10 @@ import struct
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.msgtypes import PROTOCOL_VERSION
+from protocol.wire import utcnow_iso
+
+from ..ws import MAX_HEADER_FIELD
 
 V1 = "v1.kernel.websocket.jupyter.org"
 PARTS = ("header", "parent_header", "metadata", "content")
@@ -81,3 +86,19 @@ def decode(frame: str | bytes) -> tuple[str, dict[str, Any]]:
         if not isinstance(msg.get(key), dict):
             msg[key] = {}
     return channel, msg
+
+
+def client_header(request: dict[str, Any], client: str) -> dict[str, Any] | None:
+    """The header a client's request goes on with (dated now), if it names its msg_id and
+    msg_type. The rest is filled in where a client left it out or sent another type, as a
+    Jupyter server passes such a header on: jupyter_server's ``GatewayKernelClient`` (what
+    nbclient runs a notebook through on a gateway) sends ``date`` as a number of seconds."""
+    header = dict(request["header"])
+    if not all(isinstance(header.get(k), str) and len(header[k]) <= MAX_HEADER_FIELD
+               for k in ("msg_id", "msg_type")):
+        return None
+    for key, default in (("session", client), ("username", ""), ("version", PROTOCOL_VERSION)):
+        if not isinstance(header.get(key), str) or len(header[key]) > MAX_HEADER_FIELD:
+            header[key] = default
+    header["date"] = utcnow_iso()
+    return header

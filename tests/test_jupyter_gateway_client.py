@@ -1,0 +1,124 @@
+"""jupyter_server's ``GatewayKernelManager`` and ``GatewayKernelClient`` (from PyPI) pointed at
+cellbus as at a Kernel Gateway, used as their users do, with nothing of cellbus but its URL:
+nbclient runs a notebook through them (what ``jupyter nbconvert --execute`` runs), and a
+cell's ``input()`` is answered with jupyter_client's ``KernelClient.input``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_server.gateway.gateway_client import GatewayClient
+from jupyter_server.gateway.managers import GatewayKernelManager
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell, new_notebook
+
+from kernels import require_kernel
+from module_chain import module_chain
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A chain with the built-in session and ipykernel, as the one GatewayClient's URL."""
+    require_kernel("python3")
+    for chain in module_chain(tmp_path_factory, "gwclient", device=("--kernels",
+                                                                      "python,python3")):
+        client = GatewayClient.instance()
+        client.url = f"http://127.0.0.1:{chain.port}"
+        client.request_timeout = 60
+        try:
+            yield chain
+        finally:
+            client.url = None
+
+
+def outputs(cell: Any) -> list[tuple[str, Any]]:
+    """A cell's outputs as (type, what it holds: text, MIME types or the error's name)."""
+    return [(o.output_type, o.get("text") or sorted(o.get("data", {})) or o.get("ename"))
+            for o in cell.outputs]
+
+
+async def test_nbclient_runs_a_notebook_through_a_gateway_kernel_manager(gateway: Any) -> None:
+    """Print, rich display, a result, a matplotlib figure, an error and a cell after it: each
+    cell's outputs in the notebook as a local ipykernel gives them (``python3``, the
+    manager's default kernel). Failed before: every request was refused ("the header is
+    incomplete": the client dates its headers with a number), then the figure was missing
+    (ipykernel ran with the built-in session's matplotlib backend)."""
+    nb = new_notebook(cells=[
+        new_code_cell("print('hello')\nx = 41"),
+        new_code_cell("from IPython.display import HTML, display\n"
+                      "display(HTML('<b>bold</b>'))\nx + 1"),
+        new_code_cell("import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.show()"),
+        new_code_cell("1/0"),
+        new_code_cell("print('after the error')"),
+    ])
+    km = GatewayKernelManager()
+    client = NotebookClient(nb, km=km, timeout=60, allow_errors=True)
+    try:
+        await asyncio.wait_for(client.async_execute(), 120)
+    finally:
+        await km.shutdown_kernel()  # the notebook's client leaves a kernel it did not start
+    nbformat.validate(nb)
+    got = [outputs(cell) for cell in nb.cells]
+    assert got == [
+        [("stream", "hello\n")],
+        [("display_data", ["text/html", "text/plain"]), ("execute_result", ["text/plain"])],
+        [("display_data", ["image/png", "text/plain"])],
+        [("error", "ZeroDivisionError")],
+        [("stream", "after the error\n")],
+    ], got
+    assert [cell.execution_count for cell in nb.cells] == [1, 2, 3, 4, 5]
+
+
+async def test_input_is_answered_with_the_kernel_clients_input(gateway: Any) -> None:
+    """``kc.input(text)`` answers the cell's ``input()``: the prompt reaches this client
+    (whose socket URL names no session_id) on stdin, and the answer (which names no parent
+    prompt) reaches the cell. Failed before: no input_request came to this client."""
+    km = GatewayKernelManager()
+    await km.start_kernel(kernel_name="python")
+    kc = km.client()
+    await kc.start_channels()
+    try:
+        msg_id = kc.execute("name = input('who? ')\nprint('hi', name)", allow_stdin=True)
+        prompt = await kc.get_stdin_msg(timeout=30)
+        assert prompt["msg_type"] == "input_request", prompt
+        assert prompt["content"]["prompt"] == "who? "
+        assert prompt["parent_header"]["msg_id"] == msg_id
+        kc.input("ann")
+        reply = await kc.get_shell_msg(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        assert reply["content"]["status"] == "ok", reply["content"]
+        text = ""
+        while "hi ann" not in text:
+            msg = await kc.get_iopub_msg(timeout=30)
+            if msg["msg_type"] == "stream" and msg["parent_header"]["msg_id"] == msg_id:
+                text += msg["content"]["text"]
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel()
+
+
+async def test_history_is_the_kernels_own(gateway: Any) -> None:
+    """``kc.history()`` gets ipykernel's own history of the session's cells (what a Jupyter
+    console's Up arrow shows). Failed before: the gateway answered every history_request
+    itself, with no history."""
+    km = GatewayKernelManager()
+    await km.start_kernel(kernel_name="python3")
+    kc = km.client()
+    await kc.start_channels()
+    try:
+        executed = kc.execute("answer = 6 * 7")
+        while (await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != executed:
+            pass
+        asked = kc.history(hist_access_type="tail", n=10, raw=True, output=False)
+        reply = await kc.get_shell_msg(timeout=30)
+        assert reply["msg_type"] == "history_reply"
+        assert reply["parent_header"]["msg_id"] == asked
+        assert [entry[2] for entry in reply["content"]["history"]] == ["answer = 6 * 7"], \
+            reply["content"]
+    finally:
+        kc.stop_channels()
+        await km.shutdown_kernel()
