@@ -37,6 +37,15 @@ from .wire import Message, Session
 ZMTP_HEARTBEAT = (2000, 6000, 6000)
 
 
+
+def _guarded(sock: BusSocket, endpoint: str) -> str:
+    """What a bind line adds for a port other machines may reach: whether it is encrypted."""
+    if not needs_keys(endpoint):
+        return ""
+    if sock.getsockopt(zmq.MECHANISM) == zmq.CURVE:
+        return " (CURVE: encrypted)"
+    return " (in clear: --insecure-bus)"
+
 class Node:
     """A ZeroMQ node. Subclasses override :meth:`setup` (open sockets, spawn loops) and may
     override :meth:`shutdown` (drain before sockets close)."""
@@ -102,8 +111,8 @@ class Node:
         try:
             if bind:
                 sock.bind(bind)
-                self.log.info("%s bound %s on %s", self.name, what,
-                              sock.getsockopt_string(zmq.LAST_ENDPOINT))
+                self.log.info("%s bound %s on %s%s", self.name, what,
+                              sock.getsockopt_string(zmq.LAST_ENDPOINT), _guarded(sock, bind))
             if connect:
                 sock.connect(connect)
                 self._connected.append((sock, connect))

@@ -22,7 +22,10 @@ def test_only_keys_of_the_right_role_reach_the_broker(chain: Chain, key: bytes) 
     """Tests that a client with the deployment key but no CURVE key, or a stranger's CURVE
     key, gets nothing from any port: no output from the feed, no answer on the gateway port,
     no place among the devices; and that a device's key does not open the gateway port."""
-    chain.start_broker()
+    broker = chain.start_broker()
+    for port in ("gateways", "devices"):  # its bind lines say the ports are encrypted
+        broker.wait_for_log(rf"bound ROUTER for {port} on tcp://127.0.0.1:\d+ \(CURVE: "
+                            r"encrypted\)")
     chain.start_device()
     chain.start_gateway()
     assert chain.evaluate("u/ws/1", "print('warm')")[0] == 202
@@ -118,3 +121,11 @@ def test_tcp_without_keys_is_refused_in_one_line(key_file) -> None:
     finally:
         insecure.stop()
         insecure.kill_group()
+    clear = NodeProcess("broker", "--gateway-bind", endpoint, "--store", store, "--key-file",
+                        str(key_file), "--insecure-bus")
+    try:  # its bind line says so too
+        clear.wait_for_log(r"bound ROUTER for gateways on tcp://127.0.0.1:\d+ \(in clear: "
+                           r"--insecure-bus\)")
+    finally:
+        clear.stop()
+        clear.kill_group()
