@@ -88,9 +88,10 @@ class Drain:
         self._hold_back_queues()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        log.info("device %s draining: %d cells running (up to %g s to finish), %d "
-                 "requests to hand back", self.device_id, len(self.running()),
-                 self.timeout, sum(map(len, self.returning.values())))
+        running, back = len(self.running()), sum(map(len, self.returning.values()))
+        log.info("device %s draining: %d cell%s running (up to %g s to finish), %d "
+                 "request%s to hand back", self.device_id, running, "" if running == 1 else "s",
+                 self.timeout, back, "" if back == 1 else "s")
         await self.hand_back()
         if self.running() and not self.broker_alive():
             log.warning("device %s: no broker to take the output of the running cells; "
