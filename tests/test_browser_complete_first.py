@@ -97,3 +97,34 @@ def test_tab_completes_over_long_polling_too(page: Any, web: Chain) -> None:  # 
     expect(first.locator(".cellbus-count")).to_have_text("[1]")
     assert len(starts) == 1, starts
     assert console.settled(page) == []
+
+
+def test_tab_before_the_socket_subscribed_completes_once_it_has(page: Any,  # noqa: F811
+                                                                 web: Chain) -> None:
+    """Tests that Tab pressed while the page's WebSocket has not yet subscribed (here it is
+    held by the test until the Tab was pressed, as a slow network holds it) completes once
+    the socket is through, instead of doing nothing; and that the page goes on from there."""
+    console = Console(page)
+    held: list[Any] = []
+    sides: dict[str, Any] = {}
+
+    def route(socket: Any) -> None:  # the page's socket opens; nothing reaches the gateway
+        sides["page"] = socket
+        socket.on_message(lambda m: sides["server"].send(m) if "server" in sides
+                          else held.append(m))
+    page.route_web_socket("**/ws", route)
+    cells = open_worksheet(page, web)
+    first = cells.nth(0)
+    code_box(first).fill("x = isinst")
+    code_box(first).press("End")
+    code_box(first).press("Tab")
+    expect(code_of(first)).to_have_value("x = isinst")  # nothing has answered yet
+    server = sides["page"].connect_to_server()  # the network lets it through
+    server.on_message(lambda m: sides["page"].send(m))
+    sides["server"] = server
+    for message in held:
+        server.send(message)
+    expect(code_of(first)).to_have_value("x = isinstance")
+    run(cells.nth(1), "print(6 * 7)")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("42")
+    assert console.settled(page) == []

@@ -27,12 +27,12 @@
     },
 
     /** One complete_request: its reply's content, null, or NO_SESSION (refused: 409). Over
-     * HTTP, PollTransport's. */
+     * HTTP, PollTransport's. Asked before the socket is through (opening, subscribing,
+     * reconnecting), it goes with the requests waiting for it, within COMPLETE_TIMEOUT. */
     _ask(cell, code, cursorPos) {
       if (this.mode === "poll") return this.poll.complete(cell, code, cursorPos);
       return new Promise((resolve) => {
-        const msgId = !this.up ? null
-          : this.request(cell, "complete_request", {code: code, cursor_pos: cursorPos});
+        const msgId = this.request(cell, "complete_request", {code: code, cursor_pos: cursorPos});
         if (msgId === null) return resolve(null);
         const record = this.requests.get(msgId);
         record.resolve = resolve;
