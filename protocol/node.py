@@ -37,7 +37,6 @@ from .wire import Message, Session
 ZMTP_HEARTBEAT = (2000, 6000, 6000)
 
 
-
 def _guarded(sock: BusSocket, endpoint: str) -> str:
     """What a bind line adds for a port other machines may reach: whether it is encrypted."""
     if not needs_keys(endpoint):
@@ -45,6 +44,7 @@ def _guarded(sock: BusSocket, endpoint: str) -> str:
     if sock.getsockopt(zmq.MECHANISM) == zmq.CURVE:
         return " (CURVE: encrypted)"
     return " (in clear: --insecure-bus)"
+
 
 class Node:
     """A ZeroMQ node. Subclasses override :meth:`setup` (open sockets, spawn loops) and may
