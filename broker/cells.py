@@ -140,12 +140,10 @@ class Cells:
         self._load_done[request.msg_id] = asyncio.Event()
         view = CellView(request)
         try:
-            first = 0  # the runs of its interacts come after its first message
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
-                first = first or seq
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
-            view.size += await fold_runs(self.store, request, view.output, self.runs, first)
+            view.size += await fold_runs(self.store, request, view.output, self.runs)
             # ``request`` was read before this load began: a status stored since is in the
             # store now, and refresh() notes any stored after this read
             view.request = await self.store.get_request(request.msg_id) or request

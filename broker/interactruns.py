@@ -52,31 +52,77 @@ def interact_of(msg: Message) -> str | None:
     return interact_id
 
 
+#: Runs read from the store at a time, newest first, looking for an interact's last one.
+PAGE = 16
+
+
 async def fold_runs(store: Store, request: Request, output: CellOutput,
-                    runs: dict[str, Run], first: int) -> int:
-    """Fold into ``output`` (of ``request``, folded from the store just now; its first
-    message has seq ``first``) the stored runs of its interacts, in seq order; returns the
-    bytes of the messages folded. A run in
-    ``runs`` (not ended) is folded on and shown in this view; a run found here that did not
-    end is put there, so that its output still to come goes on from what is stored (a run
+                    runs: dict[str, Run]) -> int:
+    """Fold into ``output`` (of ``request``, folded from the store just now) the stored runs
+    of its interacts that still show, in seq order; returns the bytes of the messages folded.
+
+    A run's output replaces everything its interact showed before, so only each interact's
+    last run that showed and ended is read, with the runs after it (still going, or that
+    showed nothing yet), and the same for the interacts those runs' output holds: the
+    interacts' runs, newest first, from the store's index (:meth:`Store.interact_runs`), not
+    the session's history since the cell ran, which grows with every cell run after it. A run
+    in ``runs`` (not ended) is folded on and shown in this view; a run found here that did
+    not end is put there, so that its output still to come goes on from what is stored (a run
     that a broker which died began)."""
-    if not any(b["type"] == "interact" for b in output.blocks().values()):
-        return 0
+    todo = [b["interact_id"] for b in output.blocks().values() if b["type"] == "interact"]
+    seen, ended = set(todo), set()
+    found: list[tuple[int, Message]] = []
+    while todo:
+        for messages in await _last_runs(store, request, todo.pop()):
+            for _, msg in messages:
+                nested = msg["content"].get("interact_id")
+                if msg["msg_type"] == mt.INTERACT_START and isinstance(nested, str) and \
+                        nested not in seen:
+                    seen.add(nested)
+                    todo.append(nested)
+                if _ends(msg):
+                    ended.add(msg["parent_header"]["msg_id"])
+            found += messages
     folded: dict[str, Run] = {}
-    ended: set[str] = set()
     size = 0
-    for seq, msg in await store.messages(request.session, since=max(0, first - 1)):
-        parent = msg["parent_header"].get("msg_id")
-        if not isinstance(parent, str) or (interact_id := interact_of(msg)) is None:
-            continue
+    for seq, msg in sorted(found, key=lambda item: item[0]):
+        parent, interact_id = msg["parent_header"]["msg_id"], interact_of(msg)
+        assert interact_id is not None  # _last_runs keeps only runs' output
         if (run := folded.get(parent)) is None:
             run = folded[parent] = runs.get(parent) or Run(request.msg_id, interact_id)
             run.cell_msg_id, run.shown = request.msg_id, False  # to be shown in this view
         run.apply(seq, msg, output)
         size += message_size(msg)
-        if msg["msg_type"] == mt.STATUS and msg["content"].get("execution_state") == "idle":
-            ended.add(parent)
     for parent, run in folded.items():
         if parent not in ended:
             runs.setdefault(parent, run)
     return size
+
+
+async def _last_runs(store: Store, request: Request,
+                     interact_id: str) -> list[list[tuple[int, Message]]]:
+    """The stored output of the runs of ``interact_id`` (in ``request``'s cell) that show:
+    its last run that showed and ended, and the runs after it; newest first."""
+    shown: list[list[tuple[int, Message]]] = []
+    before: str | None = None
+    while True:
+        page = await store.interact_runs(request.session, interact_id, after=request.msg_id,
+                                         before=before, limit=PAGE)
+        for run in page:
+            messages = [(seq, msg) for seq, msg in await store.messages(
+                request.session, parent=run.msg_id) if interact_of(msg) == interact_id]
+            if not messages:
+                continue  # superseded, or not sent yet: no output
+            shown.append(messages)
+            probe = Run(request.msg_id, interact_id)
+            for seq, msg in messages:
+                probe.apply(seq, msg, None)
+            if probe.visible and any(_ends(msg) for _, msg in messages):
+                return shown
+        if len(page) < PAGE:
+            return shown
+        before = page[-1].msg_id
+
+
+def _ends(msg: Message) -> bool:
+    return msg["msg_type"] == mt.STATUS and msg["content"].get("execution_state") == "idle"

@@ -254,6 +254,36 @@ async def test_unfinished_requests_of_a_session(store: Store) -> None:
     assert [r.msg_id for r in await store.session_requests("s1")] == ids
 
 
+async def test_interact_runs_newest_first_after_the_cell(store: Store) -> None:
+    """interact_runs(): an interact's runs in its session stored after the given request,
+    newest first, paged with ``before`` and ``limit``; none of another interact, another
+    session, or from before the cell's request."""
+    early = await store.add_request(interact("f", 0))  # before the cell's run
+    cell = await store.add_request(execute())
+    runs = []
+    for state in range(1, 6):
+        runs.append(await store.add_request(interact("f", state)))
+        await store.add_request(interact("g", state))
+        await store.add_request(execute("6", code=str(state)))
+    await store.add_request(interact("f", 9, session="s2"))
+    ids = [r.msg_id for r in runs][::-1]
+
+    async def names(**kwargs: Any) -> list[str]:
+        return [r.msg_id for r in await store.interact_runs("s1", "f", after=cell.msg_id,
+                                                            **kwargs)]
+
+    assert await names() == ids
+    assert await names(limit=2) == ids[:2]
+    assert await names(before=ids[1], limit=2) == ids[2:4]
+    assert await names(before=ids[3]) == ids[4:]
+    assert await names(limit=0) == []
+    got = (await store.interact_runs("s1", "f", after=cell.msg_id, limit=1))[0]
+    assert (got.msg_type, got.interact_id, got.state) == ("interact_request", "f", 5)
+    assert early.msg_id not in await names()
+    assert await store.interact_runs("s1", "f", after="unknown") == []
+    assert await store.interact_runs("s1", "nope", after=cell.msg_id) == []
+
+
 async def test_supersede_pending(store: Store) -> None:
     """Tests that a newer interact state supersedes older pending ones of its interact."""
     old1 = await store.add_request(interact("f", 1))

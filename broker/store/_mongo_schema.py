@@ -23,6 +23,7 @@ _INDEXES: Final = {
         IndexModel([("status", 1), ("order", 1)]),  # requests(device=ANY)
         # unfinished_requests, supersede_pending (replaced session_1_interact_id_1_status_1)
         IndexModel([("session", 1), ("status", 1), ("order", 1)]),
+        IndexModel([("session", 1), ("interact_id", 1), ("order", -1)]),  # interact_runs
     ],
     "messages": [IndexModel([("session", 1), ("seq", 1)], unique=True),
                  IndexModel([("session", 1), ("parent", 1), ("seq", 1)])],

@@ -39,6 +39,10 @@ SCHEMA: Final = (
     "(user, worksheet, cell_id, msg_type, id)",
     # A session's requests by status: its unfinished ones, pending interacts.
     "CREATE INDEX IF NOT EXISTS requests_session ON requests (session, status, id)",
+    # An interact's runs, newest first (a cell's view folded from the store); only
+    # interact_requests have an interact_id, so execute_requests cost this index nothing.
+    "CREATE INDEX IF NOT EXISTS requests_runs ON requests (interact_id, id) "
+    "WHERE interact_id IS NOT NULL",
     # What these two replaced: (user, worksheet, cell_id, id), (session, interact_id, status).
     "DROP INDEX IF EXISTS requests_cell",
     "DROP INDEX IF EXISTS requests_interact",

@@ -27,7 +27,8 @@ from . import compaction
 from .compaction import CompactionStats, SessionPlan
 from .errors import InvalidTransition, UnknownRequest
 from .errors import not_implemented as _missing
-from .records import ANY, FINAL, DeletedRuns, DeviceFilter, DeviceRecord, Request, SessionRecord
+from .records import (ANY, FINAL, INTERACT_REQUEST, DeletedRuns, DeviceFilter, DeviceRecord,
+                      Request, SessionRecord)
 from .userdata import UserData
 
 Message = dict[str, Any]
@@ -149,6 +150,24 @@ class Store(UserData, abc.ABC):
         Asked on every Jupyter kernel listing and channels connect, so a store answers it
         from an index, however many requests the session ran (this default reads them all)."""
         return [r for r in await self.session_requests(session) if r.status not in FINAL]
+
+    async def interact_runs(self, session: str, interact_id: str, *, after: str,
+                            before: str | None = None, limit: int = 32) -> list[Request]:
+        """The interact requests of ``interact_id`` in ``session`` stored after the
+        request ``after`` (and before the request ``before``, if given), newest first, at most
+        ``limit``. A cell's view folded from the store reads its interacts' latest runs with
+        this (broker/interactruns.py), so a store answers it from an index, however long the
+        session ran (this default reads all its requests)."""
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, not {limit}")
+        requests = await self.session_requests(session)
+        order = [r.msg_id for r in requests]
+        if after not in order or (before is not None and before not in order):
+            return []
+        start, end = order.index(after) + 1, order.index(before) if before else len(order)
+        runs = [r for r in requests[start:end]
+                if r.msg_type == INTERACT_REQUEST and r.interact_id == interact_id]
+        return runs[::-1][:limit]
 
     @abc.abstractmethod
     async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:

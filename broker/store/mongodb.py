@@ -241,6 +241,26 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
                 "$in": [NEEDS_WORK, WORKING]}}).sort("order", 1).to_list()
         return [_request(doc) for doc in docs]
 
+    async def interact_runs(self, session: str, interact_id: str, *, after: str,
+                            before: str | None = None, limit: int = 32) -> list[Request]:
+        check_limit(limit)
+        db = self._open_db()
+        with self._errors(f"list the runs of interact {interact_id!r}"):
+            bounds: Doc = {}
+            for op, msg_id in (("$gt", after), ("$lt", before)):
+                if msg_id is not None:
+                    doc = await db.requests.find_one({"msg_id": msg_id}, {"order": 1})
+                    if doc is None:
+                        return []
+                    bounds[op] = doc["order"]
+            if limit == 0:  # pymongo reads limit 0 as "no limit"
+                return []
+            docs = await db.requests.find(
+                {"session": session, "interact_id": interact_id,
+                 "msg_type": INTERACT_REQUEST, "order": bounds},
+            ).sort("order", -1).limit(limit).to_list()
+        return [_request(doc) for doc in docs]
+
     async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
         db = self._open_db()
         superseded: list[str] = []

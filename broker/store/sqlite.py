@@ -214,6 +214,19 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
             f"SELECT {_REQ_COLS} FROM requests WHERE session = ? AND status IN (?, ?) "
             "ORDER BY id", (session, NEEDS_WORK, WORKING))])
 
+    async def interact_runs(self, session: str, interact_id: str, *, after: str,
+                            before: str | None = None, limit: int = 32) -> list[Request]:
+        check_limit(limit)
+        sql = (f"SELECT {_REQ_COLS} FROM requests WHERE interact_id = ? AND session = ? AND "
+               "msg_type = ? AND id > (SELECT id FROM requests WHERE msg_id = ?)")
+        args: list[Any] = [interact_id, session, INTERACT_REQUEST, after]
+        if before is not None:
+            sql += " AND id < (SELECT id FROM requests WHERE msg_id = ?)"
+            args.append(before)
+        args.append(limit)
+        return await self._read(lambda conn: [_request(r) for r in conn.execute(
+            sql + " ORDER BY id DESC LIMIT ?", args)])
+
     async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
         def op(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
