@@ -3,7 +3,9 @@
 Everything written to ``sys.stdout``/``sys.stderr`` (Python level) or to file descriptors 1
 and 2 (subprocesses, C code, ``os.write``) ends up in one :class:`Coalescer`, which sends
 what it holds ~5 ms after the first unsent write, at once when more than 64 KiB are waiting,
-or when asked to flush. Python-level writes never pass through the descriptors, so their
+or when asked to flush. A line not ended yet waits up to 50 ms more for its end, so a
+``print`` (which writes its text, then its newline) is one record even when the worker was
+descheduled between the two writes; what comes before it on other lines is not held. Python-level writes never pass through the descriptors, so their
 order is exactly the order of the calls. :meth:`Capture.install` replaces the process's
 ``sys.stdin/stdout/stderr`` and descriptors 0, 1 and 2; it touches nothing else.
 """
@@ -23,6 +25,8 @@ from typing import Any
 
 #: Seconds between the first unsent write and the send that carries it.
 FLUSH_DELAY = 0.005
+#: Seconds from the first unsent write that the end of an unfinished last line is waited for.
+LINE_WAIT = 0.05
 #: Characters waiting that trigger an immediate send.
 FLUSH_SIZE = 64 * 1024
 #: Largest text carried by one stream record (longer runs are split).
@@ -39,7 +43,9 @@ class Coalescer:
         self._pending: list[tuple[str, list[str]]] = []
         self._size = 0
         self._deadline = 0.0
-        self._lock = threading.Lock()          # guards _pending, _size, _deadline
+        self._line_deadline = 0.0  # until when an unfinished last line is held back
+        self._held = False  # what is pending is such a line, held back
+        self._lock = threading.Lock()  # guards _pending, _size, _deadline, _line_deadline, _held
         self._wake = threading.Condition(self._lock)
         self._send_lock = threading.Lock()     # one flush at a time, so runs stay in order
         self._thread = threading.Thread(target=self._run, name="cellbus-flusher", daemon=True)
@@ -54,7 +60,12 @@ class Coalescer:
             else:
                 self._pending.append((name, [text]))
             if self._size == 0:
-                self._deadline = time.monotonic() + self._delay
+                now = time.monotonic()
+                self._deadline, self._line_deadline = now + self._delay, now + LINE_WAIT
+                self._wake.notify()
+            elif self._held and "\n" in text:  # the line held back ended: send it soon
+                self._held = False
+                self._deadline = min(self._deadline, time.monotonic() + self._delay)
                 self._wake.notify()
             self._size += len(text)
             full = self._size >= self._size_limit
@@ -63,9 +74,22 @@ class Coalescer:
 
     def flush(self) -> None:
         """Send everything written so far, before returning."""
+        self._send(hold_line=False)
+
+    def _send(self, hold_line: bool) -> None:
+        """Send what is pending; with ``hold_line``, keep back an unfinished last line
+        until its :data:`LINE_WAIT` is over."""
         with self._send_lock:
             with self._lock:
-                pending, self._pending, self._size = self._pending, [], 0
+                pending, self._pending, self._size, self._held = self._pending, [], 0, False
+                if hold_line and pending and time.monotonic() < self._line_deadline:
+                    name, parts = pending[-1]
+                    text = "".join(parts)
+                    cut = text.rfind("\n") + 1
+                    if cut < len(text):
+                        pending[-1:] = [(name, [text[:cut]])] if cut else []
+                        self._pending, self._size = [(name, [text[cut:]])], len(text) - cut
+                        self._held, self._deadline = True, self._line_deadline
             for name, parts in pending:
                 text = "".join(parts)
                 for start in range(0, len(text), MAX_CHUNK):
@@ -74,13 +98,10 @@ class Coalescer:
     def _run(self) -> None:
         while True:
             with self._lock:
-                while not self._size:
-                    self._wake.wait()
-                wait = self._deadline - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
+                while not self._size or (wait := self._deadline - time.monotonic()) > 0:
+                    self._wake.wait(wait if self._size else None)
             try:
-                self.flush()
+                self._send(hold_line=True)
             except Exception:  # the sink reports its own failures; keep the flusher alive
                 pass
 
