@@ -112,13 +112,10 @@ class Secantus:
             return ""
 
     def stop(self) -> None:
-        """SIGTERM, then SIGKILL of its whole process group; removes its directory."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                pass
+        """SIGKILL of its whole process group; removes its directory. Its data dies with the
+        run, so there is nothing to shut down cleanly: a SIGTERM it took 10 s or more to heed
+        on a loaded machine ran the last test of a worker past its timeout, which counts the
+        session fixtures' teardown too."""
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)  # and anything it started
         except ProcessLookupError:
