@@ -50,6 +50,7 @@ from ._mongo_schema import create_schema
 from ._mongo_users import MongoUsers
 from ._mongo_devices import MongoDevices
 from ._mongo_worksheets import MongoWorksheets
+from ._mongo_interacts import MongoInteracts
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
@@ -61,8 +62,8 @@ from .base import Message, Receipts, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
-from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
-                      SUPERSEDED, WORKING, DeviceFilter, Request, SessionRecord)
+from .records import (ANY, EXECUTE_REQUEST, NEEDS_WORK, OPEN, STATUSES,
+                      WORKING, DeviceFilter, Request, SessionRecord)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -71,7 +72,7 @@ _DB_ERRORS: Final = (PyMongoError, BSONError, OverflowError)
 
 
 class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoWorksheets,
-                 Store):
+                 MongoInteracts, Store):
     """The MongoDB store; ``max_batch`` messages per append transaction, ``max_pending``
     appends queued before :class:`StoreFull`."""
 
@@ -240,43 +241,6 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
             docs = await db.requests.find({"session": session, "status": {
                 "$in": [NEEDS_WORK, WORKING]}}).sort("order", 1).to_list()
         return [_request(doc) for doc in docs]
-
-    async def interact_runs(self, session: str, interact_id: str, *, after: str,
-                            before: str | None = None, limit: int = 32) -> list[Request]:
-        check_limit(limit)
-        db = self._open_db()
-        with self._errors(f"list the runs of interact {interact_id!r}"):
-            bounds: Doc = {}
-            for op, msg_id in (("$gt", after), ("$lt", before)):
-                if msg_id is not None:
-                    doc = await db.requests.find_one({"msg_id": msg_id}, {"order": 1})
-                    if doc is None:
-                        return []
-                    bounds[op] = doc["order"]
-            if limit == 0:  # pymongo reads limit 0 as "no limit"
-                return []
-            docs = await db.requests.find(
-                {"session": session, "interact_id": interact_id,
-                 "msg_type": INTERACT_REQUEST, "order": bounds},
-            ).sort("order", -1).limit(limit).to_list()
-        return [_request(doc) for doc in docs]
-
-    async def supersede_pending(self, session: str, interact_id: str, state: int) -> list[str]:
-        db = self._open_db()
-        superseded: list[str] = []
-        with self._errors(f"supersede requests of interact {interact_id!r}"):
-            pending = await db.requests.find(
-                {"session": session, "interact_id": interact_id, "status": NEEDS_WORK,
-                 "msg_type": INTERACT_REQUEST, "state": {"$lt": state}},
-                {"msg_id": 1}).sort("order", 1).to_list()
-            now = time.time()
-            for doc in pending:  # one by one: only those this call moved are reported
-                done = await db.requests.update_one(
-                    {"_id": doc["_id"], "status": NEEDS_WORK},
-                    {"$set": {"status": SUPERSEDED, "finished": now}})
-                if done.modified_count:
-                    superseded.append(str(doc.get("msg_id")))
-        return superseded
 
     # -- messages ---------------------------------------------------------------------------
 
