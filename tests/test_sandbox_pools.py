@@ -137,3 +137,34 @@ def test_a_session_cannot_take_the_machines_huge_pages(device_with_client) -> No
         "mmap": "EPERM", "shmget": "EPERM", "memfd_create": "EPERM"}
     assert out(client, "import mmap\nm = mmap.mmap(-1, 1 << 21)\nm[0] = 1\nprint(m[0])",
                "s") == "1\n"  # plain mappings, of any size, still work
+
+
+def test_the_sessions_open_files_fit_in_half_of_the_machines(device_with_client) -> None:
+    """fs.file-max is one count for the machine (an unprivileged process past it gets
+    ENFILE), which no cgroup or uid bounds: at 1,024 files a process for every process a
+    session may run, a few sessions could take it all. Now a process may open what keeps
+    all of the device's workers together (here 3 of up to 4,096 processes) within half."""
+    file_max = int(open("/proc/sys/fs/file-max").read())
+    processes = 4096
+    expected = max(min(1024, file_max // 2 // (3 * processes)), 64)
+    client, device = device_with_client("--max-sessions", "2", "--prefork", "1",
+                                        "--kernels", "python",
+                                        "--max-processes", str(processes))
+    if expected < 1024:
+        device.wait_for_log(rf"open files of each session process: {expected} ")
+    soft, hard = json.loads(out(client, "import json, resource\nprint(json.dumps("
+                                "resource.getrlimit(resource.RLIMIT_NOFILE)))", "s"))
+    assert (soft, hard) == (expected, expected)
+    assert expected == 64 or 3 * processes * hard <= file_max // 2
+
+
+def test_the_open_files_bound_says_when_it_cannot_hold() -> None:
+    from device.fit import fit
+    from device.limits import Limits
+    limits, said = fit(Limits(), 22, 0, 2_466_320)  # 16 sessions and 6 ready, 256 processes
+    assert limits.open_files == 218 and said == [
+        "open files of each session process: 218 (so that up to 22 workers of 256 processes "
+        "(--max-processes) hold at most half of this machine's 2466320 (fs.file-max) together)"]
+    limits, said = fit(Limits(), 22, 0, 100_000)
+    assert limits.open_files == 64 and "not below 64, so they may hold more" in said[0]
+    assert fit(Limits(), 2, 0, 10**7) == (Limits(), [])
