@@ -29,7 +29,7 @@ from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .sockets import BusSocket
 from .version import VERSION
-from .wire import Message, Session
+from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
 
 
 #: ZMTP heartbeats on TCP links (ms): interval, timeout, and the time-to-live the peer is
@@ -145,8 +145,12 @@ class Node:
         elif self.insecure:
             if not self._warned_insecure:
                 self._warned_insecure = True
-                self.log.warning("%s: --insecure-bus: %s carries code and output in clear, "
-                                 "open to anyone who reaches it", self.name, endpoint)
+                self.log.warning(
+                    "%s: --insecure-bus: %s carries code and output in clear, open to anyone "
+                    "who reaches it; and a message captured there can be sent again: this "
+                    "node refuses a replay only while it remembers the signature (the last "
+                    "%d it took, in memory: not once it has restarted)", self.name, endpoint,
+                    DEFAULT_REPLAY_HISTORY)
         else:
             keys = "--curve-dir" if server else "--curve-key and --broker-key"
             raise ConfigError(f"{self.name}: {endpoint} is a TCP endpoint, and the bus is "
