@@ -151,12 +151,13 @@ def main(argv: list[str] | None = None) -> int:
                     processes=args.max_processes, file_bytes=args.max_file_bytes,
                     cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)
     if args.sandbox != "off":  # each session's share of the machine's pools (device/fit.py)
-        try:
-            limits, said = fit(limits, args.max_sessions + pools, budget, file_max())
-        except ValueError as e:
-            parser().error(str(e))
+        limits, said = fit(limits, args.max_sessions + pools, budget, file_max())
+        log = logging.getLogger("cellbus.device")
         for line in said:
-            logging.getLogger("cellbus.device").warning("device %s", line)
+            if line.startswith("WARNING: "):
+                log.warning("device %s", line.removeprefix("WARNING: "))
+            else:
+                log.info("device %s", line)
 
     def make() -> DeviceRouter:
         config = OverseerConfig(

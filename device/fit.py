@@ -27,8 +27,8 @@ from dataclasses import replace
 
 from .limits import Limits, _size
 
-#: The least memory a session's cgroup may get (a Python worker and a kernel start in it);
-#: a budget that leaves less to each worker is refused at start, naming the options.
+#: The least memory a session's cgroup gets (a Python worker and a kernel start in it); a
+#: budget that leaves less to each worker is oversold, and the device's start says so.
 MIN_SESSION_MEMORY = 128 * 2**20
 #: The fewest files a process may open, whatever fs.file-max leaves.
 MIN_OPEN_FILES = 64
@@ -49,25 +49,30 @@ def file_max() -> int:
 def fit(limits: Limits, workers: int, budget: int, files: int) -> tuple[Limits, list[str]]:
     """``limits`` with each worker's cgroup memory and open files fitted for ``workers``
     workers at once into ``budget`` bytes (0: none) and ``files`` (``fs.file-max``; 0: none),
-    and a line for each change. ValueError when the budget leaves a worker less than
-    :data:`MIN_SESSION_MEMORY`."""
+    and a line for each change (one that starts with ``WARNING:`` where the bound cannot
+    hold: the budget leaves a worker less than :data:`MIN_SESSION_MEMORY`, which it then
+    gets)."""
     said: list[str] = []
     workers = max(workers, 1)
     if budget > 0 and limits.memory_bytes > 0:
         share = budget // workers
-        if share < MIN_SESSION_MEMORY:
-            raise ValueError(
-                f"--memory-budget {_size(budget)} leaves each of up to {workers} workers "
-                f"(--max-sessions and the ready ones of --prefork, --kernel-prefork) "
-                f"{_size(share)}, less than {_size(MIN_SESSION_MEMORY)}: give a larger "
-                "budget or fewer sessions")
-        if share < limits.memory_bytes:
-            limits = replace(limits, cgroup_memory_bytes=share)
+        least = min(MIN_SESSION_MEMORY, limits.memory_bytes)
+        if share < least:
+            share = least
+            said.append(
+                f"WARNING: --memory-budget {_size(budget)} leaves each of up to {workers} "
+                f"workers (--max-sessions and the ready ones of --prefork, --kernel-prefork) "
+                f"less than {_size(least)}; each gets {_size(least)}, which together "
+                "is more than the budget: a session may then be stopped for another's "
+                "memory; give a larger budget or fewer --max-sessions")
+        elif share < limits.memory_bytes:
             said.append(
                 f"each session's memory: {_size(share)} (--max-memory {_size(limits.memory_bytes)} "
                 f"for each of up to {workers} workers is more than --memory-budget "
                 f"{_size(budget)}; so that no session is stopped for another's memory, the "
                 "budget is split; give a larger budget or fewer --max-sessions for more)")
+        if share < limits.memory_bytes:
+            limits = replace(limits, cgroup_memory_bytes=share)
     if files > 0 and limits.processes > 0 and limits.open_files > 0:
         per_process = int(files * FILE_MAX_SHARE) // (workers * limits.processes)
         if per_process < limits.open_files:
