@@ -9,7 +9,10 @@ does not count); ptrace and cross-process memory access, mount
 and namespace calls (``unshare``, ``setns``, and ``clone`` with any ``CLONE_NEW*`` flag, so no
 user namespace can hand the code capabilities back), module and kexec loading,
 ``memfd_secret`` (it takes pages out of the kernel's direct map), and the terminal ioctls
-that inject input (``TIOCSTI``) or drive the console (``TIOCLINUX``).
+that inject input (``TIOCSTI``), drive the console (``TIOCLINUX``) or set a terminal's line
+discipline (``TIOCSETD``: with ``dev.tty.ldisc_autoload`` on, the default, it loads and
+reaches modules such as n_hdlc and n_gsm, whose bugs were local root exploits; no program
+a session runs needs another line discipline than the terminal's own).
 
 Sockets are allowed only of the families session code has a use for (:data:`FAMILIES`:
 Unix, IPv4 and IPv6, and netlink for ``NETLINK_ROUTE`` alone, which ``getaddrinfo`` and
@@ -64,6 +67,7 @@ NETLINK_ROUTE = 0
 INT = 0xFFFFFFFF
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+TIOCSETD = 0x5423
 #: (call, argument, flag): the flag that asks for huge pages, in the argument that holds it.
 HUGE_PAGES = (("mmap", 3, 0x40000), ("shmget", 2, 0o4000), ("memfd_create", 1, 0x4))
 
@@ -100,7 +104,7 @@ def build() -> Any:
                    sc.Arg(2, sc.NE, NETLINK_ROUTE))
     for name, arg, flag in HUGE_PAGES:
         f.add_rule(deny, name, sc.Arg(arg, sc.MASKED_EQ, flag, flag))
-    for request in (TIOCSTI, TIOCLINUX):
+    for request in (TIOCSTI, TIOCLINUX, TIOCSETD):
         f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, INT, request))
     return f
 

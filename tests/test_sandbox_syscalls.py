@@ -92,3 +92,23 @@ def test_no_secret_memory(device_with_client) -> None:
     client, _ = device_with_client()
     assert run_calls(client, [["memfd_secret", MEMFD_SECRET, [0]]], "s") == {
         "memfd_secret": "EPERM"}
+
+
+def test_no_line_discipline_of_a_sessions_choosing(device_with_client) -> None:
+    """TIOCSETD on a session's own terminal set any line discipline, and with
+    dev.tty.ldisc_autoload on (the default) loaded its module (n_hdlc, n_gsm: the code of
+    local root exploits). Denied now, even N_NULL, which this kernel has built in; the
+    terminal itself still works."""
+    client, _ = device_with_client()
+    code = """
+import errno, fcntl, os, struct
+m, s = os.openpty()
+try:
+    fcntl.ioctl(s, 0x5423, struct.pack("i", 27))  # TIOCSETD, N_NULL
+    print("OK")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+os.write(m, b"hi\\n")
+print(os.read(s, 10))
+"""
+    assert out(client, code, "s") == "EPERM\nb'hi\\n'\n"
