@@ -19,7 +19,7 @@ from .draining import DRAIN_TIMEOUT
 from .router import DeviceRouter, default_device_id
 from .prompts import INPUT_TIMEOUT
 from .launcher import LaunchSpec
-from .fit import file_max, fit
+from .fit import accounted, fit, unbind_file_max
 from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
 from .protections import MODES
 from .uids import AUTO_SIZE, DEFAULT_UIDS, parse_uids
@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
                     processes=args.max_processes, file_bytes=args.max_file_bytes,
                     cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)
     if args.sandbox != "off":  # each session's share of the machine's pools (device/fit.py)
-        limits, said = fit(limits, args.max_sessions + pools, budget, file_max())
+        files, said = unbind_file_max(accounted())
+        limits, fitted = fit(limits, args.max_sessions + pools, budget, files)
+        said += fitted
         log = logging.getLogger("cellbus.device")
         for line in said:
             if line.startswith("WARNING: "):

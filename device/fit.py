@@ -12,19 +12,26 @@ session at once, and each session's share of them must hold whatever the others 
   stopped for another's memory. ``--max-memory`` stays the address space of a worker
   (``RLIMIT_AS``), which counts reservations, not memory used;
 - **open files**, within the kernel's ``fs.file-max``, one count for the whole machine that
-  neither cgroups nor uids bound: at 1,024 files a process and 256 processes a session,
-  a few sessions could take it all, and every unprivileged process of the machine (other
-  sessions, a node not run as root) then failed to open anything (``ENFILE``). So a
-  process may open at most what keeps all of the device's workers together within half of
-  ``fs.file-max``: the other half stays for the host and its nodes.
+  neither cgroups nor uids bound: a session could take it all, and every unprivileged
+  process of the machine (other sessions, a node not run as root) then failed to open
+  anything (``ENFILE``); ``RLIMIT_NOFILE`` does not bound it (a process maps a file and
+  closes it, again and again: 50,000 files held at 267 descriptors). A file's memory is
+  charged to the cgroup of the process that opened it, so the session's memory limit
+  bounds its files: the device raises ``fs.file-max`` to its maximum, as systemd does at
+  boot (:func:`unbind_file_max`), and the machine's count no longer binds. Where it cannot
+  (not root, no cgroups, a read-only ``/proc/sys``), :func:`fit` lowers the open files of a
+  process so that all the device's workers hold at most half of it by descriptors, and the
+  device's start warns that mapped files escape that bound.
 
 :func:`fit` says what it changed, for the device's start log.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 
+from .cgroups import Cgroups
 from .limits import Limits, _size
 
 #: The least memory a session's cgroup gets (a Python worker and a kernel start in it); a
@@ -35,6 +42,8 @@ MIN_OPEN_FILES = 64
 #: The share of fs.file-max the sessions of one device may hold together.
 FILE_MAX_SHARE = 0.5
 FILE_MAX = "/proc/sys/fs/file-max"
+#: The largest fs.file-max the kernel takes (LONG_MAX), which systemd sets at boot.
+FILE_MAX_LIMIT = 2**63 - 1
 
 
 def file_max() -> int:
@@ -44,6 +53,43 @@ def file_max() -> int:
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def _write_file_max(value: int) -> None:
+    with open(FILE_MAX, "w") as f:
+        f.write(str(value))
+
+
+def accounted() -> bool:
+    """Whether sessions' files will be charged to cgroups of their own: the device runs as
+    root where cgroups are (the sandbox's probe says for sure later)."""
+    try:
+        Cgroups.detect("")
+    except OSError:
+        return False
+    return os.geteuid() == 0
+
+
+def unbind_file_max(charged: bool) -> tuple[int, list[str]]:
+    """Raise ``fs.file-max`` to its maximum where sessions' files are ``charged`` to their
+    cgroups. Returns the fs.file-max that still binds sessions (0: none) and what to log."""
+    files = file_max()
+    if files == 0 or files >= FILE_MAX_LIMIT or not charged:
+        return (0 if files >= FILE_MAX_LIMIT else files), []
+    try:
+        _write_file_max(FILE_MAX_LIMIT)
+    except OSError as e:
+        return files, [
+            f"WARNING: cannot raise fs.file-max ({files}) to its maximum "
+            f"({e.strerror or e}): each session process's open files are bounded to fit in "
+            "half of it, but a process can hold more files than that by mapping each and "
+            "closing it, and take the machine's count from every other unprivileged "
+            f"process; raise it (sysctl fs.file-max={FILE_MAX_LIMIT}), as systemd does at "
+            "boot"]
+    return 0, [f"raised fs.file-max from {files} to its maximum, as systemd does at boot: "
+               "a session's files are charged to its cgroup's memory, which bounds them, "
+               "while one count for the machine let one session take every file an "
+               "unprivileged process may open"]
 
 
 def fit(limits: Limits, workers: int, budget: int, files: int) -> tuple[Limits, list[str]]:
