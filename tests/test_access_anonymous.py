@@ -1,0 +1,40 @@
+"""A public gateway without tokens (``--allow-anonymous``, like SageMathCell): every visitor
+is the one user ``anonymous`` to Jupyter's API, so a kernel's id is all that keeps it one
+visitor's. Listing kernels or sessions must not hand those ids to every other visitor.
+A real chain, its gateway on 0.0.0.0 (a public address) and on loopback (one person's)."""
+
+from __future__ import annotations
+
+import json
+
+from harness import Chain
+
+
+def start(chain: Chain, *gateway: str) -> str:
+    """The chain's nodes, and a kernel one visitor started: its id."""
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway(*gateway)
+    status, doc = chain.http("POST", "/api/kernels", json.dumps({"name": "python"}).encode())
+    assert status == 201, doc
+    return str(doc["id"])
+
+
+def test_a_public_gateway_lists_no_visitors_kernels_to_another(chain: Chain) -> None:
+    """Before, GET /api/kernels and /api/sessions on a public gateway listed every
+    visitor's kernel, which any other visitor could then read and drive. Now they list
+    none; the visitor who knows its kernel's id still reaches it."""
+    kernel = start(chain, "--host", "0.0.0.0", "--allow-anonymous")
+    assert chain.http("GET", "/api/kernels") == (200, [])
+    assert chain.http("GET", "/api/sessions") == (200, [])
+    status, doc = chain.http("GET", f"/api/kernels/{kernel}")
+    assert status == 200 and doc["id"] == kernel
+
+
+def test_a_loopback_gateway_without_auth_lists_its_kernels(chain: Chain) -> None:
+    """One person's gateway (loopback, no auth) lists them, as jupyter_server does."""
+    kernel = start(chain)
+    status, listed = chain.http("GET", "/api/kernels")
+    assert status == 200 and [k["id"] for k in listed] == [kernel]
+    status, sessions = chain.http("GET", "/api/sessions")
+    assert status == 200 and [s["kernel"]["id"] for s in sessions] == [kernel]
