@@ -112,3 +112,31 @@ os.write(m, b"hi\\n")
 print(os.read(s, 10))
 """
     assert out(client, code, "s") == "EPERM\nb'hi\\n'\n"
+
+
+def test_a_cell_reaches_no_socket_of_the_host(device_with_client) -> None:
+    """Abstract Unix sockets belong to a network namespace, so the host's are out of reach;
+    the device's own ipc:// socket (the bus) is a file in a folder the session's root does
+    not hold. A regression guard: both answered so before this test."""
+    import socket
+    import uuid
+    name = f"\0cellbus-test-{uuid.uuid4().hex}"
+    host = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    host.bind(name)
+    host.listen()
+    try:
+        client, device = device_with_client()
+        endpoint = next(a for a in device.argv if a.startswith("ipc://"))[len("ipc://"):]
+        code = f"""
+import socket
+for address in ({name!r}, {endpoint!r}):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.connect(address)
+        print("CONNECTED")
+    except OSError as e:
+        print(type(e).__name__)
+"""
+        assert out(client, code, "s") == "ConnectionRefusedError\nFileNotFoundError\n"
+    finally:
+        host.close()
