@@ -38,3 +38,31 @@ def test_a_loopback_gateway_without_auth_lists_its_kernels(chain: Chain) -> None
     assert status == 200 and [k["id"] for k in listed] == [kernel]
     status, sessions = chain.http("GET", "/api/sessions")
     assert status == 200 and [s["kernel"]["id"] for s in sessions] == [kernel]
+
+
+def test_a_public_gateway_counts_a_visitors_sessions_by_its_address(chain: Chain) -> None:
+    """Without tokens a user is a name in a URL, so the broker counted no one's sessions,
+    and on a public gateway one client took every place of every device (here all five
+    evaluates under five names were taken, and it could go on to --max-sessions) for
+    --idle-timeout, while every other visitor got 'at capacity'. Now an anonymous visitor
+    of a public gateway is counted by its address against --user-sessions (4 by default),
+    its Jupyter kernel included (the first of its four here)."""
+    start(chain, "--host", "0.0.0.0", "--allow-anonymous")  # a kernel: one session
+    answers = [chain.http("POST", f"/home/name{i}/w/c/evaluate",
+                          json.dumps({"input": "print(1)"}).encode()) for i in range(5)]
+    assert [status for status, _ in answers[:3]] == [202, 202, 202], answers
+    status, doc = answers[3]
+    assert status == 429 and doc["error"].startswith(
+        "quota: the visitor ip:127.0.0.1 already has 4 running sessions"), answers[3]
+    assert answers[4][0] == 429
+    # a worksheet that holds a place keeps running
+    assert chain.http("POST", "/home/name0/w/c2/evaluate",
+                      json.dumps({"input": "print(2)"}).encode())[0] == 202
+
+
+def test_a_loopback_gateway_without_auth_counts_no_one(chain: Chain) -> None:
+    """One person's gateway: no per-user or per-address cap, as before (README, Quotas)."""
+    start(chain)
+    statuses = [chain.http("POST", f"/home/name{i}/w/c/evaluate",
+                           json.dumps({"input": "print(1)"}).encode())[0] for i in range(5)]
+    assert statuses == [202] * 5
