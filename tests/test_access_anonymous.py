@@ -66,3 +66,31 @@ def test_a_loopback_gateway_without_auth_counts_no_one(chain: Chain) -> None:
     statuses = [chain.http("POST", f"/home/name{i}/w/c/evaluate",
                            json.dumps({"input": "print(1)"}).encode())[0] for i in range(5)]
     assert statuses == [202] * 5
+
+
+async def test_a_visitors_sessions_over_the_websocket_count_by_its_address(
+        chain: Chain) -> None:
+    """The same count for execute requests over the page's WebSocket: the fifth session of
+    one visitor, under a fifth name, is refused with the quota's 429."""
+    from tornado.websocket import websocket_connect
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway("--host", "0.0.0.0", "--allow-anonymous")
+    ws = await websocket_connect(f"ws://127.0.0.1:{chain.port}/ws")
+    try:
+        answers = []
+        for i in range(5):
+            await ws.write_message(json.dumps({
+                "header": {"msg_type": "execute_request"}, "content": {"code": "print(1)"},
+                "metadata": {"cellbus": {"user": f"name{i}", "worksheet": "w",
+                                         "cell_id": "c"}}}))
+            while True:
+                msg = json.loads(await ws.read_message())
+                if msg["msg_type"] == "request_accepted":
+                    answers.append(msg["content"])
+                    break
+        assert [a.get("ok") for a in answers[:4]] == [True] * 4, answers
+        assert answers[4].get("http_status") == 429 and answers[4]["error"].startswith(
+            "quota: the visitor ip:127.0.0.1 already has 4 running sessions"), answers[4]
+    finally:
+        ws.close()
