@@ -199,8 +199,13 @@ class Intake:
                 if budget.quota else 0)
         await budget.room(user, need, "evaluation")
         facts = msg["metadata"].get("cellbus")
-        named = isinstance(facts, dict) and facts.get("auth") == "token"
-        if (over := await self.quotas.admit(user, session_id, named=named)) is not None:
+        facts = facts if isinstance(facts, dict) else {}
+        named = facts.get("auth") == "token"
+        client = facts.get("client")  # an anonymous visitor of a public gateway: its address
+        holder = f"the visitor {client}" if not named and isinstance(client, str) and (
+            0 < len(client) <= 200) else None
+        if (over := await self.quotas.admit(user, session_id, named=named,
+                                            holder=holder)) is not None:
             raise Refused(429, over[0], retry_after=over[1])
         try:
             device = self.dispatch.place(

@@ -148,15 +148,18 @@ class Quotas:
 
     # -- places --------------------------------------------------------------------------------
 
-    async def admit(self, user: str, session_id: str, *,
-                    named: bool = True) -> tuple[str, int] | None:
+    async def admit(self, user: str, session_id: str, *, named: bool = True,
+                    holder: str | None = None) -> tuple[str, int] | None:
         """None if ``user`` may have ``session_id`` take one more place (then it counts as
         theirs), else the refusal's words and the seconds to wait. Sessions that hold a place
         already are always admitted. Called for each execute request, before it is accepted:
         it also brings the count of the user's stored output up to date. Places are counted
-        only for users a token ``named`` (see README, Quotas)."""
+        only for users a token ``named`` (see README, Quotas), or under ``holder`` (an
+        anonymous visitor of a public gateway, by its address), when given."""
         if self.config.user_output:
             await self.user_bytes.refresh(user)  # before the run's output comes
+        if holder is not None:
+            user, named = holder, True
         limit = self.config.user_sessions if named else 0
         if not limit or self.devices.holder(session_id) is not None:
             return None

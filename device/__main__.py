@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 
@@ -18,6 +19,7 @@ from .draining import DRAIN_TIMEOUT
 from .router import DeviceRouter, default_device_id
 from .prompts import INPUT_TIMEOUT
 from .launcher import LaunchSpec
+from .fit import accounted, fit, unbind_file_max
 from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
 from .protections import MODES
 from .uids import AUTO_SIZE, DEFAULT_UIDS, parse_uids
@@ -145,11 +147,21 @@ def main(argv: list[str] | None = None) -> int:
         budget = memory_budget(args.memory_budget)
     except ValueError as e:
         parser().error(f"--memory-budget: {e}")
+    limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
+                    processes=args.max_processes, file_bytes=args.max_file_bytes,
+                    cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)
+    if args.sandbox != "off":  # each session's share of the machine's pools (device/fit.py)
+        files, said = unbind_file_max(accounted())
+        limits, fitted = fit(limits, args.max_sessions + pools, budget, files)
+        said += fitted
+        log = logging.getLogger("cellbus.device")
+        for line in said:
+            if line.startswith("WARNING: "):
+                log.warning("device %s", line.removeprefix("WARNING: "))
+            else:
+                log.info("device %s", line)
 
     def make() -> DeviceRouter:
-        limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
-                        processes=args.max_processes, file_bytes=args.max_file_bytes,
-                        cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)
         config = OverseerConfig(
             idle_timeout=args.idle_timeout, interact_timeout=args.interact_timeout,
             exec_timeout=args.exec_timeout, input_timeout=args.input_timeout,

@@ -207,8 +207,8 @@ class CgroupsV1(Cgroups):
         for controller, base in self.bases.items():
             path = os.path.join(base, name)
             os.mkdir(path)
-            if controller == "memory" and limits.memory_bytes > 0:
-                _limit_memory_v1(path, limits.memory_bytes)
+            if controller == "memory" and limits.session_memory > 0:
+                _limit_memory_v1(path, limits.session_memory)
             elif controller == "pids" and limits.processes > 0:
                 _write(os.path.join(path, "pids.max"), str(limits.processes))
             elif controller == "cpu" and limits.cpu_cores > 0:
@@ -269,8 +269,8 @@ class CgroupsV2(Cgroups):
     def create(self, name: str, limits: Limits) -> None:
         path = os.path.join(self.base, name)
         os.mkdir(path)
-        if limits.memory_bytes > 0:
-            _limit_memory_v2(path, limits.memory_bytes)
+        if limits.session_memory > 0:
+            _limit_memory_v2(path, limits.session_memory)
         if limits.processes > 0:
             _write(os.path.join(path, "pids.max"), str(limits.processes))
         if limits.cpu_cores > 0:

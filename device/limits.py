@@ -38,6 +38,14 @@ class Limits:
     cpu_cores: float = 1.0
     #: Bytes a sandboxed session may keep in its working directory, and again in /tmp.
     disk_bytes: int = 1 * GiB
+    #: Memory of the session's cgroup, all its processes and files (0: ``memory_bytes``);
+    #: less where the device's memory budget is split among its workers (device.fit).
+    cgroup_memory_bytes: int = 0
+
+    @property
+    def session_memory(self) -> int:
+        """The memory all of a session's processes and files may use together (its cgroup)."""
+        return self.cgroup_memory_bytes or self.memory_bytes
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -126,8 +134,8 @@ def explain_exit(limits: Limits, returncode: int | None, *,
     """(ename, evalue) when a worker's exit shows a limit ended it."""
     if oom_killed:
         return ("MemoryLimitExceeded", f"the session's processes used more than "
-                f"{_size(limits.memory_bytes)} of memory together (--max-memory), or all "
-                "sessions of the device used their memory budget (--memory-budget), and were "
+                f"{_size(limits.session_memory)} of memory together (--max-memory"
+                f"{', --memory-budget' if limits.cgroup_memory_bytes else ''}), and were "
                 "stopped; the session restarts fresh")
     if returncode == -signal.SIGSYS:  # the syscall filter kills only for a foreign ABI
         return ("ForbiddenSystemCall", "the session made a system call the sandbox forbids "

@@ -4,7 +4,7 @@ The template process (root, see :mod:`device.template`) forks each worker into a
 namespace, and the worker, still privileged for a moment, then
 
 1. joins its own cgroup (memory, pids, cpu: :mod:`device.cgroups`);
-2. unshares mount, IPC, network (loopback only, and down) and UTS namespaces;
+2. unshares mount, IPC, network (loopback only, and down), UTS and cgroup namespaces;
 3. forks again: PID 1 stays behind as the namespace's init (in all those namespaces,
    confined too, holding no descriptor, then the small compiled program of device/init.c)
    and PID 2 goes on as the worker;
@@ -339,7 +339,11 @@ class Sandbox:
     def _namespaces(own_pid_namespace: bool) -> None:
         if not own_pid_namespace:
             raise OSError("the worker is not in a PID namespace of its own")
-        L.unshare(L.CLONE_NEWNS | L.CLONE_NEWIPC | L.CLONE_NEWNET | L.CLONE_NEWUTS)
+        # A cgroup namespace too (the worker has joined its group by now): /proc/self/cgroup
+        # then says "/", not the host's paths (the device's own cgroup, a container's id,
+        # the template's pid).
+        L.unshare(L.CLONE_NEWNS | L.CLONE_NEWIPC | L.CLONE_NEWNET | L.CLONE_NEWUTS
+                  | L.CLONE_NEWCGROUP)
         socket.sethostname("cellbus")
 
     @staticmethod

@@ -7,8 +7,21 @@ shares, which a single call could empty for every other process: kernel AIO cont
 ``MFD_HUGETLB``: the host's reserved ``vm.nr_hugepages``, which a cgroup v1 memory limit
 does not count); ptrace and cross-process memory access, mount
 and namespace calls (``unshare``, ``setns``, and ``clone`` with any ``CLONE_NEW*`` flag, so no
-user namespace can hand the code capabilities back), module and kexec loading, vsock sockets,
-and the terminal ioctls that inject input (``TIOCSTI``) or drive the console (``TIOCLINUX``).
+user namespace can hand the code capabilities back), module and kexec loading,
+``memfd_secret`` (it takes pages out of the kernel's direct map), and the terminal ioctls
+that inject input (``TIOCSTI``), drive the console (``TIOCLINUX``) or set a terminal's line
+discipline (``TIOCSETD``: with ``dev.tty.ldisc_autoload`` on, the default, it loads and
+reaches modules such as n_hdlc and n_gsm, whose bugs were local root exploits; no program
+a session runs needs another line discipline than the terminal's own).
+
+Sockets are allowed only of the families session code has a use for (:data:`FAMILIES`:
+Unix, IPv4 and IPv6, and netlink for ``NETLINK_ROUTE`` alone, which ``getaddrinfo`` and
+``getifaddrs`` read): every other family (vsock, which reaches the hypervisor of a virtual
+machine; ``AF_ALG``, the kernel's crypto API; packet, XDP, TIPC, RDS, Bluetooth...) and every
+other netlink protocol (uevents of the host's devices, audit, socket diagnostics) is the
+kernel code a sandbox has no use for, and where its escapes were found. An ``int`` argument is
+compared on its low 32 bits only, as the kernel reads it: ``socket(AF_VSOCK | 1 << 32, ...)``
+passed a rule that compared all 64 bits, and the kernel made it a vsock socket.
 ``clone3`` answers ``ENOSYS``, so the C library falls back to ``clone``, whose flags a filter
 can read. A call from another ABI than the native one (32-bit ``int 0x80``, or x32: the
 native entry with ``__X32_SYSCALL_BIT`` set) kills the whole process, which the device
@@ -41,12 +54,20 @@ DENIED = (
     "open_by_handle_at", "name_to_handle_at",
     "swapon", "swapoff", "reboot", "acct", "quotactl",
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
+    "memfd_secret",
 )
 CLONE_NEW_FLAGS = (0x00000080, 0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
                    0x20000000, 0x40000000)  # TIME, NS, CGROUP, UTS, IPC, USER, PID, NET
-AF_VSOCK = 40
+#: Socket families allowed (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK); the kernel refuses any
+#: family from AF_MAX (46 in Linux 6.x) up, so denying the rest below 64 denies them all.
+FAMILIES = (1, 2, 10, 16)
+AF_NETLINK = 16
+NETLINK_ROUTE = 0
+#: The bits of a system call argument the kernel reads as ``int``.
+INT = 0xFFFFFFFF
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+TIOCSETD = 0x5423
 #: (call, argument, flag): the flag that asks for huge pages, in the argument that holds it.
 HUGE_PAGES = (("mmap", 3, 0x40000), ("shmget", 2, 0o4000), ("memfd_create", 1, 0x4))
 
@@ -73,11 +94,18 @@ def build() -> Any:
     f.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     for flag in CLONE_NEW_FLAGS:
         f.add_rule(deny, "clone", sc.Arg(0, sc.MASKED_EQ, flag, flag))
-    f.add_rule(deny, "socket", sc.Arg(0, sc.EQ, AF_VSOCK))
+    for call in ("socket", "socketpair"):
+        for family in range(64):
+            if family not in FAMILIES:
+                f.add_rule(deny, call, sc.Arg(0, sc.MASKED_EQ, INT, family))
+        # The protocol on all its 64 bits: a value whose low 32 are 0 with any bit above
+        # them set is refused too, which denies more, never less.
+        f.add_rule(deny, call, sc.Arg(0, sc.MASKED_EQ, INT, AF_NETLINK),
+                   sc.Arg(2, sc.NE, NETLINK_ROUTE))
     for name, arg, flag in HUGE_PAGES:
         f.add_rule(deny, name, sc.Arg(arg, sc.MASKED_EQ, flag, flag))
-    for request in (TIOCSTI, TIOCLINUX):
-        f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, 0xFFFFFFFF, request))
+    for request in (TIOCSTI, TIOCLINUX, TIOCSETD):
+        f.add_rule(deny, "ioctl", sc.Arg(1, sc.MASKED_EQ, INT, request))
     return f
 
 

@@ -89,6 +89,7 @@ class BaseHandler(Hooks):
     async def ask(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                   **kwargs: Any) -> Message:
         """Ask the broker; its refusals and its absence become HTTP errors."""
+        kwargs.setdefault("client", guard.quota_client(self, self.visitor))
         try:
             reply = await self.link.request(msg_type, content, address, **kwargs)
         except BrokerUnavailable as e:

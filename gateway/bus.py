@@ -59,12 +59,16 @@ class BrokerLink:
         node.spawn(self._outputs(), "outputs")
 
     async def request(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
-                      *, header: dict[str, Any] | None = None,
+                      *, header: dict[str, Any] | None = None, client: str | None = None,
                       timeout: float = REPLY_TIMEOUT) -> Message:
-        """Send a request about the cell at ``address``; return the broker's reply."""
+        """Send a request about the cell at ``address``; return the broker's reply.
+        ``client``: the address key of an anonymous visitor of a public gateway, whose
+        sessions the broker counts against --user-sessions (see gateway.guard.quota_client)."""
         user, worksheet, cell_id = address
-        msg = self.session.msg(msg_type, content, header=header, metadata={"cellbus": {
-            "user": user, "worksheet": worksheet, "cell_id": cell_id, "auth": self.auth}})
+        facts = {"user": user, "worksheet": worksheet, "cell_id": cell_id, "auth": self.auth}
+        if client:
+            facts["client"] = client
+        msg = self.session.msg(msg_type, content, header=header, metadata={"cellbus": facts})
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         self.pending[msg["msg_id"]] = future
         try:

@@ -160,6 +160,18 @@ def too_many(handler: RequestHandler, wait: int) -> str:
     return f"too many requests (limit {policy_of(handler).rate}); retry in {wait} s"
 
 
+def quota_client(handler: RequestHandler, visitor: Visitor) -> str | None:
+    """Whom the broker counts a request's sessions against when no token names a user: on a
+    public gateway (``--allow-anonymous``), the visitor's address (its rate key), since a
+    user there is a name in a URL that anyone changes at will, and one client took every
+    place of every device under as many names. None elsewhere (a token's user counts; a
+    loopback gateway is one person's)."""
+    policy = policy_of(handler)
+    if visitor.user is None and policy.auth == "none" and not policy.loopback:
+        return visitor.key
+    return None
+
+
 def may_use(policy: AccessPolicy, visitor: Visitor, user: str) -> bool:
     """Whether ``visitor`` may read or drive cells of ``user``."""
     return policy.auth == "none" or visitor.user == user

@@ -295,5 +295,6 @@ class SocketHandler(Hooks, WebSocketHandler):
             # two identical signed messages: the broker drops the second as a replay, and
             # the client waited 10 s for a 503; now it gets 409 for the reused msg_id.
             header["date"] = utcnow_iso()
-        reply = await self.link.request(msg_type, content, address, header=header)  # type: ignore[arg-type]
+        reply = await self.link.request(msg_type, content, address, header=header,  # type: ignore[arg-type]
+                                        client=guard.quota_client(self, self.visitor))
         self.reply(request, reply["msg_type"], reply["content"])

@@ -13,7 +13,6 @@ import asyncio
 import errno
 import collections
 import logging
-import logging.handlers
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -29,7 +28,8 @@ from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .sockets import BusSocket
 from .version import VERSION
-from .wire import Message, Session
+from .logfile import PrivateFileHandler
+from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
 
 
 #: ZMTP heartbeats on TCP links (ms): interval, timeout, and the time-to-live the peer is
@@ -145,8 +145,12 @@ class Node:
         elif self.insecure:
             if not self._warned_insecure:
                 self._warned_insecure = True
-                self.log.warning("%s: --insecure-bus: %s carries code and output in clear, "
-                                 "open to anyone who reaches it", self.name, endpoint)
+                self.log.warning(
+                    "%s: --insecure-bus: %s carries code and output in clear, open to anyone "
+                    "who reaches it; and a message captured there can be sent again: this "
+                    "node refuses a replay only while it remembers the signature (the last "
+                    "%d it took, in memory: not once it has restarted)", self.name, endpoint,
+                    DEFAULT_REPLAY_HISTORY)
         else:
             keys = "--curve-dir" if server else "--curve-key and --broker-key"
             raise ConfigError(f"{self.name}: {endpoint} is a TCP endpoint, and the bus is "
@@ -313,13 +317,14 @@ def setup_logging(level: str = "INFO", *, tag: str = "", file: str | None = None
     """Log to stderr, or to ``file`` (``--log-file``), at ``level``. ``tag`` names this
     process's node on each line, after the logger's name (``cellbus.device[gpu1]``), for
     nodes of which several log to one place (the devices of ``bin/cellbus up``, or of one
-    host's journal). A file is reopened when it was moved (logrotate); one that cannot be
-    written stops the node in one line, status 2."""
+    host's journal). A file is reopened when it was moved (logrotate), and one the node
+    makes is its user's alone (:mod:`protocol.logfile`); one that cannot be written stops the
+    node in one line, status 2."""
     named = f"%(name)s[{tag.replace('%', '%%')}]" if tag else "%(name)s"
     handler: logging.Handler = logging.StreamHandler(sys.stderr)
     if file:
         try:
-            handler = logging.handlers.WatchedFileHandler(file, encoding="utf-8")
+            handler = PrivateFileHandler(file, encoding="utf-8")
         except OSError as e:
             print(f"cellbus: cannot write the log file {file} (--log-file): {e.strerror}",
                   file=sys.stderr)

@@ -118,6 +118,10 @@ def test_tcp_without_keys_is_refused_in_one_line(key_file) -> None:
     try:
         insecure.wait_for_log(r"--insecure-bus: tcp://127.0.0.1:\d+ carries code and output "
                               r"in clear")
+        # and that its replay protection is in memory only, which CURVE does not need
+        insecure.wait_for_log(r"a message captured there can be sent again: this node refuses "
+                              r"a replay only while it remembers the signature \(the last "
+                              r"65536 it took, in memory: not once it has restarted\)")
     finally:
         insecure.stop()
         insecure.kill_group()

@@ -44,7 +44,7 @@ class FakeLink:
 
     async def request(self, msg_type: str, content: dict[str, Any],
                       address: tuple[str, str, str], *, header: dict[str, Any] | None = None,
-                      timeout: float = 10.0) -> Message:
+                      client: str | None = None, timeout: float = 10.0) -> Message:
         self.asked.append((msg_type, content, address))
         self.on_ask()
         answer = self.answers.get(msg_type, {"ok": False, "http_status": 400,

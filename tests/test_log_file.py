@@ -39,3 +39,30 @@ def test_a_log_file_that_cannot_be_written_stops_the_node_in_one_line(
     device.wait_for_log(rf"cannot write the log file {tmp_path / 'no' / 'device.log'} "
                         r"\(--log-file\): ")
     assert "Traceback" not in device.log
+
+
+def test_a_log_file_a_node_makes_is_its_users_alone(chain: Chain, tmp_path: Path) -> None:
+    """A node's log names users, worksheets and sessions and quotes what workers said; the
+    file was made by the umask (0644: every account of the host, and session code where the
+    file sits in a folder sessions see, read it). Now it is 0600, and so is the new file after
+    a rotation; a file that exists keeps its mode (an operator's choice)."""
+    log = tmp_path / "logs" / "broker.log"
+    log.parent.mkdir()
+    old = os.umask(0o022)
+    try:
+        broker = chain._start("broker", "--store", chain.store, "--insecure-bus", "--log-file",
+                              str(log), "--gateway-bind", chain.gateway_ep, "--device-bind",
+                              chain.device_ep, "--publish-bind", chain.publish_ep)
+    finally:
+        os.umask(old)
+    until(lambda: log.exists() and "broker started" in log.read_text(), "broker started")
+    assert log.stat().st_mode & 0o777 == 0o600
+    os.rename(log, log.with_suffix(".log.1"))
+    assert broker.stop() == 0
+    assert log.stat().st_mode & 0o777 == 0o600  # the new file, made after the rotation
+    kept = tmp_path / "logs" / "kept.log"
+    kept.touch(0o640)
+    kept.chmod(0o640)
+    from protocol.logfile import PrivateFileHandler
+    PrivateFileHandler(str(kept)).close()
+    assert kept.stat().st_mode & 0o777 == 0o640

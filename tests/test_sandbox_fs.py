@@ -85,3 +85,12 @@ def test_the_devices_curve_certificate_is_hidden_like_its_key(device_with_client
                    "s") == "True\n"  # the broker's public key is no secret: it stays
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_a_session_sees_no_host_cgroup_path(device_with_client) -> None:
+    """/proc/self/cgroup named the host's cgroups of the session (the device's own cgroup,
+    a container's id, the template's pid: '/process_api/<id>', '/cellbus-<pid>/w1'); in a
+    cgroup namespace of its own, each line says '/'."""
+    client, _ = device_with_client()
+    lines = out(client, "print(open('/proc/self/cgroup').read(), end='')", "s").splitlines()
+    assert lines and all(line.endswith(":/") for line in lines), lines

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+from pathlib import Path
 
 from test_sandbox import out, pytestmark  # noqa: F401 (the same skip as there)
 
@@ -137,3 +138,79 @@ def test_a_session_cannot_take_the_machines_huge_pages(device_with_client) -> No
         "mmap": "EPERM", "shmget": "EPERM", "memfd_create": "EPERM"}
     assert out(client, "import mmap\nm = mmap.mmap(-1, 1 << 21)\nm[0] = 1\nprint(m[0])",
                "s") == "1\n"  # plain mappings, of any size, still work
+
+
+#: Run in a cell: open a file and map it, then close it, 3,000 times (more than the
+#: process's RLIMIT_NOFILE), and say how many are held, and that limit.
+MAP_FILES = """
+import ctypes, os, resource
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+with open("/tmp/f", "wb") as f:
+    f.write(b"x" * 4096)
+held = 0
+for _ in range(3000):
+    fd = os.open("/tmp/f", os.O_RDONLY)
+    if libc.mmap(None, 4096, 1, 1, fd, 0) not in (None, 2**64 - 1):
+        held += 1
+    os.close(fd)
+print(held, *resource.getrlimit(resource.RLIMIT_NOFILE))
+"""
+
+
+def test_the_machines_file_count_binds_no_session(device_with_client) -> None:
+    """fs.file-max is one count for the machine (an unprivileged process past it gets
+    ENFILE), which no cgroup or uid bounds, and RLIMIT_NOFILE does not bound what a session
+    holds of it: a process maps a file and closes it, and holds it with no descriptor (here
+    3,000 past a limit of 1,024; 50,000 at once were seen). A file's memory is charged to
+    the session's cgroup, so the device raises fs.file-max to its maximum, as systemd does
+    at boot, and the session's memory limit bounds its files. (fs.file-max is put back as
+    it was after the test.)"""
+    from device.fit import FILE_MAX_LIMIT
+    path = Path("/proc/sys/fs/file-max")
+    was = int(path.read_text())
+    in_use = int(Path("/proc/sys/fs/file-nr").read_text().split()[0])
+    if was >= FILE_MAX_LIMIT:  # a systemd host: a finite count, as on a host without it
+        path.write_text(str(4 * in_use + 1_000_000))
+    finite = int(path.read_text())
+    try:
+        client, device = device_with_client()
+        device.wait_for_log(rf"raised fs.file-max from {finite} to its maximum, as systemd "
+                            r"does at boot")
+        assert int(path.read_text()) == FILE_MAX_LIMIT
+        assert out(client, MAP_FILES, "s") == "3000 1024 1024\n"  # its own limit, unlowered
+    finally:
+        path.write_text(str(was))
+
+
+def test_where_the_count_cannot_be_raised_descriptors_are_bounded_and_it_says_why(
+        monkeypatch) -> None:
+    """A read-only /proc/sys (a container): each process's open files are bounded to fit
+    all the device's workers in half of fs.file-max, and the start warns of mapped files."""
+    import device.fit as fit_module
+
+    def read_only(value: int) -> None:
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(fit_module, "file_max", lambda: 2_466_320)
+    monkeypatch.setattr(fit_module, "_write_file_max", read_only)
+    files, said = fit_module.unbind_file_max(True)
+    assert files == 2_466_320 and said[0].startswith(
+        "WARNING: cannot raise fs.file-max (2466320) to its maximum (Read-only file system)")
+    assert "by mapping each and closing it" in said[0]
+    assert fit_module.unbind_file_max(False) == (2_466_320, [])  # files not charged: no raise
+    monkeypatch.setattr(fit_module, "file_max", lambda: fit_module.FILE_MAX_LIMIT)
+    assert fit_module.unbind_file_max(True) == (0, [])  # already unbound
+
+
+def test_the_open_files_bound_says_when_it_cannot_hold() -> None:
+    from device.fit import fit
+    from device.limits import Limits
+    limits, said = fit(Limits(), 22, 0, 2_466_320)  # 16 sessions and 6 ready, 256 processes
+    assert limits.open_files == 218 and said == [
+        "open files of each session process: 218 (so that up to 22 workers of 256 processes "
+        "(--max-processes) hold at most half of this machine's 2466320 (fs.file-max) together)"]
+    limits, said = fit(Limits(), 22, 0, 100_000)
+    assert limits.open_files == 64 and "not below 64, so they may hold more" in said[0]
+    assert fit(Limits(), 2, 0, 10**7) == (Limits(), [])

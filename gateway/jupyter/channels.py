@@ -38,7 +38,7 @@ from protocol.wire import Message
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
 from ..cells import TooLarge, execute_content, within_limit
-from ..guard import rate_wait, too_many
+from ..guard import quota_client, rate_wait, too_many
 from ..ws import SocketHandler, Subscription
 from . import model, wire
 from .kernelspecs import DEFAULT, kernelspecs, spec_of
@@ -375,7 +375,8 @@ class ChannelsHandler(SocketHandler):
         if not is_name(cell_id):
             cell_id = f"cell-{uuid.uuid4().hex}"
         reply = await self.link.request(mt.EXECUTE_REQUEST, forward,
-                                        (self.user, self.kernel_id, cell_id), header=header)
+                                        (self.user, self.kernel_id, cell_id), header=header,
+                                        client=quota_client(self, self.visitor))
         if not reply["content"].get("ok"):
             self._failed(request, mt.EXECUTE_REQUEST, str(reply["content"].get("error")))
 

@@ -10,7 +10,7 @@ from protocol.version import VERSION
 
 from ..base import BaseHandler
 from ..errors import fail
-from ..guard import charge
+from ..guard import charge, policy_of
 from . import model
 from .bodies import about, kernel_of, text, unknown_kernel
 from .kernelspecs import DEFAULT, kernelspecs
@@ -57,6 +57,17 @@ class JupyterHandler(BaseHandler):
         kernel_id = await model.start(self.ask, self.user, name)
         return await self.kernel_model(kernel_id)
 
+    async def listed(self) -> list[dict[str, Any]]:
+        """The kernels a listing shows: the user's, and none to an anonymous visitor of a
+        public gateway (``--allow-anonymous``), where every stranger is the one user
+        ``anonymous`` and a kernel's id is all that keeps it theirs: listed, any visitor
+        could read and drive every other's kernel. A loopback gateway without auth (one
+        person's) lists them all."""
+        policy = policy_of(self)
+        if self.visitor.user is None and policy.auth == "none" and not policy.loopback:
+            return []
+        return await model.entries(self.ask, self.user)
+
     def charge(self) -> None:
         """``--rate``: starting or restarting a kernel runs code (a fresh session), as an
         evaluate does, and shutting one down closes its session, as a restart does; 429 when
@@ -71,7 +82,7 @@ class ApiHandler(JupyterHandler):
 
 class KernelsHandler(JupyterHandler):
     async def get(self) -> None:
-        found = await model.entries(self.ask, self.user)
+        found = await self.listed()
         self.finish(json.dumps([model.model(e, self.sockets, self.user) for e in found]))
 
     async def post(self) -> None:
@@ -133,7 +144,7 @@ class SessionsHandler(JupyterHandler):
     PATCH, only echoes them)."""
 
     async def get(self) -> None:
-        found = await model.entries(self.ask, self.user)
+        found = await self.listed()
         self.finish(json.dumps([self.session(e) for e in found]))
 
     async def post(self) -> None:

@@ -51,11 +51,9 @@
       : isObject(msg.header) && typeof msg.header.msg_type === "string" ? msg.header.msg_type : null;
   }
 
-  function newId() {
-    if (window.crypto && crypto.randomUUID) return crypto.randomUUID().replace(/-/g, "");
-    let s = "";
-    for (let i = 0; i < 32; i++) s += Math.floor(Math.random() * 16).toString(16);
-    return s;
+  function newId() {  // randomUUID needs a secure context; getRandomValues works over http too
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
   }
 
   function el(tag, className, text) {
