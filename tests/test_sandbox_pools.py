@@ -176,10 +176,10 @@ def test_the_machines_file_count_binds_no_session(device_with_client) -> None:
         path.write_text(str(4 * in_use + 1_000_000))
     finite = int(path.read_text())
     try:
-        client, device = device_with_client()
-        device.wait_for_log(rf"raised fs.file-max from {finite} to its maximum, as systemd "
-                            r"does at boot")
-        assert int(path.read_text()) == FILE_MAX_LIMIT
+        client, _ = device_with_client()
+        # not its log line: a device of a test running beside this one (xdist) may have
+        # raised the count first, and this device then had nothing to raise
+        assert int(path.read_text()) == FILE_MAX_LIMIT, finite
         assert out(client, MAP_FILES, "s") == "3000 1024 1024\n"  # its own limit, unlowered
     finally:
         path.write_text(str(was))
