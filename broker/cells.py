@@ -23,7 +23,7 @@ from protocol.counts import counted
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
-from .interactruns import Run, fold_runs
+from .interactruns import Run, RunFold, fold_runs
 from .outputcap import message_size
 from .store import Request, Store
 
@@ -80,6 +80,8 @@ class Cells:
         self.latest: collections.OrderedDict[CellAddress, str] = collections.OrderedDict()
         self._loading: dict[str, list[tuple[int, Message]]] = {}
         self._late_requests: dict[str, Request] = {}  # status changes while loading
+        #: Interact run output stored while a view loads (:meth:`run_output`), by its request.
+        self._late_runs: dict[str, list[tuple[int, Message]]] = {}
         self._load_done: dict[str, asyncio.Event] = {}
         #: Interact runs not ended, by request msg_id (broker/interactruns.py): the ones
         #: broker/interacts.py folds as their output is stored, and the ones a view folded
@@ -116,6 +118,12 @@ class Cells:
             self.bytes += size
             self._evict()
 
+    def run_output(self, seq: int, msg: Message) -> None:
+        """An interact run's message, just stored: each view being folded from the store
+        folds it too, if the run is of its cell (its read may have missed it)."""
+        for late in self._late_runs.values():
+            late.append((seq, msg))
+
     async def for_cell(self, user: str, worksheet: str, cell_id: str) -> CellView | None:
         msg_id = self.latest.get((user, worksheet, cell_id))
         if msg_id is not None and msg_id in self.views:
@@ -137,15 +145,17 @@ class Cells:
             if (view := self.views.get(request.msg_id)) is not None:
                 return view  # else forgotten already (see _evict): load it again
         self._loading[request.msg_id] = []
+        self._late_runs[request.msg_id] = []
         self._load_done[request.msg_id] = asyncio.Event()
         view = CellView(request)
+        runs = RunFold(request, view.output)
         try:
             first = 0  # the runs of its interacts come after its first message
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
                 first = first or seq
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
-            view.size += await fold_runs(self.store, request, view.output, self.runs, first)
+            await fold_runs(self.store, runs, first)
             # ``request`` was read before this load began: a status stored since is in the
             # store now, and refresh() notes any stored after this read
             view.request = await self.store.get_request(request.msg_id) or request
@@ -155,6 +165,10 @@ class Cells:
             for seq, msg in sorted(late, key=lambda item: item[0]):
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
+            for seq, msg in sorted(self._late_runs.pop(request.msg_id), key=lambda i: i[0]):
+                runs.apply(seq, msg)
+            runs.install(self.runs)
+            view.size += runs.size
             self._keep(view)
             self._load_done.pop(request.msg_id).set()
         return view

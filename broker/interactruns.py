@@ -3,7 +3,7 @@ replaces its interact's output (seed 001: "its output replaces the old output").
 
 The broker applies this rule as each message is stored (:class:`Run`, from
 :meth:`broker.interacts.Interacts.apply`), and again when it folds a cell's view from the
-store (:func:`fold_runs`: after a restart, or once the view left the cache). Before, a view
+store (:class:`RunFold`: after a restart, or once the view left the cache). Before, a view
 folded from the store held only the messages of the cell's own run, so a restarted broker
 showed every slider's output as the cell's run had left it, whatever ran after; and a run
 that a previous broker had sent, whose output came to the new one, was shown nowhere.
@@ -52,31 +52,61 @@ def interact_of(msg: Message) -> str | None:
     return interact_id
 
 
-async def fold_runs(store: Store, request: Request, output: CellOutput,
-                    runs: dict[str, Run], first: int) -> int:
-    """Fold into ``output`` (of ``request``, folded from the store just now; its first
-    message has seq ``first``) the stored runs of its interacts, in seq order; returns the
-    bytes of the messages folded. A run in
-    ``runs`` (not ended) is folded on and shown in this view; a run found here that did not
-    end is put there, so that its output still to come goes on from what is stored (a run
-    that a broker which died began)."""
-    if not any(b["type"] == "interact" for b in output.blocks().values()):
-        return 0
-    folded: dict[str, Run] = {}
-    ended: set[str] = set()
-    size = 0
-    for seq, msg in await store.messages(request.session, since=max(0, first - 1)):
+def of_cell(msg: Message, request: Request) -> str | None:
+    """The interact whose run ``msg`` is output of, if that run is of ``request``'s cell."""
+    interact_id = interact_of(msg)
+    facts = msg["metadata"]["cellbus"] if interact_id is not None else {}
+    if (facts.get("user"), facts.get("worksheet"), facts.get("cell_id")) != \
+            (request.user, request.worksheet, request.cell_id):
+        return None
+    return interact_id
+
+
+class RunFold:
+    """The runs of one cell's interacts, folded into that cell's view (``output``, of
+    ``request``) as it is folded from the store: the stored runs (:meth:`read`), then what
+    was stored of them while the view was being folded (:meth:`apply`, the broker's
+    ``Cells`` collects it), then :meth:`install` puts those still going in ``runs``.
+
+    Every run is folded afresh here, from its first message on: a run object the broker
+    already had may hold only the messages it saw (a run that a broker which died began,
+    whose next line came live while the view was read), and folding the stored messages
+    into it skipped each one older than its newest (seqs only go up), so the view showed
+    the live line alone."""
+
+    def __init__(self, request: Request, output: CellOutput) -> None:
+        self.request, self.output = request, output
+        self.folded: dict[str, Run] = {}
+        self.ended: set[str] = set()
+        self.size = 0
+
+    def apply(self, seq: int, msg: Message) -> None:
+        """Fold ``msg`` if it is output of a run of this cell's interacts."""
         parent = msg["parent_header"].get("msg_id")
-        if not isinstance(parent, str) or (interact_id := interact_of(msg)) is None:
-            continue
-        if (run := folded.get(parent)) is None:
-            run = folded[parent] = runs.get(parent) or Run(request.msg_id, interact_id)
-            run.cell_msg_id, run.shown = request.msg_id, False  # to be shown in this view
-        run.apply(seq, msg, output)
-        size += message_size(msg)
+        if not isinstance(parent, str) or (interact_id := of_cell(msg, self.request)) is None:
+            return
+        if (run := self.folded.get(parent)) is None:
+            run = self.folded[parent] = Run(self.request.msg_id, interact_id)
+        if seq > run.inner.seq:
+            self.size += message_size(msg)
+        run.apply(seq, msg, self.output)
         if msg["msg_type"] == mt.STATUS and msg["content"].get("execution_state") == "idle":
-            ended.add(parent)
-    for parent, run in folded.items():
-        if parent not in ended:
-            runs.setdefault(parent, run)
-    return size
+            self.ended.add(parent)
+
+    def install(self, runs: dict[str, Run]) -> None:
+        """Put the runs this view shows that did not end in ``runs``, in place of any the
+        broker had: their output still to come goes on from here."""
+        for parent, run in self.folded.items():
+            if parent in self.ended:
+                runs.pop(parent, None)
+            elif self.output.shows_interact(run.interact_id):
+                runs[parent] = run
+
+
+async def fold_runs(store: Store, fold: RunFold, first: int) -> None:
+    """Fold into ``fold`` the stored runs of its cell's interacts (they come after the
+    cell's first message, seq ``first``); none if its output shows no interact."""
+    if not any(b["type"] == "interact" for b in fold.output.blocks().values()):
+        return
+    for seq, msg in await store.messages(fold.request.session, since=max(0, first - 1)):
+        fold.apply(seq, msg)
