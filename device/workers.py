@@ -16,12 +16,12 @@ wrong shape, oversize, amplifying), a msg_type that is no session output (every 
 message is one), a field a worker may not set (``header``, ``session``...), routing facts in
 its metadata, a ``parent`` naming a request it was never given, fields of the wrong type.
 The running request ends with ``LinkViolation`` and the session restarts fresh; what the
-worker sent before is relayed as usual. Output that comes late (of an earlier request, or
-while none runs) or that the bus cannot carry is only dropped. Either way the record is
-counted (``Worker.rejected``; the device reports its total in heartbeats) and logged at a
-bounded rate (:mod:`device.workerlog`). What a worker says about itself (``worker_log``) is
-logged there too, never relayed. Every record costs pacing and counts against
-``--max-output`` by its size, whatever its type.
+worker sent before is relayed as usual. A record cut by the stream's end (a death while it
+wrote), output that comes late (of an earlier request, or while none runs) or that the bus
+cannot carry is only dropped. Either way the record is counted (``Worker.rejected``; the
+device reports its total in heartbeats) and logged at a bounded rate (:mod:`device.workerlog`).
+What a worker says about itself (``worker_log``) is logged there too, never relayed. Every
+record costs pacing and counts against ``--max-output`` by its size, whatever its type.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from protocol import msgtypes as mt
 from protocol import outputwords
 from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
-from protocol.link import OverseerLink
+from protocol.link import LinkCut, OverseerLink
 from protocol.requests import Ending, failed, stamp
 from protocol.wire import Message, Session
 
@@ -264,6 +264,9 @@ class Worker:
                 await self.room()  # backpressure: a full outbox leaves the worker's writes blocked
                 try:
                     record = await self.link.recv()
+                except LinkCut as e:  # it died while writing: its death's error, half dropped
+                    self._reject(str(e))
+                    break
                 except ProtocolError as e:  # not a record at all (see device.admission)
                     self._violated(str(e), f"malformed data ({e.reason})")
                     break
