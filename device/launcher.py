@@ -99,6 +99,8 @@ class ForkedProcess:
         self.returncode: int | None = None
         #: The kernel killed it because its cgroup ran out of memory.
         self.oom_killed = False
+        #: Its template process ended and took it along (PR_SET_PDEATHSIG).
+        self.with_template = False
         self._exited = asyncio.get_running_loop().create_future()
 
     def exited(self, returncode: int, oom_killed: bool = False) -> None:
@@ -309,6 +311,7 @@ class TemplateLauncher:
             self._ready.set_exception(LaunchError("the template process ended before it was "
                                                   "ready (see its error above)"))
         for child in self.children.values():
+            child.with_template = True
             child.exited(-signal.SIGKILL)  # PR_SET_PDEATHSIG took them with it
         self.children.clear()
         if started and not self.stopping and self._restarting is None:

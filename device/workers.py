@@ -361,7 +361,7 @@ class Worker:
         except asyncio.TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-        self.exit_reason = describe_exit(self.proc.returncode)
+        self.exit_reason = describe_exit(self.proc.returncode, self.proc.with_template)
         if self._memory is not None:
             self._memory.stop()
         if self._stops is not None:
