@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from harness import NodeProcess, until
+from harness import NodeProcess, of_type, stdout_of, until
 
 
 def children(pid: int) -> set[int]:
@@ -35,3 +35,22 @@ def test_a_device_stopped_while_it_restarts_its_template_stops_cleanly(
     assert device.proc.wait(30) == 0
     device.stop()
     assert "Traceback" not in device.log, device.log
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_a_session_started_while_the_template_restarts_waits_for_it(
+        device_with_client, round_: int) -> None:
+    """Tests that a cell of a new session (and of a session whose worker the template took
+    along) that reaches the device while it restarts its killed template runs once the new
+    one is up, as after a cold start (before: each was refused with AtCapacity, 'the
+    template process is not running', so every cell accepted in that second failed:
+    bench/chaos.py --faults template-kill had 56 of 60 cells so)."""
+    client, device = device_with_client()
+    assert stdout_of(client.run("print('before')", "old")) == "before\n"
+    template = int(device.wait_for_log(r"template process (\d+) started").group(1))
+    os.kill(template, signal.SIGKILL)
+    device.wait_for_log(r"the template process \d+ ended")
+    for session in ("new", "old"):
+        msgs = client.run(f"print('{session}')", session, timeout=30)
+        assert stdout_of(msgs) == f"{session}\n", of_type(msgs, "error")
+    assert "Traceback" not in device.log
