@@ -159,12 +159,14 @@ class OverseerLink:
             if e.partial:
                 raise LinkCut() from None
             return None
+        except ConnectionResetError:  # it died with what the overseer sent it unread
+            return None
         (n,) = _LEN.unpack(head)
         self.last_size = n
         _check_length(n, self.max_record)
         try:
             body = await self.reader.readexactly(n)
-        except asyncio.IncompleteReadError:
+        except (asyncio.IncompleteReadError, ConnectionResetError):
             raise LinkCut() from None
         if n > DECODE_OFF_LOOP:
             return await asyncio.to_thread(decode, body)

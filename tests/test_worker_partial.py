@@ -52,3 +52,27 @@ def test_a_worker_dying_inside_a_record_keeps_what_it_sent_whole(device_with_cli
         fresh_worker(device, "s", pid)
     assert device.proc.poll() is None
     assert "Traceback" not in device.log
+
+
+async def test_a_link_reset_by_a_dead_worker_is_its_end_not_an_error() -> None:
+    """Tests that the overseer's end of a link whose worker died with bytes the overseer had
+    sent it unread (the kernel answers the next read with ECONNRESET) reads that as the end
+    of the stream, as at EOF (before: ConnectionResetError escaped the worker's record pump,
+    and the device's log had 'Task exception was never retrieved' and a traceback; seen in
+    bench/chaos.py --faults template-kill), and that a reset inside a record is a LinkCut."""
+    import socket
+
+    from protocol.link import LinkCut, OverseerLink, encode
+    for cut in (False, True):
+        ours, theirs = socket.socketpair()
+        link = await OverseerLink.open(ours)
+        if cut:
+            theirs.sendall(encode({"msg_type": "stream", "content": {}})[:6])
+        await link.send({"msg_type": "execute_request", "content": {}})  # never read
+        theirs.close()  # the worker dies
+        if cut:
+            with pytest.raises(LinkCut):
+                await link.recv()
+        else:
+            assert await link.recv() is None
+        link.close()
