@@ -9,8 +9,9 @@ A template that ends on its own (killed, or a crash) takes its workers with it; 
 launcher starts a new one after :data:`RESTART_DELAY` (doubled, up to
 :data:`RESTART_MAX_DELAY`, while it keeps ending within :data:`RESTART_STABLE` seconds) and
 calls ``on_restarted``. A session that starts meanwhile waits for it, as for a cold start,
-up to :data:`RESTART_WAIT` seconds (then ``AtCapacity``, "run the cell again"): every cell
-that reached the device in that second was refused. Before that, a device whose template
+up to :data:`RESTART_WAIT` seconds, unless the template keeps ending (then ``AtCapacity``,
+"run the cell again", at once: the wait holds the device's loop): every cell that reached
+the device in that second was refused. Before that, a device whose template
 ended refused every new session until an operator restarted it.
 """
 
@@ -239,8 +240,9 @@ class TemplateLauncher:
         link. A template being started again is waited for (:data:`RESTART_WAIT`), also when
         it ended while it was asked (before the device saw it end)."""
         for attempt in (1, 2):
-            if self._restarting is not None and not self.stopping:
-                try:  # a new template is on its way
+            if self._restarting is not None and not self.stopping and \
+                    self._delay <= 2 * RESTART_DELAY:  # not a template that keeps ending
+                try:  # a new template is on its way (the device's loop waits: no worker runs)
                     await asyncio.wait_for(asyncio.shield(self._restarting), RESTART_WAIT)
                 except asyncio.TimeoutError:
                     pass
