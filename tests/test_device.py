@@ -125,9 +125,9 @@ def test_a_killed_template_is_started_again_and_sessions_start_after_it(
         device_with_client) -> None:
     """Tests that SIGKILL of the device's template process (which forks its workers) ends
     the cell its worker ran with WorkerDied saying the template took it (before: "was
-    killed by signal 9 (SIGKILL)", as an out-of-memory kill reads), and that the device starts a new template by
-    itself, so that session and a new one run again (it refused every new session with
-    AtCapacity until the device was restarted)."""
+    killed by signal 9 (SIGKILL)", as an out-of-memory kill reads), and that the device
+    starts a new template by itself, so that session and a new one run again (it refused
+    every new session with AtCapacity until the device was restarted)."""
     client, device = device_with_client()
     client.run("x = 1", "s")
     template = int(device.wait_for_log(r"template process (\d+) started").group(1))
