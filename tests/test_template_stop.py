@@ -44,7 +44,7 @@ def test_a_session_started_while_the_template_restarts_waits_for_it(
     along) that reaches the device while it restarts its killed template runs once the new
     one is up, as after a cold start (before: each was refused with AtCapacity, 'the
     template process is not running', so every cell accepted in that second failed:
-    bench/chaos.py --faults template-kill had 56 of 60 cells so)."""
+    bench/chaos.py --faults template-kill had 36 of 40 cells so)."""
     client, device = device_with_client()
     assert stdout_of(client.run("print('before')", "old")) == "before\n"
     template = int(device.wait_for_log(r"template process (\d+) started").group(1))
