@@ -32,16 +32,27 @@ retried with a new cell id, and only a 202 counts. Meanwhile, every ``--interval
   is then deleted (needs root to mount; skipped with a note otherwise);
 - ``store-lock``: another process (this one) holds the SQLite store's write lock for 4-8 s,
   past the store's 5 s busy timeout and the 3 s heartbeat liveness, then commits: the broker
-  cannot write meanwhile, and must take no live device for lost for it.
+  cannot write meanwhile, and must take no live device for lost for it;
+- ``worker-kill``: SIGKILL of one running session worker (the last the device's log names
+  that is alive), as the kernel's OOM killer would: its cell ends with WorkerDied (counted
+  with DeviceLost), never LinkViolation, whatever record it was writing; the worksheet's
+  next cell runs in a fresh worker;
+- ``template-kill``: SIGKILL of the device's template process (the forkserver its workers
+  come from), the device itself left alone: its workers die with it (PR_SET_PDEATHSIG), so
+  the cells running then end with WorkerDied (counted with DeviceLost), and the device
+  starts a new template by itself. A cell that needs a new worker before the new template
+  is up is refused by the device with AtCapacity (a false error in the table).
 
 Once every accepted cell ended (or was given up after ``--stuck`` seconds), each is read once
 more (``update?since=0``) and counted: **complete** (done, no error block, every line once,
 in order); **lost** (done with a line missing, or ended by DeviceLost with a gap before its
 last line: a line the device printed that never reached the store); **dup lines** and
 **reordered lines** (lines seen again / after a later one); **stuck** (not ended within
-``--stuck`` s); **false errors** (an error block on a cell whose device did not die while it
-was in flight, an error block on a cell whose status is done, or DeviceLost on a cell with
-all its lines); **DeviceLost** (the cell's device was really killed while it was in flight).
+``--stuck`` s); **false errors** (an error block on a cell whose device (for
+``worker-kill``: its worker) did not die while it was in flight, an error block on a cell
+whose status is done, or DeviceLost on a cell with all its lines); **DeviceLost** (the
+cell's device was really killed while it was in flight; for ``worker-kill``, WorkerDied of
+the worker killed).
 RSS (VmRSS, MiB) of broker, gateway and device router is read before the load and after the
 last cell (of the processes running then: a node the fault restarted is a new process).
 Node logs are kept in bench/work/chaos/.
@@ -55,7 +66,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -68,16 +78,17 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
+from bench.chaos_faults import fill_disk, hold_store_lock, kill_child  # noqa: E402
 from bench.chaos_tally import Cell, Tally, count, table  # noqa: E402
 from harness import Chain, NodeProcess  # noqa: E402
-from test_disk_full import fill  # noqa: E402
 from test_failures import rss_mib  # noqa: E402
 from protocol.config import generate_key  # noqa: E402
 
 CODE = ("import time\nfor i in range({lines}):\n    time.sleep({pause})\n"
         "    print('{tag}', i, flush=True)\n")
 FAULTS = ("gateway", "broker", "device-kill", "device-term", "device-stop", "device-lost-stop",
-          "broker-stop", "everything", "disk-full", "store-lock")
+          "broker-stop", "everything", "disk-full", "store-lock", "worker-kill",
+          "template-kill")
 DEVICE = "dev0"
 DISK_SIZE = "256m"
 LOGS = ROOT / "bench" / "work" / "chaos"
@@ -97,6 +108,7 @@ class Run:
         self.tally = Tally(fault)
         self.cells: list[Cell] = []
         self.deaths: list[tuple[float, float]] = []  # device killed at, back at
+        self.killed_workers: list[tuple[str, float]] = []  # worker-kill: (session, when)
         self.lock = threading.Lock()
         self.reserved = 0
         self.done = threading.Event()
@@ -228,20 +240,16 @@ class Run:
                 self.deaths.append((stopped, time.monotonic()))
             return f"{f} {seconds:.1f} s"
         elif f == "store-lock":
-            lock = sqlite3.connect(self.chain.store.removeprefix("sqlite:///"), timeout=30,
-                                   isolation_level=None)
-            seconds = self.rng.uniform(4.0, 8.0)
-            lock.execute("BEGIN IMMEDIATE")
-            time.sleep(seconds)
-            lock.execute("COMMIT")
-            lock.close()
-            return f"{f} {seconds:.1f} s"
+            return hold_store_lock(self.chain.store.removeprefix("sqlite:///"), self.rng)
         elif f == "disk-full":
-            ballast = fill(self.work / "disk")
-            seconds = self.rng.uniform(2.0, 5.0)
-            time.sleep(seconds)
-            ballast.unlink()
-            return f"{f} {seconds:.1f} s"
+            return fill_disk(self.work / "disk", self.rng)
+        elif f in ("worker-kill", "template-kill"):
+            what, session = kill_child(device.log, f)
+            if session is not None:
+                self.killed_workers.append((session, time.monotonic()))
+            elif f == "template-kill":
+                self.deaths.append((time.monotonic(), time.monotonic()))
+            return what
         return f
 
     def faults(self) -> None:
@@ -284,8 +292,13 @@ class Run:
         return self.tally
 
     def exposed(self, cell: Cell) -> bool:
-        """Whether the cell's device was killed while the cell was in flight."""
+        """Whether the cell's device (``worker-kill``: its worker) was killed while the cell
+        was in flight."""
         end = cell.ended if cell.ended is not None else float("inf")
+        if self.fault == "worker-kill":
+            return cell.doc is not None and any(
+                session == cell.doc.get("session") and cell.posted <= killed <= end
+                for session, killed in self.killed_workers)
         return any(cell.posted <= back and killed <= end for killed, back in self.deaths)
 
     def close(self) -> None:

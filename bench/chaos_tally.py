@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+#: The errors of a death a fault caused: the device's, or (``worker-kill``) the worker's.
+DEATHS = ("DeviceLost", "WorkerDied")
+
+
 @dataclass
 class Cell:
     """One accepted cell: its address, the tag of its lines, and when it was posted, accepted
@@ -71,7 +75,7 @@ def count(t: Tally, cell: Cell, lines: int, exposed: bool) -> None:
     late = sum(1 for i, x in enumerate(got) if i and x < max(got[:i]))
     gap = bool(got) and set(range(max(got) + 1)) - set(got)
     lost = (doc["status"] == "done" and sorted(set(got)) != want) or bool(gap)
-    device_lost = [e for e in errors if e.get("ename") == "DeviceLost"]
+    device_lost = [e for e in errors if e.get("ename") in DEATHS]
     false = bool(errors) and (not exposed or doc["status"] == "done"
                               or (device_lost and sorted(set(got)) == want)
                               or not device_lost)

@@ -54,7 +54,9 @@ def _request(session: str, cell: str, kind: str = "execute_request",
 def _message(parent: Request, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
     """An output message of ``parent``, as the broker stores it."""
     msg_id = uuid.uuid4().hex
-    facts = {"cellbus": {"interact_id": parent.interact_id}} if parent.interact_id else {}
+    facts = {"cellbus": {"interact_id": parent.interact_id, "user": parent.user,
+                         "worksheet": parent.worksheet, "cell_id": parent.cell_id}
+             } if parent.interact_id else {}
     return {"header": {"msg_id": msg_id, "msg_type": msg_type}, "msg_id": msg_id,
             "msg_type": msg_type, "metadata": facts, "content": content,
             "parent_header": {"msg_id": parent.msg_id, "msg_type": parent.msg_type}}

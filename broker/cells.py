@@ -23,7 +23,7 @@ from protocol.counts import counted
 from protocol.fold import CellOutput
 from protocol.wire import Message
 
-from .interactruns import Run, fold_runs
+from .interactruns import Run, RunFold, fold_runs, of_cell
 from .outputcap import message_size
 from .store import Request, Store
 
@@ -80,6 +80,9 @@ class Cells:
         self.latest: collections.OrderedDict[CellAddress, str] = collections.OrderedDict()
         self._loading: dict[str, list[tuple[int, Message]]] = {}
         self._late_requests: dict[str, Request] = {}  # status changes while loading
+        #: Output of the runs of a loading view's interacts stored while it loads
+        #: (:meth:`run_output`), by the view's request.
+        self._late_runs: dict[str, tuple[Request, list[tuple[int, Message]]]] = {}
         self._load_done: dict[str, asyncio.Event] = {}
         #: Interact runs not ended, by request msg_id (broker/interactruns.py): the ones
         #: broker/interacts.py folds as their output is stored, and the ones a view folded
@@ -116,6 +119,13 @@ class Cells:
             self.bytes += size
             self._evict()
 
+    def run_output(self, seq: int, msg: Message) -> None:
+        """An interact run's message, just stored: each view being folded from the store
+        folds it too, if the run is of its cell (its read may have missed it)."""
+        for request, late in self._late_runs.values():
+            if of_cell(msg, request) is not None:
+                late.append((seq, msg))
+
     async def for_cell(self, user: str, worksheet: str, cell_id: str) -> CellView | None:
         msg_id = self.latest.get((user, worksheet, cell_id))
         if msg_id is not None and msg_id in self.views:
@@ -137,13 +147,15 @@ class Cells:
             if (view := self.views.get(request.msg_id)) is not None:
                 return view  # else forgotten already (see _evict): load it again
         self._loading[request.msg_id] = []
+        self._late_runs[request.msg_id] = (request, [])
         self._load_done[request.msg_id] = asyncio.Event()
         view = CellView(request)
+        runs = RunFold(request, view.output)
         try:
             for seq, msg in await self.store.messages(request.session, parent=request.msg_id):
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
-            view.size += await fold_runs(self.store, request, view.output, self.runs)
+            await fold_runs(self.store, runs)
             # ``request`` was read before this load began: a status stored since is in the
             # store now, and refresh() notes any stored after this read
             view.request = await self.store.get_request(request.msg_id) or request
@@ -153,6 +165,10 @@ class Cells:
             for seq, msg in sorted(late, key=lambda item: item[0]):
                 view.output.apply(seq, msg)
                 view.size += message_size(msg)
+            for seq, msg in sorted(self._late_runs.pop(request.msg_id)[1], key=lambda i: i[0]):
+                runs.apply(seq, msg)
+            runs.install(self.runs)
+            view.size += runs.size
             self._keep(view)
             self._load_done.pop(request.msg_id).set()
         return view

@@ -3,7 +3,7 @@ replaces its interact's output (seed 001: "its output replaces the old output").
 
 The broker applies this rule as each message is stored (:class:`Run`, from
 :meth:`broker.interacts.Interacts.apply`), and again when it folds a cell's view from the
-store (:func:`fold_runs`: after a restart, or once the view left the cache). Before, a view
+store (:class:`RunFold`: after a restart, or once the view left the cache). Before, a view
 folded from the store held only the messages of the cell's own run, so a restarted broker
 showed every slider's output as the cell's run had left it, whatever ran after; and a run
 that a previous broker had sent, whose output came to the new one, was shown nowhere.
@@ -52,25 +52,73 @@ def interact_of(msg: Message) -> str | None:
     return interact_id
 
 
+def of_cell(msg: Message, request: Request) -> str | None:
+    """The interact whose run ``msg`` is output of, if that run is of ``request``'s cell."""
+    interact_id = interact_of(msg)
+    facts = msg["metadata"]["cellbus"] if interact_id is not None else {}
+    if (facts.get("user"), facts.get("worksheet"), facts.get("cell_id")) != \
+            (request.user, request.worksheet, request.cell_id):
+        return None
+    return interact_id
+
+
+class RunFold:
+    """The runs of one cell's interacts, folded into that cell's view (``output``, of
+    ``request``) as it is folded from the store: the stored runs (:func:`fold_runs`), then what
+    was stored of them while the view was being folded (:meth:`apply`, the broker's
+    ``Cells`` collects it), then :meth:`install` puts those still going in ``runs``.
+
+    Every run is folded afresh here, from its first message on: a run object the broker
+    already had may hold only the messages it saw (a run that a broker which died began,
+    whose next line came live while the view was read), and folding the stored messages
+    into it skipped each one older than its newest (seqs only go up), so the view showed
+    the live line alone."""
+
+    def __init__(self, request: Request, output: CellOutput) -> None:
+        self.request, self.output = request, output
+        self.folded: dict[str, Run] = {}
+        self.ended: set[str] = set()
+        self.size = 0
+
+    def apply(self, seq: int, msg: Message) -> None:
+        """Fold ``msg`` if it is output of a run of this cell's interacts."""
+        parent = msg["parent_header"].get("msg_id")
+        if not isinstance(parent, str) or (interact_id := of_cell(msg, self.request)) is None:
+            return
+        if (run := self.folded.get(parent)) is None:
+            run = self.folded[parent] = Run(self.request.msg_id, interact_id)
+        if seq > run.inner.seq:
+            self.size += message_size(msg)
+        run.apply(seq, msg, self.output)
+        if _ends(msg):
+            self.ended.add(parent)
+
+    def install(self, runs: dict[str, Run]) -> None:
+        """Put the runs this view shows that did not end in ``runs``, in place of any the
+        broker had: their output still to come goes on from here."""
+        for parent, run in self.folded.items():
+            if parent in self.ended:
+                runs.pop(parent, None)
+            elif self.output.shows_interact(run.interact_id):
+                runs[parent] = run
+
+
 #: Runs read from the store at a time, newest first, looking for an interact's last one.
 PAGE = 16
 
 
-async def fold_runs(store: Store, request: Request, output: CellOutput,
-                    runs: dict[str, Run]) -> int:
-    """Fold into ``output`` (of ``request``, folded from the store just now) the stored runs
-    of its interacts that still show, in seq order; returns the bytes of the messages folded.
+async def fold_runs(store: Store, fold: RunFold) -> None:
+    """Fold into ``fold`` the stored runs of its cell's interacts that still show.
 
     A run's output replaces everything its interact showed before, so only each interact's
     last run that showed and ended is read, with the runs after it (still going, or that
     showed nothing yet), and the same for the interacts those runs' output holds: the
-    interacts' runs, newest first, from the store's index (:meth:`Store.interact_runs`), not
-    the session's history since the cell ran, which grows with every cell run after it. A run
-    in ``runs`` (not ended) is folded on and shown in this view; a run found here that did
-    not end is put there, so that its output still to come goes on from what is stored (a run
-    that a broker which died began)."""
-    todo = [b["interact_id"] for b in output.blocks().values() if b["type"] == "interact"]
-    seen, ended = set(todo), set()
+    interacts' runs, newest first, from the store's index (:meth:`Store.interact_runs`),
+    not the session's history since the cell ran, which grows with every cell run after it.
+    """
+    request = fold.request
+    todo = [b["interact_id"] for b in fold.output.blocks().values() if b["type"] == "interact"]
+    seen = set(todo)
     found: list[tuple[int, Message]] = []
     while todo:
         for messages in await _last_runs(store, request, todo.pop()):
@@ -80,23 +128,9 @@ async def fold_runs(store: Store, request: Request, output: CellOutput,
                         nested not in seen:
                     seen.add(nested)
                     todo.append(nested)
-                if _ends(msg):
-                    ended.add(msg["parent_header"]["msg_id"])
             found += messages
-    folded: dict[str, Run] = {}
-    size = 0
     for seq, msg in sorted(found, key=lambda item: item[0]):
-        parent, interact_id = msg["parent_header"]["msg_id"], interact_of(msg)
-        assert interact_id is not None  # _last_runs keeps only runs' output
-        if (run := folded.get(parent)) is None:
-            run = folded[parent] = runs.get(parent) or Run(request.msg_id, interact_id)
-            run.cell_msg_id, run.shown = request.msg_id, False  # to be shown in this view
-        run.apply(seq, msg, output)
-        size += message_size(msg)
-    for parent, run in folded.items():
-        if parent not in ended:
-            runs.setdefault(parent, run)
-    return size
+        fold.apply(seq, msg)
 
 
 async def _last_runs(store: Store, request: Request,
@@ -110,7 +144,7 @@ async def _last_runs(store: Store, request: Request,
                                          before=before, limit=PAGE)
         for run in page:
             messages = [(seq, msg) for seq, msg in await store.messages(
-                request.session, parent=run.msg_id) if interact_of(msg) == interact_id]
+                request.session, parent=run.msg_id) if of_cell(msg, request) == interact_id]
             if not messages:
                 continue  # superseded, or not sent yet: no output
             shown.append(messages)

@@ -153,6 +153,7 @@ class Interacts:
             facts = msg["metadata"]["cellbus"]
             run.cell_msg_id = self.cells.latest.get(
                 (facts.get("user"), facts.get("worksheet"), facts.get("cell_id"))) or ""
+        self.cells.run_output(seq, msg)  # for a view being folded from the store now
         view = self.cells.cached(run.cell_msg_id)
         run.apply(seq, msg, view.output if view is not None else None)
         if msg["msg_type"] == mt.STATUS and msg["content"].get("execution_state") == "idle":

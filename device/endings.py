@@ -16,8 +16,13 @@ from protocol.asked import Asked, show
 from .limits import Limits, explain
 
 
-def describe_exit(returncode: int | None) -> str:
-    """How a process ended, from its return code ("was killed by signal 9 (SIGKILL)")."""
+def describe_exit(returncode: int | None, with_template: bool = False) -> str:
+    """How a process ended, from its return code ("was killed by signal 9 (SIGKILL)");
+    ``with_template``: a worker that its template process took with it when that ended
+    (which a bare SIGKILL would leave the user to take for an out-of-memory kill)."""
+    if with_template:
+        return "was ended with the device's template process, which ended (the device " \
+               "starts a new one)"
     if returncode is None:
         return "exited"
     if returncode < 0:

@@ -8,9 +8,11 @@ that is already running instead of waiting for a Python to start.
 A template that ends on its own (killed, or a crash) takes its workers with it; the
 launcher starts a new one after :data:`RESTART_DELAY` (doubled, up to
 :data:`RESTART_MAX_DELAY`, while it keeps ending within :data:`RESTART_STABLE` seconds) and
-calls ``on_restarted``. Until then a session cannot start (``AtCapacity``, "run the cell
-again"); before, a device whose template ended refused every new session until an operator
-restarted it.
+calls ``on_restarted``. A session that starts meanwhile waits for it, as for a cold start,
+up to :data:`RESTART_WAIT` seconds, unless the template keeps ending (then ``AtCapacity``,
+"run the cell again", at once: the wait holds the device's loop): every cell that reached
+the device in that second was refused. Before that, a device whose template
+ended refused every new session until an operator restarted it.
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ RESTART_DELAY = 0.5
 RESTART_MAX_DELAY = 30.0
 #: A template that ran this long before it ended is started again after RESTART_DELAY.
 RESTART_STABLE = 30.0
+#: Seconds a worker to fork waits for a template being started again (it took every worker
+#: along, so the device's loop has none to serve meanwhile).
+RESTART_WAIT = 5.0
 
 #: The device's environment variables the template process is started with: what Python,
 #: the libraries it preloads and jupyter_client (finding kernelspecs) read. Nothing else: a
@@ -99,6 +104,8 @@ class ForkedProcess:
         self.returncode: int | None = None
         #: The kernel killed it because its cgroup ran out of memory.
         self.oom_killed = False
+        #: Its template process ended and took it along (PR_SET_PDEATHSIG).
+        self.with_template = False
         self._exited = asyncio.get_running_loop().create_future()
 
     def exited(self, returncode: int, oom_killed: bool = False) -> None:
@@ -230,20 +237,39 @@ class TemplateLauncher:
                    ) -> tuple[ForkedProcess, socket.socket]:
         """A new worker in ``workdir`` running ``backend`` (a spec of :mod:`session.backends`;
         None: the template's default); returns its process and the overseer's end of its
-        link."""
+        link. A template being started again is waited for (:data:`RESTART_WAIT`), also when
+        it ended while it was asked (before the device saw it end)."""
+        for attempt in (1, 2):
+            if self._restarting is not None and not self.stopping and \
+                    self._delay <= 2 * RESTART_DELAY:  # not a template that keeps ending
+                try:  # a new template is on its way (the device's loop waits: no worker runs)
+                    await asyncio.wait_for(asyncio.shield(self._restarting), RESTART_WAIT)
+                except asyncio.TimeoutError:
+                    pass
+            try:
+                return await self._fork(workdir, backend)
+            except LaunchError:
+                if attempt == 2 or self._restarting is None:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _fork(self, workdir: str, backend: str | None
+                    ) -> tuple[ForkedProcess, socket.socket]:
         if self.control is None or self.proc is None or self.proc.returncode is not None:
             raise LaunchError("the template process is not running")
         request_id = next(self.ids)
         future: asyncio.Future[tuple[ForkedProcess, socket.socket]] = (
             asyncio.get_running_loop().create_future())
         self.pending[request_id] = future
-        self.control.send(msgpack.packb({"op": "fork", "id": request_id, "workdir": workdir,
-                                         "limits": self.spec.limits.as_dict(),
-                                         "backend": backend}))
         try:
+            self.control.send(msgpack.packb({"op": "fork", "id": request_id, "workdir": workdir,
+                                             "limits": self.spec.limits.as_dict(),
+                                             "backend": backend}))
             return await asyncio.wait_for(future, 30)
-        except asyncio.TimeoutError:
+        except asyncio.TimeoutError:  # (an OSError too: first)
             raise LaunchError("the template did not fork a worker within 30 s") from None
+        except OSError as e:  # it ended, and the device has not seen it yet
+            raise LaunchError(f"the template process ended ({e})") from None
         finally:
             self.pending.pop(request_id, None)
 
@@ -309,6 +335,7 @@ class TemplateLauncher:
             self._ready.set_exception(LaunchError("the template process ended before it was "
                                                   "ready (see its error above)"))
         for child in self.children.values():
+            child.with_template = True
             child.exited(-signal.SIGKILL)  # PR_SET_PDEATHSIG took them with it
         self.children.clear()
         if started and not self.stopping and self._restarting is None:

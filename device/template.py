@@ -101,9 +101,9 @@ class Template:
 
     def run(self) -> int:
         protections = self.sandbox.probe()
-        send(self.control, {"op": "ready", "protections": protections.to_dict(),
-                            "kernels": self.kernels})
-        try:
+        try:  # a device stopping as this template starts closed the channel before "ready"
+            send(self.control, {"op": "ready", "protections": protections.to_dict(),
+                                "kernels": self.kernels})
             return self.serve_control()
         except (BrokenPipeError, ConnectionResetError):
             return 0  # the device closed the channel while we told it something: as at EOF

@@ -15,13 +15,12 @@ accept ends the worker (:mod:`device.admission`): bytes that are no record (not 
 wrong shape, oversize, amplifying), a msg_type that is no session output (every bus control
 message is one), a field a worker may not set (``header``, ``session``...), routing facts in
 its metadata, a ``parent`` naming a request it was never given, fields of the wrong type.
-The running request ends with ``LinkViolation`` and the session restarts fresh; what the
-worker sent before is relayed as usual. Output that comes late (of an earlier request, or
-while none runs) or that the bus cannot carry is only dropped. Either way the record is
-counted (``Worker.rejected``; the device reports its total in heartbeats) and logged at a
-bounded rate (:mod:`device.workerlog`). What a worker says about itself (``worker_log``) is
-logged there too, never relayed. Every record costs pacing and counts against
-``--max-output`` by its size, whatever its type.
+The request ends with ``LinkViolation``, the session restarts fresh; what the worker sent
+before is relayed. A record cut by the stream's end (a death while it wrote), late output (of
+an earlier request, or while none runs) or output the bus cannot carry is only dropped. Each
+is counted (``Worker.rejected``, in the device's heartbeats) and logged at a bounded rate
+(:mod:`device.workerlog`), as is what a worker says about itself (``worker_log``), never
+relayed. Every record costs pacing and counts against ``--max-output`` by its size.
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ from protocol import msgtypes as mt
 from protocol import outputwords
 from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
-from protocol.link import OverseerLink
+from protocol.link import LinkCut, OverseerLink
 from protocol.requests import Ending, failed, stamp
 from protocol.wire import Message, Session
 
@@ -236,10 +235,9 @@ class Worker:
         await self._emit(mt.STREAM, {"name": "stderr", "text": CONTINUED})
 
     def _continue(self, request: Message, left: int) -> None:
-        """SIGCONT now, and again every :data:`CONTINUE_EVERY` seconds (``left`` times in
-        all) while ``request`` still runs: in whole test runs a stopped worker now and then
-        stayed stopped after the first one (not seen when its test ran alone); a SIGCONT to
-        a process that runs does nothing."""
+        """SIGCONT now, and every :data:`CONTINUE_EVERY` s (``left`` times) while ``request``
+        runs: in whole test runs a stopped worker now and then stayed stopped after the first
+        (never when its test ran alone); a SIGCONT to a running process does nothing."""
         if self.current is not request or self.proc.returncode is not None:
             return
         self.proc.send_signal(signal.SIGCONT)
@@ -264,6 +262,9 @@ class Worker:
                 await self.room()  # backpressure: a full outbox leaves the worker's writes blocked
                 try:
                     record = await self.link.recv()
+                except LinkCut as e:  # it died while writing: its death's error, half dropped
+                    self._reject(str(e))
+                    break
                 except ProtocolError as e:  # not a record at all (see device.admission)
                     self._violated(str(e), f"malformed data ({e.reason})")
                     break
@@ -358,7 +359,7 @@ class Worker:
         except asyncio.TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-        self.exit_reason = describe_exit(self.proc.returncode)
+        self.exit_reason = describe_exit(self.proc.returncode, self.proc.with_template)
         if self._memory is not None:
             self._memory.stop()
         if self._stops is not None:

@@ -10,7 +10,9 @@ other end. Over it travel length-prefixed msgpack records, each a dict::
 
 Records are unsigned: the channel is private, and the overseer stamps every record with the
 session, parent and routing facts it knows itself, so a worker can only ever speak for its own
-session about the request it was given. Anything malformed raises ``ProtocolError``.
+session about the request it was given. Anything malformed raises ``ProtocolError``; a
+stream that ends inside a record raises its subclass :class:`LinkCut` (what a process that
+died while writing leaves, not a record it forged).
 
 Frame: 4-byte big-endian length, then that many bytes of msgpack.
 """
@@ -36,6 +38,14 @@ DEFAULT_MAX_RECORD = 64 * 1024 * 1024
 #: Records larger than this are decoded in a thread, so the overseer's loop keeps serving
 #: other sessions meanwhile (bounded.unpack's hooks let the loop's thread in).
 DECODE_OFF_LOOP = 1 << 20
+
+
+class LinkCut(ProtocolError):
+    """The link's stream ended inside a record: the peer died (or closed its end) while it
+    wrote one. What came whole before was read; the half record is no record."""
+
+    def __init__(self) -> None:
+        super().__init__("frames", "worker link closed inside a record")
 
 
 def encode(record: Record) -> bytes:
@@ -109,14 +119,14 @@ class WorkerLink:
 
     def _read_exactly(self, n: int, *, eof_ok: bool) -> bytes | None:
         """``n`` bytes; None at a clean end of stream if ``eof_ok``; a stream that ends
-        anywhere else raises ``ProtocolError("frames")``."""
+        anywhere else raises :class:`LinkCut`."""
         chunks, have = [], 0
         while have < n:
             chunk = self.sock.recv(min(n - have, 1 << 20))
             if not chunk:
                 if have == 0 and eof_ok:
                     return None
-                raise ProtocolError("frames", "worker link closed inside a record")
+                raise LinkCut()
             chunks.append(chunk)
             have += len(chunk)
         return b"".join(chunks)
@@ -147,15 +157,17 @@ class OverseerLink:
             head = await self.reader.readexactly(_LEN.size)
         except asyncio.IncompleteReadError as e:
             if e.partial:
-                raise ProtocolError("frames", "worker link closed inside a record") from None
+                raise LinkCut() from None
+            return None
+        except ConnectionResetError:  # it died with what the overseer sent it unread
             return None
         (n,) = _LEN.unpack(head)
         self.last_size = n
         _check_length(n, self.max_record)
         try:
             body = await self.reader.readexactly(n)
-        except asyncio.IncompleteReadError:
-            raise ProtocolError("frames", "worker link closed inside a record") from None
+        except (asyncio.IncompleteReadError, ConnectionResetError):
+            raise LinkCut() from None
         if n > DECODE_OFF_LOOP:
             return await asyncio.to_thread(decode, body)
         return decode(body)

@@ -124,16 +124,19 @@ def test_worker_death_fails_the_request_and_the_next_one_gets_a_fresh_worker(
 def test_a_killed_template_is_started_again_and_sessions_start_after_it(
         device_with_client) -> None:
     """Tests that SIGKILL of the device's template process (which forks its workers) ends
-    the cell its worker ran with WorkerDied, and that the device starts a new template by
-    itself, so that session and a new one run again (it refused every new session with
-    AtCapacity until the device was restarted)."""
+    the cell its worker ran with WorkerDied saying the template took it (before: "was
+    killed by signal 9 (SIGKILL)", as an out-of-memory kill reads), and that the device
+    starts a new template by itself, so that session and a new one run again (it refused
+    every new session with AtCapacity until the device was restarted)."""
     client, device = device_with_client()
     client.run("x = 1", "s")
     template = int(device.wait_for_log(r"template process (\d+) started").group(1))
     request = client.execute("import time\nprint('before', flush=True)\ntime.sleep(60)", "s")
     client.wait_for(lambda m: m["msg_type"] == "stream")
     os.kill(template, signal.SIGKILL)
-    assert of_type(client.replies_to(request), "error")[0]["content"]["ename"] == "WorkerDied"
+    error = of_type(client.replies_to(request), "error")[0]["content"]
+    assert error["ename"] == "WorkerDied"
+    assert "with the device's template process" in error["evalue"], error  # not a bare SIGKILL
     device.wait_for_log(rf"template process (?!{template}\b)\d+ started")
     assert stdout_of(client.run("print('again')", "s")) == "again\n"
     assert stdout_of(client.run("print('new')", "t")) == "new\n"

@@ -46,7 +46,9 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 def message(parent: Request, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
     msg_id = uuid.uuid4().hex
-    facts = {"cellbus": {"interact_id": parent.interact_id}} if parent.interact_id else {}
+    facts = {"cellbus": {"interact_id": parent.interact_id, "user": parent.user,
+                         "worksheet": parent.worksheet, "cell_id": parent.cell_id}
+             } if parent.interact_id else {}
     return {"header": {"msg_id": msg_id, "msg_type": msg_type}, "msg_id": msg_id,
             "msg_type": msg_type, "metadata": facts, "content": content,
             "parent_header": {"msg_id": parent.msg_id, "msg_type": parent.msg_type}}

@@ -14,6 +14,9 @@ from test_chain_interact import interact_block, post_interact, text_of, wait_int
 CODE = "@interact\ndef f(n=(1, 100)):\n    print(n)"
 STRADDLE = ("import time\n@interact\ndef f(n=(1, 100)):\n    print(n, flush=True)\n"
             "    time.sleep(1.5)\n    print(n + 100)")
+#: STRADDLE with time for a broker restart and a fold between its lines on a loaded machine
+#: (1.5 s was not always enough: the view then showed both lines already).
+STRADDLE_LONG = STRADDLE.replace("time.sleep(1.5)", "time.sleep(8)")
 SLOW = "import time\n@interact\ndef f(n=(1, 100)):\n    print(n, flush=True)\n    time.sleep(1.5)"
 
 
@@ -73,7 +76,7 @@ def test_a_run_the_broker_died_in_shows_whole(chain: Chain) -> None:
     through the new one shows both, when the cell's view was folded from the store in
     between (before: the view showed the stored line, then only the second one, as the run
     the new broker heard of began there)."""
-    interact, cell = interact_of(chain, STRADDLE), CELL
+    interact, cell = interact_of(chain, STRADDLE_LONG), CELL
     assert post_interact(chain, cell, interact, {"n": 12}, 1)[0] == 202
     wait_interact_text(chain, cell, "12\n")  # stored; the run sleeps before its next line
     restart_broker(chain)

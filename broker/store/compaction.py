@@ -155,11 +155,14 @@ async def kept_requests(store: Store, requests: Sequence[Request]) -> set[str]:
             if latest is not None and latest.session == request.session:
                 kept[cell] = latest
     runs: dict[str, Request] = {}
-    for request in requests:  # creation order: the last finished run of an interact wins
+    # Insertion order (the stores list requests so), not ``created``: a wall clock that
+    # stepped back stamped a later run earlier than its cell's.
+    place = {r.msg_id: n for n, r in enumerate(requests)}
+    for n, request in enumerate(requests):  # the last finished run of an interact wins
         cell_request = kept.get((request.user, request.worksheet, request.cell_id))
         if (request.msg_type == INTERACT_REQUEST and request.interact_id is not None
                 and request.status in (DONE, ERROR) and cell_request is not None
-                and request.created >= cell_request.created):
+                and n >= place.get(cell_request.msg_id, 0)):
             runs[request.interact_id] = request
     return {r.msg_id for r in kept.values()} | {r.msg_id for r in runs.values()}
 
