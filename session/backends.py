@@ -43,17 +43,27 @@ def _check(spec: str, factory: object) -> BackendFactory:
 def jupyter_kernels() -> dict[str, dict[str, str]]:
     """Installed kernelspecs, name -> {display_name, language}; none without jupyter_client."""
     try:
-        from .jupyter import installed_kernels
+        from .kernelspecs import installed_kernels
     except ImportError:
         return {}
     return installed_kernels()
+
+
+def kernelspec_names() -> set[str]:
+    """Names of every kernelspec folder found, also of those that cannot be read (so that
+    asking for one says what is wrong with it); none without jupyter_client."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+    except ImportError:
+        return set()
+    return set(KernelSpecManager().find_kernel_specs())
 
 
 def load_backend(spec: str) -> BackendFactory:
     """The backend named ``spec`` (see the module doc); ``ValueError`` saying what is wrong."""
     module_name, colon, attr = spec.partition(":")
     if spec.startswith(JUPYTER_PREFIX) or (not colon and spec not in _entry_points()
-                                           and spec in jupyter_kernels()):
+                                           and spec in kernelspec_names()):
         from .jupyter import for_kernel
         return for_kernel(spec.removeprefix(JUPYTER_PREFIX))
     if not colon:

@@ -35,6 +35,7 @@ from .capture import Capture
 from .interrupts import InterruptGuard
 from .linkoutput import LinkOutput
 from .requests import Worker
+from .starting import Unstarted, start_error
 from .stdin import install as install_stdin
 from .usage import install as count_processes
 
@@ -89,8 +90,13 @@ def serve(sock: socket.socket, workdir: str,
         if backend_factory is None:
             from .python import PythonBackend
             backend_factory = PythonBackend
-        backend = backend_factory(out, BackendConfig(workdir=os.getcwd(),
-                                                     max_file_size=max_file_size))
+        config = BackendConfig(workdir=os.getcwd(), max_file_size=max_file_size)
+        try:
+            backend = backend_factory(out, config)
+        except Exception as e:  # noqa: BLE001 - each run says why, and tries again
+            error = start_error(backend_factory, e)
+            out.diag(error)
+            backend = Unstarted(out, config, backend_factory, error, out.diag)
         return Worker(link, out, guard, backend, asker).run()
     except Exception:  # fd 2 is captured by now: the device hears it over the link
         out.diag("crashed:\n" + traceback.format_exc())
