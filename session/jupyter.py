@@ -15,9 +15,10 @@ kernel that does not start (its program fails, it exits, it never answers ``kern
 is killed with its process group and its files removed, and the ``RuntimeError`` says why
 with the end of what it wrote (:mod:`session.starting` tells the user, run after run).
 
-Relayed from the kernel's iopub (:mod:`session.kernelrun`): ``stream``, ``display_data`` (and ``update_display_data``,
-shown as a new display), ``clear_output``, ``comm_open``, ``comm_msg`` and ``comm_close``
-(:meth:`JupyterBackend.comm` sends a client's to the kernel's shell: widgets work);
+Relayed from the kernel's iopub (:mod:`session.kernelrun`): ``stream``, ``display_data``
+(and ``update_display_data``, shown as a new display), ``clear_output``, ``comm_open``,
+``comm_msg`` and ``comm_close`` (:meth:`JupyterBackend.comm` sends a client's to the
+kernel's shell: widgets work);
 ``execute_result`` and ``error`` become the :class:`ExecuteOutcome` the worker frames, with
 the worker's own execution count. The kernel's ``status`` and ``execute_input`` are
 dropped: the worker sends its own.
