@@ -5,9 +5,10 @@ pool (a Jupyter kernel is launched there). When that fails (a kernelspec whose p
 missing, a kernel that exits at once or never answers, a researcher's backend that raises in
 ``__init__``), the worker used to exit, and the user's cell ended with "WorkerDied: exited
 with code 1" while the reason was only in the device's log. Now the worker serves with
-:class:`Unstarted` instead: every execute or interact first builds the backend again (the
+:class:`Unstarted` instead: an execute or interact first builds the backend again (the
 machine may have been busy, a kernel may have been installed since), and if that fails
-too, the run ends in a ``BackendStartError`` that says why, with what the kernel wrote.
+too, or the run waited through the last failed start, the run ends in a
+``BackendStartError`` that says why, with what the kernel wrote.
 The operator's log gets the same once per failed start (``worker_log``).
 """
 
@@ -38,26 +39,48 @@ def start_error(factory: BackendFactory, error: BaseException) -> str:
         f"the {describe(factory)} did not start: {type(error).__name__}: {text}"
 
 
+def start(factory: BackendFactory, out: Output, config: BackendConfig,
+          report: Callable[[str], None], waiting: Callable[[], bool]) -> SessionBackend:
+    """The backend ``factory`` makes, or, if that raises, an :class:`Unstarted` that says
+    why (``report``: the line for the device's log; ``waiting``: whether a request is
+    waiting to be read)."""
+    unstarted = Unstarted(out, config, factory, report, waiting)
+    return unstarted.started or unstarted
+
+
 class Unstarted(SessionBackend):
-    """Stands in for a backend whose start failed; starts it on the next run, then passes
-    everything on to it."""
+    """Stands in for a backend whose start failed; starts it on a later run, then passes
+    everything on to it.
+
+    A run that was already waiting when a start failed is told at once, without another
+    try: a kernel that never answers fails only after ``START_TIMEOUT`` (60 s), and a cell
+    that waited through the pool's failed start waited as long once more before it was
+    told. The run after it tries again."""
 
     def __init__(self, out: Output, config: BackendConfig, factory: BackendFactory,
-                 error: str, report: Callable[[str], None]) -> None:
+                 report: Callable[[str], None], waiting: Callable[[], bool]) -> None:
         super().__init__(out, config)
-        self.factory, self.error, self.report = factory, error, report
+        self.factory, self.report, self.waiting = factory, report, waiting
+        self.error = ""
         self.started: SessionBackend | None = None
         self.display_name = getattr(factory, "display_name", "")
         self.language = getattr(factory, "language", "")
+        #: The next run waited through the last failed start: it is not tried for it.
+        self.skip = False
+        self._backend()
 
     def _backend(self) -> SessionBackend | None:
-        """The backend, started now if it was not yet (None: it failed again)."""
-        if self.started is None:
+        """The backend, started now if it was not yet (None: it failed, or is not tried
+        for this run)."""
+        if self.started is None and self.skip:
+            self.skip = False
+        elif self.started is None:
             try:
                 self.started = self.factory(self.out, self.config)
-            except Exception as e:  # noqa: BLE001 - told to the user, as the first time
+            except Exception as e:  # noqa: BLE001 - told to the user on each run
                 self.error = start_error(self.factory, e)
                 self.report(self.error)
+                self.skip = self.waiting()
         return self.started
 
     def _failed(self) -> ExecuteOutcome:

@@ -1,14 +1,20 @@
 """A session backend for tests that will not start while its working directory holds a file
 ``refuse-to-start`` (as a researcher's backend whose licence server or database is not
-reachable): its ``__init__`` raises ``ConnectionError`` with that file's text. Selected with
+reachable): its ``__init__`` raises ``ConnectionError`` with that file's text, after
+:data:`SLOW` seconds if the text starts with ``slow`` (as a kernel that never answers fails
+only when the wait for it ends). Selected with
 ``--backend flaky_backend:FlakyBackend`` (``tests/`` on ``PYTHONPATH``)."""
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from session.backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+
+#: Seconds a "slow" failure to start takes.
+SLOW = 1.5
 
 
 class FlakyBackend(SessionBackend):
@@ -19,7 +25,10 @@ class FlakyBackend(SessionBackend):
         marker = os.path.join(config.workdir, "refuse-to-start")
         if os.path.exists(marker):
             with open(marker) as f:
-                raise ConnectionError(f.read())
+                why = f.read()
+            if why.startswith("slow"):
+                time.sleep(SLOW)
+            raise ConnectionError(why)
 
     def execute(self, code: str, *, silent: bool = False,
                 store_history: bool = True) -> ExecuteOutcome:

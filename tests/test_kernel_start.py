@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from harness import Chain
+from harness import Chain, until
 from kernels import require_kernel
 from test_backend_contract import _alive, _descendants
 from test_chain_kernels import errors, run, text
@@ -110,6 +110,28 @@ def test_a_researchers_backend_that_raises_on_start_is_tried_again(tmp_path: Pat
         records = execute(worker, "1 + 1")
         assert reply(records)["status"] == "ok", records
         assert stream_text(records) == "flaky: 1 + 1\n"
+    finally:
+        worker.close()
+
+
+def test_a_start_that_failed_slowly_is_not_waited_for_twice(tmp_path: Path) -> None:
+    """Tests that a run that waited through a slow failed start (a kernel that never
+    answers fails after 60 s) is told at once instead of waiting as long again, and that a
+    later run tries again (before this rule, a cell of a kernel that never answered took two
+    minutes to fail)."""
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "refuse-to-start").write_text("slow licence server")
+    worker = Worker(tmp_path, "--backend", "flaky_backend:FlakyBackend",
+                    env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    try:
+        msg_id = worker.submit("1")  # waits for the first start, which fails after SLOW
+        records = worker.collect()
+        tries = [r for r in records if r["msg_type"] == "worker_log"]
+        assert len(tries) == 1, records  # the pool's start only: not tried again at once
+        start_error([r for r in records if r["parent"] == msg_id])
+        (tmp_path / "work" / "refuse-to-start").unlink()
+        until(lambda: reply(execute(worker, "2"))["status"] == "ok",
+              "a later run starts the backend", timeout=10)
     finally:
         worker.close()
 
