@@ -72,6 +72,19 @@ def check(spec: KernelSpec) -> str:
     return ""
 
 
+def paths(spec: KernelSpec, path: str) -> list[str]:
+    """The host's files ``spec`` launches its kernel with: its program (looked up on
+    ``path``, or on its env's ``PATH``) and every other argument that names an existing
+    absolute path (``{resource_dir}`` filled in)."""
+    argv = [a.replace("{resource_dir}", spec.resource_dir) for a in spec.argv]
+    if not argv or os.path.expanduser(argv[0]) in PYTHONS:
+        program = sys.executable
+    else:
+        program = shutil.which(os.path.expanduser(argv[0]),
+                               path=spec.env.get("PATH", path)) or ""
+    return [p for p in [program, *argv[1:]] if os.path.isabs(p) and os.path.exists(p)]
+
+
 class OneSpec(KernelSpecManager):
     """Knows one kernelspec, read before the sandbox (the worker's KernelManager finds it
     here instead of on a path the sandbox may not have)."""

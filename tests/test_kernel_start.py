@@ -5,7 +5,7 @@ Kernelspecs here are real ones, written into a folder the device finds through
 ``JUPYTER_PATH`` (as ``jupyter kernelspec install --user`` puts one where only the device's
 own account looks): a real ipykernel started by the venv's Python, a program that prints a
 line and exits, one that leaves a child behind and exits, one with no ``argv``, one whose
-program does not exist, one that is not JSON.
+program does not exist, one that is not JSON, one whose program is outside the sandbox.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ def kernelspecs(root: Path) -> Path:
     write("noargv", {})
     write("nowhere", {"argv": ["/nonexistent/bin/kernel", "-f", "{connection_file}"]})
     write("notjson", '{"argv": [')
+    # A kernel in a venv of the researcher's own, outside what the sandbox shows.
+    (root / "venv" / "bin").mkdir(parents=True)
+    (root / "venv" / "bin" / "python").symlink_to(sys.executable)
+    write("elsewhere", {"argv": [str(root / "venv" / "bin" / "python"), "-m",
+                                 "ipykernel_launcher", "-f", "{connection_file}"]})
     return root
 
 
@@ -142,11 +147,13 @@ def test_kernelspecs_of_the_devices_own_user_run_in_the_sandbox(
     """Tests, through the whole chain and its sandbox, that a kernelspec found only through
     the device's JUPYTER_PATH runs (before: the worker, whose environment is the session's,
     did not find it: WorkerDied), that one that cannot be launched is not offered and the
-    device's log says why, and that one that dies on start fails its cell saying why."""
+    device's log says why (also one whose program the sandbox does not show: every session
+    of it failed), and that one that dies on start fails its cell saying why."""
     require_kernel("python3")  # ipykernel, which the kernelspec "mine" runs
     monkeypatch.setenv("JUPYTER_PATH", str(kernelspecs(tmp_path / "user-kernels")))
     chain.start_broker()
-    device = chain.start_device("--kernels", "python,mine,dies,noargv,nowhere,notjson")
+    device = chain.start_device("--kernels",
+                                "python,mine,dies,noargv,nowhere,notjson,elsewhere")
     chain.start_gateway()
     status, body = chain.http("GET", "/kernels")
     assert status == 200
@@ -154,7 +161,8 @@ def test_kernelspecs_of_the_devices_own_user_run_in_the_sandbox(
     assert "My Python" in [k["display_name"] for k in body["kernels"]]
     for name, why in (("noargv", "has no argv"),
                       ("nowhere", "'/nonexistent/bin/kernel', which is not an executable"),
-                      ("notjson", "cannot be read: Expecting value")):
+                      ("notjson", "cannot be read: Expecting value"),
+                      ("elsewhere", "venv/bin/python, which sandboxed sessions do not see")):
         device.wait_for_log(rf"cannot offer the kernel '{name}': .*{why}")
 
     doc = run(chain, "u/mine/1", "import os; print(6 * 7, os.getuid() != 0)", kernel="mine",
