@@ -92,7 +92,7 @@ class JupyterBackend(SessionBackend):
                 raise
             raise RuntimeError(f"the kernel {self.kernel_name!r} did not start: "
                                f"{str(e) or type(e).__name__}" +
-                               (f"; it wrote:\n{log}" if log.strip() else "")) from None
+                               (f"\nIt wrote:\n{log}" if log.strip() else "")) from None
         self.worker_sigint: Any = signal.getsignal(signal.SIGINT)
         # The device continues a worker found stopped (device/stops.py) with SIGCONT: here
         # the kernel is what its code stopped, so the signal goes on to it.
