@@ -71,8 +71,9 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--kernels", default="", metavar="NAMES",
                help="comma-separated kernels this device offers: python (the built-in "
                     "session), a cellbus.backends entry point (sqlite) or an installed "
-                    "Jupyter kernelspec (python3, ir, bash); default: python and every "
-                    "kernelspec installed")
+                    "Jupyter kernelspec (python3, ir, bash), or NAME=SPEC: the kernel NAME "
+                    "run by the backend SPEC (calc=mymodule:Calc); default: python and "
+                    "every kernelspec installed")
     add_option(p, "--kernel-prefork", type=int, default=1, metavar="N",
                help="workers kept started and ready per kernel other than python (each "
                     "holds its kernel process); 0: start one when a session needs it")

@@ -61,6 +61,16 @@ def python_paths() -> list[str]:
     return sorted(p for p in real if os.path.isdir(p))
 
 
+def shown(path: str) -> bool:
+    """Whether a sandboxed worker sees the host's ``path`` (a file or folder), under the
+    system folders or the Python's (what :func:`build` binds), as the device's template
+    finds them."""
+    system = [p for p in SYSTEM if os.path.isdir(p)]
+    roots = system + [os.path.realpath(p) for p in system] + python_paths()
+    return all(any(p == r or p.startswith(r.rstrip("/") + "/") for r in roots)
+               for p in (os.path.abspath(path), os.path.realpath(path)))  # a link, and where
+
+
 def _outermost(paths: Iterable[str]) -> list[str]:
     """``paths`` without those inside another one of them."""
     kept: list[str] = []

@@ -374,13 +374,18 @@ class Sandbox:
                 pass
 
 
+def sandbox_path() -> list[str]:
+    """A session's ``PATH``: the folder of the Python the session runs first, so ``python``
+    and its scripts are it."""
+    return list(dict.fromkeys([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin",
+                               "/bin"]))
+
+
 def _session_environment(home: str) -> None:
     """Replace the device's environment (host paths, cloud and CA settings...) with the few
-    variables README.rst lists for sessions; the worker adds MPLBACKEND. ``PATH`` starts
-    with the folder of the Python the session runs, so ``python`` and its scripts are it."""
-    path = [os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]
+    variables README.rst lists for sessions; the worker adds MPLBACKEND."""
     os.environ.clear()
-    os.environ.update(PATH=":".join(dict.fromkeys(path)), HOME=home, TMPDIR="/tmp",
+    os.environ.update(PATH=":".join(sandbox_path()), HOME=home, TMPDIR="/tmp",
                       LANG="C.UTF-8")
 
 

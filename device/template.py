@@ -45,7 +45,8 @@ import msgpack
 from .limits import Limits, apply
 from .linux import close_descriptors_except
 from .protections import MODES
-from .sandbox import Sandbox
+from . import rootfs
+from .sandbox import Sandbox, sandbox_path
 from .uids import auto_range, parse_uids
 
 MAX_PACKET = 65536
@@ -101,6 +102,8 @@ class Template:
 
     def run(self) -> int:
         protections = self.sandbox.probe()
+        if protections.has("filesystem"):
+            self.kernels = [self.unseen(kernel) for kernel in self.kernels]
         try:  # a device stopping as this template starts closed the channel before "ready"
             send(self.control, {"op": "ready", "protections": protections.to_dict(),
                                 "kernels": self.kernels})
@@ -110,6 +113,23 @@ class Template:
         finally:
             self.end_children()
             self.sandbox.teardown()
+
+    def unseen(self, kernel: dict[str, str]) -> dict[str, str]:
+        """``kernel``, or its error if it is a kernelspec that launches a file a sandboxed
+        worker does not see (a kernel in a venv under /home or /root): every session of it
+        would fail to start."""
+        spec = getattr(self.factories.get(kernel.get("backend", "")), "kernel_spec", None)
+        if spec is None:
+            return kernel
+        from session.kernelspecs import paths
+        session_path = os.pathsep.join(sandbox_path())
+        hidden = [p for p in paths(spec, session_path) if not rootfs.shown(p)]
+        if not hidden:
+            return kernel
+        return {"name": kernel["name"], "error": (
+            f"the kernelspec {kernel['name']!r} ({spec.resource_dir}/kernel.json) launches "
+            f"{', '.join(hidden)}, which sandboxed sessions do not see (they see /usr, /etc, "
+            "/opt and the device's Python): install the kernel there")}
 
     def end_children(self) -> None:
         """Kill and reap every worker (the device is gone or stopping), then free their

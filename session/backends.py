@@ -21,7 +21,7 @@ import importlib
 from collections.abc import Callable
 from importlib import metadata
 
-from protocol.kernels import DEFAULT_KERNEL
+from protocol.kernels import DEFAULT_KERNEL, valid
 
 from .backend import BackendConfig, Output, SessionBackend
 
@@ -43,17 +43,27 @@ def _check(spec: str, factory: object) -> BackendFactory:
 def jupyter_kernels() -> dict[str, dict[str, str]]:
     """Installed kernelspecs, name -> {display_name, language}; none without jupyter_client."""
     try:
-        from .jupyter import installed_kernels
+        from .kernelspecs import installed_kernels
     except ImportError:
         return {}
     return installed_kernels()
+
+
+def kernelspec_names() -> set[str]:
+    """Names of every kernelspec folder found, also of those that cannot be read (so that
+    asking for one says what is wrong with it); none without jupyter_client."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+    except ImportError:
+        return set()
+    return set(KernelSpecManager().find_kernel_specs())
 
 
 def load_backend(spec: str) -> BackendFactory:
     """The backend named ``spec`` (see the module doc); ``ValueError`` saying what is wrong."""
     module_name, colon, attr = spec.partition(":")
     if spec.startswith(JUPYTER_PREFIX) or (not colon and spec not in _entry_points()
-                                           and spec in jupyter_kernels()):
+                                           and spec in kernelspec_names()):
         from .jupyter import for_kernel
         return for_kernel(spec.removeprefix(JUPYTER_PREFIX))
     if not colon:
@@ -76,6 +86,10 @@ def load_backend(spec: str) -> BackendFactory:
 
 def describe(name: str, factory: BackendFactory | None = None) -> dict[str, str]:
     """What ``GET /kernels`` says of a kernel: name, display_name, language."""
+    spec = getattr(factory, "kernel_spec", None)  # a kernelspec the template read
+    if spec is not None:
+        return {"name": name, "display_name": str(spec.display_name or name),
+                "language": str(spec.language)}
     jupyter = jupyter_kernels().get(name.removeprefix(JUPYTER_PREFIX))
     if jupyter is not None and (factory is None or getattr(factory, "kernel_name", None)):
         return {"name": name, **jupyter}
@@ -93,15 +107,29 @@ def default_kernels() -> list[str]:
 
 def offer(kernels: str, default: str,
           loaded: dict[str, BackendFactory]) -> list[dict[str, str]]:
-    """What a device offers for ``kernels`` (comma-separated names; "": :func:`default_kernels`)
+    """What a device offers for ``kernels`` (comma-separated; "": :func:`default_kernels`)
     when its kernel ``python`` runs the backend ``default``: per kernel ``{name, display_name,
     language, backend}`` (``backend``: the spec its workers are forked with), or ``{name,
-    error}``. Backends loaded go into ``loaded`` (spec -> factory)."""
-    names = [n.strip() for n in kernels.split(",") if n.strip()] or default_kernels()
+    error}``. Backends loaded go into ``loaded`` (spec -> factory).
+
+    Each item is a name (an entry point, a kernelspec: the kernel is called so) or
+    ``NAME=SPEC``, the kernel ``NAME`` run by the backend ``SPEC`` (``calc=mymodule:Calc``);
+    a kernel needs a name worksheets can ask for (:data:`protocol.kernels.NAME`): a bare
+    ``module:Class`` has none, and was offered, then dropped by the broker without a word."""
+    items = [n.strip() for n in kernels.split(",") if n.strip()] or default_kernels()
     offered = []
-    for name in dict.fromkeys(names):
-        spec = default if name == DEFAULT_KERNEL else name
+    for item in dict.fromkeys(items):
+        name, equals, spec = (part.strip() for part in item.partition("="))
+        if not equals:
+            spec = default if name == DEFAULT_KERNEL else name
+        if not valid(name):
+            offered.append({"name": item, "error": (
+                f"{name!r} is not a kernel name (letters, digits, '.', '_' or '-', up to 64)"
+                + (f"; name it: --kernels NAME={item}" if not equals else ""))})
+            continue
         try:
+            if not spec:
+                raise ValueError("NAME= needs a backend after '='")
             factory = loaded.get(spec) or load_backend(spec)
             loaded[spec] = factory
             offered.append({**describe(name, factory), "backend": spec})

@@ -9,9 +9,16 @@ in a fresh 0700 folder of the worker's private ``/tmp``, and its connection key 
 and never sent anywhere: everything the kernel says reaches the device only as the worker's
 own records, which the device checks and re-signs as for any Python worker.
 
-Relayed from the kernel's iopub: ``stream``, ``display_data`` (and ``update_display_data``,
-shown as a new display), ``clear_output``, ``comm_open``, ``comm_msg`` and ``comm_close``
-(:meth:`JupyterBackend.comm` sends a client's to the kernel's shell: widgets work);
+The kernelspec is the copy the device's template read and checked when it started
+(:mod:`session.kernelspecs`): the worker's sandbox may not have the folder it came from. A
+kernel that does not start (its program fails, it exits, it never answers ``kernel_info``)
+is killed with its process group and its files removed, and the ``RuntimeError`` says why
+with the end of what it wrote (:mod:`session.starting` tells the user, run after run).
+
+Relayed from the kernel's iopub (:mod:`session.kernelrun`): ``stream``, ``display_data``
+(and ``update_display_data``, shown as a new display), ``clear_output``, ``comm_open``,
+``comm_msg`` and ``comm_close`` (:meth:`JupyterBackend.comm` sends a client's to the
+kernel's shell: widgets work);
 ``execute_result`` and ``error`` become the :class:`ExecuteOutcome` the worker frames, with
 the worker's own execution count. The kernel's ``status`` and ``execute_input`` are
 dropped: the worker sends its own.
@@ -29,7 +36,6 @@ session's ``input_request`` output and ``input_reply`` request.
 from __future__ import annotations
 
 import ctypes
-import getpass
 import os
 import shutil
 import signal
@@ -38,7 +44,9 @@ import tempfile
 import time
 from typing import Any
 
+from . import kernelspecs
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+from .kernelrun import Run
 
 #: Seconds a kernel may take to start and answer ``kernel_info_request``.
 START_TIMEOUT = 60.0
@@ -52,12 +60,8 @@ INTERRUPT_AGAIN = 1.0
 INTERRUPT_SETTLE = 0.25
 #: Seconds after which an interrupt goes to a kernel that has not said it started the cell.
 INTERRUPT_BLIND = 5.0
-#: Image types a kernel sends as base64 text.
-BASE64_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
 #: Seconds between looks at whether the cell was interrupted or its kernel died.
 POLL = 0.1
-#: What the kernel's comms say on iopub, relayed as the session's own output.
-COMM_OUTPUT = frozenset({"comm_open", "comm_msg", "comm_close"})
 
 
 def _die_with_worker() -> None:
@@ -71,17 +75,39 @@ class JupyterBackend(SessionBackend):
 
     #: The kernelspec this class runs; :func:`for_kernel` makes a subclass per kernel.
     kernel_name = "python3"
+    #: That kernelspec as the device's template read it (None: looked up by name here).
+    kernel_spec: Any = None
 
     def __init__(self, out: Output, config: BackendConfig) -> None:
         super().__init__(out, config)
-        from jupyter_client.manager import KernelManager
-
         self.rundir = tempfile.mkdtemp(prefix="kernel-")  # 0700, in the private /tmp
         self.log_path = os.path.join(self.rundir, "kernel.log")
+        self._log = open(self.log_path, "wb")
+        try:
+            self._start(config)
+        except BaseException as e:  # whatever it was, the user is told (session.starting)
+            log = self.kernel_log()
+            self._discard()
+            if not isinstance(e, Exception):  # an interrupt of the start: as it came
+                raise
+            raise RuntimeError(f"the kernel {self.kernel_name!r} did not start: "
+                               f"{str(e) or type(e).__name__}" +
+                               (f"\nIt wrote:\n{log}" if log.strip() else "")) from None
+        self.worker_sigint: Any = signal.getsignal(signal.SIGINT)
+        # The device continues a worker found stopped (device/stops.py) with SIGCONT: here
+        # the kernel is what its code stopped, so the signal goes on to it.
+        signal.signal(signal.SIGCONT, lambda *_: self._continue_kernel())
+
+    def _start(self, config: BackendConfig) -> None:
+        """Launch the kernel and wait until it answers ``kernel_info_request``."""
+        from jupyter_client.manager import KernelManager
+
+        specs = {} if self.kernel_spec is None else {
+            "kernel_spec_manager": kernelspecs.OneSpec(self.kernel_spec)}
         self.km = KernelManager(kernel_name=self.kernel_name, transport="ipc",
                                 ip=os.path.join(self.rundir, "k"),
-                                connection_file=os.path.join(self.rundir, "kernel.json"))
-        self._log = open(self.log_path, "wb")
+                                connection_file=os.path.join(self.rundir, "kernel.json"),
+                                **specs)
         # Without the worker's MPLBACKEND (session.mplbackend, whose show() speaks through
         # the built-in session only): the kernel picks its own, ipykernel's inline one, so
         # plt.show() sends the figure as image/png display_data, as in Jupyter.
@@ -90,16 +116,24 @@ class JupyterBackend(SessionBackend):
                              stderr=self._log, preexec_fn=_die_with_worker, env=env)
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
-        try:
-            self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        except RuntimeError as e:
-            raise RuntimeError(f"kernel {self.kernel_name!r} did not start: {e}; its log:\n"
-                               f"{self.kernel_log()}") from None
+        self.kc.wait_for_ready(timeout=START_TIMEOUT)
         self._info = self._kernel_info()
-        self.worker_sigint: Any = signal.getsignal(signal.SIGINT)
-        # The device continues a worker found stopped (device/stops.py) with SIGCONT: here
-        # the kernel is what its code stopped, so the signal goes on to it.
-        signal.signal(signal.SIGCONT, lambda *_: self._continue_kernel())
+
+    def _discard(self) -> None:
+        """After a failed start: kill what was started of the kernel (its process group)
+        and remove its files, so a worker that goes on (to tell the user, and try again)
+        holds nothing of it."""
+        kc, km = getattr(self, "kc", None), getattr(self, "km", None)
+        try:
+            if kc is not None:
+                kc.stop_channels()
+            if km is not None and km.has_kernel:
+                km.shutdown_kernel(now=True)
+        except Exception:  # noqa: BLE001, S110 - best effort: PR_SET_PDEATHSIG is the rest
+            pass
+        finally:
+            self._log.close()
+            shutil.rmtree(self.rundir, ignore_errors=True)
 
     def _continue_kernel(self) -> None:
         process = getattr(self.km.provisioner, "process", None)
@@ -154,7 +188,7 @@ class JupyterBackend(SessionBackend):
         try:
             msg_id = self.kc.execute(code, silent=silent, store_history=store_history,
                                      allow_stdin=True)
-            run = _Run(self, msg_id, silent=silent)
+            run = Run(self, msg_id, silent=silent)
             sent, last = 0, 0.0
             while not run.done:
                 run.step(timeout=POLL)
@@ -179,7 +213,7 @@ class JupyterBackend(SessionBackend):
         return run.outcome()
 
     @staticmethod
-    def _interrupt_due(run: _Run, interrupted: list[float], sent: int, last: float,
+    def _interrupt_due(run: Run, interrupted: list[float], sent: int, last: float,
                        now: float) -> bool:
         """Whether to interrupt the kernel now, the worker having had SIGINT at the times
         ``interrupted``, ``sent`` of them passed on, the last at ``last`` (0: none yet).
@@ -228,7 +262,7 @@ class JupyterBackend(SessionBackend):
         try:
             msg = self.kc.session.msg(msg_type, content)
             self.kc.shell_channel.send(msg)
-            run = _Run(self, msg["header"]["msg_id"], answer, silent=True)
+            run = Run(self, msg["header"]["msg_id"], answer, silent=True)
             while not run.done:  # as long as a cell may run: --exec-timeout is the device's
                 run.step(timeout=POLL)
                 now = time.monotonic()
@@ -255,132 +289,8 @@ class JupyterBackend(SessionBackend):
             shutil.rmtree(self.rundir, ignore_errors=True)
 
 
-class _Run:
-    """One execute_request in flight: relays its output and keeps its reply and result."""
-
-    def __init__(self, backend: JupyterBackend, msg_id: str,
-                 answer: str | None = "execute_reply", *, silent: bool = False) -> None:
-        self.backend, self.msg_id, self.answer = backend, msg_id, answer
-        self.silent = silent
-        #: The reply, of type ``answer``; a comm message has none (but comm_info_request):
-        #: its idle ends it.
-        self.reply: dict[str, Any] | None = None if answer is not None else {}
-        self.idle = False
-        #: When the kernel started the cell (it sent the cell's execute_input), monotonic.
-        self.started: float | None = None
-        #: When the kernel said it was busy with the request, monotonic.
-        self.busy: float | None = None
-        self.result: dict[str, Any] | None = None
-
-    @property
-    def done(self) -> bool:
-        return self.reply is not None and self.idle
-
-    @property
-    def began(self) -> float | None:
-        """When the kernel began the cell: its execute_input, or for a silent cell (which
-        has none) its busy."""
-        return self.busy if self.silent else self.started
-
-    def step(self, timeout: float) -> None:
-        """Handle what the kernel sent (waiting up to ``timeout`` seconds for something)."""
-        import zmq
-        kc = self.backend.kc
-        channels = {kc.iopub_channel.socket: self._iopub, kc.shell_channel.socket: self._shell,
-                    kc.stdin_channel.socket: self._stdin}
-        poller = zmq.Poller()
-        for sock in channels:
-            poller.register(sock, zmq.POLLIN)
-        for sock, _ in poller.poll(int(timeout * 1000)):
-            channels[sock]()
-
-    def _mine(self, msg: dict[str, Any]) -> bool:
-        return msg["parent_header"].get("msg_id") == self.msg_id
-
-    def _shell(self) -> None:
-        msg = self.backend.kc.get_shell_msg(timeout=0)
-        if self._mine(msg) and msg["msg_type"] == self.answer:
-            self.reply = msg["content"]
-
-    def _stdin(self) -> None:
-        msg = self.backend.kc.stdin_channel.get_msg(timeout=0)
-        if msg["msg_type"] != "input_request":
-            return
-        content = msg["content"]
-        prompt = str(content.get("prompt", ""))
-        # The worker's own SIGINT handling while it waits for the answer: an interrupt ends
-        # the prompt (KeyboardInterrupt) as it does input() in a Python session.
-        ours = signal.signal(signal.SIGINT, self.backend.worker_sigint)
-        try:
-            value = getpass.getpass(prompt) if content.get("password") else input(prompt)
-        except (EOFError, OSError) as e:  # nobody to answer: the kernel reads ""
-            self.backend.out.stream("stderr", f"[cellbus: no answer to the prompt: {e}]\n")
-            value = ""
-        except KeyboardInterrupt:
-            self.backend.km.interrupt_kernel()  # ends its wait for input, and the cell
-            return
-        finally:
-            signal.signal(signal.SIGINT, ours)
-        self.backend.kc.input(value)
-
-    def _iopub(self) -> None:
-        msg = self.backend.kc.get_iopub_msg(timeout=0)
-        if not self._mine(msg):
-            return
-        kind, content, out = msg["msg_type"], msg["content"], self.backend.out
-        if kind == "stream":
-            out.stream("stderr" if content.get("name") == "stderr" else "stdout",
-                       str(content.get("text", "")))
-        elif kind in ("display_data", "update_display_data"):
-            out.display(_unwrapped(content.get("data", {})), content.get("metadata"),
-                        transient=content.get("transient"))
-        elif kind == "execute_result":
-            self.result = content
-        elif kind == "clear_output":
-            out.message("clear_output", {"wait": content.get("wait") is True})
-        elif kind in COMM_OUTPUT:  # with its metadata (ipywidgets' protocol version)
-            out.message(kind, content, msg.get("metadata") or None)
-        elif kind == "status" and content.get("execution_state") == "idle":
-            self.idle = True
-        elif kind == "status" and self.busy is None:
-            self.busy = time.monotonic()
-        if kind == "execute_input" and self.started is None:  # from the cell's handler
-            self.started = time.monotonic()  # (busy comes before it, while SIGINT is ignored)
-
-    def outcome(self) -> ExecuteOutcome:
-        reply = self.reply or {}
-        if reply.get("status") != "ok":  # error, or abort: the kernel skipped the cell
-            ename = str(reply.get("ename") or "Error")  # bash_kernel sends "" (and the
-            evalue = str(reply.get("evalue", ""))      # exit status as evalue)
-            traceback = [str(line) for line in reply.get("traceback") or []]
-            return ExecuteOutcome.failed(ename, evalue, traceback or [f"{ename}: {evalue}"])
-        if self.result is None:
-            return ExecuteOutcome()
-        return ExecuteOutcome(result=_unwrapped(self.result.get("data", {})),
-                              result_metadata=self.result.get("metadata", {}))
-
-
-def _unwrapped(data: Any) -> dict[str, Any]:
-    """A mimebundle with its base64 images on one line (IRkernel wraps them every 76
-    characters, which a ``data:`` URL does not allow)."""
-    if not isinstance(data, dict):
-        return {}
-    return {mime: "".join(value.split()) if mime in BASE64_IMAGES and isinstance(value, str)
-            else value for mime, value in data.items()}
-
-
 def for_kernel(name: str) -> type[JupyterBackend]:
-    """A :class:`JupyterBackend` subclass that runs the kernelspec ``name``."""
-    return type(f"JupyterBackend_{name}", (JupyterBackend,), {"kernel_name": name,
-                                                             "__module__": __name__})
-
-
-def installed_kernels() -> dict[str, dict[str, str]]:
-    """Every kernelspec this machine has: name -> {display_name, language}."""
-    from jupyter_client.kernelspec import KernelSpecManager
-    found: dict[str, dict[str, str]] = {}
-    for name, entry in sorted(KernelSpecManager().get_all_specs().items()):
-        spec = entry.get("spec", {})
-        found[name] = {"display_name": str(spec.get("display_name", name)),
-                       "language": str(spec.get("language", ""))}
-    return found
+    """A :class:`JupyterBackend` subclass that runs the kernelspec ``name``, read and checked
+    now (:func:`session.kernelspecs.read`: ``ValueError`` saying what is wrong with it)."""
+    return type(f"JupyterBackend_{name}", (JupyterBackend,), {
+        "kernel_name": name, "kernel_spec": kernelspecs.read(name), "__module__": __name__})

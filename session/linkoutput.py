@@ -10,6 +10,7 @@ the same way (:meth:`LinkOutput.diag`): see :mod:`session.worker`.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from protocol.link import WorkerLink, encode
 from .backend import MimeBundle, Output
 from .capture import Capture
 from .interrupts import InterruptGuard
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class LinkOutput(Output):
@@ -45,9 +48,11 @@ class LinkOutput(Output):
         with self.guard:
             try:
                 data = encode(record)
+            except UnicodeEncodeError:  # a lone surrogate ("\udcff": a byte os.fsdecode
+                record = _repaired(record)  # kept): shown as U+FFFD, the rest kept
+                data = self._packed(record)
             except (TypeError, ValueError, OverflowError) as e:
-                self.diag(f"dropped a {msg_type} record that cannot be packed: {e}")
-                return
+                data = self._note(msg_type, e)
             if len(data) > self.link.max_record:
                 data = encode({"msg_type": mt.STREAM, "parent": self.parent, "content": {
                     "name": "stderr",
@@ -60,6 +65,21 @@ class LinkOutput(Output):
             except OSError as e:
                 self.broken = True
                 self.diag(f"link to the overseer failed: {e}")
+
+    def _packed(self, record: dict[str, Any]) -> bytes:
+        try:
+            return encode(record)
+        except (TypeError, ValueError, OverflowError) as e:
+            return self._note(record["msg_type"], e)
+
+    def _note(self, msg_type: str, error: Exception) -> bytes:
+        """In place of a record that cannot be packed (a display of an object that is not
+        JSON-like): a note on the run's stderr, so the user knows something is missing
+        (before, only the device's log said so), and the device's log line."""
+        self.diag(f"dropped a {msg_type} record that cannot be packed: {error}")
+        return encode({"msg_type": mt.STREAM, "parent": self.parent, "content": {
+            "name": "stderr", "text": f"[cellbus: a {msg_type} was dropped: it cannot be "
+                                      f"sent ({type(error).__name__}: {error})]\n"}})
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -106,3 +126,15 @@ class LinkOutput(Output):
                 metadata: dict[str, Any] | None = None) -> None:
         self.flush()
         self.send(msg_type, content, metadata)
+
+
+def _repaired(value: Any) -> Any:
+    """``value`` with every string's lone surrogates replaced by U+FFFD (the bytes
+    ``surrogateescape`` stood for are not UTF-8, and msgpack cannot send them)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_repaired(k): _repaired(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_repaired(v) for v in value]
+    return value

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import signal
 import socket
 import sys
@@ -35,6 +36,7 @@ from .capture import Capture
 from .interrupts import InterruptGuard
 from .linkoutput import LinkOutput
 from .requests import Worker
+from .starting import start
 from .stdin import install as install_stdin
 from .usage import install as count_processes
 
@@ -89,8 +91,10 @@ def serve(sock: socket.socket, workdir: str,
         if backend_factory is None:
             from .python import PythonBackend
             backend_factory = PythonBackend
-        backend = backend_factory(out, BackendConfig(workdir=os.getcwd(),
-                                                     max_file_size=max_file_size))
+        # A backend that fails to start is told in each run, and tried again (starting).
+        backend = start(backend_factory, out, BackendConfig(workdir=os.getcwd(),
+                                                            max_file_size=max_file_size),
+                        out.diag, lambda: bool(select.select([sock], [], [], 0)[0]))
         return Worker(link, out, guard, backend, asker).run()
     except Exception:  # fd 2 is captured by now: the device hears it over the link
         out.diag("crashed:\n" + traceback.format_exc())

@@ -1,0 +1,71 @@
+"""A researcher's own backend (tests/calc_backend.py, written from the README) offered by a
+device next to Python, and what a backend's odd output does to its worker: nothing it
+sends is lost without the user being told."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from harness import Chain
+from test_chain_kernels import errors, run
+from test_kernel_start import execute
+from test_session_worker import Worker, reply, stream_text
+
+TESTS = Path(__file__).resolve().parent
+
+
+def test_a_backend_module_is_offered_under_the_name_given_it(
+        chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that --kernels NAME=module:Class offers the kernel NAME, which runs cells, and
+    that a bare module:Class (no name a worksheet could ask for) is refused in the device's
+    log saying how to name it (before: calc=... was read as a module 'calc=calc_backend'
+    and not offered; a bare module:Class was announced as offered, then dropped by the
+    broker without a word, so every evaluate naming it was a 400)."""
+    monkeypatch.setenv("PYTHONPATH", str(TESTS))
+    chain.start_broker()
+    device = chain.start_device("--kernels", "python,calc=calc_backend:Calc,calc_backend:Calc")
+    chain.start_gateway()
+    device.wait_for_log(r"cannot offer the kernel 'calc_backend:Calc': 'calc_backend:Calc' is "
+                        r"not a kernel name .*--kernels NAME=calc_backend:Calc")
+    device.wait_for_log(r"offers the kernels python, calc \(")
+    status, body = chain.http("GET", "/kernels")
+    assert status == 200
+    assert {"name": "calc", "display_name": "Calculator", "language": "calc"} in body["kernels"]
+    doc = run(chain, "u/calc/1", "6 * (3 + 4)", kernel="calc")
+    assert doc["status"] == "done", doc
+    assert [b["content"] for b in doc["output"].values()] == ["42"]
+    doc = run(chain, "u/calc/2", "6 /")
+    assert [e["ename"] for e in errors(doc)] == ["SyntaxError"]
+
+
+def test_text_with_lone_surrogates_is_shown_not_dropped(tmp_path: Path) -> None:
+    """Tests that a print of a string holding surrogates (what os.fsdecode makes of bytes
+    that are not UTF-8) shows, each replaced by U+FFFD (before: msgpack refused the whole
+    stream record and the line was lost, said only in the device's log)."""
+    worker = Worker(tmp_path)
+    try:
+        records = execute(worker, "print('caf\\udce9 ok'); print('\\ud800', 'end')")
+        assert stream_text(records) == "caf\ufffd ok\n\ufffd end\n"
+    finally:
+        worker.close()
+
+
+def test_a_display_that_cannot_be_sent_is_told_to_the_user(tmp_path: Path) -> None:
+    """Tests that a backend's display of a value msgpack cannot send becomes a note on the
+    run's stderr, and the run and the session go on (before: dropped, said only in the
+    device's log)."""
+    worker = Worker(tmp_path, "--backend", "calc_backend:Calc",
+                    env={**os.environ, "PYTHONPATH": str(TESTS)})
+    try:
+        records = execute(worker, "show an object")
+        assert reply(records)["status"] == "ok"
+        note = stream_text(records, "stderr")
+        assert note.startswith("[cellbus: a display_data was dropped: it cannot be sent "
+                               "(TypeError: "), note
+        assert [r["content"]["data"] for r in execute(worker, "2 ** 10")
+                if r["msg_type"] == "execute_result"] == [{"text/plain": "1024"}]
+    finally:
+        worker.close()
