@@ -190,6 +190,7 @@ class Intake:
                                  session.device if session is not None else None)) is not None:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
+        behind = await self._behind(session_id) if session is not None else None
         was_placed = self.dispatch.devices.holder(session_id) is not None
         # The code is stored twice: in the request, and in the session's execute_input that
         # echoes it, counted now (requests sent faster than their echoes come back cannot
@@ -215,7 +216,8 @@ class Intake:
             if device is not None:
                 session.device = device
             session.last_activity = now
-            request = await self._add(msg, address, content, code, session, device, kernel)
+            request = await self._add(msg, address, content, code, session, device, kernel,
+                                      behind)
             budget.add(user, need)
         except BaseException:
             if device is not None and not was_placed:
@@ -232,17 +234,28 @@ class Intake:
         """``GET /kernels``: what the devices the broker knows offer."""
         return {"kernels": self.kernels.listing()}, []
 
+    async def _behind(self, session_id: str) -> str | None:
+        """The msg_id of the session's latest execute_request still unfinished: a new one
+        queues behind it, and is aborted if it fails with ``stop_on_error`` (device/aborts.py
+        decides, from this fact stamped in the request). None: the session is idle."""
+        unfinished = [r.msg_id for r in await self.store.unfinished_requests(session_id)
+                      if r.msg_type == EXECUTE_REQUEST]
+        return unfinished[-1] if unfinished else None
+
     async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
-                   session: SessionRecord, device: str | None, kernel: str) -> Request:
+                   session: SessionRecord, device: str | None, kernel: str,
+                   behind: str | None) -> Request:
         """Persist the execute request as it will be forwarded to the session's device, and
-        the session's record (its device and activity), in one write."""
+        the session's record (its device and activity), in one write; ``behind``: the
+        request it queues behind (:meth:`_behind`)."""
         user, worksheet, cell_id = address
         session_id = session.session
-        forward = self.wire.msg(
-            mt.EXECUTE_REQUEST, content, header=msg["header"],
-            metadata={**msg["metadata"], "cellbus": {
-                "user": user, "worksheet": worksheet, "cell_id": cell_id,
-                "session": session_id, "kernel": kernel}})
+        facts: dict[str, Any] = {"user": user, "worksheet": worksheet, "cell_id": cell_id,
+                                 "session": session_id, "kernel": kernel}
+        if behind is not None:
+            facts["behind"] = behind
+        forward = self.wire.msg(mt.EXECUTE_REQUEST, content, header=msg["header"],
+                                metadata={**msg["metadata"], "cellbus": facts})
         request = await self.store.add_session_request(session, Request(
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,

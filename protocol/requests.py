@@ -45,10 +45,16 @@ class Outcome(NamedTuple):
     error: str | None
 
 
+#: What a request aborted by ``stop_on_error`` ended with (device/aborts.py).
+ABORTED_ERROR = "Aborted: not run, because a cell queued before it failed (stop_on_error)"
+
+
 def outcome(reply: Mapping[str, Any]) -> Outcome:
     """What the content of a request's reply says about how it went."""
     if reply.get("status") == "ok":
         return Outcome(True, None)
+    if reply.get("status") == "aborted":
+        return Outcome(False, ABORTED_ERROR)
     return Outcome(False, f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
 
 
@@ -132,6 +138,21 @@ def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any]
     if buffers:
         msg["buffers"] = buffers
     return msg
+
+
+def aborted(bus: Session, request: Message, *, session: str, device: str | None
+            ) -> list[Message]:
+    """The messages that answer an ``execute_request`` aborted by ``stop_on_error``
+    (device/aborts.py), as ipykernel answers one: ``status`` busy, an ``execute_reply`` of
+    status ``aborted`` (its metadata says so too) and idle; no ``execute_input``, nothing
+    run, no execution count taken."""
+    status = {"status": "aborted"}
+    return [stamp(bus, request, msg_type, content, session=session, device=device,
+                  metadata=metadata)
+            for msg_type, content, metadata in (
+                (mt.STATUS, {"execution_state": "busy"}, None),
+                (mt.EXECUTE_REPLY, dict(status), dict(status)),
+                (mt.STATUS, {"execution_state": "idle"}, None))]
 
 
 def failed(bus: Session, request: Message, ename: str, evalue: str, *, session: str,

@@ -38,7 +38,7 @@ import tempfile
 import time
 from typing import Any
 
-from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error
 
 #: Seconds a kernel may take to start and answer ``kernel_info_request``.
 START_TIMEOUT = 60.0
@@ -153,7 +153,8 @@ class JupyterBackend(SessionBackend):
         self.worker_sigint = previous
         try:
             msg_id = self.kc.execute(code, silent=silent, store_history=store_history,
-                                     allow_stdin=True)
+                                     user_expressions=self.user_expressions, allow_stdin=True,
+                                     stop_on_error=False)  # the device aborts what queues
             run = _Run(self, msg_id, silent=silent)
             sent, last = 0, 0.0
             while not run.done:
@@ -354,10 +355,19 @@ class _Run:
             evalue = str(reply.get("evalue", ""))      # exit status as evalue)
             traceback = [str(line) for line in reply.get("traceback") or []]
             return ExecuteOutcome.failed(ename, evalue, traceback or [f"{ename}: {evalue}"])
+        asked = self.backend.user_expressions
+        values = reply.get("user_expressions")
+        values = values if isinstance(values, dict) else {}
+        # The kernel's own values; one it left out says so (a kernel may ignore them).
+        expressions = {name: values.get(name) if isinstance(values.get(name), dict) else
+                       expression_error("KeyError", f"the {self.backend.kernel_name} kernel "
+                                        "gave no value for this expression", [])
+                       for name in asked}
         if self.result is None:
-            return ExecuteOutcome()
+            return ExecuteOutcome(user_expressions=expressions)
         return ExecuteOutcome(result=_unwrapped(self.result.get("data", {})),
-                              result_metadata=self.result.get("metadata", {}))
+                              result_metadata=self.result.get("metadata", {}),
+                              user_expressions=expressions)
 
 
 def _unwrapped(data: Any) -> dict[str, Any]:

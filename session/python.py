@@ -26,7 +26,7 @@ from typing import Any
 from protocol.version import VERSION
 
 from . import introspect
-from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error
 from .blocks import BlockApi
 from .controls import CONTROLS
 from .interact import Interacts
@@ -133,6 +133,24 @@ class PythonBackend(SessionBackend):
                 if outcome.status == "ok":
                     outcome = _error_outcome(e)
         return outcome
+
+    def evaluate(self, expressions: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Each expression evaluated in the session's namespace, as ipykernel does: its
+        value's mimebundle, or the error it raised (a syntax error too); ``_`` and the
+        execution count stay as the code left them."""
+        values: dict[str, dict[str, Any]] = {}
+        for name, text in expressions.items():
+            filename = f"{CELL_PREFIX}{self.execution_count}:{name}>"
+            try:
+                code = compile(text, filename, "eval", flags=self._flags, dont_inherit=True)
+                data, metadata = mimebundle(eval(code, self.namespace))
+                values[name] = {"status": "ok", "data": data, "metadata": metadata}
+            except KeyboardInterrupt:
+                raise  # the run was interrupted: the worker ends it
+            except BaseException as e:  # noqa: BLE001 - user code may raise anything
+                failed = _error_outcome(e, only_message=isinstance(e, SyntaxError))
+                values[name] = expression_error(failed.ename, failed.evalue, failed.traceback)
+        return values
 
     def interact(self, interact_id: str, values: dict[str, Any], state: int) -> ExecuteOutcome:
         return self.interacts.request(interact_id, values, state)

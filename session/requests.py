@@ -22,7 +22,7 @@ from protocol.link import WorkerLink
 from protocol.queries import unanswered
 from protocol.version import VERSION
 
-from .backend import ExecuteOutcome, SessionBackend
+from .backend import ExecuteOutcome, SessionBackend, expression_error
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
 from .linkoutput import LinkOutput
@@ -129,9 +129,14 @@ class Worker:
         meter = Meter()
         meter.start()
         self.backend.execution_count = count
+        asked = content.get("user_expressions")
+        expressions: dict[str, Any] = asked if isinstance(asked, dict) else {}
+        self.backend.user_expressions = {name: text for name, text in expressions.items()
+                                         if isinstance(name, str) and isinstance(text, str)}
         with applied(from_content(content)):
             outcome = self._guarded(
                 lambda: self.backend.execute(code, silent=silent, store_history=store_history))
+            values = self._expressions(expressions, outcome)
         if outcome.status == "error" and hit_process_limit(outcome.ename, outcome.evalue):
             # Before the reply: the next cell may need those process slots.
             ended = end_started_since(started, keep=self.kept)
@@ -141,7 +146,38 @@ class Worker:
                     f"cellbus: stopped the {ended} processes this cell started: it hit the "
                     "session's process limit\n")})
         with out.batch():  # the end: last output, result, reply and idle in one write
-            self._finish(outcome, count, silent, meter)
+            self._finish(outcome, count, silent, meter, values)
+
+    def _expressions(self, expressions: dict[str, Any], outcome: ExecuteOutcome
+                     ) -> dict[str, Any]:
+        """The reply's ``user_expressions``: none after an error (as ipykernel), those the
+        backend evaluated with the code, else each evaluated now, after the code, in the
+        session's namespace (:meth:`SessionBackend.evaluate`), with interrupts armed and
+        prompts served as for the code. An expression that is no string gets its error."""
+        if outcome.status != "ok" or not expressions:
+            return {}
+        if outcome.user_expressions is not None:
+            return dict(outcome.user_expressions)
+        values: dict[str, Any] = {}
+        for name, text in expressions.items():
+            if not isinstance(name, str) or not isinstance(text, str):
+                why = f"user expression {name!r} is not a string"
+                values[str(name)] = expression_error("TypeError", why, [f"TypeError: {why}"])
+        asked = self.backend.user_expressions
+        found: list[dict[str, Any]] = []
+
+        def evaluate() -> ExecuteOutcome:
+            found.append(self.backend.evaluate(asked))
+            return ExecuteOutcome()
+
+        failed = self._guarded(evaluate) if asked else ExecuteOutcome()
+        got = found[0] if found and isinstance(found[0], dict) else {}
+        for name in asked:
+            value = got.get(name)
+            values[name] = value if isinstance(value, dict) else expression_error(
+                failed.ename or "RuntimeError", failed.evalue or "no value was returned",
+                list(failed.traceback))
+        return values
 
     def interact(self, content: dict[str, Any]) -> None:
         """Re-run an interact: its output goes out as usual; ``interact_reply`` ends it."""
@@ -222,12 +258,13 @@ class Worker:
             return ExecuteOutcome.failed(type(e).__name__, str(e),
                                          traceback.format_exception_only(type(e), e))
 
-    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter) -> None:
+    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter,
+                values: dict[str, Any]) -> None:
         out = self.out
         out.flush()  # all stream text, including subprocess output, before the end
         usage = meter.usage()
         reply: dict[str, Any] = {"status": outcome.status, "execution_count": count,
-                                 "user_expressions": {}, "payload": []}
+                                 "user_expressions": values, "payload": []}
         if outcome.status == "error":
             error = {"ename": outcome.ename, "evalue": outcome.evalue,
                      "traceback": list(outcome.traceback)}

@@ -37,10 +37,10 @@ from protocol.wire import Message
 
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
-from ..cells import TooLarge, execute_content, within_limit
 from ..guard import rate_wait, too_many
 from ..ws import SocketHandler, Subscription
 from . import model, wire
+from .execute import forwarded
 from .kernelspecs import DEFAULT, kernelspecs, spec_of
 from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
@@ -352,21 +352,14 @@ class ChannelsHandler(SocketHandler):
             self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
-        code = content.get("code")
-        if not isinstance(code, str):
+        if not isinstance(content.get("code"), str):
             return self._failed(request, mt.EXECUTE_REQUEST, "code must be a string")
         if (wait := rate_wait(self, self.visitor)) is not None:
             return self._failed(request, mt.EXECUTE_REQUEST, too_many(self, wait))
         try:
-            forward = execute_content(within_limit(code, self.settings["max_input"]))
-        except TooLarge as e:
+            forward = forwarded(content, self.settings["max_input"])
+        except ValueError as e:
             return self._failed(request, mt.EXECUTE_REQUEST, str(e))
-        for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
-            if isinstance(content.get(key), bool):
-                forward[key] = content[key]
-            elif content.get(key) is not None:  # never a default in place of what was sent
-                return self._failed(request, mt.EXECUTE_REQUEST,
-                                    f"{key} must be true or false")
         header = wire.client_header(request, self.client)
         if header is None:
             return self._failed(request, mt.EXECUTE_REQUEST, "the header is incomplete")

@@ -1,0 +1,153 @@
+"""``stop_on_error``: execute_requests queued behind one that fails are answered ``aborted``
+(busy, an execute_reply of status "aborted", idle; no execute_input, nothing run), as
+ipykernel answers them, so a Jupyter client's "Run All" stops at the failing cell; a request
+sent after the error reply runs. Through the real chain (gateway, broker on SQLite, a
+device with a sandboxed worker), for the built-in Python session and a Jupyter kernel
+(ipykernel), over the Jupyter channels and over the worksheet's HTTP API; the aborted
+replies are stored output: a client that reconnects gets them once, and a broker restarted
+while they wait in the queue still aborts them.
+
+The first cell waits on ``input()`` while the test queues the next ones: the gateway handles
+a socket's messages one at a time (tornado awaits ``on_message``), so the answer reaches the
+broker after they were accepted, whatever the machine's speed.
+
+Before the fix the queued cells ran (every one of them printed)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jupyter_ws import Channels
+from kernels import require_kernel
+from module_chain import module_chain
+from test_chain_input import answer, wait_prompt
+from test_jupyter_comms import start_kernel
+
+FAILS = "input('go? ')\nraise ValueError('stop here')"
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One chain for the module, each test on a kernel (worksheet) of its own."""
+    require_kernel("python3")
+    yield from module_chain(tmp_path_factory, "stop_on_error",
+                            device=("--kernels", "python,python3"))
+
+
+def of(msgs: list[dict[str, Any]], request: dict[str, Any]) -> list[dict[str, Any]]:
+    mine = request["header"]["msg_id"]
+    return [m for m in msgs if m["parent_header"].get("msg_id") == mine]
+
+
+def idle_of(request: dict[str, Any]) -> Any:
+    mine = request["header"]["msg_id"]
+    return lambda m: m["parent_header"].get("msg_id") == mine and m["msg_type"] == "status" \
+        and m["content"]["execution_state"] == "idle"
+
+
+def assert_aborted(msgs: list[dict[str, Any]]) -> None:
+    """As ipykernel answers an aborted request: busy, the reply, idle, and nothing else."""
+    assert [m["msg_type"] for m in msgs] == ["status", "execute_reply", "status"], msgs
+    assert msgs[0]["content"]["execution_state"] == "busy"
+    assert msgs[1]["content"]["status"] == "aborted", msgs[1]
+    assert msgs[1]["channel"] == "shell"
+
+
+async def run_all(ch: Channels, cells: list[str], **content: Any) -> list[dict[str, Any]]:
+    """The first cell (``FAILS``) waits for its prompt; the others are queued behind it;
+    then the prompt is answered. The requests, in order."""
+    first = await ch.send("execute_request", {"code": FAILS, "silent": False,
+                                              "allow_stdin": True, **content})
+    await ch.until(lambda m: m["msg_type"] == "input_request", timeout=60)
+    rest = [await ch.send("execute_request", {"code": code, "silent": False})
+            for code in cells]
+    await ch.send("input_reply", {"value": "yes"}, channel="stdin")
+    return [first, *rest]
+
+
+@pytest.mark.parametrize("kernel", ["python", "python3"])
+async def test_cells_queued_behind_an_error_are_aborted(chain, kernel: str) -> None:
+    ch = await Channels.open(chain.port, start_kernel(chain, kernel))
+    try:
+        requests = await run_all(ch, ["print('second ran')", "print('third ran')"])
+        got = await ch.until(idle_of(requests[-1]), timeout=60)
+        first = of(got, requests[0])
+        reply = [m for m in first if m["msg_type"] == "execute_reply"]
+        assert reply[0]["content"]["status"] == "error", first
+        assert reply[0]["content"]["ename"] == "ValueError"
+        for request in requests[1:]:
+            assert_aborted(of(got, request))
+        assert "ran" not in json.dumps(got)
+        # Sent after the error reply: it runs, and so does the one behind it.
+        later = await ch.send("execute_request", {"code": "print('later ran')",
+                                                  "silent": False})
+        after = await ch.send("execute_request", {"code": "print('after ran')",
+                                                  "silent": False})
+        got = await ch.until(idle_of(after), timeout=60)
+        for request, text in ((later, "later ran\n"), (after, "after ran\n")):
+            msgs = of(got, request)
+            assert "".join(m["content"]["text"] for m in msgs if m["msg_type"] == "stream") \
+                == text
+            assert [m["content"]["status"] for m in msgs
+                    if m["msg_type"] == "execute_reply"] == ["ok"]
+    finally:
+        await ch.close()
+
+
+async def test_stop_on_error_false_and_silent_errors_stop_nothing(chain) -> None:
+    ch = await Channels.open(chain.port, start_kernel(chain, "python"))
+    try:
+        for content in ({"stop_on_error": False}, {"silent": True}):
+            requests = await run_all(ch, ["print('second ran')"], **content)
+            got = await ch.until(idle_of(requests[-1]), timeout=60)
+            assert "".join(m["content"]["text"] for m in of(got, requests[1])
+                           if m["msg_type"] == "stream") == "second ran\n", content
+    finally:
+        await ch.close()
+
+
+async def test_aborted_replies_are_stored_and_replayed_once(chain) -> None:
+    """A client that left before the replies came gets them when it reconnects (its
+    session_id), once each."""
+    kernel_id = start_kernel(chain, "python")
+    client = uuid.uuid4().hex
+    ch = await Channels.open(chain.port, kernel_id, client=client)
+    requests = await run_all(ch, ["print('second ran')", "print('third ran')"])
+    await ch.close()
+    ch = await Channels.open(chain.port, kernel_id, client=client)
+    try:
+        got = await ch.until(idle_of(requests[-1]), timeout=60)
+        for request in requests[1:]:
+            assert_aborted(of(got, request))
+        # Nothing more of theirs comes (a request after them ends the wait).
+        probe = await ch.send("execute_request", {"code": "print('probe')", "silent": False})
+        got = await ch.until(idle_of(probe), timeout=60)
+        assert all(not of(got, request) for request in requests), got
+    finally:
+        await ch.close()
+
+
+def test_worksheet_cells_queued_behind_an_error_are_aborted(chain) -> None:
+    """The worksheet's own API: its evaluates ask stop_on_error (gateway/cells.py), so a page
+    that runs its cells in a row stops at the first that fails, as a notebook does."""
+    ws = f"u/stop{uuid.uuid4().hex[:8]}"
+    assert chain.evaluate(f"{ws}/1", FAILS)[0] == 202
+    wait_prompt(chain, f"{ws}/1", timeout=60)
+    for cell in ("2", "3"):
+        assert chain.evaluate(f"{ws}/{cell}", f"print('cell {cell} ran')")[0] == 202
+    assert answer(chain, f"{ws}/1", "yes")[0] == 202
+    doc = chain.wait_done(f"{ws}/1", timeout=60)
+    assert doc["status"] == "error" and doc["aborted"] is False
+    for cell in ("2", "3"):
+        doc = chain.wait_done(f"{ws}/{cell}", timeout=60)
+        assert doc["status"] == "error" and doc["aborted"] is True, doc
+        assert doc["output"] == {} and doc["execution_count"] is None, doc
+    assert chain.evaluate(f"{ws}/4", "print('cell 4 ran')")[0] == 202
+    doc = chain.wait_done(f"{ws}/4", timeout=60)
+    assert doc["status"] == "done" and "cell 4 ran" in json.dumps(doc["output"]), doc
+    assert doc["aborted"] is False
