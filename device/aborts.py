@@ -16,7 +16,10 @@ itself and in the device's memory:
   msg_id of the session's latest execute_request still unfinished at that moment, which
   this one queues behind (none if the session was idle: see broker/intake.py);
 - the device notes each request that stops the ones behind it (:meth:`Aborts.ended`):
-  one that failed with ``stop_on_error``, and each one aborted because of it.
+  one whose session replied with an error, with ``stop_on_error``, and each one aborted
+  because of it. A request whose worker died under it (a crash, a limit, a timeout) stops
+  nothing: as before, the queued ones run in the session's fresh worker, which says that
+  the variables are gone (a Jupyter kernel that dies answers its queue never at all).
 
 A request is aborted when the one it queued behind stops those behind it (so an abort runs
 down the whole queue that was sent before the error was stored), whichever backend the

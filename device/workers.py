@@ -369,7 +369,6 @@ class Worker:
             self._stops.stop()
         if self.current is not None and not self.abandoned and not (
                 self._ending and self._ending.replied):
-            self.aborts.ended(self.session_id, self.current, True)
             await self._fail_current()
         self.current = None
         self.prompt.closed()

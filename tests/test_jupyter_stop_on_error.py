@@ -151,3 +151,29 @@ def test_worksheet_cells_queued_behind_an_error_are_aborted(chain) -> None:
     doc = chain.wait_done(f"{ws}/4", timeout=60)
     assert doc["status"] == "done" and "cell 4 ran" in json.dumps(doc["output"]), doc
     assert doc["aborted"] is False
+
+
+def test_cells_queued_while_no_device_runs_are_aborted_after_a_broker_restart(
+        key_file, tmp_path, nodes) -> None:
+    """The cells wait in the store (no device yet), the broker restarts, then a device comes:
+    what each request queued behind is in the stored request, so the abort still holds."""
+    from harness import Chain, wait_gateway_linked
+    chain = Chain(key_file, f"sqlite:///{tmp_path / 'cellbus.db'}", nodes)
+    chain.start_broker()
+    chain.start_gateway()
+    wait_gateway_linked(chain)
+    assert chain.evaluate("u/ws/1", "raise ValueError('stop here')")[0] == 202
+    for cell in ("2", "3"):
+        assert chain.evaluate(f"u/ws/{cell}", f"print('cell {cell} ran')")[0] == 202
+    assert chain.broker is not None
+    chain.broker.stop()
+    chain.start_broker()
+    wait_gateway_linked(chain)
+    chain.start_device()
+    assert chain.wait_done("u/ws/1", timeout=60)["aborted"] is False
+    for cell in ("2", "3"):
+        doc = chain.wait_done(f"u/ws/{cell}", timeout=60)
+        assert doc["status"] == "error" and doc["aborted"] is True, doc
+        assert doc["output"] == {}, doc
+    assert chain.evaluate("u/ws/4", "print('cell 4 ran')")[0] == 202
+    assert chain.wait_done("u/ws/4", timeout=60)["status"] == "done"
