@@ -118,6 +118,10 @@ class SessionBackend(abc.ABC):
         #: code (a Jupyter kernel) returns their values in
         #: :attr:`ExecuteOutcome.user_expressions`.
         self.user_expressions: dict[str, str] = {}
+        #: Whether the client of the execute being run answers prompts (its
+        #: ``allow_stdin``), set by the worker: the worker's ``input()`` raises
+        #: ``StdinNotImplementedError`` when it does not; a Jupyter kernel is told.
+        self.allow_stdin = True
 
     @abc.abstractmethod
     def execute(self, code: str, *, silent: bool = False,

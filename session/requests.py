@@ -41,6 +41,9 @@ class Worker:
         self.execution_count = 0
         #: The worker's children when the last cell ended (see :meth:`execute`).
         self.kept: set[int] = set()
+        #: Whether the running request's client answers prompts: ``allow_stdin`` of an
+        #: execute_request (absent: true), every other request's always.
+        self.allow_stdin = True
 
     def warm_up(self) -> None:
         """Take one cell's paths (records, capture, backend) with output muted before the
@@ -129,6 +132,7 @@ class Worker:
         meter = Meter()
         meter.start()
         self.backend.execution_count = count
+        self.allow_stdin = self.backend.allow_stdin = content.get("allow_stdin") is not False
         asked = content.get("user_expressions")
         expressions: dict[str, Any] = asked if isinstance(asked, dict) else {}
         self.backend.user_expressions = {name: text for name, text in expressions.items()
@@ -145,6 +149,7 @@ class Worker:
                 out.send(mt.STREAM, {"name": "stderr", "text": (
                     f"cellbus: stopped the {ended} processes this cell started: it hit the "
                     "session's process limit\n")})
+        self.allow_stdin = True
         with out.batch():  # the end: last output, result, reply and idle in one write
             self._finish(outcome, count, silent, meter, values)
 
@@ -240,7 +245,8 @@ class Worker:
     def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
         """Run a backend call with interrupts armed; anything escaping becomes an error.
         Prompts are answered only during the call: none is left waiting at the reply."""
-        serving = self.asker.serving(self.out.parent) if self.asker else contextlib.nullcontext()
+        serving = self.asker.serving(self.out.parent, self.allow_stdin) if self.asker \
+            else contextlib.nullcontext()
         with serving:
             return self._call(call)
 
