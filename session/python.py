@@ -29,6 +29,7 @@ from . import introspect
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error
 from .blocks import BlockApi
 from .controls import CONTROLS
+from .history import History
 from .interact import Interacts
 from .display import close_figure, is_figure, mimebundle, quiet_matplotlib_setup, \
     set_display_hook, show_open_figures
@@ -61,6 +62,7 @@ class PythonBackend(SessionBackend):
         # pickle and friends look user classes up in sys.modules["__main__"].
         sys.modules["__main__"] = self.module
         self._unstored = (0, 0)  # (execution_count, executes since it that stored no history)
+        self.history = History()  # what history_request is answered with
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
@@ -106,7 +108,12 @@ class PythonBackend(SessionBackend):
 
     def execute(self, code: str, *, silent: bool = False,
                 store_history: bool = True) -> ExecuteOutcome:
-        return self._execute(code, self.cell_name(store_history))
+        outcome = self._execute(code, self.cell_name(store_history))
+        if store_history:
+            result = outcome.result.get("text/plain") if outcome.result else None
+            self.history.add(self.execution_count, code,
+                             result if isinstance(result, str) else None)
+        return outcome
 
     def _execute(self, code: str, filename: str) -> ExecuteOutcome:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -156,13 +163,16 @@ class PythonBackend(SessionBackend):
         return self.interacts.request(interact_id, values, state)
 
     def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
-        """Completions, help and completeness from the namespace (session/introspect.py)."""
+        """Completions, help and completeness from the namespace (session/introspect.py);
+        the cells that stored history (session/history.py)."""
         if msg_type == "complete_request":
             return introspect.complete(self.namespace, content)
         if msg_type == "inspect_request":
             return introspect.inspect_object(self.namespace, content)
         if msg_type == "is_complete_request":
             return introspect.is_complete(content)
+        if msg_type == "history_request":
+            return self.history.reply(content)
         return super().query(msg_type, content)
 
     def warm_up(self) -> None:
