@@ -20,6 +20,7 @@ from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.kernels import KERNELS_REPLY, KERNELS_REQUEST
+from protocol.requests import BEHIND
 from protocol.wire import Message, Session
 
 from . import asked
@@ -253,7 +254,7 @@ class Intake:
         facts: dict[str, Any] = {"user": user, "worksheet": worksheet, "cell_id": cell_id,
                                  "session": session_id, "kernel": kernel}
         if behind is not None:
-            facts["behind"] = behind
+            facts[BEHIND] = behind
         forward = self.wire.msg(mt.EXECUTE_REQUEST, content, header=msg["header"],
                                 metadata={**msg["metadata"], "cellbus": facts})
         request = await self.store.add_session_request(session, Request(

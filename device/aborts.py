@@ -35,20 +35,13 @@ import collections
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.requests import behind
 from protocol.wire import Message
 
 #: Requests remembered per session as stopping those behind them (the newest).
 MAX_PER_SESSION = 256
 #: Sessions remembered (the most recently noted).
 MAX_SESSIONS = 4096
-
-
-def behind(request: Message) -> str | None:
-    """The msg_id the broker says ``request`` queued behind (``metadata.cellbus.behind``)."""
-    metadata = request.get("metadata")
-    facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
-    found = facts.get("behind") if isinstance(facts, dict) else None
-    return found if isinstance(found, str) else None
 
 
 def stops_on_error(request: Message) -> bool:

@@ -45,6 +45,9 @@ class Outcome(NamedTuple):
     error: str | None
 
 
+#: The routing fact of an execute_request naming the one it queued behind (the broker sets
+#: it, the device reads it: device/aborts.py); a fact of the request only, not of its output.
+BEHIND = "behind"
 #: What a request aborted by ``stop_on_error`` ended with (device/aborts.py).
 ABORTED_ERROR = "Aborted: not run, because a cell queued before it failed (stop_on_error)"
 
@@ -121,6 +124,14 @@ class Endings:
         return result
 
 
+def behind(request: Message) -> str | None:
+    """The msg_id the broker says ``request`` queued behind (:data:`BEHIND`), if any."""
+    metadata = request.get("metadata")
+    facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
+    found = facts.get(BEHIND) if isinstance(facts, dict) else None
+    return found if isinstance(found, str) else None
+
+
 def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any], *,
           session: str, device: str | None, buffers: list[bytes] | None = None,
           metadata: dict[str, Any] | None = None) -> Message:
@@ -132,6 +143,7 @@ def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any]
     of_request = request.get("metadata")
     facts = of_request.get("cellbus") if isinstance(of_request, dict) else None
     facts = dict(facts) if isinstance(facts, dict) else {}
+    facts.pop(BEHIND, None)
     facts.update(session=session, device=device)
     msg = bus.msg(msg_type, content, parent=request, header=header,
                   metadata={**(metadata or {}), "cellbus": facts})
