@@ -50,6 +50,8 @@ from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
 
 __all__ = ["Address", "Intake", "Refused", "cell_address"]
 
+#: Longest msg_id a gateway may name as the one a request queues behind.
+MAX_MSG_ID = 200
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Bytes of stored messages (their packed content) past which a replay page ends, after at
@@ -191,7 +193,7 @@ class Intake:
                                  session.device if session is not None else None)) is not None:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
-        behind = await self._behind(session_id) if session is not None else None
+        behind = await self._behind(msg, session_id) if session is not None else []
         was_placed = self.dispatch.devices.holder(session_id) is not None
         # The code is stored twice: in the request, and in the session's execute_input that
         # echoes it, counted now (requests sent faster than their echoes come back cannot
@@ -235,17 +237,23 @@ class Intake:
         """``GET /kernels``: what the devices the broker knows offer."""
         return {"kernels": self.kernels.listing()}, []
 
-    async def _behind(self, session_id: str) -> str | None:
-        """The msg_id of the session's latest execute_request still unfinished: a new one
-        queues behind it, and is aborted if it fails with ``stop_on_error`` (device/aborts.py
-        decides, from this fact stamped in the request). None: the session is idle."""
+    async def _behind(self, msg: Message, session_id: str) -> list[str]:
+        """What the execute request ``msg`` queues behind: the session's latest
+        execute_request still unfinished, and the one its gateway names (the client's last
+        still unanswered, gateway/jupyter/execute.py). It is aborted if one of them fails
+        with ``stop_on_error`` (device/aborts.py decides, from this fact stamped in it)."""
         unfinished = [r.msg_id for r in await self.store.unfinished_requests(session_id)
                       if r.msg_type == EXECUTE_REQUEST]
-        return unfinished[-1] if unfinished else None
+        facts = msg["metadata"].get("cellbus")
+        named = facts.get(BEHIND) if isinstance(facts, dict) else None
+        behind = unfinished[-1:]
+        if isinstance(named, str) and 0 < len(named) <= MAX_MSG_ID and named not in behind:
+            behind.append(named)
+        return behind
 
     async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
                    session: SessionRecord, device: str | None, kernel: str,
-                   behind: str | None) -> Request:
+                   behind: list[str]) -> Request:
         """Persist the execute request as it will be forwarded to the session's device, and
         the session's record (its device and activity), in one write; ``behind``: the
         request it queues behind (:meth:`_behind`)."""
@@ -253,7 +261,7 @@ class Intake:
         session_id = session.session
         facts: dict[str, Any] = {"user": user, "worksheet": worksheet, "cell_id": cell_id,
                                  "session": session_id, "kernel": kernel}
-        if behind is not None:
+        if behind:
             facts[BEHIND] = behind
         forward = self.wire.msg(mt.EXECUTE_REQUEST, content, header=msg["header"],
                                 metadata={**msg["metadata"], "cellbus": facts})

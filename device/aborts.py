@@ -14,7 +14,11 @@ itself and in the device's memory:
 
 - the broker stamps each execute_request it accepts with ``metadata.cellbus.behind``: the
   msg_id of the session's latest execute_request still unfinished at that moment, which
-  this one queues behind (none if the session was idle: see broker/intake.py);
+  this one queues behind (none if the session was idle: see broker/intake.py), and the one
+  a Jupyter client sent before it and had no reply to yet, which its gateway names
+  (gateway/jupyter/execute.py): "Run All" sends every cell before any reply comes, but they
+  are accepted one at a time, and a first cell that fails fast may end before the last
+  ones are accepted;
 - the device notes each request that stops the ones behind it (:meth:`Aborts.ended`):
   one whose session replied with an error, with ``stop_on_error``, and each one aborted
   because of it. A request whose worker died under it (a crash, a limit, a timeout) stops
@@ -82,9 +86,8 @@ class Aborts:
         ones behind it in turn."""
         if request.get("msg_type") != mt.EXECUTE_REQUEST:
             return False
-        before = behind(request)
         stopping = self._stopping.get(session_id)
-        if before is None or stopping is None or before not in stopping:
+        if stopping is None or not any(before in stopping for before in behind(request)):
             return False
         self._note(session_id, str(request.get("msg_id")))
         return True

@@ -45,8 +45,9 @@ class Outcome(NamedTuple):
     error: str | None
 
 
-#: The routing fact of an execute_request naming the one it queued behind (the broker sets
-#: it, the device reads it: device/aborts.py); a fact of the request only, not of its output.
+#: The routing fact of an execute_request naming the ones it queued behind (the broker sets
+#: it, the device reads it: device/aborts.py; a gateway names one to the broker, as its client
+#: sees it); a fact of the request only, not of its output.
 BEHIND = "behind"
 #: What a request aborted by ``stop_on_error`` ended with (device/aborts.py).
 ABORTED_ERROR = "Aborted: not run, because a cell queued before it failed (stop_on_error)"
@@ -124,12 +125,12 @@ class Endings:
         return result
 
 
-def behind(request: Message) -> str | None:
-    """The msg_id the broker says ``request`` queued behind (:data:`BEHIND`), if any."""
+def behind(request: Message) -> list[str]:
+    """The msg_ids the broker says ``request`` queued behind (:data:`BEHIND`)."""
     metadata = request.get("metadata")
     facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
     found = facts.get(BEHIND) if isinstance(facts, dict) else None
-    return found if isinstance(found, str) else None
+    return [i for i in found if isinstance(i, str)] if isinstance(found, list) else []
 
 
 def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any], *,

@@ -13,7 +13,7 @@ from protocol.wire import Session
 
 def request(msg_id: str, after: str | None = None, msg_type: str = "execute_request",
             **content: Any) -> dict[str, Any]:
-    facts = {"session": "s"} if after is None else {"session": "s", BEHIND: after}
+    facts = {"session": "s"} if after is None else {"session": "s", BEHIND: [after]}
     return {"msg_id": msg_id, "msg_type": msg_type, "content": {"code": "x", **content},
             "metadata": {"cellbus": facts}, "header": {"msg_id": msg_id}}
 
@@ -27,6 +27,9 @@ def test_an_error_aborts_the_queue_behind_it_and_nothing_else() -> None:
     assert not aborts.aborts("s", request("e", after="d"))
     assert not aborts.aborts("other", request("f", after="a"))  # another session's
     assert not aborts.aborts("s", request("g", after="a", msg_type="interact_request"))
+    two = request("h")
+    two["metadata"]["cellbus"][BEHIND] = ["d", "c"]  # behind either: aborted
+    assert aborts.aborts("s", two)
 
 
 def test_ok_silent_and_stop_on_error_false_stop_nothing() -> None:
@@ -56,5 +59,6 @@ def test_output_does_not_carry_the_requests_behind_fact() -> None:
     bus = Session(b"k" * 32)
     msg = stamp(bus, request("b", after="a"), "stream", {"name": "stdout", "text": ""},
                 session="s", device="d")
-    assert behind(request("b", after="a")) == "a"
+    assert behind(request("b", after="a")) == ["a"]
+    assert behind({"metadata": {"cellbus": {BEHIND: "a"}}}) == []  # not a list: nothing
     assert BEHIND not in msg["metadata"]["cellbus"]

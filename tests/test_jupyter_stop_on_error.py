@@ -16,6 +16,8 @@ Before the fix the queued cells ran (every one of them printed)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -181,3 +183,34 @@ def test_cells_queued_while_no_device_runs_are_aborted_after_a_broker_restart(
         assert doc["output"] == {}, doc
     assert chain.evaluate("u/ws/4", "print('cell 4 ran')")[0] == 202
     assert chain.wait_done("u/ws/4", timeout=60)["status"] == "done"
+
+
+async def test_run_all_stops_at_a_cell_that_fails_at_once(chain) -> None:
+    """As a notebook's Run All: every cell sent at once, the first failing at once. The
+    broker accepts them one at a time, so the first may end before the last is accepted;
+    the gateway names what each was sent behind (the client had no reply yet). Here the
+    broker is paused while the gateway reads them (a local reply after them says it has),
+    so the first cannot end before the gateway has read them all, whatever the load; then
+    the broker is resumed. Failed before (JupyterLab's Run All ran the cells after one that
+    failed at once, tests/test_jupyterlab_browser.py)."""
+    ch = await Channels.open(chain.port, start_kernel(chain, "python"))
+    try:
+        await ch.execute("warm = 1", timeout=60)  # the kernel is up: the first cell is fast
+        probe = await ch.send("comm_info_request", {})  # the gateway answers these itself
+        await ch.until(idle_of(probe))
+        os.kill(chain.broker.proc.pid, signal.SIGSTOP)
+        try:
+            requests = [await ch.send("execute_request", {"code": code, "silent": False})
+                        for code in ["1/0", *(f"print('cell {i} ran')" for i in range(2, 7))]]
+            probe = await ch.send("comm_info_request", {})
+            await ch.until(idle_of(probe))
+        finally:
+            os.kill(chain.broker.proc.pid, signal.SIGCONT)
+        got = await ch.until(idle_of(requests[-1]), timeout=60)
+        assert [m["content"]["status"] for m in of(got, requests[0])
+                if m["msg_type"] == "execute_reply"] == ["error"]
+        for request in requests[1:]:
+            assert_aborted(of(got, request))
+        assert "ran" not in json.dumps(got)
+    finally:
+        await ch.close()
