@@ -65,6 +65,8 @@ class CellView:
             "request": req.msg_id,
             "usage": self.output.usage,
             "execution_count": self.output.execution_count if counted(req.input) else None,
+            # Not run (its status is "error"): a cell queued before it failed (stop_on_error).
+            "aborted": self.output.aborted,
         }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.kernels import KERNELS_REPLY, KERNELS_REQUEST
+from protocol.requests import BEHIND
 from protocol.wire import Message, Session
 
 from . import asked
@@ -49,6 +50,8 @@ from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
 
 __all__ = ["Address", "Intake", "Refused", "cell_address"]
 
+#: Longest msg_id a gateway may name as the one a request queues behind.
+MAX_MSG_ID = 200
 #: Messages returned by one session_replay_request at most.
 MAX_REPLAY = 1000
 #: Bytes of stored messages (their packed content) past which a replay page ends, after at
@@ -190,6 +193,7 @@ class Intake:
                                  session.device if session is not None else None)) is not None:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
+        behind = await self._behind(msg, session_id) if session is not None else []
         was_placed = self.dispatch.devices.holder(session_id) is not None
         # The code is stored twice: in the request, and in the session's execute_input that
         # echoes it, counted now (requests sent faster than their echoes come back cannot
@@ -220,7 +224,8 @@ class Intake:
             if device is not None:
                 session.device = device
             session.last_activity = now
-            request = await self._add(msg, address, content, code, session, device, kernel)
+            request = await self._add(msg, address, content, code, session, device, kernel,
+                                      behind)
             budget.add(user, need)
         except BaseException:
             if device is not None and not was_placed:
@@ -237,17 +242,34 @@ class Intake:
         """``GET /kernels``: what the devices the broker knows offer."""
         return {"kernels": self.kernels.listing()}, []
 
+    async def _behind(self, msg: Message, session_id: str) -> list[str]:
+        """What the execute request ``msg`` queues behind: the session's latest
+        execute_request still unfinished, and the one its gateway names (the client's last
+        still unanswered, gateway/jupyter/execute.py). It is aborted if one of them fails
+        with ``stop_on_error`` (device/aborts.py decides, from this fact stamped in it)."""
+        unfinished = [r.msg_id for r in await self.store.unfinished_requests(session_id)
+                      if r.msg_type == EXECUTE_REQUEST]
+        facts = msg["metadata"].get("cellbus")
+        named = facts.get(BEHIND) if isinstance(facts, dict) else None
+        behind = unfinished[-1:]
+        if isinstance(named, str) and 0 < len(named) <= MAX_MSG_ID and named not in behind:
+            behind.append(named)
+        return behind
+
     async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
-                   session: SessionRecord, device: str | None, kernel: str) -> Request:
+                   session: SessionRecord, device: str | None, kernel: str,
+                   behind: list[str]) -> Request:
         """Persist the execute request as it will be forwarded to the session's device, and
-        the session's record (its device and activity), in one write."""
+        the session's record (its device and activity), in one write; ``behind``: the
+        request it queues behind (:meth:`_behind`)."""
         user, worksheet, cell_id = address
         session_id = session.session
-        forward = self.wire.msg(
-            mt.EXECUTE_REQUEST, content, header=msg["header"],
-            metadata={**msg["metadata"], "cellbus": {
-                "user": user, "worksheet": worksheet, "cell_id": cell_id,
-                "session": session_id, "kernel": kernel}})
+        facts: dict[str, Any] = {"user": user, "worksheet": worksheet, "cell_id": cell_id,
+                                 "session": session_id, "kernel": kernel}
+        if behind:
+            facts[BEHIND] = behind
+        forward = self.wire.msg(mt.EXECUTE_REQUEST, content, header=msg["header"],
+                                metadata={**msg["metadata"], "cellbus": facts})
         request = await self.store.add_session_request(session, Request(
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,

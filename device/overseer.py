@@ -23,6 +23,7 @@ from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.link import OverseerLink
 from protocol.wire import Message, Session
 
+from .aborts import Aborts
 from .launcher import ForkedProcess, LaunchError, LaunchSpec, TemplateLauncher
 from .pacing import TokenBucket
 from .prompts import INPUT_TIMEOUT
@@ -95,6 +96,8 @@ class Overseer:
         self.workers: dict[str, Worker] = {}
         self.starting = 0
         self.ended: collections.OrderedDict[str, str] = collections.OrderedDict()
+        #: What stops the requests queued behind it, per session (stop_on_error).
+        self.aborts = Aborts()
         self.root = tempfile.mkdtemp(prefix=f"cellbus-{device_id}-")
         self._watchers: set[asyncio.Task[None]] = set()
         self.launcher = TemplateLauncher(config.launch)
@@ -257,7 +260,8 @@ class Overseer:
                         workdir=workdir,
                         limits=config.launch.limits, max_output=config.max_output,
                         pacer=TokenBucket(config.output_rate, config.output_burst),
-                        notice=notice, input_timeout=config.input_timeout, kernel=kernel)
+                        notice=notice, input_timeout=config.input_timeout, kernel=kernel,
+                        aborts=self.aborts)
         self.workers[session_id] = worker
         log.info("device started worker %d for session %s in %s", proc.pid, session_id, workdir)
         watcher = asyncio.create_task(self._watch(worker), name=f"watch.{proc.pid}")

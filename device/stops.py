@@ -14,13 +14,33 @@ one deeper down (a process the cell's code started and stopped).
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 
+from .launcher import ForkedProcess
 from .usage import children
 
 #: Seconds between two looks at a running worker's state; a worker stopped this long, or up
 #: to twice as long, is continued.
 STOP_CHECK = 0.5
+#: What a cell is told when its worker was stopped and the device continued it.
+CONTINUED = ("\ncellbus: this cell's process was stopped (SIGSTOP or a job-control signal) "
+             "and nothing could continue it but the device, which did.\n")
+#: SIGCONTs an interrupt sends (see :func:`keep_continuing`), and the seconds between them.
+CONTINUES, CONTINUE_EVERY = 5, 0.5
+
+
+def keep_continuing(proc: ForkedProcess, running: Callable[[], bool], left: int) -> None:
+    """SIGCONT to ``proc`` now, and again every :data:`CONTINUE_EVERY` seconds (``left``
+    times in all) while ``running()`` (its request still runs): in whole test runs a
+    stopped worker now and then stayed stopped after the first one (not seen when its test
+    ran alone); a SIGCONT to a process that runs does nothing."""
+    if not running():
+        return
+    proc.send_signal(signal.SIGCONT)
+    if left > 1:
+        asyncio.get_running_loop().call_later(CONTINUE_EVERY, keep_continuing, proc, running,
+                                              left - 1)
 
 
 def stopped(pid: int, depth: int = 1) -> bool:

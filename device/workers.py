@@ -40,9 +40,10 @@ from protocol import outputwords
 from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
 from protocol.link import LinkCut, OverseerLink
-from protocol.requests import Ending, failed, stamp
+from protocol.requests import Ending, aborted, failed, stamp
 from protocol.wire import Message, Session
 
+from .aborts import Aborts
 from .admission import RECORD_COST, output_size, refusal
 from .endings import asked_exit, describe_exit, explain_error
 from .backlog import CommBacklog
@@ -50,7 +51,7 @@ from .launcher import ForkedProcess
 from .limits import Limits, explain_exit
 from .pacing import TokenBucket
 from .prompts import INPUT_TIMEOUT, Prompt
-from .stops import StopWatch
+from .stops import CONTINUED, CONTINUES, StopWatch, keep_continuing
 from .usage import MemoryWatch, seen_usage, usage_of
 from .workerlog import WorkerLog
 
@@ -69,11 +70,6 @@ COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 MAX_GIVEN = 1024
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
-#: What a cell is told when its worker was stopped and the device continued it.
-CONTINUED = ("\ncellbus: this cell's process was stopped (SIGSTOP or a job-control signal) "
-             "and nothing could continue it but the device, which did.\n")
-#: SIGCONTs an interrupt sends (see :meth:`Worker._continue`), and the seconds between them.
-CONTINUES, CONTINUE_EVERY = 5, 0.5
 
 
 class Worker:
@@ -83,8 +79,14 @@ class Worker:
                  proc: ForkedProcess, room: Room = no_wait, link: OverseerLink, workdir: str,
                  limits: Limits,
                  max_output: int, pacer: TokenBucket, notice: str | None = None,
-                 input_timeout: float = INPUT_TIMEOUT, kernel: str = DEFAULT_KERNEL) -> None:
+                 input_timeout: float = INPUT_TIMEOUT, kernel: str = DEFAULT_KERNEL,
+                 aborts: Aborts | None = None) -> None:
         self.session_id = session_id
+        #: Which requests stop those queued behind them (stop_on_error): the overseer's,
+        #: so that it outlives this worker when a fresh one takes its queue.
+        self.aborts = aborts if aborts is not None else Aborts()
+        #: Whether :meth:`_next` is answering aborted requests (none starts meanwhile).
+        self._aborting = False
         self.kernel = kernel
         self.device_id = device_id
         self.bus = bus
@@ -155,12 +157,15 @@ class Worker:
         if not self.comms.admit(self.queue, request):
             return  # a comm message over the backlog: dropped (and logged)
         self.queue.append(request)
-        if self.current is None:
+        if self.current is None and not self._aborting:
             await self._next()
 
     async def _next(self) -> None:
         while self.current is None and self.queue and not self.done.is_set():
             request = self.queue.popleft()
+            if self.aborts.aborts(self.session_id, request):
+                await self._abort(request)
+                continue
             self.current, self._ending = request, Ending(request["msg_type"])
             self._began = self._interrupt_asked = False
             self.given[request["msg_id"]] = None
@@ -190,6 +195,16 @@ class Worker:
             except (ConnectionError, OSError):
                 return  # the pump sees the exit and fails the request
 
+    async def _abort(self, request: Message) -> None:
+        """Answer ``request`` as aborted (device/aborts.py) without giving it to the worker."""
+        self._aborting = True
+        try:
+            for msg in aborted(self.bus, request, session=self.session_id,
+                               device=self.device_id):
+                await self.upstream(msg)
+        finally:
+            self._aborting = False
+
     def _wall_passed(self, msg_id: str) -> None:
         """The wall time a request asked for has passed: stop it if it still runs."""
         if self.current is not None and self.current["msg_id"] == msg_id:
@@ -218,7 +233,7 @@ class Worker:
             self._interrupt_asked = True
             return True
         self.proc.send_signal(signal.SIGINT)
-        self._continue(self.current, CONTINUES)
+        keep_continuing(self.proc, functools.partial(self._runs, self.current), CONTINUES)
         return True
 
     def _runs(self, request: Message) -> bool:
@@ -233,17 +248,6 @@ class Worker:
                     self.proc.pid, self.session_id)
         self.proc.send_signal(signal.SIGCONT)
         await self._emit(mt.STREAM, {"name": "stderr", "text": CONTINUED})
-
-    def _continue(self, request: Message, left: int) -> None:
-        """SIGCONT now, and every :data:`CONTINUE_EVERY` s (``left`` times) while ``request``
-        runs: in whole test runs a stopped worker now and then stayed stopped after the first
-        (never when its test ran alone); a SIGCONT to a running process does nothing."""
-        if self.current is not request or self.proc.returncode is not None:
-            return
-        self.proc.send_signal(signal.SIGCONT)
-        if left > 1:
-            asyncio.get_running_loop().call_later(CONTINUE_EVERY, self._continue, request,
-                                                  left - 1)
 
     # -- output -----------------------------------------------------------------------------
 
@@ -341,7 +345,8 @@ class Worker:
                 notice, self.notice = self.notice, None
                 await self._emit(mt.STREAM, {"name": "stderr", "text": notice})
         assert self._ending is not None  # set with self.current
-        if self._ending.see(msg_type, content) is not None:  # finished
+        if (end := self._ending.see(msg_type, content)) is not None:  # finished
+            self.aborts.ended(self.session_id, self.current, not end.ok)
             self.current = None
             self.prompt.closed()
             await self._next()

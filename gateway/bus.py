@@ -9,7 +9,7 @@ SUB socket (the broker's PUB) and is handed to every registered listener.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import zmq
@@ -59,18 +59,33 @@ class BrokerLink:
         node.spawn(self._outputs(), "outputs")
 
     async def request(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
-                      *, header: dict[str, Any] | None = None, client: str | None = None,
+                      *, header: dict[str, Any] | None = None,
+                      facts: dict[str, Any] | None = None, client: str | None = None,
                       timeout: float = REPLY_TIMEOUT) -> Message:
-        """Send a request about the cell at ``address``; return the broker's reply.
-        ``client``: the address key of an anonymous visitor of a public gateway, whose
-        sessions the broker counts against --user-sessions (see gateway.guard.quota_client)."""
+        """Send a request about the cell at ``address``; return the broker's reply."""
+        waiting = await self.submit(msg_type, content, address, header=header, facts=facts,
+                                    client=client, timeout=timeout)
+        return await waiting
+
+    async def submit(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
+                     *, header: dict[str, Any] | None = None,
+                     facts: dict[str, Any] | None = None, client: str | None = None,
+                     timeout: float = REPLY_TIMEOUT) -> Awaitable[Message]:
+        """Send a request (``facts``: routing facts of the gateway's, next to the cell's) and
+        return what waits for its reply: a caller that sends several in a row does not wait
+        for each reply before the next goes (they reach the broker in order). Waits only
+        while no broker is connected (:data:`CONNECT_GRACE`). ``client``: the address key of
+        an anonymous visitor of a public gateway, whose sessions the broker counts against
+        --user-sessions (see gateway.guard.quota_client)."""
         user, worksheet, cell_id = address
-        facts = {"user": user, "worksheet": worksheet, "cell_id": cell_id, "auth": self.auth}
+        cellbus = {**(facts or {}), "user": user, "worksheet": worksheet, "cell_id": cell_id,
+                   "auth": self.auth}
         if client:
-            facts["client"] = client
-        msg = self.session.msg(msg_type, content, header=header, metadata={"cellbus": facts})
+            cellbus["client"] = client
+        msg = self.session.msg(msg_type, content, header=header, metadata={"cellbus": cellbus})
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
-        self.pending[msg["msg_id"]] = future
+        msg_id = msg["msg_id"]
+        self.pending[msg_id] = future
         try:
             frames = self.session.serialize(msg)
             if not self.dealer.send_now(frames):  # no broker connected yet: a grace period
@@ -78,13 +93,20 @@ class BrokerLink:
                     await asyncio.wait_for(self.dealer.send_frames(frames), CONNECT_GRACE)
                 except TimeoutError:
                     raise BrokerUnavailable("the broker is not reachable") from None
-            try:
-                return await asyncio.wait_for(future, timeout)
-            except TimeoutError:
-                raise BrokerUnavailable(
-                    f"the broker did not answer within {timeout:.0f} s") from None
+        except BaseException:
+            self.pending.pop(msg_id, None)
+            raise
+        return self._reply(msg_id, future, timeout)
+
+    async def _reply(self, msg_id: str, future: asyncio.Future[Message],
+                     timeout: float) -> Message:
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise BrokerUnavailable(
+                f"the broker did not answer within {timeout:.0f} s") from None
         finally:
-            self.pending.pop(msg["msg_id"], None)
+            self.pending.pop(msg_id, None)
 
     async def _replies(self) -> None:
         while True:

@@ -119,9 +119,10 @@ def within_limit(code: str | None, limit: int) -> str | None:
 
 
 def execute_content(code: str | None, limits: Asked | None = None) -> dict[str, Any]:
-    """An ``execute_request``'s content; ``limits``: the request's own (protocol.asked)."""
+    """An ``execute_request``'s content; ``limits``: the request's own (protocol.asked).
+    ``allow_stdin``: cellbus's own clients answer prompts (the page, ``POST …/input``)."""
     content: dict[str, Any] = {"silent": False, "store_history": True, "user_expressions": {},
-                               "allow_stdin": False, "stop_on_error": True}
+                               "allow_stdin": True, "stop_on_error": True}
     if code is not None:
         content["code"] = code
     if limits:

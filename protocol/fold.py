@@ -60,6 +60,9 @@ class CellOutput:
         #: The run's execution number: its ``execute_input``'s, then its ``execute_reply``'s
         #: (a run stopped before its reply keeps the first).
         self.execution_count: int | None = None
+        #: Whether the run was aborted (its execute_reply's status): not run, because a
+        #: request queued before it failed with ``stop_on_error`` (device/aborts.py).
+        self.aborted = False
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -101,6 +104,8 @@ class CellOutput:
         if msg_type == EXECUTE_REPLY and isinstance(metadata := msg.get("metadata"), dict) \
                 and isinstance(metadata.get("usage"), dict):
             self.usage = metadata["usage"]
+        if msg_type == EXECUTE_REPLY:
+            self.aborted = content.get("status") == "aborted"
         if msg_type in (EXECUTE_INPUT, EXECUTE_REPLY) \
                 and type(count := content.get("execution_count")) is int:
             self.execution_count = count

@@ -45,10 +45,20 @@ class Outcome(NamedTuple):
     error: str | None
 
 
+#: The routing fact of an execute_request naming the ones it queued behind (the broker sets
+#: it, the device reads it: device/aborts.py; a gateway names one to the broker, as its client
+#: sees it); a fact of the request only, not of its output.
+BEHIND = "behind"
+#: What a request aborted by ``stop_on_error`` ended with (device/aborts.py).
+ABORTED_ERROR = "Aborted: not run, because a cell queued before it failed (stop_on_error)"
+
+
 def outcome(reply: Mapping[str, Any]) -> Outcome:
     """What the content of a request's reply says about how it went."""
     if reply.get("status") == "ok":
         return Outcome(True, None)
+    if reply.get("status") == "aborted":
+        return Outcome(False, ABORTED_ERROR)
     return Outcome(False, f"{reply.get('ename', 'Error')}: {reply.get('evalue', '')}")
 
 
@@ -115,6 +125,14 @@ class Endings:
         return result
 
 
+def behind(request: Message) -> list[str]:
+    """The msg_ids the broker says ``request`` queued behind (:data:`BEHIND`)."""
+    metadata = request.get("metadata")
+    facts = metadata.get("cellbus") if isinstance(metadata, dict) else None
+    found = facts.get(BEHIND) if isinstance(facts, dict) else None
+    return [i for i in found if isinstance(i, str)] if isinstance(found, list) else []
+
+
 def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any], *,
           session: str, device: str | None, buffers: list[bytes] | None = None,
           metadata: dict[str, Any] | None = None) -> Message:
@@ -126,12 +144,28 @@ def stamp(bus: Session, request: Message, msg_type: str, content: dict[str, Any]
     of_request = request.get("metadata")
     facts = of_request.get("cellbus") if isinstance(of_request, dict) else None
     facts = dict(facts) if isinstance(facts, dict) else {}
+    facts.pop(BEHIND, None)
     facts.update(session=session, device=device)
     msg = bus.msg(msg_type, content, parent=request, header=header,
                   metadata={**(metadata or {}), "cellbus": facts})
     if buffers:
         msg["buffers"] = buffers
     return msg
+
+
+def aborted(bus: Session, request: Message, *, session: str, device: str | None
+            ) -> list[Message]:
+    """The messages that answer an ``execute_request`` aborted by ``stop_on_error``
+    (device/aborts.py), as ipykernel answers one: ``status`` busy, an ``execute_reply`` of
+    status ``aborted`` (its metadata says so too) and idle; no ``execute_input``, nothing
+    run, no execution count taken."""
+    status = {"status": "aborted"}
+    return [stamp(bus, request, msg_type, content, session=session, device=device,
+                  metadata=metadata)
+            for msg_type, content, metadata in (
+                (mt.STATUS, {"execution_state": "busy"}, None),
+                (mt.EXECUTE_REPLY, dict(status), dict(status)),
+                (mt.STATUS, {"execution_state": "idle"}, None))]
 
 
 def failed(bus: Session, request: Message, ename: str, evalue: str, *, session: str,

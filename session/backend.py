@@ -50,10 +50,20 @@ class ExecuteOutcome:
     traceback: list[str] = dataclasses.field(default_factory=list)
     #: An interact_request that was not run because a newer one already was.
     ignored: bool = False
+    #: The ``user_expressions`` of the reply, when the backend evaluated them itself (a
+    #: Jupyter kernel does, with the code); None: the worker asks :meth:`SessionBackend.
+    #: evaluate` for them after an ``ok`` run.
+    user_expressions: dict[str, Any] | None = None
 
     @classmethod
     def failed(cls, ename: str, evalue: str, traceback: list[str]) -> "ExecuteOutcome":
         return cls(status="error", ename=ename, evalue=evalue, traceback=traceback)
+
+
+def expression_error(ename: str, evalue: str, traceback: list[str]) -> dict[str, Any]:
+    """One user expression's value when evaluating it failed (the messaging spec's error
+    shape)."""
+    return {"status": "error", "ename": ename, "evalue": evalue, "traceback": traceback}
 
 
 class Output(abc.ABC):
@@ -103,6 +113,15 @@ class SessionBackend(abc.ABC):
     def __init__(self, out: Output, config: BackendConfig) -> None:
         self.out = out
         self.config = config
+        #: The ``user_expressions`` of the execute being run (name -> expression), set by
+        #: the worker before each :meth:`execute`: a backend that evaluates them with the
+        #: code (a Jupyter kernel) returns their values in
+        #: :attr:`ExecuteOutcome.user_expressions`.
+        self.user_expressions: dict[str, str] = {}
+        #: Whether the client of the execute being run answers prompts (its
+        #: ``allow_stdin``), set by the worker: the worker's ``input()`` raises
+        #: ``StdinNotImplementedError`` when it does not; a Jupyter kernel is told.
+        self.allow_stdin = True
 
     @abc.abstractmethod
     def execute(self, code: str, *, silent: bool = False,
@@ -120,6 +139,16 @@ class SessionBackend(abc.ABC):
         without interacts keep this default."""
         return ExecuteOutcome.failed("NotImplementedError",
                                      f"{type(self).__name__} has no interacts", [])
+
+    def evaluate(self, expressions: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """The ``user_expressions`` of an ``execute_reply``: each expression evaluated in
+        the session's namespace, after the code, to ``{"status": "ok", "data": mimebundle,
+        "metadata": {...}}`` or an error ``{"status": "error", "ename", "evalue",
+        "traceback"}``, as ipykernel answers. Backends that cannot evaluate keep this
+        default, which answers each with an error saying so (never a silent ``{}``)."""
+        why = f"the {type(self).__name__} session does not evaluate user_expressions"
+        return {name: expression_error("NotImplementedError", why, [why])
+                for name in expressions}
 
     def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
         """A client's ``comm_open``, ``comm_msg``, ``comm_close`` or ``comm_info_request``

@@ -5,9 +5,10 @@ and 2 (subprocesses, C code, ``os.write``) ends up in one :class:`Coalescer`, wh
 what it holds ~5 ms after the first unsent write, at once when more than 64 KiB are waiting,
 or when asked to flush. A line not ended yet waits up to 50 ms more for its end, so a
 ``print`` (which writes its text, then its newline) is one record even when the worker was
-descheduled between the two writes; what comes before it on other lines is not held. Python-level writes never pass through the descriptors, so their
-order is exactly the order of the calls. :meth:`Capture.install` replaces the process's
-``sys.stdin/stdout/stderr`` and descriptors 0, 1 and 2; it touches nothing else.
+descheduled between the two writes; what comes before it on other lines is not held.
+Python-level writes never pass through the descriptors, so their order is exactly the order
+of the calls. :meth:`Capture.install` replaces the process's ``sys.stdin/stdout/stderr`` and
+descriptors 0, 1 and 2; it touches nothing else.
 """
 
 from __future__ import annotations

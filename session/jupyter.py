@@ -187,7 +187,9 @@ class JupyterBackend(SessionBackend):
         self.worker_sigint = previous
         try:
             msg_id = self.kc.execute(code, silent=silent, store_history=store_history,
-                                     allow_stdin=True)
+                                     user_expressions=self.user_expressions,
+                                     allow_stdin=self.allow_stdin,
+                                     stop_on_error=False)  # the device aborts what queues
             run = Run(self, msg_id, silent=silent)
             sent, last = 0, 0.0
             while not run.done:

@@ -9,7 +9,7 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
-from .backend import ExecuteOutcome
+from .backend import ExecuteOutcome, expression_error
 
 if TYPE_CHECKING:
     from .jupyter import JupyterBackend
@@ -119,10 +119,19 @@ class Run:
             evalue = str(reply.get("evalue", ""))      # exit status as evalue)
             traceback = [str(line) for line in reply.get("traceback") or []]
             return ExecuteOutcome.failed(ename, evalue, traceback or [f"{ename}: {evalue}"])
+        asked = self.backend.user_expressions
+        values = reply.get("user_expressions")
+        values = values if isinstance(values, dict) else {}
+        # The kernel's own values; one it left out says so (a kernel may ignore them).
+        expressions = {name: values.get(name) if isinstance(values.get(name), dict) else
+                       expression_error("KeyError", f"the {self.backend.kernel_name} kernel "
+                                        "gave no value for this expression", [])
+                       for name in asked}
         if self.result is None:
-            return ExecuteOutcome()
+            return ExecuteOutcome(user_expressions=expressions)
         return ExecuteOutcome(result=_unwrapped(self.result.get("data", {})),
-                              result_metadata=self.result.get("metadata", {}))
+                              result_metadata=self.result.get("metadata", {}),
+                              user_expressions=expressions)
 
 
 def _unwrapped(data: Any) -> dict[str, Any]:

@@ -26,9 +26,10 @@ from typing import Any
 from protocol.version import VERSION
 
 from . import introspect
-from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error
 from .blocks import BlockApi
 from .controls import CONTROLS
+from .history import History
 from .interact import Interacts
 from .display import close_figure, is_figure, mimebundle, quiet_matplotlib_setup, \
     set_display_hook, show_open_figures
@@ -61,6 +62,7 @@ class PythonBackend(SessionBackend):
         # pickle and friends look user classes up in sys.modules["__main__"].
         sys.modules["__main__"] = self.module
         self._unstored = (0, 0)  # (execution_count, executes since it that stored no history)
+        self.history = History()  # what history_request is answered with
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
@@ -106,7 +108,12 @@ class PythonBackend(SessionBackend):
 
     def execute(self, code: str, *, silent: bool = False,
                 store_history: bool = True) -> ExecuteOutcome:
-        return self._execute(code, self.cell_name(store_history))
+        outcome = self._execute(code, self.cell_name(store_history))
+        if store_history:
+            result = outcome.result.get("text/plain") if outcome.result else None
+            self.history.add(self.execution_count, code,
+                             result if isinstance(result, str) else None)
+        return outcome
 
     def _execute(self, code: str, filename: str) -> ExecuteOutcome:
         linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -134,17 +141,38 @@ class PythonBackend(SessionBackend):
                     outcome = _error_outcome(e)
         return outcome
 
+    def evaluate(self, expressions: dict[str, str]) -> dict[str, dict[str, Any]]:
+        """Each expression evaluated in the session's namespace, as ipykernel does: its
+        value's mimebundle, or the error it raised (a syntax error too); ``_`` and the
+        execution count stay as the code left them."""
+        values: dict[str, dict[str, Any]] = {}
+        for name, text in expressions.items():
+            filename = f"{CELL_PREFIX}{self.execution_count}:{name}>"
+            try:
+                code = compile(text, filename, "eval", flags=self._flags, dont_inherit=True)
+                data, metadata = mimebundle(eval(code, self.namespace))
+                values[name] = {"status": "ok", "data": data, "metadata": metadata}
+            except KeyboardInterrupt:
+                raise  # the run was interrupted: the worker ends it
+            except BaseException as e:  # noqa: BLE001 - user code may raise anything
+                failed = _error_outcome(e, only_message=isinstance(e, SyntaxError))
+                values[name] = expression_error(failed.ename, failed.evalue, failed.traceback)
+        return values
+
     def interact(self, interact_id: str, values: dict[str, Any], state: int) -> ExecuteOutcome:
         return self.interacts.request(interact_id, values, state)
 
     def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
-        """Completions, help and completeness from the namespace (session/introspect.py)."""
+        """Completions, help and completeness from the namespace (session/introspect.py);
+        the cells that stored history (session/history.py)."""
         if msg_type == "complete_request":
             return introspect.complete(self.namespace, content)
         if msg_type == "inspect_request":
             return introspect.inspect_object(self.namespace, content)
         if msg_type == "is_complete_request":
             return introspect.is_complete(content)
+        if msg_type == "history_request":
+            return self.history.reply(content)
         return super().query(msg_type, content)
 
     def warm_up(self) -> None:

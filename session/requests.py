@@ -22,7 +22,7 @@ from protocol.link import WorkerLink
 from protocol.queries import unanswered
 from protocol.version import VERSION
 
-from .backend import ExecuteOutcome, SessionBackend
+from .backend import ExecuteOutcome, SessionBackend, expression_error
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
 from .linkoutput import LinkOutput
@@ -41,6 +41,9 @@ class Worker:
         self.execution_count = 0
         #: The worker's children when the last cell ended (see :meth:`execute`).
         self.kept: set[int] = set()
+        #: Whether the running request's client answers prompts: ``allow_stdin`` of an
+        #: execute_request (absent: true), every other request's always.
+        self.allow_stdin = True
 
     def warm_up(self) -> None:
         """Take one cell's paths (records, capture, backend) with output muted before the
@@ -129,9 +132,15 @@ class Worker:
         meter = Meter()
         meter.start()
         self.backend.execution_count = count
+        self.allow_stdin = self.backend.allow_stdin = content.get("allow_stdin") is not False
+        asked = content.get("user_expressions")
+        expressions: dict[str, Any] = asked if isinstance(asked, dict) else {}
+        self.backend.user_expressions = {name: text for name, text in expressions.items()
+                                         if isinstance(name, str) and isinstance(text, str)}
         with applied(from_content(content)):
             outcome = self._guarded(
                 lambda: self.backend.execute(code, silent=silent, store_history=store_history))
+            values = self._expressions(expressions, outcome)
         if outcome.status == "error" and hit_process_limit(outcome.ename, outcome.evalue):
             # Before the reply: the next cell may need those process slots.
             ended = end_started_since(started, keep=self.kept)
@@ -140,8 +149,40 @@ class Worker:
                 out.send(mt.STREAM, {"name": "stderr", "text": (
                     f"cellbus: stopped the {ended} processes this cell started: it hit the "
                     "session's process limit\n")})
+        self.allow_stdin = True
         with out.batch():  # the end: last output, result, reply and idle in one write
-            self._finish(outcome, count, silent, meter)
+            self._finish(outcome, count, silent, meter, values)
+
+    def _expressions(self, expressions: dict[str, Any], outcome: ExecuteOutcome
+                     ) -> dict[str, Any]:
+        """The reply's ``user_expressions``: none after an error (as ipykernel), those the
+        backend evaluated with the code, else each evaluated now, after the code, in the
+        session's namespace (:meth:`SessionBackend.evaluate`), with interrupts armed and
+        prompts served as for the code. An expression that is no string gets its error."""
+        if outcome.status != "ok" or not expressions:
+            return {}
+        if outcome.user_expressions is not None:
+            return dict(outcome.user_expressions)
+        values: dict[str, Any] = {}
+        for name, text in expressions.items():
+            if not isinstance(name, str) or not isinstance(text, str):
+                why = f"user expression {name!r} is not a string"
+                values[str(name)] = expression_error("TypeError", why, [f"TypeError: {why}"])
+        asked = self.backend.user_expressions
+        found: list[dict[str, Any]] = []
+
+        def evaluate() -> ExecuteOutcome:
+            found.append(self.backend.evaluate(asked))
+            return ExecuteOutcome()
+
+        failed = self._guarded(evaluate) if asked else ExecuteOutcome()
+        got = found[0] if found and isinstance(found[0], dict) else {}
+        for name in asked:
+            value = got.get(name)
+            values[name] = value if isinstance(value, dict) else expression_error(
+                failed.ename or "RuntimeError", failed.evalue or "no value was returned",
+                list(failed.traceback))
+        return values
 
     def interact(self, content: dict[str, Any]) -> None:
         """Re-run an interact: its output goes out as usual; ``interact_reply`` ends it."""
@@ -204,7 +245,8 @@ class Worker:
     def _guarded(self, call: Callable[[], ExecuteOutcome]) -> ExecuteOutcome:
         """Run a backend call with interrupts armed; anything escaping becomes an error.
         Prompts are answered only during the call: none is left waiting at the reply."""
-        serving = self.asker.serving(self.out.parent) if self.asker else contextlib.nullcontext()
+        serving = self.asker.serving(self.out.parent, self.allow_stdin) if self.asker \
+            else contextlib.nullcontext()
         with serving:
             return self._call(call)
 
@@ -222,12 +264,13 @@ class Worker:
             return ExecuteOutcome.failed(type(e).__name__, str(e),
                                          traceback.format_exception_only(type(e), e))
 
-    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter) -> None:
+    def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter,
+                values: dict[str, Any]) -> None:
         out = self.out
         out.flush()  # all stream text, including subprocess output, before the end
         usage = meter.usage()
         reply: dict[str, Any] = {"status": outcome.status, "execution_count": count,
-                                 "user_expressions": {}, "payload": []}
+                                 "user_expressions": values, "payload": []}
         if outcome.status == "error":
             error = {"ename": outcome.ename, "evalue": outcome.evalue,
                      "traceback": list(outcome.traceback)}

@@ -45,6 +45,16 @@ ENDED = "the cell that asked for input has ended: no answer can come"
 RECHECK_MS = 50
 
 
+class StdinNotImplementedError(NotImplementedError):
+    """``input()`` in a request whose client said it cannot answer (``allow_stdin``
+    false: nbclient, ``jupyter nbconvert --execute``): raised at once, as IPython's
+    exception of this name, instead of a prompt nobody will answer."""
+
+
+#: Its text, IPython's.
+NO_STDIN = "raw_input was called, but this frontend does not support input requests."
+
+
 class InputTimeout(EOFError):
     """No answer came before the device's ``--input-timeout`` (an ``EOFError``, as a closed
     stdin would be, so code that handles end of input handles this too)."""
@@ -60,17 +70,20 @@ class Asker:
         self._lock = threading.Lock()
         #: The running request's id; None between runs (see :meth:`serving`).
         self._run: str | None = None
+        #: Whether the running request's client answers prompts (its ``allow_stdin``).
+        self._allowed = True
 
     @contextmanager
-    def serving(self, run: str) -> Iterator[None]:
-        """Prompts may be asked while this is entered (the worker wraps each run in it);
-        at its end, a prompt still waiting raises ``EOFError``, and this returns only once
-        no thread reads the link any more."""
-        self._run = run
+    def serving(self, run: str, allowed: bool = True) -> Iterator[None]:
+        """Prompts may be asked while this is entered (the worker wraps each run in it),
+        if ``allowed`` (else :class:`StdinNotImplementedError`); at its end, a prompt still
+        waiting raises ``EOFError``, and this returns only once no thread reads the link
+        any more."""
+        self._run, self._allowed = run, allowed
         try:
             yield
         finally:
-            self._run = None
+            self._run, self._allowed = None, True
             with self._lock:  # a waiting thread sees it within RECHECK and lets go
                 pass
 
@@ -84,6 +97,8 @@ class Asker:
                 raise EOFError("this process cannot read the session's input")
             if run is None or run != self._run:
                 raise EOFError(ENDED)
+            if not self._allowed:
+                raise StdinNotImplementedError(NO_STDIN)
             self.out.message(mt.INPUT_REQUEST, {"prompt": prompt, "password": password})
             content = self._wait(run)
         error = content.get("error")

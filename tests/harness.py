@@ -174,7 +174,7 @@ class BusClient:
     def execute(self, code: str, session_id: str | None, **facts: Any) -> Message:
         return self.request("execute_request", {"code": code, "silent": False,
                                                 "store_history": True, "user_expressions": {},
-                                                "allow_stdin": False, "stop_on_error": True},
+                                                "allow_stdin": True, "stop_on_error": True},
                             session_id, **facts)
 
     def recv(self, timeout: float = 10.0) -> Message | None:

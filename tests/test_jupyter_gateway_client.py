@@ -101,12 +101,14 @@ async def test_input_is_answered_with_the_kernel_clients_input(gateway: Any) -> 
         await km.shutdown_kernel()
 
 
-async def test_history_is_the_kernels_own(gateway: Any) -> None:
-    """``kc.history()`` gets ipykernel's own history of the session's cells (what a Jupyter
-    console's Up arrow shows). Failed before: the gateway answered every history_request
-    itself, with no history."""
+@pytest.mark.parametrize("kernel", ["python3", "python"])
+async def test_history_is_the_kernels_own(gateway: Any, kernel: str) -> None:
+    """``kc.history()`` gets the kernel's own history of the session's cells (what a Jupyter
+    console's Up arrow shows): ipykernel's, and the built-in session's (session/history.py).
+    Failed before: the gateway answered every history_request itself, with no history; then
+    the built-in session still answered none."""
     km = GatewayKernelManager()
-    await km.start_kernel(kernel_name="python3")
+    await km.start_kernel(kernel_name=kernel)
     kc = km.client()
     await kc.start_channels()
     try:
@@ -119,6 +121,17 @@ async def test_history_is_the_kernels_own(gateway: Any) -> None:
         assert reply["parent_header"]["msg_id"] == asked
         assert [entry[2] for entry in reply["content"]["history"]] == ["answer = 6 * 7"], \
             reply["content"]
+        executed = kc.execute("answer + 1")
+        while (await kc.get_shell_msg(timeout=60))["parent_header"].get("msg_id") != executed:
+            pass
+        kc.history(hist_access_type="tail", n=1, raw=True, output=True)
+        reply = await kc.get_shell_msg(timeout=30)
+        # (IPython keeps no outputs by default: None; the built-in session the result's text)
+        assert [entry[1:] for entry in reply["content"]["history"]] == [
+            [2, ["answer + 1", "43" if kernel == "python" else None]]], reply["content"]
+        kc.history(hist_access_type="search", pattern="answer =*", n=5, raw=True, output=False)
+        reply = await kc.get_shell_msg(timeout=30)
+        assert [entry[2] for entry in reply["content"]["history"]] == ["answer = 6 * 7"]
     finally:
         kc.stop_channels()
         await km.shutdown_kernel()

@@ -9,8 +9,8 @@ import pytest
 
 from protocol import Session
 from protocol import msgtypes as mt
-from protocol.requests import (RUN_REQUESTS, Ending, Endings, Outcome, failed, is_idle,
-                               outcome, reply_type, stamp)
+from protocol.requests import (ABORTED_ERROR, RUN_REQUESTS, Ending, Endings, Outcome, failed,
+                               is_idle, outcome, reply_type, stamp)
 
 IDLE = {"execution_state": "idle"}
 BUSY = {"execution_state": "busy"}
@@ -37,7 +37,7 @@ def test_outcome_reads_the_reply_status() -> None:
     """An ok reply is ok; any other names its error as "ename: evalue", with defaults."""
     assert outcome(OK) == Outcome(True, None)
     assert outcome(RAISED) == Outcome(False, "ZeroDivisionError: division by zero")
-    assert outcome({"status": "aborted"}) == Outcome(False, "Error: ")
+    assert outcome({"status": "aborted"}) == Outcome(False, ABORTED_ERROR)
 
 
 def test_is_idle_only_for_the_idle_status() -> None:

@@ -59,7 +59,7 @@ class Worker:
     def submit(self, code: str, silent: bool = False) -> str:
         return self.send("execute_request", {
             "code": code, "silent": silent, "store_history": not silent,
-            "user_expressions": {}, "allow_stdin": False, "stop_on_error": True})
+            "user_expressions": {}, "allow_stdin": True, "stop_on_error": True})
 
     def collect(self) -> list[dict[str, Any]]:
         """Records up to and including ``status: idle``."""

@@ -24,6 +24,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Awaitable
 from typing import Any
 
 from tornado.web import HTTPError
@@ -33,14 +34,15 @@ from protocol.address import is_name
 from protocol.kernels import SHUT_DOWN
 from protocol.queries import unanswered
 from protocol.ratelog import RateLog
+from protocol.requests import BEHIND
 from protocol.wire import Message
 
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
-from ..cells import TooLarge, execute_content, within_limit
 from ..guard import quota_client, rate_wait, too_many
 from ..ws import SocketHandler, Subscription
 from . import model, wire
+from .execute import Unanswered, forwarded
 from .kernelspecs import DEFAULT, kernelspecs, spec_of
 from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
@@ -58,6 +60,8 @@ LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
 INPUT_REPLY = mt.INPUT_REPLY
 #: Position writes in flight, which a gateway that stops waits for (:func:`positions_written`).
 WRITING: set[asyncio.Future[None]] = set()
+#: Execute requests sent to the broker whose acceptance is awaited (a refusal is answered).
+ACCEPTING: set[asyncio.Future[None]] = set()
 #: Seconds between looks at how much of what was sent a client's side has taken, while
 #: some of it is not (its delivery position follows).
 POSITION_EVERY = 0.25
@@ -124,6 +128,7 @@ class ChannelsHandler(SocketHandler):
         self.binary = self.selected_subprotocol == wire.V1
         self.address = (self.user, self.kernel_id, "-")
         self.prompts = Prompts(self.client)
+        self.unanswered = Unanswered()  # what a new execute_request queues behind
         self.outbox = HandingOutbox(self, self.settings["client_buffer"], self._release)
         self.positions = Positions()
         self.position: tuple[str, int] | None = None
@@ -220,6 +225,8 @@ class ChannelsHandler(SocketHandler):
                 return
             if msg["content"].get("execution_state") == "busy":
                 msg["content"]["execution_state"] = "starting"
+        if msg_type == mt.EXECUTE_REPLY:
+            self.unanswered.answered(msg["parent_header"].get("msg_id"))
         if isinstance(facts.get("reply_to"), dict):  # about a client's comm message
             msg["parent_header"] = facts["reply_to"]
         if isinstance(facts.get("session"), str):  # one sender per kernel session, as
@@ -352,21 +359,14 @@ class ChannelsHandler(SocketHandler):
             self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
 
     async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
-        code = content.get("code")
-        if not isinstance(code, str):
+        if not isinstance(content.get("code"), str):
             return self._failed(request, mt.EXECUTE_REQUEST, "code must be a string")
         if (wait := rate_wait(self, self.visitor)) is not None:
             return self._failed(request, mt.EXECUTE_REQUEST, too_many(self, wait))
         try:
-            forward = execute_content(within_limit(code, self.settings["max_input"]))
-        except TooLarge as e:
+            forward = forwarded(content, self.settings["max_input"])
+        except ValueError as e:
             return self._failed(request, mt.EXECUTE_REQUEST, str(e))
-        for key in ("silent", "store_history", "allow_stdin", "stop_on_error"):
-            if isinstance(content.get(key), bool):
-                forward[key] = content[key]
-            elif content.get(key) is not None:  # never a default in place of what was sent
-                return self._failed(request, mt.EXECUTE_REQUEST,
-                                    f"{key} must be true or false")
         header = wire.client_header(request, self.client)
         if header is None:
             return self._failed(request, mt.EXECUTE_REQUEST, "the header is incomplete")
@@ -374,11 +374,26 @@ class ChannelsHandler(SocketHandler):
         cell_id = f"cell-{header['msg_id']}"
         if not is_name(cell_id):
             cell_id = f"cell-{uuid.uuid4().hex}"
-        reply = await self.link.request(mt.EXECUTE_REQUEST, forward,
-                                        (self.user, self.kernel_id, cell_id), header=header,
-                                        client=quota_client(self, self.visitor))
+        behind = self.unanswered.sent(header["msg_id"])
+        waiting = await self.link.submit(mt.EXECUTE_REQUEST, forward,
+                                         (self.user, self.kernel_id, cell_id), header=header,
+                                         facts={BEHIND: behind} if behind else None,
+                                         client=quota_client(self, self.visitor))
+        # The next message is read meanwhile (see execute.Unanswered).
+        accepting = asyncio.ensure_future(self._accepted(request, header["msg_id"], waiting))
+        ACCEPTING.add(accepting)
+        accepting.add_done_callback(ACCEPTING.discard)
+
+    async def _accepted(self, request: dict[str, Any], msg_id: str,
+                        waiting: Awaitable[Message]) -> None:
+        try:
+            reply = await waiting
+        except BrokerUnavailable as e:
+            reply = {"content": {"ok": False, "error": str(e)}}
         if not reply["content"].get("ok"):
-            self._failed(request, mt.EXECUTE_REQUEST, str(reply["content"].get("error")))
+            self.unanswered.answered(msg_id)
+            if not self.outbox.closed:
+                self._failed(request, mt.EXECUTE_REQUEST, str(reply["content"].get("error")))
 
     def _failed(self, request: dict[str, Any], msg_type: Any, error: str) -> None:
         """A request cellbus refused: its reply says so, as a kernel's error would."""

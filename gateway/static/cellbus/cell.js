@@ -23,6 +23,9 @@
     idle: "", sending: "sending…", queued: "queued", running: "running…", done: "done",
     error: "error", aborted: "aborted", failed: "failed", superseded: "evaluated elsewhere",
   };
+  /** What an aborted cell says (stop_on_error): it did not run, and why. */
+  const ABORTED_NOTICE = "Not run: a cell queued before it failed, so the cells queued " +
+    "behind that one were skipped (run this one again to run it).";
 
   /** Whether a run of `code` shows its execution number `count`: blank code is no run the
    * session counts (as in IPython, protocol/counts.py), so its number is the last cell's,
@@ -229,7 +232,8 @@
       } else if (doc.status in STATUS_TEXT) {
         if (counted(doc.input, doc.execution_count)) this._setCount(String(doc.execution_count));
         showUsage(this, doc.usage);
-        this._setStatus(doc.status);
+        if (doc.aborted) this._finish("aborted");
+        else this._setStatus(doc.status);
       }
     }
 
@@ -242,7 +246,7 @@
       if (!doc || !this.busy || this.requestId !== msgId || doc.request !== msgId) return;
       if (doc.status !== "done" && doc.status !== "error") return;
       this._show(doc.output);
-      this._finish(doc.status);
+      this._finish(doc.aborted ? "aborted" : doc.status);
     }
 
     /** Answer the prompt the cell's run waits on; null when sent, else what went wrong. */

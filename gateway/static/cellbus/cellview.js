@@ -169,6 +169,8 @@
     },
 
     _finish(status, message) {
+      // Aborted (stop_on_error): the cell did not run; say why, or it looks like a failure.
+      if (status === "aborted" && !message) message = ABORTED_NOTICE;
       this._drawNow();  // "done" means its output is on screen
       if (this.requestId) this.channel.forget(this.requestId);
       clearTimeout(this.noOutputTimer);

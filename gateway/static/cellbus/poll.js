@@ -135,7 +135,7 @@
         if (next.status === "working") cell._running();
         if (next.status === "done" || next.status === "error") {
           showUsage(cell, next.usage);
-          cell._finish(next.status);
+          cell._finish(next.aborted ? "aborted" : next.status);
           return;
         }
       }
