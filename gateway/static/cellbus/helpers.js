@@ -108,12 +108,16 @@
   /** A Promise of a new ansi_up converter (it keeps colours across calls), or of null. */
   function ansiConverter() {
     return vendorScript("vendor/ansi_up.js", "AnsiUp").then((AnsiUp) => {
-      if (!AnsiUp) return null;
-      const converter = new AnsiUp();
-      converter.use_classes = true;  // colours from cellbus.css, readable on its background
-      converter.process_hyperlink = (packet) => ansiLink(converter, packet);
-      return converter;
+      return AnsiUp ? newConverter(AnsiUp) : null;
     });
+  }
+
+  /** A converter of the loaded ansi_up class `AnsiUp`, in no colour yet. */
+  function newConverter(AnsiUp) {
+    const converter = new AnsiUp();
+    converter.use_classes = true;  // colours from cellbus.css, readable on its background
+    converter.process_hyperlink = (packet) => ansiLink(converter, packet);
+    return converter;
   }
 
   /** ansi_up's process_hyperlink, for an OSC 8 link (`packet.url`, `packet.text`): only
