@@ -99,8 +99,10 @@
    * `cell.input.value` reads it, and a page that sets it and fires "input" sets the editor.
    * Tab after a name completes it (completable), elsewhere Tab and Shift+Tab indent and
    * dedent by four spaces, Enter keeps the indentation (the
-   * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, and Escape
-   * then Tab leaves the editor. Returns the editor, or null without CodeMirror. */
+   * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, Alt+Enter
+   * evaluates and asks for a cell below, Up on the first line and Down on the last go to
+   * the cell above or below (a worksheet's), and Escape then Tab leaves the editor. Returns
+   * the editor, or null without CodeMirror. */
   function attachEditor(cell) {
     const CM = window.CodeMirror;
     if (typeof CM !== "function" || typeof CM.fromTextArea !== "function") return null;
@@ -120,8 +122,17 @@
         },
         "Shift-Tab": "indentLess",
         "Shift-Enter": run(true), "Ctrl-Enter": run(false), "Cmd-Enter": run(false),
+        "Alt-Enter": () => cell._runAndInsert(),
+        "Up": (cm) => leave(cm, -1), "Down": (cm) => leave(cm, 1),
       },
     });
+    /** Up on the first line, Down on the last: the cell above or below, as in Jupyter. */
+    function leave(cm, by) {
+      const at = cm.getCursor();
+      const edge = by < 0 ? at.line === cm.firstLine() : at.line === cm.lastLine();
+      if (cm.somethingSelected() || !edge || !cell._leave(by, at.ch)) return CM.Pass;
+      return undefined;
+    }
     // On the editor's whole element, before CodeMirror sees the key: a key pressed just
     // after a click can reach CodeMirror's scroller while it hands focus to its input, and
     // an Escape lost there left the next Tab indenting (a keyboard trap).
