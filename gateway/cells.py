@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from tornado.web import HTTPError
+
 from protocol import msgtypes as mt
 from protocol.asked import Asked, BadLimits, parse
 from protocol.wire import Message
@@ -247,9 +249,34 @@ class InteractHandler(BaseHandler):
         self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
 
 
-class InputHandler(BaseHandler):
+#: ``?on_conflict=report``: a 409 (a prompt answered already, a run that ended) is answered
+#: 200 ``{"conflict": true, "error"}`` instead, as a layout save's (gateway/layouts.py): the
+#: worksheet page meets these in ordinary use (another tab answered; Stop as the run ended),
+#: and a browser logs every 4xx answer as a console error.
+REPORT = "report"
+
+
+class ConflictReported(BaseHandler):
+    """A handler whose 409 the client may ask to have reported (:data:`REPORT`)."""
+
+    async def ask_or_report(self, msg_type: str, content: dict[str, Any],
+                            address: Address) -> bool:
+        """Ask the broker; False if it refused with 409 and this request asked for such a
+        refusal to be reported (then it is answered, 200)."""
+        try:
+            await self.ask(msg_type, content, address)
+        except HTTPError as e:
+            if e.status_code != 409 or self.get_query_argument("on_conflict", "") != REPORT:
+                raise
+            self.write_json(200, {"cell_id": address[2], "conflict": True, "error": e.reason})
+            return False
+        return True
+
+
+class InputHandler(ConflictReported):
     """``POST …/input``: ``{"value": "..."}`` answers the prompt (``input()``) the cell's
-    run waits on; 409 if it waits on none. The value is not stored (a password must not be)."""
+    run waits on; 409 if it waits on none (or reported, :data:`REPORT`). The value is not
+    stored (a password must not be)."""
 
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
@@ -259,15 +286,18 @@ class InputHandler(BaseHandler):
             raise fail(413, str(e)) from None
         except ValueError as e:
             raise fail(400, f"the body cannot be used: {e}") from None
-        await self.ask(mt.INPUT_REPLY, content, address)
-        self.write_json(202, {"cell_id": cell_id, "status": "answered"})
+        if await self.ask_or_report(mt.INPUT_REPLY, content, address):
+            self.write_json(202, {"cell_id": cell_id, "status": "answered"})
 
 
-class InterruptHandler(BaseHandler):
+class InterruptHandler(ConflictReported):
+    """``POST …/interrupt``: KeyboardInterrupt in the cell's running code; 409 for a cell
+    not running (or reported, :data:`REPORT`)."""
+
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
-        await self.ask(mt.INTERRUPT_REQUEST, {}, address)
-        self.write_json(202, {"cell_id": cell_id, "status": "interrupting"})
+        if await self.ask_or_report(mt.INTERRUPT_REQUEST, {}, address):
+            self.write_json(202, {"cell_id": cell_id, "status": "interrupting"})
 
 
 class RestartHandler(BaseHandler):

@@ -248,7 +248,8 @@
     /** Answer the prompt the cell's run waits on; null when sent, else what went wrong. */
     async answerPrompt(value, prompt) {
       try {
-        const r = await this._ask(this._url("input"), {
+        // A prompt no longer waiting is answered 200 {conflict}, not 409 (a console error).
+        const r = await this._ask(this._url("input?on_conflict=report"), {
           method: "POST", headers: {"Content-Type": "application/json"},
           body: JSON.stringify(Number.isInteger(prompt) ? {value: value, prompt: prompt}
                                : {value: value}),
@@ -257,7 +258,7 @@
         const body = r.body || {};
         // 409: answered already (maybe by an earlier try of ours whose reply was lost),
         // stale, or the run ended; the output shows which once it updates.
-        if (r.status === 409) {
+        if (r.status === 409 || (r.ok && body.conflict === true)) {
           return "This prompt no longer waits for an answer: it was answered (an earlier "
             + "try of yours may have arrived) or its run ended.";
         }

@@ -152,8 +152,10 @@
       if (Number.isInteger(doc.seq)) s.seq = doc.seq;
     }
 
+    /** Stop the cell's run. One that ended meanwhile (the page has not heard yet) is
+     * answered 200 {conflict}, not 409, which the console would show as an error. */
     interrupt(cell) {
-      this.ask(this.url(cell, "interrupt"), {method: "POST"}).catch(() => {});
+      this.ask(this.url(cell, "interrupt?on_conflict=report"), {method: "POST"}).catch(() => {});
     }
 
     restart(cell) {
