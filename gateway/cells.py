@@ -31,23 +31,26 @@ Address = tuple[str, str, str]
 
 
 class CellWatch:
-    """Wakes long-polls when output for their cell arrives on the broker's feed."""
+    """Wakes long-polls when output for their cell arrives on the broker's feed; one
+    watching a whole worksheet (an address of (user, worksheet), gateway/sessionnotes.py)
+    wakes at anything of the worksheet's."""
 
     def __init__(self) -> None:
-        self.waiting: defaultdict[Address, set[asyncio.Event]] = defaultdict(set)
+        self.waiting: defaultdict[tuple[str, ...], set[asyncio.Event]] = defaultdict(set)
 
     def __call__(self, msg: Message) -> None:
         facts = msg["metadata"].get("cellbus") or {}
         address = (facts.get("user"), facts.get("worksheet"), facts.get("cell_id"))
-        for event in self.waiting.get(address, ()):  # type: ignore[arg-type]
-            event.set()
+        for key in (address, address[:2]):
+            for event in self.waiting.get(key, ()):  # type: ignore[arg-type]
+                event.set()
 
-    def watch(self, address: Address) -> asyncio.Event:
+    def watch(self, address: tuple[str, ...]) -> asyncio.Event:
         event = asyncio.Event()
         self.waiting[address].add(event)
         return event
 
-    def unwatch(self, address: Address, event: asyncio.Event) -> None:
+    def unwatch(self, address: tuple[str, ...], event: asyncio.Event) -> None:
         events = self.waiting.get(address)
         if events is not None:
             events.discard(event)

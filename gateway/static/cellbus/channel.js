@@ -31,6 +31,7 @@
       this.maxMessage = this.maxInput = null;  // the gateway's limits (channelsizes.js)
       this.timer = null;
       this.poll = new PollTransport(server, token);  // once no WebSocket gets through
+      this.poll.onRunEnd = (cell) => this.pokeNotes(cell);
       window.addEventListener("online", () => this._reconnectSoon(0));
     }
 
@@ -42,6 +43,7 @@
         this.subs.set(key, sub);
         if (this.ws && this.ws.readyState === WebSocket.OPEN) this._subscribe(sub);
       }
+      if (this.mode === "poll") this._pollNotes(sub);  // (once per worksheet)
       sub.cells.add(cell);
       if (this.mode === "websocket" && !this.ws && this.timer === null) this._connect();
     }
@@ -227,6 +229,7 @@
         }
       }
       this._tellCells(true);
+      for (const sub of this.subs.values()) this._pollNotes(sub);
     }
 
     /** After a reconnect: requests that were sent but not confirmed are looked up before

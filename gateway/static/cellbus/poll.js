@@ -10,6 +10,7 @@
       this.server = server;
       this.token = token;
       this.cells = new WeakMap();  // cell -> its HTTP state (see _of)
+      this.onRunEnd = null;        // function(cell) once a run followed here ended
     }
 
     register() {}  // nothing to subscribe to
@@ -136,6 +137,7 @@
         if (next.status === "done" || next.status === "error") {
           showUsage(cell, next.usage);
           cell._finish(next.status);
+          if (this.onRunEnd) this.onRunEnd(cell);
           return;
         }
       }

@@ -44,6 +44,7 @@
       this.rested = false;    // no cell ran since the notice came
       this.restarted = false; // the next new session is the Restart's, no news
       this.old = new Set();   // cells still showing a run of the session Restart ended
+      this.runs = new Set();  // cells whose run this page sent and that has not ended
       this.lastCount = null;  // the last execution number seen
       this.idleUntil = null;  // when the device ends the idle session (ms), if it said
       this.warnFrom = null;   // when the page starts to warn of it (ms)
@@ -106,8 +107,20 @@
 
     /** A cell of the page sent a run: the session is no longer idle. (Not on its busy status:
      * the idle note comes while its cell still shows the run it ends.) */
-    sent() {
+    sent(cell) {
       this.idleUntil = null;
+      this.runs.add(cell);
+      this.show();
+    }
+
+    /** `cell`'s run ended (done, error, aborted): a session ran it, though the page may
+     * never have seen it running (over HTTP, a short run's first /update is its end). Not
+     * one of the session Restart ended. */
+    ended(cell) {
+      if (this.runs.delete(cell) && !this.old.has(cell)) {
+        this.known = true;
+        this.why = null;
+      }
       this.show();
     }
 

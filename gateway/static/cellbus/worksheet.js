@@ -70,7 +70,8 @@
     const session = new SessionBar(o.kernel, cells);
     list.appendChild(session.node);
     list.addEventListener("cellbus:status", (event) => {
-      if (event.detail.status === "sending") session.sent();
+      if (event.detail.status === "sending") session.sent(event.detail.cell);
+      else if (event.detail.status in FINISHED) session.ended(event.detail.cell);
       else session.show();
     });
     list.addEventListener("cellbus:session", () => session.replaced());
