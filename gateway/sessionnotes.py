@@ -43,7 +43,9 @@ def is_note(msg: Message) -> bool:
 class SessionNotesHandler(BaseHandler):
     """The worksheet's session notes after ``since`` (see the module docstring)."""
 
-    async def get(self, user: str, worksheet: str) -> None:
+    async def get(self, user: str, worksheet: str, what: str) -> None:
+        # (three path parts, as a cell's: BaseHandler.prepare checks the visitor may use
+        # ``user``'s worksheets, as for the layout's)
         address = check_address(user, worksheet, "-")
         since, wait = self._number("since", int), min(self._number("wait", float), MAX_WAIT)
         known = self.get_query_argument("session", None)
@@ -102,4 +104,4 @@ class SessionNotesHandler(BaseHandler):
         return value
 
 
-ROUTES = [(r"/home/([^/]+)/([^/]+)/session", SessionNotesHandler)]
+ROUTES = [(r"/home/([^/]+)/([^/]+)/(session)", SessionNotesHandler)]
