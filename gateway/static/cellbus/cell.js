@@ -113,6 +113,7 @@
         this.noOutputTimer = setTimeout(() => this._noOutput(gen), this.options.noOutputTimeout);
       }
       this.requestId = this.channel.evaluate(this, code);
+      if (this.channel.lost) this._connection(false);  // it goes once the page is back
     }
 
     /** Show the run `parent`, which this page did not start, from its prompt on (see

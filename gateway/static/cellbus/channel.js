@@ -33,6 +33,23 @@
       this.poll = new PollTransport(server, token);  // once no WebSocket gets through
       this.poll.onRunEnd = (cell) => this.pokeNotes(cell);
       window.addEventListener("online", () => this._reconnectSoon(0));
+      window.addEventListener("offline", () => this._offline());
+    }
+
+    /** The browser went offline: the socket is given up at once (the cells say the
+     * connection is lost, instead of running on with nothing coming), and no new one is
+     * tried until the browser is online again (each try would be a console error). */
+    _offline() {
+      const ws = this.ws;
+      if (!ws) return;
+      ws.onclose = null;
+      ws.close();
+      this._closed(ws, true, 1000);
+    }
+
+    /** The page had its socket and lost it (or, over HTTP, the browser is offline). */
+    get lost() {
+      return this.mode === "poll" ? navigator.onLine === false : this.everUp && !this.up;
     }
 
     register(cell) {
@@ -151,6 +168,7 @@
 
     _connect() {
       this.timer = null;
+      if (navigator.onLine === false) return;  // the online event connects
       let ws;
       try {
         ws = new WebSocket(this.wsUrl);
@@ -211,6 +229,7 @@
 
     _reconnectSoon(delay) {
       if (this.mode !== "websocket" || this.ws) return;
+      if (navigator.onLine === false) return;  // the online event connects
       if (this.timer !== null) clearTimeout(this.timer);
       this.timer = setTimeout(() => this._connect(), delay * (0.75 + Math.random() / 2));
     }

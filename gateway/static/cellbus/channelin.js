@@ -120,6 +120,7 @@
       const base = this.server + "home/" + [sub.user, sub.worksheet].map(encodeURIComponent)
         .join("/") + "/session";
       while (sub.cells.size) {
+        await whenOnline();
         const url = base + "?since=" + sub.last
           + (sub.session ? "&session=" + encodeURIComponent(sub.session) : "");
         const r = await this.poll.ask(url, {cache: "no-store"}).catch(() => null);

@@ -69,6 +69,13 @@
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
+  /** Resolves once the browser is online (at once if it is): a request tried offline
+   * fails, and Chromium logs each such failure as a console error. */
+  function whenOnline() {
+    if (navigator.onLine !== false) return Promise.resolve();
+    return new Promise((resolve) => window.addEventListener("online", resolve, {once: true}));
+  }
+
   /** `text` without its escapes: CSI (colours) and OSC 8 (a hyperlink's start and end, its
    * text kept). */
   function stripAnsi(text) {

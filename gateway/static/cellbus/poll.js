@@ -87,6 +87,8 @@
 
     async _evaluate(cell, code) {
       const gen = cell.generation;
+      await whenOnline();
+      if (gen !== cell.generation) return;
       let r;
       try {
         r = await this.ask(this.url(cell, "evaluate"), {
@@ -117,6 +119,10 @@
       s.seq = doc && Number.isInteger(doc.seq) ? doc.seq : 0;
       let delay = 500;
       while (cell.requestId === msgId && cell.busy) {
+        if (navigator.onLine === false) {
+          cell._connection(false);
+          await whenOnline();
+        }
         const next = await this.document(cell, s.seq, 20);
         if (cell.requestId !== msgId || !cell.busy) return;
         if (!next) {
