@@ -94,6 +94,7 @@
         return;
       }
       const code = this.input.value;
+      this._pending(false);
       const gen = ++this.generation;
       if (this.requestId) this.channel.forget(this.requestId);
       this.requestId = null;

@@ -132,6 +132,26 @@
       this.element.classList.remove("cellbus-waiting");
     },
 
+    /** Marked as waiting for its turn in a Run all (`on`), [*] and "waiting to run", or
+     * no longer (its turn came: evaluate; or the Run all stopped before it): the number and
+     * status it showed come back. */
+    _pending(on) {
+      if (on && !this.busy && !this.waitingFor) {
+        this.waitingFor = {count: this.count.textContent, hidden: this.count.hidden};
+        this._setCount("*");
+        this.statusText.textContent = "waiting to run (Run all)";
+        this.element.classList.add("cellbus-pending");
+      } else if (!on && this.waitingFor) {
+        const before = this.waitingFor;
+        this.waitingFor = null;
+        this.element.classList.remove("cellbus-pending");
+        if (this.busy) return;  // its run shows its own
+        this.count.textContent = before.count;
+        this.count.hidden = before.hidden;
+        this._setStatus(this.status);
+      }
+    },
+
     _setCount(text) {
       this.count.textContent = "[" + text + "]";
       this.count.hidden = false;

@@ -236,15 +236,21 @@
     }
     async function runEach() {
       let stopped = null;
-      for (const cell of cells.slice()) {
+      const queue = cells.slice();
+      // As Jupyter queues them: each code cell to run shows [*] until its turn.
+      for (const cell of queue) if (cell.type === "code" && cell.input.value.trim()) cell._pending(true);
+      for (const cell of queue) {
         if (!cells.includes(cell)) continue;  // deleted meanwhile
         if (cell.type === "markdown") {
           if (cell.input.value.trim()) cell.render();
-        } else if (cell.input.value.trim() && await runToEnd(cell) !== "done") {
+        } else if (!cell.input.value.trim()) {
+          cell._pending(false);  // (emptied meanwhile)
+        } else if (await runToEnd(cell) !== "done") {
           stopped = cell;
           break;
         }
       }
+      for (const cell of queue) cell._pending(false);  // those it did not reach
       list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true, detail: {stopped: stopped}}));
       return stopped;
     }
