@@ -92,6 +92,15 @@ def complete_content(body: dict[str, Any]) -> dict[str, Any]:
     return {"code": code, "cursor_pos": at}
 
 
+def inspect_content(body: dict[str, Any]) -> dict[str, Any]:
+    """The content of an ``inspect_request`` made from a client's ``{"code", "cursor_pos",
+    "detail_level"?}`` (0, the default, or 1, as Jupyter's); ``ValueError`` otherwise."""
+    level = body.get("detail_level", 0)
+    if level not in (0, 1) or isinstance(level, bool):
+        raise ValueError("detail_level must be 0 or 1")
+    return {**complete_content(body), "detail_level": level}
+
+
 def input_content(body: dict[str, Any]) -> dict[str, Any]:
     """The content of an ``input_reply`` made from a client's ``{"value": "...", "prompt":
     SEQ?}`` (``prompt``: the seq of the ``input_request`` it answers; an answer that names

@@ -141,6 +141,13 @@
       return this.channel.complete(this, code, cursorPos);
     }
 
+    /** A Promise of the session's help on the name at `cursorPos`: its inspect_reply
+     * content, or null (as complete). */
+    inspect(code, cursorPos) {
+      if (this.type !== "code") return Promise.resolve(null);
+      return this.channel.inspect(this, code, cursorPos);
+    }
+
     interrupt() {
       if (!this.busy) return;
       this.channel.interrupt(this);

@@ -159,7 +159,7 @@
       } else if (content.ok) {
         record.accepted = true;
         if (record.kind === "execute_request") record.cell._accepted(msgId, content.status);
-        else if (record.kind !== "complete_request") this.requests.delete(msgId);  // (its reply)
+        else if (!record.replyType) this.requests.delete(msgId);  // (a query waits for its reply)
       } else if (content.http_status === 409) {  // sent twice; the first one got through
         record.accepted = true;
       } else {
@@ -178,8 +178,8 @@
       // metadata.cellbus.reply_to (its parent is the broker's message to the session).
       const asker = isObject(facts.reply_to) ? facts.reply_to.msg_id : null;
       const query = typeof asker === "string" ? this.requests.get(asker) : null;
-      if (query && query.kind === "complete_request") {
-        if (msgTypeOf(msg) === "complete_reply") {
+      if (query && query.replyType) {  // a completion's, an inspection's (channelstart.js)
+        if (msgTypeOf(msg) === query.replyType) {
           this.requests.delete(asker);
           query.resolve(msg.content);
         }

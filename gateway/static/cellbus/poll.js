@@ -170,14 +170,14 @@
       this.ask(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
     }
 
-    /** The session's completions over HTTP (POST …/complete, gateway/completions.py): a
-     * Promise of its complete_reply content, NO_SESSION when the worksheet runs none
+    /** The session's completions or help over HTTP (POST …/complete or …/inspect as
+     * `what` says, gateway/completions.py): a Promise of its reply's content, NO_SESSION when the worksheet runs none
      * (channelstart.js starts one then), or null (refused, or the request failed). */
-    async complete(cell, code, cursorPos) {
+    async query(cell, what, content) {
       try {
-        const r = await this.ask(this.url(cell, "complete"), {
+        const r = await this.ask(this.url(cell, what), {
           method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({code: code, cursor_pos: cursorPos}),
+          body: JSON.stringify(content),
         });
         if (!r.ok || !isObject(r.body)) return null;
         return r.body.session === false ? NO_SESSION : r.body;
