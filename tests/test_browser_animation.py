@@ -12,7 +12,8 @@ import pytest
 
 from kernels import require_kernel
 from module_chain import module_chain
-from test_browser import ARTIFACTS, browser, expect, open_worksheet, page, run  # noqa: F401
+from test_browser import (ARTIFACTS, browser, code_box, expect, open_worksheet,  # noqa: F401
+                          page, run)
 
 SAMPLE = """out => {
   window.heights = [];
@@ -65,3 +66,20 @@ def test_a_clear_output_animation_keeps_its_height(page: Any, web: Any, kind: st
     start = heights.index(full[0])
     assert min(heights[start:]) >= 0.9 * max(heights[start:]), [round(h) for h in heights]
     expect(out.locator(".cellbus-stdout")).to_have_text("frame 11\n")
+
+
+def test_a_new_run_takes_the_height_of_its_own_output(page: Any, web: Any) -> None:
+    """The hold is for frames within a run: a cell run again with less output shrinks as
+    soon as the new output shows (its old output, stale, was replaced, not cleared)."""
+    cell = open_worksheet(page, web, kernel="python3").nth(0)
+    out = cell.locator(".cellbus-output")
+    run(cell, "from IPython.display import display, HTML\nprint('tall')\n"
+              "display(HTML('<div style=\"height:300px\">tall</div>'))")
+    expect(cell).to_have_attribute("data-status", "done")
+    expect(out.locator("iframe")).to_have_count(1)
+    code_box(cell).press("Control+a")
+    code_box(cell).press("Delete")  # (fill after a run puts the text in at the cursor)
+    run(cell, "print('short')")
+    page.wait_for_function("out => out.innerText.trim() === 'short'", arg=out.element_handle())
+    assert out.evaluate("e => e.style.minHeight") == ""
+    assert out.evaluate("e => e.getBoundingClientRect().height") < 100

@@ -111,7 +111,11 @@
     _drawNow() {
       const pending = this.pending;
       this.pending = null;
-      if (pending && pending.generation === this.generation) this.view.update(pending.blocks);
+      if (!pending || pending.generation !== this.generation) return;
+      // Blocks taken away within a run (clear_output) keep the output's height a moment;
+      // a new run's output replacing the last run's does not.
+      this.view.update(pending.blocks, this.drawnGeneration === pending.generation);
+      this.drawnGeneration = pending.generation;
     },
 
     _noOutput(gen) {
