@@ -60,6 +60,14 @@
    * `cellbusUpdate(block)` method that returns true is updated in place instead of redrawn. */
   const renderers = {
     text(block) {
+      // Markdown output (IPython's Markdown, _repr_markdown_) rendered as a Markdown cell
+      // is: marked, then DOMPurify (helpers.js showMarkdown: inert, links in a new tab).
+      if (block.mime === "text/markdown") {
+        const node = el("div", "cellbus-md");
+        node.dataset.mime = block.mime;
+        showMarkdown(node, block.content);
+        return node;
+      }
       return new TextView(block).node;  // capped, however long (see TextView)
     },
     image(block) {
