@@ -6,7 +6,8 @@ from typing import Any
 
 import tornado.web
 
-from . import completions, health, layouts, notebook, pages, permalinks, worksheets
+from . import (completions, health, layouts, notebook, pages, permalinks, sessionnotes,
+               worksheets)
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
@@ -62,6 +63,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             *health.ROUTES,
             *permalinks.ROUTES,
             *layouts.ROUTES,
+            *sessionnotes.ROUTES,
             *notebook.ROUTES,
             *worksheets.ROUTES,
             *pages.ROUTES,

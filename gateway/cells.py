@@ -11,6 +11,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from tornado.web import HTTPError
+
 from protocol import msgtypes as mt
 from protocol.asked import Asked, BadLimits, parse
 from protocol.wire import Message
@@ -29,23 +31,26 @@ Address = tuple[str, str, str]
 
 
 class CellWatch:
-    """Wakes long-polls when output for their cell arrives on the broker's feed."""
+    """Wakes long-polls when output for their cell arrives on the broker's feed; one
+    watching a whole worksheet (an address of (user, worksheet), gateway/sessionnotes.py)
+    wakes at anything of the worksheet's."""
 
     def __init__(self) -> None:
-        self.waiting: defaultdict[Address, set[asyncio.Event]] = defaultdict(set)
+        self.waiting: defaultdict[tuple[str, ...], set[asyncio.Event]] = defaultdict(set)
 
     def __call__(self, msg: Message) -> None:
         facts = msg["metadata"].get("cellbus") or {}
         address = (facts.get("user"), facts.get("worksheet"), facts.get("cell_id"))
-        for event in self.waiting.get(address, ()):  # type: ignore[arg-type]
-            event.set()
+        for key in (address, address[:2]):
+            for event in self.waiting.get(key, ()):  # type: ignore[arg-type]
+                event.set()
 
-    def watch(self, address: Address) -> asyncio.Event:
+    def watch(self, address: tuple[str, ...]) -> asyncio.Event:
         event = asyncio.Event()
         self.waiting[address].add(event)
         return event
 
-    def unwatch(self, address: Address, event: asyncio.Event) -> None:
+    def unwatch(self, address: tuple[str, ...], event: asyncio.Event) -> None:
         events = self.waiting.get(address)
         if events is not None:
             events.discard(event)
@@ -85,6 +90,15 @@ def complete_content(body: dict[str, Any]) -> dict[str, Any]:
             0 <= at <= len(code)):
         raise ValueError("a completion needs code (a string) and cursor_pos within it")
     return {"code": code, "cursor_pos": at}
+
+
+def inspect_content(body: dict[str, Any]) -> dict[str, Any]:
+    """The content of an ``inspect_request`` made from a client's ``{"code", "cursor_pos",
+    "detail_level"?}`` (0, the default, or 1, as Jupyter's); ``ValueError`` otherwise."""
+    level = body.get("detail_level", 0)
+    if level not in (0, 1) or isinstance(level, bool):
+        raise ValueError("detail_level must be 0 or 1")
+    return {**complete_content(body), "detail_level": level}
 
 
 def input_content(body: dict[str, Any]) -> dict[str, Any]:
@@ -248,9 +262,34 @@ class InteractHandler(BaseHandler):
         self.write_json(202, {"cell_id": cell_id, "status": c["status"], "msg_id": c["msg_id"]})
 
 
-class InputHandler(BaseHandler):
+#: ``?on_conflict=report``: a 409 (a prompt answered already, a run that ended) is answered
+#: 200 ``{"conflict": true, "error"}`` instead, as a layout save's (gateway/layouts.py): the
+#: worksheet page meets these in ordinary use (another tab answered; Stop as the run ended),
+#: and a browser logs every 4xx answer as a console error.
+REPORT = "report"
+
+
+class ConflictReported(BaseHandler):
+    """A handler whose 409 the client may ask to have reported (:data:`REPORT`)."""
+
+    async def ask_or_report(self, msg_type: str, content: dict[str, Any],
+                            address: Address) -> bool:
+        """Ask the broker; False if it refused with 409 and this request asked for such a
+        refusal to be reported (then it is answered, 200)."""
+        try:
+            await self.ask(msg_type, content, address)
+        except HTTPError as e:
+            if e.status_code != 409 or self.get_query_argument("on_conflict", "") != REPORT:
+                raise
+            self.write_json(200, {"cell_id": address[2], "conflict": True, "error": e.reason})
+            return False
+        return True
+
+
+class InputHandler(ConflictReported):
     """``POST …/input``: ``{"value": "..."}`` answers the prompt (``input()``) the cell's
-    run waits on; 409 if it waits on none. The value is not stored (a password must not be)."""
+    run waits on; 409 if it waits on none (or reported, :data:`REPORT`). The value is not
+    stored (a password must not be)."""
 
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
@@ -260,15 +299,18 @@ class InputHandler(BaseHandler):
             raise fail(413, str(e)) from None
         except ValueError as e:
             raise fail(400, f"the body cannot be used: {e}") from None
-        await self.ask(mt.INPUT_REPLY, content, address)
-        self.write_json(202, {"cell_id": cell_id, "status": "answered"})
+        if await self.ask_or_report(mt.INPUT_REPLY, content, address):
+            self.write_json(202, {"cell_id": cell_id, "status": "answered"})
 
 
-class InterruptHandler(BaseHandler):
+class InterruptHandler(ConflictReported):
+    """``POST …/interrupt``: KeyboardInterrupt in the cell's running code; 409 for a cell
+    not running (or reported, :data:`REPORT`)."""
+
     async def post(self, user: str, worksheet: str, cell_id: str) -> None:
         address = check_address(user, worksheet, cell_id)
-        await self.ask(mt.INTERRUPT_REQUEST, {}, address)
-        self.write_json(202, {"cell_id": cell_id, "status": "interrupting"})
+        if await self.ask_or_report(mt.INTERRUPT_REQUEST, {}, address):
+            self.write_json(202, {"cell_id": cell_id, "status": "interrupting"})
 
 
 class RestartHandler(BaseHandler):

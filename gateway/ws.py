@@ -57,7 +57,7 @@ from . import errors, follows, guard
 from .auth import COOKIE
 from .bus import BrokerUnavailable
 from .cells import (TooLarge, complete_content, execute_content, input_content,
-                    interact_content, within_limit)
+                    inspect_content, interact_content, within_limit)
 from .hooks import Hooks
 from .jsonbody import is_integer, load_json
 from .oversize import ReadsOversized
@@ -72,7 +72,7 @@ SUBSCRIBE_REPLY = "subscribe_reply"
 MAX_HEADER_FIELD = 256
 #: Requests that make a session run code: counted by --rate.
 COSTLY = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.RESTART_REQUEST,
-                    mt.COMPLETE_REQUEST})
+                    mt.COMPLETE_REQUEST, mt.INSPECT_REQUEST})
 
 
 class SocketHandler(Hooks, WebSocketHandler):
@@ -209,7 +209,8 @@ class SocketHandler(Hooks, WebSocketHandler):
             if msg_type == SUBSCRIBE_REQUEST:
                 await self._subscribe(request, content)
             elif msg_type in (mt.EXECUTE_REQUEST, mt.INTERRUPT_REQUEST, mt.RESTART_REQUEST,
-                              mt.INTERACT_REQUEST, mt.INPUT_REPLY, mt.COMPLETE_REQUEST):
+                              mt.INTERACT_REQUEST, mt.INPUT_REPLY, mt.COMPLETE_REQUEST,
+                              mt.INSPECT_REQUEST):
                 await self._forward(request, msg_type, content)
             else:
                 raise ValueError(f"unknown msg_type {msg_type!r}")
@@ -282,8 +283,9 @@ class SocketHandler(Hooks, WebSocketHandler):
             content = input_content(content)
         elif msg_type == mt.RESTART_REQUEST:
             content = {}
-        elif msg_type == mt.COMPLETE_REQUEST:
-            content = complete_content(content)
+        elif msg_type in (mt.COMPLETE_REQUEST, mt.INSPECT_REQUEST):
+            content = (complete_content if msg_type == mt.COMPLETE_REQUEST
+                       else inspect_content)(content)
             within_limit(content["code"], self.settings["max_input"])
         header = {**request["header"]} if isinstance(request.get("header"), dict) else None
         if header is not None and not all(

@@ -12,13 +12,13 @@ def test_a_network_error_says_the_answer_may_have_arrived(page, web) -> None:
     run(cell, "print('got', input('Go? '))")
     box = cell.locator(".cellbus-prompt-input")
     expect(box).to_be_visible()
-    page.route("**/input", lambda route: route.abort("connectionreset"))
+    page.route("**/input?*", lambda route: route.abort("connectionreset"))
     box.fill("one")
     box.press("Enter")
     notice = cell.locator(".cellbus-prompt-notice")
     expect(notice).to_contain_text("your answer may have arrived")
     expect(notice).not_to_contain_text("Could not reach")
-    page.unroute("**/input")
+    page.unroute("**/input?*")
     box.press("Enter")  # it did not arrive (the route dropped it): the prompt still waits
     expect(cell.locator(".cellbus-output")).to_contain_text("got one")
     expect(cell.locator(".cellbus-prompt-input")).to_have_count(0)
@@ -32,7 +32,7 @@ def test_a_409_says_the_prompt_was_answered(page, web) -> None:
     run(cell, "print('got', input('Go? '))")
     box = cell.locator(".cellbus-prompt-input")
     expect(box).to_be_visible()
-    page.route("**/input", lambda route: route.fulfill(
+    page.route("**/input?*", lambda route: route.fulfill(
         status=409, content_type="application/json",
         body='{"error": "cell 1 waits for no input"}'))
     box.fill("second")
@@ -40,6 +40,6 @@ def test_a_409_says_the_prompt_was_answered(page, web) -> None:
     notice = cell.locator(".cellbus-prompt-notice")
     expect(notice).to_contain_text("it was answered (an earlier try of yours may have "
                                    "arrived) or its run ended")
-    page.unroute("**/input")
+    page.unroute("**/input?*")
     box.press("Enter")
     expect(cell.locator(".cellbus-output")).to_contain_text("got second")

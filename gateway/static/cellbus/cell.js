@@ -97,6 +97,7 @@
         return;
       }
       const code = this.input.value;
+      this._pending(false);
       const gen = ++this.generation;
       if (this.requestId) this.channel.forget(this.requestId);
       this.requestId = null;
@@ -116,6 +117,7 @@
         this.noOutputTimer = setTimeout(() => this._noOutput(gen), this.options.noOutputTimeout);
       }
       this.requestId = this.channel.evaluate(this, code);
+      if (this.channel.lost) this._connection(false);  // it goes once the page is back
     }
 
     /** Show the run `parent`, which this page did not start, from its prompt on (see
@@ -140,6 +142,13 @@
     complete(code, cursorPos) {
       if (this.type !== "code") return Promise.resolve(null);
       return this.channel.complete(this, code, cursorPos);
+    }
+
+    /** A Promise of the session's help on the name at `cursorPos`: its inspect_reply
+     * content, or null (as complete). */
+    inspect(code, cursorPos) {
+      if (this.type !== "code") return Promise.resolve(null);
+      return this.channel.inspect(this, code, cursorPos);
     }
 
     interrupt() {
@@ -252,7 +261,8 @@
     /** Answer the prompt the cell's run waits on; null when sent, else what went wrong. */
     async answerPrompt(value, prompt) {
       try {
-        const r = await this._ask(this._url("input"), {
+        // A prompt no longer waiting is answered 200 {conflict}, not 409 (a console error).
+        const r = await this._ask(this._url("input?on_conflict=report"), {
           method: "POST", headers: {"Content-Type": "application/json"},
           body: JSON.stringify(Number.isInteger(prompt) ? {value: value, prompt: prompt}
                                : {value: value}),
@@ -261,7 +271,7 @@
         const body = r.body || {};
         // 409: answered already (maybe by an earlier try of ours whose reply was lost),
         // stale, or the run ended; the output shows which once it updates.
-        if (r.status === 409) {
+        if (r.status === 409 || (r.ok && body.conflict === true)) {
           return "This prompt no longer waits for an answer: it was answered (an earlier "
             + "try of yours may have arrived) or its run ended.";
         }

@@ -12,6 +12,9 @@
       if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
         event.preventDefault();
         indent(this.input, event.shiftKey);
+      } else if (event.key === "Enter" && event.altKey && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        this._runAndInsert();
       } else if (event.key === "Enter" && (event.shiftKey || event.ctrlKey || event.metaKey)) {
         event.preventDefault();
         this.evaluate();
@@ -19,7 +22,54 @@
       } else if (event.key === "Enter" && !event.altKey) {
         event.preventDefault();
         newLine(this.input);
+      } else if ((event.key === "ArrowUp" || event.key === "ArrowDown") && !event.shiftKey
+                 && !event.altKey && !event.ctrlKey && !event.metaKey) {
+        this._arrow(event);
       }
+    },
+
+    /** Up on the box's first line, Down on its last: the cell above or below. */
+    _arrow(event) {
+      const box = this.input, up = event.key === "ArrowUp";
+      if (box.selectionStart !== box.selectionEnd) return;
+      const at = box.selectionStart;
+      const edge = up ? box.value.lastIndexOf("\n", at - 1) === -1
+        : box.value.indexOf("\n", at) === -1;
+      const column = at - box.value.lastIndexOf("\n", at - 1) - 1;
+      if (edge && this._leave(up ? -1 : 1, column)) event.preventDefault();
+    },
+
+    /** Alt+Enter: evaluate, then a new cell below this one (a worksheet's onAltEnter). */
+    _runAndInsert() {
+      this.evaluate();
+      if (this.options.onAltEnter) this.options.onAltEnter(this);
+    },
+
+    /** Go to the cell `by` places away (-1: above) at `column` (a worksheet's onLeave);
+     * false if there is none. */
+    _leave(by, column) {
+      return Boolean(this.options.onLeave && this.options.onLeave(this, by, column));
+    },
+
+    /** Focus the code box on its first (`where`: "first") or last line, at `column` or the
+     * line's end; a rendered Markdown cell is focused as it is (Enter edits it). */
+    focusLine(where, column) {
+      if (!this.rendered.hidden) {
+        this.rendered.focus();
+        return;
+      }
+      if (this.editor) {
+        const line = where === "first" ? this.editor.firstLine() : this.editor.lastLine();
+        this.editor.focus();
+        this.editor.setCursor({line: line, ch: column});
+        return;
+      }
+      const value = this.input.value;
+      const start = where === "first" ? 0 : value.lastIndexOf("\n") + 1;
+      const end = where === "first" && value.includes("\n") ? value.indexOf("\n") : value.length;
+      this.input.focus();
+      const at = Math.min(start + column, end);
+      this.input.setSelectionRange(at, at);
     },
 
     /** Run later evaluations in `kernel`, and highlight the code in its language. */
@@ -50,16 +100,18 @@
     },
 
     /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
-     * ask for a new cell above or below it (cellbus:insert, which a worksheet answers).
-     * True if `event` (the key after an Escape) was one of them. */
+     * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
+     * for the last cell deleted back (cellbus:undelete). True if `event` (the key after an
+     * Escape) was one of them. */
     _commandKey(event) {
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
-      if (!"myab".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+      if (!"myabz".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
           || event.altKey) {
         return false;
       }
       event.preventDefault();
       if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
+      else if (key === "z") this._event("undelete", {});
       else this.setType(key === "m" ? "markdown" : "code");
       return true;
     },

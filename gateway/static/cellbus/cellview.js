@@ -111,7 +111,11 @@
     _drawNow() {
       const pending = this.pending;
       this.pending = null;
-      if (pending && pending.generation === this.generation) this.view.update(pending.blocks);
+      if (!pending || pending.generation !== this.generation) return;
+      // Blocks taken away within a run (clear_output) keep the output's height a moment;
+      // a new run's output replacing the last run's does not.
+      this.view.update(pending.blocks, this.drawnGeneration === pending.generation);
+      this.drawnGeneration = pending.generation;
     },
 
     _noOutput(gen) {
@@ -130,6 +134,26 @@
       this.notice.hidden = true;
       this.notice.textContent = "";
       this.element.classList.remove("cellbus-waiting");
+    },
+
+    /** Marked as waiting for its turn in a Run all (`on`), [*] and "waiting to run", or
+     * no longer (its turn came: evaluate; or the Run all stopped before it): the number and
+     * status it showed come back. */
+    _pending(on) {
+      if (on && !this.busy && !this.waitingFor) {
+        this.waitingFor = {count: this.count.textContent, hidden: this.count.hidden};
+        this._setCount("*");
+        this.statusText.textContent = "waiting to run (Run all)";
+        this.element.classList.add("cellbus-pending");
+      } else if (!on && this.waitingFor) {
+        const before = this.waitingFor;
+        this.waitingFor = null;
+        this.element.classList.remove("cellbus-pending");
+        if (this.busy) return;  // its run shows its own
+        this.count.textContent = before.count;
+        this.count.hidden = before.hidden;
+        this._setStatus(this.status);
+      }
     },
 
     _setCount(text) {

@@ -31,7 +31,25 @@
       this.maxMessage = this.maxInput = null;  // the gateway's limits (channelsizes.js)
       this.timer = null;
       this.poll = new PollTransport(server, token);  // once no WebSocket gets through
+      this.poll.onRunEnd = (cell) => this.pokeNotes(cell);
       window.addEventListener("online", () => this._reconnectSoon(0));
+      window.addEventListener("offline", () => this._offline());
+    }
+
+    /** The browser went offline: the socket is given up at once (the cells say the
+     * connection is lost, instead of running on with nothing coming), and no new one is
+     * tried until the browser is online again (each try would be a console error). */
+    _offline() {
+      const ws = this.ws;
+      if (!ws) return;
+      ws.onclose = null;
+      ws.close();
+      this._closed(ws, true, 1000);
+    }
+
+    /** The page had its socket and lost it (or, over HTTP, the browser is offline). */
+    get lost() {
+      return this.mode === "poll" ? navigator.onLine === false : this.everUp && !this.up;
     }
 
     register(cell) {
@@ -42,6 +60,7 @@
         this.subs.set(key, sub);
         if (this.ws && this.ws.readyState === WebSocket.OPEN) this._subscribe(sub);
       }
+      if (this.mode === "poll") this._pollNotes(sub);  // (once per worksheet)
       sub.cells.add(cell);
       if (this.mode === "websocket" && !this.ws && this.timer === null) this._connect();
     }
@@ -149,6 +168,7 @@
 
     _connect() {
       this.timer = null;
+      if (navigator.onLine === false) return;  // the online event connects
       let ws;
       try {
         ws = new WebSocket(this.wsUrl);
@@ -209,6 +229,7 @@
 
     _reconnectSoon(delay) {
       if (this.mode !== "websocket" || this.ws) return;
+      if (navigator.onLine === false) return;  // the online event connects
       if (this.timer !== null) clearTimeout(this.timer);
       this.timer = setTimeout(() => this._connect(), delay * (0.75 + Math.random() / 2));
     }
@@ -227,6 +248,7 @@
         }
       }
       this._tellCells(true);
+      for (const sub of this.subs.values()) this._pollNotes(sub);
     }
 
     /** After a reconnect: requests that were sent but not confirmed are looked up before

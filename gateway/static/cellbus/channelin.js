@@ -8,6 +8,9 @@
   // Promise that waits for it, and the broker's notes on the worksheet's session (ended, idle)
   // to the page as events. Output may come before its request's reply: both are keyed by the
   // request's msg_id.
+  const NOTES_EVERY = 5000;        // ms between asks for session notes over HTTP
+  const NOTES_RETRY_MAX = 60000;   // ms between them at most, doubling after failures
+
   Object.assign(Channel.prototype, {
     _receive(raw) {
       let msg;
@@ -104,6 +107,51 @@
       }
     },
 
+    /** Without a WebSocket: the worksheet's session notes (its end, its idle timeout) from
+     * GET /home/U/W/session (gateway/sessionnotes.py), as a subscription brings them: asked
+     * every NOTES_EVERY and as soon as a run of the worksheet ended (pokeNotes: the idle
+     * status that ends it carries the idle timeout), each answer read at once (no request
+     * stays open: a long poll held for good would keep one of the browser's few connections
+     * to the gateway); until the worksheet has no cell on the page. */
+    async _pollNotes(sub) {
+      if (sub.polling) return;
+      sub.polling = true;
+      let delay = NOTES_EVERY;
+      const base = this.server + "home/" + [sub.user, sub.worksheet].map(encodeURIComponent)
+        .join("/") + "/session";
+      while (sub.cells.size) {
+        await whenOnline();
+        const url = base + "?since=" + sub.last
+          + (sub.session ? "&session=" + encodeURIComponent(sub.session) : "");
+        const r = await this.poll.ask(url, {cache: "no-store"}).catch(() => null);
+        const body = r && r.ok && isObject(r.body) ? r.body : null;
+        delay = body ? NOTES_EVERY : Math.min(delay * 2, NOTES_RETRY_MAX);
+        if (body && typeof body.session === "string" && body.session !== sub.session) {
+          this._newSession(sub, body.session);
+        }
+        for (const msg of body && Array.isArray(body.messages) ? body.messages : []) {
+          const facts = isObject(msg) && isObject(msg.content) ? cellbusFacts(msg) : null;
+          if (!facts || !Number.isInteger(facts.seq) || facts.seq <= sub.last) continue;
+          sub.last = facts.seq;
+          this._sessionNote(sub, msg, facts);
+        }
+        if (body && Number.isInteger(body.seq)) sub.last = Math.max(sub.last, body.seq);
+        if (body && body.more) continue;
+        await new Promise((resolve) => {
+          sub.poke = resolve;
+          setTimeout(resolve, delay);
+        });
+        sub.poke = null;
+      }
+      sub.polling = false;
+    },
+
+    /** A run of `cell`'s worksheet ended over HTTP: its session notes are asked now. */
+    pokeNotes(cell) {
+      const sub = this.subs.get(cell.user + "/" + cell.worksheet);
+      if (sub && sub.poke) sub.poke();
+    },
+
     _replied(record, msgId, type, content) {
       if (record.noSession && content.http_status === 409) {  // channelstart.js
         this.requests.delete(msgId);
@@ -111,7 +159,7 @@
       } else if (content.ok) {
         record.accepted = true;
         if (record.kind === "execute_request") record.cell._accepted(msgId, content.status);
-        else if (record.kind !== "complete_request") this.requests.delete(msgId);  // (its reply)
+        else if (!record.replyType) this.requests.delete(msgId);  // (a query waits for its reply)
       } else if (content.http_status === 409) {  // sent twice; the first one got through
         record.accepted = true;
       } else {
@@ -130,8 +178,8 @@
       // metadata.cellbus.reply_to (its parent is the broker's message to the session).
       const asker = isObject(facts.reply_to) ? facts.reply_to.msg_id : null;
       const query = typeof asker === "string" ? this.requests.get(asker) : null;
-      if (query && query.kind === "complete_request") {
-        if (msgTypeOf(msg) === "complete_reply") {
+      if (query && query.replyType) {  // a completion's, an inspection's (channelstart.js)
+        if (msgTypeOf(msg) === query.replyType) {
           this.requests.delete(asker);
           query.resolve(msg.content);
         }

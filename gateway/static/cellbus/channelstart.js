@@ -18,23 +18,35 @@
     /** A Promise of the session's complete_reply content for `code` with the cursor at
      * `cursorPos` (code points), or of null: over HTTP, refused, or no answer in time. A
      * worksheet with no session gets one first (startSession). */
-    async complete(cell, code, cursorPos) {
-      const answer = await this._ask(cell, code, cursorPos);
+    complete(cell, code, cursorPos) {
+      return this.query(cell, "complete", {code: code, cursor_pos: cursorPos});
+    },
+
+    /** The same for the session's help on the name at `cursorPos` (Shift+Tab): its
+     * inspect_reply content ({found, data}), or null. */
+    inspect(cell, code, cursorPos) {
+      return this.query(cell, "inspect", {code: code, cursor_pos: cursorPos, detail_level: 0});
+    },
+
+    /** Ask the session `what` ("complete", "inspect": a Jupyter query) with `content`. */
+    async query(cell, what, content) {
+      const answer = await this._ask(cell, what, content);
       if (answer !== NO_SESSION) return answer;
       if (!await this.startSession(cell)) return null;
-      const again = await this._ask(cell, code, cursorPos);
+      const again = await this._ask(cell, what, content);
       return again === NO_SESSION ? null : again;
     },
 
-    /** One complete_request: its reply's content, null, or NO_SESSION (refused: 409). Over
-     * HTTP, PollTransport's. Asked before the socket is through (opening, subscribing,
+    /** One query (what_request): its reply's content, null, or NO_SESSION (refused: 409).
+     * Over HTTP, PollTransport's. Asked before the socket is through (opening, subscribing,
      * reconnecting), it goes with the requests waiting for it, within COMPLETE_TIMEOUT. */
-    _ask(cell, code, cursorPos) {
-      if (this.mode === "poll") return this.poll.complete(cell, code, cursorPos);
+    _ask(cell, what, content) {
+      if (this.mode === "poll") return this.poll.query(cell, what, content);
       return new Promise((resolve) => {
-        const msgId = this.request(cell, "complete_request", {code: code, cursor_pos: cursorPos});
+        const msgId = this.request(cell, what + "_request", content);
         if (msgId === null) return resolve(null);
         const record = this.requests.get(msgId);
+        record.replyType = what + "_reply";
         record.resolve = resolve;
         record.noSession = () => resolve(NO_SESSION);
         setTimeout(() => {

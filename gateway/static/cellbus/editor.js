@@ -84,6 +84,48 @@
     });
   }
 
+  /** Whether Shift+Tab asks for help (as in Jupyter: right after a name, a dot or an
+   * opening parenthesis, nothing selected, in a code cell) rather than dedents. */
+  function inspectable(cm, cell) {
+    if (cell.type !== "code" || cm.somethingSelected()) return false;
+    const at = cm.getCursor();
+    return /[\w.(]$/.test(cm.getLine(at.line).slice(0, at.ch));
+  }
+
+  /** Show the session's help on the name before the cursor (its signature and docstring,
+   * the inspect_reply's text) in a box under the cursor, until the cursor moves, the code
+   * changes, Escape or the editor loses the focus; nothing if no help came. */
+  function inspect(cm, cell) {
+    const code = cm.getValue();
+    const at = cm.indexFromPos(cm.getCursor());
+    // Right after "name(": the help of the name called (a session finds no name at "(").
+    const asked = code[at - 1] === "(" ? at - 1 : at;
+    cell.inspect(code, Array.from(code.slice(0, asked)).length).then((reply) => {
+      const data = isObject(reply) && reply.found === true && isObject(reply.data) ? reply.data : {};
+      const text = data["text/plain"];
+      if (typeof text !== "string" || !text || cm.getValue() !== code
+          || cm.indexFromPos(cm.getCursor()) !== at) return;
+      closeHelp(cm);
+      const box = el("pre", "cellbus-inspect");
+      box.setAttribute("role", "tooltip");
+      showAnsi(box, text.replace(/\n+$/, ""));
+      cm.state.cellbusHelp = box;
+      cm.addWidget(cm.getCursor(), box, true);
+      const close = () => {
+        closeHelp(cm);
+        cm.off("cursorActivity", close);
+        cm.off("blur", close);
+      };
+      cm.on("cursorActivity", close);
+      cm.on("blur", close);
+    });
+  }
+
+  function closeHelp(cm) {
+    if (cm.state.cellbusHelp) cm.state.cellbusHelp.remove();
+    cm.state.cellbusHelp = null;
+  }
+
   /** The UTF-16 index of code point `n` of `text`, or null if there is no such point. */
   function unitsOf(text, n) {
     if (!Number.isInteger(n) || n < 0) return null;
@@ -97,10 +139,12 @@
 
   /** Put CodeMirror on `cell`'s textarea, which stays in the DOM (hidden) holding the code:
    * `cell.input.value` reads it, and a page that sets it and fires "input" sets the editor.
-   * Tab after a name completes it (completable), elsewhere Tab and Shift+Tab indent and
-   * dedent by four spaces, Enter keeps the indentation (the
-   * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, and Escape
-   * then Tab leaves the editor. Returns the editor, or null without CodeMirror. */
+   * Tab after a name completes it (completable) and Shift+Tab shows its help (inspect),
+   * elsewhere Tab and Shift+Tab indent and dedent by four spaces, Enter keeps the indentation (the
+   * mode's: a level more after a colon), Shift+Enter and Ctrl+Enter evaluate, Alt+Enter
+   * evaluates and asks for a cell below, Up on the first line and Down on the last go to
+   * the cell above or below (a worksheet's), and Escape then Tab leaves the editor. Returns
+   * the editor, or null without CodeMirror. */
   function attachEditor(cell) {
     const CM = window.CodeMirror;
     if (typeof CM !== "function" || typeof CM.fromTextArea !== "function") return null;
@@ -118,10 +162,22 @@
           if (completable(cm, cell)) complete(cm, cell);
           else cm.execCommand(cm.somethingSelected() ? "indentMore" : "insertSoftTab");
         },
-        "Shift-Tab": "indentLess",
+        "Shift-Tab": (cm) => {
+          if (inspectable(cm, cell)) inspect(cm, cell);
+          else cm.execCommand("indentLess");
+        },
         "Shift-Enter": run(true), "Ctrl-Enter": run(false), "Cmd-Enter": run(false),
+        "Alt-Enter": () => cell._runAndInsert(),
+        "Up": (cm) => leave(cm, -1), "Down": (cm) => leave(cm, 1),
       },
     });
+    /** Up on the first line, Down on the last: the cell above or below, as in Jupyter. */
+    function leave(cm, by) {
+      const at = cm.getCursor();
+      const edge = by < 0 ? at.line === cm.firstLine() : at.line === cm.lastLine();
+      if (cm.somethingSelected() || !edge || !cell._leave(by, at.ch)) return CM.Pass;
+      return undefined;
+    }
     // On the editor's whole element, before CodeMirror sees the key: a key pressed just
     // after a click can reach CodeMirror's scroller while it hands focus to its input, and
     // an Escape lost there left the next Tab indenting (a keyboard trap).
@@ -132,6 +188,7 @@
         return;
       }
       if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap
+      if (event.key === "Escape") closeHelp(editor);
       escaped = event.key === "Escape";
     }, true);
     let syncing = false;

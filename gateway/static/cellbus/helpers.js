@@ -67,6 +67,13 @@
     return new Promise((resolve) => setTimeout(resolve, ms));
   }
 
+  /** Resolves once the browser is online (at once if it is): a request tried offline
+   * fails, and Chromium logs each such failure as a console error. */
+  function whenOnline() {
+    if (navigator.onLine !== false) return Promise.resolve();
+    return new Promise((resolve) => window.addEventListener("online", resolve, {once: true}));
+  }
+
   /** `text` without its escapes: CSI (colours) and OSC 8 (a hyperlink's start and end, its
    * text kept). */
   function stripAnsi(text) {
@@ -106,12 +113,16 @@
   /** A Promise of a new ansi_up converter (it keeps colours across calls), or of null. */
   function ansiConverter() {
     return vendorScript("vendor/ansi_up.js", "AnsiUp").then((AnsiUp) => {
-      if (!AnsiUp) return null;
-      const converter = new AnsiUp();
-      converter.use_classes = true;  // colours from cellbus.css, readable on its background
-      converter.process_hyperlink = (packet) => ansiLink(converter, packet);
-      return converter;
+      return AnsiUp ? newConverter(AnsiUp) : null;
     });
+  }
+
+  /** A converter of the loaded ansi_up class `AnsiUp`, in no colour yet. */
+  function newConverter(AnsiUp) {
+    const converter = new AnsiUp();
+    converter.use_classes = true;  // colours from cellbus.css, readable on its background
+    converter.process_hyperlink = (packet) => ansiLink(converter, packet);
+    return converter;
   }
 
   /** ansi_up's process_hyperlink, for an OSC 8 link (`packet.url`, `packet.text`): only

@@ -10,6 +10,7 @@
       this.server = server;
       this.token = token;
       this.cells = new WeakMap();  // cell -> its HTTP state (see _of)
+      this.onRunEnd = null;        // function(cell) once a run followed here ended
     }
 
     register() {}  // nothing to subscribe to
@@ -86,6 +87,8 @@
 
     async _evaluate(cell, code) {
       const gen = cell.generation;
+      await whenOnline();
+      if (gen !== cell.generation) return;
       let r;
       try {
         r = await this.ask(this.url(cell, "evaluate"), {
@@ -116,6 +119,10 @@
       s.seq = doc && Number.isInteger(doc.seq) ? doc.seq : 0;
       let delay = 500;
       while (cell.requestId === msgId && cell.busy) {
+        if (navigator.onLine === false) {
+          cell._connection(false);
+          await whenOnline();
+        }
         const next = await this.document(cell, s.seq, 20);
         if (cell.requestId !== msgId || !cell.busy) return;
         if (!next) {
@@ -136,6 +143,7 @@
         if (next.status === "done" || next.status === "error") {
           showUsage(cell, next.usage);
           cell._finish(next.aborted ? "aborted" : next.status);
+          if (this.onRunEnd) this.onRunEnd(cell);
           return;
         }
       }
@@ -152,22 +160,24 @@
       if (Number.isInteger(doc.seq)) s.seq = doc.seq;
     }
 
+    /** Stop the cell's run. One that ended meanwhile (the page has not heard yet) is
+     * answered 200 {conflict}, not 409, which the console would show as an error. */
     interrupt(cell) {
-      this.ask(this.url(cell, "interrupt"), {method: "POST"}).catch(() => {});
+      this.ask(this.url(cell, "interrupt?on_conflict=report"), {method: "POST"}).catch(() => {});
     }
 
     restart(cell) {
       this.ask(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
     }
 
-    /** The session's completions over HTTP (POST …/complete, gateway/completions.py): a
-     * Promise of its complete_reply content, NO_SESSION when the worksheet runs none
+    /** The session's completions or help over HTTP (POST …/complete or …/inspect as
+     * `what` says, gateway/completions.py): a Promise of its reply's content, NO_SESSION when the worksheet runs none
      * (channelstart.js starts one then), or null (refused, or the request failed). */
-    async complete(cell, code, cursorPos) {
+    async query(cell, what, content) {
       try {
-        const r = await this.ask(this.url(cell, "complete"), {
+        const r = await this.ask(this.url(cell, what), {
           method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({code: code, cursor_pos: cursorPos}),
+          body: JSON.stringify(content),
         });
         if (!r.ok || !isObject(r.body)) return null;
         return r.body.session === false ? NO_SESSION : r.body;

@@ -60,6 +60,14 @@
    * `cellbusUpdate(block)` method that returns true is updated in place instead of redrawn. */
   const renderers = {
     text(block) {
+      // Markdown output (IPython's Markdown, _repr_markdown_) rendered as a Markdown cell
+      // is: marked, then DOMPurify (helpers.js showMarkdown: inert, links in a new tab).
+      if (block.mime === "text/markdown") {
+        const node = el("div", "cellbus-md");
+        node.dataset.mime = block.mime;
+        showMarkdown(node, block.content);
+        return node;
+      }
       return new TextView(block).node;  // capped, however long (see TextView)
     },
     image(block) {
@@ -165,20 +173,29 @@
     return node;
   }
 
+  /** ms an output keeps its height after blocks were taken away (clear_output(wait=True):
+   * an animation's frame replaced by the next), while the next frame's images decode and its
+   * HTML frames load: it does not collapse and jump back (flicker), as Jupyter's does not. */
+  const CLEAR_HOLD = 1000;
+
   /** Keeps an output element showing a set of blocks; redraws only what changed. */
   class OutputView {
     constructor(element, cell) {
       this.element = element;
       this.cell = cell || null;  // what interact controls send their changes through
       this.shown = new Map();  // id -> {block: {type, seq, content}, node}
+      this.frameHeights = [];  // heights of HTML frames just taken away, for the next ones
+      this.releaseTimer = null;
     }
 
-    update(blocks) {
-      for (const [id, entry] of this.shown) {
-        if (!(id in blocks)) {
-          entry.node.remove();
-          this.shown.delete(id);
-        }
+    /** Show `blocks`; `hold`: keep the height for CLEAR_HOLD if blocks go (not for a
+     * clear of the whole output, its Clear button or a new run). */
+    update(blocks, hold) {
+      const gone = Array.from(this.shown.keys()).filter((id) => !(id in blocks));
+      if (gone.length && hold !== false) this._hold(gone);
+      for (const id of gone) {
+        this.shown.get(id).node.remove();
+        this.shown.delete(id);
       }
       let previous = null;
       for (const [id, block] of sortedBlocks(blocks)) {
@@ -201,12 +218,37 @@
         return Object.assign(entry, {seq: block.seq, block: block});
       }
       const node = renderBlock(id, block, this.cell);
+      if (node.tagName === "IFRAME" && this.frameHeights.length) {
+        node.style.height = this.frameHeights.shift();  // until it says its own
+      }
       if (entry) entry.node.replaceWith(node);
       return {node: node, seq: block.seq, block: block, type: block.type};
     }
 
+    /** Blocks `gone` are about to go: the output keeps its height (a min-height) until
+     * CLEAR_HOLD after the last such change, and new HTML frames start as tall as theirs. */
+    _hold(gone) {
+      const height = this.element.getBoundingClientRect().height;
+      if (!height) return;
+      this.frameHeights = gone.map((id) => this.shown.get(id).node)
+        .filter((node) => node.tagName === "IFRAME" && node.style.height)
+        .map((node) => node.style.height);
+      const held = parseFloat(this.element.style.minHeight) || 0;
+      this.element.style.minHeight = Math.max(held, height) + "px";
+      clearTimeout(this.releaseTimer);
+      this.releaseTimer = setTimeout(() => this._release(), CLEAR_HOLD);
+    }
+
+    _release() {
+      clearTimeout(this.releaseTimer);
+      this.releaseTimer = null;
+      this.element.style.minHeight = "";
+      this.frameHeights = [];
+    }
+
     clear() {
-      this.update({});
+      this.update({}, false);
+      this._release();
       this.element.textContent = "";
     }
 

@@ -43,6 +43,8 @@
       this.notice = null;     // a new session replaced the last: said until the next run
       this.rested = false;    // no cell ran since the notice came
       this.restarted = false; // the next new session is the Restart's, no news
+      this.old = new Set();   // cells still showing a run of the session Restart ended
+      this.runs = new Set();  // cells whose run this page sent and that has not ended
       this.lastCount = null;  // the last execution number seen
       this.idleUntil = null;  // when the device ends the idle session (ms), if it said
       this.warnFrom = null;   // when the page starts to warn of it (ms)
@@ -105,8 +107,20 @@
 
     /** A cell of the page sent a run: the session is no longer idle. (Not on its busy status:
      * the idle note comes while its cell still shows the run it ends.) */
-    sent() {
+    sent(cell) {
       this.idleUntil = null;
+      this.runs.add(cell);
+      this.show();
+    }
+
+    /** `cell`'s run ended (done, error, aborted): a session ran it, though the page may
+     * never have seen it running (over HTTP, a short run's first /update is its end). Not
+     * one of the session Restart ended. */
+    ended(cell) {
+      if (this.runs.delete(cell) && !this.old.has(cell)) {
+        this.known = true;
+        this.why = null;
+      }
       this.show();
     }
 
@@ -132,6 +146,8 @@
       const cell = this.cells[0];
       if (!cell) return;
       cell.channel.restart(cell);
+      // Runs going on end with the old session: they are no sign of a new one.
+      this.old = new Set(this.cells.filter((c) => c.busy));
       this.known = false;
       this.notice = null;
       this.restarted = true;
@@ -157,8 +173,10 @@
     }
 
     show() {
-      const busy = this.cells.some((c) => c.busy);
-      const running = this.cells.some((c) => c.busy && c.status === "running");
+      for (const c of this.old) if (!c.busy || c.status === "sending") this.old.delete(c);
+      const current = this.cells.filter((c) => c.busy && !this.old.has(c));
+      const busy = current.length > 0;
+      const running = current.some((c) => c.status === "running");
       if (running) {
         this.known = true;
         this.why = null;

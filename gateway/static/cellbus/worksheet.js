@@ -47,14 +47,20 @@
     });
   }
 
+  /** How many deleted cells a worksheet can bring back. */
+  const MAX_UNDO = 20;
+
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
-   * delete it; Escape then A or B in a cell adds one above or below it. `codes`: the cells'
+   * delete it (Undo delete, or Escape then Z, brings it back); Escape then A or B in a cell
+   * adds one above or below it, Alt+Enter evaluates and adds one below, Up on a cell's first
+   * line and Down on its last go to the next cell. `codes`: the cells'
    * code, each a string or {id, type, code} (as `layout()` gives, to save); `ran`: the ids
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
    * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
-   * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll). Returns {cells, add, move, remove, layout, runAll}. */
+   * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
+   * Returns {cells, add, move, remove, undelete, layout, runAll}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -64,7 +70,8 @@
     const session = new SessionBar(o.kernel, cells);
     list.appendChild(session.node);
     list.addEventListener("cellbus:status", (event) => {
-      if (event.detail.status === "sending") session.sent();
+      if (event.detail.status === "sending") session.sent(event.detail.cell);
+      else if (event.detail.status in FINISHED) session.ended(event.detail.cell);
       else session.show();
     });
     list.addEventListener("cellbus:session", () => session.replaced());
@@ -79,6 +86,7 @@
       changed();
     });
     list.addEventListener("cellbus:rendered", () => changed());
+    list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
     list.addEventListener("cellbus:insert", (event) => {  // Escape then A or B in a cell
       const at = cells.indexOf(event.detail.cell);
       if (at < 0) return;
@@ -92,8 +100,9 @@
       if (!loading && o.onChange) o.onChange(sheet);
     };
 
-    /** A new cell with `code` (a string or {id, code}) at `index` (default: last). */
-    function add(code, index) {
+    /** A new cell with `code` (a string or {id, code}) at `index` (default: last);
+     * `restore`: show what the store has of its last run (a cell brought back). */
+    function add(code, index, restore) {
       const entry = isObject(code) ? code : {code: code};
       const id = entry.id !== undefined ? String(entry.id) : String(nextId);
       nextId = Math.max(nextId, (parseInt(id, 10) || 0) + 1);
@@ -104,10 +113,17 @@
         code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
         type: entry.type === "markdown" ? "markdown" : "code",
         // A new cell has no past to show, nor has one the store names no run of (`ran`).
-        restore: loading && o.restore !== false && (!Array.isArray(o.ran) || o.ran.includes(id)),
+        restore: restore === true
+          || (loading && o.restore !== false && (!Array.isArray(o.ran) || o.ran.includes(id))),
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
           (cells[next] || add("")).focus();
+        },
+        onAltEnter: (c) => add("", cells.indexOf(c) + 1).focus(),
+        onLeave: (c, by, column) => {
+          const next = cells[cells.indexOf(c) + by];
+          if (next) next.focusLine(by > 0 ? "first" : "last", column);
+          return Boolean(next);
         },
       }));
       cells.splice(at, 0, cell);
@@ -156,9 +172,44 @@
       changed();
     }
 
+    // The cells deleted, newest last, to bring back (Escape then Z, or Undo delete): each
+    // with its place and whether the store has a run of it to show again.
+    const deleted = [];
+    const undo = el("div", "cellbus-undo");
+    undo.setAttribute("role", "status");
+    const undoText = el("span");
+    const undoButton = el("button", "cellbus-tool", "Undo delete");
+    undoButton.type = "button";
+    undoButton.title = "Bring the last deleted cell back (Escape then Z)";
+    undoButton.addEventListener("click", () => undelete());
+    undo.append(undoText, undoButton);
+    undo.hidden = true;
+    element.appendChild(undo);
+    const RAN = {queued: true, running: true, done: true, error: true, aborted: true};
+
+    function showUndo() {
+      const last = deleted[deleted.length - 1];
+      undo.hidden = !last;
+      if (last) undoText.textContent = "Cell " + last.entry.id + " deleted. ";
+    }
+
+    /** Bring the last deleted cell back, in its place, with its code and its last run. */
+    function undelete() {
+      const last = deleted.pop();
+      showUndo();
+      if (!last) return null;
+      const cell = add(last.entry, last.at, last.ran);
+      cell.focus();
+      return cell;
+    }
+
     function remove(cell) {
       const at = cells.indexOf(cell);
       if (at < 0) return;
+      deleted.push({entry: {id: cell.cellId, type: cell.type, code: cell.input.value}, at: at,
+                    ran: cell.type === "code" && cell.status in RAN});
+      if (deleted.length > MAX_UNDO) deleted.shift();
+      showUndo();
       cells.splice(at, 1);
       if (cell.busy) cell._event("status", {status: "removed", busy: false});  // for runAll
       cell.destroy();
@@ -185,15 +236,21 @@
     }
     async function runEach() {
       let stopped = null;
-      for (const cell of cells.slice()) {
+      const queue = cells.slice();
+      // As Jupyter queues them: each code cell to run shows [*] until its turn.
+      for (const cell of queue) if (cell.type === "code" && cell.input.value.trim()) cell._pending(true);
+      for (const cell of queue) {
         if (!cells.includes(cell)) continue;  // deleted meanwhile
         if (cell.type === "markdown") {
           if (cell.input.value.trim()) cell.render();
-        } else if (cell.input.value.trim() && await runToEnd(cell) !== "done") {
+        } else if (!cell.input.value.trim()) {
+          cell._pending(false);  // (emptied meanwhile)
+        } else if (await runToEnd(cell) !== "done") {
           stopped = cell;
           break;
         }
       }
+      for (const cell of queue) cell._pending(false);  // those it did not reach
       list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true, detail: {stopped: stopped}}));
       return stopped;
     }
@@ -203,8 +260,8 @@
       runAll();
     });
 
-    const sheet = {cells: cells, add: add, move: move, remove: remove, layout: layout,
-                   runAll: runAll, options: o};
+    const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
+                   layout: layout, runAll: runAll, options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
     return sheet;

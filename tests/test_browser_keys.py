@@ -1,0 +1,89 @@
+"""A notebook user's keys on the worksheet page, as in Jupyter: Alt+Enter runs the cell and
+inserts a new one below it (focused); Up on a cell's first line and Down on its last go to
+the cell above or below; a deleted cell comes back with Escape then Z, or its Undo button,
+in its place with its code and output; and a run keeps the focus where it was."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from test_browser import (browser, code_box, code_of, expect, open_worksheet,  # noqa: F401
+                          page, run, web)
+from test_browser_console import Console
+
+
+def focused_cell(page: Any) -> int:
+    """The index of the cell whose code box has the focus, or -1."""
+    return int(page.evaluate("""() => {
+        const cell = document.activeElement && document.activeElement.closest('.cellbus-cell');
+        return [...document.querySelectorAll('.cellbus-cell')].indexOf(cell);
+    }"""))
+
+
+def cursor_line(cell: Any) -> int:
+    return int(cell.locator(".CodeMirror").evaluate("e => e.CodeMirror.getCursor().line"))
+
+
+def test_alt_enter_runs_and_inserts_a_cell_below(page: Any, web: Any) -> None:
+    console = Console(page)
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "x = 6 * 7\nprint('ran')", key="Alt+Enter")
+    expect(cells).to_have_count(4)
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("ran")
+    expect(code_of(cells.nth(1))).to_have_value("")
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.type("print(x)")
+    page.keyboard.press("Control+Enter")  # runs in place: the focus stays, after the run too
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("42")
+    expect(cells.nth(1)).to_have_attribute("data-status", "done")
+    expect(code_box(cells.nth(1))).to_be_focused()
+    assert console.settled(page) == []
+
+
+def test_up_and_down_at_a_cells_edge_go_to_the_next_cell(page: Any, web: Any) -> None:
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("a = 1\nb = 2")
+    code_box(cells.nth(1)).fill("c = 3\nd = 4")
+    code_box(cells.nth(0)).press("Control+Home")
+    page.keyboard.press("ArrowDown")  # line 2 of 2: still this cell
+    assert focused_cell(page) == 0 and cursor_line(cells.nth(0)) == 1
+    page.keyboard.press("ArrowDown")
+    expect(code_box(cells.nth(1))).to_be_focused()
+    assert cursor_line(cells.nth(1)) == 0  # its first line
+    page.keyboard.press("ArrowUp")
+    expect(code_box(cells.nth(0))).to_be_focused()
+    assert cursor_line(cells.nth(0)) == 1  # its last line
+    page.keyboard.press("ArrowUp")
+    page.keyboard.press("ArrowUp")  # the first cell's first line: nowhere above to go
+    assert focused_cell(page) == 0 and cursor_line(cells.nth(0)) == 0
+    expect(code_of(cells.nth(0))).to_have_value("a = 1\nb = 2")  # no key typed anything
+
+
+def test_a_deleted_cell_comes_back_with_escape_z_or_undo(page: Any, web: Any) -> None:
+    console = Console(page)
+    cells = open_worksheet(page, web)
+    run(cells.nth(1), "print('kept')")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("kept")
+    cells.nth(1).get_by_role("button", name="Delete cell").click()
+    expect(cells).to_have_count(2)
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    expect(cells).to_have_count(3)
+    expect(code_of(cells.nth(1))).to_have_value("print('kept')")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("kept")
+    for i in (0, 2):
+        expect(code_of(cells.nth(i))).to_have_value("")  # the z typed nothing
+    cells.nth(1).get_by_role("button", name="Delete cell").click()
+    expect(cells).to_have_count(2)
+    page.get_by_role("button", name="Undo delete").click()
+    expect(cells).to_have_count(3)
+    expect(code_of(cells.nth(1))).to_have_value("print('kept')")
+    expect(page.get_by_role("button", name="Undo delete")).to_be_hidden()
+    with page.expect_request_finished(lambda r: r.url.endswith("/layout")
+                                      and r.method == "POST"):
+        cells.nth(1).get_by_role("button", name="Move up").click()
+    console.settled(page)
+    page.reload()  # the cell brought back was saved, in its place
+    expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value("print('kept')")
+    expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text("kept")
+    assert console.settled(page) == []
