@@ -63,6 +63,9 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
+        #: A line already said that the node stops, and why (a signal, a crash): its stop
+        #: says no more (one event, one line).
+        self._stop_said = False
         #: A loop crashed: the node stopped itself and exits non-zero.
         self.crashed = False
         #: The node's Prometheus metrics (subclasses make them), served on ``metrics_port``.
@@ -188,7 +191,7 @@ class Node:
             self.log.error("%s: loop %s crashed; stopping (exit status 1)", self.name,
                            task.get_name(), exc_info=task.exception())
             self.crashed = True
-            self.request_stop()
+            self.request_stop(said=True)
 
     async def recv(self, sock: BusSocket) -> tuple[list[bytes], Message] | None:
         """One checked message from ``sock``, or None if it was rejected (and logged)."""
@@ -216,7 +219,7 @@ class Node:
             except zmq.ZMQError:
                 pass  # not connected any more
         self.crashed = True
-        self.request_stop()
+        self.request_stop(said=True)
 
     def recv_waiting(self, sock: BusSocket,
                      limit: int) -> list[tuple[list[bytes], Message] | None]:
@@ -260,7 +263,9 @@ class Node:
                           self.name, self.metrics_port)
         self.log.info("%s started (cellbus %s)", self.name, VERSION)
 
-    def request_stop(self) -> None:
+    def request_stop(self, *, said: bool = False) -> None:
+        """Stop serving; ``said``: the caller logged that the node stops, and why."""
+        self._stop_said = self._stop_said or said
         if self._stop_requested is not None:
             self._stop_requested.set()
 
@@ -272,7 +277,8 @@ class Node:
         if self._stopped:
             return
         self._stopped = True
-        self.log.info("%s stopping", self.name)
+        if not self._stop_said:
+            self.log.info("%s stopping", self.name)
         try:
             await self.shutdown()
         finally:
@@ -366,4 +372,4 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 
 def _on_signal(node: Node, sig: signal.Signals) -> None:
     node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
-    node.request_stop()
+    node.request_stop(said=True)
