@@ -9,6 +9,7 @@ from protocol.config import (add_common_options, add_curve_options, add_metrics_
                              add_option, load_key, parse_args, use_curve)
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
+from protocol.numbers import count
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -34,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
                help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
     add_metrics_option(p)
     add_curve_options(p, server=True)
-    add_option(p, "--feed-hwm", type=int, default=FEED_HWM, metavar="N",
+    add_option(p, "--feed-hwm", type=count, default=FEED_HWM, metavar="N",
                help="output messages queued for a slow gateway before the feed drops some "
                     "(gateways fetch dropped ones from the store)")
     add_option(p, "--retention", type=parse_duration, default=DEFAULT_TEXT, metavar="DURATION",

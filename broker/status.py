@@ -24,6 +24,7 @@ from protocol.processes import is_running
 from protocol.config import add_curve_options, add_option, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
 from protocol.errors import ConfigError, ProtocolError
+from protocol.numbers import positive_seconds
 from protocol.wire import Session
 
 #: Seconds to wait for the broker's answer.
@@ -205,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     add_curve_options(p, server=False)
     p.add_argument("--state", metavar="PATH", type=Path,
                    help=f"state file of a running `bin/cellbus up` (default {state_path()})")
-    p.add_argument("--timeout", type=float, default=TIMEOUT, metavar="S",
+    p.add_argument("--timeout", type=positive_seconds, default=TIMEOUT, metavar="S",
                    help=f"seconds to wait for the broker (default {TIMEOUT:g})")
     p.add_argument("-s", "--sessions", action="store_true", help="list each device's sessions")
     p.add_argument("--json", action="store_true", help="print the broker's reply as JSON")
