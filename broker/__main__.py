@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, load_key, parse_args, use_curve)
+                             add_option, endpoint, load_key, parse_args, use_curve)
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.numbers import count
@@ -25,12 +25,12 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus broker",
         description="Run the broker: it persists every request and output in its store and "
                     "passes work from gateways to devices.")
-    add_option(p, "--gateway-bind", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
-               node="broker", help="where gateways connect")
-    add_option(p, "--device-bind", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
-               node="broker", help="where devices connect")
-    add_option(p, "--publish-bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
-               node="broker", help="where gateways subscribe to output")
+    add_option(p, "--gateway-bind", type=endpoint, default="tcp://127.0.0.1:5555",
+               metavar="ENDPOINT", node="broker", help="where gateways connect")
+    add_option(p, "--device-bind", type=endpoint, default="tcp://127.0.0.1:5556",
+               metavar="ENDPOINT", node="broker", help="where devices connect")
+    add_option(p, "--publish-bind", type=endpoint, default="tcp://127.0.0.1:5557",
+               metavar="ENDPOINT", node="broker", help="where gateways subscribe to output")
     add_option(p, "--store", metavar="URL",
                help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
     add_metrics_option(p)

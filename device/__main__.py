@@ -7,7 +7,7 @@ import os
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, load_key, parse_args, use_curve)
+                             add_option, endpoint, load_key, parse_args, use_curve)
 from protocol.kernels import DEFAULT_KERNEL
 from protocol.numbers import (amount, count, positive_amount, positive_count, positive_seconds,
                               seconds)
@@ -39,9 +39,9 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus device",
         description="Run a device: it takes requests from the broker and runs each session in "
                     "a worker process of its own on this machine.")
-    add_option(p, "--connect", metavar="ENDPOINT", node="device",
+    add_option(p, "--connect", type=endpoint, metavar="ENDPOINT", node="device",
                help="the broker's device endpoint to connect to, e.g. tcp://broker:5556")
-    add_option(p, "--bind", metavar="ENDPOINT", node="device",
+    add_option(p, "--bind", type=endpoint, metavar="ENDPOINT", node="device",
                help="bind instead of connecting (a test client standing in for the broker)")
     add_option(p, "--device-id", metavar="ID", help="this device's name on the bus; "
                "default HOST-PID")

@@ -94,7 +94,8 @@ class DeviceRouter(Node):
         connect, bind = self.endpoints
         self.up = self.socket(zmq.DEALER, bind=bind, connect=connect,
                               label="DEALER towards the broker",
-                              routing_id=self.device_id.encode())
+                              routing_id=self.device_id.encode(),
+                              option="--connect" if connect else "--bind")
         c = self.config
         self.log.info("device %s: up to %d sessions, %d preforked, idle timeout %g s, exec "
                       "timeout %s, limits %s, workers under %s", self.device_id,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.config import (add_common_options, add_curve_options, add_option, load_key,
-                             parse_args, tcp_port, use_curve)
+from protocol.config import (add_common_options, add_curve_options, add_option, endpoint,
+                             load_key, parse_args, tcp_port, use_curve)
 from protocol.numbers import count, positive_count, positive_seconds
 from protocol.node import run_node, setup_logging
 from protocol.wire import FROM_BROKER_MAX_VALUES, Session
@@ -24,9 +24,9 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--host", default="127.0.0.1", node="gateway", help="address to listen on")
     add_option(p, "--port", type=tcp_port, default=8888, node="gateway",
                help="port to listen on (0: a free one, said in the log)")
-    add_option(p, "--broker", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+    add_option(p, "--broker", type=endpoint, default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                node="gateway", help="the broker's gateway endpoint")
-    add_option(p, "--subscribe", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+    add_option(p, "--subscribe", type=endpoint, default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
                node="gateway", help="the broker's publish endpoint")
     add_option(p, "--max-input", type=positive_count, default=MAX_INPUT, metavar="BYTES",
                help="largest code accepted; larger answers 413")

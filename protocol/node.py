@@ -97,12 +97,13 @@ class Node:
                option: str = "") -> BusSocket:
         """A socket of ``kind`` bound or connected to an endpoint, with linger 0, logged; on
         TCP, encrypted (CURVE, for clients of ``role`` if it binds) with ZMTP heartbeats.
-        ``option`` is the command-line option that sets ``bind``: an endpoint in use is
-        refused in one line that names it."""
+        ``option`` is the command-line option that sets the endpoint: an endpoint in use, or
+        a TCP one without keys, is refused in one line that names it."""
         sock = BusSocket(self.ctx, kind)
         sock.linger = 0
         try:
-            self.secure(sock, bind or connect, role=role, server=bind is not None)
+            self.secure(sock, bind or connect, role=role, server=bind is not None,
+                        option=option)
         except ConfigError:
             sock.close()
             raise
@@ -129,9 +130,10 @@ class Node:
         return sock
 
     def secure(self, sock: BusSocket, endpoint: str | None, *, role: str = "",
-               server: bool = False) -> None:
+               server: bool = False, option: str = "") -> None:
         """Before ``sock`` binds or connects to ``endpoint``: CURVE and heartbeats if the
-        endpoint is TCP; a ConfigError if this node has no keys and may not go without.
+        endpoint is TCP; a ConfigError if this node has no keys and may not go without,
+        naming the ``option`` that gave the endpoint (its default, maybe, not given at all).
         Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
         if endpoint and not server:
             self.watch_link(sock, endpoint, server=False,
@@ -152,7 +154,8 @@ class Node:
                                  "open to anyone who reaches it", self.name, endpoint)
         else:
             keys = "--curve-dir" if server else "--curve-key and --broker-key"
-            raise ConfigError(f"{self.name}: {endpoint} is a TCP endpoint, and the bus is "
+            given = f" ({option})" if option else ""
+            raise ConfigError(f"{self.name}: {endpoint}{given} is a TCP endpoint, and the bus is "
                               f"encrypted there: give {keys} (bin/cellbus cert makes them), "
                               "or --insecure-bus on a network you trust")
 

@@ -1,8 +1,8 @@
-"""A number an option cannot take is refused before anything starts, in one sentence naming
-the option. Before, ``type=int`` and ``type=float`` took ``--max-sessions -3``, ``--prefork
--1``, ``--drain-timeout -5`` and ``--idle-timeout nan`` without a word (``up`` then said
-"cells running get -5 s to finish"), ``up --devices -1`` ran with no device, and ``broker
---feed-hwm -1`` ended in a traceback from ZeroMQ."""
+"""A number (or an endpoint) an option cannot take is refused before anything starts, in one
+sentence naming the option. Before, ``type=int`` and ``type=float`` took ``--max-sessions
+-3``, ``--prefork -1``, ``--drain-timeout -5`` and ``--idle-timeout nan`` without a word
+(``up`` then said "cells running get -5 s to finish"), ``up --devices -1`` ran with no
+device, and ``broker --feed-hwm -1`` ended in a traceback from ZeroMQ."""
 
 from __future__ import annotations
 
@@ -58,3 +58,36 @@ def test_a_number_an_option_cannot_take_is_refused_in_one_line(
     by_env = run(*argv, env={**base, variable: value})
     assert by_env.returncode == 2, (variable, by_env.stdout, by_env.stderr)
     assert variable in by_env.stderr and "Traceback" not in by_env.stderr, by_env.stderr
+
+
+ENDPOINTS = [
+    (["device"], "--connect", "bogus"),
+    (["device"], "--connect", "tcp://host-without-port"),
+    (["gateway"], "--broker", "bogus"),
+    (["broker"], "--gateway-bind", "localhost:5555"),
+    (["status"], "--broker", "bogus"),
+]
+
+
+@pytest.mark.parametrize(("argv", "option", "value"), ENDPOINTS,
+                         ids=[f"{a[0]}{o}={v}" for a, o, v in ENDPOINTS])
+def test_an_endpoint_that_is_none_is_refused_as_such(
+        argv: list[str], option: str, value: str, key_file: Path, tmp_path: Path) -> None:
+    """Tests that text that is no ZeroMQ endpoint is refused in one line saying what an
+    endpoint looks like. Before, ``bogus`` was "a TCP endpoint" that needs CURVE keys, and a
+    TCP endpoint without its port failed later with ZeroMQ's "Invalid argument"."""
+    out = run(*argv, option, value, "--insecure-bus",
+              env={"CELLBUS_KEY_FILE": str(key_file), "XDG_RUNTIME_DIR": str(tmp_path)})
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert f"argument {option}: an endpoint is tcp://HOST:PORT or ipc:///PATH, not " \
+           f"{value!r}" in out.stderr, out.stderr
+
+
+def test_a_tcp_endpoint_without_keys_names_its_option(key_file: Path) -> None:
+    """Tests that a gateway given an ipc --broker, whose --subscribe is left at its TCP
+    default, is told which option names the TCP endpoint it has no keys for (before: only
+    the endpoint, which the operator never typed)."""
+    out = run("gateway", "--broker", "ipc:///nowhere", "--port", "0",
+              env={"CELLBUS_KEY_FILE": str(key_file)})
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert "tcp://127.0.0.1:5557 (--subscribe) is a TCP endpoint" in out.stderr, out.stderr
