@@ -79,3 +79,20 @@ def test_a_mongodb_database_no_broker_used_is_named_like_a_missing_file(
             assert "new store" not in out.stderr and "no store" not in out.stderr, out.stderr
     finally:
         drop_database(typo)
+
+
+@pytest.mark.parametrize("url", ["sqlite:cellbus.db", "sqlite:./data/cellbus.db"])
+def test_a_relative_sqlite_url_is_refused_naming_the_absolute_form(
+        url: str, tmp_path: Path) -> None:
+    """Tests that a SQLite URL with a relative path (no // after sqlite:) is refused, by
+    `user` and by the broker, with the absolute URL of the file it may mean; before, it was
+    taken as a file at the root of the file system (/cellbus.db), which `user` then said
+    was missing and a broker (as root) would have made."""
+    from broker.store._sqlite_file import sqlite_path
+    from broker.store.errors import UnknownStore
+
+    with pytest.raises(UnknownStore, match="relative path"):
+        sqlite_path(url)
+    out = cellbus_user("list", store=url)
+    assert out.returncode == 2 and "relative path" in out.stderr, out.stderr
+    assert "sqlite:////" not in out.stderr and "sqlite:///" in out.stderr, out.stderr
