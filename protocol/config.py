@@ -209,8 +209,10 @@ def load_key(path: str | os.PathLike[str] | None) -> bytes:
 
 
 def generate_key(path: str | os.PathLike[str]) -> bytes:
-    """Write a fresh random key to ``path`` with mode 0600; refuse to overwrite one."""
+    """Write a fresh random key to ``path`` with mode 0600; refuse to overwrite one. Its
+    folder is made (mode 0700) if missing, as ``cert --dir`` makes its own."""
     key = secrets.token_hex(32).encode()
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key + b"\n")

@@ -53,6 +53,17 @@ def test_key_refuses_options_and_existing_files_in_one_line(tmp_path: Path) -> N
     assert (tmp_path / "-odd").stat().st_mode & 0o777 == 0o600
 
 
+def test_key_makes_the_folder_it_goes_in(tmp_path: Path) -> None:
+    """Tests that ``key`` into a folder that does not exist yet (README's first step on a
+    fresh machine: /etc/cellbus/bus.key) makes the folder, mode 0700, as ``cert --dir``
+    does; before, it stopped with "No such file or directory"."""
+    where = tmp_path / "etc" / "cellbus"
+    done = cellbus("key", str(where / "bus.key"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (where / "bus.key").stat().st_mode & 0o777 == 0o600
+    assert where.stat().st_mode & 0o777 == 0o700
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     """A port on 127.0.0.1 that a listening socket holds."""
