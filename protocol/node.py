@@ -135,7 +135,9 @@ class Node:
         endpoint is TCP; a ConfigError if this node has no keys and may not go without,
         naming the ``option`` that gave the endpoint (its default, maybe, not given at all).
         Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
-        if endpoint and not server:
+        # inproc:// is a socket of this process (the broker's feed monitor): no link to watch,
+        # and ZeroMQ reports no connection on it (its "no link after 5 s" was a false alarm).
+        if endpoint and not server and not endpoint.startswith("inproc://"):
             self.watch_link(sock, endpoint, server=False,
                             curve=needs_keys(endpoint) and isinstance(self.keys, ClientKeys))
         if not needs_keys(endpoint):
