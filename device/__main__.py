@@ -130,6 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, tag=device_id, file=args.log_file)  # devices share logs
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
+    if args.backend:  # here, in one line: in the template it was two tracebacks, status 1
+        from session.worker import load_backend
+        try:
+            load_backend(args.backend)
+        except ValueError as e:
+            parser().error(str(e))
     try:
         uids = range(AUTO_SIZE) if args.sandbox_uids == "auto" else parse_uids(args.sandbox_uids)
     except ValueError as e:

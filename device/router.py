@@ -24,6 +24,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol import records
+from protocol.errors import ConfigError
 from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.kernels import kernel_of
 from protocol.node import Node
@@ -32,6 +33,7 @@ from protocol.version import VERSION
 from protocol.wire import Message, Session
 
 from .draining import DRAIN_REPLY_TIMEOUT, DRAIN_TIMEOUT, Drain
+from .launcher import LaunchError
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
@@ -102,7 +104,11 @@ class DeviceRouter(Node):
                       c.max_sessions, c.prefork, c.idle_timeout,
                       f"{c.exec_timeout:g} s" if c.exec_timeout else "none",
                       c.launch.limits, self.overseer.root)
-        await self.overseer.start()
+        try:
+            await self.overseer.start()
+        except LaunchError as e:  # its own error is logged above it: one line, status 2
+            raise ConfigError(f"device {self.device_id} cannot start its sessions' template "
+                              f"process: {e}") from None
         self.log.info("device %s offers the kernels %s (%d ready each, python %d)",
                       self.device_id, ", ".join(k["name"] for k in self.overseer.kernels),
                       c.kernel_prefork, c.prefork)
