@@ -18,6 +18,8 @@ when a kernelspec is asked for.
 from __future__ import annotations
 
 import importlib
+import shutil
+import sys
 from collections.abc import Callable
 from importlib import metadata
 
@@ -55,6 +57,7 @@ def load_backend(spec: str) -> BackendFactory:
     if spec.startswith(JUPYTER_PREFIX) or (not colon and spec not in _entry_points()
                                            and spec in jupyter_kernels()):
         from .jupyter import for_kernel
+        _check_program(spec.removeprefix(JUPYTER_PREFIX))
         return for_kernel(spec.removeprefix(JUPYTER_PREFIX))
     if not colon:
         entry = _entry_points().get(spec)
@@ -72,6 +75,22 @@ def load_backend(spec: str) -> BackendFactory:
         return _check(spec, getattr(importlib.import_module(module_name), attr))
     except (ImportError, AttributeError) as e:
         raise ValueError(f"backend {spec!r}: {e}") from None
+
+
+def _check_program(name: str) -> None:
+    """``ValueError`` if the program kernelspec ``name``'s ``argv`` starts is not there: it
+    was offered, and each session of it died at start with a jupyter_client traceback."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise ValueError(f"backend {name!r}: no Jupyter kernelspec of that name") from None
+    program = spec.argv[0] if spec.argv else ""
+    # jupyter_client runs "python", "python3" and "python3.N" as its own interpreter.
+    ours = {"python", f"python{sys.version_info[0]}", "python%d.%d" % sys.version_info[:2]}
+    if program not in ours and shutil.which(program) is None:
+        raise ValueError(f"backend {name!r}: its kernelspec ({spec.resource_dir}/kernel.json) "
+                         f"starts {program!r}, which is not an installed program")
 
 
 def describe(name: str, factory: BackendFactory | None = None) -> dict[str, str]:
