@@ -289,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cellbus up: {e}", file=sys.stderr, flush=True)
         return 2
+    if args.store:  # the broker would refuse it: say so before starting anything
+        from broker.store import UnknownStore, open_store
+        try:
+            open_store(args.store)
+        except UnknownStore as e:
+            print(f"cellbus up: --store: {e}", file=sys.stderr, flush=True)
+            return 2
     if (why := refusal(args)) is not None:
         print(why, file=sys.stderr, flush=True)
         return 2
