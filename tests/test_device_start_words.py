@@ -41,3 +41,15 @@ def test_a_template_that_cannot_start_is_one_line(key_file: Path, tmp_path: Path
     assert out.returncode == 2, out.stderr
     assert "cannot start its sessions' template process" in out.stderr, out.stderr
     assert "LaunchError" not in out.stderr, out.stderr
+
+
+def test_the_start_line_says_the_limits_in_words(key_file: Path, nodes) -> None:
+    """Tests that the device's start line gives its limits in words and units (it printed
+    the dataclass: Limits(cpu_seconds=3600, memory_bytes=4294967296, ...))."""
+    from harness import NodeProcess, ipc_endpoint
+    device = NodeProcess("device", "--connect", ipc_endpoint("broker"), "--prefork", "0",
+                         "--key-file", str(key_file), "--max-memory", str(2 * 2**30))
+    nodes.append(device)
+    line = device.wait_for_log(r"limits .*, workers under").group(0)
+    assert "Limits(" not in line, line
+    assert "CPU 3600 s, memory 2 GiB, 256 processes, files up to 1 GiB" in line, line
