@@ -6,9 +6,10 @@ import argparse
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, load_key, parse_args, use_curve)
+                             add_option, endpoint, load_key, parse_args, use_curve)
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
+from protocol.numbers import count
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -24,17 +25,17 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus broker",
         description="Run the broker: it persists every request and output in its store and "
                     "passes work from gateways to devices.")
-    add_option(p, "--gateway-bind", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
-               node="broker", help="where gateways connect")
-    add_option(p, "--device-bind", default="tcp://127.0.0.1:5556", metavar="ENDPOINT",
-               node="broker", help="where devices connect")
-    add_option(p, "--publish-bind", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
-               node="broker", help="where gateways subscribe to output")
+    add_option(p, "--gateway-bind", type=endpoint, default="tcp://127.0.0.1:5555",
+               metavar="ENDPOINT", node="broker", help="where gateways connect")
+    add_option(p, "--device-bind", type=endpoint, default="tcp://127.0.0.1:5556",
+               metavar="ENDPOINT", node="broker", help="where devices connect")
+    add_option(p, "--publish-bind", type=endpoint, default="tcp://127.0.0.1:5557",
+               metavar="ENDPOINT", node="broker", help="where gateways subscribe to output")
     add_option(p, "--store", metavar="URL",
                help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
     add_metrics_option(p)
     add_curve_options(p, server=True)
-    add_option(p, "--feed-hwm", type=int, default=FEED_HWM, metavar="N",
+    add_option(p, "--feed-hwm", type=count, default=FEED_HWM, metavar="N",
                help="output messages queued for a slow gateway before the feed drops some "
                     "(gateways fetch dropped ones from the store)")
     add_option(p, "--retention", type=parse_duration, default=DEFAULT_TEXT, metavar="DURATION",

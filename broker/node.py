@@ -107,9 +107,9 @@ class Broker(Node):
 
     def _store_gone(self, why: str) -> None:
         """The store's file went from under the broker: stop, exit status 1."""
-        self.log.error("broker: %s", why)
+        self.log.error("broker: %s", why)  # which says it stops
         self.crashed = True
-        self.request_stop()
+        self.request_stop(said=True)
 
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
@@ -319,14 +319,15 @@ class Broker(Node):
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
             self.watch.reported(device, content, self.senders.handed)  # once it can be told
-            if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
-                self.unsynced.discard(device)
-                self.watch.rejoined(device, content)
+            if fresh:  # a device that registers again, as it heard this broker, is no news
                 self.log.info("broker: device %s registered (capacity %s, load %s, cellbus %s)",
                               device, content.get("capacity"), content.get("load"),
                               str(content.get("version", "unknown"))[:40])
                 if skew := version_skew(f"device {device}", content.get("version")):
                     self.log.warning("broker: %s", skew)
+            if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
+                self.unsynced.discard(device)
+                self.watch.rejoined(device, content)
                 self.spawn(self._device_joined(device, content, self.dispatch.handed.mark()),
                            f"joined.{device}")
             else:

@@ -78,6 +78,9 @@ class DeviceState:
     kernels: list[dict[str, str]] = field(default_factory=lambda: offered({}))
     #: How long its workers may sit idle (its --idle-timeout, s; 0: not reported).
     idle_timeout: float = 0.0
+    #: Which process of the device reports (a new one each start; "" if it said none): a
+    #: register with another one is the device restarted, not a repeat.
+    boot: str = ""
 
     @property
     def occupied(self) -> int:
@@ -101,6 +104,8 @@ class DeviceState:
             self.sandbox = report["sandbox"][:1000]
         if isinstance(report.get("version"), str):
             self.version = report["version"][:40]
+        if isinstance(report.get("boot"), str):
+            self.boot = report["boot"][:64]
         self.load = _int(report.get("load"), self.load)
         self.rejected = _int(report.get("rejected"), self.rejected)
         self.draining = report.get("draining") is True
@@ -132,9 +137,12 @@ class DeviceTable:
         self.unread_since: float | None = None
 
     def heard(self, device: str, routing_id: bytes, report: dict[str, Any] | None = None) -> bool:
-        """Note a message from ``device``; returns True if it is new or was taken for lost."""
+        """Note a message from ``device``; returns True if it is new or was taken for lost,
+        or if the report is of another process of it (it restarted: a new ``boot``)."""
         state = self.devices.get(device)
-        fresh = state is None or state.lost or not self.alive(device)
+        fresh = state is None or state.lost or not self.alive(device) or (
+            report is not None and isinstance(report.get("boot"), str)
+            and report["boot"][:64] != state.boot)
         if state is None:
             state = self.devices[device] = DeviceState(device, routing_id)
         state.routing_id = routing_id

@@ -21,9 +21,10 @@ import zmq
 
 from protocol import linkwatch, msgtypes as mt
 from protocol.processes import is_running
-from protocol.config import add_curve_options, add_option, load_key, parse_args
+from protocol.config import add_curve_options, add_option, endpoint, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
 from protocol.errors import ConfigError, ProtocolError
+from protocol.numbers import positive_seconds
 from protocol.wire import Session
 
 #: Seconds to wait for the broker's answer.
@@ -197,7 +198,7 @@ def parser() -> argparse.ArgumentParser:
                     "and the requests waiting. With no --broker/--key-file, asks the system "
                     f"`bin/cellbus up` runs (its state file {state_path()}). Exit status: 0 "
                     f"ready, {NOT_READY} answered but not ready, 1 no answer, 2 bad options.")
-    add_option(p, "--broker", metavar="ENDPOINT", node="gateway",
+    add_option(p, "--broker", type=endpoint, metavar="ENDPOINT", node="gateway",
                help="the broker's gateway endpoint, e.g. tcp://hub:5555")
     add_option(p, "--key-file", metavar="PATH", help="file holding the deployment key")
     add_option(p, "--packer", default="msgpack", choices=["msgpack", "json"],
@@ -205,7 +206,7 @@ def parser() -> argparse.ArgumentParser:
     add_curve_options(p, server=False)
     p.add_argument("--state", metavar="PATH", type=Path,
                    help=f"state file of a running `bin/cellbus up` (default {state_path()})")
-    p.add_argument("--timeout", type=float, default=TIMEOUT, metavar="S",
+    p.add_argument("--timeout", type=positive_seconds, default=TIMEOUT, metavar="S",
                    help=f"seconds to wait for the broker (default {TIMEOUT:g})")
     p.add_argument("-s", "--sessions", action="store_true", help="list each device's sessions")
     p.add_argument("--json", action="store_true", help="print the broker's reply as JSON")

@@ -8,8 +8,10 @@
 
 It writes the broker's store directly (``--store``; by default the same SQLite file the broker
 and ``bin/cellbus up`` use), and keeps only each token's SHA-256 (see :mod:`protocol.tokens`).
-Running gateways ask the broker, which reads the store on every ask, so a change counts
-without a restart: a removed token stops working once the gateways' short cache expires.
+A store no broker has used (a typo in ``--store``: :mod:`broker.store.unused`) is refused
+by ``list`` and ``remove``, and ``add`` there says it made a new store. Running gateways
+ask the broker, which reads the store on every ask, so a change counts without a restart:
+a removed token stops working once the gateways' short cache expires.
 """
 
 from __future__ import annotations
@@ -19,15 +21,13 @@ import asyncio
 import shlex
 import sys
 import time
-from pathlib import Path
-from urllib.parse import urlsplit
 
 from protocol.config import add_option, parse_args
 from protocol.tokens import new_token, token_hash, valid_user_name
 
 from .store import ACCEPTED, Store, StoreError, UserRecord, default_sqlite_url, open_store
-from .store._sqlite_file import sqlite_path
 from .store.base import redact_url
+from .store.unused import unused_store
 
 #: Seconds a gateway may go on accepting a removed token (its cache; see gateway/auth.py).
 REVOKE_DELAY = 1
@@ -72,36 +72,27 @@ async def add(store: Store, name: str, *, rotate: bool = False, store_flag: str 
     return token
 
 
-#: Where the broker says which store it uses, for the words of :func:`unused_sqlite`.
-BROKER_SAYS = ("the broker's start line names its store (\"broker store: SQLite file ...\"); "
-               "give that file as --store")
-
-
-def unused_sqlite(url: str) -> Path | None:
-    """The file of a SQLite ``url`` that does not exist (no broker ever used it: a typo in
-    --store, or another Unix user's default store), else None."""
-    if urlsplit(url).scheme.lower() != "sqlite":
-        return None
-    path = sqlite_path(url)
-    return None if path.exists() else path
+#: Where the broker says which store it uses, for the words on a store no broker has used.
+BROKER_SAYS = ("the broker's start line names its store (\"broker store: SQLite file ...\" or "
+               "\"broker store: MongoDB ...\"); give that store as --store")
 
 
 async def run(args: argparse.Namespace) -> str:
     """Do the command on the store; return what to print."""
     url = args.store or default_sqlite_url()
-    new = unused_sqlite(url)
+    new = await unused_store(url)
     if new is not None and args.command != "add":
-        raise StoreError(f"no store at {new}: nothing to {args.command} (is this the "
-                         f"broker's --store? {BROKER_SAYS})")
+        raise StoreError(f"no store {new.where}: nothing to {args.command}{new.hint}. Is this "
+                         f"the broker's --store? {BROKER_SAYS}")
     async with open_store(url) as store:
         where = redact_url(url)
         if args.command == "add":
             again = f" --store {shlex.quote(where)}" if args.store else ""  # no password
             token = await add(store, args.name, rotate=args.rotate, store_flag=again)
             if new is not None:  # users may be added before the broker first starts
-                print(f"cellbus user: note: made a new store at {new}; no broker has used it "
-                      f"yet. If a broker runs, this is not its store: {BROKER_SAYS}",
-                      file=sys.stderr)
+                print(f"cellbus user: note: made a new store {new.where}; no broker has used "
+                      f"it yet{new.hint}. If a broker runs, this is not its store: "
+                      f"{BROKER_SAYS}", file=sys.stderr)
             return (f"{'new token for' if args.rotate else 'added'} user {args.name} in {where}\n"
                     "give them this token; it is not shown again (the store keeps only its "
                     "SHA-256):\n" + token)

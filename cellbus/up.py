@@ -43,6 +43,7 @@ from device.draining import DRAIN_TIMEOUT
 from protocol.config import (LOG_LEVELS, add_option, generate_key, log_level, parse_args, plain,
                              tcp_port)
 from protocol.errors import ConfigError, address_in_use
+from protocol.numbers import count, positive_seconds, seconds
 
 STOP_GRACE = 15.0
 
@@ -56,11 +57,11 @@ def parser() -> argparse.ArgumentParser:
                help="the gateway's port (0: a free one, named in the URL)")
     add_option(p, "--store", metavar="URL",
                help="store URL; default a SQLite file in your data directory")
-    add_option(p, "--devices", type=int, default=1, metavar="N", help="devices to start")
-    add_option(p, "--exec-timeout", type=float, metavar="S",
+    add_option(p, "--devices", type=count, default=1, metavar="N", help="devices to start")
+    add_option(p, "--exec-timeout", type=seconds, metavar="S",
                help="wall-clock seconds one execution may run; 0: no limit (default: "
                     f"{EXEC_TIMEOUT:g} with --auth token, else no limit)")
-    add_option(p, "--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="S",
+    add_option(p, "--idle-timeout", type=positive_seconds, default=IDLE_TIMEOUT, metavar="S",
                help="seconds an idle session worker lives")
     add_option(p, "--log-level", default="INFO", type=log_level, choices=LOG_LEVELS,
                help="log verbosity of every node (any case)")
@@ -71,7 +72,7 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--retention", type=parse_duration, default=DEFAULT_TEXT, node="broker",
                metavar="DURATION", help="as for the broker: how long finished sessions' "
                "messages stay whole before they are compacted (0 or off: never)")
-    add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
+    add_option(p, "--drain-timeout", type=seconds, default=DRAIN_TIMEOUT, metavar="S",
                help="as for devices: on stop, seconds running cells get to finish")
     add_quota_options(p, by_auth=True)
     add_access_options(p)
@@ -288,6 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"cellbus up: {e}", file=sys.stderr, flush=True)
         return 2
+    if args.store:  # the broker would refuse it: say so before starting anything
+        from broker.store import UnknownStore, open_store
+        try:
+            open_store(args.store)
+        except UnknownStore as e:
+            print(f"cellbus up: --store: {e}", file=sys.stderr, flush=True)
+            return 2
     if (why := refusal(args)) is not None:
         print(why, file=sys.stderr, flush=True)
         return 2

@@ -8,8 +8,10 @@ import os
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, load_key, parse_args, use_curve)
+                             add_option, endpoint, load_key, parse_args, use_curve)
 from protocol.kernels import DEFAULT_KERNEL
+from protocol.numbers import (amount, count, positive_amount, positive_count, positive_seconds,
+                              seconds)
 from protocol.node import run_node, setup_logging
 from protocol.wire import Session
 
@@ -39,33 +41,33 @@ def parser() -> argparse.ArgumentParser:
         prog="cellbus device",
         description="Run a device: it takes requests from the broker and runs each session in "
                     "a worker process of its own on this machine.")
-    add_option(p, "--connect", metavar="ENDPOINT", node="device",
+    add_option(p, "--connect", type=endpoint, metavar="ENDPOINT", node="device",
                help="the broker's device endpoint to connect to, e.g. tcp://broker:5556")
-    add_option(p, "--bind", metavar="ENDPOINT", node="device",
+    add_option(p, "--bind", type=endpoint, metavar="ENDPOINT", node="device",
                help="bind instead of connecting (a test client standing in for the broker)")
     add_option(p, "--device-id", metavar="ID", help="this device's name on the bus; "
                "default HOST-PID")
-    add_option(p, "--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="S",
+    add_option(p, "--idle-timeout", type=positive_seconds, default=IDLE_TIMEOUT, metavar="S",
                help="seconds a session's worker may sit idle before it is closed")
-    add_option(p, "--interact-timeout", type=float, default=600.0, metavar="S",
+    add_option(p, "--interact-timeout", type=positive_seconds, default=600.0, metavar="S",
                help="idle seconds a session with interacts lives, so its controls keep working")
-    add_option(p, "--exec-timeout", type=float, default=EXEC_TIMEOUT, metavar="S",
+    add_option(p, "--exec-timeout", type=seconds, default=EXEC_TIMEOUT, metavar="S",
                help="wall-clock seconds one execution may run before it is stopped (the "
                     "default suits a public service: a `while True: pass` frees its place "
                     "within minutes); 0: no limit")
-    add_option(p, "--input-timeout", type=float, default=INPUT_TIMEOUT, metavar="S",
+    add_option(p, "--input-timeout", type=seconds, default=INPUT_TIMEOUT, metavar="S",
                help="seconds a prompt of input() or getpass() waits for its answer; then the "
                     "cell ends with an InputTimeout error (0: no limit); time spent waiting "
                     "for an answer does not count against --exec-timeout")
-    add_option(p, "--drain-timeout", type=float, default=DRAIN_TIMEOUT, metavar="S",
+    add_option(p, "--drain-timeout", type=seconds, default=DRAIN_TIMEOUT, metavar="S",
                help="on SIGTERM, seconds running cells get to finish before they are stopped "
                     "(requests not started are handed back to the broker at once)")
-    add_option(p, "--outbox-bytes", type=int, default=DEFAULT_CAPACITY, metavar="BYTES",
+    add_option(p, "--outbox-bytes", type=positive_count, default=DEFAULT_CAPACITY, metavar="BYTES",
                help="output kept until the broker confirms it stored it; when full, sessions "
                     "wait on their writes (backpressure), nothing is dropped")
-    add_option(p, "--max-sessions", type=int, default=16, metavar="N",
+    add_option(p, "--max-sessions", type=positive_count, default=16, metavar="N",
                help="sessions this device runs at once")
-    add_option(p, "--prefork", type=int, default=2, metavar="N",
+    add_option(p, "--prefork", type=count, default=2, metavar="N",
                help="workers of the built-in Python kernel kept forked and ready, so a new "
                     "session starts at once")
     add_option(p, "--kernels", default="", metavar="NAMES",
@@ -74,28 +76,28 @@ def parser() -> argparse.ArgumentParser:
                     "Jupyter kernelspec (python3, ir, bash), or NAME=SPEC: the kernel NAME "
                     "run by the backend SPEC (calc=mymodule:Calc); default: python and "
                     "every kernelspec installed")
-    add_option(p, "--kernel-prefork", type=int, default=1, metavar="N",
+    add_option(p, "--kernel-prefork", type=count, default=1, metavar="N",
                help="workers kept started and ready per kernel other than python (each "
                     "holds its kernel process); 0: start one when a session needs it")
     add_option(p, "--preload", default="", metavar="MODULES",
                help="comma-separated modules the template imports once for every worker, "
                     "e.g. numpy,matplotlib.pyplot")
     d = Limits()
-    add_option(p, "--max-cpu", type=int, default=d.cpu_seconds, metavar="S",
+    add_option(p, "--max-cpu", type=positive_count, default=d.cpu_seconds, metavar="S",
                help="CPU seconds one session may use in all")
-    add_option(p, "--max-memory", type=int, default=d.memory_bytes, metavar="BYTES",
+    add_option(p, "--max-memory", type=positive_count, default=d.memory_bytes, metavar="BYTES",
                help="address space of one session's worker")
-    add_option(p, "--max-processes", type=int, default=d.processes, metavar="N",
+    add_option(p, "--max-processes", type=positive_count, default=d.processes, metavar="N",
                help="processes per session (Linux does not apply this to root)")
-    add_option(p, "--max-file-bytes", type=int, default=d.file_bytes, metavar="BYTES",
+    add_option(p, "--max-file-bytes", type=count, default=d.file_bytes, metavar="BYTES",
                help="largest file a session may write")
-    add_option(p, "--max-output", type=int, default=16 * 1024 * 1024, metavar="BYTES",
+    add_option(p, "--max-output", type=positive_count, default=16 * 1024 * 1024, metavar="BYTES",
                help="output one execution may produce before it is cut and stopped")
-    add_option(p, "--output-rate", type=float, default=2 * 1024 * 1024, metavar="BYTES/S",
+    add_option(p, "--output-rate", type=positive_amount, default=2 * 1024 * 1024, metavar="BYTES/S",
                help="output pace of one session, so a flood delays no one else")
-    add_option(p, "--max-cpu-cores", type=float, default=d.cpu_cores, metavar="N",
+    add_option(p, "--max-cpu-cores", type=amount, default=d.cpu_cores, metavar="N",
                help="CPU cores one session may keep busy at once (cgroup quota; 0: no quota)")
-    add_option(p, "--max-disk", type=int, default=d.disk_bytes, metavar="BYTES",
+    add_option(p, "--max-disk", type=count, default=d.disk_bytes, metavar="BYTES",
                help="bytes a sandboxed session may keep in its working directory (and again "
                     "in its /tmp)")
     add_option(p, "--memory-budget", default=DEFAULT_MEMORY_BUDGET, metavar="N%|BYTES",
@@ -131,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, tag=device_id, file=args.log_file)  # devices share logs
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
+    if args.backend:  # here, in one line: in the template it was two tracebacks, status 1
+        from session.worker import load_backend
+        try:
+            load_backend(args.backend)
+        except ValueError as e:
+            parser().error(str(e))
     try:
         uids = range(AUTO_SIZE) if args.sandbox_uids == "auto" else parse_uids(args.sandbox_uids)
     except ValueError as e:

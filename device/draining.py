@@ -101,10 +101,7 @@ class Drain:
             self._hold_back_queues()  # a request that reached a worker just now
             await self.hand_back()
         late = list(self.running().values())
-        for worker in late:
-            log.warning("device %s: session %s still runs as the device stops (drain "
-                        "timeout %g s); stopping it", self.device_id, worker.session_id,
-                        self.timeout)
+        for worker in late:  # each one's end is one line of the overseer's, naming this
             worker.stop_for_limit("DrainTimeout", (
                 f"the device {self.device_id} was stopped, and this cell did not finish "
                 f"within its {self.timeout:g} s drain timeout (--drain-timeout); run "

@@ -50,6 +50,13 @@ class Limits:
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
 
+    def __str__(self) -> str:
+        """In the device's start line, in the options' words (not the dataclass's repr)."""
+        cores = f"{self.cpu_cores:g} CPU cores" if self.cpu_cores else "no CPU core quota"
+        return (f"CPU {self.cpu_seconds} s, memory {_size(self.memory_bytes)}, "
+                f"{self.processes} processes, files up to {_size(self.file_bytes)}, "
+                f"{self.open_files} open files, {cores}, disk {_size(self.disk_bytes)}")
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Limits:
         fields = cls.__dataclass_fields__

@@ -27,6 +27,7 @@ from .aborts import Aborts
 from .launcher import ForkedProcess, LaunchError, LaunchSpec, TemplateLauncher
 from .pacing import TokenBucket
 from .prompts import INPUT_TIMEOUT
+from .workerends import log_end, why_ended
 from .workers import Room, Upstream, Worker, no_wait
 
 log = logging.getLogger("cellbus.device")
@@ -272,6 +273,7 @@ class Overseer:
     async def _watch(self, worker: Worker) -> None:
         """When a worker ends: forget it, clean its directory, move its queue to a new one."""
         await worker.done.wait()
+        log_end(worker)
         self._forget(worker)
         self._rejected_before += worker.rejected
         # rmtree never follows symlinks planted inside the directory (fd-based on Linux).
@@ -291,7 +293,7 @@ class Overseer:
             await worker.refuse(request, "SessionClosed", f"the session was closed "
                                 f"({worker.closing_reason}) before this cell ran")
         if worker.session_id not in self.workers:  # no request started a fresh one meanwhile
-            await self.on_closed(worker.session_id, worker.closing_reason or _why_ended(worker))
+            await self.on_closed(worker.session_id, worker.closing_reason or why_ended(worker))
 
     def _forget(self, worker: Worker) -> None:
         """Drop an ended worker and, unless it was closed on purpose, remember why it ended
@@ -301,9 +303,7 @@ class Overseer:
             return
         del self.workers[worker.session_id]
         if worker.closing_reason is None:
-            reason = _why_ended(worker)
-            self._remember_end(worker.session_id, reason)
-            log.warning("worker %d of session %s %s", worker.pid, worker.session_id, reason)
+            self._remember_end(worker.session_id, why_ended(worker))
 
     def _remember_end(self, session_id: str, reason: str) -> None:
         self.ended[session_id] = reason
@@ -342,8 +342,6 @@ class Overseer:
         for worker in self.workers.values():
             if worker.current is not None and (
                     now - worker.started_at - worker.prompt.waited() > limit):
-                log.warning("device stopping session %s: execution over %.0f s", worker.session_id,
-                            limit)
                 worker.stop_for_limit(
                     "TimeLimitExceeded",
                     f"this cell ran for longer than the {limit:g} s limit on one execution "
@@ -361,8 +359,6 @@ class Overseer:
         idle = [w for w in self.workers.values()
                 if not w.busy and now - w.last_used > self.idle_limit(w)]
         for worker in idle:
-            log.info("device closing idle session %s (worker %d, idle %.0f s)",
-                     worker.session_id, worker.pid, now - worker.last_used)
             await self.close_session(worker.session_id, "idle timeout")
 
     async def stop(self) -> None:
@@ -385,12 +381,3 @@ def _discard(ready: Ready) -> None:
     _proc, link, workdir = ready
     link.close()
     shutil.rmtree(workdir, ignore_errors=True)
-
-
-def _why_ended(worker: Worker) -> str:
-    if worker.limit_hit is not None:
-        return f"was stopped by a limit ({worker.limit_hit[0]})"
-    if worker.proc.oom_killed:
-        return ("ran out of memory (its own --max-memory, or the device's --memory-budget for "
-                "all sessions together) and was stopped")
-    return worker.exit_reason or "exited"

@@ -17,12 +17,14 @@ import functools
 import os
 import socket
 import time
+import uuid
 from typing import Any
 
 import zmq
 
 from protocol import msgtypes as mt
 from protocol import records
+from protocol.errors import ConfigError
 from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
 from protocol.kernels import kernel_of
 from protocol.node import Node
@@ -31,6 +33,7 @@ from protocol.version import VERSION
 from protocol.wire import Message, Session
 
 from .draining import DRAIN_REPLY_TIMEOUT, DRAIN_TIMEOUT, Drain
+from .launcher import LaunchError
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
@@ -72,6 +75,7 @@ class DeviceRouter(Node):
         if not (connect or bind):
             raise ValueError("a device needs --connect (or --bind) towards the broker")
         self.device_id = device_id or default_device_id()
+        self.boot = uuid.uuid4().hex  # this process of the device (the broker: a restart)
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
         self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes,
@@ -92,14 +96,19 @@ class DeviceRouter(Node):
         connect, bind = self.endpoints
         self.up = self.socket(zmq.DEALER, bind=bind, connect=connect,
                               label="DEALER towards the broker",
-                              routing_id=self.device_id.encode())
+                              routing_id=self.device_id.encode(),
+                              option="--connect" if connect else "--bind")
         c = self.config
         self.log.info("device %s: up to %d sessions, %d preforked, idle timeout %g s, exec "
                       "timeout %s, limits %s, workers under %s", self.device_id,
                       c.max_sessions, c.prefork, c.idle_timeout,
                       f"{c.exec_timeout:g} s" if c.exec_timeout else "none",
                       c.launch.limits, self.overseer.root)
-        await self.overseer.start()
+        try:
+            await self.overseer.start()
+        except LaunchError as e:  # its own error is logged above it: one line, status 2
+            raise ConfigError(f"device {self.device_id} cannot start its sessions' template "
+                              f"process: {e}") from None
         self.log.info("device %s offers the kernels %s (%d ready each, python %d)",
                       self.device_id, ", ".join(k["name"] for k in self.overseer.kernels),
                       c.kernel_prefork, c.prefork)
@@ -109,9 +118,9 @@ class DeviceRouter(Node):
         self.spawn(self._sweep(), "sweep")
         await self._control(mt.DEVICE_REGISTER, self.status(), block=False)
 
-    def request_stop(self) -> None:
+    def request_stop(self, *, said: bool = False) -> None:
         self.overseer.stopping = True  # before Ctrl-C's end of the template is noticed
-        super().request_stop()
+        super().request_stop(said=said)
 
     async def shutdown(self) -> None:
         await self.drain.drain()
@@ -134,7 +143,7 @@ class DeviceRouter(Node):
                 "rejected": self.overseer.rejected, "kernels": self.overseer.kernels,
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
-                "idle_timeout": self.config.idle_timeout, "version": VERSION}
+                "idle_timeout": self.config.idle_timeout, "version": VERSION, "boot": self.boot}
 
     # -- upstream ---------------------------------------------------------------------------
 
@@ -160,7 +169,7 @@ class DeviceRouter(Node):
             self.log.debug("device: no broker to take %s yet", msg_type)
 
     async def _session_closed(self, session_id: str, reason: str) -> None:
-        self.log.info("device: session %s closed (%s)", session_id, reason)
+        # (logged by the overseer, which knows the worker's end whole: device/overseer.py)
         if self.drain.left or self.up.closed:
             return  # stopping: the final hand-back tells the broker, not a message per session
         try:
@@ -288,15 +297,12 @@ class DeviceRouter(Node):
         worker = self.overseer.workers.get(session_id) if isinstance(session_id, str) else None
         if worker is None:
             return
-        ended = await self.overseer.abandon(worker.session_id,
-                                            str(content.get("reason") or "device lost")[:200])
+        # Its end is one line of the overseer's (device/workerends.py), which names this.
+        await self.overseer.abandon(worker.session_id,
+                                    str(content.get("reason") or "device lost")[:200])
         # Once it has ended: until then it may still answer a request it was given.
         for msg_id in worker.given:  # taken back by the broker: it may send them again
             self.answered.pop(msg_id, None)
-        if ended:
-            self.log.warning("device %s: the broker took this device for lost while it was "
-                             "silent and ended session %s's work; its worker is ended too",
-                             self.device_id, session_id)
 
     def _live(self, session_id: str) -> bool:
         """Whether the session's worker runs here and the device is not draining."""

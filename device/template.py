@@ -294,7 +294,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"device.template: cannot preload {name}: {e}", file=sys.stderr)
     sandbox = Sandbox(args.sandbox, args.sandbox_uids, args.hide, args.init_program,
                       memory_budget=args.memory_budget)
-    return Template(control, args.backend, sandbox, args.kernels).run()
+    try:
+        template = Template(control, args.backend, sandbox, args.kernels)
+    except ValueError as e:  # a backend it cannot load: one line (the device says the rest)
+        print(f"device.template: {e}", file=sys.stderr)
+        return 2
+    return template.run()
 
 
 if __name__ == "__main__":

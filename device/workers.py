@@ -131,6 +131,9 @@ class Worker:
         self._memory: MemoryWatch | None = None
         self._stops: StopWatch | None = None
         self.limit_hit: tuple[str, str] | None = None
+        #: The error the running cell ended with when the worker died under it (the
+        #: overseer's line on the worker's end says it; this class logs no end of its own).
+        self.failed_running: str | None = None
         self.done = asyncio.Event()
         #: The prompt (input()) the running request waits on, if any (device/prompts.py).
         self.prompt = Prompt(self.link.send, input_timeout, f"session {session_id}")
@@ -209,8 +212,6 @@ class Worker:
         """The wall time a request asked for has passed: stop it if it still runs."""
         if self.current is not None and self.current["msg_id"] == msg_id:
             wall = show("wall", self.asked["wall"])
-            log.info("device stopping session %s: execution over the %s it asked for",
-                     self.session_id, wall)
             self.stop_for_limit("TimeLimitExceeded", f"this cell ran for longer than the {wall} "
                                 "it asked for (limits.wall) and was stopped; the session "
                                 "restarts fresh")
@@ -391,8 +392,7 @@ class Worker:
             self.limits, code, oom_killed=self.proc.oom_killed) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
-        log.warning("worker %d of session %s %s mid-execution (%s)", self.proc.pid,
-                    self.session_id, self.exit_reason, ename)
+        self.failed_running = ename
         await self.refuse(self.current, ename, evalue, {"usage": seen_usage(
             time.monotonic() - self.started_at, self.output_bytes)}
             if self.current["msg_type"] == mt.EXECUTE_REQUEST else None)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from protocol.config import (add_common_options, add_curve_options, add_option, load_key,
-                             parse_args, tcp_port, use_curve)
+from protocol.config import (add_common_options, add_curve_options, add_option, endpoint,
+                             load_key, parse_args, tcp_port, use_curve)
+from protocol.numbers import count, positive_count, positive_seconds
 from protocol.node import run_node, setup_logging
 from protocol.wire import FROM_BROKER_MAX_VALUES, Session
 
@@ -23,28 +24,28 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--host", default="127.0.0.1", node="gateway", help="address to listen on")
     add_option(p, "--port", type=tcp_port, default=8888, node="gateway",
                help="port to listen on (0: a free one, said in the log)")
-    add_option(p, "--broker", default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
+    add_option(p, "--broker", type=endpoint, default="tcp://127.0.0.1:5555", metavar="ENDPOINT",
                node="gateway", help="the broker's gateway endpoint")
-    add_option(p, "--subscribe", default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
+    add_option(p, "--subscribe", type=endpoint, default="tcp://127.0.0.1:5557", metavar="ENDPOINT",
                node="gateway", help="the broker's publish endpoint")
-    add_option(p, "--max-input", type=int, default=MAX_INPUT, metavar="BYTES",
+    add_option(p, "--max-input", type=positive_count, default=MAX_INPUT, metavar="BYTES",
                help="largest code accepted; larger answers 413")
-    add_option(p, "--client-buffer", type=int, default=CLIENT_BUFFER, metavar="BYTES",
+    add_option(p, "--client-buffer", type=positive_count, default=CLIENT_BUFFER, metavar="BYTES",
                node="gateway",
                help="output a client may leave unread: past it the gateway closes its "
                     f"WebSocket with code {TOO_SLOW} (cellbus.js resumes from the store) "
                     "and drops its long-poll (the client asks again)")
-    add_option(p, "--client-stall", type=float, default=CLIENT_STALL, metavar="SECONDS",
+    add_option(p, "--client-stall", type=positive_seconds, default=CLIENT_STALL, metavar="SECONDS",
                node="gateway",
                help="a long-poll whose client takes none of its answer for this long is "
                     "dropped (the client asks again)")
-    add_option(p, "--idle-timeout", type=float, default=IDLE_TIMEOUT, metavar="SECONDS",
+    add_option(p, "--idle-timeout", type=positive_seconds, default=IDLE_TIMEOUT, metavar="SECONDS",
                node="gateway",
                help="a connection must send a request's headers within this long of opening "
                     "(or of its previous request), else it is closed")
-    add_option(p, "--body-timeout", type=float, default=BODY_TIMEOUT, metavar="SECONDS",
+    add_option(p, "--body-timeout", type=positive_seconds, default=BODY_TIMEOUT, metavar="SECONDS",
                node="gateway", help="a request's body must arrive within this long")
-    add_option(p, "--max-per-address", type=int, default=PER_ADDRESS, metavar="N",
+    add_option(p, "--max-per-address", type=count, default=PER_ADDRESS, metavar="N",
                node="gateway",
                help="connections (WebSockets included) one client address may hold open; "
                     "past it a new one gets 503 and is closed. 0: no cap")
@@ -82,15 +83,7 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser()
-    args = parse_args(p, argv, node="gateway")
-    if args.client_buffer < 1:
-        p.error("--client-buffer must be a positive number of bytes")
-    if not args.client_stall > 0:
-        p.error("--client-stall must be a positive number of seconds")
-    if not (args.idle_timeout > 0 and args.body_timeout > 0):
-        p.error("--idle-timeout and --body-timeout must be positive numbers of seconds")
-    if args.max_per_address < 0:
-        p.error("--max-per-address must be 0 (no cap) or a positive number")
+    args = parse_args(p, argv, node="gateway")  # numbers checked there (protocol.numbers)
     setup_logging(args.log_level, file=args.log_file)
 
     def make() -> Gateway:

@@ -40,12 +40,12 @@ class BrokerLink:
         self.auth = "none"
         self.dealer = node.socket(zmq.DEALER, label="DEALER to the broker")
         self.dealer.immediate = True
-        node.secure(self.dealer, connect)
+        node.secure(self.dealer, connect, option="--broker")
         self.dealer.connect(connect)
         node.log.info("gateway connected DEALER to the broker at %s", connect)
         self.sub = node.socket(zmq.SUB, label="SUB for output")
         self.sub.rcvhwm = mt.FEED_HWM
-        node.secure(self.sub, subscribe)
+        node.secure(self.sub, subscribe, option="--subscribe")
         self.sub.connect(subscribe)
         node.log.info("gateway connected SUB for output to %s", subscribe)
         self.sub.subscribe(b"")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import secrets
 import sys
 import tomllib
@@ -208,8 +209,10 @@ def load_key(path: str | os.PathLike[str] | None) -> bytes:
 
 
 def generate_key(path: str | os.PathLike[str]) -> bytes:
-    """Write a fresh random key to ``path`` with mode 0600; refuse to overwrite one."""
+    """Write a fresh random key to ``path`` with mode 0600; refuse to overwrite one. Its
+    folder is made (mode 0700) if missing, as ``cert --dir`` makes its own."""
     key = secrets.token_hex(32).encode()
+    Path(path).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(key + b"\n")
@@ -256,6 +259,23 @@ def tcp_port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {port}")
     return port
+
+
+#: What a bus endpoint looks like: tcp://HOST:PORT (PORT may be * when binding), ipc://PATH,
+#: inproc://NAME.
+_ENDPOINT = re.compile(r"(?:tcp://(?:\[[^\]]+\]|[^\s:/\[\]]+):(?:\d{1,5}|\*)"
+                       r"|ipc://\S+|inproc://\S+)")
+
+
+def endpoint(text: str) -> str:
+    """argparse type of a bus endpoint. Before, any text was taken, and ``--broker bogus``
+    was then called "a TCP endpoint" that needs CURVE keys, or a port left out failed later
+    as ZeroMQ's "Invalid argument"."""
+    value = text.strip()
+    if not _ENDPOINT.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            f"an endpoint is tcp://HOST:PORT or ipc:///PATH, not {text!r}")
+    return value
 
 
 def add_metrics_option(parser: argparse.ArgumentParser) -> None:

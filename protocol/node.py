@@ -63,6 +63,9 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop_requested: asyncio.Event | None = None
         self._stopped = False
+        #: A line already said that the node stops, and why (a signal, a crash): its stop
+        #: says no more (one event, one line).
+        self._stop_said = False
         #: A loop crashed: the node stopped itself and exits non-zero.
         self.crashed = False
         #: The node's Prometheus metrics (subclasses make them), served on ``metrics_port``.
@@ -94,12 +97,13 @@ class Node:
                option: str = "") -> BusSocket:
         """A socket of ``kind`` bound or connected to an endpoint, with linger 0, logged; on
         TCP, encrypted (CURVE, for clients of ``role`` if it binds) with ZMTP heartbeats.
-        ``option`` is the command-line option that sets ``bind``: an endpoint in use is
-        refused in one line that names it."""
+        ``option`` is the command-line option that sets the endpoint: an endpoint in use, or
+        a TCP one without keys, is refused in one line that names it."""
         sock = BusSocket(self.ctx, kind)
         sock.linger = 0
         try:
-            self.secure(sock, bind or connect, role=role, server=bind is not None)
+            self.secure(sock, bind or connect, role=role, server=bind is not None,
+                        option=option)
         except ConfigError:
             sock.close()
             raise
@@ -126,11 +130,14 @@ class Node:
         return sock
 
     def secure(self, sock: BusSocket, endpoint: str | None, *, role: str = "",
-               server: bool = False) -> None:
+               server: bool = False, option: str = "") -> None:
         """Before ``sock`` binds or connects to ``endpoint``: CURVE and heartbeats if the
-        endpoint is TCP; a ConfigError if this node has no keys and may not go without.
+        endpoint is TCP; a ConfigError if this node has no keys and may not go without,
+        naming the ``option`` that gave the endpoint (its default, maybe, not given at all).
         Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
-        if endpoint and not server:
+        # inproc:// is a socket of this process (the broker's feed monitor): no link to watch,
+        # and ZeroMQ reports no connection on it (its "no link after 5 s" was a false alarm).
+        if endpoint and not server and not endpoint.startswith("inproc://"):
             self.watch_link(sock, endpoint, server=False,
                             curve=needs_keys(endpoint) and isinstance(self.keys, ClientKeys))
         if not needs_keys(endpoint):
@@ -153,7 +160,8 @@ class Node:
                     DEFAULT_REPLAY_HISTORY)
         else:
             keys = "--curve-dir" if server else "--curve-key and --broker-key"
-            raise ConfigError(f"{self.name}: {endpoint} is a TCP endpoint, and the bus is "
+            given = f" ({option})" if option else ""
+            raise ConfigError(f"{self.name}: {endpoint}{given} is a TCP endpoint, and the bus is "
                               f"encrypted there: give {keys} (bin/cellbus cert makes them), "
                               "or --insecure-bus on a network you trust")
 
@@ -192,7 +200,7 @@ class Node:
             self.log.error("%s: loop %s crashed; stopping (exit status 1)", self.name,
                            task.get_name(), exc_info=task.exception())
             self.crashed = True
-            self.request_stop()
+            self.request_stop(said=True)
 
     async def recv(self, sock: BusSocket) -> tuple[list[bytes], Message] | None:
         """One checked message from ``sock``, or None if it was rejected (and logged)."""
@@ -220,7 +228,7 @@ class Node:
             except zmq.ZMQError:
                 pass  # not connected any more
         self.crashed = True
-        self.request_stop()
+        self.request_stop(said=True)
 
     def recv_waiting(self, sock: BusSocket,
                      limit: int) -> list[tuple[list[bytes], Message] | None]:
@@ -264,7 +272,9 @@ class Node:
                           self.name, self.metrics_port)
         self.log.info("%s started (cellbus %s)", self.name, VERSION)
 
-    def request_stop(self) -> None:
+    def request_stop(self, *, said: bool = False) -> None:
+        """Stop serving; ``said``: the caller logged that the node stops, and why."""
+        self._stop_said = self._stop_said or said
         if self._stop_requested is not None:
             self._stop_requested.set()
 
@@ -276,7 +286,8 @@ class Node:
         if self._stopped:
             return
         self._stopped = True
-        self.log.info("%s stopping", self.name)
+        if not self._stop_said:
+            self.log.info("%s stopping", self.name)
         try:
             await self.shutdown()
         finally:
@@ -371,4 +382,4 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 
 def _on_signal(node: Node, sig: signal.Signals) -> None:
     node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
-    node.request_stop()
+    node.request_stop(said=True)

@@ -183,7 +183,7 @@ def test_idle_timeout_and_time_limit_end_the_kernel_too(chain) -> None:
     pid = worker_pid(device, doc["session"])
     processes = _descendants(pid)
     assert len(processes) >= 2, "the worker (or its init) and the kernel under it"
-    device.wait_for_log(rf"closing idle session {doc['session']}", timeout=30)
+    device.wait_for_log(rf"session {doc['session']} closed \(idle timeout\)", timeout=30)
     deadline = time.monotonic() + 15
     while any(_alive(p) for p in processes):
         assert time.monotonic() < deadline, "the kernel outlived its idle session"

@@ -53,6 +53,30 @@ def test_key_refuses_options_and_existing_files_in_one_line(tmp_path: Path) -> N
     assert (tmp_path / "-odd").stat().st_mode & 0o777 == 0o600
 
 
+def test_key_makes_the_folder_it_goes_in(tmp_path: Path) -> None:
+    """Tests that ``key`` into a folder that does not exist yet (README's first step on a
+    fresh machine: /etc/cellbus/bus.key) makes the folder, mode 0700, as ``cert --dir``
+    does; before, it stopped with "No such file or directory"."""
+    where = tmp_path / "etc" / "cellbus"
+    done = cellbus("key", str(where / "bus.key"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (where / "bus.key").stat().st_mode & 0o777 == 0o600
+    assert where.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("store", ["foo", "sqlite:cellbus.db", "redis://db/0"])
+def test_up_refuses_a_store_url_no_broker_takes_before_starting(tmp_path: Path,
+                                                                store: str) -> None:
+    """Tests that ``up --store`` with a URL the broker would refuse stops at once, status 2,
+    in one line naming --store and the accepted forms; before, ``up`` started the broker,
+    which logged the error, and then said only "broker exited with status 2"."""
+    done = cellbus("up", "--port", "0", "--store", store, cwd=tmp_path,
+                   env={"XDG_RUNTIME_DIR": str(tmp_path)})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("cellbus up: --store: ") and "sqlite:///" in done.stderr
+    assert done.stderr.count("\n") == 1 and "broker exited" not in done.stderr, done.stderr
+
+
 @pytest.fixture
 def busy_port() -> Iterator[int]:
     """A port on 127.0.0.1 that a listening socket holds."""

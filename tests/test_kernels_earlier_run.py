@@ -42,7 +42,7 @@ def test_a_kernel_of_an_earlier_run_is_not_listed(chain: Chain) -> None:
     new = start_kernel(chain)
     assert _listed(chain) == [new]
     session = chain.http("GET", "/home/anonymous/" + new + "/kernel-start/update")[1]["session"]
-    device.wait_for_log(rf"closing idle session {session}", timeout=30)
+    device.wait_for_log(rf"session {session} closed \(idle timeout\)", timeout=30)
     assert chain.broker is not None
     chain.broker.wait_for_log(rf"closed session {session}")
     assert chain.http("GET", f"/api/kernels/{new}")[0] == 404

@@ -37,3 +37,24 @@ def test_a_device_that_can_offer_no_kernel_stops_in_one_line(
     assert "cannot offer the kernel 'julia'" in device.log
     device.wait_for_log(r"can offer none of the kernels julia .*--kernels")
     assert "Traceback" not in device.log
+
+
+def test_a_kernelspec_whose_program_is_missing_is_not_offered(
+        key_file: Path, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a kernelspec whose argv names a program that is not there (a kernel.json
+    written by hand, a kernel uninstalled without its spec) is logged as a kernel the
+    device cannot offer, naming the program, and is not offered; before, it was offered,
+    and each session of it ended with "WorkerDied: ... exited with code 1" and a
+    jupyter_client traceback in the device's log."""
+    spec = tmp_path / "kernels" / "broken"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(
+        '{"argv": ["/nonexistent/bin/kern", "-f", "{connection_file}"], '
+        '"display_name": "Broken", "language": "x"}')
+    device = NodeProcess("device", "--kernels", "python,broken", "--prefork", "0",
+                         "--connect", ipc_endpoint("broker"), "--key-file", str(key_file),
+                         env={"JUPYTER_PATH": str(tmp_path)})
+    nodes.append(device)
+    device.wait_for_log(r"cannot offer the kernel 'broken': .*/nonexistent/bin/kern")
+    device.wait_for_log(r"offers the kernels python \(")
+    assert "Traceback" not in device.log

@@ -97,6 +97,10 @@ def sqlite_path(url: str) -> Path:
         raise UnknownStore(f"{url!r} is not a sqlite:// URL; {_HINT}")
     if parts.netloc or parts.query or parts.fragment:
         raise UnknownStore(f"bad SQLite store URL {url!r} (no host, no ?options); {_HINT}")
+    if parts.path and not parts.path.startswith("/"):  # sqlite:cellbus.db: not /cellbus.db
+        raise UnknownStore(f"SQLite store URL {url!r} has a relative path: a broker started "
+                           "elsewhere would use another file; give the absolute one, e.g. "
+                           f"{sqlite_url(unquote(parts.path))}")
     path = "/" + unquote(parts.path).lstrip("/")
     if path == "/" or path.endswith("/"):
         raise UnknownStore(f"SQLite store URL {url!r} names no file; {_HINT}")

@@ -15,8 +15,11 @@
  *   renderers.js  HTML output in sandboxed iframes (script runs, but not in the page's
  *                 origin); block type -> function(block, render, cell) -> DOM node, which
  *                 OutputView keeps on screen
- *   interact.js   an @interact's controls (built once) and its output under them; a change
- *                 sends an interact_request, and each run's output replaces the last
+ *   interactcontrols.js  an @interact's controls: the value each starts with (or a shared
+ *                 link's), and the element of each control type
+ *   interact.js   InteractView: an @interact's controls (built once) and its output under
+ *                 them; a change sends an interact_request, and each run's output replaces
+ *                 the last
  *   poll.js       PollTransport: the HTTP API (POST evaluate, long-poll update, POST
  *                 complete), each answer read whole
  *   channel.js    Channel, the WebSocket transport: one socket per page and gateway, shared
