@@ -79,6 +79,9 @@ def test_a_worker_that_died_mid_execution_is_one_line(chain: Chain) -> None:
     chain.evaluate("u/ws/1", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     doc = chain.wait_done("u/ws/1")
     assert doc["status"] == "error", doc
+    # the overseer logs the end once the worker is gone, which may be after the cell's error
+    # is stored (a loaded machine)
+    device.wait_for_log(rf"session {doc['session']} .*killed by signal 9")
     about = lines_about(device, doc["session"])
     assert len(about) == 1, device.log
     assert "killed by signal 9 (SIGKILL)" in about[0] and "mid-execution" in about[0], about
