@@ -23,6 +23,7 @@ from protocol import linkwatch, msgtypes as mt
 from protocol.processes import is_running
 from protocol.config import add_curve_options, add_option, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
+from protocol.endpoints import wants_ipv6
 from protocol.errors import ConfigError, ProtocolError
 from protocol.wire import Session
 
@@ -123,6 +124,7 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
+    sock.ipv6 = wants_ipv6(endpoint, bind=False)  # a broker at tcp://[fd00::5]:5555
     if keys is not None:
         keys.connect_with(sock)
     monitor = sock.get_monitor_socket(linkwatch.EVENTS)

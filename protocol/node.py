@@ -23,7 +23,8 @@ import zmq
 
 from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
-from .errors import ConfigError, ProtocolError, address_in_use
+from .endpoints import wants_ipv6
+from .errors import ConfigError, ProtocolError, address_in_use, endpoint_problem
 from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
@@ -121,7 +122,8 @@ class Node:
             sock.close()
             if bind and e.errno == zmq.EADDRINUSE:
                 raise address_in_use(self.name, bind, option or "another endpoint") from None
-            raise ConfigError(f"{self.name}: cannot use endpoint {bind or connect}: {e}") from None
+            raise ConfigError(f"{self.name}: cannot use endpoint {bind or connect}: "
+                              f"{endpoint_problem(e, bind)}") from None
         self._sockets.append(sock)
         return sock
 
@@ -130,12 +132,15 @@ class Node:
         """Before ``sock`` binds or connects to ``endpoint``: CURVE and heartbeats if the
         endpoint is TCP; a ConfigError if this node has no keys and may not go without.
         Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
-        if endpoint and not server:
+        if endpoint and not server and not endpoint.startswith("inproc://"):
+            # inproc has no connection to watch: no handshake event ever comes (the broker's
+            # feed monitor said "no link after 5 s" at each start)
             self.watch_link(sock, endpoint, server=False,
                             curve=needs_keys(endpoint) and isinstance(self.keys, ClientKeys))
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
+        sock.ipv6 = wants_ipv6(str(endpoint), bind=server)  # tcp://[fd00::5]:5555
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)
             if sock.socket_type == zmq.ROUTER:  # a PUB's one monitor is broker/revocation's
