@@ -185,7 +185,9 @@ class Broker(Node):
                                post=self.dispatch.post, log=log)
         control = Control(wire=wire, store=store, sessions=self.sessions,
                           dispatch=self.dispatch, watch=self.watch,
-                          store_writable=lambda: self.store_failing is None, log=log)
+                          store_writable=lambda: self.store_failing is None, log=log,
+                          refusals=(self.keys.roles.refusals
+                                    if isinstance(self.keys, ServerKeys) else None))
         self.intake = Intake(wire=wire, store=store, sessions=self.sessions,
                              dispatch=self.dispatch, cells=self.cells, quotas=self.quotas,
                              metrics=self.metrics, interacts=self.interacts, control=control,

@@ -178,6 +178,9 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
     lines.append(f"requests waiting (needs_work): {status.get('needs_work', 0)}; "
                  f"not yet given to a device: {status.get('not_sent', 0)}; "
                  f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
+    for refused in status.get("refused") or []:
+        lines.append(f"REFUSED on the {refused['port']} port: {refused['who']} "
+                     f"({refused['count']} times, the last {refused['ago']:g} s ago)")
     if status.get("store_writable") is False:
         lines.append("STORE CANNOT WRITE (disk full or failing): new work is refused with 507")
     problems = verdict(status)

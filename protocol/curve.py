@@ -36,6 +36,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from .errors import ConfigError
+from .refusals import REPEAT, Every, Refusals
 
 #: Roles a client key may have, and the folder of the broker's key directory for each.
 ROLES = {"device": "devices", "gateway": "gateways"}
@@ -121,6 +122,9 @@ class _RoleKeys:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        #: Clients refused, for ``bin/cellbus status`` (and the link watch's handshakes).
+        self.refusals = Refusals()
+        self._said = Every(REPEAT)
         self._lock = threading.Lock()
         self._seen: dict[str, tuple[frozenset[tuple[str, int, int]], frozenset[bytes]]] = {}
 
@@ -145,9 +149,40 @@ class _RoleKeys:
     def callback(self, domain: str, key: bytes) -> bool:
         allowed = domain in ROLES and key in self.keys(domain)
         if not allowed:
-            log.warning("refused a CURVE client on the %s port: key %s is not allowed there",
-                        domain, key.decode(errors="replace")[:12])
+            who = self.who(key)
+            self.refusals.note(domain, who)
+            if self._said.due((domain, who)):
+                log.warning("refused a CURVE client on the %s port: %s", domain, who)
         return allowed
+
+    def who(self, key: bytes) -> str:
+        """Whose ``key`` (z85) it is, as far as the key folder knows: another role's key,
+        a revoked one (its public file is still beside the secrets made here), or none."""
+        for role, folder in ROLES.items():
+            if (name := _named(self.directory / folder, key)) is not None:
+                opens = "device port" if role == "device" else "gateway and feed ports"
+                return f"the key of {role} {name}, which opens the {opens} only"
+        if (name := _named(self.directory, key)) is not None:
+            return (f"the key of {name}, revoked (bin/cellbus cert --list shows the keys "
+                    "allowed)")
+        return (f"key {key.decode(errors='replace')[:12]}..., which the --curve-dir does not "
+                "hold (a stranger's)")
+
+
+def _named(folder: Path, key: bytes) -> str | None:
+    """The name of the public key file in ``folder`` that holds ``key``, if any."""
+    try:
+        files = sorted(folder.glob("*.key"))
+    except OSError:
+        return None
+    for path in files:
+        try:
+            public, _ = zmq.auth.load_certificate(str(path))
+        except (OSError, ValueError):
+            continue
+        if public == key:
+            return path.stem
+    return None
 
 
 class ServerKeys:

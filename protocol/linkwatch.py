@@ -33,6 +33,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from .curve import ROLES
+from .refusals import Refusals
 from .sockets import BusSocket
 
 #: The monitor events a watch reads.
@@ -68,6 +69,11 @@ def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) 
     return None
 
 
+#: A handshake failure on the broker's port, as ``status`` lists it.
+UNDECRYPTED = ("a handshake it could not decrypt: a client with another --broker-key or "
+               "without CURVE keys, or a replayed or tampered handshake")
+
+
 def server_problem(event: int, role: str) -> str | None:
     """What a failed handshake on the broker's ``role`` port means; None for other events."""
     if event in _FAILED:
@@ -81,9 +87,12 @@ class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
-                 role: str, server: bool, curve: bool) -> None:
+                 role: str, server: bool, curve: bool, refusals: Refusals | None = None
+                 ) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
+        #: The broker's record of refused clients, for ``status`` (servers only).
+        self.refusals = refusals
         self.curve = curve
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, EVENTS)
@@ -112,6 +121,8 @@ class LinkWatch:
         kind = int(event["event"])
         if self.server:
             problem = server_problem(kind, self.role)
+            if problem is not None and self.refusals is not None:
+                self.refusals.note(self.role, UNDECRYPTED)
             if problem is not None:
                 self._say(logging.WARNING, f"{self.node}: {problem}")
             return

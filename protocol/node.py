@@ -162,8 +162,9 @@ class Node:
                    role: str = "") -> None:
         """Log what ``sock``'s connection does, and why a handshake fails (before it binds or
         connects: the monitor sees only what comes after)."""
+        refusals = self.keys.roles.refusals if isinstance(self.keys, ServerKeys) else None
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
-                         server=server, curve=curve)
+                         server=server, curve=curve, refusals=refusals)
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
