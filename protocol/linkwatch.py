@@ -45,6 +45,21 @@ _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROT
 REPEAT = 60.0
 #: Seconds a client's link may stay down (never up, or lost) before it says so.
 ABSENT = 5.0
+#: A link lost within this many seconds of coming up is a short one; :data:`FLAPS` short
+#: ones in a row say that the link breaks under traffic, not that the network went away.
+SHORT = 30.0
+FLAPS = 2
+
+
+def flapping(endpoint: str) -> str:
+    """What a link that is lost again soon after each reconnect means, and what to check."""
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return (f"the link to the broker at {endpoint} is lost again and again within {SHORT:g} "
+            "s of coming up: small messages (the handshake) pass and bigger ones "
+            "do not; most likely an MTU black hole on the path (a link with a smaller MTU "
+            "whose ICMP 'fragmentation needed' is filtered: ping -M do -s 1472 "
+            f"{host} fails); set sysctl net.ipv4.tcp_mtu_probing=1 on this host and the "
+            "broker's, or lower the interface's MTU; else a middlebox cutting connections")
 
 
 def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
@@ -103,6 +118,10 @@ class LinkWatch:
         self.problem: str | None = None
         self.up = False
         self._said: dict[str, float] = {}
+        #: When the link last came up (monotonic), and how many times in a row it was lost
+        #: within :data:`SHORT` seconds of that.
+        self._up_at = 0.0
+        self._short = 0
 
     async def run(self) -> None:
         while True:
@@ -130,13 +149,19 @@ class LinkWatch:
             if not self.up:
                 self.log.info("%s: link to the broker at %s is up%s", self.node,
                               self.endpoint, " again" if self._said else "")
+                self._up_at = time.monotonic()
             self.up, self.problem = True, None
-            self._said.clear()
+            self._said = {k: v for k, v in self._said.items() if k.startswith("the link ")}
         elif kind == zmq.EVENT_DISCONNECTED and self.up:
             self.up = False
             self.log.warning("%s: lost its link to the broker at %s; ZeroMQ connects again "
                              "by itself", self.node, self.endpoint)
-            self._said["lost"] = time.monotonic()
+            now = time.monotonic()
+            self._said["lost"] = now
+            self._short = self._short + 1 if now - self._up_at < SHORT else 0
+            if self._short >= FLAPS:
+                self.problem = flapping(self.endpoint)
+                self._say(logging.WARNING, f"{self.node}: {self.problem}")
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
             self.problem = problem
