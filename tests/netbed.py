@@ -134,14 +134,19 @@ class NetBed:
     def plug(self, host: str) -> None:
         sh("ip", "-n", self.switch, "link", "set", self.port(host), "up")
 
-    def lose(self, host: str, peer: str, percent: int) -> None:
-        """Drop ``percent`` % of the packets between ``host`` and ``peer``, both ways (an
-        nftables rule on ``host``)."""
-        rules = (f"table inet cbloss {{ chain in {{ type filter hook input priority 0; "
-                 f"ip saddr {self.address(peer)} numgen random mod 100 < {percent} drop; }}; "
-                 f"chain out {{ type filter hook output priority 0; "
-                 f"ip daddr {self.address(peer)} numgen random mod 100 < {percent} drop; }}; }}")
-        sh(*self.wrap(host), "nft", rules)
+    def lose(self, host: str, peer: str, percent: int, *, inbound: bool = True,
+             outbound: bool = True) -> None:
+        """Drop ``percent`` % of the packets between ``host`` and ``peer``: both ways, or
+        only those ``host`` receives (``outbound=False``) or sends (``inbound=False``), an
+        asymmetric loss (an nftables rule on ``host``)."""
+        chains = []
+        if inbound:
+            chains.append(f"chain in {{ type filter hook input priority 0; ip saddr "
+                          f"{self.address(peer)} numgen random mod 100 < {percent} drop; }};")
+        if outbound:
+            chains.append(f"chain out {{ type filter hook output priority 0; ip daddr "
+                          f"{self.address(peer)} numgen random mod 100 < {percent} drop; }};")
+        sh(*self.wrap(host), "nft", f"table inet cbloss {{ {' '.join(chains)} }}")
 
     def capture(self, host: str, path: Path) -> subprocess.Popen[bytes]:
         """tcpdump of every frame to and from ``host`` (on its port of the switch), into
