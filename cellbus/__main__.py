@@ -27,7 +27,8 @@ COMMANDS = {"up": "cellbus.up", "broker": "broker.__main__", "device": "device._
             "cert": "protocol.certs"}
 
 
-KEY_USAGE = "usage: cellbus key PATH   (a fresh deployment key, mode 0600; never overwrites)"
+KEY_USAGE = ("usage: cellbus key PATH   (a fresh deployment key, mode 0600, its folder made if "
+             "missing; never overwrites)")
 
 
 def key(argv: list[str]) -> int:
@@ -50,6 +51,9 @@ def key(argv: list[str]) -> int:
         print(f"cellbus key: {argv[0]} exists; a key is never overwritten", file=sys.stderr)
         return 1
     try:
+        # the README's first step writes /etc/cellbus/bus.key on a machine without the folder
+        # yet; made private, as cert --dir makes its own
+        Path(argv[0]).parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         generate_key(argv[0])
     except OSError as e:
         print(f"cellbus key: cannot write {argv[0]}: {e.strerror}", file=sys.stderr)

@@ -247,3 +247,15 @@ def test_up_on_an_address_not_of_this_machine_says_so_in_one_line(tmp_path: Path
         assert done.stdout + done.stderr == (
             f"cellbus up: the gateway cannot listen on 192.0.2.1 port {port}: Cannot assign "
             "requested address (--host names an address of this machine)\n")
+
+
+def test_key_makes_its_folder_as_the_readme_runs_it(tmp_path: Path) -> None:
+    """Tests the README's first step on a fresh machine, ``bin/cellbus key
+    /etc/cellbus/bus.key`` where /etc/cellbus does not exist yet: the folder is made (mode
+    0700, as ``cert --dir`` makes its own), not 'cannot write ...: No such file or
+    directory'."""
+    path = tmp_path / "etc" / "cellbus" / "bus.key"
+    done = cellbus("key", str(path), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_bytes().strip()) == 64
+    assert path.parent.stat().st_mode & 0o777 == 0o700
