@@ -94,3 +94,18 @@ def test_a_bind_to_an_address_of_another_machine_says_so(tmp_path: Path, key_fil
     assert f"tcp://{host}:5555: its host is not an address of this machine" in done.stderr, \
         done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_which_endpoints_take_ipv6() -> None:
+    """Tests the rule of protocol/endpoints.py without the bed: IPv6 for an address in
+    brackets and for ``*`` in a bind (both families), not for IPv4 addresses, names with
+    IPv4 addresses (``localhost``: a broker bound to 0.0.0.0 must still be reached) or
+    other transports."""
+    from protocol.endpoints import wants_ipv6
+    assert wants_ipv6("tcp://[::1]:5555", bind=False)
+    assert wants_ipv6("tcp://[fd00::5]:5555", bind=True)
+    assert wants_ipv6("tcp://*:5555", bind=True)
+    assert not wants_ipv6("tcp://127.0.0.1:5555", bind=True)
+    assert not wants_ipv6("tcp://localhost:5555", bind=False)
+    assert not wants_ipv6("tcp://no-such-host.invalid:5555", bind=False)
+    assert not wants_ipv6("ipc:///tmp/cellbus/bus", bind=True)
