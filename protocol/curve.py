@@ -126,6 +126,7 @@ class _RoleKeys:
         self.refusals = Refusals()
         self._said = Every(REPEAT)
         self._lock = threading.Lock()
+        self._named: dict[Path, tuple[frozenset[tuple[str, int, int]], dict[bytes, str]]] = {}
         self._seen: dict[str, tuple[frozenset[tuple[str, int, int]], frozenset[bytes]]] = {}
 
     def keys(self, role: str) -> frozenset[bytes]:
@@ -159,30 +160,38 @@ class _RoleKeys:
         """Whose ``key`` (z85) it is, as far as the key folder knows: another role's key,
         a revoked one (its public file is still beside the secrets made here), or none."""
         for role, folder in ROLES.items():
-            if (name := _named(self.directory / folder, key)) is not None:
+            if (name := self._names(self.directory / folder).get(key)) is not None:
                 opens = "device port" if role == "device" else "gateway and feed ports"
                 return f"the key of {role} {name}, which opens the {opens} only"
-        if (name := _named(self.directory, key)) is not None:
+        if (name := self._names(self.directory).get(key)) is not None:
             return (f"the key of {name}, revoked (bin/cellbus cert --list shows the keys "
                     "allowed)")
         return (f"key {key.decode(errors='replace')[:12]}..., which the --curve-dir does not "
                 "hold (a stranger's)")
 
-
-def _named(folder: Path, key: bytes) -> str | None:
-    """The name of the public key file in ``folder`` that holds ``key``, if any."""
-    try:
-        files = sorted(folder.glob("*.key"))
-    except OSError:
-        return None
-    for path in files:
+    def _names(self, folder: Path) -> dict[bytes, str]:
+        """The public keys of ``folder``'s ``*.key`` files, by key: read again only when a
+        file's name, size or time changed (a stranger retrying its handshake every 100 ms
+        must not have the broker parse every key file each time)."""
         try:
-            public, _ = zmq.auth.load_certificate(str(path))
-        except (OSError, ValueError):
-            continue
-        if public == key:
-            return path.stem
-    return None
+            stamp = frozenset((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                              for e in os.scandir(folder) if e.name.endswith(".key"))
+        except OSError:
+            return {}
+        with self._lock:
+            cached = self._named.get(folder)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        names: dict[bytes, str] = {}
+        for name, _, _ in sorted(stamp):
+            try:
+                public, _ = zmq.auth.load_certificate(str(folder / name))
+            except (OSError, ValueError):
+                continue
+            names[public] = name.removesuffix(".key")
+        with self._lock:
+            self._named[folder] = (stamp, names)
+        return names
 
 
 class ServerKeys:
