@@ -55,11 +55,12 @@ def flapping(endpoint: str) -> str:
     """What a link that is lost again soon after each reconnect means, and what to check."""
     host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
     return (f"the link to the broker at {endpoint} is lost again and again within {SHORT:g} "
-            "s of coming up: small messages (the handshake) pass and bigger ones "
-            "do not; most likely an MTU black hole on the path (a link with a smaller MTU "
-            "whose ICMP 'fragmentation needed' is filtered: ping -M do -s 1472 "
+            "s of coming up: the handshake passes and then the link breaks, most likely at "
+            "the first message too big for the path: an MTU black hole (a link with a "
+            "smaller MTU whose ICMP 'fragmentation needed' is filtered: ping -M do -s 1472 "
             f"{host} fails); set sysctl net.ipv4.tcp_mtu_probing=1 on this host and the "
-            "broker's, or lower the interface's MTU; else a middlebox cutting connections")
+            "broker's, or lower the interface's MTU; else the broker restarts again and "
+            "again, or a middlebox cuts connections")
 
 
 def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
