@@ -1,4 +1,4 @@
-"""Which IP family a TCP endpoint of the bus takes.
+"""Which IP family a TCP endpoint of the bus takes, and what a failed bind means in words.
 
 libzmq sockets speak IPv4 only unless their ``IPV6`` option is on: a broker given
 ``--gateway-bind tcp://[fd00::5]:5555`` stopped with "No such device", and a device given
@@ -12,8 +12,13 @@ that has IPv6 addresses and no IPv4 one when the node starts.
 
 from __future__ import annotations
 
+import errno
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    import zmq
 
 
 def host_of(endpoint: str) -> str | None:
@@ -53,3 +58,17 @@ def _ipv6_only(name: str) -> bool:
         return bool(socket.getaddrinfo(name, None, socket.AF_INET6, socket.SOCK_STREAM))
     except (OSError, UnicodeError):
         return False
+
+
+def endpoint_problem(error: zmq.ZMQError, bind: str | None) -> str:
+    """What a failed bind or connect means in words: libzmq says "No such device" for a bind
+    to a name that does not resolve (or to an IPv6 address, before sockets took IPv6), and
+    "Cannot assign requested address" for an address this machine does not have."""
+    if bind and error.errno in (errno.ENODEV, errno.EADDRNOTAVAIL):
+        return ("its host is not an address of this machine, nor a name that resolves to "
+                "one (bind to this machine's own address, a name of it, or 0.0.0.0 / [::] "
+                "for all)")
+    if error.errno == errno.EINVAL:
+        return (f"{error}: an endpoint is tcp://HOST:PORT (an IPv6 address in brackets, "
+                "tcp://[fd00::5]:5555), ipc://PATH or inproc://NAME")
+    return str(error)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 from typing import Literal
-
-import zmq
 
 Reason = Literal[
     "frames",      # no delimiter, or too few frames after it
@@ -44,16 +41,3 @@ def address_in_use(node: str, what: str, option: str) -> ConfigError:
     return ConfigError(f"{node}: {what} is in use by another program (another cellbus?); "
                        f"stop that one, or choose a free one with {option}")
 
-
-def endpoint_problem(error: zmq.ZMQError, bind: str | None) -> str:
-    """What a failed bind or connect means in words: libzmq says "No such device" for a bind
-    to a name that does not resolve (or to an IPv6 address, before sockets took IPv6), and
-    "Cannot assign requested address" for an address this machine does not have."""
-    if bind and error.errno in (errno.ENODEV, errno.EADDRNOTAVAIL):
-        return ("its host is not an address of this machine, nor a name that resolves to "
-                "one (bind to this machine's own address, a name of it, or 0.0.0.0 / [::] "
-                "for all)")
-    if error.errno == errno.EINVAL:
-        return (f"{error}: an endpoint is tcp://HOST:PORT (an IPv6 address in brackets, "
-                "tcp://[fd00::5]:5555), ipc://PATH or inproc://NAME")
-    return str(error)

@@ -23,8 +23,8 @@ import zmq
 
 from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
-from .endpoints import wants_ipv6
-from .errors import ConfigError, ProtocolError, address_in_use, endpoint_problem
+from .endpoints import endpoint_problem, wants_ipv6
+from .errors import ConfigError, ProtocolError, address_in_use
 from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
