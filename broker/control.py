@@ -7,7 +7,8 @@ a new session (only open sessions are found). With ``"shutdown": true`` (a Jupyt
 shutdown) the session ends for good: every gateway hears it (:data:`SHUT_DOWN`).
 
 ``broker_status_request`` (names no cell; ``bin/cellbus status``): every device the broker
-knows with capacity, load, free places and sessions, and the requests waiting.
+knows with capacity, load, free places and sessions, the requests waiting, and the clients
+its CURVE ports refused lately (:mod:`protocol.refusals`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Callable
 
 from protocol.kernels import SHUT_DOWN
+from protocol.refusals import Refusals
 from protocol.version import VERSION
 from protocol.wire import Message, Session
 
@@ -35,10 +37,11 @@ class Control:
 
     def __init__(self, *, wire: Session, store: Store, sessions: OpenSessions,
                  dispatch: Dispatch, watch: DeviceWatch, store_writable: Callable[[], bool],
-                 log: logging.Logger) -> None:
+                 log: logging.Logger, refusals: Refusals | None = None) -> None:
         self.wire, self.store, self.sessions = wire, store, sessions
         self.dispatch, self.watch, self.log = dispatch, watch, log
         self.store_writable = store_writable
+        self.refusals = refusals
 
     async def restart(self, msg: Message, address: Address) -> Reply:
         """Close the worksheet's session; the next request gets a fresh one."""
@@ -108,4 +111,5 @@ class Control:
         return {"devices": devices, "needs_work": len(waiting), "version": VERSION,
                 "store_writable": self.store_writable(),
                 "not_sent": sum(1 for r in waiting if r.msg_id not in self.dispatch.handed),
-                "waiting_for_room": len(self.dispatch.held)}, []
+                "waiting_for_room": len(self.dispatch.held),
+                "refused": self.refusals.recent() if self.refusals is not None else []}, []

@@ -73,9 +73,12 @@ class DeviceWatch:
         self.devices = dispatch.devices
         #: Device taken for lost -> its sessions then, whose workers end if it comes back.
         self.taken: dict[str, set[str]] = {}
-        #: Queued requests of a lost device's sessions -> the hand-out taken back from it:
-        #: what an old worker says of that one is dropped (newest kept).
-        self.revoked: collections.OrderedDict[str, str] = collections.OrderedDict()
+        #: Queued requests of a lost device's sessions -> the hand-outs taken back from it:
+        #: what an old worker says of any of them is dropped (newest kept). Every one, not
+        #: the last only: a device lost again and again (a link that breaks under traffic,
+        #: an MTU black hole) ran the cell from each, and once its link carried them, the
+        #: outputs of all but the last hand-out were stored too (a cell's output thrice).
+        self.revoked: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         #: Device heard again -> sessions it was told to end -> when (monotonic).
         self.ending: dict[str, dict[str, float]] = {}
         #: (device, session) taken on the device's report after a restart (:meth:`disown`).
@@ -134,8 +137,12 @@ class DeviceWatch:
         for request in await self.store.requests(NEEDS_WORK, device=device):
             nonce = self.dispatch.handed.nonce(request.msg_id)
             self.dispatch.take_back(request.msg_id, request.session)
-            if request.session in worked and nonce is not None:  # its old worker's turn
-                self.revoked[request.msg_id] = nonce
+            # Its worker there is told to end if the device comes back (its session is taken,
+            # whether or not a heartbeat listed it yet: one stuck behind the output it ran
+            # never did), and the request runs from its new hand-out.
+            if request.session in taken and nonce is not None:
+                self.revoked.setdefault(request.msg_id, set()).add(nonce)
+                self.revoked.move_to_end(request.msg_id)
                 forget_oldest(self.revoked, MAX_REVOKED)
         for session in closing:
             if self.ends is not None:

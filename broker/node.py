@@ -185,7 +185,9 @@ class Broker(Node):
                                post=self.dispatch.post, log=log)
         control = Control(wire=wire, store=store, sessions=self.sessions,
                           dispatch=self.dispatch, watch=self.watch,
-                          store_writable=lambda: self.store_failing is None, log=log)
+                          store_writable=lambda: self.store_failing is None, log=log,
+                          refusals=(self.keys.roles.refusals
+                                    if isinstance(self.keys, ServerKeys) else None))
         self.intake = Intake(wire=wire, store=store, sessions=self.sessions,
                              dispatch=self.dispatch, cells=self.cells, quotas=self.quotas,
                              metrics=self.metrics, interacts=self.interacts, control=control,
@@ -354,8 +356,8 @@ class Broker(Node):
             return  # stored already, or out of order: the device's ack says what to send
         if judged is Judgement.SKIP:
             return  # received (its outbox moves on), but not the device's to send
-        if self.watch.revoked and isinstance(facts, dict) and facts.get("sent") == \
-                self.watch.revoked.get(msg["parent_header"].get("msg_id")):
+        if self.watch.revoked and isinstance(facts, dict) and isinstance(facts.get("sent"), str) \
+                and facts["sent"] in self.watch.revoked.get(msg["parent_header"].get("msg_id"), ()):
             return  # of a hand-out taken back from a lost device: it runs from a new one
         if isinstance(facts, dict) and self.watch.stale(device, facts):
             return  # of a previous broker's hand-out to a worker told to end

@@ -23,6 +23,7 @@ from protocol import linkwatch, msgtypes as mt
 from protocol.processes import is_running
 from protocol.config import add_curve_options, add_option, endpoint, load_key, parse_args
 from protocol.curve import ClientKeys, needs_keys
+from protocol.endpoints import wants_ipv6
 from protocol.errors import ConfigError, ProtocolError
 from protocol.numbers import positive_seconds
 from protocol.wire import Session
@@ -124,6 +125,7 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.linger = 0
+    sock.ipv6 = wants_ipv6(endpoint, bind=False)  # a broker at tcp://[fd00::5]:5555
     if keys is not None:
         keys.connect_with(sock)
     monitor = sock.get_monitor_socket(linkwatch.EVENTS)
@@ -177,6 +179,9 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
     lines.append(f"requests waiting (needs_work): {status.get('needs_work', 0)}; "
                  f"not yet given to a device: {status.get('not_sent', 0)}; "
                  f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
+    for refused in status.get("refused") or []:
+        lines.append(f"REFUSED on the {refused['port']} port: {refused['who']} "
+                     f"({refused['count']} times, the last {refused['ago']:g} s ago)")
     if status.get("store_writable") is False:
         lines.append("STORE CANNOT WRITE (disk full or failing): new work is refused with 507")
     problems = verdict(status)

@@ -27,7 +27,8 @@ COMMANDS = {"up": "cellbus.up", "broker": "broker.__main__", "device": "device._
             "cert": "protocol.certs"}
 
 
-KEY_USAGE = "usage: cellbus key PATH   (a fresh deployment key, mode 0600; never overwrites)"
+KEY_USAGE = ("usage: cellbus key PATH   (a fresh deployment key, mode 0600, its folder made if "
+             "missing; never overwrites)")
 
 
 def key(argv: list[str]) -> int:
@@ -50,7 +51,7 @@ def key(argv: list[str]) -> int:
         print(f"cellbus key: {argv[0]} exists; a key is never overwritten", file=sys.stderr)
         return 1
     try:
-        generate_key(argv[0])
+        generate_key(argv[0])  # and its folder, private (README's /etc/cellbus/bus.key)
     except OSError as e:
         print(f"cellbus key: cannot write {argv[0]}: {e.strerror}", file=sys.stderr)
         return 1

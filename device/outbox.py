@@ -12,8 +12,8 @@ record up to ``n`` is stored. The broker stores records in order, each once:
   could not write them) is dropped, and the ack asks for everything after the last stored
   record again (``resend``);
 - if no ack comes for a while (the broker is down, or its store cannot write), the outbox
-  sends everything unacknowledged again, waiting longer each time (``RESEND_AFTER`` doubling
-  up to ``RESEND_MAX``).
+  sends everything unacknowledged again, waiting longer each time (``RESEND_AFTER``, or twice
+  the receipts' round trip when longer, doubling up to ``RESEND_MAX`` or that).
 
 One task (:meth:`Outbox.run`) writes records to the socket, so a resend can never overtake
 or interleave with new records. The records waiting when it writes (a worker's burst: busy,
@@ -65,6 +65,8 @@ class _Record:
     size: int
     tries: int = 1
     sent: bool = field(default=False)
+    #: When it was first written (monotonic; 0 until then): its receipt times the round trip.
+    sent_at: float = 0.0
 
 
 class Outbox:
@@ -95,6 +97,7 @@ class Outbox:
         self._empty.set()
         self._acked_at = time.monotonic()
         self._wait = RESEND_AFTER
+        self._rtt: float | None = None  # the receipts' smoothed round trip (s), once known
         self._resent: tuple[int, float] = (0, 0.0)  # (from n, when) of the last resend
         self.resends = 0
 
@@ -149,13 +152,23 @@ class Outbox:
         everything after it again."""
         if epoch != self.epoch or not isinstance(stored, int) or isinstance(stored, bool):
             return  # for an earlier process of this device, or garbage
-        progressed = False
+        progressed = timed = False
+        now = time.monotonic()
         while self._records and self._records[0].n <= stored:
-            self.bytes -= self._records.popleft().size
+            record = self._records.popleft()
+            self.bytes -= record.size
             progressed = True
+            if record.tries == 1 and record.sent_at:  # sent once: its receipt is its own
+                timed = True
+                self._rtt = now - record.sent_at if self._rtt is None else (
+                    0.875 * self._rtt + 0.125 * (now - record.sent_at))
         if progressed:
-            self._acked_at = time.monotonic()
-            self._wait = RESEND_AFTER
+            self._acked_at = now
+            # Only a receipt of a record sent once times the trip; one of resent records may
+            # answer either copy, so the longer wait stays until one is timed (Karn): else
+            # a trip past RESEND_AFTER had every record resent and none ever timed.
+            if timed or self._rtt is not None:
+                self._wait = self._base()
             self._freed.set()
         if not self._records:
             self._empty.set()
@@ -173,7 +186,13 @@ class Outbox:
         if self._records and self._records[0].sent and now - self._acked_at >= self._wait:
             self._go_back(now, f"no receipt from the broker for {now - self._acked_at:.0f} s")
             self._acked_at = now
-            self._wait = min(self._wait * 2, RESEND_MAX)
+            self._wait = min(self._wait * 2, max(RESEND_MAX, self._base()))
+
+    def _base(self) -> float:
+        """Seconds to wait for a receipt before sending again: RESEND_AFTER, or twice the
+        round trip its receipts took when that is longer (a broker 3 s of round trip away
+        had every record sent twice, each receipt coming after its resend)."""
+        return RESEND_AFTER if self._rtt is None else max(RESEND_AFTER, 2 * self._rtt)
 
     def _go_back(self, now: float, why: str) -> None:
         if not self._records:
@@ -204,8 +223,10 @@ class Outbox:
             else:
                 frames = self._bundle([record.frames for record in burst])
             await self._send(frames)
+            sent_at = time.monotonic()
             for record in burst:
                 record.sent = True
+                record.sent_at = record.sent_at or sent_at
             if self._next == start:  # not sent back meanwhile
                 self._next = start + len(burst)
 

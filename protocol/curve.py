@@ -36,6 +36,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from .errors import ConfigError
+from .refusals import REPEAT, Every, Refusals
 
 #: Roles a client key may have, and the folder of the broker's key directory for each.
 ROLES = {"device": "devices", "gateway": "gateways"}
@@ -121,7 +122,11 @@ class _RoleKeys:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        #: Clients refused, for ``bin/cellbus status`` (and the link watch's handshakes).
+        self.refusals = Refusals()
+        self._said = Every(REPEAT)
         self._lock = threading.Lock()
+        self._named: dict[Path, tuple[frozenset[tuple[str, int, int]], dict[bytes, str]]] = {}
         self._seen: dict[str, tuple[frozenset[tuple[str, int, int]], frozenset[bytes]]] = {}
 
     def keys(self, role: str) -> frozenset[bytes]:
@@ -145,9 +150,48 @@ class _RoleKeys:
     def callback(self, domain: str, key: bytes) -> bool:
         allowed = domain in ROLES and key in self.keys(domain)
         if not allowed:
-            log.warning("refused a CURVE client on the %s port: key %s is not allowed there",
-                        domain, key.decode(errors="replace")[:12])
+            who = self.who(key)
+            self.refusals.note(domain, who)
+            if self._said.due((domain, who)):
+                log.warning("refused a CURVE client on the %s port: %s", domain, who)
         return allowed
+
+    def who(self, key: bytes) -> str:
+        """Whose ``key`` (z85) it is, as far as the key folder knows: another role's key,
+        a revoked one (its public file is still beside the secrets made here), or none."""
+        for role, folder in ROLES.items():
+            if (name := self._names(self.directory / folder).get(key)) is not None:
+                opens = "device port" if role == "device" else "gateway and feed ports"
+                return f"the key of {role} {name}, which opens the {opens} only"
+        if (name := self._names(self.directory).get(key)) is not None:
+            return (f"the key of {name}, revoked (bin/cellbus cert --list shows the keys "
+                    "allowed)")
+        return (f"key {key.decode(errors='replace')[:12]}..., which the --curve-dir does not "
+                "hold (a stranger's)")
+
+    def _names(self, folder: Path) -> dict[bytes, str]:
+        """The public keys of ``folder``'s ``*.key`` files, by key: read again only when a
+        file's name, size or time changed (a stranger retrying its handshake every 100 ms
+        must not have the broker parse every key file each time)."""
+        try:
+            stamp = frozenset((e.name, e.stat().st_mtime_ns, e.stat().st_size)
+                              for e in os.scandir(folder) if e.name.endswith(".key"))
+        except OSError:
+            return {}
+        with self._lock:
+            cached = self._named.get(folder)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+        names: dict[bytes, str] = {}
+        for name, _, _ in sorted(stamp):
+            try:
+                public, _ = zmq.auth.load_certificate(str(folder / name))
+            except (OSError, ValueError):
+                continue
+            names[public] = name.removesuffix(".key")
+        with self._lock:
+            self._named[folder] = (stamp, names)
+        return names
 
 
 class ServerKeys:

@@ -40,3 +40,4 @@ def address_in_use(node: str, what: str, option: str) -> ConfigError:
     another cellbus (a second ``up``?) or another program; ``option`` moves it."""
     return ConfigError(f"{node}: {what} is in use by another program (another cellbus?); "
                        f"stop that one, or choose a free one with {option}")
+

@@ -33,6 +33,7 @@ import zmq
 from zmq.utils.monitor import parse_monitor_message
 
 from .curve import ROLES
+from .refusals import Refusals
 from .sockets import BusSocket
 
 #: The monitor events a watch reads.
@@ -44,6 +45,22 @@ _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROT
 REPEAT = 60.0
 #: Seconds a client's link may stay down (never up, or lost) before it says so.
 ABSENT = 5.0
+#: A link lost within this many seconds of coming up is a short one; :data:`FLAPS` short
+#: ones in a row say that the link breaks under traffic, not that the network went away.
+SHORT = 30.0
+FLAPS = 2
+
+
+def flapping(endpoint: str) -> str:
+    """What a link that is lost again soon after each reconnect means, and what to check."""
+    host = endpoint.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    return (f"the link to the broker at {endpoint} is lost again and again within {SHORT:g} "
+            "s of coming up: the handshake passes and then the link breaks, most likely at "
+            "the first message too big for the path: an MTU black hole (a link with a "
+            "smaller MTU whose ICMP 'fragmentation needed' is filtered: ping -M do -s 1472 "
+            f"{host} fails); set sysctl net.ipv4.tcp_mtu_probing=1 on this host and the "
+            "broker's, or lower the interface's MTU; else the broker restarts again and "
+            "again, or a middlebox cuts connections")
 
 
 def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
@@ -68,6 +85,11 @@ def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) 
     return None
 
 
+#: A handshake failure on the broker's port, as ``status`` lists it.
+UNDECRYPTED = ("a handshake it could not decrypt: a client with another --broker-key or "
+               "without CURVE keys, or a replayed or tampered handshake")
+
+
 def server_problem(event: int, role: str) -> str | None:
     """What a failed handshake on the broker's ``role`` port means; None for other events."""
     if event in _FAILED:
@@ -81,9 +103,12 @@ class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
-                 role: str, server: bool, curve: bool) -> None:
+                 role: str, server: bool, curve: bool, refusals: Refusals | None = None
+                 ) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
+        #: The broker's record of refused clients, for ``status`` (servers only).
+        self.refusals = refusals
         self.curve = curve
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, EVENTS)
@@ -94,6 +119,10 @@ class LinkWatch:
         self.problem: str | None = None
         self.up = False
         self._said: dict[str, float] = {}
+        #: When the link last came up (monotonic), and how many times in a row it was lost
+        #: within :data:`SHORT` seconds of that.
+        self._up_at = 0.0
+        self._short = 0
 
     async def run(self) -> None:
         while True:
@@ -112,6 +141,8 @@ class LinkWatch:
         kind = int(event["event"])
         if self.server:
             problem = server_problem(kind, self.role)
+            if problem is not None and self.refusals is not None:
+                self.refusals.note(self.role, UNDECRYPTED)
             if problem is not None:
                 self._say(logging.WARNING, f"{self.node}: {problem}")
             return
@@ -119,13 +150,19 @@ class LinkWatch:
             if not self.up:
                 self.log.info("%s: link to the broker at %s is up%s", self.node,
                               self.endpoint, " again" if self._said else "")
+                self._up_at = time.monotonic()
             self.up, self.problem = True, None
-            self._said.clear()
+            self._said = {k: v for k, v in self._said.items() if k.startswith("the link ")}
         elif kind == zmq.EVENT_DISCONNECTED and self.up:
             self.up = False
             self.log.warning("%s: lost its link to the broker at %s; ZeroMQ connects again "
                              "by itself", self.node, self.endpoint)
-            self._said["lost"] = time.monotonic()
+            now = time.monotonic()
+            self._said["lost"] = now
+            self._short = self._short + 1 if now - self._up_at < SHORT else 0
+            if self._short >= FLAPS:
+                self.problem = flapping(self.endpoint)
+                self._say(logging.WARNING, f"{self.node}: {self.problem}")
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
             self.problem = problem

@@ -22,6 +22,7 @@ import zmq
 
 from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
+from .endpoints import endpoint_problem, wants_ipv6
 from .errors import ConfigError, ProtocolError, address_in_use
 from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
@@ -125,7 +126,8 @@ class Node:
             sock.close()
             if bind and e.errno == zmq.EADDRINUSE:
                 raise address_in_use(self.name, bind, option or "another endpoint") from None
-            raise ConfigError(f"{self.name}: cannot use endpoint {bind or connect}: {e}") from None
+            raise ConfigError(f"{self.name}: cannot use endpoint {bind or connect}: "
+                              f"{endpoint_problem(e, bind)}") from None
         self._sockets.append(sock)
         return sock
 
@@ -143,6 +145,7 @@ class Node:
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
+        sock.ipv6 = wants_ipv6(str(endpoint), bind=server)  # tcp://[fd00::5]:5555
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)
             if sock.socket_type == zmq.ROUTER:  # a PUB's one monitor is broker/revocation's
@@ -169,8 +172,9 @@ class Node:
                    role: str = "") -> None:
         """Log what ``sock``'s connection does, and why a handshake fails (before it binds or
         connects: the monitor sees only what comes after)."""
+        refusals = self.keys.roles.refusals if isinstance(self.keys, ServerKeys) else None
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
-                         server=server, curve=curve)
+                         server=server, curve=curve, refusals=refusals)
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +45,7 @@ class NetBed:
                                     "takes root")
         self.tag = secrets.token_hex(3)
         self.net = f"10.{random.randint(64, 127)}.{random.randint(0, 255)}"
+        self.net6 = f"fd00:cb:{random.randint(0, 0xffff):x}:{random.randint(0, 0xffff):x}"
         self.switch = f"cb{self.tag}-sw"
         self.hosts = {name: i + 1 for i, name in enumerate(hosts)}
         self.client = f"{self.net}.200"
@@ -65,6 +67,29 @@ class NetBed:
     def address(self, host: str) -> str:
         return f"{self.net}.{self.hosts[host]}"
 
+    def address6(self, host: str) -> str:
+        """The host's IPv6 address (each host has one beside its IPv4 one)."""
+        return f"{self.net6}::{self.hosts[host]:x}"
+
+    def add_address(self, host: str, n: int) -> str:
+        """Give ``host`` another IPv4 address (``NET.n``, n past the hosts' numbers), as a
+        machine moved to a new address; returns it."""
+        address = f"{self.net}.{n}"
+        sh("ip", "-n", self.ns(host), "addr", "add", f"{address}/24", "dev", "eth0")
+        return address
+
+    def names(self, names: dict[str, str]) -> None:
+        """Every host resolves each name to its address, as DNS would (a hosts file per
+        namespace, /etc/netns/NS/hosts, which ``ip netns exec`` puts over /etc/hosts);
+        called again, the names point elsewhere for every lookup after it."""
+        text = "127.0.0.1 localhost\n" + "".join(f"{a} {n}\n" for n, a in names.items())
+        for host in self.hosts:
+            folder = Path("/etc/netns") / self.ns(host)
+            if not folder.exists():
+                folder.mkdir(parents=True)
+                self._made.append(f"dir:{folder}")
+            (folder / "hosts").write_text(text)  # the same file, seen by running processes
+
     def wrap(self, host: str) -> list[str]:
         """The command prefix that runs a program on ``host``."""
         return ["ip", "netns", "exec", self.ns(host)]
@@ -81,6 +106,8 @@ class NetBed:
             self._made.append(ns)
             self._cable(f"h{self.tag}{n}", self.port(host), ns)
             sh("ip", "-n", ns, "addr", "add", f"{self.address(host)}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "addr", "add", f"{self.address6(host)}/64", "dev", "eth0",
+               "nodad")  # usable at once, not after duplicate address detection
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
             sh("ip", "-n", ns, "link", "set", "lo", "up")
         self._cable(f"c{self.tag}", f"s{self.tag}c", None)
@@ -107,14 +134,19 @@ class NetBed:
     def plug(self, host: str) -> None:
         sh("ip", "-n", self.switch, "link", "set", self.port(host), "up")
 
-    def lose(self, host: str, peer: str, percent: int) -> None:
-        """Drop ``percent`` % of the packets between ``host`` and ``peer``, both ways (an
-        nftables rule on ``host``)."""
-        rules = (f"table inet cbloss {{ chain in {{ type filter hook input priority 0; "
-                 f"ip saddr {self.address(peer)} numgen random mod 100 < {percent} drop; }}; "
-                 f"chain out {{ type filter hook output priority 0; "
-                 f"ip daddr {self.address(peer)} numgen random mod 100 < {percent} drop; }}; }}")
-        sh(*self.wrap(host), "nft", rules)
+    def lose(self, host: str, peer: str, percent: int, *, inbound: bool = True,
+             outbound: bool = True) -> None:
+        """Drop ``percent`` % of the packets between ``host`` and ``peer``: both ways, or
+        only those ``host`` receives (``outbound=False``) or sends (``inbound=False``), an
+        asymmetric loss (an nftables rule on ``host``)."""
+        chains = []
+        if inbound:
+            chains.append(f"chain in {{ type filter hook input priority 0; ip saddr "
+                          f"{self.address(peer)} numgen random mod 100 < {percent} drop; }};")
+        if outbound:
+            chains.append(f"chain out {{ type filter hook output priority 0; ip daddr "
+                          f"{self.address(peer)} numgen random mod 100 < {percent} drop; }};")
+        sh(*self.wrap(host), "nft", f"table inet cbloss {{ {' '.join(chains)} }}")
 
     def capture(self, host: str, path: Path) -> subprocess.Popen[bytes]:
         """tcpdump of every frame to and from ``host`` (on its port of the switch), into
@@ -170,6 +202,8 @@ class NetBed:
         for made in reversed(self._made):
             if made.startswith("link:"):
                 subprocess.run(["ip", "link", "del", made[5:]], capture_output=True)
+            elif made.startswith("dir:"):
+                shutil.rmtree(made[4:], ignore_errors=True)
             else:
                 subprocess.run(["ip", "netns", "del", made], capture_output=True)
         self._made.clear()

@@ -139,3 +139,32 @@ def test_a_second_device_with_a_taken_id_is_told_to_check_it(chain: Chain) -> No
                         *chain.cert_options("d1", "device"))
     twin.wait_for_log(r"no word from the broker for \d+ s: .*is its --key-file the same as "
                       r"this device's, and is no other device running with --device-id d1\?")
+
+
+def test_an_inproc_connection_is_not_watched_as_a_link(key: bytes) -> None:
+    """Tests a node's inproc:// connect (the broker's feed monitor, with --curve-dir): no
+    link watch, which waited for a handshake inproc never makes and logged "no link to the
+    broker at inproc://cellbus-feed-... after 5 s" at every start of a TCP broker. A tcp://
+    connect is still watched."""
+    import asyncio
+
+    import zmq
+
+    from protocol.node import Node
+    from protocol.wire import Session
+
+    async def links() -> list[str]:
+        node = Node(Session(key))
+        node.insecure = True
+        try:
+            node.socket(zmq.PAIR, connect="inproc://cellbus-feed-test")
+            node.socket(zmq.DEALER, connect=f"tcp://127.0.0.1:{free_port()}")
+            return [link.endpoint for link in node.links]
+        finally:
+            for task in list(node._tasks):
+                task.cancel()
+            for sock in node._sockets:
+                sock.close(0)
+            node.ctx.term()
+
+    assert [e.split(":")[0] for e in asyncio.run(links())] == ["tcp"]

@@ -91,29 +91,3 @@ def test_a_worker_that_died_mid_execution_is_one_line(chain: Chain) -> None:
     closed = device.wait_for_log(rf"session {second} closed")
     assert closed is not None
     assert len(lines_about(device, second)) == 1, device.log
-
-
-async def test_an_inproc_socket_of_the_node_itself_is_no_link_to_watch() -> None:
-    """Tests that a node's socket to an inproc endpoint of its own (the broker's feed
-    monitor, with --curve-dir) is not watched as a link to the broker: ZeroMQ reports no
-    connection on inproc, so 5 s later every CURVE broker warned "no link to the broker at
-    inproc://cellbus-feed-... after 5 s: is a broker running there" about itself. A link
-    over ipc is still watched."""
-    import tempfile
-
-    import zmq
-
-    from protocol.node import Node
-    from protocol.wire import Session
-
-    node = Node(Session(b"k"))
-    try:
-        node.socket(zmq.PAIR, bind="inproc://mine")
-        node.socket(zmq.PAIR, connect="inproc://mine", label="feed monitor")
-        assert [link.endpoint for link in node.links] == []
-        with tempfile.TemporaryDirectory() as folder:
-            node.socket(zmq.DEALER, connect=f"ipc://{folder}/broker")
-            assert [link.endpoint for link in node.links] == [f"ipc://{folder}/broker"]
-    finally:
-        await node.cancel_loops()
-        node._close_sockets()

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import zmq.auth
+import zmq.utils.z85
 
 from harness import NodeProcess, http_with_headers
 from netbed import NetBed, NetBedUnavailable, NetChain, wait_until
@@ -175,17 +177,27 @@ def test_the_broker_host_cut_off(bed: NetChain) -> None:
 def test_the_bus_is_encrypted_and_closed_to_strangers(bed: NetChain, tmp_path: Path) -> None:
     """Tests a capture of every frame on the bridge while a cell prints a marker: the marker
     is in the cell's output and nowhere in the captured bytes (which hold the bus's
-    traffic); and a device whose key the broker never accepted is refused."""
+    traffic), nor is a marker of the cell's code, the bus key or any CURVE secret key; and a
+    device whose key the broker never accepted is refused."""
     start(bed, devices=1)
     marker = "diary-" + os.urandom(6).hex()
+    in_code = "recipe-" + os.urandom(6).hex()
     pcap = tmp_path / "bridge.pcap"
     capture = bed.bed.capture("broker", pcap)  # every bus link goes through its cable
     try:
-        code = f"s = {marker[:6]!r} + {marker[6:]!r}\nprint(s)"  # the code has no marker
+        # the code has no output marker, and a marker of its own in a comment
+        code = f"s = {marker[:6]!r} + {marker[6:]!r}\nprint(s)  # {in_code}"
         assert output_text(run(bed, "u/ws/1", code)) == marker + "\n"
     finally:
         captured = bed.bed.stop_capture("broker", pcap, capture)
     assert marker.encode() not in captured
+    assert in_code.encode() not in captured
+    secrets = [Path(bed.key_file).read_bytes().strip()]  # the bus key, and CURVE secrets
+    for name in ("broker", "dev0", "gateway"):
+        _, secret = zmq.auth.load_certificate(str(bed.keys_dir / f"{name}.key_secret"))
+        assert secret is not None
+        secrets += [secret, zmq.utils.z85.decode(secret)]  # as written, and as raw bytes
+    assert not [k for k in secrets if k in captured]
     read = subprocess.run(["tcpdump", "-n", "-r", str(pcap)], capture_output=True, text=True,
                           timeout=30)
     broker = bed.bed.address("broker")
