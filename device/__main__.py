@@ -134,11 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.connect or args.bind):
         parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
     if args.backend:  # here, in one line: in the template it was two tracebacks, status 1
-        from session.worker import load_backend
-        try:
-            load_backend(args.backend)
-        except ValueError as e:
-            parser().error(str(e))
+        from .template import backend_problem
+        if problem := backend_problem(args.backend):
+            parser().error(problem)
     try:
         uids = range(AUTO_SIZE) if args.sandbox_uids == "auto" else parse_uids(args.sandbox_uids)
     except ValueError as e:

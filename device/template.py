@@ -74,6 +74,17 @@ class Child:
     init: bool = False
 
 
+
+def backend_problem(spec: str) -> str | None:
+    """Why the template could not load the session backend ``spec`` (None if it can): the
+    device asks before it starts one, so that a typo is one line, not two tracebacks."""
+    from session.worker import load_backend
+    try:
+        load_backend(spec)
+    except ValueError as e:
+        return str(e)
+    return None
+
 class Template:
     def __init__(self, control: socket.socket, backend: str | None, sandbox: Sandbox,
                  kernels: str = "") -> None:

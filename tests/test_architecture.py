@@ -4,7 +4,8 @@ gateway, broker, device and session never import one another, and protocol/ impo
 them (nor the launcher package, cellbus/, which is the one place that imports them all). The
 one exception: the device's template process preloads the session runtime it forks workers
 from (``device/template.py`` imports ``session.worker``, inside ``Template.__init__``, and
-``session.backends`` to find the kernels it offers).
+``session.backends`` and ``session.kernelspecs`` to find the kernels it offers; the device
+checks its ``--backend`` through the template's ``backend_problem``).
 Every import statement counts, at any depth (a function-level import is still an import).
 """
 
@@ -18,7 +19,8 @@ from harness import ROOT
 COMPONENTS = ("gateway", "broker", "device", "session")
 PACKAGES = ("protocol", *COMPONENTS, "cellbus")
 #: (importing module, imported module) pairs allowed across components.
-EXCEPTIONS = {("device.template", "session.worker"), ("device.template", "session.backends")}
+EXCEPTIONS = {("device.template", "session.worker"), ("device.template", "session.backends"),
+              ("device.template", "session.kernelspecs")}
 
 
 def module_name(root: Path, path: Path) -> str:
