@@ -89,6 +89,8 @@ def access_argv(a: argparse.Namespace) -> list[str]:
         argv += ["--allow-origin", origin]
     for host in a.allow_host or []:
         argv += ["--allow-host", host]
+    for option, value in (("--tls-cert", a.tls_cert), ("--tls-key", a.tls_key)):
+        argv += [option, value] if value else []
     return argv
 
 
@@ -246,7 +248,7 @@ class Supervisor:
         self.wait_for_port(a.host, a.port)
         self.wait_for_devices()
         host = f"[{a.host}]" if ":" in a.host else a.host
-        url = f"http://{host}:{a.port}/"
+        url = f"{'https' if a.tls_cert else 'http'}://{host}:{a.port}/"
         try:
             write_state({"url": url, "broker": self.ep["gw"], "subscribe": self.ep["pub"],
                          "device_bind": self.ep["dev"], "key_file": str(self.key_file)})

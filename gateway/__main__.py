@@ -15,6 +15,7 @@ from .access import TOKEN_RATE, make_policy
 from .connections import BODY_TIMEOUT, IDLE_TIMEOUT, PER_ADDRESS, ConnectionLimits
 from .node import MAX_INPUT, Gateway
 from .outbox import CLIENT_BUFFER, CLIENT_STALL, TOO_SLOW
+from .tls import server_context
 
 
 def parser() -> argparse.ArgumentParser:
@@ -56,8 +57,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def add_access_options(p: argparse.ArgumentParser) -> None:
-    """--auth, --allow-anonymous, --allow-origin, --allow-host, --rate, --log-requests (also
-    for `up`)."""
+    """--auth, --allow-anonymous, --allow-origin, --allow-host, --rate, --tls-cert, --tls-key,
+    --log-requests (also for `up`)."""
     add_option(p, "--auth", choices=["token", "none"], node="gateway",
                help="token: every API request needs a user's token (`bin/cellbus user add`); "
                     "none: anyone who reaches the gateway. Default none on a loopback "
@@ -76,6 +77,11 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
                     "store (permalinks, new worksheets' layouts) per user, or per "
                     "address without auth; beyond it 429 with Retry-After. 0: no limit "
                     f"(default: {TOKEN_RATE} with --auth token, else no limit)")
+    add_option(p, "--tls-cert", metavar="FILE", node="gateway",
+               help="serve HTTPS and WSS with this certificate (PEM, its chain after it) "
+                    "where nothing in front of the gateway ends TLS; with --tls-key")
+    add_option(p, "--tls-key", metavar="FILE", node="gateway",
+               help="the private key (PEM) of --tls-cert")
     add_option(p, "--log-requests", action="store_true", node="gateway",
                help="log every request at INFO; without it only redirects and refused or "
                     "failed requests are (the rest at DEBUG: --log-level DEBUG shows them)")
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
                           port=args.port, max_input=args.max_input, access=access,
                           client_buffer=args.client_buffer, client_stall=args.client_stall,
                           limits=ConnectionLimits(args.idle_timeout, args.body_timeout,
-                                                  args.max_per_address))
+                                                  args.max_per_address),
+                          tls=server_context(args.tls_cert, args.tls_key))
         use_curve(gateway, args)
         return gateway
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import ssl
 
 from tornado.netutil import bind_sockets
 
@@ -36,8 +37,10 @@ class Gateway(Node):
                  port: int = 8888, max_input: int = MAX_INPUT,
                  access: AccessPolicy | None = None, client_buffer: int = CLIENT_BUFFER,
                  client_stall: float = CLIENT_STALL,
-                 limits: ConnectionLimits | None = None) -> None:
+                 limits: ConnectionLimits | None = None,
+                 tls: ssl.SSLContext | None = None) -> None:
         super().__init__(session)
+        self.tls = tls  # HTTPS and WSS on its port (gateway/tls.py); None: HTTP
         self.limits = limits or ConnectionLimits()
         self.broker, self.subscribe = broker, subscribe
         self.host, self.port, self.max_input = host, port, max_input
@@ -66,17 +69,20 @@ class Gateway(Node):
         limit = message_limit(self.max_input)
         self.server = GuardedServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                     max_header_size=HEADER_HARD_CAP, xheaders=False,
-                                    chunk_size=READ_CHUNK, limits=self.limits)
+                                    chunk_size=READ_CHUNK, limits=self.limits,
+                                    ssl_options=self.tls)
         self.server.add_sockets(sockets)
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self.log.info("gateway listening on http://%s:%d/", host, self.port)
+        self.log.info("gateway listening on %s://%s:%d/", "https" if self.tls else "http",
+                      host, self.port)
         self.log.info("gateway access: %s", self.access.describe())
         self.log.info("gateway connections: headers within %g s, bodies within %g s, at most "
                       "%s per address; open-file limit %d (hard %d)", self.limits.idle_timeout,
                       self.limits.body_timeout, self.limits.per_address or "any", soft, hard)
         if self.access.auth == "none" and not self.access.loopback:
-            self.log.warning("gateway: --allow-anonymous: anyone who reaches http://%s:%d/ can "
-                             "run code here, with no token (rate limit: %s)", host, self.port,
+            self.log.warning("gateway: --allow-anonymous: anyone who reaches %s://%s:%d/ can "
+                             "run code here, with no token (rate limit: %s)",
+                             "https" if self.tls else "http", host, self.port,
                              self.access.rate or "none; consider --rate")
 
     async def shutdown(self) -> None:
