@@ -148,12 +148,12 @@ class Sandbox:
         that were killed before they could remove theirs go first."""
         tmp = tempfile.gettempdir()
         for path in stale(tmp, "cellbus-root-"):
-            st = os.lstat(path)
-            if st.st_uid == 0 and stat.S_ISDIR(st.st_mode):
-                try:
+            try:  # another device's template starting beside this one may remove it first
+                st = os.lstat(path)
+                if st.st_uid == 0 and stat.S_ISDIR(st.st_mode):
                     os.rmdir(path)
-                except OSError:
-                    pass
+            except OSError:
+                pass
         path = os.path.join(tmp, f"cellbus-root-{os.getpid()}")
         os.mkdir(path, 0o755)
         return path

@@ -1,6 +1,7 @@
 """A reload of the worksheet page keeps everything (issue 26, item 1): every cell's output
 comes back from the store, a cell still running shows it with its Stop button and goes on
-live, and the cell queued behind it runs when its turn comes."""
+live, and the cell queued behind it is not run when Stop ends the running one with an error
+(as in Jupyter), and runs when run again."""
 
 from __future__ import annotations
 
@@ -39,6 +40,11 @@ def test_reload_mid_run_shows_all_output_and_goes_on_live(page: Any, web: Any) -
     expect(ticking.locator(".cellbus-error")).to_contain_text("KeyboardInterrupt")
     expect(ticking).to_have_attribute("data-status", "error")
     expect(ticking.get_by_role("button", name="Stop")).to_be_hidden()
+    # Stop ends the ticks with KeyboardInterrupt, an error: as in Jupyter (stop_on_error),
+    # the cell queued behind it is not run, and says so; run again, it runs
+    expect(queued).to_have_attribute("data-status", "aborted")
+    expect(queued.locator(".cellbus-notice")).to_contain_text("Not run")
+    code_box(queued).press("Control+Enter")  # its code as it was
     expect(queued.locator(".cellbus-output")).to_have_text("after the ticks")
     expect(queued).to_have_attribute("data-status", "done")
     lines = out.locator(".cellbus-stdout").inner_text().splitlines()
