@@ -85,7 +85,9 @@ def test_the_gateway_serves_https_and_wss_and_nothing_in_clear(
             while (msg := json.loads(await ws.read_message()))["msg_type"] != \
                     "subscribe_reply":
                 kinds.append(msg["msg_type"])
-        ws.close()
+            ws.close()
+            while await ws.read_message() is not None:  # None once closed: nothing left open
+                pass
         return kinds
 
     assert "stream" in asyncio.run(replayed())
