@@ -308,6 +308,9 @@ class Chain:
                                    "--broker", self.gateway_ep, "--subscribe", self.publish_ep,
                                    *self.cert_options(name, "gateway"), *options, wrap=wrap)
         self.gateway.wait_for_log(r"gateway listening on")
+        if self.broker is not None and self.broker.proc.poll() is None \
+                and "--tls-cert" not in options:  # (chain.update speaks plain HTTP)
+            wait_gateway_linked(self)  # else a first request may get 503 "not reachable"
         return self.gateway
 
     def url(self, path: str) -> str:
