@@ -1,7 +1,8 @@
 """clear_output(wait=True) animations do not flicker: each frame replaces the last (an image,
 HTML) without the output collapsing between them while the new frame's image decodes or its
 HTML frame loads (as Jupyter keeps the output's height). The output's height is sampled at
-every animation frame of the page from the first full frame to the end of the run."""
+every animation frame of the page, from the run's start to its end, with the frame it shows:
+the heights compared are those from the second frame on (the first had nothing to replace)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from module_chain import module_chain
 from test_browser import (ARTIFACTS, browser, code_box, expect, open_worksheet,  # noqa: F401
                           page, run)
 
-SAMPLE = """out => {
+SAMPLE = """cell => {
   window.heights = [];
   const sample = () => {
-    window.heights.push(out.getBoundingClientRect().height);
+    const out = cell.querySelector(".cellbus-output");
+    const text = out?.querySelector(".cellbus-stdout")?.textContent ?? "";
+    window.heights.push([out ? out.getBoundingClientRect().height : 0, text]);
     if (!window.stopSampling) requestAnimationFrame(sample);
   };
   sample();
@@ -55,12 +58,15 @@ def test_a_clear_output_animation_keeps_its_height(page: Any, web: Any, kind: st
     code = (PNG + "import time\nfrom IPython.display import clear_output, display, Image, HTML\n"
             "for i in range(12):\n    clear_output(wait=True)\n    print('frame', i)\n"
             f"    {FRAMES[kind]}\n    time.sleep(0.2)\n")
+    cell.evaluate(SAMPLE)  # every animation frame, so no frame's 0.2 s go unseen
     run(cell, code)
-    expect(out.locator(".cellbus-stdout")).to_have_text("frame 1\n", timeout=60_000)
-    out.evaluate(SAMPLE)  # from the second frame on: the first one had nothing to replace
-    expect(cell).to_have_attribute("data-status", "done")
+    expect(cell).to_have_attribute("data-status", "done", timeout=60_000)
     page.evaluate("window.stopSampling = true")
-    heights = page.evaluate("window.heights")
+    samples = page.evaluate("window.heights")
+    second = next((i for i, (_, text) in enumerate(samples)
+                   if text.startswith("frame ") and text != "frame 0\n"), None)
+    assert second is not None, samples
+    heights = [height for height, _ in samples[second:]]
     full = [h for h in heights if h > 150]
     assert full, heights
     start = heights.index(full[0])

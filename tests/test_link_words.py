@@ -45,7 +45,7 @@ def test_a_wrong_broker_key_is_named_by_the_client_and_the_broker(chain: Chain) 
     device.wait_for_log(r"no word from the broker for \d+ s: the CURVE handshake .*--broker-key")
     broker.wait_for_log(r"CURVE handshake on the device port failed: a device whose "
                         r"--broker-key is not this broker's broker.key")
-    gateway = chain.start_gateway("--broker-key", wrong)
+    gateway = chain.start_gateway("--broker-key", wrong, linked=False)
     gateway.wait_for_log(WRONG_BROKER_KEY.format(chain.gateway_ep))
     gateway.wait_for_log(WRONG_BROKER_KEY.format(chain.publish_ep))
     broker.wait_for_log(r"CURVE handshake on the gateway port failed")
@@ -62,7 +62,7 @@ def test_a_key_the_broker_does_not_hold_is_named_by_the_client(chain: Chain) -> 
     elsewhere = chain.keys_dir.parent / "elsewhere"
     secret = make_certificate(elsewhere, "web9", "gateway")
     options = ["--curve-key", str(secret), "--broker-key", str(chain.keys_dir / "broker.key")]
-    gateway = chain.start_gateway(*options[:2])  # its --broker-key is the right one
+    gateway = chain.start_gateway(*options[:2], linked=False)  # its --broker-key is the right one
     gateway.wait_for_log(NOT_HELD.format(chain.gateway_ep, "gateways"))
     done = cellbus_status("--broker", chain.gateway_ep, "--key-file", chain.key_file,
                           *options, "--timeout", "2")
