@@ -25,14 +25,12 @@ def key(key_file: Path) -> bytes:
 
 @pytest.fixture
 def nodes() -> Iterator[list[NodeProcess]]:
-    """Started nodes are stopped (then killed) after the test, whatever happens: the last
-    started first, as ``bin/cellbus up`` stops them (a device stopped while its broker still
-    runs gets the receipts for its output at once, instead of waiting for them)."""
+    """Started nodes are stopped (then killed) after the test, whatever happens, in the order
+    ``bin/cellbus up`` stops them (harness.stop_nodes)."""
+    from harness import stop_nodes
     started: list[NodeProcess] = []
     yield started
-    for node in reversed(started):
-        node.stop(timeout=10)
-        node.kill_group()
+    stop_nodes(started)
 
 
 @pytest.fixture

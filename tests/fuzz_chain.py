@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Chain, NodeProcess, wait_gateway_linked
+from harness import Chain, NodeProcess, stop_nodes
 from protocol.config import generate_key
 
 TESTS = Path(__file__).resolve().parent
@@ -39,13 +39,10 @@ def run_fuzz_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         chain.start_device("--backend", "echo_backend:EchoBackend", "--max-sessions", "64",
                            "--prefork", "1", "--idle-timeout", "30")
         chain.start_gateway("--max-input", str(MAX_INPUT))
-        wait_gateway_linked(chain)
         yield chain
     finally:
         if old_path is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old_path
-        for node in nodes:
-            node.stop(timeout=10)
-            node.kill_group()
+        stop_nodes(nodes)

@@ -64,6 +64,20 @@ def free_port() -> int:
     return _PORTS.take()
 
 
+#: The order nodes stop in at a test's end, as ``bin/cellbus up`` stops them: a device stopped
+#: while its broker runs gets the receipts for its output at once, instead of waiting for a
+#: broker that is gone.
+STOP_ORDER = {"gateway": 0, "device": 1, "broker": 2}
+
+
+def stop_nodes(nodes: list[NodeProcess]) -> None:
+    """Stop (then kill) ``nodes``: gateways, devices, then brokers (:data:`STOP_ORDER`), the
+    last started first within each, whatever happens."""
+    for node in sorted(reversed(nodes), key=lambda n: STOP_ORDER.get(n.command, 0)):
+        node.stop(timeout=10)
+        node.kill_group()
+
+
 class NodeProcess:
     """A node started with the ``cellbus`` launcher as an operator would (:data:`CELLBUS`); its
     log is kept and searchable."""
@@ -71,6 +85,7 @@ class NodeProcess:
     def __init__(self, *argv: str, env: dict[str, str] | None = None,
                  wrap: list[str] | None = None) -> None:
         self.argv = [*(wrap or []), *CELLBUS, *argv]
+        self.command = argv[0] if argv else ""  # broker, device, gateway, up...
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, env=node_env(env), cwd=ROOT,
@@ -462,6 +477,15 @@ def wait_gateway_linked(chain: Chain, timeout: float = 15) -> None:
     503 "not reachable". Waits on the log, not on a request, so the gateway's access log
     holds only the test's own requests."""
     chain.gateway.wait_for_log(r"link to the broker at \S+ is up", timeout)
+
+
+def wait_broker_answers(chain: Chain, timeout: float = 15) -> None:
+    """Until the gateway gets an answer from a restarted broker (its link connects again by
+    itself; until then a request gets 503): asks with a request, since its log may not yet
+    say that it lost the old broker."""
+    deadline = time.monotonic() + timeout
+    while chain.update("-/-/-")[0] == 503 and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def replayed_seqs(chain: Chain, user: str, worksheet: str) -> list[int]:

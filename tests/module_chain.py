@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import Chain, NodeProcess
+from harness import Chain, NodeProcess, stop_nodes
 from protocol.config import generate_key
 
 #: The shared device's --max-sessions.
@@ -46,6 +46,4 @@ def module_chain(tmp_path_factory: pytest.TempPathFactory, name: str, *,
             log.parent.mkdir(parents=True, exist_ok=True)
             log.write_text("\n\n".join(f"== {n.argv[n.argv.index('cellbus') + 1]} ==\n{n.log}"
                                       for n in nodes))
-        for node in reversed(nodes):  # the gateway first, the broker last (conftest's nodes)
-            node.stop(timeout=10)
-            node.kill_group()
+        stop_nodes(nodes)

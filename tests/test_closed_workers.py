@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from harness import Chain, NodeProcess, until, wait_gateway_linked
+from harness import Chain, NodeProcess, until, wait_broker_answers
 from test_capacity import status_json
 from test_frozen_nodes import frozen
 
@@ -35,7 +35,7 @@ def _restarted_broker(chain: Chain) -> NodeProcess:
     assert chain.broker is not None
     chain.broker.stop(signal.SIGKILL)
     broker = chain.start_broker()
-    wait_gateway_linked(chain)
+    wait_broker_answers(chain)
     return broker
 
 

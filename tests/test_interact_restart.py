@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from harness import Chain, wait_gateway_linked
+from harness import Chain, wait_broker_answers
 from test_chain_interact import interact_block, post_interact, text_of, wait_interact_text
 
 CODE = "@interact\ndef f(n=(1, 100)):\n    print(n)"
@@ -37,7 +37,7 @@ def restart_broker(chain: Chain, sig: int = signal.SIGKILL) -> None:
     assert broker is not None
     broker.stop(sig)
     chain.start_broker()
-    wait_gateway_linked(chain)
+    wait_broker_answers(chain)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["kill", "term"])

@@ -12,14 +12,13 @@ import asyncio
 import json
 
 from fuzz_clients import ws_exchange
-from harness import Chain, wait_gateway_linked
+from harness import Chain
 
 
 def test_subscription_replays_a_file_output_on_a_json_bus(chain: Chain) -> None:
     chain.start_broker("--packer", "json")
     chain.start_device("--packer", "json")
     chain.start_gateway("--packer", "json")
-    wait_gateway_linked(chain)
     assert chain.evaluate("u/w/c", "open('a.txt', 'w').write('hello file')")[0] == 202
     doc = chain.wait_done("u/w/c")
     assert doc["status"] == "done" and any(b["type"] == "file" for b in doc["output"].values())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import signal
 
-from harness import Chain, NodeProcess, until, wait_gateway_linked
+from harness import Chain, NodeProcess, until, wait_broker_answers
 from test_failures import wait_output
 
 SLOW = "import time\nprint('started', flush=True)\ntime.sleep(60)"
@@ -33,7 +33,7 @@ def test_a_device_back_after_a_broker_restart_is_registered_once(chain: Chain) -
     device.wait_for_log(r"device dev: no word from the broker")
     broker = chain.start_broker()
     device.wait_for_log(r"device dev: the broker is back; registering again")
-    wait_gateway_linked(chain)
+    wait_broker_answers(chain)
     # Output of the device comes after its register on the same socket: once the broker
     # stored it, it has read the register too.
     assert chain.evaluate("u/ws/1", "print('after')")[0] == 202

@@ -17,7 +17,7 @@ import pytest
 import zmq.auth
 import zmq.utils.z85
 
-from harness import NodeProcess, http_with_headers
+from harness import NodeProcess, http_with_headers, stop_nodes
 from netbed import NetBed, NetBedUnavailable, NetChain, wait_until
 from protocol.curve import make_certificate
 from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL
@@ -46,9 +46,7 @@ def bed(key_file: Path, tmp_path: Path, nodes: list[NodeProcess]) -> Iterator[Ne
     try:
         yield NetChain(key_file, f"sqlite:///{tmp_path / 'cellbus.db'}", nodes, net)
     finally:
-        for node in nodes:  # before their namespaces go
-            node.stop(timeout=10)
-            node.kill_group()
+        stop_nodes(nodes)  # before their namespaces go
         net.close()
 
 
