@@ -15,3 +15,6 @@ HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_LIVENESS = 3
 #: Seconds of silence after which a peer is taken for lost.
 EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
+#: A worker whose link is up while its broker stays silent connects again after these
+#: seconds, doubled each time up to the second (Paranoid Pirate's reconnect interval).
+RECONNECT_INTERVAL = (1.0, 32.0)

@@ -219,6 +219,18 @@ class Node:
             return None
         return got
 
+    def reconnect(self, sock: BusSocket) -> None:
+        """Drop ``sock``'s connections and make them anew (the Paranoid Pirate worker's
+        reconnect). What waits unsent in them is dropped: only for a link whose peer takes
+        nothing from it anyway."""
+        for connected, endpoint in self._connected:
+            if connected is sock:
+                try:
+                    sock.disconnect(endpoint)
+                except zmq.ZMQError:
+                    pass  # not connected any more
+                sock.connect(endpoint)
+
     def _revoked(self) -> None:
         """The broker revoked this node's key: disconnect every link now (no more output goes
         out, nothing comes in) and stop, with exit status 1."""
