@@ -389,10 +389,19 @@ def http_with_headers(chain: Chain, method: str, path: str, body: bytes | None =
 
 def cellbus_status(*args: str, env: dict[str, str] | None = None,
                    timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run ``bin/cellbus status ARGS`` as an operator would; output as text."""
-    return subprocess.run([*CELLBUS, "status", *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout,
-                          env=node_env(env))
+    """Run ``bin/cellbus status ARGS`` as an operator would; output as text. One that does
+    not end within ``timeout`` fails the test with the Python stacks it was in then."""
+    proc = subprocess.Popen([*CELLBUS, "status", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=node_env({"PYTHONFAULTHANDLER": "1", **(env or {})}))
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)  # the fault handler writes every thread's stack
+        stdout, stderr = proc.communicate()
+        raise AssertionError(f"cellbus status {' '.join(args)} did not end within "
+                             f"{timeout:g} s; its stacks:\n{stderr}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def chain_status(chain: Chain, *args: str) -> subprocess.CompletedProcess[str]:
