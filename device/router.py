@@ -204,7 +204,7 @@ class DeviceRouter(Node):
                     "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
                                  "is kept until it is back", self.device_id, silent, why)
-                self.reconnect_at = time.monotonic()
+                self.reconnect_at = time.monotonic() + self.reconnect_wait
             if self.broker_lost:
                 self._reconnect()
 
@@ -220,7 +220,8 @@ class DeviceRouter(Node):
         device's work)."""
         connect, _ = self.endpoints
         now = time.monotonic()
-        if not connect or now < self.reconnect_at or self.link_problem(connect, ""):
+        if not connect or now < self.reconnect_at or self.link_problem(connect, "") or \
+                self.up.input_waiting():  # not silent: this device was slow to read (frozen)
             return
         self.log.info("device %s: its link to the broker at %s is up but the broker is "
                       "silent; connecting again", self.device_id, connect)

@@ -87,6 +87,13 @@ class BusSocket(zmq.Socket):  # type: ignore[type-arg]
             self._serve()  # the send may have consumed the edge a waiting receiver needs
         return True
 
+    def input_waiting(self) -> bool:
+        """Whether a message waits to be received (one a waiting receiver is given now)."""
+        waiting = bool(_zget(self, _EVENTS) & _POLLIN)
+        if self._readers or self._writers:
+            self._serve()  # reading EVENTS may have consumed the edge they wait for
+        return waiting
+
     # -- awaited ----------------------------------------------------------------------------
 
     async def recv_frames(self) -> Frames:
