@@ -98,12 +98,13 @@ def test_each_kind_of_malformed_record_ends_its_worker(device_with_client) -> No
         assert msgs[-1]["msg_type"] == "status", why  # the cell ended: error, reply, idle
         assert stdout_of(msgs) == "accepted\n", (why, stdout_of(msgs))  # nothing lost, no more
         pid = worker_pid(device, session)
-        wait_rejected(client, n)
+        device.wait_for_log(rf"device rejected .* from worker {pid} ")
         lines = re.findall(rf"device rejected .* from worker {pid} .*", device.log)
         assert len(lines) == 1, (why, lines)
         after = unique(client.run("print('after')", session, timeout=30))
         assert stdout_of(after) == "after\n" and not errors(after), why
         fresh_worker(device, session, pid)
+    wait_rejected(client, len(BAD_BODIES))  # each one counted (the heartbeat's "rejected")
     done = unique(client.replies_to(victim, timeout=60))
     assert stdout_of(done).split()[-1] == "59" and not errors(done)
     assert device.proc.poll() is None
