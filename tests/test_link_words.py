@@ -111,19 +111,19 @@ def test_nothing_listening_and_another_bus_key_are_told_apart(chain: Chain,
     gateway = chain._start("gateway", "--port", str(chain.port), "--broker", nowhere,
                            "--subscribe", chain.publish_ep,
                            *chain.cert_options("gateway", "gateway"))
-    gateway.wait_for_log(rf"no link to the broker at {nowhere} after 5 s: is a broker "
-                         "running there")
     lonely = chain._start("device", "--connect", nowhere, "--device-id", "d0", "--prefork",
                           "0", "--kernels", "python", *chain.cert_options("d0", "device"))
-    lonely.wait_for_log(r"no word from the broker for \d+ s: no link to it at "
-                        rf"{nowhere}: is a broker running there")
-    chain.start_broker()
+    chain.start_broker()  # the three wait side by side
     other = tmp_path / "other.key"
     generate_key(other)
     wrong = NodeProcess("device", "--connect", chain.device_ep, "--device-id", "d1",
                         "--prefork", "0", "--kernels", "python",
                         *chain.cert_options("d1", "device"), "--key-file", str(other))
     chain.nodes.append(wrong)
+    gateway.wait_for_log(rf"no link to the broker at {nowhere} after 5 s: is a broker "
+                         "running there")
+    lonely.wait_for_log(r"no word from the broker for \d+ s: no link to it at "
+                        rf"{nowhere}: is a broker running there")
     wrong.wait_for_log(r"no word from the broker for \d+ s: its link to the broker at "
                        rf"{chain.device_ep} is up, .*--key-file")
 
