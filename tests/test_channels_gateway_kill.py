@@ -18,7 +18,7 @@ from test_jupyter_api import start_kernel
 
 LINES = 400
 CODE = (f"import time\nfor i in range({LINES}):\n    print(f'line {{i:04d}}', flush=True)\n"
-        "    time.sleep(0.01)\n")
+        "    time.sleep(0.005)\n")
 
 
 def two_gateways(chain: Chain) -> tuple[int, int]:
