@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 from protocol import msgtypes as mt  # noqa: E402
 from protocol import records  # noqa: E402
 from protocol.config import generate_key  # noqa: E402
+from protocol.version import VERSION  # noqa: E402
 from protocol.wire import Session  # noqa: E402
 
 DEVICE = "bench-device"
@@ -86,7 +87,7 @@ class Driver:
     def status(self) -> dict[str, Any]:
         return {"device": DEVICE, "capacity": 100_000, "load": len(self.sessions),
                 "sessions": sorted(self.sessions), "requests": [], "draining": False,
-                "outbox": 0, "rejected": 0}
+                "outbox": 0, "rejected": 0, "version": VERSION}
 
     async def control(self, msg_type: str) -> None:
         await self.device.send_multipart(self.wire.serialize(self.wire.msg(
