@@ -89,6 +89,8 @@ def access_argv(a: argparse.Namespace) -> list[str]:
         argv += ["--allow-origin", origin]
     for host in a.allow_host or []:
         argv += ["--allow-host", host]
+    for proxy in a.trusted_proxy or []:
+        argv += ["--trusted-proxy", proxy]
     for option, value in (("--tls-cert", a.tls_cert), ("--tls-key", a.tls_key)):
         argv += [option, value] if value else []
     return argv
@@ -287,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # the gateway would refuse these; say so before starting anything
         make_policy(host=args.host, port=args.port, auth=args.auth,
                     allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
-                    hosts=args.allow_host, rate=args.rate)
+                    hosts=args.allow_host, rate=args.rate, proxies=args.trusted_proxy)
     except ConfigError as e:
         print(f"cellbus up: {e}", file=sys.stderr, flush=True)
         return 2

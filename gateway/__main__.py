@@ -57,8 +57,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def add_access_options(p: argparse.ArgumentParser) -> None:
-    """--auth, --allow-anonymous, --allow-origin, --allow-host, --rate, --tls-cert, --tls-key,
-    --log-requests (also for `up`)."""
+    """--auth, --allow-anonymous, --allow-origin, --allow-host, --trusted-proxy, --rate,
+    --tls-cert, --tls-key, --log-requests (also for `up`)."""
     add_option(p, "--auth", choices=["token", "none"], node="gateway",
                help="token: every API request needs a user's token (`bin/cellbus user add`); "
                     "none: anyone who reaches the gateway. Default none on a loopback "
@@ -72,6 +72,12 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
     add_option(p, "--allow-host", action="append", metavar="NAME", node="gateway",
                help="a loopback gateway also answers to this Host name (a proxy in front); "
                     "repeatable")
+    add_option(p, "--trusted-proxy", action="append", metavar="ADDRESS", node="gateway",
+               help="a reverse proxy in front of the gateway (an address, or a network such "
+                    "as 10.0.0.0/8; repeatable): a request it forwards counts as coming from "
+                    "the client its X-Forwarded-For names, for --rate, the sessions of "
+                    "anonymous visitors and the access log. The gateway then serves the "
+                    "public: --auth none needs --allow-anonymous")
     add_option(p, "--rate", metavar="N/min", node="gateway",
                help="requests that run code (evaluate, interact, restart) or add to the "
                     "store (permalinks, new worksheets' layouts) per user, or per "
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         access = make_policy(host=args.host, port=args.port, auth=args.auth,
                              allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
                              hosts=args.allow_host, rate=args.rate,
-                             log_requests=args.log_requests)
+                             log_requests=args.log_requests, proxies=args.trusted_proxy)
         bus = Session(load_key(args.key_file), packer=args.packer,
                       max_values=FROM_BROKER_MAX_VALUES)  # it hears only the broker
         gateway = Gateway(bus,

@@ -31,6 +31,7 @@ from tornado.web import HTTPError, RequestHandler
 
 from protocol.errors import ConfigError
 
+from .clientaddr import Network, client_ip, parse_proxies
 from .errors import write_error
 from .ratelimit import Rate, parse_rate
 from .script import StaticFiles
@@ -61,10 +62,17 @@ class AccessPolicy:
     hosts: frozenset[str] = field(default_factory=frozenset)  # --allow-host
     rate: Rate | None = None
     log_requests: bool = False  # --log-requests: every request's access line at INFO
+    proxies: tuple[Network, ...] = ()  # --trusted-proxy
 
     @property
     def loopback(self) -> bool:
         return is_loopback(self.host)
+
+    @property
+    def public(self) -> bool:
+        """Whether others than this machine's users reach the gateway: it listens beyond
+        loopback, or proxies it trusts forward clients to it."""
+        return not self.loopback or bool(self.proxies)
 
     @property
     def cookie_name(self) -> str:
@@ -91,8 +99,10 @@ class AccessPolicy:
 
     def describe(self) -> str:
         origins = ", ".join(sorted(self.origins)) or "none"
+        proxies = ", ".join(str(p) for p in self.proxies)
         return (f"auth {self.auth}; other origins allowed: {origins}; "
-                f"rate limit: {self.rate or 'none'}")
+                f"rate limit: {self.rate or 'none'}"
+                + (f"; clients' addresses from X-Forwarded-For of {proxies}" if proxies else ""))
 
 
 def is_loopback(host: str) -> bool:
@@ -133,22 +143,29 @@ def normal_origin(origin: str) -> str:
 
 def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymous: bool = False,
                 origins: list[str] | None = None, hosts: list[str] | None = None,
-                rate: str | None = None, log_requests: bool = False) -> AccessPolicy:
+                rate: str | None = None, log_requests: bool = False,
+                proxies: list[str] | None = None) -> AccessPolicy:
     """The policy for these options, or :class:`ConfigError` saying what to change.
 
-    Without ``auth``: ``none`` on a loopback address (or with ``allow_anonymous``), else
-    ``token``. ``auth="none"`` on any other address needs ``allow_anonymous``. Without
-    ``rate``: :data:`TOKEN_RATE` per user with ``token``, no limit with ``none``.
+    Without ``auth``: ``none`` on a loopback address with no ``proxies`` (or with
+    ``allow_anonymous``), else ``token``. ``auth="none"`` of a public gateway (another address,
+    or proxies in front) needs ``allow_anonymous``. Without ``rate``: :data:`TOKEN_RATE` per
+    user with ``token``, no limit with ``none``.
     """
     if tornado.version_info < (6, 6):
         raise ConfigError(f"the gateway needs tornado>=6.6 for its cross-origin protection, "
                           f"not {tornado.version}: pip install -U tornado")
     if auth is not None and auth not in AUTH_MODES:
         raise ConfigError(f"--auth {auth!r}: use token or none")
-    loopback = is_loopback(host)
+    try:
+        trusted = parse_proxies(proxies or [])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    loopback = is_loopback(host) and not trusted  # a proxy in front serves others
     mode = auth or ("none" if loopback or allow_anonymous else "token")
     if mode == "none" and not loopback and not allow_anonymous:
-        raise ConfigError(f"refusing to serve {host or 'every address'} without --auth token: "
+        where = "what its --trusted-proxy forwards" if trusted else host or "every address"
+        raise ConfigError(f"refusing to serve {where} without --auth token: "
                           "anyone who reaches it could run code. Add users (`bin/cellbus user "
                           "add NAME`) and use --auth token, or say --allow-anonymous for a "
                           "public service")
@@ -161,7 +178,7 @@ def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymou
         allowed.add(normal)
     names = {h.strip().lower().rstrip(".") for h in hosts or [] if h.strip()}
     return AccessPolicy(auth=mode, host=host, port=port, origins=frozenset(allowed),
-                        hosts=frozenset(names), log_requests=log_requests,
+                        hosts=frozenset(names), log_requests=log_requests, proxies=trusted,
                         rate=parse_rate(rate if rate is not None
                                         else TOKEN_RATE if mode == "token" else ""))
 
@@ -230,10 +247,22 @@ def redact_uri(uri: str) -> str:
     return SECRET_VALUE.sub(r"\1[redacted]", uri)
 
 
-def summary(handler: RequestHandler) -> str:
-    """``METHOD URI (ADDRESS)`` for a log line, secrets taken out."""
+def client_address(handler: RequestHandler) -> str:
+    """The address of the request's client: its connection's, or the one a proxy the
+    gateway trusts (``--trusted-proxy``) says it forwards the request for."""
     r = handler.request
-    return f"{r.method} {redact_uri(r.uri or '')} ({r.remote_ip})"
+    policy: AccessPolicy | None = handler.settings.get("access")
+    return client_ip(r.remote_ip or "", r.headers.get_list("X-Forwarded-For"),
+                     policy.proxies if policy is not None else ())
+
+
+def summary(handler: RequestHandler) -> str:
+    """``METHOD URI (ADDRESS)`` for a log line, secrets taken out (``CLIENT via PROXY``
+    for a request a trusted proxy forwarded)."""
+    r = handler.request
+    client = client_address(handler)
+    peer = r.remote_ip if client == r.remote_ip else f"{client} via {r.remote_ip}"
+    return f"{r.method} {redact_uri(r.uri or '')} ({peer})"
 
 
 def access_level(status: int, *, every: bool = False) -> int:

@@ -26,3 +26,51 @@ def client_key(ip: str) -> str:
             return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
     return str(address)
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_proxies(values: list[str]) -> tuple[Network, ...]:
+    """``--trusted-proxy`` values (addresses or networks, each may list several, comma- or
+    space-separated) as networks; ValueError naming one that is neither."""
+    networks = []
+    for value in values:
+        for item in value.replace(",", " ").split():
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"--trusted-proxy {item!r}: give an IP address or a network "
+                                 "such as 10.0.0.0/8") from None
+    return tuple(networks)
+
+
+def _trusted(ip: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in proxies)
+
+
+def client_ip(peer: str, forwarded_for: list[str], proxies: tuple[Network, ...]) -> str:
+    """The client's address of a request that came from ``peer`` with these
+    ``X-Forwarded-For`` header values: ``peer`` itself, unless it is a trusted proxy; then
+    the address the last untrusted hop gave (each proxy appends the address it heard from;
+    what a client wrote itself comes first and is never believed past an untrusted hop).
+    A header that names no valid address leaves the proxy's own address."""
+    if not proxies or not _trusted(peer, proxies):
+        return peer
+    hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
+    client = peer
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop.split("%", 1)[0])
+        except ValueError:
+            break  # no address: what comes before it is no proxy's word either
+        client = hop
+        if not _trusted(hop, proxies):
+            break
+    return client

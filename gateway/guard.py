@@ -29,7 +29,7 @@ from typing import Final
 from tornado.web import HTTPError, RequestHandler
 
 from . import origins
-from .access import AccessPolicy, preflight
+from .access import AccessPolicy, client_address, preflight
 from .auth import COOKIE, BadCredential, TokenCheck, credential
 from .clientaddr import client_key
 from .errors import fail
@@ -77,7 +77,7 @@ async def admit(handler: RequestHandler, *, public: bool = False) -> Visitor | N
         raise fail(403, "pages of this origin may not use this gateway (see --allow-origin)")
     if (refused := origins.refusal(handler, policy, same_origin(handler))) is not None:
         raise refused
-    anonymous = Visitor(None, None, f"ip:{client_key(handler.request.remote_ip or '')}")
+    anonymous = Visitor(None, None, f"ip:{client_key(client_address(handler))}")
     if policy.auth == "none":
         return anonymous
     try:
@@ -167,7 +167,7 @@ def quota_client(handler: RequestHandler, visitor: Visitor) -> str | None:
     place of every device under as many names. None elsewhere (a token's user counts; a
     loopback gateway is one person's)."""
     policy = policy_of(handler)
-    if visitor.user is None and policy.auth == "none" and not policy.loopback:
+    if visitor.user is None and policy.auth == "none" and policy.public:
         return visitor.key
     return None
 

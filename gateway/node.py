@@ -79,7 +79,7 @@ class Gateway(Node):
         self.log.info("gateway connections: headers within %g s, bodies within %g s, at most "
                       "%s per address; open-file limit %d (hard %d)", self.limits.idle_timeout,
                       self.limits.body_timeout, self.limits.per_address or "any", soft, hard)
-        if self.access.auth == "none" and not self.access.loopback:
+        if self.access.auth == "none" and self.access.public:
             self.log.warning("gateway: --allow-anonymous: anyone who reaches %s://%s:%d/ can "
                              "run code here, with no token (rate limit: %s)",
                              "https" if self.tls else "http", host, self.port,

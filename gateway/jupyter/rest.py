@@ -64,7 +64,7 @@ class JupyterHandler(BaseHandler):
         could read and drive every other's kernel. A loopback gateway without auth (one
         person's) lists them all."""
         policy = policy_of(self)
-        if self.visitor.user is None and policy.auth == "none" and not policy.loopback:
+        if self.visitor.user is None and policy.auth == "none" and policy.public:
             return []
         return await model.entries(self.ask, self.user)
 
