@@ -20,8 +20,9 @@ from test_frozen_nodes import LINES, frozen, lines_of, printing, started, stdout
 
 def test_a_broker_frozen_while_its_device_connects_again_takes_no_device_for_lost(
         chain: Chain) -> None:
-    """Tests that a broker frozen while its device connected again twice, continued just
-    after the second, keeps the device: the running cell ends done with every line once."""
+    """Tests that a broker frozen while its device connected again three times, continued
+    just after the third, keeps the device: the running cell ends done with every line once,
+    and the next cell runs."""
     broker, device = started(chain)
     printing(chain, "u/ws/1")
     with frozen(broker):
