@@ -223,8 +223,11 @@ class DeviceRouter(Node):
         if not connect or now < self.reconnect_at or self.link_problem(connect, "") or \
                 self.up.input_waiting():  # not silent: this device was slow to read (frozen)
             return
-        self.log.info("device %s: its link to the broker at %s is up but the broker is "
-                      "silent; connecting again", self.device_id, connect)
+        self.log.debug("device %s: connecting again to the broker at %s", self.device_id,
+                       connect)  # every time; the line below at most every 10 s
+        self.reject_log.info(("silent broker", connect), "device %s: its link to the broker "
+                             "at %s is up but the broker is silent; connecting again",
+                             self.device_id, connect)
         self.reconnect(self.up)
         self.reconnect_at = now + self.reconnect_wait
         self.reconnect_wait = min(2 * self.reconnect_wait, RECONNECT_INTERVAL[1])

@@ -15,7 +15,7 @@ device now tries again within the broker's expiry (protocol/heartbeat.py
 from __future__ import annotations
 
 from harness import Chain, until
-from test_frozen_nodes import LINES, frozen, lines_of, printing, started, stdout_of
+from test_frozen_nodes import LINES, frozen, lines_of, printing, stdout_of
 
 
 def test_a_broker_frozen_while_its_device_connects_again_takes_no_device_for_lost(
@@ -23,10 +23,12 @@ def test_a_broker_frozen_while_its_device_connects_again_takes_no_device_for_los
     """Tests that a broker frozen while its device connected again three times, continued
     just after the third, keeps the device: the running cell ends done with every line once,
     and the next cell runs."""
-    broker, device = started(chain)
+    broker = chain.start_broker()
+    device = chain.start_device("--idle-timeout", "300", "--log-level", "DEBUG")
+    chain.start_gateway()
     printing(chain, "u/ws/1")
     with frozen(broker):
-        until(lambda: device.log.count("is silent; connecting again") >= 3,
+        until(lambda: device.log.count("connecting again to the broker at") >= 3,
               "the device to connect again three times", timeout=30)
     doc = chain.wait_done("u/ws/1", timeout=60)
     assert doc["status"] == "done", f"{doc}\nbroker:\n{broker.log}\ndevice:\n{device.log}"
