@@ -209,8 +209,8 @@ class DeviceRouter(Node):
                 self._reconnect()
 
     def _reconnect(self) -> None:
-        """The broker is silent while this device's link to it is up: connect again, at
-        growing intervals (:data:`RECONNECT_INTERVAL`). A broker's ROUTER drops a connection
+        """The broker is silent while this device's link to it is up: connect again, after
+        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_INTERVAL`). A broker's ROUTER drops a connection
         whose routing id (the device's name) another connection still holds, for good: one of
         an earlier process of this device that died while the broker was too busy to read its
         end, or that froze, or whose host went away; this device's link then came up but
