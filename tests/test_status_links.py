@@ -1,0 +1,87 @@
+"""``bin/cellbus status --timeout S`` ends within S (and a margin for starting Python) with one
+line and exit status 1 when the broker does not answer, whatever its link does: the broker
+ends the link at once (it encrypts and the status does not, or the reverse), it is frozen
+(SIGSTOP), or nothing listens. Before, a status whose link the broker had ended before the
+request was sent waited in its send forever (seen once in a whole run of test_link_words)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import pytest
+
+from harness import ROOT, Chain, NodeProcess, cellbus_status, free_port
+
+#: Seconds a status may take beyond its --timeout: Python's start, and the answer's words.
+MARGIN = 8.0
+#: A status paused between its connect and its send until the broker ended the link.
+SLOW_STATUS = [sys.executable, str(ROOT / "tests" / "slow_status.py")]
+
+
+def within(args: list[str], timeout: float = 2.0, **kwargs: object
+           ) -> tuple[int, str, float]:
+    """Exit status, stderr and seconds taken of a status with ``--timeout`` ``timeout``,
+    failed with its stacks if it takes longer than that and :data:`MARGIN`."""
+    start = time.monotonic()
+    done = cellbus_status(*args, "--timeout", f"{timeout:g}", timeout=timeout + MARGIN,
+                          **kwargs)  # type: ignore[arg-type]
+    took = time.monotonic() - start
+    assert done.stdout == "", done.stdout
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("cellbus status: "), \
+        done.stderr
+    return done.returncode, done.stderr, took
+
+
+def insecure_broker(chain: Chain) -> NodeProcess:
+    """A broker on ``chain``'s endpoints whose TCP links are not encrypted."""
+    broker = chain._start("broker", "--store", chain.store, "--insecure-bus",
+                          "--gateway-bind", chain.gateway_ep, "--device-bind", chain.device_ep,
+                          "--publish-bind", chain.publish_ep)
+    broker.wait_for_log(r"broker started")
+    return broker
+
+
+def test_a_status_without_keys_whose_link_ended_before_it_sent_says_why(chain: Chain) -> None:
+    """Tests a status with --insecure-bus at a broker that encrypts its links, paused (as a
+    loaded machine pauses it) until ZeroMQ has ended the link: it says the broker wants CURVE
+    keys within its timeout; before, its send waited forever for a peer that was gone."""
+    chain.start_broker()
+    status, said, _ = within(["--broker", chain.gateway_ep, "--key-file", chain.key_file,
+                              "--insecure-bus"], program=SLOW_STATUS)
+    assert status == 1 and "this node has no CURVE keys" in said, said
+
+
+def test_a_status_with_keys_at_a_broker_without_them_says_why(chain: Chain) -> None:
+    """Tests the reverse: a status with CURVE keys at a broker with --insecure-bus, paused
+    until the link is ended, names the failed CURVE handshake (the broker may run without
+    CURVE) within its timeout."""
+    insecure_broker(chain)
+    status, said, _ = within(["--broker", chain.gateway_ep, "--key-file", chain.key_file,
+                              *chain.cert_options("status", "gateway")], program=SLOW_STATUS)
+    assert status == 1 and "runs without CURVE (--insecure-bus)" in said, said
+
+
+def test_a_frozen_broker_is_waited_for_no_longer_than_the_timeout(chain: Chain) -> None:
+    """Tests a status at a broker stopped with SIGSTOP (its port accepts, nothing answers):
+    exit status 1 after about --timeout, in one line naming the endpoint."""
+    broker = chain.start_broker()
+    broker.proc.send_signal(signal.SIGSTOP)
+    try:
+        status, said, took = within(["--broker", chain.gateway_ep, "--key-file",
+                                     chain.key_file, *chain.cert_options("status", "gateway")])
+    finally:
+        broker.proc.send_signal(signal.SIGCONT)
+    assert status == 1 and f"the broker at {chain.gateway_ep} did not answer within 2 s" in said
+    assert took >= 2.0
+
+
+@pytest.mark.parametrize("curve", [True, False])
+def test_nothing_listening_is_said_within_the_timeout(chain: Chain, curve: bool) -> None:
+    """Tests a status at an endpoint nothing listens on, with keys and without: exit status
+    1 within --timeout, in one line."""
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    keys = chain.cert_options("status", "gateway") if curve else ["--insecure-bus"]
+    status, said, _ = within(["--broker", nowhere, "--key-file", chain.key_file, *keys])
+    assert status == 1 and f"the broker at {nowhere} did not answer within 2 s" in said, said
