@@ -144,6 +144,9 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
                     return reply["content"]
         problem = linkwatch.pending_problem(monitor, endpoint, "gateway",
                                             curve=keys is not None)
+        if problem and keys is not None:  # the broker's device or publish port refuses too
+            problem += f" (is {endpoint} the broker's --gateway-bind endpoint? status asks " \
+                       "there)"
         raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
                               f"{timeout:g} s (is it running, and is this its --gateway-bind "
                               "endpoint and key?)")

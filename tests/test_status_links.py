@@ -85,3 +85,17 @@ def test_nothing_listening_is_said_within_the_timeout(chain: Chain, curve: bool)
     keys = chain.cert_options("status", "gateway") if curve else ["--insecure-bus"]
     status, said, _ = within(["--broker", nowhere, "--key-file", chain.key_file, *keys])
     assert status == 1 and f"the broker at {nowhere} did not answer within 2 s" in said, said
+
+
+@pytest.mark.parametrize("port", ["device", "publish"])
+def test_a_status_at_another_port_of_the_broker_is_asked_about_its_endpoint(
+        chain: Chain, port: str) -> None:
+    """Tests a status given the broker's --device-bind or --publish-bind endpoint instead of
+    its --gateway-bind one: its one line asks whether the endpoint is the --gateway-bind one;
+    before, the device port's refusal of a gateway's key only said to make a certificate and
+    put it in gateways/ (where it was already), and the publish port's only blamed the keys."""
+    chain.start_broker()
+    wrong = chain.device_ep if port == "device" else chain.publish_ep
+    status, said, _ = within(["--broker", wrong, "--key-file", chain.key_file,
+                              *chain.cert_options("status", "gateway")])
+    assert status == 1 and f"is {wrong} the broker's --gateway-bind endpoint?" in said, said
