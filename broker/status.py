@@ -148,8 +148,8 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
             problem += f" (is {endpoint} the broker's --gateway-bind endpoint? status asks " \
                        "there)"
         raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
-                              f"{timeout:g} s (is it running, and is this its --gateway-bind "
-                              "endpoint and key?)")
+                              f"{timeout:g} s (is it running, is this its --gateway-bind "
+                              "endpoint, and are --key-file and --packer the broker's?)")
     finally:
         sock.disable_monitor()
         monitor.close(0)

@@ -21,8 +21,10 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent)]
 import broker.status as status  # noqa: E402
 from protocol.wire import Session  # noqa: E402
 
-#: Seconds the pause waits at most for the broker to end the link.
-PAUSE = 10.0
+#: Seconds the pause waits at most for the broker to end the link: ZeroMQ connects again
+#: after a failure that is no protocol error (the broker closed first), about every 0.1 s,
+#: until one is; on a loaded machine that took more than 8 s once.
+PAUSE = 20.0
 sockets: list[zmq.Socket[bytes]] = []
 
 

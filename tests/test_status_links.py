@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import slow_status
 from harness import ROOT, Chain, NodeProcess, cellbus_status, free_port
 
 #: Seconds a status may take beyond its --timeout: Python's start, and the answer's words.
@@ -20,13 +21,15 @@ MARGIN = 8.0
 SLOW_STATUS = [sys.executable, str(ROOT / "tests" / "slow_status.py")]
 
 
-def within(args: list[str], timeout: float = 2.0, **kwargs: object
+def within(args: list[str], timeout: float = 2.0, program: list[str] | None = None
            ) -> tuple[int, str, float]:
     """Exit status, stderr and seconds taken of a status with ``--timeout`` ``timeout``,
-    failed with its stacks if it takes longer than that and :data:`MARGIN`."""
+    failed with its stacks if it takes longer than that and :data:`MARGIN` (and the pause
+    of a :data:`SLOW_STATUS`, which may last until the broker ends the link)."""
     start = time.monotonic()
-    done = cellbus_status(*args, "--timeout", f"{timeout:g}", timeout=timeout + MARGIN,
-                          **kwargs)  # type: ignore[arg-type]
+    pause = slow_status.PAUSE if program == SLOW_STATUS else 0.0
+    done = cellbus_status(*args, "--timeout", f"{timeout:g}", program=program,
+                          timeout=timeout + MARGIN + pause)
     took = time.monotonic() - start
     assert done.stdout == "", done.stdout
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("cellbus status: "), \
@@ -99,3 +102,13 @@ def test_a_status_at_another_port_of_the_broker_is_asked_about_its_endpoint(
     status, said, _ = within(["--broker", wrong, "--key-file", chain.key_file,
                               *chain.cert_options("status", "gateway")])
     assert status == 1 and f"is {wrong} the broker's --gateway-bind endpoint?" in said, said
+
+
+def test_a_status_with_another_packer_is_pointed_at_it(chain: Chain) -> None:
+    """Tests a status with --packer json at a broker speaking msgpack (which drops what it
+    cannot decode): its one line names --packer beside the key; before, it asked only about
+    the endpoint and the key."""
+    chain.start_broker()
+    status, said, _ = within(["--broker", chain.gateway_ep, "--key-file", chain.key_file,
+                              *chain.cert_options("status", "gateway"), "--packer", "json"])
+    assert status == 1 and "--packer" in said, said
