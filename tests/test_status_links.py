@@ -7,13 +7,14 @@ request was sent waited in its send forever (seen once in a whole run of test_li
 from __future__ import annotations
 
 import signal
+import subprocess
 import sys
 import time
 
 import pytest
 
 import slow_status
-from harness import ROOT, Chain, NodeProcess, cellbus_status, free_port
+from harness import CELLBUS, ROOT, Chain, NodeProcess, cellbus_status, free_port, node_env, until
 
 #: Seconds a status may take beyond its --timeout: Python's start, and the answer's words.
 MARGIN = 8.0
@@ -112,3 +113,33 @@ def test_a_status_with_another_packer_is_pointed_at_it(chain: Chain) -> None:
     status, said, _ = within(["--broker", chain.gateway_ep, "--key-file", chain.key_file,
                               *chain.cert_options("status", "gateway"), "--packer", "json"])
     assert status == 1 and "--packer" in said, said
+
+
+def connected_to(port: int) -> bool:
+    """Whether a TCP connection to 127.0.0.1:``port`` is established (the kernel accepts one
+    for a frozen listener)."""
+    shown = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                           capture_output=True, text=True, timeout=10, check=True)
+    return bool(shown.stdout.strip())
+
+
+def test_a_broker_killed_while_frozen_is_not_taken_for_a_wrong_key(chain: Chain) -> None:
+    """Tests a status whose connection a frozen broker's kernel accepted, and which the
+    broker's death then broke in mid-handshake (nothing listens after): it says the broker
+    did not answer, not that --broker-key is wrong (one broken handshake is no wrong key:
+    a wrong key fails at every reconnect)."""
+    broker = chain.start_broker()
+    broker.proc.send_signal(signal.SIGSTOP)
+    port = int(chain.gateway_ep.rsplit(":", 1)[1])
+    proc = subprocess.Popen([*CELLBUS, "status", "--broker", chain.gateway_ep, "--key-file",
+                             chain.key_file, *chain.cert_options("status", "gateway"),
+                             "--timeout", "3"], cwd=ROOT, text=True, env=node_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        until(lambda: connected_to(port), "the status's connection to the frozen broker")
+        broker.proc.kill()
+        _, said = proc.communicate(timeout=3 + MARGIN)
+    finally:
+        proc.kill()
+    assert proc.returncode == 1 and "--broker-key is not" not in said, said
+    assert f"the broker at {chain.gateway_ep} did not answer within 3 s" in said, said
