@@ -14,6 +14,7 @@ import json
 import os
 import stat
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -129,27 +130,51 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
     if keys is not None:
         keys.connect_with(sock)
     monitor = sock.get_monitor_socket(linkwatch.EVENTS)
+    deadline = time.monotonic() + timeout
     try:
         sock.connect(endpoint)
         request = session.msg(mt.BROKER_STATUS_REQUEST, {})
-        sock.send_multipart(session.serialize(request))
-        while sock.poll(int(timeout * 1000)):
-            try:
-                _, reply = session.deserialize(sock.recv_multipart())
-            except ProtocolError:
-                continue
-            if reply["parent_header"].get("msg_id") == request["msg_id"]:
-                return reply["content"]
+        if _send(sock, session.serialize(request), deadline):
+            while (left := deadline - time.monotonic()) > 0 and sock.poll(_ms(left)):
+                try:
+                    _, reply = session.deserialize(sock.recv_multipart())
+                except ProtocolError:
+                    continue
+                if reply["parent_header"].get("msg_id") == request["msg_id"]:
+                    return reply["content"]
         problem = linkwatch.pending_problem(monitor, endpoint, "gateway",
                                             curve=keys is not None)
+        if problem and keys is not None:  # the broker's device or publish port refuses too
+            problem += f" (is {endpoint} the broker's --gateway-bind endpoint? status asks " \
+                       "there)"
         raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
-                              f"{timeout:g} s (is it running, and is this its --gateway-bind "
-                              "endpoint and key?)")
+                              f"{timeout:g} s (is it running, is this its --gateway-bind "
+                              "endpoint, and are --key-file and --packer the broker's?)")
     finally:
         sock.disable_monitor()
         monitor.close(0)
         sock.close(0)
         ctx.term()
+
+
+def _send(sock: zmq.Socket[bytes], frames: list[bytes], deadline: float) -> bool:
+    """Send ``frames`` if ``sock`` can before ``deadline``; whether it did. A broker that
+    ends the link at once (its CURVE and this client's do not match: a protocol error, which
+    ZeroMQ does not reconnect after) can take the DEALER's only peer away between connect
+    and send, when this process is slow to get there (a loaded machine): a blocking send
+    then waited forever for a peer that never comes."""
+    try:
+        if sock.poll(_ms(deadline - time.monotonic()), zmq.POLLOUT):
+            sock.send_multipart(frames, zmq.NOBLOCK)
+            return True
+    except zmq.Again:  # the peer went between the poll and the send
+        pass
+    return False
+
+
+def _ms(seconds: float) -> int:
+    """``seconds`` as a poll's timeout: whole milliseconds, at least 0 (never -1: forever)."""
+    return max(0, int(seconds * 1000))
 
 
 def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> str:

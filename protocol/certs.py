@@ -16,6 +16,7 @@ For example::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from .config import add_option, parse_args, plain
@@ -35,13 +36,26 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def show_listing(directory: str) -> None:
+    """Print the keys the broker of ``directory`` accepts, one a line. A folder that is not
+    there (a typo in --dir, or the default ``keys`` of another working directory) and one that
+    accepts no key are said so: an empty listing looked the same for both."""
+    if not os.path.isdir(directory):
+        raise ConfigError(f"no key folder {directory}: give the broker's --curve-dir as --dir")
+    keys = listing(directory)
+    for role, name in keys:
+        print(f"{role:8} {name}")
+    if not keys:
+        print(f"{directory} accepts no device or gateway key (make one with cellbus cert NAME "
+              f"--role {'|'.join(ROLES)} --dir {directory})")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = parse_args(p, argv)
     try:
         if args.list:
-            for role, name in listing(args.dir):
-                print(f"{role:8} {name}")
+            show_listing(args.dir)
         elif args.revoke:
             removed = revoke(args.dir, args.revoke)
             if not removed:

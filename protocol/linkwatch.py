@@ -178,10 +178,17 @@ class LinkWatch:
 def pending_problem(monitor: zmq.Socket[bytes], endpoint: str, role: str, *,
                     curve: bool) -> str | None:
     """The last handshake failure among the events waiting on a client's ``monitor``
-    socket (made with ``get_monitor_socket(EVENTS)``), without waiting."""
-    problem = None
+    socket (made with ``get_monitor_socket(EVENTS)``), without waiting.
+
+    A handshake that failed without detail (the broker closed the connection) counts only
+    if it failed so again: a broker that dies or restarts during one handshake (killed while
+    frozen, its kernel having accepted the connection) fails it once, and nothing listens
+    after; a wrong --broker-key fails at every reconnect (~0.1 s)."""
+    problem, broken = None, 0
     while monitor.poll(0):
-        found = client_problem(int(parse_monitor_message(monitor.recv_multipart())["event"]),
-                               endpoint, role, curve=curve)
-        problem = found or problem
+        event = int(parse_monitor_message(monitor.recv_multipart())["event"])
+        found = client_problem(event, endpoint, role, curve=curve)
+        broken += event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+        if found and (event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL or broken > 1):
+            problem = found
     return problem

@@ -387,11 +387,13 @@ def http_with_headers(chain: Chain, method: str, path: str, body: bytes | None =
     return status, headers, json.loads(raw) if raw else None
 
 
-def cellbus_status(*args: str, env: dict[str, str] | None = None,
-                   timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    """Run ``bin/cellbus status ARGS`` as an operator would; output as text. One that does
-    not end within ``timeout`` fails the test with the Python stacks it was in then."""
-    proc = subprocess.Popen([*CELLBUS, "status", *args], cwd=ROOT, text=True,
+def cellbus_status(*args: str, env: dict[str, str] | None = None, timeout: float = 30,
+                   program: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``bin/cellbus status ARGS`` as an operator would (or ``program ARGS``, a status
+    with a fault put in: tests/slow_status.py); output as text. One that does not end within
+    ``timeout`` fails the test with the Python stacks it was in then."""
+    command = program or [*CELLBUS, "status"]
+    proc = subprocess.Popen([*command, *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=node_env({"PYTHONFAULTHANDLER": "1", **(env or {})}))
     try:

@@ -271,3 +271,19 @@ def test_up_on_an_address_not_of_this_machine_says_so_in_one_line(tmp_path: Path
         assert done.stdout + done.stderr == (
             f"cellbus up: the gateway cannot listen on 192.0.2.1 port {port}: Cannot assign "
             "requested address (--host names an address of this machine)\n")
+
+
+def test_cert_list_says_when_the_folder_is_missing_or_accepts_no_key(tmp_path: Path) -> None:
+    """Tests that ``cert --list`` of a folder that is not there (a typo in --dir, or run
+    elsewhere than the default ``keys`` folder's parent) fails in one line naming it, and
+    that a key folder accepting no device or gateway says so; before, both printed nothing
+    and exited 0, as if the broker accepted no key."""
+    done = cellbus("cert", "--list", cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == "", done.stdout
+    assert done.stderr == "cellbus cert: no key folder keys: give the broker's " \
+                          "--curve-dir as --dir\n", done.stderr
+    assert cellbus("cert", "broker", "--role", "broker", cwd=tmp_path).returncode == 0
+    empty = cellbus("cert", "--list", cwd=tmp_path)
+    assert empty.returncode == 0, empty.stderr
+    assert empty.stdout == "keys accepts no device or gateway key (make one with cellbus " \
+                           "cert NAME --role device|gateway --dir keys)\n", empty.stdout
