@@ -210,14 +210,14 @@ class DeviceRouter(Node):
 
     def _reconnect(self) -> None:
         """The broker is silent while this device's link to it is up: connect again, after
-        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_INTERVAL`). A broker's ROUTER drops a connection
-        whose routing id (the device's name) another connection still holds, for good: one of
-        an earlier process of this device that died while the broker was too busy to read its
-        end, or that froze, or whose host went away; this device's link then came up but
-        nothing it sends reaches the broker. A new connection is taken once the old one is
-        gone (the broker's ZMTP heartbeats end a silent one). Output waits in the outbox and
-        is sent again; nothing else the broker needs is lost (its next report lists the
-        device's work)."""
+        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_INTERVAL`). A
+        broker's ROUTER drops a connection whose routing id (the device's name) another
+        connection still holds, for good: one of an earlier process of this device that died
+        while the broker was too busy to read its end, or that froze, or whose host went
+        away; this device's link then came up but nothing it sends reaches the broker. A new
+        connection is taken once the old one is gone (the broker's ZMTP heartbeats end a
+        silent one). Output waits in the outbox and is sent again; nothing else the broker
+        needs is lost (its next report lists the device's work)."""
         connect, _ = self.endpoints
         now = time.monotonic()
         if not connect or now < self.reconnect_at or self.link_problem(connect, "") or \
