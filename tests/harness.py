@@ -333,13 +333,17 @@ class Chain:
         return f"http://127.0.0.1:{self.port}{path}"
 
     def http(self, method: str, path: str, body: bytes | None = None,
-             content_type: str = "application/json", timeout: float = 30) -> tuple[int, Any]:
-        """(status, decoded JSON body) for one request; errors are answers, not exceptions."""
+             content_type: str = "application/json", timeout: float = 30, *,
+             headers: dict[str, str] | None = None, port: int | None = None
+             ) -> tuple[int, Any]:
+        """(status, decoded JSON body) for one request (to ``port``, default the chain's
+        gateway's, with ``headers`` too); errors are answers, not exceptions."""
         import json
         import urllib.error
         import urllib.request
-        req = urllib.request.Request(self.url(path), data=body, method=method,
-                                     headers={"Content-Type": content_type} if body else {})
+        url = self.url(path) if port is None else f"http://127.0.0.1:{port}{path}"
+        sent = {**({"Content-Type": content_type} if body else {}), **(headers or {})}
+        req = urllib.request.Request(url, data=body, method=method, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 raw, status, ctype = resp.read(), resp.status, resp.headers.get("Content-Type")

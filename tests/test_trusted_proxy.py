@@ -8,9 +8,6 @@ the proxy's own entry, are never believed."""
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -48,29 +45,9 @@ def test_options_that_cannot_work_are_refused() -> None:
     assert public.auth == "none" and public.public
 
 
-def request(port: int, method: str, path: str, *, forwarded: str | None = None,
-            body: dict[str, Any] | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if forwarded is not None:
-        headers["X-Forwarded-For"] = forwarded
-    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method,
-                                 headers=headers,
-                                 data=json.dumps(body).encode() if body is not None else None)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            raw, status = resp.read(), resp.status
-    except urllib.error.HTTPError as e:
-        raw, status = e.read(), e.code
-        e.close()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw
-
-
-def evaluate(port: int, user: str, forwarded: str) -> tuple[int, Any]:
-    return request(port, "POST", f"/home/{user}/w/c/evaluate", forwarded=forwarded,
-                   body={"input": "print(1)"})
+def evaluate(chain: Chain, port: int, user: str, forwarded: str) -> tuple[int, Any]:
+    return chain.http("POST", f"/home/{user}/w/c/evaluate", b'{"input": "print(1)"}',
+                      headers={"X-Forwarded-For": forwarded}, port=port)
 
 
 def test_visitors_behind_a_trusted_proxy_are_counted_apart(chain: Chain) -> None:
@@ -84,17 +61,18 @@ def test_visitors_behind_a_trusted_proxy_are_counted_apart(chain: Chain) -> None
     direct = chain.port
     # One visitor's sessions (under names of its choosing) count against its own address:
     a, b = "203.0.113.5", "198.51.100.7"
-    assert [evaluate(proxied, f"a{i}", a)[0] for i in range(4)] == [202] * 4
-    status, doc = evaluate(proxied, "a4", f"6.6.6.6, {a}")  # its own header entry is nothing
+    assert [evaluate(chain, proxied, f"a{i}", a)[0] for i in range(4)] == [202] * 4
+    # The entry a client writes into the header itself is nothing:
+    status, doc = evaluate(chain, proxied, "a4", f"6.6.6.6, {a}")
     assert status == 429 and doc["error"].startswith(
         f"quota: the visitor ip:{a} already has 4 running sessions"), doc
-    assert evaluate(proxied, "b0", b)[0] == 202  # another visitor behind the same proxy
+    assert evaluate(chain, proxied, "b0", b)[0] == 202  # another visitor behind the same proxy
     # A gateway that trusts no proxy takes no header's word: all of these are 127.0.0.1's.
-    answers = [evaluate(direct, f"d{i}", f"192.0.2.{i}") for i in range(5)]
+    answers = [evaluate(chain, direct, f"d{i}", f"192.0.2.{i}") for i in range(5)]
     assert [s for s, _ in answers[:4]] == [202] * 4, answers
     assert answers[4][0] == 429 and answers[4][1]["error"].startswith(
         "quota: the visitor ip:127.0.0.1 already has 4 running sessions"), answers[4]
     # The access log names the client and the proxy; /metrics is for this host only.
     gateway.wait_for_log(rf"POST /home/a0/w/c/evaluate \({a} via 127\.0\.0\.1\)")
-    assert request(proxied, "GET", "/metrics", forwarded=a)[0] == 404
-    assert request(proxied, "GET", "/metrics")[0] == 200
+    assert chain.http("GET", "/metrics", headers={"X-Forwarded-For": a}, port=proxied)[0] == 404
+    assert chain.http("GET", "/metrics", port=proxied)[0] == 200
