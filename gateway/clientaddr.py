@@ -15,20 +15,30 @@ import ipaddress
 IPV6_PREFIX = 64
 
 
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _address(ip: str) -> Address | None:
+    """``ip`` parsed, a zone (``fe80::1%eth0``) aside and an IPv4-mapped IPv6 address as
+    its IPv4 address; None if it is no address."""
+    try:
+        address = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def client_key(ip: str) -> str:
     """``ip`` as a per-address bound counts it (anything unparsable: itself)."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])  # a zone (fe80::1%eth0) aside
-    except ValueError:
+    address = _address(ip)
+    if address is None:
         return ip
     if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
         return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
     return str(address)
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def parse_proxies(values: list[str]) -> tuple[Network, ...]:
@@ -46,13 +56,8 @@ def parse_proxies(values: list[str]) -> tuple[Network, ...]:
 
 
 def _trusted(ip: str, proxies: tuple[Network, ...]) -> bool:
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in proxies)
+    address = _address(ip)
+    return address is not None and any(address in network for network in proxies)
 
 
 def client_ip(peer: str, forwarded_for: list[str], proxies: tuple[Network, ...]) -> str:
@@ -66,9 +71,7 @@ def client_ip(peer: str, forwarded_for: list[str], proxies: tuple[Network, ...])
     hops = [hop.strip() for value in forwarded_for for hop in value.split(",")]
     client = peer
     for hop in reversed(hops):
-        try:
-            ipaddress.ip_address(hop.split("%", 1)[0])
-        except ValueError:
+        if _address(hop) is None:
             break  # no address: what comes before it is no proxy's word either
         client = hop
         if not _trusted(hop, proxies):

@@ -20,7 +20,7 @@ from tornado.web import RequestHandler
 from protocol import msgtypes as mt
 from protocol.metrics import NodeMetrics, gauge
 
-from .access import client_address, is_loopback as is_loopback_ip
+from .access import client_address, is_loopback
 from .base import BaseHandler
 from .bus import BrokerLink, BrokerUnavailable
 from .errors import fail
@@ -88,7 +88,7 @@ class MetricsHandler(BaseHandler):
     public = True
 
     def get(self) -> None:
-        if not is_loopback_ip(client_address(self)):  # (a proxy's client is not this host)
+        if not is_loopback(client_address(self)):  # (a proxy's client is not this host)
             raise fail(404, f"no route {self.request.path}")
         metrics: GatewayMetrics = self.settings["metrics"]
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
