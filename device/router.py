@@ -25,7 +25,7 @@ import zmq
 from protocol import msgtypes as mt
 from protocol import records
 from protocol.errors import ConfigError
-from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL, RECONNECT_INTERVAL
+from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL, RECONNECT_AFTER, RECONNECT_EVERY
 from protocol.kernels import kernel_of
 from protocol.node import Node
 from protocol.requests import failed, stamp
@@ -88,8 +88,8 @@ class DeviceRouter(Node):
                                  config=self.config)
         self.broker_heard = time.monotonic()
         self.broker_lost = False
-        #: When the link is next made anew while the broker is silent, and the wait after.
-        self.reconnect_at, self.reconnect_wait = 0.0, RECONNECT_INTERVAL[0]
+        #: When the link is next made anew while the broker is silent.
+        self.reconnect_at = 0.0
         self.drain = Drain(bus=session, device_id=self.device_id, overseer=self.overseer,
                            send_now=lambda frames: self.up.send_now(frames),
                            broker_alive=self._broker_alive, timeout=drain_timeout)
@@ -204,13 +204,13 @@ class DeviceRouter(Node):
                     "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
                                  "is kept until it is back", self.device_id, silent, why)
-                self.reconnect_at = time.monotonic() + self.reconnect_wait
+                self.reconnect_at = time.monotonic() + RECONNECT_AFTER
             if self.broker_lost:
                 self._reconnect()
 
     def _reconnect(self) -> None:
         """The broker is silent while this device's link to it is up: connect again, after
-        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_INTERVAL`). A
+        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_EVERY`). A
         broker's ROUTER drops a connection whose routing id (the device's name) another
         connection still holds, for good: one of an earlier process of this device that died
         while the broker was too busy to read its end, or that froze, or whose host went
@@ -229,14 +229,12 @@ class DeviceRouter(Node):
                              "at %s is up but the broker is silent; connecting again",
                              self.device_id, connect)
         self.reconnect(self.up)
-        self.reconnect_at = now + self.reconnect_wait
-        self.reconnect_wait = min(2 * self.reconnect_wait, RECONNECT_INTERVAL[1])
+        self.reconnect_at = now + RECONNECT_EVERY
 
     def _broker_heard(self) -> None:
         self.broker_heard = time.monotonic()
         if self.broker_lost:
             self.broker_lost = False
-            self.reconnect_wait = RECONNECT_INTERVAL[0]
             self.log.info("device %s: the broker is back; registering again", self.device_id)
             self.spawn(self._control(mt.DEVICE_REGISTER, self.status(), block=False), "register")
 

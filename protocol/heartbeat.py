@@ -15,11 +15,13 @@ HEARTBEAT_INTERVAL = 1.0
 HEARTBEAT_LIVENESS = 3
 #: Seconds of silence after which a peer is taken for lost.
 EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
-#: A worker whose link is up while its broker stays silent connects again after these
-#: seconds, doubled each time up to the second (Paranoid Pirate's reconnect interval). The
-#: second is under the broker's :data:`EXPIRY`: a broker that was frozen (SIGSTOP) while the
-#: device connected again may, as it goes on, drop the device's newest connection as a
-#: duplicate of one whose end it has not read yet, and it counts its expiry from when it runs
-#: again; the device's next attempt must come before that expiry, or the broker takes it for
-#: lost and ends its cells (tests/test_frozen_broker_reconnect.py; at 32 s it did).
-RECONNECT_INTERVAL = (HEARTBEAT_INTERVAL, EXPIRY - HEARTBEAT_INTERVAL)
+#: A worker whose link is up while its broker stays silent connects again this many seconds
+#: after it took the broker for lost, then every :data:`RECONNECT_EVERY` seconds (Paranoid
+#: Pirate's reconnect). That interval is under the broker's :data:`EXPIRY`: a broker that was
+#: frozen (SIGSTOP) while the device connected again may, as it goes on, drop the device's
+#: newest connection as a duplicate of one whose end it has not read yet, and it counts its
+#: expiry from when it runs again; the device's next attempt must come before that expiry,
+#: or the broker takes it for lost and ends its cells (tests/test_frozen_broker_reconnect.py;
+#: with waits doubling up to 32 s it did).
+RECONNECT_AFTER = HEARTBEAT_INTERVAL
+RECONNECT_EVERY = EXPIRY - HEARTBEAT_INTERVAL

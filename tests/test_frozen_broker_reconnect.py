@@ -10,7 +10,7 @@ dropped as a duplicate of it. The device's next attempt came after a doubled wai
 then, up to 32 s) and the broker, counting its expiry from when it ran again, took the device
 for lost first: the cell ended with DeviceLost, its worker ended, its variables gone. The
 device now tries again within the broker's expiry (protocol/heartbeat.py
-``RECONNECT_INTERVAL``)."""
+``RECONNECT_EVERY``)."""
 
 from __future__ import annotations
 
