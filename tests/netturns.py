@@ -7,17 +7,29 @@ page of tests/test_browser_input.py lost cellbus.js that way while test_multihos
 its bed in the other worker. So a page holds a shared turn for its life
 (:func:`tests.test_browser.open_page`) and the bed an exclusive one while it changes the
 namespace: a lock file every test process on the machine opens.
+
+Chromium tells of a change only after a delay (its Linux notifier waits up to 2 s for more
+changes to come), so a page that began right after the bed's turn still lost a script that
+way, in a whole run in three workers (test_browser_delete: ``cellbus is not defined``). The
+bed's turn therefore notes when it ended, and a page's turn begins :data:`SETTLE` seconds
+after that at the earliest: nothing else says when Chromium has heard of the change.
 """
 
 from __future__ import annotations
 
 import fcntl
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 LOCK = Path(tempfile.gettempdir()) / "cellbus-tests-network.lock"
+#: When the last exclusive turn ended (``time.time()``), for the turns after it.
+CHANGED = LOCK.with_suffix(".changed")
+#: Seconds after a change of the network before a page's turn begins: Chromium's Linux
+#: notifier waits 2 s (ip_address_online_delay) before it reports a change.
+SETTLE = 2.5
 
 
 @contextmanager
@@ -26,6 +38,18 @@ def network_turn(*, exclusive: bool) -> Iterator[None]:
     with open(LOCK, "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         try:
+            if not exclusive:  # nothing changes it while this turn lasts
+                time.sleep(max(0.0, _changed() + SETTLE - time.time()))
             yield
         finally:
+            if exclusive:
+                CHANGED.write_text(str(time.time()))
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _changed() -> float:
+    """When the last exclusive turn ended (0: none yet)."""
+    try:
+        return float(CHANGED.read_text())
+    except (OSError, ValueError):
+        return 0.0

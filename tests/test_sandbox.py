@@ -290,6 +290,7 @@ print(os.getcwd())
     closed = client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=15)
     assert closed["content"]["session"] == "s"
     out(client, plant, "s")
+    client.execute("import time\ntime.sleep(60)", "s")  # busy: its idle end cannot come first
     pid = worker_pid(device, "s")  # the second worker of "s"
     os.kill(pid, signal.SIGKILL)
     client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=15)
