@@ -25,7 +25,7 @@ from protocol.wire import Message
 
 from .interactruns import Run, RunFold, fold_runs, of_cell
 from .outputcap import message_size
-from .store import Request, Store
+from .store import Progress, Request, Store
 
 #: Request views kept in memory; older ones are rebuilt from the store when asked for.
 VIEW_CACHE = 2048
@@ -70,6 +70,11 @@ class CellView:
         }
 
 
+def _newer(stored: Request | Progress, request: Request) -> Request:
+    """``request`` as ``stored`` (the same request, stored since) leaves it."""
+    return stored if isinstance(stored, Request) else stored.applied(request)
+
+
 class Cells:
     def __init__(self, store: Store, capacity: int = VIEW_CACHE,
                  max_bytes: int = VIEW_BYTES) -> None:
@@ -81,7 +86,8 @@ class Cells:
         self.views: collections.OrderedDict[str, CellView] = collections.OrderedDict()
         self.latest: collections.OrderedDict[CellAddress, str] = collections.OrderedDict()
         self._loading: dict[str, list[tuple[int, Message]]] = {}
-        self._late_requests: dict[str, Request] = {}  # status changes while loading
+        #: Status changes while loading.
+        self._late_requests: dict[str, Request | Progress] = {}
         #: Output of the runs of a loading view's interacts stored while it loads
         #: (:meth:`run_output`), by the view's request.
         self._late_runs: dict[str, tuple[Request, list[tuple[int, Message]]]] = {}
@@ -102,13 +108,13 @@ class Cells:
     def cached(self, msg_id: str) -> CellView | None:
         return self.views.get(msg_id)
 
-    def refresh(self, request: Request) -> None:
-        """A request as just stored (a new status): into its view, in memory or being
-        rebuilt (where the request the rebuild began with is older)."""
-        if request.msg_id in self._loading:
-            self._late_requests[request.msg_id] = request
-        elif (view := self.views.get(request.msg_id)) is not None:
-            view.request = request
+    def refresh(self, stored: Request | Progress) -> None:
+        """A request as just stored (a new status), or its progress: into its view, in
+        memory or being rebuilt (where the request the rebuild began with is older)."""
+        if stored.msg_id in self._loading:
+            self._late_requests[stored.msg_id] = stored
+        elif (view := self.views.get(stored.msg_id)) is not None:
+            view.request = _newer(stored, view.request)
 
     def apply(self, parent: str, seq: int, msg: Message) -> None:
         """Fold a persisted message into its request's view, if that view is in memory."""
@@ -162,7 +168,8 @@ class Cells:
             # store now, and refresh() notes any stored after this read
             view.request = await self.store.get_request(request.msg_id) or request
         finally:
-            view.request = self._late_requests.pop(request.msg_id, view.request)
+            if (stored := self._late_requests.pop(request.msg_id, None)) is not None:
+                view.request = _newer(stored, view.request)
             late = self._loading.pop(request.msg_id)
             for seq, msg in sorted(late, key=lambda item: item[0]):
                 view.output.apply(seq, msg)

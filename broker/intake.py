@@ -193,7 +193,6 @@ class Intake:
                                  session.device if session is not None else None)) is not None:
             raise Refused(400, why)
         session_id = session.session if session is not None else uuid.uuid4().hex
-        behind = await self._behind(msg, session_id) if session is not None else []
         was_placed = self.dispatch.devices.holder(session_id) is not None
         # The code is stored twice: in the request, and in the session's execute_input that
         # echoes it, counted now (requests sent faster than their echoes come back cannot
@@ -218,6 +217,7 @@ class Intake:
             raise Refused(503, str(e), retry_after=e.retry_after) from None
         try:
             now = time.time()
+            was_open = session is not None
             if session is None:  # the worksheet's first request (or first since a restart)
                 session = SessionRecord(session=session_id, user=user, worksheet=worksheet,
                                         device=None, state=OPEN, created=now, last_activity=now)
@@ -225,7 +225,7 @@ class Intake:
                 session.device = device
             session.last_activity = now
             request = await self._add(msg, address, content, code, session, device, kernel,
-                                      behind)
+                                      queues=was_open)
             budget.add(user, need)
         except BaseException:
             if device is not None and not was_placed:
@@ -242,38 +242,37 @@ class Intake:
         """``GET /kernels``: what the devices the broker knows offer."""
         return {"kernels": self.kernels.listing()}, []
 
-    async def _behind(self, msg: Message, session_id: str) -> list[str]:
-        """What the execute request ``msg`` queues behind: the session's latest
-        execute_request still unfinished, and the one its gateway names (the client's last
-        still unanswered, gateway/jupyter/execute.py). It is aborted if one of them fails
-        with ``stop_on_error`` (device/aborts.py decides, from this fact stamped in it)."""
-        unfinished = [r.msg_id for r in await self.store.unfinished_requests(session_id)
-                      if r.msg_type == EXECUTE_REQUEST]
-        facts = msg["metadata"].get("cellbus")
-        named = facts.get(BEHIND) if isinstance(facts, dict) else None
-        behind = unfinished[-1:]
-        if isinstance(named, str) and 0 < len(named) <= MAX_MSG_ID and named not in behind:
-            behind.append(named)
-        return behind
-
     async def _add(self, msg: Message, address: Address, content: dict[str, Any], code: str,
-                   session: SessionRecord, device: str | None, kernel: str,
-                   behind: list[str]) -> Request:
+                   session: SessionRecord, device: str | None, kernel: str, *,
+                   queues: bool) -> Request:
         """Persist the execute request as it will be forwarded to the session's device, and
-        the session's record (its device and activity), in one write; ``behind``: the
-        request it queues behind (:meth:`_behind`)."""
+        the session's record (its device and activity), in one write. In an open session
+        (``queues``) the request is stamped with what it queues behind: the session's newest
+        execute_request still unfinished, read in that write, and the one its gateway names
+        (the client's last still unanswered, gateway/jupyter/execute.py). It is aborted if one
+        of them fails with ``stop_on_error`` (device/aborts.py decides, from this fact)."""
         user, worksheet, cell_id = address
         session_id = session.session
         facts: dict[str, Any] = {"user": user, "worksheet": worksheet, "cell_id": cell_id,
                                  "session": session_id, "kernel": kernel}
-        if behind:
-            facts[BEHIND] = behind
         forward = self.wire.msg(mt.EXECUTE_REQUEST, content, header=msg["header"],
                                 metadata={**msg["metadata"], "cellbus": facts})
+        given = msg["metadata"].get("cellbus")
+        named = given.get(BEHIND) if isinstance(given, dict) else None
+
+        def stamp(latest: str | None) -> Message:  # run in the store's write
+            behind = [latest] if latest is not None else []
+            if isinstance(named, str) and 0 < len(named) <= MAX_MSG_ID and named not in behind:
+                behind.append(named)
+            if not behind:
+                return forward
+            return {**forward, "metadata": {**forward["metadata"],
+                                            "cellbus": {**facts, BEHIND: behind}}}
+
         request = await self.store.add_session_request(session, Request(
             msg_id=msg["msg_id"], session=session_id, user=user, worksheet=worksheet,
             cell_id=cell_id, msg_type=EXECUTE_REQUEST, input=code, message=forward,
-            device=device))
+            device=device), stamp if queues else None)
         self.sessions.stored(session)
         return request
 

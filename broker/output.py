@@ -78,9 +78,9 @@ class Outputs:
         seqs, updated = await self.store.append_and_update(outputs, updates, receipts)
         self.metrics.stored(outputs, time.monotonic() - started, size)
         crashpoint.after_store(outputs)
-        for request in updated:
-            if request is not None:
-                self.cells.refresh(request)
+        for progress in updated:
+            if progress is not None:
+                self.cells.refresh(progress)
         for (_session_id, msg), seq in zip(outputs, seqs):
             msg["metadata"]["cellbus"]["seq"] = seq
             parent = msg["parent_header"].get("msg_id")

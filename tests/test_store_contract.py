@@ -23,7 +23,7 @@ import pytest
 from broker.store import (ANY, CLOSED, DELETING, DONE, ERROR, NEEDS_WORK, OPEN, SUPERSEDED,
                           WORKING, DeletedRuns,
                           DeviceRecord,
-                          DuplicateRequest, InvalidTransition, PermalinkRecord, Request,
+                          DuplicateRequest, InvalidTransition, PermalinkRecord, Progress, Request,
                           SessionRecord, Store,
                           StoreClosed, StoreError, UnknownRequest, UserRecord, open_store,
                           sqlite_url)
@@ -377,7 +377,8 @@ async def test_user_bytes_counts_everything_a_user_stored(store: Store) -> None:
 
 async def test_append_and_update(store: Store) -> None:
     """Tests that output and the status changes it shows are stored together, in order, and
-    that an update not allowed (or of an unknown request) gives None instead of failing."""
+    that an update not allowed (or of an unknown request) gives None instead of failing; each
+    update gives the request's progress as stored."""
     req = await store.add_request(execute())
     busy, idle = jmsg("status", parent=req.msg_id), jmsg("status", parent=req.msg_id)
     seqs, updated = await store.append_and_update(
@@ -387,7 +388,7 @@ async def test_append_and_update(store: Store) -> None:
     assert seqs == [1, 2]
     assert [u.status if u else None for u in updated] == [WORKING, ERROR, None, None]
     got = await store.get_request(req.msg_id)
-    assert got == updated[1] and got is not None and got.error == "Boom: no"
+    assert got is not None and Progress.of(got) == updated[1] and got.error == "Boom: no"
     assert got.started is not None and got.finished is not None
     assert [m for _, m in await store.messages("s1")] == [busy, idle]
     assert await store.append_and_update([], []) == ([], [])
@@ -420,6 +421,35 @@ async def test_add_session_request(store: Store) -> None:
         await store.add_session_request(replace(rec, last_activity=200.0),
                                         replace(execute("6"), msg_id=req.msg_id))
     assert await store.get_request(req.msg_id) == stored
+
+
+async def test_add_session_request_stamps_what_it_queues_behind(store: Store) -> None:
+    """Tests that with a stamp, the message stored and returned is the stamp's, given the
+    session's newest unfinished request of the same kind: none of another session's, an
+    interact's or a finished one, and None when there is none."""
+    rec = SessionRecord("s1", "ann", "ws", "d1", "open", 100.0, 100.0)
+    seen: list[str | None] = []
+
+    def stamp(latest: str | None) -> dict[str, Any]:
+        seen.append(latest)
+        return {**jmsg("execute_request"), "metadata": {"behind": latest}}
+
+    first = await store.add_session_request(rec, execute("1"), stamp)
+    assert seen == [None] and first.message["metadata"] == {"behind": None}
+    assert await store.get_request(first.msg_id) == first
+    await store.add_request(execute("9", session="s2"))
+    await store.add_request(interact("i1", 1))
+    second = await store.add_session_request(rec, execute("2"), stamp)
+    assert seen[-1] == first.msg_id
+    await store.update_request(second.msg_id, WORKING, device="d1")
+    third = await store.add_session_request(rec, execute("3"), stamp)
+    assert seen[-1] == second.msg_id
+    stored = await store.get_request(third.msg_id)
+    assert stored is not None and stored.message["metadata"] == {"behind": second.msg_id}
+    for request in (first, second, third):
+        await store.update_request(request.msg_id, ERROR)
+    await store.add_session_request(rec, execute("4"), stamp)
+    assert seen[-1] is None
 
 
 async def test_concurrent_appends_one_session(store: Store) -> None:

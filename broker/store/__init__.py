@@ -22,7 +22,7 @@ from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreErro
 from .records import (ANY, CLOSED, DELETING, DONE, ERROR, EXECUTE_REQUEST, FINAL,
                       INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS,
                       WORKING,
-                      DeletedRuns, DeviceFilter, DeviceRecord, PermalinkRecord, Request,
+                      DeletedRuns, DeviceFilter, DeviceRecord, PermalinkRecord, Progress, Request,
                       SessionRecord, UserRecord, check_transition)
 
 #: The URL forms open_store accepts, for error messages and ``--help``.
@@ -73,7 +73,8 @@ __all__ = [
     "INTERACT_REQUEST", "MAX_BATCH", "MAX_PENDING", "NEEDS_WORK", "OPEN", "STATUSES",
     "SUPERSEDED", "TRANSITIONS", "WORKING", "DeletedRuns", "DeviceFilter", "DeviceRecord",
     "DuplicateRequest",
-    "InvalidTransition", "PermalinkRecord", "Request", "SessionRecord", "Store", "StoreClosed",
+    "InvalidTransition", "PermalinkRecord", "Progress", "Request", "SessionRecord", "Store",
+    "StoreClosed",
     "StoreError",
     "StoreFull", "StoreUnwritable", "UnknownRequest", "UnknownStore", "UserRecord", "WriterStats",
     "check_transition",

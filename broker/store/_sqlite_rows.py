@@ -14,13 +14,14 @@ from typing import Any, Final
 from ._rows import header_facts, pack, read_input, unpack
 from .base import Message
 from .errors import UnknownRequest
-from .records import (FINAL, NEEDS_WORK, WORKING, DeviceRecord, Request, SessionRecord,
-                      check_transition)
+from .records import (FINAL, NEEDS_WORK, WORKING, DeviceRecord, Progress, Request,
+                      SessionRecord, check_transition)
 
 log = logging.getLogger("cellbus.broker")
 
 _REQ_NAMES: Final = tuple(f.name for f in fields(Request))
 _REQ_COLS: Final = ", ".join(_REQ_NAMES)
+_PROGRESS_COLS: Final = ", ".join(f.name for f in fields(Progress))
 _REQ_SLOTS: Final = ", ".join("?" * len(fields(Request)))
 _SESSION_COLS: Final = ", ".join(f.name for f in fields(SessionRecord))
 _DEVICE_COLS: Final = ", ".join(f.name for f in fields(DeviceRecord))
@@ -40,6 +41,18 @@ def _device(row: Sequence[Any]) -> DeviceRecord:
 def _update_row(conn: sqlite3.Connection, msg_id: str, status: str, device: str | None,
                 error: str | None) -> Request:
     """``update_request`` inside a write transaction."""
+    return _request(_move(conn, msg_id, status, device, error, _REQ_COLS))
+
+
+def _progress_row(conn: sqlite3.Connection, msg_id: str, status: str,
+                  error: str | None) -> Progress:
+    """An update of ``append_and_update`` inside a write transaction."""
+    return Progress(*_move(conn, msg_id, status, None, error, _PROGRESS_COLS))
+
+
+def _move(conn: sqlite3.Connection, msg_id: str, status: str, device: str | None,
+          error: str | None, returning: str) -> Sequence[Any]:
+    """Move request ``msg_id`` to ``status``; its ``returning`` columns after."""
     row = conn.execute("SELECT status, device, started, error FROM requests "
                        "WHERE msg_id = ?", (msg_id,)).fetchone()
     if row is None:
@@ -51,13 +64,13 @@ def _update_row(conn: sqlite3.Connection, msg_id: str, status: str, device: str 
         started = now
     elif status == NEEDS_WORK:  # hand-back: unplaced unless a device is named
         started, old_device = None, None
-    new = conn.execute(
+    moved: Sequence[Any] = conn.execute(
         f"UPDATE requests SET status = ?, device = ?, started = ?, finished = ?, "
-        f"error = ? WHERE msg_id = ? RETURNING {_REQ_COLS}",
+        f"error = ? WHERE msg_id = ? RETURNING {returning}",
         (status, device if device is not None else old_device, started,
          now if status in FINAL else None, error if error is not None else old_error,
          msg_id)).fetchone()
-    return _request(new)
+    return moved
 
 
 def _append_op(items: Sequence[tuple[str, Message]]) -> Callable[[sqlite3.Connection],

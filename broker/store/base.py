@@ -18,7 +18,8 @@ page layouts), is the contract's other half, :class:`.userdata.UserData`.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import urlsplit, urlunsplit
@@ -28,7 +29,7 @@ from .compaction import CompactionStats, SessionPlan
 from .errors import InvalidTransition, UnknownRequest
 from .errors import not_implemented as _missing
 from .records import (ANY, FINAL, INTERACT_REQUEST, DeletedRuns, DeviceFilter, DeviceRecord,
-                      Request, SessionRecord)
+                      Progress, Request, SessionRecord)
 from .userdata import UserData
 
 Message = dict[str, Any]
@@ -37,6 +38,9 @@ StatusUpdate = tuple[str, str, str | None]
 #: Each device's receipt (:mod:`broker.receipts`): device -> (its outbox's epoch, the last
 #: record of it stored).
 Receipts = Mapping[str, tuple[str, int]]
+#: What :meth:`Store.add_session_request` stores as a new request's message, given the
+#: session's newest unfinished request of its kind (its msg_id, or None).
+Stamp = Callable[[str | None], Message]
 
 
 def redact_url(url: str) -> str:
@@ -188,19 +192,21 @@ class Store(UserData, abc.ABC):
 
     async def append_and_update(self, items: Sequence[tuple[str, Message]],
                                 updates: Sequence[StatusUpdate], receipts: Receipts | None = None,
-                                ) -> tuple[list[int], list[Request | None]]:
+                                ) -> tuple[list[int], list[Progress | None]]:
         """:meth:`append_messages`, then :meth:`update_request` for each ``(msg_id, status,
         error)`` in order, then :meth:`put_receipts`: the output, the progress it shows and
-        the receipts of the devices that sent it, durable together when this returns. An
-        update not allowed, or of an unknown request, gives None instead of raising.
+        the receipts of the devices that sent it, durable together when this returns. Gives
+        the seqs and each update's :class:`Progress`; an update not allowed, or of an unknown
+        request, gives None instead of raising.
         Backends that can (SQLite) do it all in one write, one transaction: a crash stores
         all or nothing, so a record is never stored twice. This default writes the receipts
         last: a crash between the writes may store a record again when its device resends it."""
         seqs = await self.append_messages(items) if items else []
-        updated: list[Request | None] = []
+        updated: list[Progress | None] = []
         for msg_id, status, error in updates:
             try:
-                updated.append(await self.update_request(msg_id, status, error=error))
+                updated.append(Progress.of(await self.update_request(msg_id, status,
+                                                                     error=error)))
             except (InvalidTransition, UnknownRequest):
                 updated.append(None)
         if receipts:
@@ -233,10 +239,20 @@ class Store(UserData, abc.ABC):
         """Insert or replace the session record ``rec.session``."""
         raise _missing("put_session")
 
-    async def add_session_request(self, rec: SessionRecord, req: Request) -> Request:
+    async def add_session_request(self, rec: SessionRecord, req: Request,
+                                  stamp: Stamp | None = None) -> Request:
         """:meth:`put_session` then :meth:`add_request` (whose errors it raises): a new
         request and its session's activity, durable together when this returns. Backends
-        that can (SQLite) do both in one write, so a refused request changes no session."""
+        that can (SQLite) do both in one write, so a refused request changes no session.
+
+        With ``stamp``, the message stored (and returned) is ``stamp(latest)``: ``latest`` is
+        the msg_id of the session's newest unfinished request of ``req.msg_type`` before this
+        one, or None. SQLite reads it in the same write, so no request of the session ends or
+        arrives between the read and the insert; this default reads it just before."""
+        if stamp is not None:
+            latest = [r.msg_id for r in await self.unfinished_requests(req.session)
+                      if r.msg_type == req.msg_type]
+            req = replace(req, message=stamp(latest[-1] if latest else None))
         await self.put_session(rec)
         return await self.add_request(req)
 

@@ -63,7 +63,7 @@ from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, NEEDS_WORK, OPEN, STATUSES,
-                      WORKING, DeviceFilter, Request, SessionRecord)
+                      WORKING, DeviceFilter, Progress, Request, SessionRecord)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
@@ -251,17 +251,18 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
 
     async def append_and_update(self, items: Sequence[tuple[str, Message]],
                                 updates: Sequence[StatusUpdate], receipts: Receipts | None = None,
-                                ) -> tuple[list[int], list[Request | None]]:
+                                ) -> tuple[list[int], list[Progress | None]]:
         """In the append's transaction on a replica set (or sharded cluster): a broker
         killed meanwhile stores all or nothing, so a device's resent record is never stored
         twice. On a standalone server, the same writes one after another."""
         db = self._open_db()
 
-        async def then(session: AsyncClientSession | None) -> list[Request | None]:
-            updated: list[Request | None] = []
+        async def then(session: AsyncClientSession | None) -> list[Progress | None]:
+            updated: list[Progress | None] = []
             for msg_id, status, error in updates:
                 try:
-                    updated.append(await _update(db, msg_id, status, None, error, session))
+                    updated.append(Progress.of(await _update(db, msg_id, status, None, error,
+                                                             session)))
                 except (InvalidTransition, UnknownRequest):
                     updated.append(None)
             if receipts:

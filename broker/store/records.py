@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
 from .errors import InvalidTransition
@@ -82,6 +82,30 @@ class Request:
     error: str | None = None
     interact_id: str | None = None
     state: int | None = None  # an interact_request's increasing state number
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a request stands after a status change: the fields of :class:`Request` that a
+    change moves. ``Store.append_and_update`` returns these rather than whole requests, so a
+    write that moves many requests along does not read each one's message back."""
+
+    msg_id: str
+    status: str
+    device: str | None
+    started: float | None
+    finished: float | None
+    error: str | None
+
+    @classmethod
+    def of(cls, request: Request) -> Progress:
+        return cls(request.msg_id, request.status, request.device, request.started,
+                   request.finished, request.error)
+
+    def applied(self, request: Request) -> Request:
+        """``request`` (the same msg_id) as this progress leaves it."""
+        return replace(request, status=self.status, device=self.device, started=self.started,
+                       finished=self.finished, error=self.error)
 
 
 @dataclass

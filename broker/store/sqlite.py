@@ -33,15 +33,15 @@ from ._permalink_rows import SQLitePermalinks
 from ._worksheet_rows import SQLiteWorksheets
 from ._rows import check_limit, pack, stored_input, unpack
 from ._sqlite_rows import (_REQ_COLS, _REQ_NAMES, _REQ_SLOTS, _SESSION_COLS, _append_op,
-                           _put_session_op, _receipts_op, _request, _update_row)
+                           _progress_row, _put_session_op, _receipts_op, _request,
+                           _update_row)
 from ._writer import MAX_BATCH, MAX_PENDING, GroupCommitWriter, WriterStats
-from .base import Message, Receipts, StatusUpdate, Store
+from .base import Message, Receipts, Stamp, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
 from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
-                      SUPERSEDED, WORKING, DeviceFilter, Request,
-                      SessionRecord)
+                      SUPERSEDED, WORKING, DeviceFilter, Progress, Request, SessionRecord)
 
 T = TypeVar("T")
 
@@ -127,29 +127,39 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
     # -- requests ---------------------------------------------------------------------------
 
     async def add_request(self, req: Request) -> Request:
-        op, stored = self._add_request_op(req)
-        await self._write(op)
-        return stored
+        return await self._write(self._add_request_op(req))
 
-    def _add_request_op(self, req: Request) -> tuple[Callable[[sqlite3.Connection], None],
-                                                     Request]:
-        """The write that inserts ``req``, and ``req`` as it will be stored."""
+    def _add_request_op(self, req: Request, stamp: Stamp | None = None,
+                        ) -> Callable[[sqlite3.Connection], Request]:
+        """The write that inserts ``req`` (its message made by ``stamp`` in it, if given:
+        :meth:`add_session_request`) and returns it as stored."""
         if req.status not in STATUSES:
             raise ValueError(f"unknown status {req.status!r}; one of {sorted(STATUSES)}")
         values = [getattr(req, name) for name in _REQ_NAMES]
-        values[6], values[7] = stored_input(req), pack(req.message)
+        values[6] = stored_input(req)
+        values[7] = None if stamp is not None else pack(req.message)
         if not req.created:
             values[10] = time.time()
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> Request:
+            message = req.message
+            if stamp is not None:
+                latest = conn.execute(
+                    "SELECT msg_id FROM requests WHERE session = ? AND status IN (?, ?) AND "
+                    "msg_type = ? ORDER BY id DESC LIMIT 1",
+                    (req.session, NEEDS_WORK, WORKING, req.msg_type)).fetchone()
+                message = stamp(latest[0] if latest is not None else None)
+                values[6] = stored_input(replace(req, message=message))
+                values[7] = pack(message)
             try:
                 conn.execute(f"INSERT INTO requests ({_REQ_COLS}) VALUES ({_REQ_SLOTS})", values)
             except sqlite3.IntegrityError as e:
                 if "requests.msg_id" in str(e):
                     raise DuplicateRequest(req.msg_id) from None
                 raise StoreError(f"request {req.msg_id!r} cannot be stored: {e}") from None
+            return replace(req, message=message, created=values[10])
 
-        return op, replace(req, created=values[10])
+        return op
 
     async def update_request(self, msg_id: str, status: str, *, device: str | None = None,
                              error: str | None = None) -> Request:
@@ -249,16 +259,16 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
 
     async def append_and_update(self, items: Sequence[tuple[str, Message]],
                                 updates: Sequence[StatusUpdate], receipts: Receipts | None = None,
-                                ) -> tuple[list[int], list[Request | None]]:
+                                ) -> tuple[list[int], list[Progress | None]]:
         append = _append_op(items) if items else None
         put_receipts = _receipts_op(receipts) if receipts else None
 
-        def op(conn: sqlite3.Connection) -> tuple[list[int], list[Request | None]]:
+        def op(conn: sqlite3.Connection) -> tuple[list[int], list[Progress | None]]:
             seqs = append(conn) if append is not None else []
-            updated: list[Request | None] = []
+            updated: list[Progress | None] = []
             for msg_id, status, error in updates:
                 try:
-                    updated.append(_update_row(conn, msg_id, status, None, error))
+                    updated.append(_progress_row(conn, msg_id, status, error))
                 except (InvalidTransition, UnknownRequest):
                     updated.append(None)
             if put_receipts is not None:
@@ -298,16 +308,16 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
     async def put_session(self, rec: SessionRecord) -> None:
         await self._write(_put_session_op(rec))
 
-    async def add_session_request(self, rec: SessionRecord, req: Request) -> Request:
+    async def add_session_request(self, rec: SessionRecord, req: Request,
+                                  stamp: Stamp | None = None) -> Request:
         put_session = _put_session_op(rec)
-        add_request, stored = self._add_request_op(req)
+        add_request = self._add_request_op(req, stamp)
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> Request:
             put_session(conn)
-            add_request(conn)
+            return add_request(conn)
 
-        await self._write(op)
-        return stored
+        return await self._write(op)
 
     async def get_session(self, session: str) -> SessionRecord | None:
         def op(conn: sqlite3.Connection) -> SessionRecord | None:
