@@ -64,26 +64,37 @@ def stopped(pid: int, depth: int = 1) -> bool:
 
 class StopWatch:
     """Looks at a worker's state every :data:`STOP_CHECK` seconds while ``running()`` (its
-    request runs), and awaits ``on_stopped`` once it has been seen stopped twice in a row."""
+    request runs), and awaits ``on_stopped`` once it has been seen stopped twice in a row.
+    The looks run on a timer of the loop: most cells end before the first."""
 
     def __init__(self, pid: int, running: Callable[[], bool],
                  on_stopped: Callable[[], Awaitable[None]], *, depth: int = 1) -> None:
         self.pid, self.depth = pid, depth
         self.running, self.on_stopped = running, on_stopped
-        self._task = asyncio.get_running_loop().create_task(self._watch(),
-                                                            name=f"stops.{pid}")
+        self._loop = asyncio.get_running_loop()
+        self._seen = False
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(STOP_CHECK, self._look)
+        self._task: asyncio.Task[None] | None = None
 
-    async def _watch(self) -> None:
-        seen = False
-        while True:
-            await asyncio.sleep(STOP_CHECK)
-            if not self.running():
-                return
-            now = stopped(self.pid, self.depth)
-            if now and seen:
-                await self.on_stopped()
-                now = False
-            seen = now
+    def _look(self) -> None:
+        self._timer = None
+        if not self.running():
+            return
+        now = stopped(self.pid, self.depth)
+        if now and self._seen:
+            self._task = self._loop.create_task(self._continue(), name=f"stops.{self.pid}")
+            return
+        self._seen = now
+        self._timer = self._loop.call_later(STOP_CHECK, self._look)
+
+    async def _continue(self) -> None:
+        await self.on_stopped()
+        self._seen = False
+        self._timer = self._loop.call_later(STOP_CHECK, self._look)
 
     def stop(self) -> None:
-        self._task.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()

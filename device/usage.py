@@ -86,20 +86,25 @@ class MemoryWatch:
     that can be missed; the worker reports its own exact peak when the request raised it).
     There is no look when the request starts: what the processes hold then was there before
     it (the look at its end still sees it), and that look cost the device about a tenth of
-    its CPU per execution of a short cell (bench/RESULTS.md, "Issue 25, third pass")."""
+    its CPU per execution of a short cell (bench/RESULTS.md, "Issue 25, third pass"). The
+    samples run on a timer of the loop, not a task: most cells end before the first."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.highest = 0
-        self._task = asyncio.get_running_loop().create_task(self._sample(),
-                                                            name=f"memory.{pid}")
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(SAMPLE_INTERVAL,
+                                                                        self._sample)
 
-    async def _sample(self) -> None:
-        while True:
-            await asyncio.sleep(SAMPLE_INTERVAL)
-            self.highest = max(self.highest, tree_rss(self.pid))
+    def _sample(self) -> None:
+        self.highest = max(self.highest, tree_rss(self.pid))
+        self._timer = self._loop.call_later(SAMPLE_INTERVAL, self._sample)
 
     def stop(self) -> int:
-        """Stop sampling; the peak seen (0 if /proc told nothing)."""
-        self._task.cancel()
-        return max(self.highest, tree_rss(self.pid))
+        """Stop sampling, with a last look the first time; the peak seen (0 if /proc told
+        nothing)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+            self.highest = max(self.highest, tree_rss(self.pid))
+        return self.highest
