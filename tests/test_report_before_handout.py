@@ -13,8 +13,8 @@ broker frozen, the device killed and started again, the broker continued)."""
 
 from __future__ import annotations
 
-from harness import Chain, wait_broker_answers
-from test_frozen_nodes import stdout_of
+from harness import Chain, until, wait_broker_answers
+from test_frozen_nodes import frozen, stdout_of
 
 ROUNDS = 2
 
@@ -44,3 +44,29 @@ def test_a_cell_handed_out_as_a_device_hears_its_broker_again_runs_once(chain: C
         assert "DeviceLost" not in broker.log, f"round {n}: {broker.log}"
         assert device.stop() == 0
         wait_broker_answers(chain)
+
+
+def test_a_cell_of_a_device_killed_while_its_broker_was_frozen_ends(chain: Chain) -> None:
+    """Tests that a cell running on a device killed while the broker was frozen (SIGSTOP),
+    the device started again under the same id before the broker went on, ends with
+    DeviceLost: the new process's first report had read none of the broker's messages, so
+    that cell's hand-out was in doubt until the next report, which had; and that a cell
+    evaluated at once as the broker goes on runs, once."""
+    broker = chain.start_broker()
+    device = chain.start_device("--idle-timeout", "300", name="dev")
+    chain.start_gateway()
+    status, reply = chain.evaluate("u/old/1", "import time\nprint('up', flush=True)\n"
+                                              "time.sleep(300)")
+    assert status == 202, reply
+    until(lambda: stdout_of(chain.update("u/old/1")[1]) == ["up"], "u/old/1 to run")
+    with frozen(broker):
+        device.kill_group()
+        device = chain.start_device("--idle-timeout", "300", name="dev")
+        device.wait_for_log(r"device dev: no word from the broker")
+    status, reply = chain.evaluate("u/new/1", "print('new')")
+    assert status == 202, reply
+    doc = chain.wait_done("u/new/1", timeout=30)
+    assert doc["status"] == "done" and stdout_of(doc) == ["new"], f"{doc}\n{broker.log}"
+    ended = chain.wait_done("u/old/1", timeout=30)
+    assert ended["status"] == "error" and "DeviceLost" in str(ended["output"]), ended
+    assert "copy is ignored" not in device.log, device.log
