@@ -22,7 +22,8 @@ from typing import Any
 
 class Handed:
     """The requests this broker process handed to devices, numbered in the order handed, so
-    that a device's report is reconciled only with what was handed out before it arrived."""
+    that a device's report is reconciled only with what was handed out before it arrived and
+    that the device had read when it built it."""
 
     def __init__(self, epoch: str = "") -> None:
         #: Begins every token of this process: a token of a previous broker is told apart.
