@@ -222,18 +222,23 @@ async def send_report(broker: Broker, device: BusSocket, msg_type: str,
         broker._device_joined = reconciled  # type: ignore[method-assign]
 
 
+@pytest.mark.parametrize("kind", [mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT])
 async def test_a_report_built_before_a_hand_out_reached_the_device_leaves_it_running(
-        broker: Broker, device: BusSocket) -> None:
+        broker: Broker, device: BusSocket, kind: str) -> None:
     """A device reads a hand-out only after it built its register (it registers again as it
-    hears the broker again, and that first message was the hand-out), which arrives after
-    the hand-out and does not list it: the running request is left, in doubt, and its
-    session's later requests wait until a report that read past it lists it. The broker
-    ended it with a false DeviceLost ("the device restarted and no longer runs this cell")."""
+    hears the broker again, and that first message was the hand-out), or the heartbeat the
+    broker reconciles because the device was heard before it was reconciled (``unsynced``),
+    which arrives after the hand-out and does not list it: the running request is left, in
+    doubt, and its session's later requests wait until a report that read past it lists it.
+    The broker ended it with a false DeviceLost ("the device restarted and no longer runs
+    this cell")."""
+    if kind == mt.DEVICE_HEARTBEAT:
+        broker.unsynced.add(DEVICE)  # its output came in before it was reconciled
     request = await store_request(broker)
     await hand_out(broker, request)
     await broker.store.update_request(request.msg_id, WORKING)  # its busy status came in
     register = heard(upto=f"{broker.dispatch.epoch}:0")  # built before it read the hand-out
-    await send_report(broker, device, mt.DEVICE_REGISTER, register)
+    await send_report(broker, device, kind, register)
     stored = await broker.store.get_request(request.msg_id)
     assert stored is not None and stored.status == WORKING, stored
     assert request.msg_id in broker.sent and broker.dispatch.stranded("s1")
