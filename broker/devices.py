@@ -22,10 +22,14 @@ its report of the requests it holds is reconciled with the store: requests it st
 are left to it, queued ones it no longer has are sent again, and running ones it no longer
 has end with ``DeviceLost``. Only requests handed out before the report arrived are
 reconciled with it: one handed out while the store was being read went to the device that
-sent the report, which could not list it yet. Requests left ``working`` by a previous broker
-on a device that never comes back end the same way once the grace period after start-up has
-passed. A request whose reply and closing idle status are already stored (the broker died between
-storing them and noting that the request ended) ends as its reply says instead.
+sent the report, which could not list it yet. Nor is one the device had not read when it
+built the report, which arrived later (the ``heard`` it reports, :mod:`broker.handed`): a
+device that registers again as it reads a hand-out builds its register before it takes the
+hand-out in; such a hand-out is in doubt until a later report settles it. Requests left
+``working`` by a previous broker on a device that never comes back end the same way once the
+grace period after start-up has passed. A request whose reply and closing idle status are
+already stored (the broker died between storing them and noting that the request ended)
+ends as its reply says instead.
 
 A device that stops gracefully (SIGTERM) drains (``device_drain``, see
 :mod:`device.router`): the broker places nothing more on it and places elsewhere the
@@ -100,7 +104,8 @@ class DeviceWatch:
                 self.log.warning("broker: did not run for %.1f s (stopped, or its loop held); "
                                  "that silence is not held against the devices", late)
                 self.devices.stalled(late)
-            beat = self.wire.msg(mt.BROKER_HEARTBEAT, {})
+            beat = self.wire.msg(mt.BROKER_HEARTBEAT, {}, metadata={
+                "cellbus": {"handed": self.dispatch.handed.token()}})  # broker/handed.py
             for state in list(self.devices.devices.values()):
                 self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides
             self.metrics.heartbeat_round()
@@ -161,15 +166,23 @@ class DeviceWatch:
         if isinstance(sessions, list):
             self.late.reported(device, (s for s in sessions if isinstance(s, str)))
 
-    def rejoined(self, device: str, report: dict[str, Any]) -> None:
-        """``device`` registered or is heard again: the requests handed to it that its report
+    def rejoined(self, device: str, report: dict[str, Any], upto: int) -> None:
+        """``device`` registered or is heard again: the requests handed to it up to ``upto``
+        (:meth:`Handed.upto`: those it could see when it built its report) that its report
         does not list are taken back now (:meth:`Dispatch.take_back`), so that none accepted
-        from here on goes out ahead of them; :meth:`joined` reconciles the rest."""
+        from here on goes out ahead of them; the ones after ``upto`` it does not list are in
+        doubt (:meth:`Handed.doubt`) until a later report settles them; :meth:`joined`
+        reconciles the rest."""
         held = report.get("requests")
         listed = set(held) if isinstance(held, list) else set()
-        for msg_id, session in self.dispatch.handed.on(device):
-            if msg_id not in listed:
+        handed = self.dispatch.handed
+        for msg_id, session in handed.on(device):
+            if msg_id in listed:
+                handed.settle(msg_id)
+            elif not handed.since(msg_id, upto):
                 self.dispatch.take_back(msg_id, session)
+            else:
+                handed.doubt(msg_id)
 
     def disown(self, device: str, report: dict[str, Any],
                holders: collections.abc.Mapping[str, set[str]]) -> None:
@@ -241,21 +254,22 @@ class DeviceWatch:
             if state is not None:
                 state.sessions.difference_update(told)
 
-    async def joined(self, device: str, report: dict[str, Any], mark: int) -> None:
+    async def joined(self, device: str, report: dict[str, Any], upto: int) -> None:
         """A device registered or came back: reconcile what it holds with the requests handed
-        out before its report arrived (``mark``, from :meth:`Handed.mark`), then send it work."""
+        out up to ``upto`` (:meth:`Handed.upto`: before its report arrived, and that it could
+        see when it built it), then send it work."""
         held = report.get("requests")
         held = {r for r in held if isinstance(r, str)} if isinstance(held, list) else set()
         sent = self.dispatch.handed
         for request in await self.store.requests(WORKING, device=device):
-            if request.msg_id not in held and not sent.since(request.msg_id, mark):
+            if request.msg_id not in held and not sent.since(request.msg_id, upto):
                 await self.fail(request, f"the device {device} restarted and no longer runs "
                                          "this cell; run it again")
         ending = self.ending.get(device, {})  # their workers end, queues and all
         for request in await self.store.requests(NEEDS_WORK, device=device):
             if request.msg_id in held and request.session not in ending:
                 sent.add(request.msg_id, session=request.session, device=device)
-            elif not sent.since(request.msg_id, mark):
+            elif not sent.since(request.msg_id, upto):
                 self.dispatch.take_back(request.msg_id, request.session)
         sessions = report.get("sessions")
         sessions = [s for s in sessions if isinstance(s, str)] \

@@ -72,10 +72,10 @@ class Dispatch:
         self._sock = sock
         self._spawn = spawn
         self.log = log
-        self.handed = Handed()
         #: Begins every hand-out nonce of this process: what a device says of a hand-out a
         #: previous broker made is told apart (:meth:`ours`) without its memory.
         self.epoch = uuid.uuid4().hex[:6]
+        self.handed = Handed(self.epoch)
         #: Whether a request must wait although its device is known (set by its owner).
         self.hold_back: Callable[[Request], bool] = lambda request: False
         #: Told (session, device) at each hand-out: who may send that session's output.
@@ -150,9 +150,11 @@ class Dispatch:
 
     def stranded(self, session_id: str) -> bool:
         """Whether a request of the session is with a device that takes no more work (lost,
-        draining, gone): the later ones wait, or a new worker elsewhere ran them ahead of it."""
+        draining, gone), or its hand-out is in doubt (:meth:`Handed.doubted`): the later ones
+        wait, or a new worker elsewhere ran them ahead of it."""
         out = self.handed.devices_of(session_id)
-        return bool(out) and not out <= {d.device for d in self.devices.live()}
+        return bool(out) and (not out <= {d.device for d in self.devices.live()}
+                              or self.handed.doubted(session_id))
 
     def take_back(self, msg_id: str, session_id: str | None = None) -> None:
         """The hand-out of ``msg_id`` is void (its device was lost, drained, restarted or not
@@ -198,7 +200,8 @@ class Dispatch:
         self.on_handed(request.session, request.device)
         message = dict(request.message)
         metadata = dict(message.get("metadata") or {})
-        metadata["cellbus"] = {**(metadata.get("cellbus") or {}), "sent": nonce}
+        metadata["cellbus"] = {**(metadata.get("cellbus") or {}), "sent": nonce,
+                               "handed": self.handed.token()}
         message["metadata"] = metadata
         try:
             await self.wire.send(self._sock, message, [routing_id])

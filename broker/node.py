@@ -327,11 +327,13 @@ class Broker(Node):
                               str(content.get("version", "unknown"))[:40])
                 if skew := version_skew(f"device {device}", content.get("version")):
                     self.log.warning("broker: %s", skew)
-            if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced:
+            handed = self.dispatch.handed
+            upto = handed.upto(content)  # what it could see when it built the report
+            if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced or \
+                    handed.doubtful(device, upto):
                 self.unsynced.discard(device)
-                self.watch.rejoined(device, content)
-                self.spawn(self._device_joined(device, content, self.dispatch.handed.mark()),
-                           f"joined.{device}")
+                self.watch.rejoined(device, content, upto)
+                self.spawn(self._device_joined(device, content, upto), f"joined.{device}")
             else:
                 self.dispatch.room_freed()  # a place may have freed up for requests that wait
             return
@@ -363,7 +365,7 @@ class Broker(Node):
             return  # of a previous broker's hand-out to a worker told to end
         session_id = facts.get("session") if isinstance(facts, dict) else None
         if isinstance(facts, dict):  # delivery bookkeeping stays between device and broker
-            for key in ("out", "try", "sent"):
+            for key in ("out", "try", "sent", "handed"):
                 facts.pop(key, None)
         if not isinstance(session_id, str) or not session_id:
             self.rejected["no-session"] += 1
@@ -382,13 +384,13 @@ class Broker(Node):
                                  session_id)
         outputs.append((session_id, msg))
 
-    async def _device_joined(self, device: str, report: dict[str, Any], mark: int) -> None:
+    async def _device_joined(self, device: str, report: dict[str, Any], upto: int) -> None:
         try:
             await self.store.put_device(DeviceRecord(
                 device=device, capacity=int(report.get("capacity") or 0),
                 load=int(report.get("load") or 0), last_heartbeat=time.time(),
                 info={}))
-            await self.watch.joined(device, report, mark)
+            await self.watch.joined(device, report, upto)
         except StoreError as e:  # reconciled with its next heartbeat instead
             self.unsynced.add(device)
             self.log.warning("broker: could not reconcile device %s now: %s", device, e)

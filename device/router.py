@@ -88,6 +88,10 @@ class DeviceRouter(Node):
                                  config=self.config)
         self.broker_heard = time.monotonic()
         self.broker_lost = False
+        #: The broker's count of hand-outs before the last message of it handled here
+        #: (``metadata.cellbus.handed``), reported so that the broker reconciles a report
+        #: only with the hand-outs this device could see when it built it (broker/handed.py).
+        self.heard: str | None = None
         #: When the link is next made anew while the broker is silent.
         self.reconnect_at = 0.0
         self.drain = Drain(bus=session, device_id=self.device_id, overseer=self.overseer,
@@ -145,7 +149,8 @@ class DeviceRouter(Node):
                 "rejected": self.overseer.rejected, "kernels": self.overseer.kernels,
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
-                "idle_timeout": self.config.idle_timeout, "version": VERSION, "boot": self.boot}
+                "idle_timeout": self.config.idle_timeout, "version": VERSION, "boot": self.boot,
+                "heard": self.heard}
 
     # -- upstream ---------------------------------------------------------------------------
 
@@ -266,6 +271,11 @@ class DeviceRouter(Node):
                                 resend=content.get("resend") is True)
             else:
                 await self.handle(got[1])
+            # Only once it is handled: a report built before (the register _broker_heard
+            # spawned above, a heartbeat while a request was being started) did not list it.
+            facts = got[1]["metadata"].get("cellbus")
+            if isinstance(facts, dict) and isinstance(facts.get("handed"), str):
+                self.heard = facts["handed"][:64]
 
     async def handle(self, request: Message) -> None:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import zmq
@@ -187,3 +188,91 @@ async def test_a_request_whose_reply_and_idle_are_stored_is_settled_as_its_reply
     assert settled is not None and settled.status == DONE
     await broker.watch.fail(request, "too late")  # settled already: no second ending
     assert len(await broker.store.messages("s1", parent=request.msg_id)) == 2
+
+
+
+def heard(request: Message | None = None, *, upto: str | None = None) -> dict[str, object]:
+    """A report of this version: :func:`report`, with the token it had read (``upto``)."""
+    return {**report(request), "heard": upto}
+
+
+async def reconcile(broker: Broker, content: dict[str, object]) -> None:
+    """Reconcile ``content`` as the broker does a report that arrives now."""
+    upto = broker.sent.upto(content)
+    broker.watch.rejoined(DEVICE, content, upto)
+    await broker.watch.joined(DEVICE, content, upto)
+
+
+async def send_report(broker: Broker, device: BusSocket, msg_type: str,
+                      content: dict[str, object]) -> None:
+    """Send a report from the device and wait until the broker has reconciled it."""
+    done = asyncio.Event()
+    reconciled = broker._device_joined
+
+    async def joined(*args: Any) -> None:
+        await reconciled(*args)
+        done.set()
+
+    broker._device_joined = joined  # type: ignore[method-assign]
+    try:
+        await device.send_frames(broker.session.serialize(broker.session.msg(
+            msg_type, content, metadata={"cellbus": {"device": DEVICE}})))
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        broker._device_joined = reconciled  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("kind", [mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT])
+async def test_a_report_built_before_a_hand_out_reached_the_device_leaves_it_running(
+        broker: Broker, device: BusSocket, kind: str) -> None:
+    """A device reads a hand-out only after it built its register (it registers again as it
+    hears the broker again, and that first message was the hand-out), or the heartbeat the
+    broker reconciles because the device was heard before it was reconciled (``unsynced``),
+    which arrives after the hand-out and does not list it: the running request is left, in
+    doubt, and its session's later requests wait until a report that read past it lists it.
+    The broker ended it with a false DeviceLost ("the device restarted and no longer runs
+    this cell")."""
+    if kind == mt.DEVICE_HEARTBEAT:
+        broker.unsynced.add(DEVICE)  # its output came in before it was reconciled
+    request = await store_request(broker)
+    await hand_out(broker, request)
+    await broker.store.update_request(request.msg_id, WORKING)  # its busy status came in
+    register = heard(upto=f"{broker.dispatch.epoch}:0")  # built before it read the hand-out
+    await send_report(broker, device, kind, register)
+    stored = await broker.store.get_request(request.msg_id)
+    assert stored is not None and stored.status == WORKING, stored
+    assert request.msg_id in broker.sent and broker.dispatch.stranded("s1")
+    await send_report(broker, device, mt.DEVICE_HEARTBEAT,
+                      heard(request.message, upto=broker.sent.token()))
+    assert not broker.dispatch.stranded("s1")
+    stored = await broker.store.get_request(request.msg_id)
+    assert stored is not None and stored.status == WORKING, stored
+    assert await requests_until_marker(broker, device) == [request.msg_id]
+
+
+@pytest.mark.parametrize("status", [NEEDS_WORK, WORKING])
+async def test_a_hand_out_in_doubt_is_reconciled_by_a_report_that_read_past_it(
+        broker: Broker, device: BusSocket, status: str) -> None:
+    """A device that read none of this broker's messages when it built its report (a new
+    process, or one of a previous broker's: ``heard`` None or of another broker) leaves the
+    hand-outs in doubt; its next report that read past them and does not list them takes a
+    queued one back (sent again) and ends a running one with DeviceLost."""
+    request = await store_request(broker)
+    await hand_out(broker, request)
+    if status == WORKING:
+        await broker.store.update_request(request.msg_id, WORKING)
+    for token in (None, "abcdef:7"):
+        await reconcile(broker, heard(upto=token))
+        stored = await broker.store.get_request(request.msg_id)
+        assert stored is not None and stored.status == status
+        assert request.msg_id in broker.sent and broker.dispatch.stranded("s1")
+    assert broker.sent.doubtful(DEVICE, broker.sent.upto(heard(upto=broker.sent.token())))
+    await reconcile(broker, heard(upto=broker.sent.token()))
+    stored = await broker.store.get_request(request.msg_id)
+    assert stored is not None
+    if status == WORKING:
+        assert stored.status == ERROR and "restarted" in (stored.error or "")
+        assert await requests_until_marker(broker, device) == [request.msg_id]
+    else:
+        assert stored.status == NEEDS_WORK and not broker.dispatch.stranded("s1")
+        assert await requests_until_marker(broker, device) == [request.msg_id] * 2
