@@ -232,8 +232,10 @@ class Supervisor:
                             allow_anonymous=a.allow_anonymous).auth == "token"
         broker = ["--gateway-bind", self.ep["gw"], "--device-bind", self.ep["dev"],
                   "--publish-bind", self.ep["pub"], *quota_argv(a, token=token)]
-        self.start("broker", "broker", *broker, *(["--store", a.store] if a.store else []),
-                   "--retention", str(a.retention))
+        # One attempt at a store that does not answer (its bound, 5 s): `up`'s user waits at a
+        # terminal, and is better told at once than shown a broker trying forever.
+        store_argv = ["--store", a.store, "--store-wait", "0"] if a.store else []
+        self.start("broker", "broker", *broker, *store_argv, "--retention", str(a.retention))
         timeout = [] if a.exec_timeout is None and token else [
             "--exec-timeout", str(a.exec_timeout or 0)]
         for name in ("gw", "dev", "pub"):
