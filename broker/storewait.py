@@ -12,6 +12,7 @@ SIGTERM stops the waiting at once.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import logging
 import math
@@ -31,7 +32,12 @@ FOREVER: Final = "forever"
 
 def store_wait(text: str) -> float:
     """``--store-wait``: seconds, 0 or more, or ``forever`` (``math.inf``)."""
-    return math.inf if text.strip().lower() == FOREVER else seconds(text)
+    if str(text).strip().lower() == FOREVER:
+        return math.inf
+    try:
+        return seconds(text)
+    except argparse.ArgumentTypeError as e:
+        raise argparse.ArgumentTypeError(f"{e} (or {FOREVER})") from None
 
 
 def _times(n: int) -> str:

@@ -119,3 +119,13 @@ def test_a_broker_reaches_a_mongodb_that_comes_up_later(key_file: Path,
         node.kill_group()
         if server is not None:
             server.stop()
+
+
+def test_store_wait_takes_seconds_or_forever(key_file: Path) -> None:
+    """Tests that ``--store-wait`` refuses what is neither seconds nor ``forever`` in one
+    line naming both, before anything starts."""
+    done, _ = run(*broker_argv(key_file, "mongodb://127.0.0.1:1/cb", "--store-wait", "soon"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "cellbus broker: error: argument --store-wait: a number of seconds, not 'soon' "
+        "(or forever)"), done.stderr
