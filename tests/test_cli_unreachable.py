@@ -10,12 +10,15 @@ side is tests/test_broker_store_wait.py.
 from __future__ import annotations
 
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from broker.store import sqlite_url
 from harness import CELLBUS, ROOT, free_port, node_env
 
 pytestmark = pytest.mark.timeout(60)
@@ -92,3 +95,23 @@ def test_user_help_says_the_bound() -> None:
     done, _ = run("user", "list", "--help")
     assert done.returncode == 0 and "--timeout" in done.stdout
     assert "default 5" in " ".join(done.stdout.split()), done.stdout
+
+
+def test_user_on_a_sqlite_store_another_process_keeps_locked(tmp_path: Path) -> None:
+    """Tests that ``user list`` on a SQLite store another process holds locked ends after the
+    store's busy timeout (5 s) in one line that says another process holds it and what to
+    do; before, the line said only "database is locked"."""
+    store = sqlite_url(tmp_path / "cellbus.db")
+    made, _ = run("user", "add", "ann", "--store", store)
+    assert made.returncode == 0, made.stderr
+    holder = sqlite3.connect(tmp_path / "cellbus.db", isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        done, took = run("user", "list", "--store", store)
+    finally:
+        holder.close()
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    line = done.stderr
+    assert line.startswith(f"cellbus user: cannot open SQLite store {tmp_path}/cellbus.db: "), line
+    assert "another process" in line and "5 s" in line and "try again" in line, line
+    assert took < 5 + 3, took
