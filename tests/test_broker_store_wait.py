@@ -79,7 +79,8 @@ def test_a_broker_with_store_wait_gives_up_in_one_line(key_file: Path) -> None:
 
 def test_up_on_an_unreachable_mongodb_stops_within_the_bound(tmp_path: Path) -> None:
     """Tests that ``up --store`` on a MongoDB nothing answers stops within the bound, saying
-    that its broker could not open the store; before, ``up`` waited 30 s for it."""
+    that its broker could not open the store, as ``up --help`` says; before, ``up`` waited 30 s
+    for it."""
     url = f"mongodb://127.0.0.1:{free_port()}/cb"
     began = time.monotonic()
     try:
@@ -91,6 +92,8 @@ def test_up_on_an_unreachable_mongodb_stops_within_the_bound(tmp_path: Path) -> 
     assert done.returncode == 1 and time.monotonic() - began < BOUND + 5
     assert "broker cannot open its store" in done.stderr and "127.0.0.1" in done.stderr
     assert "broker exited with status 2" in done.stderr, done.stderr
+    helped, _ = run("up", "--help")
+    assert "no answer within 5 s stops `up`" in " ".join(helped.stdout.split()), helped.stdout
 
 
 @pytest.mark.mongodb
