@@ -16,8 +16,9 @@ from protocol.wire import Session
 from .node import Broker
 from .quotas import add_quota_options, quota_config
 from .retention import DEFAULT_TEXT, parse_duration
-from .store import ACCEPTED, UnknownStore, default_sqlite_url, open_store
+from .store import ACCEPTED, CONNECT_TIMEOUT, UnknownStore, default_sqlite_url, open_store
 from .store_owner import StoreHold, hold_store
+from .storewait import FOREVER, RETRY_EVERY, store_wait
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,6 +34,11 @@ def parser() -> argparse.ArgumentParser:
                metavar="ENDPOINT", node="broker", help="where gateways subscribe to output")
     add_option(p, "--store", metavar="URL",
                help=f"store URL ({ACCEPTED}); default a SQLite file in your data directory")
+    add_option(p, "--store-wait", type=store_wait, default=FOREVER, metavar="SECONDS",
+               node="broker", help="at start, how long to go on trying a store whose server "
+               f"does not answer (each attempt waits up to {CONNECT_TIMEOUT:g} s, then a "
+               f"warning and another try {RETRY_EVERY:g} s later); then exit, status 2. "
+               "'forever' or seconds; 0: one attempt")
     add_metrics_option(p)
     add_curve_options(p, server=True)
     add_option(p, "--feed-hwm", type=count, default=FEED_HWM, metavar="N",
@@ -66,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                       publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
                       retention_period=args.retention, quotas=quota_config(args))
         broker.metrics_port = args.metrics_port
+        broker.store_wait = args.store_wait
         broker.store_file = hold.path if hold is not None else None
         use_curve(broker, args)
         return broker

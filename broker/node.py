@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ from .senders import MAX_SESSIONS, Judgement, Senders
 from .sessions import OpenSessions
 from .store import OPEN, DeviceRecord, Request, Store, StoreError
 from .store_owner import watch_store_file
+from .storewait import open_when_reachable
 
 __all__ = ["BEACON_INTERVAL", "BEACON_WINDOW", "MAX_OUTPUT_BATCH", "REDISPATCH_AFTER",
            "Broker"]
@@ -104,6 +106,8 @@ class Broker(Node):
         self.metrics: BrokerMetrics = BrokerMetrics(self)
         #: The SQLite file of the store, watched while the broker runs (broker/store_owner.py).
         self.store_file: Path | None = None
+        #: Seconds to go on trying a store that does not answer at start (--store-wait).
+        self.store_wait = math.inf
 
     def _store_gone(self, why: str) -> None:
         """The store's file went from under the broker: stop, exit status 1."""
@@ -114,7 +118,10 @@ class Broker(Node):
     async def setup(self) -> None:
         gateway_bind, device_bind, publish_bind = self.endpoints
         try:
-            await self.store.open()
+            if not await open_when_reachable(self.store, self.log, self.wait_stop_requested,
+                                             wait=self.store_wait):
+                raise ConfigError(f"broker stopped before its store answered "
+                                  f"({self.store.describe()})")
         except StoreError as e:
             raise ConfigError(f"broker cannot open its store: {e}") from None
         self.log.info("broker store: %s", self.store.describe())

@@ -11,7 +11,8 @@ and ``bin/cellbus up`` use), and keeps only each token's SHA-256 (see :mod:`prot
 A store no broker has used (a typo in ``--store``: :mod:`broker.store.unused`) is refused
 by ``list`` and ``remove``, and ``add`` there says it made a new store. Running gateways
 ask the broker, which reads the store on every ask, so a change counts without a restart:
-a removed token stops working once the gateways' short cache expires.
+a removed token stops working once the gateways' short cache expires. A MongoDB server that
+does not answer within ``--timeout`` (5 s) ends the command in one line, status 2.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import sys
 import time
 
 from protocol.config import add_option, parse_args
+from protocol.numbers import positive_seconds
 from protocol.tokens import new_token, token_hash, valid_user_name
 
-from .store import ACCEPTED, Store, StoreError, UserRecord, default_sqlite_url, open_store
+from .store import (ACCEPTED, CONNECT_TIMEOUT, Store, StoreError, UserRecord, default_sqlite_url,
+                    open_store)
 from .store.base import redact_url
 from .store.unused import unused_store
 
@@ -46,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     add_option(store, "--store", metavar="URL",
                help=f"the broker's store ({ACCEPTED}); default the SQLite file the broker "
                     "and `bin/cellbus up` use")
+    store.add_argument("--timeout", type=positive_seconds, default=CONNECT_TIMEOUT,
+                       metavar="S", help="seconds to wait for a MongoDB store's server to "
+                       f"answer before giving up in one line (default {CONNECT_TIMEOUT:g}; "
+                       "the URL's serverSelectionTimeoutMS when smaller)")
     commands = p.add_subparsers(dest="command", required=True, metavar="add|remove|list")
     add = commands.add_parser("add", parents=[store],
                               help="make a token for a user and print it (once)")
@@ -80,11 +87,11 @@ BROKER_SAYS = ("the broker's start line names its store (\"broker store: SQLite 
 async def run(args: argparse.Namespace) -> str:
     """Do the command on the store; return what to print."""
     url = args.store or default_sqlite_url()
-    new = await unused_store(url)
+    new = await unused_store(url, args.timeout)
     if new is not None and args.command != "add":
         raise StoreError(f"no store {new.where}: nothing to {args.command}{new.hint}. Is this "
                          f"the broker's --store? {BROKER_SAYS}")
-    async with open_store(url) as store:
+    async with open_store(url, connect_timeout=args.timeout) as store:
         where = redact_url(url)
         if args.command == "add":
             again = f" --store {shlex.quote(where)}" if args.store else ""  # no password

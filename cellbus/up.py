@@ -36,6 +36,7 @@ from gateway.__main__ import add_access_options
 from gateway.access import make_policy
 from broker.quotas import add_quota_options, quota_argv
 from broker.retention import DEFAULT_TEXT, parse_duration
+from broker.store import CONNECT_TIMEOUT
 from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
@@ -56,7 +57,9 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--port", type=tcp_port, default=8888, node="gateway",
                help="the gateway's port (0: a free one, named in the URL)")
     add_option(p, "--store", metavar="URL",
-               help="store URL; default a SQLite file in your data directory")
+               help="store URL; default a SQLite file in your data directory. A MongoDB "
+                    f"server that gives no answer within {CONNECT_TIMEOUT:g} s stops `up` "
+                    "(the broker tries once: its --store-wait 0)")
     add_option(p, "--devices", type=count, default=1, metavar="N", help="devices to start")
     add_option(p, "--exec-timeout", type=seconds, metavar="S",
                help="wall-clock seconds one execution may run; 0: no limit (default: "
@@ -232,8 +235,10 @@ class Supervisor:
                             allow_anonymous=a.allow_anonymous).auth == "token"
         broker = ["--gateway-bind", self.ep["gw"], "--device-bind", self.ep["dev"],
                   "--publish-bind", self.ep["pub"], *quota_argv(a, token=token)]
-        self.start("broker", "broker", *broker, *(["--store", a.store] if a.store else []),
-                   "--retention", str(a.retention))
+        # One attempt at a store that does not answer (its bound, 5 s): `up`'s user waits at a
+        # terminal, and is better told at once than shown a broker trying forever.
+        store_argv = ["--store", a.store, "--store-wait", "0"] if a.store else []
+        self.start("broker", "broker", *broker, *store_argv, "--retention", str(a.retention))
         timeout = [] if a.exec_timeout is None and token else [
             "--exec-timeout", str(a.exec_timeout or 0)]
         for name in ("gw", "dev", "pub"):

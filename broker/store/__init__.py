@@ -14,11 +14,12 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ._mongo_url import CONNECT_TIMEOUT
 from ._sqlite_file import sqlite_url
 from ._writer import MAX_BATCH, MAX_PENDING, WriterStats
 from .base import Store, redact_url
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError, StoreFull,
-                     StoreUnwritable, UnknownRequest, UnknownStore)
+                     StoreUnreachable, StoreUnwritable, UnknownRequest, UnknownStore)
 from .records import (ANY, CLOSED, DELETING, DONE, ERROR, EXECUTE_REQUEST, FINAL,
                       INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS,
                       WORKING,
@@ -30,8 +31,10 @@ ACCEPTED: str = ("sqlite:///absolute/path/cellbus.db, "
                  "mongodb://host[:port]/db[?replicaSet=NAME]")
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, connect_timeout: float = CONNECT_TIMEOUT) -> Store:
     """A store for ``url``, not yet opened (``await store.open()`` or ``async with``).
+    ``connect_timeout``: seconds a MongoDB store's ``open()`` waits for the server's first
+    answer before it raises :class:`StoreUnreachable` (a SQLite store waits on nothing).
 
     Raises :class:`UnknownStore` naming the URL and what to use instead.
     """
@@ -50,7 +53,7 @@ def open_store(url: str) -> Store:
                 f"the MongoDB store ({redact_url(url)}) needs pymongo>=4.13, which is not "
                 f"installed ({e}): pip install 'cellbus[mongodb]'; or use the embedded store: "
                 f"{sqlite_url(default_sqlite_path())}") from None
-        return MongoStore(url)
+        return MongoStore(url, connect_timeout=connect_timeout)
     raise UnknownStore(f"unknown store URL {redact_url(url)!r}: accepted forms are {ACCEPTED}")
 
 
@@ -69,14 +72,16 @@ def default_sqlite_url() -> str:
 
 
 __all__ = [
-    "ACCEPTED", "ANY", "CLOSED", "DELETING", "DONE", "ERROR", "EXECUTE_REQUEST", "FINAL",
+    "ACCEPTED", "ANY", "CLOSED", "CONNECT_TIMEOUT", "DELETING", "DONE", "ERROR",
+    "EXECUTE_REQUEST", "FINAL",
     "INTERACT_REQUEST", "MAX_BATCH", "MAX_PENDING", "NEEDS_WORK", "OPEN", "STATUSES",
     "SUPERSEDED", "TRANSITIONS", "WORKING", "DeletedRuns", "DeviceFilter", "DeviceRecord",
     "DuplicateRequest",
     "InvalidTransition", "PermalinkRecord", "Progress", "Request", "SessionRecord", "Store",
     "StoreClosed",
     "StoreError",
-    "StoreFull", "StoreUnwritable", "UnknownRequest", "UnknownStore", "UserRecord", "WriterStats",
+    "StoreFull", "StoreUnreachable", "StoreUnwritable", "UnknownRequest", "UnknownStore",
+    "UserRecord", "WriterStats",
     "check_transition",
     "default_sqlite_path", "default_sqlite_url", "open_store", "sqlite_url",
 ]

@@ -15,7 +15,8 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure, PyMongoError
 
-from ._mongo_url import client_options, database_name, public_url
+from ._mongo_reach import CHECK, reach, why
+from ._mongo_url import CONNECT_TIMEOUT, client_options, database_name, public_url
 from .errors import StoreError
 from .unused import Unused
 
@@ -47,10 +48,11 @@ async def _stores(client: AsyncMongoClient[Doc], besides: str) -> list[str]:
     return found
 
 
-async def unused_database(url: str) -> Unused | None:
+async def unused_database(url: str, timeout: float = CONNECT_TIMEOUT) -> Unused | None:
     """:class:`Unused` when the URL's database holds no cellbus store, else None.
 
-    Raises :class:`StoreError` when the server cannot be reached, in the words
+    Raises :class:`StoreError` (:class:`StoreUnreachable` when no server answered within
+    ``timeout`` seconds) in the words
     :meth:`MongoStore.open <broker.store.mongodb.MongoStore.open>` uses.
     """
     name, where = database_name(url), public_url(url)
@@ -59,14 +61,12 @@ async def unused_database(url: str) -> Unused | None:
     except (PyMongoError, ValueError, TypeError) as e:
         raise StoreError(f"bad MongoDB store URL {where}: {e}") from None
     try:
+        await reach(client, url, timeout)
         if await _holds_store(client[name]):
             return None
         others = await _stores(client, name)
     except _DB_ERRORS as e:
-        why = str(e).partition(", Timeout: ")[0]
-        raise StoreError(
-            f"cannot open the MongoDB store {where}: {why}. Check that the server runs and "
-            "is reachable, and the URL's hosts, credentials and replicaSet") from e
+        raise StoreError(f"cannot open the MongoDB store {where}: {why(e)}. {CHECK}") from e
     finally:
         await client.close()
     hint = ("; the databases with a cellbus store on that server: " + ", ".join(others)

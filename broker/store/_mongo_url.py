@@ -15,6 +15,10 @@ from .errors import UnknownStore
 
 #: The database used when the URL names none (``mongodb://host/`` or ``mongodb://host``).
 DEFAULT_DATABASE: Final = "cellbus"
+#: Seconds the first contact with the server may take before a store command or a broker's
+#: open attempt says it cannot reach it (``bin/cellbus user --timeout``; the URL's own
+#: ``serverSelectionTimeoutMS`` when smaller). pymongo alone waits 30 s, silently.
+CONNECT_TIMEOUT: Final = 5.0
 #: What MongoDB forbids in a database name (plus the empty name).
 _BAD_NAME: Final = re.compile(r'[/\\. "$\x00]')
 #: URL options whose value is a secret, hidden by :func:`public_url`.

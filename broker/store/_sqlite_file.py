@@ -145,6 +145,11 @@ def connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
     except BaseException as e:
         for conn in opened:
             conn.close()
+        if isinstance(e, sqlite3.OperationalError) and e.sqlite_errorname == "SQLITE_BUSY":
+            raise StoreError(
+                f"cannot open SQLite store {path}: {e}: another process kept it locked for "
+                f"{BUSY_TIMEOUT:g} s (a long write, a copy or backup of the file); try again, "
+                f"and if it stays locked see which process has it open (fuser {path})") from e
         if isinstance(e, (sqlite3.Error, OSError)):
             raise StoreError(f"cannot open SQLite store {path}: {e}") from e
         raise

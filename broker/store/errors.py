@@ -25,6 +25,12 @@ class StoreUnwritable(StoreError):
     still work; the broker refuses new work with 507 until writes succeed again."""
 
 
+class StoreUnreachable(StoreError):
+    """Raised by ``open()`` when the store's server gave no answer within the store's connect
+    bound: nothing listens there, or the network drops the packets. Unlike a refusal (bad
+    credentials, a bad URL) it may pass, so a broker starting tries again."""
+
+
 class UnknownStore(StoreError):
     """Raised by :func:`~broker.store.open_store` for a URL it cannot open; says what to use."""
 

@@ -55,7 +55,8 @@ from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
 from ._mongo_tx import _put_receipts, _update
-from ._mongo_url import client_options, database_name, public_url
+from ._mongo_reach import CHECK, reach, why
+from ._mongo_url import CONNECT_TIMEOUT, client_options, database_name, public_url
 from ._rows import check_limit, header_facts, stored_input
 from ._writer import MAX_BATCH, MAX_PENDING
 from .base import Message, Receipts, StatusUpdate, Store
@@ -77,8 +78,11 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
     appends queued before :class:`StoreFull`."""
 
     def __init__(self, url: str, *, max_batch: int = MAX_BATCH,
-                 max_pending: int = MAX_PENDING) -> None:
+                 max_pending: int = MAX_PENDING, connect_timeout: float = CONNECT_TIMEOUT
+                 ) -> None:
         super().__init__(url)
+        #: Seconds :meth:`open` waits for the server's first answer (:mod:`._mongo_reach`).
+        self.connect_timeout = connect_timeout
         self.database = database_name(url)
         self.options = client_options(url)
         self.max_batch = max_batch
@@ -107,7 +111,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
             raise StoreError(f"bad MongoDB store URL {self._where}: {e}") from None
         appender: Appender | None = None
         try:
-            hello = await client.admin.command("hello")
+            hello = await reach(client, self.url, self.connect_timeout)
             self.transactions = bool(hello.get("setName")) or hello.get("msg") == "isdbgrid"
             db = client.get_database(self.database, read_preference=ReadPreference.PRIMARY)
             await create_schema(db)
@@ -121,12 +125,9 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
             if appender is not None:
                 await appender.stop()
             await client.close()
-            if isinstance(e, _DB_ERRORS):
-                why = str(e).partition(", Timeout: ")[0]  # the topology dump stays in __cause__
+            if isinstance(e, _DB_ERRORS):  # the topology dump stays in __cause__
                 raise StoreError(
-                    f"cannot open the MongoDB store {self._where}: {why}. Check that the server "
-                    "runs and is reachable, and the URL's hosts, credentials and "
-                    "replicaSet") from e
+                    f"cannot open the MongoDB store {self._where}: {why(e)}. {CHECK}") from e
             raise
         self._client, self._db, self._appender = client, db, appender
 

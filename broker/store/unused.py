@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from ._mongo_url import CONNECT_TIMEOUT
 from ._sqlite_file import sqlite_path
 
 
@@ -25,9 +26,11 @@ class Unused:
     hint: str = ""
 
 
-async def unused_store(url: str) -> Unused | None:
+async def unused_store(url: str, timeout: float = CONNECT_TIMEOUT) -> Unused | None:
     """:class:`Unused` when no broker has opened the store ``url`` names, else None (also
-    for a URL no store accepts, which :func:`~broker.store.open_store` then refuses)."""
+    for a URL no store accepts, which :func:`~broker.store.open_store` then refuses).
+    A MongoDB server that gives no answer within ``timeout`` seconds raises
+    :class:`~broker.store.errors.StoreUnreachable`."""
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError:
@@ -40,5 +43,5 @@ async def unused_store(url: str) -> Unused | None:
             from ._mongo_probe import unused_database
         except ImportError:  # no pymongo: open_store says what to install
             return None
-        return await unused_database(url)
+        return await unused_database(url, timeout)
     return None
