@@ -58,7 +58,12 @@ def _owned() -> set[int]:
 
 def reap_strays() -> set[int]:
     """Wait for every zombie child nobody owns; returns the children left (still running,
-    or owned by a live ``Popen``)."""
+    or owned by a live ``Popen``). A worker with no child at all (most cells) learns that
+    from one ``waitid`` instead of reading ``/proc``."""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return set()
     children = _children()
     zombies = {pid for pid in children if _is_zombie(pid)}
     if not zombies:

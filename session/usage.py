@@ -24,6 +24,7 @@ in the same process and could change them, so nothing is charged or enforced by 
 
 from __future__ import annotations
 
+import functools
 import resource
 import sys
 import time
@@ -58,6 +59,13 @@ def _children_maxrss() -> int:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
 
 
+def _peak_rss() -> int:
+    """This process's peak resident size in bytes: ``VmHWM`` of ``/proc/self/status`` (reset
+    with it by ``clear_refs``) without reading that file. ``getrusage`` also counts the peak
+    of a program this process replaced by ``exec``; a worker is forked from the template."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def proc_status(field: str) -> int:
     """A size from this process's ``/proc/self/status`` (``VmHWM``, ``VmRSS``), in bytes;
     0 if unknown."""
@@ -80,7 +88,10 @@ def _reset_vm_hwm() -> bool:
         return False  # not Linux, or not allowed (a sandboxed worker is not dumpable)
 
 
+@functools.cache
 def _cgroup_peak_file() -> str | None:
+    """The ``memory.peak`` of this process's cgroup (one lookup: a worker stays in the
+    group the device put it in before it ran any code)."""
     try:
         with open("/proc/self/cgroup") as f:
             for line in f:
@@ -124,7 +135,7 @@ class Meter:
     def start(self) -> None:
         self._forks = _started[0]
         self._children_peak = _children_maxrss()
-        self._hwm = 0 if _reset_vm_hwm() else proc_status("VmHWM")
+        self._hwm = 0 if _reset_vm_hwm() else _peak_rss()
         path = _cgroup_peak_file()
         self._cgroup = path if _reset_cgroup_peak(path) else None
         self._cpu = _cpu()
@@ -133,7 +144,7 @@ class Meter:
     def usage(self) -> dict[str, Any]:
         wall = time.monotonic() - self._wall
         cpu = _cpu() - self._cpu
-        hwm = proc_status("VmHWM")
+        hwm = _peak_rss()
         peaks = [hwm if hwm > self._hwm else 0]  # 0: below an earlier cell's (the device's)
         if (children := _children_maxrss()) > self._children_peak:
             peaks.append(children)
