@@ -36,7 +36,7 @@ import zmq
 from protocol import msgtypes as mt
 from protocol.curve import ServerKeys
 from protocol import records
-from protocol.errors import ConfigError, ProtocolError
+from protocol.errors import ConfigError, ProtocolError, StoppedBeforeStart
 from protocol.node import Node
 from protocol.requests import Endings
 from protocol.version import version_skew
@@ -120,8 +120,8 @@ class Broker(Node):
         try:
             if not await open_when_reachable(self.store, self.log, self.wait_stop_requested,
                                              wait=self.store_wait):
-                raise ConfigError(f"broker stopped before its store answered "
-                                  f"({self.store.describe()})")
+                raise StoppedBeforeStart(f"broker stopped before its store answered "
+                                         f"({self.store.describe()})")
         except StoreError as e:
             raise ConfigError(f"broker cannot open its store: {e}") from None
         self.log.info("broker store: %s", self.store.describe())

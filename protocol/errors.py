@@ -35,6 +35,12 @@ class ConfigError(Exception):
     """
 
 
+class StoppedBeforeStart(Exception):
+    """Raised by a node's start-up when it was asked to stop (SIGTERM) while it waited for
+    something it needs (a broker's store that does not answer yet): not a failure, so the
+    launcher logs the message and exits with status 0, as a node stopped after start does."""
+
+
 def address_in_use(node: str, what: str, option: str) -> ConfigError:
     """The one line a node stops with when ``what`` (a port, an endpoint) is taken: by
     another cellbus (a second ``up``?) or another program; ``option`` moves it."""

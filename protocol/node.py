@@ -23,7 +23,7 @@ import zmq
 from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .endpoints import endpoint_problem, wants_ipv6
-from .errors import ConfigError, ProtocolError, address_in_use
+from .errors import ConfigError, ProtocolError, StoppedBeforeStart, address_in_use
 from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
@@ -379,6 +379,9 @@ def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
     except ConfigError as e:
         logging.getLogger("cellbus").error("%s", e)
         return 2
+    except StoppedBeforeStart as e:
+        logging.getLogger("cellbus").info("%s", e)
+        return 0
     except KeyboardInterrupt:  # a second Ctrl-C while stopping
         return 130
 
