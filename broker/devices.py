@@ -93,10 +93,11 @@ class DeviceWatch:
 
     async def heartbeats(self) -> None:
         """Heartbeat every known device; declare lost the ones that went silent."""
-        startup_grace = self.devices.expiry * 2
+        startup_grace = self.devices.startup_grace
         checked_orphans = False
         loop = asyncio.get_running_loop()
         started = loop.time()
+        self.devices.started = time.monotonic()  # devices are heard from now on
         while True:
             before = loop.time()
             await asyncio.sleep(HEARTBEAT_INTERVAL)

@@ -130,7 +130,8 @@ class Dispatch:
             return None  # the dispatcher sends it after its session's earlier requests
         device = self.devices.place(session_id, current, reserve=len(self._held),
                                     kernel=kernel)
-        if device is None and self.devices.offering(kernel):
+        if device is None and self.devices.offering(kernel) and \
+                not self.devices.awaited(current):
             raise NoRoom(capacity.retry_after())
         return device
 
@@ -171,6 +172,15 @@ class Dispatch:
             record.device = device
             await self.store.put_session(record)
             self.sessions.stored(record)
+
+    async def _device_of(self, request: Request) -> str | None:
+        """The device ``request`` goes to if it can: its own, else its open session's (one
+        stored unplaced while that device had not reported yet, :meth:`DeviceTable.awaited`)."""
+        if request.device is not None:
+            return request.device
+        record = await self.sessions.find(request.user, request.worksheet)
+        return record.device if record is not None and record.session == request.session \
+            else None
 
     async def _elsewhere(self, request: Request, device: str) -> bool:
         """Whether the store names another device (or none) for ``request``'s open session
@@ -318,7 +328,7 @@ class Dispatch:
             if self.stranded(session_id):
                 held.add(session_id)  # tried again when a device reports (room_freed)
                 continue
-            device = self.devices.place(session_id, request.device,
+            device = self.devices.place(session_id, await self._device_of(request),
                                         kernel=kernel_of(request.message["metadata"]))
             if device is None:
                 held.add(session_id)

@@ -16,7 +16,9 @@ was placed but never started stops holding a place as soon as the device has spo
 The rule (seed 000 step 5's "very fancy algorithm"):
 
 1. **Affinity.** A session whose worker lives (or is starting) on a live device stays there:
-   its variables live in that worker.
+   its variables live in that worker. A broker just restarted waits for the device the store
+   names for a session until that device reports or the start-up grace passes
+   (:meth:`DeviceTable.awaited`).
 2. **Most free capacity.** Otherwise the session needs a new worker, and so a free place: its
    previous device if that has one, else the live device with the most free places (so a burst
    spreads out). Ties go to the device heard from most recently, then by name.
@@ -135,6 +137,15 @@ class DeviceTable:
         #: Since when the broker stores a batch of its devices' messages, reading none of
         #: theirs meanwhile (:meth:`storing`); None while it reads them.
         self.unread_since: float | None = None
+        #: When this broker process began to hear devices (:meth:`awaited`; set again when
+        #: it does, after its store opened).
+        self.started = time.monotonic()
+
+    @property
+    def startup_grace(self) -> float:
+        """Seconds after start within which a device a previous broker process placed
+        sessions on is waited for: after them the cells it ran end (broker/devices.py)."""
+        return 2 * self.expiry
 
     def heard(self, device: str, routing_id: bytes, report: dict[str, Any] | None = None) -> bool:
         """Note a message from ``device``; returns True if it is new or was taken for lost,
@@ -255,6 +266,8 @@ class DeviceTable:
         holder = self.holder(session)
         if holder is not None:
             return holder
+        if self.awaited(current):
+            return None  # its worker may live there: placed when that device reports
         live = self.offering(kernel)
         if not live or self.room() <= reserve or self.room(kernel) <= 0:
             return None
@@ -263,6 +276,15 @@ class DeviceTable:
             state = max(live, key=lambda d: (d.free, d.last_heard, d.device))
         state.placing[session] = time.monotonic()
         return state.device
+
+    def awaited(self, device: str | None) -> bool:
+        """Whether ``device``, a session's in the store, may still report to this broker
+        process for the first time: it has not yet, within :attr:`startup_grace`. Its
+        sessions wait for it rather than start afresh on a device that reported first,
+        which lost their variables and ran their later cells beside the worker still running
+        the earlier ones."""
+        return device is not None and device not in self.devices and \
+            time.monotonic() - self.started < self.startup_grace
 
     def unplace(self, session: str) -> None:
         """Take back a placement that was not used (the request was not accepted after all)."""

@@ -347,6 +347,8 @@ class Worker:
                 await self._emit(mt.STREAM, {"name": "stderr", "text": notice})
         assert self._ending is not None  # set with self.current
         if (end := self._ending.see(msg_type, content)) is not None:  # finished
+            if self._memory is not None:  # a query, a comm message or an interact run has
+                self._memory.stop()  # no execute_reply: else it sampled on, while idle
             self.aborts.ended(self.session_id, self.current, not end.ok)
             self.current = None
             self.prompt.closed()
