@@ -35,9 +35,29 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 
 def _check(spec: str, factory: object) -> BackendFactory:
+    """``factory`` if it is a backend the worker can start; else ``ValueError``. An abstract
+    class is refused here, where the device says so once, rather than offered and then
+    failing every run with BackendStartError."""
     if not (isinstance(factory, type) and issubclass(factory, SessionBackend)):
         raise ValueError(f"backend {spec!r} is not a session.backend.SessionBackend")
+    if missing := sorted(getattr(factory, "__abstractmethods__", ())):
+        raise ValueError(f"backend {spec!r} lacks {', '.join(missing)} (methods "
+                         "session.backend.SessionBackend requires)")
     return factory
+
+
+def _import(spec: str, module_name: str) -> object:
+    """The module ``module_name``; ``ValueError`` naming ``spec`` if importing it fails in any
+    way. A backend's own module may raise anything at import (its top level is the
+    researcher's code), and that must be one line of the device, not the death of its
+    template process with a traceback."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"backend {spec!r}: {e}") from None
+    except Exception as e:
+        raise ValueError(f"backend {spec!r}: importing {module_name} raised "
+                         f"{type(e).__name__}: {e}") from None
 
 
 def jupyter_kernels() -> dict[str, dict[str, str]]:
@@ -72,15 +92,17 @@ def load_backend(spec: str) -> BackendFactory:
             raise ValueError(f"backend {spec!r}: expected module:Class, one of the "
                              f"{GROUP} entry points {sorted(_entry_points())} or a Jupyter "
                              f"kernelspec {sorted(jupyter_kernels())}")
+        _import(spec, entry.module)  # its own errors, named as for module:Class
         try:
             return _check(spec, entry.load())
-        except (ImportError, AttributeError) as e:
+        except AttributeError as e:
             raise ValueError(f"backend {spec!r}: {e}") from None
     if not module_name or not attr:
         raise ValueError(f"backend {spec!r}: expected module:Class")
+    module = _import(spec, module_name)
     try:
-        return _check(spec, getattr(importlib.import_module(module_name), attr))
-    except (ImportError, AttributeError) as e:
+        return _check(spec, getattr(module, attr))
+    except AttributeError as e:
         raise ValueError(f"backend {spec!r}: {e}") from None
 
 

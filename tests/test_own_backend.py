@@ -5,11 +5,12 @@ sends is lost without the user being told."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness import Chain
+from harness import CELLBUS, ROOT, Chain, node_env
 from test_chain_kernels import errors, run
 from test_kernel_start import execute
 from test_session_worker import Worker, reply, stream_text
@@ -69,3 +70,42 @@ def test_a_display_that_cannot_be_sent_is_told_to_the_user(tmp_path: Path) -> No
                 if r["msg_type"] == "execute_result"] == [{"text/plain": "1024"}]
     finally:
         worker.close()
+
+
+def test_a_backend_that_fails_to_import_or_is_abstract_is_not_offered(
+        chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that a --kernels backend whose module raises on import (not ImportError: any
+    error of its own code) and one whose class lacks a method the interface requires are
+    each refused in the device's log with why, and the device offers the rest (before: the
+    first killed the template, and so the device, with a traceback, status 2; the second
+    was offered, and every run of it failed with BackendStartError)."""
+    (tmp_path / "boom.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "half.py").write_text(
+        "from session.backend import ExecuteOutcome, SessionBackend\n"
+        "class Half(SessionBackend):\n"
+        "    def execute(self, code, *, silent=False, store_history=True):\n"
+        "        return ExecuteOutcome()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(TESTS), str(tmp_path))))
+    chain.start_broker()
+    device = chain.start_device(
+        "--kernels", "python,calc=calc_backend:Calc,boom=boom:X,half=half:Half")
+    device.wait_for_log(r"cannot offer the kernel 'boom': backend 'boom:X': importing boom "
+                        r"raised RuntimeError: boom at import")
+    device.wait_for_log(r"cannot offer the kernel 'half': backend 'half:Half' lacks "
+                        r"kernel_info")
+    device.wait_for_log(r"offers the kernels python, calc \(")
+
+
+def test_a_backend_option_whose_module_raises_is_one_line(key_file: Path,
+                                                          tmp_path: Path) -> None:
+    """Tests that --backend naming a module that raises on import stops the device with
+    status 2 and one line naming the option and the error (before: a traceback)."""
+    (tmp_path / "boom.py").write_text("raise RuntimeError('boom at import')\n")
+    out = subprocess.run([*CELLBUS, "device", "--key-file", str(key_file), "--connect",
+                          "ipc:///nowhere", "--backend", "boom:X"],
+                         env=node_env({"PYTHONPATH": str(tmp_path)}), cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    assert "--backend 'boom:X': importing boom raised RuntimeError: boom at import" \
+        in out.stderr, out.stderr
