@@ -63,6 +63,15 @@ def flapping(endpoint: str) -> str:
             "again, or a middlebox cuts connections")
 
 
+#: A key refused for its role on the port it reached: the other likely cause of a refusal,
+#: the endpoint of another of the broker's ports (the broker opens each port to one role).
+WRONG_PORT = {
+    "device": "--connect names another of its ports than its --device-bind",
+    "gateway": ("--broker or --subscribe names another of its ports than its "
+                "--gateway-bind or --publish-bind"),
+}
+
+
 def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
     """What a client's failed handshake with the broker at ``endpoint`` means, and what to
     change (``curve``: whether the client has CURVE keys); None for an event that is no
@@ -76,7 +85,8 @@ def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) 
                 f"not in the broker's --curve-dir {ROLES.get(role, role + 's')}/ folder, or "
                 f"was revoked (bin/cellbus cert --list --dir DIR on the broker's host); make "
                 f"one with bin/cellbus cert NAME --role {role} and give its .key_secret as "
-                "--curve-key")
+                f"--curve-key; or {WRONG_PORT.get(role, 'the endpoint names another port')} "
+                "(the broker's log names the key it refused and the port)")
     if event in _FAILED:
         return (f"the CURVE handshake with the broker at {endpoint} failed: --broker-key is "
                 "not the public key of the broker listening there (the broker.key of its "

@@ -85,6 +85,28 @@ def test_a_gateway_says_when_it_loses_the_broker_and_when_it_is_back(chain: Chai
     assert answered.returncode == 3 and "ready: no" in answered.stdout, answered.stderr
 
 
+def test_a_client_on_another_port_of_the_broker_is_told_which_bind_it_needs(
+        chain: Chain) -> None:
+    """Tests that a device whose --connect names the broker's gateway port, and a gateway
+    whose --broker names its device port, each with a key the broker holds for its own role,
+    are told that the endpoint may be the wrong port of the broker (before: only that the
+    key was not in the broker's folder or was revoked, which sends an operator to remake a
+    key that is fine)."""
+    broker = chain.start_broker()
+    device = chain._start("device", "--connect", chain.gateway_ep, "--device-id", "d1",
+                          "--prefork", "0", "--kernels", "python",
+                          *chain.cert_options("d1", "device"))
+    device.wait_for_log(rf"the broker at {chain.gateway_ep} refused this node's CURVE key: "
+                        r".*or --connect names another of its ports than its --device-bind")
+    broker.wait_for_log(r"refused a CURVE client on the gateway port: the key of device d1")
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", chain.device_ep,
+                           "--subscribe", chain.publish_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    gateway.wait_for_log(rf"the broker at {chain.device_ep} refused this node's CURVE key: "
+                         r".*or --broker or --subscribe names another of its ports than "
+                         r"its --gateway-bind")
+
+
 def test_a_node_without_keys_is_told_the_broker_wants_them(chain: Chain) -> None:
     """Tests that a device started with --insecure-bus against a broker that encrypts its
     links is told to give CURVE keys (not that its --broker-key, which it has none of, is
