@@ -58,3 +58,21 @@ def test_a_kernelspec_whose_program_is_missing_is_not_offered(
     device.wait_for_log(r"cannot offer the kernel 'broken': .*/nonexistent/bin/kern")
     device.wait_for_log(r"offers the kernels python \(")
     assert "Traceback" not in device.log
+
+
+def test_a_key_file_that_cannot_be_read_is_named_by_its_option(
+        nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that each node given a --key-file that is not there, or is empty, stops with
+    status 2 and a line naming --key-file and how to make one (before: "cannot read key file
+    PATH", naming no option, on a node given several files)."""
+    empty = tmp_path / "empty.key"
+    empty.write_bytes(b"")
+    for path, why in ((tmp_path / "nokey", "cannot read the --key-file .*nokey: No such file"),
+                      (empty, "the --key-file .*empty.key is empty")):
+        for role, options in (("broker", ["--store", f"sqlite:///{tmp_path}/s.db"]),
+                              ("device", ["--connect", ipc_endpoint("broker")]),
+                              ("gateway", ["--broker", ipc_endpoint("broker"), "--port", "0"])):
+            node = NodeProcess(role, *options, "--key-file", str(path))
+            nodes.append(node)
+            assert node.proc.wait(30) == 2, node.log
+            node.wait_for_log(why + r".*bin/cellbus key PATH")
