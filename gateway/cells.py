@@ -4,11 +4,12 @@ and the answer to a prompt (input)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tornado.web import HTTPError
@@ -37,6 +38,11 @@ class CellWatch:
 
     def __init__(self) -> None:
         self.waiting: defaultdict[tuple[str, ...], set[asyncio.Event]] = defaultdict(set)
+        #: The gateway stops: a long-poll answers now with what it has (:meth:`stop`).
+        self.stopping = False
+        #: Long-polls under way (asking, waiting, or writing their answer).
+        self.polls = 0
+        self._quiet = asyncio.Event()
 
     def __call__(self, msg: Message) -> None:
         facts = msg["metadata"].get("cellbus") or {}
@@ -56,6 +62,36 @@ class CellWatch:
             events.discard(event)
             if not events:
                 del self.waiting[address]
+
+    @contextlib.contextmanager
+    def poll(self) -> Iterator[None]:
+        """Around one long-poll, from its first question to its answer written, so that
+        :meth:`stop` can wait for it."""
+        self.polls += 1
+        try:
+            yield
+        finally:
+            self.polls -= 1
+            if not self.polls:
+                self._quiet.set()
+
+    async def stop(self, timeout: float) -> bool:
+        """Wake every long-poll, which then answers with the document as it stands (as at
+        a change: its client asks again, of a gateway still serving), and wait up to
+        ``timeout`` for their answers to be written; False if some were not. Closing the
+        connections under waiting polls answered nothing at all (logged as 500)."""
+        self.stopping = True
+        for events in self.waiting.values():
+            for event in events:
+                event.set()
+        if not self.polls:
+            return True
+        self._quiet.clear()
+        try:
+            await asyncio.wait_for(self._quiet.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
 
 def file_url(address: Sequence[object], seq: object, name: object) -> str:
@@ -210,24 +246,26 @@ class UpdateHandler(BaseHandler):
             query["session"] = session
         watch: CellWatch = self.settings["watch"]
         deadline = time.monotonic() + wait
-        while True:
-            event = watch.watch(address)
-            try:
-                reply = await self.ask(mt.CELL_UPDATE_REQUEST, query, address)
-                doc = reply["content"]["document"]
-                left = deadline - time.monotonic()
-                changed = doc["output"] or doc["reset"]
-                if doc["status"] in FINAL or left <= 0 or (changed and until != "done"):
-                    break
+        with watch.poll():
+            while True:
+                event = watch.watch(address)
                 try:
-                    await asyncio.wait_for(event.wait(), left)
-                except asyncio.TimeoutError:
-                    pass
-            finally:
-                watch.unwatch(address, event)
-        body = json.dumps(add_file_urls(doc, address)).encode()
-        del doc, reply  # the answer is held once, as bytes, while the client takes it
-        await write_paced(self, body, self.settings["client_stall"])
+                    reply = await self.ask(mt.CELL_UPDATE_REQUEST, query, address)
+                    doc = reply["content"]["document"]
+                    left = deadline - time.monotonic()
+                    changed = doc["output"] or doc["reset"]
+                    if doc["status"] in FINAL or left <= 0 or watch.stopping or (
+                            changed and until != "done"):
+                        break
+                    try:
+                        await asyncio.wait_for(event.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
+                finally:
+                    watch.unwatch(address, event)
+            body = json.dumps(add_file_urls(doc, address)).encode()
+            del doc, reply  # the answer is held once, as bytes, while the client takes it
+            await write_paced(self, body, self.settings["client_stall"])
         heap.trim_soon(len(body))
 
     def _number(self, name: str, default: Any, kind: type) -> Any:

@@ -51,22 +51,23 @@ class SessionNotesHandler(BaseHandler):
         known = self.get_query_argument("session", None)
         watch: CellWatch = self.settings["watch"]
         deadline = time.monotonic() + wait
-        while True:
-            event = watch.watch(address[:2])
-            try:
-                answer = await self._read(address, since, known)
-                left = deadline - time.monotonic()
-                if answer["messages"] or answer["more"] or left <= 0 or (
-                        answer["session"] != known and known is not None):
-                    break
-                since, known = answer["seq"], answer["session"]
+        with watch.poll():
+            while True:
+                event = watch.watch(address[:2])
                 try:
-                    await asyncio.wait_for(event.wait(), left)
-                except asyncio.TimeoutError:
-                    pass
-            finally:
-                watch.unwatch(address[:2], event)
-        self.write_json(200, answer)
+                    answer = await self._read(address, since, known)
+                    left = deadline - time.monotonic()
+                    if answer["messages"] or answer["more"] or left <= 0 or watch.stopping or (
+                            answer["session"] != known and known is not None):
+                        break
+                    since, known = answer["seq"], answer["session"]
+                    try:
+                        await asyncio.wait_for(event.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
+                finally:
+                    watch.unwatch(address[:2], event)
+            self.write_json(200, answer)
 
     async def _read(self, address: tuple[str, str, str], since: int, known: str | None
                     ) -> dict[str, Any]:
