@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import Chain
+from harness import Chain, http_with_headers
 
 SLOW = "import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('second')"
 
@@ -91,3 +91,15 @@ def test_a_since_from_before_a_restart_gets_everything_with_reset(shared_chain: 
     status, doc = chain.http("GET", f"/home/resetter/ws/1/update?since={new['seq']}"
                                     f"&session={new['session']}")
     assert doc["reset"] is False and doc["output"] == {}, doc
+
+
+def test_a_method_a_route_does_not_take_names_the_ones_it_does(shared_chain: Chain) -> None:
+    """Tests that GET of .../evaluate (a first try with curl, no -d) is a 405 whose error
+    and Allow header name POST, and PUT of .../update names GET (before: "Method Not
+    Allowed", no Allow header, nothing on what to send)."""
+    for method, path, allowed in (("GET", "/home/u/ws/1/evaluate", "POST"),
+                                  ("PUT", "/home/u/ws/1/update", "GET")):
+        status, headers, reply = http_with_headers(shared_chain, method, path)
+        assert status == 405, (path, reply)
+        assert headers.get("Allow") == allowed, (path, headers)
+        assert reply["error"] == f"{path} takes {allowed}, not {method}", reply
