@@ -113,7 +113,8 @@ class Worker:
         self.last_used = time.monotonic()
         #: Its rejected records (counted) and what it says about itself, as logged.
         self.logbook = WorkerLog(proc.pid, session_id)
-        #: Why the worker was ended for a record it may not send (device.admission), if it was.
+        #: What the worker sent that ended it (a record it may not send, device.admission;
+        #: malformed data), in words, if it was ended so.
         self.violation: str | None = None
         #: The msg_ids of the requests the worker was given, newest last (MAX_GIVEN of them):
         #: a thread of an earlier cell may still print under one of them.
@@ -292,7 +293,7 @@ class Worker:
         """The worker sent ``what``, which no worker sends unless code writes onto its link:
         reject it and end the worker, the running request with ``LinkViolation``."""
         self._reject(why)
-        self.violation = why
+        self.violation = what
         self.stop_for_limit("LinkViolation", f"the session's worker sent the device {what} "
                             "and was stopped; the session restarts fresh")
         if self.proc.returncode is None:
