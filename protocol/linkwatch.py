@@ -72,6 +72,23 @@ WRONG_PORT = {
 }
 
 
+async def unresolved(endpoint: str) -> str | None:
+    """Why the host a ``tcp://`` ``endpoint`` names cannot be reached by name (None: it is
+    an address, or the name resolves): ZeroMQ retries a name that does not resolve as
+    silently as a port nothing listens on, and the two want different fixes."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+    if host.startswith("[") or host == "*":
+        return None
+    try:
+        await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as e:
+        return (f"its host name {host!r} does not resolve ({e.strerror or e}): a typo in the "
+                "endpoint, or a name this host's resolver does not know?")
+    return None
+
+
 def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
     """What a client's failed handshake with the broker at ``endpoint`` means, and what to
     change (``curve``: whether the client has CURVE keys); None for an event that is no
@@ -141,9 +158,10 @@ class LinkWatch:
                 frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
             except TimeoutError:
                 if self.problem is None:  # no handshake even began: nothing answers there
+                    why = (await unresolved(self.endpoint) or "is a broker running there, at "
+                           "this endpoint, and is its port open to this host?")
                     self._say(logging.WARNING, f"{self.node}: no link to the broker at "
-                              f"{self.endpoint} after {ABSENT:g} s: is a broker running "
-                              "there, at this endpoint, and is its port open to this host?")
+                              f"{self.endpoint} after {ABSENT:g} s: {why}")
                 continue
             self.seen(parse_monitor_message(frames))
 

@@ -150,6 +150,22 @@ def test_nothing_listening_and_another_bus_key_are_told_apart(chain: Chain,
                        rf"{chain.device_ep} is up, .*--key-file")
 
 
+def test_a_broker_host_name_that_does_not_resolve_is_named(chain: Chain) -> None:
+    """Tests that a gateway and a device whose broker endpoint names a host that does not
+    resolve (a typo; .invalid never resolves, RFC 6761) say so after 5 s, naming the host
+    (before: "is a broker running there ...", sending the operator to the broker's host)."""
+    nowhere = "tcp://cellbus-broker.invalid:5555"
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", nowhere,
+                           "--subscribe", chain.publish_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    device = chain._start("device", "--connect", nowhere, "--device-id", "d0", "--prefork",
+                          "0", "--kernels", "python", *chain.cert_options("d0", "device"))
+    for node in (gateway, device):
+        node.wait_for_log(rf"no link to the broker at {nowhere} after 5 s: its host name "
+                          r"'cellbus-broker.invalid' does not resolve \(.*\): a typo in the "
+                          "endpoint")
+
+
 def test_a_second_device_with_a_taken_id_is_told_to_check_it(chain: Chain) -> None:
     """Tests that a device started with the --device-id of a device already registered (a
     unit file copied to a second host), which the broker's socket does not hear, names its
