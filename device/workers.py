@@ -389,8 +389,14 @@ class Worker:
     async def _fail_current(self) -> None:
         assert self.current is not None
         code = self.proc.returncode
-        ename, evalue = self.limit_hit or asked_exit(code, self.asked) or explain_exit(
-            self.limits, code, oom_killed=self.proc.oom_killed) or (
+        # Closed on purpose (a restart, a deleted worksheet): said as for its queued cells,
+        # not as a death ("WorkerDied: ... killed by signal 9") the user did not cause.
+        closed = ("SessionClosed", f"the session was closed ({self.closing_reason}) while "
+                  f"this cell ran; its worker {self.exit_reason}") if (
+            self.closing_reason is not None and not self.abandoned) else None
+        ename, evalue = self.limit_hit or closed or asked_exit(
+            code, self.asked) or explain_exit(self.limits, code,
+                                              oom_killed=self.proc.oom_killed) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
         self.failed_running = ename

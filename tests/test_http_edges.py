@@ -103,3 +103,25 @@ def test_a_method_a_route_does_not_take_names_the_ones_it_does(shared_chain: Cha
         assert status == 405, (path, reply)
         assert headers.get("Allow") == allowed, (path, headers)
         assert reply["error"] == f"{path} takes {allowed}, not {method}", reply
+
+
+def test_a_restart_while_a_cell_runs_says_the_session_was_restarted(
+        shared_chain: Chain) -> None:
+    """Tests that the cell running when its worksheet is restarted ends with SessionClosed
+    saying the session was closed while it ran, as the cells queued behind it do (before:
+    "WorkerDied: the session's worker process was killed by signal 9 (SIGKILL) while running
+    this cell", which reads as a crash the user did not cause)."""
+    chain = shared_chain
+    chain.evaluate("restarter/ws/1", "import time\nprint('started', flush=True)\n"
+                                     "time.sleep(60)")
+    deadline = time.monotonic() + 30
+    while "started" not in chain.update("restarter/ws/1", wait=2)[1]["output"].get(
+            "stdout_0", {}).get("content", ""):
+        assert time.monotonic() < deadline, "the cell never started"
+    status, body = chain.http("POST", "/home/restarter/ws/1/restart", b"")
+    assert status == 202, body
+    doc = chain.wait_done("restarter/ws/1")
+    [error] = [b for b in doc["output"].values() if b["type"] == "error"]
+    assert error["ename"] == "SessionClosed", error
+    assert error["evalue"].startswith("the session was closed (shutdown requested) while "
+                                      "this cell ran; its worker "), error
