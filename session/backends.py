@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 
 from protocol.kernels import DEFAULT_KERNEL, valid
 
@@ -54,10 +55,22 @@ def _import(spec: str, module_name: str) -> object:
     try:
         return importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"backend {spec!r}: {e}") from None
+        raise ValueError(f"backend {spec!r}: {e}{_not_on_path(e, module_name)}") from None
     except Exception as e:
         raise ValueError(f"backend {spec!r}: importing {module_name} raised "
                          f"{type(e).__name__}: {e}") from None
+
+
+def _not_on_path(error: ImportError, module_name: str) -> str:
+    """Where a module not found is, when it sits in the current directory: the template
+    that imports backends runs with ``-P``, so a researcher trying a backend from its own
+    folder got only "No module named ..." about a file right there."""
+    top = module_name.split(".")[0]
+    if not isinstance(error, ModuleNotFoundError) or error.name != top:
+        return ""
+    here = next((p.name for p in (Path(f"{top}.py"), Path(top)) if p.exists()), None)
+    return ("" if here is None else f" ({here} is in the current directory, which the device "
+            "does not import backends from: give its folder as PYTHONPATH)")
 
 
 def jupyter_kernels() -> dict[str, dict[str, str]]:

@@ -109,3 +109,19 @@ def test_a_backend_option_whose_module_raises_is_one_line(key_file: Path,
     assert "Traceback" not in out.stderr, out.stderr
     assert "--backend 'boom:X': importing boom raised RuntimeError: boom at import" \
         in out.stderr, out.stderr
+
+
+def test_a_backend_in_the_current_directory_is_pointed_to_pythonpath(key_file: Path,
+                                                                     tmp_path: Path) -> None:
+    """Tests that a device started in the folder of a backend module, without PYTHONPATH
+    (a researcher trying theirs), is told that the folder must be on PYTHONPATH (before:
+    only "No module named 'mycalc'", about a file right there)."""
+    (tmp_path / "mycalc.py").write_text((TESTS / "calc_backend.py").read_text())
+    out = subprocess.run([*CELLBUS, "device", "--key-file", str(key_file), "--connect",
+                          "ipc:///nowhere", "--kernels", "calc=mycalc:Calc"],
+                         env=node_env(), cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2, out.stderr
+    assert ("cannot offer the kernel 'calc': backend 'mycalc:Calc': No module named 'mycalc' "
+            "(mycalc.py is in the current directory, which the device does not import "
+            "backends from: give its folder as PYTHONPATH)") in out.stderr, out.stderr
