@@ -223,6 +223,11 @@ class EvaluateHandler(BaseHandler):
         return code, asked_kernel(self, body)
 
 
+def number_word(kind: type) -> str:
+    """What a query argument of ``kind`` must be, in its error."""
+    return "whole number" if kind is int else "number"
+
+
 class UpdateHandler(BaseHandler):
     """``GET …/update[?since=SEQ][&wait=S]``: the cell's document, changed blocks after since.
 
@@ -242,7 +247,7 @@ class UpdateHandler(BaseHandler):
         if until not in (None, "change", "done"):
             raise fail(400, "until must be change (the default: the first change) or done")
         query: dict[str, Any] = {"since": since}
-        if (session := self.get_query_argument("session", None)) is not None:
+        if session := self.get_query_argument("session", None):
             query["session"] = session
         watch: CellWatch = self.settings["watch"]
         deadline = time.monotonic() + wait
@@ -270,12 +275,12 @@ class UpdateHandler(BaseHandler):
 
     def _number(self, name: str, default: Any, kind: type) -> Any:
         raw = self.get_query_argument(name, None)
-        if raw is None:
+        if not raw:  # absent, or empty as the README's table writes it (?since=&wait=)
             return default
         try:
             value = kind(raw)
         except ValueError:
-            raise fail(400, f"{name} must be a number") from None
+            raise fail(400, f"{name} must be a {number_word(kind)}") from None
         if value < 0 or value != value:
             raise fail(400, f"{name} must not be negative")
         if value > mt.MAX_SEQ:

@@ -125,3 +125,19 @@ def test_a_restart_while_a_cell_runs_says_the_session_was_restarted(
     assert error["ename"] == "SessionClosed", error
     assert error["evalue"].startswith("the session was closed (shutdown requested) while "
                                       "this cell ran; its worker "), error
+
+
+def test_the_readme_table_s_empty_query_values_are_the_defaults(shared_chain: Chain) -> None:
+    """Tests that ``update?since=&wait=`` and ``session?since=&session=``, as the README's
+    table writes them, answer as without those arguments (before: 400 "since must be a
+    number"), and that a seq that is no whole number says so."""
+    chain = shared_chain
+    assert chain.evaluate("blank/ws/1", "print(1)")[0] == 202
+    chain.wait_done("blank/ws/1")
+    status, doc = chain.http("GET", "/home/blank/ws/1/update?since=&wait=")
+    assert status == 200 and doc["status"] == "done", doc
+    status, notes = chain.http("GET", "/home/blank/ws/session?since=&session=&wait=")
+    assert status == 200 and notes["session"] == doc["session"], notes
+    for path in ("/home/blank/ws/1/update?since=1.5", "/home/blank/ws/session?since=1.5"):
+        status, reply = chain.http("GET", path)
+        assert status == 400 and reply["error"] == "since must be a whole number", reply
