@@ -140,8 +140,8 @@ def default_kernels() -> list[str]:
     return [DEFAULT_KERNEL, *jupyter_kernels()]
 
 
-def offer(kernels: str, default: str,
-          loaded: dict[str, BackendFactory]) -> list[dict[str, str]]:
+def offer(kernels: str, default: str, loaded: dict[str, BackendFactory], *,
+          loading: Callable[[str], None] | None = None) -> list[dict[str, str]]:
     """What a device offers for ``kernels`` (comma-separated; "": :func:`default_kernels`)
     when its kernel ``python`` runs the backend ``default``: per kernel ``{name, display_name,
     language, backend}`` (``backend``: the spec its workers are forked with), or ``{name,
@@ -150,7 +150,9 @@ def offer(kernels: str, default: str,
     Each item is a name (an entry point, a kernelspec: the kernel is called so) or
     ``NAME=SPEC``, the kernel ``NAME`` run by the backend ``SPEC`` (``calc=mymodule:Calc``);
     a kernel needs a name worksheets can ask for (:data:`protocol.kernels.NAME`): a bare
-    ``module:Class`` has none, and was offered, then dropped by the broker without a word."""
+    ``module:Class`` has none, and was offered, then dropped by the broker without a word.
+    ``loading`` is told, in words, each backend about to be imported (a module that never
+    finishes importing holds the device's start: it names the one)."""
     items = [n.strip() for n in kernels.split(",") if n.strip()] or default_kernels()
     offered = []
     for item in dict.fromkeys(items):
@@ -165,6 +167,8 @@ def offer(kernels: str, default: str,
         try:
             if not spec:
                 raise ValueError("NAME= needs a backend after '='")
+            if spec not in loaded and loading is not None:
+                loading(f"the backend {spec!r} of the kernel {name!r}")
             factory = loaded.get(spec) or load_backend(spec)
             loaded[spec] = factory
             offered.append({**describe(name, factory), "backend": spec})

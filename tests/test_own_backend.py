@@ -125,3 +125,20 @@ def test_a_backend_in_the_current_directory_is_pointed_to_pythonpath(key_file: P
     assert ("cannot offer the kernel 'calc': backend 'mycalc:Calc': No module named 'mycalc' "
             "(mycalc.py is in the current directory, which the device does not import "
             "backends from: give its folder as PYTHONPATH)") in out.stderr, out.stderr
+
+
+def test_a_backend_that_hangs_at_import_is_named_while_the_device_waits(
+        key_file: Path, tmp_path: Path, nodes: list) -> None:
+    """Tests that a device whose --kernels backend never finishes importing says, after
+    10 s, which backend of which kernel its template is importing (before: nothing for
+    60 s, then "the template process did not report ready within 60 s")."""
+    from harness import NodeProcess, ipc_endpoint
+    (tmp_path / "stuck.py").write_text("import time\ntime.sleep(3600)\n")
+    device = NodeProcess("device", "--connect", ipc_endpoint("broker"), "--key-file",
+                         str(key_file), "--kernels", "python,stuck=stuck:Stuck",
+                         env={"PYTHONPATH": str(tmp_path)})
+    nodes.append(device)
+    device.wait_for_log(r"its template process is not ready after 10 s: it is importing "
+                        r"the backend 'stuck:Stuck' of the kernel 'stuck'", timeout=30)
+    device.proc.kill()  # its template dies with it (PR_SET_PDEATHSIG)
+    device.proc.wait(10)
