@@ -104,11 +104,12 @@ def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) 
                 f"one with bin/cellbus cert NAME --role {role} and give its .key_secret as "
                 f"--curve-key; or {WRONG_PORT.get(role, 'the endpoint names another port')} "
                 "(the broker's log names the key it refused and the port)")
-    if event in _FAILED:
+    if event in _FAILED:  # (a port of the broker for another socket type fails so too)
         return (f"the CURVE handshake with the broker at {endpoint} failed: --broker-key is "
                 "not the public key of the broker listening there (the broker.key of its "
                 "--curve-dir), that broker runs without CURVE (--insecure-bus), or what "
-                "listens there is no cellbus broker")
+                "listens there is no cellbus broker"
+                + (f"; or {WRONG_PORT[role]}" if role in WRONG_PORT else ""))
     return None
 
 

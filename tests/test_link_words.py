@@ -107,6 +107,21 @@ def test_a_client_on_another_port_of_the_broker_is_told_which_bind_it_needs(
                          r"its --gateway-bind")
 
 
+def test_a_gateway_whose_two_endpoints_are_swapped_is_told_of_the_ports(chain: Chain) -> None:
+    """Tests that a gateway whose --subscribe names the broker's gateway port (and --broker
+    its feed port), a socket type that port does not take, is told that the endpoints may
+    name the wrong ports (before: only that its --broker-key was not the broker's, the one
+    thing that was right)."""
+    chain.start_broker()
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", chain.publish_ep,
+                           "--subscribe", chain.gateway_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    for endpoint in (chain.gateway_ep, chain.publish_ep):
+        gateway.wait_for_log(rf"the CURVE handshake with the broker at {endpoint} failed: "
+                             r".*or --broker or --subscribe names another of its ports than "
+                             r"its --gateway-bind or --publish-bind")
+
+
 def test_a_node_without_keys_is_told_the_broker_wants_them(chain: Chain) -> None:
     """Tests that a device started with --insecure-bus against a broker that encrypts its
     links is told to give CURVE keys (not that its --broker-key, which it has none of, is
