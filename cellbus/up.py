@@ -50,8 +50,12 @@ STOP_GRACE = 15.0
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cellbus up",
-                                description=plain(__doc__.split("\n\n")[1]))
+    p = argparse.ArgumentParser(
+        prog="cellbus up", description=plain(__doc__.split("\n\n")[1]),
+        epilog="Every node it starts also reads its options from CELLBUS_* variables, which "
+               "is how to give them one `up` has no flag for (`bin/cellbus device --help` "
+               "lists a device's): a session backend of your own, say, as "
+               "CELLBUS_KERNELS=python,calc=mymodule:Calc PYTHONPATH=DIR bin/cellbus up.")
     add_option(p, "--host", default="127.0.0.1", node="gateway",
                help="address the gateway listens on")
     add_option(p, "--port", type=tcp_port, default=8888, node="gateway",

@@ -132,9 +132,13 @@ class Drain:
             if not self.send_now(self.bus.serialize(msg)):
                 raise zmq.Again()
         except zmq.ZMQError as e:
-            log.warning("device %s could not hand back %d requests: %s (the broker "
-                        "places them again once it takes the device for lost)",
-                        self.device_id, len(returned), e)
+            if returned:
+                log.warning("device %s could not hand back %d requests: %s (the broker "
+                            "places them again once it takes the device for lost)",
+                            self.device_id, len(returned), e)
+            else:  # nothing to hand back: only the word that it leaves was lost
+                log.warning("device %s could not tell the broker it leaves (%s); a broker "
+                            "takes it for lost", self.device_id, e)
             return
         if final:
             await self._await_reply(waiter)

@@ -49,6 +49,11 @@ RESTART_STABLE = 30.0
 #: Seconds a worker to fork waits for a template being started again (it took every worker
 #: along, so the device's loop has none to serve meanwhile).
 RESTART_WAIT = 5.0
+#: Seconds a template process may take to be ready (it imports the session runtime, the
+#: --preload modules and every backend offered), and after how many the device says what
+#: it is importing then.
+READY_TIMEOUT = 60.0
+SLOW_READY = 10.0
 
 #: The device's environment variables the template process is started with: what Python,
 #: the libraries it preloads and jupyter_client (finding kernelspecs) read. Nothing else: a
@@ -201,6 +206,8 @@ class TemplateLauncher:
             argv += ["--hide", path]
         argv += ["--init-program", self.spec.init_program]
         self._ready = asyncio.get_running_loop().create_future()
+        #: What the template said it imports (before it is ready), in words.
+        self._loading = "the session runtime"
         env = template_environment(dict(os.environ))
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -212,9 +219,18 @@ class TemplateLauncher:
         self.control = ours
         asyncio.get_running_loop().add_reader(ours.fileno(), self._readable)
         try:
-            self.protections = await asyncio.wait_for(asyncio.shield(self._ready), 60)
+            self.protections = await asyncio.wait_for(asyncio.shield(self._ready), SLOW_READY)
         except asyncio.TimeoutError:
-            raise LaunchError("the template process did not report ready within 60 s") from None
+            log.warning("device: its template process is not ready after %g s: it is "
+                        "importing %s (a module that never finishes importing holds the "
+                        "device here, up to %g s)", SLOW_READY, self._loading, READY_TIMEOUT)
+            try:
+                self.protections = await asyncio.wait_for(asyncio.shield(self._ready),
+                                                          READY_TIMEOUT - SLOW_READY)
+            except asyncio.TimeoutError:
+                raise LaunchError(f"the template process did not report ready within "
+                                  f"{READY_TIMEOUT:g} s: it was importing {self._loading}"
+                                  ) from None
         self._started_at = time.monotonic()
         log.info("device template process %d started (preload: %s)", self.proc.pid,
                  self.spec.preload or "session runtime only")
@@ -294,7 +310,9 @@ class TemplateLauncher:
 
     def _handle(self, record: dict[str, Any], fds: list[int]) -> None:
         op = record["op"]
-        if op == "ready":
+        if op == "loading":
+            self._loading = str(record.get("what"))
+        elif op == "ready":
             self.kernels = [k for k in record.get("kernels", []) if "error" not in k]
             for failed in (k for k in record.get("kernels", []) if "error" in k):
                 log.error("device cannot offer the kernel %r: %s", failed["name"],

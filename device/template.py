@@ -65,6 +65,13 @@ def send(control: socket.socket, record: dict[str, Any], fds: list[int] | None =
         control.send(data)
 
 
+def loading(control: socket.socket, what: str) -> None:
+    """Tell the device what the template imports next, before it is ready: a module that
+    never finishes importing (a researcher's backend) is then named while the device
+    waits, instead of 60 s of silence and "did not report ready"."""
+    send(control, {"op": "loading", "what": what})
+
+
 @dataclass
 class Child:
     """What the template holds for one live worker: its uid and cgroup, freed when it exits."""
@@ -89,6 +96,7 @@ class Template:
     def __init__(self, control: socket.socket, backend: str | None, sandbox: Sandbox,
                  kernels: str = "") -> None:
         from session.worker import DEFAULT_BACKEND, load_backend, preload, serve
+        loading(control, "the session runtime")
         preload()
         self.sandbox = sandbox
         self.children: dict[int, Child] = {}
@@ -97,6 +105,7 @@ class Template:
         self.serve = serve
         self.load_backend = load_backend
         self.default = backend or DEFAULT_BACKEND
+        loading(control, f"the backend {self.default!r} of the kernel 'python'")
         #: Backends by the spec a fork request names (its kernel's), loaded on first use.
         self.factories = {self.default: load_backend(self.default)}
         self.kernels = self.offer(kernels)
@@ -109,7 +118,8 @@ class Template:
     def offer(self, kernels: str) -> list[dict[str, str]]:
         """What each kernel of ``--kernels`` (default: see session.backends) runs with."""
         from session.backends import offer
-        return offer(kernels, self.default, self.factories)
+        return offer(kernels, self.default, self.factories,
+                     loading=lambda what: loading(self.control, what))
 
     def run(self) -> int:
         protections = self.sandbox.probe()
@@ -299,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     close_descriptors_except([args.control_fd])
     control = socket.socket(fileno=args.control_fd)
     for name in filter(None, (m.strip() for m in args.preload.split(","))):
+        loading(control, f"the --preload module {name!r}")
         try:
             importlib.import_module(name)
         except ImportError as e:

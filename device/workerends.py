@@ -43,6 +43,8 @@ def log_end(worker: Worker) -> None:
 
 def why_ended(worker: Worker) -> str:
     """Why ``worker`` ended by itself or by a limit, as its session's next worker says."""
+    if worker.violation is not None:  # the device ended it (a kill, between cells too)
+        return f"was stopped for a LinkViolation: it sent the device {worker.violation}"
     if worker.limit_hit is not None:
         return f"was stopped by a limit ({worker.limit_hit[0]})"
     if worker.proc.oom_killed:

@@ -113,7 +113,8 @@ class Worker:
         self.last_used = time.monotonic()
         #: Its rejected records (counted) and what it says about itself, as logged.
         self.logbook = WorkerLog(proc.pid, session_id)
-        #: Why the worker was ended for a record it may not send (device.admission), if it was.
+        #: What the worker sent that ended it (a record it may not send, device.admission;
+        #: malformed data), in words, if it was ended so.
         self.violation: str | None = None
         #: The msg_ids of the requests the worker was given, newest last (MAX_GIVEN of them):
         #: a thread of an earlier cell may still print under one of them.
@@ -292,7 +293,7 @@ class Worker:
         """The worker sent ``what``, which no worker sends unless code writes onto its link:
         reject it and end the worker, the running request with ``LinkViolation``."""
         self._reject(why)
-        self.violation = why
+        self.violation = what
         self.stop_for_limit("LinkViolation", f"the session's worker sent the device {what} "
                             "and was stopped; the session restarts fresh")
         if self.proc.returncode is None:
@@ -390,8 +391,14 @@ class Worker:
     async def _fail_current(self) -> None:
         assert self.current is not None
         code = self.proc.returncode
-        ename, evalue = self.limit_hit or asked_exit(code, self.asked) or explain_exit(
-            self.limits, code, oom_killed=self.proc.oom_killed) or (
+        # Closed on purpose (a restart, a deleted worksheet): said as for its queued cells,
+        # not as a death ("WorkerDied: ... killed by signal 9") the user did not cause.
+        closed = ("SessionClosed", f"the session was closed ({self.closing_reason}) while "
+                  f"this cell ran; its worker {self.exit_reason}") if (
+            self.closing_reason is not None and not self.abandoned) else None
+        ename, evalue = self.limit_hit or closed or asked_exit(
+            code, self.asked) or explain_exit(self.limits, code,
+                                              oom_killed=self.proc.oom_killed) or (
             "WorkerDied", f"the session's worker process {self.exit_reason} while running "
                           "this cell")
         self.failed_running = ename

@@ -4,11 +4,12 @@ and the answer to a prompt (input)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import urllib.parse
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tornado.web import HTTPError
@@ -37,6 +38,11 @@ class CellWatch:
 
     def __init__(self) -> None:
         self.waiting: defaultdict[tuple[str, ...], set[asyncio.Event]] = defaultdict(set)
+        #: The gateway stops: a long-poll answers now with what it has (:meth:`stop`).
+        self.stopping = False
+        #: Long-polls under way (asking, waiting, or writing their answer).
+        self.polls = 0
+        self._quiet = asyncio.Event()
 
     def __call__(self, msg: Message) -> None:
         facts = msg["metadata"].get("cellbus") or {}
@@ -56,6 +62,36 @@ class CellWatch:
             events.discard(event)
             if not events:
                 del self.waiting[address]
+
+    @contextlib.contextmanager
+    def poll(self) -> Iterator[None]:
+        """Around one long-poll, from its first question to its answer written, so that
+        :meth:`stop` can wait for it."""
+        self.polls += 1
+        try:
+            yield
+        finally:
+            self.polls -= 1
+            if not self.polls:
+                self._quiet.set()
+
+    async def stop(self, timeout: float) -> bool:
+        """Wake every long-poll, which then answers with the document as it stands (as at
+        a change: its client asks again, of a gateway still serving), and wait up to
+        ``timeout`` for their answers to be written; False if some were not. Closing the
+        connections under waiting polls answered nothing at all (logged as 500)."""
+        self.stopping = True
+        for events in self.waiting.values():
+            for event in events:
+                event.set()
+        if not self.polls:
+            return True
+        self._quiet.clear()
+        try:
+            await asyncio.wait_for(self._quiet.wait(), timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
 
 
 def file_url(address: Sequence[object], seq: object, name: object) -> str:
@@ -187,6 +223,11 @@ class EvaluateHandler(BaseHandler):
         return code, asked_kernel(self, body)
 
 
+def number_word(kind: type) -> str:
+    """What a query argument of ``kind`` must be, in its error."""
+    return "whole number" if kind is int else "number"
+
+
 class UpdateHandler(BaseHandler):
     """``GET …/update[?since=SEQ][&wait=S]``: the cell's document, changed blocks after since.
 
@@ -206,38 +247,40 @@ class UpdateHandler(BaseHandler):
         if until not in (None, "change", "done"):
             raise fail(400, "until must be change (the default: the first change) or done")
         query: dict[str, Any] = {"since": since}
-        if (session := self.get_query_argument("session", None)) is not None:
+        if session := self.get_query_argument("session", None):
             query["session"] = session
         watch: CellWatch = self.settings["watch"]
         deadline = time.monotonic() + wait
-        while True:
-            event = watch.watch(address)
-            try:
-                reply = await self.ask(mt.CELL_UPDATE_REQUEST, query, address)
-                doc = reply["content"]["document"]
-                left = deadline - time.monotonic()
-                changed = doc["output"] or doc["reset"]
-                if doc["status"] in FINAL or left <= 0 or (changed and until != "done"):
-                    break
+        with watch.poll():
+            while True:
+                event = watch.watch(address)
                 try:
-                    await asyncio.wait_for(event.wait(), left)
-                except asyncio.TimeoutError:
-                    pass
-            finally:
-                watch.unwatch(address, event)
-        body = json.dumps(add_file_urls(doc, address)).encode()
-        del doc, reply  # the answer is held once, as bytes, while the client takes it
-        await write_paced(self, body, self.settings["client_stall"])
+                    reply = await self.ask(mt.CELL_UPDATE_REQUEST, query, address)
+                    doc = reply["content"]["document"]
+                    left = deadline - time.monotonic()
+                    changed = doc["output"] or doc["reset"]
+                    if doc["status"] in FINAL or left <= 0 or watch.stopping or (
+                            changed and until != "done"):
+                        break
+                    try:
+                        await asyncio.wait_for(event.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
+                finally:
+                    watch.unwatch(address, event)
+            body = json.dumps(add_file_urls(doc, address)).encode()
+            del doc, reply  # the answer is held once, as bytes, while the client takes it
+            await write_paced(self, body, self.settings["client_stall"])
         heap.trim_soon(len(body))
 
     def _number(self, name: str, default: Any, kind: type) -> Any:
         raw = self.get_query_argument(name, None)
-        if raw is None:
+        if not raw:  # absent, or empty as the README's table writes it (?since=&wait=)
             return default
         try:
             value = kind(raw)
         except ValueError:
-            raise fail(400, f"{name} must be a number") from None
+            raise fail(400, f"{name} must be a {number_word(kind)}") from None
         if value < 0 or value != value:
             raise fail(400, f"{name} must not be negative")
         if value > mt.MAX_SEQ:

@@ -21,12 +21,25 @@ def fail(status: int, error: str, *, retry_after: int | None = None) -> HTTPErro
     return e
 
 
+def allowed_methods(handler: RequestHandler) -> list[str]:
+    """The methods ``handler``'s route answers (those its class defines; OPTIONS, a CORS
+    preflight's, aside)."""
+    return [m for m in handler.SUPPORTED_METHODS if m != "OPTIONS" and getattr(
+        type(handler), m.lower(), None) is not getattr(RequestHandler, m.lower(), None)]
+
+
 def write_error(handler: RequestHandler, status_code: int, **kwargs: Any) -> None:
     """``RequestHandler.write_error`` for JSON clients."""
     reason = handler._reason
     exc = kwargs.get("exc_info", (None, None))[1]
     if isinstance(exc, HTTPError) and exc.reason:
         reason = exc.reason
+    elif status_code == 405 and (allowed := allowed_methods(handler)):
+        # tornado's bare "Method Not Allowed" left a first `curl URL` of a POST route
+        # guessing; the Allow header is HTTP's own way of saying it (RFC 9110, 15.5.6).
+        handler.set_header("Allow", ", ".join(allowed))
+        reason = (f"{handler.request.path} takes {' or '.join(allowed)}, "
+                  f"not {handler.request.method}")
     elif status_code >= 500 and not isinstance(exc, HTTPError):
         reason = "internal error; the gateway log has the details"
     retry_after = getattr(exc, "retry_after", None)

@@ -87,6 +87,10 @@ class Gateway(Node):
 
     async def shutdown(self) -> None:
         self.server.stop()
+        # Long-polls answer first (the document as it stands: their clients ask again);
+        # closing their connections under them answered nothing.
+        if not await self.app.settings["watch"].stop(5):
+            self.log.warning("gateway: some long-polls were not answered in 5 s")
         try:
             await asyncio.wait_for(self.server.close_all_connections(), 5)
         except asyncio.TimeoutError:

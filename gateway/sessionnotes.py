@@ -24,7 +24,7 @@ from protocol import msgtypes as mt
 from protocol.wire import Message
 
 from .base import BaseHandler, check_address, fail
-from .cells import MAX_WAIT, CellWatch
+from .cells import MAX_WAIT, CellWatch, number_word
 from .subscription import to_json
 
 #: Replay pages one answer reads at most (each up to the broker's 1,000 messages).
@@ -48,25 +48,26 @@ class SessionNotesHandler(BaseHandler):
         # ``user``'s worksheets, as for the layout's)
         address = check_address(user, worksheet, "-")
         since, wait = self._number("since", int), min(self._number("wait", float), MAX_WAIT)
-        known = self.get_query_argument("session", None)
+        known = self.get_query_argument("session", None) or None
         watch: CellWatch = self.settings["watch"]
         deadline = time.monotonic() + wait
-        while True:
-            event = watch.watch(address[:2])
-            try:
-                answer = await self._read(address, since, known)
-                left = deadline - time.monotonic()
-                if answer["messages"] or answer["more"] or left <= 0 or (
-                        answer["session"] != known and known is not None):
-                    break
-                since, known = answer["seq"], answer["session"]
+        with watch.poll():
+            while True:
+                event = watch.watch(address[:2])
                 try:
-                    await asyncio.wait_for(event.wait(), left)
-                except asyncio.TimeoutError:
-                    pass
-            finally:
-                watch.unwatch(address[:2], event)
-        self.write_json(200, answer)
+                    answer = await self._read(address, since, known)
+                    left = deadline - time.monotonic()
+                    if answer["messages"] or answer["more"] or left <= 0 or watch.stopping or (
+                            answer["session"] != known and known is not None):
+                        break
+                    since, known = answer["seq"], answer["session"]
+                    try:
+                        await asyncio.wait_for(event.wait(), left)
+                    except asyncio.TimeoutError:
+                        pass
+                finally:
+                    watch.unwatch(address[:2], event)
+            self.write_json(200, answer)
 
     async def _read(self, address: tuple[str, str, str], since: int, known: str | None
                     ) -> dict[str, Any]:
@@ -94,11 +95,11 @@ class SessionNotesHandler(BaseHandler):
         return {"session": session, "seq": seq, "messages": notes, "more": more}
 
     def _number(self, name: str, kind: type) -> Any:
-        raw = self.get_query_argument(name, "0")
+        raw = self.get_query_argument(name, None) or "0"  # empty: as absent (?since=)
         try:
             value = kind(raw)
         except ValueError:
-            raise fail(400, f"{name} must be a number") from None
+            raise fail(400, f"{name} must be a {number_word(kind)}") from None
         if not 0 <= value <= mt.MAX_SEQ:
             raise fail(400, f"{name} must be a number from 0")
         return value

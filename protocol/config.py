@@ -202,9 +202,11 @@ def load_key(path: str | os.PathLike[str] | None) -> bytes:
     try:
         key = p.read_bytes().strip()
     except OSError as e:
-        raise ConfigError(f"cannot read key file {p}: {e.strerror}") from None
+        raise ConfigError(f"cannot read the --key-file {p}: {e.strerror}; every node of a "
+                          "deployment needs the same key: copy it here, or, for a new "
+                          "deployment, `bin/cellbus key PATH` generates one") from None
     if not key:
-        raise ConfigError(f"key file {p} is empty; `bin/cellbus key PATH` generates one")
+        raise ConfigError(f"the --key-file {p} is empty; `bin/cellbus key PATH` generates one")
     return key
 
 

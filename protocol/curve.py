@@ -104,13 +104,19 @@ def listing(directory: str | os.PathLike[str]) -> list[tuple[str, str]]:
     return out
 
 
-def _load(path: str | os.PathLike[str], *, secret: bool) -> tuple[bytes, bytes | None]:
+def _load(path: str | os.PathLike[str], *, secret: bool,
+          option: str) -> tuple[bytes, bytes | None]:
+    """The key pair in the certificate ``path`` that ``option`` gave; ``ConfigError`` naming
+    the option and what to give (pyzmq says "Invalid certificate file" of a missing one)."""
+    if not Path(path).exists():
+        raise ConfigError(f"{option} {path}: no such file")
     try:
         public, private = zmq.auth.load_certificate(str(path))
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read the CURVE certificate {path}: {e}") from None
+        raise ConfigError(f"{option} {path} is not a CURVE certificate ({e}): bin/cellbus "
+                          "cert makes them") from None
     if secret and private is None:
-        raise ConfigError(f"{path} holds no secret key: give the .key_secret file")
+        raise ConfigError(f"{option} {path} holds no secret key: give the .key_secret file")
     return public, private
 
 
@@ -200,7 +206,12 @@ class ServerKeys:
     def __init__(self, context: zmq.Context[zmq.Socket[bytes]],
                  directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
-        self.public, secret = _load(self.directory / f"{BROKER}.key_secret", secret=True)
+        own = self.directory / f"{BROKER}.key_secret"
+        if not own.exists():
+            raise ConfigError(f"--curve-dir {directory}: no such file {own}; make the "
+                              f"broker's keys with bin/cellbus cert broker --role broker "
+                              f"--dir {directory}")
+        self.public, secret = _load(own, secret=True, option="--curve-dir")
         assert secret is not None
         self.secret = secret
         self.roles = _RoleKeys(self.directory)
@@ -224,10 +235,10 @@ class ClientKeys:
     """A device's or gateway's side: its own key pair and the broker's public key."""
 
     def __init__(self, own: str | os.PathLike[str], broker: str | os.PathLike[str]) -> None:
-        self.public, secret = _load(own, secret=True)
+        self.public, secret = _load(own, secret=True, option="--curve-key")
         assert secret is not None
         self.secret = secret
-        self.server, _ = _load(broker, secret=False)
+        self.server, _ = _load(broker, secret=False, option="--broker-key")
 
     def connect_with(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` (before it connects) a CURVE client of the broker."""

@@ -63,6 +63,32 @@ def flapping(endpoint: str) -> str:
             "again, or a middlebox cuts connections")
 
 
+#: A key refused for its role on the port it reached: the other likely cause of a refusal,
+#: the endpoint of another of the broker's ports (the broker opens each port to one role).
+WRONG_PORT = {
+    "device": "--connect names another of its ports than its --device-bind",
+    "gateway": ("--broker or --subscribe names another of its ports than its "
+                "--gateway-bind or --publish-bind"),
+}
+
+
+async def unresolved(endpoint: str) -> str | None:
+    """Why the host a ``tcp://`` ``endpoint`` names cannot be reached by name (None: it is
+    an address, or the name resolves): ZeroMQ retries a name that does not resolve as
+    silently as a port nothing listens on, and the two want different fixes."""
+    if not endpoint.startswith("tcp://"):
+        return None
+    host = endpoint.removeprefix("tcp://").rsplit(":", 1)[0]
+    if host.startswith("[") or host == "*":
+        return None
+    try:
+        await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as e:
+        return (f"its host name {host!r} does not resolve ({e.strerror or e}): a typo in the "
+                "endpoint, or a name this host's resolver does not know?")
+    return None
+
+
 def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) -> str | None:
     """What a client's failed handshake with the broker at ``endpoint`` means, and what to
     change (``curve``: whether the client has CURVE keys); None for an event that is no
@@ -76,12 +102,14 @@ def client_problem(event: int, endpoint: str, role: str, *, curve: bool = True) 
                 f"not in the broker's --curve-dir {ROLES.get(role, role + 's')}/ folder, or "
                 f"was revoked (bin/cellbus cert --list --dir DIR on the broker's host); make "
                 f"one with bin/cellbus cert NAME --role {role} and give its .key_secret as "
-                "--curve-key")
-    if event in _FAILED:
+                f"--curve-key; or {WRONG_PORT.get(role, 'the endpoint names another port')} "
+                "(the broker's log names the key it refused and the port)")
+    if event in _FAILED:  # (a port of the broker for another socket type fails so too)
         return (f"the CURVE handshake with the broker at {endpoint} failed: --broker-key is "
                 "not the public key of the broker listening there (the broker.key of its "
                 "--curve-dir), that broker runs without CURVE (--insecure-bus), or what "
-                "listens there is no cellbus broker")
+                "listens there is no cellbus broker"
+                + (f"; or {WRONG_PORT[role]}" if role in WRONG_PORT else ""))
     return None
 
 
@@ -131,9 +159,10 @@ class LinkWatch:
                 frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
             except TimeoutError:
                 if self.problem is None:  # no handshake even began: nothing answers there
+                    why = (await unresolved(self.endpoint) or "is a broker running there, at "
+                           "this endpoint, and is its port open to this host?")
                     self._say(logging.WARNING, f"{self.node}: no link to the broker at "
-                              f"{self.endpoint} after {ABSENT:g} s: is a broker running "
-                              "there, at this endpoint, and is its port open to this host?")
+                              f"{self.endpoint} after {ABSENT:g} s: {why}")
                 continue
             self.seen(parse_monitor_message(frames))
 

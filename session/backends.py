@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from importlib import metadata
+from pathlib import Path
 
 from protocol.kernels import DEFAULT_KERNEL, valid
 
@@ -35,9 +36,41 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
 
 
 def _check(spec: str, factory: object) -> BackendFactory:
+    """``factory`` if it is a backend the worker can start; else ``ValueError``. An abstract
+    class is refused here, where the device says so once, rather than offered and then
+    failing every run with BackendStartError."""
     if not (isinstance(factory, type) and issubclass(factory, SessionBackend)):
         raise ValueError(f"backend {spec!r} is not a session.backend.SessionBackend")
+    if missing := sorted(getattr(factory, "__abstractmethods__", ())):
+        raise ValueError(f"backend {spec!r} lacks {', '.join(missing)} (methods "
+                         "session.backend.SessionBackend requires)")
     return factory
+
+
+def _import(spec: str, module_name: str) -> object:
+    """The module ``module_name``; ``ValueError`` naming ``spec`` if importing it fails in any
+    way. A backend's own module may raise anything at import (its top level is the
+    researcher's code), and that must be one line of the device, not the death of its
+    template process with a traceback."""
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"backend {spec!r}: {e}{_not_on_path(e, module_name)}") from None
+    except Exception as e:
+        raise ValueError(f"backend {spec!r}: importing {module_name} raised "
+                         f"{type(e).__name__}: {e}") from None
+
+
+def _not_on_path(error: ImportError, module_name: str) -> str:
+    """Where a module not found is, when it sits in the current directory: the template
+    that imports backends runs with ``-P``, so a researcher trying a backend from its own
+    folder got only "No module named ..." about a file right there."""
+    top = module_name.split(".")[0]
+    if not isinstance(error, ModuleNotFoundError) or error.name != top:
+        return ""
+    here = next((p.name for p in (Path(f"{top}.py"), Path(top)) if p.exists()), None)
+    return ("" if here is None else f" ({here} is in the current directory, which the device "
+            "does not import backends from: give its folder as PYTHONPATH)")
 
 
 def jupyter_kernels() -> dict[str, dict[str, str]]:
@@ -72,15 +105,17 @@ def load_backend(spec: str) -> BackendFactory:
             raise ValueError(f"backend {spec!r}: expected module:Class, one of the "
                              f"{GROUP} entry points {sorted(_entry_points())} or a Jupyter "
                              f"kernelspec {sorted(jupyter_kernels())}")
+        _import(spec, entry.module)  # its own errors, named as for module:Class
         try:
             return _check(spec, entry.load())
-        except (ImportError, AttributeError) as e:
+        except AttributeError as e:
             raise ValueError(f"backend {spec!r}: {e}") from None
     if not module_name or not attr:
         raise ValueError(f"backend {spec!r}: expected module:Class")
+    module = _import(spec, module_name)
     try:
-        return _check(spec, getattr(importlib.import_module(module_name), attr))
-    except (ImportError, AttributeError) as e:
+        return _check(spec, getattr(module, attr))
+    except AttributeError as e:
         raise ValueError(f"backend {spec!r}: {e}") from None
 
 
@@ -105,8 +140,8 @@ def default_kernels() -> list[str]:
     return [DEFAULT_KERNEL, *jupyter_kernels()]
 
 
-def offer(kernels: str, default: str,
-          loaded: dict[str, BackendFactory]) -> list[dict[str, str]]:
+def offer(kernels: str, default: str, loaded: dict[str, BackendFactory], *,
+          loading: Callable[[str], None] | None = None) -> list[dict[str, str]]:
     """What a device offers for ``kernels`` (comma-separated; "": :func:`default_kernels`)
     when its kernel ``python`` runs the backend ``default``: per kernel ``{name, display_name,
     language, backend}`` (``backend``: the spec its workers are forked with), or ``{name,
@@ -115,7 +150,9 @@ def offer(kernels: str, default: str,
     Each item is a name (an entry point, a kernelspec: the kernel is called so) or
     ``NAME=SPEC``, the kernel ``NAME`` run by the backend ``SPEC`` (``calc=mymodule:Calc``);
     a kernel needs a name worksheets can ask for (:data:`protocol.kernels.NAME`): a bare
-    ``module:Class`` has none, and was offered, then dropped by the broker without a word."""
+    ``module:Class`` has none, and was offered, then dropped by the broker without a word.
+    ``loading`` is told, in words, each backend about to be imported (a module that never
+    finishes importing holds the device's start: it names the one)."""
     items = [n.strip() for n in kernels.split(",") if n.strip()] or default_kernels()
     offered = []
     for item in dict.fromkeys(items):
@@ -130,6 +167,8 @@ def offer(kernels: str, default: str,
         try:
             if not spec:
                 raise ValueError("NAME= needs a backend after '='")
+            if spec not in loaded and loading is not None:
+                loading(f"the backend {spec!r} of the kernel {name!r}")
             factory = loaded.get(spec) or load_backend(spec)
             loaded[spec] = factory
             offered.append({**describe(name, factory), "backend": spec})

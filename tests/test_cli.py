@@ -287,3 +287,15 @@ def test_cert_list_says_when_the_folder_is_missing_or_accepts_no_key(tmp_path: P
     assert empty.returncode == 0, empty.stderr
     assert empty.stdout == "keys accepts no device or gateway key (make one with cellbus " \
                            "cert NAME --role device|gateway --dir keys)\n", empty.stdout
+
+
+def test_up_help_says_how_to_give_its_nodes_other_options(tmp_path: Path) -> None:
+    """Tests that ``up --help`` says that the nodes read CELLBUS_* variables, with the way
+    to offer a kernel of one's own (before: it listed its flags, none of them --kernels, and
+    a researcher with a backend found no way to run it under ``up`` short of the README's
+    Options section)."""
+    done = cellbus("up", "--help", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "CELLBUS_KERNELS=python,calc=mymodule:Calc PYTHONPATH=DIR bin/cellbus up" in text, \
+        text

@@ -77,3 +77,23 @@ def test_sigterm_broker_flushes_its_store_and_restarts_where_it_was(chain: Chain
     assert doc["output"]["stdout_0"]["content"] == "".join(f"{i}\n" for i in range(12))
     assert doc["output"]["stdout_0"]["content"].startswith(seen["output"]["stdout_0"]["content"])
     assert_gap_free(chain, "u", "ws")
+
+
+
+def test_a_device_stopped_with_no_broker_to_tell_says_so_plainly(chain: Chain) -> None:
+    """Tests that a device stopped (SIGTERM) while the broker refuses its CURVE key, so its
+    last message cannot be sent, says it could not tell the broker it leaves (before: "could
+    not hand back 0 requests: Resource temporarily unavailable"), and exits 0."""
+    from protocol.curve import make_certificate
+    chain.start_broker()
+    stranger = make_certificate(chain.keys_dir.parent / "elsewhere", "d9", "device")
+    device = chain._start("device", "--connect", chain.device_ep, "--device-id", "d9",
+                          "--prefork", "0", "--kernels", "python", "--curve-key",
+                          str(stranger), "--broker-key", str(chain.keys_dir / "broker.key"))
+    device.wait_for_log(r"refused this node's CURVE key")
+    device.wait_for_log(r"device started")
+    device.proc.send_signal(signal.SIGTERM)
+    assert device.proc.wait(30) == 0, device.log
+    device.wait_for_log(r"could not tell the broker it leaves \(Resource temporarily "
+                        r"unavailable\); a broker takes it for lost")
+    assert "hand back 0 requests" not in device.log, device.log

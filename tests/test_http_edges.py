@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from harness import Chain
+from harness import Chain, http_with_headers
 
 SLOW = "import time\nprint('first', flush=True)\ntime.sleep(3)\nprint('second')"
 
@@ -91,3 +91,53 @@ def test_a_since_from_before_a_restart_gets_everything_with_reset(shared_chain: 
     status, doc = chain.http("GET", f"/home/resetter/ws/1/update?since={new['seq']}"
                                     f"&session={new['session']}")
     assert doc["reset"] is False and doc["output"] == {}, doc
+
+
+def test_a_method_a_route_does_not_take_names_the_ones_it_does(shared_chain: Chain) -> None:
+    """Tests that GET of .../evaluate (a first try with curl, no -d) is a 405 whose error
+    and Allow header name POST, and PUT of .../update names GET (before: "Method Not
+    Allowed", no Allow header, nothing on what to send)."""
+    for method, path, allowed in (("GET", "/home/u/ws/1/evaluate", "POST"),
+                                  ("PUT", "/home/u/ws/1/update", "GET")):
+        status, headers, reply = http_with_headers(shared_chain, method, path)
+        assert status == 405, (path, reply)
+        assert headers.get("Allow") == allowed, (path, headers)
+        assert reply["error"] == f"{path} takes {allowed}, not {method}", reply
+
+
+def test_a_restart_while_a_cell_runs_says_the_session_was_restarted(
+        shared_chain: Chain) -> None:
+    """Tests that the cell running when its worksheet is restarted ends with SessionClosed
+    saying the session was closed while it ran, as the cells queued behind it do (before:
+    "WorkerDied: the session's worker process was killed by signal 9 (SIGKILL) while running
+    this cell", which reads as a crash the user did not cause)."""
+    chain = shared_chain
+    chain.evaluate("restarter/ws/1", "import time\nprint('started', flush=True)\n"
+                                     "time.sleep(60)")
+    deadline = time.monotonic() + 30
+    while "started" not in chain.update("restarter/ws/1", wait=2)[1]["output"].get(
+            "stdout_0", {}).get("content", ""):
+        assert time.monotonic() < deadline, "the cell never started"
+    status, body = chain.http("POST", "/home/restarter/ws/1/restart", b"")
+    assert status == 202, body
+    doc = chain.wait_done("restarter/ws/1")
+    [error] = [b for b in doc["output"].values() if b["type"] == "error"]
+    assert error["ename"] == "SessionClosed", error
+    assert error["evalue"].startswith("the session was closed (shutdown requested) while "
+                                      "this cell ran; its worker "), error
+
+
+def test_the_readme_table_s_empty_query_values_are_the_defaults(shared_chain: Chain) -> None:
+    """Tests that ``update?since=&wait=`` and ``session?since=&session=``, as the README's
+    table writes them, answer as without those arguments (before: 400 "since must be a
+    number"), and that a seq that is no whole number says so."""
+    chain = shared_chain
+    assert chain.evaluate("blank/ws/1", "print(1)")[0] == 202
+    chain.wait_done("blank/ws/1")
+    status, doc = chain.http("GET", "/home/blank/ws/1/update?since=&wait=")
+    assert status == 200 and doc["status"] == "done", doc
+    status, notes = chain.http("GET", "/home/blank/ws/session?since=&session=&wait=")
+    assert status == 200 and notes["session"] == doc["session"], notes
+    for path in ("/home/blank/ws/1/update?since=1.5", "/home/blank/ws/session?since=1.5"):
+        status, reply = chain.http("GET", path)
+        assert status == 400 and reply["error"] == "since must be a whole number", reply

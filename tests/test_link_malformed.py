@@ -111,15 +111,18 @@ def test_each_kind_of_malformed_record_ends_its_worker(device_with_client) -> No
 
 
 def test_a_malformed_record_between_cells_ends_the_worker_too(device_with_client) -> None:
-    """No cell runs to show the error: the session is closed, and its next cell gets a fresh
-    worker."""
+    """No cell runs to show the error: the session is closed, with a reason that says what
+    the worker did (before: "was killed by signal 9 (SIGKILL)"; and mid-cell "was stopped
+    by a limit (LinkViolation)", no limit of the operator's being involved), and its next
+    cell gets a fresh worker."""
     client, device = device_with_client()
     code = FIND_LINK + GOOD + after_the_cell("link().sendall(frame(b'\\xc1'))")
     assert not errors(client.run(code, "s", timeout=30))
     pid = worker_pid(device, "s")
     closed = client.wait_for(lambda m: m["msg_type"] == "session_closed"
                              and m["content"].get("session") == "s")
-    assert closed["content"]["reason"]
+    assert closed["content"]["reason"] == ("was stopped for a LinkViolation: it sent the "
+                                           "device malformed data (decode)"), closed["content"]
     device.wait_for_log(rf"device rejected a record from worker {pid} .*")
     after = unique(client.run("print('after')", "s", timeout=30))
     assert stdout_of(after) == "after\n"

@@ -85,6 +85,43 @@ def test_a_gateway_says_when_it_loses_the_broker_and_when_it_is_back(chain: Chai
     assert answered.returncode == 3 and "ready: no" in answered.stdout, answered.stderr
 
 
+def test_a_client_on_another_port_of_the_broker_is_told_which_bind_it_needs(
+        chain: Chain) -> None:
+    """Tests that a device whose --connect names the broker's gateway port, and a gateway
+    whose --broker names its device port, each with a key the broker holds for its own role,
+    are told that the endpoint may be the wrong port of the broker (before: only that the
+    key was not in the broker's folder or was revoked, which sends an operator to remake a
+    key that is fine)."""
+    broker = chain.start_broker()
+    device = chain._start("device", "--connect", chain.gateway_ep, "--device-id", "d1",
+                          "--prefork", "0", "--kernels", "python",
+                          *chain.cert_options("d1", "device"))
+    device.wait_for_log(rf"the broker at {chain.gateway_ep} refused this node's CURVE key: "
+                        r".*or --connect names another of its ports than its --device-bind")
+    broker.wait_for_log(r"refused a CURVE client on the gateway port: the key of device d1")
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", chain.device_ep,
+                           "--subscribe", chain.publish_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    gateway.wait_for_log(rf"the broker at {chain.device_ep} refused this node's CURVE key: "
+                         r".*or --broker or --subscribe names another of its ports than "
+                         r"its --gateway-bind")
+
+
+def test_a_gateway_whose_two_endpoints_are_swapped_is_told_of_the_ports(chain: Chain) -> None:
+    """Tests that a gateway whose --subscribe names the broker's gateway port (and --broker
+    its feed port), a socket type that port does not take, is told that the endpoints may
+    name the wrong ports (before: only that its --broker-key was not the broker's, the one
+    thing that was right)."""
+    chain.start_broker()
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", chain.publish_ep,
+                           "--subscribe", chain.gateway_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    for endpoint in (chain.gateway_ep, chain.publish_ep):
+        gateway.wait_for_log(rf"the CURVE handshake with the broker at {endpoint} failed: "
+                             r".*or --broker or --subscribe names another of its ports than "
+                             r"its --gateway-bind or --publish-bind")
+
+
 def test_a_node_without_keys_is_told_the_broker_wants_them(chain: Chain) -> None:
     """Tests that a device started with --insecure-bus against a broker that encrypts its
     links is told to give CURVE keys (not that its --broker-key, which it has none of, is
@@ -126,6 +163,22 @@ def test_nothing_listening_and_another_bus_key_are_told_apart(chain: Chain,
                         rf"{nowhere}: is a broker running there")
     wrong.wait_for_log(r"no word from the broker for \d+ s: its link to the broker at "
                        rf"{chain.device_ep} is up, .*--key-file")
+
+
+def test_a_broker_host_name_that_does_not_resolve_is_named(chain: Chain) -> None:
+    """Tests that a gateway and a device whose broker endpoint names a host that does not
+    resolve (a typo; .invalid never resolves, RFC 6761) say so after 5 s, naming the host
+    (before: "is a broker running there ...", sending the operator to the broker's host)."""
+    nowhere = "tcp://cellbus-broker.invalid:5555"
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", nowhere,
+                           "--subscribe", chain.publish_ep,
+                           *chain.cert_options("gateway", "gateway"))
+    device = chain._start("device", "--connect", nowhere, "--device-id", "d0", "--prefork",
+                          "0", "--kernels", "python", *chain.cert_options("d0", "device"))
+    for node in (gateway, device):
+        node.wait_for_log(rf"no link to the broker at {nowhere} after 5 s: its host name "
+                          r"'cellbus-broker.invalid' does not resolve \(.*\): a typo in the "
+                          "endpoint")
 
 
 def test_a_second_device_with_a_taken_id_is_told_to_check_it(chain: Chain) -> None:

@@ -5,11 +5,12 @@ sends is lost without the user being told."""
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from harness import Chain
+from harness import CELLBUS, ROOT, Chain, node_env
 from test_chain_kernels import errors, run
 from test_kernel_start import execute
 from test_session_worker import Worker, reply, stream_text
@@ -69,3 +70,75 @@ def test_a_display_that_cannot_be_sent_is_told_to_the_user(tmp_path: Path) -> No
                 if r["msg_type"] == "execute_result"] == [{"text/plain": "1024"}]
     finally:
         worker.close()
+
+
+def test_a_backend_that_fails_to_import_or_is_abstract_is_not_offered(
+        chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that a --kernels backend whose module raises on import (not ImportError: any
+    error of its own code) and one whose class lacks a method the interface requires are
+    each refused in the device's log with why, and the device offers the rest (before: the
+    first killed the template, and so the device, with a traceback, status 2; the second
+    was offered, and every run of it failed with BackendStartError)."""
+    (tmp_path / "boom.py").write_text("raise RuntimeError('boom at import')\n")
+    (tmp_path / "half.py").write_text(
+        "from session.backend import ExecuteOutcome, SessionBackend\n"
+        "class Half(SessionBackend):\n"
+        "    def execute(self, code, *, silent=False, store_history=True):\n"
+        "        return ExecuteOutcome()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join((str(TESTS), str(tmp_path))))
+    chain.start_broker()
+    device = chain.start_device(
+        "--kernels", "python,calc=calc_backend:Calc,boom=boom:X,half=half:Half")
+    device.wait_for_log(r"cannot offer the kernel 'boom': backend 'boom:X': importing boom "
+                        r"raised RuntimeError: boom at import")
+    device.wait_for_log(r"cannot offer the kernel 'half': backend 'half:Half' lacks "
+                        r"kernel_info")
+    device.wait_for_log(r"offers the kernels python, calc \(")
+
+
+def test_a_backend_option_whose_module_raises_is_one_line(key_file: Path,
+                                                          tmp_path: Path) -> None:
+    """Tests that --backend naming a module that raises on import stops the device with
+    status 2 and one line naming the option and the error (before: a traceback)."""
+    (tmp_path / "boom.py").write_text("raise RuntimeError('boom at import')\n")
+    out = subprocess.run([*CELLBUS, "device", "--key-file", str(key_file), "--connect",
+                          "ipc:///nowhere", "--backend", "boom:X"],
+                         env=node_env({"PYTHONPATH": str(tmp_path)}), cwd=ROOT,
+                         capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    assert "--backend 'boom:X': importing boom raised RuntimeError: boom at import" \
+        in out.stderr, out.stderr
+
+
+def test_a_backend_in_the_current_directory_is_pointed_to_pythonpath(key_file: Path,
+                                                                     tmp_path: Path) -> None:
+    """Tests that a device started in the folder of a backend module, without PYTHONPATH
+    (a researcher trying theirs), is told that the folder must be on PYTHONPATH (before:
+    only "No module named 'mycalc'", about a file right there)."""
+    (tmp_path / "mycalc.py").write_text((TESTS / "calc_backend.py").read_text())
+    out = subprocess.run([*CELLBUS, "device", "--key-file", str(key_file), "--connect",
+                          "ipc:///nowhere", "--kernels", "calc=mycalc:Calc"],
+                         env=node_env(), cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60, stdin=subprocess.DEVNULL)
+    assert out.returncode == 2, out.stderr
+    assert ("cannot offer the kernel 'calc': backend 'mycalc:Calc': No module named 'mycalc' "
+            "(mycalc.py is in the current directory, which the device does not import "
+            "backends from: give its folder as PYTHONPATH)") in out.stderr, out.stderr
+
+
+def test_a_backend_that_hangs_at_import_is_named_while_the_device_waits(
+        key_file: Path, tmp_path: Path, nodes: list) -> None:
+    """Tests that a device whose --kernels backend never finishes importing says, after
+    10 s, which backend of which kernel its template is importing (before: nothing for
+    60 s, then "the template process did not report ready within 60 s")."""
+    from harness import NodeProcess, ipc_endpoint
+    (tmp_path / "stuck.py").write_text("import time\ntime.sleep(3600)\n")
+    device = NodeProcess("device", "--connect", ipc_endpoint("broker"), "--key-file",
+                         str(key_file), "--kernels", "python,stuck=stuck:Stuck",
+                         env={"PYTHONPATH": str(tmp_path)})
+    nodes.append(device)
+    device.wait_for_log(r"its template process is not ready after 10 s: it is importing "
+                        r"the backend 'stuck:Stuck' of the kernel 'stuck'", timeout=30)
+    device.proc.kill()  # its template dies with it (PR_SET_PDEATHSIG)
+    device.proc.wait(10)

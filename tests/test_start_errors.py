@@ -58,3 +58,56 @@ def test_a_kernelspec_whose_program_is_missing_is_not_offered(
     device.wait_for_log(r"cannot offer the kernel 'broken': .*/nonexistent/bin/kern")
     device.wait_for_log(r"offers the kernels python \(")
     assert "Traceback" not in device.log
+
+
+def test_a_key_file_that_cannot_be_read_is_named_by_its_option(
+        nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that each node given a --key-file that is not there, or is empty, stops with
+    status 2 and a line naming --key-file and how to make one (before: "cannot read key file
+    PATH", naming no option, on a node given several files)."""
+    empty = tmp_path / "empty.key"
+    empty.write_bytes(b"")
+    for path, why in ((tmp_path / "nokey", "cannot read the --key-file .*nokey: No such file"),
+                      (empty, "the --key-file .*empty.key is empty")):
+        for role, options in (("broker", ["--store", f"sqlite:///{tmp_path}/s.db"]),
+                              ("device", ["--connect", ipc_endpoint("broker")]),
+                              ("gateway", ["--broker", ipc_endpoint("broker"), "--port", "0"])):
+            node = NodeProcess(role, *options, "--key-file", str(path))
+            nodes.append(node)
+            assert node.proc.wait(30) == 2, node.log
+            node.wait_for_log(why + r".*bin/cellbus key PATH")
+
+
+def test_a_curve_file_given_wrong_is_named_by_its_option(
+        chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a device given a --curve-key that is not there, its public .key instead of
+    the .key_secret, or the deployment key, a --broker-key that is not there, and a broker
+    whose --curve-dir has no broker key, each stop with status 2 and a line naming the
+    option and what to give (before: "cannot read the CURVE certificate PATH: Invalid
+    certificate file: PATH" for a file that does not exist, naming no option)."""
+    own, broker_key = chain.cert_options("d1", "device")[1::2]
+    public = own.removesuffix("_secret")
+    for options, line in (
+            (["--curve-key", str(tmp_path / "nope"), "--broker-key", broker_key],
+             r"--curve-key .*nope: no such file"),
+            (["--curve-key", public, "--broker-key", broker_key],
+             r"--curve-key .*d1\.key holds no secret key: give the \.key_secret file"),
+            (["--curve-key", chain.key_file, "--broker-key", broker_key],
+             r"--curve-key .* is not a CURVE certificate \(.*\): bin/cellbus cert makes them"),
+            (["--curve-key", own, "--broker-key", str(tmp_path / "nope")],
+             r"--broker-key .*nope: no such file")):
+        node = NodeProcess("device", "--connect", "tcp://127.0.0.1:9", "--key-file",
+                           chain.key_file, *options)
+        nodes.append(node)
+        assert node.proc.wait(30) == 2, node.log
+        node.wait_for_log(line)
+    empty = tmp_path / "keys"
+    empty.mkdir()
+    broker = NodeProcess("broker", "--key-file", chain.key_file, "--store", chain.store,
+                         "--curve-dir", str(empty), "--gateway-bind", "tcp://127.0.0.1:0",
+                         "--device-bind", "tcp://127.0.0.1:0", "--publish-bind",
+                         "tcp://127.0.0.1:0")
+    nodes.append(broker)
+    assert broker.proc.wait(30) == 2, broker.log
+    broker.wait_for_log(r"--curve-dir .*keys: no such file .*broker\.key_secret.*"
+                        r"bin/cellbus cert broker --role broker --dir")
