@@ -36,7 +36,8 @@ def test_an_idle_worker_after_a_query_is_not_sampled(device_with_client) -> None
                               ("complete_request", {"code": "x", "cursor_pos": 1})):
             replies = client.replies_to(client.request(kind, content, session))
             assert any(m["msg_type"] == kind.replace("request", "reply") for m in replies)
-    # Six watches sampling (before the fix) cost the device 0.08 s in these 2 s; idle
-    # devices spend about none (their heartbeats).
-    used = idle_cpu(device.proc.pid)
-    assert used < 0.03, f"an idle device used {used:.2f} s of CPU in 2 s"
+    # Six watches sampling (before the fix) cost the device 0.08 s in 2 s; idle devices
+    # spend about none (their heartbeats). The lesser of two windows, so that one-off work
+    # (the prefork pool refilled, say) in one of them does not count.
+    used = min(idle_cpu(device.proc.pid, 1.5), idle_cpu(device.proc.pid, 1.5))
+    assert used < 0.02, f"an idle device used {used:.2f} s of CPU in 1.5 s"
