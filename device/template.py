@@ -68,8 +68,12 @@ def send(control: socket.socket, record: dict[str, Any], fds: list[int] | None =
 def loading(control: socket.socket, what: str) -> None:
     """Tell the device what the template imports next, before it is ready: a module that
     never finishes importing (a researcher's backend) is then named while the device
-    waits, instead of 60 s of silence and "did not report ready"."""
-    send(control, {"op": "loading", "what": what})
+    waits, instead of 60 s of silence and "did not report ready". A device that closed the
+    channel meanwhile (it stops) ends the template as at end of stream: exit 0, no word."""
+    try:
+        send(control, {"op": "loading", "what": what})
+    except (BrokenPipeError, ConnectionResetError):
+        raise SystemExit(0) from None
 
 
 @dataclass

@@ -22,6 +22,13 @@ def recv(control: socket.socket, timeout: float = 30) -> tuple[dict[str, Any], l
     return msgpack.unpackb(data), fds
 
 
+def ready(control: socket.socket) -> dict[str, Any]:
+    """The template's first record after those saying what it is loading."""
+    while (record := recv(control)[0])["op"] == "loading":
+        pass
+    return record
+
+
 def wait_stopped(pid: int, timeout: float = 10) -> None:
     """Until ``pid`` is in state T (stopped by SIGSTOP)."""
     deadline = time.monotonic() + timeout
@@ -42,7 +49,7 @@ def test_a_worker_exit_reported_after_the_device_closed_the_channel_ends_quietly
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     theirs.close()
     try:
-        assert recv(ours)[0]["op"] == "ready"
+        assert ready(ours)["op"] == "ready"
         ours.send(msgpack.packb({"op": "fork", "id": 1, "workdir": str(tmp_path)}))
         forked, fds = recv(ours)
         assert forked["op"] == "forked" and len(fds) == 1
@@ -61,3 +68,23 @@ def test_a_worker_exit_reported_after_the_device_closed_the_channel_ends_quietly
             template.wait()
     assert template.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_a_template_whose_device_left_before_it_was_ready_ends_quietly() -> None:
+    """A device stopped while its template starts (say, a new one after the old was killed)
+    has closed the control channel before the template says what it loads: the template
+    ends as at end of stream (exit 0, nothing written), not on a BrokenPipeError traceback
+    that lands in the device's log."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours.close()
+    template = subprocess.Popen(
+        [sys.executable, "-P", "-m", "device.template", "--control-fd", str(theirs.fileno()),
+         "--sandbox", "off"], pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    theirs.close()
+    try:
+        output, _ = template.communicate(timeout=30)
+    finally:
+        if template.poll() is None:
+            template.kill()
+    assert template.returncode == 0 and output == "", output
