@@ -22,6 +22,17 @@ def recv(control: socket.socket, timeout: float = 30) -> tuple[dict[str, Any], l
     return msgpack.unpackb(data), fds
 
 
+def start_template() -> tuple[socket.socket, subprocess.Popen[str]]:
+    """A template process without a sandbox, and our end of its control channel."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    template = subprocess.Popen(
+        [sys.executable, "-P", "-m", "device.template", "--control-fd", str(theirs.fileno()),
+         "--sandbox", "off"], pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    theirs.close()
+    return ours, template
+
+
 def ready(control: socket.socket) -> dict[str, Any]:
     """The template's first record after those saying what it is loading."""
     while (record := recv(control)[0])["op"] == "loading":
@@ -42,12 +53,7 @@ def test_a_worker_exit_reported_after_the_device_closed_the_channel_ends_quietly
     """A device that stops closes the control channel; a worker exiting at that moment makes
     the template report to a closed channel. It must end as at end of stream (exit 0, no
     traceback in the device's log), not die on the broken pipe."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    template = subprocess.Popen(
-        [sys.executable, "-P", "-m", "device.template", "--control-fd", str(theirs.fileno()),
-         "--sandbox", "off"], pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    theirs.close()
+    ours, template = start_template()
     try:
         assert ready(ours)["op"] == "ready"
         ours.send(msgpack.packb({"op": "fork", "id": 1, "workdir": str(tmp_path)}))
@@ -75,13 +81,8 @@ def test_a_template_whose_device_left_before_it_was_ready_ends_quietly() -> None
     has closed the control channel before the template says what it loads: the template
     ends as at end of stream (exit 0, nothing written), not on a BrokenPipeError traceback
     that lands in the device's log."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    ours, template = start_template()
     ours.close()
-    template = subprocess.Popen(
-        [sys.executable, "-P", "-m", "device.template", "--control-fd", str(theirs.fileno()),
-         "--sandbox", "off"], pass_fds=(theirs.fileno(),), cwd=ROOT, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    theirs.close()
     try:
         output, _ = template.communicate(timeout=30)
     finally:
