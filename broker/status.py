@@ -26,7 +26,7 @@ from protocol.config import add_curve_options, add_option, endpoint, load_key, p
 from protocol.curve import ClientKeys, needs_keys
 from protocol.endpoints import wants_ipv6
 from protocol.errors import ConfigError, ProtocolError
-from protocol.numbers import positive_seconds
+from protocol.numbers import positive_seconds, times
 from protocol.wire import Session
 
 #: Seconds to wait for the broker's answer.
@@ -206,7 +206,7 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
                  f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
     for refused in status.get("refused") or []:
         lines.append(f"REFUSED on the {refused['port']} port: {refused['who']} "
-                     f"({refused['count']} times, the last {refused['ago']:g} s ago)")
+                     f"({times(refused['count'])}, the last {refused['ago']:g} s ago)")
     if status.get("store_writable") is False:
         lines.append("STORE CANNOT WRITE (disk full or failing): new work is refused with 507")
     problems = verdict(status)

@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Final
 
-from protocol.numbers import seconds
+from protocol.numbers import seconds, times
 
 from .store import Store, StoreUnreachable
 
@@ -38,10 +38,6 @@ def store_wait(text: str) -> float:
         return seconds(text)
     except argparse.ArgumentTypeError as e:
         raise argparse.ArgumentTypeError(f"{e} (or {FOREVER})") from None
-
-
-def _times(n: int) -> str:
-    return "once" if n == 1 else f"{n} times"
 
 
 def _spent(began: float) -> str:
@@ -74,7 +70,7 @@ async def open_when_reachable(store: Store, log: logging.Logger,
             except StoreUnreachable as e:
                 left = wait - (time.monotonic() - began)
                 if left <= 0:
-                    raise StoreUnreachable(f"{e} (tried {_times(attempt)}; gave up after "
+                    raise StoreUnreachable(f"{e} (tried {times(attempt)}; gave up after "
                                            f"{wait:g} s, --store-wait)") from e
                 if attempt == 1:
                     until = ("until it answers (--store-wait forever)" if math.isinf(wait)

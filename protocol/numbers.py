@@ -63,3 +63,8 @@ def amount(text: str) -> float:
 def positive_amount(text: str) -> float:
     """A finite number, more than 0 (a rate)."""
     return _real(text, zero=False, unit="units")
+
+
+def times(n: int) -> str:
+    """``n`` as a count of occurrences in a sentence: "once", "2 times"."""
+    return "once" if n == 1 else f"{n} times"

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import CELLBUS, ROOT, node_env
+from protocol.numbers import times
 
 #: (command and its other options, the option, a value it must refuse, its variable)
 REFUSED = [
@@ -91,3 +92,8 @@ def test_a_tcp_endpoint_without_keys_names_its_option(key_file: Path) -> None:
               env={"CELLBUS_KEY_FILE": str(key_file)})
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert "tcp://127.0.0.1:5557 (--subscribe) is a TCP endpoint" in out.stderr, out.stderr
+
+
+def test_a_count_of_occurrences_reads_as_english() -> None:
+    """``cellbus status`` said "(1 times, the last 67.3 s ago)" of a refusal seen once."""
+    assert [times(n) for n in (1, 2, 10)] == ["once", "2 times", "10 times"]
