@@ -70,6 +70,9 @@ COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 MAX_GIVEN = 1024
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
+#: Seconds a Stop waits for the worker to begin the request it was given (its backend may
+#: still be starting: a researcher's ``__init__`` that never returns) before ending it.
+UNBEGUN_STOP = 5.0
 
 
 class Worker:
@@ -233,10 +236,21 @@ class Worker:
             return False
         if not self._began:
             self._interrupt_asked = True
+            asyncio.get_running_loop().call_later(UNBEGUN_STOP, self._never_began,
+                                                  self.current)
             return True
         self.proc.send_signal(signal.SIGINT)
         keep_continuing(self.proc, functools.partial(self._runs, self.current), CONTINUES)
         return True
+
+    def _never_began(self, request: Message) -> None:
+        """A Stop asked :data:`UNBEGUN_STOP` seconds ago, and the worker has still not begun
+        ``request`` (it only takes a SIGINT once it has): it is ended, as by a limit."""
+        if self._runs(request) and not self._began:
+            self.stop_for_limit("KeyboardInterrupt", (
+                f"Stop was asked, and this session had not begun the cell {UNBEGUN_STOP:g} s "
+                "later (its kernel was still starting, or hung starting): its worker was "
+                "ended, and the session restarts fresh"))
 
     def _runs(self, request: Message) -> bool:
         return self.current is request and self.proc.returncode is None

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from harness import CELLBUS, ROOT, Chain, node_env
-from test_chain_kernels import errors, run
+from device.workers import UNBEGUN_STOP
+from test_chain_kernels import errors, evaluate, run
 from test_kernel_start import execute
 from test_session_worker import Worker, reply, stream_text
 
@@ -142,3 +145,41 @@ def test_a_backend_that_hangs_at_import_is_named_while_the_device_waits(
                         r"the backend 'stuck:Stuck' of the kernel 'stuck'", timeout=30)
     device.proc.kill()  # its template dies with it (PR_SET_PDEATHSIG)
     device.proc.wait(10)
+
+
+def test_stop_ends_a_cell_whose_backend_never_finishes_starting(
+        chain: Chain, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests that Stop ends, within UNBEGUN_STOP and a margin, a cell whose worker never
+    began it because its backend's ``__init__`` never returns: the cell fails saying so, and
+    the session restarts. Before, the device held the interrupt until the worker said busy,
+    which it never did: Stop answered 202 and the cell stayed needs_work for good (without
+    --exec-timeout, which a loopback ``up`` does not set)."""
+    (tmp_path / "hang.py").write_text(
+        "import time\n"
+        "from session.backend import ExecuteOutcome, SessionBackend\n"
+        "class Hang(SessionBackend):\n"
+        "    def __init__(self, out, config):\n"
+        "        super().__init__(out, config)\n"
+        "        time.sleep(3600)\n"
+        "    def execute(self, code, *, silent=False, store_history=True):\n"
+        "        return ExecuteOutcome()\n"
+        "    def kernel_info(self):\n"
+        "        return {'language_info': {'name': 'hang'}}\n")
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    chain.start_broker()
+    device = chain.start_device("--kernels", "python,hang=hang:Hang")
+    chain.start_gateway()
+    device.wait_for_log(r"offers the kernels python, hang \(")
+    status, body = evaluate(chain, "u/hang/1", "1", "hang")
+    assert status == 202, body
+    deadline = time.monotonic() + UNBEGUN_STOP + 20
+    doc: dict[str, Any] = {}
+    while time.monotonic() < deadline and doc.get("status") not in ("done", "error"):
+        # Stop again each second: the first may reach the device before the cell does.
+        status, body = chain.http("POST", "/home/u/hang/1/interrupt")
+        assert status == 202, body
+        doc = chain.update("u/hang/1", wait=1)[1]
+    assert doc["status"] == "error", doc
+    [error] = errors(doc)
+    assert error["ename"] == "KeyboardInterrupt" and "had not begun the cell" in \
+        error["evalue"], error
