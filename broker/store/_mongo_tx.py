@@ -9,6 +9,7 @@ an append of no messages, so it too is one transaction on a replica set.
 from __future__ import annotations
 
 import time
+from dataclasses import fields
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -19,16 +20,34 @@ from ._mongo_docs import _request
 from ._worksheet_rows import delete_in_parts
 from .base import Receipts
 from .errors import StoreError, UnknownRequest
-from .records import (CLOSED, DELETING, FINAL, NEEDS_WORK, WORKING, DeletedRuns, Request,
-                      check_transition)
+from .records import (CLOSED, DELETING, FINAL, NEEDS_WORK, WORKING, DeletedRuns, Progress,
+                      Request, check_transition)
 
 Doc = dict[str, Any]
 Database = AsyncDatabase[Doc]
+_PROGRESS_FIELDS = tuple(f.name for f in fields(Progress))
 
 
 async def _update(db: Database, msg_id: str, status: str, device: str | None,
                   error: str | None, session: AsyncClientSession | None) -> Request:
     """:meth:`MongoStore.update_request`, in ``session``'s transaction if it has one."""
+    return _request(await _move(db, msg_id, status, device, error, session, None))
+
+
+async def _progress(db: Database, msg_id: str, status: str, error: str | None,
+                    session: AsyncClientSession | None) -> Progress:
+    """An update of ``append_and_update``: only the fields a move changes are read back,
+    not the request's message."""
+    doc = await _move(db, msg_id, status, None, error, session, _PROGRESS_FIELDS)
+    return Progress(str(doc["msg_id"]), str(doc["status"]), doc.get("device"),
+                    doc.get("started"), doc.get("finished"), doc.get("error"))
+
+
+async def _move(db: Database, msg_id: str, status: str, device: str | None,
+                error: str | None, session: AsyncClientSession | None,
+                only: tuple[str, ...] | None) -> Doc:
+    """Move request ``msg_id`` to ``status``; its document after (only the fields ``only``
+    names, if given)."""
     for _ in range(2):  # once more if another broker moved it between read and write
         doc = await db.requests.find_one({"msg_id": msg_id}, {"status": 1}, session=session)
         if doc is None:
@@ -45,11 +64,12 @@ async def _update(db: Database, msg_id: str, status: str, device: str | None,
             change["device"] = device
         if error is not None:
             change["error"] = error
-        new = await db.requests.find_one_and_update(
+        new: Doc | None = await db.requests.find_one_and_update(
             {"msg_id": msg_id, "status": old}, {"$set": change},
+            projection=None if only is None else {name: 1 for name in only},
             return_document=ReturnDocument.AFTER, session=session)
         if new is not None:
-            return _request(new)
+            return new
     raise StoreError(f"request {msg_id!r} kept changing status while being moved to "
                      f"{status}; another broker is updating it")
 

@@ -54,7 +54,7 @@ from ._mongo_interacts import MongoInteracts
 from ._mongo_docs import (_REQUEST_FIELDS, _SESSION_FIELDS, _blob, _loads,
                           _request, _session)
 from ._mongo_append import Appender, Row, Then
-from ._mongo_tx import _put_receipts, _update
+from ._mongo_tx import _progress, _put_receipts, _update
 from ._mongo_reach import CHECK, reach, why
 from ._mongo_url import CONNECT_TIMEOUT, client_options, database_name, public_url
 from ._rows import check_limit, header_facts, stored_input
@@ -262,8 +262,7 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
             updated: list[Progress | None] = []
             for msg_id, status, error in updates:
                 try:
-                    updated.append(Progress.of(await _update(db, msg_id, status, None, error,
-                                                             session)))
+                    updated.append(await _progress(db, msg_id, status, error, session))
                 except (InvalidTransition, UnknownRequest):
                     updated.append(None)
             if receipts:
