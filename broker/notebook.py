@@ -5,7 +5,8 @@ The cells are the worksheet's layout (:mod:`broker.layouts`) in order, or, for a
 whose page never saved one, its cells from the store in cell-id order. A code cell's outputs
 are the stored Jupyter messages of its latest run, taken as they are (not the folded blocks
 of ``/update``): ``stream`` (consecutive ones of a stream joined, as Jupyter keeps them),
-``display_data`` and ``execute_result`` with their MIME bundles, ``error``; a
+``display_data`` (an ``update_display_data`` as one more) and ``execute_result`` with their
+MIME bundles, ``error``; a
 ``clear_output`` clears what came before it (``wait``: at the next output), as in Jupyter.
 What has no place in a notebook is left out: a file's reference (its ``text/plain``, the
 name, stays), interact controls (the output of the interact's first run stays), prompts.
@@ -109,12 +110,13 @@ def _output(kind: Any, content: dict[str, Any], count: int | None) -> Output | N
         if name in ("stdout", "stderr") and isinstance(text, str):
             return {"output_type": "stream", "name": name, "text": text}
         return None
-    if kind in (mt.DISPLAY_DATA, mt.EXECUTE_RESULT):
+    if kind in (mt.DISPLAY_DATA, mt.UPDATE_DISPLAY_DATA, mt.EXECUTE_RESULT):
         data = _bundle(content.get("data"))
         if not data:
             return None
         metadata = content.get("metadata")
-        output = {"output_type": kind, "data": data,
+        output = {"output_type": mt.DISPLAY_DATA if kind == mt.UPDATE_DISPLAY_DATA else kind,
+                  "data": data,
                   "metadata": metadata if isinstance(metadata, dict) else {}}
         if kind == mt.EXECUTE_RESULT:
             output["execution_count"] = count

@@ -25,7 +25,7 @@ from typing import Any
 
 from .msgtypes import (CLEAR_OUTPUT, DISPLAY_DATA, ERROR, EXECUTE_INPUT, EXECUTE_REPLY,
                        EXECUTE_RESULT, FILE_MIME, INPUT_REQUEST, INTERACT_END, INTERACT_START,
-                       STATUS, STREAM)
+                       STATUS, STREAM, UPDATE_DISPLAY_DATA)
 
 Block = dict[str, Any]
 FileUrl = Callable[[int, str], str]
@@ -151,7 +151,7 @@ class CellOutput:
             return inner._apply(seq, msg_type, content)
         if msg_type == STREAM:
             return self._stream(seq, content)
-        if msg_type in (DISPLAY_DATA, EXECUTE_RESULT):
+        if msg_type in (DISPLAY_DATA, UPDATE_DISPLAY_DATA, EXECUTE_RESULT):  # an update: a display
             block = self._rich(seq, content, "result" if msg_type == EXECUTE_RESULT else "display")
             return block is not None and self._add(seq, *block)
         if msg_type == ERROR:

@@ -63,6 +63,10 @@ STATUS = "status"
 EXECUTE_INPUT = "execute_input"
 STREAM = "stream"
 DISPLAY_DATA = "display_data"
+#: A new bundle for the displays of a ``transient.display_id`` (a Jupyter kernel's
+#: ``handle.update``): Jupyter clients replace those displays and add none; the page and
+#: the notebook download show it as one more display.
+UPDATE_DISPLAY_DATA = "update_display_data"
 EXECUTE_RESULT = "execute_result"
 ERROR = "error"
 CLEAR_OUTPUT = "clear_output"
@@ -105,7 +109,8 @@ MAX_SEQ = 2**63 - 1
 
 #: What a worker may say over its private link; anything else is rejected by the overseer.
 WORKER_OUTPUT_TYPES = frozenset({
-    STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, EXECUTE_RESULT, ERROR, CLEAR_OUTPUT,
+    STATUS, EXECUTE_INPUT, STREAM, DISPLAY_DATA, UPDATE_DISPLAY_DATA, EXECUTE_RESULT, ERROR,
+    CLEAR_OUTPUT,
     INTERACT_START, INTERACT_END, EXECUTE_REPLY, INTERRUPT_REPLY, KERNEL_INFO_REPLY,
     INTERACT_REPLY, SHUTDOWN_REPLY, INPUT_REQUEST, COMM_OPEN, COMM_MSG, COMM_CLOSE,
     COMM_INFO_REPLY, COMPLETE_REPLY, INSPECT_REPLY, IS_COMPLETE_REPLY, HISTORY_REPLY,

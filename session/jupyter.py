@@ -16,7 +16,8 @@ is killed with its process group and its files removed, and the ``RuntimeError``
 with the end of what it wrote (:mod:`session.starting` tells the user, run after run).
 
 Relayed from the kernel's iopub (:mod:`session.kernelrun`): ``stream``, ``display_data``
-(and ``update_display_data``, shown as a new display), ``clear_output``, ``comm_open``,
+(and ``update_display_data``: Jupyter clients update the displays of its display_id, the
+page shows it as a new display), ``clear_output``, ``comm_open``,
 ``comm_msg`` and ``comm_close`` (:meth:`JupyterBackend.comm` sends a client's to the
 kernel's shell: widgets work);
 ``execute_result`` and ``error`` become the :class:`ExecuteOutcome` the worker frames, with

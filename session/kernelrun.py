@@ -9,6 +9,8 @@ import signal
 import time
 from typing import TYPE_CHECKING, Any
 
+from protocol import msgtypes as mt
+
 from .backend import ExecuteOutcome, expression_error
 
 if TYPE_CHECKING:
@@ -96,9 +98,14 @@ class Run:
         if kind == "stream":
             out.stream("stderr" if content.get("name") == "stderr" else "stdout",
                        str(content.get("text", "")))
-        elif kind in ("display_data", "update_display_data"):
+        elif kind == "display_data":
             out.display(_unwrapped(content.get("data", {})), content.get("metadata"),
                         transient=content.get("transient"))
+        elif kind == mt.UPDATE_DISPLAY_DATA:  # its own type: Jupyter clients add no display
+            metadata, transient = content.get("metadata"), content.get("transient")
+            out.message(kind, {"data": _unwrapped(content.get("data", {})),
+                               "metadata": metadata if isinstance(metadata, dict) else {},
+                               "transient": transient if isinstance(transient, dict) else {}})
         elif kind == "execute_result":
             self.result = content
         elif kind == "clear_output":

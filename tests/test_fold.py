@@ -112,6 +112,18 @@ def test_too_large_file_has_no_url() -> None:
     assert "url" not in block and block["too_large"] is True
 
 
+def test_an_update_of_a_display_is_one_more_display() -> None:
+    """A Jupyter kernel's ``update_display_data`` (its own type on the bus, so that Jupyter
+    clients update the display it names): the page, which has no display ids, shows it as a
+    display after the one it updates, as it did while the session sent it as one."""
+    shown = {"data": {"text/html": "<b>1</b>"}, "metadata": {}, "transient": {"display_id": "d"}}
+    update = {**shown, "data": {"text/html": "<b>2</b>"}}
+    blocks = fold([(1, msg("display_data", **shown)),
+                   (2, msg("update_display_data", **update))]).blocks()
+    assert [(bid, b["content"]) for bid, b in blocks.items()] == [
+        ("html_0", "<b>1</b>"), ("html_1", "<b>2</b>")]
+
+
 def test_expression_result() -> None:
     assert fold(load("result")).blocks() == {"text_0": {
         "type": "text", "stream": "result", "content": "2", "order": 0, "state": "closed",
@@ -307,7 +319,7 @@ BAD: list[Any] = [
     msg("interact_start", controls={}), msg("interact_start", interact_id="i", controls=[]),
     msg("interact_start", interact_id="i", layout="n"),
     msg("clear_output", wait="yes"), msg("interact_end"), msg("comm_open", data={}),
-    msg("update_display_data", data={"text/plain": "x"}), msg("status", execution_state=7),
+    msg("update_display_data", data="x"), msg("status", execution_state=7),
 ]
 
 

@@ -135,3 +135,25 @@ async def test_history_is_the_kernels_own(gateway: Any, kernel: str) -> None:
     finally:
         kc.stop_channels()
         await km.shutdown_kernel()
+
+
+async def test_an_update_of_a_display_updates_it_and_adds_nothing(gateway: Any) -> None:
+    """``display(..., display_id=True)`` then ``handle.update(...)`` (the common way to show
+    live progress): nbclient replaces the first cell's output, and the updating cell has
+    none, as with a local ipykernel. Failed before: the kernel's ``update_display_data``
+    came as a ``display_data`` (the same content), which a Jupyter client adds as a new
+    output (in JupyterLab, one more copy per update) besides updating the old ones."""
+    nb = new_notebook(cells=[
+        new_code_cell("from IPython.display import HTML, display\n"
+                      "handle = display(HTML('<b>one</b>'), display_id=True)"),
+        new_code_cell("handle.update(HTML('<b>two</b>'))"),
+    ])
+    km = GatewayKernelManager()
+    client = NotebookClient(nb, km=km, timeout=60)
+    try:
+        await asyncio.wait_for(client.async_execute(), 120)
+    finally:
+        await km.shutdown_kernel()
+    nbformat.validate(nb)
+    assert [[o.get("data", {}).get("text/html") for o in cell.outputs] for cell in nb.cells] \
+        == [["<b>two</b>"], []], [cell.outputs for cell in nb.cells]

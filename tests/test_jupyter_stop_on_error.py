@@ -119,12 +119,25 @@ async def test_stop_on_error_false_and_silent_errors_stop_nothing(chain) -> None
 
 async def test_aborted_replies_are_stored_and_replayed_once(chain) -> None:
     """A client that left before the replies came gets them when it reconnects (its
-    session_id), once each."""
+    session_id), once each.
+
+    The prompt is answered (over HTTP, the cell's ``/input``) only once the client's socket
+    is closed, so the replies surely come after it left. Answered on the socket right before
+    its close (as before), they came to it before the close whenever the test process was
+    held up some 50 ms between the two (a loaded machine): the client read them while
+    closing, its position was rightly past them, and the reconnect waited for a replay of
+    nothing until pytest's timeout."""
     kernel_id = start_kernel(chain, "python")
     client = uuid.uuid4().hex
     ch = await Channels.open(chain.port, kernel_id, client=client)
-    requests = await run_all(ch, ["print('second ran')", "print('third ran')"])
+    first = await ch.send("execute_request", {"code": FAILS, "silent": False,
+                                              "allow_stdin": True})
+    await ch.until(lambda m: m["msg_type"] == "input_request", timeout=60)
+    requests = [first, *[await ch.send("execute_request", {"code": code, "silent": False})
+                         for code in ("print('second ran')", "print('third ran')")]]
     await ch.close()
+    cell = f"anonymous/{kernel_id}/cell-{first['header']['msg_id']}"
+    assert answer(chain, cell, "yes")[0] == 202
     ch = await Channels.open(chain.port, kernel_id, client=client)
     try:
         got = await ch.until(idle_of(requests[-1]), timeout=60)

@@ -50,7 +50,8 @@ SESSIONS_PER_BATCH: Final = 100
 #: Failures kept in :attr:`CompactionStats.errors` for the log line.
 MAX_ERRORS: Final = 5
 #: Message types that can change a cell's output (everything else is dropped when compacted).
-_VISIBLE: Final = frozenset({"stream", "display_data", "execute_result", "error",
+_VISIBLE: Final = frozenset({"stream", "display_data", "update_display_data", "execute_result",
+                             "error",
                              "clear_output", "interact_start", "interact_end",
                              "execute_reply", "interact_reply"})
 #: What a placeholder shows: an empty text block, which a later clear_output removes anyway.

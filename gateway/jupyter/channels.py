@@ -40,13 +40,14 @@ from protocol.wire import Message
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
 from ..guard import quota_client, rate_wait, too_many
-from ..ws import SocketHandler, Subscription
+from ..ws import SocketHandler
 from . import model, wire
 from .execute import Unanswered, forwarded
 from .kernelspecs import DEFAULT, kernelspecs, spec_of
 from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
 from .prompts import Prompts
+from .replay import Replay
 
 log = logging.getLogger("cellbus.gateway")
 #: What a client's messages make the gateway log, at a bounded rate per user and kind.
@@ -65,18 +66,6 @@ ACCEPTING: set[asyncio.Future[None]] = set()
 #: Seconds between looks at how much of what was sent a client's side has taken, while
 #: some of it is not (its delivery position follows).
 POSITION_EVERY = 0.25
-
-
-class Replay(Subscription):
-    """A kernel's output for one socket; every delivery is the client's new position."""
-
-    socket: ChannelsHandler
-
-    def deliver(self, msg: Message, text: str | None = None) -> int:
-        sent = super().deliver(msg, text)
-        if sent and self.session is not None:
-            self.socket.delivered(self.session, self.last)
-        return sent
 
 
 async def stop_sockets(sockets: Sockets, timeout: float) -> None:

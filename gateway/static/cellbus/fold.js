@@ -55,6 +55,7 @@
       switch (type) {
         case "stream": return this._stream(seq, content);
         case "display_data":
+        case "update_display_data": // shown as one more display, as protocol/fold.py does
         case "execute_result": {
           const made = this._rich(seq, content, type === "execute_result" ? "result" : "display", msg);
           return made !== null && this._add(seq, made[0], made[1]);
