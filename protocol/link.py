@@ -148,6 +148,11 @@ class OverseerLink:
         return cls(reader, writer, max_record)
 
     async def send(self, record: Record) -> None:
+        """Raises ``ConnectionResetError`` once the link is closed (the worker is ending): a
+        closed transport raises ``RuntimeError`` under uvloop, which ended the device's loop
+        when a request came for a worker between its link's end and its exit."""
+        if self.writer.is_closing():
+            raise ConnectionResetError("the worker's link is closed")
         self.writer.write(encode(record))
         await self.writer.drain()
 
