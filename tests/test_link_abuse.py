@@ -9,6 +9,7 @@ read it again. Real device and workers, a signed test client standing in for the
 from __future__ import annotations
 
 import glob
+import time
 
 from harness import of_type, stdout_of, until
 
@@ -64,3 +65,45 @@ def test_a_request_for_a_worker_that_closed_its_link_ends_it_not_the_device(
     assert errors and errors[0]["content"]["ename"] == "WorkerDied"
     assert stdout_of(client.run("print('served')", "victim", timeout=10)) == "served\n"
     assert device.proc.poll() is None and "crashed" not in device.log
+
+
+#: AFTER for FINISH_THEN: read just enough of the next request to learn its id, end it too,
+#: and leave the rest of it unread.
+PEEK_AND_FINISH = """
+head = out.link.sock.recv(200, socket.MSG_WAITALL)  # the length and the first fields
+at = head.index(b"msg_id") + 6  # then a msgpack str: fixstr, or str8 with its length
+start, n = (at + 1, head[at] & 0x1F) if head[at] < 0xC0 else (at + 2, head[at + 1])
+out.parent = head[start:start + n].decode()
+finish()
+"""
+
+#: Bigger than a Unix socket's buffer and the event loop's high-water mark together.
+BIG_CODE = "#" + "x" * (1 << 20)
+
+
+def test_a_worker_that_reads_nothing_stalls_no_other_session(device_with_client) -> None:
+    """Given the session's next request, the worker leaves it unread; the device waited for
+    that write to be taken in the one loop that takes every session's requests, so a request
+    bigger than the socket's buffer stopped the whole device (the other sessions' cells
+    waited up to --exec-timeout, 300 s by default), again at will."""
+    client, device = device_with_client("--drain-timeout", "1")
+    assert stdout_of(client.run("print('first')", "victim")) == "first\n"
+    client.run(FINISH_THEN.replace("AFTER", ""), "attacker")
+    client.execute(BIG_CODE, "attacker")  # written to a worker that reads no more
+    started = time.monotonic()
+    assert stdout_of(client.run("print('second')", "victim", timeout=10)) == "second\n"
+    assert time.monotonic() - started < 5
+
+
+def test_a_worker_that_leaves_a_request_unread_gets_no_more(device_with_client) -> None:
+    """Ending each request after reading only its first bytes, a worker would have the
+    device hold its unread requests without bound (and, before, stall on them); the next
+    request written while one lies unread ends the worker, with a clear error."""
+    client, device = device_with_client("--drain-timeout", "1")
+    client.run(FINISH_THEN.replace("AFTER", PEEK_AND_FINISH), "attacker")
+    client.execute(BIG_CODE, "attacker")  # 200 bytes of it read, and ended
+    unread = client.execute(BIG_CODE, "attacker")  # given while the one before lies unread
+    errors = of_type(client.replies_to(unread, timeout=10), "error")
+    assert errors and errors[0]["content"]["ename"] == "LinkViolation"
+    assert "unread" in errors[0]["content"]["evalue"]
+    assert stdout_of(client.run("print('served')", "victim", timeout=10)) == "served\n"
