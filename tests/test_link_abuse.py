@@ -107,3 +107,20 @@ def test_a_worker_that_leaves_a_request_unread_gets_no_more(device_with_client) 
     assert errors and errors[0]["content"]["ename"] == "LinkViolation"
     assert "unread" in errors[0]["content"]["evalue"]
     assert stdout_of(client.run("print('served')", "victim", timeout=10)) == "served\n"
+
+
+def test_a_shutdown_waits_for_its_worker_but_not_the_other_sessions(device_with_client) -> None:
+    """A worker that does not exit when its link closes (a cell runs, or its code ended its
+    request and reads no more) is given 2 s before it is killed; a shutdown waited for that
+    in the device's one request loop, so each restart stalled every other session of the
+    device for 2 s, again at will. The victim's cell, sent just after, is answered first."""
+    client, device = device_with_client("--drain-timeout", "1")
+    client.run("print('ready')", "victim")
+    client.run(FINISH_THEN.replace("AFTER", ""), "attacker")  # it reads no more
+    shutdown = client.request("shutdown_request", {"restart": False}, "attacker")
+    victim = client.execute("print('served')", "victim")
+    client.wait_for(lambda m: m["parent_header"].get("msg_id") == shutdown["msg_id"]
+                    and m["msg_type"] == "shutdown_reply", timeout=10)
+    answered = [m["msg_type"] for m in client.about.get(victim["msg_id"], [])]
+    assert "execute_reply" in answered  # before the shutdown's reply
+    assert stdout_of(client.replies_to(victim)) == "served\n"
