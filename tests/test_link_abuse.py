@@ -11,7 +11,8 @@ from __future__ import annotations
 import glob
 import time
 
-from harness import of_type, stdout_of, until
+from device.usage import children
+from harness import of_type, stdout_of, until, worker_pid
 
 #: Run in a cell: end this request as the worker would (its reply and idle), then do AFTER.
 FINISH_THEN = """
@@ -39,15 +40,16 @@ out.link.sock.shutdown(socket.SHUT_WR)
 """
 
 
-def thread_named(name: str) -> bool:
-    """Whether a thread of this machine is called ``name`` now."""
-    for comm in glob.glob("/proc/[0-9]*/task/*/comm"):
-        try:
-            with open(comm) as f:
-                if f.read().strip() == name:
-                    return True
-        except OSError:
-            pass  # it ended meanwhile
+def thread_named(pid: int, name: str) -> bool:
+    """Whether a thread of process ``pid`` or of one of its children is called ``name``."""
+    for p in [pid, *children(pid)]:
+        for comm in glob.glob(f"/proc/{p}/task/*/comm"):
+            try:
+                with open(comm) as f:
+                    if f.read().strip() == name:
+                        return True
+            except OSError:
+                pass  # it ended meanwhile
     return False
 
 
@@ -59,7 +61,8 @@ def test_a_request_for_a_worker_that_closed_its_link_ends_it_not_the_device(
     that ended the device (``loop device.serve crashed``) with every session on it."""
     client, device = device_with_client("--drain-timeout", "1")
     client.run(FINISH_THEN.replace("AFTER", CLOSE_LINK), "attacker")
-    until(lambda: thread_named("cb-link-closed"), "the device closed the attacker's link")
+    pid = worker_pid(device, "attacker")  # the sandbox's init, or the worker itself
+    until(lambda: thread_named(pid, "cb-link-closed"), "the device closed the attacker's link")
     late = client.execute("print('late')", "attacker")  # while the link is closed
     errors = of_type(client.replies_to(late, timeout=10), "error")
     assert errors and errors[0]["content"]["ename"] == "WorkerDied"
