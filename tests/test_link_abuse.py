@@ -127,3 +127,21 @@ def test_a_shutdown_waits_for_its_worker_but_not_the_other_sessions(device_with_
     answered = [m["msg_type"] for m in client.about.get(victim["msg_id"], [])]
     assert "execute_reply" in answered  # before the shutdown's reply
     assert stdout_of(client.replies_to(victim)) == "served\n"
+
+
+def test_idle_workers_that_do_not_exit_hold_up_no_exec_timeout(device_with_client) -> None:
+    """The sweep that closes idle workers also stops cells past --exec-timeout; it closed
+    each idle worker in turn, waiting up to 2 s for each that did not exit, and meanwhile
+    stopped no other session's runaway cell. The victim's cell, over its limit while the
+    attacker's worker is being closed, is stopped before that close ends."""
+    # The sweep runs every 0.25 s; the attacker's worker is closed at its first after 1 s
+    # idle, and the victim's cell, sent just after, is over its limit 1.5 s later.
+    client, device = device_with_client("--drain-timeout", "1", "--idle-timeout", "1",
+                                        "--exec-timeout", "1.5")
+    client.run(FINISH_THEN.replace("AFTER", ""), "attacker")  # idle from now on, and deaf
+    victim = client.execute("import time\ntime.sleep(60)", "victim")
+    closed = client.wait_for(lambda m: m["msg_type"] == "session_closed"
+                             and m["content"].get("session") == "attacker", timeout=10)
+    assert "idle" in closed["content"]["reason"]
+    answered = of_type(client.about.get(victim["msg_id"], []), "error")
+    assert answered and answered[0]["content"]["ename"] == "TimeLimitExceeded"
