@@ -100,7 +100,7 @@ class Overseer:
         #: What stops the requests queued behind it, per session (stop_on_error).
         self.aborts = Aborts()
         self.root = tempfile.mkdtemp(prefix=f"cellbus-{device_id}-")
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._watchers: set[asyncio.Task[object]] = set()
         self.launcher = TemplateLauncher(config.launch)
         #: Ready workers per kernel offered (known once the template said which it runs).
         self.pools: dict[str, collections.deque[Ready]] = {}
