@@ -100,7 +100,7 @@ class Overseer:
         #: What stops the requests queued behind it, per session (stop_on_error).
         self.aborts = Aborts()
         self.root = tempfile.mkdtemp(prefix=f"cellbus-{device_id}-")
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._watchers: set[asyncio.Task[object]] = set()
         self.launcher = TemplateLauncher(config.launch)
         #: Ready workers per kernel offered (known once the template said which it runs).
         self.pools: dict[str, collections.deque[Ready]] = {}
@@ -354,12 +354,17 @@ class Overseer:
         return self.config.idle_timeout
 
     async def sweep_idle(self) -> None:
-        """Close workers idle for longer than their limit (the seed's poll timeout)."""
+        """Close workers idle for longer than their limit (the seed's poll timeout), each in
+        a task: one that does not exit when its link closes is waited for up to EXIT_GRACE,
+        and the sweep, which also stops cells past --exec-timeout, waited for each in turn."""
         now = time.monotonic()
-        idle = [w for w in self.workers.values()
-                if not w.busy and now - w.last_used > self.idle_limit(w)]
+        idle = [w for w in self.workers.values() if not w.busy and w.closing_reason is None
+                and now - w.last_used > self.idle_limit(w)]
         for worker in idle:
-            await self.close_session(worker.session_id, "idle timeout")
+            closing = asyncio.create_task(self.close_session(worker.session_id, "idle timeout"),
+                                          name=f"idle.{worker.proc.pid}")
+            self._watchers.add(closing)
+            closing.add_done_callback(self._watchers.discard)
 
     async def stop(self) -> None:
         """Close every worker (killing those that do not exit) and remove their files."""

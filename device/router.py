@@ -288,10 +288,8 @@ class DeviceRouter(Node):
                 ok = worker is not None and worker.interrupt()
                 await self._reply(request, session_id, mt.INTERRUPT_REPLY,
                                   {"status": "ok" if ok else "error"})
-            elif kind == mt.SHUTDOWN_REQUEST:
-                await self.overseer.close_session(session_id, "shutdown requested")
-                await self._reply(request, session_id, mt.SHUTDOWN_REPLY,
-                                  {"status": "ok", "restart": False})
+            elif kind == mt.SHUTDOWN_REQUEST:  # a task: see _shut_down
+                self.spawn(self._shut_down(request, session_id), f"shutdown.{session_id}")
             elif kind in mt.KERNEL_REQUEST_TYPES and not self._live(session_id):
                 # A comm message or a query is for a running kernel: it never starts one, nor
                 # is handed back.
@@ -316,6 +314,17 @@ class DeviceRouter(Node):
             self.log.warning("device refused %s %s: %s", request["msg_type"],
                              request["msg_id"], e)
             await self._refuse(request, type(e).__name__, str(e))
+
+    async def _shut_down(self, request: Message, session_id: str) -> None:
+        """End the session's worker, then reply. Not in the loop that takes every session's
+        requests: a worker that does not exit when its link closes (a cell runs, or its code
+        took over its link) is waited for up to EXIT_GRACE (2 s), and each shutdown stalled
+        every other session of the device that long. The broker sends the session nothing
+        more (it is closed; the worksheet's next cell opens a new one); what else comes for
+        it meanwhile ends with SessionClosed."""
+        await self.overseer.close_session(session_id, "shutdown requested")
+        await self._reply(request, session_id, mt.SHUTDOWN_REPLY,
+                          {"status": "ok", "restart": False})
 
     async def _answer(self, session_id: str, request: Message) -> None:
         """An answer to a prompt goes to that session's worker if it waits for one; else it

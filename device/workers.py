@@ -39,7 +39,7 @@ from protocol import msgtypes as mt
 from protocol import outputwords
 from protocol.asked import Asked, from_content, show
 from protocol.errors import ProtocolError
-from protocol.link import LinkCut, OverseerLink
+from protocol.link import LinkCut, LinkStalled, OverseerLink
 from protocol.requests import Ending, aborted, failed, stamp
 from protocol.wire import Message, Session
 
@@ -199,6 +199,11 @@ class Worker:
                 await self.link.send({"msg_type": request["msg_type"],
                                       "msg_id": request["msg_id"],
                                       "content": request["content"]})
+            except LinkStalled as e:  # its code took over its link and reads no more
+                self._reject(str(e))
+                self.stop_for_limit("LinkViolation", "the session's worker left what the "
+                                    "device sent it unread and was stopped; the session "
+                                    "restarts fresh")
             except (ConnectionError, OSError):
                 return  # the pump sees the exit and fails the request
 

@@ -48,6 +48,10 @@ class LinkCut(ProtocolError):
         super().__init__("frames", "worker link closed inside a record")
 
 
+class LinkStalled(ConnectionError):
+    """The worker left unread a record it was given before: its code took over the link."""
+
+
 def encode(record: Record) -> bytes:
     body = msgpack.packb(record, use_bin_type=True)
     return _LEN.pack(len(body)) + body
@@ -148,8 +152,22 @@ class OverseerLink:
         return cls(reader, writer, max_record)
 
     async def send(self, record: Record) -> None:
+        """Write ``record``, never waiting for the worker to read it: the device's one loop
+        that takes every session's requests sends them, and waiting there (``drain``) for a
+        worker whose code stopped reading its link stalled every other session of the device.
+        Nothing piles up: the overseer writes a record only once the worker has answered the
+        one before (a request once the last has ended, the answer to a prompt), which a
+        worker reads whole first; so a record still unwritten by then was left unread, and
+        :class:`LinkStalled` is raised instead. Raises ``ConnectionResetError`` once the link
+        is closed (the worker is ending): a closed transport raises ``RuntimeError`` under
+        uvloop, which ended the device's loop when a request came for a worker between its
+        link's end and its exit."""
+        if self.writer.is_closing():
+            raise ConnectionResetError("the worker's link is closed")
+        unread = self.writer.transport.get_write_buffer_size()
+        if unread:
+            raise LinkStalled(f"the worker left {unread} bytes of what it was sent unread")
         self.writer.write(encode(record))
-        await self.writer.drain()
 
     async def recv(self) -> Record | None:
         """The next record, or None at end of stream (the worker exited or closed it)."""
