@@ -40,6 +40,7 @@ from broker.store import CONNECT_TIMEOUT
 from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
+from device.uids import parse_uids
 from device.draining import DRAIN_TIMEOUT
 from protocol.config import (LOG_LEVELS, add_option, generate_key, log_level, parse_args, plain,
                              tcp_port)
@@ -113,6 +114,23 @@ def device_budget(devices: int) -> list[str]:
     if "CELLBUS_MEMORY_BUDGET" in os.environ:
         return []
     return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
+
+
+def device_uids(devices: int) -> list[list[str]]:
+    """Each device's share of a CELLBUS_SANDBOX_UIDS range (a block of its own), as the
+    memory budget is shared: each device read the whole range before, and the second was
+    refused for overlapping the first. Nothing to pass for ``auto``, one device, or a value
+    the devices will refuse themselves, saying why."""
+    text = os.environ.get("CELLBUS_SANDBOX_UIDS", "").strip()
+    try:
+        uids = parse_uids(text) if devices > 1 and text != "auto" else range(0)
+    except ValueError:
+        uids = range(0)
+    size = len(uids) // devices
+    if not size:
+        return [[] for _ in range(devices)]
+    return [["--sandbox-uids", f"{uids[i * size]}-{uids[i * size] + size - 1}"]
+            for i in range(devices)]
 
 
 def metrics_ports(a: argparse.Namespace) -> dict[str, int]:
@@ -275,10 +293,11 @@ class Supervisor:
             "--exec-timeout", str(a.exec_timeout or 0)]
         for name in ("gw", "dev", "pub"):
             self.wait_for_socket(name)
+        uids = device_uids(a.devices)
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
-                       *device_budget(a.devices),
+                       *device_budget(a.devices), *uids[i],
                        *timeout,
                        "--idle-timeout", str(a.idle_timeout),
                        "--drain-timeout", str(a.drain_timeout),

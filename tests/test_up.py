@@ -201,3 +201,19 @@ def test_up_with_a_metrics_port_in_use_stops_before_starting_anything(tmp_path: 
             up.kill_group()
     up.wait_for_log(rf"cellbus up: .*port {first + 2}.* --metrics-port")
     assert "broker started" not in up.log and "Traceback" not in up.log
+
+
+def test_up_splits_a_sandbox_uid_range_from_the_environment_among_its_devices(
+        tmp_path: Path, nodes) -> None:
+    """Tests that CELLBUS_SANDBOX_UIDS=FIRST-LAST with --devices 2 gives each device half of
+    the range, as CELLBUS_MEMORY_BUDGET's default is split: both devices read the whole range
+    before, the second was refused for overlapping the first, and `up` stopped."""
+    up = NodeProcess("up", "--port", str(free_port()), "--devices", "2",
+                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path),
+                          "CELLBUS_SANDBOX_UIDS": "710000-711999"})
+    nodes.append(up)
+    up.wait_for_log(r"cellbus is up", timeout=60)
+    for uids in ("710000-710999", "711000-711999"):
+        up.wait_for_log(rf"device session uids {uids} \(--sandbox-uids {uids}\)")
+    assert up.stop(signal.SIGINT, timeout=30) == 0
