@@ -99,10 +99,19 @@ def running_up() -> dict[str, Any] | None:
     an `up`: after ``kill -9`` its pid may have gone to another program)."""
     try:
         state = read_state(state_path())
-        cmdline = Path(f"/proc/{state.get('pid')}/cmdline").read_bytes()
     except (OSError, ValueError, ConfigError):
         return None
-    return state if is_running(state.get("pid")) and _is_up(cmdline) else None
+    return state if up_runs(state) else None
+
+
+def up_runs(state: dict[str, Any]) -> bool:
+    """Whether the `up` that wrote ``state`` still runs: its pid runs, and is an `up` (after
+    ``kill -9`` its pid may have gone to another program, or be a zombie not yet reaped)."""
+    try:
+        cmdline = Path(f"/proc/{state.get('pid')}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return is_running(state.get("pid")) and _is_up(cmdline)
 
 
 def _is_up(cmdline: bytes) -> bool:
@@ -256,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                                   f"is running (no {path})") from None
             except (OSError, ValueError) as e:
                 raise ConfigError(f"cannot read {path}: {e}") from None
-            if not is_running(state.get("pid")):
+            if not up_runs(state):
                 raise ConfigError(f"the `bin/cellbus up` that wrote {path} (pid "
                                   f"{state.get('pid')}) is gone; remove the file")
             endpoint, key_file = endpoint or state.get("broker"), key_file or state.get("key_file")
