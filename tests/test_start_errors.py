@@ -14,7 +14,8 @@ from protocol.config import generate_key
 def test_a_device_with_another_key_is_told_to_check_the_key_file(
         chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
     """Tests that a device signing with a key other than the broker's gets, in its own log,
-    a line naming --key-file, and the broker's line about the bad signatures names it too."""
+    a line naming --key-file, and the broker's line about the bad signatures names it too,
+    and the device by its --device-id (it named it in hex, 'from peer 77726f6e67')."""
     broker = chain.start_broker()
     other = tmp_path / "other.key"
     generate_key(other)
@@ -22,7 +23,7 @@ def test_a_device_with_another_key_is_told_to_check_the_key_file(
                          *chain.cert_options("wrong", "device"), "--key-file", str(other))
     nodes.append(device)
     device.wait_for_log(r"no word from the broker .*--key-file")
-    broker.wait_for_log(r"dropped a message: signature.*--key-file")
+    broker.wait_for_log(r"dropped a message: signature.*--key-file; from peer 'wrong'")
     assert "device wrong registered" not in broker.log
 
 
