@@ -124,6 +124,19 @@ def _is_up(cmdline: bytes) -> bool:
 
 # -- asking the broker ------------------------------------------------------------------------
 
+def _silence(seen: set[int]) -> str:
+    """What a broker's silence means, by how far the link got (its monitor's events): one
+    line asked about the key for all three, where only the last is about it."""
+    if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
+        return ("its link is up, and the broker drops what this status signs: are --key-file "
+                "and --packer the broker's?")
+    if zmq.EVENT_CONNECTED in seen:
+        return ("its port accepts connections, but no handshake finished: is the broker "
+                "frozen (SIGSTOP) or overloaded?")
+    return "nothing listens there: is the broker running, and is this its --gateway-bind " \
+           "endpoint?"
+
+
 def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = TIMEOUT,
         keys: ClientKeys | None = None, insecure: bool = False) -> dict[str, Any]:
     """The broker's ``broker_status_reply`` content; raises ConnectionError if it is silent.
@@ -151,14 +164,14 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
                     continue
                 if reply["parent_header"].get("msg_id") == request["msg_id"]:
                     return reply["content"]
+        seen: set[int] = set()
         problem = linkwatch.pending_problem(monitor, endpoint, "gateway",
-                                            curve=keys is not None)
+                                            curve=keys is not None, seen=seen)
         if problem and keys is not None:  # the broker's device or publish port refuses too
             problem += f" (is {endpoint} the broker's --gateway-bind endpoint? status asks " \
                        "there)"
         raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
-                              f"{timeout:g} s (is it running, is this its --gateway-bind "
-                              "endpoint, and are --key-file and --packer the broker's?)")
+                              f"{timeout:g} s ({_silence(seen)})")
     finally:
         sock.disable_monitor()
         monitor.close(0)
