@@ -21,7 +21,9 @@ The first four refuse a message outright (:attr:`Judgement.REFUSE`). ``not-holde
 (:attr:`Judgement.SKIP`) drops the message but lets its outbox number count as received, so
 the device's outbox moves past it instead of sending it again forever. Each refusal is
 counted (``cellbus_bus_messages_rejected{reason=...}``) and logged at most once per sender
-per :data:`LOG_INTERVAL`, with the count since its last line.
+per :data:`LOG_INTERVAL`, with the count since its last line: a warning, but for the output
+a device the store had sessions on sends across this broker's restart, before it registers
+again (its outbox sends that again once it has), which is said at INFO as what it is.
 """
 
 from __future__ import annotations
@@ -71,6 +73,9 @@ class Senders:
         #: Session -> the devices it was handed to, the most recent sessions last.
         self.handed: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         self._logged: dict[str, tuple[float, int]] = {}  # sender -> (when, refused since)
+        #: Devices the store had open sessions on when this broker started: one of them
+        #: heard before it registers is a device across this broker's restart, no stranger.
+        self.before: set[str] = set()
 
     def seed(self, records: Iterable[SessionRecord]) -> None:
         """The open sessions the store holds, and the device each is on (at start)."""
@@ -78,6 +83,7 @@ class Senders:
             self.handed.setdefault(record.session, set())
             if record.device:
                 self.handed_to(record.session, record.device)
+                self.before.add(record.device)
 
     def handed_to(self, session: str, device: str) -> None:
         """The broker handed a request of ``session`` to ``device``."""
@@ -138,6 +144,11 @@ class Senders:
         if len(self._logged) > MAX_SESSIONS:  # made-up senders without end: start over
             self._logged.clear()
         self._logged[sender] = (now, 0)
+        since = f"; {unlogged} refused from it since the last line" if unlogged > 1 else ""
+        if why == "unknown-device" and sender in self.before:  # what it sent as this started
+            self.log.info("broker: device %r sent a %s before it registered again with this "
+                          "broker (restarted); its outbox sends it again once it has%s",
+                          sender, msg["msg_type"], since)
+            return
         self.log.warning("broker refused a %s from %r on the device port (%s)%s", msg["msg_type"],
-                         sender, why, f"; {unlogged} refused from it since the last line"
-                         if unlogged > 1 else "")
+                         sender, why, since)

@@ -99,10 +99,19 @@ def running_up() -> dict[str, Any] | None:
     an `up`: after ``kill -9`` its pid may have gone to another program)."""
     try:
         state = read_state(state_path())
-        cmdline = Path(f"/proc/{state.get('pid')}/cmdline").read_bytes()
     except (OSError, ValueError, ConfigError):
         return None
-    return state if is_running(state.get("pid")) and _is_up(cmdline) else None
+    return state if up_runs(state) else None
+
+
+def up_runs(state: dict[str, Any]) -> bool:
+    """Whether the `up` that wrote ``state`` still runs: its pid runs, and is an `up` (after
+    ``kill -9`` its pid may have gone to another program, or be a zombie not yet reaped)."""
+    try:
+        cmdline = Path(f"/proc/{state.get('pid')}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return is_running(state.get("pid")) and _is_up(cmdline)
 
 
 def _is_up(cmdline: bytes) -> bool:
@@ -114,6 +123,19 @@ def _is_up(cmdline: bytes) -> bool:
 
 
 # -- asking the broker ------------------------------------------------------------------------
+
+def _silence(seen: set[int]) -> str:
+    """What a broker's silence means, by how far the link got (its monitor's events): one
+    line asked about the key for all three, where only the last is about it."""
+    if zmq.EVENT_HANDSHAKE_SUCCEEDED in seen:
+        return ("its link is up, and the broker drops what this status signs: are --key-file "
+                "and --packer the broker's?")
+    if zmq.EVENT_CONNECTED in seen:
+        return ("its port accepts connections, but no handshake finished: is the broker "
+                "frozen (SIGSTOP) or overloaded?")
+    return "nothing listens there: is the broker running, and is this its --gateway-bind " \
+           "endpoint?"
+
 
 def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = TIMEOUT,
         keys: ClientKeys | None = None, insecure: bool = False) -> dict[str, Any]:
@@ -142,14 +164,14 @@ def ask(endpoint: str, key: bytes, *, packer: str = "msgpack", timeout: float = 
                     continue
                 if reply["parent_header"].get("msg_id") == request["msg_id"]:
                     return reply["content"]
+        seen: set[int] = set()
         problem = linkwatch.pending_problem(monitor, endpoint, "gateway",
-                                            curve=keys is not None)
+                                            curve=keys is not None, seen=seen)
         if problem and keys is not None:  # the broker's device or publish port refuses too
             problem += f" (is {endpoint} the broker's --gateway-bind endpoint? status asks " \
                        "there)"
         raise ConnectionError(problem or f"the broker at {endpoint} did not answer within "
-                              f"{timeout:g} s (is it running, is this its --gateway-bind "
-                              "endpoint, and are --key-file and --packer the broker's?)")
+                              f"{timeout:g} s ({_silence(seen)})")
     finally:
         sock.disable_monitor()
         monitor.close(0)
@@ -256,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                                   f"is running (no {path})") from None
             except (OSError, ValueError) as e:
                 raise ConfigError(f"cannot read {path}: {e}") from None
-            if not is_running(state.get("pid")):
+            if not up_runs(state):
                 raise ConfigError(f"the `bin/cellbus up` that wrote {path} (pid "
                                   f"{state.get('pid')}) is gone; remove the file")
             endpoint, key_file = endpoint or state.get("broker"), key_file or state.get("key_file")

@@ -40,6 +40,7 @@ from broker.store import CONNECT_TIMEOUT
 from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
 from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
+from device.uids import parse_uids
 from device.draining import DRAIN_TIMEOUT
 from protocol.config import (LOG_LEVELS, add_option, generate_key, log_level, parse_args, plain,
                              tcp_port)
@@ -81,6 +82,10 @@ def parser() -> argparse.ArgumentParser:
                "messages stay whole before they are compacted (0 or off: never)")
     add_option(p, "--drain-timeout", type=seconds, default=DRAIN_TIMEOUT, metavar="S",
                help="as for devices: on stop, seconds running cells get to finish")
+    add_option(p, "--metrics-port", type=tcp_port, default=0, metavar="PORT",
+               help="serve the broker's Prometheus metrics on http://127.0.0.1:PORT/metrics "
+                    "and device N's (from 0) on PORT+1+N; the gateway's are at its own "
+                    "/metrics. 0: off")
     add_quota_options(p, by_auth=True)
     add_access_options(p)
     return p
@@ -111,10 +116,37 @@ def device_budget(devices: int) -> list[str]:
     return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
 
 
+def device_uids(devices: int) -> list[list[str]]:
+    """Each device's share of a CELLBUS_SANDBOX_UIDS range (a block of its own), as the
+    memory budget is shared: each device read the whole range before, and the second was
+    refused for overlapping the first. Nothing to pass for ``auto``, one device, or a value
+    the devices will refuse themselves, saying why."""
+    text = os.environ.get("CELLBUS_SANDBOX_UIDS", "").strip()
+    try:
+        uids = parse_uids(text) if devices > 1 and text != "auto" else range(0)
+    except ValueError:
+        uids = range(0)
+    size = len(uids) // devices
+    if not size:
+        return [[] for _ in range(devices)]
+    return [["--sandbox-uids", f"{uids[i * size]}-{uids[i * size] + size - 1}"]
+            for i in range(devices)]
+
+
+def metrics_ports(a: argparse.Namespace) -> dict[str, int]:
+    """Each node's --metrics-port, by node name: one port each, in a row from `up`'s. Passed
+    on as flags: each node read CELLBUS_METRICS_PORT itself before, so every device found the
+    port the broker had taken and `up` stopped. Empty with --metrics-port 0."""
+    if not a.metrics_port:
+        return {}
+    names = ["broker", *(f"device{i}" for i in range(a.devices))]
+    return {name: a.metrics_port + i for i, name in enumerate(names)}
+
+
 def bind_error(host: str, port: int) -> OSError | None:
-    """What binding the gateway's address would fail with now (None: nothing): found out
-    before any node starts, so the answer is one line, not a gateway that dies and a
-    supervisor that explains it."""
+    """What binding the gateway's address (or a metrics port) would fail with now (None:
+    nothing): found out before any node starts, so the answer is one line, not a node that
+    dies and a supervisor that explains it."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except OSError:
@@ -153,6 +185,17 @@ def refusal(args: argparse.Namespace) -> str | None:
     if error is not None:
         return (f"cellbus up: the gateway cannot listen on {args.host} port {args.port}: "
                 f"{error.strerror or error} (--host names an address of this machine)")
+    for name, port in metrics_ports(args).items():
+        if port > 65535:
+            return (f"cellbus up: --metrics-port {args.metrics_port} leaves no port for the "
+                    f"metrics of {name} ({port}); choose a lower one")
+        error = bind_error("127.0.0.1", port)
+        if port == args.port or (error is not None and error.errno == errno.EADDRINUSE):
+            return str(address_in_use("cellbus up", f"port {port} (the metrics of {name})",
+                                      "--metrics-port"))
+        if error is not None:
+            return (f"cellbus up: the metrics of {name} cannot be served on port {port}: "
+                    f"{error.strerror or error} (--metrics-port)")
     return None
 
 
@@ -242,18 +285,23 @@ class Supervisor:
         # One attempt at a store that does not answer (its bound, 5 s): `up`'s user waits at a
         # terminal, and is better told at once than shown a broker trying forever.
         store_argv = ["--store", a.store, "--store-wait", "0"] if a.store else []
-        self.start("broker", "broker", *broker, *store_argv, "--retention", str(a.retention))
+        metrics = {name: ["--metrics-port", str(port)]
+                   for name, port in metrics_ports(a).items()}
+        self.start("broker", "broker", *broker, *store_argv, "--retention", str(a.retention),
+                   *metrics.get("broker", []))
         timeout = [] if a.exec_timeout is None and token else [
             "--exec-timeout", str(a.exec_timeout or 0)]
         for name in ("gw", "dev", "pub"):
             self.wait_for_socket(name)
+        uids = device_uids(a.devices)
         for i in range(a.devices):
             self.start(f"device{i}", "device", "--connect", self.ep["dev"],
                        "--device-id", f"{os.uname().nodename}-{i}",
-                       *device_budget(a.devices),
+                       *device_budget(a.devices), *uids[i],
                        *timeout,
                        "--idle-timeout", str(a.idle_timeout),
-                       "--drain-timeout", str(a.drain_timeout))
+                       "--drain-timeout", str(a.drain_timeout),
+                       *metrics.get(f"device{i}", []))
         self.start("gateway", "gateway", "--broker", self.ep["gw"], "--subscribe", self.ep["pub"],
                    "--host", a.host, "--port", str(a.port), *access_argv(a))
         self.wait_for_port(a.host, a.port)

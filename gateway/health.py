@@ -65,13 +65,20 @@ class ReadyHandler(BaseHandler):
     async def get(self) -> None:
         problems: list[str] = []
         state: dict[str, Any] = {}
+        rejected = self.link.node.rejected
+        forged = rejected["signature"]
         try:
             reply = await self.link.request(mt.BROKER_STATUS_REQUEST, {}, ("", "", ""),
                                             timeout=READY_TIMEOUT)
         except BrokerUnavailable as e:
             failing = any(link.problem for link in self.link.node.links)
-            problems.append(f"broker: {e}" + (" (this gateway's CURVE handshake with it "
-                                             "fails: its log says why)" if failing else ""))
+            # The broker's beacons (each second) fail this gateway's signature check while
+            # it waits: the two hold different keys, and the broker drops this request too.
+            problems.append(f"broker: {e}" + (
+                " (this gateway's CURVE handshake with it fails: its log says why)" if failing
+                else f" (this gateway dropped {rejected['signature'] - forged} messages signed "
+                     "with another deployment key meanwhile: every node needs the same "
+                     "--key-file)" if rejected["signature"] > forged else ""))
         else:
             content = reply["content"]
             live = [d for d in content.get("devices") or [] if d.get("alive")]

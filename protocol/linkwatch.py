@@ -205,9 +205,10 @@ class LinkWatch:
 
 
 def pending_problem(monitor: zmq.Socket[bytes], endpoint: str, role: str, *,
-                    curve: bool) -> str | None:
+                    curve: bool, seen: set[int] | None = None) -> str | None:
     """The last handshake failure among the events waiting on a client's ``monitor``
-    socket (made with ``get_monitor_socket(EVENTS)``), without waiting.
+    socket (made with ``get_monitor_socket(EVENTS)``), without waiting; the events read are
+    added to ``seen``.
 
     A handshake that failed without detail (the broker closed the connection) counts only
     if it failed so again: a broker that dies or restarts during one handshake (killed while
@@ -216,6 +217,8 @@ def pending_problem(monitor: zmq.Socket[bytes], endpoint: str, role: str, *,
     problem, broken = None, 0
     while monitor.poll(0):
         event = int(parse_monitor_message(monitor.recv_multipart())["event"])
+        if seen is not None:
+            seen.add(event)
         found = client_problem(event, endpoint, role, curve=curve)
         broken += event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
         if found and (event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL or broken > 1):

@@ -94,9 +94,16 @@ class RateLog:
 
 def routing_id(frames: Sequence[bytes | zmq.Frame]) -> str:
     """The peer a ROUTER socket received ``frames`` from (its routing id, the first frame
-    before the delimiter) in hex, at most 32 digits; "" when there is none (a DEALER's or
-    SUB's message, or no delimiter within the first frames)."""
+    before the delimiter): quoted when it is a name (a device's routing id is its
+    --device-id: the operator then knows which node to look at, where hex such as
+    6465762d61 hid 'dev-a'), else in hex (ZeroMQ's own ids begin with a zero byte), at most
+    32 digits; "" when there is none (a DEALER's or SUB's message, or no delimiter within
+    the first frames). A name is printable ASCII without spaces: nothing a peer sets can
+    split or forge a log line."""
     raw = [f if isinstance(f, bytes) else f.bytes for f in frames[:8]]
     if DELIM not in raw or raw.index(DELIM) == 0:
         return ""
+    ident = raw[0][:32]
+    if ident and all(0x21 <= b <= 0x7e and b != 0x27 for b in ident):
+        return f"'{ident.decode('ascii')}'"
     return raw[0][:16].hex()

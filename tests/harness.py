@@ -64,6 +64,11 @@ def free_port() -> int:
     return _PORTS.take()
 
 
+def free_ports(n: int) -> int:
+    """The first of ``n`` consecutive ports as :func:`free_port` gives one."""
+    return _PORTS.take_run(n)
+
+
 #: The order nodes stop in at a test's end, as ``bin/cellbus up`` stops them: a device stopped
 #: while its broker runs gets the receipts for its output at once, instead of waiting for a
 #: broker that is gone.

@@ -75,3 +75,27 @@ class Ports:
                 except OSError:
                     continue
             return port
+
+    def take_run(self, n: int) -> int:
+        """The first of ``n`` consecutive ports of this run's blocks, each free now and not
+        handed out before (`up --metrics-port P` serves its devices on P+1, P+2, ...)."""
+        while True:
+            if not self._left:
+                self._reserve_block()
+            left = set(self._left)
+            for first in sorted(left):
+                run = range(first, first + n)
+                if all(port in left and _free(port) for port in run):
+                    self._left = [port for port in self._left if port not in run]
+                    return first
+            self._left = []  # no run in these blocks: the next block is looked through
+
+
+def _free(port: int) -> bool:
+    """Nothing is bound to ``port`` on 127.0.0.1 now (a program that is no test run may be)."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

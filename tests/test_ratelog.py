@@ -61,6 +61,8 @@ def test_made_up_keys_get_a_burst_of_lines(caplog: pytest.LogCaptureFixture) -> 
 
 def test_routing_id() -> None:
     assert routing_id([b"\x00ab", b"<IDS|MSG>", b"sig"]) == "006162"
+    assert routing_id([b"dev-a", b"<IDS|MSG>", b"sig"]) == "'dev-a'"  # a device's --device-id
+    assert routing_id([b"a b\n", b"<IDS|MSG>", b"sig"]) == "6120620a"  # nothing that splits a line
     assert routing_id([b"<IDS|MSG>", b"sig"]) == ""
     assert routing_id([b"garbage"]) == ""
 

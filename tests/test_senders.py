@@ -159,3 +159,26 @@ def test_a_device_name_stays_with_the_key_it_came_with(chain: Chain, key: bytes)
         assert len(re.findall(r"device gpu1 registered", chain.broker.log)) == 1
     finally:
         impostor.close()
+
+
+def test_a_device_heard_before_it_registers_again_after_a_broker_restart_is_no_warning(
+        chain: Chain) -> None:
+    """Tests that output a device sends across a broker restart, before it has registered
+    with the new broker (refused, and sent again by its outbox once it has), is said at INFO
+    as what it is, not as a WARNING about an unknown device (an operator's every broker
+    restart under load logged "broker refused a stream from 'device0' on the device port
+    (unknown-device)"), and that nothing of the run is lost."""
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    code = "import time\nfor i in range(300):\n    print(i, flush=True); time.sleep(0.01)"
+    assert chain.evaluate("ann/ws/1", code)[0] == 202
+    for _ in range(10):  # until it streams
+        if chain.update("ann/ws/1", wait=5)[1]["output"]:
+            break
+    assert chain.broker is not None and chain.broker.stop() == 0
+    chain.start_broker()
+    chain.broker.wait_for_log(r"before it registered again")
+    done = chain.wait_done("ann/ws/1")
+    assert done["output"]["stdout_0"]["content"] == "".join(f"{i}\n" for i in range(300))
+    assert "(unknown-device)" not in chain.broker.log, chain.broker.log

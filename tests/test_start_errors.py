@@ -14,7 +14,8 @@ from protocol.config import generate_key
 def test_a_device_with_another_key_is_told_to_check_the_key_file(
         chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
     """Tests that a device signing with a key other than the broker's gets, in its own log,
-    a line naming --key-file, and the broker's line about the bad signatures names it too."""
+    a line naming --key-file, and the broker's line about the bad signatures names it too,
+    and the device by its --device-id (it named it in hex, 'from peer 77726f6e67')."""
     broker = chain.start_broker()
     other = tmp_path / "other.key"
     generate_key(other)
@@ -22,7 +23,7 @@ def test_a_device_with_another_key_is_told_to_check_the_key_file(
                          *chain.cert_options("wrong", "device"), "--key-file", str(other))
     nodes.append(device)
     device.wait_for_log(r"no word from the broker .*--key-file")
-    broker.wait_for_log(r"dropped a message: signature.*--key-file")
+    broker.wait_for_log(r"dropped a message: signature.*--key-file; from peer 'wrong'")
     assert "device wrong registered" not in broker.log
 
 
@@ -111,3 +112,23 @@ def test_a_curve_file_given_wrong_is_named_by_its_option(
     assert broker.proc.wait(30) == 2, broker.log
     broker.wait_for_log(r"--curve-dir .*keys: no such file .*broker\.key_secret.*"
                         r"bin/cellbus cert broker --role broker --dir")
+
+
+def test_ready_says_when_the_gateway_and_the_broker_hold_different_keys(
+        chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that /ready of a gateway whose --key-file is not the broker's names --key-file
+    in its problem (the broker's beacons fail the gateway's check while it waits); before,
+    it said only 'the broker did not answer within 3 s', as for a broker that is down."""
+    chain.start_broker()
+    other = tmp_path / "other.key"
+    generate_key(other)
+    gateway = NodeProcess("gateway", "--port", str(chain.port), "--broker", chain.gateway_ep,
+                          "--subscribe", chain.publish_ep,
+                          *chain.cert_options("gateway", "gateway"), "--key-file", str(other))
+    nodes.append(gateway)
+    gateway.wait_for_log(r"gateway dropped a message: signature")
+    status, body = chain.http("GET", "/ready")
+    assert status == 503, body
+    assert body["problems"][0].startswith("broker: the broker did not answer within 3 s "
+                                          "(this gateway dropped "), body
+    assert body["problems"][0].endswith("every node needs the same --key-file)"), body

@@ -5,8 +5,11 @@ carries that verdict too. Before, "ready: no" exited 0, and the JSON had no verd
 from __future__ import annotations
 
 import json
+import subprocess
+import time
+from pathlib import Path
 
-from harness import Chain, chain_status
+from harness import CELLBUS, Chain, chain_status, node_env
 
 
 def test_the_exit_status_and_the_json_say_whether_it_is_ready(chain: Chain) -> None:
@@ -27,3 +30,28 @@ def test_the_exit_status_and_the_json_say_whether_it_is_ready(chain: Chain) -> N
     answer = json.loads(ready.stdout)
     assert answer["ready"] is True and answer["problems"] == [] and answer["ok"] is True
     assert chain_status(chain).stdout.splitlines()[-1] == "ready: yes"
+
+
+def test_a_state_file_whose_pid_another_program_took_is_said_at_once(tmp_path: Path) -> None:
+    """Tests that status, given the state file of an `up` that was killed (-9: it removed
+    nothing) whose pid another program now has (pid reuse, or a zombie its parent has not
+    reaped), says at once that `up` is gone, exit 2, as for a pid no process has: it asked
+    the dead `up`'s broker, waited its 5 s, and asked whether --key-file was right."""
+    state = tmp_path / "cellbus" / "up.json"
+    state.parent.mkdir(mode=0o700)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        state.write_text(json.dumps({"pid": other.pid, "url": "http://127.0.0.1:1/",
+                                     "broker": f"ipc://{tmp_path}/gw",
+                                     "key_file": str(tmp_path / "bus.key")}))
+        (tmp_path / "bus.key").write_text("0" * 64)
+        started = time.monotonic()
+        done = subprocess.run([*CELLBUS, "status"], capture_output=True, text=True, timeout=30,
+                              env=node_env({"XDG_RUNTIME_DIR": str(tmp_path)}))
+    finally:
+        other.kill()
+        other.wait()
+    assert time.monotonic() - started < 4, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (f"cellbus status: the `bin/cellbus up` that wrote {state} (pid "
+                           f"{other.pid}) is gone; remove the file\n")

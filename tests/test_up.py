@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import time
 import urllib.error
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import NodeProcess, free_port
+from harness import NodeProcess, free_port, free_ports
 
 
 def children_of(pid: int) -> list[int]:
@@ -156,4 +157,63 @@ def test_up_on_port_0_runs_on_a_free_port_that_its_url_names(tmp_path: Path, nod
     lines = logged_requests(up, port)
     assert any(" INFO 202 POST /home/me/ws/1/evaluate " in line for line in lines), lines
     assert any(" INFO 200 GET /home/me/ws/1/update?wait=5 " in line for line in lines), lines
+    assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def metrics_of(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as resp:
+        return str(resp.read().decode())
+
+
+def test_up_serves_the_metrics_of_its_broker_and_each_device_on_ports_in_a_row(
+        tmp_path: Path, nodes) -> None:
+    """Tests that CELLBUS_METRICS_PORT=P (or --metrics-port P) gives `up`'s broker P and its
+    devices P+1, P+2, ...: every node read the one variable before, the devices found the
+    broker on P, and `up` stopped ("device1 exited with status 2")."""
+    first, port = free_ports(3), free_port()
+    up = NodeProcess("up", "--port", str(port), "--devices", "2",
+                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path), "CELLBUS_METRICS_PORT": str(first)})
+    nodes.append(up)
+    up.wait_for_log(r"cellbus is up", timeout=60)
+    assert "cellbus_devices 2.0" in metrics_of(first)
+    for device in (first + 1, first + 2):
+        assert "cellbus_device_outbox_bytes" in metrics_of(device)
+    assert up.stop(signal.SIGINT, timeout=30) == 0
+
+
+def test_up_with_a_metrics_port_in_use_stops_before_starting_anything(tmp_path: Path) -> None:
+    """Tests that a port of --metrics-port's row that is taken (here the second device's)
+    stops `up` in one line naming it and the option, before any node starts, as --port
+    does; before, the broker and the first device started, and `up` then said only that
+    a device exited."""
+    first = free_ports(3)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", first + 2))
+        taken.listen()
+        up = NodeProcess("up", "--port", str(free_port()), "--devices", "2",
+                         "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                         env={"XDG_RUNTIME_DIR": str(tmp_path),
+                              "CELLBUS_METRICS_PORT": str(first)})
+        try:
+            assert up.proc.wait(30) == 2
+        finally:
+            up.kill_group()
+    up.wait_for_log(rf"cellbus up: .*port {first + 2}.* --metrics-port")
+    assert "broker started" not in up.log and "Traceback" not in up.log
+
+
+def test_up_splits_a_sandbox_uid_range_from_the_environment_among_its_devices(
+        tmp_path: Path, nodes) -> None:
+    """Tests that CELLBUS_SANDBOX_UIDS=FIRST-LAST with --devices 2 gives each device half of
+    the range, as CELLBUS_MEMORY_BUDGET's default is split: both devices read the whole range
+    before, the second was refused for overlapping the first, and `up` stopped."""
+    up = NodeProcess("up", "--port", str(free_port()), "--devices", "2",
+                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path),
+                          "CELLBUS_SANDBOX_UIDS": "710000-711999"})
+    nodes.append(up)
+    up.wait_for_log(r"cellbus is up", timeout=60)
+    for uids in ("710000-710999", "711000-711999"):
+        up.wait_for_log(rf"device session uids {uids} \(--sandbox-uids {uids}\)")
     assert up.stop(signal.SIGINT, timeout=30) == 0
