@@ -12,10 +12,21 @@ What has no place in a notebook is left out: a file's reference (its ``text/plai
 name, stays), interact controls (the output of the interact's first run stays), prompts.
 The notebook's kernelspec is the kernel of the worksheet's latest run, as the devices
 describe it; the built-in Python session is Jupyter's ``python3``.
+
+The reply is the download itself: the notebook's JSON, made on a thread, as one buffer, and
+its length and SHA-256 in the signed content (a bus message's signature covers no buffers).
+Packing a notebook of tens of MB into the reply's content held the broker's loop for a tenth
+of a second each, the gateway's for longer (unpacking it, then ``json.dumps``), and ten
+downloads at once stopped every worksheet's requests for seconds. Notebooks are also built
+one at a time (each holds its cells' output in memory), with at most :data:`WAITING` more
+waiting; past that a download is refused with 503 and Retry-After.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -39,6 +50,10 @@ JUPYTER_NAMES = {DEFAULT_KERNEL: "python3"}
 #: oversize, and the client got "the broker did not answer" 10 s later, on every try. The
 #: rest is room for what nbformat adds around the outputs.
 MAX_BYTES = DEFAULT_MAX_FRAME_SIZE * 3 // 4
+#: Downloads that wait while another notebook is built; more are refused (503).
+WAITING = 4
+#: Seconds a refused download is told to wait.
+RETRY_AFTER = 2
 #: What nbformat 4.5 allows as a cell id.
 CELL_ID = re.compile(r"[a-zA-Z0-9_-]{1,64}")
 Output = dict[str, Any]
@@ -139,6 +154,12 @@ def _bundle(data: Any) -> dict[str, Any]:
             and (isinstance(value, str) or mime.endswith("json"))}
 
 
+def encoded(book: dict[str, Any]) -> tuple[bytes, str]:
+    """The notebook's JSON as a download has it, and its SHA-256 (hex)."""
+    body = json.dumps(book, indent=1, ensure_ascii=False).encode()
+    return body, hashlib.sha256(body).hexdigest()
+
+
 def cell_order(cell_id: str) -> tuple[int, int, str]:
     """Cell ids in order: numbers by value (2 before 10), then the others by name."""
     return (0, int(cell_id), "") if cell_id.isdigit() else (1, 0, cell_id)
@@ -151,8 +172,27 @@ class Notebooks:
     def __init__(self, store: Store, devices: DeviceTable, *,
                  max_bytes: int = MAX_BYTES) -> None:
         self.store, self.devices, self.max_bytes = store, devices, max_bytes
+        self._turn = asyncio.Lock()  # one notebook built at a time
+        self._waiting = 0
 
     async def get(self, msg: Message, address: Address) -> Reply:
+        """``({"bytes", "sha256"}, [the notebook's JSON])``; see the module docstring."""
+        if self._waiting > WAITING:
+            raise Refused(503, f"the broker has {self._waiting} notebook downloads under way "
+                               f"already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
+        self._waiting += 1
+        try:
+            async with self._turn:
+                book = await self.build(address)
+                body, digest = await asyncio.to_thread(encoded, book)
+        finally:
+            self._waiting -= 1
+        if len(body) > DEFAULT_MAX_FRAME_SIZE:  # JSON escapes (control characters) grow it
+            raise self._too_big(address[1])
+        return {"bytes": len(body), "sha256": digest}, [body]
+
+    async def build(self, address: Address) -> dict[str, Any]:
+        """The worksheet's notebook, as a dict (413 past :attr:`max_bytes`)."""
         user, worksheet = address[:2]
         layout = await self.store.get_layout(user, worksheet)
         if layout is None:
@@ -171,12 +211,15 @@ class Notebooks:
                     "messages": await self._run(request)}
             size += len(cell["code"]) + sum(message_size(m) for m in cell["messages"])
             if size > self.max_bytes:  # refused as soon as it is known: nothing more is read
-                raise Refused(413, f"the notebook of worksheet {worksheet} is over "
-                                   f"{self.max_bytes // 2**20} MiB, the most one download may "
-                                   "hold; make the output of its biggest cells smaller (run "
-                                   "them again) and download it again")
+                raise self._too_big(worksheet)
             cells.append(cell)
-        return {"notebook": notebook(cells, self._kernel(latest), address)}, []
+        return notebook(cells, self._kernel(latest), address)
+
+    def _too_big(self, worksheet: str) -> Refused:
+        return Refused(413, f"the notebook of worksheet {worksheet} is over "
+                            f"{self.max_bytes // 2**20} MiB, the most one download may hold; "
+                            "make the output of its biggest cells smaller (run them again) "
+                            "and download it again")
 
     async def _run(self, request: Request | None) -> list[Message]:
         """The stored messages of ``request``'s run, in seq order (none: never ran)."""

@@ -107,6 +107,21 @@ def test_notebook_download_has_the_cells_and_their_outputs(chain: Chain) -> None
     assert [outputs(c) for c in ran.cells[1:]] == [outputs(ten), outputs(two), outputs(three)]
 
 
+def test_a_download_counts_against_the_rate(chain: Chain) -> None:
+    """Tests that a notebook download counts against ``--rate`` as an evaluation does (the
+    broker builds the whole worksheet for it): a client looping on big downloads took the
+    broker's loop from every user for seconds."""
+    ann = add_user(chain, "ann")
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway("--auth", "token", "--rate", "2/min")
+    evaluate(chain, ann, "1", "print(1)")  # the bucket's first run
+    download(chain, ann)  # its second
+    refused = call(chain.port, "GET", "/home/ann/notes/notebook.ipynb", headers=bearer(ann))
+    assert refused.status == 429, refused.body
+    assert "too many requests" in refused.body["error"] and refused.headers["Retry-After"]
+
+
 def test_outputs_follow_jupyter_rules() -> None:
     """Tests the fold of a run's messages into Jupyter outputs: consecutive stream messages
     of one stream are one output, clear_output clears at once or (wait) at the next output,

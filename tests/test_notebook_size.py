@@ -5,11 +5,14 @@ real SQLite store, in process."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
 
-from broker.notebook import MAX_BYTES, Notebooks
+from broker.notebook import MAX_BYTES, WAITING, Notebooks
 from broker.placement import DeviceTable
 from broker.refusal import Refused
 from broker.store import Request, SessionRecord, sqlite_url
@@ -54,7 +57,8 @@ async def test_a_notebook_too_big_for_one_reply_is_413_before_it_is_read_whole(
         tmp_path: Path) -> None:
     """Tests that 12 cells of 8 MiB output each (what the default quotas allow) are
     refused with 413 and the limit, after reading the cells that pass it and no more, and
-    that a worksheet under the limit still downloads."""
+    that with a higher limit its JSON, bigger than one frame to the gateway, is refused
+    too."""
     store = CountingStore(sqlite_url(tmp_path / "cellbus.db"))
     await store.open()
     try:
@@ -64,8 +68,49 @@ async def test_a_notebook_too_big_for_one_reply_is_413_before_it_is_read_whole(
         assert refused.value.http_status == 413
         assert f"over {MAX_BYTES // 2**20} MiB" in str(refused.value)
         assert store.reads == MAX_BYTES // CELL_OUTPUT + 1
-        reply, _ = await Notebooks(store, DeviceTable(), max_bytes=13 * CELL_OUTPUT).get(
-            {}, ("alice", "big", "notebook.ipynb"))
-        assert len(reply["notebook"]["cells"]) == 12
+        with pytest.raises(Refused) as refused:  # its output fits, its JSON not one frame
+            await Notebooks(store, DeviceTable(), max_bytes=13 * CELL_OUTPUT).get(
+                {}, ("alice", "big", "notebook.ipynb"))
+        assert refused.value.http_status == 413
+    finally:
+        await store.close()
+
+
+async def test_downloads_are_built_one_at_a_time_and_too_many_are_refused(
+        tmp_path: Path) -> None:
+    """Tests that downloads at once wait for each other's builds (each holds its cells'
+    output), that one past :data:`WAITING` waiting is refused with 503 and Retry-After at
+    once, and that those let in all get the same notebook: ten big downloads at once held
+    the broker's loop for seconds."""
+    store = SQLiteStore(sqlite_url(tmp_path / "cellbus.db"))
+    await store.open()
+    try:
+        await worksheet(store, 3, 2**20)
+        notebooks = Notebooks(store, DeviceTable())
+        building = 0
+        most = 0
+        build = notebooks.build
+
+        async def counted(address):  # type: ignore[no-untyped-def]
+            nonlocal building, most
+            building += 1
+            most = max(most, building)
+            try:
+                return await build(address)
+            finally:
+                building -= 1
+
+        notebooks.build = counted  # type: ignore[method-assign]
+        got = await asyncio.gather(
+            *(notebooks.get({}, ("alice", "big", "notebook.ipynb")) for _ in range(WAITING + 2)),
+            return_exceptions=True)
+        refused = [g for g in got if isinstance(g, Refused)]
+        assert len(refused) == 1 and refused[0].http_status == 503
+        assert refused[0].retry_after and "notebook downloads under way" in str(refused[0])
+        bodies = {g[1][0] for g in got if not isinstance(g, BaseException)}
+        assert len(bodies) == 1 and most == 1
+        body = bodies.pop()
+        assert len(json.loads(body)["cells"]) == 3
+        assert got[0][0] == {"bytes": len(body), "sha256": hashlib.sha256(body).hexdigest()}
     finally:
         await store.close()
