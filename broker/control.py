@@ -24,6 +24,7 @@ from protocol.wire import Message, Session
 
 from .devices import DeviceWatch
 from .dispatch import Dispatch
+from .gateways import Gateways
 from .refusal import Address, Reply
 from .sessions import OpenSessions
 from .store import CLOSED, NEEDS_WORK, SessionRecord, Store
@@ -37,8 +38,10 @@ class Control:
 
     def __init__(self, *, wire: Session, store: Store, sessions: OpenSessions,
                  dispatch: Dispatch, watch: DeviceWatch, store_writable: Callable[[], bool],
-                 log: logging.Logger, refusals: Refusals | None = None) -> None:
+                 log: logging.Logger, refusals: Refusals | None = None,
+                 gateways: Gateways | None = None) -> None:
         self.wire, self.store, self.sessions = wire, store, sessions
+        self.gateways = gateways or Gateways()
         self.dispatch, self.watch, self.log = dispatch, watch, log
         self.store_writable = store_writable
         self.refusals = refusals
@@ -88,7 +91,8 @@ class Control:
                       worksheet, record.session, device or "none")
 
     async def status(self, msg: Message, address: Address) -> Reply:
-        """Devices (alive, capacity, load, free, sessions) and the requests waiting."""
+        """Devices (alive, capacity, load, free, sessions), the requests waiting and the
+        gateways heard."""
         table = self.dispatch.devices
         now = time.monotonic()
         devices = []
@@ -112,4 +116,5 @@ class Control:
                 "store_writable": self.store_writable(),
                 "not_sent": sum(1 for r in waiting if r.msg_id not in self.dispatch.handed),
                 "waiting_for_room": len(self.dispatch.held),
-                "refused": self.refusals.recent() if self.refusals is not None else []}, []
+                "refused": self.refusals.recent() if self.refusals is not None else [],
+                "gateways": self.gateways.listing()}, []

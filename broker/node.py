@@ -48,6 +48,7 @@ from .cells import Cells
 from .closures import SessionEnds
 from .control import Control
 from .devices import DeviceWatch
+from .gateways import Gateways
 from .dispatch import REDISPATCH_AFTER, Dispatch
 from .handed import Handed
 from .intake import Intake
@@ -190,8 +191,9 @@ class Broker(Node):
                                  ends=self.ends)
         self.batches = Batches(wire=wire, outputs=self.outputs, quotas=self.quotas,
                                post=self.dispatch.post, log=log)
+        self.heard_gateways = Gateways()
         control = Control(wire=wire, store=store, sessions=self.sessions,
-                          dispatch=self.dispatch, watch=self.watch,
+                          dispatch=self.dispatch, watch=self.watch, gateways=self.heard_gateways,
                           store_writable=lambda: self.store_failing is None, log=log,
                           refusals=(self.keys.roles.refusals
                                     if isinstance(self.keys, ServerKeys) else None))
@@ -263,6 +265,9 @@ class Broker(Node):
             got = await self.recv(self.gateways)
             if got is not None and not (self.revocations and self.revocations.refuses(got[0])):
                 idents, msg = got
+                if msg["msg_type"] == mt.GATEWAY_HEARTBEAT:
+                    self.heard_gateways.heard(msg["content"])
+                    continue
                 self.spawn(self.intake.handle(idents, msg), f"intake.{msg['msg_id'][:8]}")
 
     async def reply(self, idents: list[bytes], request: Message, msg_type: str,

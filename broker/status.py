@@ -223,6 +223,13 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
                 lines.append(f"    {s['session']}  {where}{'  starting' if s['starting'] else ''}")
     if not devices:
         lines.append("(no device has registered)")
+    for g in status.get("gateways") or []:
+        lines.append(f"gateway {g['gateway']}: " + (
+            "alive" if g["alive"] else f"not alive ({g['silent']:g} s silent)") + (
+            f", runs cellbus {g.get('version') or 'unknown'}"
+            if g.get("version") != status.get("version") else ""))
+    if status.get("gateways") == []:
+        lines.append("(no gateway has been heard)")
     lines.append(f"requests waiting (needs_work): {status.get('needs_work', 0)}; "
                  f"not yet given to a device: {status.get('not_sent', 0)}; "
                  f"sessions waiting for a free place: {status.get('waiting_for_room', 0)}")
@@ -239,7 +246,9 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
 def verdict(status: dict[str, Any]) -> list[str]:
     """What keeps the broker of ``status`` from being ready (as the gateway's /ready)."""
     alive = any(d.get("alive") for d in status.get("devices") or [])
-    return (([] if alive else ["no live device"]) +
+    gateways = status.get("gateways")  # None: a broker from before gateways said they were up
+    door = gateways is None or any(g.get("alive") for g in gateways)
+    return (([] if alive else ["no live device"]) + ([] if door else ["no live gateway"]) +
             ([] if status.get("store_writable") is not False else ["store cannot write"]))
 
 

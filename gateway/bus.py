@@ -15,7 +15,9 @@ from typing import Any
 import zmq
 
 from protocol import msgtypes as mt
+from protocol.heartbeat import GATEWAY_INTERVAL
 from protocol.node import Node
+from protocol.version import VERSION
 from protocol.wire import Message
 
 #: Seconds to wait for the broker's reply before answering 503.
@@ -97,6 +99,15 @@ class BrokerLink:
             self.pending.pop(msg_id, None)
             raise
         return self._reply(msg_id, future, timeout)
+
+    async def heartbeats(self, name: str) -> None:
+        """Say every :data:`~protocol.heartbeat.GATEWAY_INTERVAL` seconds that this gateway
+        (``name``: host:port) is up, so ``cellbus status`` lists it (broker/gateways.py);
+        while no broker is connected, try again soon, and never wait to send."""
+        while True:
+            msg = self.session.msg(mt.GATEWAY_HEARTBEAT, {"gateway": name, "version": VERSION})
+            sent = self.dealer.send_now(self.session.serialize(msg))
+            await asyncio.sleep(GATEWAY_INTERVAL if sent else 0.1)
 
     async def _reply(self, msg_id: str, future: asyncio.Future[Message],
                      timeout: float) -> Message:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import socket
 import ssl
 
 from tornado.netutil import bind_sockets
@@ -73,6 +74,7 @@ class Gateway(Node):
                                     ssl_options=self.tls)
         self.server.add_sockets(sockets)
         host = f"[{self.host}]" if ":" in self.host else self.host
+        self.spawn(link.heartbeats(f"{socket.gethostname()}:{self.port}"), "heartbeats")
         self.log.info("gateway listening on %s://%s:%d/", "https" if self.tls else "http",
                       host, self.port)
         self.log.info("gateway access: %s", self.access.describe())

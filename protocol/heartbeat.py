@@ -24,4 +24,7 @@ EXPIRY = HEARTBEAT_INTERVAL * HEARTBEAT_LIVENESS
 #: or the broker takes it for lost and ends its cells (tests/test_frozen_broker_reconnect.py;
 #: with waits doubling up to 32 s it did).
 RECONNECT_AFTER = HEARTBEAT_INTERVAL
+#: Seconds between a gateway's heartbeats to the broker (broker/gateways.py), which only
+#: list the gateways in ``cellbus status``: nothing is placed or ended by them.
+GATEWAY_INTERVAL = 2.0
 RECONNECT_EVERY = EXPIRY - HEARTBEAT_INTERVAL

@@ -141,6 +141,9 @@ FILE_REQUEST = "file_request"                  # {seq, name} -> {ok, name, mime,
 FILE_REPLY = "file_reply"
 FILE_MIME = "application/x-cellbus-file+json"
 RESTART_REQUEST = "restart_request"            # {} -> request_accepted {ok, closed: SESSION?}
+#: Gateway -> broker every few seconds: {gateway: host:port, version}; no reply
+#: (broker/gateways.py).
+GATEWAY_HEARTBEAT = "gateway_heartbeat"
 BROKER_STATUS_REQUEST = "broker_status_request"  # no cell address -> {ok, devices, needs_work}
 BROKER_STATUS_REPLY = "broker_status_reply"
 #: Whose token is this? No cell address; the token travels only as its SHA-256

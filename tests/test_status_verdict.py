@@ -5,6 +5,8 @@ carries that verdict too. Before, "ready: no" exited 0, and the JSON had no verd
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -13,18 +15,23 @@ from harness import CELLBUS, Chain, chain_status, node_env
 
 
 def test_the_exit_status_and_the_json_say_whether_it_is_ready(chain: Chain) -> None:
-    """Tests that status exits 3 with 'ready: no (no live device)' while no device is
-    registered, with "ready": false and that problem in --json, and 0 with "ready": true
-    and no problems once a device is."""
+    """Tests that status exits 3 with 'ready: no (no live device, ...)' while no device is
+    registered, with "ready": false and those problems in --json, still 3 for want of a
+    gateway once a device is, and 0 with "ready": true and no problems once both are."""
     chain.start_broker()
     text = chain_status(chain)
     assert text.returncode == 3, text.stdout + text.stderr
-    assert text.stdout.splitlines()[-1] == "ready: no (no live device)"
+    assert text.stdout.splitlines()[-1] == "ready: no (no live device, no live gateway)"
     doc = chain_status(chain, "--json")
     assert doc.returncode == 3
     answer = json.loads(doc.stdout)
-    assert answer["ready"] is False and answer["problems"] == ["no live device"], answer
+    assert answer["ready"] is False and answer["problems"] == [
+        "no live device", "no live gateway"], answer
     chain.start_device("--prefork", "0", "--kernels", "python")
+    doc = chain_status(chain, "--json")
+    assert doc.returncode == 3
+    assert json.loads(doc.stdout)["problems"] == ["no live gateway"], doc.stdout
+    chain.start_gateway()
     ready = chain_status(chain, "--json")
     assert ready.returncode == 0, ready.stdout + ready.stderr
     answer = json.loads(ready.stdout)
@@ -55,3 +62,25 @@ def test_a_state_file_whose_pid_another_program_took_is_said_at_once(tmp_path: P
     assert done.returncode == 2, done.stderr
     assert done.stderr == (f"cellbus status: the `bin/cellbus up` that wrote {state} (pid "
                            f"{other.pid}) is gone; remove the file\n")
+
+
+def test_status_lists_the_gateways_and_says_when_none_is_up(chain: Chain) -> None:
+    """Tests that status names each gateway it heard (host:port) as alive, and once the
+    only gateway stopped, lists it as silent and says "ready: no (no live gateway)", exit 3:
+    with every gateway down it said "ready: yes" (the broker never heard of gateways)."""
+    chain.start_broker()
+    chain.start_device("--prefork", "0", "--kernels", "python")
+    chain.start_gateway()
+    name = f"{socket.gethostname()}:{chain.port}"
+    deadline = time.monotonic() + 10
+    while f"gateway {name}: alive" not in (text := chain_status(chain)).stdout:
+        assert time.monotonic() < deadline, text.stdout + text.stderr
+    assert text.returncode == 0 and text.stdout.splitlines()[-1] == "ready: yes"
+    assert chain.gateway is not None
+    chain.gateway.stop()
+    deadline = time.monotonic() + 20  # the broker's expiry of a silent gateway is 6 s
+    while (text := chain_status(chain)).returncode != 3:
+        assert time.monotonic() < deadline, text.stdout + text.stderr
+    assert re.search(rf"^gateway {re.escape(name)}: not alive \([0-9.]+ s silent\)$",
+                     text.stdout, re.M), text.stdout
+    assert text.stdout.splitlines()[-1] == "ready: no (no live gateway)"

@@ -1,0 +1,59 @@
+"""The gateways the broker hears: each says who it is every :data:`INTERVAL` seconds
+(``gateway_heartbeat``, the gateway's half of the ZeroMQ Guide's Paranoid Pirate: the broker
+answers nothing, its replies to requests are sign enough for a gateway), so ``cellbus
+status`` can say which gateways are up. A gateway is a client of the broker; it is listed,
+not managed: one silent past :data:`EXPIRY` is "not alive", and forgotten after
+:data:`FORGET`. The table holds at most :data:`MOST` gateways, the longest silent going first.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from protocol.heartbeat import GATEWAY_INTERVAL as INTERVAL
+from protocol.recent import forget_oldest
+
+#: Seconds of silence after which a gateway is listed as not alive.
+EXPIRY = 3 * INTERVAL
+#: Seconds of silence after which it is no longer listed.
+FORGET = 3600.0
+#: Gateways listed at most.
+MOST = 256
+#: Characters of a gateway's name kept.
+NAME_LENGTH = 200
+
+
+@dataclass(slots=True)
+class _Heard:
+    name: str
+    version: str
+    at: float
+
+
+class Gateways:
+    """The gateways heard lately, by name: a gateway that connects again (a new routing id on
+    the broker's port) or restarts on its port is the same row."""
+
+    def __init__(self) -> None:
+        self._heard: OrderedDict[str, _Heard] = OrderedDict()
+
+    def heard(self, content: dict[str, Any]) -> None:
+        """A heartbeat: ``{"gateway": its name (host:port), "version"}``."""
+        name, version = content.get("gateway"), content.get("version")
+        name = name[:NAME_LENGTH] if isinstance(name, str) and name else "(unnamed)"
+        self._heard[name] = _Heard(name, version[:NAME_LENGTH] if isinstance(version, str)
+                                   else "", time.monotonic())
+        self._heard.move_to_end(name)  # the newest last, for forget_oldest
+        forget_oldest(self._heard, MOST)
+
+    def listing(self) -> list[dict[str, Any]]:
+        """``[{gateway, alive, silent, version}]`` by name, the forgotten dropped."""
+        now = time.monotonic()
+        while self._heard and now - next(iter(self._heard.values())).at >= FORGET:
+            self._heard.popitem(last=False)
+        return sorted(({"gateway": g.name, "alive": now - g.at < EXPIRY,
+                        "silent": round(now - g.at, 1), "version": g.version}
+                       for g in self._heard.values()), key=lambda g: g["gateway"])
