@@ -389,6 +389,7 @@ class Worker:
             self._stops.stop()
         if self.current is not None and not self.abandoned and not (
                 self._ending and self._ending.replied):
+            await self._last_words()
             await self._fail_current()
         self.current = None
         self.prompt.closed()
@@ -401,6 +402,15 @@ class Worker:
         for msg in failed(self.bus, request, ename, evalue, session=self.session_id,
                           device=self.device_id, reply_metadata=reply_metadata):
             await self.upstream(msg)
+
+    async def _last_words(self) -> None:
+        """What the dead worker left in its descriptors' pipes (device.template), shown
+        before its death, within --max-output."""
+        for name, text in getattr(self.proc, "last_words", ()):
+            self.output_bytes += len(text.encode())
+            if self.limit_hit is None and not (
+                    self.max_output and self.output_bytes > self.max_output):
+                await self._emit(mt.STREAM, {"name": name, "text": text})
 
     async def _fail_current(self) -> None:
         assert self.current is not None
