@@ -19,6 +19,13 @@ published, all into a file no later broker would read: its restart found an empt
 So the broker looks at the path every :data:`WATCH_INTERVAL` seconds
 (:func:`watch_store_file`); once it names another file, or none, the broker stops with exit
 status 1 (gateways answer 503, devices keep unconfirmed output in their outboxes).
+
+So does it when the file's write-ahead log (``FILE-wal``) is deleted or replaced: what was
+committed since the last checkpoint lives only there, so a broker that went on wrote every
+later commit into a file nobody else would ever read, and one killed then (``kill -9``, a
+crash, the host) lost all of it, requests it had answered 202 for and the output before
+them alike: the store it restarted on did not have them. A broker that stops closes its
+store, and SQLite's last close copies the log it still holds open into the file.
 """
 
 from __future__ import annotations
@@ -82,18 +89,33 @@ def hold_store(url: str) -> StoreHold | None:
     return StoreHold(fd, path)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return now.st_dev, now.st_ino
+
+
 async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
     """Call ``gone(why)``, once, when ``path`` no longer names the file it names now (the
-    store's, opened already)."""
-    opened = os.stat(path)
+    store's, opened already), or its write-ahead log is removed or replaced."""
+    opened = _identity(path)
+    wal = path.with_name(path.name + "-wal")
+    log = _identity(wal)  # None until the store has one (a WAL store has it while open)
     while True:
         await asyncio.sleep(WATCH_INTERVAL)
-        try:
-            now = os.stat(path)
-        except FileNotFoundError:
-            now = None
-        if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        if _identity(path) != opened:
             gone(f"its store file {path} was removed or replaced while it ran: what it "
                  "stored since would be lost with this process, so it stops (exit status 1); "
                  "restore the file, or start the broker again on a store of its choice")
             return
+        now = _identity(wal)
+        if log is not None and now != log:
+            gone(f"the write-ahead log of its store, {wal}, was removed or replaced while it "
+                 "ran: what the store took since the last checkpoint is only there, so it "
+                 "stops (exit status 1), copying the log it holds open into the store as it "
+                 "closes; start the broker again on the same --store (never delete a running "
+                 "SQLite store's -wal or -shm file)")
+            return
+        log = log or now

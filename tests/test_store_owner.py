@@ -73,3 +73,27 @@ def test_a_broker_whose_store_file_is_removed_stops_instead_of_accepting_work(
     broker.wait_for_log(rf"store file {tmp_path / 'cellbus.db'} was removed")
     status, reply = chain.evaluate("u/ws/2", "print(2)")
     assert status == 503, reply
+
+
+def test_a_broker_whose_write_ahead_log_is_removed_stops_and_keeps_what_it_took(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a broker whose store's ``-wal`` file is deleted while it runs stops with
+    status 1 and a line naming the log, and that a broker started again on the store has
+    every cell the first one answered 202 for, with the output stored before. It went on
+    answering 202 into the deleted log, and once it was killed the store had nothing, not
+    even the cells committed before the deletion (they were in the log, not checkpointed)."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
+    wal = tmp_path / "cellbus.db-wal"
+    wal.unlink()
+    accepted = [cell for cell in ("u/ws/2", "u/ws/3")
+                if chain.evaluate(cell, "print('later')")[0] == 202]
+    assert broker.proc.wait(15) == 1, broker.log
+    broker.wait_for_log(rf"write-ahead log of its store, {wal}, was removed")
+    chain.start_broker()
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
+    for cell in accepted:
+        assert chain.wait_done(cell)["output"]["stdout_0"]["content"] == "later\n", cell
