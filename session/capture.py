@@ -253,6 +253,11 @@ class _FdPipe:
                     return
                 self._coalescer.write(self.name, self._decoder.decode(data))
 
+    def end_characters(self) -> None:
+        """What the decoder holds of a character not finished: a replacement character."""
+        with self._lock:
+            self._coalescer.write(self.name, self._decoder.decode(b"", final=True))
+
     def _settle(self) -> None:
         """At the end of a drain (under its lock): clear the mark if what it read is sent
         by now (no send is under way meanwhile), else the send that sends it will."""
@@ -340,10 +345,15 @@ class Capture:
             if fd in ready or pipe.busy:  # busy: its reader holds bytes not yet delivered
                 pipe.drain()
 
-    def flush(self) -> None:
-        """Send all output written so far, including what C code still buffers in stdio."""
+    def flush(self, *, run_ended: bool = False) -> None:
+        """Send all output written so far, including what C code still buffers in stdio.
+        At the end of a run, bytes of a character never finished on a descriptor go as a
+        replacement character too: left in its decoder, they began the next run's output."""
         _flush_c_stdio()
         self.drain_fds()
+        if run_ended:
+            for pipe in self._pipes.values():
+                pipe.end_characters()
         self.coalescer.flush()
 
 
