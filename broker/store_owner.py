@@ -6,10 +6,11 @@ README's way to run a second ``up`` (a state directory of its own) gave both the
 store. Two brokers on one file each take the other's running cells for orphans of a broker
 that died, and end them with ``DeviceLost``; each opens sessions for worksheets the other
 serves and hands out requests the other stored. So a broker takes an exclusive ``flock`` on
-``FILE.broker-lock`` beside the file before it reads anything, and a second broker on the
-same file stops at start with one line that names the file, the pid holding it and
-``--store``. The lock goes with the process that holds it (``kill -9`` included), so a
-crashed broker never leaves a stale one behind. Other programs that open the file while a
+``FILE.broker-lock`` beside the file before it reads anything (the file a symbolic link
+given as ``--store`` points to), and a second broker on the same file stops at start with
+one line that names the file, the pid holding it and ``--store``. The lock goes with the
+process that holds it (``kill -9`` included), so a crashed broker never leaves a stale one
+behind. Other programs that open the file while a
 broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock; nor does a
 MongoDB store, which several brokers may share.
 
@@ -68,7 +69,10 @@ def hold_store(url: str) -> StoreHold | None:
         path = sqlite_path(url)
     except UnknownStore:
         return None  # opening the store names what is wrong with the URL
-    lock = path.with_name(path.name + ".broker-lock")
+    # Beside the file itself: a symbolic link to it (another path to the same file) must
+    # find the same lock, as SQLite follows the link to keep its -wal beside the file.
+    real = path.resolve()
+    lock = real.with_name(real.name + ".broker-lock")
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
@@ -101,7 +105,8 @@ async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
     """Call ``gone(why)``, once, when ``path`` no longer names the file it names now (the
     store's, opened already), or its write-ahead log is removed or replaced."""
     opened = _identity(path)
-    wal = path.with_name(path.name + "-wal")
+    real = path.resolve()  # SQLite keeps the log beside the file a link points to
+    wal = real.with_name(real.name + "-wal")
     log = _identity(wal)  # None until the store has one (a WAL store has it while open)
     while True:
         await asyncio.sleep(WATCH_INTERVAL)
