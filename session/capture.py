@@ -22,10 +22,13 @@ from it is sent; a death with a mark set held bytes of its own, and the rest is 
 from __future__ import annotations
 
 import codecs
+import fcntl
 import io
 import os
 import select
+import struct
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -42,6 +45,11 @@ FLUSH_SIZE = 64 * 1024
 #: before it takes it: a worker that dies meanwhile (an abort right after C code's message)
 #: leaves it to the template, which shows it (see below); read, it would die with the worker.
 FD_READ_DELAY = 0.02
+#: Bytes in such a pipe that are read at once, delay or not: a pipe holds 64 KiB, and a
+#: writer of more (a subprocess's bulk output) would wait on a full pipe meanwhile.
+FD_READ_AT = 16 * 1024
+#: Seconds between two looks at how much a pipe holds while its reader waits.
+FD_HOLD_STEP = 0.002
 #: Largest text carried by one stream record (longer runs are split).
 MAX_CHUNK = 1024 * 1024
 
@@ -288,8 +296,23 @@ class _FdPipe:
                    for _, ev in events):
                 time.sleep(0.05)  # no writer left for now; a new one may appear
             else:
-                time.sleep(FD_READ_DELAY)
+                self._hold()
             self.drain()
+
+    def _hold(self) -> None:
+        """Leave fresh output in the pipe up to :data:`FD_READ_DELAY`, or until it holds
+        :data:`FD_READ_AT` bytes."""
+        deadline = time.monotonic() + FD_READ_DELAY
+        while time.monotonic() < deadline and _held_bytes(self._r) < FD_READ_AT:
+            time.sleep(FD_HOLD_STEP)
+
+
+def _held_bytes(fd: int) -> int:
+    """Bytes waiting to be read in the pipe ``fd`` (``FIONREAD``); 0 if unknown."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 class Capture:
