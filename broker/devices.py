@@ -43,8 +43,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import collections.abc
+import functools
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol import msgtypes as mt
@@ -92,13 +94,34 @@ class DeviceWatch:
         self.late = LateCloses(wire=wire, store=store, dispatch=dispatch, log=log)
 
     async def heartbeats(self) -> None:
-        """Heartbeat every known device; declare lost the ones that went silent."""
+        """Heartbeat every known device; declare lost the ones that went silent.
+
+        What that costs in the store (a lost device's cells, the orphans after start-up) is
+        done in order by a task of its own: awaited here, a store that did not answer held
+        every device's heartbeat as long, and each device, hearing nothing, took its broker
+        for silent ("... is its --key-file the same ...?") and connected again and again."""
+        chores: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+
+        async def do_chores() -> None:
+            while True:
+                await (await chores.get())()
+
+        worker = asyncio.create_task(do_chores(), name="broker.heartbeats.store")
+        try:
+            await self._beat(chores, worker)
+        finally:
+            worker.cancel()
+
+    async def _beat(self, chores: asyncio.Queue[Callable[[], Awaitable[None]]],
+                    worker: asyncio.Task[None]) -> None:
         startup_grace = self.devices.startup_grace
         checked_orphans = False
         loop = asyncio.get_running_loop()
         started = loop.time()
         self.devices.started = time.monotonic()  # devices are heard from now on
         while True:
+            if worker.done():
+                worker.result()  # its crash is this loop's (the node stops, saying so)
             before = loop.time()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             if (late := loop.time() - before - HEARTBEAT_INTERVAL) > HEARTBEAT_INTERVAL:
@@ -111,10 +134,10 @@ class DeviceWatch:
                 self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides
             self.metrics.heartbeat_round()
             for device in self.devices.expired():
-                await self.lost(device)
+                chores.put_nowait(functools.partial(self.lost, device))
             if not checked_orphans and loop.time() - started > startup_grace:
                 checked_orphans = True
-                await self.end_orphans()
+                chores.put_nowait(self.end_orphans)
 
     async def lost(self, device: str, why: str = "") -> None:
         state = self.devices.devices.get(device)

@@ -6,10 +6,11 @@ README's way to run a second ``up`` (a state directory of its own) gave both the
 store. Two brokers on one file each take the other's running cells for orphans of a broker
 that died, and end them with ``DeviceLost``; each opens sessions for worksheets the other
 serves and hands out requests the other stored. So a broker takes an exclusive ``flock`` on
-``FILE.broker-lock`` beside the file before it reads anything, and a second broker on the
-same file stops at start with one line that names the file, the pid holding it and
-``--store``. The lock goes with the process that holds it (``kill -9`` included), so a
-crashed broker never leaves a stale one behind. Other programs that open the file while a
+``FILE.broker-lock`` beside the file before it reads anything (the file a symbolic link
+given as ``--store`` points to), and a second broker on the same file stops at start with
+one line that names the file, the pid holding it and ``--store``. The lock goes with the
+process that holds it (``kill -9`` included), so a crashed broker never leaves a stale one
+behind. Other programs that open the file while a
 broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock; nor does a
 MongoDB store, which several brokers may share.
 
@@ -19,6 +20,13 @@ published, all into a file no later broker would read: its restart found an empt
 So the broker looks at the path every :data:`WATCH_INTERVAL` seconds
 (:func:`watch_store_file`); once it names another file, or none, the broker stops with exit
 status 1 (gateways answer 503, devices keep unconfirmed output in their outboxes).
+
+So does it when the file's write-ahead log (``FILE-wal``) is deleted or replaced: what was
+committed since the last checkpoint lives only there, so a broker that went on wrote every
+later commit into a file nobody else would ever read, and one killed then (``kill -9``, a
+crash, the host) lost all of it, requests it had answered 202 for and the output before
+them alike: the store it restarted on did not have them. A broker that stops closes its
+store, and SQLite's last close copies the log it still holds open into the file.
 """
 
 from __future__ import annotations
@@ -61,7 +69,10 @@ def hold_store(url: str) -> StoreHold | None:
         path = sqlite_path(url)
     except UnknownStore:
         return None  # opening the store names what is wrong with the URL
-    lock = path.with_name(path.name + ".broker-lock")
+    # Beside the file itself: a symbolic link to it (another path to the same file) must
+    # find the same lock, as SQLite follows the link to keep its -wal beside the file.
+    real = path.resolve()
+    lock = real.with_name(real.name + ".broker-lock")
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except FileNotFoundError:
@@ -82,18 +93,34 @@ def hold_store(url: str) -> StoreHold | None:
     return StoreHold(fd, path)
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        now = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return now.st_dev, now.st_ino
+
+
 async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
     """Call ``gone(why)``, once, when ``path`` no longer names the file it names now (the
-    store's, opened already)."""
-    opened = os.stat(path)
+    store's, opened already), or its write-ahead log is removed or replaced."""
+    opened = _identity(path)
+    real = path.resolve()  # SQLite keeps the log beside the file a link points to
+    wal = real.with_name(real.name + "-wal")
+    log = _identity(wal)  # None until the store has one (a WAL store has it while open)
     while True:
         await asyncio.sleep(WATCH_INTERVAL)
-        try:
-            now = os.stat(path)
-        except FileNotFoundError:
-            now = None
-        if now is None or (now.st_dev, now.st_ino) != (opened.st_dev, opened.st_ino):
+        if _identity(path) != opened:
             gone(f"its store file {path} was removed or replaced while it ran: what it "
                  "stored since would be lost with this process, so it stops (exit status 1); "
                  "restore the file, or start the broker again on a store of its choice")
             return
+        now = _identity(wal)
+        if log is not None and now != log:
+            gone(f"the write-ahead log of its store, {wal}, was removed or replaced while it "
+                 "ran: what the store took since the last checkpoint is only there, so it "
+                 "stops (exit status 1), copying the log it holds open into the store as it "
+                 "closes; start the broker again on the same --store (never delete a running "
+                 "SQLite store's -wal or -shm file)")
+            return
+        log = log or now

@@ -111,6 +111,8 @@ class ForkedProcess:
         self.oom_killed = False
         #: Its template process ended and took it along (PR_SET_PDEATHSIG).
         self.with_template = False
+        #: (stream, text) it left unread in its descriptors 1 and 2 when it died.
+        self.last_words: list[tuple[str, str]] = []
         self._exited = asyncio.get_running_loop().create_future()
 
     def exited(self, returncode: int, oom_killed: bool = False) -> None:
@@ -329,6 +331,8 @@ class TemplateLauncher:
                 child.kill()
             else:
                 future.set_result((child, link))
+        elif op == "output" and (dying := self.children.get(record["pid"])) is not None:
+            dying.last_words.append((str(record["name"]), str(record["text"])))
         elif op == "exited":
             ended = self.children.pop(record["pid"], None)
             if ended is not None:

@@ -11,6 +11,8 @@ Control channel, one msgpack dict per packet::
                            "backend": spec}   (spec: see session.backends; default --backend)
     template -> overseer  {"op": "forked", "id": n, "pid": pid}   + the overseer's end of
                                                                       the worker's link (fd)
+    template -> overseer  {"op": "output", "pid": pid, "name": "stdout", "text": "..."}
+                           (none or more, just before "exited": see Template.last_words)
     template -> overseer  {"op": "exited", "pid": pid, "returncode": rc}   (negative: signal)
     template -> overseer  {"op": "failed", "id": n, "error": "..."}
 
@@ -31,13 +33,14 @@ from __future__ import annotations
 import argparse
 import gc
 import importlib
+import mmap
 import os
 import select
 import signal
 import socket
 import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -50,6 +53,12 @@ from .sandbox import Sandbox, sandbox_path
 from .uids import auto_range, parse_uids
 
 MAX_PACKET = 65536
+#: Bytes read of a dead worker's descriptor 1 or 2 (a pipe holds 64 KiB), and characters of
+#: them per "output" record (at most 4 bytes each in UTF-8: well within a packet).
+LAST_WORDS_MAX = 65536
+LAST_WORDS_CHUNK = 8192
+#: A worker's standard descriptors and the names of their streams.
+STREAMS = {1: "stdout", 2: "stderr"}
 
 
 def die_with_parent() -> None:
@@ -83,6 +92,15 @@ class Child:
     cgroup: str | None
     #: PID 1 of its own namespace, which exits with 128+N when signal N killed the worker.
     init: bool = False
+    #: The read ends of its descriptors 1 and 2's pipes, and the marks it shares about them
+    #: (:mod:`session.capture`): what it wrote there just before it died is still in them.
+    reads: dict[int, int] = field(default_factory=dict)
+    marks: Any = None
+
+    def close(self) -> None:
+        for fd in self.reads.values():
+            os.close(fd)
+        self.reads = {}
 
 
 
@@ -170,6 +188,7 @@ class Template:
             except ChildProcessError:
                 pass
             del self.children[pid]
+            child.close()
             self.release(child)
 
     def serve_control(self) -> int:
@@ -205,8 +224,32 @@ class Template:
                 if child.init and 128 < returncode < 128 + signal.NSIG:
                     returncode = 128 - returncode  # the worker's signal, from its init
                 oom = self.release(child)
+                self.last_words(pid, child)
             send(self.control, {"op": "exited", "pid": pid, "returncode": returncode,
                                 "oom": oom})
+
+    def last_words(self, pid: int, child: Child) -> None:
+        """Send what an exited worker left in its descriptors' pipes, unread by its own
+        threads (the line a failed C ``assert`` wrote before the abort), for its cell to
+        show before its death. Not where its mark is set: it died holding bytes it had
+        read and not sent, and what follows them would show after a gap."""
+        for fd, read_end in child.reads.items():
+            if child.marks is not None and child.marks[fd - 1]:
+                continue
+            data = b""
+            while len(data) < LAST_WORDS_MAX:
+                try:
+                    chunk = os.read(read_end, LAST_WORDS_MAX - len(data))
+                except OSError:  # nothing more (EAGAIN: a process of its own still has it)
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            text = data.decode("utf-8", "replace")
+            for start in range(0, len(text), LAST_WORDS_CHUNK):
+                send(self.control, {"op": "output", "pid": pid, "name": STREAMS[fd],
+                                    "text": text[start:start + LAST_WORDS_CHUNK]})
+        child.close()
 
     def release(self, child: Child) -> bool:
         """Give back the uid and remove the cgroup of an exited worker; True if it was
@@ -242,6 +285,9 @@ class Template:
         sandbox = self.sandbox
         child = Child(None, None)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        pipes = {fd: os.pipe() for fd in STREAMS}
+        child.reads = {fd: r for fd, (r, _) in pipes.items()}
+        child.marks = mmap.mmap(-1, len(STREAMS))  # shared with the worker across its fork
         try:
             if sandbox.protections.has("uid"):
                 child.uid = sandbox.uids.take()
@@ -258,6 +304,9 @@ class Template:
         except OSError as e:
             ours.close()
             theirs.close()
+            for _, w in pipes.values():
+                os.close(w)
+            child.close()
             self.release(child)
             send(self.control, {"op": "failed", "id": request.get("id"), "error": str(e)})
             return
@@ -270,7 +319,8 @@ class Template:
                 os.close(self.wake_r)
                 os.close(self.wake_w)
                 # Whatever else the template holds is not the worker's (nor its init's).
-                close_descriptors_except([theirs.fileno(), *sandbox.descriptors()])
+                close_descriptors_except([theirs.fileno(), *sandbox.descriptors(),
+                                          *(end for pipe in pipes.values() for end in pipe)])
                 for sig in (signal.SIGCHLD, signal.SIGINT):
                     signal.signal(sig, signal.SIG_DFL)
                 os.setsid()
@@ -279,13 +329,16 @@ class Template:
                 workdir = sandbox.enter(workdir, child.uid if child.uid is not None
                                         else os.getuid(), child.cgroup, limits)
                 os.chdir(workdir)
-                status = self.serve(theirs, workdir, factory)
+                status = self.serve(theirs, workdir, factory, pipes=pipes, marks=child.marks)
             except BaseException:
                 traceback.print_exc()  # the device's stderr: why this worker never served
             finally:
                 os._exit(status)
         self.children[pid] = child
         theirs.close()
+        for r, w in pipes.values():
+            os.close(w)
+            os.set_blocking(r, False)
         send(self.control, {"op": "forked", "id": request.get("id"), "pid": pid}, [ours.fileno()])
         ours.close()
 

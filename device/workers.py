@@ -70,6 +70,11 @@ COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 MAX_GIVEN = 1024
 #: How long a worker gets to exit after its link closes before it is killed.
 EXIT_GRACE = 2.0
+#: How a worker ended whose link closed at its end while it ran on (its code closed the
+#: descriptor) and that the device then killed: not "killed by signal 9 (SIGKILL)", which
+#: names no cause and reads as the out-of-memory killer's.
+HUNG_UP = ("closed its link to the device (its code closed a descriptor it had not opened, "
+           "as os.closerange(3, ...) does) and did not exit, so the device ended it")
 #: Seconds a Stop waits for the worker to begin the request it was given (its backend may
 #: still be starting: a researcher's ``__init__`` that never returns) before ending it.
 UNBEGUN_STOP = 5.0
@@ -123,6 +128,10 @@ class Worker:
         #: a thread of an earlier cell may still print under one of them.
         self.given: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.exit_reason: str | None = None
+        #: The link ended at the worker's end (its code closed the descriptor, or it died),
+        #: not because this device closed it (:meth:`close`).
+        self.hung_up = False
+        self._closed_here = False
         #: Why the device closed this worker on purpose (idle timeout, shutdown), else None.
         self.closing_reason: str | None = None
         #: The broker ended this worker's requests itself (it took the device for lost):
@@ -294,6 +303,7 @@ class Worker:
                     self._violated(str(e), f"malformed data ({e.reason})")
                     break
                 if record is None:
+                    self.hung_up = not self._closed_here
                     break
                 await self._relay(record)
                 if self.violation is not None:
@@ -384,16 +394,20 @@ class Worker:
         self.link.close()
         try:
             await asyncio.wait_for(self.proc.wait(), EXIT_GRACE)
+            ended_here = False
         except asyncio.TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-        self.exit_reason = describe_exit(self.proc.returncode, self.proc.with_template)
+            ended_here = True
+        self.exit_reason = HUNG_UP if ended_here and self.hung_up else \
+            describe_exit(self.proc.returncode, self.proc.with_template)
         if self._memory is not None:
             self._memory.stop()
         if self._stops is not None:
             self._stops.stop()
         if self.current is not None and not self.abandoned and not (
                 self._ending and self._ending.replied):
+            await self._last_words()
             await self._fail_current()
         self.current = None
         self.prompt.closed()
@@ -406,6 +420,15 @@ class Worker:
         for msg in failed(self.bus, request, ename, evalue, session=self.session_id,
                           device=self.device_id, reply_metadata=reply_metadata):
             await self.upstream(msg)
+
+    async def _last_words(self) -> None:
+        """What the dead worker left in its descriptors' pipes (device.template), shown
+        before its death, within --max-output."""
+        for name, text in getattr(self.proc, "last_words", ()):
+            self.output_bytes += len(text.encode())
+            if self.limit_hit is None and not (
+                    self.max_output and self.output_bytes > self.max_output):
+                await self._emit(mt.STREAM, {"name": name, "text": text})
 
     async def _fail_current(self) -> None:
         assert self.current is not None
@@ -429,5 +452,6 @@ class Worker:
         """Ask the worker to exit (close its link); kill it if it does not, or if ``kill``."""
         if kill and self.proc.returncode is None:
             self.proc.kill()
+        self._closed_here = True
         self.link.close()
         await self.done.wait()

@@ -9,15 +9,26 @@ descheduled between the two writes; what comes before it on other lines is not h
 Python-level writes never pass through the descriptors, so their order is exactly the order
 of the calls. :meth:`Capture.install` replaces the process's ``sys.stdin/stdout/stderr`` and
 descriptors 0, 1 and 2; it touches nothing else.
+
+A worker that dies takes its own reader threads along: what was still in the pipes then (C
+code's last words before an abort or a segfault) is read by whoever else holds their read
+ends (the device's template, :mod:`device.template`), and the reader threads leave it there
+:data:`FD_READ_DELAY` before they take it. So that it follows what the worker
+sent with no gap, the worker keeps a mark per descriptor in memory it shares with that
+holder (:data:`Marks`): set before each read of the pipe, cleared only once everything read
+from it is sent; a death with a mark set held bytes of its own, and the rest is left unsaid.
 """
 
 from __future__ import annotations
 
 import codecs
+import fcntl
 import io
 import os
 import select
+import struct
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable
@@ -30,10 +41,21 @@ FLUSH_DELAY = 0.005
 LINE_WAIT = 0.05
 #: Characters waiting that trigger an immediate send.
 FLUSH_SIZE = 64 * 1024
+#: Seconds the reader of descriptors 1 and 2 leaves what was written there in the pipe
+#: before it takes it: a worker that dies meanwhile (an abort right after C code's message)
+#: leaves it to the template, which shows it (see below); read, it would die with the worker.
+FD_READ_DELAY = 0.02
+#: Bytes in such a pipe that are read at once, delay or not: a pipe holds 64 KiB, and a
+#: writer of more (a subprocess's bulk output) would wait on a full pipe meanwhile.
+FD_READ_AT = 16 * 1024
+#: Seconds between two looks at how much a pipe holds while its reader waits.
+FD_HOLD_STEP = 0.002
 #: Largest text carried by one stream record (longer runs are split).
 MAX_CHUNK = 1024 * 1024
 
 Sink = Callable[[str, str], None]
+#: Shared memory of one byte per stream (0: stdout, 1: stderr), see the module docstring.
+Marks = Any
 
 
 class Coalescer:
@@ -49,6 +71,8 @@ class Coalescer:
         self._lock = threading.Lock()  # guards _pending, _size, _deadline, _line_deadline, _held
         self._wake = threading.Condition(self._lock)
         self._send_lock = threading.Lock()     # one flush at a time, so runs stay in order
+        #: Called after each send, under the send lock (clears the descriptors' marks).
+        self.after_send: Callable[[], None] | None = None
         self._thread = threading.Thread(target=self._run, name="cellbus-flusher", daemon=True)
         self._thread.start()
 
@@ -95,6 +119,17 @@ class Coalescer:
                 text = "".join(parts)
                 for start in range(0, len(text), MAX_CHUNK):
                     self._sink(name, text[start:start + MAX_CHUNK])
+            if self.after_send is not None:
+                self.after_send()
+
+    def sending(self) -> threading.Lock:
+        """The lock a send holds throughout (a send under way ends before it is taken)."""
+        return self._send_lock
+
+    @property
+    def empty(self) -> bool:
+        """Nothing written waits to be sent (a send under way has taken what it sends)."""
+        return self._size == 0
 
     def _run(self) -> None:
         while True:
@@ -191,11 +226,15 @@ class NoStdin(io.TextIOBase):
 class _FdPipe:
     """Descriptor ``fd`` redirected into a pipe, read by a thread into the coalescer."""
 
-    def __init__(self, fd: int, name: str, coalescer: Coalescer) -> None:
+    def __init__(self, fd: int, name: str, coalescer: Coalescer,
+                 pipe: tuple[int, int] | None = None, marks: Marks = None,
+                 mark_lock: threading.Lock | None = None) -> None:
         self.name, self._coalescer = name, coalescer
         self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self._lock = threading.Lock()
-        r, w = os.pipe()
+        self._marks, self._mark = marks, fd - 1
+        self._mark_lock = mark_lock or threading.Lock()
+        r, w = pipe or os.pipe()
         os.dup2(w, fd)  # fd stays inheritable: subprocesses write into the pipe
         os.close(w)
         os.set_blocking(r, False)
@@ -210,13 +249,43 @@ class _FdPipe:
         """Move everything now in the pipe to the coalescer (never blocks)."""
         with self._lock:
             while True:
+                if self._marks is not None:
+                    with self._mark_lock:  # see unmark
+                        self._marks[self._mark] = 1
                 try:
                     data = os.read(self._r, 65536)
                 except BlockingIOError:
-                    return
+                    data = b""
                 if not data:
+                    self._settle()
                     return
                 self._coalescer.write(self.name, self._decoder.decode(data))
+
+    def end_characters(self) -> None:
+        """What the decoder holds of a character not finished: a replacement character."""
+        with self._lock:
+            self._coalescer.write(self.name, self._decoder.decode(b"", final=True))
+
+    def _settle(self) -> None:
+        """At the end of a drain (under its lock): clear the mark if what it read is sent
+        by now (no send is under way meanwhile), else the send that sends it will."""
+        if self._marks is not None:
+            with self._coalescer.sending(), self._mark_lock:
+                if self._all_sent():
+                    self._marks[self._mark] = 0
+
+    def _all_sent(self) -> bool:
+        """Nothing read waits unsent: not in the coalescer, nor a character's first bytes."""
+        return self._coalescer.empty and not self._decoder.getstate()[0]
+
+    def unmark(self) -> None:
+        """After a send: clear the mark if nothing read from the pipe waits unsent. Under
+        the mark lock, so a read that starts now sets the mark again after this."""
+        if self._marks is None:
+            return
+        with self._mark_lock:
+            if not self.busy and self._all_sent():
+                self._marks[self._mark] = 0
 
     def _run(self) -> None:
         poller = select.poll()
@@ -226,7 +295,24 @@ class _FdPipe:
             if any(ev & (select.POLLHUP | select.POLLERR) and not ev & select.POLLIN
                    for _, ev in events):
                 time.sleep(0.05)  # no writer left for now; a new one may appear
+            else:
+                self._hold()
             self.drain()
+
+    def _hold(self) -> None:
+        """Leave fresh output in the pipe up to :data:`FD_READ_DELAY`, or until it holds
+        :data:`FD_READ_AT` bytes."""
+        deadline = time.monotonic() + FD_READ_DELAY
+        while time.monotonic() < deadline and _held_bytes(self._r) < FD_READ_AT:
+            time.sleep(FD_HOLD_STEP)
+
+
+def _held_bytes(fd: int) -> int:
+    """Bytes waiting to be read in the pipe ``fd`` (``FIONREAD``); 0 if unknown."""
+    try:
+        return int(struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0])
+    except OSError:
+        return 0
 
 
 class Capture:
@@ -241,14 +327,25 @@ class Capture:
         self._poll_lock = threading.Lock()  # a poll object serves one thread at a time
 
     @classmethod
-    def install(cls, sink: Sink, guard: AbstractContextManager[Any] | None = None) -> "Capture":
-        """Redirect fds 0-2 and ``sys`` streams; returns the capture. Call once, at start."""
+    def install(cls, sink: Sink, guard: AbstractContextManager[Any] | None = None,
+                pipes: dict[int, tuple[int, int]] | None = None,
+                marks: Marks = None) -> "Capture":
+        """Redirect fds 0-2 and ``sys`` streams; returns the capture. Call once, at start.
+        ``pipes`` gives the (read, write) ends to use for 1 and 2, whose read ends another
+        process also holds, with its ``marks`` (see the module docstring)."""
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
         coalescer = Coalescer(sink)
-        capture = cls(coalescer, [_FdPipe(1, "stdout", coalescer),
-                                  _FdPipe(2, "stderr", coalescer)])
+        given = pipes or {}
+        mark_lock = threading.Lock()
+        fd_pipes = [_FdPipe(fd, name, coalescer, given.get(fd), marks if given else None,
+                            mark_lock) for fd, name in ((1, "stdout"), (2, "stderr"))]
+        def unmark() -> None:
+            for pipe in fd_pipes:
+                pipe.unmark()
+        coalescer.after_send = unmark
+        capture = cls(coalescer, fd_pipes)
         sys.stdin = NoStdin()
         sys.stdout = StreamWriter("stdout", coalescer, 1, guard, capture.drain_fds)
         sys.stderr = StreamWriter("stderr", coalescer, 2, guard, capture.drain_fds)
@@ -271,10 +368,15 @@ class Capture:
             if fd in ready or pipe.busy:  # busy: its reader holds bytes not yet delivered
                 pipe.drain()
 
-    def flush(self) -> None:
-        """Send all output written so far, including what C code still buffers in stdio."""
+    def flush(self, *, run_ended: bool = False) -> None:
+        """Send all output written so far, including what C code still buffers in stdio.
+        At the end of a run, bytes of a character never finished on a descriptor go as a
+        replacement character too: left in its decoder, they began the next run's output."""
         _flush_c_stdio()
         self.drain_fds()
+        if run_ended:
+            for pipe in self._pipes.values():
+                pipe.end_characters()
         self.coalescer.flush()
 
 

@@ -118,9 +118,9 @@ class LinkOutput(Output):
         self.send(mt.DISPLAY_DATA, {"data": data, "metadata": metadata or {},
                                     "transient": transient or {}}, buffers=buffers)
 
-    def flush(self) -> None:
+    def flush(self, *, run_ended: bool = False) -> None:
         if self.capture is not None:
-            self.capture.flush()
+            self.capture.flush(run_ended=run_ended)
 
     def message(self, msg_type: str, content: dict[str, Any],
                 metadata: dict[str, Any] | None = None) -> None:

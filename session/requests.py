@@ -267,7 +267,7 @@ class Worker:
     def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter,
                 values: dict[str, Any]) -> None:
         out = self.out
-        out.flush()  # all stream text, including subprocess output, before the end
+        out.flush(run_ended=True)  # all stream text, subprocess output too, before the end
         usage = meter.usage()
         reply: dict[str, Any] = {"status": outcome.status, "execution_count": count,
                                  "user_expressions": values, "payload": []}

@@ -28,6 +28,7 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable
+from typing import Any
 
 from protocol.link import DEFAULT_MAX_RECORD, WorkerLink
 
@@ -73,8 +74,11 @@ def load_backend(spec: str) -> BackendFactory:
 def serve(sock: socket.socket, workdir: str,
           backend_factory: BackendFactory | None = None, *,
           max_file_size: int = DEFAULT_MAX_FILE_SIZE,
-          max_record: int = DEFAULT_MAX_RECORD) -> int:
-    """Be the worker on ``sock`` (from the main thread); returns the exit status."""
+          max_record: int = DEFAULT_MAX_RECORD,
+          pipes: dict[int, tuple[int, int]] | None = None, marks: Any = None) -> int:
+    """Be the worker on ``sock`` (from the main thread); returns the exit status. ``pipes``
+    and ``marks``: descriptors 1 and 2's pipes that the template reads after the worker's
+    death (see :mod:`session.capture`)."""
     guard = InterruptGuard()
     guard.install()  # from here on, SIGINT never kills the worker
     os.set_inheritable(sock.fileno(), False)  # subprocesses of user code get no link
@@ -83,7 +87,7 @@ def serve(sock: socket.socket, workdir: str,
     _select_matplotlib_backend()
     link = WorkerLink(sock, max_record=max_record)
     out = LinkOutput(link, guard)
-    out.capture = Capture.install(out.send_stream, guard)
+    out.capture = Capture.install(out.send_stream, guard, pipes, marks)
     asker = install_stdin(link, out, guard)  # input() asks the page (session.stdin)
     os.register_at_fork(after_in_child=lambda: _forked_by_user_code(out))
     count_processes()

@@ -237,6 +237,18 @@ def test_descriptor_output_is_captured_in_order(worker: Worker) -> None:
     assert stream_text(records) == "hi\nraw\npython\nchild\nbytes \u00e9\n"
 
 
+def test_a_character_cut_at_a_cells_end_stays_in_that_cell(worker: Worker) -> None:
+    """Tests that the first bytes of a character a cell wrote to a descriptor, and never
+    ended, show in that cell as a replacement character, not at the start of the next
+    cell's descriptor output ("\ufffddef" in the next cell, "abc" in this one)."""
+    first = worker.execute("import os\nos.write(1, b'abc\\xe2\\x82')\nos.write(2, b'\\xc3')\nNone")
+    assert stream_text(first) == "abc\ufffd"
+    assert stream_text(first, "stderr") == "\ufffd"
+    second = worker.execute("import os\nos.write(1, b'def\\n')\nos.write(2, b'err\\n')\nNone")
+    assert stream_text(second) == "def\n"
+    assert stream_text(second, "stderr") == "err\n"
+
+
 # --- execution -----------------------------------------------------------------------------
 
 def test_namespace_persists_and_is_main(worker: Worker) -> None:

@@ -12,9 +12,10 @@ from harness import Chain, NodeProcess, free_port, until
 CODE = "import time\nprint('start', flush=True)\ntime.sleep(2)\nprint('end')\n"
 
 
-def second_broker(chain: Chain, nodes: list[NodeProcess]) -> NodeProcess:
-    """A broker on ``chain``'s store with endpoints of its own."""
-    node = NodeProcess("broker", "--store", chain.store, "--key-file", chain.key_file,
+def second_broker(chain: Chain, nodes: list[NodeProcess], store: str | None = None
+                  ) -> NodeProcess:
+    """A broker on ``chain``'s store (or ``store``) with endpoints of its own."""
+    node = NodeProcess("broker", "--store", store or chain.store, "--key-file", chain.key_file,
                        "--curve-dir", str(chain.keys_dir),
                        *(option for name in ("gateway", "device", "publish")
                          for option in (f"--{name}-bind", f"tcp://127.0.0.1:{free_port()}")))
@@ -46,6 +47,24 @@ def test_a_second_broker_on_a_running_brokers_sqlite_file_stops_in_one_line(
     assert "".join(b["content"] for b in doc["output"].values()) == "start\nend\n"
 
 
+def test_a_second_broker_on_the_file_by_another_path_stops_too(
+        chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a broker given the running broker's SQLite file by another path (a
+    symbolic link to the file, as /srv/cellbus.db -> /var/lib/cellbus/cellbus.db) stops as
+    on the same path: the lock was taken beside the path as given, so both ran on one file
+    (SQLite follows the link to the file, and keeps its -wal beside it)."""
+    first = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["status"] == "done"
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "cellbus.db").symlink_to(tmp_path / "cellbus.db")
+    second = second_broker(chain, nodes, f"sqlite:///{tmp_path / 'elsewhere' / 'cellbus.db'}")
+    assert second.proc.wait(30) == 2, second.log
+    second.wait_for_log(rf"in use by another broker \(pid {first.proc.pid}\)")
+
+
 def test_a_broker_killed_leaves_no_lock_behind(chain: Chain) -> None:
     """Tests that a broker started on the file of a broker that was killed (kill -9) starts:
     the hold goes with the process."""
@@ -73,3 +92,27 @@ def test_a_broker_whose_store_file_is_removed_stops_instead_of_accepting_work(
     broker.wait_for_log(rf"store file {tmp_path / 'cellbus.db'} was removed")
     status, reply = chain.evaluate("u/ws/2", "print(2)")
     assert status == 503, reply
+
+
+def test_a_broker_whose_write_ahead_log_is_removed_stops_and_keeps_what_it_took(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a broker whose store's ``-wal`` file is deleted while it runs stops with
+    status 1 and a line naming the log, and that a broker started again on the store has
+    every cell the first one answered 202 for, with the output stored before. It went on
+    answering 202 into the deleted log, and once it was killed the store had nothing, not
+    even the cells committed before the deletion (they were in the log, not checkpointed)."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
+    wal = tmp_path / "cellbus.db-wal"
+    wal.unlink()
+    accepted = [cell for cell in ("u/ws/2", "u/ws/3")
+                if chain.evaluate(cell, "print('later')")[0] == 202]
+    assert broker.proc.wait(15) == 1, broker.log
+    broker.wait_for_log(rf"write-ahead log of its store, {wal}, was removed")
+    chain.start_broker()
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
+    for cell in accepted:
+        assert chain.wait_done(cell)["output"]["stdout_0"]["content"] == "later\n", cell
