@@ -87,3 +87,38 @@ def test_a_deleted_cell_comes_back_with_escape_z_or_undo(page: Any, web: Any) ->
     expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value("print('kept')")
     expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text("kept")
     assert console.settled(page) == []
+
+
+def delete_with_command_keys(page: Any, web: Any) -> None:
+    """Escape then D, D deletes the cell, as in Jupyter's command mode; the D's type nothing,
+    the next cell has the focus, and Escape then Z brings the cell back."""
+    cells = open_worksheet(page, web)
+    for i, code in enumerate(("first = 1", "second = 2", "third = 3")):
+        code_box(cells.nth(i)).fill(code)
+    code_box(cells.nth(1)).press("Escape")
+    page.keyboard.press("d")
+    expect(cells).to_have_count(3)  # one D alone deletes nothing, nor is it typed
+    page.keyboard.press("d")
+    expect(cells).to_have_count(2)
+    assert [code_of(cells.nth(i)).input_value() for i in range(2)] == ["first = 1", "third = 3"]
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("d")
+    page.keyboard.press("x")  # not a second D: nothing deleted, and typing goes on
+    expect(cells).to_have_count(2)
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    expect(cells).to_have_count(3)
+    assert [code_of(cells.nth(i)).input_value() for i in range(3)] == [
+        "first = 1", "second = 2", "third = 3x"]
+
+
+def test_escape_then_d_d_deletes_the_cell(page: Any, web: Any) -> None:
+    """In CodeMirror."""
+    delete_with_command_keys(page, web)
+
+
+def test_escape_then_d_d_without_codemirror(page: Any, web: Any) -> None:
+    """In the plain textarea of a page without CodeMirror."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    delete_with_command_keys(page, web)

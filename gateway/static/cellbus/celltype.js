@@ -8,7 +8,10 @@
       if (event.isComposing) return;
       const tabLeaves = this.tabLeaves;
       this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
-      if (tabLeaves && this._commandKey(event)) return;
+      if (tabLeaves && this._commandKey(event)) {
+        this.tabLeaves = this.commandHeld;  // a first D: command keys still
+        return;
+      }
       if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
         event.preventDefault();
         indent(this.input, event.shiftKey);
@@ -101,17 +104,23 @@
 
     /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
-     * for the last cell deleted back (cellbus:undelete). True if `event` (the key after an
-     * Escape) was one of them. */
+     * for the last cell deleted back (cellbus:undelete), D then D for this cell deleted
+     * (cellbus:delete; a lone D typed "d" into the code before). True if `event` (the key
+     * after an Escape) was one of them; `commandHeld` is then whether the keys after it are
+     * still command keys (a first D, waiting for its second). */
     _commandKey(event) {
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
-      if (!"myabz".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+      const held = this.commandHeld;
+      this.commandHeld = false;
+      if (!"myabzd".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
           || event.altKey) {
         return false;
       }
       event.preventDefault();
       if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
       else if (key === "z") this._event("undelete", {});
+      else if (key === "d" && held) this._event("delete", {});
+      else if (key === "d") this.commandHeld = true;
       else this.setType(key === "m" ? "markdown" : "code");
       return true;
     },

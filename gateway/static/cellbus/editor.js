@@ -183,8 +183,8 @@
     // an Escape lost there left the next Tab indenting (a keyboard trap).
     let escaped = false;
     editor.getWrapperElement().addEventListener("keydown", (event) => {
-      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A or B
-        escaped = false;
+      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A, B, Z or D, D
+        escaped = cell.commandHeld;
         return;
       }
       if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap

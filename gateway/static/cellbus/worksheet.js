@@ -53,8 +53,8 @@
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
-   * delete it (Undo delete, or Escape then Z, brings it back); Escape then A or B in a cell
-   * adds one above or below it, Alt+Enter evaluates and adds one below, Up on a cell's first
+   * delete it (also Escape then D, D; Undo delete, or Escape then Z, brings it back); Escape
+   * then A or B in a cell adds one above or below it, Alt+Enter evaluates and adds one below, Up on a cell's first
    * line and Down on its last go to the next cell. `codes`: the cells'
    * code, each a string or {id, type, code} (as `layout()` gives, to save); `ran`: the ids
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
@@ -87,6 +87,8 @@
     });
     list.addEventListener("cellbus:rendered", () => changed());
     list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
+    // Escape then D, D in a cell: after the key's own handling, as for A and B below.
+    list.addEventListener("cellbus:delete", (event) => setTimeout(() => remove(event.detail.cell), 0));
     list.addEventListener("cellbus:insert", (event) => {  // Escape then A or B in a cell
       const at = cells.indexOf(event.detail.cell);
       if (at < 0) return;
