@@ -20,6 +20,19 @@
     return cells;
   }
 
+  /** The kernel of `offered` (kernel names) a notebook (`text`, as notebookLayout takes it)
+   * runs in: the cellbus kernel it names (a worksheet's download: "python", where its
+   * kernelspec says "python3" for Jupyter), else its kernelspec's name ("bash", ipykernel's
+   * "python3"); null if it names none of them. */
+  function notebookKernel(text, offered) {
+    let meta;
+    try { meta = JSON.parse(text).metadata; } catch (e) { meta = null; }
+    if (!isObject(meta)) return null;
+    const names = [isObject(meta.cellbus) ? meta.cellbus.kernel : null,
+                   isObject(meta.kernelspec) ? meta.kernelspec.name : null];
+    return names.find((name) => typeof name === "string" && offered.includes(name)) || null;
+  }
+
   // ---- public API ---------------------------------------------------------------------------
 
   /** Turn `element` into a cell; see DEFAULTS above for the options. Returns the cell. */
@@ -272,4 +285,5 @@
   injectStylesheet();
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
                     Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
-                    notebookLayout: notebookLayout, version: "0.1.0"};
+                    notebookLayout: notebookLayout, notebookKernel: notebookKernel,
+                    version: "0.1.0"};
