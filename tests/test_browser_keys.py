@@ -122,3 +122,21 @@ def test_escape_then_d_d_without_codemirror(page: Any, web: Any) -> None:
     """In the plain textarea of a page without CodeMirror."""
     page.route("**/vendor/codemirror/**", lambda route: route.abort())
     delete_with_command_keys(page, web)
+
+
+def test_stop_pressed_with_the_keyboard_keeps_the_focus_in_the_cell(page: Any,
+                                                                     web: Any) -> None:
+    """Stop hides itself once the run stops: the focus it had goes to the cell's Evaluate
+    button beside it, not to the page's body (where a keyboard user's next Tab started
+    again from the top of the page)."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(1), "import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("sleeping")
+    stop = cells.nth(1).get_by_role("button", name="Stop")
+    stop.focus()
+    page.keyboard.press("Enter")
+    expect(cells.nth(1)).to_have_attribute("data-status", "error")  # KeyboardInterrupt
+    expect(stop).to_be_hidden()
+    expect(cells.nth(1).get_by_role("button", name="Evaluate")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # and from there on, in the page's order
+    expect(code_box(cells.nth(1))).to_be_focused()
