@@ -140,3 +140,27 @@ def test_stop_pressed_with_the_keyboard_keeps_the_focus_in_the_cell(page: Any,
     expect(cells.nth(1).get_by_role("button", name="Evaluate")).to_be_focused()
     page.keyboard.press("Shift+Tab")  # and from there on, in the page's order
     expect(code_box(cells.nth(1))).to_be_focused()
+
+
+def test_the_focus_stays_in_the_cell_after_a_render_or_a_prompts_answer(page: Any,
+                                                                       web: Any) -> None:
+    """Ctrl+Enter on a Markdown cell renders it and leaves the focus on it (Enter edits it
+    again), and a prompt answered with Enter hands its focus to its cell's code once it
+    goes; before, both left the focus on the page's body."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("# Notes")
+    page.keyboard.press("Escape")
+    page.keyboard.press("m")
+    page.keyboard.press("Control+Enter")
+    expect(cells.nth(0).locator(".cellbus-markdown h1")).to_have_text("Notes")
+    expect(cells.nth(0).locator(".cellbus-markdown")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(code_box(cells.nth(0))).to_be_focused()
+    run(cells.nth(1), "name = input('who? ')\nprint('hi', name)")
+    answer = cells.nth(1).locator("input.cellbus-prompt-input")
+    expect(answer).to_be_focused()
+    page.keyboard.type("ada")
+    page.keyboard.press("Enter")
+    expect(cells.nth(1).locator(".cellbus-output")).to_contain_text("hi ada")
+    expect(answer).to_have_count(0)
+    expect(code_box(cells.nth(1))).to_be_focused()

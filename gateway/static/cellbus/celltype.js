@@ -125,11 +125,16 @@
       return true;
     },
 
-    /** Show a Markdown cell's text rendered, in place of its editor; sends cellbus:rendered. */
+    /** Show a Markdown cell's text rendered, in place of its editor; sends cellbus:rendered.
+     * The focus the editor had goes to the rendered text (Enter edits it again), not to the
+     * page's body as the editor hides. */
     render() {
+      const box = this.editor ? this.editor.getWrapperElement() : this.input;
+      const focused = box.contains(document.activeElement);
       this._showEditor(false);
       this.rendered.hidden = false;
       showMarkdown(this.rendered, this.input.value);
+      if (focused) this.rendered.focus({preventScroll: true});
       this._event("rendered", {});
     },
 
