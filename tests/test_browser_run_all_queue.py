@@ -1,7 +1,8 @@
 """Run all marks every code cell it will run as waiting at once ([*], "waiting to run"), as
 Jupyter queues a notebook's cells, instead of leaving the cells below the running one
 looking idle; a run that stops at an error (or a Stop) takes the mark off the cells it did
-not reach, which keep what they showed before."""
+not reach, which keep what they showed before. A reload while Run all runs goes on with it
+once the cell it was running has ended, running no cell twice."""
 
 from __future__ import annotations
 
@@ -29,3 +30,29 @@ def test_run_all_marks_the_cells_it_will_run(page: Any, web: Any) -> None:
     expect(cells.nth(2).locator(".cellbus-status")).to_contain_text("done")
     expect(cells.nth(2).locator(".cellbus-output")).to_have_text("ran before")
     expect(page.locator(".cellbus-pending")).to_have_count(0)
+
+
+def test_a_reload_during_run_all_goes_on_with_it(page: Any, web: Any) -> None:
+    """Before, a reload ended Run all: the running cell finished in its session, the cells
+    after it never ran, and nothing said so. Now the reloaded page waits for that cell's
+    run and goes on, each cell run once (their numbers 1, 2, 3), and says so at the end."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("import time\nprint('one', flush=True)\ntime.sleep(2)")
+    code_box(cells.nth(1)).fill("print('two')")
+    code_box(cells.nth(2)).fill("print('three')")
+    with page.expect_request_finished(lambda r: r.url.endswith("/layout")
+                                      and r.method == "POST"):
+        page.get_by_role("button", name="Run all").click()
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("one")
+    page.reload()
+    for i, text in enumerate(("one", "two", "three")):
+        expect(cells.nth(i)).to_have_attribute("data-status", "done")
+        expect(cells.nth(i).locator(".cellbus-output")).to_have_text(text)
+        expect(cells.nth(i).locator(".cellbus-count")).to_have_text(f"[{i + 1}]")
+    expect(page.locator("#notebook-note")).to_have_text("Run all: every code cell ran.")
+    page.reload()  # Run all ended: a second reload runs nothing again
+    expect(cells.nth(2).locator(".cellbus-count")).to_have_text("[3]")
+    page.wait_for_timeout(500)  # time enough for a wrong start to show
+    for i in range(3):
+        expect(cells.nth(i)).to_have_attribute("data-status", "done")
+        expect(cells.nth(i).locator(".cellbus-count")).to_have_text(f"[{i + 1}]")

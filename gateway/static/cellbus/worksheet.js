@@ -47,17 +47,29 @@
    * its cell deleted). */
   const ENDED = Object.assign({failed: true, superseded: true, removed: true}, FINISHED);
 
-  /** Evaluate `cell` and resolve to how its run ended (a status of ENDED). */
-  function runToEnd(cell) {
+  /** Evaluate `cell` and resolve to how its run ended (a status of ENDED); `start` false:
+   * evaluate nothing, wait for the run it shows (one restored after a reload) to end, or
+   * resolve to its status at once if it runs none. */
+  function runToEnd(cell, start) {
     return new Promise((resolve) => {
+      if (start === false && !cell.busy) {
+        resolve(cell.status);
+        return;
+      }
       const seen = (event) => {
         if (event.detail.cell !== cell || event.detail.busy || !(event.detail.status in ENDED)) return;
         cell.element.removeEventListener("cellbus:status", seen);
         resolve(event.detail.status);
       };
       cell.element.addEventListener("cellbus:status", seen);
-      cell.evaluate();
+      if (start !== false) cell.evaluate();
     });
+  }
+
+  /** Whether this page was loaded by a reload (not a link, Back or a new tab). */
+  function reloaded() {
+    const nav = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+    return Boolean(nav && nav.type === "reload");
   }
 
   /** How many deleted cells a worksheet can bring back. */
@@ -246,28 +258,60 @@
      * is the same one. */
     let allRun = null;
     function runAll() {
-      if (!allRun) allRun = runEach().finally(() => { allRun = null; });
+      if (!allRun) allRun = runEach(cells.slice()).finally(() => { allRun = null; });
       return allRun;
     }
-    async function runEach() {
+    // The cells a Run all has yet to end, kept for this tab (sessionStorage) as each starts:
+    // a reload goes on with it (before, the cells after the one running never ran, and
+    // nothing said so). The first of them was started before the reload: its run is waited
+    // for, never started again.
+    const runAllKey = "cellbus:runall:" + o.user + "/" + o.worksheet;
+    function keepQueue(queue) {
+      try {
+        if (queue) sessionStorage.setItem(runAllKey, JSON.stringify(queue.map((c) => c.cellId)));
+        else sessionStorage.removeItem(runAllKey);
+      } catch (e) { /* private mode: a reload ends Run all */ }
+    }
+    async function runEach(queue, resumed) {
       let stopped = null;
-      const queue = cells.slice();
       // As Jupyter queues them: each code cell to run shows [*] until its turn.
-      for (const cell of queue) if (cell.type === "code" && cell.input.value.trim()) cell._pending(true);
       for (const cell of queue) {
+        if (cell.type === "code" && cell.input.value.trim() && cell !== resumed) cell._pending(true);
+      }
+      for (const [at, cell] of queue.entries()) {
         if (!cells.includes(cell)) continue;  // deleted meanwhile
         if (cell.type === "markdown") {
           if (cell.input.value.trim()) cell.render();
-        } else if (!cell.input.value.trim()) {
+          continue;
+        }
+        if (!cell.input.value.trim()) {
           cell._pending(false);  // (emptied meanwhile)
-        } else if (await runToEnd(cell) !== "done") {
+          continue;
+        }
+        if (cell !== resumed) keepQueue(queue.slice(at));
+        if (await runToEnd(cell, cell !== resumed) !== "done") {
           stopped = cell;
           break;
         }
       }
+      keepQueue(null);
       for (const cell of queue) cell._pending(false);  // those it did not reach
       list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true, detail: {stopped: stopped}}));
       return stopped;
+    }
+    /** After a reload, the Run all this tab had under way: once the cell it was running
+     * shows its stored run, wait for that run and go on with the cells after it. */
+    async function resumeRunAll() {
+      let ids = null;
+      try { ids = JSON.parse(sessionStorage.getItem(runAllKey) || "null"); } catch (e) { ids = null; }
+      if (!Array.isArray(ids) || !ids.length || !reloaded()) {
+        keepQueue(null);
+        return;
+      }
+      const queue = ids.map((id) => cells.find((c) => c.cellId === String(id))).filter(Boolean);
+      if (!queue.length) return;
+      await queue[0].restored;
+      if (!allRun) allRun = runEach(queue, queue[0]).finally(() => { allRun = null; });
     }
     list.addEventListener("keydown", (event) => {
       if (event.key !== "F9" || !(event.ctrlKey || event.metaKey)) return;
@@ -279,6 +323,7 @@
                    layout: layout, runAll: runAll, options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
+    resumeRunAll();
     return sheet;
   }
 
