@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from access_util import call
+from harness import until
 from test_browser import browser, code_box, expect, open_worksheet, page, run, web  # noqa: F401
 
 
@@ -40,9 +42,10 @@ def test_a_reload_during_run_all_goes_on_with_it(page: Any, web: Any) -> None:
     code_box(cells.nth(0)).fill("import time\nprint('one', flush=True)\ntime.sleep(2)")
     code_box(cells.nth(1)).fill("print('two')")
     code_box(cells.nth(2)).fill("print('three')")
-    with page.expect_request_finished(lambda r: r.url.endswith("/layout")
-                                      and r.method == "POST"):
-        page.get_by_role("button", name="Run all").click()
+    path = f"/home/guest/{page.url.split('ws=')[1]}/layout"
+    until(lambda: [c["code"] for c in call(web.port, "GET", path).body.get("cells") or []][2:]
+          == ["print('three')"], "the cells stored")
+    page.get_by_role("button", name="Run all").click()
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("one")
     page.reload()
     for i, text in enumerate(("one", "two", "three")):
