@@ -181,6 +181,11 @@
         b.addEventListener("click", action);
         box.appendChild(b);
       };
+      // The cell's own Evaluate and Stop too: a screen reader's list of a worksheet's
+      // buttons said "Evaluate" and "Stop" once a cell, not which.
+      for (const b of [cell.button, cell.stopButton]) {
+        b.setAttribute("aria-label", b.textContent + " (cell " + cell.cellId + ")");
+      }
       button("↑", "Move up", () => move(cell, -1));
       button("↓", "Move down", () => move(cell, 1));
       button("Clear", "Clear output", () => cell.clearOutput());
