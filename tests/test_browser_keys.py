@@ -164,3 +164,43 @@ def test_the_focus_stays_in_the_cell_after_a_render_or_a_prompts_answer(page: An
     expect(cells.nth(1).locator(".cellbus-output")).to_contain_text("hi ada")
     expect(answer).to_have_count(0)
     expect(code_box(cells.nth(1))).to_be_focused()
+
+
+def split_and_merge(page: Any, web: Any) -> None:
+    """Ctrl+Shift+Minus splits the cell at the cursor, the rest in a new cell below with the
+    focus at its start; Escape then Shift+M merges the cell with the one below, as in
+    Jupyter (Escape then Z brings the cell merged away back). Before, the Shift after an
+    Escape ended the command keys, so an "M" was typed; and Ctrl+Shift+Minus did nothing."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("a = 1\nb = 2")
+    code_box(cells.nth(1)).fill("c = 3")
+    code_box(cells.nth(0)).press("Control+Home")
+    page.keyboard.press("ArrowDown")  # the start of "b = 2"
+    page.keyboard.press("Control+Shift+Minus")
+    expect(cells).to_have_count(4)
+    assert [code_of(cells.nth(i)).input_value() for i in range(3)] == ["a = 1", "b = 2", "c = 3"]
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.type("x")  # at its start
+    expect(code_of(cells.nth(1))).to_have_value("xb = 2")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+M")
+    expect(cells).to_have_count(3)
+    assert [code_of(cells.nth(i)).input_value() for i in range(3)] == [
+        "a = 1", "xb = 2\n\nc = 3", ""]
+    expect(cells.nth(1)).not_to_have_attribute("data-type", "markdown")  # not Escape then M
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    expect(cells).to_have_count(4)
+    expect(code_of(cells.nth(2))).to_have_value("c = 3")
+
+
+def test_split_and_merge_cells(page: Any, web: Any) -> None:
+    """In CodeMirror."""
+    split_and_merge(page, web)
+
+
+def test_split_and_merge_cells_without_codemirror(page: Any, web: Any) -> None:
+    """In the plain textarea of a page without CodeMirror."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    split_and_merge(page, web)

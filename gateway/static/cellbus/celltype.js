@@ -3,16 +3,33 @@
   // Methods of Cell (cell.js): code or Markdown (rendered in place, never sent), the
   // kernel's language in the editor, and the code box's keys (Shift+Enter, Tab, and
   // Jupyter's command keys after Escape).
+  /** Keys that are only a modifier pressed: no key of their own (Escape, then Shift+M is a
+   * command key still; before, the Shift's own keydown ended the command keys). */
+  const MODIFIERS = ["Shift", "Control", "Alt", "Meta", "AltGraph", "CapsLock"];
+
+  /** Ctrl+Shift+Minus, Jupyter's split. */
+  function splitKey(event) {
+    return event.ctrlKey && event.shiftKey && !event.altKey && !event.metaKey
+      && (event.code === "Minus" || event.key === "_" || event.key === "-");
+  }
+
   Object.assign(Cell.prototype, {
     _key(event) {
-      if (event.isComposing) return;
+      if (event.isComposing || MODIFIERS.includes(event.key)) return;
+      if (splitKey(event)) {
+        event.preventDefault();
+        this.tabLeaves = false;
+        this._split();
+        return;
+      }
       const tabLeaves = this.tabLeaves;
       this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
       if (tabLeaves && this._commandKey(event)) {
         this.tabLeaves = this.commandHeld;  // a first D: command keys still
         return;
       }
-      if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      if (event.key === "Tab" && (!tabLeaves || event.shiftKey) && !event.ctrlKey && !event.metaKey
+          && !event.altKey) {
         event.preventDefault();
         indent(this.input, event.shiftKey);
       } else if (event.key === "Enter" && event.altKey && !event.ctrlKey && !event.metaKey) {
@@ -40,6 +57,22 @@
         : box.value.indexOf("\n", at) === -1;
       const column = at - box.value.lastIndexOf("\n", at - 1) - 1;
       if (edge && this._leave(up ? -1 : 1, column)) event.preventDefault();
+    },
+
+    /** Ctrl+Shift+Minus: the code after the cursor goes to a new cell below this one
+     * (cellbus:split, which a worksheet answers), the line break at the cut with neither. */
+    _split() {
+      const value = this.input.value;
+      const at = this.editor ? this.editor.indexFromPos(this.editor.getCursor())
+        : this.input.selectionStart;
+      this.setCode(value.slice(0, at).replace(/\n$/, ""));
+      this._event("split", {code: value.slice(at).replace(/^\n/, "")});
+    },
+
+    /** Put `code` in the code box, as typing it would (the editor follows, the page saves). */
+    setCode(code) {
+      this.input.value = code;
+      this.input.dispatchEvent(new Event("input"));
     },
 
     /** Alt+Enter: evaluate, then a new cell below this one (a worksheet's onAltEnter). */
@@ -105,7 +138,8 @@
     /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
      * for the last cell deleted back (cellbus:undelete), D then D for this cell deleted
-     * (cellbus:delete; a lone D typed "d" into the code before). True if `event` (the key
+     * (cellbus:delete; a lone D typed "d" into the code before), Shift+M for the cell below
+     * merged into this one (cellbus:merge). True if `event` (the key
      * after an Escape) was one of them; `commandHeld` is then whether the keys after it are
      * still command keys (a first D, waiting for its second). */
     _commandKey(event) {
@@ -117,7 +151,8 @@
         return false;
       }
       event.preventDefault();
-      if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
+      if (key === "m" && event.shiftKey) this._event("merge", {});
+      else if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
       else if (key === "z") this._event("undelete", {});
       else if (key === "d" && held) this._event("delete", {});
       else if (key === "d") this.commandHeld = true;

@@ -79,7 +79,8 @@
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
    * delete it (also Escape then D, D; Undo delete, or Escape then Z, brings it back); Escape
-   * then A or B in a cell adds one above or below it, Alt+Enter evaluates and adds one below, Up on a cell's first
+   * then A or B in a cell adds one above or below it, Ctrl+Shift+Minus splits it at the
+   * cursor, Escape then Shift+M merges the one below into it, Alt+Enter evaluates and adds one below, Up on a cell's first
    * line and Down on its last go to the next cell. `codes`: the cells'
    * code, each a string or {id, type, code} (as `layout()` gives, to save); `ran`: the ids
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
@@ -114,6 +115,13 @@
     list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
     // Escape then D, D in a cell: after the key's own handling, as for A and B below.
     list.addEventListener("cellbus:delete", (event) => setTimeout(() => remove(event.detail.cell), 0));
+    list.addEventListener("cellbus:merge", (event) => setTimeout(() => merge(event.detail.cell), 0));
+    list.addEventListener("cellbus:split", (event) => {  // Ctrl+Shift+Minus in a cell
+      const at = cells.indexOf(event.detail.cell);
+      if (at < 0) return;
+      const cell = add({type: event.detail.cell.type, code: event.detail.code}, at + 1);
+      setTimeout(() => cell.focusLine("first", 0), 0);  // after the key, as for A and B
+    });
     list.addEventListener("cellbus:insert", (event) => {  // Escape then A or B in a cell
       const at = cells.indexOf(event.detail.cell);
       if (at < 0) return;
@@ -248,6 +256,19 @@
       cell.element.remove();
       if (cells.length) cells[Math.min(at, cells.length - 1)].focus();
       changed();
+    }
+
+    /** Escape then Shift+M, as Jupyter's merge: the code of the cell below `cell` goes to
+     * the end of its own, after a blank line, and that cell is deleted (Escape then Z
+     * brings it back). */
+    function merge(cell) {
+      const next = cells[cells.indexOf(cell) + 1];
+      if (!cells.includes(cell) || !next) return;
+      const code = [cell.input.value, next.input.value].filter((c) => c !== "").join("\n\n");
+      remove(next);
+      cell.setCode(code);
+      if (!cell.rendered.hidden) cell.render();  // a rendered Markdown cell shows it all
+      cell.focusLine("first", 0);
     }
 
     /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
