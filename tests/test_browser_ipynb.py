@@ -196,3 +196,24 @@ def test_a_download_that_cannot_be_made_says_why_and_keeps_the_page(
     expect(note).to_have_text("The notebook was not downloaded: the notebook is over 48 MiB")
     assert page.url == url
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("kept")
+
+
+def test_offline_the_worksheets_buttons_say_so_in_words(page: Any, web: Chain,  # noqa: F811
+                                                        tmp_path: Path) -> None:
+    """Tests that Open .ipynb, Delete worksheet and Share, pressed offline, say that the
+    browser is offline (before: the browser's "Failed to fetch"), and change nothing."""
+    cells = open_worksheet(page, web)
+    fill(cells.nth(0), "print('mine')")
+    path = notebook_file(tmp_path, "in.ipynb", [v4.new_code_cell("print('theirs')")])
+    page.context.set_offline(True)
+    note = page.locator("#notebook-note")
+    offline = "this browser is offline; try again once it is back online."
+    page.get_by_label("Open .ipynb").set_input_files(path)
+    expect(note).to_have_text("in.ipynb cannot be opened: " + offline)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete worksheet").click()
+    expect(note).to_have_text("The worksheet was not deleted: " + offline)
+    page.get_by_role("button", name="Share").click()
+    expect(page.locator("#shared")).to_have_text("No link was made: " + offline)
+    page.context.set_offline(False)
+    expect(code_of(cells.nth(0))).to_have_value("print('mine')")
