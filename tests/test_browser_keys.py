@@ -204,3 +204,25 @@ def test_split_and_merge_cells_without_codemirror(page: Any, web: Any) -> None:
     """In the plain textarea of a page without CodeMirror."""
     page.route("**/vendor/codemirror/**", lambda route: route.abort())
     split_and_merge(page, web)
+
+
+def test_escape_then_i_i_interrupts_and_0_0_restarts(page: Any, web: Any) -> None:
+    """Jupyter's other doubled command keys: Escape then I, I stops the running cell, and
+    Escape then 0, 0 restarts the session; before, each typed "ii" or "00" into the code."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "import time\nx = 1\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("sleeping")
+    code_box(cells.nth(1)).fill("print(x)")
+    page.keyboard.press("Escape")
+    page.keyboard.press("i")
+    page.keyboard.press("i")
+    expect(cells.nth(0).locator(".cellbus-error")).to_contain_text("KeyboardInterrupt")
+    page.keyboard.press("Escape")
+    page.keyboard.press("0")
+    page.keyboard.press("0")
+    bar = page.locator(".cellbus-session")
+    expect(bar).to_have_attribute("data-state", "gone")
+    expect(bar.locator(".cellbus-session-state")).to_contain_text("restarted")
+    expect(code_of(cells.nth(1))).to_have_value("print(x)")  # nothing typed
+    page.keyboard.press("Control+Enter")
+    expect(cells.nth(1).locator(".cellbus-error")).to_contain_text("NameError")

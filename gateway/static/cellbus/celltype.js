@@ -13,6 +13,10 @@
       && (event.code === "Minus" || event.key === "_" || event.key === "-");
   }
 
+  /** Jupyter's command keys pressed twice, after an Escape, and the cellbus:* event each
+   * sends (which a worksheet answers). */
+  const DOUBLED = {d: "delete", i: "interrupt", 0: "restart"};
+
   Object.assign(Cell.prototype, {
     _key(event) {
       if (event.isComposing || MODIFIERS.includes(event.key)) return;
@@ -25,7 +29,7 @@
       const tabLeaves = this.tabLeaves;
       this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
       if (tabLeaves && this._commandKey(event)) {
-        this.tabLeaves = this.commandHeld;  // a first D: command keys still
+        this.tabLeaves = Boolean(this.commandHeld);  // a first D: command keys still
         return;
       }
       if (event.key === "Tab" && (!tabLeaves || event.shiftKey) && !event.ctrlKey && !event.metaKey
@@ -137,25 +141,27 @@
 
     /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
-     * for the last cell deleted back (cellbus:undelete), D then D for this cell deleted
-     * (cellbus:delete; a lone D typed "d" into the code before), Shift+M for the cell below
-     * merged into this one (cellbus:merge). True if `event` (the key
-     * after an Escape) was one of them; `commandHeld` is then whether the keys after it are
-     * still command keys (a first D, waiting for its second). */
+     * for the last cell deleted back (cellbus:undelete), Shift+M for the cell below merged
+     * into this one (cellbus:merge); and each key of DOUBLED pressed twice, D, D for this
+     * cell deleted, I, I for the running cell stopped, 0, 0 for the session restarted (each
+     * key typed into the code before). True if `event` (the key after an Escape) was one of
+     * them; `commandHeld` is then whether the keys after it are still command keys (the
+     * first of a doubled key, waiting for its second). */
     _commandKey(event) {
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
       const held = this.commandHeld;
-      this.commandHeld = false;
-      if (!"myabzd".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+      this.commandHeld = null;
+      if (!"myabzdi0".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
           || event.altKey) {
         return false;
       }
       event.preventDefault();
-      if (key === "m" && event.shiftKey) this._event("merge", {});
+      if (key in DOUBLED) {
+        if (held === key) this._event(DOUBLED[key], {});
+        else this.commandHeld = key;
+      } else if (key === "m" && event.shiftKey) this._event("merge", {});
       else if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
       else if (key === "z") this._event("undelete", {});
-      else if (key === "d" && held) this._event("delete", {});
-      else if (key === "d") this.commandHeld = true;
       else this.setType(key === "m" ? "markdown" : "code");
       return true;
     },

@@ -190,8 +190,8 @@
         cell._split();
         return;
       }
-      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A, B, Z, Shift+M or D, D
-        escaped = cell.commandHeld;
+      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A, B, Z, Shift+M, D, D ...
+        escaped = Boolean(cell.commandHeld);
         return;
       }
       // No keyboard trap; Shift+Tab is the editor's still (help, a dedent), as when its

@@ -115,6 +115,11 @@
     list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
     // Escape then D, D in a cell: after the key's own handling, as for A and B below.
     list.addEventListener("cellbus:delete", (event) => setTimeout(() => remove(event.detail.cell), 0));
+    // Escape then I, I: the running cells stopped, as Jupyter's interrupt; 0, 0: a restart.
+    list.addEventListener("cellbus:interrupt", () => {
+      for (const cell of cells) if (cell.status === "running") cell.interrupt();
+    });
+    list.addEventListener("cellbus:restart", () => session.restart());
     list.addEventListener("cellbus:merge", (event) => setTimeout(() => merge(event.detail.cell), 0));
     list.addEventListener("cellbus:split", (event) => {  // Ctrl+Shift+Minus in a cell
       const at = cells.indexOf(event.detail.cell);
