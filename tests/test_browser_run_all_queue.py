@@ -59,3 +59,22 @@ def test_a_reload_during_run_all_goes_on_with_it(page: Any, web: Any) -> None:
     for i in range(3):
         expect(cells.nth(i)).to_have_attribute("data-status", "done")
         expect(cells.nth(i).locator(".cellbus-count")).to_have_text(f"[{i + 1}]")
+
+
+def test_run_above_and_run_below_the_cell_last_edited(page: Any, web: Any) -> None:
+    """Jupyter's Run All Above (the cells above the cell last edited, not it) and Run
+    Selected Cell and All Below (it and those after it); before, only Run all was there."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("x = 1")
+    code_box(cells.nth(1)).fill("x += 10")
+    code_box(cells.nth(2)).fill("print(x)")
+    code_box(cells.nth(1)).focus()
+    page.get_by_role("button", name="Run above").click()
+    expect(cells.nth(0).locator(".cellbus-count")).to_have_text("[1]")
+    expect(page.locator("#notebook-note")).to_have_text("Run above: every code cell ran.")
+    expect(cells.nth(1)).to_have_attribute("data-status", "idle")
+    page.get_by_role("button", name="Run below").click()
+    expect(cells.nth(2).locator(".cellbus-output")).to_have_text("11")
+    expect(page.locator("#notebook-note")).to_have_text("Run below: every code cell ran.")
+    for i in range(3):
+        expect(cells.nth(i).locator(".cellbus-count")).to_have_text(f"[{i + 1}]")

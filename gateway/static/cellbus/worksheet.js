@@ -86,7 +86,7 @@
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
    * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
-   * Returns {cells, add, move, remove, undelete, layout, runAll}. */
+   * Returns {cells, add, move, remove, undelete, layout, runAll, runAbove, runBelow}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -285,11 +285,22 @@
     /** Run All, stopping on error (as Jupyter's): the code cells top to bottom, each once the
      * one before ended, and the Markdown ones rendered; empty code cells are passed over.
      * Resolves to the cell whose run did not end "done" (the rest did not run), or null, and
-     * says so in a cellbus:ranall event ({stopped: that cell or null}). While one runs, another
-     * is the same one. */
+     * says so in a cellbus:ranall event ({stopped: that cell or null, name: "Run all", or
+     * as runAbove and runBelow name it}). While one runs, another is the same one. */
     let allRun = null;
     function runAll() {
-      if (!allRun) allRun = runEach(cells.slice()).finally(() => { allRun = null; });
+      return runCells(cells.slice(), "Run all");
+    }
+    /** Jupyter's Run All Above: the cells above `cell`, not it, as runAll. */
+    function runAbove(cell) {
+      return runCells(cells.slice(0, Math.max(0, cells.indexOf(cell))), "Run above");
+    }
+    /** Jupyter's Run Selected Cell and All Below: `cell` and the cells after it, as runAll. */
+    function runBelow(cell) {
+      return runCells(cells.slice(Math.max(0, cells.indexOf(cell))), "Run below");
+    }
+    function runCells(queue, name) {
+      if (!allRun) allRun = runEach(queue, null, name).finally(() => { allRun = null; });
       return allRun;
     }
     // The cells a Run all has yet to end, kept for this tab (sessionStorage) as each starts:
@@ -303,7 +314,7 @@
         else sessionStorage.removeItem(runAllKey);
       } catch (e) { /* private mode: a reload ends Run all */ }
     }
-    async function runEach(queue, resumed) {
+    async function runEach(queue, resumed, name) {
       let stopped = null;
       // As Jupyter queues them: each code cell to run shows [*] until its turn.
       for (const cell of queue) {
@@ -327,7 +338,8 @@
       }
       keepQueue(null);
       for (const cell of queue) cell._pending(false);  // those it did not reach
-      list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true, detail: {stopped: stopped}}));
+      list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true,
+                                                            detail: {stopped: stopped, name: name}}));
       return stopped;
     }
     /** After a reload, the Run all this tab had under way: once the cell it was running
@@ -342,7 +354,7 @@
       const queue = ids.map((id) => cells.find((c) => c.cellId === String(id))).filter(Boolean);
       if (!queue.length) return;
       await queue[0].restored;
-      if (!allRun) allRun = runEach(queue, queue[0]).finally(() => { allRun = null; });
+      if (!allRun) allRun = runEach(queue, queue[0], "Run all").finally(() => { allRun = null; });
     }
     list.addEventListener("keydown", (event) => {
       if (event.key !== "F9" || !(event.ctrlKey || event.metaKey)) return;
@@ -351,7 +363,8 @@
     });
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
-                   layout: layout, runAll: runAll, options: o};
+                   layout: layout, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
+                   options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
     resumeRunAll();
