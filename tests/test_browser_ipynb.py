@@ -171,3 +171,49 @@ def test_open_ipynb_refusals_and_a_new_worksheet(page: Any, web: Chain,  # noqa:
     page.goto(web.url(f"/?ws={ws}"))
     expect(page.locator(".cellbus-cell")).to_have_count(3)
     expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value("print('mine')")
+
+
+def test_a_download_that_cannot_be_made_says_why_and_keeps_the_page(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that Download .ipynb offline, or refused by the gateway, says so above the
+    cells and leaves the worksheet page where it is; before, the browser went to its error
+    page (offline) or to the gateway's JSON answer, the worksheet gone from the tab."""
+    cells = open_worksheet(page, web)
+    url = page.url
+    fill(cells.nth(0), "print('kept')")
+    code_box(cells.nth(0)).press("Control+Enter")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("kept")
+    note = page.locator("#notebook-note")
+    page.context.set_offline(True)
+    page.get_by_role("link", name="Download .ipynb").click()
+    expect(note).to_have_text("The notebook was not downloaded: this browser is offline;"
+                              " try again once it is back online.")
+    page.context.set_offline(False)
+    page.route("**/notebook.ipynb", lambda route: route.fulfill(
+        status=413, content_type="application/json",
+        body=json.dumps({"error": "the notebook is over 48 MiB"})))
+    page.get_by_role("link", name="Download .ipynb").click()
+    expect(note).to_have_text("The notebook was not downloaded: the notebook is over 48 MiB")
+    assert page.url == url
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("kept")
+
+
+def test_offline_the_worksheets_buttons_say_so_in_words(page: Any, web: Chain,  # noqa: F811
+                                                        tmp_path: Path) -> None:
+    """Tests that Open .ipynb, Delete worksheet and Share, pressed offline, say that the
+    browser is offline (before: the browser's "Failed to fetch"), and change nothing."""
+    cells = open_worksheet(page, web)
+    fill(cells.nth(0), "print('mine')")
+    path = notebook_file(tmp_path, "in.ipynb", [v4.new_code_cell("print('theirs')")])
+    page.context.set_offline(True)
+    note = page.locator("#notebook-note")
+    offline = "this browser is offline; try again once it is back online."
+    page.get_by_label("Open .ipynb").set_input_files(path)
+    expect(note).to_have_text("in.ipynb cannot be opened: " + offline)
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete worksheet").click()
+    expect(note).to_have_text("The worksheet was not deleted: " + offline)
+    page.get_by_role("button", name="Share").click()
+    expect(page.locator("#shared")).to_have_text("No link was made: " + offline)
+    page.context.set_offline(False)
+    expect(code_of(cells.nth(0))).to_have_value("print('mine')")

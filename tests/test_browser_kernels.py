@@ -1,16 +1,19 @@
 """The worksheet page's kernel selector and makeCell's ``kernel`` option, in real Chromium
-against the whole chain with a device offering the built-in Python and bash_kernel."""
+against the whole chain with a device offering the built-in Python and bash_kernel; and an
+.ipynb opened on the page runs in the notebook's kernel."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kernels import require_kernel
 from module_chain import module_chain
-from test_browser import browser, expect, open_worksheet, page, run  # noqa: F401 (fixtures)
+from test_browser import (browser, code_of, expect, open_worksheet, page,  # noqa: F401
+                          run)
 
 
 @pytest.fixture(scope="module")
@@ -44,3 +47,34 @@ def test_make_cell_kernel_option(page, web) -> None:  # noqa: F811
         server: {web.url("/")!r}, worksheet: "opt", code: 'echo "opt $((2+3))"',
         kernel: "bash", autoeval: true}})""")
     expect(page.locator(".cellbus-output")).to_have_text("opt 5")
+
+
+def test_an_opened_notebook_runs_in_its_kernel_and_a_download_keeps_it(
+        page: Any, web: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Tests that a notebook nbformat made for bash_kernel (its kernelspec ``bash``) opens in
+    a worksheet whose kernel is bash, so Run all runs its cells there (before, in the
+    built-in Python: SyntaxError); and that the worksheet downloaded and opened again is
+    bash still (its cellbus kernel), the round trip keeping it."""
+    nbformat = pytest.importorskip("nbformat")
+    v4 = nbformat.v4
+    notebook = v4.new_notebook(cells=[v4.new_code_cell('echo "bash $((6*7))"')], metadata={
+        "kernelspec": {"name": "bash", "display_name": "Bash", "language": "bash"}})
+    path = tmp_path / "bash.ipynb"
+    nbformat.write(notebook, path)
+    cells = open_worksheet(page, web)
+    page.get_by_label("Open .ipynb").set_input_files(path)
+    expect(page.locator("#kernel")).to_have_value("bash")
+    expect(code_of(cells.nth(0))).to_have_value('echo "bash $((6*7))"')
+    page.get_by_role("button", name="Run all").click()
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("bash 42")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download .ipynb").click()
+    again = tmp_path / "again.ipynb"
+    download.value.save_as(again)
+    open_worksheet(page, web)  # the default kernel, python
+    expect(page.locator("#kernel")).to_have_value("python")
+    page.get_by_label("Open .ipynb").set_input_files(again)
+    expect(page.locator("#kernel")).to_have_value("bash")
+    page.get_by_role("button", name="Run all").click()
+    expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text(
+        "bash 42")

@@ -87,3 +87,142 @@ def test_a_deleted_cell_comes_back_with_escape_z_or_undo(page: Any, web: Any) ->
     expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value("print('kept')")
     expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text("kept")
     assert console.settled(page) == []
+
+
+def delete_with_command_keys(page: Any, web: Any) -> None:
+    """Escape then D, D deletes the cell, as in Jupyter's command mode; the D's type nothing,
+    the next cell has the focus, and Escape then Z brings the cell back."""
+    cells = open_worksheet(page, web)
+    for i, code in enumerate(("first = 1", "second = 2", "third = 3")):
+        code_box(cells.nth(i)).fill(code)
+    code_box(cells.nth(1)).press("Escape")
+    page.keyboard.press("d")
+    expect(cells).to_have_count(3)  # one D alone deletes nothing, nor is it typed
+    page.keyboard.press("d")
+    expect(cells).to_have_count(2)
+    assert [code_of(cells.nth(i)).input_value() for i in range(2)] == ["first = 1", "third = 3"]
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("d")
+    page.keyboard.press("x")  # not a second D: nothing deleted, and typing goes on
+    expect(cells).to_have_count(2)
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    expect(cells).to_have_count(3)
+    assert [code_of(cells.nth(i)).input_value() for i in range(3)] == [
+        "first = 1", "second = 2", "third = 3x"]
+
+
+def test_escape_then_d_d_deletes_the_cell(page: Any, web: Any) -> None:
+    """In CodeMirror."""
+    delete_with_command_keys(page, web)
+
+
+def test_escape_then_d_d_without_codemirror(page: Any, web: Any) -> None:
+    """In the plain textarea of a page without CodeMirror."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    delete_with_command_keys(page, web)
+
+
+def test_stop_pressed_with_the_keyboard_keeps_the_focus_in_the_cell(page: Any,
+                                                                     web: Any) -> None:
+    """Stop hides itself once the run stops: the focus it had goes to the cell's Evaluate
+    button beside it, not to the page's body (where a keyboard user's next Tab started
+    again from the top of the page)."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(1), "import time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("sleeping")
+    stop = cells.nth(1).get_by_role("button", name="Stop")
+    stop.focus()
+    page.keyboard.press("Enter")
+    expect(cells.nth(1)).to_have_attribute("data-status", "error")  # KeyboardInterrupt
+    expect(stop).to_be_hidden()
+    expect(cells.nth(1).get_by_role("button", name="Evaluate")).to_be_focused()
+    page.keyboard.press("Shift+Tab")  # and from there on, in the page's order
+    expect(code_box(cells.nth(1))).to_be_focused()
+
+
+def test_the_focus_stays_in_the_cell_after_a_render_or_a_prompts_answer(page: Any,
+                                                                       web: Any) -> None:
+    """Ctrl+Enter on a Markdown cell renders it and leaves the focus on it (Enter edits it
+    again), and a prompt answered with Enter hands its focus to its cell's code once it
+    goes; before, both left the focus on the page's body."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("# Notes")
+    page.keyboard.press("Escape")
+    page.keyboard.press("m")
+    page.keyboard.press("Control+Enter")
+    expect(cells.nth(0).locator(".cellbus-markdown h1")).to_have_text("Notes")
+    expect(cells.nth(0).locator(".cellbus-markdown")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(code_box(cells.nth(0))).to_be_focused()
+    run(cells.nth(1), "name = input('who? ')\nprint('hi', name)")
+    answer = cells.nth(1).locator("input.cellbus-prompt-input")
+    expect(answer).to_be_focused()
+    page.keyboard.type("ada")
+    page.keyboard.press("Enter")
+    expect(cells.nth(1).locator(".cellbus-output")).to_contain_text("hi ada")
+    expect(answer).to_have_count(0)
+    expect(code_box(cells.nth(1))).to_be_focused()
+
+
+def split_and_merge(page: Any, web: Any) -> None:
+    """Ctrl+Shift+Minus splits the cell at the cursor, the rest in a new cell below with the
+    focus at its start; Escape then Shift+M merges the cell with the one below, as in
+    Jupyter (Escape then Z brings the cell merged away back). Before, the Shift after an
+    Escape ended the command keys, so an "M" was typed; and Ctrl+Shift+Minus did nothing."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("a = 1\nb = 2")
+    code_box(cells.nth(1)).fill("c = 3")
+    code_box(cells.nth(0)).press("Control+Home")
+    page.keyboard.press("ArrowDown")  # the start of "b = 2"
+    page.keyboard.press("Control+Shift+Minus")
+    expect(cells).to_have_count(4)
+    assert [code_of(cells.nth(i)).input_value() for i in range(3)] == ["a = 1", "b = 2", "c = 3"]
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.type("x")  # at its start
+    expect(code_of(cells.nth(1))).to_have_value("xb = 2")
+    page.keyboard.press("Escape")
+    page.keyboard.press("Shift+M")
+    expect(cells).to_have_count(3)
+    assert [code_of(cells.nth(i)).input_value() for i in range(3)] == [
+        "a = 1", "xb = 2\n\nc = 3", ""]
+    expect(cells.nth(1)).not_to_have_attribute("data-type", "markdown")  # not Escape then M
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    expect(cells).to_have_count(4)
+    expect(code_of(cells.nth(2))).to_have_value("c = 3")
+
+
+def test_split_and_merge_cells(page: Any, web: Any) -> None:
+    """In CodeMirror."""
+    split_and_merge(page, web)
+
+
+def test_split_and_merge_cells_without_codemirror(page: Any, web: Any) -> None:
+    """In the plain textarea of a page without CodeMirror."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    split_and_merge(page, web)
+
+
+def test_escape_then_i_i_interrupts_and_0_0_restarts(page: Any, web: Any) -> None:
+    """Jupyter's other doubled command keys: Escape then I, I stops the running cell, and
+    Escape then 0, 0 restarts the session; before, each typed "ii" or "00" into the code."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "import time\nx = 1\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("sleeping")
+    code_box(cells.nth(1)).fill("print(x)")
+    page.keyboard.press("Escape")
+    page.keyboard.press("i")
+    page.keyboard.press("i")
+    expect(cells.nth(0).locator(".cellbus-error")).to_contain_text("KeyboardInterrupt")
+    page.keyboard.press("Escape")
+    page.keyboard.press("0")
+    page.keyboard.press("0")
+    bar = page.locator(".cellbus-session")
+    expect(bar).to_have_attribute("data-state", "gone")
+    expect(bar.locator(".cellbus-session-state")).to_contain_text("restarted")
+    expect(code_of(cells.nth(1))).to_have_value("print(x)")  # nothing typed
+    page.keyboard.press("Control+Enter")
+    expect(cells.nth(1).locator(".cellbus-error")).to_contain_text("NameError")

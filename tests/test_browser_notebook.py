@@ -55,3 +55,15 @@ def test_worksheet_url_opens_the_same_worksheet(browser: Any, page: Any, web: An
         expect(first.locator(".cellbus-output")).to_have_text("bookmarked")
         expect(code_of(first)).to_have_value("print('bookmarked')")
         expect(other.locator("#ws-name")).to_have_text(link.split("ws=")[1])
+
+
+def test_each_cells_buttons_say_which_cell_they_act_on(page: Any, web: Any) -> None:
+    """A screen reader's list of buttons names each one's cell, Evaluate and Stop too (they
+    were all "Evaluate" and "Stop"), as the cell's other tools do."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(1), "import time\ntime.sleep(30)")
+    for name in ("Evaluate (cell 2)", "Stop (cell 2)", "Move up (cell 2)", "Delete cell (cell 2)"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_count(1)
+    expect(page.get_by_role("button", name="Evaluate (cell 3)", exact=True)).to_have_count(1)
+    cells.nth(1).get_by_role("button", name="Stop").click()
+    expect(cells.nth(1)).to_have_attribute("data-status", "error")

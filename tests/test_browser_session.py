@@ -74,8 +74,11 @@ def test_an_idle_session_is_warned_kept_and_its_end_said_after_a_reload(
     expect(bar).to_have_class("cellbus-session cellbus-session-warning")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "session-idle-warning.png"))
-    keep.click()
+    keep.focus()
+    page.keyboard.press("Enter")
     expect(keep).to_be_hidden()
+    # its focus went to Restart beside it, not to the page's body
+    expect(bar.get_by_role("button", name="Restart")).to_be_focused()
     expect(state).to_have_text("idle")
     expect(keep).to_be_visible(timeout=10_000)  # the keep-alive run's own idle time
     assert chain.broker is not None

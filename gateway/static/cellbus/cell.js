@@ -57,6 +57,7 @@
       this.interacts = new Map();    // interact_id -> its InteractView on screen
       this.runs = new Map();         // an interact run's msg_id -> {fold}: its output
       this.type = "code";            // or "markdown": rendered in place, never sent anywhere
+      this.restored = Promise.resolve();  // settles once the cell shows what the store has
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
@@ -64,7 +65,7 @@
         this.setType("markdown");
         if (this.input.value) this.render();
       } else if (o.autoeval) this.evaluate();
-      else if (o.restore) this._restore();
+      else if (o.restore) this.restored = this._restore().catch(() => { /* shows none */ });
     }
 
     /** Take the cell off the page: its element is emptied and it hears nothing more. */

@@ -3,13 +3,37 @@
   // Methods of Cell (cell.js): code or Markdown (rendered in place, never sent), the
   // kernel's language in the editor, and the code box's keys (Shift+Enter, Tab, and
   // Jupyter's command keys after Escape).
+  /** Keys that are only a modifier pressed: no key of their own (Escape, then Shift+M is a
+   * command key still; before, the Shift's own keydown ended the command keys). */
+  const MODIFIERS = ["Shift", "Control", "Alt", "Meta", "AltGraph", "CapsLock"];
+
+  /** Ctrl+Shift+Minus, Jupyter's split. */
+  function splitKey(event) {
+    return event.ctrlKey && event.shiftKey && !event.altKey && !event.metaKey
+      && (event.code === "Minus" || event.key === "_" || event.key === "-");
+  }
+
+  /** Jupyter's command keys pressed twice, after an Escape, and the cellbus:* event each
+   * sends (which a worksheet answers). */
+  const DOUBLED = {d: "delete", i: "interrupt", 0: "restart"};
+
   Object.assign(Cell.prototype, {
     _key(event) {
-      if (event.isComposing) return;
+      if (event.isComposing || MODIFIERS.includes(event.key)) return;
+      if (splitKey(event)) {
+        event.preventDefault();
+        this.tabLeaves = false;
+        this._split();
+        return;
+      }
       const tabLeaves = this.tabLeaves;
       this.tabLeaves = event.key === "Escape";  // then Tab leaves the box: no keyboard trap
-      if (tabLeaves && this._commandKey(event)) return;
-      if (event.key === "Tab" && !tabLeaves && !event.ctrlKey && !event.metaKey && !event.altKey) {
+      if (tabLeaves && this._commandKey(event)) {
+        this.tabLeaves = Boolean(this.commandHeld);  // a first D: command keys still
+        return;
+      }
+      if (event.key === "Tab" && (!tabLeaves || event.shiftKey) && !event.ctrlKey && !event.metaKey
+          && !event.altKey) {
         event.preventDefault();
         indent(this.input, event.shiftKey);
       } else if (event.key === "Enter" && event.altKey && !event.ctrlKey && !event.metaKey) {
@@ -37,6 +61,22 @@
         : box.value.indexOf("\n", at) === -1;
       const column = at - box.value.lastIndexOf("\n", at - 1) - 1;
       if (edge && this._leave(up ? -1 : 1, column)) event.preventDefault();
+    },
+
+    /** Ctrl+Shift+Minus: the code after the cursor goes to a new cell below this one
+     * (cellbus:split, which a worksheet answers), the line break at the cut with neither. */
+    _split() {
+      const value = this.input.value;
+      const at = this.editor ? this.editor.indexFromPos(this.editor.getCursor())
+        : this.input.selectionStart;
+      this.setCode(value.slice(0, at).replace(/\n$/, ""));
+      this._event("split", {code: value.slice(at).replace(/^\n/, "")});
+    },
+
+    /** Put `code` in the code box, as typing it would (the editor follows, the page saves). */
+    setCode(code) {
+      this.input.value = code;
+      this.input.dispatchEvent(new Event("input"));
     },
 
     /** Alt+Enter: evaluate, then a new cell below this one (a worksheet's onAltEnter). */
@@ -101,26 +141,41 @@
 
     /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
-     * for the last cell deleted back (cellbus:undelete). True if `event` (the key after an
-     * Escape) was one of them. */
+     * for the last cell deleted back (cellbus:undelete), Shift+M for the cell below merged
+     * into this one (cellbus:merge); and each key of DOUBLED pressed twice, D, D for this
+     * cell deleted, I, I for the running cell stopped, 0, 0 for the session restarted (each
+     * key typed into the code before). True if `event` (the key after an Escape) was one of
+     * them; `commandHeld` is then whether the keys after it are still command keys (the
+     * first of a doubled key, waiting for its second). */
     _commandKey(event) {
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
-      if (!"myabz".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+      const held = this.commandHeld;
+      this.commandHeld = null;
+      if (!"myabzdi0".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
           || event.altKey) {
         return false;
       }
       event.preventDefault();
-      if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
+      if (key in DOUBLED) {
+        if (held === key) this._event(DOUBLED[key], {});
+        else this.commandHeld = key;
+      } else if (key === "m" && event.shiftKey) this._event("merge", {});
+      else if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
       else if (key === "z") this._event("undelete", {});
       else this.setType(key === "m" ? "markdown" : "code");
       return true;
     },
 
-    /** Show a Markdown cell's text rendered, in place of its editor; sends cellbus:rendered. */
+    /** Show a Markdown cell's text rendered, in place of its editor; sends cellbus:rendered.
+     * The focus the editor had goes to the rendered text (Enter edits it again), not to the
+     * page's body as the editor hides. */
     render() {
+      const box = this.editor ? this.editor.getWrapperElement() : this.input;
+      const focused = box.contains(document.activeElement);
       this._showEditor(false);
       this.rendered.hidden = false;
       showMarkdown(this.rendered, this.input.value);
+      if (focused) this.rendered.focus({preventScroll: true});
       this._event("rendered", {});
     },
 

@@ -169,7 +169,7 @@
       }
       this.busy = busy;
       this.working.hidden = !busy;
-      this.stopButton.hidden = !busy;
+      setHidden(this.stopButton, !busy, this.button);
       this.element.classList.toggle("cellbus-busy", busy);
     },
 

@@ -183,11 +183,20 @@
     // an Escape lost there left the next Tab indenting (a keyboard trap).
     let escaped = false;
     editor.getWrapperElement().addEventListener("keydown", (event) => {
-      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A or B
+      if (MODIFIERS.includes(event.key)) return;  // Escape, then Shift+M: the Shift is no key
+      if (splitKey(event)) {
+        event.preventDefault();  // CodeMirror leaves it, and so does the browser
         escaped = false;
+        cell._split();
         return;
       }
-      if (event.key === "Tab" && escaped) event.codemirrorIgnore = true;  // no keyboard trap
+      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A, B, Z, Shift+M, D, D ...
+        escaped = Boolean(cell.commandHeld);
+        return;
+      }
+      // No keyboard trap; Shift+Tab is the editor's still (help, a dedent), as when its
+      // Shift's own keydown ended the Escape.
+      if (event.key === "Tab" && escaped && !event.shiftKey) event.codemirrorIgnore = true;
       if (event.key === "Escape") closeHelp(editor);
       escaped = event.key === "Escape";
     }, true);

@@ -63,6 +63,14 @@
     return node;
   }
 
+  /** Hide (or show) `node`; one hidden while it holds the focus hands it to `heir` first: a
+   * button that hides itself once pressed (Stop, Keep) left the focus on the page's body,
+   * from where a keyboard user's next Tab started again at the top of the page. */
+  function setHidden(node, hidden, heir) {
+    if (hidden && !node.hidden && node.contains(document.activeElement)) heir.focus();
+    node.hidden = hidden;
+  }
+
   function sleep(ms) {
     return new Promise((resolve) => setTimeout(resolve, ms));
   }

@@ -135,15 +135,19 @@
     const notice = el("span", "cellbus-prompt-notice");
     notice.setAttribute("role", "status");
     node.append(label, notice);
+    // Read-only while the answer is sent, not disabled: a disabled box loses the focus to
+    // the page's body; this one keeps it until the block closes (OutputView.update).
     box.addEventListener("keydown", async (event) => {
-      if (event.key !== "Enter" || box.disabled) return;
+      if (event.key !== "Enter" || box.readOnly) return;
       event.preventDefault();
-      box.disabled = true;
+      box.readOnly = true;
+      box.setAttribute("aria-busy", "true");
       notice.textContent = "";
       const error = await cell.answerPrompt(box.value, block.seq);
       if (error === null) return;  // the block closes when the session goes on
       notice.textContent = error;
-      box.disabled = false;
+      box.readOnly = false;
+      box.removeAttribute("aria-busy");
     });
     node.cellbusUpdate = (next) => next.state === "open" && next.prompt === block.prompt;
     setTimeout(() => { if (box.isConnected) box.focus({preventScroll: true}); }, 0);
@@ -189,8 +193,11 @@
     }
 
     /** Show `blocks`; `hold`: keep the height for CLEAR_HOLD if blocks go (not for a
-     * clear of the whole output, its Clear button or a new run). */
+     * clear of the whole output, its Clear button or a new run). A block that goes holding
+     * the focus (a prompt answered) hands it to its cell's code, not to the page's body. */
     update(blocks, hold) {
+      const focused = this.element.contains(document.activeElement) ? document.activeElement
+        : null;
       const gone = Array.from(this.shown.keys()).filter((id) => !(id in blocks));
       if (gone.length && hold !== false) this._hold(gone);
       for (const id of gone) {
@@ -208,6 +215,7 @@
         if (want !== entry.node) this.element.insertBefore(entry.node, want);
         previous = entry.node;
       }
+      if (focused && !focused.isConnected && this.cell) this.cell.focus();
     }
 
     _draw(id, block, entry) {

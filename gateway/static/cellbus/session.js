@@ -192,7 +192,7 @@
       else state = "none";
       this.node.dataset.state = state;
       const warning = state === "idle" ? this._warning() : null;
-      this.keepButton.hidden = warning === null;
+      setHidden(this.keepButton, warning === null, this.restartButton);
       this.node.classList.toggle("cellbus-session-warning", warning !== null);
       const text = state === "gone" ? "gone: " + this.why : warning || SESSION_TEXT[state];
       this.state.textContent = this.notice ? text + " · " + this.notice : text;

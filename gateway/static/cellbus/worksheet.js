@@ -20,6 +20,19 @@
     return cells;
   }
 
+  /** The kernel of `offered` (kernel names) a notebook (`text`, as notebookLayout takes it)
+   * runs in: the cellbus kernel it names (a worksheet's download: "python", where its
+   * kernelspec says "python3" for Jupyter), else its kernelspec's name ("bash", ipykernel's
+   * "python3"); null if it names none of them. */
+  function notebookKernel(text, offered) {
+    let meta;
+    try { meta = JSON.parse(text).metadata; } catch (e) { meta = null; }
+    if (!isObject(meta)) return null;
+    const names = [isObject(meta.cellbus) ? meta.cellbus.kernel : null,
+                   isObject(meta.kernelspec) ? meta.kernelspec.name : null];
+    return names.find((name) => typeof name === "string" && offered.includes(name)) || null;
+  }
+
   // ---- public API ---------------------------------------------------------------------------
 
   /** Turn `element` into a cell; see DEFAULTS above for the options. Returns the cell. */
@@ -34,17 +47,29 @@
    * its cell deleted). */
   const ENDED = Object.assign({failed: true, superseded: true, removed: true}, FINISHED);
 
-  /** Evaluate `cell` and resolve to how its run ended (a status of ENDED). */
-  function runToEnd(cell) {
+  /** Evaluate `cell` and resolve to how its run ended (a status of ENDED); `start` false:
+   * evaluate nothing, wait for the run it shows (one restored after a reload) to end, or
+   * resolve to its status at once if it runs none. */
+  function runToEnd(cell, start) {
     return new Promise((resolve) => {
+      if (start === false && !cell.busy) {
+        resolve(cell.status);
+        return;
+      }
       const seen = (event) => {
         if (event.detail.cell !== cell || event.detail.busy || !(event.detail.status in ENDED)) return;
         cell.element.removeEventListener("cellbus:status", seen);
         resolve(event.detail.status);
       };
       cell.element.addEventListener("cellbus:status", seen);
-      cell.evaluate();
+      if (start !== false) cell.evaluate();
     });
+  }
+
+  /** Whether this page was loaded by a reload (not a link, Back or a new tab). */
+  function reloaded() {
+    const nav = performance.getEntriesByType ? performance.getEntriesByType("navigation")[0] : null;
+    return Boolean(nav && nav.type === "reload");
   }
 
   /** How many deleted cells a worksheet can bring back. */
@@ -53,14 +78,15 @@
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
-   * delete it (Undo delete, or Escape then Z, brings it back); Escape then A or B in a cell
-   * adds one above or below it, Alt+Enter evaluates and adds one below, Up on a cell's first
+   * delete it (also Escape then D, D; Undo delete, or Escape then Z, brings it back); Escape
+   * then A or B in a cell adds one above or below it, Ctrl+Shift+Minus splits it at the
+   * cursor, Escape then Shift+M merges the one below into it, Alt+Enter evaluates and adds one below, Up on a cell's first
    * line and Down on its last go to the next cell. `codes`: the cells'
    * code, each a string or {id, type, code} (as `layout()` gives, to save); `ran`: the ids
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
    * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
-   * Returns {cells, add, move, remove, undelete, layout, runAll}. */
+   * Returns {cells, add, move, remove, undelete, layout, runAll, runAbove, runBelow}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -87,6 +113,20 @@
     });
     list.addEventListener("cellbus:rendered", () => changed());
     list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
+    // Escape then D, D in a cell: after the key's own handling, as for A and B below.
+    list.addEventListener("cellbus:delete", (event) => setTimeout(() => remove(event.detail.cell), 0));
+    // Escape then I, I: the running cells stopped, as Jupyter's interrupt; 0, 0: a restart.
+    list.addEventListener("cellbus:interrupt", () => {
+      for (const cell of cells) if (cell.status === "running") cell.interrupt();
+    });
+    list.addEventListener("cellbus:restart", () => session.restart());
+    list.addEventListener("cellbus:merge", (event) => setTimeout(() => merge(event.detail.cell), 0));
+    list.addEventListener("cellbus:split", (event) => {  // Ctrl+Shift+Minus in a cell
+      const at = cells.indexOf(event.detail.cell);
+      if (at < 0) return;
+      const cell = add({type: event.detail.cell.type, code: event.detail.code}, at + 1);
+      setTimeout(() => cell.focusLine("first", 0), 0);  // after the key, as for A and B
+    });
     list.addEventListener("cellbus:insert", (event) => {  // Escape then A or B in a cell
       const at = cells.indexOf(event.detail.cell);
       if (at < 0) return;
@@ -154,6 +194,11 @@
         b.addEventListener("click", action);
         box.appendChild(b);
       };
+      // The cell's own Evaluate and Stop too: a screen reader's list of a worksheet's
+      // buttons said "Evaluate" and "Stop" once a cell, not which.
+      for (const b of [cell.button, cell.stopButton]) {
+        b.setAttribute("aria-label", b.textContent + " (cell " + cell.cellId + ")");
+      }
       button("↑", "Move up", () => move(cell, -1));
       button("↓", "Move down", () => move(cell, 1));
       button("Clear", "Clear output", () => cell.clearOutput());
@@ -218,6 +263,19 @@
       changed();
     }
 
+    /** Escape then Shift+M, as Jupyter's merge: the code of the cell below `cell` goes to
+     * the end of its own, after a blank line, and that cell is deleted (Escape then Z
+     * brings it back). */
+    function merge(cell) {
+      const next = cells[cells.indexOf(cell) + 1];
+      if (!cells.includes(cell) || !next) return;
+      const code = [cell.input.value, next.input.value].filter((c) => c !== "").join("\n\n");
+      remove(next);
+      cell.setCode(code);
+      if (!cell.rendered.hidden) cell.render();  // a rendered Markdown cell shows it all
+      cell.focusLine("first", 0);
+    }
+
     /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
      * "code" or "markdown"). */
     function layout() {
@@ -227,32 +285,76 @@
     /** Run All, stopping on error (as Jupyter's): the code cells top to bottom, each once the
      * one before ended, and the Markdown ones rendered; empty code cells are passed over.
      * Resolves to the cell whose run did not end "done" (the rest did not run), or null, and
-     * says so in a cellbus:ranall event ({stopped: that cell or null}). While one runs, another
-     * is the same one. */
+     * says so in a cellbus:ranall event ({stopped: that cell or null, name: "Run all", or
+     * as runAbove and runBelow name it}). While one runs, another is the same one. */
     let allRun = null;
     function runAll() {
-      if (!allRun) allRun = runEach().finally(() => { allRun = null; });
+      return runCells(cells.slice(), "Run all");
+    }
+    /** Jupyter's Run All Above: the cells above `cell`, not it, as runAll. */
+    function runAbove(cell) {
+      return runCells(cells.slice(0, Math.max(0, cells.indexOf(cell))), "Run above");
+    }
+    /** Jupyter's Run Selected Cell and All Below: `cell` and the cells after it, as runAll. */
+    function runBelow(cell) {
+      return runCells(cells.slice(Math.max(0, cells.indexOf(cell))), "Run below");
+    }
+    function runCells(queue, name) {
+      if (!allRun) allRun = runEach(queue, null, name).finally(() => { allRun = null; });
       return allRun;
     }
-    async function runEach() {
+    // The cells a Run all has yet to end, kept for this tab (sessionStorage) as each starts:
+    // a reload goes on with it (before, the cells after the one running never ran, and
+    // nothing said so). The first of them was started before the reload: its run is waited
+    // for, never started again.
+    const runAllKey = "cellbus:runall:" + o.user + "/" + o.worksheet;
+    function keepQueue(queue) {
+      try {
+        if (queue) sessionStorage.setItem(runAllKey, JSON.stringify(queue.map((c) => c.cellId)));
+        else sessionStorage.removeItem(runAllKey);
+      } catch (e) { /* private mode: a reload ends Run all */ }
+    }
+    async function runEach(queue, resumed, name) {
       let stopped = null;
-      const queue = cells.slice();
       // As Jupyter queues them: each code cell to run shows [*] until its turn.
-      for (const cell of queue) if (cell.type === "code" && cell.input.value.trim()) cell._pending(true);
       for (const cell of queue) {
+        if (cell.type === "code" && cell.input.value.trim() && cell !== resumed) cell._pending(true);
+      }
+      for (const [at, cell] of queue.entries()) {
         if (!cells.includes(cell)) continue;  // deleted meanwhile
         if (cell.type === "markdown") {
           if (cell.input.value.trim()) cell.render();
-        } else if (!cell.input.value.trim()) {
+          continue;
+        }
+        if (!cell.input.value.trim()) {
           cell._pending(false);  // (emptied meanwhile)
-        } else if (await runToEnd(cell) !== "done") {
+          continue;
+        }
+        if (cell !== resumed) keepQueue(queue.slice(at));
+        if (await runToEnd(cell, cell !== resumed) !== "done") {
           stopped = cell;
           break;
         }
       }
+      keepQueue(null);
       for (const cell of queue) cell._pending(false);  // those it did not reach
-      list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true, detail: {stopped: stopped}}));
+      list.dispatchEvent(new CustomEvent("cellbus:ranall", {bubbles: true,
+                                                            detail: {stopped: stopped, name: name}}));
       return stopped;
+    }
+    /** After a reload, the Run all this tab had under way: once the cell it was running
+     * shows its stored run, wait for that run and go on with the cells after it. */
+    async function resumeRunAll() {
+      let ids = null;
+      try { ids = JSON.parse(sessionStorage.getItem(runAllKey) || "null"); } catch (e) { ids = null; }
+      if (!Array.isArray(ids) || !ids.length || !reloaded()) {
+        keepQueue(null);
+        return;
+      }
+      const queue = ids.map((id) => cells.find((c) => c.cellId === String(id))).filter(Boolean);
+      if (!queue.length) return;
+      await queue[0].restored;
+      if (!allRun) allRun = runEach(queue, queue[0], "Run all").finally(() => { allRun = null; });
     }
     list.addEventListener("keydown", (event) => {
       if (event.key !== "F9" || !(event.ctrlKey || event.metaKey)) return;
@@ -261,13 +363,16 @@
     });
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
-                   layout: layout, runAll: runAll, options: o};
+                   layout: layout, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
+                   options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
+    resumeRunAll();
     return sheet;
   }
 
   injectStylesheet();
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
                     Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
-                    notebookLayout: notebookLayout, version: "0.1.0"};
+                    notebookLayout: notebookLayout, notebookKernel: notebookKernel,
+                    version: "0.1.0"};
