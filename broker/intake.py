@@ -27,7 +27,7 @@ from . import asked
 from .auth import Auth
 from .budget import stored_size
 from .cells import Cells
-from .comms import Comms
+from .comms import COMM_IDS, Comms
 from .control import Control
 from .deletion import Deletion
 from .dispatch import Dispatch, NoRoom
@@ -331,7 +331,8 @@ class Intake:
             if out and size >= REPLAY_PAGE_BYTES:
                 break
             stored["metadata"].setdefault("cellbus", {})["seq"] = seq
-            stored.pop("buffers", None)  # file bytes go by FILE_REQUEST; JSON has no bytes
+            if stored["msg_type"] not in COMM_IDS:  # a kernel comm's bytes go to Jupyter
+                stored.pop("buffers", None)  # clients; a file's by FILE_REQUEST (a URL)
             size += message_size(stored)
             out.append(stored)
         return {"session": session.session, "messages": out, "more": len(rows) > len(out)}, []

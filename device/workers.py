@@ -195,10 +195,12 @@ class Worker:
             if "wall" in self.asked:
                 asyncio.get_running_loop().call_later(self.asked["wall"], self._wall_passed,
                                                       request["msg_id"])
+            record = {"msg_type": request["msg_type"], "msg_id": request["msg_id"],
+                      "content": request["content"]}
+            if request.get("buffers"):  # a client comm message's bytes, for the kernel
+                record["buffers"] = request["buffers"]
             try:
-                await self.link.send({"msg_type": request["msg_type"],
-                                      "msg_id": request["msg_id"],
-                                      "content": request["content"]})
+                await self.link.send(record)
             except (ConnectionError, OSError):
                 return  # the pump sees the exit and fails the request
 

@@ -99,7 +99,11 @@ class Subscription:
         if seq <= self.last:
             return 0
         self.last = seq
-        text = text if text is not None else to_json(msg)
+        return self.send(msg, text if text is not None else to_json(msg))
+
+    def send(self, msg: Message, text: str) -> int:
+        """Hand ``msg`` (as ``text``, its JSON) to the socket; the bytes sent. The page
+        takes no buffers (a file's go by URL)."""
         self.socket.send(text)
         return len(text)
 

@@ -51,6 +51,12 @@ class Replay(Subscription):
             self.socket.delivered(self.session, self.last)
         return sent
 
+    def send(self, msg: Message, text: str) -> int:
+        """A Jupyter client gets the message's buffers too (a kernel comm's bytes)."""
+        buffers = [bytes(b) for b in msg.get("buffers") or ()]
+        self.socket.send(text, buffers)
+        return len(text) + sum(len(b) for b in buffers)
+
     async def replay(self) -> None:
         """:meth:`Subscription.replay`, again while what waited meanwhile held a message of
         another session (a newer session's is replayed from the store, from its start)."""
