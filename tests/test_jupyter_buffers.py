@@ -33,9 +33,11 @@ KERNEL_BUFFERS = [b"xyz", bytes(range(256)), b""]
 
 @pytest.fixture(scope="module")
 def buffers_chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One chain for the module, each test on a kernel of its own (tests/module_chain.py)."""
+    """One chain for the module, each test on a kernel of its own (tests/module_chain.py);
+    its gateway sends JSON clients buffers (--legacy-buffers)."""
     require_kernel("python3")
-    yield from module_chain(tmp_path_factory, "buffers", device=("--kernels", "python,python3"))
+    yield from module_chain(tmp_path_factory, "buffers", device=("--kernels", "python,python3"),
+                            gateway=("--legacy-buffers",))
 
 
 async def echo_comm(ch: Channels) -> str:
@@ -75,7 +77,8 @@ async def test_comm_buffers_echo_both_ways(buffers_chain: Any, binary: bool) -> 
 async def test_kernel_sent_buffers_reach_a_legacy_client(buffers_chain: Any) -> None:
     """``comm.send(..., buffers=[...])`` in a cell reaches a legacy (JSON) client as
     jupyter_server sends such a message: one binary frame, its buffers after the JSON;
-    a message without buffers stays a JSON text frame."""
+    a message without buffers stays a JSON text frame. (Without --legacy-buffers such a
+    client gets it as text without buffers: test_jupyter_server_client.py.)"""
     kernel_id = start_kernel(buffers_chain, "python3")
     ch = await Channels.open(buffers_chain.port, kernel_id)
     try:

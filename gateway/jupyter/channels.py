@@ -115,6 +115,9 @@ class ChannelsHandler(SocketHandler):
         client = self.get_query_argument("session_id", None)
         self.client = client if client and len(client) <= MAX_CLIENT else uuid.uuid4().hex
         self.binary = self.selected_subprotocol == wire.V1
+        #: A JSON client gets buffers in binary frames only with --legacy-buffers: one
+        #: relaying for jupyter_server's GatewayClient reads none (it stops relaying).
+        self.legacy_buffers = bool(self.settings.get("legacy_buffers"))
         self.address = (self.user, self.kernel_id, "-")
         self.prompts = Prompts(self.client)
         self.unanswered = Unanswered()  # what a new execute_request queues behind
@@ -201,7 +204,7 @@ class ChannelsHandler(SocketHandler):
         """A stored message (cellbus's JSON, from :class:`Replay`, and its buffers: a
         kernel comm's bytes) as Jupyter's."""
         msg = json.loads(text)
-        msg["buffers"] = buffers or []
+        msg["buffers"] = buffers if self.binary or self.legacy_buffers else []
         msg_type = msg["msg_type"]
         facts = msg["metadata"].pop("cellbus", None) or {}
         if msg_type == mt.SESSION_CLOSED and msg["content"].get("reason") == SHUT_DOWN:
