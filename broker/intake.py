@@ -326,16 +326,24 @@ class Intake:
         limit = min(limit, MAX_REPLAY)
         rows = await self.store.messages(session.session, since=since, limit=limit + 1)
         out: list[Message] = []
+        frames: list[bytes] = []  # the kernel comms' buffers, in order (see replayed_buffers)
         size = 0
         for seq, stored in rows[:limit]:
             if out and size >= REPLAY_PAGE_BYTES:
                 break
-            stored["metadata"].setdefault("cellbus", {})["seq"] = seq
-            if stored["msg_type"] not in COMM_IDS:  # a kernel comm's bytes go to Jupyter
-                stored.pop("buffers", None)  # clients; a file's by FILE_REQUEST (a URL)
+            facts = stored["metadata"].setdefault("cellbus", {})
+            facts["seq"] = seq
+            # A kernel comm's bytes go to Jupyter clients as the reply's frames (content
+            # has no bytes in JSON); a file's go by FILE_REQUEST (a URL).
+            buffers = stored.pop("buffers", None) or []
             size += message_size(stored)
+            if buffers and stored["msg_type"] in COMM_IDS:
+                facts["buffers"] = len(buffers)
+                frames.extend(buffers)
+                size += sum(len(b) for b in buffers)
             out.append(stored)
-        return {"session": session.session, "messages": out, "more": len(rows) > len(out)}, []
+        return {"session": session.session, "messages": out,
+                "more": len(rows) > len(out)}, frames
 
     async def file(self, msg: Message, address: Address) -> Reply:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")

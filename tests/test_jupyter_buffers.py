@@ -96,17 +96,31 @@ async def test_kernel_sent_buffers_reach_a_legacy_client(buffers_chain: Any) -> 
 async def test_a_replay_from_the_store_carries_the_buffers(buffers_chain: Any) -> None:
     """A client that comes back with its session_id gets, from the store, the comm_msg
     another client's cell caused while it was away, with its buffers."""
-    kernel_id = start_kernel(buffers_chain, "python3")
-    away = await Channels.open(buffers_chain.port, kernel_id, binary=True)
+    await replay_carries_buffers(buffers_chain)
+
+
+async def test_a_replay_carries_the_buffers_on_a_json_bus(chain: Any) -> None:
+    """The same with every node on ``--packer json``, where a message's content can hold no
+    bytes: the replay's buffers travel as its reply's frames."""
+    require_kernel("python3")
+    chain.start_broker("--packer", "json")
+    chain.start_device("--packer", "json", "--kernels", "python,python3")
+    chain.start_gateway("--packer", "json")
+    await replay_carries_buffers(chain)
+
+
+async def replay_carries_buffers(chain: Any) -> None:
+    """A client away while another's cell made a comm send buffers gets them on its return."""
+    kernel_id = start_kernel(chain, "python3")
+    away = await Channels.open(chain.port, kernel_id, binary=True)
     await away.execute("1", timeout=60)
     await away.close()
-    other = await Channels.open(buffers_chain.port, kernel_id)
+    other = await Channels.open(chain.port, kernel_id)
     try:
         await other.execute(KERNEL_SENDS, timeout=60)
     finally:
         await other.close()
-    back = await Channels.open(buffers_chain.port, kernel_id, client=away.client,
-                               binary=True)
+    back = await Channels.open(chain.port, kernel_id, client=away.client, binary=True)
     try:
         got = await back.until(lambda m: m["msg_type"] == "comm_msg")
         assert got[-1]["content"]["data"] == {"n": 2}
