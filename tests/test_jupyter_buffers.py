@@ -152,3 +152,18 @@ async def test_an_oversize_buffer_is_refused_clearly(buffers_chain: Any) -> None
             r"buffers, over the limit of a client's comm message, 1 MiB")
     finally:
         await ch.close()
+
+
+async def test_a_file_a_cell_writes_carries_no_buffers(buffers_chain: Any) -> None:
+    """Only comm messages carry buffers to a Jupyter client: the display_data that announces
+    a file a built-in session's cell wrote (its bytes in the bus message's buffers, for the
+    page's file URL) comes live without them, as from the store."""
+    kernel_id = start_kernel(buffers_chain, "python")
+    ch = await Channels.open(buffers_chain.port, kernel_id, binary=True)
+    try:
+        msgs = await ch.execute("open('a.txt', 'w').write('abc')", timeout=60)
+        shown = [m for m in msgs if m["msg_type"] == "display_data"]
+        assert [m["content"]["data"].get("text/plain") for m in shown] == ["a.txt"], msgs
+        assert shown[0]["buffers"] == []
+    finally:
+        await ch.close()

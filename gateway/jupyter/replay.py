@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from protocol.wire import Message
 
 from ..subscription import Subscription
+from . import wire
 
 if TYPE_CHECKING:
     from .channels import ChannelsHandler
@@ -52,8 +53,10 @@ class Replay(Subscription):
         return sent
 
     def send(self, msg: Message, text: str) -> int:
-        """A Jupyter client gets the message's buffers too (a kernel comm's bytes)."""
-        buffers = [bytes(b) for b in msg.get("buffers") or ()]
+        """A Jupyter client gets a kernel comm message's buffers too; no other message's
+        (a file's bytes, on the live feed for the page's file URL, are no Jupyter buffers)."""
+        buffers = [bytes(b) for b in msg.get("buffers") or ()] \
+            if msg["msg_type"] in wire.COMM_OUTPUT else []
         self.socket.send(text, buffers)
         return len(text) + sum(len(b) for b in buffers)
 

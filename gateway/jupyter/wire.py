@@ -31,6 +31,8 @@ SHELL_REPLIES = frozenset({mt.EXECUTE_REPLY, mt.KERNEL_INFO_REPLY, "comm_info_re
                            "complete_reply", "inspect_reply", "is_complete_reply",
                            "history_reply"})
 CONTROL_REPLIES = frozenset({mt.INTERRUPT_REPLY, mt.SHUTDOWN_REPLY})
+#: What a kernel's comms send: the only output that carries buffers to a Jupyter client.
+COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 #: Cellbus-only types a Jupyter client has no use for.
 HIDDEN = frozenset({mt.INTERACT_START, mt.INTERACT_END, mt.INTERACT_REPLY, mt.SESSION_CLOSED})
 
