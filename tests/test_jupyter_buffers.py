@@ -167,3 +167,31 @@ async def test_a_file_a_cell_writes_carries_no_buffers(buffers_chain: Any) -> No
         assert shown[0]["buffers"] == []
     finally:
         await ch.close()
+
+
+async def test_an_ipywidgets_image_carries_its_bytes_both_ways(buffers_chain: Any) -> None:
+    """ipywidgets' Image: its model's bytes arrive as the comm_open's buffer (at its
+    buffer_paths), and bytes the client sets (an update with a buffer) become the kernel's
+    ``value``, as a widget manager does it."""
+    kernel_id = start_kernel(buffers_chain, "python3")
+    ch = await Channels.open(buffers_chain.port, kernel_id, binary=True)
+    try:
+        msgs = await ch.execute("import ipywidgets as w\n"
+                                "img = w.Image(value=bytes(range(256)), format='png')\n"
+                                "display(img)", timeout=60)
+        opened = [m for m in msgs if m["msg_type"] == "comm_open" and m["content"]["data"][
+            "state"].get("_model_name") == "ImageModel"]
+        assert len(opened) == 1, [m["msg_type"] for m in msgs]
+        assert opened[0]["content"]["data"]["buffer_paths"] == [["value"]]
+        assert opened[0]["buffers"] == [bytes(range(256))]
+        comm_id = opened[0]["content"]["comm_id"]
+        new = b"\x89PNG\r\n\x1a\n" + bytes(range(255, -1, -1))
+        moved = await ch.send("comm_msg", {"comm_id": comm_id, "data": {
+            "method": "update", "state": {}, "buffer_paths": [["value"]]}}, buffers=[new])
+        await ch.until(lambda m: m["msg_type"] == "status" and m["content"][
+            "execution_state"] == "idle" and m["parent_header"].get("msg_id") == moved[
+            "header"]["msg_id"])
+        done = await ch.execute("print(img.value == %r)" % new)
+        assert [m["content"]["text"] for m in done if m["msg_type"] == "stream"] == ["True\n"]
+    finally:
+        await ch.close()
