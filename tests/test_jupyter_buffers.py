@@ -195,3 +195,24 @@ async def test_an_ipywidgets_image_carries_its_bytes_both_ways(buffers_chain: An
         assert [m["content"]["text"] for m in done if m["msg_type"] == "stream"] == ["True\n"]
     finally:
         await ch.close()
+
+
+async def test_a_kernels_buffers_count_as_its_output(chain: Any) -> None:
+    """A kernel comm's buffers are output like printed text: past the device's --max-output
+    (64 KiB here) the run is stopped, and the client reads the limit in words."""
+    require_kernel("python3")
+    chain.start_broker()
+    chain.start_device("--kernels", "python,python3", "--max-output", "65536")
+    chain.start_gateway()
+    kernel_id = start_kernel(chain, "python3")
+    ch = await Channels.open(chain.port, kernel_id, binary=True)
+    try:
+        msgs = await ch.execute("from comm import create_comm\n"
+                                "c = create_comm(target_name='t', data={})\n"
+                                "c.send({}, buffers=[bytes(100_000)])", timeout=60)
+        errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
+        assert [e["ename"] for e in errors] == ["OutputLimitExceeded"], msgs
+        assert "more than 64 KiB" in errors[0]["evalue"]
+        assert [m for m in msgs if m["msg_type"] == "comm_msg"] == []
+    finally:
+        await ch.close()
