@@ -8,7 +8,9 @@ header a client's request goes on with.
   frame per message, ``{"header", "parent_header", "metadata", "content", "channel"}``; a
   message with buffers (a widget's bytes) is one binary frame instead, as jupyter_server
   writes it for such clients: a big-endian u32 count of parts, their offsets (u32 each), then
-  the message's JSON and its buffers, each from its offset to the next (or the end).
+  the message's JSON and its buffers, each from its offset to the next (or the end). The
+  gateway sends one only with ``--legacy-buffers`` (channels.py): jupyter_server's
+  ``GatewayClient`` reads no binary frame.
 
 Buffers are raw bytes, carried as they are, in order, both ways (``msg["buffers"]``).
 """
