@@ -216,3 +216,26 @@ async def test_a_kernels_buffers_count_as_its_output(chain: Any) -> None:
         assert [m for m in msgs if m["msg_type"] == "comm_msg"] == []
     finally:
         await ch.close()
+
+
+async def test_a_kernels_stored_buffers_count_toward_the_users_bytes(chain: Any) -> None:
+    """Buffers a kernel comm sent are bytes the store keeps for the user: past the broker's
+    --user-output (1 MiB here), the user's next run is refused with the limit in words."""
+    require_kernel("python3")
+    chain.start_broker("--user-output", str(2**20))
+    chain.start_device("--kernels", "python,python3")
+    chain.start_gateway()
+    kernel_id = start_kernel(chain, "python3")
+    ch = await Channels.open(chain.port, kernel_id, binary=True)
+    try:
+        msgs = await ch.execute("from comm import create_comm\n"
+                                "c = create_comm(target_name='t', data={})\n"
+                                "c.send({}, buffers=[bytes(1_200_000)])", timeout=60)
+        assert [len(b) for m in msgs if m["msg_type"] == "comm_msg" for b in m["buffers"]] \
+            == [1_200_000]
+        refused = await ch.execute("1")
+        replies = [m["content"] for m in refused if m["msg_type"] == "execute_reply"]
+        assert replies and replies[0]["status"] == "error", refused
+        assert "--user-output 1 MiB" in replies[0]["evalue"], replies
+    finally:
+        await ch.close()
