@@ -37,9 +37,7 @@ CONTROL_REPLIES = frozenset({mt.INTERRUPT_REPLY, mt.SHUTDOWN_REPLY})
 COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
 #: Cellbus-only types a Jupyter client has no use for.
 HIDDEN = frozenset({mt.INTERACT_START, mt.INTERACT_END, mt.INTERACT_REPLY, mt.SESSION_CLOSED})
-
-
-#: Most parts a client's frame may have (its buffers are all but the first few).
+#: Most parts a client's binary frame may have (its buffers are all but the first few).
 MAX_PARTS = 64
 
 
