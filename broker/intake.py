@@ -27,7 +27,7 @@ from . import asked
 from .auth import Auth
 from .budget import stored_size
 from .cells import Cells
-from .comms import Comms
+from .comms import COMM_IDS, Comms
 from .control import Control
 from .deletion import Deletion
 from .dispatch import Dispatch, NoRoom
@@ -326,15 +326,24 @@ class Intake:
         limit = min(limit, MAX_REPLAY)
         rows = await self.store.messages(session.session, since=since, limit=limit + 1)
         out: list[Message] = []
+        frames: list[bytes] = []  # the kernel comms' buffers, in order (see replayed_buffers)
         size = 0
         for seq, stored in rows[:limit]:
             if out and size >= REPLAY_PAGE_BYTES:
                 break
-            stored["metadata"].setdefault("cellbus", {})["seq"] = seq
-            stored.pop("buffers", None)  # file bytes go by FILE_REQUEST; JSON has no bytes
+            facts = stored["metadata"].setdefault("cellbus", {})
+            facts["seq"] = seq
+            # A kernel comm's bytes go to Jupyter clients as the reply's frames (content
+            # has no bytes in JSON); a file's go by FILE_REQUEST (a URL).
+            buffers = stored.pop("buffers", None) or []
             size += message_size(stored)
+            if buffers and stored["msg_type"] in COMM_IDS:
+                facts["buffers"] = len(buffers)
+                frames.extend(buffers)
+                size += sum(len(b) for b in buffers)
             out.append(stored)
-        return {"session": session.session, "messages": out, "more": len(rows) > len(out)}, []
+        return {"session": session.session, "messages": out,
+                "more": len(rows) > len(out)}, frames
 
     async def file(self, msg: Message, address: Address) -> Reply:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")

@@ -23,7 +23,8 @@ from protocol.wire import Message
 
 log = logging.getLogger("cellbus.device")
 _pack = packer(use_bin_type=True)  # one Packer per thread, not one per message
-#: Bytes of comm messages (their packed content) one worker may hold behind its running cell.
+#: Bytes of comm messages (their packed content and their buffers) one worker may hold
+#: behind its running cell.
 COMM_BACKLOG_BYTES: Final = 8 * 2**20
 #: Comm messages one worker may hold behind its running cell, whatever their size.
 COMM_BACKLOG_COUNT: Final = 1000
@@ -49,7 +50,7 @@ class CommBacklog:
             return True
         queued = {r["msg_id"] for r in queue if r["msg_type"] in mt.KERNEL_REQUEST_TYPES}
         self.sizes = {k: v for k, v in self.sizes.items() if k in queued}
-        size = len(_pack(request["content"]))
+        size = len(_pack(request["content"])) + sum(len(b) for b in request.get("buffers") or ())
         if (len(self.sizes) < COMM_BACKLOG_COUNT
                 and sum(self.sizes.values()) + size <= COMM_BACKLOG_BYTES):
             self.sizes[request["msg_id"]] = size

@@ -204,10 +204,12 @@ class Worker:
             if "wall" in self.asked:
                 asyncio.get_running_loop().call_later(self.asked["wall"], self._wall_passed,
                                                       request["msg_id"])
+            record = {"msg_type": request["msg_type"], "msg_id": request["msg_id"],
+                      "content": request["content"]}
+            if request.get("buffers"):  # a client comm message's bytes, for the kernel
+                record["buffers"] = request["buffers"]
             try:
-                await self.link.send({"msg_type": request["msg_type"],
-                                      "msg_id": request["msg_id"],
-                                      "content": request["content"]})
+                await self.link.send(record)
             except LinkStalled as e:  # its code took over its link and reads no more
                 self._reject(str(e))
                 self.stop_for_limit("LinkViolation", "the session's worker left what the "

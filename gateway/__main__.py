@@ -50,6 +50,13 @@ def parser() -> argparse.ArgumentParser:
                node="gateway",
                help="connections (WebSockets included) one client address may hold open; "
                     "past it a new one gets 503 and is closed. 0: no cap")
+    add_option(p, "--legacy-buffers", action="store_true", node="gateway",
+               help="send a Jupyter channels client that speaks JSON (no v1 subprotocol) "
+                    "a message with buffers (a widget's bytes) as jupyter_server sends it: "
+                    "one binary frame. Off, such a message goes as JSON text without its "
+                    "buffers: jupyter_server's GatewayClient (jupyter lab --gateway-url) "
+                    "cannot read a binary frame and stops relaying the kernel's messages "
+                    "at the first")
     add_access_options(p)
     add_curve_options(p, server=False)
     add_common_options(p)
@@ -109,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                           broker=args.broker, subscribe=args.subscribe, host=args.host,
                           port=args.port, max_input=args.max_input, access=access,
                           client_buffer=args.client_buffer, client_stall=args.client_stall,
+                          legacy_buffers=args.legacy_buffers,
                           limits=ConnectionLimits(args.idle_timeout, args.body_timeout,
                                                   args.max_per_address),
                           tls=server_context(args.tls_cert, args.tls_key))

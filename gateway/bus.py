@@ -63,16 +63,19 @@ class BrokerLink:
     async def request(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                       *, header: dict[str, Any] | None = None,
                       facts: dict[str, Any] | None = None, client: str | None = None,
-                      timeout: float = REPLY_TIMEOUT) -> Message:
-        """Send a request about the cell at ``address``; return the broker's reply."""
+                      timeout: float = REPLY_TIMEOUT,
+                      buffers: list[bytes] | None = None) -> Message:
+        """Send a request about the cell at ``address`` (``buffers``: a Jupyter client's
+        comm message's bytes); return the broker's reply."""
         waiting = await self.submit(msg_type, content, address, header=header, facts=facts,
-                                    client=client, timeout=timeout)
+                                    client=client, timeout=timeout, buffers=buffers)
         return await waiting
 
     async def submit(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                      *, header: dict[str, Any] | None = None,
                      facts: dict[str, Any] | None = None, client: str | None = None,
-                     timeout: float = REPLY_TIMEOUT) -> Awaitable[Message]:
+                     timeout: float = REPLY_TIMEOUT,
+                     buffers: list[bytes] | None = None) -> Awaitable[Message]:
         """Send a request (``facts``: routing facts of the gateway's, next to the cell's) and
         return what waits for its reply: a caller that sends several in a row does not wait
         for each reply before the next goes (they reach the broker in order). Waits only
@@ -85,6 +88,8 @@ class BrokerLink:
         if client:
             cellbus["client"] = client
         msg = self.session.msg(msg_type, content, header=header, metadata={"cellbus": cellbus})
+        if buffers:
+            msg["buffers"] = buffers
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         msg_id = msg["msg_id"]
         self.pending[msg_id] = future

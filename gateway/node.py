@@ -37,7 +37,7 @@ class Gateway(Node):
     def __init__(self, session: Session, *, broker: str, subscribe: str, host: str = "127.0.0.1",
                  port: int = 8888, max_input: int = MAX_INPUT,
                  access: AccessPolicy | None = None, client_buffer: int = CLIENT_BUFFER,
-                 client_stall: float = CLIENT_STALL,
+                 client_stall: float = CLIENT_STALL, legacy_buffers: bool = False,
                  limits: ConnectionLimits | None = None,
                  tls: ssl.SSLContext | None = None) -> None:
         super().__init__(session)
@@ -46,6 +46,7 @@ class Gateway(Node):
         self.broker, self.subscribe = broker, subscribe
         self.host, self.port, self.max_input = host, port, max_input
         self.client_buffer, self.client_stall = client_buffer, client_stall
+        self.legacy_buffers = legacy_buffers  # --legacy-buffers (gateway/jupyter/channels.py)
         self.access = access or AccessPolicy(host=host, port=port)
 
     async def setup(self) -> None:
@@ -66,7 +67,8 @@ class Gateway(Node):
             self.access = dataclasses.replace(self.access, port=self.port)
         self.app = app = make_app(link, max_input=self.max_input, access=self.access,
                        client_buffer=self.client_buffer, client_stall=self.client_stall,
-                       metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout))
+                       metrics=self.metrics, ws_ping=min(WS_PING, self.limits.idle_timeout),
+                       legacy_buffers=self.legacy_buffers)
         limit = message_limit(self.max_input)
         self.server = GuardedServer(BodyLimit(app, limit), max_body_size=hard_cap(limit),
                                     max_header_size=HEADER_HARD_CAP, xheaders=False,

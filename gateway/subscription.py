@@ -47,6 +47,16 @@ def to_json(msg: Message) -> str:
                                            "metadata", "content")}, default=str)
 
 
+def replayed_buffers(messages: list[Message], frames: list[bytes]) -> None:
+    """Give each message of a replay (the broker's ``session_replay``) its buffers: the
+    reply's frames, in order, as many as its ``metadata.cellbus.buffers`` says."""
+    at = 0
+    for msg in messages:
+        count = msg["metadata"]["cellbus"].pop("buffers", 0)
+        if isinstance(count, int) and count > 0:
+            msg["buffers"], at = frames[at:at + count], at + count
+
+
 class Subscription:
     """One worksheet's output stream for one socket, in seq order, each seq once."""
 
@@ -99,7 +109,11 @@ class Subscription:
         if seq <= self.last:
             return 0
         self.last = seq
-        text = text if text is not None else to_json(msg)
+        return self.send(msg, text if text is not None else to_json(msg))
+
+    def send(self, msg: Message, text: str) -> int:
+        """Hand ``msg`` (as ``text``, its JSON) to the socket; the bytes sent. The page
+        takes no buffers (a file's go by URL)."""
         self.socket.send(text)
         return len(text)
 
@@ -136,6 +150,7 @@ class Subscription:
                         continue
                     self.session = content["session"]
                 sent = 0
+                replayed_buffers(content["messages"], reply.get("buffers") or [])
                 for msg in content["messages"]:
                     if not await self.socket.outbox.room():
                         return  # the socket is closed

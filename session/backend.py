@@ -87,9 +87,11 @@ class Output(abc.ABC):
 
     @abc.abstractmethod
     def message(self, msg_type: str, content: dict[str, Any],
-                metadata: dict[str, Any] | None = None) -> None:
+                metadata: dict[str, Any] | None = None, *,
+                buffers: list[bytes] | None = None) -> None:
         """Send another kind of output message (``interact_start``, ``clear_output``, ...);
-        ``metadata`` is the message's (a widget's comm_open names its protocol version)."""
+        ``metadata`` is the message's (a widget's comm_open names its protocol version),
+        ``buffers`` its bytes (a kernel comm's)."""
 
 
 class SessionBackend(abc.ABC):
@@ -150,11 +152,12 @@ class SessionBackend(abc.ABC):
         return {name: expression_error("NotImplementedError", why, [why])
                 for name in expressions}
 
-    def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
+    def comm(self, msg_type: str, content: dict[str, Any],
+             buffers: list[bytes] | None = None) -> ExecuteOutcome:
         """A client's ``comm_open``, ``comm_msg``, ``comm_close`` or ``comm_info_request``
-        (its content as the client sent it): pass it to the backend's comms, whose answers
-        (``comm_msg``, ``comm_info_reply``...) go to :attr:`out` as messages. Backends
-        without comms keep this default, which drops it."""
+        (its content and buffers as the client sent them): pass it to the backend's comms,
+        whose answers (``comm_msg``, ``comm_info_reply``...) go to :attr:`out` as messages.
+        Backends without comms keep this default, which drops it."""
         return ExecuteOutcome()
 
     def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:

@@ -237,13 +237,14 @@ class JupyterBackend(SessionBackend):
             return False
         return len(interrupted) > sent or 0 < last < began < now - INTERRUPT_AGAIN
 
-    def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
+    def comm(self, msg_type: str, content: dict[str, Any],
+             buffers: list[bytes] | None = None) -> ExecuteOutcome:
         """A client's comm message to the kernel's shell; what the kernel says about it
         (its comms' messages, a ``comm_info_reply``) is relayed until its idle status. An
         interrupt goes to the kernel, as during a cell (a handler stuck in the kernel would
         otherwise hold up the next cell), and ends the wait only when the kernel is idle."""
         answer = "comm_info_reply" if msg_type == "comm_info_request" else None
-        outcome, reply = self._shell_request(msg_type, content, answer)
+        outcome, reply = self._shell_request(msg_type, content, answer, buffers)
         if answer is not None and reply is not None:
             self.out.message(answer, reply)
         return outcome
@@ -256,14 +257,18 @@ class JupyterBackend(SessionBackend):
             raise RuntimeError(f"the kernel gave no reply ({outcome.ename}: {outcome.evalue})")
         return reply
 
-    def _shell_request(self, msg_type: str, content: dict[str, Any], answer: str | None
+    def _shell_request(self, msg_type: str, content: dict[str, Any], answer: str | None,
+                       buffers: list[bytes] | None = None
                        ) -> tuple[ExecuteOutcome, dict[str, Any] | None]:
-        """Send a client's message to the kernel's shell and wait for its idle status (and
-        its reply of type ``answer``, if one is expected): the outcome, and that reply."""
+        """Send a client's message (with its ``buffers``) to the kernel's shell and wait for
+        its idle status (and its reply of type ``answer``, if one is expected): the outcome,
+        and that reply."""
         interrupted: list[float] = []
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         try:
             msg = self.kc.session.msg(msg_type, content)
+            if buffers:
+                msg["buffers"] = buffers  # jupyter_client's Session.send sends them
             self.kc.shell_channel.send(msg)
             run = Run(self, msg["header"]["msg_id"], answer, silent=True)
             while not run.done:  # as long as a cell may run: --exec-timeout is the device's

@@ -110,8 +110,10 @@ class Run:
             self.result = content
         elif kind == "clear_output":
             out.message("clear_output", {"wait": content.get("wait") is True})
-        elif kind in COMM_OUTPUT:  # with its metadata (ipywidgets' protocol version)
-            out.message(kind, content, msg.get("metadata") or None)
+        elif kind in COMM_OUTPUT:  # with its metadata (ipywidgets' protocol version) and
+            # its buffers (a widget's bytes: jupyter_client gives them as memoryviews)
+            out.message(kind, content, msg.get("metadata") or None,
+                        buffers=[bytes(b) for b in msg.get("buffers") or ()])
         elif kind == "status" and content.get("execution_state") == "idle":
             self.idle = True
         elif kind == "status" and self.busy is None:

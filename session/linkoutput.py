@@ -123,9 +123,10 @@ class LinkOutput(Output):
             self.capture.flush(run_ended=run_ended)
 
     def message(self, msg_type: str, content: dict[str, Any],
-                metadata: dict[str, Any] | None = None) -> None:
+                metadata: dict[str, Any] | None = None, *,
+                buffers: list[bytes] | None = None) -> None:
         self.flush()
-        self.send(msg_type, content, metadata)
+        self.send(msg_type, content, metadata, buffers)
 
 
 def _repaired(value: Any) -> Any:

@@ -92,7 +92,9 @@ class Worker:
             elif msg_type == mt.KERNEL_INFO_REQUEST:
                 self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
             elif msg_type in mt.COMM_REQUEST_TYPES:
-                self.comm(msg_type, content)
+                buffers = request.get("buffers")  # a widget's bytes, as the client sent them
+                self.comm(msg_type, content, [b for b in buffers if isinstance(b, bytes)]
+                          if isinstance(buffers, list) else [])
             elif msg_type in mt.QUERY_REQUEST_TYPES:
                 self.query(msg_type, content)
             elif msg_type == mt.SHUTDOWN_REQUEST:
@@ -208,12 +210,13 @@ class Worker:
             self.out.send(mt.INTERACT_REPLY, reply)
             self.out.send(mt.STATUS, {"execution_state": "idle"})
 
-    def comm(self, msg_type: str, content: dict[str, Any]) -> None:
-        """A client's comm message, for the backend (:meth:`SessionBackend.comm`): between
-        busy and idle, which ends it, as a Jupyter kernel frames every shell message."""
+    def comm(self, msg_type: str, content: dict[str, Any], buffers: list[bytes]) -> None:
+        """A client's comm message (and its buffers), for the backend
+        (:meth:`SessionBackend.comm`): between busy and idle, which ends it, as a Jupyter
+        kernel frames every shell message."""
         self.guard.start_request()
         self.out.send(mt.STATUS, {"execution_state": "busy"})
-        outcome = self._guarded(lambda: self.backend.comm(msg_type, content))
+        outcome = self._guarded(lambda: self.backend.comm(msg_type, content, buffers))
         with self.out.batch():
             self.out.flush()
             if outcome.status == "error":

@@ -101,8 +101,10 @@ class Unstarted(SessionBackend):
         return self._failed() if backend is None else backend.interact(interact_id, values,
                                                                         state)
 
-    def comm(self, msg_type: str, content: dict[str, Any]) -> ExecuteOutcome:
-        return self._failed() if self.started is None else self.started.comm(msg_type, content)
+    def comm(self, msg_type: str, content: dict[str, Any],
+             buffers: list[bytes] | None = None) -> ExecuteOutcome:
+        return self._failed() if self.started is None else self.started.comm(msg_type, content,
+                                                                             buffers)
 
     def query(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
         """Unanswered until a run started the backend (a completion does not wait for a

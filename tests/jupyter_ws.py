@@ -16,8 +16,9 @@ V1 = "v1.kernel.websocket.jupyter.org"
 PARTS = ("header", "parent_header", "metadata", "content")
 
 
-def pack_v1(msg: dict[str, Any], channel: str) -> bytes:
-    parts = [channel.encode()] + [json.dumps(msg[k]).encode() for k in PARTS]
+def pack_v1(msg: dict[str, Any], channel: str, buffers: list[bytes] | None = None) -> bytes:
+    parts = [channel.encode()] + [json.dumps(msg[k]).encode() for k in PARTS] + list(
+        buffers or [])
     offsets = [8 * (len(parts) + 2)]
     for part in parts:
         offsets.append(offsets[-1] + len(part))
@@ -32,6 +33,7 @@ def unpack_v1(frame: bytes) -> dict[str, Any]:
     msg = {k: json.loads(c) for k, c in zip(PARTS, chunks[1:5])}
     msg["channel"] = chunks[0].decode()
     msg["msg_type"] = msg["header"]["msg_type"]
+    msg["buffers"] = chunks[5:]
     return msg
 
 
@@ -57,11 +59,18 @@ class Channels:
                            "date": "2026-01-01T00:00:00.000000Z"},
                 "parent_header": {}, "metadata": {}, "content": content}
 
-    async def send(self, msg_type: str, content: dict[str, Any],
-                   channel: str = "shell") -> dict[str, Any]:
+    async def send(self, msg_type: str, content: dict[str, Any], channel: str = "shell",
+                   buffers: list[bytes] | None = None) -> dict[str, Any]:
+        """Send a message; ``buffers`` go as Jupyter's servers take them: in the v1 frame,
+        or, on a legacy socket, as jupyter_server's binary message (its own serializer)."""
         msg = self.message(msg_type, content)
         if self.binary:
-            await self.ws.write_message(pack_v1(msg, channel), binary=True)
+            await self.ws.write_message(pack_v1(msg, channel, buffers), binary=True)
+        elif buffers:
+            from jupyter_server.services.kernels.connection.base import (
+                serialize_binary_message)
+            await self.ws.write_message(serialize_binary_message(
+                {**msg, "channel": channel, "buffers": buffers}), binary=True)
         else:
             await self.ws.write_message(json.dumps({**msg, "channel": channel}))
         return msg
@@ -72,7 +81,12 @@ class Channels:
         if self.binary:
             assert isinstance(raw, bytes), "v1 frames are binary"
             return unpack_v1(raw)
-        assert isinstance(raw, str), "legacy frames are text"
+        if isinstance(raw, bytes):  # a legacy message with buffers: jupyter_server's format
+            from jupyter_server.services.kernels.connection.base import (
+                deserialize_binary_message)
+            msg: dict[str, Any] = deserialize_binary_message(raw)
+            msg["buffers"] = [bytes(b) for b in msg["buffers"]]
+            return msg
         return json.loads(raw)
 
     async def until(self, predicate: Any, timeout: float = 30) -> list[dict[str, Any]]:

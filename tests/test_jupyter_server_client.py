@@ -12,6 +12,7 @@ import pytest
 
 from jupyter_servers import TOKEN, call, serving
 from jupyter_ws import Channels, stdout
+from kernels import require_kernel
 
 
 @pytest.fixture
@@ -65,3 +66,37 @@ async def test_a_notebook_through_jupyter_servers_gateway_client(jupyter_server:
     status, _ = await asyncio.to_thread(call, port, "DELETE", f"/api/sessions/{session['id']}")
     assert status == 204
     assert running_chain.http("GET", f"/api/kernels/{kernel_id}")[0] == 404
+
+
+async def test_a_comm_with_buffers_keeps_gateway_client_relaying(chain, tmp_path: Path
+                                                                ) -> None:
+    """jupyter_server's GatewayClient reads a text frame only (it decodes a binary one as
+    UTF-8 and stops relaying at the error): without --legacy-buffers a kernel comm's message
+    with buffers reaches it as JSON text without them, and the kernel's output goes on."""
+    require_kernel("python3")
+    chain.start_broker()
+    chain.start_device("--kernels", "python,python3")
+    chain.start_gateway()
+    with serving("jupyter_server", chain.port, tmp_path) as port:
+        await comm_with_buffers(port)
+
+
+async def comm_with_buffers(port: int) -> None:
+    """Through the Jupyter server at ``port``: a python3 kernel's comm sends buffers, then
+    the kernel prints."""
+    status, session = await asyncio.to_thread(call, port, "POST", "/api/sessions", {
+        "path": "w.ipynb", "name": "w.ipynb", "type": "notebook",
+        "kernel": {"name": "python3"}})
+    assert status == 201, session
+    ch = await Channels.open(port, session["kernel"]["id"], token=TOKEN)
+    try:
+        msgs = await ch.execute("from comm import create_comm\n"
+                                "c = create_comm(target_name='t', data={})\n"
+                                "c.send({'n': 2}, buffers=[b'\\xff\\x00'])\nprint('sent')",
+                                timeout=60)
+        assert [m["content"]["data"] for m in msgs if m["msg_type"] == "comm_msg"] == \
+            [{"n": 2}]
+        assert stdout(msgs) == "sent\n"
+        assert stdout(await ch.execute("print('after')", timeout=20)) == "after\n"
+    finally:
+        await ch.close()

@@ -115,6 +115,9 @@ class ChannelsHandler(SocketHandler):
         client = self.get_query_argument("session_id", None)
         self.client = client if client and len(client) <= MAX_CLIENT else uuid.uuid4().hex
         self.binary = self.selected_subprotocol == wire.V1
+        #: A JSON client gets buffers in binary frames only with --legacy-buffers: one
+        #: relaying for jupyter_server's GatewayClient reads none (it stops relaying).
+        self.legacy_buffers = bool(self.settings.get("legacy_buffers"))
         self.address = (self.user, self.kernel_id, "-")
         self.prompts = Prompts(self.client)
         self.unanswered = Unanswered()  # what a new execute_request queues behind
@@ -197,9 +200,11 @@ class ChannelsHandler(SocketHandler):
                 log.warning("gateway: could not store a channels client's position: %s", e)
                 return
 
-    def send(self, text: str) -> None:
-        """A stored message (cellbus's JSON, from :class:`Replay`) as Jupyter's."""
+    def send(self, text: str, buffers: list[bytes] | None = None) -> None:
+        """A stored message (cellbus's JSON, from :class:`Replay`, and its buffers: a
+        kernel comm's bytes) as Jupyter's."""
         msg = json.loads(text)
+        msg["buffers"] = buffers if self.binary or self.legacy_buffers else []
         msg_type = msg["msg_type"]
         facts = msg["metadata"].pop("cellbus", None) or {}
         if msg_type == mt.SESSION_CLOSED and msg["content"].get("reason") == SHUT_DOWN:
@@ -258,7 +263,7 @@ class ChannelsHandler(SocketHandler):
         if self.outbox.closed or not await self.token_watch.valid():
             return  # closed, or being closed (its token was removed)
         try:
-            channel, request = wire.decode(raw)
+            channel, request = wire.decode(raw, v1=self.binary)
         except wire.WireError as e:
             client_log.info((self.user, "no message"),
                             "gateway: a channels client of %s sent what is no message: %s",
@@ -332,7 +337,8 @@ class ChannelsHandler(SocketHandler):
         query = msg_type in mt.QUERY_REQUEST_TYPES
         if (self.kernel_name != DEFAULT or query) and header is not None and not (
                 query and rate_wait(self, self.visitor) is not None):
-            reply = await self.link.request(msg_type, content, self.address, header=header)
+            reply = await self.link.request(msg_type, content, self.address, header=header,
+                                            buffers=request["buffers"])
             if reply["content"].get("ok"):
                 return
             client_log.info((self.user, msg_type),

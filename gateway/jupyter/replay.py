@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from protocol.wire import Message
 
 from ..subscription import Subscription
+from . import wire
 
 if TYPE_CHECKING:
     from .channels import ChannelsHandler
@@ -50,6 +51,14 @@ class Replay(Subscription):
         if sent and self.session is not None:
             self.socket.delivered(self.session, self.last)
         return sent
+
+    def send(self, msg: Message, text: str) -> int:
+        """A Jupyter client gets a kernel comm message's buffers too; no other message's
+        (a file's bytes, on the live feed for the page's file URL, are no Jupyter buffers)."""
+        buffers = [bytes(b) for b in msg.get("buffers") or ()] \
+            if msg["msg_type"] in wire.COMM_OUTPUT else []
+        self.socket.send(text, buffers)
+        return len(text) + sum(len(b) for b in buffers)
 
     async def replay(self) -> None:
         """:meth:`Subscription.replay`, again while what waited meanwhile held a message of
