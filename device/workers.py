@@ -29,7 +29,6 @@ import asyncio
 import collections
 import functools
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -37,7 +36,7 @@ from typing import Any
 from protocol.kernels import DEFAULT_KERNEL
 from protocol import msgtypes as mt
 from protocol import outputwords
-from protocol.asked import Asked, from_content, show
+from protocol.asked import Asked, from_content
 from protocol.errors import ProtocolError
 from protocol.link import LinkCut, LinkStalled, OverseerLink
 from protocol.requests import Ending, aborted, failed, stamp
@@ -51,9 +50,10 @@ from .launcher import ForkedProcess
 from .limits import Limits, explain_exit
 from .pacing import TokenBucket
 from .prompts import INPUT_TIMEOUT, Prompt
-from .stops import CONTINUED, CONTINUES, StopWatch, keep_continuing
+from .stops import StopWatch
 from .usage import MemoryWatch, seen_usage, usage_of
 from .workerlog import WorkerLog
+from .workerstops import Stopping
 
 log = logging.getLogger("cellbus.device")
 
@@ -75,12 +75,9 @@ EXIT_GRACE = 2.0
 #: names no cause and reads as the out-of-memory killer's.
 HUNG_UP = ("closed its link to the device (its code closed a descriptor it had not opened, "
            "as os.closerange(3, ...) does) and did not exit, so the device ended it")
-#: Seconds a Stop waits for the worker to begin the request it was given (its backend may
-#: still be starting: a researcher's ``__init__`` that never returns) before ending it.
-UNBEGUN_STOP = 5.0
 
 
-class Worker:
+class Worker(Stopping):
     """A live worker process serving one session; requests run one at a time, in order."""
 
     def __init__(self, *, session_id: str, device_id: str, bus: Session, upstream: Upstream,
@@ -115,9 +112,7 @@ class Worker:
         self.current: Message | None = None
         #: When the running request is finished (protocol.requests), and whether it replied.
         self._ending: Ending | None = None
-        #: Whether the worker said busy for the running request, and whether an interrupt
-        #: came before it did (it waits for the busy: see :meth:`interrupt`).
-        self._began = self._interrupt_asked = False
+        self._began = self._interrupt_asked = False  # see Stopping
         self.last_used = time.monotonic()
         #: Its rejected records (counted) and what it says about itself, as logged.
         self.logbook = WorkerLog(proc.pid, session_id)
@@ -227,59 +222,6 @@ class Worker:
                 await self.upstream(msg)
         finally:
             self._aborting = False
-
-    def _wall_passed(self, msg_id: str) -> None:
-        """The wall time a request asked for has passed: stop it if it still runs."""
-        if self.current is not None and self.current["msg_id"] == msg_id:
-            wall = show("wall", self.asked["wall"])
-            self.stop_for_limit("TimeLimitExceeded", f"this cell ran for longer than the {wall} "
-                                "it asked for (limits.wall) and was stopped; the session "
-                                "restarts fresh")
-
-    def stop_for_limit(self, ename: str, evalue: str) -> None:
-        """End the running request because it hit a limit: the worker is killed and the
-        request fails with ``ename``/``evalue`` instead of WorkerDied."""
-        if self.current is not None and self.limit_hit is None:
-            self.limit_hit = (ename, evalue)
-            self.proc.kill()
-
-    def interrupt(self) -> bool:
-        """SIGINT to the worker, which raises KeyboardInterrupt in the running code, then
-        SIGCONT: a worker stopped by SIGSTOP (its own code, a debugger) goes on and takes
-        it. Before the worker said busy for the request, the SIGINT waits for that busy: a
-        worker drops one that comes before it takes up a request (session/interrupts.py)."""
-        if self.current is None or self.proc.returncode is not None:
-            return False
-        if not self._began:
-            self._interrupt_asked = True
-            asyncio.get_running_loop().call_later(UNBEGUN_STOP, self._never_began,
-                                                  self.current)
-            return True
-        self.proc.send_signal(signal.SIGINT)
-        keep_continuing(self.proc, functools.partial(self._runs, self.current), CONTINUES)
-        return True
-
-    def _never_began(self, request: Message) -> None:
-        """A Stop asked :data:`UNBEGUN_STOP` seconds ago, and the worker has still not begun
-        ``request`` (it only takes a SIGINT once it has): it is ended, as by a limit."""
-        if self._runs(request) and not self._began:
-            self.stop_for_limit("KeyboardInterrupt", (
-                f"Stop was asked, and this session had not begun the cell {UNBEGUN_STOP:g} s "
-                "later (its kernel was still starting, or hung starting): its worker was "
-                "ended, and the session restarts fresh"))
-
-    def _runs(self, request: Message) -> bool:
-        return self.current is request and self.proc.returncode is None
-
-    async def _stopped(self, request: Message) -> None:
-        """The worker stayed stopped while ``request`` ran (:mod:`device.stops`): continue it,
-        and say so in the cell's output."""
-        if not self._runs(request):
-            return
-        log.warning("worker %d of session %s was stopped while running a cell; continuing it",
-                    self.proc.pid, self.session_id)
-        self.proc.send_signal(signal.SIGCONT)
-        await self._emit(mt.STREAM, {"name": "stderr", "text": CONTINUED})
 
     # -- output -----------------------------------------------------------------------------
 

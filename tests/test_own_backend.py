@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from harness import CELLBUS, ROOT, Chain, node_env
-from device.workers import UNBEGUN_STOP
+from device.workerstops import UNBEGUN_STOP
 from test_chain_kernels import errors, evaluate, run
 from test_kernel_start import execute
 from test_session_worker import Worker, reply, stream_text
