@@ -63,7 +63,7 @@ from .revocation import Revocations
 from .senders import MAX_SESSIONS, Judgement, Senders
 from .sessions import OpenSessions
 from .store import OPEN, DeviceRecord, Request, Store, StoreError
-from .store_owner import watch_store_file
+from .store_owner import StoreClaim, watch_store_file
 from .storewait import open_when_reachable
 
 __all__ = ["BEACON_INTERVAL", "BEACON_WINDOW", "MAX_OUTPUT_BATCH", "REDISPATCH_AFTER",
@@ -105,13 +105,15 @@ class Broker(Node):
         #: device_drain messages of the batch being stored, handled once it is stored.
         self._drains: list[tuple[str, Message]] = []
         self.metrics: BrokerMetrics = BrokerMetrics(self)
+        self.claim = StoreClaim(store)
         #: The SQLite file of the store, watched while the broker runs (broker/store_owner.py).
         self.store_file: Path | None = None
         #: Seconds to go on trying a store that does not answer at start (--store-wait).
         self.store_wait = math.inf
 
     def _store_gone(self, why: str) -> None:
-        """The store's file went from under the broker: stop, exit status 1."""
+        """The store went from under the broker (its file, or another broker took it over):
+        stop, exit status 1."""
         self.log.error("broker: %s", why)  # which says it stops
         self.crashed = True
         self.request_stop(said=True)
@@ -126,6 +128,8 @@ class Broker(Node):
         except StoreError as e:
             raise ConfigError(f"broker cannot open its store: {e}") from None
         self.log.info("broker store: %s", self.store.describe())
+        await self.claim.take()  # before anything is read: one broker per store
+        self.spawn(self.claim.keep(self._store_gone), "store-claim")
         if self.store_file is not None:
             self.spawn(watch_store_file(self.store_file, self._store_gone), "store-file")
         self.gateways = self.socket(zmq.ROUTER, bind=gateway_bind, label="ROUTER for gateways",
@@ -241,6 +245,7 @@ class Broker(Node):
             await self.cancel_loops()
             await self._store_received()
         await self.cancel_loops()  # anything the last batch started
+        await self.claim.release()
         await self.store.close()
         self.log.info("broker: store flushed and closed")
 

@@ -11,8 +11,9 @@ given as ``--store`` points to), and a second broker on the same file stops at s
 one line that names the file, the pid holding it and ``--store``. The lock goes with the
 process that holds it (``kill -9`` included), so a crashed broker never leaves a stale one
 behind. Other programs that open the file while a
-broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock; nor does a
-MongoDB store, which several brokers may share.
+broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock. A MongoDB
+database has one broker too, held by a lease its broker renews (:class:`StoreClaim`,
+broker/store/_mongo_lease.py).
 
 A SQLite file deleted (or replaced) while its broker runs goes on taking writes through the
 broker's open descriptors, so the broker answered 202, confirmed devices' output and
@@ -32,16 +33,22 @@ store, and SQLite's last close copies the log it still holds open into the file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from protocol.errors import ConfigError
 
+from .store import Store
 from .store._sqlite_file import sqlite_path
-from .store.errors import UnknownStore
+from .store.base import CLAIM_RENEWAL
+from .store.errors import StoreClaimed, StoreError, UnknownStore
 
 #: Seconds between two looks at whether the store's path still names the file opened.
 WATCH_INTERVAL = 1.0
@@ -124,3 +131,48 @@ async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
                  "SQLite store's -wal or -shm file)")
             return
         log = log or now
+
+
+class StoreClaim:
+    """This broker's claim on a store that several brokers could reach (MongoDB:
+    broker/store/_mongo_lease.py; a SQLite store's claim is the lock above)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.owner = uuid.uuid4().hex
+        self.held = False
+
+    async def take(self) -> None:
+        """Claim the store, or raise :class:`ConfigError` naming the broker that holds it."""
+        try:
+            await self.store.claim({"owner": self.owner, "host": socket.gethostname(),
+                                    "pid": os.getpid(), "since": time.strftime(
+                                        "%Y-%m-%d %H:%M:%S %Z")})
+        except StoreClaimed as e:
+            raise ConfigError(f"broker cannot use {self.store.describe()}: {e}; one store has "
+                              "one broker: stop that one first, or give this one another "
+                              "--store (a database of its own)") from None
+        self.held = True
+
+    async def keep(self, gone: Callable[[str], None]) -> None:
+        """Renew the claim every second; call ``gone(why)`` once another broker holds the
+        store (a store that does not answer meanwhile is not taken for lost)."""
+        while True:
+            await asyncio.sleep(CLAIM_RENEWAL)
+            try:
+                kept = await self.store.keep_claim(self.owner)
+            except StoreError:
+                continue  # the store is away; another broker cannot take it meanwhile either
+            if not kept:
+                self.held = False
+                gone("another broker took its store over while this one was stopped or cut "
+                     "off from it: two brokers on one store end each other's cells, so this "
+                     "one stops (exit status 1)")
+                return
+
+    async def release(self) -> None:
+        """Give the claim up (a clean stop, before the store closes)."""
+        if self.held:
+            self.held = False
+            with contextlib.suppress(StoreError):
+                await self.store.release_claim(self.owner)

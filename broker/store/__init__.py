@@ -19,7 +19,8 @@ from ._sqlite_file import sqlite_url
 from ._writer import MAX_BATCH, MAX_PENDING, WriterStats
 from .base import Store, redact_url
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError, StoreFull,
-                     StoreUnreachable, StoreUnwritable, UnknownRequest, UnknownStore)
+                     StoreClaimed, StoreUnreachable, StoreUnwritable, UnknownRequest,
+                     UnknownStore)
 from .records import (ANY, CLOSED, DELETING, DONE, ERROR, EXECUTE_REQUEST, FINAL,
                       INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES, SUPERSEDED, TRANSITIONS,
                       WORKING,
@@ -80,7 +81,8 @@ __all__ = [
     "InvalidTransition", "PermalinkRecord", "Progress", "Request", "SessionRecord", "Store",
     "StoreClosed",
     "StoreError",
-    "StoreFull", "StoreUnreachable", "StoreUnwritable", "UnknownRequest", "UnknownStore",
+    "StoreFull", "StoreClaimed", "StoreUnreachable", "StoreUnwritable", "UnknownRequest",
+    "UnknownStore",
     "UserRecord", "WriterStats",
     "check_transition",
     "default_sqlite_path", "default_sqlite_url", "open_store", "sqlite_url",

@@ -33,6 +33,8 @@ from .records import (ANY, FINAL, INTERACT_REQUEST, DeletedRuns, DeviceFilter, D
 from .userdata import UserData
 
 Message = dict[str, Any]
+#: Seconds between the renewals of a broker's claim on its store (:meth:`Store.keep_claim`).
+CLAIM_RENEWAL = 1.0
 #: A request status change to make with output: ``(msg_id, status, error or None)``.
 StatusUpdate = tuple[str, str, str | None]
 #: Each device's receipt (:mod:`broker.receipts`): device -> (its outbox's epoch, the last
@@ -92,6 +94,22 @@ class Store(UserData, abc.ABC):
     async def close(self) -> None:
         """Finish every queued write, then release the connections; closing twice is a no-op."""
         raise _missing("close")
+
+    # -- the one broker of a store ----------------------------------------------------------
+
+    async def claim(self, holder: dict[str, Any]) -> None:
+        """Make the broker ``holder`` names ({owner: a unique id, host, pid, since}) the
+        store's one broker, or raise :class:`StoreClaimed` naming the live broker that is.
+        Only a broker claims its store (``cellbus user`` reads and writes beside it). By
+        default nothing: a SQLite file is held by a lock beside it (broker/store_owner.py)."""
+
+    async def keep_claim(self, owner: str) -> bool:
+        """Renew ``owner``'s claim (every :data:`CLAIM_RENEWAL` seconds); False once another
+        broker holds the store."""
+        return True
+
+    async def release_claim(self, owner: str) -> None:
+        """Give the claim up (a broker that stops cleanly, before :meth:`close`)."""
 
     # -- requests (the shell channel) -----------------------------------------------------
 

@@ -31,6 +31,11 @@ class StoreUnreachable(StoreError):
     credentials, a bad URL) it may pass, so a broker starting tries again."""
 
 
+class StoreClaimed(StoreError):
+    """Raised by ``claim()`` when another broker, alive, holds the store: one store has one
+    broker."""
+
+
 class UnknownStore(StoreError):
     """Raised by :func:`~broker.store.open_store` for a URL it cannot open; says what to use."""
 

@@ -41,6 +41,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from . import _mongo_lease as _lease
 from . import _mongo_orphans as _orphans
 from . import _mongo_retention as _retention
 from . import _user_bytes
@@ -144,6 +145,23 @@ class MongoStore(MongoPermalinks, MongoLayouts, MongoUsers, MongoDevices, MongoW
         finally:
             self._client, self._appender = None, None
             await client.close()
+
+    # -- the one broker (broker/store/_mongo_lease.py) ---------------------------------------
+
+    async def claim(self, holder: dict[str, Any]) -> None:
+        db = self._open_db()
+        with self._errors("claim the database for this broker"):
+            await _lease.claim(db, holder)
+
+    async def keep_claim(self, owner: str) -> bool:
+        db = self._open_db()
+        with self._errors("renew this broker's claim"):
+            return await _lease.beat(db, owner)
+
+    async def release_claim(self, owner: str) -> None:
+        db = self._open_db()
+        with self._errors("give up this broker's claim"):
+            await _lease.release(db, owner)
 
     def _open_db(self) -> Database:
         if self._db is None:
