@@ -23,8 +23,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 from broker.store.base import redact_url
 from harness import ROOT, free_port
@@ -122,6 +124,24 @@ class Secantus:
             pass
         self.proc.wait(5)
         self._dir.cleanup()
+
+
+def unavailable(e: ServerUnavailable) -> NoReturn:
+    """Skip the test that has no server, saying why; fail it instead in CI (CI=true)."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"no MongoDB server for the MongoDB tests: {e}", pytrace=False)
+    pytest.skip(f"MongoDB tests did not run: {e}")
+
+
+def own(mode: str) -> Secantus:
+    """A SecantusDB of one test's own (to stop, pause, or start where a broker waits for
+    it), in the run's summary; without one, :func:`unavailable`."""
+    try:
+        secantus = Secantus(mode)
+    except ServerUnavailable as e:
+        unavailable(e)
+    RAN.servers.setdefault(mode, secantus.url)
+    return secantus
 
 
 def server(mode: str, started: dict[str, Secantus]) -> str:

@@ -111,13 +111,7 @@ def test_a_broker_reaches_a_mongodb_that_comes_up_later(key_file: Path,
     try:
         node.wait_for_log(r"WARNING broker store: cannot reach it", timeout=BOUND)
         monkeypatch.setattr(mongodb_server, "free_port", lambda: port)
-        try:
-            server = mongodb_server.Secantus("replset")
-        except mongodb_server.ServerUnavailable as e:
-            if os.environ.get("CI", "").lower() == "true":  # as conftest's mongodb_server
-                pytest.fail(f"no MongoDB server for the MongoDB tests: {e}", pytrace=False)
-            pytest.skip(f"MongoDB tests did not run: {e}")
-        mongodb_server.RAN.servers.setdefault("replset", server.url)  # the run's summary
+        server = mongodb_server.own("replset")
         node.wait_for_log(r"INFO broker store: reached it at attempt \d+", timeout=BOUND)
         node.wait_for_log(r"INFO broker started", timeout=BOUND)
         assert node.stop() == 0, node.log

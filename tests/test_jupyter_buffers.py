@@ -197,19 +197,29 @@ async def test_an_ipywidgets_image_carries_its_bytes_both_ways(buffers_chain: An
         await ch.close()
 
 
+async def kernel_sending(chain: Any, size: int, broker: tuple[str, ...] = (),
+                        device: tuple[str, ...] = ()) -> tuple[Channels, list[dict[str, Any]]]:
+    """A python3 kernel on a chain with those options, the messages of its comm's send of
+    ``size`` bytes in one buffer, and its channels socket (to close)."""
+    require_kernel("python3")
+    chain.start_broker(*broker)
+    chain.start_device("--kernels", "python,python3", *device)
+    chain.start_gateway()
+    ch = await Channels.open(chain.port, start_kernel(chain, "python3"), binary=True)
+    try:
+        return ch, await ch.execute("from comm import create_comm\n"
+                                    "c = create_comm(target_name='t', data={})\n"
+                                    f"c.send({{}}, buffers=[bytes({size})])", timeout=60)
+    except BaseException:
+        await ch.close()
+        raise
+
+
 async def test_a_kernels_buffers_count_as_its_output(chain: Any) -> None:
     """A kernel comm's buffers are output like printed text: past the device's --max-output
     (64 KiB here) the run is stopped, and the client reads the limit in words."""
-    require_kernel("python3")
-    chain.start_broker()
-    chain.start_device("--kernels", "python,python3", "--max-output", "65536")
-    chain.start_gateway()
-    kernel_id = start_kernel(chain, "python3")
-    ch = await Channels.open(chain.port, kernel_id, binary=True)
+    ch, msgs = await kernel_sending(chain, 100_000, device=("--max-output", "65536"))
     try:
-        msgs = await ch.execute("from comm import create_comm\n"
-                                "c = create_comm(target_name='t', data={})\n"
-                                "c.send({}, buffers=[bytes(100_000)])", timeout=60)
         errors = [m["content"] for m in msgs if m["msg_type"] == "error"]
         assert [e["ename"] for e in errors] == ["OutputLimitExceeded"], msgs
         assert "more than 64 KiB" in errors[0]["evalue"]
@@ -221,16 +231,8 @@ async def test_a_kernels_buffers_count_as_its_output(chain: Any) -> None:
 async def test_a_kernels_stored_buffers_count_toward_the_users_bytes(chain: Any) -> None:
     """Buffers a kernel comm sent are bytes the store keeps for the user: past the broker's
     --user-output (1 MiB here), the user's next run is refused with the limit in words."""
-    require_kernel("python3")
-    chain.start_broker("--user-output", str(2**20))
-    chain.start_device("--kernels", "python,python3")
-    chain.start_gateway()
-    kernel_id = start_kernel(chain, "python3")
-    ch = await Channels.open(chain.port, kernel_id, binary=True)
+    ch, msgs = await kernel_sending(chain, 1_200_000, broker=("--user-output", str(2**20)))
     try:
-        msgs = await ch.execute("from comm import create_comm\n"
-                                "c = create_comm(target_name='t', data={})\n"
-                                "c.send({}, buffers=[bytes(1_200_000)])", timeout=60)
         assert [len(b) for m in msgs if m["msg_type"] == "comm_msg" for b in m["buffers"]] \
             == [1_200_000]
         refused = await ch.execute("1")

@@ -34,13 +34,7 @@ PAUSE = 8.0
 @pytest.fixture
 def server() -> Iterator[mongodb_server.Secantus]:
     """A SecantusDB replica set of this test's own, which it may stop and continue."""
-    try:
-        secantus = mongodb_server.Secantus("replset")
-    except mongodb_server.ServerUnavailable as e:
-        if os.environ.get("CI", "").lower() == "true":  # as conftest's mongodb_server
-            pytest.fail(f"no MongoDB server for the MongoDB tests: {e}", pytrace=False)
-        pytest.skip(f"MongoDB tests did not run: {e}")
-    mongodb_server.RAN.servers.setdefault("replset", secantus.url)  # the run's summary
+    secantus = mongodb_server.own("replset")
     try:
         yield secantus
     finally:
