@@ -3,7 +3,9 @@
 answers nothing, its replies to requests are sign enough for a gateway), so ``cellbus
 status`` can say which gateways are up. A gateway is a client of the broker; it is listed,
 not managed: one silent past :data:`EXPIRY` is "not alive", and forgotten after
-:data:`FORGET`. The table holds at most :data:`MOST` gateways, the longest silent going first.
+:data:`FORGET`. A broker that has just started has heard no gateway yet, whether there are
+some or not: for its first :data:`EXPIRY` seconds, none heard is "not known yet" (``None``),
+not "none". The table holds at most :data:`MOST` gateways, the longest silent going first.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Gateways:
 
     def __init__(self) -> None:
         self._heard: OrderedDict[str, _Heard] = OrderedDict()
+        self._started = time.monotonic()
 
     def heard(self, content: dict[str, Any]) -> None:
         """A heartbeat: ``{"gateway": its name (host:port), "version"}``."""
@@ -49,11 +52,14 @@ class Gateways:
         self._heard.move_to_end(name)  # the newest last, for forget_oldest
         forget_oldest(self._heard, MOST)
 
-    def listing(self) -> list[dict[str, Any]]:
-        """``[{gateway, alive, silent, version}]`` by name, the forgotten dropped."""
+    def listing(self) -> list[dict[str, Any]] | None:
+        """``[{gateway, alive, silent, version}]`` by name, the forgotten dropped; None while
+        none was heard in the broker's first :data:`EXPIRY` seconds."""
         now = time.monotonic()
         while self._heard and now - next(iter(self._heard.values())).at >= FORGET:
             self._heard.popitem(last=False)
+        if not self._heard and now - self._started < EXPIRY:
+            return None
         return sorted(({"gateway": g.name, "alive": now - g.at < EXPIRY,
                         "silent": round(now - g.at, 1), "version": g.version}
                        for g in self._heard.values()), key=lambda g: g["gateway"])

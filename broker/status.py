@@ -246,7 +246,7 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
 def verdict(status: dict[str, Any]) -> list[str]:
     """What keeps the broker of ``status`` from being ready (as the gateway's /ready)."""
     alive = any(d.get("alive") for d in status.get("devices") or [])
-    gateways = status.get("gateways")  # None: a broker from before gateways said they were up
+    gateways = status.get("gateways")  # None: not known (a broker just started, or older)
     door = gateways is None or any(g.get("alive") for g in gateways)
     return (([] if alive else ["no live device"]) + ([] if door else ["no live gateway"]) +
             ([] if status.get("store_writable") is not False else ["store cannot write"]))
