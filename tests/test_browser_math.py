@@ -65,7 +65,7 @@ def test_markdown_math_renders_and_code_and_prices_stay(page: Any, web: Any) -> 
 LATEX_OUTPUT = r"""from IPython.display import Latex, Markdown, Math
 display(Math(r'\frac{a}{b}'))
 display(Latex(r'$$\sqrt{2}$$'))
-display(Markdown('Markdown output: $y_1$'))
+display(Markdown('Markdown output: $y_1$, [a link](https://example.com/?q=$a$&r=$b$)'))
 class Bad:
     def _repr_latex_(self):
         return r'$\frac{1$'
@@ -76,8 +76,8 @@ display(Bad())"""
 
 def test_latex_output_renders_and_falls_back_to_plain(page: Any, web: Any) -> None:
     """Tests that text/latex output (IPython's Math, and Latex with its `$$`) and math in
-    text/markdown output render with KaTeX, and that LaTeX KaTeX cannot parse shows the
-    object's text/plain repr."""
+    text/markdown output render with KaTeX, that a link's URL keeps its `$`, and that
+    LaTeX KaTeX cannot parse shows the object's text/plain repr."""
     console = Console(page)
     cell = open_worksheet(page, web).nth(0)
     run(cell, LATEX_OUTPUT)
@@ -88,4 +88,6 @@ def test_latex_output_renders_and_falls_back_to_plain(page: Any, web: Any) -> No
     expect(out.locator(".katex-display")).to_have_count(1)  # Latex's $$ (Math: inline $)
     expect(out.locator(".katex-error")).to_have_count(0)
     expect(out).to_contain_text("plain fallback")
+    # `$` in a link's URL is not math there: the URL keeps it (percent-encoded, as marked does)
+    expect(out.locator("a")).to_have_attribute("href", "https://example.com/?q=%24a%24&r=%24b%24")
     assert console.settled(page) == []

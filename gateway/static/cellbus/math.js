@@ -25,6 +25,8 @@
   ].join("|"), "gm");
   const MATH_MARK = /\uE000(\d+)\uE001/g;  // private-use characters, taken out of the source
   const MATH_MARKS = /[\uE000\uE001]/g;
+  // A mark in an attribute: a link's URL (marked percent-encodes it there), a title.
+  const MATH_MARK_ATTR = /(?:\uE000|%EE%80%80)(\d+)(?:\uE001|%EE%80%81)/gi;
   const KATEX_OPTIONS = {trust: false, strict: "ignore", output: "htmlAndMathml"};
 
   /** Markdown `source` with its math replaced by marks: {text, math: [{tex, display,
@@ -71,8 +73,19 @@
 
   /** Replace the marks in the text of `root` (made by marked and DOMPurify from splitMath's
    * text) by `math` rendered with `katex`, or by their source where KaTeX is not loaded or
-   * the mark is in code. */
+   * the mark is in code; in an attribute, by its source (percent-encoded in a URL, where
+   * it cannot make a scheme: a formula's source starts with $ or a backslash). */
   function putMath(root, math, katex) {
+    for (const element of root.querySelectorAll("*")) {
+      for (const attr of element.attributes) {
+        const url = attr.name === "href" || attr.name === "src";
+        const value = attr.value.replace(MATH_MARK_ATTR, (whole, n) => {
+          const source = math[Number(n)] ? math[Number(n)].source : "";
+          return url ? encodeURIComponent(source) : source;
+        });
+        if (value !== attr.value) attr.value = value;
+      }
+    }
     const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT);
     const marked = [];
     for (let node = walker.nextNode(); node; node = walker.nextNode()) {
