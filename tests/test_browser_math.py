@@ -27,12 +27,16 @@ cp $A $B
 
 Bad: $\frac{1$ and on.
 
-Untrusted: $\href{javascript:window.__xss=1}{x}$ \(\htmlId{own}{y}\)"""
+Untrusted: $\href{javascript:window.__xss=1}{x}$ \(\htmlId{own}{y}\)
+
+Escaped: \$5 and $z$.
+
+    x = $a$ + $b$"""
 
 
 def test_markdown_math_renders_and_code_and_prices_stay(page: Any, web: Any) -> None:
     """Tests that a Markdown cell's inline and display math become KaTeX (the TeX kept as
-    its annotation), that `$` in a code span and a code block and in prices stay literal,
+    its annotation), that `$` in a code span, code blocks, prices and `\\$` stays literal,
     that an invalid formula shows its source as a KaTeX error, that \\href and \\htmlId
     make no link and no id (KaTeX's trust is off), and that the page still runs code."""
     console = Console(page)
@@ -42,13 +46,15 @@ def test_markdown_math_renders_and_code_and_prices_stay(page: Any, web: Any) -> 
     code_box(cells.nth(0)).press("Shift+Enter")
     md = cells.nth(0).locator(".cellbus-markdown")
     expect(md.locator(".katex-display")).to_have_count(2)
-    expect(md.locator(".katex")).to_have_count(6)  # 4 inline, 2 display
+    expect(md.locator(".katex")).to_have_count(7)  # 5 inline, 2 display
     expect(md.locator(".katex annotation")).to_have_text(
         ["x^2_{i}", r"\alpha", r"\int_0^1 f(x)\,dx", "a_1 * b_1",
-         r"\href{javascript:window.__xss=1}{x}", r"\htmlId{own}{y}"])
+         r"\href{javascript:window.__xss=1}{x}", r"\htmlId{own}{y}", "z"])
     expect(md.locator("em")).to_have_count(0)  # `*` and `_` in math are not Markdown
     expect(md.locator("p code")).to_have_text("echo $HOME")
-    expect(md.locator("pre code")).to_have_text("cp $A $B\n")
+    expect(md.locator("pre code")).to_have_text(["cp $A $B\n", "x = $a$ + $b$\n"])
+    expect(md.locator("p").last).to_contain_text("Escaped: $5 and ")
+    expect(md.locator("p").last.locator(".katex annotation")).to_have_text("z")
     expect(md.locator("p").nth(3)).to_have_text("Run echo $HOME and it costs $5 and $6.")
     error = md.locator(".katex-error")
     expect(error).to_have_text(r"\frac{1")

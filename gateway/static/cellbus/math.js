@@ -76,6 +76,7 @@
    * the mark is in code; in an attribute, by its source (percent-encoded in a URL, where
    * it cannot make a scheme: a formula's source starts with $ or a backslash). */
   function putMath(root, math, katex) {
+    if (!math.length) return;
     for (const element of root.querySelectorAll("*")) {
       for (const attr of element.attributes) {
         const url = attr.name === "href" || attr.name === "src";
