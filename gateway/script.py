@@ -27,7 +27,7 @@ from tornado.web import StaticFileHandler
 #: The folder of the parts, and their order (the comment at the top of head.js says what
 #: each one holds).
 FOLDER = Path(__file__).resolve().parent / "static" / "cellbus"
-PARTS = ("helpers.js", "fold.js", "textview.js", "renderers.js", "interactcontrols.js",
+PARTS = ("helpers.js", "math.js", "fold.js", "textview.js", "renderers.js", "interactcontrols.js",
          "interact.js", "poll.js", "channel.js", "channelin.js", "channelsizes.js",
          "channelstart.js", "editor.js", "cell.js", "cellview.js", "celltype.js",
          "cellinteracts.js", "usage.js", "session.js", "worksheet.js")

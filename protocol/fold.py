@@ -32,7 +32,8 @@ FileUrl = Callable[[int, str], str]
 
 #: Image types shown as images, richest first; the value is base64 (svg: the XML text).
 IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
-#: Text types shown as text, richest first (markdown and latex are shown as source).
+#: Text types shown as text, richest first (the block keeps markdown and latex as source;
+#: the browser renders them: gateway/static/cellbus/helpers.js and math.js).
 TEXT_MIMES = ("text/markdown", "text/latex", "text/plain")
 STREAM_NAMES = ("stdout", "stderr")  # a tuple: `in` must not hash unhashable input
 
@@ -210,6 +211,9 @@ class CellOutput:
                 block = {"type": "text", "stream": kind, "content": data[mime]}
                 if mime != "text/plain":
                     block["mime"] = mime
+                # LaTeX that the browser's KaTeX cannot show falls back to the repr.
+                if mime == "text/latex" and isinstance(data.get("text/plain"), str):
+                    block["plain"] = data["text/plain"]
                 return "text", block
         return None
 

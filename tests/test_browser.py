@@ -336,6 +336,7 @@ BUNDLES: list[Any] = [
     {"text/plain": "x"}, {"text/html": "<b>h</b>", "text/plain": "h"},
     {"image/png": "iVBOR", "text/plain": "fig"}, {"image/svg+xml": "<svg/>"},
     {"text/markdown": "# m", "text/plain": "m"}, {"text/latex": "$x$"}, {},
+    {"text/latex": "$y$", "text/plain": "y"},
     {FILE_MIME: {"name": "a.txt", "size": 3, "mime": "text/plain"}, "text/plain": "a.txt"},
     {FILE_MIME: {"name": "big", "size": 9, "mime": "x", "too_large": True}},
     {FILE_MIME: {"name": "bad", "size": True, "mime": "x"}}, "not a dict",

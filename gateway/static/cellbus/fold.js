@@ -111,6 +111,10 @@
         if (typeof data[mime] === "string") {
           const block = {type: "text", stream: kind, content: data[mime]};
           if (mime !== "text/plain") block.mime = mime;
+          // LaTeX that KaTeX cannot show falls back to the object's repr (math.js).
+          if (mime === "text/latex" && typeof data["text/plain"] === "string") {
+            block.plain = data["text/plain"];
+          }
           return ["text", block];
         }
       }

@@ -9,6 +9,8 @@
  * gateway/script.py); each file's part starts with a "// -- file" line:
  *   helpers.js    DOM and text helpers; ANSI colours (ansi_up from static/vendor/, loaded
  *                 when first needed); Markdown (marked and DOMPurify from there too)
+ *   math.js       LaTeX math in Markdown and text/latex output, by KaTeX (static/vendor/
+ *                 katex/, loaded when first needed)
  *   fold.js       one request's Jupyter messages -> output blocks (mirrors protocol/fold.py)
  *   textview.js   a text block however long: first and last lines, "N lines hidden", all a
  *                 click away

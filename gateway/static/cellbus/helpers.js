@@ -167,18 +167,22 @@
   };
 
   /** Show Markdown `source` in `node`: as plain text at once (and for good if marked or
-   * DOMPurify cannot load), then as sanitized HTML whose links open in a new tab. */
+   * DOMPurify cannot load), then as sanitized HTML whose links open in a new tab, its math
+   * rendered by KaTeX once that HTML is sanitized (math.js). */
   function showMarkdown(node, source) {
     node.textContent = source;
+    const {text, math} = splitMath(source);
     return Promise.all([vendorScript("vendor/marked/marked.umd.js", "marked"),
-                        vendorScript("vendor/dompurify/purify.min.js", "DOMPurify")])
-      .then(([marked, purify]) => {
+                        vendorScript("vendor/dompurify/purify.min.js", "DOMPurify"),
+                        math.length ? katexScript() : null])
+      .then(([marked, purify, katex]) => {
         if (!marked || !purify || !purify.isSupported) return;
-        const html = purify.sanitize(marked.parse(source, {async: false}), MARKDOWN_PURIFY);
+        const html = purify.sanitize(marked.parse(text, {async: false}), MARKDOWN_PURIFY);
         for (const a of html.querySelectorAll("a[href]")) {
           a.target = "_blank";
           a.rel = "noopener noreferrer";
         }
+        putMath(html, math, katex);
         node.replaceChildren(html);
       });
   }

@@ -68,6 +68,12 @@
         showMarkdown(node, block.content);
         return node;
       }
+      if (block.mime === "text/latex") {  // IPython's Math and Latex, sympy: KaTeX (math.js)
+        const node = el("div", "cellbus-latex");
+        node.dataset.mime = block.mime;
+        showLatex(node, block);
+        return node;
+      }
       return new TextView(block).node;  // capped, however long (see TextView)
     },
     image(block) {
