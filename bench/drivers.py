@@ -134,7 +134,7 @@ class WsSession:
                     f"{got.messages} messages of the request, seqs up to "
                     f"{max(got.seqs, default=None)}") from None
             parent = (m.get("parent_header") or {}).get("msg_id")
-            if parent == self.unanswered:
+            if self.unanswered is not None and parent == self.unanswered:
                 if not (m.get("content") or {}).get("ok"):
                     raise RuntimeError(f"{self.system} refused {m.get('msg_type')}: {m['content']}")
                 self.unanswered = None
