@@ -152,6 +152,8 @@ class StoreClaim:
             raise ConfigError(f"broker cannot use {self.store.describe()}: {e}; one store has "
                               "one broker: stop that one first, or give this one another "
                               "--store (a database of its own)") from None
+        except StoreError as e:
+            raise ConfigError(f"broker cannot claim its store: {e}") from None
         self.held = True
 
     async def keep(self, gone: Callable[[str], None]) -> None:
@@ -162,7 +164,8 @@ class StoreClaim:
             try:
                 kept = await self.store.keep_claim(self.owner)
             except StoreError:
-                continue  # the store is away; another broker cannot take it meanwhile either
+                continue  # the store is away: tried again (a broker that took it meanwhile
+                # is seen at the first renewal that reaches it)
             if not kept:
                 self.held = False
                 gone("another broker took its store over while this one was stopped or cut "
