@@ -289,9 +289,13 @@ print(os.getcwd())
     workdir = out(client, plant, "s").strip()
     closed = client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=15)
     assert closed["content"]["session"] == "s"
-    out(client, plant, "s")
-    client.execute("import time\ntime.sleep(60)", "s")  # busy: its idle end cannot come first
-    pid = worker_pid(device, "s")  # the second worker of "s"
+    # Planted again by a cell that runs on, so the worker killed is the one that planted:
+    # a busy worker has no idle end (with a separate cell after the planting one, the idle
+    # sweep could end the worker in between, and the pid found was gone).
+    running = client.execute(plant + "import time\ntime.sleep(60)\n", "s")
+    client.wait_for(lambda m: m["msg_type"] == "stream" and m["parent_header"].get(
+        "msg_id") == running["header"]["msg_id"])
+    pid = worker_pid(device, "s")  # the second worker of "s", running that cell
     os.kill(pid, signal.SIGKILL)
     client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=15)
     assert {v: fingerprint(v) for v in victims} == before
