@@ -30,7 +30,6 @@ NAME_LENGTH = 200
 
 @dataclass(slots=True)
 class _Heard:
-    name: str
     version: str
     at: float
 
@@ -47,8 +46,8 @@ class Gateways:
         """A heartbeat: ``{"gateway": its name (host:port), "version"}``."""
         name, version = content.get("gateway"), content.get("version")
         name = name[:NAME_LENGTH] if isinstance(name, str) and name else "(unnamed)"
-        self._heard[name] = _Heard(name, version[:NAME_LENGTH] if isinstance(version, str)
-                                   else "", time.monotonic())
+        self._heard[name] = _Heard(version[:NAME_LENGTH] if isinstance(version, str) else "",
+                                   time.monotonic())
         self._heard.move_to_end(name)  # the newest last, for forget_oldest
         forget_oldest(self._heard, MOST)
 
@@ -60,6 +59,6 @@ class Gateways:
             self._heard.popitem(last=False)
         if not self._heard and now - self._started < EXPIRY:
             return None
-        return sorted(({"gateway": g.name, "alive": now - g.at < EXPIRY,
-                        "silent": round(now - g.at, 1), "version": g.version}
-                       for g in self._heard.values()), key=lambda g: g["gateway"])
+        return [{"gateway": name, "alive": now - g.at < EXPIRY,
+                 "silent": round(now - g.at, 1), "version": g.version}
+                for name, g in sorted(self._heard.items())]
