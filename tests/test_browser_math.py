@@ -97,3 +97,35 @@ def test_latex_output_renders_and_falls_back_to_plain(page: Any, web: Any) -> No
     # `$` in a link's URL is not math there: the URL keeps it (percent-encoded, as marked does)
     expect(out.locator("a")).to_have_attribute("href", "https://example.com/?q=%24a%24&r=%24b%24")
     assert console.settled(page) == []
+
+
+#: Markdown output whose links are made of "java", a mark of no formula and "script:": as a
+#: percent-encoded mark in a Markdown link and as character references in raw HTML (an
+#: image map's area, which opens in the page itself), with one formula so that marks are put.
+PLANTED_MARKS = r"""from IPython.display import Markdown
+gif = 'data:image/gif;base64,R0lGODlhAQABAIAAAP///wAAACwAAAAAAQABAAACAkQBADs='
+display(Markdown('Math $x$, [md link](java%EE%80%809%EE%80%81script:window.__xss=1) '
+                 f'<img id="map" src="{gif}" width="80" height="80" usemap="#m">'
+                 '<map name="m"><area shape="rect" coords="0,0,80,80" '
+                 'href="java&#xE000;7&#xE001;script:window.__xss=2"></map>'))"""
+
+
+def test_a_planted_math_mark_makes_no_script_link(page: Any, web: Any) -> None:
+    """Tests that Markdown output (what a shared link's code shows another user who runs
+    it) cannot hide a javascript: URL from DOMPurify behind a mark of math it never had:
+    the links keep the mark, open in a new tab (an image map's area too), and clicking
+    them runs nothing in the page (before, putMath took the mark out after DOMPurify, the
+    hrefs were javascript:window.__xss=..., and a click on the image set window.__xss to 2;
+    with the mark kept, the area's click took the worksheet page away)."""
+    cell = open_worksheet(page, web).nth(0)
+    run(cell, PLANTED_MARKS)
+    expect(cell).to_have_attribute("data-status", "done")
+    md = cell.locator(".cellbus-output .cellbus-md")
+    expect(md.locator(".katex annotation")).to_have_text("x")
+    hrefs = md.locator("[href]").evaluate_all("ns => ns.map((n) => n.getAttribute('href'))")
+    assert len(hrefs) == 2 and not any(h.lower().startswith("javascript") for h in hrefs), hrefs
+    url = page.url
+    md.locator("#map").click()
+    md.locator("a").click()
+    expect(md.locator(".katex annotation")).to_have_text("x")  # still this page
+    assert page.url == url and page.evaluate("window.__xss") is None

@@ -178,7 +178,7 @@
       .then(([marked, purify, katex]) => {
         if (!marked || !purify || !purify.isSupported) return;
         const html = purify.sanitize(marked.parse(text, {async: false}), MARKDOWN_PURIFY);
-        for (const a of html.querySelectorAll("a[href]")) {
+        for (const a of html.querySelectorAll("a[href], area[href]")) {  // an image map's too
           a.target = "_blank";
           a.rel = "noopener noreferrer";
         }

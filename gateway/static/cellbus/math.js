@@ -74,15 +74,20 @@
   /** Replace the marks in the text of `root` (made by marked and DOMPurify from splitMath's
    * text) by `math` rendered with `katex`, or by their source where KaTeX is not loaded or
    * the mark is in code; in an attribute, by its source (percent-encoded in a URL, where
-   * it cannot make a scheme: a formula's source starts with $ or a backslash). */
+   * it cannot make a scheme: a formula's source starts with $ or a backslash). A mark of
+   * no formula stays as it is: the author wrote it (percent-encoded, or as a character
+   * reference in raw HTML, which splitMath cannot take out), and taking it out would join
+   * what DOMPurify saw apart: `java%EE%80%809%EE%80%81script:` passed as a relative URL and
+   * became a javascript: link that ran in the page when clicked. */
   function putMath(root, math, katex) {
     if (!math.length) return;
     for (const element of root.querySelectorAll("*")) {
       for (const attr of element.attributes) {
         const url = attr.name === "href" || attr.name === "src";
         const value = attr.value.replace(MATH_MARK_ATTR, (whole, n) => {
-          const source = math[Number(n)] ? math[Number(n)].source : "";
-          return url ? encodeURIComponent(source) : source;
+          const formula = math[Number(n)];
+          if (!formula) return whole;
+          return url ? encodeURIComponent(formula.source) : formula.source;
         });
         if (value !== attr.value) attr.value = value;
       }
