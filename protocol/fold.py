@@ -53,6 +53,8 @@ class CellOutput:
         self._inner: dict[str, CellOutput] = {}  # interact block id -> its output
         self._order = 0
         self._open: str | None = None  # the open text or interact block
+        #: Text of the open text block not yet joined into its ``content`` (see _stream).
+        self._tail: list[str] = []
         self._pending_clear = False   # clear_output(wait=True) seen, not yet done
         self._reset = 0               # seq at which blocks were last removed
         self._changed = 0             # seq of the last visible change here
@@ -74,6 +76,7 @@ class CellOutput:
 
     def blocks(self, since: int = 0) -> dict[str, Block]:
         """Copies of the blocks changed after ``since``, each whole; ``since=0``: all."""
+        self._join_tail()
         out: dict[str, Block] = {}
         for bid, block in self._blocks.items():
             inner = self._inner.get(bid)
@@ -180,7 +183,10 @@ class CellOutput:
         self._clear_if_pending(seq)
         block = self._blocks.get(self._open) if self._open is not None else None
         if block is not None and block["type"] == "text" and block.get("stream") == name:
-            block["content"] += text
+            # Joined when read or closed: ``content += text`` copied the whole text so far
+            # for every message, so a cell printing 8 MiB in 10 KB pieces made the broker
+            # copy gigabytes, its loop held for seconds and every user's cell waiting.
+            self._tail.append(text)
             block["seq"] = seq
             return True
         return self._add(seq, name, {"type": "text", "stream": name, "content": text},
@@ -265,10 +271,18 @@ class CellOutput:
             self._open = bid
         return True
 
+    def _join_tail(self) -> None:
+        """Put the text kept in :attr:`_tail` into the open block's ``content``, once."""
+        if self._tail and self._open is not None:
+            block = self._blocks[self._open]
+            block["content"] = "".join([block["content"], *self._tail])
+        self._tail.clear()
+
     def _close(self, seq: int) -> bool:
         """Close the open block (and what an open interact holds); True if one was open."""
         if self._open is None:
             return False
+        self._join_tail()
         inner = self._open_interact()
         if inner is not None and inner._close(seq):
             inner._changed = seq
@@ -284,6 +298,7 @@ class CellOutput:
     def _clear(self, seq: int) -> bool:
         """Remove every block (clear_output); True if there were any."""
         self._pending_clear = False
+        self._tail.clear()
         if not self._blocks:
             return False
         self._blocks.clear()
