@@ -157,12 +157,14 @@
   // first time a Markdown cell is rendered. Markdown may carry raw HTML: what DOMPurify
   // keeps of it is inert (no script, no event handler attributes, no javascript: URLs), and
   // these settings drop what could still act or load a page: SVG and MathML, frames,
-  // objects, forms and their controls, style sheets, and <base>, <meta> and <link>.
+  // objects, forms and their controls, style sheets, and <base>, <meta> and <link>; and a
+  // label's `for`, with which a click on its text clicked the page's own control of that id
+  // (Share, Run all: `<label for="share">` in another user's shared code's output).
   const MARKDOWN_PURIFY = {
     USE_PROFILES: {html: true},
     FORBID_TAGS: ["style", "form", "input", "button", "select", "textarea", "option", "iframe",
                   "frame", "frameset", "object", "embed", "link", "meta", "base", "dialog"],
-    FORBID_ATTR: ["style", "action", "formaction", "ping", "srcset"],
+    FORBID_ATTR: ["style", "action", "formaction", "ping", "srcset", "for"],
     RETURN_DOM_FRAGMENT: true,
   };
 
