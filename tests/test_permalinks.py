@@ -90,6 +90,24 @@ def test_shared_links_open_with_their_code_ready_to_run(page, web) -> None:  # n
         "print('from z')")
 
 
+def test_a_z_link_that_inflates_past_a_cells_input_is_refused_at_once(
+        page, web) -> None:  # noqa: F811
+    """Tests that a /?z= link of 11 KB whose code inflates to 8 MiB (over the 1 MiB a ?z=
+    link opens, the gateway's default --max-input) says so within 5 s and leaves the first
+    cell empty and the page working. Before, the page inflated it all and put it in the
+    cell: 40 MiB from a 54 KB link held its thread for 45 s."""
+    z = base64.urlsafe_b64encode(zlib.compress(b"#" * (8 << 20), 9)).decode().rstrip("=")
+    assert len(z) < 12_000
+    page.goto(web.url(f"/?z={z}"))
+    expect(page.locator("#shared")).to_contain_text(
+        "this link's code (?z=) is over 1.0 MiB", timeout=5000)
+    first = page.locator(".cellbus-cell").nth(0)
+    expect(code_of(first)).to_have_value("")
+    code_box(first).fill(CODE)
+    code_box(first).press("Control+Enter")
+    expect(first.locator(".cellbus-output")).to_have_text("shared 42")
+
+
 def test_share_takes_the_cell_typed_in_last(page, web) -> None:  # noqa: F811
     """Share makes a permalink of the cell the user typed in last, not of the first cell
     with code: with CodeMirror the focus is in the editor's own input, not the cell's

@@ -40,16 +40,44 @@
       return {code: body.code, interact: isObject(body.interact) ? body.interact : null};
     }
     if (!query.get("z")) return null;
+    let code;
     try {
       const b64 = query.get("z").replace(/-/g, "+").replace(/_/g, "/");
       const bytes = Uint8Array.from(atob(b64 + "===".slice((b64.length + 3) % 4)),
                                     (c) => c.charCodeAt(0));
-      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
-      return {code: await new Response(stream).text(), interact: null};
+      code = await inflated(bytes, SHARED_CODE_MAX);
     } catch (e) {  // the browser's own words ("Failed to execute 'atob'...") say nothing here
       throw new Error("this link's code (?z=) is damaged: it is not the compressed code a "
                       + "shared link holds; ask for the link again");
     }
+    if (code === null) {
+      throw new Error("this link's code (?z=) is over " + sizeText(SHARED_CODE_MAX)
+                      + ", more than a cell takes: share long code as a permalink (Share)");
+    }
+    return {code: code, interact: null};
+  }
+
+  // The most code a ?z= link opens: a link of 54 KB inflated to 40 MiB of code, which held
+  // the page's thread for 45 s on its way into a cell, though the gateway runs no input over
+  // its --max-input (1 MiB unless the operator says more). Longer code travels as a permalink.
+  const SHARED_CODE_MAX = 1024 * 1024;
+
+  /** The UTF-8 text that deflate `bytes` inflate to, or null past `max` bytes (inflating
+   * stops there). */
+  async function inflated(bytes, max) {
+    const reader = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"))
+      .getReader();
+    const parts = [];
+    let size = 0;
+    for (let part = await reader.read(); !part.done; part = await reader.read()) {
+      size += part.value.length;
+      if (size > max) {
+        reader.cancel();
+        return null;
+      }
+      parts.push(part.value);
+    }
+    return new TextDecoder().decode(await new Blob(parts).arrayBuffer());
   }
 
   /** Store `code` (and `interact`, its interact's values by name: Cell.interactValues) as a
