@@ -10,10 +10,13 @@ serves and hands out requests the other stored. So a broker takes an exclusive `
 given as ``--store`` points to), and a second broker on the same file stops at start with
 one line that names the file, the pid holding it and ``--store``. The lock goes with the
 process that holds it (``kill -9`` included), so a crashed broker never leaves a stale one
-behind. Other programs that open the file while a
-broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock. A MongoDB
-database has one broker too, held by a lease its broker renews (:class:`StoreClaim`,
-broker/store/_mongo_lease.py).
+behind. A hard link is another name of the file in another folder, whose lock file is
+beside that name: two brokers ran on one file that way, each with a ``-wal`` and ``-shm``
+beside its own name, so neither saw the other's log (two logs corrupt the file). So the
+broker also takes a ``flock`` on the file itself, which every name of it shares. Other
+programs that open the file while a broker runs (``cellbus user``, ``cellbus status``
+reads the broker) take no lock. A MongoDB database has one broker too, held by a lease its
+broker renews (:class:`StoreClaim`, broker/store/_mongo_lease.py).
 
 A SQLite file deleted (or replaced) while its broker runs goes on taking writes through the
 broker's open descriptors, so the broker answered 202, confirmed devices' output and
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import socket
@@ -55,15 +59,19 @@ WATCH_INTERVAL = 1.0
 
 
 class StoreHold:
-    """The lock a broker holds on its SQLite file (:func:`hold_store`)."""
+    """The locks a broker holds on its SQLite file (:func:`hold_store`): ``FILE.broker-lock``
+    (``fd``) and the file itself (``file_fd``, -1 if it could not be opened)."""
 
-    def __init__(self, fd: int, path: Path) -> None:
-        self.fd, self.path = fd, path
+    def __init__(self, fd: int, path: Path, file_fd: int = -1) -> None:
+        self.fd, self.path, self.file_fd = fd, path, file_fd
 
     def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing the descriptor lets go of the flock
-            self.fd = -1
+        """Let go of both (after the store is closed: closing a descriptor of the file
+        drops every POSIX lock this process holds on it, SQLite's included)."""
+        for fd in (self.file_fd, self.fd):
+            if fd >= 0:
+                os.close(fd)  # closing the descriptor lets go of the flock
+        self.fd = self.file_fd = -1
 
 
 def hold_store(url: str) -> StoreHold | None:
@@ -92,12 +100,59 @@ def hold_store(url: str) -> StoreHold | None:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise ConfigError(f"broker: the store {path} is in use by another broker (pid "
-                          f"{holder}); stop that broker, or give this one a store of its own "
-                          "(--store sqlite:///PATH)") from None
+        raise _in_use(path, holder, "") from None
+    try:
+        file_fd = _hold_file(real)
+    except BlockingIOError as e:
+        os.close(fd)
+        raise _in_use(path, e.strerror or "unknown", " through another name of the same "
+                      "file (a hard link)") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return StoreHold(fd, path)
+    return StoreHold(fd, path, file_fd)
+
+
+def _in_use(path: Path, holder: str, how: str) -> ConfigError:
+    return ConfigError(f"broker: the store {path} is in use by another broker (pid {holder})"
+                       f"{how}; stop that broker, or give this one a store of its own "
+                       "(--store sqlite:///PATH)")
+
+
+def _hold_file(real: Path) -> int:
+    """The store file's own descriptor, flocked (created empty, 0600, if missing: SQLite
+    takes an empty file for a new store), or -1 if it cannot be opened (opening the store
+    then says why). A hard link is another name of the file whose lock file sits beside
+    another name, so only a lock on the file itself (its inode) keeps a second broker off;
+    flock and SQLite's own POSIX locks do not meet on a local filesystem. Raises
+    :class:`BlockingIOError` whose ``strerror`` is the holder's pid when another process
+    holds it."""
+    try:
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)  # a read-only store: says so later
+        except FileNotFoundError:
+            fd = os.open(real, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _flock_holder(os.fstat(fd))
+        os.close(fd)  # before SQLite opened the file: no lock of its own to drop
+        raise BlockingIOError(errno.EWOULDBLOCK, holder) from None
+    return fd
+
+
+def _flock_holder(st: os.stat_result) -> str:
+    """The pid holding a flock on the file ``st`` describes, from /proc/locks, or
+    "unknown" (no /proc, or a holder in another pid namespace)."""
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError):
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()  # N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF
+                if fields[1:2] == ["FLOCK"] and fields[5:6] == [where]:  # "->": a waiter
+                    return fields[4]
+    return "unknown"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

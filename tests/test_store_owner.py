@@ -65,6 +65,27 @@ def test_a_second_broker_on_the_file_by_another_path_stops_too(
     second.wait_for_log(rf"in use by another broker \(pid {first.proc.pid}\)")
 
 
+def test_a_second_broker_on_a_hard_link_to_the_file_stops_too(
+        chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a broker given a hard link to the running broker's SQLite file (another
+    name of the same file, in another folder) stops in one line naming the running broker's
+    pid. The lock beside the path found no one there, so both brokers ran on one file, each
+    with a -wal and -shm of its own beside its name (neither saw the other's log, and two
+    logs corrupt the file), and each took the other's running cells for orphans."""
+    first = chain.start_broker()
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "cellbus.db"
+    link.hardlink_to(tmp_path / "cellbus.db")
+    second = second_broker(chain, nodes, f"sqlite:///{link}")
+    started = second.wait_for_log(r"in use by another broker|broker started")
+    assert started.group(0) != "broker started", second.log
+    assert second.proc.wait(15) == 2, second.log
+    lines = [line for line in second.log.splitlines() if "in use by another broker" in line]
+    assert len(lines) == 1 and str(link) in lines[0] and f"pid {first.proc.pid}" in lines[0] \
+        and "--store" in lines[0], second.log
+    assert first.proc.poll() is None, first.log
+
+
 def test_a_broker_killed_leaves_no_lock_behind(chain: Chain) -> None:
     """Tests that a broker started on the file of a broker that was killed (kill -9) starts:
     the hold goes with the process."""
