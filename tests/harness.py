@@ -304,12 +304,12 @@ class Chain:
         self.nodes.append(node)
         return node
 
-    def start_broker(self, *options: str) -> NodeProcess:
+    def start_broker(self, *options: str, wrap: list[str] | None = None) -> NodeProcess:
         self.broker = self._start("broker", *options, "--store", self.store,
                                   "--curve-dir", str(self.keys_dir),
                                   "--gateway-bind", self.gateway_ep,
                                   "--device-bind", self.device_ep,
-                                  "--publish-bind", self.publish_ep)
+                                  "--publish-bind", self.publish_ep, wrap=wrap)
         self.broker.wait_for_log(r"broker started")
         return self.broker
 
