@@ -31,6 +31,11 @@ later commit into a file nobody else would ever read, and one killed then (``kil
 crash, the host) lost all of it, requests it had answered 202 for and the output before
 them alike: the store it restarted on did not have them. A broker that stops closes its
 store, and SQLite's last close copies the log it still holds open into the file.
+
+And when the log's index (``FILE-shm``) is: the broker goes on with the one it has mapped,
+but the next process that opens the file (``cellbus user add``) builds a new index the
+broker never sees, and what it commits is lost: the user it said it added was gone once the
+broker had stopped.
 """
 
 from __future__ import annotations
@@ -165,11 +170,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
     """Call ``gone(why)``, once, when ``path`` no longer names the file it names now (the
-    store's, opened already), or its write-ahead log is removed or replaced."""
+    store's, opened already), or its write-ahead log or shared-memory index (``-shm``) is
+    removed or replaced."""
     opened = _identity(path)
     real = path.resolve()  # SQLite keeps the log beside the file a link points to
-    wal = real.with_name(real.name + "-wal")
-    log = _identity(wal)  # None until the store has one (a WAL store has it while open)
+    wal, shm = (real.with_name(real.name + end) for end in ("-wal", "-shm"))
+    # None until the store has them (a WAL store has both while open)
+    log, index = _identity(wal), _identity(shm)
     while True:
         await asyncio.sleep(WATCH_INTERVAL)
         if _identity(path) != opened:
@@ -177,15 +184,25 @@ async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
                  "stored since would be lost with this process, so it stops (exit status 1); "
                  "restore the file, or start the broker again on a store of its choice")
             return
-        now = _identity(wal)
+        now, index_now = _identity(wal), _identity(shm)
         if log is not None and now != log:
             gone(f"the write-ahead log of its store, {wal}, was removed or replaced while it "
                  "ran: what the store took since the last checkpoint is only there, so it "
-                 "stops (exit status 1), copying the log it holds open into the store as it "
-                 "closes; start the broker again on the same --store (never delete a running "
-                 "SQLite store's -wal or -shm file)")
+                 f"stops (exit status 1), {_CLOSING}")
             return
-        log = log or now
+        if index is not None and index_now != index:
+            gone(f"the shared-memory index of its store, {shm}, was removed or replaced while "
+                 "it ran: another process that opens the store (cellbus user, a backup) "
+                 "builds a new one that does not know what this broker's holds, and what it "
+                 f"writes is lost, so it stops (exit status 1), {_CLOSING}")
+            return
+        log, index = log or now, index or index_now
+
+
+#: How a broker whose store's -wal or -shm went stops, and what to do.
+_CLOSING = ("copying the log it holds open into the store as it closes; start the broker "
+            "again on the same --store (never delete a running SQLite store's -wal or -shm "
+            "file)")
 
 
 class StoreClaim:

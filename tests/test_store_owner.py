@@ -137,3 +137,24 @@ def test_a_broker_whose_write_ahead_log_is_removed_stops_and_keeps_what_it_took(
     assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
     for cell in accepted:
         assert chain.wait_done(cell)["output"]["stdout_0"]["content"] == "later\n", cell
+
+
+def test_a_broker_whose_shared_memory_index_is_removed_stops(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a broker whose store's ``-shm`` file (SQLite's index of the write-ahead
+    log, shared by every process that opens the file) is deleted while it runs stops with
+    status 1 and a line naming it, and that a broker started again has what the first one
+    stored. It went on with the deleted index in its memory, and a ``cellbus user add`` then
+    built a new one that knew nothing of the broker's: the user it said it added was gone
+    from the store once the broker had stopped."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
+    shm = tmp_path / "cellbus.db-shm"
+    shm.unlink()
+    assert broker.proc.wait(15) == 1, broker.log
+    broker.wait_for_log(rf"shared-memory index of its store, {shm}, was removed")
+    chain.start_broker()
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
