@@ -6,6 +6,8 @@ saying what to change. Before, all of them were silent, or blamed --key-file."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import urllib.error
 import urllib.request
 from typing import Any
@@ -221,3 +223,24 @@ def test_an_inproc_connection_is_not_watched_as_a_link(key: bytes) -> None:
             node.ctx.term()
 
     assert [e.split(":")[0] for e in asyncio.run(links())] == ["tcp"]
+
+
+def test_a_broker_that_goes_silent_on_a_link_it_answered_on_is_not_blamed_on_keys(
+        chain: Chain) -> None:
+    """Tests that a device whose broker answered on its link, then went silent (stopped with
+    SIGSTOP: a frozen or overloaded broker, or a network that carries nothing while the TCP
+    connection stays up), says so, not "the broker does not take what this device signs: is
+    its --key-file the same ... --device-id": the broker took what it signed on this very
+    link, so its --key-file and --device-id are right, and the operator was sent to them."""
+    broker = chain.start_broker()
+    device = chain.start_device()
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["status"] == "done"
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    try:
+        line = device.wait_for_log(r"no word from the broker for .*").group(0)
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    assert "--key-file" not in line and "--device-id" not in line, line
+    assert f"answered on this device's link to it at {chain.device_ep}" in line, line
