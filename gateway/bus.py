@@ -45,6 +45,8 @@ class BrokerLink:
         node.secure(self.dealer, connect, option="--broker")
         self.dealer.connect(connect)
         node.log.info("gateway connected DEALER to the broker at %s", connect)
+        #: The broker's output feed (--subscribe), whose link /ready looks at.
+        self.subscribe = subscribe
         self.sub = node.socket(zmq.SUB, label="SUB for output")
         self.sub.rcvhwm = mt.FEED_HWM
         node.secure(self.sub, subscribe, option="--subscribe")

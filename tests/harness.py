@@ -495,8 +495,13 @@ def wait_gateway_linked(chain: Chain, timeout: float = 15) -> None:
     """Until the gateway reaches the broker (its log says so when the link's handshake is
     done): right after it starts, its link may still be connecting, and a request then gets
     503 "not reachable". Waits on the log, not on a request, so the gateway's access log
-    holds only the test's own requests."""
-    chain.gateway.wait_for_log(r"link to the broker at \S+ is up", timeout)
+    holds only the test's own requests. Both of its links: its requests' and its output
+    feed's (/ready says not ready until the feed's is up too)."""
+    gateway = chain.gateway
+    assert gateway is not None
+    gateway.wait_for_log(r"link to the broker at \S+ is up", timeout)
+    until(lambda: len(set(re.findall(r"link to the broker at (\S+) is up", gateway.log))) >= 2,
+          "the gateway's two links to the broker", timeout)
 
 
 def wait_broker_answers(chain: Chain, timeout: float = 15) -> None:

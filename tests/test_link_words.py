@@ -244,3 +244,20 @@ def test_a_broker_that_goes_silent_on_a_link_it_answered_on_is_not_blamed_on_key
         os.kill(broker.proc.pid, signal.SIGCONT)
     assert "--key-file" not in line and "--device-id" not in line, line
     assert f"answered on this device's link to it at {chain.device_ep}" in line, line
+
+
+def test_a_gateway_without_its_output_feed_is_not_ready(chain: Chain) -> None:
+    """Tests that a gateway whose --subscribe link (the broker's output feed) is not up,
+    while its requests reach the broker, answers /ready 503 naming --subscribe. Its
+    WebSockets got no output and its long polls waited their whole time, while /ready said
+    ready, so a load balancer kept sending clients to it."""
+    chain.start_broker()
+    chain.start_device()
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", chain.gateway_ep,
+                           "--subscribe", nowhere, *chain.cert_options("gateway", "gateway"))
+    gateway.wait_for_log(rf"link to the broker at {chain.gateway_ep} is up")
+    status, doc = ready(chain)
+    assert status == 503, doc
+    assert any(p.startswith(f"output feed: no link to it at {nowhere}") and "--publish-bind"
+               in p for p in doc["problems"]), doc
