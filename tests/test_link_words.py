@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -248,7 +251,8 @@ def test_a_broker_that_goes_silent_on_a_link_it_answered_on_is_not_blamed_on_key
 
 def test_a_gateway_without_its_output_feed_is_not_ready(chain: Chain) -> None:
     """Tests that a gateway whose --subscribe link (the broker's output feed) is not up,
-    while its requests reach the broker, answers /ready 503 naming --subscribe. Its
+    while its requests reach the broker, answers /ready 503 naming --subscribe, and that
+    ``cellbus status`` says so of it, with the same verdict (exit status 3). Its
     WebSockets got no output and its long polls waited their whole time, while /ready said
     ready, so a load balancer kept sending clients to it."""
     chain.start_broker()
@@ -261,3 +265,11 @@ def test_a_gateway_without_its_output_feed_is_not_ready(chain: Chain) -> None:
     assert status == 503, doc
     assert any(p.startswith(f"output feed: no link to it at {nowhere}") and "--publish-bind"
                in p for p in doc["problems"]), doc
+    name = f"{socket.gethostname()}:{chain.port}"
+    deadline = time.monotonic() + 15
+    while f"gateway {name}: alive" not in (text := chain_status(chain)).stdout:
+        assert time.monotonic() < deadline, text.stdout + text.stderr
+    assert re.search(rf"^gateway {re.escape(name)}: alive, NO OUTPUT FEED \(its --subscribe",
+                     text.stdout, re.M), text.stdout
+    assert text.returncode == 3, text.stdout + text.stderr
+    assert text.stdout.splitlines()[-1] == "ready: no (no gateway with its output feed)"
