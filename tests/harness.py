@@ -313,10 +313,11 @@ class Chain:
         self.broker.wait_for_log(r"broker started")
         return self.broker
 
-    def start_device(self, *options: str, name: str | None = None) -> NodeProcess:
+    def start_device(self, *options: str, name: str | None = None,
+                     wrap: list[str] | None = None) -> NodeProcess:
         name = name or f"device{len(self.devices)}"
         device = self._start("device", "--connect", self.device_ep, "--device-id", name,
-                             *self.cert_options(name, "device"), *options)
+                             *self.cert_options(name, "device"), *options, wrap=wrap)
         self.devices.append(device)
         if self.broker is not None:
             self.broker.wait_for_log(rf"device {name} registered")
