@@ -160,6 +160,43 @@ def _flock_holder(st: os.stat_result) -> str:
     return "unknown"
 
 
+def held_by_another_name(url: str) -> str | None:
+    """Why a program that writes a broker's SQLite store beside it (``cellbus user``) must
+    not write through ``url``, or None. Through the path the broker was given (or a
+    symbolic link to its file) it shares the broker's -wal and -shm, and that is safe;
+    through a hard link (another name of the file) it wrote a -wal of its own beside that
+    name, which the broker never read, so what it wrote was lost. So: the file is held by a
+    broker (its flock) while the lock file beside this name is not."""
+    try:
+        real = sqlite_path(url).resolve()
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+    except (UnknownStore, OSError):
+        return None  # no such file (opening the store says so): nobody holds it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            holder = _flock_holder(os.fstat(fd))
+    finally:
+        os.close(fd)  # before SQLite opened the file here: no lock of its own to drop
+    try:
+        lock = os.open(real.with_name(real.name + ".broker-lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        lock = -1
+    try:
+        if lock >= 0:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None  # its broker runs on this very name
+    finally:
+        if lock >= 0:
+            os.close(lock)
+    return (f"the store {real} is in use by a broker (pid {holder}) under another name of "
+            "the same file (a hard link): what is written through this name is lost to it; "
+            "give --store the path that broker was given (its start line names it)")
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         now = os.stat(path)

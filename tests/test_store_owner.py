@@ -5,9 +5,10 @@ alone; a broker whose file is deleted under it stops rather than accept work int
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from harness import Chain, NodeProcess, free_port, until
+from harness import CELLBUS, ROOT, Chain, NodeProcess, free_port, node_env, until
 
 CODE = "import time\nprint('start', flush=True)\ntime.sleep(2)\nprint('end')\n"
 
@@ -84,6 +85,31 @@ def test_a_second_broker_on_a_hard_link_to_the_file_stops_too(
     assert len(lines) == 1 and str(link) in lines[0] and f"pid {first.proc.pid}" in lines[0] \
         and "--store" in lines[0], second.log
     assert first.proc.poll() is None, first.log
+
+
+def test_a_user_added_through_a_hard_link_to_a_running_brokers_store_is_refused(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that ``cellbus user add`` given a hard link to the file a broker runs on stops
+    with status 2 and a line naming the broker's pid and what to give instead, and that the
+    same command given the broker's path adds the user. It said "added user alice", into a
+    -wal of its own beside the link, which the broker never read: once the broker had
+    stopped, the store had no alice."""
+    broker = chain.start_broker()
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "cellbus.db"
+    link.hardlink_to(tmp_path / "cellbus.db")
+
+    def user_add(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CELLBUS, "user", "add", "alice", "--store", f"sqlite:///{path}"],
+                              cwd=ROOT, env=node_env(None), capture_output=True, text=True,
+                              timeout=60)
+
+    refused = user_add(link)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"in use by a broker (pid {broker.proc.pid}) under another name" in refused.stderr \
+        and "hard link" in refused.stderr, refused.stderr
+    added = user_add(tmp_path / "cellbus.db")
+    assert added.returncode == 0, added.stdout + added.stderr
 
 
 def test_a_broker_killed_leaves_no_lock_behind(chain: Chain) -> None:
