@@ -32,6 +32,7 @@ NAME_LENGTH = 200
 class _Heard:
     version: str
     at: float
+    feed: bool | None  # its link to the output feed is up; None: a gateway that says not
 
 
 class Gateways:
@@ -43,22 +44,23 @@ class Gateways:
         self._started = time.monotonic()
 
     def heard(self, content: dict[str, Any]) -> None:
-        """A heartbeat: ``{"gateway": its name (host:port), "version"}``."""
-        name, version = content.get("gateway"), content.get("version")
+        """A heartbeat: ``{"gateway": its name (host:port), "version", "feed"}``."""
+        name, version, feed = (content.get(k) for k in ("gateway", "version", "feed"))
         name = name[:NAME_LENGTH] if isinstance(name, str) and name else "(unnamed)"
         self._heard[name] = _Heard(version[:NAME_LENGTH] if isinstance(version, str) else "",
-                                   time.monotonic())
+                                   time.monotonic(), feed if isinstance(feed, bool) else None)
         self._heard.move_to_end(name)  # the newest last, for forget_oldest
         forget_oldest(self._heard, MOST)
 
     def listing(self) -> list[dict[str, Any]] | None:
-        """``[{gateway, alive, silent, version}]`` by name, the forgotten dropped; None while
-        none was heard in the broker's first :data:`EXPIRY` seconds."""
+        """``[{gateway, alive, silent, version, feed}]`` by name, the forgotten dropped; None
+        while none was heard in the broker's first :data:`EXPIRY` seconds. ``feed``: whether
+        its link to the output feed was up at its last word (None: it does not say)."""
         now = time.monotonic()
         while self._heard and now - next(iter(self._heard.values())).at >= FORGET:
             self._heard.popitem(last=False)
         if not self._heard and now - self._started < EXPIRY:
             return None
         return [{"gateway": name, "alive": now - g.at < EXPIRY,
-                 "silent": round(now - g.at, 1), "version": g.version}
+                 "silent": round(now - g.at, 1), "version": g.version, "feed": g.feed}
                 for name, g in sorted(self._heard.items())]

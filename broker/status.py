@@ -226,6 +226,8 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
     for g in status.get("gateways") or []:
         lines.append(f"gateway {g['gateway']}: " + (
             "alive" if g["alive"] else f"not alive ({g['silent']:g} s silent)") + (
+            ", NO OUTPUT FEED (its --subscribe link to the broker is down: its WebSockets get "
+            "no output)" if g["alive"] and g.get("feed") is False else "") + (
             f", runs cellbus {g.get('version') or 'unknown'}"
             if g.get("version") != status.get("version") else ""))
     if status.get("gateways") == []:
@@ -247,8 +249,10 @@ def verdict(status: dict[str, Any]) -> list[str]:
     """What keeps the broker of ``status`` from being ready (as the gateway's /ready)."""
     alive = any(d.get("alive") for d in status.get("devices") or [])
     gateways = status.get("gateways")  # None: not known (a broker just started, or older)
-    door = gateways is None or any(g.get("alive") for g in gateways)
-    return (([] if alive else ["no live device"]) + ([] if door else ["no live gateway"]) +
+    live = [g for g in gateways or [] if g.get("alive")]
+    door = gateways is None or any(g.get("feed") is not False for g in live)
+    closed = ["no live gateway" if not live else "no gateway with its output feed"]
+    return (([] if alive else ["no live device"]) + ([] if door else closed) +
             ([] if status.get("store_writable") is not False else ["store cannot write"]))
 
 

@@ -10,10 +10,13 @@ serves and hands out requests the other stored. So a broker takes an exclusive `
 given as ``--store`` points to), and a second broker on the same file stops at start with
 one line that names the file, the pid holding it and ``--store``. The lock goes with the
 process that holds it (``kill -9`` included), so a crashed broker never leaves a stale one
-behind. Other programs that open the file while a
-broker runs (``cellbus user``, ``cellbus status`` reads the broker) take no lock. A MongoDB
-database has one broker too, held by a lease its broker renews (:class:`StoreClaim`,
-broker/store/_mongo_lease.py).
+behind. A hard link is another name of the file in another folder, whose lock file is
+beside that name: two brokers ran on one file that way, each with a ``-wal`` and ``-shm``
+beside its own name, so neither saw the other's log (two logs corrupt the file). So the
+broker also takes a ``flock`` on the file itself, which every name of it shares. Other
+programs that open the file while a broker runs (``cellbus user``, ``cellbus status``
+reads the broker) take no lock. A MongoDB database has one broker too, held by a lease its
+broker renews (:class:`StoreClaim`, broker/store/_mongo_lease.py).
 
 A SQLite file deleted (or replaced) while its broker runs goes on taking writes through the
 broker's open descriptors, so the broker answered 202, confirmed devices' output and
@@ -28,12 +31,18 @@ later commit into a file nobody else would ever read, and one killed then (``kil
 crash, the host) lost all of it, requests it had answered 202 for and the output before
 them alike: the store it restarted on did not have them. A broker that stops closes its
 store, and SQLite's last close copies the log it still holds open into the file.
+
+And when the log's index (``FILE-shm``) is: the broker goes on with the one it has mapped,
+but the next process that opens the file (``cellbus user add``) builds a new index the
+broker never sees, and what it commits is lost: the user it said it added was gone once the
+broker had stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import os
 import socket
@@ -55,15 +64,19 @@ WATCH_INTERVAL = 1.0
 
 
 class StoreHold:
-    """The lock a broker holds on its SQLite file (:func:`hold_store`)."""
+    """The locks a broker holds on its SQLite file (:func:`hold_store`): ``FILE.broker-lock``
+    (``fd``) and the file itself (``file_fd``, -1 if it could not be opened)."""
 
-    def __init__(self, fd: int, path: Path) -> None:
-        self.fd, self.path = fd, path
+    def __init__(self, fd: int, path: Path, file_fd: int = -1) -> None:
+        self.fd, self.path, self.file_fd = fd, path, file_fd
 
     def release(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)  # closing the descriptor lets go of the flock
-            self.fd = -1
+        """Let go of both (after the store is closed: closing a descriptor of the file
+        drops every POSIX lock this process holds on it, SQLite's included)."""
+        for fd in (self.file_fd, self.fd):
+            if fd >= 0:
+                os.close(fd)  # closing the descriptor lets go of the flock
+        self.fd = self.file_fd = -1
 
 
 def hold_store(url: str) -> StoreHold | None:
@@ -92,12 +105,96 @@ def hold_store(url: str) -> StoreHold | None:
     except BlockingIOError:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
         os.close(fd)
-        raise ConfigError(f"broker: the store {path} is in use by another broker (pid "
-                          f"{holder}); stop that broker, or give this one a store of its own "
-                          "(--store sqlite:///PATH)") from None
+        raise _in_use(path, holder, "") from None
+    try:
+        file_fd = _hold_file(real)
+    except BlockingIOError as e:
+        os.close(fd)
+        raise _in_use(path, e.strerror or "unknown", " through another name of the same "
+                      "file (a hard link)") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    return StoreHold(fd, path)
+    return StoreHold(fd, path, file_fd)
+
+
+def _in_use(path: Path, holder: str, how: str) -> ConfigError:
+    return ConfigError(f"broker: the store {path} is in use by another broker (pid {holder})"
+                       f"{how}; stop that broker, or give this one a store of its own "
+                       "(--store sqlite:///PATH)")
+
+
+def _hold_file(real: Path) -> int:
+    """The store file's own descriptor, flocked (created empty, 0600, if missing: SQLite
+    takes an empty file for a new store), or -1 if it cannot be opened (opening the store
+    then says why). A hard link is another name of the file whose lock file sits beside
+    another name, so only a lock on the file itself (its inode) keeps a second broker off;
+    flock and SQLite's own POSIX locks do not meet on a local filesystem. Raises
+    :class:`BlockingIOError` whose ``strerror`` is the holder's pid when another process
+    holds it."""
+    try:
+        try:
+            fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)  # a read-only store: says so later
+        except FileNotFoundError:
+            fd = os.open(real, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _flock_holder(os.fstat(fd))
+        os.close(fd)  # before SQLite opened the file: no lock of its own to drop
+        raise BlockingIOError(errno.EWOULDBLOCK, holder) from None
+    return fd
+
+
+def _flock_holder(st: os.stat_result) -> str:
+    """The pid holding a flock on the file ``st`` describes, from /proc/locks, or
+    "unknown" (no /proc, or a holder in another pid namespace)."""
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with contextlib.suppress(OSError):
+        with open("/proc/locks", encoding="ascii", errors="replace") as locks:
+            for line in locks:
+                fields = line.split()  # N: FLOCK ADVISORY WRITE PID MAJ:MIN:INODE 0 EOF
+                if fields[1:2] == ["FLOCK"] and fields[5:6] == [where]:  # "->": a waiter
+                    return fields[4]
+    return "unknown"
+
+
+def held_by_another_name(url: str) -> str | None:
+    """Why a program that writes a broker's SQLite store beside it (``cellbus user``) must
+    not write through ``url``, or None. Through the path the broker was given (or a
+    symbolic link to its file) it shares the broker's -wal and -shm, and that is safe;
+    through a hard link (another name of the file) it wrote a -wal of its own beside that
+    name, which the broker never read, so what it wrote was lost. So: the file is held by a
+    broker (its flock) while the lock file beside this name is not."""
+    try:
+        real = sqlite_path(url).resolve()
+        fd = os.open(real, os.O_RDONLY | os.O_CLOEXEC)
+    except (UnknownStore, OSError):
+        return None  # no such file (opening the store says so): nobody holds it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            return None
+        except BlockingIOError:
+            holder = _flock_holder(os.fstat(fd))
+    finally:
+        os.close(fd)  # before SQLite opened the file here: no lock of its own to drop
+    try:
+        lock = os.open(real.with_name(real.name + ".broker-lock"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        lock = -1
+    try:
+        if lock >= 0:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return None  # its broker runs on this very name
+    finally:
+        if lock >= 0:
+            os.close(lock)
+    return (f"the store {real} is in use by a broker (pid {holder}) under another name of "
+            "the same file (a hard link): what is written through this name is lost to it; "
+            "give --store the path that broker was given (its start line names it)")
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
@@ -110,11 +207,13 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
     """Call ``gone(why)``, once, when ``path`` no longer names the file it names now (the
-    store's, opened already), or its write-ahead log is removed or replaced."""
+    store's, opened already), or its write-ahead log or shared-memory index (``-shm``) is
+    removed or replaced."""
     opened = _identity(path)
     real = path.resolve()  # SQLite keeps the log beside the file a link points to
-    wal = real.with_name(real.name + "-wal")
-    log = _identity(wal)  # None until the store has one (a WAL store has it while open)
+    wal, shm = (real.with_name(real.name + end) for end in ("-wal", "-shm"))
+    # None until the store has them (a WAL store has both while open)
+    log, index = _identity(wal), _identity(shm)
     while True:
         await asyncio.sleep(WATCH_INTERVAL)
         if _identity(path) != opened:
@@ -122,15 +221,25 @@ async def watch_store_file(path: Path, gone: Callable[[str], None]) -> None:
                  "stored since would be lost with this process, so it stops (exit status 1); "
                  "restore the file, or start the broker again on a store of its choice")
             return
-        now = _identity(wal)
+        now, index_now = _identity(wal), _identity(shm)
         if log is not None and now != log:
             gone(f"the write-ahead log of its store, {wal}, was removed or replaced while it "
                  "ran: what the store took since the last checkpoint is only there, so it "
-                 "stops (exit status 1), copying the log it holds open into the store as it "
-                 "closes; start the broker again on the same --store (never delete a running "
-                 "SQLite store's -wal or -shm file)")
+                 f"stops (exit status 1), {_CLOSING}")
             return
-        log = log or now
+        if index is not None and index_now != index:
+            gone(f"the shared-memory index of its store, {shm}, was removed or replaced while "
+                 "it ran: another process that opens the store (cellbus user, a backup) "
+                 "builds a new one that does not know what this broker's holds, and what it "
+                 f"writes is lost, so it stops (exit status 1), {_CLOSING}")
+            return
+        log, index = log or now, index or index_now
+
+
+#: How a broker whose store's -wal or -shm went stops, and what to do.
+_CLOSING = ("copying the log it holds open into the store as it closes; start the broker "
+            "again on the same --store (never delete a running SQLite store's -wal or -shm "
+            "file)")
 
 
 class StoreClaim:

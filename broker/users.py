@@ -31,6 +31,7 @@ from .store import (ACCEPTED, CONNECT_TIMEOUT, Store, StoreError, UserRecord, de
                     open_store)
 from .store.base import redact_url
 from .store.unused import unused_store
+from .store_owner import held_by_another_name
 
 #: Seconds a gateway may go on accepting a removed token (its cache; see gateway/auth.py).
 REVOKE_DELAY = 1
@@ -87,6 +88,8 @@ BROKER_SAYS = ("the broker's start line names its store (\"broker store: SQLite 
 async def run(args: argparse.Namespace) -> str:
     """Do the command on the store; return what to print."""
     url = args.store or default_sqlite_url()
+    if (elsewhere := held_by_another_name(url)) is not None:
+        raise StoreError(elsewhere)
     new = await unused_store(url, args.timeout)
     if new is not None and args.command != "add":
         raise StoreError(f"no store {new.where}: nothing to {args.command}{new.hint}. Is this "

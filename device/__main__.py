@@ -22,7 +22,7 @@ from .router import DeviceRouter, default_device_id
 from .prompts import INPUT_TIMEOUT
 from .launcher import LaunchSpec
 from .fit import accounted, fit, unbind_file_max
-from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget
+from .limits import DEFAULT_MEMORY_BUDGET, Limits, memory_budget, within_hard
 from .protections import MODES
 from .uids import AUTO_SIZE, DEFAULT_UIDS, parse_uids
 
@@ -157,16 +157,18 @@ def main(argv: list[str] | None = None) -> int:
     limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
                     processes=args.max_processes, file_bytes=args.max_file_bytes,
                     cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)
+    said: list[str] = []
     if args.sandbox != "off":  # each session's share of the machine's pools (device/fit.py)
         files, said = unbind_file_max(accounted())
         limits, fitted = fit(limits, args.max_sessions + pools, budget, files)
         said += fitted
-        log = logging.getLogger("cellbus.device")
-        for line in said:
-            if line.startswith("WARNING: "):
-                log.warning("device %s", line.removeprefix("WARNING: "))
-            else:
-                log.info("device %s", line)
+    limits, lowered = within_hard(limits)  # what this device may give its workers
+    log = logging.getLogger("cellbus.device")
+    for line in said + lowered:
+        if line.startswith("WARNING: "):
+            log.warning("device %s", line.removeprefix("WARNING: "))
+        else:
+            log.info("device %s", line)
 
     def make() -> DeviceRouter:
         config = OverseerConfig(

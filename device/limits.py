@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import resource
 import signal
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 GiB = 1024 ** 3
@@ -92,6 +92,44 @@ def _machine_memory() -> int:
     raise ValueError("/proc/meminfo has no MemTotal")
 
 
+#: Each limit a worker gets by ``setrlimit``: its field, its resource, what it is (for the
+#: device's log), the option that sets it, and where a device's own hard limit comes from.
+_RLIMITS = (
+    ("cpu_seconds", resource.RLIMIT_CPU, "CPU seconds of each session", "--max-cpu",
+     "ulimit -Ht, LimitCPU="),
+    ("memory_bytes", resource.RLIMIT_AS, "address space of each worker", "--max-memory",
+     "ulimit -Hv, LimitAS="),
+    ("processes", resource.RLIMIT_NPROC, "processes of each session", "--max-processes",
+     "ulimit -Hu, LimitNPROC="),
+    ("file_bytes", resource.RLIMIT_FSIZE, "largest file a session may write",
+     "--max-file-bytes", "ulimit -Hf, LimitFSIZE="),
+    ("open_files", resource.RLIMIT_NOFILE, "open files of each session process", "",
+     "ulimit -Hn, LimitNOFILE="),
+)
+_SIZES = ("memory_bytes", "file_bytes")
+
+
+def within_hard(limits: Limits) -> tuple[Limits, list[str]]:
+    """``limits`` lowered to this process's hard limits, and a WARNING line for each one
+    lowered. A worker (forked from the template, which may not raise a hard limit) cannot
+    be given more than the device has: a limit above it failed every worker as it set its
+    limits ("not allowed to raise maximum limit"), and every cell ended with "the
+    session's worker process exited with code 1"."""
+    said: list[str] = []
+    for field, which, what, option, where in _RLIMITS:
+        value, hard = getattr(limits, field), resource.getrlimit(which)[1]
+        if value <= 0 or hard == resource.RLIM_INFINITY or value <= hard:
+            continue
+        limits = replace(limits, **{field: hard})
+        words = _size if field in _SIZES else str
+        given = (f"{option} {words(value)}" if option
+                 else f"{words(value)}, what a session gets otherwise,")
+        said.append(f"WARNING: {what}: {words(hard)} ({given} is above this device's own "
+                    f"hard limit, which its workers cannot raise: {where}; raise that for "
+                    "more)")
+    return limits, said
+
+
 def apply(limits: Limits) -> None:
     """Set the limits on this process (the worker, before user code runs), none for core
     dumps, and make it the OOM killer's first choice (see :data:`SESSION_OOM_SCORE_ADJ`)."""
@@ -106,9 +144,13 @@ def apply(limits: Limits) -> None:
                          (resource.RLIMIT_FSIZE, limits.file_bytes),
                          (resource.RLIMIT_NOFILE, limits.open_files)):
         if value > 0:
-            # CPU: the soft limit sends SIGXCPU (which ends the worker); hard is a backstop.
+            # CPU: the soft limit sends SIGXCPU (which ends the worker); hard is a backstop,
+            # within this process's own (within_hard made ``value`` fit it).
             hard = value + 5 if which == resource.RLIMIT_CPU else value
-            resource.setrlimit(which, (value, hard))
+            cap = resource.getrlimit(which)[1]
+            if cap != resource.RLIM_INFINITY:
+                hard = min(hard, cap)
+            resource.setrlimit(which, (min(value, hard), hard))
     # No core dumps, hard limit too, so no program a cell runs can raise it: a crash would
     # write its memory image where the host's core_pattern says, or hand it to a root helper
     # outside every session limit when that is a pipe (the kernel still starts the helper

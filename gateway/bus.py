@@ -45,6 +45,8 @@ class BrokerLink:
         node.secure(self.dealer, connect, option="--broker")
         self.dealer.connect(connect)
         node.log.info("gateway connected DEALER to the broker at %s", connect)
+        #: The broker's output feed (--subscribe), whose link /ready looks at.
+        self.subscribe = subscribe
         self.sub = node.socket(zmq.SUB, label="SUB for output")
         self.sub.rcvhwm = mt.FEED_HWM
         node.secure(self.sub, subscribe, option="--subscribe")
@@ -107,12 +109,22 @@ class BrokerLink:
 
     async def heartbeats(self, name: str) -> None:
         """Say every :data:`~protocol.heartbeat.GATEWAY_INTERVAL` seconds that this gateway
-        (``name``: host:port) is up, so ``cellbus status`` lists it (broker/gateways.py);
-        while no broker is connected, try again soon, and never wait to send."""
+        (``name``: host:port) is up, and whether its output feed's link is (``feed``), so
+        ``cellbus status`` lists it (broker/gateways.py); while no broker is connected, try
+        again soon, and never wait to send. A feed that comes up or goes is said at once."""
         while True:
-            msg = self.session.msg(mt.GATEWAY_HEARTBEAT, {"gateway": name, "version": VERSION})
+            feed = self.feed_up()
+            msg = self.session.msg(mt.GATEWAY_HEARTBEAT, {"gateway": name, "version": VERSION,
+                                                          "feed": feed})
             sent = self.dealer.send_now(self.session.serialize(msg))
-            await asyncio.sleep(GATEWAY_INTERVAL if sent else 0.1)
+            for _ in range(round(GATEWAY_INTERVAL / 0.1) if sent else 1):
+                await asyncio.sleep(0.1)
+                if self.feed_up() != feed:
+                    break
+
+    def feed_up(self) -> bool:
+        """Whether the link to the broker's output feed (--subscribe) is up."""
+        return self.node.link_problem(self.subscribe, "") is None
 
     async def _reply(self, msg_id: str, future: asyncio.Future[Message],
                      timeout: float) -> Message:

@@ -87,6 +87,11 @@ class ReadyHandler(BaseHandler):
                 problems.append("store: the broker's store cannot take writes (disk full?)")
             if not live:
                 problems.append("devices: no device is registered with the broker")
+        # Requests reach the broker over one link, output comes over another: without it,
+        # WebSockets get no output and long polls wait their whole time.
+        if feed := self.link.node.link_problem(self.link.subscribe, "--publish-bind"):
+            problems.append(f"output feed: {feed} (this gateway's --subscribe: its "
+                            "WebSockets get no output, its long polls wait to the end)")
         self.write_json(503 if problems else 200,
                         {"ready": not problems, "problems": problems, **state})
 

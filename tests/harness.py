@@ -304,19 +304,20 @@ class Chain:
         self.nodes.append(node)
         return node
 
-    def start_broker(self, *options: str) -> NodeProcess:
+    def start_broker(self, *options: str, wrap: list[str] | None = None) -> NodeProcess:
         self.broker = self._start("broker", *options, "--store", self.store,
                                   "--curve-dir", str(self.keys_dir),
                                   "--gateway-bind", self.gateway_ep,
                                   "--device-bind", self.device_ep,
-                                  "--publish-bind", self.publish_ep)
+                                  "--publish-bind", self.publish_ep, wrap=wrap)
         self.broker.wait_for_log(r"broker started")
         return self.broker
 
-    def start_device(self, *options: str, name: str | None = None) -> NodeProcess:
+    def start_device(self, *options: str, name: str | None = None,
+                     wrap: list[str] | None = None) -> NodeProcess:
         name = name or f"device{len(self.devices)}"
         device = self._start("device", "--connect", self.device_ep, "--device-id", name,
-                             *self.cert_options(name, "device"), *options)
+                             *self.cert_options(name, "device"), *options, wrap=wrap)
         self.devices.append(device)
         if self.broker is not None:
             self.broker.wait_for_log(rf"device {name} registered")
@@ -495,8 +496,13 @@ def wait_gateway_linked(chain: Chain, timeout: float = 15) -> None:
     """Until the gateway reaches the broker (its log says so when the link's handshake is
     done): right after it starts, its link may still be connecting, and a request then gets
     503 "not reachable". Waits on the log, not on a request, so the gateway's access log
-    holds only the test's own requests."""
-    chain.gateway.wait_for_log(r"link to the broker at \S+ is up", timeout)
+    holds only the test's own requests. Both of its links: its requests' and its output
+    feed's (/ready says not ready until the feed's is up too)."""
+    gateway = chain.gateway
+    assert gateway is not None
+    gateway.wait_for_log(r"link to the broker at \S+ is up", timeout)
+    until(lambda: len(set(re.findall(r"link to the broker at (\S+) is up", gateway.log))) >= 2,
+          "the gateway's two links to the broker", timeout)
 
 
 def wait_broker_answers(chain: Chain, timeout: float = 15) -> None:

@@ -6,6 +6,11 @@ saying what to change. Before, all of them were silent, or blamed --key-file."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import socket
+import time
 import urllib.error
 import urllib.request
 from typing import Any
@@ -221,3 +226,50 @@ def test_an_inproc_connection_is_not_watched_as_a_link(key: bytes) -> None:
             node.ctx.term()
 
     assert [e.split(":")[0] for e in asyncio.run(links())] == ["tcp"]
+
+
+def test_a_broker_that_goes_silent_on_a_link_it_answered_on_is_not_blamed_on_keys(
+        chain: Chain) -> None:
+    """Tests that a device whose broker answered on its link, then went silent (stopped with
+    SIGSTOP: a frozen or overloaded broker, or a network that carries nothing while the TCP
+    connection stays up), says so, not "the broker does not take what this device signs: is
+    its --key-file the same ... --device-id": the broker took what it signed on this very
+    link, so its --key-file and --device-id are right, and the operator was sent to them."""
+    broker = chain.start_broker()
+    device = chain.start_device()
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["status"] == "done"
+    os.kill(broker.proc.pid, signal.SIGSTOP)
+    try:
+        line = device.wait_for_log(r"no word from the broker for .*").group(0)
+    finally:
+        os.kill(broker.proc.pid, signal.SIGCONT)
+    assert "--key-file" not in line and "--device-id" not in line, line
+    assert f"answered on this device's link to it at {chain.device_ep}" in line, line
+
+
+def test_a_gateway_without_its_output_feed_is_not_ready(chain: Chain) -> None:
+    """Tests that a gateway whose --subscribe link (the broker's output feed) is not up,
+    while its requests reach the broker, answers /ready 503 naming --subscribe, and that
+    ``cellbus status`` says so of it, with the same verdict (exit status 3). Its
+    WebSockets got no output and its long polls waited their whole time, while /ready said
+    ready, so a load balancer kept sending clients to it."""
+    chain.start_broker()
+    chain.start_device()
+    nowhere = f"tcp://127.0.0.1:{free_port()}"
+    gateway = chain._start("gateway", "--port", str(chain.port), "--broker", chain.gateway_ep,
+                           "--subscribe", nowhere, *chain.cert_options("gateway", "gateway"))
+    gateway.wait_for_log(rf"link to the broker at {chain.gateway_ep} is up")
+    status, doc = ready(chain)
+    assert status == 503, doc
+    assert any(p.startswith(f"output feed: no link to it at {nowhere}") and "--publish-bind"
+               in p for p in doc["problems"]), doc
+    name = f"{socket.gethostname()}:{chain.port}"
+    deadline = time.monotonic() + 15
+    while f"gateway {name}: alive" not in (text := chain_status(chain)).stdout:
+        assert time.monotonic() < deadline, text.stdout + text.stderr
+    assert re.search(rf"^gateway {re.escape(name)}: alive, NO OUTPUT FEED \(its --subscribe",
+                     text.stdout, re.M), text.stdout
+    assert text.returncode == 3, text.stdout + text.stderr
+    assert text.stdout.splitlines()[-1] == "ready: no (no gateway with its output feed)"

@@ -5,9 +5,10 @@ alone; a broker whose file is deleted under it stops rather than accept work int
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
-from harness import Chain, NodeProcess, free_port, until
+from harness import CELLBUS, ROOT, Chain, NodeProcess, free_port, node_env, until
 
 CODE = "import time\nprint('start', flush=True)\ntime.sleep(2)\nprint('end')\n"
 
@@ -65,6 +66,52 @@ def test_a_second_broker_on_the_file_by_another_path_stops_too(
     second.wait_for_log(rf"in use by another broker \(pid {first.proc.pid}\)")
 
 
+def test_a_second_broker_on_a_hard_link_to_the_file_stops_too(
+        chain: Chain, nodes: list[NodeProcess], tmp_path: Path) -> None:
+    """Tests that a broker given a hard link to the running broker's SQLite file (another
+    name of the same file, in another folder) stops in one line naming the running broker's
+    pid. The lock beside the path found no one there, so both brokers ran on one file, each
+    with a -wal and -shm of its own beside its name (neither saw the other's log, and two
+    logs corrupt the file), and each took the other's running cells for orphans."""
+    first = chain.start_broker()
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "cellbus.db"
+    link.hardlink_to(tmp_path / "cellbus.db")
+    second = second_broker(chain, nodes, f"sqlite:///{link}")
+    started = second.wait_for_log(r"in use by another broker|broker started")
+    assert started.group(0) != "broker started", second.log
+    assert second.proc.wait(15) == 2, second.log
+    lines = [line for line in second.log.splitlines() if "in use by another broker" in line]
+    assert len(lines) == 1 and str(link) in lines[0] and f"pid {first.proc.pid}" in lines[0] \
+        and "--store" in lines[0], second.log
+    assert first.proc.poll() is None, first.log
+
+
+def test_a_user_added_through_a_hard_link_to_a_running_brokers_store_is_refused(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that ``cellbus user add`` given a hard link to the file a broker runs on stops
+    with status 2 and a line naming the broker's pid and what to give instead, and that the
+    same command given the broker's path adds the user. It said "added user alice", into a
+    -wal of its own beside the link, which the broker never read: once the broker had
+    stopped, the store had no alice."""
+    broker = chain.start_broker()
+    (tmp_path / "elsewhere").mkdir()
+    link = tmp_path / "elsewhere" / "cellbus.db"
+    link.hardlink_to(tmp_path / "cellbus.db")
+
+    def user_add(path: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CELLBUS, "user", "add", "alice", "--store", f"sqlite:///{path}"],
+                              cwd=ROOT, env=node_env(None), capture_output=True, text=True,
+                              timeout=60)
+
+    refused = user_add(link)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"in use by a broker (pid {broker.proc.pid}) under another name" in refused.stderr \
+        and "hard link" in refused.stderr, refused.stderr
+    added = user_add(tmp_path / "cellbus.db")
+    assert added.returncode == 0, added.stdout + added.stderr
+
+
 def test_a_broker_killed_leaves_no_lock_behind(chain: Chain) -> None:
     """Tests that a broker started on the file of a broker that was killed (kill -9) starts:
     the hold goes with the process."""
@@ -116,3 +163,24 @@ def test_a_broker_whose_write_ahead_log_is_removed_stops_and_keeps_what_it_took(
     assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
     for cell in accepted:
         assert chain.wait_done(cell)["output"]["stdout_0"]["content"] == "later\n", cell
+
+
+def test_a_broker_whose_shared_memory_index_is_removed_stops(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a broker whose store's ``-shm`` file (SQLite's index of the write-ahead
+    log, shared by every process that opens the file) is deleted while it runs stops with
+    status 1 and a line naming it, and that a broker started again has what the first one
+    stored. It went on with the deleted index in its memory, and a ``cellbus user add`` then
+    built a new one that knew nothing of the broker's: the user it said it added was gone
+    from the store once the broker had stopped."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"
+    shm = tmp_path / "cellbus.db-shm"
+    shm.unlink()
+    assert broker.proc.wait(15) == 1, broker.log
+    broker.wait_for_log(rf"shared-memory index of its store, {shm}, was removed")
+    chain.start_broker()
+    assert chain.wait_done("u/ws/1")["output"]["stdout_0"]["content"] == "1\n"

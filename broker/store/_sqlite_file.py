@@ -11,6 +11,7 @@ FULL would fsync each commit and cost an order of magnitude in throughput.
 from __future__ import annotations
 
 import os
+import resource
 import sqlite3
 from pathlib import Path
 from typing import Final
@@ -22,6 +23,8 @@ from .errors import StoreError, UnknownStore
 SCHEMA_VERSION: Final = 1
 #: Seconds a write waits for another process's write transaction before it fails.
 BUSY_TIMEOUT: Final = 5.0
+#: The most SQLite writes to a file at once: its largest page and a WAL frame's header.
+LARGEST_WRITE: Final = 65536 + 24
 
 # Tables mirror the channels: requests (shell), messages (iopub), and the routing tables.
 # seqs holds each session's last seq, so seqs never go back even if messages are pruned.
@@ -151,8 +154,31 @@ def connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
                 f"{BUSY_TIMEOUT:g} s (a long write, a copy or backup of the file); try again, "
                 f"and if it stays locked see which process has it open (fuser {path})") from e
         if isinstance(e, (sqlite3.Error, OSError)):
-            raise StoreError(f"cannot open SQLite store {path}: {e}") from e
+            raise StoreError(f"cannot open SQLite store {path}: {e}"
+                             f"{file_limit_note(path)}") from e
         raise
+
+
+def file_limit_note(path: str | os.PathLike[str]) -> str:
+    """What to add to a failed write's message if the store file ``path``, its -wal or its
+    -shm has reached this process's file size limit (RLIMIT_FSIZE: ``ulimit -f``, systemd's
+    LimitFSIZE=), else "". A write past the limit fails with EFBIG, which SQLite reports as
+    a bare "disk I/O error", so an operator looked for a failing disk. The kernel writes up
+    to the limit before it refuses, so a file within one page write of it has reached it."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit == resource.RLIM_INFINITY:
+        return ""
+    real = Path(path).resolve()  # SQLite keeps the -wal and -shm beside the file
+    for name in (real, real.with_name(real.name + "-wal"), real.with_name(real.name + "-shm")):
+        try:
+            size = os.stat(name).st_size
+        except OSError:
+            continue
+        if size > limit - LARGEST_WRITE:
+            return (f"; {name} has reached this broker's file size limit ({limit} bytes: "
+                    "RLIMIT_FSIZE, ulimit -f) and cannot grow: start the broker with a higher "
+                    "one (ulimit -f unlimited; LimitFSIZE=infinity in a systemd unit)")
+    return ""
 
 
 def _migrate(path: Path, conn: sqlite3.Connection) -> None:

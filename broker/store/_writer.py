@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from ._sqlite_file import file_limit_note
 from .errors import StoreClosed, StoreError, StoreFull, StoreUnwritable
 
 #: Operations per transaction: big enough that a burst is one commit, small enough that one
@@ -64,18 +65,19 @@ def _settle(outcomes: list[_Outcome]) -> None:
 _UNWRITABLE = frozenset({8, 10, 13})
 
 
-def _store_error(message: str, cause: BaseException | None) -> StoreError:
-    """:class:`StoreUnwritable` if ``cause`` says the disk cannot take writes, else
+def _store_error(message: str, cause: BaseException | None, path: str) -> StoreError:
+    """:class:`StoreUnwritable` if ``cause`` says the disk cannot take writes (naming the
+    process's file size limit if the store's file ``path`` reached it), else
     :class:`StoreError`."""
     code = getattr(cause, "sqlite_errorcode", None)
     if isinstance(code, int) and code & 0xFF in _UNWRITABLE:
-        return StoreUnwritable(message)
+        return StoreUnwritable(message + file_limit_note(path))
     return StoreError(message)
 
 
-def _as_store_error(exc: Exception) -> Exception:
+def _as_store_error(exc: Exception, path: str) -> Exception:
     if isinstance(exc, sqlite3.Error):
-        return _store_error(f"database error: {exc}", exc)
+        return _store_error(f"database error: {exc}", exc, path)
     return exc
 
 
@@ -177,14 +179,14 @@ class GroupCommitWriter:
                 if alone:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
-                    self._deliver([(job, None, _as_store_error(e))])
+                    self._deliver([(job, None, _as_store_error(e, self.name))])
                     return
                 if not self._rollback_op(conn):
                     # SQLite rolled back the whole transaction (disk full, I/O error, ...).
                     self._fail_all(batch, f"store {self.name} aborted a write transaction: {e}",
                                    e)
                     return
-                outcomes.append((job, None, _as_store_error(e)))
+                outcomes.append((job, None, _as_store_error(e, self.name)))
             else:
                 if not alone:
                     conn.execute("RELEASE op")
@@ -216,7 +218,7 @@ class GroupCommitWriter:
         return True
 
     def _fail_all(self, batch: list[_Job], message: str, cause: BaseException) -> None:
-        self._deliver([(job, None, _store_error(message, cause)) for job in batch])
+        self._deliver([(job, None, _store_error(message, cause, self.name)) for job in batch])
 
     def _deliver(self, outcomes: list[tuple[_Job, Any, BaseException | None]]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
