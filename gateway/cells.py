@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import time
-import urllib.parse
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from tornado.web import HTTPError
@@ -21,6 +21,7 @@ from protocol.wire import Message
 from . import heap
 from .base import BaseHandler, check_address, fail
 from .formbody import load_body, reads_as_form
+from .guard import charge
 from .jsonbody import is_integer
 from .kernels import asked_kernel
 from .outbox import write_paced
@@ -92,23 +93,6 @@ class CellWatch:
         except asyncio.TimeoutError:
             return False
         return True
-
-
-def file_url(address: Sequence[object], seq: object, name: object) -> str:
-    """The URL this gateway serves the file ``name`` of a cell's output message ``seq`` at
-    (:class:`FileHandler`): in the documents of ``/update`` and on the WebSocket alike."""
-    base = "/home/" + "/".join(urllib.parse.quote(str(p), safe="") for p in address)
-    return f"{base}/files/{seq}/{urllib.parse.quote(str(name))}"
-
-
-def add_file_urls(doc: dict[str, Any], address: Address) -> dict[str, Any]:
-    """Give file blocks (also inside interacts) the URL this gateway serves them at."""
-    for block in doc.get("output", {}).values():
-        if block.get("type") == "file" and "seq" in block and not block.get("too_large"):
-            block["url"] = file_url(address, block["seq"], block["name"])
-        if block.get("type") == "interact":
-            add_file_urls(block, address)
-    return doc
 
 
 def interact_content(body: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +212,29 @@ def number_word(kind: type) -> str:
     return "whole number" if kind is int else "number"
 
 
+def said_of(content: dict[str, Any]) -> tuple[str, bool]:
+    """The status of a ``cell_update_reply`` and whether it holds a change (output or a
+    reset), in whichever form it came (broker/updates.py)."""
+    doc = content.get("document")
+    if isinstance(doc, dict):
+        return doc["status"], bool(doc["output"] or doc["reset"])
+    return content["status"], bool(content["changed"])
+
+
+async def body_of(reply: Message) -> bytes:
+    """The JSON a ``cell_update_reply`` answers the client with: a small document encoded
+    here, a big one as the broker encoded it (checked on a thread, as a notebook is)."""
+    content = reply["content"]
+    if "document" in content:
+        return json.dumps(content["document"]).encode()
+    buffers = reply.get("buffers") or []
+    body: bytes = buffers[0] if len(buffers) == 1 else b""
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+    if content.get("bytes") != len(body) or content.get("sha256") != digest:
+        raise fail(502, "the broker's answer arrived damaged; ask again")
+    return body
+
+
 class UpdateHandler(BaseHandler):
     """``GET …/update[?since=SEQ][&wait=S]``: the cell's document, changed blocks after since.
 
@@ -246,7 +253,9 @@ class UpdateHandler(BaseHandler):
         until = self.get_query_argument("until", None)
         if until not in (None, "change", "done"):
             raise fail(400, "until must be change (the default: the first change) or done")
-        query: dict[str, Any] = {"since": since}
+        # A big document is withheld while the poll waits (broker/updates.py): it is asked
+        # for once, counted against --rate, when it is the answer.
+        query: dict[str, Any] = {"since": since, "big": False}
         if session := self.get_query_argument("session", None):
             query["session"] = session
         watch: CellWatch = self.settings["watch"]
@@ -256,10 +265,9 @@ class UpdateHandler(BaseHandler):
                 event = watch.watch(address)
                 try:
                     reply = await self.ask(mt.CELL_UPDATE_REQUEST, query, address)
-                    doc = reply["content"]["document"]
+                    status, changed = said_of(reply["content"])
                     left = deadline - time.monotonic()
-                    changed = doc["output"] or doc["reset"]
-                    if doc["status"] in FINAL or left <= 0 or watch.stopping or (
+                    if status in FINAL or left <= 0 or watch.stopping or (
                             changed and until != "done"):
                         break
                     try:
@@ -268,8 +276,11 @@ class UpdateHandler(BaseHandler):
                         pass
                 finally:
                     watch.unwatch(address, event)
-            body = json.dumps(add_file_urls(doc, address)).encode()
-            del doc, reply  # the answer is held once, as bytes, while the client takes it
+            if reply["content"].get("withheld"):
+                charge(self, self.visitor)  # a big read costs as a run does: 429 past --rate
+                reply = await self.ask(mt.CELL_UPDATE_REQUEST, {**query, "big": True}, address)
+            body = await body_of(reply)
+            del reply  # the answer is held once, as bytes, while the client takes it
             await write_paced(self, body, self.settings["client_stall"])
         heap.trim_soon(len(body))
 

@@ -17,11 +17,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from protocol import msgtypes as mt
+from protocol.fileurls import file_url
 from protocol.wire import Message
 
 from . import heap
 from .bus import BrokerUnavailable
-from .cells import file_url
 
 if TYPE_CHECKING:
     from .ws import SocketHandler

@@ -1,0 +1,63 @@
+"""Reads one client can repeat must not cost everyone else (broker/updates.py): a big
+``/update`` answer is encoded by the broker, off its loop, and sent on by the gateway as the
+bytes it got; and it counts against the client's ``--rate`` as a run does. Ten loops of
+``GET .../update?since=0`` on a cell with 7 MB of output held the gateway's loop ~48 ms a
+poll and put another user's polls at 0.2-0.5 s (bench/read_hammer.py)."""
+
+from __future__ import annotations
+
+from access_util import JSON, Answer, add_user, bearer, call, evaluate_body
+from harness import Chain
+
+#: Over broker.updates.BIG (256 KiB) of text in one block.
+BIG_PRINT = "print('x' * 400_000)"
+
+
+def run(chain: Chain, token: str, path: str, code: str) -> Answer:
+    """Evaluate ``code`` at ``path`` and wait for the end; the final answer."""
+    assert call(chain.port, "POST", f"{path}/evaluate", evaluate_body(code),
+                {**JSON, **bearer(token)}).status == 202
+    doc = call(chain.port, "GET", f"{path}/update?since=0&wait=30&until=done",
+               headers=bearer(token))
+    assert doc.status == 200 and doc.body["status"] == "done", doc.body
+    return doc
+
+
+def test_a_repeated_big_read_counts_against_the_rate(chain: Chain) -> None:
+    """Tests that a big ``/update`` answer takes a token of ``--rate`` (429 with Retry-After
+    past it), while small ones of the same client, and another user's, still answer: before,
+    reads were never counted and a client could re-read a big cell without end."""
+    ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway("--auth", "token", "--rate", "4/min")
+    big = "/home/ann/w/1"
+    done = run(chain, ann, big, BIG_PRINT)  # two tokens: the evaluate, then the big answer
+    assert len(done.body["output"]["stdout_0"]["content"]) == 400_001
+    again = [call(chain.port, "GET", f"{big}/update?since=0", headers=bearer(ann))
+             for _ in range(3)]
+    assert [a.status for a in again] == [200, 200, 429], [a.body for a in again]
+    assert "too many requests" in again[2].body["error"] and again[2].headers["Retry-After"]
+    assert again[0].body == again[1].body == done.body
+    # Nothing new after the seq it has: a small answer, not counted, over the rate or not.
+    small = call(chain.port, "GET", f"{big}/update?since={done.body['seq']}",
+                 headers=bearer(ann))
+    assert small.status == 200 and small.body["output"] == {}, small.body
+    assert run(chain, bob, "/home/bob/w/1", "print(2)").body["output"]["stdout_0"][
+        "content"] == "2\n"
+
+
+def test_a_big_answer_is_the_document_with_its_file_urls(chain: Chain) -> None:
+    """Tests that a big document, which the broker now encodes (with the file URLs the
+    gateway used to add) and the gateway sends on undecoded, is the whole document: its text,
+    and a file block whose URL serves the file."""
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    doc = run(chain, "", "/home/ann/w/1",
+              f"open('r.csv', 'w').write('a,b\\n')\n{BIG_PRINT}").body
+    assert len(doc["output"]["stdout_0"]["content"]) == 400_001
+    block = doc["output"]["file_1"] if "file_1" in doc["output"] else doc["output"]["file_0"]
+    assert block["url"] == f"/home/ann/w/1/files/{block['seq']}/r.csv", block
+    got = call(chain.port, "GET", block["url"])
+    assert (got.status, got.body) == (200, b"a,b\n")
