@@ -10,6 +10,13 @@ decoding them. Before, ten clients repeating ``/update?since=0`` of one cell wit
 output held the gateway's loop about 48 ms a poll (unpacking the reply, then ``json.dumps``)
 and another user's polls took 0.2-0.5 s, up to 2.8 s (bench/read_hammer.py).
 
+The JSON of a finished cell's big document is kept (:data:`KEPT_BYTES` of them, the least
+recently asked for dropped first), under everything it was made from: the cell's address,
+``since``, and the document's request, status, seq, reset, session and each block's seq (a
+block changes only with its seq). A client re-reading a finished cell then costs the broker
+no encoding. A document with an interact is not kept: an interact's re-runs change the
+output of a finished cell.
+
 A request with ``"big": false`` gets, instead of a big document, only what a long-poll
 decides by (``{"withheld": true, "status", "changed"}``): the gateway asks so while it waits
 for a change, and asks once more for the whole document, with ``big`` and after counting it
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections import OrderedDict
 from typing import Any, Final
 
 from protocol import msgtypes as mt
@@ -36,6 +44,20 @@ BIG: Final = 256 * 1024
 WAITING: Final = 4
 #: Seconds a refused read is told to wait.
 RETRY_AFTER: Final = 2
+#: Bytes of finished cells' encoded documents kept.
+KEPT_BYTES: Final = 64 * 2**20
+FINAL: Final = ("done", "error")
+Key = tuple[Any, ...]
+
+
+def kept_key(address: Address, since: int, doc: dict[str, Any]) -> Key | None:
+    """What a finished cell's document is made from, to keep its JSON under; None for one
+    that may still change (running, or with an interact)."""
+    if doc["status"] not in FINAL or any(b.get("type") == "interact"
+                                         for b in doc["output"].values()):
+        return None
+    return (address, since, doc["request"], doc["status"], doc["seq"], doc["reset"],
+            doc["session"], tuple((bid, b.get("seq")) for bid, b in doc["output"].items()))
 
 
 def text_bytes(value: Any) -> int:
@@ -64,6 +86,9 @@ class Updates:
         self.cells, self.big = cells, big
         self._turn = asyncio.Lock()  # one big document encoded at a time
         self._waiting = 0
+        #: Finished cells' encoded documents (body, sha256), least recently used first.
+        self._kept: OrderedDict[Key, tuple[bytes, str]] = OrderedDict()
+        self._kept_bytes = 0
 
     async def get(self, msg: Message, address: Address) -> Reply:
         """``({"document"}, [])``, or for a big one ``({"status", "changed", "bytes",
@@ -83,6 +108,10 @@ class Updates:
         said = {"status": doc["status"], "changed": bool(doc["output"] or doc["reset"])}
         if content.get("big") is False:
             return {**said, "withheld": True}, []
+        key = kept_key(address, since, doc)
+        if key is not None and (kept := self._kept.get(key)) is not None:
+            self._kept.move_to_end(key)
+            return {**said, "bytes": len(kept[0]), "sha256": kept[1]}, [kept[0]]
         if self._waiting > WAITING:
             raise Refused(503, f"the broker has {self._waiting} big cell documents to send "
                                f"already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
@@ -92,4 +121,15 @@ class Updates:
                 body, digest = await asyncio.to_thread(encoded, doc)
         finally:
             self._waiting -= 1
+        if key is not None:
+            self._keep(key, body, digest)
         return {**said, "bytes": len(body), "sha256": digest}, [body]
+
+    def _keep(self, key: Key, body: bytes, digest: str) -> None:
+        if len(body) > KEPT_BYTES or key in self._kept:
+            return
+        self._kept[key] = (body, digest)
+        self._kept_bytes += len(body)
+        while self._kept_bytes > KEPT_BYTES:
+            _, (dropped, _) = self._kept.popitem(last=False)
+            self._kept_bytes -= len(dropped)

@@ -20,6 +20,7 @@ from protocol.wire import Message
 
 from . import heap
 from .base import BaseHandler, check_address, fail
+from .bigreads import BigReads
 from .formbody import load_body, reads_as_form
 from .guard import charge
 from .jsonbody import is_integer
@@ -277,8 +278,12 @@ class UpdateHandler(BaseHandler):
                 finally:
                     watch.unwatch(address, event)
             if reply["content"].get("withheld"):
+                big: BigReads = self.settings["big_reads"]
+                big.check()  # 503 past its queue
                 charge(self, self.visitor)  # a big read costs as a run does: 429 past --rate
-                reply = await self.ask(mt.CELL_UPDATE_REQUEST, {**query, "big": True}, address)
+                async with big.turn():
+                    reply = await self.ask(mt.CELL_UPDATE_REQUEST, {**query, "big": True},
+                                           address)
             body = await body_of(reply)
             del reply  # the answer is held once, as bytes, while the client takes it
             await write_paced(self, body, self.settings["client_stall"])

@@ -10,6 +10,7 @@ makes of a request and of the broker's answer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -260,3 +261,48 @@ class PacingTest(AsyncHTTPTestCase):
         head, _, body = got.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
         assert 0 < len(body) < 64 * 1024 * 1024
+
+
+class BigReadsTest(AsyncHTTPTestCase):
+    """A big ``/update`` answer (broker/updates.py: withheld while the poll waits, then asked
+    for with ``big``) is fetched from the broker one at a time (gateway/bigreads.py): with
+    one on its way and four waiting, another is refused with 503 and Retry-After, at once,
+    and reaches the broker no further; a small answer is not held up at all."""
+
+    def get_app(self) -> tornado.web.Application:
+        self.link = FakeLink()
+        return make_app(self.link, max_input=100)  # type: ignore[arg-type]
+
+    @gen_test(timeout=30)
+    async def test_big_reads_past_the_queue_get_503_and_small_ones_answer(self) -> None:
+        release = asyncio.Event()
+        body = json.dumps({"status": "done", "output": {}}).encode()
+        asked = self.link.request
+
+        async def request(msg_type: str, content: dict[str, Any], address: Any,
+                          **kwargs: Any) -> Message:
+            if address[2] == "big" and content.get("big"):
+                await release.wait()  # the first big answer is on its way until released
+                reply = self.link.session.msg(mt.REQUEST_ACCEPTED, {
+                    "ok": True, "status": "done", "changed": True, "bytes": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest()})
+                reply["buffers"] = [body]
+                return reply
+            return await asked(msg_type, content, address, **kwargs)
+
+        self.link.request = request  # type: ignore[method-assign]
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = lambda content, address: (
+            {"ok": True, "status": "done", "changed": True, "withheld": True}
+            if address[2] == "big" else document())
+        url = self.get_url("/home/ann/ws/big/update")
+        waiting = [asyncio.ensure_future(self.http_client.fetch(url, raise_error=False))
+                   for _ in range(5)]
+        while self._app.settings["big_reads"].waiting < 5:
+            await asyncio.sleep(0.01)  # one fetching, four waiting
+        refused = await self.http_client.fetch(url, raise_error=False)
+        assert (refused.code, refused.headers.get("Retry-After")) == (503, "2"), refused.body
+        small = await self.http_client.fetch(self.get_url(f"{CELL}/update"), raise_error=False)
+        assert small.code == 200 and json.loads(small.body)["status"] == "done"
+        release.set()
+        answers = await asyncio.gather(*waiting)
+        assert [(a.code, a.body) for a in answers] == [(200, body)] * 5

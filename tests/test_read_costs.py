@@ -61,3 +61,19 @@ def test_a_big_answer_is_the_document_with_its_file_urls(chain: Chain) -> None:
     assert block["url"] == f"/home/ann/w/1/files/{block['seq']}/r.csv", block
     got = call(chain.port, "GET", block["url"])
     assert (got.status, got.body) == (200, b"a,b\n")
+
+
+def test_a_finished_cells_kept_answer_is_not_served_after_it_runs_again(chain: Chain) -> None:
+    """Tests that the broker's kept JSON of a finished cell's big document (broker/updates.py)
+    answers only for that run: re-read, then run again with other output, ``since=0`` shows
+    the new run's output."""
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    cell = "/home/ann/w/1"
+    first = run(chain, "", cell, BIG_PRINT).body
+    assert call(chain.port, "GET", f"{cell}/update?since=0").body == first  # kept now
+    second = run(chain, "", cell, BIG_PRINT.replace("'x'", "'y'")).body
+    assert second["request"] != first["request"]
+    again = call(chain.port, "GET", f"{cell}/update?since=0")
+    assert again.body == second and again.body["output"]["stdout_0"]["content"][0] == "y"

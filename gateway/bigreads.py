@@ -1,0 +1,55 @@
+"""Big answers taken from the broker one at a time (``/update`` of a big document, see
+broker/updates.py).
+
+Every reply of the broker reaches this gateway on one connection, in order: a small answer
+that another user waits for queues behind every big one sent before it. With the broker's
+encoded documents kept (a finished cell re-read costs it no encoding), ten clients
+re-reading a 7 MB cell had ten such documents on the way at once, and another user's poll
+waited 0.8 s for its answer behind them (bench/read_hammer.py). So a big answer is asked for
+only while no other is on its way, with at most :data:`WAITING` more waiting; past that the
+read is refused with 503 and Retry-After, before it is counted against ``--rate``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Final
+
+from .errors import fail
+
+#: Big reads that wait while another is on its way; more are refused (503).
+WAITING: Final = 4
+#: Seconds a refused read is told to wait.
+RETRY_AFTER: Final = 2
+
+
+class BigReads:
+    """The gateway's one turn for big answers (``settings["big_reads"]``)."""
+
+    def __init__(self, waiting: int = WAITING) -> None:
+        self.waiting_limit = waiting
+        self._turn = asyncio.Lock()
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Big reads fetching or waiting to."""
+        return self._waiting
+
+    def check(self) -> None:
+        """503 with Retry-After if :data:`WAITING` big reads wait already."""
+        if self._waiting > self.waiting_limit:
+            raise fail(503, f"this gateway has {self._waiting} big answers to fetch already; "
+                            f"retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """Hold the turn while the big answer comes from the broker."""
+        self._waiting += 1
+        try:
+            async with self._turn:
+                yield
+        finally:
+            self._waiting -= 1
