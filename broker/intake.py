@@ -47,7 +47,7 @@ from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
                     Request, SessionRecord, Store, StoreError, StoreFull, StoreUnwritable,
                     UnknownRequest)
-from .updates import Updates
+from .updates import BIG, Updates
 
 __all__ = ["Address", "Intake", "Refused", "cell_address"]
 
@@ -350,5 +350,9 @@ class Intake:
         if (not isinstance(ref, dict) or ref.get("name") != name
                 or facts.get("cell_id") != address[2] or not stored.get("buffers")):
             raise Refused(404, "no such file")
-        return {"name": name, "mime": ref.get("mime") or "application/octet-stream",
-                "size": len(stored["buffers"][0])}, [stored["buffers"][0]]
+        size = len(stored["buffers"][0])
+        said = {"name": name, "mime": ref.get("mime") or "application/octet-stream",
+                "size": size}
+        if msg["content"].get("big") is False and size >= BIG:
+            return {**said, "withheld": True}, []  # asked again, in turn (gateway/bigreads.py)
+        return said, [stored["buffers"][0]]

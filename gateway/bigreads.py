@@ -1,5 +1,5 @@
 """Big answers taken from the broker one at a time (``/update`` of a big document, see
-broker/updates.py).
+broker/updates.py; a file over 256 KiB).
 
 Every reply of the broker reaches this gateway on one connection, in order: a small answer
 that another user waits for queues behind every big one sent before it. With the broker's
@@ -7,7 +7,8 @@ encoded documents kept (a finished cell re-read costs it no encoding), ten clien
 re-reading a 7 MB cell had ten such documents on the way at once, and another user's poll
 waited 0.8 s for its answer behind them (bench/read_hammer.py). So a big answer is asked for
 only while no other is on its way, with at most :data:`WAITING` more waiting; past that the
-read is refused with 503 and Retry-After, before it is counted against ``--rate``.
+read is refused with 503 and Retry-After, before it is counted against ``--rate``. And it
+comes on a connection of its own (gateway/bus.py ``bulk``), so small answers pass it by.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Any, Final
 
+from protocol.wire import Message
+
+from .base import BaseHandler
 from .errors import fail
+from .guard import charge
 
 #: Big reads that wait while another is on its way; more are refused (503).
 WAITING: Final = 4
@@ -53,3 +58,16 @@ class BigReads:
                 yield
         finally:
             self._waiting -= 1
+
+
+async def fetch(handler: BaseHandler, msg_type: str, content: dict[str, Any],
+                address: tuple[str, str, str]) -> Message:
+    """Ask the broker again, with ``big``, for an answer it withheld as big (an ``/update``
+    document, broker/updates.py; a file, broker/intake.py): 503 past the queue, then 429
+    past the client's ``--rate`` (a big read costs as a run does), then in turn, on the
+    link's connection for big answers (gateway/bus.py)."""
+    big: BigReads = handler.settings["big_reads"]
+    big.check()
+    charge(handler, handler.visitor)
+    async with big.turn():
+        return await handler.ask(msg_type, {**content, "big": True}, address, bulk=True)

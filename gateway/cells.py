@@ -18,11 +18,9 @@ from protocol import msgtypes as mt
 from protocol.asked import Asked, BadLimits, parse
 from protocol.wire import Message
 
-from . import heap
+from . import bigreads, heap
 from .base import BaseHandler, check_address, fail
-from .bigreads import BigReads
 from .formbody import load_body, reads_as_form
-from .guard import charge
 from .jsonbody import is_integer
 from .kernels import asked_kernel
 from .outbox import write_paced
@@ -277,13 +275,8 @@ class UpdateHandler(BaseHandler):
                         pass
                 finally:
                     watch.unwatch(address, event)
-            if reply["content"].get("withheld"):
-                big: BigReads = self.settings["big_reads"]
-                big.check()  # 503 past its queue
-                charge(self, self.visitor)  # a big read costs as a run does: 429 past --rate
-                async with big.turn():
-                    reply = await self.ask(mt.CELL_UPDATE_REQUEST, {**query, "big": True},
-                                           address)
+            if reply["content"].get("withheld"):  # the answer: counted, and in turn
+                reply = await bigreads.fetch(self, mt.CELL_UPDATE_REQUEST, query, address)
             body = await body_of(reply)
             del reply  # the answer is held once, as bytes, while the client takes it
             await write_paced(self, body, self.settings["client_stall"])
@@ -390,7 +383,10 @@ class FileHandler(BaseHandler):
 
     async def get(self, user: str, worksheet: str, cell_id: str, seq: str, name: str) -> None:
         address = check_address(user, worksheet, cell_id)
-        reply = await self.ask(mt.FILE_REQUEST, {"seq": int(seq), "name": name}, address)
+        query = {"seq": int(seq), "name": name, "big": False}
+        reply = await self.ask(mt.FILE_REQUEST, query, address)
+        if reply["content"].get("withheld"):  # a big file: as a big /update document
+            reply = await bigreads.fetch(self, mt.FILE_REQUEST, query, address)
         self.set_header("Content-Type", reply["content"]["mime"])
         self.set_header("Content-Security-Policy", "sandbox")  # user HTML runs no script here
         self.set_header("Content-Disposition", "inline")

@@ -45,7 +45,8 @@ class FakeLink:
 
     async def request(self, msg_type: str, content: dict[str, Any],
                       address: tuple[str, str, str], *, header: dict[str, Any] | None = None,
-                      client: str | None = None, timeout: float = 10.0) -> Message:
+                      client: str | None = None, timeout: float = 10.0,
+                      bulk: bool = False) -> Message:
         self.asked.append((msg_type, content, address))
         self.on_ask()
         answer = self.answers.get(msg_type, {"ok": False, "http_status": 400,
@@ -190,8 +191,8 @@ class HandlerTest(AsyncHTTPTestCase):
         assert response.code == 200 and response.body == b"<b>"
         assert response.headers["Content-Type"] == "text/html"
         assert response.headers["Content-Security-Policy"] == "sandbox"
-        assert self.link.asked == [(mt.FILE_REQUEST, {"seq": 4, "name": "a.html"},
-                                    ("ann", "ws", "c1"))]
+        assert self.link.asked == [(mt.FILE_REQUEST, {"seq": 4, "name": "a.html",
+                                                      "big": False}, ("ann", "ws", "c1"))]
 
     def test_interrupt_and_restart_answer_as_the_broker_says(self) -> None:
         self.link.answers[mt.INTERRUPT_REQUEST] = {"ok": False, "http_status": 409,
@@ -306,3 +307,4 @@ class BigReadsTest(AsyncHTTPTestCase):
         release.set()
         answers = await asyncio.gather(*waiting)
         assert [(a.code, a.body) for a in answers] == [(200, body)] * 5
+

@@ -77,3 +77,23 @@ def test_a_finished_cells_kept_answer_is_not_served_after_it_runs_again(chain: C
     assert second["request"] != first["request"]
     again = call(chain.port, "GET", f"{cell}/update?since=0")
     assert again.body == second and again.body["output"]["stdout_0"]["content"][0] == "y"
+
+
+def test_a_repeated_big_file_counts_against_the_rate(chain: Chain) -> None:
+    """Tests that a file over 256 KiB, read again and again, takes a token of ``--rate`` per
+    read (429 with Retry-After past it) and a small file of the same user none: ten loops
+    reading a 7 MB file put another user's polls at 0.8 s (bench/read_hammer.py --mode
+    file), and reads were never counted."""
+    ann = add_user(chain, "ann")
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway("--auth", "token", "--rate", "3/min")
+    doc = run(chain, ann, "/home/ann/w/1", "open('big.bin', 'wb').write(b'x' * 400_000)\n"
+                                           "open('small.txt', 'w').write('hi')").body
+    urls = {b["name"]: b["url"] for b in doc["output"].values() if b["type"] == "file"}
+    got = [call(chain.port, "GET", urls["big.bin"], headers=bearer(ann)) for _ in range(3)]
+    assert [g.status for g in got] == [200, 200, 429], [g.body for g in got[2:]]
+    assert got[0].body == got[1].body == b"x" * 400_000
+    assert "too many requests" in got[2].body["error"] and got[2].headers["Retry-After"]
+    small = call(chain.port, "GET", urls["small.txt"], headers=bearer(ann))
+    assert (small.status, small.body) == (200, b"hi")
