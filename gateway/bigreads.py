@@ -9,6 +9,16 @@ waited 0.8 s for its answer behind them (bench/read_hammer.py). So a big answer 
 only while no other is on its way, with at most :data:`WAITING` more waiting; past that the
 read is refused with 503 and Retry-After, before it is counted against ``--rate``. And it
 comes on a connection of its own (gateway/bus.py ``bulk``), so small answers pass it by.
+
+Pages of a worksheet's feed (``session_replay_request``: the replay of a WebSocket
+subscription or of a Jupyter client's channels from an old position, and ``GET
+/home/U/W/session``) are taken from the broker and encoded one page at a time as well, under
+``settings["page_turn"]`` (a lock, first come first served), and sent, paced by their
+client, outside it. Each page is about 1 MiB, decoded on the gateway's loop and encoded as
+JSON there: ten clients replaying a worksheet of 7 MB from seq 0 over and over had ten such
+pages ready at once, each ahead of another user's poll, whose median took 0.26 s
+(bench/read_hammer.py --mode ws). Taken in turn, at most one such page is ahead of it. A
+replay waits for its turn instead of being refused: its client has nothing to retry.
 """
 
 from __future__ import annotations

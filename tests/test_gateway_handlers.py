@@ -308,3 +308,47 @@ class BigReadsTest(AsyncHTTPTestCase):
         answers = await asyncio.gather(*waiting)
         assert [(a.code, a.body) for a in answers] == [(200, body)] * 5
 
+
+class PageTurnTest(AsyncHTTPTestCase):
+    """Pages of a worksheet's feed (replays of WebSockets and Jupyter channels, and
+    ``/session``) are taken from the broker one at a time (gateway/bigreads.py): ten clients
+    replaying a big worksheet again and again had ten pages decoded and encoded on the loop
+    ahead of another user's poll."""
+
+    def get_app(self) -> tornado.web.Application:
+        self.link = FakeLink()
+        return make_app(self.link, max_input=100)  # type: ignore[arg-type]
+
+    @gen_test(timeout=30)
+    async def test_one_page_of_a_feed_is_asked_for_at_a_time(self) -> None:
+        release = asyncio.Event()
+        asked = self.link.request
+        pages = flying = most = 0
+
+        async def request(msg_type: str, content: dict[str, Any], address: Any,
+                          **kwargs: Any) -> Message:
+            nonlocal pages, flying, most
+            if msg_type != mt.SESSION_REPLAY_REQUEST:
+                return await asked(msg_type, content, address, **kwargs)
+            pages, flying = pages + 1, flying + 1
+            most = max(most, flying)
+            try:
+                await release.wait()  # the page is on its way until released
+                return self.link.session.msg(mt.REQUEST_ACCEPTED, {
+                    "ok": True, "session": "s1", "messages": [], "more": False})
+            finally:
+                flying -= 1
+
+        self.link.request = request  # type: ignore[method-assign]
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = document()
+        url = self.get_url("/home/ann/ws/session?since=0")
+        reads = [asyncio.ensure_future(self.http_client.fetch(url, raise_error=False))
+                 for _ in range(2)]
+        while self._app.settings["watch"].polls < 2:  # both reads under way
+            await asyncio.sleep(0.01)
+        small = await self.http_client.fetch(self.get_url(f"{CELL}/update"))
+        assert small.code == 200  # a small read is not held up by the turn
+        assert (pages, most) == (1, 1)  # the second read waits for its turn
+        release.set()
+        answers = await asyncio.gather(*reads)
+        assert [a.code for a in answers] == [200, 200] and (pages, most) == (2, 1)
