@@ -1,18 +1,19 @@
 """Another user's poll latency while one user re-reads a big cell in a loop.
 
     .venv/bin/python bench/read_hammer.py [--loops 10] [--seconds 10] [--mb 7] [--rate 120/min]
-                                          [--mode update|ws|file]
+                                          [--mode update|ws|file|notebook]
 
 Starts a chain (broker on a fresh SQLite file, a device, a gateway with ``--auth token`` and
 ``--rate``), runs a cell of user ``hammer`` that prints ``--mb`` MB, and a small cell of user
 ``victim``. Then ``--loops`` threads of ``hammer`` (in a process of their own) repeat
 ``GET .../update?since=0`` of the big cell (taking the whole answer each time, ignoring any
-Retry-After; ``--mode ws``: a WebSocket subscription's replay of the worksheet from seq 0,
-taken whole, then closed; ``--mode file``: ``GET`` of a file of ``--mb`` MB the cell wrote)
-while ``victim`` polls its own cell's ``/update?since=0`` one request after another. Prints
-the victim's median and max latency idle and under the hammering, the statuses the hammer
-got, and the CPU the gateway and the broker used meanwhile per big answer sent (the
-machine's other load moves the latencies; this much less).
+Retry-After) while ``victim`` polls its own cell's ``/update?since=0`` one request after
+another. Other ``--mode``: ``ws``, a WebSocket subscription's replay of the worksheet from
+seq 0, taken whole, then closed; ``file``, ``GET`` of a file of ``--mb`` MB the cell wrote;
+``notebook``, the worksheet's ``notebook.ipynb``. Prints the victim's median and max latency
+idle and under the hammering, the statuses the hammer got, and the CPU the gateway and the
+broker used meanwhile per big answer sent (the machine's other load moves the latencies;
+this much less).
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ def hammering(port: int, token: str, path: str, loops: int, stop: Any, out: Any,
     statuses: Counter[int] = Counter()
 
     def loop() -> None:
-        url = f"{path}/update?since=0" if mode == "update" else f"{path}/files/{mode}/big.bin"
+        url = {"update": f"{path}/update?since=0",
+               "notebook": path.rsplit("/", 1)[0] + "/notebook.ipynb"}.get(
+                   mode, f"{path}/files/{mode}/big.bin")
         while not stop.is_set():
             status, _ = get(port, url, token)
             statuses[status] += 1
@@ -146,9 +149,10 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--mb", type=int, default=7)
     p.add_argument("--rate", default="120/min", help="the gateway's --rate")
-    p.add_argument("--mode", choices=("update", "ws", "file"), default="update",
+    p.add_argument("--mode", choices=("update", "ws", "file", "notebook"), default="update",
                    help="what the hammer repeats: GET /update?since=0, a WebSocket "
-                        "subscription's replay from seq 0, or GET of a file of --mb MB")
+                        "subscription's replay from seq 0, GET of a file of --mb MB, or the "
+                        "worksheet's notebook download")
     args = p.parse_args()
     nodes: list[NodeProcess] = []
     with tempfile.TemporaryDirectory() as tmp:

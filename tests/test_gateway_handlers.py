@@ -42,12 +42,16 @@ class FakeLink:
         self.keyed: dict[tuple[str, str] | None, set[Listener]] = {}
         #: Called after each request is recorded.
         self.on_ask: Callable[[], None] = lambda: None
+        #: The types of the requests asked on the connection for big answers (``bulk``).
+        self.bulk: list[str] = []
 
     async def request(self, msg_type: str, content: dict[str, Any],
                       address: tuple[str, str, str], *, header: dict[str, Any] | None = None,
                       client: str | None = None, timeout: float = 10.0,
                       bulk: bool = False) -> Message:
         self.asked.append((msg_type, content, address))
+        if bulk:
+            self.bulk.append(msg_type)
         self.on_ask()
         answer = self.answers.get(msg_type, {"ok": False, "http_status": 400,
                                              "error": f"not scripted: {msg_type}"})
@@ -193,6 +197,17 @@ class HandlerTest(AsyncHTTPTestCase):
         assert response.headers["Content-Security-Policy"] == "sandbox"
         assert self.link.asked == [(mt.FILE_REQUEST, {"seq": 4, "name": "a.html",
                                                       "big": False}, ("ann", "ws", "c1"))]
+
+    def test_a_notebook_download_comes_on_the_connection_for_big_answers(self) -> None:
+        """A notebook may be megabytes: on the link's one DEALER, another user's small
+        answers queued behind it (bench/read_hammer.py --mode notebook)."""
+        body = b'{"cells": []}'
+        self.link.answers[mt.WORKSHEET_NOTEBOOK_REQUEST] = lambda content, address: {
+            "ok": True, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+            "_buffers": [body]}
+        response = self.fetch("/home/ann/ws/notebook.ipynb")
+        assert (response.code, response.body) == (200, body)
+        assert self.link.bulk == [mt.WORKSHEET_NOTEBOOK_REQUEST]
 
     def test_interrupt_and_restart_answer_as_the_broker_says(self) -> None:
         self.link.answers[mt.INTERRUPT_REQUEST] = {"ok": False, "http_status": 409,
