@@ -15,7 +15,10 @@ recently asked for dropped first), under everything it was made from: the cell's
 ``since``, and the document's request, status, seq, reset, session and each block's seq (a
 block changes only with its seq). A client re-reading a finished cell then costs the broker
 no encoding. A document with an interact is not kept: an interact's re-runs change the
-output of a finished cell.
+output of a finished cell. A withheld answer (below) names the SHA-256 of the JSON kept for
+it, and a big answer says whether its JSON is kept (``kept``: it is a finished cell's, the
+same bytes for as long as that digest is named): the gateway keeps such bodies too, by
+digest, and sends one it has without asking for it again (gateway/bigreads.py).
 
 A request with ``"big": false`` gets, instead of a big document, only what a long-poll
 decides by (``{"withheld": true, "status", "changed"}``): the gateway asks so while it waits
@@ -106,12 +109,14 @@ class Updates:
         if text_bytes(doc) < self.big:
             return {"document": doc}, []
         said = {"status": doc["status"], "changed": bool(doc["output"] or doc["reset"])}
-        if content.get("big") is False:
-            return {**said, "withheld": True}, []
         key = kept_key(address, since, doc)
+        kept = None
         if key is not None and (kept := self._kept.get(key)) is not None:
             self._kept.move_to_end(key)
-            return {**said, "bytes": len(kept[0]), "sha256": kept[1]}, [kept[0]]
+        if content.get("big") is False:  # with the digest of the JSON kept, if it is
+            return {**said, "withheld": True, **({"sha256": kept[1]} if kept else {})}, []
+        if kept is not None:
+            return {**said, "bytes": len(kept[0]), "sha256": kept[1], "kept": True}, [kept[0]]
         if self._waiting > WAITING:
             raise Refused(503, f"the broker has {self._waiting} big cell documents to send "
                                f"already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
@@ -123,7 +128,7 @@ class Updates:
             self._waiting -= 1
         if key is not None:
             self._keep(key, body, digest)
-        return {**said, "bytes": len(body), "sha256": digest}, [body]
+        return {**said, "bytes": len(body), "sha256": digest, "kept": key is not None}, [body]
 
     def _keep(self, key: Key, body: bytes, digest: str) -> None:
         if len(body) > KEPT_BYTES or key in self._kept:

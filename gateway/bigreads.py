@@ -8,7 +8,9 @@ re-reading a 7 MB cell had ten such documents on the way at once, and another us
 waited 0.8 s for its answer behind them (bench/read_hammer.py). So a big answer is asked for
 only while no other is on its way, with at most :data:`WAITING` more waiting; past that the
 read is refused with 503 and Retry-After, before it is counted against ``--rate``. And it
-comes on a connection of its own (gateway/bus.py ``bulk``), so small answers pass it by.
+comes on a connection of its own (gateway/bus.py ``bulk``), so small answers pass it by. A
+finished cell's big document, whose JSON the broker keeps, is kept here too under the
+SHA-256 the broker names for it, and sent again without asking for it.
 
 Pages of a worksheet's feed (``session_replay_request``: the replay of a WebSocket
 subscription or of a Jupyter client's channels from an old position, and ``GET
@@ -25,9 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Final
 
+from protocol import msgtypes as mt
 from protocol.wire import Message
 
 from .base import BaseHandler
@@ -38,15 +44,37 @@ from .guard import charge
 WAITING: Final = 4
 #: Seconds a refused read is told to wait.
 RETRY_AFTER: Final = 2
+#: Bytes of finished cells' big documents kept.
+KEPT_BYTES: Final = 64 * 2**20
 
 
 class BigReads:
-    """The gateway's one turn for big answers (``settings["big_reads"]``)."""
+    """The gateway's one turn for big answers (``settings["big_reads"]``), and the finished
+    cells' documents it keeps, by their SHA-256."""
 
-    def __init__(self, waiting: int = WAITING) -> None:
-        self.waiting_limit = waiting
+    def __init__(self, waiting: int = WAITING, kept_bytes: int = KEPT_BYTES) -> None:
+        self.waiting_limit, self.kept_bytes = waiting, kept_bytes
         self._turn = asyncio.Lock()
         self._waiting = 0
+        #: SHA-256 (hex) -> the JSON of a finished cell's big document, least recently
+        #: used first.
+        self.kept: OrderedDict[str, bytes] = OrderedDict()
+        self._kept_size = 0
+
+    def kept_body(self, digest: object) -> bytes | None:
+        """The kept document of SHA-256 ``digest``, if this gateway has it."""
+        body = self.kept.get(digest) if isinstance(digest, str) else None
+        if body is not None:
+            self.kept.move_to_end(digest)  # type: ignore[arg-type]
+        return body
+
+    def keep(self, digest: str, body: bytes) -> None:
+        if len(body) > self.kept_bytes or digest in self.kept:
+            return
+        self.kept[digest] = body
+        self._kept_size += len(body)
+        while self._kept_size > self.kept_bytes:
+            self._kept_size -= len(self.kept.popitem(last=False)[1])
 
     @property
     def waiting(self) -> int:
@@ -81,3 +109,32 @@ async def fetch(handler: BaseHandler, msg_type: str, content: dict[str, Any],
     charge(handler, handler.visitor)
     async with big.turn():
         return await handler.ask(msg_type, {**content, "big": True}, address, bulk=True)
+
+
+async def document(handler: BaseHandler, query: dict[str, Any], address: tuple[str, str, str],
+                   withheld: dict[str, Any]) -> bytes:
+    """The JSON of the big ``/update`` document the broker ``withheld``: the one this gateway
+    keeps under the SHA-256 the broker named, if it has it (counted against ``--rate`` all
+    the same), else :func:`fetch`, checked, and kept if the broker keeps it too."""
+    if (body := handler.settings["big_reads"].kept_body(withheld.get("sha256"))) is not None:
+        charge(handler, handler.visitor)
+        return body
+    reply = await fetch(handler, mt.CELL_UPDATE_REQUEST, query, address)
+    body = await body_of(reply)
+    if reply["content"].get("kept"):
+        handler.settings["big_reads"].keep(reply["content"]["sha256"], body)
+    return body
+
+
+async def body_of(reply: Message) -> bytes:
+    """The JSON a ``cell_update_reply`` answers the client with: a small document encoded
+    here, a big one as the broker encoded it (checked on a thread, as a notebook is)."""
+    content = reply["content"]
+    if "document" in content:
+        return json.dumps(content["document"]).encode()
+    buffers = reply.get("buffers") or []
+    body: bytes = buffers[0] if len(buffers) == 1 else b""
+    digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
+    if content.get("bytes") != len(body) or content.get("sha256") != digest:
+        raise fail(502, "the broker's answer arrived damaged; ask again")
+    return body

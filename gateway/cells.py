@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -220,20 +218,6 @@ def said_of(content: dict[str, Any]) -> tuple[str, bool]:
     return content["status"], bool(content["changed"])
 
 
-async def body_of(reply: Message) -> bytes:
-    """The JSON a ``cell_update_reply`` answers the client with: a small document encoded
-    here, a big one as the broker encoded it (checked on a thread, as a notebook is)."""
-    content = reply["content"]
-    if "document" in content:
-        return json.dumps(content["document"]).encode()
-    buffers = reply.get("buffers") or []
-    body: bytes = buffers[0] if len(buffers) == 1 else b""
-    digest = await asyncio.to_thread(lambda: hashlib.sha256(body).hexdigest())
-    if content.get("bytes") != len(body) or content.get("sha256") != digest:
-        raise fail(502, "the broker's answer arrived damaged; ask again")
-    return body
-
-
 class UpdateHandler(BaseHandler):
     """``GET …/update[?since=SEQ][&wait=S]``: the cell's document, changed blocks after since.
 
@@ -276,8 +260,9 @@ class UpdateHandler(BaseHandler):
                 finally:
                     watch.unwatch(address, event)
             if reply["content"].get("withheld"):  # the answer: counted, and in turn
-                reply = await bigreads.fetch(self, mt.CELL_UPDATE_REQUEST, query, address)
-            body = await body_of(reply)
+                body = await bigreads.document(self, query, address, reply["content"])
+            else:
+                body = await bigreads.body_of(reply)
             del reply  # the answer is held once, as bytes, while the client takes it
             await write_paced(self, body, self.settings["client_stall"])
         heap.trim_soon(len(body))

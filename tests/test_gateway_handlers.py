@@ -324,6 +324,27 @@ class BigReadsTest(AsyncHTTPTestCase):
         assert [(a.code, a.body) for a in answers] == [(200, body)] * 5
 
 
+    def test_a_kept_document_is_sent_again_without_asking_the_broker(self) -> None:
+        """A finished cell's big document, whose JSON the broker keeps (it names its
+        SHA-256 when it withholds it), is fetched once and then sent from this gateway's
+        copy: each re-read of a 7 MB cell had the broker send it whole again."""
+        body = json.dumps({"status": "done", "output": {"stdout_0": {}}}).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        fetched = []
+
+        def answer(content: dict[str, Any], address: Any) -> dict[str, Any]:
+            said = {"ok": True, "status": "done", "changed": True}
+            if not content.get("big"):
+                return {**said, "withheld": True, **({"sha256": digest} if fetched else {})}
+            fetched.append(1)
+            return {**said, "bytes": len(body), "sha256": digest, "kept": True,
+                    "_buffers": [body]}
+
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = answer
+        got = [self.fetch(f"{CELL}/update?since=0") for _ in range(3)]
+        assert [(g.code, g.body) for g in got] == [(200, body)] * 3
+        assert self.link.bulk == [mt.CELL_UPDATE_REQUEST] and len(fetched) == 1
+
 class PageTurnTest(AsyncHTTPTestCase):
     """Pages of a worksheet's feed (replays of WebSockets and Jupyter channels, and
     ``/session``) are taken from the broker one at a time (gateway/bigreads.py): ten clients
