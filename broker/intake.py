@@ -47,6 +47,7 @@ from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
                     Request, SessionRecord, Store, StoreError, StoreFull, StoreUnwritable,
                     UnknownRequest)
+from .updates import BIG, Updates
 
 __all__ = ["Address", "Intake", "Refused", "cell_address"]
 
@@ -98,7 +99,7 @@ class Intake:
             mt.INTERACT_REQUEST: (mt.REQUEST_ACCEPTED, interacts.request),
             mt.INPUT_REPLY: (mt.REQUEST_ACCEPTED, prompts.answer),
             **{kind: (mt.REQUEST_ACCEPTED, comms.forward) for kind in mt.KERNEL_REQUEST_TYPES},
-            mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, self.cell_update),
+            mt.CELL_UPDATE_REQUEST: (mt.CELL_UPDATE_REPLY, Updates(cells).get),
             mt.SESSION_REPLAY_REQUEST: (mt.SESSION_REPLAY_REPLY, self.session_replay),
             mt.FILE_REQUEST: (mt.FILE_REPLY, self.file),
             mt.RESTART_REQUEST: (mt.REQUEST_ACCEPTED, control.restart),
@@ -302,18 +303,6 @@ class Intake:
                                "interrupt yet")
         return {"cell_id": address[2], "session": session.session}, []
 
-    async def cell_update(self, msg: Message, address: Address) -> Reply:
-        since = msg["content"].get("since", 0)
-        if not isinstance(since, int) or not 0 <= since <= mt.MAX_SEQ:
-            raise Refused(400, "since must be a non-negative 64-bit integer")
-        session = msg["content"].get("session")
-        if session is not None and not isinstance(session, str):
-            raise Refused(400, "session must be a string")
-        view = await self.cells.for_cell(*address)
-        if view is None:
-            raise Refused(404, f"no cell {address[2]} in worksheet {address[1]}")
-        return {"document": view.document(since, session)}, []
-
     async def session_replay(self, msg: Message, address: Address) -> Reply:
         since = msg["content"].get("since", 0)
         limit = msg["content"].get("limit", MAX_REPLAY)
@@ -361,5 +350,9 @@ class Intake:
         if (not isinstance(ref, dict) or ref.get("name") != name
                 or facts.get("cell_id") != address[2] or not stored.get("buffers")):
             raise Refused(404, "no such file")
-        return {"name": name, "mime": ref.get("mime") or "application/octet-stream",
-                "size": len(stored["buffers"][0])}, [stored["buffers"][0]]
+        size = len(stored["buffers"][0])
+        said = {"name": name, "mime": ref.get("mime") or "application/octet-stream",
+                "size": size}
+        if msg["content"].get("big") is False and size >= BIG:
+            return {**said, "withheld": True}, []  # asked again, in turn (gateway/bigreads.py)
+        return said, [stored["buffers"][0]]

@@ -17,9 +17,11 @@ The reply is the download itself: the notebook's JSON, made on a thread, as one 
 its length and SHA-256 in the signed content (a bus message's signature covers no buffers).
 Packing a notebook of tens of MB into the reply's content held the broker's loop for a tenth
 of a second each, the gateway's for longer (unpacking it, then ``json.dumps``), and ten
-downloads at once stopped every worksheet's requests for seconds. Notebooks are also built
-one at a time (each holds its cells' output in memory), with at most :data:`WAITING` more
-waiting; past that a download is refused with 503 and Retry-After.
+downloads at once stopped every worksheet's requests for seconds. Measuring the outputs read
+(for :data:`MAX_BYTES`) and making the notebook of them run on a thread as well. Notebooks
+are also built one at a time (each holds its cells' output in memory), with at most
+:data:`WAITING` more waiting; past that a download is refused with 503 and Retry-After. The
+download comes to the gateway on its connection for big answers (gateway/bus.py).
 """
 
 from __future__ import annotations
@@ -160,6 +162,12 @@ def encoded(book: dict[str, Any]) -> tuple[bytes, str]:
     return body, hashlib.sha256(body).hexdigest()
 
 
+def output_size(messages: list[Message]) -> int:
+    """Bytes of a run's stored messages, as the store packs them: on a thread, as the
+    notebook is made and encoded (the broker's loop packed 7 MB of them a download)."""
+    return sum(message_size(m) for m in messages)
+
+
 def cell_order(cell_id: str) -> tuple[int, int, str]:
     """Cell ids in order: numbers by value (2 before 10), then the others by name."""
     return (0, int(cell_id), "") if cell_id.isdigit() else (1, 0, cell_id)
@@ -209,11 +217,11 @@ class Notebooks:
                     "code": entry["code"] if entry["code"] is not None
                     else request.input if request is not None else "",
                     "messages": await self._run(request)}
-            size += len(cell["code"]) + sum(message_size(m) for m in cell["messages"])
+            size += len(cell["code"]) + await asyncio.to_thread(output_size, cell["messages"])
             if size > self.max_bytes:  # refused as soon as it is known: nothing more is read
                 raise self._too_big(worksheet)
             cells.append(cell)
-        return notebook(cells, self._kernel(latest), address)
+        return await asyncio.to_thread(notebook, cells, self._kernel(latest), address)
 
     def _too_big(self, worksheet: str) -> Refused:
         return Refused(413, f"the notebook of worksheet {worksheet} is over "

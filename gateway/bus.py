@@ -17,6 +17,7 @@ import zmq
 from protocol import msgtypes as mt
 from protocol.heartbeat import GATEWAY_INTERVAL
 from protocol.node import Node
+from protocol.sockets import BusSocket
 from protocol.version import VERSION
 from protocol.wire import Message
 
@@ -47,6 +48,14 @@ class BrokerLink:
         node.log.info("gateway connected DEALER to the broker at %s", connect)
         #: The broker's output feed (--subscribe), whose link /ready looks at.
         self.subscribe = subscribe
+        #: Big answers (broker/updates.py) come on a connection of their own: the replies of
+        #: one connection come in order, and another user's small answer queued behind a
+        #: 7 MB one for 0.2 s (bench/read_hammer.py). Its link is the DEALER's, not watched
+        #: (and logged) twice.
+        self.bulk = node.socket(zmq.DEALER, label="DEALER for big answers")
+        self.bulk.immediate = True
+        node.secure(self.bulk, connect, option="--broker", watch=False)
+        self.bulk.connect(connect)
         self.sub = node.socket(zmq.SUB, label="SUB for output")
         self.sub.rcvhwm = mt.FEED_HWM
         node.secure(self.sub, subscribe, option="--subscribe")
@@ -59,25 +68,28 @@ class BrokerLink:
         #: (user, worksheet) -> called with that worksheet's output only; None -> with seq
         #: beacons only. A message reaches its own listeners, not every socket's.
         self.keyed: dict[tuple[str, str] | None, set[Listener]] = {}
-        node.spawn(self._replies(), "replies")
+        node.spawn(self._replies(self.dealer), "replies")
+        node.spawn(self._replies(self.bulk), "big replies")
         node.spawn(self._outputs(), "outputs")
 
     async def request(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                       *, header: dict[str, Any] | None = None,
                       facts: dict[str, Any] | None = None, client: str | None = None,
                       timeout: float = REPLY_TIMEOUT,
-                      buffers: list[bytes] | None = None) -> Message:
+                      buffers: list[bytes] | None = None, bulk: bool = False) -> Message:
         """Send a request about the cell at ``address`` (``buffers``: a Jupyter client's
-        comm message's bytes); return the broker's reply."""
+        comm message's bytes; ``bulk``: its answer is big, and comes on :attr:`bulk`);
+        return the broker's reply."""
         waiting = await self.submit(msg_type, content, address, header=header, facts=facts,
-                                    client=client, timeout=timeout, buffers=buffers)
+                                    client=client, timeout=timeout, buffers=buffers,
+                                    bulk=bulk)
         return await waiting
 
     async def submit(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                      *, header: dict[str, Any] | None = None,
                      facts: dict[str, Any] | None = None, client: str | None = None,
-                     timeout: float = REPLY_TIMEOUT,
-                     buffers: list[bytes] | None = None) -> Awaitable[Message]:
+                     timeout: float = REPLY_TIMEOUT, buffers: list[bytes] | None = None,
+                     bulk: bool = False) -> Awaitable[Message]:
         """Send a request (``facts``: routing facts of the gateway's, next to the cell's) and
         return what waits for its reply: a caller that sends several in a row does not wait
         for each reply before the next goes (they reach the broker in order). Waits only
@@ -97,9 +109,10 @@ class BrokerLink:
         self.pending[msg_id] = future
         try:
             frames = self.session.serialize(msg)
-            if not self.dealer.send_now(frames):  # no broker connected yet: a grace period
+            sock = self.bulk if bulk else self.dealer
+            if not sock.send_now(frames):  # no broker connected yet: a grace period
                 try:
-                    await asyncio.wait_for(self.dealer.send_frames(frames), CONNECT_GRACE)
+                    await asyncio.wait_for(sock.send_frames(frames), CONNECT_GRACE)
                 except TimeoutError:
                     raise BrokerUnavailable("the broker is not reachable") from None
         except BaseException:
@@ -136,9 +149,9 @@ class BrokerLink:
         finally:
             self.pending.pop(msg_id, None)
 
-    async def _replies(self) -> None:
+    async def _replies(self, sock: BusSocket) -> None:
         while True:
-            got = await self.node.recv(self.dealer)
+            got = await self.node.recv(sock)
             if got is None:
                 continue
             future = self.pending.get(got[1]["parent_header"].get("msg_id", ""))

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-import urllib.parse
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 from tornado.web import HTTPError
@@ -18,7 +16,7 @@ from protocol import msgtypes as mt
 from protocol.asked import Asked, BadLimits, parse
 from protocol.wire import Message
 
-from . import heap
+from . import bigreads, heap
 from .base import BaseHandler, check_address, fail
 from .formbody import load_body, reads_as_form
 from .jsonbody import is_integer
@@ -92,23 +90,6 @@ class CellWatch:
         except asyncio.TimeoutError:
             return False
         return True
-
-
-def file_url(address: Sequence[object], seq: object, name: object) -> str:
-    """The URL this gateway serves the file ``name`` of a cell's output message ``seq`` at
-    (:class:`FileHandler`): in the documents of ``/update`` and on the WebSocket alike."""
-    base = "/home/" + "/".join(urllib.parse.quote(str(p), safe="") for p in address)
-    return f"{base}/files/{seq}/{urllib.parse.quote(str(name))}"
-
-
-def add_file_urls(doc: dict[str, Any], address: Address) -> dict[str, Any]:
-    """Give file blocks (also inside interacts) the URL this gateway serves them at."""
-    for block in doc.get("output", {}).values():
-        if block.get("type") == "file" and "seq" in block and not block.get("too_large"):
-            block["url"] = file_url(address, block["seq"], block["name"])
-        if block.get("type") == "interact":
-            add_file_urls(block, address)
-    return doc
 
 
 def interact_content(body: dict[str, Any]) -> dict[str, Any]:
@@ -228,6 +209,15 @@ def number_word(kind: type) -> str:
     return "whole number" if kind is int else "number"
 
 
+def said_of(content: dict[str, Any]) -> tuple[str, bool]:
+    """The status of a ``cell_update_reply`` and whether it holds a change (output or a
+    reset), in whichever form it came (broker/updates.py)."""
+    doc = content.get("document")
+    if isinstance(doc, dict):
+        return doc["status"], bool(doc["output"] or doc["reset"])
+    return content["status"], bool(content["changed"])
+
+
 class UpdateHandler(BaseHandler):
     """``GET …/update[?since=SEQ][&wait=S]``: the cell's document, changed blocks after since.
 
@@ -246,7 +236,9 @@ class UpdateHandler(BaseHandler):
         until = self.get_query_argument("until", None)
         if until not in (None, "change", "done"):
             raise fail(400, "until must be change (the default: the first change) or done")
-        query: dict[str, Any] = {"since": since}
+        # A big document is withheld while the poll waits (broker/updates.py): it is asked
+        # for once, counted against --rate, when it is the answer.
+        query: dict[str, Any] = {"since": since, "big": False}
         if session := self.get_query_argument("session", None):
             query["session"] = session
         watch: CellWatch = self.settings["watch"]
@@ -256,10 +248,9 @@ class UpdateHandler(BaseHandler):
                 event = watch.watch(address)
                 try:
                     reply = await self.ask(mt.CELL_UPDATE_REQUEST, query, address)
-                    doc = reply["content"]["document"]
+                    status, changed = said_of(reply["content"])
                     left = deadline - time.monotonic()
-                    changed = doc["output"] or doc["reset"]
-                    if doc["status"] in FINAL or left <= 0 or watch.stopping or (
+                    if status in FINAL or left <= 0 or watch.stopping or (
                             changed and until != "done"):
                         break
                     try:
@@ -268,8 +259,11 @@ class UpdateHandler(BaseHandler):
                         pass
                 finally:
                     watch.unwatch(address, event)
-            body = json.dumps(add_file_urls(doc, address)).encode()
-            del doc, reply  # the answer is held once, as bytes, while the client takes it
+            if reply["content"].get("withheld"):  # the answer: counted, and in turn
+                body = await bigreads.document(self, query, address, reply["content"])
+            else:
+                body = await bigreads.body_of(reply)
+            del reply  # the answer is held once, as bytes, while the client takes it
             await write_paced(self, body, self.settings["client_stall"])
         heap.trim_soon(len(body))
 
@@ -374,7 +368,10 @@ class FileHandler(BaseHandler):
 
     async def get(self, user: str, worksheet: str, cell_id: str, seq: str, name: str) -> None:
         address = check_address(user, worksheet, cell_id)
-        reply = await self.ask(mt.FILE_REQUEST, {"seq": int(seq), "name": name}, address)
+        query = {"seq": int(seq), "name": name, "big": False}
+        reply = await self.ask(mt.FILE_REQUEST, query, address)
+        if reply["content"].get("withheld"):  # a big file: as a big /update document
+            reply = await bigreads.fetch(self, mt.FILE_REQUEST, query, address)
         self.set_header("Content-Type", reply["content"]["mime"])
         self.set_header("Content-Security-Policy", "sandbox")  # user HTML runs no script here
         self.set_header("Content-Disposition", "inline")

@@ -26,8 +26,9 @@ class NotebookHandler(BaseHandler):
     costly = True
 
     async def get(self, user: str, worksheet: str, what: str) -> None:
+        # On the connection for big answers (gateway/bus.py): a notebook may be megabytes.
         reply = await self.ask(mt.WORKSHEET_NOTEBOOK_REQUEST, {},
-                               check_address(user, worksheet, what))
+                               check_address(user, worksheet, what), bulk=True)
         buffers, said = reply.get("buffers") or [], reply["content"]
         del reply  # held once, as bytes, while the client takes it (as /update does)
         body: bytes = buffers[0] if len(buffers) == 1 else b""

@@ -74,21 +74,23 @@ class SessionNotesHandler(BaseHandler):
         """Up to :data:`PAGES` pages of the feed after ``since``, its notes kept."""
         notes: list[Any] = []
         session, seq, more = known, since, False
+        turn: asyncio.Lock = self.settings["page_turn"]
         for _ in range(PAGES):
-            reply = await self.ask(mt.SESSION_REPLAY_REQUEST, {"since": seq, "limit": 1000},
-                                   address)
-            content = reply["content"]
-            if content["session"] != session:
-                if content["session"] is None:
-                    return {"session": None, "seq": 0, "messages": [], "more": False}
-                if seq and session is not None:  # another session: from its start
-                    session, seq = content["session"], 0
-                    continue
-                session = content["session"]
-            for msg in content["messages"]:
-                seq = max(seq, msg["metadata"]["cellbus"]["seq"])
-                if is_note(msg):
-                    notes.append(json.loads(to_json(msg)))
+            async with turn:  # one page of a feed taken at a time (gateway/bigreads.py)
+                reply = await self.ask(mt.SESSION_REPLAY_REQUEST, {"since": seq,
+                                                                   "limit": 1000}, address)
+                content = reply["content"]
+                if content["session"] != session:
+                    if content["session"] is None:
+                        return {"session": None, "seq": 0, "messages": [], "more": False}
+                    if seq and session is not None:  # another session: from its start
+                        session, seq = content["session"], 0
+                        continue
+                    session = content["session"]
+                for msg in content["messages"]:
+                    seq = max(seq, msg["metadata"]["cellbus"]["seq"])
+                    if is_note(msg):
+                        notes.append(json.loads(to_json(msg)))
             more = bool(content["more"])
             if not more:
                 break

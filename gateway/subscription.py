@@ -17,11 +17,11 @@ import logging
 from typing import TYPE_CHECKING
 
 from protocol import msgtypes as mt
+from protocol.fileurls import file_url
 from protocol.wire import Message
 
 from . import heap
 from .bus import BrokerUnavailable
-from .cells import file_url
 
 if TYPE_CHECKING:
     from .ws import SocketHandler
@@ -135,26 +135,30 @@ class Subscription:
         move :attr:`last` past what the store still has for it, a gap nothing fills; the
         next catch-up fetches it all."""
         limit, carried, replayed = FIRST_PAGE, 0, False
+        turn: asyncio.Lock = self.socket.settings["page_turn"]
         try:
             while True:
-                reply = await self.socket.link.request(
-                    mt.SESSION_REPLAY_REQUEST, {"since": self.last, "limit": limit},
-                    (self.user, self.worksheet, "-"))
-                content = reply["content"]
-                if not content.get("ok"):
-                    raise BrokerUnavailable(str(content.get("error")))
-                self.broker = reply["header"].get("session")
-                if content["session"] != self.session:
-                    if self.session is not None and self.last:  # another session: from its start
-                        self.session, self.last = content["session"], 0
-                        continue
-                    self.session = content["session"]
+                async with turn:  # one page taken and encoded at a time (gateway/bigreads.py)
+                    reply = await self.socket.link.request(
+                        mt.SESSION_REPLAY_REQUEST, {"since": self.last, "limit": limit},
+                        (self.user, self.worksheet, "-"))
+                    content = reply["content"]
+                    if not content.get("ok"):
+                        raise BrokerUnavailable(str(content.get("error")))
+                    self.broker = reply["header"].get("session")
+                    if content["session"] != self.session:
+                        if self.session is not None and self.last:
+                            # another session: from its start
+                            self.session, self.last = content["session"], 0
+                            continue
+                        self.session = content["session"]
+                    replayed_buffers(content["messages"], reply.get("buffers") or [])
+                    page = [(msg, to_json(msg)) for msg in content["messages"]]
                 sent = 0
-                replayed_buffers(content["messages"], reply.get("buffers") or [])
-                for msg in content["messages"]:
+                for msg, text in page:
                     if not await self.socket.outbox.room():
                         return  # the socket is closed
-                    sent += self.deliver(msg)
+                    sent += self.deliver(msg, text)
                 carried += sent
                 if sent:
                     per_message = sent / len(content["messages"])

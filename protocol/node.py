@@ -132,14 +132,15 @@ class Node:
         return sock
 
     def secure(self, sock: BusSocket, endpoint: str | None, *, role: str = "",
-               server: bool = False, option: str = "") -> None:
+               server: bool = False, option: str = "", watch: bool = True) -> None:
         """Before ``sock`` binds or connects to ``endpoint``: CURVE and heartbeats if the
         endpoint is TCP; a ConfigError if this node has no keys and may not go without,
         naming the ``option`` that gave the endpoint (its default, maybe, not given at all).
-        Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE."""
+        Its connection is watched (:meth:`watch_link`) if it connects, or binds with CURVE;
+        ``watch=False``: not, for a second connection to an endpoint watched already."""
         # inproc:// is a socket of this process (the broker's feed monitor): no link to watch,
         # and ZeroMQ reports no connection on it (its "no link after 5 s" was a false alarm).
-        if endpoint and not server and not endpoint.startswith("inproc://"):
+        if watch and endpoint and not server and not endpoint.startswith("inproc://"):
             self.watch_link(sock, endpoint, server=False,
                             curve=needs_keys(endpoint) and isinstance(self.keys, ClientKeys))
         if not needs_keys(endpoint):

@@ -10,6 +10,7 @@ makes of a request and of the broker's answer.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -41,11 +42,16 @@ class FakeLink:
         self.keyed: dict[tuple[str, str] | None, set[Listener]] = {}
         #: Called after each request is recorded.
         self.on_ask: Callable[[], None] = lambda: None
+        #: The types of the requests asked on the connection for big answers (``bulk``).
+        self.bulk: list[str] = []
 
     async def request(self, msg_type: str, content: dict[str, Any],
                       address: tuple[str, str, str], *, header: dict[str, Any] | None = None,
-                      client: str | None = None, timeout: float = 10.0) -> Message:
+                      client: str | None = None, timeout: float = 10.0,
+                      bulk: bool = False) -> Message:
         self.asked.append((msg_type, content, address))
+        if bulk:
+            self.bulk.append(msg_type)
         self.on_ask()
         answer = self.answers.get(msg_type, {"ok": False, "http_status": 400,
                                              "error": f"not scripted: {msg_type}"})
@@ -131,17 +137,18 @@ class HandlerTest(AsyncHTTPTestCase):
         assert "the worksheet is 201 characters long" in json.loads(response.body)["error"]
         assert self.link.asked == []
 
-    def test_update_passes_since_and_gives_file_blocks_this_gateways_url(self) -> None:
-        self.link.answers[mt.CELL_UPDATE_REQUEST] = document(output={
-            "file_0": {"type": "file", "name": "a b.txt", "seq": 4},
-            "interact_0": {"type": "interact", "output": {
-                "file_1": {"type": "file", "name": "p.png", "seq": 5}}}})
+    def test_update_passes_since_and_sends_the_brokers_document(self) -> None:
+        """The broker gives file blocks their URLs (broker/updates.py, which also encodes
+        big documents itself); the gateway asks with ``big: false`` (a big document is
+        withheld until it is the answer) and sends the document as it came."""
+        output = {"file_0": {"type": "file", "name": "a b.txt", "seq": 4,
+                             "url": f"{CELL}/files/4/a%20b.txt"}}
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = document(output=output)
         response = self.fetch(f"{CELL}/update?since=2")
         assert response.code == 200
-        output = json.loads(response.body)["output"]
-        assert output["file_0"]["url"] == f"{CELL}/files/4/a%20b.txt"
-        assert output["interact_0"]["output"]["file_1"]["url"] == f"{CELL}/files/5/p.png"
-        assert self.link.asked == [(mt.CELL_UPDATE_REQUEST, {"since": 2}, ("ann", "ws", "c1"))]
+        assert json.loads(response.body)["output"] == output
+        assert self.link.asked == [(mt.CELL_UPDATE_REQUEST, {"since": 2, "big": False},
+                                    ("ann", "ws", "c1"))]
 
     def test_update_refuses_a_bad_since_or_until(self) -> None:
         for query in ("since=-1", "since=x", "wait=nan", "until=later"):
@@ -188,8 +195,19 @@ class HandlerTest(AsyncHTTPTestCase):
         assert response.code == 200 and response.body == b"<b>"
         assert response.headers["Content-Type"] == "text/html"
         assert response.headers["Content-Security-Policy"] == "sandbox"
-        assert self.link.asked == [(mt.FILE_REQUEST, {"seq": 4, "name": "a.html"},
-                                    ("ann", "ws", "c1"))]
+        assert self.link.asked == [(mt.FILE_REQUEST, {"seq": 4, "name": "a.html",
+                                                      "big": False}, ("ann", "ws", "c1"))]
+
+    def test_a_notebook_download_comes_on_the_connection_for_big_answers(self) -> None:
+        """A notebook may be megabytes: on the link's one DEALER, another user's small
+        answers queued behind it (bench/read_hammer.py --mode notebook)."""
+        body = b'{"cells": []}'
+        self.link.answers[mt.WORKSHEET_NOTEBOOK_REQUEST] = lambda content, address: {
+            "ok": True, "bytes": len(body), "sha256": hashlib.sha256(body).hexdigest(),
+            "_buffers": [body]}
+        response = self.fetch("/home/ann/ws/notebook.ipynb")
+        assert (response.code, response.body) == (200, body)
+        assert self.link.bulk == [mt.WORKSHEET_NOTEBOOK_REQUEST]
 
     def test_interrupt_and_restart_answer_as_the_broker_says(self) -> None:
         self.link.answers[mt.INTERRUPT_REQUEST] = {"ok": False, "http_status": 409,
@@ -259,3 +277,114 @@ class PacingTest(AsyncHTTPTestCase):
         head, _, body = got.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200")
         assert 0 < len(body) < 64 * 1024 * 1024
+
+
+class BigReadsTest(AsyncHTTPTestCase):
+    """A big ``/update`` answer (broker/updates.py: withheld while the poll waits, then asked
+    for with ``big``) is fetched from the broker one at a time (gateway/bigreads.py): with
+    one on its way and four waiting, another is refused with 503 and Retry-After, at once,
+    and reaches the broker no further; a small answer is not held up at all."""
+
+    def get_app(self) -> tornado.web.Application:
+        self.link = FakeLink()
+        return make_app(self.link, max_input=100)  # type: ignore[arg-type]
+
+    @gen_test(timeout=30)
+    async def test_big_reads_past_the_queue_get_503_and_small_ones_answer(self) -> None:
+        release = asyncio.Event()
+        body = json.dumps({"status": "done", "output": {}}).encode()
+        asked = self.link.request
+
+        async def request(msg_type: str, content: dict[str, Any], address: Any,
+                          **kwargs: Any) -> Message:
+            if address[2] == "big" and content.get("big"):
+                await release.wait()  # the first big answer is on its way until released
+                reply = self.link.session.msg(mt.REQUEST_ACCEPTED, {
+                    "ok": True, "status": "done", "changed": True, "bytes": len(body),
+                    "sha256": hashlib.sha256(body).hexdigest()})
+                reply["buffers"] = [body]
+                return reply
+            return await asked(msg_type, content, address, **kwargs)
+
+        self.link.request = request  # type: ignore[method-assign]
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = lambda content, address: (
+            {"ok": True, "status": "done", "changed": True, "withheld": True}
+            if address[2] == "big" else document())
+        url = self.get_url("/home/ann/ws/big/update")
+        waiting = [asyncio.ensure_future(self.http_client.fetch(url, raise_error=False))
+                   for _ in range(5)]
+        while self._app.settings["big_reads"].waiting < 5:
+            await asyncio.sleep(0.01)  # one fetching, four waiting
+        refused = await self.http_client.fetch(url, raise_error=False)
+        assert (refused.code, refused.headers.get("Retry-After")) == (503, "2"), refused.body
+        small = await self.http_client.fetch(self.get_url(f"{CELL}/update"), raise_error=False)
+        assert small.code == 200 and json.loads(small.body)["status"] == "done"
+        release.set()
+        answers = await asyncio.gather(*waiting)
+        assert [(a.code, a.body) for a in answers] == [(200, body)] * 5
+
+
+    def test_a_kept_document_is_sent_again_without_asking_the_broker(self) -> None:
+        """A finished cell's big document, whose JSON the broker keeps (it names its
+        SHA-256 when it withholds it), is fetched once and then sent from this gateway's
+        copy: each re-read of a 7 MB cell had the broker send it whole again."""
+        body = json.dumps({"status": "done", "output": {"stdout_0": {}}}).encode()
+        digest = hashlib.sha256(body).hexdigest()
+        fetched = []
+
+        def answer(content: dict[str, Any], address: Any) -> dict[str, Any]:
+            said = {"ok": True, "status": "done", "changed": True}
+            if not content.get("big"):
+                return {**said, "withheld": True, **({"sha256": digest} if fetched else {})}
+            fetched.append(1)
+            return {**said, "bytes": len(body), "sha256": digest, "kept": True,
+                    "_buffers": [body]}
+
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = answer
+        got = [self.fetch(f"{CELL}/update?since=0") for _ in range(3)]
+        assert [(g.code, g.body) for g in got] == [(200, body)] * 3
+        assert self.link.bulk == [mt.CELL_UPDATE_REQUEST] and len(fetched) == 1
+
+class PageTurnTest(AsyncHTTPTestCase):
+    """Pages of a worksheet's feed (replays of WebSockets and Jupyter channels, and
+    ``/session``) are taken from the broker one at a time (gateway/bigreads.py): ten clients
+    replaying a big worksheet again and again had ten pages decoded and encoded on the loop
+    ahead of another user's poll."""
+
+    def get_app(self) -> tornado.web.Application:
+        self.link = FakeLink()
+        return make_app(self.link, max_input=100)  # type: ignore[arg-type]
+
+    @gen_test(timeout=30)
+    async def test_one_page_of_a_feed_is_asked_for_at_a_time(self) -> None:
+        release = asyncio.Event()
+        asked = self.link.request
+        pages = flying = most = 0
+
+        async def request(msg_type: str, content: dict[str, Any], address: Any,
+                          **kwargs: Any) -> Message:
+            nonlocal pages, flying, most
+            if msg_type != mt.SESSION_REPLAY_REQUEST:
+                return await asked(msg_type, content, address, **kwargs)
+            pages, flying = pages + 1, flying + 1
+            most = max(most, flying)
+            try:
+                await release.wait()  # the page is on its way until released
+                return self.link.session.msg(mt.REQUEST_ACCEPTED, {
+                    "ok": True, "session": "s1", "messages": [], "more": False})
+            finally:
+                flying -= 1
+
+        self.link.request = request  # type: ignore[method-assign]
+        self.link.answers[mt.CELL_UPDATE_REQUEST] = document()
+        url = self.get_url("/home/ann/ws/session?since=0")
+        reads = [asyncio.ensure_future(self.http_client.fetch(url, raise_error=False))
+                 for _ in range(2)]
+        while self._app.settings["watch"].polls < 2:  # both reads under way
+            await asyncio.sleep(0.01)
+        small = await self.http_client.fetch(self.get_url(f"{CELL}/update"))
+        assert small.code == 200  # a small read is not held up by the turn
+        assert (pages, most) == (1, 1)  # the second read waits for its turn
+        release.set()
+        answers = await asyncio.gather(*reads)
+        assert [a.code for a in answers] == [200, 200] and (pages, most) == (2, 1)

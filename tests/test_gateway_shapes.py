@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.cells import add_file_urls, file_url, interact_content
+from gateway.cells import interact_content
 from gateway.ws import to_json
 from protocol import Session
 from protocol import msgtypes as mt
+from protocol.fileurls import add_file_urls, file_url
 
 ADDRESS = ("ann", "my ws", "5/x")
 URL = "/home/ann/my%20ws/5%2Fx/files/7/r%C3%A9sultat%20final.csv"
