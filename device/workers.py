@@ -307,6 +307,9 @@ class Worker(Stopping):
                                           self._memory.stop() if self._memory else 0)}
         elif msg_type in COMM_OUTPUT:  # a widget's comm_open names its protocol version
             metadata = record.get("metadata")
+        elif msg_type == mt.STREAM and isinstance(extra := record.get("metadata"), dict) \
+                and extra.get(mt.STDIN_ECHO) is True:  # input()'s echo: Jupyter's channels
+            metadata = {mt.STDIN_ECHO: True}  # leave it out (the page shows it)
         try:
             await self._emit(msg_type, content, buffers, metadata)
         except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)
