@@ -26,7 +26,8 @@ from typing import Any
 from protocol.version import VERSION
 
 from . import introspect
-from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error
+from .backend import (BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error,
+                      traceback_entries)
 from .blocks import BlockApi
 from .controls import CONTROLS
 from .history import History
@@ -260,7 +261,7 @@ def _error_outcome(e: BaseException, only_message: bool = False) -> ExecuteOutco
         lines = traceback.format_exception_only(type(e), e)
     else:
         lines = traceback.format_exception(type(e), e.with_traceback(tb), tb)
-    return ExecuteOutcome.failed(type(e).__name__, _safe_str(e), lines)
+    return ExecuteOutcome.failed(type(e).__name__, _safe_str(e), traceback_entries(lines))
 
 
 def _safe_str(e: BaseException) -> str:
