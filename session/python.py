@@ -25,15 +25,15 @@ from typing import Any
 
 from protocol.version import VERSION
 
-from . import introspect
+from . import introspect, ipydisplay
 from .backend import (BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error,
                       traceback_entries)
 from .blocks import BlockApi
 from .controls import CONTROLS
 from .history import History
 from .interact import Interacts
-from .display import close_figure, is_figure, mimebundle, quiet_matplotlib_setup, \
-    set_display_hook, show_open_figures
+from .display import close_figure, display_hook, is_figure, mimebundle, \
+    quiet_matplotlib_setup, set_display_hook, show_open_figures
 
 #: Compiler flags of every ``from __future__ import`` feature (they persist across cells).
 _FUTURE_FLAGS = 0
@@ -67,6 +67,7 @@ class PythonBackend(SessionBackend):
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
+        ipydisplay.install(display_hook)  # IPython's display() shows as display() does
 
     # --- what the namespace sees -----------------------------------------------------------
 
