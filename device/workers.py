@@ -301,7 +301,7 @@ class Worker(Stopping):
             self.prompt.opened()
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = explain_error(content, self.limits, self.asked)
-        metadata = None
+        metadata: dict[str, Any] | None = None
         if msg_type == mt.EXECUTE_REPLY:
             metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,
                                           self._memory.stop() if self._memory else 0)}
