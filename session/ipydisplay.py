@@ -1,11 +1,13 @@
-"""IPython's ``display`` in the built-in session: notebooks written for Jupyter call
-``from IPython.display import display``, whose function, outside an IPython shell, prints
-each object's repr (JupyterLab on the ``python`` kernel showed
-``<IPython.core.display.HTML object>`` where ipykernel shows the HTML). When user code
-imports IPython, ``IPython.core.display_functions.display`` (which ``IPython.display`` and
-``IPython.core.display`` re-export) is replaced, as soon as it is defined, by one that shows
-through the session's display hook (:func:`session.display.set_display_hook`). IPython is
-not imported by the session itself: a session that never asks for it pays nothing.
+"""IPython's ``display`` and ``clear_output`` in the built-in session: notebooks written
+for Jupyter call ``from IPython.display import display, clear_output``, which, outside an
+IPython shell, print each object's repr and terminal escapes (JupyterLab on the ``python``
+kernel showed ``<IPython.core.display.HTML object>`` where ipykernel shows the HTML, and
+every step of a progress loop where ipykernel shows the last). When user code imports
+IPython, ``IPython.core.display_functions``'s two (which ``IPython.display`` and
+``IPython.core.display`` re-export) are replaced, as soon as they are defined, by ones that
+show through the session's display hook (:func:`session.display.set_display_hook`) and
+send ``clear_output``. IPython is not imported by the session itself: a session that never
+asks for it pays nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from typing import Any
 MODULE = "IPython.core.display_functions"
 
 Hook = Callable[..., None]
+#: Sends ``clear_output`` with its ``wait``: the running backend's (see :func:`install`).
+_clear: Callable[[bool], None] | None = None
 
 
 class _Raw:
@@ -54,8 +58,14 @@ def session_display(hook: Callable[[], Hook | None]) -> Callable[..., None]:
     return display
 
 
+def session_clear_output(wait: bool = False) -> None:
+    """IPython's ``clear_output(wait=False)`` as a Jupyter kernel sends it."""
+    if _clear is not None:
+        _clear(wait is True)
+
+
 class _Patching(importlib.abc.Loader):
-    """Runs the module as its own loader does, then puts ``display`` in."""
+    """Runs the module as its own loader does, then puts the session's two in."""
 
     def __init__(self, loader: importlib.abc.Loader, display: Callable[..., None]) -> None:
         self.loader, self.display = loader, display
@@ -66,6 +76,7 @@ class _Patching(importlib.abc.Loader):
     def exec_module(self, module: ModuleType) -> None:
         self.loader.exec_module(module)
         module.display = self.display  # type: ignore[attr-defined]
+        module.clear_output = session_clear_output  # type: ignore[attr-defined]
 
 
 class _Finder(importlib.abc.MetaPathFinder):
@@ -83,8 +94,11 @@ class _Finder(importlib.abc.MetaPathFinder):
         return spec
 
 
-def install(hook: Callable[[], Hook | None]) -> None:
-    """From now on (once per process), IPython's ``display`` shows through ``hook()``."""
+def install(hook: Callable[[], Hook | None], clear: Callable[[bool], None]) -> None:
+    """From now on, IPython's ``display`` shows through ``hook()`` and its ``clear_output``
+    calls ``clear(wait)`` (the last backend's: one per worker process)."""
+    global _clear
+    _clear = clear
     if any(isinstance(finder, _Finder) for finder in sys.meta_path):
         return
     display = session_display(hook)
@@ -92,4 +106,5 @@ def install(hook: Callable[[], Hook | None]) -> None:
         module = sys.modules.get(name)  # imported already (a preloaded template's choice)
         if module is not None:
             module.display = display  # type: ignore[attr-defined]
+            module.clear_output = session_clear_output  # type: ignore[attr-defined]
     sys.meta_path.insert(0, _Finder(display))

@@ -67,7 +67,7 @@ class PythonBackend(SessionBackend):
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
-        ipydisplay.install(display_hook)  # IPython's display() shows as display() does
+        ipydisplay.install(display_hook, self._clear_output)  # IPython's, as Jupyter's
 
     # --- what the namespace sees -----------------------------------------------------------
 
@@ -79,6 +79,11 @@ class PythonBackend(SessionBackend):
             if is_figure(obj):
                 close_figure(obj)
             self.out.display(data, metadata)
+
+    def _clear_output(self, wait: bool) -> None:
+        """IPython's ``clear_output``: the cell's output so far goes (with ``wait``, when
+        the next output comes), as in Jupyter."""
+        self.out.message("clear_output", {"wait": wait})
 
     # --- SessionBackend ------------------------------------------------------------------
 

@@ -25,3 +25,23 @@ def test_ipython_display_shows_rich_output(worker: Worker) -> None:  # noqa: F81
     assert shown[1]["data"]["text/markdown"] == "*it*"
     assert shown[2]["metadata"] == {"text/html": {"isolated": True}}
     assert stream_text(records) == "", records
+
+
+@pytest.mark.timeout(60)
+def test_ipython_clear_output_clears(worker: Worker) -> None:  # noqa: F811
+    """``clear_output(wait=True)`` in a loop (a notebook's progress line) sends
+    ``clear_output``, so JupyterLab shows the last step only, as with ipykernel; it printed
+    terminal escapes (``ESC[2K``), and every step stayed."""
+    records = worker.execute("""\
+        from IPython.display import clear_output
+        for i in range(3):
+            clear_output(wait=True)
+            print("step", i)
+        clear_output()
+        """)
+    assert reply(records)["status"] == "ok", records
+    clears = [r["content"] for r in of_type(records, "clear_output")]
+    assert clears == [{"wait": True}] * 3 + [{"wait": False}], records
+    assert "\x1b" not in stream_text(records) + stream_text(records, "stderr"), records
+    kinds = [r["msg_type"] for r in records if r["msg_type"] in ("stream", "clear_output")]
+    assert kinds[:2] == ["clear_output", "stream"] and kinds[-1] == "clear_output", kinds
