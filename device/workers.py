@@ -301,12 +301,15 @@ class Worker(Stopping):
             self.prompt.opened()
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = explain_error(content, self.limits, self.asked)
-        metadata = None
+        metadata: dict[str, Any] | None = None
         if msg_type == mt.EXECUTE_REPLY:
             metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,
                                           self._memory.stop() if self._memory else 0)}
         elif msg_type in COMM_OUTPUT:  # a widget's comm_open names its protocol version
             metadata = record.get("metadata")
+        elif msg_type == mt.STREAM and isinstance(extra := record.get("metadata"), dict) \
+                and extra.get(mt.STDIN_ECHO) is True:  # input()'s echo: Jupyter's channels
+            metadata = {mt.STDIN_ECHO: True}  # leave it out (the page shows it)
         try:
             await self._emit(msg_type, content, buffers, metadata)
         except ProtocolError as e:  # not representable on the bus (e.g. bytes in JSON)

@@ -26,6 +26,11 @@ MAX_INPUT_REPLY = 64 * 1024
 #: The value of an ``input_reply`` that means end of file (Ctrl-D; ipykernel's convention):
 #: the device sends it, with an ``error`` saying why, when a prompt outlives --input-timeout.
 INPUT_EOF = "\x04"
+#: A ``stream``'s metadata key, true on the stdout line that echoes a prompt and its answer
+#: (a password's without it) after ``input()``: the page's stored output reads like a
+#: terminal session, while Jupyter clients, which show the prompt and the answer themselves
+#: (JupyterLab's stdin line), are not sent it.
+STDIN_ECHO = "cellbus_stdin_echo"
 # Comms (Jupyter's names), for Jupyter-kernel sessions: the kernel's comm_open, comm_msg and
 # comm_close are output like any other; a client's (and its comm_info_request, which the
 # kernel answers with comm_info_reply) go to that session only, never stored.

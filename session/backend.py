@@ -60,6 +60,14 @@ class ExecuteOutcome:
         return cls(status="error", ename=ename, evalue=evalue, traceback=traceback)
 
 
+def traceback_entries(lines: list[str]) -> list[str]:
+    """Python's formatted traceback (:func:`traceback.format_exception`, each entry ending
+    with a newline) as Jupyter's ``traceback`` field: Jupyter clients join the entries with
+    newlines (JupyterLab showed a blank line after every frame), so none ends with one, as
+    ipykernel sends them."""
+    return [line.removesuffix("\n") for line in lines]
+
+
 def expression_error(ename: str, evalue: str, traceback: list[str]) -> dict[str, Any]:
     """One user expression's value when evaluating it failed (the messaging spec's error
     shape)."""

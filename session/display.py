@@ -41,6 +41,11 @@ def set_display_hook(hook: Callable[..., None] | None) -> None:
     _display_hook = hook
 
 
+def display_hook() -> Callable[..., None] | None:
+    """The session's ``display(*objs)``, if one is registered."""
+    return _display_hook
+
+
 def mimebundle(obj: Any) -> tuple[Bundle, dict[str, Any]]:
     """``(data, metadata)`` for ``obj``; ``data`` always holds ``text/plain``."""
     data: Bundle = {}

@@ -25,14 +25,15 @@ from typing import Any
 
 from protocol.version import VERSION
 
-from . import introspect
-from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error
+from . import introspect, ipydisplay
+from .backend import (BackendConfig, ExecuteOutcome, Output, SessionBackend, expression_error,
+                      traceback_entries)
 from .blocks import BlockApi
 from .controls import CONTROLS
 from .history import History
 from .interact import Interacts
-from .display import close_figure, is_figure, mimebundle, quiet_matplotlib_setup, \
-    set_display_hook, show_open_figures
+from .display import close_figure, display_hook, is_figure, mimebundle, \
+    quiet_matplotlib_setup, set_display_hook, show_open_figures
 
 #: Compiler flags of every ``from __future__ import`` feature (they persist across cells).
 _FUTURE_FLAGS = 0
@@ -66,6 +67,7 @@ class PythonBackend(SessionBackend):
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
+        ipydisplay.install(display_hook, self._clear_output)  # IPython's, as Jupyter's
 
     # --- what the namespace sees -----------------------------------------------------------
 
@@ -77,6 +79,11 @@ class PythonBackend(SessionBackend):
             if is_figure(obj):
                 close_figure(obj)
             self.out.display(data, metadata)
+
+    def _clear_output(self, wait: bool) -> None:
+        """IPython's ``clear_output``: the cell's output so far goes (with ``wait``, when
+        the next output comes), as in Jupyter."""
+        self.out.message("clear_output", {"wait": wait})
 
     # --- SessionBackend ------------------------------------------------------------------
 
@@ -260,7 +267,7 @@ def _error_outcome(e: BaseException, only_message: bool = False) -> ExecuteOutco
         lines = traceback.format_exception_only(type(e), e)
     else:
         lines = traceback.format_exception(type(e), e.with_traceback(tb), tb)
-    return ExecuteOutcome.failed(type(e).__name__, _safe_str(e), lines)
+    return ExecuteOutcome.failed(type(e).__name__, _safe_str(e), traceback_entries(lines))
 
 
 def _safe_str(e: BaseException) -> str:

@@ -22,7 +22,7 @@ from protocol.link import WorkerLink
 from protocol.queries import unanswered
 from protocol.version import VERSION
 
-from .backend import ExecuteOutcome, SessionBackend, expression_error
+from .backend import ExecuteOutcome, SessionBackend, expression_error, traceback_entries
 from .children import boot_ticks, end_started_since, hit_process_limit, reap_strays
 from .interrupts import InterruptGuard
 from .linkoutput import LinkOutput
@@ -264,8 +264,8 @@ class Worker:
             self.guard.disarm()
             if not isinstance(e, KeyboardInterrupt):
                 self.out.diag(f"backend {type(self.backend).__name__} raised {e!r}")
-            return ExecuteOutcome.failed(type(e).__name__, str(e),
-                                         traceback.format_exception_only(type(e), e))
+            return ExecuteOutcome.failed(type(e).__name__, str(e), traceback_entries(
+                traceback.format_exception_only(type(e), e)))
 
     def _finish(self, outcome: ExecuteOutcome, count: int, silent: bool, meter: Meter,
                 values: dict[str, Any]) -> None:

@@ -5,7 +5,8 @@ Reading sends an ``input_request`` ``{"prompt", "password"}`` over the worker's 
 parent is the running request, like any output) and blocks the calling thread until the
 device sends ``{"msg_type": "input_reply", "content": {"value"}}`` back. Then the prompt and
 the answer are echoed to stdout as a terminal would show them (a password's answer never),
-so the cell's stored output reads like the session it was.
+so the cell's stored output reads like the session it was; the echo is marked
+(:data:`protocol.msgtypes.STDIN_ECHO`) for the Jupyter channels, which leave it out.
 
 The wait is interruptible: a SIGINT (the Stop button) raises ``KeyboardInterrupt`` out of
 ``input()``, as anywhere in user code; a record is read whole inside the interrupt guard's
@@ -108,7 +109,11 @@ class Asker:
         value = value if isinstance(value, str) else ""
         if value == mt.INPUT_EOF:
             raise EOFError("end of input")
-        self.out.stream("stdout", f"{prompt}{'' if password else value}\n")
+        # A message of its own (what the cell printed before goes first), marked so that
+        # Jupyter clients, which show the prompt and answer themselves, are not sent it.
+        self.out.message(mt.STREAM, {"name": "stdout",
+                                     "text": f"{prompt}{'' if password else value}\n"},
+                         {mt.STDIN_ECHO: True})
         return value
 
     def _wait(self, run: str) -> dict[str, Any]:

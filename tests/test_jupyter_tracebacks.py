@@ -71,3 +71,22 @@ async def test_traceback_names_the_execution_count(chain: Any) -> None:
         assert "NameError" in text and "<cell-4>" not in text, text
     finally:
         await ch.close()
+
+
+async def test_traceback_lines_end_without_a_newline(chain: Any) -> None:
+    """A Jupyter client joins a traceback's entries with newlines (JupyterLab, nbconvert,
+    jupyter_client's console), so no entry ends with one, as none of ipykernel's last does:
+    the built-in session's entries each ended with a newline, and JupyterLab showed a blank
+    line after every frame of a built-in session's error."""
+    ch = await Channels.open(chain.port, start_kernel(chain, "python"))
+    try:
+        for code in ("def f():\n    return 1 / 0\nf()", "1 +", "import no_such_module_x"):
+            reply = await execute(ch, code)
+            assert reply["status"] == "error", reply
+            shown = "\n".join(reply["traceback"])
+            assert "\n\n" not in shown and not shown.endswith("\n"), reply["traceback"]
+            assert reply["ename"] in reply["traceback"][-1], reply["traceback"]
+        errors = [m["content"] for m in await ch.execute("1 / 0") if m["msg_type"] == "error"]
+        assert len(errors) == 1 and "\n\n" not in "\n".join(errors[0]["traceback"]), errors
+    finally:
+        await ch.close()

@@ -212,6 +212,8 @@ class ChannelsHandler(SocketHandler):
         if msg_type in wire.HIDDEN or (
                 msg_type == "input_request" and not self.prompts.is_ours(msg["parent_header"])):
             return
+        if msg["metadata"].pop(mt.STDIN_ECHO, None) is True:  # input()'s prompt and answer:
+            return  # a Jupyter client shows them itself (its stdin line), not twice
         if msg_type == "input_request" and isinstance(facts.get("cell_id"), str):
             self.prompts.shown(msg["header"]["msg_id"], facts["cell_id"])  # its answer goes there
         if facts.get("cell_id") == START_CELL:  # the kernel's start: no client asked

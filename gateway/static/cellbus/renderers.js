@@ -110,7 +110,11 @@
     error(block) {
       const pre = el("pre", "cellbus-error");
       const tb = block.traceback;
-      const text = tb.length ? tb.join("") : block.ename + ": " + block.evalue;
+      // Jupyter's rule: entries are joined by newlines (ipykernel's and the built-in
+      // session's alike; those stored before the built-in one did so end in one, joined
+      // as they were).
+      const joint = tb.every((line) => String(line).endsWith("\n")) ? "" : "\n";
+      const text = tb.length ? tb.join(joint) : block.ename + ": " + block.evalue;
       showAnsi(pre, text.replace(/\n$/, ""));
       return pre;
     },
