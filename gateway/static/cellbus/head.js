@@ -54,5 +54,6 @@
  *                 its idle timeout with Keep) and its Restart button
  *   notebook.js   Jupyter notebooks (.ipynb): the cells and the kernel a worksheet takes
  *                 of one
- *   worksheet.js  makeCell, makeWorksheet and the public API on window.cellbus
+ *   worksheet.js  makeCell, makeWorksheet (cells that share a session; another page's runs
+ *                 in them followed) and the public API on window.cellbus
  */

@@ -51,7 +51,8 @@
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
    * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
-   * Returns {cells, add, move, remove, undelete, layout, runAll, runAbove, runBelow}. */
+   * Another page's run in a cell shows here too (its code, its output as it comes).
+   * Returns {cells, add, move, remove, undelete, layout, follow, runAll, runAbove, runBelow}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -101,9 +102,24 @@
     });
     let nextId = 1;
     let loading = true;
+    let quiet = false;  // what another page's run changes is not this page's to save
     const changed = () => {
-      if (!loading && o.onChange) o.onChange(sheet);
+      if (!loading && !quiet && o.onChange) o.onChange(sheet);
     };
+    // Another page's run in a cell (Channel._follow): a cell of an id this page lacks is
+    // added, last, and the cell shows the code that ran; then `onFollow(sheet)` (the page
+    // takes the store's layout, where that page saved its cells: see follow).
+    list.addEventListener("cellbus:followed", (event) => {
+      const d = event.detail;
+      quiet = true;
+      try {
+        const cell = cells.find((c) => c.cellId === d.cellId) || add({id: d.cellId, code: ""});
+        if (typeof d.code === "string" && cell.input.value !== d.code) cell.setCode(d.code);
+      } finally {
+        quiet = false;
+      }
+      if (o.onFollow) o.onFollow(sheet);
+    });
 
     /** A new cell with `code` (a string or {id, code}) at `index` (default: last);
      * `restore`: show what the store has of its last run (a cell brought back). */
@@ -120,6 +136,9 @@
         // A new cell has no past to show, nor has one the store names no run of (`ran`).
         restore: restore === true
           || (loading && o.restore !== false && (!Array.isArray(o.ran) || o.ran.includes(id))),
+        onInput: (c) => {
+          if (!quiet && o.onInput) o.onInput(c);
+        },
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
           (cells[next] || add("")).focus();
@@ -241,6 +260,38 @@
       cell.focusLine("first", 0);
     }
 
+    /** Take `layout` ([{id, type, code}], another page's save) as this page's cells,
+     * without saving it again: cells of its ids take its place, type and code, the missing
+     * are added (none of their runs is asked for) and those it lacks go, unless busy. */
+    function follow(layout) {
+      quiet = true;
+      try {
+        layout.forEach((entry, at) => {
+          const id = String(entry.id);
+          const cell = cells.find((c) => c.cellId === id);
+          if (!cell) {
+            add(entry, at, false);
+            return;
+          }
+          if (cells.indexOf(cell) !== at) {
+            cells.splice(cells.indexOf(cell), 1);
+            cells.splice(at, 0, cell);
+            list.insertBefore(cell.element, at + 1 < cells.length ? cells[at + 1].element : null);
+          }
+          if (cell.type !== entry.type) cell.setType(entry.type === "markdown" ? "markdown" : "code");
+          if (cell.input.value !== entry.code && !cell.busy) cell.setCode(entry.code);
+        });
+        const kept = new Set(layout.map((entry) => String(entry.id)));
+        for (const cell of cells.filter((c) => !kept.has(c.cellId) && !c.busy)) {
+          cells.splice(cells.indexOf(cell), 1);
+          cell.destroy();
+          cell.element.remove();
+        }
+      } finally {
+        quiet = false;
+      }
+    }
+
     /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
      * "code" or "markdown"). */
     function layout() {
@@ -328,7 +379,7 @@
     });
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
-                   layout: layout, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
+                   layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
                    options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
