@@ -32,3 +32,19 @@
                    isObject(meta.kernelspec) ? meta.kernelspec.name : null];
     return names.find((name) => typeof name === "string" && offered.includes(name)) || null;
   }
+
+  /** The kernel a notebook (`text`) names, for when it is not offered: {name, display,
+   * language} from its kernelspec (its language_info's name for a missing name or
+   * language), or null if it names none (it opens in the worksheet's default kernel). */
+  function notebookKernelName(text) {
+    let meta;
+    try { meta = JSON.parse(text).metadata; } catch (e) { meta = null; }
+    const spec = isObject(meta) && isObject(meta.kernelspec) ? meta.kernelspec : {};
+    const info = isObject(meta) && isObject(meta.language_info) ? meta.language_info : {};
+    const word = (value) => (typeof value === "string" && value ? value : null);
+    const language = word(spec.language) || word(info.name);
+    const name = word(spec.name) || language;
+    if (!name) return null;
+    return {name: name, display: word(spec.display_name) || name,
+            language: language ? language.toLowerCase() : null};
+  }

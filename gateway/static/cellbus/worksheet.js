@@ -391,4 +391,5 @@
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
                     Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
                     notebookLayout: notebookLayout, notebookKernel: notebookKernel,
+                    notebookKernelName: notebookKernelName,
                     version: "0.1.0"};
