@@ -255,3 +255,20 @@ def test_escape_then_j_and_k_without_codemirror(page: Any, web: Any) -> None:
     """In the plain textarea of a page without CodeMirror."""
     page.route("**/vendor/codemirror/**", lambda route: route.abort())
     select_with_command_keys(page, web)
+
+
+def test_ctrl_s_saves_the_cells_at_once_and_not_the_browsers_page(page: Any,
+                                                                   web: Any) -> None:
+    """Ctrl+S, a Jupyter user's habit, saves the worksheet's cells in the store at once and
+    says so, and the browser's own Save Page (a file dialog) does not open: the key's
+    default is prevented. Before, the page left Ctrl+S to the browser."""
+    cells = open_worksheet(page, web)
+    page.evaluate("""() => addEventListener("keydown", (event) => {
+        if (event.key === "s") window.__saveKey = event.defaultPrevented; })""")
+    code_box(cells.nth(0)).focus()
+    page.keyboard.type("print('kept')")
+    with page.expect_request_finished(lambda r: r.url.endswith("/layout")
+                                      and "kept" in (r.post_data or "")):
+        page.keyboard.press("Control+s")
+    assert page.evaluate("window.__saveKey") is True
+    expect(page.locator("#notebook-note")).to_contain_text("Saved")
