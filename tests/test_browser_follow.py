@@ -6,9 +6,10 @@ as another tab's change."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from access_util import call
+from access_util import JSON, call
 from harness import Chain
 from test_browser import (browser, code_box, code_of, expect, open_worksheet, page,  # noqa: F401
                           run, web)
@@ -21,7 +22,8 @@ STREAM = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n   
 def test_a_run_in_one_tab_shows_in_the_other(page: Any, web: Chain) -> None:  # noqa: F811
     """Tests that tab B shows tab A's run of cell 1 (code, output, done) and of a cell A
     added (it appears in B, its lines as they come, once each), that B's own save after it
-    is stored with A's cell (no conflict note), and that B after a reload shows both runs."""
+    is stored with A's cell (no conflict note), that B after a reload shows both runs, and
+    that a run of the HTTP API in a cell no page has shows in a cell B adds, which stays."""
     cells_a = open_worksheet(page, web)
     ws = worksheet_of(page)
     other = page.context.new_page()  # a second tab of the same browser
@@ -59,5 +61,15 @@ def test_a_run_in_one_tab_shows_in_the_other(page: Any, web: Chain) -> None:  # 
     expect(cells_b).to_have_count(4)
     expect(cells_b.nth(0).locator(".cellbus-output")).to_have_text("from A 42")
     expect(cells_b.nth(3).locator(".cellbus-output")).to_have_text("line 0\nline 1\nline 2")
+    cells_b.nth(2).get_by_role("button", name="Evaluate (cell 3)").click()
+    expect(cells_b.nth(2)).to_have_attribute("data-status", "done")  # B's socket is through
+
+    # A client that keeps no layout (the HTTP API): its cell is added and stays
+    api = json.dumps({"input": "print('from the API')"})
+    assert call(web.port, "POST", f"/home/guest/{ws}/9/evaluate", api, JSON).status == 202
+    expect(cells_b).to_have_count(5)
+    expect(cells_b.nth(4).locator(".cellbus-output")).to_have_text("from the API")
+    expect(code_of(cells_b.nth(4))).to_have_value("print('from the API')")
     assert console.settled(other) == []
+    expect(cells_b).to_have_count(5)
     other.close()

@@ -14,6 +14,9 @@
   const FOLLOWED = new Set(["status", "execute_input", "stream", "display_data", "execute_result",
                             "update_display_data", "clear_output", "error", "input_request",
                             "execute_reply"]);
+  // A Jupyter kernel's start, a run no client asked for (gateway/jupyter/model.py): no page
+  // shows it, nor a Keep's runs of nothing (KEEPALIVE_CELL).
+  const KERNEL_START_CELL = "kernel-start";
 
   Object.assign(Channel.prototype, {
     _receive(raw) {
@@ -180,20 +183,22 @@
      * /update), nor for a Keep's runs or a completion's. True if the message was taken. */
     _follow(sub, msg, facts, parent) {
       const id = facts.cell_id === undefined || facts.cell_id === null ? null : String(facts.cell_id);
-      if (!sub.live || id === null || id === KEEPALIVE_CELL || !FOLLOWED.has(msgTypeOf(msg))
+      if (!sub.live || id === null || id === KEEPALIVE_CELL || id === KERNEL_START_CELL
+          || !FOLLOWED.has(msgTypeOf(msg))
           || typeof facts.interact_id === "string" || isObject(facts.reply_to)) return false;
       const find = () => Array.from(sub.cells).find((c) => c.cellId === id);
       let cell = find();
-      const any = sub.cells.values().next().value;
-      if (!cell && any) {  // one of the worksheet's cells tells the page
-        any._event("followed", {cellId: id, code: null});
-        cell = find();
-      }
-      if (!cell || cell.requestId === parent || !cell.followRun(parent)) return false;
+      if (cell && (cell.busy || cell.requestId === parent)) return false;  // its own run
+      // The cell, or if the page has none of that id, one of the worksheet's cells, tells
+      // the page (which adds it).
+      const teller = cell || sub.cells.values().next().value;
+      if (!teller) return false;
+      teller._event("followed", {cellId: id, code: msgTypeOf(msg) === "execute_input"
+                                 ? msg.content.code : null});
+      cell = find();
+      if (!cell || !cell.followRun(parent)) return false;
       this.requests.set(parent, {cell: cell, msg: null, kind: "execute_request", sent: true,
                                  accepted: true, followed: true});
-      cell._event("followed", {cellId: id, code: msgTypeOf(msg) === "execute_input"
-                               ? msg.content.code : null});
       cell._message(facts.seq, msg);
       return true;
     },

@@ -107,8 +107,8 @@
       if (!loading && !quiet && o.onChange) o.onChange(sheet);
     };
     // Another page's run in a cell (Channel._follow): a cell of an id this page lacks is
-    // added, last, and the cell shows the code that ran; then `onFollow(sheet)` (the page
-    // takes the store's layout, where that page saved its cells: see follow).
+    // added, last, and the cell shows the code that ran; then `onFollow(sheet, cellId)`
+    // (the page takes the store's layout, where that page saved its cells: see follow).
     list.addEventListener("cellbus:followed", (event) => {
       const d = event.detail;
       quiet = true;
@@ -118,7 +118,7 @@
       } finally {
         quiet = false;
       }
-      if (o.onFollow) o.onFollow(sheet);
+      if (o.onFollow) o.onFollow(sheet, d.cellId);
     });
 
     /** A new cell with `code` (a string or {id, code}) at `index` (default: last);
