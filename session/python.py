@@ -6,7 +6,8 @@ with ``exec``, the final expression with ``eval`` so its value becomes the execu
 execution_count N: :meth:`PythonBackend.cell_name`), and tracebacks show only frames from
 the first cell frame on. Every execution runs inside a block
 of the block API. Touches ``sys.modules["__main__"]`` (the session's namespace module),
-``linecache`` and the display hook of :mod:`session.display`.
+``linecache``, the display hook of :mod:`session.display` and IPython's ``display``
+(:mod:`session.ipydisplay`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import platform
 import sys
 import traceback
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from protocol.version import VERSION
@@ -31,6 +32,7 @@ from .blocks import BlockApi
 from .controls import CONTROLS
 from .history import History
 from .interact import Interacts
+from .ipydisplay import install as install_ipython_display
 from .display import close_figure, is_figure, mimebundle, quiet_matplotlib_setup, \
     set_display_hook, show_open_figures
 
@@ -66,6 +68,7 @@ class PythonBackend(SessionBackend):
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
+        install_ipython_display(self._ipython_display)
 
     # --- what the namespace sees -----------------------------------------------------------
 
@@ -77,6 +80,19 @@ class PythonBackend(SessionBackend):
             if is_figure(obj):
                 close_figure(obj)
             self.out.display(data, metadata)
+
+    def _ipython_display(self, objs: Sequence[Any], raw: bool, metadata: Any) -> None:
+        """IPython's ``display(*objs, raw=..., metadata=...)`` (session.ipydisplay): as
+        ``display``; with ``raw``, each object is a mimebundle, shown as it is."""
+        if not raw:
+            self.display(*objs)
+            return
+        self.blocks.new_block()
+        for obj in objs:
+            data = {k: v for k, v in obj.items() if isinstance(k, str)} if isinstance(
+                obj, dict) else mimebundle(obj)[0]
+            data.setdefault("text/plain", "")
+            self.out.display(data, metadata if isinstance(metadata, dict) else {})
 
     # --- SessionBackend ------------------------------------------------------------------
 
