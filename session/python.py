@@ -6,8 +6,8 @@ with ``exec``, the final expression with ``eval`` so its value becomes the execu
 execution_count N: :meth:`PythonBackend.cell_name`), and tracebacks show only frames from
 the first cell frame on. Every execution runs inside a block
 of the block API. Touches ``sys.modules["__main__"]`` (the session's namespace module),
-``linecache``, the display hook of :mod:`session.display` and IPython's ``display``
-(:mod:`session.ipydisplay`).
+``linecache``, the display hook of :mod:`session.display` and IPython's ``display`` and
+``clear_output`` (:mod:`session.ipydisplay`).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class PythonBackend(SessionBackend):
         self._flags = 0
         quiet_matplotlib_setup()
         set_display_hook(self.display)
-        install_ipython_display(self._ipython_display)
+        install_ipython_display(self._ipython_display, self._clear_output)
 
     # --- what the namespace sees -----------------------------------------------------------
 
@@ -93,6 +93,13 @@ class PythonBackend(SessionBackend):
                 obj, dict) else mimebundle(obj)[0]
             data.setdefault("text/plain", "")
             self.out.display(data, metadata if isinstance(metadata, dict) else {})
+
+    def _clear_output(self, wait: bool) -> None:
+        """IPython's ``clear_output(wait)``: the cell's output goes (with ``wait``, once
+        the next output comes), as a Jupyter kernel's ``clear_output`` message says."""
+        self.out.flush()
+        self.out.message("clear_output", {"wait": wait})
+        self.blocks.new_block()
 
     # --- SessionBackend ------------------------------------------------------------------
 
