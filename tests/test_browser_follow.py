@@ -70,6 +70,13 @@ def test_a_run_in_one_tab_shows_in_the_other(page: Any, web: Chain) -> None:  # 
     expect(cells_b).to_have_count(5)
     expect(cells_b.nth(4).locator(".cellbus-output")).to_have_text("from the API")
     expect(code_of(cells_b.nth(4))).to_have_value("print('from the API')")
-    assert console.settled(other) == []
+    # ... and stays when B takes the layout A saved again after A's next run
+    key = f"cellbus:code:guest/{ws}"
+    other.evaluate("key => localStorage.setItem(key, 'taken?')", key)
+    cells_a.nth(0).get_by_role("button", name="Evaluate (cell 1)").click()
+    other.wait_for_function("key => localStorage.getItem(key) !== 'taken?'", arg=key)
     expect(cells_b).to_have_count(5)
+    assert [c["id"] for c in json.loads(other.evaluate("key => localStorage.getItem(key)", key))
+            ] == ["1", "2", "3", "4", "9"]
+    assert console.settled(other) == []
     other.close()

@@ -103,22 +103,29 @@
     let nextId = 1;
     let loading = true;
     let quiet = false;  // what another page's run changes is not this page's to save
+    // Cells added for another client's runs that no layout has shown yet (the HTTP API's,
+    // a Jupyter client's: they keep none): follow() keeps them.
+    const unsaved = new Set();
     const changed = () => {
       if (!loading && !quiet && o.onChange) o.onChange(sheet);
     };
     // Another page's run in a cell (Channel._follow): a cell of an id this page lacks is
-    // added, last, and the cell shows the code that ran; then `onFollow(sheet, cellId)`
+    // added, last, and the cell shows the code that ran; then `onFollow(sheet, cellId, code)`
     // (the page takes the store's layout, where that page saved its cells: see follow).
     list.addEventListener("cellbus:followed", (event) => {
       const d = event.detail;
       quiet = true;
       try {
-        const cell = cells.find((c) => c.cellId === d.cellId) || add({id: d.cellId, code: ""});
+        let cell = cells.find((c) => c.cellId === d.cellId);
+        if (!cell) {
+          cell = add({id: d.cellId, code: ""});
+          unsaved.add(d.cellId);
+        }
         if (typeof d.code === "string" && cell.input.value !== d.code) cell.setCode(d.code);
       } finally {
         quiet = false;
       }
-      if (o.onFollow) o.onFollow(sheet, d.cellId);
+      if (o.onFollow) o.onFollow(sheet, d.cellId, d.code);
     });
 
     /** A new cell with `code` (a string or {id, code}) at `index` (default: last);
@@ -262,7 +269,8 @@
 
     /** Take `layout` ([{id, type, code}], another page's save) as this page's cells,
      * without saving it again: cells of its ids take its place, type and code, the missing
-     * are added (none of their runs is asked for) and those it lacks go, unless busy. */
+     * are added (none of their runs is asked for) and those it lacks go, unless busy or
+     * added for another client's runs (`unsaved`). */
     function follow(layout) {
       quiet = true;
       try {
@@ -282,7 +290,9 @@
           if (cell.input.value !== entry.code && !cell.busy) cell.setCode(entry.code);
         });
         const kept = new Set(layout.map((entry) => String(entry.id)));
-        for (const cell of cells.filter((c) => !kept.has(c.cellId) && !c.busy)) {
+        for (const id of kept) unsaved.delete(id);
+        for (const cell of cells.filter((c) => !kept.has(c.cellId) && !c.busy
+                                        && !unsaved.has(c.cellId))) {
           cells.splice(cells.indexOf(cell), 1);
           cell.destroy();
           cell.element.remove();
