@@ -78,3 +78,49 @@ def test_an_opened_notebook_runs_in_its_kernel_and_a_download_keeps_it(
     page.get_by_role("button", name="Run all").click()
     expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text(
         "bash 42")
+
+
+def test_a_notebook_in_a_kernel_not_offered_says_so_and_the_person_picks(
+        page: Any, web: Any, tmp_path: Path) -> None:  # noqa: F811
+    """Tests that a notebook whose kernel this gateway does not offer (Julia) is not opened
+    in the default kernel without a word: the page names that kernel and lets the person
+    pick one of those offered (bash here, its cells then run there) or cancel, which opens
+    nothing. Before, it opened in Python and said nothing. A notebook of ipykernel
+    (``python3``, not offered here) opens in the one kernel offered in its language, the
+    built-in ``python``, as JupyterLab picks, without asking."""
+    nbformat = pytest.importorskip("nbformat")
+    v4 = nbformat.v4
+    notebook = v4.new_notebook(cells=[v4.new_code_cell('echo "picked $((6*7))"')], metadata={
+        "kernelspec": {"name": "julia-1.10", "display_name": "Julia 1.10", "language": "julia"}})
+    path = tmp_path / "julia.ipynb"
+    nbformat.write(notebook, path)
+    open_worksheet(page, web)
+    url = page.url
+    note = page.locator("#notebook-note")
+    page.get_by_label("Open .ipynb").set_input_files(path)
+    expect(note).to_contain_text("julia.ipynb names the kernel Julia 1.10 (julia-1.10), which"
+                                 " this gateway does not offer")
+    note.get_by_role("button", name="Cancel").click()
+    expect(note).to_have_text("julia.ipynb was not opened.")
+    assert page.url == url
+
+    page.get_by_label("Open .ipynb").set_input_files(path)
+    choice = page.get_by_label("kernel to open julia.ipynb in")
+    expect(choice).to_be_focused()
+    choice.select_option("bash")
+    note.get_by_role("button", name="Open").click()
+    expect(page.locator("#kernel")).to_have_value("bash")
+    cells = page.locator(".cellbus-cell")
+    expect(code_of(cells.nth(0))).to_have_value('echo "picked $((6*7))"')
+    page.get_by_role("button", name="Run all").click()
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("picked 42")
+
+    ipykernel = v4.new_notebook(cells=[v4.new_code_cell("print('py', 6 * 7)")], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)",
+                       "language": "python"}})
+    nbformat.write(ipykernel, tmp_path / "py.ipynb")
+    open_worksheet(page, web, kernel="bash")
+    page.get_by_label("Open .ipynb").set_input_files(tmp_path / "py.ipynb")
+    expect(page.locator("#kernel")).to_have_value("python")
+    page.get_by_role("button", name="Run all").click()
+    expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text("py 42")

@@ -226,3 +226,49 @@ def test_escape_then_i_i_interrupts_and_0_0_restarts(page: Any, web: Any) -> Non
     expect(code_of(cells.nth(1))).to_have_value("print(x)")  # nothing typed
     page.keyboard.press("Control+Enter")
     expect(cells.nth(1).locator(".cellbus-error")).to_contain_text("NameError")
+
+
+def select_with_command_keys(page: Any, web: Any) -> None:
+    """As Jupyter's command mode: Escape then K goes to the cell above, J to the one below,
+    and more J and K go on from there (command keys still), none typed into the code (before,
+    'k' was typed into the cell); past the first cell K stays put."""
+    cells = open_worksheet(page, web)
+    for n, code in enumerate(["a = 1", "b = 2", "c = 3"]):
+        code_box(cells.nth(n)).fill(code)
+    code_box(cells.nth(2)).focus()
+    page.keyboard.press("Escape")
+    for key, then in [("k", 1), ("k", 0), ("k", 0), ("j", 1), ("Escape", 1), ("j", 2)]:
+        page.keyboard.press(key)
+        expect(code_box(cells.nth(then))).to_be_focused()
+    for n, code in enumerate(["a = 1", "b = 2", "c = 3"]):
+        expect(code_of(cells.nth(n))).to_have_value(code)
+    page.keyboard.type("x")  # a key that is no command key types again
+    expect(code_of(cells.nth(2))).not_to_have_value("c = 3")
+
+
+def test_escape_then_j_and_k_go_to_the_cell_below_and_above(page: Any, web: Any) -> None:
+    """In CodeMirror."""
+    select_with_command_keys(page, web)
+
+
+def test_escape_then_j_and_k_without_codemirror(page: Any, web: Any) -> None:
+    """In the plain textarea of a page without CodeMirror."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    select_with_command_keys(page, web)
+
+
+def test_ctrl_s_saves_the_cells_at_once_and_not_the_browsers_page(page: Any,
+                                                                   web: Any) -> None:
+    """Ctrl+S, a Jupyter user's habit, saves the worksheet's cells in the store at once and
+    says so, and the browser's own Save Page (a file dialog) does not open: the key's
+    default is prevented. Before, the page left Ctrl+S to the browser."""
+    cells = open_worksheet(page, web)
+    page.evaluate("""() => addEventListener("keydown", (event) => {
+        if (event.key === "s") window.__saveKey = event.defaultPrevented; })""")
+    code_box(cells.nth(0)).focus()
+    page.keyboard.type("print('kept')")
+    with page.expect_request_finished(lambda r: r.url.endswith("/layout")
+                                      and "kept" in (r.post_data or "")):
+        page.keyboard.press("Control+s")
+    assert page.evaluate("window.__saveKey") is True
+    expect(page.locator("#notebook-note")).to_contain_text("Saved")

@@ -1,9 +1,10 @@
-"""LaTeX math on the worksheet page, as Jupyter shows it: ``$...$``, ``$$...$$``, ``\\(...\\)``
-and ``\\[...\\]`` in Markdown cells and ``text/markdown`` output, and ``text/latex`` output
-(IPython's Math and Latex, sympy's ``_repr_latex_``), rendered by KaTeX (static/vendor/katex/)
-after marked and DOMPurify. Code spans and blocks keep their ``$``, a price is not math
-(pandoc's rule: ``costs $5 and $6``), and a bad formula shows its source in an error colour
-while the rest of the page works. Before, all of it showed as its source text."""
+"""LaTeX math on the worksheet page, as Jupyter shows it: ``$...$``, ``$$...$$``, ``\\\\(...\\\\)``
+and ``\\\\[...\\\\]`` in Markdown cells and ``text/markdown`` output (a single backslash is
+Markdown's escape there, as JupyterLab 4.6 has it: ``\\[note\\]`` shows ``[note]``), and
+``text/latex`` output (IPython's Math and Latex, sympy's ``_repr_latex_``), rendered by KaTeX
+(static/vendor/katex/) after marked and DOMPurify. Code spans and blocks keep their ``$``, a
+price is not math (pandoc's rule: ``costs $5 and $6``), and a bad formula shows its source in an
+error colour while the rest of the page works. Before, all of it showed as its source text."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from test_browser import (browser, code_box, expect, open_worksheet, page, run, 
                           web)
 from test_browser_console import Console
 
-MARKDOWN = r"""Inline $x^2_{i}$ and \(\alpha\), then display:
+MARKDOWN = r"""Inline $x^2_{i}$ and \\(\alpha\\), then display:
 
 $$\int_0^1 f(x)\,dx$$
 
-\[a_1 * b_1\]
+\\[a_1 * b_1\\]
+
+See \[note\] and \(aside\), as in JupyterLab.
 
 Run `echo $HOME` and it costs $5 and $6.
 
@@ -27,7 +30,7 @@ cp $A $B
 
 Bad: $\frac{1$ and on.
 
-Untrusted: $\href{javascript:window.__xss=1}{x}$ \(\htmlId{own}{y}\)
+Untrusted: $\href{javascript:window.__xss=1}{x}$ \\(\htmlId{own}{y}\\)
 
 Escaped: \$5 and $z$.
 
@@ -55,12 +58,13 @@ def test_markdown_math_renders_and_code_and_prices_stay(page: Any, web: Any) -> 
     expect(md.locator("pre code")).to_have_text(["cp $A $B\n", "x = $a$ + $b$\n"])
     expect(md.locator("p").last).to_contain_text("Escaped: $5 and ")
     expect(md.locator("p").last.locator(".katex annotation")).to_have_text("z")
-    expect(md.locator("p").nth(3)).to_have_text("Run echo $HOME and it costs $5 and $6.")
+    expect(md.locator("p").nth(3)).to_have_text("See [note] and (aside), as in JupyterLab.")
+    expect(md.locator("p").nth(4)).to_have_text("Run echo $HOME and it costs $5 and $6.")
     error = md.locator(".katex-error")
     expect(error).to_have_text(r"\frac{1")
     assert error.evaluate("e => getComputedStyle(e).color") != md.evaluate(
         "e => getComputedStyle(e).color")
-    expect(md.locator("p").nth(4)).to_contain_text("and on.")
+    expect(md.locator("p").nth(5)).to_contain_text("and on.")
     assert md.locator("a, [href], #own").count() == 0
     assert page.evaluate("window.__xss") is None
     run(cells.nth(1), "print('still working')")

@@ -448,6 +448,29 @@ def shown_in_order(records: list[dict]) -> list[str]:
     return [k for i, k in enumerate(kinds) if k != "stream" or i == 0 or kinds[i - 1] != k]
 
 
+def test_ipythons_display_shows_rich_output(worker: Worker) -> None:
+    """``from IPython.display import display, HTML``, as notebooks show rich output: the
+    session shows it as its own display does (before, IPython's display, which has no
+    shell here, printed '<IPython.core.display.HTML object>'); raw=True shows a mimebundle;
+    IPython's clear_output is a clear_output message (before, an escape sequence printed)."""
+    pytest.importorskip("IPython")
+    records = worker.execute("""\
+        from IPython.display import display, HTML, Markdown
+        display(HTML("<b>table</b>"), Markdown("*m*"))
+        import IPython.display
+        IPython.display.display({"text/html": "<i>raw</i>", "text/plain": "raw"}, raw=True)
+        from IPython.display import clear_output
+        for i in range(2):
+            clear_output(wait=True)
+            print(i)
+        """)
+    shown = [r["content"]["data"] for r in of_type(records, "display_data")]
+    assert [d.get("text/html") or d.get("text/markdown") for d in shown] == [
+        "<b>table</b>", "*m*", "<i>raw</i>"], shown
+    assert [r["content"] for r in of_type(records, "clear_output")] == [{"wait": True}] * 2
+    assert stream_text(records) == "0\n1\n"
+
+
 def test_display_png_html_and_failing_repr(worker: Worker) -> None:
     records = worker.execute("""\
         class Png:

@@ -138,6 +138,19 @@
       return true;
     }
 
+    /** Show the run `parent` another page started in this cell (Channel._follow), as its
+     * own evaluate would: the output before it stays, marked stale, until new comes; false
+     * if the cell is busy with a run of its own. */
+    followRun(parent) {
+      const stale = !this.view.empty;
+      if (!this.adoptRun(parent)) return false;
+      this._pending(false);
+      showUsage(this, null);
+      this._hideNotice();
+      this.outputElement.classList.toggle("cellbus-stale", stale);
+      return true;
+    }
+
     /** A Promise of the session's completions of `code` at `cursorPos` (code points): its
      * complete_reply content, or null (a Markdown cell, HTTP, no session, no answer). */
     complete(code, cursorPos) {

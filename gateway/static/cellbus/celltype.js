@@ -139,7 +139,24 @@
       this._event("type", {type: type});
     },
 
-    /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; A and B
+    /** Escape then K or J: the cell above or below (`by`), at its start, as Jupyter's
+     * command mode selects it; the keys after it are command keys still, there (or here, if
+     * there is no such cell), so K, K goes two cells up. */
+    _select(by) {
+      this.commandHeld = "k";  // (no doubled key) command keys still, here until it goes
+      // After the key's own handling: CodeMirror ends it by focusing the editor it was in.
+      setTimeout(() => {
+        if (!this._leave(by, 0)) return;
+        this.commandHeld = null;
+        this.tabLeaves = false;
+        for (const cell of allCells) {
+          if (cell !== this && cell.element.contains(document.activeElement)) cell.tabLeaves = true;
+        }
+      }, 0);
+    },
+
+    /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; K and J
+     * go to the cell above or below (and stay command keys: _select); A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
      * for the last cell deleted back (cellbus:undelete), Shift+M for the cell below merged
      * into this one (cellbus:merge); and each key of DOUBLED pressed twice, D, D for this
@@ -151,12 +168,14 @@
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
       const held = this.commandHeld;
       this.commandHeld = null;
-      if (!"myabzdi0".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+      if (!"myabzdi0jk".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
           || event.altKey) {
         return false;
       }
       event.preventDefault();
-      if (key in DOUBLED) {
+      if (key === "j" || key === "k") {
+        this._select(key === "k" ? -1 : 1);
+      } else if (key in DOUBLED) {
         if (held === key) this._event(DOUBLED[key], {});
         else this.commandHeld = key;
       } else if (key === "m" && event.shiftKey) this._event("merge", {});

@@ -10,6 +10,13 @@
   // request's msg_id.
   const NOTES_EVERY = 5000;        // ms between asks for session notes over HTTP
   const NOTES_RETRY_MAX = 60000;   // ms between them at most, doubling after failures
+  // What a run says, by which another page's run in a cell is followed (Channel._follow).
+  const FOLLOWED = new Set(["status", "execute_input", "stream", "display_data", "execute_result",
+                            "update_display_data", "clear_output", "error", "input_request",
+                            "execute_reply"]);
+  // A Jupyter kernel's start, a run no client asked for (gateway/jupyter/model.py): no page
+  // shows it, nor a Keep's runs of nothing (KEEPALIVE_CELL).
+  const KERNEL_START_CELL = "kernel-start";
 
   Object.assign(Channel.prototype, {
     _receive(raw) {
@@ -47,6 +54,7 @@
         if (content.session && content.session !== sub.session) this._newSession(sub, content.session);
         if (Number.isInteger(content.seq)) sub.last = Math.max(sub.last, content.seq);
         this._adoptPrompts(sub);
+        sub.live = true;  // from now on, a replay (after a reconnect) is of what it missed
       }
       if (!this.up) {
         if (this.everUp) setTimeout(() => this._eachCell((cell) => cell._resync()), RESYNC_DELAY);
@@ -167,6 +175,34 @@
       }
     },
 
+    /** A run another page (another tab, browser or client) started in a cell of this
+     * worksheet, as JupyterLab's collaboration shows it: the cell (added by the worksheet
+     * if this page has no cell of that id: cellbus:followed) shows its code and its output
+     * as they come, as if it had run it here, unless it is busy with a run of its own.
+     * Not while the page's first replay runs (the cells show the store's runs from
+     * /update), nor for a Keep's runs or a completion's. True if the message was taken. */
+    _follow(sub, msg, facts, parent) {
+      const id = facts.cell_id === undefined || facts.cell_id === null ? null : String(facts.cell_id);
+      if (!sub.live || id === null || id === KEEPALIVE_CELL || id === KERNEL_START_CELL
+          || !FOLLOWED.has(msgTypeOf(msg))
+          || typeof facts.interact_id === "string" || isObject(facts.reply_to)) return false;
+      const find = () => Array.from(sub.cells).find((c) => c.cellId === id);
+      let cell = find();
+      if (cell && (cell.busy || cell.requestId === parent)) return false;  // its own run
+      // The cell, or if the page has none of that id, one of the worksheet's cells, tells
+      // the page (which adds it).
+      const teller = cell || sub.cells.values().next().value;
+      if (!teller) return false;
+      teller._event("followed", {cellId: id, code: msgTypeOf(msg) === "execute_input"
+                                 ? msg.content.code : null});
+      cell = find();
+      if (!cell || !cell.followRun(parent)) return false;
+      this.requests.set(parent, {cell: cell, msg: null, kind: "execute_request", sent: true,
+                                 accepted: true, followed: true});
+      cell._message(facts.seq, msg);
+      return true;
+    },
+
     _output(msg, facts, parent) {
       const sub = this.subs.get(facts.user + "/" + facts.worksheet);
       if (!sub) return;
@@ -187,9 +223,14 @@
       }
       const record = parent ? this.requests.get(parent) : null;
       if (record && record.kind === "execute_request") {
-        if (record.cell.requestId === parent) record.cell._message(facts.seq, msg);
+        if (record.cell.requestId !== parent) return;
+        if (record.followed && msgTypeOf(msg) === "execute_input") {
+          record.cell._event("followed", {cellId: record.cell.cellId, code: msg.content.code});
+        }
+        record.cell._message(facts.seq, msg);
         return;
       }
+      if (!record && parent && this._follow(sub, msg, facts, parent)) return;
       if (!record && parent) this._notePrompt(sub, msg, facts, parent);
       // A run of an interact, asked for by this page or by another one: every cell showing
       // that interact shows its output.

@@ -180,25 +180,26 @@
     }
     // On the editor's whole element, before CodeMirror sees the key: a key pressed just
     // after a click can reach CodeMirror's scroller while it hands focus to its input, and
-    // an Escape lost there left the next Tab indenting (a keyboard trap).
-    let escaped = false;
+    // an Escape lost there left the next Tab indenting (a keyboard trap). Whether the key
+    // before was an Escape (or a command key that keeps them: K, J, a first D) is the cell's
+    // tabLeaves, as for its plain textarea, so Escape then K hands it to the cell above.
     editor.getWrapperElement().addEventListener("keydown", (event) => {
       if (MODIFIERS.includes(event.key)) return;  // Escape, then Shift+M: the Shift is no key
       if (splitKey(event)) {
         event.preventDefault();  // CodeMirror leaves it, and so does the browser
-        escaped = false;
+        cell.tabLeaves = false;
         cell._split();
         return;
       }
-      if (escaped && cell._commandKey(event)) {  // Escape then M, Y, A, B, Z, Shift+M, D, D ...
-        escaped = Boolean(cell.commandHeld);
+      if (cell.tabLeaves && cell._commandKey(event)) {  // Escape then M, Y, A, B, Z, D, D ...
+        cell.tabLeaves = Boolean(cell.commandHeld);
         return;
       }
       // No keyboard trap; Shift+Tab is the editor's still (help, a dedent), as when its
       // Shift's own keydown ended the Escape.
-      if (event.key === "Tab" && escaped && !event.shiftKey) event.codemirrorIgnore = true;
+      if (event.key === "Tab" && cell.tabLeaves && !event.shiftKey) event.codemirrorIgnore = true;
       if (event.key === "Escape") closeHelp(editor);
-      escaped = event.key === "Escape";
+      cell.tabLeaves = event.key === "Escape";
     }, true);
     let syncing = false;
     editor.on("change", () => {

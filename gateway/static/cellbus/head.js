@@ -52,6 +52,8 @@
  *   usage.js      what a run used, and permalinks (share a cell's code as a link)
  *   session.js    SessionBar: a worksheet's session (its state, gone: why, a warning before
  *                 its idle timeout with Keep) and its Restart button
- *   worksheet.js  makeCell, makeWorksheet (with .ipynb layouts) and the public API on
- *                 window.cellbus
+ *   notebook.js   Jupyter notebooks (.ipynb): the cells and the kernel a worksheet takes
+ *                 of one
+ *   worksheet.js  makeCell, makeWorksheet (cells that share a session; another page's runs
+ *                 in them followed) and the public API on window.cellbus
  */

@@ -8,32 +8,37 @@
   // the sanitizer because it needs style attributes; with trust false it carries no link,
   // no id, no class of the user's, nothing that runs.
   //
-  // What is math: $$...$$ and \[...\] (display), \(...\) (inline; Jupyter's \\( and \\[,
-  // which marked would have turned into \( and \[, too), and $...$ by pandoc's rule, so that
-  // a price is not math: the opening $ has a non-space right after it, the closing one a
-  // non-space right before it and no digit right after it ("costs $5 and $6" stays text).
-  // None runs over a blank line. Code keeps its $: fenced blocks and code spans are skipped,
-  // and a mark that lands in code (an indented block) gets its source back; \$ is a dollar.
-  const MATH_SCAN = new RegExp([
+  // What is math: $$...$$ and \\[...\\] (display), \\(...\\) (inline), and $...$ by pandoc's
+  // rule, so that a price is not math: the opening $ has a non-space right after it, the
+  // closing one a non-space right before it and no digit right after it ("costs $5 and $6"
+  // stays text). None runs over a blank line. Code keeps its $: fenced blocks and code spans
+  // are skipped, and a mark that lands in code (an indented block) gets its source back; \$
+  // is a dollar. In Markdown, as in JupyterLab 4, the brackets are doubled: its math takes
+  // \\( and \\[ only, so \( and \[ stay Markdown's escapes of ( and [ ("see \[note\]" is
+  // "see [note]"); in text/latex output, which is LaTeX, \( and \[ are math.
+  const mathScan = (slashes) => new RegExp([
     /^ {0,3}(`{3,}|~{3,})[^\n]*\n[\s\S]*?(?:^ {0,3}\1[`~]*[ \t]*$|(?![\s\S]))/.source,
     /(`+)(?:[^`]|[^`][\s\S]*?[^`])\2(?!`)/.source,
     /\$\$((?:(?!\n[ \t]*\n)[^$])+?)\$\$/.source,
-    /\\\\?\[((?:(?!\n[ \t]*\n)[\s\S])+?)\\\\?\]/.source,
-    /\\\\?\(((?:(?!\n[ \t]*\n)[\s\S])+?)\\\\?\)/.source,
+    slashes + /\[((?:(?!\n[ \t]*\n)[\s\S])+?)/.source + slashes + /\]/.source,
+    slashes + /\(((?:(?!\n[ \t]*\n)[\s\S])+?)/.source + slashes + /\)/.source,
     /\\[\\$`]/.source,
     /\$(?=[^\s$])((?:\\[^\n]|[^\\$\n]|\n(?![ \t]*\n))*?[^\s\\])\$(?!\d)/.source,
   ].join("|"), "gm");
+  const MATH_SCAN = {markdown: mathScan(/\\\\/.source), latex: mathScan(/\\\\?/.source)};
   const MATH_MARK = /\uE000(\d+)\uE001/g;  // private-use characters, taken out of the source
   const MATH_MARKS = /[\uE000\uE001]/g;
   // A mark in an attribute: a link's URL (marked percent-encodes it there), a title.
   const MATH_MARK_ATTR = /(?:\uE000|%EE%80%80)(\d+)(?:\uE001|%EE%80%81)/gi;
   const KATEX_OPTIONS = {trust: false, strict: "ignore", output: "htmlAndMathml"};
 
-  /** Markdown `source` with its math replaced by marks: {text, math: [{tex, display,
-   * source}]}, `source` being the formula with its delimiters, as written. */
-  function splitMath(source) {
+  /** Markdown `source` (text/latex's with `latex`) with its math replaced by marks: {text,
+   * math: [{tex, display, source}]}, `source` being the formula with its delimiters, as
+   * written. */
+  function splitMath(source, latex) {
     const math = [];
-    const text = source.replace(MATH_MARKS, "").replace(MATH_SCAN,
+    const scan = latex ? MATH_SCAN.latex : MATH_SCAN.markdown;
+    const text = source.replace(MATH_MARKS, "").replace(scan,
       (whole, fence, ticks, dollars, bracket, paren, dollar) => {
         const display = dollars !== undefined || bracket !== undefined;
         const tex = [dollars, bracket, paren, dollar].find((t) => t !== undefined);
@@ -132,7 +137,7 @@
   function showLatex(node, block) {
     node.textContent = block.content;
     return katexScript().then((katex) => {
-      const {text, math} = splitMath(block.content.trim());
+      const {text, math} = splitMath(block.content.trim(), true);
       try {
         if (!katex) throw new Error("KaTeX did not load");
         if (!math.length) {

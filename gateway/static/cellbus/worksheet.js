@@ -1,38 +1,3 @@
-  // ---- Jupyter notebooks (.ipynb): what a worksheet's layout takes of one -------------------
-
-  /** The code and Markdown cells of a Jupyter notebook (`text`: its JSON, nbformat 4) as a
-   * worksheet layout, [{id, type, code}] numbered from 1; outputs and raw cells are not
-   * taken. Throws an Error saying why for anything else. */
-  function notebookLayout(text) {
-    let nb;
-    try { nb = JSON.parse(text); } catch (e) { nb = null; }
-    if (!isObject(nb) || nb.nbformat !== 4 || !Array.isArray(nb.cells)) {
-      throw new Error("not a Jupyter notebook of format 4 (an .ipynb file, JSON with "
-                      + "\"nbformat\": 4 and its \"cells\")");
-    }
-    const cells = [];
-    for (const cell of nb.cells) {
-      if (!isObject(cell) || (cell.cell_type !== "code" && cell.cell_type !== "markdown")) continue;
-      const source = Array.isArray(cell.source) ? cell.source.join("") : cell.source;
-      if (typeof source !== "string") throw new Error("a cell of this notebook has no source text");
-      cells.push({id: String(cells.length + 1), type: cell.cell_type, code: source});
-    }
-    return cells;
-  }
-
-  /** The kernel of `offered` (kernel names) a notebook (`text`, as notebookLayout takes it)
-   * runs in: the cellbus kernel it names (a worksheet's download: "python", where its
-   * kernelspec says "python3" for Jupyter), else its kernelspec's name ("bash", ipykernel's
-   * "python3"); null if it names none of them. */
-  function notebookKernel(text, offered) {
-    let meta;
-    try { meta = JSON.parse(text).metadata; } catch (e) { meta = null; }
-    if (!isObject(meta)) return null;
-    const names = [isObject(meta.cellbus) ? meta.cellbus.kernel : null,
-                   isObject(meta.kernelspec) ? meta.kernelspec.name : null];
-    return names.find((name) => typeof name === "string" && offered.includes(name)) || null;
-  }
-
   // ---- public API ---------------------------------------------------------------------------
 
   /** Turn `element` into a cell; see DEFAULTS above for the options. Returns the cell. */
@@ -86,7 +51,8 @@
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
    * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
-   * Returns {cells, add, move, remove, undelete, layout, runAll, runAbove, runBelow}. */
+   * Another page's run in a cell shows here too (its code, its output as it comes).
+   * Returns {cells, add, move, remove, undelete, layout, follow, runAll, runAbove, runBelow}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -136,9 +102,31 @@
     });
     let nextId = 1;
     let loading = true;
+    let quiet = false;  // what another page's run changes is not this page's to save
+    // Cells added for another client's runs that no layout has shown yet (the HTTP API's,
+    // a Jupyter client's: they keep none): follow() keeps them.
+    const unsaved = new Set();
     const changed = () => {
-      if (!loading && o.onChange) o.onChange(sheet);
+      if (!loading && !quiet && o.onChange) o.onChange(sheet);
     };
+    // Another page's run in a cell (Channel._follow): a cell of an id this page lacks is
+    // added, last, and the cell shows the code that ran; then `onFollow(sheet, cellId, code)`
+    // (the page takes the store's layout, where that page saved its cells: see follow).
+    list.addEventListener("cellbus:followed", (event) => {
+      const d = event.detail;
+      quiet = true;
+      try {
+        let cell = cells.find((c) => c.cellId === d.cellId);
+        if (!cell) {
+          cell = add({id: d.cellId, code: ""});
+          unsaved.add(d.cellId);
+        }
+        if (typeof d.code === "string" && cell.input.value !== d.code) cell.setCode(d.code);
+      } finally {
+        quiet = false;
+      }
+      if (o.onFollow) o.onFollow(sheet, d.cellId, d.code);
+    });
 
     /** A new cell with `code` (a string or {id, code}) at `index` (default: last);
      * `restore`: show what the store has of its last run (a cell brought back). */
@@ -155,6 +143,9 @@
         // A new cell has no past to show, nor has one the store names no run of (`ran`).
         restore: restore === true
           || (loading && o.restore !== false && (!Array.isArray(o.ran) || o.ran.includes(id))),
+        onInput: (c) => {
+          if (!quiet && o.onInput) o.onInput(c);
+        },
         onShiftEnter: (c) => {
           const next = cells.indexOf(c) + 1;
           (cells[next] || add("")).focus();
@@ -276,6 +267,41 @@
       cell.focusLine("first", 0);
     }
 
+    /** Take `layout` ([{id, type, code}], another page's save) as this page's cells,
+     * without saving it again: cells of its ids take its place, type and code, the missing
+     * are added (none of their runs is asked for) and those it lacks go, unless busy or
+     * added for another client's runs (`unsaved`). */
+    function follow(layout) {
+      quiet = true;
+      try {
+        layout.forEach((entry, at) => {
+          const id = String(entry.id);
+          const cell = cells.find((c) => c.cellId === id);
+          if (!cell) {
+            add(entry, at, false);
+            return;
+          }
+          if (cells.indexOf(cell) !== at) {
+            cells.splice(cells.indexOf(cell), 1);
+            cells.splice(at, 0, cell);
+            list.insertBefore(cell.element, at + 1 < cells.length ? cells[at + 1].element : null);
+          }
+          if (cell.type !== entry.type) cell.setType(entry.type === "markdown" ? "markdown" : "code");
+          if (cell.input.value !== entry.code && !cell.busy) cell.setCode(entry.code);
+        });
+        const kept = new Set(layout.map((entry) => String(entry.id)));
+        for (const id of kept) unsaved.delete(id);
+        for (const cell of cells.filter((c) => !kept.has(c.cellId) && !c.busy
+                                        && !unsaved.has(c.cellId))) {
+          cells.splice(cells.indexOf(cell), 1);
+          cell.destroy();
+          cell.element.remove();
+        }
+      } finally {
+        quiet = false;
+      }
+    }
+
     /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
      * "code" or "markdown"). */
     function layout() {
@@ -363,7 +389,7 @@
     });
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
-                   layout: layout, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
+                   layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
                    options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
@@ -375,4 +401,5 @@
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
                     Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
                     notebookLayout: notebookLayout, notebookKernel: notebookKernel,
+                    notebookKernelName: notebookKernelName,
                     version: "0.1.0"};

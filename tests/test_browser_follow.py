@@ -1,0 +1,82 @@
+"""Two tabs on one worksheet, as JupyterLab's real-time collaboration shows them: a run
+started in one tab shows in the other (its code, its output as it streams, a cell it added),
+each line once, and the other tab's next save is no conflict; a reload keeps it all.
+Before, the second tab showed nothing of the first one's runs, and its next save was refused
+as another tab's change."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from access_util import JSON, call
+from harness import Chain
+from test_browser import (browser, code_box, code_of, expect, open_worksheet, page,  # noqa: F401
+                          run, web)
+from test_browser_console import Console
+from test_browser_delete import worksheet_of
+
+STREAM = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.4)"
+
+
+def test_a_run_in_one_tab_shows_in_the_other(page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that tab B shows tab A's run of cell 1 (code, output, done) and of a cell A
+    added (it appears in B, its lines as they come, once each), that B's own save after it
+    is stored with A's cell (no conflict note), that B after a reload shows both runs, and
+    that a run of the HTTP API in a cell no page has shows in a cell B adds, which stays."""
+    cells_a = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    other = page.context.new_page()  # a second tab of the same browser
+    other.goto(page.url)
+    console = Console(other)
+    cells_b = other.locator(".cellbus-cell")
+    expect(cells_b).to_have_count(3)
+    run(cells_b.nth(2), "b = 2")  # B's socket is through
+    expect(cells_b.nth(2)).to_have_attribute("data-status", "done")
+
+    run(cells_a.nth(0), "print('from A', b * 21)")
+    expect(cells_b.nth(0).locator(".cellbus-output")).to_have_text("from A 42")
+    expect(cells_b.nth(0)).to_have_attribute("data-status", "done")
+    expect(code_of(cells_b.nth(0))).to_have_value("print('from A', b * 21)")
+
+    page.click("#add")
+    expect(cells_a).to_have_count(4)
+    run(cells_a.nth(3), STREAM)
+    expect(cells_b).to_have_count(4)
+    expect(cells_b.nth(3).locator(".cellbus-output")).to_contain_text("line 0")
+    expect(cells_b.nth(3)).to_have_attribute("data-status", "running")  # as they stream
+    expect(cells_b.nth(3)).to_have_attribute("data-status", "done")
+    expect(cells_b.nth(3).locator(".cellbus-output")).to_have_text("line 0\nline 1\nline 2")
+    expect(code_of(cells_b.nth(3))).to_have_value(STREAM)
+
+    with other.expect_request_finished(lambda r: r.url.endswith("/layout")
+                                       and "from B" in (r.post_data or "")):
+        code_box(cells_b.nth(1)).fill("# from B")
+    expect(other.locator("#layout-note")).to_be_hidden()
+    stored = call(web.port, "GET", f"/home/guest/{ws}/layout").body["cells"]
+    assert [c["code"] for c in stored] == ["print('from A', b * 21)", "# from B", "b = 2",
+                                           STREAM], stored
+
+    other.reload()
+    expect(cells_b).to_have_count(4)
+    expect(cells_b.nth(0).locator(".cellbus-output")).to_have_text("from A 42")
+    expect(cells_b.nth(3).locator(".cellbus-output")).to_have_text("line 0\nline 1\nline 2")
+    cells_b.nth(2).get_by_role("button", name="Evaluate (cell 3)").click()
+    expect(cells_b.nth(2)).to_have_attribute("data-status", "done")  # B's socket is through
+
+    # A client that keeps no layout (the HTTP API): its cell is added and stays
+    api = json.dumps({"input": "print('from the API')"})
+    assert call(web.port, "POST", f"/home/guest/{ws}/9/evaluate", api, JSON).status == 202
+    expect(cells_b).to_have_count(5)
+    expect(cells_b.nth(4).locator(".cellbus-output")).to_have_text("from the API")
+    expect(code_of(cells_b.nth(4))).to_have_value("print('from the API')")
+    # ... and stays when B takes the layout A saved again after A's next run
+    key = f"cellbus:code:guest/{ws}"
+    other.evaluate("key => localStorage.setItem(key, 'taken?')", key)
+    cells_a.nth(0).get_by_role("button", name="Evaluate (cell 1)").click()
+    other.wait_for_function("key => localStorage.getItem(key) !== 'taken?'", arg=key)
+    expect(cells_b).to_have_count(5)
+    assert [c["id"] for c in json.loads(other.evaluate("key => localStorage.getItem(key)", key))
+            ] == ["1", "2", "3", "4", "9"]
+    assert console.settled(other) == []
+    other.close()
