@@ -76,13 +76,18 @@ class ReadyHandler(BaseHandler):
                                             timeout=READY_TIMEOUT)
         except BrokerUnavailable as e:
             failing = any(link.problem for link in self.link.node.links)
+            down = self.link.node.link_problem(self.link.connect, "--gateway-bind")
             # The broker's beacons (each second) fail this gateway's signature check while
             # it waits: the two hold different keys, and the broker drops this request too.
-            problems.append(("broker", f"broker: {e}" + (
-                " (this gateway's CURVE handshake with it fails: its log says why)" if failing
-                else f" (this gateway dropped {rejected['signature'] - forged} messages signed "
-                     "with another deployment key meanwhile: every node needs the same "
-                     "--key-file)" if rejected["signature"] > forged else "")))
+            keyed = rejected["signature"] > forged
+            problems.append((
+                "broker " + ("curve" if failing else "down" if down else "key" if keyed else ""),
+                f"broker: {e}" + (
+                    " (this gateway's CURVE handshake with it fails: its log says why)"
+                    if failing else f" (this gateway has {down})" if down
+                    else f" (this gateway dropped {rejected['signature'] - forged} messages "
+                         "signed with another deployment key meanwhile: every node needs the "
+                         "same --key-file)" if keyed else "")))
         else:
             content = reply["content"]
             devices = [d for d in content.get("devices") or [] if isinstance(d, dict)]

@@ -57,3 +57,23 @@ def test_probes_while_not_ready_are_one_line_with_the_reason(chain: Chain) -> No
     assert chain.http("GET", "/ready")[0] == 200
     lines = until(lambda: len(got := ready_lines(chain)) == 2 and got, "the line of 200")
     assert re.search(r" INFO 200 GET /ready .*: ready again$", lines[1]), lines
+
+
+def test_a_broker_that_is_gone_is_named_by_the_link_that_is_down(chain: Chain) -> None:
+    """Tests that /ready with the broker stopped says the gateway has no link to it at its
+    endpoint and asks whether a broker runs there (before: 'broker: the broker is not
+    reachable', where status said 'nothing listens there: is the broker running...')."""
+    broker = chain.start_broker()
+    chain.start_device()
+    chain.start_gateway()
+    assert chain.http("GET", "/ready")[0] == 200
+    broker.stop()
+    assert chain.gateway is not None
+    chain.gateway.wait_for_log(r"lost its link to the broker at " + re.escape(chain.gateway_ep))
+    status, ready = chain.http("GET", "/ready")
+    assert status == 503, ready
+    assert ready["problems"] == [
+        f"broker: the broker is not reachable (this gateway has no link to it at "
+        f"{chain.gateway_ep}: is a broker running there, with this as its --gateway-bind, and "
+        "is its port open to this host?)"
+    ], ready
