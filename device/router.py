@@ -222,12 +222,16 @@ class DeviceRouter(Node):
         away; this device's link then came up but nothing it sends reaches the broker. A new
         connection is taken once the old one is gone (the broker's ZMTP heartbeats end a
         silent one). Output waits in the outbox and is sent again; nothing else the broker
-        needs is lost (its next report lists the device's work)."""
+        needs is lost (its next report lists the device's work). A link up for less than
+        :data:`RECONNECT_AFTER` is left alone: the broker (restarted) has not yet heard this
+        device's heartbeat on it, and dropping it cost a missed heartbeat each restart."""
         connect, _ = self.endpoints
         now = time.monotonic()
         if not connect or now < self.reconnect_at or self.link_problem(connect, "") or \
                 self.up.input_waiting():  # not silent: this device was slow to read (frozen)
             return
+        if (up_for := self.link_up_for(connect)) is not None and up_for < RECONNECT_AFTER:
+            return  # just made (a broker restarted): it has had no time to answer on it yet
         self.log.debug("device %s: connecting again to the broker at %s", self.device_id,
                        connect)  # every time; the line below at most every 10 s
         self.reject_log.info(("silent broker", connect), "device %s: its link to the broker "

@@ -149,7 +149,7 @@ class LinkWatch:
         self._said: dict[str, float] = {}
         #: When the link last came up (monotonic), and how many times in a row it was lost
         #: within :data:`SHORT` seconds of that.
-        self._up_at = 0.0
+        self.up_at = 0.0
         self._short = 0
 
     async def run(self) -> None:
@@ -179,7 +179,7 @@ class LinkWatch:
             if not self.up:
                 self.log.info("%s: link to the broker at %s is up%s", self.node,
                               self.endpoint, " again" if self._said else "")
-                self._up_at = time.monotonic()
+                self.up_at = time.monotonic()
             self.up, self.problem = True, None
             self._said = {k: v for k, v in self._said.items() if k.startswith("the link ")}
         elif kind == zmq.EVENT_DISCONNECTED and self.up:
@@ -188,7 +188,7 @@ class LinkWatch:
                              "by itself", self.node, self.endpoint)
             now = time.monotonic()
             self._said["lost"] = now
-            self._short = self._short + 1 if now - self._up_at < SHORT else 0
+            self._short = self._short + 1 if now - self.up_at < SHORT else 0
             if self._short >= FLAPS:
                 self.problem = flapping(self.endpoint)
                 self._say(logging.WARNING, f"{self.node}: {self.problem}")
