@@ -2,11 +2,11 @@
 and ``/metrics`` (Prometheus), and the gateway's own metrics.
 
 ``/health`` answers while the gateway's loop runs. ``/ready`` asks the broker and answers 200
-only when the broker answers, its store takes writes, and at least one device is registered;
-otherwise 503 with what is wrong, so a load balancer sends no one to a gateway that could
-only refuse them. Its access line is logged when the answer changes (:class:`ReadyLog`).
-``/metrics`` answers clients on this machine only (scrape from here, or through a proxy you
-control); another address gets 404, as for any route it may not see.
+only when the broker answers, its store takes writes, and at least one device is registered
+and not draining; otherwise 503 with what is wrong, so a load balancer sends no one to a
+gateway that could only refuse them. Its access line is logged when the answer changes
+(:class:`ReadyLog`). ``/metrics`` answers clients on this machine only (scrape from here, or
+through a proxy you control); another address gets 404, as for any route it may not see.
 """
 
 from __future__ import annotations
@@ -105,11 +105,19 @@ class ReadyHandler(BaseHandler):
 
 
 def device_problems(devices: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    """/ready's problem with the broker's ``devices`` (its status rows), if none is alive:
-    none registered, or each registered one named with how long it has been silent (a
-    device frozen, or cut off, is still registered: it is not one that never came)."""
-    if any(d.get("alive") for d in devices):
+    """/ready's problem with the broker's ``devices`` (its status rows), if none is alive and
+    taking work: every live one draining, none registered, or each registered one named
+    with how long it has been silent (a device frozen, or cut off, is still registered: it
+    is not one that never came)."""
+    live = [d for d in devices if d.get("alive")]
+    if any(d.get("draining") is not True for d in live):
         return []
+    if live:  # each stopping (SIGTERM): it finishes its cells and takes no new work
+        return [("devices draining", "devices: every live device is draining ("
+                 + ", ".join(str(d.get("device")) for d in live[:NAMED_DEVICES])
+                 + (f" and {len(live) - NAMED_DEVICES} more" if len(live) > NAMED_DEVICES
+                    else "") + "): new sessions wait until a device that takes work is "
+                 "registered")]
     if not devices:
         return [("devices", "devices: no device is registered with the broker")]
     silent = sorted(devices, key=lambda d: d.get("silent") or 0)
