@@ -5,7 +5,11 @@ the new broker for silent before it could answer, connect again, and so miss hea
 from __future__ import annotations
 
 import re
+import socket
+import threading
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from harness import Chain, free_port, until
 
@@ -41,3 +45,83 @@ def test_a_device_keeps_the_link_it_made_to_a_restarted_broker(chain: Chain) -> 
     assert chain.wait_done("u/ws/2")["status"] == "done"
     assert "connecting again" not in device.log, device.log
     assert until(lambda: (missed_heartbeats(metrics, "dev"),), "a scrape") == (0,)
+
+
+def test_a_broker_restarted_twice_is_not_taken_for_an_mtu_black_hole(chain: Chain) -> None:
+    """Tests that a device and a gateway whose broker is restarted twice within 30 s (an
+    operator trying options) do not name an MTU black hole: each loss was the broker going
+    away (its port refused the reconnects meanwhile), not a link that breaks under traffic.
+    Before, two losses within 30 s of each link's coming up were 'lost again and again ...
+    most likely an MTU black hole ... set sysctl net.ipv4.tcp_mtu_probing=1'."""
+    broker = chain.start_broker()
+    gateway = chain.start_gateway()
+    device = chain.start_device(name="dev")
+    for turn in (1, 2):
+        broker.stop()
+        until(lambda turn=turn: device.log.count("device dev: no word from the broker") == turn,
+              "the device to miss its broker")
+        broker = chain.start_broker()
+        until(lambda turn=turn: device.log.count("the broker is back") == turn,
+              "the device back")
+        until(lambda turn=turn: gateway.log.count(f"{chain.gateway_ep} is up again") == turn,
+              "the gateway's link up again")
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202
+    assert chain.wait_done("u/ws/1")["status"] == "done"
+    for node in (device, gateway):
+        assert "black hole" not in node.log, node.log
+
+
+@contextmanager
+def cutting_relay(target: int, cut_after: float) -> Iterator[int]:
+    """A TCP relay on a free port to 127.0.0.1:``target`` that takes every connection and
+    cuts each ``cut_after`` seconds after it began (a link that breaks while its far end
+    stays there, as under an MTU black hole); yields its port."""
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+    stop = threading.Event()
+
+    def pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while chunk := a.recv(65536):
+                b.sendall(chunk)
+        except OSError:
+            pass
+
+    def serve() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                near, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            far = socket.create_connection(("127.0.0.1", target))
+            for a, b in ((near, far), (far, near)):
+                threading.Thread(target=pipe, args=(a, b), daemon=True).start()
+            timer = threading.Timer(cut_after, lambda n=near, f=far: [s.close() for s in (n, f)])
+            timer.daemon = True
+            timer.start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+
+
+def test_a_link_cut_soon_after_each_reconnect_is_still_named(chain: Chain) -> None:
+    """Tests (a guard for the words above) that a device whose link is cut a second after
+    each reconnect, while the broker's port takes every reconnect at once, still logs that
+    its link is lost again and again within 30 s of coming up (the MTU black hole words)."""
+    chain.start_broker()
+    target = int(chain.device_ep.rsplit(":", 1)[1])
+    with cutting_relay(target, cut_after=1.0) as port:
+        device = chain._start("device", "--connect", f"tcp://127.0.0.1:{port}", "--device-id",
+                              "dev", "--prefork", "0", "--kernels", "python",
+                              *chain.cert_options("dev", "device"))
+        device.wait_for_log(r"is lost again and again within 30 s of coming up", timeout=20)
+        device.kill_group()
