@@ -155,8 +155,10 @@ class LinkWatch:
         #: within :data:`SHORT` seconds of that.
         self.up_at = 0.0
         self._short = 0
-        #: Reconnects scheduled since the link was last lost (:data:`WATCHED`).
+        #: Reconnects scheduled since the link was last lost (:data:`WATCHED`), and whether
+        #: that loss came within :data:`SHORT` of its coming up, until the reconnect tells.
         self._retries = 0
+        self._cut = False
         #: When the link, not up, is next said to be absent (a deadline: the reconnects'
         #: events come every 0.1 s meanwhile).
         self._absent_at = time.monotonic() + ABSENT
@@ -200,14 +202,19 @@ class LinkWatch:
             now = time.monotonic()
             self._said["lost"] = now
             self._retries, self._absent_at = 0, now + ABSENT
-            self._short = self._short + 1 if now - self.up_at < SHORT else 0
+            # A short link: judged once the reconnect shows whether the broker is there.
+            self._cut = now - self.up_at < SHORT
+            if not self._cut:
+                self._short = 0
+        elif kind == zmq.EVENT_CONNECT_RETRIED and not self.up:
+            self._retries += 1
+            if self._retries > 1 and self._cut:  # its port refused a reconnect: the broker
+                self._cut, self._short = False, 0  # went away (a restart), no MTU's doing
+        elif kind == zmq.EVENT_CONNECTED and self._cut:  # taken at once: the broker is there
+            self._cut, self._short = False, self._short + 1
             if self._short >= FLAPS:
                 self.problem = flapping(self.endpoint)
                 self._say(logging.WARNING, f"{self.node}: {self.problem}")
-        elif kind == zmq.EVENT_CONNECT_RETRIED and not self.up:
-            self._retries += 1
-            if self._retries > 1:  # its port refused a reconnect: the broker went away (a
-                self._short = 0    # restart), which no MTU explains; the run of flaps ends
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
             self.problem = problem
