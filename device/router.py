@@ -192,9 +192,14 @@ class DeviceRouter(Node):
         broker is heard again, the device registers anew with its live sessions. A link that
         is up while the broker stays silent is made anew (:meth:`_reconnect`)."""
         while not self.drain.left:
+            before = time.monotonic()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             if self.drain.left:
                 return
+            if time.monotonic() - before > 2 * HEARTBEAT_INTERVAL and not self.broker_lost:
+                # This device did not run (stopped, its loop held): the broker's word waits
+                # unread, it was not silent; it gets its expiry from now, its key unblamed.
+                self.broker_heard = time.monotonic()
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
             self.outbox.check()
             silent = time.monotonic() - self.broker_heard

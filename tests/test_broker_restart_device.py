@@ -154,3 +154,23 @@ def test_a_link_cut_soon_after_each_reconnect_is_still_named(chain: Chain) -> No
                               *chain.cert_options("dev", "device"))
         device.wait_for_log(r"is lost again and again within 30 s of coming up", timeout=20)
         device.kill_group()
+
+
+def test_a_device_that_was_frozen_does_not_blame_the_key(chain: Chain) -> None:
+    """Tests that a device frozen (SIGSTOP) past the broker's expiry, when it goes on, says
+    nothing of --key-file: the broker's heartbeats wait unread on its link, so it was this
+    device that did not listen. Before, it logged 'no word from the broker for 10 s: its
+    link ... is up, so the broker does not take what this device signs: is its --key-file
+    the same ...?' and, at once, 'the broker is back'."""
+    broker = chain.start_broker()
+    device = chain.start_device(name="dev")
+    os.killpg(device.proc.pid, signal.SIGSTOP)
+    try:
+        broker.wait_for_log(r"device dev is lost")
+    finally:
+        os.killpg(device.proc.pid, signal.SIGCONT)
+    until(lambda: broker.log.count("device dev registered") == 2, "dev registered again")
+    chain.start_gateway()
+    assert chain.evaluate("u/ws/1", "print(1)")[0] == 202  # its lines before are read then
+    assert chain.wait_done("u/ws/1")["status"] == "done"
+    assert "--key-file" not in device.log, device.log
