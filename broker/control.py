@@ -108,6 +108,7 @@ class Control:
             devices.append({
                 "device": state.device, "alive": table.alive(state.device),
                 "capacity": state.capacity, "load": state.load, "free": state.free,
+                "draining": state.draining,
                 "silent": round(now - state.last_heard, 1), "session_count": len(names),
                 "sessions": sessions, "sandbox": state.sandbox, "rejected": state.rejected,
                 "version": state.version})

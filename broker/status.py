@@ -205,8 +205,10 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
     rows = [("DEVICE", "ALIVE", "CAPACITY", "LOAD", "FREE", "SESSIONS", "REJECTED")]
     devices = status.get("devices") or []
     for d in devices:
-        rows.append((d["device"], "yes" if d["alive"] else f"no ({d['silent']:g} s silent)",
-                     str(d["capacity"]), str(d["load"]), str(d["free"]),
+        draining = d["alive"] and d.get("draining") is True  # it takes no new work
+        rows.append((d["device"], "draining" if draining else "yes" if d["alive"]
+                     else f"no ({d['silent']:g} s silent)",
+                     str(d["capacity"]), str(d["load"]), "0" if draining else str(d["free"]),
                      str(d["session_count"]), str(d.get("rejected", 0))))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for i, row in enumerate(rows):
@@ -247,12 +249,14 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
 
 def verdict(status: dict[str, Any]) -> list[str]:
     """What keeps the broker of ``status`` from being ready (as the gateway's /ready)."""
-    alive = any(d.get("alive") for d in status.get("devices") or [])
+    live = [d for d in status.get("devices") or [] if d.get("alive")]
+    taking = any(d.get("draining") is not True for d in live)  # draining: stopping
     gateways = status.get("gateways")  # None: not known (a broker just started, or older)
-    live = [g for g in gateways or [] if g.get("alive")]
-    door = gateways is None or any(g.get("feed") is not False for g in live)
-    closed = ["no live gateway" if not live else "no gateway with its output feed"]
-    return (([] if alive else ["no live device"]) + ([] if door else closed) +
+    up = [g for g in gateways or [] if g.get("alive")]
+    door = gateways is None or any(g.get("feed") is not False for g in up)
+    closed = ["no live gateway" if not up else "no gateway with its output feed"]
+    return (([] if taking else ["every live device is draining"] if live
+             else ["no live device"]) + ([] if door else closed) +
             ([] if status.get("store_writable") is not False else ["store cannot write"]))
 
 

@@ -192,9 +192,14 @@ class DeviceRouter(Node):
         broker is heard again, the device registers anew with its live sessions. A link that
         is up while the broker stays silent is made anew (:meth:`_reconnect`)."""
         while not self.drain.left:
+            before = time.monotonic()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             if self.drain.left:
                 return
+            if time.monotonic() - before > 2 * HEARTBEAT_INTERVAL and not self.broker_lost:
+                # This device did not run (stopped, its loop held): the broker's word waits
+                # unread, it was not silent; it gets its expiry from now, its key unblamed.
+                self.broker_heard = time.monotonic()
             await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
             self.outbox.check()
             silent = time.monotonic() - self.broker_heard
@@ -234,12 +239,16 @@ class DeviceRouter(Node):
         away; this device's link then came up but nothing it sends reaches the broker. A new
         connection is taken once the old one is gone (the broker's ZMTP heartbeats end a
         silent one). Output waits in the outbox and is sent again; nothing else the broker
-        needs is lost (its next report lists the device's work)."""
+        needs is lost (its next report lists the device's work). A link up for less than
+        :data:`RECONNECT_AFTER` is left alone: the broker (restarted) has not yet heard this
+        device's heartbeat on it, and dropping it cost a missed heartbeat each restart."""
         connect, _ = self.endpoints
         now = time.monotonic()
         if not connect or now < self.reconnect_at or self.link_problem(connect, "") or \
                 self.up.input_waiting():  # not silent: this device was slow to read (frozen)
             return
+        if (up_for := self.link_up_for(connect)) is not None and up_for < RECONNECT_AFTER:
+            return  # just made (a broker restarted): it has had no time to answer on it yet
         self.log.debug("device %s: connecting again to the broker at %s", self.device_id,
                        connect)  # every time; the line below at most every 10 s
         self.reject_log.info(("silent broker", connect), "device %s: its link to the broker "

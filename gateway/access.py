@@ -49,6 +49,9 @@ PREFLIGHT_MAX_AGE: Final = 600
 access_log = logging.getLogger("tornado.access")
 #: The handler attribute a refusal's reason waits in for the access line.
 REFUSAL_NOTE = "cellbus_refusal"
+#: The handler attribute that sets its access line's level instead of its status (/ready:
+#: a probe's answer repeated is not news).
+ACCESS_LEVEL = "cellbus_access_level"
 
 
 @dataclass(frozen=True)
@@ -277,14 +280,16 @@ def access_level(status: int, *, every: bool = False) -> int:
 
 def log_request(handler: RequestHandler) -> None:
     """tornado's access log line (``log_function``), with the URI redacted, at
-    :func:`access_level`."""
+    :func:`access_level` unless the handler set its own (:data:`ACCESS_LEVEL`)."""
     status = handler.get_status()
     settings = handler.application.settings
     metrics = settings.get("metrics")
     if metrics is not None:
         metrics.request(handler)
     policy: AccessPolicy | None = settings.get("access")
-    level = access_level(status, every=policy is not None and policy.log_requests)
+    level = getattr(handler, ACCESS_LEVEL, None)
+    if level is None:
+        level = access_level(status, every=policy is not None and policy.log_requests)
     if access_log.isEnabledFor(level):
         why = getattr(handler, REFUSAL_NOTE, None)
         access_log.log(level, "%d %s %.2fms%s", status, summary(handler),

@@ -38,6 +38,8 @@ class BrokerLink:
     def __init__(self, node: Node, *, connect: str, subscribe: str) -> None:
         self.node = node
         self.session = node.session
+        #: The broker's gateway endpoint this link connects to (``--broker``).
+        self.connect = connect
         #: How this gateway's users prove who they are ("token" or "none"), told to the
         #: broker with each request: per-user quotas count only users a token names.
         self.auth = "none"

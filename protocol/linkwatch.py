@@ -41,6 +41,10 @@ EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUC
           | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
           | zmq.EVENT_HANDSHAKE_FAILED_AUTH)
 _FAILED = (zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL, zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL)
+#: What a node's own watch reads besides: each reconnect ZeroMQ schedules (one after a loss,
+#: then one per attempt the broker's port refused), which tells a broker that went away
+#: from a link that breaks under traffic.
+WATCHED = EVENTS | zmq.EVENT_CONNECT_RETRIED
 #: Seconds before the same failure is logged again while it goes on.
 REPEAT = 60.0
 #: Seconds a client's link may stay down (never up, or lost) before it says so.
@@ -139,7 +143,7 @@ class LinkWatch:
         self.refusals = refusals
         self.curve = curve
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
-        sock.monitor(address, EVENTS)
+        sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
         self.events.linger = 0
         self.events.connect(address)
@@ -151,13 +155,22 @@ class LinkWatch:
         #: within :data:`SHORT` seconds of that.
         self.up_at = 0.0
         self._short = 0
+        #: Reconnects scheduled since the link was last lost (:data:`WATCHED`), and whether
+        #: that loss came within :data:`SHORT` of its coming up, until the reconnect tells.
+        self._retries = 0
+        self._cut = False
+        #: When the link, not up, is next said to be absent (a deadline: the reconnects'
+        #: events come every 0.1 s meanwhile).
+        self._absent_at = time.monotonic() + ABSENT
 
     async def run(self) -> None:
         while True:
-            waiting = None if self.server or self.up else ABSENT
+            waiting = None if self.server or self.up else max(
+                0.0, self._absent_at - time.monotonic())
             try:
                 frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
             except TimeoutError:
+                self._absent_at = time.monotonic() + ABSENT
                 if self.problem is None:  # no handshake even began: nothing answers there
                     why = (await unresolved(self.endpoint) or "is a broker running there, at "
                            "this endpoint, and is its port open to this host?")
@@ -180,7 +193,7 @@ class LinkWatch:
                 self.log.info("%s: link to the broker at %s is up%s", self.node,
                               self.endpoint, " again" if self._said else "")
                 self.up_at = time.monotonic()
-            self.up, self.problem = True, None
+            self.up, self.problem, self._retries = True, None, 0
             self._said = {k: v for k, v in self._said.items() if k.startswith("the link ")}
         elif kind == zmq.EVENT_DISCONNECTED and self.up:
             self.up = False
@@ -188,7 +201,17 @@ class LinkWatch:
                              "by itself", self.node, self.endpoint)
             now = time.monotonic()
             self._said["lost"] = now
-            self._short = self._short + 1 if now - self.up_at < SHORT else 0
+            self._retries, self._absent_at = 0, now + ABSENT
+            # A short link: judged once the reconnect shows whether the broker is there.
+            self._cut = now - self.up_at < SHORT
+            if not self._cut:
+                self._short = 0
+        elif kind == zmq.EVENT_CONNECT_RETRIED and not self.up:
+            self._retries += 1
+            if self._retries > 1 and self._cut:  # its port refused a reconnect: the broker
+                self._cut, self._short = False, 0  # went away (a restart), no MTU's doing
+        elif kind == zmq.EVENT_CONNECTED and self._cut:  # taken at once: the broker is there
+            self._cut, self._short = False, self._short + 1
             if self._short >= FLAPS:
                 self.problem = flapping(self.endpoint)
                 self._say(logging.WARNING, f"{self.node}: {self.problem}")

@@ -15,6 +15,7 @@ import collections
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -179,6 +180,13 @@ class Node:
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
+
+    def link_up_for(self, endpoint: str) -> float | None:
+        """Seconds since this node's link to the broker at ``endpoint`` last came up, while
+        it is up; None while it is not, or if it is not watched."""
+        ups = [link.up_at for link in self.links
+               if link.endpoint == endpoint and not link.server and link.up]
+        return time.monotonic() - max(ups) if ups else None
 
     def link_problem(self, endpoint: str, option: str) -> str | None:
         """What is wrong with this node's link to the broker at ``endpoint`` (its bind
