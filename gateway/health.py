@@ -97,11 +97,13 @@ class ReadyHandler(BaseHandler):
                 problems.append(("store", "store: the broker's store cannot take writes "
                                           "(disk full?)"))
             problems += device_problems(devices)
-        # Requests reach the broker over one link, output comes over another: without it,
-        # WebSockets get no output and long polls wait their whole time.
-        if feed := self.link.node.link_problem(self.link.subscribe, "--publish-bind"):
-            problems.append(("feed", f"output feed: {feed} (this gateway's --subscribe: its "
-                             "WebSockets get no output, its long polls wait to the end)"))
+            # Requests reach the broker over one link, output comes over another: without
+            # it, WebSockets get no output and long polls wait their whole time. (With no
+            # broker at all, that is the problem to name, not each of its links.)
+            if feed := self.link.node.link_problem(self.link.subscribe, "--publish-bind"):
+                problems.append(("feed", f"output feed: {feed} (this gateway's --subscribe: "
+                                 "its WebSockets get no output, its long polls wait to the "
+                                 "end)"))
         words = [text for _, text in problems]
         self.settings.setdefault("ready_log", ReadyLog()).note(
             self, tuple(kind for kind, _ in problems), words)
