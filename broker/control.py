@@ -41,7 +41,7 @@ class Control:
                  log: logging.Logger, refusals: Refusals | None = None,
                  gateways: Gateways | None = None) -> None:
         self.wire, self.store, self.sessions = wire, store, sessions
-        self.gateways = gateways or Gateways()
+        self.gateways = gateways or Gateways(log)
         self.dispatch, self.watch, self.log = dispatch, watch, log
         self.store_writable = store_writable
         self.refusals = refusals

@@ -6,10 +6,15 @@ not managed: one silent past :data:`EXPIRY` is "not alive", and forgotten after
 :data:`FORGET`. A broker that has just started has heard no gateway yet, whether there are
 some or not: for its first :data:`EXPIRY` seconds, none heard is "not known yet" (``None``),
 not "none". The table holds at most :data:`MOST` gateways, the longest silent going first.
+The broker's log says when a gateway is first heard, when it falls silent (once) and when it
+is heard again, as it does for devices: an operator reading it after an outage sees the
+gateway that went, not only ``cellbus status`` at that moment.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,18 +44,43 @@ class Gateways:
     """The gateways heard lately, by name: a gateway that connects again (a new routing id on
     the broker's port) or restarts on its port is the same row."""
 
-    def __init__(self) -> None:
+    def __init__(self, log: logging.Logger) -> None:
+        self.log = log
         self._heard: OrderedDict[str, _Heard] = OrderedDict()
         self._started = time.monotonic()
+        self._silent: set[str] = set()  # said silent in the log, not heard since
 
     def heard(self, content: dict[str, Any]) -> None:
         """A heartbeat: ``{"gateway": its name (host:port), "version", "feed"}``."""
         name, version, feed = (content.get(k) for k in ("gateway", "version", "feed"))
         name = name[:NAME_LENGTH] if isinstance(name, str) and name else "(unnamed)"
+        if name in self._silent:
+            self._silent.discard(name)
+            self.log.info("broker: gateway %s is heard again", name)
+        elif name not in self._heard:
+            self.log.info("broker: gateway %s is up", name)
         self._heard[name] = _Heard(version[:NAME_LENGTH] if isinstance(version, str) else "",
                                    time.monotonic(), feed if isinstance(feed, bool) else None)
         self._heard.move_to_end(name)  # the newest last, for forget_oldest
         forget_oldest(self._heard, MOST)
+        if len(self._silent) > len(self._heard):
+            self._silent.intersection_update(self._heard)
+
+    async def watch(self) -> None:
+        """Say once in the log when a gateway falls silent past :data:`EXPIRY`."""
+        while True:
+            await asyncio.sleep(INTERVAL)
+            self.sweep()
+
+    def sweep(self) -> None:
+        """Log each gateway newly silent past :data:`EXPIRY` (see :meth:`watch`)."""
+        now = time.monotonic()
+        for name, g in self._heard.items():
+            if name not in self._silent and now - g.at >= EXPIRY:
+                self._silent.add(name)
+                self.log.warning("broker: gateway %s silent for %.0f s (stopped, frozen, or "
+                                 "its link down?); cellbus status lists it not alive", name,
+                                 now - g.at)
 
     def listing(self) -> list[dict[str, Any]] | None:
         """``[{gateway, alive, silent, version, feed}]`` by name, the forgotten dropped; None
@@ -58,7 +88,7 @@ class Gateways:
         its link to the output feed was up at its last word (None: it does not say)."""
         now = time.monotonic()
         while self._heard and now - next(iter(self._heard.values())).at >= FORGET:
-            self._heard.popitem(last=False)
+            self._silent.discard(self._heard.popitem(last=False)[0])
         if not self._heard and now - self._started < EXPIRY:
             return None
         return [{"gateway": name, "alive": now - g.at < EXPIRY,

@@ -168,6 +168,7 @@ class Broker(Node):
         self.spawn(self._device_loop(), "devices")
         self.spawn(self.watch.heartbeats(), "heartbeats")
         self.spawn(self.outputs.beacons(), "beacons")
+        self.spawn(self.heard_gateways.watch(), "gateway-watch")
         self.spawn(memory.trim_after_bursts(), "memory")
         if self.retention_period > 0:
             self.spawn(retention.run(self.store, self.retention_period, self.log), "retention")
@@ -195,7 +196,7 @@ class Broker(Node):
                                  ends=self.ends)
         self.batches = Batches(wire=wire, outputs=self.outputs, quotas=self.quotas,
                                post=self.dispatch.post, log=log)
-        self.heard_gateways = Gateways()
+        self.heard_gateways = Gateways(log)
         control = Control(wire=wire, store=store, sessions=self.sessions,
                           dispatch=self.dispatch, watch=self.watch, gateways=self.heard_gateways,
                           store_writable=lambda: self.store_failing is None, log=log,

@@ -81,3 +81,7 @@ def test_status_lists_the_gateways_and_says_when_none_is_up(chain: Chain) -> Non
     assert re.search(rf"^gateway {re.escape(name)}: not alive \([0-9.]+ s silent\)$",
                      text.stdout, re.M), text.stdout
     assert text.stdout.splitlines()[-1] == "ready: no (no live gateway)"
+    assert chain.broker is not None  # and the broker's log says so, once, as for a device
+    chain.broker.wait_for_log(rf"WARNING broker: gateway {re.escape(name)} silent for \d+ s")
+    assert chain.broker.log.count(f"gateway {name} silent") == 1, chain.broker.log
+    assert f"gateway {name} is up" in chain.broker.log
