@@ -42,11 +42,12 @@ def log_end(worker: Worker) -> None:
 
 
 def why_ended(worker: Worker) -> str:
-    """Why ``worker`` ended by itself or by a limit, as its session's next worker says."""
+    """Why ``worker`` ended by itself, by a limit or at the drain's deadline, as its
+    session's next worker says."""
     if worker.violation is not None:  # the device ended it (a kill, between cells too)
         return f"was stopped for a LinkViolation: it sent the device {worker.violation}"
     if worker.limit_hit is not None:
-        return f"was stopped by a limit ({worker.limit_hit[0]})"
+        return f"was stopped ({worker.limit_hit[0]})"  # a limit's name, or DrainTimeout
     if worker.proc.oom_killed:
         return ("ran out of memory (its own --max-memory, or the device's --memory-budget for "
                 "all sessions together) and was stopped")

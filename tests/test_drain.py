@@ -58,6 +58,8 @@ def test_sigterm_device_stops_a_cell_past_the_drain_timeout(chain: Chain) -> Non
     assert doc["output"]["stdout_0"]["content"] == "started\n"
     [error] = [b for b in doc["output"].values() if b["type"] == "error"]
     assert error["ename"] == "DrainTimeout" and "--drain-timeout" in error["evalue"]
+    device.wait_for_log(r"its worker \d+ was stopped \(DrainTimeout\) mid-execution")
+    assert "by a limit" not in device.log, device.log  # the drain's deadline is no limit
 
 
 def test_sigterm_broker_flushes_its_store_and_restarts_where_it_was(chain: Chain) -> None:
