@@ -35,6 +35,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from .interrupts import main_thread_only
+
 #: Seconds between the first unsent write and the send that carries it.
 FLUSH_DELAY = 0.005
 #: Seconds from the first unsent write that the end of an unfinished last line is waited for.
@@ -132,6 +134,7 @@ class Coalescer:
         return self._size == 0
 
     def _run(self) -> None:
+        main_thread_only()
         while True:
             with self._lock:
                 while not self._size or (wait := self._deadline - time.monotonic()) > 0:
@@ -288,6 +291,7 @@ class _FdPipe:
                 self._marks[self._mark] = 0
 
     def _run(self) -> None:
+        main_thread_only()
         poller = select.poll()
         poller.register(self._r, select.POLLIN)
         while True:

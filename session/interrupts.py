@@ -63,3 +63,14 @@ class InterruptGuard:
         if self._depth == 0 and self._pending and self._armed and exc_type is None:
             self._pending = False
             raise KeyboardInterrupt
+
+
+def main_thread_only() -> None:
+    """Block SIGINT in the calling thread, one of the worker's own (the output flusher, the
+    descriptor readers), so that only the main thread, the one that runs the cell, takes
+    an interrupt. The kernel hands a SIGINT sent to the process to any thread that does not
+    block it: Python runs its handler in the main thread all the same, but only a SIGINT
+    the main thread took itself ends the blocking call it is in (a ``time.sleep``). A
+    worker whose threads were all stopped (SIGSTOP) gives a pending SIGINT to whichever
+    thread the SIGCONT lets run first."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})

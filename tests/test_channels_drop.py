@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 
+from gateway.jupyter.model import ANONYMOUS
 from harness import Chain
 from jupyter_ws import Channels, stdout
 from raw_ws import CLOSE, TEXT, RawSocket
@@ -44,6 +46,32 @@ def execute_request(client: str) -> dict:
             "content": {"code": CODE, "silent": False}}
 
 
+async def subscribed(channels: Channels) -> None:
+    """Wait until the gateway has placed ``channels``' subscription, its start included:
+    tornado reads a socket's messages only once its ``open`` (the delivery position from the
+    store, then the subscription) is done, so the reply to a kernel_info_request comes
+    after it. A new ``session_id`` starts at the running execution's first output, or after
+    the last output when nothing runs: a client that connects after a run ended gets none of
+    it (under CPU load the old order, the execute sent first, often let the 3,000 lines end
+    before the watcher's delivery position was read, and the watcher waited 30 s for
+    nothing)."""
+    info = await channels.send("kernel_info_request", {})
+    await channels.until(lambda m: m["msg_type"] == "kernel_info_reply" and m[
+        "parent_header"].get("msg_id") == info["header"]["msg_id"])
+
+
+def run_ended(chain: Chain, kernel_id: str, msg_id: str, timeout: float = 30) -> None:
+    """Block until the run of the execute ``msg_id`` has ended, as the cellbus HTTP API
+    says of its cell (a long-poll, so no fixed sleep)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, doc = chain.http(
+            "GET", f"/home/{ANONYMOUS}/{kernel_id}/cell-{msg_id}/update?wait=5")
+        if status == 200 and doc["status"] in ("done", "error"):
+            return
+    raise AssertionError(f"the run of {msg_id} did not end within {timeout} s")
+
+
 def read_lines(raw: RawSocket, count: int) -> list[dict]:
     """The first messages on the client's socket, up to ``count`` lines of output."""
     got: list[dict] = []
@@ -64,12 +92,14 @@ async def test_a_client_whose_connection_breaks_mid_stream_loses_no_line(
     tornado's stream and the kernel's send queue."""
     chain = running_chain
     kernel_id = start_kernel(chain)
+    watcher = await Channels.open(chain.port, kernel_id, client="watcher")
+    await subscribed(watcher)
     raw = RawSocket(chain.port, rcvbuf=4096,
                     path=f"/api/kernels/{kernel_id}/channels?session_id=tab")
     request = execute_request("tab")
     raw.send_text(json.dumps(request))
-    watcher = await Channels.open(chain.port, kernel_id, client="watcher")
-    try:
+    try:  # the watcher is read once the run has ended: what it gets was kept for it
+        await asyncio.to_thread(run_ended, chain, kernel_id, request["header"]["msg_id"])
         seen = await watcher.until(lambda m: m["msg_type"] == "status" and m["content"][
             "execution_state"] == "idle" and m["parent_header"].get("msg_id") == request[
             "header"]["msg_id"])

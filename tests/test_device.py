@@ -268,6 +268,29 @@ def test_interrupt_stops_code_that_stopped_its_own_worker(device_with_client) ->
     assert stdout_of(client.run("print('next')", "s")) == "next\n"
 
 
+#: A cell that lists the worker's threads other than the main one, each as whether it
+#: blocks SIGINT (bit 2 of /proc's SigBlk mask).
+THREAD_MASKS = """import os, signal
+for tid in sorted(os.listdir('/proc/self/task')):
+    if int(tid) != os.getpid():
+        status = open(f'/proc/self/task/{tid}/status').read()
+        mask = int(status.split('SigBlk:')[1].split()[0], 16)
+        print(bool(mask & 1 << (signal.SIGINT - 1)))
+"""
+
+
+def test_no_thread_of_a_worker_but_the_main_one_takes_an_interrupt(device_with_client
+                                                                    ) -> None:
+    """Tests that the worker's own threads (its output flusher, its descriptor readers)
+    block SIGINT, so the kernel hands an interrupt's SIGINT to the main thread, the one
+    running the cell: one taken by another thread sets Python's flag but does not end the
+    blocking call the main thread is in (a ``time.sleep``), and a worker whose threads
+    were all stopped by SIGSTOP gives the SIGINT to whichever the SIGCONT lets run first."""
+    client, _ = device_with_client()
+    masks = stdout_of(client.run(THREAD_MASKS, "s")).split()
+    assert masks and set(masks) == {"True"}, masks
+
+
 def test_an_interrupt_right_after_the_request_stops_it(device_with_client) -> None:
     """Tests that an interrupt sent right behind its execute_request (a Stop right after
     Run) stops the cell, five times in a row: it reached the worker before the worker took
