@@ -78,6 +78,17 @@ class Channels:
     async def recv(self, timeout: float = 30) -> dict[str, Any]:
         raw = await asyncio.wait_for(self.ws.read_message(), timeout)
         assert raw is not None, "the socket closed"
+        return self._decode(raw)
+
+    async def until_closed(self, timeout: float = 30) -> list[dict[str, Any]]:
+        """The messages that reached this client before its socket closed (its gateway
+        died, say): those count as delivered, as the client had them."""
+        got = []
+        while (raw := await asyncio.wait_for(self.ws.read_message(), timeout)) is not None:
+            got.append(self._decode(raw))
+        return got
+
+    def _decode(self, raw: str | bytes) -> dict[str, Any]:
         if self.binary:
             assert isinstance(raw, bytes), "v1 frames are binary"
             return unpack_v1(raw)
