@@ -213,7 +213,7 @@ class JupyterBackend(SessionBackend):
                         [log] if log.strip() else [])
         finally:
             signal.signal(signal.SIGINT, previous)
-        return run.outcome()
+        return run.outcome(interrupted=bool(interrupted))
 
     @staticmethod
     def _interrupt_due(run: Run, interrupted: list[float], sent: int, last: float,

@@ -121,8 +121,16 @@ class Run:
         if kind == "execute_input" and self.started is None:  # from the cell's handler
             self.started = time.monotonic()  # (busy comes before it, while SIGINT is ignored)
 
-    def outcome(self) -> ExecuteOutcome:
+    def outcome(self, *, interrupted: bool = False) -> ExecuteOutcome:
+        """What the cell came to, ``interrupted`` if the worker passed an interrupt on."""
         reply = self.reply or {}
+        if reply.get("status") == "abort" and not reply.get("ename"):
+            # bash_kernel's answer to an interrupt of its command: no ename, which showed
+            # as "Error: " (empty) where every other kernel says KeyboardInterrupt.
+            if interrupted:
+                return ExecuteOutcome.failed("KeyboardInterrupt", "", ["KeyboardInterrupt"])
+            return ExecuteOutcome.failed("Aborted", f"the {self.backend.kernel_name} kernel "
+                                         "did not run this cell to its end", [])
         if reply.get("status") != "ok":  # error, or abort: the kernel skipped the cell
             ename = str(reply.get("ename") or "Error")  # bash_kernel sends "" (and the
             evalue = str(reply.get("evalue", ""))      # exit status as evalue)

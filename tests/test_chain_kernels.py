@@ -111,6 +111,24 @@ def test_ipykernel_print_error_interrupt_and_restart(kernel_chain) -> None:
     assert [e["ename"] for e in errors(doc)] == ["NameError"]
 
 
+def test_an_interrupted_bash_cell_ends_with_keyboardinterrupt(kernel_chain) -> None:
+    """bash_kernel answers an interrupt of a running command with status "abort" and no
+    ename: the cell showed "Error: " (empty), where every other kernel says
+    KeyboardInterrupt."""
+    chain = kernel_chain
+    status, _ = evaluate(chain, "u/bint/1", "echo go\nwhile true; do :; done", kernel="bash")
+    assert status == 202
+    deadline = time.monotonic() + 30
+    while "go" not in text(chain.update("u/bint/1", wait=2)[1]):
+        assert time.monotonic() < deadline, "the loop never started"
+    assert chain.http("POST", "/home/u/bint/1/interrupt", b"{}")[0] == 202
+    doc = chain.wait_done("u/bint/1")
+    assert doc["status"] == "error"
+    assert [(e["ename"], e["traceback"]) for e in errors(doc)] == [
+        ("KeyboardInterrupt", ["KeyboardInterrupt"])], doc
+    assert text(run(chain, "u/bint/2", "echo next")) == "next\n"
+
+
 def test_r_plot_arrives_as_png(chain) -> None:
     require_kernel("ir")
     chain.start_broker()
