@@ -129,6 +129,22 @@ def test_an_interrupted_bash_cell_ends_with_keyboardinterrupt(kernel_chain) -> N
     assert text(run(chain, "u/bint/2", "echo next")) == "next\n"
 
 
+def test_a_kernel_that_ends_mid_cell_says_how_it_ended(kernel_chain) -> None:
+    """KernelDied said only that the kernel ended: not whether it exited (and with what) or
+    was killed (a memory limit's SIGKILL), so a researcher could not tell why."""
+    chain = kernel_chain
+    doc = run(chain, "u/kdie/1", "print('a', flush=True)\nimport os\nos._exit(3)",
+              kernel="python3")
+    assert text(doc) == "a\n"
+    (error,) = errors(doc)
+    assert error["ename"] == "KernelDied"
+    assert "(it exited with code 3)" in error["evalue"], error
+    doc = run(chain, "u/kdie/2", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    (error,) = errors(doc)
+    assert "(it was killed by signal 9 (SIGKILL))" in error["evalue"], error
+    assert text(run(chain, "u/kdie/3", "print('again')")) == "again\n"
+
+
 def test_r_plot_arrives_as_png(chain) -> None:
     require_kernel("ir")
     chain.start_broker()
