@@ -205,6 +205,7 @@ class JupyterBackend(SessionBackend):
                     return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
                                                  "stop when interrupted and was restarted", [])
                 if not self.km.is_alive():  # the next cell gets a fresh one
+                    run.drain()  # what it printed last, before os._exit, say
                     log, how = self.kernel_log(), self._how_it_ended()
                     self._restart()
                     return ExecuteOutcome.failed(
@@ -295,6 +296,7 @@ class JupyterBackend(SessionBackend):
                     interrupted.clear()  # (as for a cell: once the kernel runs the handler)
                     self.km.interrupt_kernel()
                 if not self.km.is_alive():  # the next cell starts it again
+                    run.drain()
                     return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
                                                  f"ended during a {msg_type}", []), None
         finally:
