@@ -205,15 +205,32 @@ class JupyterBackend(SessionBackend):
                     return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
                                                  "stop when interrupted and was restarted", [])
                 if not self.km.is_alive():  # the next cell gets a fresh one
-                    log = self.kernel_log()
+                    run.drain()  # what it printed last, before os._exit, say
+                    log, how = self.kernel_log(), self._how_it_ended()
                     self._restart()
                     return ExecuteOutcome.failed(
                         "KernelDied", f"the {self.kernel_name} kernel ended during this cell "
-                        "and was started again; variables defined before are gone",
+                        f"({how}) and was started again; variables defined before are gone",
                         [log] if log.strip() else [])
         finally:
             signal.signal(signal.SIGINT, previous)
-        return run.outcome()
+        return run.outcome(interrupted=bool(interrupted))
+
+    def _how_it_ended(self) -> str:
+        """How the kernel's process ended ("it was killed by signal 9 (SIGKILL)"): a user
+        told only that it ended could not tell a crash from an exit or a kill from outside
+        (a memory limit's)."""
+        process = getattr(self.km.provisioner, "process", None)
+        code = process.poll() if process is not None else None
+        if code is None:
+            return "it stopped answering"
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"it was killed by signal {-code} ({name})"
+        return f"it exited with code {code}"
 
     @staticmethod
     def _interrupt_due(run: Run, interrupted: list[float], sent: int, last: float,
@@ -279,6 +296,7 @@ class JupyterBackend(SessionBackend):
                     interrupted.clear()  # (as for a cell: once the kernel runs the handler)
                     self.km.interrupt_kernel()
                 if not self.km.is_alive():  # the next cell starts it again
+                    run.drain()
                     return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
                                                  f"ended during a {msg_type}", []), None
         finally:

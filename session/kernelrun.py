@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 BASE64_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif"})
 #: What the kernel's comms say on iopub, relayed as the session's own output.
 COMM_OUTPUT = frozenset({"comm_open", "comm_msg", "comm_close"})
+#: Seconds without a message after which a dead kernel is taken to have said everything.
+DRAIN_QUIET = 0.2
 
 
 class Run:
@@ -49,8 +51,15 @@ class Run:
         has none) its busy."""
         return self.busy if self.silent else self.started
 
-    def step(self, timeout: float) -> None:
-        """Handle what the kernel sent (waiting up to ``timeout`` seconds for something)."""
+    def drain(self, quiet: float = DRAIN_QUIET) -> None:
+        """Handle all the kernel sent before it ended, until ``quiet`` seconds pass without
+        more: its last output is in its sockets' queues still when its death is seen."""
+        while self.step(timeout=quiet):
+            pass
+
+    def step(self, timeout: float) -> int:
+        """Handle what the kernel sent (waiting up to ``timeout`` seconds for something);
+        how many messages were handled."""
         import zmq
         kc = self.backend.kc
         channels = {kc.iopub_channel.socket: self._iopub, kc.shell_channel.socket: self._shell,
@@ -58,8 +67,10 @@ class Run:
         poller = zmq.Poller()
         for sock in channels:
             poller.register(sock, zmq.POLLIN)
-        for sock, _ in poller.poll(int(timeout * 1000)):
+        ready = poller.poll(int(timeout * 1000))
+        for sock, _ in ready:
             channels[sock]()
+        return len(ready)
 
     def _mine(self, msg: dict[str, Any]) -> bool:
         return msg["parent_header"].get("msg_id") == self.msg_id
@@ -121,8 +132,16 @@ class Run:
         if kind == "execute_input" and self.started is None:  # from the cell's handler
             self.started = time.monotonic()  # (busy comes before it, while SIGINT is ignored)
 
-    def outcome(self) -> ExecuteOutcome:
+    def outcome(self, *, interrupted: bool = False) -> ExecuteOutcome:
+        """What the cell came to, ``interrupted`` if the worker passed an interrupt on."""
         reply = self.reply or {}
+        if reply.get("status") == "abort" and not reply.get("ename"):
+            # bash_kernel's answer to an interrupt of its command: no ename, which showed
+            # as "Error: " (empty) where every other kernel says KeyboardInterrupt.
+            if interrupted:
+                return ExecuteOutcome.failed("KeyboardInterrupt", "", ["KeyboardInterrupt"])
+            return ExecuteOutcome.failed("Aborted", f"the {self.backend.kernel_name} kernel "
+                                         "did not run this cell to its end", [])
         if reply.get("status") != "ok":  # error, or abort: the kernel skipped the cell
             ename = str(reply.get("ename") or "Error")  # bash_kernel sends "" (and the
             evalue = str(reply.get("evalue", ""))      # exit status as evalue)

@@ -111,6 +111,76 @@ def test_ipykernel_print_error_interrupt_and_restart(kernel_chain) -> None:
     assert [e["ename"] for e in errors(doc)] == ["NameError"]
 
 
+def test_an_interrupted_bash_cell_ends_with_keyboardinterrupt(kernel_chain) -> None:
+    """bash_kernel answers an interrupt of a running command with status "abort" and no
+    ename: the cell showed "Error: " (empty), where every other kernel says
+    KeyboardInterrupt."""
+    chain = kernel_chain
+    status, _ = evaluate(chain, "u/bint/1", "echo go\nwhile true; do :; done", kernel="bash")
+    assert status == 202
+    deadline = time.monotonic() + 30
+    while "go" not in text(chain.update("u/bint/1", wait=2)[1]):
+        assert time.monotonic() < deadline, "the loop never started"
+    assert chain.http("POST", "/home/u/bint/1/interrupt", b"{}")[0] == 202
+    doc = chain.wait_done("u/bint/1")
+    assert doc["status"] == "error"
+    assert [(e["ename"], e["traceback"]) for e in errors(doc)] == [
+        ("KeyboardInterrupt", ["KeyboardInterrupt"])], doc
+    assert text(run(chain, "u/bint/2", "echo next")) == "next\n"
+
+
+def test_a_kernel_that_ends_mid_cell_says_how_it_ended(kernel_chain) -> None:
+    """KernelDied said only that the kernel ended: not whether it exited (and with what) or
+    was killed (a memory limit's SIGKILL), so a researcher could not tell why."""
+    chain = kernel_chain
+    doc = run(chain, "u/kdie/1", "print('a', flush=True)\nimport os\nos._exit(3)",
+              kernel="python3")
+    assert text(doc) == "a\n"
+    (error,) = errors(doc)
+    assert error["ename"] == "KernelDied"
+    assert "(it exited with code 3)" in error["evalue"], error
+    doc = run(chain, "u/kdie/2", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    (error,) = errors(doc)
+    assert "(it was killed by signal 9 (SIGKILL))" in error["evalue"], error
+    assert text(run(chain, "u/kdie/3", "print('again')")) == "again\n"
+
+
+def test_output_a_kernel_sent_before_it_died_is_all_kept(kernel_chain) -> None:
+    """The backend looked whether the kernel lived after each message it relayed, and when
+    it did not, left the rest of what the kernel had sent unread. Here the kernel prints
+    while the worker waits for the answer to its prompt, and dies: of its 300 lines, the
+    cell showed none."""
+    from harness import worker_pid
+    from test_backend_contract import _alive, _descendants
+    chain = kernel_chain
+    code = ("import os, threading, time\n"
+            "def die():\n"
+            "    time.sleep(0.5)\n"
+            "    for i in range(300): print(i, flush=True)\n"
+            "    time.sleep(0.5)  # (what os._exit would cut off is sent)\n"
+            "    os._exit(1)\n"
+            "threading.Thread(target=die).start()\n"
+            "input('wait: ')")
+    assert evaluate(chain, "u/klost/1", code, kernel="python3")[0] == 202
+    deadline = time.monotonic() + 60
+    while not any(b["type"] == "input" for b in chain.update("u/klost/1", wait=2)[1]["output"]
+                  .values()):
+        assert time.monotonic() < deadline, "no prompt"
+    pid = worker_pid(chain.devices[0], chain.update("u/klost/1")[1]["session"])
+    processes = _descendants(pid)
+    deadline = time.monotonic() + 15
+    while all(_alive(p) for p in processes):  # the kernel ends; the worker still waits
+        assert time.monotonic() < deadline, "the kernel did not end"
+        time.sleep(0.05)
+    body = json.dumps({"value": "x"}).encode()
+    assert chain.http("POST", "/home/u/klost/1/input", body)[0] == 202
+    doc = chain.wait_done("u/klost/1")
+    # (the prompt and its answer are echoed when the answer comes, before what the kernel
+    # printed meanwhile, as for a kernel that lives on)
+    assert text(doc) == "wait: x\n" + "".join(f"{i}\n" for i in range(300)), text(doc)[-200:]
+    assert [e["ename"] for e in errors(doc)] == ["KernelDied"]
+
+
 def test_r_plot_arrives_as_png(chain) -> None:
     require_kernel("ir")
     chain.start_broker()
