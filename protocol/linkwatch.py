@@ -194,7 +194,11 @@ class LinkWatch:
                               self.endpoint, " again" if self._said else "")
                 self.up_at = time.monotonic()
             self.up, self.problem, self._retries = True, None, 0
-            self._said = {k: v for k, v in self._said.items() if k.startswith("the link ")}
+            # A handshake that passes ends the failures it said, not the flapping (which
+            # passes its handshakes): that line is said again only after REPEAT seconds.
+            # (The lines said are keyed as logged, after the node's name.)
+            flaps = f"{self.node}: the link "
+            self._said = {k: v for k, v in self._said.items() if k.startswith(flaps)}
         elif kind == zmq.EVENT_DISCONNECTED and self.up:
             self.up = False
             self.log.warning("%s: lost its link to the broker at %s; ZeroMQ connects again "
