@@ -67,6 +67,16 @@ def flapping(endpoint: str) -> str:
             "again, or a middlebox cuts connections")
 
 
+def changed_on_the_way(endpoint: str) -> str:
+    """What a failure to decrypt, on a link whose handshake passed, means: the keys are
+    right (they made the handshake), the bytes were changed between the two hosts."""
+    return (f"the link to the broker at {endpoint} carried a message that could not be "
+            "decrypted after its CURVE handshake passed (so the keys are right): its bytes "
+            "were changed on the way, by a faulty or hostile device on the network between "
+            "this host and the broker's; ZeroMQ drops that connection when its "
+            "heartbeat times out, and connects again")
+
+
 #: A key refused for its role on the port it reached: the other likely cause of a refusal,
 #: the endpoint of another of the broker's ports (the broker opens each port to one role).
 WRONG_PORT = {
@@ -219,6 +229,9 @@ class LinkWatch:
             if self._short >= FLAPS:
                 self.problem = flapping(self.endpoint)
                 self._say(logging.WARNING, f"{self.node}: {self.problem}")
+        elif kind in _FAILED and self.up:  # after the handshake: no key's fault
+            self.problem = changed_on_the_way(self.endpoint)
+            self._say(logging.WARNING, f"{self.node}: {self.problem}")
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
             self.problem = problem

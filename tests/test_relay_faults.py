@@ -4,6 +4,8 @@ links: each fault is named in the nodes' logs once, not at every reconnect."""
 
 from __future__ import annotations
 
+import threading
+
 from harness import Chain, stop_nodes, until
 from protocol.linkwatch import REPEAT
 from tcp_relay import Relay, port_of
@@ -28,4 +30,41 @@ def test_a_link_cut_again_and_again_is_named_once(chain: Chain) -> None:
         assert device.proc.poll() is None
     finally:
         stop_nodes(chain.nodes)  # while the relay still carries the device's goodbye
+        relay.close()
+
+
+def test_a_message_changed_on_the_way_is_not_blamed_on_the_keys(chain: Chain) -> None:
+    """Tests that a byte flipped on the way from the broker to a device, after their CURVE
+    handshake passed, is logged by the device as a message changed on the way, once, and
+    not as a wrong --broker-key (its keys are right: the handshake passed); and that the
+    device links up again. Before, it logged the ERROR "the CURVE handshake with the broker
+    at EP failed: --broker-key is not the public key of the broker", and its "no word from
+    the broker" said so too."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        if way == "down" and armed.is_set() and not flipped.is_set():
+            flipped.set()
+            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])  # in a message's ciphertext
+        return chunk
+
+    relay = Relay(port_of(chain.device_ep), mangle=flip)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        armed.set()  # the next bytes the broker sends the device (the cell's request)
+        assert chain.evaluate("u/ws/1", "print('through')")[0] == 202
+        device.wait_for_log(r"could not be decrypted")
+        device.wait_for_log(r"is up again")
+        assert flipped.is_set()
+        assert "--broker-key is not" not in device.log, device.log
+        said = [line for line in device.log.splitlines()
+                if "device: the link to the broker" in line and "not be decrypted" in line]
+        assert len(said) == 1, device.log  # (its "no word from the broker" names it too)
+        assert chain.wait_done("u/ws/1", 30)["status"] in ("done", "error")
+    finally:
+        stop_nodes(chain.nodes)
         relay.close()
