@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -73,8 +73,8 @@ def changed_on_the_way(endpoint: str) -> str:
     return (f"the link to the broker at {endpoint} carried a message that could not be "
             "decrypted after its CURVE handshake passed (so the keys are right): its bytes "
             "were changed on the way, by a faulty or hostile device on the network between "
-            "this host and the broker's; ZeroMQ drops that connection when its "
-            "heartbeat times out, and connects again")
+            "this host and the broker's; this node drops that connection and connects "
+            "again")
 
 
 #: A key refused for its role on the port it reached: the other likely cause of a refusal,
@@ -145,13 +145,17 @@ class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
-                 role: str, server: bool, curve: bool, refusals: Refusals | None = None
-                 ) -> None:
+                 role: str, server: bool, curve: bool, refusals: Refusals | None = None,
+                 reconnect: Callable[[], None] | None = None) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
         #: The broker's record of refused clients, for ``status`` (servers only).
         self.refusals = refusals
         self.curve = curve
+        #: Drops the socket's connections and makes them anew (a client's): ZeroMQ keeps a
+        #: connection it could not decrypt a message of open, reading nothing, until its
+        #: heartbeat times out (6 s, past the broker's expiry of a device).
+        self.reconnect = reconnect
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -160,6 +164,9 @@ class LinkWatch:
         #: Why the last handshake failed, until one succeeds (clients only).
         self.problem: str | None = None
         self.up = False
+        #: Handshakes passed: connections made, each with its own queues, so that what was
+        #: sent on an earlier one and not delivered is lost (a device reports it).
+        self.handshakes = 0
         self._said: dict[str, float] = {}
         #: When the link last came up (monotonic), and how many times in a row it was lost
         #: within :data:`SHORT` seconds of that.
@@ -199,6 +206,7 @@ class LinkWatch:
                 self._say(logging.WARNING, f"{self.node}: {problem}")
             return
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.handshakes += 1
             if not self.up:
                 self.log.info("%s: link to the broker at %s is up%s", self.node,
                               self.endpoint, " again" if self._said else "")
@@ -232,6 +240,9 @@ class LinkWatch:
         elif kind in _FAILED and self.up:  # after the handshake: no key's fault
             self.problem = changed_on_the_way(self.endpoint)
             self._say(logging.WARNING, f"{self.node}: {self.problem}")
+            if self.reconnect is not None:
+                self.up, self._retries, self._absent_at = False, 0, time.monotonic() + ABSENT
+                self.reconnect()
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
             self.problem = problem

@@ -5,10 +5,17 @@ links: each fault is named in the nodes' logs once, not at every reconnect."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 
 from harness import Chain, stop_nodes, until
+from protocol.heartbeat import EXPIRY
 from protocol.linkwatch import REPEAT
 from tcp_relay import Relay, port_of
+
+
+def logged_at(line: str) -> float:
+    """The time a node's log line was written (its first 23 characters), in seconds."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
 def test_a_link_cut_again_and_again_is_named_once(chain: Chain) -> None:
@@ -39,7 +46,9 @@ def test_a_message_changed_on_the_way_is_not_blamed_on_the_keys(chain: Chain) ->
     not as a wrong --broker-key (its keys are right: the handshake passed); and that the
     device links up again. Before, it logged the ERROR "the CURVE handshake with the broker
     at EP failed: --broker-key is not the public key of the broker", and its "no word from
-    the broker" said so too."""
+    the broker" said so too; and it linked up again only when ZeroMQ's heartbeat ended the
+    connection, which reads nothing after such a message (6 s, past the broker's expiry of
+    a device, which took it for lost and ended its cells)."""
     chain.start_broker()
     armed, flipped = threading.Event(), threading.Event()
 
@@ -64,7 +73,46 @@ def test_a_message_changed_on_the_way_is_not_blamed_on_the_keys(chain: Chain) ->
         said = [line for line in device.log.splitlines()
                 if "device: the link to the broker" in line and "not be decrypted" in line]
         assert len(said) == 1, device.log  # (its "no word from the broker" names it too)
+        again = [line for line in device.log.splitlines() if "is up again" in line]
+        # at once, not when ZeroMQ's heartbeat ends the connection (6 s, past the broker's
+        # expiry of a device)
+        assert logged_at(again[0]) - logged_at(said[0]) < EXPIRY, device.log
         assert chain.wait_done("u/ws/1", 30)["status"] in ("done", "error")
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_hand_out_lost_with_its_connection_runs_once(chain: Chain) -> None:
+    """Tests that a cell whose hand-out to a device is lost with the connection that
+    carried it (the relay drops it and cuts; the device connects again at once, well within
+    the broker's expiry) still runs, once: before, the broker reconciled a device's report
+    only when it registered or came back from lost, so such a cell stayed unrun for good."""
+    chain.start_broker()
+    armed, dropped = threading.Event(), threading.Event()
+
+    def drop(way: str, offset: int, chunk: bytes) -> bytes:
+        # the hand-out, by its size (the code below is long; heartbeats are short)
+        if way == "down" and armed.is_set() and len(chunk) > 1500 and not dropped.is_set():
+            dropped.set()
+            threading.Thread(target=relay.cut).start()
+            return b""
+        return chunk
+
+    relay = Relay(port_of(chain.device_ep), mangle=drop)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        armed.set()
+        code = "print('through')  # " + "x" * 3000
+        assert chain.evaluate("u/ws/1", code)[0] == 202
+        until(dropped.is_set, "the hand-out dropped")
+        doc = chain.wait_done("u/ws/1", 20)
+        texts = [b["content"] for b in doc["output"].values() if b["type"] == "text"]
+        assert doc["status"] == "done" and texts == ["through\n"], doc
+        assert "is lost" not in chain.broker.log  # it was never taken for lost
     finally:
         stop_nodes(chain.nodes)
         relay.close()
