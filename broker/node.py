@@ -347,7 +347,8 @@ class Broker(Node):
                     self.log.warning("broker: %s", skew)
             handed = self.dispatch.handed
             upto = handed.upto(content)  # what it could see when it built the report
-            if fresh or kind == mt.DEVICE_REGISTER or device in self.unsynced or \
+            relinked = self.devices.relinked(device, content)
+            if fresh or relinked or kind == mt.DEVICE_REGISTER or device in self.unsynced or \
                     handed.doubtful(device, upto):
                 self.unsynced.discard(device)
                 self.watch.rejoined(device, content, upto)

@@ -65,6 +65,8 @@ class DeviceState:
     spoken: set[str] = field(default_factory=set)
     last_heard: float = field(default_factory=time.monotonic)
     lost: bool = False
+    #: Connections of its link the device had made at its last report.
+    links: int = 0
     #: The device is stopping (it said so in a device_drain or its heartbeats): it takes no
     #: new work, and its sessions' next requests go elsewhere.
     draining: bool = False
@@ -162,6 +164,17 @@ class DeviceTable:
         if report is not None:
             state.report(report)
         return fresh
+
+    def relinked(self, device: str, report: dict[str, Any]) -> bool:
+        """Whether ``device``'s link to this broker was made again since its last report
+        (``links``: the connections it made): a connection dropped and made again within
+        the expiry loses what was in flight on it, a hand-out among it, which only a
+        reconciliation with the device's report finds."""
+        state, links = self.devices.get(device), report.get("links")
+        if state is None or not isinstance(links, int):
+            return False
+        before, state.links = state.links, links
+        return before != 0 and links != before
 
     def spoke(self, device: str, session: str) -> None:
         """``device`` sent something about ``session``: its next report accounts for it."""

@@ -150,7 +150,7 @@ class DeviceRouter(Node):
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
                 "idle_timeout": self.config.idle_timeout, "version": VERSION, "boot": self.boot,
-                "heard": self.heard}
+                "heard": self.heard, "links": self.links_made(self.endpoints[0] or "")}
 
     # -- upstream ---------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import zmq
@@ -65,6 +65,16 @@ def flapping(endpoint: str) -> str:
             f"{host} fails); set sysctl net.ipv4.tcp_mtu_probing=1 on this host and the "
             "broker's, or lower the interface's MTU; else the broker restarts again and "
             "again, or a middlebox cuts connections")
+
+
+def changed_on_the_way(endpoint: str) -> str:
+    """What a failure to decrypt, on a link whose handshake passed, means: the keys are
+    right (they made the handshake), the bytes were changed between the two hosts."""
+    return (f"the link to the broker at {endpoint} carried a message that could not be "
+            "decrypted after its CURVE handshake passed (so the keys are right): its bytes "
+            "were changed on the way, by a faulty or hostile device on the network between "
+            "this host and the broker's; this node drops that connection and connects "
+            "again")
 
 
 #: A key refused for its role on the port it reached: the other likely cause of a refusal,
@@ -135,13 +145,17 @@ class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
-                 role: str, server: bool, curve: bool, refusals: Refusals | None = None
-                 ) -> None:
+                 role: str, server: bool, curve: bool, refusals: Refusals | None = None,
+                 reconnect: Callable[[], None] | None = None) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
         #: The broker's record of refused clients, for ``status`` (servers only).
         self.refusals = refusals
         self.curve = curve
+        #: Drops the socket's connections and makes them anew (a client's): ZeroMQ keeps a
+        #: connection it could not decrypt a message of open, reading nothing, until its
+        #: heartbeat times out (6 s, past the broker's expiry of a device).
+        self.reconnect = reconnect
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -150,6 +164,9 @@ class LinkWatch:
         #: Why the last handshake failed, until one succeeds (clients only).
         self.problem: str | None = None
         self.up = False
+        #: Handshakes passed: connections made, each with its own queues, so that what was
+        #: sent on an earlier one and not delivered is lost (a device reports it).
+        self.handshakes = 0
         self._said: dict[str, float] = {}
         #: When the link last came up (monotonic), and how many times in a row it was lost
         #: within :data:`SHORT` seconds of that.
@@ -189,12 +206,17 @@ class LinkWatch:
                 self._say(logging.WARNING, f"{self.node}: {problem}")
             return
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.handshakes += 1
             if not self.up:
                 self.log.info("%s: link to the broker at %s is up%s", self.node,
                               self.endpoint, " again" if self._said else "")
                 self.up_at = time.monotonic()
             self.up, self.problem, self._retries = True, None, 0
-            self._said = {k: v for k, v in self._said.items() if k.startswith("the link ")}
+            # A handshake that passes ends the failures it said, not the flapping (which
+            # passes its handshakes): that line is said again only after REPEAT seconds.
+            # (The lines said are keyed as logged, after the node's name.)
+            flaps = f"{self.node}: the link "
+            self._said = {k: v for k, v in self._said.items() if k.startswith(flaps)}
         elif kind == zmq.EVENT_DISCONNECTED and self.up:
             self.up = False
             self.log.warning("%s: lost its link to the broker at %s; ZeroMQ connects again "
@@ -215,6 +237,12 @@ class LinkWatch:
             if self._short >= FLAPS:
                 self.problem = flapping(self.endpoint)
                 self._say(logging.WARNING, f"{self.node}: {self.problem}")
+        elif kind in _FAILED and self.up:  # after the handshake: no key's fault
+            self.problem = changed_on_the_way(self.endpoint)
+            self._say(logging.WARNING, f"{self.node}: {self.problem}")
+            if self.reconnect is not None:
+                self.up, self._retries, self._absent_at = False, 0, time.monotonic() + ABSENT
+                self.reconnect()
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
             self.problem = problem

@@ -176,7 +176,8 @@ class Node:
         connects: the monitor sees only what comes after)."""
         refusals = self.keys.roles.refusals if isinstance(self.keys, ServerKeys) else None
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
-                         server=server, curve=curve, refusals=refusals)
+                         server=server, curve=curve, refusals=refusals,
+                         reconnect=None if server else lambda: self.reconnect(sock))
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
@@ -187,6 +188,12 @@ class Node:
         ups = [link.up_at for link in self.links
                if link.endpoint == endpoint and not link.server and link.up]
         return time.monotonic() - max(ups) if ups else None
+
+    def links_made(self, endpoint: str) -> int:
+        """How many connections of this node's link to the broker at ``endpoint`` passed
+        their handshake (0 if it is not watched)."""
+        return sum(link.handshakes for link in self.links
+                   if link.endpoint == endpoint and not link.server)
 
     def link_problem(self, endpoint: str, option: str) -> str | None:
         """What is wrong with this node's link to the broker at ``endpoint`` (its bind

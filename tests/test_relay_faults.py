@@ -1,0 +1,118 @@
+"""Two machines on loopback with a TCP relay of the test's own between a device and the
+broker (tests/tcp_relay.py), as a network that cuts, delays or corrupts the bus's CURVE
+links: each fault is named in the nodes' logs once, not at every reconnect."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from harness import Chain, stop_nodes, until
+from protocol.heartbeat import EXPIRY
+from protocol.linkwatch import REPEAT
+from tcp_relay import Relay, port_of
+
+
+def logged_at(line: str) -> float:
+    """The time a node's log line was written (its first 23 characters), in seconds."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def test_a_link_cut_again_and_again_is_named_once(chain: Chain) -> None:
+    """Tests that a device whose link the network cuts soon after each reconnect (a
+    middlebox, an MTU black hole) logs "lost again and again" once while it goes on (the
+    line says it is repeated only after REPEAT seconds), not at each cut: before, the line
+    was forgotten at each handshake and logged again at every cut after the second."""
+    chain.start_broker()
+    relay = Relay(port_of(chain.device_ep))
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        for cut in range(1, 6):
+            relay.cut()
+            until(lambda n=cut: device.log.count("is up again") >= n, f"reconnect {cut}")
+        flaps = device.log.count("is lost again and again within")
+        assert flaps == 1, (flaps, REPEAT, device.log)
+        assert device.proc.poll() is None
+    finally:
+        stop_nodes(chain.nodes)  # while the relay still carries the device's goodbye
+        relay.close()
+
+
+def test_a_message_changed_on_the_way_is_not_blamed_on_the_keys(chain: Chain) -> None:
+    """Tests that a byte flipped on the way from the broker to a device, after their CURVE
+    handshake passed, is logged by the device as a message changed on the way, once, and
+    not as a wrong --broker-key (its keys are right: the handshake passed); and that the
+    device links up again. Before, it logged the ERROR "the CURVE handshake with the broker
+    at EP failed: --broker-key is not the public key of the broker", and its "no word from
+    the broker" said so too; and it linked up again only when ZeroMQ's heartbeat ended the
+    connection, which reads nothing after such a message (6 s, past the broker's expiry of
+    a device, which took it for lost and ended its cells)."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        if way == "down" and armed.is_set() and not flipped.is_set():
+            flipped.set()
+            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])  # in a message's ciphertext
+        return chunk
+
+    relay = Relay(port_of(chain.device_ep), mangle=flip)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        armed.set()  # the next bytes the broker sends the device (the cell's request)
+        assert chain.evaluate("u/ws/1", "print('through')")[0] == 202
+        device.wait_for_log(r"could not be decrypted")
+        device.wait_for_log(r"is up again")
+        assert flipped.is_set()
+        assert "--broker-key is not" not in device.log, device.log
+        said = [line for line in device.log.splitlines()
+                if "device: the link to the broker" in line and "not be decrypted" in line]
+        assert len(said) == 1, device.log  # (its "no word from the broker" names it too)
+        again = [line for line in device.log.splitlines() if "is up again" in line]
+        # at once, not when ZeroMQ's heartbeat ends the connection (6 s, past the broker's
+        # expiry of a device)
+        assert logged_at(again[0]) - logged_at(said[0]) < EXPIRY, device.log
+        assert chain.wait_done("u/ws/1", 30)["status"] in ("done", "error")
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_hand_out_lost_with_its_connection_runs_once(chain: Chain) -> None:
+    """Tests that a cell whose hand-out to a device is lost with the connection that
+    carried it (the relay drops it and cuts; the device connects again at once, well within
+    the broker's expiry) still runs, once: before, the broker reconciled a device's report
+    only when it registered or came back from lost, so such a cell stayed unrun for good."""
+    chain.start_broker()
+    armed, dropped = threading.Event(), threading.Event()
+
+    def drop(way: str, offset: int, chunk: bytes) -> bytes:
+        # the hand-out, by its size (the code below is long; heartbeats are short)
+        if way == "down" and armed.is_set() and len(chunk) > 1500 and not dropped.is_set():
+            dropped.set()
+            threading.Thread(target=relay.cut).start()
+            return b""
+        return chunk
+
+    relay = Relay(port_of(chain.device_ep), mangle=drop)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        armed.set()
+        code = "print('through')  # " + "x" * 3000
+        assert chain.evaluate("u/ws/1", code)[0] == 202
+        until(dropped.is_set, "the hand-out dropped")
+        doc = chain.wait_done("u/ws/1", 20)
+        texts = [b["content"] for b in doc["output"].values() if b["type"] == "text"]
+        assert doc["status"] == "done" and texts == ["through\n"], doc
+        assert "is lost" not in chain.broker.log  # it was never taken for lost
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
