@@ -114,14 +114,17 @@ class NodeProcess:
         with self._changed:
             return "\n".join(self.lines)
 
-    def wait_for_log(self, pattern: str, timeout: float = 15.0) -> re.Match[str]:
-        """Block until a log line matches ``pattern``; fail with the log if it never does."""
+    def wait_for_log(self, pattern: str, timeout: float = 15.0, *,
+                     nth: int = 1) -> re.Match[str]:
+        """Block until ``nth`` log lines match ``pattern`` (one by default) and return the
+        ``nth``; fail with the log if they never do."""
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         with self._changed:
             while True:
+                found = 0
                 for line in self.lines:
-                    if m := rx.search(line):
+                    if (m := rx.search(line)) and (found := found + 1) == nth:
                         return m
                 left = deadline - time.monotonic()
                 if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
@@ -252,11 +255,14 @@ class BusClient:
         return self.replies_to(self.execute(code, session_id), timeout)
 
 
-def worker_pid(device: NodeProcess, session: str) -> int:
+def worker_pid(device: NodeProcess, session: str, nth: int | None = None) -> int:
     """The host pid of the session's worker (or of its sandbox's init, whose exit ends every
     process of the session), from the device's log: code inside a sandbox sees its own
-    PID namespace, where ``os.getpid()`` is small and means nothing on the host."""
+    PID namespace, where ``os.getpid()`` is small and means nothing on the host. Its latest
+    worker, or its ``nth`` (waited for: the device's log may come after the worker's output)."""
     pattern = rf"started worker (\d+) for session {re.escape(session)} "
+    if nth is not None:
+        return int(device.wait_for_log(pattern, nth=nth).group(1))
     device.wait_for_log(pattern)
     return int(re.findall(pattern, device.log)[-1])  # its latest worker
 

@@ -295,7 +295,8 @@ print(os.getcwd())
     running = client.execute(plant + "import time\ntime.sleep(60)\n", "s")
     client.wait_for(lambda m: m["msg_type"] == "stream" and m["parent_header"].get(
         "msg_id") == running["header"]["msg_id"])
-    pid = worker_pid(device, "s")  # the second worker of "s", running that cell
+    pid = worker_pid(device, "s", nth=2)  # the second worker of "s", running that cell
+    # (waited for by number: the device may log it after the cell's output reached here)
     os.kill(pid, signal.SIGKILL)
     client.wait_for(lambda m: m["msg_type"] == "session_closed", timeout=15)
     assert {v: fingerprint(v) for v in victims} == before
