@@ -47,8 +47,11 @@ BIG: Final = 256 * 1024
 WAITING: Final = 4
 #: Seconds a refused read is told to wait.
 RETRY_AFTER: Final = 2
-#: Bytes of finished cells' encoded documents kept.
-KEPT_BYTES: Final = 64 * 2**20
+#: Bytes of finished cells' encoded documents kept. Each gateway keeps the ones it sends
+#: too (gateway/bigreads.py), so this is for a document read through several gateways or
+#: fallen out of one's; it is memory the broker holds after a burst of big reads, beside
+#: its cells' views (broker.cells.VIEW_BYTES), so it is kept as small.
+KEPT_BYTES: Final = 16 * 2**20
 FINAL: Final = ("done", "error")
 Key = tuple[Any, ...]
 
