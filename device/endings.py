@@ -12,6 +12,7 @@ import signal
 from typing import Any
 
 from protocol.asked import Asked, show
+from protocol.processes import how_ended
 
 from .limits import Limits, explain
 
@@ -23,15 +24,7 @@ def describe_exit(returncode: int | None, with_template: bool = False) -> str:
     if with_template:
         return "was ended with the device's template process, which ended (the device " \
                "starts a new one)"
-    if returncode is None:
-        return "exited"
-    if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        return f"was killed by signal {-returncode} ({name})"
-    return f"exited with code {returncode}"
+    return "exited" if returncode is None else how_ended(returncode)
 
 
 def explain_error(content: dict[str, Any], limits: Limits, asked: Asked) -> dict[str, Any]:

@@ -45,6 +45,8 @@ import tempfile
 import time
 from typing import Any
 
+from protocol.processes import how_ended
+
 from . import kernelspecs
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
 from .kernelrun import Run
@@ -222,15 +224,7 @@ class JupyterBackend(SessionBackend):
         (a memory limit's)."""
         process = getattr(self.km.provisioner, "process", None)
         code = process.poll() if process is not None else None
-        if code is None:
-            return "it stopped answering"
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            return f"it was killed by signal {-code} ({name})"
-        return f"it exited with code {code}"
+        return "it stopped answering" if code is None else f"it {how_ended(code)}"
 
     @staticmethod
     def _interrupt_due(run: Run, interrupted: list[float], sent: int, last: float,
