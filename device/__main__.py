@@ -65,6 +65,10 @@ def parser() -> argparse.ArgumentParser:
     add_option(p, "--outbox-bytes", type=positive_count, default=DEFAULT_CAPACITY, metavar="BYTES",
                help="output kept until the broker confirms it stored it; when full, sessions "
                     "wait on their writes (backpressure), nothing is dropped")
+    add_option(p, "--user-outbox", type=count, default=None, metavar="BYTES",
+               help="of that output, bytes one user's sessions may hold before their writes "
+                    "wait, so one user's flood does not delay other users' output (default "
+                    "1 MiB, or a quarter of --outbox-bytes if less; 0: no share per user)")
     add_option(p, "--max-sessions", type=positive_count, default=16, metavar="N",
                help="sessions this device runs at once")
     add_option(p, "--prefork", type=count, default=2, metavar="N",
@@ -185,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
         device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer),
                               device_id=device_id,
                             connect=args.connect, bind=args.bind, config=config,
-                            drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes)
+                            drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes,
+                            user_outbox=args.user_outbox)
         device.metrics_port = args.metrics_port
         use_curve(device, args)
         return device

@@ -50,6 +50,9 @@ class DeviceMetrics(NodeMetrics):
                     "bounds them)", device.outbox.bytes)
         yield CounterMetricFamily("cellbus_device_outbox_resends", "Times the outbox sent its "
                                   "unconfirmed records again", value=device.outbox.resends)
+        yield CounterMetricFamily("cellbus_device_outbox_user_waits", "Times a worker's writes "
+                                  "waited because its user held its share of the outbox "
+                                  "(--user-outbox)", value=device.outbox.user_waits)
         yield CounterMetricFamily("cellbus_device_worker_records_rejected", "Records from "
                                   "workers refused (forged, malformed, out of turn)",
                                   value=overseer.rejected)

@@ -24,6 +24,16 @@ The outbox is bounded in bytes (``capacity``):
 reading their next record, so a session that prints faster than the broker stores is
 slowed by its own blocked writes (backpressure) and nothing is dropped. Records the device
 says itself (refusals, replies to interrupts) are small and never wait.
+
+The outbox is one queue for every session, so what one user's sessions hold in it is what
+every other user's output waits behind (once at the device, once more in the broker's store
+batches): four sessions of one user printing 4 KiB lines without end kept it full, and
+another user's first cell took seconds. So each user (``metadata.cellbus.user``) holds at
+most ``user_capacity`` bytes (--user-outbox: 1 MiB, and at most a quarter of ``capacity``)
+before that user's workers wait; a user holding less never waits for them. When the whole
+outbox is full all the same (many users flooding at once), only users holding more than an
+even share of it wait. A user who reaches the share is logged (at a bounded rate) and
+counted (:attr:`Outbox.user_waits`).
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol.ratelog import RateLog
 from protocol.records import MAX_BYTES, MAX_RECORDS
 from protocol.wire import Message
 
@@ -44,6 +55,9 @@ log = logging.getLogger("cellbus.device")
 
 #: Bytes of unacknowledged records a device holds before its workers wait (--outbox-bytes).
 DEFAULT_CAPACITY = 32 * 2**20
+#: Bytes of those one user's sessions may hold before that user's workers wait
+#: (--user-outbox), unless a quarter of the outbox's capacity is less.
+DEFAULT_USER_CAPACITY = 2**20
 #: Seconds without an ack, while records wait for one, before everything is sent again;
 #: doubled after each such resend without progress, up to RESEND_MAX.
 RESEND_AFTER = 2.0
@@ -57,12 +71,18 @@ Serialize = Callable[[Message], list[bytes]]
 Bundle = Callable[[list[list[bytes]]], list[bytes]]
 
 
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.3g} MiB"
+
+
 @dataclass(slots=True)
 class _Record:
     n: int
     msg: Message
     frames: list[bytes]
     size: int
+    #: The user whose session it is (``metadata.cellbus.user``), if the record names one.
+    user: str | None = None
     tries: int = 1
     sent: bool = field(default=False)
     #: When it was first written (monotonic; 0 until then): its receipt times the round trip.
@@ -78,12 +98,23 @@ class Outbox:
     :param capacity: bytes of unacknowledged records before :meth:`room` waits.
     :param bundle: packs several records' frames into one message
         (``protocol.records.bundle``); without it each record is sent alone.
+    :param user_capacity: bytes one user's records may take before :meth:`room` makes that
+        user wait; None: :data:`DEFAULT_USER_CAPACITY` or a quarter of ``capacity``,
+        whichever is less; 0: no share per user (every user waits only for a full outbox).
     """
 
     def __init__(self, send: Send, serialize: Serialize, *,
-                 capacity: int = DEFAULT_CAPACITY, bundle: Bundle | None = None) -> None:
+                 capacity: int = DEFAULT_CAPACITY, bundle: Bundle | None = None,
+                 user_capacity: int | None = None) -> None:
         self.epoch = uuid.uuid4().hex[:12]
         self.capacity = capacity
+        self.user_capacity = (min(DEFAULT_USER_CAPACITY, capacity // 4)
+                              if user_capacity is None else min(user_capacity, capacity))
+        #: Bytes of unacknowledged records per user (only users holding some).
+        self.held: dict[str, int] = {}
+        #: Times a user's worker had to wait because that user held its share.
+        self.user_waits = 0
+        self._notices = RateLog(log, interval=60.0)
         self._send = send
         self._serialize = serialize
         self._bundle = bundle
@@ -113,16 +144,37 @@ class Outbox:
         size = sum(map(len, frames))
         if not self._records:
             self._acked_at = time.monotonic()  # the wait for an ack starts now
-        self._records.append(_Record(n, msg, frames, size))
+        user = facts.get("user")
+        user = user if isinstance(user, str) else None
+        self._records.append(_Record(n, msg, frames, size, user))
         self.bytes += size
+        if user is not None:
+            self.held[user] = self.held.get(user, 0) + size
         self._empty.clear()
         self._wake.set()
 
-    async def room(self) -> None:
-        """Wait while the outbox holds ``capacity`` bytes or more."""
-        while self.bytes >= self.capacity:
+    async def room(self, user: str | None = None) -> None:
+        """Wait while ``user`` holds its share of the outbox (see the module docstring), or,
+        for no user, while the outbox holds ``capacity`` bytes or more."""
+        counted = False
+        while self._full_for(user):
+            if not counted:
+                counted = True
+                self.user_waits += user is not None
             self._freed.clear()
             await self._freed.wait()
+
+    def _full_for(self, user: str | None) -> bool:
+        if user is None or not self.user_capacity:
+            return self.bytes >= self.capacity
+        held = self.held.get(user, 0)
+        if held >= self.user_capacity:
+            self._notices.info(user, "device: %s's sessions hold %s of output the broker has "
+                               "not stored yet, the most one user may hold (--user-outbox %s); "
+                               "their writes wait while other users' output goes on",
+                               user, _mib(held), _mib(self.user_capacity))
+            return True
+        return self.bytes >= self.capacity and held >= self.capacity / max(1, len(self.held))
 
     def parents(self) -> set[str]:
         """msg_ids of the requests with records not yet stored (a device reports them as
@@ -157,6 +209,12 @@ class Outbox:
         while self._records and self._records[0].n <= stored:
             record = self._records.popleft()
             self.bytes -= record.size
+            if record.user is not None:
+                left = self.held[record.user] - record.size
+                if left > 0:
+                    self.held[record.user] = left
+                else:
+                    del self.held[record.user]
             progressed = True
             if record.tries == 1 and record.sent_at:  # sent once: its receipt is its own
                 timed = True

@@ -70,7 +70,8 @@ class DeviceRouter(Node):
                  connect: str | None = None, bind: str | None = None,
                  config: OverseerConfig | None = None,
                  drain_timeout: float = DRAIN_TIMEOUT,
-                 outbox_bytes: int = DEFAULT_CAPACITY) -> None:
+                 outbox_bytes: int = DEFAULT_CAPACITY,
+                 user_outbox: int | None = None) -> None:
         super().__init__(session)
         if not (connect or bind):
             raise ValueError("a device needs --connect (or --bind) towards the broker")
@@ -79,6 +80,7 @@ class DeviceRouter(Node):
         self.endpoints = (connect, bind)
         self.config = config or OverseerConfig()
         self.outbox = Outbox(self._write_up, session.serialize, capacity=outbox_bytes,
+                             user_capacity=user_outbox,
                              bundle=functools.partial(records.bundle, session))
         #: msg_ids of requests whose reply went up, oldest first (see MAX_ANSWERED).
         self.answered: collections.OrderedDict[str, None] = collections.OrderedDict()

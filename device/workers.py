@@ -58,11 +58,12 @@ from .workerstops import Stopping
 log = logging.getLogger("cellbus.device")
 
 Upstream = Callable[[Message], Awaitable[None]]
-#: Waits while upstream has no room for more output (the device's outbox is full).
-Room = Callable[[], Awaitable[None]]
+#: Waits while upstream has no room for more output of the user named (the device's outbox
+#: is full, or holds that user's share: device/outbox.py).
+Room = Callable[[str | None], Awaitable[None]]
 
 
-async def no_wait() -> None:
+async def no_wait(user: str | None = None) -> None:
     """A :data:`Room` that never waits."""
 #: Output whose metadata (checked by :func:`device.admission.forged`) goes on with it.
 COMM_OUTPUT = frozenset({mt.COMM_OPEN, mt.COMM_MSG, mt.COMM_CLOSE})
@@ -87,6 +88,9 @@ class Worker(Stopping):
                  input_timeout: float = INPUT_TIMEOUT, kernel: str = DEFAULT_KERNEL,
                  aborts: Aborts | None = None) -> None:
         self.session_id = session_id
+        #: The user whose session this is (its requests' ``metadata.cellbus.user``), once a
+        #: request named one: its output waits only for that user's share of the outbox.
+        self.user: str | None = None
         #: Which requests stop those queued behind them (stop_on_error): the overseer's,
         #: so that it outlives this worker when a fresh one takes its queue.
         self.aborts = aborts if aborts is not None else Aborts()
@@ -178,6 +182,10 @@ class Worker(Stopping):
                 await self._abort(request)
                 continue
             self.current, self._ending = request, Ending(request["msg_type"])
+            meta = request.get("metadata")
+            facts = meta.get("cellbus") if isinstance(meta, dict) else None
+            if isinstance(facts, dict) and isinstance(facts.get("user"), str):
+                self.user = facts["user"]
             self._began = self._interrupt_asked = False
             self.given[request["msg_id"]] = None
             if len(self.given) > MAX_GIVEN:
@@ -237,7 +245,7 @@ class Worker(Stopping):
         try:
             while True:
                 rejected = self.rejected
-                await self.room()  # backpressure: a full outbox leaves the worker's writes blocked
+                await self.room(self.user)  # backpressure: its user's share or a full outbox
                 try:
                     record = await self.link.recv()
                 except LinkCut as e:  # it died while writing: its death's error, half dropped

@@ -1,0 +1,99 @@
+"""Another user's cell latency while one user floods output from many sessions.
+
+    .venv/bin/python bench/fair_share.py [--sessions 1,4,16] [--trials 5]
+
+Starts a chain (broker on a fresh SQLite file, one device, one gateway; no auth, so user
+names come from URLs and no per-user session cap applies), has ``ann`` run N cells, each in a
+worksheet of its own, that print 4 KiB lines without end (each flushed), waits until all of
+them have output stored, then times ``bob``'s cells: per trial a first cell in a new
+worksheet (a new session) and two more cells in it, each from POST evaluate to ``/update``
+saying done with its output. Prints the median and max of first and later cells per N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+from harness import Chain, NodeProcess, stop_nodes, until  # noqa: E402
+from protocol.config import generate_key  # noqa: E402
+
+FLOOD = ("import sys\nwhile True:\n    sys.stdout.write('x' * 4095 + '\\n')\n"
+         "    sys.stdout.flush()\n")
+
+
+def timed_cell(chain: Chain, cell: str, code: str) -> float:
+    """Seconds from the evaluate to a finished cell with its output."""
+    began = time.monotonic()
+    status, answer = chain.evaluate(cell, code)
+    assert status == 202, (status, answer)
+    doc = chain.wait_done(cell, timeout=120)
+    took = time.monotonic() - began
+    assert doc["status"] == "done", doc
+    return took
+
+
+def stored(chain: Chain, sessions: int) -> int:
+    """Output messages of ann's floods stored so far (their cells' last seq); a busy
+    broker's 503 is asked again."""
+    return sum(until(lambda n=n: chain.update(f"ann/flood{n}/1")[1].get("seq"),
+                     f"the seq of ann's flood {n}", 60) for n in range(sessions))
+
+
+def one_load(sessions: int, trials: int, device: list[str]
+             ) -> tuple[list[float], list[float], float]:
+    """bob's first-cell and later-cell seconds while ann floods from ``sessions`` sessions,
+    and ann's output stored meanwhile, in MiB/s (each message a 4 KiB line)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "key"
+        generate_key(key_file)
+        nodes: list[NodeProcess] = []
+        chain = Chain(key_file, f"sqlite:///{tmp}/cellbus.db", nodes)
+        try:
+            chain.start_broker("--user-sessions", "0", "--user-output", "0", "--cell-output", "0")
+            chain.start_device("--max-sessions", str(sessions + 8), "--max-output", str(2**40),
+                               "--exec-timeout", "0", *device)
+            chain.start_gateway()
+            for n in range(sessions):
+                assert chain.evaluate(f"ann/flood{n}/1", FLOOD)[0] == 202
+            for n in range(sessions):
+                until(lambda n=n: chain.update(f"ann/flood{n}/1")[1].get("output"),
+                      f"ann's flood {n}", 60)
+            first, later = [], []
+            began, before = time.monotonic(), stored(chain, sessions)
+            for t in range(trials):
+                first.append(timed_cell(chain, f"bob/ws{t}/1", f"print({t})"))
+                for c in (2, 3):
+                    later.append(timed_cell(chain, f"bob/ws{t}/{c}", f"print({c})"))
+            rate = (stored(chain, sessions) - before) * 4096 / 2**20 / (time.monotonic() - began)
+            return first, later, rate
+        finally:
+            stop_nodes(nodes)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", default="1,4,16", help="ann's flooding sessions, each run")
+    parser.add_argument("--trials", type=int, default=5, help="bob's new worksheets per run")
+    parser.add_argument("--user-outbox", metavar="BYTES",
+                        help="the device's --user-outbox (default: the device's default)")
+    args = parser.parse_args()
+    device = ["--user-outbox", args.user_outbox] if args.user_outbox else []
+    print("ann's sessions | bob first cell: median, max | later cells: median, max (s) "
+          "| ann stored MiB/s")
+    for n in (int(s) for s in args.sessions.split(",")):
+        first, later, rate = one_load(n, args.trials, device)
+        print(f"{n:>14} | {statistics.median(first):6.2f} {max(first):6.2f}"
+              f"             | {statistics.median(later):6.2f} {max(later):6.2f}"
+              f"                | {rate:6.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
