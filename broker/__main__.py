@@ -10,7 +10,8 @@ from protocol.config import (add_common_options, add_curve_options, add_metrics_
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.numbers import count
-from protocol.node import run_node, setup_logging
+from protocol.logfile import setup_logging
+from protocol.node import run_node
 from protocol.wire import Session
 
 from .node import Broker

@@ -12,7 +12,8 @@ from protocol.config import (add_common_options, add_curve_options, add_metrics_
 from protocol.kernels import DEFAULT_KERNEL
 from protocol.numbers import (amount, count, positive_amount, positive_count, positive_seconds,
                               seconds)
-from protocol.node import run_node, setup_logging
+from protocol.logfile import setup_logging
+from protocol.node import run_node
 from protocol.wire import Session
 
 from .overseer import OverseerConfig

@@ -8,7 +8,8 @@ import sys
 from protocol.config import (add_common_options, add_curve_options, add_option, endpoint,
                              load_key, parse_args, tcp_port, use_curve)
 from protocol.numbers import count, positive_count, positive_seconds
-from protocol.node import run_node, setup_logging
+from protocol.logfile import setup_logging
+from protocol.node import run_node
 from protocol.wire import FROM_BROKER_MAX_VALUES, Session
 
 from .access import TOKEN_RATE, make_policy

@@ -14,7 +14,6 @@ import errno
 import collections
 import logging
 import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
@@ -30,7 +29,6 @@ from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .sockets import BusSocket
 from .version import VERSION
-from .logfile import PrivateFileHandler
 from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
 
 
@@ -354,27 +352,6 @@ class Node:
             await self.wait_stop_requested()
         finally:
             await self.stop()
-
-
-def setup_logging(level: str = "INFO", *, tag: str = "", file: str | None = None) -> None:
-    """Log to stderr, or to ``file`` (``--log-file``), at ``level``. ``tag`` names this
-    process's node on each line, after the logger's name (``cellbus.device[gpu1]``), for
-    nodes of which several log to one place (the devices of ``bin/cellbus up``, or of one
-    host's journal). A file is reopened when it was moved (logrotate), and one the node
-    makes is its user's alone (:mod:`protocol.logfile`); one that cannot be written stops the
-    node in one line, status 2."""
-    named = f"%(name)s[{tag.replace('%', '%%')}]" if tag else "%(name)s"
-    handler: logging.Handler = logging.StreamHandler(sys.stderr)
-    if file:
-        try:
-            handler = PrivateFileHandler(file, encoding="utf-8")
-        except OSError as e:
-            print(f"cellbus: cannot write the log file {file} (--log-file): {e.strerror}",
-                  file=sys.stderr)
-            sys.exit(2)
-    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format=f"%(asctime)s {named} %(levelname)s %(message)s",
-                        handlers=[handler])
 
 
 def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
