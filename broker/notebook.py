@@ -36,6 +36,7 @@ from typing import Any
 from protocol import msgtypes as mt
 from protocol.counts import counted
 from protocol.kernels import DEFAULT_KERNEL, kernel_of
+from protocol.turns import Turn
 from protocol.wire import DEFAULT_MAX_FRAME_SIZE, Message
 
 from .layouts import cells_with_runs
@@ -180,21 +181,16 @@ class Notebooks:
     def __init__(self, store: Store, devices: DeviceTable, *,
                  max_bytes: int = MAX_BYTES) -> None:
         self.store, self.devices, self.max_bytes = store, devices, max_bytes
-        self._turn = asyncio.Lock()  # one notebook built at a time
-        self._waiting = 0
+        self._turn = Turn(WAITING)  # one notebook built at a time
 
     async def get(self, msg: Message, address: Address) -> Reply:
         """``({"bytes", "sha256"}, [the notebook's JSON])``; see the module docstring."""
-        if self._waiting > WAITING:
-            raise Refused(503, f"the broker has {self._waiting} notebook downloads under way "
-                               f"already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
-        self._waiting += 1
-        try:
-            async with self._turn:
-                book = await self.build(address)
-                body, digest = await asyncio.to_thread(encoded, book)
-        finally:
-            self._waiting -= 1
+        if self._turn.full:
+            raise Refused(503, f"the broker has {self._turn.waiting} notebook downloads under "
+                               f"way already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
+        async with self._turn.take():
+            book = await self.build(address)
+            body, digest = await asyncio.to_thread(encoded, book)
         if len(body) > DEFAULT_MAX_FRAME_SIZE:  # JSON escapes (control characters) grow it
             raise self._too_big(address[1])
         return {"bytes": len(body), "sha256": digest}, [body]

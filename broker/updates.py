@@ -36,6 +36,7 @@ from typing import Any, Final
 
 from protocol import msgtypes as mt
 from protocol.fileurls import add_file_urls
+from protocol.turns import Turn
 from protocol.wire import Message
 
 from .cells import Cells
@@ -90,8 +91,7 @@ class Updates:
 
     def __init__(self, cells: Cells, *, big: int = BIG) -> None:
         self.cells, self.big = cells, big
-        self._turn = asyncio.Lock()  # one big document encoded at a time
-        self._waiting = 0
+        self._turn = Turn(WAITING)  # one big document encoded at a time
         #: Finished cells' encoded documents (body, sha256), least recently used first.
         self._kept: OrderedDict[Key, tuple[bytes, str]] = OrderedDict()
         self._kept_bytes = 0
@@ -120,15 +120,11 @@ class Updates:
             return {**said, "withheld": True, **({"sha256": kept[1]} if kept else {})}, []
         if kept is not None:
             return {**said, "bytes": len(kept[0]), "sha256": kept[1], "kept": True}, [kept[0]]
-        if self._waiting > WAITING:
-            raise Refused(503, f"the broker has {self._waiting} big cell documents to send "
-                               f"already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
-        self._waiting += 1
-        try:
-            async with self._turn:
-                body, digest = await asyncio.to_thread(encoded, doc)
-        finally:
-            self._waiting -= 1
+        if self._turn.full:
+            raise Refused(503, f"the broker has {self._turn.waiting} big cell documents to "
+                               f"send already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
+        async with self._turn.take():
+            body, digest = await asyncio.to_thread(encoded, doc)
         if key is not None:
             self._keep(key, body, digest)
         return {**said, "bytes": len(body), "sha256": digest, "kept": key is not None}, [body]

@@ -30,10 +30,10 @@ import contextlib
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from protocol import msgtypes as mt
+from protocol.turns import Turn
 from protocol.wire import Message
 
 from .base import BaseHandler
@@ -53,9 +53,8 @@ class BigReads:
     cells' documents it keeps, by their SHA-256."""
 
     def __init__(self, waiting: int = WAITING, kept_bytes: int = KEPT_BYTES) -> None:
-        self.waiting_limit, self.kept_bytes = waiting, kept_bytes
-        self._turn = asyncio.Lock()
-        self._waiting = 0
+        self.kept_bytes = kept_bytes
+        self._turn = Turn(waiting)
         #: SHA-256 (hex) -> the JSON of a finished cell's big document, least recently
         #: used first.
         self.kept: OrderedDict[str, bytes] = OrderedDict()
@@ -79,23 +78,17 @@ class BigReads:
     @property
     def waiting(self) -> int:
         """Big reads fetching or waiting to."""
-        return self._waiting
+        return self._turn.waiting
 
     def check(self) -> None:
         """503 with Retry-After if :data:`WAITING` big reads wait already."""
-        if self._waiting > self.waiting_limit:
-            raise fail(503, f"this gateway has {self._waiting} big answers to fetch already; "
-                            f"retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
+        if self._turn.full:
+            raise fail(503, f"this gateway has {self._turn.waiting} big answers to fetch "
+                            f"already; retry in {RETRY_AFTER} s", retry_after=RETRY_AFTER)
 
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[None]:
+    def turn(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the turn while the big answer comes from the broker."""
-        self._waiting += 1
-        try:
-            async with self._turn:
-                yield
-        finally:
-            self._waiting -= 1
+        return self._turn.take()
 
 
 async def fetch(handler: BaseHandler, msg_type: str, content: dict[str, Any],
