@@ -11,7 +11,7 @@ import re
 import zlib
 
 from access_util import JSON, add_user, bearer, call
-from harness import Chain
+from harness import Chain, until
 from test_browser import (browser, code_box, code_of, expect, open_page,  # noqa: F401
                           page, web)
 
@@ -201,3 +201,36 @@ def test_no_user_can_tell_whether_another_shared_a_guessed_piece_of_code(chain: 
     assert opened.status == 200 and opened.body["code"] == secret
     assert make(chain, secret, ann) == (201, hers)  # the same code: her same link
     assert call(chain.port, "DELETE", f"/permalink/{hers['id']}", headers=ann).status == 200
+
+
+def stored_code(chain: Chain, worksheet: str) -> list[str]:
+    """The code of the worksheet's cells as the store keeps its layout (user guest)."""
+    answer = call(chain.port, "GET", f"/home/guest/{worksheet}/layout")
+    return [c["code"] for c in answer.body.get("cells") or []] if answer.status == 200 else []
+
+
+def test_a_shared_link_naming_a_worksheet_opens_a_new_one(page, web) -> None:  # noqa: F811
+    """Tests that a shared link with ``ws=`` (``/?ws=thesis&z=...``, which anyone can write
+    and send) opens the shared code in a worksheet of its own, as a link without it does,
+    and leaves the named worksheet's stored cells as they were; and that a reload of the
+    page it opened keeps what was typed there since. Before, the link's code replaced the
+    first cell of that worksheet (the person's own, when signed in) and was saved over it,
+    and a reload put the shared code back over what was typed."""
+    chain = web
+    page.goto(chain.url("/?ws=thesis"))
+    code_box(page.locator(".cellbus-cell").nth(0)).fill("print('my own work')")
+    until(lambda: stored_code(chain, "thesis")[:1] == ["print('my own work')"], "the first save")
+    z = base64.urlsafe_b64encode(zlib.compress(b"print('theirs')")).decode().rstrip("=")
+    page.goto(chain.url(f"/?ws=thesis&z={z}"))
+    first = page.locator(".cellbus-cell").nth(0)
+    expect(code_of(first)).to_have_value("print('theirs')")
+    expect(page.locator("#ws-name")).not_to_have_text("thesis")
+    opened = page.locator("#ws-name").inner_text()
+    until(lambda: stored_code(chain, opened)[:1] == ["print('theirs')"], "the link's save")
+    assert stored_code(chain, "thesis")[:1] == ["print('my own work')"]
+    code_box(first).press("Control+a")  # CodeMirror types at the cursor: replace all
+    code_box(first).fill("print('edited')")
+    until(lambda: stored_code(chain, opened)[:1] == ["print('edited')"], "the edit's save")
+    page.reload()
+    expect(code_of(page.locator(".cellbus-cell").nth(0))).to_have_value("print('edited')")
+    assert page.locator("#ws-name").inner_text() == opened
