@@ -14,9 +14,14 @@ from typing import Any
 
 def file_url(address: Sequence[object], seq: object, name: object) -> str:
     """The URL of the file ``name`` of a cell's output message ``seq`` (the gateway's
-    ``FileHandler``): in the documents of ``/update`` and on the WebSocket alike."""
+    ``FileHandler``): in the documents of ``/update`` and on the WebSocket alike.
+
+    The name is one segment, its slashes escaped: a file written in a folder
+    (``sub/a.txt``) is served by that route, and no name a session announces (its code can
+    send any bundle) leads the page's link or ``<img>`` out of the cell's files, as a name
+    of ``..`` segments, which the browser resolves, did (to any path of the gateway)."""
     base = "/home/" + "/".join(urllib.parse.quote(str(p), safe="") for p in address)
-    return f"{base}/files/{seq}/{urllib.parse.quote(str(name))}"
+    return f"{base}/files/{seq}/{urllib.parse.quote(str(name), safe='')}"
 
 
 def add_file_urls(doc: dict[str, Any], address: Sequence[object]) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import urllib.parse
 
 from harness import Feed, until, wait_gateway_linked
 
@@ -136,6 +138,29 @@ def test_form_input_and_files(shared_chain) -> None:
     status, data = chain.http("GET", block["url"])
     assert status == 200 and data == b"a,b\n"
     assert chain.http("GET", block["url"].replace("r.csv", "s.csv"))[0] == 404
+
+
+def test_a_files_url_stays_in_its_cells_files(shared_chain) -> None:
+    """A file written in a folder is served at its block's URL, and no file name (what a
+    session announces: IPython's ``display(..., raw=True)`` sends any bundle) makes that URL,
+    resolved as a browser resolves it, leave the cell's files. Before, the name went into the
+    URL with its slashes: ``sub/a.txt`` answered 404 (no route), and ``../../../../../..``
+    led the page's link and ``<img>`` to any path of the gateway (``/api/kernels``)."""
+    chain, cell = shared_chain, "files/myws/5"
+    code = ("import os\nos.makedirs('sub', exist_ok=True)\n"
+            "open('sub/a.txt', 'w').write('in a folder')\n"
+            "from IPython.display import display\n"
+            "display({'text/plain': 'x', 'application/x-cellbus-file+json': {'name': "
+            "'../../../../../../api/kernels', 'size': 2, 'mime': 'image/png'}}, raw=True)\n")
+    assert chain.http("POST", f"/home/{cell}/evaluate",
+                      json.dumps({"input": code}).encode())[0] == 202
+    doc = chain.wait_done(cell)
+    blocks = {b["name"]: b for b in doc["output"].values() if b["type"] == "file"}
+    assert set(blocks) == {"sub/a.txt", "../../../../../../api/kernels"}, doc["output"]
+    assert chain.http("GET", blocks["sub/a.txt"]["url"]) == (200, b"in a folder")
+    for block in blocks.values():
+        path = urllib.parse.urlsplit(urllib.parse.urljoin("http://gw/", block["url"])).path
+        assert path.startswith(f"/home/{cell}/files/{block['seq']}/"), block["url"]
 
 
 def test_no_broker_answers_503(chain) -> None:
