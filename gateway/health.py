@@ -7,6 +7,8 @@ and not draining; otherwise 503 with what is wrong, so a load balancer sends no 
 gateway that could only refuse them. Its access line is logged when the answer changes
 (:class:`ReadyLog`). ``/metrics`` answers clients on this machine only (scrape from here, or
 through a proxy you control); another address gets 404, as for any route it may not see.
+``/ready``'s status is for anyone (a load balancer's probe), but what its problems say
+(the broker's endpoint, devices' names, keys) only for this machine's clients.
 """
 
 from __future__ import annotations
@@ -107,8 +109,18 @@ class ReadyHandler(BaseHandler):
         words = [text for _, text in problems]
         self.settings.setdefault("ready_log", ReadyLog()).note(
             self, tuple(kind for kind, _ in problems), words)
+        if not is_loopback(client_address(self)):
+            words = [unsaid(text) for text in words]
         self.write_json(503 if problems else 200,
                         {"ready": not problems, "problems": words, **state})
+
+
+def unsaid(problem: str) -> str:
+    """What a client elsewhere is told of a problem: which part is not ready. Its words name
+    the broker's endpoint (internal addresses and ports), devices and keys: like /metrics,
+    they are for this machine's clients, and the gateway's log has them (:class:`ReadyLog`)."""
+    return (problem.split(":", 1)[0] + ": not ready (what is wrong is said to clients on "
+            "the gateway's machine, and in its log)")
 
 
 def device_problems(devices: list[dict[str, Any]]) -> list[tuple[str, str]]:

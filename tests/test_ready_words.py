@@ -77,3 +77,23 @@ def test_a_broker_that_is_gone_is_named_by_the_link_that_is_down(chain: Chain) -
         f"{chain.gateway_ep}: is a broker running there, with this as its --gateway-bind, and "
         "is its port open to this host?)"
     ], ready
+
+
+def test_only_clients_on_the_gateways_machine_get_the_problems_words(chain: Chain) -> None:
+    """Tests that /ready, asked through a trusted proxy for a client elsewhere (a public
+    gateway's visitor, anyone on the internet), says 503 and which part is not ready, but
+    not the words that name the broker's endpoint (internal addresses and ports), devices
+    and keys, which the gateway's own machine (and its log) still gets, as for /metrics.
+    Before, anyone who could reach a gateway read its deployment's layout there."""
+    broker = chain.start_broker()
+    chain.start_device()
+    gateway = chain.start_gateway("--trusted-proxy", "127.0.0.1", "--allow-anonymous")
+    broker.stop()
+    gateway.wait_for_log(r"lost its link to the broker at " + re.escape(chain.gateway_ep))
+    elsewhere = {"X-Forwarded-For": "203.0.113.5"}
+    status, ready = chain.http("GET", "/ready", headers=elsewhere)
+    assert status == 503 and ready["ready"] is False, ready
+    assert [p.split(":")[0] for p in ready["problems"]] == ["broker"], ready
+    assert chain.gateway_ep not in str(ready), ready
+    status, ready = chain.http("GET", "/ready")
+    assert status == 503 and chain.gateway_ep in ready["problems"][0], ready
