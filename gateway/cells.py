@@ -16,7 +16,7 @@ from protocol import msgtypes as mt
 from protocol.asked import Asked, BadLimits, parse
 from protocol.wire import Message
 
-from . import bigreads, heap
+from . import bigreads, guard, heap
 from .base import BaseHandler, check_address, fail
 from .formbody import load_body, reads_as_form
 from .jsonbody import is_integer
@@ -259,6 +259,8 @@ class UpdateHandler(BaseHandler):
                         pass
                 finally:
                     watch.unwatch(address, event)
+            if wait:  # its token may have been removed meanwhile
+                await guard.still_admitted(self, self.visitor)
             if reply["content"].get("withheld"):  # the answer: counted, and in turn
                 body = await bigreads.document(self, query, address, reply["content"])
             else:

@@ -120,6 +120,25 @@ async def token_user(handler: RequestHandler, token: str) -> str | None:
                    retry_after=AUTH_RETRY_AFTER) from None
 
 
+async def still_admitted(handler: RequestHandler, visitor: Visitor) -> None:
+    """A 401 if the token that admitted ``handler``'s request no longer names its user. A
+    long poll is admitted once and answers up to a minute later: checked only then, it
+    carried output printed after its token was removed (README: a removed token stops
+    working within a second). While the broker cannot say, the answer goes, as an open
+    WebSocket stays (gateway/tokenwatch.py)."""
+    policy = policy_of(handler)
+    if policy.auth != "token" or visitor.user is None:
+        return
+    cred = credential(handler, policy.cookie_name)  # admitted with it: well-formed
+    check: TokenCheck = handler.settings["token_check"]
+    try:
+        user = await check.user(cred.token) if cred is not None else None
+    except BrokerUnavailable:
+        return
+    if user != visitor.user:
+        raise fail(401, "the token is no longer valid (replaced or removed)")
+
+
 def same_origin(handler: RequestHandler) -> bool:
     """Whether the request comes from this gateway's own pages (or from no page at all)."""
     site = handler.request.headers.get("Sec-Fetch-Site")

@@ -25,6 +25,7 @@ from protocol.wire import Message
 
 from .base import BaseHandler, check_address, fail
 from .cells import MAX_WAIT, CellWatch, number_word
+from .guard import still_admitted
 from .subscription import to_json
 
 #: Replay pages one answer reads at most (each up to the broker's 1,000 messages).
@@ -67,6 +68,8 @@ class SessionNotesHandler(BaseHandler):
                         pass
                 finally:
                     watch.unwatch(address[:2], event)
+            if wait:  # its token may have been removed meanwhile
+                await still_admitted(self, self.visitor)
             self.write_json(200, answer)
 
     async def _read(self, address: tuple[str, str, str], since: int, known: str | None

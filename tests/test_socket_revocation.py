@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from tornado.websocket import (WebSocketClientConnection, WebSocketClosedError,
                                websocket_connect)
 
 from access_util import add_user, bearer, call, cellbus_user, stored_requests
-from harness import Chain
+from harness import Chain, until
 from jupyter_ws import Channels
 from test_ws_follows import close
 
@@ -158,3 +159,34 @@ async def test_one_timer_asks_once_per_token_however_many_sockets_share_it() -> 
     for watch in bobs:
         revocations.discard(watch, "bob-token")  # type: ignore[arg-type]
     assert revocations.timer is None and not timer.is_running() and revocations.open == {}
+
+
+def test_a_long_poll_of_a_removed_token_answers_401_not_the_output(
+        chain: Chain, tokens: dict[str, str]) -> None:
+    """A long poll (``/update?wait=&until=done``, up to 60 s; and the session notes',
+    ``/session?wait=``) admitted before its token was removed answers 401, not the output its
+    cell printed after the removal (nor the note of its end). Before, it was checked once,
+    at its start, and carried that output to the removed user."""
+    alice = bearer(tokens["alice"])
+    code = f"import time\ntime.sleep({BOUND})\nprint('said after the removal')"
+    assert call(chain.port, "POST", "/home/alice/lp/1/evaluate", json.dumps({"input": code}),
+                {"Content-Type": "application/json", **alice}).status == 202
+    doc = until(lambda: (d := call(chain.port, "GET", "/home/alice/lp/1/update",
+                                   headers=alice).body)["session"] and d, "the cell's session")
+    notes = f"/home/alice/lp/session?since={doc['seq']}&session={doc['session']}&wait=30"
+    with ThreadPoolExecutor(2) as pool:
+        # Admitted from the token's cache (the reads'), before the read that follows.
+        poll = pool.submit(call, chain.port, "GET", "/home/alice/lp/1/update?wait=30&until=done",
+                           None, alice, 60)
+        noted = pool.submit(call, chain.port, "GET", notes, None, alice, 60)
+        assert call(chain.port, "GET", "/home/alice/lp/1/update", headers=alice).status == 200
+        assert cellbus_user("remove", "alice", store=chain.store).returncode == 0
+        removed = time.monotonic()
+        while call(chain.port, "GET", "/home/alice/lp/1/update", headers=alice).status != 401:
+            assert time.monotonic() - removed < BOUND, "the removed token still works"
+            time.sleep(0.05)
+        assert not poll.done(), "the cell ended before the removal counted: nothing was tried"
+        answer, note = poll.result(), noted.result()
+    assert answer.status == 401, answer
+    assert b"said after the removal" not in json.dumps(answer.body).encode()
+    assert note.status == 401, note
