@@ -6,6 +6,7 @@ stopping every node and starting it again with the new file."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -63,3 +64,49 @@ def test_a_key_file_that_cannot_be_read_on_sighup_leaves_the_keys_as_they_were(
     hang_up(device, r"device got SIGHUP but keeps its keys: the --key-file \S+ is empty", 1)
     bed.run("u/quick/1", 1)
     assert device.proc.poll() is None
+
+
+def test_a_device_and_a_gateway_certificate_rotate_while_a_cell_streams(
+        tmp_path: Path, nodes: list[NodeProcess]) -> None:
+    """Tests ``cellbus cert --rotate``, the node's SIGHUP, then ``cert --retire``, for the
+    device (which holds the streaming cell's session) and then the gateway (which reads its
+    output): the cell's lines all come, once each, in order, and cells run after each step;
+    neither node is refused or cut off. After the rotation, a node with the old certificate
+    is refused, and the broker's line names it as gpu1's previous key, retired. (Before, a
+    key could be replaced only by revoking it: the device was cut off, its running cells
+    ended with DeviceLost, and it had to be restarted with its new key.)"""
+    bed = Bed(tmp_path, nodes)
+    broker, device, gateway = bed.up()
+    keys = str(bed.chain.keys_dir)
+    old = tmp_path / "gpu1.old_secret"
+    shutil.copyfile(bed.file("gpu", "gpu1.key_secret"), old)
+    bed.stream("u/ws/stream")
+    for n, (node, name, host) in enumerate(((device, "gpu1", "gpu"), (gateway, "web1", "web"))):
+        made = cellbus("cert", "--rotate", name, "--dir", keys)
+        assert made.returncode == 0, made.stderr
+        bed.copy(f"{name}.key_secret", host, bed.chain.keys_dir / f"{name}.key_secret")
+        hang_up(node, rf"reloaded its CURVE certificate \S+/{name}.key_secret", 1)
+        if node is device:
+            broker.wait_for_log(r"device 'gpu1' speaks with the new key of certificate gpu1")
+        bed.run(f"u/quick/{2 * n}", 2 * n)
+        bed.wait_lines("u/ws/stream", 3)
+        retired = cellbus("cert", "--retire", name, "--dir", keys)
+        assert retired.returncode == 0, retired.stderr
+        bed.run(f"u/quick/{2 * n + 1}", 2 * n + 1)
+        bed.wait_lines("u/ws/stream", 3)
+    bed.finish("u/ws/stream")
+    assert dropped(broker, device, gateway) == []
+
+    stale = NodeProcess("device", "--connect", bed.chain.device_ep, "--device-id", "gpu1",
+                        "--prefork", "0", "--drain-timeout", "0", "--key-file",
+                        str(bed.file("gpu", "bus.key")), "--curve-key", str(old),
+                        "--broker-key", str(bed.file("gpu", "broker.key")))
+    nodes.append(stale)
+    broker.wait_for_log(r"refused a CURVE client on the device port: the previous key of "
+                        r"gpu1, retired \(cert --retire\)")
+    stale.wait_for_log(r"the broker at \S+ refused this node's CURVE key")
+    # By now the broker has looked at its key folders since the last --retire (every 0.5 s):
+    # the connections the nodes left when they reloaded are no revoked peers.
+    assert not re.search(r"was revoked|cut \d+ feed|DeviceLost", broker.log), broker.log
+    for node in (broker, device, gateway):
+        assert node.proc.poll() is None, node.log
