@@ -72,9 +72,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"revoked {args.revoke}: {', '.join(map(str, removed))}")
         elif args.rotate:
             secret = rotate_certificate(args.dir, args.rotate)
-            print(f"{secret}  (new secret: copy it to {args.rotate}'s host, over its old one, "
-                  f"and send that node SIGHUP; then: cellbus cert --retire {args.rotate} "
-                  f"--dir {args.dir})")
+            if args.rotate == BROKER:
+                print(f"{secret}  (new: copy {secret.with_suffix('.key')} to every device's "
+                      "and gateway's host as broker.next.key, beside their --broker-key, "
+                      "then restart the broker)")
+            else:
+                print(f"{secret}  (new secret: copy it to {args.rotate}'s host, over its old "
+                      f"one, and send that node SIGHUP; then: cellbus cert --retire "
+                      f"{args.rotate} --dir {args.dir})")
         elif args.retire:
             if not retire_previous(args.dir, args.retire):
                 p.error(f"{args.retire!r} has no previous key in {args.dir} (--rotate first)")

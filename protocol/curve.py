@@ -19,6 +19,9 @@ A key folder (``bin/cellbus cert NAME --role ROLE --dir DIR``) holds::
     DIR/gateways/NAME.key                     ... on the gateway and feed ports
     DIR/devices/NAME.previous.key             NAME's key before ``cert --rotate NAME``,
                                               accepted too until ``cert --retire NAME``
+    DIR/broker.previous.key(_secret)          the broker's pair before ``cert --rotate
+                                              broker``; its clients find the new public key
+                                              as ``broker.next.key`` (protocol/rekey.py)
 
 ``ipc://`` endpoints need none of this: ``bin/cellbus up`` puts them in a folder only its
 user can enter. A node given a ``tcp://`` endpoint without keys refuses to start unless
@@ -104,6 +107,8 @@ def rotate_certificate(directory: str | os.PathLike[str], name: str) -> Path:
     ``NAME.previous``) until :func:`retire_previous`: its node reloads the new one (SIGHUP)
     and reconnects, with no cell lost. Returns the new secret file's path."""
     where = Path(directory)
+    if name == BROKER:
+        return _rotate_broker(where)
     roles = [role for role, folder in ROLES.items() if (where / folder / f"{name}.key").exists()]
     if not roles:
         raise ConfigError(f"the broker of {where} accepts no key named {name!r}; "
@@ -121,9 +126,31 @@ def rotate_certificate(directory: str | os.PathLike[str], name: str) -> Path:
     return make_certificate(where, name, role)
 
 
+def _rotate_broker(where: Path) -> Path:
+    """The broker's new pair; the old one is kept as ``broker.previous.key(_secret)``. The
+    broker uses it from its next start; its clients find it as ``broker.next.key`` beside
+    their ``--broker-key`` when their handshake with the old one fails
+    (:func:`protocol.rekey.next_broker_key`)."""
+    secret = where / f"{BROKER}.key_secret"
+    if not secret.exists():
+        raise ConfigError(f"{where} has no broker key pair to rotate: make it with "
+                          f"bin/cellbus cert broker --role broker --dir {where}")
+    for suffix in (".key", ".key_secret"):
+        path = where / f"{BROKER}{suffix}"
+        path.rename(where / f"{BROKER}{PREVIOUS}{suffix}")
+    return make_certificate(where, BROKER, BROKER)
+
+
 def retire_previous(directory: str | os.PathLike[str], name: str) -> list[Path]:
     """Stop accepting the key ``name`` had before :func:`rotate_certificate`; the files
-    removed (the broker then shuts its connections out, as for a revoked key)."""
+    removed (the broker then shuts its connections out, as for a revoked key). The broker's
+    old secret, which it no longer uses once restarted, is removed."""
+    if name == BROKER:
+        old = Path(directory) / f"{BROKER}{PREVIOUS}.key_secret"
+        if not old.exists():
+            return []
+        old.unlink()
+        return [old]
     return revoke(directory, f"{name}{PREVIOUS}")
 
 
@@ -273,6 +300,11 @@ class ServerKeys:
         self.auth.stop()
 
 
+def load_server_key(path: str | os.PathLike[str]) -> bytes:
+    """The broker's public key in the certificate ``path`` (ConfigError if it is none)."""
+    return _load(path, secret=False, option="--broker-key")[0]
+
+
 class ClientKeys:
     """A device's or gateway's side: its own key pair and the broker's public key."""
 
@@ -280,7 +312,9 @@ class ClientKeys:
         self.public, secret = _load(own, secret=True, option="--curve-key")
         assert secret is not None
         self.secret = secret
-        self.server, _ = _load(broker, secret=False, option="--broker-key")
+        self.server = load_server_key(broker)
+        #: When the broker key in use last changed for another (monotonic; 0: never).
+        self.flipped = 0.0
 
     def connect_with(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` (before it connects) a CURVE client of the broker."""

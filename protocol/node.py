@@ -27,7 +27,7 @@ from .errors import ConfigError, ProtocolError, StoppedBeforeStart, address_in_u
 from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
-from .rekey import KeyFiles
+from .rekey import KeyFiles, next_broker_key
 from .sockets import BusSocket
 from .version import VERSION
 from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
@@ -181,7 +181,8 @@ class Node:
         refusals = self.keys.roles.refusals if isinstance(self.keys, ServerKeys) else None
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
                          server=server, curve=curve, refusals=refusals,
-                         reconnect=None if server else lambda: self.reconnect(sock))
+                         reconnect=None if server else lambda: self.reconnect(sock),
+                         wrong_key=None if server else lambda: next_broker_key(self))
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")

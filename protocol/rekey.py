@@ -22,12 +22,18 @@ acknowledged and the broker reconciles what it handed out (README's "When a link
 Meanwhile the broker accepts the old and the new key under the node's name (``cellbus cert
 --rotate``, :mod:`protocol.curve`), and takes the device's messages under its new key
 (:class:`broker.senders.Senders`); ``cellbus cert --retire`` then shuts the old one out.
+
+**The broker's certificate.** A client's handshake that fails as a wrong ``--broker-key``
+fails makes it look for ``broker.next.key`` beside that file, and connect with the key there
+(:func:`next_broker_key`): the broker's new public key is copied there first, then the
+broker is restarted with its new pair (``cellbus cert --rotate broker``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 import secrets
 import tempfile
 from pathlib import Path
@@ -36,7 +42,7 @@ from typing import TYPE_CHECKING
 import zmq
 
 from .config import ACCEPT, load_keys
-from .curve import ClientKeys, needs_keys
+from .curve import ClientKeys, load_server_key, needs_keys
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -137,3 +143,41 @@ class KeyFiles:
         node.log.warning("%s reloaded its CURVE certificate %s (public key %s...): its links "
                          "to the broker connect again with it", node.name, self.curve_key,
                          fresh.public.decode()[:12])
+
+
+#: Seconds between two changes of the broker key a node tries: the failures of connections
+#: made with the key it just left still come in for a moment, and must not flip it back.
+FLIP_EVERY = 1.0
+
+
+def next_broker_key(node: Node) -> None:
+    """A handshake with the broker failed as a wrong ``--broker-key`` fails: if the file
+    ``NAME.next.key`` beside it (the broker's rotated certificate, copied there before the
+    broker restarts with it) or ``--broker-key`` itself holds another key than the one in
+    use, connect to the broker with that one (README's "The broker's certificate")."""
+    keys, files = node.keys, node.key_files
+    if not isinstance(keys, ClientKeys) or files is None or not files.broker_key:
+        return
+    now = time.monotonic()
+    if now - keys.flipped < FLIP_EVERY:
+        return
+    given = Path(files.broker_key)
+    for path in (given.with_name(f"{given.stem}.next{given.suffix}"), given):
+        try:
+            server = load_server_key(path)
+        except ConfigError:
+            continue  # no such file, or not yet whole: the next failure looks again
+        if server != keys.server:
+            break
+    else:
+        return
+    keys.server, keys.flipped = server, now
+    for sock, endpoint in node.curve_links:
+        sock.curve_serverkey = server
+        try:
+            sock.disconnect(endpoint)
+        except zmq.ZMQError:
+            pass  # not connected any more
+        sock.connect(endpoint)
+    node.log.warning("%s: the broker did not take the key it was connecting with; trying "
+                     "the one in %s (a rotated broker certificate)", node.name, path)

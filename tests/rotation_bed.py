@@ -69,12 +69,7 @@ class Bed:
         chain = self.chain
         for host in ("gpu", "web"):
             self.copy("bus.key", host)
-        chain.broker = self.start("hub", "broker", "--store", chain.store,
-                                  "--curve-dir", str(chain.keys_dir),
-                                  "--gateway-bind", chain.gateway_ep,
-                                  "--device-bind", chain.device_ep,
-                                  "--publish-bind", chain.publish_ep)
-        chain.broker.wait_for_log(r"broker started")
+        self.start_broker()
         device = self.start("gpu", "device", "--connect", chain.device_ep, "--device-id", "gpu1",
                             "--prefork", "1", "--sandbox", "off",
                             *self.certificate("gpu", "gpu1", "device"))
@@ -85,6 +80,17 @@ class Bed:
                                    *self.certificate("web", "web1", "gateway"))
         wait_gateway_linked(chain)
         return chain.broker, device, chain.gateway
+
+    def start_broker(self) -> NodeProcess:
+        """The broker on hub (again, after a stop: same store, same key folder)."""
+        chain = self.chain
+        chain.broker = self.start("hub", "broker", "--store", chain.store,
+                                  "--curve-dir", str(chain.keys_dir),
+                                  "--gateway-bind", chain.gateway_ep,
+                                  "--device-bind", chain.device_ep,
+                                  "--publish-bind", chain.publish_ep)
+        chain.broker.wait_for_log(r"broker started")
+        return chain.broker
 
     def stream(self, cell: str) -> None:
         """Start :data:`STREAM` in ``cell`` and wait for its first lines."""

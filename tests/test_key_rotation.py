@@ -1,8 +1,14 @@
-"""Rotating the bus key on a running deployment across machines (README's "Rotating keys
-and certificates"): ``cellbus key --next``, ``--switch``, ``--retire``, each copied to every
-host and reloaded there with SIGHUP, while a cell streams output. Before, a node read its
-``--key-file`` only at start and SIGHUP killed it: the key could be changed only by
-stopping every node and starting it again with the new file."""
+"""Rotating keys and certificates on a running deployment across machines (README's
+"Rotating keys and certificates"), each while a cell streams output, which must come whole:
+
+- the bus key: ``cellbus key --next``, ``--switch``, ``--retire``, each copied to every host
+  and reloaded there with SIGHUP. Before, a node read its ``--key-file`` only at start and
+  SIGHUP killed it: the key could be changed only by stopping every node;
+- a device's and a gateway's certificate: ``cellbus cert --rotate NAME``, SIGHUP, ``cert
+  --retire NAME``;
+- the broker's certificate: ``cellbus cert --rotate broker``, ``broker.next.key`` beside
+  the clients' ``--broker-key``, a broker restart.
+"""
 
 from __future__ import annotations
 
@@ -53,16 +59,11 @@ def test_the_bus_key_rotates_while_a_cell_streams_and_the_old_one_is_refused_aft
                         r"retired .* send it SIGHUP")
     assert "device gpu2 registered" not in broker.log
 
-
-def test_a_key_file_that_cannot_be_read_on_sighup_leaves_the_keys_as_they_were(
-        tmp_path: Path, nodes: list[NodeProcess]) -> None:
-    """Tests that SIGHUP with a broken key file (emptied: a copy that failed half way) is
-    logged and changes nothing: the node does not stop, and cells still run."""
-    bed = Bed(tmp_path, nodes)
-    broker, device, gateway = bed.up()
+    # A key file that cannot be read on SIGHUP (emptied: a copy that failed half way) is
+    # logged and changes nothing: the node goes on, and cells still run.
     bed.file("gpu", "bus.key").write_bytes(b"")
     hang_up(device, r"device got SIGHUP but keeps its keys: the --key-file \S+ is empty", 1)
-    bed.run("u/quick/1", 1)
+    bed.run("u/quick/4", 4)
     assert device.proc.poll() is None
 
 
@@ -110,3 +111,39 @@ def test_a_device_and_a_gateway_certificate_rotate_while_a_cell_streams(
     assert not re.search(r"was revoked|cut \d+ feed|DeviceLost", broker.log), broker.log
     for node in (broker, device, gateway):
         assert node.proc.poll() is None, node.log
+
+
+def test_the_broker_certificate_rotates_across_a_restart_and_its_clients_follow(
+        tmp_path: Path, nodes: list[NodeProcess]) -> None:
+    """Tests ``cellbus cert --rotate broker``: its new public key is copied to the device's
+    and the gateway's hosts as ``broker.next.key``, and the broker is restarted with the new
+    pair while a cell streams. The device and the gateway, whose handshakes with the old key
+    now fail, connect with the new one; the cell's lines all come, once each, and another
+    cell runs. A node given only the old broker key is told that its --broker-key is not the
+    broker's. (Before, a node knew one broker key, read at start: every device and gateway
+    had to be restarted with the new one while the broker was down.)"""
+    bed = Bed(tmp_path, nodes)
+    broker, device, gateway = bed.up()
+    keys = bed.chain.keys_dir
+    bed.stream("u/ws/stream")
+    made = cellbus("cert", "--rotate", "broker", "--dir", str(keys))
+    assert made.returncode == 0, made.stderr
+    for host in ("gpu", "web"):
+        bed.copy("broker.next.key", host, keys / "broker.key")
+    assert broker.stop() == 0
+    broker = bed.start_broker()
+    for node in (device, gateway):
+        node.wait_for_log(r"the broker did not take the key it was connecting with; trying "
+                          r"the one in \S+/broker.next.key")
+    bed.run("u/quick/1", 1)
+    bed.wait_lines("u/ws/stream", 3)
+    bed.finish("u/ws/stream")
+    assert "DeviceLost" not in broker.log
+
+    stale = NodeProcess("device", "--connect", bed.chain.device_ep, "--device-id", "gpu2",
+                        "--prefork", "0", "--drain-timeout", "0",
+                        "--key-file", str(bed.file("gpu", "bus.key")),
+                        *bed.certificate("gpu", "gpu2", "device")[:2],
+                        "--broker-key", str(keys / "broker.previous.key"))
+    nodes.append(stale)
+    stale.wait_for_log(r"--broker-key is not the public key of the broker listening there")
