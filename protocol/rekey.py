@@ -33,16 +33,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import time
 import secrets
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import zmq
 
 from .config import ACCEPT, load_keys
-from .curve import ClientKeys, load_server_key, needs_keys
+from .curve import ClientKeys, load_server_key
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class KeyFiles:
         if (key, accept) != (session.key, session.accepted):
             session.rekey(key, accept)
             also = f", also accepts {', '.join(map(fingerprint, accept))}" if accept else ""
-            node.log.warning("%s reloaded its --key-file %s: signs with bus key %s%s", node.name,
+            node.log.info("%s reloaded its --key-file %s: signs with bus key %s%s", node.name,
                              self.key_file, fingerprint(key), also)
         else:
             node.log.info("%s got SIGHUP: its --key-file %s is unchanged (bus key %s)",
@@ -128,19 +128,13 @@ class KeyFiles:
         old = node.keys
         if fresh is None or not isinstance(old, ClientKeys):
             return
+        if old.server != fresh.server and old.server == _next_key(self.broker_key):
+            fresh.server = old.server  # the rotated broker's, in use since it restarted
         if (fresh.public, fresh.secret, fresh.server) == (old.public, old.secret, old.server):
             return
         node.keys = fresh
-        for sock, endpoint in node.curve_links:
-            if not needs_keys(endpoint):
-                continue
-            fresh.connect_with(sock)  # options a connect takes from the socket
-            try:
-                sock.disconnect(endpoint)
-            except zmq.ZMQError:
-                pass  # not connected any more
-            sock.connect(endpoint)
-        node.log.warning("%s reloaded its CURVE certificate %s (public key %s...): its links "
+        _connect_again(node, fresh)
+        node.log.info("%s reloaded its CURVE certificate %s (public key %s...): its links "
                          "to the broker connect again with it", node.name, self.curve_key,
                          fresh.public.decode()[:12])
 
@@ -161,23 +155,43 @@ def next_broker_key(node: Node) -> None:
     now = time.monotonic()
     if now - keys.flipped < FLIP_EVERY:
         return
-    given = Path(files.broker_key)
-    for path in (given.with_name(f"{given.stem}.next{given.suffix}"), given):
-        try:
-            server = load_server_key(path)
-        except ConfigError:
-            continue  # no such file, or not yet whole: the next failure looks again
-        if server != keys.server:
+    # A file missing, or not yet whole, is looked at again at the next failure.
+    for path in (_next_path(files.broker_key), Path(files.broker_key)):
+        if (server := _server_key(path)) is not None and server != keys.server:
             break
     else:
         return
     keys.server, keys.flipped = server, now
+    _connect_again(node, keys)
+    node.log.warning("%s: the broker did not take the key it was connecting with; trying "
+                     "the one in %s (a rotated broker certificate)", node.name, path)
+
+
+def _next_path(broker_key: str | None) -> Path:
+    """Where the rotated broker's public key goes beside ``--broker-key``: broker.next.key."""
+    given = Path(broker_key or "broker.key")
+    return given.with_name(f"{given.stem}.next{given.suffix}")
+
+
+def _server_key(path: Path) -> bytes | None:
+    try:
+        return load_server_key(path)
+    except ConfigError:
+        return None
+
+
+def _next_key(broker_key: str | None) -> bytes | None:
+    """The key in ``broker.next.key`` beside ``--broker-key``, if there is one."""
+    return _server_key(_next_path(broker_key)) if broker_key else None
+
+
+def _connect_again(node: Node, keys: ClientKeys) -> None:
+    """Drop the connections of each of ``node``'s CURVE links and make them anew with
+    ``keys`` (options a connect takes from its socket)."""
     for sock, endpoint in node.curve_links:
-        sock.curve_serverkey = server
+        keys.connect_with(sock)
         try:
             sock.disconnect(endpoint)
         except zmq.ZMQError:
             pass  # not connected any more
         sock.connect(endpoint)
-    node.log.warning("%s: the broker did not take the key it was connecting with; trying "
-                     "the one in %s (a rotated broker certificate)", node.name, path)

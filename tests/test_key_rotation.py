@@ -136,9 +136,13 @@ def test_the_broker_certificate_rotates_across_a_restart_and_its_clients_follow(
         node.wait_for_log(r"the broker did not take the key it was connecting with; trying "
                           r"the one in \S+/broker.next.key")
     bed.run("u/quick/1", 1)
+    # A SIGHUP before broker.next.key was moved over broker.key keeps the key in use.
+    hang_up(device, r"device got SIGHUP: its --key-file \S+ is unchanged", 1)
+    bed.run("u/quick/2", 2)
     bed.wait_lines("u/ws/stream", 3)
     bed.finish("u/ws/stream")
     assert "DeviceLost" not in broker.log
+    assert "reloaded its CURVE certificate" not in device.log, device.log
 
     stale = NodeProcess("device", "--connect", bed.chain.device_ep, "--device-id", "gpu2",
                         "--prefork", "0", "--drain-timeout", "0",
