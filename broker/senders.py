@@ -142,8 +142,10 @@ class Senders:
     def _rotated(self, device: str, key: str) -> bool:
         """Whether ``key`` is the new key of the certificate ``device`` came with (then its
         name is bound to it from now on)."""
-        holder = self.holder and self.holder("device", key)
-        if not holder or not self.holder or self.holder("device", self.names[device]) != holder:
+        if self.holder is None:
+            return False
+        holder = self.holder("device", key)
+        if holder is None or self.holder("device", self.names[device]) != holder:
             return False
         self.names[device] = key
         self.log.info("broker: device %r speaks with the new key of certificate %s now (%s...)",

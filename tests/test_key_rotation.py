@@ -16,7 +16,13 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from harness import NodeProcess
+from protocol.config import generate_key, load_keys
+from protocol.errors import ConfigError, ProtocolError
+from protocol.rekey import rotate
+from protocol.wire import Session
 from rotation_bed import Bed, cellbus, dropped, hang_up
 
 RELOADED = r"reloaded its --key-file"
@@ -151,3 +157,38 @@ def test_the_broker_certificate_rotates_across_a_restart_and_its_clients_follow(
                         "--broker-key", str(keys / "broker.previous.key"))
     nodes.append(stale)
     stale.wait_for_log(r"--broker-key is not the public key of the broker listening there")
+
+
+def test_a_key_is_accepted_in_its_window_and_named_when_retired() -> None:
+    """Tests the wire's side in-process: a Session that accepts the old key verifies what a
+    node not yet reloaded signs; once it retires the key, such a message is refused as
+    signed with a retired key, and a stranger's as not matching."""
+    old, new = Session(b"old key"), Session(b"new key", accept=[b"old key"])
+    new.deserialize(old.serialize(old.msg("status")))
+    new.rekey(b"new key")
+    with pytest.raises(ProtocolError, match="signed with a bus key this node retired"):
+        new.deserialize(old.serialize(old.msg("status")))
+    stranger = Session(b"another")
+    with pytest.raises(ProtocolError, match="signature does not match"):
+        new.deserialize(stranger.serialize(stranger.msg("status")))
+
+
+def test_rotation_steps_out_of_order_are_refused_and_leave_the_file(tmp_path: Path) -> None:
+    """Tests ``rotate``: --switch or --retire before --next, and --next twice, are refused
+    and change nothing; the steps in order leave one key, the new one, mode 0600."""
+    path = tmp_path / "bus.key"
+    generate_key(path)
+    first = path.read_bytes()
+    for step in ("switch", "retire"):
+        with pytest.raises(ConfigError):
+            rotate(path, step)
+    assert path.read_bytes() == first
+    rotate(path, "next")
+    with pytest.raises(ConfigError):
+        rotate(path, "next")
+    key, accept = load_keys(path)
+    assert key == first.strip() and len(accept) == 1
+    rotate(path, "switch")
+    rotate(path, "retire")
+    assert load_keys(path) == (accept[0], ())
+    assert path.stat().st_mode & 0o777 == 0o600
