@@ -92,13 +92,15 @@ def make_certificate(directory: str | os.PathLike[str], name: str, role: str) ->
 
 
 def revoke(directory: str | os.PathLike[str], name: str) -> list[Path]:
-    """Take ``name``'s public key out of every role's folder; returns the files removed."""
+    """Take ``name``'s public key out of every role's folder, and its old one while it is
+    rotated (``NAME.previous``, which stayed accepted before); returns the files removed."""
     removed = []
     for folder in ROLES.values():
-        path = Path(directory) / folder / f"{name}.key"
-        if path.exists():
-            path.unlink()
-            removed.append(path)
+        for path in (Path(directory) / folder / f"{name}.key",
+                     Path(directory) / folder / f"{name}{PREVIOUS}.key"):
+            if path.exists():
+                path.unlink()
+                removed.append(path)
     return removed
 
 
@@ -135,6 +137,10 @@ def _rotate_broker(where: Path) -> Path:
     if not secret.exists():
         raise ConfigError(f"{where} has no broker key pair to rotate: make it with "
                           f"bin/cellbus cert broker --role broker --dir {where}")
+    if (where / f"{BROKER}{PREVIOUS}.key_secret").exists():
+        raise ConfigError(f"the broker is being rotated already: once every node connects "
+                          f"with its new key, bin/cellbus cert --retire broker --dir {where}, "
+                          "then rotate it again")
     for suffix in (".key", ".key_secret"):
         path = where / f"{BROKER}{suffix}"
         path.rename(where / f"{BROKER}{PREVIOUS}{suffix}")

@@ -20,7 +20,8 @@ import pytest
 
 from harness import NodeProcess
 from protocol.config import generate_key, load_keys
-from protocol.curve import retire_previous, rotate_certificate
+from protocol.curve import (listing, make_certificate, retire_previous, revoke,
+                            rotate_certificate)
 from protocol.errors import ConfigError, ProtocolError
 from protocol.rekey import rotate
 from protocol.wire import Session
@@ -202,3 +203,19 @@ def test_rotation_steps_out_of_order_are_refused_and_leave_the_file(tmp_path: Pa
     rotate(path, "retire")
     assert load_keys(path) == (accept[0], ())
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_revoking_a_name_in_rotation_revokes_its_old_key_too(tmp_path: Path) -> None:
+    """Tests that ``cert --revoke NAME`` between ``--rotate NAME`` and ``--retire NAME``
+    takes both of NAME's keys out: the old one stayed accepted, as NAME.previous, and a
+    second broker rotation before the first is retired is refused."""
+    keys = tmp_path / "keys"
+    make_certificate(keys, "broker", "broker")
+    make_certificate(keys, "gpu1", "device")
+    rotate_certificate(keys, "gpu1")
+    assert sorted(listing(keys)) == [("device", "gpu1"), ("device", "gpu1.previous")]
+    revoke(keys, "gpu1")
+    assert listing(keys) == []
+    rotate_certificate(keys, "broker")
+    with pytest.raises(ConfigError, match="--retire broker"):
+        rotate_certificate(keys, "broker")
