@@ -78,8 +78,7 @@ class Node:
         self.insecure = False
         self._warned_insecure = False
         #: (socket, endpoint) of every connect, undone if the broker revokes this node's key;
-        #: of every one with CURVE client keys, made again when SIGHUP reloads its
-        #: ``key_files`` with a new certificate (:mod:`protocol.rekey`).
+        #: of those with CURVE client keys, made again with new keys (:mod:`protocol.rekey`).
         self._connected: list[tuple[BusSocket, str]] = []
         self.curve_links: list[tuple[BusSocket, str]] = []
         self.key_files: KeyFiles | None = None
@@ -371,7 +370,7 @@ def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, node, sig)
-        if node.key_files is not None:  # a rotation's step (README's "Rotating keys")
+        if node.key_files is not None:  # README's "Rotating keys and certificates"
             loop.add_signal_handler(signal.SIGHUP, node.key_files.reload, node)
         await node.run()
         return 1 if node.crashed else 0  # a supervisor restarts a node that failed
