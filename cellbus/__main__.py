@@ -46,7 +46,10 @@ def key(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["--"]:
         argv = argv[1:]
-    elif argv[:1] and argv[0] in ROTATION_STEPS and len(argv) == 2:
+    elif argv[:1] and argv[0] in ROTATION_STEPS:
+        if len(argv) != 2:
+            print(KEY_USAGE, file=sys.stderr)
+            return 2
         return rotate_key(argv[0].removeprefix("--"), argv[1])
     elif argv and argv[0].startswith("-"):
         print(f"cellbus key: unknown option {argv[0]!r} (for a file of that name: "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from cellbus.__main__ import key as key_command
 from harness import NodeProcess
 from protocol.config import generate_key, load_keys
 from protocol.curve import (listing, make_certificate, retire_previous, revoke,
@@ -184,7 +185,8 @@ def test_a_key_is_accepted_in_its_window_and_named_when_retired() -> None:
         new.deserialize(stranger.serialize(stranger.msg("status")))
 
 
-def test_rotation_steps_out_of_order_are_refused_and_leave_the_file(tmp_path: Path) -> None:
+def test_rotation_steps_out_of_order_are_refused_and_leave_the_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Tests ``rotate``: --switch or --retire before --next, and --next twice, are refused
     and change nothing; the steps in order leave one key, the new one, mode 0600."""
     path = tmp_path / "bus.key"
@@ -203,6 +205,8 @@ def test_rotation_steps_out_of_order_are_refused_and_leave_the_file(tmp_path: Pa
     rotate(path, "retire")
     assert load_keys(path) == (accept[0], ())
     assert path.stat().st_mode & 0o777 == 0o600
+    assert key_command(["--next"]) == 2  # no path: the usage, not "unknown option"
+    assert "cellbus key --next PATH" in capsys.readouterr().err
 
 
 def test_revoking_a_name_in_rotation_revokes_its_old_key_too(tmp_path: Path) -> None:
