@@ -6,13 +6,12 @@ import argparse
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, endpoint, load_key, parse_args, use_curve)
+                             add_option, endpoint, bus_session, parse_args, use_curve)
 from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.numbers import count
 from protocol.logfile import setup_logging
 from protocol.node import run_node
-from protocol.wire import Session
 
 from .node import Broker
 from .quotas import add_quota_options, quota_config
@@ -68,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(str(e)) from None
         hold = hold_store(url)  # before anything is read: one broker per SQLite file
         held.append(hold)
-        broker = Broker(Session(load_key(args.key_file), packer=args.packer), store,
+        broker = Broker(bus_session(args.key_file, packer=args.packer), store,
                       gateway_bind=args.gateway_bind, device_bind=args.device_bind,
                       publish_bind=args.publish_bind, feed_hwm=args.feed_hwm,
                       retention_period=args.retention, quotas=quota_config(args))

@@ -142,7 +142,9 @@ class Broker(Node):
         if isinstance(self.keys, ServerKeys):  # each device connection's key, for Senders
             self.device_sock.note_peer_keys()
         self.senders = Senders(self.devices, self.rejected, self.log,
-                               peer_keys=self.device_sock.peer_keys)
+                               peer_keys=self.device_sock.peer_keys,
+                               holder=(self.keys.roles.holder
+                                       if isinstance(self.keys, ServerKeys) else None))
         self._wire(self.session, self.store)
         self.dispatch.on_handed = self.senders.handed_to
         try:

@@ -100,29 +100,35 @@ class Revocations:
                 if (routing_id, key) in self.told:
                     continue
                 self.told.add((routing_id, key))
-                self._tell(role, routing_id, key)
                 if role == "device":
+                    self._tell(role, routing_id, key)
                     self.senders.revoke(key)
                     await self.forget_device(routing_id.decode(errors="replace"),
                                              "its key was revoked")
                 else:
                     self.gateway_keys.add(key)
-                    cut_feed = True
+                    cut_feed = self._tell(role, routing_id, key) or cut_feed
         if cut_feed:
             self._cut_feed()
 
-    def _tell(self, role: str, routing_id: bytes, key: str) -> None:
-        self.log.warning("broker: the key %s… of %r was revoked: its messages are refused "
-                         "from now on, and it is told to disconnect", key[:12],
-                         routing_id.decode(errors="replace"))
+    def _tell(self, role: str, routing_id: bytes, key: str) -> bool:
+        """Tell the peer its key is revoked; False if it is a gateway's connection that is
+        gone (a gateway that reloaded a rotated certificate connects anew, under another
+        routing id: its old one is no revoked peer, and no reason to cut the feed)."""
         notice = self.wire.msg(mt.BUS_REVOKED, {"key": key})
         if role == "device":
             self.post_device(routing_id, notice)
-            return
-        try:
-            self.gateways.send_now(self.wire.serialize(notice, [routing_id]))
-        except zmq.ZMQError:
-            pass  # gone already
+        else:
+            try:
+                self.gateways.send_now(self.wire.serialize(notice, [routing_id]))
+            except zmq.ZMQError:
+                self.log.debug("broker: the key %s… was revoked; the gateway connection %r "
+                               "that used it is gone", key[:12], routing_id)
+                return False
+        self.log.warning("broker: the key %s… of %r was revoked: its messages are refused "
+                         "from now on, and it is told to disconnect", key[:12],
+                         routing_id.decode(errors="replace"))
+        return True
 
     def _read_feed_events(self) -> None:
         while (frames := self.feed_events.recv_now()) is not None:

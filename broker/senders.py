@@ -8,7 +8,9 @@ So every message from the device port is judged here, once, before it counts (th
 calls :meth:`Senders.judge` from one place):
 
 - ``revoked`` / ``key``: on CURVE links, the sending connection's key (the ZAP handler's
-  User-Id) must still be allowed, and must be the key the device's name first came with;
+  User-Id) must still be allowed, and must be the key the device's name first came with,
+  or the new key of the same certificate (``cert --rotate``: the key folder files both
+  under one name), which the name is then bound to;
 - ``request``: only what a session says (``WORKER_OUTPUT_TYPES``) and the device's own notes come
   from a device; requests come from gateways, on the gateway port
 - ``published``: a message carrying a ``seq`` is one the broker published (only the
@@ -32,7 +34,7 @@ import collections
 import enum
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from protocol import msgtypes as mt
@@ -60,12 +62,15 @@ class Senders:
     """The device port's sender rules (see the module docstring)."""
 
     def __init__(self, devices: DeviceTable, rejected: collections.Counter[str],
-                 log: logging.Logger, *, peer_keys: dict[bytes, str] | None = None) -> None:
+                 log: logging.Logger, *, peer_keys: dict[bytes, str] | None = None,
+                 holder: Callable[[str, str], str | None] | None = None) -> None:
+        """``holder(role, key)``: whose certificate ``key`` is (:meth:`_RoleKeys.holder`)."""
         self.devices = devices
         self.rejected = rejected
         self.log = log
         #: The device socket's routing id -> CURVE key (None without CURVE).
         self.peer_keys = peer_keys
+        self.holder = holder
         #: Keys (z85) revoked while this broker runs (:mod:`broker.revocation`).
         self.revoked: set[str] = set()
         #: Device name -> the key it first came with.
@@ -115,7 +120,8 @@ class Senders:
             if key in self.revoked:
                 return "revoked"
             if key is not None and self.names.setdefault(device, key) != key:
-                return "key"
+                if not self._rotated(device, key):
+                    return "key"
         if kind in CONTROL:
             return None
         if kind not in mt.WORKER_OUTPUT_TYPES:  # a request, or anything no session says
@@ -132,6 +138,19 @@ class Senders:
                 return None
             return "not-holder"
         return None  # no session: the broker drops it as such
+
+    def _rotated(self, device: str, key: str) -> bool:
+        """Whether ``key`` is the new key of the certificate ``device`` came with (then its
+        name is bound to it from now on)."""
+        if self.holder is None:
+            return False
+        holder = self.holder("device", key)
+        if holder is None or self.holder("device", self.names[device]) != holder:
+            return False
+        self.names[device] = key
+        self.log.info("broker: device %r speaks with the new key of certificate %s now (%s...)",
+                      device, holder, key[:12])
+        return True
 
     def _refused(self, sender: str, why: str, msg: Message) -> None:
         self.rejected[why] += 1

@@ -5,6 +5,7 @@
   cellbus device ...   one device on this machine            (--help for options)
   cellbus gateway ...  one web gateway                       (--help for options)
   cellbus key PATH     write a fresh deployment key (mode 0600)
+  cellbus key --next|--switch|--retire PATH   rotate it, step by step (README)
   cellbus status       devices, their load and sessions, requests waiting (--help)
   cellbus user add|remove|list NAME   tokens for gateways with --auth token (--help)
   cellbus cert NAME --role ROLE       CURVE certificates for TCP bus links (--help)
@@ -28,7 +29,12 @@ COMMANDS = {"up": "cellbus.up", "broker": "broker.__main__", "device": "device._
 
 
 KEY_USAGE = ("usage: cellbus key PATH   (a fresh deployment key, mode 0600, its folder made if "
-             "missing; never overwrites)")
+             "missing; never overwrites)\n"
+             "       cellbus key --next PATH     (rotation, 1: a new key accepted too)\n"
+             "       cellbus key --switch PATH   (2: the new key signs, the old one is accepted)\n"
+             "       cellbus key --retire PATH   (3: the old key is refused)\n"
+             "after each step copy PATH to every node and send each SIGHUP")
+ROTATION_STEPS = ("--next", "--switch", "--retire")
 
 
 def key(argv: list[str]) -> int:
@@ -40,6 +46,11 @@ def key(argv: list[str]) -> int:
         return 0
     if argv[:1] == ["--"]:
         argv = argv[1:]
+    elif argv[:1] and argv[0] in ROTATION_STEPS:
+        if len(argv) != 2:
+            print(KEY_USAGE, file=sys.stderr)
+            return 2
+        return rotate_key(argv[0].removeprefix("--"), argv[1])
     elif argv and argv[0].startswith("-"):
         print(f"cellbus key: unknown option {argv[0]!r} (for a file of that name: "
               f"./{argv[0]})", file=sys.stderr)
@@ -56,6 +67,21 @@ def key(argv: list[str]) -> int:
         print(f"cellbus key: cannot write {argv[0]}: {e.strerror}", file=sys.stderr)
         return 1
     print(argv[0])
+    return 0
+
+
+def rotate_key(step: str, path: str) -> int:
+    """``cellbus key --next|--switch|--retire PATH``: one step of a bus key's rotation."""
+    from protocol.errors import ConfigError
+    from protocol.rekey import rotate
+    try:
+        print(rotate(path, step))
+    except ConfigError as e:
+        print(f"cellbus key --{step}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"cellbus key --{step}: cannot rewrite {path}: {e.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 

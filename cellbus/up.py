@@ -42,8 +42,8 @@ from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
 from device.uids import parse_uids
 from device.draining import DRAIN_TIMEOUT
-from protocol.config import (LOG_LEVELS, add_option, generate_key, log_level, parse_args, plain,
-                             tcp_port)
+from protocol.config import (LOG_LEVELS, add_option, generate_key, load_key, log_level, parse_args,
+                             plain, tcp_port)
 from protocol.errors import ConfigError, address_in_use
 from protocol.numbers import count, positive_seconds, seconds
 
@@ -257,7 +257,7 @@ class Supervisor:
         """Until every device has registered with the broker (their start-up lines are then
         printed, and the URL that follows is the last line), or ``timeout``."""
         names = {f"{os.uname().nodename}-{i}" for i in range(self.args.devices)}
-        key = self.key_file.read_bytes().strip()
+        key = load_key(self.key_file)  # its first line during a rotation
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check()

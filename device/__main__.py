@@ -8,13 +8,12 @@ import os
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_metrics_option,
-                             add_option, endpoint, load_key, parse_args, use_curve)
+                             add_option, endpoint, bus_session, parse_args, use_curve)
 from protocol.kernels import DEFAULT_KERNEL
 from protocol.numbers import (amount, count, positive_amount, positive_count, positive_seconds,
                               seconds)
 from protocol.logfile import setup_logging
 from protocol.node import run_node
-from protocol.wire import Session
 
 from .overseer import OverseerConfig
 from .outbox import DEFAULT_CAPACITY
@@ -187,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
                               sandbox=args.sandbox, sandbox_uids=args.sandbox_uids,
                               memory_budget=budget,
                               hide=secrets_of(args)))
-        device = DeviceRouter(Session(load_key(args.key_file), packer=args.packer),
+        device = DeviceRouter(bus_session(args.key_file, packer=args.packer),
                               device_id=device_id,
                             connect=args.connect, bind=args.bind, config=config,
                             drain_timeout=args.drain_timeout, outbox_bytes=args.outbox_bytes,

@@ -6,11 +6,11 @@ import argparse
 import sys
 
 from protocol.config import (add_common_options, add_curve_options, add_option, endpoint,
-                             load_key, parse_args, tcp_port, use_curve)
+                             bus_session, parse_args, tcp_port, use_curve)
 from protocol.numbers import count, positive_count, positive_seconds
 from protocol.logfile import setup_logging
 from protocol.node import run_node
-from protocol.wire import FROM_BROKER_MAX_VALUES, Session
+from protocol.wire import FROM_BROKER_MAX_VALUES
 
 from .access import TOKEN_RATE, make_policy
 from .connections import BODY_TIMEOUT, IDLE_TIMEOUT, PER_ADDRESS, ConnectionLimits
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                              allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
                              hosts=args.allow_host, rate=args.rate,
                              log_requests=args.log_requests, proxies=args.trusted_proxy)
-        bus = Session(load_key(args.key_file), packer=args.packer,
+        bus = bus_session(args.key_file, packer=args.packer,
                       max_values=FROM_BROKER_MAX_VALUES)  # it hears only the broker
         gateway = Gateway(bus,
                           broker=args.broker, subscribe=args.subscribe, host=args.host,

@@ -1,8 +1,10 @@
 """``bin/cellbus cert``: make, list, revoke and rotate the CURVE certificates of a
 deployment's bus (protocol/curve.py describes the key folder).
 
-To rotate a device's or gateway's key, revoke it, then make it again: the new pair replaces
-the revoked one.
+To rotate a device's or gateway's key with no cell lost, ``--rotate NAME`` makes a new
+pair while the broker goes on accepting the old key too; give the node its new secret and
+send it SIGHUP (it reconnects with it), then ``--retire NAME`` stops accepting the old key.
+Revoking a key, then making it again, also replaces it, at once: the node is cut off.
 
 For example::
 
@@ -11,6 +13,8 @@ For example::
     bin/cellbus cert --list --dir keys
     bin/cellbus cert --revoke dev1 --dir keys            # refused at once, dropped in ~1 s
     bin/cellbus cert dev1 --role device --dir keys       # its new key (a rotation)
+    bin/cellbus cert --rotate dev1 --dir keys            # new pair; the old one still works
+    bin/cellbus cert --retire dev1 --dir keys            # once dev1 reloaded (SIGHUP)
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ import os
 import sys
 
 from .config import add_option, parse_args, plain
-from .curve import BROKER, ROLES, listing, make_certificate, revoke
+from .curve import (BROKER, ROLES, listing, make_certificate, retire_previous, revoke,
+                    rotate_certificate)
 from .errors import ConfigError
 
 
@@ -33,6 +38,10 @@ def parser() -> argparse.ArgumentParser:
                help="the key folder (the broker's --curve-dir)")
     p.add_argument("--list", action="store_true", help="list the keys the broker accepts")
     p.add_argument("--revoke", metavar="NAME", help="stop accepting NAME's key")
+    p.add_argument("--rotate", metavar="NAME",
+                   help="a new key pair for NAME; its old key is accepted too until --retire")
+    p.add_argument("--retire", metavar="NAME",
+                   help="stop accepting the key NAME had before --rotate")
     return p
 
 
@@ -61,12 +70,28 @@ def main(argv: list[str] | None = None) -> int:
             if not removed:
                 p.error(f"no accepted key named {args.revoke!r} in {args.dir}")
             print(f"revoked {args.revoke}: {', '.join(map(str, removed))}")
+        elif args.rotate:
+            secret = rotate_certificate(args.dir, args.rotate)
+            if args.rotate == BROKER:
+                print(f"{secret}  (new: copy {secret.with_suffix('.key')} to every device's "
+                      "and gateway's host as broker.next.key, beside their --broker-key, "
+                      "then restart the broker)")
+            else:
+                print(f"{secret}  (new secret: copy it to {args.rotate}'s host, over its old "
+                      f"one, and send that node SIGHUP; then: cellbus cert --retire "
+                      f"{args.rotate} --dir {args.dir})")
+        elif args.retire:
+            if not retire_previous(args.dir, args.retire):
+                p.error(f"{args.retire!r} has no previous key in {args.dir} (--rotate first)")
+            print(f"retired the previous key of {args.retire}: a node still using it is cut "
+                  "off within a second")
         elif args.name and args.role:
             secret = make_certificate(args.dir, args.name, args.role)
             public = secret.with_suffix(".key")
             print(f"{secret}  (secret: on {args.name}'s host only)\n{public}  (public)")
         else:
-            p.error("give NAME --role ROLE, --list or --revoke NAME")
+            p.error("give NAME --role ROLE, --list, --revoke NAME, --rotate NAME or "
+                    "--retire NAME")
     except ConfigError as e:
         print(f"cellbus cert: {e}", file=sys.stderr)
         return 2

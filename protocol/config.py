@@ -19,10 +19,13 @@ import tomllib
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import ConfigError
 from .version import VERSION
+
+if TYPE_CHECKING:
+    from .wire import Session
 
 #: The nodes whose options may sit in a table of their own in a ``--config`` file.
 NODES = ("broker", "device", "gateway")
@@ -193,21 +196,42 @@ def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
     parser.exit(2, f"{parser.prog}: error: {message}\n")
 
 
+#: A line of a key file that starts so holds a key accepted too, not signed with, while a
+#: bus key is rotated (:mod:`protocol.rekey`).
+ACCEPT = b"accept "
+
+
 def load_key(path: str | os.PathLike[str] | None) -> bytes:
     """The deployment key from ``path``; a node with no key refuses to start."""
+    return load_keys(path)[0]
+
+
+def load_keys(path: str | os.PathLike[str] | None) -> tuple[bytes, tuple[bytes, ...]]:
+    """The deployment key from ``path``, which signs, and the keys the file also accepts
+    (its ``accept`` lines, during a rotation); a node with no key refuses to start. A key
+    file of one key reads as before, whatever bytes it holds."""
     if not path:
         raise ConfigError("no --key-file given (or CELLBUS_KEY_FILE): cellbus never runs "
                           "unsigned; `bin/cellbus key PATH` generates one")
     p = Path(path)
     try:
-        key = p.read_bytes().strip()
+        lines = p.read_bytes().split(b"\n")
     except OSError as e:
         raise ConfigError(f"cannot read the --key-file {p}: {e.strerror}; every node of a "
                           "deployment needs the same key: copy it here, or, for a new "
                           "deployment, `bin/cellbus key PATH` generates one") from None
+    key = b"\n".join(line for line in lines if not line.startswith(ACCEPT)).strip()
+    accept = (line[len(ACCEPT):].strip() for line in lines if line.startswith(ACCEPT))
     if not key:
         raise ConfigError(f"the --key-file {p} is empty; `bin/cellbus key PATH` generates one")
-    return key
+    return key, tuple(k for k in accept if k)
+
+
+def bus_session(path: str | os.PathLike[str] | None, **options: Any) -> Session:
+    """A node's :class:`~protocol.wire.Session` with the keys of its ``--key-file``."""
+    from .wire import Session
+    key, accept = load_keys(path)
+    return Session(key, accept=accept, **options)
 
 
 def generate_key(path: str | os.PathLike[str]) -> bytes:
@@ -241,6 +265,9 @@ def add_curve_options(parser: argparse.ArgumentParser, *, server: bool) -> None:
 def use_curve(node: Any, args: argparse.Namespace) -> None:
     """Give ``node`` the keys its options name (a ConfigError says what is wrong)."""
     from .curve import ClientKeys, ServerKeys
+    from .rekey import KeyFiles
+    node.key_files = KeyFiles(args.key_file, getattr(args, "curve_key", None),
+                              getattr(args, "broker_key", None))
     node.insecure = bool(args.insecure_bus)
     if getattr(args, "curve_dir", None):
         node.keys = ServerKeys(node.ctx, args.curve_dir)

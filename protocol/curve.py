@@ -17,6 +17,11 @@ A key folder (``bin/cellbus cert NAME --role ROLE --dir DIR``) holds::
                                               goes to that node's host only)
     DIR/devices/NAME.key                      public keys the broker accepts on the device port
     DIR/gateways/NAME.key                     ... on the gateway and feed ports
+    DIR/devices/NAME.previous.key             NAME's key before ``cert --rotate NAME``,
+                                              accepted too until ``cert --retire NAME``
+    DIR/broker.previous.key(_secret)          the broker's pair before ``cert --rotate
+                                              broker``; its clients find the new public key
+                                              as ``broker.next.key`` (protocol/rekey.py)
 
 ``ipc://`` endpoints need none of this: ``bin/cellbus up`` puts them in a folder only its
 user can enter. A node given a ``tcp://`` endpoint without keys refuses to start unless
@@ -41,6 +46,8 @@ from .refusals import REPEAT, Every, Refusals
 #: Roles a client key may have, and the folder of the broker's key directory for each.
 ROLES = {"device": "devices", "gateway": "gateways"}
 BROKER = "broker"
+#: What a node's key is filed as in its role's folder while a rotation keeps it accepted.
+PREVIOUS = ".previous"
 
 log = logging.getLogger("cellbus.curve")
 
@@ -58,7 +65,7 @@ def make_certificate(directory: str | os.PathLike[str], name: str, role: str) ->
         raise ConfigError(f"unknown role {role!r}: one of broker, {', '.join(ROLES)}")
     if role == BROKER:
         name = BROKER
-    if not name or "/" in name or name.startswith("."):
+    if not name or "/" in name or name.startswith(".") or name.endswith(PREVIOUS):
         raise ConfigError(f"bad certificate name {name!r}")
     where = Path(directory)
     where.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -85,14 +92,72 @@ def make_certificate(directory: str | os.PathLike[str], name: str, role: str) ->
 
 
 def revoke(directory: str | os.PathLike[str], name: str) -> list[Path]:
-    """Take ``name``'s public key out of every role's folder; returns the files removed."""
+    """Take ``name``'s public key out of every role's folder, and its old one while it is
+    rotated (``NAME.previous``, which stayed accepted before); returns the files removed."""
     removed = []
     for folder in ROLES.values():
-        path = Path(directory) / folder / f"{name}.key"
-        if path.exists():
-            path.unlink()
-            removed.append(path)
+        for path in (Path(directory) / folder / f"{name}.key",
+                     Path(directory) / folder / f"{name}{PREVIOUS}.key"):
+            if path.exists():
+                path.unlink()
+                removed.append(path)
     return removed
+
+
+def rotate_certificate(directory: str | os.PathLike[str], name: str) -> Path:
+    """Give ``name`` a new key pair, while the broker goes on accepting its old key too (as
+    ``NAME.previous``) until :func:`retire_previous`: its node reloads the new one (SIGHUP)
+    and reconnects, with no cell lost. Returns the new secret file's path."""
+    where = Path(directory)
+    if name == BROKER:
+        return _rotate_broker(where)
+    roles = [role for role, folder in ROLES.items() if (where / folder / f"{name}.key").exists()]
+    if not roles:
+        raise ConfigError(f"the broker of {where} accepts no key named {name!r}; "
+                          f"bin/cellbus cert --list --dir {where} shows the keys it accepts")
+    role = roles[0]
+    accepted = where / ROLES[role] / f"{name}.key"
+    if (where / ROLES[role] / f"{name}{PREVIOUS}.key").exists():
+        raise ConfigError(f"{name} is being rotated already: once its node runs with the new "
+                          f"key, retire the old one (bin/cellbus cert --retire {name} --dir "
+                          f"{where}), then rotate it again")
+    accepted.rename(accepted.with_name(f"{name}{PREVIOUS}.key"))
+    public = where / f"{name}.key"
+    if public.exists():  # kept beside the secrets, so a refusal can name it (_RoleKeys.who)
+        public.rename(public.with_name(f"{name}{PREVIOUS}.key"))
+    return make_certificate(where, name, role)
+
+
+def _rotate_broker(where: Path) -> Path:
+    """The broker's new pair; the old one is kept as ``broker.previous.key(_secret)``. The
+    broker uses it from its next start; its clients find it as ``broker.next.key`` beside
+    their ``--broker-key`` when their handshake with the old one fails
+    (:func:`protocol.rekey.next_broker_key`)."""
+    secret = where / f"{BROKER}.key_secret"
+    if not secret.exists():
+        raise ConfigError(f"{where} has no broker key pair to rotate: make it with "
+                          f"bin/cellbus cert broker --role broker --dir {where}")
+    if (where / f"{BROKER}{PREVIOUS}.key_secret").exists():
+        raise ConfigError(f"the broker is being rotated already: once every node connects "
+                          f"with its new key, bin/cellbus cert --retire broker --dir {where}, "
+                          "then rotate it again")
+    for suffix in (".key", ".key_secret"):
+        path = where / f"{BROKER}{suffix}"
+        path.rename(where / f"{BROKER}{PREVIOUS}{suffix}")
+    return make_certificate(where, BROKER, BROKER)
+
+
+def retire_previous(directory: str | os.PathLike[str], name: str) -> list[Path]:
+    """Stop accepting the key ``name`` had before :func:`rotate_certificate`; the files
+    removed (the broker then shuts its connections out, as for a revoked key). The broker's
+    old secret, which it no longer uses once restarted, is removed."""
+    if name == BROKER:
+        old = Path(directory) / f"{BROKER}{PREVIOUS}.key_secret"
+        if not old.exists():
+            return []
+        old.unlink()
+        return [old]
+    return revoke(directory, f"{name}{PREVIOUS}")
 
 
 def listing(directory: str | os.PathLike[str]) -> list[tuple[str, str]]:
@@ -170,10 +235,20 @@ class _RoleKeys:
                 opens = "device port" if role == "device" else "gateway and feed ports"
                 return f"the key of {role} {name}, which opens the {opens} only"
         if (name := self._names(self.directory).get(key)) is not None:
+            if name.endswith(PREVIOUS):
+                return (f"the previous key of {name.removesuffix(PREVIOUS)}, retired (cert "
+                        "--retire): that node still runs with it; give it its new "
+                        ".key_secret and send it SIGHUP")
             return (f"the key of {name}, revoked (bin/cellbus cert --list shows the keys "
                     "allowed)")
         return (f"key {key.decode(errors='replace')[:12]}..., which the --curve-dir does not "
                 "hold (a stranger's)")
+
+    def holder(self, role: str, key: str) -> str | None:
+        """The name of the node whose key (z85) ``key`` is in ``role``'s folder, its old key
+        during a rotation (``NAME.previous``) counted as NAME's; None if it is not there."""
+        name = self._names(self.directory / ROLES[role]).get(key.encode())
+        return None if name is None else name.removesuffix(PREVIOUS)
 
     def _names(self, folder: Path) -> dict[bytes, str]:
         """The public keys of ``folder``'s ``*.key`` files, by key: read again only when a
@@ -231,6 +306,11 @@ class ServerKeys:
         self.auth.stop()
 
 
+def load_server_key(path: str | os.PathLike[str]) -> bytes:
+    """The broker's public key in the certificate ``path`` (ConfigError if it is none)."""
+    return _load(path, secret=False, option="--broker-key")[0]
+
+
 class ClientKeys:
     """A device's or gateway's side: its own key pair and the broker's public key."""
 
@@ -238,7 +318,9 @@ class ClientKeys:
         self.public, secret = _load(own, secret=True, option="--curve-key")
         assert secret is not None
         self.secret = secret
-        self.server, _ = _load(broker, secret=False, option="--broker-key")
+        self.server = load_server_key(broker)
+        #: When the broker key in use last changed for another (monotonic; 0: never).
+        self.flipped = 0.0
 
     def connect_with(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` (before it connects) a CURVE client of the broker."""

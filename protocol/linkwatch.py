@@ -146,7 +146,8 @@ class LinkWatch:
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
                  role: str, server: bool, curve: bool, refusals: Refusals | None = None,
-                 reconnect: Callable[[], None] | None = None) -> None:
+                 reconnect: Callable[[], None] | None = None,
+                 wrong_key: Callable[[], None] | None = None) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
         #: The broker's record of refused clients, for ``status`` (servers only).
@@ -156,6 +157,9 @@ class LinkWatch:
         #: connection it could not decrypt a message of open, reading nothing, until its
         #: heartbeat times out (6 s, past the broker's expiry of a device).
         self.reconnect = reconnect
+        #: Called when a handshake fails as a wrong --broker-key fails (a client's): the
+        #: broker's certificate may have been rotated (:func:`protocol.rekey.next_broker_key`).
+        self.wrong_key = wrong_key
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -247,6 +251,8 @@ class LinkWatch:
                                         curve=self.curve)) is not None:
             self.problem = problem
             self._say(logging.ERROR, f"{self.node}: {problem}")
+            if kind in _FAILED and self.curve and self.wrong_key is not None:
+                self.wrong_key()
 
     def _say(self, level: int, line: str) -> None:
         now = time.monotonic()

@@ -27,6 +27,7 @@ from .errors import ConfigError, ProtocolError, StoppedBeforeStart, address_in_u
 from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
+from .rekey import KeyFiles, next_broker_key
 from .sockets import BusSocket
 from .version import VERSION
 from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
@@ -76,8 +77,11 @@ class Node:
         self.keys: ServerKeys | ClientKeys | None = None
         self.insecure = False
         self._warned_insecure = False
-        #: (socket, endpoint) of every connect, undone if the broker revokes this node's key.
+        #: (socket, endpoint) of every connect, undone if the broker revokes this node's key;
+        #: of those with CURVE client keys, made again with new keys (:mod:`protocol.rekey`).
         self._connected: list[tuple[BusSocket, str]] = []
+        self.curve_links: list[tuple[BusSocket, str]] = []
+        self.key_files: KeyFiles | None = None
         #: What each link's connection does (:mod:`protocol.linkwatch`): every connect, and
         #: the broker's CURVE binds.
         self.links: list[LinkWatch] = []
@@ -152,6 +156,7 @@ class Node:
                 self.watch_link(sock, str(endpoint), server=True, role=role, curve=True)
         elif isinstance(self.keys, ClientKeys) and not server:
             self.keys.connect_with(sock)
+            self.curve_links.append((sock, str(endpoint)))
         elif self.insecure:
             if not self._warned_insecure:
                 self._warned_insecure = True
@@ -175,7 +180,8 @@ class Node:
         refusals = self.keys.roles.refusals if isinstance(self.keys, ServerKeys) else None
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
                          server=server, curve=curve, refusals=refusals,
-                         reconnect=None if server else lambda: self.reconnect(sock))
+                         reconnect=None if server else lambda: self.reconnect(sock),
+                         wrong_key=None if server else lambda: next_broker_key(self))
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
@@ -278,7 +284,7 @@ class Node:
         flood of bad messages is one line per 10 s, with its count)."""
         self.rejected[e.reason] += 1
         hint = ("; a node signing with another deployment key? every node needs the same "
-                "--key-file") if e.reason == "signature" else ""
+                "--key-file") if e.detail == "signature does not match" else ""
         peer = routing_id(frames)
         self.reject_log.warning((peer, e.reason), "%s dropped a message: %s (%d %s so far)%s%s",
                                 self.name, e, self.rejected[e.reason], e.reason, hint,
@@ -364,6 +370,8 @@ def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, node, sig)
+        if node.key_files is not None:  # README's "Rotating keys and certificates"
+            loop.add_signal_handler(signal.SIGHUP, node.key_files.reload, node)
         await node.run()
         return 1 if node.crashed else 0  # a supervisor restarts a node that failed
 

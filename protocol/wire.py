@@ -54,6 +54,8 @@ DEFAULT_MAX_FRAME_SIZE = 64 * 1024 * 1024
 FROM_BROKER_MAX_VALUES = DEFAULT_MAX_FRAME_SIZE
 #: Signatures remembered to reject replays; the oldest are forgotten first.
 DEFAULT_REPLAY_HISTORY = 65536
+#: Retired bus keys a node remembers, to name them when a message signed with one comes.
+MAX_RETIRED = 4
 HEADER_FIELDS = ("msg_id", "msg_type", "session", "username", "date", "version")
 
 #: The last whole second formatted, (seconds, "YYYY-MM-DDTHH:MM:SS"): every message has a
@@ -104,6 +106,20 @@ def parent_header(parent: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(parent)
 
 
+class _Verifier:
+    """Checks signatures made with one key other than the one this node signs with."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def verifies(self, signature: bytes, parts: Sequence[bytes]) -> bool:
+        h = self._hmac.copy()
+        for part in parts:
+            h.update(part)
+        return hmac.compare_digest(signature, h.hexdigest().encode("ascii"))
+
+
 def _frame_bytes(frame: Any) -> bytes:
     """One frame as bytes; anything but bytes-like data is a malformed frame, not a bug."""
     if isinstance(frame, zmq.Frame):
@@ -124,6 +140,8 @@ class Session:
         :mod:`protocol.bounded`); past it, ``ProtocolError("oversize")``. The default is for
         peers whose bytes could be crafted; :data:`FROM_BROKER_MAX_VALUES` for the broker's.
     :param replay_history: how many accepted signatures are remembered to reject replays.
+    :param accept: more keys whose signatures verify, while a bus key is rotated (README's
+        "Rotating keys"); messages are signed with ``key`` only. See :meth:`rekey`.
     """
 
     def __init__(
@@ -136,12 +154,10 @@ class Session:
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         replay_history: int = DEFAULT_REPLAY_HISTORY,
         max_values: int = bounded.DEFAULT_MAX_ITEMS,
+        accept: Sequence[bytes] = (),
     ) -> None:
-        if not isinstance(key, bytes) or not key:
-            raise ValueError("Session needs a non-empty key: cellbus never sends unsigned messages")
         if packer not in _PACKERS:
             raise ValueError(f"unknown packer {packer!r}; use 'msgpack' or 'json'")
-        self.key = key
         self.packer = packer
         self.pack, self.unpack = _PACKERS[packer]
         if packer == "msgpack" and max_values != bounded.DEFAULT_MAX_ITEMS:
@@ -151,7 +167,30 @@ class Session:
         self.max_frame_size = max_frame_size
         self.replay_history = replay_history
         self._seen: OrderedDict[bytes, None] = OrderedDict()
+        #: Keys no longer accepted since a :meth:`rekey`, newest last: a message signed with
+        #: one is still dropped, with a line that says so (not "another deployment key").
+        self._retired: list[_Verifier] = []
+        #: The key messages are signed with, and the others that verify (:meth:`rekey`).
+        self.key: bytes = b""
+        self.accepted: tuple[bytes, ...] = ()
+        self.rekey(key, accept)
+
+    def rekey(self, key: bytes, accept: Sequence[bytes] = ()) -> None:
+        """Sign with ``key`` from now on, and verify with it or any of ``accept``: the three
+        steps of a rotation (a new key accepted, then signing, then the old one dropped) are
+        three reloads of the key file, each on every node, so no node ever drops what another
+        signed (SIGHUP, :mod:`protocol.rekey`). A key dropped is remembered as retired."""
+        if not isinstance(key, bytes) or not key or not all(accept):
+            raise ValueError("Session needs a non-empty key: cellbus never sends unsigned messages")
+        kept = {key, *accept}
+        retired = [k for k in (self.key, *self.accepted) if k and k not in kept]
+        self._retired = [h for h in self._retired if h.key not in kept]
+        self._retired += [_Verifier(k) for k in retired]
+        del self._retired[:-MAX_RETIRED]
+        self.key = key
+        self.accepted = tuple(k for k in dict.fromkeys(accept) if k != key)
         self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        self._verifiers = [_Verifier(k) for k in self.accepted]
 
     # -- building ---------------------------------------------------------------------------
 
@@ -236,7 +275,12 @@ class Session:
         signature, parts, buffers = body[0], body[1:5], body[5:]
         if not signature:
             raise ProtocolError("signature", "unsigned message")
-        if not hmac.compare_digest(signature, self.sign(parts)):
+        if not hmac.compare_digest(signature, self.sign(parts)) and not any(
+                v.verifies(signature, parts) for v in self._verifiers):
+            if any(v.verifies(signature, parts) for v in self._retired):
+                raise ProtocolError("signature", "signed with a bus key this node retired "
+                                    "(its --key-file was rotated): the sender still has the "
+                                    "old key; copy the new key file there and send it SIGHUP")
             raise ProtocolError("signature", "signature does not match")
         if signature in self._seen:
             raise ProtocolError("replay", "signature already seen")

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness import NodeProcess, free_port, free_ports
+from protocol.config import generate_key
+from protocol.rekey import rotate
 
 
 def children_of(pid: int) -> list[int]:
@@ -146,11 +148,19 @@ def test_up_stops_on_sigint_even_when_started_with_sigint_ignored(tmp_path: Path
 def test_up_on_port_0_runs_on_a_free_port_that_its_url_names(tmp_path: Path, nodes) -> None:
     """Tests that ``up --port 0`` (any free port) starts, says a URL with the port its
     gateway listens on, and a cell runs there: it stopped with "the gateway is not listening
-    on port 0" before. With ``--log-requests`` its gateway logs every request at INFO."""
+    on port 0" before. With ``--log-requests`` its gateway logs every request at INFO. Its
+    key file is in a rotation (an ``accept`` line, README's "Rotating keys and
+    certificates"): `up` asked the broker whether its devices were there signing with the
+    whole file, was not heard, and printed the URL only after 60 s, "starting anyway"."""
+    key_file = tmp_path / "bus.key"
+    generate_key(key_file)
+    assert rotate(key_file, "next")
     up = NodeProcess("up", "--port", "0", "--store", f"sqlite:///{tmp_path / 'up.db'}",
-                     "--log-requests", env={"XDG_RUNTIME_DIR": str(tmp_path)})
+                     "--key-file", str(key_file), "--log-requests",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path)})
     nodes.append(up)
     url = up.wait_for_log(r"cellbus is up: (http://127\.0\.0\.1:(\d+)/)", timeout=60)
+    assert "dropped a message" not in up.log and "starting anyway" not in up.log, up.log
     port = int(url.group(2))
     assert port > 0 and f"gateway listening on http://127.0.0.1:{port}/" in up.log
     assert printed(port, "print(6*7)") == "42\n"
