@@ -120,6 +120,7 @@ class Outbox:
         self._bundle = bundle
         self._records: collections.deque[_Record] = collections.deque()
         self._last = 0  # n of the newest record
+        self._acked = 0  # n of the newest record the broker confirmed it stored
         self._next = 1  # n of the next record to write to the socket
         self.bytes = 0
         self._wake = asyncio.Event()  # a record to write, or a resend
@@ -204,8 +205,12 @@ class Outbox:
         everything after it again."""
         if epoch != self.epoch or not isinstance(stored, int) or isinstance(stored, bool):
             return  # for an earlier process of this device, or garbage
+        if resend and stored < self._acked:
+            self._renumber(stored)
+            return
         progressed = timed = False
         now = time.monotonic()
+        self._acked = max(self._acked, min(stored, self._last))
         while self._records and self._records[0].n <= stored:
             record = self._records.popleft()
             self.bytes -= record.size
@@ -236,6 +241,29 @@ class Outbox:
             start, when = self._resent
             if start != stored + 1 or now - when > RESEND_COOLDOWN:
                 self._go_back(now, "the broker missed records")
+
+    def _renumber(self, stored: int) -> None:
+        """The broker asks again for records it confirmed before (up to ``self._acked``), which
+        this outbox no longer holds: its store lost them (restored from an older copy, or its
+        last commits lost with the machine). Asking again cannot fill that gap, and every
+        later record would be refused after it, so the records held are numbered afresh under
+        a new epoch, which the broker takes from 1 as a restarted device's."""
+        log.warning("device: the broker's store lacks %d output records it had confirmed "
+                    "(#%d to #%d; its store was restored from an older copy or lost its latest "
+                    "commits): what they held is not in the store; sending the %d records "
+                    "held here under a new numbering", self._acked - stored, stored + 1,
+                    self._acked, len(self._records))
+        self.epoch = uuid.uuid4().hex[:12]
+        for n, record in enumerate(self._records, 1):
+            record.n = n
+            record.msg["metadata"]["cellbus"]["out"] = [self.epoch, n]
+            record.frames = self._serialize(record.msg)
+        self._last = len(self._records)
+        self._acked = 0
+        self._next = 1
+        self._resent = (0, 0.0)
+        self._acked_at = time.monotonic()
+        self._wake.set()
 
     def check(self) -> None:
         """Called now and then (each heartbeat): send everything again if no ack came for
