@@ -208,7 +208,8 @@ class DeviceRouter(Node):
             if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
                 connect, bind = self.endpoints
-                why = (self.link_problem(connect, "--device-bind") or self._silent_link(connect)
+                why = (self.link_problem(connect, "--device-bind", said=True)
+                       or self._silent_link(connect)
                        if connect else f"is a broker connected to {bind}, with the same "
                        "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "

@@ -193,13 +193,16 @@ class Node:
         return sum(link.handshakes for link in self.links
                    if link.endpoint == endpoint and not link.server)
 
-    def link_problem(self, endpoint: str, option: str) -> str | None:
+    def link_problem(self, endpoint: str, option: str, *, said: bool = False) -> str | None:
         """What is wrong with this node's link to the broker at ``endpoint`` (its bind
-        ``option``), if anything: why its last handshake failed, or that it is not up."""
+        ``option``), if anything: why its last handshake failed, or that it is not up.
+        ``said``: the caller logs it, so the links do not say again that they are not up."""
         links = [link for link in self.links if link.endpoint == endpoint and not link.server]
         if failed := next((link.problem for link in links if link.problem), None):
             return failed
         if links and not any(link.up for link in links):
+            for link in links if said else ():
+                link.absence_said()
             return (f"no link to it at {endpoint}: is a broker running there, with this as "
                     f"its {option}, and is its port open to this host?")
         return None
