@@ -340,6 +340,7 @@ class Broker(Node):
             fresh = self.devices.heard(device, idents[0], content)
             self.watch.reported(device, content, self.senders.handed)  # once it can be told
             if fresh:  # a device that registers again, as it heard this broker, is no news
+                self.watch.beat(idents[0])
                 self.log.info("broker: device %s registered (capacity %s, load %s, cellbus %s)",
                               device, content.get("capacity"), content.get("load"),
                               str(content.get("version", "unknown"))[:40])
