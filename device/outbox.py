@@ -121,6 +121,8 @@ class Outbox:
         self._records: collections.deque[_Record] = collections.deque()
         self._last = 0  # n of the newest record
         self._acked = 0  # n of the newest record the broker confirmed it stored
+        #: Records a broker confirmed that its store then lacked (:meth:`_renumber`).
+        self.lost = 0
         self._next = 1  # n of the next record to write to the socket
         self.bytes = 0
         self._wake = asyncio.Event()  # a record to write, or a resend
@@ -190,6 +192,11 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._records)
 
+    def confirmed(self) -> list[Any]:
+        """``[epoch, n]``: the newest record the broker confirmed (a device reports it, so
+        that a broker whose store lacks it says so before any record is sent)."""
+        return [self.epoch, self._acked]
+
     async def flushed(self, timeout: float) -> bool:
         """Wait until every record is acknowledged, at most ``timeout`` s; True if so."""
         try:
@@ -253,6 +260,7 @@ class Outbox:
                     "commits): what they held is not in the store; sending the %d records "
                     "held here under a new numbering", self._acked - stored, stored + 1,
                     self._acked, len(self._records))
+        self.lost += self._acked - stored
         self.epoch = uuid.uuid4().hex[:12]
         for n, record in enumerate(self._records, 1):
             record.n = n

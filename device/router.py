@@ -152,7 +152,8 @@ class DeviceRouter(Node):
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
                 "idle_timeout": self.config.idle_timeout, "version": VERSION, "boot": self.boot,
-                "heard": self.heard, "links": self.links_made(self.endpoints[0] or "")}
+                "heard": self.heard, "links": self.links_made(self.endpoints[0] or ""),
+                "stored": self.outbox.confirmed()}
 
     # -- upstream ---------------------------------------------------------------------------
 
@@ -322,6 +323,11 @@ class DeviceRouter(Node):
             elif self.overseer.holds(session_id, request["msg_id"]):
                 self.log.info("device: request %s is here already; the copy is ignored",
                               request["msg_id"])
+            elif request["msg_id"] in self.answered and self.outbox.lost and \
+                    request["msg_id"] not in self.outbox.parents():  # its reply was lost
+                await self._refuse(request, "OutputLost", "this cell ran, but the broker's "
+                                   "store lost its output (restored from an older copy?); "
+                                   "run it again")
             elif request["msg_id"] in self.answered:  # the broker's copy crossed its reply
                 self.log.info("device: request %s was answered here already; the copy is "
                               "ignored", request["msg_id"])
