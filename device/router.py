@@ -37,6 +37,7 @@ from .launcher import LaunchError
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
+from .silence import silent_link
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
@@ -210,7 +211,7 @@ class DeviceRouter(Node):
                 self.broker_lost = True
                 connect, bind = self.endpoints
                 why = (self.link_problem(connect, "--device-bind", said=True)
-                       or self._silent_link(connect)
+                       or silent_link(self.links, connect, self.broker_heard, self.device_id)
                        if connect else f"is a broker connected to {bind}, with the same "
                        "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
@@ -218,21 +219,6 @@ class DeviceRouter(Node):
                 self.reconnect_at = time.monotonic() + RECONNECT_AFTER
             if self.broker_lost:
                 self._reconnect()
-
-    def _silent_link(self, connect: str) -> str:
-        """Why a broker whose link is up says nothing. One that answered on this link since
-        it came up took what this device signs, under its --device-id: its keys and name are
-        right, and it is the broker, or the path to it, that went quiet."""
-        up_at = [link.up_at for link in self.links
-                 if link.endpoint == connect and not link.server and link.up]
-        if up_at and self.broker_heard > max(up_at):
-            return (f"the broker answered on this device's link to it at {connect}, which "
-                    "is still up, then fell silent: it is stopped, frozen or too busy (cellbus "
-                    "status), or the network to it carries nothing while the TCP connection "
-                    "stays open")
-        return (f"its link to the broker at {connect} is up, so the broker does not take "
-                "what this device signs: is its --key-file the same as this device's, and "
-                f"is no other device running with --device-id {self.device_id}?")
 
     def _reconnect(self) -> None:
         """The broker is silent while this device's link to it is up: connect again, after
