@@ -121,8 +121,9 @@ class Outbox:
         self._records: collections.deque[_Record] = collections.deque()
         self._last = 0  # n of the newest record
         self._acked = 0  # n of the newest record the broker confirmed it stored
-        #: Records a broker confirmed that its store then lacked (:meth:`_renumber`).
-        self.lost = 0
+        #: When (monotonic) a broker's store was last found to lack records a broker had
+        #: confirmed (:meth:`_renumber`); 0.0: never.
+        self.lost_at = 0.0
         self._next = 1  # n of the next record to write to the socket
         self.bytes = 0
         self._wake = asyncio.Event()  # a record to write, or a resend
@@ -260,7 +261,7 @@ class Outbox:
                     "commits): what they held is not in the store; sending the %d records "
                     "held here under a new numbering", self._acked - stored, stored + 1,
                     self._acked, len(self._records))
-        self.lost += self._acked - stored
+        self.lost_at = time.monotonic()
         self.epoch = uuid.uuid4().hex[:12]
         for n, record in enumerate(self._records, 1):
             record.n = n

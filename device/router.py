@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 import os
 import socket
 import time
@@ -41,7 +42,7 @@ from .silence import silent_link
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
-#: Requests answered here remembered (newest kept), so that a copy of one is not run again.
+#: Requests answered here remembered with when (newest kept), so a copy of one is not run again.
 MAX_ANSWERED = 65536
 #: Requests the device acts on.
 REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
@@ -84,7 +85,7 @@ class DeviceRouter(Node):
                              user_capacity=user_outbox,
                              bundle=functools.partial(records.bundle, session))
         #: msg_ids of requests whose reply went up, oldest first (see MAX_ANSWERED).
-        self.answered: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.answered: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.metrics = DeviceMetrics(self)
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  room=self.outbox.room, on_closed=self._session_closed,
@@ -163,7 +164,7 @@ class DeviceRouter(Node):
         if msg["msg_type"].endswith("_reply"):
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str):
-                self.answered[parent] = None
+                self.answered[parent] = time.monotonic()
                 if len(self.answered) > MAX_ANSWERED:
                     self.answered.popitem(last=False)
         self.outbox.put(msg)
@@ -309,7 +310,7 @@ class DeviceRouter(Node):
             elif self.overseer.holds(session_id, request["msg_id"]):
                 self.log.info("device: request %s is here already; the copy is ignored",
                               request["msg_id"])
-            elif request["msg_id"] in self.answered and self.outbox.lost and \
+            elif self.answered.get(request["msg_id"], math.inf) < self.outbox.lost_at and \
                     request["msg_id"] not in self.outbox.parents():  # its reply was lost
                 await self._refuse(request, "OutputLost", "this cell ran, but the broker's "
                                    "store lost its output (restored from an older copy?); "
