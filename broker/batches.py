@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 from protocol import msgtypes as mt
 from protocol.wire import Message, Session
@@ -63,3 +64,19 @@ class Batches:
         for device, content in self.receipts.acks():  # one gone sends again when it is back
             self.post(device.encode(), self.wire.msg(mt.OUTPUT_ACK, content))
         return True
+
+    def reported(self, device: str, routing_id: bytes, confirmed: Any) -> None:
+        """A device's report says the newest record of its outbox a broker confirmed
+        (``[epoch, n]``). Past this store's receipt of it, the store lost records it held
+        (restored from an older copy, or its last commits lost): the device is asked for
+        everything after the receipt, which tells it, and it numbers what it holds afresh
+        (:mod:`device.outbox`); else every record it sends would come after a gap."""
+        if not (isinstance(confirmed, list) and len(confirmed) == 2
+                and isinstance(confirmed[0], str) and type(confirmed[1]) is int):
+            return  # a device of an older cellbus says nothing of it
+        epoch, n = confirmed
+        receipt = self.receipts.current(device)
+        stored = receipt[1] if receipt is not None and receipt[0] == epoch else 0
+        if n > stored:
+            self.post(routing_id, self.wire.msg(mt.OUTPUT_ACK, {
+                "epoch": epoch, "stored": stored, "resend": True}))

@@ -53,7 +53,7 @@ from protocol import msgtypes as mt
 from protocol.heartbeat import HEARTBEAT_INTERVAL
 from protocol.recent import forget_oldest
 from protocol.requests import Ending, failed
-from protocol.wire import Session
+from protocol.wire import Message, Session
 
 from .closures import DEVICE_LOST, SessionEnds
 from .dispatch import Dispatch
@@ -112,6 +112,17 @@ class DeviceWatch:
         finally:
             worker.cancel()
 
+    def _heartbeat(self) -> Message:
+        return self.wire.msg(mt.BROKER_HEARTBEAT, {}, metadata={
+            "cellbus": {"handed": self.dispatch.handed.token()}})  # broker/handed.py
+
+    def beat(self, routing_id: bytes) -> None:
+        """Heartbeat one device now: one heard for the first time, or again after it was
+        taken for lost (a device across this broker's restart speaks first), takes the
+        broker for back only once it hears it, and the next round may be a second away: a
+        device whose own tick came first dropped its new link as silent."""
+        self.dispatch.post(routing_id, self._heartbeat())
+
     async def _beat(self, chores: asyncio.Queue[Callable[[], Awaitable[None]]],
                     worker: asyncio.Task[None]) -> None:
         startup_grace = self.devices.startup_grace
@@ -128,8 +139,7 @@ class DeviceWatch:
                 self.log.warning("broker: did not run for %.1f s (stopped, or its loop held); "
                                  "that silence is not held against the devices", late)
                 self.devices.stalled(late)
-            beat = self.wire.msg(mt.BROKER_HEARTBEAT, {}, metadata={
-                "cellbus": {"handed": self.dispatch.handed.token()}})  # broker/handed.py
+            beat = self._heartbeat()
             for state in list(self.devices.devices.values()):
                 self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides
             self.metrics.heartbeat_round()

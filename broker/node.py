@@ -340,8 +340,10 @@ class Broker(Node):
                 mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
+            self.batches.reported(device, idents[0], content.get("stored"))
             self.watch.reported(device, content, self.senders.handed)  # once it can be told
             if fresh:  # a device that registers again, as it heard this broker, is no news
+                self.watch.beat(idents[0])
                 self.log.info("broker: device %s registered (capacity %s, load %s, cellbus %s)",
                               device, content.get("capacity"), content.get("load"),
                               str(content.get("version", "unknown"))[:40])

@@ -34,18 +34,18 @@ from pathlib import Path
 from broker.status import ask, remove_state, running_up, write_state
 from gateway.__main__ import add_access_options
 from gateway.access import make_policy
-from broker.quotas import add_quota_options, quota_argv
+from broker.quotas import add_quota_options
 from broker.retention import DEFAULT_TEXT, parse_duration
 from broker.store import CONNECT_TIMEOUT
 from device.__main__ import EXEC_TIMEOUT, IDLE_TIMEOUT
-from device.limits import DEFAULT_MEMORY_BUDGET
 from device.linux import PR_SET_PDEATHSIG, prctl
-from device.uids import parse_uids
 from device.draining import DRAIN_TIMEOUT
 from protocol.config import (LOG_LEVELS, add_option, generate_key, load_key, log_level, parse_args,
                              plain, tcp_port)
 from protocol.errors import ConfigError, address_in_use
 from protocol.numbers import count, positive_seconds, seconds
+
+from .upplan import metrics_ports, node_refusal, plan
 
 STOP_GRACE = 15.0
 
@@ -89,58 +89,6 @@ def parser() -> argparse.ArgumentParser:
     add_quota_options(p, by_auth=True)
     add_access_options(p)
     return p
-
-
-def access_argv(a: argparse.Namespace) -> list[str]:
-    """The gateway's access options, as given to `up`."""
-    argv = (["--rate", a.rate] if a.rate is not None else []) + (
-        ["--auth", a.auth] if a.auth else [])
-    argv += ["--allow-anonymous"] if a.allow_anonymous else []
-    argv += ["--log-requests"] if a.log_requests else []
-    for origin in a.allow_origin or []:
-        argv += ["--allow-origin", origin]
-    for host in a.allow_host or []:
-        argv += ["--allow-host", host]
-    for proxy in a.trusted_proxy or []:
-        argv += ["--trusted-proxy", proxy]
-    for option, value in (("--tls-cert", a.tls_cert), ("--tls-key", a.tls_key)):
-        argv += [option, value] if value else []
-    return argv
-
-
-def device_budget(devices: int) -> list[str]:
-    """Each device's share of the default memory budget of the machine's sessions; none
-    when CELLBUS_MEMORY_BUDGET says what each device takes."""
-    if "CELLBUS_MEMORY_BUDGET" in os.environ:
-        return []
-    return ["--memory-budget", f"{float(DEFAULT_MEMORY_BUDGET.rstrip('%')) / devices:g}%"]
-
-
-def device_uids(devices: int) -> list[list[str]]:
-    """Each device's share of a CELLBUS_SANDBOX_UIDS range (a block of its own), as the
-    memory budget is shared: each device read the whole range before, and the second was
-    refused for overlapping the first. Nothing to pass for ``auto``, one device, or a value
-    the devices will refuse themselves, saying why."""
-    text = os.environ.get("CELLBUS_SANDBOX_UIDS", "").strip()
-    try:
-        uids = parse_uids(text) if devices > 1 and text != "auto" else range(0)
-    except ValueError:
-        uids = range(0)
-    size = len(uids) // devices
-    if not size:
-        return [[] for _ in range(devices)]
-    return [["--sandbox-uids", f"{uids[i * size]}-{uids[i * size] + size - 1}"]
-            for i in range(devices)]
-
-
-def metrics_ports(a: argparse.Namespace) -> dict[str, int]:
-    """Each node's --metrics-port, by node name: one port each, in a row from `up`'s. Passed
-    on as flags: each node read CELLBUS_METRICS_PORT itself before, so every device found the
-    port the broker had taken and `up` stopped. Empty with --metrics-port 0."""
-    if not a.metrics_port:
-        return {}
-    names = ["broker", *(f"device{i}" for i in range(a.devices))]
-    return {name: a.metrics_port + i for i, name in enumerate(names)}
 
 
 def bind_error(host: str, port: int) -> OSError | None:
@@ -280,30 +228,11 @@ class Supervisor:
         a = self.args
         token = make_policy(host=a.host, port=a.port, auth=a.auth,
                             allow_anonymous=a.allow_anonymous).auth == "token"
-        broker = ["--gateway-bind", self.ep["gw"], "--device-bind", self.ep["dev"],
-                  "--publish-bind", self.ep["pub"], *quota_argv(a, token=token)]
-        # One attempt at a store that does not answer (its bound, 5 s): `up`'s user waits at a
-        # terminal, and is better told at once than shown a broker trying forever.
-        store_argv = ["--store", a.store, "--store-wait", "0"] if a.store else []
-        metrics = {name: ["--metrics-port", str(port)]
-                   for name, port in metrics_ports(a).items()}
-        self.start("broker", "broker", *broker, *store_argv, "--retention", str(a.retention),
-                   *metrics.get("broker", []))
-        timeout = [] if a.exec_timeout is None and token else [
-            "--exec-timeout", str(a.exec_timeout or 0)]
-        for name in ("gw", "dev", "pub"):
-            self.wait_for_socket(name)
-        uids = device_uids(a.devices)
-        for i in range(a.devices):
-            self.start(f"device{i}", "device", "--connect", self.ep["dev"],
-                       "--device-id", f"{os.uname().nodename}-{i}",
-                       *device_budget(a.devices), *uids[i],
-                       *timeout,
-                       "--idle-timeout", str(a.idle_timeout),
-                       "--drain-timeout", str(a.drain_timeout),
-                       *metrics.get(f"device{i}", []))
-        self.start("gateway", "gateway", "--broker", self.ep["gw"], "--subscribe", self.ep["pub"],
-                   "--host", a.host, "--port", str(a.port), *access_argv(a))
+        for name, module, argv in plan(a, self.ep, token=token):
+            self.start(name, module, *argv)
+            if name == "broker":  # the other nodes connect to its sockets
+                for socket_name in ("gw", "dev", "pub"):
+                    self.wait_for_socket(socket_name)
         self.wait_for_port(a.host, a.port)
         self.wait_for_devices()
         host = f"[{a.host}]" if ":" in a.host else a.host
@@ -357,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
         except UnknownStore as e:
             print(f"cellbus up: --store: {e}", file=sys.stderr, flush=True)
             return 2
-    if (why := refusal(args)) is not None:
+    token = make_policy(host=args.host, port=args.port, auth=args.auth,
+                        allow_anonymous=args.allow_anonymous).auth == "token"
+    if (why := node_refusal(args, token=token) or refusal(args)) is not None:
         print(why, file=sys.stderr, flush=True)
         return 2
     if args.port == 0:

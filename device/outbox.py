@@ -120,6 +120,10 @@ class Outbox:
         self._bundle = bundle
         self._records: collections.deque[_Record] = collections.deque()
         self._last = 0  # n of the newest record
+        self._acked = 0  # n of the newest record the broker confirmed it stored
+        #: When (monotonic) a broker's store was last found to lack records a broker had
+        #: confirmed (:meth:`_renumber`); 0.0: never.
+        self.lost_at = 0.0
         self._next = 1  # n of the next record to write to the socket
         self.bytes = 0
         self._wake = asyncio.Event()  # a record to write, or a resend
@@ -189,6 +193,11 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._records)
 
+    def confirmed(self) -> list[Any]:
+        """``[epoch, n]``: the newest record the broker confirmed (a device reports it, so
+        that a broker whose store lacks it says so before any record is sent)."""
+        return [self.epoch, self._acked]
+
     async def flushed(self, timeout: float) -> bool:
         """Wait until every record is acknowledged, at most ``timeout`` s; True if so."""
         try:
@@ -204,8 +213,12 @@ class Outbox:
         everything after it again."""
         if epoch != self.epoch or not isinstance(stored, int) or isinstance(stored, bool):
             return  # for an earlier process of this device, or garbage
+        if resend and stored < self._acked:
+            self._renumber(stored)
+            return
         progressed = timed = False
         now = time.monotonic()
+        self._acked = max(self._acked, min(stored, self._last))
         while self._records and self._records[0].n <= stored:
             record = self._records.popleft()
             self.bytes -= record.size
@@ -236,6 +249,30 @@ class Outbox:
             start, when = self._resent
             if start != stored + 1 or now - when > RESEND_COOLDOWN:
                 self._go_back(now, "the broker missed records")
+
+    def _renumber(self, stored: int) -> None:
+        """The broker asks again for records it confirmed before (up to ``self._acked``), which
+        this outbox no longer holds: its store lost them (restored from an older copy, or its
+        last commits lost with the machine). Asking again cannot fill that gap, and every
+        later record would be refused after it, so the records held are numbered afresh under
+        a new epoch, which the broker takes from 1 as a restarted device's."""
+        log.warning("device: the broker's store lacks %d output records it had confirmed "
+                    "(#%d to #%d; its store was restored from an older copy or lost its latest "
+                    "commits): what they held is not in the store; sending the %d records "
+                    "held here under a new numbering", self._acked - stored, stored + 1,
+                    self._acked, len(self._records))
+        self.lost_at = time.monotonic()
+        self.epoch = uuid.uuid4().hex[:12]
+        for n, record in enumerate(self._records, 1):
+            record.n = n
+            record.msg["metadata"]["cellbus"]["out"] = [self.epoch, n]
+            record.frames = self._serialize(record.msg)
+        self._last = len(self._records)
+        self._acked = 0
+        self._next = 1
+        self._resent = (0, 0.0)
+        self._acked_at = time.monotonic()
+        self._wake.set()
 
     def check(self) -> None:
         """Called now and then (each heartbeat): send everything again if no ack came for

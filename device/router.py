@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import math
 import os
 import socket
 import time
@@ -37,10 +38,11 @@ from .launcher import LaunchError
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
+from .silence import silent_link
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
-#: Requests answered here remembered (newest kept), so that a copy of one is not run again.
+#: Requests answered here remembered with when (newest kept), so a copy of one is not run again.
 MAX_ANSWERED = 65536
 #: Requests the device acts on.
 REQUEST_TYPES = frozenset({mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST, mt.KERNEL_INFO_REQUEST,
@@ -83,7 +85,7 @@ class DeviceRouter(Node):
                              user_capacity=user_outbox,
                              bundle=functools.partial(records.bundle, session))
         #: msg_ids of requests whose reply went up, oldest first (see MAX_ANSWERED).
-        self.answered: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self.answered: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.metrics = DeviceMetrics(self)
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  room=self.outbox.room, on_closed=self._session_closed,
@@ -152,7 +154,8 @@ class DeviceRouter(Node):
                 "sandbox": self.overseer.launcher.protections.summary(),
                 "limits": self.overseer.config.maxima(),
                 "idle_timeout": self.config.idle_timeout, "version": VERSION, "boot": self.boot,
-                "heard": self.heard, "links": self.links_made(self.endpoints[0] or "")}
+                "heard": self.heard, "links": self.links_made(self.endpoints[0] or ""),
+                "stored": self.outbox.confirmed()}
 
     # -- upstream ---------------------------------------------------------------------------
 
@@ -161,7 +164,7 @@ class DeviceRouter(Node):
         if msg["msg_type"].endswith("_reply"):
             parent = msg["parent_header"].get("msg_id")
             if isinstance(parent, str):
-                self.answered[parent] = None
+                self.answered[parent] = time.monotonic()
                 if len(self.answered) > MAX_ANSWERED:
                     self.answered.popitem(last=False)
         self.outbox.put(msg)
@@ -208,7 +211,8 @@ class DeviceRouter(Node):
             if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
                 connect, bind = self.endpoints
-                why = (self.link_problem(connect, "--device-bind") or self._silent_link(connect)
+                why = (self.link_problem(connect, "--device-bind", said=True)
+                       or silent_link(self.links, connect, self.broker_heard, self.device_id)
                        if connect else f"is a broker connected to {bind}, with the same "
                        "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
@@ -216,21 +220,6 @@ class DeviceRouter(Node):
                 self.reconnect_at = time.monotonic() + RECONNECT_AFTER
             if self.broker_lost:
                 self._reconnect()
-
-    def _silent_link(self, connect: str) -> str:
-        """Why a broker whose link is up says nothing. One that answered on this link since
-        it came up took what this device signs, under its --device-id: its keys and name are
-        right, and it is the broker, or the path to it, that went quiet."""
-        up_at = [link.up_at for link in self.links
-                 if link.endpoint == connect and not link.server and link.up]
-        if up_at and self.broker_heard > max(up_at):
-            return (f"the broker answered on this device's link to it at {connect}, which "
-                    "is still up, then fell silent: it is stopped, frozen or too busy (cellbus "
-                    "status), or the network to it carries nothing while the TCP connection "
-                    "stays open")
-        return (f"its link to the broker at {connect} is up, so the broker does not take "
-                "what this device signs: is its --key-file the same as this device's, and "
-                f"is no other device running with --device-id {self.device_id}?")
 
     def _reconnect(self) -> None:
         """The broker is silent while this device's link to it is up: connect again, after
@@ -321,6 +310,11 @@ class DeviceRouter(Node):
             elif self.overseer.holds(session_id, request["msg_id"]):
                 self.log.info("device: request %s is here already; the copy is ignored",
                               request["msg_id"])
+            elif self.answered.get(request["msg_id"], math.inf) < self.outbox.lost_at and \
+                    request["msg_id"] not in self.outbox.parents():  # its reply was lost
+                await self._refuse(request, "OutputLost", "this cell ran, but the broker's "
+                                   "store lost its output (restored from an older copy?); "
+                                   "run it again")
             elif request["msg_id"] in self.answered:  # the broker's copy crossed its reply
                 self.log.info("device: request %s was answered here already; the copy is "
                               "ignored", request["msg_id"])

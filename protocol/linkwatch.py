@@ -183,6 +183,15 @@ class LinkWatch:
         #: When the link, not up, is next said to be absent (a deadline: the reconnects'
         #: events come every 0.1 s meanwhile).
         self._absent_at = time.monotonic() + ABSENT
+        #: When the node said in a line of its own that this link is not up (monotonic).
+        self._absent_said = -REPEAT
+
+    def absence_said(self) -> None:
+        """The node's own line said that this link is not up (the device's "no word from
+        the broker ... no link to it"): the watch's "no link ... after 5 s", a second later,
+        would say the same cause again, so it is said only after :data:`REPEAT` (or at once
+        when the broker's host name does not resolve, which the node's line does not say)."""
+        self._absent_said = time.monotonic()
 
     async def run(self) -> None:
         while True:
@@ -193,8 +202,11 @@ class LinkWatch:
             except TimeoutError:
                 self._absent_at = time.monotonic() + ABSENT
                 if self.problem is None:  # no handshake even began: nothing answers there
-                    why = (await unresolved(self.endpoint) or "is a broker running there, at "
-                           "this endpoint, and is its port open to this host?")
+                    why = await unresolved(self.endpoint)
+                    if why is None and time.monotonic() - self._absent_said < REPEAT:
+                        continue  # the node's own line said it (absence_said)
+                    why = why or ("is a broker running there, at this endpoint, and is its "
+                                  "port open to this host?")
                     self._say(logging.WARNING, f"{self.node}: no link to the broker at "
                               f"{self.endpoint} after {ABSENT:g} s: {why}")
                 continue

@@ -11,6 +11,7 @@ operator's ``create 0640 root adm`` in logrotate, say. Every node sets its loggi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging.handlers
 import os
@@ -48,3 +49,17 @@ def setup_logging(level: str = "INFO", *, tag: str = "", file: str | None = None
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
                         format=f"%(asctime)s {named} %(levelname)s %(message)s",
                         handlers=[handler])
+
+
+def reopen_log_file() -> str | None:
+    """Reopen the ``--log-file`` this process logs to, by its name, for the SIGHUP that a
+    logrotate ``postrotate`` (or an operator) sends; its path, or None when it logs to
+    stderr (its terminal or journal: there a SIGHUP is the terminal closing)."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrivateFileHandler):
+            with handler.lock or contextlib.nullcontext():
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            return handler.baseFilename
+    return None

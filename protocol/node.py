@@ -3,8 +3,9 @@
 A node owns one ZeroMQ context, the sockets it opened through :meth:`Node.socket` (each a
 :class:`~protocol.sockets.BusSocket`, awaited on the node's loop)
 and the loops it started through :meth:`Node.spawn`. :func:`run_node` runs one node as a
-program: SIGTERM and SIGINT ask it to stop, it stops gracefully (subclasses drain in
-:meth:`Node.shutdown`), and Ctrl-C prints one log line, not a traceback.
+program: SIGTERM, SIGINT and SIGHUP (but for a ``--log-file``, which it reopens) ask it to
+stop, it stops gracefully (subclasses drain in :meth:`Node.shutdown`), and Ctrl-C prints one
+log line, not a traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .curve import ClientKeys, ServerKeys, needs_keys
 from .endpoints import endpoint_problem, wants_ipv6
 from .errors import ConfigError, ProtocolError, StoppedBeforeStart, address_in_use
 from .linkwatch import LinkWatch
+from .logfile import reopen_log_file
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .rekey import KeyFiles, next_broker_key
@@ -199,13 +201,16 @@ class Node:
         return sum(link.handshakes for link in self.links
                    if link.endpoint == endpoint and not link.server)
 
-    def link_problem(self, endpoint: str, option: str) -> str | None:
+    def link_problem(self, endpoint: str, option: str, *, said: bool = False) -> str | None:
         """What is wrong with this node's link to the broker at ``endpoint`` (its bind
-        ``option``), if anything: why its last handshake failed, or that it is not up."""
+        ``option``), if anything: why its last handshake failed, or that it is not up.
+        ``said``: the caller logs it, so the links do not say again that they are not up."""
         links = [link for link in self.links if link.endpoint == endpoint and not link.server]
         if failed := next((link.problem for link in links if link.problem), None):
             return failed
         if links and not any(link.up for link in links):
+            for link in links if said else ():
+                link.absence_said()
             return (f"no link to it at {endpoint}: is a broker running there, with this as "
                     f"its {option}, and is its port open to this host?")
         return None
@@ -368,7 +373,7 @@ def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
         node = await made if asyncio.iscoroutine(made) else made
         assert isinstance(node, Node)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.add_signal_handler(sig, _on_signal, node, sig)
         if node.key_files is not None:  # README's "Rotating keys and certificates"
             loop.add_signal_handler(signal.SIGHUP, node.key_files.reload, node)
@@ -401,5 +406,9 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 
 
 def _on_signal(node: Node, sig: signal.Signals) -> None:
+    if sig == signal.SIGHUP and (path := reopen_log_file()) is not None:
+        node.log.info("%s got SIGHUP: reopened its log file %s; going on (a file moved away "
+                      "is followed without it)", node.name, path)
+        return
     node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
     node.request_stop(said=True)

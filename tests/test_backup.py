@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from harness import Chain, NodeProcess
+from harness import Chain, NodeProcess, until
 
 
 def test_a_backup_taken_while_cells_run_restores_on_a_fresh_broker(
@@ -46,3 +46,45 @@ def test_a_backup_taken_while_cells_run_restores_on_a_fresh_broker(
     # the restored store takes new work: the worksheet's next run starts a fresh session
     assert restored.evaluate("ann/ws/3", "print('again')")[0] == 202
     assert restored.wait_done("ann/ws/3")["output"]["stdout_0"]["content"] == "again\n"
+
+
+def test_a_device_that_outlived_its_brokers_store_goes_on_with_a_restored_backup(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a device still running (another machine) when its broker is restarted on a
+    backup of its store (README: Backups) goes on sending output to it, says once what the
+    restored store lacks, and ends a cell that waited when the backup was taken and ran after
+    it with an error, not a second run. The device had dropped the records the first broker
+    confirmed after the backup, and the restored store's receipt is the backup's: before, the
+    broker took every record of the device for one after a gap and asked for the lost ones
+    again, the device sent what it held again at once, and so on without end (hundreds of
+    'sending ... again' lines a second, nothing in the broker's log), and no cell placed on the
+    device ever finished; and the waiting cell, handed to the device again, was 'answered
+    here already', ignored, and stayed needs_work for good."""
+    store = Path(chain.store.removeprefix("sqlite://"))
+    broker = chain.start_broker()
+    device = chain.start_device(name="dev")
+    chain.start_gateway()
+    assert chain.evaluate("ann/ws/1", "x = 6 * 7\nimport time; time.sleep(1)")[0] == 202
+    assert chain.evaluate("ann/ws/2", "runs = globals().get('runs', 0) + 1")[0] == 202
+    until(lambda: chain.update("ann/ws/1")[1]["status"] == "working", "cell 1 running")
+    live, copy = sqlite3.connect(store), sqlite3.connect(tmp_path / "backup.db")
+    with copy:
+        live.backup(copy)
+    live.close()
+    copy.close()
+    assert chain.wait_done("ann/ws/2")["status"] == "done"  # stored after the backup
+    assert chain.evaluate("ann/ws/3", "print(x + 1)")[0] == 202
+    assert chain.wait_done("ann/ws/3")["status"] == "done"
+    broker.stop()
+    (tmp_path / "backup.db").replace(store)
+    broker = chain.start_broker()
+    broker.wait_for_log(r"device dev registered")
+    ended = chain.wait_done("ann/ws/2", timeout=10)
+    assert [b["ename"] for b in ended["output"].values()] == ["OutputLost"], ended
+    assert chain.evaluate("ann/ws/4", "print(x + 2, runs)")[0] == 202  # the session lives on
+    assert chain.evaluate("bob/ws/1", "print('new')")[0] == 202
+    assert chain.wait_done("ann/ws/4", timeout=10)["output"]["stdout_0"]["content"] == "44 1\n"
+    assert chain.wait_done("bob/ws/1", timeout=10)["output"]["stdout_0"]["content"] == "new\n"
+    lines = [line for line in device.log.splitlines() if "lacks" in line]
+    assert len(lines) == 1 and "WARNING" in lines[0], device.log
+    assert device.log.count("unacknowledged records again") <= 2, device.log

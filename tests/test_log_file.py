@@ -5,6 +5,7 @@ nodes logged to stderr only and an operator had to redirect each one."""
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 from harness import Chain, NodeProcess, until
@@ -12,9 +13,11 @@ from harness import Chain, NodeProcess, until
 
 def test_a_broker_logs_to_its_file_and_follows_a_rotation(chain: Chain,
                                                           tmp_path: Path) -> None:
-    """Tests that a broker with --log-file writes its lines there (not to stderr), and that
+    """Tests that a broker with --log-file writes its lines there (not to stderr), that
     after the file is moved away (as logrotate does) its next lines go to a new file at the
-    same path."""
+    same path, and that the SIGHUP of a logrotate ``postrotate`` has it reopen the file and
+    go on; before, SIGHUP's default action ended it at once, with no line, its store's
+    queued writes not committed (as a kill -9)."""
     log = tmp_path / "logs" / "broker.log"
     log.parent.mkdir()
     broker = chain._start("broker", "--store", chain.store, "--insecure-bus", "--log-file",
@@ -23,6 +26,10 @@ def test_a_broker_logs_to_its_file_and_follows_a_rotation(chain: Chain,
     until(lambda: log.exists() and "broker started" in log.read_text(), "broker started")
     assert "broker started" not in broker.log
     os.rename(log, log.with_suffix(".log.1"))
+    broker.proc.send_signal(signal.SIGHUP)
+    until(lambda: log.exists() and "got SIGHUP" in log.read_text(), "the SIGHUP line")
+    assert "log file" in log.read_text() and "stopping" not in log.read_text()
+    assert broker.proc.poll() is None
     assert broker.stop() == 0
     assert "broker stopped" in log.read_text()
     assert "broker stopped" not in log.with_suffix(".log.1").read_text()
@@ -66,3 +73,13 @@ def test_a_log_file_a_node_makes_is_its_users_alone(chain: Chain, tmp_path: Path
     from protocol.logfile import PrivateFileHandler
     PrivateFileHandler(str(kept)).close()
     assert kept.stat().st_mode & 0o777 == 0o640
+
+
+def test_sighup_stops_a_node_that_logs_to_its_terminal_gracefully(chain: Chain) -> None:
+    """Tests that a node started by hand in a terminal, logging to it, stops gracefully on
+    the SIGHUP of that terminal's closing, saying so, as on SIGTERM (and as `up` does);
+    before, SIGHUP's default action ended it at once, with no line and status -1."""
+    gateway = chain.start_gateway(linked=False)
+    gateway.proc.send_signal(signal.SIGHUP)
+    assert gateway.proc.wait(15) == 0
+    gateway.wait_for_log(r"gateway got SIGHUP, stopping gracefully")

@@ -101,7 +101,9 @@ def test_up_passes_node_options_from_the_environment_and_stops_on_ctrl_c_quietly
     port = free_port()
     up = NodeProcess("up", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'up.db'}",
                      env={"XDG_RUNTIME_DIR": str(tmp_path), "CELLBUS_MAX_SESSIONS": "1100",
-                          "CELLBUS_PREFORK": "1", "CELLBUS_SANDBOX_UIDS": "500000-501200"})
+                          "CELLBUS_PREFORK": "1", "CELLBUS_SANDBOX_UIDS": "500000-501200",
+                          # what `up` gives as a flag wins, so `up` does not refuse it
+                          "CELLBUS_BROKER_DEVICE_BIND": "nowhere"})
     nodes.append(up)
     up.wait_for_log(r"cellbus is up", timeout=60)
     up.wait_for_log(r"device \S+: up to 1100 sessions, 1 preforked")
@@ -211,6 +213,24 @@ def test_up_with_a_metrics_port_in_use_stops_before_starting_anything(tmp_path: 
             up.kill_group()
     up.wait_for_log(rf"cellbus up: .*port {first + 2}.* --metrics-port")
     assert "broker started" not in up.log and "Traceback" not in up.log
+
+
+def test_up_with_a_node_variable_its_node_refuses_stops_before_starting_anything(
+        tmp_path: Path) -> None:
+    """Tests that a CELLBUS_* variable that one of the nodes `up` starts would refuse (issue
+    25: a device's --max-sessions, given as README says) stops `up` in that node's one line,
+    status 2, before any node starts, as a bad flag of `up` does; before, the broker started,
+    the device exited with status 2 and `up` stopped the broker again (nine lines, status 1)."""
+    up = NodeProcess("up", "--port", str(free_port()),
+                     "--store", f"sqlite:///{tmp_path / 'up.db'}",
+                     env={"XDG_RUNTIME_DIR": str(tmp_path), "CELLBUS_MAX_SESSIONS": "0"})
+    try:
+        assert up.proc.wait(30) == 2
+    finally:
+        up.kill_group()
+    assert up.log.strip() == ("cellbus device: error: CELLBUS_MAX_SESSIONS: a whole number, 1 "
+                              "or more, not 0 (as for --max-sessions)"), up.log
+    assert not (tmp_path / "up.db").exists()
 
 
 def test_up_splits_a_sandbox_uid_range_from_the_environment_among_its_devices(
