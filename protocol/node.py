@@ -1,11 +1,12 @@
 """The base every cellbus node builds on: sockets, background loops, start and graceful stop.
 
 A node owns one ZeroMQ context, the sockets it opened through :meth:`Node.socket` (each a
-:class:`~protocol.sockets.BusSocket`, awaited on the node's loop)
-and the loops it started through :meth:`Node.spawn`. :func:`run_node` runs one node as a
-program: SIGTERM, SIGINT and SIGHUP (but for a ``--log-file``, which it reopens) ask it to
-stop, it stops gracefully (subclasses drain in :meth:`Node.shutdown`), and Ctrl-C prints one
-log line, not a traceback.
+:class:`~protocol.sockets.BusSocket`, awaited on the node's loop) and the loops it started
+through :meth:`Node.spawn`. :func:`run_node` runs one node as a program: SIGTERM and SIGINT
+ask it to stop, it stops gracefully (subclasses drain in :meth:`Node.shutdown`), and Ctrl-C
+prints one log line, not a traceback. SIGHUP asks it to reload, as daemons do (systemd's
+``ExecReload``, logrotate's ``postrotate``): it reopens its ``--log-file``, reads its key
+files again (:mod:`protocol.rekey`), and goes on.
 """
 
 from __future__ import annotations
@@ -373,10 +374,9 @@ def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
         node = await made if asyncio.iscoroutine(made) else made
         assert isinstance(node, Node)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, node, sig)
-        if node.key_files is not None:  # README's "Rotating keys and certificates"
-            loop.add_signal_handler(signal.SIGHUP, node.key_files.reload, node)
+        loop.add_signal_handler(signal.SIGHUP, _on_hangup, node)
         await node.run()
         return 1 if node.crashed else 0  # a supervisor restarts a node that failed
 
@@ -405,10 +405,17 @@ def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
     return uvloop.run
 
 
-def _on_signal(node: Node, sig: signal.Signals) -> None:
-    if sig == signal.SIGHUP and (path := reopen_log_file()) is not None:
+def _on_hangup(node: Node) -> None:
+    """SIGHUP: reopen the log file, then reload the key files (README's "Rotating keys and
+    certificates"), saying each; the node goes on. One meaning whether the node logs to a
+    file, its journal or a terminal: a rotation step must never stop a node it reaches."""
+    if (path := reopen_log_file()) is not None:
         node.log.info("%s got SIGHUP: reopened its log file %s; going on (a file moved away "
                       "is followed without it)", node.name, path)
-        return
+    if node.key_files is not None:
+        node.key_files.reload(node)
+
+
+def _on_signal(node: Node, sig: signal.Signals) -> None:
     node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
     node.request_stop(said=True)
