@@ -11,7 +11,7 @@ from protocol.errors import ConfigError
 from protocol.msgtypes import FEED_HWM
 from protocol.numbers import count
 from protocol.logfile import setup_logging
-from protocol.node import run_node
+from protocol.program import run_node
 
 from .node import Broker
 from .quotas import add_quota_options, quota_config

@@ -13,7 +13,7 @@ from protocol.kernels import DEFAULT_KERNEL
 from protocol.numbers import (amount, count, positive_amount, positive_count, positive_seconds,
                               seconds)
 from protocol.logfile import setup_logging
-from protocol.node import run_node
+from protocol.program import run_node
 
 from .overseer import OverseerConfig
 from .outbox import DEFAULT_CAPACITY

@@ -9,7 +9,7 @@ from protocol.config import (add_common_options, add_curve_options, add_option, 
                              bus_session, parse_args, tcp_port, use_curve)
 from protocol.numbers import count, positive_count, positive_seconds
 from protocol.logfile import setup_logging
-from protocol.node import run_node
+from protocol.program import run_node
 from protocol.wire import FROM_BROKER_MAX_VALUES
 
 from .access import TOKEN_RATE, make_policy

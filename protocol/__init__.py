@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .errors import ConfigError, ProtocolError
-    from .node import Node, run_node
+    from .node import Node
+    from .program import run_node
     from .wire import Message, Session
 
 __all__ = ["ConfigError", "Message", "Node", "ProtocolError", "Session", "run_node"]
 _HOME = {"ConfigError": "errors", "ProtocolError": "errors", "Node": "node",
-         "run_node": "node", "Message": "wire", "Session": "wire"}
+         "run_node": "program", "Message": "wire", "Session": "wire"}
 
 
 def __getattr__(name: str) -> Any:

@@ -2,11 +2,7 @@
 
 A node owns one ZeroMQ context, the sockets it opened through :meth:`Node.socket` (each a
 :class:`~protocol.sockets.BusSocket`, awaited on the node's loop) and the loops it started
-through :meth:`Node.spawn`. :func:`run_node` runs one node as a program: SIGTERM and SIGINT
-ask it to stop, it stops gracefully (subclasses drain in :meth:`Node.shutdown`), and Ctrl-C
-prints one log line, not a traceback. SIGHUP asks it to reload, as daemons do (systemd's
-``ExecReload``, logrotate's ``postrotate``): it reopens its ``--log-file``, reads its key
-files again (:mod:`protocol.rekey`), and goes on.
+through :meth:`Node.spawn`; :mod:`protocol.program` runs one as a program.
 """
 
 from __future__ import annotations
@@ -15,9 +11,8 @@ import asyncio
 import errno
 import collections
 import logging
-import signal
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import zmq
@@ -25,9 +20,8 @@ import zmq
 from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .endpoints import endpoint_problem, wants_ipv6
-from .errors import ConfigError, ProtocolError, StoppedBeforeStart, address_in_use
+from .errors import ConfigError, ProtocolError, address_in_use
 from .linkwatch import LinkWatch
-from .logfile import reopen_log_file
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .rekey import KeyFiles, next_broker_key
@@ -364,58 +358,3 @@ class Node:
             await self.wait_stop_requested()
         finally:
             await self.stop()
-
-
-def run_node(make: Callable[[], Node | Awaitable[Node]]) -> int:
-    """Run the node built by ``make`` until SIGTERM/SIGINT; the exit status for ``sys.exit``."""
-
-    async def main() -> int:
-        made = make()
-        node = await made if asyncio.iscoroutine(made) else made
-        assert isinstance(node, Node)
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _on_signal, node, sig)
-        loop.add_signal_handler(signal.SIGHUP, _on_hangup, node)
-        await node.run()
-        return 1 if node.crashed else 0  # a supervisor restarts a node that failed
-
-    try:
-        return _event_loop_runner()(main())
-    except ConfigError as e:
-        logging.getLogger("cellbus").error("%s", e)
-        return 2
-    except StoppedBeforeStart as e:
-        logging.getLogger("cellbus").info("%s", e)
-        return 0
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        return 130
-
-
-def _event_loop_runner() -> Callable[[Coroutine[Any, Any, int]], int]:
-    """uvloop's ``run`` where it is installed (setup.cfg asks for it wherever it builds), else
-    ``asyncio.run``. A good share of every node's CPU goes to the event loop's own machinery
-    (futures, callbacks, polling: 9-14 % of each node's main thread in cProfile); on libuv
-    the chain used about 10 % less CPU per execution (bench/RESULTS.md, "Profiling and
-    fixes")."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run
-    return uvloop.run
-
-
-def _on_hangup(node: Node) -> None:
-    """SIGHUP: reopen the log file, then reload the key files (README's "Rotating keys and
-    certificates"), saying each; the node goes on. One meaning whether the node logs to a
-    file, its journal or a terminal: a rotation step must never stop a node it reaches."""
-    if (path := reopen_log_file()) is not None:
-        node.log.info("%s got SIGHUP: reopened its log file %s; going on (a file moved away "
-                      "is followed without it)", node.name, path)
-    if node.key_files is not None:
-        node.key_files.reload(node)
-
-
-def _on_signal(node: Node, sig: signal.Signals) -> None:
-    node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
-    node.request_stop(said=True)
