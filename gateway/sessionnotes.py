@@ -24,6 +24,7 @@ from protocol import msgtypes as mt
 from protocol.wire import Message
 
 from .base import BaseHandler, check_address, fail
+from .bigreads import PageTurn
 from .cells import MAX_WAIT, CellWatch, number_word
 from .subscription import to_json
 
@@ -74,12 +75,14 @@ class SessionNotesHandler(BaseHandler):
         """Up to :data:`PAGES` pages of the feed after ``since``, its notes kept."""
         notes: list[Any] = []
         session, seq, more = known, since, False
-        turn: asyncio.Lock = self.settings["page_turn"]
+        turn: PageTurn = self.settings["page_turn"]
         for _ in range(PAGES):
-            async with turn:  # one page of a feed taken at a time (gateway/bigreads.py)
+            # One page of a feed taken at a time, and paid for (gateway/bigreads.py).
+            async with turn.take(self.visitor.key):
                 reply = await self.ask(mt.SESSION_REPLAY_REQUEST, {"since": seq,
                                                                    "limit": 1000}, address)
                 content = reply["content"]
+                turn.paid(self.visitor.key, content)
                 if content["session"] != session:
                     if content["session"] is None:
                         return {"session": None, "seq": 0, "messages": [], "more": False}
