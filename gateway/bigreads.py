@@ -58,6 +58,9 @@ WAITING: Final = 4
 RETRY_AFTER: Final = 2
 #: Bytes of finished cells' big documents kept.
 KEPT_BYTES: Final = 64 * 2**20
+#: Bytes of an answer read whole past which it costs a token of ``--rate`` (as the broker's
+#: big ``/update`` documents: broker/updates.py BIG).
+BIG_ANSWER: Final = 256 * 1024
 #: Bytes of a replay's pages that cost their reader one token of ``--rate`` (a page of the
 #: broker's is about this much: broker/intake.py REPLAY_PAGE_BYTES).
 PAGE_COST: Final = 2**20
@@ -136,6 +139,17 @@ class BigReads:
     def turn(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the turn while the big answer comes from the broker."""
         return self._turn.take()
+
+
+def answer_read(handler: BaseHandler, doc: dict[str, Any]) -> None:
+    """Answer ``doc`` (200) to a read a client may repeat at will (a worksheet's layout, a
+    permalink: up to 1 MiB each): over :data:`BIG_ANSWER` bytes it counts against
+    ``--rate`` as a big ``/update`` answer does (429 past it, the answer not sent)."""
+    body = json.dumps(doc)
+    if len(body) > BIG_ANSWER:
+        charge(handler, handler.visitor)
+    handler.set_status(200)
+    handler.finish(body)
 
 
 async def fetch(handler: BaseHandler, msg_type: str, content: dict[str, Any],

@@ -78,7 +78,8 @@ async def test_every_replay_counts_against_the_rate(chain: Chain) -> None:
     Jupyter client's channels coming back from an old position each cost their user what
     they carried (0.6 MB: 0.57 of a token): with one token left before it, the user's next
     run is refused (429, the rate's words), where before it was accepted, replays being
-    free. The replays themselves are whole."""
+    free. The replays themselves are whole. And a big layout or permalink, read again and
+    again, costs a token a read (before: never refused)."""
     ann, bob, cat = (add_user(chain, name) for name in ("ann", "bob", "cat"))
     chain.start_broker()
     chain.start_device()
@@ -118,3 +119,18 @@ async def test_every_replay_counts_against_the_rate(chain: Chain) -> None:
     await back.close()
     assert reply[-1]["content"]["status"] == "error", reply[-1]["content"]
     assert reply[-1]["content"]["evalue"].startswith("too many requests (limit 4/h)")
+
+    # A worksheet's layout and a permalink of 0.6 MB, saved (a token each) and read again
+    # and again: each read over 256 KiB is a token, as a big /update answer is.
+    dan, eve = add_user(chain, "dan"), add_user(chain, "eve")
+    layout = json.dumps({"cells": [{"id": "1", "type": "code", "code": "#" * BIG}]})
+    saved = call(chain.port, "POST", "/home/dan/w/layout", layout, {**bearer(dan), **JSON})
+    assert saved.status == 200, saved.body
+    link = call(chain.port, "POST", "/permalink", json.dumps({"code": "#" * BIG}),
+                {**bearer(eve), **JSON})
+    assert link.status == 201, link.body
+    for token, path in ((dan, "/home/dan/w/layout"), (eve, f"/permalink/{link.body['id']}")):
+        reads = [call(chain.port, "GET", path, headers=bearer(token)) for _ in range(4)]
+        assert [r.status for r in reads] == [200, 200, 200, 429], (path, reads[-1].body)
+        assert reads[0].body == reads[2].body and "#" * BIG in json.dumps(reads[0].body)
+        assert reads[3].body["error"].startswith("too many requests (limit 4/h); retry in ")
