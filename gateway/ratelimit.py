@@ -10,7 +10,12 @@ before anything reaches the broker, so a refused request stores nothing.
 Not device/pacing.py's ``TokenBucket``: the gateway may not import device/ (components share
 only protocol/), and that bucket makes its caller wait, where this one must refuse at once.
 Not the ``limits`` library either: its in-memory storage expires keys from a timer thread,
-and the whole job is the twenty lines below.
+and its strategies are windows (fixed, moving, sliding counter), not a bucket that refills
+smoothly and says when its next token comes. Nor ``aiolimiter``: an ``AsyncLimiter`` is one
+leaky bucket whose ``acquire`` makes its caller wait; the gateway needs one per key (idle
+ones forgotten, :data:`MAX_KEYS`), a refusal that says its seconds, and a page paid for once
+its size is known, below zero if need be (:meth:`RateLimiter.spend`). Each would need the
+key map and the refusal written around it; the whole job is the forty lines below.
 """
 
 from __future__ import annotations
