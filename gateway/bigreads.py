@@ -28,7 +28,8 @@ Before, replays were free: a client that subscribed from seq 0 over and over, op
 sockets each replaying a big history, or long-polled ``/session`` from 0, read as much as
 it liked. A page is asked for only once its reader's bucket holds a token: a replay whose
 reader has spent it waits (outside the turn) until the bucket has one again, as the rate
-refills it; it is paced, not refused, for the same reason as above. A page may leave the
+refills it; it is paced, not refused, for the same reason as above (``/session``, an HTTP
+read, is refused instead, with 429 and Retry-After). A page may leave the
 bucket below zero (by less than what a page carries), which the reader's next request
 waits for.
 """
@@ -89,6 +90,12 @@ class PageTurn:
             yield
         finally:
             self._lock.release()
+
+    def due(self, key: str) -> int | None:
+        """None if reader ``key``'s bucket holds a token, else the seconds until it does:
+        an HTTP read (``/session``) is refused then, as a big ``/update`` is, rather than
+        held open while the rate refills."""
+        return self.limiter.wait(key) if self.limiter is not None else None
 
     def paid(self, key: str, content: dict[str, Any]) -> None:
         """Reader ``key`` took the page of a ``session_replay_reply``: it costs what the

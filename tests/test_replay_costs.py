@@ -99,6 +99,11 @@ async def test_every_replay_counts_against_the_rate(chain: Chain) -> None:
     assert notes.status == 200 and notes.body["seq"] > 0 and not notes.body["more"], notes.body
     refused = evaluate(chain, bob, "/home/bob/w/2")
     assert refused.status == 429, refused.body
+    # Over HTTP a read whose reader's bucket is empty is refused, as a big /update is (a
+    # replay on a socket waits instead: its client has nothing to retry).
+    again = call(chain.port, "GET", "/home/bob/w/session?since=0", headers=bearer(bob))
+    assert again.status == 429 and again.headers["Retry-After"], again.body
+    assert again.body["error"].startswith("too many requests (limit 4/h); retry in ")
 
     # A Jupyter client back on its kernel's channels after a run it did not see: the
     # kernel's start and two runs are three tokens.
