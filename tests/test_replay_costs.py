@@ -139,3 +139,27 @@ async def test_every_replay_counts_against_the_rate(chain: Chain) -> None:
         assert [r.status for r in reads] == [200, 200, 200, 429], (path, reads[-1].body)
         assert reads[0].body == reads[2].body and "#" * BIG in json.dumps(reads[0].body)
         assert reads[3].body["error"].startswith("too many requests (limit 4/h); retry in ")
+
+
+async def test_a_paced_replay_waits_without_the_turn() -> None:
+    """Tests that a reader whose bucket is spent waits for its next page outside the page
+    turn: another reader's page is taken meanwhile, and the paced one comes once its bucket
+    refilled (gateway/bigreads.py PageTurn, on the limiter alone)."""
+    from gateway.bigreads import PAGE_COST, PageTurn
+    from gateway.ratelimit import Rate, RateLimiter
+
+    turn = PageTurn(RateLimiter(Rate(1, 0.5)))  # one token, back in half a second
+    order: list[str] = []
+
+    async def page(reader: str) -> None:
+        async with turn.take(reader):
+            order.append(reader)
+            turn.paid(reader, {"bytes": PAGE_COST})
+
+    await page("ann")  # her token
+    paced = asyncio.ensure_future(page("ann"))  # waits for the next one, not in the turn
+    await asyncio.sleep(0)
+    await asyncio.wait_for(page("bob"), 5)  # would wait behind ann's if she held the turn
+    assert turn.due("ann") is not None and not paced.done()  # bob's came while ann waits
+    await asyncio.wait_for(paced, 5)
+    assert order == ["ann", "bob", "ann"] and turn.due("carl") is None
