@@ -11,9 +11,11 @@ Retry-After) while ``victim`` polls its own cell's ``/update?since=0`` one reque
 another. Other ``--mode``: ``ws``, a WebSocket subscription's replay of the worksheet from
 seq 0, taken whole, then closed; ``file``, ``GET`` of a file of ``--mb`` MB the cell wrote;
 ``notebook``, the worksheet's ``notebook.ipynb``. Prints the victim's median and max latency
-idle and under the hammering, the statuses the hammer got, and the CPU the gateway and the
-broker used meanwhile per big answer sent (the machine's other load moves the latencies;
-this much less).
+idle and under the hammering, and per 2-s slice of the hammering the big answers the hammer
+got and the victim's latencies (the burst a full ``--rate`` bucket lets through, then the
+pace it refills at), the statuses the hammer got, and the CPU the gateway and the broker
+used meanwhile per big answer sent (the machine's other load moves the latencies; this much
+less). With ``--heed`` the hammer waits each refusal's Retry-After, as a well-behaved client.
 """
 
 from __future__ import annotations
