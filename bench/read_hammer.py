@@ -10,7 +10,9 @@ Starts a chain (broker on a fresh SQLite file, a device, a gateway with ``--auth
 Retry-After) while ``victim`` polls its own cell's ``/update?since=0`` one request after
 another. Other ``--mode``: ``ws``, a WebSocket subscription's replay of the worksheet from
 seq 0, taken whole, then closed; ``file``, ``GET`` of a file of ``--mb`` MB the cell wrote;
-``notebook``, the worksheet's ``notebook.ipynb``. Prints the victim's median and max latency
+``notebook``, the worksheet's ``notebook.ipynb``; ``small``, ``/update`` of the big cell
+since its last seq (a small answer, never counted: a flood of requests that cost little
+each). Prints the victim's median and max latency
 idle and under the hammering, and per 2-s slice of the hammering the big answers the hammer
 got and the victim's latencies (the burst a full ``--rate`` bucket lets through, then the
 pace it refills at), the statuses the hammer got, and the CPU the gateway and the broker
@@ -103,6 +105,8 @@ def hammering(port: int, token: str, path: str, loops: int, stop: Any, out: Any,
         url = {"update": f"{path}/update?since=0",
                "notebook": path.rsplit("/", 1)[0] + "/notebook.ipynb"}.get(
                    mode, f"{path}/files/{mode}/big.bin")
+        if mode.startswith("small:"):  # nothing after the cell's last seq: a small answer
+            url = f"{path}/update?since={mode.split(':')[1]}"
         while not stop.is_set():
             retry: list[float] = []
             status, _ = get(port, url, token, heeded=retry)
@@ -177,13 +181,13 @@ def slices(began: float, when: list[float], busy: list[float], served: list[floa
     while at <= end:
         polls = [s for t, s in zip(when, busy) if at <= t < at + width]
         got = sum(at <= t < at + width for t in served)
-        lines.append(f"  {at - began:4.0f}-{at - began + width:.0f} s: {got:3d} big answers; "
+        lines.append(f"  {at - began:4.0f}-{at - began + width:.0f} s: {got:3d} answers; "
                      + (f"victim median {statistics.median(polls) * 1000:.1f} ms, max "
                         f"{max(polls) * 1000:.1f} ms ({len(polls)} polls)" if polls else
                         "no victim poll"))
         at += width
     if late := sum(t >= at for t in served):
-        lines.append(f"  then {late} big answers that were under way when the victim stopped")
+        lines.append(f"  then {late} answers that were under way when the victim stopped")
     return lines
 
 
@@ -193,10 +197,12 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--mb", type=int, default=7)
     p.add_argument("--rate", default="120/min", help="the gateway's --rate")
-    p.add_argument("--mode", choices=("update", "ws", "file", "notebook"), default="update",
+    p.add_argument("--mode", choices=("update", "ws", "file", "notebook", "small"),
+                   default="update",
                    help="what the hammer repeats: GET /update?since=0, a WebSocket "
-                        "subscription's replay from seq 0, GET of a file of --mb MB, or the "
-                        "worksheet's notebook download")
+                        "subscription's replay from seq 0, GET of a file of --mb MB, the "
+                        "worksheet's notebook download, or (small) GET /update since the big "
+                        "cell's last seq, a small answer never counted")
     p.add_argument("--heed", action="store_true",
                    help="the hammer waits a refusal's Retry-After before it asks again "
                         "(HTTP modes): what the burst its --rate bucket lets through costs, "
@@ -226,6 +232,9 @@ def main() -> int:
             if mode == "file":  # the file's seq, for its URL
                 _, raw = get(chain.port, f"{big}/update?since=0", hammer)
                 mode = str(json.loads(raw)["output"]["file_0"]["seq"])
+            elif mode == "small":
+                _, raw = get(chain.port, f"{big}/update?since=0", hammer)
+                mode = f"small:{json.loads(raw)['seq']}"
             hammer_proc = multiprocessing.Process(target=hammering, args=(
                 chain.port, hammer, big, args.loops, stop, counts, mode, args.heed))
             nodes_cpu = {n: cpu_seconds(p.proc.pid) for n, p in
