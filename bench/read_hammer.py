@@ -172,7 +172,7 @@ def summary(name: str, seconds: list[float]) -> str:
 
 def slices(began: float, when: list[float], busy: list[float], served: list[float],
            width: float = 2.0) -> list[str]:
-    """Per ``width`` seconds from ``began`` (the hammer's start): the big answers the hammer
+    """Per ``width`` seconds from ``began`` (the hammer's start): the answers (200) the hammer
     got, and the victim's polls' median and max (the burst its ``--rate`` bucket lets
     through first, then the pace the rate refills it at)."""
     lines = []

@@ -8,8 +8,10 @@ it liked, each page taken from the broker and encoded by the gateway (ten such l
 7 MB worksheet: another user's polls at 25 ms median instead of 4, bench/read_hammer.py
 --mode ws). Now each page a replay takes costs the reader what it carried, a token per MiB
 (gateway/bigreads.py ``PageTurn``), and a replay whose reader's bucket is empty waits for
-it. Real broker, device and gateway (``--auth token --rate 4/h``: nothing comes back during
-the test), one user per door, each with one token left before its replay.
+it (``/session``, over HTTP, is refused instead). A layout or a permalink over 256 KiB, read
+again and again, costs a token a read, as a big ``/update`` answer does. Real broker, device
+and gateway (``--auth token --rate 4/h``: nothing comes back during the test), one user per
+door, each with one token left before its read.
 """
 
 from __future__ import annotations
