@@ -1,7 +1,7 @@
 """Another user's poll latency while one user re-reads a big cell in a loop.
 
     .venv/bin/python bench/read_hammer.py [--loops 10] [--seconds 10] [--mb 7] [--rate 120/min]
-                                          [--mode update|ws|file|notebook]
+                                          [--mode update|ws|file|notebook] [--heed]
 
 Starts a chain (broker on a fresh SQLite file, a device, a gateway with ``--auth token`` and
 ``--rate``), runs a cell of user ``hammer`` that prints ``--mb`` MB, and a small cell of user
@@ -10,10 +10,14 @@ Starts a chain (broker on a fresh SQLite file, a device, a gateway with ``--auth
 Retry-After) while ``victim`` polls its own cell's ``/update?since=0`` one request after
 another. Other ``--mode``: ``ws``, a WebSocket subscription's replay of the worksheet from
 seq 0, taken whole, then closed; ``file``, ``GET`` of a file of ``--mb`` MB the cell wrote;
-``notebook``, the worksheet's ``notebook.ipynb``. Prints the victim's median and max latency
-idle and under the hammering, the statuses the hammer got, and the CPU the gateway and the
-broker used meanwhile per big answer sent (the machine's other load moves the latencies;
-this much less).
+``notebook``, the worksheet's ``notebook.ipynb``; ``small``, ``/update`` of the big cell
+since its last seq (a small answer, never counted: a flood of requests that cost little
+each). Prints the victim's median and max latency
+idle and under the hammering, and per 2-s slice of the hammering the big answers the hammer
+got and the victim's latencies (the burst a full ``--rate`` bucket lets through, then the
+pace it refills at), the statuses the hammer got, and the CPU the gateway and the broker
+used meanwhile per big answer sent (the machine's other load moves the latencies; this much
+less). With ``--heed`` the hammer waits each refusal's Retry-After, as a well-behaved client.
 """
 
 from __future__ import annotations
@@ -42,7 +46,9 @@ from protocol.config import generate_key  # noqa: E402
 
 
 def get(port: int, path: str, token: str, method: str = "GET",
-        body: bytes | None = None) -> tuple[int, bytes]:
+        body: bytes | None = None, heeded: list[float] | None = None) -> tuple[int, bytes]:
+    """One request; with ``heeded``, the answer's Retry-After seconds (0 if none) are
+    appended to it."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     try:
         headers = {"Authorization": f"Bearer {token}"}
@@ -50,6 +56,8 @@ def get(port: int, path: str, token: str, method: str = "GET",
             headers["Content-Type"] = "application/json"
         conn.request(method, path, body=body, headers=headers)
         resp = conn.getresponse()
+        if heeded is not None:
+            heeded.append(float(resp.headers.get("Retry-After") or 0))
         return resp.status, resp.read()
     finally:
         conn.close()
@@ -67,11 +75,16 @@ def run_cell(port: int, token: str, path: str, code: str) -> int:
             return len(raw)
 
 
-def poll_latencies(port: int, token: str, path: str, seconds: float) -> list[float]:
+def poll_latencies(port: int, token: str, path: str, seconds: float,
+                   when: list[float] | None = None) -> list[float]:
+    """The latencies of polls one after another for ``seconds``; with ``when``, the
+    (monotonic) time each began is added to it."""
     out = []
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         began = time.perf_counter()
+        if when is not None:
+            when.append(time.monotonic())
         status, _ = get(port, f"{path}/update?since=0", token)
         out.append(time.perf_counter() - began)
         assert status == 200, status
@@ -79,23 +92,34 @@ def poll_latencies(port: int, token: str, path: str, seconds: float) -> list[flo
 
 
 def hammering(port: int, token: str, path: str, loops: int, stop: Any, out: Any,
-              mode: str = "update") -> None:
+              mode: str = "update", heed: bool = False) -> None:
     """``loops`` threads (in a process of their own, so that the victim's client shares no
     GIL with them) repeat ``GET path/update?since=0`` until ``stop``; their statuses counted
-    to ``out``."""
+    to ``out``, then the (monotonic) times their 200 answers ended. With ``heed``, a
+    thread waits the Retry-After of a refusal before it asks again (a client that is
+    told, as cellbus.js)."""
     statuses: Counter[int] = Counter()
+    served: list[float] = []
 
     def loop() -> None:
         url = {"update": f"{path}/update?since=0",
                "notebook": path.rsplit("/", 1)[0] + "/notebook.ipynb"}.get(
                    mode, f"{path}/files/{mode}/big.bin")
+        if mode.startswith("small:"):  # nothing after the cell's last seq: a small answer
+            url = f"{path}/update?since={mode.split(':')[1]}"
         while not stop.is_set():
-            status, _ = get(port, url, token)
+            retry: list[float] = []
+            status, _ = get(port, url, token, heeded=retry)
             statuses[status] += 1
+            if status == 200:
+                served.append(time.monotonic())
+            elif heed and retry[0]:
+                stop.wait(retry[0])
 
     if mode == "ws":
-        asyncio.run(ws_loops(port, token, path, loops, stop, statuses))
+        asyncio.run(ws_loops(port, token, path, loops, stop, statuses, served))
         out.put(statuses)
+        out.put(served)
         return
     threads = [threading.Thread(target=loop, daemon=True) for _ in range(loops)]
     for t in threads:
@@ -103,10 +127,11 @@ def hammering(port: int, token: str, path: str, loops: int, stop: Any, out: Any,
     for t in threads:
         t.join()
     out.put(statuses)
+    out.put(served)
 
 
 async def ws_loops(port: int, token: str, path: str, loops: int, stop: Any,
-                   statuses: Counter[int]) -> None:
+                   statuses: Counter[int], served: list[float]) -> None:
     """``loops`` WebSockets that each subscribe to the worksheet of ``path`` from seq 0,
     take the replay to its ``subscribe_reply``, close, and again (status 200 counted per
     replay taken whole; -1 for one that ended otherwise)."""
@@ -127,6 +152,8 @@ async def ws_loops(port: int, token: str, path: str, loops: int, stop: Any,
                 if text is None or json.loads(text)["msg_type"] == "subscribe_reply":
                     break
             statuses[200 if text is not None else -1] += 1
+            if text is not None:
+                served.append(time.monotonic())
             ws.close()
 
     await asyncio.gather(*(one() for _ in range(loops)))
@@ -143,16 +170,43 @@ def summary(name: str, seconds: list[float]) -> str:
             f"max {max(seconds) * 1000:.1f} ms")
 
 
+def slices(began: float, when: list[float], busy: list[float], served: list[float],
+           width: float = 2.0) -> list[str]:
+    """Per ``width`` seconds from ``began`` (the hammer's start): the answers (200) the hammer
+    got, and the victim's polls' median and max (the burst its ``--rate`` bucket lets
+    through first, then the pace the rate refills it at)."""
+    lines = []
+    end = max(when, default=began)
+    at = began
+    while at <= end:
+        polls = [s for t, s in zip(when, busy) if at <= t < at + width]
+        got = sum(at <= t < at + width for t in served)
+        lines.append(f"  {at - began:4.0f}-{at - began + width:.0f} s: {got:3d} answers; "
+                     + (f"victim median {statistics.median(polls) * 1000:.1f} ms, max "
+                        f"{max(polls) * 1000:.1f} ms ({len(polls)} polls)" if polls else
+                        "no victim poll"))
+        at += width
+    if late := sum(t >= at for t in served):
+        lines.append(f"  then {late} answers that were under way when the victim stopped")
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--loops", type=int, default=10)
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--mb", type=int, default=7)
     p.add_argument("--rate", default="120/min", help="the gateway's --rate")
-    p.add_argument("--mode", choices=("update", "ws", "file", "notebook"), default="update",
+    p.add_argument("--mode", choices=("update", "ws", "file", "notebook", "small"),
+                   default="update",
                    help="what the hammer repeats: GET /update?since=0, a WebSocket "
-                        "subscription's replay from seq 0, GET of a file of --mb MB, or the "
-                        "worksheet's notebook download")
+                        "subscription's replay from seq 0, GET of a file of --mb MB, the "
+                        "worksheet's notebook download, or (small) GET /update since the big "
+                        "cell's last seq, a small answer never counted")
+    p.add_argument("--heed", action="store_true",
+                   help="the hammer waits a refusal's Retry-After before it asks again "
+                        "(HTTP modes): what the burst its --rate bucket lets through costs, "
+                        "without the refusals a client that ignores them makes")
     args = p.parse_args()
     nodes: list[NodeProcess] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -178,17 +232,24 @@ def main() -> int:
             if mode == "file":  # the file's seq, for its URL
                 _, raw = get(chain.port, f"{big}/update?since=0", hammer)
                 mode = str(json.loads(raw)["output"]["file_0"]["seq"])
+            elif mode == "small":
+                _, raw = get(chain.port, f"{big}/update?since=0", hammer)
+                mode = f"small:{json.loads(raw)['seq']}"
             hammer_proc = multiprocessing.Process(target=hammering, args=(
-                chain.port, hammer, big, args.loops, stop, counts, mode))
+                chain.port, hammer, big, args.loops, stop, counts, mode, args.heed))
             nodes_cpu = {n: cpu_seconds(p.proc.pid) for n, p in
                          (("gateway", chain.gateway), ("broker", chain.broker)) if p}
+            began = time.monotonic()
             hammer_proc.start()
             time.sleep(1.0)  # every loop under way
-            busy = poll_latencies(chain.port, victim, small, args.seconds)
+            when: list[float] = []
+            busy = poll_latencies(chain.port, victim, small, args.seconds, when)
             stop.set()
             statuses = counts.get(timeout=120)
+            served_at = counts.get(timeout=120)
             hammer_proc.join(120)
             print(summary(f"victim with {args.loops} loops re-reading", busy))
+            print("\n".join(slices(began, when, busy, served_at)))
             served = statuses.get(200, 0)
             for name, before in nodes_cpu.items():
                 node = chain.gateway if name == "gateway" else chain.broker

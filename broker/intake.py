@@ -331,7 +331,8 @@ class Intake:
                 frames.extend(buffers)
                 size += sum(len(b) for b in buffers)
             out.append(stored)
-        return {"session": session.session, "messages": out,
+        # "bytes": what the page carries, which its reader pays for (gateway/bigreads.py)
+        return {"session": session.session, "messages": out, "bytes": size,
                 "more": len(rows) > len(out)}, frames
 
     async def file(self, msg: Message, address: Address) -> Reply:

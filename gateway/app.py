@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import tornado.web
@@ -14,7 +13,7 @@ from .jupyter.model import Sockets
 from .access import AccessPolicy, tornado_settings
 from .auth import TokenCheck
 from .base import NotFoundHandler
-from .bigreads import BigReads
+from .bigreads import BigReads, PageTurn
 from .bus import BrokerLink
 from .health import GatewayMetrics
 from .kernels import KernelsHandler
@@ -50,6 +49,7 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
     watch = CellWatch()
     link.listeners.add(watch)
     check = TokenCheck(link)
+    limiter = RateLimiter(access.rate) if access.rate else None
     return tornado.web.Application(
         [
             (CELL + r"/evaluate", EvaluateHandler),
@@ -75,8 +75,8 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
         link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
         client_stall=client_stall, metrics=metrics,
         token_check=check, revocations=Revocations(check), jupyter_sockets=Sockets(),
-        saved_layouts=layouts.SavedLayouts(), big_reads=BigReads(), page_turn=asyncio.Lock(),
-        limiter=RateLimiter(access.rate) if access.rate else None,
+        saved_layouts=layouts.SavedLayouts(), big_reads=BigReads(), page_turn=PageTurn(limiter),
+        limiter=limiter,
         **tornado_settings(access),
         websocket_max_message_size=message_limit(max_input),
         websocket_ping_interval=ws_ping,

@@ -21,6 +21,17 @@ JSON there: ten clients replaying a worksheet of 7 MB from seq 0 over and over h
 pages ready at once, each ahead of another user's poll, whose median took 0.26 s
 (bench/read_hammer.py --mode ws). Taken in turn, at most one such page is ahead of it. A
 replay waits for its turn instead of being refused: its client has nothing to retry.
+
+Each page is paid for by its reader, against ``--rate``: a token per :data:`PAGE_COST`
+bytes it carried (what the broker says it read), taken once it came (:class:`PageTurn`).
+Before, replays were free: a client that subscribed from seq 0 over and over, opened many
+sockets each replaying a big history, or long-polled ``/session`` from 0, read as much as
+it liked. A page is asked for only once its reader's bucket holds a token: a replay whose
+reader has spent it waits (outside the turn) until the bucket has one again, as the rate
+refills it; it is paced, not refused, for the same reason as above (``/session``, an HTTP
+read, is refused instead, with 429 and Retry-After). A page may leave the
+bucket below zero (by less than what a page carries), which the reader's next request
+waits for.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ import contextlib
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from protocol import msgtypes as mt
@@ -39,6 +51,7 @@ from protocol.wire import Message
 from .base import BaseHandler
 from .errors import fail
 from .guard import charge
+from .ratelimit import RateLimiter
 
 #: Big reads that wait while another is on its way; more are refused (503).
 WAITING: Final = 4
@@ -46,6 +59,50 @@ WAITING: Final = 4
 RETRY_AFTER: Final = 2
 #: Bytes of finished cells' big documents kept.
 KEPT_BYTES: Final = 64 * 2**20
+#: Bytes of an answer read whole past which it costs a token of ``--rate`` (as the broker's
+#: big ``/update`` documents: broker/updates.py BIG).
+BIG_ANSWER: Final = 256 * 1024
+#: Bytes of a replay's pages that cost their reader one token of ``--rate`` (a page of the
+#: broker's is about this much: broker/intake.py REPLAY_PAGE_BYTES).
+PAGE_COST: Final = 2**20
+
+
+class PageTurn:
+    """The gateway's one turn for pages of worksheets' feeds (``settings["page_turn"]``),
+    first come first served, each page paid for by its reader (see the module docstring)."""
+
+    def __init__(self, limiter: RateLimiter | None) -> None:
+        self.limiter = limiter
+        self._lock = asyncio.Lock()
+
+    @contextlib.asynccontextmanager
+    async def take(self, key: str) -> AsyncIterator[None]:
+        """Hold the turn for one page of reader ``key`` (its ``--rate`` key), once its
+        bucket holds a token: until then it waits without the turn."""
+        while True:
+            await self._lock.acquire()
+            wait = self.limiter.wait(key) if self.limiter is not None else None
+            if wait is None:
+                break
+            self._lock.release()
+            await asyncio.sleep(wait)
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    def due(self, key: str) -> int | None:
+        """None if reader ``key``'s bucket holds a token, else the seconds until it does:
+        an HTTP read (``/session``) is refused then, as a big ``/update`` is, rather than
+        held open while the rate refills."""
+        return self.limiter.wait(key) if self.limiter is not None else None
+
+    def paid(self, key: str, content: dict[str, Any]) -> None:
+        """Reader ``key`` took the page of a ``session_replay_reply``: it costs what the
+        broker read for it."""
+        carried = content.get("bytes")
+        if self.limiter is not None and isinstance(carried, int) and carried > 0:
+            self.limiter.spend(key, carried / PAGE_COST)
 
 
 class BigReads:
@@ -89,6 +146,17 @@ class BigReads:
     def turn(self) -> contextlib.AbstractAsyncContextManager[None]:
         """Hold the turn while the big answer comes from the broker."""
         return self._turn.take()
+
+
+def answer_read(handler: BaseHandler, doc: dict[str, Any]) -> None:
+    """Answer ``doc`` (200) to a read a client may repeat at will (a worksheet's layout, a
+    permalink: up to 1 MiB each): over :data:`BIG_ANSWER` bytes it counts against
+    ``--rate`` as a big ``/update`` answer does (429 past it, the answer not sent)."""
+    body = json.dumps(doc)
+    if len(body) > BIG_ANSWER:
+        charge(handler, handler.visitor)
+    handler.set_status(200)
+    handler.finish(body)
 
 
 async def fetch(handler: BaseHandler, msg_type: str, content: dict[str, Any],

@@ -173,6 +173,14 @@ def charge(handler: RequestHandler, visitor: Visitor) -> None:
         raise fail(429, too_many(handler, wait), retry_after=wait)
 
 
+def over_rate(handler: RequestHandler, wait: int) -> HTTPError:
+    """The 429 (counted in the metrics) of a read whose client's bucket is empty, ``wait``
+    seconds from its next token."""
+    if (metrics := handler.settings.get("metrics")) is not None:
+        metrics.refusals.labels("rate").inc()
+    return fail(429, too_many(handler, wait), retry_after=wait)
+
+
 def too_many(handler: RequestHandler, wait: int) -> str:
     """The words of a ``--rate`` refusal, the same over HTTP, the WebSocket and Jupyter's
     API."""

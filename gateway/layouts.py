@@ -3,7 +3,8 @@
 (:mod:`broker.layouts`) as a note of the worksheet that no device or kernel sees; the page
 (``worksheet.html``) builds its cells from it, so Markdown cells come back in their place
 after a reload and in another browser. Only the worksheet's user may read or save it, as
-for its cells (the path has three parts, the last ``layout``, so the cell checks apply).
+for its cells (the path has three parts, the last ``layout``, so the cell checks apply). A
+read of a layout over 256 KiB counts against ``--rate`` as a big ``/update`` answer does.
 
 A save may add a row to the store, so it counts against ``--rate`` as a permalink or an
 evaluate does, unless this gateway saved that worksheet's layout lately
@@ -21,6 +22,7 @@ from tornado.web import HTTPError
 from protocol import msgtypes as mt
 
 from .base import BaseHandler, check_address, fail
+from .bigreads import answer_read
 from .guard import charge
 
 
@@ -60,7 +62,7 @@ class LayoutHandler(BaseHandler):
     async def get(self, user: str, worksheet: str, what: str) -> None:
         reply = await self.ask(mt.WORKSHEET_LAYOUT_GET_REQUEST, {},
                                check_address(user, worksheet, what))
-        self.write_json(200, {k: reply["content"].get(k) for k in ("cells", "revision", "ran")})
+        answer_read(self, {k: reply["content"].get(k) for k in ("cells", "revision", "ran")})
 
     async def post(self, user: str, worksheet: str, what: str) -> None:
         limit = self.settings["max_input"]

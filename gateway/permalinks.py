@@ -15,6 +15,7 @@ from typing import Any
 from protocol import msgtypes as mt
 
 from .base import BaseHandler, fail
+from .bigreads import answer_read
 from .guard import charge
 from .formbody import load_body
 
@@ -44,13 +45,14 @@ class PermalinkHandler(BaseHandler):
 
 
 class PermalinkGetHandler(BaseHandler):
-    """``GET /permalink/ID`` -> ``{"id", "code", "interact"}``, or 404; ``DELETE
-    /permalink/ID`` -> ``{"deleted": ID}`` if the token's user made it, else 404."""
+    """``GET /permalink/ID`` -> ``{"id", "code", "interact"}`` (over 256 KiB, a token of
+    ``--rate``), or 404; ``DELETE /permalink/ID`` -> ``{"deleted": ID}`` if the token's
+    user made it, else 404."""
 
     async def get(self, pid: str) -> None:
         reply = await self.ask(mt.PERMALINK_GET_REQUEST, {"id": pid}, ("", "", ""))
         c = reply["content"]
-        self.write_json(200, {"id": c["id"], "code": c["code"], "interact": c["interact"]})
+        answer_read(self, {"id": c["id"], "code": c["code"], "interact": c["interact"]})
 
     async def delete(self, pid: str) -> None:
         reply = await self.ask(mt.PERMALINK_DELETE_REQUEST, {"id": pid},

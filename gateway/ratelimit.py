@@ -1,4 +1,6 @@
-"""``--rate N/min``: how many requests that run code one user (or address) may make.
+"""``--rate N/min``: how many requests that run code one user (or address) may make, and
+what its big reads may take (gateway/bigreads.py: a big answer costs a token, a replay's
+page a token per MiB it carried).
 
 One token bucket per key (``user:NAME``, or ``ip:ADDRESS`` without auth): it holds up to N
 tokens, refills at N per minute, and a request that finds it empty is refused with the seconds
@@ -8,7 +10,12 @@ before anything reaches the broker, so a refused request stores nothing.
 Not device/pacing.py's ``TokenBucket``: the gateway may not import device/ (components share
 only protocol/), and that bucket makes its caller wait, where this one must refuse at once.
 Not the ``limits`` library either: its in-memory storage expires keys from a timer thread,
-and the whole job is the twenty lines below.
+and its strategies are windows (fixed, moving, sliding counter), not a bucket that refills
+smoothly and says when its next token comes. Nor ``aiolimiter``: an ``AsyncLimiter`` is one
+leaky bucket whose ``acquire`` makes its caller wait; the gateway needs one per key (idle
+ones forgotten, :data:`MAX_KEYS`), a refusal that says its seconds, and a page paid for once
+its size is known, below zero if need be (:meth:`RateLimiter.spend`). Each would need the
+key map and the refusal written around it; the whole job is the forty lines below.
 """
 
 from __future__ import annotations
@@ -52,7 +59,12 @@ def parse_rate(text: str) -> Rate | None:
 
 
 class RateLimiter:
-    """A token bucket per key: :meth:`take` is None when allowed, else seconds to wait."""
+    """A token bucket per key: :meth:`take` is None when allowed, else seconds to wait.
+
+    A run takes one token at once, or is refused. A replay's page is paid for in part
+    (:meth:`spend`: what it carried, see gateway/bigreads.py ``PageTurn``) after it was
+    read, once :meth:`wait` said the bucket had a token: it may leave the bucket below
+    zero, by less than a page, and the key's next request waits the longer for it."""
 
     def __init__(self, rate: Rate) -> None:
         self.rate = rate
@@ -61,15 +73,34 @@ class RateLimiter:
 
     def take(self, key: str, *, now: float | None = None) -> int | None:
         now = time.monotonic() if now is None else now
-        tokens, stamp = self.buckets.get(key, (float(self.rate.count), now))
-        tokens = min(float(self.rate.count), tokens + (now - stamp) * self.per_second)
-        if tokens < 1.0:
+        wait = self.wait(key, now=now)
+        if wait is None:
+            self.spend(key, 1.0, now=now)
+        return wait
+
+    def wait(self, key: str, *, now: float | None = None) -> int | None:
+        """None if ``key``'s bucket has a token now (none is taken), else the seconds until
+        it has one."""
+        now = time.monotonic() if now is None else now
+        tokens = self._tokens(key, now)
+        if tokens >= 1.0:
+            return None
+        if key in self.buckets:
             self.buckets[key] = (tokens, now)
-            return max(1, math.ceil((1.0 - tokens) / self.per_second))
+        return max(1, math.ceil((1.0 - tokens) / self.per_second))
+
+    def spend(self, key: str, cost: float, *, now: float | None = None) -> None:
+        """Take ``cost`` tokens of ``key``'s bucket, even below zero (down to minus one
+        bucket at most)."""
+        now = time.monotonic() if now is None else now
+        tokens = self._tokens(key, now)
         if len(self.buckets) >= MAX_KEYS and key not in self.buckets:
             self._forget_idle(now)
-        self.buckets[key] = (tokens - 1.0, now)
-        return None
+        self.buckets[key] = (max(-float(self.rate.count), tokens - cost), now)
+
+    def _tokens(self, key: str, now: float) -> float:
+        tokens, stamp = self.buckets.get(key, (float(self.rate.count), now))
+        return min(float(self.rate.count), tokens + (now - stamp) * self.per_second)
 
     def _forget_idle(self, now: float) -> None:
         full = float(self.rate.count)

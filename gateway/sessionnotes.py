@@ -10,7 +10,9 @@ of the worksheet's current session after ``since`` (as the WebSocket shows them)
 the last seq read, and ``more`` if the feed goes on past what one answer reads. ``session``
 (the one the page knows) makes an answer about another session start from its seq 1, as a
 subscription does. With ``wait`` an answer with no note waits up to that many seconds for
-the worksheet's next message.
+the worksheet's next message. Each page of the feed read for it costs the client's
+``--rate`` what it carried (gateway/bigreads.py); with its bucket empty the read is refused
+(429 with Retry-After), or ends early with ``more`` if it read something already.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ from protocol import msgtypes as mt
 from protocol.wire import Message
 
 from .base import BaseHandler, check_address, fail
+from .bigreads import PageTurn
 from .cells import MAX_WAIT, CellWatch, number_word
-from .guard import still_admitted
+from .guard import over_rate, still_admitted
 from .subscription import to_json
 
 #: Replay pages one answer reads at most (each up to the broker's 1,000 messages).
@@ -77,12 +80,19 @@ class SessionNotesHandler(BaseHandler):
         """Up to :data:`PAGES` pages of the feed after ``since``, its notes kept."""
         notes: list[Any] = []
         session, seq, more = known, since, False
-        turn: asyncio.Lock = self.settings["page_turn"]
+        turn: PageTurn = self.settings["page_turn"]
         for _ in range(PAGES):
-            async with turn:  # one page of a feed taken at a time (gateway/bigreads.py)
+            if (wait := turn.due(self.visitor.key)) is not None:  # its reader's bucket is empty
+                if seq == since and session == known:
+                    raise over_rate(self, wait)
+                more = True  # what was read so far; the client asks again
+                break
+            # One page of a feed taken at a time, and paid for (gateway/bigreads.py).
+            async with turn.take(self.visitor.key):
                 reply = await self.ask(mt.SESSION_REPLAY_REQUEST, {"since": seq,
                                                                    "limit": 1000}, address)
                 content = reply["content"]
+                turn.paid(self.visitor.key, content)
                 if content["session"] != session:
                     if content["session"] is None:
                         return {"session": None, "seq": 0, "messages": [], "more": False}

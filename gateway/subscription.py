@@ -24,6 +24,7 @@ from . import heap
 from .bus import BrokerUnavailable
 
 if TYPE_CHECKING:
+    from .bigreads import PageTurn
     from .ws import SocketHandler
 
 log = logging.getLogger("cellbus.gateway")
@@ -135,16 +136,19 @@ class Subscription:
         move :attr:`last` past what the store still has for it, a gap nothing fills; the
         next catch-up fetches it all."""
         limit, carried, replayed = FIRST_PAGE, 0, False
-        turn: asyncio.Lock = self.socket.settings["page_turn"]
+        turn: PageTurn = self.socket.settings["page_turn"]
+        reader = self.socket.visitor.key
         try:
             while True:
-                async with turn:  # one page taken and encoded at a time (gateway/bigreads.py)
+                # One page taken and encoded at a time, each paid for (gateway/bigreads.py).
+                async with turn.take(reader):
                     reply = await self.socket.link.request(
                         mt.SESSION_REPLAY_REQUEST, {"since": self.last, "limit": limit},
                         (self.user, self.worksheet, "-"))
                     content = reply["content"]
                     if not content.get("ok"):
                         raise BrokerUnavailable(str(content.get("error")))
+                    turn.paid(reader, content)
                     self.broker = reply["header"].get("session")
                     if content["session"] != self.session:
                         if self.session is not None and self.last:

@@ -483,6 +483,12 @@ def test_policy_parts() -> None:
     assert [limiter.take("k", now=0.0) for _ in range(3)] == [None, None, 30]
     assert limiter.take("other", now=0.0) is None
     assert limiter.take("k", now=30.0) is None  # one token back after half a minute
+    # A replay's page is paid once it came, by what it carried (gateway/bigreads.py), and
+    # may leave the bucket below zero: the next request waits the longer.
+    assert limiter.wait("k", now=60.0) is None  # a token: the page may be asked for
+    limiter.spend("k", 1.5, now=60.0)
+    assert limiter.wait("k", now=60.0) == 45 and limiter.take("k", now=60.0) == 45
+    assert limiter.take("k", now=105.0) is None
 
 
 def test_access_lines_are_quiet_for_requests_that_went_well() -> None:
