@@ -141,15 +141,68 @@ def server_problem(event: int, role: str) -> str | None:
     return None
 
 
+#: Seconds a node's links wait for each other's news of one cause before it is said.
+GATHER = 0.25
+
+
+class Together:
+    """What several links of one node say of one cause at once, said in one line.
+
+    A broker that stops drops every link a node has to it (a gateway has three: requests,
+    the output feed, big reads): each link's "lost its link" and, 5 s later, "no link ...
+    after 5 s" made four to six lines of one cause. A link's news waits :data:`GATHER`
+    seconds for the others' of the same words; then one line names every endpoint, the
+    first link's first: "... at EP1 (and at EP2, EP3) ...". News a link has waiting is said
+    before its next (:meth:`flush`), so the lines keep their order.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: dict[str, tuple[asyncio.TimerHandle, list[LinkWatch], int, bool]] = {}
+
+    def say(self, watch: LinkWatch, level: int, words: str, *, every: bool = False) -> None:
+        """Say ``words`` (with ``{at}`` where the endpoints go) for ``watch``'s link, with
+        the other links' that say the same within :data:`GATHER` seconds; once per
+        :data:`REPEAT` seconds, or ``every`` time (a loss is news each time)."""
+        self.flush(watch)
+        if words in self._waiting:
+            self._waiting[words][1].append(watch)
+            return
+        timer = asyncio.get_running_loop().call_later(GATHER, self._said, words)
+        self._waiting[words] = (timer, [watch], level, every)
+
+    def flush(self, watch: LinkWatch) -> None:
+        """Say now what ``watch``'s link has waiting, before it says anything else."""
+        for words in [w for w, (_, watches, _, _) in self._waiting.items() if watch in watches]:
+            self._waiting[words][0].cancel()
+            self._said(words)
+
+    def _said(self, words: str) -> None:
+        _, watches, level, every = self._waiting.pop(words)
+        watches.sort(key=lambda w: w.rank)
+        others = ", ".join(dict.fromkeys(w.endpoint for w in watches[1:]
+                                         if w.endpoint != watches[0].endpoint))
+        line = words.replace("{at}", watches[0].endpoint + (f" (and at {others})" if others
+                                                            else ""))
+        if every:
+            watches[0].log.log(level, "%s", line)
+        else:
+            watches[0].say(level, line)
+
+
 class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
                  role: str, server: bool, curve: bool, refusals: Refusals | None = None,
                  reconnect: Callable[[], None] | None = None,
-                 wrong_key: Callable[[], None] | None = None) -> None:
+                 wrong_key: Callable[[], None] | None = None,
+                 together: Together | None = None, rank: int = 0) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
+        #: Where this node's links say news of one cause in one line, and this link's place
+        #: among them (its endpoint is named first in such a line when lowest).
+        self.together = together or Together()
+        self.rank = rank
         #: The broker's record of refused clients, for ``status`` (servers only).
         self.refusals = refusals
         self.curve = curve
@@ -207,8 +260,8 @@ class LinkWatch:
                         continue  # the node's own line said it (absence_said)
                     why = why or ("is a broker running there, at this endpoint, and is its "
                                   "port open to this host?")
-                    self._say(logging.WARNING, f"{self.node}: no link to the broker at "
-                              f"{self.endpoint} after {ABSENT:g} s: {why}")
+                    self.together.say(self, logging.WARNING, f"{self.node}: no link to the "
+                                      f"broker at {{at}} after {ABSENT:g} s: {why}")
                 continue
             self.seen(parse_monitor_message(frames))
 
@@ -219,9 +272,10 @@ class LinkWatch:
             if problem is not None and self.refusals is not None:
                 self.refusals.note(self.role, UNDECRYPTED)
             if problem is not None:
-                self._say(logging.WARNING, f"{self.node}: {problem}")
+                self.say(logging.WARNING, f"{self.node}: {problem}")
             return
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            self.together.flush(self)  # its loss first, then that it is up again
             self.handshakes += 1
             if not self.up:
                 self.log.info("%s: link to the broker at %s is up%s", self.node,
@@ -235,8 +289,8 @@ class LinkWatch:
             self._said = {k: v for k, v in self._said.items() if k.startswith(flaps)}
         elif kind == zmq.EVENT_DISCONNECTED and self.up:
             self.up = False
-            self.log.warning("%s: lost its link to the broker at %s; ZeroMQ connects again "
-                             "by itself", self.node, self.endpoint)
+            self.together.say(self, logging.WARNING, f"{self.node}: lost its link to the "
+                              "broker at {at}; ZeroMQ connects again by itself", every=True)
             now = time.monotonic()
             self._said["lost"] = now
             self._retries, self._absent_at = 0, now + ABSENT
@@ -252,21 +306,22 @@ class LinkWatch:
             self._cut, self._short = False, self._short + 1
             if self._short >= FLAPS:
                 self.problem = flapping(self.endpoint)
-                self._say(logging.WARNING, f"{self.node}: {self.problem}")
+                self.say(logging.WARNING, f"{self.node}: {self.problem}")
         elif kind in _FAILED and self.up:  # after the handshake: no key's fault
             self.problem = changed_on_the_way(self.endpoint)
-            self._say(logging.WARNING, f"{self.node}: {self.problem}")
+            self.say(logging.WARNING, f"{self.node}: {self.problem}")
             if self.reconnect is not None:
                 self.up, self._retries, self._absent_at = False, 0, time.monotonic() + ABSENT
                 self.reconnect()
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
             self.problem = problem
-            self._say(logging.ERROR, f"{self.node}: {problem}")
+            self.say(logging.ERROR, f"{self.node}: {problem}")
             if kind in _FAILED and self.curve and self.wrong_key is not None:
                 self.wrong_key()
 
-    def _say(self, level: int, line: str) -> None:
+    def say(self, level: int, line: str) -> None:
+        """Log ``line``, unless it was logged less than :data:`REPEAT` seconds ago."""
         now = time.monotonic()
         if now - self._said.get(line, -REPEAT) >= REPEAT:
             self._said[line] = now

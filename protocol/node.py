@@ -21,7 +21,7 @@ from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .endpoints import endpoint_problem, wants_ipv6
 from .errors import ConfigError, ProtocolError, address_in_use
-from .linkwatch import LinkWatch
+from .linkwatch import LinkWatch, Together
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .rekey import KeyFiles, next_broker_key
@@ -82,6 +82,7 @@ class Node:
         #: What each link's connection does (:mod:`protocol.linkwatch`): every connect, and
         #: the broker's CURVE binds.
         self.links: list[LinkWatch] = []
+        self._together = Together()  # its links' news of one cause, in one line
 
     # -- hooks ------------------------------------------------------------------------------
 
@@ -178,7 +179,8 @@ class Node:
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
                          server=server, curve=curve, refusals=refusals,
                          reconnect=None if server else lambda: self.reconnect(sock),
-                         wrong_key=None if server else lambda: next_broker_key(self))
+                         wrong_key=None if server else lambda: next_broker_key(self),
+                         together=self._together, rank=len(self.links))
         self._sockets.append(link.events)
         self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")

@@ -37,7 +37,8 @@ def test_a_device_keeps_the_link_it_made_to_a_restarted_broker(chain: Chain) -> 
     heartbeat (cellbus_device_heartbeats_missed_total 1) at each restart.
     Also that the broker's going away is one WARNING of the device ('no word from the broker
     ... no link to it at ...'); before, its link's 'no link to the broker ... after 5 s'
-    followed a second later and said the same cause again (ops4's report)."""
+    followed a second later and said the same cause again (ops4's report); and that the
+    gateway's three links say each of their two lines once, together."""
     metrics = free_port()
     broker = chain.start_broker("--metrics-port", str(metrics))
     chain.start_gateway()
@@ -48,7 +49,13 @@ def test_a_device_keeps_the_link_it_made_to_a_restarted_broker(chain: Chain) -> 
     device.wait_for_log(r"device dev: no word from the broker .*no link to it at")
     # The gateway's links were lost with the device's: its line comes when the device's would
     assert chain.gateway is not None
-    chain.gateway.wait_for_log(r"gateway: no link to the broker at \S+ after 5 s")
+    chain.gateway.wait_for_log(r"gateway: no link to the broker at \S+ .*after 5 s")
+    # and the gateway's links (requests, output feed, big reads) say their one cause once
+    # each, naming every endpoint; before, each of its links said both lines for itself
+    lines = [line for line in chain.gateway.log.splitlines() if "WARNING" in line]
+    assert [("lost its link" in line, "after 5 s" in line) for line in lines] == [
+        (True, False), (False, True)], lines
+    assert all(f"(and at {chain.publish_ep})" in line for line in lines), lines
     broker = chain.start_broker("--metrics-port", str(metrics))
     device.wait_for_log(r"device dev: the broker is back")  # (any reconnect came before)
     broker.wait_for_log(r"device dev registered")
