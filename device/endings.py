@@ -14,7 +14,7 @@ from typing import Any
 from protocol.asked import Asked, show
 from protocol.processes import how_ended
 
-from .limits import Limits, explain
+from .limits import Limits, explain, over_memory
 
 
 def describe_exit(returncode: int | None, with_template: bool = False) -> str:
@@ -27,10 +27,18 @@ def describe_exit(returncode: int | None, with_template: bool = False) -> str:
     return "exited" if returncode is None else how_ended(returncode)
 
 
-def explain_error(content: dict[str, Any], limits: Limits, asked: Asked) -> dict[str, Any]:
+def explain_error(content: dict[str, Any], limits: Limits, asked: Asked, *,
+                  oom_killed: bool = False) -> dict[str, Any]:
     """``content`` of an ``error`` or failed reply (with an ``ename``), with the limit that
-    caused it added to its evalue and traceback; unchanged if no limit did."""
+    caused it added to its evalue and traceback; unchanged if no limit did. ``oom_killed``:
+    the out-of-memory killer ended a process of the session during the request."""
     ename = content["ename"]
+    if ename == "KernelDied" and oom_killed:
+        # The worker saw only its kernel "killed by signal 9 (SIGKILL)", which reads as a
+        # crash; the built-in session's worker, killed so, says MemoryLimitExceeded.
+        return {**content, "ename": "MemoryLimitExceeded",
+                "evalue": f"{over_memory(limits)}, so its kernel was stopped: "
+                          f"{content.get('evalue', '')}"}
     if ename == "MemoryError" and "memory" in asked:
         why: str | None = (f"this cell asked for a memory limit of "
                            f"{show('memory', asked['memory'])} (limits.memory)")

@@ -178,14 +178,19 @@ def explain(limits: Limits, ename: str, evalue: str) -> str | None:
     return None
 
 
+def over_memory(limits: Limits) -> str:
+    """What a session that the out-of-memory killer stopped did, naming its limit."""
+    return (f"the session's processes used more than {_size(limits.session_memory)} of "
+            f"memory together (--max-memory"
+            f"{', --memory-budget' if limits.cgroup_memory_bytes else ''})")
+
+
 def explain_exit(limits: Limits, returncode: int | None, *,
                  oom_killed: bool = False) -> tuple[str, str] | None:
     """(ename, evalue) when a worker's exit shows a limit ended it."""
     if oom_killed:
-        return ("MemoryLimitExceeded", f"the session's processes used more than "
-                f"{_size(limits.session_memory)} of memory together (--max-memory"
-                f"{', --memory-budget' if limits.cgroup_memory_bytes else ''}), and were "
-                "stopped; the session restarts fresh")
+        return ("MemoryLimitExceeded", f"{over_memory(limits)}, and were stopped; the session "
+                "restarts fresh")
     if returncode == -signal.SIGSYS:  # the syscall filter kills only for a foreign ABI
         return ("ForbiddenSystemCall", "the session made a system call the sandbox forbids "
                 "(one of another architecture's ABI, such as x32 or 32-bit int 0x80) and was "

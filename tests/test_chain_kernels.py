@@ -281,3 +281,26 @@ def test_queued_cells_of_a_dead_worker_run_in_the_same_kernel(chain) -> None:
     doc = chain.wait_done("u/die/3", timeout=60)
     assert doc["status"] == "done", doc
     assert text(doc).endswith("True\n")
+
+
+def test_a_kernel_killed_for_memory_names_the_limit(chain) -> None:
+    """Tests that a kernel the session's memory limit ends fails its cell as the built-in
+    session does, with MemoryLimitExceeded naming the limit and its amount: it said only
+    "KernelDied ... (it was killed by signal 9 (SIGKILL))", which reads as a crash. A kernel
+    that dies of itself still says KernelDied (test_a_kernel_that_ends_mid_cell_...)."""
+    require_kernel("python3")
+    chain.start_broker()
+    # The budget (not --max-memory, whose address-space limit a big allocation hits
+    # first, with MemoryError) bounds the session's cgroup: 400 MiB for its one worker.
+    chain.start_device("--kernels", "python3", "--prefork", "0", "--kernel-prefork", "0",
+                       "--max-sessions", "1", "--memory-budget", str(400 * 2**20))
+    chain.start_gateway()
+    doc = run(chain, "u/oom/1", "x = 6\nprint('before', flush=True)\n"
+              "y = b'x' * (600 * 2**20)", kernel="python3")
+    (error,) = errors(doc)
+    assert error["ename"] == "MemoryLimitExceeded", error
+    assert "400 MiB of memory together (--max-memory, --memory-budget)" in error["evalue"]
+    assert "was started again" in error["evalue"], error
+    assert text(doc) == "before\n"
+    doc = run(chain, "u/oom/2", "print('fresh', 'x' in globals())")
+    assert (doc["status"], text(doc)) == ("done", "fresh False\n"), doc
