@@ -28,7 +28,8 @@ Interrupts: the device sends SIGINT to the worker; while a cell runs, the backen
 itself and interrupts the kernel the way its kernelspec says (``interrupt_mode`` signal or
 message, :meth:`KernelManager.interrupt_kernel`) once the kernel runs the cell's code, then
 waits for the kernel's own reply, which ends the cell (a kernel that does not answer within
-``INTERRUPT_GRACE`` is restarted).
+``INTERRUPT_GRACE``, or its kernelspec's ``metadata.cellbus.interrupt_grace``, is
+restarted, and the cell ends then).
 stdin: a kernel's ``input_request`` is answered with :func:`input` (or
 :func:`getpass.getpass` for a password) in the worker, which the worker turns into the
 session's ``input_request`` output and ``input_reply`` request.
@@ -53,8 +54,10 @@ from .kernelrun import Run
 
 #: Seconds a kernel may take to start and answer ``kernel_info_request``.
 START_TIMEOUT = 60.0
-#: Seconds to wait for the kernel's reply after it was interrupted before it is restarted.
-INTERRUPT_GRACE = 10.0
+#: Seconds to wait for the kernel's reply after it was interrupted before it is restarted
+#: (the cell then ends at once: the new kernel's start is waited for by the next request);
+#: a kernelspec may set its own (``metadata.cellbus.interrupt_grace``, session.kernelspecs).
+INTERRUPT_GRACE = 5.0
 #: Seconds without a reply after which an interrupt is sent to the kernel again.
 INTERRUPT_AGAIN = 1.0
 #: Seconds an interrupt waits after the kernel said it started the cell: between that word
@@ -97,6 +100,9 @@ class JupyterBackend(SessionBackend):
                                f"{str(e) or type(e).__name__}" +
                                (f"\nIt wrote:\n{log}" if log.strip() else "")) from None
         self.worker_sigint: Any = signal.getsignal(signal.SIGINT)
+        self.interrupt_grace = kernelspecs.interrupt_grace(self.kernel_spec) or INTERRUPT_GRACE
+        #: The kernel was restarted and has not answered yet (see :meth:`_restart`).
+        self._unready = False
         # The device continues a worker found stopped (device/stops.py) with SIGCONT: here
         # the kernel is what its code stopped, so the signal goes on to it.
         signal.signal(signal.SIGCONT, lambda *_: self._continue_kernel())
@@ -164,14 +170,21 @@ class JupyterBackend(SessionBackend):
         raise RuntimeError(f"kernel {self.kernel_name!r} sent no kernel_info_reply")
 
     def _restart(self) -> None:
-        """Start the kernel again and wait until it answers: a request sent before the new
-        kernel listens can be queued on the dead one's connection and never answered (the
-        next cell then hung, now and then)."""
+        """Start the kernel again; the next request waits until it answers (:meth:`_ready`):
+        a request sent before the new kernel listens can be queued on the dead one's
+        connection and never answered (the next cell then hung, now and then). The cell
+        that restarted it ends without that wait (an interrupted one ended 1-4 s late)."""
         self.km.restart_kernel(now=True)
-        try:
-            self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        except RuntimeError:
-            pass  # not ready in time: the next cell's wait says it
+        self._unready = True
+
+    def _ready(self) -> None:
+        """Before a request to the kernel: wait until a restarted kernel answers."""
+        if self._unready:
+            self._unready = False
+            try:
+                self.kc.wait_for_ready(timeout=START_TIMEOUT)
+            except RuntimeError:
+                pass  # not ready in time: the request's own wait says it
 
     # --- SessionBackend ------------------------------------------------------------------
 
@@ -186,6 +199,7 @@ class JupyterBackend(SessionBackend):
         # message (the reply, say: the cell would never end) breaks the session. So while
         # the cell is with the kernel, SIGINT only takes note, and the loop below passes it
         # on to the kernel.
+        self._ready()
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         self.worker_sigint = previous
         try:
@@ -202,7 +216,7 @@ class JupyterBackend(SessionBackend):
                     sent, last = len(interrupted), now
                     self.km.interrupt_kernel()
                 if interrupted and not run.done and \
-                        time.monotonic() - interrupted[0] > INTERRUPT_GRACE:
+                        time.monotonic() - interrupted[0] > self.interrupt_grace:
                     self._restart()
                     return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
                                                  "stop when interrupted and was restarted", [])
@@ -275,6 +289,7 @@ class JupyterBackend(SessionBackend):
         its idle status (and its reply of type ``answer``, if one is expected): the outcome,
         and that reply."""
         interrupted: list[float] = []
+        self._ready()
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         try:
             msg = self.kc.session.msg(msg_type, content)

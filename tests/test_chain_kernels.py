@@ -129,6 +129,32 @@ def test_an_interrupted_bash_cell_ends_with_keyboardinterrupt(kernel_chain) -> N
     assert text(run(chain, "u/bint/2", "echo next")) == "next\n"
 
 
+def test_a_kernel_that_ignores_interrupts_ends_its_cell_within_the_bound(kernel_chain) -> None:
+    """Tests that a kernel that does not stop when interrupted (here its code ignores
+    SIGINT) is restarted and its cell ends within INTERRUPT_GRACE (5 s) and a little of the
+    Stop: it ended 11.5-14.2 s after, a 10 s grace and then the wait for the new kernel's
+    start, which the cell need not wait for. The next cell runs in the fresh kernel."""
+    from session.jupyter import INTERRUPT_GRACE
+    chain = kernel_chain
+    code = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "print('go', flush=True)\nwhile True: time.sleep(0.01)")
+    assert evaluate(chain, "u/kign/1", "x = 1", kernel="python3")[0] == 202
+    assert evaluate(chain, "u/kign/2", code)[0] == 202
+    deadline = time.monotonic() + 30
+    while "go" not in text(chain.update("u/kign/2", wait=2)[1]):
+        assert time.monotonic() < deadline, "the loop never started"
+    asked = time.monotonic()
+    assert chain.http("POST", "/home/u/kign/2/interrupt", b"{}")[0] == 202
+    doc = chain.wait_done("u/kign/2")
+    took = time.monotonic() - asked
+    assert INTERRUPT_GRACE <= 5.0 and took < INTERRUPT_GRACE + 1.0, took
+    (error,) = errors(doc)
+    assert error["ename"] == "KeyboardInterrupt", error
+    assert "did not stop when interrupted" in error["evalue"], error
+    doc = run(chain, "u/kign/3", "print('x' in globals())")
+    assert (doc["status"], text(doc)) == ("done", "False\n"), doc
+
+
 def test_a_kernel_that_ends_mid_cell_says_how_it_ended(kernel_chain) -> None:
     """KernelDied said only that the kernel ended: not whether it exited (and with what) or
     was killed (a memory limit's SIGKILL), so a researcher could not tell why."""
