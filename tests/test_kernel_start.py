@@ -174,3 +174,13 @@ def test_kernelspecs_of_the_devices_own_user_run_in_the_sandbox(
     (error,) = errors(doc)
     assert error["ename"] == "BackendStartError", doc
     assert "no licence for this kernel" in "\n".join(error["traceback"])
+
+    # Through Jupyter's API the kernel is "dead", with why, as jupyter_server lists one whose
+    # start failed (it was "idle": JupyterLab offered it as usable, and each cell failed).
+    status, created = chain.http("POST", "/api/kernels", json.dumps({"name": "dies"}).encode())
+    assert status == 201, created
+    path = f"/api/kernels/{created['id']}"
+    dead = until(lambda: (got := chain.http("GET", path)[1])["execution_state"] == "dead" and got,
+                 "the kernel whose start failed is dead", timeout=30)
+    assert dead["reason"].startswith("the kernel 'dies' did not start: "), dead
+    assert dead in chain.http("GET", "/api/kernels")[1]
