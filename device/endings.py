@@ -14,7 +14,7 @@ from typing import Any
 from protocol.asked import Asked, show
 from protocol.processes import how_ended
 
-from .limits import Limits, explain, over_memory
+from .limits import Limits, explain, explain_start, over_memory
 
 
 def describe_exit(returncode: int | None, with_template: bool = False) -> str:
@@ -44,6 +44,11 @@ def explain_error(content: dict[str, Any], limits: Limits, asked: Asked, *,
                            f"{show('memory', asked['memory'])} (limits.memory)")
     else:
         why = explain(limits, ename, str(content.get("evalue", "")))
+    if why is None and ename == "BackendStartError":
+        lines = content.get("traceback")
+        lines = lines if isinstance(lines, list) else []
+        why = explain_start(limits, "\n".join([str(content.get("evalue", "")),
+                                               *map(str, lines)]))
     if why is None:
         return content
     content = {**content, "evalue": f"{content.get('evalue', '')} ({why})"}

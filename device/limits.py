@@ -185,6 +185,22 @@ def over_memory(limits: Limits) -> str:
             f"{', --memory-budget' if limits.cgroup_memory_bytes else ''})")
 
 
+#: What a program that ran out of address space at its start says (Python, C++, glibc's
+#: loader): a kernel whose threads' stacks and arenas pass --max-memory fails so.
+OUT_OF_ADDRESS_SPACE = ("can't start new thread", "MemoryError", "Cannot allocate memory",
+                        "cannot allocate memory", "std::bad_alloc", "failed to map segment")
+
+
+def explain_start(limits: Limits, text: str) -> str | None:
+    """Words for a backend's failed start (``text``: its error and what it wrote) that
+    ran out of address space, or None: ipykernel under --max-memory 600 MiB failed with
+    "can't start new thread" only, which names no limit."""
+    if limits.memory_bytes > 0 and any(sign in text for sign in OUT_OF_ADDRESS_SPACE):
+        return (f"each session process may use {_size(limits.memory_bytes)} of address "
+                "space (--max-memory), which may be too little for this kernel to start")
+    return None
+
+
 def explain_exit(limits: Limits, returncode: int | None, *,
                  oom_killed: bool = False) -> tuple[str, str] | None:
     """(ename, evalue) when a worker's exit shows a limit ended it."""
