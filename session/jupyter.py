@@ -50,6 +50,7 @@ from protocol.processes import how_ended
 
 from . import kernelspecs
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+from .kernelready import wait_ready
 from .kernelrun import Run
 
 #: Seconds a kernel may take to start and answer ``kernel_info_request``.
@@ -125,8 +126,7 @@ class JupyterBackend(SessionBackend):
                              stderr=self._log, preexec_fn=_die_with_worker, env=env)
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        self._info = self._kernel_info()
+        self._info = wait_ready(self.kc, self.km, START_TIMEOUT)
 
     def _discard(self) -> None:
         """After a failed start: kill what was started of the kernel (its process group)
@@ -157,18 +157,6 @@ class JupyterBackend(SessionBackend):
         except OSError:
             return ""
 
-    def _kernel_info(self) -> dict[str, Any]:
-        msg_id = self.kc.kernel_info()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            reply = self.kc.get_shell_msg(timeout=deadline - time.monotonic())
-            if reply["parent_header"].get("msg_id") == msg_id:
-                content = reply["content"]
-                return {k: content[k] for k in ("language_info", "banner", "implementation",
-                                                "implementation_version", "help_links")
-                        if k in content}
-        raise RuntimeError(f"kernel {self.kernel_name!r} sent no kernel_info_reply")
-
     def _restart(self) -> None:
         """Start the kernel again; the next request waits until it answers (:meth:`_ready`):
         a request sent before the new kernel listens can be queued on the dead one's
@@ -182,7 +170,7 @@ class JupyterBackend(SessionBackend):
         if self._unready:
             self._unready = False
             try:
-                self.kc.wait_for_ready(timeout=START_TIMEOUT)
+                wait_ready(self.kc, self.km, START_TIMEOUT)
             except RuntimeError:
                 pass  # not ready in time: the request's own wait says it
 
