@@ -285,20 +285,37 @@ class JupyterBackend(SessionBackend):
                 msg["buffers"] = buffers  # jupyter_client's Session.send sends them
             self.kc.shell_channel.send(msg)
             run = Run(self, msg["header"]["msg_id"], answer, silent=True)
+            first: float | None = None  # when the first interrupt came
             while not run.done:  # as long as a cell may run: --exec-timeout is the device's
                 run.step(timeout=POLL)
                 now = time.monotonic()
+                first = interrupted[0] if first is None and interrupted else first
                 if interrupted and (now - interrupted[0] >= INTERRUPT_BLIND or (
                         run.began is not None and now - run.began >= INTERRUPT_SETTLE)):
                     interrupted.clear()  # (as for a cell: once the kernel runs the handler)
                     self.km.interrupt_kernel()
-                if not self.km.is_alive():  # the next cell starts it again
+                if first is not None and now - first > self.interrupt_grace:
+                    # As for a cell: a handler that ignores the interrupt held the session
+                    # until --exec-timeout, and the device then ended the whole worker.
+                    return self._restarted(f"the kernel did not stop a {msg_type}'s handler "
+                                           "when interrupted", "KeyboardInterrupt"), None
+                if not self.km.is_alive():
                     run.drain()
-                    return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
-                                                 f"ended during a {msg_type}", []), None
+                    return self._restarted(f"the {self.kernel_name} kernel ended during a "
+                                           f"{msg_type} ({self._how_it_ended()})",
+                                           "KernelDied"), None
         finally:
             signal.signal(signal.SIGINT, previous)
         return ExecuteOutcome(), run.reply if answer is not None else None
+
+    def _restarted(self, why: str, ename: str) -> ExecuteOutcome:
+        """Restart the kernel that a client's comm message left stopped or stuck, and say so
+        on its stderr (a comm message has no error a client shows): the next cell ran in
+        the dead kernel, failing with KernelDied, or waited behind the stuck handler."""
+        self._restart()
+        self.out.stream("stderr", f"[cellbus: {why}, and was restarted; variables and "
+                                  "widgets defined before are gone]\n")
+        return ExecuteOutcome.failed(ename, f"{why}, and was restarted", [])
 
     def warm_up(self) -> None:
         """Nothing to do: the kernel is started and answered ``kernel_info`` already."""
