@@ -55,8 +55,9 @@ from .kernelrun import Run
 
 #: Seconds a kernel may take to start and answer ``kernel_info_request``.
 START_TIMEOUT = 60.0
-#: Seconds to wait for the kernel's reply after it was interrupted before it is restarted
-#: (the cell then ends at once: the new kernel's start is waited for by the next request);
+#: Seconds to wait for the kernel's reply after it was interrupted (it is, at once, or
+#: INTERRUPT_SETTLE after it began the cell) before it is restarted (the cell then ends at
+#: once: the new kernel's start is waited for by the next request);
 #: a kernelspec may set its own (``metadata.cellbus.interrupt_grace``, session.kernelspecs).
 INTERRUPT_GRACE = 5.0
 #: Seconds without a reply after which an interrupt is sent to the kernel again.
@@ -197,14 +198,19 @@ class JupyterBackend(SessionBackend):
                                      stop_on_error=False)  # the device aborts what queues
             run = Run(self, msg_id, silent=silent)
             sent, last = 0, 0.0
+            first: float | None = None  # when the kernel was first interrupted
             while not run.done:
                 run.step(timeout=POLL)
                 now = time.monotonic()
                 if self._interrupt_due(run, interrupted, sent, last, now):
                     sent, last = len(interrupted), now
+                    first = now if first is None else first
                     self.km.interrupt_kernel()
-                if interrupted and not run.done and \
-                        time.monotonic() - interrupted[0] > self.interrupt_grace:
+                # (from the interrupt the kernel had, not the worker's: a kernel that never
+                # says it began the cell has it only after INTERRUPT_BLIND, and would be
+                # restarted at once)
+                if first is not None and not run.done and \
+                        time.monotonic() - first > self.interrupt_grace:
                     self._restart()
                     return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
                                                  "stop when interrupted and was restarted", [])
@@ -285,14 +291,14 @@ class JupyterBackend(SessionBackend):
                 msg["buffers"] = buffers  # jupyter_client's Session.send sends them
             self.kc.shell_channel.send(msg)
             run = Run(self, msg["header"]["msg_id"], answer, silent=True)
-            first: float | None = None  # when the first interrupt came
+            first: float | None = None  # when the kernel was first interrupted
             while not run.done:  # as long as a cell may run: --exec-timeout is the device's
                 run.step(timeout=POLL)
                 now = time.monotonic()
-                first = interrupted[0] if first is None and interrupted else first
                 if interrupted and (now - interrupted[0] >= INTERRUPT_BLIND or (
                         run.began is not None and now - run.began >= INTERRUPT_SETTLE)):
                     interrupted.clear()  # (as for a cell: once the kernel runs the handler)
+                    first = now if first is None else first
                     self.km.interrupt_kernel()
                 if first is not None and now - first > self.interrupt_grace:
                     # As for a cell: a handler that ignores the interrupt held the session

@@ -147,7 +147,7 @@ def test_a_kernel_that_ignores_interrupts_ends_its_cell_within_the_bound(kernel_
     assert chain.http("POST", "/home/u/kign/2/interrupt", b"{}")[0] == 202
     doc = chain.wait_done("u/kign/2")
     took = time.monotonic() - asked
-    assert INTERRUPT_GRACE <= 5.0 and took < INTERRUPT_GRACE + 1.0, took
+    assert INTERRUPT_GRACE <= 5.0 and took < INTERRUPT_GRACE + 1.5, took
     (error,) = errors(doc)
     assert error["ename"] == "KeyboardInterrupt", error
     assert "did not stop when interrupted" in error["evalue"], error
