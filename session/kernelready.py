@@ -77,11 +77,15 @@ def _iopub_connected(kc: Any) -> bool:
 
 
 def _answered(kc: Any, msg: dict[str, Any]) -> dict[str, Any]:
-    """The kept part of the answer ``msg``, after what jupyter_client does with one (adapt
-    to its protocol version) and with what is queued on iopub dropped, as it does."""
+    """The kept part of the answer ``msg``, after what jupyter_client's wait_for_ready does
+    with one (adapt to a kernel of another protocol version) and with what is queued on
+    iopub dropped, as it does."""
+    from jupyter_client.session import protocol_version
+
     content = msg["content"] if isinstance(msg.get("content"), dict) else {}
-    if isinstance(content.get("protocol_version"), str):
-        kc._handle_kernel_info_reply(msg)  # noqa: SLF001 - what wait_for_ready does
+    major = str(content.get("protocol_version", "")).split(".")[0]
+    if major.isdigit() and major != protocol_version.split(".")[0]:
+        kc.session.adapt_version = int(major)  # a kernel of an older protocol (4)
     while True:
         try:
             kc.get_iopub_msg(timeout=0.2)
