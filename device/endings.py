@@ -57,6 +57,15 @@ def explain_error(content: dict[str, Any], limits: Limits, asked: Asked, *,
     return content
 
 
+def oom_note(limits: Limits, reply: dict[str, Any], oom_killed: bool) -> str | None:
+    """A line for the stderr of a kernel's cell during which the out-of-memory killer
+    ended a process of the session (``oom_killed``) that was not its kernel (a program it
+    ran: bash said only "Killed"), else None. ``reply``: the cell's execute_reply."""
+    if not oom_killed or reply.get("ename") == "MemoryLimitExceeded":
+        return None
+    return f"[cellbus: {over_memory(limits)}: the out-of-memory killer ended one of them]\n"
+
+
 def asked_exit(returncode: int | None, asked: Asked) -> tuple[str, str] | None:
     """(ename, evalue) when a worker's exit shows the request's own CPU limit ended it."""
     if returncode == -signal.SIGXCPU and "cpu" in asked:

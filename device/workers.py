@@ -44,7 +44,7 @@ from protocol.wire import Message, Session
 
 from .aborts import Aborts
 from .admission import RECORD_COST, output_size, refusal
-from .endings import asked_exit, describe_exit, explain_error
+from .endings import asked_exit, describe_exit, explain_error, oom_note
 from .backlog import CommBacklog
 from .cgroups import oom_kills_of
 from .launcher import ForkedProcess
@@ -315,6 +315,10 @@ class Worker(Stopping):
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
             content = explain_error(content, self.limits, self.asked, oom_killed=content[
                 "ename"] == "KernelDied" and oom_kills_of(self.proc.pid) > self.oom_kills)
+        if msg_type == mt.EXECUTE_REPLY and (note := oom_note(
+                self.limits, content, self.kernel != DEFAULT_KERNEL and
+                oom_kills_of(self.proc.pid) > self.oom_kills)):
+            await self._emit(mt.STREAM, {"name": "stderr", "text": note})
         metadata: dict[str, Any] | None = None
         if msg_type == mt.EXECUTE_REPLY:
             metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,

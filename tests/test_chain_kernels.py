@@ -317,9 +317,10 @@ def test_a_kernel_killed_for_memory_names_the_limit(chain) -> None:
     require_kernel("python3")
     chain.start_broker()
     # The budget (not --max-memory, whose address-space limit a big allocation hits
-    # first, with MemoryError) bounds the session's cgroup: 400 MiB for its one worker.
-    chain.start_device("--kernels", "python3", "--prefork", "0", "--kernel-prefork", "0",
-                       "--max-sessions", "1", "--memory-budget", str(400 * 2**20))
+    # first, with MemoryError) bounds the session's cgroup: 400 MiB for each worker.
+    # (two workers: the session's and the one kept ready, which starts with the device)
+    chain.start_device("--kernels", "python3", "--prefork", "0", "--max-sessions", "1",
+                       "--memory-budget", str(800 * 2**20))
     chain.start_gateway()
     doc = run(chain, "u/oom/1", "x = 6\nprint('before', flush=True)\n"
               "y = b'x' * (600 * 2**20)", kernel="python3")
@@ -328,5 +329,12 @@ def test_a_kernel_killed_for_memory_names_the_limit(chain) -> None:
     assert "400 MiB of memory together (--max-memory, --memory-budget)" in error["evalue"]
     assert "was started again" in error["evalue"], error
     assert text(doc) == "before\n"
-    doc = run(chain, "u/oom/2", "print('fresh', 'x' in globals())")
-    assert (doc["status"], text(doc)) == ("done", "fresh False\n"), doc
+    # The next cell runs in a fresh kernel. There a program it runs is what the OOM killer
+    # ends (the kernel lives on): bash said only "Killed", and nothing named the limit.
+    doc = run(chain, "u/oom/2", "import subprocess, sys\nprint('fresh', 'x' in globals())\n"
+              "print(subprocess.run([sys.executable, '-c', \"x = b'x' * (600 * 2**20)\"])"
+              ".returncode)")
+    assert (doc["status"], text(doc).partition("[")[0]) == ("done", "fresh False\n-9\n"), doc
+    assert text(doc).endswith("[cellbus: the session's processes used more than 400 MiB of "
+                              "memory together (--max-memory, --memory-budget): the "
+                              "out-of-memory killer ended one of them]\n"), text(doc)
