@@ -188,10 +188,10 @@ class JupyterBackend(SessionBackend):
         # message (the reply, say: the cell would never end) breaks the session. So while
         # the cell is with the kernel, SIGINT only takes note, and the loop below passes it
         # on to the kernel.
-        self._ready()
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         self.worker_sigint = previous
         try:
+            self._ready()  # (an interrupt meanwhile is noted, and passed on as below)
             msg_id = self.kc.execute(code, silent=silent, store_history=store_history,
                                      user_expressions=self.user_expressions,
                                      allow_stdin=self.allow_stdin,
@@ -283,9 +283,9 @@ class JupyterBackend(SessionBackend):
         its idle status (and its reply of type ``answer``, if one is expected): the outcome,
         and that reply."""
         interrupted: list[float] = []
-        self._ready()
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         try:
+            self._ready()
             msg = self.kc.session.msg(msg_type, content)
             if buffers:
                 msg["buffers"] = buffers  # jupyter_client's Session.send sends them
