@@ -37,6 +37,11 @@ MAX_CLIENT = 128
 REMEMBERED = 10_000
 #: Position rows remembered as stored (see :meth:`JupyterKernels._new_row`).
 KNOWN_CLIENTS = 10_000
+#: The last messages of a session read for its state: its last run's reply is among them
+#: (a reply, then its idle status).
+LAST_LOOK = 4
+#: The ename of a run whose kernel did not start (session/starting.py).
+START_ERROR = "BackendStartError"
 
 
 def is_kernel_id(name: str) -> bool:
@@ -96,25 +101,40 @@ class JupyterKernels:
         return {"kernels": [m for m in models if m is not None]}, []
 
     async def _model(self, record: SessionRecord) -> dict[str, Any] | None:
-        """The kernel's entry; None if it is dead (:meth:`_worker_ended`)."""
+        """The kernel's entry; None if it is dead (:meth:`_worker_ended`); with a
+        ``reason`` if its start failed."""
         running = [r.cell_id for r in await self.store.unfinished_requests(record.session)]
-        if not running and await self._worker_ended(record.session):
+        ended, reason = (False, None) if running else await self._worker_ended(record.session)
+        if ended:
             return None
         about, kernel = await self._first(record.session)
-        return {"worksheet": record.worksheet, "session": record.session,
-                "created": record.created, "last_activity": record.last_activity,
-                "running": running, "jupyter_session": about, "kernel": kernel}
+        entry = {"worksheet": record.worksheet, "session": record.session,
+                 "created": record.created, "last_activity": record.last_activity,
+                 "running": running, "jupyter_session": about, "kernel": kernel}
+        return entry if reason is None else {**entry, "reason": reason}
 
-    async def _worker_ended(self, session: str) -> bool:
+    async def _worker_ended(self, session: str) -> tuple[bool, str | None]:
         """Whether the session's worker ended (the last message stored for it is the
         ``session_closed`` note: an idle timeout, a device stopped or lost, the end of an
         earlier run of the chain). With nothing of it left to run, its kernel is dead: not
         listed, as jupyter_server removes a kernel that died or was culled, so that a client
         is told (@jupyterlab/services shuts down its connections to a kernel no longer
-        listed) rather than finding its variables gone in a fresh worker."""
+        listed) rather than finding its variables gone in a fresh worker. And why its last
+        request failed if its kernel did not start (a ``BackendStartError``: the worker
+        lives on and tries again on the next run), else None: jupyter_server lists such a
+        kernel as ``dead`` with that ``reason``, where it was ``idle`` (usable)."""
         last = await self.store.last_seq(session)
-        rows = await self.store.messages(session, since=last - 1, limit=1) if last else []
-        return bool(rows) and rows[0][1]["msg_type"] == mt.SESSION_CLOSED
+        rows = await self.store.messages(session, since=max(last - LAST_LOOK, 0),
+                                         limit=LAST_LOOK) if last else []
+        if rows and rows[-1][1]["msg_type"] == mt.SESSION_CLOSED:
+            return True, None
+        for _, msg in reversed(rows):
+            if msg["msg_type"] == mt.EXECUTE_REPLY:
+                content = msg.get("content")
+                if isinstance(content, dict) and content.get("ename") == START_ERROR:
+                    return False, str(content.get("evalue", ""))
+                break
+        return False, None
 
     async def _first(self, session: str) -> tuple[dict[str, Any] | None, str]:
         """What the session's first request said: the Jupyter session (path, name, type)

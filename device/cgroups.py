@@ -14,7 +14,8 @@ the sum, which the per-session limits alone would let grow past the machine's me
 
 Only the template process (root) creates, reads and removes them; a worker joins its own
 group before it drops privileges, and the group is read (was it OOM-killed? did it hit its
-process limit?) and removed after the worker is reaped.
+process limit?) and removed after the worker is reaped. The device reads one more thing of
+a live worker's group (:func:`oom_kills_of`): whether the OOM killer ended its kernel.
 """
 
 from __future__ import annotations
@@ -64,6 +65,33 @@ def _own_cgroups() -> dict[str, str]:
             for c in controllers.split(",") if controllers else [""]:
                 own[c] = path
     return own
+
+
+def oom_kills_of(pid: int) -> int:
+    """How many processes of the memory cgroup that ``pid`` is in the out-of-memory killer
+    has ended (0 where there is none to read). The device reads a kernel's worker's while it
+    lives: the kernel, a child of the worker, is what that killer ends, and the worker lives
+    on to say only that its kernel was killed by SIGKILL (device/endings.py)."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    v2 = os.path.exists(os.path.join(ROOT, "cgroup.controllers"))  # as Cgroups.detect
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if ("" if v2 else "memory") not in (controllers.split(",") if controllers else [""]):
+            continue
+        # Only a worker's own group (<...>/cellbus-<template>/w<n>): without cgroups a worker
+        # is in the device's, whose kills are not the session's.
+        if not os.path.basename(os.path.dirname(path)).startswith("cellbus-"):
+            return 0
+        if v2:
+            return _read_counter(os.path.join(ROOT, path.lstrip("/"), "memory.events"),
+                                 "oom_kill")
+        return _read_counter(os.path.join(ROOT, "memory", path.lstrip("/"),
+                                          "memory.oom_control"), "oom_kill")
+    return 0
 
 
 class Cgroups:

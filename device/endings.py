@@ -14,7 +14,7 @@ from typing import Any
 from protocol.asked import Asked, show
 from protocol.processes import how_ended
 
-from .limits import Limits, explain
+from .limits import Limits, explain, explain_start, over_memory
 
 
 def describe_exit(returncode: int | None, with_template: bool = False) -> str:
@@ -27,21 +27,43 @@ def describe_exit(returncode: int | None, with_template: bool = False) -> str:
     return "exited" if returncode is None else how_ended(returncode)
 
 
-def explain_error(content: dict[str, Any], limits: Limits, asked: Asked) -> dict[str, Any]:
+def explain_error(content: dict[str, Any], limits: Limits, asked: Asked, *,
+                  oom_killed: bool = False) -> dict[str, Any]:
     """``content`` of an ``error`` or failed reply (with an ``ename``), with the limit that
-    caused it added to its evalue and traceback; unchanged if no limit did."""
+    caused it added to its evalue and traceback; unchanged if no limit did. ``oom_killed``:
+    the out-of-memory killer ended a process of the session during the request."""
     ename = content["ename"]
+    if ename == "KernelDied" and oom_killed:
+        # The worker saw only its kernel "killed by signal 9 (SIGKILL)", which reads as a
+        # crash; the built-in session's worker, killed so, says MemoryLimitExceeded.
+        return {**content, "ename": "MemoryLimitExceeded",
+                "evalue": f"{over_memory(limits)}, so its kernel was stopped: "
+                          f"{content.get('evalue', '')}"}
     if ename == "MemoryError" and "memory" in asked:
         why: str | None = (f"this cell asked for a memory limit of "
                            f"{show('memory', asked['memory'])} (limits.memory)")
     else:
         why = explain(limits, ename, str(content.get("evalue", "")))
+    if why is None and ename == "BackendStartError":
+        lines = content.get("traceback")
+        lines = lines if isinstance(lines, list) else []
+        why = explain_start(limits, "\n".join([str(content.get("evalue", "")),
+                                               *map(str, lines)]))
     if why is None:
         return content
     content = {**content, "evalue": f"{content.get('evalue', '')} ({why})"}
     if isinstance(content.get("traceback"), list):
         content["traceback"] = [*content["traceback"], f"cellbus: {why}"]
     return content
+
+
+def oom_note(limits: Limits, reply: dict[str, Any], oom_killed: bool) -> str | None:
+    """A line for the stderr of a kernel's cell during which the out-of-memory killer
+    ended a process of the session (``oom_killed``) that was not its kernel (a program it
+    ran: bash said only "Killed"), else None. ``reply``: the cell's execute_reply."""
+    if not oom_killed or reply.get("ename") == "MemoryLimitExceeded":
+        return None
+    return f"[cellbus: {over_memory(limits)}: the out-of-memory killer ended one of them]\n"
 
 
 def asked_exit(returncode: int | None, asked: Asked) -> tuple[str, str] | None:

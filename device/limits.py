@@ -178,14 +178,35 @@ def explain(limits: Limits, ename: str, evalue: str) -> str | None:
     return None
 
 
+def over_memory(limits: Limits) -> str:
+    """What a session that the out-of-memory killer stopped did, naming its limit."""
+    return (f"the session's processes used more than {_size(limits.session_memory)} of "
+            f"memory together (--max-memory"
+            f"{', --memory-budget' if limits.cgroup_memory_bytes else ''})")
+
+
+#: What a program that ran out of address space at its start says (Python, C++, glibc's
+#: loader): a kernel whose threads' stacks and arenas pass --max-memory fails so.
+OUT_OF_ADDRESS_SPACE = ("can't start new thread", "MemoryError", "Cannot allocate memory",
+                        "cannot allocate memory", "std::bad_alloc", "failed to map segment")
+
+
+def explain_start(limits: Limits, text: str) -> str | None:
+    """Words for a backend's failed start (``text``: its error and what it wrote) that
+    ran out of address space, or None: ipykernel under --max-memory 600 MiB failed with
+    "can't start new thread" only, which names no limit."""
+    if limits.memory_bytes > 0 and any(sign in text for sign in OUT_OF_ADDRESS_SPACE):
+        return (f"each session process may use {_size(limits.memory_bytes)} of address "
+                "space (--max-memory), which may be too little for this kernel to start")
+    return None
+
+
 def explain_exit(limits: Limits, returncode: int | None, *,
                  oom_killed: bool = False) -> tuple[str, str] | None:
     """(ename, evalue) when a worker's exit shows a limit ended it."""
     if oom_killed:
-        return ("MemoryLimitExceeded", f"the session's processes used more than "
-                f"{_size(limits.session_memory)} of memory together (--max-memory"
-                f"{', --memory-budget' if limits.cgroup_memory_bytes else ''}), and were "
-                "stopped; the session restarts fresh")
+        return ("MemoryLimitExceeded", f"{over_memory(limits)}, and were stopped; the session "
+                "restarts fresh")
     if returncode == -signal.SIGSYS:  # the syscall filter kills only for a foreign ABI
         return ("ForbiddenSystemCall", "the session made a system call the sandbox forbids "
                 "(one of another architecture's ABI, such as x32 or 32-bit int 0x80) and was "

@@ -44,8 +44,9 @@ from protocol.wire import Message, Session
 
 from .aborts import Aborts
 from .admission import RECORD_COST, output_size, refusal
-from .endings import asked_exit, describe_exit, explain_error
+from .endings import asked_exit, describe_exit, explain_error, oom_note
 from .backlog import CommBacklog
+from .cgroups import oom_kills_of
 from .launcher import ForkedProcess
 from .limits import Limits, explain_exit
 from .pacing import TokenBucket
@@ -140,6 +141,8 @@ class Worker(Stopping):
         self.started_at = 0.0
         #: The running request's own limits (protocol.asked), tighter than ``limits``.
         self.asked: Asked = {}
+        #: Its cgroup's out-of-memory kills when the running request started (a kernel's).
+        self.oom_kills = 0
         self._memory: MemoryWatch | None = None
         self._stops: StopWatch | None = None
         self.limit_hit: tuple[str, str] | None = None
@@ -199,6 +202,8 @@ class Worker(Stopping):
             if self._memory is not None:
                 self._memory.stop()  # the last request's, if it ended without a reply
             self._memory = MemoryWatch(self.proc.pid)
+            if self.kernel != DEFAULT_KERNEL:  # one the OOM killer may end alone (_relay)
+                self.oom_kills = oom_kills_of(self.proc.pid)
             if self._stops is not None:
                 self._stops.stop()
             self._stops = StopWatch(self.proc.pid, functools.partial(self._runs, request),
@@ -308,7 +313,12 @@ class Worker(Stopping):
         elif msg_type == mt.INPUT_REQUEST:
             self.prompt.opened()
         if msg_type in (mt.ERROR, mt.EXECUTE_REPLY) and isinstance(content.get("ename"), str):
-            content = explain_error(content, self.limits, self.asked)
+            content = explain_error(content, self.limits, self.asked, oom_killed=content[
+                "ename"] == "KernelDied" and oom_kills_of(self.proc.pid) > self.oom_kills)
+        if msg_type == mt.EXECUTE_REPLY and (note := oom_note(
+                self.limits, content, self.kernel != DEFAULT_KERNEL and
+                oom_kills_of(self.proc.pid) > self.oom_kills)):
+            await self._emit(mt.STREAM, {"name": "stderr", "text": note})
         metadata: dict[str, Any] | None = None
         if msg_type == mt.EXECUTE_REPLY:
             metadata = {"usage": usage_of(record.get("metadata"), self.output_bytes,

@@ -28,7 +28,8 @@ Interrupts: the device sends SIGINT to the worker; while a cell runs, the backen
 itself and interrupts the kernel the way its kernelspec says (``interrupt_mode`` signal or
 message, :meth:`KernelManager.interrupt_kernel`) once the kernel runs the cell's code, then
 waits for the kernel's own reply, which ends the cell (a kernel that does not answer within
-``INTERRUPT_GRACE`` is restarted).
+``INTERRUPT_GRACE``, or its kernelspec's ``metadata.cellbus.interrupt_grace``, is
+restarted, and the cell ends then).
 stdin: a kernel's ``input_request`` is answered with :func:`input` (or
 :func:`getpass.getpass` for a password) in the worker, which the worker turns into the
 session's ``input_request`` output and ``input_reply`` request.
@@ -49,12 +50,16 @@ from protocol.processes import how_ended
 
 from . import kernelspecs
 from .backend import BackendConfig, ExecuteOutcome, Output, SessionBackend
+from .kernelready import wait_ready
 from .kernelrun import Run
 
 #: Seconds a kernel may take to start and answer ``kernel_info_request``.
 START_TIMEOUT = 60.0
-#: Seconds to wait for the kernel's reply after it was interrupted before it is restarted.
-INTERRUPT_GRACE = 10.0
+#: Seconds to wait for the kernel's reply after it was interrupted (it is, at once, or
+#: INTERRUPT_SETTLE after it began the cell) before it is restarted (the cell then ends at
+#: once: the new kernel's start is waited for by the next request);
+#: a kernelspec may set its own (``metadata.cellbus.interrupt_grace``, session.kernelspecs).
+INTERRUPT_GRACE = 5.0
 #: Seconds without a reply after which an interrupt is sent to the kernel again.
 INTERRUPT_AGAIN = 1.0
 #: Seconds an interrupt waits after the kernel said it started the cell: between that word
@@ -97,6 +102,9 @@ class JupyterBackend(SessionBackend):
                                f"{str(e) or type(e).__name__}" +
                                (f"\nIt wrote:\n{log}" if log.strip() else "")) from None
         self.worker_sigint: Any = signal.getsignal(signal.SIGINT)
+        self.interrupt_grace = kernelspecs.interrupt_grace(self.kernel_spec) or INTERRUPT_GRACE
+        #: The kernel was restarted and has not answered yet (see :meth:`_restart`).
+        self._unready = False
         # The device continues a worker found stopped (device/stops.py) with SIGCONT: here
         # the kernel is what its code stopped, so the signal goes on to it.
         signal.signal(signal.SIGCONT, lambda *_: self._continue_kernel())
@@ -119,8 +127,7 @@ class JupyterBackend(SessionBackend):
                              stderr=self._log, preexec_fn=_die_with_worker, env=env)
         self.kc = self.km.blocking_client()
         self.kc.start_channels()
-        self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        self._info = self._kernel_info()
+        self._info = wait_ready(self.kc, self.km, START_TIMEOUT)
 
     def _discard(self) -> None:
         """After a failed start: kill what was started of the kernel (its process group)
@@ -151,27 +158,22 @@ class JupyterBackend(SessionBackend):
         except OSError:
             return ""
 
-    def _kernel_info(self) -> dict[str, Any]:
-        msg_id = self.kc.kernel_info()
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            reply = self.kc.get_shell_msg(timeout=deadline - time.monotonic())
-            if reply["parent_header"].get("msg_id") == msg_id:
-                content = reply["content"]
-                return {k: content[k] for k in ("language_info", "banner", "implementation",
-                                                "implementation_version", "help_links")
-                        if k in content}
-        raise RuntimeError(f"kernel {self.kernel_name!r} sent no kernel_info_reply")
-
     def _restart(self) -> None:
-        """Start the kernel again and wait until it answers: a request sent before the new
-        kernel listens can be queued on the dead one's connection and never answered (the
-        next cell then hung, now and then)."""
+        """Start the kernel again; the next request waits until it answers (:meth:`_ready`):
+        a request sent before the new kernel listens can be queued on the dead one's
+        connection and never answered (the next cell then hung, now and then). The cell
+        that restarted it ends without that wait (an interrupted one ended 1-4 s late)."""
         self.km.restart_kernel(now=True)
-        try:
-            self.kc.wait_for_ready(timeout=START_TIMEOUT)
-        except RuntimeError:
-            pass  # not ready in time: the next cell's wait says it
+        self._unready = True
+
+    def _ready(self) -> None:
+        """Before a request to the kernel: wait until a restarted kernel answers."""
+        if self._unready:
+            self._unready = False
+            try:
+                wait_ready(self.kc, self.km, START_TIMEOUT)
+            except RuntimeError:
+                pass  # not ready in time: the request's own wait says it
 
     # --- SessionBackend ------------------------------------------------------------------
 
@@ -189,20 +191,26 @@ class JupyterBackend(SessionBackend):
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         self.worker_sigint = previous
         try:
+            self._ready()  # (an interrupt meanwhile is noted, and passed on as below)
             msg_id = self.kc.execute(code, silent=silent, store_history=store_history,
                                      user_expressions=self.user_expressions,
                                      allow_stdin=self.allow_stdin,
                                      stop_on_error=False)  # the device aborts what queues
             run = Run(self, msg_id, silent=silent)
             sent, last = 0, 0.0
+            first: float | None = None  # when the kernel was first interrupted
             while not run.done:
                 run.step(timeout=POLL)
                 now = time.monotonic()
                 if self._interrupt_due(run, interrupted, sent, last, now):
                     sent, last = len(interrupted), now
+                    first = now if first is None else first
                     self.km.interrupt_kernel()
-                if interrupted and not run.done and \
-                        time.monotonic() - interrupted[0] > INTERRUPT_GRACE:
+                # (from the interrupt the kernel had, not the worker's: a kernel that never
+                # says it began the cell has it only after INTERRUPT_BLIND, and would be
+                # restarted at once)
+                if first is not None and not run.done and \
+                        time.monotonic() - first > self.interrupt_grace:
                     self._restart()
                     return ExecuteOutcome.failed("KeyboardInterrupt", "the kernel did not "
                                                  "stop when interrupted and was restarted", [])
@@ -277,25 +285,43 @@ class JupyterBackend(SessionBackend):
         interrupted: list[float] = []
         previous = signal.signal(signal.SIGINT, lambda *_: interrupted.append(time.monotonic()))
         try:
+            self._ready()
             msg = self.kc.session.msg(msg_type, content)
             if buffers:
                 msg["buffers"] = buffers  # jupyter_client's Session.send sends them
             self.kc.shell_channel.send(msg)
             run = Run(self, msg["header"]["msg_id"], answer, silent=True)
+            first: float | None = None  # when the kernel was first interrupted
             while not run.done:  # as long as a cell may run: --exec-timeout is the device's
                 run.step(timeout=POLL)
                 now = time.monotonic()
                 if interrupted and (now - interrupted[0] >= INTERRUPT_BLIND or (
                         run.began is not None and now - run.began >= INTERRUPT_SETTLE)):
                     interrupted.clear()  # (as for a cell: once the kernel runs the handler)
+                    first = now if first is None else first
                     self.km.interrupt_kernel()
-                if not self.km.is_alive():  # the next cell starts it again
+                if first is not None and now - first > self.interrupt_grace:
+                    # As for a cell: a handler that ignores the interrupt held the session
+                    # until --exec-timeout, and the device then ended the whole worker.
+                    return self._restarted(f"the kernel did not stop a {msg_type}'s handler "
+                                           "when interrupted", "KeyboardInterrupt"), None
+                if not self.km.is_alive():
                     run.drain()
-                    return ExecuteOutcome.failed("KernelDied", f"the {self.kernel_name} kernel "
-                                                 f"ended during a {msg_type}", []), None
+                    return self._restarted(f"the {self.kernel_name} kernel ended during a "
+                                           f"{msg_type} ({self._how_it_ended()})",
+                                           "KernelDied"), None
         finally:
             signal.signal(signal.SIGINT, previous)
         return ExecuteOutcome(), run.reply if answer is not None else None
+
+    def _restarted(self, why: str, ename: str) -> ExecuteOutcome:
+        """Restart the kernel that a client's comm message left stopped or stuck, and say so
+        on its stderr (a comm message has no error a client shows): the next cell ran in
+        the dead kernel, failing with KernelDied, or waited behind the stuck handler."""
+        self._restart()
+        self.out.stream("stderr", f"[cellbus: {why}, and was restarted; variables and "
+                                  "widgets defined before are gone]\n")
+        return ExecuteOutcome.failed(ename, f"{why}, and was restarted", [])
 
     def warm_up(self) -> None:
         """Nothing to do: the kernel is started and answered ``kernel_info`` already."""

@@ -62,6 +62,10 @@ def check(spec: KernelSpec) -> str:
     bad = sorted(str(k) for k, v in env.items() if not isinstance(v, str))
     if bad:
         return f"has an env whose values are not all strings: {', '.join(bad)}"
+    ours = (spec.metadata or {}).get("cellbus", {})
+    if not isinstance(ours, dict) or "interrupt_grace" in ours and interrupt_grace(spec) is None:
+        return ("has a metadata.cellbus that is not {\"interrupt_grace\": seconds} (a number "
+                "above 0)")
     program = os.path.expanduser(argv[0])
     if program in PYTHONS:
         return ""
@@ -70,6 +74,17 @@ def check(spec: KernelSpec) -> str:
         where = "" if os.sep in program else f" on PATH {path}"
         return f"starts {program!r}, which is not an executable program{where}"
     return ""
+
+
+def interrupt_grace(spec: KernelSpec | None) -> float | None:
+    """The seconds ``spec`` gives its kernel to stop after an interrupt before it is
+    restarted (``"metadata": {"cellbus": {"interrupt_grace": 30}}`` in its kernel.json, for
+    a kernel whose interrupt takes long to handle), or None for the default."""
+    ours = (spec.metadata or {}).get("cellbus") if spec is not None else None
+    value = ours.get("interrupt_grace") if isinstance(ours, dict) else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1e6:
+        return float(value)
+    return None
 
 
 def paths(spec: KernelSpec, path: str) -> list[str]:

@@ -129,6 +129,32 @@ def test_an_interrupted_bash_cell_ends_with_keyboardinterrupt(kernel_chain) -> N
     assert text(run(chain, "u/bint/2", "echo next")) == "next\n"
 
 
+def test_a_kernel_that_ignores_interrupts_ends_its_cell_within_the_bound(kernel_chain) -> None:
+    """Tests that a kernel that does not stop when interrupted (here its code ignores
+    SIGINT) is restarted and its cell ends within INTERRUPT_GRACE (5 s) and a little of the
+    Stop: it ended 11.5-14.2 s after, a 10 s grace and then the wait for the new kernel's
+    start, which the cell need not wait for. The next cell runs in the fresh kernel."""
+    from session.jupyter import INTERRUPT_GRACE
+    chain = kernel_chain
+    code = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "print('go', flush=True)\nwhile True: time.sleep(0.01)")
+    assert evaluate(chain, "u/kign/1", "x = 1", kernel="python3")[0] == 202
+    assert evaluate(chain, "u/kign/2", code)[0] == 202
+    deadline = time.monotonic() + 30
+    while "go" not in text(chain.update("u/kign/2", wait=2)[1]):
+        assert time.monotonic() < deadline, "the loop never started"
+    asked = time.monotonic()
+    assert chain.http("POST", "/home/u/kign/2/interrupt", b"{}")[0] == 202
+    doc = chain.wait_done("u/kign/2")
+    took = time.monotonic() - asked
+    assert INTERRUPT_GRACE <= 5.0 and took < INTERRUPT_GRACE + 1.5, took
+    (error,) = errors(doc)
+    assert error["ename"] == "KeyboardInterrupt", error
+    assert "did not stop when interrupted" in error["evalue"], error
+    doc = run(chain, "u/kign/3", "print('x' in globals())")
+    assert (doc["status"], text(doc)) == ("done", "False\n"), doc
+
+
 def test_a_kernel_that_ends_mid_cell_says_how_it_ended(kernel_chain) -> None:
     """KernelDied said only that the kernel ended: not whether it exited (and with what) or
     was killed (a memory limit's SIGKILL), so a researcher could not tell why."""
@@ -281,3 +307,34 @@ def test_queued_cells_of_a_dead_worker_run_in_the_same_kernel(chain) -> None:
     doc = chain.wait_done("u/die/3", timeout=60)
     assert doc["status"] == "done", doc
     assert text(doc).endswith("True\n")
+
+
+def test_a_kernel_killed_for_memory_names_the_limit(chain) -> None:
+    """Tests that a kernel the session's memory limit ends fails its cell as the built-in
+    session does, with MemoryLimitExceeded naming the limit and its amount: it said only
+    "KernelDied ... (it was killed by signal 9 (SIGKILL))", which reads as a crash. A kernel
+    that dies of itself still says KernelDied (test_a_kernel_that_ends_mid_cell_...)."""
+    require_kernel("python3")
+    chain.start_broker()
+    # The budget (not --max-memory, whose address-space limit a big allocation hits
+    # first, with MemoryError) bounds the session's cgroup: 400 MiB for each worker.
+    # (two workers: the session's and the one kept ready, which starts with the device)
+    chain.start_device("--kernels", "python3", "--prefork", "0", "--max-sessions", "1",
+                       "--memory-budget", str(800 * 2**20))
+    chain.start_gateway()
+    doc = run(chain, "u/oom/1", "x = 6\nprint('before', flush=True)\n"
+              "y = b'x' * (600 * 2**20)", kernel="python3")
+    (error,) = errors(doc)
+    assert error["ename"] == "MemoryLimitExceeded", error
+    assert "400 MiB of memory together (--max-memory, --memory-budget)" in error["evalue"]
+    assert "was started again" in error["evalue"], error
+    assert text(doc) == "before\n"
+    # The next cell runs in a fresh kernel. There a program it runs is what the OOM killer
+    # ends (the kernel lives on): bash said only "Killed", and nothing named the limit.
+    doc = run(chain, "u/oom/2", "import subprocess, sys\nprint('fresh', 'x' in globals())\n"
+              "print(subprocess.run([sys.executable, '-c', \"x = b'x' * (600 * 2**20)\"])"
+              ".returncode)")
+    assert (doc["status"], text(doc).partition("[")[0]) == ("done", "fresh False\n-9\n"), doc
+    assert text(doc).endswith("[cellbus: the session's processes used more than 400 MiB of "
+                              "memory together (--max-memory, --memory-budget): the "
+                              "out-of-memory killer ended one of them]\n"), text(doc)

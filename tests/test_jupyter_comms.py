@@ -5,6 +5,7 @@ sandboxed worker."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -168,6 +169,72 @@ async def test_an_interrupt_stops_a_comm_handler_with_no_cell_queued(ipykernel_c
             "execution_state"] == "idle" and m["parent_header"].get("msg_id") == handled[
             "header"]["msg_id"], timeout=20)
         assert stdout(await ch.execute("print('on')")) == "on\n"
+    finally:
+        await ch.close()
+
+
+def handler_target(body: str) -> str:
+    """A cell that registers the comm target "h", whose handler prints, then runs ``body``."""
+    return ("import os, signal, time\n"
+            "def _h(comm, _):\n"
+            f"    comm.on_msg(lambda m: (print('handling', flush=True), {body}))\n"
+            "get_ipython().kernel.comm_manager.register_target('h', _h)\nx = 1")
+
+
+async def run_handler(ch: Channels, body: str) -> dict[str, Any]:
+    """Make the kernel run handler_target(body)'s handler, once it printed; its comm_msg."""
+    await ch.execute(handler_target(body), timeout=60)
+    comm_id = uuid.uuid4().hex
+    await ch.send("comm_open", {"comm_id": comm_id, "target_name": "h", "data": {}})
+    handled = await ch.send("comm_msg", {"comm_id": comm_id, "data": {}})
+    await ch.until(lambda m: m["msg_type"] == "stream" and "handling" in m["content"]["text"])
+    return handled
+
+
+def idle_of(request: dict[str, Any]) -> Any:
+    return lambda m: m["msg_type"] == "status" and m["content"]["execution_state"] == "idle" \
+        and m["parent_header"].get("msg_id") == request["header"]["msg_id"]
+
+
+async def test_a_comm_handler_that_ignores_an_interrupt_ends_within_the_bound(
+        ipykernel_chain) -> None:
+    """Tests that a widget callback that ignores SIGINT is stopped as a cell is, the kernel
+    restarted INTERRUPT_GRACE after the interrupt, saying so: it held the session until
+    --exec-timeout (5 min), and the device then ended the whole worker."""
+    from session.jupyter import INTERRUPT_GRACE
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        handled = await run_handler(ch, "signal.signal(signal.SIGINT, signal.SIG_IGN), "
+                                        "[time.sleep(0.01) for _ in iter(int, 1)]")
+        asked = time.monotonic()
+        status, body = ipykernel_chain.http("POST", f"/api/kernels/{kernel_id}/interrupt", b"")
+        assert status == 204, body
+        got = await ch.until(idle_of(handled), timeout=INTERRUPT_GRACE + 10)
+        assert time.monotonic() - asked < INTERRUPT_GRACE + 1.5
+        said = "".join(m["content"]["text"] for m in got if m["msg_type"] == "stream"
+                       and m["content"]["name"] == "stderr")
+        assert "did not stop a comm_msg's handler when interrupted, and was restarted" in said
+        assert stdout(await ch.execute("print('x' in globals())", timeout=60)) == "False\n"
+    finally:
+        await ch.close()
+
+
+async def test_a_kernel_that_dies_in_a_comm_handler_is_fresh_for_the_next_cell(
+        ipykernel_chain) -> None:
+    """Tests that a kernel that ends in a widget callback is started again then: the next
+    cell ran in the dead kernel and failed with KernelDied ("ended during this cell")."""
+    kernel_id = start_kernel(ipykernel_chain, "python3")
+    ch = await Channels.open(ipykernel_chain.port, kernel_id)
+    try:
+        handled = await run_handler(ch, "time.sleep(0.5), os._exit(3)")
+        got = await ch.until(idle_of(handled), timeout=20)
+        said = "".join(m["content"]["text"] for m in got if m["msg_type"] == "stream"
+                       and m["content"]["name"] == "stderr")
+        assert "kernel ended during a comm_msg (it exited with code 3)" in said, said
+        after = await ch.execute("print('x' in globals())", timeout=60)
+        assert [m for m in after if m["msg_type"] == "error"] == []
+        assert stdout(after) == "False\n"
     finally:
         await ch.close()
 

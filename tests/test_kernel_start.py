@@ -174,3 +174,32 @@ def test_kernelspecs_of_the_devices_own_user_run_in_the_sandbox(
     (error,) = errors(doc)
     assert error["ename"] == "BackendStartError", doc
     assert "no licence for this kernel" in "\n".join(error["traceback"])
+
+    # Through Jupyter's API the kernel is "dead", with why, as jupyter_server lists one whose
+    # start failed (it was "idle": JupyterLab offered it as usable, and each cell failed).
+    status, created = chain.http("POST", "/api/kernels", json.dumps({"name": "dies"}).encode())
+    assert status == 201, created
+    path = f"/api/kernels/{created['id']}"
+    dead = until(lambda: (got := chain.http("GET", path)[1])["execution_state"] == "dead" and got,
+                 "the kernel whose start failed is dead", timeout=30)
+    assert dead["reason"].startswith("the kernel 'dies' did not start: "), dead
+    assert dead in chain.http("GET", "/api/kernels")[1]
+
+
+def test_a_kernel_too_big_for_the_memory_limit_says_so(chain: Chain) -> None:
+    """Tests that a kernel that cannot start within --max-memory (the address space of
+    each session process: ipykernel's threads reserve more than 300 MiB) fails its cell
+    naming that limit and its amount; it said only "did not start: can't start new
+    thread", and an operator who had set --max-memory 600 MiB could not tell why no
+    ipykernel session ever started."""
+    require_kernel("python3")
+    chain.start_broker()
+    chain.start_device("--kernels", "python3", "--kernel-prefork", "0",
+                       "--max-memory", str(300 * 2**20))
+    chain.start_gateway()
+    doc = run(chain, "u/big/1", "print(1)", kernel="python3")
+    (error,) = errors(doc)
+    assert error["ename"] == "BackendStartError", error
+    assert error["evalue"].endswith("(each session process may use 300 MiB of address space "
+                                    "(--max-memory), which may be too little for this kernel "
+                                    "to start)"), error

@@ -61,18 +61,26 @@ def iso(seconds: float) -> str:
 
 
 def execution_state(entry: dict[str, Any]) -> str:
+    """As jupyter_server's: ``dead`` for a kernel whose start failed (the broker's entry
+    has the ``reason``), which JupyterLab shows as such instead of as usable."""
     running = entry.get("running") or []
     if START_CELL in running:
         return "starting"
-    return "busy" if running else "idle"
+    if running:
+        return "busy"
+    return "dead" if entry.get("reason") is not None else "idle"
 
 
 def model(entry: dict[str, Any], sockets: Sockets, user: str) -> dict[str, Any]:
-    """jupyter_server's kernel model of a broker's kernel entry."""
-    return {"id": entry["worksheet"], "name": entry.get("kernel") or DEFAULT_KERNEL,
-            "last_activity": iso(entry["last_activity"]),
-            "execution_state": execution_state(entry),
-            "connections": len(sockets.of((user, entry["worksheet"])))}
+    """jupyter_server's kernel model of a broker's kernel entry (with why a dead one is, as
+    jupyter_server's ``reason``)."""
+    found = {"id": entry["worksheet"], "name": entry.get("kernel") or DEFAULT_KERNEL,
+             "last_activity": iso(entry["last_activity"]),
+             "execution_state": execution_state(entry),
+             "connections": len(sockets.of((user, entry["worksheet"])))}
+    if found["execution_state"] == "dead":
+        found["reason"] = str(entry["reason"])
+    return found
 
 
 async def entries(ask: Ask, user: str, kernel_id: str | None = None) -> list[dict[str, Any]]:
