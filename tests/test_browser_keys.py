@@ -242,7 +242,7 @@ def select_with_command_keys(page: Any, web: Any) -> None:
         expect(code_box(cells.nth(then))).to_be_focused()
     for n, code in enumerate(["a = 1", "b = 2", "c = 3"]):
         expect(code_of(cells.nth(n))).to_have_value(code)
-    page.keyboard.type("x")  # a key that is no command key types again
+    page.keyboard.type("q")  # a key that is no command key types again (X cuts)
     expect(code_of(cells.nth(2))).not_to_have_value("c = 3")
 
 
@@ -272,3 +272,56 @@ def test_ctrl_s_saves_the_cells_at_once_and_not_the_browsers_page(page: Any,
         page.keyboard.press("Control+s")
     assert page.evaluate("window.__saveKey") is True
     expect(page.locator("#notebook-note")).to_contain_text("Saved")
+
+
+def copy_cut_and_paste(page: Any, web: Any) -> None:
+    """Escape then C copies the cell, V pastes it below (Shift+V above) as a new cell with
+    the focus, and X cuts it (Escape then Z brings it back), X then V moving it down, with
+    its output, as in Jupyter's command mode; the keys type nothing, and a note says what
+    was copied. Before, each key was typed into the code ('a = 1cv')."""
+    cells = open_worksheet(page, web)
+
+    def codes(*expected: str) -> None:
+        expect(cells).to_have_count(len(expected))
+        for i, code in enumerate(expected):
+            expect(code_of(cells.nth(i))).to_have_value(code)
+    run(cells.nth(0), "print('one')")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("one")
+    code_box(cells.nth(1)).fill("b = 2")
+    code_box(cells.nth(0)).press("Escape")
+    page.keyboard.press("c")
+    expect(page.get_by_role("status").filter(has_text="Cell 1 copied")).to_be_visible()
+    page.keyboard.press("v")  # C then V: still command keys
+    expect(cells).to_have_count(4)
+    codes("print('one')", "print('one')", "b = 2", "")
+    expect(code_box(cells.nth(1))).to_be_focused()
+    expect(cells.nth(1).locator(".cellbus-output")).to_be_empty()  # a new cell: no run
+    code_box(cells.nth(2)).press("Escape")
+    page.keyboard.press("Shift+V")
+    codes("print('one')", "print('one')", "print('one')", "b = 2", "")
+    expect(code_box(cells.nth(2))).to_be_focused()
+    code_box(cells.nth(0)).press("Escape")
+    page.keyboard.press("x")  # cut: the focus goes to the next cell, V pastes below it
+    expect(cells).to_have_count(4)
+    page.keyboard.press("v")
+    expect(cells).to_have_count(5)
+    codes("print('one')", "print('one')", "print('one')", "b = 2", "")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("one")  # itself, moved
+    expect(cells.nth(1).get_by_role("button", name="Evaluate (cell 1)")).to_be_visible()
+    code_box(cells.nth(3)).press("Escape")
+    page.keyboard.press("x")
+    expect(cells).to_have_count(4)
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    codes("print('one')", "print('one')", "print('one')", "b = 2", "")
+
+
+def test_escape_then_c_x_v_copy_cut_and_paste_cells(page: Any, web: Any) -> None:
+    """In CodeMirror."""
+    copy_cut_and_paste(page, web)
+
+
+def test_escape_then_c_x_v_without_codemirror(page: Any, web: Any) -> None:
+    """In the plain textarea of a page without CodeMirror."""
+    page.route("**/vendor/codemirror/**", lambda route: route.abort())
+    copy_cut_and_paste(page, web)

@@ -159,7 +159,10 @@
      * go to the cell above or below (and stay command keys: _select); A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
      * for the last cell deleted back (cellbus:undelete), Shift+M for the cell below merged
-     * into this one (cellbus:merge); and each key of DOUBLED pressed twice, D, D for this
+     * into this one (cellbus:merge), C and X for it copied or cut (the keys after them
+     * are command keys still, here or in the cell that has the focus after a cut, so X then
+     * V moves a cell down), V and Shift+V for the cell copied pasted below or above it
+     * (cellbus:copy, cut, paste); and each key of DOUBLED pressed twice, D, D for this
      * cell deleted, I, I for the running cell stopped, 0, 0 for the session restarted (each
      * key typed into the code before). True if `event` (the key after an Escape) was one of
      * them; `commandHeld` is then whether the keys after it are still command keys (the
@@ -168,8 +171,8 @@
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
       const held = this.commandHeld;
       this.commandHeld = null;
-      if (!"myabzdi0jk".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
-          || event.altKey) {
+      if (!"myabzdi0jkcxv".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+          || event.altKey || (held in DOUBLED && key !== held)) {  // (D then X: typed, as before)
         return false;
       }
       event.preventDefault();
@@ -181,6 +184,11 @@
       } else if (key === "m" && event.shiftKey) this._event("merge", {});
       else if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
       else if (key === "z") this._event("undelete", {});
+      else if (key === "c" || key === "x") {
+        if (key === "c") this.commandHeld = "c";  // command keys still: C then V pastes
+        this._event(key === "c" ? "copy" : "cut", {});
+      }
+      else if (key === "v") this._event("paste", {above: event.shiftKey});
       else this.setType(key === "m" ? "markdown" : "code");
       return true;
     },

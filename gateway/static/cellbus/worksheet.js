@@ -37,15 +37,14 @@
     return Boolean(nav && nav.type === "reload");
   }
 
-  /** How many deleted cells a worksheet can bring back. */
-  const MAX_UNDO = 20;
 
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
    * delete it (also Escape then D, D; Undo delete, or Escape then Z, brings it back); Escape
    * then A or B in a cell adds one above or below it, Ctrl+Shift+Minus splits it at the
-   * cursor, Escape then Shift+M merges the one below into it, Alt+Enter evaluates and adds one below, Up on a cell's first
+   * cursor, Escape then Shift+M merges the one below into it, Escape then C, X and V copy,
+   * cut and paste it, Alt+Enter evaluates and adds one below, Up on a cell's first
    * line and Down on its last go to the next cell. `codes`: the cells'
    * code, each a string or {id, type, code} (as `layout()` gives, to save); `ran`: the ids
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
@@ -87,6 +86,12 @@
     });
     list.addEventListener("cellbus:restart", () => session.restart());
     list.addEventListener("cellbus:merge", (event) => setTimeout(() => merge(event.detail.cell), 0));
+    // Escape then C, X, V (Shift+V): after the key's own handling, as for A and B below.
+    list.addEventListener("cellbus:copy", (event) => copy(event.detail.cell, false));
+    list.addEventListener("cellbus:cut", (event) => setTimeout(() => copy(event.detail.cell, true), 0));
+    list.addEventListener("cellbus:paste", (event) => {
+      setTimeout(() => paste(event.detail.cell, event.detail.above), 0);
+    });
     list.addEventListener("cellbus:split", (event) => {  // Ctrl+Shift+Minus in a cell
       const at = cells.indexOf(event.detail.cell);
       if (at < 0) return;
@@ -208,51 +213,9 @@
       changed();
     }
 
-    // The cells deleted, newest last, to bring back (Escape then Z, or Undo delete): each
-    // with its place and whether the store has a run of it to show again.
-    const deleted = [];
-    const undo = el("div", "cellbus-undo");
-    undo.setAttribute("role", "status");
-    const undoText = el("span");
-    const undoButton = el("button", "cellbus-tool", "Undo delete");
-    undoButton.type = "button";
-    undoButton.title = "Bring the last deleted cell back (Escape then Z)";
-    undoButton.addEventListener("click", () => undelete());
-    undo.append(undoText, undoButton);
-    undo.hidden = true;
-    element.appendChild(undo);
-    const RAN = {queued: true, running: true, done: true, error: true, aborted: true};
-
-    function showUndo() {
-      const last = deleted[deleted.length - 1];
-      undo.hidden = !last;
-      if (last) undoText.textContent = "Cell " + last.entry.id + " deleted. ";
-    }
-
-    /** Bring the last deleted cell back, in its place, with its code and its last run. */
-    function undelete() {
-      const last = deleted.pop();
-      showUndo();
-      if (!last) return null;
-      const cell = add(last.entry, last.at, last.ran);
-      cell.focus();
-      return cell;
-    }
-
-    function remove(cell) {
-      const at = cells.indexOf(cell);
-      if (at < 0) return;
-      deleted.push({entry: {id: cell.cellId, type: cell.type, code: cell.input.value}, at: at,
-                    ran: cell.type === "code" && cell.status in RAN});
-      if (deleted.length > MAX_UNDO) deleted.shift();
-      showUndo();
-      cells.splice(at, 1);
-      if (cell.busy) cell._event("status", {status: "removed", busy: false});  // for runAll
-      cell.destroy();
-      cell.element.remove();
-      if (cells.length) cells[Math.min(at, cells.length - 1)].focus();
-      changed();
-    }
+    // Delete and Escape then Z, copy, cut and paste (sheetedits.js).
+    const edits = cellEdits(element, o, cells, add, changed);
+    const remove = edits.remove, undelete = edits.undelete, copy = edits.copy, paste = edits.paste;
 
     /** Escape then Shift+M, as Jupyter's merge: the code of the cell below `cell` goes to
      * the end of its own, after a blank line, and that cell is deleted (Escape then Z
