@@ -325,3 +325,15 @@ def test_escape_then_c_x_v_without_codemirror(page: Any, web: Any) -> None:
     """In the plain textarea of a page without CodeMirror."""
     page.route("**/vendor/codemirror/**", lambda route: route.abort())
     copy_cut_and_paste(page, web)
+
+
+def test_a_screen_reader_finds_each_cell_and_its_output_by_name(page: Any, web: Any) -> None:
+    """Each cell is a group named for it, holding its code box and buttons, and its output a
+    log named for the cell, so a screen reader moves by cell and says whose output it reads.
+    Before, the page was one run of unnamed boxes, buttons and text."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(1), "print('spoken')")
+    cell = page.get_by_role("group", name="cell 2", exact=True)
+    expect(cell.get_by_role("textbox", name="code of cell 2")).to_have_count(1)
+    expect(cell.get_by_role("button", name="Evaluate (cell 2)")).to_have_count(1)
+    expect(cell.get_by_role("log", name="output of cell 2")).to_have_text("spoken")

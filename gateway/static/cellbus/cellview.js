@@ -9,6 +9,11 @@
       this.element = element;
       element.classList.add("cellbus-cell");
       element.textContent = "";
+      // A screen reader's user moves by cell (a group named for it) and hears its output
+      // as a log of what the run wrote; before, a worksheet read as one list of boxes and
+      // buttons, and a run's output as unnamed text between one cell's buttons and the next.
+      element.setAttribute("role", "group");
+      element.setAttribute("aria-label", "cell " + this.cellId);
       this.input = el("textarea", "cellbus-input");
       this.input.value = o.code;
       this.input.wrap = "off";
@@ -43,7 +48,9 @@
       this.notice.setAttribute("role", "alert");
       this.notice.hidden = true;
       this.outputElement = el("div", "cellbus-output");
+      this.outputElement.setAttribute("role", "log");  // (aria-live polite, as before)
       this.outputElement.setAttribute("aria-live", "polite");
+      this.outputElement.setAttribute("aria-label", "output of cell " + this.cellId);
       this.view = new OutputView(this.outputElement, this);
       this.rendered = el("div", "cellbus-markdown");  // a Markdown cell, rendered
       this.rendered.hidden = true;
