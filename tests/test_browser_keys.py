@@ -337,3 +337,37 @@ def test_a_screen_reader_finds_each_cell_and_its_output_by_name(page: Any, web: 
     expect(cell.get_by_role("textbox", name="code of cell 2")).to_have_count(1)
     expect(cell.get_by_role("button", name="Evaluate (cell 2)")).to_have_count(1)
     expect(cell.get_by_role("log", name="output of cell 2")).to_have_text("spoken")
+
+
+def test_escape_then_o_hides_the_output_and_shows_it_again(page: Any, web: Any) -> None:
+    """As JupyterLab's Escape then O (its collapser): the output is hidden, a button in its
+    place shows it again, a run meanwhile keeps it hidden and its output shows with it, the
+    focus stays in the cell, and the cell's Hide tool does the same (pressed while hidden).
+    Before, Escape then O typed 'o' into the code, and no output could be hidden."""
+    cells = open_worksheet(page, web)
+    cell = cells.nth(0)
+    run(cell, "print('long', 1)")
+    output = cell.get_by_role("log", name="output of cell 1")
+    expect(output).to_have_text("long 1")
+    page.keyboard.press("Escape")
+    page.keyboard.press("o")
+    show = cell.get_by_role("button", name="Show output (cell 1)")
+    expect(output).to_be_hidden()
+    expect(show).to_be_visible()
+    expect(code_box(cell)).to_be_focused()
+    expect(code_of(cell)).to_have_value("print('long', 1)")  # no 'o' typed
+    code_box(cell).fill("print('long', 2)")
+    page.keyboard.press("Control+Enter")
+    expect(cell).to_have_attribute("data-status", "done")
+    expect(output).to_be_hidden()  # stays hidden for a run
+    show.click()
+    expect(output).to_have_text("long 2")
+    expect(show).to_be_hidden()
+    expect(code_box(cell)).to_be_focused()  # not the page's body
+    hide = cell.get_by_role("button", name="Hide output (cell 1)")
+    hide.click()
+    expect(output).to_be_hidden()
+    expect(hide).to_have_attribute("aria-pressed", "true")
+    hide.click()
+    expect(output).to_be_visible()
+    expect(hide).to_have_attribute("aria-pressed", "false")

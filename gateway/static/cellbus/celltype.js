@@ -162,7 +162,7 @@
      * into this one (cellbus:merge), C and X for it copied or cut (the keys after them
      * are command keys still, here or in the cell that has the focus after a cut, so X then
      * V moves a cell down), V and Shift+V for the cell copied pasted below or above it
-     * (cellbus:copy, cut, paste); and each key of DOUBLED pressed twice, D, D for this
+     * (cellbus:copy, cut, paste), O for its output hidden or shown again; and each key of DOUBLED pressed twice, D, D for this
      * cell deleted, I, I for the running cell stopped, 0, 0 for the session restarted (each
      * key typed into the code before). True if `event` (the key after an Escape) was one of
      * them; `commandHeld` is then whether the keys after it are still command keys (the
@@ -171,7 +171,7 @@
       const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
       const held = this.commandHeld;
       this.commandHeld = null;
-      if (!"myabzdi0jkcxv".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+      if (!"myabzdi0jkcxvo".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
           || event.altKey || (held in DOUBLED && key !== held)) {  // (D then X: typed, as before)
         return false;
       }
@@ -184,6 +184,7 @@
       } else if (key === "m" && event.shiftKey) this._event("merge", {});
       else if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
       else if (key === "z") this._event("undelete", {});
+      else if (key === "o" && !event.shiftKey) this.toggleOutput();
       else if (key === "c" || key === "x") {
         if (key === "c") this.commandHeld = "c";  // command keys still: C then V pastes
         this._event(key === "c" ? "copy" : "cut", {});

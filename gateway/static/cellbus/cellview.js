@@ -52,6 +52,16 @@
       this.outputElement.setAttribute("aria-live", "polite");
       this.outputElement.setAttribute("aria-label", "output of cell " + this.cellId);
       this.view = new OutputView(this.outputElement, this);
+      // In the output's place while it is hidden (toggleOutput), as JupyterLab's "…".
+      this.collapsed = el("button", "cellbus-collapsed", "… output hidden: show it");
+      this.collapsed.type = "button";
+      this.collapsed.hidden = true;
+      this.collapsed.title = "show the output again (Escape then O)";
+      this.collapsed.setAttribute("aria-label", "Show output (cell " + this.cellId + ")");
+      this.collapsed.addEventListener("click", () => {
+        this.toggleOutput(false);
+        this.focus();  // (the button it was on is gone)
+      });
       this.rendered = el("div", "cellbus-markdown");  // a Markdown cell, rendered
       this.rendered.hidden = true;
       this.rendered.tabIndex = 0;
@@ -62,7 +72,8 @@
         event.preventDefault();
         this.edit();
       });
-      element.append(this.input, this.rendered, bar, this.notice, this.outputElement);
+      element.append(this.input, this.rendered, bar, this.notice, this.collapsed,
+                     this.outputElement);
       this.editor = attachEditor(this);  // null: the plain textarea
       this._fit();
       this._setStatus("idle");
@@ -83,6 +94,16 @@
     focus() {
       if (this.editor) this.editor.focus();
       else this.input.focus();
+    },
+
+    /** Hide the output, or show it again (`hidden`; by default the other of what it is),
+     * as JupyterLab's Escape then O: a button in its place says it is hidden and shows it;
+     * what a run writes meanwhile is kept, and shows with it. The focus stays where it is. */
+    toggleOutput(hidden) {
+      const hide = typeof hidden === "boolean" ? hidden : !this.outputElement.hidden;
+      this.outputElement.hidden = hide;
+      this.collapsed.hidden = !hide;
+      this._event("output", {hidden: hide});
     },
 
     /** Clear the output on the page (the store keeps it: a reload shows it again). */

@@ -189,6 +189,7 @@
         b.setAttribute("aria-label", label + " (cell " + cell.cellId + ")");
         b.addEventListener("click", action);
         box.appendChild(b);
+        return b;
       };
       // The cell's own Evaluate and Stop too: a screen reader's list of a worksheet's
       // buttons said "Evaluate" and "Stop" once a cell, not which.
@@ -198,6 +199,12 @@
       button("↑", "Move up", () => move(cell, -1));
       button("↓", "Move down", () => move(cell, 1));
       button("Clear", "Clear output", () => cell.clearOutput());
+      const hide = button("Hide", "Hide output", () => cell.toggleOutput());
+      hide.setAttribute("aria-pressed", "false");
+      hide.classList.add("cellbus-hide-output");  // (a Markdown cell has no output to hide)
+      cell.element.addEventListener("cellbus:output", (event) => {
+        hide.setAttribute("aria-pressed", String(event.detail.hidden));
+      });
       button("✕", "Delete cell", () => remove(cell));
       return box;
     }
