@@ -183,8 +183,9 @@
       this.ask(this.url(cell, "interrupt?on_conflict=report"), {method: "POST"}).catch(() => {});
     }
 
+    /** A Promise, resolved once the gateway answered (or could not be reached). */
     restart(cell) {
-      this.ask(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
+      return this.ask(this.url(cell, "restart"), {method: "POST"}).then(() => {}, () => {});
     }
 
     /** The session's completions or help over HTTP (POST …/complete or …/inspect as

@@ -51,7 +51,8 @@
    * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
    * Another page's run in a cell shows here too (its code, its output as it comes).
-   * Returns {cells, add, move, remove, undelete, layout, follow, runAll, runAbove, runBelow}. */
+   * Returns {cells, add, move, remove, undelete, layout, follow, runAll, runAbove, runBelow,
+   * restartRunAll}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -295,6 +296,13 @@
     function runBelow(cell) {
       return runCells(cells.slice(Math.max(0, cells.indexOf(cell))), "Run below");
     }
+    /** Jupyter's Restart Kernel and Run All Cells: a fresh session, then runAll in it. */
+    function restartRunAll() {
+      if (allRun) return allRun;
+      allRun = session.restart().then(() => runEach(cells.slice(), null, "Restart & run all"))
+        .finally(() => { allRun = null; });
+      return allRun;
+    }
     function runCells(queue, name) {
       if (!allRun) allRun = runEach(queue, null, name).finally(() => { allRun = null; });
       return allRun;
@@ -360,6 +368,7 @@
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
                    layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
+                   restartRunAll: restartRunAll,
                    options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
