@@ -371,3 +371,19 @@ def test_escape_then_o_hides_the_output_and_shows_it_again(page: Any, web: Any) 
     hide.click()
     expect(output).to_be_visible()
     expect(hide).to_have_attribute("aria-pressed", "false")
+
+
+def test_a_move_button_pressed_with_the_keyboard_keeps_the_focus(page: Any, web: Any) -> None:
+    """Enter on a cell's Move down button moves it and leaves the focus on that button, so
+    Enter again moves it again, as a keyboard user expects of a button; before, the focus
+    went to the cell's code and the second Enter typed a new line into it."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("a = 1")
+    down = page.get_by_role("button", name="Move down (cell 1)")
+    down.focus()
+    page.keyboard.press("Enter")
+    expect(code_of(cells.nth(1))).to_have_value("a = 1")
+    expect(down).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(code_of(cells.nth(2))).to_have_value("a = 1")  # not 'a = 1\n', nor in place
+    expect(down).to_be_focused()

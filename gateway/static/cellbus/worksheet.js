@@ -197,8 +197,8 @@
       for (const b of [cell.button, cell.stopButton]) {
         b.setAttribute("aria-label", b.textContent + " (cell " + cell.cellId + ")");
       }
-      button("↑", "Move up", () => move(cell, -1));
-      button("↓", "Move down", () => move(cell, 1));
+      button("↑", "Move up", mover(cell, -1));
+      button("↓", "Move down", mover(cell, 1));
       button("Clear", "Clear output", () => cell.clearOutput());
       const hide = button("Hide", "Hide output", () => cell.toggleOutput());
       hide.setAttribute("aria-pressed", "false");
@@ -210,16 +210,22 @@
       return box;
     }
 
-    /** Move `cell` `by` places (-1: up). */
-    function move(cell, by) {
+    /** Move `cell` `by` places (-1: up); the focus goes to its code, or back to `keep`
+     * (the element that had it, which the move took from it). */
+    function move(cell, by, keep) {
       const from = cells.indexOf(cell), to = from + by;
       if (from < 0 || to < 0 || to >= cells.length) return;
       cells.splice(from, 1);
       cells.splice(to, 0, cell);
       list.insertBefore(cell.element, to + 1 < cells.length ? cells[to + 1].element : null);
-      cell.focus();
+      if (keep) keep.focus();
+      else cell.focus();
       changed();
     }
+    /** A Move button's action: pressed with the keyboard (a click of detail 0), the focus
+     * stays on the button, so Enter again moves the cell again; before, it went to the
+     * code, and the next Enter typed a new line into it. Clicked, the code has it. */
+    const mover = (cell, by) => (event) => move(cell, by, event.detail === 0 ? event.currentTarget : null);
 
     // Delete and Escape then Z, copy, cut and paste (sheetedits.js).
     const edits = cellEdits(element, o, cells, add, changed);
