@@ -42,18 +42,14 @@ def is_note(msg: Message) -> bool:
         and not isinstance(facts.get("idle_timeout"), bool))
 
 
-#: Characters of a run's code an answer carries at most: a longer one is left out (null),
-#: and the page reads it from the cell's ``/update`` as it follows the run.
-RUN_CODE = 64 * 1024
-
-
 def as_sent(msg: Message) -> dict[str, Any] | None:
-    """``msg`` as an answer carries it (JSON), if it is a note or a run's start."""
+    """``msg`` as an answer carries it (JSON), if it is a note or a run's start. A run's
+    code is left out (``null``): the page reads it from the cell's ``/update`` as it follows
+    the run, and an answer that reads a long session from its start would hold the code of
+    every run in it (up to 8,000, each up to ``--max-input``)."""
     if msg["msg_type"] == mt.EXECUTE_INPUT:
         sent = json.loads(to_json(msg))
-        code = sent["content"].get("code")
-        if not isinstance(code, str) or len(code) > RUN_CODE:
-            sent["content"]["code"] = None
+        sent["content"]["code"] = None
         return sent
     return json.loads(to_json(msg)) if is_note(msg) else None
 

@@ -117,3 +117,8 @@ def test_a_page_on_long_polling_follows_runs_as_a_websocket_page_does(
     expect(cells_b.nth(2)).to_have_attribute("data-status", "done")
     expect(cells_b).to_have_count(4)
     other.close()
+    # The notes tell each run's start without its code (the page reads it from /update):
+    # an answer from a long session's start would hold the code of every run in it.
+    starts = [m for m in call(web.port, "GET", f"/home/guest/{ws}/session?since=0").body[
+        "messages"] if m["msg_type"] == "execute_input"]
+    assert len(starts) >= 4 and all(m["content"]["code"] is None for m in starts), starts
