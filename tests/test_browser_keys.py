@@ -387,3 +387,42 @@ def test_a_move_button_pressed_with_the_keyboard_keeps_the_focus(page: Any, web:
     page.keyboard.press("Enter")
     expect(code_of(cells.nth(2))).to_have_value("a = 1")  # not 'a = 1\n', nor in place
     expect(down).to_be_focused()
+
+
+def test_a_rendered_markdown_cell_takes_the_command_keys(page: Any, web: Any) -> None:
+    """A rendered Markdown cell has no code box: as in JupyterLab's command mode, K and J go
+    on from it, Down goes to the next cell, Shift+Enter goes on to the next cell, and D, D
+    deletes it (Escape then Z brings it back). Before, Escape then K onto it stopped there:
+    no key but Enter did anything."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("a = 1")
+    code_box(cells.nth(1)).fill("# Title")
+    code_box(cells.nth(1)).press("Escape")
+    page.keyboard.press("m")
+    page.keyboard.press("Shift+Enter")  # rendered; the next cell has the focus
+    rendered = cells.nth(1).locator(".cellbus-markdown")
+    expect(rendered).to_be_visible()
+    code_box(cells.nth(2)).fill("c = 3")
+    page.keyboard.press("Escape")
+    page.keyboard.press("k")
+    expect(rendered).to_be_focused()
+    page.keyboard.press("k")
+    expect(code_box(cells.nth(0))).to_be_focused()
+    page.keyboard.press("j")
+    expect(rendered).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(code_box(cells.nth(2))).to_be_focused()
+    rendered.focus()
+    page.keyboard.press("Shift+Enter")
+    expect(code_box(cells.nth(2))).to_be_focused()
+    rendered.focus()
+    page.keyboard.press("d")
+    page.keyboard.press("d")
+    expect(cells).to_have_count(2)
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    expect(cells).to_have_count(3)
+    expect(code_of(cells.nth(1))).to_have_value("# Title")
+    for i, code in ((0, "a = 1"), (2, "c = 3")):
+        expect(code_of(cells.nth(i))).to_have_value(code)  # no key typed into them

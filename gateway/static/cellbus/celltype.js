@@ -52,6 +52,27 @@
       }
     },
 
+    /** A rendered Markdown cell's keys, as JupyterLab's command mode takes them there (it
+     * has no code box to type into): Enter edits it, Shift+Enter goes on to the next cell,
+     * Up and Down go to the cell above or below, and Jupyter's command keys need no Escape
+     * first (K, J, D, D, A, B, C, X, V, Z, Y...). Before, only Enter did anything: a keyboard
+     * user who came to it with Escape then K or J could go no further, nor delete it. */
+    _renderedKey(event) {
+      if (event.isComposing || MODIFIERS.includes(event.key) || event.key === "Escape") return;
+      const plain = !event.shiftKey && !event.ctrlKey && !event.metaKey && !event.altKey;
+      if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        this.edit();
+      } else if (event.key === "Enter" && event.shiftKey && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        if (this.options.onShiftEnter) this.options.onShiftEnter(this);
+      } else if ((event.key === "ArrowUp" || event.key === "ArrowDown") && plain) {
+        if (this._leave(event.key === "ArrowUp" ? -1 : 1, 0)) event.preventDefault();
+      } else {
+        this._commandKey(event);
+      }
+    },
+
     /** Up on the box's first line, Down on its last: the cell above or below. */
     _arrow(event) {
       const box = this.input, up = event.key === "ArrowUp";

@@ -67,11 +67,7 @@
       this.rendered.tabIndex = 0;
       this.rendered.title = "double-click (or Enter) to edit";
       this.rendered.addEventListener("dblclick", () => this.edit());
-      this.rendered.addEventListener("keydown", (event) => {
-        if (event.key !== "Enter" || event.shiftKey || event.ctrlKey || event.metaKey) return;
-        event.preventDefault();
-        this.edit();
-      });
+      this.rendered.addEventListener("keydown", (event) => this._renderedKey(event));
       element.append(this.input, this.rendered, bar, this.notice, this.collapsed,
                      this.outputElement);
       this.editor = attachEditor(this);  // null: the plain textarea
