@@ -53,10 +53,11 @@
       this.outputElement.setAttribute("aria-label", "output of cell " + this.cellId);
       this.view = new OutputView(this.outputElement, this);
       // In the output's place while it is hidden (toggleOutput), as JupyterLab's "…".
-      this.collapsed = el("button", "cellbus-collapsed", "… output hidden: show it");
+      // (Its name holds what it shows, for speech control: "click Show output".)
+      this.collapsed = el("button", "cellbus-collapsed", "Show output");
       this.collapsed.type = "button";
       this.collapsed.hidden = true;
-      this.collapsed.title = "show the output again (Escape then O)";
+      this.collapsed.title = "the output is hidden: show it again (Escape then O)";
       this.collapsed.setAttribute("aria-label", "Show output (cell " + this.cellId + ")");
       this.collapsed.addEventListener("click", () => {
         this.toggleOutput(false);
