@@ -163,3 +163,21 @@ def test_a_rendered_markdown_cell_takes_the_command_keys(page: Any, web: Any) ->
     expect(code_of(cells.nth(1))).to_have_value("# Title")
     for i, code in ((0, "a = 1"), (2, "c = 3")):
         expect(code_of(cells.nth(i))).to_have_value(code)  # no key typed into them
+
+
+def test_escape_then_up_and_down_go_to_the_cell_above_and_below(page: Any, web: Any) -> None:
+    """As JupyterLab's command mode: Escape then Up goes to the cell above wherever the
+    cursor is in the code (not only on its first line), more Up and Down go on from there;
+    before, Escape then Up moved the cursor a line up in the code."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("a = 1")
+    code_box(cells.nth(1)).fill("b = 2\nc = 3\nd = 4")
+    code_box(cells.nth(1)).press("Control+End")  # its last line
+    page.keyboard.press("Escape")
+    page.keyboard.press("ArrowUp")
+    expect(code_box(cells.nth(0))).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(code_box(cells.nth(2))).to_be_focused()
+    expect(code_of(cells.nth(1))).to_have_value("b = 2\nc = 3\nd = 4")

@@ -177,7 +177,7 @@
     },
 
     /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; K and J
-     * go to the cell above or below (and stay command keys: _select); A and B
+     * (Up and Down) go to the cell above or below (and stay command keys: _select); A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
      * for the last cell deleted back (cellbus:undelete), Shift+M for the cell below merged
      * into this one (cellbus:merge), C and X for it copied or cut (the keys after them
@@ -189,7 +189,10 @@
      * them; `commandHeld` is then whether the keys after it are still command keys (the
      * first of a doubled key, waiting for its second). */
     _commandKey(event) {
-      const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
+      // Up and Down are K and J there, as in JupyterLab's command mode: the cell above or
+      // below, wherever the cursor is (before, Escape then Up moved it a line up).
+      const arrow = event.shiftKey ? null : {ArrowUp: "k", ArrowDown: "j"}[event.key];
+      const key = arrow || (typeof event.key === "string" ? event.key.toLowerCase() : "");
       const held = this.commandHeld;
       this.commandHeld = null;
       if (!"myabzdi0jkcxvo".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
