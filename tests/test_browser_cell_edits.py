@@ -5,6 +5,7 @@ each cell and its output by name."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from test_browser import (browser, code_box, code_of, expect, open_worksheet,  # noqa: F401
@@ -181,3 +182,15 @@ def test_escape_then_up_and_down_go_to_the_cell_above_and_below(page: Any, web: 
     page.keyboard.press("ArrowDown")
     expect(code_box(cells.nth(2))).to_be_focused()
     expect(code_of(cells.nth(1))).to_have_value("b = 2\nc = 3\nd = 4")
+
+
+def test_the_tabs_icon_shows_a_run(page: Any, web: Any) -> None:
+    """As JupyterLab's busy icon: the tab's icon changes while a cell runs, and back once it
+    ended, so a tab in the background says when a long run is over."""
+    cells = open_worksheet(page, web)
+    icon = page.locator("link[rel=icon]")
+    idle = icon.get_attribute("href")
+    run(cells.nth(0), "import time\ntime.sleep(1)")
+    expect(icon).to_have_attribute("href", re.compile(r"^data:image/svg\+xml,"))
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")
+    expect(icon).to_have_attribute("href", idle or "")
