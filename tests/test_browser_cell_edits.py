@@ -194,3 +194,30 @@ def test_the_tabs_icon_shows_a_run(page: Any, web: Any) -> None:
     expect(icon).to_have_attribute("href", re.compile(r"^data:image/svg\+xml,"))
     expect(cells.nth(0)).to_have_attribute("data-status", "done")
     expect(icon).to_have_attribute("href", idle or "")
+
+
+def test_a_rendered_markdown_cell_brought_back_or_pasted_has_the_focus(page: Any,
+                                                                        web: Any) -> None:
+    """A rendered Markdown cell brought back (Escape then Z), pasted (V) or moved has the
+    focus on its text, where its keys work; before, the focus went to its hidden code box,
+    and so to the page's body: the next key did nothing."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("# Notes")
+    code_box(cells.nth(0)).press("Escape")
+    page.keyboard.press("m")
+    page.keyboard.press("Control+Enter")  # rendered, focused
+    rendered = cells.nth(0).locator(".cellbus-markdown")
+    expect(rendered).to_be_focused()
+    for key in ("d", "d"):
+        page.keyboard.press(key)
+    expect(cells).to_have_count(2)
+    page.keyboard.press("Escape")
+    page.keyboard.press("z")
+    expect(cells).to_have_count(3)
+    expect(rendered).to_be_focused()
+    page.keyboard.press("c")
+    page.keyboard.press("v")
+    expect(cells).to_have_count(4)
+    expect(cells.nth(1).locator(".cellbus-markdown")).to_be_focused()
+    cells.nth(1).get_by_role("button", name="Move down").click()
+    expect(cells.nth(2).locator(".cellbus-markdown")).to_be_focused()

@@ -88,8 +88,11 @@
       input.style.height = Math.min(input.scrollHeight + frame, 30 * lineHeight + 24) + "px";
     },
 
+    /** Focus the code box, or a rendered Markdown cell's text (its code box is hidden:
+     * focused, it took no keys, and the focus fell to the page's body). */
     focus() {
-      if (this.editor) this.editor.focus();
+      if (!this.rendered.hidden) this.rendered.focus();
+      else if (this.editor) this.editor.focus();
       else this.input.focus();
     },
 
