@@ -221,3 +221,22 @@ def test_a_rendered_markdown_cell_brought_back_or_pasted_has_the_focus(page: Any
     expect(cells.nth(1).locator(".cellbus-markdown")).to_be_focused()
     cells.nth(1).get_by_role("button", name="Move down").click()
     expect(cells.nth(2).locator(".cellbus-markdown")).to_be_focused()
+
+
+def test_escape_then_enter_types_no_new_line(page: Any, web: Any) -> None:
+    """As Jupyter's Enter in command mode (edit the cell): Escape then J then Enter, and
+    Escape then Enter, leave the code as it was, and typing goes on there; before, each
+    Enter typed a new line into the code."""
+    cells = open_worksheet(page, web)
+    code_box(cells.nth(0)).fill("a = 1")
+    code_box(cells.nth(1)).fill("b = 2")
+    code_box(cells.nth(0)).press("Escape")
+    for key in ("j", "Enter"):
+        page.keyboard.press(key)
+    expect(code_box(cells.nth(1))).to_be_focused()
+    page.keyboard.press("Escape")
+    page.keyboard.press("Enter")
+    page.keyboard.press("Control+End")
+    page.keyboard.type("0")
+    expect(code_of(cells.nth(1))).to_have_value("b = 20")
+    expect(code_of(cells.nth(0))).to_have_value("a = 1")

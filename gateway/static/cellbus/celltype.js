@@ -183,7 +183,9 @@
      * into this one (cellbus:merge), C and X for it copied or cut (the keys after them
      * are command keys still, here or in the cell that has the focus after a cut, so X then
      * V moves a cell down), V and Shift+V for the cell copied pasted below or above it
-     * (cellbus:copy, cut, paste), O for its output hidden or shown again; and each key of DOUBLED pressed twice, D, D for this
+     * (cellbus:copy, cut, paste), O for its output hidden or shown again, Enter for the
+     * code to edit again (no new line typed: Escape, J, Enter edits the cell below as in
+     * Jupyter; before, it typed a new line into it); and each key of DOUBLED pressed twice, D, D for this
      * cell deleted, I, I for the running cell stopped, 0, 0 for the session restarted (each
      * key typed into the code before). True if `event` (the key after an Escape) was one of
      * them; `commandHeld` is then whether the keys after it are still command keys (the
@@ -195,6 +197,11 @@
       const key = arrow || (typeof event.key === "string" ? event.key.toLowerCase() : "");
       const held = this.commandHeld;
       this.commandHeld = null;
+      if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey
+          && !event.altKey) {
+        event.preventDefault();  // Jupyter's Enter in command mode: edit the cell, type nothing
+        return true;
+      }
       if (!"myabzdi0jkcxvo".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
           || event.altKey || (held in DOUBLED && key !== held)) {  // (D then X: typed, as before)
         return false;
