@@ -6,7 +6,9 @@ broker's ``session_closed`` (the session ended, and why: broker/closures.py) and
 statuses that carry the device's idle timeout (``metadata.cellbus.idle_timeout``), from
 which it warns before the session is ended. Over HTTP a cell's ``/update`` carries neither,
 so the page asks here: the answer is ``{"session", "seq", "messages", "more"}``, the notes
-of the worksheet's current session after ``since`` (as the WebSocket shows them), ``seq``
+of the worksheet's current session after ``since`` (as the WebSocket shows them) and the
+``execute_input`` of each run started in it (by which the page follows another tab's or
+client's runs, as the WebSocket's feed lets it: channelin.js), ``seq``
 the last seq read, and ``more`` if the feed goes on past what one answer reads. ``session``
 (the one the page knows) makes an answer about another session start from its seq 1, as a
 subscription does. With ``wait`` an answer with no note waits up to that many seconds for
@@ -42,6 +44,18 @@ def is_note(msg: Message) -> bool:
     return msg["msg_type"] == mt.SESSION_CLOSED or (
         isinstance(facts.get("idle_timeout"), (int, float))
         and not isinstance(facts.get("idle_timeout"), bool))
+
+
+def as_sent(msg: Message) -> dict[str, Any] | None:
+    """``msg`` as an answer carries it (JSON), if it is a note or a run's start. A run's
+    code is left out (``null``): the page reads it from the cell's ``/update`` as it follows
+    the run, and an answer that reads a long session from its start would hold the code of
+    every run in it (up to 8,000, each up to ``--max-input``)."""
+    if msg["msg_type"] == mt.EXECUTE_INPUT:
+        sent = json.loads(to_json(msg))
+        sent["content"]["code"] = None
+        return sent
+    return json.loads(to_json(msg)) if is_note(msg) else None
 
 
 class SessionNotesHandler(BaseHandler):
@@ -102,8 +116,9 @@ class SessionNotesHandler(BaseHandler):
                     session = content["session"]
                 for msg in content["messages"]:
                     seq = max(seq, msg["metadata"]["cellbus"]["seq"])
-                    if is_note(msg):
-                        notes.append(json.loads(to_json(msg)))
+                    sent = as_sent(msg)
+                    if sent is not None:
+                        notes.append(sent)
             more = bool(content["more"])
             if not more:
                 break

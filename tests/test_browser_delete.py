@@ -88,7 +88,7 @@ def test_the_delete_note_goes_once_it_no_longer_holds(page: Any, web: Chain) -> 
     ws = worksheet_of(page)
     note = page.locator("#notebook-note")
     code_box(cells.nth(0)).fill("1 / 0")
-    page.get_by_role("button", name="Run all").click()
+    page.get_by_role("button", name="Run all", exact=True).click()
     expect(note).to_have_text("Run all stopped at cell 1 (error): the cells after it did not "
                               "run.")
     code_box(cells.nth(0)).press("Control+a")

@@ -15,7 +15,9 @@ from test_browser import (browser, code_box, code_of, expect, open_worksheet, pa
                           run, web)
 from test_browser_console import Console
 from test_browser_delete import worksheet_of
+from test_browser_poll_session import no_websocket
 
+TICKS = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
 STREAM = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.4)"
 
 
@@ -80,3 +82,43 @@ def test_a_run_in_one_tab_shows_in_the_other(page: Any, web: Chain) -> None:  # 
             ] == ["1", "2", "3", "4", "9"]
     assert console.settled(other) == []
     other.close()
+
+
+def test_a_page_on_long_polling_follows_runs_as_a_websocket_page_does(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that a tab with no WebSocket (long polling) shows another tab's run of its cell
+    (code, output as it streams, done) and a run of the HTTP API in a cell it lacks (added,
+    and it stays), while its own runs are its own. Before, such a tab showed none of them."""
+    cells_a = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    other = page.context.new_page()
+    no_websocket(other)
+    other.goto(page.url)
+    cells_b = other.locator(".cellbus-cell")
+    expect(cells_b).to_have_count(3)
+    run(cells_b.nth(2), "b = 2")
+    expect(cells_b.nth(2)).to_have_attribute("data-status", "done")
+
+    run(cells_a.nth(0), TICKS)
+    expect(cells_b.nth(0).locator(".cellbus-output")).to_contain_text("tick 3")
+    expect(cells_b.nth(0)).to_have_attribute("data-status", "running")  # as they stream
+    expect(code_of(cells_b.nth(0))).to_have_value(TICKS)
+    cells_a.nth(0).get_by_role("button", name="Stop (cell 1)").click()
+    expect(cells_b.nth(0).locator(".cellbus-error")).to_contain_text("KeyboardInterrupt")
+    expect(cells_b.nth(0)).to_have_attribute("data-status", "error")
+
+    api = json.dumps({"input": "print('from the API', b)"})
+    assert call(web.port, "POST", f"/home/guest/{ws}/9/evaluate", api, JSON).status == 202
+    expect(cells_b).to_have_count(4)
+    expect(cells_b.nth(3).locator(".cellbus-output")).to_have_text("from the API 2")
+    expect(code_of(cells_b.nth(3))).to_have_value("print('from the API', b)")
+    run(cells_b.nth(2), "print('own', b)")  # its own run, not followed as another's
+    expect(cells_b.nth(2).locator(".cellbus-output")).to_have_text("own 2")
+    expect(cells_b.nth(2)).to_have_attribute("data-status", "done")
+    expect(cells_b).to_have_count(4)
+    other.close()
+    # The notes tell each run's start without its code (the page reads it from /update):
+    # an answer from a long session's start would hold the code of every run in it.
+    starts = [m for m in call(web.port, "GET", f"/home/guest/{ws}/session?since=0").body[
+        "messages"] if m["msg_type"] == "execute_input"]
+    assert len(starts) >= 4 and all(m["content"]["code"] is None for m in starts), starts

@@ -55,7 +55,7 @@ def test_run_all_then_download(page: Any, web: Chain, tmp_path: Path) -> None:  
         page.get_by_role("button", name="+ Add cell").click()
         fill(cells.last, code)
     expect(cells).to_have_count(6)
-    page.get_by_role("button", name="Run all").click()
+    page.get_by_role("button", name="Run all", exact=True).click()
     expect(cells.nth(4)).to_have_attribute("data-status", "error")
     expect(page.locator("#notebook-note")).to_have_text(
         "Run all stopped at cell 5 (error): the cells after it did not run.")

@@ -65,7 +65,7 @@ def test_an_opened_notebook_runs_in_its_kernel_and_a_download_keeps_it(
     page.get_by_label("Open .ipynb").set_input_files(path)
     expect(page.locator("#kernel")).to_have_value("bash")
     expect(code_of(cells.nth(0))).to_have_value('echo "bash $((6*7))"')
-    page.get_by_role("button", name="Run all").click()
+    page.get_by_role("button", name="Run all", exact=True).click()
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("bash 42")
     with page.expect_download() as download:
         page.get_by_role("link", name="Download .ipynb").click()
@@ -75,7 +75,7 @@ def test_an_opened_notebook_runs_in_its_kernel_and_a_download_keeps_it(
     expect(page.locator("#kernel")).to_have_value("python")
     page.get_by_label("Open .ipynb").set_input_files(again)
     expect(page.locator("#kernel")).to_have_value("bash")
-    page.get_by_role("button", name="Run all").click()
+    page.get_by_role("button", name="Run all", exact=True).click()
     expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text(
         "bash 42")
 
@@ -112,7 +112,7 @@ def test_a_notebook_in_a_kernel_not_offered_says_so_and_the_person_picks(
     expect(page.locator("#kernel")).to_have_value("bash")
     cells = page.locator(".cellbus-cell")
     expect(code_of(cells.nth(0))).to_have_value('echo "picked $((6*7))"')
-    page.get_by_role("button", name="Run all").click()
+    page.get_by_role("button", name="Run all", exact=True).click()
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("picked 42")
 
     ipykernel = v4.new_notebook(cells=[v4.new_code_cell("print('py', 6 * 7)")], metadata={
@@ -122,5 +122,5 @@ def test_a_notebook_in_a_kernel_not_offered_says_so_and_the_person_picks(
     open_worksheet(page, web, kernel="bash")
     page.get_by_label("Open .ipynb").set_input_files(tmp_path / "py.ipynb")
     expect(page.locator("#kernel")).to_have_value("python")
-    page.get_by_role("button", name="Run all").click()
+    page.get_by_role("button", name="Run all", exact=True).click()
     expect(page.locator(".cellbus-cell").nth(0).locator(".cellbus-output")).to_have_text("py 42")

@@ -40,6 +40,6 @@ def test_every_request_of_the_page_ends_with_its_answer_read(page: Any, web: Cha
     expect(cells.nth(1).locator(".cellbus-output")).to_have_text("sleeping")
     cells.nth(1).get_by_role("button", name="Stop").click()
     expect(cells.nth(1)).to_have_attribute("data-status", "error")
-    page.locator(".cellbus-session").get_by_role("button", name="Restart").click()
+    page.locator(".cellbus-session").get_by_role("button", name="Restart", exact=True).click()
     expect(session_state(page)).to_contain_text("restarted")
     assert console.settled(page) == []

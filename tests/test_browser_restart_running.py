@@ -16,7 +16,7 @@ def test_restart_while_a_cell_runs_says_restarted(page: Any, web: Any) -> None:
     bar = page.locator(".cellbus-session")
     run(cells.nth(0), "import time\nprint('long', flush=True)\ntime.sleep(60)")
     expect(cells.nth(0).locator(".cellbus-output")).to_contain_text("long")
-    page.get_by_role("button", name="Restart").click()
+    page.get_by_role("button", name="Restart", exact=True).click()
     expect(cells.nth(0)).not_to_have_attribute("data-status", "running")
     expect(bar).to_have_attribute("data-state", "gone")
     expect(bar).to_contain_text("restarted")

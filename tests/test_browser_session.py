@@ -23,7 +23,7 @@ def test_state_kernel_and_restart(page: Any, web: Any) -> None:
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("sleeping")
     expect(bar).to_have_attribute("data-state", "busy")
     expect(bar).to_have_attribute("data-state", "idle")
-    bar.get_by_role("button", name="Restart").click()
+    bar.get_by_role("button", name="Restart", exact=True).click()
     expect(bar).to_have_attribute("data-state", "gone")
     expect(bar.locator(".cellbus-session-state")).to_contain_text("restarted")
     ARTIFACTS.mkdir(exist_ok=True)
@@ -78,7 +78,7 @@ def test_an_idle_session_is_warned_kept_and_its_end_said_after_a_reload(
     page.keyboard.press("Enter")
     expect(keep).to_be_hidden()
     # its focus went to Restart beside it, not to the page's body
-    expect(bar.get_by_role("button", name="Restart")).to_be_focused()
+    expect(bar.get_by_role("button", name="Restart", exact=True)).to_be_focused()
     expect(state).to_have_text("idle")
     expect(keep).to_be_visible(timeout=10_000)  # the keep-alive run's own idle time
     assert chain.broker is not None

@@ -52,6 +52,27 @@
       }
     },
 
+    /** A rendered Markdown cell's keys, as JupyterLab's command mode takes them there (it
+     * has no code box to type into): Enter edits it, Shift+Enter goes on to the next cell,
+     * Up and Down go to the cell above or below, and Jupyter's command keys need no Escape
+     * first (K, J, D, D, A, B, C, X, V, Z, Y...). Before, only Enter did anything: a keyboard
+     * user who came to it with Escape then K or J could go no further, nor delete it. */
+    _renderedKey(event) {
+      if (event.isComposing || MODIFIERS.includes(event.key) || event.key === "Escape") return;
+      const plain = !event.shiftKey && !event.ctrlKey && !event.metaKey && !event.altKey;
+      if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        this.edit();
+      } else if (event.key === "Enter" && event.shiftKey && !event.ctrlKey && !event.metaKey) {
+        event.preventDefault();
+        if (this.options.onShiftEnter) this.options.onShiftEnter(this);
+      } else if ((event.key === "ArrowUp" || event.key === "ArrowDown") && plain) {
+        if (this._leave(event.key === "ArrowUp" ? -1 : 1, 0)) event.preventDefault();
+      } else {
+        this._commandKey(event);
+      }
+    },
+
     /** Up on the box's first line, Down on its last: the cell above or below. */
     _arrow(event) {
       const box = this.input, up = event.key === "ArrowUp";
@@ -156,20 +177,33 @@
     },
 
     /** Jupyter's command keys, after an Escape: M makes the cell Markdown, Y code; K and J
-     * go to the cell above or below (and stay command keys: _select); A and B
+     * (Up and Down) go to the cell above or below (and stay command keys: _select); A and B
      * ask for a new cell above or below it (cellbus:insert, which a worksheet answers), Z
      * for the last cell deleted back (cellbus:undelete), Shift+M for the cell below merged
-     * into this one (cellbus:merge); and each key of DOUBLED pressed twice, D, D for this
+     * into this one (cellbus:merge), C and X for it copied or cut (the keys after them
+     * are command keys still, here or in the cell that has the focus after a cut, so X then
+     * V moves a cell down), V and Shift+V for the cell copied pasted below or above it
+     * (cellbus:copy, cut, paste), O for its output hidden or shown again, Enter for the
+     * code to edit again (no new line typed: Escape, J, Enter edits the cell below as in
+     * Jupyter; before, it typed a new line into it); and each key of DOUBLED pressed twice, D, D for this
      * cell deleted, I, I for the running cell stopped, 0, 0 for the session restarted (each
      * key typed into the code before). True if `event` (the key after an Escape) was one of
      * them; `commandHeld` is then whether the keys after it are still command keys (the
      * first of a doubled key, waiting for its second). */
     _commandKey(event) {
-      const key = typeof event.key === "string" ? event.key.toLowerCase() : "";
+      // Up and Down are K and J there, as in JupyterLab's command mode: the cell above or
+      // below, wherever the cursor is (before, Escape then Up moved it a line up).
+      const arrow = event.shiftKey ? null : {ArrowUp: "k", ArrowDown: "j"}[event.key];
+      const key = arrow || (typeof event.key === "string" ? event.key.toLowerCase() : "");
       const held = this.commandHeld;
       this.commandHeld = null;
-      if (!"myabzdi0jk".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
-          || event.altKey) {
+      if (event.key === "Enter" && !event.shiftKey && !event.ctrlKey && !event.metaKey
+          && !event.altKey) {
+        event.preventDefault();  // Jupyter's Enter in command mode: edit the cell, type nothing
+        return true;
+      }
+      if (!"myabzdi0jkcxvo".includes(key) || key.length !== 1 || event.ctrlKey || event.metaKey
+          || event.altKey || (held in DOUBLED && key !== held)) {  // (D then X: typed, as before)
         return false;
       }
       event.preventDefault();
@@ -181,6 +215,12 @@
       } else if (key === "m" && event.shiftKey) this._event("merge", {});
       else if (key === "a" || key === "b") this._event("insert", {above: key === "a"});
       else if (key === "z") this._event("undelete", {});
+      else if (key === "o" && !event.shiftKey) this.toggleOutput();
+      else if (key === "c" || key === "x") {
+        if (key === "c") this.commandHeld = "c";  // command keys still: C then V pastes
+        this._event(key === "c" ? "copy" : "cut", {});
+      }
+      else if (key === "v") this._event("paste", {above: event.shiftKey});
       else this.setType(key === "m" ? "markdown" : "code");
       return true;
     },

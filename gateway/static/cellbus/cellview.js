@@ -9,6 +9,11 @@
       this.element = element;
       element.classList.add("cellbus-cell");
       element.textContent = "";
+      // A screen reader's user moves by cell (a group named for it) and hears its output
+      // as a log of what the run wrote; before, a worksheet read as one list of boxes and
+      // buttons, and a run's output as unnamed text between one cell's buttons and the next.
+      element.setAttribute("role", "group");
+      element.setAttribute("aria-label", "cell " + this.cellId);
       this.input = el("textarea", "cellbus-input");
       this.input.value = o.code;
       this.input.wrap = "off";
@@ -43,19 +48,29 @@
       this.notice.setAttribute("role", "alert");
       this.notice.hidden = true;
       this.outputElement = el("div", "cellbus-output");
+      this.outputElement.setAttribute("role", "log");  // (aria-live polite, as before)
       this.outputElement.setAttribute("aria-live", "polite");
+      this.outputElement.setAttribute("aria-label", "output of cell " + this.cellId);
       this.view = new OutputView(this.outputElement, this);
+      // In the output's place while it is hidden (toggleOutput), as JupyterLab's "…".
+      // (Its name holds what it shows, for speech control: "click Show output".)
+      this.collapsed = el("button", "cellbus-collapsed", "Show output");
+      this.collapsed.type = "button";
+      this.collapsed.hidden = true;
+      this.collapsed.title = "the output is hidden: show it again (Escape then O)";
+      this.collapsed.setAttribute("aria-label", "Show output (cell " + this.cellId + ")");
+      this.collapsed.addEventListener("click", () => {
+        this.toggleOutput(false);
+        this.focus();  // (the button it was on is gone)
+      });
       this.rendered = el("div", "cellbus-markdown");  // a Markdown cell, rendered
       this.rendered.hidden = true;
       this.rendered.tabIndex = 0;
       this.rendered.title = "double-click (or Enter) to edit";
       this.rendered.addEventListener("dblclick", () => this.edit());
-      this.rendered.addEventListener("keydown", (event) => {
-        if (event.key !== "Enter" || event.shiftKey || event.ctrlKey || event.metaKey) return;
-        event.preventDefault();
-        this.edit();
-      });
-      element.append(this.input, this.rendered, bar, this.notice, this.outputElement);
+      this.rendered.addEventListener("keydown", (event) => this._renderedKey(event));
+      element.append(this.input, this.rendered, bar, this.notice, this.collapsed,
+                     this.outputElement);
       this.editor = attachEditor(this);  // null: the plain textarea
       this._fit();
       this._setStatus("idle");
@@ -73,9 +88,22 @@
       input.style.height = Math.min(input.scrollHeight + frame, 30 * lineHeight + 24) + "px";
     },
 
+    /** Focus the code box, or a rendered Markdown cell's text (its code box is hidden:
+     * focused, it took no keys, and the focus fell to the page's body). */
     focus() {
-      if (this.editor) this.editor.focus();
+      if (!this.rendered.hidden) this.rendered.focus();
+      else if (this.editor) this.editor.focus();
       else this.input.focus();
+    },
+
+    /** Hide the output, or show it again (`hidden`; by default the other of what it is),
+     * as JupyterLab's Escape then O: a button in its place says it is hidden and shows it;
+     * what a run writes meanwhile is kept, and shows with it. The focus stays where it is. */
+    toggleOutput(hidden) {
+      const hide = typeof hidden === "boolean" ? hidden : !this.outputElement.hidden;
+      this.outputElement.hidden = hide;
+      this.collapsed.hidden = !hide;
+      this._event("output", {hidden: hide});
     },
 
     /** Clear the output on the page (the store keeps it: a reload shows it again). */

@@ -91,9 +91,13 @@
       if (this.request(cell, "interact_request", content) === null) this.poll.interact(cell, content);
     }
 
-    /** The worksheet's next request gets a fresh session (its variables are gone). */
+    /** The worksheet's next request gets a fresh session (its variables are gone). A
+     * Promise, resolved once a request sent after it comes after it: at once on the
+     * WebSocket (the gateway takes a socket's messages in order), once the gateway
+     * answered over HTTP. */
     restart(cell) {
-      if (this.request(cell, "restart_request", {}) === null) this.poll.restart(cell);
+      if (this.request(cell, "restart_request", {}) === null) return this.poll.restart(cell);
+      return Promise.resolve();
     }
 
     /** Show request `msgId` of `cell` (sent before this page loaded) until it ends, from

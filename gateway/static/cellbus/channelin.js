@@ -8,7 +8,8 @@
   // Promise that waits for it, and the broker's notes on the worksheet's session (ended, idle)
   // to the page as events. Output may come before its request's reply: both are keyed by the
   // request's msg_id.
-  const NOTES_EVERY = 5000;        // ms between asks for session notes over HTTP
+  const NOTES_EVERY = 2000;        // ms between asks for session notes over HTTP (a tab shown:
+  const NOTES_HIDDEN = 5000;       // another client's run shows here that soon), hidden
   const NOTES_RETRY_MAX = 60000;   // ms between them at most, doubling after failures
   // What a run says, by which another page's run in a cell is followed (Channel._follow).
   const FOLLOWED = new Set(["status", "execute_input", "stream", "display_data", "execute_result",
@@ -133,18 +134,23 @@
           + (sub.session ? "&session=" + encodeURIComponent(sub.session) : "");
         const r = await this.poll.ask(url, {cache: "no-store"}).catch(() => null);
         const body = r && r.ok && isObject(r.body) ? r.body : null;
-        delay = body ? NOTES_EVERY : Math.min(delay * 2, NOTES_RETRY_MAX);
+        const every = document.hidden ? NOTES_HIDDEN : NOTES_EVERY;
+        delay = body ? every : Math.min(Math.max(delay, every) * 2, NOTES_RETRY_MAX);
         if (body && typeof body.session === "string" && body.session !== sub.session) {
           this._newSession(sub, body.session);
         }
+        const starts = [];  // the runs started (their execute_input)
         for (const msg of body && Array.isArray(body.messages) ? body.messages : []) {
           const facts = isObject(msg) && isObject(msg.content) ? cellbusFacts(msg) : null;
           if (!facts || !Number.isInteger(facts.seq) || facts.seq <= sub.last) continue;
           sub.last = facts.seq;
-          this._sessionNote(sub, msg, facts);
+          if (msgTypeOf(msg) === "execute_input") starts.push({msg: msg, facts: facts});
+          else this._sessionNote(sub, msg, facts);
         }
         if (body && Number.isInteger(body.seq)) sub.last = Math.max(sub.last, body.seq);
+        if (sub.live) this._followPolled(sub, starts);
         if (body && body.more) continue;
+        if (body) sub.live = true;  // what comes next is new
         await new Promise((resolve) => {
           sub.poke = resolve;
           setTimeout(resolve, delay);
@@ -182,25 +188,49 @@
      * Not while the page's first replay runs (the cells show the store's runs from
      * /update), nor for a Keep's runs or a completion's. True if the message was taken. */
     _follow(sub, msg, facts, parent) {
-      const id = facts.cell_id === undefined || facts.cell_id === null ? null : String(facts.cell_id);
-      if (!sub.live || id === null || id === KEEPALIVE_CELL || id === KERNEL_START_CELL
-          || !FOLLOWED.has(msgTypeOf(msg))
-          || typeof facts.interact_id === "string" || isObject(facts.reply_to)) return false;
-      const find = () => Array.from(sub.cells).find((c) => c.cellId === id);
-      let cell = find();
-      if (cell && (cell.busy || cell.requestId === parent)) return false;  // its own run
-      // The cell, or if the page has none of that id, one of the worksheet's cells, tells
-      // the page (which adds it).
-      const teller = cell || sub.cells.values().next().value;
-      if (!teller) return false;
-      teller._event("followed", {cellId: id, code: msgTypeOf(msg) === "execute_input"
-                                 ? msg.content.code : null});
-      cell = find();
-      if (!cell || !cell.followRun(parent)) return false;
+      const cell = this._followCell(sub, msg, facts, parent);
+      if (!cell) return false;
       this.requests.set(parent, {cell: cell, msg: null, kind: "execute_request", sent: true,
                                  accepted: true, followed: true});
       cell._message(facts.seq, msg);
       return true;
+    },
+
+    /** The cell that shows run `parent` of another client from `msg` on (see _follow),
+     * told to the page (cellbus:followed) and showing the run; or null. */
+    _followCell(sub, msg, facts, parent) {
+      const id = facts.cell_id === undefined || facts.cell_id === null ? null : String(facts.cell_id);
+      if (!sub.live || id === null || id === KEEPALIVE_CELL || id === KERNEL_START_CELL
+          || !FOLLOWED.has(msgTypeOf(msg))
+          || typeof facts.interact_id === "string" || isObject(facts.reply_to)) return null;
+      const find = () => Array.from(sub.cells).find((c) => c.cellId === id);
+      let cell = find();
+      if (cell && (cell.busy || cell.requestId === parent)) return null;  // its own run
+      // The cell, or if the page has none of that id, one of the worksheet's cells, tells
+      // the page (which adds it).
+      const teller = cell || sub.cells.values().next().value;
+      if (!teller) return null;
+      const code = msgTypeOf(msg) === "execute_input" && typeof msg.content.code === "string"
+        ? msg.content.code : null;
+      teller._event("followed", {cellId: id, code: code});
+      cell = find();
+      return cell && cell.followRun(parent) ? cell : null;
+    },
+
+    /** Over HTTP, the runs that started in an answer of _pollNotes (their execute_input):
+     * the last of each cell that this page did not send is followed from the cell's
+     * /update until it ends (PollTransport.follow), as the WebSocket's feed has a run of
+     * another tab or client followed (_follow); not those of the first answer, a replay of
+     * what the cells show from the store. */
+    _followPolled(sub, starts) {
+      const last = new Map();
+      for (const start of starts) last.set(String(start.facts.cell_id), start);
+      for (const {msg, facts} of last.values()) {
+        const parent = isObject(msg.parent_header) ? msg.parent_header.msg_id : null;
+        if (typeof parent !== "string" || this.poll.mine.has(parent)) continue;
+        const cell = this._followCell(sub, msg, facts, parent);
+        if (cell) this.poll.follow(cell, parent, null, true);
+      }
     },
 
     _output(msg, facts, parent) {

@@ -54,6 +54,8 @@
  *                 its idle timeout with Keep) and its Restart button
  *   notebook.js   Jupyter notebooks (.ipynb): the cells and the kernel a worksheet takes
  *                 of one
+ *   sheetedits.js  a worksheet's cell edits by Jupyter's command keys: delete and Escape
+ *                 then Z, copy, cut and paste (Escape then C, X, V)
  *   worksheet.js  makeCell, makeWorksheet (cells that share a session; another page's runs
  *                 in them followed) and the public API on window.cellbus
  */

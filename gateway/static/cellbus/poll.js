@@ -5,12 +5,15 @@
    * gets through. It tells a cell what happens by the same calls Channel makes: _accepted,
    * _running, _counted, _show, _finish, _failed, _connection and the _interact* ones. Over
    * HTTP the cell sees whole blocks (/update's), not messages to fold. */
+  const MINE_KEPT = 1000;  // runs a page remembers sending over HTTP (PollTransport.mine)
+
   class PollTransport {
     constructor(server, token) {
       this.server = server;
       this.token = token;
       this.cells = new WeakMap();  // cell -> its HTTP state (see _of)
       this.onRunEnd = null;        // function(cell) once a run followed here ended
+      this.mine = new Set();       // msg_ids of the runs this page sent (the newest MINE_KEPT)
     }
 
     register() {}  // nothing to subscribe to
@@ -107,13 +110,18 @@
         cell._failed("The server refused this evaluation: " + (body.error || "HTTP " + r.status));
         return;
       }
+      this.mine.add(body.msg_id);
+      if (this.mine.size > MINE_KEPT) this.mine.delete(this.mine.values().next().value);
       cell._accepted(body.msg_id, body.status || "needs_work");
       this.follow(cell, body.msg_id, null);
     }
 
     /** Show request `msgId` of `cell` as it goes on, until it ends: from `doc` (an /update
-     * document already shown) or from nothing. */
-    async follow(cell, msgId, doc) {
+     * document already shown) or from nothing. `other`: a run another tab or client
+     * started (Channel._followPolled): its code is told to the page as /update has it
+     * (cellbus:followed), and a later run of theirs in the cell is followed in its turn
+     * (the session notes told only the last run of each cell). */
+    async follow(cell, msgId, doc, other) {
       const s = this._of(cell);
       s.blocks = doc ? Object.assign({}, doc.output) : {};
       s.seq = doc && Number.isInteger(doc.seq) ? doc.seq : 0;
@@ -133,9 +141,18 @@
         }
         delay = 500;
         cell._connection(true);
+        if (next.request && next.request !== msgId && other && !this.mine.has(next.request)) {
+          msgId = cell.requestId = next.request;  // theirs again: shown from its start
+          s.blocks = {};
+          s.seq = 0;
+          continue;
+        }
         if (next.request && next.request !== msgId) {
           cell._finish("superseded");
           return;
+        }
+        if (other && typeof next.input === "string" && next.input !== cell.input.value) {
+          cell._event("followed", {cellId: cell.cellId, code: next.input});
         }
         this._showDocument(cell, next);
         cell._counted(next.input, next.execution_count);  // as its execute_input shows it
@@ -166,8 +183,9 @@
       this.ask(this.url(cell, "interrupt?on_conflict=report"), {method: "POST"}).catch(() => {});
     }
 
+    /** A Promise, resolved once the gateway answered (or could not be reached). */
     restart(cell) {
-      this.ask(this.url(cell, "restart"), {method: "POST"}).catch(() => {});
+      return this.ask(this.url(cell, "restart"), {method: "POST"}).then(() => {}, () => {});
     }
 
     /** The session's completions or help over HTTP (POST …/complete or …/inspect as

@@ -142,10 +142,11 @@
         + " unless the session is used (Keep keeps it)";
     }
 
+    /** A Promise, resolved once the next run goes to the new session (Channel.restart). */
     restart() {
       const cell = this.cells[0];
-      if (!cell) return;
-      cell.channel.restart(cell);
+      if (!cell) return Promise.resolve();
+      const restarted = cell.channel.restart(cell);
       // Runs going on end with the old session: they are no sign of a new one.
       this.old = new Set(this.cells.filter((c) => c.busy));
       this.known = false;
@@ -154,6 +155,7 @@
       this.lastCount = null;
       this.why = "restarted: the next evaluation starts a new session, without the old variables";
       this.show();
+      return restarted;
     }
 
     /** An execution number `count`: 1 after others is a new worker, with none of the old

@@ -37,22 +37,22 @@
     return Boolean(nav && nav.type === "reload");
   }
 
-  /** How many deleted cells a worksheet can bring back. */
-  const MAX_UNDO = 20;
 
   /** Cells that share one worksheet (one session), one after the other in `element`;
    * Shift+Enter evaluates and moves to the next cell, adding one after the last. Each cell
    * has a Code/Markdown selector and buttons to move it up or down, clear its output and
    * delete it (also Escape then D, D; Undo delete, or Escape then Z, brings it back); Escape
    * then A or B in a cell adds one above or below it, Ctrl+Shift+Minus splits it at the
-   * cursor, Escape then Shift+M merges the one below into it, Alt+Enter evaluates and adds one below, Up on a cell's first
+   * cursor, Escape then Shift+M merges the one below into it, Escape then C, X and V copy,
+   * cut and paste it, Alt+Enter evaluates and adds one below, Up on a cell's first
    * line and Down on its last go to the next cell. `codes`: the cells'
    * code, each a string or {id, type, code} (as `layout()` gives, to save); `ran`: the ids
    * of the cells the store has runs of (a layout read's), the only ones whose stored output
    * is asked for (a cell that never ran answers 404: a console error); `onChange(sheet)`
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
    * Another page's run in a cell shows here too (its code, its output as it comes).
-   * Returns {cells, add, move, remove, undelete, layout, follow, runAll, runAbove, runBelow}. */
+   * Returns {cells, add, move, remove, undelete, layout, follow, runAll, runAbove, runBelow,
+   * restartRunAll}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -87,6 +87,12 @@
     });
     list.addEventListener("cellbus:restart", () => session.restart());
     list.addEventListener("cellbus:merge", (event) => setTimeout(() => merge(event.detail.cell), 0));
+    // Escape then C, X, V (Shift+V): after the key's own handling, as for A and B below.
+    list.addEventListener("cellbus:copy", (event) => copy(event.detail.cell, false));
+    list.addEventListener("cellbus:cut", (event) => setTimeout(() => copy(event.detail.cell, true), 0));
+    list.addEventListener("cellbus:paste", (event) => {
+      setTimeout(() => paste(event.detail.cell, event.detail.above), 0);
+    });
     list.addEventListener("cellbus:split", (event) => {  // Ctrl+Shift+Minus in a cell
       const at = cells.indexOf(event.detail.cell);
       if (at < 0) return;
@@ -184,75 +190,46 @@
         b.setAttribute("aria-label", label + " (cell " + cell.cellId + ")");
         b.addEventListener("click", action);
         box.appendChild(b);
+        return b;
       };
       // The cell's own Evaluate and Stop too: a screen reader's list of a worksheet's
       // buttons said "Evaluate" and "Stop" once a cell, not which.
       for (const b of [cell.button, cell.stopButton]) {
         b.setAttribute("aria-label", b.textContent + " (cell " + cell.cellId + ")");
       }
-      button("↑", "Move up", () => move(cell, -1));
-      button("↓", "Move down", () => move(cell, 1));
+      button("↑", "Move up", mover(cell, -1));
+      button("↓", "Move down", mover(cell, 1));
       button("Clear", "Clear output", () => cell.clearOutput());
+      const hide = button("Hide", "Hide output", () => cell.toggleOutput());
+      hide.setAttribute("aria-pressed", "false");
+      hide.classList.add("cellbus-hide-output");  // (a Markdown cell has no output to hide)
+      cell.element.addEventListener("cellbus:output", (event) => {
+        hide.setAttribute("aria-pressed", String(event.detail.hidden));
+      });
       button("✕", "Delete cell", () => remove(cell));
       return box;
     }
 
-    /** Move `cell` `by` places (-1: up). */
-    function move(cell, by) {
+    /** Move `cell` `by` places (-1: up); the focus goes to its code, or back to `keep`
+     * (the element that had it, which the move took from it). */
+    function move(cell, by, keep) {
       const from = cells.indexOf(cell), to = from + by;
       if (from < 0 || to < 0 || to >= cells.length) return;
       cells.splice(from, 1);
       cells.splice(to, 0, cell);
       list.insertBefore(cell.element, to + 1 < cells.length ? cells[to + 1].element : null);
-      cell.focus();
+      if (keep) keep.focus();
+      else cell.focus();
       changed();
     }
+    /** A Move button's action: pressed with the keyboard (a click of detail 0), the focus
+     * stays on the button, so Enter again moves the cell again; before, it went to the
+     * code, and the next Enter typed a new line into it. Clicked, the code has it. */
+    const mover = (cell, by) => (event) => move(cell, by, event.detail === 0 ? event.currentTarget : null);
 
-    // The cells deleted, newest last, to bring back (Escape then Z, or Undo delete): each
-    // with its place and whether the store has a run of it to show again.
-    const deleted = [];
-    const undo = el("div", "cellbus-undo");
-    undo.setAttribute("role", "status");
-    const undoText = el("span");
-    const undoButton = el("button", "cellbus-tool", "Undo delete");
-    undoButton.type = "button";
-    undoButton.title = "Bring the last deleted cell back (Escape then Z)";
-    undoButton.addEventListener("click", () => undelete());
-    undo.append(undoText, undoButton);
-    undo.hidden = true;
-    element.appendChild(undo);
-    const RAN = {queued: true, running: true, done: true, error: true, aborted: true};
-
-    function showUndo() {
-      const last = deleted[deleted.length - 1];
-      undo.hidden = !last;
-      if (last) undoText.textContent = "Cell " + last.entry.id + " deleted. ";
-    }
-
-    /** Bring the last deleted cell back, in its place, with its code and its last run. */
-    function undelete() {
-      const last = deleted.pop();
-      showUndo();
-      if (!last) return null;
-      const cell = add(last.entry, last.at, last.ran);
-      cell.focus();
-      return cell;
-    }
-
-    function remove(cell) {
-      const at = cells.indexOf(cell);
-      if (at < 0) return;
-      deleted.push({entry: {id: cell.cellId, type: cell.type, code: cell.input.value}, at: at,
-                    ran: cell.type === "code" && cell.status in RAN});
-      if (deleted.length > MAX_UNDO) deleted.shift();
-      showUndo();
-      cells.splice(at, 1);
-      if (cell.busy) cell._event("status", {status: "removed", busy: false});  // for runAll
-      cell.destroy();
-      cell.element.remove();
-      if (cells.length) cells[Math.min(at, cells.length - 1)].focus();
-      changed();
-    }
+    // Delete and Escape then Z, copy, cut and paste (sheetedits.js).
+    const edits = cellEdits(element, o, cells, add, changed);
+    const remove = edits.remove, undelete = edits.undelete, copy = edits.copy, paste = edits.paste;
 
     /** Escape then Shift+M, as Jupyter's merge: the code of the cell below `cell` goes to
      * the end of its own, after a blank line, and that cell is deleted (Escape then Z
@@ -325,6 +302,13 @@
     function runBelow(cell) {
       return runCells(cells.slice(Math.max(0, cells.indexOf(cell))), "Run below");
     }
+    /** Jupyter's Restart Kernel and Run All Cells: a fresh session, then runAll in it. */
+    function restartRunAll() {
+      if (allRun) return allRun;
+      allRun = session.restart().then(() => runEach(cells.slice(), null, "Restart & run all"))
+        .finally(() => { allRun = null; });
+      return allRun;
+    }
     function runCells(queue, name) {
       if (!allRun) allRun = runEach(queue, null, name).finally(() => { allRun = null; });
       return allRun;
@@ -390,6 +374,7 @@
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
                    layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
+                   restartRunAll: restartRunAll,
                    options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
