@@ -26,6 +26,7 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -70,6 +71,21 @@ def utcnow_iso() -> str:
     if second[0] != whole:
         second = _second = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
     return f"{second[1]}.{int((now - whole) * 1e6):06d}Z"
+
+
+#: The bits :func:`uuid.uuid4` fixes: version 4 (bits 76-79) and the RFC 4122 variant
+#: (bits 62-63), as ``uuid.UUID(bytes=..., version=4)`` sets them.
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
+
+
+def new_id() -> str:
+    """A fresh ``uuid.uuid4().hex`` (the same 32 hex digits, version and variant bits), made
+    without the ``UUID`` object: every message built needs one, and building and checking
+    that object cost more than the 16 random bytes (bench/RESULTS.md, issue 25, twelfth
+    pass)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    return f"{n & _UUID4_KEEP | _UUID4_SET:032x}"
 
 
 def _json_pack(obj: Any) -> bytes:
@@ -151,13 +167,18 @@ class Session:
         self.max_frame_size = max_frame_size
         self.replay_history = replay_history
         self._seen: OrderedDict[bytes, None] = OrderedDict()
-        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        keyed = hmac.new(key, digestmod=hashlib.sha256)
+        # Signing copies the keyed state for each message. When OpenSSL backs ``hmac`` its C
+        # object is ``_hmac``: used directly, a copy, four updates and a hexdigest are five C
+        # calls instead of five Python methods wrapping them (a node signs or checks every
+        # message it sends or takes). Any other ``hmac`` has the same methods on the wrapper.
+        self._hmac: Any = getattr(keyed, "_hmac", None) or keyed
 
     # -- building ---------------------------------------------------------------------------
 
     def msg_header(self, msg_type: str) -> dict[str, Any]:
         return {
-            "msg_id": uuid.uuid4().hex,
+            "msg_id": new_id(),
             "msg_type": msg_type,
             "session": self.session_id,
             "username": self.username,
@@ -229,10 +250,10 @@ class Session:
         idents, body = raw[:at], raw[at + 1:]
         if len(body) < 5:
             raise ProtocolError("frames", f"{len(body)} frames after the delimiter, need 5")
-        for i, frame in enumerate(body):
-            if len(frame) > self.max_frame_size:
-                raise ProtocolError(
-                    "oversize", f"frame {i} is {len(frame)} bytes, limit {self.max_frame_size}")
+        if max(map(len, body)) > self.max_frame_size:
+            i, frame = next((i, f) for i, f in enumerate(body) if len(f) > self.max_frame_size)
+            raise ProtocolError(
+                "oversize", f"frame {i} is {len(frame)} bytes, limit {self.max_frame_size}")
         signature, parts, buffers = body[0], body[1:5], body[5:]
         if not signature:
             raise ProtocolError("signature", "unsigned message")
@@ -254,8 +275,12 @@ class Session:
                 raise ProtocolError("decode", f"{name} is {type(value).__name__}, not a dict")
             decoded.append(value)
         header, parent, metadata, content = decoded
-        missing = [f for f in HEADER_FIELDS if not isinstance(header.get(f), str)]
-        if missing or not header["msg_type"]:
+        get = header.get  # HEADER_FIELDS, checked without a comprehension's frame per message
+        if not (isinstance(get("msg_id"), str) and isinstance(get("msg_type"), str)
+                and isinstance(get("session"), str) and isinstance(get("username"), str)
+                and isinstance(get("date"), str) and isinstance(get("version"), str)
+                and header["msg_type"]):
+            missing = [f for f in HEADER_FIELDS if not isinstance(header.get(f), str)]
             raise ProtocolError("header", f"header lacks {', '.join(missing) or 'msg_type'}")
         msg: Message = {
             "header": header,
