@@ -40,7 +40,7 @@ import zmq
 
 from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.sockets import BusSocket
-from protocol.wire import Message, Session
+from protocol.wire import Message, Session, new_id
 
 from . import capacity
 from .handed import Handed
@@ -205,7 +205,7 @@ class Dispatch:
             return False
         # Each hand-out is signed afresh (a nonce in the routing facts): a device that gets a
         # request again, as reconciliation may send it, must not take it for a replay.
-        nonce = self.epoch + uuid.uuid4().hex[:12]
+        nonce = self.epoch + new_id()[:12]
         self.handed.add(request.msg_id, nonce, session=request.session, device=request.device)
         self.on_handed(request.session, request.device)
         message = dict(request.message)

@@ -62,13 +62,17 @@ class _Counter:
 def unpack(data: bytes, max_items: int = DEFAULT_MAX_ITEMS) -> Any:
     """Decode ``data``, raising ``ProtocolError("oversize")`` past ``max_items`` values and
     ``ProtocolError("decode")`` if it is not exactly one msgpack value."""
-    hooks: dict[str, Any] = {}
-    if len(data) > max_items:  # else the cap holds already: every value takes a byte or more
-        counter = _Counter(max_items)
-        hooks = {"list_hook": counter.list_hook, "object_hook": counter.object_hook}
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True,
-                               max_array_len=max_items, max_map_len=max_items, **hooks)
+        if len(data) <= max_items:  # the cap holds already: every value takes a byte or more
+            # No ``**hooks`` here, not even an empty one: merging it into the call's keywords
+            # cost a third as much again as the decode of a small frame, and a node decodes
+            # four frames per message it takes (bench/RESULTS.md, issue 25, twelfth pass).
+            return msgpack.unpackb(data, raw=False, strict_map_key=True,
+                                   max_array_len=max_items, max_map_len=max_items)
+        counter = _Counter(max_items)
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_array_len=max_items,
+                               max_map_len=max_items, list_hook=counter.list_hook,
+                               object_hook=counter.object_hook)
     except ProtocolError:
         raise
     except ValueError as e:

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -74,6 +75,21 @@ def utcnow_iso() -> str:
     return f"{second[1]}.{int((now - whole) * 1e6):06d}Z"
 
 
+#: The bits :func:`uuid.uuid4` fixes: version 4 (bits 76-79) and the RFC 4122 variant
+#: (bits 62-63), as ``uuid.UUID(bytes=..., version=4)`` sets them.
+_UUID4_KEEP = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
+
+
+def new_id() -> str:
+    """A fresh ``uuid.uuid4().hex`` (the same 32 hex digits, version and variant bits), made
+    without the ``UUID`` object: every message built needs one, and building and checking
+    that object cost more than the 16 random bytes (bench/RESULTS.md, issue 25, twelfth
+    pass)."""
+    n = int.from_bytes(os.urandom(16), "big")
+    return f"{n & _UUID4_KEEP | _UUID4_SET:032x}"
+
+
 def _json_pack(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, allow_nan=False,
                       separators=(",", ":")).encode("utf-8")
@@ -87,12 +103,10 @@ def _json_unpack(data: bytes) -> Any:
 _msgpack_pack = packer(use_bin_type=True)
 
 
-def _msgpack_unpack(data: bytes) -> Any:
-    return bounded.unpack(data)  # a peer's frame must not decode into gigabytes
-
-
 _PACKERS: dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any]]] = {
-    "msgpack": (_msgpack_pack, _msgpack_unpack),
+    # bounded.unpack itself, not a function around it: a peer's frame must not decode into
+    # gigabytes, and a call more per frame is a cost per frame of every message taken.
+    "msgpack": (_msgpack_pack, bounded.unpack),
     "json": (_json_pack, _json_unpack),
 }
 
@@ -106,12 +120,22 @@ def parent_header(parent: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(parent)
 
 
+def keyed_hmac(key: bytes) -> Any:
+    """The keyed HMAC-SHA256 state that signing copies for each message. When OpenSSL backs
+    ``hmac`` its C object is ``_hmac``: used directly, a copy, four updates and a hexdigest
+    are five C calls instead of five Python methods wrapping them (a node signs or checks
+    every message it sends or takes). Any other ``hmac`` has the same methods on the
+    wrapper."""
+    keyed = hmac.new(key, digestmod=hashlib.sha256)
+    return getattr(keyed, "_hmac", None) or keyed
+
+
 class _Verifier:
     """Checks signatures made with one key other than the one this node signs with."""
 
     def __init__(self, key: bytes) -> None:
         self.key = key
-        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        self._hmac = keyed_hmac(key)
 
     def verifies(self, signature: bytes, parts: Sequence[bytes]) -> bool:
         h = self._hmac.copy()
@@ -189,14 +213,14 @@ class Session:
         del self._retired[:-MAX_RETIRED]
         self.key = key
         self.accepted = tuple(k for k in dict.fromkeys(accept) if k != key)
-        self._hmac = hmac.new(key, digestmod=hashlib.sha256)
+        self._hmac = keyed_hmac(key)
         self._verifiers = [_Verifier(k) for k in self.accepted]
 
     # -- building ---------------------------------------------------------------------------
 
     def msg_header(self, msg_type: str) -> dict[str, Any]:
         return {
-            "msg_id": uuid.uuid4().hex,
+            "msg_id": new_id(),
             "msg_type": msg_type,
             "session": self.session_id,
             "username": self.username,
@@ -268,10 +292,10 @@ class Session:
         idents, body = raw[:at], raw[at + 1:]
         if len(body) < 5:
             raise ProtocolError("frames", f"{len(body)} frames after the delimiter, need 5")
-        for i, frame in enumerate(body):
-            if len(frame) > self.max_frame_size:
-                raise ProtocolError(
-                    "oversize", f"frame {i} is {len(frame)} bytes, limit {self.max_frame_size}")
+        if max(map(len, body)) > self.max_frame_size:
+            i, frame = next((i, f) for i, f in enumerate(body) if len(f) > self.max_frame_size)
+            raise ProtocolError(
+                "oversize", f"frame {i} is {len(frame)} bytes, limit {self.max_frame_size}")
         signature, parts, buffers = body[0], body[1:5], body[5:]
         if not signature:
             raise ProtocolError("signature", "unsigned message")
@@ -298,8 +322,12 @@ class Session:
                 raise ProtocolError("decode", f"{name} is {type(value).__name__}, not a dict")
             decoded.append(value)
         header, parent, metadata, content = decoded
-        missing = [f for f in HEADER_FIELDS if not isinstance(header.get(f), str)]
-        if missing or not header["msg_type"]:
+        get = header.get  # HEADER_FIELDS, checked without a comprehension's frame per message
+        if not (isinstance(get("msg_id"), str) and isinstance(get("msg_type"), str)
+                and isinstance(get("session"), str) and isinstance(get("username"), str)
+                and isinstance(get("date"), str) and isinstance(get("version"), str)
+                and header["msg_type"]):
+            missing = [f for f in HEADER_FIELDS if not isinstance(header.get(f), str)]
             raise ProtocolError("header", f"header lacks {', '.join(missing) or 'msg_type'}")
         msg: Message = {
             "header": header,
