@@ -56,6 +56,8 @@
  *                 of one
  *   sheetedits.js  a worksheet's cell edits by Jupyter's command keys: delete and Escape
  *                 then Z, copy, cut and paste (Escape then C, X, V)
+ *   layoutstore.js  a worksheet page's cells kept in the store (its layout) and in this
+ *                 browser: saves, conflicts with other pages, another page's runs followed
  *   worksheet.js  makeCell, makeWorksheet (cells that share a session; another page's runs
  *                 in them followed) and the public API on window.cellbus
  */

@@ -386,5 +386,5 @@
   window.cellbus = {makeCell: makeCell, makeWorksheet: makeWorksheet, renderers: renderers,
                     Fold: Fold, share: share, sharedCode: sharedCode, sharedLink: sharedLink,
                     notebookLayout: notebookLayout, notebookKernel: notebookKernel,
-                    notebookKernelName: notebookKernelName,
+                    notebookKernelName: notebookKernelName, layoutStore: layoutStore,
                     version: "0.1.0"};
