@@ -85,6 +85,11 @@ def test_a_device_that_outlived_its_brokers_store_goes_on_with_a_restored_backup
     broker.wait_for_log(r"device dev registered")
     ended = chain.wait_done("ann/ws/2", timeout=10)
     assert [b["ename"] for b in ended["output"].values()] == ["OutputLost"], ended
+    # running at the backup, it finished after: the store lost its end, the device lives on
+    ended = chain.wait_done("ann/ws/1", timeout=10)
+    errors = [b for b in ended["output"].values() if b["type"] == "error"]
+    assert [b["ename"] for b in errors] == ["OutputLost"], ended
+    assert "restarted" not in errors[0]["evalue"] and "lacks" in errors[0]["evalue"], errors
     assert chain.evaluate("ann/ws/4", "print(x + 2, runs)")[0] == 202  # the session lives on
     assert chain.evaluate("bob/ws/1", "print('new')")[0] == 202
     assert chain.wait_done("ann/ws/4", timeout=10)["output"]["stdout_0"]["content"] == "44 1\n"
