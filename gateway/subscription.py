@@ -34,6 +34,10 @@ log = logging.getLogger("cellbus.gateway")
 PAGE_BYTES = 1024 * 1024
 FIRST_PAGE = 64
 MAX_PAGE = 1000
+#: What a subscribe_reply's ``lost`` says: the client keeps what it shows; a reload will not.
+LOST = ("the store was restored from an older copy and lacks this session's output after "
+        "its backup point up to the seq you had seen (\"through\"); what you show of it will "
+        "not come back on a reload; new output follows")
 
 
 def to_json(msg: Message) -> str:
@@ -75,6 +79,9 @@ class Subscription:
         self.task: asyncio.Future[None] | None = None
         #: The broker process (``header["session"]``) whose store the last replay read.
         self.broker: str | None = None
+        #: What the client had seen of its session that the store lacks (a restored backup:
+        #: the broker's ``lost``), for its subscribe_reply; None if nothing.
+        self.lost: dict[str, object] | None = None
 
     @property
     def replaying(self) -> bool:
@@ -150,6 +157,9 @@ class Subscription:
                         raise BrokerUnavailable(str(content.get("error")))
                     turn.paid(reader, content)
                     self.broker = reply["header"].get("session")
+                    if content.get("lost") and content["session"] == self.session:
+                        self.lost = {"session": self.session, "through": content["lost"],
+                                     "why": LOST}
                     if content["session"] != self.session:
                         if self.session is not None and self.last:
                             # another session: from its start

@@ -124,7 +124,8 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
     ``since`` and session, a /update's ``since``) gets the output the restored store takes
     afterwards. Before, the restored store numbered the session's new output again from the
     backup's seq: a /ws subscription from the client's since got only its subscribe_reply,
-    and /update?since= an empty output, of a cell that printed after the restore."""
+    and /update?since= an empty output, of a cell that printed after the restore; and the
+    subscribe_reply did not say that the store lacks output the client had seen."""
     store = Path(chain.store.removeprefix("sqlite://"))
     broker = chain.start_broker()
     chain.start_device(name="dev")
@@ -144,7 +145,10 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
     chain.start_broker()
     wait_broker_answers(chain)
     ws, reply = await subscribed(chain, seen["seq"], seen["session"])
-    assert reply["ok"], reply
+    assert reply["ok"] and "lost" not in seen, (seen, reply)
+    # what it had seen past the backup is not in the store: said so, not skipped in silence
+    assert reply["lost"]["session"] == seen["session"], reply
+    assert reply["lost"]["through"] == seen["seq"] and "restored" in reply["lost"]["why"], reply
     await send(ws, "execute_request", {"code": "print('after')"}, user="ann", worksheet="ws",
                cell_id="5")
     got = await read_until(ws, lambda m: m["msg_type"] == "execute_reply", timeout=10)

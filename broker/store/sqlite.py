@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
-from . import _user_bytes
+from . import _sqlite_restore, _user_bytes
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
 from ._sqlite_devices import SQLiteDevices
@@ -298,6 +298,9 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
             return 0 if row is None else int(row[0])
 
         return await self._read(op)
+
+    async def seq_floor(self) -> int:
+        return await self._read(_sqlite_restore.floor)
 
     async def user_bytes(self, user: str) -> int | None:
         return await self._read(lambda conn: int(
