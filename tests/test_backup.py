@@ -121,10 +121,11 @@ async def subscribed(chain: Chain, since: int, session: str | None) -> tuple[Any
 async def test_clients_ahead_of_a_restored_store_get_its_new_output(
         chain: Chain, tmp_path: Path) -> None:
     """Tests that a client holding a position from after the backup point (a WebSocket's
-    ``since`` and session, a /update's ``since``) gets the output the restored store takes
-    afterwards. Before, the restored store numbered the session's new output again from the
-    backup's seq: a /ws subscription from the client's since got only its subscribe_reply,
-    and /update?since= an empty output, of a cell that printed after the restore; and the
+    ``since`` and session, a /update's ``since``, a socket open across the restore) gets the
+    output the restored store takes afterwards. Before, the restored store numbered the
+    session's new output again from the backup's seq: a /ws subscription from the client's
+    since got only its subscribe_reply, an open socket nothing, and /update?since= an empty
+    output, of a cell that printed after the restore; and the
     subscribe_reply did not say that the store lacks output the client had seen."""
     store = Path(chain.store.removeprefix("sqlite://"))
     broker = chain.start_broker()
@@ -140,6 +141,7 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
     ws.close()
     ahead = chain.update("ann/ws/4")[1]["seq"]
     assert seen["seq"] >= ahead > 0, (seen, ahead)
+    kept, _ = await subscribed(chain, 0, None)  # a page's socket, open across the restore
     broker.stop()
     (tmp_path / "backup.db").replace(store)
     chain.start_broker()
@@ -153,6 +155,9 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
                cell_id="5")
     got = await read_until(ws, lambda m: m["msg_type"] == "execute_reply", timeout=10)
     ws.close()
+    assert [m["content"]["text"] for m in got if m["msg_type"] == "stream"] == ["after\n"], got
+    got = await read_until(kept, lambda m: m["msg_type"] == "execute_reply", timeout=10)
+    kept.close()
     assert [m["content"]["text"] for m in got if m["msg_type"] == "stream"] == ["after\n"], got
     assert chain.update("ann/ws/5", since=ahead)[1]["output"]["stdout_0"]["content"] == \
         "after\n"
