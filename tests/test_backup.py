@@ -159,5 +159,8 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
     got = await read_until(kept, lambda m: m["msg_type"] == "execute_reply", timeout=10)
     kept.close()
     assert [m["content"]["text"] for m in got if m["msg_type"] == "stream"] == ["after\n"], got
+    told = [m["content"] for m in got if m["msg_type"] == "output_lost"]
+    assert told == [reply["lost"]], got  # before the new output, as soon as it is found
+    assert got[0]["msg_type"] == "output_lost", got
     assert chain.update("ann/ws/5", since=ahead)[1]["output"]["stdout_0"]["content"] == \
         "after\n"
