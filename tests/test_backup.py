@@ -121,12 +121,12 @@ async def subscribed(chain: Chain, since: int, session: str | None) -> tuple[Any
 async def test_clients_ahead_of_a_restored_store_get_its_new_output(
         chain: Chain, tmp_path: Path) -> None:
     """Tests that a client holding a position from after the backup point (a WebSocket's
-    ``since`` and session, a /update's ``since``, a socket open across the restore) gets the
-    output the restored store takes afterwards. Before, the restored store numbered the
-    session's new output again from the backup's seq: a /ws subscription from the client's
-    since got only its subscribe_reply, an open socket nothing, and /update?since= an empty
-    output, of a cell that printed after the restore; and the
-    subscribe_reply did not say that the store lacks output the client had seen."""
+    ``since`` and session, a socket open across the restore; a /update's ``since``, a guard)
+    gets the output the restored store takes afterwards, and is told what it had seen that
+    the store lacks. Before, the restored store numbered the session's new output again
+    from the backup's seq: a /ws subscription from the client's since got only its
+    subscribe_reply, and an open socket nothing, of a cell that printed after the restore;
+    and neither was told that the store lacks output it had seen."""
     store = Path(chain.store.removeprefix("sqlite://"))
     broker = chain.start_broker()
     chain.start_device(name="dev")
