@@ -121,12 +121,13 @@ async def subscribed(chain: Chain, since: int, session: str | None) -> tuple[Any
 async def test_clients_ahead_of_a_restored_store_get_its_new_output(
         chain: Chain, tmp_path: Path) -> None:
     """Tests that a client holding a position from after the backup point (a WebSocket's
-    ``since`` and session, a socket open across the restore; a /update's ``since``, a guard)
-    gets the output the restored store takes afterwards, and is told what it had seen that
-    the store lacks. Before, the restored store numbered the session's new output again
-    from the backup's seq: a /ws subscription from the client's since got only its
-    subscribe_reply, and an open socket nothing, of a cell that printed after the restore;
-    and neither was told that the store lacks output it had seen."""
+    ``since`` and session, a socket open across the restore, a /update's ``since``) gets the
+    output the restored store takes afterwards, and is told what it had seen that the store
+    lacks. Before, the restored store numbered the session's new output again from the
+    backup's seq: a /ws subscription from the client's since got only its subscribe_reply,
+    and an open socket nothing, of a cell that printed after the restore; /update?since= of
+    a cell run again after it lacked the blocks numbered up to since (its stderr line); and
+    no client was told that the store lacks output it had seen."""
     store = Path(chain.store.removeprefix("sqlite://"))
     broker = chain.start_broker()
     chain.start_device(name="dev")
@@ -164,3 +165,11 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
     assert got[0]["msg_type"] == "output_lost", got
     assert chain.update("ann/ws/5", since=ahead)[1]["output"]["stdout_0"]["content"] == \
         "after\n"
+    # a /update client of cell 4 at its seq before the restore, which is run again after it
+    code = ("import sys, time\nprint('e', file=sys.stderr, flush=True)\n"
+            "for i in range(40): print(i, flush=True); time.sleep(0.005)")
+    assert chain.evaluate("ann/ws/4", code)[0] == 202
+    assert chain.wait_done("ann/ws/4")["status"] == "done"
+    output = chain.update("ann/ws/4", since=ahead)[1]["output"]
+    assert [b["content"] for b in output.values() if b["type"] == "text"] == [
+        "e\n", "".join(f"{i}\n" for i in range(40))], output
