@@ -3,14 +3,15 @@ store it was copied from may have handed out since the copy (:func:`check_copy`)
 
 A backup (README: Backups) holds each session's output up to the backup point; the store it
 was taken from went on, and its clients (a WebSocket's ``since``, a ``/update?since=``, a
-page's cellbus.js, a Jupyter client's deliveries) saw seqs past that point. Numbered again
-from the backup's seq, a restored store's new output took seqs those clients already had:
-they skipped it as seen, and lost it for good. So the file records where it lives (device
-and inode): a broker that opens it elsewhere (a backup copy put in place, a copy on another
-machine) starts every session's seqs anew at a *floor* above anything the lost store could
-have numbered, and every client's position, whichever store it came from, is behind the
-new output. A copy that is not a restore (the file moved to another disk) costs only a jump
-in its seqs: clients take it as a gap and fill it from the store.
+page's cellbus.js, a Jupyter channels socket open across it) saw seqs past that point.
+Numbered again from the backup's seq, a restored store's new output took seqs those
+clients already had: they skipped it as seen, and lost it for good. So the file records
+where it lives (device and inode): a broker that opens it elsewhere (a backup copy put in
+place, a copy on another machine) starts every session's seqs anew at a *floor* above
+anything the lost store could have numbered, and every client's position, whichever store
+it came from, is behind the new output. A copy that is not a restore (the file moved to
+another disk) costs only a jump in its seqs: clients take it as a gap and fill it from the
+store.
 """
 
 from __future__ import annotations
