@@ -65,18 +65,21 @@ class Batches:
             self.post(device.encode(), self.wire.msg(mt.OUTPUT_ACK, content))
         return True
 
-    def reported(self, device: str, routing_id: bytes, confirmed: Any) -> None:
+    def reported(self, device: str, routing_id: bytes, confirmed: Any) -> bool:
         """A device's report says the newest record of its outbox a broker confirmed
         (``[epoch, n]``). Past this store's receipt of it, the store lost records it held
         (restored from an older copy, or its last commits lost): the device is asked for
         everything after the receipt, which tells it, and it numbers what it holds afresh
-        (:mod:`device.outbox`); else every record it sends would come after a gap."""
+        (:mod:`device.outbox`); else every record it sends would come after a gap. Returns
+        whether the store lacks records of it so (:meth:`broker.devices.DeviceWatch.joined`
+        says why the cells it no longer runs ended)."""
         if not (isinstance(confirmed, list) and len(confirmed) == 2
                 and isinstance(confirmed[0], str) and type(confirmed[1]) is int):
-            return  # a device of an older cellbus says nothing of it
+            return False  # a device of an older cellbus says nothing of it
         epoch, n = confirmed
         receipt = self.receipts.current(device)
         stored = receipt[1] if receipt is not None and receipt[0] == epoch else 0
         if n > stored:
             self.post(routing_id, self.wire.msg(mt.OUTPUT_ACK, {
                 "epoch": epoch, "stored": stored, "resend": True}))
+        return n > stored

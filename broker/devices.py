@@ -288,17 +288,26 @@ class DeviceWatch:
             if state is not None:
                 state.sessions.difference_update(told)
 
-    async def joined(self, device: str, report: dict[str, Any], upto: int) -> None:
+    async def joined(self, device: str, report: dict[str, Any], upto: int,
+                     lacking: bool = False) -> None:
         """A device registered or came back: reconcile what it holds with the requests handed
         out up to ``upto`` (:meth:`Handed.upto`: before its report arrived, and that it could
-        see when it built it), then send it work."""
+        see when it built it), then send it work. ``lacking``: its report says the store
+        lacks output records it had confirmed (a restored backup): a cell it no longer runs
+        may have ended in them, and the words say so, not that the device restarted."""
         held = report.get("requests")
         held = {r for r in held if isinstance(r, str)} if isinstance(held, list) else set()
         sent = self.dispatch.handed
         for request in await self.store.requests(WORKING, device=device):
             if request.msg_id not in held and not sent.since(request.msg_id, upto):
-                await self.fail(request, f"the device {device} restarted and no longer runs "
-                                         "this cell; run it again")
+                if lacking:
+                    await self.fail(request, f"the device {device} no longer runs this cell, and "
+                                    "this broker's store lacks output it had sent (the store was "
+                                    "restored from an older copy, or lost its last commits): "
+                                    "its end is lost; run it again", "OutputLost")
+                else:
+                    await self.fail(request, f"the device {device} restarted and no longer "
+                                    "runs this cell; run it again")
         ending = self.ending.get(device, {})  # their workers end, queues and all
         for request in await self.store.requests(NEEDS_WORK, device=device):
             if request.msg_id in held and request.session not in ending:

@@ -333,7 +333,18 @@ class Intake:
             out.append(stored)
         # "bytes": what the page carries, which its reader pays for (gateway/bigreads.py)
         return {"session": session.session, "messages": out, "bytes": size,
-                "more": len(rows) > len(out)}, frames
+                "more": len(rows) > len(out),
+                **({"lost": since} if await self.lost(session.session, since) else {})}, frames
+
+    async def lost(self, session: str, since: int) -> bool:
+        """Whether a client at ``since`` of ``session`` had seen output this store lacks: it
+        is a restored copy (:meth:`Store.seq_floor`) that holds neither seq ``since`` nor
+        any before its floor after it, so the client read past the backup point."""
+        floor = await self.store.seq_floor() if since else 0
+        if not 0 < since <= floor:
+            return False
+        rows = await self.store.messages(session, since=since - 1, limit=1)
+        return not rows or rows[0][0] > floor
 
     async def file(self, msg: Message, address: Address) -> Reply:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")

@@ -340,7 +340,7 @@ class Broker(Node):
                 mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
-            self.batches.reported(device, idents[0], content.get("stored"))
+            lost = self.batches.reported(device, idents[0], content.get("stored"))
             self.watch.reported(device, content, self.senders.handed)  # once it can be told
             if fresh:  # a device that registers again, as it heard this broker, is no news
                 self.watch.beat(idents[0])
@@ -356,7 +356,7 @@ class Broker(Node):
                     handed.doubtful(device, upto):
                 self.unsynced.discard(device)
                 self.watch.rejoined(device, content, upto)
-                self.spawn(self._device_joined(device, content, upto), f"joined.{device}")
+                self.spawn(self._device_joined(device, content, upto, lost), f"joined.{device}")
             else:
                 self.dispatch.room_freed()  # a place may have freed up for requests that wait
             return
@@ -407,13 +407,14 @@ class Broker(Node):
                                  session_id)
         outputs.append((session_id, msg))
 
-    async def _device_joined(self, device: str, report: dict[str, Any], upto: int) -> None:
+    async def _device_joined(self, device: str, report: dict[str, Any], upto: int, lost: bool
+                             ) -> None:
         try:
             await self.store.put_device(DeviceRecord(
                 device=device, capacity=int(report.get("capacity") or 0),
                 load=int(report.get("load") or 0), last_heartbeat=time.time(),
                 info={}))
-            await self.watch.joined(device, report, upto)
+            await self.watch.joined(device, report, upto, lost)
         except StoreError as e:  # reconciled with its next heartbeat instead
             self.unsynced.add(device)
             self.log.warning("broker: could not reconcile device %s now: %s", device, e)

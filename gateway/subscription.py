@@ -34,6 +34,12 @@ log = logging.getLogger("cellbus.gateway")
 PAGE_BYTES = 1024 * 1024
 FIRST_PAGE = 64
 MAX_PAGE = 1000
+#: The message that tells a subscribed client what it had seen that the store lacks.
+OUTPUT_LOST = "output_lost"
+#: What a subscribe_reply's ``lost`` says: the client keeps what it shows; a reload will not.
+LOST = ("the store was restored from an older copy and lacks this session's output after "
+        "its backup point up to the seq you had seen (\"through\"); what you show of it will "
+        "not come back on a reload; new output follows")
 
 
 def to_json(msg: Message) -> str:
@@ -75,6 +81,12 @@ class Subscription:
         self.task: asyncio.Future[None] | None = None
         #: The broker process (``header["session"]``) whose store the last replay read.
         self.broker: str | None = None
+        #: What the client had seen of its session that the store lacks (a restored backup:
+        #: the broker's ``lost``), for its subscribe_reply; None if nothing.
+        self.lost: dict[str, object] | None = None
+        #: Whether the client has its subscribe_reply: a loss found after it (the socket was
+        #: open across the restore) is told in a message of its own (:meth:`tell_lost`).
+        self.replied = False
 
     @property
     def replaying(self) -> bool:
@@ -118,6 +130,10 @@ class Subscription:
         self.socket.send(text)
         return len(text)
 
+    def tell_lost(self) -> None:
+        """Tell the client, before the new output that follows, what :attr:`lost` says."""
+        self.socket.reply({}, OUTPUT_LOST, dict(self.lost or {}))
+
     def catch_up(self) -> None:
         """Replay from the store in the background (the task is kept, so it is not
         garbage-collected mid-replay); a failure is logged, not left unretrieved."""
@@ -150,6 +166,11 @@ class Subscription:
                         raise BrokerUnavailable(str(content.get("error")))
                     turn.paid(reader, content)
                     self.broker = reply["header"].get("session")
+                    if content.get("lost") and content["session"] == self.session:
+                        self.lost = {"session": self.session, "through": content["lost"],
+                                     "why": LOST}
+                        if self.replied:
+                            self.tell_lost()
                     if content["session"] != self.session:
                         if self.session is not None and self.last:
                             # another session: from its start

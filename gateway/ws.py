@@ -32,7 +32,11 @@ the live feed is filled from the store (the ZeroMQ Guide's Clone pattern, client
 :mod:`gateway.subscription`), and so is whatever a broker stored and died before publishing:
 a seq beacon from another broker process than the one the subscription last read the store
 from makes it read again. A new session for the worksheet (a restart) starts again from its
-seq 1.
+seq 1. A ``subscribe_reply`` says ``lost`` (``session``, ``through``, ``why``) when the store,
+restored from a backup, lacks output of the client's session up to its ``since``, which the
+client had seen: its new output follows all the same (:mod:`broker.store._sqlite_restore`);
+a socket open across the restore gets the same as an ``output_lost`` message, before the
+new output.
 
 A client that does not read is closed with code 4008 (:data:`gateway.outbox.TOO_SLOW`) once
 it leaves more than ``--client-buffer`` bytes unread; it reconnects and resumes by seq. A
@@ -255,8 +259,10 @@ class SocketHandler(Hooks, WebSocketHandler):
                               "the gateway failed on this subscription; its log has the details"})
         self.reply(request, SUBSCRIBE_REPLY, {
             "ok": True, "session": sub.session, "seq": sub.last,
+            **({"lost": sub.lost} if sub.lost else {}),
             "max_input": self.settings["max_input"],
             "max_message": self.settings["websocket_max_message_size"]})
+        sub.replied = True
 
     async def _forward(self, request: dict[str, Any], msg_type: str,
                        content: dict[str, Any]) -> None:

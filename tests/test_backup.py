@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-from harness import Chain, NodeProcess, until
+from tornado.websocket import websocket_connect
+
+from harness import Chain, NodeProcess, until, wait_broker_answers
+from test_chain_ws import read_until, send
 
 
 def test_a_backup_taken_while_cells_run_restores_on_a_fresh_broker(
@@ -81,6 +85,11 @@ def test_a_device_that_outlived_its_brokers_store_goes_on_with_a_restored_backup
     broker.wait_for_log(r"device dev registered")
     ended = chain.wait_done("ann/ws/2", timeout=10)
     assert [b["ename"] for b in ended["output"].values()] == ["OutputLost"], ended
+    # running at the backup, it finished after: the store lost its end, the device lives on
+    ended = chain.wait_done("ann/ws/1", timeout=10)
+    errors = [b for b in ended["output"].values() if b["type"] == "error"]
+    assert [b["ename"] for b in errors] == ["OutputLost"], ended
+    assert "restarted" not in errors[0]["evalue"] and "lacks" in errors[0]["evalue"], errors
     assert chain.evaluate("ann/ws/4", "print(x + 2, runs)")[0] == 202  # the session lives on
     assert chain.evaluate("bob/ws/1", "print('new')")[0] == 202
     assert chain.wait_done("ann/ws/4", timeout=10)["output"]["stdout_0"]["content"] == "44 1\n"
@@ -88,3 +97,79 @@ def test_a_device_that_outlived_its_brokers_store_goes_on_with_a_restored_backup
     lines = [line for line in device.log.splitlines() if "lacks" in line]
     assert len(lines) == 1 and "WARNING" in lines[0], device.log
     assert device.log.count("unacknowledged records again") <= 2, device.log
+
+
+def backup(store: Path, to: Path) -> None:
+    """SQLite's online backup of ``store`` into ``to`` (what the sqlite3 shell's .backup does)."""
+    live, copy = sqlite3.connect(store), sqlite3.connect(to)
+    with copy:
+        live.backup(copy)
+    live.close()
+    copy.close()
+
+
+async def subscribed(chain: Chain, since: int, session: str | None) -> tuple[Any, dict]:
+    """A /ws subscription to ann/ws from ``since`` (of ``session``): the socket and its
+    subscribe_reply's content."""
+    ws = await websocket_connect(f"ws://127.0.0.1:{chain.port}/ws")
+    await send(ws, "subscribe_request", {"user": "ann", "worksheet": "ws", "since": since,
+                                         **({"session": session} if session else {})})
+    got = await read_until(ws, lambda m: m["msg_type"] == "subscribe_reply")
+    return ws, got[-1]["content"]
+
+
+async def test_clients_ahead_of_a_restored_store_get_its_new_output(
+        chain: Chain, tmp_path: Path) -> None:
+    """Tests that a client holding a position from after the backup point (a WebSocket's
+    ``since`` and session, a socket open across the restore, a /update's ``since``) gets the
+    output the restored store takes afterwards, and is told what it had seen that the store
+    lacks. Before, the restored store numbered the session's new output again from the
+    backup's seq: a /ws subscription from the client's since got only its subscribe_reply,
+    and an open socket nothing, of a cell that printed after the restore; /update?since= of
+    a cell run again after it lacked the blocks numbered up to since (its stderr line); and
+    no client was told that the store lacks output it had seen."""
+    store = Path(chain.store.removeprefix("sqlite://"))
+    broker = chain.start_broker()
+    chain.start_device(name="dev")
+    chain.start_gateway()
+    assert chain.evaluate("ann/ws/1", "print('before')")[0] == 202
+    chain.wait_done("ann/ws/1")
+    backup(store, tmp_path / "backup.db")
+    for cell in ("2", "3", "4"):  # stored after the backup: the client saw them
+        assert chain.evaluate(f"ann/ws/{cell}", f"print({cell})")[0] == 202
+        chain.wait_done(f"ann/ws/{cell}")
+    ws, seen = await subscribed(chain, 0, None)
+    ws.close()
+    ahead = chain.update("ann/ws/4")[1]["seq"]
+    assert seen["seq"] >= ahead > 0, (seen, ahead)
+    kept, _ = await subscribed(chain, 0, None)  # a page's socket, open across the restore
+    broker.stop()
+    (tmp_path / "backup.db").replace(store)
+    chain.start_broker()
+    wait_broker_answers(chain)
+    ws, reply = await subscribed(chain, seen["seq"], seen["session"])
+    assert reply["ok"] and "lost" not in seen, (seen, reply)
+    # what it had seen past the backup is not in the store: said so, not skipped in silence
+    assert reply["lost"]["session"] == seen["session"], reply
+    assert reply["lost"]["through"] == seen["seq"] and "restored" in reply["lost"]["why"], reply
+    await send(ws, "execute_request", {"code": "print('after')"}, user="ann", worksheet="ws",
+               cell_id="5")
+    got = await read_until(ws, lambda m: m["msg_type"] == "execute_reply", timeout=10)
+    ws.close()
+    assert [m["content"]["text"] for m in got if m["msg_type"] == "stream"] == ["after\n"], got
+    got = await read_until(kept, lambda m: m["msg_type"] == "execute_reply", timeout=10)
+    kept.close()
+    assert [m["content"]["text"] for m in got if m["msg_type"] == "stream"] == ["after\n"], got
+    told = [m["content"] for m in got if m["msg_type"] == "output_lost"]
+    assert told == [reply["lost"]], got  # before the new output, as soon as it is found
+    assert got[0]["msg_type"] == "output_lost", got
+    assert chain.update("ann/ws/5", since=ahead)[1]["output"]["stdout_0"]["content"] == \
+        "after\n"
+    # a /update client of cell 4 at its seq before the restore, which is run again after it
+    code = ("import sys, time\nprint('e', file=sys.stderr, flush=True)\n"
+            "for i in range(40): print(i, flush=True); time.sleep(0.005)")
+    assert chain.evaluate("ann/ws/4", code)[0] == 202
+    assert chain.wait_done("ann/ws/4")["status"] == "done"
+    output = chain.update("ann/ws/4", since=ahead)[1]["output"]
+    assert [b["content"] for b in output.values() if b["type"] == "text"] == [
+        "e\n", "".join(f"{i}\n" for i in range(40))], output

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import quote, unquote, urlsplit
 
-from . import _sqlite_retention
+from . import _sqlite_restore, _sqlite_retention
 from .errors import StoreError, UnknownStore
 
 SCHEMA_VERSION: Final = 1
@@ -142,6 +142,7 @@ def connect(path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
                              "on a local filesystem")
         wconn.execute("PRAGMA synchronous=NORMAL")
         _migrate(path, wconn)
+        _sqlite_restore.check_copy(wconn, path)  # a backup put in place: seqs go on past it
         _sqlite_retention.finish_open(wconn, path)
         rconn.execute("PRAGMA query_only=ON")
         return wconn, rconn

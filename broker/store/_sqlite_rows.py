@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any, Final
 
+from . import _sqlite_restore
 from ._rows import header_facts, pack, read_input, unpack
 from .base import Message
 from .errors import UnknownRequest
@@ -84,11 +85,12 @@ def _append_op(items: Sequence[tuple[str, Message]]) -> Callable[[sqlite3.Connec
 
     def op(conn: sqlite3.Connection) -> list[int]:
         nxt: dict[str, int] = {}
+        base = _sqlite_restore.floor(conn)  # 0, or past a restored copy's backup point
         for session, n in counts.items():
             last = conn.execute(
-                "INSERT INTO seqs (session, last) VALUES (?, ?) ON CONFLICT (session) "
-                "DO UPDATE SET last = last + excluded.last RETURNING last",
-                (session, n)).fetchone()[0]
+                "INSERT INTO seqs (session, last) VALUES (?, ? + ?) ON CONFLICT (session) "
+                "DO UPDATE SET last = last + ? RETURNING last",
+                (session, base, n, n)).fetchone()[0]
             last = _after_stored(conn, session, last, n)
             nxt[session] = last - n + 1
         seqs, rows = [], []

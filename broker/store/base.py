@@ -243,6 +243,11 @@ class Store(UserData, abc.ABC):
         """The highest seq given out for ``session``; 0 if none."""
         raise _missing("last_seq")
 
+    async def seq_floor(self) -> int:
+        """The seq past which this store, a restored copy, numbers new output (0: not one):
+        a client position at or below it that the store does not hold is one it lost."""
+        return 0
+
     async def user_bytes(self, user: str) -> int | None:
         """Bytes ``user`` keeps in the store, as stored: the messages of their sessions, their
         requests, layouts, permalinks and delivery positions (:mod:`._user_bytes`; for the

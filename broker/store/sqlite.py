@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
-from . import _user_bytes
+from . import _sqlite_restore, _user_bytes
 from ._sqlite_file import BUSY_TIMEOUT, connect, sqlite_path
 from ._layout_rows import SQLiteLayouts
 from ._sqlite_devices import SQLiteDevices
@@ -62,6 +62,7 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
         self._last_stats = WriterStats(0, 0, 0, 0)
         #: The file's auto_vacuum mode once open ("" before).
         self.auto_vacuum = ""
+        self._floor = 0  # set when the file is opened (read on every replay otherwise)
 
     def describe(self) -> str:
         vacuum = {"": "", "incremental": ", auto_vacuum=INCREMENTAL"}.get(
@@ -85,6 +86,7 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
             loop = asyncio.get_running_loop()
             wconn, rconn = await loop.run_in_executor(reader, connect, self.path)
             self.auto_vacuum = await loop.run_in_executor(reader, _retention.auto_vacuum, rconn)
+            self._floor = await loop.run_in_executor(reader, _sqlite_restore.floor, rconn)
         except BaseException:
             reader.shutdown(wait=False)
             raise
@@ -298,6 +300,9 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
             return 0 if row is None else int(row[0])
 
         return await self._read(op)
+
+    async def seq_floor(self) -> int:
+        return self._floor
 
     async def user_bytes(self, user: str) -> int | None:
         return await self._read(lambda conn: int(

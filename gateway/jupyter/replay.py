@@ -52,6 +52,9 @@ class Replay(Subscription):
             self.socket.delivered(self.session, self.last)
         return sent
 
+    def tell_lost(self) -> None:
+        """Jupyter's protocol has no word for it: a Jupyter client shows what it has."""
+
     def send(self, msg: Message, text: str) -> int:
         """A Jupyter client gets a kernel comm message's buffers too; no other message's
         (a file's bytes, on the live feed for the page's file URL, are no Jupyter buffers)."""
