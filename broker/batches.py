@@ -29,7 +29,7 @@ class Batches:
     """Stores batches of device output with their receipts, then acknowledges them."""
 
     def __init__(self, *, wire: Session, outputs: Outputs, quotas: Quotas,
-                 post: Callable[[bytes, Message], None], log: logging.Logger) -> None:
+                 post: Callable[[str, Message], None], log: logging.Logger) -> None:
         self.wire, self.outputs, self.quotas, self.post, self.log = (
             wire, outputs, quotas, post, log)
         #: What of each device's outbox is stored (exactly once; loaded from the store).
@@ -61,5 +61,5 @@ class Batches:
             self.failing = None
         self.receipts.stored_batch()
         for device, content in self.receipts.acks():  # one gone sends again when it is back
-            self.post(device.encode(), self.wire.msg(mt.OUTPUT_ACK, content))
+            self.post(device, self.wire.msg(mt.OUTPUT_ACK, content))
         return True

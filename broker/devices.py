@@ -124,13 +124,19 @@ class DeviceWatch:
                 worker.result()  # its crash is this loop's (the node stops, saying so)
             before = loop.time()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            if (late := loop.time() - before - HEARTBEAT_INTERVAL) > HEARTBEAT_INTERVAL:
+            stopped = (late := loop.time() - before - HEARTBEAT_INTERVAL) > HEARTBEAT_INTERVAL
+            if stopped:
                 self.log.warning("broker: did not run for %.1f s (stopped, or its loop held); "
                                  "that silence is not held against the devices", late)
                 self.devices.stalled(late)
-            beat = self.wire.msg(mt.BROKER_HEARTBEAT, {}, metadata={
-                "cellbus": {"handed": self.dispatch.handed.token()}})  # broker/handed.py
+            handed, now = self.dispatch.handed.token(), self.devices.now()  # broker/handed.py
             for state in list(self.devices.devices.values()):
+                # Each device is told for how long it was not heard (but by a broker that
+                # did not itself run: what the device sent waits unread): one whose messages
+                # stop on the way while these come makes its link anew (device/relink.py).
+                facts = {"handed": handed} if stopped else {
+                    "handed": handed, "unheard": round(now - state.last_heard, 2)}
+                beat = self.wire.msg(mt.BROKER_HEARTBEAT, {}, metadata={"cellbus": facts})
                 self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides
             self.metrics.heartbeat_round()
             for device in self.devices.expired():
@@ -341,7 +347,7 @@ class DeviceWatch:
         await self.dispatch.dispatch_pending()
         if final:  # if it is gone already, it leaves anyway
             answer = self.wire.msg(mt.DEVICE_DRAIN_REPLY, {"ok": True}, parent=msg)
-            self.dispatch.post(device.encode(), answer)
+            self.dispatch.post_to(device, answer)
 
     async def fail(self, request: Request, why: str, ename: str = "DeviceLost") -> None:
         """End ``request`` with an error (DeviceLost unless ``ename``) in its cell's output,

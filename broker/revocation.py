@@ -36,6 +36,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from protocol import msgtypes as mt
 from protocol.curve import ServerKeys
+from protocol.heartbeat import device_name
 from protocol.sockets import BusSocket
 from protocol.wire import Message, Session
 
@@ -103,7 +104,7 @@ class Revocations:
                 self._tell(role, routing_id, key)
                 if role == "device":
                     self.senders.revoke(key)
-                    await self.forget_device(routing_id.decode(errors="replace"),
+                    await self.forget_device(device_name(routing_id),
                                              "its key was revoked")
                 else:
                     self.gateway_keys.add(key)
@@ -114,7 +115,7 @@ class Revocations:
     def _tell(self, role: str, routing_id: bytes, key: str) -> None:
         self.log.warning("broker: the key %s… of %r was revoked: its messages are refused "
                          "from now on, and it is told to disconnect", key[:12],
-                         routing_id.decode(errors="replace"))
+                         device_name(routing_id))
         notice = self.wire.msg(mt.BUS_REVOKED, {"key": key})
         if role == "device":
             self.post_device(routing_id, notice)

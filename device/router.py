@@ -37,6 +37,7 @@ from .launcher import LaunchError
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
+from .relink import Unheard, silent_link
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
@@ -96,6 +97,7 @@ class DeviceRouter(Node):
         self.heard: str | None = None
         #: When the link is next made anew while the broker is silent.
         self.reconnect_at = 0.0
+        self.unheard = Unheard(self.device_id)  # made anew while the broker does not hear it
         self.drain = Drain(bus=session, device_id=self.device_id, overseer=self.overseer,
                            send_now=lambda frames: self.up.send_now(frames),
                            broker_alive=self._broker_alive, timeout=drain_timeout)
@@ -104,7 +106,7 @@ class DeviceRouter(Node):
         connect, bind = self.endpoints
         self.up = self.socket(zmq.DEALER, bind=bind, connect=connect,
                               label="DEALER towards the broker",
-                              routing_id=self.device_id.encode(),
+                              routing_id=self.unheard.routing_id,
                               option="--connect" if connect else "--bind")
         c = self.config
         self.log.info("device %s: up to %d sessions, %d preforked, idle timeout %g s, exec "
@@ -169,13 +171,15 @@ class DeviceRouter(Node):
     async def _write_up(self, frames: list[bytes]) -> None:
         await self.up.send_frames(frames)
 
-    async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> None:
+    async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> bool:
         msg = self.session.msg(msg_type, content, metadata={"cellbus": {"device": self.device_id}})
         frames = self.session.serialize(msg)
         if block:
             await self.up.send_frames(frames)
         elif not self.up.send_now(frames):
             self.log.debug("device: no broker to take %s yet", msg_type)
+            return False
+        return True
 
     async def _session_closed(self, session_id: str, reason: str) -> None:
         # (logged by the overseer, which knows the worker's end whole: device/overseer.py)
@@ -202,13 +206,15 @@ class DeviceRouter(Node):
                 # This device did not run (stopped, its loop held): the broker's word waits
                 # unread, it was not silent; it gets its expiry from now, its key unblamed.
                 self.broker_heard = time.monotonic()
-            await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
+            if await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False):
+                self.unheard.sent()
             self.outbox.check()
             silent = time.monotonic() - self.broker_heard
             if silent > EXPIRY and not self.broker_lost:
                 self.broker_lost = True
                 connect, bind = self.endpoints
-                why = (self.link_problem(connect, "--device-bind") or self._silent_link(connect)
+                why = (self.link_problem(connect, "--device-bind")
+                       or silent_link(self.links, connect, self.broker_heard, self.device_id)
                        if connect else f"is a broker connected to {bind}, with the same "
                        "--key-file as this device?")
                 self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
@@ -216,21 +222,6 @@ class DeviceRouter(Node):
                 self.reconnect_at = time.monotonic() + RECONNECT_AFTER
             if self.broker_lost:
                 self._reconnect()
-
-    def _silent_link(self, connect: str) -> str:
-        """Why a broker whose link is up says nothing. One that answered on this link since
-        it came up took what this device signs, under its --device-id: its keys and name are
-        right, and it is the broker, or the path to it, that went quiet."""
-        up_at = [link.up_at for link in self.links
-                 if link.endpoint == connect and not link.server and link.up]
-        if up_at and self.broker_heard > max(up_at):
-            return (f"the broker answered on this device's link to it at {connect}, which "
-                    "is still up, then fell silent: it is stopped, frozen or too busy (cellbus "
-                    "status), or the network to it carries nothing while the TCP connection "
-                    "stays open")
-        return (f"its link to the broker at {connect} is up, so the broker does not take "
-                "what this device signs: is its --key-file the same as this device's, and "
-                f"is no other device running with --device-id {self.device_id}?")
 
     def _reconnect(self) -> None:
         """The broker is silent while this device's link to it is up: connect again, after
@@ -259,6 +250,15 @@ class DeviceRouter(Node):
         self.reconnect(self.up)
         self.reconnect_at = now + RECONNECT_EVERY
 
+    def _relink(self) -> None:
+        """The broker does not hear this device (device/relink.py): a new link, reported at
+        once, and what the outbox holds unstored sent again."""
+        self.log.warning("device %s: %s", self.device_id, self.unheard.words())
+        self.up.routing_id = self.unheard.routing_id
+        self.reconnect(self.up)
+        self.outbox.again("its link was made anew")
+        self.spawn(self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False), "relinked")
+
     def _broker_heard(self) -> None:
         self.broker_heard = time.monotonic()
         if self.broker_lost:
@@ -286,6 +286,9 @@ class DeviceRouter(Node):
                 self.drain.replied(got[1]["parent_header"].get("msg_id", ""))
             elif kind == mt.BROKER_HEARTBEAT:
                 self.drain.broker_beat()
+                if self.unheard.says(got[1]["metadata"].get("cellbus"),
+                                     self.link_up_for(self.endpoints[0] or "")):
+                    self._relink()
             elif kind == mt.SESSION_CLOSED:
                 await self._taken_for_lost(got[1]["content"])
             elif kind == mt.OUTPUT_ACK:

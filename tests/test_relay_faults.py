@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
+from typing import Any
 
 from harness import Chain, stop_nodes, until
 from protocol.heartbeat import EXPIRY
@@ -16,6 +17,12 @@ from tcp_relay import Relay, port_of
 def logged_at(line: str) -> float:
     """The time a node's log line was written (its first 23 characters), in seconds."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def texts_of(doc: dict[str, Any]) -> str:
+    """The text of a cell's /update document's text blocks, in their order."""
+    blocks = sorted(doc.get("output", {}).values(), key=lambda b: b["order"])
+    return "".join(b["content"] for b in blocks if b["type"] == "text")
 
 
 def test_a_link_cut_again_and_again_is_named_once(chain: Chain) -> None:
@@ -113,6 +120,50 @@ def test_a_hand_out_lost_with_its_connection_runs_once(chain: Chain) -> None:
         texts = [b["content"] for b in doc["output"].values() if b["type"] == "text"]
         assert doc["status"] == "done" and texts == ["through\n"], doc
         assert "is lost" not in chain.broker.log  # it was never taken for lost
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> None:
+    """Tests that a byte flipped on the way from a device to the broker, after their CURVE
+    handshake passed, in the middle of a running cell, costs the user nothing: the device
+    links up again, the cell's output arrives whole, once and in order, and the session
+    lives on (its worker runs the next cell). Before, the broker's end of that connection
+    read nothing more while its heartbeats still reached the device, which so never took
+    the broker for silent; the broker took the device for lost 3 s later and the cell ended
+    DeviceLost after '4'."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        if way == "up" and armed.is_set() and not flipped.is_set():
+            flipped.set()
+            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])  # in a message's ciphertext
+        return chunk
+
+    relay = Relay(port_of(chain.device_ep), mangle=flip)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        code = ("import os, time\nprint(os.getpid(), flush=True)\n"
+                "for i in range(40):\n    print(i, flush=True)\n    time.sleep(0.05)")
+        assert chain.evaluate("u/ws/1", code)[0] == 202
+        until(lambda: "\n3\n" in texts_of(chain.update("u/ws/1")[1]), "the cell running")
+        armed.set()  # the next bytes the device sends the broker (the cell's output)
+        doc = chain.wait_done("u/ws/1", 30)
+        assert flipped.is_set()
+        pid, *lines = texts_of(doc).splitlines()
+        assert doc["status"] == "done" and lines == [str(i) for i in range(40)], (
+            doc["status"], lines, chain.broker.log[-1500:], device.log[-1500:])
+        assert "is lost" not in chain.broker.log, chain.broker.log  # nor its cells ended
+        assert "connecting again as link 1" in device.log, device.log
+        assert chain.evaluate("u/ws/2", "import os; print(os.getpid())")[0] == 202
+        second = chain.wait_done("u/ws/2", 20)
+        again = [b["content"] for b in second["output"].values() if b["type"] == "text"]
+        assert second["status"] == "done" and again == [pid + "\n"], second
     finally:
         stop_nodes(chain.nodes)
         relay.close()
