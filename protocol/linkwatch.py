@@ -141,6 +141,23 @@ def server_problem(event: int, role: str) -> str | None:
     return None
 
 
+def changed_on_the_way_in(role: str) -> str:
+    """What a failure to decrypt on the broker's ``role`` port, on a connection that stays
+    open (its handshake passed: a failed handshake ends its connection), means."""
+    after = ("the device says it was not heard and connects again by itself" if role == "device"
+             else "ZeroMQ's heartbeat ends that connection within 6 s, and its client connects "
+             "again")
+    return (f"a message on the {role} port could not be decrypted after its connection's CURVE "
+            "handshake passed (so the keys are right): its bytes were changed on the way, by a "
+            "faulty or hostile device on the network between its sender's host and this one; "
+            f"{after}")
+
+
+#: Seconds the broker's watch waits, after a failure to decrypt, for the end of its
+#: connection, which tells a failed handshake from a message changed after one.
+SETTLE = 0.2
+
+
 class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
@@ -179,14 +196,19 @@ class LinkWatch:
         #: When the link, not up, is next said to be absent (a deadline: the reconnects'
         #: events come every 0.1 s meanwhile).
         self._absent_at = time.monotonic() + ABSENT
+        #: A server's failure to decrypt, not yet told (:meth:`_settle`).
+        self._undecrypted: int | None = None
 
     async def run(self) -> None:
         while True:
-            waiting = None if self.server or self.up else max(
-                0.0, self._absent_at - time.monotonic())
+            waiting = (SETTLE if self._undecrypted is not None else None) if self.server \
+                else None if self.up else max(0.0, self._absent_at - time.monotonic())
             try:
                 frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
             except TimeoutError:
+                if self.server:
+                    self._settle(ended=False)
+                    continue
                 self._absent_at = time.monotonic() + ABSENT
                 if self.problem is None:  # no handshake even began: nothing answers there
                     why = (await unresolved(self.endpoint) or "is a broker running there, at "
@@ -199,11 +221,13 @@ class LinkWatch:
     def seen(self, event: Mapping[str, Any]) -> None:
         kind = int(event["event"])
         if self.server:
-            problem = server_problem(kind, self.role)
-            if problem is not None and self.refusals is not None:
-                self.refusals.note(self.role, UNDECRYPTED)
-            if problem is not None:
-                self._say(logging.WARNING, f"{self.node}: {problem}")
+            # A failed handshake ends its connection at once; a message that could not be
+            # decrypted after one leaves it open (reading nothing): told apart by what comes
+            # next, the connection's end or nothing (another connection's events between
+            # the two are taken for nothing: a rare mistake of words, never of action).
+            self._settle(ended=kind == zmq.EVENT_DISCONNECTED)
+            if kind in _FAILED:
+                self._undecrypted = kind
             return
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.handshakes += 1
@@ -247,6 +271,21 @@ class LinkWatch:
                                         curve=self.curve)) is not None:
             self.problem = problem
             self._say(logging.ERROR, f"{self.node}: {problem}")
+
+    def _settle(self, *, ended: bool) -> None:
+        """Say the server's failure to decrypt that waits, if any: a failed handshake if its
+        connection ``ended`` next, else a message changed on the way."""
+        kind, self._undecrypted = self._undecrypted, None
+        if kind is None:
+            return
+        if not ended:
+            self._say(logging.WARNING, f"{self.node}: {changed_on_the_way_in(self.role)}")
+            return
+        problem = server_problem(kind, self.role)
+        if problem is not None and self.refusals is not None:
+            self.refusals.note(self.role, UNDECRYPTED)
+        if problem is not None:
+            self._say(logging.WARNING, f"{self.node}: {problem}")
 
     def _say(self, level: int, line: str) -> None:
         now = time.monotonic()

@@ -132,7 +132,7 @@ def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> 
     lives on (its worker runs the next cell). Before, the broker's end of that connection
     read nothing more while its heartbeats still reached the device, which so never took
     the broker for silent; the broker took the device for lost 3 s later and the cell ended
-    DeviceLost after '4'."""
+    DeviceLost after '4'; and the broker's log blamed a device's --broker-key."""
     chain.start_broker()
     armed, flipped = threading.Event(), threading.Event()
 
@@ -160,6 +160,10 @@ def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> 
             doc["status"], lines, chain.broker.log[-1500:], device.log[-1500:])
         assert "is lost" not in chain.broker.log, chain.broker.log  # nor its cells ended
         assert "connecting again as link 1" in device.log, device.log
+        # the broker names a message changed on the way, not a device's wrong key
+        assert "--broker-key is not" not in chain.broker.log, chain.broker.log
+        assert "device port could not be decrypted after its connection's CURVE handshake " \
+            "passed" in chain.broker.log, chain.broker.log
         assert chain.evaluate("u/ws/2", "import os; print(os.getpid())")[0] == 202
         second = chain.wait_done("u/ws/2", 20)
         again = [b["content"] for b in second["output"].values() if b["type"] == "text"]
