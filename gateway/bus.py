@@ -16,6 +16,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol.heartbeat import GATEWAY_INTERVAL
+from protocol.curve import needs_keys
 from protocol.node import Node
 from protocol.sockets import BusSocket
 from protocol.version import VERSION
@@ -52,11 +53,17 @@ class BrokerLink:
         self.subscribe = subscribe
         #: Big answers (broker/updates.py) come on a connection of their own: the replies of
         #: one connection come in order, and another user's small answer queued behind a
-        #: 7 MB one for 0.2 s (bench/read_hammer.py). Its link is the DEALER's, not watched
-        #: (and logged) twice.
+        #: 7 MB one for 0.2 s (bench/read_hammer.py). Its link is the DEALER's, not logged
+        #: twice; but a big answer it could not decrypt (changed on the way) is said, and
+        #: its connection made anew at once (:meth:`_bulk_changed`).
         self.bulk = node.socket(zmq.DEALER, label="DEALER for big answers")
         self.bulk.immediate = True
         node.secure(self.bulk, connect, option="--broker", watch=False)
+        #: msg_ids of the requests whose answers come on :attr:`bulk`.
+        self.bulk_pending: set[str] = set()
+        if needs_keys(connect):
+            node.watch_link(self.bulk, connect, server=False, curve=True,
+                            reconnect=self._bulk_changed)
         self.bulk.connect(connect)
         self.sub = node.socket(zmq.SUB, label="SUB for output")
         self.sub.rcvhwm = mt.FEED_HWM
@@ -109,6 +116,8 @@ class BrokerLink:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         msg_id = msg["msg_id"]
         self.pending[msg_id] = future
+        if bulk:
+            self.bulk_pending.add(msg_id)
         try:
             frames = self.session.serialize(msg)
             sock = self.bulk if bulk else self.dealer
@@ -119,6 +128,7 @@ class BrokerLink:
                     raise BrokerUnavailable("the broker is not reachable") from None
         except BaseException:
             self.pending.pop(msg_id, None)
+            self.bulk_pending.discard(msg_id)
             raise
         return self._reply(msg_id, future, timeout)
 
@@ -150,6 +160,22 @@ class BrokerLink:
                 f"the broker did not answer within {timeout:.0f} s") from None
         finally:
             self.pending.pop(msg_id, None)
+            self.bulk_pending.discard(msg_id)
+
+    def _bulk_changed(self) -> None:
+        """A big answer came changed on the way (the connection for them could not decrypt
+        it): ZeroMQ would keep that connection, reading nothing, until its heartbeat ended
+        it, and every big answer on its way would wait out :data:`REPLY_TIMEOUT`. The
+        connection is made anew, and the reads it carried (reads only: asking again is
+        safe) are answered 503 now."""
+        self.bulk.disconnect(self.connect)
+        self.bulk.connect(self.connect)
+        for msg_id in list(self.bulk_pending):
+            future = self.pending.get(msg_id)
+            if future is not None and not future.done():
+                future.set_exception(BrokerUnavailable(
+                    "the broker's answer was changed on the way (a faulty or hostile device "
+                    "on the network between this gateway and the broker); ask again"))
 
     async def _replies(self, sock: BusSocket) -> None:
         while True:

@@ -163,7 +163,7 @@ class LinkWatch:
 
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
                  role: str, server: bool, curve: bool, refusals: Refusals | None = None,
-                 reconnect: Callable[[], None] | None = None) -> None:
+                 reconnect: Callable[[], None] | None = None, quiet: bool = False) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
         #: The broker's record of refused clients, for ``status`` (servers only).
@@ -173,6 +173,9 @@ class LinkWatch:
         #: connection it could not decrypt a message of open, reading nothing, until its
         #: heartbeat times out (6 s, past the broker's expiry of a device).
         self.reconnect = reconnect
+        #: A client's second connection to an endpoint watched already (the gateway's for
+        #: big answers): only a message it could not decrypt is said and acted on.
+        self.quiet = quiet
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -202,7 +205,7 @@ class LinkWatch:
     async def run(self) -> None:
         while True:
             waiting = (SETTLE if self._undecrypted is not None else None) if self.server \
-                else None if self.up else max(0.0, self._absent_at - time.monotonic())
+                else None if self.up or self.quiet else max(0.0, self._absent_at - time.monotonic())
             try:
                 frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
             except TimeoutError:
@@ -228,6 +231,13 @@ class LinkWatch:
             self._settle(ended=kind == zmq.EVENT_DISCONNECTED)
             if kind in _FAILED:
                 self._undecrypted = kind
+            return
+        if self.quiet:
+            if kind in _FAILED and self.up and self.reconnect is not None:
+                self._say(logging.WARNING, f"{self.node}: {changed_on_the_way(self.endpoint)}")
+                self.reconnect()
+            self.up = kind == zmq.EVENT_HANDSHAKE_SUCCEEDED or (self.up and kind not in (
+                zmq.EVENT_DISCONNECTED, *_FAILED))
             return
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.handshakes += 1

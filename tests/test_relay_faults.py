@@ -5,6 +5,7 @@ links: each fault is named in the nodes' logs once, not at every reconnect."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
 from typing import Any
 
@@ -168,6 +169,46 @@ def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> 
         second = chain.wait_done("u/ws/2", 20)
         again = [b["content"] for b in second["output"].values() if b["type"] == "text"]
         assert second["status"] == "done" and again == [pid + "\n"], second
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_big_answer_changed_on_the_way_is_answered_at_once(chain: Chain) -> None:
+    """Tests that a big /update answer whose bytes were changed on the way from the broker
+    to the gateway (on the gateway's connection for big answers) gets a 503 that says so at
+    once, and that the next read of it is whole; before, that connection, which no watch
+    read, kept reading nothing until ZeroMQ's heartbeat ended it: the read waited its 10 s
+    for a 503 "the broker did not answer", holding every other big read of the gateway
+    behind it, and the next one got 503 "the broker is not reachable"."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        # a big answer's chunk (the small ones, and heartbeats, are short)
+        if way == "down" and armed.is_set() and len(chunk) > 30000 and not flipped.is_set():
+            flipped.set()
+            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])
+        return chunk
+
+    relay = Relay(port_of(chain.gateway_ep), mangle=flip)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        gateway = chain.start_gateway()
+        assert chain.evaluate("u/ws/1", "print('x' * 400000)")[0] == 202
+        until(lambda: chain.update("u/ws/1", wait=5)[1].get("status") == "done", "the cell")
+        armed.set()  # its big document, read for the first time with since=1
+        started = time.monotonic()
+        status, body = chain.update("u/ws/1", since=1)
+        took = time.monotonic() - started
+        assert flipped.is_set()
+        assert status == 503 and "changed on the way" in body["error"], (status, body)
+        assert took < EXPIRY, took
+        status, body = until(lambda: (got := chain.update("u/ws/1", since=1))[0] == 200 and got,
+                             "a whole answer", timeout=10)
+        assert texts_of(body) == "x" * 400000 + "\n"
+        assert "could not be decrypted" in gateway.log, gateway.log
     finally:
         stop_nodes(chain.nodes)
         relay.close()
