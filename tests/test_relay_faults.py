@@ -212,3 +212,44 @@ def test_a_big_answer_changed_on_the_way_is_answered_at_once(chain: Chain) -> No
     finally:
         stop_nodes(chain.nodes)
         relay.close()
+
+
+def test_an_evaluates_answer_changed_on_the_way_is_not_a_503(chain: Chain) -> None:
+    """Tests that an evaluate whose answer (202) was changed on the way from the broker to
+    the gateway, after the broker had stored the request, still answers 202 with the stored
+    request's msg_id, soon, and the cell runs once. Before, the gateway's connection read
+    nothing more (the link watch's reconnect did not reach the gateway's DEALER, which was
+    connected by itself): the client got 503 "the broker did not answer within 10 s; retry
+    in 5 s" for a cell that was accepted and ran, and a retry would have run it twice."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        # the evaluate's answer (ZeroMQ's heartbeats are shorter), in its ciphertext
+        if way == "down" and armed.is_set() and len(chunk) > 100 and not flipped.is_set():
+            flipped.set()
+            at = len(chunk) // 2
+            return chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1:]
+        return chunk
+
+    relay = Relay(port_of(chain.gateway_ep), mangle=flip)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        gateway = chain.start_gateway()
+        assert chain.evaluate("u/warm/1", "print(0)")[0] == 202  # both links up and used
+        armed.set()
+        started = time.monotonic()
+        status, body = chain.evaluate("u/ws/1", "print('ran')")
+        took = time.monotonic() - started
+        assert flipped.is_set()
+        assert status == 202, (status, body, gateway.log[-2000:])
+        assert took < EXPIRY, took
+        doc = chain.wait_done("u/ws/1", 20)
+        assert doc["status"] == "done" and texts_of(doc) == "ran\n", doc
+        assert doc["request"] == body["msg_id"] and doc["execution_count"] == 1, (doc, body)
+        assert f"the answer to execute_request {body['msg_id']} was lost on the way" in \
+            gateway.log, gateway.log
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
