@@ -30,7 +30,7 @@ class Batches:
     """Stores batches of device output with their receipts, then acknowledges them."""
 
     def __init__(self, *, wire: Session, outputs: Outputs, quotas: Quotas,
-                 post: Callable[[bytes, Message], None], log: logging.Logger) -> None:
+                 post: Callable[[str, Message], None], log: logging.Logger) -> None:
         self.wire, self.outputs, self.quotas, self.post, self.log = (
             wire, outputs, quotas, post, log)
         #: What of each device's outbox is stored (exactly once; loaded from the store).
@@ -62,10 +62,10 @@ class Batches:
             self.failing = None
         self.receipts.stored_batch()
         for device, content in self.receipts.acks():  # one gone sends again when it is back
-            self.post(device.encode(), self.wire.msg(mt.OUTPUT_ACK, content))
+            self.post(device, self.wire.msg(mt.OUTPUT_ACK, content))
         return True
 
-    def reported(self, device: str, routing_id: bytes, confirmed: Any) -> bool:
+    def reported(self, device: str, confirmed: Any) -> bool:
         """A device's report says the newest record of its outbox a broker confirmed
         (``[epoch, n]``). Past this store's receipt of it, the store lost records it held
         (restored from an older copy, or its last commits lost): the device is asked for
@@ -80,6 +80,6 @@ class Batches:
         receipt = self.receipts.current(device)
         stored = receipt[1] if receipt is not None and receipt[0] == epoch else 0
         if n > stored:
-            self.post(routing_id, self.wire.msg(mt.OUTPUT_ACK, {
+            self.post(device, self.wire.msg(mt.OUTPUT_ACK, {
                 "epoch": epoch, "stored": stored, "resend": True}))
         return n > stored

@@ -112,9 +112,14 @@ class DeviceWatch:
         finally:
             worker.cancel()
 
-    def _heartbeat(self) -> Message:
-        return self.wire.msg(mt.BROKER_HEARTBEAT, {}, metadata={
-            "cellbus": {"handed": self.dispatch.handed.token()}})  # broker/handed.py
+    def _heartbeat(self, unheard: float | None = None) -> Message:
+        """A heartbeat, with the hand-outs' token (broker/handed.py) and, but from a broker
+        that did not itself run, how long its device was not heard: one whose messages stop
+        on the way while these come makes its link anew (device/relink.py)."""
+        facts: dict[str, Any] = {"handed": self.dispatch.handed.token()}
+        if unheard is not None:
+            facts["unheard"] = round(unheard, 2)
+        return self.wire.msg(mt.BROKER_HEARTBEAT, {}, metadata={"cellbus": facts})
 
     def beat(self, routing_id: bytes) -> None:
         """Heartbeat one device now: one heard for the first time, or again after it was
@@ -135,12 +140,14 @@ class DeviceWatch:
                 worker.result()  # its crash is this loop's (the node stops, saying so)
             before = loop.time()
             await asyncio.sleep(HEARTBEAT_INTERVAL)
-            if (late := loop.time() - before - HEARTBEAT_INTERVAL) > HEARTBEAT_INTERVAL:
+            stopped = (late := loop.time() - before - HEARTBEAT_INTERVAL) > HEARTBEAT_INTERVAL
+            if stopped:
                 self.log.warning("broker: did not run for %.1f s (stopped, or its loop held); "
                                  "that silence is not held against the devices", late)
                 self.devices.stalled(late)
-            beat = self._heartbeat()
+            now = self.devices.now()
             for state in list(self.devices.devices.values()):
+                beat = self._heartbeat(None if stopped else now - state.last_heard)
                 self.dispatch.post(state.routing_id, beat)  # if not connected: expiry decides
             self.metrics.heartbeat_round()
             for device in self.devices.expired():
@@ -360,7 +367,7 @@ class DeviceWatch:
         await self.dispatch.dispatch_pending()
         if final:  # if it is gone already, it leaves anyway
             answer = self.wire.msg(mt.DEVICE_DRAIN_REPLY, {"ok": True}, parent=msg)
-            self.dispatch.post(device.encode(), answer)
+            self.dispatch.post_to(device, answer)
 
     async def fail(self, request: Request, why: str, ename: str = "DeviceLost") -> None:
         """End ``request`` with an error (DeviceLost unless ``ename``) in its cell's output,

@@ -251,6 +251,11 @@ class Dispatch:
         not connected now gets the next one."""
         self.offer(routing_id, message)
 
+    def post_to(self, device: str, message: Message) -> None:
+        """:meth:`post` to ``device`` on the link it was last heard on (a device makes its
+        link anew under another routing id when the broker stops hearing it)."""
+        self.offer(self.devices.routing_id(device) or device.encode(), message)
+
     def offer(self, routing_id: bytes, message: Message) -> bool:
         """:meth:`post`, saying whether the note went (True) or not."""
         try:

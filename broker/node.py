@@ -37,6 +37,7 @@ from protocol import msgtypes as mt
 from protocol.curve import ServerKeys
 from protocol import records
 from protocol.errors import ConfigError, ProtocolError, StoppedBeforeStart
+from protocol.heartbeat import device_name
 from protocol.node import Node
 from protocol.requests import Endings
 from protocol.version import version_skew
@@ -197,7 +198,7 @@ class Broker(Node):
                                  outputs=self.outputs, metrics=self.metrics, log=log,
                                  ends=self.ends)
         self.batches = Batches(wire=wire, outputs=self.outputs, quotas=self.quotas,
-                               post=self.dispatch.post, log=log)
+                               post=self.dispatch.post_to, log=log)
         self.heard_gateways = Gateways(log)
         control = Control(wire=wire, store=store, sessions=self.sessions,
                           dispatch=self.dispatch, watch=self.watch, gateways=self.heard_gateways,
@@ -334,13 +335,13 @@ class Broker(Node):
             return
         kind = msg["msg_type"]
         content = msg["content"]
-        device = (idents[0] if idents else b"").decode(errors="replace")
+        device = device_name(idents[0] if idents else b"")
         if device in self.watch.taken or device in self.watch.ending:
             self.watch.came_back(device, content if kind in (
                 mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT) else None)
         if kind in (mt.DEVICE_REGISTER, mt.DEVICE_HEARTBEAT):
             fresh = self.devices.heard(device, idents[0], content)
-            lost = self.batches.reported(device, idents[0], content.get("stored"))
+            lost = self.batches.reported(device, content.get("stored"))
             self.watch.reported(device, content, self.senders.handed)  # once it can be told
             if fresh:  # a device that registers again, as it heard this broker, is no news
                 self.watch.beat(idents[0])

@@ -36,6 +36,7 @@ from zmq.utils.monitor import parse_monitor_message
 
 from protocol import msgtypes as mt
 from protocol.curve import ServerKeys
+from protocol.heartbeat import device_name
 from protocol.sockets import BusSocket
 from protocol.wire import Message, Session
 
@@ -103,7 +104,7 @@ class Revocations:
                 if role == "device":
                     self._tell(role, routing_id, key)
                     self.senders.revoke(key)
-                    await self.forget_device(routing_id.decode(errors="replace"),
+                    await self.forget_device(device_name(routing_id),
                                              "its key was revoked")
                 else:
                     self.gateway_keys.add(key)
@@ -127,7 +128,7 @@ class Revocations:
                 return False
         self.log.warning("broker: the key %s… of %r was revoked: its messages are refused "
                          "from now on, and it is told to disconnect", key[:12],
-                         routing_id.decode(errors="replace"))
+                         device_name(routing_id))
         return True
 
     def _read_feed_events(self) -> None:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol.heartbeat import device_name
 from protocol.wire import Message
 
 from .placement import DeviceTable
@@ -106,7 +107,7 @@ class Senders:
 
     def judge(self, idents: list[bytes], msg: Message) -> Judgement:
         """Whether the broker takes ``msg``, received on the device port from ``idents``."""
-        device = (idents[0] if idents else b"").decode(errors="replace")
+        device = device_name(idents[0] if idents else b"")
         why = self._refusal(idents, device, msg)
         if why is None:
             return Judgement.TAKE

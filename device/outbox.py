@@ -289,6 +289,10 @@ class Outbox:
         had every record sent twice, each receipt coming after its resend)."""
         return RESEND_AFTER if self._rtt is None else max(RESEND_AFTER, 2 * self._rtt)
 
+    def again(self, why: str) -> None:
+        """Send every record not stored yet again, from the first (a new link)."""
+        self._go_back(time.monotonic(), why)
+
     def _go_back(self, now: float, why: str) -> None:
         if not self._records:
             return

@@ -38,6 +38,7 @@ from .launcher import LaunchError
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
+from .relink import Unheard
 from .silence import silent_link
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
@@ -98,6 +99,7 @@ class DeviceRouter(Node):
         self.heard: str | None = None
         #: When the link is next made anew while the broker is silent.
         self.reconnect_at = 0.0
+        self.unheard = Unheard(self.device_id)  # made anew while the broker does not hear it
         self.drain = Drain(bus=session, device_id=self.device_id, overseer=self.overseer,
                            send_now=lambda frames: self.up.send_now(frames),
                            broker_alive=self._broker_alive, timeout=drain_timeout)
@@ -106,7 +108,7 @@ class DeviceRouter(Node):
         connect, bind = self.endpoints
         self.up = self.socket(zmq.DEALER, bind=bind, connect=connect,
                               label="DEALER towards the broker",
-                              routing_id=self.device_id.encode(),
+                              routing_id=self.unheard.routing_id,
                               option="--connect" if connect else "--bind")
         c = self.config
         self.log.info("device %s: up to %d sessions, %d preforked, idle timeout %g s, exec "
@@ -172,13 +174,15 @@ class DeviceRouter(Node):
     async def _write_up(self, frames: list[bytes]) -> None:
         await self.up.send_frames(frames)
 
-    async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> None:
+    async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> bool:
         msg = self.session.msg(msg_type, content, metadata={"cellbus": {"device": self.device_id}})
         frames = self.session.serialize(msg)
         if block:
             await self.up.send_frames(frames)
         elif not self.up.send_now(frames):
             self.log.debug("device: no broker to take %s yet", msg_type)
+            return False
+        return True
 
     async def _session_closed(self, session_id: str, reason: str) -> None:
         # (logged by the overseer, which knows the worker's end whole: device/overseer.py)
@@ -205,7 +209,8 @@ class DeviceRouter(Node):
                 # This device did not run (stopped, its loop held): the broker's word waits
                 # unread, it was not silent; it gets its expiry from now, its key unblamed.
                 self.broker_heard = time.monotonic()
-            await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False)
+            if await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False):
+                self.unheard.sent()
             self.outbox.check()
             silent = time.monotonic() - self.broker_heard
             if silent > EXPIRY and not self.broker_lost:
@@ -248,6 +253,15 @@ class DeviceRouter(Node):
         self.reconnect(self.up)
         self.reconnect_at = now + RECONNECT_EVERY
 
+    def _relink(self) -> None:
+        """The broker does not hear this device (device/relink.py): a new link, reported at
+        once, and what the outbox holds unstored sent again."""
+        self.log.warning("device %s: %s", self.device_id, self.unheard.words())
+        self.up.routing_id = self.unheard.routing_id
+        self.reconnect(self.up)
+        self.outbox.again("its link was made anew")
+        self.spawn(self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False), "relinked")
+
     def _broker_heard(self) -> None:
         self.broker_heard = time.monotonic()
         if self.broker_lost:
@@ -275,6 +289,9 @@ class DeviceRouter(Node):
                 self.drain.replied(got[1]["parent_header"].get("msg_id", ""))
             elif kind == mt.BROKER_HEARTBEAT:
                 self.drain.broker_beat()
+                if self.unheard.says(got[1]["metadata"].get("cellbus"),
+                                     self.link_up_for(self.endpoints[0] or "")):
+                    self._relink()
             elif kind == mt.SESSION_CLOSED:
                 await self._taken_for_lost(got[1]["content"])
             elif kind == mt.OUTPUT_ACK:

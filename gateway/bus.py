@@ -9,6 +9,7 @@ SUB socket (the broker's PUB) and is handed to every registered listener.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,6 +17,7 @@ import zmq
 
 from protocol import msgtypes as mt
 from protocol.heartbeat import GATEWAY_INTERVAL
+from protocol.curve import needs_keys
 from protocol.node import Node
 from protocol.sockets import BusSocket
 from protocol.version import VERSION
@@ -34,6 +36,18 @@ class BrokerUnavailable(Exception):
     """The broker cannot be reached or did not answer in time."""
 
 
+class AnswerLost(BrokerUnavailable):
+    """The broker's answer was changed on the way; the connection that carried it is made
+    anew, and every answer it was to carry is lost."""
+
+
+#: Requests asked again under their msg_id when their answer is lost (:meth:`request`): the
+#: broker stores each msg_id once, and says so (409) of one it stored already.
+ASKED_AGAIN = frozenset({mt.EXECUTE_REQUEST})
+#: What the broker says of a request whose msg_id it stored already (broker/intake.py).
+DUPLICATE = "a request with this msg_id was already accepted"
+
+
 class BrokerLink:
     def __init__(self, node: Node, *, connect: str, subscribe: str) -> None:
         self.node = node
@@ -46,17 +60,26 @@ class BrokerLink:
         self.dealer = node.socket(zmq.DEALER, label="DEALER to the broker")
         self.dealer.immediate = True
         node.secure(self.dealer, connect, option="--broker")
+        for link in node.links:  # its watch's reconnect: this DEALER connects by itself
+            if link.endpoint == connect and not link.server:
+                link.reconnect = functools.partial(self._changed, self.dealer)
         self.dealer.connect(connect)
         node.log.info("gateway connected DEALER to the broker at %s", connect)
         #: The broker's output feed (--subscribe), whose link /ready looks at.
         self.subscribe = subscribe
         #: Big answers (broker/updates.py) come on a connection of their own: the replies of
         #: one connection come in order, and another user's small answer queued behind a
-        #: 7 MB one for 0.2 s (bench/read_hammer.py). Its link is the DEALER's, not watched
-        #: (and logged) twice.
+        #: 7 MB one for 0.2 s (bench/read_hammer.py). Its link is the DEALER's, not logged
+        #: twice; but a big answer it could not decrypt (changed on the way) is said, and
+        #: its connection made anew at once (:meth:`_bulk_changed`).
         self.bulk = node.socket(zmq.DEALER, label="DEALER for big answers")
         self.bulk.immediate = True
         node.secure(self.bulk, connect, option="--broker", watch=False)
+        #: msg_ids of the requests whose answers come on :attr:`bulk`.
+        self.bulk_pending: set[str] = set()
+        if needs_keys(connect):
+            node.watch_link(self.bulk, connect, server=False, curve=True,
+                            reconnect=functools.partial(self._changed, self.bulk))
         self.bulk.connect(connect)
         self.sub = node.socket(zmq.SUB, label="SUB for output")
         self.sub.rcvhwm = mt.FEED_HWM
@@ -81,11 +104,35 @@ class BrokerLink:
                       buffers: list[bytes] | None = None, bulk: bool = False) -> Message:
         """Send a request about the cell at ``address`` (``buffers``: a Jupyter client's
         comm message's bytes; ``bulk``: its answer is big, and comes on :attr:`bulk`);
-        return the broker's reply."""
-        waiting = await self.submit(msg_type, content, address, header=header, facts=facts,
-                                    client=client, timeout=timeout, buffers=buffers,
-                                    bulk=bulk)
-        return await waiting
+        return the broker's reply. An execute of this gateway's own (no ``header``) whose
+        answer was lost (:class:`AnswerLost`) is asked again once under its msg_id, and the
+        broker's word that it stored it already is its acceptance: a 503 for a request that
+        was stored and runs would have the client run it twice."""
+        ask = functools.partial(self.submit, msg_type, content, address, facts=facts,
+                                client=client, timeout=timeout, buffers=buffers, bulk=bulk)
+        again = msg_type in ASKED_AGAIN and header is None and not bulk
+        if again:
+            header = self.session.msg_header(msg_type)
+        try:
+            return await (await ask(header=header))
+        except AnswerLost:
+            if not again or header is None:
+                raise
+        self.node.log.info("gateway: the answer to %s %s was lost on the way; asking again under "
+                           "its msg_id", msg_type, header["msg_id"])
+        # Once the new connection is up: until then the old one's end may still take a
+        # message, and lose it.
+        deadline = asyncio.get_running_loop().time() + CONNECT_GRACE
+        while self.node.link_up_for(self.connect) is None and \
+                asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        # A new date: the same signature would be refused as a replay.
+        header = {**header, "date": self.session.msg_header(msg_type)["date"]}
+        reply = await (await ask(header=header))
+        if reply["content"].get("error") == DUPLICATE:  # stored the first time
+            reply["content"] = {"ok": True, "cell_id": address[2], "status": "needs_work",
+                                "msg_id": header["msg_id"]}
+        return reply
 
     async def submit(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                      *, header: dict[str, Any] | None = None,
@@ -109,6 +156,8 @@ class BrokerLink:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
         msg_id = msg["msg_id"]
         self.pending[msg_id] = future
+        if bulk:
+            self.bulk_pending.add(msg_id)
         try:
             frames = self.session.serialize(msg)
             sock = self.bulk if bulk else self.dealer
@@ -119,6 +168,7 @@ class BrokerLink:
                     raise BrokerUnavailable("the broker is not reachable") from None
         except BaseException:
             self.pending.pop(msg_id, None)
+            self.bulk_pending.discard(msg_id)
             raise
         return self._reply(msg_id, future, timeout)
 
@@ -150,6 +200,22 @@ class BrokerLink:
                 f"the broker did not answer within {timeout:.0f} s") from None
         finally:
             self.pending.pop(msg_id, None)
+            self.bulk_pending.discard(msg_id)
+
+    def _changed(self, sock: BusSocket) -> None:
+        """An answer came changed on the way (``sock``'s connection could not decrypt it):
+        ZeroMQ would keep that connection, reading nothing, until its heartbeat ended it,
+        and every answer on its way would wait out :data:`REPLY_TIMEOUT`. The connection is
+        made anew, and the requests whose answers it was to carry get :class:`AnswerLost`
+        now: a read is asked again by its client, an execute by :meth:`request`."""
+        sock.disconnect(self.connect)
+        sock.connect(self.connect)
+        bulk = sock is self.bulk
+        for msg_id, future in list(self.pending.items()):
+            if (msg_id in self.bulk_pending) == bulk and not future.done():
+                future.set_exception(AnswerLost(
+                    "the broker's answer was changed on the way (a faulty or hostile device "
+                    "on the network between this gateway and the broker); ask again"))
 
     async def _replies(self, sock: BusSocket) -> None:
         while True:

@@ -30,7 +30,8 @@ FOLDER = Path(__file__).resolve().parent / "static" / "cellbus"
 PARTS = ("helpers.js", "math.js", "fold.js", "textview.js", "renderers.js", "interactcontrols.js",
          "interact.js", "poll.js", "channel.js", "channelin.js", "channelsizes.js",
          "channelstart.js", "editor.js", "cell.js", "cellview.js", "celltype.js",
-         "cellinteracts.js", "usage.js", "session.js", "notebook.js", "sheetedits.js", "layoutstore.js",
+         "cellinteracts.js", "usage.js", "session.js", "notebook.js", "sheetedits.js",
+         "layoutstore.js",
          "worksheet.js")
 #: Where tornado would look for the file the parts make.
 SERVED = str(FOLDER.parent / "cellbus.js")

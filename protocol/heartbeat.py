@@ -28,3 +28,29 @@ RECONNECT_AFTER = HEARTBEAT_INTERVAL
 #: list the gateways in ``cellbus status``: nothing is placed or ended by them.
 GATEWAY_INTERVAL = 2.0
 RECONNECT_EVERY = EXPIRY - HEARTBEAT_INTERVAL
+#: A device the broker says it has not heard for this many seconds, while the broker's own
+#: heartbeats reach it, makes its link anew under its next routing id (device/relink.py):
+#: its messages stopped on the way while the broker's still come (a byte changed on the way
+#: up, which the broker's CURVE cannot decrypt), and the broker takes it for lost at
+#: :data:`EXPIRY`.
+UNHEARD = 1.5 * HEARTBEAT_INTERVAL
+#: Between a device's name and its link's number in the routing id of a link made anew
+#: (:func:`routing_id`): a device name holds no NUL (it comes from the command line).
+LINK_MARK = b"\x00"
+
+
+def routing_id(device: str, link: int) -> bytes:
+    """The routing id of ``device``'s ``link``-th link made anew (0: its name alone).
+
+    A broker's ROUTER keeps the routing id of a connection it can no longer read (ZeroMQ
+    keeps a connection it could not decrypt a message of open, reading nothing, until its
+    heartbeat ends it, 6 s, past :data:`EXPIRY`), and drops a new connection under the same
+    id meanwhile; the broker cannot tell which of its connections failed, so the device
+    comes back under another id, which names the same device (:func:`device_name`)."""
+    name = device.encode()
+    return name if link == 0 else name + LINK_MARK + str(link).encode()
+
+
+def device_name(routing_id: bytes) -> str:
+    """The device a routing id on the broker's device port names (see :func:`routing_id`)."""
+    return routing_id.split(LINK_MARK, 1)[0].decode(errors="replace")

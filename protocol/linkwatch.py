@@ -189,6 +189,23 @@ class Together:
             watches[0].say(level, line)
 
 
+def changed_on_the_way_in(role: str) -> str:
+    """What a failure to decrypt on the broker's ``role`` port, on a connection that stays
+    open (its handshake passed: a failed handshake ends its connection), means."""
+    after = ("the device says it was not heard and connects again by itself" if role == "device"
+             else "ZeroMQ's heartbeat ends that connection within 6 s, and its client connects "
+             "again")
+    return (f"a message on the {role} port could not be decrypted after its connection's CURVE "
+            "handshake passed (so the keys are right): its bytes were changed on the way, by a "
+            "faulty or hostile device on the network between its sender's host and this one; "
+            f"{after}")
+
+
+#: Seconds the broker's watch waits, after a failure to decrypt, for the end of its
+#: connection, which tells a failed handshake from a message changed after one.
+SETTLE = 0.2
+
+
 class LinkWatch:
     """The monitor of one socket, read on the node's loop by :meth:`run`."""
 
@@ -196,7 +213,7 @@ class LinkWatch:
                  role: str, server: bool, curve: bool, refusals: Refusals | None = None,
                  reconnect: Callable[[], None] | None = None,
                  wrong_key: Callable[[], None] | None = None,
-                 together: Together | None = None, rank: int = 0) -> None:
+                 together: Together | None = None, rank: int = 0, quiet: bool = False) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
         #: Where this node's links say news of one cause in one line, and this link's place
@@ -213,6 +230,9 @@ class LinkWatch:
         #: Called when a handshake fails as a wrong --broker-key fails (a client's): the
         #: broker's certificate may have been rotated (:func:`protocol.rekey.next_broker_key`).
         self.wrong_key = wrong_key
+        #: A client's second connection to an endpoint watched already (the gateway's for
+        #: big answers): only a message it could not decrypt is said and acted on.
+        self.quiet = quiet
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -238,6 +258,8 @@ class LinkWatch:
         self._absent_at = time.monotonic() + ABSENT
         #: When the node said in a line of its own that this link is not up (monotonic).
         self._absent_said = -REPEAT
+        #: A server's failure to decrypt, not yet told (:meth:`_settle`).
+        self._undecrypted: int | None = None
 
     def absence_said(self) -> None:
         """The node's own line said that this link is not up (the device's "no word from
@@ -248,11 +270,14 @@ class LinkWatch:
 
     async def run(self) -> None:
         while True:
-            waiting = None if self.server or self.up else max(
-                0.0, self._absent_at - time.monotonic())
+            waiting = (SETTLE if self._undecrypted is not None else None) if self.server \
+                else None if self.up or self.quiet else max(0.0, self._absent_at - time.monotonic())
             try:
                 frames = await asyncio.wait_for(self.events.recv_frames(), waiting)
             except TimeoutError:
+                if self.server:
+                    self._settle(ended=False)
+                    continue
                 self._absent_at = time.monotonic() + ABSENT
                 if self.problem is None:  # no handshake even began: nothing answers there
                     why = await unresolved(self.endpoint)
@@ -268,11 +293,20 @@ class LinkWatch:
     def seen(self, event: Mapping[str, Any]) -> None:
         kind = int(event["event"])
         if self.server:
-            problem = server_problem(kind, self.role)
-            if problem is not None and self.refusals is not None:
-                self.refusals.note(self.role, UNDECRYPTED)
-            if problem is not None:
-                self.say(logging.WARNING, f"{self.node}: {problem}")
+            # A failed handshake ends its connection at once; a message that could not be
+            # decrypted after one leaves it open (reading nothing): told apart by what comes
+            # next, the connection's end or nothing (another connection's events between
+            # the two are taken for nothing: a rare mistake of words, never of action).
+            self._settle(ended=kind == zmq.EVENT_DISCONNECTED)
+            if kind in _FAILED:
+                self._undecrypted = kind
+            return
+        if self.quiet:
+            if kind in _FAILED and self.up and self.reconnect is not None:
+                self.say(logging.WARNING, f"{self.node}: {changed_on_the_way(self.endpoint)}")
+                self.reconnect()
+            self.up = kind == zmq.EVENT_HANDSHAKE_SUCCEEDED or (self.up and kind not in (
+                zmq.EVENT_DISCONNECTED, *_FAILED))
             return
         if kind == zmq.EVENT_HANDSHAKE_SUCCEEDED:
             self.together.flush(self)  # its loss first, then that it is up again
@@ -319,6 +353,21 @@ class LinkWatch:
             self.say(logging.ERROR, f"{self.node}: {problem}")
             if kind in _FAILED and self.curve and self.wrong_key is not None:
                 self.wrong_key()
+
+    def _settle(self, *, ended: bool) -> None:
+        """Say the server's failure to decrypt that waits, if any: a failed handshake if its
+        connection ``ended`` next, else a message changed on the way."""
+        kind, self._undecrypted = self._undecrypted, None
+        if kind is None:
+            return
+        if not ended:
+            self.say(logging.WARNING, f"{self.node}: {changed_on_the_way_in(self.role)}")
+            return
+        problem = server_problem(kind, self.role)
+        if problem is not None and self.refusals is not None:
+            self.refusals.note(self.role, UNDECRYPTED)
+        if problem is not None:
+            self.say(logging.WARNING, f"{self.node}: {problem}")
 
     def say(self, level: int, line: str) -> None:
         """Log ``line``, unless it was logged less than :data:`REPEAT` seconds ago."""

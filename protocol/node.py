@@ -12,7 +12,7 @@ import errno
 import collections
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import zmq
@@ -172,17 +172,20 @@ class Node:
                               "or --insecure-bus on a network you trust")
 
     def watch_link(self, sock: BusSocket, endpoint: str, *, server: bool, curve: bool,
-                   role: str = "") -> None:
+                   role: str = "", reconnect: Callable[[], None] | None = None) -> None:
         """Log what ``sock``'s connection does, and why a handshake fails (before it binds or
-        connects: the monitor sees only what comes after)."""
+        connects: the monitor sees only what comes after). ``reconnect``: a client's second
+        connection to an endpoint watched already, made anew so (LinkWatch.quiet)."""
         refusals = self.keys.roles.refusals if isinstance(self.keys, ServerKeys) else None
         link = LinkWatch(sock, endpoint, node=self.name, log=self.log, role=role or self.name,
                          server=server, curve=curve, refusals=refusals,
-                         reconnect=None if server else lambda: self.reconnect(sock),
+                         reconnect=reconnect or (None if server else lambda: self.reconnect(sock)),
                          wrong_key=None if server else lambda: next_broker_key(self),
-                         together=self._together, rank=len(self.links))
+                         together=self._together, rank=len(self.links),
+                         quiet=reconnect is not None)
         self._sockets.append(link.events)
-        self.links.append(link)
+        if reconnect is None:  # (a quiet one is no link of its own to name)
+            self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
 
     def link_up_for(self, endpoint: str) -> float | None:

@@ -5,7 +5,9 @@ links: each fault is named in the nodes' logs once, not at every reconnect."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import datetime
+from typing import Any
 
 from harness import Chain, stop_nodes, until
 from protocol.heartbeat import EXPIRY
@@ -16,6 +18,12 @@ from tcp_relay import Relay, port_of
 def logged_at(line: str) -> float:
     """The time a node's log line was written (its first 23 characters), in seconds."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def texts_of(doc: dict[str, Any]) -> str:
+    """The text of a cell's /update document's text blocks, in their order."""
+    blocks = sorted(doc.get("output", {}).values(), key=lambda b: b["order"])
+    return "".join(b["content"] for b in blocks if b["type"] == "text")
 
 
 def test_a_link_cut_again_and_again_is_named_once(chain: Chain) -> None:
@@ -113,6 +121,135 @@ def test_a_hand_out_lost_with_its_connection_runs_once(chain: Chain) -> None:
         texts = [b["content"] for b in doc["output"].values() if b["type"] == "text"]
         assert doc["status"] == "done" and texts == ["through\n"], doc
         assert "is lost" not in chain.broker.log  # it was never taken for lost
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> None:
+    """Tests that a byte flipped on the way from a device to the broker, after their CURVE
+    handshake passed, in the middle of a running cell, costs the user nothing: the device
+    links up again, the cell's output arrives whole, once and in order, and the session
+    lives on (its worker runs the next cell). Before, the broker's end of that connection
+    read nothing more while its heartbeats still reached the device, which so never took
+    the broker for silent; the broker took the device for lost 3 s later and the cell ended
+    DeviceLost after '4'; and the broker's log blamed a device's --broker-key."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        if way == "up" and armed.is_set() and not flipped.is_set():
+            flipped.set()
+            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])  # in a message's ciphertext
+        return chunk
+
+    relay = Relay(port_of(chain.device_ep), mangle=flip)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        code = ("import os, time\nprint(os.getpid(), flush=True)\n"
+                "for i in range(40):\n    print(i, flush=True)\n    time.sleep(0.05)")
+        assert chain.evaluate("u/ws/1", code)[0] == 202
+        until(lambda: "\n3\n" in texts_of(chain.update("u/ws/1")[1]), "the cell running")
+        armed.set()  # the next bytes the device sends the broker (the cell's output)
+        doc = chain.wait_done("u/ws/1", 30)
+        assert flipped.is_set()
+        pid, *lines = texts_of(doc).splitlines()
+        assert doc["status"] == "done" and lines == [str(i) for i in range(40)], (
+            doc["status"], lines, chain.broker.log[-1500:], device.log[-1500:])
+        assert "is lost" not in chain.broker.log, chain.broker.log  # nor its cells ended
+        assert "connecting again as link 1" in device.log, device.log
+        # the broker names a message changed on the way, not a device's wrong key
+        assert "--broker-key is not" not in chain.broker.log, chain.broker.log
+        assert "device port could not be decrypted after its connection's CURVE handshake " \
+            "passed" in chain.broker.log, chain.broker.log
+        assert chain.evaluate("u/ws/2", "import os; print(os.getpid())")[0] == 202
+        second = chain.wait_done("u/ws/2", 20)
+        again = [b["content"] for b in second["output"].values() if b["type"] == "text"]
+        assert second["status"] == "done" and again == [pid + "\n"], second
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_big_answer_changed_on_the_way_is_answered_at_once(chain: Chain) -> None:
+    """Tests that a big /update answer whose bytes were changed on the way from the broker
+    to the gateway (on the gateway's connection for big answers) gets a 503 that says so at
+    once, and that the next read of it is whole; before, that connection, which no watch
+    read, kept reading nothing until ZeroMQ's heartbeat ended it: the read waited its 10 s
+    for a 503 "the broker did not answer", holding every other big read of the gateway
+    behind it, and the next one got 503 "the broker is not reachable"."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        # a big answer's chunk (the small ones, and heartbeats, are short)
+        if way == "down" and armed.is_set() and len(chunk) > 30000 and not flipped.is_set():
+            flipped.set()
+            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])
+        return chunk
+
+    relay = Relay(port_of(chain.gateway_ep), mangle=flip)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        gateway = chain.start_gateway()
+        assert chain.evaluate("u/ws/1", "print('x' * 400000)")[0] == 202
+        until(lambda: chain.update("u/ws/1", wait=5)[1].get("status") == "done", "the cell")
+        armed.set()  # its big document, read for the first time with since=1
+        started = time.monotonic()
+        status, body = chain.update("u/ws/1", since=1)
+        took = time.monotonic() - started
+        assert flipped.is_set()
+        assert status == 503 and "changed on the way" in body["error"], (status, body)
+        assert took < EXPIRY, took
+        status, body = until(lambda: (got := chain.update("u/ws/1", since=1))[0] == 200 and got,
+                             "a whole answer", timeout=10)
+        assert texts_of(body) == "x" * 400000 + "\n"
+        assert "could not be decrypted" in gateway.log, gateway.log
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_an_evaluates_answer_changed_on_the_way_is_not_a_503(chain: Chain) -> None:
+    """Tests that an evaluate whose answer (202) was changed on the way from the broker to
+    the gateway, after the broker had stored the request, still answers 202 with the stored
+    request's msg_id, soon, and the cell runs once. Before, the gateway's connection read
+    nothing more (the link watch's reconnect did not reach the gateway's DEALER, which was
+    connected by itself): the client got 503 "the broker did not answer within 10 s; retry
+    in 5 s" for a cell that was accepted and ran, and a retry would have run it twice."""
+    chain.start_broker()
+    armed, flipped = threading.Event(), threading.Event()
+
+    def flip(way: str, offset: int, chunk: bytes) -> bytes:
+        # the evaluate's answer (ZeroMQ's heartbeats are shorter), in its ciphertext
+        if way == "down" and armed.is_set() and len(chunk) > 100 and not flipped.is_set():
+            flipped.set()
+            at = len(chunk) // 2
+            return chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1:]
+        return chunk
+
+    relay = Relay(port_of(chain.gateway_ep), mangle=flip)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        gateway = chain.start_gateway()
+        assert chain.evaluate("u/warm/1", "print(0)")[0] == 202  # both links up and used
+        armed.set()
+        started = time.monotonic()
+        status, body = chain.evaluate("u/ws/1", "print('ran')")
+        took = time.monotonic() - started
+        assert flipped.is_set()
+        assert status == 202, (status, body, gateway.log[-2000:])
+        assert took < EXPIRY, took
+        doc = chain.wait_done("u/ws/1", 20)
+        assert doc["status"] == "done" and texts_of(doc) == "ran\n", doc
+        assert doc["request"] == body["msg_id"] and doc["execution_count"] == 1, (doc, body)
+        assert f"the answer to execute_request {body['msg_id']} was lost on the way" in \
+            gateway.log, gateway.log
     finally:
         stop_nodes(chain.nodes)
         relay.close()
