@@ -18,6 +18,7 @@ from typing import Any, cast
 import pytest
 import zmq
 
+from broker.control import Control
 from broker.devices import DeviceWatch
 from broker.node import Broker
 from broker.store import OPEN, WORKING, Request, SessionRecord, StoreError, sqlite_url
@@ -347,3 +348,47 @@ async def test_a_request_handed_out_after_a_lost_device_came_back_is_not_taken_b
     assert [m["msg_id"] for m in await parts.received(2)] == [running.msg_id, later.msg_id]
     await parts.nothing_more()
     assert [r.msg_id for r in await parts.store.requests(WORKING)] == [running.msg_id]
+
+
+async def test_a_request_of_a_session_restarted_during_a_pass_is_not_handed_out(
+        parts: Parts) -> None:
+    """A pass has read s1's queued requests and is sending s0's when s1 is restarted
+    (Control.end_worker ends s1's requests no device has with SessionRestarted): the pass
+    hands none of s1's out. Before, it did, after they had ended, to the device that was
+    told to end s1's worker."""
+    parts.devices.heard("d1", b"d1", {"capacity": 2, "load": 0, "sessions": []})
+    other = await parts.add("s0", device="d1")
+    queued = [await parts.add("s1", device="d1", cell_id=c) for c in ("c1", "c2")]
+    sending, go_on = asyncio.Event(), asyncio.Event()
+    send = parts.dispatch.wire.send
+
+    async def slow_send(sock: Any, message: Message, idents: Any) -> None:
+        if message["msg_id"] == other.msg_id:
+            sending.set()
+            await go_on.wait()
+        await send(sock, message, idents)
+
+    ended: list[Any] = []
+
+    async def end(out: list[Any]) -> None:
+        ended.extend(out)
+
+    lost = watch(parts)
+    lost.outputs = cast(Any, SimpleNamespace(persist_and_publish=end))
+    control = Control(wire=parts.wire, store=parts.store, sessions=parts.dispatch.sessions,
+                      dispatch=parts.dispatch, watch=lost, store_writable=lambda: True,
+                      log=log)
+    record = await parts.store.get_session("s1")
+    assert record is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parts.dispatch.wire, "send", slow_send)
+        passing = asyncio.create_task(parts.dispatch.dispatch_pending())
+        await asyncio.wait_for(sending.wait(), 5)
+        await control.close(record, ("u", "w-s1", "c1"))
+        go_on.set()
+        await asyncio.wait_for(passing, 5)
+    assert {m["parent_header"]["msg_id"] for _, m in ended} == {r.msg_id for r in queued}
+    shutdown, sent = await parts.received(2)
+    assert shutdown["msg_type"] == mt.SHUTDOWN_REQUEST
+    assert sent["msg_id"] == other.msg_id
+    await parts.nothing_more()
