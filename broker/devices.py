@@ -87,6 +87,9 @@ class DeviceWatch:
         self.revoked: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
         #: Device heard again -> sessions it was told to end -> when (monotonic).
         self.ending: dict[str, dict[str, float]] = {}
+        #: Device told to end all its taken sessions' workers -> :meth:`Handed.mark` then: a
+        #: hand-out after it went behind those notes, to a fresh worker (:meth:`lost`).
+        self.back: dict[str, int] = {}
         #: (device, session) taken on the device's report after a restart (:meth:`disown`).
         self.disowned: collections.OrderedDict[tuple[str, str], None] = \
             collections.OrderedDict()
@@ -158,6 +161,7 @@ class DeviceWatch:
 
     async def lost(self, device: str, why: str = "") -> None:
         state = self.devices.devices.get(device)
+        self.back.pop(device, None)
         taken = self.taken.setdefault(device, set())
         worked = set(state.sessions) if state is not None else set()
         if state is not None:  # none of them may be placed on their old workers again
@@ -175,12 +179,16 @@ class DeviceWatch:
                 self.dispatch.sessions.stored(record)
                 closing.append(record.session)
         for request in await self.store.requests(WORKING, device=device):
+            if self._after_back(device, request.msg_id):
+                continue
             worked.add(request.session)
             taken.add(request.session)
             self.dispatch.handed.discard(request.msg_id)  # with no device, even if not ended
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
+            if self._after_back(device, request.msg_id):
+                continue
             nonce = self.dispatch.handed.nonce(request.msg_id)
             self.dispatch.take_back(request.msg_id, request.session)
             # Its worker there is told to end if the device comes back (its session is taken,
@@ -194,6 +202,13 @@ class DeviceWatch:
             if self.ends is not None:
                 await self.ends.closed(session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
+
+    def _after_back(self, device: str, msg_id: str) -> bool:
+        """Whether ``msg_id`` went to ``device`` after it came back, while :meth:`lost` read
+        the store: behind the notes ending the old workers, to a fresh one. Taken back, it
+        was revoked and sent again, a copy the device ignores: it never ended."""
+        back = self.back.get(device)
+        return back is not None and self.dispatch.handed.since(msg_id, back)
 
     def reported(self, device: str, report: dict[str, Any],
                  holders: collections.abc.Mapping[str, set[str]]) -> None:
@@ -275,6 +290,7 @@ class DeviceWatch:
                 telling[session] = time.monotonic()
             if not taken:
                 del self.taken[device]
+                self.back[device] = self.dispatch.handed.mark()
             if len(telling) > before:
                 self.log.warning("broker: device %s, taken for lost, is heard again; it ends "
                                  "the workers of the %d sessions whose work was ended",

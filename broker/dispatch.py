@@ -86,6 +86,9 @@ class Dispatch:
         self._queued: dict[str, int] = {}
         #: Sessions with requests the running pass has yet to hand out.
         self._passing: set[str] = set()
+        #: Sessions closed while the running pass had requests of them: it hands out none of
+        #: them (their closer ends them: broker/control.py).
+        self._released: set[str] = set()
         self._passes = 0
         self._lock = asyncio.Lock()
         self._redispatching = False
@@ -104,7 +107,11 @@ class Dispatch:
         return frozenset(self._held)
 
     def release(self, session_id: str) -> None:
-        """The session is gone (restarted): its requests no longer wait for a place."""
+        """The session is gone (restarted): its requests no longer wait for a place, nor go
+        out from a pass that read them before (they end with SessionRestarted; before, such a
+        pass handed them to the device as well, after they had ended)."""
+        if session_id in self._passing:
+            self._released.add(session_id)
         self._held.discard(session_id)
         self._queued.pop(session_id, None)
 
@@ -306,7 +313,7 @@ class Dispatch:
         try:
             await self._pass(todo, held, last, begun)
         finally:
-            self._passing = set()
+            self._passing, self._released = set(), set()
             for session_id, stored in list(self._queued.items()):
                 if stored < begun and session_id not in last:  # found nothing of it: gone
                     del self._queued[session_id]
@@ -347,6 +354,8 @@ class Dispatch:
                                      request.msg_id, e)
                     held.add(session_id)
                     continue
+            if session_id in self._released:
+                continue
             if not await self.send(request):
                 if request.msg_id not in self.handed and not self.hold_back(request):
                     unsent.add(session_id)  # not reachable now: sent again after a while

@@ -18,9 +18,10 @@ from typing import Any, cast
 import pytest
 import zmq
 
+from broker.control import Control
 from broker.devices import DeviceWatch
 from broker.node import Broker
-from broker.store import WORKING, Request, StoreError, sqlite_url
+from broker.store import OPEN, WORKING, Request, SessionRecord, StoreError, sqlite_url
 from broker.store.sqlite import SQLiteStore
 from protocol import msgtypes as mt
 from protocol.sockets import BusSocket
@@ -294,3 +295,100 @@ async def test_a_request_a_restarted_device_no_longer_holds_goes_again_before_th
     later = execute(broker, "c2")
     await broker.intake.execute(later, ("u", "w", "c2"))
     assert await executes(device, 3) == [first["msg_id"], first["msg_id"], later["msg_id"]]
+
+
+async def test_a_request_handed_out_after_a_lost_device_came_back_is_not_taken_back(
+        parts: Parts) -> None:
+    """d1 is taken for lost with s1's worker on it, and is heard again while the broker still
+    reads the store for what it had (a slow store, the 23:47 valgrind run): it is told to end
+    s1's worker, then s1's next requests are placed there and handed out behind that note,
+    to a fresh worker. The rest of the loss must leave those hand-outs alone: before, it took
+    the queued one back, dropped what the device says of it (revoked) and handed it out
+    again, and the device ignored that copy of a request it had: it never ended (needs_work
+    for good); and it ended the one already running with DeviceLost."""
+    record = SessionRecord(session="s1", user="u", worksheet="w-s1", device="d1",
+                           state=OPEN, created=1.0, last_activity=1.0)
+    await parts.store.put_session(record)
+    parts.devices.heard("d1", b"d1", {"capacity": 2, "load": 1, "sessions": ["s1"]})
+    parts.devices.devices["d1"].last_heard -= parts.devices.expiry + 1
+    assert parts.devices.expired() == ["d1"]
+    reading, go_on = asyncio.Event(), asyncio.Event()
+    read = parts.store.sessions
+
+    async def slow_sessions(*args: Any, **kwargs: Any) -> list[SessionRecord]:
+        reading.set()
+        await go_on.wait()  # the store answers once the device is back
+        return await read(*args, **kwargs)
+
+    ended: list[Any] = []
+
+    async def end(out: list[Any]) -> None:
+        ended.extend(out)
+
+    lost = watch(parts)
+    lost.outputs = cast(Any, SimpleNamespace(persist_and_publish=end))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parts.store, "sessions", slow_sessions)
+        losing = asyncio.create_task(lost.lost("d1"))
+        await asyncio.wait_for(reading.wait(), 5)
+        parts.devices.heard("d1", b"d1", {"capacity": 2, "load": 1, "sessions": ["s1"]})
+        lost.came_back("d1")
+        running = await accept(parts, "s1", "d1")
+        await parts.store.update_request(running.msg_id, WORKING)
+        later = await accept(parts, "s1", "d1")
+        assert running.device == later.device == "d1"
+        nonce = parts.dispatch.handed.nonce(later.msg_id)
+        go_on.set()
+        await asyncio.wait_for(losing, 5)
+    assert ended == []  # no DeviceLost for the one running
+    assert later.msg_id not in lost.revoked  # what the device says of it is stored
+    assert parts.dispatch.handed.nonce(later.msg_id) == nonce  # not handed out again
+    closed, = await parts.received(1)
+    assert closed["msg_type"] == mt.SESSION_CLOSED
+    assert [m["msg_id"] for m in await parts.received(2)] == [running.msg_id, later.msg_id]
+    await parts.nothing_more()
+    assert [r.msg_id for r in await parts.store.requests(WORKING)] == [running.msg_id]
+
+
+async def test_a_request_of_a_session_restarted_during_a_pass_is_not_handed_out(
+        parts: Parts) -> None:
+    """A pass has read s1's queued requests and is sending s0's when s1 is restarted
+    (Control.end_worker ends s1's requests no device has with SessionRestarted): the pass
+    hands none of s1's out. Before, it did, after they had ended, to the device that was
+    told to end s1's worker."""
+    parts.devices.heard("d1", b"d1", {"capacity": 2, "load": 0, "sessions": []})
+    other = await parts.add("s0", device="d1")
+    queued = [await parts.add("s1", device="d1", cell_id=c) for c in ("c1", "c2")]
+    sending, go_on = asyncio.Event(), asyncio.Event()
+    send = parts.dispatch.wire.send
+
+    async def slow_send(sock: Any, message: Message, idents: Any) -> None:
+        if message["msg_id"] == other.msg_id:
+            sending.set()
+            await go_on.wait()
+        await send(sock, message, idents)
+
+    ended: list[Any] = []
+
+    async def end(out: list[Any]) -> None:
+        ended.extend(out)
+
+    lost = watch(parts)
+    lost.outputs = cast(Any, SimpleNamespace(persist_and_publish=end))
+    control = Control(wire=parts.wire, store=parts.store, sessions=parts.dispatch.sessions,
+                      dispatch=parts.dispatch, watch=lost, store_writable=lambda: True,
+                      log=log)
+    record = await parts.store.get_session("s1")
+    assert record is not None
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(parts.dispatch.wire, "send", slow_send)
+        passing = asyncio.create_task(parts.dispatch.dispatch_pending())
+        await asyncio.wait_for(sending.wait(), 5)
+        await control.close(record, ("u", "w-s1", "c1"))
+        go_on.set()
+        await asyncio.wait_for(passing, 5)
+    assert {m["parent_header"]["msg_id"] for _, m in ended} == {r.msg_id for r in queued}
+    shutdown, sent = await parts.received(2)
+    assert shutdown["msg_type"] == mt.SHUTDOWN_REQUEST
+    assert sent["msg_id"] == other.msg_id
+    await parts.nothing_more()
