@@ -67,6 +67,9 @@ class BrokerLink:
         self.pending: dict[str, asyncio.Future[Message]] = {}
         #: Called with every output message.
         self.listeners: set[Listener] = set()
+        #: Called with each request's type and address as it is sent and as its reply
+        #: comes (gateway/finished.py: one that changes a worksheet forgets its answers).
+        self.asking: list[Callable[[str, tuple[str, str, str]], None]] = []
         #: (user, worksheet) -> called with that worksheet's output only; None -> with seq
         #: beacons only. A message reaches its own listeners, not every socket's.
         self.keyed: dict[tuple[str, str] | None, set[Listener]] = {}
@@ -82,10 +85,14 @@ class BrokerLink:
         """Send a request about the cell at ``address`` (``buffers``: a Jupyter client's
         comm message's bytes; ``bulk``: its answer is big, and comes on :attr:`bulk`);
         return the broker's reply."""
-        waiting = await self.submit(msg_type, content, address, header=header, facts=facts,
-                                    client=client, timeout=timeout, buffers=buffers,
-                                    bulk=bulk)
-        return await waiting
+        try:
+            waiting = await self.submit(msg_type, content, address, header=header,
+                                        facts=facts, client=client, timeout=timeout,
+                                        buffers=buffers, bulk=bulk)
+            return await waiting
+        finally:
+            for hook in self.asking:  # what it changed is in the store by now
+                hook(msg_type, address)
 
     async def submit(self, msg_type: str, content: dict[str, Any], address: tuple[str, str, str],
                      *, header: dict[str, Any] | None = None,
@@ -98,6 +105,8 @@ class BrokerLink:
         while no broker is connected (:data:`CONNECT_GRACE`). ``client``: the address key of
         an anonymous visitor of a public gateway, whose sessions the broker counts against
         --user-sessions (see gateway.guard.quota_client)."""
+        for hook in self.asking:  # before it is sent (gateway/finished.py)
+            hook(msg_type, address)
         user, worksheet, cell_id = address
         cellbus = {**(facts or {}), "user": user, "worksheet": worksheet, "cell_id": cell_id,
                    "auth": self.auth}
