@@ -10,7 +10,7 @@ from . import (completions, health, layouts, notebook, pages, permalinks, sessio
                worksheets)
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
-from .access import AccessPolicy, tornado_settings
+from .access import AccessPolicy, RefusalLog, tornado_settings
 from .auth import TokenCheck
 from .base import NotFoundHandler
 from .bigreads import BigReads, PageTurn
@@ -81,6 +81,8 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
         token_check=check, revocations=Revocations(check), jupyter_sockets=Sockets(),
         saved_layouts=layouts.SavedLayouts(), big_reads=BigReads(), page_turn=PageTurn(limiter),
         limiter=limiter,
+        request_limiter=RateLimiter(access.requests) if access.requests else None,
+        refusal_log=RefusalLog(),
         **tornado_settings(access),
         websocket_max_message_size=message_limit(max_input),
         websocket_ping_interval=ws_ping,

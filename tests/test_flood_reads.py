@@ -66,3 +66,32 @@ def test_repeated_reads_of_a_finished_cell_are_answered_without_the_broker(
     assert all("too many requests (limit 4/min); retry in" in r.body["error"]
                and r.headers["Retry-After"] for r in refused)
     assert kept(chain, ann) - before >= 3
+
+
+def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
+        chain: Chain) -> None:
+    """Tests that past ``--client-requests`` any request of a client (here a read that is
+    never counted against ``--rate``) is refused 429 with Retry-After and the option's
+    words, another user's requests still answer, and the client's refusals make one
+    access line, not one each (the next says how many it left out). Before, a client that
+    ignored Retry-After could send small reads without end, each a request of the
+    gateway's loop and a round trip to the broker, and every 429 was a WARNING line."""
+    ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
+    chain.start_broker()
+    chain.start_device()
+    chain.start_gateway("--auth", "token", "--client-requests", "4/min")
+    cell = "/home/ann/w/1"
+    run(chain, ann, cell, "print(2)")  # two requests of ann's four: the evaluate, the poll
+    got = [call(chain.port, "GET", f"{cell}/update?since=0", headers=bearer(ann))
+           for _ in range(4)]
+    assert [a.status for a in got] == [200, 200, 429, 429], [a.body for a in got]
+    for refused in got[2:]:
+        assert refused.body["error"].startswith(
+            "too many requests from this client (limit 4/min, --client-requests); retry in")
+        assert int(refused.headers["Retry-After"]) >= 1
+    other = call(chain.port, "GET", "/home/bob/w/1/update?since=0", headers=bearer(bob))
+    assert other.status == 404, other.body  # bob's own bucket: answered (no such cell)
+    assert chain.gateway is not None
+    chain.gateway.wait_for_log(r"429 GET /home/ann/w/1/update")
+    lines = [line for line in chain.gateway.log.splitlines() if " 429 " in line]
+    assert len(lines) == 1, lines
