@@ -89,6 +89,10 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
         assert refused.body["error"].startswith(
             "too many requests from this client (limit 4/min, --client-requests); retry in")
         assert int(refused.headers["Retry-After"]) >= 1
+    shake = call(chain.port, "GET", "/ws", headers={
+        **bearer(ann), "Connection": "Upgrade", "Upgrade": "websocket",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})
+    assert shake.status == 429 and "--client-requests" in shake.body["error"], shake
     other = call(chain.port, "GET", "/home/bob/w/1/update?since=0", headers=bearer(bob))
     assert other.status == 404, other.body  # bob's own bucket: answered (no such cell)
     assert chain.gateway is not None
