@@ -22,8 +22,9 @@ a finished document that long after its next evaluate, never longer.
 
 from __future__ import annotations
 
+import json
 import time
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from typing import Any, Final
 
 from protocol import msgtypes as mt
@@ -31,8 +32,12 @@ from protocol.wire import Message
 
 #: Seconds an answer is kept (the longest a run started elsewhere goes unseen here).
 FRESH: Final = 2.0
-#: Answers kept at most (the oldest are forgotten first).
-MAX_KEPT: Final = 10_000
+#: Bytes of kept documents' JSON at most (the oldest are forgotten first): a small document
+#: may be up to 256 KiB (broker/updates.py BIG).
+MAX_KEPT_BYTES: Final = 16 * 2**20
+#: Worksheets whose changes are remembered at most; past it all is forgotten (and nothing
+#: kept before is answered again).
+MAX_WORKSHEETS: Final = 100_000
 #: Requests that only read a worksheet: they forget nothing.
 READS: Final = frozenset({mt.CELL_UPDATE_REQUEST, mt.FILE_REQUEST, mt.SESSION_REPLAY_REQUEST,
                           mt.WORKSHEET_LAYOUT_GET_REQUEST, mt.WORKSHEET_NOTEBOOK_REQUEST,
@@ -44,11 +49,14 @@ class FinishedAnswers:
     """The kept answers, and each worksheet's count of changes seen (see the module
     docstring); a listener of the broker's feed."""
 
-    def __init__(self, fresh: float = FRESH, max_kept: int = MAX_KEPT) -> None:
-        self.fresh, self.max_kept = fresh, max_kept
-        #: (user, worksheet) -> changes seen: an answer asked for before one is not kept.
-        self.changes: defaultdict[tuple[str, str], int] = defaultdict(int)
-        self._kept: OrderedDict[Key, tuple[float, int, dict[str, Any]]] = OrderedDict()
+    def __init__(self, fresh: float = FRESH, max_bytes: int = MAX_KEPT_BYTES) -> None:
+        self.fresh, self.max_bytes = fresh, max_bytes
+        #: (user, worksheet) -> the tick of its last change: an answer asked for before it
+        #: is not kept. A worksheet not in it changed last at :attr:`floor` or before.
+        self.changes: dict[tuple[str, str], int] = {}
+        self.tick = self.floor = 0
+        self._kept: OrderedDict[Key, tuple[float, int, dict[str, Any], int]] = OrderedDict()
+        self._bytes = 0
         #: Reads answered from what is kept (the metrics' ``cellbus_update_answers_kept``).
         self.answered = 0
 
@@ -61,7 +69,13 @@ class FinishedAnswers:
 
     def changed(self, user: str, worksheet: str) -> None:
         """The worksheet changed (or may have): what was asked of it before is not kept."""
-        self.changes[(user, worksheet)] += 1
+        self.tick += 1
+        if len(self.changes) >= MAX_WORKSHEETS and (user, worksheet) not in self.changes:
+            self.changes.clear()
+            self._kept.clear()
+            self._bytes = 0
+            self.floor = self.tick
+        self.changes[(user, worksheet)] = self.tick
 
     def asking(self, msg_type: str, address: tuple[str, str, str]) -> None:
         """This gateway asks the broker ``msg_type`` about ``address``: one that is no read
@@ -71,7 +85,7 @@ class FinishedAnswers:
 
     def seen(self, address: tuple[str, str, str]) -> int:
         """The worksheet's changes so far: given back to :meth:`keep` with the answer."""
-        return self.changes.get((address[0], address[1]), 0)
+        return self.changes.get((address[0], address[1]), self.floor)
 
     def get(self, address: tuple[str, str, str], since: int,
             session: str | None) -> dict[str, Any] | None:
@@ -80,9 +94,10 @@ class FinishedAnswers:
         kept = self._kept.get(key)
         if kept is None:
             return None
-        at, changes, content = kept
+        at, changes, content, size = kept
         if changes != self.seen(address) or time.monotonic() - at > self.fresh:
             del self._kept[key]
+            self._bytes -= size
             return None
         self.answered += 1
         return content
@@ -98,7 +113,13 @@ class FinishedAnswers:
         if not isinstance(doc, dict) and not content.get("withheld"):
             return  # a big document itself: kept by its SHA-256 (gateway/bigreads.py)
         key = (*address, since, session)
-        self._kept[key] = (time.monotonic(), changes, content)
-        self._kept.move_to_end(key)
-        while len(self._kept) > self.max_kept:
-            self._kept.popitem(last=False)
+        size = len(json.dumps(doc)) if isinstance(doc, dict) else 0
+        if size > self.max_bytes:
+            return
+        if (old := self._kept.pop(key, None)) is not None:
+            self._bytes -= old[3]
+        self._kept[key] = (time.monotonic(), changes, content, size)
+        self._bytes += size
+        # Withheld notes weigh nothing: their count is bounded as well.
+        while self._bytes > self.max_bytes or len(self._kept) > self.max_bytes // 1024:
+            self._bytes -= self._kept.popitem(last=False)[1][3]

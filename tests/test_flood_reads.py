@@ -99,3 +99,27 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
     chain.gateway.wait_for_log(r"429 GET /home/ann/w/1/update")
     lines = [line for line in chain.gateway.log.splitlines() if " 429 " in line]
     assert len(lines) == 1, lines
+
+
+def test_kept_answers_are_bounded_and_never_older_than_a_change() -> None:
+    """Tests that :class:`gateway.finished.FinishedAnswers` keeps no answer asked for
+    before its worksheet changed, nor one of a cell still running, forgets one at the next
+    change, and keeps no more than its bytes (the oldest go first)."""
+    from gateway.finished import FinishedAnswers
+
+    kept = FinishedAnswers(max_bytes=4096)
+    cell, other = ("ann", "w", "1"), ("ann", "w", "2")
+    doc = {"document": {"status": "done", "output": {"a": "x" * 1500}}}
+    before = kept.seen(cell)
+    kept.changed("ann", "w")  # a run began while the read was asked
+    kept.keep(cell, 0, None, before, doc)
+    assert kept.get(cell, 0, None) is None
+    kept.keep(cell, 0, None, kept.seen(cell), {"document": {"status": "running"}})
+    assert kept.get(cell, 0, None) is None
+    kept.keep(cell, 0, None, kept.seen(cell), doc)
+    assert kept.get(cell, 0, None) == doc and kept.get(cell, 5, None) is None
+    kept.keep(cell, 5, None, kept.seen(cell), doc)
+    kept.keep(other, 0, None, kept.seen(other), doc)  # a third of 1.5 KB: the first goes
+    assert kept.get(cell, 0, None) is None and kept.get(other, 0, None) == doc
+    kept.changed("ann", "w")
+    assert kept.get(other, 0, None) is None and kept.get(cell, 5, None) is None
