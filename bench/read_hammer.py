@@ -75,9 +75,15 @@ def run_cell(port: int, token: str, path: str, code: str) -> int:
             return len(raw)
 
 
+#: Polls a second the victim makes at most: below the gateway's --client-requests (100/s
+#: with --auth token), which a victim polling without pause (800 a second idle) went past.
+VICTIM_PACE = 50
+
+
 def poll_latencies(port: int, token: str, path: str, seconds: float,
                    when: list[float] | None = None) -> list[float]:
-    """The latencies of polls one after another for ``seconds``; with ``when``, the
+    """The latencies of polls one after another (at most :data:`VICTIM_PACE` a second) for
+    ``seconds``; with ``when``, the
     (monotonic) time each began is added to it."""
     out = []
     end = time.monotonic() + seconds
@@ -88,6 +94,7 @@ def poll_latencies(port: int, token: str, path: str, seconds: float,
         status, _ = get(port, f"{path}/update?since=0", token)
         out.append(time.perf_counter() - began)
         assert status == 200, status
+        time.sleep(max(0.0, began + 1 / VICTIM_PACE - time.perf_counter()))
     return out
 
 
@@ -197,6 +204,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--mb", type=int, default=7)
     p.add_argument("--rate", default="120/min", help="the gateway's --rate")
+    p.add_argument("--client-requests", default=None,
+                   help="the gateway's --client-requests (its default if not given; 0: none)")
     p.add_argument("--mode", choices=("update", "ws", "file", "notebook", "small"),
                    default="update",
                    help="what the hammer repeats: GET /update?since=0, a WebSocket "
@@ -217,7 +226,8 @@ def main() -> int:
             hammer, victim = add_user(chain, "hammer"), add_user(chain, "victim")
             chain.start_broker("--cell-output", str(64 * 2**20))
             chain.start_device("--max-output", str(64 * 2**20))
-            chain.start_gateway("--auth", "token", "--rate", args.rate)
+            chain.start_gateway("--auth", "token", "--rate", args.rate, *(
+                ("--client-requests", args.client_requests) if args.client_requests else ()))
             big, small = "/home/hammer/w/1", "/home/victim/w/1"
             size = run_cell(chain.port, hammer, big,
                             f"for i in range({args.mb * 1000}):\n    print('x' * 999)"

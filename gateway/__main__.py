@@ -12,7 +12,7 @@ from protocol.logfile import setup_logging
 from protocol.program import run_node
 from protocol.wire import FROM_BROKER_MAX_VALUES
 
-from .access import TOKEN_RATE, make_policy
+from .access import CLIENT_REQUESTS, TOKEN_RATE, make_policy
 from .connections import BODY_TIMEOUT, IDLE_TIMEOUT, PER_ADDRESS, ConnectionLimits
 from .node import MAX_INPUT, Gateway
 from .outbox import CLIENT_BUFFER, CLIENT_STALL, TOO_SLOW
@@ -91,6 +91,12 @@ def add_access_options(p: argparse.ArgumentParser) -> None:
                     "store (permalinks, new worksheets' layouts) per user, or per "
                     "address without auth; beyond it 429 with Retry-After. 0: no limit "
                     f"(default: {TOKEN_RATE} with --auth token, else no limit)")
+    add_option(p, "--client-requests", metavar="N/s", node="gateway",
+               help="requests of any kind per user, or per address without auth (a flood "
+                    "of small reads, or of refused ones, costs the gateway's loop as much); "
+                    "beyond it 429 with Retry-After, held a second before it is written. "
+                    f"0: no limit (default: {CLIENT_REQUESTS} with --auth token or on a "
+                    "public gateway, else no limit)")
     add_option(p, "--tls-cert", metavar="FILE", node="gateway",
                help="serve HTTPS and WSS with this certificate (PEM, its chain after it) "
                     "where nothing in front of the gateway ends TLS; with --tls-key")
@@ -110,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         access = make_policy(host=args.host, port=args.port, auth=args.auth,
                              allow_anonymous=args.allow_anonymous, origins=args.allow_origin,
                              hosts=args.allow_host, rate=args.rate,
-                             log_requests=args.log_requests, proxies=args.trusted_proxy)
+                             log_requests=args.log_requests, proxies=args.trusted_proxy,
+                             requests=args.client_requests)
         bus = bus_session(args.key_file, packer=args.packer,
                       max_values=FROM_BROKER_MAX_VALUES)  # it hears only the broker
         gateway = Gateway(bus,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -43,6 +44,15 @@ SECRET_ARGS: Final = frozenset({"token", "_xsrf"})
 #: a person at a page stays far below it (interacts coalesce); a script looping on evaluate
 #: does not.
 TOKEN_RATE: Final = "120/min"
+#: Requests of any kind one user (or address without auth) may make, when
+#: --client-requests is not given, on a gateway with --auth token or a public one: a page
+#: that loads makes a few dozen at once and a person far fewer after; a client looping
+#: without pause makes thousands (bench/read_hammer.py --mode small: 8,000 in 8 s).
+CLIENT_REQUESTS: Final = "100/s"
+#: Seconds a flood's refusal is held before it is written (gateway/guard.py within_requests).
+FLOOD_HOLD: Final = 1.0
+#: Seconds between two access lines of one client's refusals (429), the others counted.
+REFUSAL_LOG_INTERVAL: Final = 10.0
 #: Seconds a browser may cache a CORS preflight answer.
 PREFLIGHT_MAX_AGE: Final = 600
 
@@ -64,6 +74,7 @@ class AccessPolicy:
     origins: frozenset[str] = field(default_factory=frozenset)  # "*": any
     hosts: frozenset[str] = field(default_factory=frozenset)  # --allow-host
     rate: Rate | None = None
+    requests: Rate | None = None  # --client-requests
     log_requests: bool = False  # --log-requests: every request's access line at INFO
     proxies: tuple[Network, ...] = ()  # --trusted-proxy
 
@@ -104,7 +115,8 @@ class AccessPolicy:
         origins = ", ".join(sorted(self.origins)) or "none"
         proxies = ", ".join(str(p) for p in self.proxies)
         return (f"auth {self.auth}; other origins allowed: {origins}; "
-                f"rate limit: {self.rate or 'none'}"
+                f"rate limit: {self.rate or 'none'}; requests per client: "
+                f"{self.requests or 'no limit'}"
                 + (f"; clients' addresses from X-Forwarded-For of {proxies}" if proxies else ""))
 
 
@@ -147,13 +159,16 @@ def normal_origin(origin: str) -> str:
 def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymous: bool = False,
                 origins: list[str] | None = None, hosts: list[str] | None = None,
                 rate: str | None = None, log_requests: bool = False,
-                proxies: list[str] | None = None) -> AccessPolicy:
+                proxies: list[str] | None = None,
+                requests: str | None = None) -> AccessPolicy:
     """The policy for these options, or :class:`ConfigError` saying what to change.
 
     Without ``auth``: ``none`` on a loopback address with no ``proxies`` (or with
     ``allow_anonymous``), else ``token``. ``auth="none"`` of a public gateway (another address,
     or proxies in front) needs ``allow_anonymous``. Without ``rate``: :data:`TOKEN_RATE` per
-    user with ``token``, no limit with ``none``.
+    user with ``token``, no limit with ``none``. Without ``requests``:
+    :data:`CLIENT_REQUESTS` with ``token`` or on a public gateway, no limit on a loopback
+    gateway without auth (one person's).
     """
     if tornado.version_info < (6, 6):
         raise ConfigError(f"the gateway needs tornado>=6.6 for its cross-origin protection, "
@@ -183,7 +198,11 @@ def make_policy(*, host: str, port: int, auth: str | None = None, allow_anonymou
     return AccessPolicy(auth=mode, host=host, port=port, origins=frozenset(allowed),
                         hosts=frozenset(names), log_requests=log_requests, proxies=trusted,
                         rate=parse_rate(rate if rate is not None
-                                        else TOKEN_RATE if mode == "token" else ""))
+                                        else TOKEN_RATE if mode == "token" else ""),
+                        requests=parse_rate(requests if requests is not None
+                                            else CLIENT_REQUESTS
+                                            if mode == "token" or not loopback else "",
+                                            option="--client-requests"))
 
 
 def tornado_settings(policy: AccessPolicy) -> dict[str, Any]:
@@ -288,12 +307,45 @@ def log_request(handler: RequestHandler) -> None:
         metrics.request(handler)
     policy: AccessPolicy | None = settings.get("access")
     level = getattr(handler, ACCESS_LEVEL, None)
+    skipped = None
+    if level is None and status == 429 and (refusals := settings.get("refusal_log")):
+        visitor = getattr(handler, "visitor", None)
+        skipped = refusals.note(visitor.key if visitor is not None
+                                else client_address(handler))
+        if skipped is None:
+            level = logging.DEBUG  # counted, and said with its client's next line
     if level is None:
         level = access_level(status, every=policy is not None and policy.log_requests)
     if access_log.isEnabledFor(level):
         why = getattr(handler, REFUSAL_NOTE, None)
-        access_log.log(level, "%d %s %.2fms%s", status, summary(handler),
-                       1000.0 * handler.request.request_time(), f": {why}" if why else "")
+        more = (f" (and {skipped} more of this client's refused in the last "
+                f"{REFUSAL_LOG_INTERVAL:.0f} s, not logged)" if skipped else "")
+        access_log.log(level, "%d %s %.2fms%s%s", status, summary(handler),
+                       1000.0 * handler.request.request_time(), f": {why}" if why else "",
+                       more)
+
+
+class RefusalLog:
+    """A client's refusals (429) get one access line per :data:`REFUSAL_LOG_INTERVAL`, the
+    next one saying how many were not logged: a client that ignores Retry-After was refused
+    ~1,400 times in 10 s (bench/read_hammer.py), each a WARNING line written by the loop."""
+
+    def __init__(self, interval: float = REFUSAL_LOG_INTERVAL, max_keys: int = 10_000) -> None:
+        self.interval, self.max_keys = interval, max_keys
+        self.seen: dict[str, tuple[float, int]] = {}  # key -> (last line, refused since)
+
+    def note(self, key: str, now: float | None = None) -> int | None:
+        """A refusal of ``key``: None if it is not to be logged (it is counted), else how
+        many were not logged before it."""
+        now = time.monotonic() if now is None else now
+        last, count = self.seen.get(key, (-self.interval, 0))
+        if now - last < self.interval:
+            self.seen[key] = (last, count + 1)
+            return None
+        if key not in self.seen and len(self.seen) >= self.max_keys:
+            self.seen = {k: v for k, v in self.seen.items() if now - v[0] < self.interval}
+        self.seen[key] = (now, 0)
+        return count
 
 
 def log_exception(handler: RequestHandler, typ: type[BaseException] | None,

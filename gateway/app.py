@@ -10,7 +10,7 @@ from . import (completions, health, layouts, notebook, pages, permalinks, sessio
                worksheets)
 from .jupyter import ROUTES as JUPYTER_ROUTES
 from .jupyter.model import Sockets
-from .access import AccessPolicy, tornado_settings
+from .access import AccessPolicy, RefusalLog, tornado_settings
 from .auth import TokenCheck
 from .base import NotFoundHandler
 from .bigreads import BigReads, PageTurn
@@ -21,6 +21,7 @@ from .outbox import CLIENT_BUFFER, CLIENT_STALL
 from .cells import CellWatch, EvaluateHandler, FileHandler, InterruptHandler, UpdateHandler
 from .cells import InputHandler, InteractHandler, RestartHandler
 from .ratelimit import RateLimiter
+from .finished import FinishedAnswers
 from .tokenwatch import Revocations
 from .ws import SocketHandler
 
@@ -48,6 +49,9 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
     metrics = metrics or GatewayMetrics(link, {})
     watch = CellWatch()
     link.listeners.add(watch)
+    finished = metrics.finished = FinishedAnswers()
+    link.listeners.add(finished)
+    link.asking.append(finished.asking)
     check = TokenCheck(link)
     limiter = RateLimiter(access.rate) if access.rate else None
     return tornado.web.Application(
@@ -72,11 +76,13 @@ def make_app(link: BrokerLink, *, max_input: int, access: AccessPolicy | None = 
             *JUPYTER_ROUTES,
         ],
         default_handler_class=NotFoundHandler,
-        link=link, watch=watch, max_input=max_input, client_buffer=client_buffer,
+        link=link, watch=watch, finished=finished, max_input=max_input, client_buffer=client_buffer,
         client_stall=client_stall, metrics=metrics,
         token_check=check, revocations=Revocations(check), jupyter_sockets=Sockets(),
         saved_layouts=layouts.SavedLayouts(), big_reads=BigReads(), page_turn=PageTurn(limiter),
         limiter=limiter,
+        request_limiter=RateLimiter(access.requests) if access.requests else None,
+        refusal_log=RefusalLog(),
         **tornado_settings(access),
         websocket_max_message_size=message_limit(max_input),
         websocket_ping_interval=ws_ping,

@@ -46,6 +46,7 @@ class BaseHandler(Hooks):
         if visitor is None:
             return  # answered already: a CORS preflight
         self.visitor = visitor
+        await guard.within_requests(self, visitor)
         if self.signs_in and signin.is_link(self, visitor):
             await signin.by_link(self, visitor)  # the cookie and a redirect, or a question
             return

@@ -90,6 +90,9 @@ class BrokerLink:
         self.pending: dict[str, asyncio.Future[Message]] = {}
         #: Called with every output message.
         self.listeners: set[Listener] = set()
+        #: Called with each request's type and address as it is sent and as its reply
+        #: comes (gateway/finished.py: one that changes a worksheet forgets its answers).
+        self.asking: list[Callable[[str, tuple[str, str, str]], None]] = []
         #: (user, worksheet) -> called with that worksheet's output only; None -> with seq
         #: beacons only. A message reaches its own listeners, not every socket's.
         self.keyed: dict[tuple[str, str] | None, set[Listener]] = {}
@@ -108,6 +111,18 @@ class BrokerLink:
         answer was lost (:class:`AnswerLost`) is asked again once under its msg_id, and the
         broker's word that it stored it already is its acceptance: a 503 for a request that
         was stored and runs would have the client run it twice."""
+        try:
+            return await self._asked(msg_type, content, address, header=header, facts=facts,
+                                     client=client, timeout=timeout, buffers=buffers,
+                                     bulk=bulk)
+        finally:
+            for hook in self.asking:  # what it changed is in the store by now
+                hook(msg_type, address)
+
+    async def _asked(self, msg_type: str, content: dict[str, Any],
+                     address: tuple[str, str, str], *, header: dict[str, Any] | None,
+                     facts: dict[str, Any] | None, client: str | None, timeout: float,
+                     buffers: list[bytes] | None, bulk: bool) -> Message:
         ask = functools.partial(self.submit, msg_type, content, address, facts=facts,
                                 client=client, timeout=timeout, buffers=buffers, bulk=bulk)
         again = msg_type in ASKED_AGAIN and header is None and not bulk
@@ -118,8 +133,8 @@ class BrokerLink:
         except AnswerLost:
             if not again or header is None:
                 raise
-        self.node.log.info("gateway: the answer to %s %s was lost on the way; asking again under "
-                           "its msg_id", msg_type, header["msg_id"])
+        self.node.log.info("gateway: the answer to %s %s was lost on the way; asking again "
+                           "under its msg_id", msg_type, header["msg_id"])
         # Once the new connection is up: until then the old one's end may still take a
         # message, and lose it.
         deadline = asyncio.get_running_loop().time() + CONNECT_GRACE
@@ -145,6 +160,8 @@ class BrokerLink:
         while no broker is connected (:data:`CONNECT_GRACE`). ``client``: the address key of
         an anonymous visitor of a public gateway, whose sessions the broker counts against
         --user-sessions (see gateway.guard.quota_client)."""
+        for hook in self.asking:  # before it is sent (gateway/finished.py)
+            hook(msg_type, address)
         user, worksheet, cell_id = address
         cellbus = {**(facts or {}), "user": user, "worksheet": worksheet, "cell_id": cell_id,
                    "auth": self.auth}

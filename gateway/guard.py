@@ -22,6 +22,7 @@ other use of the token.
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
 from dataclasses import dataclass
 from typing import Final
@@ -29,7 +30,7 @@ from typing import Final
 from tornado.web import HTTPError, RequestHandler
 
 from . import origins
-from .access import AccessPolicy, client_address, preflight
+from .access import FLOOD_HOLD, AccessPolicy, client_address, preflight
 from .auth import COOKIE, BadCredential, TokenCheck, credential
 from .clientaddr import client_key
 from .errors import fail
@@ -171,6 +172,23 @@ def charge(handler: RequestHandler, visitor: Visitor) -> None:
     wait = rate_wait(handler, visitor)
     if wait is not None:
         raise fail(429, too_many(handler, wait), retry_after=wait)
+
+
+async def within_requests(handler: RequestHandler, visitor: Visitor) -> None:
+    """Count any request of ``visitor`` against ``--client-requests``: past it, a 429 with
+    Retry-After, written only after :data:`~gateway.access.FLOOD_HOLD` seconds. A client
+    that ignores Retry-After and asks again at once, on as many connections as its address
+    may hold, then makes at most that many requests a second (holding one costs nothing),
+    rather than taking the gateway's loop from everyone else's."""
+    limiter: RateLimiter | None = handler.settings.get("request_limiter")
+    wait = limiter.take(visitor.key) if limiter is not None else None
+    if wait is None:
+        return
+    if (metrics := handler.settings.get("metrics")) is not None:
+        metrics.refusals.labels("requests").inc()
+    await asyncio.sleep(FLOOD_HOLD)
+    raise fail(429, f"too many requests from this client (limit {policy_of(handler).requests}"
+                    f", --client-requests); retry in {wait} s", retry_after=wait)
 
 
 def over_rate(handler: RequestHandler, wait: int) -> HTTPError:

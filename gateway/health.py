@@ -27,6 +27,7 @@ from protocol.metrics import NodeMetrics, gauge
 from .access import ACCESS_LEVEL, REFUSAL_NOTE, client_address, is_loopback
 from .base import BaseHandler
 from .bus import BrokerLink, BrokerUnavailable
+from .finished import FinishedAnswers
 from .errors import fail
 
 #: Seconds /ready waits for the broker.
@@ -43,6 +44,8 @@ class GatewayMetrics(NodeMetrics):
                                 "and status", ["route", "status"], registry=self.registry)
         self.refusals = Counter("cellbus_refusals", "Requests this gateway refused itself, by "
                                 "reason (rate: --rate)", ["reason"], registry=self.registry)
+        #: The kept answers of finished cells (gateway/finished.py), once the app is made.
+        self.finished: FinishedAnswers | None = None
         self.collect_state(self._read_state)
 
     def request(self, handler: RequestHandler) -> None:
@@ -56,6 +59,10 @@ class GatewayMetrics(NodeMetrics):
                     len(keyed.get(None, ())))
         yield gauge("cellbus_worksheets_watched", "Worksheets with at least one subscriber",
                     sum(1 for k in keyed if k is not None))
+        if self.finished is not None:
+            yield gauge("cellbus_update_answers_kept", "Reads of finished cells answered "
+                        "without asking the broker (gateway/finished.py), since the start",
+                        self.finished.answered)
 
 
 class HealthHandler(BaseHandler):

@@ -46,14 +46,14 @@ class Rate:
         return f"{self.count}/{unit}"
 
 
-def parse_rate(text: str) -> Rate | None:
+def parse_rate(text: str, option: str = "--rate") -> Rate | None:
     """``"30/min"`` (also ``/s``, ``/h``) as a :class:`Rate`; ``"0"``, ``""`` or ``"off"``:
-    no limit. Raises :class:`ConfigError` saying the form."""
+    no limit. Raises :class:`ConfigError` saying the form (of ``option``)."""
     if text.strip().lower() in ("", "0", "off", "none"):
         return None
     m = _RATE.fullmatch(text.lower())
     if m is None or m.group(2) not in _UNITS or int(m.group(1)) < 1:
-        raise ConfigError(f"--rate {text!r}: give requests per time like 30/min (or N/s, N/h); "
+        raise ConfigError(f"{option} {text!r}: give requests per time like 30/min (or N/s, N/h); "
                           "0 for no limit")
     return Rate(int(m.group(1)), _UNITS[m.group(2)])
 

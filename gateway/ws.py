@@ -90,6 +90,7 @@ class SocketHandler(Hooks, WebSocketHandler):
         visitor = await guard.admit(self)
         if visitor is not None:
             self.visitor = visitor
+            await guard.within_requests(self, visitor)  # a handshake is a request
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """tornado's handshake; a request that is no WebSocket handshake at all gets a JSON
