@@ -110,8 +110,11 @@ class FinishedAnswers:
         status = doc.get("status") if isinstance(doc, dict) else content.get("status")
         if status not in ("done", "error") or changes != self.seen(address):
             return
-        if not isinstance(doc, dict) and not content.get("withheld"):
-            return  # a big document itself: kept by its SHA-256 (gateway/bigreads.py)
+        if not isinstance(doc, dict) and not content.get("sha256"):
+            # A big document itself is kept by its SHA-256 (gateway/bigreads.py); a note
+            # that withholds one without naming it (the broker had not kept its JSON yet)
+            # is not kept: each read of it would fetch the whole document again.
+            return
         key = (*address, since, session)
         size = len(json.dumps(doc)) if isinstance(doc, dict) else 0
         if size > self.max_bytes:

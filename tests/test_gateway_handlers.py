@@ -44,6 +44,8 @@ class FakeLink:
         self.on_ask: Callable[[], None] = lambda: None
         #: The types of the requests asked on the connection for big answers (``bulk``).
         self.bulk: list[str] = []
+        #: Called with each request's type and address once it is answered (or failed).
+        self.asking: list[Callable[[str, tuple[str, str, str]], None]] = []
 
     async def request(self, msg_type: str, content: dict[str, Any],
                       address: tuple[str, str, str], *, header: dict[str, Any] | None = None,
@@ -53,15 +55,19 @@ class FakeLink:
         if bulk:
             self.bulk.append(msg_type)
         self.on_ask()
-        answer = self.answers.get(msg_type, {"ok": False, "http_status": 400,
-                                             "error": f"not scripted: {msg_type}"})
-        if callable(answer):
-            answer = answer(content, address)
-        if isinstance(answer, Exception):
-            raise answer
-        reply = self.session.msg(mt.REQUEST_ACCEPTED, answer)
-        reply["buffers"] = answer.pop("_buffers", [])
-        return reply
+        try:
+            answer = self.answers.get(msg_type, {"ok": False, "http_status": 400,
+                                                 "error": f"not scripted: {msg_type}"})
+            if callable(answer):
+                answer = answer(content, address)
+            if isinstance(answer, Exception):
+                raise answer
+            reply = self.session.msg(mt.REQUEST_ACCEPTED, answer)
+            reply["buffers"] = answer.pop("_buffers", [])
+            return reply
+        finally:
+            for hook in self.asking:
+                hook(msg_type, address)
 
     def publish(self, msg: Message) -> None:
         for listener in list(self.listeners):
