@@ -189,6 +189,10 @@
       const find = () => Array.from(sub.cells).find((c) => c.cellId === id);
       let cell = find();
       if (cell && (cell.busy || cell.requestId === parent)) return false;  // its own run
+      if (cell && cell.restoring) {  // the store's answer shows it whole, or it follows then
+        cell.missedRun = parent;
+        return false;
+      }
       // The cell, or if the page has none of that id, one of the worksheet's cells, tells
       // the page (which adds it).
       const teller = cell || sub.cells.values().next().value;
