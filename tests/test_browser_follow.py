@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from access_util import JSON, call
 from harness import Chain
@@ -15,6 +16,7 @@ from test_browser import (browser, code_box, code_of, expect, open_worksheet, pa
                           run, web)
 from test_browser_console import Console
 from test_browser_delete import worksheet_of
+from test_browser_reload import UPDATE_AT_LOAD
 
 STREAM = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.4)"
 
@@ -80,3 +82,41 @@ def test_a_run_in_one_tab_shows_in_the_other(page: Any, web: Chain) -> None:  # 
             ] == ["1", "2", "3", "4", "9"]
     assert console.settled(other) == []
     other.close()
+
+
+def test_a_run_started_while_a_reloaded_cell_reads_the_store_shows_whole(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that a run started elsewhere (the HTTP API) while a reloaded page's cells wait
+    for what the store has (their /update, answered here with what it said before the run)
+    shows in its cell from its start: its code, every line, done. The cell does not take a
+    run from the socket's live feed while its /update is on its way (Cell._restore: a run
+    it was restoring lost its output before the reload so); it follows the one it missed
+    once the store's answer, of the run before, is shown."""
+    cells = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    run(cells.nth(0), "print('before')")
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")
+    held: list[tuple[Any, Any]] = []
+
+    def hold(route: Any) -> None:
+        """Read the store's answer now, before the run; give it to the page later."""
+        url = urlsplit(route.request.url)
+        held.append((route, call(web.port, "GET", f"{url.path}?{url.query}").body))
+
+    frames: list[str] = []
+    page.route(UPDATE_AT_LOAD, hold)
+    page.on("websocket", lambda s: s.on("framereceived", lambda f: frames.append(f)))
+    page.reload()
+    while not held or not any("subscribe_reply" in f for f in frames):
+        page.wait_for_timeout(20)  # (Playwright's events come while it waits)
+    api = json.dumps({"input": STREAM})
+    assert call(web.port, "POST", f"/home/guest/{ws}/1/evaluate", api, JSON).status == 202
+    while not any("line 0" in f for f in frames):
+        page.wait_for_timeout(20)
+    for route, doc in held:
+        route.fulfill(json=doc)
+    page.unroute(UPDATE_AT_LOAD)
+    first = page.locator(".cellbus-cell").nth(0)
+    expect(first).to_have_attribute("data-status", "done")
+    expect(first.locator(".cellbus-output")).to_have_text("line 0\nline 1\nline 2")
+    expect(code_of(first)).to_have_value(STREAM)

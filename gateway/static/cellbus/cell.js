@@ -59,7 +59,7 @@
       this.type = "code";            // or "markdown": rendered in place, never sent anywhere
       this.restored = Promise.resolve();  // settles once the cell shows what the store has
       this.restoring = false;  // its /update (what the store has) is on its way (_restore)
-      this.missedRun = null;   // a run another page started that went by meanwhile
+      this.missedRun = null;   // {parent, code} of a run another page started meanwhile
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
@@ -251,9 +251,12 @@
       const missed = this.missedRun;
       this.missedRun = null;
       if (gen !== this.generation) return;
+      // The page hears of a run that went by as of one the feed showed (the worksheet then
+      // takes the store's layout, where the page that ran it saved its code).
+      if (missed) this._event("followed", {cellId: this.cellId, code: missed.code});
       if (doc && doc.request) this._showStored(doc);
-      if (missed && (!doc || doc.request !== missed) && this.followRun(missed)) {
-        this.channel.follow(this, missed, null);
+      if (missed && (!doc || doc.request !== missed.parent) && this.followRun(missed.parent)) {
+        this.channel.follow(this, missed.parent, null);
       }
     }
 

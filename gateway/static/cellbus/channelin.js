@@ -190,7 +190,9 @@
       let cell = find();
       if (cell && (cell.busy || cell.requestId === parent)) return false;  // its own run
       if (cell && cell.restoring) {  // the store's answer shows it whole, or it follows then
-        cell.missedRun = parent;
+        const code = msgTypeOf(msg) === "execute_input" ? msg.content.code : null;
+        if (!cell.missedRun || cell.missedRun.parent !== parent) cell.missedRun = {parent, code};
+        else if (code !== null) cell.missedRun.code = code;
         return false;
       }
       // The cell, or if the page has none of that id, one of the worksheet's cells, tells
