@@ -120,3 +120,45 @@ def test_a_run_started_while_a_reloaded_cell_reads_the_store_shows_whole(
     expect(first).to_have_attribute("data-status", "done")
     expect(first.locator(".cellbus-output")).to_have_text("line 0\nline 1\nline 2")
     expect(code_of(first)).to_have_value(STREAM)
+
+
+def test_typing_before_a_followed_runs_code_is_stored_is_no_conflict(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that tab A, following tab B's run before the store has B's code (B saves half a
+    second after typing, and here A cannot read the store's layout meanwhile), saves what it
+    types then: the store's change since A read it is B's code, which A shows already. Before,
+    A's save was refused as another tab's change: A said so and saved no more, and B, taking
+    the store's layout for A's run, lost A's code (test_a_run_in_one_tab_shows_in_the_other
+    failed so under load)."""
+    cells_a = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    other = page.context.new_page()
+    other.goto(page.url)
+    cells_b = other.locator(".cellbus-cell")
+    expect(cells_b).to_have_count(3)
+    held_a: list[Any] = []
+    held_b: list[Any] = []
+    # Until `blocked` is emptied: A's saves wait, and A follows B's run but cannot take the
+    # store's layout (its reads fail)
+    blocked = [True]
+    page.route("**/layout", lambda r: r.continue_() if not blocked
+               else held_a.append(r) if r.request.method == "POST" else r.abort())
+    other.route("**/layout", lambda r: held_b.append(r) if r.request.method == "POST"
+                else r.continue_())
+    run(cells_b.nth(2), "b = 2")
+    expect(code_of(cells_a.nth(2))).to_have_value("b = 2")
+    code_box(cells_a.nth(0)).fill("print('from A')")
+    while not held_a or not held_b:
+        page.wait_for_timeout(20)  # (Playwright's events come while it waits)
+    with other.expect_response(lambda r: r.url.endswith("/layout")):
+        held_b[0].continue_()  # B's save lands first
+    other.unroute("**/layout")
+    blocked.clear()
+    with page.expect_response(lambda r: r.url.endswith("/layout") and r.request.method == "POST"
+                              and "saved" not in r.json()):
+        held_a[0].continue_()
+    page.unroute("**/layout")
+    expect(page.locator("#layout-note")).to_be_hidden()
+    stored = call(web.port, "GET", f"/home/guest/{ws}/layout").body["cells"]
+    assert [c["code"] for c in stored] == ["print('from A')", "", "b = 2"], stored
+    other.close()
