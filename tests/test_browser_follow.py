@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from access_util import JSON, call
 from harness import Chain
@@ -16,6 +17,7 @@ from test_browser import (browser, code_box, code_of, expect, open_worksheet, pa
 from test_browser_console import Console
 from test_browser_delete import worksheet_of
 from test_browser_poll_session import no_websocket
+from test_browser_reload import UPDATE_AT_LOAD
 
 TICKS = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
 STREAM = "import time\nfor i in range(3):\n    print('line', i, flush=True)\n    time.sleep(0.4)"
@@ -122,3 +124,83 @@ def test_a_page_on_long_polling_follows_runs_as_a_websocket_page_does(
     starts = [m for m in call(web.port, "GET", f"/home/guest/{ws}/session?since=0").body[
         "messages"] if m["msg_type"] == "execute_input"]
     assert len(starts) >= 4 and all(m["content"]["code"] is None for m in starts), starts
+
+
+def test_a_run_started_while_a_reloaded_cell_reads_the_store_shows_whole(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that a run started elsewhere (the HTTP API) while a reloaded page's cells wait
+    for what the store has (their /update, answered here with what it said before the run)
+    shows in its cell from its start: its code, every line, done. The cell does not take a
+    run from the socket's live feed while its /update is on its way (Cell._restore: a run
+    it was restoring lost its output before the reload so); it follows the one it missed
+    once the store's answer, of the run before, is shown."""
+    cells = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    run(cells.nth(0), "print('before')")
+    expect(cells.nth(0)).to_have_attribute("data-status", "done")
+    held: list[tuple[Any, Any]] = []
+
+    def hold(route: Any) -> None:
+        """Read the store's answer now, before the run; give it to the page later."""
+        url = urlsplit(route.request.url)
+        held.append((route, call(web.port, "GET", f"{url.path}?{url.query}").body))
+
+    frames: list[str] = []
+    page.route(UPDATE_AT_LOAD, hold)
+    page.on("websocket", lambda s: s.on("framereceived", lambda f: frames.append(f)))
+    page.reload()
+    while not held or not any("subscribe_reply" in f for f in frames):
+        page.wait_for_timeout(20)  # (Playwright's events come while it waits)
+    api = json.dumps({"input": STREAM})
+    assert call(web.port, "POST", f"/home/guest/{ws}/1/evaluate", api, JSON).status == 202
+    while not any("line 0" in f for f in frames):
+        page.wait_for_timeout(20)
+    for route, doc in held:
+        route.fulfill(json=doc)
+    page.unroute(UPDATE_AT_LOAD)
+    first = page.locator(".cellbus-cell").nth(0)
+    expect(first).to_have_attribute("data-status", "done")
+    expect(first.locator(".cellbus-output")).to_have_text("line 0\nline 1\nline 2")
+    expect(code_of(first)).to_have_value(STREAM)
+
+
+def test_typing_before_a_followed_runs_code_is_stored_is_no_conflict(
+        page: Any, web: Chain) -> None:  # noqa: F811
+    """Tests that tab A, following tab B's run before the store has B's code (B saves half a
+    second after typing, and here A cannot read the store's layout meanwhile), saves what it
+    types then: the store's change since A read it is B's code, which A shows already. Before,
+    A's save was refused as another tab's change: A said so and saved no more, and B, taking
+    the store's layout for A's run, lost A's code (test_a_run_in_one_tab_shows_in_the_other
+    failed so under load)."""
+    cells_a = open_worksheet(page, web)
+    ws = worksheet_of(page)
+    other = page.context.new_page()
+    other.goto(page.url)
+    cells_b = other.locator(".cellbus-cell")
+    expect(cells_b).to_have_count(3)
+    held_a: list[Any] = []
+    held_b: list[Any] = []
+    # Until `blocked` is emptied: A's saves wait, and A follows B's run but cannot take the
+    # store's layout (its reads fail)
+    blocked = [True]
+    page.route("**/layout", lambda r: r.continue_() if not blocked
+               else held_a.append(r) if r.request.method == "POST" else r.abort())
+    other.route("**/layout", lambda r: held_b.append(r) if r.request.method == "POST"
+                else r.continue_())
+    run(cells_b.nth(2), "b = 2")
+    expect(code_of(cells_a.nth(2))).to_have_value("b = 2")
+    code_box(cells_a.nth(0)).fill("print('from A')")
+    while not held_a or not held_b:
+        page.wait_for_timeout(20)  # (Playwright's events come while it waits)
+    with other.expect_response(lambda r: r.url.endswith("/layout")):
+        held_b[0].continue_()  # B's save lands first
+    other.unroute("**/layout")
+    blocked.clear()
+    with page.expect_response(lambda r: r.url.endswith("/layout") and r.request.method == "POST"
+                              and "saved" not in r.json()):
+        held_a[0].continue_()
+    page.unroute("**/layout")
+    expect(page.locator("#layout-note")).to_be_hidden()
+    stored = call(web.port, "GET", f"/home/guest/{ws}/layout").body["cells"]
+    assert [c["code"] for c in stored] == ["print('from A')", "", "b = 2"], stored
+    other.close()

@@ -5,6 +5,7 @@ live, and the cell queued behind it is not run when Stop ends the running one wi
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from access_util import call
@@ -13,6 +14,8 @@ from test_browser import (ARTIFACTS, browser, code_box, expect, open_worksheet, 
                           run, web)
 
 TICKS = "import time\nfor i in range(600):\n    print('tick', i, flush=True)\n    time.sleep(0.1)"
+#: A cell's /update as the page asks it when it loads (Cell._restore).
+UPDATE_AT_LOAD = re.compile(r"/update\?since=0$")
 
 
 def test_reload_mid_run_shows_all_output_and_goes_on_live(page: Any, web: Any) -> None:
@@ -23,7 +26,20 @@ def test_reload_mid_run_shows_all_output_and_goes_on_live(page: Any, web: Any) -
     expect(cells.nth(1).locator(".cellbus-output")).to_contain_text("tick 3")
     run(cells.nth(2), "print('after the ticks')")
     expect(cells.nth(2)).to_have_attribute("data-status", "queued")
-    page.reload()
+    # The reloaded cells' /update (what the store has) is answered only once the page's
+    # WebSocket is live (its subscribe_reply came) and brought a tick of the run: the order
+    # a loaded machine may make.
+    held: list[Any] = []
+    live: list[bool] = []
+    page.route(UPDATE_AT_LOAD, lambda route: held.append(route))
+    page.on("websocket", lambda ws: ws.on(
+        "framereceived", lambda f: "subscribe_reply" in f and live.append(True)))
+    with page.expect_websocket() as opened:
+        page.reload()
+    opened.value.wait_for_event("framereceived", lambda f: bool(live) and "tick" in f)
+    for route in held:
+        route.continue_()
+    page.unroute(UPDATE_AT_LOAD)
     cells = page.locator(".cellbus-cell")
     first, ticking, queued = cells.nth(0), cells.nth(1), cells.nth(2)
     expect(first.locator(".cellbus-output")).to_have_text("before the reload")

@@ -58,6 +58,8 @@
       this.runs = new Map();         // an interact run's msg_id -> {fold}: its output
       this.type = "code";            // or "markdown": rendered in place, never sent anywhere
       this.restored = Promise.resolve();  // settles once the cell shows what the store has
+      this.restoring = false;  // its /update (what the store has) is on its way (_restore)
+      this.missedRun = null;   // {parent, code} of a run another page started meanwhile
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
@@ -232,11 +234,34 @@
 
     /** After a reload: show the cell's last request as the store has it (code, output,
      * status), and one that is still queued or running as it goes on, with its Stop button.
-     * An evaluation started meanwhile wins. */
+     * An evaluation started meanwhile wins. While the store's answer is on its way, the
+     * socket's live feed does not start to show a run in this cell (Channel._follow): on a
+     * loaded machine it can come first, and showing a run from there on lost its output
+     * before the reload. A run that went by meanwhile and is not the store's answer (it
+     * started after) is followed over HTTP from its start. */
     async _restore() {
       const gen = this.generation;
-      const doc = await this.channel.document(this, 0);
-      if (!doc || !doc.request || gen !== this.generation) return;
+      this.restoring = true;
+      let doc;
+      try {
+        doc = await this.channel.document(this, 0);
+      } finally {
+        this.restoring = false;
+      }
+      const missed = this.missedRun;
+      this.missedRun = null;
+      if (gen !== this.generation) return;
+      // The page hears of a run that went by as of one the feed showed (the worksheet then
+      // takes the store's layout, where the page that ran it saved its code).
+      if (missed) this._event("followed", {cellId: this.cellId, code: missed.code});
+      if (doc && doc.request) this._showStored(doc);
+      if (missed && (!doc || doc.request !== missed.parent) && this.followRun(missed.parent)) {
+        this.channel.follow(this, missed.parent, null);
+      }
+    }
+
+    /** Show `doc`, the cell's /update document of its last request (see _restore). */
+    _showStored(doc) {
       if (!this.input.value && typeof doc.input === "string") {
         this.input.value = doc.input;
         this._fit();

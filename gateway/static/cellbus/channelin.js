@@ -206,6 +206,12 @@
       const find = () => Array.from(sub.cells).find((c) => c.cellId === id);
       let cell = find();
       if (cell && (cell.busy || cell.requestId === parent)) return null;  // its own run
+      if (cell && cell.restoring) {  // the store's answer shows it whole, or it follows then
+        const code = msgTypeOf(msg) === "execute_input" ? msg.content.code : null;
+        if (!cell.missedRun || cell.missedRun.parent !== parent) cell.missedRun = {parent, code};
+        else if (code !== null) cell.missedRun.code = code;
+        return null;
+      }
       // The cell, or if the page has none of that id, one of the worksheet's cells, tells
       // the page (which adds it).
       const teller = cell || sub.cells.values().next().value;

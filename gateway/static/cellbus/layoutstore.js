@@ -112,16 +112,20 @@
     }
     /** A save refused because the store changed since this page read it may have met only
      * this page's own earlier save: one sent as the page before a reload went away, which the
-     * store took after this page read the layout (its GET came first). If the store holds
-     * just the cells this page started from or last sent, take its revision (true); twice in
-     * a row at most, then it is a conflict. */
+     * store took after this page read the layout (its GET came first); or only a change
+     * this page shows already: another page's run this page followed shows its code here
+     * before the store has it, and this page's save, typed before it took the store's
+     * layout (follow), was refused for it. If the store holds just the cells this page
+     * started from or last sent, or cell by cell the one it started from or the one it
+     * shows (nothing this page's save would drop), take its revision (true); twice in a row
+     * at most, then it is a conflict. */
     async function ownChange() {
       if (adopted >= 2) return false;
       try {
         const r = await fetch(layoutUrl, {credentials: "same-origin"});
         const body = await r.json();
         const cells = sameCells(body.cells);
-        if (!r.ok || (cells !== started && cells !== sent)) return false;
+        if (!r.ok || (cells !== started && cells !== sent && !shownHere(body.cells))) return false;
         revision = body.revision || null;
         held = cells;
         keepMark();
@@ -130,6 +134,16 @@
       } catch (e) {
         return false;
       }
+    }
+    /** Whether each of the store's `cells` is, in its place, the one this page started from
+     * or the one it shows now (see ownChange). */
+    function shownHere(cells) {
+      if (!sheet) return false;
+      const from = JSON.parse(started || "[]");
+      const now = JSON.parse(sameCells(sheet.layout()));
+      const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+      return Array.isArray(cells) && cells.length === now.length && JSON.parse(sameCells(cells))
+        .every((cell, i) => same(cell, now[i]) || same(cell, from[i]));
     }
     // The size of a layout the store refused as too big (413): one as big or bigger is not
     // sent again (the note says why), so each change does not ask for the same refusal.
