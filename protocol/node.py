@@ -30,6 +30,9 @@ from .version import VERSION
 from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
 
 
+#: Seconds :meth:`Node.cancel_loops` waits before it cancels a loop again.
+CANCEL_AGAIN = 1.0
+
 #: ZMTP heartbeats on TCP links (ms): interval, timeout, and the time-to-live the peer is
 #: told: a silent partition closes the connection within about 6 s, and ZeroMQ reconnects.
 ZMTP_HEARTBEAT = (2000, 6000, 6000)
@@ -344,11 +347,18 @@ class Node:
         self.ctx.term()
 
     async def cancel_loops(self) -> None:
-        """Cancel every loop started with :meth:`spawn` and wait for them to end."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        """Cancel every loop started with :meth:`spawn` and wait for them to end. A loop
+        still running a second after is cancelled again: Python 3.11's ``asyncio.wait_for``
+        swallows a cancellation that comes as its awaitable completes (CPython gh-86296),
+        and a loop around it then goes on: a revoked gateway's link watch, whose socket's
+        events came as it was cancelled, kept the gateway from stopping."""
+        every = list(self._tasks)
+        running = set(every)
+        while running:
+            for task in running:
+                task.cancel()
+            _, running = await asyncio.wait(running, timeout=CANCEL_AGAIN)
+        await asyncio.gather(*every, return_exceptions=True)  # (their ends, retrieved)
 
     async def run(self) -> None:
         """Start, serve until asked to stop, then stop. A node that cannot start (a port in

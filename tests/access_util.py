@@ -55,6 +55,21 @@ def evaluate_body(code: str) -> str:
     return json.dumps({"input": code})
 
 
+#: Over broker.updates.BIG (256 KiB) of text in one block: a big ``/update`` answer.
+BIG_PRINT = "print('x' * 400_000)"
+
+
+def run_done(chain: Chain, token: str, path: str, code: str) -> Answer:
+    """Evaluate ``code`` at ``path`` as ``token``'s user and wait for the end; the final
+    ``/update`` answer."""
+    assert call(chain.port, "POST", f"{path}/evaluate", evaluate_body(code),
+                {**JSON, **bearer(token)}).status == 202
+    doc = call(chain.port, "GET", f"{path}/update?since=0&wait=30&until=done",
+               headers=bearer(token))
+    assert doc.status == 200 and doc.body["status"] == "done", doc.body
+    return doc
+
+
 def cellbus_user(*args: str, store: str) -> subprocess.CompletedProcess[str]:
     """``bin/cellbus user ARGS --store STORE``."""
     return subprocess.run([*CELLBUS, "user", *args, "--store", store], env=node_env(),

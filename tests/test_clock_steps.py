@@ -28,6 +28,7 @@ WALL_CLOCK = {
     "broker/store/_layout_rows.py", "broker/store/_mongo_tx.py",
     "broker/store/_sqlite_rows.py", "broker/store/mongodb.py", "broker/store/sqlite.py",
     "broker/store/_mongo_interacts.py",  # a superseded request's finished stamp
+    "broker/store/_sqlite_restore.py",  # a restored store's seq floor: seconds since 1970
 }
 
 

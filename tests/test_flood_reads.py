@@ -5,22 +5,8 @@ each refusal (bench/read_hammer.py --mode small, --mode update)."""
 
 from __future__ import annotations
 
-from access_util import JSON, Answer, add_user, bearer, call, evaluate_body
+from access_util import BIG_PRINT, add_user, bearer, call, run_done
 from harness import Chain
-
-#: Over broker.updates.BIG (256 KiB) of text in one block.
-BIG_PRINT = "print('x' * 400_000)"
-
-
-def run(chain: Chain, token: str, path: str, code: str) -> Answer:
-    """Evaluate ``code`` at ``path`` and wait for the end; the final answer."""
-    assert call(chain.port, "POST", f"{path}/evaluate", evaluate_body(code),
-                {**JSON, **bearer(token)}).status == 202
-    doc = call(chain.port, "GET", f"{path}/update?since=0&wait=30&until=done",
-               headers=bearer(token))
-    assert doc.status == 200 and doc.body["status"] == "done", doc.body
-    return doc
-
 
 def kept(chain: Chain, token: str) -> float:
     """The gateway's count of reads answered without asking the broker (0 if it has none)."""
@@ -44,7 +30,7 @@ def test_repeated_reads_of_a_finished_cell_are_answered_without_the_broker(
     chain.start_device()
     chain.start_gateway("--auth", "token", "--rate", "4/min")
     small, big = "/home/ann/w/1", "/home/ann/w/2"
-    first = run(chain, ann, small, "print(2)").body  # a token
+    first = run_done(chain, ann, small, "print(2)").body  # a token
     before = kept(chain, ann)
     reads = [call(chain.port, "GET", f"{small}/update?since=0", headers=bearer(ann))
              for _ in range(10)]
@@ -53,12 +39,12 @@ def test_repeated_reads_of_a_finished_cell_are_answered_without_the_broker(
     spared = kept(chain, ann) - before
     assert spared >= 5, spared  # one in each FRESH (2 s) at most asks the broker
 
-    second = run(chain, ann, small, "print(3)").body  # a token; the run is seen at once
+    second = run_done(chain, ann, small, "print(3)").body  # a token; the run is seen at once
     assert second["output"]["stdout_0"]["content"] == "3\n", second
     again = call(chain.port, "GET", f"{small}/update?since=0", headers=bearer(ann))
     assert again.body == second
 
-    run(chain, ann, big, BIG_PRINT)  # the last two tokens: the evaluate, the big answer
+    run_done(chain, ann, big, BIG_PRINT)  # the last two tokens: the evaluate, the big answer
     before = kept(chain, ann)
     refused = [call(chain.port, "GET", f"{big}/update?since=0", headers=bearer(ann))
                for _ in range(6)]
@@ -81,7 +67,7 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
     chain.start_device()
     chain.start_gateway("--auth", "token", "--client-requests", "4/min")
     cell = "/home/ann/w/1"
-    run(chain, ann, cell, "print(2)")  # two requests of ann's four: the evaluate, the poll
+    run_done(chain, ann, cell, "print(2)")  # two requests of ann's four: the evaluate, the poll
     got = [call(chain.port, "GET", f"{cell}/update?since=0", headers=bearer(ann))
            for _ in range(3)]
     assert [a.status for a in got] == [200, 200, 429], [a.body for a in got]

@@ -6,22 +6,8 @@ poll and put another user's polls at 0.2-0.5 s (bench/read_hammer.py)."""
 
 from __future__ import annotations
 
-from access_util import JSON, Answer, add_user, bearer, call, evaluate_body
+from access_util import BIG_PRINT, add_user, bearer, call, run_done
 from harness import Chain
-
-#: Over broker.updates.BIG (256 KiB) of text in one block.
-BIG_PRINT = "print('x' * 400_000)"
-
-
-def run(chain: Chain, token: str, path: str, code: str) -> Answer:
-    """Evaluate ``code`` at ``path`` and wait for the end; the final answer."""
-    assert call(chain.port, "POST", f"{path}/evaluate", evaluate_body(code),
-                {**JSON, **bearer(token)}).status == 202
-    doc = call(chain.port, "GET", f"{path}/update?since=0&wait=30&until=done",
-               headers=bearer(token))
-    assert doc.status == 200 and doc.body["status"] == "done", doc.body
-    return doc
-
 
 def test_a_repeated_big_read_counts_against_the_rate(chain: Chain) -> None:
     """Tests that a big ``/update`` answer takes a token of ``--rate`` (429 with Retry-After
@@ -32,7 +18,7 @@ def test_a_repeated_big_read_counts_against_the_rate(chain: Chain) -> None:
     chain.start_device()
     chain.start_gateway("--auth", "token", "--rate", "4/min")
     big = "/home/ann/w/1"
-    done = run(chain, ann, big, BIG_PRINT)  # two tokens: the evaluate, then the big answer
+    done = run_done(chain, ann, big, BIG_PRINT)  # two tokens: the evaluate, then the big answer
     assert len(done.body["output"]["stdout_0"]["content"]) == 400_001
     again = [call(chain.port, "GET", f"{big}/update?since=0", headers=bearer(ann))
              for _ in range(3)]
@@ -43,7 +29,7 @@ def test_a_repeated_big_read_counts_against_the_rate(chain: Chain) -> None:
     small = call(chain.port, "GET", f"{big}/update?since={done.body['seq']}",
                  headers=bearer(ann))
     assert small.status == 200 and small.body["output"] == {}, small.body
-    assert run(chain, bob, "/home/bob/w/1", "print(2)").body["output"]["stdout_0"][
+    assert run_done(chain, bob, "/home/bob/w/1", "print(2)").body["output"]["stdout_0"][
         "content"] == "2\n"
 
 
@@ -54,7 +40,7 @@ def test_a_big_answer_is_the_document_with_its_file_urls(chain: Chain) -> None:
     chain.start_broker()
     chain.start_device()
     chain.start_gateway()
-    doc = run(chain, "", "/home/ann/w/1",
+    doc = run_done(chain, "", "/home/ann/w/1",
               f"open('r.csv', 'w').write('a,b\\n')\n{BIG_PRINT}").body
     assert len(doc["output"]["stdout_0"]["content"]) == 400_001
     block = doc["output"]["file_1"] if "file_1" in doc["output"] else doc["output"]["file_0"]
@@ -71,9 +57,9 @@ def test_a_finished_cells_kept_answer_is_not_served_after_it_runs_again(chain: C
     chain.start_device()
     chain.start_gateway()
     cell = "/home/ann/w/1"
-    first = run(chain, "", cell, BIG_PRINT).body
+    first = run_done(chain, "", cell, BIG_PRINT).body
     assert call(chain.port, "GET", f"{cell}/update?since=0").body == first  # kept now
-    second = run(chain, "", cell, BIG_PRINT.replace("'x'", "'y'")).body
+    second = run_done(chain, "", cell, BIG_PRINT.replace("'x'", "'y'")).body
     assert second["request"] != first["request"]
     again = call(chain.port, "GET", f"{cell}/update?since=0")
     assert again.body == second and again.body["output"]["stdout_0"]["content"][0] == "y"
@@ -88,7 +74,7 @@ def test_a_repeated_big_file_counts_against_the_rate(chain: Chain) -> None:
     chain.start_broker()
     chain.start_device()
     chain.start_gateway("--auth", "token", "--rate", "3/min")
-    doc = run(chain, ann, "/home/ann/w/1", "open('big.bin', 'wb').write(b'x' * 400_000)\n"
+    doc = run_done(chain, ann, "/home/ann/w/1", "open('big.bin', 'wb').write(b'x' * 400_000)\n"
                                            "open('small.txt', 'w').write('hi')").body
     urls = {b["name"]: b["url"] for b in doc["output"].values() if b["type"] == "file"}
     got = [call(chain.port, "GET", urls["big.bin"], headers=bearer(ann)) for _ in range(3)]

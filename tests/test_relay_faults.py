@@ -15,6 +15,25 @@ from protocol.linkwatch import REPEAT
 from tcp_relay import Relay, port_of
 
 
+class FlipOnce:
+    """A relay's ``mangle`` that, once :attr:`armed`, changes one byte of the first chunk
+    going ``way`` ("up" to the broker, "down" from it) longer than ``longer`` bytes: in a
+    message's ciphertext, after the CURVE handshake (ZeroMQ's heartbeats are shorter than
+    most messages); its last byte, or its ``middle`` one."""
+
+    def __init__(self, way: str, *, longer: int = 0, middle: bool = False) -> None:
+        self.way, self.longer, self.middle = way, longer, middle
+        self.armed, self.flipped = threading.Event(), threading.Event()
+
+    def __call__(self, way: str, offset: int, chunk: bytes) -> bytes:
+        if (way != self.way or not self.armed.is_set() or len(chunk) <= self.longer
+                or self.flipped.is_set()):
+            return chunk
+        self.flipped.set()
+        at = len(chunk) // 2 if self.middle else len(chunk) - 1
+        return chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1:]
+
+
 def logged_at(line: str) -> float:
     """The time a node's log line was written (its first 23 characters), in seconds."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
@@ -58,13 +77,7 @@ def test_a_message_changed_on_the_way_is_not_blamed_on_the_keys(chain: Chain) ->
     connection, which reads nothing after such a message (6 s, past the broker's expiry of
     a device, which took it for lost and ended its cells)."""
     chain.start_broker()
-    armed, flipped = threading.Event(), threading.Event()
-
-    def flip(way: str, offset: int, chunk: bytes) -> bytes:
-        if way == "down" and armed.is_set() and not flipped.is_set():
-            flipped.set()
-            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])  # in a message's ciphertext
-        return chunk
+    flip = FlipOnce("down")
 
     relay = Relay(port_of(chain.device_ep), mangle=flip)
     try:
@@ -72,11 +85,11 @@ def test_a_message_changed_on_the_way_is_not_blamed_on_the_keys(chain: Chain) ->
         device = chain.start_device()
         device.wait_for_log(r"link to the broker at \S+ is up")
         chain.start_gateway()
-        armed.set()  # the next bytes the broker sends the device (the cell's request)
+        flip.armed.set()  # the next bytes the broker sends the device (the cell's request)
         assert chain.evaluate("u/ws/1", "print('through')")[0] == 202
         device.wait_for_log(r"could not be decrypted")
         device.wait_for_log(r"is up again")
-        assert flipped.is_set()
+        assert flip.flipped.is_set()
         assert "--broker-key is not" not in device.log, device.log
         said = [line for line in device.log.splitlines()
                 if "device: the link to the broker" in line and "not be decrypted" in line]
@@ -135,13 +148,7 @@ def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> 
     the broker for silent; the broker took the device for lost 3 s later and the cell ended
     DeviceLost after '4'; and the broker's log blamed a device's --broker-key."""
     chain.start_broker()
-    armed, flipped = threading.Event(), threading.Event()
-
-    def flip(way: str, offset: int, chunk: bytes) -> bytes:
-        if way == "up" and armed.is_set() and not flipped.is_set():
-            flipped.set()
-            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])  # in a message's ciphertext
-        return chunk
+    flip = FlipOnce("up")
 
     relay = Relay(port_of(chain.device_ep), mangle=flip)
     try:
@@ -153,9 +160,9 @@ def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> 
                 "for i in range(40):\n    print(i, flush=True)\n    time.sleep(0.05)")
         assert chain.evaluate("u/ws/1", code)[0] == 202
         until(lambda: "\n3\n" in texts_of(chain.update("u/ws/1")[1]), "the cell running")
-        armed.set()  # the next bytes the device sends the broker (the cell's output)
+        flip.armed.set()  # the next bytes the device sends the broker (the cell's output)
         doc = chain.wait_done("u/ws/1", 30)
-        assert flipped.is_set()
+        assert flip.flipped.is_set()
         pid, *lines = texts_of(doc).splitlines()
         assert doc["status"] == "done" and lines == [str(i) for i in range(40)], (
             doc["status"], lines, chain.broker.log[-1500:], device.log[-1500:])
@@ -182,14 +189,7 @@ def test_a_big_answer_changed_on_the_way_is_answered_at_once(chain: Chain) -> No
     for a 503 "the broker did not answer", holding every other big read of the gateway
     behind it, and the next one got 503 "the broker is not reachable"."""
     chain.start_broker()
-    armed, flipped = threading.Event(), threading.Event()
-
-    def flip(way: str, offset: int, chunk: bytes) -> bytes:
-        # a big answer's chunk (the small ones, and heartbeats, are short)
-        if way == "down" and armed.is_set() and len(chunk) > 30000 and not flipped.is_set():
-            flipped.set()
-            return chunk[:-1] + bytes([chunk[-1] ^ 0x01])
-        return chunk
+    flip = FlipOnce("down", longer=30000)  # a big answer's (small ones are short)
 
     relay = Relay(port_of(chain.gateway_ep), mangle=flip)
     try:
@@ -198,11 +198,11 @@ def test_a_big_answer_changed_on_the_way_is_answered_at_once(chain: Chain) -> No
         gateway = chain.start_gateway()
         assert chain.evaluate("u/ws/1", "print('x' * 400000)")[0] == 202
         until(lambda: chain.update("u/ws/1", wait=5)[1].get("status") == "done", "the cell")
-        armed.set()  # its big document, read for the first time with since=1
+        flip.armed.set()  # its big document, read for the first time with since=1
         started = time.monotonic()
         status, body = chain.update("u/ws/1", since=1)
         took = time.monotonic() - started
-        assert flipped.is_set()
+        assert flip.flipped.is_set()
         assert status == 503 and "changed on the way" in body["error"], (status, body)
         assert took < EXPIRY, took
         status, body = until(lambda: (got := chain.update("u/ws/1", since=1))[0] == 200 and got,
@@ -222,15 +222,7 @@ def test_an_evaluates_answer_changed_on_the_way_is_not_a_503(chain: Chain) -> No
     connected by itself): the client got 503 "the broker did not answer within 10 s; retry
     in 5 s" for a cell that was accepted and ran, and a retry would have run it twice."""
     chain.start_broker()
-    armed, flipped = threading.Event(), threading.Event()
-
-    def flip(way: str, offset: int, chunk: bytes) -> bytes:
-        # the evaluate's answer (ZeroMQ's heartbeats are shorter), in its ciphertext
-        if way == "down" and armed.is_set() and len(chunk) > 100 and not flipped.is_set():
-            flipped.set()
-            at = len(chunk) // 2
-            return chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1:]
-        return chunk
+    flip = FlipOnce("down", longer=100, middle=True)  # the evaluate's answer
 
     relay = Relay(port_of(chain.gateway_ep), mangle=flip)
     try:
@@ -238,11 +230,11 @@ def test_an_evaluates_answer_changed_on_the_way_is_not_a_503(chain: Chain) -> No
         chain.start_device()
         gateway = chain.start_gateway()
         assert chain.evaluate("u/warm/1", "print(0)")[0] == 202  # both links up and used
-        armed.set()
+        flip.armed.set()
         started = time.monotonic()
         status, body = chain.evaluate("u/ws/1", "print('ran')")
         took = time.monotonic() - started
-        assert flipped.is_set()
+        assert flip.flipped.is_set()
         assert status == 202, (status, body, gateway.log[-2000:])
         assert took < EXPIRY, took
         doc = chain.wait_done("u/ws/1", 20)

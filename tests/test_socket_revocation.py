@@ -171,8 +171,10 @@ def test_a_long_poll_of_a_removed_token_answers_401_not_the_output(
     code = f"import time\ntime.sleep({BOUND})\nprint('said after the removal')"
     assert call(chain.port, "POST", "/home/alice/lp/1/evaluate", json.dumps({"input": code}),
                 {"Content-Type": "application/json", **alice}).status == 202
-    doc = until(lambda: (d := call(chain.port, "GET", "/home/alice/lp/1/update",
-                                   headers=alice).body)["session"] and d, "the cell's session")
+    # The session's notes so far, its run's start among them (page5's notes of runs): the
+    # poll below waits past them, for the note of the run's end.
+    doc = until(lambda: (d := call(chain.port, "GET", "/home/alice/lp/session?since=0",
+                                   headers=alice).body)["messages"] and d, "the run's start")
     notes = f"/home/alice/lp/session?since={doc['seq']}&session={doc['session']}&wait=30"
     with ThreadPoolExecutor(2) as pool:
         # Admitted from the token's cache (the reads'), before the read that follows.
