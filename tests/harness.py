@@ -332,10 +332,17 @@ class Chain:
     def start_gateway(self, *options: str, name: str = "gateway",
                       wrap: list[str] | None = None, linked: bool = True) -> NodeProcess:
         """Start the gateway; with ``linked`` (and a broker running), wait until its link to
-        the broker is up. ``linked=False``: for a gateway the broker is to refuse."""
+        the broker is up. ``linked=False``: for a gateway the broker is to refuse.
+        ``--client-requests`` is off unless a test gives it: its default (100/s a user with
+        --auth token) is for browsers and scripts on the internet, and a test's bursts of
+        requests from one client (24 saves at once, three times, and their reads) went past
+        it when the suite ran fast; tests/test_flood_reads.py gives it."""
+        limits = () if any(o.startswith("--client-requests") for o in options) else (
+            "--client-requests", "0")
         self.gateway = self._start("gateway", "--port", str(self.port),
                                    "--broker", self.gateway_ep, "--subscribe", self.publish_ep,
-                                   *self.cert_options(name, "gateway"), *options, wrap=wrap)
+                                   *self.cert_options(name, "gateway"), *limits, *options,
+                                   wrap=wrap)
         self.gateway.wait_for_log(r"gateway listening on")
         if linked and self.broker is not None and self.broker.proc.poll() is None:
             wait_gateway_linked(self)  # else a first request may get 503 "not reachable"
