@@ -37,7 +37,9 @@ def test_a_stale_prompt_of_an_ended_cell_does_not_block_the_next(worker: Worker)
         "late? "] and reply(seen)["status"] == "ok"
     assert all(r["parent"] == first for r in seen)
 
-    second, prompt, before = ask(worker, "print(input('second? '))")
+    # The late thread prints its ending in several writes (print's own), at whatever time
+    # it is scheduled: wait for it so that all of them land before the next cell ends.
+    second, prompt, before = ask(worker, "t.join(10); print(input('second? '))")
     assert prompt["parent"] == second and prompt["content"]["prompt"] == "second? "
     answer(worker, {"value": "yes"})
     records = before + worker.collect()
