@@ -321,6 +321,8 @@ class ClientKeys:
         self.server = load_server_key(broker)
         #: When the broker key in use last changed for another (monotonic; 0: never).
         self.flipped = 0.0
+        #: Broker keys this node left after a failed handshake, and when (monotonic).
+        self.left: dict[bytes, float] = {}
 
     def connect_with(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` (before it connects) a CURVE client of the broker."""

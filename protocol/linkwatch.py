@@ -212,7 +212,7 @@ class LinkWatch:
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
                  role: str, server: bool, curve: bool, refusals: Refusals | None = None,
                  reconnect: Callable[[], None] | None = None,
-                 wrong_key: Callable[[], None] | None = None,
+                 wrong_key: Callable[[], bool] | None = None,
                  together: Together | None = None, rank: int = 0, quiet: bool = False) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
@@ -228,7 +228,8 @@ class LinkWatch:
         #: heartbeat times out (6 s, past the broker's expiry of a device).
         self.reconnect = reconnect
         #: Called when a handshake fails as a wrong --broker-key fails (a client's): the
-        #: broker's certificate may have been rotated (:func:`protocol.rekey.next_broker_key`).
+        #: broker's certificate may have been rotated (:func:`protocol.rekey.next_broker_key`);
+        #: True when it was, and the node connects with the broker's next key.
         self.wrong_key = wrong_key
         #: A client's second connection to an endpoint watched already (the gateway's for
         #: big answers): only a message it could not decrypt is said and acted on.
@@ -349,10 +350,11 @@ class LinkWatch:
                 self.reconnect()
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
+            if (kind in _FAILED and self.curve and self.wrong_key is not None
+                    and self.wrong_key()):
+                return  # a rotated broker certificate: the node said it tries the next key
             self.problem = problem
             self.say(logging.ERROR, f"{self.node}: {problem}")
-            if kind in _FAILED and self.curve and self.wrong_key is not None:
-                self.wrong_key()
 
     def _settle(self, *, ended: bool) -> None:
         """Say the server's failure to decrypt that waits, if any: a failed handshake if its
