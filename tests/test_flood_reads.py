@@ -5,6 +5,8 @@ each refusal (bench/read_hammer.py --mode small, --mode update)."""
 
 from __future__ import annotations
 
+import re
+
 from access_util import BIG_PRINT, add_user, bearer, call, run_done
 from harness import Chain
 
@@ -61,7 +63,9 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
     words, another user's requests still answer, and the client's refusals make one
     access line, not one each (the next says how many it left out). Before, a client that
     ignored Retry-After could send small reads without end, each a request of the
-    gateway's loop and a round trip to the broker, and every 429 was a WARNING line."""
+    gateway's loop and a round trip to the broker, and every 429 was a WARNING line. So
+    are the refusals of requests no one was admitted for (401, an unknown route's 404):
+    one line per client address, not one each as before."""
     ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
     chain.start_broker()
     chain.start_device()
@@ -79,12 +83,23 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
         **bearer(ann), "Connection": "Upgrade", "Upgrade": "websocket",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})
     assert shake.status == 429 and "--client-requests" in shake.body["error"], shake
+    # Requests nobody is admitted for: no token, a made-up one, a route that does not exist.
+    # Anyone who reaches the gateway can send them without end (no --client-requests bucket
+    # is theirs), and each was a WARNING line: 4,356 in 8 s from 16 connections.
+    strangers = [({}, "/api/kernels"), (bearer("x" * 43), "/api/kernels"),
+                 ({}, "/no/such/route")] * 3
+    assert [call(chain.port, "GET", path, headers=headers).status
+            for headers, path in strangers] == [401, 401, 404] * 3
     other = call(chain.port, "GET", "/home/bob/w/1/update?since=0", headers=bearer(bob))
     assert other.status == 404, other.body  # bob's own bucket: answered (no such cell)
     assert chain.gateway is not None
     chain.gateway.wait_for_log(r"429 GET /home/ann/w/1/update")
+    chain.gateway.wait_for_log(r"404 GET /home/bob/w/1/update")  # logged after the strangers
     lines = [line for line in chain.gateway.log.splitlines() if " 429 " in line]
     assert len(lines) == 1, lines
+    refused = [line for line in chain.gateway.log.splitlines()
+               if re.search(r" 40[14] GET /(api/kernels|no/such/route) ", line)]
+    assert len(refused) == 1, refused  # the others counted, said with its next line
 
 
 def test_kept_answers_are_bounded_and_never_older_than_a_change() -> None:
