@@ -5,7 +5,12 @@ each refusal (bench/read_hammer.py --mode small, --mode update)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
 
 from access_util import BIG_PRINT, add_user, bearer, call, run_done
 from harness import Chain
@@ -100,6 +105,27 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
     refused = [line for line in chain.gateway.log.splitlines()
                if re.search(r" 40[14] GET /(api/kernels|no/such/route) ", line)]
     assert len(refused) == 1, refused  # the others counted, said with its next line
+    # bob's two requests left (4/min: his read, then the handshake) on his WebSocket's
+    # messages, each a round trip to the broker (631 a second from one socket before).
+    said = asyncio.run(interrupts(chain.port, bob, 3))
+    assert [s["http_status"] for s in said] == [404, 404, 429], said
+    assert said[2]["error"].startswith(
+        "too many requests from this client (limit 4/min, --client-requests); retry in")
+
+
+async def interrupts(port: int, token: str, count: int) -> list[dict]:
+    """The replies' content of ``count`` interrupt_requests for bob's cell w/1 (which does
+    not exist) on one WebSocket."""
+    ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{port}/ws",
+                                             headers=bearer(token)))
+    said = []
+    for _ in range(count):
+        await ws.write_message(json.dumps({
+            "header": {"msg_type": "interrupt_request"}, "content": {},
+            "metadata": {"cellbus": {"user": "bob", "worksheet": "w", "cell_id": "1"}}}))
+        said.append(json.loads(await ws.read_message())["content"])
+    ws.close()
+    return said
 
 
 def test_kept_answers_are_bounded_and_never_older_than_a_change() -> None:
