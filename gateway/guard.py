@@ -197,6 +197,16 @@ def requests_wait(handler: RequestHandler, visitor: Visitor) -> int | None:
     return wait
 
 
+async def held_back(handler: RequestHandler, visitor: Visitor) -> int | None:
+    """A WebSocket message past ``--client-requests``: the seconds to wait, once the message
+    was held :data:`~gateway.access.FLOOD_HOLD` (tornado reads no more of its socket
+    meanwhile); None if it may go on."""
+    wait = requests_wait(handler, visitor)
+    if wait is not None:
+        await asyncio.sleep(FLOOD_HOLD)
+    return wait
+
+
 def too_many_requests(handler: RequestHandler, wait: int) -> str:
     """The words of a ``--client-requests`` refusal, over HTTP and the WebSocket alike."""
     return (f"too many requests from this client (limit {policy_of(handler).requests}, "

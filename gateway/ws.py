@@ -201,8 +201,7 @@ class SocketHandler(Hooks, WebSocketHandler):
             return  # closed by the gateway; the client has not closed its side yet
         if not await self.token_watch.valid():
             return  # its token was removed: the socket is being closed
-        if (wait := guard.requests_wait(self, self.visitor)) is not None:
-            await asyncio.sleep(guard.FLOOD_HOLD)  # tornado reads no more of it meanwhile
+        if (wait := await guard.held_back(self, self.visitor)) is not None:
             return self._too_many(raw, wait)
         try:
             request = load_json(raw)

@@ -12,8 +12,9 @@ import re
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from access_util import BIG_PRINT, add_user, bearer, call, run_done
+from access_util import BIG_PRINT, JSON, add_user, bearer, call, run_done
 from harness import Chain
+from jupyter_ws import Channels
 
 def kept(chain: Chain, token: str) -> float:
     """The gateway's count of reads answered without asking the broker (0 if it has none)."""
@@ -111,6 +112,28 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
     assert [s["http_status"] for s in said] == [404, 404, 429], said
     assert said[2]["error"].startswith(
         "too many requests from this client (limit 4/min, --client-requests); retry in")
+    # And on a Jupyter client's channels (kernel_info_request: a round trip to the broker):
+    # cy's kernel start and handshake, then two requests answered, the third refused.
+    cy = add_user(chain, "cy")
+    kernel = call(chain.port, "POST", "/api/kernels", "{}", {**bearer(cy), **JSON})
+    assert kernel.status == 201, kernel.body
+    replies = asyncio.run(kernel_infos(chain.port, kernel.body["id"], cy, 3))
+    assert [r["status"] for r in replies] == ["ok", "ok", "error"], replies
+    assert replies[2]["evalue"].startswith("too many requests from this client (limit 4/min")
+
+
+async def kernel_infos(port: int, kernel: str, token: str, count: int) -> list[dict]:
+    """The content of the kernel_info_replies to ``count`` requests on one channels socket."""
+    channels = await Channels.open(port, kernel, token=token)
+    try:
+        replies = []
+        for _ in range(count):
+            await channels.send("kernel_info_request", {})
+            got = await channels.until(lambda m: m["msg_type"] == "kernel_info_reply")
+            replies.append(got[-1]["content"])
+        return replies
+    finally:
+        await channels.close()
 
 
 async def interrupts(port: int, token: str, count: int) -> list[dict]:
