@@ -310,14 +310,16 @@ def log_request(handler: RequestHandler) -> None:
     level = getattr(handler, ACCESS_LEVEL, None)
     skipped = None
     visitor = getattr(handler, "visitor", None)
-    if level is None and (status == 429 or (visitor is None and 400 <= status < 500)) \
+    every = policy is not None and policy.log_requests
+    stranger = visitor is None and 400 <= status < 500 and not every
+    if level is None and (status == 429 or stranger) \
             and (refusals := settings.get("refusal_log")):
         skipped = refusals.note(visitor.key if visitor is not None
                                 else f"ip:{client_key(client_address(handler))}")
         if skipped is None:
             level = logging.DEBUG  # counted, and said with its client's next line
     if level is None:
-        level = access_level(status, every=policy is not None and policy.log_requests)
+        level = access_level(status, every=every)
     if access_log.isEnabledFor(level):
         why = getattr(handler, REFUSAL_NOTE, None)
         more = (f" (and {skipped} more of this client's refused in the last "
@@ -333,8 +335,9 @@ class RefusalLog:
     ~1,400 times in 10 s (bench/read_hammer.py), each a WARNING line written by the loop.
     So do the refusals (4xx) of requests no visitor was admitted for (no token or a wrong
     one, a host or origin refused, a route that does not exist), counted by the client's
-    address: no ``--client-requests`` bucket bounds those, and anyone who reached the
-    gateway wrote 4,356 WARNING lines in 8 s with made-up tokens."""
+    address, unless ``--log-requests`` asks for every line: no ``--client-requests`` bucket
+    bounds those, and anyone who reached the gateway wrote 4,356 WARNING lines in 8 s with
+    made-up tokens."""
 
     def __init__(self, interval: float = REFUSAL_LOG_INTERVAL, max_keys: int = 10_000) -> None:
         self.interval, self.max_keys = interval, max_keys
