@@ -4,6 +4,7 @@ links: each fault is named in the nodes' logs once, not at every reconnect."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from datetime import datetime
@@ -308,6 +309,34 @@ def test_an_evaluates_answer_lost_with_its_link_is_not_a_503(chain: Chain) -> No
         doc = chain.wait_done("u/ws/1", 20)
         assert doc["status"] == "done" and texts_of(doc) == "ran\n", doc
         assert doc["request"] == body["msg_id"] and doc["execution_count"] == 1, (doc, body)
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_replayed_capture_of_a_gateways_evaluate_runs_nothing_again(chain: Chain) -> None:
+    """Tests an attacker between the gateway and the broker who records every byte the
+    gateway sends while a cell is evaluated, and plays them to the broker again on a
+    connection of its own: the broker refuses the replayed handshake (logged), and
+    the cell has run once (its execution count is still 1 after the worksheet's next cell
+    ran as 2). (The device's link: tests/test_multihost_keys.py.)"""
+    chain.start_broker()
+    broker = port_of(chain.gateway_ep)
+    relay = Relay(broker, record=True)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        chain.start_gateway()
+        assert chain.evaluate("u/ws/1", "print('once')")[0] == 202
+        assert texts_of(chain.wait_done("u/ws/1")) == "once\n"
+        recorded = b"".join(bytes(r) for r in relay.recorded)
+        assert chain.broker is not None
+        with socket.create_connection(broker, 10) as replay:
+            replay.sendall(recorded)
+            chain.broker.wait_for_log(r"a CURVE handshake on the gateway port failed")
+        assert chain.evaluate("u/ws/2", "print('next')")[0] == 202
+        assert chain.wait_done("u/ws/2")["execution_count"] == 2
+        assert chain.update("u/ws/1")[1]["execution_count"] == 1
     finally:
         stop_nodes(chain.nodes)
         relay.close()
