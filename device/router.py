@@ -266,7 +266,8 @@ class DeviceRouter(Node):
     def link_lost(self, sock: BusSocket) -> None:
         """The link to the broker was lost: made anew at once under the next routing id
         (:meth:`Unheard.moved`), what the outbox holds unstored sent again on it."""
-        if sock is self.up and self.endpoints[0]:
+        if sock is self.up and self.endpoints[0] and not (sock.closed or self.drain.left
+                                                          or self.crashed):  # (revoked)
             self.up.routing_id = self.unheard.moved()
             self.reconnect(self.up)
             self.outbox.again("its link was lost")
