@@ -37,8 +37,8 @@ class BrokerUnavailable(Exception):
 
 
 class AnswerLost(BrokerUnavailable):
-    """The broker's answer was changed on the way; the connection that carried it is made
-    anew, and every answer it was to carry is lost."""
+    """The broker's answer was changed on the way, or the link to it was lost: every answer
+    the connection was to carry is lost."""
 
 
 #: Requests asked again under their msg_id when their answer is lost (:meth:`request`): the
@@ -227,12 +227,25 @@ class BrokerLink:
         now: a read is asked again by its client, an execute by :meth:`request`."""
         sock.disconnect(self.connect)
         sock.connect(self.connect)
+        self._lose(sock, "the broker's answer was changed on the way (a faulty or hostile "
+                   "device on the network between this gateway and the broker); ask again")
+
+    def lost(self, sock: BusSocket) -> None:
+        """``sock``'s link to the broker was lost (a reset, a NAT that moved this host to
+        another source port, a heartbeat that timed out): the answers its connection was to
+        carry never come, so the requests waiting for them get :class:`AnswerLost` now (an
+        execute is asked again under its msg_id once the link is up again, as after
+        :meth:`_changed`), where each waited out :data:`REPLY_TIMEOUT` for a 503, and a
+        client that then evaluated again ran its cell twice if the broker had stored it."""
+        if sock is self.dealer or sock is self.bulk:
+            self._lose(sock, "the link to the broker was lost while this was asked; ask again")
+
+    def _lose(self, sock: BusSocket, why: str) -> None:
+        """:class:`AnswerLost` for every request whose answer ``sock`` was to carry."""
         bulk = sock is self.bulk
         for msg_id, future in list(self.pending.items()):
             if (msg_id in self.bulk_pending) == bulk and not future.done():
-                future.set_exception(AnswerLost(
-                    "the broker's answer was changed on the way (a faulty or hostile device "
-                    "on the network between this gateway and the broker); ask again"))
+                future.set_exception(AnswerLost(why))
 
     async def _replies(self, sock: BusSocket) -> None:
         while True:

@@ -213,7 +213,8 @@ class LinkWatch:
                  role: str, server: bool, curve: bool, refusals: Refusals | None = None,
                  reconnect: Callable[[], None] | None = None,
                  wrong_key: Callable[[], bool] | None = None,
-                 together: Together | None = None, rank: int = 0, quiet: bool = False) -> None:
+                 together: Together | None = None, rank: int = 0, quiet: bool = False,
+                 lost: Callable[[], None] | None = None) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
         #: Where this node's links say news of one cause in one line, and this link's place
@@ -234,6 +235,9 @@ class LinkWatch:
         #: A client's second connection to an endpoint watched already (the gateway's for
         #: big answers): only a message it could not decrypt is said and acted on.
         self.quiet = quiet
+        #: Called when a client's link, up, is lost (the device makes its link anew under
+        #: its next routing id: device/relink.py).
+        self.lost = lost
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -306,6 +310,8 @@ class LinkWatch:
             if kind in _FAILED and self.up and self.reconnect is not None:
                 self.say(logging.WARNING, f"{self.node}: {changed_on_the_way(self.endpoint)}")
                 self.reconnect()
+            elif kind == zmq.EVENT_DISCONNECTED and self.up and self.lost is not None:
+                self.lost()
             self.up = kind == zmq.EVENT_HANDSHAKE_SUCCEEDED or (self.up and kind not in (
                 zmq.EVENT_DISCONNECTED, *_FAILED))
             return
@@ -333,6 +339,8 @@ class LinkWatch:
             self._cut = now - self.up_at < SHORT
             if not self._cut:
                 self._short = 0
+            if self.lost is not None:
+                self.lost()
         elif kind == zmq.EVENT_CONNECT_RETRIED and not self.up:
             self._retries += 1
             if self._retries > 1 and self._cut:  # its port refused a reconnect: the broker

@@ -185,11 +185,16 @@ class Node:
                          reconnect=reconnect or (None if server else lambda: self.reconnect(sock)),
                          wrong_key=None if server else lambda: next_broker_key(self),
                          together=self._together, rank=len(self.links),
-                         quiet=reconnect is not None)
+                         quiet=reconnect is not None,
+                         lost=None if server else lambda: self.link_lost(sock))
         self._sockets.append(link.events)
         if reconnect is None:  # (a quiet one is no link of its own to name)
             self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
+
+    def link_lost(self, sock: BusSocket) -> None:
+        """``sock``'s link to the broker, up, was lost (ZeroMQ connects again by itself):
+        a node that needs more done then says so here."""
 
     def link_up_for(self, endpoint: str) -> float | None:
         """Seconds since this node's link to the broker at ``endpoint`` last came up, while

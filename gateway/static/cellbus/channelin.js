@@ -104,7 +104,9 @@
 
     /** What the broker says of the worksheet's session (broker/closures.py): it ended, and
      * why; or it went idle, and its device ends it after `idle_timeout` s (from the message's
-     * date). One event for the worksheet. */
+     * date, stamped by the device's clock: one ahead of this page's would put it in the
+     * future, and the warning after the end, so it is taken as now at the latest). One event
+     * for the worksheet. */
     _sessionNote(sub, msg, facts) {
       const cell = sub.cells.values().next().value;
       if (!cell) return;
@@ -112,7 +114,8 @@
         cell._event("closed", {reason: String(msg.content.reason || "ended")});
       } else if (typeof facts.idle_timeout === "number" && isObject(msg.header)) {
         const since = Date.parse(msg.header.date);
-        cell._event("idle", {since: isNaN(since) ? Date.now() : since, timeout: facts.idle_timeout});
+        cell._event("idle", {since: isNaN(since) ? Date.now() : Math.min(since, Date.now()),
+                             timeout: facts.idle_timeout});
       }
     },
 
