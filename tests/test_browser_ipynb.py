@@ -100,13 +100,15 @@ def test_open_ipynb_into_the_empty_worksheet_then_run_all(page: Any, web: Chain,
                                                           tmp_path: Path) -> None:
     """Tests that a notebook made by nbformat opens into the empty worksheet: its Markdown
     and code cells in order (a raw cell left out), the Markdown rendered, none of the
-    notebook's outputs shown and nothing run; and that Ctrl+F9 runs all in order, sharing
-    variables, stopping at the error."""
+    notebook's outputs shown and nothing run, a cell whose output Jupyter hid hiding its
+    output here; and that Ctrl+F9 runs all in order, sharing variables, stopping at the
+    error."""
     old = v4.new_code_cell("x = 20", outputs=[
         v4.new_output("stream", name="stdout", text="OLD OUTPUT")], execution_count=7)
     path = notebook_file(tmp_path, "in.ipynb", [
         v4.new_markdown_cell("# Imported\n\nsome *words*"), old,
-        v4.new_code_cell("print(x + 1)"), v4.new_raw_cell("raw text"),
+        v4.new_code_cell("print(x + 1)", metadata={"jupyter": {"outputs_hidden": True}}),
+        v4.new_raw_cell("raw text"),
         v4.new_code_cell("x / 0"), v4.new_code_cell("print('never')")])
     cells = open_worksheet(page, web)
     ws = worksheet_of(page)
@@ -124,6 +126,8 @@ def test_open_ipynb_into_the_empty_worksheet_then_run_all(page: Any, web: Chain,
     code_box(cells.nth(2)).press("Control+F9")
     expect(cells.nth(3)).to_have_attribute("data-status", "error")
     expect(cells.nth(2).locator(".cellbus-output")).to_have_text("21")
+    expect(cells.nth(2).locator(".cellbus-output")).to_be_hidden()  # hidden in Jupyter too
+    expect(cells.nth(2).get_by_role("button", name="Show output (cell 3)")).to_be_visible()
     expect(cells.nth(3).locator(".cellbus-error")).to_contain_text("ZeroDivisionError")
     expect(page.locator("#notebook-note")).to_contain_text("stopped at cell 4 (error)")
     expect(cells.nth(4)).to_have_attribute("data-status", "idle")

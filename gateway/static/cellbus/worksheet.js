@@ -78,6 +78,7 @@
       changed();
     });
     list.addEventListener("cellbus:rendered", () => changed());
+    list.addEventListener("cellbus:output", () => changed());  // hidden or shown (Escape then O)
     list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
     // Escape then D, D in a cell: after the key's own handling, as for A and B below.
     list.addEventListener("cellbus:delete", (event) => setTimeout(() => remove(event.detail.cell), 0));
@@ -165,6 +166,7 @@
       }));
       cells.splice(at, 0, cell);
       cell.bar.appendChild(tools(cell));
+      if (entry.outputs_hidden === true) cell.toggleOutput(true);  // as it was saved
       if (o.onAdd) o.onAdd(cell);
       changed();
       return cell;
@@ -245,7 +247,8 @@
     }
 
     /** Take `layout` ([{id, type, code}], another page's save) as this page's cells,
-     * without saving it again: cells of its ids take its place, type and code, the missing
+     * without saving it again: cells of its ids take its place, type, code and hidden
+     * output, the missing
      * are added (none of their runs is asked for) and those it lacks go, unless busy or
      * added for another client's runs (`unsaved`). */
     function follow(layout) {
@@ -265,6 +268,7 @@
           }
           if (cell.type !== entry.type) cell.setType(entry.type === "markdown" ? "markdown" : "code");
           if (cell.input.value !== entry.code && !cell.busy) cell.setCode(entry.code);
+          if (cell.outputElement.hidden !== (entry.outputs_hidden === true)) cell.toggleOutput();
         });
         const kept = new Set(layout.map((entry) => String(entry.id)));
         for (const id of kept) unsaved.delete(id);
@@ -279,10 +283,10 @@
       }
     }
 
-    /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
-     * "code" or "markdown"). */
+    /** What to save to make the same worksheet again: [{id, type, code, outputs_hidden?}]
+     * in order (type: "code" or "markdown"; Cell.entry). */
     function layout() {
-      return cells.map((c) => ({id: c.cellId, type: c.type, code: c.input.value}));
+      return cells.map((c) => c.entry());
     }
 
     /** Run All, stopping on error (as Jupyter's): the code cells top to bottom, each once the
