@@ -72,6 +72,7 @@
     list.addEventListener("cellbus:idle", (event) => session.idled(event.detail.since,
                                                                    event.detail.timeout));
     list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
+    list.addEventListener("cellbus:lost", () => session.lost());  // (a restored store)
     list.addEventListener("cellbus:type", (event) => {
       const select = event.target.querySelector(".cellbus-type");
       if (select) select.value = event.detail.type;
