@@ -72,7 +72,7 @@
     list.addEventListener("cellbus:idle", (event) => session.idled(event.detail.since,
                                                                    event.detail.timeout));
     list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
-    list.addEventListener("cellbus:lost", () => session.lost());  // (a restored store)
+    list.addEventListener("cellbus:lost", () => session.lost());
     list.addEventListener("cellbus:type", (event) => {
       const select = event.target.querySelector(".cellbus-type");
       if (select) select.value = event.detail.type;
@@ -381,7 +381,11 @@
                    layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
                    restartRunAll: restartRunAll,
                    options: o};
+    // The cells a page loads with are made out of it, then measured (measureEditors).
+    list.remove();
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
+    element.appendChild(list);
+    measureEditors(cells.map((c) => c.editor).filter(Boolean));
     loading = false;
     resumeRunAll();
     return sheet;
