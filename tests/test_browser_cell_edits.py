@@ -80,8 +80,10 @@ def test_a_screen_reader_finds_each_cell_and_its_output_by_name(page: Any, web: 
 def test_escape_then_o_hides_the_output_and_shows_it_again(page: Any, web: Any) -> None:
     """As JupyterLab's Escape then O (its collapser): the output is hidden, a button in its
     place shows it again, a run meanwhile keeps it hidden and its output shows with it, the
-    focus stays in the cell, and the cell's Hide tool does the same (pressed while hidden).
-    Before, Escape then O typed 'o' into the code, and no output could be hidden."""
+    focus stays in the cell, and the cell's Hide tool does the same (pressed while hidden);
+    a hidden output stays hidden over a reload, as JupyterLab keeps it in the notebook.
+    Before, Escape then O typed 'o' into the code, and no output could be hidden; and a
+    reload showed every hidden output again."""
     cells = open_worksheet(page, web)
     cell = cells.nth(0)
     run(cell, "print('long', 1)")
@@ -109,6 +111,14 @@ def test_escape_then_o_hides_the_output_and_shows_it_again(page: Any, web: Any) 
     hide.click()
     expect(output).to_be_visible()
     expect(hide).to_have_attribute("aria-pressed", "false")
+    hide.click()  # kept with the worksheet's cells: hidden again after a reload
+    expect(hide).to_have_attribute("aria-pressed", "true")
+    page.reload()
+    expect(cells.nth(0).locator(".cellbus-output")).to_be_hidden()
+    expect(show).to_be_visible()
+    expect(hide).to_have_attribute("aria-pressed", "true")
+    show.click()
+    expect(output).to_have_text("long 2")
 
 
 def test_a_move_button_pressed_with_the_keyboard_keeps_the_focus(page: Any, web: Any) -> None:

@@ -62,9 +62,10 @@ def outputs(cell: Any) -> list[tuple[str, Any]]:
 
 def test_notebook_download_has_the_cells_and_their_outputs(chain: Chain) -> None:
     """Tests the notebook of a worksheet without a layout (its cells by id: 2, 3, 10, with
-    their inputs), then with one (its order, a Markdown cell, a cell never run, and no cell
-    it does not name); each run's stream, image, result and error; the attachment's name;
-    404 for another user; and that Jupyter (nbclient) runs it to the same outputs."""
+    their inputs), then with one (its order, a Markdown cell, a cell never run, a cell whose
+    output the page hid, and no cell it does not name); each run's stream, image, result and
+    error; the attachment's name; 404 for another user; and that Jupyter (nbclient) runs it
+    to the same outputs."""
     ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
     chain.start_broker()
     chain.start_device()
@@ -90,7 +91,7 @@ def test_notebook_download_has_the_cells_and_their_outputs(chain: Chain) -> None
 
     layout = [{"id": "1", "type": "markdown", "code": "# Notes"},
               {"id": "10", "type": "code", "code": CODE["10"]},
-              {"id": "2", "type": "code", "code": CODE["2"]},
+              {"id": "2", "type": "code", "code": CODE["2"], "outputs_hidden": True},
               {"id": "5", "type": "code", "code": "never_ran = 1"},
               {"id": "3", "type": "code", "code": CODE["3"]}]
     assert call(chain.port, "POST", "/home/ann/notes/layout", json.dumps({"cells": layout}),
@@ -99,6 +100,9 @@ def test_notebook_download_has_the_cells_and_their_outputs(chain: Chain) -> None
     assert [(c.cell_type, c.source) for c in nb.cells] == [
         (c["type"], c["code"]) for c in layout]
     assert nb.cells[3].outputs == [] and nb.cells[3].execution_count is None
+    # hidden on the page (Escape then O): as JupyterLab and the classic notebook write it
+    assert nb.cells[2].metadata == {"collapsed": True, "jupyter": {"outputs_hidden": True}}
+    assert [c.metadata for c in nb.cells if c.id != "2"] == [{}] * 4
     assert outputs(nb.cells[2]) == outputs(two)
 
     nbclient = pytest.importorskip("nbclient")

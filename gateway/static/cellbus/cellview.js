@@ -106,6 +106,15 @@
       this._event("output", {hidden: hide});
     },
 
+    /** What a worksheet's layout keeps of this cell: {id, type, code}, and outputs_hidden
+     * (true only) while its output is hidden, so a reload, another tab and the notebook's
+     * download (Jupyter's metadata.jupyter.outputs_hidden) keep it hidden. */
+    entry() {
+      const entry = {id: this.cellId, type: this.type, code: this.input.value};
+      if (this.outputElement.hidden) entry.outputs_hidden = true;
+      return entry;
+    },
+
     /** Clear the output on the page (the store keeps it: a reload shows it again). */
     clearOutput() {
       this.view.clear();
