@@ -193,8 +193,8 @@ def changed_on_the_way_in(role: str) -> str:
     """What a failure to decrypt on the broker's ``role`` port, on a connection that stays
     open (its handshake passed: a failed handshake ends its connection), means."""
     after = ("the device says it was not heard and connects again by itself" if role == "device"
-             else "ZeroMQ's heartbeat ends that connection within 6 s, and its client connects "
-             "again")
+             else "the gateways are asked to check their connections, and the one it came on "
+             "is made anew")
     return (f"a message on the {role} port could not be decrypted after its connection's CURVE "
             "handshake passed (so the keys are right): its bytes were changed on the way, by a "
             "faulty or hostile device on the network between its sender's host and this one; "
@@ -225,7 +225,8 @@ class LinkWatch:
         self.curve = curve
         #: Drops the socket's connections and makes them anew (a client's): ZeroMQ keeps a
         #: connection it could not decrypt a message of open, reading nothing, until its
-        #: heartbeat times out (6 s, past the broker's expiry of a device).
+        #: heartbeat times out (6 s, past the broker's expiry of a device). A server's asks
+        #: its clients to (broker/gatewaylinks.py).
         self.reconnect = reconnect
         #: Called when a handshake fails as a wrong --broker-key fails (a client's): the
         #: broker's certificate may have been rotated (:func:`protocol.rekey.next_broker_key`).
@@ -345,7 +346,7 @@ class LinkWatch:
             self.problem = changed_on_the_way(self.endpoint)
             self.say(logging.WARNING, f"{self.node}: {self.problem}")
             if self.reconnect is not None:
-                self.up, self._retries, self._absent_at = False, 0, time.monotonic() + ABSENT
+                self.remade()
                 self.reconnect()
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
@@ -353,6 +354,11 @@ class LinkWatch:
             self.say(logging.ERROR, f"{self.node}: {problem}")
             if kind in _FAILED and self.curve and self.wrong_key is not None:
                 self.wrong_key()
+
+    def remade(self) -> None:
+        """The connection is being made anew: not up until its handshake passes (a message
+        sent before may go to the old one, and be lost)."""
+        self.up, self._retries, self._absent_at = False, 0, time.monotonic() + ABSENT
 
     def _settle(self, *, ended: bool) -> None:
         """Say the server's failure to decrypt that waits, if any: a failed handshake if its
@@ -362,6 +368,8 @@ class LinkWatch:
             return
         if not ended:
             self.say(logging.WARNING, f"{self.node}: {changed_on_the_way_in(self.role)}")
+            if self.reconnect is not None:  # a server's: its clients check theirs
+                self.reconnect()
             return
         problem = server_problem(kind, self.role)
         if problem is not None and self.refusals is not None:

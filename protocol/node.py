@@ -35,6 +35,11 @@ CANCEL_AGAIN = 1.0
 
 #: ZMTP heartbeats on TCP links (ms): interval, timeout, and the time-to-live the peer is
 #: told: a silent partition closes the connection within about 6 s, and ZeroMQ reconnects.
+#: Only the connecting side pings: a bound socket ends a connection by the time-to-live its
+#: client told it. libzmq 4.3.5 aborts the process (``Assertion failed: !_io_error
+#: (src/stream_engine_base.cpp:310)``) when a ping is due on a connection it could not
+#: decrypt a message of and whose peer has closed it since: one byte changed on the way
+#: from a gateway, which then restarted or made its connection anew, brought the broker down.
 ZMTP_HEARTBEAT = (2000, 6000, 6000)
 
 
@@ -150,6 +155,8 @@ class Node:
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
+        if server:
+            sock.heartbeat_ivl = 0  # see ZMTP_HEARTBEAT: its clients' pings and TTL do
         sock.ipv6 = wants_ipv6(str(endpoint), bind=server)  # tcp://[fd00::5]:5555
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)

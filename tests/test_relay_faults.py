@@ -245,3 +245,40 @@ def test_an_evaluates_answer_changed_on_the_way_is_not_a_503(chain: Chain) -> No
     finally:
         stop_nodes(chain.nodes)
         relay.close()
+
+
+def test_an_evaluate_changed_on_the_way_to_the_broker_is_answered_soon(chain: Chain) -> None:
+    """Tests that an evaluate whose bytes were changed on the way from the gateway to the
+    broker (which cannot decrypt it, and reads nothing more of that connection) is answered
+    202 soon, and its cell runs once. Before, the broker's end read nothing until ZeroMQ's
+    heartbeat ended the connection (6 s), nothing told the gateway, and the client got 503
+    "the broker did not answer within 10 s" for a cell that never reached the broker. And
+    once the gateway closed that connection (made anew here; a gateway restarted or killed
+    does the same), libzmq aborted the broker at its next ZMTP ping on it."""
+    chain.start_broker()
+    flip = FlipOnce("up", longer=1500, middle=True)  # the evaluate (heartbeats are short)
+
+    relay = Relay(port_of(chain.gateway_ep), mangle=flip)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        gateway = chain.start_gateway()
+        assert chain.evaluate("u/warm/1", "print(0)")[0] == 202  # both links up and used
+        flip.armed.set()
+        started = time.monotonic()
+        status, body = chain.evaluate("u/ws/1", "print('ran')  # " + "x" * 3000)
+        took = time.monotonic() - started
+        assert flip.flipped.is_set()
+        assert status == 202, (status, body, gateway.log[-2000:], chain.broker.log[-2000:])
+        assert took < EXPIRY, took
+        doc = chain.wait_done("u/ws/1", 20)
+        assert doc["status"] == "done" and texts_of(doc) == "ran\n", doc
+        assert doc["request"] == body["msg_id"] and doc["execution_count"] == 1, (doc, body)
+        assert chain.evaluate("u/ws/2", "print('next')")[0] == 202  # the link is whole
+        assert texts_of(chain.wait_done("u/ws/2", 20)) == "next\n"
+        # libzmq's abort, once the gateway had closed the connection the broker could not read
+        assert "Assertion failed" not in chain.broker.log, chain.broker.log[-1500:]
+        assert chain.broker.proc.poll() is None
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
