@@ -21,11 +21,12 @@ from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .endpoints import endpoint_problem, wants_ipv6
 from .errors import ConfigError, ProtocolError, address_in_use
-from .linkwatch import LinkWatch, Together
+from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .rekey import KeyFiles, next_broker_key
 from .sockets import BusSocket
+from .together import Together
 from .version import VERSION
 from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
 
