@@ -282,3 +282,34 @@ def test_an_evaluate_changed_on_the_way_to_the_broker_is_answered_soon(chain: Ch
     finally:
         stop_nodes(chain.nodes)
         relay.close()
+
+
+def test_a_device_killed_after_a_byte_changed_on_its_way_leaves_the_broker_up(
+        chain: Chain) -> None:
+    """Tests that a device killed (kill -9) just after a byte of what it sent the broker was
+    changed on the way leaves the broker running, and its cell ends with DeviceLost. Before,
+    libzmq 4.3.5 aborted the broker ("Assertion failed: !_io_error
+    (src/stream_engine_base.cpp:310)") at its next ZMTP ping on the connection it could not
+    read, once the device's end had closed."""
+    chain.start_broker()
+    flip = FlipOnce("up")
+
+    relay = Relay(port_of(chain.device_ep), mangle=flip)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        code = "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.05)"
+        assert chain.evaluate("u/ws/1", code)[0] == 202
+        until(lambda: "\n3\n" in texts_of(chain.update("u/ws/1")[1]), "the cell running")
+        flip.armed.set()  # the next bytes the device sends the broker (the cell's output)
+        until(flip.flipped.is_set, "a byte changed")
+        device.proc.kill()
+        doc = chain.wait_done("u/ws/1", 30)
+        assert doc["status"] == "error" and "DeviceLost" in str(doc), doc
+        assert chain.broker.proc.poll() is None, chain.broker.log[-1500:]
+        assert "Assertion failed" not in chain.broker.log, chain.broker.log[-1500:]
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
