@@ -42,6 +42,10 @@ CANCEL_AGAIN = 1.0
 #: decrypt a message of and whose peer has closed it since: one byte changed on the way
 #: from a gateway, which then restarted or made its connection anew, brought the broker down.
 ZMTP_HEARTBEAT = (2000, 6000, 6000)
+#: A bound socket's TCP keepalive (s: idle, interval, probes): libzmq arms a connection's
+#: time-to-live at a ping and disarms it at any message after, so a client that died (or
+#: froze) just after a message leaves its connection open; the kernel ends it within ~25 s.
+TCP_KEEPALIVE = (10, 5, 3)
 
 
 def _guarded(sock: BusSocket, endpoint: str) -> str:
@@ -156,8 +160,10 @@ class Node:
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
-        if server:
-            sock.heartbeat_ivl = 0  # see ZMTP_HEARTBEAT: its clients' pings and TTL do
+        if server:  # see ZMTP_HEARTBEAT: its clients' pings and TTL do, and the kernel's
+            sock.heartbeat_ivl = 0  # keepalive for a peer whose last message left no TTL
+            sock.tcp_keepalive, sock.tcp_keepalive_idle, sock.tcp_keepalive_intvl, \
+                sock.tcp_keepalive_cnt = 1, *TCP_KEEPALIVE
         sock.ipv6 = wants_ipv6(str(endpoint), bind=server)  # tcp://[fd00::5]:5555
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)
