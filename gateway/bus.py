@@ -252,7 +252,11 @@ class BrokerLink:
             self.pending[probe["msg_id"]] = future
             if sock is self.bulk:
                 self.bulk_pending.add(probe["msg_id"])
-            if not sock.send_now(self.session.serialize(probe)):
+            try:
+                sent = sock.send_now(self.session.serialize(probe))
+            except zmq.ZMQError:  # (a check must never stop the gateway)
+                sent = False
+            if not sent:
                 self.pending.pop(probe["msg_id"], None)
                 self.bulk_pending.discard(probe["msg_id"])
                 return  # not connected now: nothing to check
