@@ -142,6 +142,16 @@ def server_problem(event: int, role: str) -> str | None:
     return None
 
 
+def gone_in_handshake(role: str) -> str:
+    """What a connection on the broker's ``role`` port that ended during its handshake, with
+    nothing it could not decrypt, means (a wrong key or a replay fails to decrypt: libzmq
+    says HANDSHAKE_FAILED_PROTOCOL of those, NO_DETAIL of this)."""
+    return (f"a CURVE handshake on the {role} port failed: its connection ended before any "
+            f"key was tried (a {role} with no CURVE keys, --insecure-bus; one that went away or "
+            "gave up waiting: this broker was stopped or busy, or the network cut it; or a "
+            "client that is no cellbus node), not a wrong --broker-key")
+
+
 def changed_on_the_way_in(role: str) -> str:
     """What a failure to decrypt on the broker's ``role`` port, on a connection that stays
     open (its handshake passed: a failed handshake ends its connection), means."""
@@ -323,6 +333,9 @@ class LinkWatch:
             self.say(logging.WARNING, f"{self.node}: {changed_on_the_way_in(self.role)}")
             if self.reconnect is not None:  # a server's: its clients check theirs
                 self.reconnect()
+            return
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # not a key: it would not decrypt
+            self.say(logging.INFO, f"{self.node}: {gone_in_handshake(self.role)}")
             return
         problem = server_problem(kind, self.role)
         if problem is not None and self.refusals is not None:
