@@ -39,7 +39,7 @@ from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.turns import Turn
 from protocol.wire import DEFAULT_MAX_FRAME_SIZE, Message
 
-from .layouts import HIDDEN, cells_with_runs
+from .layouts import CLEARED, HIDDEN, cells_with_runs
 from .outputcap import message_size
 from .placement import DeviceTable
 from .refusal import Address, Refused, Reply
@@ -212,10 +212,13 @@ class Notebooks:
                 request = await self.store.cell_request(user, worksheet, entry["id"])
             if request is not None and (latest is None or request.created > latest.created):
                 latest = request
+            # its output cleared on the page: none, and no number (JupyterLab's Clear
+            # Outputs saves execution_count null); a later run's shows
+            cleared = request is not None and entry.get(CLEARED) == request.msg_id
             cell = {"id": entry["id"], "type": entry["type"], HIDDEN: entry.get(HIDDEN, False),
                     "code": entry["code"] if entry["code"] is not None
                     else request.input if request is not None else "",
-                    "messages": await self._run(request)}
+                    "messages": [] if cleared else await self._run(request)}
             size += len(cell["code"]) + await asyncio.to_thread(output_size, cell["messages"])
             if size > self.max_bytes:  # refused as soon as it is known: nothing more is read
                 raise self._too_big(worksheet)

@@ -80,6 +80,7 @@
     });
     list.addEventListener("cellbus:rendered", () => changed());
     list.addEventListener("cellbus:output", () => changed());  // hidden or shown (Escape then O)
+    list.addEventListener("cellbus:cleared", () => changed());  // Clear output: kept cleared
     list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
     // Escape then D, D in a cell: after the key's own handling, as for A and B below.
     list.addEventListener("cellbus:delete", (event) => setTimeout(() => remove(event.detail.cell), 0));
@@ -148,6 +149,7 @@
       const cell = makeCell(box, Object.assign({}, o, {
         code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
         type: entry.type === "markdown" ? "markdown" : "code",
+        cleared: typeof entry.outputs_cleared === "string" ? entry.outputs_cleared : null,
         // A new cell has no past to show, nor has one the store names no run of (`ran`).
         restore: restore === true
           || (loading && o.restore !== false && (!Array.isArray(o.ran) || o.ran.includes(id))),
@@ -248,10 +250,9 @@
     }
 
     /** Take `layout` ([{id, type, code}], another page's save) as this page's cells,
-     * without saving it again: cells of its ids take its place, type, code and hidden
-     * output, the missing
-     * are added (none of their runs is asked for) and those it lacks go, unless busy or
-     * added for another client's runs (`unsaved`). */
+     * without saving it again: cells of its ids take its place, type, code, hidden output
+     * and cleared run (the one shown here), the missing are added (none of their runs is
+     * asked for) and those it lacks go, unless busy or added for another client's runs. */
     function follow(layout) {
       quiet = true;
       try {
@@ -270,6 +271,7 @@
           if (cell.type !== entry.type) cell.setType(entry.type === "markdown" ? "markdown" : "code");
           if (cell.input.value !== entry.code && !cell.busy) cell.setCode(entry.code);
           if (cell.outputElement.hidden !== (entry.outputs_hidden === true)) cell.toggleOutput();
+          if (!cell.busy && entry.outputs_cleared === cell.shownRun()) cell.clearOutput();
         });
         const kept = new Set(layout.map((entry) => String(entry.id)));
         for (const id of kept) unsaved.delete(id);
@@ -284,8 +286,8 @@
       }
     }
 
-    /** What to save to make the same worksheet again: [{id, type, code, outputs_hidden?}]
-     * in order (type: "code" or "markdown"; Cell.entry). */
+    /** What to save to make the same worksheet again: [{id, type, code, outputs_hidden?,
+     * outputs_cleared?}] in order (type: "code" or "markdown"; Cell.entry). */
     function layout() {
       return cells.map((c) => c.entry());
     }
