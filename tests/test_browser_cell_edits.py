@@ -164,6 +164,30 @@ def test_a_cleared_output_stays_cleared_until_the_cell_runs_again(page: Any, web
     page.reload()
     expect(first).to_have_text("first 2")
     other.close()
+    # A cleared cell cut and pasted back (a move) stays cleared, over a reload too. Before,
+    # the clipboard kept no outputs_cleared: the layout saved lost it, and a reload showed
+    # the output again.
+    page.get_by_role("button", name="Clear output (cell 1)").click()
+    expect(first).to_be_empty()
+    code_box(cells.nth(0)).press("Escape")
+    page.keyboard.press("x")
+
+    def saved_cleared(response: Any) -> bool:  # the layout saved holds cell 1, cleared
+        if not (response.url.endswith("/layout") and response.request.method == "POST"):
+            return False
+        body = response.request.post_data_json or {}
+        return any(c.get("id") == "1" and c.get("outputs_cleared")
+                   for c in body.get("cells", []) if isinstance(c, dict))
+    with page.expect_response(saved_cleared):
+        page.keyboard.press("v")  # below the cell that took the focus
+    expect(cells.nth(1)).to_have_attribute("aria-label", "cell 1")  # itself, moved
+    with page.expect_response(lambda r: "/1/update" in r.url) as restored:
+        page.reload()
+    restored.value.finished()
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    expect(cells.nth(1)).to_have_attribute("aria-label", "cell 1")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("kept")
+    expect(cells.nth(1).locator(".cellbus-output")).to_be_empty()
 
 
 def test_a_move_button_pressed_with_the_keyboard_keeps_the_focus(page: Any, web: Any) -> None:

@@ -74,6 +74,7 @@
       if (at < 0) return;
       clipboard = {type: cell.type, code: cell.input.value, id: cut ? cell.cellId : null,
                    outputs_hidden: cell.entry().outputs_hidden === true,
+                   outputs_cleared: cut ? cell.entry().outputs_cleared || null : null,
                    ran: cut && cell.type === "code" && cell.status in RAN,
                    worksheet: o.user + "/" + o.worksheet};
       try { localStorage.setItem(CLIPBOARD_KEY, JSON.stringify(clipboard)); } catch (e) { /* full */ }
@@ -89,7 +90,8 @@
 
     /** Escape then V (Shift+V: above), as Jupyter's paste: a new cell below `cell` with
      * the type and code copied, focused. A cell cut from this worksheet and not back on the
-     * page comes back as itself, its last run shown (as a move); a copy is a new cell. */
+     * page comes back as itself, its last run shown (as a move) unless it was cleared; a
+     * copy is a new cell. */
     function paste(cell, above) {
       let entry = clipboard;
       try { entry = JSON.parse(localStorage.getItem(CLIPBOARD_KEY) || "null") || entry; } catch (e) { /* private mode */ }
@@ -99,7 +101,7 @@
         && !cells.some((c) => c.cellId === entry.id);
       const pasted = add(Object.assign({type: entry.type, code: entry.code,
                                         outputs_hidden: entry.outputs_hidden === true},
-                                       own ? {id: entry.id} : {}),
+                                       own ? {id: entry.id, outputs_cleared: entry.outputs_cleared} : {}),
                          above ? at : at + 1, own && entry.ran === true);
       pasted.focus();
     }
