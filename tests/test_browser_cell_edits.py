@@ -128,7 +128,8 @@ def test_a_cleared_output_stays_cleared_until_the_cell_runs_again(page: Any, web
     another tab following the worksheet (it takes the layout, which names the run cleared),
     with no [n], while the other cells keep theirs; the cell's next run shows its output
     everywhere; the store keeps the cleared run's output (its /update has it). Before, Clear
-    output cleared this page only: a reload and the other tab showed the output again."""
+    output cleared this page only: a reload and the other tab showed the output again. A
+    cleared cell moved (cut, pasted) stays cleared, and Clear outputs clears every cell's."""
     cells = open_worksheet(page, web)
     run(cells.nth(0), "print('first', 1)")
     first = cells.nth(0).locator(".cellbus-output")
@@ -172,13 +173,15 @@ def test_a_cleared_output_stays_cleared_until_the_cell_runs_again(page: Any, web
     code_box(cells.nth(0)).press("Escape")
     page.keyboard.press("x")
 
-    def saved_cleared(response: Any) -> bool:  # the layout saved holds cell 1, cleared
-        if not (response.url.endswith("/layout") and response.request.method == "POST"):
-            return False
-        body = response.request.post_data_json or {}
-        return any(c.get("id") == "1" and c.get("outputs_cleared")
-                   for c in body.get("cells", []) if isinstance(c, dict))
-    with page.expect_response(saved_cleared):
+    def saved_cleared(*ids: str) -> Any:  # the layout saved holds these cells cleared
+        def saved(response: Any) -> bool:
+            if not (response.url.endswith("/layout") and response.request.method == "POST"):
+                return False
+            body = response.request.post_data_json or {}
+            return set(ids) <= {c.get("id") for c in body.get("cells", [])
+                                if isinstance(c, dict) and c.get("outputs_cleared")}
+        return saved
+    with page.expect_response(saved_cleared("1")):
         page.keyboard.press("v")  # below the cell that took the focus
     expect(cells.nth(1)).to_have_attribute("aria-label", "cell 1")  # itself, moved
     with page.expect_response(lambda r: "/1/update" in r.url) as restored:
@@ -188,6 +191,18 @@ def test_a_cleared_output_stays_cleared_until_the_cell_runs_again(page: Any, web
     expect(cells.nth(1)).to_have_attribute("aria-label", "cell 1")
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("kept")
     expect(cells.nth(1).locator(".cellbus-output")).to_be_empty()
+    # Clear outputs (Jupyter's Clear All Outputs): every cell's, kept so over a reload.
+    with page.expect_response(saved_cleared("1", "2", "3")):
+        page.get_by_role("button", name="Clear outputs").click()
+    for i in range(3):
+        expect(cells.nth(i).locator(".cellbus-output")).to_be_empty()
+    with page.expect_response(lambda r: "/3/update" in r.url) as restored:
+        page.reload()
+    restored.value.finished()
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    for i in range(3):
+        expect(cells.nth(i).locator(".cellbus-output")).to_be_empty()
+    expect(cells.nth(2).locator(".cellbus-count")).to_be_hidden()
 
 
 def test_a_move_button_pressed_with_the_keyboard_keeps_the_focus(page: Any, web: Any) -> None:
