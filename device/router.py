@@ -1,9 +1,10 @@
 """The device router: the device's one socket towards the broker, and request dispatch.
 
 Shaped like the ZeroMQ Guide's Majordomo worker side: the device registers with its capacity,
-sends heartbeats, takes requests addressed to sessions and hands each to the overseer, which
-routes it to that session's worker (starting one if needed). Output travels back upstream on
-the same socket, unchanged but for the routing facts in ``metadata["cellbus"]``.
+sends heartbeats (device/brokerlink.py keeps the link), takes requests addressed to sessions
+and hands each to the overseer, which routes it to that session's worker (starting one if
+needed). Output travels back upstream on the same socket, unchanged but for the routing facts
+in ``metadata["cellbus"]``.
 
 Stopping (SIGTERM) drains (:mod:`device.draining`): no new work, running cells finish, the
 requests held but not started go back to the broker.
@@ -26,21 +27,18 @@ import zmq
 from protocol import msgtypes as mt
 from protocol import records
 from protocol.errors import ConfigError
-from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL, RECONNECT_AFTER, RECONNECT_EVERY
+from protocol.heartbeat import EXPIRY
 from protocol.kernels import kernel_of
-from protocol.node import Node
 from protocol.requests import failed, stamp
-from protocol.sockets import BusSocket
 from protocol.version import VERSION
 from protocol.wire import Message, Session
 
+from .brokerlink import BrokerLinked
 from .draining import DRAIN_REPLY_TIMEOUT, DRAIN_TIMEOUT, Drain
 from .launcher import LaunchError
 from .metrics import DeviceMetrics
 from .outbox import DEFAULT_CAPACITY, Outbox
 from .overseer import AtCapacity, Overseer, OverseerConfig
-from .relink import Unheard
-from .silence import silent_link
 
 #: Longest session id accepted; ids are made by the broker, so anything longer is garbage.
 MAX_SESSION_ID = 128
@@ -67,7 +65,7 @@ class BadRequest(Exception):
     """A signed request the device cannot act on (no session id, wrong content)."""
 
 
-class DeviceRouter(Node):
+class DeviceRouter(BrokerLinked):
     name = "device"
 
     def __init__(self, session: Session, *, device_id: str | None = None,
@@ -92,15 +90,11 @@ class DeviceRouter(Node):
         self.overseer = Overseer(bus=session, device_id=self.device_id, upstream=self.send_up,
                                  room=self.outbox.room, on_closed=self._session_closed,
                                  config=self.config)
-        self.broker_heard = time.monotonic()
-        self.broker_lost = False
         #: The broker's count of hand-outs before the last message of it handled here
         #: (``metadata.cellbus.handed``), reported so that the broker reconciles a report
         #: only with the hand-outs this device could see when it built it (broker/handed.py).
         self.heard: str | None = None
-        #: When the link is next made anew while the broker is silent.
-        self.reconnect_at = 0.0
-        self.unheard = Unheard(self.device_id)  # made anew while the broker does not hear it
+        self.watch_broker()
         self.drain = Drain(bus=session, device_id=self.device_id, overseer=self.overseer,
                            send_now=lambda frames: self.up.send_now(frames),
                            broker_alive=self._broker_alive, timeout=drain_timeout)
@@ -175,16 +169,6 @@ class DeviceRouter(Node):
     async def _write_up(self, frames: list[bytes]) -> None:
         await self.up.send_frames(frames)
 
-    async def _control(self, msg_type: str, content: dict[str, Any], *, block: bool = True) -> bool:
-        msg = self.session.msg(msg_type, content, metadata={"cellbus": {"device": self.device_id}})
-        frames = self.session.serialize(msg)
-        if block:
-            await self.up.send_frames(frames)
-        elif not self.up.send_now(frames):
-            self.log.debug("device: no broker to take %s yet", msg_type)
-            return False
-        return True
-
     async def _session_closed(self, session_id: str, reason: str) -> None:
         # (logged by the overseer, which knows the worker's end whole: device/overseer.py)
         if self.drain.left or self.up.closed:
@@ -193,91 +177,6 @@ class DeviceRouter(Node):
             await self._control(mt.SESSION_CLOSED, {"session": session_id, "reason": reason})
         except zmq.ZMQError as e:  # the socket closed under it as the device stopped
             self.log.debug("device: could not report session %s closed: %s", session_id, e)
-
-    async def _heartbeats(self) -> None:
-        """Paranoid Pirate, device side: heartbeat the broker, and notice when it goes quiet.
-
-        The socket is kept (not recreated) across a broker restart: ZeroMQ reconnects it by
-        itself and output queued meanwhile is delivered then, so nothing is dropped. When the
-        broker is heard again, the device registers anew with its live sessions. A link that
-        is up while the broker stays silent is made anew (:meth:`_reconnect`)."""
-        while not self.drain.left:
-            before = time.monotonic()
-            await asyncio.sleep(HEARTBEAT_INTERVAL)
-            if self.drain.left:
-                return
-            if time.monotonic() - before > 2 * HEARTBEAT_INTERVAL and not self.broker_lost:
-                # This device did not run (stopped, its loop held): the broker's word waits
-                # unread, it was not silent; it gets its expiry from now, its key unblamed.
-                self.broker_heard = time.monotonic()
-            if await self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False):
-                self.unheard.sent()
-            self.outbox.check()
-            silent = time.monotonic() - self.broker_heard
-            if silent > EXPIRY and not self.broker_lost:
-                self.broker_lost = True
-                connect, bind = self.endpoints
-                why = (self.link_problem(connect, "--device-bind", said=True)
-                       or silent_link(self.links, connect, self.broker_heard, self.device_id)
-                       if connect else f"is a broker connected to {bind}, with the same "
-                       "--key-file as this device?")
-                self.log.warning("device %s: no word from the broker for %.0f s: %s; output "
-                                 "is kept until it is back", self.device_id, silent, why)
-                self.reconnect_at = time.monotonic() + RECONNECT_AFTER
-            if self.broker_lost:
-                self._reconnect()
-
-    def _reconnect(self) -> None:
-        """The broker is silent while this device's link to it is up: connect again, after
-        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_EVERY`). A
-        broker's ROUTER drops a connection whose routing id (the device's name) another
-        connection still holds, for good: one of an earlier process of this device that died
-        while the broker was too busy to read its end, or that froze, or whose host went
-        away; this device's link then came up but nothing it sends reaches the broker. A new
-        connection is taken once the old one is gone (the broker's ZMTP heartbeats end a
-        silent one). Output waits in the outbox and is sent again; nothing else the broker
-        needs is lost (its next report lists the device's work). A link up for less than
-        :data:`RECONNECT_AFTER` is left alone: the broker (restarted) has not yet heard this
-        device's heartbeat on it, and dropping it cost a missed heartbeat each restart."""
-        connect, _ = self.endpoints
-        now = time.monotonic()
-        if not connect or now < self.reconnect_at or self.link_problem(connect, "") or \
-                self.up.input_waiting():  # not silent: this device was slow to read (frozen)
-            return
-        if (up_for := self.link_up_for(connect)) is not None and up_for < RECONNECT_AFTER:
-            return  # just made (a broker restarted): it has had no time to answer on it yet
-        self.log.debug("device %s: connecting again to the broker at %s", self.device_id,
-                       connect)  # every time; the line below at most every 10 s
-        self.reject_log.info(("silent broker", connect), "device %s: its link to the broker "
-                             "at %s is up but the broker is silent; connecting again",
-                             self.device_id, connect)
-        self.reconnect(self.up)
-        self.reconnect_at = now + RECONNECT_EVERY
-
-    def _relink(self) -> None:
-        """The broker does not hear this device (device/relink.py): a new link, reported at
-        once, and what the outbox holds unstored sent again."""
-        self.log.warning("device %s: %s", self.device_id, self.unheard.words())
-        self.up.routing_id = self.unheard.routing_id
-        self.reconnect(self.up)
-        self.outbox.again("its link was made anew")
-        self.spawn(self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False), "relinked")
-
-    def link_lost(self, sock: BusSocket) -> None:
-        """The link to the broker was lost: made anew at once under the next routing id
-        (:meth:`Unheard.moved`), what the outbox holds unstored sent again on it."""
-        if sock is self.up and self.endpoints[0] and not (sock.closed or self.drain.left
-                                                          or self.crashed):  # (revoked)
-            self.up.routing_id = self.unheard.moved()
-            self.reconnect(self.up)
-            self.outbox.again("its link was lost")
-
-    def _broker_heard(self) -> None:
-        self.broker_heard = time.monotonic()
-        if self.broker_lost:
-            self.broker_lost = False
-            self.log.info("device %s: the broker is back; registering again", self.device_id)
-            self.spawn(self._control(mt.DEVICE_REGISTER, self.status(), block=False), "register")
 
     async def _sweep(self) -> None:
         interval = sweep_interval(self.config.idle_timeout, self.config.exec_timeout)
