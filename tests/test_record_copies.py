@@ -45,4 +45,4 @@ def test_the_hot_copies_do_not_walk_the_fields() -> None:
                                                                        REQUEST.message)
 
     calls = python_calls(copies)
-    assert calls["dataclasses.py"] == 0, calls  # was 6: replace and the field walk it calls, per copy
+    assert calls["dataclasses.py"] == 0, calls  # was 6: replace and its field walk
