@@ -3,10 +3,11 @@ msg_id, msg_type, parent_header, metadata and content, buffers travelling by URL
 
 Every message a cell prints goes through here once per socket that shows it, and the text
 is what ``json.dumps(..., default=str)`` of those six keys gives, byte for byte. Encoding is
-mostly strings (a JSON string costs about 2,000 instructions to escape however short), and
-the outputs of one request all carry the same ``parent_header``, its twelve strings a
-quarter of the message's: so the last parent's text is kept and reused while the parent is
-equal to it (bench/RESULTS.md, issue 25, thirteenth pass).
+mostly strings (escaping a 32-character JSON string costs about 2,300 instructions), and
+the outputs of one request all carry the same ``parent_header`` (twelve strings with its
+keys): so the last parent's text is kept and reused while the parent has the same items,
+11 % of the instructions of a ``print(2)``'s five outputs (bench/RESULTS.md, issue 25,
+thirteenth pass).
 """
 
 from __future__ import annotations
