@@ -20,10 +20,10 @@ get copies: a record changes here only once the store has it (:meth:`OpenSession
 
 from __future__ import annotations
 
-import dataclasses
 from collections import OrderedDict
 
 from .store import OPEN, SessionRecord, Store
+from .store.records import copied
 
 #: Worksheets whose open session is kept in memory.
 MAX_WORKSHEETS = 20_000
@@ -58,12 +58,12 @@ class OpenSessions:
             record = await self.store.find_session(user, worksheet)
             if key not in self._open:  # no write for it while the store was asked
                 self._keep(key, record)
-        return None if record is None else dataclasses.replace(record)
+        return None if record is None else copied(record)
 
     def stored(self, record: SessionRecord) -> None:
         """``record`` is now in the store as it is (open or closed)."""
         self._keep((record.user, record.worksheet),
-                   dataclasses.replace(record) if record.state == OPEN else None)
+                   copied(record) if record.state == OPEN else None)
 
     def _keep(self, key: Worksheet, record: SessionRecord | None) -> None:
         self._open[key] = record

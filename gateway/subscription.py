@@ -12,16 +12,15 @@ socket (:class:`gateway.ws.SocketHandler`, or a Jupyter client's channels) owns 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import TYPE_CHECKING
 
 from protocol import msgtypes as mt
 from protocol import outputwords
-from protocol.fileurls import file_url
 from protocol.wire import Message
 
 from . import heap
+from .browserjson import to_json as to_json
 from .bus import BrokerUnavailable
 
 if TYPE_CHECKING:
@@ -37,18 +36,6 @@ FIRST_PAGE = 64
 MAX_PAGE = 1000
 #: The message that tells a subscribed client what it had seen that the store lacks.
 OUTPUT_LOST = "output_lost"
-
-
-def to_json(msg: Message) -> str:
-    """A bus message as the browser sees it: buffers travel by URL instead."""
-    facts = msg["metadata"].get("cellbus") or {}
-    data = msg["content"].get("data")
-    if (isinstance(data, dict) and isinstance(ref := data.get(mt.FILE_MIME), dict)
-            and "seq" in facts):
-        address = [facts.get(k, "") for k in ("user", "worksheet", "cell_id")]
-        facts["url"] = file_url(address, facts["seq"], ref.get("name"))
-    return json.dumps({k: msg[k] for k in ("header", "msg_id", "msg_type", "parent_header",
-                                           "metadata", "content")}, default=str)
 
 
 def replayed_buffers(messages: list[Message], frames: list[bytes]) -> None:

@@ -37,6 +37,7 @@ from .errors import ProtocolError
 
 #: Most elements plus containers one decoded value may hold (a few tens of MB at worst).
 DEFAULT_MAX_ITEMS = 1 << 20
+_unpackb = msgpack.unpackb
 
 
 class _Counter:
@@ -64,11 +65,12 @@ def unpack(data: bytes, max_items: int = DEFAULT_MAX_ITEMS) -> Any:
     ``ProtocolError("decode")`` if it is not exactly one msgpack value."""
     try:
         if len(data) <= max_items:  # the cap holds already: every value takes a byte or more
-            # No ``**hooks`` here, not even an empty one: merging it into the call's keywords
-            # cost a third as much again as the decode of a small frame, and a node decodes
-            # four frames per message it takes (bench/RESULTS.md, issue 25, twelfth pass).
-            return msgpack.unpackb(data, raw=False, strict_map_key=True,
-                                   max_array_len=max_items, max_map_len=max_items)
+            # No keywords at all: msgpack >= 1.0 decodes with raw=False and strict_map_key=True
+            # by default, and bounds every str, bin, array, map and ext by len(data), which is
+            # within the cap here. Cython parsing the keywords was 6 % of the decode of a
+            # header frame (11.7 against 11.0 thousand instructions), and a node decodes four
+            # frames per message it takes (bench/RESULTS.md, issue 25, thirteenth pass).
+            return _unpackb(data)
         counter = _Counter(max_items)
         return msgpack.unpackb(data, raw=False, strict_map_key=True, max_array_len=max_items,
                                max_map_len=max_items, list_hook=counter.list_hook,

@@ -84,3 +84,28 @@ def test_a_frame_decodes_in_one_call() -> None:
     assert calls["bounded.py"] == 4, calls
     merges = [i for i in dis.get_instructions(bounded.unpack) if i.opname == "CALL_FUNCTION_EX"]
     assert merges == [], merges  # was one: msgpack.unpackb(..., **hooks)
+
+
+def test_a_small_frame_decodes_without_keywords() -> None:
+    """A frame no longer than its cap is decoded with msgpack's defaults (raw=False,
+    strict_map_key=True, every length bounded by the frame's own), which are what the keywords
+    asked for: parsing them was 6 % of decoding a header frame. Only the hooked decode of a
+    frame longer than its cap passes keywords; what is refused stays refused."""
+    import dis
+
+    import msgpack
+    import pytest
+
+    from protocol import bounded
+    from protocol.errors import ProtocolError
+
+    kw_calls = [i for i in dis.get_instructions(bounded.unpack) if i.opname == "KW_NAMES"]
+    assert len(kw_calls) == 1, kw_calls  # was 2: the small frame's call had four keywords
+    assert bounded.unpack(msgpack.packb({"a": b"\xff", "b": [1, "x"]})) == {
+        "a": b"\xff", "b": [1, "x"]}
+    with pytest.raises(ProtocolError) as e:  # strict_map_key: only str keys
+        bounded.unpack(msgpack.packb({1: 2}))
+    assert e.value.reason == "decode"
+    with pytest.raises(ProtocolError) as e:  # an array announcing more than the bytes hold
+        bounded.unpack(b"\xdd\xff\xff\xff\xff")
+    assert e.value.reason in ("oversize", "decode")

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any, Final, Literal
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal, TypeVar
 
 from .errors import InvalidTransition
 
@@ -62,6 +62,18 @@ def check_transition(msg_id: str, old: str, new: str) -> None:
         raise InvalidTransition(msg_id, old, new, allowed)
 
 
+_Record = TypeVar("_Record", "Request", "SessionRecord")
+
+
+def copied(record: _Record, **changes: Any) -> _Record:
+    """A copy of ``record`` with ``changes``: what ``dataclasses.replace`` gives for these
+    plain dataclasses (every field in ``__init__``, no ``__post_init__``), for about half
+    its instructions (it walks the class's fields on every call: 30 against 17 thousand for
+    a Request, 17.5 against 7 for a SessionRecord). The broker copies a request or session
+    about six times per execution (bench/RESULTS.md, issue 25, thirteenth pass)."""
+    return type(record)(**{**record.__dict__, **changes})
+
+
 @dataclass
 class Request:
     """A shell request and its progress; ``message`` is the whole Jupyter message."""
@@ -104,7 +116,7 @@ class Progress:
 
     def applied(self, request: Request) -> Request:
         """``request`` (the same msg_id) as this progress leaves it."""
-        return replace(request, status=self.status, device=self.device, started=self.started,
+        return copied(request, status=self.status, device=self.device, started=self.started,
                        finished=self.finished, error=self.error)
 
 

@@ -20,7 +20,6 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from . import _sqlite_retention as _retention
@@ -40,7 +39,7 @@ from .base import Message, Receipts, Stamp, StatusUpdate, Store
 from .compaction import CompactionStats, SessionPlan
 from .errors import (DuplicateRequest, InvalidTransition, StoreClosed, StoreError,
                      UnknownRequest)
-from .records import (ANY, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
+from .records import (ANY, copied, EXECUTE_REQUEST, INTERACT_REQUEST, NEEDS_WORK, OPEN, STATUSES,
                       SUPERSEDED, WORKING, DeviceFilter, Progress, Request, SessionRecord)
 
 T = TypeVar("T")
@@ -151,7 +150,7 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
                     "msg_type = ? ORDER BY id DESC LIMIT 1",
                     (req.session, NEEDS_WORK, WORKING, req.msg_type)).fetchone()
                 message = stamp(latest[0] if latest is not None else None)
-                values[6] = stored_input(replace(req, message=message))
+                values[6] = stored_input(copied(req, message=message))
                 values[7] = pack(message)
             try:
                 conn.execute(f"INSERT INTO requests ({_REQ_COLS}) VALUES ({_REQ_SLOTS})", values)
@@ -159,7 +158,7 @@ class SQLiteStore(SQLiteWorksheets, SQLitePermalinks, SQLiteLayouts, SQLiteDevic
                 if "requests.msg_id" in str(e):
                     raise DuplicateRequest(req.msg_id) from None
                 raise StoreError(f"request {req.msg_id!r} cannot be stored: {e}") from None
-            return replace(req, message=message, created=values[10])
+            return copied(req, message=message, created=values[10])
 
         return op
 
