@@ -157,3 +157,33 @@ async def test_an_update_of_a_display_updates_it_and_adds_nothing(gateway: Any) 
     nbformat.validate(nb)
     assert [[o.get("data", {}).get("text/html") for o in cell.outputs] for cell in nb.cells] \
         == [["<b>two</b>"], []], [cell.outputs for cell in nb.cells]
+
+
+async def test_kernel_info_is_the_running_kernels_own(gateway: Any) -> None:
+    """``kc.kernel_info()`` answers with what the kernel itself says (ipykernel's
+    implementation, banner and language_info, as jupyter_server passes them on), and the
+    built-in session's with its own. Failed before: the gateway answered from the
+    kernelspec ("implementation": "cellbus" and a made-up banner for ipykernel too)."""
+    import IPython
+    for name, implementation in (("python3", "ipython"), ("python", "cellbus")):
+        km = GatewayKernelManager()
+        await km.start_kernel(kernel_name=name)
+        kc = km.client()
+        await kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            asked = kc.kernel_info()
+            while (reply := await kc.get_shell_msg(timeout=30))["parent_header"].get(
+                    "msg_id") != asked:
+                pass
+            info = reply["content"]
+            assert reply["msg_type"] == "kernel_info_reply" and info["status"] == "ok", info
+            assert info["implementation"] == implementation, info
+            assert info["language_info"]["name"] == "python", info
+            if name == "python3":
+                assert info["implementation_version"] == IPython.__version__, info
+                assert "IPython" in info["banner"], info
+                assert info["language_info"]["pygments_lexer"] == "ipython3", info
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel()
