@@ -5,18 +5,24 @@ answers come back as the session's output, or answered here where it cannot go.
 ``kernel_info_request`` goes to the session as a query does, and the session answers with
 its kernel's own ``kernel_info_reply`` (a Jupyter kernel's language_info, banner and
 implementation, IRkernel's say), as jupyter_server passes a kernel's reply on; like a
-kernel's, that answer waits behind a running cell. Where it cannot go (no session yet,
-over ``--rate``, a kernel whose start failed) the gateway answers from the kernelspec.
+kernel's, that answer would wait behind a running cell, and a kernel that starts is asked
+nothing yet. So only an idle kernel is asked; for one that starts or runs a cell, and where a
+request cannot go (no session yet, over ``--rate``, a kernel whose start failed), the
+gateway answers at once with the last answer of a kernel of that name it relayed, else
+from the kernelspec: jupyter_client's ``wait_for_ready`` (nbclient's, through
+jupyter_server's ``GatewayKernelManager``) gives up on a kernel unanswered for a second.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from typing import TYPE_CHECKING, Any
 
 from protocol import msgtypes as mt
 from protocol.queries import unanswered
 from protocol.ratelog import RateLog
+from protocol.recent import forget_oldest
 
 from ..guard import rate_wait
 from . import model, wire
@@ -27,6 +33,10 @@ if TYPE_CHECKING:
 
 #: What a client's messages make the gateway log, at a bounded rate per user and kind.
 client_log = RateLog(logging.getLogger("cellbus.gateway"))
+#: The last ``kernel_info_reply`` content relayed of a kernel of each name (at most
+#: :data:`MAX_KNOWN` names, the oldest forgotten first).
+KNOWN: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
+MAX_KNOWN = 256
 #: What the gateway answers itself, for the built-in session: reply type and content.
 LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
     "comm_info_request": ("comm_info_reply", {"status": "ok", "comms": {}}),
@@ -35,19 +45,31 @@ LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
 
 async def kernel_info(handler: ChannelsHandler, request: dict[str, Any],
                       content: dict[str, Any]) -> None:
-    """The kernel's own answer, or the kernelspec's (then between a busy and an idle with
-    this parent, as a kernel's). First the kernel's real state, with no parent: JupyterLab
-    takes no kernel state from a status whose parent is a kernel_info_request."""
+    """The kernel's own answer if it is idle; else, at once, the last one of a kernel of its
+    name this gateway relayed (:data:`KNOWN`), or the kernelspec's (then between a busy and
+    an idle with this parent, as a kernel's). Before it, the kernel's real state with no
+    parent: JupyterLab takes no kernel state from a status whose parent is a
+    kernel_info_request."""
     entry = await model.find(handler.ask, handler.user, handler.kernel_id)
     state = model.execution_state(entry)
     if state != "dead":
         handler.status(state)
-        if await _sent(handler, request, mt.KERNEL_INFO_REQUEST, content, entry):
-            return
-    spec = spec_of(entry.get("kernel") or "", await kernelspecs(handler.ask))
-    handler.kernel_reply(request, mt.KERNEL_INFO_REPLY, spec.kernel_info(), "shell")
+    if state == "idle" and await _sent(handler, request, mt.KERNEL_INFO_REQUEST, content,
+                                       entry):
+        return
+    name = entry.get("kernel") or DEFAULT
+    info = KNOWN.get(name) or spec_of(name, await kernelspecs(handler.ask)).kernel_info()
+    handler.kernel_reply(request, mt.KERNEL_INFO_REPLY, info, "shell")
     if state == "dead":  # a start that failed: said after the reply, as a kernel's state
         handler.status(state)
+
+
+def relayed(handler: ChannelsHandler, msg: dict[str, Any]) -> None:
+    """Keep a kernel's own ``kernel_info_reply`` as the one of its kernel's name."""
+    if handler.kernel_name is not None and msg["content"].get("status") == "ok":
+        KNOWN[handler.kernel_name] = msg["content"]
+        KNOWN.move_to_end(handler.kernel_name)
+        forget_oldest(KNOWN, MAX_KNOWN)
 
 
 async def to_kernel(handler: ChannelsHandler, request: dict[str, Any], msg_type: str,

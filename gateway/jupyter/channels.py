@@ -214,6 +214,8 @@ class ChannelsHandler(SocketHandler):
                 msg["content"]["execution_state"] = "starting"
         if msg_type == mt.EXECUTE_REPLY:
             self.unanswered.answered(msg["parent_header"].get("msg_id"))
+        elif msg_type == mt.KERNEL_INFO_REPLY:
+            asking.relayed(self, msg)
         if isinstance(facts.get("reply_to"), dict):  # about a client's comm message
             msg["parent_header"] = facts["reply_to"]
         if isinstance(facts.get("session"), str):  # one sender per kernel session, as
