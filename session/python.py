@@ -88,6 +88,9 @@ class PythonBackend(SessionBackend):
     # --- SessionBackend ------------------------------------------------------------------
 
     def kernel_info(self) -> dict[str, Any]:
+        """What Jupyter clients take from it (the channels' ``kernel_info_reply``): the
+        language_info fields ipykernel gives too, which JupyterLab highlights by and
+        nbconvert exports a notebook's code by."""
         return {
             "implementation": "cellbus",
             "implementation_version": VERSION,
@@ -96,6 +99,9 @@ class PythonBackend(SessionBackend):
                 "version": platform.python_version(),
                 "mimetype": "text/x-python",
                 "file_extension": ".py",
+                "codemirror_mode": {"name": "ipython", "version": 3},
+                "pygments_lexer": "ipython3",
+                "nbconvert_exporter": "python",
             },
             "banner": f"cellbus session: Python {sys.version.split()[0]}",
         }

@@ -188,10 +188,11 @@ async def test_kernel_info_is_the_running_kernels_own(gateway: Any) -> None:
             assert reply["msg_type"] == "kernel_info_reply" and info["status"] == "ok", info
             assert info["implementation"] == implementation, info
             assert info["language_info"]["name"] == "python", info
+            assert info["language_info"]["pygments_lexer"] == "ipython3", info
+            assert info["language_info"]["nbconvert_exporter"] == "python", info
             if name == "python3":
                 assert info["implementation_version"] == IPython.__version__, info
                 assert "IPython" in info["banner"], info
-                assert info["language_info"]["pygments_lexer"] == "ipython3", info
         finally:
             kc.stop_channels()
             await km.shutdown_kernel()
