@@ -33,7 +33,7 @@ from .deletion import Deletion
 from .dispatch import Dispatch, NoRoom
 from .interacts import Interacts
 from .jupyter import JupyterKernels
-from .kernels import Kernels
+from .kernels import KernelConflict, Kernels
 from .layouts import Layouts
 from .locks import WorksheetLocks
 from .notebook import Notebooks
@@ -188,6 +188,8 @@ class Intake:
         try:
             kernel = await self.kernels.choose(content.pop("kernel", None), session, user,
                                                worksheet)
+        except KernelConflict as e:
+            raise Refused(409, str(e)) from None
         except ValueError as e:
             raise Refused(400, str(e)) from None
         if (why := asked.refusal(content, self.dispatch.devices,

@@ -1,9 +1,13 @@
 """Which kernel a worksheet's session runs: chosen by its first evaluate, kept after.
 
 An evaluate may name a kernel (``content["kernel"]``, from the gateway's JSON or form field
-``kernel``). For a worksheet with an open session the session's kernel wins (a session cannot
-change language); otherwise the evaluate's kernel, else the one the worksheet's last session
-ran (remembered while the broker runs), else :data:`DEFAULT_KERNEL`. The choice travels
+``kernel``). For a worksheet with an open session the session's kernel stays (a session cannot
+change language): an evaluate that names another one is a 409 (:class:`KernelConflict`) that
+says so and how to change it (a restart of the session, then that kernel named), rather than
+code of one language run in another, as Jupyter's execute never changes a kernel (its
+Change Kernel starts a new one: PATCH /api/sessions, gateway/jupyter/sessions.py).
+Otherwise the evaluate's kernel, else the one the worksheet's last session ran (remembered
+while the broker runs), else :data:`DEFAULT_KERNEL`. The choice travels
 with every request of the session in ``metadata["cellbus"]["kernel"]``, which is also how a
 session's kernel is found again in the store after a restart.
 
@@ -26,6 +30,10 @@ from .store import Request, SessionRecord
 MEMORY = 100_000
 
 
+class KernelConflict(ValueError):
+    """An evaluate named a kernel other than the one its worksheet's open session runs."""
+
+
 class Kernels:
     """The kernel of each session and worksheet, and the check of a requested one."""
 
@@ -40,7 +48,8 @@ class Kernels:
     async def choose(self, asked: Any, session: SessionRecord | None, user: str,
                      worksheet: str) -> str:
         """The kernel of this evaluate; raises ``ValueError`` (a 400) for a bad or unknown
-        kernel asked for a new session."""
+        kernel asked for a new session, :class:`KernelConflict` (a 409) for another kernel
+        than the open session's."""
         if session is not None:
             kernel = self.sessions.get(session.session)
             if kernel is None:  # after a restart: its requests say
@@ -48,6 +57,12 @@ class Kernels:
                 kernel = kernel_of(stored[-1].message["metadata"]) if stored else None
             if kernel is not None:
                 self._remember(session.session, user, worksheet, kernel)
+                if asked not in (None, "", kernel):
+                    raise KernelConflict(
+                        f"this worksheet's session runs the kernel {kernel!r}, not "
+                        f"{str(asked)[:64]!r}: a session keeps its kernel. Restart the "
+                        f"session (its variables go) and evaluate again to run "
+                        f"{str(asked)[:64]!r} here, or use another worksheet")
                 return kernel
         if asked is None or asked == "":
             kernel = self.worksheets.get((user, worksheet), DEFAULT_KERNEL)

@@ -58,8 +58,10 @@ HISTORY_REPLY = "history_reply"
 QUERY_REPLIES = {COMPLETE_REQUEST: COMPLETE_REPLY, INSPECT_REQUEST: INSPECT_REPLY,
                  IS_COMPLETE_REQUEST: IS_COMPLETE_REPLY, HISTORY_REQUEST: HISTORY_REPLY}
 QUERY_REQUEST_TYPES = frozenset(QUERY_REPLIES)
-#: What a client sends a session's kernel directly: comm messages and queries.
-KERNEL_REQUEST_TYPES = COMM_REQUEST_TYPES | QUERY_REQUEST_TYPES
+#: What a client sends a session's kernel directly: comm messages, queries, and its
+#: ``kernel_info_request``, which the session answers with its kernel's own reply (a Jupyter
+#: kernel's language_info, banner and implementation, as jupyter_server passes them on).
+KERNEL_REQUEST_TYPES = COMM_REQUEST_TYPES | QUERY_REQUEST_TYPES | {KERNEL_INFO_REQUEST}
 #: Largest content of a client's comm message, in bytes packed (413 past it).
 MAX_COMM_MESSAGE = 1024 * 1024
 

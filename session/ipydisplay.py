@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import sys
+import uuid
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
@@ -42,18 +43,34 @@ class _Raw:
         return text if isinstance(text, str) else ""
 
 
-def session_display(hook: Callable[[], Hook | None]) -> Callable[..., None]:
-    """IPython's ``display(*objs, raw=False, metadata=None, ...)`` on the session's hook
-    (looked up at each call: the backend sets it); display ids and ``include``/``exclude``
-    are not carried (the page has no display ids), an update is one more display."""
+def session_display(hook: Callable[[], Hook | None]) -> Callable[..., Any]:
+    """IPython's ``display(*objs, raw=False, metadata=None, display_id=None, update=False,
+    ...)`` on the session's hook (looked up at each call: the backend sets it). A display
+    id goes as ipykernel sends it (``transient.display_id``; an update as
+    ``update_display_data``), and one given returns IPython's ``DisplayHandle``, whose
+    ``update`` comes back here (a Jupyter client replaces that display; the page, which has
+    no display ids, shows one more). ``include``/``exclude`` are not carried."""
 
-    def display(*objs: Any, raw: bool = False, metadata: Any = None, **_ignored: Any) -> None:
+    def display(*objs: Any, raw: bool = False, metadata: Any = None,
+                display_id: Any = None, update: bool = False, transient: Any = None,
+                **_ignored: Any) -> Any:
         show = hook()
         if show is None:
-            return
+            return None
+        if display_id is True:
+            display_id = uuid.uuid4().hex
+        elif display_id is None and isinstance(transient, dict):
+            display_id = transient.get("display_id")
         if raw:
             objs = tuple(_Raw(obj, metadata) for obj in objs if isinstance(obj, dict))
-        show(*objs)
+        if not isinstance(display_id, str) or not display_id:
+            show(*objs)
+            return None
+        show(*objs, display_id=display_id, update=update is True)
+        if update is True:
+            return None
+        from IPython.core.display_functions import DisplayHandle
+        return DisplayHandle(display_id)
 
     return display
 
@@ -67,7 +84,7 @@ def session_clear_output(wait: bool = False) -> None:
 class _Patching(importlib.abc.Loader):
     """Runs the module as its own loader does, then puts the session's two in."""
 
-    def __init__(self, loader: importlib.abc.Loader, display: Callable[..., None]) -> None:
+    def __init__(self, loader: importlib.abc.Loader, display: Callable[..., Any]) -> None:
         self.loader, self.display = loader, display
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
@@ -80,7 +97,7 @@ class _Patching(importlib.abc.Loader):
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    def __init__(self, display: Callable[..., None]) -> None:
+    def __init__(self, display: Callable[..., Any]) -> None:
         self.display = display
 
     def find_spec(self, fullname: str, path: Sequence[str] | None,

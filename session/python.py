@@ -23,6 +23,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
+from protocol import msgtypes as mt
 from protocol.version import VERSION
 
 from . import introspect, ipydisplay
@@ -71,14 +72,22 @@ class PythonBackend(SessionBackend):
 
     # --- what the namespace sees -----------------------------------------------------------
 
-    def display(self, *objs: Any) -> None:
-        """``display(obj, ...)``: start a new block, then show each object."""
-        self.blocks.new_block()
+    def display(self, *objs: Any, display_id: str | None = None, update: bool = False) -> None:
+        """``display(obj, ...)``: start a new block, then show each object; with a
+        ``display_id`` (IPython's display, :mod:`session.ipydisplay`) as ipykernel shows it
+        (``transient.display_id``), ``update`` as an ``update_display_data`` of that id."""
+        if not update:
+            self.blocks.new_block()
+        transient = {"display_id": display_id} if display_id else None
         for obj in objs:
             data, metadata = mimebundle(obj)
             if is_figure(obj):
                 close_figure(obj)
-            self.out.display(data, metadata)
+            if update and transient:
+                self.out.message(mt.UPDATE_DISPLAY_DATA, {"data": data, "metadata": metadata,
+                                                          "transient": transient})
+            else:
+                self.out.display(data, metadata, transient=transient)
 
     def _clear_output(self, wait: bool) -> None:
         """IPython's ``clear_output``: the cell's output so far goes (with ``wait``, when
@@ -88,6 +97,9 @@ class PythonBackend(SessionBackend):
     # --- SessionBackend ------------------------------------------------------------------
 
     def kernel_info(self) -> dict[str, Any]:
+        """What Jupyter clients take from it (the channels' ``kernel_info_reply``): the
+        language_info fields ipykernel gives too, which JupyterLab highlights by and
+        nbconvert exports a notebook's code by."""
         return {
             "implementation": "cellbus",
             "implementation_version": VERSION,
@@ -96,6 +108,9 @@ class PythonBackend(SessionBackend):
                 "version": platform.python_version(),
                 "mimetype": "text/x-python",
                 "file_extension": ".py",
+                "codemirror_mode": {"name": "ipython", "version": 3},
+                "pygments_lexer": "ipython3",
+                "nbconvert_exporter": "python",
             },
             "banner": f"cellbus session: Python {sys.version.split()[0]}",
         }

@@ -89,8 +89,11 @@ class Worker:
                 else:
                     self.interact(content)
                 self.kept = reap_strays()
-            elif msg_type == mt.KERNEL_INFO_REQUEST:
-                self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
+            elif msg_type == mt.KERNEL_INFO_REQUEST:  # a client's, framed as a query is
+                with self.out.batch():
+                    self.out.send(mt.STATUS, {"execution_state": "busy"})
+                    self.out.send(mt.KERNEL_INFO_REPLY, self.kernel_info())
+                    self.out.send(mt.STATUS, {"execution_state": "idle"})
             elif msg_type in mt.COMM_REQUEST_TYPES:
                 buffers = request.get("buffers")  # a widget's bytes, as the client sent them
                 self.comm(msg_type, content, [b for b in buffers if isinstance(b, bytes)]

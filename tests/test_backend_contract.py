@@ -50,9 +50,11 @@ def test_kernel_info_and_queries(backend: tuple[Cells, Worker]) -> None:
     replies Jupyter's spec gives (those that cannot answer: the empty ones), each between
     busy and idle (one worker for both: a kernel takes seconds to start)."""
     cells, worker = backend
-    worker.send("kernel_info_request", {})
-    info = worker.link.recv()
-    assert info is not None and info["msg_type"] == "kernel_info_reply"
+    asked = worker.send("kernel_info_request", {})
+    records = worker.collect()  # a client's request, answered as its queries are
+    assert [(r["parent"], r["msg_type"]) for r in records] == [
+        (asked, "status"), (asked, "kernel_info_reply"), (asked, "status")], records
+    info = records[1]
     assert info["content"]["status"] == "ok"
     assert info["content"]["language_info"]["name"]
     for query in ("complete_request", "inspect_request", "is_complete_request"):

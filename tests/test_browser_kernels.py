@@ -29,6 +29,7 @@ def test_kernel_selector_picks_the_worksheets_kernel(page, web) -> None:  # noqa
     expect(select.locator("option")).to_have_count(2)
     expect(select).to_have_value("python")
     select.select_option("bash")
+    expect(page.locator(".cellbus-kernel")).to_have_text("Bash")  # (it said Python 3)
     run(cells.nth(0), 'echo "from bash $((6*7))"')
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("from bash 42")
     # every cell's editor highlights shell now
@@ -38,6 +39,12 @@ def test_kernel_selector_picks_the_worksheets_kernel(page, web) -> None:  # noqa
     run(cells.nth(1), "echo $BASH_VERSINFO")  # later cells: the same bash session
     expect(cells.nth(1)).to_have_attribute("data-status", "done")
     assert cells.nth(1).locator(".cellbus-output").inner_text().strip().isdigit()
+    # Another kernel picked while the session runs: the session restarts in it, as
+    # JupyterLab's Change Kernel (before, the next cell's Python ran in bash: an error).
+    select.select_option("python")
+    expect(page.locator(".cellbus-kernel")).to_have_text("Python 3")
+    run(cells.nth(2), "print('from python', 6 * 7)")
+    expect(cells.nth(2).locator(".cellbus-output")).to_have_text("from python 42")
 
 
 def test_make_cell_kernel_option(page, web) -> None:  # noqa: F811

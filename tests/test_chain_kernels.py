@@ -67,11 +67,21 @@ def test_kernel_is_chosen_per_worksheet_by_its_first_evaluate(kernel_chain) -> N
     assert (doc["status"], text(doc)) == ("done", "bash 42\n"), (doc, chain.devices[0].log)
     doc = run(chain, "u/plain/1", "print('python', 6*7)")  # no kernel: the built-in one
     assert (doc["status"], text(doc)) == ("done", "python 42\n")
-    # Later evaluates of the worksheet keep its kernel, named or not.
+    # Later evaluates of the worksheet keep its kernel, unnamed or named the same.
     doc = run(chain, "u/shell/2", 'echo "still $((1+1))"')
     assert (doc["status"], text(doc)) == ("done", "still 2\n")
-    doc = run(chain, "u/shell/3", 'echo "kept"', kernel="python3")
-    assert (doc["status"], text(doc)) == ("done", "kept\n")
+    doc = run(chain, "u/shell/3", 'echo "same"', kernel="bash")
+    assert (doc["status"], text(doc)) == ("done", "same\n")
+    # Another kernel named while the session runs is a 409 that says how to change it (it
+    # ran in the session's kernel before, not saying so); after a restart it is chosen.
+    status, body = evaluate(chain, "u/shell/4", "print('py')", kernel="python3")
+    assert status == 409, body
+    for word in ("'bash'", "'python3'", "Restart the session"):
+        assert word in body["error"], body
+    status, body = chain.http("POST", "/home/u/shell/4/restart", b"")
+    assert status in (200, 202), body
+    doc = run(chain, "u/shell/4", "import ipykernel; print('py', 6 * 7)", kernel="python3")
+    assert (doc["status"], text(doc)) == ("done", "py 42\n"), doc
 
 
 def test_unknown_kernel_is_a_400_that_lists_the_kernels(kernel_chain) -> None:

@@ -43,14 +43,15 @@ def test_a_bad_start_is_400_and_starts_nothing(shared_chain, path, body, says) -
 
 
 def test_a_bad_patch_is_400_and_changes_nothing(shared_chain) -> None:
-    """PATCH /api/sessions/ID with a wrong type, or a kernel other than the session's own
-    (cellbus cannot swap a session's kernel), answers 400 and leaves the session as it
-    was; a PATCH of its path is kept in the answer as before."""
+    """PATCH /api/sessions/ID with a wrong type, an unknown kernel name, or another running
+    kernel's id (a session cannot move to it) answers 400 and leaves the session as it
+    was; a PATCH of its path is kept in the answer as before (a kernel name that is
+    offered starts a kernel for the session: test_jupyter_gateway_client.py)."""
     status, made = shared_chain.http("POST", "/api/sessions", json.dumps({
         "path": "p.ipynb", "type": "notebook", "kernel": {"name": "python"}}).encode())
     assert status == 201, made
     sid = made["id"]
-    for body in ({"path": 5}, {"kernel": {"name": 5}}, {"kernel": {"name": "python"}},
+    for body in ({"path": 5}, {"kernel": {"name": 5}}, {"kernel": {"name": "nope"}},
                  {"kernel": {"id": "00000000-0000-0000-0000-000000000000"}}, {"kernel": []}):
         status, doc = shared_chain.http("PATCH", f"/api/sessions/{sid}",
                                         json.dumps(body).encode())

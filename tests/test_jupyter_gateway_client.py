@@ -41,6 +41,13 @@ def outputs(cell: Any) -> list[tuple[str, Any]]:
             for o in cell.outputs]
 
 
+async def idle(chain: Any, kernel_id: str, timeout: float = 60) -> None:
+    """Wait until the kernel's REST model says it is idle."""
+    async with asyncio.timeout(timeout):
+        while chain.http("GET", f"/api/kernels/{kernel_id}")[1]["execution_state"] != "idle":
+            await asyncio.sleep(0.1)
+
+
 async def test_nbclient_runs_a_notebook_through_a_gateway_kernel_manager(gateway: Any) -> None:
     """Print, rich display, a result, a matplotlib figure, an error and a cell after it: each
     cell's outputs in the notebook as a local ipykernel gives them (``python3``, the
@@ -157,3 +164,67 @@ async def test_an_update_of_a_display_updates_it_and_adds_nothing(gateway: Any) 
     nbformat.validate(nb)
     assert [[o.get("data", {}).get("text/html") for o in cell.outputs] for cell in nb.cells] \
         == [["<b>two</b>"], []], [cell.outputs for cell in nb.cells]
+
+
+async def test_kernel_info_is_the_running_kernels_own(gateway: Any) -> None:
+    """``kc.kernel_info()`` answers with what the kernel itself says (ipykernel's
+    implementation, banner and language_info, as jupyter_server passes them on), and the
+    built-in session's with its own. Failed before: the gateway answered from the
+    kernelspec ("implementation": "cellbus" and a made-up banner for ipykernel too)."""
+    import IPython
+    for name, implementation in (("python3", "ipython"), ("python", "cellbus")):
+        km = GatewayKernelManager()
+        await km.start_kernel(kernel_name=name)
+        kc = km.client()
+        await kc.start_channels()
+        try:
+            await kc.wait_for_ready(timeout=60)
+            await idle(gateway, km.kernel_id)  # (a kernel that starts is asked nothing yet)
+            asked = kc.kernel_info()
+            while (reply := await kc.get_shell_msg(timeout=30))["parent_header"].get(
+                    "msg_id") != asked:
+                pass
+            info = reply["content"]
+            assert reply["msg_type"] == "kernel_info_reply" and info["status"] == "ok", info
+            assert info["implementation"] == implementation, info
+            assert info["language_info"]["name"] == "python", info
+            assert info["language_info"]["pygments_lexer"] == "ipython3", info
+            assert info["language_info"]["nbconvert_exporter"] == "python", info
+            if name == "python3":
+                assert info["implementation_version"] == IPython.__version__, info
+                assert "IPython" in info["banner"], info
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel()
+
+
+def test_a_patch_to_another_kernel_name_starts_it_for_the_session(gateway: Any) -> None:
+    """``PATCH /api/sessions/ID {"kernel": {"name": ...}}`` (JupyterLab's Change Kernel)
+    starts a kernel of that name for the session and shuts the old one down, as
+    jupyter_server does: the session keeps its id and path, its kernel has a new id (which
+    JupyterLab connects to), and GET, the listing and DELETE of the session follow it.
+    Failed before: 400, "a session's kernel cannot be changed here"."""
+    import json
+    status, made = gateway.http("POST", "/api/sessions", json.dumps({
+        "path": "change.ipynb", "name": "change.ipynb", "type": "notebook",
+        "kernel": {"name": "python"}}).encode())
+    assert status == 201, made
+    sid, old = made["id"], made["kernel"]["id"]
+    status, doc = gateway.http("PATCH", f"/api/sessions/{sid}", json.dumps(
+        {"kernel": {"name": "python3"}}).encode())
+    assert status == 200, doc
+    new = doc["kernel"]["id"]
+    assert (doc["id"], doc["path"], doc["kernel"]["name"]) == (sid, "change.ipynb",
+                                                               "python3"), doc
+    assert new != old
+    assert gateway.http("GET", f"/api/kernels/{old}")[0] == 404, "the old kernel is shut down"
+    status, got = gateway.http("GET", f"/api/sessions/{sid}")
+    assert status == 200 and got["kernel"]["id"] == new and got["path"] == "change.ipynb", got
+    status, listed = gateway.http("GET", "/api/sessions")
+    assert [s["kernel"]["id"] for s in listed if s["id"] == sid] == [new], listed
+    status, doc = gateway.http("PATCH", f"/api/sessions/{sid}", json.dumps(
+        {"path": "renamed.ipynb", "kernel": {"id": new}}).encode())
+    assert status == 200 and doc["kernel"]["id"] == new, doc
+    assert gateway.http("DELETE", f"/api/sessions/{sid}")[0] == 204
+    assert gateway.http("GET", f"/api/kernels/{new}")[0] == 404
+    assert gateway.http("GET", f"/api/sessions/{sid}")[0] == 404

@@ -45,3 +45,29 @@ def test_ipython_clear_output_clears(worker: Worker) -> None:  # noqa: F811
     assert "\x1b" not in stream_text(records) + stream_text(records, "stderr"), records
     kinds = [r["msg_type"] for r in records if r["msg_type"] in ("stream", "clear_output")]
     assert kinds[:2] == ["clear_output", "stream"] and kinds[-1] == "clear_output", kinds
+
+
+@pytest.mark.timeout(60)
+def test_a_display_with_an_id_is_updated_by_its_handle(worker: Worker) -> None:  # noqa: F811
+    """``handle = display(obj, display_id=True)`` then ``handle.update(...)`` (a notebook's
+    live progress) sends a ``display_data`` with the id in ``transient`` and then an
+    ``update_display_data`` of that id, as ipykernel does, so a Jupyter client replaces the
+    display; ``display(..., display_id=ID, update=True)`` too. Before, ``display`` returned
+    None and ``handle.update`` raised AttributeError (nbclient through a gateway)."""
+    records = worker.execute("""\
+        from IPython.display import HTML, display
+        handle = display(HTML("<b>one</b>"), display_id=True)
+        handle.update(HTML("<b>two</b>"))
+        display("three", display_id="mine")
+        display("four", display_id="mine", update=True)
+        """)
+    assert reply(records)["status"] == "ok", records
+    shown = [(r["msg_type"], r["content"]["data"].get("text/html") or r["content"]["data"][
+        "text/plain"], r["content"]["transient"].get("display_id")) for r in records
+        if r["msg_type"] in ("display_data", "update_display_data")]
+    first = shown[0][2]
+    assert isinstance(first, str) and first, shown
+    assert shown == [("display_data", "<b>one</b>", first),
+                     ("update_display_data", "<b>two</b>", first),
+                     ("display_data", "'three'", "mine"),
+                     ("update_display_data", "'four'", "mine")], shown

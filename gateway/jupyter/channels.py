@@ -12,10 +12,9 @@ Stored output is already Jupyter's (status, execute_input, stream, display_data,
 execute_result, error, execute_reply, and a Jupyter kernel's comm messages); cellbus's
 routing facts are taken out of metadata. A client's comm messages go to a Jupyter kernel
 through the broker (broker/comms.py), and so do its questions about code (completion,
-inspection, is_complete, history) to any session; the built-in session has no comms.
-``input_request`` goes only to the client whose execute asked for input. What a kernel
-answers about itself (kernel_info; comm_info for the built-in session) the gateway
-answers.
+inspection, is_complete, history) and its kernel_info_request to any session
+(:mod:`.asking`); the built-in session has no comms. ``input_request`` goes only to the
+client whose execute asked for input.
 """
 
 from __future__ import annotations
@@ -32,8 +31,6 @@ from tornado.web import HTTPError
 from protocol import msgtypes as mt
 from protocol.address import is_name
 from protocol.kernels import SHUT_DOWN
-from protocol.queries import unanswered
-from protocol.ratelog import RateLog
 from protocol.requests import BEHIND
 from protocol.wire import Message
 
@@ -41,23 +38,17 @@ from ..base import BaseHandler
 from ..bus import BrokerUnavailable
 from ..guard import held_back, quota_client, rate_wait, too_many, too_many_requests
 from ..ws import SocketHandler
-from . import model, wire
+from . import asking, model, wire
+from .asking import client_log
 from .execute import Unanswered, forwarded
-from .kernelspecs import DEFAULT, kernelspecs, spec_of
 from .model import START_CELL, Sockets, owner
 from .positions import HandingOutbox, Positions
 from .prompts import Prompts
 from .replay import Replay
 
 log = logging.getLogger("cellbus.gateway")
-#: What a client's messages make the gateway log, at a bounded rate per user and kind.
-client_log = RateLog(log)
 #: Longest ``session_id`` a client may name (longer: the socket gets a fresh one).
 MAX_CLIENT = 128
-#: What the gateway answers itself, for the built-in session: reply type and content.
-LOCAL_REPLIES: dict[str, tuple[str, dict[str, Any]]] = {
-    "comm_info_request": ("comm_info_reply", {"status": "ok", "comms": {}}),
-}
 INPUT_REPLY = mt.INPUT_REPLY
 #: Position writes in flight, which a gateway that stops waits for (:func:`positions_written`).
 WRITING: set[asyncio.Future[None]] = set()
@@ -223,6 +214,8 @@ class ChannelsHandler(SocketHandler):
                 msg["content"]["execution_state"] = "starting"
         if msg_type == mt.EXECUTE_REPLY:
             self.unanswered.answered(msg["parent_header"].get("msg_id"))
+        elif msg_type == mt.KERNEL_INFO_REPLY:
+            asking.relayed(self, msg)
         if isinstance(facts.get("reply_to"), dict):  # about a client's comm message
             msg["parent_header"] = facts["reply_to"]
         if isinstance(facts.get("session"), str):  # one sender per kernel session, as
@@ -284,14 +277,7 @@ class ChannelsHandler(SocketHandler):
     async def _dispatch(self, request: dict[str, Any], msg_type: Any,
                         content: dict[str, Any]) -> None:
         if msg_type == mt.KERNEL_INFO_REQUEST:
-            # A kernel's answer: busy, the reply, idle, all with this parent (a Jupyter
-            # client's request is done once it has its reply and that idle); then the
-            # kernel's real state with no parent, since JupyterLab ignores status messages
-            # whose parent is a kernel_info_request for the kernel's state.
-            entry = await model.find(self.ask, self.user, self.kernel_id)
-            spec = spec_of(entry.get("kernel") or "", await kernelspecs(self.ask))
-            self.kernel_reply(request, mt.KERNEL_INFO_REPLY, spec.kernel_info(), "shell")
-            self.status(model.execution_state(entry))
+            await asking.kernel_info(self, request, content)
         elif msg_type == mt.EXECUTE_REQUEST:
             await self._run_code(request, content)
         elif msg_type == mt.INTERRUPT_REQUEST:
@@ -323,39 +309,7 @@ class ChannelsHandler(SocketHandler):
                                 "gateway: an input_reply for kernel %s was refused: %s",
                                 self.kernel_id, reply["content"].get("error"))
         elif msg_type in mt.KERNEL_REQUEST_TYPES:
-            await self._to_kernel(request, msg_type, content)
-        elif isinstance(msg_type, str) and msg_type in LOCAL_REPLIES:
-            self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
-
-    async def _to_kernel(self, request: dict[str, Any], msg_type: str,
-                         content: dict[str, Any]) -> None:
-        """A client's comm message or query: the session gets it through the broker (its
-        answers come back as the session's output). The built-in session has no comm
-        targets, so the gateway answers its comm messages (a ``comm_open`` is closed at
-        once), as it does for a refused one, and a query it could not send (no session
-        yet, over ``--rate``) gets the reply of a kernel that knows nothing."""
-        if self.kernel_name is None:
-            entry = await model.find(self.ask, self.user, self.kernel_id)
-            self.kernel_name = entry.get("kernel") or DEFAULT
-        header = wire.client_header(request, self.client)
-        query = msg_type in mt.QUERY_REQUEST_TYPES
-        if (self.kernel_name != DEFAULT or query) and header is not None and not (
-                query and rate_wait(self, self.visitor) is not None):
-            reply = await self.link.request(msg_type, content, self.address, header=header,
-                                            buffers=request["buffers"])
-            if reply["content"].get("ok"):
-                return
-            client_log.info((self.user, msg_type),
-                            "gateway: a %s for kernel %s was refused: %s", msg_type,
-                            self.kernel_id, reply["content"].get("error"))
-        if msg_type == mt.COMM_OPEN:
-            self.kernel_reply(request, mt.COMM_CLOSE, {"comm_id": content.get("comm_id"),
-                                                       "data": {}}, "iopub")
-        elif query:
-            self.kernel_reply(request, mt.QUERY_REPLIES[msg_type],
-                              unanswered(msg_type, content), "shell")
-        elif msg_type in LOCAL_REPLIES:
-            self.kernel_reply(request, *LOCAL_REPLIES[msg_type], "shell")
+            await asking.to_kernel(self, request, msg_type, content)
 
     async def _run_code(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         if not isinstance(content.get("code"), str):

@@ -12,7 +12,7 @@ from ..base import BaseHandler
 from ..errors import fail
 from ..guard import charge, policy_of
 from . import model
-from .bodies import about, kernel_of, text, unknown_kernel
+from .bodies import text, unknown_kernel
 from .kernelspecs import DEFAULT, kernelspecs
 from .model import Sockets, owner
 
@@ -137,68 +137,6 @@ class KernelSpecFileHandler(JupyterHandler):
         raise fail(404, f"kernelspec {name!r} has no resource {path!r}")
 
 
-class SessionsHandler(JupyterHandler):
-    """``/api/sessions``: a session is its kernel's view (same id), enough for a client
-    that creates a session with a kernel. The path, name and type given when the session
-    started its kernel are kept with the kernel (a session on an existing kernel, or a
-    PATCH, only echoes them)."""
-
-    async def get(self) -> None:
-        found = await self.listed()
-        self.finish(json.dumps([self.session(e) for e in found]))
-
-    async def post(self) -> None:
-        body = self.body()
-        kernel, given = kernel_of(body), about(body)
-        if kernel.get("id") is not None:
-            entry = await model.find(self.ask, self.user, kernel["id"])
-        else:
-            name = await self.kernel_name(kernel)
-            self.charge()
-            kernel_id = await model.start(self.ask, self.user, name, about=given)
-            entry = await model.find(self.ask, self.user, kernel_id)
-        self.write_json(201, self.session(entry, given))
-
-    def session(self, entry: dict[str, Any], given: dict[str, str] | None = None
-                ) -> dict[str, Any]:
-        return session_model(self, entry, given)
-
-
-def session_model(handler: JupyterHandler, entry: dict[str, Any],
-                  given: dict[str, str] | None = None) -> dict[str, Any]:
-    """jupyter_server's session model of a kernel entry."""
-    kernel = model.model(entry, handler.sockets, handler.user)
-    kept = {**(entry.get("jupyter_session") or {}), **(given or {})}
-    path = kept.get("path", kernel["id"])
-    return {"id": kernel["id"], "path": path, "name": kept.get("name", ""),
-            "type": kept.get("type", "notebook"), "kernel": kernel,
-            "notebook": {"path": path, "name": kept.get("name", "")}}
-
-
-class SessionHandler(JupyterHandler):
-    async def get(self, session_id: str) -> None:
-        entry = await model.find(self.ask, self.user, session_id)
-        self.write_json(200, session_model(self, entry))
-
-    async def patch(self, session_id: str) -> None:
-        """A new path, name or type is echoed; a kernel other than the session's own is a
-        400 (jupyter_server would start one and end the old: cellbus's session is its
-        kernel, so the client starts a new session instead)."""
-        body = self.body()
-        kernel, given = kernel_of(body), about(body)
-        if kernel.get("id") not in (None, session_id) or kernel.get("name") is not None:
-            raise fail(400, "a session's kernel cannot be changed here; start a new "
-                            "session with that kernel (POST /api/sessions) and delete this one")
-        entry = await model.find(self.ask, self.user, session_id)
-        self.write_json(200, session_model(self, entry, given))
-
-    async def delete(self, session_id: str) -> None:
-        self.charge()
-        await model.shut_down(self.ask, self.user, session_id, self.sockets)
-        self.set_status(204)
-        self.finish()
-
-
 REST_ROUTES: list[tuple[str, Any]] = [
     (r"/api/?", ApiHandler),
     (r"/api/kernels/?", KernelsHandler),
@@ -208,6 +146,4 @@ REST_ROUTES: list[tuple[str, Any]] = [
     (r"/api/kernelspecs/?", KernelSpecsHandler),
     (r"/api/kernelspecs/([^/]+)/?", KernelSpecHandler),
     (r"/kernelspecs/([^/]+)/(.+)", KernelSpecFileHandler),
-    (r"/api/sessions/?", SessionsHandler),
-    (rf"/api/sessions/{KERNEL_ID}/?", SessionHandler),
 ]

@@ -1,6 +1,6 @@
   // ---- SessionBar: the worksheet's session, what it runs, and its Restart button ----------
 
-  const KERNELS = {python: "Python 3", python3: "Python 3", r: "R", bash: "Bash"};
+  const KERNELS = {python: "Python 3", python3: "Python 3", r: "R", ir: "R", bash: "Bash"};
   const SESSION_REPLACED = "a new session: the last one ended (idle too long, restarted, or "
     + "its machine went away), and its variables with it";
   /** The cell id of keep-alive runs (Channel.keepAlive): no cell of a page has it, and no
@@ -56,7 +56,8 @@
       this.ticker = null;
       const name = typeof kernel === "string" && kernel ? kernel : "python";
       this.node = el("div", "cellbus-session");
-      this.node.append(el("span", "cellbus-kernel", KERNELS[name.toLowerCase()] || name));
+      this.label = el("span", "cellbus-kernel", KERNELS[name.toLowerCase()] || name);
+      this.node.append(this.label);
       this.state = el("span", "cellbus-session-state");
       this.state.setAttribute("role", "status");
       this.restartButton = el("button", "cellbus-restart", "Restart");
@@ -156,6 +157,16 @@
       if (s === 0) return "idle: the variables are being cleared (idle past the timeout)";
       return "idle: variables are cleared in " + (s < 90 ? s + " s" : Math.round(s / 60) + " min")
         + " unless the session is used (Keep keeps it)";
+    }
+
+    /** The worksheet's kernel is now `name` (its selector, as JupyterLab's Change Kernel):
+     * the bar names it, and a session that is there (it ran or runs) is restarted, since a
+     * session keeps its kernel (the broker refuses another one's run with a 409): the next
+     * evaluation starts one in `name`. A Promise, as restart's. */
+    changeKernel(name) {
+      this.label.textContent = KERNELS[name.toLowerCase()] || name;
+      const state = this.node.dataset.state;
+      return state === "none" || state === "gone" ? Promise.resolve() : this.restart();
     }
 
     /** A Promise, resolved once the next run goes to the new session (Channel.restart). */

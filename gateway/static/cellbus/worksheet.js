@@ -52,7 +52,7 @@
    * after cells were added, moved, deleted, retyped or rendered. Ctrl+F9 runs all (runAll).
    * Another page's run in a cell shows here too (its code, its output as it comes).
    * Returns {cells, add, move, remove, undelete, layout, follow, runAll, runAbove, runBelow,
-   * restartRunAll}. */
+   * restartRunAll, setKernel}. */
   function makeWorksheet(element, options) {
     const o = Object.assign({cells: 3, codes: []}, options || {});
     if (!o.worksheet) throw new Error("cellbus.makeWorksheet: a worksheet name is needed");
@@ -379,9 +379,17 @@
       runAll();
     });
 
+    /** Run later evaluations in `kernel` (every cell's editor in its language), in a new
+     * session if one runs another (SessionBar.changeKernel). */
+    function setKernel(kernel) {
+      o.kernel = kernel;
+      cells.forEach((c) => c.setKernel(kernel));
+      return session.changeKernel(kernel);
+    }
+
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
                    layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
-                   restartRunAll: restartRunAll,
+                   restartRunAll: restartRunAll, setKernel: setKernel,
                    options: o};
     // The cells a page loads with are made out of it, then measured (measureEditors).
     list.remove();
