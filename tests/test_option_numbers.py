@@ -53,6 +53,7 @@ def test_a_number_an_option_cannot_take_is_refused_in_one_line(
     flag = run(*argv, option, value, env=base)
     assert flag.returncode == 2, (flag.stdout, flag.stderr)
     assert f"argument {option}: " in flag.stderr and value in flag.stderr, flag.stderr
+    assert flag.stderr.count("\n") == 1, flag.stderr  # argparse's usage went before it
     assert "Traceback" not in flag.stderr, flag.stderr
     if variable is None:  # an option with no variable
         return
