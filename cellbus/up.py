@@ -312,8 +312,18 @@ def main(argv: list[str] | None = None) -> int:
         say(str(e))
         status = 1
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must
-            signal.signal(sig, signal.SIG_IGN)                      # not orphan nodes
+        said: list[int] = []
+
+        def stopping(signum: int, frame: object) -> None:
+            """A second Ctrl-C must not orphan nodes; it was ignored without a word, and
+            `up` seemed stuck for the drain's seconds."""
+            if not said:
+                said.append(signum)
+                say(f"cellbus up: still stopping, in order (cells running get up to "
+                    f"{args.drain_timeout:g} s to finish); Ctrl-C again does not hurry it")
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, stopping)
         supervisor.stop()
     return status
 
