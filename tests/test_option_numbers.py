@@ -85,6 +85,22 @@ def test_an_endpoint_that_is_none_is_refused_as_such(
            f"{value!r}" in out.stderr, out.stderr
 
 
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--sandbox-uids", "400000-400001", "--sandbox-uids 400000-400001 gives 2 uids, but "),
+    ("--backend", "no_such_module:X", "no_such_module"),
+])
+def test_what_a_device_refuses_after_parsing_is_one_line(
+        option: str, value: str, says: str, key_file: Path) -> None:
+    """Tests that what the device checks once its options are read (a uid range too small
+    for its places, a backend it cannot load: ``CELLBUS_SANDBOX_UIDS=... bin/cellbus up``)
+    is one line, as a bad flag: its whole usage, 23 lines, came first."""
+    out = run("device", "--connect", "ipc:///nowhere", option, value,
+              env={"CELLBUS_KEY_FILE": str(key_file)})
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert out.stderr.startswith("cellbus device: error: ") and says in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+
+
 def test_a_tcp_endpoint_without_keys_names_its_option(key_file: Path) -> None:
     """Tests that a gateway given an ipc --broker, whose --subscribe is left at its TCP
     default, is told which option names the TCP endpoint it has no keys for (before: only
