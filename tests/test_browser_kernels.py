@@ -28,7 +28,10 @@ def test_kernel_selector_picks_the_worksheets_kernel(page, web) -> None:  # noqa
     select = page.locator("#kernel")
     expect(select.locator("option")).to_have_count(2)
     expect(select).to_have_value("python")
+    bar = page.locator(".cellbus-session .cellbus-kernel")
+    expect(bar).to_have_text("Python 3")
     select.select_option("bash")
+    expect(bar).to_have_text("Bash")  # it said "Python 3" over the bash session
     run(cells.nth(0), 'echo "from bash $((6*7))"')
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("from bash 42")
     # every cell's editor highlights shell now

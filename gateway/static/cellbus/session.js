@@ -49,9 +49,10 @@
       this.idleUntil = null;  // when the device ends the idle session (ms), if it said
       this.warnFrom = null;   // when the page starts to warn of it (ms)
       this.ticker = null;
-      const name = typeof kernel === "string" && kernel ? kernel : "python";
       this.node = el("div", "cellbus-session");
-      this.node.append(el("span", "cellbus-kernel", KERNELS[name.toLowerCase()] || name));
+      this.kernel = el("span", "cellbus-kernel");
+      this.node.append(this.kernel);
+      this.setKernel(kernel);
       this.state = el("span", "cellbus-session-state");
       this.state.setAttribute("role", "status");
       this.restartButton = el("button", "cellbus-restart", "Restart");
@@ -65,6 +66,13 @@
       this.keepButton.addEventListener("click", () => this.keep());
       this.node.append(this.state, this.keepButton, this.restartButton);
       this.show();
+    }
+
+    /** Name `kernel` as the one the session runs (the worksheet's selector chose it: the
+     * bar said the kernel the page opened with, "Python 3" over a session of R). */
+    setKernel(kernel) {
+      const name = typeof kernel === "string" && kernel ? kernel : "python";
+      this.kernel.textContent = KERNELS[name.toLowerCase()] || name;
     }
 
     /** The session ended on its device for `reason` (a session_closed note): gone, and

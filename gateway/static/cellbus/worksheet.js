@@ -279,6 +279,14 @@
       }
     }
 
+    /** Run later evaluations of every cell in `kernel` (a worksheet's first evaluate picks
+     * its session's), highlight their code in its language, and name it above them. */
+    function setKernel(kernel) {
+      o.kernel = kernel;
+      for (const cell of cells) cell.setKernel(kernel);
+      session.setKernel(kernel);
+    }
+
     /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
      * "code" or "markdown"). */
     function layout() {
@@ -374,7 +382,7 @@
 
     const sheet = {cells: cells, add: add, move: move, remove: remove, undelete: undelete,
                    layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
-                   restartRunAll: restartRunAll,
+                   restartRunAll: restartRunAll, setKernel: setKernel,
                    options: o};
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
     loading = false;
