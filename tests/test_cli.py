@@ -167,9 +167,14 @@ def test_a_second_up_is_refused_and_the_first_keeps_its_state(
 
 FAKE_PYTHON = r"""#!/bin/bash
 # Stands in for python3 and the venv's python: pip is as noisy as the real one on a first run.
+# A venv holding NO_PIP is one whose making was stopped before pip was in.
 case "$1 $2" in
     "-m venv") mkdir -p "$3/bin" && cp "$0" "$3/bin/python" ;;
+    "-c import pip") [ ! -f "$(dirname "$0")/../NO_PIP" ] || exit 1 ;;
     "-m pip")
+        if [ -f "$(dirname "$0")/../NO_PIP" ]; then
+            echo "$0: No module named pip" >&2; exit 1
+        fi
         for i in $(seq 30); do echo "Collecting package$i"; done
         echo "WARNING: Location 'file:///somewhere/' is ignored" >&2
         if [ -n "${FAKE_PIP_FAILS:-}" ]; then
@@ -215,6 +220,26 @@ def test_the_first_install_says_one_line_and_a_failed_one_everything(tmp_path: P
     assert lines[0] == f"cellbus: installing the project into {root / '.venv'} (extras: plots)"
     assert "Collecting package30" in lines and "ERROR: No matching distribution" in lines
     assert lines[-1].startswith("cellbus: this failed (its output is above, and in ")
+
+
+def test_a_venv_whose_first_install_was_stopped_is_made_again(tmp_path: Path) -> None:
+    """Tests that a venv left without pip (Ctrl-C while the first run made it) is made again
+    in the next run, saying so: every later run failed with "No module named pip" and
+    `bin/cellbus up` never started until one found and removed .venv."""
+    import os
+    import shutil
+    root, env = fake_checkout(tmp_path)
+    (root / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(env["CELLBUS_PYTHON"], root / ".venv" / "bin" / "python")
+    (root / ".venv" / "NO_PIP").touch()
+    done = subprocess.run([str(root / "bin" / "_venv"), "plots"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    venv = root / ".venv"
+    assert done.stderr.splitlines() == [
+        f"cellbus: {venv} has no pip (a first install stopped half way?); making it again",
+        f"cellbus: first run: installing into {venv} (a minute or two; quiet unless it fails)"]
+    assert not (venv / "NO_PIP").exists() and (venv / ".cellbus-venv-ready").exists()
 
 
 def test_up_prints_the_url_last_once_every_node_is_ready(tmp_path: Path,
