@@ -125,8 +125,10 @@ def refusal(args: argparse.Namespace) -> str | None:
     other = running_up()
     if other is not None:
         return (f"cellbus up: another `up` (pid {other['pid']}) runs, at {other.get('url')}; "
-                "stop it first, or give this one its own state directory (XDG_RUNTIME_DIR=DIR; "
-                "`bin/cellbus status --state DIR/cellbus/up.json` then reads it)")
+                "stop it first, or give this one a state directory, a port and a store of its "
+                "own (XDG_RUNTIME_DIR=DIR bin/cellbus up --port 8889 --store "
+                "sqlite:///DIR/cellbus.db; `bin/cellbus status --state DIR/cellbus/up.json` "
+                "then reads it)")
     error = bind_error(args.host, args.port)
     if error is not None and error.errno == errno.EADDRINUSE:
         return str(address_in_use("cellbus up", f"port {args.port} on {args.host}", "--port"))

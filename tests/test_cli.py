@@ -145,7 +145,9 @@ def test_a_second_up_is_refused_and_the_first_keeps_its_state(
         tmp_path: Path, nodes: list[NodeProcess]) -> None:
     """Tests that a second ``up`` while the first runs stops at once with one line, and
     that ``status`` still finds the first afterwards (the second replaced its state file,
-    then removed it on exit)."""
+    then removed it on exit). The line names all a second one needs of its own: it named a
+    state directory alone, and one who followed it was stopped by the port, then by the
+    store the first broker holds."""
     env = {"XDG_RUNTIME_DIR": str(tmp_path)}
     port = free_port()
     first = NodeProcess("up", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'a.db'}",
@@ -157,9 +159,10 @@ def test_a_second_up_is_refused_and_the_first_keeps_its_state(
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert out == (f"cellbus up: another `up` (pid {first.proc.pid}) runs, at "
-                   f"http://127.0.0.1:{port}/; stop it first, or give this one its own state "
-                   "directory (XDG_RUNTIME_DIR=DIR; `bin/cellbus status --state "
-                   "DIR/cellbus/up.json` then reads it)\n")
+                   f"http://127.0.0.1:{port}/; stop it first, or give this one a state "
+                   "directory, a port and a store of its own (XDG_RUNTIME_DIR=DIR bin/cellbus "
+                   "up --port 8889 --store sqlite:///DIR/cellbus.db; `bin/cellbus status "
+                   "--state DIR/cellbus/up.json` then reads it)\n")
     status = cellbus("status", "--json", cwd=tmp_path, env=env)  # it reads the state file
     assert status.returncode == 0, status.stdout + status.stderr
     assert json.loads(status.stdout)["ok"] is True
