@@ -70,8 +70,8 @@ def _on_hangup(node: Node) -> None:
 
 
 def _on_signal(node: Node, sig: signal.Signals) -> None:
-    if node.stop_said:  # a second Ctrl-C or SIGTERM: it said the same again, as if new
-        node.log.info("%s got %s again: it is stopping already, gracefully (a device lets "
+    if node.stop_said:  # a second Ctrl-C or SIGTERM (or one after a crash or a revocation)
+        node.log.info("%s got %s: it is stopping already, gracefully (a device lets "
                       "its running cells finish first)", node.name, sig.name)
         return
     node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
