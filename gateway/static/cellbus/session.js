@@ -1,6 +1,6 @@
   // ---- SessionBar: the worksheet's session, what it runs, and its Restart button ----------
 
-  const KERNELS = {python: "Python 3", python3: "Python 3", r: "R", bash: "Bash"};
+  const KERNELS = {python: "Python 3", python3: "Python 3", ir: "R", r: "R", bash: "Bash"};
   const SESSION_REPLACED = "a new session: the last one ended (idle too long, restarted, or "
     + "its machine went away), and its variables with it";
   /** The cell id of keep-alive runs (Channel.keepAlive): no cell of a page has it, and no
