@@ -27,6 +27,9 @@ retried with a new cell id, and only a 202 counts. Meanwhile, every ``--interval
   freeze has them all after its DeviceLost, and the table counts it a false error;
 - ``broker-stop``: SIGSTOP of the broker for 4-6 s (past the devices' 3 s liveness: the
   silence is the broker's own, so no device may be taken for lost), then SIGCONT;
+- ``gateway-stop``: SIGSTOP of the gateway for 20 s (past every heartbeat and time-to-live
+  on its links, and its requests' 10 s), then SIGCONT: its clients' requests meanwhile fail
+  and are retried; every cell accepted before runs once;
 - ``everything``: broker, gateway and device SIGKILLed at once, restarted after 0-1 s;
 - ``disk-full``: the store lives on a 256 MiB tmpfs; a ballast file fills it for 2-5 s and
   is then deleted (needs root to mount; skipped with a note otherwise);
@@ -87,7 +90,7 @@ from protocol.config import generate_key  # noqa: E402
 CODE = ("import time\nfor i in range({lines}):\n    time.sleep({pause})\n"
         "    print('{tag}', i, flush=True)\n")
 FAULTS = ("gateway", "broker", "device-kill", "device-term", "device-stop", "device-lost-stop",
-          "broker-stop", "everything", "disk-full", "store-lock", "worker-kill",
+          "broker-stop", "gateway-stop", "everything", "disk-full", "store-lock", "worker-kill",
           "template-kill")
 DEVICE = "dev0"
 DISK_SIZE = "256m"
@@ -229,9 +232,10 @@ class Run:
             if code != 0:
                 self.tally.note(f"device exited {code} after SIGTERM")
             self.start_device()
-        elif f in ("device-stop", "device-lost-stop", "broker-stop"):
-            node = c.broker if f == "broker-stop" else device
-            seconds = self.rng.uniform(*(self.args.stop if f == "device-stop" else (4.0, 6.0)))
+        elif f in ("device-stop", "device-lost-stop", "broker-stop", "gateway-stop"):
+            node = {"broker-stop": c.broker, "gateway-stop": c.gateway}.get(f, device)
+            seconds = 20.0 if f == "gateway-stop" else self.rng.uniform(
+                *(self.args.stop if f == "device-stop" else (4.0, 6.0)))
             stopped = time.monotonic()
             node.proc.send_signal(signal.SIGSTOP)
             time.sleep(seconds)

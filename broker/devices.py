@@ -171,15 +171,19 @@ class DeviceWatch:
                          why or f"silent for {self.devices.expiry:.0f} s")
         self.metrics.devices_lost.inc()
         closing: list[str] = []  # first in the store: a broker restarted from here on knows it
+        known, late = set(taken), set[str]()  # late: in the store only (placed since a report)
         for record in await self.store.sessions(OPEN):
             if record.device == device:
+                if record.session not in known:
+                    late.add(record.session)
                 taken.add(record.session)
                 record.device = None  # what a restarted broker reads: placed afresh
                 await self.store.put_session(record)
                 self.dispatch.sessions.stored(record)
                 closing.append(record.session)
+        late = self._tell_late(device, taken, late)
         for request in await self.store.requests(WORKING, device=device):
-            if self._after_back(device, request.msg_id):
+            if request.session not in late and self._after_back(device, request.msg_id):
                 continue
             worked.add(request.session)
             taken.add(request.session)
@@ -187,7 +191,7 @@ class DeviceWatch:
             await self.fail(request, f"the device {device} running this cell stopped "
                                      "answering; run the cell again")
         for request in await self.store.requests(NEEDS_WORK, device=device):
-            if self._after_back(device, request.msg_id):
+            if request.session not in late and self._after_back(device, request.msg_id):
                 continue
             nonce = self.dispatch.handed.nonce(request.msg_id)
             self.dispatch.take_back(request.msg_id, request.session)
@@ -202,6 +206,24 @@ class DeviceWatch:
             if self.ends is not None:
                 await self.ends.closed(session, DEVICE_LOST)
         await self.dispatch.dispatch_pending()
+
+    def _tell_late(self, device: str, taken: set[str], late: set[str]) -> set[str]:
+        """The sessions of ``late`` (:meth:`lost` found them in the store only) that
+        ``device`` was heard again before they were taken: it is told now to end their old
+        workers (:meth:`came_back`; before, it never was, and they ran on with the variables
+        their worksheets were told are gone), and their requests handed to it meanwhile,
+        which went to those workers, are taken back like the rest."""
+        if self.taken.get(device) is taken:
+            return set()  # not back yet: came_back tells them with the rest
+        late -= self.ending.get(device, {}).keys()
+        if not late:
+            return late
+        self.taken.setdefault(device, set()).update(late)
+        state = self.devices.devices.get(device)
+        if state is not None:  # its report since listed them: not placed on them again
+            state.sessions.difference_update(late)
+        self.came_back(device)
+        return late
 
     def _after_back(self, device: str, msg_id: str) -> bool:
         """Whether ``msg_id`` went to ``device`` after it came back, while :meth:`lost` read
@@ -288,9 +310,9 @@ class DeviceWatch:
                     break  # told with its next message
                 taken.discard(session)
                 telling[session] = time.monotonic()
-            if not taken:
+            if not taken:  # the mark of the first telling: later ones go behind it too
                 del self.taken[device]
-                self.back[device] = self.dispatch.handed.mark()
+                self.back.setdefault(device, self.dispatch.handed.mark())
             if len(telling) > before:
                 self.log.warning("broker: device %s, taken for lost, is heard again; it ends "
                                  "the workers of the %d sessions whose work was ended",

@@ -47,7 +47,7 @@ from .sessions import OpenSessions
 from .store import (EXECUTE_REQUEST, OPEN, DuplicateRequest, InvalidTransition,
                     Request, SessionRecord, Store, StoreError, StoreFull, StoreUnwritable,
                     UnknownRequest)
-from .updates import BIG, Updates
+from .updates import BIG, Updates, output_lost
 
 __all__ = ["Address", "Intake", "Refused", "cell_address"]
 
@@ -337,14 +337,9 @@ class Intake:
                 **({"lost": since} if await self.lost(session.session, since) else {})}, frames
 
     async def lost(self, session: str, since: int) -> bool:
-        """Whether a client at ``since`` of ``session`` had seen output this store lacks: it
-        is a restored copy (:meth:`Store.seq_floor`) that holds neither seq ``since`` nor
-        any before its floor after it, so the client read past the backup point."""
-        floor = await self.store.seq_floor() if since else 0
-        if not 0 < since <= floor:
-            return False
-        rows = await self.store.messages(session, since=since - 1, limit=1)
-        return not rows or rows[0][0] > floor
+        """Whether a client at ``since`` of ``session`` had seen output this store lacks
+        (:func:`broker.updates.output_lost`)."""
+        return await output_lost(self.store, session, since)
 
     async def file(self, msg: Message, address: Address) -> Reply:
         seq, name = msg["content"].get("seq"), msg["content"].get("name")

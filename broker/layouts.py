@@ -4,8 +4,10 @@ page saved them, ``worksheet_layout_get_request`` reads them back.
 A layout is the worksheet's note about itself, not work: each cell's id, its type (``code``
 or ``markdown``) and its text (a code cell's code as last typed, a Markdown cell's source).
 It is why a reload, or another browser opening ``/?ws=NAME``, shows the Markdown cells in
-their place among the code cells. The broker only stores it (one row per worksheet): it is sent to
-no device and no kernel, so Markdown never runs anywhere, and it opens no session. A save
+their place among the code cells (and a code cell's output hidden, :data:`HIDDEN`, or
+cleared, :data:`CLEARED`). The
+broker only stores it (one row per worksheet): it is sent to no device and no kernel, so
+Markdown never runs anywhere, and it opens no session. A save
 names the revision its page loaded (``base``; :func:`revision`, which a read and a save
 answer): if another page saved since, it is refused with 409 rather than put over cells it
 never saw (a stale tab lost another's Markdown cells); a save that names none replaces the
@@ -29,7 +31,7 @@ import json
 import weakref
 from typing import Any
 
-from protocol.address import is_name
+from protocol.address import MAX_NAME, is_name
 from protocol.counts import KEEPALIVE_CELL
 
 from .quotas import Quotas
@@ -38,6 +40,18 @@ from .store import Store
 
 #: Cell types a layout may name.
 TYPES = ("code", "markdown")
+#: A cell's key, kept only when true, for an output its page hid (Escape then O): a reload
+#: and another tab hide it again, and the notebook's download says so (broker/notebook.py).
+#: Absent otherwise, so the revisions of layouts saved before it are the same.
+HIDDEN = "outputs_hidden"
+#: A cell's key, kept only when given, naming the run (its request's msg_id) whose output its
+#: page cleared (Clear output): a reload and another tab show that run's output no more and
+#: the notebook's download leaves it out, as Jupyter keeps a cleared output cleared; the
+#: cell's next run (another id) shows as ever. A run's id, not a flag, so that no page has
+#: to save again when a run starts (maybe in another tab, or over the HTTP API). The store
+#: keeps the output (exactly once; its permalink and /update still have it). Absent
+#: otherwise, so the revisions of layouts saved before it are the same.
+CLEARED = "outputs_cleared"
 #: Cells one layout may hold.
 MAX_CELLS = 1000
 #: Bytes of JSON one layout may take in the store.
@@ -73,8 +87,16 @@ def checked_cells(value: Any) -> list[dict[str, Any]]:
         if not (isinstance(cell, dict) and is_name(cell.get("id"))
                 and cell.get("type", "code") in TYPES and isinstance(cell.get("code", ""), str)):
             raise Refused(400, f"each cell of a layout needs an id, a type and its code: {SHAPE}")
+        hidden = cell.get("outputs_hidden", False)
+        if not isinstance(hidden, bool):
+            raise Refused(400, "a cell's outputs_hidden, if given, is true or false")
+        cleared = cell.get(CLEARED)
+        if cleared is not None and not is_name(cleared):
+            raise Refused(400, f"a cell's {CLEARED}, if given, is the id of the run whose "
+                               f"output was cleared (1 to {MAX_NAME} characters)")
         cells.append({"id": cell["id"], "type": cell.get("type", "code"),
-                      "code": cell.get("code", "")})
+                      "code": cell.get("code", ""), **({HIDDEN: True} if hidden else {}),
+                      **({CLEARED: cleared} if cleared is not None else {})})
     if len(json.dumps(cells).encode()) > MAX_BYTES:
         raise Refused(413, f"a layout holds at most {MAX_BYTES} bytes")
     return cells

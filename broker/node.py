@@ -49,6 +49,7 @@ from .cells import Cells
 from .closures import SessionEnds
 from .control import Control
 from .devices import DeviceWatch
+from .gatewaylinks import GatewayLinks
 from .gateways import Gateways
 from .dispatch import REDISPATCH_AFTER, Dispatch
 from .handed import Handed
@@ -147,6 +148,9 @@ class Broker(Node):
                                holder=(self.keys.roles.holder
                                        if isinstance(self.keys, ServerKeys) else None))
         self._wire(self.session, self.store)
+        self.gateway_links = GatewayLinks(node=self, sock=self.gateways, pub=self.pub,
+                                          wire=self.session, gateways=self.heard_gateways,
+                                          log=self.log)
         self.dispatch.on_handed = self.senders.handed_to
         try:
             self.senders.seed(await self.store.sessions(OPEN, newest=MAX_SESSIONS))
@@ -274,8 +278,7 @@ class Broker(Node):
             got = await self.recv(self.gateways)
             if got is not None and not (self.revocations and self.revocations.refuses(got[0])):
                 idents, msg = got
-                if msg["msg_type"] == mt.GATEWAY_HEARTBEAT:
-                    self.heard_gateways.heard(msg["content"])
+                if self.gateway_links.read(idents, msg):  # a heartbeat, a probe
                     continue
                 self.spawn(self.intake.handle(idents, msg), f"intake.{msg['msg_id'][:8]}")
 

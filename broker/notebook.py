@@ -39,7 +39,7 @@ from protocol.kernels import DEFAULT_KERNEL, kernel_of
 from protocol.turns import Turn
 from protocol.wire import DEFAULT_MAX_FRAME_SIZE, Message
 
-from .layouts import cells_with_runs
+from .layouts import CLEARED, HIDDEN, cells_with_runs
 from .outputcap import message_size
 from .placement import DeviceTable
 from .refusal import Address, Refused, Reply
@@ -65,7 +65,7 @@ Output = dict[str, Any]
 def notebook(cells: list[dict[str, Any]], kernel: dict[str, str],
              address: Address) -> dict[str, Any]:
     """The nbformat 4.5 notebook of ``cells`` ({id, type, code, messages: the latest run's
-    stored messages}) for ``kernel`` ({name, display_name, language})."""
+    stored messages, outputs_hidden?}) for ``kernel`` ({name, display_name, language})."""
     out: list[dict[str, Any]] = []
     used: set[str] = set()
     for n, cell in enumerate(cells, 1):
@@ -77,7 +77,10 @@ def notebook(cells: list[dict[str, Any]], kernel: dict[str, str],
                         "source": cell["code"]})
             continue
         outputs, count = jupyter_outputs(cell["messages"])
-        out.append({"cell_type": "code", "id": cid, "metadata": {}, "source": cell["code"],
+        # hidden on the page: as JupyterLab writes a collapsed output (and the classic one)
+        hidden = {"collapsed": True, "jupyter": {"outputs_hidden": True}} \
+            if cell.get(HIDDEN) else {}
+        out.append({"cell_type": "code", "id": cid, "metadata": hidden, "source": cell["code"],
                     "outputs": outputs,
                     "execution_count": count if counted(cell["code"]) else None})
     name = kernel["name"]
@@ -209,10 +212,13 @@ class Notebooks:
                 request = await self.store.cell_request(user, worksheet, entry["id"])
             if request is not None and (latest is None or request.created > latest.created):
                 latest = request
-            cell = {"id": entry["id"], "type": entry["type"],
+            # its output cleared on the page: none, and no number (JupyterLab's Clear
+            # Outputs saves execution_count null); a later run's shows
+            cleared = request is not None and entry.get(CLEARED) == request.msg_id
+            cell = {"id": entry["id"], "type": entry["type"], HIDDEN: entry.get(HIDDEN, False),
                     "code": entry["code"] if entry["code"] is not None
                     else request.input if request is not None else "",
-                    "messages": await self._run(request)}
+                    "messages": [] if cleared else await self._run(request)}
             size += len(cell["code"]) + await asyncio.to_thread(output_size, cell["messages"])
             if size > self.max_bytes:  # refused as soon as it is known: nothing more is read
                 raise self._too_big(worksheet)

@@ -20,6 +20,10 @@ it, and a big answer says whether its JSON is kept (``kept``: it is a finished c
 same bytes for as long as that digest is named): the gateway keeps such bodies too, by
 digest, and sends one it has without asking for it again (gateway/bigreads.py).
 
+A document says ``lost`` (``session``, ``through``, ``why``) when the client's ``since``
+is past what a restored store holds of that session (:func:`output_lost`), as a WebSocket's
+subscription is told.
+
 A request with ``"big": false`` gets, instead of a big document, only what a long-poll
 decides by (``{"withheld": true, "status", "changed"}``): the gateway asks so while it waits
 for a change, and asks once more for the whole document, with ``big`` and after counting it
@@ -35,12 +39,14 @@ from collections import OrderedDict
 from typing import Any, Final
 
 from protocol import msgtypes as mt
+from protocol import outputwords
 from protocol.fileurls import add_file_urls
 from protocol.turns import Turn
 from protocol.wire import Message
 
 from .cells import Cells
 from .refusal import Address, Refused, Reply
+from .store import Store
 
 #: Bytes of a document's strings from which its answer is big.
 BIG: Final = 256 * 1024
@@ -85,6 +91,19 @@ def encoded(doc: dict[str, Any]) -> tuple[bytes, str]:
     return body, hashlib.sha256(body).hexdigest()
 
 
+async def output_lost(store: Store, session: str, since: int) -> bool:
+    """Whether a client at ``since`` of ``session`` had seen output this store lacks: it
+    is a restored copy (:meth:`Store.seq_floor`) that holds neither seq ``since`` nor
+    any before its floor after it, so the client read past the backup point. (The
+    WebSocket's replay and ``/session`` ask it of a worksheet's feed, ``/update`` of a
+    cell's document.)"""
+    floor = await store.seq_floor() if since else 0
+    if not 0 < since <= floor:
+        return False
+    rows = await store.messages(session, since=since - 1, limit=1)
+    return not rows or rows[0][0] > floor
+
+
 class Updates:
     """The broker's ``cell_update_request`` handler (wired in :class:`broker.intake.Intake`):
     a read, sent to no device."""
@@ -109,6 +128,10 @@ class Updates:
         if view is None:
             raise Refused(404, f"no cell {address[2]} in worksheet {address[1]}")
         doc = add_file_urls(view.document(since, session), address)
+        # what the client had seen of its session a restored store lacks: said, so that the
+        # reset (or the shorter output) it gets is not taken for all there was
+        if await output_lost(self.cells.store, session or doc["session"], since):
+            doc["lost"] = outputwords.lost(session or doc["session"], since)
         if text_bytes(doc) < self.big:
             return {"document": doc}, []
         said = {"status": doc["status"], "changed": bool(doc["output"] or doc["reset"])}

@@ -53,6 +53,14 @@ class Unheard:
     def routing_id(self) -> bytes:
         return routing_id(self.device_id, self.links)
 
+    def moved(self) -> bytes:
+        """The routing id of a link made anew because the last one was lost: the broker may
+        still hold that connection (a NAT that gave this host a new source port, or a path
+        that went silent, leaves the broker's end open until its ZMTP heartbeat ends it, 6 s,
+        past the expiry), and its ROUTER would not hear a new one under the same id."""
+        self.relinked_at, self.links = time.monotonic(), self.links + 1
+        return self.routing_id
+
     def sent(self) -> None:
         """A heartbeat of this device went out."""
         self.beats.append(time.monotonic())

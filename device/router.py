@@ -30,6 +30,7 @@ from protocol.heartbeat import EXPIRY, HEARTBEAT_INTERVAL, RECONNECT_AFTER, RECO
 from protocol.kernels import kernel_of
 from protocol.node import Node
 from protocol.requests import failed, stamp
+from protocol.sockets import BusSocket
 from protocol.version import VERSION
 from protocol.wire import Message, Session
 
@@ -261,6 +262,15 @@ class DeviceRouter(Node):
         self.reconnect(self.up)
         self.outbox.again("its link was made anew")
         self.spawn(self._control(mt.DEVICE_HEARTBEAT, self.status(), block=False), "relinked")
+
+    def link_lost(self, sock: BusSocket) -> None:
+        """The link to the broker was lost: made anew at once under the next routing id
+        (:meth:`Unheard.moved`), what the outbox holds unstored sent again on it."""
+        if sock is self.up and self.endpoints[0] and not (sock.closed or self.drain.left
+                                                          or self.crashed):  # (revoked)
+            self.up.routing_id = self.unheard.moved()
+            self.reconnect(self.up)
+            self.outbox.again("its link was lost")
 
     def _broker_heard(self) -> None:
         self.broker_heard = time.monotonic()

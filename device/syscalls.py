@@ -13,6 +13,13 @@ that inject input (``TIOCSTI``), drive the console (``TIOCLINUX``) or set a term
 discipline (``TIOCSETD``: with ``dev.tty.ldisc_autoload`` on, the default, it loads and
 reaches modules such as n_hdlc and n_gsm, whose bugs were local root exploits; no program
 a session runs needs another line discipline than the terminal's own).
+File watches (inotify, and fanotify, which Linux 5.13 opened to unprivileged callers) are
+denied too: a watch is on an inode, not on a mount, so one on a folder the session sees
+read-only (the Python's ``__pycache__``, ``/usr/bin``, ``/opt``) names every file any
+process of the machine opens there, another user's session among them: a watch on the
+standard library's ``__pycache__`` saw ``wave.cpython-311.pyc`` the moment another user's
+cell ran ``import wave``. A session has nothing of its own worth watching (its files are
+its code's); ``tail -f`` falls back to polling, as watchdog's PollingObserver does.
 
 Sockets are allowed only of the families session code has a use for (:data:`FAMILIES`:
 Unix, IPv4 and IPv6, and netlink for ``NETLINK_ROUTE`` alone, which ``getaddrinfo`` and
@@ -55,6 +62,7 @@ DENIED = (
     "swapon", "swapoff", "reboot", "acct", "quotactl",
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
     "memfd_secret",
+    "inotify_init", "inotify_init1", "inotify_add_watch", "fanotify_init", "fanotify_mark",
 )
 CLONE_NEW_FLAGS = (0x00000080, 0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000,
                    0x20000000, 0x40000000)  # TIME, NS, CGROUP, UTS, IPC, USER, PID, NET

@@ -28,6 +28,9 @@ REPLY_TIMEOUT = 10.0
 #: Seconds a request waits for the link to the broker to be up (just after start, or while
 #: the broker restarts) before answering 503.
 CONNECT_GRACE = 1.0
+#: Seconds the broker has to answer a check of a connection (:meth:`BrokerLink._check`)
+#: before it is made anew.
+CHECK_WAIT = 1.0
 
 Listener = Callable[[Message], None]
 
@@ -37,8 +40,8 @@ class BrokerUnavailable(Exception):
 
 
 class AnswerLost(BrokerUnavailable):
-    """The broker's answer was changed on the way; the connection that carried it is made
-    anew, and every answer it was to carry is lost."""
+    """The broker's answer was changed on the way, or the link to it was lost: every answer
+    the connection was to carry is lost."""
 
 
 #: Requests asked again under their msg_id when their answer is lost (:meth:`request`): the
@@ -89,6 +92,8 @@ class BrokerLink:
         node.log.info("gateway connected SUB for output to %s", subscribe)
         self.sub.subscribe(b"")
         self.pending: dict[str, asyncio.Future[Message]] = {}
+        #: The connections being checked now (:meth:`_check`).
+        self.checking: set[BusSocket] = set()
         #: Called with every output message.
         self.listeners: set[Listener] = set()
         #: Called with each request's type and address as it is sent and as its reply
@@ -237,12 +242,64 @@ class BrokerLink:
         now: a read is asked again by its client, an execute by :meth:`request`."""
         sock.disconnect(self.connect)
         sock.connect(self.connect)
+        self._lose(sock, "the broker's answer was changed on the way (a faulty or hostile "
+                   "device on the network between this gateway and the broker); ask again")
+
+    def lost(self, sock: BusSocket) -> None:
+        """``sock``'s link to the broker was lost (a reset, a NAT that moved this host to
+        another source port, a heartbeat that timed out): the answers its connection was to
+        carry never come, so the requests waiting for them get :class:`AnswerLost` now (an
+        execute is asked again under its msg_id once the link is up again, as after
+        :meth:`_changed`), where each waited out :data:`REPLY_TIMEOUT` for a 503, and a
+        client that then evaluated again ran its cell twice if the broker had stored it."""
+        if sock is self.dealer or sock is self.bulk:
+            self._lose(sock, "the link to the broker was lost while this was asked; ask again")
+
+    def _lose(self, sock: BusSocket, why: str) -> None:
+        """:class:`AnswerLost` for every request whose answer ``sock`` was to carry."""
         bulk = sock is self.bulk
         for msg_id, future in list(self.pending.items()):
             if (msg_id in self.bulk_pending) == bulk and not future.done():
-                future.set_exception(AnswerLost(
-                    "the broker's answer was changed on the way (a faulty or hostile device "
-                    "on the network between this gateway and the broker); ask again"))
+                future.set_exception(AnswerLost(why))
+
+    async def _check(self, sock: BusSocket) -> None:
+        """The broker could not decrypt a message on its gateway port, maybe one of ``sock``'s
+        (it says so on its feed: broker/gatewaylinks.py): its end of such a connection reads
+        nothing more until ZeroMQ's heartbeat ends it (6 s), and every request on it waited
+        out :data:`REPLY_TIMEOUT` for a 503. Ask on it; if the broker does not answer within
+        :data:`CHECK_WAIT`, the connection is made anew and its requests get
+        :class:`AnswerLost` now (an execute is asked again under its msg_id, and runs once)."""
+        try:
+            probe = self.session.msg(mt.GATEWAY_PROBE, {})
+            future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+            self.pending[probe["msg_id"]] = future
+            if sock is self.bulk:
+                self.bulk_pending.add(probe["msg_id"])
+            try:
+                sent = sock.send_now(self.session.serialize(probe))
+            except zmq.ZMQError:  # (a check must never stop the gateway)
+                sent = False
+            if not sent:
+                self.pending.pop(probe["msg_id"], None)
+                self.bulk_pending.discard(probe["msg_id"])
+                return  # not connected now: nothing to check
+            try:
+                await self._reply(probe["msg_id"], future, CHECK_WAIT)
+            except AnswerLost:
+                return  # made anew already
+            except BrokerUnavailable:
+                self.node.log.warning(
+                    "gateway: the broker could not decrypt a message on its gateway port and "
+                    "does not answer on this gateway's %s: what it sends there is lost on the "
+                    "way (a byte changed by a faulty or hostile device on the network); "
+                    "connecting again", "connection for big answers" if sock is self.bulk
+                    else "connection")
+                for link in self.node.links:  # asked again once the new one is up
+                    if sock is self.dealer and link.endpoint == self.connect and not link.server:
+                        link.remade()
+                self._changed(sock)
+        finally:
+            self.checking.discard(sock)
 
     async def _replies(self, sock: BusSocket) -> None:
         while True:
@@ -271,6 +328,11 @@ class BrokerLink:
             if got is None:
                 continue
             msg = got[1]
+            if msg["msg_type"] == mt.GATEWAY_CHECK:
+                for sock in {self.dealer, self.bulk} - self.checking:
+                    self.checking.add(sock)
+                    self.node.spawn(self._check(sock), "link check")
+                continue
             for listener in list(self.listeners):
                 listener(msg)
             facts = msg["metadata"].get("cellbus")

@@ -180,15 +180,37 @@ async def within_requests(handler: RequestHandler, visitor: Visitor) -> None:
     that ignores Retry-After and asks again at once, on as many connections as its address
     may hold, then makes at most that many requests a second (holding one costs nothing),
     rather than taking the gateway's loop from everyone else's."""
-    limiter: RateLimiter | None = handler.settings.get("request_limiter")
-    wait = limiter.take(visitor.key) if limiter is not None else None
+    wait = requests_wait(handler, visitor)
     if wait is None:
         return
-    if (metrics := handler.settings.get("metrics")) is not None:
-        metrics.refusals.labels("requests").inc()
     await asyncio.sleep(FLOOD_HOLD)
-    raise fail(429, f"too many requests from this client (limit {policy_of(handler).requests}"
-                    f", --client-requests); retry in {wait} s", retry_after=wait)
+    raise fail(429, too_many_requests(handler, wait), retry_after=wait)
+
+
+def requests_wait(handler: RequestHandler, visitor: Visitor) -> int | None:
+    """Take one of ``visitor``'s ``--client-requests``: None if it had one, else seconds
+    until it has (the refusal counted in the metrics)."""
+    limiter: RateLimiter | None = handler.settings.get("request_limiter")
+    wait = limiter.take(visitor.key) if limiter is not None else None
+    if wait is not None and (metrics := handler.settings.get("metrics")) is not None:
+        metrics.refusals.labels("requests").inc()
+    return wait
+
+
+async def held_back(handler: RequestHandler, visitor: Visitor) -> int | None:
+    """A WebSocket message past ``--client-requests``: the seconds to wait, once the message
+    was held :data:`~gateway.access.FLOOD_HOLD` (tornado reads no more of its socket
+    meanwhile); None if it may go on."""
+    wait = requests_wait(handler, visitor)
+    if wait is not None:
+        await asyncio.sleep(FLOOD_HOLD)
+    return wait
+
+
+def too_many_requests(handler: RequestHandler, wait: int) -> str:
+    """The words of a ``--client-requests`` refusal, over HTTP and the WebSocket alike."""
+    return (f"too many requests from this client (limit {policy_of(handler).requests}, "
+            f"--client-requests); retry in {wait} s")
 
 
 def over_rate(handler: RequestHandler, wait: int) -> HTTPError:

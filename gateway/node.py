@@ -12,6 +12,7 @@ from tornado.netutil import bind_sockets
 
 from protocol.errors import ConfigError, address_in_use
 from protocol.node import Node
+from protocol.sockets import BusSocket
 from protocol.wire import Session
 
 from . import heap
@@ -48,11 +49,17 @@ class Gateway(Node):
         self.client_buffer, self.client_stall = client_buffer, client_stall
         self.legacy_buffers = legacy_buffers  # --legacy-buffers (gateway/jupyter/channels.py)
         self.access = access or AccessPolicy(host=host, port=port)
+        self.bus_link: BrokerLink | None = None
+
+    def link_lost(self, sock: BusSocket) -> None:
+        """The answers a lost link was to carry never come (BrokerLink.lost)."""
+        if self.bus_link is not None:
+            self.bus_link.lost(sock)
 
     async def setup(self) -> None:
         heap.configure()
         soft, hard = raise_fd_limit()
-        link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
+        link = self.bus_link = BrokerLink(self, connect=self.broker, subscribe=self.subscribe)
         link.auth = self.access.auth
         self.metrics = GatewayMetrics(link, self.rejected)
         try:

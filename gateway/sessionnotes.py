@@ -11,10 +11,13 @@ of the worksheet's current session after ``since`` (as the WebSocket shows them)
 client's runs, as the WebSocket's feed lets it: channelin.js), ``seq``
 the last seq read, and ``more`` if the feed goes on past what one answer reads. ``session``
 (the one the page knows) makes an answer about another session start from its seq 1, as a
-subscription does. With ``wait`` an answer with no note waits up to that many seconds for
-the worksheet's next message. Each page of the feed read for it costs the client's
-``--rate`` what it carried (gateway/bigreads.py); with its bucket empty the read is refused
-(429 with Retry-After), or ends early with ``more`` if it read something already.
+subscription does. An answer says ``lost`` (``session``, ``through``, ``why``) when the
+store, restored from an older copy, lacks output of the page's session up to its ``since``,
+as a WebSocket's ``subscribe_reply`` does (gateway/ws.py). With ``wait`` an answer with no
+note waits up to that many seconds for the worksheet's next message. Each page of the feed
+read for it costs the client's ``--rate`` what it carried (gateway/bigreads.py); with its
+bucket empty the read is refused (429 with Retry-After), or ends early with ``more`` if it
+read something already.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 from typing import Any
 
 from protocol import msgtypes as mt
+from protocol import outputwords
 from protocol.wire import Message
 
 from .base import BaseHandler, check_address, fail
@@ -75,7 +79,8 @@ class SessionNotesHandler(BaseHandler):
                 try:
                     answer = await self._read(address, since, known)
                     left = deadline - time.monotonic()
-                    if answer["messages"] or answer["more"] or left <= 0 or watch.stopping or (
+                    if answer["messages"] or answer["more"] or "lost" in answer or (
+                            left <= 0 or watch.stopping) or (
                             answer["session"] != known and known is not None):
                         break
                     since, known = answer["seq"], answer["session"]
@@ -94,6 +99,7 @@ class SessionNotesHandler(BaseHandler):
         """Up to :data:`PAGES` pages of the feed after ``since``, its notes kept."""
         notes: list[Any] = []
         session, seq, more = known, since, False
+        lost: dict[str, Any] = {}
         turn: PageTurn = self.settings["page_turn"]
         for _ in range(PAGES):
             if (wait := turn.due(self.visitor.key)) is not None:  # its reader's bucket is empty
@@ -107,6 +113,8 @@ class SessionNotesHandler(BaseHandler):
                                                                    "limit": 1000}, address)
                 content = reply["content"]
                 turn.paid(self.visitor.key, content)
+                if content.get("lost") and content["session"] == known and seq == since:
+                    lost = {"lost": outputwords.lost(known, content["lost"])}
                 if content["session"] != session:
                     if content["session"] is None:
                         return {"session": None, "seq": 0, "messages": [], "more": False}
@@ -122,7 +130,7 @@ class SessionNotesHandler(BaseHandler):
             more = bool(content["more"])
             if not more:
                 break
-        return {"session": session, "seq": seq, "messages": notes, "more": more}
+        return {"session": session, "seq": seq, "messages": notes, "more": more, **lost}
 
     def _number(self, name: str, kind: type) -> Any:
         raw = self.get_query_argument(name, None) or "0"  # empty: as absent (?since=)

@@ -17,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from protocol import msgtypes as mt
+from protocol import outputwords
 from protocol.fileurls import file_url
 from protocol.wire import Message
 
@@ -36,10 +37,6 @@ FIRST_PAGE = 64
 MAX_PAGE = 1000
 #: The message that tells a subscribed client what it had seen that the store lacks.
 OUTPUT_LOST = "output_lost"
-#: What a subscribe_reply's ``lost`` says: the client keeps what it shows; a reload will not.
-LOST = ("the store was restored from an older copy and lacks this session's output after "
-        "its backup point up to the seq you had seen (\"through\"); what you show of it will "
-        "not come back on a reload; new output follows")
 
 
 def to_json(msg: Message) -> str:
@@ -167,8 +164,7 @@ class Subscription:
                     turn.paid(reader, content)
                     self.broker = reply["header"].get("session")
                     if content.get("lost") and content["session"] == self.session:
-                        self.lost = {"session": self.session, "through": content["lost"],
-                                     "why": LOST}
+                        self.lost = outputwords.lost(self.session, content["lost"])
                         if self.replied:
                             self.tell_lost()
                     if content["session"] != self.session:

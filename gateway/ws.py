@@ -17,7 +17,8 @@ Client to gateway (``header.msg_type`` or ``msg_type``; the cell or worksheet in
                                                by the request), between busy and idle
 
 Gateway to client: replies (``subscribe_reply``, ``request_accepted``; ``ok: false`` with
-``http_status`` and ``error`` on refusal, and ``retry_after`` seconds on a 503) and every
+``http_status`` and ``error`` on refusal, and ``retry_after`` seconds on a 503 or a 429: each
+message counts against ``--client-requests`` as an HTTP request does) and every
 output message of subscribed worksheets, with ``metadata.cellbus.seq``. Code over
 ``--max-input`` (an execute's, a completion's) is refused with 413 and the words of HTTP's;
 ``subscribe_reply`` says ``max_input`` and ``max_message``, the largest message read: tornado
@@ -200,6 +201,8 @@ class SocketHandler(Hooks, WebSocketHandler):
             return  # closed by the gateway; the client has not closed its side yet
         if not await self.token_watch.valid():
             return  # its token was removed: the socket is being closed
+        if (wait := await guard.held_back(self, self.visitor)) is not None:
+            return self._too_many(raw, wait)
         try:
             request = load_json(raw)
             if not isinstance(request, dict):
@@ -227,6 +230,21 @@ class SocketHandler(Hooks, WebSocketHandler):
                         "error": str(e)})
         except BrokerUnavailable as e:
             self.reply(request, "error_reply", {"ok": False, "http_status": 503, "error": str(e)})
+
+    def _too_many(self, raw: str | bytes, wait: int) -> None:
+        """A message past ``--client-requests``: refused in the words HTTP uses, as the
+        reply its kind gets. Each message may be a round trip to the broker (an
+        interrupt_request, an input_reply), and one socket sent 631 a second without end."""
+        try:
+            request = load_json(raw)
+        except ValueError:
+            request = None
+        request = request if isinstance(request, dict) else {}
+        header = given if isinstance(given := request.get("header"), dict) else {}
+        kind = SUBSCRIBE_REPLY if (header.get("msg_type") or request.get("msg_type")) \
+            == SUBSCRIBE_REQUEST else mt.REQUEST_ACCEPTED
+        self.reply(request, kind, {"ok": False, "http_status": 429, "retry_after": wait,
+                                   "error": guard.too_many_requests(self, wait)})
 
     async def _subscribe(self, request: dict[str, Any], content: dict[str, Any]) -> None:
         user, worksheet = content.get("user"), content.get("worksheet")

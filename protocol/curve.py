@@ -307,8 +307,15 @@ class ServerKeys:
 
 
 def load_server_key(path: str | os.PathLike[str]) -> bytes:
-    """The broker's public key in the certificate ``path`` (ConfigError if it is none)."""
-    return _load(path, secret=False, option="--broker-key")[0]
+    """The broker's public key in the certificate ``path`` (ConfigError if it is none, or if
+    the file is the broker's secret one: pyzmq reads its public key as well, so a host given
+    it would run, holding a key with which anyone there could pose as the broker)."""
+    public, secret = _load(path, secret=False, option="--broker-key")
+    if secret is not None:
+        raise ConfigError(f"--broker-key {path} holds the broker's secret key: give its public "
+                          "broker.key, and keep broker.key_secret on the broker's host only "
+                          "(shred this copy)")
+    return public
 
 
 class ClientKeys:
@@ -321,6 +328,8 @@ class ClientKeys:
         self.server = load_server_key(broker)
         #: When the broker key in use last changed for another (monotonic; 0: never).
         self.flipped = 0.0
+        #: Broker keys this node left after a failed handshake, and when (monotonic).
+        self.left: dict[bytes, float] = {}
 
     def connect_with(self, sock: zmq.Socket[bytes]) -> None:
         """Make ``sock`` (before it connects) a CURVE client of the broker."""

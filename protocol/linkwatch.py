@@ -35,6 +35,7 @@ from zmq.utils.monitor import parse_monitor_message
 from .curve import ROLES
 from .refusals import Refusals
 from .sockets import BusSocket
+from .together import Together
 
 #: The monitor events a watch reads.
 EVENTS = (zmq.EVENT_CONNECTED | zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
@@ -141,60 +142,22 @@ def server_problem(event: int, role: str) -> str | None:
     return None
 
 
-#: Seconds a node's links wait for each other's news of one cause before it is said.
-GATHER = 0.25
-
-
-class Together:
-    """What several links of one node say of one cause at once, said in one line.
-
-    A broker that stops drops every link a node has to it (a gateway has three: requests,
-    the output feed, big reads): each link's "lost its link" and, 5 s later, "no link ...
-    after 5 s" made four to six lines of one cause. A link's news waits :data:`GATHER`
-    seconds for the others' of the same words; then one line names every endpoint, the
-    first link's first: "... at EP1 (and at EP2, EP3) ...". News a link has waiting is said
-    before its next (:meth:`flush`), so the lines keep their order.
-    """
-
-    def __init__(self) -> None:
-        self._waiting: dict[str, tuple[asyncio.TimerHandle, list[LinkWatch], int, bool]] = {}
-
-    def say(self, watch: LinkWatch, level: int, words: str, *, every: bool = False) -> None:
-        """Say ``words`` (with ``{at}`` where the endpoints go) for ``watch``'s link, with
-        the other links' that say the same within :data:`GATHER` seconds; once per
-        :data:`REPEAT` seconds, or ``every`` time (a loss is news each time)."""
-        self.flush(watch)
-        if words in self._waiting:
-            self._waiting[words][1].append(watch)
-            return
-        timer = asyncio.get_running_loop().call_later(GATHER, self._said, words)
-        self._waiting[words] = (timer, [watch], level, every)
-
-    def flush(self, watch: LinkWatch) -> None:
-        """Say now what ``watch``'s link has waiting, before it says anything else."""
-        for words in [w for w, (_, watches, _, _) in self._waiting.items() if watch in watches]:
-            self._waiting[words][0].cancel()
-            self._said(words)
-
-    def _said(self, words: str) -> None:
-        _, watches, level, every = self._waiting.pop(words)
-        watches.sort(key=lambda w: w.rank)
-        others = ", ".join(dict.fromkeys(w.endpoint for w in watches[1:]
-                                         if w.endpoint != watches[0].endpoint))
-        line = words.replace("{at}", watches[0].endpoint + (f" (and at {others})" if others
-                                                            else ""))
-        if every:
-            watches[0].log.log(level, "%s", line)
-        else:
-            watches[0].say(level, line)
+def gone_in_handshake(role: str) -> str:
+    """What a connection on the broker's ``role`` port that ended during its handshake, with
+    nothing it could not decrypt, means (a wrong key or a replay fails to decrypt: libzmq
+    says HANDSHAKE_FAILED_PROTOCOL of those, NO_DETAIL of this)."""
+    return (f"a CURVE handshake on the {role} port failed: its connection ended before any "
+            f"key was tried (a {role} with no CURVE keys, --insecure-bus; one that went away or "
+            "gave up waiting: this broker was stopped or busy, or the network cut it; or a "
+            "client that is no cellbus node), not a wrong --broker-key")
 
 
 def changed_on_the_way_in(role: str) -> str:
     """What a failure to decrypt on the broker's ``role`` port, on a connection that stays
     open (its handshake passed: a failed handshake ends its connection), means."""
     after = ("the device says it was not heard and connects again by itself" if role == "device"
-             else "ZeroMQ's heartbeat ends that connection within 6 s, and its client connects "
-             "again")
+             else "the gateways are asked to check their connections, and the one it came on "
+             "is made anew")
     return (f"a message on the {role} port could not be decrypted after its connection's CURVE "
             "handshake passed (so the keys are right): its bytes were changed on the way, by a "
             "faulty or hostile device on the network between its sender's host and this one; "
@@ -212,8 +175,9 @@ class LinkWatch:
     def __init__(self, sock: BusSocket, endpoint: str, *, node: str, log: logging.Logger,
                  role: str, server: bool, curve: bool, refusals: Refusals | None = None,
                  reconnect: Callable[[], None] | None = None,
-                 wrong_key: Callable[[], None] | None = None,
-                 together: Together | None = None, rank: int = 0, quiet: bool = False) -> None:
+                 wrong_key: Callable[[], bool] | None = None,
+                 together: Together | None = None, rank: int = 0, quiet: bool = False,
+                 lost: Callable[[], None] | None = None) -> None:
         self.endpoint, self.node, self.log, self.role, self.server = (
             endpoint, node, log, role, server)
         #: Where this node's links say news of one cause in one line, and this link's place
@@ -225,14 +189,19 @@ class LinkWatch:
         self.curve = curve
         #: Drops the socket's connections and makes them anew (a client's): ZeroMQ keeps a
         #: connection it could not decrypt a message of open, reading nothing, until its
-        #: heartbeat times out (6 s, past the broker's expiry of a device).
+        #: heartbeat times out (6 s, past the broker's expiry of a device). A server's asks
+        #: its clients to (broker/gatewaylinks.py).
         self.reconnect = reconnect
         #: Called when a handshake fails as a wrong --broker-key fails (a client's): the
-        #: broker's certificate may have been rotated (:func:`protocol.rekey.next_broker_key`).
+        #: broker's certificate may have been rotated (:func:`protocol.rekey.next_broker_key`);
+        #: True when it was, and the node connects with the broker's next key.
         self.wrong_key = wrong_key
         #: A client's second connection to an endpoint watched already (the gateway's for
         #: big answers): only a message it could not decrypt is said and acted on.
         self.quiet = quiet
+        #: Called when a client's link, up, is lost (the device makes its link anew under
+        #: its next routing id: device/relink.py).
+        self.lost = lost
         address = f"inproc://cellbus-monitor-{uuid.uuid4().hex}"
         sock.monitor(address, WATCHED)
         self.events = BusSocket(sock.context, zmq.PAIR)
@@ -305,6 +274,8 @@ class LinkWatch:
             if kind in _FAILED and self.up and self.reconnect is not None:
                 self.say(logging.WARNING, f"{self.node}: {changed_on_the_way(self.endpoint)}")
                 self.reconnect()
+            elif kind == zmq.EVENT_DISCONNECTED and self.up and self.lost is not None:
+                self.lost()
             self.up = kind == zmq.EVENT_HANDSHAKE_SUCCEEDED or (self.up and kind not in (
                 zmq.EVENT_DISCONNECTED, *_FAILED))
             return
@@ -332,6 +303,8 @@ class LinkWatch:
             self._cut = now - self.up_at < SHORT
             if not self._cut:
                 self._short = 0
+            if self.lost is not None:
+                self.lost()
         elif kind == zmq.EVENT_CONNECT_RETRIED and not self.up:
             self._retries += 1
             if self._retries > 1 and self._cut:  # its port refused a reconnect: the broker
@@ -345,14 +318,20 @@ class LinkWatch:
             self.problem = changed_on_the_way(self.endpoint)
             self.say(logging.WARNING, f"{self.node}: {self.problem}")
             if self.reconnect is not None:
-                self.up, self._retries, self._absent_at = False, 0, time.monotonic() + ABSENT
+                self.remade()
                 self.reconnect()
         elif (problem := client_problem(kind, self.endpoint, self.role,
                                         curve=self.curve)) is not None:
+            if (kind in _FAILED and self.curve and self.wrong_key is not None
+                    and self.wrong_key()):
+                return  # a rotated broker certificate: the node said it tries the next key
             self.problem = problem
             self.say(logging.ERROR, f"{self.node}: {problem}")
-            if kind in _FAILED and self.curve and self.wrong_key is not None:
-                self.wrong_key()
+
+    def remade(self) -> None:
+        """The connection is being made anew: not up until its handshake passes (a message
+        sent before may go to the old one, and be lost)."""
+        self.up, self._retries, self._absent_at = False, 0, time.monotonic() + ABSENT
 
     def _settle(self, *, ended: bool) -> None:
         """Say the server's failure to decrypt that waits, if any: a failed handshake if its
@@ -362,6 +341,11 @@ class LinkWatch:
             return
         if not ended:
             self.say(logging.WARNING, f"{self.node}: {changed_on_the_way_in(self.role)}")
+            if self.reconnect is not None:  # a server's: its clients check theirs
+                self.reconnect()
+            return
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # not a key: it would not decrypt
+            self.say(logging.INFO, f"{self.node}: {gone_in_handshake(self.role)}")
             return
         problem = server_problem(kind, self.role)
         if problem is not None and self.refusals is not None:

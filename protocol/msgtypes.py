@@ -149,6 +149,13 @@ RESTART_REQUEST = "restart_request"            # {} -> request_accepted {ok, clo
 #: Gateway -> broker every few seconds: {gateway: host:port, version}; no reply
 #: (broker/gateways.py).
 GATEWAY_HEARTBEAT = "gateway_heartbeat"
+#: Broker -> each gateway it heard lately, when a message on its gateway port could not be
+#: decrypted (changed on the way): {}. The broker cannot tell whose; each gateway asks
+#: (GATEWAY_PROBE, {} -> GATEWAY_PROBE_REPLY {}) on the connection the note came on, and
+#: makes that connection anew if the broker does not answer (broker/gatewaylinks.py).
+GATEWAY_CHECK = "gateway_check"
+GATEWAY_PROBE = "gateway_probe"
+GATEWAY_PROBE_REPLY = "gateway_probe_reply"
 BROKER_STATUS_REQUEST = "broker_status_request"  # no cell address -> {ok, devices, needs_work}
 BROKER_STATUS_REPLY = "broker_status_reply"
 #: Whose token is this? No cell address; the token travels only as its SHA-256

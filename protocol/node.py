@@ -21,11 +21,12 @@ from . import msgtypes as mt
 from .curve import ClientKeys, ServerKeys, needs_keys
 from .endpoints import endpoint_problem, wants_ipv6
 from .errors import ConfigError, ProtocolError, address_in_use
-from .linkwatch import LinkWatch, Together
+from .linkwatch import LinkWatch
 from .metrics import NodeMetrics
 from .ratelog import RateLog, routing_id
 from .rekey import KeyFiles, next_broker_key
 from .sockets import BusSocket
+from .together import Together
 from .version import VERSION
 from .wire import DEFAULT_REPLAY_HISTORY, Message, Session
 
@@ -35,7 +36,16 @@ CANCEL_AGAIN = 1.0
 
 #: ZMTP heartbeats on TCP links (ms): interval, timeout, and the time-to-live the peer is
 #: told: a silent partition closes the connection within about 6 s, and ZeroMQ reconnects.
+#: Only the connecting side pings: a bound socket ends a connection by the time-to-live its
+#: client told it. libzmq 4.3.5 aborts the process (``Assertion failed: !_io_error
+#: (src/stream_engine_base.cpp:310)``) when a ping is due on a connection it could not
+#: decrypt a message of and whose peer has closed it since: one byte changed on the way
+#: from a gateway, which then restarted or made its connection anew, brought the broker down.
 ZMTP_HEARTBEAT = (2000, 6000, 6000)
+#: A bound socket's TCP keepalive (s: idle, interval, probes): libzmq arms a connection's
+#: time-to-live at a ping and disarms it at any message after, so a client that died (or
+#: froze) just after a message leaves its connection open; the kernel ends it within ~25 s.
+TCP_KEEPALIVE = (10, 5, 3)
 
 
 def _guarded(sock: BusSocket, endpoint: str) -> str:
@@ -150,6 +160,10 @@ class Node:
         if not needs_keys(endpoint):
             return
         sock.heartbeat_ivl, sock.heartbeat_timeout, sock.heartbeat_ttl = ZMTP_HEARTBEAT
+        if server:  # see ZMTP_HEARTBEAT: its clients' pings and TTL do, and the kernel's
+            sock.heartbeat_ivl = 0  # keepalive for a peer whose last message left no TTL
+            sock.tcp_keepalive, sock.tcp_keepalive_idle, sock.tcp_keepalive_intvl, \
+                sock.tcp_keepalive_cnt = 1, *TCP_KEEPALIVE
         sock.ipv6 = wants_ipv6(str(endpoint), bind=server)  # tcp://[fd00::5]:5555
         if isinstance(self.keys, ServerKeys) and server:
             self.keys.serve(sock, role)
@@ -185,11 +199,16 @@ class Node:
                          reconnect=reconnect or (None if server else lambda: self.reconnect(sock)),
                          wrong_key=None if server else lambda: next_broker_key(self),
                          together=self._together, rank=len(self.links),
-                         quiet=reconnect is not None)
+                         quiet=reconnect is not None,
+                         lost=None if server else lambda: self.link_lost(sock))
         self._sockets.append(link.events)
         if reconnect is None:  # (a quiet one is no link of its own to name)
             self.links.append(link)
         self.spawn(link.run(), f"link {endpoint}")
+
+    def link_lost(self, sock: BusSocket) -> None:
+        """``sock``'s link to the broker, up, was lost (ZeroMQ connects again by itself):
+        a node that needs more done then says so here."""
 
     def link_up_for(self, endpoint: str) -> float | None:
         """Seconds since this node's link to the broker at ``endpoint`` last came up, while

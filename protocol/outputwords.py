@@ -1,4 +1,5 @@
-"""The words a user reads when a cell's output passes a limit, in one place.
+"""The words a user reads when a cell's output passes a limit, or was lost with a restored
+store, in one place.
 
 Two limits meet a cell that prints a lot, set on two nodes: the broker keeps at most
 ``--cell-output`` bytes of one run's output (and ``--user-output`` of a user's), and the
@@ -57,3 +58,18 @@ def printed_stop(limit: int) -> str:
     return (f"this run printed more than {size(limit)}, the most one run of a cell may print "
             "(the device's --max-output), so it was stopped; the session restarts fresh (its "
             f"variables are gone). Print less ({_TO_A_FILE}), then run it again.")
+
+
+#: What a client is told (``lost``'s ``why``) when the store, restored from an older copy,
+#: lacks output of its session that it had seen: the WebSocket's ``subscribe_reply`` and
+#: ``output_lost``, a cell's ``/update`` and the worksheet's ``/session``, by the gateway
+#: and the broker alike.
+RESTORED = ("the store was restored from an older copy and lacks this session's output after "
+            "its backup point up to the seq you had seen (\"through\"); what you show of it "
+            "will not come back on a reload; new output follows")
+
+
+def lost(session: str | None, through: int) -> dict[str, object]:
+    """A client's ``lost`` field: it had seen ``session``'s output up to seq ``through``,
+    which the store lacks from its backup point on (see :data:`RESTORED`)."""
+    return {"session": session, "through": through, "why": RESTORED}

@@ -142,29 +142,40 @@ class KeyFiles:
 #: Seconds between two changes of the broker key a node tries: the failures of connections
 #: made with the key it just left still come in for a moment, and must not flip it back.
 FLIP_EVERY = 1.0
+#: Seconds before a node tries again a broker key it left after a failed handshake: two
+#: wrong keys are not taken in turn each second, with a line each time.
+TRY_AGAIN = 60.0
 
 
-def next_broker_key(node: Node) -> None:
+def next_broker_key(node: Node) -> bool:
     """A handshake with the broker failed as a wrong ``--broker-key`` fails: if the file
     ``NAME.next.key`` beside it (the broker's rotated certificate, copied there before the
     broker restarts with it) or ``--broker-key`` itself holds another key than the one in
-    use, connect to the broker with that one (README's "The broker's certificate")."""
+    use, connect to the broker with that one (README's "The broker's certificate").
+
+    Returns whether the failure is taken for a rotation's (the node connects with another
+    key, or has just done so and this failure is the left key's): the caller then says no
+    wrong-key error, as this says the switch."""
     keys, files = node.keys, node.key_files
     if not isinstance(keys, ClientKeys) or files is None or not files.broker_key:
-        return
+        return False
     now = time.monotonic()
     if now - keys.flipped < FLIP_EVERY:
-        return
+        return keys.flipped > 0
     # A file missing, or not yet whole, is looked at again at the next failure.
     for path in (_next_path(files.broker_key), Path(files.broker_key)):
-        if (server := _server_key(path)) is not None and server != keys.server:
+        server = _server_key(path)
+        if (server is not None and server != keys.server
+                and now - keys.left.get(server, -TRY_AGAIN) >= TRY_AGAIN):
             break
     else:
-        return
+        return False
+    keys.left[keys.server] = now
     keys.server, keys.flipped = server, now
     _connect_again(node, keys)
     node.log.warning("%s: the broker did not take the key it was connecting with; trying "
                      "the one in %s (a rotated broker certificate)", node.name, path)
+    return True
 
 
 def _next_path(broker_key: str | None) -> Path:

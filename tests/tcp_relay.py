@@ -1,6 +1,7 @@
 """A TCP relay between two nodes on loopback, as the network between two machines, that a
 test can make misbehave: delay every chunk, cut every connection now and then, flip a byte,
-or record what went through (to replay it into a new connection).
+record what went through (to replay it into a new connection), or move the client to a new
+connection while the server's end of the old one stays open (:meth:`Relay.rebind`).
 
 Each accepted connection gets its own upstream connection; each direction is pumped by a
 thread that keeps the chunks' order (a delay holds a chunk, and the ones behind it, back).
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +33,8 @@ class Relay:
         self.accepted = 0
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
+        #: Each open connection's client end, and the event that abandons its server end.
+        self._clients: list[tuple[socket.socket, threading.Event]] = []
         self._closed = False
         self._listener = socket.socket()
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -54,21 +58,24 @@ class Relay:
                 continue
             server.settimeout(None)
             sent = bytearray()
+            abandoned = threading.Event()
             with self._lock:
                 self.accepted += 1
                 self._conns += [client, server]
+                self._clients.append((client, abandoned))
                 if self.record:
                     self.recorded.append(sent)
             for src, dst, way in ((client, server, "up"), (server, client, "down")):
-                threading.Thread(target=self._pump, args=(src, dst, way, sent),
-                                 daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst, way, sent, abandoned,
+                                                          server), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, way: str,
-              sent: bytearray) -> None:
+              sent: bytearray, abandoned: threading.Event, server: socket.socket) -> None:
         """Read ``src``; a writer thread sends each chunk ``delay`` seconds after it came
         (chunks stay in order, and a delay is a latency, not a throughput limit)."""
         held: queue.Queue[tuple[float, bytes] | None] = queue.Queue()
-        writer = threading.Thread(target=self._write, args=(held, src, dst), daemon=True)
+        writer = threading.Thread(target=self._write, args=(held, src, dst, abandoned, server),
+                                  daemon=True)
         writer.start()
         offset = 0
         try:
@@ -76,6 +83,8 @@ class Relay:
                 chunk = src.recv(65536)
                 if not chunk:
                     break
+                if abandoned.is_set():
+                    continue  # the server's end, left open: read (TCP acks it), dropped
                 if self.mangle is not None:
                     chunk = self.mangle(way, offset, chunk)
                 offset += len(chunk)
@@ -88,7 +97,7 @@ class Relay:
 
     @staticmethod
     def _write(held: queue.Queue[tuple[float, bytes] | None], src: socket.socket,
-               dst: socket.socket) -> None:
+               dst: socket.socket, abandoned: threading.Event, server: socket.socket) -> None:
         try:
             while (item := held.get()) is not None:
                 due, chunk = item
@@ -98,6 +107,8 @@ class Relay:
         except OSError:
             pass
         for s in (src, dst):  # one side closed: close both, as a TCP proxy does
+            if s is server and abandoned.is_set():
+                continue  # left open, silent (rebind)
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -114,6 +125,22 @@ class Relay:
             except OSError:
                 pass
             s.close()
+
+    def rebind(self) -> None:
+        """As a NAT that gave the client a new source port: each open connection's client
+        gets a reset, and reconnects (through this relay, a new connection upstream), while
+        the server's end of the old one stays open and hears nothing more, until the server
+        gives up on it (ZeroMQ's heartbeat) or :meth:`close`."""
+        with self._lock:
+            clients, self._clients = self._clients, []
+        for client, abandoned in clients:
+            abandoned.set()
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            try:
+                client.shutdown(socket.SHUT_RD)  # wakes its reader
+            except OSError:
+                pass
+            client.close()  # a reset, with no linger
 
     def close(self) -> None:
         self._closed = True

@@ -127,7 +127,8 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
     backup's seq: a /ws subscription from the client's since got only its subscribe_reply,
     and an open socket nothing, of a cell that printed after the restore; /update?since= of
     a cell run again after it lacked the blocks numbered up to since (its stderr line); and
-    no client was told that the store lacks output it had seen."""
+    no client was told that the store lacks output it had seen (/update and /session were
+    not told until page6: their answers had no ``lost``)."""
     store = Path(chain.store.removeprefix("sqlite://"))
     broker = chain.start_broker()
     chain.start_device(name="dev")
@@ -152,6 +153,15 @@ async def test_clients_ahead_of_a_restored_store_get_its_new_output(
     # what it had seen past the backup is not in the store: said so, not skipped in silence
     assert reply["lost"]["session"] == seen["session"], reply
     assert reply["lost"]["through"] == seen["seq"] and "restored" in reply["lost"]["why"], reply
+    # and so to a page that long-polls: a cell's /update past what the store has of its
+    # session (its output reset) and the worksheet's /session
+    status, doc = chain.update("ann/ws/1", since=ahead)
+    assert status == 200 and doc["reset"], doc
+    assert doc["lost"] == {**reply["lost"], "through": ahead}, doc
+    assert "lost" not in chain.update("ann/ws/1")[1]  # from 0: nothing it had is missing
+    notes = chain.http("GET", f"/home/ann/ws/session?since={seen['seq']}"
+                              f"&session={seen['session']}")[1]
+    assert notes["lost"] == reply["lost"], notes
     await send(ws, "execute_request", {"code": "print('after')"}, user="ann", worksheet="ws",
                cell_id="5")
     got = await read_until(ws, lambda m: m["msg_type"] == "execute_reply", timeout=10)

@@ -1,13 +1,15 @@
 """A JupyterLab user's cell edits on the worksheet page: Escape then C, X and V copy, cut and
-paste cells; Escape then O hides a cell's output; a rendered Markdown cell takes the command
-keys; a Move button pressed with the keyboard keeps the focus; and a screen reader finds
-each cell and its output by name."""
+paste cells; Escape then O hides a cell's output; Clear output keeps it cleared; a rendered
+Markdown cell takes the command keys; a Move button pressed with the keyboard keeps the
+focus; and a screen reader finds each cell and its output by name."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
+from access_util import call
 from test_browser import (browser, code_box, code_of, expect, open_worksheet,  # noqa: F401
                           page, run, web)
 
@@ -80,8 +82,10 @@ def test_a_screen_reader_finds_each_cell_and_its_output_by_name(page: Any, web: 
 def test_escape_then_o_hides_the_output_and_shows_it_again(page: Any, web: Any) -> None:
     """As JupyterLab's Escape then O (its collapser): the output is hidden, a button in its
     place shows it again, a run meanwhile keeps it hidden and its output shows with it, the
-    focus stays in the cell, and the cell's Hide tool does the same (pressed while hidden).
-    Before, Escape then O typed 'o' into the code, and no output could be hidden."""
+    focus stays in the cell, and the cell's Hide tool does the same (pressed while hidden);
+    a hidden output stays hidden over a reload, as JupyterLab keeps it in the notebook.
+    Before, Escape then O typed 'o' into the code, and no output could be hidden; and a
+    reload showed every hidden output again."""
     cells = open_worksheet(page, web)
     cell = cells.nth(0)
     run(cell, "print('long', 1)")
@@ -109,6 +113,57 @@ def test_escape_then_o_hides_the_output_and_shows_it_again(page: Any, web: Any) 
     hide.click()
     expect(output).to_be_visible()
     expect(hide).to_have_attribute("aria-pressed", "false")
+    hide.click()  # kept with the worksheet's cells: hidden again after a reload
+    expect(hide).to_have_attribute("aria-pressed", "true")
+    page.reload()
+    expect(cells.nth(0).locator(".cellbus-output")).to_be_hidden()
+    expect(show).to_be_visible()
+    expect(hide).to_have_attribute("aria-pressed", "true")
+    show.click()
+    expect(output).to_have_text("long 2")
+
+
+def test_a_cleared_output_stays_cleared_until_the_cell_runs_again(page: Any, web: Any) -> None:
+    """As Jupyter's Clear output: the cleared output stays cleared over a reload and in
+    another tab following the worksheet (it takes the layout, which names the run cleared),
+    with no [n], while the other cells keep theirs; the cell's next run shows its output
+    everywhere; the store keeps the cleared run's output (its /update has it). Before, Clear
+    output cleared this page only: a reload and the other tab showed the output again."""
+    cells = open_worksheet(page, web)
+    run(cells.nth(0), "print('first', 1)")
+    first = cells.nth(0).locator(".cellbus-output")
+    expect(first).to_have_text("first 1")
+    run(cells.nth(1), "print('kept')")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("kept")
+    other = page.context.new_page()  # another tab of the worksheet, open meanwhile
+    other.goto(page.url)
+    theirs = other.locator(".cellbus-cell")
+    expect(theirs.nth(0).locator(".cellbus-output")).to_have_text("first 1")
+    page.get_by_role("button", name="Clear output (cell 1)").click()
+    expect(first).to_be_empty()
+    run(cells.nth(2), "print('third')")  # the other tab follows it and takes the layout
+    expect(theirs.nth(2).locator(".cellbus-output")).to_have_text("third")
+    expect(theirs.nth(0).locator(".cellbus-output")).to_be_empty()
+    expect(theirs.nth(1).locator(".cellbus-output")).to_have_text("kept")
+    with page.expect_response(lambda r: "/1/update" in r.url) as restored:
+        page.reload()
+    restored.value.finished()
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    expect(cells.nth(1).locator(".cellbus-output")).to_have_text("kept")
+    expect(cells.nth(2).locator(".cellbus-output")).to_have_text("third")
+    expect(first).to_be_empty()
+    expect(cells.nth(0).locator(".cellbus-count")).to_be_hidden()
+    expect(cells.nth(1).locator(".cellbus-count")).to_be_visible()
+    ws = page.url.split("ws=")[1]
+    kept = call(web.port, "GET", f"/home/guest/{ws}/1/update").body
+    assert "first 1" in json.dumps(kept["output"]), kept  # the store still has it
+    code_box(cells.nth(0)).press("Control+a")  # CodeMirror types at the cursor: replace all
+    run(cells.nth(0), "print('first', 2)")
+    expect(first).to_have_text("first 2")
+    expect(theirs.nth(0).locator(".cellbus-output")).to_have_text("first 2")
+    page.reload()
+    expect(first).to_have_text("first 2")
+    other.close()
 
 
 def test_a_move_button_pressed_with_the_keyboard_keeps_the_focus(page: Any, web: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from access_util import call
+from access_util import JSON, call
 from harness import Chain
 from test_browser import (PNG_B64, browser, code_box, code_of, expect,  # noqa: F401
                           open_worksheet, page, web)
@@ -100,13 +100,15 @@ def test_open_ipynb_into_the_empty_worksheet_then_run_all(page: Any, web: Chain,
                                                           tmp_path: Path) -> None:
     """Tests that a notebook made by nbformat opens into the empty worksheet: its Markdown
     and code cells in order (a raw cell left out), the Markdown rendered, none of the
-    notebook's outputs shown and nothing run; and that Ctrl+F9 runs all in order, sharing
-    variables, stopping at the error."""
+    notebook's outputs shown and nothing run, a cell whose output Jupyter hid hiding its
+    output here; and that Ctrl+F9 runs all in order, sharing variables, stopping at the
+    error."""
     old = v4.new_code_cell("x = 20", outputs=[
         v4.new_output("stream", name="stdout", text="OLD OUTPUT")], execution_count=7)
     path = notebook_file(tmp_path, "in.ipynb", [
         v4.new_markdown_cell("# Imported\n\nsome *words*"), old,
-        v4.new_code_cell("print(x + 1)"), v4.new_raw_cell("raw text"),
+        v4.new_code_cell("print(x + 1)", metadata={"jupyter": {"outputs_hidden": True}}),
+        v4.new_raw_cell("raw text"),
         v4.new_code_cell("x / 0"), v4.new_code_cell("print('never')")])
     cells = open_worksheet(page, web)
     ws = worksheet_of(page)
@@ -124,6 +126,8 @@ def test_open_ipynb_into_the_empty_worksheet_then_run_all(page: Any, web: Chain,
     code_box(cells.nth(2)).press("Control+F9")
     expect(cells.nth(3)).to_have_attribute("data-status", "error")
     expect(cells.nth(2).locator(".cellbus-output")).to_have_text("21")
+    expect(cells.nth(2).locator(".cellbus-output")).to_be_hidden()  # hidden in Jupyter too
+    expect(cells.nth(2).get_by_role("button", name="Show output (cell 3)")).to_be_visible()
     expect(cells.nth(3).locator(".cellbus-error")).to_contain_text("ZeroDivisionError")
     expect(page.locator("#notebook-note")).to_contain_text("stopped at cell 4 (error)")
     expect(cells.nth(4)).to_have_attribute("data-status", "idle")
@@ -217,3 +221,31 @@ def test_offline_the_worksheets_buttons_say_so_in_words(page: Any, web: Chain,  
     expect(page.locator("#shared")).to_have_text("No link was made: " + offline)
     page.context.set_offline(False)
     expect(code_of(cells.nth(0))).to_have_value("print('mine')")
+
+
+def test_a_worksheet_of_200_cells_loads_without_a_layout_per_cell(page: Any,  # noqa: F811
+                                                                   web: Chain) -> None:
+    """Tests that a worksheet of 200 cells (a notebook a person opens) loads with few
+    layouts of the page, not one or more per cell, and that a cell far down shows its code
+    once scrolled to and runs. Before, each cell's editor was made in the page and measured
+    itself, forcing a layout of all above it: 1,486 layouts (3.9 s of a 5-10 s load on a
+    loaded 2-core machine); after, 81."""
+    ws = "t-many"
+    cells = [{"id": str(i), "type": "markdown" if i % 10 == 0 else "code",
+              "code": f"# Part {i}" if i % 10 == 0 else f"x{i} = {i}\nprint(x{i})"}
+             for i in range(1, 201)]
+    assert call(web.port, "POST", f"/home/guest/{ws}/layout", json.dumps({"cells": cells}),
+                JSON).status == 200
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Performance.enable")
+    page.goto(web.url(f"/?ws={ws}"))
+    shown = page.locator(".cellbus-cell")
+    expect(shown).to_have_count(200)
+    expect(shown.nth(1).locator(".CodeMirror-code")).to_have_text("x2 = 2print(x2)")
+    metrics = {m["name"]: m["value"] for m in cdp.send("Performance.getMetrics")["metrics"]}
+    assert metrics["LayoutCount"] < 400, metrics  # a count, not a time: 1,486 before
+    far = shown.nth(150)
+    far.scroll_into_view_if_needed()
+    expect(far.locator(".CodeMirror-code")).to_have_text("x151 = 151print(x151)")
+    code_box(far).press("Control+Enter")
+    expect(far.locator(".cellbus-output")).to_have_text("151")

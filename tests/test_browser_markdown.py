@@ -164,8 +164,10 @@ def test_markdown_runs_no_script(page: Any, web: Chain) -> None:  # noqa: F811
 
 def test_layout_api_is_the_users_own(chain: Chain) -> None:
     """Tests GET and POST /home/USER/WORKSHEET/layout: null before any save, the cells as
-    saved (only their id, type and code) and the ids of those with runs, 400 for a layout of
-    the wrong shape, and 404 for another user's worksheet under --auth token."""
+    saved (only their id, type and code, outputs_hidden when true and outputs_cleared when
+    given) and the ids of those
+    with runs, 400 for a layout of the wrong shape, and 404 for another user's worksheet
+    under --auth token."""
     ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
     chain.start_broker()
     chain.start_gateway("--auth", "token")
@@ -173,11 +175,14 @@ def test_layout_api_is_the_users_own(chain: Chain) -> None:
     assert call(chain.port, "GET", path, headers=bearer(ann)).body == {
         "cells": None, "revision": None, "ran": []}
     cells = [{"id": "1", "type": "markdown", "code": "# hi", "extra": 1},
-             {"id": "2", "type": "code", "code": "print(1)"}]
+             {"id": "2", "type": "code", "code": "print(1)", "outputs_hidden": True,
+              "outputs_cleared": "a-run-id"},
+             {"id": "3", "type": "code", "code": "", "outputs_hidden": False}]
     saved = call(chain.port, "POST", path, json.dumps({"cells": cells}),
                  {**JSON, **bearer(ann)})
-    assert saved.status == 200 and saved.body["cells"] == 2, saved.body
+    assert saved.status == 200 and saved.body["cells"] == 3, saved.body
     cells[0].pop("extra")
+    cells[2].pop("outputs_hidden")  # kept only when true
     run = call(chain.port, "POST", "/home/ann/notes/2/evaluate", evaluate_body("print(1)"),
                {**JSON, **bearer(ann)})
     assert run.status == 202, run.body  # stored, so a run the read names (no device runs it)
@@ -186,6 +191,13 @@ def test_layout_api_is_the_users_own(chain: Chain) -> None:
     bad = call(chain.port, "POST", path, json.dumps({"cells": [{"id": "1", "type": "html"}]}),
                {**JSON, **bearer(ann)})
     assert bad.status == 400 and "type" in bad.body["error"], bad.body
+    hidden = [{"id": "1", "outputs_hidden": 1}]
+    bad = call(chain.port, "POST", path, json.dumps({"cells": hidden}), {**JSON, **bearer(ann)})
+    assert bad.status == 400 and "outputs_hidden" in bad.body["error"], bad.body
+    for cleared in (7, ""):  # the id of the run cleared, or absent
+        body = json.dumps({"cells": [{"id": "1", "outputs_cleared": cleared}]})
+        bad = call(chain.port, "POST", path, body, {**JSON, **bearer(ann)})
+        assert bad.status == 400 and "outputs_cleared" in bad.body["error"], bad.body
     assert call(chain.port, "GET", path, headers=bearer(bob)).status == 404
     assert call(chain.port, "POST", path, json.dumps({"cells": []}),
                 {**JSON, **bearer(bob)}).status == 404

@@ -4,6 +4,7 @@ device's --idle-timeout) said when the next run starts a new one, not only by a 
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from harness import Chain
@@ -117,11 +118,15 @@ def test_the_warning_comes_two_minutes_before_and_stops_when_overdue(
         page: Any, chain: Chain) -> None:
     """With the default-like timeout of 10 min (the page's clock run ahead, not waited
     for): nothing at first, the warning 2 min before, and no countdown once the session
-    is well past its end without a note (an interact's longer timeout, say)."""
+    is well past its end without a note (an interact's longer timeout, say). The page's
+    clock is 5 min behind the device's (a laptop's or a device host's clock off), so the
+    idle note's date is in the page's future: the countdown runs from when it came. Before,
+    it ran from that date, and the warning came 5 min late, after the device had ended the
+    session."""
     chain.start_broker()
     chain.start_device("--idle-timeout", "600")
     chain.start_gateway()
-    page.clock.install()
+    page.clock.install(time=time.time() - 300)
     cells = open_worksheet(page, chain)
     bar = session_bar(page)
     state = bar.locator(".cellbus-session-state")

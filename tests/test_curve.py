@@ -133,3 +133,26 @@ def test_tcp_without_keys_is_refused_in_one_line(key_file) -> None:
     finally:
         clear.stop()
         clear.kill_group()
+
+
+def test_a_secret_key_given_as_the_brokers_public_one_is_refused(tmp_path, key_file) -> None:
+    """Tests a device and a gateway whose --broker-key names the broker's .key_secret (it
+    holds the public key too, so pyzmq reads it as one): each refuses to start in one line
+    that says to give the public broker.key. Before, both ran: the broker's secret key, copied
+    to their hosts, went unnoticed, and with it anyone there could pose as the broker."""
+    secret = make_certificate(tmp_path / "keys", "broker", "broker")
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    for name, role, argv in (
+            ("gpu1", "device", ["device", "--connect", endpoint]),
+            ("web1", "gateway", ["gateway", "--broker", endpoint, "--subscribe", endpoint,
+                                 "--port", str(free_port())])):
+        own = make_certificate(tmp_path / "keys", name, role)
+        node = NodeProcess(*argv, "--curve-key", str(own), "--broker-key", str(secret),
+                           "--key-file", str(key_file))
+        try:
+            assert node.proc.wait(30) == 2, node.log
+            node.wait_for_log(rf"--broker-key {secret} holds the broker's secret key: give "
+                              r"its public broker\.key")
+            assert "Traceback" not in node.log
+        finally:
+            node.kill_group()

@@ -5,8 +5,16 @@ each refusal (bench/read_hammer.py --mode small, --mode update)."""
 
 from __future__ import annotations
 
-from access_util import BIG_PRINT, add_user, bearer, call, run_done
+import asyncio
+import json
+import re
+
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+from access_util import BIG_PRINT, JSON, add_user, bearer, call, run_done
 from harness import Chain
+from jupyter_ws import Channels
 
 def kept(chain: Chain, token: str) -> float:
     """The gateway's count of reads answered without asking the broker (0 if it has none)."""
@@ -61,7 +69,9 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
     words, another user's requests still answer, and the client's refusals make one
     access line, not one each (the next says how many it left out). Before, a client that
     ignored Retry-After could send small reads without end, each a request of the
-    gateway's loop and a round trip to the broker, and every 429 was a WARNING line."""
+    gateway's loop and a round trip to the broker, and every 429 was a WARNING line. So
+    are the refusals of requests no one was admitted for (401, an unknown route's 404):
+    one line per client address, not one each as before."""
     ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
     chain.start_broker()
     chain.start_device()
@@ -79,12 +89,66 @@ def test_a_client_past_its_requests_is_refused_in_its_words_and_logged_once(
         **bearer(ann), "Connection": "Upgrade", "Upgrade": "websocket",
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13"})
     assert shake.status == 429 and "--client-requests" in shake.body["error"], shake
+    # Requests nobody is admitted for: no token, a made-up one, a route that does not exist.
+    # Anyone who reaches the gateway can send them without end (no --client-requests bucket
+    # is theirs), and each was a WARNING line: 4,356 in 8 s from 16 connections.
+    strangers = [({}, "/api/kernels"), (bearer("x" * 43), "/api/kernels"),
+                 ({}, "/no/such/route")] * 3
+    assert [call(chain.port, "GET", path, headers=headers).status
+            for headers, path in strangers] == [401, 401, 404] * 3
     other = call(chain.port, "GET", "/home/bob/w/1/update?since=0", headers=bearer(bob))
     assert other.status == 404, other.body  # bob's own bucket: answered (no such cell)
     assert chain.gateway is not None
     chain.gateway.wait_for_log(r"429 GET /home/ann/w/1/update")
+    chain.gateway.wait_for_log(r"404 GET /home/bob/w/1/update")  # logged after the strangers
     lines = [line for line in chain.gateway.log.splitlines() if " 429 " in line]
     assert len(lines) == 1, lines
+    refused = [line for line in chain.gateway.log.splitlines()
+               if re.search(r" 40[14] GET /(api/kernels|no/such/route) ", line)]
+    assert len(refused) == 1, refused  # the others counted, said with its next line
+    # bob's two requests left (4/min: his read, then the handshake) on his WebSocket's
+    # messages, each a round trip to the broker (631 a second from one socket before).
+    said = asyncio.run(interrupts(chain.port, bob, 3))
+    assert [s["http_status"] for s in said] == [404, 404, 429], said
+    assert said[2]["error"].startswith(
+        "too many requests from this client (limit 4/min, --client-requests); retry in")
+    # And on a Jupyter client's channels (kernel_info_request: a round trip to the broker):
+    # cy's kernel start and handshake, then two requests answered, the third refused.
+    cy = add_user(chain, "cy")
+    kernel = call(chain.port, "POST", "/api/kernels", "{}", {**bearer(cy), **JSON})
+    assert kernel.status == 201, kernel.body
+    replies = asyncio.run(kernel_infos(chain.port, kernel.body["id"], cy, 3))
+    assert [r["status"] for r in replies] == ["ok", "ok", "error"], replies
+    assert replies[2]["evalue"].startswith("too many requests from this client (limit 4/min")
+
+
+async def kernel_infos(port: int, kernel: str, token: str, count: int) -> list[dict]:
+    """The content of the kernel_info_replies to ``count`` requests on one channels socket."""
+    channels = await Channels.open(port, kernel, token=token)
+    try:
+        replies = []
+        for _ in range(count):
+            await channels.send("kernel_info_request", {})
+            got = await channels.until(lambda m: m["msg_type"] == "kernel_info_reply")
+            replies.append(got[-1]["content"])
+        return replies
+    finally:
+        await channels.close()
+
+
+async def interrupts(port: int, token: str, count: int) -> list[dict]:
+    """The replies' content of ``count`` interrupt_requests for bob's cell w/1 (which does
+    not exist) on one WebSocket."""
+    ws = await websocket_connect(HTTPRequest(f"ws://127.0.0.1:{port}/ws",
+                                             headers=bearer(token)))
+    said = []
+    for _ in range(count):
+        await ws.write_message(json.dumps({
+            "header": {"msg_type": "interrupt_request"}, "content": {},
+            "metadata": {"cellbus": {"user": "bob", "worksheet": "w", "cell_id": "1"}}}))
+        said.append(json.loads(await ws.read_message())["content"])
+    ws.close()
+    return said
 
 
 def test_kept_answers_are_bounded_and_never_older_than_a_change() -> None:

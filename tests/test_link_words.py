@@ -18,6 +18,7 @@ from typing import Any
 from pathlib import Path
 
 from harness import Chain, NodeProcess, cellbus_status, chain_status, free_port
+from tcp_relay import port_of
 from protocol.config import generate_key
 from protocol.curve import make_certificate
 
@@ -273,3 +274,21 @@ def test_a_gateway_without_its_output_feed_is_not_ready(chain: Chain) -> None:
                      text.stdout, re.M), text.stdout
     assert text.returncode == 3, text.stdout + text.stderr
     assert text.stdout.splitlines()[-1] == "ready: no (no gateway with its output feed)"
+
+
+def test_a_client_gone_during_its_handshake_is_not_blamed_on_keys(chain: Chain) -> None:
+    """Tests that a connection whose client went away during the CURVE handshake (a device or
+    gateway that gave up waiting on a broker that was stopped 20 s: their reconnects waited
+    in the kernel's queue, and the broker read them on waking, long closed) is not logged as
+    a wrong --broker-key, nor listed by status as refused. Before, the broker said "a CURVE
+    handshake on the device port failed: a device whose --broker-key is not this broker's
+    broker.key ..." and status listed "REFUSED on the device port" for an hour."""
+    broker = chain.start_broker()
+    for _ in range(2):  # a greeting begun, then closed
+        with socket.create_connection(port_of(chain.device_ep), 5) as gone:
+            gone.sendall(b"\xff" + b"\0" * 8 + b"\x7f\x03")
+            time.sleep(0.1)
+    broker.wait_for_log(r"its connection ended before any key was tried")
+    assert "--broker-key is not" not in broker.log, broker.log
+    status = chain_status(chain)
+    assert "REFUSED" not in status.stdout, status.stdout

@@ -173,23 +173,28 @@ def test_the_broker_host_cut_off(bed: NetChain) -> None:
 
 
 def test_the_bus_is_encrypted_and_closed_to_strangers(bed: NetChain, tmp_path: Path) -> None:
-    """Tests a capture of every frame on the bridge while a cell prints a marker: the marker
-    is in the cell's output and nowhere in the captured bytes (which hold the bus's
-    traffic), nor is a marker of the cell's code, the bus key or any CURVE secret key; and a
-    device whose key the broker never accepted is refused."""
+    """Tests a capture of every frame on the bridge while a cell of a user with a marked
+    name prints a marker, once and then in an output too big for the gateway's first
+    connection (its /update comes on the connection for big answers): the markers are in
+    the cell's output and nowhere in the captured bytes (which hold the bus's traffic, both
+    gateway connections among it), nor is a marker of the cell's code, the bus key or any
+    CURVE secret key; and a device whose key the broker never accepted is refused."""
     start(bed, devices=1)
     marker = "diary-" + os.urandom(6).hex()
     in_code = "recipe-" + os.urandom(6).hex()
+    user = "zelda" + os.urandom(4).hex()
     pcap = tmp_path / "bridge.pcap"
     capture = bed.bed.capture("broker", pcap)  # every bus link goes through its cable
     try:
         # the code has no output marker, and a marker of its own in a comment
-        code = f"s = {marker[:6]!r} + {marker[6:]!r}\nprint(s)  # {in_code}"
-        assert output_text(run(bed, "u/ws/1", code)) == marker + "\n"
+        code = f"s = {marker[:6]!r} + {marker[6:]!r}\nprint(s)\nprint(s * 20000)  # {in_code}"
+        assert output_text(run(bed, f"{user}/ws/1", code)) == \
+            marker + "\n" + marker * 20000 + "\n"
     finally:
         captured = bed.bed.stop_capture("broker", pcap, capture)
     assert marker.encode() not in captured
     assert in_code.encode() not in captured
+    assert user.encode() not in captured
     secrets = [Path(bed.key_file).read_bytes().strip()]  # the bus key, and CURVE secrets
     for name in ("broker", "dev0", "gateway"):
         _, secret = zmq.auth.load_certificate(str(bed.keys_dir / f"{name}.key_secret"))
@@ -203,6 +208,11 @@ def test_the_bus_is_encrypted_and_closed_to_strangers(bed: NetChain, tmp_path: P
         carried = [line for line in read.stdout.splitlines()
                    if f"{broker}.{port} >" in line and not line.endswith("length 0")]
         assert carried, (port, read.stdout)  # the capture holds the cell's way, every link
+    gateway = bed.bed.address("gateway")
+    ports = {line.split(f"{gateway}.", 1)[1].split(" ", 1)[0] for line in read.stdout.splitlines()
+             if f"{gateway}." in line and f"> {broker}.{NetChain.GATEWAY_PORT}:" in line
+             and not line.endswith("length 0")}
+    assert len(ports) >= 2, read.stdout  # the gateway's two connections carried requests
     stranger = bed.keys_dir / "stranger"
     secret = make_certificate(stranger, "dev1", "device")
     node = NodeProcess("device", "--connect", bed.device_ep, "--device-id", "dev1",

@@ -62,9 +62,11 @@ def outputs(cell: Any) -> list[tuple[str, Any]]:
 
 def test_notebook_download_has_the_cells_and_their_outputs(chain: Chain) -> None:
     """Tests the notebook of a worksheet without a layout (its cells by id: 2, 3, 10, with
-    their inputs), then with one (its order, a Markdown cell, a cell never run, and no cell
-    it does not name); each run's stream, image, result and error; the attachment's name;
-    404 for another user; and that Jupyter (nbclient) runs it to the same outputs."""
+    their inputs), then with one (its order, a Markdown cell, a cell never run, a cell whose
+    output the page hid, a cell whose output the page cleared (outputs_cleared: its run's
+    id), and no cell it does not name); each run's stream, image, result and error; the
+    attachment's name; 404 for another user; and that Jupyter (nbclient) runs it to the same
+    outputs. Before, a cleared output was in the download all the same."""
     ann, bob = add_user(chain, "ann"), add_user(chain, "bob")
     chain.start_broker()
     chain.start_device()
@@ -88,18 +90,30 @@ def test_notebook_download_has_the_cells_and_their_outputs(chain: Chain) -> None
     assert call(chain.port, "GET", "/home/ann/notes/notebook.ipynb",
                 headers=bearer(bob)).status == 404
 
+    ten_run = call(chain.port, "GET", "/home/ann/notes/10/update",
+                   headers=bearer(ann)).body["request"]
     layout = [{"id": "1", "type": "markdown", "code": "# Notes"},
-              {"id": "10", "type": "code", "code": CODE["10"]},
-              {"id": "2", "type": "code", "code": CODE["2"]},
+              {"id": "10", "type": "code", "code": CODE["10"], "outputs_cleared": ten_run},
+              {"id": "2", "type": "code", "code": CODE["2"], "outputs_hidden": True},
               {"id": "5", "type": "code", "code": "never_ran = 1"},
-              {"id": "3", "type": "code", "code": CODE["3"]}]
+              {"id": "3", "type": "code", "code": CODE["3"], "outputs_cleared": "an-older-run"}]
     assert call(chain.port, "POST", "/home/ann/notes/layout", json.dumps({"cells": layout}),
                 {**JSON, **bearer(ann)}).status == 200
     _, nb = download(chain, ann)
     assert [(c.cell_type, c.source) for c in nb.cells] == [
         (c["type"], c["code"]) for c in layout]
     assert nb.cells[3].outputs == [] and nb.cells[3].execution_count is None
+    # hidden on the page (Escape then O): as JupyterLab and the classic notebook write it
+    assert nb.cells[2].metadata == {"collapsed": True, "jupyter": {"outputs_hidden": True}}
+    assert [c.metadata for c in nb.cells if c.id != "2"] == [{}] * 4
     assert outputs(nb.cells[2]) == outputs(two)
+    # cleared on the page: no outputs and no number, as JupyterLab's Clear Outputs saves it;
+    # a clear of an older run than the latest leaves the latest's (cell 3)
+    assert nb.cells[1].outputs == [] and nb.cells[1].execution_count is None
+    assert outputs(nb.cells[4]) == outputs(three) and nb.cells[4].execution_count == 3
+    # the store keeps the cleared run's output: its /update still has it
+    kept = call(chain.port, "GET", "/home/ann/notes/10/update", headers=bearer(ann)).body
+    assert kept["request"] == ten_run and kept["output"], kept
 
     nbclient = pytest.importorskip("nbclient")
     del nb.cells[3]  # run in Jupyter what ran in cellbus, in the same order

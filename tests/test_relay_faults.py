@@ -4,6 +4,7 @@ links: each fault is named in the nodes' logs once, not at every reconnect."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from datetime import datetime
@@ -242,6 +243,168 @@ def test_an_evaluates_answer_changed_on_the_way_is_not_a_503(chain: Chain) -> No
         assert doc["request"] == body["msg_id"] and doc["execution_count"] == 1, (doc, body)
         assert f"the answer to execute_request {body['msg_id']} was lost on the way" in \
             gateway.log, gateway.log
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_device_moved_to_a_new_source_port_is_not_taken_for_lost(chain: Chain) -> None:
+    """Tests a device whose connection a NAT moves to a new source port while a cell prints
+    (tcp_relay's rebind: the device gets a reset and reconnects at once, while the broker's
+    end of the old connection stays open and silent until ZeroMQ's heartbeat ends it, 6 s):
+    the device makes its link anew under its next routing id, so the broker hears it within
+    its expiry; the cell's lines all arrive once, in order, the device is never taken for
+    lost, and the next cell runs. Before, the device came back under the id the old
+    connection held, which the broker's ROUTER does not hear: the device was taken for lost
+    and the cell ended DeviceLost after its first line."""
+    chain.start_broker()
+    relay = Relay(port_of(chain.device_ep))
+    try:
+        chain.device_ep = relay.endpoint
+        chain.start_device()
+        chain.start_gateway()
+        code = "import time\nfor i in range(20):\n    print(i, flush=True)\n    time.sleep(0.2)"
+        assert chain.evaluate("u/ws/1", code)[0] == 202
+        until(lambda: texts_of(chain.update("u/ws/1")[1]).startswith("0\n"), "the cell started")
+        relay.rebind()
+        doc = chain.wait_done("u/ws/1", 30)
+        assert doc["status"] == "done", doc
+        assert texts_of(doc) == "".join(f"{i}\n" for i in range(20)), doc
+        assert chain.evaluate("u/ws/2", "print('next')")[0] == 202
+        assert texts_of(chain.wait_done("u/ws/2", 20)) == "next\n"
+        assert chain.broker is not None and "is lost" not in chain.broker.log
+        assert relay.accepted == 2  # the one reconnect, no more
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_an_evaluates_answer_lost_with_its_link_is_not_a_503(chain: Chain) -> None:
+    """Tests an evaluate whose answer (202) the network loses with the gateway's connection
+    (the relay drops it and moves the gateway to a new source port, as a NAT does; the
+    broker had stored the request): the gateway asks again under its msg_id once its link
+    is up again and answers 202, and the cell runs once. Before, the gateway waited out its
+    10 s for an answer its lost connection could never carry and said 503 "retry": a client
+    that did so ran the cell twice."""
+    chain.start_broker()
+    armed, dropped = threading.Event(), threading.Event()
+
+    def drop(way: str, offset: int, chunk: bytes) -> bytes:
+        if way == "down" and armed.is_set() and len(chunk) > 100 and not dropped.is_set():
+            dropped.set()
+            threading.Thread(target=relay.rebind).start()
+            return b""
+        return chunk
+
+    relay = Relay(port_of(chain.gateway_ep), mangle=drop)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        gateway = chain.start_gateway()
+        assert chain.evaluate("u/warm/1", "print(0)")[0] == 202  # both links up and used
+        armed.set()
+        status, body = chain.evaluate("u/ws/1", "print('ran')")
+        assert dropped.is_set()
+        assert status == 202, (status, body, gateway.log[-2000:])
+        doc = chain.wait_done("u/ws/1", 20)
+        assert doc["status"] == "done" and texts_of(doc) == "ran\n", doc
+        assert doc["request"] == body["msg_id"] and doc["execution_count"] == 1, (doc, body)
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_an_evaluate_changed_on_the_way_to_the_broker_is_answered_soon(chain: Chain) -> None:
+    """Tests that an evaluate whose bytes were changed on the way from the gateway to the
+    broker (which cannot decrypt it, and reads nothing more of that connection) is answered
+    202 soon, and its cell runs once. Before, the broker's end read nothing until ZeroMQ's
+    heartbeat ended the connection (6 s), nothing told the gateway, and the client got 503
+    "the broker did not answer within 10 s" for a cell that never reached the broker. And
+    once the gateway closed that connection (made anew here; a gateway restarted or killed
+    does the same), libzmq aborted the broker at its next ZMTP ping on it."""
+    chain.start_broker()
+    flip = FlipOnce("up", longer=1500, middle=True)  # the evaluate (heartbeats are short)
+
+    relay = Relay(port_of(chain.gateway_ep), mangle=flip)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        gateway = chain.start_gateway()
+        assert chain.evaluate("u/warm/1", "print(0)")[0] == 202  # both links up and used
+        flip.armed.set()
+        started = time.monotonic()
+        status, body = chain.evaluate("u/ws/1", "print('ran')  # " + "x" * 3000)
+        took = time.monotonic() - started
+        assert flip.flipped.is_set()
+        assert status == 202, (status, body, gateway.log[-2000:], chain.broker.log[-2000:])
+        assert took < EXPIRY, took
+        doc = chain.wait_done("u/ws/1", 20)
+        assert doc["status"] == "done" and texts_of(doc) == "ran\n", doc
+        assert doc["request"] == body["msg_id"] and doc["execution_count"] == 1, (doc, body)
+        assert chain.evaluate("u/ws/2", "print('next')")[0] == 202  # the link is whole
+        assert texts_of(chain.wait_done("u/ws/2", 20)) == "next\n"
+        # libzmq's abort, once the gateway had closed the connection the broker could not read
+        assert "Assertion failed" not in chain.broker.log, chain.broker.log[-1500:]
+        assert chain.broker.proc.poll() is None
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_replayed_capture_of_a_gateways_evaluate_runs_nothing_again(chain: Chain) -> None:
+    """Tests an attacker between the gateway and the broker who records every byte the
+    gateway sends while a cell is evaluated, and plays them to the broker again on a
+    connection of its own: the broker refuses the replayed handshake (logged), and
+    the cell has run once (its execution count is still 1 after the worksheet's next cell
+    ran as 2). (The device's link: tests/test_multihost_keys.py.)"""
+    chain.start_broker()
+    broker = port_of(chain.gateway_ep)
+    relay = Relay(broker, record=True)
+    try:
+        chain.gateway_ep = relay.endpoint
+        chain.start_device()
+        chain.start_gateway()
+        assert chain.evaluate("u/ws/1", "print('once')")[0] == 202
+        assert texts_of(chain.wait_done("u/ws/1")) == "once\n"
+        recorded = b"".join(bytes(r) for r in relay.recorded)
+        assert chain.broker is not None
+        with socket.create_connection(broker, 10) as replay:
+            replay.sendall(recorded)
+            chain.broker.wait_for_log(r"a CURVE handshake on the gateway port failed")
+        assert chain.evaluate("u/ws/2", "print('next')")[0] == 202
+        assert chain.wait_done("u/ws/2")["execution_count"] == 2
+        assert chain.update("u/ws/1")[1]["execution_count"] == 1
+    finally:
+        stop_nodes(chain.nodes)
+        relay.close()
+
+
+def test_a_device_killed_after_a_byte_changed_on_its_way_leaves_the_broker_up(
+        chain: Chain) -> None:
+    """Tests that a device killed (kill -9) just after a byte of what it sent the broker was
+    changed on the way leaves the broker running, and its cell ends with DeviceLost. Before,
+    libzmq 4.3.5 aborted the broker ("Assertion failed: !_io_error
+    (src/stream_engine_base.cpp:310)") at its next ZMTP ping on the connection it could not
+    read, once the device's end had closed."""
+    chain.start_broker()
+    flip = FlipOnce("up")
+
+    relay = Relay(port_of(chain.device_ep), mangle=flip)
+    try:
+        chain.device_ep = relay.endpoint
+        device = chain.start_device()
+        device.wait_for_log(r"link to the broker at \S+ is up")
+        chain.start_gateway()
+        code = "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.05)"
+        assert chain.evaluate("u/ws/1", code)[0] == 202
+        until(lambda: "\n3\n" in texts_of(chain.update("u/ws/1")[1]), "the cell running")
+        flip.armed.set()  # the next bytes the device sends the broker (the cell's output)
+        until(flip.flipped.is_set, "a byte changed")
+        device.proc.kill()
+        doc = chain.wait_done("u/ws/1", 30)
+        assert doc["status"] == "error" and "DeviceLost" in str(doc), doc
+        assert chain.broker.proc.poll() is None, chain.broker.log[-1500:]
+        assert "Assertion failed" not in chain.broker.log, chain.broker.log[-1500:]
     finally:
         stop_nodes(chain.nodes)
         relay.close()

@@ -10,6 +10,9 @@ Real devices (root only, as tests/test_sandbox.py).
 from __future__ import annotations
 
 import json
+import os
+import threading
+from pathlib import Path
 
 from test_sandbox import out, pytestmark  # noqa: F401 (the same skip as there)
 
@@ -140,3 +143,47 @@ for address in ({name!r}, {endpoint!r}):
         assert out(client, code, "s") == "ConnectionRefusedError\nFileNotFoundError\n"
     finally:
         host.close()
+
+
+def test_no_file_watches_on_what_other_sessions_open(device_with_client) -> None:
+    """A watch is on an inode, not a mount: inotify (and fanotify, unprivileged since Linux
+    5.13) on a folder the session sees read-only named every file any process of the machine
+    opened there. Here the host opens a file of cellbus's ``protocol/`` package, which the
+    session sees, while the cell watches that folder: before, the cell printed the file's
+    name (a watch on the standard library's ``__pycache__`` named each module another
+    user's cell imported). Now the watches cannot be made at all."""
+    client, _ = device_with_client()
+    import protocol
+    folder = os.path.dirname(os.path.abspath(protocol.__file__))
+    code = f"""
+import ctypes, errno, os, select, struct, time
+libc = ctypes.CDLL(None, use_errno=True)
+print("fanotify", "OK" if libc.syscall(300, 0x200, 0) >= 0 else  # FAN_REPORT_FID
+      errno.errorcode[ctypes.get_errno()])
+fd = libc.inotify_init1(os.O_NONBLOCK)
+if fd < 0:
+    print("inotify", errno.errorcode[ctypes.get_errno()])
+else:
+    libc.inotify_add_watch(fd, {folder!r}.encode(), 0x20)  # IN_OPEN
+    print("watching", flush=True)
+    names, deadline = set(), time.monotonic() + 10
+    while not names and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.2)[0]:
+            data = os.read(fd, 65536)
+            names.add(data[16:16 + struct.unpack_from("iIII", data)[3]].rstrip(b"\\0").decode())
+    print("saw", sorted(names))
+"""
+    stop = threading.Event()
+
+    def host_opens() -> None:  # a process outside the session opens a file there, again
+        while not stop.wait(0.05):
+            Path(folder, "__init__.py").read_bytes()
+
+    opener = threading.Thread(target=host_opens, daemon=True)
+    opener.start()
+    try:
+        said = out(client, code, "s")
+    finally:
+        stop.set()
+        opener.join()
+    assert said == "fanotify EPERM\ninotify EPERM\n", said

@@ -39,7 +39,7 @@ from protocol.wire import Message
 
 from ..base import BaseHandler
 from ..bus import BrokerUnavailable
-from ..guard import quota_client, rate_wait, too_many
+from ..guard import held_back, quota_client, rate_wait, too_many, too_many_requests
 from ..ws import SocketHandler
 from . import model, wire
 from .execute import Unanswered, forwarded
@@ -272,6 +272,8 @@ class ChannelsHandler(SocketHandler):
                             self.user, e)
             return
         msg_type = request["header"].get("msg_type")
+        if (wait := await held_back(self, self.visitor)) is not None:  # as on /ws
+            return self._failed(request, msg_type, too_many_requests(self, wait))
         try:
             await self._dispatch(request, msg_type, request["content"])
         except HTTPError as e:

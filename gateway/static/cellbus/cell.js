@@ -60,6 +60,10 @@
       this.restored = Promise.resolve();  // settles once the cell shows what the store has
       this.restoring = false;  // its /update (what the store has) is on its way (_restore)
       this.missedRun = null;   // {parent, code} of a run another page started meanwhile
+      // The run whose output was cleared (Clear output; a worksheet's layout keeps it as
+      // outputs_cleared): a reload shows it cleared, until the cell runs again.
+      this.cleared = typeof o.cleared === "string" ? o.cleared : null;
+      this.storedRun = null;   // the run the store showed after a reload (_showStored)
       this._build(element, o);
       allCells.add(this);
       this.channel.register(this);
@@ -105,6 +109,7 @@
       if (this.requestId) this.channel.forget(this.requestId);
       this.requestId = null;
       this.heldCount = null;
+      this.cleared = null;  // a new run shows its output
       this.fold = new Fold();
       this.runs.clear();
       this.interacts.clear();
@@ -130,6 +135,7 @@
       ++this.generation;
       this.requestId = parent;
       this.heldCount = null;
+      this.cleared = null;
       this.fold = new Fold();
       this.runs.clear();
       this.interacts.clear();
@@ -260,12 +266,17 @@
       }
     }
 
-    /** Show `doc`, the cell's /update document of its last request (see _restore). */
+    /** Show `doc`, the cell's /update document of its last request (see _restore): of a
+     * run whose output was cleared (`cleared`), as Jupyter after Clear output, neither its
+     * output nor its number (the store keeps them: its /update has them). */
     _showStored(doc) {
       if (!this.input.value && typeof doc.input === "string") {
         this.input.value = doc.input;
         this._fit();
       }
+      this.storedRun = doc.request;
+      const ended = doc.status !== "needs_work" && doc.status !== "working";
+      if (ended && this.cleared !== null && doc.request === this.cleared) return;  // cleared
       if (isObject(doc.output) && Object.keys(doc.output).length) {
         this.fold = new StoredBlocks(doc.output);  // an interact in it runs again from here
         this.sawOutput = true;

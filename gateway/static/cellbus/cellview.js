@@ -106,8 +106,33 @@
       this._event("output", {hidden: hide});
     },
 
-    /** Clear the output on the page (the store keeps it: a reload shows it again). */
+    /** What a worksheet's layout keeps of this cell: {id, type, code}, and outputs_hidden
+     * (true only) while its output is hidden, so a reload, another tab and the notebook's
+     * download (Jupyter's metadata.jupyter.outputs_hidden) keep it hidden. */
+    entry() {
+      const entry = {id: this.cellId, type: this.type, code: this.input.value};
+      if (this.outputElement.hidden) entry.outputs_hidden = true;
+      if (this.cleared !== null) entry.outputs_cleared = this.cleared;
+      return entry;
+    },
+
+    /** The run whose output the cell shows: its own or one it followed (requestId), or the
+     * one the store showed after a reload; null if none. */
+    shownRun() {
+      return this.requestId || this.storedRun;
+    },
+
+    /** Clear the output, as Jupyter's Clear output: the worksheet's layout keeps which run's
+     * it was (entry's outputs_cleared, told with cellbus:cleared), so a reload, another tab
+     * and the notebook's download show it cleared until the cell runs again. The store keeps
+     * the output (exactly once: the run's permalink and /update still have it). A run under
+     * way is cleared on the page only: what it writes next shows. */
     clearOutput() {
+      const run = this.shownRun();
+      if (!this.busy && run && this.cleared !== run) {
+        this.cleared = run;
+        this._event("cleared", {run: run});
+      }
       this.view.clear();
       this.outputElement.classList.remove("cellbus-stale");
       this._hideNotice();

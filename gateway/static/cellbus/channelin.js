@@ -35,6 +35,8 @@
         this._output(msg, facts, parent);
       } else if (type === "subscribe_reply") {
         this._subscribed(msg.content, parent);
+      } else if (type === "output_lost") {  // (a socket open across a store's restore)
+        this._lost(null, msg.content);
       } else if (parent && this.requests.has(parent)) {
         this._replied(this.requests.get(parent), parent, type, msg.content);
       }
@@ -52,6 +54,7 @@
           return;
         }
         this._noteLimits(content);
+        this._lost(sub, content.lost);
         if (content.session && content.session !== sub.session) this._newSession(sub, content.session);
         if (Number.isInteger(content.seq)) sub.last = Math.max(sub.last, content.seq);
         this._adoptPrompts(sub);
@@ -63,6 +66,18 @@
         this.failures = 0;
         this._tellCells(true);
       }
+    },
+
+    /** The store, restored from an older copy (a backup), lacks output of the worksheet's
+     * session that this page had seen (`lost`: {session, through, why}, as a subscription's
+     * reply, an output_lost message, /session and a cell's /update say it; `sub`: its
+     * worksheet, else the one of that session): the page is told (cellbus:lost), since the
+     * output it shows from after the backup point will not come back on a reload. */
+    _lost(sub, lost) {
+      if (!isObject(lost)) return;
+      const of = sub || Array.from(this.subs.values()).find((s) => s.session === lost.session);
+      const cell = of ? of.cells.values().next().value : null;
+      if (cell) cell._event("lost", {session: lost.session, through: lost.through});
     },
 
     /** While a subscription replays, note the prompts of runs this page did not start that
@@ -104,7 +119,9 @@
 
     /** What the broker says of the worksheet's session (broker/closures.py): it ended, and
      * why; or it went idle, and its device ends it after `idle_timeout` s (from the message's
-     * date). One event for the worksheet. */
+     * date, stamped by the device's clock: one ahead of this page's would put it in the
+     * future, and the warning after the end, so it is taken as now at the latest). One event
+     * for the worksheet. */
     _sessionNote(sub, msg, facts) {
       const cell = sub.cells.values().next().value;
       if (!cell) return;
@@ -112,7 +129,8 @@
         cell._event("closed", {reason: String(msg.content.reason || "ended")});
       } else if (typeof facts.idle_timeout === "number" && isObject(msg.header)) {
         const since = Date.parse(msg.header.date);
-        cell._event("idle", {since: isNaN(since) ? Date.now() : since, timeout: facts.idle_timeout});
+        cell._event("idle", {since: isNaN(since) ? Date.now() : Math.min(since, Date.now()),
+                             timeout: facts.idle_timeout});
       }
     },
 
@@ -136,6 +154,7 @@
         const body = r && r.ok && isObject(r.body) ? r.body : null;
         const every = document.hidden ? NOTES_HIDDEN : NOTES_EVERY;
         delay = body ? every : Math.min(Math.max(delay, every) * 2, NOTES_RETRY_MAX);
+        if (body) this._lost(sub, body.lost);
         if (body && typeof body.session === "string" && body.session !== sub.session) {
           this._newSession(sub, body.session);
         }

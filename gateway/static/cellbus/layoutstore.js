@@ -33,7 +33,8 @@
     // copy is kept over the store's (see mine below).
     let held = null, mine = false;
     const isObject = (v) => v !== null && typeof v === "object" && !Array.isArray(v);
-    const sameCells = (cells) => JSON.stringify((cells || []).map((c) => [c.id, c.type, c.code]));
+    const sameCells = (cells) => JSON.stringify((cells || []).map((c) => [
+      c.id, c.type, c.code, c.outputs_hidden === true, c.outputs_cleared || null]));
     let ran = null;  // the cells with runs in the store: the only ones that ask for their output
     try {
       const r = await fetch(layoutUrl, {credentials: "same-origin"});

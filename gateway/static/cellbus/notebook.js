@@ -1,8 +1,8 @@
   // ---- Jupyter notebooks (.ipynb): what a worksheet's layout takes of one -------------------
 
   /** The code and Markdown cells of a Jupyter notebook (`text`: its JSON, nbformat 4) as a
-   * worksheet layout, [{id, type, code}] numbered from 1; outputs and raw cells are not
-   * taken. Throws an Error saying why for anything else. */
+   * worksheet layout, [{id, type, code, outputs_hidden?}] numbered from 1; outputs and raw
+   * cells are not taken. Throws an Error saying why for anything else. */
   function notebookLayout(text) {
     let nb;
     try { nb = JSON.parse(text); } catch (e) { nb = null; }
@@ -15,7 +15,15 @@
       if (!isObject(cell) || (cell.cell_type !== "code" && cell.cell_type !== "markdown")) continue;
       const source = Array.isArray(cell.source) ? cell.source.join("") : cell.source;
       if (typeof source !== "string") throw new Error("a cell of this notebook has no source text");
-      cells.push({id: String(cells.length + 1), type: cell.cell_type, code: source});
+      const entry = {id: String(cells.length + 1), type: cell.cell_type, code: source};
+      // its output hidden in Jupyter (JupyterLab's outputs_hidden, the classic collapsed):
+      // hidden here once it runs, as Jupyter shows it
+      const meta = isObject(cell.metadata) ? cell.metadata : {};
+      if (cell.cell_type === "code" && (meta.collapsed === true
+          || (isObject(meta.jupyter) && meta.jupyter.outputs_hidden === true))) {
+        entry.outputs_hidden = true;
+      }
+      cells.push(entry);
     }
     return cells;
   }

@@ -169,6 +169,7 @@
     /** Show what changed in an /update answer. */
     _showDocument(cell, doc) {
       const s = this._of(cell);
+      if (isObject(doc.lost)) cell._event("lost", doc.lost);  // (see Channel._lost)
       if (doc.reset) s.blocks = {};
       if (Object.keys(doc.output).length || doc.reset) {
         s.blocks = Object.assign({}, s.blocks, doc.output);

@@ -10,6 +10,11 @@
   const WARN_BEFORE = 120000;
   /** ms past the idle timeout after which a session not said closed gets no countdown. */
   const OVERDUE = 30000;
+  /** What the page says when the store lacks output it shows (SessionBar.lost). */
+  const LOST = "Output lost from the store: it was restored from an older backup, and the "
+    + "output shown here from after that backup was taken is no longer stored. It stays on "
+    + "this page until a reload, which will not show it again: copy what you need now. New "
+    + "output is stored as before.";
   /** What the page says of a session ended on purpose from elsewhere. */
   const ENDED_ELSEWHERE = "ended from elsewhere (a Restart or Delete worksheet in another tab, "
     + "or a Jupyter client's shutdown): the next evaluation starts a new session, without "
@@ -64,7 +69,11 @@
       this.keepButton.title = "keep the session and its variables: it runs nothing";
       this.keepButton.hidden = true;
       this.keepButton.addEventListener("click", () => this.keep());
-      this.node.append(this.state, this.keepButton, this.restartButton);
+      // Said once the store, restored from a backup, lacks output this page showed (lost).
+      this.lostNote = el("p", "cellbus-lost", LOST);
+      this.lostNote.setAttribute("role", "alert");
+      this.lostNote.hidden = true;
+      this.node.append(this.state, this.keepButton, this.restartButton, this.lostNote);
       this.show();
     }
 
@@ -73,6 +82,13 @@
     setKernel(kernel) {
       const name = typeof kernel === "string" && kernel ? kernel : "python";
       this.kernel.textContent = KERNELS[name.toLowerCase()] || name;
+    }
+
+    /** The store was restored from an older copy and lacks output of this session that
+     * the page shows (Channel._lost): said until the page is reloaded (which shows what
+     * the store has), so the person copies what they need first. */
+    lost() {
+      this.lostNote.hidden = false;
     }
 
     /** The session ended on its device for `reason` (a session_closed note): gone, and

@@ -53,7 +53,7 @@
     function remove(cell) {
       const at = cells.indexOf(cell);
       if (at < 0) return;
-      deleted.push({entry: {id: cell.cellId, type: cell.type, code: cell.input.value}, at: at,
+      deleted.push({entry: cell.entry(), at: at,
                     ran: cell.type === "code" && cell.status in RAN});
       if (deleted.length > MAX_UNDO) deleted.shift();
       showUndo();
@@ -73,6 +73,7 @@
       const at = cells.indexOf(cell);
       if (at < 0) return;
       clipboard = {type: cell.type, code: cell.input.value, id: cut ? cell.cellId : null,
+                   outputs_hidden: cell.entry().outputs_hidden === true,
                    ran: cut && cell.type === "code" && cell.status in RAN,
                    worksheet: o.user + "/" + o.worksheet};
       try { localStorage.setItem(CLIPBOARD_KEY, JSON.stringify(clipboard)); } catch (e) { /* full */ }
@@ -96,7 +97,9 @@
       if (!isObject(entry) || typeof entry.code !== "string" || at < 0) return;
       const own = typeof entry.id === "string" && entry.worksheet === o.user + "/" + o.worksheet
         && !cells.some((c) => c.cellId === entry.id);
-      const pasted = add(Object.assign({type: entry.type, code: entry.code}, own ? {id: entry.id} : {}),
+      const pasted = add(Object.assign({type: entry.type, code: entry.code,
+                                        outputs_hidden: entry.outputs_hidden === true},
+                                       own ? {id: entry.id} : {}),
                          above ? at : at + 1, own && entry.ran === true);
       pasted.focus();
     }

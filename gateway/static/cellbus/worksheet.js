@@ -72,12 +72,15 @@
     list.addEventListener("cellbus:idle", (event) => session.idled(event.detail.since,
                                                                    event.detail.timeout));
     list.addEventListener("cellbus:count", (event) => session.counted(event.detail.count));
+    list.addEventListener("cellbus:lost", () => session.lost());
     list.addEventListener("cellbus:type", (event) => {
       const select = event.target.querySelector(".cellbus-type");
       if (select) select.value = event.detail.type;
       changed();
     });
     list.addEventListener("cellbus:rendered", () => changed());
+    list.addEventListener("cellbus:output", () => changed());  // hidden or shown (Escape then O)
+    list.addEventListener("cellbus:cleared", () => changed());  // Clear output: kept cleared
     list.addEventListener("cellbus:undelete", () => setTimeout(undelete, 0));
     // Escape then D, D in a cell: after the key's own handling, as for A and B below.
     list.addEventListener("cellbus:delete", (event) => setTimeout(() => remove(event.detail.cell), 0));
@@ -146,6 +149,7 @@
       const cell = makeCell(box, Object.assign({}, o, {
         code: typeof entry.code === "string" ? entry.code : "", cellId: id, autoeval: false,
         type: entry.type === "markdown" ? "markdown" : "code",
+        cleared: typeof entry.outputs_cleared === "string" ? entry.outputs_cleared : null,
         // A new cell has no past to show, nor has one the store names no run of (`ran`).
         restore: restore === true
           || (loading && o.restore !== false && (!Array.isArray(o.ran) || o.ran.includes(id))),
@@ -165,6 +169,7 @@
       }));
       cells.splice(at, 0, cell);
       cell.bar.appendChild(tools(cell));
+      if (entry.outputs_hidden === true) cell.toggleOutput(true);  // as it was saved
       if (o.onAdd) o.onAdd(cell);
       changed();
       return cell;
@@ -245,9 +250,9 @@
     }
 
     /** Take `layout` ([{id, type, code}], another page's save) as this page's cells,
-     * without saving it again: cells of its ids take its place, type and code, the missing
-     * are added (none of their runs is asked for) and those it lacks go, unless busy or
-     * added for another client's runs (`unsaved`). */
+     * without saving it again: cells of its ids take its place, type, code, hidden output
+     * and cleared run (the one shown here), the missing are added (none of their runs is
+     * asked for) and those it lacks go, unless busy or added for another client's runs. */
     function follow(layout) {
       quiet = true;
       try {
@@ -265,6 +270,8 @@
           }
           if (cell.type !== entry.type) cell.setType(entry.type === "markdown" ? "markdown" : "code");
           if (cell.input.value !== entry.code && !cell.busy) cell.setCode(entry.code);
+          if (cell.outputElement.hidden !== (entry.outputs_hidden === true)) cell.toggleOutput();
+          if (!cell.busy && entry.outputs_cleared === cell.shownRun()) cell.clearOutput();
         });
         const kept = new Set(layout.map((entry) => String(entry.id)));
         for (const id of kept) unsaved.delete(id);
@@ -287,10 +294,10 @@
       session.setKernel(kernel);
     }
 
-    /** What to save to make the same worksheet again: [{id, type, code}] in order (type:
-     * "code" or "markdown"). */
+    /** What to save to make the same worksheet again: [{id, type, code, outputs_hidden?,
+     * outputs_cleared?}] in order (type: "code" or "markdown"; Cell.entry). */
     function layout() {
-      return cells.map((c) => ({id: c.cellId, type: c.type, code: c.input.value}));
+      return cells.map((c) => c.entry());
     }
 
     /** Run All, stopping on error (as Jupyter's): the code cells top to bottom, each once the
@@ -384,7 +391,11 @@
                    layout: layout, follow: follow, runAll: runAll, runAbove: runAbove, runBelow: runBelow,
                    restartRunAll: restartRunAll, setKernel: setKernel,
                    options: o};
+    // The cells a page loads with are made out of it, then measured (measureEditors).
+    list.remove();
     for (let i = 0; i < Math.max(o.cells, o.codes.length); i++) add(o.codes[i]);
+    element.appendChild(list);
+    measureEditors(cells.map((c) => c.editor).filter(Boolean));
     loading = false;
     resumeRunAll();
     return sheet;
