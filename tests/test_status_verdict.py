@@ -85,14 +85,18 @@ def test_status_lists_the_gateways_and_says_when_none_is_up(chain: Chain) -> Non
     assert re.search(rf"^gateway {re.escape(name)}: stopped [0-9.]+ s ago$", text.stdout,
                      re.M), text.stdout
     assert text.stdout.splitlines()[-1] == "ready: no (no live gateway)"
-    chain.start_gateway()  # the same name again: up, then killed (it says nothing)
+    chain.start_gateway()  # the same name again: up (its feed too), then killed: silent
     chain.broker.wait_for_log(rf"INFO broker: gateway {re.escape(name)} is up", nth=2)
+    deadline = time.monotonic() + 10
+    while not re.search(rf"^gateway {re.escape(name)}: alive$", (text := chain_status(
+            chain)).stdout, re.M):
+        assert time.monotonic() < deadline, text.stdout + text.stderr
     chain.gateway.stop(signal.SIGKILL)
     deadline = time.monotonic() + 20  # the broker's expiry of a silent gateway is 6 s
-    while (text := chain_status(chain)).returncode != 3:
+    silent = rf"^gateway {re.escape(name)}: not alive \([0-9.]+ s silent\)$"
+    while not re.search(silent, (text := chain_status(chain)).stdout, re.M):
         assert time.monotonic() < deadline, text.stdout + text.stderr
-    assert re.search(rf"^gateway {re.escape(name)}: not alive \([0-9.]+ s silent\)$",
-                     text.stdout, re.M), text.stdout
+    assert text.returncode == 3, text.stdout + text.stderr
     assert text.stdout.splitlines()[-1] == "ready: no (no live gateway)"
     chain.broker.wait_for_log(rf"WARNING broker: gateway {re.escape(name)} silent for \d+ s")
     assert chain.broker.log.count(f"gateway {name} silent") == 1, chain.broker.log
