@@ -8,7 +8,10 @@ some or not: for its first :data:`EXPIRY` seconds, none heard is "not known yet"
 not "none". The table holds at most :data:`MOST` gateways, the longest silent going first.
 The broker's log says when a gateway is first heard, when it falls silent (once) and when it
 is heard again, as it does for devices: an operator reading it after an outage sees the
-gateway that went, not only ``cellbus status`` at that moment.
+gateway that went, not only ``cellbus status`` at that moment. A gateway stopped gracefully
+says so last (``"stopped": true``): it is listed stopped at once, and its log line is that,
+not a warning 6 s later that it fell silent "(stopped, frozen, or its link down?)", which
+every ``bin/cellbus up`` stopped with Ctrl-C wrote while its devices drained.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class _Heard:
     version: str
     at: float
     feed: bool | None  # its link to the output feed is up; None: a gateway that says not
+    stopped: bool = False  # its last word was that it stopped
 
 
 class Gateways:
@@ -51,16 +55,24 @@ class Gateways:
         self._silent: set[str] = set()  # said silent in the log, not heard since
 
     def heard(self, content: dict[str, Any]) -> None:
-        """A heartbeat: ``{"gateway": its name (host:port), "version", "feed"}``."""
+        """A heartbeat: ``{"gateway": its name (host:port), "version", "feed"}``, and
+        ``"stopped": true`` in the last one of a gateway stopping gracefully."""
         name, version, feed = (content.get(k) for k in ("gateway", "version", "feed"))
         name = name[:NAME_LENGTH] if isinstance(name, str) and name else "(unnamed)"
-        if name in self._silent:
+        stopped = content.get("stopped") is True
+        was = self._heard.get(name)
+        if stopped:
+            self._silent.add(name)  # gone, and said so: no warning that it fell silent
+            self.log.info("broker: gateway %s stopped", name)
+        elif was is not None and was.stopped or name not in self._heard:
+            self._silent.discard(name)
+            self.log.info("broker: gateway %s is up", name)
+        elif name in self._silent:
             self._silent.discard(name)
             self.log.info("broker: gateway %s is heard again", name)
-        elif name not in self._heard:
-            self.log.info("broker: gateway %s is up", name)
         self._heard[name] = _Heard(version[:NAME_LENGTH] if isinstance(version, str) else "",
-                                   time.monotonic(), feed if isinstance(feed, bool) else None)
+                                   time.monotonic(), feed if isinstance(feed, bool) else None,
+                                   stopped)
         self._heard.move_to_end(name)  # the newest last, for forget_oldest
         forget_oldest(self._heard, MOST)
         if len(self._silent) > len(self._heard):
@@ -83,14 +95,16 @@ class Gateways:
                                  now - g.at)
 
     def listing(self) -> list[dict[str, Any]] | None:
-        """``[{gateway, alive, silent, version, feed}]`` by name, the forgotten dropped; None
-        while none was heard in the broker's first :data:`EXPIRY` seconds. ``feed``: whether
-        its link to the output feed was up at its last word (None: it does not say)."""
+        """``[{gateway, alive, silent, version, feed, stopped}]`` by name, the forgotten
+        dropped; None while none was heard in the broker's first :data:`EXPIRY` seconds.
+        ``feed``: whether its link to the output feed was up at its last word (None: it does
+        not say); ``stopped``: its last word was that it stopped (it is not alive)."""
         now = time.monotonic()
         while self._heard and now - next(iter(self._heard.values())).at >= FORGET:
             self._silent.discard(self._heard.popitem(last=False)[0])
         if not self._heard and now - self._started < EXPIRY:
             return None
-        return [{"gateway": name, "alive": now - g.at < EXPIRY,
-                 "silent": round(now - g.at, 1), "version": g.version, "feed": g.feed}
+        return [{"gateway": name, "alive": not g.stopped and now - g.at < EXPIRY,
+                 "silent": round(now - g.at, 1), "version": g.version, "feed": g.feed,
+                 "stopped": g.stopped}
                 for name, g in sorted(self._heard.items())]

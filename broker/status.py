@@ -227,7 +227,8 @@ def render(status: dict[str, Any], *, endpoint: str, sessions: bool = False) -> 
         lines.append("(no device has registered)")
     for g in status.get("gateways") or []:
         lines.append(f"gateway {g['gateway']}: " + (
-            "alive" if g["alive"] else f"not alive ({g['silent']:g} s silent)") + (
+            "alive" if g["alive"] else f"stopped {g['silent']:g} s ago" if g.get("stopped")
+            else f"not alive ({g['silent']:g} s silent)") + (
             ", NO OUTPUT FEED (its --subscribe link to the broker is down: its WebSockets get "
             "no output)" if g["alive"] and g.get("feed") is False else "") + (
             f", runs cellbus {g.get('version') or 'unknown'}"

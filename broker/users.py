@@ -112,7 +112,7 @@ async def run(args: argparse.Namespace) -> str:
             return (f"removed user {args.name}: their token stops working within "
                     f"{REVOKE_DELAY} s on every gateway")
         users = await store.users()
-        lines = [f"{len(users)} users in {where}"]
+        lines = [f"{len(users)} user{'' if len(users) == 1 else 's'} in {where}"]
         lines += [f"{u.name}  (since {time.strftime('%Y-%m-%d %H:%M', time.localtime(u.created))})"
                   for u in users]
         return "\n".join(lines)

@@ -125,8 +125,10 @@ def refusal(args: argparse.Namespace) -> str | None:
     other = running_up()
     if other is not None:
         return (f"cellbus up: another `up` (pid {other['pid']}) runs, at {other.get('url')}; "
-                "stop it first, or give this one its own state directory (XDG_RUNTIME_DIR=DIR; "
-                "`bin/cellbus status --state DIR/cellbus/up.json` then reads it)")
+                "stop it first, or give this one a state directory, a port and a store of its "
+                "own (XDG_RUNTIME_DIR=DIR bin/cellbus up --port 8889 --store "
+                "sqlite:///DIR/cellbus.db; `bin/cellbus status --state DIR/cellbus/up.json` "
+                "then reads it)")
     error = bind_error(args.host, args.port)
     if error is not None and error.errno == errno.EADDRINUSE:
         return str(address_in_use("cellbus up", f"port {args.port} on {args.host}", "--port"))
@@ -312,8 +314,18 @@ def main(argv: list[str] | None = None) -> int:
         say(str(e))
         status = 1
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # a second Ctrl-C must
-            signal.signal(sig, signal.SIG_IGN)                      # not orphan nodes
+        said: list[int] = []
+
+        def stopping(signum: int, frame: object) -> None:
+            """A second Ctrl-C must not orphan nodes; it was ignored without a word, and
+            `up` seemed stuck for the drain's seconds."""
+            if not said:
+                said.append(signum)
+                say(f"cellbus up: still stopping, in order (cells running get up to "
+                    f"{args.drain_timeout:g} s to finish); Ctrl-C again does not hurry it")
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, stopping)
         supervisor.stop()
     return status
 

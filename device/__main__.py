@@ -132,24 +132,25 @@ def secrets_of(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(parser(), argv, node="device")
+    p = parser()
+    args = parse_args(p, argv, node="device")  # its errors below are one line too
     device_id = args.device_id or default_device_id()
     setup_logging(args.log_level, tag=device_id, file=args.log_file)  # devices share logs
     if not (args.connect or args.bind):
-        parser().error("give --connect ENDPOINT (or --bind ENDPOINT)")
+        p.error("give --connect ENDPOINT (or --bind ENDPOINT)")
     if args.backend:  # here, in one line: in the template it was two tracebacks, status 1
         from .template import backend_problem
         if problem := backend_problem(args.backend):
-            parser().error(problem)
+            p.error(problem)
     try:
         uids = range(AUTO_SIZE) if args.sandbox_uids == "auto" else parse_uids(args.sandbox_uids)
     except ValueError as e:
-        parser().error(f"--sandbox-uids: {e}")
+        p.error(f"--sandbox-uids: {e}")
     named = {n.strip() for n in args.kernels.split(",") if n.strip()} - {DEFAULT_KERNEL}
     # Without --kernels the template finds them: room for a few kernelspecs' pools.
     pools = args.prefork + args.kernel_prefork * (len(named) if args.kernels else 4)
     if args.sandbox != "off" and len(uids) < args.max_sessions + pools:
-        parser().error(f"--sandbox-uids {args.sandbox_uids} gives {len(uids)} uids, but "
+        p.error(f"--sandbox-uids {args.sandbox_uids} gives {len(uids)} uids, but "
                        f"--max-sessions {args.max_sessions}, --prefork {args.prefork} and "
                        f"--kernel-prefork {args.kernel_prefork} need up to "
                        f"{args.max_sessions + pools} (one per live worker): give a "
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         budget = memory_budget(args.memory_budget)
     except ValueError as e:
-        parser().error(f"--memory-budget: {e}")
+        p.error(f"--memory-budget: {e}")
     limits = Limits(cpu_seconds=args.max_cpu, memory_bytes=args.max_memory,
                     processes=args.max_processes, file_bytes=args.max_file_bytes,
                     cpu_cores=args.max_cpu_cores, disk_bytes=args.max_disk)

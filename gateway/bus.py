@@ -60,6 +60,7 @@ class BrokerLink:
         #: How this gateway's users prove who they are ("token" or "none"), told to the
         #: broker with each request: per-user quotas count only users a token names.
         self.auth = "none"
+        self.stopped = False  # said to the broker: no heartbeat follows (see :meth:`stop`)
         self.dealer = node.socket(zmq.DEALER, label="DEALER to the broker")
         self.dealer.immediate = True
         node.secure(self.dealer, connect, option="--broker")
@@ -198,8 +199,9 @@ class BrokerLink:
         """Say every :data:`~protocol.heartbeat.GATEWAY_INTERVAL` seconds that this gateway
         (``name``: host:port) is up, and whether its output feed's link is (``feed``), so
         ``cellbus status`` lists it (broker/gateways.py); while no broker is connected, try
-        again soon, and never wait to send. A feed that comes up or goes is said at once."""
-        while True:
+        again soon, and never wait to send. A feed that comes up or goes is said at once.
+        Ends once :meth:`stop` has said the gateway stopped."""
+        while not self.stopped:
             feed = self.feed_up()
             msg = self.session.msg(mt.GATEWAY_HEARTBEAT, {"gateway": name, "version": VERSION,
                                                           "feed": feed})
@@ -208,6 +210,14 @@ class BrokerLink:
                 await asyncio.sleep(0.1)
                 if self.feed_up() != feed:
                     break
+
+    def stop(self, name: str) -> None:
+        """Say last that this gateway stops (gracefully), so the broker lists it stopped at
+        once and logs that, rather than warn 6 s on that it fell silent."""
+        self.stopped = True
+        msg = self.session.msg(mt.GATEWAY_HEARTBEAT, {"gateway": name, "version": VERSION,
+                                                      "feed": False, "stopped": True})
+        self.dealer.send_now(self.session.serialize(msg))
 
     def feed_up(self) -> bool:
         """Whether the link to the broker's output feed (--subscribe) is up."""

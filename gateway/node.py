@@ -83,7 +83,8 @@ class Gateway(Node):
                                     ssl_options=self.tls)
         self.server.add_sockets(sockets)
         host = f"[{self.host}]" if ":" in self.host else self.host
-        self.spawn(link.heartbeats(f"{socket.gethostname()}:{self.port}"), "heartbeats")
+        self.link, self.heard_as = link, f"{socket.gethostname()}:{self.port}"
+        self.spawn(link.heartbeats(self.heard_as), "heartbeats")
         self.log.info("gateway listening on %s://%s:%d/", "https" if self.tls else "http",
                       host, self.port)
         self.log.info("gateway access: %s", self.access.describe())
@@ -97,6 +98,7 @@ class Gateway(Node):
                              self.access.rate or "none; consider --rate")
 
     async def shutdown(self) -> None:
+        self.link.stop(self.heard_as)  # first: what follows is time for it to go out
         self.server.stop()
         # Long-polls answer first (the document as it stands: their clients ask again);
         # closing their connections under them answered nothing.

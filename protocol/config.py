@@ -11,6 +11,7 @@ variable or file entry is a one-line error naming it and exit status 2, as a bad
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import secrets
@@ -81,6 +82,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None, *
     saved = {action: action.default for action in options}
     for action, source in options.items():  # None: an append action appends to its default
         action.default = None if source.kind == "append" else _UNSET
+    for each in _parsers(parser):
+        each.error = functools.partial(_usage_error, each)  # type: ignore[method-assign]
     try:
         args = parser.parse_args(argv)
     finally:
@@ -192,8 +195,28 @@ def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
     return found
 
 
+def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    """The parser and its subcommands' parsers (``cellbus user add``...)."""
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action.choices, dict):
+            found += [p for sub in action.choices.values()
+                      if isinstance(sub, argparse.ArgumentParser) for p in _parsers(sub)]
+    return found
+
+
 def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
     parser.exit(2, f"{parser.prog}: error: {message}\n")
+
+
+def _usage_error(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    """argparse's own error (a flag it does not know, a value its type refuses), in one line
+    as a bad variable's: argparse printed the whole usage first, 13 lines for ``up`` and 23
+    for ``device`` above the one that says what is wrong. A flag it does not know, or one
+    missing, points at ``--help``."""
+    if message.startswith(("unrecognized arguments", "the following arguments are required")):
+        message += f" (`{parser.prog} --help` lists its options)"
+    _fail(parser, message)
 
 
 #: A line of a key file that starts so holds a key accepted too, not signed with, while a

@@ -341,6 +341,11 @@ class Node:
         if self._stop_requested is not None:
             self._stop_requested.set()
 
+    @property
+    def stop_said(self) -> bool:
+        """Whether a stop was requested and said (a signal's, :func:`protocol.program`)."""
+        return self._stop_said
+
     async def wait_stop_requested(self) -> None:
         assert self._stop_requested is not None, "start() first"
         await self._stop_requested.wait()

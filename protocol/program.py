@@ -70,5 +70,9 @@ def _on_hangup(node: Node) -> None:
 
 
 def _on_signal(node: Node, sig: signal.Signals) -> None:
+    if node.stop_said:  # a second Ctrl-C or SIGTERM (or one after a crash or a revocation)
+        node.log.info("%s got %s: it is stopping already, gracefully (a device lets "
+                      "its running cells finish first)", node.name, sig.name)
+        return
     node.log.info("%s got %s, stopping gracefully", node.name, sig.name)
     node.request_stop(said=True)

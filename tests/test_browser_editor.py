@@ -80,11 +80,17 @@ def test_tab_after_a_name_completes_it_from_the_session(page: Any, web: Any) -> 
 
 
 def test_the_mode_follows_the_kernel(page: Any, web: Any) -> None:
-    modes = {"python": "python", "python3": "python", "ir": "r", "bash": "shell"}
-    for kernel, mode in modes.items():
+    """Tests that each kernel's code is highlighted in its language, and that the session bar
+    and the empty box's hint name it (R's kernelspec, "ir", was named "ir")."""
+    modes = {"python": ("python", "Python 3", "Python"), "python3": ("python", "Python 3",
+             "Python"), "ir": ("r", "R", "R"), "bash": ("shell", "Bash", "Shell")}
+    for kernel, (mode, name, language) in modes.items():
         cell = open_worksheet(page, web, kernel=kernel).nth(0)
         shown = cell.locator(".CodeMirror").evaluate("e => e.CodeMirror.getOption('mode')")
         assert shown == mode, kernel
+        expect(page.locator(".cellbus-session .cellbus-kernel")).to_have_text(name)
+        expect(cell.locator("textarea.cellbus-input")).to_have_attribute(
+            "placeholder", f"{language} code; Shift+Enter evaluates")
     code_box(cell).fill("echo $HOME # hi")
     expect(cell.locator(".cm-comment")).to_have_text("# hi")
 

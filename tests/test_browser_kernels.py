@@ -28,8 +28,17 @@ def test_kernel_selector_picks_the_worksheets_kernel(page, web) -> None:  # noqa
     select = page.locator("#kernel")
     expect(select.locator("option")).to_have_count(2)
     expect(select).to_have_value("python")
+    bar = page.locator(".cellbus-session .cellbus-kernel")
+    expect(bar).to_have_text("Python 3")
+    hint = "e => e.CodeMirror.getOption('placeholder')"
+    assert cells.nth(2).locator(".CodeMirror").evaluate(hint) == \
+        "Python code; Shift+Enter evaluates"
     select.select_option("bash")
-    expect(page.locator(".cellbus-kernel")).to_have_text("Bash")  # (it said Python 3)
+    expect(bar).to_have_text("Bash")  # it said "Python 3" over the bash session
+    expect(cells.nth(2).locator("textarea.cellbus-input")).to_have_attribute(
+        "placeholder", "Shell code; Shift+Enter evaluates")  # it said "Python code"
+    assert cells.nth(2).locator(".CodeMirror").evaluate(hint) == \
+        "Shell code; Shift+Enter evaluates"
     run(cells.nth(0), 'echo "from bash $((6*7))"')
     expect(cells.nth(0).locator(".cellbus-output")).to_have_text("from bash 42")
     # every cell's editor highlights shell now

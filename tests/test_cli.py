@@ -145,7 +145,9 @@ def test_a_second_up_is_refused_and_the_first_keeps_its_state(
         tmp_path: Path, nodes: list[NodeProcess]) -> None:
     """Tests that a second ``up`` while the first runs stops at once with one line, and
     that ``status`` still finds the first afterwards (the second replaced its state file,
-    then removed it on exit)."""
+    then removed it on exit). The line names all a second one needs of its own: it named a
+    state directory alone, and one who followed it was stopped by the port, then by the
+    store the first broker holds."""
     env = {"XDG_RUNTIME_DIR": str(tmp_path)}
     port = free_port()
     first = NodeProcess("up", "--port", str(port), "--store", f"sqlite:///{tmp_path / 'a.db'}",
@@ -157,9 +159,10 @@ def test_a_second_up_is_refused_and_the_first_keeps_its_state(
     out = done.stdout + done.stderr
     assert done.returncode == 2, out
     assert out == (f"cellbus up: another `up` (pid {first.proc.pid}) runs, at "
-                   f"http://127.0.0.1:{port}/; stop it first, or give this one its own state "
-                   "directory (XDG_RUNTIME_DIR=DIR; `bin/cellbus status --state "
-                   "DIR/cellbus/up.json` then reads it)\n")
+                   f"http://127.0.0.1:{port}/; stop it first, or give this one a state "
+                   "directory, a port and a store of its own (XDG_RUNTIME_DIR=DIR bin/cellbus "
+                   "up --port 8889 --store sqlite:///DIR/cellbus.db; `bin/cellbus status "
+                   "--state DIR/cellbus/up.json` then reads it)\n")
     status = cellbus("status", "--json", cwd=tmp_path, env=env)  # it reads the state file
     assert status.returncode == 0, status.stdout + status.stderr
     assert json.loads(status.stdout)["ok"] is True
@@ -167,9 +170,14 @@ def test_a_second_up_is_refused_and_the_first_keeps_its_state(
 
 FAKE_PYTHON = r"""#!/bin/bash
 # Stands in for python3 and the venv's python: pip is as noisy as the real one on a first run.
+# A venv holding NO_PIP is one whose making was stopped before pip was in.
 case "$1 $2" in
     "-m venv") mkdir -p "$3/bin" && cp "$0" "$3/bin/python" ;;
+    "-c import pip") [ ! -f "$(dirname "$0")/../NO_PIP" ] || exit 1 ;;
     "-m pip")
+        if [ -f "$(dirname "$0")/../NO_PIP" ]; then
+            echo "$0: No module named pip" >&2; exit 1
+        fi
         for i in $(seq 30); do echo "Collecting package$i"; done
         echo "WARNING: Location 'file:///somewhere/' is ignored" >&2
         if [ -n "${FAKE_PIP_FAILS:-}" ]; then
@@ -215,6 +223,26 @@ def test_the_first_install_says_one_line_and_a_failed_one_everything(tmp_path: P
     assert lines[0] == f"cellbus: installing the project into {root / '.venv'} (extras: plots)"
     assert "Collecting package30" in lines and "ERROR: No matching distribution" in lines
     assert lines[-1].startswith("cellbus: this failed (its output is above, and in ")
+
+
+def test_a_venv_whose_first_install_was_stopped_is_made_again(tmp_path: Path) -> None:
+    """Tests that a venv left without pip (Ctrl-C while the first run made it) is made again
+    in the next run, saying so: every later run failed with "No module named pip" and
+    `bin/cellbus up` never started until one found and removed .venv."""
+    import os
+    import shutil
+    root, env = fake_checkout(tmp_path)
+    (root / ".venv" / "bin").mkdir(parents=True)
+    shutil.copy(env["CELLBUS_PYTHON"], root / ".venv" / "bin" / "python")
+    (root / ".venv" / "NO_PIP").touch()
+    done = subprocess.run([str(root / "bin" / "_venv"), "plots"], capture_output=True, text=True,
+                          env={**os.environ, **env}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    venv = root / ".venv"
+    assert done.stderr.splitlines() == [
+        f"cellbus: {venv} has no pip (a first install stopped half way?); making it again",
+        f"cellbus: first run: installing into {venv} (a minute or two; quiet unless it fails)"]
+    assert not (venv / "NO_PIP").exists() and (venv / ".cellbus-venv-ready").exists()
 
 
 def test_up_prints_the_url_last_once_every_node_is_ready(tmp_path: Path,

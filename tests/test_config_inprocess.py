@@ -65,6 +65,23 @@ def test_a_bad_variable_is_one_line_and_status_2(
     assert err.count("\n") == 1
 
 
+@pytest.mark.parametrize(("argv", "says"), [
+    (["--prot", "1"], "unrecognized arguments: --prot 1 (`cellbus gateway --help` lists"),
+    (["--port", "abc"], "argument --port: invalid int value: 'abc'"),
+    (["--auth", "bogus"], "argument --auth: invalid choice: 'bogus'"),
+])
+def test_a_bad_flag_is_one_line_and_status_2(
+        capsys: pytest.CaptureFixture[str], argv: list[str], says: str) -> None:
+    """As a bad variable: argparse printed its whole usage above the line (13 lines for
+    ``up``), which the README's "in one line naming the option" did not hold to."""
+    with pytest.raises(SystemExit) as exited:
+        parse_args(parser(), argv, node="gateway")
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("cellbus gateway: error: ") and says in err
+    assert err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize(("text", "says"), [
     ("prot = 1\n", "unknown key 'prot': cellbus gateway has no --prot"),
     ("port = [1, 2]\n", "give one value for --port"),

@@ -55,19 +55,23 @@ def test_a_device_that_restarts_within_the_expiry_is_registered_again(chain: Cha
 
 def test_a_cell_stopped_at_the_drain_timeout_is_one_line(chain: Chain) -> None:
     """Tests that a cell stopped at the drain timeout is one line of its device, naming the
-    drain timeout and what the cell was told, and that the SIGTERM is one line too."""
+    drain timeout and what the cell was told, and that the SIGTERM is one line too; a second
+    one says it is that (it repeated "got SIGTERM, stopping gracefully", as if new)."""
     chain.start_broker()
     chain.start_gateway()
     device = chain.start_device("--drain-timeout", "1", name="dev")
     chain.evaluate("u/ws/1", SLOW)
     session = wait_output(chain, "u/ws/1", "started")["session"]
-    assert device.stop(signal.SIGTERM, timeout=15) == 0
+    device.proc.send_signal(signal.SIGTERM)
+    device.wait_for_log(r"device dev draining: 1 cell running")
+    assert device.stop(signal.SIGTERM, timeout=15) == 0  # again: said as such, once
     about = lines_about(device, session)
     assert len(about) == 1, device.log
     assert "DrainTimeout" in about[0] and "--drain-timeout" in about[0], about
     stopping = [line for line in device.log.splitlines()
                 if re.search(r"got SIGTERM|device stopping", line)]
-    assert len(stopping) == 1 and "SIGTERM" in stopping[0], device.log
+    assert len(stopping) == 2 and "got SIGTERM, stopping gracefully" in stopping[0], stopping
+    assert "got SIGTERM: it is stopping already" in stopping[1], stopping
 
 
 def test_a_worker_that_died_mid_execution_is_one_line(chain: Chain) -> None:

@@ -53,6 +53,7 @@ def test_a_number_an_option_cannot_take_is_refused_in_one_line(
     flag = run(*argv, option, value, env=base)
     assert flag.returncode == 2, (flag.stdout, flag.stderr)
     assert f"argument {option}: " in flag.stderr and value in flag.stderr, flag.stderr
+    assert flag.stderr.count("\n") == 1, flag.stderr  # argparse's usage went before it
     assert "Traceback" not in flag.stderr, flag.stderr
     if variable is None:  # an option with no variable
         return
@@ -82,6 +83,22 @@ def test_an_endpoint_that_is_none_is_refused_as_such(
     assert out.returncode == 2, (out.stdout, out.stderr)
     assert f"argument {option}: an endpoint is tcp://HOST:PORT or ipc:///PATH, not " \
            f"{value!r}" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--sandbox-uids", "400000-400001", "--sandbox-uids 400000-400001 gives 2 uids, but "),
+    ("--backend", "no_such_module:X", "no_such_module"),
+])
+def test_what_a_device_refuses_after_parsing_is_one_line(
+        option: str, value: str, says: str, key_file: Path) -> None:
+    """Tests that what the device checks once its options are read (a uid range too small
+    for its places, a backend it cannot load: ``CELLBUS_SANDBOX_UIDS=... bin/cellbus up``)
+    is one line, as a bad flag: its whole usage, 23 lines, came first."""
+    out = run("device", "--connect", "ipc:///nowhere", option, value,
+              env={"CELLBUS_KEY_FILE": str(key_file)})
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert out.stderr.startswith("cellbus device: error: ") and says in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
 
 
 def test_a_tcp_endpoint_without_keys_names_its_option(key_file: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -61,10 +62,13 @@ def test_a_state_file_whose_pid_another_program_took_is_said_at_once(tmp_path: P
 
 
 def test_status_lists_the_gateways_and_says_when_none_is_up(chain: Chain) -> None:
-    """Tests that status names each gateway it heard (host:port) as alive, and once the
-    only gateway stopped, lists it as silent and says "ready: no (no live gateway)", exit 3:
-    with every gateway down it said "ready: yes" (the broker never heard of gateways). A
-    broker that has just started (restarted) has no word on gateways yet, not "none"."""
+    """Tests that status names each gateway it heard (host:port) as alive; once the only
+    gateway stopped (SIGTERM), lists it stopped at once and says "ready: no (no live
+    gateway)", exit 3, the broker's log saying so in one INFO line: it warned 6 s later that
+    the gateway fell silent "(stopped, frozen, or its link down?)", as every Ctrl-C of
+    ``up`` did. One killed is listed as silent after the expiry, and warned of once: with
+    every gateway down it said "ready: yes" (the broker never heard of gateways). A broker
+    that has just started (restarted) has no word on gateways yet, not "none"."""
     chain.start_broker()
     chain.start_device("--prefork", "0", "--kernels", "python")
     chain.start_gateway()
@@ -73,15 +77,26 @@ def test_status_lists_the_gateways_and_says_when_none_is_up(chain: Chain) -> Non
     while f"gateway {name}: alive" not in (text := chain_status(chain)).stdout:
         assert time.monotonic() < deadline, text.stdout + text.stderr
     assert text.returncode == 0 and text.stdout.splitlines()[-1] == "ready: yes"
-    assert chain.gateway is not None
+    assert chain.gateway is not None and chain.broker is not None
     chain.gateway.stop()
-    deadline = time.monotonic() + 20  # the broker's expiry of a silent gateway is 6 s
-    while (text := chain_status(chain)).returncode != 3:
-        assert time.monotonic() < deadline, text.stdout + text.stderr
-    assert re.search(rf"^gateway {re.escape(name)}: not alive \([0-9.]+ s silent\)$",
-                     text.stdout, re.M), text.stdout
+    chain.broker.wait_for_log(rf"INFO broker: gateway {re.escape(name)} stopped$")
+    text = chain_status(chain)
+    assert text.returncode == 3, text.stdout + text.stderr
+    assert re.search(rf"^gateway {re.escape(name)}: stopped [0-9.]+ s ago$", text.stdout,
+                     re.M), text.stdout
     assert text.stdout.splitlines()[-1] == "ready: no (no live gateway)"
-    assert chain.broker is not None  # and the broker's log says so, once, as for a device
+    chain.start_gateway()  # the same name again: up (its feed too), then killed: silent
+    chain.broker.wait_for_log(rf"INFO broker: gateway {re.escape(name)} is up", nth=2)
+    deadline = time.monotonic() + 10
+    while not re.search(rf"^gateway {re.escape(name)}: alive$", (text := chain_status(
+            chain)).stdout, re.M):
+        assert time.monotonic() < deadline, text.stdout + text.stderr
+    chain.gateway.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 20  # the broker's expiry of a silent gateway is 6 s
+    silent = rf"^gateway {re.escape(name)}: not alive \([0-9.]+ s silent\)$"
+    while not re.search(silent, (text := chain_status(chain)).stdout, re.M):
+        assert time.monotonic() < deadline, text.stdout + text.stderr
+    assert text.returncode == 3, text.stdout + text.stderr
+    assert text.stdout.splitlines()[-1] == "ready: no (no live gateway)"
     chain.broker.wait_for_log(rf"WARNING broker: gateway {re.escape(name)} silent for \d+ s")
     assert chain.broker.log.count(f"gateway {name} silent") == 1, chain.broker.log
-    assert f"gateway {name} is up" in chain.broker.log

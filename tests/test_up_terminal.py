@@ -38,7 +38,8 @@ def test_ctrl_c_in_a_terminal_stops_gateway_devices_broker_in_order_and_loses_no
     """Tests that Ctrl-C typed in up's terminal (or the terminal closed: SIGHUP) while a cell
     prints stops the gateway, then the device (which lets the cell finish), then the broker,
     and that every line the cell printed while the device drained is in the store (seen by
-    the next `up`)."""
+    the next `up`). A second Ctrl-C is answered in a line (it was ignored without a word)
+    and changes nothing."""
     master, slave = pty.openpty()
     try:
         port = free_port()
@@ -56,6 +57,9 @@ def test_ctrl_c_in_a_terminal_stops_gateway_devices_broker_in_order_and_loses_no
         os.close(slave)
         if how == "ctrl-c":
             os.write(master, b"\x03")  # as typed
+            up.wait_for_log(r"cellbus up: stopping the gateway")
+            os.write(master, b"\x03")  # again, impatient: said, and changes nothing
+            up.wait_for_log(r"cellbus up: still stopping, in order .*Ctrl-C again does not")
         else:
             os.close(master)  # the terminal window closed
         assert up.proc.wait(60) == 0

@@ -36,6 +36,8 @@ def test_add_to_a_new_store_says_it_made_one(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr
     assert f"made a new store at {tmp_path / 'cellbus.db'}" in first.stderr, first.stderr
     assert "no broker has used it yet" in first.stderr
+    one = cellbus_user("list", store=store)  # it said "1 users in"
+    assert one.returncode == 0 and one.stdout.startswith(f"1 user in {store}\n"), one.stdout
     again = cellbus_user("add", "bob", store=store)
     assert again.returncode == 0 and "new store" not in again.stderr, again.stderr
     listing = cellbus_user("list", store=store)

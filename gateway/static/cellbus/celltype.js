@@ -133,10 +133,16 @@
       this.input.setSelectionRange(at, at);
     },
 
-    /** Run later evaluations in `kernel`, and highlight the code in its language. */
+    /** Run later evaluations in `kernel`, and highlight the code in its language (and
+     * name that in the empty box's hint). */
     setKernel(kernel) {
       this.options.kernel = kernel;
-      if (this.editor && this.type === "code") this.editor.setOption("mode", modeOf(kernel));
+      if (this.type !== "code") return;
+      this.input.placeholder = codeHint(this.options);
+      if (this.editor) {
+        this.editor.setOption("mode", modeOf(kernel));
+        this.editor.setOption("placeholder", this.input.placeholder);
+      }
     },
 
     /** Make this a "markdown" cell (its text is rendered here, never run) or a "code" one;
@@ -150,7 +156,7 @@
       const what = markdown ? "Markdown" : "code";
       this.input.setAttribute("aria-label", what + " of cell " + this.cellId);
       this.input.placeholder = markdown ? "Markdown; Shift+Enter renders it"
-        : this.options.placeholder;
+        : codeHint(this.options);
       if (this.editor) {
         this.editor.setOption("mode", markdown ? null : modeOf(this.options.kernel));
         this.editor.setOption("placeholder", this.input.placeholder);

@@ -17,7 +17,7 @@
       this.input = el("textarea", "cellbus-input");
       this.input.value = o.code;
       this.input.wrap = "off";
-      this.input.placeholder = o.placeholder;
+      this.input.placeholder = codeHint(o);
       this.input.spellcheck = false;
       this.input.setAttribute("autocapitalize", "off");
       this.input.setAttribute("aria-label", "code of cell " + this.cellId);

@@ -55,6 +55,17 @@
     return MODES[String(kernel || "python").toLowerCase()] || null;
   }
 
+  /** The language each kernel's code box names in its empty hint; another kernel's says
+   * "Code" (a worksheet of bash, R or a backend of one's own said "Python code"). */
+  const LANGUAGES = {python: "Python", python3: "Python", ir: "R", r: "R", bash: "Shell"};
+
+  /** The hint an empty code box of `kernel` shows, unless its page gave one (placeholder). */
+  function codeHint(options) {
+    if (options.placeholder) return options.placeholder;
+    const language = LANGUAGES[String(options.kernel || "python").toLowerCase()];
+    return (language ? language + " code" : "Code") + "; Shift+Enter evaluates";
+  }
+
   /** Whether Tab completes (as in Jupyter: right after a name or a dot, nothing selected,
    * in a code cell, with CodeMirror's show-hint addon loaded) rather than indents. */
   function completable(cm, cell) {

@@ -22,7 +22,8 @@
                               // gateway with --auth token; its own pages use its cookie
     kernel: null,             // the kernel a new worksheet runs (GET /kernels); null: the
                               // built-in Python one. Later evaluates keep the first's.
-    placeholder: "Python code; Shift+Enter evaluates",
+    placeholder: null,        // the empty code box's hint; null: its kernel's language's
+                              // ("Shell code; Shift+Enter evaluates"), as codeHint says
     onShiftEnter: null,       // function(cell) after Shift+Enter evaluated it
     onInput: null,            // function(cell) when the code is edited
     restore: false,           // show what the store has of this cell when it is made (its
