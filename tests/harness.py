@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -549,13 +550,17 @@ def replayed_seqs(chain: Chain, user: str, worksheet: str) -> list[int]:
     return asyncio.run(replay())
 
 
-def until(condition: Any, what: str, timeout: float = 15.0) -> Any:
+def until(condition: Any, what: str, timeout: float = 15.0,
+          pause: Callable[[], object] = lambda: time.sleep(0.02)) -> Any:
     """Poll ``condition()`` until it returns something true, and return that; at the
-    deadline, an AssertionError naming ``what`` (a wait never goes on silently)."""
+    deadline, an AssertionError naming ``what`` (a wait never goes on silently). A browser
+    test whose condition is filled by Playwright's events (a route, a frame) pauses in
+    Playwright (``pause=lambda: page.wait_for_timeout(20)``): its sync API delivers them only
+    while it is called, never during a time.sleep."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
         assert time.monotonic() < deadline, f"gave up after {timeout:g} s waiting for {what}"
-        time.sleep(0.02)
+        pause()
     return value
 
 

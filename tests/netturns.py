@@ -13,6 +13,13 @@ changes to come), so a page that began right after the bed's turn still lost a s
 way, in a whole run in three workers (test_browser_delete: ``cellbus is not defined``). The
 bed's turn therefore notes when it ended, and a page's turn begins :data:`SETTLE` seconds
 after that at the earliest: nothing else says when Chromium has heard of the change.
+
+``flock`` lets a shared lock in beside the shared ones held however long an exclusive one
+has waited, so while pages of other workers (or other runs on the machine) overlapped, the
+bed never had its turn: its teardown waited past the test's 60 s (pytest-timeout) in a run
+of the multi-host tests beside the browser tests. So an exclusive turn first takes a gate
+(:data:`GATE`, beside the lock) and holds it while it waits: a shared turn passes the gate
+on its way in (held only until it has the lock), so none begins while the bed waits.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from pathlib import Path
 LOCK = Path(tempfile.gettempdir()) / "cellbus-tests-network.lock"
 #: When the last exclusive turn ended (``time.time()``), for the turns after it.
 CHANGED = LOCK.with_suffix(".changed")
+#: What an exclusive turn holds from before it waits for the lock until it ends.
+GATE = LOCK.with_suffix(".gate")
 #: Seconds after a change of the network before a page's turn begins: Chromium's Linux
 #: notifier waits 2 s (ip_address_online_delay) before it reports a change.
 SETTLE = 2.5
@@ -35,8 +44,14 @@ SETTLE = 2.5
 @contextmanager
 def network_turn(*, exclusive: bool) -> Iterator[None]:
     """Hold the network: alone (``exclusive``, to change it) or beside other readers."""
-    with open(LOCK, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+    mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    with open(GATE, "a") as gate, open(LOCK, "a") as f:
+        fcntl.flock(gate, mode)
+        try:
+            fcntl.flock(f, mode)
+        finally:
+            if not exclusive:  # past the gate: an exclusive turn may wait there now
+                fcntl.flock(gate, fcntl.LOCK_UN)
         try:
             if not exclusive:  # nothing changes it while this turn lasts
                 time.sleep(max(0.0, _changed() + SETTLE - time.time()))
@@ -45,6 +60,7 @@ def network_turn(*, exclusive: bool) -> Iterator[None]:
             if exclusive:
                 CHANGED.write_text(str(time.time()))
             fcntl.flock(f, fcntl.LOCK_UN)
+            fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 def _changed() -> float:

@@ -9,7 +9,6 @@ import re
 import signal
 import socket
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -80,10 +79,11 @@ def test_a_broker_beats_at_once_to_a_device_it_hears_first(chain: Chain, key: by
         first.report("device_register", capacity=1)
         for _ in range(2):  # the second is of a round: the next is a second away
             first.wait_for(beat, timeout=5)
-        sent = time.monotonic()
         second.report(capacity=1)
-        second.wait_for(beat, timeout=5)
-        assert time.monotonic() - sent < 0.5
+        # the beat for it, not the next round's: a round's says how long the device was
+        # unheard (the time it took, which was the test, is a loaded machine's to decide)
+        heard = second.wait_for(beat, timeout=5)
+        assert "unheard" not in heard["metadata"]["cellbus"], heard
     finally:
         first.close()
         second.close()

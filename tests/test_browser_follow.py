@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from access_util import JSON, call
-from harness import Chain
+from harness import Chain, until
 from test_browser import (browser, code_box, code_of, expect, open_worksheet, page,  # noqa: F401
                           run, web)
 from test_browser_console import Console
@@ -149,12 +149,12 @@ def test_a_run_started_while_a_reloaded_cell_reads_the_store_shows_whole(
     page.route(UPDATE_AT_LOAD, hold)
     page.on("websocket", lambda s: s.on("framereceived", lambda f: frames.append(f)))
     page.reload()
-    while not held or not any("subscribe_reply" in f for f in frames):
-        page.wait_for_timeout(20)  # (Playwright's events come while it waits)
+    pause = lambda: page.wait_for_timeout(20)  # noqa: E731 (Playwright's events come meanwhile)
+    until(lambda: held and any("subscribe_reply" in f for f in frames), "the reload's reads",
+          pause=pause)
     api = json.dumps({"input": STREAM})
     assert call(web.port, "POST", f"/home/guest/{ws}/1/evaluate", api, JSON).status == 202
-    while not any("line 0" in f for f in frames):
-        page.wait_for_timeout(20)
+    until(lambda: any("line 0" in f for f in frames), "the run's first line", pause=pause)
     for route, doc in held:
         route.fulfill(json=doc)
     page.unroute(UPDATE_AT_LOAD)
@@ -190,8 +190,8 @@ def test_typing_before_a_followed_runs_code_is_stored_is_no_conflict(
     run(cells_b.nth(2), "b = 2")
     expect(code_of(cells_a.nth(2))).to_have_value("b = 2")
     code_box(cells_a.nth(0)).fill("print('from A')")
-    while not held_a or not held_b:
-        page.wait_for_timeout(20)  # (Playwright's events come while it waits)
+    until(lambda: held_a and held_b, "both tabs' saves",
+          pause=lambda: page.wait_for_timeout(20))  # (Playwright's events come meanwhile)
     with other.expect_response(lambda r: r.url.endswith("/layout")):
         held_b[0].continue_()  # B's save lands first
     other.unroute("**/layout")

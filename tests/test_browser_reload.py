@@ -154,7 +154,8 @@ def test_a_move_whose_save_lands_after_the_reload_read_the_layout_shows_moved(
             route.continue_()
     page.route("**/layout", hold_first_save)
     page.get_by_role("button", name="Move down (cell 1)").click()
-    until(lambda: held, "the move's save sent")
+    # (the save may go after click returns: when the answer to the one before had not come)
+    until(lambda: held, "the move's save sent", pause=lambda: page.wait_for_timeout(20))
     with page.expect_response(lambda r: r.url.endswith("/layout") and r.request.method == "GET"):
         page.reload()
     held[0].continue_()  # the move's save lands after the reloaded page read the layout

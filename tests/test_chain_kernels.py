@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from harness import until
 from kernels import require_kernel
 from module_chain import module_chain
+from test_chain_input import answer, wait_prompt
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -332,13 +334,20 @@ def test_a_kernel_killed_for_memory_names_the_limit(chain) -> None:
     chain.start_device("--kernels", "python3", "--prefork", "0", "--max-sessions", "1",
                        "--memory-budget", str(800 * 2**20))
     chain.start_gateway()
-    doc = run(chain, "u/oom/1", "x = 6\nprint('before', flush=True)\n"
-              "y = b'x' * (600 * 2**20)", kernel="python3")
+    # The kernel allocates only once the worker has its line: sent last before the kill, it
+    # could still be in the kernel's own socket queue (its ZeroMQ thread not yet run on a
+    # loaded machine), which nobody sends then (1 run in 4 under load ended with no output)
+    assert evaluate(chain, "u/oom/1", "x = 6\nprint('before', flush=True)\ninput('go? ')\n"
+                    "y = b'x' * (600 * 2**20)", kernel="python3")[0] == 202
+    wait_prompt(chain, "u/oom/1")
+    until(lambda: text(chain.update("u/oom/1", wait=2)[1]) == "before\n", "the line stored")
+    assert answer(chain, "u/oom/1", "")[0] == 202
+    doc = chain.wait_done("u/oom/1", timeout=60)
     (error,) = errors(doc)
     assert error["ename"] == "MemoryLimitExceeded", error
     assert "400 MiB of memory together (--max-memory, --memory-budget)" in error["evalue"]
     assert "was started again" in error["evalue"], error
-    assert text(doc) == "before\n"
+    assert text(doc) == "before\ngo? \n", doc  # (the prompt and its answer echoed)
     # The next cell runs in a fresh kernel. There a program it runs is what the OOM killer
     # ends (the kernel lives on): bash said only "Killed", and nothing named the limit.
     doc = run(chain, "u/oom/2", "import subprocess, sys\nprint('fresh', 'x' in globals())\n"

@@ -343,7 +343,7 @@ def test_a_device_with_no_key_refuses_to_start(nodes) -> None:
     device = NodeProcess("device", "--connect", "tcp://127.0.0.1:1")
     nodes.append(device)
     assert device.proc.wait(30) == 2
-    assert "never runs unsigned" in device.log
+    device.wait_for_log(r"never runs unsigned")  # (its log is read by a thread)
 
 
 def test_exec_timeout_stops_a_runaway_cell_and_the_device_serves_on(device_with_client) -> None:

@@ -7,6 +7,7 @@ import signal
 import time
 
 from harness import Chain
+from test_chain_input import answer, wait_prompt
 from test_failures import assert_gap_free, wait_output
 
 SLOW = "import time\nprint('started', flush=True)\ntime.sleep({})\nprint('finished')"
@@ -19,15 +20,23 @@ def test_sigterm_device_finishes_running_cell_and_hands_back_queued_one(chain: C
     chain.start_broker()
     chain.start_gateway()
     first = chain.start_device(name="first")
-    chain.evaluate("u/ws/1", SLOW.format(3))
-    wait_output(chain, "u/ws/1", "started")
+    # The running cell ends once the drain has begun (an answer to its prompt): with a
+    # 3 s sleep it ended, on a loaded machine, before the second device was up and the
+    # SIGTERM came, and the queued cell then ran on the first device (its worker's line
+    # never came on the second)
+    chain.evaluate("u/ws/1", "print('started', flush=True)\ninput()\nprint('finished')")
+    wait_prompt(chain, "u/ws/1")
     status, accepted = chain.evaluate("u/ws/2", "print('queued', flush=True)")
     assert status == 202
     second = chain.start_device(name="second")
-    assert first.stop(signal.SIGTERM, timeout=20) == 0
+    first.proc.send_signal(signal.SIGTERM)
+    first.wait_for_log(r"device first draining: 1 cell running")
+    assert answer(chain, "u/ws/1", "")[0] == 202
+    assert first.proc.wait(20) == 0
     ran = chain.wait_done("u/ws/1", timeout=20)
     assert ran["status"] == "done"
-    assert ran["output"]["stdout_0"]["content"] == "started\nfinished\n"
+    texts = [b["content"] for b in ran["output"].values() if b["type"] == "text"]
+    assert texts == ["started\n", "\nfinished\n"], ran["output"]  # (the answer's echo)
     moved = chain.wait_done("u/ws/2", timeout=20)
     assert moved["status"] == "done" and moved["request"] == accepted["msg_id"]
     assert moved["output"]["stdout_0"]["content"] == "queued\n"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 from kernels import require_kernel
@@ -28,14 +27,17 @@ def test_a_kernel_slow_to_answer_kernel_info_is_asked_once(tmp_path: Path) -> No
         "display_name": "Slow", "language": "python", "env": {"INFO_DELAY": "2"}}))
     env = {**os.environ, "TMPDIR": str(tmp_path), "JUPYTER_PATH": str(tmp_path),
            "PYTHONPATH": str(KERNEL.parent)}
-    started = time.monotonic()
     worker = Worker(tmp_path, "--backend", "slow", env=env)
     worker.sock.settimeout(60)
     try:
-        records = worker.execute("print(type(get_ipython().kernel).info_requests)")
-        took = time.monotonic() - started
+        # (timed in the kernel, from the first request: the worker's and the kernel's own
+        # start, imports, took 8.8 s in all once on a loaded machine)
+        records = worker.execute("import time\nk = type(get_ipython().kernel)\n"
+                                 "print(k.info_requests, time.monotonic() - k.first_info)")
         assert reply(records)["status"] == "ok", records
-        assert int(stream_text(records)) <= 2, stream_text(records)
-        assert took < 8, took
+        asked, took = stream_text(records).split()
+        assert int(asked) <= 2, asked
+        # 2 s for each one asked, answered in turn, and then the cell
+        assert float(took) < 2 * int(asked) + 2, (asked, took)
     finally:
         worker.close()

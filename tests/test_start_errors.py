@@ -35,7 +35,7 @@ def test_a_device_that_can_offer_no_kernel_stops_in_one_line(
                          "--key-file", str(key_file))
     nodes.append(device)
     assert device.proc.wait(30) == 2, device.log
-    assert "cannot offer the kernel 'julia'" in device.log
+    device.wait_for_log(r"cannot offer the kernel 'julia'")  # (its log is read by a thread)
     device.wait_for_log(r"can offer none of the kernels julia .*--kernels")
     assert "Traceback" not in device.log
 
