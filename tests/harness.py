@@ -50,9 +50,14 @@ def node_env(env: dict[str, str] | None = None, *, base: dict[str, str] | None =
 
 def ipc_endpoint(name: str = "bus") -> str:
     """An ipc:// endpoint in a fresh private folder with a short path (ipc paths are limited
-    to about 100 bytes, more than pytest's folders leave)."""
+    to about 100 bytes, more than pytest's folders leave), removed when the test process
+    ends (a run left some 200 of them in /tmp)."""
+    import atexit
+    import shutil
     import tempfile
-    return f"ipc://{tempfile.mkdtemp(prefix='cb-')}/{name}"
+    folder = tempfile.mkdtemp(prefix="cb-")
+    atexit.register(shutil.rmtree, folder, True)
+    return f"ipc://{folder}/{name}"
 
 
 #: This run's ports (tests/ports.py: reserved against other test runs on the machine).
