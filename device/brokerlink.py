@@ -88,13 +88,11 @@ class BrokerLinked(Node):
 
     def _reconnect(self) -> None:
         """The broker is silent while this device's link to it is up: connect again, after
-        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_EVERY`). A
-        broker's ROUTER drops a connection whose routing id (the device's name) another
-        connection still holds, for good: one of an earlier process of this device that died
-        while the broker was too busy to read its end, or that froze, or whose host went
-        away; this device's link then came up but nothing it sends reaches the broker. A new
-        connection is taken once the old one is gone (the broker's ZMTP heartbeats end a
-        silent one). Output waits in the outbox and is sent again; nothing else the broker
+        1 s, then every 2 s, within the broker's expiry (:data:`RECONNECT_EVERY`): a
+        connection the broker's end lost hold of without a word is taken again. (One whose
+        routing id, the device's name, an earlier process of this device still holds, frozen
+        or on a host gone away, is handed over by the broker's ROUTER: protocol/node.py.)
+        Output waits in the outbox and is sent again; nothing else the broker
         needs is lost (its next report lists the device's work). A link up for less than
         :data:`RECONNECT_AFTER` is left alone: the broker (restarted) has not yet heard this
         device's heartbeat on it, and dropping it cost a missed heartbeat each restart."""

@@ -126,6 +126,12 @@ class Node:
             sock.routing_id = routing_id
         if kind == zmq.ROUTER:
             sock.router_mandatory = True
+            # A new connection under a routing id an old one holds takes it over (a device
+            # restarted while its frozen process's connection lingers: the broker sends no
+            # ZMTP heartbeats that would end it, ZMTP_HEARTBEAT). Without, the ROUTER drops
+            # the new one for as long as the old one stays open. A connection under another
+            # device's name is still refused its messages (broker/senders.py).
+            sock.router_handover = True
         what = label or zmq.SocketType(kind).name
         try:
             if bind:

@@ -128,8 +128,7 @@ def test_a_cleared_output_stays_cleared_until_the_cell_runs_again(page: Any, web
     another tab following the worksheet (it takes the layout, which names the run cleared),
     with no [n], while the other cells keep theirs; the cell's next run shows its output
     everywhere; the store keeps the cleared run's output (its /update has it). Before, Clear
-    output cleared this page only: a reload and the other tab showed the output again. A
-    cleared cell moved (cut, pasted) stays cleared, and Clear outputs clears every cell's."""
+    output cleared this page only: a reload and the other tab showed the output again."""
     cells = open_worksheet(page, web)
     run(cells.nth(0), "print('first', 1)")
     first = cells.nth(0).locator(".cellbus-output")
@@ -165,41 +164,54 @@ def test_a_cleared_output_stays_cleared_until_the_cell_runs_again(page: Any, web
     page.reload()
     expect(first).to_have_text("first 2")
     other.close()
-    # A cleared cell cut and pasted back (a move) stays cleared, over a reload too. Before,
-    # the clipboard kept no outputs_cleared: the layout saved lost it, and a reload showed
-    # the output again.
-    page.get_by_role("button", name="Clear output (cell 1)").click()
-    expect(first).to_be_empty()
-    code_box(cells.nth(0)).press("Escape")
-    page.keyboard.press("x")
 
-    def saved_cleared(*ids: str) -> Any:  # the layout saved holds these cells cleared
-        def saved(response: Any) -> bool:
-            if not (response.url.endswith("/layout") and response.request.method == "POST"):
-                return False
-            body = response.request.post_data_json or {}
-            return set(ids) <= {c.get("id") for c in body.get("cells", [])
-                                if isinstance(c, dict) and c.get("outputs_cleared")}
-        return saved
-    with page.expect_response(saved_cleared("1")):
-        page.keyboard.press("v")  # below the cell that took the focus
-    expect(cells.nth(1)).to_have_attribute("aria-label", "cell 1")  # itself, moved
-    with page.expect_response(lambda r: "/1/update" in r.url) as restored:
+
+def saved_cleared(*ids: str) -> Any:
+    """A predicate of responses: a layout save that holds cells ``ids`` cleared."""
+    def saved(response: Any) -> bool:
+        if not (response.url.endswith("/layout") and response.request.method == "POST"):
+            return False
+        body = response.request.post_data_json or {}
+        return set(ids) <= {c.get("id") for c in body.get("cells", [])
+                            if isinstance(c, dict) and c.get("outputs_cleared")}
+    return saved
+
+
+def reload_restored(page: Any, cell_id: str) -> None:
+    """Reload, and wait until cell ``cell_id`` has shown what the store has of it."""
+    with page.expect_response(lambda r: f"/{cell_id}/update" in r.url) as restored:
         page.reload()
     restored.value.finished()
     page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+
+
+def test_a_cleared_cell_moved_stays_cleared_and_clear_outputs_clears_all(
+        page: Any, web: Any) -> None:
+    """A cleared cell cut and pasted back (a move) stays cleared over a reload: before, the
+    clipboard kept no outputs_cleared, the layout saved lost it, and a reload showed the
+    output again. Clear outputs (Jupyter's Clear All Outputs) clears every cell's so."""
+    cells = open_worksheet(page, web)
+    for i in range(3):
+        run(cells.nth(i), f"print('out', {i + 1})")
+        expect(cells.nth(i).locator(".cellbus-output")).to_have_text(f"out {i + 1}")
+    with page.expect_response(saved_cleared("1")):
+        page.get_by_role("button", name="Clear output (cell 1)").click()
+    code_box(cells.nth(0)).press("Escape")
+    page.keyboard.press("x")
+    expect(cells).to_have_count(2)
+    expect(code_box(cells.nth(0))).to_be_focused()  # (a V pressed before it is lost)
+    with page.expect_response(saved_cleared("1")):
+        page.keyboard.press("v")  # below the cell that took the focus
+    expect(cells.nth(1)).to_have_attribute("aria-label", "cell 1")  # itself, moved
+    reload_restored(page, "1")
     expect(cells.nth(1)).to_have_attribute("aria-label", "cell 1")
-    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("kept")
+    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("out 2")
     expect(cells.nth(1).locator(".cellbus-output")).to_be_empty()
-    # Clear outputs (Jupyter's Clear All Outputs): every cell's, kept so over a reload.
     with page.expect_response(saved_cleared("1", "2", "3")):
         page.get_by_role("button", name="Clear outputs").click()
     for i in range(3):
         expect(cells.nth(i).locator(".cellbus-output")).to_be_empty()
-    with page.expect_response(lambda r: "/3/update" in r.url) as restored:
-        page.reload()
-    restored.value.finished()
-    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    reload_restored(page, "3")
     for i in range(3):
         expect(cells.nth(i).locator(".cellbus-output")).to_be_empty()
     expect(cells.nth(2).locator(".cellbus-count")).to_be_hidden()

@@ -32,10 +32,14 @@ def test_counters_moves_clear_and_delete(page: Any, web: Any) -> None:
     expect(cells.nth(0).locator(".cellbus-count")).to_be_hidden()
     page.get_by_role("button", name="Move down (cell 2)").click()  # back, and again up
     page.get_by_role("button", name="Move up (cell 2)").click()
-    page.reload()  # the order stays; the output comes back from the store
+    with page.expect_response(lambda r: "/2/update" in r.url) as restored:
+        page.reload()  # the order stays, and the cleared output stays cleared (as Jupyter's)
+    restored.value.finished()
     cells = page.locator(".cellbus-cell")
     expect(code_of(cells.nth(0))).to_have_value("print(x + 1)")
-    expect(cells.nth(0).locator(".cellbus-output")).to_have_text("42")
+    expect(cells.nth(1).locator(".cellbus-count")).to_have_text("[1]")  # restored
+    expect(cells.nth(0).locator(".cellbus-output")).to_be_empty()
+    expect(cells.nth(0).locator(".cellbus-count")).to_be_hidden()
     expect(code_of(cells.nth(1))).to_have_value("x = 41")
     run(cells.nth(2), "print(x)")  # a new cell, in the same session
     expect(cells.nth(2).locator(".cellbus-output")).to_have_text("41")

@@ -297,6 +297,27 @@ async def test_a_request_a_restarted_device_no_longer_holds_goes_again_before_th
     assert await executes(device, 3) == [first["msg_id"], first["msg_id"], later["msg_id"]]
 
 
+class SlowSessions:
+    """The store's ``sessions`` read held until :attr:`go_on` (:attr:`reading` once it is
+    asked): a slow store, for the window of DeviceWatch.lost() while it reads."""
+
+    def __init__(self, parts: Parts) -> None:
+        self.read = parts.store.sessions
+        self.reading, self.go_on = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> list[SessionRecord]:
+        self.reading.set()
+        await self.go_on.wait()  # the store answers once the device is back
+        return await self.read(*args, **kwargs)
+
+
+def lose_d1(parts: Parts, report: dict[str, Any]) -> None:
+    """d1 heard with ``report``, then silent past the expiry."""
+    parts.devices.heard("d1", b"d1", report)
+    parts.devices.devices["d1"].last_heard -= parts.devices.expiry + 1
+    assert parts.devices.expired() == ["d1"]
+
+
 async def test_a_request_handed_out_after_a_lost_device_came_back_is_not_taken_back(
         parts: Parts) -> None:
     """d1 is taken for lost with s1's worker on it, and is heard again while the broker still
@@ -309,17 +330,8 @@ async def test_a_request_handed_out_after_a_lost_device_came_back_is_not_taken_b
     record = SessionRecord(session="s1", user="u", worksheet="w-s1", device="d1",
                            state=OPEN, created=1.0, last_activity=1.0)
     await parts.store.put_session(record)
-    parts.devices.heard("d1", b"d1", {"capacity": 2, "load": 1, "sessions": ["s1"]})
-    parts.devices.devices["d1"].last_heard -= parts.devices.expiry + 1
-    assert parts.devices.expired() == ["d1"]
-    reading, go_on = asyncio.Event(), asyncio.Event()
-    read = parts.store.sessions
-
-    async def slow_sessions(*args: Any, **kwargs: Any) -> list[SessionRecord]:
-        reading.set()
-        await go_on.wait()  # the store answers once the device is back
-        return await read(*args, **kwargs)
-
+    lose_d1(parts, {"capacity": 2, "load": 1, "sessions": ["s1"]})
+    slow = SlowSessions(parts)
     ended: list[Any] = []
 
     async def end(out: list[Any]) -> None:
@@ -328,9 +340,9 @@ async def test_a_request_handed_out_after_a_lost_device_came_back_is_not_taken_b
     lost = watch(parts)
     lost.outputs = cast(Any, SimpleNamespace(persist_and_publish=end))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(parts.store, "sessions", slow_sessions)
+        patch.setattr(parts.store, "sessions", slow)
         losing = asyncio.create_task(lost.lost("d1"))
-        await asyncio.wait_for(reading.wait(), 5)
+        await asyncio.wait_for(slow.reading.wait(), 5)
         parts.devices.heard("d1", b"d1", {"capacity": 2, "load": 1, "sessions": ["s1"]})
         lost.came_back("d1")
         running = await accept(parts, "s1", "d1")
@@ -338,7 +350,7 @@ async def test_a_request_handed_out_after_a_lost_device_came_back_is_not_taken_b
         later = await accept(parts, "s1", "d1")
         assert running.device == later.device == "d1"
         nonce = parts.dispatch.handed.nonce(later.msg_id)
-        go_on.set()
+        slow.go_on.set()
         await asyncio.wait_for(losing, 5)
     assert ended == []  # no DeviceLost for the one running
     assert later.msg_id not in lost.revoked  # what the device says of it is stored

@@ -21,7 +21,7 @@ import pytest
 from broker.store import NEEDS_WORK, OPEN, SessionRecord
 from protocol import msgtypes as mt
 from test_broker_inprocess import Parts, parts  # noqa: F401 (a fixture)
-from test_dispatch_order import accept, watch
+from test_dispatch_order import SlowSessions, accept, lose_d1, watch
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -36,17 +36,8 @@ async def test_a_session_only_the_store_placed_on_a_lost_device_is_ended_when_it
         await parts.store.put_session(SessionRecord(
             session=session, user="u", worksheet=f"w-{session}", device="d1", state=OPEN,
             created=1.0, last_activity=1.0))
-    parts.devices.heard("d1", b"d1", {"capacity": 4, "load": 1, "sessions": ["s1"]})
-    parts.devices.devices["d1"].last_heard -= parts.devices.expiry + 1
-    assert parts.devices.expired() == ["d1"]
-    reading, go_on = asyncio.Event(), asyncio.Event()
-    read = parts.store.sessions
-
-    async def slow_sessions(*args: Any, **kwargs: Any) -> list[SessionRecord]:
-        reading.set()
-        await go_on.wait()  # the store answers once the device is back
-        return await read(*args, **kwargs)
-
+    lose_d1(parts, {"capacity": 4, "load": 1, "sessions": ["s1"]})
+    slow = SlowSessions(parts)
     closed: list[str] = []
 
     async def told(session: str, why: str) -> None:
@@ -55,14 +46,14 @@ async def test_a_session_only_the_store_placed_on_a_lost_device_is_ended_when_it
     lost = watch(parts)
     lost.ends = cast(Any, SimpleNamespace(closed=told))
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(parts.store, "sessions", slow_sessions)
+        patch.setattr(parts.store, "sessions", slow)
         losing = asyncio.create_task(lost.lost("d1"))
-        await asyncio.wait_for(reading.wait(), 5)
+        await asyncio.wait_for(slow.reading.wait(), 5)
         parts.devices.heard("d1", b"d1", {"capacity": 4, "load": 2, "sessions": ["s1", "s2"]})
         lost.came_back("d1", {"sessions": ["s1", "s2"]})
         early = await accept(parts, "s2", "d1")
         assert early.device == "d1"  # its old worker is still listed there
-        go_on.set()
+        slow.go_on.set()
         await asyncio.wait_for(losing, 5)
     assert sorted(closed) == ["s1", "s2"]
     got = [(m["msg_type"], m["content"].get("session", m["msg_id"]))

@@ -77,8 +77,7 @@ def test_a_run_is_not_finished_by_another_requests_reply() -> None:
     assert ending.see(mt.STATUS, IDLE) is None
 
 
-@pytest.mark.parametrize("request_type", [mt.KERNEL_INFO_REQUEST, mt.SHUTDOWN_REQUEST,
-                                          mt.INTERRUPT_REQUEST])
+@pytest.mark.parametrize("request_type", [mt.SHUTDOWN_REQUEST, mt.INTERRUPT_REQUEST])
 def test_other_requests_are_finished_by_their_reply(request_type: str) -> None:
     ending = Ending(request_type)
     assert ending.see(mt.STATUS, IDLE) is None
@@ -88,7 +87,8 @@ def test_other_requests_are_finished_by_their_reply(request_type: str) -> None:
 @pytest.mark.parametrize("request_type", sorted(mt.KERNEL_REQUEST_TYPES))
 def test_a_comm_message_is_finished_by_idle_reply_or_not(request_type: str) -> None:
     """Jupyter gives comm_open/comm_msg/comm_close no reply: the kernel's idle ends them
-    (and comm_info_request's reply does not end it before the idle)."""
+    (and a query's reply, comm_info_request's or kernel_info_request's, which a session's
+    kernel answers between busy and idle, does not end it before the idle)."""
     ending = Ending(request_type)
     assert ending.see(mt.STATUS, {"execution_state": "busy"}) is None
     assert ending.see(mt.COMM_MSG, {"comm_id": "c", "data": {}}) is None
@@ -151,7 +151,7 @@ def test_reply_type(request_type: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize("request_type", [mt.EXECUTE_REQUEST, mt.INTERACT_REQUEST,
-                                          mt.KERNEL_INFO_REQUEST])
+                                          mt.SHUTDOWN_REQUEST])
 def test_failed_is_error_failed_reply_idle_and_finishes_the_request(
         bus: Session, request_type: str) -> None:
     """Every node ends a request it cannot run with these three messages; the request's own

@@ -35,6 +35,25 @@ class FlipOnce:
         return chunk[:at] + bytes([chunk[at] ^ 0x01]) + chunk[at + 1:]
 
 
+class DropOnce:
+    """A relay's ``mangle`` that, once :attr:`armed`, drops the first chunk coming down from
+    the broker longer than ``longer`` bytes and calls ``then`` (the relay's cut or rebind)
+    in a thread of its own: a message lost with the connection that carried it."""
+
+    def __init__(self, longer: int) -> None:
+        self.longer = longer
+        self.then: Any = None
+        self.armed, self.dropped = threading.Event(), threading.Event()
+
+    def __call__(self, way: str, offset: int, chunk: bytes) -> bytes:
+        if (way != "down" or not self.armed.is_set() or len(chunk) <= self.longer
+                or self.dropped.is_set()):
+            return chunk
+        self.dropped.set()
+        threading.Thread(target=self.then).start()
+        return b""
+
+
 def logged_at(line: str) -> float:
     """The time a node's log line was written (its first 23 characters), in seconds."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
@@ -111,26 +130,18 @@ def test_a_hand_out_lost_with_its_connection_runs_once(chain: Chain) -> None:
     the broker's expiry) still runs, once: before, the broker reconciled a device's report
     only when it registered or came back from lost, so such a cell stayed unrun for good."""
     chain.start_broker()
-    armed, dropped = threading.Event(), threading.Event()
-
-    def drop(way: str, offset: int, chunk: bytes) -> bytes:
-        # the hand-out, by its size (the code below is long; heartbeats are short)
-        if way == "down" and armed.is_set() and len(chunk) > 1500 and not dropped.is_set():
-            dropped.set()
-            threading.Thread(target=relay.cut).start()
-            return b""
-        return chunk
-
-    relay = Relay(port_of(chain.device_ep), mangle=drop)
+    drop = DropOnce(1500)  # the hand-out, by its size (the code below is long; heartbeats
+    relay = Relay(port_of(chain.device_ep), mangle=drop)  # are short)
+    drop.then = relay.cut
     try:
         chain.device_ep = relay.endpoint
         device = chain.start_device()
         device.wait_for_log(r"link to the broker at \S+ is up")
         chain.start_gateway()
-        armed.set()
+        drop.armed.set()
         code = "print('through')  # " + "x" * 3000
         assert chain.evaluate("u/ws/1", code)[0] == 202
-        until(dropped.is_set, "the hand-out dropped")
+        until(drop.dropped.is_set, "the hand-out dropped")
         doc = chain.wait_done("u/ws/1", 20)
         texts = [b["content"] for b in doc["output"].values() if b["type"] == "text"]
         assert doc["status"] == "done" and texts == ["through\n"], doc
@@ -287,24 +298,17 @@ def test_an_evaluates_answer_lost_with_its_link_is_not_a_503(chain: Chain) -> No
     10 s for an answer its lost connection could never carry and said 503 "retry": a client
     that did so ran the cell twice."""
     chain.start_broker()
-    armed, dropped = threading.Event(), threading.Event()
-
-    def drop(way: str, offset: int, chunk: bytes) -> bytes:
-        if way == "down" and armed.is_set() and len(chunk) > 100 and not dropped.is_set():
-            dropped.set()
-            threading.Thread(target=relay.rebind).start()
-            return b""
-        return chunk
-
+    drop = DropOnce(100)
     relay = Relay(port_of(chain.gateway_ep), mangle=drop)
+    drop.then = relay.rebind
     try:
         chain.gateway_ep = relay.endpoint
         chain.start_device()
         gateway = chain.start_gateway()
         assert chain.evaluate("u/warm/1", "print(0)")[0] == 202  # both links up and used
-        armed.set()
+        drop.armed.set()
         status, body = chain.evaluate("u/ws/1", "print('ran')")
-        assert dropped.is_set()
+        assert drop.dropped.is_set()
         assert status == 202, (status, body, gateway.log[-2000:])
         doc = chain.wait_done("u/ws/1", 20)
         assert doc["status"] == "done" and texts_of(doc) == "ran\n", doc
