@@ -31,7 +31,7 @@ PARTS = ("helpers.js", "math.js", "fold.js", "textview.js", "renderers.js", "int
          "interact.js", "poll.js", "channel.js", "channelin.js", "channelsizes.js",
          "channelstart.js", "editor.js", "cell.js", "cellview.js", "celltype.js",
          "cellinteracts.js", "usage.js", "session.js", "notebook.js", "sheetedits.js",
-         "layoutstore.js",
+         "layoutstore.js", "runall.js",
          "worksheet.js")
 #: Where tornado would look for the file the parts make.
 SERVED = str(FOLDER.parent / "cellbus.js")

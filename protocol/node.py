@@ -43,8 +43,10 @@ CANCEL_AGAIN = 1.0
 #: from a gateway, which then restarted or made its connection anew, brought the broker down.
 ZMTP_HEARTBEAT = (2000, 6000, 6000)
 #: A bound socket's TCP keepalive (s: idle, interval, probes): libzmq arms a connection's
-#: time-to-live at a ping and disarms it at any message after, so a client that died (or
-#: froze) just after a message leaves its connection open; the kernel ends it within ~25 s.
+#: time-to-live at a ping and disarms it at any message after, so a client host that went
+#: away just after a message leaves its connection open; the kernel ends it within ~25 s.
+#: (A frozen client process's kernel answers the probes: its connection stays until it ends,
+#: and a device started meanwhile under its --device-id is told to check for another one.)
 TCP_KEEPALIVE = (10, 5, 3)
 
 
@@ -126,12 +128,6 @@ class Node:
             sock.routing_id = routing_id
         if kind == zmq.ROUTER:
             sock.router_mandatory = True
-            # A new connection under a routing id an old one holds takes it over (a device
-            # restarted while its frozen process's connection lingers: the broker sends no
-            # ZMTP heartbeats that would end it, ZMTP_HEARTBEAT). Without, the ROUTER drops
-            # the new one for as long as the old one stays open. A connection under another
-            # device's name is still refused its messages (broker/senders.py).
-            sock.router_handover = True
         what = label or zmq.SocketType(kind).name
         try:
             if bind:

@@ -58,6 +58,8 @@
  *                 then Z, copy, cut and paste (Escape then C, X, V)
  *   layoutstore.js  a worksheet page's cells kept in the store (its layout) and in this
  *                 browser: saves, conflicts with other pages, another page's runs followed
+ *   runall.js     a worksheet's Run all, Run above, Run below and Restart & run all (as
+ *                 Jupyter's: in order, stopping at the first error; a reload goes on)
  *   worksheet.js  makeCell, makeWorksheet (cells that share a session; another page's runs
  *                 in them followed) and the public API on window.cellbus
  */
