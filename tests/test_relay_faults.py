@@ -10,7 +10,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from harness import Chain, stop_nodes, until
+from harness import Chain, NodeProcess, stop_nodes, until
 from protocol.heartbeat import EXPIRY
 from protocol.linkwatch import REPEAT
 from tcp_relay import Relay, port_of
@@ -54,6 +54,15 @@ class DropOnce:
         return b""
 
 
+def device_behind(chain: Chain, relay: Relay) -> NodeProcess:
+    """The chain's device started behind ``relay`` (on the broker's device port), its link
+    to the broker up."""
+    chain.device_ep = relay.endpoint
+    device = chain.start_device()
+    device.wait_for_log(r"link to the broker at \S+ is up")
+    return device
+
+
 def logged_at(line: str) -> float:
     """The time a node's log line was written (its first 23 characters), in seconds."""
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
@@ -73,9 +82,7 @@ def test_a_link_cut_again_and_again_is_named_once(chain: Chain) -> None:
     chain.start_broker()
     relay = Relay(port_of(chain.device_ep))
     try:
-        chain.device_ep = relay.endpoint
-        device = chain.start_device()
-        device.wait_for_log(r"link to the broker at \S+ is up")
+        device = device_behind(chain, relay)
         for cut in range(1, 6):
             relay.cut()
             until(lambda n=cut: device.log.count("is up again") >= n, f"reconnect {cut}")
@@ -101,9 +108,7 @@ def test_a_message_changed_on_the_way_is_not_blamed_on_the_keys(chain: Chain) ->
 
     relay = Relay(port_of(chain.device_ep), mangle=flip)
     try:
-        chain.device_ep = relay.endpoint
-        device = chain.start_device()
-        device.wait_for_log(r"link to the broker at \S+ is up")
+        device = device_behind(chain, relay)
         chain.start_gateway()
         flip.armed.set()  # the next bytes the broker sends the device (the cell's request)
         assert chain.evaluate("u/ws/1", "print('through')")[0] == 202
@@ -134,9 +139,7 @@ def test_a_hand_out_lost_with_its_connection_runs_once(chain: Chain) -> None:
     relay = Relay(port_of(chain.device_ep), mangle=drop)  # are short)
     drop.then = relay.cut
     try:
-        chain.device_ep = relay.endpoint
-        device = chain.start_device()
-        device.wait_for_log(r"link to the broker at \S+ is up")
+        device_behind(chain, relay)
         chain.start_gateway()
         drop.armed.set()
         code = "print('through')  # " + "x" * 3000
@@ -164,9 +167,7 @@ def test_a_byte_flipped_on_the_way_to_the_broker_loses_nothing(chain: Chain) -> 
 
     relay = Relay(port_of(chain.device_ep), mangle=flip)
     try:
-        chain.device_ep = relay.endpoint
-        device = chain.start_device()
-        device.wait_for_log(r"link to the broker at \S+ is up")
+        device = device_behind(chain, relay)
         chain.start_gateway()
         code = ("import os, time\nprint(os.getpid(), flush=True)\n"
                 "for i in range(40):\n    print(i, flush=True)\n    time.sleep(0.05)")
@@ -395,9 +396,7 @@ def test_a_device_killed_after_a_byte_changed_on_its_way_leaves_the_broker_up(
 
     relay = Relay(port_of(chain.device_ep), mangle=flip)
     try:
-        chain.device_ep = relay.endpoint
-        device = chain.start_device()
-        device.wait_for_log(r"link to the broker at \S+ is up")
+        device = device_behind(chain, relay)
         chain.start_gateway()
         code = "import time\nfor i in range(100):\n    print(i, flush=True)\n    time.sleep(0.05)"
         assert chain.evaluate("u/ws/1", code)[0] == 202
